@@ -1,0 +1,67 @@
+"""Python client for the deepdenoise streaming denoiser (wire protocol v1).
+
+Publish frames to the service, subscribe to its denoised output, and control it;
+the encoder and decoder are plain functions too. The protocol is specified in
+``clients/PROTOCOL.md``; this package implements it from that text alone.
+"""
+
+from __future__ import annotations
+
+from ._control import DEFAULT_CONTROL, Control
+from ._errors import ClientError, ClientTimeoutError, ControlError, ProtocolError
+from ._protocol import (
+    CANONICAL_KEYS,
+    DEFAULT_LIMITS,
+    DTYPES,
+    PROTOCOL_VERSION,
+    TOPIC_DENOISED,
+    TOPIC_EVENT,
+    TOPIC_FRAME,
+    TOPIC_STATUS,
+    Limits,
+    Message,
+    canonical,
+    check_series,
+    decode_header,
+    decode_message,
+    encode_end,
+    encode_frame,
+    encode_header,
+    encode_message,
+    encode_start,
+)
+from ._sockets import DEFAULT_INPUT, DEFAULT_OUTPUT, Publisher, Subscriber
+from ._version import __version__
+
+__all__ = [
+    "CANONICAL_KEYS",
+    "DEFAULT_CONTROL",
+    "DEFAULT_INPUT",
+    "DEFAULT_LIMITS",
+    "DEFAULT_OUTPUT",
+    "DTYPES",
+    "PROTOCOL_VERSION",
+    "TOPIC_DENOISED",
+    "TOPIC_EVENT",
+    "TOPIC_FRAME",
+    "TOPIC_STATUS",
+    "ClientError",
+    "ClientTimeoutError",
+    "Control",
+    "ControlError",
+    "Limits",
+    "Message",
+    "ProtocolError",
+    "Publisher",
+    "Subscriber",
+    "__version__",
+    "canonical",
+    "check_series",
+    "decode_header",
+    "decode_message",
+    "encode_end",
+    "encode_frame",
+    "encode_header",
+    "encode_message",
+    "encode_start",
+]

@@ -1,0 +1,181 @@
+"""The client's codec against the golden vectors of clients/vectors/."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from deepdenoise_client import (
+    Limits,
+    ProtocolError,
+    decode_message,
+    encode_end,
+    encode_frame,
+    encode_message,
+    encode_start,
+)
+
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "vectors"
+VECTORS: list[dict[str, Any]] = json.loads(
+    (VECTORS_DIR / "vectors.json").read_text(encoding="utf-8")
+)["vectors"]
+VALID = [v for v in VECTORS if v["valid"]]
+INVALID = [v for v in VECTORS if not v["valid"]]
+STANDARD_FRAME_KEYS = {"v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta"}
+
+#: Reasons the lenient decoder (strict=False, for the service's output) also checks.
+LENIENT_REASONS = {
+    "parts", "header_size", "header_decode", "version",
+    "dtype", "shape", "payload_size", "payload_length",
+}  # fmt: skip
+
+
+def read_parts(vector: dict[str, Any]) -> list[bytes]:
+    """Split a .bin file: each part is a uint32 little-endian length, then the bytes."""
+    blob = (VECTORS_DIR / vector["file"]).read_bytes()
+    parts, pos = [], 0
+    while pos < len(blob):
+        (n,) = struct.unpack_from("<I", blob, pos)
+        parts.append(blob[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    assert pos == len(blob)
+    return parts
+
+
+def expected_pixels(vector: dict[str, Any]) -> np.ndarray:
+    special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+    values = [special.get(x, x) if isinstance(x, str) else x for x in vector["pixels"]]
+    return np.array(values, dtype=vector["dtype"]).reshape(vector["shape"])
+
+
+def ids(vectors: list[dict[str, Any]]) -> list[str]:
+    return [v["name"] for v in vectors]
+
+
+def test_vectors_are_up_to_date() -> None:
+    spec = importlib.util.spec_from_file_location("make_vectors", VECTORS_DIR / "make_vectors.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check", "--out", str(VECTORS_DIR)]) == 0
+
+
+def test_every_reason_code_but_series_mismatch_has_an_invalid_vector() -> None:
+    reasons = {v["reject_reason"] for v in INVALID}
+    assert reasons == {
+        "parts", "header_size", "header_decode", "version", "kind", "series", "index",
+        "dtype", "shape", "payload_size", "payload_length", "payload_unexpected", "t_ns",
+        "meta",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("vector", VALID, ids=ids(VALID))
+def test_valid_vector_decodes_to_its_description(vector: dict[str, Any]) -> None:
+    parts = read_parts(vector)
+    assert len(parts) == vector["parts"]
+    msg = decode_message(parts, strict=vector["direction"] == "input")
+    assert msg.topic == vector["topic"].encode()
+    assert msg.header == vector["header"]
+    assert list(msg.header) == list(vector["header"])  # wire order
+    if vector["payload_sha256"] is None:
+        assert msg.array is None
+        return
+    assert msg.array is not None
+    assert msg.array.dtype.str == vector["dtype"]
+    assert list(msg.array.shape) == vector["shape"]
+    assert not msg.array.flags.writeable
+    assert hashlib.sha256(msg.array.tobytes()).hexdigest() == vector["payload_sha256"]
+    if vector["pixels"] is not None:
+        np.testing.assert_array_equal(msg.array, expected_pixels(vector))
+
+
+@pytest.mark.parametrize("vector", [v for v in VALID if v["canonical"]],
+                         ids=ids([v for v in VALID if v["canonical"]]))  # fmt: skip
+def test_canonical_vector_reencodes_byte_for_byte(vector: dict[str, Any]) -> None:
+    parts = read_parts(vector)
+    msg = decode_message(parts)
+    again = encode_message(msg.topic, msg.header, msg.array)
+    assert [bytes(p) for p in again] == parts
+    # From the JSON description alone, too (what an implementer in another language does).
+    array = None if vector["pixels"] is None else expected_pixels(vector)
+    if array is not None or vector["payload_sha256"] is None:
+        again = encode_message(vector["topic"], vector["header"], array)
+        assert [bytes(p) for p in again] == parts
+
+
+PLAIN = [
+    v for v in VALID
+    if v["direction"] == "input" and v["canonical"]
+    and set(v["header"]) <= STANDARD_FRAME_KEYS and "kind" in v["header"]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("vector", PLAIN, ids=ids(PLAIN))
+def test_frame_and_series_encoders_reproduce_vector(vector: dict[str, Any]) -> None:
+    parts = read_parts(vector)
+    h = vector["header"]
+    topic = vector["topic"]
+    if h["kind"] == "frame":
+        msg = decode_message(parts, strict=True)
+        assert msg.array is not None
+        again = encode_frame(
+            msg.array, h["series"], h["index"], t_ns=h.get("t_ns"), meta=h.get("meta"), topic=topic
+        )
+    else:
+        encode = encode_start if h["kind"] == "start" else encode_end
+        again = encode(h["series"], t_ns=h.get("t_ns"), topic=topic)
+    assert [bytes(p) for p in again] == parts
+
+
+@pytest.mark.parametrize("vector", INVALID, ids=ids(INVALID))
+def test_invalid_vector_rejected_with_its_reason(vector: dict[str, Any]) -> None:
+    parts = read_parts(vector)
+    limits = Limits(**vector.get("limits", {}))
+    with pytest.raises(ProtocolError) as info:
+        decode_message(parts, strict=True, limits=limits)
+    assert info.value.reason == vector["reject_reason"], str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+LENIENT = [
+    v for v in INVALID
+    if v["reject_reason"] in LENIENT_REASONS and v["name"] != "invalid_parts_frame_without_payload"
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("vector", LENIENT, ids=ids(LENIENT))
+def test_lenient_decoder_rejects_what_it_checks(vector: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_message(read_parts(vector))
+    assert info.value.reason == vector["reject_reason"]
+
+
+def test_lenient_decoder_reads_frame_header_without_payload_as_header_only() -> None:
+    (vector,) = [v for v in INVALID if v["name"] == "invalid_parts_frame_without_payload"]
+    msg = decode_message(read_parts(vector))
+    assert msg.array is None
+    assert msg.header["kind"] == "frame"
+
+
+def test_decode_accepts_memoryview_and_bytearray_parts() -> None:
+    (vector,) = [v for v in VALID if v["name"] == "frame_u2_3x5"]
+    parts = read_parts(vector)
+    msg = decode_message([parts[0], memoryview(parts[1]), bytearray(parts[2])], strict=True)
+    assert msg.array is not None
+    assert not msg.array.flags.writeable  # read-only even over a writable buffer
+    np.testing.assert_array_equal(msg.array, expected_pixels(vector))
+
+
+def test_protocol_md_shows_the_bytes_of_the_smallest_frame() -> None:
+    (vector,) = [v for v in VALID if v["name"] == "frame_u1_1x1"]
+    header_hex = read_parts(vector)[1].hex(" ")
+    text = (VECTORS_DIR.parent / "PROTOCOL.md").read_text(encoding="utf-8")
+    assert header_hex in " ".join(text.split()), "update the byte-level example in PROTOCOL.md"

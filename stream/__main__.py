@@ -1,0 +1,5 @@
+"""``python -m stream`` is the ``deepdenoise`` command."""
+
+from ._cli import main
+
+main()

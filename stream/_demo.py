@@ -1,0 +1,208 @@
+"""``deepdenoise demo``: simulator → service → subscriber, then a summary.
+
+Everything runs in this process on loopback sockets with the real service, so the
+figures are those a user would see: end-to-end latency from the simulator's
+acquisition stamp to the subscriber holding the denoised pixels, and the PSNR gain
+measured against the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.table import Table
+
+from ._config import Provider, ServiceConfig
+from ._service import Service
+from ._simulator import Simulator, SimulatorConfig
+
+log = logging.getLogger("deepdenoise")
+
+
+class DemoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(5.0, gt=0, le=3600)
+    fps: float = Field(30.0, gt=0, le=10_000)
+    shape: tuple[int, int] = (256, 256)
+    out: Path = Path("demo-output")
+    model: Path | None = None
+    provider: Provider = "auto"
+
+
+@dataclass
+class DemoResult:
+    frames_sent: int
+    frames_received: int
+    seconds: float
+    provider: str
+    model: str
+    store: Path | None
+    e2e_ms: np.ndarray = field(repr=False)
+    service_ms: np.ndarray = field(repr=False)
+    psnr_raw_db: float
+    psnr_denoised_db: float
+    dropped: dict[str, int]
+
+    @property
+    def fps(self) -> float:
+        return self.frames_received / self.seconds if self.seconds > 0 else 0.0
+
+    def table(self) -> Table:
+        table = Table(title="deepdenoise demo", show_header=False)
+        table.add_column("measure", style="bold")
+        table.add_column("value")
+        p50, p99 = np.percentile(self.e2e_ms, [50, 99]) if self.e2e_ms.size else (0.0, 0.0)
+        s50, s99 = np.percentile(self.service_ms, [50, 99]) if self.service_ms.size else (0, 0)
+        gain = self.psnr_denoised_db - self.psnr_raw_db
+        rows = [
+            ("frames sent / denoised", f"{self.frames_sent} / {self.frames_received}"),
+            ("dropped", ", ".join(f"{k}: {v}" for k, v in self.dropped.items()) or "none"),
+            ("throughput", f"{self.fps:.1f} fps"),
+            ("latency p50 / p99 (acquisition → subscriber)", f"{p50:.2f} / {p99:.2f} ms"),
+            ("latency p50 / p99 (inside the service)", f"{s50:.2f} / {s99:.2f} ms"),
+            ("provider / model", f"{self.provider} / {self.model}"),
+            ("PSNR vs ground truth: raw → denoised", f"{self.psnr_raw_db:.2f} → "
+             f"{self.psnr_denoised_db:.2f} dB ({gain:+.2f} dB)"),
+            ("store", str(self.store) if self.store else "off"),
+        ]  # fmt: skip
+        for name, value in rows:
+            table.add_row(name, value)
+        return table
+
+
+def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR in dB with the ground truth's dynamic range as the peak."""
+    peak = float(truth.max() - truth.min())
+    mse = float(np.mean((estimate.astype(np.float64) - truth) ** 2))
+    return 10 * np.log10(peak**2 / mse) if mse > 0 else float("inf")
+
+
+def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
+    """Stream ``cfg.seconds`` of simulated acquisition through a real service."""
+    n_frames = max(1, round(cfg.seconds * cfg.fps))
+    series = time.strftime("demo-%Y%m%d-%H%M%S")
+    sim_cfg = SimulatorConfig(
+        endpoint="tcp://127.0.0.1:0",
+        mode="push",
+        shape=cfg.shape,
+        fps=cfg.fps,
+        frames=n_frames,
+        series=series,
+        pool=min(n_frames, 64),
+    )
+    with Simulator(sim_cfg) as sim:
+        sim.prepare()
+        service_cfg = ServiceConfig(
+            model=cfg.model,
+            input=sim.endpoint,
+            input_mode="pull",
+            output="tcp://127.0.0.1:0",
+            control="tcp://127.0.0.1:0",
+            zarr=cfg.out,
+            provider=cfg.provider,
+            warmup_shape=cfg.shape,
+            status_interval_s=0.2,
+        )
+        with Service(service_cfg) as service, zmq.Context() as ctx:
+            assert service.engine is not None
+            if console is not None:
+                console.print(
+                    f"demo: {n_frames} frames {cfg.shape[0]}x{cfg.shape[1]} at {cfg.fps:g} fps "
+                    f"through model {service.engine.model_id} on {service.engine.provider}"
+                )
+            received = _receive_while_sending(ctx, service.endpoints["output"], sim, n_frames)
+            service.flush()
+            dropped = service.status()["dropped"]
+            provider, model = service.engine.provider, service.engine.model_id
+        return _summarise(received, sim, n_frames, provider, model, dropped, cfg, series)
+
+
+@dataclass
+class _Received:
+    headers: list[dict[str, object]]
+    frames: list[np.ndarray]
+    t_arrival_ns: list[int]
+    seconds: float
+
+
+def _receive_while_sending(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sim: Simulator, n_frames: int
+) -> _Received:
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in (b"denoised", b"status"):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(endpoint)
+    try:
+        while sub.recv_multipart()[0] != b"status":  # the subscription is live
+            pass
+        sender = threading.Thread(target=sim.run, name="demo-simulator", daemon=True)
+        t0 = time.monotonic()
+        sender.start()
+        out = _Received([], [], [], 0.0)
+        idle_deadline = time.monotonic() + 10
+        while len(out.frames) < n_frames and time.monotonic() < idle_deadline:
+            if not sub.poll(200):
+                if not sender.is_alive():
+                    idle_deadline = min(idle_deadline, time.monotonic() + 1)
+                continue
+            topic, *rest = sub.recv_multipart()
+            if topic != b"denoised":
+                continue
+            out.t_arrival_ns.append(time.time_ns())
+            header = msgpack.unpackb(rest[0], raw=False)
+            out.headers.append(header)
+            out.frames.append(
+                np.frombuffer(rest[1], dtype=header["dtype"]).reshape(header["shape"])
+            )
+            idle_deadline = time.monotonic() + 10
+        out.seconds = time.monotonic() - t0
+        sender.join(10)
+        return out
+    finally:
+        sub.close()
+
+
+def _summarise(
+    rx: _Received,
+    sim: Simulator,
+    n_frames: int,
+    provider: str,
+    model: str,
+    dropped: dict[str, int],
+    cfg: DemoConfig,
+    series: str,
+) -> DemoResult:
+    e2e = np.array(
+        [(t - int(h["t_ns"])) / 1e6 for h, t in zip(rx.headers, rx.t_arrival_ns, strict=True)]  # type: ignore[call-overload]
+    )
+    service = np.array([(int(h["t_done_ns"]) - int(h["t_recv_ns"])) / 1e6 for h in rx.headers])  # type: ignore[call-overload]
+    raw_db, clean_db = [], []
+    for header, frame in zip(rx.headers, rx.frames, strict=True):
+        index = int(header["index"])  # type: ignore[call-overload]
+        truth = sim.ground_truth(index)
+        raw_db.append(psnr(sim.frame(index), truth))
+        clean_db.append(psnr(frame, truth))
+    return DemoResult(
+        frames_sent=n_frames,
+        frames_received=len(rx.frames),
+        seconds=rx.seconds,
+        provider=provider,
+        model=model,
+        store=cfg.out / f"{series}.zarr",
+        e2e_ms=e2e,
+        service_ms=service,
+        psnr_raw_db=float(np.mean(raw_db)) if raw_db else float("nan"),
+        psnr_denoised_db=float(np.mean(clean_db)) if clean_db else float("nan"),
+        dropped=dropped,
+    )

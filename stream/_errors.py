@@ -1,0 +1,47 @@
+"""One error hierarchy for the package.
+
+Every error derives from :class:`DeepDenoiseError` and from the builtin a caller
+would naturally catch (``ValueError``, ``TimeoutError``, ``OSError``), so code that
+knows nothing about deepdenoise still handles them sensibly.
+"""
+
+from __future__ import annotations
+
+
+class DeepDenoiseError(Exception):
+    """Root of every error raised by deepdenoise."""
+
+
+class ConfigError(DeepDenoiseError, ValueError):
+    """A configuration value is invalid or inconsistent."""
+
+
+class ModelError(DeepDenoiseError, ValueError):
+    """An ONNX model cannot be used: unreadable, wrong signature or bad metadata."""
+
+
+class ProviderUnavailableError(ModelError):
+    """The requested ONNX Runtime execution provider is not available here."""
+
+
+class ProtocolError(DeepDenoiseError, ValueError):
+    """A wire message violates protocol v1.
+
+    Attributes
+    ----------
+    reason
+        Stable machine-readable reason code (counted in ``status.rejected``).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class StoreError(DeepDenoiseError, OSError):
+    """A Zarr series store cannot be opened, resumed or written."""
+
+
+class ServiceTimeoutError(DeepDenoiseError, TimeoutError):
+    """A service operation did not complete in time."""

@@ -1,0 +1,103 @@
+"""Bounded queues with an explicit overflow policy.
+
+``queue.Queue`` can only block or fail when full. The live path needs a third
+policy — drop the *oldest* frame, so the newest frame (the one a closed-loop rig
+cares about) always gets through — while control items (series end, shutdown)
+must never be dropped at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Closed(Exception):
+    """Raised by :meth:`StageQueue.get` once the queue is closed and empty."""
+
+
+class StageQueue(Generic[T]):
+    """A bounded FIFO between two pipeline stages.
+
+    Parameters
+    ----------
+    maxsize
+        Capacity counted in droppable items (frames); control items do not count,
+        they are rare and must always be accepted.
+    policy
+        ``"drop_oldest"``: a put on a full queue evicts the oldest droppable item and
+        hands it to ``on_drop`` (for counting). ``"block"``: the put waits for room.
+    """
+
+    def __init__(
+        self,
+        maxsize: int,
+        policy: str = "drop_oldest",
+        on_drop: Callable[[T], None] | None = None,
+    ) -> None:
+        if policy not in ("drop_oldest", "block"):
+            raise ValueError(f"policy must be 'drop_oldest' or 'block', got {policy!r}")
+        self._items: deque[tuple[T, bool]] = deque()
+        self._droppable = 0
+        self._maxsize = maxsize
+        self._policy = policy
+        self._on_drop = on_drop
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T, droppable: bool = True, stop: threading.Event | None = None) -> bool:
+        """Queue ``item``; returns False only if a blocking put gave up because ``stop`` was set."""
+        dropped: T | None = None
+        with self._cond:
+            if droppable and self._droppable >= self._maxsize:
+                if self._policy == "block":
+                    while self._droppable >= self._maxsize and not self._closed:
+                        if stop is not None and stop.is_set():
+                            return False
+                        self._cond.wait(0.05)
+                else:
+                    dropped = self._evict_oldest_droppable()
+            self._items.append((item, droppable))
+            self._droppable += droppable
+            self._cond.notify_all()
+        if dropped is not None and self._on_drop is not None:
+            self._on_drop(dropped)
+        return True
+
+    def _evict_oldest_droppable(self) -> T:
+        for position, (candidate, droppable) in enumerate(self._items):
+            if droppable:
+                del self._items[position]
+                self._droppable -= 1
+                return candidate
+        raise RuntimeError("no droppable item despite a full count")  # invariant violated
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """Next item, or None after ``timeout``; raises :class:`Closed` when closed and drained."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise Closed
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            item, droppable = self._items.popleft()
+            self._droppable -= droppable
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        """No more puts are expected; consumers drain what is left, then get ``Closed``."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

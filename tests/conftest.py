@@ -1,0 +1,48 @@
+"""Shared fixtures.
+
+ONNX models are built once per test session with ``exporter.simple_models`` (onnx +
+numpy only) into a session temporary directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def identity_model(model_dir: Path) -> Path:
+    """``y = x``, receptive field 1."""
+    from exporter.simple_models import make_identity
+
+    return make_identity(model_dir / "identity.onnx")
+
+
+@pytest.fixture(scope="session")
+def box_model(model_dir: Path) -> Path:
+    """3x3 mean filter, zero padding inside the graph, receptive field 3."""
+    from exporter.simple_models import make_box_filter
+
+    return make_box_filter(model_dir / "box3.onnx", 3)
+
+
+@pytest.fixture(scope="session")
+def conv_model(model_dir: Path) -> Path:
+    """Two 3x3 conv layers (8 channels, ReLU, fixed random weights), receptive field 5."""
+    from exporter.simple_models import make_conv_stack
+
+    return make_conv_stack(model_dir / "conv5.onnx", layers=2, channels=8, seed=1234)
+
+
+@pytest.fixture(scope="session")
+def slow_model(model_dir: Path) -> Path:
+    """A deliberately heavy conv stack (6 layers x 32 channels) to overload the service."""
+    from exporter.simple_models import make_conv_stack
+
+    return make_conv_stack(model_dir / "slow.onnx", layers=6, channels=32, seed=7)
