@@ -39,6 +39,7 @@ from ._protocol import (
 )
 from ._queues import Closed, StageQueue
 from ._receiver import Receiver
+from ._sockets import open_sockets
 from ._stats import ServiceStats
 from ._version import __version__
 from ._writer import CleanOp, EndOp, ModelOp, Writer
@@ -98,8 +99,17 @@ class Service:
         """Load the model, bind sockets and start the stage threads."""
         cfg = self.config
         cfg.warn_public_binds()
-        self.engine = self._load_engine(cfg.model)
-        sockets = self._open_sockets()
+        try:
+            self.engine = self._load_engine(cfg.model)
+            sockets = open_sockets(self._ctx, cfg, self.endpoints)
+        except BaseException:
+            # nothing runs yet: release what was acquired so a failed start leaks nothing
+            if self.engine is not None:
+                self.engine.close()
+            if self._own_ctx:
+                self._ctx.term()
+            self._stopped.set()
+            raise
         if cfg.zarr is not None:
             self.writer = Writer(
                 Path(cfg.zarr),
@@ -224,36 +234,6 @@ class Service:
             overlap=cfg.overlap,
             warmup_shape=cfg.warmup_shape,
         )
-
-    def _open_sockets(self) -> dict[str, zmq.Socket[Any]]:
-        cfg = self.config
-        limits = cfg.limits
-        kind = zmq.SUB if cfg.input_mode == "sub" else zmq.PULL
-        sockets: dict[str, zmq.Socket[Any]] = {}
-        try:
-            inp = sockets["input"] = self._ctx.socket(kind)
-            inp.setsockopt(zmq.RCVHWM, cfg.queues.receive_hwm)
-            # libzmq drops a connection that sends a part larger than this, before
-            # buffering it: the memory guard for hostile or broken senders.
-            inp.setsockopt(
-                zmq.MAXMSGSIZE, max(limits.max_payload_bytes, limits.max_header_bytes) + 1024
-            )
-            inp.setsockopt(zmq.LINGER, 0)
-            if kind == zmq.SUB:
-                inp.setsockopt(zmq.SUBSCRIBE, cfg.subscribe.encode())
-            self.endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind)
-            out = sockets["output"] = self._ctx.socket(zmq.PUB)
-            out.setsockopt(zmq.SNDHWM, cfg.queues.send_hwm)
-            out.setsockopt(zmq.LINGER, 2000)
-            self.endpoints["output"] = _attach(out, cfg.output, bind=True)
-            ctl = sockets["control"] = self._ctx.socket(zmq.REP)
-            ctl.setsockopt(zmq.LINGER, 0)
-            self.endpoints["control"] = _attach(ctl, cfg.control, bind=True)
-        except zmq.ZMQError:
-            for sock in sockets.values():
-                sock.close(0)
-            raise
-        return sockets
 
     def _store_attrs(self) -> dict[str, Any]:
         assert self.engine is not None
@@ -447,18 +427,6 @@ class Service:
             events_suppressed=self.events.suppressed,
         )
         return snap
-
-
-def _attach(sock: zmq.Socket[Any], endpoint: str, bind: bool) -> str:
-    """Bind or connect; returns the concrete endpoint (port 0 or * resolved)."""
-    if not bind:
-        sock.connect(endpoint)
-        return endpoint
-    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
-        endpoint = endpoint[:-2] + ":*"
-    sock.bind(endpoint)
-    last = sock.getsockopt(zmq.LAST_ENDPOINT)
-    return last.decode() if isinstance(last, bytes) else str(last)
 
 
 def _to_dtype(clean: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -288,7 +288,7 @@ def test_integer_readout_is_rounded_and_clipped_to_the_dtype():
     many = apply_camera_noise(np.zeros((100, 100), np.float32), noise, np.random.default_rng(0))
     assert many.min() == 0  # offset 10 with read noise 20: negative readouts clip at 0
     with pytest.raises(ConfigError, match="expected dtype"):
-        apply_camera_noise(photons, noise, np.random.default_rng(0), "int32")  # type: ignore[arg-type]
+        apply_camera_noise(photons, noise, np.random.default_rng(0), "int32")
 
 
 def test_frame_pool_cycles_reproducible_read_only_frames():

@@ -146,33 +146,41 @@ def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
 
 
 def test_load_model_mid_stream_loses_nothing(tmp_path: Path, identity_model, box_model):
-    n = 150
+    n, hold_at = 150, 100
     frames = _frames(n, (32, 32))
-    with running_service(tmp_path, identity_model, zarr=None) as svc, listening(svc) as sub:
+    swapped = threading.Event()
+    with (
+        running_service(tmp_path, identity_model, zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
         identity_id = svc.engine.model_id
-        with Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
 
-            def send() -> None:
-                for i, frame in enumerate(frames):
-                    pub.send_frame(frame, "swap", i)
-                    time.sleep(0.002)
+        def send() -> None:
+            for i, frame in enumerate(frames):
+                if i == hold_at:  # however slow the load, the swap lands mid-stream
+                    swapped.wait(60)
+                pub.send_frame(frame, "swap", i)
+                time.sleep(0.003)
 
-            sender = threading.Thread(target=send)
-            sender.start()
-            got, _ = collect(sub, 30)
-            with Control(svc.endpoints["control"], timeout=30) as ctl:
-                reply = ctl.load_model(str(box_model))
-            more, _ = collect(sub, n - 30)
-            sender.join()
-            status = svc.status()
+        sender = threading.Thread(target=send)
+        sender.start()
+        got, _ = collect(sub, 30)
+        with Control(svc.endpoints["control"], timeout=60) as ctl:
+            reply = ctl.load_model(str(box_model))
+        swapped.set()
+        more, _ = collect(sub, n - 30)
+        sender.join()
+        status = svc.status()
 
     got += more
     assert [m.header["index"] for m in got] == list(range(n))
     models = [m.header["model"] for m in got]
+    assert reply["model"] != identity_id
     switch = models.index(reply["model"])
+    assert 30 <= switch <= hold_at
     assert models[:switch] == [identity_id] * switch
     assert models[switch:] == [reply["model"]] * (n - switch)
-    assert 0 < switch < n
     assert status["dropped"] == {} and status["frames_out"] == n
     assert status["model"] == reply["model"]
 

@@ -1,0 +1,1 @@
+"""deepdenoise benchmark suites: each measures against a baseline in the same run."""
