@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -35,7 +35,6 @@ import stream._store_arrays as store_arrays
 from stream._config import StoreConfig
 from stream._phantom import CalciumPhantom, PhantomConfig, frame_rng
 from stream._store import SeriesStore
-from stream._store_shard import DirectWriter
 
 LAG = 8
 
@@ -51,24 +50,29 @@ def make_frames(shape: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]
 
 
 @contextmanager
-def variant(direct: bool, shuffle: str | None, busy: bool) -> Iterator[None]:
-    saved_maybe, saved_comp = DirectWriter.__dict__["maybe"], store_arrays.compressors
+def variant(
+    direct: bool, shuffle: Literal["shuffle", "bitshuffle"] | None, busy: bool
+) -> Iterator[None]:
+    saved_direct, saved_comp = store_arrays.DIRECT_WRITES, store_arrays.compressors
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    if not direct:
-        DirectWriter.maybe = classmethod(lambda cls, *a: None)  # type: ignore[assignment,method-assign]
+    store_arrays.DIRECT_WRITES = direct
     if shuffle is not None:
 
         def compressors(config: StoreConfig, itemsize: int) -> Any:
-            codec = zarr.codecs.BloscCodec(
-                cname=config.codec, clevel=config.clevel, shuffle=shuffle, typesize=itemsize
-            )
-            return None if config.codec == "none" else [codec]
+            if config.codec == "none":
+                return None
+            cname: Literal["lz4", "zstd"] = config.codec
+            return [
+                zarr.codecs.BloscCodec(
+                    cname=cname, clevel=config.clevel, shuffle=shuffle, typesize=itemsize
+                )
+            ]
 
-        store_arrays.compressors = compressors  # type: ignore[assignment]
+        store_arrays.compressors = compressors
     try:
         yield
     finally:
-        DirectWriter.maybe = saved_maybe  # type: ignore[method-assign]
+        store_arrays.DIRECT_WRITES = saved_direct
         store_arrays.compressors = saved_comp
         if hog is not None:
             hog.kill()
@@ -83,7 +87,7 @@ def run_once(
     config: StoreConfig,
     *,
     direct: bool = True,
-    shuffle: str | None = None,
+    shuffle: Literal["shuffle", "bitshuffle"] | None = None,
     busy: bool = False,
 ) -> dict[str, Any]:
     raw, clean = frames
@@ -136,7 +140,7 @@ def main() -> None:
     assert len(shape) == 2
     frames = make_frames((shape[0], shape[1]), 64)
     default = StoreConfig.model_validate({})
-    runs = [
+    runs: list[tuple[str, StoreConfig, dict[str, Any]]] = [
         ("store, lz4 shuffle (default)", default, {}),
         ("store, lz4 bitshuffle", default, {"shuffle": "bitshuffle"}),
         ("store, zstd shuffle", StoreConfig(codec="zstd"), {}),
@@ -154,9 +158,8 @@ def main() -> None:
                 results.append(result)
     base = np.median([r["fps"] for r in results if "baseline" in r["label"]])
     print(f"{args.shape} uint16 raw + float32 clean, {args.frames} frames, {platform.node()}")
-    print(
-        f"{'run':34s} {'k':>4s} {'fps':>7s} {'MB/s':>7s} {'cpu ms/f':>9s} {'ratio':>6s} {'x base':>7s}"
-    )
+    header = ("run", "k", "fps", "MB/s", "cpu ms/f", "ratio", "x base")
+    print("{:34s} {:>4s} {:>7s} {:>7s} {:>9s} {:>6s} {:>7s}".format(*header))
     for r in results:
         print(
             f"{r['label']:34s} {r['frames_per_shard']:4d} {r['fps']:7.0f} {r['mb_per_s']:7.0f} "

@@ -1,6 +1,7 @@
 """The Zarr v3 store of one acquisition series: ``<root>/<series>.zarr``.
 
-Layout (a Zarr v3 group, OME-Zarr 0.5 metadata under the ``ome`` attribute)::
+Layout (a Zarr v3 group; OME-Zarr 0.5 metadata under the ``ome`` attribute, the
+store's own under ``deepdenoise``)::
 
     raw          (T, H, W) input dtype, fill 0    chunks (1, H, W) in shards (k, H, W)
     clean        (T, H, W) float32, fill NaN      chunks (1, H, W) in shards (k, H, W)
@@ -13,16 +14,19 @@ The time position is the frame's ``index``: a resent frame lands in the same slo
 never a shift. ``clean_valid`` lets ``info`` count denoised frames without reading
 every clean pixel.
 
-Why the buffering: one-frame chunks keep single-frame reads cheap, but writing a
-frame into a shard rewrites the whole shard. Frames are therefore collected per
-shard ("block") and a block is written in one region assignment once it is
-complete, once the stream is two blocks past it, or on :meth:`SeriesStore.flush`.
+Why the buffering: one-frame chunks keep single-frame reads cheap, but changing one
+frame of a shard rewrites the whole shard. Frames are therefore collected per shard
+("block") and a block is written whole once it is complete, once the stream is two
+blocks past it, or on :meth:`SeriesStore.flush`; a block of which part is already on
+disk is merged into it (read-modify-write). The time axis grows 8 shards at a time
+and is trimmed to ``max_index + 1`` on close.
 
-Durability: every store write is a whole-file atomic replace (zarr's ``LocalStore``
-writes a temporary file and renames it), and a block's pixels are written before
-its ``t_ns`` and before ``valid``/``clean_valid``. A process killed at any moment
-leaves a store whose flagged frames all have their pixels; frames still buffered are
-lost. Nothing is fsynced: this survives the death of the process, not of the machine.
+Durability: every file is replaced atomically (written to a temporary file, then
+renamed, as zarr's ``LocalStore`` does), and a block's pixels are written before its
+``t_ns``, before its ``valid``/``clean_valid`` flags. A process killed at any moment
+leaves a readable store in which every flagged frame has its pixels; the frames it
+still buffered are lost (the service flushes every ``flush_interval_s``). Nothing is
+fsynced: this survives the death of the process, not a power cut.
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ class SeriesStore:
     Opening an existing store of the same series resumes it (``resumed`` is True)
     when frame shape and raw dtype match; its shard size wins over ``config``.
 
+    Memory: about three block buffers per kind (raw, clean) are held at a time,
+    each ``k`` frames: ~16 MiB raw + 32 MiB clean for 512x512 uint16.
+
     Parameters
     ----------
     root
@@ -101,7 +108,10 @@ class SeriesStore:
     ) -> None:
         if not isinstance(series, str) or not SERIES_PATTERN.fullmatch(series):
             raise StoreError(f"expected a series name of 1-64 chars [A-Za-z0-9._-], got {series!r}")
-        shape = tuple(int(s) for s in frame_shape)
+        try:
+            shape = tuple(int(s) for s in frame_shape)
+        except (TypeError, ValueError):
+            shape = ()
         if len(shape) != 2 or min(shape) < 1:
             raise StoreError(f"expected a frame shape (H, W) of positive sizes, got {frame_shape}")
         self._shape: tuple[int, int] = (shape[0], shape[1])
@@ -135,6 +145,9 @@ class SeriesStore:
                 f"expected {self._shape} {self._dtype.str}"
             )
         self.frames_per_shard = self._io.frames_per_shard
+        wanted = self._config.frames_per_shard
+        if self.resumed and wanted and wanted != self.frames_per_shard:
+            log.info("%s keeps its %d frames per shard", self.path, self.frames_per_shard)
         self._info = info
         if self.resumed:
             scan = self._guard("read the flags of", self._io.scan)

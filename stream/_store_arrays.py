@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from ._config import StoreConfig
 from ._store_meta import ARRAYS, FlagScan, scan_flags
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepdenoise")
 
+#: Write whole chunks directly (see ``_store_shard``); False sends every write through
+#: zarr-python (the baseline of ``benchmarks/store_bench.py``, and an escape hatch).
+DIRECT_WRITES = True
 GROWTH_SHARDS = 8  # the time axis grows by this many shards at a time
 FLAG_CHUNK = 16384  # entries per chunk of the 1-D arrays (rounded to a multiple of k)
 F4 = np.dtype("<f4")
@@ -89,6 +94,19 @@ def create_arrays(
         )
 
 
+def _resize_keeping_chunks(arr: zarr.Array, shape: tuple[int, ...]) -> None:
+    try:
+        resize = arr.async_array.resize
+        sync(resize(shape, delete_outside_chunks=False))
+    except (AttributeError, TypeError):  # a zarr without the option: let it enumerate
+        arr.resize(shape)
+
+
+def _time_chunk(arr: zarr.Array) -> int:
+    """Length along time of the array's stored chunks (its shards, when sharded)."""
+    return int((arr.shards or arr.chunks)[0])
+
+
 def compressors(config: StoreConfig, itemsize: int) -> list[BloscCodec] | None:
     """Blosc with the byte shuffle, or bit shuffle for 1-byte data (where bytes cannot move).
 
@@ -143,7 +161,7 @@ class StoreArrays:
         workers = min(4, os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="deepdenoise-store")
         self._direct = {
-            name: DirectWriter.maybe(arr, path / name, self._executor)
+            name: DirectWriter.maybe(arr, path / name, self._executor) if DIRECT_WRITES else None
             for name, arr in self.arrays.items()
         }
         self._flags: OrderedDict[int, _FlagChunk] = OrderedDict()
@@ -166,13 +184,38 @@ class StoreArrays:
             self.resize(math.ceil(needed / step) * step)
 
     def resize(self, length: int) -> None:
+        """Set the time axis of every array; chunks wholly past a shrunk end are deleted."""
         if length == self.length:
             return
-        for arr in self.arrays.values():
-            arr.resize((length, *arr.shape[1:]))
+        for name, arr in self.arrays.items():
+            if length < arr.shape[0] and self._default_keys(arr):
+                # zarr would enumerate every chunk of both shapes (unbounded for a sparse
+                # axis); the files that exist say which chunks there are.
+                _resize_keeping_chunks(arr, (length, *arr.shape[1:]))
+                self._delete_from(name, -(-length // _time_chunk(arr)))
+            else:
+                arr.resize((length, *arr.shape[1:]))
         self.length = length
         for c in [c for c in self._flags if c * self.flag_chunk >= length]:
             del self._flags[c]  # past the end: fill again after a trim
+
+    def _delete_from(self, name: str, first: int) -> None:
+        """Delete the chunks (shards) of ``name`` whose time index is ``first`` or more."""
+        try:
+            entries = list((self.path / name / "c").iterdir())
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.isdigit() and int(entry.name) >= first:
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+
+    @staticmethod
+    def _default_keys(arr: zarr.Array) -> bool:
+        encoding = arr.metadata.to_dict().get("chunk_key_encoding", {})
+        return encoding == {"name": "default", "configuration": {"separator": "/"}}
 
     # ------------------------------------------------------------------ pixels
     def write_block(self, name: str, blk: Block, fill: float) -> None:
@@ -184,21 +227,21 @@ class StoreArrays:
         if blk.count == k or not self._shard_exists(name, blk.block):
             # Complete, or nothing of it on disk yet (its holes are fill anyway):
             # one aligned whole-shard write instead of one write per run.
-            blk.data[~blk.filled] = fill
-            direct = self._direct[name]
-            if direct is not None:
-                direct.write_shard(blk.block, blk.data)
-            else:
-                arr[start : start + k] = blk.data
-            return
-        runs = blk.runs()
-        if len(runs) <= 2:  # each run is a read-modify-write of the shard
-            for a, b in runs:
-                arr[start + a : start + b] = blk.data[a:b]
-        else:  # one decode and one encode beat many rewrites
-            merged = np.asarray(arr[start : start + k])
-            merged[blk.filled] = blk.data[blk.filled]
-            arr[start : start + k] = merged
+            data = blk.data
+            data[~blk.filled] = fill
+        else:
+            runs = blk.runs()
+            if len(runs) <= 2:  # zarr reads, patches and rewrites the shard per run
+                for a, b in runs:
+                    arr[start + a : start + b] = blk.data[a:b]
+                return
+            data = np.ascontiguousarray(arr[start : start + k])  # one decode, one encode
+            data[blk.filled] = blk.data[blk.filled]
+        direct = self._direct[name]
+        if direct is not None:
+            direct.write_shard(blk.block, data)
+        else:
+            arr[start : start + k] = data
 
     def _shard_exists(self, name: str, block: int) -> bool:
         key = self.arrays[name].metadata.encode_chunk_key((block, 0, 0))

@@ -60,7 +60,6 @@ class DirectWriter:
         self._array = array
         self._root = root
         self._pool = pool
-        self._dirs: set[Path] = set()
 
     @classmethod
     def maybe(cls, array: Any, root: Path, pool: ThreadPoolExecutor) -> DirectWriter | None:
@@ -100,9 +99,7 @@ class DirectWriter:
     def _put(self, coords: tuple[int, ...], parts: Iterable[Any]) -> None:
         key = self._array.metadata.encode_chunk_key(coords)
         path = self._root.joinpath(*key.split("/"))
-        if path.parent not in self._dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
         try:
             with open(tmp, "wb") as f:

@@ -16,6 +16,7 @@ import pytest
 import zarr
 
 from stream import StoreError
+from stream import _store_arrays as store_arrays
 from stream._config import StoreConfig
 from stream._store import SeriesStore, is_series_store, summarize_store
 from stream._store_shard import DirectWriter
@@ -147,8 +148,7 @@ def test_block_is_written_once_the_stream_is_two_blocks_ahead(tmp_path: Path) ->
 def test_partial_flush_then_more_frames_for_the_same_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    if not direct:
-        monkeypatch.setattr(DirectWriter, "maybe", classmethod(lambda cls, *a: None))
+    monkeypatch.setattr(store_arrays, "DIRECT_WRITES", direct)
     cfg = StoreConfig(frames_per_shard=8)
     with SeriesStore(tmp_path, "p", (7, 13), "<u2", config=cfg) as store:
         for i in (0, 2):
@@ -260,6 +260,18 @@ def test_time_axis_grows_in_steps_and_is_trimmed_on_close(tmp_path: Path) -> Non
         assert zarr.open_array(str(store.path), path=name, mode="r").shape[0] == 41
     with pytest.raises(StoreError, match="closed"):
         store.write_raw(41, frame(41), 41)
+
+
+def test_a_far_jump_makes_a_sparse_axis_without_a_memory_blowup(tmp_path: Path) -> None:
+    far = 10**11  # 2.5e10 shards: anything enumerating them would not finish
+    with SeriesStore(tmp_path, "j", (7, 13), "<u2", config=K4) as store:
+        store.write_raw(0, frame(0), 0)
+        store.write_raw(far, frame(far), 1)
+    summary = summarize_store(store.path)
+    assert summary["shape"] == [far + 1, 7, 13] and summary["valid"] == 2
+    assert summary["missing"] == far - 1 and summary["missing_indices"] == list(range(1, 11))
+    raw = zarr.open_array(str(store.path), path="raw", mode="r")
+    np.testing.assert_array_equal(raw[far], frame(far))
 
 
 def test_empty_store_closes_to_zero_length(tmp_path: Path) -> None:
@@ -415,6 +427,22 @@ def test_resume_repairs_axes_left_unequal_by_a_kill_during_resize(tmp_path: Path
         8
     }
     np.testing.assert_array_equal(group["raw"][7], frame(7))
+
+
+def test_pixels_past_the_last_flag_are_deleted_by_the_trim(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "d", (7, 13), "<u2", config=K4) as store:
+        for i in range(12):
+            store.write_raw(i, frame(i), i)
+    # As if killed after block 2's pixels but before its flags:
+    zarr.open_array(str(store.path), path="valid", mode="r+")[8:12] = False
+    with SeriesStore(tmp_path, "d", (7, 13), "<u2") as again:
+        assert again.max_index == 7
+    assert not (store.path / "raw" / "c" / "2").exists()
+    with SeriesStore(tmp_path, "d", (7, 13), "<u2") as again:
+        again.write_raw(9, frame(9), 9)
+    raw = zarr.open_array(str(store.path), path="raw", mode="r")
+    assert (raw[8] == 0).all() and (raw[10:12] == 0).all()  # no stale frames resurface
+    np.testing.assert_array_equal(raw[9], frame(9))
 
 
 def test_leftover_partial_files_are_removed_on_resume(tmp_path: Path) -> None:
