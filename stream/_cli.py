@@ -293,7 +293,7 @@ def demo(
     model: Annotated[Path | None, typer.Option(help="Model (default: the shipped one).")] = None,
 ) -> None:
     """Simulator → service → subscriber for a few seconds, then a summary table."""
-    from ._demo import DemoConfig, run_demo
+    from exporter.demo import DemoConfig, run_demo
 
     try:
         result = run_demo(

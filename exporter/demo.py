@@ -1,9 +1,10 @@
-"""``deepdenoise demo``: simulator → service → subscriber, then a summary.
+"""``deepdenoise demo``: simulator → service → subscriber, then a summary and a preview.
 
 Everything runs in this process on loopback sockets with the real service, so the
 figures are those a user would see: end-to-end latency from the simulator's
 acquisition stamp to the subscriber holding the denoised pixels, and the PSNR gain
-measured against the simulator's ground truth.
+measured against the simulator's ground truth. It lives on the offline side because
+the preview figure needs matplotlib, which ``stream`` never imports.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from ._config import Provider, ServiceConfig
-from ._service import Service
-from ._simulator import Simulator, SimulatorConfig
+from stream._config import Provider, ServiceConfig
+from stream._service import Service
+from stream._simulator import Simulator, SimulatorConfig
 
 log = logging.getLogger("deepdenoise")
 
@@ -52,6 +53,7 @@ class DemoResult:
     psnr_raw_db: float
     psnr_denoised_db: float
     dropped: dict[str, int]
+    preview: Path | None = None
 
     @property
     def fps(self) -> float:
@@ -74,6 +76,7 @@ class DemoResult:
             ("PSNR vs ground truth: raw → denoised", f"{self.psnr_raw_db:.2f} → "
              f"{self.psnr_denoised_db:.2f} dB ({gain:+.2f} dB)"),
             ("store", str(self.store) if self.store else "off"),
+            ("preview (raw | denoised | ground truth)", str(self.preview)),
         ]  # fmt: skip
         for name, value in rows:
             table.add_row(name, value)
@@ -193,6 +196,17 @@ def _summarise(
         truth = sim.ground_truth(index)
         raw_db.append(psnr(sim.frame(index), truth))
         clean_db.append(psnr(frame, truth))
+    preview = None
+    if rx.frames:
+        middle = len(rx.frames) // 2
+        index = int(rx.headers[middle]["index"])  # type: ignore[call-overload]
+        preview = write_preview(
+            cfg.out / "preview.png",
+            sim.frame(index),
+            rx.frames[middle],
+            sim.ground_truth(index),
+            title=f"frame {index}, model {model} on {provider}",
+        )
     return DemoResult(
         frames_sent=n_frames,
         frames_received=len(rx.frames),
@@ -205,4 +219,39 @@ def _summarise(
         psnr_raw_db=float(np.mean(raw_db)) if raw_db else float("nan"),
         psnr_denoised_db=float(np.mean(clean_db)) if clean_db else float("nan"),
         dropped=dropped,
+        preview=preview,
     )
+
+
+def write_preview(
+    path: Path, raw: np.ndarray, denoised: np.ndarray, truth: np.ndarray, title: str
+) -> Path:
+    """Raw | denoised | ground truth side by side, on one intensity scale, plus a zoom row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo, hi = np.percentile(truth, [0.5, 99.8])
+    h, w = truth.shape
+    zh, zw = max(8, h // 4), max(8, w // 4)
+    zoom = (slice(h // 2 - zh // 2, h // 2 + zh // 2), slice(w // 2 - zw // 2, w // 2 + zw // 2))
+    panels = (
+        ("raw", raw, psnr(raw, truth)),
+        ("denoised", denoised, psnr(denoised, truth)),
+        ("ground truth", truth, None),
+    )
+    fig, axes = plt.subplots(2, 3, figsize=(12, 8.4), constrained_layout=True)
+    for col, (name, image, db) in enumerate(panels):
+        label = name if db is None else f"{name} ({db:.1f} dB)"
+        for row, crop in enumerate((np.s_[:, :], zoom)):
+            ax = axes[row, col]
+            ax.imshow(image[crop], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label if row == 0 else f"{name}, centre zoom x4")
+    fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
