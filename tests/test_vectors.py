@@ -86,10 +86,7 @@ def test_service_encodes_headers_byte_for_byte(vector: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "vector",
-    [
-        v
-        for v in INVALID
-    ],
+    [v for v in INVALID],
     ids=ids(INVALID),
 )
 def test_service_rejects_invalid_input_with_its_reason(vector: dict[str, Any]) -> None:
