@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             from exporter.simple_models import make_identity
 
             model = make_identity(Path(tmp) / "identity.onnx")
-        results = []
+        results: list[RunResult] = []
         for zarr_on in (False, True):
             for fps in (0.0, args.rate):
                 zarr_dir = Path(tmp) / f"data-{len(results)}" if zarr_on else None

@@ -188,10 +188,10 @@ _MODEL_CARD = """\
 # {name}
 
 **What it is.** A fixed {size}x{size} Gaussian smoothing filter (sigma {sigma} px),
-exported as a one-layer ONNX convolution. It is a *placeholder*: it runs everywhere,
-exercises the whole pipeline (tiling, normalisation, IO binding, publishing, storage)
-and blurs noise a little, but it is not a trained denoiser. It will be replaced by a
-trained DnCNN, whose card will list seed, training data and metrics.
+exported as a one-layer ONNX convolution: the classical smoothing reference, shipped so
+the trained DnCNNs (`dncnn-lite`, `dncnn20`) can be compared with it in the same engine
+(`deepdenoise serve --model .../gaussian-smooth.onnx`). It is not a trained denoiser
+and not the default model.
 
 | field | value |
 |---|---|
@@ -207,7 +207,7 @@ The output is deterministic, so the content hash above identifies this exact gra
 
 
 def write_default_model(out_dir: str | Path = DEFAULT_MODELS_DIR) -> Path:
-    """Write the shipped default model and its model card into ``out_dir``."""
+    """Write the shipped smoothing reference model and its model card into ``out_dir``."""
     out_dir = Path(out_dir)
     path = make_gaussian(
         out_dir / f"{DEFAULT_MODEL_NAME}.onnx",

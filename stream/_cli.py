@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._cli_evaluate import register as register_evaluate
+from ._cli_train import register as register_train
 from ._config import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT
 from ._errors import DeepDenoiseError
 from ._version import __version__
@@ -311,6 +313,11 @@ def _parse_shape(text: str) -> tuple[int, int]:
     except ValueError:
         raise typer.BadParameter(f"expected HEIGHTxWIDTH such as 512x512, got {text!r}") from None
     return height, width
+
+
+# The offline commands (train, export, evaluate) import torch inside their bodies only.
+register_train(app)
+register_evaluate(app)
 
 
 def main() -> None:

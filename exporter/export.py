@@ -1,0 +1,327 @@
+"""Export a training checkpoint to an ONNX model that follows the engine's contract.
+
+The export is only trusted after it has run where it will be used: the written file is
+loaded by the real :class:`stream._engine.Engine` (CPU provider) and its output on
+random frames in raw camera units — whole frames of odd sizes, one frame cut into
+tiles, and one direct batch — is compared with the torch model on the same input.
+The torch reference reproduces the engine's canonical output exactly as defined in
+:mod:`stream._tiling`: normalise, reflect-pad by the receptive-field radius, run,
+crop, denormalise. An export whose error exceeds the bound raises instead of being
+shipped.
+
+The content hash is the SHA-256 of the serialised model *without* ``metadata_props``:
+it names the computation, so re-exporting the same checkpoint gives the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from exporter.model import DnCNN, receptive_field
+from exporter.train import load_checkpoint
+from stream._engine import Engine
+from stream._errors import ModelError
+from stream._model_meta import ModelMetadata
+
+log = logging.getLogger("deepdenoise")
+
+OPSET = 17
+#: Whole-frame parity shapes (odd, non-square, smaller and larger than a patch); cycled.
+PARITY_SHAPES: tuple[tuple[int, int], ...] = ((37, 53), (64, 29), (17, 96), (90, 71))
+#: Default bounds on the max abs error, in model units (raw error / input_scale).
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 1e-2
+
+
+class ParityError(ModelError):
+    """The exported model's output in the engine disagrees with torch beyond the bound."""
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    """One parity case: max abs error of engine output vs torch."""
+
+    variant: str  # "fp32" or "fp16"
+    case: str  # e.g. "whole 37x53", "tiled 131x115 (4 tiles)", "batch 3x40x44 (ORT)"
+    max_abs_model: float  # model units
+    max_abs_raw: float  # raw camera units (ADU)
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote and how closely it matches torch."""
+
+    path: Path
+    metadata: ModelMetadata
+    size_bytes: int
+    tolerance: float
+    rows: list[ParityRow] = field(default_factory=list)
+    fp16_path: Path | None = None
+    fp16_metadata: ModelMetadata | None = None
+    fp16_tolerance: float | None = None
+    seconds: float = 0.0
+
+    def max_error(self, variant: str = "fp32") -> float:
+        """Largest error over the variant's cases, model units."""
+        return max((r.max_abs_model for r in self.rows if r.variant == variant), default=0.0)
+
+
+def _torch_to_onnx(model: DnCNN) -> onnx.ModelProto:
+    """TorchScript-based export (eval mode: BatchNorm folded into the convolutions).
+
+    The dynamo exporter needs onnxscript and gives nothing for a plain conv stack; the
+    TorchScript path and its helpers emit DeprecationWarnings, silenced for this call only.
+    """
+    axes = {0: "N", 2: "H", 3: "W"}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 1, 64, 64),),
+            path,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": axes, "y": axes},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            training=torch.onnx.TrainingMode.EVAL,
+            dynamo=False,
+        )
+        proto = onnx.load(str(path))
+    if any(node.op_type == "BatchNormalization" for node in proto.graph.node):
+        raise ModelError("export left BatchNormalization nodes in the graph (not folded)")
+    return proto
+
+
+def content_hash(proto: onnx.ModelProto) -> str:
+    """SHA-256 of the model serialised without its metadata_props."""
+    bare = onnx.ModelProto()
+    bare.CopyFrom(proto)
+    del bare.metadata_props[:]
+    return hashlib.sha256(bare.SerializeToString()).hexdigest()
+
+
+def _finish(proto: onnx.ModelProto, fields: dict[str, Any], out: Path) -> ModelMetadata:
+    """Attach metadata (with the content hash), check the model and write it."""
+    del proto.metadata_props[:]
+    props = ModelMetadata(**fields, content_hash=content_hash(proto)).to_props()
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    meta = ModelMetadata.from_props(props)  # exactly what the engine will read
+    onnx.checker.check_model(proto, full_check=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return meta
+
+
+def training_noise(info: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's noise description as stored in the metadata (JSON-ready)."""
+    cfg = info.get("config", {})
+    noise = cfg.get("data", {}).get("noise", {})
+    recorded = noise.get("recorded")
+    return {
+        "source": noise.get("source"),
+        "level": noise.get("level"),
+        "camera": noise.get("camera"),
+        "recorded": Path(recorded).name if recorded else None,
+        "steps": info.get("step"),
+        "seed": cfg.get("seed"),
+    }
+
+
+def _reference(model: DnCNN, frame: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """The engine's canonical output computed with torch (see module docstring)."""
+    m = meta.radius
+    norm = (frame.astype(np.float32) - np.float32(meta.input_offset)) / np.float32(meta.input_scale)
+    padded = np.pad(norm, m, mode="reflect") if m else norm
+    with torch.inference_mode():
+        out = model(torch.from_numpy(np.ascontiguousarray(padded))[None, None])[0, 0].numpy()
+    h, w = frame.shape
+    crop = out[m : m + h, m : m + w]
+    return crop * np.float32(meta.input_scale) + np.float32(meta.input_offset)
+
+
+def _random_frame(
+    rng: np.random.Generator, shape: tuple[int, int], meta: ModelMetadata
+) -> np.ndarray:
+    """Raw-unit frame spanning the model's working range: offset - 0.1 to + 1.2 scales."""
+    unit = rng.uniform(-0.1, 1.2, size=shape)
+    return (meta.input_offset + meta.input_scale * unit).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One input and its torch reference; ``tile`` set: run through a tiling engine."""
+
+    name: str
+    frame: np.ndarray  # raw units (H, W), or model units (N, 1, H, W) for a direct batch
+    reference: np.ndarray
+    tile: tuple[int, int] | None = None  # (tile, overlap)
+
+
+def parity_cases(model: DnCNN, meta: ModelMetadata, inputs: int, seed: int = 0) -> list[ParityCase]:
+    """Whole frames of odd shapes, one tiled frame and one batch, with torch references.
+
+    Computed once per export and shared by the fp32 and fp16 checks (the torch
+    reference of a deep model is the slow part).
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(inputs):
+        shape = PARITY_SHAPES[i % len(PARITY_SHAPES)]
+        frame = _random_frame(rng, shape, meta)
+        name = f"whole {shape[0]}x{shape[1]}"
+        cases.append(ParityCase(name, frame, _reference(model, frame, meta)))
+    # A small tile forces the engine to cut, batch and blend: tiled must equal whole.
+    overlap = 2 * meta.radius + 8
+    tile = overlap + 24
+    shape = (tile + 29, tile + 13)
+    frame = _random_frame(rng, shape, meta)
+    name = f"tiled {shape[0]}x{shape[1]} (tile {tile})"
+    cases.append(ParityCase(name, frame, _reference(model, frame, meta), (tile, overlap)))
+    # Dynamic N straight through ONNX Runtime (the engine batches only tiles).
+    batch = rng.uniform(-0.1, 1.2, size=(3, 1, 40, 44)).astype(np.float32)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(batch)).numpy()
+    cases.append(ParityCase("batch 3x1x40x44 (ORT)", batch, want))
+    return cases
+
+
+def check_parity(
+    path: Path, cases: list[ParityCase], *, variant: str = "fp32", threads: int | None = None
+) -> list[ParityRow]:
+    """Run each case through the real engine (or ORT for a batch) and compare with torch."""
+    import onnxruntime as ort
+
+    rows: list[ParityRow] = []
+    engines: dict[tuple[int, int] | None, Engine] = {}
+    try:
+        for case in cases:
+            if case.frame.ndim == 4:
+                options = ort.SessionOptions()
+                if threads is not None:
+                    options.intra_op_num_threads = threads
+                session = ort.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+                err = float(
+                    np.max(np.abs(session.run(None, {"x": case.frame})[0] - case.reference))
+                )
+                meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+                rows.append(ParityRow(variant, case.name, err, err * meta.input_scale))
+                continue
+            engine = engines.get(case.tile)
+            if engine is None:
+                tile, overlap = case.tile if case.tile is not None else (None, None)
+                engine = engines[case.tile] = Engine(
+                    path,
+                    provider="cpu",
+                    warmup_shape=None,
+                    tile=tile,
+                    overlap=overlap,
+                    intra_op_threads=threads,
+                )
+            if case.tile is not None and engine.plan_for(case.frame.shape).n_tiles < 2:
+                raise RuntimeError(f"parity case {case.name!r} was meant to be tiled")
+            err = float(np.max(np.abs(engine.denoise(case.frame) - case.reference)))
+            rows.append(ParityRow(variant, case.name, err / engine.metadata.input_scale, err))
+    finally:
+        for engine in engines.values():
+            engine.close()
+    return rows
+
+
+def export_onnx(
+    checkpoint: Path,
+    out: Path,
+    *,
+    fp16: bool = False,
+    parity_inputs: int = 4,
+    tolerance: float = FP32_TOLERANCE,
+    fp16_tolerance: float = FP16_TOLERANCE,
+    threads: int | None = None,
+) -> ExportReport:
+    """Export ``checkpoint`` to ``out`` (and ``<stem>-fp16.onnx`` with ``fp16``), verified.
+
+    Parameters
+    ----------
+    checkpoint
+        A ``last.pt`` / ``best.pt`` written by :func:`exporter.train.train`.
+    out
+        Where the fp32 model goes.
+    fp16
+        Also write a float16 variant (float32 input and output, ``keep_io_types``), which
+        halves the file and runs faster on GPUs with fp16 units.
+    parity_inputs
+        Whole-frame parity cases (odd shapes); a tiled and a batched case always run.
+    tolerance, fp16_tolerance
+        Bounds on the max abs error vs torch, in model units.
+    threads
+        ONNX Runtime threads for the parity runs (None: its default).
+
+    Raises
+    ------
+    ParityError
+        A variant's error exceeds its bound (the file is left on disk for inspection).
+    ModelError
+        The checkpoint cannot be read, or the exported graph fails the ONNX checker.
+    """
+    t0 = time.perf_counter()
+    model, info = load_checkpoint(Path(checkpoint))
+    out = Path(out)
+    norm = info["normalization"]
+    fields: dict[str, Any] = {
+        "architecture": info.get("architecture", "dncnn"),
+        "receptive_field": receptive_field(model),
+        "input_offset": float(norm["input_offset"]),
+        "input_scale": float(norm["input_scale"]),
+        "training_noise": training_noise(info),
+    }
+    proto = _torch_to_onnx(model)
+    meta = _finish(proto, fields, out)
+    report = ExportReport(out, meta, out.stat().st_size, tolerance)
+    cases = parity_cases(model, meta, parity_inputs)
+    report.rows += check_parity(out, cases, threads=threads)
+    if fp16:
+        from onnxconverter_common import float16
+
+        half = onnx.ModelProto()
+        half.CopyFrom(proto)  # the converter edits its argument in place
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            half = float16.convert_float_to_float16(half, keep_io_types=True)
+        if caught:  # weights below fp16's normal range are rounded to +-1e-7: a note only
+            log.info("fp16 conversion: %d weights clamped to the fp16 range", len(caught))
+        report.fp16_path = out.with_name(out.stem + "-fp16.onnx")
+        report.fp16_metadata = _finish(half, fields, report.fp16_path)
+        report.fp16_tolerance = fp16_tolerance
+        report.rows += check_parity(report.fp16_path, cases, variant="fp16", threads=threads)
+    report.seconds = time.perf_counter() - t0
+    for variant, bound in (("fp32", tolerance), ("fp16", fp16_tolerance)):
+        worst = report.max_error(variant)
+        if worst > bound:
+            raise ParityError(
+                f"exported {variant} model {out if variant == 'fp32' else report.fp16_path} "
+                f"differs from torch by up to {worst:.3g} model units, expected <= {bound:.3g}"
+            )
+    log.info(
+        "exported %s (%s, receptive field %d, hash %s): max error %.2g model units",
+        out,
+        meta.architecture,
+        meta.receptive_field,
+        (meta.content_hash or "")[:12],
+        report.max_error(),
+    )
+    return report

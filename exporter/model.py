@@ -1,0 +1,273 @@
+"""DnCNN (Zhang et al. 2017, "Beyond a Gaussian denoiser") with residual learning.
+
+The body is conv+ReLU, ``depth - 2`` x (conv + BatchNorm + ReLU), conv: it predicts the
+*noise*, and :meth:`DnCNN.forward` returns ``x - noise`` so an exported graph outputs
+the denoised image directly (the engine contract). Convolutions zero-pad ("same"), so
+any frame size works; the engine discards a margin of at least the receptive-field
+radius at tile borders, so the zero padding never reaches the output it keeps.
+
+Presets
+-------
+``dncnn20``
+    The paper's blind model: depth 20, width 64 (667 073 parameters, receptive field 41).
+``lite``
+    Depth 8, width 16 (14 321 parameters, receptive field 17), chosen by measurement to
+    run a 256 x 256 frame in about 17-21 ms in ONNX Runtime on a 2-core CPU: 30 fps
+    allows 33 ms, and the rest is headroom for the pipeline around the model, a noisy
+    shared machine and CPUs without AVX-512 (the one measured has it). Measured with
+    ``python -m exporter.model --bench --rounds 60`` (the real
+    ``stream._engine.Engine(provider="cpu")``, 256 x 256 float32 frames, opset 17,
+    batch norm folded by ORT; Xeon Sapphire Rapids, 2 vCPUs, onnxruntime 1.31, torch
+    2.13). The machine was shared with other jobs, so candidates ran in interleaved
+    rounds of 10 frames, and "quiet" is the median over the rounds in which other
+    processes used < 10 % of a core (41-44 of 60 rounds); "all" is the median over all
+    600 frames and p90 their 90th percentile, in ms per frame::
+
+        depth width   params   RF   quiet    all    p90
+            5    16    7 313   11    11.8   16.2   34.4
+            6    16    9 649   13    12.7   19.5   41.6
+            7    16   11 985   15    14.9   18.2   49.5
+            8    16   14 321   17    17.3   20.7   56.5   <- lite
+           10    16   18 993   21    22.6   27.1   75.6
+            6    24   21 385   13    36.0   37.8   85.2
+            8    24   31 849   17    51.8   52.8  118.5
+            6    32   37 729   13    35.8   36.7   84.0
+            8    32   56 289   17    51.7   52.9  119.6
+           20    64  667 073   41   622.9  622.9  890.4   dncnn20 (8 rounds)
+
+    Depth costs linearly and buys receptive field (context, which matters most for
+    denoising); width costs quadratically, and ORT's NCHWc kernels work in blocks of 16
+    channels with AVX-512, so width 24 measured as slowly as 32. Hence narrow (16) and
+    as deep as the budget allows. Latency is through the whole engine (normalise,
+    reflect-pad by the receptive-field radius, run, crop), so deeper models also pay
+    for a larger input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger("deepdenoise")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of a DnCNN: ``depth`` conv layers of ``width`` channels, square kernel."""
+
+    depth: int
+    width: int
+    kernel: int = 3
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.depth <= 200:
+            raise ValueError(f"expected depth 2..200 (first and last conv), got {self.depth}")
+        if not 1 <= self.width <= 1024:
+            raise ValueError(f"expected width 1..1024 channels, got {self.width}")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(f"expected an odd kernel >= 1 (a centred window), got {self.kernel}")
+
+
+PRESETS: dict[str, ModelSpec] = {
+    "dncnn20": ModelSpec(depth=20, width=64),
+    "lite": ModelSpec(depth=8, width=16),
+}
+
+
+class DnCNN(nn.Module):
+    """Residual DnCNN: ``forward(x) = x - predict_noise(x)`` on ``[N, 1, H, W]`` tensors.
+
+    The last conv starts at zero, so an untrained model is the identity: training
+    begins from "do nothing" (the noisy input's PSNR) rather than from a random image,
+    which keeps the first steps of residual learning stable without tuning.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        k, w, pad = spec.kernel, spec.width, spec.kernel // 2
+        layers: list[nn.Module] = [nn.Conv2d(1, w, k, padding=pad, bias=True), nn.ReLU(True)]
+        for _ in range(spec.depth - 2):
+            # no conv bias before BatchNorm: BN's shift makes it redundant
+            layers += [nn.Conv2d(w, w, k, padding=pad, bias=False), nn.BatchNorm2d(w)]
+            layers.append(nn.ReLU(True))
+        layers.append(nn.Conv2d(w, 1, k, padding=pad, bias=True))
+        self.body = nn.Sequential(*layers)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        for conv in convs[:-1]:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        nn.init.zeros_(convs[-1].weight)
+        assert convs[-1].bias is not None
+        nn.init.zeros_(convs[-1].bias)
+
+    def predict_noise(self, x: Tensor) -> Tensor:
+        """The residual: the network's estimate of the noise in ``x``."""
+        out: Tensor = self.body(x)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The denoised image, ``x - predict_noise(x)``."""
+        return x - self.predict_noise(x)
+
+
+def build_model(preset: str | ModelSpec) -> DnCNN:
+    """A freshly initialised DnCNN from a preset name or an explicit spec."""
+    if isinstance(preset, ModelSpec):
+        return DnCNN(preset)
+    if preset not in PRESETS:
+        raise ValueError(f"expected a preset in {sorted(PRESETS)}, got {preset!r}")
+    return DnCNN(PRESETS[preset])
+
+
+def receptive_field(model: nn.Module) -> int:
+    """Receptive field (pixels, odd) of a chain of convolutions, from its conv layers.
+
+    Walks the ``Conv2d`` modules in registration order, which for a sequential network
+    such as DnCNN is the order data flows through them: each adds ``(k - 1) * dilation``
+    input pixels times the product of the strides before it. Non-square kernels count
+    by their larger side, because the metadata stores one (square) field.
+    """
+    field, jump = 1, 1
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            k = max(int(s) for s in module.kernel_size)
+            d = max(int(s) for s in module.dilation)
+            field += (k - 1) * d * jump
+            jump *= max(int(s) for s in module.stride)
+    return field
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# -- lite preset benchmark -------------------------------------------------------------
+
+
+def _busy_jiffies() -> int | None:
+    """CPU time used by all processes so far (Linux ``/proc/stat``), None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+
+
+def _bench(candidates: list[ModelSpec], rounds: int, threads: int | None) -> None:
+    """Export each candidate to ONNX and time it in the real engine on 256x256 frames.
+
+    Candidates are timed in interleaved rounds of 10 frames, so a burst of load on a
+    shared machine hits all of them alike. A round counts as *quiet* when the CPU time
+    other processes used during it (``/proc/stat`` minus this process) stays under 10 %
+    of one core; the table gives the median over all frames, over quiet rounds' frames,
+    and the p90 of all frames.
+    """
+    import os
+    import statistics
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import onnx
+
+    from stream._engine import Engine
+    from stream._model_meta import ModelMetadata
+
+    hz = os.sysconf("SC_CLK_TCK")
+    frame = np.random.default_rng(0).normal(100.0, 5.0, (256, 256)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        engines = []
+        for spec in candidates:
+            model = build_model(spec).eval()
+            last = model.body[-1]
+            assert isinstance(last, nn.Conv2d)
+            nn.init.normal_(last.weight, std=0.1)  # a zero last layer could be folded away
+            path = Path(tmp) / f"d{spec.depth}w{spec.width}.onnx"
+            _export_plain(model, path)
+            proto = onnx.load(str(path))
+            meta = ModelMetadata(architecture="dncnn", receptive_field=receptive_field(model))
+            for key, value in meta.to_props().items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.save(proto, str(path))
+            engine = Engine(path, provider="cpu", warmup_shape=(256, 256), intra_op_threads=threads)
+            engines.append((spec, parameter_count(model), receptive_field(model), engine))
+        runs: dict[ModelSpec, list[tuple[bool, list[float]]]] = {s: [] for s in candidates}
+        for _ in range(rounds):
+            for spec, _, _, engine in engines:
+                engine.denoise(frame)
+                run = []
+                busy0, own0, t_start = _busy_jiffies(), os.times(), time.perf_counter()
+                for _ in range(10):
+                    t0 = time.perf_counter()
+                    engine.denoise(frame)
+                    run.append((time.perf_counter() - t0) * 1e3)
+                busy1, own1 = _busy_jiffies(), os.times()
+                quiet = True
+                if busy0 is not None and busy1 is not None:
+                    own = (own1.user + own1.system - own0.user - own0.system) * hz
+                    quiet = (busy1 - busy0 - own) / hz < 0.1 * (time.perf_counter() - t_start)
+                runs[spec].append((quiet, run))
+        print(f"{'depth':>5} {'width':>5} {'params':>8} {'RF':>4}   all  quiet (rounds)   p90")
+        for spec, params, field, engine in engines:
+            flat = sorted(t for _, run in runs[spec] for t in run)
+            calm = [t for q, run in runs[spec] for t in run if q]
+            n_quiet = sum(q for q, _ in runs[spec])
+            quiet_ms = f"{statistics.median(calm):6.1f}" if calm else "     -"
+            print(
+                f"{spec.depth:>5} {spec.width:>5} {params:>8} {field:>4} "
+                f"{statistics.median(flat):6.1f} {quiet_ms} ({n_quiet:>2}/{len(runs[spec])}) "
+                f"{flat[int(0.9 * (len(flat) - 1))]:6.1f}"
+            )
+            engine.close()
+
+
+def _export_plain(model: nn.Module, path: object, opset: int = 17) -> None:
+    """Bare ONNX export for timing (dynamic N, H, W); :mod:`exporter.export` is the real one."""
+    import warnings
+
+    axes = {0: "N", 2: "H", 3: "W"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is intended
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 1, 64, 64),),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": axes, "y": axes},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Time DnCNN candidates in the ONNX engine.")
+    parser.add_argument("--bench", action="store_true", help="run the lite-preset benchmark")
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads")
+    parser.add_argument(
+        "--candidates",
+        default="5x16,6x16,7x16,8x16,10x16,6x24,8x24,6x32,8x32",
+        help="comma-separated DEPTHxWIDTH",
+    )
+    args = parser.parse_args(argv)
+    if not args.bench:
+        parser.error("nothing to do: pass --bench")
+    specs = [ModelSpec(*(int(v) for v in c.split("x"))) for c in args.candidates.split(",")]
+    _bench(specs, args.rounds, args.threads)
+
+
+if __name__ == "__main__":
+    main()

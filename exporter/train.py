@@ -1,0 +1,440 @@
+"""Train a DnCNN on generated (noisy, clean) patch pairs, with exact resume.
+
+A run is fully determined by its :class:`TrainConfig`: weights are initialised from
+``seed``, the training stream and the validation set are seeded from it, and the stream
+is cut into segments of ``ckpt_every`` steps, each drawn from its own seeded
+:class:`PairDataset`. A checkpoint therefore needs only the step to find its place in the
+data: resuming re-creates the current segment and skips the batches already consumed
+(none when the checkpoint fell on a segment boundary, as periodic ones do). Together with
+the model, optimizer and scheduler state this makes an interrupted run continue exactly
+as the uninterrupted one would have (bit for bit on CPU with the same thread count).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import pickle
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch.utils.data import DataLoader
+
+from exporter.data import PairDataset, normalization, validation_set
+from exporter.metrics import psnr
+from exporter.model import DnCNN, ModelSpec, build_model
+from exporter.train_config import TrainConfig, load_train_config
+from stream._errors import ConfigError, ModelError
+
+__all__ = [
+    "TrainConfig",
+    "TrainSummary",
+    "load_checkpoint",
+    "load_train_config",
+    "read_checkpoint",
+    "train",
+]
+
+log = logging.getLogger("deepdenoise")
+
+CHECKPOINT_FORMAT = 1
+_STREAM_TAG, _VAL_TAG = 1, 2  # seed-sequence tags: training stream and validation set
+
+
+@dataclass
+class TrainSummary:
+    """What a call to :func:`train` did (this invocation only for timings)."""
+
+    out_dir: Path
+    device: str
+    start_step: int
+    steps: int
+    seconds: float
+    steps_per_s: float
+    final_loss: float
+    final_val_psnr: float
+    best_val_psnr: float
+    best_step: int
+    noisy_psnr: float
+    last_checkpoint: Path
+    best_checkpoint: Path
+    history: Path
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class _History:
+    train: list[dict[str, float]] = field(default_factory=list)
+    val: list[dict[str, float]] = field(default_factory=list)
+    noisy_psnr: float = math.nan
+    best_val_psnr: float = -math.inf
+    best_step: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when torch sees a GPU; an explicit ``cuda`` without one raises."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def derive_seed(seed: int, *tags: int) -> int:
+    """An independent 32-bit seed per (seed, tags): streams that never overlap."""
+    return int(np.random.SeedSequence([seed, *tags]).generate_state(1)[0])
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based)."""
+    warm = round(cfg.warmup * cfg.steps)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.schedule == "constant":
+        return 1.0
+    span = max(1, cfg.steps - warm)
+    progress = min(1.0, (step - warm) / span)
+    return cfg.min_lr + (1.0 - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _batches(
+    cfg: TrainConfig, segment: int, start_step: int, device: torch.device
+) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
+    """Training batches from ``start_step`` on; see the module docstring for segments."""
+    k, skip = divmod(start_step, segment)
+    pin = device.type == "cuda"
+    while True:
+        dataset = PairDataset(cfg.data, seed=derive_seed(cfg.seed, _STREAM_TAG, k))
+        loader = DataLoader(
+            dataset, batch_size=cfg.batch, num_workers=cfg.num_workers, pin_memory=pin
+        )
+        it = iter(loader)
+        for i in range(segment):
+            noisy, clean = next(it)
+            if i >= skip:
+                yield noisy.to(device, non_blocking=pin), clean.to(device, non_blocking=pin)
+        del it  # shuts the segment's workers down
+        skip, k = 0, k + 1
+
+
+@torch.inference_mode()
+def _validate(
+    model: DnCNN, noisy: torch.Tensor, clean: np.ndarray, batch: int, device: torch.device
+) -> tuple[float, float]:
+    """(PSNR in dB, MSE in model units) of the model on the fixed validation set."""
+    model.eval()
+    out = np.empty(clean.shape, dtype=np.float32)
+    for i in range(0, len(noisy), batch):
+        out[i : i + batch] = model(noisy[i : i + batch].to(device)).float().cpu().numpy()
+    model.train()
+    mse = float(np.mean((out.astype(np.float64) - clean) ** 2))
+    return psnr(out[:, 0], clean[:, 0]), mse
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _write_history(out_dir: Path, hist: _History) -> Path:
+    """history.json (everything) and history.csv (one row per logged or validated step)."""
+    path = out_dir / "history.json"
+    path.write_text(json.dumps(asdict(hist), indent=1, allow_nan=True), encoding="utf-8")
+    rows: dict[int, dict[str, float]] = {}
+    for rec in (*hist.train, *hist.val):
+        rows.setdefault(int(rec["step"]), {}).update(rec)
+    columns = ["step", "lr", "loss", "input_loss", "val_loss", "val_psnr"]
+    with (out_dir / "history.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for step in sorted(rows):
+            writer.writerow(rows[step])
+    return path
+
+
+def _check_resume(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
+    old = TrainConfig.model_validate(ckpt["config"])
+    if old.model_spec() != cfg.model_spec():
+        raise ConfigError(
+            f"cannot resume {path}: it holds a {old.model_spec()} model, the config asks "
+            f"for {cfg.model_spec()}"
+        )
+    if ckpt["step"] >= cfg.steps:
+        raise ConfigError(
+            f"cannot resume {path}: it is already at step {ckpt['step']}, expected steps > "
+            f"{ckpt['step']} (got steps={cfg.steps}); pass a larger --steps to continue"
+        )
+    # Settings that change neither the data stream nor the optimisation path.
+    harmless = {"out_dir", "device", "threads", "val_every", "ckpt_every", "log_every"}
+    changed = [
+        f"{name} {getattr(old, name)!r} -> {getattr(cfg, name)!r}"
+        for name in TrainConfig.model_fields
+        if name not in harmless and getattr(old, name) != getattr(cfg, name)
+    ]
+    if changed:
+        log.warning(
+            "resuming %s with changed settings (%s): the run continues, but not as the "
+            "uninterrupted run would have",
+            path,
+            "; ".join(changed),
+        )
+
+
+def train(
+    cfg: TrainConfig,
+    resume: Path | None = None,
+    progress: bool = True,
+    *,
+    stop_at: int | None = None,
+) -> TrainSummary:
+    """Train (or continue training) a DnCNN; checkpoints and history go to ``cfg.out_dir``.
+
+    Parameters
+    ----------
+    cfg
+        The run. On resume, the checkpoint's model must match; other changed settings
+        are logged as a warning.
+    resume
+        A ``last.pt`` or ``best.pt`` to continue from.
+    progress
+        Show a progress bar (rich, on stderr).
+    stop_at
+        Stop after this global step (checkpointing it) as an interrupted job would;
+        a later call with ``resume`` continues to ``cfg.steps``.
+
+    Returns
+    -------
+    TrainSummary
+        Timings of this invocation, best and final validation PSNR and where things went.
+    """
+    device = resolve_device(cfg.device)
+    old_threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        run = _Run(cfg, device, Path(resume) if resume is not None else None)
+        return run.loop(stop_at, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+class _Run:
+    """One invocation of :func:`train`: model, optimizer, data and bookkeeping."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, resume: Path | None) -> None:
+        self.cfg, self.device = cfg, device
+        self.out_dir = Path(cfg.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest conv
+        torch.manual_seed(cfg.seed)
+        self.spec = cfg.model_spec()
+        self.model = build_model(self.spec).to(device)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(cfg, s))
+        self.hist, self.step, self.segment = _History(), 0, cfg.ckpt_every
+        #: (loss, input_loss) per step since the last history record
+        self.window: list[tuple[float, float]] = []
+        if resume is not None:
+            self._restore(resume)
+        self.offset, self.scale = normalization(cfg.data)
+        val_seed = derive_seed(cfg.seed, _VAL_TAG)
+        self.val_noisy, val_clean = validation_set(cfg.data, cfg.val_size, val_seed)
+        self.val_clean = val_clean.numpy()
+        self.hist.noisy_psnr = psnr(self.val_noisy.numpy()[:, 0], self.val_clean[:, 0])
+
+    def _restore(self, path: Path) -> None:
+        # CPU first: RNG states must stay CPU tensors; the loaders below move the rest.
+        ckpt = read_checkpoint(path)
+        _check_resume(self.cfg, ckpt, path)
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if self.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        self.hist = _History(**ckpt["history"])
+        self.step, self.segment = int(ckpt["step"]), int(ckpt["data_segment"])
+        self.window = [(float(a), float(b)) for a, b in ckpt.get("loss_window", [])]
+        log.info("resuming %s at step %d of %d", path, self.step, self.cfg.steps)
+
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint: everything needed to export, or to continue exactly."""
+        cuda = self.device.type == "cuda"
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "spec": asdict(self.spec),
+            "architecture": self.cfg.architecture,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "data_segment": self.segment,
+            "config": self.cfg.model_dump(mode="json"),
+            "normalization": {"input_offset": self.offset, "input_scale": self.scale},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if cuda else None,
+            },
+            "history": asdict(self.hist),
+            "loss_window": [list(pair) for pair in self.window],
+        }
+
+    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+        """One optimizer step; returns the loss and the noisy input's own loss (the MSE
+        of doing nothing), whose ratio shows learning through the batch-to-batch spread
+        of noise levels and brightness."""
+        with torch.no_grad():
+            input_loss = torch.nn.functional.mse_loss(noisy, clean)
+        self.opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(self.model(noisy), clean)
+        loss.backward()
+        if self.cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        value = float(loss.detach())  # syncs the device: honest step timings
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss became {value} at step {self.step}; expected a finite loss: "
+                f"lower lr (got {self.cfg.lr}) or set grad_clip (got {self.cfg.grad_clip})"
+            )
+        return value, float(input_loss)
+
+    def loop(self, stop_at: int | None, progress: bool) -> TrainSummary:
+        cfg, hist = self.cfg, self.hist
+        start, end = self.step, min(cfg.steps, cfg.steps if stop_at is None else stop_at)
+        last_path, best_path = self.out_dir / "last.pt", self.out_dir / "best.pt"
+        bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not progress,
+        )
+        task = bar.add_task("train", total=cfg.steps, completed=start, info="")
+        val_psnr, loss = math.nan, math.nan
+        t0, train_seconds = time.perf_counter(), 0.0
+        batches = _batches(cfg, self.segment, start, self.device)
+        try:
+            with bar:
+                while self.step < end:
+                    t_step = time.perf_counter()
+                    loss, input_loss = self.train_step(*next(batches))
+                    train_seconds += time.perf_counter() - t_step
+                    self.window.append((loss, input_loss))
+                    step = self.step
+                    if step % cfg.log_every == 0 or step == cfg.steps:
+                        lr = self.opt.param_groups[0]["lr"]
+                        mean, inp = (float(v) for v in np.mean(self.window, axis=0))
+                        hist.train.append({"step": step, "lr": lr, "loss": mean, "input_loss": inp})
+                        self.window.clear()
+                    if step % cfg.val_every == 0 or step == end:
+                        val_psnr, val_loss = _validate(
+                            self.model, self.val_noisy, self.val_clean, cfg.batch, self.device
+                        )
+                        hist.val.append({"step": step, "val_loss": val_loss, "val_psnr": val_psnr})
+                        if val_psnr > hist.best_val_psnr:
+                            hist.best_val_psnr, hist.best_step = val_psnr, step
+                            _save(best_path, self.payload())
+                    if step % cfg.ckpt_every == 0 or step == end:
+                        _save(last_path, self.payload())
+                    info = f"loss {loss:.3g}  val {val_psnr:.2f} dB (noisy {hist.noisy_psnr:.2f})"
+                    bar.update(task, completed=step, info=info)
+        finally:
+            batches.close()
+        seconds = time.perf_counter() - t0
+        done = self.step - start
+        summary = TrainSummary(
+            out_dir=self.out_dir,
+            device=str(self.device),
+            start_step=start,
+            steps=self.step,
+            seconds=seconds,
+            steps_per_s=done / train_seconds if train_seconds > 0 else math.nan,
+            final_loss=loss,
+            final_val_psnr=val_psnr,
+            best_val_psnr=hist.best_val_psnr,
+            best_step=hist.best_step,
+            noisy_psnr=hist.noisy_psnr,
+            last_checkpoint=last_path,
+            best_checkpoint=best_path,
+            history=_write_history(self.out_dir, hist),
+            stopped_early=self.step < cfg.steps,
+        )
+        text = json.dumps(summary.as_dict(), indent=1)
+        (self.out_dir / "summary.json").write_text(text, encoding="utf-8")
+        log.info(
+            "trained %d steps in %.1f s (%.2f steps/s on %s); val PSNR %.2f dB, best %.2f dB "
+            "at step %d, noisy input %.2f dB",
+            done,
+            seconds,
+            summary.steps_per_s,
+            self.device,
+            val_psnr,
+            hist.best_val_psnr,
+            hist.best_step,
+            hist.noisy_psnr,
+        )
+        return summary
+
+
+def load_checkpoint(path: Path) -> tuple[DnCNN, dict[str, Any]]:
+    """A checkpoint's model on CPU in eval mode, and the checkpoint's other contents.
+
+    Raises
+    ------
+    ModelError
+        The file is not a deepdenoise training checkpoint of a known format.
+    """
+    ckpt = read_checkpoint(path)
+    model = build_model(ModelSpec(**ckpt["spec"]))
+    model.load_state_dict(ckpt.pop("model"))
+    model.eval()
+    return model, ckpt
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's raw contents (CPU tensors), checked to be ours and of a known format.
+
+    Raises
+    ------
+    ModelError
+        The file cannot be read or is not a deepdenoise training checkpoint.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise ModelError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ModelError(f"{path}: expected checkpoint format {CHECKPOINT_FORMAT}, got {got!r}")
+    return ckpt

@@ -1,0 +1,135 @@
+"""Training configuration: one pydantic model, loadable from TOML, overridable from the CLI.
+
+Kept apart from :mod:`exporter.train` so the checkpoint-free parts (validation, merging of
+TOML + overrides) read on their own and the training loop stays short.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from exporter.data import DataConfig
+from exporter.model import PRESETS, ModelSpec
+from stream._config import describe_validation_error
+from stream._errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda"]
+
+#: CLI-style shortcuts for nested fields (``patch=32`` sets ``data.patch``).
+SHORTCUTS: dict[str, tuple[str, ...]] = {
+    "patch": ("data", "patch"),
+    "noise_level": ("data", "noise", "level"),
+    "noise_source": ("data", "noise", "source"),
+    "noise_stack": ("data", "noise", "recorded"),
+}
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs; stored in every checkpoint.
+
+    The learning-rate schedule is a linear warm-up over ``warmup * steps`` steps followed
+    by a cosine decay to ``min_lr * lr`` at ``steps`` (or a constant rate after warm-up).
+    Because the schedule depends on ``steps``, extending ``steps`` on resume changes the
+    rates from then on: it continues, but it is no longer the run a longer budget would
+    have been.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("lite", description="model preset, a key of exporter.model.PRESETS")
+    depth: int | None = Field(None, ge=2, le=128, description="override the preset's depth")
+    width: int | None = Field(None, ge=1, le=1024, description="override the preset's width")
+    data: DataConfig = Field(default_factory=DataConfig)
+    steps: int = Field(20_000, ge=1, le=100_000_000, description="optimizer steps in total")
+    batch: int = Field(16, ge=1, le=4096, description="patches per step")
+    lr: float = Field(1e-3, gt=0, le=1, description="peak AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0, le=1, description="AdamW decoupled weight decay")
+    warmup: float = Field(0.02, ge=0, lt=1, description="linear warm-up, fraction of steps")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr: float = Field(0.01, ge=0, le=1, description="final rate as a fraction of lr")
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; None: off")
+    val_every: int = Field(500, ge=1, description="validate every N steps (and at the end)")
+    val_size: int = Field(64, ge=1, le=100_000, description="validation patches")
+    ckpt_every: int = Field(1000, ge=1, description="write last.pt every N steps (and at end)")
+    log_every: int = Field(10, ge=1, description="training-loss history resolution, steps")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds weights, data and validation")
+    device: Device = "auto"
+    out_dir: Path = Path("runs/dncnn")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads")
+    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes")
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"expected a preset among {sorted(PRESETS)}, got {value!r}")
+        return value
+
+    def model_spec(self) -> ModelSpec:
+        """The preset with ``depth`` / ``width`` overrides applied."""
+        base = PRESETS[self.preset]
+        return ModelSpec(
+            depth=base.depth if self.depth is None else self.depth,
+            width=base.width if self.width is None else self.width,
+            kernel=base.kernel,
+        )
+
+    @property
+    def architecture(self) -> str:
+        """``dncnn-<preset>`` for a stock preset, plain ``dncnn`` for a customised one."""
+        if self.model_spec() != PRESETS[self.preset]:
+            return "dncnn"
+        return self.preset if self.preset.startswith("dncnn") else f"dncnn-{self.preset}"
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (tables merge, values replace)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_train_config(
+    path: Path | None = None, *, base: Mapping[str, Any] | None = None, **overrides: Any
+) -> TrainConfig:
+    """Build a TrainConfig from ``base`` (e.g. a checkpoint's config), a TOML file and overrides.
+
+    Later sources win. Overrides whose value is None are ignored (unset CLI options);
+    ``patch``, ``noise_level``, ``noise_source`` and ``noise_stack`` address the nested
+    data fields, and any ``a__b`` key addresses field ``b`` of table ``a``.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read or parsed, or a value is invalid (the message lists each
+        field with what was expected and what was given).
+    """
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        try:
+            data = _merge(data, tomllib.loads(Path(path).read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise ConfigError(f"cannot read training config {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"training config {path} is not valid TOML: {exc}") from exc
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        keys = SHORTCUTS.get(key, tuple(key.split("__")))
+        nested: Any = value
+        for name in reversed(keys):
+            nested = {name: nested}
+        data = _merge(data, nested)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source=str(path or "options"))) from exc
