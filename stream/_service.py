@@ -37,6 +37,7 @@ from ._protocol import (
     denoised_header,
     pack_header,
 )
+from ._providers import select_providers
 from ._queues import Closed, StageQueue
 from ._receiver import Receiver
 from ._sockets import open_sockets
@@ -227,8 +228,10 @@ class Service:
     # ------------------------------------------------------------------ set-up
     def _load_engine(self, model: Path | str | None) -> Engine:
         cfg = self.config
+        if model is None:  # the shipped model that suits the provider that will run it
+            model = default_model_path(select_providers(cfg.provider).name)
         return Engine(
-            model if model is not None else default_model_path(),
+            model,
             provider=cfg.provider,
             tile=cfg.tile,
             overlap=cfg.overlap,

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from exporter.simple_models import make_conv_stack, make_identity
 from stream import _providers
-from stream._engine import Engine, default_model_path
+from stream._engine import Engine, shipped_model_path
 from stream._errors import ConfigError, DeepDenoiseError, ModelError, ProviderUnavailableError
 from stream._model_meta import DEFAULT_RECEPTIVE_FIELD
 from stream._providers import probe_providers, select_providers
@@ -182,8 +182,8 @@ def test_normalisation_is_applied(tmp_path: Path) -> None:
         np.testing.assert_allclose(model_units.denoise(frame), expected, rtol=1e-5, atol=1e-2)
 
 
-def test_default_model_loads() -> None:
-    path = default_model_path()
+def test_shipped_smoothing_reference_loads() -> None:
+    path = shipped_model_path("gaussian-smooth")
     assert path.is_file()
     assert path.with_suffix(".md").is_file()
     with Engine(path, provider="cpu") as engine:
