@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepdenoise")
 
 #: Write whole chunks directly (see ``_store_shard``); False sends every write through
-#: zarr-python (the baseline of ``benchmarks/store_bench.py``, and an escape hatch).
+#: zarr-python (the baseline of ``benchmarks/storage.py``, and an escape hatch).
 DIRECT_WRITES = True
 GROWTH_SHARDS = 8  # the time axis grows by this many shards at a time
 FLAG_CHUNK = 16384  # entries per chunk of the 1-D arrays (rounded to a multiple of k)

@@ -1,0 +1,277 @@
+"""The benchmark suites run (tiny settings) and write well-formed results.
+
+No timing is asserted anywhere: numbers depend on the machine. What is checked is
+what must hold on any machine — the statistics are right on known samples, every
+suite produces its documented files and keys, lossless runs lose nothing, stores
+read back, and the torch twin of an ONNX model computes what the model computes.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks import _common, _models
+from benchmarks.__main__ import SUITES, main
+
+VERSION_KEYS = {"python", "numpy", "onnxruntime", "pyzmq", "zarr", "torch"}
+PERCENTILE_KEYS = {"n", "p50", "p90", "p99", "p99.9", "max", "mean"}
+
+
+def test_percentiles_of_a_known_sample():
+    got = _common.percentiles(np.arange(1, 101, dtype=float))  # 1..100
+    assert got == {
+        "n": 100,
+        "p50": 50.5,
+        "p90": 90.1,
+        "p99": 99.01,
+        "p99.9": 99.901,
+        "max": 100.0,
+        "mean": 50.5,
+    }
+
+
+def test_percentiles_ignore_nan_and_handle_tiny_samples():
+    assert _common.percentiles([]) == {"n": 0}
+    assert _common.percentiles([np.nan, 3.0, np.nan]) == {
+        "n": 1,
+        "p50": 3.0,
+        "p90": 3.0,
+        "p99": 3.0,
+        "p99.9": 3.0,
+        "max": 3.0,
+        "mean": 3.0,
+    }
+    two = _common.percentiles([0.0, 10.0])
+    assert two["p50"] == 5.0 and two["p90"] == 9.0 and two["max"] == 10.0
+
+
+def test_time_calls_counts_reps_not_time():
+    calls = []
+    times = _common.time_calls(lambda: calls.append(1), min_reps=3, budget_s=0.0, warmup=2)
+    assert len(times) == 3 and len(calls) == 5
+    times = _common.time_calls(lambda: calls.append(1), min_reps=1, max_reps=7, budget_s=60.0)
+    assert len(times) == 7 and (times >= 0).all()
+
+
+def test_targets_say_met_missed_or_not_measured():
+    assert _common.Target.at_least("r", 0.6, 0.5, "x", "").met is True
+    assert _common.Target.at_least("r", 0.4, 0.5, "x", "").met is False
+    assert _common.Target.below("o", 0.9, 1.0, "ms", "").met is True
+    assert _common.Target.below("o", 1.0, 1.0, "ms", "").met is False
+    assert _common.Target.below("o", None, 1.0, "ms", "").met is None
+    assert _common.verdict(None) == "not measured"
+
+
+def test_tables_reach_into_percentile_dicts():
+    rows = [{"name": "a", "lat": {"p99": 1.5, "p99.9": 2.25}}, {"name": "bb", "lat": {}}]
+    cols = [("name", "name"), ("lat.p99", "p99"), ("lat.p99.9", "p99.9")]
+    lines = _common.table_lines(rows, cols)
+    assert lines[1].split() == ["a", "1.50", "2.25"]
+    assert lines[2].split() == ["bb", "-", "-"]
+    md = _common.markdown_table(rows, cols).splitlines()
+    assert md[0] == "| name | p99 | p99.9 |" and md[2] == "| a | 1.50 | 2.25 |"
+
+
+def test_machine_info_and_tag():
+    info = _common.machine_info()
+    assert info["cpu_count"] >= 1 and info["cpu_model"]
+    assert info["providers"]["cpu"] is None  # the CPU provider is always usable
+    assert info["versions"].keys() >= VERSION_KEYS
+    tag = _common.machine_tag(info)
+    if info["gpus"]:
+        assert tag.startswith("gpu-")
+    else:
+        assert tag.startswith(f"cpu-{info['cpu_count']}c-")
+    assert tag == tag.lower() and " " not in tag
+
+
+def test_phantom_frames_are_cached_read_only_uint16():
+    frames = _common.phantom_frames((24, 40), 3)
+    assert frames.shape == (3, 24, 40) and frames.dtype == np.uint16
+    assert not frames.flags.writeable
+    assert _common.phantom_frames((24, 40), 3) is frames
+    assert not np.array_equal(frames[0], frames[1])  # distinct noise per frame
+
+
+def _export_dncnn(path: Path, depth: int = 4, width: int = 6) -> Any:
+    """A small DnCNN with BatchNorm statistics that matter, exported as the exporter does."""
+    import torch
+
+    from exporter.model import DnCNN, ModelSpec
+
+    torch.manual_seed(0)
+    model = DnCNN(ModelSpec(depth=depth, width=width))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+        torch.nn.init.normal_(model.body[-1].weight, std=0.1)
+    model.eval()
+    axes = {0: "N", 2: "H", 3: "W"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, 16, 16),),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": axes, "y": axes},
+            opset_version=17,
+            dynamo=False,
+        )
+    return model
+
+
+def test_torch_twin_computes_what_the_onnx_model_computes(tmp_path: Path):
+    import onnxruntime as ort
+    import torch
+
+    path = tmp_path / "dncnn.onnx"
+    original = _export_dncnn(path)
+    stack = _models.read_conv_stack(path)
+    assert stack.residual and len(stack.layers) == 4
+    assert [layer.relu for layer in stack.layers] == [True, True, True, False]
+    assert stack.flops_per_pixel() == 2 * 9 * (1 * 6 + 6 * 6 + 6 * 6 + 6 * 1)
+    twin = _models.torch_from_onnx(path)
+    x = np.random.default_rng(3).normal(0, 1, (2, 1, 21, 34)).astype(np.float32)
+    with torch.inference_mode():
+        want = original(torch.from_numpy(x)).numpy()
+        got = twin(torch.from_numpy(x)).numpy()
+    onnx_out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )[0]
+    assert np.abs(want - x).max() > 1e-2  # the model does something
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(got, onnx_out, atol=1e-4)
+
+
+def test_torch_twin_refuses_graphs_it_cannot_copy(tmp_path: Path, identity_model: Path):
+    from onnx import TensorProto, helper, save
+
+    assert _models.read_conv_stack(identity_model).layers == ()
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+    )
+    save(helper.make_model(graph), str(tmp_path / "add.onnx"))
+    with pytest.raises(ValueError, match="cannot read node Add"):
+        _models.read_conv_stack(tmp_path / "add.onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every suite once, tiny settings, CPU only, through the command line."""
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["--tiny", "--provider", "cpu", "--out", str(out)]) == 0
+    (folder,) = out.iterdir()
+    return folder
+
+
+def _load(folder: Path, suite: str) -> dict:
+    return json.loads((folder / f"{suite}.json").read_text())
+
+
+def test_every_suite_writes_json_markdown_and_figures(tiny_run: Path):
+    assert tiny_run.name == _common.machine_tag()
+    for suite in SUITES:
+        data = _load(tiny_run, suite)
+        assert data["suite"] == suite and data["schema"] == _common.SCHEMA_VERSION
+        assert data["level"] == "tiny" and data["machine_tag"] == tiny_run.name
+        machine = data["machine"]
+        assert {"cpu_model", "cpu_count", "gpus", "providers", "versions"} <= machine.keys()
+        assert machine["versions"].keys() >= VERSION_KEYS
+        assert data["settings"] and data["rows"], suite
+        for target in data["targets"]:
+            assert {"name", "measured", "target", "unit", "met", "detail"} <= target.keys()
+        for figure in data["figures"]:
+            assert (tiny_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert data["figures"], suite
+        md = (tiny_run / f"{suite}.md").read_text()
+        assert md.startswith(f"# {suite}") and "## Results" in md
+    summary = (tiny_run / "summary.md").read_text()
+    assert "## Headline" in summary and "| target | measured | wanted | verdict |" in summary
+    for suite in SUITES:
+        assert f"[{suite}]({suite}.md)" in summary
+
+
+def test_transport_is_lossless_and_rates_the_service(tiny_run: Path):
+    data = _load(tiny_run, "transport")
+    paths = {r["path"] for r in data["rows"]}
+    for raw in ("raw push/pull tcp", "raw push/pull ipc", "raw pub/sub tcp", "raw pub/sub ipc"):
+        assert raw in paths
+    for row in data["rows"]:
+        assert row["frames_received"] == row["frames_sent"] > 0, row["path"]
+        assert row["e2e_ms"].keys() >= PERCENTILE_KEYS
+        assert row["e2e_ms"]["n"] == row["frames_received"]
+    (target,) = data["targets"]
+    service = [r for r in data["rows"] if "x_raw" in r]
+    assert len(service) == 1 and target["measured"] == service[0]["x_raw"] > 0
+
+
+def test_end_to_end_reports_overhead_against_inference(tiny_run: Path):
+    data = _load(tiny_run, "end_to_end")
+    assert {(r["offered_fps"], r["zarr"]) for r in data["rows"]} == {
+        (100.0, False),
+        ("max", False),
+        (100.0, True),
+        ("max", True),
+    }
+    for row in data["rows"]:
+        assert row["model"] == "identity" and row["provider"] == "cpu"
+        if row["offered_fps"] == "max":  # lossless queues: every frame arrives
+            assert row["frames_received"] == row["frames_sent"]
+        e2e, ovh = row["e2e_ms"], row["overhead_ms"]
+        assert ovh["n"] == e2e["n"] == row["frames_received"]
+        median_inference = row["inference_ms"]["p50"]
+        assert ovh["max"] == pytest.approx(e2e["max"] - median_inference, abs=2e-3)
+    (target,) = data["targets"]
+    assert target["name"] == "p99 service overhead at 100 fps" and target["measured"] is not None
+
+
+def test_inference_torch_matches_ort_and_reports_tiling(tiny_run: Path):
+    data = _load(tiny_run, "inference")
+    rows = {r["precision"]: r for r in data["rows"]}
+    assert rows.keys() == {"fp32", "fp16"}
+    for row in rows.values():
+        assert row["max_abs_diff"] == 0.0  # identity: torch and ORT return the input
+        assert row["plan_whole"] and row["plan_overhead"] == 1.0
+        assert row["tiled_tiles"] == 4 and row["tiled_overhead"] > 1.0
+    assert {t["name"] for t in data["targets"]} == {
+        "ORT CPU / torch eager CPU, dncnn-lite",
+        "ORT CPU / torch eager CPU, dncnn20",
+    }
+
+
+def test_storage_writes_verified_stores_or_says_why_not(tiny_run: Path):
+    data = _load(tiny_run, "storage")
+    writers = {r["writer"]: r for r in data["rows"]}
+    skipped = {s["what"].split()[0] for s in data["skipped"]}
+    assert {"deepdenoise", "zarr-python"} <= writers.keys()
+    for peer in ("tensorstore", "acquire-zarr"):
+        assert (peer in writers) != (peer in skipped), peer
+    for row in writers.values():
+        assert row["verified"] is True, row["writer"]
+        assert row["frames"] >= 1 and row["mb_per_s"] > 0
+    assert writers["deepdenoise"]["x_ours"] == 1.0
+
+
+def test_closed_loop_covers_each_rate(tiny_run: Path):
+    data = _load(tiny_run, "closed_loop")
+    assert [r["offered_fps"] for r in data["rows"]] == data["settings"]["rates"]
+    for row in data["rows"]:
+        assert row["mode"] == "pub" and row["policy"] == "drop_oldest"
+        assert 0 < row["frames_received"] <= row["frames_sent"]
+        assert row["e2e_ms"]["n"] == row["frames_received"]
+    assert data["figures"] == ["closed_loop.png"]
