@@ -94,7 +94,7 @@ def render_card(
         "",
         "| steps | time | device | val PSNR (noisy input → model) |",
         "|---|---|---|---|",
-        f"| {summary['steps']} | {summary['seconds'] / 60:.1f} min "
+        f"| {_steps(summary)} | {summary['seconds'] / 60:.1f} min "
         f"({summary['steps_per_s']:.2f} steps/s) | {summary['device']} "
         f"({platform.processor() or platform.machine()}) | "
         f"{summary['noisy_psnr']:.2f} → {summary['best_val_psnr']:.2f} dB "
@@ -144,6 +144,14 @@ def metrics_section(name: str, metrics: Path) -> list[str]:
                 f"{_fmt(s['trace_r'], '.3f')} | {_fmt(s['onset_mae_ms'], '.0f')} |"
             )
     return [*lines, ""]
+
+
+def _steps(summary: dict[str, Any]) -> str:
+    """Total steps; a resumed run's summary times only the steps after the resume."""
+    start = int(summary.get("start_step", 0))
+    if start:
+        return f"{summary['steps']} (time: steps {start}-{summary['steps']}, after a resume)"
+    return str(summary["steps"])
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -11,7 +11,7 @@ from exporter.metrics import psnr
 from stream import Engine, default_model_path
 from stream._engine import shipped_model_path
 
-SHIPPED = {"dncnn-lite": 17}
+SHIPPED = {"dncnn-lite": 17, "dncnn20": 41}
 
 
 @pytest.fixture(scope="module")
