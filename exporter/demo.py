@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
+from exporter.metrics import psnr
 from stream._config import Provider, ServiceConfig
 from stream._service import Service
 from stream._simulator import Simulator, SimulatorConfig
@@ -81,13 +82,6 @@ class DemoResult:
         for name, value in rows:
             table.add_row(name, value)
         return table
-
-
-def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """PSNR in dB with the ground truth's dynamic range as the peak."""
-    peak = float(truth.max() - truth.min())
-    mse = float(np.mean((estimate.astype(np.float64) - truth) ** 2))
-    return 10 * np.log10(peak**2 / mse) if mse > 0 else float("inf")
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:

@@ -54,6 +54,17 @@ def default_model_path(provider: str = "cpu") -> Path:
     return shipped_model_path(CPU_DEFAULT if provider == "cpu" else GPU_DEFAULT)
 
 
+def count_non_finite(frame: np.ndarray) -> int:
+    """NaN/Inf pixels in a frame; integer frames have none.
+
+    The common all-finite case costs one float64 sum and no allocation: a non-finite
+    pixel makes the sum non-finite, and finite float32 pixels cannot overflow it.
+    """
+    if frame.dtype.kind != "f" or np.isfinite(frame.sum(dtype=np.float64)):
+        return 0
+    return int(frame.size - np.count_nonzero(np.isfinite(frame)))
+
+
 def model_id_for(path: Path, metadata: ModelMetadata) -> str:
     """Short model id: the exporter's content hash, else a hash of the file's bytes."""
     if metadata.content_hash:
@@ -234,7 +245,7 @@ class Engine:
         if self._scale != 1:
             np.divide(ws.interior, self._scale, out=ws.interior)
         bad = None
-        if frame.dtype.kind == "f" and not np.isfinite(frame.sum(dtype=np.float64)):
+        if count_non_finite(frame):
             bad = ~np.isfinite(frame)  # rare path: allocating here is fine
             if bad.all():
                 return np.full(shape, np.nan, dtype=np.float32)

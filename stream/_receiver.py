@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._config import Limits
+from ._engine import count_non_finite
 from ._errors import ProtocolError
 from ._events import EventEmitter
 from ._pipeline import Job, SeriesEnd
@@ -88,9 +89,8 @@ class Receiver:
             )
             return
         self._track_index(frame.series, frame.index, state)
-        non_finite = 0
-        if frame.pixels.dtype.kind == "f" and not np.isfinite(frame.pixels).all():
-            non_finite = int(frame.pixels.size - np.count_nonzero(np.isfinite(frame.pixels)))
+        non_finite = count_non_finite(frame.pixels)
+        if non_finite:
             self._stats.count_sanitized("non_finite")
         if self._writer is not None:
             self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns))
