@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 log = logging.getLogger("deepdenoise")
 
@@ -72,6 +71,8 @@ def ssim_frames(estimate: np.ndarray, truth: np.ndarray, data_range: float) -> n
     Gaussian filter (reflect borders), the SSIM map averaged after cropping the border
     the window cannot fill. Accepts ``(H, W)`` or ``(T, H, W)``.
     """
+    from scipy import ndimage  # the train extra; psnr/mse (used by the demo) need only numpy
+
     if estimate.shape != truth.shape:
         raise ValueError(f"expected equal shapes, got {estimate.shape} and {truth.shape}")
     if estimate.ndim not in (2, 3):

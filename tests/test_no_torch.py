@@ -41,3 +41,19 @@ def test_serving_a_frame_never_imports_torch_or_matplotlib(tmp_path: Path, ident
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_demo_needs_only_the_demo_extra():
+    """`pip install ".[demo]"` has no torch or scipy: the demo must not import them."""
+    script = (
+        "import sys\n"
+        "for name in ('torch', 'scipy', 'tifffile', 'onnx', 'bm3d'):\n"
+        "    sys.modules[name] = None  # any import of these now raises ImportError\n"
+        "import exporter.demo\n"
+        "from stream._cli import app\n"
+        "print('OK')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr
