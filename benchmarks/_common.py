@@ -76,12 +76,17 @@ def time_calls(
     max_reps: int = 50,
     budget_s: float = 5.0,
     warmup: int = 1,
+    period_s: float = 0.0,
 ) -> np.ndarray:
     """Milliseconds per call: ``warmup`` untimed calls, then at least ``min_reps`` timed
     ones and more until ``max_reps`` or ``budget_s`` of timed calls, whichever first.
 
     The budget keeps a slow model (dncnn20 on a CPU: ~0.6 s per 256x256 frame) from
     holding a whole run hostage while fast ones still get a stable median.
+
+    ``period_s`` > 0 starts calls on that period (sleeping between them), as frames
+    arrive at a fixed rate: a call after an idle gap finds cold caches and sleeping
+    cores, and on a shared virtual machine costs several times a back-to-back call.
     """
     for _ in range(warmup):
         fn()
@@ -90,6 +95,8 @@ def time_calls(
     while len(times) < max_reps and (
         len(times) < min_reps or time.perf_counter() - start < budget_s
     ):
+        if period_s > 0:
+            time.sleep(max(0.0, start + len(times) * period_s - time.perf_counter()))
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)

@@ -1,8 +1,11 @@
 """One measured run of the real service: simulator -> ``stream.Service`` -> subscriber.
 
-Everything is in this process (threads) on loopback, so the simulator's send stamp
-(``t_ns``, taken just before the frame enters ZeroMQ) and the subscriber's receive
-time share one clock (``time.time_ns``). The subscriber stamps a frame once it holds
+The service runs in its own process, as deployed (``deepdenoise serve``), so it does
+not share an interpreter lock with the benchmark's sender and subscriber; it is
+driven over its control socket like any operator would (flush, status, stop). All on
+loopback: the simulator's send stamp (``t_ns``, taken just before the frame enters
+ZeroMQ) and the subscriber's receive time share one clock (``time.time_ns``, the
+system clock, common to both processes). The subscriber stamps a frame once it holds
 its pixels: the message is received and the array is a view of it, as a closed-loop
 rig would use it. The run ends when the service announces the end of the series
 (``series_end`` event, published after the series' last frame), so frames the
@@ -12,18 +15,25 @@ service dropped are counted rather than waited for.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgpack
 import numpy as np
 import zmq
 
 from ._common import percentiles
+
+if TYPE_CHECKING:
+    from stream import ServiceConfig
 
 log = logging.getLogger("deepdenoise")
 
@@ -100,7 +110,7 @@ def run_service(
     lossless (every frame denoised, so flat-out fps is what the service sustains);
     ``drop_oldest`` is the live default (a slow model drops frames, counted).
     """
-    from stream import Service, ServiceConfig, Simulator, SimulatorConfig
+    from stream import ServiceConfig, Simulator, SimulatorConfig
 
     shape = (int(pool.shape[1]), int(pool.shape[2]))
     run = ServiceRun(shape, fps, zarr, mode, policy)
@@ -129,8 +139,12 @@ def run_service(
             status_interval_s=0.2,
             queues={"inference_overflow": policy},
         )
-        with Service(cfg) as service, zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
-            run.provider = service.engine.provider if service.engine is not None else ""
+        with (
+            service_process(cfg) as service,
+            zmq.Context() as ctx,
+            ctx.socket(zmq.SUB) as sub,
+        ):
+            run.provider = service.provider
             sub.setsockopt(zmq.RCVHWM, 0)
             for topic in (b"denoised", b"status", b"event"):
                 sub.setsockopt(zmq.SUBSCRIBE, topic)
@@ -154,10 +168,11 @@ def run_service(
             if "error" in sent:
                 raise sent["error"]
             t_flushed = time.time_ns()
-            if zarr and not service.flush(timeout_s):
+            if zarr and not service.request("flush", timeout_s).get("ok"):
                 log.warning("the store did not flush within %.0f s", timeout_s)
             run.flush_seconds = (time.time_ns() - t_flushed) / 1e9 if zarr else 0.0
-            run.dropped = {k: int(v) for k, v in service.status()["dropped"].items()}
+            dropped = service.request("status", timeout_s)["dropped"]
+            run.dropped = {k: int(v) for k, v in dropped.items()}
     run.frames_sent = sent["report"].frames
     run.frames_received = len(e2e)
     run.seconds = (last - sent["t0"]) / 1e9 if e2e else 0.0
@@ -197,3 +212,73 @@ def _receive(
             header = msgpack.unpackb(parts[1].bytes, raw=False)
             if header.get("event") == "series_end" and header.get("series") == series:
                 return e2e, inside, last
+
+
+@dataclass(frozen=True)
+class RemoteService:
+    """A service in a child process, reached over its sockets."""
+
+    endpoints: dict[str, str]
+    provider: str
+
+    def request(self, cmd: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        from stream._status_client import request
+
+        return request(self.endpoints["control"], {"cmd": cmd}, timeout_s)
+
+
+@contextmanager
+def service_process(
+    config: ServiceConfig, start_timeout_s: float = 120.0
+) -> Iterator[RemoteService]:
+    """Run ``stream.Service(config)`` in a spawned process until the block exits.
+
+    The child binds port 0 and reports its endpoints back; on exit it is stopped over
+    its control socket (an orderly drain), and terminated only if that fails.
+    """
+    spawn = multiprocessing.get_context("spawn")  # fork would copy this process's threads
+    ours, theirs = spawn.Pipe()
+    child = spawn.Process(
+        target=_serve, args=(config.model_dump_json(), theirs), name="deepdenoise-serve"
+    )
+    child.start()
+    remote: RemoteService | None = None
+    try:
+        if not ours.poll(start_timeout_s):
+            raise TimeoutError(f"the service process did not start within {start_timeout_s} s")
+        hello = ours.recv()
+        if "error" in hello:
+            raise RuntimeError(f"the service process failed to start: {hello['error']}")
+        remote = RemoteService(hello["endpoints"], hello["provider"])
+        yield remote
+    finally:
+        if remote is not None and child.is_alive():
+            try:
+                remote.request("stop")
+            except Exception as exc:  # the process is terminated below anyway
+                log.warning("could not stop the service process over control: %s", exc)
+        child.join(60)
+        if child.is_alive():
+            log.warning("the service process did not stop within 60 s; terminating it")
+            child.terminate()
+            child.join(10)
+        ours.close()
+
+
+def _serve(config_json: str, conn: Connection) -> None:
+    """Child process: start the service, report its endpoints, serve until stopped."""
+    from stream import Service, ServiceConfig
+
+    try:
+        service = Service(ServiceConfig.model_validate_json(config_json))
+        service.start()
+    except BaseException as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    try:
+        assert service.engine is not None
+        conn.send({"endpoints": dict(service.endpoints), "provider": service.engine.provider})
+        service.wait()
+    finally:
+        service.stop()
+        conn.close()

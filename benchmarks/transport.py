@@ -5,9 +5,11 @@ zero-copy send), the receiver a bare SUB or PULL socket that decodes the header 
 views the pixels, exactly what a subscriber of the service does. So the only thing
 between "raw" and "service" rows is the service itself. Per frame size: PUB/SUB and
 PUSH/PULL over tcp and ipc, flat out (frames/s, MB/s; lossless: PUB uses
-``XPUB_NODROP``) and at a fixed 100 fps (latency). Then the service (identity model,
-Zarr off, PUSH/PULL over tcp, lossless queues) on the same frames, reported as a
-ratio to raw PUSH/PULL tcp: the target is >= 50 %.
+``XPUB_NODROP``) and at a fixed 100 fps (latency). Then a bare relay process (PULL in,
+PUB out, nothing done: ``_relay``), the service's shape with no work — two hops and a
+process. Then the service (its own process, identity model, Zarr off, PUSH/PULL over
+tcp in, PUB out, lossless queues) on the same frames, reported as a ratio to raw
+PUSH/PULL tcp (the target is >= 50 %) and to the relay.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ._common import (
     shape_label,
 )
 from ._models import resolve_models
+from ._relay import relay_process
 from ._service_run import run_service
 
 log = logging.getLogger("deepdenoise")
@@ -135,6 +138,65 @@ def measure_raw(
     }
 
 
+def measure_relay(
+    pool: np.ndarray, frames: int, fps: float, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """Frames through a bare relay process (PUSH -> PULL | PUB -> SUB, tcp); one row."""
+    from stream import Simulator, SimulatorConfig
+
+    shape = (int(pool.shape[1]), int(pool.shape[2]))
+    sim_cfg = SimulatorConfig(
+        endpoint="tcp://127.0.0.1:0",
+        mode="push",
+        shape=shape,
+        fps=fps,
+        frames=frames,
+        meta=False,
+        movie_frames=1,
+        send_timeout_s=timeout_s,
+    )
+    with (
+        Simulator(sim_cfg) as sim,
+        relay_process(sim.endpoint) as relay_endpoint,
+        zmq.Context() as ctx,
+        ctx.socket(zmq.SUB) as sock,
+    ):
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(relay_endpoint)
+        state: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                items = (pool[i % len(pool)] for i in range(frames))
+                state["t0"] = time.time_ns()
+                state["report"] = sim.send_frames(items, fps=fps)
+            except BaseException as exc:
+                state["error"] = exc
+
+        sender = threading.Thread(target=send, name="bench-relay-sender", daemon=True)
+        sender.start()
+        latencies, last = _receive_raw(sock, sender, timeout_s)
+        sender.join(timeout_s)
+        if "error" in state:
+            raise state["error"]
+    seconds = (last - state["t0"]) / 1e9 if latencies else 0.0
+    fps_done = len(latencies) / seconds if seconds > 0 else 0.0
+    return {
+        "path": "relay push/pull -> pub/sub tcp (no work)",
+        "pattern": "relay",
+        "transport": "tcp",
+        "shape": shape_label(shape),
+        "offered_fps": fps or "max",
+        "frames_sent": state["report"].frames,
+        "frames_received": len(latencies),
+        "seconds": round(seconds, 3),
+        "achieved_fps": round(fps_done, 1),
+        "mb_per_s": round(fps_done * megabytes(shape[0] * shape[1] * 2), 1),
+        "e2e_ms": percentiles(latencies),
+    }
+
+
 def _receive_raw(
     sock: zmq.Socket[Any], sender: threading.Thread, timeout_s: float
 ) -> tuple[list[float], int]:
@@ -170,6 +232,7 @@ def run(level: Level, out_dir: Path, work: Path, **_: Any) -> SuiteResult:
         ("achieved_fps", "fps"),
         ("mb_per_s", "MB/s"),
         ("x_raw", "x raw"),
+        ("x_relay", "x relay"),
         ("e2e_ms.p50", "p50 ms"),
         ("e2e_ms.p99", "p99 ms"),
         ("e2e_ms.p99.9", "p99.9 ms"),
@@ -190,12 +253,18 @@ def run(level: Level, out_dir: Path, work: Path, **_: Any) -> SuiteResult:
                     if (pattern, transport, fps) == ("pushpull", "tcp", 0.0):
                         base = row
                     result.rows.append(row)
+        relay: dict[float, dict[str, Any]] = {}
+        for fps, n in ((0.0, frames), (LATENCY_FPS, settings.latency_frames)):
+            relay[fps] = measure_relay(pool, n, fps)
+            result.rows.append(relay[fps])
         for fps, n in ((0.0, frames), (LATENCY_FPS, settings.latency_frames)):
             svc = run_service(identity.path, pool, n, fps, zarr=False, mode="push")
-            row = {**svc.row(), "path": "service push/pull tcp (identity, no zarr)"}
+            row = {**svc.row(), "path": "service push/pull -> pub/sub tcp (identity, no zarr)"}
             if fps == 0.0 and base is not None and base["achieved_fps"] > 0:
                 row["x_raw"] = round(row["achieved_fps"] / base["achieved_fps"], 3)
                 ratios.append((shape_label(shape), row["x_raw"]))
+            if fps == 0.0 and relay[fps]["achieved_fps"] > 0:
+                row["x_relay"] = round(row["achieved_fps"] / relay[fps]["achieved_fps"], 3)
             result.rows.append(row)
     if ratios:
         worst = min(ratios, key=lambda r: r[1])

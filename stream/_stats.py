@@ -45,6 +45,11 @@ class ServiceStats:
     _done_times: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        # numpy initialises its percentile machinery on first use (~15 ms here); pay
+        # that now, not on the publisher thread in the middle of the first series.
+        latency_summary(np.ones(2))
+
     def series_counters(self, name: str) -> SeriesCounters:
         with self._lock:
             return self.series.setdefault(name, SeriesCounters())

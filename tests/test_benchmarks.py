@@ -9,6 +9,7 @@ read back, and the torch twin of an ONNX model computes what the model computes.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,16 @@ def test_time_calls_counts_reps_not_time():
     assert len(times) == 3 and len(calls) == 5
     times = _common.time_calls(lambda: calls.append(1), min_reps=1, max_reps=7, budget_s=60.0)
     assert len(times) == 7 and (times >= 0).all()
+
+
+def test_time_calls_paces_calls_on_the_period():
+    starts: list[float] = []
+    _common.time_calls(
+        lambda: starts.append(time.perf_counter()), min_reps=5, max_reps=5, warmup=0, period_s=0.02
+    )
+    since_first = np.asarray(starts) - starts[0]
+    assert len(starts) == 5
+    assert np.all(since_first >= np.arange(5) * 0.02 - 1e-3)  # call i starts at i periods
 
 
 def test_targets_say_met_missed_or_not_measured():
@@ -211,6 +222,8 @@ def test_transport_is_lossless_and_rates_the_service(tiny_run: Path):
     paths = {r["path"] for r in data["rows"]}
     for raw in ("raw push/pull tcp", "raw push/pull ipc", "raw pub/sub tcp", "raw pub/sub ipc"):
         assert raw in paths
+    relay = [r for r in data["rows"] if r.get("pattern") == "relay"]
+    assert {r["offered_fps"] for r in relay} == {"max", 100.0}
     for row in data["rows"]:
         assert row["frames_received"] == row["frames_sent"] > 0, row["path"]
         assert row["e2e_ms"].keys() >= PERCENTILE_KEYS
@@ -218,6 +231,8 @@ def test_transport_is_lossless_and_rates_the_service(tiny_run: Path):
     (target,) = data["targets"]
     service = [r for r in data["rows"] if "x_raw" in r]
     assert len(service) == 1 and target["measured"] == service[0]["x_raw"] > 0
+    relay_fps = next(r["achieved_fps"] for r in relay if r["offered_fps"] == "max")
+    assert service[0]["x_relay"] == pytest.approx(service[0]["achieved_fps"] / relay_fps, abs=1e-3)
 
 
 def test_end_to_end_reports_overhead_against_inference(tiny_run: Path):
