@@ -251,8 +251,13 @@ def test_end_to_end_reports_overhead_against_inference(tiny_run: Path):
         assert ovh["n"] == e2e["n"] == row["frames_received"]
         median_inference = row["inference_ms"]["p50"]
         assert ovh["max"] == pytest.approx(e2e["max"] - median_inference, abs=2e-3)
-    (target,) = data["targets"]
-    assert target["name"] == "p99 service overhead at 100 fps" and target["measured"] is not None
+    overhead, zarr = data["targets"]
+    assert overhead["name"] == "p99 service overhead at 100 fps"
+    assert overhead["measured"] is not None
+    (zarr_row,) = [r for r in data["rows"] if r["zarr"] and r["offered_fps"] == "max"]
+    assert zarr["name"].startswith("Zarr on, 64x64") and zarr_row["frames_dropped"] == 0
+    assert zarr["measured"] == zarr_row["fps_incl_flush"] > 0
+    assert zarr["met"] == (zarr["measured"] >= 300)
 
 
 def test_inference_torch_matches_ort_and_reports_tiling(tiny_run: Path):
