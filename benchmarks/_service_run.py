@@ -33,7 +33,7 @@ import zmq
 from ._common import percentiles
 
 if TYPE_CHECKING:
-    from stream import ServiceConfig
+    from stream import ServiceConfig, Simulator, SimulatorReport
 
 log = logging.getLogger("deepdenoise")
 
@@ -151,34 +151,53 @@ def run_service(
             sub.connect(service.endpoints["output"])
             if not sub.poll(10_000):
                 raise TimeoutError("no status message from the service within 10 s")
-            sent: dict[str, Any] = {}
-
-            def send() -> None:
-                try:
-                    items = (pool[i % len(pool)] for i in range(frames))
-                    sent["t0"] = time.time_ns()
-                    sent["report"] = sim.send_frames(items, fps=fps)
-                except BaseException as exc:
-                    sent["error"] = exc
-
-            sender = threading.Thread(target=send, name="bench-sender", daemon=True)
-            sender.start()
-            e2e, inside, last = _receive(sub, series, sender, timeout_s)
-            sender.join(timeout_s)
-            if "error" in sent:
-                raise sent["error"]
+            sender = Sender(sim, pool, frames, fps).start()
+            e2e, inside, last = _receive(sub, series, sender.thread, timeout_s)
+            report = sender.join(timeout_s)
             t_flushed = time.time_ns()
             if zarr and not service.request("flush", timeout_s).get("ok"):
                 log.warning("the store did not flush within %.0f s", timeout_s)
             run.flush_seconds = (time.time_ns() - t_flushed) / 1e9 if zarr else 0.0
             dropped = service.request("status", timeout_s)["dropped"]
             run.dropped = {k: int(v) for k, v in dropped.items()}
-    run.frames_sent = sent["report"].frames
+    run.frames_sent = report.frames
     run.frames_received = len(e2e)
-    run.seconds = (last - sent["t0"]) / 1e9 if e2e else 0.0
+    run.seconds = (last - sender.t0_ns) / 1e9 if e2e else 0.0
     run.e2e_ms = np.asarray(e2e)
     run.inside_ms = np.asarray(inside)
     return run
+
+
+class Sender:
+    """Streams ``frames`` frames cycled from ``pool`` through ``sim`` on a thread, so the
+    calling thread is free to receive; :meth:`join` re-raises what the thread hit."""
+
+    def __init__(self, sim: Simulator, pool: np.ndarray, frames: int, fps: float) -> None:
+        self._sim, self._pool, self._frames, self._fps = sim, pool, frames, fps
+        self.t0_ns = 0  # when the first frame was handed over (time.time_ns)
+        self._report: SimulatorReport | None = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._send, name="bench-sender", daemon=True)
+
+    def start(self) -> Sender:
+        self.thread.start()
+        return self
+
+    def join(self, timeout_s: float) -> SimulatorReport:
+        self.thread.join(timeout_s)
+        if self._error is not None:
+            raise self._error
+        if self._report is None:
+            raise TimeoutError(f"the sender did not finish within {timeout_s} s")
+        return self._report
+
+    def _send(self) -> None:
+        try:
+            items = (self._pool[i % len(self._pool)] for i in range(self._frames))
+            self.t0_ns = time.time_ns()
+            self._report = self._sim.send_frames(items, fps=self._fps)
+        except BaseException as exc:
+            self._error = exc
 
 
 def _receive(

@@ -39,7 +39,7 @@ from ._common import (
 )
 from ._models import resolve_models
 from ._relay import relay_process
-from ._service_run import run_service
+from ._service_run import Sender, run_service
 
 log = logging.getLogger("deepdenoise")
 
@@ -105,37 +105,11 @@ def measure_raw(
             if pattern == "pubsub":
                 sock.setsockopt(zmq.SUBSCRIBE, b"frame")
             sock.connect(sim.endpoint)
-            state: dict[str, Any] = {}
-
-            def send() -> None:
-                try:
-                    items = (pool[i % len(pool)] for i in range(frames))
-                    state["t0"] = time.time_ns()
-                    state["report"] = sim.send_frames(items, fps=fps)
-                except BaseException as exc:
-                    state["error"] = exc
-
-            sender = threading.Thread(target=send, name="bench-raw-sender", daemon=True)
-            sender.start()
-            latencies, last = _receive_raw(sock, sender, timeout_s)
-            sender.join(timeout_s)
-            if "error" in state:
-                raise state["error"]
-    seconds = (last - state["t0"]) / 1e9 if latencies else 0.0
-    fps_done = len(latencies) / seconds if seconds > 0 else 0.0
-    return {
-        "path": f"raw {'pub/sub' if pattern == 'pubsub' else 'push/pull'} {transport}",
-        "pattern": pattern,
-        "transport": transport,
-        "shape": shape_label(shape),
-        "offered_fps": fps or "max",
-        "frames_sent": state["report"].frames,
-        "frames_received": len(latencies),
-        "seconds": round(seconds, 3),
-        "achieved_fps": round(fps_done, 1),
-        "mb_per_s": round(fps_done * megabytes(shape[0] * shape[1] * 2), 1),
-        "e2e_ms": percentiles(latencies),
-    }
+            return _measure(sim, sock, pool, frames, fps, timeout_s) | {
+                "path": f"raw {'pub/sub' if pattern == 'pubsub' else 'push/pull'} {transport}",
+                "pattern": pattern,
+                "transport": transport,
+            }
 
 
 def measure_relay(
@@ -164,31 +138,27 @@ def measure_relay(
         sock.setsockopt(zmq.RCVHWM, 0)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
         sock.connect(relay_endpoint)
-        state: dict[str, Any] = {}
+        return _measure(sim, sock, pool, frames, fps, timeout_s) | {
+            "path": "relay push/pull -> pub/sub tcp (no work)",
+            "pattern": "relay",
+            "transport": "tcp",
+        }
 
-        def send() -> None:
-            try:
-                items = (pool[i % len(pool)] for i in range(frames))
-                state["t0"] = time.time_ns()
-                state["report"] = sim.send_frames(items, fps=fps)
-            except BaseException as exc:
-                state["error"] = exc
 
-        sender = threading.Thread(target=send, name="bench-relay-sender", daemon=True)
-        sender.start()
-        latencies, last = _receive_raw(sock, sender, timeout_s)
-        sender.join(timeout_s)
-        if "error" in state:
-            raise state["error"]
-    seconds = (last - state["t0"]) / 1e9 if latencies else 0.0
+def _measure(
+    sim: Any, sock: zmq.Socket[Any], pool: np.ndarray, frames: int, fps: float, timeout_s: float
+) -> dict[str, Any]:
+    """Send from ``sim`` while ``sock`` receives; the row's counters and latencies."""
+    sender = Sender(sim, pool, frames, fps).start()
+    latencies, last = _receive_raw(sock, sender.thread, timeout_s)
+    report = sender.join(timeout_s)
+    seconds = (last - sender.t0_ns) / 1e9 if latencies else 0.0
     fps_done = len(latencies) / seconds if seconds > 0 else 0.0
+    shape = (int(pool.shape[1]), int(pool.shape[2]))
     return {
-        "path": "relay push/pull -> pub/sub tcp (no work)",
-        "pattern": "relay",
-        "transport": "tcp",
         "shape": shape_label(shape),
         "offered_fps": fps or "max",
-        "frames_sent": state["report"].frames,
+        "frames_sent": report.frames,
         "frames_received": len(latencies),
         "seconds": round(seconds, 3),
         "achieved_fps": round(fps_done, 1),
