@@ -209,6 +209,12 @@ def _sweep(result: SuiteResult, s: Settings, model: ModelFile, provider: str) ->
         heavy = median > s.heavy_ms
         rates = [0.0] if heavy else s.rates
         zarr_options = [False, True] if model.name in s.zarr_models and not heavy else [False]
+        baselines = {  # per rate, shared by the Zarr on and off runs
+            fps: pure_inference_ms(model.path, provider, pool, s.inference_budget_s, fps)
+            if fps
+            else infer
+            for fps in rates
+        }
         for zarr in zarr_options:
             for fps in rates:
                 if fps:
@@ -229,11 +235,7 @@ def _sweep(result: SuiteResult, s: Settings, model: ModelFile, provider: str) ->
                     policy="drop_oldest" if fps else "block",
                     timeout_s=max(30.0, 5 * median / 1e3),
                 )
-                base = (
-                    pure_inference_ms(model.path, provider, pool, s.inference_budget_s, fps)
-                    if fps
-                    else infer
-                )
+                base = baselines[fps]
                 row = svc.row()
                 row.update(
                     model=model.name,
