@@ -47,7 +47,7 @@ def _suite(name: str) -> Callable[..., SuiteResult]:
 
 def usable_providers(requested: str) -> list[str]:
     """Providers to measure: ``all`` usable ones (auto order), or just the one named."""
-    from stream._providers import usable_providers as usable
+    from stream.engine import usable_providers as usable
 
     found = usable()
     if requested == "all":

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 #: Percentiles reported everywhere, with ``max``; ``p99.9`` needs >= 1000 samples to
@@ -158,7 +158,7 @@ def versions() -> dict[str, str | None]:
 @cache
 def machine_info() -> dict[str, Any]:
     """Everything about this machine that a reader needs to trust or compare a number."""
-    from stream._providers import probe_providers
+    from stream.engine import probe_providers
 
     gpus = _gpus()
     return {
@@ -418,7 +418,7 @@ def phantom_frames(shape: tuple[int, int], count: int) -> np.ndarray:
     """
     key = (shape, count)
     if key not in _FRAMES:
-        from stream._phantom import CalciumPhantom, FramePool, PhantomConfig
+        from stream.sim import CalciumPhantom, FramePool, PhantomConfig
 
         phantom = CalciumPhantom(PhantomConfig(shape=shape), count)
         frames = FramePool(phantom, count, seed=0).frames

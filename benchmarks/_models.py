@@ -1,7 +1,7 @@
 """The models the suites run: where they come from, their fp16 variant, and torch twins.
 
 ``identity`` is built on the fly (onnx + numpy); ``dncnn-lite`` and ``dncnn20`` are the
-shipped files (``stream._engine.shipped_model_path``), and a missing one is skipped
+shipped files (``stream.engine.shipped_model_path``), and a missing one is skipped
 with its reason rather than failing the run. ``--model NAME=PATH`` replaces a file.
 
 The torch baseline must run the *same weights*. The package ships no checkpoint, so
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 SHIPPED = ("dncnn-lite", "dncnn20")
 
@@ -36,8 +36,8 @@ def resolve_models(
     names: list[str], work: Path, overrides: dict[str, Path] | None = None
 ) -> tuple[list[ModelFile], list[tuple[str, str]]]:
     """The models that exist here, and ``(name, reason)`` for the ones that do not."""
-    from stream._engine import shipped_model_path
-    from stream._errors import ModelError
+    from stream import ModelError
+    from stream.engine import shipped_model_path
 
     found, missing = [], []
     overrides = overrides or {}

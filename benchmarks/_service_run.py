@@ -35,7 +35,7 @@ from ._common import percentiles
 if TYPE_CHECKING:
     from stream import ServiceConfig, Simulator, SimulatorReport
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 Mode = Literal["push", "pub"]
 Policy = Literal["block", "drop_oldest"]
@@ -241,7 +241,7 @@ class RemoteService:
     provider: str
 
     def request(self, cmd: str, timeout_s: float = 10.0) -> dict[str, Any]:
-        from stream._status_client import request
+        from stream.cli import request
 
         return request(self.endpoints["control"], {"cmd": cmd}, timeout_s)
 

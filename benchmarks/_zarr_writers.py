@@ -8,8 +8,7 @@ uint16 raw and float32 clean.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +17,8 @@ import numpy as np
 
 class Writer(Protocol):
     path: Path
+    #: Where ``raw`` and ``clean`` are inside ``path``.
+    arrays: dict[str, str]
 
     def raw(self, index: int, frame: np.ndarray, t_ns: int) -> None: ...
     def clean(self, index: int, frame: np.ndarray) -> None: ...
@@ -27,8 +28,7 @@ class Writer(Protocol):
 # ------------------------------------------------------------------ writers
 class OurWriter:
     def __init__(self, root: Path, shape: tuple[int, int], k: int, n: int) -> None:
-        from stream._config import StoreConfig
-        from stream._store import SeriesStore
+        from stream.store import ARRAY_PATHS, SeriesStore, StoreConfig
 
         self._store = SeriesStore(
             root,
@@ -38,6 +38,7 @@ class OurWriter:
             config=StoreConfig(frames_per_shard=k, codec="lz4", clevel=1),
         )
         self.path = self._store.path
+        self.arrays = {name: ARRAY_PATHS[name] for name in ("raw", "clean")}
 
     def raw(self, index: int, frame: np.ndarray, t_ns: int) -> None:
         self._store.write_raw(index, frame, t_ns)
@@ -49,17 +50,109 @@ class OurWriter:
         self._store.close()
 
 
-class TensorstoreWriter:
+class _BlockWriter:
+    """Collects frames into whole shards; subclasses write a shard their library's way."""
+
+    def __init__(self, shape: tuple[int, int], k: int) -> None:
+        self._k, self._shape = k, shape
+        self._blocks: dict[str, tuple[int, np.ndarray, int]] = {}
+
+    def _put(self, name: str, index: int, frame: np.ndarray) -> None:
+        b, slot = divmod(index, self._k)
+        block = self._blocks.get(name)
+        if block is None or block[0] != b:
+            if block is not None:
+                self._flush(name)
+            dtype = np.uint16 if name == "raw" else np.float32
+            block = (b, np.empty((self._k, *self._shape), dtype), 0)
+        block[1][slot] = frame
+        self._blocks[name] = block = (block[0], block[1], block[2] + 1)
+        if block[2] == self._k:
+            self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        block = self._blocks.pop(name, None)
+        if block is not None:
+            b, data, count = block
+            self._write(name, b * self._k, data[:count])
+
+    def _write(self, name: str, start: int, data: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def raw(self, index: int, frame: np.ndarray, t_ns: int) -> None:
+        self._put("raw", index, frame)
+
+    def clean(self, index: int, frame: np.ndarray) -> None:
+        self._put("clean", index, frame)
+
+    def close(self) -> None:
+        for name in list(self._blocks):
+            self._flush(name)
+
+
+class ZarrPythonWriter(_BlockWriter):
+    """zarr-python 3 writing whole shards (its codec pipeline, asyncio underneath)."""
+
+    def __init__(self, root: Path, shape: tuple[int, int], k: int, n: int) -> None:
+        import zarr
+        from zarr.codecs import BloscCodec
+
+        super().__init__(shape, k)
+        self.path = root / "zp.zarr"
+        self.arrays = {"raw": "raw", "clean": "clean"}
+        group = zarr.create_group(str(self.path), zarr_format=3)
+        length = -(-n // k) * k
+        self._arrays = {
+            name: group.create_array(
+                name,
+                shape=(length, *shape),
+                chunks=(1, *shape),
+                shards=(k, *shape),
+                dtype=dtype,
+                compressors=[
+                    BloscCodec(
+                        cname="lz4", clevel=1, shuffle="shuffle", typesize=np.dtype(dtype).itemsize
+                    )
+                ],
+                dimension_names=("t", "y", "x"),
+            )
+            for name, dtype in (("raw", "uint16"), ("clean", "float32"))
+        }
+
+    def _write(self, name: str, start: int, data: np.ndarray) -> None:
+        self._arrays[name][start : start + len(data)] = data
+
+
+class TensorstoreWriter(_BlockWriter):
+    """tensorstore alone: whole shards written asynchronously as they fill.
+
+    Same spec, codecs and context (IO threads, fsync) as the service's store, so the
+    difference between the two is what the store adds: buffering, flags, attributes.
+    """
+
     def __init__(self, root: Path, shape: tuple[int, int], k: int, n: int) -> None:
         import tensorstore as ts
 
+        from stream.store import StoreConfig
+
+        super().__init__(shape, k)
         self.path = root / "ts.zarr"
-        self._k, self._n, self._shape = k, n, shape
+        self.arrays = {"raw": "raw", "clean": "clean"}
+        self._n = n
+        cfg = StoreConfig()
+        context = ts.Context(
+            {
+                "data_copy_concurrency": {"limit": cfg.io_threads},
+                "file_io_concurrency": {"limit": cfg.io_threads},
+                "file_io_sync": cfg.fsync,
+            }
+        )
         self._arrays = {
-            name: ts.open(self._spec(name, dtype), create=True, delete_existing=True).result()
+            name: ts.open(
+                self._spec(name, dtype), create=True, delete_existing=True, context=context
+            ).result()
             for name, dtype in (("raw", "uint16"), ("clean", "float32"))
         }
-        self._blocks: dict[str, tuple[int, np.ndarray, int]] = {}
         self._pending: list[Any] = []
 
     def _spec(self, name: str, dtype: str) -> dict[str, Any]:
@@ -99,35 +192,11 @@ class TensorstoreWriter:
             },
         }
 
-    def _put(self, name: str, index: int, frame: np.ndarray) -> None:
-        b, slot = divmod(index, self._k)
-        block = self._blocks.get(name)
-        if block is None or block[0] != b:
-            if block is not None:
-                self._flush(name)
-            dtype = np.uint16 if name == "raw" else np.float32
-            block = (b, np.empty((self._k, *self._shape), dtype), 0)
-        block[1][slot] = frame
-        self._blocks[name] = block = (block[0], block[1], block[2] + 1)
-        if block[2] == self._k:
-            self._flush(name)
-
-    def _flush(self, name: str) -> None:
-        block = self._blocks.pop(name, None)
-        if block is not None:
-            b, data, count = block
-            start = b * self._k
-            self._pending.append(self._arrays[name][start : start + count].write(data[:count]))
-
-    def raw(self, index: int, frame: np.ndarray, t_ns: int) -> None:
-        self._put("raw", index, frame)
-
-    def clean(self, index: int, frame: np.ndarray) -> None:
-        self._put("clean", index, frame)
+    def _write(self, name: str, start: int, data: np.ndarray) -> None:
+        self._pending.append(self._arrays[name][start : start + len(data)].write(data))
 
     def close(self) -> None:
-        for name in list(self._blocks):
-            self._flush(name)
+        super().close()
         for future in self._pending:
             future.result()
 
@@ -137,6 +206,7 @@ class AcquireZarrWriter:
         import acquire_zarr as az
 
         self.path = root / "az.zarr"
+        self.arrays = {"raw": "raw", "clean": "clean"}
 
         def array(key: str, dtype: Any) -> Any:
             dims = [
@@ -189,22 +259,9 @@ class AcquireZarrWriter:
         self._stream.close()
 
 
-@contextmanager
-def _zarr_python_writes() -> Iterator[None]:
-    """``SeriesStore`` with its direct whole-shard writes off: zarr-python does them."""
-    import stream._store_arrays as store_arrays
-
-    saved = store_arrays.DIRECT_WRITES
-    store_arrays.DIRECT_WRITES = False
-    try:
-        yield
-    finally:
-        store_arrays.DIRECT_WRITES = saved
-
-
 FACTORIES: dict[str, Callable[[Path, tuple[int, int], int, int], Writer]] = {
     "deepdenoise": OurWriter,
-    "zarr-python": OurWriter,
+    "zarr-python": ZarrPythonWriter,
     "tensorstore": TensorstoreWriter,
     "acquire-zarr": AcquireZarrWriter,
 }
@@ -220,8 +277,3 @@ def peer_problem(name: str) -> str | None:
     except Exception as exc:  # ImportError, or a broken binary wheel
         return f"cannot import {module}: {exc} (pip install 'deepdenoise[bench]')"
     return None
-
-
-def writer_context(name: str) -> AbstractContextManager[None]:
-    """Set-up a writer needs around its whole run (zarr-python: direct writes off)."""
-    return _zarr_python_writes() if name == "zarr-python" else nullcontext()

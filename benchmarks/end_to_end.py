@@ -42,7 +42,7 @@ from ._common import (
 from ._models import ModelFile, resolve_models
 from ._service_run import run_service
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 TARGET_OVERHEAD_MS = 1.0
 TARGET_FPS = 100.0
@@ -128,7 +128,7 @@ def pure_inference_ms(
 ) -> np.ndarray:
     """Per-frame ``Engine.denoise`` times (ms) of this model on these frames, alone,
     one call per ``1 / fps`` seconds (0: back to back)."""
-    from stream._engine import Engine
+    from stream.engine import Engine
 
     shape = (int(pool.shape[1]), int(pool.shape[2]))
     with Engine(model, provider=provider, warmup_shape=shape) as engine:

@@ -41,7 +41,7 @@ from ._common import (
 )
 from ._models import ModelFile, fp16_variant, read_conv_stack, resolve_models, torch_from_onnx
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 TARGET_SPEEDUP = 1.2
 TARGET_MODELS = ("dncnn-lite", "dncnn20")
@@ -106,7 +106,7 @@ def threads() -> int:
 def _ort_session(path: Path, provider: str) -> Any:
     import onnxruntime as ort
 
-    from stream._providers import select_providers
+    from stream.engine import select_providers
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -170,7 +170,7 @@ def engine_times(
     s: Settings,
 ) -> tuple[np.ndarray, Any]:
     """(ms per ``Engine.denoise``, the tile plan used) for one frame shape."""
-    from stream._engine import Engine
+    from stream.engine import Engine
 
     shape = (int(frame.shape[0]), int(frame.shape[1]))
     with Engine(
@@ -198,7 +198,7 @@ def matmul_tflops(provider: str, n: int, half: bool) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from stream._providers import select_providers
+    from stream.engine import select_providers
 
     elem = TensorProto.FLOAT16 if half else TensorProto.FLOAT
     graph = helper.make_graph(
@@ -302,7 +302,7 @@ def _model_rows(
     peak: dict[bool, float | None],
     work: Path,
 ) -> None:
-    from stream._model_meta import ModelMetadata
+    from stream.engine import ModelMetadata
 
     stack = read_conv_stack(model.path)
     meta = ModelMetadata.from_props(_session_props(model.path))
@@ -344,7 +344,7 @@ def _model_rows(
                 plan_overhead=round(plan.overhead, 3),
             )
             if s.tiled:
-                from stream._tiling import default_tile_overlap
+                from stream.engine import default_tile_overlap
 
                 _, overlap = default_tile_overlap(meta.radius)
                 tiled_ms, tplan = engine_times(

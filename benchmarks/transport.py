@@ -41,7 +41,7 @@ from ._models import resolve_models
 from ._relay import relay_process
 from ._service_run import Sender, run_service
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 Pattern = Literal["pubsub", "pushpull"]
 Transport = Literal["tcp", "ipc"]

@@ -1,6 +1,6 @@
 """Generated training pairs: calcium-imaging ground truth plus camera noise, on the fly.
 
-Every pair is synthesised from :mod:`stream._phantom`, so the clean target is known
+Every pair is synthesised from :mod:`stream.sim`, so the clean target is known
 exactly (the expected camera image) and the data never run out. Per draw a small field
 (``field`` x ``field`` px) of a short movie is synthesised with phantom parameters
 randomised within the ranges of :class:`DataConfig`, a few frames at random times are
@@ -41,12 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from stream._errors import ConfigError
-from stream._phantom import CalciumPhantom, NoiseModel, PhantomConfig, expected_camera, frame_rng
+from stream import ConfigError
+from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, expected_camera, frame_rng
 
 from .noise import RecordedNoise, load_noise_stack
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 Range = tuple[float, float]
 _TRAIN, _VALIDATION = 0, 1  # seed-stream tags: validation never overlaps training

@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from exporter.metrics import psnr
-from stream._config import Provider, ServiceConfig
-from stream._service import Service
-from stream._simulator import Simulator, SimulatorConfig
+from exporter.evaluation import psnr
+from stream.cli import kv_table
+from stream.service import Provider, Service, ServiceConfig
+from stream.sim import Simulator, SimulatorConfig
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 
 class DemoConfig(BaseModel):
@@ -61,9 +61,6 @@ class DemoResult:
         return self.frames_received / self.seconds if self.seconds > 0 else 0.0
 
     def table(self) -> Table:
-        table = Table(title="deepdenoise demo", show_header=False)
-        table.add_column("measure", style="bold")
-        table.add_column("value")
         p50, p99 = np.percentile(self.e2e_ms, [50, 99]) if self.e2e_ms.size else (0.0, 0.0)
         s50, s99 = np.percentile(self.service_ms, [50, 99]) if self.service_ms.size else (0, 0)
         gain = self.psnr_denoised_db - self.psnr_raw_db
@@ -79,9 +76,7 @@ class DemoResult:
             ("store", str(self.store) if self.store else "off"),
             ("preview (raw | denoised | ground truth)", str(self.preview)),
         ]  # fmt: skip
-        for name, value in rows:
-            table.add_row(name, value)
-        return table
+        return kv_table("deepdenoise demo", rows)
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:

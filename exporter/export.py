@@ -1,11 +1,11 @@
 """Export a training checkpoint to an ONNX model that follows the engine's contract.
 
 The export is only trusted after it has run where it will be used: the written file is
-loaded by the real :class:`stream._engine.Engine` (CPU provider) and its output on
+loaded by the real :class:`stream.engine.Engine` (CPU provider) and its output on
 random frames in raw camera units — whole frames of odd sizes, one frame cut into
 tiles, and one direct batch — is compared with the torch model on the same input.
 The torch reference reproduces the engine's canonical output exactly as defined in
-:mod:`stream._tiling`: normalise, reflect-pad by the receptive-field radius, run,
+:mod:`stream.engine`: normalise, reflect-pad by the receptive-field radius, run,
 crop, denormalise. An export whose error exceeds the bound raises instead of being
 shipped.
 
@@ -30,11 +30,10 @@ import torch
 
 from exporter.model import DnCNN, receptive_field
 from exporter.train import load_checkpoint
-from stream._engine import Engine
-from stream._errors import ModelError
-from stream._model_meta import ModelMetadata
+from stream import ModelError
+from stream.engine import Engine, ModelMetadata
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 OPSET = 17
 #: Whole-frame parity shapes (odd, non-square, smaller and larger than a patch); cycled.

@@ -16,7 +16,7 @@ Presets
     allows 33 ms, and the rest is headroom for the pipeline around the model, a noisy
     shared machine and CPUs without AVX-512 (the one measured has it). Measured with
     ``python -m exporter.model --bench --rounds 60`` (the real
-    ``stream._engine.Engine(provider="cpu")``, 256 x 256 float32 frames, opset 17,
+    ``stream.engine.Engine(provider="cpu")``, 256 x 256 float32 frames, opset 17,
     batch norm folded by ORT; Xeon Sapphire Rapids, 2 vCPUs, onnxruntime 1.31, torch
     2.13). The machine was shared with other jobs, so candidates ran in interleaved
     rounds of 10 frames, and "quiet" is the median over the rounds in which other
@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,7 @@ def _bench(candidates: list[ModelSpec], rounds: int, threads: int | None) -> Non
     import numpy as np
     import onnx
 
-    from stream._engine import Engine
-    from stream._model_meta import ModelMetadata
+    from stream.engine import Engine, ModelMetadata
 
     hz = os.sysconf("SC_CLK_TCK")
     frame = np.random.default_rng(0).normal(100.0, 5.0, (256, 256)).astype(np.float32)

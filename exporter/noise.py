@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from stream._errors import ConfigError
-from stream._phantom import NoiseModel
+from stream import ConfigError
+from stream.sim import NoiseModel
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 #: The camera model is the phantom's, reused so training and simulation agree exactly.
 CameraNoise = NoiseModel
@@ -79,14 +79,14 @@ def load_noise_stack(path: Path, max_frames: int | None = None) -> np.ndarray:
 def _read_zarr(path: Path) -> np.ndarray:
     import zarr
 
-    from stream._store import is_series_store
+    from stream.store import ARRAY_PATHS, is_series_store
 
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
         return np.asarray(node[...])
     if is_series_store(path):
         valid = np.asarray(_array(node, "valid")[...], dtype=bool)
-        raw = _array(node, "raw")
+        raw = _array(node, ARRAY_PATHS["raw"])
         n = min(len(valid), raw.shape[0])
         return np.asarray(raw[:n])[valid[:n]]
     arrays = [name for name, _ in node.arrays()]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from exporter.export import ExportReport, export_onnx
-from stream._engine import Engine
+from stream.engine import Engine
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "models"
 METHOD_ORDER = ("noisy", "gaussian", "boxcar", "wiener", "bm3d")

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from stream._model_meta import ModelMetadata
+from stream.engine import ModelMetadata
 
 OPSET = 17
 #: IR version matching opset 17, readable by every onnxruntime this project supports.

@@ -38,10 +38,10 @@ from rich.progress import (
 from torch.utils.data import DataLoader
 
 from exporter.data import PairDataset, normalization, validation_set
-from exporter.metrics import psnr
+from exporter.evaluation import psnr
 from exporter.model import DnCNN, ModelSpec, build_model
 from exporter.train_config import TrainConfig, load_train_config
-from stream._errors import ConfigError, ModelError
+from stream import ConfigError, ModelError
 
 __all__ = [
     "TrainConfig",
@@ -52,7 +52,7 @@ __all__ = [
     "train",
 ]
 
-log = logging.getLogger("deepdenoise")
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 _STREAM_TAG, _VAL_TAG = 1, 2  # seed-sequence tags: training stream and validation set

@@ -6,17 +6,15 @@ TOML + overrides) read on their own and the training loop stays short.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from exporter.data import DataConfig
 from exporter.model import PRESETS, ModelSpec
-from stream._config import describe_validation_error
-from stream._errors import ConfigError
+from stream import load_settings
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -87,15 +85,8 @@ class TrainConfig(BaseModel):
         return self.preset if self.preset.startswith("dncnn") else f"dncnn-{self.preset}"
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``update`` into a copy of ``base`` (tables merge, values replace)."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
+#: Settings holding paths: relative ones in a config file are relative to its folder.
+PATH_FIELDS = ("out_dir", "data.noise.recorded")
 
 
 def load_train_config(
@@ -105,7 +96,8 @@ def load_train_config(
 
     Later sources win. Overrides whose value is None are ignored (unset CLI options);
     ``patch``, ``noise_level``, ``noise_source`` and ``noise_stack`` address the nested
-    data fields, and any ``a__b`` key addresses field ``b`` of table ``a``.
+    data fields, and any ``a__b`` key addresses field ``b`` of table ``a``. Relative
+    paths in the file are relative to its folder.
 
     Raises
     ------
@@ -113,23 +105,11 @@ def load_train_config(
         The file cannot be read or parsed, or a value is invalid (the message lists each
         field with what was expected and what was given).
     """
-    data: dict[str, Any] = dict(base or {})
-    if path is not None:
-        try:
-            data = _merge(data, tomllib.loads(Path(path).read_text(encoding="utf-8")))
-        except OSError as exc:
-            raise ConfigError(f"cannot read training config {path}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"training config {path} is not valid TOML: {exc}") from exc
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        keys = SHORTCUTS.get(key, tuple(key.split("__")))
-        nested: Any = value
-        for name in reversed(keys):
-            nested = {name: nested}
-        data = _merge(data, nested)
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, source=str(path or "options"))) from exc
+    return load_settings(
+        TrainConfig,
+        path,
+        base=base,
+        overrides=overrides,
+        shortcuts=SHORTCUTS,
+        path_fields=PATH_FIELDS,
+    )

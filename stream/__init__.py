@@ -1,7 +1,16 @@
 """deepdenoise online half: ZeroMQ frames in, ONNX Runtime denoising, ZeroMQ + Zarr out.
 
-This package never imports torch (nor matplotlib): it installs small and starts fast
-on an acquisition PC. Heavy submodules load on first use of the name that needs them.
+The rooms (each a sub-package with a small public face; see README "The house"):
+
+- ``protocol``: wire format v1, limits, reject codes;
+- ``engine``: ONNX Runtime engine, providers, tiling, model metadata, shipped models;
+- ``store``: one Zarr store per series;
+- ``service``: the stages, their queues and the lifecycle;
+- ``sim``: phantom, camera noise and the simulated microscope;
+- ``cli``: the ``deepdenoise`` command.
+
+This package never imports torch, matplotlib or the offline ``exporter``: it installs
+small and starts fast on an acquisition PC. Heavy names load on first use.
 """
 
 from __future__ import annotations
@@ -21,30 +30,31 @@ from ._errors import (
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._config import ServiceConfig, load_config
-    from ._engine import Engine, default_model_path
-    from ._model_meta import ModelMetadata
-    from ._phantom import CalciumPhantom, PhantomConfig
-    from ._service import Service
-    from ._simulator import Simulator, SimulatorConfig
-    from ._store import SeriesStore, summarize_store
-    from ._tiling import TilePlan, plan_tiles
+    from ._settings import describe_validation_error, load_settings, merge, read_settings_file
+    from .engine import Engine, ModelMetadata, TilePlan, default_model_path, plan_tiles
+    from .service import Service, ServiceConfig, load_config
+    from .sim import CalciumPhantom, PhantomConfig, Simulator, SimulatorConfig
+    from .store import SeriesStore, summarize_store
 
 _LAZY = {
-    "ServiceConfig": "_config",
-    "load_config": "_config",
-    "Engine": "_engine",
-    "default_model_path": "_engine",
-    "ModelMetadata": "_model_meta",
-    "CalciumPhantom": "_phantom",
-    "PhantomConfig": "_phantom",
-    "Service": "_service",
-    "Simulator": "_simulator",
-    "SimulatorConfig": "_simulator",
-    "SeriesStore": "_store",
-    "summarize_store": "_store",
-    "TilePlan": "_tiling",
-    "plan_tiles": "_tiling",
+    "describe_validation_error": "._settings",
+    "load_settings": "._settings",
+    "merge": "._settings",
+    "read_settings_file": "._settings",
+    "Engine": ".engine",
+    "ModelMetadata": ".engine",
+    "TilePlan": ".engine",
+    "default_model_path": ".engine",
+    "plan_tiles": ".engine",
+    "Service": ".service",
+    "ServiceConfig": ".service",
+    "load_config": ".service",
+    "CalciumPhantom": ".sim",
+    "PhantomConfig": ".sim",
+    "Simulator": ".sim",
+    "SimulatorConfig": ".sim",
+    "SeriesStore": ".store",
+    "summarize_store": ".store",
 }
 
 __all__ = [
@@ -67,8 +77,12 @@ __all__ = [
     "TilePlan",
     "__version__",
     "default_model_path",
+    "describe_validation_error",
     "load_config",
+    "load_settings",
+    "merge",
     "plan_tiles",
+    "read_settings_file",
     "summarize_store",
 ]
 
@@ -77,6 +91,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'stream' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

@@ -1,5 +1,5 @@
 """``python -m stream`` is the ``deepdenoise`` command."""
 
-from ._cli import main
+from .cli import main
 
 main()

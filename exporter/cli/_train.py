@@ -1,0 +1,207 @@
+"""``deepdenoise train``, ``export`` and ``calibrate``.
+
+They need the ``train`` extra, so everything heavy is imported inside the command
+bodies: registering them stays torch-free and instant, and a missing extra is reported
+as a one-line error instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.table import Table
+
+from stream import DeepDenoiseError
+from stream.cli import console, fail, kv_table
+
+from ._hints import EXTRA_HINT
+
+
+def parse_level(text: str | None) -> float | tuple[float, float] | None:
+    """``"1.5"`` -> 1.5, ``"0.5:3"`` -> (0.5, 3.0) (a range drawn uniformly per patch)."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            lo, hi = (float(v) for v in text.split(":"))
+            return (lo, hi)
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a noise level such as 1.5 or a range LO:HI such as 0.5:3, got {text!r}"
+        ) from None
+
+
+def _fmt(value: float, unit: str = "") -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.2f}{unit}"
+
+
+def train_command(
+    config: Annotated[
+        Path | None, typer.Option(help="TOML training config; options below override it.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Model preset: lite or dncnn20. [default: lite]")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps in total.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Patches per step.")] = None,
+    patch: Annotated[int | None, typer.Option(help="Patch side in pixels.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
+    noise_level: Annotated[
+        str | None,
+        typer.Option(help="Noise level (1 = reference acquisition) or a range LO:HI."),
+    ] = None,
+    noise_source: Annotated[
+        Literal["model", "recorded"] | None,
+        typer.Option(help="model: Poisson-Gaussian camera; recorded: noise from --noise-stack."),
+    ] = None,
+    noise_stack: Annotated[
+        Path | None, typer.Option(help="Dark/flat recording (.npy, .zarr, .tif) for 'recorded'.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, history).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, data and validation.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue from a checkpoint (its config is the base)."),
+    ] = None,
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"] | None,
+        typer.Option(help="Training device; auto: CUDA when present."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train a DnCNN on generated calcium-imaging patches (needs torch)."""
+    try:
+        from exporter.train import load_train_config, read_checkpoint, train
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        base: dict[str, Any] | None = None
+        if resume is not None:
+            base = read_checkpoint(resume)["config"]
+        cfg = load_train_config(
+            config,
+            base=base,
+            preset=preset,
+            steps=steps,
+            batch=batch,
+            patch=patch,
+            lr=lr,
+            noise_level=parse_level(noise_level),
+            noise_source=noise_source,
+            noise_stack=noise_stack,
+            out_dir=out,
+            seed=seed,
+            device=device,
+            threads=threads,
+            num_workers=workers,
+        )
+        summary = train(cfg, resume=resume, progress=not quiet)
+    except (DeepDenoiseError, OSError, FloatingPointError) as exc:
+        raise fail(exc) from exc
+    rows = (
+        ("steps", f"{summary.start_step} -> {summary.steps} of {cfg.steps}"),
+        (
+            "time",
+            f"{summary.seconds:.1f} s ({summary.steps_per_s:.2f} steps/s on {summary.device})",
+        ),
+        ("final loss", f"{summary.final_loss:.4g}"),
+        ("val PSNR", _fmt(summary.final_val_psnr, " dB")),
+        ("best val PSNR", f"{_fmt(summary.best_val_psnr, ' dB')} (step {summary.best_step})"),
+        ("noisy input PSNR", _fmt(summary.noisy_psnr, " dB")),
+        ("checkpoints", f"{summary.last_checkpoint.name}, {summary.best_checkpoint.name}"),
+        ("history", str(summary.history)),
+    )
+    console.print(kv_table(f"training: {cfg.architecture} in {summary.out_dir}", rows))
+
+
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A last.pt or best.pt from `train`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The ONNX model to write.")],
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also write <name>-fp16.onnx (fp32 input/output).")
+    ] = False,
+    inputs: Annotated[int, typer.Option(help="Whole-frame parity cases.", min=1)] = 4,
+) -> None:
+    """Export a checkpoint to ONNX and verify it in the real engine (needs torch)."""
+    try:
+        from exporter.export import export_onnx
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        report = export_onnx(checkpoint, out, fp16=fp16, parity_inputs=inputs)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    meta = report.metadata
+    bounds = f"fp32 {report.tolerance:g}" + (
+        f", fp16 {report.fp16_tolerance:g}" if report.fp16_tolerance is not None else ""
+    )
+    table = Table(
+        title=f"parity vs torch: {report.path.name}",
+        caption=f"bounds (model units): {bounds}; engine on CPU",
+    )
+    for column in ("variant", "case", "max|err| model", "max|err| ADU"):
+        table.add_column(column, justify="left" if column in ("variant", "case") else "right")
+    for row in report.rows:
+        table.add_row(row.variant, row.case, f"{row.max_abs_model:.3g}", f"{row.max_abs_raw:.3g}")
+    console.print(table)
+    console.print(
+        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB, {meta.architecture}, "
+        f"receptive field {meta.receptive_field}, hash {(meta.content_hash or '')[:12]})"
+    )
+    if report.fp16_path is not None:
+        console.print(f"wrote {report.fp16_path}")
+
+
+def calibrate_command(
+    stack: Annotated[
+        Path, typer.Argument(help="Frames for the gain fit (.npy/.tif/.zarr): a flat-field series.")
+    ],
+    dark: Annotated[
+        Path | None, typer.Option(help="Dark frames (shutter closed): offset and read noise.")
+    ] = None,
+    gain: Annotated[
+        float | None, typer.Option(help="Known gain (ADU per e-): STACK is then dark frames.")
+    ] = None,
+    offset: Annotated[float | None, typer.Option(help="Known camera offset, ADU.")] = None,
+    max_frames: Annotated[int, typer.Option(help="Read at most this many frames.")] = 500,
+) -> None:
+    """Fit the Poisson-Gaussian camera model to recordings; prints a TOML table for `train`."""
+    try:
+        from exporter.noise import estimate_camera_noise, load_noise_stack
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        frames = load_noise_stack(stack, max_frames=max_frames)
+        dark_frames = load_noise_stack(dark, max_frames=max_frames) if dark else None
+        fit = estimate_camera_noise(frames, dark=dark_frames, gain=gain, offset=offset)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    stderr = f" ± {fit.gain_stderr:.3g}" if fit.gain_stderr is not None else ""
+    rows = [
+        ("gain", f"{fit.gain:.4g}{stderr} ADU/e-"),
+        ("offset", f"{fit.offset:.4g} ADU"),
+        ("read noise", f"{fit.read_noise:.4g} ADU rms"),
+        ("estimated from data", ", ".join(fit.estimated) or "nothing (all given)"),
+    ]
+    if fit.r2 is not None:
+        rows.append(("photon-transfer fit", f"r2 {fit.r2:.4f} over {fit.n_points} points"))
+    rows += [("note", note) for note in fit.notes]
+    console.print(kv_table(f"camera noise fit: {stack.name}", rows))
+    console.print(
+        "[data.noise.camera]\n"
+        f"gain = {fit.gain:.6g}\noffset = {fit.offset:.6g}\nread_noise = {fit.read_noise:.6g}",
+        markup=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``export`` and ``calibrate`` to ``app``."""
+    app.command("train")(train_command)
+    app.command("export")(export_command)
+    app.command("calibrate")(calibrate_command)

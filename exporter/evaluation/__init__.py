@@ -1,0 +1,59 @@
+"""Evaluation: denoisers against tuned classical baselines on movies with known truth.
+
+``evaluate`` runs models through the real streaming engine and the baselines, scores
+them (``_metrics``), and writes ``report.md``, figures and ``metrics.json``
+(``_report``); the result types live in the leaf ``_results``. ``psnr`` and ``mse``
+need only numpy (the demo uses them); everything else loads on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._metrics import (
+    MovieScorer,
+    OnsetDetector,
+    data_range_of,
+    extract_traces,
+    mse,
+    onset_errors,
+    pearson,
+    psnr,
+    ssim,
+    trace_correlation,
+)
+from ._results import EvaluationResult, LevelResult, MethodScore, ModelInfo
+
+if TYPE_CHECKING:
+    from ._evaluate import evaluate, metrics_dict
+
+_LAZY = {"evaluate": "._evaluate", "metrics_dict": "._evaluate"}
+
+__all__ = [
+    "EvaluationResult",
+    "LevelResult",
+    "MethodScore",
+    "ModelInfo",
+    "MovieScorer",
+    "OnsetDetector",
+    "data_range_of",
+    "evaluate",
+    "extract_traces",
+    "metrics_dict",
+    "mse",
+    "onset_errors",
+    "pearson",
+    "psnr",
+    "ssim",
+    "trace_correlation",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'exporter.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

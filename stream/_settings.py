@@ -1,0 +1,114 @@
+"""Configuration files: TOML (or JSON) plus overrides, validated by a pydantic model.
+
+One loader for every config in the project (the service, training, evaluation data), so
+they share the rules: later sources win; tables merge, values replace; an override of
+None is an unset CLI option and is ignored; ``a__b`` addresses field ``b`` of table
+``a``; relative paths written *in a file* are relative to that file's folder (a config
+means the same wherever it is started from); errors name each field with what was
+expected and what came.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ._errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The tables of a TOML file (``.json``: a JSON object), or ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a table of settings in {path}, got {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (tables merge, values replace)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(data: dict[str, Any], fields: Iterable[str], folder: Path) -> None:
+    """Make the relative paths at dotted ``fields`` of ``data`` relative to ``folder``."""
+    for dotted in fields:
+        *tables, name = dotted.split(".")
+        table: Any = data
+        for key in tables:
+            table = table.get(key) if isinstance(table, dict) else None
+        if isinstance(table, dict) and isinstance(table.get(name), str):
+            value = Path(table[name]).expanduser()
+            table[name] = str(value if value.is_absolute() else folder / value)
+
+
+def load_settings(
+    model: type[M],
+    path: Path | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    shortcuts: Mapping[str, tuple[str, ...]] | None = None,
+    path_fields: Iterable[str] = (),
+    section: str | None = None,
+) -> M:
+    """Validate ``base``, then the file at ``path``, then ``overrides`` as one ``model``.
+
+    ``section``: if the file has this table, only it is used (a training config's
+    ``data`` table serves as a data config). ``path_fields``: dotted names of path
+    settings resolved against the file's folder. ``shortcuts`` map an override name to
+    a nested field (``patch`` -> ``("data", "patch")``).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read or parsed, or a value is invalid.
+    """
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        found = read_settings_file(path)
+        if section is not None and isinstance(found.get(section), dict):
+            found = found[section]
+        _resolve_paths(found, path_fields, Path(path).resolve().parent)
+        data = merge(data, found)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        nested: Any = value
+        for name in reversed((shortcuts or {}).get(key, tuple(key.split("__")))):
+            nested = {name: nested}
+        data = merge(data, nested)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(path or "options"))) from exc
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per invalid field: where, what was expected, what came."""
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

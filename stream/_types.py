@@ -1,0 +1,58 @@
+"""Annotated types shared by the config, the protocol, the simulator and the store.
+
+Each rule lives here once: a ZeroMQ endpoint, a frame shape and a series name are
+validated the same way wherever they enter (a TOML file, a CLI option, a wire header,
+a store path), with messages that say what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, TypeGuard
+
+from pydantic import AfterValidator
+
+#: Largest frame side the protocol accepts (also the store's and simulator's limit).
+MAX_SIDE = 16384
+#: A series name: 1-64 of ``[A-Za-z0-9._-]``, not starting with a dot (it is also a
+#: folder name, and ``.``, ``..`` or ``.hidden`` would escape or hide it).
+SERIES_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")
+SERIES_RULE = "1-64 chars [A-Za-z0-9._-], not starting with '.'"
+ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc")
+
+
+def check_endpoint(value: str) -> str:
+    """A ZeroMQ endpoint ``tcp://host:port``, ``ipc://path`` or ``inproc://name``."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ENDPOINT_SCHEMES or not rest:
+        raise ValueError(
+            f"expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/x, got {value!r}"
+        )
+    return value
+
+
+def check_frame_shape(value: tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)``, each 1..MAX_SIDE."""
+    if len(value) != 2 or not all(1 <= int(s) <= MAX_SIDE for s in value):
+        raise ValueError(f"expected (height, width), each 1..{MAX_SIDE}, got {value}")
+    return (int(value[0]), int(value[1]))
+
+
+def is_series_name(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and SERIES_PATTERN.fullmatch(value) is not None
+
+
+def check_series_name(value: str) -> str:
+    if not is_series_name(value):
+        raise ValueError(f"expected a series name of {SERIES_RULE}, got {value!r}")
+    return value
+
+
+Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+FrameShape = Annotated[tuple[int, int], AfterValidator(check_frame_shape)]
+SeriesName = Annotated[str, AfterValidator(check_series_name)]
+
+#: Default endpoints, shared by the service, the simulator and the CLI: loopback only.
+DEFAULT_INPUT = "tcp://127.0.0.1:5555"
+DEFAULT_OUTPUT = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5557"

@@ -1,0 +1,25 @@
+"""The ``deepdenoise`` command line: online commands and the plug-in group for others.
+
+``app`` is the typer application (``main`` runs it). Plug-ins register commands through
+the ``deepdenoise.commands`` entry-point group and may use the helpers here, so every
+command prints, parses and fails the same way.
+"""
+
+# The helpers first: plug-ins loaded by ``_app`` import them from this package.
+from ._common import console, counts, err_console, fail, kv_table, parse_shape
+from ._request import request
+
+from ._app import PLUGIN_GROUP, app, main  # isort: skip
+
+__all__ = [
+    "PLUGIN_GROUP",
+    "app",
+    "console",
+    "counts",
+    "err_console",
+    "fail",
+    "kv_table",
+    "main",
+    "parse_shape",
+    "request",
+]

@@ -1,0 +1,69 @@
+"""``deepdenoise info``: describe a model file or a series store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .._errors import DeepDenoiseError, ModelError, StoreError
+from ._common import console, fail, kv_table
+
+
+def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
+    """A title and (field, value) rows for a model (.onnx) or a store (.zarr folder)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.suffix == ".onnx":
+        return f"model {path}", _model_rows(path)
+    from ..store import is_series_store, summarize_store
+
+    if path.is_dir() and is_series_store(path):
+        return f"store {path}", [(k, _text(v)) for k, v in summarize_store(path).items()]
+    raise StoreError(f"expected an .onnx model or a <series>.zarr store, got {path}")
+
+
+def _model_rows(path: Path) -> list[tuple[str, str]]:
+    import onnxruntime as ort
+
+    from ..engine import ModelMetadata, model_id_for
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for unreadable models
+        raise ModelError(f"cannot load {path} with ONNX Runtime: {exc}") from exc
+    meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+    rows = [
+        ("model id", model_id_for(path, meta)),
+        ("metadata", "deepdenoise" if meta.from_model else "none (defaults apply)"),
+        ("architecture", meta.architecture),
+        ("receptive field", f"{meta.receptive_field} px (radius {meta.radius})"),
+        ("normalisation", f"(raw - {meta.input_offset}) / {meta.input_scale}"),
+        ("training noise", _text(meta.training_noise) if meta.training_noise else "-"),
+        ("content hash", meta.content_hash or "-"),
+        ("size", f"{path.stat().st_size / 1e6:.2f} MB"),
+    ]
+    for kind, args in (("input", session.get_inputs()), ("output", session.get_outputs())):
+        rows += [(kind, f"{a.name} {a.type} {a.shape}") for a in args]
+    return rows
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def info(
+    path: Annotated[Path, typer.Argument(help="An .onnx model or a <series>.zarr store.")],
+) -> None:
+    """Show a model's metadata or a store's summary."""
+    try:
+        title, rows = describe(path)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    console.print(kv_table(title, rows))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(info)

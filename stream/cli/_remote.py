@@ -1,0 +1,132 @@
+"""Commands that talk to a running service over its control socket.
+
+``status``, ``pause``, ``resume``, ``flush``, ``stop`` and ``load-model``: one command per
+control request, so nothing the socket can do needs a script.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .._errors import DeepDenoiseError
+from .._types import DEFAULT_CONTROL
+from ._common import console, counts, fail, kv_table
+from ._request import request
+
+Control = Annotated[str, typer.Option(help="The service's control endpoint.")]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the reply.")]
+JsonOut = Annotated[bool, typer.Option("--json", metavar="", help="Print the reply as JSON.")]
+
+
+def _ask(control: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The reply map, or exit 2 with the service's error (or why none came)."""
+    try:
+        reply = request(control, message, timeout)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    if not reply.get("ok", False):
+        raise fail(f"{message['cmd']} refused by {control}: {reply.get('error', reply)}")
+    return reply
+
+
+def _print(reply: dict[str, Any], json_out: bool, text: str) -> None:
+    if json_out:
+        console.print_json(json.dumps(reply))
+    else:
+        console.print(text, highlight=False)
+
+
+def status(
+    control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
+) -> None:
+    """Ask a running service for its status and print it."""
+    reply = _ask(control, {"cmd": "status"}, timeout)
+    if json_out:
+        console.print_json(json.dumps(reply))
+        return
+    console.print(status_table(reply))
+
+
+def pause(
+    control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
+) -> None:
+    """Stop denoising (raw frames are still stored; skipped frames are counted)."""
+    _print(_ask(control, {"cmd": "pause"}, timeout), json_out, f"paused {control}")
+
+
+def resume(
+    control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
+) -> None:
+    """Denoise again after `pause`."""
+    _print(_ask(control, {"cmd": "resume"}, timeout), json_out, f"resumed {control}")
+
+
+def flush(
+    control: Control = DEFAULT_CONTROL, timeout: Timeout = 60.0, json_out: JsonOut = False
+) -> None:
+    """Write every frame received so far to disk; returns once it is there."""
+    _print(
+        _ask(control, {"cmd": "flush"}, timeout),
+        json_out,
+        "flushed: every frame received is on disk",
+    )
+
+
+def stop(
+    control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
+) -> None:
+    """Stop the service in order: drain the stages, flush and close the stores."""
+    _print(_ask(control, {"cmd": "stop"}, timeout), json_out, f"stopping {control}")
+
+
+def load_model(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to switch to.")],
+    control: Control = DEFAULT_CONTROL,
+    timeout: Timeout = 120.0,
+    json_out: JsonOut = False,
+) -> None:
+    """Switch the running service to another model between two frames (none is lost)."""
+    path = model.expanduser().absolute()  # the service may run in another folder
+    reply = _ask(control, {"cmd": "load_model", "path": str(path)}, timeout)
+    _print(
+        reply,
+        json_out,
+        f"model {reply.get('model')} now active on {reply.get('provider')} ({path})",
+    )
+
+
+def status_table(reply: dict[str, Any]) -> Table:
+    lat = reply.get("latency_ms", {})
+    rows = [
+        ("state", f"{reply.get('state')}{' (paused)' if reply.get('paused') else ''}"),
+        ("uptime", f"{reply.get('uptime_s', 0):.1f} s"),
+        ("model / provider", f"{reply.get('model')} / {reply.get('provider')}"),
+        ("frames in / out", f"{reply.get('frames_in')} / {reply.get('frames_out')}"),
+        ("fps (recent)", f"{reply.get('fps')}"),
+        ("latency p50 / p99", f"{lat.get('p50', 0):.2f} / {lat.get('p99', 0):.2f} ms"),
+        ("dropped", counts(reply.get("dropped"))),
+        ("rejected", counts(reply.get("rejected"))),
+        ("non-finite frames", counts(reply.get("sanitized"))),
+        ("queues", counts(reply.get("queues"))),
+        ("zarr", str(reply.get("zarr"))),
+    ]
+    for name, c in (reply.get("series") or {}).items():
+        rows.append(
+            (
+                f"series {name}",
+                f"in {c.get('frames_in')}, out {c.get('frames_out')}, "
+                f"last index {c.get('last_index')}, missing {c.get('missing')}",
+            )
+        )
+    return kv_table("deepdenoise status", rows)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (status, pause, resume, flush, stop):
+        app.command()(command)
+    app.command("load-model")(load_model)

@@ -1,0 +1,146 @@
+"""``deepdenoise serve``: run the service until Ctrl-C, SIGTERM or the ``stop`` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from .._errors import DeepDenoiseError
+from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT
+from ._common import err_console, fail
+
+log = logging.getLogger(__name__)
+
+
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="ONNX model.", show_default="the shipped default for the active provider"
+        ),
+    ] = None,
+    input: Annotated[
+        str | None,
+        typer.Option("--input", help="Acquisition endpoint.", show_default=DEFAULT_INPUT),
+    ] = None,
+    input_mode: Annotated[
+        Literal["sub", "pull"] | None,
+        typer.Option(
+            help="sub: subscribe to the acquisition's PUB (keeps the newest frame); "
+            "pull: lossless, back-pressures the sender.",
+            show_default="sub",
+        ),
+    ] = None,
+    input_bind: Annotated[
+        bool | None,
+        typer.Option(
+            "--input-bind/--input-connect",
+            metavar="",
+            help="Bind the input socket instead of connecting to the acquisition.",
+            show_default="--input-connect",
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="PUB endpoint for denoised frames, status and events.",
+            show_default=DEFAULT_OUTPUT,
+        ),
+    ] = None,
+    control: Annotated[
+        str | None,
+        typer.Option(help="REP control endpoint.", show_default=DEFAULT_CONTROL),
+    ] = None,
+    zarr: Annotated[
+        Path | None,
+        typer.Option(help="Folder for <series>.zarr stores.", show_default="./deepdenoise-data"),
+    ] = None,
+    no_zarr: Annotated[
+        bool, typer.Option("--no-zarr", metavar="", help="Do not write to disk.")
+    ] = False,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest tile side; frames that fit run whole.",
+            show_default="1024 + overlap",
+        ),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Tile overlap in pixels (>= 2 x receptive-field radius).",
+            show_default="2 x radius + 16",
+        ),
+    ] = None,
+    provider: Annotated[
+        Literal["auto", "cpu", "cuda", "tensorrt"] | None,
+        typer.Option(
+            help="ONNX Runtime provider; auto: TensorRT, CUDA, then CPU.", show_default="auto"
+        ),
+    ] = None,
+    output_dtype: Annotated[
+        Literal["float32", "input"] | None,
+        typer.Option(
+            help="Denoised payload dtype: float32, or the input dtype (rounded, clipped).",
+            show_default="float32",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file; command-line options override it.")
+    ] = None,
+) -> None:
+    """Denoise frames from an acquisition program until stopped (Ctrl-C, SIGTERM, `stop`)."""
+    from ..service import Service, load_config
+
+    if no_zarr and zarr is not None:
+        raise fail(f"--zarr {zarr} and --no-zarr contradict each other: give one of them")
+    try:
+        cfg = load_config(
+            config,
+            model=model,
+            input=input,
+            input_mode=input_mode,
+            input_bind=input_bind,
+            output=output,
+            control=control,
+            zarr=zarr,
+            tile=tile,
+            overlap=overlap,
+            provider=provider,
+            output_dtype=output_dtype,
+        )
+        if no_zarr:
+            cfg = cfg.model_copy(update={"zarr": None})
+        service = Service(cfg)
+        service.start()
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        service.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    engine = service.engine
+    assert engine is not None
+    err_console.print(
+        f"[bold green]deepdenoise serving[/] model {engine.model_id} on {engine.provider}; "
+        f"input {service.endpoints['input']}, output {service.endpoints['output']}, "
+        f"control {service.endpoints['control']}",
+        highlight=False,
+    )
+    while not service.wait(0.5):
+        pass
+    try:
+        service.stop()
+    except Exception as exc:
+        raise fail(exc) from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

@@ -1,0 +1,65 @@
+"""The inference engine: an ONNX model run on frames of any size, on CPU or GPU.
+
+:class:`Engine` loads a model that follows the model contract (``ModelMetadata``),
+picks a usable ONNX Runtime provider, cuts frames into overlapping tiles
+(``plan_tiles``) and blends them back. The shipped models live in ``models/`` beside
+their cards. Importing this package does not import onnxruntime; creating an engine does.
+"""
+
+from ._engine import (
+    CPU_DEFAULT,
+    GPU_DEFAULT,
+    Engine,
+    default_model_path,
+    model_id_for,
+    shipped_model_path,
+)
+from ._model_meta import DEFAULT_RECEPTIVE_FIELD, FORMAT_VERSION, PREFIX, ModelMetadata
+from ._pixels import count_non_finite, to_dtype
+from ._providers import (
+    ORT_NAMES,
+    ProviderChoice,
+    probe_providers,
+    select_providers,
+    short_name,
+    usable_providers,
+)
+from ._tiling import (
+    TilePlan,
+    TileWorkspace,
+    blend_tiles,
+    check_tiling,
+    default_tile_overlap,
+    gather_tiles,
+    plan_tiles,
+    reflect_pad_into,
+)
+
+__all__ = [
+    "CPU_DEFAULT",
+    "DEFAULT_RECEPTIVE_FIELD",
+    "FORMAT_VERSION",
+    "GPU_DEFAULT",
+    "ORT_NAMES",
+    "PREFIX",
+    "Engine",
+    "ModelMetadata",
+    "ProviderChoice",
+    "TilePlan",
+    "TileWorkspace",
+    "blend_tiles",
+    "check_tiling",
+    "count_non_finite",
+    "default_model_path",
+    "default_tile_overlap",
+    "gather_tiles",
+    "model_id_for",
+    "plan_tiles",
+    "probe_providers",
+    "reflect_pad_into",
+    "select_providers",
+    "shipped_model_path",
+    "short_name",
+    "to_dtype",
+    "usable_providers",
+]

@@ -1,0 +1,278 @@
+"""The ONNX Runtime engine: one frame in, one denoised float32 frame out.
+
+Per frame the hot path is: normalise the raw frame into a preallocated padded buffer,
+reflect-pad it, gather tiles (or use the padded frame itself as a batch of one), run
+the model once through an IO binding to preallocated input/output buffers, blend or
+crop into the result and denormalise it in place. The result array is the only
+per-frame allocation; its ownership passes to the caller.
+
+Thread-safety: an Engine is used by one thread at a time (the service's inference
+thread). Its buffers are reused across frames, so concurrent ``denoise`` calls on one
+engine would corrupt each other; give each thread its own engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from importlib.resources import files
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
+from ._model_meta import ModelMetadata
+from ._pixels import count_non_finite
+from ._providers import select_providers, short_name
+from ._tiling import TilePlan, TileWorkspace, check_tiling, default_tile_overlap, plan_tiles
+
+log = logging.getLogger(__name__)
+
+#: Shipped models (package data, each with a model card beside it).
+CPU_DEFAULT, GPU_DEFAULT = "dncnn-lite", "dncnn20"
+#: Frame shapes whose buffers an engine keeps (a live stream rarely changes shape).
+_MAX_WORKSPACES = 4
+_ORT_WARNING, _ORT_ERROR = 2, 3
+
+
+def shipped_model_path(name: str) -> Path:
+    """The ONNX file of a model shipped in ``stream/engine/models`` (see its ``.md`` card)."""
+    resource = files("stream.engine").joinpath("models", f"{name}.onnx")
+    if not isinstance(resource, Path) or not resource.is_file():
+        raise ModelError(f"no shipped model named {name!r} (looked for {resource})")
+    return resource
+
+
+def default_model_path(provider: str = "cpu") -> Path:
+    """The shipped model for an active provider: ``dncnn20`` on a GPU, ``lite`` on a CPU.
+
+    ``lite`` keeps up with 30 fps at 256x256 on a 2-core CPU; ``dncnn20`` needs a GPU
+    for live rates.
+    """
+    return shipped_model_path(CPU_DEFAULT if provider == "cpu" else GPU_DEFAULT)
+
+
+def model_id_for(path: Path, metadata: ModelMetadata) -> str:
+    """Short model id: the exporter's content hash, else a hash of the file's bytes."""
+    if metadata.content_hash:
+        return metadata.content_hash[:12]
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+class _FrameBuffers:
+    """A TileWorkspace plus the ORT IO binding bound to its batch buffers."""
+
+    def __init__(self, session: Any, plan: TilePlan, names: tuple[str, str]) -> None:
+        self.ws = TileWorkspace(plan)
+        self.binding = session.io_binding()
+        for bind, name, arr in (
+            (self.binding.bind_input, names[0], self.ws.batch_in),
+            (self.binding.bind_output, names[1], self.ws.batch_out),
+        ):
+            bind(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+
+
+class Engine:
+    """Runs one ONNX denoising model on 2-D frames of any size.
+
+    Parameters
+    ----------
+    model_path
+        ONNX model following the model contract (``[N, 1, H, W]`` float32 in and out).
+    provider
+        ``auto`` (TensorRT, then CUDA, then CPU, whichever is usable), or one of
+        ``tensorrt``, ``cuda``, ``cpu``; an explicit provider that is not usable raises
+        :class:`ProviderUnavailableError`.
+    tile, overlap
+        Tiling; defaults from :func:`stream._tiling.default_tile_overlap` for the
+        model's receptive field.
+    intra_op_threads
+        ONNX Runtime CPU threads (None: its default, one per physical core).
+    warmup_shape
+        Run one frame of this shape at load, so the first real frame does not pay for
+        memory planning (and, with TensorRT, engine building). None skips it.
+
+    Raises
+    ------
+    ModelError
+        The file cannot be loaded or violates the model contract.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        provider: str = "auto",
+        tile: int | None = None,
+        overlap: int | None = None,
+        intra_op_threads: int | None = None,
+        warmup_shape: tuple[int, int] | None = (512, 512),
+    ) -> None:
+        import onnxruntime as ort  # deferred: only the engine needs it
+
+        self.path = Path(model_path)
+        choice = select_providers(provider)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = _ORT_ERROR
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+        try:
+            self._session: Any = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=list(choice.providers)
+            )
+        except Exception as exc:  # ORT raises its own untyped errors for every failure
+            raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
+        self._names = self._check_signature()
+        self.metadata = ModelMetadata.from_props(self._session.get_modelmeta().custom_metadata_map)
+        self.model_id = model_id_for(self.path, self.metadata)
+
+        self.provider = short_name(self._session.get_providers()[0])
+        if self.provider != choice.name:
+            if provider != "auto":
+                raise ProviderUnavailableError(
+                    f"provider {provider!r} was requested but ONNX Runtime could not start it "
+                    f"(active: {self.provider}); see the onnxruntime log above for why"
+                )
+            log.warning("%s provider failed to start; running on %s", choice.name, self.provider)
+
+        default_tile, default_overlap = default_tile_overlap(self.metadata.radius)
+        self.tile = default_tile if tile is None else tile
+        self.overlap = default_overlap if overlap is None else overlap
+        check_tiling(self.tile, self.overlap, self.metadata.radius)
+
+        self._offset = np.float32(self.metadata.input_offset)
+        self._scale = np.float32(self.metadata.input_scale)
+        self._buffers: OrderedDict[tuple[int, int], _FrameBuffers] = OrderedDict()
+        log.info(
+            "model %s (%s, id %s, receptive field %d%s) on %s",
+            self.path.name,
+            self.metadata.architecture,
+            self.model_id,
+            self.metadata.receptive_field,
+            "" if self.metadata.from_model else ", defaults: no deepdenoise metadata",
+            self.provider,
+        )
+        if warmup_shape is not None:
+            self.denoise(np.zeros(warmup_shape, dtype=np.float32))
+
+    # -- signature --------------------------------------------------------------------
+
+    def _check_signature(self) -> tuple[str, str]:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{self.path.name}: expected exactly one input and one output, got "
+                f"{len(inputs)} inputs {[i.name for i in inputs]} and "
+                f"{len(outputs)} outputs {[o.name for o in outputs]}"
+            )
+        for role, arg in (("input", inputs[0]), ("output", outputs[0])):
+            shape = list(arg.shape)
+            problems = []
+            if arg.type != "tensor(float)":
+                problems.append(f"type {arg.type} (expected tensor(float), i.e. float32)")
+            if len(shape) != 4:
+                problems.append(f"rank {len(shape)} (expected 4: [N, 1, H, W])")
+            else:
+                if isinstance(shape[1], int) and shape[1] != 1:
+                    problems.append(f"{shape[1]} channels (expected 1)")
+                fixed = [
+                    d
+                    for d, v in zip("NHW", shape[:1] + shape[2:], strict=True)
+                    if isinstance(v, int)
+                ]
+                if fixed:
+                    problems.append(f"fixed {'/'.join(fixed)} (expected dynamic N, H, W)")
+            if problems:
+                raise ModelError(
+                    f"{self.path.name}: {role} {arg.name!r} with shape {shape} has "
+                    + "; ".join(problems)
+                )
+        return inputs[0].name, outputs[0].name
+
+    # -- frames -------------------------------------------------------------------------
+
+    def plan_for(self, shape: tuple[int, int]) -> TilePlan:
+        """The tile plan used for frames of ``shape``."""
+        return plan_tiles(
+            (int(shape[0]), int(shape[1])), self.tile, self.overlap, self.metadata.radius
+        )
+
+    def _buffers_for(self, shape: tuple[int, int]) -> _FrameBuffers:
+        buffers = self._buffers.get(shape)
+        if buffers is None:
+            buffers = _FrameBuffers(self._session, self.plan_for(shape), self._names)
+            self._buffers[shape] = buffers
+            if len(self._buffers) > _MAX_WORKSPACES:
+                self._buffers.popitem(last=False)
+        else:
+            self._buffers.move_to_end(shape)
+        return buffers
+
+    def denoise(self, frame: np.ndarray) -> np.ndarray:
+        """Denoise one 2-D frame (any integer or float dtype) into a new float32 array.
+
+        The result is in raw units (model output denormalised). Non-finite input pixels
+        are replaced by the mean of the finite ones for inference, so they do not smear
+        over the receptive field, and are NaN in the result.
+        """
+        if self._session is None:
+            raise DeepDenoiseError(f"engine for {self.path.name} is closed")
+        if frame.ndim != 2:
+            raise ValueError(f"expected a 2-D frame (H, W), got shape {frame.shape}")
+        if frame.dtype.kind not in "uif":
+            raise TypeError(f"expected an integer or float frame, got dtype {frame.dtype}")
+        shape = (int(frame.shape[0]), int(frame.shape[1]))
+        buffers = self._buffers_for(shape)
+        ws = buffers.ws
+        if self._offset != 0:
+            np.subtract(frame, self._offset, out=ws.interior, dtype=np.float32, casting="unsafe")
+        else:
+            np.copyto(ws.interior, frame, casting="unsafe")
+        if self._scale != 1:
+            np.divide(ws.interior, self._scale, out=ws.interior)
+        bad = None
+        if count_non_finite(frame):
+            bad = ~np.isfinite(frame)  # rare path: allocating here is fine
+            if bad.all():
+                return np.full(shape, np.nan, dtype=np.float32)
+            ws.interior[bad] = ws.interior[~bad].mean(dtype=np.float64)
+
+        ws.prepare()
+        self._session.run_with_iobinding(buffers.binding)
+        result = np.empty(shape, dtype=np.float32)
+        ws.blend(result)
+        if self._scale != 1:
+            result *= self._scale
+        if self._offset != 0:
+            result += self._offset
+        if bad is not None:
+            result[bad] = np.nan
+        return result
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the ONNX Runtime session and all frame buffers (idempotent)."""
+        self._buffers.clear()
+        self._session = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Engine({self.path.name!r}, provider={self.provider!r}, id={self.model_id!r}, "
+            f"tile={self.tile}, overlap={self.overlap})"
+        )

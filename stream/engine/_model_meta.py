@@ -1,0 +1,96 @@
+"""The model metadata contract shared by the exporter and the engine.
+
+An exported model carries, in ONNX ``metadata_props``, everything the engine needs to
+run it correctly: the receptive field (how much context a tile must discard) and the
+normalisation between raw camera counts and model units. Keys are flat strings under
+the ``deepdenoise.`` prefix so any ONNX tool (and any language) can read them.
+
+A plain ONNX model without these keys still runs, with the defaults below.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .._errors import ModelError
+
+PREFIX = "deepdenoise."
+FORMAT_VERSION = 1
+
+#: Receptive field assumed for a model without metadata: that of a 20-layer 3x3 CNN
+#: (DnCNN-20), the deepest model this project ships, so tiles are never too small.
+DEFAULT_RECEPTIVE_FIELD = 41
+
+_JSON_FIELDS = ("training_noise",)
+
+
+class ModelMetadata(BaseModel):
+    """What the engine knows about a model.
+
+    ``model_units = (raw - input_offset) / input_scale`` on the way in and
+    ``raw = model_units * input_scale + input_offset`` on the way out.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = Field(FORMAT_VERSION, ge=1, le=FORMAT_VERSION)
+    architecture: str = "unknown"
+    receptive_field: int = Field(DEFAULT_RECEPTIVE_FIELD, ge=1, le=1025)
+    input_offset: float = 0.0
+    input_scale: float = Field(1.0, gt=0)
+    training_noise: dict[str, Any] = Field(default_factory=dict)
+    content_hash: str | None = None
+    #: True when the model carried deepdenoise metadata, False when defaults apply.
+    from_model: bool = False
+
+    @field_validator("receptive_field")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"receptive_field must be odd (a centred window), got {value}")
+        return value
+
+    @property
+    def radius(self) -> int:
+        """Pixels of context each side of an output pixel that the model reads."""
+        return (self.receptive_field - 1) // 2
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str]) -> ModelMetadata:
+        """Parse ONNX ``metadata_props``; keys without the prefix are ignored."""
+        values: dict[str, Any] = {}
+        for key, raw in props.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :]
+            if name not in cls.model_fields or name == "from_model":
+                continue  # unknown keys from newer exporters are tolerated
+            if name in _JSON_FIELDS:
+                try:
+                    values[name] = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise ModelError(f"metadata {key!r} must be JSON, got {raw!r}: {exc}") from exc
+            else:
+                values[name] = raw
+        try:
+            return cls(**values, from_model=bool(values))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{PREFIX}{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors()
+            )
+            raise ModelError(f"invalid model metadata: {problems}") from exc
+
+    def to_props(self) -> dict[str, str]:
+        """Serialise to ONNX ``metadata_props`` (all values are strings)."""
+        props: dict[str, str] = {}
+        for name, value in self.model_dump(exclude={"from_model"}).items():
+            if value is None:
+                continue
+            text = json.dumps(value, sort_keys=True) if name in _JSON_FIELDS else str(value)
+            props[PREFIX + name] = text
+        return props

@@ -1,0 +1,337 @@
+"""Tile plans: split a frame into equal, overlapping tiles and blend them back.
+
+The canonical output for a frame is *the model applied to the frame reflect-padded by
+the model's receptive-field radius* ``m``, cropped by ``m``. Every path reproduces it:
+
+- a padded frame that fits one tile runs whole (no overlap cost, no blending);
+- otherwise equal tiles are cut from the padded frame and batched into one run. Each
+  tile keeps only ``[start + m, start + t - m)`` per axis: those pixels saw exactly the
+  context they would have seen in the whole padded frame, so tiled == whole up to
+  floating-point reassociation inside the model. The kept regions overlap by
+  ``overlap - 2m`` and are blended there with a smooth ramp; the weights are a
+  partition of unity.
+
+Weights are quantised to multiples of 2**-12 per axis, so the 2-D weights (products)
+are exact in float32 and sum to exactly 1. Blending uses the running weighted mean
+``acc += alpha * (tile - acc)`` with precomputed ``alpha = w_k / sum_{j<=k} w_j``: it
+equals ``sum_k w_k * tile_k`` but is bit-exact where the tiles agree, so an identity
+model reproduces its input exactly, tiled or not. Where no earlier tile covers a pixel
+(most of each tile) ``alpha`` is 1 and the tile is simply copied; only the overlap
+strips pay for the blend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._errors import ConfigError
+
+F32 = NDArray[np.float32]
+
+#: Pixels of core (non-overlap) per tile step in the default plan; see default_tile_overlap.
+DEFAULT_TILE_CORE = 1024
+#: Blend width beyond the discarded margin in the default plan.
+DEFAULT_BLEND = 16
+#: Smallest raw ramp weight inside a kept region, so every kept pixel counts.
+_EPS = 1e-3
+#: Per-axis weights are multiples of 1/_QUANT (products stay exact in float32).
+_QUANT = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class TilePlan:
+    """How one frame shape is cut into tiles. Immutable and shared (cached).
+
+    Attributes
+    ----------
+    shape
+        Frame shape ``(H, W)``.
+    padded_shape
+        ``(H + 2m, W + 2m)``.
+    margin
+        ``m``, the model's receptive-field radius: reflect padding and per-tile discard.
+    tile_shape
+        ``(th, tw)``, the same for every tile so they batch into one run.
+    starts_y, starts_x
+        Tile origins per axis in padded coordinates; tile ``k`` is
+        ``(starts_y[k // nx], starts_x[k % nx])`` (row-major).
+    weights
+        ``(n_tiles, th, tw)`` float32 blend weights in tile coordinates, zero in the
+        discarded margin; summed over tiles they are exactly 1 on the cropped frame.
+    alpha
+        ``(n_tiles, th - 2m, tw - 2m)`` float32 running-mean coefficients over the kept
+        region, used by :func:`blend_tiles`.
+    core_y, core_x
+        Per tile row / column: offset into the kept region where the previous tile row
+        / column stops covering. Kept pixels at or beyond both offsets are covered by no
+        earlier tile (``alpha == 1``) and are copied instead of blended.
+    """
+
+    shape: tuple[int, int]
+    padded_shape: tuple[int, int]
+    margin: int
+    tile_shape: tuple[int, int]
+    starts_y: tuple[int, ...]
+    starts_x: tuple[int, ...]
+    weights: F32
+    alpha: F32
+    core_y: tuple[int, ...]
+    core_x: tuple[int, ...]
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.starts_y) * len(self.starts_x)
+
+    @property
+    def is_whole(self) -> bool:
+        """True when the padded frame is the single tile (no gather, no blending)."""
+        return self.tile_shape == self.padded_shape
+
+    @property
+    def pixels_computed(self) -> int:
+        return self.n_tiles * self.tile_shape[0] * self.tile_shape[1]
+
+    @property
+    def overhead(self) -> float:
+        """Pixels the model computes per output pixel (>= 1: padding plus overlap)."""
+        return self.pixels_computed / (self.shape[0] * self.shape[1])
+
+    def origins(self) -> list[tuple[int, int]]:
+        """Tile origins ``(y, x)`` in padded coordinates, in batch (row-major) order."""
+        return [(y, x) for y in self.starts_y for x in self.starts_x]
+
+
+def default_tile_overlap(margin: int) -> tuple[int, int]:
+    """Default ``(tile, overlap)`` for a model of receptive-field radius ``margin``.
+
+    ``overlap = 2m + 16``: each tile discards ``m`` pixels per side and blends over the
+    16 pixels beyond. ``tile = 1024 + overlap`` makes the tile *step* exactly 1024, so:
+    frames up to 1040 x 1040 run whole (no overlap cost), a 2048 x 2048 frame runs as
+    2 x 2 tiles (about 11 % overhead) and 4096 x 4096 as 4 x 4. (``tile = 1024 + 2m``
+    would leave a 2048-wide frame 16 pixels short of two tiles and cost a third.)
+    Tiles of about a megapixel keep a GPU busy while bounding activation memory.
+    """
+    overlap = 2 * margin + DEFAULT_BLEND
+    return DEFAULT_TILE_CORE + overlap, overlap
+
+
+def check_tiling(tile: int, overlap: int, margin: int) -> None:
+    """Raise ConfigError unless ``tile > overlap >= 2 * margin >= 0``."""
+    if margin < 0:
+        raise ConfigError(f"margin must be >= 0, got {margin}")
+    if overlap < 2 * margin:
+        raise ConfigError(
+            f"overlap must be at least twice the model's receptive-field radius "
+            f"(2 x {margin} = {2 * margin}) so each tile can discard its unreliable border; "
+            f"got overlap={overlap}"
+        )
+    if tile <= overlap:
+        raise ConfigError(f"tile must be larger than overlap ({overlap}), got tile={tile}")
+
+
+def _axis_starts(padded: int, tile: int, overlap: int) -> tuple[int, tuple[int, ...]]:
+    """Tile size and evenly spread origins along one axis of a padded frame."""
+    t = min(tile, padded)
+    if t == padded:
+        return t, (0,)
+    n = math.ceil((padded - overlap) / (t - overlap))
+    span = padded - t
+    # Integer round-half-up of i * span / (n - 1): consecutive origins differ by at
+    # most ceil(span / (n - 1)) <= t - overlap, so kept regions always meet.
+    starts = tuple((i * span * 2 + (n - 1)) // (2 * (n - 1)) for i in range(n))
+    return t, starts
+
+
+def _core_offsets(starts: tuple[int, ...], t: int, margin: int) -> tuple[int, ...]:
+    """Per tile: where, in kept coordinates, the previous tile's kept region ends."""
+    kept = t - 2 * margin
+    later = (max(0, min(kept, prev - start + kept)) for prev, start in pairwise(starts))
+    return (0, *later)
+
+
+def _axis_weights(
+    padded: int, t: int, starts: tuple[int, ...], margin: int, ramp: int
+) -> list[np.ndarray]:
+    """Per-tile 1-D weights (float64, multiples of 1/_QUANT) summing to 1 on [m, P - m)."""
+    x = np.arange(t, dtype=np.float64)
+    k0, k1 = margin, t - margin
+    raw = np.clip(np.minimum(x - k0 + 0.5, k1 - x - 0.5) / ramp, _EPS, 1.0)
+    raw[:k0] = 0.0
+    raw[k1:] = 0.0
+    glob = np.zeros((len(starts), padded))
+    for i, s in enumerate(starts):
+        glob[i, s : s + t] = raw
+    total = glob.sum(axis=0)
+    inside = total > 0
+    glob[:, inside] /= total[inside]
+    # At least one quantum wherever a tile keeps pixels: the earliest tile covering a
+    # pixel then has alpha exactly 1 there, which blend_tiles relies on.
+    q = np.where(glob > 0, np.maximum(np.rint(glob * _QUANT), 1.0), 0.0)
+    # Give each position's rounding residual to its heaviest tile: exact integer sums.
+    resid = np.where(inside, _QUANT - q.sum(axis=0), 0.0)
+    q[np.argmax(glob, axis=0), np.arange(padded)] += resid
+    return [q[i, s : s + t] / _QUANT for i, s in enumerate(starts)]
+
+
+@lru_cache(maxsize=32)
+def plan_tiles(shape: tuple[int, int], tile: int, overlap: int, margin: int) -> TilePlan:
+    """Tile plan for a frame of ``shape`` (cached: computed once per configuration).
+
+    Raises
+    ------
+    ConfigError
+        If ``overlap < 2 * margin`` or ``tile <= overlap``, or the shape is empty.
+    """
+    h, w = (int(v) for v in shape)
+    if h < 1 or w < 1:
+        raise ConfigError(f"frame shape must be at least 1 x 1, got {shape}")
+    check_tiling(tile, overlap, margin)
+    m = margin
+    ph, pw = h + 2 * m, w + 2 * m
+    ramp = max(1, overlap - 2 * m)
+    th, starts_y = _axis_starts(ph, tile, overlap)
+    tw, starts_x = _axis_starts(pw, tile, overlap)
+    wy = _axis_weights(ph, th, starts_y, m, ramp)
+    wx = _axis_weights(pw, tw, starts_x, m, ramp)
+
+    n = len(starts_y) * len(starts_x)
+    weights = np.empty((n, th, tw), dtype=np.float32)
+    alpha = np.empty((n, th - 2 * m, tw - 2 * m), dtype=np.float32)
+    cumulative = np.zeros((ph, pw))
+    k = 0
+    for iy, sy in enumerate(starts_y):
+        for ix, sx in enumerate(starts_x):
+            w2 = np.outer(wy[iy], wx[ix])  # exact: products of 12-bit fractions
+            weights[k] = w2
+            region = cumulative[sy : sy + th, sx : sx + tw]
+            region += w2
+            kept = (slice(m, th - m), slice(m, tw - m))
+            cum = region[kept]
+            alpha[k] = np.divide(w2[kept], cum, out=np.zeros_like(cum), where=cum > 0)
+            k += 1
+    weights.flags.writeable = False
+    alpha.flags.writeable = False
+    return TilePlan(
+        shape=(h, w),
+        padded_shape=(ph, pw),
+        margin=m,
+        tile_shape=(th, tw),
+        starts_y=starts_y,
+        starts_x=starts_x,
+        weights=weights,
+        alpha=alpha,
+        core_y=_core_offsets(starts_y, th, m),
+        core_x=_core_offsets(starts_x, tw, m),
+    )
+
+
+def reflect_fill_border(padded: F32, margin: int) -> None:
+    """Fill the ``margin``-wide border of ``padded`` by reflecting its interior in place.
+
+    Same result as ``np.pad(interior, margin, mode="reflect")``. Uses slice copies (no
+    allocation) unless the interior is not larger than the margin on some axis, which
+    only happens for tiny frames: those fall back to ``np.pad``.
+    """
+    m = margin
+    if m == 0:
+        return
+    ph, pw = padded.shape
+    h, w = ph - 2 * m, pw - 2 * m
+    if h <= m or w <= m:
+        padded[...] = np.pad(padded[m : m + h, m : m + w], m, mode="reflect")
+        return
+    # Rows first (interior columns), then columns over all rows: corners follow.
+    padded[:m, m : m + w] = padded[2 * m : m : -1, m : m + w]
+    padded[m + h :, m : m + w] = padded[m + h - 2 : h - 2 : -1, m : m + w]
+    padded[:, :m] = padded[:, 2 * m : m : -1]
+    padded[:, m + w :] = padded[:, m + w - 2 : w - 2 : -1]
+
+
+def reflect_pad_into(src: np.ndarray, dst: F32, margin: int) -> None:
+    """Copy ``src`` (H, W) into the interior of ``dst`` (H + 2m, W + 2m) and reflect-pad."""
+    m = margin
+    h, w = src.shape
+    np.copyto(dst[m : m + h, m : m + w], src, casting="unsafe")
+    reflect_fill_border(dst, m)
+
+
+def gather_tiles(padded: F32, plan: TilePlan, batch: F32) -> None:
+    """Copy every tile of ``padded`` into the preallocated ``batch`` [n, 1, th, tw]."""
+    th, tw = plan.tile_shape
+    for k, (sy, sx) in enumerate(plan.origins()):
+        np.copyto(batch[k, 0], padded[sy : sy + th, sx : sx + tw])
+
+
+def blend_tiles(batch_out: F32, plan: TilePlan, out: F32, scratch: F32 | None = None) -> None:
+    """Blend model outputs [n, 1, th, tw] into ``out`` (H, W), dropping the margins.
+
+    Every pixel of ``out`` is written (its prior contents do not matter). ``scratch`` is
+    a float32 buffer of at least the kept tile size; pass one to avoid allocating
+    (TileWorkspace does).
+    """
+    m = plan.margin
+    th, tw = plan.tile_shape
+    kh, kw = th - 2 * m, tw - 2 * m
+    if scratch is None:
+        scratch = np.empty((kh, kw), dtype=np.float32)
+    k = 0
+    for sy, r0 in zip(plan.starts_y, plan.core_y, strict=True):
+        for sx, c0 in zip(plan.starts_x, plan.core_x, strict=True):
+            # Kept region [s + m, s + t - m) in padded coordinates is [s, s + t - 2m) in out.
+            acc = out[sy : sy + kh, sx : sx + kw]
+            tile = batch_out[k, 0, m : m + kh, m : m + kw]
+            alpha = plan.alpha[k]
+            # Core: no earlier tile covers it (alpha == 1), so copy. The earliest tile
+            # covering any pixel has it in its core, so the strips below always blend
+            # into written values.
+            np.copyto(acc[r0:, c0:], tile[r0:, c0:])
+            for strip in ((slice(0, r0), slice(0, kw)), (slice(r0, kh), slice(0, c0))):
+                a = acc[strip]
+                s = scratch[: a.shape[0], : a.shape[1]]
+                np.subtract(tile[strip], a, out=s)  # acc += alpha * (tile - acc)
+                np.multiply(s, alpha[strip], out=s)
+                np.add(a, s, out=a)
+            k += 1
+
+
+class TileWorkspace:
+    """Every buffer one frame shape needs, allocated once and reused for each frame.
+
+    For a whole-frame plan the padded buffer *is* the single batch entry, so nothing is
+    gathered and the output is a crop. Not thread-safe: one frame at a time.
+    """
+
+    def __init__(self, plan: TilePlan) -> None:
+        self.plan = plan
+        n, (th, tw) = plan.n_tiles, plan.tile_shape
+        m, (h, w) = plan.margin, plan.shape
+        self.batch_in: F32 = np.zeros((n, 1, th, tw), dtype=np.float32)
+        self.batch_out: F32 = np.zeros((n, 1, th, tw), dtype=np.float32)
+        if plan.is_whole:
+            self.padded: F32 = self.batch_in[0, 0]
+            self._scratch: F32 | None = None
+        else:
+            self.padded = np.zeros(plan.padded_shape, dtype=np.float32)
+            self._scratch = np.empty((th - 2 * m, tw - 2 * m), dtype=np.float32)
+        #: Where the (normalised) frame goes; then call :meth:`prepare`.
+        self.interior: F32 = self.padded[m : m + h, m : m + w]
+        self._crop = (0, 0, slice(m, m + h), slice(m, m + w))
+
+    def prepare(self) -> None:
+        """Reflect-pad the filled interior and gather tiles into ``batch_in``."""
+        reflect_fill_border(self.padded, self.plan.margin)
+        if not self.plan.is_whole:
+            gather_tiles(self.padded, self.plan, self.batch_in)
+
+    def blend(self, out: F32) -> None:
+        """Write the frame from ``batch_out`` into ``out`` (H, W) float32."""
+        if self.plan.is_whole:
+            np.copyto(out, self.batch_out[self._crop])
+        else:
+            blend_tiles(self.batch_out, self.plan, out, self._scratch)

@@ -1,0 +1,47 @@
+"""Wire protocol v1: the message format every client and the service agree on.
+
+``[topic, header]`` or ``[topic, header, payload]``: a shallow msgpack header map and
+raw C-order pixels. Decoding validates every field and raises :class:`ProtocolError`
+with a stable reason code (:class:`Reject`); encoding writes keys in canonical order so
+messages are byte-for-byte reproducible. Specification: ``clients/PROTOCOL.md``.
+"""
+
+from ._limits import Limits
+from ._wire import (
+    ACCEPTED_DTYPES,
+    INPUT_KEYS,
+    OUTPUT_EXTRA_KEYS,
+    PROTOCOL_VERSION,
+    TOPIC_DENOISED,
+    TOPIC_EVENT,
+    TOPIC_STATUS,
+    Frame,
+    Reject,
+    SeriesMark,
+    canonical,
+    decode_input,
+    denoised_header,
+    frame_header,
+    pack_header,
+    series_header,
+)
+
+__all__ = [
+    "ACCEPTED_DTYPES",
+    "INPUT_KEYS",
+    "OUTPUT_EXTRA_KEYS",
+    "PROTOCOL_VERSION",
+    "TOPIC_DENOISED",
+    "TOPIC_EVENT",
+    "TOPIC_STATUS",
+    "Frame",
+    "Limits",
+    "Reject",
+    "SeriesMark",
+    "canonical",
+    "decode_input",
+    "denoised_header",
+    "frame_header",
+    "pack_header",
+    "series_header",
+]

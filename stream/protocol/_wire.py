@@ -1,0 +1,243 @@
+"""Wire protocol v1: decode and validate input messages, encode output messages.
+
+A message is ``[topic, header]`` or ``[topic, header, payload]``: the header is a
+shallow msgpack map, the payload raw C-order pixels. See ``clients/PROTOCOL.md``.
+Decoding never copies pixels: the frame is an ``np.frombuffer`` view of the received
+ZeroMQ buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeGuard
+
+import msgpack
+import numpy as np
+
+from .._errors import ProtocolError
+from .._types import SERIES_RULE, is_series_name
+from ._limits import Limits
+
+PROTOCOL_VERSION = 1
+ACCEPTED_DTYPES = ("|u1", "<u2", "<i2", "<f4")
+
+#: Canonical key order: encoders write keys in this order so messages are
+#: byte-for-byte reproducible (the golden vectors depend on it).
+INPUT_KEYS = ("v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta")
+OUTPUT_EXTRA_KEYS = ("model", "t_recv_ns", "t_done_ns")
+
+TOPIC_DENOISED = b"denoised"
+TOPIC_STATUS = b"status"
+TOPIC_EVENT = b"event"
+
+
+class Reject(StrEnum):
+    """Reason codes for rejected input; stable, counted in ``status.rejected``."""
+
+    PARTS = "parts"
+    HEADER_SIZE = "header_size"
+    HEADER_DECODE = "header_decode"
+    VERSION = "version"
+    KIND = "kind"
+    SERIES = "series"
+    INDEX = "index"
+    DTYPE = "dtype"
+    SHAPE = "shape"
+    PAYLOAD_SIZE = "payload_size"
+    PAYLOAD_LENGTH = "payload_length"
+    PAYLOAD_UNEXPECTED = "payload_unexpected"
+    T_NS = "t_ns"
+    META = "meta"
+    SERIES_MISMATCH = "series_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A validated input frame; ``pixels`` is a read-only view of the received buffer."""
+
+    topic: bytes
+    header: dict[str, Any]
+    series: str
+    index: int
+    pixels: np.ndarray
+    t_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesMark:
+    """A ``start`` or ``end`` message for a series."""
+
+    topic: bytes
+    header: dict[str, Any]
+    kind: str
+    series: str
+    t_ns: int | None
+
+
+def _fail(reason: Reject, message: str) -> ProtocolError:
+    return ProtocolError(reason.value, message)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
+    """Decode and validate one input message.
+
+    ``parts`` are buffer-like objects (bytes, memoryview, ``zmq.Frame.buffer``).
+    Raises :class:`ProtocolError` whose ``reason`` is a :class:`Reject` code.
+    """
+    if len(parts) not in (2, 3):
+        raise _fail(Reject.PARTS, f"expected 2 or 3 message parts, got {len(parts)}")
+    topic = bytes(parts[0])
+    header_buf = memoryview(parts[1])
+    if header_buf.nbytes > limits.max_header_bytes:
+        raise _fail(
+            Reject.HEADER_SIZE,
+            f"header is {header_buf.nbytes} bytes, limit {limits.max_header_bytes}",
+        )
+    header = _unpack_header(header_buf)
+    version = header.get("v")
+    if not (_is_int(version) and version == PROTOCOL_VERSION):
+        raise _fail(Reject.VERSION, f"expected protocol version v=1, got v={version!r}")
+    kind = header.get("kind", "frame")
+    if kind not in ("frame", "start", "end"):
+        raise _fail(Reject.KIND, f"expected kind 'frame', 'start' or 'end', got {kind!r}")
+    series = header.get("series")
+    if not is_series_name(series):
+        raise _fail(Reject.SERIES, f"expected series of {SERIES_RULE}, got {series!r}")
+    t_ns = header.get("t_ns")
+    if t_ns is not None and not (_is_int(t_ns) and t_ns >= 0):
+        raise _fail(Reject.T_NS, f"expected t_ns as a non-negative integer, got {t_ns!r}")
+    _check_meta(header, limits)
+
+    if kind != "frame":
+        if len(parts) == 3:
+            raise _fail(Reject.PAYLOAD_UNEXPECTED, f"a '{kind}' message has no payload part")
+        return SeriesMark(topic, header, kind, series, t_ns)
+
+    if len(parts) != 3:
+        raise _fail(Reject.PARTS, "a frame needs 3 parts [topic, header, payload], got 2")
+    index = header.get("index")
+    if not (_is_int(index) and 0 <= index < 2**63):
+        raise _fail(Reject.INDEX, f"expected index as an integer >= 0, got {index!r}")
+    dtype_str = header.get("dtype")
+    if dtype_str not in ACCEPTED_DTYPES:
+        raise _fail(
+            Reject.DTYPE, f"expected dtype one of {', '.join(ACCEPTED_DTYPES)}, got {dtype_str!r}"
+        )
+    shape = header.get("shape")
+    if not (
+        isinstance(shape, list | tuple)
+        and len(shape) == 2
+        and all(_is_int(s) and 1 <= s <= limits.max_side for s in shape)
+    ):
+        raise _fail(
+            Reject.SHAPE,
+            f"expected shape [height, width], each 1..{limits.max_side}, got {shape!r}",
+        )
+    dtype = np.dtype(dtype_str)
+    expected = int(shape[0]) * int(shape[1]) * dtype.itemsize
+    payload = memoryview(parts[2])
+    if expected > limits.max_payload_bytes:
+        raise _fail(
+            Reject.PAYLOAD_SIZE,
+            f"frame of {expected} bytes exceeds the payload limit {limits.max_payload_bytes}",
+        )
+    if payload.nbytes != expected:
+        raise _fail(
+            Reject.PAYLOAD_LENGTH,
+            f"shape {list(shape)} dtype {dtype_str} needs {expected} payload bytes, "
+            f"got {payload.nbytes}",
+        )
+    pixels = np.frombuffer(payload, dtype=dtype).reshape(int(shape[0]), int(shape[1]))
+    return Frame(topic, header, series, int(index), pixels, t_ns)
+
+
+def _str_keyed(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """Maps at every depth must have str keys (bin keys break MATLAB/JS decoders)."""
+    for key, _ in pairs:
+        if not isinstance(key, str):
+            raise ValueError(f"map key {key!r} is not a msgpack str")
+    return dict(pairs)
+
+
+def _unpack_header(buf: memoryview) -> dict[str, Any]:
+    try:
+        header = msgpack.unpackb(buf, raw=False, object_pairs_hook=_str_keyed, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise _fail(Reject.HEADER_DECODE, f"header is not valid msgpack: {exc}") from exc
+    if not isinstance(header, dict):
+        raise _fail(
+            Reject.HEADER_DECODE, f"expected header as a msgpack map, got {type(header).__name__}"
+        )
+    return header
+
+
+def _check_meta(header: Mapping[str, Any], limits: Limits) -> None:
+    if "meta" not in header:
+        return
+    meta = header["meta"]
+    if not isinstance(meta, dict):
+        raise _fail(Reject.META, f"expected meta as a map, got {type(meta).__name__}")
+    size = len(msgpack.packb(meta, use_bin_type=True))
+    if size > limits.max_meta_bytes:
+        raise _fail(Reject.META, f"meta is {size} bytes encoded, limit {limits.max_meta_bytes}")
+
+
+def canonical(header: Mapping[str, Any]) -> dict[str, Any]:
+    """Order keys canonically: protocol keys first, in spec order, then any others."""
+    order = INPUT_KEYS + OUTPUT_EXTRA_KEYS
+    ordered = {k: header[k] for k in order if k in header}
+    ordered.update({k: v for k, v in header.items() if k not in ordered})
+    return ordered
+
+
+def pack_header(header: Mapping[str, Any]) -> bytes:
+    """Encode a header map canonically (str keys and values as msgpack str)."""
+    return msgpack.packb(canonical(header), use_bin_type=True)
+
+
+def frame_header(
+    series: str,
+    index: int,
+    pixels: np.ndarray,
+    t_ns: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The header of an input frame (used by the simulator)."""
+    header: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "kind": "frame",
+        "series": series,
+        "index": index,
+        "dtype": pixels.dtype.str,
+        "shape": [int(pixels.shape[0]), int(pixels.shape[1])],
+    }
+    if t_ns is not None:
+        header["t_ns"] = t_ns
+    if meta is not None:
+        header["meta"] = dict(meta)
+    return header
+
+
+def series_header(kind: str, series: str, t_ns: int | None = None) -> dict[str, Any]:
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": kind, "series": series}
+    if t_ns is not None:
+        header["t_ns"] = t_ns
+    return header
+
+
+def denoised_header(
+    frame: Frame, out: np.ndarray, model: str, t_recv_ns: int, t_done_ns: int
+) -> dict[str, Any]:
+    """The input header with the output dtype and timing fields."""
+    header = dict(frame.header)
+    header["dtype"] = out.dtype.str
+    header["model"] = model
+    header["t_recv_ns"] = t_recv_ns
+    header["t_done_ns"] = t_done_ns
+    return header

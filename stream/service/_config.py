@@ -1,0 +1,109 @@
+"""Service configuration: one pydantic model, loadable from TOML, overridable from the CLI."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .._settings import load_settings
+from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
+from ..protocol import Limits
+from ..store import StoreConfig
+
+log = logging.getLogger(__name__)
+
+Provider = Literal["auto", "cpu", "cuda", "tensorrt"]
+InputMode = Literal["sub", "pull"]
+OverflowPolicy = Literal["drop_oldest", "block"]
+OutputDtype = Literal["float32", "input"]
+#: Settings holding paths: relative ones in a config file are relative to its folder.
+PATH_FIELDS = ("model", "zarr")
+
+
+class QueueConfig(BaseModel):
+    """Bounded queues between stages and what each does when full."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inference_depth: int = Field(4, ge=1, description="frames waiting for the engine")
+    inference_overflow: OverflowPolicy = Field(
+        "drop_oldest",
+        description="drop_oldest keeps live latency low (counted); block back-pressures input",
+    )
+    publish_depth: int = Field(32, ge=1, description="denoised frames waiting to be sent")
+    writer_depth: int = Field(
+        2048, ge=16, description="frames waiting for disk; the writer never drops, it blocks"
+    )
+    receive_hwm: int = Field(100_000, ge=1, description="ZMQ receive high-water mark (messages)")
+    send_hwm: int = Field(1000, ge=1, description="ZMQ send high-water mark on the PUB socket")
+
+
+class ServiceConfig(BaseModel):
+    """Everything ``deepdenoise serve`` needs. Defaults bind to 127.0.0.1 only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path | None = Field(None, description="ONNX model; None uses the shipped default")
+    input: Endpoint = DEFAULT_INPUT
+    input_mode: InputMode = "sub"
+    input_bind: bool = False
+    subscribe: str = Field("frame", description="topic prefix subscribed to in SUB mode")
+    output: Endpoint = DEFAULT_OUTPUT
+    control: Endpoint = DEFAULT_CONTROL
+    zarr: Path | None = Field(Path("deepdenoise-data"), description="store folder; None: off")
+    output_dtype: OutputDtype = "float32"
+    tile: int | None = Field(None, ge=16, le=16384)
+    overlap: int | None = Field(None, ge=0, le=8192)
+    provider: Provider = "auto"
+    warmup_shape: tuple[int, int] | None = (512, 512)
+    status_interval_s: float = Field(1.0, gt=0, le=3600)
+    limits: Limits = Field(default_factory=Limits)
+    queues: QueueConfig = Field(default_factory=QueueConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+
+    @field_validator("model", "zarr")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Recorded in every store: an absolute path still says where it was afterwards.
+        return None if value is None else value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _tile_overlap(self) -> ServiceConfig:
+        if self.tile is not None and self.overlap is not None and self.overlap >= self.tile:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
+        return self
+
+    def warn_public_binds(self) -> None:
+        """Log a warning for every socket bound beyond loopback."""
+        bound = [("output", self.output), ("control", self.control)]
+        if self.input_bind:
+            bound.append(("input", self.input))
+        for name, endpoint in bound:
+            if not is_loopback(endpoint):
+                log.warning("%s socket %s is reachable beyond this machine", name, endpoint)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for ipc/inproc endpoints and tcp endpoints on a loopback address."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> ServiceConfig:
+    """A config from an optional TOML file plus overrides (None values are ignored).
+
+    Relative ``model`` and ``zarr`` paths in the file are relative to the file's folder.
+    """
+    return load_settings(ServiceConfig, path, overrides=overrides, path_fields=PATH_FIELDS)

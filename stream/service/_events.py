@@ -1,0 +1,52 @@
+"""Service events (topic ``event``) with per-kind rate limiting.
+
+A sender that streams garbage must not turn the event topic into a second firehose:
+counters stay exact, but at most ``burst`` events per kind and reason go out each second
+(the status message carries the totals).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol import PROTOCOL_VERSION
+
+log = logging.getLogger(__name__)
+
+
+class EventEmitter:
+    """Builds event headers and hands them to ``send`` (the publisher's queue)."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None], burst: int = 20) -> None:
+        self._send = send
+        self._burst = burst
+        self._lock = threading.Lock()
+        self._window: dict[str, tuple[int, int]] = {}  # key -> (second, count)
+        self.suppressed = 0
+
+    def emit(self, event: str, *, limit_key: str | None = None, **fields: Any) -> bool:
+        """Publish ``event``; False if rate limiting suppressed it.
+
+        ``limit_key`` groups events that share one rate limit (None: never limited).
+        """
+        if limit_key is not None and not self._allow(f"{event}:{limit_key}"):
+            return False
+        header = {"v": PROTOCOL_VERSION, "event": event, "t_ns": time.time_ns(), **fields}
+        self._send(header)
+        return True
+
+    def _allow(self, key: str) -> bool:
+        second = int(time.monotonic())
+        with self._lock:
+            window_second, count = self._window.get(key, (second, 0))
+            if window_second != second:
+                window_second, count = second, 0
+            self._window[key] = (window_second, count + 1)
+            if count >= self._burst:
+                self.suppressed += 1
+                return False
+            return True

@@ -1,0 +1,155 @@
+"""The inference stage: jobs in, denoised frames out to the writer and the publisher.
+
+It owns the engine: a new model is loaded and warmed up off this thread, then handed
+over and swapped in between two frames (:meth:`InferenceStage.swap`), so no frame waits
+for a model load and none is lost to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..engine import Engine, to_dtype
+from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
+from ._events import EventEmitter
+from ._messages import CleanOp, EndOp, Job, ModelOp, Outgoing, SeriesEnd
+from ._queues import Closed, StageQueue
+from ._stats import ServiceStats
+from ._writer import Writer
+
+log = logging.getLogger(__name__)
+
+#: How long the loop waits for a job before it looks for a pending model swap.
+POLL_S = 0.1
+
+
+class InferenceStage:
+    """Denoises each job with the current engine; a failed frame costs that frame only.
+
+    Parameters
+    ----------
+    jobs
+        Frames (and series ends) from the receive stage.
+    publish
+        Where denoised frames go (the publish stage's queue).
+    writer
+        The disk stage, or None without Zarr.
+    engine
+        The model running at start.
+    output_in_input_dtype
+        Publish the denoised frame rounded to the input dtype instead of float32.
+    """
+
+    def __init__(
+        self,
+        jobs: StageQueue[Job | SeriesEnd],
+        publish: StageQueue[Outgoing],
+        writer: Writer | None,
+        engine: Engine,
+        stats: ServiceStats,
+        events: EventEmitter,
+        output_in_input_dtype: bool = False,
+    ) -> None:
+        self._jobs = jobs
+        self._publish = publish
+        self._writer = writer
+        self._stats = stats
+        self._events = events
+        self._as_input = output_in_input_dtype
+        self.engine = engine
+        self._pending: Engine | None = None
+        self._swapped = threading.Condition()
+
+    def run(self) -> None:
+        """The stage's thread: until the job queue is closed and drained."""
+        while True:
+            self._swap_if_pending()
+            try:
+                item = self._jobs.get(timeout=POLL_S)
+            except Closed:
+                return
+            if isinstance(item, SeriesEnd):
+                self._finish_series(item.series)
+            elif item is not None:
+                self._denoise(item)
+
+    def _denoise(self, job: Job) -> None:
+        engine, frame = self.engine, job.frame
+        try:
+            clean = engine.denoise(frame.pixels)
+        except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
+            self._stats.count_dropped("inference_error")
+            self._events.emit(
+                "error",
+                limit_key="inference",
+                message=f"inference failed on {frame.series}[{frame.index}]: {exc}",
+            )
+            log.error("inference failed on %s[%d]: %s", frame.series, frame.index, exc)
+            return
+        t_done = time.time_ns()
+        if self._writer is not None:
+            self._writer.put(CleanOp(frame.series, frame.index, clean))
+        payload = to_dtype(clean, frame.pixels.dtype) if self._as_input else clean
+        header = denoised_header(frame, payload, engine.model_id, job.t_recv_ns, t_done)
+        if job.non_finite:
+            header["non_finite"] = job.non_finite
+        self._publish.put(
+            Outgoing(TOPIC_DENOISED, pack_header(header), payload, frame.series, job.t_recv_ns)
+        )
+
+    def _finish_series(self, series: str) -> None:
+        if self._writer is not None:
+            self._writer.put(EndOp(series))
+        counters = self._stats.series_counters(series)
+        self._events.emit(
+            "series_end", series=series, frames=counters.frames_in, missing=counters.missing
+        )
+        log.info(
+            "series %r ended: %d frames, %d missing", series, counters.frames_in, counters.missing
+        )
+
+    # -- model switch ----------------------------------------------------------------
+
+    def swap(self, new: Engine, timeout: float, alive: Callable[[], bool]) -> None:
+        """Hand ``new`` (loaded and warmed up) to the stage; returns once it is active.
+
+        Raises TimeoutError if the stage did not take it within ``timeout`` (the stage
+        is stuck or stopped, ``alive`` says which); ``new`` is then closed.
+        """
+        with self._swapped:
+            if self._pending is not None:
+                self._pending.close()
+            self._pending = new
+            taken = self._swapped.wait_for(lambda: self._pending is not new, timeout)
+            if not taken:
+                self._pending = None
+        if not taken:
+            new.close()
+            state = "running" if alive() else "stopped"
+            raise TimeoutError(
+                f"the inference stage ({state}) did not take the model within {timeout} s"
+            )
+
+    def _swap_if_pending(self) -> None:
+        with self._swapped:
+            new = self._pending
+            if new is None:
+                return
+            old, self.engine, self._pending = self.engine, new, None
+            self._swapped.notify_all()
+        old.close()
+        if self._writer is not None:
+            self._writer.put(ModelOp(new.model_id))
+        self._events.emit("model_loaded", model=new.model_id, provider=new.provider)
+        log.info("model %s (%s) now active on %s", new.model_id, new.path, new.provider)
+
+    def close(self) -> None:
+        """Release the engines (after the thread has stopped)."""
+        with self._swapped:
+            pending, self._pending = self._pending, None
+        for engine in (self.engine, pending):
+            if engine is not None:
+                engine.close()

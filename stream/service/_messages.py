@@ -1,0 +1,88 @@
+"""Everything that travels between the service's stages, in one place.
+
+Frames flow receive -> inference -> publish, and receive/inference -> writer. Control
+items (a series' end, a flush, a model switch) travel in the same queues as the frames,
+behind them, so each is seen after everything it concerns.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..protocol import Frame
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A validated frame on its way to the engine."""
+
+    frame: Frame
+    t_recv_ns: int
+    non_finite: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesEnd:
+    """End of a series; travels behind the series' frames and is never dropped."""
+
+    series: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for the PUB socket. ``series`` is set for denoised frames only."""
+
+    topic: bytes
+    header: bytes
+    payload: np.ndarray | None = None
+    series: str | None = None
+    t_recv_ns: int = 0
+
+
+# -- writer operations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawOp:
+    """A received frame, exactly as it came, for ``<series>.zarr/raw``."""
+
+    series: str
+    index: int
+    pixels: np.ndarray
+    t_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CleanOp:
+    """A denoised frame for ``<series>.zarr/clean``."""
+
+    series: str
+    index: int
+    pixels: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class EndOp:
+    """Close the series' store (after its last clean frame)."""
+
+    series: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlushOp:
+    """Write everything buffered; ``done`` is set once it is on disk."""
+
+    done: threading.Event
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOp:
+    """The service switched models: stores record every model that wrote to them."""
+
+    model_id: str
+
+
+WriterOp = RawOp | CleanOp | EndOp | FlushOp | ModelOp

@@ -1,0 +1,161 @@
+"""The receive stage: decode, validate, detect gaps, fan out to disk and inference.
+
+Runs on the thread that owns the input socket. Raw pixels are handed to the writer
+*before* the inference queue so a model or GPU failure never loses raw data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from .._errors import ProtocolError
+from ..engine import count_non_finite
+from ..protocol import Frame, Limits, Reject, SeriesMark, decode_input
+from ..store import store_path
+from ._events import EventEmitter
+from ._messages import Job, RawOp, SeriesEnd
+from ._queues import StageQueue
+from ._stats import ServiceStats
+from ._writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _SeriesState:
+    """What the receiver remembers per active series (this session only)."""
+
+    shape: tuple[int, int] | None = None
+    dtype: np.dtype | None = None
+    last_index: int = -1
+
+
+#: How long the receive loop waits for input before it checks for a halt.
+POLL_MS = 100
+#: Messages taken in one burst before the halt is checked again.
+BURST = 256
+
+
+class Receiver:
+    """Turns raw multipart messages into jobs; never raises on bad input."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        stats: ServiceStats,
+        events: EventEmitter,
+        inference: StageQueue[Job | SeriesEnd],
+        writer: Writer | None,
+        paused: threading.Event,
+        halt: threading.Event,
+    ) -> None:
+        self._limits = limits
+        self._stats = stats
+        self._events = events
+        self._inference = inference
+        self._writer = writer
+        self._paused = paused
+        self._halt = halt
+        self._series: dict[str, _SeriesState] = {}
+
+    def run(self, sock: zmq.Socket[Any]) -> None:
+        """The stage's thread: receive until halted, then close the socket."""
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        try:
+            while not self._halt.is_set():
+                if not poller.poll(POLL_MS):
+                    continue
+                for _ in range(BURST):
+                    try:
+                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self.handle([part.buffer for part in parts], time.time_ns())
+        finally:
+            sock.close(0)
+
+    def handle(self, parts: Sequence[Any], t_recv_ns: int) -> None:
+        """Process one multipart message (buffers); bad input is counted and reported."""
+        try:
+            message = decode_input(parts, self._limits)
+        except ProtocolError as exc:
+            self._reject(exc.reason, exc.message)
+            return
+        if isinstance(message, SeriesMark):
+            if message.kind == "start":
+                self._begin(message.series, explicit=True)
+            else:
+                self._end(message.series)
+            return
+        self._frame(message, t_recv_ns)
+
+    def _frame(self, frame: Frame, t_recv_ns: int) -> None:
+        state = self._series.get(frame.series) or self._begin(frame.series, explicit=False)
+        shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
+        if state.shape is None:
+            state.shape, state.dtype = shape, frame.pixels.dtype
+        elif shape != state.shape or frame.pixels.dtype != state.dtype:
+            self._reject(
+                Reject.SERIES_MISMATCH,
+                f"series {frame.series!r} has frames of shape {list(state.shape)} dtype "
+                f"{state.dtype.str if state.dtype else '?'}; frame {frame.index} has shape "
+                f"{list(shape)} dtype {frame.pixels.dtype.str}",
+                series=frame.series,
+                index=frame.index,
+            )
+            return
+        self._track_index(frame.series, frame.index, state)
+        non_finite = count_non_finite(frame.pixels)
+        if non_finite:
+            self._stats.count_sanitized("non_finite")
+        if self._writer is not None:
+            self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns))
+        if self._paused.is_set():
+            self._stats.count_dropped("paused")
+            return
+        self._inference.put(Job(frame, t_recv_ns, non_finite), stop=self._halt)
+
+    def _track_index(self, series: str, index: int, state: _SeriesState) -> None:
+        self._stats.count_in(series)
+        counters = self._stats.series_counters(series)
+        last = state.last_index
+        if last >= 0 and index > last + 1:
+            missing = index - last - 1
+            counters.gaps += 1
+            counters.missing += missing
+            self._events.emit(
+                "gap", limit_key=series, series=series, first_missing=last + 1, count=missing
+            )
+            log.warning("series %r: %d frame(s) missing from index %d", series, missing, last + 1)
+        elif last >= 0 and index <= last:
+            counters.out_of_order += 1  # a resend or reordering: stored idempotently by index
+        state.last_index = max(last, index)
+        counters.last_index = state.last_index
+
+    def _begin(self, series: str, explicit: bool) -> _SeriesState:
+        state = _SeriesState()
+        self._series[series] = state
+        self._stats.series_counters(series)
+        resumed = self._writer is not None and store_path(self._writer.root, series).exists()
+        self._events.emit("series_start", series=series, resumed=resumed, implicit=not explicit)
+        log.info("series %r started%s", series, " (resumed)" if resumed else "")
+        return state
+
+    def _end(self, series: str) -> None:
+        self._series.pop(series, None)
+        # Behind the series' frames, so the store closes after its last clean frame.
+        self._inference.put(SeriesEnd(series), droppable=False)
+
+    def _reject(self, reason: str, message: str, **where: Any) -> None:
+        self._stats.count_rejected(reason)
+        if self._events.emit("rejected", limit_key=reason, reason=reason, message=message, **where):
+            log.warning("rejected input (%s): %s", reason, message)

@@ -1,0 +1,304 @@
+"""The streaming service: sockets, stage threads, lifecycle.
+
+Stages (each a thread with a bounded queue, see DESIGN.md):
+
+``receiver`` (input socket) → raw to ``writer`` → ``inference`` queue → ``inference``
+(engine) → ``publisher`` (PUB socket: denoised, status, events) and ``writer``
+(clean); ``control`` (REP socket) changes state. Overflow policies:
+
+- inference queue: ``drop_oldest`` (default; counted as ``inference_queue_full``) or
+  ``block`` (back-pressure on the input);
+- publish queue: drop the oldest denoised frame (``publish_queue_full``); events and
+  status are never dropped here;
+- writer queue: blocks, never drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .._version import __version__
+from ..engine import Engine, default_model_path, select_providers
+from ..protocol import PROTOCOL_VERSION, TOPIC_EVENT, pack_header
+from ._config import ServiceConfig
+from ._control import ControlHandler
+from ._events import EventEmitter
+from ._infer import InferenceStage
+from ._messages import Job, Outgoing, SeriesEnd
+from ._publish import PublishStage
+from ._queues import StageQueue
+from ._receive import Receiver
+from ._sockets import open_sockets
+from ._stats import ServiceStats
+from ._writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """A running denoising service; use as a context manager or call start()/stop().
+
+    Worker-thread failures are re-raised by :meth:`stop`.
+    """
+
+    def __init__(self, config: ServiceConfig, context: zmq.Context[Any] | None = None) -> None:
+        self.config = config
+        self.stats = ServiceStats()
+        self.endpoints: dict[str, str] = {}
+        self._ctx = context or zmq.Context()
+        self._own_ctx = context is None
+        self._halt_input = threading.Event()
+        self._closing = threading.Event()
+        self._stop_requested = threading.Event()
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._paused = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._errors: list[BaseException] = []
+        queues = config.queues
+        self._jobs: StageQueue[Job | SeriesEnd] = StageQueue(
+            queues.inference_depth,
+            queues.inference_overflow,
+            on_drop=lambda _: self.stats.count_dropped("inference_queue_full"),
+        )
+        self._outgoing: StageQueue[Outgoing] = StageQueue(
+            queues.publish_depth,
+            "drop_oldest",
+            on_drop=lambda _: self.stats.count_dropped("publish_queue_full"),
+        )
+        self.events = EventEmitter(self._queue_event)
+        self.writer: Writer | None = None
+        self._inference: InferenceStage | None = None
+
+    @property
+    def engine(self) -> Engine | None:
+        """The model running now (None before start)."""
+        return self._inference.engine if self._inference is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Load the model, bind sockets and start the stage threads."""
+        cfg = self.config
+        cfg.warn_public_binds()
+        engine = None
+        try:
+            engine = self._load_engine(cfg.model)
+            sockets = open_sockets(self._ctx, cfg, self.endpoints)
+        except BaseException:
+            # nothing runs yet: release what was acquired so a failed start leaks nothing
+            if engine is not None:
+                engine.close()
+            if self._own_ctx:
+                self._ctx.term()
+            self._stopped.set()
+            raise
+        if cfg.zarr is not None:
+            self.writer = Writer(
+                Path(cfg.zarr),
+                cfg.store,
+                attrs=self._store_attrs(engine),
+                on_error=self._store_error,
+                on_drop=lambda _series: self.stats.count_dropped("store_error"),
+                depth=cfg.queues.writer_depth,
+                flush_interval_s=cfg.store.flush_interval_s,
+            )
+            self.writer.start()
+        receiver = Receiver(
+            cfg.limits,
+            self.stats,
+            self.events,
+            self._jobs,
+            self.writer,
+            self._paused,
+            self._halt_input,
+        )
+        self._inference = InferenceStage(
+            self._jobs,
+            self._outgoing,
+            self.writer,
+            engine,
+            self.stats,
+            self.events,
+            output_in_input_dtype=cfg.output_dtype == "input",
+        )
+        publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
+        control = ControlHandler(self)
+        self._spawn("receiver", receiver.run, sockets["input"])
+        self._spawn("inference", self._inference.run)
+        self._spawn("publisher", publisher.run, sockets["output"])
+        self._spawn("control", control.run, sockets["control"], self._closing)
+        self.events.emit("model_loaded", model=engine.model_id, provider=engine.provider)
+        log.info(
+            "deepdenoise %s serving: input %s (%s%s), output %s, control %s, zarr %s",
+            __version__,
+            self.endpoints["input"],
+            cfg.input_mode,
+            ", bound" if cfg.input_bind else "",
+            self.endpoints["output"],
+            self.endpoints["control"],
+            cfg.zarr if cfg.zarr is not None else "off",
+        )
+
+    def request_stop(self) -> None:
+        """Ask for an orderly stop from any thread or a signal handler; returns at once."""
+        if self._stop_requested.is_set():
+            return
+        self._stop_requested.set()
+        threading.Thread(target=self._stop_quietly, name="deepdenoise-stopper").start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the service has stopped; True if it has."""
+        return self._stopped.wait(timeout)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Drain every stage in order, flush and close the stores, close sockets.
+
+        Raises the first error a worker thread died with, if any.
+        """
+        with self._stop_lock:
+            if not self._stopped.is_set() and self._threads:
+                self._shutdown(timeout)
+            self._stopped.set()
+        if self._errors:
+            raise self._errors[0]
+
+    def _stop_quietly(self) -> None:
+        try:
+            self.stop()
+        except BaseException:
+            log.exception("service stopped with an error")
+
+    def _shutdown(self, timeout: float) -> None:
+        # In data-flow order: each stage drains what the one before it handed over.
+        self._halt_input.set()
+        self._join("receiver", timeout)
+        self._jobs.close()
+        self._join("inference", timeout)
+        if self.writer is not None:
+            self.writer.close(timeout)
+            if self.writer.error is not None:
+                self._errors.append(self.writer.error)
+        self._outgoing.close()
+        self._join("publisher", timeout)
+        self._closing.set()
+        self._join("control", timeout)
+        if self._inference is not None:
+            self._inference.close()
+        if self._own_ctx:
+            self._ctx.term()
+        log.info("service stopped: %s", self._summary())
+
+    def _summary(self) -> str:
+        snap = self.stats.snapshot()
+        return (
+            f"{snap['frames_in']} in, {snap['frames_out']} out, "
+            f"dropped {snap['dropped'] or 0}, rejected {snap['rejected'] or 0}"
+        )
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                self._errors.append(exc)
+                log.exception("%s thread failed; stopping the service", name)
+                self.events.emit("error", message=f"{name} thread failed: {exc}")
+                self.request_stop()
+
+        thread = threading.Thread(target=run, name=f"deepdenoise-{name}", daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def _join(self, name: str, timeout: float) -> None:
+        thread = self._threads.get(name)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error("%s thread did not stop within %.0f s", name, timeout)
+
+    # ------------------------------------------------------------------ set-up
+    def _load_engine(self, model: Path | str | None) -> Engine:
+        cfg = self.config
+        if model is None:  # the shipped model that suits the provider that will run it
+            model = default_model_path(select_providers(cfg.provider).name)
+        return Engine(
+            model,
+            provider=cfg.provider,
+            tile=cfg.tile,
+            overlap=cfg.overlap,
+            warmup_shape=cfg.warmup_shape,
+        )
+
+    def _store_attrs(self, engine: Engine) -> dict[str, Any]:
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "deepdenoise_version": __version__,
+            "model": engine.model_id,
+            "models": [engine.model_id],
+            "model_path": str(engine.path),
+            "provider": engine.provider,
+            "config": self.config.model_dump(mode="json"),
+        }
+
+    def _queue_event(self, header: dict[str, Any]) -> None:
+        self._outgoing.put(Outgoing(TOPIC_EVENT, pack_header(header)), droppable=False)
+
+    def _store_error(self, series: str, message: str) -> None:
+        self.events.emit("error", limit_key=f"store:{series}", series=series, message=message)
+        log.error("%s", message)
+
+    # ------------------------------------------------------------------ control
+    def load_model(self, path: str | Path, timeout: float = 60.0) -> Engine:
+        """Load and warm up a model off the hot path, then swap it in between frames."""
+        if self._inference is None:
+            raise RuntimeError("the service is not running: start() it first")
+        new = self._load_engine(Path(path))
+        inference = self._threads["inference"]
+        self._inference.swap(new, timeout, alive=inference.is_alive)
+        return new
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything received so far to disk; True when done (or no Zarr)."""
+        return self.writer.flush(timeout) if self.writer is not None else True
+
+    def status(self) -> dict[str, Any]:
+        """The fields of the status message (also the control ``status`` reply)."""
+        engine = self.engine
+        snap = self.stats.snapshot()
+        snap.update(
+            v=PROTOCOL_VERSION,
+            state="stopping" if self._stop_requested.is_set() else "running",
+            paused=self.paused,
+            queues={
+                "inference": len(self._jobs),
+                "publish": len(self._outgoing),
+                "writer": self.writer.depth() if self.writer is not None else 0,
+            },
+            provider=engine.provider if engine is not None else "",
+            model=engine.model_id if engine is not None else "",
+            zarr=str(self.config.zarr) if self.config.zarr is not None else None,
+            events_suppressed=self.events.suppressed,
+        )
+        return snap

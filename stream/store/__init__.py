@@ -1,0 +1,24 @@
+"""One Zarr v3 store per series: raw and denoised frames, timestamps, validity flags.
+
+:class:`SeriesStore` writes (one thread owns a store) with tensorstore;
+:func:`summarize_store` and :func:`is_series_store` read metadata only, with zarr-python.
+``store_path`` says where a series lives, ``ARRAY_PATHS`` where each array is inside it
+(the images ``raw`` and ``clean`` are OME-Zarr images of their own).
+"""
+
+from ._config import StoreConfig
+from ._layout import PATHS as ARRAY_PATHS
+from ._series import MAX_FRAMES_PER_SHARD, MAX_INDEX, TARGET_SHARD_BYTES, SeriesStore, store_path
+from ._summary import is_series_store, summarize_store
+
+__all__ = [
+    "ARRAY_PATHS",
+    "MAX_FRAMES_PER_SHARD",
+    "MAX_INDEX",
+    "TARGET_SHARD_BYTES",
+    "SeriesStore",
+    "StoreConfig",
+    "is_series_store",
+    "store_path",
+    "summarize_store",
+]

@@ -1,0 +1,529 @@
+"""The Zarr v3 store of one acquisition series: ``<root>/<series>.zarr``.
+
+Layout: see :mod:`stream.store._layout` (an OME-Zarr 0.5 container with the images
+``raw`` and ``clean``, plus ``t_ns``, ``valid`` and ``clean_valid``). Arrays are
+written with tensorstore and read with plain zarr-python.
+
+The time position is the frame's ``index``: a resent frame lands in the same slot
+(idempotent) and a dropped frame is a visible hole (``valid`` False, ``clean`` NaN),
+never a shift. ``clean_valid`` lets ``info`` count denoised frames without reading
+every clean pixel.
+
+Why the buffering: one-frame chunks keep single-frame reads cheap, but changing one
+frame of a shard rewrites the whole shard. Frames are therefore collected per shard
+("block") and a block is written whole once it is complete, once the stream is two
+blocks past it, or on :meth:`SeriesStore.flush`; a block of which part is already on
+disk is merged into it (read-modify-write). Block writes run in tensorstore's threads
+while the next frames arrive; at most ``IN_FLIGHT`` batches are outstanding. The time
+axis grows in steps of whole shards and is trimmed to ``max_index + 1`` on close.
+
+Durability: every file is replaced atomically (written to a temporary file, then
+renamed), and a block's pixels are on disk before its ``t_ns``, before its
+``valid``/``clean_valid`` flags are written. A process killed at any moment leaves a
+readable store in which every flagged frame has its pixels; the frames it still
+buffered are lost (the service flushes every ``flush_interval_s``). Files are fsynced
+only with ``StoreConfig.fsync``: by default this survives the death of the process,
+not a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .._errors import StoreError
+from .._types import SERIES_RULE, is_series_name
+from ._arrays import Block, StoreArrays, create_arrays
+from ._config import StoreConfig
+from ._layout import (
+    F4,
+    IMAGES,
+    STORE_VERSION,
+    image_attrs,
+    ome_xml,
+    root_ome_attrs,
+    series_group_attrs,
+)
+from ._summary import RESERVED_KEYS, FlagScan, is_series_store, read_group_attrs
+
+log = logging.getLogger(__name__)
+
+TARGET_SHARD_BYTES = 16 * 1024 * 1024
+MAX_FRAMES_PER_SHARD = 256
+#: Highest frame index + 1: far beyond any acquisition (the protocol rejects more).
+MAX_INDEX = 2**40
+#: Batches of block writes in flight before the oldest is waited for.
+IN_FLIGHT = 4
+#: Longest wait between writing a block's pixels and its flags (flush and close: none).
+FLAGS_INTERVAL_S = 0.2
+#: Block buffers kept for reuse per kind (fresh ones cost page faults).
+SPARE_BUFFERS = 2
+#: Errors tensorstore and the file system raise for a failed write.
+IO_ERRORS = (OSError, ValueError, RuntimeError)
+
+
+def store_path(root: Path, series: str) -> Path:
+    """Where the store of ``series`` lives under ``root``."""
+    return Path(root) / f"{series}.zarr"
+
+
+class _Batch:
+    """Block writes in flight: their flags follow once the pixels are on disk."""
+
+    __slots__ = ("blocks", "future", "kind")
+
+    def __init__(self, kind: str, blocks: list[Block], future: Any) -> None:
+        self.kind = kind
+        self.blocks = blocks
+        self.future = future
+
+    def done(self) -> bool:
+        return bool(self.future.done())
+
+
+class SeriesStore:
+    """Writes one series' raw and clean frames to ``<root>/<series>.zarr``.
+
+    Not thread-safe: one thread (the service's writer) owns a store and makes every
+    call on it; nothing stops a second process from opening the same store, so don't.
+    Opening an existing store of the same series resumes it (``resumed`` is True)
+    when frame shape and raw dtype match; its shard size wins over ``config``.
+
+    Memory: up to about four block buffers per kind (raw, clean) at a time, each
+    ``k`` frames: ~16 MiB raw + 32 MiB clean each for 512x512 uint16.
+
+    Parameters
+    ----------
+    root
+        Folder holding the stores; created if missing.
+    series
+        Series name, as on the wire (also the folder name).
+    frame_shape, raw_dtype
+        Shape ``(H, W)`` and dtype of the raw frames (stored little-endian).
+    config
+        Shard size and codec of a new store; :class:`StoreConfig` defaults if None.
+    attrs
+        Provenance (``model``, ``models``, ``config``, ...) merged into the group's
+        ``deepdenoise`` attribute; must be JSON-serialisable. On resume, ``models``
+        is merged with the stored list, other keys replace stored ones.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        series: str,
+        frame_shape: tuple[int, int],
+        raw_dtype: np.dtype[Any] | str | type,
+        *,
+        config: StoreConfig | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not is_series_name(series):
+            raise StoreError(f"expected a series name of {SERIES_RULE}, got {series!r}")
+        try:
+            shape = tuple(int(s) for s in frame_shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) != 2 or min(shape) < 1:
+            raise StoreError(f"expected a frame shape (H, W) of positive sizes, got {frame_shape}")
+        self._shape: tuple[int, int] = (shape[0], shape[1])
+        self._dtype = _normalize_dtype(raw_dtype)
+        self._config = config or StoreConfig.model_validate({})
+        self.series = series
+        self.path = store_path(root, series)
+        self._closed = False
+        self._raw: dict[int, Block] = {}
+        self._clean: dict[int, Block] = {}
+        self._spare: dict[str, list[np.ndarray]] = {"raw": [], "clean": []}
+        self._in_flight: list[_Batch] = []
+        self._unflagged: dict[str, list[Block]] = {"raw": [], "clean": []}
+        self._flags_due = 0.0
+        self._errors: list[str] = []
+        self._max_index: int | None = None
+        self._frames = 0  # raw frames on disk (valid True)
+        extra = _json_ready(dict(attrs or {}), "attrs")
+        if self.path.exists():
+            info = self._resume_info(extra)
+            self.resumed = True
+        else:
+            info = self._create(extra)
+            self.resumed = False
+        try:
+            self._group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+            self._io = StoreArrays(self.path, self._config)
+        except (KeyError, *IO_ERRORS) as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        if self._io.frame_shape != self._shape or self._io.raw_dtype != self._dtype:
+            self._io.close()
+            raise StoreError(
+                f"cannot resume {self.path}: its raw array holds {self._io.frame_shape} "
+                f"{self._io.raw_dtype}, expected {self._shape} {self._dtype.str}"
+            )
+        self.frames_per_shard = self._io.frames_per_shard
+        wanted = self._config.frames_per_shard
+        if self.resumed and wanted and wanted != self.frames_per_shard:
+            log.info("%s keeps its %d frames per shard", self.path, self.frames_per_shard)
+        self._info = info
+        if self.resumed:
+            scan = self._guard("read the flags of", self._scan)
+            self._frames, self._max_index = scan.valid, scan.last
+            self._put_attrs()  # closed=False and the new session, before any frame lands
+
+    # ------------------------------------------------------------------ opening
+    def _create(self, extra: dict[str, Any]) -> dict[str, Any]:
+        h, w = self._shape
+        k = self._config.frames_per_shard or round(
+            TARGET_SHARD_BYTES / (h * w * self._dtype.itemsize)
+        )
+        k = max(1, min(MAX_FRAMES_PER_SHARD, k))
+        now = _now()
+        info = {
+            **{key: v for key, v in extra.items() if key not in RESERVED_KEYS},
+            "protocol_version": extra.get("protocol_version", 1),
+            "store_version": STORE_VERSION,
+            "series": self.series,
+            "frame_shape": list(self._shape),
+            "raw_dtype": self._dtype.str,
+            "images": dict(IMAGES),
+            "frames_per_shard": k,
+            "created": now,
+            "opened": now,
+            "sessions": 1,
+            "closed": False,
+        }
+        # Built under a temporary name and renamed: the store path either does not exist
+        # or holds a complete store, even if this process dies half-way.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        dtypes = {"raw": self._dtype, "clean": F4}
+        try:
+            root = zarr.create_group(
+                str(tmp), zarr_format=3, attributes={"ome": root_ome_attrs(), "deepdenoise": info}
+            )
+            root.create_group("OME", attributes=series_group_attrs())
+            (tmp / "OME" / "METADATA.ome.xml").write_text(ome_xml(self._shape, dtypes))
+            for name, path in IMAGES.items():
+                root.create_group(path.split("/")[0], attributes=image_attrs(name, self._dtype))
+            create_arrays(tmp, self._shape, dtypes, k, self._config)
+            tmp.rename(self.path)
+        except IO_ERRORS as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(f"cannot create {self.path}: {exc}") from exc
+        return info
+
+    def _resume_info(self, extra: dict[str, Any]) -> dict[str, Any]:
+        if not is_series_store(self.path):
+            raise StoreError(
+                f"{self.path} exists but is not a deepdenoise series store; "
+                "move it away or use another series name"
+            )
+        info = dict(read_group_attrs(self.path)["deepdenoise"])
+        if info.get("store_version") != STORE_VERSION:
+            raise StoreError(
+                f"cannot resume {self.path}: it has store layout version "
+                f"{info.get('store_version')}, this deepdenoise writes version {STORE_VERSION}; "
+                "use a new series name or move the store"
+            )
+        had = f"{_shape_text(info.get('frame_shape'))} {info.get('raw_dtype')}"
+        came = f"{_shape_text(self._shape)} {self._dtype.str}"
+        if had != came:
+            raise StoreError(
+                f"cannot resume {self.path}: it holds {had} frames but series "
+                f"{self.series!r} now sends {came}; use a new series name or move the store"
+            )
+        models = list(info.get("models", []))
+        models += [m for m in extra.get("models", []) if m not in models]
+        info.update({k: v for k, v in extra.items() if k not in RESERVED_KEYS})
+        if models:
+            info["models"] = models
+        info.update(opened=_now(), sessions=int(info.get("sessions", 1)) + 1, closed=False)
+        return info
+
+    # ------------------------------------------------------------------ writing
+    @property
+    def max_index(self) -> int | None:
+        """Highest index given to :meth:`write_raw`/:meth:`write_clean` (resumed included)."""
+        return self._max_index
+
+    @property
+    def frames_written(self) -> int:
+        """Raw frames on disk (``valid`` True), resumed ones included; buffered excluded."""
+        return self._frames
+
+    def write_raw(self, index: int, frame: np.ndarray, t_ns: int | None) -> None:
+        """Copy a raw frame into its block buffer; ``t_ns`` None is stored as 0 (unknown).
+
+        The frame may be a view of a receive buffer: it is copied before returning.
+        Its dtype must convert to the raw dtype without loss (``safe`` casting).
+        Raises StoreError for a bad frame, or when an earlier write failed.
+        """
+        i = self._check_index(index)
+        frame = self._check_frame(frame, self._dtype, "safe", "raw")
+        stamp = 0 if t_ns is None else operator.index(t_ns)
+        if not -(2**63) <= stamp < 2**63:
+            raise StoreError(f"expected t_ns to fit int64, got {stamp}")
+        blk, slot = self._slot(self._raw, "raw", i)
+        assert blk.data is not None  # buffered blocks hold their pixels
+        blk.data[slot] = frame
+        blk.t_ns[slot] = stamp
+        self._fill(blk, slot, self._raw, "raw")
+
+    def write_clean(self, index: int, frame: np.ndarray) -> None:
+        """Copy a denoised (H, W) frame into its block buffer; stored as float32."""
+        i = self._check_index(index)
+        frame = self._check_frame(frame, F4, "same_kind", "clean")
+        blk, slot = self._slot(self._clean, "clean", i)
+        assert blk.data is not None
+        blk.data[slot] = frame
+        self._fill(blk, slot, self._clean, "clean")
+
+    def flush(self) -> None:
+        """Write every buffered frame (partial blocks included) and its flags; wait for it."""
+        self._check_open()
+        for kind, blocks in (("raw", self._raw), ("clean", self._clean)):
+            if blocks:
+                self._start(kind, [blocks.pop(b) for b in sorted(blocks)])
+        self._settle(0)
+        self._raise_errors()
+
+    def update_attrs(self, **values: Any) -> None:
+        """Merge ``values`` into the ``deepdenoise`` group attribute, written at once."""
+        self._check_open()
+        bad = sorted(RESERVED_KEYS & values.keys())
+        if bad:
+            raise StoreError(f"attributes {bad} are managed by the store and cannot be set")
+        self._info.update(_json_ready(values, "update_attrs"))
+        self._put_attrs()
+
+    def close(self) -> None:
+        """Flush, trim the time axis to ``max_index + 1`` and record the totals; idempotent."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            try:
+                length = 0 if self._max_index is None else self._max_index + 1
+                self._guard("trim", lambda: self._io.resize(length))
+                scan = self._guard("read the flags of", self._scan)
+                self._info.update(
+                    closed=True,
+                    closed_at=_now(),
+                    frames=scan.valid,
+                    clean_frames=scan.clean,
+                    first_index=scan.first,
+                    last_index=scan.last,
+                    missing=scan.missing,
+                )
+                self._put_attrs()
+            finally:
+                self._spare.clear()
+                self._io.close()
+
+    def __enter__(self) -> SeriesStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"SeriesStore({str(self.path)!r}, {state}, frames_written={self._frames})"
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+
+    def _check_index(self, index: int) -> int:
+        self._check_open()
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise StoreError(f"expected an integer frame index, got {index!r}") from None
+        if not 0 <= i < MAX_INDEX:
+            raise StoreError(f"expected a frame index in [0, 2**40), got {i}")
+        return i
+
+    def _check_frame(self, frame: Any, dtype: np.dtype[Any], casting: Any, kind: str) -> Any:
+        frame = np.asarray(frame)
+        if frame.shape != self._shape:
+            raise StoreError(
+                f"{kind} frame has shape {frame.shape}, store {self.path.name} holds {self._shape}"
+            )
+        if not np.can_cast(frame.dtype, dtype, casting=casting):
+            raise StoreError(f"{kind} frame dtype {frame.dtype} cannot be stored as {dtype}")
+        return frame
+
+    def _slot(self, blocks: dict[int, Block], kind: str, index: int) -> tuple[Block, int]:
+        b, slot = divmod(index, self.frames_per_shard)
+        blk = blocks.get(b)
+        if blk is None:
+            spare = self._spare[kind]
+            if spare:
+                data = spare.pop()
+            else:
+                dtype = self._dtype if kind == "raw" else F4
+                data = np.empty((self.frames_per_shard, *self._shape), dtype=dtype)
+            blk = blocks[b] = Block(b, data)
+        if self._max_index is None or index > self._max_index:
+            self._max_index = index
+        return blk, slot
+
+    def _fill(self, blk: Block, slot: int, blocks: dict[int, Block], kind: str) -> None:
+        """Mark a slot filled; write the block once complete, and any block left behind."""
+        if not blk.filled[slot]:
+            blk.filled[slot] = True
+            blk.count += 1
+        due = [b for b in blocks if b <= blk.block - 2]  # the stream moved on
+        if blk.count == self.frames_per_shard:
+            due.append(blk.block)
+        if due:
+            self._start(kind, [blocks.pop(b) for b in sorted(due)])
+            self._settle(IN_FLIGHT)
+            self._raise_errors()
+
+    def _start(self, kind: str, blocks: list[Block]) -> None:
+        """Start the pixel writes of ``blocks``; their flags follow in :meth:`_settle`."""
+        fill = 0 if kind == "raw" else np.nan
+        for blk in blocks:
+            if not blk.count:
+                continue
+            if any(b.kind == kind and b.blocks[0].block == blk.block for b in self._in_flight):
+                self._settle(0)  # a second write of one shard must read the first's result
+            try:
+                future = self._io.write_block(kind, blk, fill)
+            except IO_ERRORS as exc:
+                self._lost(kind, [blk], exc)
+                continue
+            self._in_flight.append(_Batch(kind, [blk], future))
+
+    def _settle(self, keep: int) -> None:
+        """Wait for all but ``keep`` pixel writes; flag the finished ones when due.
+
+        Flags are written at most every ``FLAGS_INTERVAL_S`` (and on flush and close):
+        each flag write rewrites a chunk, so one per block would cost more than the
+        pixels of a small frame.
+        """
+        while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0].done()):
+            batch = self._in_flight.pop(0)
+            try:
+                batch.future.result()
+            except IO_ERRORS as exc:
+                self._lost(batch.kind, batch.blocks, exc)
+                continue
+            self._release(batch.kind, batch.blocks)
+            self._unflagged[batch.kind] += batch.blocks
+        if keep == 0 or time.monotonic() >= self._flags_due:
+            self._write_flags()
+
+    def _write_flags(self) -> None:
+        """Flag every block whose pixels are on disk: ``t_ns`` before ``valid``."""
+        raw, clean = self._unflagged["raw"], self._unflagged["clean"]
+        self._unflagged = {"raw": [], "clean": []}
+        self._flags_due = time.monotonic() + FLAGS_INTERVAL_S
+        first = {name: blocks for name, blocks in (("t_ns", raw), ("clean_valid", clean)) if blocks}
+        if not first:
+            return
+        try:
+            self._io.write_flags(first)
+        except IO_ERRORS as exc:
+            for name, blocks in first.items():
+                self._lost("raw" if name == "t_ns" else "clean", blocks, exc, flags=True)
+            return
+        if raw:
+            try:
+                newly = self._io.newly_valid(raw)
+                self._io.write_flags({"valid": raw})
+            except IO_ERRORS as exc:
+                self._lost("raw", raw, exc, flags=True)
+                return
+            self._frames += newly
+
+    def _lost(
+        self, kind: str, blocks: list[Block], exc: BaseException, flags: bool = False
+    ) -> None:
+        lost = np.concatenate([blk.indices() for blk in blocks])
+        what = "flags" if flags else "frames"
+        self._errors.append(
+            f"{len(lost)} {kind} {what} ({lost[0]}..{lost[-1]}) of {self.path.name} "
+            f"could not be written: {exc}"
+        )
+
+    def _raise_errors(self) -> None:
+        if self._errors:
+            message = "; ".join(self._errors)
+            self._errors.clear()
+            raise StoreError(message)
+
+    def _release(self, kind: str, blocks: list[Block]) -> None:
+        """The blocks' pixels are on disk: their buffers may serve later blocks."""
+        spare = self._spare.get(kind)
+        for blk in blocks:
+            if spare is not None and blk.data is not None and len(spare) < SPARE_BUFFERS:
+                spare.append(blk.data)
+            blk.data = None
+
+    def _scan(self) -> FlagScan:
+        from ._summary import scan_flags
+
+        return scan_flags(self.path)
+
+    def _guard(self, what: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except IO_ERRORS as exc:
+            raise StoreError(f"cannot {what} {self.path}: {exc}") from exc
+
+    def _put_attrs(self) -> None:
+        self._guard(
+            "write the attributes of",
+            lambda: self._group.update_attributes({"deepdenoise": self._info}),
+        )
+
+
+def _normalize_dtype(dtype: Any) -> np.dtype[Any]:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise StoreError(f"expected a numeric raw dtype, got {dtype!r}") from None
+    if dt.kind not in "uif":
+        raise StoreError(f"expected an integer or float raw dtype, got {dt}")
+    return dt.newbyteorder("<") if dt.itemsize > 1 else dt
+
+
+def _json_ready(values: dict[str, Any], what: str) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = json.loads(json.dumps(values, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} must be JSON-serialisable: {exc}") from exc
+    return result
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _shape_text(shape: Any) -> str:
+    try:
+        return "x".join(str(int(s)) for s in shape)
+    except (TypeError, ValueError):
+        return repr(shape)

@@ -1,0 +1,198 @@
+"""Metadata of a series store: recognising one, its OME-Zarr attributes, its summary.
+
+Kept apart from the writer so ``deepdenoise info`` and other readers need only the
+JSON and the 1-D arrays, never the pixel data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import StoreError
+from ._layout import IMAGES
+
+#: Keys of the ``deepdenoise`` attribute that only the store itself sets.
+RESERVED_KEYS = frozenset(
+    {
+        "store_version",
+        "series",
+        "frame_shape",
+        "raw_dtype",
+        "images",
+        "frames_per_shard",
+        "created",
+        "opened",
+        "sessions",
+        "closed",
+        "closed_at",
+        "frames",
+        "clean_frames",
+        "first_index",
+        "last_index",
+        "missing",
+    }
+)
+MISSING_SHOWN = 10
+
+
+def read_group_attrs(path: Path) -> dict[str, Any]:
+    """The ``attributes`` of the group at ``path`` (read from ``zarr.json`` directly)."""
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path}/zarr.json: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("node_type") != "group":
+        raise StoreError(f"{path} is not a Zarr v3 group")
+    attrs = meta.get("attributes", {})
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def is_series_store(path: Path) -> bool:
+    """True if ``path`` is a Zarr v3 group written by :class:`SeriesStore`."""
+    try:
+        info = read_group_attrs(path).get("deepdenoise")
+    except StoreError:
+        return False
+    return isinstance(info, dict) and isinstance(info.get("store_version"), int)
+
+
+@dataclass
+class FlagScan:
+    """Totals of the ``valid`` and ``clean_valid`` flags of a store.
+
+    ``missing`` counts the slots in ``[0, last]`` without a raw frame, where ``last``
+    is the highest slot holding a raw or a clean frame.
+    """
+
+    valid: int = 0
+    clean: int = 0
+    first: int | None = None
+    last: int | None = None
+    missing: int = 0
+    missing_first: list[int] = field(default_factory=list)
+
+
+def scan_flags(store: Path) -> FlagScan:
+    """Count the flags chunk by chunk, reading only chunks that exist on disk.
+
+    The time axis may be sparse (a stream that jumped far ahead); memory and time
+    follow the chunks written, not the length of the axis. The two arrays may differ
+    in length in a store whose writer was killed while resizing them.
+    """
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r", zarr_format=3)
+    valid, clean_valid = group["valid"], group["clean_valid"]
+    if not (isinstance(valid, zarr.Array) and isinstance(clean_valid, zarr.Array)):
+        raise StoreError(f"{store}: valid and clean_valid must be arrays")
+    length = max(int(valid.shape[0]), int(clean_valid.shape[0]))
+    n = int(valid.chunks[0])
+    stored = _stored_chunks(store / "valid", valid) | _stored_chunks(
+        store / "clean_valid", clean_valid
+    )
+    scan = FlagScan()
+    pieces = []
+    for c in sorted(i for i in stored if i * n < length):
+        c0, c1 = c * n, min((c + 1) * n, length)
+        v, cv = (_flags(a, c0, c1) for a in (valid, clean_valid))
+        written = np.flatnonzero(v | cv)
+        if written.size:
+            scan.last = c0 + int(written[-1])
+        if scan.first is None and v.any():
+            scan.first = c0 + int(np.argmax(v))
+        scan.valid += int(v.sum())
+        scan.clean += int(cv.sum())
+        pieces.append((c0, v))
+    if scan.last is None:
+        return scan
+    scan.missing = scan.last + 1 - scan.valid
+    pos = 0  # first few holes, in order, up to `last`
+    for c0, v in [*pieces, (scan.last + 1, np.zeros(0, bool))]:
+        gap = range(pos, min(c0, scan.last + 1))
+        scan.missing_first += list(gap[: MISSING_SHOWN - len(scan.missing_first)])
+        holes = c0 + np.flatnonzero(~v[: max(0, scan.last + 1 - c0)])
+        scan.missing_first += [int(i) for i in holes[: MISSING_SHOWN - len(scan.missing_first)]]
+        pos = c0 + v.size
+        if len(scan.missing_first) >= MISSING_SHOWN:
+            break
+    return scan
+
+
+def _flags(array: Any, start: int, stop: int) -> np.ndarray:
+    out = np.zeros(stop - start, dtype=bool)
+    end = min(stop, int(array.shape[0]))
+    if end > start:
+        out[: end - start] = array[start:end]
+    return out
+
+
+def _stored_chunks(folder: Path, array: Any) -> set[int]:
+    """Indices of the chunks of a 1-D array present on disk (default key encoding)."""
+    encoding = array.metadata.to_dict().get("chunk_key_encoding", {})
+    if encoding != {"name": "default", "configuration": {"separator": "/"}}:
+        return set(range(-(-int(array.shape[0]) // int(array.chunks[0]))))  # all of them
+    try:
+        return {int(e.name) for e in (folder / "c").iterdir() if e.name.isdigit()}
+    except FileNotFoundError:
+        return set()
+
+
+def summarize_store(path: Path) -> dict[str, Any]:
+    """What ``deepdenoise info PATH`` shows; reads metadata and the 1-D arrays only.
+
+    ``frames`` is the length of the time axis; ``valid`` counts raw frames on disk;
+    ``missing`` counts the slots in ``[0, last_index]`` without a raw frame (the first
+    few are listed); ``clean_frames`` counts frames whose denoised image is on disk
+    (every other clean slot is NaN).
+    """
+    import zarr
+
+    path = Path(path)
+    if not is_series_store(path):
+        raise StoreError(f"{path} is not a deepdenoise series store")
+    try:
+        group = zarr.open_group(str(path), mode="r", zarr_format=3)
+        raw = group[IMAGES["raw"]]
+        if not isinstance(raw, zarr.Array):
+            raise StoreError(f"{path}/{IMAGES['raw']} is not an array")
+        scan = scan_flags(path)
+    except (KeyError, OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    assert isinstance(raw, zarr.Array)
+    info = read_group_attrs(path)["deepdenoise"]
+    return {
+        "series": info.get("series"),
+        "images": {name: str(path / rel) for name, rel in IMAGES.items()},
+        "shape": list(raw.shape),
+        "dtype": np.dtype(raw.dtype).str,
+        "frames": int(raw.shape[0]),
+        "valid": scan.valid,
+        "clean_frames": scan.clean,
+        "first_index": scan.first,
+        "last_index": scan.last,
+        "missing": scan.missing,
+        "missing_indices": scan.missing_first,
+        "chunks": list(raw.chunks),
+        "shards": list(raw.shards) if raw.shards else None,
+        "codec": _codec_text(raw),
+        "closed": bool(info.get("closed", False)),
+        "attrs": info,
+    }
+
+
+def _codec_text(array: Any) -> str:
+    parts = []
+    for codec in array.compressors:
+        cname = getattr(codec, "cname", None)
+        if cname is not None:
+            parts.append(
+                f"blosc {cname.value} clevel {codec.clevel} {codec.shuffle.value}"  # BloscCodec
+            )
+        else:
+            parts.append(json.dumps(codec.to_dict()))
+    return ", ".join(parts) or "none"

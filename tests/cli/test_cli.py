@@ -1,0 +1,103 @@
+"""The `deepdenoise` command line, run in-process with typer's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from service_harness import running_service, wait_until
+from typer.testing import CliRunner
+
+from stream import SeriesStore, __version__, default_model_path
+from stream.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_version_and_help_for_every_command():
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+    for command in ("serve", "simulate", "status", "info", "demo"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "Usage" in result.output
+    assert "--input-mode" in invoke("serve", "--help").output
+
+
+def test_info_describes_models_with_and_without_metadata(identity_model: Path):
+    shipped = invoke("info", str(default_model_path()))
+    assert shipped.exit_code == 0
+    assert "dncnn-lite" in shipped.output and "17 px" in shipped.output
+    plain = invoke("info", str(identity_model))
+    assert plain.exit_code == 0 and "identity" in plain.output
+
+
+def test_info_summarises_a_store(tmp_path: Path):
+    import numpy as np
+
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2")) as store:
+        for i in (0, 1, 3):
+            store.write_raw(i, np.full((8, 8), i, "<u2"), t_ns=i)
+    result = invoke("info", str(tmp_path / "s1.zarr"))
+    assert result.exit_code == 0, result.output
+    assert "s1" in result.output and "missing" in result.output
+
+
+def test_info_rejects_other_paths(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("hi")
+    result = runner.invoke(app, ["info", str(tmp_path / "notes.txt")])
+    assert result.exit_code == 2 and "expected an .onnx model" in result.output
+    result = runner.invoke(app, ["info", str(tmp_path / "absent.onnx")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_status_and_simulate_against_a_running_service(tmp_path: Path, identity_model: Path):
+    with running_service(tmp_path, identity_model) as svc:
+        result = invoke(
+            "simulate", "--endpoint", svc.endpoints["input"], "--mode", "push", "--connect",
+            "--shape", "32x48", "--fps", "0", "--frames", "6", "--series", "cli",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "sent 6 frames" in result.output
+        wait_until(lambda: svc.status()["frames_out"] == 6)
+        table = invoke("status", "--control", svc.endpoints["control"])
+        assert (
+            table.exit_code == 0 and "frames in / out" in table.output and "6 / 6" in table.output
+        )
+        raw = invoke("status", "--control", svc.endpoints["control"], "--json")
+        reply = json.loads(raw.output)
+        assert reply["ok"] is True and reply["series"]["cli"]["frames_in"] == 6
+
+
+def test_status_without_a_service_times_out_clearly():
+    result = runner.invoke(app, ["status", "--control", "tcp://127.0.0.1:9", "--timeout", "0.2"])
+    assert result.exit_code == 2 and "no reply from tcp://127.0.0.1:9" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tile", "64", "--overlap", "64"], "overlap"),
+        (["--input", "http://x"], "expected a ZeroMQ endpoint"),
+        (["--model", "/nonexistent/model.onnx"], "cannot load ONNX model"),
+    ],
+)
+def test_serve_reports_bad_settings_without_a_traceback(args: list[str], message: str):
+    result = runner.invoke(app, ["serve", "--no-zarr", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_demo_runs_end_to_end(tmp_path: Path):
+    result = invoke(
+        "demo", "--seconds", "1", "--fps", "20", "--shape", "64x64", "--out", str(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    assert "20 / 20" in result.output and "PSNR" in result.output
+    assert len(list(tmp_path.glob("demo-*.zarr"))) == 1
+    assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,42 @@
+"""`deepdenoise calibrate`: the camera model from recordings, as a TOML table for `train`."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from stream.cli import app
+
+
+def _recordings(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    gain, offset, read = 2.0, 100.0, 1.5
+    levels = np.repeat(np.linspace(5, 400, 16), 4)  # a flat-field series, 4 frames a step
+    flat = [
+        gain * rng.poisson(lv, (48, 48)) + offset + rng.normal(0, read, (48, 48)) for lv in levels
+    ]
+    dark = [offset + rng.normal(0, read, (48, 48)) for _ in range(16)]
+    np.save(tmp_path / "flat.npy", np.rint(np.stack(flat)).astype(np.uint16))
+    np.save(tmp_path / "dark.npy", np.rint(np.stack(dark)).astype(np.uint16))
+    return tmp_path / "flat.npy", tmp_path / "dark.npy"
+
+
+def test_calibrate_recovers_the_camera_and_prints_a_train_table(tmp_path: Path):
+    flat, dark = _recordings(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(flat), "--dark", str(dark)])
+    assert result.exit_code == 0, result.output
+    toml_text = result.output[result.output.index("[data.noise.camera]") :]
+    camera = tomllib.loads(toml_text)["data"]["noise"]["camera"]
+    assert abs(camera["gain"] - 2.0) < 0.1
+    assert abs(camera["offset"] - 100.0) < 0.5
+    assert abs(camera["read_noise"] - 1.5) < 0.2
+
+
+def test_calibrate_refuses_a_gain_from_dark_frames_only(tmp_path: Path):
+    _, dark = _recordings(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(dark), "--dark", str(dark)])
+    assert result.exit_code == 2
+    assert "gain" in result.output

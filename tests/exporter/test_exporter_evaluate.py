@@ -1,0 +1,255 @@
+"""Evaluation: metrics on known inputs, baselines' defining properties, and one small
+end-to-end run (real phantom, real ONNX engine, real figures) checked for sane numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+pytest.importorskip("torch")  # exporter.data (the test movies) is part of the train extra
+
+from exporter.evaluation import (
+    OnsetDetector,
+    extract_traces,
+    onset_errors,
+    pearson,
+    psnr,
+    ssim,
+    trace_correlation,
+)
+from exporter.evaluation import _baselines as bl
+from stream.sim import calcium_kernel
+
+FPS = 30.0
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def test_psnr_of_a_known_error() -> None:
+    truth = np.linspace(0.0, 10.0, 64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    est = truth + np.float32(1.0)  # MSE 1, range 10 -> 10 log10(100) = 20 dB
+    assert psnr(est, truth) == pytest.approx(20.0, abs=1e-4)
+    assert psnr(est, truth, data_range=100.0) == pytest.approx(40.0, abs=1e-4)
+    assert psnr(truth, truth) == math.inf
+
+
+def test_ssim_is_one_for_identical_images_and_drops_with_noise() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 100, (3, 48, 40)).astype(np.float32)
+    assert ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    noisy = img + rng.normal(0, 10, img.shape).astype(np.float32)
+    noisier = img + rng.normal(0, 30, img.shape).astype(np.float32)
+    s1, s2 = ssim(noisy, img), ssim(noisier, img)
+    assert 0 < s2 < s1 < 1
+    # SSIM is a property of each frame: a (T, H, W) stack averages the frames' SSIMs.
+    per_frame = [ssim(noisy[i], img[i], data_range=float(img.max() - img.min())) for i in range(3)]
+    assert s1 == pytest.approx(np.mean(per_frame))
+
+
+def test_pearson_matches_numpy_and_handles_constant_rows() -> None:
+    assert pearson(np.array([1.0, 2, 3]), np.array([2.0, 4, 6])) == pytest.approx(1.0)
+    assert pearson(np.array([1.0, 2, 3]), np.array([3.0, 2, 1])) == pytest.approx(-1.0)
+    assert math.isnan(pearson(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])))
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4, 50)), rng.normal(size=(4, 50))
+    b[2] += 2 * a[2]
+    expected = [np.corrcoef(a[i], b[i])[0, 1] for i in range(4)]
+    np.testing.assert_allclose(pearson(a, b), expected, rtol=1e-12)
+
+
+def test_extract_traces_is_the_footprint_mean_and_self_correlation_is_one() -> None:
+    rng = np.random.default_rng(2)
+    movie = rng.uniform(0, 10, (20, 16, 16)).astype(np.float32)
+    fp = np.zeros((2, 16, 16), bool)
+    fp[0, 2:5, 3:7] = True
+    fp[1, 10:12, 10:15] = True
+    traces = extract_traces(movie, fp)
+    np.testing.assert_allclose(traces[0], movie[:, 2:5, 3:7].mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(traces[1], movie[:, 10:12, 10:15].mean(axis=(1, 2)), rtol=1e-6)
+    assert trace_correlation(traces, traces) == pytest.approx(1.0)
+    shuffled = traces[:, rng.permutation(20)]
+    assert trace_correlation(shuffled, traces) < 0.9
+
+
+def _calcium_trace(spikes: list[int], n: int = 300) -> np.ndarray:
+    """Baseline 100 plus a unit-peak GCaMP transient (rise 50 ms, decay 0.3 s) per spike."""
+    kernel = calcium_kernel(0.05, 0.3, FPS, n)
+    trace = np.full(n, 100.0)
+    for s in spikes:
+        trace[s:] += 20.0 * kernel[: n - s]
+    return trace
+
+
+def test_onset_detector_finds_synthetic_onsets_exactly() -> None:
+    det = OnsetDetector.for_fps(FPS)
+    # A linear ramp from 0 to 4 over frames 40..44: half of the amplitude is reached
+    # exactly at frame 42.
+    ramp = np.zeros(100)
+    ramp[40:45] = [0.0, 1.0, 2.0, 3.0, 4.0]
+    ramp[45:] = 4.0
+    t, amp = det.crossing(ramp, 40)
+    assert t == pytest.approx(42.0, abs=1e-12) and amp == pytest.approx(4.0)
+    # A step at frame 60: the half crossing lies halfway between frames 59 and 60.
+    step = np.where(np.arange(100) >= 60, 10.0, 2.0)
+    assert det.crossing(step, 60)[0] == pytest.approx(59.5, abs=1e-12)
+    # No rise at all: no onset.
+    assert math.isnan(det.crossing(np.ones(100), 50)[0])
+
+
+def test_onset_errors_are_zero_against_itself_and_measure_a_shift() -> None:
+    spikes = [40, 120, 200]
+    ref = _calcium_trace(spikes)[None]
+    stats = onset_errors(ref, ref, [np.array(spikes)], FPS)
+    assert stats.n_reference == 3 and stats.detection_rate == 1.0
+    assert stats.mae_ms == 0.0 and stats.bias_ms == 0.0
+    late = np.roll(ref, 2, axis=1)  # the same transients two frames later
+    shifted = onset_errors(late, ref, [np.array(spikes)], FPS)
+    assert shifted.detection_rate == 1.0
+    assert shifted.bias_ms == pytest.approx(2000.0 / FPS, abs=0.5)
+    flat = np.full_like(ref, 100.0) + np.random.default_rng(3).normal(0, 1.0, ref.shape)
+    assert onset_errors(flat, ref, [np.array(spikes)], FPS).detection_rate == 0.0
+
+
+def test_isolated_spikes_skip_edges_and_overlaps() -> None:
+    det = OnsetDetector(pre=3, post=5)
+    s = det.isolated(np.array([1, 20, 22, 40, 60, 98]), 100)
+    assert s.tolist() == [40, 60]
+
+
+# -- baselines -------------------------------------------------------------------------
+
+
+def test_causal_boxcar_never_sees_the_future_and_delays_onsets() -> None:
+    step = np.zeros((30, 2, 2), np.float32)
+    step[10:] = 1.0
+    out = bl.boxcar_causal(step, 4)
+    assert np.all(out[:10] == 0.0)  # nothing before the step moves
+    np.testing.assert_allclose(out[10:14, 0, 0], [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_array_equal(bl.boxcar_causal(step, 1), step)
+    spikes = [40, 120, 200]
+    ref = _calcium_trace(spikes)
+    movie = np.broadcast_to(ref[:, None, None], (len(ref), 1, 1)).astype(np.float32)
+    smooth = bl.boxcar_causal(movie, 7)[:, 0, 0][None]
+    stats = onset_errors(smooth, ref[None], [np.array(spikes)], FPS)
+    assert stats.detection_rate == 1.0
+    assert stats.bias_ms > 2 * 1000 / FPS  # a 7-frame mean shifts the half-rise by ~3 frames
+
+
+def test_tuned_gaussian_sigma_grows_with_noise_and_wiener_keeps_flat_images() -> None:
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:48, :48]
+    clean = np.broadcast_to(100 + 50 * np.sin(xx / 6.0) * np.cos(yy / 9.0), (6, 48, 48))
+    clean = clean.astype(np.float32)
+    low, high = (
+        bl.tune(
+            "g",
+            "sigma",
+            bl.gaussian_smooth,
+            bl.GAUSSIAN_SIGMAS,
+            clean + rng.normal(0, std, clean.shape).astype(np.float32),
+            clean,
+        )
+        for std in (2.0, 40.0)
+    )
+    assert high.value > low.value
+    assert min(high.scores) == high.scores[bl.GAUSSIAN_SIGMAS.index(high.value)]
+    flat = np.full((2, 20, 20), 7.0, np.float32)
+    np.testing.assert_allclose(bl.wiener_filter(flat, 5, 1.0), flat, rtol=1e-6)
+
+
+# -- end to end --------------------------------------------------------------------------
+
+LEVELS = [1.0, 4.0]
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory: pytest.TempPathFactory):
+    from exporter.data import DataConfig
+    from exporter.evaluation import evaluate
+    from exporter.simple_models import make_gaussian, make_identity
+
+    d = tmp_path_factory.mktemp("evaluate")
+    models = [make_identity(d / "identity.onnx"), make_gaussian(d / "gauss1.onnx", 1.0)]
+    phantom = DataConfig().phantom.model_copy(update={"density": 12.0, "spike_rate_hz": (1.0, 3.0)})
+    data = DataConfig().model_copy(update={"phantom": phantom})
+    result = evaluate(
+        models,
+        LEVELS,
+        d / "report",
+        frames=40,
+        shape=(64, 64),
+        seed=3,
+        data=data,
+        validation_frames=24,
+        bm3d_frames=1,
+    )
+    return result
+
+
+def test_evaluate_writes_report_metrics_and_figures(evaluation) -> None:
+    out: Path = evaluation.out_dir
+    report = (out / "report.md").read_text()
+    for name in ("metrics_vs_noise.png", "example_L1.png", "example_L4.png"):
+        assert (out / name).stat().st_size > 5000, name
+        assert f"]({name})" in report
+    assert all(p.exists() and p.suffix == ".png" for p in evaluation.figures)
+    for text in ("identity", "gauss1", "causal", "## Observations", "Level 4", "sigma"):
+        assert text in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [lv["level"] for lv in metrics["levels"]] == LEVELS
+    assert metrics["settings"]["frames"] == 40 and metrics["settings"]["shape"] == [64, 64]
+    assert {m["name"] for m in metrics["models"]} == {"identity", "gauss1"}
+    lv = metrics["levels"][1]
+    assert lv["baselines_tuned_on_validation"]["gaussian"]["value"] in bl.GAUSSIAN_SIGMAS
+    assert set(lv["methods"]) >= {"noisy", "gaussian", "boxcar", "wiener", "identity", "gauss1"}
+    assert metrics["model_by_level"]["gauss1"]["4"]["psnr_gain_db"] > 0
+
+
+def test_evaluate_numbers_are_sane(evaluation) -> None:
+    for level in LEVELS:
+        noisy = evaluation.score(level, "noisy")
+        ident = evaluation.score(level, "identity")
+        # The identity model through the real engine reproduces the input exactly.
+        assert ident.psnr == pytest.approx(noisy.psnr, abs=1e-6)
+        assert ident.ssim == pytest.approx(noisy.ssim, abs=1e-9)
+        assert 0 < noisy.ssim < 1 and math.isfinite(noisy.psnr)
+        assert noisy.onsets_reference > 0 and 0.5 < noisy.trace_r <= 1.0
+    hi, lo = evaluation.score(4.0, "noisy"), evaluation.score(1.0, "noisy")
+    assert hi.psnr < lo.psnr - 6  # 4x the relative noise is ~12 dB worse
+    gauss = evaluation.score(4.0, "gaussian")
+    assert gauss.psnr > hi.psnr + 3 and gauss.ssim > hi.ssim
+    box = evaluation.score(4.0, "boxcar")
+    assert box.params["causal"] is True
+    if box.params["window_frames"] > 2:
+        assert box.onset_bias_ms > evaluation.score(4.0, "gaussian").onset_bias_ms
+    if "bm3d" in evaluation.methods:
+        assert evaluation.score(4.0, "bm3d").frames_scored == 1
+
+
+def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from exporter.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["evaluate", str(identity_model), "--noise", "1,x"])
+    assert bad.exit_code != 0 and "comma-separated" in bad.output
+    out = tmp_path / "cli"
+    args = ["evaluate", str(identity_model), "--noise", "2", "--out", str(out), "--frames", "8"]
+    args += ["--shape", "32x32", "--validation-frames", "6", "--bm3d-frames", "0", "--no-figures"]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["levels"][0]["level"] == 2.0
+    assert metrics["levels"][0]["bm3d"]["available"] is False
+    assert "BM3D skipped" in (out / "report.md").read_text()

@@ -1,0 +1,130 @@
+"""Small building blocks: stage queues, statistics, events and configuration."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream import ConfigError, load_config
+from stream.service import ServiceConfig, is_loopback
+from stream.service._events import EventEmitter
+from stream.service._queues import Closed, StageQueue
+from stream.service._stats import ServiceStats, latency_summary
+
+
+def test_drop_oldest_evicts_oldest_droppable_and_keeps_control_items():
+    dropped: list[int] = []
+    q: StageQueue[int] = StageQueue(2, "drop_oldest", on_drop=dropped.append)
+    q.put(1)
+    q.put(-1, droppable=False)
+    q.put(2)
+    q.put(3)  # full: evicts 1, not the control item
+    q.put(4)  # evicts 2
+    assert dropped == [1, 2]
+    assert [q.get(0), q.get(0), q.get(0)] == [-1, 3, 4]
+    assert q.get(0.01) is None
+
+
+def test_block_policy_waits_for_room_and_gives_up_on_stop():
+    q: StageQueue[int] = StageQueue(1, "block")
+    q.put(1)
+    stop = threading.Event()
+    result: list[bool] = []
+    putter = threading.Thread(target=lambda: result.append(q.put(2, stop=stop)))
+    putter.start()
+    time.sleep(0.1)
+    assert putter.is_alive()  # blocked: the queue is full
+    assert q.get(0) == 1
+    putter.join(2)
+    assert result == [True] and q.get(0) == 2
+    q.put(3)
+    stop.set()
+    assert q.put(4, stop=stop) is False
+
+
+def test_closed_queue_drains_then_raises():
+    q: StageQueue[int] = StageQueue(4)
+    q.put(1)
+    q.close()
+    assert q.get(0) == 1
+    with pytest.raises(Closed):
+        q.get(1)
+
+
+def test_queue_rejects_unknown_policy():
+    with pytest.raises(ValueError, match="drop_oldest"):
+        StageQueue(1, "lifo")
+
+
+def test_latency_percentiles_on_known_samples():
+    samples = np.arange(1, 101, dtype=float)
+    assert latency_summary(samples) == {"p50": 50.5, "p99": 99.01}
+    assert latency_summary(np.array([])) == {"p50": 0.0, "p99": 0.0}
+
+
+def test_stats_snapshot_counts_and_fps():
+    stats = ServiceStats()
+    for _ in range(10):
+        stats.count_in("a")
+        stats.count_out("a", 2.0)
+        time.sleep(0.005)
+    stats.count_rejected("dtype")
+    stats.count_dropped("paused", 3)
+    snap = stats.snapshot()
+    assert snap["frames_in"] == 10 and snap["frames_out"] == 10
+    assert snap["rejected"] == {"dtype": 1} and snap["dropped"] == {"paused": 3}
+    assert snap["latency_ms"] == {"p50": 2.0, "p99": 2.0}
+    assert snap["series"]["a"]["frames_out"] == 10
+    assert 20 < snap["fps"] < 400  # ten frames ~5 ms apart
+
+
+def test_event_rate_limit_keeps_counting():
+    sent: list[dict] = []
+    emitter = EventEmitter(sent.append, burst=3)
+    for _ in range(10):
+        emitter.emit("rejected", limit_key="dtype", reason="dtype")
+    emitter.emit("rejected", limit_key="shape", reason="shape")
+    emitter.emit("series_start", series="x")
+    assert [e["reason"] for e in sent if e["event"] == "rejected"] == ["dtype"] * 3 + ["shape"]
+    assert emitter.suppressed == 7
+    assert sent[-1]["event"] == "series_start" and sent[-1]["v"] == 1
+
+
+def test_config_defaults_bind_loopback_only():
+    cfg = ServiceConfig()
+    assert all(is_loopback(e) for e in (cfg.input, cfg.output, cfg.control))
+    assert not is_loopback("tcp://0.0.0.0:5556") and not is_loopback("tcp://10.0.0.2:1")
+    assert is_loopback("ipc:///tmp/x") and is_loopback("tcp://localhost:1")
+
+
+def test_config_from_toml_with_overrides(tmp_path: Path):
+    path = tmp_path / "dd.toml"
+    path.write_text(
+        'input = "tcp://127.0.0.1:7000"\ntile = 256\n[queues]\ninference_depth = 8\n'
+        "[limits]\nmax_side = 4096\n"
+    )
+    cfg = load_config(path, tile=512, overlap=None)
+    assert cfg.input == "tcp://127.0.0.1:7000" and cfg.tile == 512
+    assert cfg.queues.inference_depth == 8 and cfg.limits.max_side == 4096
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("input = 'http://x'", "expected a ZeroMQ endpoint"),
+        ("tile = 64\noverlap = 64", "overlap .64. must be smaller than tile"),
+        ("provider = 'tpu'", "provider"),
+        ("[queues]\ninference_depth = 0", "inference_depth"),
+        ("bogus = 1", "bogus"),
+        ("input = ", "not valid TOML"),
+    ],
+)
+def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str, match: str):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)

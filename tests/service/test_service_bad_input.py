@@ -1,0 +1,131 @@
+"""A stream that mixes valid frames with every malformed kind: the service survives it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+from service_harness import collect, events, listening, running_service, wait_until
+
+from stream.store import ARRAY_PATHS
+
+
+def _header(**fields) -> dict:
+    base = {"v": 1, "kind": "frame", "series": "mix", "index": 0, "dtype": "<u2", "shape": [4, 6]}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _msg(header, payload: bytes | None = b"\0" * 48, topic: bytes = b"frame") -> list[bytes]:
+    head = header if isinstance(header, bytes) else msgpack.packb(header, use_bin_type=True)
+    return [topic, head] if payload is None else [topic, head, payload]
+
+
+# (reason, message) for every rejection decidable from one message
+MALFORMED = [
+    ("parts", [b"frame"]),
+    ("parts", [b"frame", msgpack.packb(_header()), b"\0" * 48, b"extra"]),
+    ("parts", _msg(_header(), payload=None)),
+    ("header_size", _msg(b"\x80" + b"\0" * (70 * 1024))),
+    ("header_decode", _msg(b"\xc1garbage")),
+    ("header_decode", _msg(msgpack.packb([1, 2, 3]))),
+    ("version", _msg(_header(v=2))),
+    ("version", _msg(_header(v=None))),
+    ("kind", _msg(_header(kind="frames"))),
+    ("series", _msg(_header(series="bad/name"))),
+    ("series", _msg(_header(series="x" * 65))),
+    ("index", _msg(_header(index=-1))),
+    ("index", _msg(_header(index="7"))),
+    ("dtype", _msg(_header(dtype=">u2"))),
+    ("dtype", _msg(_header(dtype="<f8"), payload=b"\0" * 192)),
+    ("shape", _msg(_header(shape=[4, 6, 1]))),
+    ("shape", _msg(_header(shape=[0, 6]))),
+    ("shape", _msg(_header(shape=[16385, 1]))),
+    ("payload_length", _msg(_header(), payload=b"\0" * 47)),
+    ("payload_size", _msg(_header(shape=[16384, 16384], dtype="<f4"), payload=b"\0")),
+    ("payload_unexpected", _msg(_header(kind="end", index=None, dtype=None, shape=None))),
+    ("t_ns", _msg(_header(t_ns=-5))),
+    ("meta", _msg(_header(meta={"blob": "x" * 9000}))),
+    ("meta", _msg(_header(meta=[1, 2]))),
+]
+
+
+def test_valid_frames_survive_a_stream_of_malformed_ones(tmp_path: Path, identity_model):
+    good = [np.full((4, 6), i, dtype="<u2") for i in range(len(MALFORMED) + 1)]
+    with (
+        running_service(tmp_path, identity_model, limits={"max_payload_bytes": 1 << 20}) as svc,
+        listening(svc) as sub,
+        zmq.Context() as ctx,
+        ctx.socket(zmq.PUSH) as push,
+    ):
+        push.connect(svc.endpoints["input"])
+        for i, (_, bad) in enumerate(MALFORMED):
+            push.send_multipart(_msg(_header(index=i), good[i].tobytes()))
+            push.send_multipart(bad)
+        last = len(MALFORMED)
+        push.send_multipart(_msg(_header(index=last), good[last].tobytes()))
+        # a frame whose shape differs from the series' earlier frames
+        push.send_multipart(_msg(_header(index=last + 1, shape=[6, 4]), good[0].tobytes()))
+        got, others = collect(sub, len(good))
+        wait_until(lambda: sum(svc.stats.snapshot()["rejected"].values()) == len(MALFORMED) + 1)
+        status = svc.status()
+
+    assert [m.header["index"] for m in got] == list(range(len(good)))
+    for frame, message in zip(good, got, strict=True):
+        np.testing.assert_array_equal(message.array, frame)
+    expected: dict[str, int] = {"series_mismatch": 1}
+    for reason, _ in MALFORMED:
+        expected[reason] = expected.get(reason, 0) + 1
+    assert status["rejected"] == expected
+    assert status["frames_in"] == len(good) and status["frames_out"] == len(good)
+    rejected = events(others, "rejected")
+    assert {e["reason"] for e in rejected} <= set(expected)
+    assert all(e["message"] for e in rejected)
+
+
+def test_non_finite_pixels_are_denoised_counted_and_flagged(tmp_path: Path, identity_model):
+    frame = np.arange(30, dtype="<f4").reshape(5, 6)
+    frame[1, 2] = np.nan
+    frame[3, 4] = np.inf
+    with running_service(tmp_path, identity_model) as svc, listening(svc) as sub:
+        with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as push:
+            push.connect(svc.endpoints["input"])
+            header = _header(dtype="<f4", shape=[5, 6], series="nf")
+            push.send_multipart(_msg(header, frame.tobytes()))
+            (message,), _ = collect(sub, 1)
+        assert svc.flush()
+        status = svc.status()
+    out = message.array
+    assert message.header["non_finite"] == 2
+    assert np.isnan(out[1, 2]) and np.isnan(out[3, 4])
+    finite = np.isfinite(frame)
+    np.testing.assert_array_equal(out[finite], frame[finite])
+    assert status["sanitized"] == {"non_finite": 1}
+    import zarr
+
+    raw = zarr.open_group(tmp_path / "data" / "nf.zarr", mode="r")[ARRAY_PATHS["raw"]][0]
+    np.testing.assert_array_equal(raw, frame)  # NaN/inf kept bit for bit on disk
+
+
+def test_oversized_message_drops_only_that_connection(tmp_path: Path, identity_model):
+    limit = 64 * 1024
+    with (
+        running_service(
+            tmp_path, identity_model, zarr=None, limits={"max_payload_bytes": limit}
+        ) as svc,
+        listening(svc) as sub,
+        zmq.Context() as ctx,
+    ):
+        with ctx.socket(zmq.PUSH) as hostile:
+            hostile.setsockopt(zmq.LINGER, 0)
+            hostile.connect(svc.endpoints["input"])
+            hostile.send_multipart(_msg(_header(shape=[1024, 1024]), b"\0" * (4 << 20)))
+        with ctx.socket(zmq.PUSH) as honest:
+            honest.connect(svc.endpoints["input"])
+            honest.send_multipart(_msg(_header(), b"\1" * 48))
+            (message,), _ = collect(sub, 1)
+        assert svc.status()["frames_out"] == 1
+        assert svc.status()["frames_in"] == 1  # the oversized frame never got in
+    assert message.header["index"] == 0

@@ -1,0 +1,218 @@
+"""The service end to end with a real engine, real sockets and real Zarr stores."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from deepdenoise_client import Control, ControlError, Publisher
+from service_harness import collect, events, listening, running_service, wait_until
+
+from stream.store import ARRAY_PATHS
+
+
+def _frames(n: int, shape: tuple[int, int], dtype: str = "<u2", seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        return [rng.normal(100, 10, shape).astype(dtype) for _ in range(n)]
+    info = np.iinfo(np.dtype(dtype))
+    return [rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype) for _ in range(n)]
+
+
+def _wait_series_closed(svc, sub, series: str) -> list:
+    """Wait for series_end, then flush (which queues behind the store's close)."""
+    seen = []
+    while not events(seen, "series_end"):
+        seen.append(sub.recv(timeout=10))
+    assert svc.flush()
+    return seen
+
+
+@pytest.mark.parametrize("dtype", ["|u1", "<u2", "<i2", "<f4"])
+def test_every_frame_comes_back_denoised_and_lands_on_disk(tmp_path: Path, identity_model, dtype):
+    frames = _frames(12, (37, 53), dtype)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.start("run1")
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "run1", i, t_ns=1_000 + i, meta={"stage_z": i * 0.5})
+        pub.end("run1")
+        got, others = collect(sub, len(frames))
+        others += _wait_series_closed(svc, sub, "run1")
+
+    assert [m.header["index"] for m in got] == list(range(len(frames)))
+    for sent, message in zip(frames, got, strict=True):
+        assert message.array.dtype == np.float32
+        np.testing.assert_array_equal(message.array, sent.astype(np.float32))
+        h = message.header
+        assert h["series"] == "run1" and h["dtype"] == "<f4" and h["shape"] == [37, 53]
+        assert h["meta"] == {"stage_z": h["index"] * 0.5}
+        assert h["t_ns"] == 1_000 + h["index"]
+        assert h["t_recv_ns"] <= h["t_done_ns"]
+        assert len(h["model"]) == 12
+    assert events(others, "series_start")[0]["series"] == "run1"
+    end = events(others, "series_end")[0]
+    assert end["frames"] == len(frames) and end["missing"] == 0
+
+    group = zarr.open_group(tmp_path / "data" / "run1.zarr", mode="r")
+    raw, clean = group[ARRAY_PATHS["raw"]][:], group[ARRAY_PATHS["clean"]][:]
+    assert raw.shape == (len(frames), 37, 53) and raw.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(raw, np.stack(frames))  # bit for bit
+    np.testing.assert_array_equal(clean, np.stack([m.array for m in got]))
+    assert group["valid"][:].all()
+    np.testing.assert_array_equal(group["t_ns"][:], 1_000 + np.arange(len(frames)))
+
+
+def test_gaps_are_reported_and_left_as_holes(tmp_path: Path, identity_model):
+    frames = _frames(10, (16, 16))
+    sent = [0, 1, 2, 3, 4, 8, 9]
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i in sent:
+            pub.send_frame(frames[i], "gappy", i)
+        pub.end("gappy")
+        got, others = collect(sub, len(sent))
+        others += _wait_series_closed(svc, sub, "gappy")
+        status = svc.status()
+
+    assert [m.header["index"] for m in got] == sent
+    gap = events(others, "gap")
+    assert gap == [gap[0]] and gap[0]["first_missing"] == 5 and gap[0]["count"] == 3
+    assert status["series"]["gappy"]["missing"] == 3
+    group = zarr.open_group(tmp_path / "data" / "gappy.zarr", mode="r")
+    valid = group["valid"][:]
+    assert valid.tolist() == [i in sent for i in range(10)]
+    assert np.isnan(group[ARRAY_PATHS["clean"]][5:8]).all()
+    np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][8], frames[8])
+
+
+def test_output_in_input_dtype_is_rounded_and_clipped(tmp_path: Path, identity_model):
+    frames = _frames(4, (20, 30), "<u2")
+    with (
+        running_service(tmp_path, identity_model, output_dtype="input", zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "s", i)
+        got, _ = collect(sub, len(frames))
+    for sent, message in zip(frames, got, strict=True):
+        assert message.header["dtype"] == "<u2"
+        np.testing.assert_array_equal(message.array, sent)
+
+
+def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
+    frames = _frames(10, (8, 8))
+    with running_service(tmp_path, identity_model) as svc, listening(svc) as sub:
+        ctl = Control(svc.endpoints["control"], timeout=5)
+        with ctl, Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
+            assert ctl.pause()["paused"] is True
+            for i in range(5):
+                pub.send_frame(frames[i], "p", i)
+            wait_until(lambda: svc.stats.snapshot()["frames_in"] == 5)
+            assert ctl.status()["paused"] is True
+            assert ctl.resume()["paused"] is False
+            for i in range(5, 10):
+                pub.send_frame(frames[i], "p", i)
+            got, _ = collect(sub, 5)
+            ctl.flush()
+            status = ctl.status()
+            with pytest.raises(ControlError, match="unknown cmd"):
+                ctl.request("explode")
+            with pytest.raises(ControlError, match="path"):
+                ctl.request("load_model")
+            with pytest.raises(ControlError, match="cannot load model"):
+                ctl.load_model(str(tmp_path / "missing.onnx"))
+            assert ctl.status()["ok"] is True  # still serving after every error
+
+    assert [m.header["index"] for m in got] == [5, 6, 7, 8, 9]
+    assert status["dropped"] == {"paused": 5}
+    assert status["frames_in"] == 10 and status["frames_out"] == 5
+    for key in ("uptime_s", "rejected", "queues", "fps", "latency_ms", "provider", "model"):
+        assert key in status
+    assert status["provider"] == "cpu"
+    # paused frames are still recorded raw, never denoised
+    group = zarr.open_group(tmp_path / "data" / "p.zarr", mode="r")
+    assert group["valid"][:10].all()
+    assert (
+        np.isnan(group[ARRAY_PATHS["clean"]][:5]).all()
+        and not np.isnan(group[ARRAY_PATHS["clean"]][5:10]).any()
+    )
+
+
+def test_load_model_mid_stream_loses_nothing(tmp_path: Path, identity_model, box_model):
+    n, hold_at = 150, 100
+    frames = _frames(n, (32, 32))
+    swapped = threading.Event()
+    with (
+        running_service(tmp_path, identity_model, zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        identity_id = svc.engine.model_id
+
+        def send() -> None:
+            for i, frame in enumerate(frames):
+                if i == hold_at:  # however slow the load, the swap lands mid-stream
+                    swapped.wait(60)
+                pub.send_frame(frame, "swap", i)
+                time.sleep(0.003)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        got, _ = collect(sub, 30)
+        with Control(svc.endpoints["control"], timeout=60) as ctl:
+            reply = ctl.load_model(str(box_model))
+        swapped.set()
+        more, _ = collect(sub, n - 30)
+        sender.join()
+        status = svc.status()
+
+    got += more
+    assert [m.header["index"] for m in got] == list(range(n))
+    models = [m.header["model"] for m in got]
+    assert reply["model"] != identity_id
+    switch = models.index(reply["model"])
+    assert 30 <= switch <= hold_at
+    assert models[:switch] == [identity_id] * switch
+    assert models[switch:] == [reply["model"]] * (n - switch)
+    assert status["dropped"] == {} and status["frames_out"] == n
+    assert status["model"] == reply["model"]
+
+
+def test_drop_oldest_counts_every_frame(tmp_path: Path, slow_model):
+    """Under overload the live queue drops the oldest frames: counted, raw still on disk."""
+    n = 40
+    frames = _frames(n, (128, 128))
+    with running_service(
+        tmp_path,
+        slow_model,
+        queues={"inference_overflow": "drop_oldest", "inference_depth": 1},
+    ) as svc:
+        with Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
+            for i, frame in enumerate(frames):
+                pub.send_frame(frame, "burst", i)
+            pub.end("burst")
+        wait_until(lambda: svc.stats.snapshot()["frames_in"] == n)
+        wait_until(
+            lambda: (
+                (s := svc.stats.snapshot())["frames_out"]
+                + s["dropped"].get("inference_queue_full", 0)
+                == n
+            ),
+            timeout=60,
+        )
+        svc.flush()
+    group = zarr.open_group(tmp_path / "data" / "burst.zarr", mode="r")
+    assert group["valid"][:].all()
+    np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][:], np.stack(frames))
