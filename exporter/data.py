@@ -14,8 +14,8 @@ at a photon flux of ``1 / L**2`` and scaled back up by ``L**2`` (so its relative
 grows by L), and read noise, or the recorded noise crop, is multiplied by L. Level 1 is
 the reference camera exactly, which is what a live stream of that camera delivers.
 
-Throughput, measured with ``python -m exporter.data --bench`` (one process, one thread,
-Xeon Sapphire Rapids vCPU, defaults: 64 x 64 patches, 16 per 128 x 128 field): about
+Throughput, measured with ``python -m benchmarks.model_candidates --pairs`` (one process,
+one thread, Xeon Sapphire Rapids vCPU, defaults: 64 x 64 patches, 16 per 128 x 128 field): about
 1000-1300 patches/s with either the camera model or recorded noise. A batch of 32 thus
 takes ~30 ms to generate against ~1.3 s for one training step of the lite model on the
 same 2-core machine (torch CPU), so generation costs a few per cent of CPU training.
@@ -24,12 +24,10 @@ About half the time is synthesising phantoms, half the exact Poisson draws.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import logging
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,33 +402,3 @@ def make_test_movie(
         fps=ref.fps,
         level=float(level),
     )
-
-
-def _bench(cfg: DataConfig, seconds: float) -> float:
-    """Patches per second from one PairDataset iterator (this process, one thread)."""
-    it = iter(PairDataset(cfg, seed=0))
-    next(it)
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        next(it)
-        count += 1
-    return count / (time.perf_counter() - t0)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Measure training-pair generation speed.")
-    parser.add_argument("--bench", action="store_true")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--recorded", type=Path, default=None, help="noise stack for 'recorded'")
-    args = parser.parse_args(argv)
-    if not args.bench:
-        parser.error("nothing to do: pass --bench")
-    noise = (
-        NoiseConfig(source="recorded", recorded=args.recorded) if args.recorded else NoiseConfig()
-    )
-    cfg = DataConfig(noise=noise)
-    print(f"{_bench(cfg, args.seconds):.0f} patches/s ({noise.source} noise)")
-
-
-if __name__ == "__main__":
-    main()

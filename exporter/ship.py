@@ -1,6 +1,6 @@
-"""Ship a trained checkpoint as package data: ``stream/models/<name>.onnx`` + model card.
+"""Ship a trained checkpoint as package data: ``stream/engine/models/<name>.onnx`` + card.
 
-``python -m exporter.ship RUN_DIR --name dncnn-lite --recipe exporter/recipes/lite.toml
+``deepdenoise ship RUN_DIR --name dncnn-lite --recipe exporter/recipes/lite.toml
 [--metrics benchmarks/results/evaluation/metrics.json]``
 
 The card is generated from what was measured, never typed in: the run's summary
@@ -10,7 +10,6 @@ when given, this model's rows of an evaluation report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import tempfile
@@ -23,7 +22,7 @@ import numpy as np
 from exporter.export import ExportReport, export_onnx
 from stream.engine import Engine
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "engine" / "models"
 METHOD_ORDER = ("noisy", "gaussian", "boxcar", "wiener", "bm3d")
 
 
@@ -76,7 +75,7 @@ def render_card(
         "## Recipe",
         "",
         f"`deepdenoise train --config {recipe.as_posix()}` then "
-        f"`python -m exporter.ship runs/... --name {name} --recipe {recipe.as_posix()}`.",
+        f"`deepdenoise ship runs/... --name {name} --recipe {recipe.as_posix()}`.",
         "",
         "```toml",
         recipe.read_text().strip(),
@@ -156,18 +155,3 @@ def _steps(summary: dict[str, Any]) -> str:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--recipe", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, default=None)
-    args = parser.parse_args(argv)
-    path = ship(args.run_dir, args.name, args.recipe, args.metrics)
-    print(f"wrote {path} and {path.with_suffix('.md')}")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,13 +5,12 @@ float32 with symbolic ``N``, ``H``, ``W``; opset 17) and have a known receptive 
 so tests can check tiling and the engine against closed-form answers. One of them, a
 Gaussian smoother, ships as the default model until a trained DnCNN replaces it.
 
-Run ``python -m exporter.simple_models`` to regenerate the shipped default model and
-its model card in ``stream/models/``.
+``deepdenoise ship --reference`` regenerates the shipped smoothing reference and its
+model card in ``stream/engine/models/``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 from pathlib import Path
@@ -29,7 +28,7 @@ IR_VERSION = 8
 
 DEFAULT_MODEL_NAME = "gaussian-smooth"
 DEFAULT_SIGMA = 1.5
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "models"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "engine" / "models"
 
 
 def _save(
@@ -201,7 +200,7 @@ and not the default model.
 | training | none (closed-form weights) |
 | content hash | `{content_hash}` |
 
-**Recipe.** `python -m exporter.simple_models` (needs `onnx` and `numpy`, no torch).
+**Recipe.** `deepdenoise ship --reference` (closed-form weights, no training).
 The output is deterministic, so the content hash above identifies this exact graph.
 """
 
@@ -227,15 +226,3 @@ def write_default_model(out_dir: str | Path = DEFAULT_MODELS_DIR) -> Path:
     )
     (out_dir / f"{DEFAULT_MODEL_NAME}.md").write_text(card, encoding="utf-8")
     return path
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Regenerate the shipped default ONNX model.")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_MODELS_DIR)
-    args = parser.parse_args(argv)
-    path = write_default_model(args.out_dir)
-    print(f"wrote {path} and {path.with_suffix('.md')}")
-
-
-if __name__ == "__main__":
-    main()

@@ -110,5 +110,7 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+        message, came = err["msg"].removeprefix("Value error, "), repr(err.get("input"))
+        # our validators already say what came; pydantic's own messages do not
+        lines.append(f"  {where}: {message}" + ("" if came in message else f" (got {came})"))
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import importlib.util
 import typer
 from rich.markup import escape
 
-from . import _demo, _evaluate, _train
+from . import _demo, _evaluate, _ship, _train
 from ._hints import EXTRA_HINT
 
 #: The commands that need the train extra (torch).
@@ -31,3 +31,4 @@ def register(app: typer.Typer) -> None:
         return
     _train.register(app)
     _evaluate.register(app)
+    _ship.register(app)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from importlib.metadata import entry_points
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -24,6 +24,25 @@ log = logging.getLogger(__name__)
 
 #: Entry-point group of command plug-ins: each names a ``register(app)`` callable.
 PLUGIN_GROUP = "deepdenoise.commands"
+
+
+def _flags_show_no_type() -> None:
+    """Recent typer releases print ``<bool>`` beside every flag (``--no-zarr <bool>``),
+    which reads as if the flag took a value; show no type for flags, as click does."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flags_untyped", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._flags_untyped = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 app = typer.Typer(
     name="deepdenoise",
@@ -45,9 +64,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, metavar="", help="Show the version."
-        ),
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"],

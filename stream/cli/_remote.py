@@ -20,7 +20,7 @@ from ._request import request
 
 Control = Annotated[str, typer.Option(help="The service's control endpoint.")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the reply.")]
-JsonOut = Annotated[bool, typer.Option("--json", metavar="", help="Print the reply as JSON.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
 
 
 def _ask(control: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -39,7 +39,6 @@ def serve(
         bool | None,
         typer.Option(
             "--input-bind/--input-connect",
-            metavar="",
             help="Bind the input socket instead of connecting to the acquisition.",
             show_default="--input-connect",
         ),
@@ -59,9 +58,7 @@ def serve(
         Path | None,
         typer.Option(help="Folder for <series>.zarr stores.", show_default="./deepdenoise-data"),
     ] = None,
-    no_zarr: Annotated[
-        bool, typer.Option("--no-zarr", metavar="", help="Do not write to disk.")
-    ] = False,
+    no_zarr: Annotated[bool, typer.Option("--no-zarr", help="Do not write to disk.")] = False,
     tile: Annotated[
         int | None,
         typer.Option(

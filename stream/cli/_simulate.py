@@ -18,9 +18,7 @@ def simulate(
     mode: Annotated[
         Literal["pub", "push"], typer.Option(help="pub (waits for a subscriber) or push.")
     ] = "pub",
-    connect: Annotated[
-        bool, typer.Option("--connect", metavar="", help="Connect instead of binding.")
-    ] = False,
+    connect: Annotated[bool, typer.Option("--connect", help="Connect instead of binding.")] = False,
     shape: Annotated[str, typer.Option(help="Frame size HEIGHTxWIDTH.")] = "256x256",
     fps: Annotated[float, typer.Option(help="Frames per second; 0 = as fast as possible.")] = 30.0,
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 300,

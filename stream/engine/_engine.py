@@ -114,6 +114,10 @@ class Engine:
         import onnxruntime as ort  # deferred: only the engine needs it
 
         self.path = Path(model_path)
+        if not self.path.exists():
+            raise ModelError(f"model {self.path} does not exist; expected an .onnx file")
+        if not self.path.is_file():
+            raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
         choice = select_providers(provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -6,6 +6,7 @@ from typing import Any
 
 import zmq
 
+from .._errors import ConfigError
 from ._config import ServiceConfig
 
 
@@ -32,28 +33,39 @@ def open_sockets(
         inp.setsockopt(zmq.LINGER, 0)
         if kind == zmq.SUB:
             inp.setsockopt(zmq.SUBSCRIBE, cfg.subscribe.encode())
-        endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind)
+        endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind, role="input")
         out = sockets["output"] = ctx.socket(zmq.PUB)
         out.setsockopt(zmq.SNDHWM, cfg.queues.send_hwm)
         out.setsockopt(zmq.LINGER, 2000)
-        endpoints["output"] = _attach(out, cfg.output, bind=True)
+        endpoints["output"] = _attach(out, cfg.output, bind=True, role="output")
         ctl = sockets["control"] = ctx.socket(zmq.REP)
         ctl.setsockopt(zmq.LINGER, 0)
-        endpoints["control"] = _attach(ctl, cfg.control, bind=True)
-    except zmq.ZMQError:
+        endpoints["control"] = _attach(ctl, cfg.control, bind=True, role="control")
+    except BaseException:
         for sock in sockets.values():
             sock.close(0)
         raise
     return sockets
 
 
-def _attach(sock: zmq.Socket[Any], endpoint: str, bind: bool) -> str:
-    """Bind or connect; returns the concrete endpoint (port 0 or * resolved)."""
-    if not bind:
-        sock.connect(endpoint)
-        return endpoint
-    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
-        endpoint = endpoint[:-2] + ":*"
-    sock.bind(endpoint)
+def _attach(sock: zmq.Socket[Any], endpoint: str, bind: bool, role: str) -> str:
+    """Bind or connect; returns the concrete endpoint (port 0 or * resolved).
+
+    A failure becomes one line naming the socket, the address and the setting to change.
+    """
+    concrete = endpoint
+    if bind and endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        concrete = endpoint[:-2] + ":*"
+    try:
+        if not bind:
+            sock.connect(endpoint)
+            return endpoint
+        sock.bind(concrete)
+    except zmq.ZMQError as exc:
+        verb = "bind" if bind else "connect"
+        raise ConfigError(
+            f"cannot {verb} the {role} socket to {endpoint}: {exc.strerror}; choose another "
+            f"address with --{role} (or `{role} = ...` in the config file)"
+        ) from None
     last = sock.getsockopt(zmq.LAST_ENDPOINT)
     return last.decode() if isinstance(last, bytes) else str(last)

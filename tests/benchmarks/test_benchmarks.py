@@ -9,7 +9,6 @@ read back, and the torch twin of an ONNX model computes what the model computes.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,14 +59,33 @@ def test_time_calls_counts_reps_not_time():
     assert len(times) == 7 and (times >= 0).all()
 
 
-def test_time_calls_paces_calls_on_the_period():
+class FakeClock:
+    """A clock that moves only when slept on, or by ``call_s`` per timed call."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_time_calls_paces_calls_on_the_period(monkeypatch: pytest.MonkeyPatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_common, "time", clock)  # no real clock: the schedule itself
     starts: list[float] = []
-    _common.time_calls(
-        lambda: starts.append(time.perf_counter()), min_reps=5, max_reps=5, warmup=0, period_s=0.02
-    )
-    since_first = np.asarray(starts) - starts[0]
-    assert len(starts) == 5
-    assert np.all(since_first >= np.arange(5) * 0.02 - 1e-3)  # call i starts at i periods
+
+    def call() -> None:
+        starts.append(clock.now)
+        clock.now += 0.005  # each call takes 5 ms of the 20 ms period
+
+    times = _common.time_calls(call, min_reps=5, max_reps=5, warmup=0, period_s=0.02)
+    assert np.allclose(np.asarray(starts) - starts[0], np.arange(5) * 0.02)  # i periods in
+    assert np.allclose(times, 5.0)
 
 
 def test_targets_say_met_missed_or_not_measured():

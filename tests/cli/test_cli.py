@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -84,13 +86,92 @@ def test_status_without_a_service_times_out_clearly():
     [
         (["--tile", "64", "--overlap", "64"], "overlap"),
         (["--input", "http://x"], "expected a ZeroMQ endpoint"),
-        (["--model", "/nonexistent/model.onnx"], "cannot load ONNX model"),
+        (["--model", "/nonexistent/model.onnx"], "does not exist"),
     ],
 )
 def test_serve_reports_bad_settings_without_a_traceback(args: list[str], message: str):
     result = runner.invoke(app, ["serve", "--no-zarr", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+def test_a_port_in_use_is_one_line_naming_the_address_and_the_option(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        result = runner.invoke(app, ["serve", "--no-zarr", "--output", address])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    text = one_line(result.output)
+    assert f"cannot bind the output socket to {address}" in text and "--output" in text
+
+
+def test_serve_help_shows_every_default_and_no_bool_placeholder():
+    wide = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "250"})  # no wrapping
+    text = one_line(wide.output)
+    for default in (
+        "tcp://127.0.0.1:5555",
+        "tcp://127.0.0.1:5556",
+        "tcp://127.0.0.1:5557",
+        "./deepdenoise-data",
+        "1024 + overlap",
+    ):
+        assert f"[default: ({default})]" in text, default
+    assert "<bool>" not in text
+
+
+def test_a_bad_value_is_named_once(tmp_path: Path):
+    result = runner.invoke(app, ["serve", "--no-zarr", "--input", "foo"])
+    assert result.exit_code == 2
+    assert one_line(result.output).count("'foo'") == 1
+
+
+def test_a_directory_as_model_says_so(tmp_path: Path):
+    result = runner.invoke(app, ["serve", "--no-zarr", "--model", str(tmp_path)])
+    assert result.exit_code == 2 and "is a directory" in one_line(result.output)
+    assert "INVALID_PROTOBUF" not in result.output
+
+
+def test_zarr_and_no_zarr_together_are_refused(tmp_path: Path):
+    result = runner.invoke(app, ["serve", "--zarr", str(tmp_path), "--no-zarr"])
+    assert result.exit_code == 2 and "contradict" in one_line(result.output)
+
+
+def test_every_control_command_has_a_cli_command(
+    tmp_path: Path, identity_model: Path, box_model: Path
+):
+    with running_service(tmp_path, identity_model) as svc:
+        control = ["--control", svc.endpoints["control"]]
+        assert "paused" in invoke("pause", *control).output and svc.paused
+        assert "resumed" in invoke("resume", *control).output and not svc.paused
+        assert "flushed" in invoke("flush", *control).output
+        loaded = invoke("load-model", str(box_model), *control)
+        assert loaded.exit_code == 0, loaded.output
+        assert svc.engine is not None and svc.engine.path == box_model
+        refused = runner.invoke(app, ["load-model", str(tmp_path / "none.onnx"), *control])
+        assert refused.exit_code == 2 and "load_model refused" in one_line(refused.output)
+        assert "stopping" in invoke("stop", *control).output
+        assert svc.wait(30)
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_the_file(
+    tmp_path: Path, identity_model: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from stream import load_config
+
+    folder = tmp_path / "rig"
+    folder.mkdir()
+    shutil.copy(identity_model, folder / "model.onnx")
+    (folder / "serve.toml").write_text('model = "model.onnx"\nzarr = "data"\n')
+    monkeypatch.chdir(tmp_path)  # elsewhere: the paths must not follow the working dir
+    cfg = load_config(folder / "serve.toml")
+    assert cfg.model == folder / "model.onnx" and cfg.zarr == folder / "data"
+    assert load_config(None, zarr=Path("here")).zarr == tmp_path / "here"  # absolute
 
 
 def test_demo_runs_end_to_end(tmp_path: Path):

@@ -264,9 +264,14 @@ def test_bad_models_raise_model_error(tmp_path: Path, kind: str, match: str) -> 
         Engine(path, provider="cpu", warmup_shape=None)
 
 
-def test_missing_file_raises_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="cannot load"):
+def test_missing_file_or_a_directory_raises_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
         Engine(tmp_path / "nope.onnx", provider="cpu")
+    with pytest.raises(ModelError, match="is a directory"):
+        Engine(tmp_path, provider="cpu")
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="cannot load"):
+        Engine(tmp_path / "junk.onnx", provider="cpu")
 
 
 def test_bad_tiling_raises_config_error(box_model: Path) -> None:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from stream import ConfigError, ServiceTimeoutError
 from stream.protocol import Frame, Limits, SeriesMark, decode_input
 from stream.sim import Simulator, SimulatorConfig, SimulatorReport
+from stream.sim import _simulator as simulator_module
 
 ANY_PORT = "tcp://127.0.0.1:0"
 SHAPE = (24, 40)
@@ -241,18 +242,22 @@ def test_live_frames_in_other_dtypes(ctx, dtype, wire):
     )  # a pure function of (config, index)
 
 
-def test_deadline_pacing_is_not_faster_than_asked(ctx):
+def test_frames_are_paced_on_deadlines_one_period_apart(ctx, monkeypatch: pytest.MonkeyPatch):
+    deadlines: list[float] = []
+
+    def record(deadline: float, stop: threading.Event | None) -> bool:
+        deadlines.append(deadline)  # no sleeping: the schedule, not the clock, is tested
+        return False
+
+    monkeypatch.setattr(simulator_module, "_sleep_until", record)
     with Simulator(_config(frames=20, fps=100, pool=2), context=ctx) as sim:
         sub = _receiver(ctx, sim.endpoint, zmq.SUB)
-        t0 = time.perf_counter()
         report = sim.run()
-        elapsed = time.perf_counter() - t0
         frames = _frames(_drain(sub))
         sub.close()
-    assert elapsed >= 0.15  # 19 periods of 10 ms; lower bounds only
-    assert report.seconds >= 0.15
-    assert report.fps < 110
-    assert (frames[-1].t_ns - frames[0].t_ns) >= 0.15e9
+    assert report.frames == len(frames) == 20
+    # deadline i is i periods after the first, whatever time sending took
+    assert np.allclose(np.diff(deadlines), 0.01) and len(deadlines) == 20
 
 
 def test_stop_event_ends_an_endless_run_with_an_end_message(ctx):

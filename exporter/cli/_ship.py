@@ -1,0 +1,55 @@
+"""``deepdenoise ship``: a maintainer's command that turns a training run into package data.
+
+Exports the run's best checkpoint into the engine's ``models/`` folder and writes its
+model card from what was measured; ``--reference`` regenerates the closed-form
+smoothing reference instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stream import DeepDenoiseError
+from stream.cli import console, fail
+
+from ._hints import EXTRA_HINT
+
+
+def ship_command(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A training run folder (best.pt, summary.json).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Shipped model name, e.g. dncnn-lite.")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="The recipe the run was trained with.")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="An evaluation's metrics.json for the card.")
+    ] = None,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Regenerate the gaussian-smooth reference.")
+    ] = False,
+) -> None:
+    """Ship a trained run (or the smoothing reference) as a packaged model with its card."""
+    try:
+        from exporter.ship import ship
+        from exporter.simple_models import write_default_model
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        if reference:
+            path = write_default_model()
+        elif run_dir is None or name is None or recipe is None:
+            raise fail("give RUN_DIR, --name and --recipe (or --reference)")
+        else:
+            path = ship(run_dir, name, recipe, metrics)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    console.print(f"wrote {path} and {path.with_suffix('.md')}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ship")(ship_command)
