@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         rate = pair_rate(DataConfig(noise=noise), args.seconds)
         print(f"{rate:.0f} patches/s ({noise.source} noise)")
         return
-    specs = [ModelSpec(*(int(v) for v in c.split("x"))) for c in args.candidates.split(",")]
+    specs = []
+    for text in args.candidates.split(","):
+        depth, width = (int(v) for v in text.split("x"))
+        specs.append(ModelSpec(depth, width))
     time_candidates(specs, args.rounds, args.threads)
 
 

@@ -31,7 +31,7 @@ import torch
 from exporter.model import DnCNN, receptive_field
 from exporter.train import load_checkpoint
 from stream import ModelError
-from stream.engine import Engine, ModelMetadata
+from stream.engine import CameraModel, Engine, ModelMetadata, model_input
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _torch_to_onnx(model: DnCNN) -> onnx.ModelProto:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(
             model.eval(),
-            (torch.zeros(1, 1, 64, 64),),
+            (torch.zeros(1, model.spec.in_channels, 64, 64),),
             path,
             input_names=["x"],
             output_names=["y"],
@@ -125,9 +125,33 @@ def _finish(proto: onnx.ModelProto, fields: dict[str, Any], out: Path) -> ModelM
     return meta
 
 
+def training_data(info: dict[str, Any]) -> dict[str, Any]:
+    """What a generated-data model was trained on (JSON-ready, for the metadata)."""
+    cfg = info.get("config", {})
+    synth = dict(cfg.get("synth", {}))
+    if synth.get("recorded"):
+        synth["recorded"] = Path(synth["recorded"]).name
+    return {
+        "generator": "exporter.synth",
+        **synth,
+        "steps": info.get("step"),
+        "seed": cfg.get("seed"),
+    }
+
+
 def training_noise(info: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's noise description as stored in the metadata (JSON-ready)."""
     cfg = info.get("config", {})
+    if cfg.get("data_source") == "synth":
+        synth = cfg.get("synth", {})
+        return {
+            "source": "recorded" if synth.get("recorded") else "model",
+            "photons": synth.get("photons"),
+            "gain": synth.get("gain"),
+            "read_noise_e": synth.get("read_noise_e"),
+            "steps": info.get("step"),
+            "seed": cfg.get("seed"),
+        }
     noise = cfg.get("data", {}).get("noise", {})
     recorded = noise.get("recorded")
     return {
@@ -140,34 +164,57 @@ def training_noise(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _reference(model: DnCNN, frame: np.ndarray, meta: ModelMetadata) -> np.ndarray:
-    """The engine's canonical output computed with torch (see module docstring)."""
-    m = meta.radius
-    norm = (frame.astype(np.float32) - np.float32(meta.input_offset)) / np.float32(meta.input_scale)
-    padded = np.pad(norm, m, mode="reflect") if m else norm
-    with torch.inference_mode():
-        out = model(torch.from_numpy(np.ascontiguousarray(padded))[None, None])[0, 0].numpy()
-    h, w = frame.shape
-    crop = out[m : m + h, m : m + w]
-    return crop * np.float32(meta.input_scale) + np.float32(meta.input_offset)
-
-
-def _random_frame(
-    rng: np.random.Generator, shape: tuple[int, int], meta: ModelMetadata
-) -> np.ndarray:
-    """Raw-unit frame spanning the model's working range: offset - 0.1 to + 1.2 scales."""
-    unit = rng.uniform(-0.1, 1.2, size=shape)
-    return (meta.input_offset + meta.input_scale * unit).astype(np.float32)
+#: The camera parity cases of a noise-adaptive model are read out with.
+PARITY_CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=2.0)
 
 
 @dataclass(frozen=True)
 class ParityCase:
-    """One input and its torch reference; ``tile`` set: run through a tiling engine."""
+    """One input and its torch reference; ``tile`` set: run through a tiling engine.
+
+    ``frames`` are raw-unit frames (K, H, W), oldest first (the last is the one
+    denoised), or model units (N, C, H, W) for a direct batch.
+    """
 
     name: str
-    frame: np.ndarray  # raw units (H, W), or model units (N, 1, H, W) for a direct batch
+    frames: np.ndarray
     reference: np.ndarray
     tile: tuple[int, int] | None = None  # (tile, overlap)
+
+
+def _model_units(frames: np.ndarray, meta: ModelMetadata) -> tuple[np.ndarray, float, float]:
+    """(C, H, W) model input, scale and offset, as the engine builds them."""
+    if meta.normalization == "adaptive" or meta.noise_map:
+        inputs = np.empty((meta.in_channels, *frames.shape[1:]), np.float32)
+        scale = model_input(frames, PARITY_CAMERA, meta.noise_map, out=inputs)
+        return inputs, scale, PARITY_CAMERA.offset
+    norm = (frames.astype(np.float32) - np.float32(meta.input_offset)) / np.float32(
+        meta.input_scale
+    )
+    return norm, meta.input_scale, meta.input_offset
+
+
+def _reference(model: DnCNN, frames: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """The engine's canonical output computed with torch (see module docstring)."""
+    m = meta.radius
+    inputs, scale, offset = _model_units(frames, meta)
+    padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect") if m else inputs
+    with torch.inference_mode():
+        out = model(torch.from_numpy(np.ascontiguousarray(padded))[None])[0, 0].numpy()
+    h, w = frames.shape[1:]
+    crop = out[m : m + h, m : m + w]
+    return crop * np.float32(scale) + np.float32(offset)
+
+
+def _random_frames(
+    rng: np.random.Generator, shape: tuple[int, int], meta: ModelMetadata
+) -> np.ndarray:
+    """Raw-unit frames (K, H, W) spanning the model's working range."""
+    unit = rng.uniform(-0.1, 1.2, size=(meta.frames, *shape))
+    if meta.normalization == "adaptive":  # a few hundred photons at the parity camera
+        cam = PARITY_CAMERA
+        return (cam.offset + cam.gain * 300.0 * unit).astype(np.float32)
+    return (meta.input_offset + meta.input_scale * unit).astype(np.float32)
 
 
 def parity_cases(model: DnCNN, meta: ModelMetadata, inputs: int, seed: int = 0) -> list[ParityCase]:
@@ -180,18 +227,18 @@ def parity_cases(model: DnCNN, meta: ModelMetadata, inputs: int, seed: int = 0) 
     cases = []
     for i in range(inputs):
         shape = PARITY_SHAPES[i % len(PARITY_SHAPES)]
-        frame = _random_frame(rng, shape, meta)
+        frames = _random_frames(rng, shape, meta)
         name = f"whole {shape[0]}x{shape[1]}"
-        cases.append(ParityCase(name, frame, _reference(model, frame, meta)))
+        cases.append(ParityCase(name, frames, _reference(model, frames, meta)))
     # A small tile forces the engine to cut, batch and blend: tiled must equal whole.
     overlap = 2 * meta.radius + 8
     tile = overlap + 24
     shape = (tile + 29, tile + 13)
-    frame = _random_frame(rng, shape, meta)
+    frames = _random_frames(rng, shape, meta)
     name = f"tiled {shape[0]}x{shape[1]} (tile {tile})"
-    cases.append(ParityCase(name, frame, _reference(model, frame, meta), (tile, overlap)))
+    cases.append(ParityCase(name, frames, _reference(model, frames, meta), (tile, overlap)))
     # Dynamic N straight through ONNX Runtime (the engine batches only tiles).
-    batch = rng.uniform(-0.1, 1.2, size=(3, 1, 40, 44)).astype(np.float32)
+    batch = rng.uniform(-0.1, 1.2, size=(3, meta.in_channels, 40, 44)).astype(np.float32)
     with torch.inference_mode():
         want = model(torch.from_numpy(batch)).numpy()
     cases.append(ParityCase("batch 3x1x40x44 (ORT)", batch, want))
@@ -208,7 +255,7 @@ def check_parity(
     engines: dict[tuple[int, int] | None, Engine] = {}
     try:
         for case in cases:
-            if case.frame.ndim == 4:
+            if case.frames.ndim == 4:
                 options = ort.SessionOptions()
                 if threads is not None:
                     options.intra_op_num_threads = threads
@@ -216,7 +263,7 @@ def check_parity(
                     str(path), options, providers=["CPUExecutionProvider"]
                 )
                 err = float(
-                    np.max(np.abs(session.run(None, {"x": case.frame})[0] - case.reference))
+                    np.max(np.abs(session.run(None, {"x": case.frames})[0] - case.reference))
                 )
                 meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
                 rows.append(ParityRow(variant, case.name, err, err * meta.input_scale))
@@ -232,10 +279,13 @@ def check_parity(
                     overlap=overlap,
                     intra_op_threads=threads,
                 )
-            if case.tile is not None and engine.plan_for(case.frame.shape).n_tiles < 2:
+            current = case.frames[-1]
+            if case.tile is not None and engine.plan_for(current.shape).n_tiles < 2:
                 raise RuntimeError(f"parity case {case.name!r} was meant to be tiled")
-            err = float(np.max(np.abs(engine.denoise(case.frame) - case.reference)))
-            rows.append(ParityRow(variant, case.name, err / engine.metadata.input_scale, err))
+            got = engine.denoise(current, camera=PARITY_CAMERA, history=list(case.frames[:-1]))
+            err = float(np.max(np.abs(got - case.reference)))
+            _, scale, _ = _model_units(case.frames, engine.metadata)
+            rows.append(ParityRow(variant, case.name, err / scale, err))
     finally:
         for engine in engines.values():
             engine.close()
@@ -281,13 +331,21 @@ def export_onnx(
     model, info = load_checkpoint(Path(checkpoint))
     out = Path(out)
     norm = info["normalization"]
+    spec = model.spec
     fields: dict[str, Any] = {
         "architecture": info.get("architecture", "dncnn"),
         "receptive_field": receptive_field(model),
-        "input_offset": float(norm["input_offset"]),
-        "input_scale": float(norm["input_scale"]),
+        "frames": spec.frames,
+        "noise_map": spec.noise_map,
+        "alignment": spec.unshuffle,
         "training_noise": training_noise(info),
     }
+    if norm.get("normalization") == "adaptive":
+        fields["normalization"] = "adaptive"
+        fields["training_data"] = training_data(info)
+    else:
+        fields["input_offset"] = float(norm["input_offset"])
+        fields["input_scale"] = float(norm["input_scale"])
     proto = _torch_to_onnx(model)
     meta = _finish(proto, fields, out)
     report = ExportReport(out, meta, out.stat().st_size, tolerance)

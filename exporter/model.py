@@ -6,6 +6,17 @@ the denoised image directly (the engine contract). Convolutions zero-pad ("same"
 any frame size works; the engine discards a margin of at least the receptive-field
 radius at tile borders, so the zero padding never reaches the output it keeps.
 
+Two extensions make the noise-adaptive models (the ``na-*`` presets):
+
+- **More input channels** (the model contract): the ``frames`` most recent frames of a
+  series, oldest first, then optionally the noise map (:mod:`stream.engine` defines
+  both). The residual is taken from the current frame, the last frame channel.
+- **Pixel unshuffle** (FFDNet, Zhang et al. 2018): the body runs on the ``unshuffle``
+  x ``unshuffle`` polyphase components at reduced resolution and the noise comes back
+  through a pixel shuffle. Each layer then costs a quarter per output pixel (for 2) and
+  the receptive field doubles; the price is that the output depends on the position of
+  the 2 x 2 grid, so the engine cuts tiles at even offsets (``alignment`` 2).
+
 Presets
 -------
 ``dncnn20``
@@ -49,17 +60,25 @@ import logging
 from dataclasses import dataclass
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture of a DnCNN: ``depth`` conv layers of ``width`` channels, square kernel."""
+    """Architecture of a DnCNN: ``depth`` conv layers of ``width`` channels, square kernel.
+
+    ``frames`` input frames (1: spatial), plus a noise-map channel when ``noise_map``;
+    ``unshuffle`` 1 (full resolution) or 2 (FFDNet-style polyphase body).
+    """
 
     depth: int
     width: int
     kernel: int = 3
+    frames: int = 1
+    noise_map: bool = False
+    unshuffle: int = 1
 
     def __post_init__(self) -> None:
         if not 2 <= self.depth <= 200:
@@ -68,11 +87,23 @@ class ModelSpec:
             raise ValueError(f"expected width 1..1024 channels, got {self.width}")
         if self.kernel < 1 or self.kernel % 2 == 0:
             raise ValueError(f"expected an odd kernel >= 1 (a centred window), got {self.kernel}")
+        if not 1 <= self.frames <= 16:
+            raise ValueError(f"expected 1..16 input frames, got {self.frames}")
+        if self.unshuffle not in (1, 2):
+            raise ValueError(f"expected unshuffle 1 or 2, got {self.unshuffle}")
+
+    @property
+    def in_channels(self) -> int:
+        return self.frames + int(self.noise_map)
 
 
 PRESETS: dict[str, ModelSpec] = {
     "dncnn20": ModelSpec(depth=20, width=64),
     "lite": ModelSpec(depth=8, width=16),
+    # noise-adaptive: frame(s) + noise map, body at half resolution
+    "na-lite": ModelSpec(depth=12, width=32, noise_map=True, unshuffle=2),
+    "na-temporal": ModelSpec(depth=12, width=32, frames=3, noise_map=True, unshuffle=2),
+    "na-large": ModelSpec(depth=17, width=64, frames=3, noise_map=True, unshuffle=2),
 }
 
 
@@ -88,12 +119,16 @@ class DnCNN(nn.Module):
         super().__init__()
         self.spec = spec
         k, w, pad = spec.kernel, spec.width, spec.kernel // 2
-        layers: list[nn.Module] = [nn.Conv2d(1, w, k, padding=pad, bias=True), nn.ReLU(True)]
+        r2 = spec.unshuffle**2
+        layers: list[nn.Module] = [
+            nn.Conv2d(spec.in_channels * r2, w, k, padding=pad, bias=True),
+            nn.ReLU(True),
+        ]
         for _ in range(spec.depth - 2):
             # no conv bias before BatchNorm: BN's shift makes it redundant
             layers += [nn.Conv2d(w, w, k, padding=pad, bias=False), nn.BatchNorm2d(w)]
             layers.append(nn.ReLU(True))
-        layers.append(nn.Conv2d(w, 1, k, padding=pad, bias=True))
+        layers.append(nn.Conv2d(w, r2, k, padding=pad, bias=True))
         self.body = nn.Sequential(*layers)
         self._init_weights()
 
@@ -108,13 +143,24 @@ class DnCNN(nn.Module):
         nn.init.zeros_(convs[-1].bias)
 
     def predict_noise(self, x: Tensor) -> Tensor:
-        """The residual: the network's estimate of the noise in ``x``."""
-        out: Tensor = self.body(x)
-        return out
+        """The residual: the network's estimate of the noise in the current frame.
+
+        With ``unshuffle`` 2, odd sizes are reflect-padded by one row or column at the
+        end (inside the graph) and the result is cropped back.
+        """
+        r = self.spec.unshuffle
+        if r == 1:
+            out: Tensor = self.body(x)
+            return out
+        h, w = x.shape[-2], x.shape[-1]
+        padded = F.pad(x, (0, w % r, 0, h % r), mode="reflect")
+        noise = F.pixel_shuffle(self.body(F.pixel_unshuffle(padded, r)), r)
+        return noise[..., :h, :w]
 
     def forward(self, x: Tensor) -> Tensor:
-        """The denoised image, ``x - predict_noise(x)``."""
-        return x - self.predict_noise(x)
+        """The denoised current frame, ``frame - predict_noise(x)``, ``[N, 1, H, W]``."""
+        current = x[:, self.spec.frames - 1 : self.spec.frames]
+        return current - self.predict_noise(x)
 
 
 def build_model(preset: str | ModelSpec) -> DnCNN:
@@ -132,7 +178,9 @@ def receptive_field(model: nn.Module) -> int:
     Walks the ``Conv2d`` modules in registration order, which for a sequential network
     such as DnCNN is the order data flows through them: each adds ``(k - 1) * dilation``
     input pixels times the product of the strides before it. Non-square kernels count
-    by their larger side, because the metadata stores one (square) field.
+    by their larger side, because the metadata stores one (square) field. A pixel
+    unshuffle by r multiplies the field by r, and an output pixel's r x r block reaches
+    ``r - 1`` pixels further on one side: rounded up to a centred, odd window.
     """
     field, jump = 1, 1
     for module in model.modules():
@@ -141,6 +189,9 @@ def receptive_field(model: nn.Module) -> int:
             d = max(int(s) for s in module.dilation)
             field += (k - 1) * d * jump
             jump *= max(int(s) for s in module.stride)
+    r = model.spec.unshuffle if isinstance(model, DnCNN) else 1
+    if r > 1:  # radius (field - 1) / 2 coarse pixels is r times that, plus r - 1 fine ones
+        field = r * (field - 1) + 2 * (r - 1) + 1
     return field
 
 

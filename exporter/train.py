@@ -35,11 +35,12 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from exporter.data import PairDataset, normalization, validation_set
 from exporter.evaluation import psnr
 from exporter.model import DnCNN, ModelSpec, build_model
+from exporter.synth import SynthDataset, synth_validation_set
 from exporter.train_config import TrainConfig, load_train_config
 from stream import ConfigError, ModelError
 
@@ -124,7 +125,12 @@ def _batches(
     k, skip = divmod(start_step, segment)
     pin = device.type == "cuda"
     while True:
-        dataset = PairDataset(cfg.data, seed=derive_seed(cfg.seed, _STREAM_TAG, k))
+        seed = derive_seed(cfg.seed, _STREAM_TAG, k)
+        dataset: IterableDataset[tuple[torch.Tensor, torch.Tensor]] = (
+            SynthDataset(cfg.synth, seed)
+            if cfg.data_source == "synth"
+            else PairDataset(cfg.data, seed=seed)
+        )
         loader = DataLoader(
             dataset, batch_size=cfg.batch, num_workers=cfg.num_workers, pin_memory=pin
         )
@@ -261,11 +267,17 @@ class _Run:
         self.window: list[tuple[float, float]] = []
         if resume is not None:
             self._restore(resume)
-        self.offset, self.scale = normalization(cfg.data)
         val_seed = derive_seed(cfg.seed, _VAL_TAG)
-        self.val_noisy, val_clean = validation_set(cfg.data, cfg.val_size, val_seed)
+        if cfg.data_source == "synth":
+            self.normalization: dict[str, Any] = {"normalization": "adaptive"}
+            self.val_noisy, val_clean = synth_validation_set(cfg.synth, cfg.val_size, val_seed)
+        else:
+            offset, scale = normalization(cfg.data)
+            self.normalization = {"input_offset": offset, "input_scale": scale}
+            self.val_noisy, val_clean = validation_set(cfg.data, cfg.val_size, val_seed)
         self.val_clean = val_clean.numpy()
-        self.hist.noisy_psnr = psnr(self.val_noisy.numpy()[:, 0], self.val_clean[:, 0])
+        current = self.val_noisy.numpy()[:, self.spec.frames - 1]
+        self.hist.noisy_psnr = psnr(current, self.val_clean[:, 0])
 
     def _restore(self, path: Path) -> None:
         # CPU first: RNG states must stay CPU tensors; the loaders below move the rest.
@@ -295,7 +307,7 @@ class _Run:
             "step": self.step,
             "data_segment": self.segment,
             "config": self.cfg.model_dump(mode="json"),
-            "normalization": {"input_offset": self.offset, "input_scale": self.scale},
+            "normalization": self.normalization,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state() if cuda else None,
@@ -309,7 +321,8 @@ class _Run:
         of doing nothing), whose ratio shows learning through the batch-to-batch spread
         of noise levels and brightness."""
         with torch.no_grad():
-            input_loss = torch.nn.functional.mse_loss(noisy, clean)
+            current = noisy[:, self.spec.frames - 1 : self.spec.frames]
+            input_loss = torch.nn.functional.mse_loss(current, clean)
         self.opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.mse_loss(self.model(noisy), clean)
         loss.backward()

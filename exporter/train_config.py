@@ -7,13 +7,15 @@ TOML + overrides) read on their own and the training loop stays short.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from exporter.data import DataConfig
 from exporter.model import PRESETS, ModelSpec
+from exporter.synth import SynthConfig
 from stream import load_settings
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -42,7 +44,13 @@ class TrainConfig(BaseModel):
     preset: str = Field("lite", description="model preset, a key of exporter.model.PRESETS")
     depth: int | None = Field(None, ge=2, le=128, description="override the preset's depth")
     width: int | None = Field(None, ge=1, le=1024, description="override the preset's width")
+    data_source: Literal["phantom", "synth"] = Field(
+        "phantom",
+        description="phantom: the calcium phantom at a fixed normalisation (data); synth: "
+        "generated scenes, random cameras, adaptive normalisation (synth; na-* presets)",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
     steps: int = Field(20_000, ge=1, le=100_000_000, description="optimizer steps in total")
     batch: int = Field(16, ge=1, le=4096, description="patches per step")
     lr: float = Field(1e-3, gt=0, le=1, description="peak AdamW learning rate")
@@ -68,13 +76,30 @@ class TrainConfig(BaseModel):
             raise ValueError(f"expected a preset among {sorted(PRESETS)}, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _inputs_match(self) -> TrainConfig:
+        spec = self.model_spec()
+        if self.data_source == "synth":
+            if (spec.frames, spec.noise_map) != (self.synth.frames, self.synth.noise_map):
+                raise ValueError(
+                    f"the model takes {spec.frames} frame(s), noise map {spec.noise_map}; "
+                    f"expected synth.frames and synth.noise_map to match, got "
+                    f"{self.synth.frames} and {self.synth.noise_map}"
+                )
+        elif spec.in_channels != 1:
+            raise ValueError(
+                f"preset {self.preset!r} takes {spec.in_channels} input channels; expected "
+                "data_source = 'synth' (the phantom source makes one-channel pairs)"
+            )
+        return self
+
     def model_spec(self) -> ModelSpec:
         """The preset with ``depth`` / ``width`` overrides applied."""
         base = PRESETS[self.preset]
-        return ModelSpec(
+        return replace(
+            base,
             depth=base.depth if self.depth is None else self.depth,
             width=base.width if self.width is None else self.width,
-            kernel=base.kernel,
         )
 
     @property
@@ -86,7 +111,7 @@ class TrainConfig(BaseModel):
 
 
 #: Settings holding paths: relative ones in a config file are relative to its folder.
-PATH_FIELDS = ("out_dir", "data.noise.recorded")
+PATH_FIELDS = ("out_dir", "data.noise.recorded", "synth.recorded")
 
 
 def load_train_config(

@@ -6,6 +6,7 @@ picks a usable ONNX Runtime provider, cuts frames into overlapping tiles
 their cards. Importing this package does not import onnxruntime; creating an engine does.
 """
 
+from ..camera import CameraModel
 from ._engine import (
     CPU_DEFAULT,
     GPU_DEFAULT,
@@ -14,6 +15,7 @@ from ._engine import (
     model_id_for,
     shipped_model_path,
 )
+from ._inputs import fill_noise_map, frame_scale, model_input
 from ._model_meta import DEFAULT_RECEPTIVE_FIELD, FORMAT_VERSION, PREFIX, ModelMetadata
 from ._pixels import count_non_finite, to_dtype
 from ._providers import (
@@ -24,6 +26,7 @@ from ._providers import (
     short_name,
     usable_providers,
 )
+from ._series import SeriesContext
 from ._tiling import (
     TilePlan,
     TileWorkspace,
@@ -42,9 +45,11 @@ __all__ = [
     "GPU_DEFAULT",
     "ORT_NAMES",
     "PREFIX",
+    "CameraModel",
     "Engine",
     "ModelMetadata",
     "ProviderChoice",
+    "SeriesContext",
     "TilePlan",
     "TileWorkspace",
     "blend_tiles",
@@ -52,8 +57,11 @@ __all__ = [
     "count_non_finite",
     "default_model_path",
     "default_tile_overlap",
+    "fill_noise_map",
+    "frame_scale",
     "gather_tiles",
     "model_id_for",
+    "model_input",
     "plan_tiles",
     "probe_providers",
     "reflect_pad_into",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
+from ..camera import CameraModel
+from ._inputs import fill_noise_map, frame_scale
 from ._model_meta import ModelMetadata
 from ._pixels import count_non_finite
 from ._providers import select_providers, short_name
@@ -36,6 +39,8 @@ CPU_DEFAULT, GPU_DEFAULT = "dncnn-lite", "dncnn20"
 #: Frame shapes whose buffers an engine keeps (a live stream rarely changes shape).
 _MAX_WORKSPACES = 4
 _ORT_WARNING, _ORT_ERROR = 2, 3
+#: The camera a noise-adaptive model is warmed up with (any will do: zeros in).
+WARMUP_CAMERA = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
 
 
 def shipped_model_path(name: str) -> Path:
@@ -65,8 +70,8 @@ def model_id_for(path: Path, metadata: ModelMetadata) -> str:
 class _FrameBuffers:
     """A TileWorkspace plus the ORT IO binding bound to its batch buffers."""
 
-    def __init__(self, session: Any, plan: TilePlan, names: tuple[str, str]) -> None:
-        self.ws = TileWorkspace(plan)
+    def __init__(self, session: Any, plan: TilePlan, names: tuple[str, str], channels: int) -> None:
+        self.ws = TileWorkspace(plan, channels)
         self.binding = session.io_binding()
         for bind, name, arr in (
             (self.binding.bind_input, names[0], self.ws.batch_in),
@@ -130,8 +135,8 @@ class Engine:
             )
         except Exception as exc:  # ORT raises its own untyped errors for every failure
             raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
-        self._names = self._check_signature()
         self.metadata = ModelMetadata.from_props(self._session.get_modelmeta().custom_metadata_map)
+        self._names = self._check_signature()
         self.model_id = model_id_for(self.path, self.metadata)
 
         self.provider = short_name(self._session.get_providers()[0])
@@ -161,7 +166,7 @@ class Engine:
             self.provider,
         )
         if warmup_shape is not None:
-            self.denoise(np.zeros(warmup_shape, dtype=np.float32))
+            self.denoise(np.zeros(warmup_shape, dtype=np.float32), camera=WARMUP_CAMERA)
 
     # -- signature --------------------------------------------------------------------
 
@@ -179,10 +184,11 @@ class Engine:
             if arg.type != "tensor(float)":
                 problems.append(f"type {arg.type} (expected tensor(float), i.e. float32)")
             if len(shape) != 4:
-                problems.append(f"rank {len(shape)} (expected 4: [N, 1, H, W])")
+                problems.append(f"rank {len(shape)} (expected 4: [N, C, H, W])")
             else:
-                if isinstance(shape[1], int) and shape[1] != 1:
-                    problems.append(f"{shape[1]} channels (expected 1)")
+                channels = self.metadata.in_channels if role == "input" else 1
+                if isinstance(shape[1], int) and shape[1] != channels:
+                    problems.append(f"{shape[1]} channels (expected {channels})")
                 fixed = [
                     d
                     for d, v in zip("NHW", shape[:1] + shape[2:], strict=True)
@@ -201,14 +207,22 @@ class Engine:
 
     def plan_for(self, shape: tuple[int, int]) -> TilePlan:
         """The tile plan used for frames of ``shape``."""
+        meta = self.metadata
         return plan_tiles(
-            (int(shape[0]), int(shape[1])), self.tile, self.overlap, self.metadata.radius
+            (int(shape[0]), int(shape[1])), self.tile, self.overlap, meta.radius, meta.alignment
         )
+
+    @property
+    def needs_camera(self) -> bool:
+        """True when the model's input depends on the camera (offset, gain, read noise)."""
+        return self.metadata.normalization == "adaptive" or self.metadata.noise_map
 
     def _buffers_for(self, shape: tuple[int, int]) -> _FrameBuffers:
         buffers = self._buffers.get(shape)
         if buffers is None:
-            buffers = _FrameBuffers(self._session, self.plan_for(shape), self._names)
+            buffers = _FrameBuffers(
+                self._session, self.plan_for(shape), self._names, self.metadata.in_channels
+            )
             self._buffers[shape] = buffers
             if len(self._buffers) > _MAX_WORKSPACES:
                 self._buffers.popitem(last=False)
@@ -216,12 +230,23 @@ class Engine:
             self._buffers.move_to_end(shape)
         return buffers
 
-    def denoise(self, frame: np.ndarray) -> np.ndarray:
+    def denoise(
+        self,
+        frame: np.ndarray,
+        *,
+        camera: CameraModel | None = None,
+        history: Sequence[np.ndarray] = (),
+    ) -> np.ndarray:
         """Denoise one 2-D frame (any integer or float dtype) into a new float32 array.
 
         The result is in raw units (model output denormalised). Non-finite input pixels
         are replaced by the mean of the finite ones for inference, so they do not smear
         over the receptive field, and are NaN in the result.
+
+        ``camera``: needed by noise-adaptive models (``needs_camera``): the offset, gain
+        and read noise of the frame's camera. ``history``: for a temporal model, the
+        previous frames of the series, oldest first; fewer than it takes (a series
+        start) are made up by repeating the oldest one given, or the frame itself.
         """
         if self._session is None:
             raise DeepDenoiseError(f"engine for {self.path.name} is closed")
@@ -232,30 +257,80 @@ class Engine:
         shape = (int(frame.shape[0]), int(frame.shape[1]))
         buffers = self._buffers_for(shape)
         ws = buffers.ws
-        if self._offset != 0:
-            np.subtract(frame, self._offset, out=ws.interior, dtype=np.float32, casting="unsafe")
-        else:
-            np.copyto(ws.interior, frame, casting="unsafe")
-        if self._scale != 1:
-            np.divide(ws.interior, self._scale, out=ws.interior)
         bad = None
         if count_non_finite(frame):
             bad = ~np.isfinite(frame)  # rare path: allocating here is fine
             if bad.all():
                 return np.full(shape, np.nan, dtype=np.float32)
-            ws.interior[bad] = ws.interior[~bad].mean(dtype=np.float64)
-
+        if self.needs_camera:
+            if camera is None:
+                raise ValueError(
+                    f"model {self.path.name} is noise-adaptive: expected the camera "
+                    "(offset, gain, read noise) of the frame, got none"
+                )
+            scale, offset = self._adaptive_input(ws, frame, bad, camera, history)
+        else:
+            scale, offset = self._fixed_input(ws, frame, bad)
         ws.prepare()
         self._session.run_with_iobinding(buffers.binding)
         result = np.empty(shape, dtype=np.float32)
         ws.blend(result)
-        if self._scale != 1:
-            result *= self._scale
-        if self._offset != 0:
-            result += self._offset
+        if scale != 1:
+            result *= scale
+        if offset != 0:
+            result += offset
         if bad is not None:
             result[bad] = np.nan
         return result
+
+    def _fixed_input(
+        self, ws: TileWorkspace, frame: np.ndarray, bad: np.ndarray | None
+    ) -> tuple[np.float32, np.float32]:
+        interior = ws.interior
+        if self._offset != 0:
+            np.subtract(frame, self._offset, out=interior, dtype=np.float32, casting="unsafe")
+        else:
+            np.copyto(interior, frame, casting="unsafe")
+        if self._scale != 1:
+            np.divide(interior, self._scale, out=interior)
+        if bad is not None:
+            interior[bad] = interior[~bad].mean(dtype=np.float64)
+        return self._scale, self._offset
+
+    def _adaptive_input(
+        self,
+        ws: TileWorkspace,
+        frame: np.ndarray,
+        bad: np.ndarray | None,
+        camera: CameraModel,
+        history: Sequence[np.ndarray],
+    ) -> tuple[np.float32, np.float32]:
+        """The channels :func:`stream.engine.model_input` builds, in the tile buffers."""
+        meta, planes = self.metadata, ws.interiors
+        k = meta.frames
+        history = list(history)[len(history) - (k - 1) :] if k > 1 else ()
+        offset = np.float32(camera.offset)
+        current = planes[k - 1]
+        np.subtract(frame, offset, out=current, dtype=np.float32, casting="unsafe")
+        if bad is not None:
+            current[bad] = current[~bad].mean(dtype=np.float64)
+        for i in range(k - 1):
+            missing = k - 1 - len(history)  # a series start: repeat what there is
+            source = frame if not history else history[max(0, i - missing)]
+            if source is frame:
+                np.copyto(planes[i], current)
+            else:
+                np.subtract(source, offset, out=planes[i], dtype=np.float32, casting="unsafe")
+        if meta.normalization == "adaptive":
+            scale = frame_scale(current, camera.gain, camera.read_noise)
+        else:
+            scale = float(meta.input_scale)
+        if meta.noise_map:
+            fill_noise_map(current, camera.gain, camera.read_noise, scale, planes[k])
+        inverse = np.float32(1.0 / scale)
+        for i in range(k):
+            planes[i] *= inverse
+        return np.float32(scale), offset
 
     # -- lifetime -------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,14 +25,18 @@ FORMAT_VERSION = 1
 #: (DnCNN-20), the deepest model this project ships, so tiles are never too small.
 DEFAULT_RECEPTIVE_FIELD = 41
 
-_JSON_FIELDS = ("training_noise",)
+_JSON_FIELDS = ("training_noise", "training_data")
 
 
 class ModelMetadata(BaseModel):
     """What the engine knows about a model.
 
-    ``model_units = (raw - input_offset) / input_scale`` on the way in and
-    ``raw = model_units * input_scale + input_offset`` on the way out.
+    Input channels: the ``frames`` most recent frames of a series, oldest first, then a
+    noise map when ``noise_map``. ``normalization`` says how raw frames become model
+    units: ``fixed``: ``(raw - input_offset) / input_scale`` on the way in and
+    ``model * input_scale + input_offset`` on the way out; ``adaptive``: the camera's
+    offset and a per-frame scale (:func:`stream.engine.model_input`). ``alignment``:
+    tiles start at multiples of it (2 for a model with a pixel-unshuffled body).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,7 +46,12 @@ class ModelMetadata(BaseModel):
     receptive_field: int = Field(DEFAULT_RECEPTIVE_FIELD, ge=1, le=1025)
     input_offset: float = 0.0
     input_scale: float = Field(1.0, gt=0)
+    normalization: Literal["fixed", "adaptive"] = "fixed"
+    frames: int = Field(1, ge=1, le=64)
+    noise_map: bool = False
+    alignment: int = Field(1, ge=1, le=64)
     training_noise: dict[str, Any] = Field(default_factory=dict)
+    training_data: dict[str, Any] = Field(default_factory=dict)
     content_hash: str | None = None
     #: True when the model carried deepdenoise metadata, False when defaults apply.
     from_model: bool = False
@@ -53,6 +62,11 @@ class ModelMetadata(BaseModel):
         if value % 2 == 0:
             raise ValueError(f"receptive_field must be odd (a centred window), got {value}")
         return value
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels the model takes: its frames, then the noise map."""
+        return self.frames + int(self.noise_map)
 
     @property
     def radius(self) -> int:

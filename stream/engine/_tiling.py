@@ -135,16 +135,29 @@ def check_tiling(tile: int, overlap: int, margin: int) -> None:
         raise ConfigError(f"tile must be larger than overlap ({overlap}), got tile={tile}")
 
 
-def _axis_starts(padded: int, tile: int, overlap: int) -> tuple[int, tuple[int, ...]]:
-    """Tile size and evenly spread origins along one axis of a padded frame."""
-    t = min(tile, padded)
+def _axis_starts(
+    padded: int, tile: int, overlap: int, align: int = 1
+) -> tuple[int, tuple[int, ...]]:
+    """Tile size and evenly spread origins along one axis of a padded frame.
+
+    With ``align`` > 1 the tile size and every origin are multiples of ``align`` (a
+    model with a pixel-unshuffled body sees the same sampling grid in every tile); the
+    padded frame must then be a multiple of ``align`` too (the plan pads it so).
+    """
+    t = min(tile - tile % align, padded)
     if t == padded:
         return t, (0,)
-    n = math.ceil((padded - overlap) / (t - overlap))
-    span = padded - t
-    # Integer round-half-up of i * span / (n - 1): consecutive origins differ by at
-    # most ceil(span / (n - 1)) <= t - overlap, so kept regions always meet.
-    starts = tuple((i * span * 2 + (n - 1)) // (2 * (n - 1)) for i in range(n))
+    step = (t - overlap) // align * align  # the largest aligned step that keeps the overlap
+    if step < align:
+        raise ConfigError(
+            f"tile ({tile}) leaves no aligned step beyond the overlap ({overlap}) for a model "
+            f"with alignment {align}; use a larger tile"
+        )
+    n = math.ceil((padded - t) / step) + 1
+    span = (padded - t) // align
+    # Integer round-half-up of i * span / (n - 1), in units of align: consecutive origins
+    # differ by at most ceil(span / (n - 1)) units <= step, so kept regions always meet.
+    starts = tuple(align * ((i * span * 2 + (n - 1)) // (2 * (n - 1))) for i in range(n))
     return t, starts
 
 
@@ -180,8 +193,13 @@ def _axis_weights(
 
 
 @lru_cache(maxsize=32)
-def plan_tiles(shape: tuple[int, int], tile: int, overlap: int, margin: int) -> TilePlan:
+def plan_tiles(
+    shape: tuple[int, int], tile: int, overlap: int, margin: int, alignment: int = 1
+) -> TilePlan:
     """Tile plan for a frame of ``shape`` (cached: computed once per configuration).
+
+    With ``alignment`` > 1 the padded frame gets up to ``alignment - 1`` more reflected
+    rows and columns at its end, and tiles are cut on the aligned grid.
 
     Raises
     ------
@@ -192,11 +210,13 @@ def plan_tiles(shape: tuple[int, int], tile: int, overlap: int, margin: int) -> 
     if h < 1 or w < 1:
         raise ConfigError(f"frame shape must be at least 1 x 1, got {shape}")
     check_tiling(tile, overlap, margin)
-    m = margin
+    m, a = margin, alignment
     ph, pw = h + 2 * m, w + 2 * m
+    if a > 1 and (ph > tile or pw > tile):  # tiled: every tile on the aligned grid
+        ph, pw = ph + (-ph) % a, pw + (-pw) % a
     ramp = max(1, overlap - 2 * m)
-    th, starts_y = _axis_starts(ph, tile, overlap)
-    tw, starts_x = _axis_starts(pw, tile, overlap)
+    th, starts_y = _axis_starts(ph, tile, overlap, a)
+    tw, starts_x = _axis_starts(pw, tile, overlap, a)
     wy = _axis_weights(ph, th, starts_y, m, ramp)
     wx = _axis_weights(pw, tw, starts_x, m, ramp)
 
@@ -231,41 +251,49 @@ def plan_tiles(shape: tuple[int, int], tile: int, overlap: int, margin: int) -> 
     )
 
 
-def reflect_fill_border(padded: F32, margin: int) -> None:
-    """Fill the ``margin``-wide border of ``padded`` by reflecting its interior in place.
+def reflect_fill_border(padded: F32, margin: int, shape: tuple[int, int] | None = None) -> None:
+    """Fill the border of ``padded`` around its interior by reflection, in place.
 
-    Same result as ``np.pad(interior, margin, mode="reflect")``. Uses slice copies (no
-    allocation) unless the interior is not larger than the margin on some axis, which
-    only happens for tiny frames: those fall back to ``np.pad``.
+    The interior is ``shape`` (default: ``margin`` short of every edge) at offset
+    ``(margin, margin)``; the end borders may be wider than ``margin`` (an aligned plan).
+    Same result as ``np.pad(interior, ..., mode="reflect")``. Uses slice copies (no
+    allocation) unless the interior is not larger than a border, which only happens for
+    tiny frames: those fall back to ``np.pad``.
     """
     m = margin
-    if m == 0:
-        return
     ph, pw = padded.shape
-    h, w = ph - 2 * m, pw - 2 * m
-    if h <= m or w <= m:
-        padded[...] = np.pad(padded[m : m + h, m : m + w], m, mode="reflect")
+    h, w = shape if shape is not None else (ph - 2 * m, pw - 2 * m)
+    eh, ew = ph - h - m, pw - w - m  # end borders
+    if m == 0 and eh == 0 and ew == 0:
+        return
+    if h <= max(m, eh) or w <= max(m, ew):
+        interior = padded[m : m + h, m : m + w].copy()
+        padded[...] = np.pad(interior, ((m, eh), (m, ew)), mode="reflect")
         return
     # Rows first (interior columns), then columns over all rows: corners follow.
-    padded[:m, m : m + w] = padded[2 * m : m : -1, m : m + w]
-    padded[m + h :, m : m + w] = padded[m + h - 2 : h - 2 : -1, m : m + w]
-    padded[:, :m] = padded[:, 2 * m : m : -1]
-    padded[:, m + w :] = padded[:, m + w - 2 : w - 2 : -1]
+    if m:
+        padded[:m, m : m + w] = padded[2 * m : m : -1, m : m + w]
+    if eh:
+        padded[m + h :, m : m + w] = padded[m + h - 2 : m + h - 2 - eh : -1, m : m + w]
+    if m:
+        padded[:, :m] = padded[:, 2 * m : m : -1]
+    if ew:
+        padded[:, m + w :] = padded[:, m + w - 2 : m + w - 2 - ew : -1]
 
 
 def reflect_pad_into(src: np.ndarray, dst: F32, margin: int) -> None:
-    """Copy ``src`` (H, W) into the interior of ``dst`` (H + 2m, W + 2m) and reflect-pad."""
+    """Copy ``src`` (H, W) into the interior of ``dst`` and reflect-pad its border."""
     m = margin
     h, w = src.shape
     np.copyto(dst[m : m + h, m : m + w], src, casting="unsafe")
-    reflect_fill_border(dst, m)
+    reflect_fill_border(dst, m, (h, w))
 
 
 def gather_tiles(padded: F32, plan: TilePlan, batch: F32) -> None:
-    """Copy every tile of ``padded`` into the preallocated ``batch`` [n, 1, th, tw]."""
+    """Copy every tile of ``padded`` (C, PH, PW) into the preallocated ``batch`` [n, C, th, tw]."""
     th, tw = plan.tile_shape
     for k, (sy, sx) in enumerate(plan.origins()):
-        np.copyto(batch[k, 0], padded[sy : sy + th, sx : sx + tw])
+        np.copyto(batch[k], padded[:, sy : sy + th, sx : sx + tw])
 
 
 def blend_tiles(batch_out: F32, plan: TilePlan, out: F32, scratch: F32 | None = None) -> None:
@@ -278,20 +306,23 @@ def blend_tiles(batch_out: F32, plan: TilePlan, out: F32, scratch: F32 | None = 
     m = plan.margin
     th, tw = plan.tile_shape
     kh, kw = th - 2 * m, tw - 2 * m
+    h, w = plan.shape
     if scratch is None:
         scratch = np.empty((kh, kw), dtype=np.float32)
     k = 0
     for sy, r0 in zip(plan.starts_y, plan.core_y, strict=True):
         for sx, c0 in zip(plan.starts_x, plan.core_x, strict=True):
-            # Kept region [s + m, s + t - m) in padded coordinates is [s, s + t - 2m) in out.
-            acc = out[sy : sy + kh, sx : sx + kw]
-            tile = batch_out[k, 0, m : m + kh, m : m + kw]
+            # Kept region [s + m, s + t - m) in padded coordinates is [s, s + t - 2m) in
+            # out; an aligned plan's last tiles reach past the frame: those rows go nowhere.
+            rh, rw = min(kh, h - sy), min(kw, w - sx)
+            acc = out[sy : sy + rh, sx : sx + rw]
+            tile = batch_out[k, 0, m : m + rh, m : m + rw]
             alpha = plan.alpha[k]
             # Core: no earlier tile covers it (alpha == 1), so copy. The earliest tile
             # covering any pixel has it in its core, so the strips below always blend
             # into written values.
             np.copyto(acc[r0:, c0:], tile[r0:, c0:])
-            for strip in ((slice(0, r0), slice(0, kw)), (slice(r0, kh), slice(0, c0))):
+            for strip in ((slice(0, r0), slice(0, rw)), (slice(r0, rh), slice(0, c0))):
                 a = acc[strip]
                 s = scratch[: a.shape[0], : a.shape[1]]
                 np.subtract(tile[strip], a, out=s)  # acc += alpha * (tile - acc)
@@ -303,29 +334,33 @@ def blend_tiles(batch_out: F32, plan: TilePlan, out: F32, scratch: F32 | None = 
 class TileWorkspace:
     """Every buffer one frame shape needs, allocated once and reused for each frame.
 
-    For a whole-frame plan the padded buffer *is* the single batch entry, so nothing is
-    gathered and the output is a crop. Not thread-safe: one frame at a time.
+    ``channels`` input planes (frames, noise map) share the plan. For a whole-frame plan
+    the padded buffer *is* the single batch entry, so nothing is gathered and the output
+    is a crop. Not thread-safe: one frame at a time.
     """
 
-    def __init__(self, plan: TilePlan) -> None:
+    def __init__(self, plan: TilePlan, channels: int = 1) -> None:
         self.plan = plan
         n, (th, tw) = plan.n_tiles, plan.tile_shape
         m, (h, w) = plan.margin, plan.shape
-        self.batch_in: F32 = np.zeros((n, 1, th, tw), dtype=np.float32)
+        self.batch_in: F32 = np.zeros((n, channels, th, tw), dtype=np.float32)
         self.batch_out: F32 = np.zeros((n, 1, th, tw), dtype=np.float32)
         if plan.is_whole:
-            self.padded: F32 = self.batch_in[0, 0]
+            self.padded: F32 = self.batch_in[0]
             self._scratch: F32 | None = None
         else:
-            self.padded = np.zeros(plan.padded_shape, dtype=np.float32)
+            self.padded = np.zeros((channels, *plan.padded_shape), dtype=np.float32)
             self._scratch = np.empty((th - 2 * m, tw - 2 * m), dtype=np.float32)
-        #: Where the (normalised) frame goes; then call :meth:`prepare`.
-        self.interior: F32 = self.padded[m : m + h, m : m + w]
+        #: Where each (normalised) input plane goes; then call :meth:`prepare`.
+        self.interiors: list[F32] = [self.padded[c, m : m + h, m : m + w] for c in range(channels)]
+        #: The first plane's interior (one-channel models).
+        self.interior: F32 = self.interiors[0]
         self._crop = (0, 0, slice(m, m + h), slice(m, m + w))
 
     def prepare(self) -> None:
-        """Reflect-pad the filled interior and gather tiles into ``batch_in``."""
-        reflect_fill_border(self.padded, self.plan.margin)
+        """Reflect-pad the filled interiors and gather tiles into ``batch_in``."""
+        for plane in self.padded:
+            reflect_fill_border(plane, self.plan.margin, self.plan.shape)
         if not self.plan.is_whole:
             gather_tiles(self.padded, self.plan, self.batch_in)
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .._settings import load_settings
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
+from ..camera import CameraModel
 from ..protocol import Limits
 from ..store import StoreConfig
 
@@ -60,6 +61,11 @@ class ServiceConfig(BaseModel):
     tile: int | None = Field(None, ge=16, le=16384)
     overlap: int | None = Field(None, ge=0, le=8192)
     provider: Provider = "auto"
+    camera: CameraModel | None = Field(
+        None,
+        description="the camera's gain, offset and read noise (the table `deepdenoise "
+        "calibrate` prints) for noise-adaptive models; None: estimated live per series",
+    )
     warmup_shape: tuple[int, int] | None = (512, 512)
     status_interval_s: float = Field(1.0, gt=0, le=3600)
     limits: Limits = Field(default_factory=Limits)

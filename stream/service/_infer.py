@@ -12,7 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..engine import Engine, to_dtype
+from ..camera import CameraModel
+from ..engine import Engine, SeriesContext, to_dtype
 from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
 from ._events import EventEmitter
 from ._messages import CleanOp, EndOp, Job, ModelOp, Outgoing, SeriesEnd
@@ -52,6 +53,7 @@ class InferenceStage:
         stats: ServiceStats,
         events: EventEmitter,
         output_in_input_dtype: bool = False,
+        camera: CameraModel | None = None,
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -60,6 +62,9 @@ class InferenceStage:
         self._events = events
         self._as_input = output_in_input_dtype
         self.engine = engine
+        self._camera = camera
+        #: Per open series: its previous frames and camera (configured or estimated).
+        self.contexts: dict[str, SeriesContext] = {}
         self._pending: Engine | None = None
         self._swapped = threading.Condition()
 
@@ -78,8 +83,11 @@ class InferenceStage:
 
     def _denoise(self, job: Job) -> None:
         engine, frame = self.engine, job.frame
+        context = self.contexts.get(frame.series)
+        if context is None:
+            context = self.contexts[frame.series] = SeriesContext(self._camera)
         try:
-            clean = engine.denoise(frame.pixels)
+            clean = context.denoise(engine, frame.pixels, frame.index)
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             self._stats.count_dropped("inference_error")
             self._events.emit(
@@ -101,6 +109,7 @@ class InferenceStage:
         )
 
     def _finish_series(self, series: str) -> None:
+        self.contexts.pop(series, None)
         if self._writer is not None:
             self._writer.put(EndOp(series))
         counters = self._stats.series_counters(series)
@@ -145,6 +154,23 @@ class InferenceStage:
             self._writer.put(ModelOp(new.model_id))
         self._events.emit("model_loaded", model=new.model_id, provider=new.provider)
         log.info("model %s (%s) now active on %s", new.model_id, new.path, new.provider)
+
+    def series_status(self) -> dict[str, dict[str, object]]:
+        """Per open series: the camera in use (and how it was found) and history memory."""
+        out: dict[str, dict[str, object]] = {}
+        for series, context in list(self.contexts.items()):
+            estimate = context.estimate
+            if context.configured is not None:
+                camera: dict[str, object] = {
+                    **context.configured.model_dump(),
+                    "source": "configured",
+                }
+            elif estimate is not None:
+                camera = estimate.as_dict()
+            else:
+                camera = {}
+            out[series] = {"camera": camera, "history_bytes": context.history_bytes}
+        return out
 
     def close(self) -> None:
         """Release the engines (after the thread has stopped)."""

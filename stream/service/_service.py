@@ -132,6 +132,7 @@ class Service:
             self.stats,
             self.events,
             output_in_input_dtype=cfg.output_dtype == "input",
+            camera=cfg.camera,
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
@@ -287,6 +288,9 @@ class Service:
         """The fields of the status message (also the control ``status`` reply)."""
         engine = self.engine
         snap = self.stats.snapshot()
+        if self._inference is not None:
+            for series, extra in self._inference.series_status().items():
+                snap["series"].setdefault(series, {}).update(extra)
         snap.update(
             v=PROTOCOL_VERSION,
             state="stopping" if self._stop_requested.is_set() else "running",

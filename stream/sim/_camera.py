@@ -10,25 +10,16 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from .._errors import ConfigError
+from ..camera import CameraModel
 
 CameraDtype = Literal["uint8", "uint16", "int16", "float32"]
 _INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767)}
 
 
-class NoiseModel(BaseModel):
-    """Poisson-Gaussian camera: ``adu = gain * Poisson(photons) + offset + N(0, read_noise)``.
-
-    ``photons`` are expected photo-electrons (quantum efficiency already applied).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    gain: float = Field(2.0, gt=0, le=1000, description="ADU per photo-electron")
-    offset: float = Field(100.0, ge=-32768, le=65535, description="camera bias, ADU")
-    read_noise: float = Field(1.5, ge=0, le=1000, description="read noise, ADU rms")
+#: The simulator's camera model is the camera model (kept under its older name).
+NoiseModel = CameraModel
 
 
 def expected_camera(photons: np.ndarray, noise: NoiseModel) -> np.ndarray:

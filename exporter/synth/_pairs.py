@@ -1,0 +1,162 @@
+"""Training pairs: a clean movie, a random camera and photon budget, the model's input.
+
+For each sample: a clean movie (``_scenes``) is scaled to a photon budget (its bright
+structure, the 99.5th percentile, at 0.5 to 3000 photons per pixel, log-uniform), and
+read out by a random camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``,
+rounded like an integer camera most of the time. The model input is then built
+exactly as the engine builds it (:func:`stream.engine.model_input`), from a camera
+*estimate* that is off by a few per cent, as the service's live estimate is; the
+target is the noise-free current frame in the same units.
+
+Recorded noise (a dark-frame stack of the user's camera) replaces the Gaussian read
+noise when configured; its rms is then the read noise the model is told.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+from torch.utils.data import IterableDataset, get_worker_info
+
+from stream.engine import CameraModel, model_input
+
+from ..noise import RecordedNoise, load_noise_stack
+from ._scenes import scene_movie
+
+F32 = np.float32
+Range = tuple[float, float]
+_TRAIN, _VALIDATION = 0, 1  # seed-stream tags: validation never overlaps training
+
+
+class SynthConfig(BaseModel):
+    """What the generated training data covers. Ranges are drawn log-uniformly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    patch: int = Field(64, ge=16, le=1024, description="training patch side, px")
+    frames: int = Field(1, ge=1, le=16, description="frames per sample (the model's K)")
+    noise_map: bool = Field(True, description="add the noise-map channel")
+    calcium: float = Field(0.4, ge=0, le=1, description="share of calcium-imaging scenes")
+    photons: Range = Field((0.5, 3000.0), description="bright structure, photons per pixel")
+    gain: Range = Field((0.3, 8.0), description="camera gain, ADU per photo-electron")
+    read_noise_e: Range = Field((0.3, 12.0), description="read noise, electrons rms")
+    offset: Range = Field((0.0, 800.0), description="camera offset, ADU (uniform)")
+    zero_offset: float = Field(0.2, ge=0, le=1, description="share of offset 0 (float cameras)")
+    integer: float = Field(0.8, ge=0, le=1, description="share of integer (rounded) readouts")
+    gain_error: float = Field(0.08, ge=0, le=1, description="log-normal sigma of the estimate")
+    read_error: float = Field(0.25, ge=0, le=2, description="log-normal sigma of the estimate")
+    offset_error: float = Field(0.3, ge=0, le=5, description="offset error, in read-noise rms")
+    recorded: Path | None = Field(None, description="dark frames replacing the read noise")
+    samples_per_movie: int = Field(4, ge=1, le=64, description="patches cut per clean movie")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SynthConfig:
+        for name in ("photons", "gain", "read_noise_e"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"expected {name} as (min, max) with 0 < min <= max, got {lo, hi}")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return self.frames + int(self.noise_map)
+
+
+def _log_uniform(rng: np.random.Generator, r: Range) -> float:
+    return float(math.exp(rng.uniform(math.log(r[0]), math.log(r[1]))))
+
+
+class PairGenerator:
+    """Draws ``(input [C, P, P], target [1, P, P])`` float32 pairs from a seed stream."""
+
+    def __init__(self, cfg: SynthConfig) -> None:
+        self.cfg = cfg
+        self.recorded: RecordedNoise | None = None
+        if cfg.recorded is not None:
+            self.recorded = RecordedNoise(load_noise_stack(cfg.recorded))
+
+    def movie_pairs(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        cfg = self.cfg
+        size = cfg.patch * 2 if cfg.samples_per_movie > 1 else cfg.patch
+        clean = scene_movie(rng, size, cfg.frames, cfg.calcium)
+        for _ in range(cfg.samples_per_movie):
+            y, x = rng.integers(0, size - cfg.patch + 1, 2)
+            crop = clean[:, y : y + cfg.patch, x : x + cfg.patch]
+            rot, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+            crop = np.rot90(crop[:, :, ::-1] if flip else crop, rot, axes=(1, 2))
+            yield self.pair(np.ascontiguousarray(crop), rng)
+
+    def pair(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Read a clean movie out with a random camera; the model's input and target."""
+        cfg = self.cfg
+        photons = clean * F32(_log_uniform(rng, cfg.photons))
+        gain = _log_uniform(rng, cfg.gain)
+        offset = 0.0 if rng.random() < cfg.zero_offset else float(rng.uniform(*cfg.offset))
+        adu = rng.poisson(photons).astype(F32) * F32(gain) + F32(offset)
+        if self.recorded is not None:
+            read = self.recorded.std
+            adu += self.recorded.sample(adu.shape, rng)
+        else:
+            read = _log_uniform(rng, cfg.read_noise_e) * gain
+            adu += rng.standard_normal(adu.shape, dtype=F32) * F32(read)
+        if rng.random() < cfg.integer:
+            np.rint(adu, out=adu)
+        # The live estimate takes the offset from the darkest 4 x 4 block means, so it
+        # reads part of the background as offset: the model sees that, too.
+        block = photons[-1, : photons.shape[1] // 4 * 4, : photons.shape[2] // 4 * 4]
+        darkest = float(
+            np.percentile(block.reshape(block.shape[0] // 4, 4, -1, 4).mean((1, 3)), 0.5)
+        )
+        estimate = CameraModel(
+            gain=gain * math.exp(rng.normal(0, cfg.gain_error)),
+            offset=offset
+            + gain * darkest * rng.uniform(0.0, 1.0)
+            + rng.normal(0, cfg.offset_error) * read,
+            read_noise=read * math.exp(rng.normal(0, cfg.read_error)),
+        )
+        inputs = np.empty((cfg.channels, *adu.shape[1:]), F32)
+        scale = model_input(adu, estimate, cfg.noise_map, out=inputs)
+        target = (photons[-1] * F32(gain) + F32(offset - estimate.offset)) / F32(scale)
+        return inputs, target[None].astype(F32)
+
+    def stream(self, key: tuple[int, ...]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for draw in itertools.count():
+            yield from self.movie_pairs(np.random.default_rng([*key, draw]))
+
+
+class SynthDataset(IterableDataset[tuple[Tensor, Tensor]]):
+    """An endless, reproducible stream of pairs; worker ``w`` draws from ``(seed, w)``."""
+
+    def __init__(self, cfg: SynthConfig, seed: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.seed = int(seed)
+        self._gen = PairGenerator(cfg)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        info = get_worker_info()
+        worker = 0 if info is None else info.id
+        for inputs, target in self._gen.stream((self.seed, _TRAIN, worker)):
+            yield torch.from_numpy(inputs), torch.from_numpy(target)
+
+
+def synth_validation_set(cfg: SynthConfig, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``n`` fixed pairs from a seed stream tagged apart from training."""
+    gen = PairGenerator(cfg)
+    pairs = list(itertools.islice(gen.stream((int(seed), _VALIDATION, 0)), n))
+    inputs = torch.from_numpy(np.stack([a for a, _ in pairs]))
+    targets = torch.from_numpy(np.stack([b for _, b in pairs]))
+    return inputs, targets
+
+
+def describe(cfg: SynthConfig) -> dict[str, Any]:
+    """The training-data description stored in a model's metadata."""
+    return {"generator": "exporter.synth", **cfg.model_dump(mode="json")}

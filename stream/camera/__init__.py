@@ -1,0 +1,17 @@
+"""The camera's noise: its model (gain, offset, read noise) and a live estimate of it.
+
+``CameraModel`` is what a calibration or the config gives; ``CameraEstimator`` finds
+it from the stream itself when nothing is configured.
+"""
+
+from ._estimate import CameraEstimate, CameraEstimator, fit_line, spatial_samples, temporal_samples
+from ._model import CameraModel
+
+__all__ = [
+    "CameraEstimate",
+    "CameraEstimator",
+    "CameraModel",
+    "fit_line",
+    "spatial_samples",
+    "temporal_samples",
+]

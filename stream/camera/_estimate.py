@@ -1,0 +1,225 @@
+"""A live estimate of the camera's noise from the stream itself.
+
+When no camera is configured the service still has to tell a noise-adaptive model how
+noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relation,
+``var = gain * (mean - offset) + read**2``, so:
+
+- **First frame (spatial).** Each 2 x 2 cell gives a residual ``(a - b - c + d) / 2``
+  whose variance is the noise variance and which a linear gradient does not touch;
+  4 x 4 blocks give (mean, residual power) samples.
+- **Later frames (temporal).** The difference of two consecutive frames, divided by
+  sqrt 2, has the noise variance wherever the scene did not change; its 4 x 4 blocks
+  give (mean of the two frames, power) samples, pooled over the frames seen so far
+  (up to a reservoir of recent samples), far more than one frame gives.
+- **Fit.** Samples are binned by mean (equal counts per bin); the median power per bin,
+  corrected for the median of a chi-square, resists edges and calcium transients; a
+  weighted least-squares line through the bins gives slope (gain) and intercept.
+- **Offset.** One frame cannot tell offset from read noise (both sit in the intercept).
+  The offset is taken as the darkest 4 x 4 block means (0.5th percentile), bounded so
+  the read noise stays real; whatever background it misses only shifts the model's
+  input, and the noise map stays right (the intercept is kept exactly).
+
+Costs about a millisecond per frame at 512 x 512; the fit runs every ``refit_every``
+frames. Tested on simulated streams of known cameras (``tests/camera``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._model import CameraModel
+
+#: chi-square with 4 degrees of freedom (a 4 x 4 block holds 4 cells of one residual
+#: each, or 16 pixels of one difference each): median / mean, per samples averaged.
+_MEDIAN_OVER_MEAN = {4: 0.8392, 16: 0.9583}
+BLOCK = 4
+BINS = 24
+#: The offset comes from this percentile of a frame's block means (median over frames).
+DARK_PERCENTILE = 0.5
+DARK_SIGMAS = 2.58
+DARK_FRAMES = 64
+#: Weight of each new frame in the running mean image (about 20 frames' memory).
+AVERAGE_WEIGHT = np.float32(0.05)
+
+
+@dataclass(frozen=True)
+class CameraEstimate:
+    """The camera as estimated so far, with how well the gain is known."""
+
+    camera: CameraModel
+    gain_stderr: float
+    frames: int
+    source: str  # "spatial" (one frame) or "temporal" (frame differences)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "gain": round(self.camera.gain, 5),
+            "gain_stderr": round(self.gain_stderr, 5),
+            "offset": round(self.camera.offset, 3),
+            "read_noise": round(self.camera.read_noise, 4),
+            "frames": self.frames,
+            "source": self.source,
+        }
+
+
+def _blocks(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape
+    hb, wb = h // BLOCK, w // BLOCK
+    return image[: hb * BLOCK, : wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK)
+
+
+def _block_means(image: np.ndarray) -> np.ndarray:
+    return _blocks(np.asarray(image, dtype=np.float64)).mean(axis=(1, 3))
+
+
+def _neighbourhood(block_means: np.ndarray) -> np.ndarray:
+    """Each block's mean over its 3 x 3 blocks: a level to bin by whose own noise is a
+    third of one block's, so binning by it barely flattens the fitted slope."""
+    padded = np.pad(block_means, 1, mode="edge")
+    h, w = block_means.shape
+    total = np.zeros((h, w))
+    for i in range(3):
+        for j in range(3):
+            total += padded[i : i + h, j : j + w]
+    return total / 9.0
+
+
+def spatial_samples(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(local mean, noise-power estimate) pairs from one frame (float64)."""
+    blocks = _blocks(np.asarray(frame, dtype=np.float64))
+    means = _neighbourhood(blocks.mean(axis=(1, 3))).ravel()
+    cells = blocks.reshape(blocks.shape[0], 2, 2, blocks.shape[2], 2, 2)
+    a, b = cells[:, :, 0, :, :, 0], cells[:, :, 0, :, :, 1]
+    c, d = cells[:, :, 1, :, :, 0], cells[:, :, 1, :, :, 1]
+    residual = (a - b - c + d) / 2.0
+    power = (residual**2).mean(axis=(1, 3)).ravel() / _MEDIAN_OVER_MEAN[4]
+    return means, power
+
+
+def temporal_samples(
+    frame: np.ndarray, previous: np.ndarray, level: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(level, noise-power estimate) pairs from two consecutive frames.
+
+    ``level``: block means of an average of earlier frames to bin by (its noise is
+    independent of this difference's); default: the two frames' own block means.
+    """
+    now = _blocks(np.asarray(frame, dtype=np.float64))
+    before = _blocks(np.asarray(previous, dtype=np.float64))
+    if level is None:
+        level = ((now + before) / 2.0).mean(axis=(1, 3))
+    power = (((now - before) ** 2) / 2.0).mean(axis=(1, 3)).ravel() / _MEDIAN_OVER_MEAN[16]
+    return np.asarray(level, dtype=np.float64).ravel(), power
+
+
+def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]:
+    """(slope, intercept, slope stderr) of median power against mean, by bins."""
+    finite = np.isfinite(means) & np.isfinite(power)
+    means, power = means[finite], power[finite]
+    if means.size < 2 * BINS:
+        return 0.0, float(np.median(power)) if power.size else 0.0, math.inf
+    order = np.argsort(means)
+    groups = np.array_split(order, BINS)
+    x = np.array([np.median(means[g]) for g in groups])
+    y = np.array([np.median(power[g]) for g in groups])
+    weight = np.array([len(g) for g in groups], dtype=np.float64) / np.maximum(y, 1e-12) ** 2
+    if np.ptp(x) <= 0:
+        return 0.0, float(np.median(y)), math.inf
+    design = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(weight)[:, None]
+    target = y * np.sqrt(weight)
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    slope, intercept = float(coef[0]), float(coef[1])
+    fitted = design @ coef
+    dof = max(1, len(x) - 2)
+    sigma2 = float(np.sum((target - fitted) ** 2)) / dof
+    cov = sigma2 * np.linalg.pinv(design.T @ design)
+    return slope, intercept, float(math.sqrt(max(cov[0, 0], 0.0)))
+
+
+class CameraEstimator:
+    """Estimates a stream's camera as frames arrive; one per series.
+
+    Parameters
+    ----------
+    reservoir
+        Most (mean, power) samples kept from frame differences (the oldest go first).
+    refit_every
+        Frames between fits once the estimate is temporal.
+    """
+
+    def __init__(self, reservoir: int = 200_000, refit_every: int = 8) -> None:
+        self._reservoir = reservoir
+        self._refit_every = refit_every
+        self._means: list[np.ndarray] = []
+        self._power: list[np.ndarray] = []
+        self._kept = 0
+        self._previous: np.ndarray | None = None
+        self._average: np.ndarray | None = None  # running mean image: levels to bin by
+        self._dark: list[float] = []
+        self._frames = 0
+        self._since_fit = 0
+        self.estimate: CameraEstimate | None = None
+
+    def update(self, frame: np.ndarray) -> CameraEstimate:
+        """Take one frame (the next of the stream) and return the current estimate."""
+        frame = np.asarray(frame)
+        self._frames += 1
+        self._dark.append(float(np.percentile(_blocks(frame).mean(axis=(1, 3)), DARK_PERCENTILE)))
+        del self._dark[:-DARK_FRAMES]
+        if self._previous is not None and self._previous.shape == frame.shape:
+            assert self._average is not None
+            means, power = temporal_samples(frame, self._previous, _block_means(self._average))
+            self._add(means, power)
+            self._average += AVERAGE_WEIGHT * (frame - self._average)
+        else:
+            self._average = frame.astype(np.float32, copy=True)
+        self._previous = frame.astype(np.float32, copy=True)
+        self._since_fit += 1
+        if self.estimate is None:
+            self.estimate = self._from(*spatial_samples(frame), "spatial")
+        elif self._kept >= 2 * BINS * 8 and self._since_fit >= self._refit_every:
+            means, power = np.concatenate(self._means), np.concatenate(self._power)
+            temporal = self._from(means, power, "temporal")
+            if temporal.gain_stderr <= max(self.estimate.gain_stderr, 0.0) or (
+                self.estimate.source == "temporal"
+            ):
+                self.estimate = temporal
+            self._since_fit = 0
+        else:
+            self.estimate = CameraEstimate(
+                self.estimate.camera, self.estimate.gain_stderr, self._frames, self.estimate.source
+            )
+        return self.estimate
+
+    def _add(self, means: np.ndarray, power: np.ndarray) -> None:
+        self._means.append(means)
+        self._power.append(power)
+        self._kept += means.size
+        while self._kept - self._means[0].size >= self._reservoir:
+            self._kept -= self._means.pop(0).size
+            self._power.pop(0)
+
+    def _from(self, means: np.ndarray, power: np.ndarray, source: str) -> CameraEstimate:
+        slope, intercept, stderr = fit_line(means, power)
+        dark = float(np.median(self._dark)) if self._dark else float(np.min(means))
+        if not math.isfinite(slope) or slope <= 0:
+            # No usable mean-variance slope (a flat field, or read noise only): the noise
+            # is then the same everywhere, all of it read noise.
+            gain, offset, read2 = 1e-3, dark, max(intercept, 1e-6)
+        else:
+            gain = slope
+            # The darkest block means sit below the darkest signal by their own noise
+            # (about 2.6 sigma at the 0.5th percentile): add it back. The offset is no
+            # lower than -intercept / gain, where the read noise would vanish.
+            spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
+            offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
+            read2 = max(intercept + gain * offset, 1e-6)
+        camera = CameraModel(
+            gain=float(min(max(gain, 1e-3), 1000.0)),
+            offset=float(min(max(offset, -32768.0), 65535.0)),
+            read_noise=float(min(math.sqrt(read2), 1000.0)),
+        )
+        return CameraEstimate(camera, stderr, self._frames, source)

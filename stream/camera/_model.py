@@ -1,0 +1,24 @@
+"""The Poisson-Gaussian camera: the three numbers that describe a camera's noise."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CameraModel(BaseModel):
+    """``adu = gain * Poisson(photons) + offset + N(0, read_noise)``.
+
+    ``photons`` are expected photo-electrons (quantum efficiency already applied). The
+    ``[camera]`` table of the service config and the table ``deepdenoise calibrate``
+    prints; the service estimates it live from the stream when none is configured.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gain: float = Field(2.0, gt=0, le=1000, description="ADU per photo-electron")
+    offset: float = Field(100.0, ge=-32768, le=65535, description="camera bias, ADU")
+    read_noise: float = Field(1.5, ge=0, le=1000, description="read noise, ADU rms")
+
+    def variance(self, centred: float) -> float:
+        """Noise variance (ADU^2) at ``centred`` ADU above the offset."""
+        return self.gain * max(centred, 0.0) + self.read_noise**2

@@ -1,0 +1,80 @@
+"""What a noise-adaptive model sees: frames in model units and a noise map.
+
+One definition, used by the engine on every live frame and by the exporter on every
+training patch, so a model is trained on exactly what it will be given:
+
+- ``offset`` is subtracted (the camera's bias, configured or estimated live);
+- the frames are divided by a *frame scale*: the 99.5th percentile of the current frame's
+  4 x 4 block means (block means, so the scale follows the signal, not the noise), never
+  below ``max(3 read, gain)`` so a dark frame does not blow its noise up;
+- the noise map is the Poisson-Gaussian standard deviation of each pixel of the current
+  frame, ``sqrt(gain * max(x - offset, 0) + read**2)``, divided by the same scale.
+
+The scale is recomputed per frame: a model that sees images around [0, 1] with noise
+levels from about 0.01 to 1 serves a photon budget from 1 to 1000 photons per pixel
+and any camera gain alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..camera import CameraModel
+
+#: Side of the blocks whose means set the frame scale.
+SCALE_BLOCK = 4
+#: Percentile of the block means taken as the frame scale.
+SCALE_PERCENTILE = 99.5
+
+
+def frame_scale(centred: np.ndarray, gain: float, read_noise: float) -> float:
+    """The frame scale of an offset-subtracted frame (see the module doc).
+
+    Frames smaller than a block use their pixels. Cost at 256 x 256: one block-mean
+    pass and a partial sort of 4096 values, about 0.1 ms.
+    """
+    h, w = centred.shape
+    b = SCALE_BLOCK
+    hb, wb = h // b, w // b
+    if hb and wb:
+        blocks = centred[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3))
+    else:
+        blocks = centred
+    flat = blocks.ravel()
+    k = min(flat.size - 1, round(SCALE_PERCENTILE / 100 * (flat.size - 1)))
+    top = float(np.partition(flat, k)[k])
+    floor = max(3.0 * read_noise, gain, 1e-6)
+    return top if np.isfinite(top) and top > floor else floor
+
+
+def fill_noise_map(
+    centred: np.ndarray, gain: float, read_noise: float, scale: float, out: np.ndarray
+) -> None:
+    """``out = sqrt(gain * max(centred, 0) + read**2) / scale``, in place (no allocation)."""
+    np.maximum(centred, 0.0, out=out)
+    out *= np.float32(gain)
+    out += np.float32(read_noise * read_noise)
+    np.sqrt(out, out=out)
+    out *= np.float32(1.0 / scale)
+
+
+def model_input(
+    frames: np.ndarray, camera: CameraModel, noise_map: bool, out: np.ndarray | None = None
+) -> float:
+    """Fill ``out`` (C, H, W) with a model's input for ``frames`` (K, H, W), oldest first.
+
+    Channels: the K frames in model units, then the noise map of the current (last)
+    frame when ``noise_map``. Returns the scale (model units -> ADU above the offset).
+    The engine builds the same values in its tile buffers with the same operations.
+    """
+    k = frames.shape[0]
+    if out is None:
+        out = np.empty((k + int(noise_map), *frames.shape[1:]), np.float32)
+    offset = np.float32(camera.offset)
+    for i in range(k):
+        np.subtract(frames[i], offset, out=out[i], dtype=np.float32, casting="unsafe")
+    scale = frame_scale(out[k - 1], camera.gain, camera.read_noise)
+    if noise_map:
+        fill_noise_map(out[k - 1], camera.gain, camera.read_noise, scale, out[k])
+    out[:k] *= np.float32(1.0 / scale)
+    return scale

@@ -1,0 +1,108 @@
+"""What a model needs from a series beyond the current frame: its past and its camera.
+
+A temporal model takes the K - 1 previous frames of the same series, a noise-adaptive
+one the camera's offset, gain and read noise. :class:`SeriesContext` keeps both for one
+series: a ring of the last frames and the camera, configured or estimated live from the
+stream (:class:`stream.camera.CameraEstimator`). The service keeps one per open series;
+the evaluation uses the same class, so a model is scored exactly as it is served.
+
+The ring is causal: it holds frames already received, never waits for one. At a series
+start, and after a gap in the indices (the frames before it are no longer the ones just
+before), the missing previous frames are stood in for by the oldest frame there is
+(the engine repeats it), so the first frames are denoised at once, as a spatial model
+would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..camera import CameraEstimate, CameraEstimator, CameraModel
+from ._engine import Engine
+from ._pixels import count_non_finite
+
+#: Frames over which the live camera estimate is updated every frame; after that,
+#: every ``ESTIMATE_EVERY`` frames (the estimate costs ~1 ms per 512 x 512 frame).
+ESTIMATE_WARMUP = 32
+ESTIMATE_EVERY = 8
+
+
+class SeriesContext:
+    """The history and the camera of one series, for any engine denoising it.
+
+    Parameters
+    ----------
+    camera
+        The configured camera; None estimates it live from the frames.
+    """
+
+    def __init__(self, camera: CameraModel | None = None) -> None:
+        self.configured = camera
+        self._estimator = CameraEstimator() if camera is None else None
+        self._history: deque[np.ndarray] = deque()
+        self._last_index: int | None = None
+        self._seen = 0
+
+    @property
+    def camera(self) -> CameraModel | None:
+        """The camera in use: configured, or the latest estimate (None before a frame)."""
+        if self.configured is not None:
+            return self.configured
+        estimate = self.estimate
+        return estimate.camera if estimate is not None else None
+
+    @property
+    def estimate(self) -> CameraEstimate | None:
+        """The live estimate (None when the camera is configured, or before a frame)."""
+        return self._estimator.estimate if self._estimator is not None else None
+
+    @property
+    def history_bytes(self) -> int:
+        """Memory held by the ring of previous frames."""
+        return sum(frame.nbytes for frame in self._history)
+
+    def denoise(self, engine: Engine, frame: np.ndarray, index: int | None = None) -> np.ndarray:
+        """Denoise the series' next frame with ``engine`` and remember it.
+
+        ``index``: the frame's index in the series; a jump (or a step back) empties the
+        ring first. None: frames are taken as consecutive.
+        """
+        if index is not None and self._last_index is not None and index != self._last_index + 1:
+            self._history.clear()
+        self._last_index = index
+        camera = None
+        if engine.needs_camera:
+            camera = self._camera_for(frame)
+        keep = engine.metadata.frames - 1
+        while len(self._history) > keep:
+            self._history.popleft()
+        out = engine.denoise(frame, camera=camera, history=self._history)
+        if keep:
+            self._history.append(self._stored(frame))
+        return out
+
+    def _camera_for(self, frame: np.ndarray) -> CameraModel:
+        if self.configured is not None:
+            return self.configured
+        assert self._estimator is not None
+        self._seen += 1
+        due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
+        if due and not count_non_finite(frame):  # NaN/Inf would poison the statistics
+            self._estimator.update(frame)
+        estimate = self._estimator.estimate
+        if estimate is None:  # the first frames were all non-finite somewhere
+            self._estimator.update(np.nan_to_num(frame, nan=0.0, posinf=0.0, neginf=0.0))
+            estimate = self._estimator.estimate
+            assert estimate is not None
+        return estimate.camera
+
+    @staticmethod
+    def _stored(frame: np.ndarray) -> np.ndarray:
+        """A float32 copy whose non-finite pixels hold the mean of the finite ones."""
+        stored = np.array(frame, dtype=np.float32)
+        if count_non_finite(stored):
+            bad = ~np.isfinite(stored)
+            stored[bad] = stored[~bad].mean() if not bad.all() else 0.0
+        return stored
