@@ -159,7 +159,8 @@ class DnCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The denoised current frame, ``frame - predict_noise(x)``, ``[N, 1, H, W]``."""
-        current = x[:, self.spec.frames - 1 : self.spec.frames]
+        k = self.spec.frames
+        current = x if self.spec.in_channels == 1 else x[:, k - 1 : k]  # 1 channel: plain graph
         return current - self.predict_noise(x)
 
 

@@ -42,11 +42,13 @@ def _save(
     meta: dict[str, Any],
 ) -> Path:
     """Assemble, check and write a model; metadata carries a hash of the graph."""
+    channels = int(meta.get("frames", 1)) + int(bool(meta.get("noise_map", False)))
+    dims_in: list[str | int] = ["N", channels, "H", "W"]
     dims: list[str | int] = ["N", 1, "H", "W"]
     graph = helper.make_graph(
         nodes,
         architecture,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims_in)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)],
         initializer=initializers,
     )
@@ -151,6 +153,8 @@ def make_conv_stack(
     """``layers`` 3x3 convolutions (ReLU between) with seeded random weights.
 
     A stand-in for a small CNN: nonlinear, multi-channel, receptive field ``2 * layers + 1``.
+    ``meta`` may declare a noise-adaptive or temporal contract (``frames``, ``noise_map``,
+    ``normalization="adaptive"``): the first layer then reads that many input channels.
     """
     if layers < 1 or channels < 1:
         raise ValueError(f"layers and channels must be >= 1, got {layers} and {channels}")
@@ -159,7 +163,8 @@ def make_conv_stack(
     inits: list[onnx.TensorProto] = []
     current = "x"
     for i in range(layers):
-        c_in = 1 if i == 0 else channels
+        c_in = int(meta.get("frames", 1)) + int(bool(meta.get("noise_map", False)))
+        c_in = c_in if i == 0 else channels
         c_out = 1 if i == layers - 1 else channels
         weight = rng.normal(0.0, math.sqrt(2.0 / (9 * c_in)), size=(c_out, c_in, 3, 3))
         bias = rng.normal(0.0, 0.1, size=c_out)
@@ -176,7 +181,7 @@ def make_conv_stack(
         path,
         nodes,
         inits,
-        architecture=f"conv{2 * layers + 1}",
+        architecture=meta.pop("architecture", f"conv{2 * layers + 1}"),
         receptive_field=2 * layers + 1,
         metadata=metadata,
         meta=meta,

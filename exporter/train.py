@@ -154,7 +154,13 @@ def _validate(
         out[i : i + batch] = model(noisy[i : i + batch].to(device)).float().cpu().numpy()
     model.train()
     mse = float(np.mean((out.astype(np.float64) - clean) ** 2))
-    return psnr(out[:, 0], clean[:, 0]), mse
+    return mean_psnr(out, clean), mse
+
+
+def mean_psnr(out: np.ndarray, clean: np.ndarray) -> float:
+    """Mean over patches of each patch's PSNR (its own data range): every photon budget
+    in a mixed validation set counts alike, unlike one PSNR over all patches."""
+    return float(np.mean([psnr(o, c) for o, c in zip(out[:, 0], clean[:, 0], strict=True)]))
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
@@ -277,7 +283,7 @@ class _Run:
             self.val_noisy, val_clean = validation_set(cfg.data, cfg.val_size, val_seed)
         self.val_clean = val_clean.numpy()
         current = self.val_noisy.numpy()[:, self.spec.frames - 1]
-        self.hist.noisy_psnr = psnr(current, self.val_clean[:, 0])
+        self.hist.noisy_psnr = mean_psnr(current[:, None], self.val_clean)
 
     def _restore(self, path: Path) -> None:
         # CPU first: RNG states must stay CPU tensors; the loaders below move the rest.
@@ -322,9 +328,15 @@ class _Run:
         of noise levels and brightness."""
         with torch.no_grad():
             current = noisy[:, self.spec.frames - 1 : self.spec.frames]
-            input_loss = torch.nn.functional.mse_loss(current, clean)
+            per_patch_input = ((current - clean) ** 2).mean(dim=(1, 2, 3))
+            input_loss = per_patch_input.mean()
         self.opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(self.model(noisy), clean)
+        per_patch = ((self.model(noisy) - clean) ** 2).mean(dim=(1, 2, 3))
+        if self.cfg.loss == "relative":  # the input's own error as each patch's yardstick
+            loss = (per_patch / (per_patch_input + 1e-8)).mean()
+            input_loss = torch.ones(())
+        else:
+            loss = per_patch.mean()
         loss.backward()
         if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

@@ -46,3 +46,22 @@ def slow_model(model_dir: Path) -> Path:
     from exporter.simple_models import make_conv_stack
 
     return make_conv_stack(model_dir / "slow.onnx", layers=6, channels=32, seed=7)
+
+
+@pytest.fixture(scope="session")
+def conv_model_adaptive(model_dir: Path) -> Path:
+    """A noise-adaptive temporal stand-in: 2 frames + noise map in, adaptive normalisation,
+    two 3x3 conv layers (receptive field 5), alignment 2 (tiles on the even grid)."""
+    from exporter.simple_models import make_conv_stack
+
+    return make_conv_stack(
+        model_dir / "adaptive.onnx",
+        layers=2,
+        channels=8,
+        seed=42,
+        architecture="adaptive",
+        frames=2,
+        noise_map=True,
+        normalization="adaptive",
+        alignment=2,
+    )

@@ -7,7 +7,7 @@ The evaluation (scipy, matplotlib, bm3d) is imported only inside the command bod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,80 +17,68 @@ from stream.cli import console, fail, parse_shape
 from ._hints import EXTRA_HINT
 
 
-def _parse_levels(text: str) -> list[float]:
+def _parse_numbers(text: str, what: str) -> list[float]:
     try:
-        levels = [float(v) for v in text.replace(" ", "").split(",") if v]
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise typer.BadParameter(
-            f"expected comma-separated numbers such as 0.5,1,2, got {text!r}"
+            f"expected comma-separated numbers such as 1,3,10, got {text!r}"
         ) from None
-    if not levels or any(not lv > 0 for lv in levels):
-        raise typer.BadParameter(f"expected one or more positive noise levels, got {text!r}")
-    return levels
+    if not values or any(not v > 0 for v in values):
+        raise typer.BadParameter(f"expected one or more positive {what}, got {text!r}")
+    return values
 
 
-def _load_data_config(path: Path) -> Any:
-    """An ``exporter.data.DataConfig`` from JSON or TOML (a training config's ``data``
-    table works too)."""
-    from exporter.data import DataConfig
-    from stream import load_settings
-
-    return load_settings(DataConfig, path, section="data", path_fields=("noise.recorded",))
+def evaluate(
+    models: Annotated[
+        list[Path], typer.Argument(help="ONNX models to evaluate.", exists=True, dir_okay=False)
+    ],
+    photons: Annotated[
+        str, typer.Option(help="Photon budgets: resting signal of the cells, photons per pixel.")
+    ] = "1,3,10,30,100",
+    generators: Annotated[
+        str, typer.Option(help="Test-movie generators: independent (held out), phantom.")
+    ] = "independent,phantom",
+    out: Annotated[
+        Path, typer.Option(help="Output folder: report.md, figures, metrics.json.")
+    ] = Path("evaluation"),
+    frames: Annotated[int, typer.Option(min=4, help="Test movie length per budget.")] = 48,
+    shape: Annotated[str, typer.Option(help="Frame size HEIGHTxWIDTH.")] = "128x128",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the test movies (+1: validation).")] = 0,
+    bm3d_frames: Annotated[
+        int, typer.Option(min=0, help="Frames per budget BM3D runs on (slow; 0: skip).")
+    ] = 2,
+    provider: Annotated[
+        str, typer.Option(help="ONNX Runtime provider for the models: cpu, cuda, auto.")
+    ] = "cpu",
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNGs.")] = False,
+) -> None:
+    """Score models against tuned classical baselines over photon budgets and generators."""
+    budgets = tuple(_parse_numbers(photons, "photon budgets"))
+    names = tuple(g.strip() for g in generators.split(",") if g.strip())
+    size = parse_shape(shape, minimum=16)
+    try:
+        from exporter.evaluation import evaluate as run_evaluation
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        result = run_evaluation(
+            list(models),
+            out,
+            photons=budgets,
+            generators=names,
+            frames=frames,
+            shape=size,
+            seed=seed,
+            bm3d_frames=bm3d_frames,
+            provider=provider,
+            figures=not no_figures,
+        )
+    except (DeepDenoiseError, ValueError, OSError) as exc:
+        raise fail(exc) from exc
+    console.print(f"wrote {result.report} and {result.metrics}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``evaluate`` command to ``app``."""
-
-    @app.command()
-    def evaluate(
-        models: Annotated[
-            list[Path], typer.Argument(help="ONNX models to evaluate.", exists=True, dir_okay=False)
-        ],
-        noise: Annotated[
-            str, typer.Option(help="Test noise levels, comma-separated (1 = reference).")
-        ] = "0.5,1,2",
-        out: Annotated[
-            Path, typer.Option(help="Output folder: report.md, figures, metrics.json.")
-        ] = Path("evaluation"),
-        frames: Annotated[int, typer.Option(min=2, help="Test movie length per level.")] = 200,
-        shape: Annotated[str, typer.Option(help="Frame size HEIGHTxWIDTH.")] = "256x256",
-        seed: Annotated[int, typer.Option(min=0, help="Seed of the test movie.")] = 0,
-        validation_frames: Annotated[
-            int, typer.Option(min=2, help="Validation movie length (baseline tuning).")
-        ] = 64,
-        bm3d_frames: Annotated[
-            int, typer.Option(min=0, help="Frames per level BM3D runs on (slow; 0: skip).")
-        ] = 8,
-        provider: Annotated[
-            str, typer.Option(help="ONNX Runtime provider for the models: cpu, cuda, auto.")
-        ] = "cpu",
-        data: Annotated[
-            Path | None,
-            typer.Option(help="DataConfig as JSON or TOML (phantom, camera noise).", exists=True),
-        ] = None,
-        no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNGs.")] = False,
-    ) -> None:
-        """Score models against tuned classical baselines at several noise levels."""
-        levels = _parse_levels(noise)
-        size = parse_shape(shape, minimum=8)
-        try:
-            from exporter.evaluation import evaluate as run_evaluation
-
-            result = run_evaluation(
-                list(models),
-                levels,
-                out,
-                frames=frames,
-                shape=size,
-                seed=seed,
-                data=_load_data_config(data) if data is not None else None,
-                validation_frames=validation_frames,
-                bm3d_frames=bm3d_frames,
-                provider=provider,
-                figures=not no_figures,
-            )
-        except ImportError as exc:
-            raise fail(f"{EXTRA_HINT} ({exc})") from exc
-        except (DeepDenoiseError, ValueError, OSError) as exc:
-            raise fail(exc) from exc
-        console.print(f"wrote {result.report} and {result.metrics}", highlight=False)
+    app.command()(evaluate)

@@ -23,16 +23,23 @@ from ._metrics import (
     ssim,
     trace_correlation,
 )
-from ._results import EvaluationResult, LevelResult, MethodScore, ModelInfo
+from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
 
 if TYPE_CHECKING:
     from ._evaluate import evaluate, metrics_dict
+    from ._independent import EvalMovie, make_movie
 
-_LAZY = {"evaluate": "._evaluate", "metrics_dict": "._evaluate"}
+_LAZY = {
+    "evaluate": "._evaluate",
+    "metrics_dict": "._evaluate",
+    "EvalMovie": "._independent",
+    "make_movie": "._independent",
+}
 
 __all__ = [
+    "BudgetResult",
+    "EvalMovie",
     "EvaluationResult",
-    "LevelResult",
     "MethodScore",
     "ModelInfo",
     "MovieScorer",
@@ -40,6 +47,7 @@ __all__ = [
     "data_range_of",
     "evaluate",
     "extract_traces",
+    "make_movie",
     "metrics_dict",
     "mse",
     "onset_errors",

@@ -1,18 +1,25 @@
-"""Score ONNX denoisers against classical baselines on movies with a known ground truth.
+"""Score models against classical baselines over photon budgets and generators.
 
-For each noise level the evaluation draws a *test* movie and a *validation* movie (a
-different seed) from the phantom, tunes the baselines on the validation movie only, then
-runs every method on the test movie and scores it: PSNR, SSIM, the correlation of
-extracted cell traces with the ground truth's, transient-onset timing, and runtime.
+For each generator and photon budget (the resting signal of the cells, photons per
+pixel) a test movie and a separate validation movie are drawn. Methods:
 
-Models run through the real streaming :class:`stream.engine.Engine` (tiling,
-normalisation and all), so the numbers describe what the service would publish. The test
-movie has the same cells, spikes and noise seed at every level (only the noise level
-differs) and every model runs at every level, so two models trained at different noise
-levels can be compared on lower and higher noise than they saw.
+- ``noisy``: the input;
+- ``gaussian``: spatial Gaussian whose sigma is tuned on the *test* movie's ground truth
+  (an oracle, the bar the targets use) and ``gaussian-val``: tuned on the validation
+  movie, what a user could actually do;
+- ``temporal-mean``: causal running mean over K frames, K tuned on the truth;
+- ``spatiotemporal``: causal spatial Gaussian + exponential running mean, both tuned on
+  the truth;
+- ``wiener``: spatial Wiener filter, window tuned on the truth;
+- ``bm3d-vst``: BM3D after a generalised Anscombe transform with the *true* camera, on a
+  subset of frames (slow), scored on those frames;
+- each model, run exactly as the service runs it: frames in order through the real
+  :class:`stream.engine.Engine` with a :class:`stream.engine.SeriesContext` that knows
+  no camera and estimates it live from the stream.
 
-The results go to ``out_dir``: ``report.md`` (see :mod:`exporter.evaluation._report`), its figures,
-and ``metrics.json``.
+Generators: ``independent`` (:mod:`._independent`, written apart from and never used
+for training: the held-out data the targets are judged on) and ``phantom`` (the
+project's own calcium phantom, ``stream.sim``, for contrast).
 """
 
 from __future__ import annotations
@@ -22,79 +29,84 @@ import logging
 import math
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stream.engine import Engine
+from stream.engine import Engine, SeriesContext
+from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
-from ..data import DataConfig, TestMovie, make_test_movie, normalization
 from . import _baselines as bl
-from ._metrics import MovieScorer, OnsetDetector
-from ._results import EvaluationResult, LevelResult, MethodScore, ModelInfo
+from ._independent import EvalMovie, make_movie
+from ._metrics import MovieScorer
+from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
 
 log = logging.getLogger(__name__)
 
-BASELINE_NAMES = ("noisy", "gaussian", "boxcar", "wiener", "bm3d")
-#: Offset between the test seed and the validation seed when none is given.
-VALIDATION_SEED_OFFSET = 1_000_003
+GENERATORS = ("independent", "phantom")
+PHOTONS = (1.0, 3.0, 10.0, 30.0, 100.0)
+GAUSSIAN_GRID = tuple((s,) for s in (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0))
+TEMPORAL_GRID = tuple((float(k),) for k in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16))
+SPATIOTEMPORAL_GRID = tuple(
+    (s, w) for s in (0.0, 0.6, 1.0, 1.5, 2.0, 3.0) for w in (1.0, 0.6, 0.4, 0.25, 0.15, 0.08)
+)
+WIENER_GRID = tuple((float(w),) for w in (3, 5, 7, 9))
 
 
-def _timed(fn: Any, *args: Any) -> tuple[np.ndarray, float]:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, (time.perf_counter() - t0) * 1000.0
+def phantom_movie(
+    photons: float, *, shape: tuple[int, int], frames: int, seed: int, fps: float = 20.0
+) -> EvalMovie:
+    """The project's own phantom with cells resting at ``photons``, gain 1, read 3 e-."""
+    camera = NoiseModel(gain=1.0, offset=100.0, read_noise=3.0)
+    config = PhantomConfig(
+        shape=shape,
+        fps=fps,
+        brightness=photons,
+        neuropil=0.2 * photons,
+        background=0.1 * photons,
+        seed=seed,
+        noise=camera,
+    )
+    phantom = CalciumPhantom(config, frames)
+    noisy = np.stack([phantom.noisy(t, frame_rng(seed, t), "uint16") for t in range(frames)])
+    clean = np.stack([phantom.expected_camera(t) for t in range(frames)]).astype(np.float32)
+    footprints = np.zeros((phantom.n_cells, *shape), bool)
+    for k, fp in enumerate(phantom.footprints):
+        footprints[k][fp.slices] = fp.patch >= 0.5
+    return EvalMovie(
+        noisy=noisy,
+        clean=clean,
+        footprints=footprints,
+        traces=phantom.traces.copy(),
+        spikes=[np.flatnonzero(row) for row in phantom.spikes],
+        fps=fps,
+        photons=photons,
+        gain=1.0,
+        offset=100.0,
+        read_noise=3.0,
+        generator="phantom",
+    )
+
+
+def movie(
+    generator: str, photons: float, shape: tuple[int, int], frames: int, seed: int
+) -> EvalMovie:
+    if generator == "independent":
+        return make_movie(photons, shape=shape, frames=frames, seed=seed)
+    if generator == "phantom":
+        return phantom_movie(photons, shape=shape, frames=frames, seed=seed)
+    raise ValueError(f"expected a generator in {GENERATORS}, got {generator!r}")
 
 
 def _model_names(models: list[Path]) -> list[str]:
     names: list[str] = []
     for path in models:
         name, k = path.stem, 2
-        while name in names or name in BASELINE_NAMES or name == "clean":
+        while name in names:
             name, k = f"{path.stem}-{k}", k + 1
         names.append(name)
     return names
-
-
-def _example_frame(movie: TestMovie) -> int:
-    """The frame with the most transient activity (the most informative to look at)."""
-    if len(movie.traces) == 0:
-        return len(movie.clean) // 2
-    return int(np.argmax(np.asarray(movie.traces, np.float64).sum(axis=0)))
-
-
-def _zoom_box(movie: TestMovie, t: int) -> tuple[slice, slice]:
-    """A square around the most active cell at frame ``t`` (a quarter of the frame)."""
-    h, w = movie.clean.shape[1:]
-    side = min(h, w, max(16, min(h, w) // 4))
-    cy, cx = h // 2, w // 2
-    if len(movie.footprints):
-        k = int(np.argmax(np.asarray(movie.traces)[:, t])) if len(movie.traces) else 0
-        ys, xs = np.nonzero(movie.footprints[k])
-        if len(ys):
-            cy, cx = int(ys.mean()), int(xs.mean())
-    y0 = min(max(0, cy - side // 2), h - side)
-    x0 = min(max(0, cx - side // 2), w - side)
-    return slice(y0, y0 + side), slice(x0, x0 + side)
-
-
-def _trace_cell(movie: TestMovie, detector: OnsetDetector) -> int | None:
-    """The cell with the most scoreable (isolated) spikes, for the trace figure."""
-    if len(movie.spikes) == 0:
-        return None
-    n = len(movie.clean)
-    counts = [(len(detector.isolated(s, n)), len(s)) for s in movie.spikes]
-    return int(max(range(len(counts)), key=lambda k: counts[k]))
-
-
-def _bm3d_frames(n_frames: int, n: int, must: int) -> np.ndarray:
-    """``n`` evenly spread frame indices that include ``must`` (the example frame)."""
-    n = max(1, min(n, n_frames))
-    idx = np.round(np.linspace(0, n_frames - 1, n)).astype(np.int64)
-    idx[np.argmin(np.abs(idx - must))] = must
-    return np.unique(idx)
 
 
 def _load_models(models: list[Path], provider: str) -> list[tuple[ModelInfo, Engine]]:
@@ -108,271 +120,182 @@ def _load_models(models: list[Path], provider: str) -> list[tuple[ModelInfo, Eng
             architecture=meta.architecture,
             model_id=engine.model_id,
             receptive_field=meta.receptive_field,
-            training_noise=dict(meta.training_noise),
-            input_offset=meta.input_offset,
-            input_scale=meta.input_scale,
+            frames=meta.frames,
+            noise_map=meta.noise_map,
+            normalization=meta.normalization,
             has_metadata=meta.from_model,
         )
         loaded.append((info, engine))
     return loaded
 
 
-def _run_model(engine: Engine, noisy: np.ndarray) -> tuple[np.ndarray, float]:
-    """Denoise every frame through the engine; ms per frame after one untimed warm-up."""
-    engine.denoise(noisy[0])  # first call plans memory: not what a live frame costs
+def run_model(engine: Engine, noisy: np.ndarray) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """The movie through the model as the service serves it (live camera estimate)."""
+    context = SeriesContext()
     out = np.empty(noisy.shape, np.float32)
     t0 = time.perf_counter()
     for t, frame in enumerate(noisy):
-        out[t] = engine.denoise(frame)
-    return out, (time.perf_counter() - t0) * 1000.0 / len(noisy)
+        out[t] = context.denoise(engine, frame, t)
+    ms = (time.perf_counter() - t0) * 1000.0 / len(noisy)
+    estimate = context.estimate
+    return out, ms, estimate.as_dict() if estimate is not None else {}
 
 
-def _evaluate_level(
-    level: float,
-    cfg: DataConfig,
-    loaded: list[tuple[ModelInfo, Engine]],
-    *,
-    frames: int,
-    shape: tuple[int, int],
-    seed: int,
-    validation_frames: int,
-    validation_seed: int,
+def _timed(fn: Any, *args: Any) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, (time.perf_counter() - t0) * 1000.0 / max(1, len(args[0]))
+
+
+def evaluate_movie(
+    test: EvalMovie,
+    validation: EvalMovie,
+    models: list[tuple[ModelInfo, Engine]],
     bm3d_frames: int,
-) -> LevelResult:
-    log.info(
-        "level %g: drawing test (%d frames) and validation (%d frames) movies",
-        level,
-        frames,
-        validation_frames,
-    )
-    test = make_test_movie(cfg, level, frames, shape, seed)
-    val = make_test_movie(cfg, level, validation_frames, shape, validation_seed)
-    error = bl.bm3d_import_error() if bm3d_frames > 0 else "disabled (bm3d_frames = 0)"
-    norm = normalization(cfg) if error is None else None
-    tuned = bl.tune_baselines(val.noisy, val.clean, norm, bm3d_frames=min(2, bm3d_frames))
-    del val
+) -> BudgetResult:
+    """Every method on one test movie (baselines tuned as the module doc says)."""
     scorer = MovieScorer(test.clean, test.footprints, test.spikes, test.fps)
-    t_ex = _example_frame(test)
+    noisy = test.noisy.astype(np.float32)
     scores: dict[str, MethodScore] = {}
-    example: dict[str, np.ndarray] = {"clean": test.clean[t_ex].copy()}
-    traces: dict[str, np.ndarray] = {"clean": scorer.reference}
-    n = len(test.noisy)
+    outputs: dict[str, np.ndarray] = {}
 
     def record(name: str, kind: str, out: np.ndarray, ms: float, **params: Any) -> None:
-        score, tr = scorer.score(name, kind, out, ms, params=params)
-        scores[name] = score
-        example[name] = out[t_ex].copy()
-        if tr is not None:
-            traces[name] = tr
+        scores[name], _ = scorer.score(name, kind, out, ms, params=params)
+        outputs[name] = out
 
-    record("noisy", "input", test.noisy, 0.0)
-    out, ms = _timed(bl.gaussian_smooth, test.noisy, tuned.gaussian.value)
-    record("gaussian", "baseline", out, ms / n, sigma_px=tuned.gaussian.value)
-    out, ms = _timed(bl.boxcar_causal, test.noisy, int(tuned.boxcar.value))
-    record("boxcar", "baseline", out, ms / n, window_frames=int(tuned.boxcar.value), causal=True)
-    var = tuned.noise_std_adu**2
-    out, ms = _timed(bl.wiener_filter, test.noisy, int(tuned.wiener.value), var)
-    record("wiener", "baseline", out, ms / n, window_px=int(tuned.wiener.value), noise_var=var)
-    del out
-
-    bm3d_info: dict[str, Any] = {"available": False, "frames": [], "note": f"BM3D skipped: {error}"}
-    if norm is not None and tuned.bm3d is not None:
-        idx = _bm3d_frames(n, bm3d_frames, t_ex)
-        sigma_adu = tuned.noise_std_adu * tuned.bm3d.value
-        sub, ms = _timed(bl.bm3d_denoise, test.noisy[idx], sigma_adu, *norm)
-        sigma_psd = sigma_adu / norm[1]
-        params = {"sigma_psd": sigma_psd, "sigma_factor": tuned.bm3d.value, "frames": idx.tolist()}
-        scores["bm3d"] = scorer.score("bm3d", "baseline", sub, ms / len(idx), idx, params)[0]
-        example["bm3d"] = sub[int(np.flatnonzero(idx == t_ex)[0])]
-        noisy_sub = scorer.score("noisy@bm3d", "input", test.noisy[idx], 0.0, frames=idx)[0]
-        bm3d_info = {
-            "available": True,
-            "frames": idx.tolist(),
-            "sigma_psd": sigma_psd,
-            "normalization": {"offset": norm[0], "scale": norm[1]},
-            "noisy_psnr_on_subset": noisy_sub.psnr,
-            "noisy_ssim_on_subset": noisy_sub.ssim,
-            "note": f"BM3D ran on {len(idx)} of {n} test frames (about 1 s per frame on CPU; "
-            "its sigma factor was tuned on validation frames); its PSNR/SSIM are over those "
-            "frames only and it has no trace metrics.",
-        }
-    else:
-        log.warning("%s", bm3d_info["note"])
-
-    for info, engine in loaded:
-        out, ms = _run_model(engine, test.noisy)
-        record(info.name, "model", out, ms, model_id=info.model_id)
-        del out
-
-    return LevelResult(
-        level=float(level),
-        noise_std_adu=math.sqrt(float(np.mean((test.noisy - test.clean) ** 2, dtype=np.float64))),
-        data_range=scorer.range,
-        baselines=tuned,
-        bm3d=bm3d_info,
-        scores=scores,
-        fps=float(test.fps),
-        example_frame=t_ex,
-        example=example,
-        zoom=_zoom_box(test, t_ex),
-        trace_cell=_trace_cell(test, scorer.detector),
-        traces=traces,
-        spikes=[np.asarray(s) for s in test.spikes],
+    record("noisy", "input", noisy, 0.0)
+    (sigma,), out = bl.best_on_truth(bl.gaussian_smooth, GAUSSIAN_GRID, noisy, test.clean)
+    record("gaussian", "baseline", out, 0.0, sigma_px=sigma, tuned="truth")
+    (val_sigma,), _ = bl.best_on_truth(
+        bl.gaussian_smooth, GAUSSIAN_GRID, validation.noisy.astype(np.float32), validation.clean
     )
+    record(
+        "gaussian-val", "baseline", bl.gaussian_smooth(noisy, val_sigma), 0.0,
+        sigma_px=val_sigma, tuned="validation",
+    )  # fmt: skip
+    (window,), out = bl.best_on_truth(
+        lambda m, k: bl.boxcar_causal(m, int(k)), TEMPORAL_GRID, noisy, test.clean
+    )
+    record("temporal-mean", "baseline", out, 0.0, window_frames=int(window), causal=True)
+    (s, w), out = bl.best_on_truth(bl.spatiotemporal, SPATIOTEMPORAL_GRID, noisy, test.clean)
+    record("spatiotemporal", "baseline", out, 0.0, sigma_px=s, weight=w, causal=True)
+    noise_var = float(np.mean((noisy - test.clean) ** 2))
+    (win,), out = bl.best_on_truth(
+        lambda m, k: bl.wiener_filter(m, int(k), noise_var), WIENER_GRID, noisy, test.clean
+    )
+    record("wiener", "baseline", out, 0.0, window_px=int(win))
+    cameras: dict[str, dict[str, Any]] = {}
+    for info, engine in models:
+        out, ms, camera = run_model(engine, test.noisy)
+        record(info.name, "model", out, ms, camera=camera)
+        cameras[info.name] = camera
+    if bm3d_frames and bl.bm3d_import_error() is None:
+        idx = np.unique(np.linspace(0, len(noisy) - 1, bm3d_frames + 2)[1:-1].round())
+        idx = idx.astype(np.int64)
+        out, ms = _timed(bl.bm3d_vst, noisy[idx], test.gain, test.offset, test.read_noise)
+        scores["bm3d-vst"], _ = scorer.score(
+            "bm3d-vst", "baseline", out, ms, frames=idx, params={"frames": idx.tolist()}
+        )
+        outputs["bm3d-vst"] = np.full_like(noisy, np.nan)
+        outputs["bm3d-vst"][idx] = out
+        for name in list(scores):  # the same frames, for a like-for-like comparison
+            if name != "bm3d-vst":
+                sub, _ = scorer.score(name, scores[name].kind, outputs[name][idx], 0.0, frames=idx)
+                scores[f"{name}@bm3d-frames"] = sub
+    example = int(np.argmax([c.sum() for c in test.clean]))  # the brightest frame
+    shown = {name: out[example] for name, out in outputs.items()} | {"clean": test.clean[example]}
+    return BudgetResult(
+        generator=test.generator,
+        photons=test.photons,
+        read_noise=test.read_noise,
+        scores=scores,
+        cameras=cameras,
+        example=shown,
+        example_frame=example,
+    )
+
+
+def evaluate(
+    models: list[Path],
+    out_dir: Path,
+    *,
+    photons: tuple[float, ...] = PHOTONS,
+    generators: tuple[str, ...] = GENERATORS,
+    frames: int = 48,
+    shape: tuple[int, int] = (128, 128),
+    seed: int = 0,
+    bm3d_frames: int = 2,
+    provider: str = "cpu",
+    figures: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``models`` on every generator x photon budget; write report and metrics.
+
+    Test and validation movies use seeds ``seed`` and ``seed + 1``; every model sees
+    the same movies.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded = _load_models(list(models), provider)
+    settings = {
+        "photons": list(photons),
+        "generators": list(generators),
+        "frames": frames,
+        "shape": list(shape),
+        "seed": seed,
+        "bm3d_frames": bm3d_frames,
+        "provider": provider,
+        "machine": platform.platform(),
+        "camera": "none configured: every model estimates it live, as the service does",
+    }
+    result = EvaluationResult(out_dir, settings, [info for info, _ in loaded], [])
+    try:
+        for generator in generators:
+            for budget in photons:
+                log.info("%s at %g photons per pixel", generator, budget)
+                test = movie(generator, budget, shape, frames, seed)
+                validation = movie(generator, budget, shape, frames, seed + 1)
+                result.results.append(evaluate_movie(test, validation, loaded, bm3d_frames))
+    finally:
+        for _, engine in loaded:
+            engine.close()
+    result.metrics = out_dir / "metrics.json"
+    result.metrics.write_text(json.dumps(metrics_dict(result), indent=1, default=_json))
+    from ._report import write_report  # matplotlib is imported there, only when reporting
+
+    result.report = write_report(result, figures=figures)
+    return result
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null, numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
 def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
-    """The machine-readable form of ``result`` (what ``metrics.json`` holds)."""
-    levels = []
-    for lv in result.levels:
-        levels.append(
+    """Everything measured, JSON-ready (NaN/inf as null)."""
+    return {
+        "settings": result.settings,
+        "models": [info.__dict__ for info in result.models],
+        "results": [
             {
-                "level": lv.level,
-                "noise_std_adu": lv.noise_std_adu,
-                "data_range_adu": lv.data_range,
-                "fps": lv.fps,
-                "baselines_tuned_on_validation": lv.baselines.to_dict(),
-                "bm3d": lv.bm3d,
-                "methods": {name: asdict(s) for name, s in lv.scores.items()},
+                "generator": r.generator,
+                "photons": r.photons,
+                "read_noise": r.read_noise,
+                "cameras": r.cameras,
+                "scores": {
+                    name: {k: _finite(v) for k, v in score.__dict__.items()}
+                    for name, score in r.scores.items()
+                },
             }
-        )
-    trade_off: dict[str, dict[str, Any]] = {}
-    for info in result.models:
-        trade_off[info.name] = {}
-        for lv in result.levels:
-            s, noisy = lv.scores[info.name], lv.scores["noisy"]
-            trade_off[info.name][f"{lv.level:g}"] = {
-                "psnr": s.psnr,
-                "psnr_gain_db": s.psnr - noisy.psnr,
-                "ssim": s.ssim,
-                "trace_r": s.trace_r,
-                "onset_mae_ms": s.onset_mae_ms,
-            }
-    return _finite(
-        {
-            "settings": result.settings,
-            "models": [asdict(m) for m in result.models],
-            "levels": levels,
-            "model_by_level": trade_off,
-        }
-    )
-
-
-def evaluate(
-    models: list[Path],
-    levels: list[float],
-    out_dir: Path,
-    *,
-    frames: int = 200,
-    shape: tuple[int, int] = (256, 256),
-    seed: int = 0,
-    data: DataConfig | None = None,
-    validation_frames: int = 64,
-    validation_seed: int | None = None,
-    bm3d_frames: int = 8,
-    provider: str = "cpu",
-    figures: bool = True,
-) -> EvaluationResult:
-    """Evaluate ``models`` at each noise ``level``; write report, figures and metrics.
-
-    Parameters
-    ----------
-    models
-        ONNX models (the model contract); each runs through the streaming engine.
-    levels
-        Noise levels (multipliers of the reference relative noise; 1 = reference).
-    out_dir
-        Created if needed; receives ``report.md``, ``*.png`` and ``metrics.json``.
-    frames, shape, seed
-        The test movie at every level (same phantom seed, so the same cells and spikes).
-    data
-        Phantom and noise description (default: ``DataConfig()``, the reference).
-    validation_frames, validation_seed
-        The movie the baselines are tuned on (default seed: ``seed + 1000003``).
-    bm3d_frames
-        Frames per level BM3D runs on (0 disables it); it is slow.
-    provider
-        ONNX Runtime provider for the models (``cpu`` keeps runtimes comparable with
-        the CPU baselines).
-    figures
-        Draw the PNG figures (matplotlib); the report refers to them.
-    """
-    if not levels:
-        raise ValueError("expected at least one noise level")
-    if any(not (lv > 0 and math.isfinite(lv)) for lv in levels):
-        raise ValueError(f"expected positive noise levels, got {levels}")
-    if frames < 2 or validation_frames < 2:
-        raise ValueError(
-            f"expected >= 2 test and validation frames, got {frames}, {validation_frames}"
-        )
-    cfg = data if data is not None else DataConfig()
-    vseed = seed + VALIDATION_SEED_OFFSET if validation_seed is None else validation_seed
-    if vseed == seed:
-        raise ValueError("the validation seed must differ from the test seed")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    import onnxruntime
-    import scipy
-
-    settings: dict[str, Any] = {
-        "frames": frames,
-        "shape": list(shape),
-        "seed": seed,
-        "validation_frames": validation_frames,
-        "validation_seed": vseed,
-        "levels": [float(lv) for lv in levels],
-        "bm3d_frames": bm3d_frames,
-        "provider": provider,
-        "data": cfg.model_dump(mode="json"),
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
-        "machine": f"{platform.machine()} {platform.system()} {platform.processor()}".strip(),
+            for r in result.results
+        ],
     }
-    loaded = _load_models([Path(m) for m in models], provider)
-    settings["provider_active"] = sorted({engine.provider for _, engine in loaded})
-    result = EvaluationResult(out_dir, settings, [info for info, _ in loaded], [])
-    try:
-        for level in levels:
-            result.levels.append(
-                _evaluate_level(
-                    float(level),
-                    cfg,
-                    loaded,
-                    frames=frames,
-                    shape=shape,
-                    seed=seed,
-                    validation_frames=validation_frames,
-                    validation_seed=vseed,
-                    bm3d_frames=bm3d_frames,
-                )
-            )
-    finally:
-        for _, engine in loaded:
-            engine.close()
-
-    from ._report import write_report  # matplotlib is imported there, only when reporting
-
-    result.metrics = out_dir / "metrics.json"
-    result.metrics.write_text(
-        json.dumps(metrics_dict(result), indent=2, allow_nan=False) + "\n", encoding="utf-8"
-    )
-    write_report(result, figures=figures)
-    return result

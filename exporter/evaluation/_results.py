@@ -1,4 +1,4 @@
-"""What an evaluation produces: scores per method and level, and the run's outcome.
+"""What an evaluation produces: scores per method, photon budget and generator.
 
 A leaf module: the evaluation fills these, the report reads them, neither imports the
 other.
@@ -6,20 +6,16 @@ other.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from ._baselines import BaselineParams
 
 
 @dataclass(frozen=True)
 class MethodScore:
-    """One method at one noise level. NaN where a metric does not apply."""
+    """One method on one test movie. NaN where a metric does not apply."""
 
     method: str
     kind: str  # "input", "baseline" or "model"
@@ -45,29 +41,26 @@ class ModelInfo:
     architecture: str
     model_id: str
     receptive_field: int
-    training_noise: dict[str, Any]
-    input_offset: float
-    input_scale: float
+    frames: int
+    noise_map: bool
+    normalization: str
     has_metadata: bool
 
 
 @dataclass
-class LevelResult:
-    """Everything measured at one noise level, plus what the figures need."""
+class BudgetResult:
+    """Every method on one test movie: one generator at one photon budget."""
 
-    level: float
-    noise_std_adu: float  # rms of (noisy - clean) on the test movie
-    data_range: float
-    baselines: BaselineParams
-    bm3d: dict[str, Any]
+    generator: str
+    photons: float
+    read_noise: float
     scores: dict[str, MethodScore]
-    fps: float
+    cameras: dict[str, dict[str, Any]]  # model -> the live camera estimate at the end
+    example: dict[str, np.ndarray]  # method -> one frame; "clean" is the truth
     example_frame: int
-    example: dict[str, np.ndarray]  # method -> frame; "clean" is the ground truth
-    zoom: tuple[slice, slice]
-    trace_cell: int | None
-    traces: dict[str, np.ndarray]  # method -> (n_cells, T); "clean" is the reference
-    spikes: list[np.ndarray]
+
+    def gain_over(self, method: str, baseline: str) -> float:
+        return self.scores[method].psnr - self.scores[baseline].psnr
 
 
 @dataclass
@@ -77,17 +70,21 @@ class EvaluationResult:
     out_dir: Path
     settings: dict[str, Any]
     models: list[ModelInfo]
-    levels: list[LevelResult]
+    results: list[BudgetResult]
     report: Path | None = None
     metrics: Path | None = None
     figures: list[Path] = field(default_factory=list)
 
-    def score(self, level: float, method: str) -> MethodScore:
-        for lv in self.levels:
-            if math.isclose(lv.level, level):
-                return lv.scores[method]
-        raise KeyError(f"no results at level {level}; have {[lv.level for lv in self.levels]}")
+    def result(self, generator: str, photons: float) -> BudgetResult:
+        for r in self.results:
+            if r.generator == generator and np.isclose(r.photons, photons):
+                return r
+        raise KeyError(f"no result for {generator} at {photons} photons")
+
+    @property
+    def generators(self) -> list[str]:
+        return list(dict.fromkeys(r.generator for r in self.results))
 
     @property
     def methods(self) -> list[str]:
-        return list(self.levels[0].scores) if self.levels else []
+        return list(self.results[0].scores) if self.results else []

@@ -175,7 +175,10 @@ def test_config_from_toml_with_overrides(tmp_path: Path):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"preset": "huge"}, "expected a preset among ['dncnn20', 'lite'], got 'huge'"),
+        (
+            {"preset": "huge"},
+            "expected a preset among ['dncnn20', 'lite', 'na-large', 'na-lite', 'na-temporal'], got 'huge'",
+        ),
         ({"steps": 0}, "steps: Input should be greater than or equal to 1 (got 0)"),
         ({"warmup": 1.5}, "warmup: Input should be less than 1 (got 1.5)"),
         ({"noise_level": -1.0}, "expected level > 0"),
