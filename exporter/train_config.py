@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     preset: str = Field("lite", description="model preset, a key of exporter.model.PRESETS")
     depth: int | None = Field(None, ge=2, le=128, description="override the preset's depth")
     width: int | None = Field(None, ge=1, le=1024, description="override the preset's width")
+    frames: int | None = Field(None, ge=1, le=16, description="override the preset's frames")
     data_source: Literal["phantom", "synth"] = Field(
         "phantom",
         description="phantom: the calcium phantom at a fixed normalisation (data); synth: "
@@ -105,6 +106,7 @@ class TrainConfig(BaseModel):
             base,
             depth=base.depth if self.depth is None else self.depth,
             width=base.width if self.width is None else self.width,
+            frames=base.frames if self.frames is None else self.frames,
         )
 
     @property

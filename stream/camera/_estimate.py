@@ -208,7 +208,7 @@ class CameraEstimator:
         if not math.isfinite(slope) or slope <= 0:
             # No usable mean-variance slope (a flat field, or read noise only): the noise
             # is then the same everywhere, all of it read noise.
-            gain, offset, read2 = 1e-3, dark, max(intercept, 1e-6)
+            gain, offset, read2 = 1e-3, dark, max(float(np.median(power)), 1e-6)
         else:
             gain = slope
             # The darkest block means sit below the darkest signal by their own noise

@@ -76,11 +76,13 @@ class SeriesContext:
         if engine.needs_camera:
             camera = self._camera_for(frame)
         keep = engine.metadata.frames - 1
-        while len(self._history) > keep:
+        while len(self._history) > keep:  # a model switch may have shortened the window
             self._history.popleft()
         out = engine.denoise(frame, camera=camera, history=self._history)
         if keep:
             self._history.append(self._stored(frame))
+            if len(self._history) > keep:
+                self._history.popleft()
         return out
 
     def _camera_for(self, frame: np.ndarray) -> CameraModel:

@@ -239,3 +239,32 @@ def test_registering_the_commands_does_not_import_torch():
 def test_checkpoint_spec_round_trip(checkpoint: Path):
     model, info = load_checkpoint(checkpoint)
     assert model.spec == ModelSpec(DEPTH, WIDTH) == ModelSpec(**info["spec"])
+
+
+def test_a_noise_adaptive_temporal_model_trains_exports_and_matches_torch(tmp_path: Path):
+    cfg = load_train_config(
+        None,
+        preset="na-temporal",
+        depth=3,
+        width=8,
+        frames=2,
+        data_source="synth",
+        synth={"patch": 32, "frames": 2, "samples_per_movie": 2},
+        loss="relative",
+        steps=4,
+        batch=4,
+        val_every=4,
+        ckpt_every=4,
+        val_size=4,
+        threads=1,
+        out_dir=tmp_path / "run",
+    )
+    summary = train(cfg, progress=False)
+    report = export_onnx(summary.last_checkpoint, tmp_path / "na.onnx", parity_inputs=2)
+    meta = report.metadata
+    assert (meta.frames, meta.noise_map, meta.normalization, meta.alignment) == (
+        2, True, "adaptive", 2
+    )  # fmt: skip
+    assert meta.training_data["generator"] == "exporter.synth"
+    assert {row.case.split()[0] for row in report.rows} == {"whole", "tiled", "batch"}
+    assert report.max_error() <= 1e-4  # tiled on the even grid == whole == torch

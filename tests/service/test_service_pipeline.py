@@ -216,3 +216,38 @@ def test_drop_oldest_counts_every_frame(tmp_path: Path, slow_model):
     group = zarr.open_group(tmp_path / "data" / "burst.zarr", mode="r")
     assert group["valid"][:].all()
     np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][:], np.stack(frames))
+
+
+def test_a_noise_adaptive_model_is_served_with_a_live_camera_estimate(
+    tmp_path: Path, conv_model_adaptive
+):
+    rng = np.random.default_rng(2)
+    frames = [(100 + 2 * rng.poisson(50.0, (48, 48))).astype("<u2") for _ in range(10)]
+    with (
+        running_service(tmp_path, conv_model_adaptive, zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "live", i)
+        got, _ = collect(sub, len(frames))
+        series = svc.status()["series"]["live"]
+    assert all(np.isfinite(m.array).all() for m in got)
+    camera = series["camera"]
+    assert camera["source"] in ("spatial", "temporal") and camera["frames"] == len(frames)
+    assert camera["gain"] > 0 and camera["read_noise"] > 0
+    assert series["history_bytes"] == 48 * 48 * 4  # the model takes 2 frames: 1 kept
+
+
+def test_a_configured_camera_is_used_as_is(tmp_path: Path, conv_model_adaptive):
+    camera = {"gain": 2.0, "offset": 100.0, "read_noise": 1.5}
+    frame = (100 + 2 * np.random.default_rng(3).poisson(50.0, (32, 32))).astype("<u2")
+    with (
+        running_service(tmp_path, conv_model_adaptive, zarr=None, camera=camera) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.send_frame(frame, "cfg", 0)
+        collect(sub, 1)
+        reported = svc.status()["series"]["cfg"]["camera"]
+    assert reported == {**camera, "source": "configured"}

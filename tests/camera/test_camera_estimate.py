@@ -1,0 +1,69 @@
+"""The live camera estimate recovers a known camera from simulated streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.camera import CameraEstimator, CameraModel, fit_line, spatial_samples
+from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
+
+
+def stream(camera: CameraModel, photons: float, frames: int, seed: int = 1):
+    config = PhantomConfig(
+        shape=(192, 192), brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
+        seed=seed, noise=camera,
+    )  # fmt: skip
+    phantom = CalciumPhantom(config, frames)
+    for t in range(frames):
+        yield phantom.clean(t), apply_camera_noise(phantom.clean(t), camera, frame_rng(seed, t))
+
+
+@pytest.mark.parametrize(
+    ("gain", "offset", "read", "photons"),
+    [(2.0, 100.0, 1.5, 30.0), (0.5, 50.0, 2.0, 100.0), (1.0, 100.0, 3.0, 10.0)],
+)
+def test_gain_and_noise_are_recovered_within_ten_percent(gain, offset, read, photons) -> None:
+    camera = CameraModel(gain=gain, offset=offset, read_noise=read)
+    estimator = CameraEstimator()
+    for photon_frame, frame in stream(camera, photons, 60):  # noqa: B007 (the last is used)
+        estimate = estimator.update(frame)
+    assert estimate.source == "temporal" and estimate.frames == 60
+    assert estimate.camera.gain == pytest.approx(gain, rel=0.10)
+    # What the model needs is the noise std at the intensities present: the estimated
+    # sigma(x) = sqrt(gain (x - offset) + read^2) against the true one, over the frame.
+    level = gain * photon_frame + offset
+    true_std = np.sqrt(gain * (level - offset) + read**2)
+    est = estimate.camera
+    est_std = np.sqrt(np.maximum(est.gain * (level - est.offset), 0) + est.read_noise**2)
+    assert np.median(np.abs(est_std / true_std - 1)) < 0.10
+
+
+def test_the_first_frame_is_already_served_from_a_single_frame_estimate() -> None:
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
+    _, frame = next(stream(camera, 100.0, 1))
+    estimate = CameraEstimator().update(frame)
+    assert estimate.source == "spatial" and estimate.frames == 1
+    assert estimate.camera.gain == pytest.approx(2.0, rel=0.25)
+
+
+def test_a_flat_field_gives_a_constant_noise_not_a_crash() -> None:
+    rng = np.random.default_rng(0)
+    estimator = CameraEstimator()
+    for _ in range(20):
+        estimate = estimator.update((100 + rng.normal(0, 4.0, (128, 128))).astype(np.float32))
+    cam = estimate.camera
+    # read noise only: whatever the split, the noise at the level present is right
+    std = np.sqrt(max(cam.gain * (100 - cam.offset), 0) + cam.read_noise**2)
+    assert std == pytest.approx(4.0, rel=0.1)
+
+
+def test_fit_line_on_exact_samples_and_the_spatial_residual_ignores_gradients() -> None:
+    means = np.linspace(0, 100, 2000)
+    slope, intercept, stderr = fit_line(means, 2.0 * means + 5.0)
+    assert slope == pytest.approx(2.0) and intercept == pytest.approx(5.0)
+    assert stderr < 1e-6
+    yy, xx = np.mgrid[:64, :64]
+    ramp = (3.0 * yy + 2.0 * xx).astype(np.float64)  # a noiseless linear gradient
+    _, power = spatial_samples(ramp)
+    assert np.allclose(power, 0.0)

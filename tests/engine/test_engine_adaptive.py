@@ -1,0 +1,131 @@
+"""Noise-adaptive and temporal models through the engine: inputs, tiling, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from stream.engine import (
+    CameraModel,
+    Engine,
+    ModelMetadata,
+    SeriesContext,
+    frame_scale,
+    model_input,
+)
+
+CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
+
+
+def frames(n: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    photons = rng.gamma(2.0, 40.0, (n, *shape))
+    return (CAMERA.offset + CAMERA.gain * rng.poisson(photons)).astype(np.uint16)
+
+
+def test_model_input_channels_are_frames_over_a_scale_and_the_noise_map() -> None:
+    stack = frames(2, (40, 36)).astype(np.float32)
+    inputs = np.empty((3, 40, 36), np.float32)
+    scale = model_input(stack, CAMERA, True, out=inputs)
+    centred = stack - CAMERA.offset
+    assert scale == pytest.approx(frame_scale(centred[-1], CAMERA.gain, CAMERA.read_noise))
+    np.testing.assert_allclose(inputs[:2] * scale, centred, rtol=1e-5, atol=1e-3)
+    sigma = np.sqrt(CAMERA.gain * np.maximum(centred[-1], 0) + CAMERA.read_noise**2)
+    np.testing.assert_allclose(inputs[2] * scale, sigma, rtol=1e-5)
+
+
+def test_the_scale_follows_the_signal_and_has_a_floor() -> None:
+    bright = np.full((64, 64), 500.0, np.float32)
+    assert frame_scale(bright, 2.0, 3.0) == pytest.approx(500.0)
+    dark = np.zeros((64, 64), np.float32)
+    assert frame_scale(dark, 2.0, 3.0) == pytest.approx(9.0)  # 3 read noise
+    assert frame_scale(np.ones((2, 2), np.float32), 2.0, 0.1) == pytest.approx(2.0)  # gain
+
+
+def test_an_adaptive_model_needs_a_camera(conv_model_adaptive: Path) -> None:
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        assert engine.needs_camera and engine.metadata.in_channels == 3
+        with pytest.raises(ValueError, match="camera"):
+            engine.denoise(frames(1, (16, 16))[0])
+
+
+@pytest.mark.parametrize("shape", [(61, 47), (100, 131)])
+def test_tiled_equals_whole_for_every_input_channel(conv_model_adaptive: Path, shape) -> None:
+    stack = frames(2, shape, seed=3)
+    with (
+        Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as whole,
+        Engine(
+            conv_model_adaptive, provider="cpu", warmup_shape=None, tile=32, overlap=12
+        ) as tiled,
+    ):
+        plan = tiled.plan_for(shape)
+        assert plan.n_tiles > 1 and all(s % 2 == 0 for s in (*plan.starts_y, *plan.starts_x))
+        a = whole.denoise(stack[1], camera=CAMERA, history=[stack[0]])
+        b = tiled.denoise(stack[1], camera=CAMERA, history=[stack[0]])
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)
+
+
+def test_the_engine_builds_what_model_input_builds(conv_model_adaptive: Path) -> None:
+    import onnxruntime as ort
+
+    stack = frames(2, (24, 20), seed=5)
+    inputs = np.empty((3, 24, 20), np.float32)
+    scale = model_input(stack, CAMERA, True, out=inputs)
+    m = 2  # the model's receptive-field radius: the engine reflect-pads by it
+    padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect")[None]
+    session = ort.InferenceSession(str(conv_model_adaptive), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": padded})[0][0, 0, m:-m, m:-m] * scale + CAMERA.offset
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        got = engine.denoise(stack[1], camera=CAMERA, history=[stack[0]])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_history_fills_at_a_start_and_after_a_gap(conv_model_adaptive: Path) -> None:
+    stack = frames(4, (20, 20), seed=7)
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext(CAMERA)
+        first = context.denoise(engine, stack[0], 0)
+        # a series start: the missing previous frame is the frame itself
+        np.testing.assert_array_equal(first, engine.denoise(stack[0], camera=CAMERA))
+        second = context.denoise(engine, stack[1], 1)
+        np.testing.assert_array_equal(
+            second, engine.denoise(stack[1], camera=CAMERA, history=[stack[0]])
+        )
+        assert context.history_bytes == stack[0].size * 4  # one float32 frame kept
+        after_gap = context.denoise(engine, stack[3], 3)  # index 2 never came
+        np.testing.assert_array_equal(after_gap, engine.denoise(stack[3], camera=CAMERA))
+
+
+def test_a_context_without_a_camera_estimates_one_live(conv_model_adaptive: Path) -> None:
+    stack = frames(3, (64, 64), seed=9)
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext()
+        assert context.camera is None
+        for i, frame in enumerate(stack):
+            out = context.denoise(engine, frame, i)
+        assert np.isfinite(out).all()
+        assert context.estimate is not None and context.estimate.frames == 3
+        assert context.camera == context.estimate.camera
+
+
+def test_a_spatial_fixed_model_ignores_camera_and_history(box_model: Path) -> None:
+    stack = frames(2, (20, 20), seed=11)
+    with Engine(box_model, provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext()
+        out = context.denoise(engine, stack[1], 1)
+        np.testing.assert_array_equal(out, engine.denoise(stack[1]))
+        assert context.history_bytes == 0 and context.estimate is None
+
+
+def test_metadata_of_the_new_contract_round_trips(conv_model_adaptive: Path) -> None:
+    props = {p.key: p.value for p in onnx.load(str(conv_model_adaptive)).metadata_props}
+    meta = ModelMetadata.from_props(props)
+    assert (meta.frames, meta.noise_map, meta.normalization, meta.alignment) == (
+        2, True, "adaptive", 2
+    )  # fmt: skip
+    assert ModelMetadata.from_props(meta.to_props()) == meta
+    plain = ModelMetadata.from_props({})
+    assert (plain.frames, plain.noise_map, plain.normalization) == (1, False, "fixed")
