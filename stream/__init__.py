@@ -26,6 +26,7 @@ from ._errors import (
     ProviderUnavailableError,
     ServiceTimeoutError,
     StoreError,
+    StoreWriteError,
 )
 from ._version import __version__
 
@@ -74,6 +75,7 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "StoreError",
+    "StoreWriteError",
     "TilePlan",
     "__version__",
     "default_model_path",

@@ -43,5 +43,22 @@ class StoreError(DeepDenoiseError, OSError):
     """A Zarr series store cannot be opened, resumed or written."""
 
 
+class StoreWriteError(StoreError):
+    """Frames did not reach the disk (a full disk, an IO error).
+
+    Attributes
+    ----------
+    lost
+        Frames lost by kind: ``{"raw": n, "clean": m}``; each is a hole in the store.
+    kind
+        What failed: ``store_write`` (pixels), ``store_flags`` (their validity flags).
+    """
+
+    def __init__(self, message: str, lost: dict[str, int], kind: str) -> None:
+        super().__init__(message)
+        self.lost = lost
+        self.kind = kind
+
+
 class ServiceTimeoutError(DeepDenoiseError, TimeoutError):
     """A service operation did not complete in time."""

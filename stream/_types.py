@@ -14,6 +14,11 @@ from pydantic import AfterValidator
 
 #: Largest frame side the protocol accepts (also the store's and simulator's limit).
 MAX_SIDE = 16384
+#: Frame indices are 0 <= index < MAX_INDEX: 2**40 frames is 35 years at 1000 fps, and
+#: keeps the store's time axis (and its byte offsets) well inside int64.
+MAX_INDEX = 2**40
+#: Timestamps are 0 <= t_ns < MAX_T_NS: stored as int64 (year 2262).
+MAX_T_NS = 2**63
 #: A series name: 1-64 of ``[A-Za-z0-9._-]``, not starting with a dot (it is also a
 #: folder name, and ``.``, ``..`` or ``.hidden`` would escape or hide it).
 SERIES_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 #: Canonical key order (PROTOCOL.md, "Canonical encoding"); other keys follow in
 #: the order they were given.
 CANONICAL_ORDER = (
-    "v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta",
+    "v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta", "resend",
     "model", "t_recv_ns", "t_done_ns",
 )  # fmt: skip
 
@@ -236,6 +236,14 @@ def valid_vectors(vs: Vectors) -> None:
         b"frame",
         frame_header("exp_2024-05-01.a", 4294967296, u2b, t_ns=T_NS, meta=meta),
         u2b,
+    )
+    vs.message(
+        "frame_resend",
+        "A frame marked as a resend: it overwrites an index already received (without "
+        "`resend`, a second frame of an index is rejected as `duplicate`).",
+        b"frame",
+        {**frame_header("s1", 5, u1_1x1), "resend": True},
+        u1_1x1,
     )
     vs.message(
         "frame_kind_absent",
@@ -564,6 +572,8 @@ def invalid_vectors(vs: Vectors) -> None:
     )  # fmt: skip
     bad_header("series_non_ascii", "series", 'series "zelle-\u00e4" (non-ASCII letter).',
                {**good, "series": "zelle-\u00e4"})  # fmt: skip
+    bad_header("series_dot", "series", 'series ".." (starts with a dot: a hidden folder).',
+               {**good, "series": ".."})  # fmt: skip
     bad(
         "series_bin",
         "series",
@@ -578,6 +588,8 @@ def invalid_vectors(vs: Vectors) -> None:
     )  # fmt: skip
     bad_header("index_float", "index", "index = 3.0 (float64, not an int).",
                {**good, "index": 3.0})  # fmt: skip
+    bad_header("index_2_40", "index", "index = 2**40 (one past the largest, 2**40 - 1).",
+               {**good, "index": 2**40})  # fmt: skip
     # dtype
     bad_header("dtype_big_endian", "dtype", 'dtype ">u2" (big-endian).', {**good, "dtype": ">u2"})
     bad_header(
@@ -631,6 +643,11 @@ def invalid_vectors(vs: Vectors) -> None:
     bad_header("t_ns_negative", "t_ns", "t_ns = -1.", {**good, "t_ns": -1})
     bad_header("t_ns_str", "t_ns", "t_ns as a str.", {**good, "t_ns": str(T_NS)})
     bad_header("t_ns_float", "t_ns", "t_ns as float64.", {**good, "t_ns": 1.7e18})
+    bad_header("t_ns_2_63", "t_ns", "t_ns = 2**63 (one past the largest, an int64 on disk).",
+               {**good, "t_ns": 2**63})  # fmt: skip
+    # resend
+    bad_header("resend_int", "resend", "resend = 1 (an int, not true/false).",
+               {**good, "resend": 1})  # fmt: skip
     # meta
     meta = {"text": ""}
     meta["text"] = "m" * (LIMITS["max_meta_bytes"] + 1 - len(pack(meta)) - 2)

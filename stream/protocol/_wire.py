@@ -17,7 +17,7 @@ import msgpack
 import numpy as np
 
 from .._errors import ProtocolError
-from .._types import SERIES_RULE, is_series_name
+from .._types import MAX_INDEX, MAX_T_NS, SERIES_RULE, is_series_name
 from ._limits import Limits
 
 PROTOCOL_VERSION = 1
@@ -25,7 +25,7 @@ ACCEPTED_DTYPES = ("|u1", "<u2", "<i2", "<f4")
 
 #: Canonical key order: encoders write keys in this order so messages are
 #: byte-for-byte reproducible (the golden vectors depend on it).
-INPUT_KEYS = ("v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta")
+INPUT_KEYS = ("v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta", "resend")
 OUTPUT_EXTRA_KEYS = ("model", "t_recv_ns", "t_done_ns")
 
 TOPIC_DENOISED = b"denoised"
@@ -50,7 +50,9 @@ class Reject(StrEnum):
     PAYLOAD_UNEXPECTED = "payload_unexpected"
     T_NS = "t_ns"
     META = "meta"
+    RESEND = "resend"
     SERIES_MISMATCH = "series_mismatch"
+    DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class Frame:
     index: int
     pixels: np.ndarray
     t_ns: int | None
+    resend: bool = False  # the sender asks to overwrite an index already received
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +113,12 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     if not is_series_name(series):
         raise _fail(Reject.SERIES, f"expected series of {SERIES_RULE}, got {series!r}")
     t_ns = header.get("t_ns")
-    if t_ns is not None and not (_is_int(t_ns) and t_ns >= 0):
-        raise _fail(Reject.T_NS, f"expected t_ns as a non-negative integer, got {t_ns!r}")
+    if t_ns is not None and not (_is_int(t_ns) and 0 <= t_ns < MAX_T_NS):
+        raise _fail(Reject.T_NS, f"expected t_ns as an integer 0..2**63-1, got {t_ns!r}")
     _check_meta(header, limits)
+    resend = header.get("resend", False)
+    if not isinstance(resend, bool):
+        raise _fail(Reject.RESEND, f"expected resend as true or false, got {resend!r}")
 
     if kind != "frame":
         if len(parts) == 3:
@@ -122,8 +128,8 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     if len(parts) != 3:
         raise _fail(Reject.PARTS, "a frame needs 3 parts [topic, header, payload], got 2")
     index = header.get("index")
-    if not (_is_int(index) and 0 <= index < 2**63):
-        raise _fail(Reject.INDEX, f"expected index as an integer >= 0, got {index!r}")
+    if not (_is_int(index) and 0 <= index < MAX_INDEX):
+        raise _fail(Reject.INDEX, f"expected index as an integer 0..2**40-1, got {index!r}")
     dtype_str = header.get("dtype")
     if dtype_str not in ACCEPTED_DTYPES:
         raise _fail(
@@ -154,7 +160,7 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
             f"got {payload.nbytes}",
         )
     pixels = np.frombuffer(payload, dtype=dtype).reshape(int(shape[0]), int(shape[1]))
-    return Frame(topic, header, series, int(index), pixels, t_ns)
+    return Frame(topic, header, series, int(index), pixels, t_ns, resend)
 
 
 def _str_keyed(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:

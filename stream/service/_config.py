@@ -32,9 +32,10 @@ class QueueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inference_depth: int = Field(4, ge=1, description="frames waiting for the engine")
-    inference_overflow: OverflowPolicy = Field(
-        "drop_oldest",
-        description="drop_oldest keeps live latency low (counted); block back-pressures input",
+    inference_overflow: OverflowPolicy | None = Field(
+        None,
+        description="drop_oldest keeps live latency low (counted); block back-pressures the "
+        "input; None: block for PULL input (lossless), drop_oldest for SUB (newest frame)",
     )
     publish_depth: int = Field(32, ge=1, description="denoised frames waiting to be sent")
     writer_depth: int = Field(
@@ -83,6 +84,13 @@ class ServiceConfig(BaseModel):
         if self.tile is not None and self.overlap is not None and self.overlap >= self.tile:
             raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
         return self
+
+    @property
+    def inference_overflow(self) -> OverflowPolicy:
+        """The inference queue's policy: as configured, else by input mode."""
+        if self.queues.inference_overflow is not None:
+            return self.queues.inference_overflow
+        return "block" if self.input_mode == "pull" else "drop_oldest"
 
     def warn_public_binds(self) -> None:
         """Log a warning for every socket bound beyond loopback."""

@@ -110,8 +110,9 @@ class InferenceStage:
 
     def _finish_series(self, series: str) -> None:
         self.contexts.pop(series, None)
-        if self._writer is not None:
+        if self._writer is not None:  # the writer reports series_end with the disk's totals
             self._writer.put(EndOp(series))
+            return
         counters = self._stats.series_counters(series)
         self._events.emit(
             "series_end", series=series, frames=counters.frames_in, missing=counters.missing

@@ -10,17 +10,18 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import zmq
 
-from .._errors import ProtocolError
+from .._errors import ProtocolError, StoreError
 from ..engine import count_non_finite
 from ..protocol import Frame, Limits, Reject, SeriesMark, decode_input
-from ..store import store_path
+from ..store import store_path, stored_series
 from ._events import EventEmitter
+from ._index_runs import IndexRuns
 from ._messages import Job, RawOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
@@ -31,11 +32,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _SeriesState:
-    """What the receiver remembers per active series (this session only)."""
+    """What the receiver knows of a series: its fixed frame layout and the indices in.
+
+    Kept after the series ends (a later ``start`` continues it, as its store does), and
+    seeded from the store when one exists: its shape and dtype are then fixed, and the
+    indices already on disk count as received.
+    """
 
     shape: tuple[int, int] | None = None
     dtype: np.dtype | None = None
-    last_index: int = -1
+    received: IndexRuns = field(default_factory=IndexRuns)
+    open: bool = True
 
 
 #: How long the receive loop waits for input before it checks for a halt.
@@ -99,7 +106,9 @@ class Receiver:
         self._frame(message, t_recv_ns)
 
     def _frame(self, frame: Frame, t_recv_ns: int) -> None:
-        state = self._series.get(frame.series) or self._begin(frame.series, explicit=False)
+        state = self._series.get(frame.series)
+        if state is None or not state.open:
+            state = self._begin(frame.series, explicit=False)
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
         if state.shape is None:
             state.shape, state.dtype = shape, frame.pixels.dtype
@@ -107,8 +116,18 @@ class Receiver:
             self._reject(
                 Reject.SERIES_MISMATCH,
                 f"series {frame.series!r} has frames of shape {list(state.shape)} dtype "
-                f"{state.dtype.str if state.dtype else '?'}; frame {frame.index} has shape "
-                f"{list(shape)} dtype {frame.pixels.dtype.str}",
+                f"{state.dtype.str if state.dtype else '?'} (fixed by its first frame and its "
+                f"store); frame {frame.index} has shape {list(shape)} dtype "
+                f"{frame.pixels.dtype.str}",
+                series=frame.series,
+                index=frame.index,
+            )
+            return
+        if frame.index in state.received and not frame.resend:
+            self._reject(
+                Reject.DUPLICATE,
+                f"series {frame.series!r} already has frame {frame.index} (received or on "
+                "disk); expected a new index, or resend: true to overwrite it",
                 series=frame.series,
                 index=frame.index,
             )
@@ -127,31 +146,60 @@ class Receiver:
     def _track_index(self, series: str, index: int, state: _SeriesState) -> None:
         self._stats.count_in(series)
         counters = self._stats.series_counters(series)
-        last = state.last_index
-        if last >= 0 and index > last + 1:
-            missing = index - last - 1
-            counters.gaps += 1
-            counters.missing += missing
-            self._events.emit(
-                "gap", limit_key=series, series=series, first_missing=last + 1, count=missing
-            )
-            log.warning("series %r: %d frame(s) missing from index %d", series, missing, last + 1)
-        elif last >= 0 and index <= last:
-            counters.out_of_order += 1  # a resend or reordering: stored idempotently by index
-        state.last_index = max(last, index)
-        counters.last_index = state.last_index
+        last = state.received.last
+        if not state.received.add(index):
+            counters.resent += 1  # an index already in: overwritten on request
+        elif last >= 0 and index > last + 1:
+            self._report_gap(series, last + 1, index - last - 1)
+        elif index < last:
+            counters.out_of_order += 1  # a late frame fills its hole
+        counters.last_index = state.received.last
+        # every index up to the last that has not arrived (this session or on disk)
+        counters.missing = state.received.last + 1 - len(state.received)
+
+    def _report_gap(self, series: str, first: int, count: int) -> None:
+        counters = self._stats.series_counters(series)
+        counters.gaps += 1
+        self._events.emit("gap", limit_key=series, series=series, first_missing=first, count=count)
+        log.warning("series %r: %d frame(s) missing from index %d", series, count, first)
 
     def _begin(self, series: str, explicit: bool) -> _SeriesState:
-        state = _SeriesState()
-        self._series[series] = state
-        self._stats.series_counters(series)
-        resumed = self._writer is not None and store_path(self._writer.root, series).exists()
+        state = self._series.get(series)
+        resumed = False
+        if state is None:
+            state = _SeriesState()
+            resumed = self._seed_from_store(series, state)
+            self._series[series] = state
+        state.open = True
+        counters = self._stats.series_counters(series)
+        counters.last_index = state.received.last
+        counters.missing = state.received.last + 1 - len(state.received)
         self._events.emit("series_start", series=series, resumed=resumed, implicit=not explicit)
         log.info("series %r started%s", series, " (resumed)" if resumed else "")
+        if resumed:  # the holes a killed or failing earlier session left
+            for first, stop in state.received.holes():
+                self._report_gap(series, first, stop - first)
         return state
 
+    def _seed_from_store(self, series: str, state: _SeriesState) -> bool:
+        """Take the layout and stored indices of an existing store; True if there was one."""
+        if self._writer is None:
+            return False
+        path = store_path(self._writer.root, series)
+        if not path.exists():
+            return False
+        try:
+            shape, dtype, runs = stored_series(path)
+        except (StoreError, OSError, ValueError) as exc:  # the writer will report it too
+            log.warning("series %r: cannot read its store %s: %s", series, path, exc)
+            return False
+        state.shape, state.dtype, state.received = shape, np.dtype(dtype), IndexRuns(runs)
+        return True
+
     def _end(self, series: str) -> None:
-        self._series.pop(series, None)
+        state = self._series.get(series)
+        if state is not None:
+            state.open = False
         # Behind the series' frames, so the store closes after its last clean frame.
         self._inference.put(SeriesEnd(series), droppable=False)
 

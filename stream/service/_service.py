@@ -63,7 +63,7 @@ class Service:
         queues = config.queues
         self._jobs: StageQueue[Job | SeriesEnd] = StageQueue(
             queues.inference_depth,
-            queues.inference_overflow,
+            config.inference_overflow,
             on_drop=lambda _: self.stats.count_dropped("inference_queue_full"),
         )
         self._outgoing: StageQueue[Outgoing] = StageQueue(
@@ -110,7 +110,8 @@ class Service:
                 cfg.store,
                 attrs=self._store_attrs(engine),
                 on_error=self._store_error,
-                on_drop=lambda _series: self.stats.count_dropped("store_error"),
+                on_lost=self.stats.count_dropped,
+                on_series_end=self._series_end,
                 depth=cfg.queues.writer_depth,
                 flush_interval_s=cfg.store.flush_interval_s,
             )
@@ -256,9 +257,30 @@ class Service:
     def _queue_event(self, header: dict[str, Any]) -> None:
         self._outgoing.put(Outgoing(TOPIC_EVENT, pack_header(header)), droppable=False)
 
-    def _store_error(self, series: str, message: str) -> None:
-        self.events.emit("error", limit_key=f"store:{series}", series=series, message=message)
-        log.error("%s", message)
+    def _store_error(self, series: str, kind: str, message: str) -> None:
+        self.events.emit(
+            "error", limit_key=f"{kind}:{series}", kind=kind, series=series, message=message
+        )
+        log.error("series %r: %s: %s", series, kind, message)
+
+    def _series_end(self, series: str, totals: dict[str, Any]) -> None:
+        """A series' store is closed: report its true totals (from the disk)."""
+        counters = self.stats.series_counters(series)
+        self.events.emit(
+            "series_end",
+            series=series,
+            frames=counters.frames_in,
+            stored=totals["frames"],
+            missing=totals["missing"],
+            lost=totals["lost"],
+        )
+        log.info(
+            "series %r ended: %d frames received, %d on disk, %d missing",
+            series,
+            counters.frames_in,
+            totals["frames"],
+            totals["missing"],
+        )
 
     # ------------------------------------------------------------------ control
     def load_model(self, path: str | Path, timeout: float = 60.0) -> Engine:
@@ -303,6 +325,7 @@ class Service:
             provider=engine.provider if engine is not None else "",
             model=engine.model_id if engine is not None else "",
             zarr=str(self.config.zarr) if self.config.zarr is not None else None,
+            store=self.writer.health() if self.writer is not None else None,
             events_suppressed=self.events.suppressed,
         )
         return snap

@@ -24,6 +24,7 @@ class SeriesCounters:
     gaps: int = 0
     missing: int = 0
     out_of_order: int = 0
+    resent: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

@@ -4,6 +4,15 @@ Raw frames arrive from the receiver *before* inference, clean frames from the
 inference stage; both go through one FIFO so a series' ``end`` (forwarded by the
 inference stage after its last clean frame) is seen after everything it closes.
 The writer never drops: its queue blocks producers when full.
+
+Nothing is lost silently. A frame that does not reach the disk (a full disk, an IO
+error, a store that cannot be created) is counted, one by one, as dropped with reason
+``store_raw`` or ``store_clean``, and each kind of failure is reported as an ``error``
+event (rate-limited per kind and series). The store's health is in ``status``; a store
+that could not be created is tried again every ``RETRY_S`` seconds, and block writes
+go on after a failure, so writing resumes by itself when space comes back. When a
+series ends, ``series_end`` gives the store's own totals: frames on disk, and missing
+frames (holes up to the last index: never received, or lost on the way to disk).
 """
 
 from __future__ import annotations
@@ -12,19 +21,24 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from .._errors import StoreError
+from .._errors import StoreError, StoreWriteError
 from ..store import SeriesStore, StoreConfig
 from ._messages import CleanOp, EndOp, FlushOp, ModelOp, RawOp, WriterOp
 
 log = logging.getLogger(__name__)
 
-
 #: Tells the writer thread that nothing more will come (not a writer operation).
 _CLOSE = object()
+#: Seconds before a store that could not be created is tried again.
+RETRY_S = 1.0
+#: A store error within this many seconds makes the health "failing".
+HEALTH_WINDOW_S = 10.0
+_IO = (StoreError, OSError, ValueError)
 
 
 class Writer:
@@ -37,8 +51,13 @@ class Writer:
     attrs
         Provenance recorded in every store (model, config, protocol version).
     on_error
-        Called with ``(series, message)`` when a store fails; the frame is counted as
-        dropped (reason ``store_error``) by the caller-supplied ``on_drop``.
+        Called with ``(series, kind, message)`` for each store failure (``store_open``,
+        ``store_write``, ``store_flags``, ``store_attrs``, ``store_close``).
+    on_lost
+        Called with ``(reason, frames)`` for frames that will not be on disk
+        (``store_raw`` / ``store_clean``).
+    on_series_end
+        Called with ``(series, totals)`` once a series' store is closed.
     """
 
     def __init__(
@@ -46,8 +65,9 @@ class Writer:
         root: Path,
         config: StoreConfig,
         attrs: Mapping[str, Any],
-        on_error: Callable[[str, str], None],
-        on_drop: Callable[[str], None],
+        on_error: Callable[[str, str, str], None],
+        on_lost: Callable[[str, int], None],
+        on_series_end: Callable[[str, dict[str, Any]], None],
         depth: int,
         flush_interval_s: float = 2.0,
     ) -> None:
@@ -55,12 +75,15 @@ class Writer:
         self._config = config
         self._attrs = dict(attrs)
         self._on_error = on_error
-        self._on_drop = on_drop
+        self._on_lost = on_lost
+        self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         self._stores: dict[str, SeriesStore] = {}
-        self._failed: set[str] = set()
+        self._retry_at: dict[str, float] = {}  # series whose store could not be created
         self._flush_interval_s = flush_interval_s
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
+        self._errors: Counter[str] = Counter()
+        self._last_error: tuple[float, str] | None = None
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -75,7 +98,7 @@ class Writer:
         self._queue.put(op)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Write everything buffered so far; True once it is on disk."""
+        """Write everything buffered so far; True once it is on disk (or counted lost)."""
         done = threading.Event()
         self.put(FlushOp(done))
         return done.wait(timeout)
@@ -86,6 +109,21 @@ class Writer:
             self._queue.put(_CLOSE)
             self._thread.join(timeout)
 
+    def health(self) -> dict[str, Any]:
+        """``ok``, or ``failing`` while store errors happened in the last 10 s."""
+        last = self._last_error
+        failing = last is not None and time.monotonic() - last[0] < HEALTH_WINDOW_S
+        report: dict[str, Any] = {
+            "health": "failing" if failing else "ok",
+            "errors": dict(self._errors),
+            "open_stores": len(self._stores),
+        }
+        if last is not None:
+            report["last_error"] = last[1]
+            report["last_error_age_s"] = round(time.monotonic() - last[0], 3)
+        return report
+
+    # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
         # Partial shards are flushed every flush_interval_s so a killed process loses at
         # most that much of a slow stream; fast streams complete whole shards long before.
@@ -120,32 +158,42 @@ class Writer:
         if isinstance(op, ModelOp):
             models = [*self._attrs.get("models", []), op.model_id]
             self._attrs.update(model=op.model_id, models=models)
-            for open_store in self._stores.values():
-                open_store.update_attrs(model=op.model_id, models=models)
+            for series, open_store in self._stores.items():
+                self._guarded(
+                    series,
+                    "store_attrs",
+                    lambda s=open_store: s.update_attrs(model=op.model_id, models=models),
+                )
             return
         if isinstance(op, EndOp):
             self._close_store(op.series)
-            self._failed.discard(op.series)
+            self._retry_at.pop(op.series, None)
             return
         if isinstance(op, FlushOp):
             return
+        kind = "raw" if isinstance(op, RawOp) else "clean"
         store = self._store_for(op)
         if store is None:
-            self._on_drop(op.series)
+            self._on_lost(f"store_{kind}", 1)
             return
         try:
             if isinstance(op, RawOp):
                 store.write_raw(op.index, op.pixels, op.t_ns)
             else:
                 store.write_clean(op.index, op.pixels)
-        except (StoreError, OSError, ValueError) as exc:
-            self._on_error(op.series, f"writing frame {op.index} of {op.series!r} failed: {exc}")
-            self._on_drop(op.series)
+        except StoreWriteError as exc:  # earlier blocks failed; this frame is buffered
+            self._report_lost(op.series, exc)
+        except _IO as exc:
+            self._failure(op.series, "store_write", f"frame {op.index}: {exc}")
+            self._on_lost(f"store_{kind}", 1)
 
     def _store_for(self, op: RawOp | CleanOp) -> SeriesStore | None:
         existing = self._stores.get(op.series)
-        if existing is not None or op.series in self._failed:
+        if existing is not None:
             return existing
+        retry_at = self._retry_at.get(op.series)
+        if retry_at is not None and time.monotonic() < retry_at:
+            return None
         if not isinstance(op, RawOp):
             return None  # a clean frame whose raw never opened a store: nothing to add it to
         try:
@@ -157,26 +205,51 @@ class Writer:
                 config=self._config,
                 attrs=self._attrs,
             )
-        except (StoreError, OSError, ValueError) as exc:
-            self._failed.add(op.series)
-            self._on_error(op.series, f"cannot open the store for series {op.series!r}: {exc}")
+        except _IO as exc:
+            self._retry_at[op.series] = time.monotonic() + RETRY_S
+            self._failure(op.series, "store_open", f"cannot open the store: {exc}")
             return None
+        self._retry_at.pop(op.series, None)
         self._stores[op.series] = store
         log.info("%s store %s", "resumed" if store.resumed else "created", store.path)
         return store
 
     def _flush_all(self) -> None:
-        for series, store in self._stores.items():
-            try:
-                store.flush()
-            except (StoreError, OSError, ValueError) as exc:
-                self._on_error(series, f"flushing series {series!r} failed: {exc}")
+        for series, store in list(self._stores.items()):
+            self._guarded(series, "store_write", store.flush)
 
     def _close_store(self, series: str) -> None:
         store = self._stores.pop(series, None)
         if store is None:
             return
+        self._guarded(series, "store_close", store.close)
+        info = store.info
+        self._on_series_end(
+            series,
+            {
+                "frames": info.get("frames", store.frames_written),
+                "missing": info.get("missing", 0),
+                "lost": dict(store.lost),
+                "closed": bool(info.get("closed", False)),
+            },
+        )
+
+    # ------------------------------------------------------------------ failures
+    def _guarded(self, series: str, kind: str, action: Callable[..., Any], *args: Any) -> None:
         try:
-            store.close()
-        except (StoreError, OSError, ValueError) as exc:
-            self._on_error(series, f"closing series {series!r} failed: {exc}")
+            action(*args)
+        except StoreWriteError as exc:
+            self._report_lost(series, exc)
+        except _IO as exc:
+            self._failure(series, kind, str(exc))
+
+    def _report_lost(self, series: str, exc: StoreWriteError) -> None:
+        for kind, frames in exc.lost.items():
+            if frames:
+                self._on_lost(f"store_{kind}", frames)
+        self._failure(series, exc.kind, str(exc))
+
+    def _failure(self, series: str, kind: str, message: str) -> None:
+        self._errors[kind] += 1
+        self._last_error = (time.monotonic(), f"{kind}: {message}")
+        self._on_error(series, kind, message)

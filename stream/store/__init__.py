@@ -9,7 +9,7 @@
 from ._config import StoreConfig
 from ._layout import PATHS as ARRAY_PATHS
 from ._series import MAX_FRAMES_PER_SHARD, MAX_INDEX, TARGET_SHARD_BYTES, SeriesStore, store_path
-from ._summary import is_series_store, summarize_store
+from ._summary import is_series_store, stored_series, summarize_store
 
 __all__ = [
     "ARRAY_PATHS",
@@ -20,5 +20,6 @@ __all__ = [
     "StoreConfig",
     "is_series_store",
     "store_path",
+    "stored_series",
     "summarize_store",
 ]

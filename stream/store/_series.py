@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .._errors import StoreError
+from .._errors import StoreError, StoreWriteError
 from .._types import SERIES_RULE, is_series_name
 from ._arrays import Block, StoreArrays, create_arrays
 from ._config import StoreConfig
@@ -151,6 +151,10 @@ class SeriesStore:
         self._unflagged: dict[str, list[Block]] = {"raw": [], "clean": []}
         self._flags_due = 0.0
         self._errors: list[str] = []
+        self._lost_since: dict[str, int] = {"raw": 0, "clean": 0}
+        self._failed_kind = "store_write"
+        #: Frames that never reached the disk, by kind, over this store's life.
+        self.lost: dict[str, int] = {"raw": 0, "clean": 0}
         self._max_index: int | None = None
         self._frames = 0  # raw frames on disk (valid True)
         extra = _json_ready(dict(attrs or {}), "attrs")
@@ -258,6 +262,11 @@ class SeriesStore:
         return self._max_index
 
     @property
+    def info(self) -> dict[str, Any]:
+        """The store's ``deepdenoise`` attribute as last written (totals after close)."""
+        return dict(self._info)
+
+    @property
     def frames_written(self) -> int:
         """Raw frames on disk (``valid`` True), resumed ones included; buffered excluded."""
         return self._frames
@@ -327,6 +336,7 @@ class SeriesStore:
                     first_index=scan.first,
                     last_index=scan.last,
                     missing=scan.missing,
+                    lost=dict(self.lost),
                 )
                 self._put_attrs()
             finally:
@@ -462,6 +472,9 @@ class SeriesStore:
         self, kind: str, blocks: list[Block], exc: BaseException, flags: bool = False
     ) -> None:
         lost = np.concatenate([blk.indices() for blk in blocks])
+        self.lost[kind] += len(lost)
+        self._lost_since[kind] += len(lost)
+        self._failed_kind = "store_flags" if flags else "store_write"
         what = "flags" if flags else "frames"
         self._errors.append(
             f"{len(lost)} {kind} {what} ({lost[0]}..{lost[-1]}) of {self.path.name} "
@@ -469,10 +482,13 @@ class SeriesStore:
         )
 
     def _raise_errors(self) -> None:
+        """Report writes that failed since the last report (one exception for all)."""
         if self._errors:
             message = "; ".join(self._errors)
+            lost, kind = dict(self._lost_since), self._failed_kind
             self._errors.clear()
-            raise StoreError(message)
+            self._lost_since = {"raw": 0, "clean": 0}
+            raise StoreWriteError(message, lost, kind)
 
     def _release(self, kind: str, blocks: list[Block]) -> None:
         """The blocks' pixels are on disk: their buffers may serve later blocks."""

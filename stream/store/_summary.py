@@ -35,6 +35,7 @@ RESERVED_KEYS = frozenset(
         "first_index",
         "last_index",
         "missing",
+        "lost",
     }
 )
 MISSING_SHOWN = 10
@@ -75,6 +76,8 @@ class FlagScan:
     last: int | None = None
     missing: int = 0
     missing_first: list[int] = field(default_factory=list)
+    #: ``[start, stop)`` runs of indices whose raw frame is on disk.
+    valid_runs: list[tuple[int, int]] = field(default_factory=list)
 
 
 def scan_flags(store: Path) -> FlagScan:
@@ -108,6 +111,7 @@ def scan_flags(store: Path) -> FlagScan:
         scan.valid += int(v.sum())
         scan.clean += int(cv.sum())
         pieces.append((c0, v))
+        _add_runs(scan.valid_runs, c0, v)
     if scan.last is None:
         return scan
     scan.missing = scan.last + 1 - scan.valid
@@ -121,6 +125,31 @@ def scan_flags(store: Path) -> FlagScan:
         if len(scan.missing_first) >= MISSING_SHOWN:
             break
     return scan
+
+
+def _add_runs(runs: list[tuple[int, int]], offset: int, flags: np.ndarray) -> None:
+    """Append the runs of True in ``flags`` (at ``offset``), merging with the last run."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.view(np.int8), [0]))))
+    for a, b in zip(edges[::2] + offset, edges[1::2] + offset, strict=True):
+        if runs and runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], int(b))
+        else:
+            runs.append((int(a), int(b)))
+
+
+def stored_series(path: Path) -> tuple[tuple[int, int], str, list[tuple[int, int]]]:
+    """An existing store's frame shape, raw dtype and runs of stored indices.
+
+    What a service resuming the series must respect: frames of another shape or dtype
+    cannot go into this store, and stored indices are not overwritten unasked.
+    """
+    info = read_group_attrs(path).get("deepdenoise", {})
+    try:
+        shape = (int(info["frame_shape"][0]), int(info["frame_shape"][1]))
+        dtype = str(info["raw_dtype"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise StoreError(f"{path} does not record its frame shape and dtype: {exc}") from exc
+    return shape, dtype, scan_flags(path).valid_runs
 
 
 def _flags(array: Any, start: int, stop: int) -> np.ndarray:

@@ -54,7 +54,8 @@ def ids(vectors: list[dict[str, Any]]) -> list[str]:
 
 def test_reason_codes_match_the_spec() -> None:
     covered = {v["reject_reason"] for v in INVALID}
-    assert covered == {r.value for r in Reject} - {"series_mismatch"}
+    stateful = {"series_mismatch", "duplicate"}  # need earlier frames of the series
+    assert covered == {r.value for r in Reject} - stateful
 
 
 @pytest.mark.parametrize("vector", VALID_INPUT, ids=ids(VALID_INPUT))

@@ -24,7 +24,7 @@ DTYPES = ("|u1", "<u2", "<i2", "<f4")
 
 #: Canonical key order of every header; keys not listed follow in the given order.
 CANONICAL_KEYS = (
-    "v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta",
+    "v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta", "resend",
     "model", "t_recv_ns", "t_done_ns",
 )  # fmt: skip
 
@@ -35,9 +35,9 @@ TOPIC_DENOISED = b"denoised"
 TOPIC_STATUS = b"status"
 TOPIC_EVENT = b"event"
 
-_SERIES = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_MAX_INDEX = 2**63 - 1
-_MAX_U64 = 2**64 - 1
+_SERIES = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")
+_MAX_INDEX = 2**40 - 1
+_MAX_T_NS = 2**63 - 1
 
 #: A message part: bytes, bytearray, memoryview or ``zmq.Frame`` (any buffer).
 Part = Any
@@ -124,10 +124,14 @@ def encode_frame(
     *,
     t_ns: int | None = None,
     meta: Mapping[str, Any] | None = None,
+    resend: bool = False,
     topic: bytes | str = TOPIC_FRAME,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[bytes | memoryview]:
     """Validate and encode one input frame as ``[topic, header, payload]``.
+
+    ``resend``: this index was sent before and should overwrite it (without it the
+    service rejects a second frame of an index as ``duplicate``).
 
     Raises :class:`ProtocolError` (a ``ValueError``) with the reason code the service
     would reject the frame with, and a message saying what was expected.
@@ -145,6 +149,8 @@ def encode_frame(
         header["t_ns"] = _check_t_ns(t_ns)
     if meta is not None:
         header["meta"] = _check_meta_to_send(meta, limits)
+    if resend:
+        header["resend"] = True
     nbytes = array.size * array.itemsize
     if nbytes > limits.max_payload_bytes:
         raise ProtocolError(
@@ -205,7 +211,8 @@ def check_series(series: str) -> str:
     if not isinstance(series, str) or not _SERIES.fullmatch(series):
         raise ProtocolError(
             "series",
-            f"expected a series id of 1-64 characters from [A-Za-z0-9._-], got {series!r}",
+            f"expected a series id of 1-64 characters from [A-Za-z0-9._-], not starting with "
+            f"'.', got {series!r}",
         )
     return series
 
@@ -214,14 +221,14 @@ def _check_index(index: Any) -> int:
     if isinstance(index, np.integer):
         index = int(index)
     if not (_is_int(index) and 0 <= index <= _MAX_INDEX):
-        raise ProtocolError("index", f"expected index as an integer 0..2**63-1, got {index!r}")
+        raise ProtocolError("index", f"expected index as an integer 0..2**40-1, got {index!r}")
     return int(index)
 
 
 def _check_t_ns(t_ns: Any) -> int:
     if isinstance(t_ns, np.integer):
         t_ns = int(t_ns)
-    if not (_is_int(t_ns) and 0 <= t_ns <= _MAX_U64):
+    if not (_is_int(t_ns) and 0 <= t_ns <= _MAX_T_NS):
         raise ProtocolError(
             "t_ns", f"expected t_ns as an integer of Unix nanoseconds >= 0, got {t_ns!r}"
         )
@@ -353,11 +360,14 @@ def decode_message(
         if not isinstance(series, str) or not _SERIES.fullmatch(series):
             raise ProtocolError(
                 "series",
-                f"expected series of 1-64 characters from [A-Za-z0-9._-], got {series!r}",
+                f"expected series of 1-64 characters from [A-Za-z0-9._-], not starting with '.', "
+                f"got {series!r}",
             )
         t_ns = header.get("t_ns")
-        if t_ns is not None and not (_is_int(t_ns) and t_ns >= 0):
-            raise ProtocolError("t_ns", f"expected t_ns as an integer >= 0, got {t_ns!r}")
+        if t_ns is not None and not (_is_int(t_ns) and 0 <= t_ns <= _MAX_T_NS):
+            raise ProtocolError("t_ns", f"expected t_ns as an integer 0..2**63-1, got {t_ns!r}")
+        if not isinstance(header.get("resend", False), bool):
+            raise ProtocolError("resend", f"expected resend as a bool, got {header['resend']!r}")
         if "meta" in header:
             _check_received_meta(header["meta"], limits)
         if kind != "frame":
@@ -368,7 +378,7 @@ def decode_message(
             raise ProtocolError("parts", "a frame needs 3 parts [topic, header, payload], got 2")
         index = header.get("index")
         if not (_is_int(index) and 0 <= index <= _MAX_INDEX):
-            raise ProtocolError("index", f"expected index as an integer >= 0, got {index!r}")
+            raise ProtocolError("index", f"expected index as an integer 0..2**40-1, got {index!r}")
 
     if not has_payload:
         return Message(topic, header, None)

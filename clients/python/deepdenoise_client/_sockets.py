@@ -207,9 +207,10 @@ class Publisher(_Socket):
         t_ns: int | None = None,
         meta: Mapping[str, Any] | None = None,
         *,
+        resend: bool = False,
         copy: bool | None = None,
     ) -> None:
-        """Validate and send one frame.
+        """Validate and send one frame (``resend``: overwrite an index sent before).
 
         Parts of 64 KiB and more are sent without a copy (``copy=None``): ZeroMQ then
         reads the array's memory after this returns, so do not write into it until the
@@ -229,6 +230,7 @@ class Publisher(_Socket):
             index,
             t_ns=t_ns,
             meta=meta,
+            resend=resend,
             topic=self.topic,
             limits=self.limits,
         )
