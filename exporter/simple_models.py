@@ -97,6 +97,30 @@ def make_identity(path: str | Path, *, metadata: bool = True, **meta: Any) -> Pa
     )
 
 
+def make_nan_above(
+    path: str | Path, limit: float, *, metadata: bool = True, **meta: Any
+) -> Path:
+    """``y = x + 0 * sqrt(limit - x)``: the input, but NaN wherever ``x > limit``.
+
+    A broken model for the service's checks: finite on small inputs (a warm-up frame),
+    NaN on bright ones; ``limit`` below any input makes it NaN everywhere.
+    """
+    nodes = [
+        helper.make_node("Sub", ["limit", "x"], ["room"], name="room"),
+        helper.make_node("Sqrt", ["room"], ["root"], name="root"),
+        helper.make_node("Mul", ["root", "zero"], ["nothing"], name="nothing"),
+        helper.make_node("Add", ["x", "nothing"], ["y"], name="y"),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(limit, np.float32), "limit"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    return _save(
+        path, nodes, inits, architecture="nan-above", receptive_field=1, metadata=metadata,
+        meta=meta,
+    )  # fmt: skip
+
+
 def make_kernel_filter(
     path: str | Path, kernel: np.ndarray, architecture: str, *, metadata: bool = True, **meta: Any
 ) -> Path:

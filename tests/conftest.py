@@ -65,3 +65,11 @@ def conv_model_adaptive(model_dir: Path) -> Path:
         normalization="adaptive",
         alignment=2,
     )
+
+
+@pytest.fixture(scope="session")
+def nan_model(model_dir: Path) -> Path:
+    """The input, but NaN wherever a pixel exceeds 30000: passes a warm-up, fails later."""
+    from exporter.simple_models import make_nan_above
+
+    return make_nan_above(model_dir / "nan30000.onnx", 30000.0)

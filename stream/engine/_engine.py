@@ -166,7 +166,21 @@ class Engine:
             self.provider,
         )
         if warmup_shape is not None:
-            self.denoise(np.zeros(warmup_shape, dtype=np.float32), camera=WARMUP_CAMERA)
+            self._warm_up(warmup_shape)
+
+    def _warm_up(self, shape: tuple[int, int]) -> None:
+        """Run one frame now (memory planning, engine builds) and refuse a model whose
+        output on it is not finite: it would publish NaN frames as if denoised."""
+        h, w = shape
+        ramp = np.add.outer(np.arange(h), np.arange(w)).astype(np.float32) % 200.0 + 100.0
+        out = self.denoise(ramp, camera=WARMUP_CAMERA)
+        bad = count_non_finite(out)
+        if bad:
+            self.close()
+            raise ModelError(
+                f"model {self.path.name} gave {bad} non-finite pixels (NaN/Inf) on a finite "
+                f"{h}x{w} warm-up frame; expected a finite image: refusing it"
+            )
 
     # -- signature --------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ Provider = Literal["auto", "cpu", "cuda", "tensorrt"]
 InputMode = Literal["sub", "pull"]
 OverflowPolicy = Literal["drop_oldest", "block"]
 OutputDtype = Literal["float32", "input"]
+#: Share of the memory budget left to the PUB socket's send buffers (libzmq's own).
+PUB_SHARE = 0.25
 #: Settings holding paths: relative ones in a config file are relative to its folder.
 PATH_FIELDS = ("model", "zarr")
 
@@ -42,7 +44,12 @@ class QueueConfig(BaseModel):
         2048, ge=16, description="frames waiting for disk; the writer never drops, it blocks"
     )
     receive_hwm: int = Field(100_000, ge=1, description="ZMQ receive high-water mark (messages)")
-    send_hwm: int = Field(1000, ge=1, description="ZMQ send high-water mark on the PUB socket")
+    send_hwm: int | None = Field(
+        None,
+        ge=1,
+        description="ZMQ send high-water mark of the PUB socket (messages per subscriber); "
+        "None: a quarter of the memory budget in warm-up-sized float32 frames, 4..1000",
+    )
 
 
 class ServiceConfig(BaseModel):
@@ -69,6 +76,20 @@ class ServiceConfig(BaseModel):
     )
     warmup_shape: tuple[int, int] | None = (512, 512)
     status_interval_s: float = Field(1.0, gt=0, le=3600)
+    memory_budget_mb: float = Field(
+        2048.0,
+        gt=0,
+        description="bytes the service may hold in frames: its queues, the stores' buffers, "
+        "series history and the PUB send buffers; beyond it PULL input waits and SUB input "
+        "drops frames (counted as memory_budget)",
+    )
+    drain_s: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="on stop, input is still taken until it is quiet this long; what "
+        "arrives after is discarded and counted (dropped.shutdown)",
+    )
     limits: Limits = Field(default_factory=Limits)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -84,6 +105,20 @@ class ServiceConfig(BaseModel):
         if self.tile is not None and self.overlap is not None and self.overlap >= self.tile:
             raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
         return self
+
+    @property
+    def pub_hwm(self) -> int:
+        """The PUB socket's high-water mark: configured, or from the memory budget."""
+        if self.queues.send_hwm is not None:
+            return self.queues.send_hwm
+        h, w = self.warmup_shape or (512, 512)
+        frames = PUB_SHARE * self.memory_budget_mb * 2**20 / (h * w * 4)
+        return int(min(1000, max(4, frames)))
+
+    @property
+    def queue_budget_bytes(self) -> int:
+        """What the queues, stores and history may hold: the budget less the PUB share."""
+        return int((1 - PUB_SHARE) * self.memory_budget_mb * 2**20)
 
     @property
     def inference_overflow(self) -> OverflowPolicy:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from ..camera import CameraModel
-from ..engine import Engine, SeriesContext, to_dtype
+from ..engine import Engine, SeriesContext, count_non_finite, to_dtype
 from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
 from ._events import EventEmitter
 from ._messages import CleanOp, EndOp, Job, ModelOp, Outgoing, SeriesEnd
@@ -98,12 +98,25 @@ class InferenceStage:
             log.error("inference failed on %s[%d]: %s", frame.series, frame.index, exc)
             return
         t_done = time.time_ns()
-        if self._writer is not None:
+        non_finite = count_non_finite(clean)  # NaN where the input had NaN, and the model's
+        model_made = non_finite > job.non_finite
+        if model_made:  # published flagged, never stored as a valid denoised frame
+            self._stats.count_sanitized("model_non_finite")
+            self._events.emit(
+                "error",
+                limit_key="model_non_finite",
+                kind="model_non_finite",
+                series=frame.series,
+                index=frame.index,
+                message=f"model {engine.model_id} gave {non_finite - job.non_finite} "
+                f"non-finite pixels on {frame.series}[{frame.index}]",
+            )
+        elif self._writer is not None:
             self._writer.put(CleanOp(frame.series, frame.index, clean))
         payload = to_dtype(clean, frame.pixels.dtype) if self._as_input else clean
         header = denoised_header(frame, payload, engine.model_id, job.t_recv_ns, t_done)
-        if job.non_finite:
-            header["non_finite"] = job.non_finite
+        if non_finite:
+            header["non_finite"] = non_finite
         self._publish.put(
             Outgoing(TOPIC_DENOISED, pack_header(header), payload, frame.series, job.t_recv_ns)
         )

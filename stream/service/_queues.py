@@ -32,6 +32,8 @@ class StageQueue(Generic[T]):
     policy
         ``"drop_oldest"``: a put on a full queue evicts the oldest droppable item and
         hands it to ``on_drop`` (for counting). ``"block"``: the put waits for room.
+    sizeof
+        Bytes an item holds (pixels), summed in :attr:`nbytes` for the memory budget.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class StageQueue(Generic[T]):
         maxsize: int,
         policy: str = "drop_oldest",
         on_drop: Callable[[T], None] | None = None,
+        sizeof: Callable[[T], int] | None = None,
     ) -> None:
         if policy not in ("drop_oldest", "block"):
             raise ValueError(f"policy must be 'drop_oldest' or 'block', got {policy!r}")
@@ -49,9 +52,14 @@ class StageQueue(Generic[T]):
         self._on_drop = on_drop
         self._cond = threading.Condition()
         self._closed = False
+        self._sizeof = sizeof
+        self.nbytes = 0  # bytes held by the queued items (with ``sizeof``)
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def _size(self, item: T) -> int:
+        return self._sizeof(item) if self._sizeof is not None else 0
 
     def put(self, item: T, droppable: bool = True, stop: threading.Event | None = None) -> bool:
         """Queue ``item``; returns False only if a blocking put gave up because ``stop`` was set."""
@@ -67,6 +75,7 @@ class StageQueue(Generic[T]):
                     dropped = self._evict_oldest_droppable()
             self._items.append((item, droppable))
             self._droppable += droppable
+            self.nbytes += self._size(item)
             self._cond.notify_all()
         if dropped is not None and self._on_drop is not None:
             self._on_drop(dropped)
@@ -77,6 +86,7 @@ class StageQueue(Generic[T]):
             if droppable:
                 del self._items[position]
                 self._droppable -= 1
+                self.nbytes -= self._size(candidate)
                 return candidate
         raise RuntimeError("no droppable item despite a full count")  # invariant violated
 
@@ -93,6 +103,7 @@ class StageQueue(Generic[T]):
                 self._cond.wait(remaining)
             item, droppable = self._items.popleft()
             self._droppable -= droppable
+            self.nbytes -= self._size(item)
             self._cond.notify_all()
             return item
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,22 @@ class _SeriesState:
 POLL_MS = 100
 #: Messages taken in one burst before the halt is checked again.
 BURST = 256
+#: On stop, the input counts as drained once quiet this long.
+QUIET_MS = 50
+
+
+@dataclass(frozen=True)
+class MemoryGate:
+    """The memory budget as the receiver applies it to each frame.
+
+    ``in_use`` returns the bytes the service holds now; over ``budget`` a ``wait``
+    gate (PULL input) holds the frame until memory frees, which back-pressures the
+    sender, and a dropping gate (SUB input) drops it, counted as ``memory_budget``.
+    """
+
+    in_use: Callable[[], int]
+    budget: int
+    wait: bool
 
 
 class Receiver:
@@ -63,6 +79,8 @@ class Receiver:
         writer: Writer | None,
         paused: threading.Event,
         halt: threading.Event,
+        memory: MemoryGate | None = None,
+        drain_s: float = 0.0,
     ) -> None:
         self._limits = limits
         self._stats = stats
@@ -71,24 +89,51 @@ class Receiver:
         self._writer = writer
         self._paused = paused
         self._halt = halt
+        self._memory = memory
+        self._drain_s = drain_s
         self._series: dict[str, _SeriesState] = {}
 
     def run(self, sock: zmq.Socket[Any]) -> None:
-        """The stage's thread: receive until halted, then close the socket."""
+        """The stage's thread: receive until halted, drain, then close the socket.
+
+        On a halt the input is still taken until it has been quiet for ``QUIET_MS`` or
+        ``drain_s`` has passed; whatever is left in the socket then is read, discarded
+        and counted (``dropped.shutdown``), so no accepted frame goes uncounted.
+        """
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         try:
             while not self._halt.is_set():
-                if not poller.poll(POLL_MS):
-                    continue
-                for _ in range(BURST):
-                    try:
-                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self.handle([part.buffer for part in parts], time.time_ns())
+                if poller.poll(POLL_MS):
+                    self._burst(sock)
+            deadline = time.monotonic() + self._drain_s
+            while time.monotonic() < deadline and poller.poll(QUIET_MS):
+                self._burst(sock)
+            self._discard(sock)
         finally:
             sock.close(0)
+
+    def _burst(self, sock: zmq.Socket[Any]) -> None:
+        for _ in range(BURST):
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.handle([part.buffer for part in parts], time.time_ns())
+
+    def _discard(self, sock: zmq.Socket[Any]) -> None:
+        discarded = 0
+        while True:
+            try:
+                sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            discarded += 1
+        if discarded:
+            self._stats.count_dropped("shutdown", discarded)
+            log.warning(
+                "stopping: %d message(s) arrived after the drain and were discarded", discarded
+            )
 
     def handle(self, parts: Sequence[Any], t_recv_ns: int) -> None:
         """Process one multipart message (buffers); bad input is counted and reported."""
@@ -132,6 +177,8 @@ class Receiver:
                 index=frame.index,
             )
             return
+        if not self._within_budget(frame):
+            return
         self._track_index(frame.series, frame.index, state)
         non_finite = count_non_finite(frame.pixels)
         if non_finite:
@@ -142,6 +189,29 @@ class Receiver:
             self._stats.count_dropped("paused")
             return
         self._inference.put(Job(frame, t_recv_ns, non_finite), stop=self._halt)
+
+    def _within_budget(self, frame: Frame) -> bool:
+        """True when the frame fits the memory budget (waiting for it on PULL input)."""
+        gate = self._memory
+        if gate is None:
+            return True
+        need = 5 * frame.pixels.nbytes  # raw + float32 clean, in and out of the stages
+        while gate.in_use() + need > gate.budget:
+            if not gate.wait or self._halt.is_set():
+                self._stats.count_dropped("memory_budget")
+                self._events.emit(
+                    "error",
+                    limit_key="memory_budget",
+                    kind="memory_budget",
+                    series=frame.series,
+                    index=frame.index,
+                    message=f"frame {frame.index} of {frame.series!r} dropped: the service "
+                    f"holds {gate.in_use() / 2**20:.0f} MiB of frames, its budget is "
+                    f"{gate.budget / 2**20:.0f} MiB",
+                )
+                return False
+            time.sleep(0.005)  # PULL: not reading is the back-pressure on the sender
+        return True
 
     def _track_index(self, series: str, index: int, state: _SeriesState) -> None:
         self._stats.count_in(series)

@@ -32,7 +32,7 @@ from ._infer import InferenceStage
 from ._messages import Job, Outgoing, SeriesEnd
 from ._publish import PublishStage
 from ._queues import StageQueue
-from ._receive import Receiver
+from ._receive import MemoryGate, Receiver
 from ._sockets import open_sockets
 from ._stats import ServiceStats
 from ._writer import Writer
@@ -65,11 +65,13 @@ class Service:
             queues.inference_depth,
             config.inference_overflow,
             on_drop=lambda _: self.stats.count_dropped("inference_queue_full"),
+            sizeof=lambda job: job.frame.pixels.nbytes if isinstance(job, Job) else 0,
         )
         self._outgoing: StageQueue[Outgoing] = StageQueue(
             queues.publish_depth,
             "drop_oldest",
             on_drop=lambda _: self.stats.count_dropped("publish_queue_full"),
+            sizeof=lambda out: out.payload.nbytes if out.payload is not None else 0,
         )
         self.events = EventEmitter(self._queue_event)
         self.writer: Writer | None = None
@@ -124,6 +126,8 @@ class Service:
             self.writer,
             self._paused,
             self._halt_input,
+            memory=MemoryGate(self.memory_in_use, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
+            drain_s=cfg.drain_s,
         )
         self._inference = InferenceStage(
             self._jobs,
@@ -292,6 +296,22 @@ class Service:
         self._inference.swap(new, timeout, alive=inference.is_alive)
         return new
 
+    def memory_by_stage(self) -> dict[str, int]:
+        """Bytes of frames each part of the service holds now."""
+        inference = self._inference
+        history = (
+            sum(c.history_bytes for c in list(inference.contexts.values())) if inference else 0
+        )
+        return {
+            "inference_queue": self._jobs.nbytes,
+            "publish_queue": self._outgoing.nbytes,
+            "writer": self.writer.memory_bytes if self.writer is not None else 0,
+            "history": history,
+        }
+
+    def memory_in_use(self) -> int:
+        return sum(self.memory_by_stage().values())
+
     @property
     def paused(self) -> bool:
         return self._paused.is_set()
@@ -326,6 +346,12 @@ class Service:
             model=engine.model_id if engine is not None else "",
             zarr=str(self.config.zarr) if self.config.zarr is not None else None,
             store=self.writer.health() if self.writer is not None else None,
+            memory={
+                "budget_mb": self.config.memory_budget_mb,
+                "queues_budget_mb": round(self.config.queue_budget_bytes / 2**20, 1),
+                "pub_hwm": self.config.pub_hwm,
+                "in_use_mb": {k: round(v / 2**20, 2) for k, v in self.memory_by_stage().items()},
+            },
             events_suppressed=self.events.suppressed,
         )
         return snap

@@ -35,7 +35,7 @@ def open_sockets(
             inp.setsockopt(zmq.SUBSCRIBE, cfg.subscribe.encode())
         endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind, role="input")
         out = sockets["output"] = ctx.socket(zmq.PUB)
-        out.setsockopt(zmq.SNDHWM, cfg.queues.send_hwm)
+        out.setsockopt(zmq.SNDHWM, cfg.pub_hwm)
         out.setsockopt(zmq.LINGER, 2000)
         endpoints["output"] = _attach(out, cfg.output, bind=True, role="output")
         ctl = sockets["control"] = ctx.socket(zmq.REP)

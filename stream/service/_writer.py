@@ -41,6 +41,10 @@ HEALTH_WINDOW_S = 10.0
 _IO = (StoreError, OSError, ValueError)
 
 
+def _nbytes(op: WriterOp) -> int:
+    return op.pixels.nbytes if isinstance(op, RawOp | CleanOp) else 0
+
+
 class Writer:
     """Writes raw and clean frames to one Zarr store per series on its own thread.
 
@@ -83,6 +87,8 @@ class Writer:
         self._flush_interval_s = flush_interval_s
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
         self._errors: Counter[str] = Counter()
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._last_error: tuple[float, str] | None = None
         self.error: BaseException | None = None
 
@@ -95,7 +101,15 @@ class Writer:
 
     def put(self, op: WriterOp) -> None:
         """Queue an operation; blocks while the queue is full (disk never drops)."""
+        with self._bytes_lock:
+            self._queued_bytes += _nbytes(op)
         self._queue.put(op)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Pixels waiting in the queue plus the open stores' block buffers."""
+        stores = sum(store.buffered_bytes for store in list(self._stores.values()))
+        return self._queued_bytes + stores
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything buffered so far; True once it is on disk (or counted lost)."""
@@ -137,6 +151,9 @@ class Writer:
                 if item is _CLOSE:
                     break
                 op = cast("WriterOp | None", item)
+                if op is not None:
+                    with self._bytes_lock:
+                        self._queued_bytes -= _nbytes(op)
                 if isinstance(op, FlushOp) or self._due(last_flush):
                     self._flush_all()
                     last_flush = time.monotonic()

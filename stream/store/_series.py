@@ -262,6 +262,16 @@ class SeriesStore:
         return self._max_index
 
     @property
+    def buffered_bytes(self) -> int:
+        """Memory held: buffered blocks, blocks in flight to disk, spare buffers."""
+        # read from other threads (the memory budget): copies, never live iteration
+        blocks = list(self._raw.values()) + list(self._clean.values())
+        blocks += [blk for batch in list(self._in_flight) for blk in batch.blocks]
+        held = sum(blk.data.nbytes for blk in blocks if blk.data is not None)
+        spares = [buf for spare in list(self._spare.values()) for buf in list(spare)]
+        return held + sum(buf.nbytes for buf in spares)
+
+    @property
     def info(self) -> dict[str, Any]:
         """The store's ``deepdenoise`` attribute as last written (totals after close)."""
         return dict(self._info)
