@@ -103,6 +103,7 @@ def run_service(
     mode: Mode = "push",
     policy: Policy = "block",
     timeout_s: float = 30.0,
+    store: dict[str, Any] | None = None,
 ) -> ServiceRun:
     """Stream ``frames`` frames cycled from ``pool`` at ``fps`` (0: flat out) and measure.
 
@@ -138,6 +139,7 @@ def run_service(
             warmup_shape=shape,
             status_interval_s=0.2,
             queues={"inference_overflow": policy},
+            store=store or {},
         )
         with (
             service_process(cfg) as service,

@@ -179,6 +179,7 @@ def run(
             _sweep(result, s, model, provider)
     _target(result)
     _zarr_target(result, s.zarr_target_side)
+    _loss_window(result, s, models, providers[0])
     result.notes.append(
         "latency = subscriber receive time (pixels in hand) - simulator send stamp, one clock; "
         "the service runs in its own process; overhead = latency - median pure "
@@ -317,6 +318,30 @@ def _zarr_target(result: SuiteResult, side: int) -> None:
             "until the store held every frame (counted)",
         )
     )
+
+
+def _loss_window(result: SuiteResult, s: Settings, models: list[ModelFile], provider: str) -> None:
+    """What a shorter loss window costs: Zarr-on fps at flush intervals of 2 s and less.
+
+    A process killed with -9 loses the frames it had not yet written: at most the last
+    ``store.flush_interval_s`` of a slow stream (partial shards are written that often),
+    plus what waits in the writer's queue. Flat out, identity, the target frame size.
+    """
+    identity = next((m for m in models if m.name == "identity"), None)
+    if identity is None:
+        return
+    side = s.zarr_target_side
+    pool = phantom_frames((side, side), s.pool)
+    for interval in (2.0, 0.5, 0.1):
+        svc = run_service(
+            identity.path, pool, s.min_frames * 4, 0.0, provider=provider, zarr=True,
+            store={"flush_interval_s": interval},
+        )  # fmt: skip
+        row = svc.row()
+        result.notes.append(
+            f"loss window: store.flush_interval_s {interval:g} s -> {row['fps_incl_flush']} "
+            f"fps to disk ({row['frames_received']} frames {side}x{side}, identity, flat out)"
+        )
 
 
 def _figure(result: SuiteResult, out_dir: Path) -> None:

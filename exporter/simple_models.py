@@ -97,9 +97,7 @@ def make_identity(path: str | Path, *, metadata: bool = True, **meta: Any) -> Pa
     )
 
 
-def make_nan_above(
-    path: str | Path, limit: float, *, metadata: bool = True, **meta: Any
-) -> Path:
+def make_nan_above(path: str | Path, limit: float, *, metadata: bool = True, **meta: Any) -> Path:
     """``y = x + 0 * sqrt(limit - x)``: the input, but NaN wherever ``x > limit``.
 
     A broken model for the service's checks: finite on small inputs (a warm-up frame),

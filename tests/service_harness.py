@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from deepdenoise_client import Message, Subscriber
+from deepdenoise_client import Control, Message, Subscriber
 
 from stream import Service, ServiceConfig
 
@@ -95,3 +98,64 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+class ServeProcess:
+    """`python -m stream serve` on free loopback ports, stopped by the test."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        model: Path,
+        config: str = "",
+        zarr: Path | None = None,
+        preexec_fn: Any = None,
+    ) -> None:
+        self.input, self.output, self.control = (free_tcp_endpoint() for _ in range(3))
+        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
+        self.zarr = zarr or tmp_path / "data"
+        toml = tmp_path / f"serve-{time.monotonic_ns()}.toml"
+        toml.write_text(config)
+        self._log_file = self.log.open("wb")
+        cmd = [
+            sys.executable, "-m", "stream", "serve",
+            "--model", str(model), "--zarr", str(self.zarr),
+            "--input", self.input, "--input-mode", "pull", "--input-bind",
+            "--output", self.output, "--control", self.control, "--config", str(toml),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log_file, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )
+        with Control(self.control, timeout=2) as ctl:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    ctl.status()
+                    break
+                except TimeoutError as exc:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.terminate()
+                        log = self.log.read_text()
+                        raise RuntimeError(f"service did not start:\n{log}") from exc
+
+    def status(self) -> dict:
+        with Control(self.control, timeout=5) as ctl:
+            return ctl.status()
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
+        self.proc.kill()
+        self.proc.wait()
+        self._log_file.close()
+
+    def terminate(self) -> int:
+        """SIGTERM, wait for the orderly exit (killing it if it hangs); the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._log_file.close()

@@ -14,6 +14,7 @@ from ._config import (
     is_loopback,
     load_config,
 )
+from ._security import SecurityConfig
 from ._service import Service
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "OverflowPolicy",
     "Provider",
     "QueueConfig",
+    "SecurityConfig",
     "Service",
     "ServiceConfig",
     "is_loopback",

@@ -15,6 +15,7 @@ from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
 from ..camera import CameraModel
 from ..protocol import Limits
 from ..store import StoreConfig
+from ._security import SecurityConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,17 @@ Provider = Literal["auto", "cpu", "cuda", "tensorrt"]
 InputMode = Literal["sub", "pull"]
 OverflowPolicy = Literal["drop_oldest", "block"]
 OutputDtype = Literal["float32", "input"]
-#: Share of the memory budget left to the PUB socket's send buffers (libzmq's own).
-PUB_SHARE = 0.25
+#: The memory budget is split in four: the input and PUB sockets' buffers (libzmq's
+#: own, bounded in messages of the warm-up frame size), the stage queues, the stores.
+SHARE = 0.25
 #: Settings holding paths: relative ones in a config file are relative to its folder.
-PATH_FIELDS = ("model", "zarr")
+PATH_FIELDS = (
+    "model",
+    "zarr",
+    "security.secret_key",
+    "security.clients",
+    "security.input_server_key",
+)
 
 
 class QueueConfig(BaseModel):
@@ -43,7 +51,12 @@ class QueueConfig(BaseModel):
     writer_depth: int = Field(
         2048, ge=16, description="frames waiting for disk; the writer never drops, it blocks"
     )
-    receive_hwm: int = Field(100_000, ge=1, description="ZMQ receive high-water mark (messages)")
+    receive_hwm: int | None = Field(
+        None,
+        ge=1,
+        description="ZMQ receive high-water mark (messages); None: a quarter of the memory "
+        "budget in warm-up-sized frames of 4 bytes a pixel, 4..100000",
+    )
     send_hwm: int | None = Field(
         None,
         ge=1,
@@ -69,6 +82,14 @@ class ServiceConfig(BaseModel):
     tile: int | None = Field(None, ge=16, le=16384)
     overlap: int | None = Field(None, ge=0, le=8192)
     provider: Provider = "auto"
+    security: SecurityConfig | None = Field(
+        None, description="CURVE keys and allowed clients (deepdenoise keys); None: off"
+    )
+    model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="folders load_model may load from (besides the shipped models and the "
+        "configured model's folder)",
+    )
     camera: CameraModel | None = Field(
         None,
         description="the camera's gain, offset and read noise (the table `deepdenoise "
@@ -94,6 +115,11 @@ class ServiceConfig(BaseModel):
     queues: QueueConfig = Field(default_factory=QueueConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
 
+    @field_validator("model_dirs")
+    @classmethod
+    def _absolute_dirs(cls, value: list[Path]) -> list[Path]:
+        return [v.expanduser().absolute() for v in value]
+
     @field_validator("model", "zarr")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -106,19 +132,35 @@ class ServiceConfig(BaseModel):
             raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
         return self
 
+    def _frames_in_share(self, limit: int) -> int:
+        """Warm-up-sized float32 frames in a quarter of the budget (4..limit)."""
+        h, w = self.warmup_shape or (512, 512)
+        frames = SHARE * self.memory_budget_mb * 2**20 / (h * w * 4)
+        return int(min(limit, max(4, frames)))
+
     @property
     def pub_hwm(self) -> int:
         """The PUB socket's high-water mark: configured, or from the memory budget."""
         if self.queues.send_hwm is not None:
             return self.queues.send_hwm
-        h, w = self.warmup_shape or (512, 512)
-        frames = PUB_SHARE * self.memory_budget_mb * 2**20 / (h * w * 4)
-        return int(min(1000, max(4, frames)))
+        return self._frames_in_share(1000)
+
+    @property
+    def receive_hwm(self) -> int:
+        """The input socket's high-water mark: configured, or from the memory budget."""
+        if self.queues.receive_hwm is not None:
+            return self.queues.receive_hwm
+        return self._frames_in_share(100_000)
 
     @property
     def queue_budget_bytes(self) -> int:
-        """What the queues, stores and history may hold: the budget less the PUB share."""
-        return int((1 - PUB_SHARE) * self.memory_budget_mb * 2**20)
+        """What the stage queues may hold: a quarter of the budget."""
+        return int(SHARE * self.memory_budget_mb * 2**20)
+
+    @property
+    def store_budget_bytes(self) -> int:
+        """What the stores' block buffers may hold before partial blocks are written."""
+        return int(SHARE * self.memory_budget_mb * 2**20)
 
     @property
     def inference_overflow(self) -> OverflowPolicy:

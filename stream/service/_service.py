@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from .._errors import ConfigError
 from .._version import __version__
 from ..engine import Engine, default_model_path, select_providers
 from ..protocol import PROTOCOL_VERSION, TOPIC_EVENT, pack_header
@@ -33,6 +34,7 @@ from ._messages import Job, Outgoing, SeriesEnd
 from ._publish import PublishStage
 from ._queues import StageQueue
 from ._receive import MemoryGate, Receiver
+from ._security import CurveGuard
 from ._sockets import open_sockets
 from ._stats import ServiceStats
 from ._writer import Writer
@@ -76,6 +78,7 @@ class Service:
         self.events = EventEmitter(self._queue_event)
         self.writer: Writer | None = None
         self._inference: InferenceStage | None = None
+        self._curve: CurveGuard | None = None
 
     @property
     def engine(self) -> Engine | None:
@@ -97,11 +100,15 @@ class Service:
         engine = None
         try:
             engine = self._load_engine(cfg.model)
-            sockets = open_sockets(self._ctx, cfg, self.endpoints)
+            if cfg.security is not None:
+                self._curve = CurveGuard(self._ctx, cfg.security)
+            sockets = open_sockets(self._ctx, cfg, self.endpoints, self._curve)
         except BaseException:
             # nothing runs yet: release what was acquired so a failed start leaks nothing
             if engine is not None:
                 engine.close()
+            if self._curve is not None:
+                self._curve.close()
             if self._own_ctx:
                 self._ctx.term()
             self._stopped.set()
@@ -116,6 +123,7 @@ class Service:
                 on_series_end=self._series_end,
                 depth=cfg.queues.writer_depth,
                 flush_interval_s=cfg.store.flush_interval_s,
+                store_budget=cfg.store_budget_bytes,
             )
             self.writer.start()
         receiver = Receiver(
@@ -126,7 +134,7 @@ class Service:
             self.writer,
             self._paused,
             self._halt_input,
-            memory=MemoryGate(self.memory_in_use, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
+            memory=MemoryGate(self.queued_bytes, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
             drain_s=cfg.drain_s,
         )
         self._inference = InferenceStage(
@@ -202,6 +210,8 @@ class Service:
         self._join("control", timeout)
         if self._inference is not None:
             self._inference.close()
+        if self._curve is not None:
+            self._curve.close()
         if self._own_ctx:
             self._ctx.term()
         log.info("service stopped: %s", self._summary())
@@ -288,13 +298,30 @@ class Service:
 
     # ------------------------------------------------------------------ control
     def load_model(self, path: str | Path, timeout: float = 60.0) -> Engine:
-        """Load and warm up a model off the hot path, then swap it in between frames."""
+        """Load and warm up a model off the hot path, then swap it in between frames.
+
+        Only models under the allowed folders load (see :meth:`allowed_model_dirs`); a
+        path elsewhere gets the same error whether or not a file is there.
+        """
         if self._inference is None:
             raise RuntimeError("the service is not running: start() it first")
-        new = self._load_engine(Path(path))
+        candidate = Path(path).expanduser().resolve()
+        if not any(candidate.is_relative_to(d) for d in self.allowed_model_dirs()):
+            raise ConfigError(
+                "load_model loads models only from the service's model folders (the shipped "
+                "models, the configured model's folder, and `model_dirs` in its config)"
+            )
+        new = self._load_engine(candidate)
         inference = self._threads["inference"]
         self._inference.swap(new, timeout, alive=inference.is_alive)
         return new
+
+    def allowed_model_dirs(self) -> list[Path]:
+        """Folders load_model may load from, resolved."""
+        dirs = [default_model_path().parent, *self.config.model_dirs]
+        if self.config.model is not None:
+            dirs.append(self.config.model.parent)
+        return [d.resolve() for d in dirs]
 
     def memory_by_stage(self) -> dict[str, int]:
         """Bytes of frames each part of the service holds now."""
@@ -305,12 +332,15 @@ class Service:
         return {
             "inference_queue": self._jobs.nbytes,
             "publish_queue": self._outgoing.nbytes,
-            "writer": self.writer.memory_bytes if self.writer is not None else 0,
+            "writer_queue": self.writer.queued_bytes if self.writer is not None else 0,
+            "stores": self.writer.store_bytes if self.writer is not None else 0,
             "history": history,
         }
 
-    def memory_in_use(self) -> int:
-        return sum(self.memory_by_stage().values())
+    def queued_bytes(self) -> int:
+        """Frames waiting in the stage queues: what grows when a stage falls behind."""
+        writer = self.writer.queued_bytes if self.writer is not None else 0
+        return self._jobs.nbytes + self._outgoing.nbytes + writer
 
     @property
     def paused(self) -> bool:
@@ -349,7 +379,9 @@ class Service:
             memory={
                 "budget_mb": self.config.memory_budget_mb,
                 "queues_budget_mb": round(self.config.queue_budget_bytes / 2**20, 1),
+                "stores_budget_mb": round(self.config.store_budget_bytes / 2**20, 1),
                 "pub_hwm": self.config.pub_hwm,
+                "receive_hwm": self.config.receive_hwm,
                 "in_use_mb": {k: round(v / 2**20, 2) for k, v in self.memory_by_stage().items()},
             },
             events_suppressed=self.events.suppressed,

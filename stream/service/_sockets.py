@@ -8,23 +8,28 @@ import zmq
 
 from .._errors import ConfigError
 from ._config import ServiceConfig
+from ._security import CurveGuard
 
 
 def open_sockets(
-    ctx: zmq.Context[Any], cfg: ServiceConfig, endpoints: dict[str, str]
+    ctx: zmq.Context[Any],
+    cfg: ServiceConfig,
+    endpoints: dict[str, str],
+    curve: CurveGuard | None = None,
 ) -> dict[str, zmq.Socket[Any]]:
     """Create, configure and bind/connect the input, output and control sockets.
 
     ``endpoints`` receives the concrete endpoints (ports resolved). Sockets are created
     here, on the caller's thread, so bind errors surface at start; each is then handed
-    to the one stage thread that uses it.
+    to the one stage thread that uses it. ``curve``: every socket is encrypted (bound
+    ones as CURVE servers, a connecting input as a client of the acquisition).
     """
     limits = cfg.limits
     kind = zmq.SUB if cfg.input_mode == "sub" else zmq.PULL
     sockets: dict[str, zmq.Socket[Any]] = {}
     try:
         inp = sockets["input"] = ctx.socket(kind)
-        inp.setsockopt(zmq.RCVHWM, cfg.queues.receive_hwm)
+        inp.setsockopt(zmq.RCVHWM, cfg.receive_hwm)
         # libzmq drops a connection that sends a part larger than this, before
         # buffering it: the memory guard for hostile or broken senders.
         inp.setsockopt(
@@ -33,12 +38,18 @@ def open_sockets(
         inp.setsockopt(zmq.LINGER, 0)
         if kind == zmq.SUB:
             inp.setsockopt(zmq.SUBSCRIBE, cfg.subscribe.encode())
+        if curve is not None:
+            (curve.server if cfg.input_bind else curve.client)(inp)
         endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind, role="input")
         out = sockets["output"] = ctx.socket(zmq.PUB)
         out.setsockopt(zmq.SNDHWM, cfg.pub_hwm)
+        if curve is not None:
+            curve.server(out)
         out.setsockopt(zmq.LINGER, 2000)
         endpoints["output"] = _attach(out, cfg.output, bind=True, role="output")
         ctl = sockets["control"] = ctx.socket(zmq.REP)
+        if curve is not None:
+            curve.server(ctl)
         ctl.setsockopt(zmq.LINGER, 0)
         endpoints["control"] = _attach(ctl, cfg.control, bind=True, role="control")
     except BaseException:

@@ -74,6 +74,7 @@ class Writer:
         on_series_end: Callable[[str, dict[str, Any]], None],
         depth: int,
         flush_interval_s: float = 2.0,
+        store_budget: int | None = None,
     ) -> None:
         self.root = root
         self._config = config
@@ -85,6 +86,7 @@ class Writer:
         self._stores: dict[str, SeriesStore] = {}
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
         self._flush_interval_s = flush_interval_s
+        self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
         self._errors: Counter[str] = Counter()
         self._queued_bytes = 0
@@ -106,10 +108,14 @@ class Writer:
         self._queue.put(op)
 
     @property
-    def memory_bytes(self) -> int:
-        """Pixels waiting in the queue plus the open stores' block buffers."""
-        stores = sum(store.buffered_bytes for store in list(self._stores.values()))
-        return self._queued_bytes + stores
+    def queued_bytes(self) -> int:
+        """Pixels waiting in the queue."""
+        return self._queued_bytes
+
+    @property
+    def store_bytes(self) -> int:
+        """The open stores' block buffers (frames not yet written whole)."""
+        return sum(store.buffered_bytes for store in list(self._stores.values()))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything buffered so far; True once it is on disk (or counted lost)."""
@@ -161,6 +167,7 @@ class Writer:
                     op.done.set()
                 elif op is not None:
                     self._apply(op)
+                    self._keep_to_budget()
         except BaseException as exc:  # surfaced to the service, which re-raises it on stop
             self.error = exc
             log.exception("writer thread failed")
@@ -230,6 +237,16 @@ class Writer:
         self._stores[op.series] = store
         log.info("%s store %s", "resumed" if store.resumed else "created", store.path)
         return store
+
+    def _keep_to_budget(self) -> None:
+        """Over its budget, write the stores' partial blocks and free spare buffers."""
+        if self._store_budget is None or self.store_bytes <= self._store_budget:
+            return
+        for series, store in sorted(self._stores.items(), key=lambda item: -item[1].buffered_bytes):
+            self._guarded(series, "store_write", store.flush)
+            store.free_spares()
+            if self.store_bytes <= self._store_budget:
+                return
 
     def _flush_all(self) -> None:
         for series, store in list(self._stores.items()):

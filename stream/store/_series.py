@@ -271,6 +271,11 @@ class SeriesStore:
         spares = [buf for spare in list(self._spare.values()) for buf in list(spare)]
         return held + sum(buf.nbytes for buf in spares)
 
+    def free_spares(self) -> None:
+        """Let go of the reusable block buffers (memory over reuse)."""
+        for spare in self._spare.values():
+            spare.clear()
+
     @property
     def info(self) -> dict[str, Any]:
         """The store's ``deepdenoise`` attribute as last written (totals after close)."""
@@ -337,7 +342,7 @@ class SeriesStore:
             try:
                 length = 0 if self._max_index is None else self._max_index + 1
                 self._guard("trim", lambda: self._io.resize(length))
-                scan = self._guard("read the flags of", self._scan)
+                scan = self._guard("read the flags of", lambda: self._scan(length))
                 self._info.update(
                     closed=True,
                     closed_at=_now(),
@@ -508,10 +513,10 @@ class SeriesStore:
                 spare.append(blk.data)
             blk.data = None
 
-    def _scan(self) -> FlagScan:
+    def _scan(self, extent: int | None = None) -> FlagScan:
         from ._summary import scan_flags
 
-        return scan_flags(self.path)
+        return scan_flags(self.path, extent)
 
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:
         try:

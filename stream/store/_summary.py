@@ -80,12 +80,14 @@ class FlagScan:
     valid_runs: list[tuple[int, int]] = field(default_factory=list)
 
 
-def scan_flags(store: Path) -> FlagScan:
+def scan_flags(store: Path, extent: int | None = None) -> FlagScan:
     """Count the flags chunk by chunk, reading only chunks that exist on disk.
 
     The time axis may be sparse (a stream that jumped far ahead); memory and time
     follow the chunks written, not the length of the axis. The two arrays may differ
-    in length in a store whose writer was killed while resizing them.
+    in length in a store whose writer was killed while resizing them. ``extent``: the
+    series' length as known (a closed store's axis: its highest index + 1), so frames
+    lost after the last stored one count as missing too; default: up to the last flag.
     """
     import zarr
 
@@ -112,6 +114,8 @@ def scan_flags(store: Path) -> FlagScan:
         scan.clean += int(cv.sum())
         pieces.append((c0, v))
         _add_runs(scan.valid_runs, c0, v)
+    if extent is not None and extent > 0:
+        scan.last = max(scan.last if scan.last is not None else -1, extent - 1)
     if scan.last is None:
         return scan
     scan.missing = scan.last + 1 - scan.valid
@@ -189,11 +193,12 @@ def summarize_store(path: Path) -> dict[str, Any]:
         raw = group[IMAGES["raw"]]
         if not isinstance(raw, zarr.Array):
             raise StoreError(f"{path}/{IMAGES['raw']} is not an array")
-        scan = scan_flags(path)
+        info = read_group_attrs(path)["deepdenoise"]
+        # a closed store's axis ends at its highest index: holes up to there are missing
+        scan = scan_flags(path, int(raw.shape[0]) if info.get("closed") else None)
     except (KeyError, OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     assert isinstance(raw, zarr.Array)
-    info = read_group_attrs(path)["deepdenoise"]
     return {
         "series": info.get("series"),
         "images": {name: str(path / rel) for name, rel in IMAGES.items()},

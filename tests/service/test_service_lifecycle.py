@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from deepdenoise_client import Control, Publisher, Subscriber
-from service_harness import free_tcp_endpoint, wait_until
+from deepdenoise_client import Publisher, Subscriber
+from service_harness import ServeProcess, wait_until
 
 from stream.store import ARRAY_PATHS
 
@@ -25,51 +22,6 @@ SHAPE = (64, 80)
 def _frames(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(7)
     return [rng.integers(0, 4000, SHAPE, dtype="<u2") for _ in range(n)]
-
-
-class ServeProcess:
-    """`python -m stream serve` on free loopback ports, stopped by the test."""
-
-    def __init__(self, tmp_path: Path, model: Path) -> None:
-        self.input, self.output, self.control = (free_tcp_endpoint() for _ in range(3))
-        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
-        config = tmp_path / "lossless.toml"  # block instead of dropping: every frame denoised
-        config.write_text('[queues]\ninference_overflow = "block"\n')
-        self._log_file = self.log.open("wb")
-        cmd = [
-            sys.executable, "-m", "stream", "serve",
-            "--model", str(model), "--zarr", str(tmp_path / "data"),
-            "--input", self.input, "--input-mode", "pull", "--input-bind",
-            "--output", self.output, "--control", self.control, "--config", str(config),
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT)
-        with Control(self.control, timeout=2) as ctl:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    ctl.status()
-                    break
-                except TimeoutError as exc:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        self.terminate()
-                        log = self.log.read_text()
-                        raise RuntimeError(f"service did not start:\n{log}") from exc
-
-    def status(self) -> dict:
-        with Control(self.control, timeout=5) as ctl:
-            return ctl.status()
-
-    def terminate(self) -> int:
-        """SIGTERM, wait for the orderly exit (killing it if it hangs); the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._log_file.close()
 
 
 def test_sigterm_mid_stream_flushes_then_restart_resumes(tmp_path: Path, identity_model):

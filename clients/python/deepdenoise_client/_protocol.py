@@ -366,10 +366,10 @@ def decode_message(
         t_ns = header.get("t_ns")
         if t_ns is not None and not (_is_int(t_ns) and 0 <= t_ns <= _MAX_T_NS):
             raise ProtocolError("t_ns", f"expected t_ns as an integer 0..2**63-1, got {t_ns!r}")
-        if not isinstance(header.get("resend", False), bool):
-            raise ProtocolError("resend", f"expected resend as a bool, got {header['resend']!r}")
         if "meta" in header:
             _check_received_meta(header["meta"], limits)
+        if not isinstance(header.get("resend", False), bool):
+            raise ProtocolError("resend", f"expected resend as a bool, got {header['resend']!r}")
         if kind != "frame":
             if has_payload:
                 raise ProtocolError("payload_unexpected", f"a '{kind}' message has no payload")

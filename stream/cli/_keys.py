@@ -1,0 +1,39 @@
+"""``deepdenoise keys``: CURVE key pairs for the service and its clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import console, fail
+
+
+def keys(
+    name: Annotated[str, typer.Argument(help="Whose keys: service, or a client's name.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where the files go.")] = Path("keys"),
+) -> None:
+    """Make a CURVE key pair: NAME.key (public, to share) and NAME.key_secret (keep it)."""
+    from zmq.auth import create_certificates
+
+    if not name or any(c in name for c in "/\\\\") or name.startswith("."):
+        raise fail(f"expected a plain name such as service or rig-1, got {name!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    public, secret = (Path(p) for p in create_certificates(directory, name))
+    secret.chmod(0o600)
+    console.print(f"wrote {public} (public) and {secret} (secret, mode 600)", highlight=False)
+    console.print(
+        "For the service, in its config:\n"
+        "[security]\n"
+        f'secret_key = "{secret}"\n'
+        f'clients = "{directory / "clients"}"   # copy each allowed client\'s .key here\n'
+        "A client gives its own key pair and the service's public key "
+        f"({public.name} of the service) when it connects.",
+        markup=False,
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(keys)

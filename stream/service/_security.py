@@ -1,0 +1,90 @@
+"""CURVE encryption and client allow-lists for the service's sockets.
+
+ZeroMQ's CURVE gives each socket end a key pair (``deepdenoise keys`` makes them, as
+ZeroMQ certificate files). With ``[security]`` configured, every socket the service
+binds is a CURVE server holding the service's secret key, and a ZAP authenticator lets
+in only clients whose public key is in the ``clients`` folder (any client with a key
+when no folder is given). An input socket that connects to the acquisition is a CURVE
+client of the acquisition's server key. Without ``[security]`` nothing changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import zmq
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SecurityConfig(BaseModel):
+    """The ``[security]`` table: the service's key and who may talk to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret_key: Path = Field(description="the service's secret certificate (NAME.key_secret)")
+    clients: Path | None = Field(
+        None, description="folder of allowed clients' public certificates (*.key); None: any"
+    )
+    input_server_key: Path | None = Field(
+        None, description="connecting input: the acquisition's public certificate"
+    )
+
+
+def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
+    from zmq.auth import load_certificate
+
+    try:
+        public, private = load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the CURVE certificate {path}: {exc}") from exc
+    if secret and private is None:
+        raise ConfigError(f"{path} holds no secret key: give the NAME.key_secret file")
+    return public, private
+
+
+class CurveGuard:
+    """The authenticator thread and the key options for each socket; close() stops it."""
+
+    def __init__(self, ctx: zmq.Context[Any], config: SecurityConfig) -> None:
+        from zmq.auth import CURVE_ALLOW_ANY
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._public, secret = _load(config.secret_key, secret=True)
+        assert secret is not None
+        self._secret = secret
+        self._server_key = (
+            _load(config.input_server_key, secret=False)[0] if config.input_server_key else None
+        )
+        if config.clients is not None and not config.clients.is_dir():
+            raise ConfigError(f"security.clients must be a folder of *.key files: {config.clients}")
+        self._auth = ThreadAuthenticator(ctx)
+        self._auth.start()
+        where = str(config.clients) if config.clients is not None else CURVE_ALLOW_ANY
+        self._auth.configure_curve(domain="*", location=where)
+        log.info("CURVE on; clients allowed: %s", where)
+
+    def server(self, sock: zmq.Socket[Any]) -> None:
+        """Make a socket that binds a CURVE server."""
+        sock.curve_secretkey = self._secret
+        sock.curve_publickey = self._public
+        sock.curve_server = True
+
+    def client(self, sock: zmq.Socket[Any]) -> None:
+        """Make a socket that connects a CURVE client of the acquisition."""
+        if self._server_key is None:
+            raise ConfigError(
+                "the input connects to the acquisition: set security.input_server_key to "
+                "its public certificate (or bind the input with --input-bind)"
+            )
+        sock.curve_secretkey = self._secret
+        sock.curve_publickey = self._public
+        sock.curve_serverkey = self._server_key
+
+    def close(self) -> None:
+        self._auth.stop()

@@ -1,0 +1,362 @@
+"""The fault matrix: each fault that once lost or hid frames, kept as a test.
+
+Real sockets on 127.0.0.1, real stores in temporary folders, real processes where the
+fault is a process's (kill -9, SIGTERM, a file-size limit). Every frame must end up
+denoised, or counted as dropped or rejected with a reason, with its raw pixels on disk.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zarr
+import zmq
+from deepdenoise_client import Control, Publisher, Subscriber
+from service_harness import ServeProcess, collect, events, listening, running_service, wait_until
+
+from stream.store import ARRAY_PATHS, summarize_store
+
+
+def frames(n: int, shape=(24, 32), seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 4000, shape, dtype="<u2") for _ in range(n)]
+
+
+def ask(endpoint: str, parts: list[bytes], timeout_ms: int = 5000) -> dict:
+    """One raw REQ round trip (any number of parts); the decoded reply."""
+    with zmq.Context() as ctx, ctx.socket(zmq.REQ) as sock:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint)
+        sock.send_multipart(parts)
+        assert sock.poll(timeout_ms), "no reply"
+        return msgpack.unpackb(sock.recv(), raw=False)
+
+
+def load(path: Path | str) -> bytes:
+    return msgpack.packb({"cmd": "load_model", "path": str(path)})
+
+
+# -- control ------------------------------------------------------------------------
+
+
+def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
+    tmp_path: Path, identity_model
+):
+    bad = [
+        [msgpack.packb({"cmd": "status"}), b"second part"],
+        [b"a", b"b", b"c"],
+        [b"\xc1 not msgpack"],
+        [msgpack.packb([1, 2])],
+        [msgpack.packb({"cmd": 7})],
+        [msgpack.packb({"cmd": "reboot"})],
+        [msgpack.packb({"cmd": "load_model"})],
+        [b""],
+    ]
+    with running_service(tmp_path, identity_model, zarr=None) as svc:
+        for parts in bad:
+            reply = ask(svc.endpoints["control"], parts)
+            assert reply["ok"] is False and reply["error"], parts
+        assert ask(svc.endpoints["control"], [msgpack.packb({"cmd": "status"})])["ok"] is True
+        with (
+            listening(svc) as sub,
+            Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        ):
+            pub.send_frame(frames(1)[0], "after", 0)
+            collect(sub, 1)  # the data path never noticed
+
+
+# -- who may write what ---------------------------------------------------------------
+
+
+def test_a_second_source_cannot_overwrite_a_series_unless_it_resends(
+    tmp_path: Path, identity_model
+):
+    first, second = frames(6, seed=1), frames(6, seed=2)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as a,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as b,
+    ):
+        for i in range(6):
+            a.send_frame(first[i], "shared", i)
+        collect(sub, 6)
+        for i in range(6):
+            b.send_frame(second[i], "shared", i)  # the same indices: refused
+        b.send_frame(second[3], "shared", 3, resend=True)  # a retransmission: taken
+        collect(sub, 1)
+        wait_until(lambda: svc.status()["rejected"].get("duplicate") == 6)
+        a.end("shared")
+        assert svc.flush()
+        status = svc.status()
+    assert status["series"]["shared"]["resent"] == 1
+    raw = zarr.open_group(tmp_path / "data" / "shared.zarr", mode="r")[ARRAY_PATHS["raw"]]
+    for i in range(6):
+        np.testing.assert_array_equal(raw[i], second[3] if i == 3 else first[i])
+
+
+def test_a_series_keeps_its_shape_across_start_and_end(tmp_path: Path, identity_model):
+    good = frames(4)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.start("fixed")
+        pub.send_frame(good[0], "fixed", 0)
+        pub.end("fixed")
+        pub.start("fixed")  # another source restarts the name with another shape
+        pub.send_frame(np.zeros((64, 64), "<u2"), "fixed", 1)
+        for i in (1, 2, 3):  # the original source goes on: all taken
+            pub.send_frame(good[i], "fixed", i)
+        got, _ = collect(sub, 4)
+        status = svc.status()
+    assert [m.array.shape for m in got] == [(24, 32)] * 4  # the 64x64 was never published
+    assert status["rejected"] == {"series_mismatch": 1}
+
+
+# -- the model ------------------------------------------------------------------------
+
+
+def test_non_finite_model_output_is_flagged_and_never_stored_as_valid(
+    tmp_path: Path, identity_model, nan_model
+):
+    dim = np.full((16, 16), 1000, "<u2")
+    bright = np.full((16, 16), 40000, "<u2")  # the broken model's NaN range
+    with (
+        running_service(tmp_path, nan_model, warmup_shape=(16, 16)) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.send_frame(dim, "nan", 0)
+        pub.send_frame(bright, "nan", 1)
+        got, _ = collect(sub, 2)
+        pub.end("nan")
+        assert svc.flush()
+        status = svc.status()
+    assert "non_finite" not in got[0].header and got[1].header["non_finite"] == 256
+    assert status["sanitized"] == {"model_non_finite": 1}
+    group = zarr.open_group(tmp_path / "data" / "nan.zarr", mode="r")
+    assert group["clean_valid"][:].tolist() == [True, False]
+    assert group["valid"][:].tolist() == [True, True]  # the raw frame is kept either way
+
+
+def test_a_model_that_gives_nan_is_refused_at_load(tmp_path: Path, identity_model):
+    from exporter.simple_models import make_nan_above
+
+    always = make_nan_above(tmp_path / "models" / "nan.onnx", -1e9)
+    with running_service(
+        tmp_path, identity_model, zarr=None, model_dirs=[always.parent], warmup_shape=(8, 8)
+    ) as svc:
+        reply = ask(svc.endpoints["control"], [load(always)], timeout_ms=30_000)
+        assert reply["ok"] is False and "non-finite" in reply["error"]
+        assert svc.engine is not None and svc.engine.path == identity_model
+
+
+def test_load_model_outside_the_model_folders_reveals_nothing(
+    tmp_path: Path, identity_model, box_model
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "real.onnx").write_bytes(box_model.read_bytes())
+    with running_service(tmp_path, identity_model, zarr=None) as svc:
+        control = svc.endpoints["control"]
+        there = ask(control, [load(elsewhere / "real.onnx")])
+        absent = ask(control, [load(elsewhere / "none.onnx")])
+        passwd = ask(control, [load("/etc/passwd")])
+    assert not there["ok"] and not absent["ok"] and not passwd["ok"]
+    why = [r["error"].split("': ", 1)[1] for r in (there, absent, passwd)]
+    assert why[0] == why[1] == why[2]  # the same words whether a file is there or not
+
+
+# -- CURVE ----------------------------------------------------------------------------
+
+
+def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
+    from zmq.auth import create_certificates, load_certificate
+
+    keys, clients = tmp_path / "keys", tmp_path / "keys" / "clients"
+    clients.mkdir(parents=True)
+    create_certificates(keys, "service")
+    public, _ = create_certificates(clients, "rig")  # allowed
+    create_certificates(keys, "stranger")  # not in the clients folder
+    security = {"secret_key": keys / "service.key_secret", "clients": clients}
+    server_public, _ = load_certificate(str(keys / "service.key"))
+
+    def status(name: str | None) -> bool:
+        with zmq.Context() as ctx, ctx.socket(zmq.REQ) as sock:
+            sock.setsockopt(zmq.LINGER, 0)
+            if name is not None:
+                folder = clients if name == "rig" else keys
+                pub, sec = load_certificate(str(folder / f"{name}.key_secret"))
+                sock.curve_publickey, sock.curve_secretkey = pub, sec
+                sock.curve_serverkey = server_public
+            sock.connect(svc.endpoints["control"])
+            sock.send(msgpack.packb({"cmd": "status"}))
+            return bool(sock.poll(1500))
+
+    with running_service(tmp_path, identity_model, zarr=None, security=security) as svc:
+        assert status("rig") is True
+        assert status("stranger") is False  # a key, but not an allowed one
+        assert status(None) is False  # plain text
+    assert Path(public).exists()
+
+
+# -- processes: kill -9, SIGTERM, a full disk, a stalled subscriber -------------------
+
+
+def test_after_kill_9_a_restart_reports_the_holes(tmp_path: Path, identity_model):
+    sent = frames(40, shape=(64, 64))
+    first = ServeProcess(tmp_path, identity_model, config="[store]\nflush_interval_s = 0.2\n")
+    try:
+        with Publisher(first.input, mode="push", bind=False) as pub:
+            for i in list(range(20)) + list(range(25, 30)):  # 20..24 never sent
+                pub.send_frame(sent[i], "killed", i)
+            wait_until(lambda: first.status()["frames_in"] == 25, timeout=30)
+            time.sleep(0.6)  # beyond flush_interval_s: the loss window has passed
+    finally:
+        first.kill()
+    on_disk = summarize_store(tmp_path / "data" / "killed.zarr")
+    second = ServeProcess(tmp_path, identity_model)
+    try:
+        with Subscriber(second.output, topics=(b"event", b"status")) as sub:
+            while sub.recv(timeout=10).topic != b"status":
+                pass
+            with Publisher(second.input, mode="push", bind=False) as pub:
+                pub.send_frame(sent[30], "killed", 30)
+                seen = []
+                deadline = time.monotonic() + 20
+                while not events(seen, "series_start") and time.monotonic() < deadline:
+                    seen.append(sub.recv(timeout=10))
+                wait_until(lambda: second.status()["frames_in"] == 1, timeout=30)
+                status = second.status()
+                seen += [sub.recv(timeout=1) for _ in range(3)]
+    finally:
+        assert second.terminate() == 0, second.log.read_text()
+    assert on_disk["valid"] == 25 and on_disk["missing"] == 5  # the kill lost nothing flushed
+    assert events(seen, "series_start")[0]["resumed"] is True
+    gaps = [(g["first_missing"], g["count"]) for g in events(seen, "gap")]
+    assert gaps == [(20, 5)]  # the hole left before the kill, reported on resume
+    assert status["series"]["killed"]["missing"] == 5
+
+
+def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model):
+    sent = frames(50, shape=(64, 64))
+    proc = ServeProcess(tmp_path, identity_model)
+    try:
+        with Publisher(proc.input, mode="push", bind=False) as pub:
+            for i, frame in enumerate(sent):
+                pub.send_frame(frame, "term", i)
+            wait_until(lambda: proc.status()["frames_in"] == 50, timeout=30)
+            code = proc.terminate()
+    finally:
+        proc.terminate()
+    assert code == 0, proc.log.read_text()
+    info = summarize_store(tmp_path / "data" / "term.zarr")
+    assert info["valid"] == 50 and info["clean_frames"] == 50 and info["closed"]
+
+
+def _small_files(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_loses_frames_counted_one_by_one(tmp_path: Path, identity_model):
+    # Each file may hold 600 KB: shards of 64x64 uint16 (8 KB a frame) hold the first
+    # 64 frames... of 256x256 (128 KB a frame) they fail: those frames are lost, counted.
+    big = frames(30, shape=(256, 256))
+    small = frames(10, shape=(32, 32))
+    config = "[store]\nframes_per_shard = 8\nflush_interval_s = 0.2\n"
+    proc = ServeProcess(tmp_path, identity_model, config=config, preexec_fn=_small_files(600_000))
+    try:
+        with (
+            Subscriber(proc.output, topics=(b"event",)) as sub,
+            Publisher(proc.input, mode="push", bind=False) as pub,
+        ):
+            time.sleep(0.3)
+            for i, frame in enumerate(big):
+                pub.send_frame(frame, "full", i)
+            for i, frame in enumerate(small):
+                pub.send_frame(frame, "fits", i)
+            pub.end("full")
+            pub.end("fits")
+            wait_until(lambda: proc.status()["frames_in"] == 40, timeout=30)
+            with Control(proc.control, timeout=30) as ctl:
+                ctl.flush()
+            status = proc.status()
+            seen = []
+            while True:
+                try:
+                    seen.append(sub.recv(timeout=2))
+                except TimeoutError:
+                    break
+    finally:
+        code = proc.terminate()
+    assert code == 0, proc.log.read_text()
+    lost_raw = status["dropped"].get("store_raw", 0)
+    full = zarr.open_group(tmp_path / "data" / "full.zarr", mode="r")
+    on_disk = int(full["valid"][:].sum()) if full["valid"].shape[0] else 0
+    assert lost_raw > 0 and on_disk + lost_raw == 30  # every frame: on disk, or counted
+    assert status["store"]["health"] == "failing" and status["store"]["errors"]
+    assert any(e.get("kind") == "store_write" for e in events(seen, "error"))
+    end = next(e for e in events(seen, "series_end") if e["series"] == "full")
+    assert end["missing"] + end["stored"] == 30 and end["lost"]["raw"] == lost_raw
+    fits = summarize_store(tmp_path / "data" / "fits.zarr")
+    assert fits["valid"] == 10  # small shards still fit: the other series went on
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
+    tmp_path: Path, identity_model
+):
+    budget = 256
+    proc = ServeProcess(
+        tmp_path,
+        identity_model,
+        config=f"memory_budget_mb = {budget}\nwarmup_shape = [1024, 1024]\n",
+    )
+    sent = frames(4, shape=(1024, 1024))
+    try:
+        ctx = zmq.Context()
+        stalled = ctx.socket(zmq.SUB)  # subscribes, then never reads
+        stalled.setsockopt(zmq.SUBSCRIBE, b"denoised")
+        stalled.setsockopt(zmq.RCVHWM, 1)
+        stalled.connect(proc.output)
+        time.sleep(0.5)
+        start = _rss_mb(proc.proc.pid)
+        with Publisher(proc.input, mode="push", bind=False) as pub:
+            for i in range(300):  # 300 frames of 1024x1024: 1.2 GB denoised, 600 MB raw
+                pub.send_frame(sent[i % 4], "flood", i)
+                if i == 99:  # by now every buffer the budget allows is full
+                    wait_until(lambda: proc.status()["frames_in"] == 100, timeout=120)
+                    filled = _rss_mb(proc.proc.pid)
+            wait_until(lambda: proc.status()["frames_in"] == 300, timeout=120)
+        peak = _rss_mb(proc.proc.pid)
+        status = proc.status()
+        stalled.close(0)
+        ctx.term()
+    finally:
+        proc.terminate()
+    assert status["memory"]["pub_hwm"] == 16  # a quarter of 256 MiB in 1024x1024 float32 frames
+    # Bounded: once full, 200 more frames (800 MB through the stalled PUB) add little;
+    # and the whole rise stays within the budget plus the libraries' own working memory.
+    assert peak - filled < 0.25 * budget, (start, filled, peak)
+    assert peak - start < 2 * budget, (start, filled, peak)
+    info = summarize_store(tmp_path / "data" / "flood.zarr")
+    assert info["valid"] == 300  # PULL waited instead of dropping: every raw frame stored
