@@ -332,9 +332,11 @@ class _Run:
             input_loss = per_patch_input.mean()
         self.opt.zero_grad(set_to_none=True)
         per_patch = ((self.model(noisy) - clean) ** 2).mean(dim=(1, 2, 3))
-        if self.cfg.loss == "relative":  # the input's own error as each patch's yardstick
-            loss = (per_patch / (per_patch_input + 1e-8)).mean()
-            input_loss = torch.ones(())
+        ratio = per_patch / (per_patch_input + 1e-12)  # the input's error as the yardstick
+        if self.cfg.loss == "relative":
+            loss, input_loss = ratio.mean(), torch.ones(())
+        elif self.cfg.loss == "log":  # mean dB gain (x 10 / ln 10): scale-free at every budget
+            loss, input_loss = torch.log(ratio + 1e-6).mean(), torch.zeros(())
         else:
             loss = per_patch.mean()
         loss.backward()

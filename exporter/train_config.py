@@ -60,10 +60,11 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "constant"] = "cosine"
     min_lr: float = Field(0.01, ge=0, le=1, description="final rate as a fraction of lr")
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; None: off")
-    loss: Literal["mse", "relative"] = Field(
+    loss: Literal["mse", "relative", "log"] = Field(
         "mse",
-        description="mse: plain MSE; relative: each patch's MSE over its input's, so a "
-        "patch at 1000 photons counts as much as one at 1 (a mix of photon budgets)",
+        description="mse: plain MSE; relative: each patch's MSE over its input's; log: the "
+        "mean log of that ratio, i.e. the mean PSNR gain in dB: a halving of the error "
+        "counts alike at 1 and at 1000 photons (a mix of photon budgets)",
     )
     val_every: int = Field(500, ge=1, description="validate every N steps (and at the end)")
     val_size: int = Field(64, ge=1, le=100_000, description="validation patches")

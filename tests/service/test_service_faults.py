@@ -303,6 +303,7 @@ def test_a_full_disk_loses_frames_counted_one_by_one(tmp_path: Path, identity_mo
         code = proc.terminate()
     assert code == 0, proc.log.read_text()
     lost_raw = status["dropped"].get("store_raw", 0)
+    print(f"full disk: dropped {status['dropped']}, store {status['store']['errors']}")
     full = zarr.open_group(tmp_path / "data" / "full.zarr", mode="r")
     on_disk = int(full["valid"][:].sum()) if full["valid"].shape[0] else 0
     assert lost_raw > 0 and on_disk + lost_raw == 30  # every frame: on disk, or counted
@@ -353,6 +354,7 @@ def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
         ctx.term()
     finally:
         proc.terminate()
+    print(f"RSS MiB: start {start:.0f}, after 100 frames {filled:.0f}, after 300 {peak:.0f}")
     assert status["memory"]["pub_hwm"] == 16  # a quarter of 256 MiB in 1024x1024 float32 frames
     # Bounded: once full, 200 more frames (800 MB through the stalled PUB) add little;
     # and the whole rise stays within the budget plus the libraries' own working memory.
