@@ -7,6 +7,7 @@ The rooms (each a sub-package with a small public face; see README "The house"):
 - ``store``: one Zarr store per series;
 - ``service``: the stages, their queues and the lifecycle;
 - ``sim``: phantom, camera noise and the simulated microscope;
+- ``traces``: ROI traces, causal ΔF/F, trigger rules, the 1-D trace denoiser;
 - ``cli``: the ``deepdenoise`` command.
 
 This package never imports torch, matplotlib or the offline ``exporter``: it installs
@@ -24,6 +25,7 @@ from ._errors import (
     ModelError,
     ProtocolError,
     ProviderUnavailableError,
+    RoiError,
     ServiceTimeoutError,
     StoreError,
     StoreWriteError,
@@ -68,6 +70,7 @@ __all__ = [
     "PhantomConfig",
     "ProtocolError",
     "ProviderUnavailableError",
+    "RoiError",
     "SeriesStore",
     "Service",
     "ServiceConfig",

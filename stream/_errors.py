@@ -60,5 +60,9 @@ class StoreWriteError(StoreError):
         self.kind = kind
 
 
+class RoiError(DeepDenoiseError, ValueError):
+    """ROIs cannot be used: an unreadable file, a wrong shape or dtype, no ROI at all."""
+
+
 class ServiceTimeoutError(DeepDenoiseError, TimeoutError):
     """A service operation did not complete in time."""

@@ -40,6 +40,9 @@ CANONICAL_ORDER = (
     "v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta", "resend",
     "model", "t_recv_ns", "t_done_ns",
 )  # fmt: skip
+#: In `vectors.json`, a control request's bin `labels` is this string; its bytes are the
+#: entry's `pixels` in `dtype` and `shape`, C order.
+BIN_LABELS = "<bin: pixels>"
 
 #: Defaults of the reference service (``stream._config.Limits``) the vectors assume.
 LIMITS = {
@@ -130,7 +133,7 @@ class Vectors:
             "direction": direction,
             "canonical": canonical if valid else False,
             "parts": len(parts),
-            "topic": parts[0].decode("ascii") if parts else None,
+            "topic": parts[0].decode("ascii") if parts and direction != "control" else None,
             "header": header,
             "dtype": dtype,
             "shape": shape,
@@ -139,7 +142,7 @@ class Vectors:
             "pixels": None,
             "reject_reason": reject_reason,
         }
-        if array is not None and array.size <= MAX_LISTED_PIXELS:
+        if array is not None and (array.size <= MAX_LISTED_PIXELS or direction == "control"):
             entry["pixels"] = [json_pixel(x) for x in array.ravel().tolist()]
         if limits is not None:
             entry["limits"] = limits
@@ -430,6 +433,88 @@ def valid_vectors(vs: Vectors) -> None:
         )
 
 
+def closed_loop_vectors(vs: Vectors) -> None:
+    """`traces` and `trigger` outputs, and the control requests (one part each)."""
+    values = np.array(
+        [[1012.5, 1003.25, 0.125], [250.75, 248.5, -0.0625], [np.nan, np.nan, np.nan]],
+        dtype="<f4",
+    )
+    traces = {
+        "v": 1,
+        "series": "cell-01",
+        "index": 300,
+        "dtype": "<f4",
+        "shape": [3, 3],
+        "t_ns": T_NS,
+        "model": MODEL,
+        "t_recv_ns": T_NS + 1_000,
+        "t_done_ns": T_NS + 2_501_000,
+        "rois": 3,
+        "columns": ["raw", "denoised", "dff"],
+        "labels": [3, 7, 40],
+    }
+    vs.message(
+        "traces",
+        "A `traces` output: 3 ROIs (labels 3, 7, 40; rows in that order) x the columns "
+        "raw, denoised, dff; ROI 40 had a NaN pixel.",
+        b"traces",
+        traces,
+        values,
+        direction="output",
+    )
+    with_denoiser = np.array([[0.5, 0.5, 0.25, 0.1875]], dtype="<f4")
+    vs.message(
+        "traces_dff_denoised",
+        "A `traces` output with the trace denoiser on: the extra column dff_denoised.",
+        b"traces",
+        {**traces, "shape": [1, 4], "rois": 1,
+         "columns": ["raw", "denoised", "dff", "dff_denoised"], "labels": [1]},
+        with_denoiser,
+        direction="output",
+    )  # fmt: skip
+    vs.message(
+        "trigger",
+        "A `trigger` output (header only): rule `cell7` fired on frame 300, ROI 7's dff "
+        "0.75 rose through 0.5.",
+        b"trigger",
+        {
+            "v": 1,
+            "series": "cell-01",
+            "index": 300,
+            "t_ns": T_NS,
+            "t_recv_ns": T_NS + 1_000,
+            "t_done_ns": T_NS + 2_501_000,
+            "rule": "cell7",
+            "column": "dff",
+            "value": 0.75,
+            "threshold": 0.5,
+            "rois": [7],
+        },
+        direction="output",
+    )
+    labels = np.array([[0, 0, 7, 7, 0], [3, 0, 7, 7, 0], [3, 0, 0, 0, 40], [0, 0, 0, 0, 40]],
+                      dtype="<u2")  # fmt: skip
+    request = {"cmd": "set_rois", "series": "cell-01", "dtype": "<u2", "shape": [4, 5]}
+    vs.add(
+        "control_set_rois",
+        "A `set_rois` control request (one part): a 4x5 <u2 label image for series cell-01; "
+        "`labels` is bin holding `pixels`.",
+        [msgpack.packb({**request, "labels": labels.tobytes()}, use_bin_type=True)],
+        header={**request, "labels": BIN_LABELS},
+        array=labels,
+        direction="control",
+    )
+    for name, description, message in (
+        ("control_set_rois_clear", "`set_rois` removing every series' ROIs.",
+         {"cmd": "set_rois", "labels": None}),
+        ("control_status", "The `status` request.", {"cmd": "status"}),
+        ("control_load_model", "A `load_model` request.",
+         {"cmd": "load_model", "path": "/models/dncnn.onnx"}),
+    ):  # fmt: skip
+        vs.add(name, description, [msgpack.packb(message, use_bin_type=True)], header=message,
+               direction="control")  # fmt: skip
+
+
 def invalid_vectors(vs: Vectors) -> None:
     arr = np.arange(15, dtype="<u2").reshape(3, 5)
     good = frame_header("s1", 0, arr)
@@ -665,6 +750,7 @@ def invalid_vectors(vs: Vectors) -> None:
 def build() -> Vectors:
     vs = Vectors()
     valid_vectors(vs)
+    closed_loop_vectors(vs)
     invalid_vectors(vs)
     return vs
 

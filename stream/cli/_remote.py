@@ -1,7 +1,7 @@
 """Commands that talk to a running service over its control socket.
 
-``status``, ``pause``, ``resume``, ``flush``, ``stop`` and ``load-model``: one command per
-control request, so nothing the socket can do needs a script.
+``status``, ``pause``, ``resume``, ``flush``, ``stop``, ``load-model`` and ``set-rois``: one
+command per control request, so nothing the socket can do needs a script.
 """
 
 from __future__ import annotations
@@ -100,6 +100,42 @@ def load_model(
     )
 
 
+def set_rois(
+    rois: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Label image (.npy, .tif, Zarr array) or suite2p stat.npy; omit with --clear.",
+            show_default=False,
+        ),
+    ] = None,
+    series: Annotated[
+        str | None,
+        typer.Option(help="Only this series (default: every series).", show_default=False),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the ROIs: no traces.")] = False,
+    control: Control = DEFAULT_CONTROL,
+    timeout: Timeout = 10.0,
+    json_out: JsonOut = False,
+) -> None:
+    """Replace the ROIs of a running service between two frames (no frame is lost)."""
+    from ..traces import load_rois
+
+    if (rois is None) == (not clear):
+        raise fail("give a ROI file, or --clear to remove the ROIs (not both)")
+    message: dict[str, Any] = {"cmd": "set_rois", "labels": None}
+    if rois is not None:
+        try:
+            labels = load_rois(rois).to_labels()
+        except DeepDenoiseError as exc:
+            raise fail(exc) from exc
+        message.update(labels=labels.tobytes(), dtype=labels.dtype.str, shape=list(labels.shape))
+    if series is not None:
+        message["series"] = series
+    reply = _ask(control, message, timeout)
+    where = f"series {series!r}" if series else "every series"
+    _print(reply, json_out, f"{reply.get('rois')} ROIs now traced on {where}")
+
+
 def status_table(reply: dict[str, Any]) -> Table:
     lat = reply.get("latency_ms", {})
     rows = [
@@ -115,6 +151,15 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("queues", counts(reply.get("queues"))),
         ("zarr", str(reply.get("zarr"))),
     ]
+    traces = reply.get("traces") or {}
+    if traces.get("rois") or traces.get("series"):
+        rows.append(
+            (
+                "traces",
+                f"{traces.get('rois')} ROIs ({traces.get('source')}), {traces.get('frames')} "
+                f"frames, triggers {counts(traces.get('triggers'))}",
+            )
+        )
     for name, c in (reply.get("series") or {}).items():
         rows.append(
             (
@@ -130,3 +175,4 @@ def register(app: typer.Typer) -> None:
     for command in (status, pause, resume, flush, stop):
         app.command()(command)
     app.command("load-model")(load_model)
+    app.command("set-rois")(set_rois)

@@ -86,6 +86,14 @@ def serve(
             show_default="float32",
         ),
     ] = None,
+    rois: Annotated[
+        Path | None,
+        typer.Option(
+            help="ROIs for traces, ΔF/F and triggers: a label image (.npy, .tif, Zarr array; "
+            "0 = background) or suite2p stat.npy.",
+            show_default="none",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options override it.")
     ] = None,
@@ -109,6 +117,7 @@ def serve(
             overlap=overlap,
             provider=provider,
             output_dtype=output_dtype,
+            traces={"rois": rois} if rois is not None else None,
         )
         if no_zarr:
             cfg = cfg.model_copy(update={"zarr": None})

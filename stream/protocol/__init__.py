@@ -15,6 +15,8 @@ from ._wire import (
     TOPIC_DENOISED,
     TOPIC_EVENT,
     TOPIC_STATUS,
+    TOPIC_TRACES,
+    TOPIC_TRIGGER,
     Frame,
     Reject,
     SeriesMark,
@@ -24,6 +26,8 @@ from ._wire import (
     frame_header,
     pack_header,
     series_header,
+    traces_header,
+    trigger_header,
 )
 
 __all__ = [
@@ -34,6 +38,8 @@ __all__ = [
     "TOPIC_DENOISED",
     "TOPIC_EVENT",
     "TOPIC_STATUS",
+    "TOPIC_TRACES",
+    "TOPIC_TRIGGER",
     "Frame",
     "Limits",
     "Reject",
@@ -44,4 +50,6 @@ __all__ = [
     "frame_header",
     "pack_header",
     "series_header",
+    "traces_header",
+    "trigger_header",
 ]

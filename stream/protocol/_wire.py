@@ -31,6 +31,8 @@ OUTPUT_EXTRA_KEYS = ("model", "t_recv_ns", "t_done_ns")
 TOPIC_DENOISED = b"denoised"
 TOPIC_STATUS = b"status"
 TOPIC_EVENT = b"event"
+TOPIC_TRACES = b"traces"
+TOPIC_TRIGGER = b"trigger"
 
 
 class Reject(StrEnum):
@@ -234,6 +236,61 @@ def series_header(kind: str, series: str, t_ns: int | None = None) -> dict[str, 
     header: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": kind, "series": series}
     if t_ns is not None:
         header["t_ns"] = t_ns
+    return header
+
+
+def traces_header(
+    frame: Frame,
+    labels: Sequence[int] | np.ndarray,
+    columns: Sequence[str],
+    model: str,
+    t_recv_ns: int,
+    t_done_ns: int,
+) -> dict[str, Any]:
+    """The header of a ``traces`` message: one row per ROI, one column per quantity."""
+    header: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "series": frame.series,
+        "index": frame.index,
+        "dtype": "<f4",
+        "shape": [len(labels), len(columns)],
+    }
+    if frame.t_ns is not None:
+        header["t_ns"] = frame.t_ns
+    header.update(
+        model=model,
+        t_recv_ns=t_recv_ns,
+        t_done_ns=t_done_ns,
+        rois=len(labels),
+        columns=list(columns),
+        labels=[int(label) for label in labels],
+    )
+    return header
+
+
+def trigger_header(
+    frame: Frame,
+    rule: str,
+    column: str,
+    value: float,
+    threshold: float,
+    rois: Sequence[int],
+    t_recv_ns: int,
+    t_done_ns: int,
+) -> dict[str, Any]:
+    """The header of a ``trigger`` message (no payload): which rule fired on which frame."""
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "series": frame.series, "index": frame.index}
+    if frame.t_ns is not None:
+        header["t_ns"] = frame.t_ns
+    header.update(
+        t_recv_ns=t_recv_ns,
+        t_done_ns=t_done_ns,
+        rule=rule,
+        column=column,
+        value=float(value),
+        threshold=float(threshold),
+        rois=[int(label) for label in rois],
+    )
     return header
 
 

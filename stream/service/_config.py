@@ -15,6 +15,7 @@ from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
 from ..camera import CameraModel
 from ..protocol import Limits
 from ..store import StoreConfig
+from ..traces import TraceConfig
 from ._security import SecurityConfig
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ PATH_FIELDS = (
     "security.secret_key",
     "security.clients",
     "security.input_server_key",
+    "traces.rois",
+    "traces.denoiser",
 )
 
 
@@ -111,6 +114,7 @@ class ServiceConfig(BaseModel):
         description="on stop, input is still taken until it is quiet this long; what "
         "arrives after is discarded and counted (dropped.shutdown)",
     )
+    traces: TraceConfig = Field(default_factory=TraceConfig)
     limits: Limits = Field(default_factory=Limits)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)

@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgpack
+import numpy as np
 import zmq
 
-from .._errors import DeepDenoiseError
+from .._errors import DeepDenoiseError, RoiError
+from .._types import MAX_SIDE, SERIES_RULE, is_series_name
 
 log = logging.getLogger(__name__)
 
 Reply = dict[str, Any]
+#: Label image dtypes ``set_rois`` takes (little-endian, as every payload).
+LABEL_DTYPES = ("|u1", "<u2", "<i2", "<u4", "<i4", "<i8")
 #: How long the control loop waits for a request before it checks for a stop.
 POLL_MS = 100
 
@@ -33,6 +37,7 @@ class Controllable(Protocol):
     def flush(self, timeout: float = ...) -> bool: ...
     def request_stop(self) -> None: ...
     def load_model(self, path: str | Path, timeout: float = ...) -> Any: ...
+    def set_rois(self, labels: Any, series: str | None = ..., timeout: float = ...) -> int: ...
 
 
 class ControlHandler:
@@ -47,6 +52,7 @@ class ControlHandler:
             "flush": self._flush,
             "stop": self._stop,
             "load_model": self._load_model,
+            "set_rois": self._set_rois,
         }
 
     def run(self, sock: zmq.Socket[Any], closing: threading.Event) -> None:
@@ -123,6 +129,46 @@ class ControlHandler:
         except (DeepDenoiseError, OSError, TimeoutError) as exc:
             return _error(f"cannot load model {path!r}: {exc}")
         return {"ok": True, "model": engine.model_id, "provider": engine.provider}
+
+    def _set_rois(self, message: dict[str, Any]) -> Reply:
+        series = message.get("series")
+        if series is not None and not is_series_name(series):
+            return _error(f"set_rois: expected 'series' of {SERIES_RULE} or nil, got {series!r}")
+        if "labels" not in message:
+            return _error(
+                "set_rois needs 'labels': the label image as bin (with 'dtype' and 'shape'), "
+                "or nil to remove the ROIs"
+            )
+        labels = message["labels"]
+        image = None
+        if labels is not None:
+            image_or_error = _label_image(labels, message.get("dtype"), message.get("shape"))
+            if isinstance(image_or_error, str):
+                return _error(f"set_rois: {image_or_error}")
+            image = image_or_error
+        try:
+            count = self._service.set_rois(image, series)
+        except (RoiError, TimeoutError) as exc:
+            return _error(f"set_rois: {exc}")
+        return {"ok": True, "rois": count, "series": series}
+
+
+def _label_image(labels: Any, dtype: Any, shape: Any) -> np.ndarray | str:
+    """The label image of a set_rois request, or what is wrong with it."""
+    if not isinstance(labels, bytes):
+        return f"expected 'labels' as bin (the image's bytes, C order), got {type(labels).__name__}"
+    if dtype not in LABEL_DTYPES:
+        return f"expected 'dtype' one of {', '.join(LABEL_DTYPES)}, got {dtype!r}"
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 2
+        and all(type(s) is int and 1 <= s <= MAX_SIDE for s in shape)
+    ):
+        return f"expected 'shape' [height, width], each 1..{MAX_SIDE}, got {shape!r}"
+    expected = shape[0] * shape[1] * np.dtype(dtype).itemsize
+    if len(labels) != expected:
+        return f"shape {shape} dtype {dtype} needs {expected} bytes of labels, got {len(labels)}"
+    return np.frombuffer(labels, dtype=dtype).reshape(shape)
 
 
 def _error(message: str) -> Reply:

@@ -19,6 +19,7 @@ from ._events import EventEmitter
 from ._messages import CleanOp, EndOp, Job, ModelOp, Outgoing, SeriesEnd
 from ._queues import Closed, StageQueue
 from ._stats import ServiceStats
+from ._traces import TraceStep
 from ._writer import Writer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class InferenceStage:
         The model running at start.
     output_in_input_dtype
         Publish the denoised frame rounded to the input dtype instead of float32.
+    traces
+        ROI traces and triggers, computed right after each frame (None: off).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class InferenceStage:
         events: EventEmitter,
         output_in_input_dtype: bool = False,
         camera: CameraModel | None = None,
+        traces: TraceStep | None = None,
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -63,6 +67,7 @@ class InferenceStage:
         self._as_input = output_in_input_dtype
         self.engine = engine
         self._camera = camera
+        self.traces = traces
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
         self._pending: Engine | None = None
@@ -80,6 +85,8 @@ class InferenceStage:
                 self._finish_series(item.series)
             elif item is not None:
                 self._denoise(item)
+            elif self.traces is not None:
+                self.traces.apply_pending()  # a ROI change while no frame comes
 
     def _denoise(self, job: Job) -> None:
         engine, frame = self.engine, job.frame
@@ -113,6 +120,16 @@ class InferenceStage:
             )
         elif self._writer is not None:
             self._writer.put(CleanOp(frame.series, frame.index, clean))
+        if self.traces is not None:  # before the frame: a closed loop waits for these
+            camera = context.camera
+            self.traces.on_frame(
+                frame,
+                clean,
+                engine.model_id,
+                job.t_recv_ns,
+                t_done,
+                camera.offset if camera is not None else None,
+            )
         payload = to_dtype(clean, frame.pixels.dtype) if self._as_input else clean
         header = denoised_header(frame, payload, engine.model_id, job.t_recv_ns, t_done)
         if non_finite:
@@ -123,6 +140,8 @@ class InferenceStage:
 
     def _finish_series(self, series: str) -> None:
         self.contexts.pop(series, None)
+        if self.traces is not None:
+            self.traces.end_series(series)
         if self._writer is not None:  # the writer reports series_end with the disk's totals
             self._writer.put(EndOp(series))
             return

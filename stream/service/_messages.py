@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,16 @@ class CleanOp:
 
 
 @dataclass(frozen=True, slots=True)
+class TracesOp:
+    """One frame's ROI traces ``[rois, columns]`` for the store's trace array."""
+
+    series: str
+    index: int
+    values: np.ndarray
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class EndOp:
     """Close the series' store (after its last clean frame)."""
 
@@ -85,4 +96,4 @@ class ModelOp:
     model_id: str
 
 
-WriterOp = RawOp | CleanOp | EndOp | FlushOp | ModelOp
+WriterOp = RawOp | CleanOp | TracesOp | EndOp | FlushOp | ModelOp

@@ -46,6 +46,7 @@ class StageQueue(Generic[T]):
         if policy not in ("drop_oldest", "block"):
             raise ValueError(f"policy must be 'drop_oldest' or 'block', got {policy!r}")
         self._items: deque[tuple[T, bool]] = deque()
+        self._urgent = 0  # urgent items at the front of the deque
         self._droppable = 0
         self._maxsize = maxsize
         self._policy = policy
@@ -61,8 +62,19 @@ class StageQueue(Generic[T]):
     def _size(self, item: T) -> int:
         return self._sizeof(item) if self._sizeof is not None else 0
 
-    def put(self, item: T, droppable: bool = True, stop: threading.Event | None = None) -> bool:
-        """Queue ``item``; returns False only if a blocking put gave up because ``stop`` was set."""
+    def put(
+        self,
+        item: T,
+        droppable: bool = True,
+        stop: threading.Event | None = None,
+        urgent: bool = False,
+    ) -> bool:
+        """Queue ``item``; returns False only if a blocking put gave up because ``stop`` was set.
+
+        ``urgent`` items go ahead of every non-urgent one (in order among themselves),
+        and are evicted only when no other droppable item is left: small messages a
+        closed loop waits for must not queue behind whole frames.
+        """
         dropped: T | None = None
         with self._cond:
             if droppable and self._droppable >= self._maxsize:
@@ -73,7 +85,11 @@ class StageQueue(Generic[T]):
                         self._cond.wait(0.05)
                 else:
                     dropped = self._evict_oldest_droppable()
-            self._items.append((item, droppable))
+            if urgent:
+                self._items.insert(self._urgent, (item, droppable))
+                self._urgent += 1
+            else:
+                self._items.append((item, droppable))
             self._droppable += droppable
             self.nbytes += self._size(item)
             self._cond.notify_all()
@@ -82,9 +98,12 @@ class StageQueue(Generic[T]):
         return True
 
     def _evict_oldest_droppable(self) -> T:
-        for position, (candidate, droppable) in enumerate(self._items):
+        n = len(self._items)
+        for position in [*range(self._urgent, n), *range(self._urgent)]:  # urgent ones last
+            candidate, droppable = self._items[position]
             if droppable:
                 del self._items[position]
+                self._urgent -= position < self._urgent
                 self._droppable -= 1
                 self.nbytes -= self._size(candidate)
                 return candidate
@@ -102,6 +121,7 @@ class StageQueue(Generic[T]):
                     return None
                 self._cond.wait(remaining)
             item, droppable = self._items.popleft()
+            self._urgent = max(0, self._urgent - 1)
             self._droppable -= droppable
             self.nbytes -= self._size(item)
             self._cond.notify_all()

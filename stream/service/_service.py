@@ -25,7 +25,8 @@ import zmq
 from .._errors import ConfigError
 from .._version import __version__
 from ..engine import Engine, default_model_path, select_providers
-from ..protocol import PROTOCOL_VERSION, TOPIC_EVENT, pack_header
+from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, pack_header
+from ..traces import rois_from_labels
 from ._config import ServiceConfig
 from ._control import ControlHandler
 from ._events import EventEmitter
@@ -37,6 +38,7 @@ from ._receive import MemoryGate, Receiver
 from ._security import CurveGuard
 from ._sockets import open_sockets
 from ._stats import ServiceStats
+from ._traces import TraceStep
 from ._writer import Writer
 
 log = logging.getLogger(__name__)
@@ -72,13 +74,16 @@ class Service:
         self._outgoing: StageQueue[Outgoing] = StageQueue(
             queues.publish_depth,
             "drop_oldest",
-            on_drop=lambda _: self.stats.count_dropped("publish_queue_full"),
+            on_drop=lambda out: self.stats.count_dropped(
+                "publish_queue_full" if out.topic == TOPIC_DENOISED else "traces_queue_full"
+            ),
             sizeof=lambda out: out.payload.nbytes if out.payload is not None else 0,
         )
         self.events = EventEmitter(self._queue_event)
         self.writer: Writer | None = None
         self._inference: InferenceStage | None = None
         self._curve: CurveGuard | None = None
+        self._traces: TraceStep | None = None
 
     @property
     def engine(self) -> Engine | None:
@@ -99,6 +104,7 @@ class Service:
         cfg.warn_public_binds()
         engine = None
         try:
+            traces = TraceStep(cfg.traces, self._outgoing, self.events)  # bad ROIs: fail here
             engine = self._load_engine(cfg.model)
             if cfg.security is not None:
                 self._curve = CurveGuard(self._ctx, cfg.security)
@@ -126,6 +132,8 @@ class Service:
                 store_budget=cfg.store_budget_bytes,
             )
             self.writer.start()
+        traces.writer = self.writer if cfg.traces.store else None
+        self._traces = traces
         receiver = Receiver(
             cfg.limits,
             self.stats,
@@ -146,6 +154,7 @@ class Service:
             self.events,
             output_in_input_dtype=cfg.output_dtype == "input",
             camera=cfg.camera,
+            traces=traces,
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
@@ -323,6 +332,18 @@ class Service:
             dirs.append(self.config.model.parent)
         return [d.resolve() for d in dirs]
 
+    def set_rois(self, labels: Any, series: str | None = None, timeout: float = 10.0) -> int:
+        """Replace the ROIs (of ``series``, or of every series) between two frames.
+
+        ``labels``: an integer label image (0 = background), or None for no ROIs.
+        Returns the number of ROIs. Raises RoiError (nothing changes) for bad labels.
+        """
+        if self._traces is None:
+            raise RuntimeError("the service is not running: start() it first")
+        rois = None if labels is None else rois_from_labels(labels, "set_rois")
+        self._traces.set_rois(rois, series, timeout)
+        return 0 if rois is None else rois.count
+
     def memory_by_stage(self) -> dict[str, int]:
         """Bytes of frames each part of the service holds now."""
         inference = self._inference
@@ -385,5 +406,6 @@ class Service:
                 "in_use_mb": {k: round(v / 2**20, 2) for k, v in self.memory_by_stage().items()},
             },
             events_suppressed=self.events.suppressed,
+            traces=self._traces.status() if self._traces is not None else None,
         )
         return snap

@@ -51,6 +51,10 @@ def open_sockets(
         if curve is not None:
             curve.server(ctl)
         ctl.setsockopt(zmq.LINGER, 0)
+        # set_rois carries a label image: the same bound as an input frame
+        ctl.setsockopt(
+            zmq.MAXMSGSIZE, max(limits.max_payload_bytes, limits.max_header_bytes) + 1024
+        )
         endpoints["control"] = _attach(ctl, cfg.control, bind=True, role="control")
     except BaseException:
         for sock in sockets.values():

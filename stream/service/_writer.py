@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from .._errors import StoreError, StoreWriteError
 from ..store import SeriesStore, StoreConfig
-from ._messages import CleanOp, EndOp, FlushOp, ModelOp, RawOp, WriterOp
+from ._messages import CleanOp, EndOp, FlushOp, ModelOp, RawOp, TracesOp, WriterOp
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,9 @@ class Writer:
             return
         if isinstance(op, FlushOp):
             return
+        if isinstance(op, TracesOp):
+            self._write_traces(op)
+            return
         kind = "raw" if isinstance(op, RawOp) else "clean"
         store = self._store_for(op)
         if store is None:
@@ -210,6 +213,19 @@ class Writer:
         except _IO as exc:
             self._failure(op.series, "store_write", f"frame {op.index}: {exc}")
             self._on_lost(f"store_{kind}", 1)
+
+    def _write_traces(self, op: TracesOp) -> None:
+        store = self._stores.get(op.series)  # traces follow their raw frame: no store, no row
+        if store is None:
+            self._on_lost("store_traces", 1)
+            return
+        try:
+            store.write_traces(op.index, op.values, op.attrs)
+        except StoreWriteError as exc:
+            self._report_lost(op.series, exc)
+        except _IO as exc:
+            self._failure(op.series, "store_traces", f"traces of frame {op.index}: {exc}")
+            self._on_lost("store_traces", 1)
 
     def _store_for(self, op: RawOp | CleanOp) -> SeriesStore | None:
         existing = self._stores.get(op.series)

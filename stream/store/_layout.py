@@ -10,6 +10,8 @@ see two images, each with its own multiscales::
       t_ns                    (T,) int64, fill 0: acquisition timestamps (0: unknown)
       valid                   (T,) bool: True once the raw frame is on disk
       clean_valid             (T,) bool: True once the denoised frame is on disk
+      traces[_n]              (T, rois, columns) float32, fill NaN: ROI traces, when the
+                              service computes them (see stream.store._traces)
 
 The images sit in groups ``0`` and ``1`` (not ``raw``/``clean``) because that is the
 layout napari-ome-zarr, ome-zarr-models and ome-zarr-py's ``find_multiscales`` read;

@@ -57,6 +57,7 @@ from ._layout import (
     series_group_attrs,
 )
 from ._summary import RESERVED_KEYS, FlagScan, is_series_store, read_group_attrs
+from ._traces import TraceArray, existing_trace_arrays, layout_key, trace_array_name
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class SeriesStore:
         self.lost: dict[str, int] = {"raw": 0, "clean": 0}
         self._max_index: int | None = None
         self._frames = 0  # raw frames on disk (valid True)
+        self._traces: TraceArray | None = None  # the trace array being written
+        self._trace_key: str | None = None
         extra = _json_ready(dict(attrs or {}), "attrs")
         if self.path.exists():
             info = self._resume_info(extra)
@@ -180,6 +183,7 @@ class SeriesStore:
         if self.resumed and wanted and wanted != self.frames_per_shard:
             log.info("%s keeps its %d frames per shard", self.path, self.frames_per_shard)
         self._info = info
+        self._trace_arrays = existing_trace_arrays(self.path) if self.resumed else {}
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)
             self._frames, self._max_index = scan.valid, scan.last
@@ -313,6 +317,48 @@ class SeriesStore:
         blk.data[slot] = frame
         self._fill(blk, slot, self._clean, "clean")
 
+    def write_traces(self, index: int, values: np.ndarray, attrs: Mapping[str, Any]) -> None:
+        """Buffer the ROI traces ``[rois, columns]`` of frame ``index``.
+
+        ``attrs`` describe the layout (``labels``, ``columns``, ...): a layout other than
+        the current array's starts a new trace array (see :mod:`stream.store._traces`).
+        """
+        i = self._check_index(index)
+        values = np.asarray(values, dtype=F4)
+        if values.ndim != 2:
+            raise StoreError(f"expected traces of shape (rois, columns), got {values.shape}")
+        key = layout_key(dict(attrs))
+        if self._traces is None or key != self._trace_key:
+            self._open_traces(i, values.shape, dict(attrs), key)
+        traces = self._traces
+        assert traces is not None
+        self._guard("write the traces of", lambda: traces.write(i, values))
+        if self._max_index is None or i > self._max_index:
+            self._max_index = i
+
+    def _open_traces(
+        self, index: int, shape: tuple[int, ...], attrs: dict[str, Any], key: str
+    ) -> None:
+        if self._traces is not None:
+            self._guard("write the traces of", self._traces.finish)
+        names = list(self._trace_arrays)
+        last = names[-1] if names else None
+        same = last is not None and layout_key(self._trace_arrays[last]) == key
+        if last is not None and same and self._traces is None:
+            name, create = last, None  # a resumed store goes on with the same layout
+        else:
+            name = trace_array_name(len(names))
+            create = _json_ready({**attrs, "first_index": index}, "trace attributes")
+        self._traces = self._guard(
+            f"open {name} in",
+            lambda: TraceArray(self.path, name, shape[0], shape[1], create, self._config),
+        )
+        self._trace_key = key
+        if create is not None:
+            self._trace_arrays[name] = create
+            self._info["traces"] = list(self._trace_arrays)
+            self._put_attrs()
+
     def flush(self) -> None:
         """Write every buffered frame (partial blocks included) and its flags; wait for it."""
         self._check_open()
@@ -320,7 +366,11 @@ class SeriesStore:
             if blocks:
                 self._start(kind, [blocks.pop(b) for b in sorted(blocks)])
         self._settle(0)
-        self._raise_errors()
+        try:
+            if self._traces is not None:
+                self._guard("write the traces of", self._traces.flush)
+        finally:
+            self._raise_errors()
 
     def update_attrs(self, **values: Any) -> None:
         """Merge ``values`` into the ``deepdenoise`` group attribute, written at once."""
@@ -342,6 +392,9 @@ class SeriesStore:
             try:
                 length = 0 if self._max_index is None else self._max_index + 1
                 self._guard("trim", lambda: self._io.resize(length))
+                traces = self._traces
+                if traces is not None:
+                    self._guard("trim the traces of", lambda: traces.resize(length))
                 scan = self._guard("read the flags of", lambda: self._scan(length))
                 self._info.update(
                     closed=True,

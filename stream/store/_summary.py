@@ -36,6 +36,7 @@ RESERVED_KEYS = frozenset(
         "last_index",
         "missing",
         "lost",
+        "traces",
     }
 )
 MISSING_SHOWN = 10
@@ -215,8 +216,26 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "shards": list(raw.shards) if raw.shards else None,
         "codec": _codec_text(raw),
         "closed": bool(info.get("closed", False)),
+        "traces": _trace_arrays(group),
         "attrs": info,
     }
+
+
+def _trace_arrays(group: Any) -> dict[str, dict[str, Any]]:
+    """Each trace array: its shape, its ROI count and columns, its first frame index."""
+    import zarr
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in group.attrs.get("deepdenoise", {}).get("traces", []):
+        array = group.get(name)
+        if isinstance(array, zarr.Array):
+            attrs = dict(array.attrs)
+            out[name] = {
+                "shape": list(array.shape),
+                "columns": attrs.get("columns"),
+                "first_index": attrs.get("first_index"),
+            }
+    return out
 
 
 def _codec_text(array: Any) -> str:

@@ -13,18 +13,31 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 
 from stream import ProtocolError
-from stream.protocol import Frame, Limits, Reject, SeriesMark, decode_input, pack_header
+from stream.protocol import (
+    Frame,
+    Limits,
+    Reject,
+    SeriesMark,
+    decode_input,
+    pack_header,
+    traces_header,
+    trigger_header,
+)
+from stream.service._control import ControlHandler
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "clients" / "vectors"
 VECTORS: list[dict[str, Any]] = json.loads(
     (VECTORS_DIR / "vectors.json").read_text(encoding="utf-8")
 )["vectors"]
 VALID_INPUT = [v for v in VECTORS if v["valid"] and v["direction"] == "input"]
-CANONICAL = [v for v in VECTORS if v["valid"] and v["canonical"]]
+CANONICAL = [v for v in VECTORS if v["valid"] and v["canonical"] and v["direction"] != "control"]
+CONTROL = [v for v in VECTORS if v["direction"] == "control"]
+BY_NAME = {v["name"]: v for v in VECTORS}
 INVALID = [v for v in VECTORS if not v["valid"]]
 
 
@@ -94,3 +107,53 @@ def test_service_rejects_invalid_input_with_its_reason(vector: dict[str, Any]) -
     with pytest.raises(ProtocolError) as info:
         decode_input([memoryview(p) for p in read_parts(vector)], limits)
     assert info.value.reason == vector["reject_reason"], info.value.message
+
+
+def _frame(header: dict[str, Any]) -> Frame:
+    return Frame(b"frame", header, header["series"], header["index"], np.zeros((1, 1)),
+                 header.get("t_ns"))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["traces", "traces_dff_denoised"])
+def test_service_writes_the_traces_vectors(name: str) -> None:
+    vector = BY_NAME[name]
+    h = vector["header"]
+    header = traces_header(
+        _frame(h), h["labels"], h["columns"], h["model"], h["t_recv_ns"], h["t_done_ns"]
+    )
+    assert pack_header(header) == read_parts(vector)[1]
+
+
+def test_service_writes_the_trigger_vector() -> None:
+    vector = BY_NAME["trigger"]
+    h = vector["header"]
+    header = trigger_header(_frame(h), h["rule"], h["column"], h["value"], h["threshold"],
+                            h["rois"], h["t_recv_ns"], h["t_done_ns"])  # fmt: skip
+    assert pack_header(header) == read_parts(vector)[1]
+
+
+class _Recorder:
+    """Stands in for the service behind the control handler: records set_rois."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    def set_rois(self, labels: Any, series: str | None = None, timeout: float = 10.0) -> int:
+        self.calls.append((labels, series))
+        return 0 if labels is None else len(np.unique(labels[labels > 0]))
+
+
+@pytest.mark.parametrize("vector", CONTROL, ids=ids(CONTROL))
+def test_service_reads_the_control_vectors(vector: dict[str, Any]) -> None:
+    (request,) = read_parts(vector)
+    recorder = _Recorder()
+    reply = msgpack.unpackb(ControlHandler(recorder).handle(request))  # type: ignore[arg-type]
+    if vector["header"]["cmd"] != "set_rois":
+        return  # status and load_model need a real service (tests/service)
+    assert reply["ok"] is True, reply
+    labels, series = recorder.calls[0]
+    assert series == vector["header"].get("series")
+    if vector["pixels"] is None:
+        assert labels is None
+    else:
+        np.testing.assert_array_equal(labels, expected_pixels(vector))

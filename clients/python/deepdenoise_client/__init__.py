@@ -13,11 +13,14 @@ from ._protocol import (
     CANONICAL_KEYS,
     DEFAULT_LIMITS,
     DTYPES,
+    LABEL_DTYPES,
     PROTOCOL_VERSION,
     TOPIC_DENOISED,
     TOPIC_EVENT,
     TOPIC_FRAME,
     TOPIC_STATUS,
+    TOPIC_TRACES,
+    TOPIC_TRIGGER,
     Limits,
     Message,
     canonical,
@@ -28,9 +31,12 @@ from ._protocol import (
     encode_frame,
     encode_header,
     encode_message,
+    encode_request,
+    encode_set_rois,
     encode_start,
 )
 from ._sockets import DEFAULT_INPUT, DEFAULT_OUTPUT, Publisher, Subscriber
+from ._traces import Traces, TraceSubscriber, Trigger, parse_traces, parse_trigger
 from ._version import __version__
 
 __all__ = [
@@ -40,11 +46,14 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_OUTPUT",
     "DTYPES",
+    "LABEL_DTYPES",
     "PROTOCOL_VERSION",
     "TOPIC_DENOISED",
     "TOPIC_EVENT",
     "TOPIC_FRAME",
     "TOPIC_STATUS",
+    "TOPIC_TRACES",
+    "TOPIC_TRIGGER",
     "ClientError",
     "ClientTimeoutError",
     "Control",
@@ -54,6 +63,9 @@ __all__ = [
     "ProtocolError",
     "Publisher",
     "Subscriber",
+    "TraceSubscriber",
+    "Traces",
+    "Trigger",
     "__version__",
     "canonical",
     "check_series",
@@ -63,5 +75,9 @@ __all__ = [
     "encode_frame",
     "encode_header",
     "encode_message",
+    "encode_request",
+    "encode_set_rois",
     "encode_start",
+    "parse_traces",
+    "parse_trigger",
 ]

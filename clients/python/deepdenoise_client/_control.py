@@ -10,6 +10,7 @@ import msgpack
 import zmq
 
 from ._errors import ClientTimeoutError, ControlError
+from ._protocol import encode_request, encode_set_rois
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
@@ -90,9 +91,11 @@ class Control:
             No reply within ``timeout`` seconds (the service is not running, busy, or
             listening elsewhere).
         """
+        return self._exchange(cmd, encode_request(cmd, **kwargs))
+
+    def _exchange(self, cmd: str, request: bytes) -> dict[str, Any]:
         if self._socket.closed:
             raise RuntimeError("this Control is closed")
-        request = msgpack.packb({"cmd": cmd, **kwargs}, use_bin_type=True)
         try:
             self._socket.send(request)
         except zmq.Again:
@@ -149,3 +152,12 @@ class Control:
         service's working directory, on the service's machine.
         """
         return self.request("load_model", path=os.fspath(path))
+
+    def set_rois(self, labels: Any, series: str | None = None) -> dict[str, Any]:
+        """Replace the ROIs between two frames: ``labels`` an integer (H, W) label image
+        (0 = background), or None to remove them; ``series`` one series, or all.
+
+        The reply has ``rois`` (the ROI count). The service refuses (ControlError)
+        labels that do not fit the frames, are empty, or lack a ROI a trigger watches.
+        """
+        return self._exchange("set_rois", encode_set_rois(labels, series))

@@ -34,6 +34,10 @@ TOPIC_FRAME = b"frame"
 TOPIC_DENOISED = b"denoised"
 TOPIC_STATUS = b"status"
 TOPIC_EVENT = b"event"
+TOPIC_TRACES = b"traces"
+TOPIC_TRIGGER = b"trigger"
+#: Label image dtypes ``set_rois`` accepts.
+LABEL_DTYPES = ("|u1", "<u2", "<i2", "<u4", "<i4", "<i8")
 
 _SERIES = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")
 _MAX_INDEX = 2**40 - 1
@@ -115,6 +119,35 @@ def encode_message(
     if payload is not None:
         parts.append(_payload_view(payload))
     return parts
+
+
+def encode_request(cmd: str, **arguments: Any) -> bytes:
+    """A control request: the msgpack map ``{"cmd": cmd, **arguments}`` in that order."""
+    return bytes(msgpack.packb({"cmd": cmd, **arguments}, use_bin_type=True))
+
+
+def encode_set_rois(labels: Any, series: str | None = None) -> bytes:
+    """The ``set_rois`` request: ``labels`` an integer (H, W) label image, or None.
+
+    Keys in the spec's order: ``cmd``, ``series`` (when given), ``dtype``, ``shape``,
+    ``labels`` (bin, C order).
+    """
+    arguments: dict[str, Any] = {} if series is None else {"series": check_series(series)}
+    if labels is None:
+        return encode_request("set_rois", **arguments, labels=None)
+    image = np.asarray(labels)
+    if image.ndim != 2 or image.dtype.kind not in "iu":
+        raise ValueError(
+            f"expected an integer (H, W) label image, got {image.dtype} of shape {image.shape}"
+        )
+    if image.dtype.kind == "u" and image.dtype.itemsize <= 4:
+        dtype = {1: "|u1", 2: "<u2", 4: "<u4"}[image.dtype.itemsize]
+    else:
+        dtype = {2: "<i2", 4: "<i4"}.get(image.dtype.itemsize, "<i8")
+    data = np.ascontiguousarray(image, dtype=np.dtype(dtype))
+    return encode_request(
+        "set_rois", **arguments, dtype=dtype, shape=list(data.shape), labels=data.tobytes()
+    )
 
 
 def encode_frame(

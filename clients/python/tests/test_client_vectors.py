@@ -19,14 +19,20 @@ from deepdenoise_client import (
     encode_end,
     encode_frame,
     encode_message,
+    encode_request,
+    encode_set_rois,
     encode_start,
+    parse_traces,
+    parse_trigger,
 )
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "vectors"
 VECTORS: list[dict[str, Any]] = json.loads(
     (VECTORS_DIR / "vectors.json").read_text(encoding="utf-8")
 )["vectors"]
-VALID = [v for v in VECTORS if v["valid"]]
+VALID = [v for v in VECTORS if v["valid"] and v["direction"] != "control"]
+CONTROL = [v for v in VECTORS if v["direction"] == "control"]
+BY_NAME = {v["name"]: v for v in VECTORS}
 INVALID = [v for v in VECTORS if not v["valid"]]
 STANDARD_FRAME_KEYS = {"v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta"}
 
@@ -179,3 +185,33 @@ def test_protocol_md_shows_the_bytes_of_the_smallest_frame() -> None:
     header_hex = read_parts(vector)[1].hex(" ")
     text = (VECTORS_DIR.parent / "PROTOCOL.md").read_text(encoding="utf-8")
     assert header_hex in " ".join(text.split()), "update the byte-level example in PROTOCOL.md"
+
+
+@pytest.mark.parametrize("vector", CONTROL, ids=ids(CONTROL))
+def test_control_requests_encode_byte_for_byte(vector: dict[str, Any]) -> None:
+    (request,) = read_parts(vector)
+    arguments = dict(vector["header"])
+    cmd = arguments.pop("cmd")
+    if cmd == "set_rois":
+        labels = None if vector["pixels"] is None else expected_pixels(vector)
+        assert encode_set_rois(labels, arguments.get("series")) == request
+    else:
+        assert encode_request(cmd, **arguments) == request
+
+
+@pytest.mark.parametrize("name", ["traces", "traces_dff_denoised"])
+def test_traces_vectors_parse(name: str) -> None:
+    vector = BY_NAME[name]
+    traces = parse_traces(decode_message(read_parts(vector)))
+    assert traces.labels.tolist() == vector["header"]["labels"]
+    assert traces.columns == tuple(vector["header"]["columns"])
+    np.testing.assert_array_equal(traces.values, expected_pixels(vector))
+    assert traces.column("dff").shape == (len(traces.labels),)
+    first = int(traces.labels[0])
+    assert traces.roi(first)["raw"] == float(expected_pixels(vector)[0, 0])
+
+
+def test_trigger_vector_parses() -> None:
+    trigger = parse_trigger(decode_message(read_parts(BY_NAME["trigger"])))
+    assert (trigger.rule, trigger.index, trigger.rois) == ("cell7", 300, [7])
+    assert trigger.value == 0.75 and trigger.threshold == 0.5

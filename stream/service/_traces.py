@@ -1,0 +1,225 @@
+"""The traces step of the inference stage: ROI traces, ΔF/F and triggers per frame.
+
+Runs in the inference thread right after a frame is denoised, before the frame is
+handed to the publisher: the ``traces`` message (and any ``trigger``) is queued *ahead*
+of waiting denoised frames, so a closed-loop rig gets it first. ROIs change only
+between two frames: ``set_rois`` (control thread) validates the new ROIs, queues the
+change and returns once the inference thread has applied it.
+
+ROIs: the configured file (``traces.rois``) for every series, replaced for all series
+by a ``set_rois`` without ``series``, or for one series by a ``set_rois`` naming it.
+Each series keeps its own baseline and trigger state, rebuilt when its ROIs change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._errors import ConfigError, RoiError
+from ..protocol import (
+    TOPIC_TRACES,
+    TOPIC_TRIGGER,
+    Frame,
+    pack_header,
+    traces_header,
+    trigger_header,
+)
+from ..traces import (
+    RoiSet,
+    SeriesTraces,
+    TraceConfig,
+    TraceDenoiser,
+    TriggerBank,
+    load_rois,
+    trace_columns,
+)
+from ._events import EventEmitter
+from ._messages import Outgoing, TracesOp
+from ._queues import StageQueue
+from ._writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    series: str | None  # None: every series
+    rois: RoiSet | None  # None: no ROIs
+
+
+class TraceStep:
+    """Per-series traces; owned by the inference stage (its thread calls :meth:`on_frame`)."""
+
+    def __init__(
+        self,
+        config: TraceConfig,
+        publish: StageQueue[Outgoing],
+        events: EventEmitter,
+    ) -> None:
+        self._config = config
+        self._publish = publish
+        #: Where traces are stored (set once the writer exists; None: not stored).
+        self.writer: Writer | None = None
+        self._events = events
+        try:
+            self._denoiser = TraceDenoiser(config.denoiser) if config.denoiser else None
+            self.columns = trace_columns(self._denoiser)
+            self._default = load_rois(config.rois) if config.rois is not None else None
+            if self._default is not None:
+                self._check_rules(self._default)
+        except (RoiError, ValueError) as exc:
+            raise ConfigError(f"traces: {exc}") from exc
+        self._per_series: dict[str, RoiSet | None] = {}
+        self._state: dict[str, SeriesTraces | None] = {}  # None: ROIs do not fit the frames
+        self._shapes: dict[str, tuple[int, int]] = {}
+        self._pending: list[_Change] = []
+        self._applied = 0
+        self._requested = 0
+        self._cond = threading.Condition()
+        self.frames = 0
+        self.triggers: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ the hot path
+    def on_frame(
+        self,
+        frame: Frame,
+        clean: np.ndarray,
+        model: str,
+        t_recv_ns: int,
+        t_done_ns: int,
+        camera_offset: float | None,
+    ) -> None:
+        """Compute, publish (ahead of frames), store and check this frame's traces."""
+        self.apply_pending()
+        state = self._state_for(frame)
+        if state is None:
+            return
+        offset = self._config.baseline.offset
+        if offset is None:
+            offset = camera_offset if camera_offset is not None else 0.0
+        try:
+            values = state.update(frame.pixels, clean, offset)
+        except Exception as exc:  # a bug or odd input costs this frame's traces only
+            where = f"{frame.series}[{frame.index}]"
+            self._error("traces_failed", frame.series, f"traces of {where}: {exc}")
+            return
+        labels = state.rois.labels
+        header = traces_header(frame, labels, self.columns, model, t_recv_ns, t_done_ns)
+        self._publish.put(Outgoing(TOPIC_TRACES, pack_header(header), values), urgent=True)
+        self.frames += 1
+        t_s = (frame.t_ns if frame.t_ns is not None else t_recv_ns) / 1e9
+        for fired in state.check(values, t_s):
+            rule = fired.rule
+            trigger = trigger_header(
+                frame, rule.name, rule.column, fired.value, rule.threshold, rule.rois,
+                t_recv_ns, t_done_ns,
+            )  # fmt: skip
+            self._publish.put(Outgoing(TOPIC_TRIGGER, pack_header(trigger)), urgent=True)
+            self.triggers[rule.name] += 1
+        if self.writer is not None:
+            self.writer.put(TracesOp(frame.series, frame.index, values, state.store_attrs))
+
+    def _state_for(self, frame: Frame) -> SeriesTraces | None:
+        series = frame.series
+        shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
+        self._shapes[series] = shape
+        if series in self._state:
+            state = self._state[series]
+            if state is None or state.bound.shape == shape:
+                return state
+        rois = self._per_series.get(series, self._default)
+        if rois is None:
+            self._state[series] = None
+            return None
+        try:
+            state = SeriesTraces(
+                rois, shape, self._config.baseline, self._config.triggers, self._denoiser
+            )
+        except RoiError as exc:  # told once; the series goes on without traces
+            self._error("rois_shape", series, f"no traces for series {series!r}: {exc}")
+            state = None
+        self._state[series] = state
+        return state
+
+    def end_series(self, series: str) -> None:
+        """A series ended: its baseline and trigger state go (ROIs set for it stay)."""
+        self._state.pop(series, None)
+        self._shapes.pop(series, None)
+
+    # ------------------------------------------------------------------ ROI changes
+    def set_rois(self, rois: RoiSet | None, series: str | None, timeout: float) -> None:
+        """Replace the ROIs (of ``series``, or of every series) between two frames.
+
+        Raises RoiError, and changes nothing, when the ROIs do not fit a series already
+        streaming or lack an ROI a trigger rule watches; TimeoutError when the inference
+        thread did not apply the change in time (it then applies it later).
+        """
+        if rois is not None:
+            self._check_rules(rois)
+            targets = [series] if series is not None else list(self._shapes)
+            for name in targets:
+                shape = self._shapes.get(name)
+                if shape is not None:
+                    try:
+                        rois.bind(shape)
+                    except RoiError as exc:
+                        raise RoiError(f"series {name!r}: {exc}") from None
+        with self._cond:
+            self._pending.append(_Change(series, rois))
+            self._requested += 1
+            ticket = self._requested
+            if not self._cond.wait_for(lambda: self._applied >= ticket, timeout):
+                raise TimeoutError(f"the ROIs were not applied within {timeout} s")
+
+    def apply_pending(self) -> None:
+        """Apply queued ROI changes (inference thread, between two frames)."""
+        if not self._pending:  # racy read is fine: a change seen late waits one frame
+            return
+        with self._cond:
+            changes, self._pending = self._pending, []
+            for change in changes:
+                if change.series is None:
+                    self._default = change.rois
+                    self._per_series.clear()
+                    self._state.clear()
+                else:
+                    self._per_series[change.series] = change.rois
+                    self._state.pop(change.series, None)
+                self._applied += 1
+            self._cond.notify_all()
+        for change in changes:
+            count = 0 if change.rois is None else change.rois.count
+            log.info("ROIs of %s: %d", change.series or "every series", count)
+
+    def _check_rules(self, rois: RoiSet) -> None:
+        TriggerBank(self._config.triggers, rois.labels, self.columns)
+
+    # ------------------------------------------------------------------ reporting
+    def _error(self, kind: str, series: str, message: str) -> None:
+        self.errors[kind] += 1
+        self._events.emit(
+            "error", limit_key=f"{kind}:{series}", kind=kind, series=series, message=message
+        )
+        log.error(message)
+
+    def status(self) -> dict[str, Any]:
+        default = self._default
+        return {
+            "rois": default.count if default is not None else 0,
+            "source": default.source if default is not None else None,
+            "columns": list(self.columns),
+            "series": {
+                name: (state.rois.count if state is not None else 0)
+                for name, state in list(self._state.items())
+            },
+            "frames": self.frames,
+            "triggers": dict(self.triggers),
+            "errors": dict(self.errors),
+        }

@@ -1,0 +1,286 @@
+"""Regions of interest: which pixels each ROI averages, from a label image or suite2p.
+
+A label image is an integer (H, W) array: 0 is background, every other value one ROI;
+ROIs are ordered by ascending label, and that order is the row order of every trace.
+suite2p's ``stat.npy`` lists each ROI's pixels (``ypix``, ``xpix``); ROI ``i`` gets label
+``i + 1`` and, as suite2p does by default, pixels claimed by more than one ROI count
+for none of them. An ``iscell.npy`` beside it keeps only the ROIs classified as cells,
+and an ``ops.npy`` beside it gives the frame shape (``Ly``, ``Lx``).
+
+The means are a gather and a segmented sum: the ROI pixels' flat indices are grouped
+by ROI once, so a frame costs one ``take`` and one ``add.reduceat`` over the ROI pixels
+(not over the whole frame).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import RoiError
+
+#: Label values are stored and published as int64 (msgpack ints).
+LABEL_DTYPE = np.int64
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoiSet:
+    """ROIs as grouped pixel lists.
+
+    Attributes
+    ----------
+    labels
+        The ROI labels, ascending: the rows of every trace.
+    ys, xs
+        Pixel coordinates, ROI after ROI in label order.
+    starts, counts
+        Where each ROI's pixels begin in ``ys``/``xs``, and how many there are.
+    shape
+        The frame shape the ROIs were drawn on; None when only their extent is known
+        (suite2p without ``ops.npy``): they then fit any frame that holds them.
+    source
+        Where they came from, for status and store attributes.
+    """
+
+    labels: np.ndarray
+    ys: np.ndarray
+    xs: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    shape: tuple[int, int] | None
+    source: str
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.size)
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        """The smallest frame (H, W) holding every ROI pixel."""
+        return int(self.ys.max()) + 1, int(self.xs.max()) + 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"rois": self.count, "source": self.source, "shape": self.shape}
+
+    def to_labels(self, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The label image (uint16 when the labels fit, else int32/int64): what set_rois sends.
+
+        ``shape`` defaults to the ROIs' own frame shape, else their extent.
+        """
+        h, w = shape or self.shape or self.extent
+        top = int(self.labels.max())
+        dtype = np.uint16 if top < 2**16 else np.int32 if top < 2**31 else np.int64
+        image = np.zeros((h, w), dtype=dtype)
+        image[self.ys, self.xs] = np.repeat(self.labels, self.counts).astype(dtype)
+        return image
+
+    def bind(self, shape: tuple[int, int]) -> BoundRois:
+        """The ROIs on frames of ``shape``; RoiError if they were drawn for another shape."""
+        h, w = int(shape[0]), int(shape[1])
+        if self.shape is not None and self.shape != (h, w):
+            raise RoiError(
+                f"the ROIs ({self.source}) are {self.shape[0]}x{self.shape[1]}, "
+                f"the frames are {h}x{w}"
+            )
+        need_h, need_w = self.extent
+        if need_h > h or need_w > w:
+            raise RoiError(
+                f"the ROIs ({self.source}) reach pixel ({need_h - 1}, {need_w - 1}), "
+                f"outside the {h}x{w} frames"
+            )
+        flat = (self.ys.astype(np.intp) * w + self.xs.astype(np.intp)).astype(np.intp)
+        return BoundRois(self, (h, w), flat)
+
+
+class BoundRois:
+    """ROIs bound to a frame shape: computes the per-ROI means of a frame."""
+
+    __slots__ = ("_flat", "_inverse_counts", "_starts", "rois", "shape")
+
+    def __init__(self, rois: RoiSet, shape: tuple[int, int], flat: np.ndarray) -> None:
+        self.rois = rois
+        self.shape = shape
+        self._flat = flat
+        self._starts = rois.starts.astype(np.intp)
+        self._inverse_counts = 1.0 / rois.counts.astype(np.float64)
+
+    def means(self, frame: np.ndarray) -> np.ndarray:
+        """Mean of each ROI's pixels (float64, label order); NaN pixels make NaN means."""
+        if frame.shape != self.shape:
+            raise RoiError(f"expected a {self.shape} frame, got {frame.shape}")
+        values = np.take(frame.reshape(-1), self._flat)
+        sums = np.add.reduceat(values, self._starts, dtype=np.float64)
+        result: np.ndarray = sums * self._inverse_counts
+        return result
+
+
+def rois_from_labels(image: Any, source: str = "labels") -> RoiSet:
+    """ROIs from an integer label image (0 = background); RoiError says what is wrong."""
+    arr = np.asarray(image)
+    arr = _squeeze_to_2d(arr, source)
+    if arr.dtype.kind not in "iu":
+        raise RoiError(
+            f"expected an integer label image (0 = background), got dtype {arr.dtype} from {source}"
+        )
+    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
+        raise RoiError(f"expected labels >= 0, {source} has {int(arr.min())}")
+    flat = arr.reshape(-1)
+    inside = np.flatnonzero(flat)
+    if inside.size == 0:
+        raise RoiError(f"{source} has no ROI: every pixel is 0 (background)")
+    values = flat[inside].astype(LABEL_DTYPE)
+    order = np.argsort(values, kind="stable")
+    inside, values = inside[order], values[order]
+    labels, starts, counts = np.unique(values, return_index=True, return_counts=True)
+    h, w = arr.shape
+    ys, xs = np.divmod(inside, w)
+    return RoiSet(
+        labels.astype(LABEL_DTYPE),
+        ys.astype(np.int32),
+        xs.astype(np.int32),
+        starts.astype(np.intp),
+        counts.astype(np.int64),
+        (int(h), int(w)),
+        source,
+    )
+
+
+def rois_from_suite2p(
+    stat: Any,
+    shape: tuple[int, int] | None = None,
+    iscell: Any = None,
+    source: str = "stat.npy",
+) -> RoiSet:
+    """ROIs from suite2p's ``stat`` (a sequence of dicts with ``ypix`` and ``xpix``)."""
+    try:
+        entries = list(stat)
+        pixel_lists = [
+            (np.asarray(s["ypix"], dtype=np.int64), np.asarray(s["xpix"], dtype=np.int64))
+            for s in entries
+        ]
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise RoiError(
+            f"expected suite2p stat: a list of dicts with 'ypix' and 'xpix', {source} is not "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    keep = np.ones(len(pixel_lists), dtype=bool)
+    if iscell is not None:
+        cells = np.asarray(iscell)
+        flags = cells[:, 0] if cells.ndim == 2 else cells
+        if flags.shape[0] != len(pixel_lists):
+            raise RoiError(
+                f"iscell has {flags.shape[0]} rows, stat has {len(pixel_lists)} ROIs ({source})"
+            )
+        keep = flags > 0.5
+    chosen = [(i, ys, xs) for i, (ys, xs) in enumerate(pixel_lists) if keep[i] and ys.size]
+    if not chosen:
+        among = " among the cells of iscell" if iscell is not None else ""
+        raise RoiError(f"{source} has no ROI with pixels{among}")
+    if any(ys.min() < 0 or xs.min() < 0 for _, ys, xs in chosen):
+        raise RoiError(f"{source} has negative pixel coordinates")
+    width = max(int(xs.max()) for _, _, xs in chosen) + 1
+    keys = [ys * width + xs for _, ys, xs in chosen]
+    everything = np.concatenate(keys)
+    unique, times = np.unique(everything, return_counts=True)
+    shared = unique[times > 1]  # overlapping pixels: suite2p leaves them out of F
+    labels, ys_all, xs_all, starts, counts = [], [], [], [], []
+    at = 0
+    for (i, _, _), key in zip(chosen, keys, strict=True):
+        own = np.unique(key[~np.isin(key, shared)])
+        if own.size == 0:
+            continue
+        y, x = np.divmod(own, width)
+        labels.append(i + 1)
+        ys_all.append(y)
+        xs_all.append(x)
+        starts.append(at)
+        counts.append(own.size)
+        at += own.size
+    if not labels:
+        raise RoiError(f"every pixel of every ROI in {source} overlaps another ROI")
+    return RoiSet(
+        np.asarray(labels, dtype=LABEL_DTYPE),
+        np.concatenate(ys_all).astype(np.int32),
+        np.concatenate(xs_all).astype(np.int32),
+        np.asarray(starts, dtype=np.intp),
+        np.asarray(counts, dtype=np.int64),
+        None if shape is None else (int(shape[0]), int(shape[1])),
+        source,
+    )
+
+
+def load_rois(path: str | Path) -> RoiSet:
+    """ROIs from a file: a label image (``.npy``, ``.tif``/``.tiff``, a Zarr array) or
+    suite2p's ``stat.npy``. Raises RoiError with what was expected and what was found."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise RoiError(f"ROI file {path} does not exist")
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            return _load_npy(path)
+        if name.endswith((".tif", ".tiff")):
+            import tifffile
+
+            return rois_from_labels(tifffile.imread(path), str(path))
+        if path.is_dir():
+            return _load_zarr(path)
+    except RoiError:
+        raise
+    except (OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        raise RoiError(f"cannot read ROIs from {path}: {exc}") from exc
+    raise RoiError(
+        f"expected ROIs as .npy (label image or suite2p stat.npy), .tif/.tiff or a Zarr "
+        f"array folder, got {path}"
+    )
+
+
+def _load_npy(path: Path) -> RoiSet:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickle: suite2p's stat.npy
+        if "allow_pickle" not in str(exc):
+            raise
+        return _load_suite2p(path)
+    return rois_from_labels(arr, str(path))
+
+
+def _load_suite2p(path: Path) -> RoiSet:
+    # stat.npy is a pickle: only load files you trust (as suite2p itself does).
+    stat = np.load(path, allow_pickle=True)
+    iscell_path, ops_path = path.with_name("iscell.npy"), path.with_name("ops.npy")
+    iscell = np.load(iscell_path) if iscell_path.exists() else None
+    shape = None
+    if ops_path.exists():
+        ops = np.load(ops_path, allow_pickle=True).item()
+        if isinstance(ops, dict) and "Ly" in ops and "Lx" in ops:
+            shape = (int(ops["Ly"]), int(ops["Lx"]))
+    return rois_from_suite2p(stat, shape, iscell, str(path))
+
+
+def _load_zarr(path: Path) -> RoiSet:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for a folder that is no store
+        raise RoiError(f"{path} is not a Zarr array: {exc}") from exc
+    if not isinstance(node, zarr.Array):
+        raise RoiError(
+            f"{path} is a Zarr group; give the path of the label array inside it "
+            "(for OME-Zarr labels, e.g. .../labels/cells/0)"
+        )
+    return rois_from_labels(node[...], str(path))
+
+
+def _squeeze_to_2d(arr: np.ndarray, source: str) -> np.ndarray:
+    """OME-Zarr labels are 5-D with singleton t, c, z: drop leading axes of size 1."""
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise RoiError(f"expected a 2-D label image (H, W), {source} has shape {arr.shape}")
+    return arr

@@ -1,0 +1,79 @@
+"""The traces of one series: ROI means of raw and denoised frames, ΔF/F, triggers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._baseline import BaselineConfig, RunningBaseline, delta_f_over_f
+from ._denoiser import TraceDenoiser, TraceHistory
+from ._rois import BoundRois, RoiSet
+from ._triggers import Fired, TriggerBank, TriggerRule
+
+#: Trace columns, in payload order; ``dff_denoised`` only with a trace denoiser.
+COLUMNS = ("raw", "denoised", "dff")
+COLUMNS_DENOISED = (*COLUMNS, "dff_denoised")
+
+
+def trace_columns(denoiser: TraceDenoiser | None) -> tuple[str, ...]:
+    return COLUMNS if denoiser is None else COLUMNS_DENOISED
+
+
+class SeriesTraces:
+    """Computes one frame's traces ``[rois, columns]`` (float32) and checks the rules.
+
+    ``dff`` is ΔF/F of the *denoised* ROI means (the cleaner signal); F0 is the running
+    baseline of those means (:mod:`stream.traces._baseline`).
+
+    Raises RoiError at construction when the ROIs do not fit the series' frames or a
+    trigger rule names an ROI they lack.
+    """
+
+    def __init__(
+        self,
+        rois: RoiSet,
+        shape: tuple[int, int],
+        baseline: BaselineConfig,
+        rules: list[TriggerRule],
+        denoiser: TraceDenoiser | None = None,
+    ) -> None:
+        self.rois = rois
+        self.bound: BoundRois = rois.bind(shape)
+        self.columns = trace_columns(denoiser)
+        self.baseline_config = baseline
+        self.triggers = TriggerBank(rules, rois.labels, self.columns)
+        self._baseline = RunningBaseline(rois.count, baseline)
+        self._history: TraceHistory | None = (
+            denoiser.bind(rois.count) if denoiser is not None else None
+        )
+        self._out = np.empty((rois.count, len(self.columns)), dtype=np.float32)
+        #: Attributes of the store's trace array (labels, columns, baseline settings).
+        self.store_attrs = self.attrs()
+
+    def update(self, raw: np.ndarray, denoised: np.ndarray, offset: float) -> np.ndarray:
+        """This frame's traces; a new array each call (it is published and stored)."""
+        out = np.empty_like(self._out)
+        out[:, 0] = self.bound.means(raw)
+        denoised_means = self.bound.means(denoised)
+        out[:, 1] = denoised_means
+        f0 = self._baseline.update(denoised_means)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dff = delta_f_over_f(denoised_means, f0, offset, self.baseline_config.floor)
+        out[:, 2] = dff
+        if self._history is not None:
+            out[:, 3] = self._history.update(out[:, 2])
+        return out
+
+    def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
+        return self.triggers.check(traces, t_s)
+
+    def attrs(self) -> dict[str, Any]:
+        """What the store records beside the trace array."""
+        return {
+            "labels": [int(label) for label in self.rois.labels],
+            "columns": list(self.columns),
+            "rois_source": self.rois.source,
+            "baseline": self.baseline_config.model_dump(),
+            "dff_of": "denoised",
+        }

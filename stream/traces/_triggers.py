@@ -1,0 +1,94 @@
+"""Trigger rules: what a stimulator listens to.
+
+A rule watches one trace column (``dff`` by default) of an ROI or a group of ROIs
+(reduced by ``mean`` or ``max``) and fires when the value is at or over ``threshold``
+(``mode = "above"``) or only when it rises through it (``mode = "crossing"``: the
+previous frame was below). After firing, a rule stays quiet for ``refractory_s``
+seconds of the series' own clock (the frames' ``t_ns``, else receive time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._errors import RoiError
+
+Column = Literal["raw", "denoised", "dff", "dff_denoised"]
+
+
+class TriggerRule(BaseModel):
+    """One trigger rule of the service config (``[[traces.triggers]]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="published as `rule`")
+    rois: list[int] = Field(
+        default_factory=list, description="ROI labels watched together; empty: every ROI"
+    )
+    reduce: Literal["mean", "max"] = Field("mean", description="how a group becomes one value")
+    column: Column = "dff"
+    threshold: float
+    mode: Literal["above", "crossing"] = "crossing"
+    refractory_s: float = Field(0.0, ge=0, le=3600, description="quiet time after firing")
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A rule fired on a frame."""
+
+    rule: TriggerRule
+    value: float
+
+
+class TriggerBank:
+    """The rules bound to one ROI set and one trace layout; keeps each rule's state."""
+
+    def __init__(
+        self, rules: list[TriggerRule], labels: np.ndarray, columns: tuple[str, ...]
+    ) -> None:
+        self.rules = rules
+        position = {int(label): row for row, label in enumerate(labels)}
+        self._rows: list[np.ndarray | None] = []
+        self._columns: list[int] = []
+        for rule in rules:
+            if rule.column not in columns:
+                raise RoiError(
+                    f"trigger rule {rule.name!r} watches column {rule.column!r}, the traces "
+                    f"have {list(columns)}"
+                )
+            self._columns.append(columns.index(rule.column))
+            missing = [label for label in rule.rois if label not in position]
+            if missing:
+                raise RoiError(
+                    f"trigger rule {rule.name!r} watches ROI labels {missing[:10]} that the "
+                    f"ROIs lack ({len(labels)} ROIs, labels {_span(labels)})"
+                )
+            rows = np.array([position[label] for label in rule.rois], dtype=np.intp)
+            self._rows.append(rows if rule.rois else None)
+        self._previous = [np.nan] * len(rules)
+        self._quiet_until = [-np.inf] * len(rules)
+
+    def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
+        """The rules that fire on this frame's traces (``[rois, columns]``) at ``t_s``."""
+        fired: list[Fired] = []
+        for i, rule in enumerate(self.rules):
+            column = traces[:, self._columns[i]]
+            rows = self._rows[i]
+            group = column if rows is None else column[rows]
+            value = float(np.mean(group) if rule.reduce == "mean" else np.max(group))
+            previous, self._previous[i] = self._previous[i], value
+            over = value >= rule.threshold  # False for NaN
+            if rule.mode == "crossing":
+                over = over and not previous >= rule.threshold
+            if over and t_s >= self._quiet_until[i]:
+                self._quiet_until[i] = t_s + rule.refractory_s
+                fired.append(Fired(rule, value))
+        return fired
+
+
+def _span(labels: np.ndarray) -> str:
+    return f"{int(labels[0])}..{int(labels[-1])}" if labels.size else "none"

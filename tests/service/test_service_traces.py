@@ -1,0 +1,255 @@
+"""Closed-loop traces through the real service: ROI means, ΔF/F, triggers, set_rois, store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from deepdenoise_client import Control, ControlError, Publisher
+from service_harness import collect, events, listening, running_service, wait_until
+
+from stream import ConfigError
+
+TOPICS = (b"denoised", b"traces", b"trigger", b"event")
+SHAPE = (24, 32)
+
+
+def _labels() -> np.ndarray:
+    """Three ROIs with labels 3, 7 and 40 (non-contiguous, to test the label order)."""
+    labels = np.zeros(SHAPE, dtype=np.uint16)
+    labels[2:6, 3:9] = 7
+    labels[10:14, 10:20] = 3
+    labels[18:23, 25:30] = 40
+    labels[0, 31] = 40  # a second, separate patch of the same ROI
+    return labels
+
+
+def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(90, 4000, SHAPE, dtype=np.uint16) for _ in range(n)]
+
+
+def _roi_means(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.array(
+        [frame[labels == v].astype(np.float64).mean() for v in np.unique(labels[labels > 0])]
+    )
+
+
+def test_traces_are_the_roi_means_of_the_published_frames(tmp_path: Path, box_model):
+    labels = _labels()
+    np.save(tmp_path / "rois.npy", labels)
+    frames = _frames(20)
+    cfg = {"traces": {"rois": tmp_path / "rois.npy", "baseline": {"block_frames": 4}}}
+    with (
+        running_service(tmp_path, box_model, camera={"offset": 50.0}, **cfg) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "s", i, t_ns=10_000 + i)
+        pub.end("s")
+        denoised, others = collect(sub, len(frames))
+        traces = [m for m in others if m.topic == b"traces"]
+        while len(traces) < len(frames):
+            message = sub.recv(timeout=10)
+            if message.topic == b"traces":
+                traces.append(message)
+        while not events(others, "series_end"):
+            others.append(sub.recv(timeout=10))
+        assert svc.flush()
+        status = svc.status()
+
+    assert [m.header["index"] for m in traces] == list(range(len(frames)))
+    for frame, out, trace in zip(frames, denoised, traces, strict=True):
+        h = trace.header
+        assert h["series"] == "s" and h["t_ns"] == out.header["t_ns"]
+        assert h["labels"] == [3, 7, 40] and h["rois"] == 3
+        assert h["columns"] == ["raw", "denoised", "dff"]
+        assert h["dtype"] == "<f4" and h["shape"] == [3, 3]
+        assert h["t_done_ns"] == out.header["t_done_ns"] and h["model"] == out.header["model"]
+        np.testing.assert_allclose(trace.array[:, 0], _roi_means(frame, labels), rtol=1e-6)
+        np.testing.assert_allclose(trace.array[:, 1], _roi_means(out.array, labels), rtol=1e-6)
+    # dff uses the configured camera offset (50) and the running baseline of the means
+    means = np.stack([t.array[:, 1].astype(np.float64) for t in traces])
+    f0 = means[:4].mean(axis=0)  # the first block: F0 is the mean so far ...
+    np.testing.assert_allclose(traces[3].array[:, 2], (means[3] - f0) / (f0 - 50), rtol=1e-5)
+    assert status["traces"]["frames"] == len(frames) and status["traces"]["rois"] == 3
+
+    group = zarr.open_group(tmp_path / "data" / "s.zarr", mode="r")
+    stored = group["traces"]
+    assert stored.shape == (len(frames), 3, 3)
+    np.testing.assert_array_equal(stored[:], np.stack([t.array for t in traces]))
+    assert stored.attrs["labels"] == [3, 7, 40]
+    assert stored.attrs["columns"] == ["raw", "denoised", "dff"]
+    assert stored.attrs["baseline"]["block_frames"] == 4
+
+
+def test_traces_are_published_before_their_frame(tmp_path: Path, identity_model):
+    np.save(tmp_path / "rois.npy", _labels())
+    with (
+        running_service(tmp_path, identity_model, traces={"rois": tmp_path / "rois.npy"}) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(_frames(10)):
+            pub.send_frame(frame, "s", i)
+        order = []
+        while len([t for t in order if t[0] == b"denoised"]) < 10:
+            message = sub.recv(timeout=10)
+            if message.topic in (b"traces", b"denoised"):
+                order.append((message.topic, message.header["index"]))
+    for i in range(10):  # each frame's traces come before that frame
+        assert order.index((b"traces", i)) < order.index((b"denoised", i))
+
+
+def test_set_rois_mid_stream_loses_no_frame(tmp_path: Path, identity_model):
+    first = _labels()
+    second = np.zeros(SHAPE, dtype=np.int32)
+    second[0:4, 0:4] = 1
+    second[20:24, 28:32] = 2
+    np.save(tmp_path / "rois.npy", first)
+    frames = _frames(30, seed=3)
+    with (
+        running_service(tmp_path, identity_model, traces={"rois": tmp_path / "rois.npy"}) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        traces: list = []
+        denoised: list = []
+        others: list = []
+
+        def receive_until(done) -> None:
+            while not done():
+                message = sub.recv(timeout=10)
+                by_topic = {b"traces": traces, b"denoised": denoised}
+                by_topic.get(message.topic, others).append(message)
+
+        for i, frame in enumerate(frames[:15]):
+            pub.send_frame(frame, "s", i)
+        receive_until(lambda: len(traces) == 15)
+        reply = ctl.set_rois(second)
+        assert reply == {"ok": True, "rois": 2, "series": None}
+        for i, frame in enumerate(frames[15:], start=15):
+            pub.send_frame(frame, "s", i)
+        pub.end("s")
+        receive_until(
+            lambda: len(traces) == 30 and len(denoised) == 30 and events(others, "series_end")
+        )
+        assert svc.flush()
+        status = svc.status()
+    assert sorted(m.header["index"] for m in denoised) == list(range(30))
+    assert [m.header["index"] for m in traces] == list(range(30))
+    assert all(t.header["labels"] == [3, 7, 40] for t in traces[:15])
+    assert all(t.header["labels"] == [1, 2] for t in traces[15:])
+    for frame, trace in zip(frames[15:], traces[15:], strict=True):
+        np.testing.assert_allclose(trace.array[:, 0], _roi_means(frame, second), rtol=1e-6)
+    assert status["dropped"] == {} and status["frames_out"] == 30
+    group = zarr.open_group(tmp_path / "data" / "s.zarr", mode="r")
+    assert group["traces"].shape == (15, 3, 3) and group["traces_1"].shape == (30, 2, 3)
+    assert group["traces_1"].attrs["first_index"] == 15
+    assert np.isnan(group["traces_1"][:15]).all()
+    assert group.attrs["deepdenoise"]["traces"] == ["traces", "traces_1"]
+
+
+def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identity_model):
+    np.save(tmp_path / "rois.npy", _labels())
+    rules = [{"name": "r", "rois": [7], "threshold": 0.5}]
+    cfg = {"traces": {"rois": tmp_path / "rois.npy", "triggers": rules}}
+    with (
+        running_service(tmp_path, identity_model, **cfg) as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        pub.send_frame(_frames(1)[0], "s", 0)
+        wait_until(lambda: svc.status()["frames_out"] == 1)
+
+        def refusal(**request) -> str:
+            with pytest.raises(ControlError) as refused:
+                ctl.request("set_rois", **request)
+            return str(refused.value)
+
+        wrong_shape = np.full((8, 8), 7, dtype=np.uint16).tobytes()
+        lacks_rule_roi = np.where(_labels() == 7, 0, _labels()).tobytes()
+        cases = {
+            "are 8x8, the frames are 24x32": refusal(labels=wrong_shape, dtype="<u2", shape=[8, 8]),
+            "every pixel is 0": refusal(labels=bytes(1536), dtype="<u2", shape=[24, 32]),
+            "watches ROI labels [7]": refusal(labels=lacks_rule_roi, dtype="<u2", shape=[24, 32]),
+            "expected 'dtype' one of": refusal(labels=bytes(3072), dtype="<f4", shape=[24, 32]),
+            "needs 1536 bytes": refusal(labels=b"12", dtype="<u2", shape=[24, 32]),
+            "expected 'shape'": refusal(labels=b"12", dtype="<u2", shape=[24]),
+            "needs 'labels'": refusal(),
+            "expected 'series'": refusal(labels=None, series="../x"),
+        }
+        status = ctl.status()
+    for expected, error in cases.items():
+        assert expected in error, (expected, error)
+    assert status["traces"]["rois"] == 3  # unchanged
+    assert status["traces"]["series"] == {"s": 3}
+
+
+def test_trigger_rules_fire_on_scripted_traces(tmp_path: Path, identity_model):
+    labels = _labels()
+    np.save(tmp_path / "rois.npy", labels)
+    # ROI 7 brightens on frames 10-12 and 20; refractory 0.5 s at 10 frames/s (t_ns)
+    frames = [np.full(SHAPE, 200, dtype=np.uint16) for _ in range(30)]
+    for i in (10, 11, 12, 20):
+        frames[i] = np.where(labels == 7, 400, 200).astype(np.uint16)
+    rules = [
+        {"name": "cell7", "rois": [7], "threshold": 0.5, "mode": "crossing"},
+        {"name": "cell7_above", "rois": [7], "threshold": 0.5, "mode": "above"},
+        {"name": "refractory", "rois": [7], "threshold": 0.5, "mode": "above", "refractory_s": 1},
+        {"name": "all_mean", "threshold": 0.5},  # the mean over all ROIs stays low
+    ]
+    cfg = {
+        "traces": {"rois": tmp_path / "rois.npy", "triggers": rules, "baseline": {"offset": 0}},
+    }
+    with (
+        running_service(tmp_path, identity_model, **cfg) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "s", i, t_ns=i * 100_000_000)
+        _, others = collect(sub, len(frames))
+        fired: dict[str, list[int]] = {}
+        for m in others:
+            if m.topic == b"trigger":
+                fired.setdefault(m.header["rule"], []).append(m.header["index"])
+                assert m.header["column"] == "dff" and m.header["threshold"] == 0.5
+        status = svc.status()
+    assert fired["cell7"] == [10, 20]
+    assert fired["cell7_above"] == [10, 11, 12, 20]
+    assert fired["refractory"] == [10, 20]
+    assert "all_mean" not in fired
+    assert status["traces"]["triggers"] == {"cell7": 2, "cell7_above": 4, "refractory": 2}
+
+
+def test_bad_roi_files_stop_the_start_with_a_clear_error(tmp_path: Path, identity_model):
+    np.save(tmp_path / "float.npy", np.ones(SHAPE, dtype=np.float32))
+    for name, message in (("float.npy", "integer label image"), ("none.npy", "does not exist")):
+        with (
+            pytest.raises(ConfigError, match=message),
+            running_service(tmp_path, identity_model, traces={"rois": tmp_path / name}),
+        ):
+            pass
+
+
+def test_rois_that_do_not_fit_a_series_cost_its_traces_only(tmp_path: Path, identity_model):
+    np.save(tmp_path / "rois.npy", _labels())
+    with (
+        running_service(tmp_path, identity_model, traces={"rois": tmp_path / "rois.npy"}) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i in range(3):
+            pub.send_frame(np.zeros((10, 10), np.uint16), "small", i)
+        _, others = collect(sub, 3)
+        while not events(others, "error"):
+            others.append(sub.recv(timeout=10))
+        status = svc.status()
+    error = events(others, "error")[0]
+    assert error["kind"] == "rois_shape" and "24x32" in error["message"]
+    assert status["traces"]["errors"] == {"rois_shape": 1} and status["frames_out"] == 3

@@ -1,0 +1,96 @@
+"""ΔF/F's running baseline on known inputs, and trigger rules on scripted traces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream import RoiError
+from stream.traces import BaselineConfig, RunningBaseline, TriggerBank, TriggerRule, delta_f_over_f
+
+
+def _run(values: list[float], **config: float) -> list[float]:
+    baseline = RunningBaseline(1, BaselineConfig(**config))
+    return [float(baseline.update(np.array([v]))[0]) for v in values]
+
+
+def test_constant_trace_has_its_value_as_baseline_and_zero_dff() -> None:
+    f0 = _run([500.0] * 50, window_frames=20, block_frames=5)
+    assert f0 == [500.0] * 50
+    dff = delta_f_over_f(np.array([500.0]), np.array(f0[-1:]), 100.0, 1.0)
+    assert dff.tolist() == [0.0]
+
+
+def test_first_block_uses_the_mean_so_far_then_a_quantile_of_block_means() -> None:
+    values = [10.0, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
+    f0 = _run(values, window_frames=8, block_frames=4, quantile=0.5)
+    assert f0[:3] == [10.0, 15.0, 20.0]  # the mean so far, causal
+    assert f0[3:7] == [25.0] * 4  # one block (mean 25) until the next completes
+    assert f0[7:11] == [45.0] * 4  # median of blocks 25 and 65
+    assert f0[11] == 85.0  # the window holds two blocks: 65 and 105
+
+
+def test_a_transient_does_not_lift_a_low_quantile_baseline() -> None:
+    rng = np.random.default_rng(1)
+    trace = 1000 + rng.normal(0, 5, 3000)
+    trace[1500:1530] += 800  # a calcium transient
+    f0 = _run(list(trace), window_frames=600, block_frames=10, quantile=0.08)
+    assert abs(f0[1530] - 1000) < 10 and abs(f0[2999] - 1000) < 10
+
+
+def test_frames_without_a_finite_mean_are_left_out() -> None:
+    f0 = _run([10.0, np.nan, 30.0, np.nan], window_frames=4, block_frames=4)
+    assert f0[0] == 10.0 and f0[2] == 20.0 and f0[3] == 20.0
+
+
+def test_dark_rois_divide_by_the_floor() -> None:
+    dff = delta_f_over_f(np.array([105.0]), np.array([100.5]), 100.0, 1.0)
+    assert dff.tolist() == [4.5]
+
+
+def test_block_longer_than_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="block_frames"):
+        BaselineConfig(window_frames=10, block_frames=20)
+
+
+COLUMNS = ("raw", "denoised", "dff")
+
+
+def _bank(**rule: object) -> TriggerBank:
+    return TriggerBank([TriggerRule(name="r", threshold=1.0, **rule)], np.array([1, 5, 9]), COLUMNS)
+
+
+def _fire(bank: TriggerBank, dff_rows: list[list[float]], dt: float = 0.1) -> list[int]:
+    fired = []
+    for i, row in enumerate(dff_rows):
+        traces = np.zeros((3, 3), np.float32)
+        traces[:, 2] = row
+        if bank.check(traces, i * dt):
+            fired.append(i)
+    return fired
+
+
+def test_crossing_fires_once_per_rise_and_above_every_frame() -> None:
+    rows = [[0, 2, 0], [0, 2, 0], [0, 0, 0], [0, 3, 0], [0, np.nan, 0], [0, 2, 0]]
+    assert _fire(_bank(rois=[5], mode="crossing"), rows) == [0, 3, 5]
+    assert _fire(_bank(rois=[5], mode="above"), rows) == [0, 1, 3, 5]
+
+
+def test_refractory_period_uses_the_frames_clock() -> None:
+    rows = [[0, 2, 0]] * 10
+    assert _fire(_bank(rois=[5], mode="above", refractory_s=0.35), rows) == [0, 4, 8]
+
+
+def test_groups_reduce_by_mean_or_max() -> None:
+    rows = [[0.0, 2.4, 0.3]]
+    assert _fire(_bank(rois=[5, 9], reduce="mean"), rows) == [0]  # 1.35
+    assert _fire(_bank(reduce="mean"), rows) == []  # every ROI: 0.9
+    assert _fire(_bank(reduce="max"), rows) == [0]  # 2.4
+    assert _fire(_bank(rois=[1, 9], reduce="max"), rows) == []  # 0.3
+
+
+def test_rules_must_name_rois_and_columns_that_exist() -> None:
+    with pytest.raises(RoiError, match=r"labels \[4\] that the ROIs lack"):
+        _bank(rois=[4])
+    with pytest.raises(RoiError, match="watches column 'dff_denoised'"):
+        _bank(column="dff_denoised")

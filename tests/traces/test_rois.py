@@ -1,0 +1,113 @@
+"""ROIs from label images (.npy, TIFF, Zarr) and suite2p, and their means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from stream import RoiError
+from stream.traces import load_rois, rois_from_labels, rois_from_suite2p
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros((20, 30), dtype=np.uint16)
+    labels[1:4, 1:5] = 9
+    labels[10:15, 20:28] = 2
+    labels[19, 29] = 9
+    return labels
+
+
+def test_label_image_means_match_numpy() -> None:
+    labels = _labels()
+    rois = rois_from_labels(labels)
+    assert rois.labels.tolist() == [2, 9] and rois.counts.tolist() == [40, 13]
+    frame = np.random.default_rng(0).normal(100, 20, labels.shape).astype(np.float32)
+    means = rois.bind(labels.shape).means(frame)
+    expected = [frame[labels == v].astype(np.float64).mean() for v in (2, 9)]
+    np.testing.assert_allclose(means, expected, rtol=1e-12)
+    np.testing.assert_array_equal(rois.to_labels(), labels)
+
+
+def test_nan_pixels_make_nan_means_of_their_roi_only() -> None:
+    labels = _labels()
+    frame = np.ones(labels.shape, dtype=np.float32)
+    frame[12, 22] = np.nan
+    means = rois_from_labels(labels).bind(labels.shape).means(frame)
+    assert np.isnan(means[0]) and means[1] == 1.0
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".zarr"])
+def test_files_of_each_format_load_the_same(tmp_path: Path, suffix: str) -> None:
+    labels = _labels()
+    path = tmp_path / f"labels{suffix}"
+    if suffix == ".npy":
+        np.save(path, labels)
+    elif suffix == ".tif":
+        tifffile.imwrite(path, labels)
+    else:
+        zarr.create_array(str(path), data=labels[None, None, None])  # OME-style 5-D
+    rois = load_rois(path)
+    np.testing.assert_array_equal(rois.to_labels(), labels)
+    assert rois.shape == labels.shape
+
+
+def test_suite2p_stat_skips_overlaps_and_non_cells(tmp_path: Path) -> None:
+    def roi(ys: list[int], xs: list[int]) -> dict:
+        return {"ypix": np.array(ys), "xpix": np.array(xs), "lam": np.ones(len(ys))}
+
+    stat = np.array(
+        [roi([1, 1, 2], [1, 2, 2]), roi([2, 3], [2, 3]), roi([5, 5], [5, 6])], dtype=object
+    )
+    np.save(tmp_path / "stat.npy", stat, allow_pickle=True)
+    rois = load_rois(tmp_path / "stat.npy")
+    assert rois.labels.tolist() == [1, 2, 3]  # suite2p ROI i is label i + 1
+    assert rois.counts.tolist() == [2, 1, 2]  # pixel (2, 2) is shared: in neither
+    assert rois.shape is None  # no ops.npy: fits any frame holding it
+    rois.bind((6, 7))
+    with pytest.raises(RoiError, match="outside the 4x4 frames"):
+        rois.bind((4, 4))
+    np.save(tmp_path / "iscell.npy", np.array([[1, 0.9], [0, 0.2], [1, 0.8]]))
+    np.save(tmp_path / "ops.npy", {"Ly": 10, "Lx": 12}, allow_pickle=True)
+    cells = load_rois(tmp_path / "stat.npy")
+    assert cells.labels.tolist() == [1, 3] and cells.counts.tolist() == [3, 2]
+    assert cells.shape == (10, 12)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.ones((4, 4), np.float32), "integer label image"),
+        (np.full((4, 4), -1, np.int16), "labels >= 0"),
+        (np.zeros((4, 4), np.uint8), "no ROI"),
+        (np.ones((2, 4, 4), np.uint8), "2-D label image"),
+    ],
+)
+def test_bad_label_images_say_what_is_wrong(image: np.ndarray, message: str) -> None:
+    with pytest.raises(RoiError, match=message):
+        rois_from_labels(image)
+
+
+def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(RoiError, match="does not exist"):
+        load_rois(tmp_path / "nothing.npy")
+    (tmp_path / "rois.csv").write_text("1,2\n")
+    with pytest.raises(RoiError, match=r"expected ROIs as \.npy"):
+        load_rois(tmp_path / "rois.csv")
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    with pytest.raises(RoiError, match="cannot read ROIs"):
+        load_rois(tmp_path / "broken.npy")
+    zarr.create_group(str(tmp_path / "group.zarr"))
+    with pytest.raises(RoiError, match="is a Zarr group"):
+        load_rois(tmp_path / "group.zarr")
+    with pytest.raises(RoiError, match="'ypix' and 'xpix'"):
+        rois_from_suite2p([{"ypix": [1]}])
+
+
+def test_rois_drawn_for_another_shape_do_not_bind() -> None:
+    rois = rois_from_labels(_labels())
+    with pytest.raises(RoiError, match="are 20x30, the frames are 20x31"):
+        rois.bind((20, 31))
