@@ -57,6 +57,11 @@ class ServiceRun:
     dropped: dict[str, int] = field(default_factory=dict)
     e2e_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     inside_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    #: With ROIs: the traces stage in the service (inference done -> traces queued),
+    #: traces in the subscriber's hand after inference, triggers after frame receive.
+    traces_stage_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    traces_in_hand_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    trigger_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     provider: str = ""
 
     @property
@@ -89,6 +94,17 @@ class ServiceRun:
             "mb_per_s": round(self.achieved_fps * frame_mb, 1),
             "e2e_ms": percentiles(self.e2e_ms),
             "inside_ms": percentiles(self.inside_ms),
+            **(
+                {
+                    "traces": int(self.traces_in_hand_ms.size),
+                    "triggers": int(self.trigger_ms.size),
+                    "traces_stage_ms": percentiles(self.traces_stage_ms),
+                    "traces_in_hand_ms": percentiles(self.traces_in_hand_ms),
+                    "trigger_ms": percentiles(self.trigger_ms),
+                }
+                if self.traces_in_hand_ms.size
+                else {}
+            ),
         }
 
 
@@ -104,12 +120,15 @@ def run_service(
     policy: Policy = "block",
     timeout_s: float = 30.0,
     store: dict[str, Any] | None = None,
+    traces: dict[str, Any] | None = None,
 ) -> ServiceRun:
     """Stream ``frames`` frames cycled from ``pool`` at ``fps`` (0: flat out) and measure.
 
     ``policy`` is the inference queue's overflow policy: ``block`` makes the run
     lossless (every frame denoised, so flat-out fps is what the service sustains);
     ``drop_oldest`` is the live default (a slow model drops frames, counted).
+    ``traces``: the service's ``[traces]`` config (ROIs, triggers); their latencies are
+    measured too.
     """
     from stream import ServiceConfig, Simulator, SimulatorConfig
 
@@ -138,8 +157,12 @@ def run_service(
             provider=provider,
             warmup_shape=shape,
             status_interval_s=0.2,
-            queues={"inference_overflow": policy},
+            # lossless runs keep every denoised frame queued for the PUB thread too, so a
+            # publisher starved of CPU on a busy machine delays frames instead of dropping
+            queues={"inference_overflow": policy}
+            | ({"publish_depth": max(32, frames)} if policy == "block" else {}),
             store=store or {},
+            traces=traces or {},
         )
         with (
             service_process(cfg) as service,
@@ -148,13 +171,13 @@ def run_service(
         ):
             run.provider = service.provider
             sub.setsockopt(zmq.RCVHWM, 0)
-            for topic in (b"denoised", b"status", b"event"):
+            for topic in (b"denoised", b"status", b"event", b"traces", b"trigger"):
                 sub.setsockopt(zmq.SUBSCRIBE, topic)
             sub.connect(service.endpoints["output"])
             if not sub.poll(10_000):
                 raise TimeoutError("no status message from the service within 10 s")
             sender = Sender(sim, pool, frames, fps).start()
-            e2e, inside, last = _receive(sub, series, sender.thread, timeout_s)
+            got = _receive(sub, series, sender.thread, timeout_s)
             report = sender.join(timeout_s)
             t_flushed = time.time_ns()
             if zarr and not service.request("flush", timeout_s).get("ok"):
@@ -163,10 +186,13 @@ def run_service(
             dropped = service.request("status", timeout_s)["dropped"]
             run.dropped = {k: int(v) for k, v in dropped.items()}
     run.frames_sent = report.frames
-    run.frames_received = len(e2e)
-    run.seconds = (last - sender.t0_ns) / 1e9 if e2e else 0.0
-    run.e2e_ms = np.asarray(e2e)
-    run.inside_ms = np.asarray(inside)
+    run.frames_received = len(got.e2e)
+    run.seconds = (got.last - sender.t0_ns) / 1e9 if got.e2e else 0.0
+    run.e2e_ms = np.asarray(got.e2e)
+    run.inside_ms = np.asarray(got.inside)
+    run.traces_stage_ms = np.asarray(got.traces_stage)
+    run.traces_in_hand_ms = np.asarray(got.traces_in_hand)
+    run.trigger_ms = np.asarray(got.trigger)
     return run
 
 
@@ -202,37 +228,53 @@ class Sender:
             self._error = exc
 
 
+@dataclass
+class _Received:
+    """Latency samples (ms) by kind, and the last frame's receive time (ns)."""
+
+    e2e: list[float] = field(default_factory=list)
+    inside: list[float] = field(default_factory=list)
+    traces_stage: list[float] = field(default_factory=list)
+    traces_in_hand: list[float] = field(default_factory=list)
+    trigger: list[float] = field(default_factory=list)
+    last: int = field(default_factory=time.time_ns)
+
+
 def _receive(
     sub: zmq.Socket[Any], series: str, sender: threading.Thread, timeout_s: float
-) -> tuple[list[float], list[float], int]:
+) -> _Received:
     """Receive until the service's ``series_end`` for ``series`` (or ``timeout_s`` of silence
-    once the sender is done). Returns e2e and in-service latencies (ms) and the last
-    receive time (ns)."""
-    e2e: list[float] = []
-    inside: list[float] = []
-    last = time.time_ns()
+    once the sender is done)."""
+    got = _Received()
     quiet_since = time.monotonic()
     while True:
         if not sub.poll(100):
             if not sender.is_alive() and time.monotonic() - quiet_since > timeout_s:
                 log.warning("no series_end from the service within %.0f s", timeout_s)
-                return e2e, inside, last
+                return got
             continue
         quiet_since = time.monotonic()
         parts = sub.recv_multipart(copy=False)
         topic = parts[0].bytes
-        if topic == b"denoised":
+        if topic in (b"denoised", b"traces"):
             header = msgpack.unpackb(parts[1].bytes, raw=False)
-            pixels = np.frombuffer(parts[2].buffer, dtype=header["dtype"]).reshape(header["shape"])
-            _ = pixels[0, 0]  # the subscriber holds the pixels now
+            values = np.frombuffer(parts[2].buffer, dtype=header["dtype"]).reshape(header["shape"])
+            _ = values[0, 0]  # the subscriber holds the pixels (or traces) now
             now = time.time_ns()
-            e2e.append((now - header["t_ns"]) / 1e6)
-            inside.append((header["t_done_ns"] - header["t_recv_ns"]) / 1e6)
-            last = now
+            if topic == b"denoised":
+                got.e2e.append((now - header["t_ns"]) / 1e6)
+                got.inside.append((header["t_done_ns"] - header["t_recv_ns"]) / 1e6)
+                got.last = now
+            else:
+                got.traces_in_hand.append((now - header["t_done_ns"]) / 1e6)
+                got.traces_stage.append((header["t_traces_ns"] - header["t_done_ns"]) / 1e6)
+        elif topic == b"trigger":
+            header = msgpack.unpackb(parts[1].bytes, raw=False)
+            got.trigger.append((time.time_ns() - header["t_recv_ns"]) / 1e6)
         elif topic == b"event":
             header = msgpack.unpackb(parts[1].bytes, raw=False)
             if header.get("event") == "series_end" and header.get("series") == series:
-                return e2e, inside, last
+                return got
 
 
 @dataclass(frozen=True)

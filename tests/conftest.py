@@ -73,3 +73,13 @@ def nan_model(model_dir: Path) -> Path:
     from exporter.simple_models import make_nan_above
 
     return make_nan_above(model_dir / "nan30000.onnx", 30000.0)
+
+
+@pytest.fixture(scope="session")
+def trace_model(model_dir: Path) -> Path:
+    """A causal trace denoiser (window 8), briefly trained: the contract, not the quality."""
+    pytest.importorskip("torch")
+    from exporter.traces import export_trace_model, train_trace_model
+
+    model, _ = train_trace_model("mlp", 8, steps=5, batch=16)
+    return export_trace_model(model, 8, model_dir / "trace.onnx", {})

@@ -449,6 +449,7 @@ def closed_loop_vectors(vs: Vectors) -> None:
         "model": MODEL,
         "t_recv_ns": T_NS + 1_000,
         "t_done_ns": T_NS + 2_501_000,
+        "t_traces_ns": T_NS + 2_583_000,
         "rois": 3,
         "columns": ["raw", "denoised", "dff"],
         "labels": [3, 7, 40],

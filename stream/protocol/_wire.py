@@ -246,8 +246,12 @@ def traces_header(
     model: str,
     t_recv_ns: int,
     t_done_ns: int,
+    t_traces_ns: int,
 ) -> dict[str, Any]:
-    """The header of a ``traces`` message: one row per ROI, one column per quantity."""
+    """The header of a ``traces`` message: one row per ROI, one column per quantity.
+
+    ``t_done_ns``: inference finished; ``t_traces_ns``: the traces were computed.
+    """
     header: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "series": frame.series,
@@ -261,6 +265,7 @@ def traces_header(
         model=model,
         t_recv_ns=t_recv_ns,
         t_done_ns=t_done_ns,
+        t_traces_ns=t_traces_ns,
         rois=len(labels),
         columns=list(columns),
         labels=[int(label) for label in labels],

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._errors import ConfigError, RoiError
+from .._errors import ConfigError, ModelError, RoiError
 from ..protocol import (
     TOPIC_TRACES,
     TOPIC_TRIGGER,
@@ -68,12 +69,13 @@ class TraceStep:
         self.writer: Writer | None = None
         self._events = events
         try:
-            self._denoiser = TraceDenoiser(config.denoiser) if config.denoiser else None
+            path = config.denoiser_path
+            self._denoiser = TraceDenoiser(path) if path is not None else None
             self.columns = trace_columns(self._denoiser)
             self._default = load_rois(config.rois) if config.rois is not None else None
             if self._default is not None:
                 self._check_rules(self._default)
-        except (RoiError, ValueError) as exc:
+        except (RoiError, ModelError) as exc:
             raise ConfigError(f"traces: {exc}") from exc
         self._per_series: dict[str, RoiSet | None] = {}
         self._state: dict[str, SeriesTraces | None] = {}  # None: ROIs do not fit the frames
@@ -111,7 +113,9 @@ class TraceStep:
             self._error("traces_failed", frame.series, f"traces of {where}: {exc}")
             return
         labels = state.rois.labels
-        header = traces_header(frame, labels, self.columns, model, t_recv_ns, t_done_ns)
+        header = traces_header(
+            frame, labels, self.columns, model, t_recv_ns, t_done_ns, time.time_ns()
+        )
         self._publish.put(Outgoing(TOPIC_TRACES, pack_header(header), values), urgent=True)
         self.frames += 1
         t_s = (frame.t_ns if frame.t_ns is not None else t_recv_ns) / 1e9

@@ -12,7 +12,13 @@ numpy and onnxruntime only: computed in the inference thread right after each fr
 
 from ._baseline import BaselineConfig, RunningBaseline, delta_f_over_f
 from ._config import TraceConfig
-from ._denoiser import MAD_DIFF_TO_SIGMA, TraceDenoiser, TraceHistory, noise_scale
+from ._denoiser import (
+    MAD_DIFF_TO_SIGMA,
+    SHIPPED_TRACE_MODEL,
+    TraceDenoiser,
+    TraceHistory,
+    noise_scale,
+)
 from ._rois import BoundRois, RoiSet, load_rois, rois_from_labels, rois_from_suite2p
 from ._series import COLUMNS, COLUMNS_DENOISED, SeriesTraces, trace_columns
 from ._triggers import Fired, TriggerBank, TriggerRule
@@ -21,6 +27,7 @@ __all__ = [
     "COLUMNS",
     "COLUMNS_DENOISED",
     "MAD_DIFF_TO_SIGMA",
+    "SHIPPED_TRACE_MODEL",
     "BaselineConfig",
     "BoundRois",
     "Fired",

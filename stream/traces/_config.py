@@ -22,8 +22,11 @@ class TraceConfig(BaseModel):
     )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     triggers: list[TriggerRule] = Field(default_factory=list)
+    denoise: bool = Field(
+        False, description="run the shipped causal trace denoiser: adds the dff_denoised column"
+    )
     denoiser: Path | None = Field(
-        None, description="causal 1-D trace model (ONNX) adding the dff_denoised column"
+        None, description="another causal 1-D trace model (ONNX) instead of the shipped one"
     )
     store: bool = Field(True, description="write traces to the series store")
 
@@ -31,6 +34,17 @@ class TraceConfig(BaseModel):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
+
+    @property
+    def denoiser_path(self) -> Path | None:
+        """The trace model to run: ``denoiser``, else the shipped one with ``denoise``."""
+        if self.denoiser is not None:
+            return self.denoiser
+        if self.denoise:
+            from ._denoiser import SHIPPED_TRACE_MODEL
+
+            return SHIPPED_TRACE_MODEL
+        return None
 
     @field_validator("triggers")
     @classmethod

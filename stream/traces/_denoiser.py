@@ -1,8 +1,8 @@
 """The optional causal 1-D trace denoiser: an ONNX model over each ROI's recent ΔF/F.
 
 Contract (written by ``exporter``'s trace training, checked here): input ``[N, 1, L]``
-float32, the last ``L`` ΔF/F samples of N ROIs, oldest first; output ``[N, 1, L]``, of
-which only the last sample is used, so nothing after the current frame is needed.
+float32, the last ``L`` ΔF/F samples of N ROIs, oldest first; output ``[N, 1, K]``
+(K >= 1), of which only the last sample is used: nothing after the current frame.
 Metadata ``deepdenoise.kind = "trace"`` and ``deepdenoise.trace_window = L``. Each
 window is divided by its own noise level (the median absolute first difference / 0.954,
 the sigma of white noise) before the model and multiplied back after, so one model serves
@@ -19,6 +19,8 @@ import onnxruntime as ort
 
 from .._errors import ModelError
 
+#: The shipped trace model (``deepdenoise train-traces --ship``): ``traces.denoise = true``.
+SHIPPED_TRACE_MODEL = Path(__file__).resolve().parent / "models" / "trace-denoiser.onnx"
 #: For white Gaussian noise of sigma, the median of |x[t] - x[t-1]| is 0.6745*sqrt(2)*sigma.
 MAD_DIFF_TO_SIGMA = 1.0 / (0.6745 * np.sqrt(2.0))
 #: Windows whose noise level is below this are passed through unscaled (flat traces).

@@ -113,7 +113,8 @@ class BoundRois:
         if frame.shape != self.shape:
             raise RoiError(f"expected a {self.shape} frame, got {frame.shape}")
         values = np.take(frame.reshape(-1), self._flat)
-        sums = np.add.reduceat(values, self._starts, dtype=np.float64)
+        exact = np.int64 if frame.dtype.kind in "iu" else np.float64  # integer sums are exact
+        sums = np.add.reduceat(values, self._starts, dtype=exact)
         result: np.ndarray = sums * self._inverse_counts
         return result
 

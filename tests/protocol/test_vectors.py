@@ -119,7 +119,13 @@ def test_service_writes_the_traces_vectors(name: str) -> None:
     vector = BY_NAME[name]
     h = vector["header"]
     header = traces_header(
-        _frame(h), h["labels"], h["columns"], h["model"], h["t_recv_ns"], h["t_done_ns"]
+        _frame(h),
+        h["labels"],
+        h["columns"],
+        h["model"],
+        h["t_recv_ns"],
+        h["t_done_ns"],
+        h["t_traces_ns"],
     )
     assert pack_header(header) == read_parts(vector)[1]
 

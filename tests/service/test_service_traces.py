@@ -253,3 +253,26 @@ def test_rois_that_do_not_fit_a_series_cost_its_traces_only(tmp_path: Path, iden
     error = events(others, "error")[0]
     assert error["kind"] == "rois_shape" and "24x32" in error["message"]
     assert status["traces"]["errors"] == {"rois_shape": 1} and status["frames_out"] == 3
+
+
+def test_trace_denoiser_adds_a_causal_dff_denoised_column(
+    tmp_path: Path, identity_model, trace_model
+):
+    from stream.traces import TraceDenoiser
+
+    np.save(tmp_path / "rois.npy", _labels())
+    cfg = {"traces": {"rois": tmp_path / "rois.npy", "denoiser": trace_model}}
+    frames = _frames(12, seed=5)
+    with (
+        running_service(tmp_path, identity_model, **cfg) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "s", i)
+        traces, _ = collect(sub, len(frames), topic=b"traces")
+    assert traces[0].header["columns"] == ["raw", "denoised", "dff", "dff_denoised"]
+    history = TraceDenoiser(trace_model).bind(3)  # the same model on the published dff
+    for trace in traces:
+        expected = history.update(trace.array[:, 2].copy())
+        np.testing.assert_allclose(trace.array[:, 3], expected, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,80 @@
+"""``deepdenoise train-traces``: train the causal trace-denoiser candidates, score them on
+held-out traces against causal filters, and export the one the measurement chooses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stream.cli import console, fail
+
+from ._hints import EXTRA_HINT
+
+#: A candidate must run a frame of this many ROIs within BUDGET_MS to be chosen.
+ROIS, BUDGET_MS = 1000, 1.0
+
+
+def train_traces(
+    out: Annotated[
+        Path, typer.Option(help="Output folder: models, report.md, metrics.json.")
+    ] = Path("runs/traces"),
+    steps: Annotated[int, typer.Option(min=1, help="Training steps per candidate.")] = 4000,
+    window: Annotated[int, typer.Option(min=4, max=256, help="Samples each model sees.")] = 32,
+    architectures: Annotated[str, typer.Option(help="Candidates: mlp, cnn, gru.")] = "mlp,cnn,gru",
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    ship: Annotated[
+        bool, typer.Option("--ship", help="Copy the chosen model into stream/traces/models.")
+    ] = False,
+) -> None:
+    """Train causal 1-D trace denoisers; choose by held-out measurement; export to ONNX."""
+    try:
+        from exporter.traces import evaluate_traces, export_trace_model, report, train_trace_model
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    names = [a.strip() for a in architectures.split(",") if a.strip()]
+    paths, budgets = {}, {}
+    for arch in names:
+        model, budget = train_trace_model(arch, window, steps, seed=seed, log=console.print)
+        paths[arch] = export_trace_model(
+            model,
+            window,
+            out / f"trace-{arch}.onnx",
+            {
+                "deepdenoise.architecture": f"trace-{arch}",
+                "deepdenoise.training_data": "exporter.traces generated dF/F windows",
+                "deepdenoise.budget": json.dumps(budget),
+            },
+        )
+        budgets[arch] = budget
+    result = evaluate_traces(paths, window, seed=seed)
+    fast = [a for a in names if result.runtime_ms.get(a, 1e9) <= BUDGET_MS]
+    if not fast:
+        raise fail(f"no candidate runs {ROIS} ROIs within {BUDGET_MS} ms: {result.runtime_ms}")
+    chosen = max(fast, key=lambda a: result.mean(a, "correlation"))
+    text = report(result, budgets, chosen)
+    text += (
+        f"\nChosen: `{chosen}`, the best mean correlation among the candidates that run "
+        f"{ROIS} ROIs within {BUDGET_MS} ms per frame on this machine.\n"
+    )
+    (out / "report.md").write_text(text, encoding="utf-8")
+    metrics = {"scores": [asdict(s) for s in result.scores], "runtime_ms": result.runtime_ms,
+               "budgets": budgets, "chosen": chosen, "window": window}  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    shutil.copyfile(paths[chosen], out / "trace-denoiser.onnx")
+    console.print(text, highlight=False)
+    if ship:
+        from stream.traces import SHIPPED_TRACE_MODEL
+
+        SHIPPED_TRACE_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths[chosen], SHIPPED_TRACE_MODEL)
+        SHIPPED_TRACE_MODEL.with_suffix(".md").write_text(text, encoding="utf-8")
+        console.print(f"shipped {SHIPPED_TRACE_MODEL}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-traces")(train_traces)

@@ -1,0 +1,70 @@
+"""ROI traces in the series store: aligned with frame indices, a new array per layout,
+continued on resume, described by their attributes, readable with plain zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from stream import StoreError
+from stream.store import SeriesStore, summarize_store
+
+LAYOUT = {"labels": [1, 2, 3], "columns": ["raw", "denoised", "dff"], "baseline": {"q": 0.08}}
+OTHER = {"labels": [5, 6], "columns": ["raw", "denoised", "dff"]}
+
+
+def _write(store: SeriesStore, indices: range, layout: dict, skip: int | None = None) -> None:
+    rois = len(layout["labels"])
+    for i in indices:
+        store.write_raw(i, np.full((4, 4), i, np.uint16), None)
+        if i != skip:
+            store.write_traces(i, np.full((rois, 3), i, np.float32), layout)
+
+
+def test_traces_line_up_with_frames_and_holes_are_nan(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        _write(store, range(300), LAYOUT, skip=120)
+    group = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    traces = group["traces"]
+    assert traces.shape == (300, 3, 3) and traces.dtype == np.float32
+    values = traces[:]
+    assert np.isnan(values[120]).all()
+    np.testing.assert_array_equal(values[[0, 119, 299], 0, 0], [0, 119, 299])
+    assert traces.attrs["labels"] == [1, 2, 3] and traces.attrs["first_index"] == 0
+    assert traces.attrs["baseline"] == {"q": 0.08}
+    assert summarize_store(tmp_path / "s.zarr")["traces"]["traces"]["shape"] == [300, 3, 3]
+
+
+def test_a_new_roi_layout_starts_a_new_array(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        _write(store, range(10), LAYOUT)
+        _write(store, range(10, 20), OTHER)
+    group = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    assert group.attrs["deepdenoise"]["traces"] == ["traces", "traces_1"]
+    assert group["traces"].shape == (10, 3, 3)
+    second = group["traces_1"]
+    assert second.shape == (20, 2, 3) and second.attrs["first_index"] == 10
+    assert np.isnan(second[:10]).all() and second[15, 0, 0] == 15
+
+
+def test_resume_continues_the_same_layout(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        _write(store, range(5), LAYOUT)
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        assert store.resumed
+        _write(store, range(5, 9), LAYOUT)
+    group = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    assert group.attrs["deepdenoise"]["traces"] == ["traces"]
+    np.testing.assert_array_equal(group["traces"][:, 0, 0], np.arange(9))
+
+
+def test_traces_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        _write(store, range(2), LAYOUT)
+        with pytest.raises(StoreError, match="do not fit traces"):
+            store.write_traces(2, np.zeros((2, 3), np.float32), LAYOUT)
+        with pytest.raises(StoreError, match="expected traces of shape"):
+            store.write_traces(2, np.zeros(3, np.float32), LAYOUT)
