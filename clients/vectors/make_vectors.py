@@ -422,6 +422,15 @@ def valid_vectors(vs: Vectors) -> None:
         ),
         ("error", {"message": "CUDA out of memory; falling back to CPUExecutionProvider"}),
         ("model_loaded", {"model": MODEL, "provider": "CPUExecutionProvider"}),
+        (
+            "provider_fallback",
+            {
+                "from": "cuda",
+                "to": "cpu",
+                "reason": "RuntimeError: CUDA failure 700: an illegal memory access",
+                "when": "run",
+            },
+        ),
     ]
     for event, fields in events:
         vs.message(

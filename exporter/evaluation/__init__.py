@@ -28,12 +28,15 @@ from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
 if TYPE_CHECKING:
     from ._evaluate import evaluate, metrics_dict
     from ._independent import EvalMovie, make_movie
+    from ._independent_traces import TraceSet, make_traces
 
 _LAZY = {
     "evaluate": "._evaluate",
     "metrics_dict": "._evaluate",
     "EvalMovie": "._independent",
     "make_movie": "._independent",
+    "TraceSet": "._independent_traces",
+    "make_traces": "._independent_traces",
 }
 
 __all__ = [
@@ -44,10 +47,12 @@ __all__ = [
     "ModelInfo",
     "MovieScorer",
     "OnsetDetector",
+    "TraceSet",
     "data_range_of",
     "evaluate",
     "extract_traces",
     "make_movie",
+    "make_traces",
     "metrics_dict",
     "mse",
     "onset_errors",

@@ -27,7 +27,7 @@ from scipy import signal
 
 from stream.traces import TraceDenoiser
 
-from ..evaluation._independent_traces import TraceSet, make_traces
+from ..evaluation import TraceSet, make_traces
 from ._generate import trace_batch
 
 BOXCAR = (1, 2, 3, 4, 6, 8, 12, 16)

@@ -15,6 +15,16 @@ from ._engine import (
     model_id_for,
     shipped_model_path,
 )
+from ._gpu import (
+    GpuConfig,
+    TrtProfile,
+    cuda_options,
+    tensorrt_options,
+    trt_cache_key,
+    trt_profile,
+    use_fp16,
+    user_cache_dir,
+)
 from ._inputs import fill_noise_map, frame_scale, model_input
 from ._model_meta import DEFAULT_RECEPTIVE_FIELD, FORMAT_VERSION, PREFIX, ModelMetadata
 from ._pixels import count_non_finite, to_dtype
@@ -47,14 +57,17 @@ __all__ = [
     "PREFIX",
     "CameraModel",
     "Engine",
+    "GpuConfig",
     "ModelMetadata",
     "ProviderChoice",
     "SeriesContext",
     "TilePlan",
     "TileWorkspace",
+    "TrtProfile",
     "blend_tiles",
     "check_tiling",
     "count_non_finite",
+    "cuda_options",
     "default_model_path",
     "default_tile_overlap",
     "fill_noise_map",
@@ -68,6 +81,11 @@ __all__ = [
     "select_providers",
     "shipped_model_path",
     "short_name",
+    "tensorrt_options",
     "to_dtype",
+    "trt_cache_key",
+    "trt_profile",
     "usable_providers",
+    "use_fp16",
+    "user_cache_dir",
 ]

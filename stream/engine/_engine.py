@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from importlib.resources import files
@@ -26,10 +27,12 @@ import numpy as np
 
 from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
 from ..camera import CameraModel
+from ._gpu import GpuConfig, cuda_options, tensorrt_options, trt_profile
 from ._inputs import fill_noise_map, frame_scale
 from ._model_meta import ModelMetadata
+from ._pinned import pin, unpin
 from ._pixels import count_non_finite
-from ._providers import select_providers, short_name
+from ._providers import AUTO_ORDER, ORT_NAMES, ProviderChoice, select_providers, short_name
 from ._tiling import TilePlan, TileWorkspace, check_tiling, default_tile_overlap, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -68,16 +71,68 @@ def model_id_for(path: Path, metadata: ModelMetadata) -> str:
 
 
 class _FrameBuffers:
-    """A TileWorkspace plus the ORT IO binding bound to its batch buffers."""
+    """A TileWorkspace plus the ORT IO binding bound to its batch buffers (host memory:
+    on a GPU provider ONNX Runtime copies them to and from the device inside ``run``)."""
 
     def __init__(self, session: Any, plan: TilePlan, names: tuple[str, str], channels: int) -> None:
         self.ws = TileWorkspace(plan, channels)
         self.binding = session.io_binding()
+        self.run_options: Any = None
         for bind, name, arr in (
             (self.binding.bind_input, names[0], self.ws.batch_in),
             (self.binding.bind_output, names[1], self.ws.batch_out),
         ):
             bind(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+
+    def before_run(self) -> None:
+        """Nothing to stage: the binding reads the host batch directly."""
+
+    def after_run(self) -> None:
+        """Nothing to fetch: the binding wrote the host batch directly."""
+
+    def release(self) -> None:
+        """Nothing held beyond the arrays."""
+
+
+class _DeviceBuffers(_FrameBuffers):
+    """Model input and output live on the GPU (OrtValues) at fixed addresses, which CUDA
+    graphs need; the host batches are page-locked staging for the two copies a frame."""
+
+    def __init__(
+        self,
+        session: Any,
+        plan: TilePlan,
+        names: tuple[str, str],
+        channels: int,
+        device_id: int,
+        pinned: bool,
+        graph_id: int | None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.ws = TileWorkspace(plan, channels)
+        self.pinned = [a for a in (self.ws.batch_in, self.ws.batch_out) if pinned and pin(a)]
+        new = ort.OrtValue.ortvalue_from_shape_and_type
+        self.input = new(list(self.ws.batch_in.shape), np.float32, "cuda", device_id)
+        self.output = new(list(self.ws.batch_out.shape), np.float32, "cuda", device_id)
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(names[0], self.input)
+        self.binding.bind_ortvalue_output(names[1], self.output)
+        self.run_options = None
+        if graph_id is not None:  # one captured graph per frame shape
+            self.run_options = ort.RunOptions()
+            self.run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
+
+    def before_run(self) -> None:
+        self.input.update_inplace(self.ws.batch_in)
+
+    def after_run(self) -> None:
+        np.copyto(self.ws.batch_out, self.output.numpy())
+
+    def release(self) -> None:
+        for array in self.pinned:
+            unpin(array)
+        self.pinned = []
 
 
 class Engine:
@@ -99,6 +154,14 @@ class Engine:
     warmup_shape
         Run one frame of this shape at load, so the first real frame does not pay for
         memory planning (and, with TensorRT, engine building). None skips it.
+    gpu
+        How the CUDA and TensorRT providers run (:class:`GpuConfig`; defaults if None).
+
+    Attributes
+    ----------
+    fallback
+        When a GPU provider failed at load and the next one took over: ``from``, ``to``,
+        ``reason``. None otherwise.
 
     Raises
     ------
@@ -115,43 +178,33 @@ class Engine:
         overlap: int | None = None,
         intra_op_threads: int | None = None,
         warmup_shape: tuple[int, int] | None = (512, 512),
+        gpu: GpuConfig | None = None,
     ) -> None:
-        import onnxruntime as ort  # deferred: only the engine needs it
-
         self.path = Path(model_path)
         if not self.path.exists():
             raise ModelError(f"model {self.path} does not exist; expected an .onnx file")
         if not self.path.is_file():
             raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
+        self.gpu = gpu or GpuConfig()
+        self._requested = provider
+        self._intra_op_threads = intra_op_threads
+        self._warmup_shape = warmup_shape
+        self.fallback: dict[str, str] | None = None
         choice = select_providers(provider)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = _ORT_ERROR
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = intra_op_threads
-        try:
-            self._session: Any = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=list(choice.providers)
-            )
-        except Exception as exc:  # ORT raises its own untyped errors for every failure
-            raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
-        self.metadata = ModelMetadata.from_props(self._session.get_modelmeta().custom_metadata_map)
+        # The model's metadata first (a CPU session): tiling, and TensorRT's profile, need it.
+        probe = self._open_session([ORT_NAMES["cpu"]])
+        self.metadata = ModelMetadata.from_props(probe.get_modelmeta().custom_metadata_map)
+        self._session: Any = probe
         self._names = self._check_signature()
         self.model_id = model_id_for(self.path, self.metadata)
-
-        self.provider = short_name(self._session.get_providers()[0])
-        if self.provider != choice.name:
-            if provider != "auto":
-                raise ProviderUnavailableError(
-                    f"provider {provider!r} was requested but ONNX Runtime could not start it "
-                    f"(active: {self.provider}); see the onnxruntime log above for why"
-                )
-            log.warning("%s provider failed to start; running on %s", choice.name, self.provider)
-
         default_tile, default_overlap = default_tile_overlap(self.metadata.radius)
         self.tile = default_tile if tile is None else tile
         self.overlap = default_overlap if overlap is None else overlap
         check_tiling(self.tile, self.overlap, self.metadata.radius)
+        self._chain = [short_name(p) for p in choice.providers]
+        if choice.name != "cpu":
+            self._session = self._start_gpu_session(choice, strict=provider != "auto")
+        self.provider = short_name(self._session.get_providers()[0])
 
         self._offset = np.float32(self.metadata.input_offset)
         self._scale = np.float32(self.metadata.input_scale)
@@ -166,7 +219,81 @@ class Engine:
             self.provider,
         )
         if warmup_shape is not None:
-            self._warm_up(warmup_shape)
+            for shape in self.planned_shapes():
+                t0 = time.perf_counter()
+                self._warm_up(shape)
+                if self.provider != "cpu":
+                    log.info(
+                        "%s warm-up %dx%d: %.1f s (engine build or cache load, cuDNN search)",
+                        self.provider, shape[0], shape[1], time.perf_counter() - t0,
+                    )  # fmt: skip
+
+    # -- sessions and providers -------------------------------------------------------
+
+    def _open_session(self, providers: list[Any]) -> Any:
+        import onnxruntime as ort  # deferred: only the engine needs it
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = _ORT_ERROR
+        if self._intra_op_threads is not None:
+            options.intra_op_num_threads = self._intra_op_threads
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # ORT raises its own untyped errors for every failure
+            raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
+
+    def planned_shapes(self) -> list[tuple[int, int]]:
+        """Frame shapes prepared at load: the warm-up shape, then ``gpu.frame_shapes``."""
+        shapes = [] if self._warmup_shape is None else [tuple(self._warmup_shape)]
+        shapes += [tuple(s) for s in self.gpu.frame_shapes if tuple(s) not in shapes]
+        return [(int(h), int(w)) for h, w in shapes]
+
+    def provider_options(self, name: str) -> dict[str, Any]:
+        """The options ``name`` (``tensorrt``, ``cuda``) gets for this model and config."""
+        if name == "cuda":
+            return cuda_options(self.gpu)
+        if name == "tensorrt":
+            batches = [self.plan_for(s).batch_shape(self.metadata.in_channels)
+                       for s in self.planned_shapes() or [(512, 512)]]  # fmt: skip
+            profile = trt_profile(self._names[0], batches)
+            log.info(
+                "TensorRT profile for %s: min %s, opt %s, max %s (frames %s)",
+                self.path.name, profile.min, profile.opt, profile.max,
+                ", ".join(f"{h}x{w}" for h, w in self.planned_shapes()) or "512x512",
+            )  # fmt: skip
+            return tensorrt_options(self.gpu, self.model_id, profile, self.metadata.fp16)
+        return {}
+
+    def _start_gpu_session(self, choice: ProviderChoice, strict: bool) -> Any:
+        """A session on the first GPU provider that starts; the next one if it fails."""
+        chain = self._chain
+        for i, name in enumerate(chain[:-1]):
+            providers: list[Any] = [(ORT_NAMES[n], self.provider_options(n)) for n in chain[i:-1]]
+            providers.append(ORT_NAMES["cpu"])
+            try:
+                session = self._open_session(providers)
+                active = short_name(session.get_providers()[0])
+                if active == name:
+                    return session
+                reason = f"ONNX Runtime started {active} instead (see its log)"
+            except ModelError as exc:
+                reason = str(exc)
+            if strict:
+                raise ProviderUnavailableError(
+                    f"provider {name!r} was requested but could not start: {reason}"
+                )
+            nxt = chain[i + 1]
+            self.fallback = {"from": name, "to": nxt, "reason": reason, "when": "load"}
+            log.warning("%s provider failed to start (%s); trying %s", name, reason, nxt)
+        return self._open_session([ORT_NAMES["cpu"]])
+
+    def next_provider(self) -> str | None:
+        """The provider after the active one in the ``auto`` order (None after the CPU)."""
+        order = list(AUTO_ORDER)
+        after = order[order.index(self.provider) + 1 :] if self.provider in order else []
+        usable = [p for p in after if p in self._chain or p == "cpu"]
+        return usable[0] if usable else None
 
     def _warm_up(self, shape: tuple[int, int]) -> None:
         """Run one frame now (memory planning, engine builds) and refuse a model whose
@@ -234,15 +361,26 @@ class Engine:
     def _buffers_for(self, shape: tuple[int, int]) -> _FrameBuffers:
         buffers = self._buffers.get(shape)
         if buffers is None:
-            buffers = _FrameBuffers(
-                self._session, self.plan_for(shape), self._names, self.metadata.in_channels
-            )
+            buffers = self._new_buffers(shape)
             self._buffers[shape] = buffers
             if len(self._buffers) > _MAX_WORKSPACES:
-                self._buffers.popitem(last=False)
+                self._buffers.popitem(last=False)[1].release()
         else:
             self._buffers.move_to_end(shape)
         return buffers
+
+    def _new_buffers(self, shape: tuple[int, int]) -> _FrameBuffers:
+        plan, channels = self.plan_for(shape), self.metadata.in_channels
+        if self.provider != "cpu" and self.gpu.device_buffers:
+            graph = len(self._buffers) if self.gpu.cuda_graph and self.provider == "cuda" else None
+            try:
+                return _DeviceBuffers(
+                    self._session, plan, self._names, channels, self.gpu.device_id,
+                    self.gpu.pinned, graph,
+                )  # fmt: skip
+            except Exception as exc:  # an older ORT, no device memory: host buffers work
+                log.warning("GPU buffers unavailable (%s); binding host buffers", exc)
+        return _FrameBuffers(self._session, plan, self._names, channels)
 
     def denoise(
         self,
@@ -286,7 +424,9 @@ class Engine:
         else:
             scale, offset = self._fixed_input(ws, frame, bad)
         ws.prepare()
-        self._session.run_with_iobinding(buffers.binding)
+        buffers.before_run()
+        self._session.run_with_iobinding(buffers.binding, buffers.run_options)
+        buffers.after_run()
         result = np.empty(shape, dtype=np.float32)
         ws.blend(result)
         if scale != 1:
@@ -350,6 +490,8 @@ class Engine:
 
     def close(self) -> None:
         """Release the ONNX Runtime session and all frame buffers (idempotent)."""
+        for buffers in self._buffers.values():
+            buffers.release()
         self._buffers.clear()
         self._session = None
 

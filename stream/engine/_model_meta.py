@@ -53,6 +53,9 @@ class ModelMetadata(BaseModel):
     training_noise: dict[str, Any] = Field(default_factory=dict)
     training_data: dict[str, Any] = Field(default_factory=dict)
     content_hash: str | None = None
+    #: The exporter checked that the model in fp16 stays within tolerance of fp32:
+    #: TensorRT may then build it in fp16 (``gpu.fp16 = "auto"``).
+    fp16: bool = False
     #: True when the model carried deepdenoise metadata, False when defaults apply.
     from_model: bool = False
 

@@ -102,6 +102,10 @@ class TilePlan:
         """Pixels the model computes per output pixel (>= 1: padding plus overlap)."""
         return self.pixels_computed / (self.shape[0] * self.shape[1])
 
+    def batch_shape(self, channels: int) -> tuple[int, int, int, int]:
+        """The model input of one frame: ``(n_tiles, channels, th, tw)``."""
+        return (self.n_tiles, channels, *self.tile_shape)
+
     def origins(self) -> list[tuple[int, int]]:
         """Tile origins ``(y, x)`` in padded coordinates, in batch (row-major) order."""
         return [(y, x) for y in self.starts_y for x in self.starts_x]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .._settings import load_settings
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
 from ..camera import CameraModel
+from ..engine import GpuConfig
 from ..protocol import Limits
 from ..store import StoreConfig
 from ..traces import TraceConfig
@@ -34,6 +35,7 @@ PATH_FIELDS = (
     "security.secret_key",
     "security.clients",
     "security.input_server_key",
+    "gpu.cache_dir",
     "traces.rois",
     "traces.denoiser",
 )
@@ -85,6 +87,7 @@ class ServiceConfig(BaseModel):
     tile: int | None = Field(None, ge=16, le=16384)
     overlap: int | None = Field(None, ge=0, le=8192)
     provider: Provider = "auto"
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
     security: SecurityConfig | None = Field(
         None, description="CURVE keys and allowed clients (deepdenoise keys); None: off"
     )

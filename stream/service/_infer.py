@@ -45,6 +45,10 @@ class InferenceStage:
         Publish the denoised frame rounded to the input dtype instead of float32.
     traces
         ROI traces and triggers, computed right after each frame (None: off).
+    fallback
+        Called with the engine and its error when a frame fails on a GPU provider: the
+        same model on the next provider, which takes over and re-runs the frame (so no
+        frame is lost to a GPU fault), or None when there is no next provider.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class InferenceStage:
         output_in_input_dtype: bool = False,
         camera: CameraModel | None = None,
         traces: TraceStep | None = None,
+        fallback: Callable[[Engine, BaseException], Engine | None] | None = None,
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -68,6 +73,7 @@ class InferenceStage:
         self.engine = engine
         self._camera = camera
         self.traces = traces
+        self._fallback = fallback
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
         self._pending: Engine | None = None
@@ -96,6 +102,10 @@ class InferenceStage:
         try:
             clean = context.denoise(engine, frame.pixels, frame.index)
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
+            replacement = self._replace_failed(engine, exc)
+            if replacement is not None:
+                self._denoise(job)  # again, on the next provider
+                return
             self._stats.count_dropped("inference_error")
             self._events.emit(
                 "error",
@@ -137,6 +147,21 @@ class InferenceStage:
         self._publish.put(
             Outgoing(TOPIC_DENOISED, pack_header(header), payload, frame.series, job.t_recv_ns)
         )
+
+    def _replace_failed(self, engine: Engine, error: BaseException) -> Engine | None:
+        """Swap in the next provider after a GPU failure (the CPU never falls back)."""
+        if self._fallback is None or engine.provider == "cpu":
+            return None
+        try:
+            new = self._fallback(engine, error)
+        except Exception as exc:  # the fallback itself failed: this frame is lost, counted
+            log.error("provider fallback failed: %s", exc)
+            return None
+        if new is None:
+            return None
+        self.engine = new
+        engine.close()
+        return new
 
     def _finish_series(self, series: str) -> None:
         self.contexts.pop(series, None)

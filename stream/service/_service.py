@@ -84,6 +84,8 @@ class Service:
         self._inference: InferenceStage | None = None
         self._curve: CurveGuard | None = None
         self._traces: TraceStep | None = None
+        #: Provider fallbacks so far (``from``, ``to``, ``reason``, ``when``: load or run).
+        self.fallbacks: list[dict[str, str]] = []
 
     @property
     def engine(self) -> Engine | None:
@@ -155,6 +157,7 @@ class Service:
             output_in_input_dtype=cfg.output_dtype == "input",
             camera=cfg.camera,
             traces=traces,
+            fallback=self._fallback_engine,
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
@@ -163,6 +166,8 @@ class Service:
         self._spawn("publisher", publisher.run, sockets["output"])
         self._spawn("control", control.run, sockets["control"], self._closing)
         self.events.emit("model_loaded", model=engine.model_id, provider=engine.provider)
+        if engine.fallback is not None:
+            self._report_fallback(engine.fallback)
         log.info(
             "deepdenoise %s serving: input %s (%s%s), output %s, control %s, zarr %s",
             __version__,
@@ -254,16 +259,17 @@ class Service:
                 log.error("%s thread did not stop within %.0f s", name, timeout)
 
     # ------------------------------------------------------------------ set-up
-    def _load_engine(self, model: Path | str | None) -> Engine:
+    def _load_engine(self, model: Path | str | None, provider: str | None = None) -> Engine:
         cfg = self.config
         if model is None:  # the shipped model that suits the provider that will run it
             model = default_model_path(select_providers(cfg.provider).name)
         return Engine(
             model,
-            provider=cfg.provider,
+            provider=provider or cfg.provider,
             tile=cfg.tile,
             overlap=cfg.overlap,
             warmup_shape=cfg.warmup_shape,
+            gpu=cfg.gpu,
         )
 
     def _store_attrs(self, engine: Engine) -> dict[str, Any]:
@@ -276,6 +282,24 @@ class Service:
             "provider": engine.provider,
             "config": self.config.model_dump(mode="json"),
         }
+
+    def _fallback_engine(self, failed: Engine, error: BaseException) -> Engine | None:
+        """The same model on the next provider after a run-time failure (None: none left)."""
+        nxt = failed.next_provider()
+        if nxt is None:
+            return None
+        reason = f"{type(error).__name__}: {error}"
+        log.error("%s failed at run time (%s); loading %s on %s", failed.provider, reason,
+                  failed.path.name, nxt)  # fmt: skip
+        engine = self._load_engine(failed.path, provider=nxt)
+        self._report_fallback({"from": failed.provider, "to": engine.provider, "reason": reason,
+                               "when": "run"})  # fmt: skip
+        return engine
+
+    def _report_fallback(self, fallback: dict[str, str]) -> None:
+        self.fallbacks.append(fallback)
+        self.events.emit("provider_fallback", **fallback)
+        log.warning("provider fallback: %s", fallback)
 
     def _queue_event(self, header: dict[str, Any]) -> None:
         self._outgoing.put(Outgoing(TOPIC_EVENT, pack_header(header)), droppable=False)
@@ -394,6 +418,7 @@ class Service:
                 "writer": self.writer.depth() if self.writer is not None else 0,
             },
             provider=engine.provider if engine is not None else "",
+            provider_fallbacks=list(self.fallbacks),
             model=engine.model_id if engine is not None else "",
             zarr=str(self.config.zarr) if self.config.zarr is not None else None,
             store=self.writer.health() if self.writer is not None else None,

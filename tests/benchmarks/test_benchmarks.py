@@ -305,11 +305,32 @@ def test_storage_writes_verified_stores_or_says_why_not(tiny_run: Path):
     assert writers["deepdenoise"]["x_ours"] == 1.0
 
 
-def test_closed_loop_covers_each_rate(tiny_run: Path):
+def test_closed_loop_covers_each_rate_with_its_baselines(tiny_run: Path):
     data = _load(tiny_run, "closed_loop")
-    assert [r["offered_fps"] for r in data["rows"]] == data["settings"]["rates"]
+    rates = data["settings"]["rates"]
+    paths = [r["path"] for r in data["rows"]]
+    assert [r["offered_fps"] for r in data["rows"]] == [rate for rate in rates for _ in range(3)]
+    assert paths[:3] == ["raw pub/sub tcp", "bare relay (no work)", "service identity + 20 ROIs"]
     for row in data["rows"]:
-        assert row["mode"] == "pub" and row["policy"] == "drop_oldest"
         assert 0 < row["frames_received"] <= row["frames_sent"]
         assert row["e2e_ms"]["n"] == row["frames_received"]
+        if row["path"].startswith("service"):
+            assert row["mode"] == "pub" and row["policy"] == "drop_oldest"
+            # every denoised frame had its traces and (a rule that always fires) a trigger
+            assert row["traces"] == row["triggers"] == row["frames_received"]
+            assert row["traces_stage_ms"]["n"] == row["traces"]
+            assert row["x_relay_p50"] > 0 and row["x_raw_p50"] > 0
+    (target,) = data["targets"]
+    assert target["name"].startswith("traces stage p99") and target["measured"] > 0
     assert data["figures"] == ["closed_loop.png"]
+
+
+def test_gpu_check_is_ready_and_says_why_it_measures_nothing_without_a_gpu(capsys):
+    from benchmarks import gpu_check
+    from stream.engine import probe_providers
+
+    assert gpu_check.main(["--dry-run"]) == 0
+    assert "ready" in capsys.readouterr().out
+    if probe_providers()["cuda"] is not None:
+        assert gpu_check.main([]) == 2
+        assert "no usable CUDA provider" in capsys.readouterr().out

@@ -376,3 +376,45 @@ def test_cuda_tiled_equals_whole(conv_model: Path) -> None:
         Engine(conv_model, provider="cuda", warmup_shape=None, tile=24, overlap=12) as tiled,
     ):
         np.testing.assert_allclose(tiled.denoise(frame), whole.denoise(frame), rtol=1e-3, atol=1e-1)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_device_buffers_match_host_buffers(conv_model: Path) -> None:
+    from stream.engine import GpuConfig
+
+    frame = frame_f32((256, 256))
+    with (
+        Engine(conv_model, provider="cuda", warmup_shape=None) as device,
+        Engine(conv_model, provider="cuda", warmup_shape=None,
+               gpu=GpuConfig(device_buffers=False, pinned=False)) as host,
+    ):  # fmt: skip
+        np.testing.assert_allclose(device.denoise(frame), host.denoise(frame), rtol=1e-5, atol=1e-3)
+        assert type(device._buffers[(256, 256)]).__name__ == "_DeviceBuffers"
+
+
+needs_tensorrt = pytest.mark.skipif(
+    probe_providers()["tensorrt"] is not None,
+    reason=f"no usable TensorRT: {probe_providers()['tensorrt']}",
+)
+
+
+@pytest.mark.gpu
+@needs_tensorrt
+def test_tensorrt_engine_is_cached_and_reused(conv_model: Path, tmp_path: Path) -> None:
+    import time
+
+    from stream.engine import GpuConfig
+
+    gpu = GpuConfig(cache_dir=tmp_path, frame_shapes=[(256, 256)])
+    t0 = time.perf_counter()
+    with Engine(conv_model, provider="tensorrt", warmup_shape=(512, 512), gpu=gpu) as first:
+        assert first.provider == "tensorrt"
+        built = time.perf_counter() - t0
+        reference = first.denoise(frame_f32((256, 256)))
+    assert any(p.suffix == ".engine" for p in tmp_path.rglob("*")), list(tmp_path.rglob("*"))
+    t0 = time.perf_counter()
+    with Engine(conv_model, provider="tensorrt", warmup_shape=(512, 512), gpu=gpu) as second:
+        loaded = time.perf_counter() - t0
+        np.testing.assert_allclose(second.denoise(frame_f32((256, 256))), reference, atol=1e-3)
+    print(f"TensorRT engine: built {built:.1f} s, loaded from cache {loaded:.1f} s")
