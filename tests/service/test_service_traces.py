@@ -276,3 +276,21 @@ def test_trace_denoiser_adds_a_causal_dff_denoised_column(
     for trace in traces:
         expected = history.update(trace.array[:, 2].copy())
         np.testing.assert_allclose(trace.array[:, 3], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_shipped_trace_denoiser_runs_with_denoise_on(tmp_path: Path, identity_model):
+    from stream.traces import SHIPPED_TRACE_MODEL, TraceDenoiser
+
+    assert TraceDenoiser(SHIPPED_TRACE_MODEL).window == 32
+    np.save(tmp_path / "rois.npy", _labels())
+    cfg = {"traces": {"rois": tmp_path / "rois.npy", "denoise": True}}
+    with (
+        running_service(tmp_path, identity_model, **cfg) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(_frames(5)):
+            pub.send_frame(frame, "s", i)
+        traces, _ = collect(sub, 5, topic=b"traces")
+    assert traces[-1].header["columns"][-1] == "dff_denoised"
+    assert np.isfinite(traces[-1].array).all()
