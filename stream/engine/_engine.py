@@ -238,6 +238,9 @@ class Engine:
         options.log_severity_level = _ORT_ERROR
         if self._intra_op_threads is not None:
             options.intra_op_num_threads = self._intra_op_threads
+        # ORT's worker threads spin for a while after each run, holding the cores the
+        # service's own stages (traces, publish, the next receive) need right then.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own untyped errors for every failure

@@ -16,6 +16,7 @@ Stages (each a thread with a bounded queue, see DESIGN.md):
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ from ._traces import TraceStep
 from ._writer import Writer
 
 log = logging.getLogger(__name__)
+
+#: The interpreter's thread switch interval while a service runs (seconds).
+SWITCH_INTERVAL_S = 0.0005
 
 
 class Service:
@@ -103,6 +107,11 @@ class Service:
     def start(self) -> None:
         """Load the model, bind sockets and start the stage threads."""
         cfg = self.config
+        # The stages are Python threads: one that waits for the GIL (a frame just denoised,
+        # traces to compute) gets it when the holder releases it, or after the switch
+        # interval, 5 ms by default: the tail of every stage's latency. 0.5 ms bounds it.
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         cfg.warn_public_binds()
         engine = None
         try:
