@@ -268,7 +268,7 @@ def traces_header(
         t_traces_ns=t_traces_ns,
         rois=len(labels),
         columns=list(columns),
-        labels=[int(label) for label in labels],
+        labels=np.asarray(labels, dtype=np.int64).tolist(),  # one C call, not a loop
     )
     return header
 

@@ -47,13 +47,12 @@ class SeriesTraces:
         self._history: TraceHistory | None = (
             denoiser.bind(rois.count) if denoiser is not None else None
         )
-        self._out = np.empty((rois.count, len(self.columns)), dtype=np.float32)
         #: Attributes of the store's trace array (labels, columns, baseline settings).
         self.store_attrs = self.attrs()
 
     def update(self, raw: np.ndarray, denoised: np.ndarray, offset: float) -> np.ndarray:
         """This frame's traces; a new array each call (it is published and stored)."""
-        out = np.empty_like(self._out)
+        out = np.empty((self.rois.count, len(self.columns)), dtype=np.float32)
         out[:, 0] = self.bound.means(raw)
         denoised_means = self.bound.means(denoised)
         out[:, 1] = denoised_means
