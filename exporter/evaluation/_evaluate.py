@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from stream.camera import CameraModel
 from stream.engine import Engine, SeriesContext
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
@@ -129,9 +130,12 @@ def _load_models(models: list[Path], provider: str) -> list[tuple[ModelInfo, Eng
     return loaded
 
 
-def run_model(engine: Engine, noisy: np.ndarray) -> tuple[np.ndarray, float, dict[str, Any]]:
-    """The movie through the model as the service serves it (live camera estimate)."""
-    context = SeriesContext()
+def run_model(
+    engine: Engine, noisy: np.ndarray, camera: CameraModel | None = None
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """The movie through the model as the service serves it: the live camera estimate,
+    or ``camera`` as if configured (``deepdenoise calibrate``)."""
+    context = SeriesContext(camera)
     out = np.empty(noisy.shape, np.float32)
     t0 = time.perf_counter()
     for t, frame in enumerate(noisy):
@@ -189,6 +193,10 @@ def evaluate_movie(
         out, ms, camera = run_model(engine, test.noisy)
         record(info.name, "model", out, ms, camera=camera)
         cameras[info.name] = camera
+        if info.noise_map:  # the same model told the true camera: what the estimate costs
+            true = CameraModel(gain=test.gain, offset=test.offset, read_noise=test.read_noise)
+            out, ms, _ = run_model(engine, test.noisy, true)
+            record(f"{info.name}@true-camera", "model", out, ms, camera="true")
     if bm3d_frames and bl.bm3d_import_error() is None:
         idx = np.unique(np.linspace(0, len(noisy) - 1, bm3d_frames + 2)[1:-1].round())
         idx = idx.astype(np.int64)

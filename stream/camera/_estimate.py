@@ -14,6 +14,12 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
 - **Fit.** Samples are binned by mean (equal counts per bin); the median power per bin,
   corrected for the median of a chi-square, resists edges and calcium transients; a
   weighted least-squares line through the bins gives slope (gain) and intercept.
+- **Regression dilution.** The levels binned by are themselves noisy (an average of the
+  frames so far), which flattens the fitted slope by the reliability ``var(true level) /
+  var(level)`` -- at one photon per pixel, to a quarter of the gain. Each sample keeps its
+  level's noise factor (sum of squared frame weights / 16 pixels), so the level noise is
+  known from the fitted line itself; the slope is divided by the reliability (iterated,
+  the line turned about its weighted centroid).
 - **Offset.** One frame cannot tell offset from read noise (both sit in the intercept).
   The offset is taken as the darkest 4 x 4 block means (0.5th percentile), bounded so
   the read noise stays real; whatever background it misses only shifts the model's
@@ -41,8 +47,12 @@ BINS = 24
 DARK_PERCENTILE = 0.5
 DARK_SIGMAS = 2.58
 DARK_FRAMES = 64
-#: Weight of each new frame in the running mean image (about 20 frames' memory).
-AVERAGE_WEIGHT = np.float32(0.05)
+#: Weight of each new frame in the running mean image (about 20 frames' memory); the
+#: first frames are averaged with equal weights (a plain mean) until the weight gets there.
+AVERAGE_WEIGHT = 0.05
+#: The dilution correction is trusted down to this reliability (below, the slope is
+#: mostly level noise: the correction is capped and the stderr says so).
+MIN_RELIABILITY = 0.2
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,29 @@ def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]
     return slope, intercept, float(math.sqrt(max(cov[0, 0], 0.0)))
 
 
+def undiluted_fit(
+    means: np.ndarray, power: np.ndarray, level_factor: np.ndarray
+) -> tuple[float, float, float]:
+    """:func:`fit_line`, corrected for the noise of the levels binned by.
+
+    ``level_factor``: each sample's level noise variance per unit of pixel noise variance.
+    """
+    slope, intercept, stderr = fit_line(means, power)
+    finite = np.isfinite(means) & np.isfinite(power)
+    x, factor = means[finite], level_factor[finite]
+    spread = float(np.var(x)) if x.size > 1 else 0.0
+    if not (math.isfinite(slope) and slope > 0 and spread > 0):
+        return slope, intercept, stderr
+    pivot = float(np.median(x))  # the line turns about the middle of the samples
+    at_pivot = slope * pivot + intercept
+    corrected, reliability = slope, 1.0
+    for _ in range(4):
+        level_noise = float(np.mean(factor * np.maximum(corrected * (x - pivot) + at_pivot, 0)))
+        reliability = max(1.0 - level_noise / spread, MIN_RELIABILITY)
+        corrected = slope / reliability
+    return corrected, at_pivot - corrected * pivot, stderr / reliability
+
+
 class CameraEstimator:
     """Estimates a stream's camera as frames arrive; one per series.
 
@@ -155,9 +188,12 @@ class CameraEstimator:
         self._refit_every = refit_every
         self._means: list[np.ndarray] = []
         self._power: list[np.ndarray] = []
+        self._factors: list[float] = []  # per batch: its levels' noise per pixel variance
         self._kept = 0
         self._previous: np.ndarray | None = None
         self._average: np.ndarray | None = None  # running mean image: levels to bin by
+        self._averaged = 0  # frames in the running mean
+        self._weight_sq = 0.0  # sum of the squared frame weights in the running mean
         self._dark: list[float] = []
         self._frames = 0
         self._since_fit = 0
@@ -172,17 +208,22 @@ class CameraEstimator:
         if self._previous is not None and self._previous.shape == frame.shape:
             assert self._average is not None
             means, power = temporal_samples(frame, self._previous, _block_means(self._average))
-            self._add(means, power)
-            self._average += AVERAGE_WEIGHT * (frame - self._average)
+            self._add(means, power, self._weight_sq / BLOCK**2)
+            self._averaged += 1
+            weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
+            self._average += np.float32(weight) * (frame - self._average)
+            self._weight_sq = (1.0 - weight) ** 2 * self._weight_sq + weight**2
         else:
             self._average = frame.astype(np.float32, copy=True)
+            self._averaged, self._weight_sq = 1, 1.0
         self._previous = frame.astype(np.float32, copy=True)
         self._since_fit += 1
         if self.estimate is None:
             self.estimate = self._from(*spatial_samples(frame), "spatial")
         elif self._kept >= 2 * BINS * 8 and self._since_fit >= self._refit_every:
             means, power = np.concatenate(self._means), np.concatenate(self._power)
-            temporal = self._from(means, power, "temporal")
+            factors = np.repeat(self._factors, [m.size for m in self._means])
+            temporal = self._from(means, power, "temporal", factors)
             if temporal.gain_stderr <= max(self.estimate.gain_stderr, 0.0) or (
                 self.estimate.source == "temporal"
             ):
@@ -194,16 +235,26 @@ class CameraEstimator:
             )
         return self.estimate
 
-    def _add(self, means: np.ndarray, power: np.ndarray) -> None:
+    def _add(self, means: np.ndarray, power: np.ndarray, level_factor: float) -> None:
         self._means.append(means)
         self._power.append(power)
+        self._factors.append(level_factor)
         self._kept += means.size
         while self._kept - self._means[0].size >= self._reservoir:
             self._kept -= self._means.pop(0).size
             self._power.pop(0)
+            self._factors.pop(0)
 
-    def _from(self, means: np.ndarray, power: np.ndarray, source: str) -> CameraEstimate:
-        slope, intercept, stderr = fit_line(means, power)
+    def _from(
+        self,
+        means: np.ndarray,
+        power: np.ndarray,
+        source: str,
+        level_factor: np.ndarray | None = None,
+    ) -> CameraEstimate:
+        if level_factor is None:  # one frame's own neighbourhood means: 9 blocks of 16
+            level_factor = np.full(means.shape, 1.0 / (9 * BLOCK**2))
+        slope, intercept, stderr = undiluted_fit(means, power, level_factor)
         dark = float(np.median(self._dark)) if self._dark else float(np.min(means))
         if not math.isfinite(slope) or slope <= 0:
             # No usable mean-variance slope (a flat field, or read noise only): the noise

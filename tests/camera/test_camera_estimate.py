@@ -39,6 +39,19 @@ def test_gain_and_noise_are_recovered_within_ten_percent(gain, offset, read, pho
     assert np.median(np.abs(est_std / true_std - 1)) < 0.10
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_low_light_gain_is_not_flattened_by_noisy_levels(seed: int) -> None:
+    """At 3 photons the levels binned by are about as noisy as the scene varies: an
+    uncorrected fit reads the gain as about 0.7 (regression dilution)."""
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=4.0)
+    estimator = CameraEstimator()
+    for _, frame in stream(camera, 3.0, 32, seed=seed):
+        estimate = estimator.update(frame)
+    gain, stderr = estimate.camera.gain, estimate.gain_stderr
+    assert abs(gain - 1.0) < max(3 * stderr, 0.1), (gain, stderr)
+    assert 0.75 < gain < 1.3
+
+
 def test_the_first_frame_is_already_served_from_a_single_frame_estimate() -> None:
     camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
     _, frame = next(stream(camera, 100.0, 1))
