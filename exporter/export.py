@@ -112,7 +112,7 @@ def content_hash(proto: onnx.ModelProto) -> str:
     return hashlib.sha256(bare.SerializeToString()).hexdigest()
 
 
-def _finish(proto: onnx.ModelProto, fields: dict[str, Any], out: Path) -> ModelMetadata:
+def finish_model(proto: onnx.ModelProto, fields: dict[str, Any], out: Path) -> ModelMetadata:
     """Attach metadata (with the content hash), check the model and write it."""
     del proto.metadata_props[:]
     props = ModelMetadata(**fields, content_hash=content_hash(proto)).to_props()
@@ -194,7 +194,7 @@ def _model_units(frames: np.ndarray, meta: ModelMetadata) -> tuple[np.ndarray, f
     return norm, meta.input_scale, meta.input_offset
 
 
-def _reference(model: DnCNN, frames: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+def _reference(model: torch.nn.Module, frames: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     """The engine's canonical output computed with torch (see module docstring)."""
     m = meta.radius
     inputs, scale, offset = _model_units(frames, meta)
@@ -217,7 +217,9 @@ def _random_frames(
     return (meta.input_offset + meta.input_scale * unit).astype(np.float32)
 
 
-def parity_cases(model: DnCNN, meta: ModelMetadata, inputs: int, seed: int = 0) -> list[ParityCase]:
+def parity_cases(
+    model: torch.nn.Module, meta: ModelMetadata, inputs: int, seed: int = 0
+) -> list[ParityCase]:
     """Whole frames of odd shapes, one tiled frame and one batch, with torch references.
 
     Computed once per export and shared by the fp32 and fp16 checks (the torch
@@ -347,7 +349,7 @@ def export_onnx(
         fields["input_offset"] = float(norm["input_offset"])
         fields["input_scale"] = float(norm["input_scale"])
     proto = _torch_to_onnx(model)
-    meta = _finish(proto, fields, out)
+    meta = finish_model(proto, fields, out)
     report = ExportReport(out, meta, out.stat().st_size, tolerance)
     cases = parity_cases(model, meta, parity_inputs)
     report.rows += check_parity(out, cases, threads=threads)
@@ -362,7 +364,7 @@ def export_onnx(
         if caught:  # weights below fp16's normal range are rounded to +-1e-7: a note only
             log.info("fp16 conversion: %d weights clamped to the fp16 range", len(caught))
         report.fp16_path = out.with_name(out.stem + "-fp16.onnx")
-        report.fp16_metadata = _finish(half, fields, report.fp16_path)
+        report.fp16_metadata = finish_model(half, fields, report.fp16_path)
         report.fp16_tolerance = fp16_tolerance
         report.rows += check_parity(report.fp16_path, cases, variant="fp16", threads=threads)
     report.seconds = time.perf_counter() - t0

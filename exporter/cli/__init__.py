@@ -1,9 +1,9 @@
 """The offline commands, plugged into ``deepdenoise`` through ``deepdenoise.commands``.
 
 ``register`` is the entry point: it adds ``demo`` always (it needs only the demo extra)
-and ``train``, ``export``, ``calibrate``, ``evaluate`` and ``train-traces`` when torch is installed;
-without it, ``deepdenoise --help`` says how to get them. Nothing heavy is imported
-here: each command imports what it needs when it runs.
+and ``train``, ``export``, ``calibrate``, ``evaluate``, ``train-traces`` and ``adapt``
+when torch is installed; without it, ``deepdenoise --help`` says how to get them.
+Nothing heavy is imported here: each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import importlib.util
 import typer
 from rich.markup import escape
 
-from . import _demo, _evaluate, _ship, _traces, _train
+from . import _adapt, _demo, _evaluate, _ship, _traces, _train
 from ._hints import EXTRA_HINT
 
 #: The commands that need the train extra (torch).
-OFFLINE_COMMANDS = ("train", "export", "calibrate", "evaluate", "train-traces")
+OFFLINE_COMMANDS = ("train", "export", "calibrate", "evaluate", "train-traces", "adapt")
 
 
 def register(app: typer.Typer) -> None:
@@ -33,3 +33,4 @@ def register(app: typer.Typer) -> None:
     _evaluate.register(app)
     _ship.register(app)
     _traces.register(app)
+    _adapt.register(app)

@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 #: (DnCNN-20), the deepest model this project ships, so tiles are never too small.
 DEFAULT_RECEPTIVE_FIELD = 41
 
-_JSON_FIELDS = ("training_noise", "training_data")
+_JSON_FIELDS = ("training_noise", "training_data", "adaptation")
 
 
 class ModelMetadata(BaseModel):
@@ -52,6 +52,8 @@ class ModelMetadata(BaseModel):
     alignment: int = Field(1, ge=1, le=64)
     training_noise: dict[str, Any] = Field(default_factory=dict)
     training_data: dict[str, Any] = Field(default_factory=dict)
+    #: Set by ``deepdenoise adapt``: the recording, steps and starting model it was tuned on.
+    adaptation: dict[str, Any] = Field(default_factory=dict)
     content_hash: str | None = None
     #: The exporter checked that the model in fp16 stays within tolerance of fp32:
     #: TensorRT may then build it in fp16 (``gpu.fp16 = "auto"``).
@@ -106,8 +108,8 @@ class ModelMetadata(BaseModel):
         """Serialise to ONNX ``metadata_props`` (all values are strings)."""
         props: dict[str, str] = {}
         for name, value in self.model_dump(exclude={"from_model"}).items():
-            if value is None:
-                continue
+            if value is None or (name == "adaptation" and not value):
+                continue  # only adapted models say so
             text = json.dumps(value, sort_keys=True) if name in _JSON_FIELDS else str(value)
             props[PREFIX + name] = text
         return props

@@ -1,0 +1,240 @@
+"""``deepdenoise adapt``: fine-tune a model on the user's own recording, blind-spot style.
+
+The loop: draw blind-spot batches from the recording (:mod:`._blindspot`), step Adam on
+the masked pixels' squared error, save a checkpoint every ``checkpoint_every`` steps
+(weights, optimiser, step, seconds spent, the data RNG), stop at ``steps`` or at the
+wall-clock budget, whichever comes first. Then write the adapted ONNX model -- the
+starting graph with the new weights and an ``adaptation`` record in its metadata -- and
+check it in the real engine against the torch module it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream import ConfigError, ModelError
+from stream.camera import CameraEstimator, CameraModel
+from stream.engine import Engine, ModelMetadata, default_model_path
+
+from ..export import ParityError, check_parity, finish_model, parity_cases
+from ._blindspot import blind_spot_batch
+from ._onnx_weights import TrainableModel, load_trainable, with_trained_weights
+from ._recording import Recording, load_recording
+
+log = logging.getLogger(__name__)
+
+#: Frames the camera estimate sees (as many as the service would in its first seconds).
+CAMERA_FRAMES = 64
+TOLERANCE = 1e-4
+
+
+class AdaptConfig(BaseModel):
+    """How long and how hard to adapt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(3000, ge=1, description="optimiser steps at most")
+    minutes: float = Field(10.0, gt=0, description="wall-clock budget, resumed runs included")
+    batch: int = Field(8, ge=1, le=512)
+    patch: int = Field(64, ge=16, le=1024)
+    mask_fraction: float = Field(0.015, gt=0, lt=0.5, description="blind-spot pixels per patch")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate (fine-tuning: small)")
+    from_scratch: bool = Field(False, description="fresh weights: Noise2Void from scratch")
+    max_frames: int | None = Field(None, ge=1, description="read only the first frames")
+    checkpoint_every: int = Field(100, ge=1)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+
+
+@dataclass
+class AdaptReport:
+    out: Path
+    start: Path
+    steps: int
+    seconds: float
+    loss_first: float
+    loss_last: float
+    camera: CameraModel
+    parity_error: float
+    metadata: ModelMetadata
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def estimate_camera(recording: Recording) -> CameraModel:
+    """The camera as the service would estimate it from the recording's first frames."""
+    estimator = CameraEstimator()
+    estimate = None
+    for frame in recording.frames[recording.valid][:CAMERA_FRAMES]:
+        estimate = estimator.update(frame)
+    assert estimate is not None
+    return estimate.camera
+
+
+def _checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".adapt") / "last.pt"
+
+
+def adapt(
+    source: Path,
+    out: Path,
+    *,
+    start: Path | None = None,
+    config: AdaptConfig | None = None,
+    camera: CameraModel | None = None,
+    resume: bool = False,
+    progress: Any = None,
+) -> AdaptReport:
+    """Adapt ``start`` (default: the CPU default model) to the recording at ``source``.
+
+    ``camera``: the configured camera; None estimates it from the recording. ``resume``
+    continues from the checkpoint next to ``out``. ``progress(step, steps, loss)`` is
+    called after every step.
+    """
+    cfg = config or AdaptConfig()
+    start = Path(start) if start is not None else default_model_path("cpu")
+    recording = load_recording(Path(source), cfg.max_frames)
+    trainable = load_trainable(start)
+    with Engine(start, provider="cpu", warmup_shape=None) as engine:
+        meta, start_id = engine.metadata, engine.model_id
+    windows = recording.windows(meta.frames)
+    if windows.size == 0:
+        raise ConfigError(
+            f"{source}: no {meta.frames} consecutive valid frames for a {meta.frames}-frame model"
+        )
+    camera = camera or estimate_camera(recording)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.from_scratch:
+        trainable.reinitialise(cfg.seed)
+    optimiser = torch.optim.Adam(trainable.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    step, spent, history = 0, 0.0, []
+    ckpt = _checkpoint_path(Path(out))
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state["start_model"] != start_id or state["source"] != recording.source:
+            raise ConfigError(f"{ckpt} belongs to another model or recording: not resuming")
+        trainable.module.load_state_dict(state["module"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = pickle.loads(state["rng"])
+        step, spent, history = state["step"], state["seconds"], state["history"]
+        log.info("resuming %s at step %d (%.0f s spent)", ckpt, step, spent)
+    budget_s = cfg.minutes * 60.0
+    t0 = time.perf_counter() - spent
+    window: list[float] = []
+    while step < cfg.steps and time.perf_counter() - t0 < budget_s:
+        inputs, targets, mask = blind_spot_batch(
+            recording, windows, meta, camera, rng, cfg.batch, cfg.patch, cfg.mask_fraction
+        )
+        with warnings.catch_warnings():  # onnx2torch's Slice indexes with a list
+            warnings.filterwarnings("ignore", "Using a non-tuple sequence", UserWarning)
+            out_t = trainable.module(torch.from_numpy(inputs))[:, 0]
+        m = torch.from_numpy(mask)
+        loss = ((out_t - torch.from_numpy(targets))[m] ** 2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        value = loss.item()
+        window.append(value)
+        if step % 25 == 0 or step == 1:
+            history.append((step, float(np.mean(window))))
+            window.clear()
+        if progress is not None:
+            progress(step, cfg.steps, value)
+        if step % cfg.checkpoint_every == 0:
+            _save(ckpt, trainable, optimiser, rng, step, time.perf_counter() - t0, history,
+                  start_id, recording.source)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    _save(ckpt, trainable, optimiser, rng, step, seconds, history, start_id, recording.source)
+    if window:
+        history.append((step, float(np.mean(window))))
+    record = {
+        "source": recording.source,
+        "frames": int(recording.valid.sum()),
+        "shape": list(recording.frames.shape[1:]),
+        "start_model": start_id,
+        "start_path": start.name,
+        "from_scratch": cfg.from_scratch,
+        "steps": step,
+        "seconds": round(seconds, 1),
+        "camera": camera.model_dump(),
+        "mask_fraction": cfg.mask_fraction,
+        "batch": cfg.batch,
+        "patch": cfg.patch,
+    }
+    new_meta = _write(trainable, meta, record, Path(out))
+    error = _parity(trainable, new_meta, Path(out))
+    return AdaptReport(
+        Path(out), start, step, seconds, history[0][1] if history else float("nan"),
+        history[-1][1] if history else float("nan"), camera, error, new_meta, history,
+    )  # fmt: skip
+
+
+def _save(
+    path: Path,
+    model: TrainableModel,
+    optimiser: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    step: int,
+    seconds: float,
+    history: list[tuple[int, float]],
+    start_id: str,
+    source: str,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "module": model.module.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "rng": pickle.dumps(rng.bit_generator.state),
+            "step": step,
+            "seconds": seconds,
+            "history": history,
+            "start_model": start_id,
+            "source": source,
+        },
+        tmp,
+    )
+    tmp.replace(path)  # a crash mid-write keeps the previous checkpoint
+
+
+def _write(
+    model: TrainableModel, meta: ModelMetadata, record: dict[str, Any], out: Path
+) -> ModelMetadata:
+    fields = meta.model_dump(exclude={"content_hash", "from_model", "format_version"})
+    fields["adaptation"] = record
+    fields["fp16"] = False  # not checked in fp16 after adaptation
+    return finish_model(with_trained_weights(model), fields, out)
+
+
+def _parity(model: TrainableModel, meta: ModelMetadata, out: Path) -> float:
+    """The written model in the real engine against the torch module, as export does."""
+    model.module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Using a non-tuple sequence", UserWarning)
+            cases = parity_cases(model.module, meta, 2)
+        rows = check_parity(out, cases)
+    finally:
+        model.module.train()
+    worst = max(row.max_abs_model for row in rows)
+    if worst > TOLERANCE:
+        raise ParityError(
+            f"adapted model {out} differs from torch by up to {worst:.3g} model units, "
+            f"expected <= {TOLERANCE:.3g}"
+        )
+    if not np.isfinite(worst):
+        raise ModelError(f"adapted model {out} gives non-finite output")
+    return worst

@@ -1,0 +1,194 @@
+"""``deepdenoise adapt``: blind-spot batches, the ONNX <-> torch round trip, a real run on a
+series store written by the real service (holes skipped), resume, the CLI, and the live
+swap of the adapted model into a running service."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx2torch")
+
+from deepdenoise_client import Control, Publisher
+from service_harness import collect, listening, running_service
+from typer.testing import CliRunner
+
+from exporter.adapt import AdaptConfig, adapt, load_recording
+from exporter.adapt._blindspot import blind_spot_batch
+from exporter.adapt._onnx_weights import load_trainable, with_trained_weights
+from stream.camera import CameraModel
+from stream.cli import app
+from stream.engine import Engine, ModelMetadata
+
+CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
+SHAPE = (48, 56)
+
+
+def _movie(n: int, seed: int = 0) -> np.ndarray:
+    """A static blob scene read out by CAMERA: uint16 frames."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    scene = 20 + 200 * np.exp(-((y - 20) ** 2 + (x - 30) ** 2) / 60.0)
+    photons = rng.poisson(np.broadcast_to(scene, (n, *SHAPE)))
+    adu = CAMERA.offset + CAMERA.gain * photons + rng.normal(0, CAMERA.read_noise, photons.shape)
+    return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+
+
+def test_blind_spot_batch_hides_the_masked_pixels_and_keeps_the_context(
+    conv_model_adaptive: Path,
+) -> None:
+    frames = _movie(6)
+    np.save(tmp := Path(conv_model_adaptive).parent / "movie.npy", frames)
+    recording = load_recording(tmp)
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        meta = engine.metadata
+    assert meta.frames == 2 and meta.noise_map
+    windows = recording.windows(meta.frames)
+    assert windows.tolist() == [1, 2, 3, 4, 5]
+    rng = np.random.default_rng(3)
+    inputs, targets, mask = blind_spot_batch(recording, windows, meta, CAMERA, rng, 4, 32, 0.05)
+    assert inputs.shape == (4, 3, 32, 32) and targets.shape == mask.shape == (4, 32, 32)
+    assert (mask.sum(axis=(1, 2)) > 0).all()
+    for b in range(4):
+        # Which frame and patch: the target, in raw units, is a crop of a current frame.
+        raw_target = targets[b]  # model units; compare through the unmasked pixels
+        unmasked_input = inputs[b, 1][~mask[b]]
+        np.testing.assert_allclose(unmasked_input, raw_target[~mask[b]], rtol=1e-6, atol=1e-6)
+        # The masked pixels hold a neighbour's value, not their own...
+        assert not np.allclose(inputs[b, 1][mask[b]], raw_target[mask[b]])
+        # ...and the noise map is that of the masked frame, not of the original one.
+        sigma = inputs[b, 2]
+        # sigma^2 * s^2 = gain * (x * s) + read^2 with x the (masked) current frame in model
+        # units and s the frame scale: linear in x with the same coefficients everywhere.
+        s2 = sigma.astype(np.float64) ** 2
+        x = inputs[b, 1].astype(np.float64)
+        coef = np.polyfit(x[~mask[b]].ravel(), s2[~mask[b]].ravel(), 1)
+        np.testing.assert_allclose(np.polyval(coef, x[mask[b]]), s2[mask[b]], rtol=1e-3)
+        assert not np.allclose(np.polyval(coef, targets[b][mask[b]]), s2[mask[b]], rtol=1e-3)
+
+
+def test_weights_written_back_unchanged_give_the_same_model(conv_model_adaptive: Path) -> None:
+    trainable = load_trainable(conv_model_adaptive)
+    proto = with_trained_weights(trainable)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 20, 24)).astype(np.float32)
+    want = ort.InferenceSession(str(conv_model_adaptive)).run(None, {"x": x})[0]
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def _store_with_a_hole(tmp_path: Path, model: Path, frames: np.ndarray, hole: int) -> Path:
+    """The frames through the real service (index ``hole`` never sent): its series store."""
+    with (
+        running_service(tmp_path, model, camera=CAMERA.model_dump()) as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            if i != hole:
+                pub.send_frame(frame, "rec", i)
+        pub.end("rec")
+        deadline = time.monotonic() + 60
+        while svc.status()["series"].get("rec", {}).get("frames_in") != len(frames) - 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert svc.flush()
+    return tmp_path / "data" / "rec.zarr"
+
+
+def test_adapt_a_stored_series_resume_and_swap_it_in_live(
+    tmp_path: Path, conv_model_adaptive: Path
+) -> None:
+    frames = _movie(12)
+    store = _store_with_a_hole(tmp_path, conv_model_adaptive, frames, hole=5)
+    recording = load_recording(store)
+    assert recording.valid.tolist() == [i != 5 for i in range(12)]
+    # Temporal windows never straddle the hole.
+    assert 5 not in recording.windows(2) and 6 not in recording.windows(2)
+
+    out = tmp_path / "adapted.onnx"
+    small = {"batch": 2, "patch": 32, "lr": 1e-3}
+    first = adapt(
+        store,
+        out,
+        start=conv_model_adaptive,
+        config=AdaptConfig(steps=4, checkpoint_every=2, **small),
+    )
+    assert first.steps == 4 and first.parity_error <= 1e-4
+    resumed = adapt(
+        store, out, start=conv_model_adaptive, resume=True, config=AdaptConfig(steps=7, **small)
+    )
+    assert resumed.steps == 7  # continued from 4, not restarted
+
+    meta = resumed.metadata
+    record = meta.adaptation
+    assert record["source"] == str(store) and record["frames"] == 11 and record["steps"] == 7
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as start:
+        start_id = start.model_id
+    assert record["start_model"] == start_id
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert ModelMetadata.from_props(props).adaptation == record
+    with Engine(out, provider="cpu", warmup_shape=None) as adapted:
+        assert adapted.model_id != start_id
+        assert adapted.metadata.frames == 2 and adapted.metadata.noise_map
+
+    # The live swap: stream through `load_model`; nothing lost, one switch index.
+    n, hold_at = 80, 60
+    sent = threading.Event()
+    with (
+        running_service(
+            tmp_path / "live", conv_model_adaptive, zarr=None, model_dirs=[tmp_path]
+        ) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+
+        def send() -> None:
+            for i in range(n):
+                if i == hold_at:
+                    sent.wait(60)
+                pub.send_frame(frames[i % len(frames)], "live", i)
+                time.sleep(0.002)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        got, _ = collect(sub, 20)
+        with Control(svc.endpoints["control"], timeout=60) as ctl:
+            reply = ctl.load_model(str(out))
+        sent.set()
+        more, _ = collect(sub, n - 20)
+        sender.join()
+        status = svc.status()
+    got += more
+    assert [m.header["index"] for m in got] == list(range(n))
+    models = [m.header["model"] for m in got]
+    switch = models.index(reply["model"])
+    assert 20 <= switch <= hold_at
+    assert models[:switch] == [start_id] * switch
+    assert models[switch:] == [reply["model"]] * (n - switch)
+    assert status["dropped"] == {} and status["frames_out"] == n
+
+
+def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
+    np.save(tmp_path / "rec.npy", _movie(4))
+    result = CliRunner().invoke(
+        app,
+        ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "a.onnx"), "--from",
+         str(conv_model), "--steps", "3", "--batch", "2", "--patch", "32", "--quiet",
+         "--gain", "2", "--offset", "100", "--read-noise", "3"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "adapted" in result.output and "3 in" in result.output
+    with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
+        assert engine.metadata.adaptation["steps"] == 3
+        assert engine.metadata.adaptation["camera"]["gain"] == 2.0
+    bad = CliRunner().invoke(
+        app, ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "b.onnx"), "--gain", "2"]
+    )
+    assert bad.exit_code != 0 and "together" in bad.output
