@@ -112,6 +112,8 @@ def adapt(
             f"{source}: no {meta.frames} consecutive valid frames for a {meta.frames}-frame model"
         )
     camera = camera or estimate_camera(recording)
+    # Frames smaller than the patch: the whole frame (on the model's alignment grid).
+    patch = min(cfg.patch, *recording.frames.shape[1:]) // meta.alignment * meta.alignment
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.from_scratch:
@@ -134,7 +136,7 @@ def adapt(
     window: list[float] = []
     while step < cfg.steps and time.perf_counter() - t0 < budget_s:
         inputs, targets, mask = blind_spot_batch(
-            recording, windows, meta, camera, rng, cfg.batch, cfg.patch, cfg.mask_fraction
+            recording, windows, meta, camera, rng, cfg.batch, patch, cfg.mask_fraction
         )
         with warnings.catch_warnings():  # onnx2torch's Slice indexes with a list
             warnings.filterwarnings("ignore", "Using a non-tuple sequence", UserWarning)
@@ -171,7 +173,7 @@ def adapt(
         "camera": camera.model_dump(),
         "mask_fraction": cfg.mask_fraction,
         "batch": cfg.batch,
-        "patch": cfg.patch,
+        "patch": patch,
     }
     new_meta = _write(trainable, meta, record, Path(out))
     error = _parity(trainable, new_meta, Path(out))

@@ -52,6 +52,14 @@ def evaluate(
         str, typer.Option(help="ONNX Runtime provider for the models: cpu, cuda, auto.")
     ] = "cpu",
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNGs.")] = False,
+    adapt_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Also adapt each model to every test movie (as the user's recording) for "
+            "this many minutes, and train Noise2Void from scratch for as long (0: off).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
@@ -73,6 +81,7 @@ def evaluate(
             bm3d_frames=bm3d_frames,
             provider=provider,
             figures=not no_figures,
+            adapt_minutes=adapt_minutes,
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -151,11 +152,32 @@ def _timed(fn: Any, *args: Any) -> tuple[np.ndarray, float]:
     return out, (time.perf_counter() - t0) * 1000.0 / max(1, len(args[0]))
 
 
+def adapted_models(
+    info: ModelInfo, noisy: np.ndarray, minutes: float, workdir: Path
+) -> list[tuple[str, Path]]:
+    """``info``'s model adapted to ``noisy`` (the user's recording) in ``minutes``, and
+    Noise2Void from scratch (same architecture, fresh weights) in the same budget."""
+    from exporter.adapt import AdaptConfig, adapt  # torch: only when asked for
+
+    recording = workdir / "recording.npy"
+    np.save(recording, noisy)
+    made = []
+    for suffix, extra in (("+adapted", {}), ("+n2v-scratch", {"from_scratch": True, "lr": 1e-3})):
+        out = workdir / f"{info.name}{suffix}.onnx"
+        config = AdaptConfig(minutes=minutes, steps=1_000_000, **extra)  # the budget decides
+        report = adapt(recording, out, start=Path(info.path), config=config)
+        log.info("%s%s: %d steps in %.0f s", info.name, suffix, report.steps, report.seconds)
+        made.append((info.name + suffix, out))
+    return made
+
+
 def evaluate_movie(
     test: EvalMovie,
     validation: EvalMovie,
     models: list[tuple[ModelInfo, Engine]],
     bm3d_frames: int,
+    adapt_minutes: float = 0.0,
+    provider: str = "cpu",
 ) -> BudgetResult:
     """Every method on one test movie (baselines tuned as the module doc says)."""
     scorer = MovieScorer(test.clean, test.footprints, test.spikes, test.fps)
@@ -197,6 +219,12 @@ def evaluate_movie(
             true = CameraModel(gain=test.gain, offset=test.offset, read_noise=test.read_noise)
             out, ms, _ = run_model(engine, test.noisy, true)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
+        if adapt_minutes > 0:  # the test movie stands for the user's own recording
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, path in adapted_models(info, test.noisy, adapt_minutes, Path(tmp)):
+                    with Engine(path, provider=provider, warmup_shape=None) as adapted:
+                        out, ms, _ = run_model(adapted, test.noisy)
+                    record(name, "model", out, ms, adapt_minutes=adapt_minutes)
     if bm3d_frames and bl.bm3d_import_error() is None:
         idx = np.unique(np.linspace(0, len(noisy) - 1, bm3d_frames + 2)[1:-1].round())
         idx = idx.astype(np.int64)
@@ -235,6 +263,7 @@ def evaluate(
     bm3d_frames: int = 2,
     provider: str = "cpu",
     figures: bool = True,
+    adapt_minutes: float = 0.0,
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
@@ -251,6 +280,7 @@ def evaluate(
         "shape": list(shape),
         "seed": seed,
         "bm3d_frames": bm3d_frames,
+        "adapt_minutes": adapt_minutes,
         "provider": provider,
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
@@ -262,7 +292,9 @@ def evaluate(
                 log.info("%s at %g photons per pixel", generator, budget)
                 test = movie(generator, budget, shape, frames, seed)
                 validation = movie(generator, budget, shape, frames, seed + 1)
-                result.results.append(evaluate_movie(test, validation, loaded, bm3d_frames))
+                result.results.append(
+                    evaluate_movie(test, validation, loaded, bm3d_frames, adapt_minutes, provider)
+                )
     finally:
         for _, engine in loaded:
             engine.close()

@@ -290,3 +290,19 @@ def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["results"][0]["photons"] == 5.0
     assert "bm3d-vst" not in metrics["results"][0]["scores"]
+
+
+def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model: Path) -> None:
+    """--adapt-minutes: the adapted model and Noise2Void from scratch are scored beside it."""
+    pytest.importorskip("onnx2torch")
+    from exporter.evaluation import evaluate
+
+    result = evaluate(
+        [conv_model], tmp_path / "report", photons=(20.0,), generators=("independent",),
+        frames=6, shape=(40, 40), bm3d_frames=0, figures=False, adapt_minutes=0.02,
+    )  # fmt: skip
+    scores = result.results[0].scores
+    for name in ("conv5", "conv5+adapted", "conv5+n2v-scratch"):
+        assert np.isfinite(scores[name].psnr), name
+    assert scores["conv5+adapted"].params == {"adapt_minutes": 0.02}
+    assert scores["conv5+adapted"].psnr != scores["conv5"].psnr  # the weights did change
