@@ -1,0 +1,117 @@
+// Control the running service over its REP socket (PROTOCOL.md section 8).
+
+import * as zmq from "zeromq";
+
+import { ClientTimeoutError, ControlError } from "./errors.js";
+import { decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
+
+export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
+
+/**
+ * Sends commands and waits for replies. Each method resolves with the reply map
+ * (`ok` is true) and rejects with ControlError when the service answers `ok: false`
+ * (the reply is `err.reply`) or ClientTimeoutError when no reply comes in time.
+ *
+ * A REQ socket that gave up waiting can send nothing more, so after a timeout the
+ * socket is closed with linger 0 and a new one is opened: the client stays usable.
+ * One request at a time: await each call.
+ */
+export class Control {
+  constructor(endpoint = DEFAULT_CONTROL, { timeoutMs = 5000, context } = {}) {
+    this.endpoint = endpoint;
+    this.timeoutMs = timeoutMs;
+    this.context = context;
+    this.socket = this.open();
+  }
+
+  open() {
+    const socket = new zmq.Request(this.context ? { context: this.context } : {});
+    const ms = this.timeoutMs === null ? -1 : this.timeoutMs;
+    socket.sendTimeout = ms;
+    socket.receiveTimeout = ms;
+    socket.linger = 0;
+    socket.connect(this.endpoint);
+    return socket;
+  }
+
+  reset() {
+    this.socket.linger = 0;
+    this.socket.close();
+    this.socket = this.open();
+  }
+
+  /** Send `{cmd, ...args}` and resolve with the reply. */
+  async request(cmd, args = {}) {
+    return this.exchange(cmd, encodeRequest(cmd, args));
+  }
+
+  async exchange(cmd, request) {
+    if (this.socket.closed) throw new Error("this Control is closed");
+    let raw;
+    try {
+      await this.socket.send(request);
+      [raw] = await this.socket.receive();
+    } catch (err) {
+      if (err.code !== "EAGAIN") throw err;
+      this.reset();
+      throw new ClientTimeoutError(
+        `no reply to "${cmd}" from ${this.endpoint} within ${this.timeoutMs} ms: ` +
+          `is the service running with its control socket there?`,
+      );
+    }
+    let reply;
+    try {
+      reply = decodeValue(raw);
+    } catch (err) {
+      throw new ControlError(`reply to "${cmd}" is not valid msgpack: ${err.message}`);
+    }
+    if (reply === null || typeof reply !== "object" || typeof reply.ok !== "boolean") {
+      throw new ControlError(`reply to "${cmd}" is not a map with a boolean "ok"`, reply);
+    }
+    if (!reply.ok) {
+      throw new ControlError(`service refused "${cmd}": ${reply.error ?? "no error message given"}`, reply);
+    }
+    return reply;
+  }
+
+  /** The service's counters: the fields of a `status` message, plus `ok`. */
+  status() {
+    return this.request("status");
+  }
+
+  /** Stop denoising; raw frames are still recorded. */
+  pause() {
+    return this.request("pause");
+  }
+
+  resume() {
+    return this.request("resume");
+  }
+
+  /** Resolves once every frame received so far is on disk. */
+  flush() {
+    return this.request("flush");
+  }
+
+  /** Drain the queues and shut the service down. */
+  stop() {
+    return this.request("stop");
+  }
+
+  /** Swap the model between two frames; `path` is opened on the service's machine. */
+  loadModel(path) {
+    return this.request("load_model", { path: String(path) });
+  }
+
+  /**
+   * Replace the ROIs between two frames: `labels` `{data, shape, dtype?}` (an integer
+   * label image, 0 = background), or null to remove them; `series`: one series, or all.
+   */
+  setRois(labels, { series } = {}) {
+    return this.exchange("set_rois", encodeSetRois(labels, { series }));
+  }
+
+  close() {
+    if (!this.socket.closed) this.socket.close();
+  }
+}

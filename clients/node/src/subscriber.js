@@ -1,0 +1,73 @@
+// The output side: denoised frames, traces, trigger, status and event messages.
+
+import * as zmq from "zeromq";
+
+import { ClientTimeoutError } from "./errors.js";
+import { DEFAULT_LIMITS, TOPICS, decodeMessage } from "./protocol.js";
+
+export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
+
+/**
+ * Receives the service's output. `for await (const msg of sub)` yields decoded
+ * messages `{topic, header, payload, pixels, dtype, shape}`; `pixels` is a typed
+ * array over the received ZeroMQ buffer (no copy). Iteration ends when `timeoutMs`
+ * passes without a message (never, with the default null) or the socket is closed.
+ *
+ * SUB filtering matches prefixes: subscribe to "traces" and "trigger" in full.
+ * A SUB socket misses what is published before its connection is up.
+ */
+export class Subscriber {
+  constructor({ topics = [TOPICS.denoised], timeoutMs = null, limits = DEFAULT_LIMITS, context } = {}) {
+    if (typeof topics === "string") {
+      throw new TypeError(`expected an array of topics like ["denoised"], got the single "${topics}"`);
+    }
+    this.topics = [...topics];
+    this.timeoutMs = timeoutMs;
+    this.limits = limits;
+    this.endpoint = null;
+    this.socket = new zmq.Subscriber(context ? { context } : {});
+    this.socket.linger = 0;
+    this.socket.subscribe(...this.topics);
+  }
+
+  /** Connect to the service's output (it binds). */
+  connect(endpoint = DEFAULT_OUTPUT) {
+    this.socket.connect(endpoint);
+    this.endpoint = endpoint;
+    return this;
+  }
+
+  /**
+   * Receive and decode one message. Rejects with ClientTimeoutError after
+   * `timeoutMs` (default: the constructor's; null waits forever) and with
+   * ProtocolError for a malformed message.
+   */
+  async receive({ timeoutMs = this.timeoutMs } = {}) {
+    this.socket.receiveTimeout = timeoutMs === null ? -1 : timeoutMs;
+    let parts;
+    try {
+      parts = await this.socket.receive();
+    } catch (err) {
+      if (err.code !== "EAGAIN") throw err;
+      throw new ClientTimeoutError(
+        `no message on topics ${JSON.stringify(this.topics)} from ${this.endpoint} within ${timeoutMs} ms`,
+      );
+    }
+    return decodeMessage(parts, { limits: this.limits });
+  }
+
+  async *[Symbol.asyncIterator]() {
+    while (!this.socket.closed) {
+      try {
+        yield await this.receive();
+      } catch (err) {
+        if (err instanceof ClientTimeoutError || this.socket.closed) return;
+        throw err;
+      }
+    }
+  }
+
+  close() {
+    if (!this.socket.closed) this.socket.close();
+  }
+}

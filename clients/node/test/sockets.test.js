@@ -1,0 +1,82 @@
+// Socket behaviour that needs no service: loopback peers made with zeromq directly.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import * as zmq from "zeromq";
+
+import {
+  ClientTimeoutError,
+  Control,
+  Publisher,
+  Subscriber,
+  decodeValue,
+  encodeValue,
+} from "deepdenoise-client";
+
+test("a control request that times out leaves the client usable (REQ reopened)", async () => {
+  const rep = new zmq.Reply({ linger: 0 });
+  await rep.bind("tcp://127.0.0.1:*");
+  const ctl = new Control(rep.lastEndpoint, { timeoutMs: 300 });
+  try {
+    const first = ctl.status();
+    const [request] = await rep.receive(); // received, but not answered in time
+    assert.deepEqual(decodeValue(request), { cmd: "status" });
+    await assert.rejects(first, ClientTimeoutError);
+    await rep.send(encodeValue({ ok: true })); // goes to the closed REQ: dropped
+
+    const second = ctl.pause();
+    const [next] = await rep.receive();
+    assert.deepEqual(decodeValue(next), { cmd: "pause" });
+    await rep.send(encodeValue({ ok: true, paused: true }));
+    assert.deepEqual(await second, { ok: true, paused: true });
+  } finally {
+    ctl.close();
+    rep.close();
+  }
+});
+
+test("an XPUB publisher waits for a subscriber, then frames reach it", async () => {
+  const pub = await new Publisher({ mode: "pub", lingerMs: 0 }).bind("tcp://127.0.0.1:*");
+  const sub = new zmq.Subscriber({ linger: 0 });
+  try {
+    await assert.rejects(pub.waitForSubscriber(50), ClientTimeoutError);
+    sub.subscribe("frame");
+    sub.connect(pub.endpoint);
+    await pub.waitForSubscriber(5000);
+    assert.equal(pub.subscribers, 1);
+    const pixels = Uint8Array.from([1, 2, 3, 4, 5, 6]);
+    await pub.sendFrame({ pixels, shape: [2, 3], series: "s", index: 0, tNs: 2n ** 62n });
+    const [topic, header, payload] = await sub.receive();
+    assert.equal(topic.toString(), "frame");
+    assert.equal(decodeValue(header).t_ns, 2n ** 62n);
+    assert.deepEqual(Array.from(payload), [1, 2, 3, 4, 5, 6]);
+  } finally {
+    pub.close();
+    sub.close();
+  }
+});
+
+test("the subscriber decodes output and its iteration ends after timeoutMs of silence", async () => {
+  const out = new zmq.Publisher({ linger: 0 });
+  await out.bind("tcp://127.0.0.1:*");
+  const sub = new Subscriber({ topics: ["denoised"], timeoutMs: 300 }).connect(out.lastEndpoint);
+  try {
+    const header = encodeValue({ v: 1, series: "s", index: 3, dtype: "<f4", shape: [1, 2] });
+    const payload = new Uint8Array(Float32Array.from([0.5, -2]).buffer);
+    // A SUB joins asynchronously: publish until the first message gets through.
+    let first = null;
+    while (first === null) {
+      await out.send(["denoised", header, payload]);
+      first = await sub.receive({ timeoutMs: 50 }).catch(() => null);
+    }
+    assert.deepEqual(Array.from(first.pixels), [0.5, -2]);
+    assert.equal(first.header.index, 3);
+    const seen = [];
+    for await (const msg of sub) seen.push(msg); // drains the extra copies, then ends
+    assert.ok(seen.every((m) => m.topic === "denoised"));
+  } finally {
+    sub.close();
+    out.close();
+  }
+});

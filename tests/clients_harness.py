@@ -1,0 +1,144 @@
+"""Shared helpers for the C, C++, JavaScript and Octave client tests (marker ``clients``).
+
+A module with its own name (not ``conftest``) so test files can import it whatever other
+conftest modules the same run loads; the ``live_service`` fixture is in tests/clients.
+
+Every language ships three small programs with the same command line, so one set of live
+tests covers them all (see each client's README, "Test programs"):
+
+    publish   ENDPOINT SERIES FRAMES HEIGHT WIDTH
+        PUSH-connects, sends ``start``, FRAMES ``<u2`` frames of the pattern
+        :func:`pattern_frame` with ``t_ns = T0_NS + index``, then ``end``; exits 0.
+    subscribe ENDPOINT DENOISED TRACES TRIGGERS
+        SUB-connects to denoised, traces, trigger and status; prints ``ready`` after the
+        first status message, then one JSON line per denoised/traces/trigger message
+        (see :func:`parse_lines`); exits 0 once it has seen the given counts, 1 after 60 s.
+    control   ENDPOINT CMD [ARGS...]
+        one request, the reply printed as one JSON line (bin values as "<bin N bytes>").
+
+A toolchain that is missing skips its tests with the reason on a user's machine; with the
+environment variable ``CI`` set, the same condition fails them instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from stream.store import ARRAY_PATHS
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENTS = REPO / "clients"
+VECTORS = CLIENTS / "vectors"
+SHAPE = (24, 32)
+T0_NS = 1_700_000_000_000_000_000  # above 2**53: the clients must keep t_ns an integer
+LABELS = (3, 7, 40)
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip with ``reason`` unless ``CI`` is set, then fail: CI must not hide a client."""
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and a client toolchain is missing: {reason}")
+    pytest.skip(reason)
+
+
+def run_checked(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
+    """Run a build or test step; on failure the step's whole output is the assertion."""
+    done = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+    )
+    return done.stdout
+
+
+def pattern_frame(index: int, shape: tuple[int, int] = SHAPE) -> np.ndarray:
+    """What every client's ``publish`` sends as frame ``index``."""
+    h, w = shape
+    r, c = np.mgrid[0:h, 0:w]
+    return ((1000 * index + w * r + c) % 65536).astype(np.uint16)
+
+
+def label_image(shape: tuple[int, int] = SHAPE) -> np.ndarray:
+    """Three ROIs with the labels of :data:`LABELS`."""
+    labels = np.zeros(shape, dtype=np.uint16)
+    labels[2:6, 3:9] = 7
+    labels[10:14, 10:20] = 3
+    labels[18:23, 25:30] = 40
+    return labels
+
+
+def stored_raw(root: Path, series: str) -> np.ndarray:
+    """The raw frames of a stored series (every one marked valid)."""
+    group = zarr.open_group(root / f"{series}.zarr", mode="r")
+    assert group["valid"][:].all()
+    return np.asarray(group[ARRAY_PATHS["raw"]][:])
+
+
+def stored_t_ns(root: Path, series: str) -> np.ndarray:
+    group = zarr.open_group(root / f"{series}.zarr", mode="r")
+    return np.asarray(group[ARRAY_PATHS["t_ns"]][:])
+
+
+class Program:
+    """A client program running in the background, its stdout read line by line."""
+
+    def __init__(self, cmd: list[str], cwd: Path | None = None) -> None:
+        self.cmd = cmd
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+
+    def wait_for_line(self, wanted: str, timeout: float = 60) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                self.lines.append(line.rstrip("\n"))
+                if line.strip() == wanted:
+                    return
+        self.stop()
+        raise AssertionError(f"{self.cmd} never printed {wanted!r}: {self.lines}")
+
+    def finish(self, timeout: float = 90) -> list[str]:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        assert self.proc.returncode == 0, f"{self.cmd} exited {self.proc.returncode}: {err}"
+        self.lines.extend(out.splitlines())
+        return self.lines
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def parse_lines(lines: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The JSON lines of ``subscribe``, grouped by topic (``ready`` and blanks left out)."""
+    by_topic: dict[str, list[dict[str, Any]]] = {"denoised": [], "traces": [], "trigger": []}
+    for line in lines:
+        if not line.strip() or line.strip() == "ready":
+            continue
+        record = json.loads(line)
+        by_topic[record["topic"]].append(record)
+    return by_topic
