@@ -372,6 +372,18 @@ def valid_vectors(vs: Vectors) -> None:
         direction="output",
     )
     vs.message(
+        "raw_u2",
+        "Output `raw` (service option publish_raw) for input frame_u2_3x5 sent with t_ns "
+        "and meta: the input header as received, plus t_recv_ns; the payload unchanged.",
+        b"raw",
+        {
+            **frame_header("cell-01", 300, u2, t_ns=T_NS, meta={"exposure_ms": 12.5}),
+            "t_recv_ns": T_NS + 1_000,
+        },
+        u2,
+        direction="output",
+    )
+    vs.message(
         "status",
         "A `status` heartbeat (header only). Canonical order puts `series` and `model` "
         "right after `v`. `state`, `sanitized`, `zarr` and `events_suppressed` are "

@@ -86,6 +86,14 @@ def serve(
             show_default="float32",
         ),
     ] = None,
+    publish_raw: Annotated[
+        bool | None,
+        typer.Option(
+            "--publish-raw/--no-publish-raw",
+            help="Also publish every received frame on topic raw (for live viewers).",
+            show_default="--no-publish-raw",
+        ),
+    ] = None,
     rois: Annotated[
         Path | None,
         typer.Option(
@@ -117,6 +125,7 @@ def serve(
             overlap=overlap,
             provider=provider,
             output_dtype=output_dtype,
+            publish_raw=publish_raw,
             traces={"rois": rois} if rois is not None else None,
         )
         if no_zarr:

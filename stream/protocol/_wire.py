@@ -29,6 +29,8 @@ INPUT_KEYS = ("v", "kind", "series", "index", "dtype", "shape", "t_ns", "meta", 
 OUTPUT_EXTRA_KEYS = ("model", "t_recv_ns", "t_done_ns")
 
 TOPIC_DENOISED = b"denoised"
+#: Received frames, as they came (only with ``publish_raw``: for live viewers).
+TOPIC_RAW = b"raw"
 TOPIC_STATUS = b"status"
 TOPIC_EVENT = b"event"
 TOPIC_TRACES = b"traces"
@@ -296,6 +298,13 @@ def trigger_header(
         threshold=float(threshold),
         rois=[int(label) for label in rois],
     )
+    return header
+
+
+def raw_header(frame: Frame, t_recv_ns: int) -> dict[str, Any]:
+    """The input header as received, plus when the service received the frame."""
+    header = dict(frame.header)
+    header["t_recv_ns"] = t_recv_ns
     return header
 
 

@@ -84,6 +84,11 @@ class ServiceConfig(BaseModel):
     control: Endpoint = DEFAULT_CONTROL
     zarr: Path | None = Field(Path("deepdenoise-data"), description="store folder; None: off")
     output_dtype: OutputDtype = "float32"
+    publish_raw: bool = Field(
+        False,
+        description="also publish every received frame, as it came, on topic raw (for live "
+        "viewers); it shares the publish queue with the denoised frames",
+    )
     tile: int | None = Field(None, ge=16, le=16384)
     overlap: int | None = Field(None, ge=0, le=8192)
     provider: Provider = "auto"

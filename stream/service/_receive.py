@@ -1,7 +1,8 @@
 """The receive stage: decode, validate, detect gaps, fan out to disk and inference.
 
 Runs on the thread that owns the input socket. Raw pixels are handed to the writer
-*before* the inference queue so a model or GPU failure never loses raw data.
+*before* the inference queue so a model or GPU failure never loses raw data; with
+``publish_raw`` they also go, as received, to the publish queue (topic ``raw``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ import zmq
 
 from .._errors import ProtocolError, StoreError
 from ..engine import count_non_finite
-from ..protocol import Frame, Limits, Reject, SeriesMark, decode_input
+from ..protocol import (
+    TOPIC_RAW,
+    Frame,
+    Limits,
+    Reject,
+    SeriesMark,
+    decode_input,
+    pack_header,
+    raw_header,
+)
 from ..store import store_path, stored_series
 from ._events import EventEmitter
 from ._index_runs import IndexRuns
-from ._messages import Job, RawOp, SeriesEnd
+from ._messages import Job, Outgoing, RawOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
 from ._writer import Writer
@@ -68,7 +78,11 @@ class MemoryGate:
 
 
 class Receiver:
-    """Turns raw multipart messages into jobs; never raises on bad input."""
+    """Turns raw multipart messages into jobs; never raises on bad input.
+
+    ``raw_out``: the publish queue, when received frames are published (``raw`` topic)
+    for live viewers; None (the default) publishes nothing from here.
+    """
 
     def __init__(
         self,
@@ -81,6 +95,7 @@ class Receiver:
         halt: threading.Event,
         memory: MemoryGate | None = None,
         drain_s: float = 0.0,
+        raw_out: StageQueue[Outgoing] | None = None,
     ) -> None:
         self._limits = limits
         self._stats = stats
@@ -91,6 +106,7 @@ class Receiver:
         self._halt = halt
         self._memory = memory
         self._drain_s = drain_s
+        self._raw_out = raw_out
         self._series: dict[str, _SeriesState] = {}
 
     def run(self, sock: zmq.Socket[Any]) -> None:
@@ -185,6 +201,9 @@ class Receiver:
             self._stats.count_sanitized("non_finite")
         if self._writer is not None:
             self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns))
+        if self._raw_out is not None:  # before inference, and while paused: what came in
+            header = pack_header(raw_header(frame, t_recv_ns))
+            self._raw_out.put(Outgoing(TOPIC_RAW, header, frame.pixels))
         if self._paused.is_set():
             self._stats.count_dropped("paused")
             return

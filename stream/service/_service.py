@@ -8,8 +8,9 @@ Stages (each a thread with a bounded queue, see DESIGN.md):
 
 - inference queue: ``drop_oldest`` (default; counted as ``inference_queue_full``) or
   ``block`` (back-pressure on the input);
-- publish queue: drop the oldest denoised frame (``publish_queue_full``); events and
-  status are never dropped here;
+- publish queue: drop the oldest denoised frame (``publish_queue_full``; a received
+  frame published with ``publish_raw``: ``raw_queue_full``); events and status are
+  never dropped here;
 - writer queue: blocks, never drops.
 """
 
@@ -26,7 +27,7 @@ import zmq
 from .._errors import ConfigError
 from .._version import __version__
 from ..engine import Engine, default_model_path, select_providers
-from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, pack_header
+from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW, pack_header
 from ..traces import rois_from_labels
 from ._config import ServiceConfig
 from ._control import ControlHandler
@@ -44,6 +45,9 @@ from ._writer import Writer
 
 log = logging.getLogger(__name__)
 
+#: Why an outgoing message evicted from the full publish queue was dropped, by topic
+#: (the rest are traces and triggers).
+DROP_REASONS = {TOPIC_DENOISED: "publish_queue_full", TOPIC_RAW: "raw_queue_full"}
 #: The interpreter's thread switch interval while a service runs (seconds).
 SWITCH_INTERVAL_S = 0.0005
 
@@ -79,7 +83,7 @@ class Service:
             queues.publish_depth,
             "drop_oldest",
             on_drop=lambda out: self.stats.count_dropped(
-                "publish_queue_full" if out.topic == TOPIC_DENOISED else "traces_queue_full"
+                DROP_REASONS.get(out.topic, "traces_queue_full")
             ),
             sizeof=lambda out: out.payload.nbytes if out.payload is not None else 0,
         )
@@ -155,6 +159,7 @@ class Service:
             self._halt_input,
             memory=MemoryGate(self.queued_bytes, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
             drain_s=cfg.drain_s,
+            raw_out=self._outgoing if cfg.publish_raw else None,
         )
         self._inference = InferenceStage(
             self._jobs,

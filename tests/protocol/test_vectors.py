@@ -25,6 +25,7 @@ from stream.protocol import (
     SeriesMark,
     decode_input,
     pack_header,
+    raw_header,
     traces_header,
     trigger_header,
 )
@@ -128,6 +129,13 @@ def test_service_writes_the_traces_vectors(name: str) -> None:
         h["t_traces_ns"],
     )
     assert pack_header(header) == read_parts(vector)[1]
+
+
+def test_service_writes_the_raw_vector() -> None:
+    vector = BY_NAME["raw_u2"]
+    h = vector["header"]
+    received = {k: v for k, v in h.items() if k != "t_recv_ns"}  # the input frame's header
+    assert pack_header(raw_header(_frame(received), h["t_recv_ns"])) == read_parts(vector)[1]
 
 
 def test_service_writes_the_trigger_vector() -> None:

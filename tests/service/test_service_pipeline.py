@@ -111,6 +111,38 @@ def test_output_in_input_dtype_is_rounded_and_clipped(tmp_path: Path, identity_m
         np.testing.assert_array_equal(message.array, sent)
 
 
+@pytest.mark.parametrize("publish_raw", [False, True])
+def test_raw_frames_are_published_only_when_asked(tmp_path: Path, box_model, publish_raw):
+    frames = _frames(6, (12, 20), "<u2")
+    with (
+        running_service(tmp_path, box_model, zarr=None, publish_raw=publish_raw) as svc,
+        listening(svc, (b"denoised", b"raw")) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=5) as ctl,
+    ):
+        for i in range(3):
+            pub.send_frame(frames[i], "r", i, t_ns=5 + i, meta={"z": i})
+        # a frame's raw message leaves (same queue, FIFO) before its denoised one
+        denoised, others = collect(sub, 3)
+        raw = [m for m in others if m.topic == b"raw"]
+        if publish_raw:
+            ctl.pause()  # raw frames are what came in: published while paused too
+            for i in range(3, 6):
+                pub.send_frame(frames[i], "r", i, t_ns=5 + i, meta={"z": i})
+            raw += collect(sub, 6 - len(raw), b"raw")[0]
+    if not publish_raw:
+        assert raw == []
+        return
+    assert [m.header["index"] for m in raw] == list(range(6))
+    for sent, message in zip(frames, raw, strict=True):
+        np.testing.assert_array_equal(message.array, sent)  # exactly as received
+        h = message.header
+        assert h["dtype"] == "<u2" and h["t_ns"] == 5 + h["index"]
+        assert h["meta"] == {"z": h["index"]} and "model" not in h and h["t_recv_ns"] > 0
+    for message in denoised:  # the box model changed these: raw is not the denoised stream
+        assert not np.array_equal(message.array, frames[message.header["index"]])
+
+
 def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
     frames = _frames(10, (8, 8))
     with running_service(tmp_path, identity_model) as svc, listening(svc) as sub:

@@ -32,6 +32,8 @@ KINDS = ("frame", "start", "end")
 
 TOPIC_FRAME = b"frame"
 TOPIC_DENOISED = b"denoised"
+#: Received frames as they came, when the service runs with ``publish_raw``.
+TOPIC_RAW = b"raw"
 TOPIC_STATUS = b"status"
 TOPIC_EVENT = b"event"
 TOPIC_TRACES = b"traces"

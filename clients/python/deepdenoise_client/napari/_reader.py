@@ -1,0 +1,108 @@
+"""An npe2 reader: a deepdenoise series store opens as two layers, ``raw`` and ``clean``.
+
+A series store (``<series>.zarr``, README "Zarr layout") is a Zarr v3 group whose
+``deepdenoise`` attribute names its images (``images: {"raw": "0/0", "clean": "1/0"}``).
+This reader relies on that attribute alone, not on the service's code, so the client
+package stays independent of it; other Zarr folders are left to other readers. The
+arrays are handed to napari as zarr arrays: frames are read when they are shown, so a
+long recording opens at once. Works without napari-ome-zarr (which, where installed,
+also reads both images through the OME-Zarr metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The images of a store, in the order they become layers (raw below clean).
+IMAGES = ("raw", "clean")
+
+LayerData = tuple[Any, dict[str, Any], str]
+PathLike = str | Path
+
+
+def _store_info(path: PathLike) -> dict[str, Any] | None:
+    """The store's ``deepdenoise`` attribute if ``path`` is a series store, else None."""
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    info = meta.get("attributes", {}).get("deepdenoise") if isinstance(meta, dict) else None
+    if not isinstance(info, dict):
+        return None
+    images = info.get("images")
+    if not isinstance(images, dict) or not all(isinstance(images.get(n), str) for n in IMAGES):
+        return None
+    return info
+
+
+def is_series_store(path: PathLike) -> bool:
+    """True if ``path`` is a series store written by the deepdenoise service."""
+    return _store_info(path) is not None
+
+
+def napari_get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., Any] | None:
+    """npe2 reader entry: :func:`read_series_store` for one series store, else None."""
+    if not isinstance(path, str | Path):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return read_series_store if is_series_store(path) else None
+
+
+def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Two image layers, ``<series> raw`` and ``<series> clean``, axes (t, y, x).
+
+    The time axis is the frame index, as on disk: a frame never received is a hole
+    (zeros in ``raw``, NaN in ``clean``). Contrast limits come from the newest frame
+    whose raw and clean pixels are both on disk, so the first view needs no scan.
+    """
+    import zarr
+
+    if not isinstance(path, str | Path):
+        path = path[0]
+    info = _store_info(path)
+    if info is None:
+        raise ValueError(f"expected a deepdenoise series store (<series>.zarr), got {path}")
+    group = zarr.open_group(str(path), mode="r")
+    series = str(info.get("series") or Path(path).stem)
+    frame = _newest_complete_frame(group)
+    layers: list[LayerData] = []
+    for name in IMAGES:
+        array = group[info["images"][name]]
+        if not isinstance(array, zarr.Array):
+            raise ValueError(f"{path}: image {name!r} at {info['images'][name]!r} is no array")
+        meta = {"deepdenoise": {"series": series, "image": name, "store": str(path)}}
+        kwargs: dict[str, Any] = {
+            "name": f"{series} {name}",
+            "metadata": meta,
+            "axis_labels": ("t", "y", "x"),
+        }
+        if frame is not None:
+            limits = _limits(np.asarray(array[frame]))
+            if limits is not None:
+                kwargs["contrast_limits"] = limits
+        layers.append((array, kwargs, "image"))
+    return layers
+
+
+def _newest_complete_frame(group: Any) -> int | None:
+    """The last index with both its raw and its clean frame on disk, if any."""
+    try:
+        both = np.asarray(group["valid"][:]) & np.asarray(group["clean_valid"][:])
+    except (KeyError, ValueError):
+        return None
+    hits = np.flatnonzero(both)
+    return int(hits[-1]) if hits.size else None
+
+
+def _limits(pixels: np.ndarray) -> list[float] | None:
+    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
+    if finite.size == 0:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    return [lo, hi] if hi > lo else [lo, lo + 1.0]

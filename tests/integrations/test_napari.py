@@ -1,0 +1,272 @@
+"""napari: the live view against the real service, and the series-store reader.
+
+Headless: Qt's offscreen platform, and napari's ``ViewerModel`` (the viewer without its
+OpenGL canvas, which a machine without a display cannot create) holding the layers the
+widget writes. The widget is the real QWidget, its timer and receiving thread real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+with warnings.catch_warnings():  # napari's own pydantic-v1-style models warn on import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pytest.importorskip("napari")
+    pytest.importorskip("pytestqt")
+    pytest.importorskip("qtpy.QtWidgets")  # napari without a Qt binding: skip too
+    import npe2
+    from napari.components import ViewerModel
+
+import zarr
+from deepdenoise_client import Publisher
+from deepdenoise_client.napari import (
+    LiveViewWidget,
+    is_series_store,
+    napari_get_reader,
+    read_series_store,
+)
+from deepdenoise_client.napari._status import service_lines, viewer_line
+from deepdenoise_client.napari._stream import LatestFrames, ViewerCounters
+from service_harness import collect, listening, running_service, wait_until
+
+from stream.store import ARRAY_PATHS
+
+# napari (0.9) still declares pydantic models the v1 way; its warnings are not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
+
+SHAPE = (24, 40)
+WAIT_MS = 30_000  # generous: the machine may be shared; nothing here asserts a time
+
+
+def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 4000, SHAPE, dtype=np.uint16) for _ in range(n)]
+
+
+@pytest.fixture
+def live(qtbot):
+    """A factory: a LiveViewWidget on a fresh ViewerModel, disconnected at teardown."""
+    made: list[LiveViewWidget] = []
+
+    def make(endpoint: str) -> tuple[ViewerModel, LiveViewWidget]:
+        viewer = ViewerModel()
+        widget = LiveViewWidget(viewer, endpoint, interval_ms=20)
+        qtbot.addWidget(widget)
+        made.append(widget)
+        return viewer, widget
+
+    yield make
+    for widget in made:
+        widget.disconnect_from()
+
+
+def _connected(qtbot, widget: LiveViewWidget) -> None:
+    """Connect and wait for the first status: proof that the subscription is live."""
+    assert widget.connect_to()
+    qtbot.waitUntil(lambda: widget.status is not None, timeout=WAIT_MS)
+
+
+def _shown(widget: LiveViewWidget, topic: str, series: str) -> int | None:
+    return widget.shown.get((topic, series), {}).get("index")
+
+
+def test_denoised_frames_arrive_in_one_layer_per_series(tmp_path: Path, box_model, qtbot, live):
+    frames = {"a": _frames(6, seed=1), "b": _frames(6, seed=2)}
+    with (
+        running_service(tmp_path, box_model, zarr=None) as svc,
+        listening(svc, (b"denoised",)) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        viewer, widget = live(svc.endpoints["output"])
+        _connected(qtbot, widget)
+        got: dict[tuple[str, int], np.ndarray] = {}
+        layers = {}
+        for batch in (range(0, 3), range(3, 6)):
+            for i in batch:
+                for series, sent in frames.items():
+                    pub.send_frame(sent[i], series, i)
+            for m in collect(sub, 2 * len(batch))[0]:
+                got[(m.header["series"], m.header["index"])] = m.array.copy()
+            last = batch[-1]
+            qtbot.waitUntil(
+                lambda last=last: all(_shown(widget, "denoised", s) == last for s in frames),
+                timeout=WAIT_MS,
+            )
+            assert sorted(layer.name for layer in viewer.layers) == ["a denoised", "b denoised"]
+            for series in frames:
+                layer = viewer.layers[f"{series} denoised"]
+                layers.setdefault(series, layer)
+                assert layer is layers[series]  # updated in place, never added again
+                # what the Python Subscriber got for the newest index, pixel for pixel
+                np.testing.assert_array_equal(layer.data, got[(series, last)])
+                assert layer.metadata["deepdenoise"]["index"] == last
+        qtbot.waitUntil(lambda: (widget.status or {}).get("frames_out") == 12, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: "frames in 12" in widget.status_label.text(), timeout=WAIT_MS)
+
+    text = widget.status_label.text()
+    for shown in ("fps ", "latency p50 ", " ms", "p99 ", "out 12", "dropped: none"):
+        assert shown in text, (shown, text)
+    assert "viewer: received" in widget.viewer_label.text()
+    counters = widget.stream.counters if widget.stream else None
+    assert counters is not None and counters.received == 12 and counters.bad == 0
+    # the service's box filter changed the frames: the layer is not the raw input
+    assert not np.array_equal(viewer.layers["a denoised"].data, frames["a"][5])
+
+
+def test_raw_frames_get_their_own_layer_when_the_service_publishes_them(
+    tmp_path: Path, box_model, qtbot, live
+):
+    frames = _frames(6, seed=3)
+    with (
+        running_service(tmp_path, box_model, zarr=None, publish_raw=True) as svc,
+        listening(svc, (b"denoised",)) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        viewer, widget = live(svc.endpoints["output"])
+        _connected(qtbot, widget)
+        for i in range(3):
+            pub.send_frame(frames[i], "c", i)
+        denoised = collect(sub, 3)[0][-1].array.copy()
+        qtbot.waitUntil(
+            lambda: _shown(widget, "raw", "c") == 2 and _shown(widget, "denoised", "c") == 2,
+            timeout=WAIT_MS,
+        )
+        raw_layer = viewer.layers["c raw"]
+        assert raw_layer.data.dtype == np.uint16
+        np.testing.assert_array_equal(raw_layer.data, frames[2])  # exactly as sent
+        np.testing.assert_array_equal(viewer.layers["c denoised"].data, denoised)
+
+        # unticked: the widget resubscribes without raw; the raw layer stays as it was
+        widget.raw_check.setChecked(False)
+        qtbot.waitUntil(lambda: widget.status is not None, timeout=WAIT_MS)
+        for i in range(3, 6):
+            pub.send_frame(frames[i], "c", i)
+        collect(sub, 3)
+        qtbot.waitUntil(lambda: _shown(widget, "denoised", "c") == 5, timeout=WAIT_MS)
+        assert _shown(widget, "raw", "c") == 2
+        np.testing.assert_array_equal(viewer.layers["c raw"].data, frames[2])
+
+
+def test_a_stored_series_opens_as_raw_and_clean_layers(tmp_path: Path, box_model):
+    frames = _frames(5, seed=4)
+    with (
+        running_service(tmp_path, box_model) as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "stored", i)
+        pub.end("stored")
+        wait_until(
+            lambda: svc.status()["series"].get("stored", {}).get("frames_out") == len(frames),
+            timeout=30,
+        )
+        assert svc.flush()
+    store = tmp_path / "data" / "stored.zarr"
+    assert is_series_store(store) and napari_get_reader(str(store)) is read_series_store
+
+    npe2.PluginManager.instance().discover()  # what napari does at start: finds napari.yaml
+    viewer = ViewerModel()
+    layers = viewer.open(str(store), plugin="deepdenoise-client")
+    assert [layer.name for layer in layers] == ["stored raw", "stored clean"]
+    group = zarr.open_group(store, mode="r")
+    raw, clean = layers
+    assert raw.data.shape == (5, *SHAPE) and raw.data.dtype == np.uint16
+    np.testing.assert_array_equal(np.asarray(raw.data[:]), np.stack(frames))
+    np.testing.assert_array_equal(np.asarray(clean.data[:]), group[ARRAY_PATHS["clean"]][:])
+    assert not np.array_equal(np.asarray(clean.data[:]), np.stack(frames).astype(np.float32))
+    assert raw.metadata["deepdenoise"]["image"] == "raw"
+
+
+def test_the_reader_leaves_other_folders_alone(tmp_path: Path) -> None:
+    zarr.create_group(str(tmp_path / "other.zarr"), zarr_format=3, attributes={"x": 1})
+    (tmp_path / "plain").mkdir()
+    for path in (tmp_path / "other.zarr", tmp_path / "plain", tmp_path / "missing.zarr"):
+        assert not is_series_store(path)
+        assert napari_get_reader(str(path)) is None
+    assert napari_get_reader([str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")]) is None
+    with pytest.raises(ValueError, match="series store"):
+        read_series_store(tmp_path / "other.zarr")
+
+
+def test_the_manifest_declares_the_widget_and_the_reader() -> None:
+    manifest = npe2.PluginManifest.from_distribution("deepdenoise-client")
+    assert manifest.name == "deepdenoise-client"
+    widget = manifest.contributions.widgets[0]
+    assert widget.display_name == "Live view"
+    assert widget.get_callable() is LiveViewWidget
+    reader = manifest.contributions.readers[0]
+    assert reader.accepts_directories and reader.filename_patterns == ["*.zarr"]
+    commands = {c.id: c.python_name for c in manifest.contributions.commands}
+    assert commands[reader.command].endswith(":napari_get_reader")
+
+
+def test_a_bad_endpoint_is_reported_in_the_widget(qtbot, live) -> None:
+    _, widget = live("not-an-endpoint")
+    assert not widget.connect_to()
+    assert not widget.connected and "cannot connect" in widget.state_label.text()
+
+
+def test_deleting_the_widget_stops_its_receiving_thread(qtbot) -> None:
+    # napari deletes dock widgets with the viewer without closing them
+    widget = LiveViewWidget(ViewerModel(), "tcp://127.0.0.1:9")
+    assert widget.connect_to()
+    stream = widget.stream
+    assert stream is not None and stream.running
+    widget.deleteLater()
+    qtbot.waitUntil(lambda: not stream.running, timeout=WAIT_MS)
+
+
+def test_the_receiver_thread_stops_and_closes_its_socket() -> None:
+    stream = LatestFrames("tcp://127.0.0.1:9").start()  # nothing there: retries quietly
+    assert stream.running
+    stream.stop()
+    assert not stream.running and stream.error is None
+    LatestFrames("tcp://127.0.0.1:9").stop()  # never started: closes its socket too
+
+
+def test_importing_the_plugin_package_imports_neither_napari_nor_qt() -> None:
+    # napari imports it to find napari.yaml; the reader needs neither
+    code = (
+        "import sys, deepdenoise_client.napari as m; m.is_series_store('.'); "
+        "print(sorted({'napari', 'qtpy', 'zarr'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_status_text_shows_rate_latency_and_drops() -> None:
+    status = {
+        "fps": 29.94,
+        "latency_ms": {"p50": 3.25, "p99": 11.5},
+        "frames_in": 100,
+        "frames_out": 97,
+        "dropped": {"publish_queue_full": 2, "paused": 1},
+        "rejected": {"dtype": 4},
+        "provider": "CPUExecutionProvider",
+        "model": "5d41402abc4b",
+        "paused": False,
+    }
+    text = "\n".join(service_lines(status))
+    for shown in (
+        "fps 29.9",
+        "latency p50 3.25 ms",
+        "p99 11.50 ms",
+        "frames in 100  ·  out 97",
+        "dropped: paused 1, publish_queue_full 2",
+        "rejected: dtype 4",
+        "model 5d41402abc4b on CPUExecutionProvider",
+    ):
+        assert shown in text, shown
+    assert "no status yet" in service_lines(None)[0]
+    assert "fps ?" in service_lines({})[0]  # fields a service does not send: not guessed
+    line = viewer_line(ViewerCounters(received=10, shown=4, bad=1))
+    assert "received 10" in line and "skipped 6" in line and "malformed 1" in line
