@@ -13,8 +13,20 @@ tests covers them all (see each client's README, "Test programs"):
         SUB-connects to denoised, traces, trigger and status; prints ``ready`` after the
         first status message, then one JSON line per denoised/traces/trigger message
         (see :func:`parse_lines`); exits 0 once it has seen the given counts, 1 after 60 s.
-    control   ENDPOINT CMD [ARGS...]
-        one request, the reply printed as one JSON line (bin values as "<bin N bytes>").
+    control   ENDPOINT status|pause|resume|flush|stop
+    control   ENDPOINT load_model PATH
+    control   ENDPOINT set_rois FILE DTYPE HEIGHT WIDTH [SERIES]
+    control   ENDPOINT set_rois none [SERIES]
+        REQ-connects and sends one request: FILE holds the label image as raw bytes, C
+        order, in DTYPE (``|u1 <u2 <i2 <u4 <i4 <i8``); ``none`` sends nil labels (remove
+        the ROIs); any other CMD, without arguments, goes out as ``{"cmd": CMD}`` (the
+        service answers an unknown one with ok false). The reply, ok true or false, is
+        printed as one JSON line (bin values as "<bin N bytes>"). Exit status: 0 when
+        the reply has ok true; 1 when it has ok false; 2 for bad usage (a wrong command
+        line, a FILE that cannot be read or does not hold HEIGHT x WIDTH labels of
+        DTYPE, a request the encoder refuses), with nothing sent or printed on stdout;
+        3 when no reply came within 10 s or another transport error (a message on
+        stderr, nothing on stdout). See :func:`check_control_exit_statuses`.
 
 A toolchain that is missing skips its tests with the reason on a user's machine; with the
 environment variable ``CI`` set, the same condition fails them instead.
@@ -33,6 +45,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from service_harness import free_tcp_endpoint
 
 from stream.store import ARRAY_PATHS
 
@@ -131,6 +144,44 @@ class Program:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.communicate()
+
+
+def check_control_exit_statuses(prefix: list[str], tmp_path: Path, cwd: Path | None = None) -> None:
+    """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint nobody binds.
+
+    ``prefix`` is the command line up to ENDPOINT. Every wrong command line exits 2 at
+    once, printing nothing on stdout; a good one waits out the 10 s timeout, then exits 3.
+    """
+    endpoint = free_tcp_endpoint()  # nothing listens there: no request is ever answered
+    labels = tmp_path / "labels.u2"
+    labels.write_bytes(label_image().astype("<u2").tobytes())
+    h, w = str(SHAPE[0]), str(SHAPE[1])
+    wrong = [
+        ["status", "extra"],
+        ["load_model"],
+        ["set_rois", "none", "s1", "extra"],
+        ["set_rois", str(labels), "<u2", h],
+        ["set_rois", str(labels), "<u2", h, "wide"],
+        ["set_rois", str(labels), "<u2", h, str(SHAPE[1] - 1)],  # not the file's size
+        ["set_rois", str(labels), "<f8", h, w],  # not a label dtype
+        ["set_rois", str(tmp_path / "missing.u2"), "<u2", h, w],
+        ["set_rois", "none", "no/series"],  # not a series id
+    ]
+    for args in wrong:
+        done = subprocess.run(
+            [*prefix, endpoint, *args],
+            cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout.strip()) == (2, ""), (args, done)
+
+    start = time.monotonic()
+    done = subprocess.run(
+        [*prefix, endpoint, "status"],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (3, ""), done
+    assert "no reply" in done.stderr, done
+    assert time.monotonic() - start > 9  # waited for the 10 s timeout
 
 
 def parse_lines(lines: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from deepdenoise_client import Control, Publisher
-from service_harness import collect, free_tcp_endpoint, listening, wait_until
+from service_harness import collect, listening, wait_until
 
 from stream import Service
 
@@ -31,6 +31,7 @@ from clients_harness import (  # noqa: E402
     SHAPE,
     T0_NS,
     Program,
+    check_control_exit_statuses,
     parse_lines,
     pattern_frame,
     require,
@@ -179,10 +180,14 @@ def test_control_commands(
 ) -> None:
     endpoint = live_service.endpoints["control"]
 
-    def control(*args: object) -> dict[str, Any]:
-        out = run_checked(node_client.cmd("control", endpoint, *args), timeout=60)
-        lines = out.strip().splitlines()
-        assert len(lines) == 1, out
+    def control(*args: object, exit_status: int = 0) -> dict[str, Any]:
+        """The reply of one ``control`` run that exits ``exit_status`` (1: ok false)."""
+        done = subprocess.run(
+            node_client.cmd("control", endpoint, *args),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        lines = done.stdout.strip().splitlines()
+        assert done.returncode == exit_status and len(lines) == 1, (args, done)
         reply: dict[str, Any] = json.loads(lines[0])
         return reply
 
@@ -214,7 +219,7 @@ def test_control_commands(
     assert roi_count() == 2
 
     wrong = _label_file(tmp_path / "wrong.u2", np.full((8, 8), 7, dtype=np.uint16))
-    refused = control("set_rois", wrong, "<u2", 8, 8)
+    refused = control("set_rois", wrong, "<u2", 8, 8, exit_status=1)
     assert refused["ok"] is False and "8x8" in refused["error"]
     assert roi_count() == 2  # unchanged
 
@@ -229,19 +234,13 @@ def test_control_commands(
     loaded = control("load_model", box_model)
     assert loaded["ok"] is True and loaded["model"] == status["model"]
     assert control("flush") == {"ok": True}
-    assert control("no_such_command")["ok"] is False
+    assert control("no_such_command", exit_status=1)["ok"] is False
 
     with Control(endpoint, timeout=10) as ctl:
         assert ctl.status()["frames_in"] == 4  # the service is still there
     assert control("stop") == {"ok": True, "stopping": True}
 
 
-def test_control_without_a_service_times_out(node_client: NodeClient) -> None:
-    done = subprocess.run(
-        node_client.cmd("control", free_tcp_endpoint(), "status"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1 and "no reply" in done.stderr, done
+def test_control_exit_statuses(node_client: NodeClient, tmp_path: Path) -> None:
+    """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
+    check_control_exit_statuses(node_client.cmd("control"), tmp_path)

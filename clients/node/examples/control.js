@@ -5,15 +5,19 @@
 //   control.js ENDPOINT load_model PATH
 //   control.js ENDPOINT set_rois FILE DTYPE HEIGHT WIDTH [SERIES]
 //   control.js ENDPOINT set_rois none [SERIES]
+//   control.js ENDPOINT CMD        any other CMD goes out as {cmd: CMD}; the service
+//                                  answers an unknown one with ok: false
 //
 // FILE holds the label image as raw bytes, C order, in DTYPE (|u1, <u2, <i2, <u4,
 // <i4 or <i8); `none` removes the ROIs. The reply is printed whether ok is true or
-// false, with bin values as "<bin N bytes>"; the exit status is 0 when a reply
-// came, 1 when none came within 10 s, 2 for a wrong command line.
+// false, with bin values as "<bin N bytes>". Exit status: 0 for ok: true; 1 for
+// ok: false; 2 for bad usage (a wrong command line, a FILE that cannot be read or
+// does not hold HEIGHT x WIDTH labels of DTYPE, a request the encoder refuses); 3 when
+// no reply came within 10 s or another transport error.
 
 import { readFileSync } from "node:fs";
 
-import { ClientTimeoutError, Control, ControlError } from "deepdenoise-client";
+import { Control, ControlError, encodeRequest, encodeSetRois } from "deepdenoise-client";
 
 const [endpoint, cmd, ...args] = process.argv.slice(2);
 const usage = (why) => {
@@ -35,43 +39,61 @@ function toJson(value) {
   return JSON.stringify(value) ?? "null"; // NaN and Infinity become null, as in JSON.stringify
 }
 
-async function send(control) {
+function side(text) {
+  if (!/^[0-9]+$/.test(text) || Number(text) === 0) usage(`HEIGHT and WIDTH must be positive integers, not ${text}`);
+  return Number(text);
+}
+
+// The command line as one call on a Control, checked (and encoded once) before
+// anything is sent: every mistake here is a usage error.
+function prepare() {
   switch (cmd) {
-    case "status":
-    case "pause":
-    case "resume":
-    case "flush":
-    case "stop":
-      return control[cmd]();
-    case "load_model":
+    case "load_model": {
       if (args.length !== 1) usage("load_model needs PATH");
-      return control.loadModel(args[0]);
+      const path = args[0];
+      return (control) => control.loadModel(path);
+    }
     case "set_rois": {
-      if (args[0] === "none") return control.setRois(null, { series: args[1] });
-      if (args.length < 4) usage("set_rois needs FILE DTYPE HEIGHT WIDTH [SERIES] or none [SERIES]");
+      if (args[0] === "none") {
+        if (args.length > 2) usage("set_rois none takes at most SERIES");
+        const series = args[1];
+        encodeSetRois(null, { series });
+        return (control) => control.setRois(null, { series });
+      }
+      if (args.length !== 4 && args.length !== 5) usage("set_rois needs FILE DTYPE HEIGHT WIDTH [SERIES] or none [SERIES]");
       const [file, dtype, height, width, series] = args;
-      const labels = {
-        data: new Uint8Array(readFileSync(file)),
-        dtype,
-        shape: [Number(height), Number(width)],
-      };
-      return control.setRois(labels, { series });
+      const labels = { data: new Uint8Array(readFileSync(file)), dtype, shape: [side(height), side(width)] };
+      encodeSetRois(labels, { series });
+      return (control) => control.setRois(labels, { series });
     }
     default:
-      // Any other command goes out as-is; the service answers ok: false if unknown.
-      return control.request(cmd);
+      // status, pause, resume, flush, stop, or any other command as-is.
+      if (args.length !== 0) usage(`${cmd} takes no arguments`);
+      encodeRequest(cmd);
+      return (control) => control.request(cmd);
   }
 }
 
-const control = new Control(endpoint, { timeoutMs: 10000 });
+let send;
 try {
+  send = prepare();
+} catch (err) {
+  usage(`control: ${err.message}`);
+}
+
+let control;
+try {
+  control = new Control(endpoint, { timeoutMs: 10000 });
   console.log(toJson(await send(control)));
 } catch (err) {
-  if (err instanceof ControlError && err.reply) console.log(toJson(err.reply));
-  else if (err instanceof ClientTimeoutError) {
+  if (err instanceof ControlError && err.reply?.ok === false) {
+    console.log(toJson(err.reply));
     console.error(err.message);
     process.exitCode = 1;
-  } else throw err;
+  } else {
+    console.error(err.message); // no reply within 10 s, or a transport error
+    process.exitCode = 3;
+  }
 } finally {
-  control.close();
+  control?.close();
 }

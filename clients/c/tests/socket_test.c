@@ -1,0 +1,199 @@
+/*
+ * The sockets, in one process over inproc (no service needed):
+ *   - publisher (XPUB) -> subscriber: wait for the subscription, start / frame / end;
+ *     the frame is sent without a copy and received without one: over inproc ZeroMQ
+ *     hands the very buffer through, so the subscriber's pixel pointer is the
+ *     publisher's buffer, and the free callback runs only once the message is released;
+ *   - validation before sending, with the no-copy buffer still freed;
+ *   - control: a request without a reply times out, the REQ socket is replaced, and the
+ *     next request works; ok false is reported as DDN_E_REFUSED with the error text.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <deepdenoise/deepdenoise.h>
+
+static int passed, failed;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (cond) {                                                            \
+            passed++;                                                          \
+        } else {                                                               \
+            failed++;                                                          \
+            printf("FAILED  %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
+        }                                                                      \
+    } while (0)
+
+static atomic_int frees;
+
+static void count_free(void *data, void *hint) {
+    (void)hint;
+    free(data);
+    atomic_fetch_add(&frees, 1);
+}
+
+static int str_is(const msgpack_object *map, const char *key, const char *want) {
+    const char *s;
+    size_t n;
+    return ddn_map_get_str(map, key, &s, &n) && n == strlen(want) && memcmp(s, want, n) == 0;
+}
+
+static void test_publish_subscribe(void *ctx) {
+    ddn_error err;
+    const char *topics[] = {"frame"};
+    ddn_publisher *pub = ddn_publisher_new(ctx, "inproc://input", NULL, &err);
+    CHECK(pub != NULL);
+    ddn_subscriber *sub = ddn_subscriber_new(ctx, "inproc://input", topics, 1, &err);
+    CHECK(sub != NULL);
+    if (pub == NULL || sub == NULL) return;
+    CHECK(ddn_publisher_wait_for_subscriber(pub, 5000, &err) == DDN_OK);
+    CHECK(ddn_publisher_subscribers(pub) == 1);
+
+    ddn_message *msg = ddn_message_new();
+    uint64_t t0 = 1700000000000000000ULL; /* above 2**53 */
+    CHECK(ddn_publisher_start(pub, "cell-01", &t0, &err) == DDN_OK);
+    CHECK(ddn_subscriber_recv(sub, msg, 5000, &err) == DDN_OK);
+    CHECK(str_is(ddn_message_header(msg), "kind", "start"));
+    CHECK(ddn_message_pixels(msg) == NULL && ddn_message_part_count(msg) == 2);
+
+    const uint32_t h = 300, w = 200;
+    uint16_t *buf = malloc((size_t)h * w * sizeof *buf);
+    for (size_t i = 0; i < (size_t)h * w; i++) buf[i] = (uint16_t)(i * 7);
+    ddn_frame frame = {.series = "cell-01", .index = 42, .dtype = DDN_U2, .height = h,
+                       .width = w, .pixels = buf, .has_t_ns = 1, .t_ns = t0 + 42};
+    CHECK(ddn_publisher_send_frame_nocopy(pub, &frame, count_free, NULL, &err) == DDN_OK);
+    CHECK(ddn_subscriber_recv(sub, msg, 5000, &err) == DDN_OK);
+    const msgpack_object *header = ddn_message_header(msg);
+    uint64_t t_ns = 0;
+    int64_t index = -1;
+    CHECK(ddn_map_get_uint(header, "t_ns", &t_ns) && t_ns == t0 + 42);
+    CHECK(ddn_map_get_int(header, "index", &index) && index == 42);
+    CHECK(ddn_message_dtype(msg) == DDN_U2);
+    CHECK(ddn_message_height(msg) == h && ddn_message_width(msg) == w);
+    CHECK(ddn_message_payload_size(msg) == (size_t)h * w * 2);
+    CHECK(ddn_load_u2(ddn_message_pixels(msg), 1234) == (uint16_t)(1234 * 7));
+    /* zero copy both ways: the received view is the sent buffer itself */
+    CHECK(ddn_message_pixels(msg) == ddn_message_part(msg, 2).data);
+    CHECK(ddn_message_pixels(msg) == (const void *)buf);
+    CHECK(atomic_load(&frees) == 0);
+    CHECK(ddn_publisher_end(pub, "cell-01", NULL, &err) == DDN_OK);
+    CHECK(ddn_subscriber_recv(sub, msg, 5000, &err) == DDN_OK); /* releases the frame */
+    CHECK(str_is(ddn_message_header(msg), "kind", "end"));
+    CHECK(atomic_load(&frees) == 1);
+
+    /* the copying send leaves the caller's buffer alone */
+    uint8_t small[6] = {1, 2, 3, 4, 5, 6};
+    ddn_frame copied = {.series = "s1", .index = 0, .dtype = DDN_U1, .height = 2, .width = 3,
+                        .pixels = small};
+    CHECK(ddn_publisher_send_frame(pub, &copied, &err) == DDN_OK);
+    CHECK(ddn_subscriber_recv(sub, msg, 5000, &err) == DDN_OK);
+    CHECK(ddn_message_pixels(msg) != (const void *)small);
+    CHECK(memcmp(ddn_message_pixels(msg), small, 6) == 0);
+
+    CHECK(ddn_subscriber_recv(sub, msg, 50, &err) == DDN_E_TIMEOUT);
+    ddn_message_free(msg);
+    ddn_subscriber_close(sub);
+    ddn_publisher_close(pub);
+}
+
+static void test_validation(void *ctx) {
+    ddn_error err;
+    ddn_publisher_options options = ddn_publisher_default_options();
+    options.linger_ms = 0;
+    ddn_publisher *pub = ddn_publisher_new(ctx, "inproc://nobody", &options, &err);
+    CHECK(pub != NULL);
+    if (pub == NULL) return;
+    CHECK(ddn_publisher_wait_for_subscriber(pub, 50, &err) == DDN_E_TIMEOUT);
+
+    struct {
+        ddn_frame frame;
+        ddn_status want;
+    } cases[] = {
+        {{.series = "../up", .dtype = DDN_U1, .height = 1, .width = 1}, DDN_E_SERIES},
+        {{.series = "s", .index = -1, .dtype = DDN_U1, .height = 1, .width = 1}, DDN_E_INDEX},
+        {{.series = "s", .dtype = (ddn_dtype)9, .height = 1, .width = 1}, DDN_E_DTYPE},
+        {{.series = "s", .dtype = DDN_U1, .height = 16385, .width = 1}, DDN_E_SHAPE},
+        {{.series = "s", .dtype = DDN_U1, .height = 0, .width = 1}, DDN_E_SHAPE},
+        {{.series = "s", .dtype = DDN_U1, .height = 1, .width = 1, .has_t_ns = 1,
+          .t_ns = (uint64_t)1 << 63}, DDN_E_T_NS},
+        {{.series = "s", .dtype = DDN_F4, .height = 16384, .width = 16384}, DDN_E_PAYLOAD_SIZE},
+    };
+    int before = atomic_load(&frees);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cases[i].frame.pixels = malloc(1);
+        ddn_status st = ddn_publisher_send_frame_nocopy(pub, &cases[i].frame, count_free,
+                                                        NULL, &err);
+        CHECK(st == cases[i].want);
+        CHECK(err.code == st && err.message[0] != '\0');
+    }
+    /* the no-copy buffer is the library's: freed even though nothing was sent */
+    CHECK(atomic_load(&frees) - before == (int)(sizeof cases / sizeof cases[0]));
+    ddn_publisher_close(pub);
+}
+
+/* The control test's two threads hand over with these flags, not with sleeps, so that
+ * a loaded machine cannot reorder them. */
+static atomic_int client_gave_up, late_reply_sent;
+
+static void wait_for(atomic_int *flag) {
+    struct timespec tick = {0, 1000000L};
+    while (!atomic_load(flag)) nanosleep(&tick, NULL);
+}
+
+/* The service side: answers the first request only after the client gave up (the
+ * reply then goes to the closed socket and is lost), then answers the next two. */
+static void *responder(void *rep) {
+    char buf[256];
+    zmq_recv(rep, buf, sizeof buf, 0);
+    wait_for(&client_gave_up);
+    zmq_send(rep, "\x81\xa2ok\xc3", 5, 0);
+    atomic_store(&late_reply_sent, 1);
+    zmq_recv(rep, buf, sizeof buf, 0);
+    zmq_send(rep, "\x82\xa2ok\xc3\xa6paused\xc3", 13, 0); /* {"ok": true, "paused": true} */
+    zmq_recv(rep, buf, sizeof buf, 0);
+    zmq_send(rep, "\x82\xa2ok\xc2\xa5" "error\xa4nope", 16, 0); /* ok false, "nope" */
+    return NULL;
+}
+
+static void test_control(void *ctx) {
+    ddn_error err;
+    void *rep = zmq_socket(ctx, ZMQ_REP);
+    CHECK(zmq_bind(rep, "inproc://control") == 0);
+    pthread_t thread;
+    pthread_create(&thread, NULL, responder, rep);
+    ddn_control *ctl = ddn_control_new(ctx, "inproc://control", 1000, &err);
+    CHECK(ctl != NULL);
+    ddn_message *reply = ddn_message_new();
+    CHECK(ddn_control_status(ctl, reply, &err) == DDN_E_TIMEOUT);
+    atomic_store(&client_gave_up, 1);
+    wait_for(&late_reply_sent);
+    /* the same control again: a REQ socket left without its reply would refuse to send
+     * (EFSM); the replaced one works */
+    CHECK(ddn_control_pause(ctl, reply, &err) == DDN_OK);
+    int paused = 0;
+    CHECK(ddn_map_get_bool(ddn_message_header(reply), "paused", &paused) && paused);
+    CHECK(ddn_control_resume(ctl, reply, &err) == DDN_E_REFUSED);
+    CHECK(strstr(err.message, "nope") != NULL);
+    CHECK(ddn_map_get_bool(ddn_message_header(reply), "ok", &paused) && !paused);
+    pthread_join(thread, NULL);
+    ddn_message_free(reply);
+    ddn_control_close(ctl);
+    zmq_close(rep);
+}
+
+int main(void) {
+    void *ctx = zmq_ctx_new();
+    test_publish_subscribe(ctx);
+    test_validation(ctx);
+    test_control(ctx);
+    zmq_ctx_term(ctx);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,58 @@
+// publish ENDPOINT SERIES FRAMES HEIGHT WIDTH
+//
+// Connects a PUSH socket to a service whose input PULLs (input_mode = "pull",
+// input_bind = true), sends `start`, FRAMES uint16 frames and `end`. Frame i holds
+// (1000 i + WIDTH r + c) mod 65536 at row r, column c and has t_ns = T0 + i.
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <deepdenoise/client.hpp>
+
+namespace dd = deepdenoise;
+
+int main(int argc, char** argv) {
+    if (argc != 6) {
+        std::cerr << "usage: publish ENDPOINT SERIES FRAMES HEIGHT WIDTH\n";
+        return 2;
+    }
+    const std::string endpoint = argv[1], series = argv[2];
+    const std::uint64_t frames = std::strtoull(argv[3], nullptr, 10);
+    const dd::Shape shape{static_cast<std::uint32_t>(std::strtoul(argv[4], nullptr, 10)),
+                          static_cast<std::uint32_t>(std::strtoul(argv[5], nullptr, 10))};
+    // Above 2^53: t_ns must stay an integer all the way (uint64 on the wire).
+    const std::uint64_t t0_ns = 1'700'000'000'000'000'000ull;
+
+    try {
+        dd::PublisherOptions options;
+        options.mode = dd::PublisherOptions::Mode::push;
+        options.bind = false;
+        options.linger = std::chrono::seconds(30);  // let every frame out before exiting
+        dd::Publisher publisher(endpoint, options);
+
+        publisher.start(series);
+        std::vector<std::uint16_t> frame(shape.pixels());
+        for (std::uint64_t i = 0; i < frames; ++i) {
+            for (std::uint32_t r = 0; r < shape.height; ++r) {
+                for (std::uint32_t c = 0; c < shape.width; ++c) {
+                    frame[r * shape.width + c] =
+                        static_cast<std::uint16_t>((1000 * i + shape.width * r + c) % 65536);
+                }
+            }
+            dd::FrameOptions frame_options;
+            frame_options.t_ns = t0_ns + i;
+            publisher.send_frame(frame.data(), shape, series, i, frame_options);
+        }
+        publisher.end(series);
+    } catch (const dd::ProtocolError& e) {
+        std::cerr << "publish: rejected before sending (" << e.reason() << "): " << e.what()
+                  << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "publish: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,157 @@
+// The socket classes without a service, over inproc: the XPUB publisher waits for its
+// subscriber, a subscriber reads the frame in place, a PUSH send without a peer
+// times out, and a Control that timed out replaces its REQ socket and works again.
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <thread>
+
+#include <deepdenoise/client.hpp>
+#include <zmq_addon.hpp>
+
+namespace dd = deepdenoise;
+using namespace std::chrono_literals;
+
+namespace {
+
+int failures = 0;
+
+void check(const std::string& name, const std::function<void()>& body) {
+    try {
+        body();
+        std::cout << "ok   " << name << "\n";
+    } catch (const std::exception& e) {
+        ++failures;
+        std::cout << "FAIL " << name << ": " << e.what() << "\n";
+    }
+}
+
+void require(bool ok, const std::string& what) {
+    if (!ok) throw std::runtime_error(what);
+}
+
+}  // namespace
+
+int main() {
+    check("pub mode waits for a subscriber, then the frame arrives whole", [] {
+        dd::Publisher pub("inproc://pub-test");  // XPUB, bound
+        require(pub.subscribers() == 0, "no subscriber yet");
+        dd::Subscriber sub("inproc://pub-test", {"frame"});
+        pub.wait_for_subscriber(5s);
+        const std::int16_t pixels[6] = {-3, -2, -1, 0, 1, 32767};
+        dd::FrameOptions options;
+        options.t_ns = 1'700'000'000'000'000'123ull;
+        options.meta = dd::Map{{"exposure_ms", 12.5}, {"note", nullptr}};
+        pub.send_frame(pixels, dd::Shape{2, 3}, "cam-1", 42, options);
+        std::optional<dd::Message> msg = sub.recv(5s);
+        require(msg.has_value(), "no message within 5 s");
+        require(msg->topic == "frame" && msg->kind() == "frame", "topic and kind");
+        require(msg->header.at("index").as_uint64() == 42, "index");
+        require(msg->header.at("t_ns").as_uint64() == *options.t_ns, "t_ns");
+        require(msg->header.at("meta").as_map() == *options.meta, "meta");
+        dd::PixelView<std::int16_t> view = msg->pixels<std::int16_t>();
+        require(view.rows() == 2 && view.cols() == 3 && view(0, 0) == -3 && view(1, 2) == 32767,
+                "pixels");
+        require(!sub.recv(50ms).has_value(), "a timeout gives no message");
+    });
+
+    check("zero-copy send of a moved vector", [] {
+        dd::Publisher pub("inproc://zero-copy");
+        dd::Subscriber sub("inproc://zero-copy", {"frame"});
+        pub.wait_for_subscriber(5s);
+        pub.send_frame(std::vector<float>{0.5f, -1.25f}, dd::Shape{1, 2}, "s", 0);
+        std::optional<dd::Message> msg = sub.recv(5s);
+        require(msg && msg->pixels<float>()[1] == -1.25f, "pixels");
+    });
+
+    check("wait_for_subscriber times out without one", [] {
+        dd::Publisher pub("inproc://lonely");
+        try {
+            pub.wait_for_subscriber(50ms);
+        } catch (const dd::TimeoutError&) {
+            return;
+        }
+        throw std::runtime_error("no TimeoutError");
+    });
+
+    check("a push send without a peer times out", [] {
+        // Bound, with no PULL peer: there is no pipe to queue on, so the send blocks.
+        // (A connecting PUSH queues up to its high-water mark before that happens.)
+        dd::PublisherOptions options;
+        options.mode = dd::PublisherOptions::Mode::push;
+        options.send_timeout = 50ms;
+        options.linger = 0ms;
+        dd::Publisher pub("inproc://no-puller", options);
+        try {
+            pub.start("s");
+        } catch (const dd::TimeoutError&) {
+            return;
+        }
+        throw std::runtime_error("no TimeoutError");
+    });
+
+    check("control: a timeout replaces the REQ socket, and the next request works", [] {
+        zmq::socket_t service(dd::default_context(), zmq::socket_type::router);
+        service.set(zmq::sockopt::linger, 0);
+        service.bind("inproc://control-test");
+        dd::Control control("inproc://control-test", 100ms);
+        for (int attempt = 0; attempt < 2; ++attempt) {  // a REQ socket kept would fail EFSM
+            try {
+                control.status();
+                throw std::runtime_error("a silent service gave a reply");
+            } catch (const dd::TimeoutError&) {
+            }
+        }
+        // Now answer: every request queued so far (those of the closed sockets go nowhere).
+        std::atomic<bool> stop{false};
+        std::thread replier([&] {
+            while (!stop) {
+                zmq_pollitem_t item{service.handle(), 0, ZMQ_POLLIN, 0};
+                if (zmq::poll(&item, 1, 20ms) == 0) continue;
+                std::vector<zmq::message_t> parts;
+                (void)zmq::recv_multipart(service, std::back_inserter(parts));
+                std::string reply = dd::encode_value(dd::Map{{"ok", true}, {"paused", true}});
+                service.send(parts[0], zmq::send_flags::sndmore);
+                service.send(zmq::message_t(), zmq::send_flags::sndmore);
+                service.send(zmq::buffer(reply), zmq::send_flags::none);
+            }
+        });
+        dd::Map reply;
+        try {
+            reply = control.pause();
+        } catch (...) {
+            stop = true;
+            replier.join();
+            throw;
+        }
+        stop = true;
+        replier.join();
+        require(reply.at("paused").as_bool(), "reply");
+    });
+
+    check("control: ok false is a ControlError carrying the reply", [] {
+        zmq::socket_t service(dd::default_context(), zmq::socket_type::rep);
+        service.set(zmq::sockopt::linger, 0);
+        service.bind("inproc://control-refuses");
+        std::thread replier([&] {
+            zmq::message_t request;
+            (void)service.recv(request);
+            std::string reply = dd::encode_value(dd::Map{{"ok", false}, {"error", "no"}});
+            service.send(zmq::buffer(reply), zmq::send_flags::none);
+        });
+        dd::Control control("inproc://control-refuses", 5000ms);
+        try {
+            control.load_model("missing.onnx");
+        } catch (const dd::ControlError& e) {
+            replier.join();
+            require(e.reply().at("error").as_string() == "no", "error text");
+            return;
+        }
+        replier.join();
+        throw std::runtime_error("no ControlError");
+    });
+
+    std::cout << (failures == 0 ? "all socket checks passed" : "socket checks failed") << "\n";
+    return failures == 0 ? 0 : 1;
+}

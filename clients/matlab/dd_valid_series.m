@@ -1,0 +1,6 @@
+function ok = dd_valid_series(series)
+%DD_VALID_SERIES  True for a valid series id: ^(?!\.)[A-Za-z0-9._-]{1,64}$.
+ok = ischar(series) && size(series, 1) == 1 && numel(series) >= 1 && numel(series) <= 64 ...
+  && series(1) ~= '.' && all(ismember(series, ...
+  ['A':'Z', 'a':'z', '0':'9', '._-']));
+end

@@ -1,0 +1,12 @@
+function bound = dd_zmq_bind(s, endpoint)
+%DD_ZMQ_BIND  Bind socket S to ENDPOINT; returns the endpoint actually bound
+%   ('tcp://127.0.0.1:*' picks a free port).
+if strcmp(s.backend, 'octave')
+  zmq_bind(s.handle, endpoint);
+  bound = zmq_getsockopt(s.handle, ZMQ_LAST_ENDPOINT);
+else
+  s.handle.bind(endpoint);
+  bound = char(s.handle.getLastEndpoint());
+end
+bound = char(reshape(bound, 1, []));
+end

@@ -1,0 +1,39 @@
+function s = dd_zmq_socket(type)
+%DD_ZMQ_SOCKET  Open a ZeroMQ socket: 'PUSH', 'XPUB', 'SUB' or 'REQ'.
+%   The transport layer: every socket call of this client goes through the dd_zmq_*
+%   functions, which are the only code that differs between the two backends:
+%     Octave  the 'zeromq' package (Debian/Ubuntu: apt install octave-zeromq),
+%             loaded here with pkg load zeromq;
+%     MATLAB  JeroMQ (org.zeromq, pure Java) on the Java class path, see README.md.
+%             This path is written to the JeroMQ 0.5/0.6 API but is NOT tested here.
+%   Returns a struct: backend ('octave' or 'jeromq'), type, handle.
+type = upper(type);
+if ~any(strcmp(type, {'PUSH', 'XPUB', 'SUB', 'REQ', 'PULL', 'PUB', 'REP'}))
+  dd_error('usage', 'unsupported socket type %s', type);
+end
+if dd_is_octave()
+  load_octave_zeromq();
+  s = struct('backend', 'octave', 'type', type, 'handle', zmq_socket(feval(['ZMQ_' type])));
+else
+  ctx = dd_zmq_context();
+  sock = ctx.createSocket(org.zeromq.SocketType.valueOf(type));
+  if strcmp(type, 'XPUB')
+    % Report every subscriber's subscription, not only the first per prefix.
+    sock.setXpubVerbose(true);
+  end
+  s = struct('backend', 'jeromq', 'type', type, 'handle', sock);
+end
+end
+
+function load_octave_zeromq()
+persistent loaded;
+if isempty(loaded)
+  try
+    pkg('load', 'zeromq');
+  catch err
+    dd_error('transport', ['the Octave zeromq package is missing (%s): install it with ' ...
+      '"apt install octave-zeromq" or "pkg install -forge zeromq"'], err.message);
+  end
+  loaded = true;
+end
+end

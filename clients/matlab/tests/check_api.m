@@ -1,0 +1,135 @@
+function failures = check_api()
+%CHECK_API  Checks of the public API that the golden vectors do not reach: validation
+%   before sending, the smallest integer and length forms at every boundary, the
+%   MATLAB/C pixel order, the struct view, JSON printing, and the REQ timeout (one
+%   socket to a port where nothing listens). Prints failures; returns their number.
+failures = 0;
+checks = 0;
+  function check(name, ok)
+    checks = checks + 1;
+    if ~ok
+      failures = failures + 1;
+      fprintf('FAIL api %s\n', name);
+    end
+  end
+  function rejects(name, reason, f)
+    try
+      f();
+      check(sprintf('%s: accepted, expected %s', name, reason), false);
+    catch err
+      check(sprintf('%s: %s (%s), expected %s', name, dd_reason(err), err.message, reason), ...
+        strcmp(dd_reason(err), reason));
+    end
+  end
+
+% Validation before sending, with the service's reason codes.
+img = zeros(2, 3, 'uint16');
+rejects('double image', 'dtype', @() dd_encode_frame(zeros(2, 3), 's1', 0));
+rejects('logical image', 'dtype', @() dd_encode_frame(true(2, 3), 's1', 0));
+rejects('3-D image', 'shape', @() dd_encode_frame(zeros(2, 3, 2, 'uint8'), 's1', 0));
+rejects('16385 wide', 'shape', @() dd_encode_frame(zeros(1, 16385, 'uint8'), 's1', 0));
+rejects('series .x', 'series', @() dd_encode_frame(img, '.x', 0));
+rejects('series 65', 'series', @() dd_encode_frame(img, repmat('a', 1, 65), 0));
+rejects('series a/b', 'series', @() dd_encode_frame(img, 'a/b', 0));
+rejects('index -1', 'index', @() dd_encode_frame(img, 's1', -1));
+rejects('index 2^40', 'index', @() dd_encode_frame(img, 's1', int64(2)^40));
+rejects('index 1.5', 'index', @() dd_encode_frame(img, 's1', 1.5));
+rejects('t_ns double', 't_ns', @() dd_encode_frame(img, 's1', 0, 't_ns', 1.7e18));
+rejects('t_ns -1', 't_ns', @() dd_encode_frame(img, 's1', 0, 't_ns', int64(-1)));
+rejects('t_ns 2^63', 't_ns', @() dd_encode_frame(img, 's1', 0, 't_ns', intmax('uint64')));
+rejects('meta 8193', 'meta', @() dd_encode_frame(img, 's1', 0, 'meta', ...
+  struct('text', repmat('m', 1, 8184))));
+rejects('meta array', 'meta', @() dd_encode_frame(img, 's1', 0, 'meta', {1, 2}));
+rejects('resend 1', 'resend', @() dd_encode_frame(img, 's1', 0, 'resend', 1));
+rejects('start series', 'series', @() dd_encode_start(''));
+rejects('labels double 0.5', 'dtype', @() dd_encode_set_rois([0 0.5]));
+parts = dd_encode_frame(img, 's1', 7, 'meta', struct('text', repmat('m', 1, 8183)));
+check('meta of exactly 8192 bytes is accepted', numel(parts) == 3);
+
+% An integral double index is taken as the integer it is.
+parts = dd_encode_frame(uint8(7), 's1', 3);
+hdr = dd_msgpack_decode(parts{2});
+check('index double -> int', isa(dd_map_get(hdr, 'index'), 'int64') && dd_map_get(hdr, 'index') == 3);
+
+% Pixel order: MATLAB's H-by-W image goes out row by row, and comes back the same.
+img = uint16([1 2 3; 4 5 6]);
+parts = dd_encode_frame(img, 's1', 0);
+check('payload is C order', isequal(parts{3}, uint8([1 0 2 0 3 0 4 0 5 0 6 0])));
+check('shape is [H W]', isequal(dd_map_get(dd_msgpack_decode(parts{2}), 'shape'), ...
+  {int64(2), int64(3)}));
+msg = dd_decode_message(parts, 'strict', true);
+check('image round trip', isequal(msg.image, img) && isa(msg.image, 'uint16'));
+check('struct view', isequal(msg.header.shape, int64([2 3])) && msg.header.index == 0);
+
+% Smallest forms at every boundary (msgpack rules, PROTOCOL.md section 4).
+cases = {
+  int64(127), '7f'; int64(128), 'cc80'; int64(255), 'ccff'; int64(256), 'cd0100';
+  int64(65535), 'cdffff'; int64(65536), 'ce00010000'; int64(4294967295), 'ceffffffff';
+  int64(4294967296), 'cf0000000100000000'; intmax('uint64'), 'cfffffffffffffffff';
+  int64(-1), 'ff'; int64(-32), 'e0'; int64(-33), 'd0df'; int64(-128), 'd080';
+  int64(-129), 'd1ff7f'; int64(-32768), 'd18000'; int64(-32769), 'd2ffff7fff';
+  int64(-2147483648), 'd280000000'; int64(-2147483649), 'd3ffffffff7fffffff';
+  intmin('int64'), 'd38000000000000000'; uint8(200), 'ccc8'; int8(-5), 'fb';
+  1.5, 'cb3ff8000000000000'; single(1.5), 'cb3ff8000000000000'; true, 'c3'; false, 'c2';
+  [], 'c0'; {}, '90'; struct(), '80'; '', 'a0'; dd_bin([]), 'c400';
+  int64([1 2]), '920102'; {int64(1), 'a'}, '9201a161'};
+for k = 1:size(cases, 1)
+  got = lower(reshape(dec2hex(dd_msgpack_encode(cases{k, 1}), 2).', 1, []));
+  check(sprintf('encode %s -> %s (got %s)', dd_json_encode(cases{k, 1}), cases{k, 2}, got), ...
+    strcmp(got, cases{k, 2}));
+  expected = cases{k, 1};
+  if isstruct(expected) && ~dd_is_bin(expected)
+    expected = dd_as_map(expected);            % a struct comes back as a map
+  elseif isnumeric(expected) && numel(expected) > 1
+    expected = num2cell(expected);             % a numeric vector comes back as a cell
+  end
+  back = dd_msgpack_decode(dd_msgpack_encode(cases{k, 1}));
+  check(sprintf('decode %s', cases{k, 2}), values_equal(back, expected));
+end
+lengths = [31 32 255 256 65535 65536];
+heads = {'bf', 'd920', 'd9ff', 'da0100', 'daffff', 'db00010000'};
+for k = 1:numel(lengths)
+  b = dd_msgpack_encode(repmat('x', 1, lengths(k)));
+  got = lower(reshape(dec2hex(b(1:numel(heads{k}) / 2), 2).', 1, []));
+  check(sprintf('str of %d -> %s', lengths(k), heads{k}), strcmp(got, heads{k}));
+end
+b = dd_msgpack_encode(num2cell(int64(ones(1, 15))));
+check('array of 15', b(1) == hex2dec('9f'));
+b = dd_msgpack_encode(num2cell(int64(ones(1, 16))));
+check('array of 16', isequal(b(1:3), uint8([220 0 16])));
+keys = arrayfun(@(i) sprintf('k%d', i), 1:16, 'UniformOutput', false);
+b = dd_msgpack_encode(dd_map(keys, num2cell(int64(1:16))));
+check('map of 16', isequal(b(1:3), uint8([222 0 16])));
+check('float32 decodes to single', isa(dd_msgpack_decode(uint8([202 63 192 0 0])), 'single'));
+rejects('ext type', 'header_decode', @() dd_msgpack_decode(uint8([212 1 2])));
+rejects('c1', 'header_decode', @() dd_msgpack_decode(uint8(193)));
+rejects('overlong utf8', 'header_decode', @() dd_msgpack_decode(uint8([162 192 128])));
+rejects('surrogate', 'header_decode', @() dd_msgpack_decode(uint8([163 237 160 128])));
+rejects('huge array', 'header_decode', @() dd_msgpack_decode(uint8([221 255 255 255 255])));
+
+% Canonical key order, whatever order the struct has.
+h = struct('shape', int64([1 1]), 'x_note', 'a', 'v', int64(1), 'model', 'm', 'series', 's');
+m = dd_msgpack_decode(dd_encode_header(h));
+check('canonical order', isequal(m.keys, {'v', 'series', 'shape', 'model', 'x_note'}));
+
+% Exact integers in text, the struct view of odd keys, JSON lines.
+check('int64 text', strcmp(dd_int_to_string(int64(1700000000123456789)), '1700000000123456789'));
+check('uint64 text', strcmp(dd_int_to_string(intmax('uint64')), '18446744073709551615'));
+check('int64 min text', strcmp(dd_int_to_string(intmin('int64')), '-9223372036854775808'));
+s = dd_to_struct(dd_map({'x-vendor', 'end', '1a'}, {1, 2, 3}));
+check('field names', isequal(fieldnames(s)', {'x_vendor', 'end_', 'x1a'}));
+json = dd_json_encode(dd_map({'a', 'b', 'c', 'd'}, {uint64(18446744073709551615), ...
+  {0, NaN, -Inf}, dd_bin([1 2 3]), []}));
+check(['json ' json], strcmp(json, '{"a":18446744073709551615,"b":[0.0,NaN,-Infinity],"c":"<bin 3 bytes>","d":null}'));
+now_ns = dd_now_ns();
+check('dd_now_ns is int64 after 2020', isa(now_ns, 'int64') && now_ns > int64(1577836800) * 1e9);
+
+% A REQ socket that timed out is replaced: the next request times out again instead of
+% failing with "cannot send" (EFSM).
+ctl = DDControl('tcp://127.0.0.1:9', 'timeout', 0.2);
+rejects('control timeout', 'timeout', @() ctl.status());
+rejects('control timeout again', 'timeout', @() ctl.pause());
+ctl.close();
+
+fprintf('api: %d checks, %d failures\n', checks, failures);
+end
