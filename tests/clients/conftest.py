@@ -7,22 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clients_harness import (  # noqa: F401 (re-exported for tests that import conftest)
-    CLIENTS,
-    LABELS,
-    REPO,
-    SHAPE,
-    T0_NS,
-    VECTORS,
-    Program,
-    label_image,
-    parse_lines,
-    pattern_frame,
-    require,
-    run_checked,
-    stored_raw,
-    stored_t_ns,
-)
+from clients_harness import label_image
 from service_harness import running_service
 
 from stream import Service
