@@ -61,8 +61,7 @@ def blind_spot_batch(
         frames = recording.frames[t - k + 1 : t + 1, y : y + patch, x : x + patch]
         frames = frames.astype(np.float32)
         original = frames[-1].copy()
-        ys = rng.integers(0, patch, n_masked)
-        xs = rng.integers(0, patch, n_masked)
+        ys, xs = np.divmod(rng.choice(patch * patch, n_masked, replace=False), patch)
         offsets = _OFFSETS[rng.integers(0, len(_OFFSETS), n_masked)]
         ny = np.clip(ys + offsets[:, 0], 0, patch - 1)
         nx = np.clip(xs + offsets[:, 1], 0, patch - 1)
