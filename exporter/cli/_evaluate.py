@@ -57,7 +57,8 @@ def evaluate(
         typer.Option(
             min=0,
             help="Also adapt each model to every test movie (as the user's recording) for "
-            "this many minutes, and train Noise2Void from scratch for as long (0: off).",
+            "this many minutes, and train Noise2Void from scratch for as long (0: off); "
+            "the models are kept in OUT/adapted/.",
         ),
     ] = 0.0,
 ) -> None:

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -156,7 +155,8 @@ def adapted_models(
     info: ModelInfo, noisy: np.ndarray, minutes: float, workdir: Path
 ) -> list[tuple[str, Path]]:
     """``info``'s model adapted to ``noisy`` (the user's recording) in ``minutes``, and
-    Noise2Void from scratch (same architecture, fresh weights) in the same budget."""
+    Noise2Void from scratch (same architecture, fresh weights) in the same budget; both
+    written to ``workdir`` (with their checkpoints, in ``*.onnx.adapt/``)."""
     from exporter.adapt import AdaptConfig, adapt  # torch: only when asked for
 
     recording = workdir / "recording.npy"
@@ -168,6 +168,7 @@ def adapted_models(
         report = adapt(recording, out, start=Path(info.path), config=config)
         log.info("%s%s: %d steps in %.0f s", info.name, suffix, report.steps, report.seconds)
         made.append((info.name + suffix, out))
+    recording.unlink()  # the movie is regenerated from its seed; the models stay
     return made
 
 
@@ -178,8 +179,11 @@ def evaluate_movie(
     bm3d_frames: int,
     adapt_minutes: float = 0.0,
     provider: str = "cpu",
+    adapt_workdir: Path | None = None,
 ) -> BudgetResult:
-    """Every method on one test movie (baselines tuned as the module doc says)."""
+    """Every method on one test movie (baselines tuned as the module doc says); with
+    ``adapt_workdir``, also each model adapted to the movie for ``adapt_minutes`` (the
+    adapted models and the recording they came from are kept there)."""
     scorer = MovieScorer(test.clean, test.footprints, test.spikes, test.fps)
     noisy = test.noisy.astype(np.float32)
     scores: dict[str, MethodScore] = {}
@@ -219,12 +223,11 @@ def evaluate_movie(
             true = CameraModel(gain=test.gain, offset=test.offset, read_noise=test.read_noise)
             out, ms, _ = run_model(engine, test.noisy, true)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
-        if adapt_minutes > 0:  # the test movie stands for the user's own recording
-            with tempfile.TemporaryDirectory() as tmp:
-                for name, path in adapted_models(info, test.noisy, adapt_minutes, Path(tmp)):
-                    with Engine(path, provider=provider, warmup_shape=None) as adapted:
-                        out, ms, _ = run_model(adapted, test.noisy)
-                    record(name, "model", out, ms, adapt_minutes=adapt_minutes)
+        if adapt_workdir is not None:  # the test movie stands for the user's own recording
+            for name, path in adapted_models(info, test.noisy, adapt_minutes, adapt_workdir):
+                with Engine(path, provider=provider, warmup_shape=None) as adapted:
+                    out, ms, _ = run_model(adapted, test.noisy)
+                record(name, "model", out, ms, adapt_minutes=adapt_minutes)
     if bm3d_frames and bl.bm3d_import_error() is None:
         idx = np.unique(np.linspace(0, len(noisy) - 1, bm3d_frames + 2)[1:-1].round())
         idx = idx.astype(np.int64)
@@ -292,8 +295,14 @@ def evaluate(
                 log.info("%s at %g photons per pixel", generator, budget)
                 test = movie(generator, budget, shape, frames, seed)
                 validation = movie(generator, budget, shape, frames, seed + 1)
+                workdir = None
+                if adapt_minutes > 0:
+                    workdir = out_dir / "adapted" / f"{generator}-{budget:g}"
+                    workdir.mkdir(parents=True, exist_ok=True)
                 result.results.append(
-                    evaluate_movie(test, validation, loaded, bm3d_frames, adapt_minutes, provider)
+                    evaluate_movie(
+                        test, validation, loaded, bm3d_frames, adapt_minutes, provider, workdir
+                    )
                 )
     finally:
         for _, engine in loaded:

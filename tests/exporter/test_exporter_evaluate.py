@@ -306,3 +306,5 @@ def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model
         assert np.isfinite(scores[name].psnr), name
     assert scores["conv5+adapted"].params == {"adapt_minutes": 0.02}
     assert scores["conv5+adapted"].psnr != scores["conv5"].psnr  # the weights did change
+    kept = tmp_path / "report" / "adapted" / "independent-20"
+    assert {p.name for p in kept.glob("*.onnx")} == {"conv5+adapted.onnx", "conv5+n2v-scratch.onnx"}
