@@ -336,6 +336,8 @@ def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
         config=f"memory_budget_mb = {budget}\nwarmup_shape = [1024, 1024]\n",
     )
     sent = frames(4, shape=(1024, 1024))
+    total = 600  # 2.4 GB of denoised frames through a PUB nobody reads, 1.2 GB raw
+    rss: dict[int, float] = {}
     try:
         ctx = zmq.Context()
         stalled = ctx.socket(zmq.SUB)  # subscribes, then never reads
@@ -343,25 +345,25 @@ def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
         stalled.setsockopt(zmq.RCVHWM, 1)
         stalled.connect(proc.output)
         time.sleep(0.5)
-        start = _rss_mb(proc.proc.pid)
+        rss[0] = _rss_mb(proc.proc.pid)
         with Publisher(proc.input, mode="push", bind=False) as pub:
-            for i in range(300):  # 300 frames of 1024x1024: 1.2 GB denoised, 600 MB raw
+            for i in range(total):
                 pub.send_frame(sent[i % 4], "flood", i)
-                if i == 99:  # by now every buffer the budget allows is full
-                    wait_until(lambda: proc.status()["frames_in"] == 100, timeout=120)
-                    filled = _rss_mb(proc.proc.pid)
-            wait_until(lambda: proc.status()["frames_in"] == 300, timeout=120)
-        peak = _rss_mb(proc.proc.pid)
+                if i + 1 in (100, 300, total):
+                    wait_until(lambda n=i + 1: proc.status()["frames_in"] == n, timeout=120)
+                    rss[i + 1] = _rss_mb(proc.proc.pid)
         status = proc.status()
         stalled.close(0)
         ctx.term()
     finally:
         proc.terminate()
-    print(f"RSS MiB: start {start:.0f}, after 100 frames {filled:.0f}, after 300 {peak:.0f}")
+    print("RSS MiB after frames:", {n: round(mb) for n, mb in rss.items()})
     assert status["memory"]["pub_hwm"] == 16  # a quarter of 256 MiB in 1024x1024 float32 frames
-    # Bounded: once full, 200 more frames (800 MB through the stalled PUB) add little;
-    # and the whole rise stays within the budget plus the libraries' own working memory.
-    assert peak - filled < 0.25 * budget, (start, filled, peak)
-    assert peak - start < 2 * budget, (start, filled, peak)
+    # Bounded by the budget, not by the volume: the buffers the budget allows may be full
+    # or empty at any sample (up to the whole budget apart), but six times the traffic
+    # of the first sample adds no more than that, and the rise stays within the budget
+    # plus the libraries' own working memory.
+    assert rss[total] - rss[100] < budget, rss
+    assert max(rss.values()) - rss[0] < 2 * budget, rss
     info = summarize_store(tmp_path / "data" / "flood.zarr")
-    assert info["valid"] == 300  # PULL waited instead of dropping: every raw frame stored
+    assert info["valid"] == total  # PULL waited instead of dropping: every raw frame stored
