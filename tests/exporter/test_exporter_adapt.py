@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx2torch")
 
 from deepdenoise_client import Control, Publisher
-from service_harness import collect, listening, running_service
+from service_harness import collect, listening, running_service, wait_until
 from typer.testing import CliRunner
 
 from exporter.adapt import AdaptConfig, Recording, adapt, load_recording
@@ -208,6 +208,8 @@ def test_adapt_a_stored_series_resume_and_swap_it_in_live(
         sent.set()
         more, _ = collect(sub, n - 20)
         sender.join()
+        # frames_out is counted just after each send: the subscriber can be first
+        wait_until(lambda: svc.status()["frames_out"] == n)
         status = svc.status()
     got += more
     assert [m.header["index"] for m in got] == list(range(n))

@@ -208,6 +208,8 @@ def test_load_model_mid_stream_loses_nothing(tmp_path: Path, identity_model, box
         swapped.set()
         more, _ = collect(sub, n - 30)
         sender.join()
+        # frames_out is counted just after each send: the subscriber can be first
+        wait_until(lambda: svc.status()["frames_out"] == n)
         status = svc.status()
 
     got += more
