@@ -139,6 +139,7 @@ class InferenceStage:
                 job.t_recv_ns,
                 t_done,
                 camera.offset if camera is not None else None,
+                job.raw_means,
             )
         payload = to_dtype(clean, frame.pixels.dtype) if self._as_input else clean
         header = denoised_header(frame, payload, engine.model_id, job.t_recv_ns, t_done)

@@ -17,12 +17,23 @@ from ..protocol import Frame
 
 
 @dataclass(frozen=True, slots=True)
+class RawMeans:
+    """A frame's raw ROI means and the bound ROIs (identity-checked) they came from."""
+
+    rois: Any  # stream.traces.BoundRois: kept opaque here, messages stay dependency-free
+    means: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A validated frame on its way to the engine."""
 
     frame: Frame
     t_recv_ns: int
     non_finite: int = 0
+    #: The raw ROI means, computed where the frame is still in cache (receive thread),
+    #: with the ROIs they belong to; None: computed after inference instead.
+    raw_means: RawMeans | None = None
 
 
 @dataclass(frozen=True, slots=True)

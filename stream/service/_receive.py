@@ -35,6 +35,7 @@ from ._index_runs import IndexRuns
 from ._messages import Job, Outgoing, RawOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
+from ._traces import TraceStep
 from ._writer import Writer
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class Receiver:
     """Turns raw multipart messages into jobs; never raises on bad input.
 
     ``raw_out``: the publish queue, when received frames are published (``raw`` topic)
-    for live viewers; None (the default) publishes nothing from here.
+    for live viewers; None (the default) publishes nothing from here. ``traces``: with
+    ROIs, the raw ROI means are taken here, where the frame is still in cache.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Receiver:
         memory: MemoryGate | None = None,
         drain_s: float = 0.0,
         raw_out: StageQueue[Outgoing] | None = None,
+        traces: TraceStep | None = None,
     ) -> None:
         self._limits = limits
         self._stats = stats
@@ -107,6 +110,7 @@ class Receiver:
         self._memory = memory
         self._drain_s = drain_s
         self._raw_out = raw_out
+        self._traces = traces
         self._series: dict[str, _SeriesState] = {}
 
     def run(self, sock: zmq.Socket[Any]) -> None:
@@ -207,7 +211,8 @@ class Receiver:
         if self._paused.is_set():
             self._stats.count_dropped("paused")
             return
-        self._inference.put(Job(frame, t_recv_ns, non_finite), stop=self._halt)
+        raw_means = self._traces.raw_means(frame) if self._traces is not None else None
+        self._inference.put(Job(frame, t_recv_ns, non_finite, raw_means), stop=self._halt)
 
     def _within_budget(self, frame: Frame) -> bool:
         """True when the frame fits the memory budget (waiting for it on PULL input)."""

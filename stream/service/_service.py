@@ -160,6 +160,7 @@ class Service:
             memory=MemoryGate(self.queued_bytes, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
             drain_s=cfg.drain_s,
             raw_out=self._outgoing if cfg.publish_raw else None,
+            traces=traces,
         )
         self._inference = InferenceStage(
             self._jobs,

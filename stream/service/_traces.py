@@ -41,7 +41,7 @@ from ..traces import (
     trace_columns,
 )
 from ._events import EventEmitter
-from ._messages import Outgoing, TracesOp
+from ._messages import Outgoing, RawMeans, TracesOp
 from ._queues import StageQueue
 from ._writer import Writer
 
@@ -89,6 +89,22 @@ class TraceStep:
         self.errors: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ the hot path
+    def raw_means(self, frame: Frame) -> RawMeans | None:
+        """The raw ROI means of a frame, computed in the receive thread while its pixels
+        are hot in cache, off the path between inference and the traces message.
+
+        Reads the series' current ROIs without a lock (one dict read); if they change
+        before the frame is denoised, :meth:`on_frame` sees other ROIs and recomputes.
+        Never raises: the inference thread then does the work, and reports any error.
+        """
+        state = self._state.get(frame.series)
+        if state is None or state.bound.shape != frame.pixels.shape:
+            return None
+        try:
+            return RawMeans(state.bound, state.bound.means(frame.pixels))
+        except Exception:  # reported by on_frame, which then recomputes them
+            return None
+
     def on_frame(
         self,
         frame: Frame,
@@ -97,6 +113,7 @@ class TraceStep:
         t_recv_ns: int,
         t_done_ns: int,
         camera_offset: float | None,
+        raw: RawMeans | None = None,
     ) -> None:
         """Compute, publish (ahead of frames), store and check this frame's traces."""
         self.apply_pending()
@@ -106,8 +123,9 @@ class TraceStep:
         offset = self._config.baseline.offset
         if offset is None:
             offset = camera_offset if camera_offset is not None else 0.0
+        raw_means = raw.means if raw is not None and raw.rois is state.bound else None
         try:
-            values = state.update(frame.pixels, clean, offset)
+            values = state.update(frame.pixels, clean, offset, raw_means)
         except Exception as exc:  # a bug or odd input costs this frame's traces only
             where = f"{frame.series}[{frame.index}]"
             self._error("traces_failed", frame.series, f"traces of {where}: {exc}")

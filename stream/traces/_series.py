@@ -50,10 +50,19 @@ class SeriesTraces:
         #: Attributes of the store's trace array (labels, columns, baseline settings).
         self.store_attrs = self.attrs()
 
-    def update(self, raw: np.ndarray, denoised: np.ndarray, offset: float) -> np.ndarray:
-        """This frame's traces; a new array each call (it is published and stored)."""
+    def update(
+        self,
+        raw: np.ndarray,
+        denoised: np.ndarray,
+        offset: float,
+        raw_means: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """This frame's traces; a new array each call (it is published and stored).
+
+        ``raw_means``: the raw ROI means if already computed with ``self.bound``.
+        """
         out = np.empty((self.rois.count, len(self.columns)), dtype=np.float32)
-        out[:, 0] = self.bound.means(raw)
+        out[:, 0] = self.bound.means(raw) if raw_means is None else raw_means
         denoised_means = self.bound.means(denoised)
         out[:, 1] = denoised_means
         f0 = self._baseline.update(denoised_means)
