@@ -1,0 +1,133 @@
+"""Static int8 of a model, measured: ``python -m benchmarks.int8_check [--model PATH]``.
+
+Quantizes the model (default: the CPU default) with ONNX Runtime's static QDQ
+quantization (uint8 activations, per-channel int8 weights), calibrated on frames of the
+project's phantom, then measures in the same run: the median 256x256 frame time of the
+fp32 and int8 models through the engine (alternating, twice each) and their PSNR with
+``deepdenoise evaluate`` on both generators. Writes ``int8_check.md`` beside the suites'
+results. Ship the int8 model only where it keeps the quality targets and is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import machine_tag
+
+#: Calibration: phantom frames at this photon budget with the shipped models' camera.
+CALIBRATION_PHOTONS = 30.0
+
+
+def quantize(source: Path, out: Path, photons: float = CALIBRATION_PHOTONS) -> Path:
+    """``source`` as a static int8 (QDQ) model at ``out``, with ``source``'s metadata."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from stream.engine import Engine, model_input
+    from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
+
+    with Engine(source, provider="cpu", warmup_shape=None) as engine:
+        meta = engine.metadata
+    camera = NoiseModel(gain=2.0, offset=100.0, read_noise=1.5)
+    phantom = CalciumPhantom(
+        PhantomConfig(shape=(128, 128), brightness=photons, seed=3, noise=camera), 32
+    )
+    frames = [phantom.noisy(t, frame_rng(3, t), "uint16") for t in range(32)]
+
+    def units(frame: np.ndarray) -> np.ndarray:
+        if meta.normalization == "adaptive" or meta.noise_map:
+            stack = np.repeat(frame[None].astype(np.float32), meta.frames, axis=0)
+            out_ = np.empty((meta.in_channels, *frame.shape), np.float32)
+            model_input(stack, camera, meta.noise_map, out=out_)
+            return out_[None]
+        scaled = (frame.astype(np.float32) - meta.input_offset) / meta.input_scale
+        return scaled[None, None]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter([{"x": units(f)} for f in frames])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    quantize_static(
+        str(source), str(out), Reader(), quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+    )  # fmt: skip
+    model = onnx.load(str(out))
+    del model.metadata_props[:]
+    for prop in onnx.load(str(source)).metadata_props:
+        if prop.key != "deepdenoise.content_hash":  # another computation: another id
+            model.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(model, str(out))
+    return out
+
+
+def frame_ms(path: Path, repeats: int = 60) -> float:
+    """Median engine time of one 256x256 uint16 frame."""
+    from stream.engine import Engine
+
+    frame = (100 + np.random.default_rng(0).poisson(60, (256, 256)) * 2).astype(np.uint16)
+    with Engine(path, provider="cpu", warmup_shape=(256, 256)) as engine:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            engine.denoise(frame)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--model", type=Path, help="ONNX model (default: the CPU default)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    from exporter.evaluation import evaluate
+    from stream.engine import default_model_path
+
+    source = args.model or default_model_path("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        int8 = quantize(source, Path(tmp) / f"{source.stem}-int8.onnx")
+        ms: dict[str, list[float]] = {"fp32": [], "int8": []}
+        for _ in range(2):  # alternating: a burst of load hits both
+            ms["fp32"].append(frame_ms(source))
+            ms["int8"].append(frame_ms(int8))
+        result = evaluate([source, int8], Path(tmp) / "eval", frames=16, bm3d_frames=0,
+                          figures=False)  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for r in result.results:
+        fp32, q = r.scores[source.stem].psnr, r.scores[int8.stem].psnr
+        rows.append({"generator": r.generator, "photons": r.photons, "fp32_db": round(fp32, 2),
+                     "int8_db": round(q, 2), "delta_db": round(q - fp32, 2)})  # fmt: skip
+    speed = {k: round(float(np.median(v)), 2) for k, v in ms.items()}
+    lines = [
+        f"# int8 check: {source.name} (calibrated at {CALIBRATION_PHOTONS:g} photons)", "",
+        f"256x256 frame, engine, CPU: fp32 {speed['fp32']} ms, int8 {speed['int8']} ms "
+        f"({speed['fp32'] / speed['int8']:.2f}x)", "",
+        "| generator | photons | fp32 PSNR | int8 PSNR | int8 - fp32 |", "|---|---|---|---|---|",
+        *(f"| {r['generator']} | {r['photons']:g} | {r['fp32_db']} | {r['int8_db']} | "
+          f"{r['delta_db']} |" for r in rows),
+    ]  # fmt: skip
+    folder = args.out / machine_tag()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "int8_check.md").write_text("\n".join(lines) + "\n")
+    (folder / "int8_check.json").write_text(json.dumps({"ms": ms, "rows": rows}, indent=1))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
