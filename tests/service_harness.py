@@ -6,13 +6,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from deepdenoise_client import Control, Message, Subscriber
+import numpy as np
+from deepdenoise_client import Control, Message, Publisher, Subscriber
 
 from stream import Service, ServiceConfig
 
@@ -86,6 +88,40 @@ def collect(
         message = sub.recv(timeout=remaining)
         (wanted if message.topic == topic else others).append(message)
     return wanted, others
+
+
+def swap_mid_stream(
+    svc: Service, frames: list[np.ndarray], model: Path, before: int, hold_at: int
+) -> tuple[list[Message], dict[str, Any], dict[str, Any]]:
+    """Stream ``frames`` (series "swap") and ``load_model`` ``model`` once ``before`` of
+    them came back; the sender waits at ``hold_at`` until the swap is done, so however
+    slow the load, it lands mid-stream. Returns (every denoised message, the control
+    reply, the status once every frame was counted out)."""
+    n = len(frames)
+    swapped = threading.Event()
+    with (
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+
+        def send() -> None:
+            for i, frame in enumerate(frames):
+                if i == hold_at:
+                    swapped.wait(60)
+                pub.send_frame(frame, "swap", i)
+                time.sleep(0.003)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        got, _ = collect(sub, before)
+        with Control(svc.endpoints["control"], timeout=60) as ctl:
+            reply = ctl.load_model(str(model))
+        swapped.set()
+        more, _ = collect(sub, n - before)
+        sender.join()
+    # frames_out is counted just after each send: the subscriber can be first
+    wait_until(lambda: svc.status()["frames_out"] == n)
+    return got + more, reply, svc.status()
 
 
 def events(messages: list[Message], name: str) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ swap of the adapted model into a running service."""
 # ruff: noqa: E402  (imports after the importorskip guards)
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx2torch")
 
-from deepdenoise_client import Control, Publisher
-from service_harness import collect, listening, running_service, wait_until
+from deepdenoise_client import Publisher
+from service_harness import running_service, swap_mid_stream
 from typer.testing import CliRunner
 
 from exporter.adapt import AdaptConfig, Recording, adapt, load_recording
@@ -184,34 +183,11 @@ def test_adapt_a_stored_series_resume_and_swap_it_in_live(
 
     # The live swap: stream through `load_model`; nothing lost, one switch index.
     n, hold_at = 80, 60
-    sent = threading.Event()
-    with (
-        running_service(
-            tmp_path / "live", conv_model_adaptive, zarr=None, model_dirs=[tmp_path]
-        ) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-
-        def send() -> None:
-            for i in range(n):
-                if i == hold_at:
-                    sent.wait(60)
-                pub.send_frame(frames[i % len(frames)], "live", i)
-                time.sleep(0.002)
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        got, _ = collect(sub, 20)
-        with Control(svc.endpoints["control"], timeout=60) as ctl:
-            reply = ctl.load_model(str(out))
-        sent.set()
-        more, _ = collect(sub, n - 20)
-        sender.join()
-        # frames_out is counted just after each send: the subscriber can be first
-        wait_until(lambda: svc.status()["frames_out"] == n)
-        status = svc.status()
-    got += more
+    with running_service(
+        tmp_path / "live", conv_model_adaptive, zarr=None, model_dirs=[tmp_path]
+    ) as svc:
+        stream = [frames[i % len(frames)] for i in range(n)]
+        got, reply, status = swap_mid_stream(svc, stream, out, 20, hold_at)
     assert [m.header["index"] for m in got] == list(range(n))
     models = [m.header["model"] for m in got]
     switch = models.index(reply["model"])

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from deepdenoise_client import Control, ControlError, Publisher
-from service_harness import collect, events, listening, running_service, wait_until
+from service_harness import (
+    collect,
+    events,
+    listening,
+    running_service,
+    swap_mid_stream,
+    wait_until,
+)
 
 from stream.store import ARRAY_PATHS
 
@@ -184,35 +189,10 @@ def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
 
 def test_load_model_mid_stream_loses_nothing(tmp_path: Path, identity_model, box_model):
     n, hold_at = 150, 100
-    frames = _frames(n, (32, 32))
-    swapped = threading.Event()
-    with (
-        running_service(tmp_path, identity_model, zarr=None) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
+    with running_service(tmp_path, identity_model, zarr=None) as svc:
         identity_id = svc.engine.model_id
+        got, reply, status = swap_mid_stream(svc, _frames(n, (32, 32)), box_model, 30, hold_at)
 
-        def send() -> None:
-            for i, frame in enumerate(frames):
-                if i == hold_at:  # however slow the load, the swap lands mid-stream
-                    swapped.wait(60)
-                pub.send_frame(frame, "swap", i)
-                time.sleep(0.003)
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        got, _ = collect(sub, 30)
-        with Control(svc.endpoints["control"], timeout=60) as ctl:
-            reply = ctl.load_model(str(box_model))
-        swapped.set()
-        more, _ = collect(sub, n - 30)
-        sender.join()
-        # frames_out is counted just after each send: the subscriber can be first
-        wait_until(lambda: svc.status()["frames_out"] == n)
-        status = svc.status()
-
-    got += more
     assert [m.header["index"] for m in got] == list(range(n))
     models = [m.header["model"] for m in got]
     assert reply["model"] != identity_id
