@@ -193,3 +193,26 @@ def parse_lines(lines: list[str]) -> dict[str, list[dict[str, Any]]]:
         record = json.loads(line)
         by_topic[record["topic"]].append(record)
     return by_topic
+
+
+def check_publisher(svc: Any, data: Path, command: list[str], series: str, count: int) -> None:
+    """Run a client's ``publish`` command (its arguments after the program: endpoint,
+    series, count and SHAPE are added here) and check: ``count`` frames come back
+    denoised to a Python subscriber, and are on disk bit for bit with exact ``t_ns``."""
+    from service_harness import collect, listening
+
+    with listening(svc, topics=(b"denoised",)) as sub:
+        run_checked(
+            [*command, svc.endpoints["input"], series, str(count), str(SHAPE[0]), str(SHAPE[1])],
+            timeout=120,
+        )
+        denoised, _ = collect(sub, count, timeout=60)
+    assert sorted(m.header["index"] for m in denoised) == list(range(count))
+    assert all(m.header["series"] == series for m in denoised)
+    assert all(m.array is not None and m.array.shape == SHAPE for m in denoised)
+    assert svc.flush()
+    raw = stored_raw(data, series)
+    assert raw.shape == (count, *SHAPE)
+    for i in range(count):
+        np.testing.assert_array_equal(raw[i], pattern_frame(i))
+    np.testing.assert_array_equal(stored_t_ns(data, series), T0_NS + np.arange(count))

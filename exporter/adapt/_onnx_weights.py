@@ -18,7 +18,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from stream import ModelError
+from stream import ConfigError, ModelError
 
 
 @dataclass
@@ -39,7 +39,14 @@ class TrainableModel:
 
 def load_trainable(path: Path) -> TrainableModel:
     """The model at ``path`` as a torch module; its Conv weights are the trainable part."""
-    from onnx2torch import convert
+    try:
+        from onnx2torch import convert
+    except ImportError as exc:
+        raise ConfigError(
+            "adapt needs onnx2torch and a torchvision that matches your torch: install "
+            "torch and torchvision from the same index, then `pip install onnx2torch` "
+            f"(the adapt extra); {exc}"
+        ) from exc
 
     proto = onnx.load(str(path))
     with warnings.catch_warnings():

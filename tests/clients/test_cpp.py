@@ -24,12 +24,11 @@ from clients_harness import (
     T0_NS,
     Program,
     check_control_exit_statuses,
+    check_publisher,
     parse_lines,
     pattern_frame,
     require,
     run_checked,
-    stored_raw,
-    stored_t_ns,
 )
 from deepdenoise_client import Publisher
 from service_harness import collect, listening
@@ -135,25 +134,7 @@ def test_consumer_project(cpp: CppBuild, tmp_path: Path, usage: str) -> None:
 
 def test_publisher(cpp: CppBuild, live_service: Service, tmp_path: Path) -> None:
     """publish: 12 frames come back denoised and are on disk bit for bit, t_ns exact."""
-    svc, series, count = live_service, "cpp-pub", 12
-    with listening(svc, topics=(b"denoised",)) as sub:
-        run_checked(
-            [
-                cpp.program("publish"), svc.endpoints["input"], series, str(count),
-                str(SHAPE[0]), str(SHAPE[1]),
-            ],
-            timeout=120,
-        )  # fmt: skip
-        denoised, _ = collect(sub, count, timeout=60)
-    assert sorted(m.header["index"] for m in denoised) == list(range(count))
-    assert all(m.header["series"] == series for m in denoised)
-    assert all(m.array is not None and m.array.shape == SHAPE for m in denoised)
-    assert svc.flush()
-    raw = stored_raw(tmp_path / "data", series)
-    assert raw.shape == (count, *SHAPE)
-    for i in range(count):
-        np.testing.assert_array_equal(raw[i], pattern_frame(i))
-    np.testing.assert_array_equal(stored_t_ns(tmp_path / "data", series), T0_NS + np.arange(count))
+    check_publisher(live_service, tmp_path / "data", [cpp.program("publish")], "cpp-pub", 12)
 
 
 def test_subscriber(cpp: CppBuild, live_service: Service) -> None:
