@@ -1,15 +1,15 @@
 """An ONNX model as a trainable torch module, and its weights written back.
 
 Any deepdenoise model can be the starting point, shipped or exported, without its
-training checkpoint: onnx2torch turns the graph into a torch module whose convolutions
-hold the ONNX weights (batch norm is already folded into them). After fine-tuning, the
+training checkpoint: the graph runs in torch (``_onnx_torch``) with its convolutions'
+weights as parameters (batch norm is already folded into them). After fine-tuning, the
 new weights replace the initializers of the *original* graph, so the adapted model is
 the same computation with other numbers: same operators, same speed, same contract.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,73 +18,52 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from stream import ConfigError, ModelError
+from stream import ModelError
+
+from ._onnx_torch import OnnxModule
 
 
 @dataclass
 class TrainableModel:
-    module: torch.nn.Module
+    module: OnnxModule
     proto: onnx.ModelProto
-    convs: list[tuple[onnx.NodeProto, torch.nn.Conv2d]]  # graph order
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        return [p for _, conv in self.convs for p in conv.parameters()]
+        return list(self.module.parameters())
 
     def reinitialise(self, seed: int) -> None:
-        """Fresh weights (training from scratch with the same architecture)."""
+        """Fresh weights (training from scratch with the same architecture), drawn as
+        torch initialises a new convolution."""
         torch.manual_seed(seed)
-        for _, conv in self.convs:
-            conv.reset_parameters()
+        with torch.no_grad():
+            for _, params in self.module.convs:
+                weight = params[0]
+                torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+                if len(params) > 1:
+                    bound = 1 / math.sqrt(weight[0].numel())
+                    torch.nn.init.uniform_(params[1], -bound, bound)
 
 
 def load_trainable(path: Path) -> TrainableModel:
     """The model at ``path`` as a torch module; its Conv weights are the trainable part."""
-    try:
-        from onnx2torch import convert
-    except ImportError as exc:
-        raise ConfigError(
-            "adapt needs onnx2torch and a torchvision that matches your torch: install "
-            "torch and torchvision from the same index, then `pip install onnx2torch` "
-            f"(the adapt extra); {exc}"
-        ) from exc
-
     proto = onnx.load(str(path))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the converter's own deprecation chatter
-        module = convert(proto)
+    try:
+        module = OnnxModule(proto)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from exc
+    if not module.convs:
+        raise ModelError(f"{path}: the model has no convolution to adapt")
     module.train()
-    nodes = [n for n in proto.graph.node if n.op_type == "Conv"]
-    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-    if not nodes or len(nodes) != len(convs):
-        raise ModelError(
-            f"{path}: expected one torch convolution per ONNX Conv node, got {len(convs)} "
-            f"for {len(nodes)}"
-        )
-    inits = {i.name for i in proto.graph.initializer}
-    for node, conv in zip(nodes, convs, strict=True):
-        if node.input[1] not in inits or (len(node.input) > 2 and node.input[2] not in inits):
-            raise ModelError(f"{path}: Conv {node.name!r} takes weights that are not constants")
-        if tuple(conv.weight.shape) != tuple(_initializer(proto, node.input[1]).shape):
-            raise ModelError(f"{path}: Conv {node.name!r} does not match its torch module")
-    return TrainableModel(module, proto, list(zip(nodes, convs, strict=True)))
-
-
-def _initializer(proto: onnx.ModelProto, name: str) -> np.ndarray:
-    for init in proto.graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    raise KeyError(name)
+    return TrainableModel(module, proto)
 
 
 def with_trained_weights(model: TrainableModel) -> onnx.ModelProto:
     """A copy of the original graph holding the module's current Conv weights."""
     values: dict[str, np.ndarray] = {}
-    for node, conv in model.convs:
-        values[node.input[1]] = conv.weight.detach().cpu().numpy().astype(np.float32)
-        if len(node.input) > 2 and node.input[2]:
-            if conv.bias is None:
-                raise ModelError(f"Conv {node.name!r} has a bias in ONNX but none in torch")
-            values[node.input[2]] = conv.bias.detach().cpu().numpy().astype(np.float32)
+    for node, params in model.module.convs:
+        names = [n for n in node.input[1:3] if n]
+        for name, param in zip(names, params, strict=True):
+            values[name] = param.detach().cpu().numpy().astype(np.float32)
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     for init in proto.graph.initializer:

@@ -14,15 +14,18 @@ import onnxruntime as ort
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx2torch")
 
 from deepdenoise_client import Publisher
 from service_harness import running_service, swap_mid_stream
 from typer.testing import CliRunner
 
+import stream.engine
 from exporter.adapt import AdaptConfig, Recording, adapt, load_recording
 from exporter.adapt._blindspot import blind_spot_batch
 from exporter.adapt._onnx_weights import load_trainable, with_trained_weights
+from exporter.export import _torch_to_onnx
+from exporter.model import ModelSpec, build_model
+from stream import ModelError
 from stream.camera import CameraModel
 from stream.cli import app
 from stream.engine import Engine, ModelMetadata
@@ -116,6 +119,56 @@ def test_a_tiny_adapt_run_lowers_the_self_supervised_loss(tmp_path: Path, conv_m
     )  # fmt: skip
     before, after = loss(conv_model), loss(tmp_path / "a.onnx")
     assert after < 0.7 * before, (before, after)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec(depth=3, width=8),
+        ModelSpec(depth=3, width=8, noise_map=True, unshuffle=2),
+        ModelSpec(depth=3, width=8, frames=3, noise_map=True, unshuffle=2),
+    ],
+    ids=["plain", "noise-adaptive", "temporal"],
+)
+@pytest.mark.parametrize("shape", [(32, 40), (21, 26), (17, 33)])
+def test_the_graph_in_torch_computes_what_onnx_runtime_does(spec, shape, tmp_path) -> None:
+    """Every architecture the exporter writes (odd sizes take the reflect-pad branch)."""
+    torch.manual_seed(0)
+    model = build_model(spec)
+    with torch.no_grad():  # the last conv starts at zero: give it weights to check
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    path = tmp_path / "m.onnx"
+    onnx.save(_torch_to_onnx(model), str(path))
+    x = np.random.default_rng(1).uniform(0, 1, (2, spec.in_channels, *shape)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = load_trainable(path).module.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dncnn-lite", "dncnn20", "gaussian-smooth"])
+def test_shipped_models_run_in_torch_as_in_onnx_runtime(name: str) -> None:
+    path = Path(stream.engine.__file__).parent / "models" / f"{name}.onnx"
+    x = np.random.default_rng(2).uniform(0, 1, (1, 1, 37, 30)).astype(np.float32)
+    session = ort.InferenceSession(str(path))
+    want = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        got = load_trainable(path).module.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_graph_with_an_unsupported_operator_is_refused_by_name(tmp_path: Path) -> None:
+    node = onnx.helper.make_node("Softmax", ["x"], ["y"])
+    graph = onnx.helper.make_graph(
+        [node], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+    )  # fmt: skip
+    path = tmp_path / "softmax.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(path))
+    with pytest.raises(ModelError, match="Softmax"):
+        load_trainable(path)
 
 
 def test_weights_written_back_unchanged_give_the_same_model(conv_model_adaptive: Path) -> None:

@@ -294,7 +294,6 @@ def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
 
 def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model: Path) -> None:
     """--adapt-minutes: the adapted model and Noise2Void from scratch are scored beside it."""
-    pytest.importorskip("onnx2torch")
     from exporter.evaluation import evaluate
 
     result = evaluate(
