@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from exporter.export import ExportReport, export_onnx
-from stream.engine import Engine
+from stream.camera import CameraModel
+from stream.engine import Engine, ModelMetadata
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "engine" / "models"
 METHOD_ORDER = ("noisy", "gaussian", "boxcar", "wiener", "bm3d")
@@ -31,28 +32,62 @@ def cpu_fps(path: Path, shape: tuple[int, int] = (256, 256), frames: int = 40) -
     rng = np.random.default_rng(0)
     frame = rng.integers(100, 1000, shape, dtype=np.uint16)
     with Engine(path, provider="cpu", warmup_shape=shape) as engine:
+        adaptive = engine.metadata.normalization == "adaptive"
+        camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5) if adaptive else None
+        history = [frame] * (engine.metadata.frames - 1)
         times = []
         for _ in range(frames):
             t0 = time.perf_counter()
-            engine.denoise(frame)
+            engine.denoise(frame, camera=camera, history=history)
             times.append(time.perf_counter() - t0)
     return 1.0 / float(np.median(times))
 
 
 def ship(
-    run_dir: Path, name: str, recipe: Path, metrics: Path | None, out_dir: Path = MODELS_DIR
+    run_dir: Path,
+    name: str,
+    recipe: Path,
+    metrics: Path | None,
+    out_dir: Path = MODELS_DIR,
+    wall_hours: float | None = None,
 ) -> Path:
-    """Export ``run_dir/best.pt`` as ``out_dir/<name>.onnx`` and write its card."""
+    """Export ``run_dir/best.pt`` as ``out_dir/<name>.onnx`` and write its card.
+
+    A run still training (no ``summary.json`` yet) ships its best checkpoint so far;
+    its card says so, with ``wall_hours`` (from the run's logs) as the budget spent.
+    """
     checkpoint = run_dir / "best.pt"
     out = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(checkpoint, Path(tmp) / out.name, fp16=True)
         out.write_bytes(report.path.read_bytes())  # the fp16 file only feeds the card
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = run_summary(run_dir, wall_hours)
     fps = cpu_fps(out)
     card = render_card(name, recipe, report, summary, fps, metrics)
     out.with_suffix(".md").write_text(card, encoding="utf-8")
     return out
+
+
+def run_summary(run_dir: Path, wall_hours: float | None = None) -> dict[str, Any]:
+    """The finished run's summary.json, or one read from the best checkpoint so far."""
+    path = run_dir / "summary.json"
+    if path.exists():
+        summary: dict[str, Any] = json.loads(path.read_text())
+        return summary
+    import torch  # the train extra, as for export
+
+    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    history = ckpt["history"]
+    return {
+        "steps": int(ckpt["step"]),
+        "planned_steps": int(ckpt["config"]["steps"]),
+        "seconds": None if wall_hours is None else wall_hours * 3600.0,
+        "steps_per_s": None,
+        "device": "cpu",
+        "noisy_psnr": history["noisy_psnr"],
+        "best_val_psnr": history["best_val_psnr"],
+        "best_step": history["best_step"],
+    }
 
 
 def render_card(
@@ -83,18 +118,14 @@ def render_card(
         "",
         "## Data",
         "",
-        "Generated on the fly (no fixed training set): calcium-imaging fields from "
-        "`stream/_phantom.py` with per-draw randomised cell density, size, brightness, "
-        "neuropil, background, drift and bleaching (`exporter/data.py`), and noise "
-        f"`{json.dumps(noise, sort_keys=True)}`. Model units: "
-        f"(raw - {meta.input_offset:g}) / {meta.input_scale:.6g}.",
+        *data_section(meta.training_data, noise),
+        _units(meta),
         "",
         "## Training budget and result",
         "",
         "| steps | time | device | val PSNR (noisy input → model) |",
         "|---|---|---|---|",
-        f"| {_steps(summary)} | {summary['seconds'] / 60:.1f} min "
-        f"({summary['steps_per_s']:.2f} steps/s) | {summary['device']} "
+        f"| {_steps(summary)} | {_budget(summary)} | {summary['device']} "
         f"({platform.processor() or platform.machine()}) | "
         f"{summary['noisy_psnr']:.2f} → {summary['best_val_psnr']:.2f} dB "
         f"(best at step {summary['best_step']}) |",
@@ -145,8 +176,45 @@ def metrics_section(name: str, metrics: Path) -> list[str]:
     return [*lines, ""]
 
 
+def data_section(data: dict[str, Any], noise: dict[str, Any]) -> list[str]:
+    if data.get("generator") == "exporter.synth":
+        return [
+            "Generated on the fly, never a real image collection: clean scenes from "
+            "`exporter/synth` (calcium imaging with nuclear exclusion, dendrites, neuropil, "
+            "uneven illumination and motion jitter, plus dead-leaves shapes, puncta, "
+            "filaments and 1/f textures), read out by a random Poisson-Gaussian camera: "
+            f"`{json.dumps(noise, sort_keys=True)}`; generator settings "
+            f"`{json.dumps(data, sort_keys=True)}`.",
+        ]
+    return [
+        "Generated on the fly (no fixed training set): calcium-imaging fields from "
+        "`stream/_phantom.py` with per-draw randomised cell density, size, brightness, "
+        "neuropil, background, drift and bleaching (`exporter/data.py`), and noise "
+        f"`{json.dumps(noise, sort_keys=True)}`.",
+    ]
+
+
+def _units(meta: ModelMetadata) -> str:
+    if meta.normalization == "adaptive":
+        return (
+            "Model units: raw minus the camera's offset, over a per-frame scale; input "
+            f"channels: {meta.frames} frame(s)" + (" and a noise map." if meta.noise_map else ".")
+        )
+    return f"Model units: (raw - {meta.input_offset:g}) / {meta.input_scale:.6g}."
+
+
+def _budget(summary: dict[str, Any]) -> str:
+    seconds, rate = summary.get("seconds"), summary.get("steps_per_s")
+    if seconds is None:
+        return "not recorded"
+    text = f"{seconds / 60:.1f} min"
+    return f"{text} ({rate:.2f} steps/s)" if rate is not None else f"{text} (wall, all sessions)"
+
+
 def _steps(summary: dict[str, Any]) -> str:
     """Total steps; a resumed run's summary times only the steps after the resume."""
+    if "planned_steps" in summary:
+        return f"{summary['steps']} of {summary['planned_steps']} (run in progress)"
     start = int(summary.get("start_step", 0))
     if start:
         return f"{summary['steps']} (time: steps {start}-{summary['steps']}, after a resume)"

@@ -29,6 +29,13 @@ def ship_command(
     metrics: Annotated[
         Path | None, typer.Option(help="An evaluation's metrics.json for the card.")
     ] = None,
+    wall_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall time the run has spent so far (from its logs), for a run that is "
+            "still training (no summary.json yet).",
+        ),
+    ] = None,
     reference: Annotated[
         bool, typer.Option("--reference", help="Regenerate the gaussian-smooth reference.")
     ] = False,
@@ -45,7 +52,7 @@ def ship_command(
         elif run_dir is None or name is None or recipe is None:
             raise fail("give RUN_DIR, --name and --recipe (or --reference)")
         else:
-            path = ship(run_dir, name, recipe, metrics)
+            path = ship(run_dir, name, recipe, metrics, wall_hours=wall_hours)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     console.print(f"wrote {path} and {path.with_suffix('.md')}", highlight=False)

@@ -115,6 +115,18 @@ class InferenceStage:
             log.error("inference failed on %s[%d]: %s", frame.series, frame.index, exc)
             return
         t_done = time.time_ns()
+        if self.traces is not None:  # first: a closed loop waits for these (NaN
+            # pixels give NaN means, which the baseline skips)
+            camera = context.camera
+            self.traces.on_frame(
+                frame,
+                clean,
+                engine.model_id,
+                job.t_recv_ns,
+                t_done,
+                camera.offset if camera is not None else None,
+                job.raw_means,
+            )
         non_finite = count_non_finite(clean)  # NaN where the input had NaN, and the model's
         model_made = non_finite > job.non_finite
         if model_made:  # published flagged, never stored as a valid denoised frame
@@ -130,17 +142,6 @@ class InferenceStage:
             )
         elif self._writer is not None:
             self._writer.put(CleanOp(frame.series, frame.index, clean))
-        if self.traces is not None:  # before the frame: a closed loop waits for these
-            camera = context.camera
-            self.traces.on_frame(
-                frame,
-                clean,
-                engine.model_id,
-                job.t_recv_ns,
-                t_done,
-                camera.offset if camera is not None else None,
-                job.raw_means,
-            )
         payload = to_dtype(clean, frame.pixels.dtype) if self._as_input else clean
         header = denoised_header(frame, payload, engine.model_id, job.t_recv_ns, t_done)
         if non_finite:
