@@ -75,6 +75,8 @@ class TraceStep:
             self._default = load_rois(config.rois) if config.rois is not None else None
             if self._default is not None:
                 self._check_rules(self._default)
+                if self._default.shape is not None:  # ready before the first frame
+                    self._default.bind(self._default.shape)
         except (RoiError, ModelError) as exc:
             raise ConfigError(f"traces: {exc}") from exc
         self._per_series: dict[str, RoiSet | None] = {}

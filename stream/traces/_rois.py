@@ -8,14 +8,15 @@ for none of them. An ``iscell.npy`` beside it keeps only the ROIs classified as 
 and an ``ops.npy`` beside it gives the frame shape (``Ly``, ``Lx``).
 
 The means are a gather and a segmented sum: the ROI pixels' flat indices are grouped
-by ROI once, so a frame costs one ``take`` and one ``add.reduceat`` over the ROI pixels
-(not over the whole frame).
+by ROI once per frame shape (and kept: binding happens where the ROIs are loaded or
+checked, not on the first frame a closed loop waits for), so a frame costs one
+``take`` and one ``add.reduceat`` over the ROI pixels (not over the whole frame).
 """
 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class RoiSet:
     counts: np.ndarray
     shape: tuple[int, int] | None
     source: str
+    _bound: dict[tuple[int, int], BoundRois] = field(default_factory=dict, repr=False)
 
     @property
     def count(self) -> int:
@@ -79,8 +81,12 @@ class RoiSet:
         return image
 
     def bind(self, shape: tuple[int, int]) -> BoundRois:
-        """The ROIs on frames of ``shape``; RoiError if they were drawn for another shape."""
+        """The ROIs on frames of ``shape`` (built once per shape); RoiError if they were
+        drawn for another shape."""
         h, w = int(shape[0]), int(shape[1])
+        bound = self._bound.get((h, w))
+        if bound is not None:
+            return bound
         if self.shape is not None and self.shape != (h, w):
             raise RoiError(
                 f"the ROIs ({self.source}) are {self.shape[0]}x{self.shape[1]}, "
@@ -93,7 +99,8 @@ class RoiSet:
                 f"outside the {h}x{w} frames"
             )
         flat = (self.ys.astype(np.intp) * w + self.xs.astype(np.intp)).astype(np.intp)
-        return BoundRois(self, (h, w), flat)
+        bound = self._bound[(h, w)] = BoundRois(self, (h, w), flat)
+        return bound
 
 
 class BoundRois:

@@ -205,6 +205,8 @@ def test_trigger_rules_fire_on_scripted_traces(tmp_path: Path, identity_model):
     ]
     cfg = {
         "traces": {"rois": tmp_path / "rois.npy", "triggers": rules, "baseline": {"offset": 0}},
+        # 30 frames sent at once give ~100 messages out: room for all on a busy machine
+        "queues": {"publish_depth": 256},
     }
     with (
         running_service(tmp_path, identity_model, **cfg) as svc,
@@ -249,6 +251,8 @@ def test_rois_that_do_not_fit_a_series_cost_its_traces_only(tmp_path: Path, iden
         _, others = collect(sub, 3)
         while not events(others, "error"):
             others.append(sub.recv(timeout=10))
+        # a frame is counted out once sent: the subscriber may hold it a moment earlier
+        wait_until(lambda: svc.status()["frames_out"] == 3)
         status = svc.status()
     error = events(others, "error")[0]
     assert error["kind"] == "rois_shape" and "24x32" in error["message"]
