@@ -34,7 +34,7 @@ def test_version_and_help_for_every_command():
 def test_info_describes_models_with_and_without_metadata(identity_model: Path):
     shipped = invoke("info", str(default_model_path()))
     assert shipped.exit_code == 0
-    assert "dncnn-lite" in shipped.output and "17 px" in shipped.output
+    assert "dncnn-na-lite" in shipped.output and "51 px" in shipped.output
     plain = invoke("info", str(identity_model))
     assert plain.exit_code == 0 and "identity" in plain.output
 
