@@ -55,6 +55,10 @@ class DemoResult:
     psnr_denoised_db: float
     dropped: dict[str, int]
     preview: Path | None = None
+    #: The camera the service used for the series (estimated live: none is configured)
+    #: and the simulator's true one, for a noise-adaptive model; empty otherwise.
+    camera_used: dict[str, object] = field(default_factory=dict)
+    camera_true: dict[str, float] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -73,10 +77,20 @@ class DemoResult:
             ("provider / model", f"{self.provider} / {self.model}"),
             ("PSNR vs ground truth: raw → denoised", f"{self.psnr_raw_db:.2f} → "
              f"{self.psnr_denoised_db:.2f} dB ({gain:+.2f} dB)"),
+            *([("camera (estimated live / simulator's)", _camera_row(self.camera_used,
+                                                                     self.camera_true))]
+              if self.camera_used else []),
             ("store", str(self.store) if self.store else "off"),
             ("preview (raw | denoised | ground truth)", str(self.preview)),
         ]  # fmt: skip
         return kv_table("deepdenoise demo", rows)
+
+
+def _camera_row(used: dict[str, object], true: dict[str, float]) -> str:
+    def fmt(camera: dict[str, object] | dict[str, float]) -> str:
+        return "gain {gain:.3g}, offset {offset:.4g}, read {read_noise:.3g}".format(**camera)
+
+    return f"{fmt(used)} / {fmt(true)}" if true else fmt(used)
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
@@ -125,6 +139,8 @@ class _Received:
     frames: list[np.ndarray]
     t_arrival_ns: list[int]
     seconds: float
+    #: The series' camera from the latest status (configured or estimated live).
+    camera: dict[str, object] = field(default_factory=dict)
 
 
 def _receive_while_sending(
@@ -149,6 +165,11 @@ def _receive_while_sending(
                     idle_deadline = min(idle_deadline, time.monotonic() + 1)
                 continue
             topic, *rest = sub.recv_multipart()
+            if topic == b"status":
+                status = msgpack.unpackb(rest[0], raw=False)
+                series = status.get("series", {}).get(sim.config.series, {})
+                out.camera = series.get("camera") or out.camera
+                continue
             if topic != b"denoised":
                 continue
             out.t_arrival_ns.append(time.time_ns())
@@ -209,6 +230,8 @@ def _summarise(
         psnr_denoised_db=float(np.mean(clean_db)) if clean_db else float("nan"),
         dropped=dropped,
         preview=preview,
+        camera_used=rx.camera,
+        camera_true=sim.config.phantom.noise.model_dump() if rx.camera else {},
     )
 
 

@@ -180,5 +180,7 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert "20 / 20" in result.output and "PSNR" in result.output
+    # the default model is noise-adaptive: the camera it ran with is shown (estimated live)
+    assert "camera (estimated live" in result.output and "gain" in result.output
     assert len(list(tmp_path.glob("demo-*.zarr"))) == 1
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
