@@ -1,6 +1,6 @@
 """The models the suites run: where they come from, their fp16 variant, and torch twins.
 
-``identity`` is built on the fly (onnx + numpy); ``dncnn-lite`` and ``dncnn20`` are the
+``identity`` is built on the fly (onnx + numpy); ``na-lite``, ``dncnn-lite`` and ``dncnn20`` are the
 shipped files (``stream.engine.shipped_model_path``), and a missing one is skipped
 with its reason rather than failing the run. ``--model NAME=PATH`` replaces a file.
 
@@ -23,7 +23,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SHIPPED = ("dncnn-lite", "dncnn20")
+SHIPPED = ("na-lite", "dncnn-lite", "dncnn20")
 
 
 @dataclass(frozen=True)

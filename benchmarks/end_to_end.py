@@ -92,7 +92,7 @@ class Settings:
                 loss_window_s=0.3,
                 **common,
             )
-        models = ["identity", "dncnn-lite", "dncnn20"]
+        models = ["identity", "na-lite", "dncnn-lite", "dncnn20"]
         if level == "quick":
             return cls(
                 sizes=[256, 512],
@@ -132,12 +132,17 @@ def pure_inference_ms(
     """Per-frame ``Engine.denoise`` times (ms) of this model on these frames, alone,
     one call per ``1 / fps`` seconds (0: back to back)."""
     from stream.engine import Engine
+    from stream.sim import PhantomConfig
 
     shape = (int(pool.shape[1]), int(pool.shape[2]))
     with Engine(model, provider=provider, warmup_shape=shape) as engine:
+        # a noise-adaptive model gets the pool's camera (the phantom's), as if configured
+        adaptive = engine.metadata.normalization == "adaptive"
+        camera = PhantomConfig.model_validate({}).noise if adaptive else None
+        history = [pool[0]] * (engine.metadata.frames - 1)
         frames = iter(range(10**9))
         return time_calls(
-            lambda: engine.denoise(pool[next(frames) % len(pool)]),
+            lambda: engine.denoise(pool[next(frames) % len(pool)], camera=camera, history=history),
             min_reps=3,
             max_reps=200,
             budget_s=budget_s,
