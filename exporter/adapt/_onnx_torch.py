@@ -113,19 +113,24 @@ def _pad(args: list[Tensor | None], attrs: dict[str, Any]) -> list[Tensor]:
     n = data.dim()
     begin, end = pads[:n], pads[n:]
     padded = [i for i in range(n) if begin[i] or end[i]]
-    first = padded[0] if padded else n
-    flat = [p for i in reversed(range(first, n)) for p in (begin[i], end[i])]
-    if not flat:
+    if not padded:
         return [data]
     if mode == "edge":
         mode = "replicate"
     if mode == "constant":
+        first = padded[0]
+        flat = [p for i in reversed(range(first, n)) for p in (begin[i], end[i])]
         return [F.pad(data, flat, mode="constant", value=value)]
-    # torch's reflect/replicate pad the trailing dims of a batched (N, C, ...) tensor
-    lead = data.shape[:first]
-    work = data.reshape((-1, 1, *data.shape[first:])) if first < 2 else data
+    # torch's reflect/replicate pad the last k = 1..3 dims of an (N, C, *k dims) tensor,
+    # with exactly 2k pad values: fold the leading dims into N (an unpadded dim among the
+    # last two just gets zeros, so a frame padded in width alone works as well)
+    k = max(n - padded[0], min(2, n))
+    if k > 3:
+        raise ModelError(f"Pad {mode} of more than the last 3 dimensions is not supported")
+    flat = [p for i in reversed(range(n - k, n)) for p in (begin[i], end[i])]
+    work = data.reshape((-1, 1, *data.shape[n - k :]))
     out = F.pad(work, flat, mode=mode)
-    return [out.reshape((*lead, *out.shape[work.dim() - (n - first) :]))]
+    return [out.reshape((*data.shape[: n - k], *out.shape[2:]))]
 
 
 def _depth_to_space(args: list[Tensor | None], attrs: dict[str, Any]) -> list[Tensor]:

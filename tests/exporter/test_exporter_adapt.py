@@ -130,9 +130,10 @@ def test_a_tiny_adapt_run_lowers_the_self_supervised_loss(tmp_path: Path, conv_m
     ],
     ids=["plain", "noise-adaptive", "temporal"],
 )
-@pytest.mark.parametrize("shape", [(32, 40), (21, 26), (17, 33)])
+@pytest.mark.parametrize("shape", [(32, 40), (21, 26), (24, 31), (17, 33)])
 def test_the_graph_in_torch_computes_what_onnx_runtime_does(spec, shape, tmp_path) -> None:
-    """Every architecture the exporter writes (odd sizes take the reflect-pad branch)."""
+    """Every architecture the exporter writes; odd heights, widths or both take the
+    reflect-pad branch."""
     torch.manual_seed(0)
     model = build_model(spec)
     with torch.no_grad():  # the last conv starts at zero: give it weights to check
