@@ -40,7 +40,7 @@ def sure_mse(engine: object, frames: np.ndarray, camera: object, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from exporter.evaluation._evaluate import movie
+    from exporter.evaluation import make_movie
     from stream.camera import CameraModel
     from stream.engine import Engine
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photons", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=3, help="test movie seed")
     args = parser.parse_args(argv)
-    test = movie("independent", args.photons, (256, 256), 40, seed=args.seed)
+    test = make_movie(args.photons, shape=(256, 256), frames=40, seed=args.seed)
     camera = CameraModel(gain=test.gain, offset=test.offset, read_noise=test.read_noise)
     frames, clean = test.noisy[::5], test.clean[::5]
     print(f"independent generator, {args.photons:g} photons, {len(frames)} frames 256x256")
