@@ -2,10 +2,10 @@
 
 ``python -m benchmarks.adapt_risk_check MODEL.onnx [MODEL.onnx ...] --photons 1``
 
-For each model, on frames of the independent evaluation generator, prints a Monte-Carlo
-SURE estimate of the mean squared error (Ramani et al. 2008, with the camera's per-pixel
-variance ``gain * (y - offset) + read**2`` as a heteroscedastic Gaussian: the noisy
-frames and the camera only) next to the true MSE against the clean frames. The estimate
+For each model, on frames of the independent evaluation generator, prints the Monte-Carlo
+SURE estimate of the mean squared error that ``adapt`` reports
+(:mod:`exporter.adapt._risk`: the noisy frames and the camera only) next to the true MSE
+against the clean frames. The estimate
 carries a bias from the Gaussian approximation of shot noise, the same for every model on
 the same frames, so what matters is whether it *ranks* the models as the truth does:
 the check ``adapt`` needs before it hands back a model worse than the one it started from.
@@ -20,26 +20,8 @@ from pathlib import Path
 import numpy as np
 
 
-def sure_mse(engine: object, frames: np.ndarray, camera: object, seed: int = 0) -> float:
-    """Mean over ``frames`` of the MC-SURE estimate of the per-pixel MSE (ADU²)."""
-    from stream.camera import CameraModel
-    from stream.engine import Engine
-
-    assert isinstance(engine, Engine) and isinstance(camera, CameraModel)
-    rng = np.random.default_rng(seed)
-    total = 0.0
-    for raw in frames:
-        y = raw.astype(np.float32)
-        var = camera.gain * np.maximum(y - camera.offset, 0.0) + camera.read_noise**2
-        f = engine.denoise(y, camera=camera)
-        eps = 0.05 * float(np.sqrt(np.median(var)))  # a ReLU network is piecewise linear
-        probe = rng.standard_normal(y.shape).astype(np.float32)
-        divergence = np.sum(var * probe * (engine.denoise(y + eps * probe, camera=camera) - f))
-        total += float(np.sum((f - y) ** 2) - np.sum(var) + 2.0 * divergence / eps) / y.size
-    return total / len(frames)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from exporter.adapt import estimated_mse
     from exporter.evaluation import make_movie
     from stream.camera import CameraModel
     from stream.engine import Engine
@@ -55,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"independent generator, {args.photons:g} photons, {len(frames)} frames 256x256")
     for path in args.models:
         with Engine(path, provider="cpu", warmup_shape=None) as engine:
-            estimate = sure_mse(engine, frames, camera)
+            estimate = estimated_mse(engine, frames, camera)
             truth = np.mean(
                 [
                     np.mean((engine.denoise(y.astype(np.float32), camera=camera) - c) ** 2)

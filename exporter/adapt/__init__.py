@@ -7,5 +7,15 @@ and writes the same graph with the adapted weights, checked in the real engine.
 
 from ._adapt import AdaptConfig, AdaptReport, adapt, estimate_camera
 from ._recording import Recording, load_recording
+from ._risk import estimated_mse, recording_risk
 
-__all__ = ["AdaptConfig", "AdaptReport", "Recording", "adapt", "estimate_camera", "load_recording"]
+__all__ = [
+    "AdaptConfig",
+    "AdaptReport",
+    "Recording",
+    "adapt",
+    "estimate_camera",
+    "estimated_mse",
+    "load_recording",
+    "recording_risk",
+]

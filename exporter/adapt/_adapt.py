@@ -29,6 +29,7 @@ from ..export import ParityError, check_parity, finish_model, parity_cases
 from ._blindspot import blind_spot_batch
 from ._onnx_weights import TrainableModel, load_trainable, with_trained_weights
 from ._recording import Recording, load_recording
+from ._risk import recording_risk
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,15 @@ class AdaptReport:
     parity_error: float
     metadata: ModelMetadata
     history: list[tuple[int, float]] = field(default_factory=list)
+    #: SURE estimates of the per-pixel MSE (ADU²) on the recording, from its noisy
+    #: frames and the camera: compare them, the absolute values carry a shared bias.
+    risk_start: float = float("nan")
+    risk_adapted: float = float("nan")
+
+    @property
+    def helped(self) -> bool:
+        """The adapted model is estimated better than the one it started from."""
+        return self.risk_adapted < self.risk_start
 
 
 def estimate_camera(recording: Recording) -> CameraModel:
@@ -174,9 +184,22 @@ def adapt(
     }
     new_meta = _write(trainable, meta, record, Path(out))
     error = _parity(trainable, new_meta, Path(out))
+    # Judge the result without clean data, and record the verdict in the model itself.
+    risks = {
+        "risk_start": recording_risk(start, recording, camera),
+        "risk_adapted": recording_risk(Path(out), recording, camera),
+    }
+    new_meta = _write(trainable, meta, {**record, **risks}, Path(out))
+    if risks["risk_adapted"] >= risks["risk_start"]:
+        log.warning(
+            "the adapted model is estimated WORSE than %s on this recording (MSE estimate "
+            "%.4g vs %.4g ADU^2): keep using the starting model",
+            start.name, risks["risk_adapted"], risks["risk_start"],
+        )  # fmt: skip
     return AdaptReport(
         Path(out), start, step, seconds, history[0][1] if history else float("nan"),
         history[-1][1] if history else float("nan"), camera, error, new_meta, history,
+        risks["risk_start"], risks["risk_adapted"],
     )  # fmt: skip
 
 

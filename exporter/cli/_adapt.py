@@ -86,9 +86,18 @@ def adapt_command(
         ("blind-spot loss", f"{report.loss_first:.4g} -> {report.loss_last:.4g}"),
         ("camera", f"gain {cam.gain:.4g}, offset {cam.offset:.4g}, read {cam.read_noise:.4g}"),
         ("parity vs torch", f"{report.parity_error:.2g} model units (engine on CPU)"),
+        ("MSE estimate, start -> adapted", f"{report.risk_start:.4g} -> "
+         f"{report.risk_adapted:.4g} ADU² (SURE, from the noisy frames)"),
         ("wrote", f"{report.out} (hash {(report.metadata.content_hash or '')[:12]})"),
-    )
+    )  # fmt: skip
     console.print(kv_table("adapted", rows))
+    if not report.helped:
+        console.print(
+            "[bold yellow]warning:[/] the adapted model is estimated worse than "
+            f"{report.start.name} on this recording: keep using the starting model "
+            "(README, adapt).",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from exporter.model import ModelSpec, build_model
 from stream import ModelError
 from stream.camera import CameraModel
 from stream.cli import app
-from stream.engine import Engine, ModelMetadata
+from stream.engine import Engine, ModelMetadata, shipped_model_path
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 SHAPE = (48, 56)
@@ -199,6 +199,32 @@ def _store_with_a_hole(tmp_path: Path, model: Path, frames: np.ndarray, hole: in
     return tmp_path / "data" / "rec.zarr"
 
 
+def test_the_risk_estimate_ranks_models_as_their_true_error_does(
+    identity_model: Path, tmp_path: Path
+) -> None:
+    """SURE from the noisy frames and the camera only: the identity (the noisy frames),
+    a mild and a strong Gaussian, and the shipped default, on a movie from the
+    independent generator; the estimate must order them as the true MSE does."""
+    from exporter.adapt import estimated_mse
+    from exporter.evaluation import make_movie
+    from exporter.simple_models import make_gaussian
+
+    test = make_movie(30.0, shape=(64, 64), frames=6, seed=4)
+    camera = CameraModel(gain=test.gain, offset=test.offset, read_noise=test.read_noise)
+    models = [identity_model, shipped_model_path("na-lite")]
+    for sigma in (0.7, 3.0):
+        path = tmp_path / f"gauss{sigma}.onnx"
+        make_gaussian(path, sigma)
+        models.append(path)
+    estimated, true = [], []
+    for path in models:
+        with Engine(path, provider="cpu", warmup_shape=None) as engine:
+            estimated.append(estimated_mse(engine, test.noisy, camera))
+            out = [engine.denoise(y.astype(np.float32), camera=camera) for y in test.noisy]
+        true.append(float(np.mean((np.stack(out) - test.clean) ** 2)))
+    assert np.argsort(estimated).tolist() == np.argsort(true).tolist(), (estimated, true)
+
+
 def test_adapt_a_stored_series_resume_and_swap_it_in_live(
     tmp_path: Path, conv_model_adaptive: Path
 ) -> None:
@@ -229,6 +255,10 @@ def test_adapt_a_stored_series_resume_and_swap_it_in_live(
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as start:
         start_id = start.model_id
     assert record["start_model"] == start_id
+    # the verdict from the noisy frames alone is in the report and in the model
+    assert np.isfinite(resumed.risk_start) and np.isfinite(resumed.risk_adapted)
+    assert record["risk_start"] == resumed.risk_start
+    assert record["risk_adapted"] == resumed.risk_adapted
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert ModelMetadata.from_props(props).adaptation == record
     with Engine(out, provider="cpu", warmup_shape=None) as adapted:
@@ -262,6 +292,7 @@ def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "adapted" in result.output and "3 in" in result.output
+    assert "MSE estimate" in result.output
     with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
         assert engine.metadata.adaptation["steps"] == 3
         assert engine.metadata.adaptation["camera"]["gain"] == 2.0
