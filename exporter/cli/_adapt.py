@@ -12,6 +12,9 @@ from stream.cli import console, fail, kv_table
 
 from ._hints import EXTRA_HINT
 
+#: Exit status when the adapted model is estimated worse than the starting one.
+EXIT_WORSE = 3
+
 
 def adapt_command(
     source: Annotated[
@@ -45,7 +48,8 @@ def adapt_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Adapt a model to your own recording (Noise2Void-style, no clean data); load the
-    result into a running service with `deepdenoise load-model`."""
+    result into a running service with `deepdenoise load-model`. Exits with status 3
+    (the model still written) when the result is estimated worse than the start."""
     try:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -98,6 +102,8 @@ def adapt_command(
             "(README, adapt).",
             highlight=False,
         )
+        # written for inspection, but `adapt ... && load-model ...` must not swap it in
+        raise typer.Exit(EXIT_WORSE)
 
 
 def register(app: typer.Typer) -> None:

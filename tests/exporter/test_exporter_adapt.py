@@ -281,6 +281,27 @@ def test_adapt_a_stored_series_resume_and_swap_it_in_live(
     assert status["dropped"] == {} and status["frames_out"] == n
 
 
+def test_adapt_cli_exits_3_when_the_result_is_estimated_worse(tmp_path: Path) -> None:
+    """A Gaussian smoother ruined by a huge learning rate: written, flagged, status 3, so
+    `adapt ... && deepdenoise load-model ...` does not swap it in."""
+    from exporter.simple_models import make_gaussian
+
+    start = make_gaussian(tmp_path / "smooth.onnx", 1.0)
+    np.save(tmp_path / "rec.npy", _movie(6))
+    result = CliRunner().invoke(
+        app,
+        ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "a.onnx"), "--from",
+         str(start), "--steps", "5", "--batch", "2", "--patch", "32", "--lr", "10",
+         "--quiet", "--gain", "2", "--offset", "100", "--read-noise", "3"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert "estimated worse" in result.output
+    with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
+        record = engine.metadata.adaptation
+    assert record["risk_adapted"] > record["risk_start"]
+
+
 def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
     np.save(tmp_path / "rec.npy", _movie(4))
     result = CliRunner().invoke(
