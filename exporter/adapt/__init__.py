@@ -1,8 +1,10 @@
 """Self-supervised adaptation: fine-tune a model on the user's own recording.
 
-``adapt`` loads any deepdenoise ONNX model as a trainable torch module, trains it
-blind-spot style (Noise2Void) on the raw frames of a stored series, TIFF or ``.npy``,
-and writes the same graph with the adapted weights, checked in the real engine.
+``adapt`` loads any deepdenoise ONNX model as a trainable torch module, trains it on the
+raw frames of a stored series, TIFF or ``.npy`` with a loss that needs no clean data
+(SURE with the camera's variance, or Noise2Void's blind spot), keeps the weights an
+unbiased estimate of the error on the recording rates best (the starting ones included)
+and writes the same graph with them, checked in the real engine.
 """
 
 from ._adapt import AdaptConfig, AdaptReport, adapt, estimate_camera

@@ -1,21 +1,29 @@
-"""``deepdenoise adapt``: fine-tune a model on the user's own recording, blind-spot style.
+"""``deepdenoise adapt``: fine-tune a model on the user's own recording, no clean data.
 
-The loop: draw blind-spot batches from the recording (:mod:`._blindspot`), step Adam on
-the masked pixels' squared error, save a checkpoint every ``checkpoint_every`` steps
-(weights, optimiser, step, seconds spent, the data RNG), stop at ``steps`` or at the
-wall-clock budget, whichever comes first. Then write the adapted ONNX model -- the
-starting graph with the new weights and an ``adaptation`` record in its metadata -- and
-check it in the real engine against the torch module it came from.
+The loop: draw batches from the recording, step Adam on a self-supervised loss -- SURE
+(:mod:`._sure`, the default: the model keeps seeing every pixel) or Noise2Void's
+blind-spot loss (:mod:`._blindspot`, the masked pixels' squared error) -- save a
+checkpoint every ``checkpoint_every`` steps (weights, optimiser, step, seconds spent, the
+data RNG, the candidates), stop at ``steps`` or at the
+wall-clock budget, whichever comes first. Weights are kept at a quarter, half and three
+quarters of the run and at its end; each, and the starting weights, is judged on the
+recording by an unbiased estimate of its MSE from the noisy frames (:mod:`._risk`), and
+the best is written -- the starting weights when nothing beat them, so adapting never
+hands back a model it has no evidence for. The written ONNX model is the starting graph
+with the chosen weights and an ``adaptation`` record in its metadata, checked in the
+real engine against the torch module it came from.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import pickle
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,9 +38,13 @@ from ._blindspot import blind_spot_batch
 from ._onnx_weights import TrainableModel, load_trainable, with_trained_weights
 from ._recording import Recording, load_recording
 from ._risk import recording_risk
+from ._sure import sure_batch, sure_loss
 
 log = logging.getLogger(__name__)
 
+#: Fractions of the run (steps or budget, whichever is further) at which weights are kept
+#: as candidates, besides the end.
+SNAPSHOTS = (0.25, 0.5, 0.75)
 #: Frames the camera estimate sees (as many as the service would in its first seconds).
 CAMERA_FRAMES = 64
 TOLERANCE = 1e-4
@@ -48,7 +60,14 @@ class AdaptConfig(BaseModel):
     batch: int = Field(8, ge=1, le=512)
     patch: int = Field(64, ge=16, le=1024)
     mask_fraction: float = Field(0.015, gt=0, lt=0.5, description="blind-spot pixels per patch")
-    lr: float = Field(1e-4, gt=0, description="Adam learning rate (fine-tuning: small)")
+    lr: float = Field(
+        3e-5,
+        gt=0,
+        description="Adam learning rate at the start, cosine-decayed to 0 (fine-tuning: small)",
+    )
+    loss: Literal["sure", "n2v"] = Field(
+        "sure", description="SURE with the camera's variance, or Noise2Void's blind spot"
+    )
     from_scratch: bool = Field(False, description="fresh weights: Noise2Void from scratch")
     max_frames: int | None = Field(None, ge=1, description="read only the first frames")
     checkpoint_every: int = Field(100, ge=1)
@@ -68,15 +87,18 @@ class AdaptReport:
     parity_error: float
     metadata: ModelMetadata
     history: list[tuple[int, float]] = field(default_factory=list)
-    #: SURE estimates of the per-pixel MSE (ADU²) on the recording, from its noisy
-    #: frames and the camera: compare them, the absolute values carry a shared bias.
+    #: Estimates of the per-pixel MSE (ADU²) on the recording, from its noisy frames and
+    #: the camera (:mod:`._risk`): of the starting model, of the written one, and of
+    #: every candidate by its step (0: the starting weights).
     risk_start: float = float("nan")
     risk_adapted: float = float("nan")
+    risks: dict[int, float] = field(default_factory=dict)
+    chosen_step: int = 0
 
     @property
     def helped(self) -> bool:
-        """The adapted model is estimated better than the one it started from."""
-        return self.risk_adapted < self.risk_start
+        """The written model is adapted weights estimated better than the start's."""
+        return self.chosen_step > 0 and self.risk_adapted < self.risk_start
 
 
 def estimate_camera(recording: Recording) -> CameraModel:
@@ -130,6 +152,7 @@ def adapt(
     optimiser = torch.optim.Adam(trainable.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     step, spent, history = 0, 0.0, []
+    snapshots = {} if cfg.from_scratch else {0: _weights(trainable)}
     ckpt = _checkpoint_path(Path(out))
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -139,17 +162,13 @@ def adapt(
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = pickle.loads(state["rng"])
         step, spent, history = state["step"], state["seconds"], state["history"]
+        snapshots.update(state["snapshots"])
         log.info("resuming %s at step %d (%.0f s spent)", ckpt, step, spent)
     budget_s = cfg.minutes * 60.0
     t0 = time.perf_counter() - spent
     window: list[float] = []
     while step < cfg.steps and time.perf_counter() - t0 < budget_s:
-        inputs, targets, mask = blind_spot_batch(
-            recording, windows, meta, camera, rng, cfg.batch, patch, cfg.mask_fraction
-        )
-        out_t = trainable.module(torch.from_numpy(inputs))[:, 0]
-        m = torch.from_numpy(mask)
-        loss = ((out_t - torch.from_numpy(targets))[m] ** 2).mean()
+        loss = _step_loss(trainable, recording, windows, meta, camera, rng, cfg, patch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -161,11 +180,18 @@ def adapt(
             window.clear()
         if progress is not None:
             progress(step, cfg.steps, value)
+        done = max(step / cfg.steps, (time.perf_counter() - t0) / budget_s)
+        for group in optimiser.param_groups:  # cosine decay over the run: settle at the end
+            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+        if sum(f <= done for f in SNAPSHOTS) > len(snapshots) - (not cfg.from_scratch):
+            snapshots[step] = _weights(trainable)
         if step % cfg.checkpoint_every == 0:
             _save(ckpt, trainable, optimiser, rng, step, time.perf_counter() - t0, history,
-                  start_id, recording.source)  # fmt: skip
+                  start_id, recording.source, snapshots)  # fmt: skip
     seconds = time.perf_counter() - t0
-    _save(ckpt, trainable, optimiser, rng, step, seconds, history, start_id, recording.source)
+    snapshots[step] = _weights(trainable)
+    _save(ckpt, trainable, optimiser, rng, step, seconds, history, start_id, recording.source,
+          snapshots)  # fmt: skip
     if window:
         history.append((step, float(np.mean(window))))
     record = {
@@ -178,29 +204,81 @@ def adapt(
         "steps": step,
         "seconds": round(seconds, 1),
         "camera": camera.model_dump(),
-        "mask_fraction": cfg.mask_fraction,
+        "loss": cfg.loss,
+        "mask_fraction": cfg.mask_fraction if cfg.loss == "n2v" else None,
         "batch": cfg.batch,
         "patch": patch,
     }
+    # Judge every candidate without clean data; write the best, with the verdict.
+    risks = _candidate_risks(trainable, meta, record, snapshots, recording, camera)
+    risk_start = risks[0] if 0 in risks else recording_risk(start, recording, camera)
+    chosen = min(risks, key=lambda k: risks[k])
+    trainable.module.load_state_dict(snapshots[chosen])
+    record |= {
+        "risk_start": risk_start,
+        "risk_adapted": risks[chosen],
+        "risks": {str(k): v for k, v in risks.items()},
+        "chosen_step": chosen,
+    }
     new_meta = _write(trainable, meta, record, Path(out))
     error = _parity(trainable, new_meta, Path(out))
-    # Judge the result without clean data, and record the verdict in the model itself.
-    risks = {
-        "risk_start": recording_risk(start, recording, camera),
-        "risk_adapted": recording_risk(Path(out), recording, camera),
-    }
-    new_meta = _write(trainable, meta, {**record, **risks}, Path(out))
-    if risks["risk_adapted"] >= risks["risk_start"]:
+    if chosen == 0:
         log.warning(
-            "the adapted model is estimated WORSE than %s on this recording (MSE estimate "
-            "%.4g vs %.4g ADU^2): keep using the starting model",
-            start.name, risks["risk_adapted"], risks["risk_start"],
+            "no adapted weights are estimated better than %s on this recording (MSE "
+            "estimate %.4g ADU^2 vs at best %.4g): %s holds the starting weights",
+            start.name, risk_start, min(v for k, v in risks.items() if k), out,
         )  # fmt: skip
     return AdaptReport(
         Path(out), start, step, seconds, history[0][1] if history else float("nan"),
         history[-1][1] if history else float("nan"), camera, error, new_meta, history,
-        risks["risk_start"], risks["risk_adapted"],
+        risk_start, risks[chosen], risks, chosen,
     )  # fmt: skip
+
+
+def _weights(model: TrainableModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+
+
+def _candidate_risks(
+    model: TrainableModel,
+    meta: ModelMetadata,
+    record: dict[str, Any],
+    snapshots: dict[int, dict[str, torch.Tensor]],
+    recording: Recording,
+    camera: CameraModel,
+) -> dict[int, float]:
+    """Each candidate's estimated MSE on the recording, in the real engine (same frames
+    and pixels for all, so their differences are precise)."""
+    risks = {}
+    with tempfile.TemporaryDirectory(prefix="deepdenoise-adapt-") as tmp:
+        for step, weights in sorted(snapshots.items()):
+            model.module.load_state_dict(weights)
+            path = Path(tmp) / f"step{step}.onnx"
+            _write(model, meta, record, path)
+            risks[step] = recording_risk(path, recording, camera)
+            log.info("candidate at step %d: estimated MSE %.4g ADU^2", step, risks[step])
+    return risks
+
+
+def _step_loss(
+    model: TrainableModel,
+    recording: Recording,
+    windows: np.ndarray,
+    meta: ModelMetadata,
+    camera: CameraModel,
+    rng: np.random.Generator,
+    cfg: AdaptConfig,
+    patch: int,
+) -> torch.Tensor:
+    """One batch's self-supervised loss, differentiable in the model's weights."""
+    if cfg.loss == "sure":
+        batch = sure_batch(recording, windows, meta, camera, rng, cfg.batch, patch)
+        return sure_loss(model.module, batch)
+    inputs, targets, mask = blind_spot_batch(
+        recording, windows, meta, camera, rng, cfg.batch, patch, cfg.mask_fraction
+    )
+    out = model.module(torch.from_numpy(inputs))[:, 0]
+    return ((out - torch.from_numpy(targets))[torch.from_numpy(mask)] ** 2).mean()
 
 
 def _save(
@@ -213,6 +291,7 @@ def _save(
     history: list[tuple[int, float]],
     start_id: str,
     source: str,
+    snapshots: dict[int, dict[str, torch.Tensor]],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -226,6 +305,7 @@ def _save(
             "history": history,
             "start_model": start_id,
             "source": source,
+            "snapshots": snapshots,
         },
         tmp,
     )

@@ -1,4 +1,4 @@
-"""``deepdenoise adapt``: fine-tune a model on a recording (blind-spot, self-supervised)."""
+"""``deepdenoise adapt``: fine-tune a model on a recording (self-supervised: SURE or N2V)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from stream.cli import console, fail, kv_table
 
 from ._hints import EXTRA_HINT
 
-#: Exit status when the adapted model is estimated worse than the starting one.
+#: Exit status when no adapted weights are estimated better than the starting ones.
 EXIT_WORSE = 3
 
 
@@ -29,7 +29,9 @@ def adapt_command(
     steps: Annotated[int, typer.Option(help="Optimiser steps at most.", min=1)] = 3000,
     batch: Annotated[int, typer.Option(help="Patches per step.", min=1)] = 8,
     patch: Annotated[int, typer.Option(help="Patch side, px.", min=16)] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    lr: Annotated[
+        float, typer.Option(help="Adam learning rate at the start, cosine-decayed to 0.")
+    ] = 3e-5,
     max_frames: Annotated[
         int | None, typer.Option(help="Read only the first frames of the recording.")
     ] = None,
@@ -38,18 +40,28 @@ def adapt_command(
     ] = None,
     offset: Annotated[float | None, typer.Option(help="Camera offset, ADU.")] = None,
     read_noise: Annotated[float | None, typer.Option(help="Camera read noise, ADU rms.")] = None,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="sure: Stein's unbiased risk estimate with the camera's variance (the model "
+            "keeps seeing every pixel); n2v: Noise2Void's blind spot."
+        ),
+    ] = "sure",
     from_scratch: Annotated[
-        bool, typer.Option("--from-scratch", help="Fresh weights: Noise2Void from scratch.")
+        bool,
+        typer.Option(
+            "--from-scratch", help="Fresh weights (with --loss n2v: Noise2Void from scratch)."
+        ),
     ] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the checkpoint next to --out.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the blind-spot sampling.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the patch, probe and mask sampling.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Adapt a model to your own recording (Noise2Void-style, no clean data); load the
+    """Adapt a model to your own recording (self-supervised, no clean data); load the
     result into a running service with `deepdenoise load-model`. Exits with status 3
-    (the model still written) when the result is estimated worse than the start."""
+    (the starting weights written) when no adapted weights are estimated better."""
     try:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -69,6 +81,7 @@ def adapt_command(
         config = AdaptConfig(
             steps=steps, minutes=minutes, batch=batch, patch=patch, lr=lr,
             max_frames=max_frames, from_scratch=from_scratch, seed=seed,
+            loss=loss,  # pydantic checks the value
         )  # fmt: skip
         with Progress(
             TextColumn("adapting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -87,22 +100,24 @@ def adapt_command(
         ("from", f"{report.start} ({report.metadata.adaptation['start_model']})"),
         ("recording", f"{source} ({report.metadata.adaptation['frames']} valid frames)"),
         ("steps", f"{report.steps} in {report.seconds:.0f} s"),
-        ("blind-spot loss", f"{report.loss_first:.4g} -> {report.loss_last:.4g}"),
+        (f"{report.metadata.adaptation['loss']} loss",
+         f"{report.loss_first:.4g} -> {report.loss_last:.4g}"),
         ("camera", f"gain {cam.gain:.4g}, offset {cam.offset:.4g}, read {cam.read_noise:.4g}"),
         ("parity vs torch", f"{report.parity_error:.2g} model units (engine on CPU)"),
-        ("MSE estimate, start -> adapted", f"{report.risk_start:.4g} -> "
-         f"{report.risk_adapted:.4g} ADU² (SURE, from the noisy frames)"),
+        ("MSE estimate by step", ", ".join(f"{k}: {v:.4g}" for k, v in report.risks.items())
+         + " ADU² (PG-URE, from the noisy frames; 0 = start)"),
+        ("chosen", f"step {report.chosen_step}" if report.chosen_step else "the starting weights"),
         ("wrote", f"{report.out} (hash {(report.metadata.content_hash or '')[:12]})"),
     )  # fmt: skip
     console.print(kv_table("adapted", rows))
     if not report.helped:
         console.print(
-            "[bold yellow]warning:[/] the adapted model is estimated worse than "
-            f"{report.start.name} on this recording: keep using the starting model "
-            "(README, adapt).",
+            "[bold yellow]warning:[/] no adapted weights are estimated better than "
+            f"{report.start.name} on this recording: {report.out} holds the starting "
+            "weights (README, adapt).",
             highlight=False,
         )
-        # written for inspection, but `adapt ... && load-model ...` must not swap it in
+        # `adapt ... && load-model ...` must not swap in a model that gains nothing
         raise typer.Exit(EXIT_WORSE)
 
 

@@ -61,6 +61,13 @@ def evaluate(
             "the models are kept in OUT/adapted/.",
         ),
     ] = 0.0,
+    adapt_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--adapt-scratch/--no-adapt-scratch",
+            help="With --adapt-minutes, also train Noise2Void from scratch for comparison.",
+        ),
+    ] = True,
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
@@ -83,6 +90,7 @@ def evaluate(
             provider=provider,
             figures=not no_figures,
             adapt_minutes=adapt_minutes,
+            adapt_scratch=adapt_scratch,
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc

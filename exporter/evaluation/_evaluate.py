@@ -152,17 +152,20 @@ def _timed(fn: Any, *args: Any) -> tuple[np.ndarray, float]:
 
 
 def adapted_models(
-    info: ModelInfo, noisy: np.ndarray, minutes: float, workdir: Path
+    info: ModelInfo, noisy: np.ndarray, minutes: float, workdir: Path, scratch: bool = True
 ) -> list[tuple[str, Path]]:
     """``info``'s model adapted to ``noisy`` (the user's recording) in ``minutes``, and
-    Noise2Void from scratch (same architecture, fresh weights) in the same budget; both
-    written to ``workdir`` (with their checkpoints, in ``*.onnx.adapt/``)."""
+    (``scratch``) Noise2Void from scratch (same architecture, fresh weights) in the same
+    budget; written to ``workdir`` (with their checkpoints, in ``*.onnx.adapt/``)."""
     from exporter.adapt import AdaptConfig, adapt  # torch: only when asked for
 
     recording = workdir / "recording.npy"
     np.save(recording, noisy)
     made = []
-    for suffix, extra in (("+adapted", {}), ("+n2v-scratch", {"from_scratch": True, "lr": 1e-3})):
+    runs: list[tuple[str, dict[str, Any]]] = [("+adapted", {})]
+    if scratch:
+        runs.append(("+n2v-scratch", {"from_scratch": True, "lr": 1e-3, "loss": "n2v"}))
+    for suffix, extra in runs:
         out = workdir / f"{info.name}{suffix}.onnx"
         config = AdaptConfig(minutes=minutes, steps=1_000_000, **extra)  # the budget decides
         report = adapt(recording, out, start=Path(info.path), config=config)
@@ -180,6 +183,7 @@ def evaluate_movie(
     adapt_minutes: float = 0.0,
     provider: str = "cpu",
     adapt_workdir: Path | None = None,
+    adapt_scratch: bool = True,
 ) -> BudgetResult:
     """Every method on one test movie (baselines tuned as the module doc says); with
     ``adapt_workdir``, also each model adapted to the movie for ``adapt_minutes`` (the
@@ -224,7 +228,9 @@ def evaluate_movie(
             out, ms, _ = run_model(engine, test.noisy, true)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
         if adapt_workdir is not None:  # the test movie stands for the user's own recording
-            for name, path in adapted_models(info, test.noisy, adapt_minutes, adapt_workdir):
+            for name, path in adapted_models(
+                info, test.noisy, adapt_minutes, adapt_workdir, adapt_scratch
+            ):
                 with Engine(path, provider=provider, warmup_shape=None) as adapted:
                     out, ms, _ = run_model(adapted, test.noisy)
                 record(name, "model", out, ms, adapt_minutes=adapt_minutes)
@@ -267,6 +273,7 @@ def evaluate(
     provider: str = "cpu",
     figures: bool = True,
     adapt_minutes: float = 0.0,
+    adapt_scratch: bool = True,
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
@@ -284,6 +291,7 @@ def evaluate(
         "seed": seed,
         "bm3d_frames": bm3d_frames,
         "adapt_minutes": adapt_minutes,
+        "adapt_scratch": adapt_scratch,
         "provider": provider,
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
@@ -301,7 +309,14 @@ def evaluate(
                     workdir.mkdir(parents=True, exist_ok=True)
                 result.results.append(
                     evaluate_movie(
-                        test, validation, loaded, bm3d_frames, adapt_minutes, provider, workdir
+                        test,
+                        validation,
+                        loaded,
+                        bm3d_frames,
+                        adapt_minutes,
+                        provider,
+                        workdir,
+                        adapt_scratch,
                     )
                 )
     finally:

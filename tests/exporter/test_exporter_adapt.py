@@ -23,6 +23,7 @@ import stream.engine
 from exporter.adapt import AdaptConfig, Recording, adapt, load_recording
 from exporter.adapt._blindspot import blind_spot_batch
 from exporter.adapt._onnx_weights import load_trainable, with_trained_weights
+from exporter.adapt._sure import SureBatch, sure_batch, sure_loss
 from exporter.export import _torch_to_onnx
 from exporter.model import ModelSpec, build_model
 from stream import ModelError
@@ -92,33 +93,70 @@ def test_blind_spot_batches_come_from_valid_windows_only(conv_model_adaptive: Pa
     assert (mask.sum(axis=(1, 2)) == round(0.05 * 32 * 32)).all()
 
 
-def test_a_tiny_adapt_run_lowers_the_self_supervised_loss(tmp_path: Path, conv_model: Path):
-    """Fixed random weights, a generated series: 60 steps bring the blind-spot loss down
-    on held-out batches (the same batches before and after)."""
+@pytest.mark.parametrize("kind", ["n2v", "sure"])
+def test_a_tiny_adapt_run_lowers_the_self_supervised_loss(
+    tmp_path: Path, conv_model: Path, kind: str
+) -> None:
+    """Fixed random weights, a generated series: 60 steps bring the run's own loss
+    (blind-spot or SURE) down on held-out batches (the same batches before and after)."""
     np.save(tmp_path / "rec.npy", _movie(8))
     recording = load_recording(tmp_path / "rec.npy")
     meta = _meta(conv_model)
-    held_out = [
-        blind_spot_batch(recording, recording.windows(1), meta, CAMERA,
-                         np.random.default_rng(100 + i), 4, 32, 0.02)
-        for i in range(4)
-    ]  # fmt: skip
+    rngs = [np.random.default_rng(100 + i) for i in range(4)]
+    windows = recording.windows(1)
 
     def loss(model: Path) -> float:
         module = load_trainable(model).module.eval()
         total = 0.0
         with torch.no_grad():
-            for inputs, targets, mask in held_out:
+            for batch in held_out:
+                if isinstance(batch, SureBatch):
+                    total += float(sure_loss(module, batch))
+                    continue
+                inputs, targets, mask = batch
                 out = module(torch.from_numpy(inputs))[:, 0].numpy()
                 total += float(np.mean((out - targets)[mask] ** 2))
         return total
 
-    adapt(
+    held_out: list = [
+        sure_batch(recording, windows, meta, CAMERA, rng, 4, 32)
+        if kind == "sure"
+        else blind_spot_batch(recording, windows, meta, CAMERA, rng, 4, 32, 0.02)
+        for rng in rngs
+    ]
+    report = adapt(
         tmp_path / "rec.npy", tmp_path / "a.onnx", start=conv_model, camera=CAMERA,
-        config=AdaptConfig(steps=60, batch=4, patch=32, lr=1e-3),
+        config=AdaptConfig(steps=60, batch=4, patch=32, lr=1e-3, loss=kind),  # type: ignore[arg-type]
     )  # fmt: skip
+    assert report.metadata.adaptation["loss"] == kind and report.chosen_step > 0
     before, after = loss(conv_model), loss(tmp_path / "a.onnx")
     assert after < 0.7 * before, (before, after)
+
+
+def test_sure_probes_only_the_current_frame_and_estimates_the_identity_right(
+    conv_model_adaptive: Path,
+) -> None:
+    """A temporal, noise-adaptive model: the probe moves the current frame (and so its
+    noise map), never the previous frame. For the identity, whose MSE is the noise
+    variance, the SURE loss is that variance (within the probe's sampling noise)."""
+    meta = _meta(conv_model_adaptive)
+    assert meta.frames == 2 and meta.noise_map
+    recording = Recording(_movie(6), np.ones(6, bool), "movie")
+    batch = sure_batch(recording, recording.windows(2), meta, CAMERA,
+                       np.random.default_rng(0), 8, 48)  # fmt: skip
+    # The previous frame is the same in ADU (the frame scale follows the probed frame).
+    rescale = batch.rescale[:, None, None]
+    np.testing.assert_allclose(batch.probed[:, 0] * rescale, batch.inputs[:, 0], rtol=1e-5)
+    assert not np.allclose(batch.probed[:, 1], batch.inputs[:, 1])  # current frame
+    assert not np.allclose(batch.probed[:, 2], batch.inputs[:, 2])  # its noise map
+
+    class CurrentFrame(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, meta.frames - 1 : meta.frames]
+
+    estimate = float(sure_loss(CurrentFrame(), batch))
+    variance = float(batch.variance.mean())
+    assert estimate == pytest.approx(variance, rel=0.05), (estimate, variance)
 
 
 @pytest.mark.parametrize(
@@ -281,13 +319,18 @@ def test_adapt_a_stored_series_resume_and_swap_it_in_live(
     assert status["dropped"] == {} and status["frames_out"] == n
 
 
-def test_adapt_cli_exits_3_when_the_result_is_estimated_worse(tmp_path: Path) -> None:
-    """A Gaussian smoother ruined by a huge learning rate: written, flagged, status 3, so
-    `adapt ... && deepdenoise load-model ...` does not swap it in."""
+def test_adapt_hands_back_the_starting_weights_when_training_ruined_them(
+    tmp_path: Path,
+) -> None:
+    """A Gaussian smoother ruined by a huge learning rate: every candidate is estimated
+    worse, so the written model holds the starting weights (same output), says so, and
+    the CLI exits with status 3 so `adapt ... && deepdenoise load-model ...` swaps
+    nothing in."""
     from exporter.simple_models import make_gaussian
 
     start = make_gaussian(tmp_path / "smooth.onnx", 1.0)
-    np.save(tmp_path / "rec.npy", _movie(6))
+    movie = _movie(6)
+    np.save(tmp_path / "rec.npy", movie)
     result = CliRunner().invoke(
         app,
         ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "a.onnx"), "--from",
@@ -296,10 +339,17 @@ def test_adapt_cli_exits_3_when_the_result_is_estimated_worse(tmp_path: Path) ->
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 3, result.output
-    assert "estimated worse" in result.output
-    with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
-        record = engine.metadata.adaptation
-    assert record["risk_adapted"] > record["risk_start"]
+    assert "starting weights" in result.output
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
+    outputs = []
+    for path in (start, tmp_path / "a.onnx"):
+        with Engine(path, provider="cpu", warmup_shape=None) as engine:
+            outputs.append(engine.denoise(movie[0].astype(np.float32), camera=camera))
+            record = engine.metadata.adaptation
+    assert record["chosen_step"] == 0 and record["risk_adapted"] == record["risk_start"]
+    ruined = [v for step, v in record["risks"].items() if step != "0"]
+    assert ruined and min(ruined) > record["risk_start"]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-3)
 
 
 def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
