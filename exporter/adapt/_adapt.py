@@ -2,16 +2,16 @@
 
 The loop: draw batches from the recording, step Adam on a self-supervised loss -- SURE
 (:mod:`._sure`, the default: the model keeps seeing every pixel) or Noise2Void's
-blind-spot loss (:mod:`._blindspot`, the masked pixels' squared error) -- save a
-checkpoint every ``checkpoint_every`` steps (weights, optimiser, step, seconds spent, the
-data RNG, the candidates), stop at ``steps`` or at the
-wall-clock budget, whichever comes first. Weights are kept at a quarter, half and three
-quarters of the run and at its end; each, and the starting weights, is judged on the
-recording by an unbiased estimate of its MSE from the noisy frames (:mod:`._risk`), and
-the best is written -- the starting weights when nothing beat them, so adapting never
-hands back a model it has no evidence for. The written ONNX model is the starting graph
-with the chosen weights and an ``adaptation`` record in its metadata, checked in the
-real engine against the torch module it came from.
+blind-spot loss (:mod:`._blindspot`, the masked pixels' squared error) -- with the
+learning rate cosine-decayed over the run, save a checkpoint every ``checkpoint_every``
+steps (weights, optimiser, step, seconds spent, the data RNG, the candidates), stop at
+``steps`` or at the wall-clock budget, whichever comes first. Weights are kept at a
+quarter, half and three quarters of the run and at its end; each, and the starting
+weights, is judged on the recording by an unbiased estimate of its MSE from the noisy
+frames (:mod:`._risk`), and the best is written -- the starting weights when nothing
+beat them, so adapting never hands back a model it has no evidence for. The written ONNX
+model is the starting graph with the chosen weights and an ``adaptation`` record in its
+metadata, checked in the real engine against the torch module it came from.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class AdaptConfig(BaseModel):
     loss: Literal["sure", "n2v"] = Field(
         "sure", description="SURE with the camera's variance, or Noise2Void's blind spot"
     )
-    from_scratch: bool = Field(False, description="fresh weights: Noise2Void from scratch")
+    from_scratch: bool = Field(False, description="fresh weights (n2v: N2V from scratch)")
     max_frames: int | None = Field(None, ge=1, description="read only the first frames")
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0
