@@ -88,12 +88,16 @@ class AdaptReport:
     metadata: ModelMetadata
     history: list[tuple[int, float]] = field(default_factory=list)
     #: Estimates of the per-pixel MSE (ADU²) on the recording, from its noisy frames and
-    #: the camera (:mod:`._risk`): of the starting model, of the written one, and of
-    #: every candidate by its step (0: the starting weights).
+    #: the camera (:mod:`._risk`): of the starting model, and of every candidate by its
+    #: step (0: the starting weights; ``chosen_step`` was written).
     risk_start: float = float("nan")
-    risk_adapted: float = float("nan")
     risks: dict[int, float] = field(default_factory=dict)
     chosen_step: int = 0
+
+    @property
+    def risk_adapted(self) -> float:
+        """The written weights' estimate."""
+        return self.risks[self.chosen_step]
 
     @property
     def helped(self) -> bool:
@@ -183,7 +187,7 @@ def adapt(
         done = max(step / cfg.steps, (time.perf_counter() - t0) / budget_s)
         for group in optimiser.param_groups:  # cosine decay over the run: settle at the end
             group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
-        if sum(f <= done for f in SNAPSHOTS) > len(snapshots) - (not cfg.from_scratch):
+        if sum(f <= done for f in SNAPSHOTS) > sum(s > 0 for s in snapshots):
             snapshots[step] = _weights(trainable)
         if step % cfg.checkpoint_every == 0:
             _save(ckpt, trainable, optimiser, rng, step, time.perf_counter() - t0, history,
@@ -231,7 +235,7 @@ def adapt(
     return AdaptReport(
         Path(out), start, step, seconds, history[0][1] if history else float("nan"),
         history[-1][1] if history else float("nan"), camera, error, new_meta, history,
-        risk_start, risks[chosen], risks, chosen,
+        risk_start, risks, chosen,
     )  # fmt: skip
 
 

@@ -47,19 +47,12 @@ def blind_spot_batch(
     fraction: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs [N, C, P, P], targets [N, P, P], mask [N, P, P]) in model units."""
-    k = meta.frames
-    _, h, w = recording.frames.shape
-    if h < patch or w < patch:
-        raise ValueError(f"expected frames of at least {patch}x{patch} px, got {h}x{w}")
     inputs = np.empty((batch, meta.in_channels, patch, patch), np.float32)
     targets = np.zeros((batch, patch, patch), np.float32)
     mask = np.zeros((batch, patch, patch), bool)
     n_masked = max(1, round(fraction * patch * patch))
     for b in range(batch):
-        t = int(rng.choice(windows))
-        y, x = (int(v) for v in rng.integers(0, (h - patch + 1, w - patch + 1)))
-        frames = recording.frames[t - k + 1 : t + 1, y : y + patch, x : x + patch]
-        frames = frames.astype(np.float32)
+        frames = recording.random_patch(windows, meta.frames, patch, rng)
         original = frames[-1].copy()
         ys, xs = np.divmod(rng.choice(patch * patch, n_masked, replace=False), patch)
         offsets = _OFFSETS[rng.integers(0, len(_OFFSETS), n_masked)]

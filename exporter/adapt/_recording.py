@@ -30,6 +30,18 @@ class Recording:
         run = np.convolve(ok, np.ones(k, np.int64), mode="full")[: len(ok)]
         return np.flatnonzero(run == k)
 
+    def random_patch(
+        self, windows: np.ndarray, k: int, patch: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """A random ``patch`` x ``patch`` crop of the ``k`` frames ending at a random index
+        of ``windows``, float32 (K, P, P), oldest first."""
+        _, h, w = self.frames.shape
+        if h < patch or w < patch:
+            raise ValueError(f"expected frames of at least {patch}x{patch} px, got {h}x{w}")
+        t = int(rng.choice(windows))
+        y, x = (int(v) for v in rng.integers(0, (h - patch + 1, w - patch + 1)))
+        return self.frames[t - k + 1 : t + 1, y : y + patch, x : x + patch].astype(np.float32)
+
 
 def load_recording(path: Path, max_frames: int | None = None) -> Recording:
     """A series store, ``.npy``, TIFF or Zarr array as a :class:`Recording`."""

@@ -14,7 +14,8 @@ needs its own forward pass, but pixels further apart than the model's receptive 
 not see each other: each pass moves a whole lattice of them (about 25 per pass at 256²
 for a 51-pixel field). The first-order version (Monte-Carlo SURE with the variance
 ``gain * c + read**2``) fails where it matters most: at one photon per pixel it rated a
-model 7.8 dB *worse* than its start as better, and training on it ruined the model.
+model 7.8 dB *worse* than its start as better. ``adapt`` still trains with that cheap
+version (:mod:`._sure`: every pixel in every step) but judges what it trained with this one.
 
 The model runs in the real engine (frame scale and noise map included), so their
 dependence on the frame is part of what is estimated. Estimates of several models on
@@ -47,15 +48,14 @@ def estimated_mse(
     camera: CameraModel,
     histories: list[list[np.ndarray]] | None = None,
     seed: int = 0,
-    spacing: int | None = None,
 ) -> float:
     """Mean over ``frames`` of the PG-URE estimate of the per-pixel MSE (ADU²).
 
-    ``histories``: each frame's previous frames, oldest first (temporal models).
-    ``spacing``: lattice pitch, at least the model's receptive field (its default).
+    ``histories``: each frame's previous frames, oldest first (temporal models). The
+    lattice pitch is the model's receptive field.
     """
     rng = np.random.default_rng(seed)
-    pitch = max(spacing or 0, engine.metadata.receptive_field)
+    pitch = engine.metadata.receptive_field
     g, read2 = camera.gain, camera.read_noise**2
     step = np.float32(DERIVATIVE_STEP * max(camera.read_noise, math.sqrt(g)))
     total, count = 0.0, 0

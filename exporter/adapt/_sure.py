@@ -56,10 +56,6 @@ def sure_batch(
     patch: int,
 ) -> SureBatch:
     """``batch`` random patches of valid windows with their probes."""
-    k = meta.frames
-    _, h, w = recording.frames.shape
-    if h < patch or w < patch:
-        raise ValueError(f"expected frames of at least {patch}x{patch} px, got {h}x{w}")
     shape = (batch, meta.in_channels, patch, patch)
     inputs, probed = np.empty(shape, np.float32), np.empty(shape, np.float32)
     noisy = np.empty((batch, patch, patch), np.float32)
@@ -67,10 +63,7 @@ def sure_batch(
     probe = rng.standard_normal((batch, patch, patch)).astype(np.float32)
     eps, rescale = np.empty(batch, np.float32), np.empty(batch, np.float32)
     for b in range(batch):
-        t = int(rng.choice(windows))
-        y, x = (int(v) for v in rng.integers(0, (h - patch + 1, w - patch + 1)))
-        frames = recording.frames[t - k + 1 : t + 1, y : y + patch, x : x + patch]
-        frames = frames.astype(np.float32)
+        frames = recording.random_patch(windows, meta.frames, patch, rng)
         centred = frames[-1] - np.float32(camera.offset)
         # Not clipped at zero: E[gain * c + read**2] is the variance, a clipped value
         # overstates it in dark pixels (a bias of the whole estimate at low counts).
