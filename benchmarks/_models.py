@@ -1,8 +1,10 @@
 """The models the suites run: where they come from, their fp16 variant, and torch twins.
 
-``identity`` is built on the fly (onnx + numpy); ``na-lite``, ``dncnn-lite`` and ``dncnn20`` are the
-shipped files (``stream.engine.shipped_model_path``), and a missing one is skipped
-with its reason rather than failing the run. ``--model NAME=PATH`` replaces a file.
+``identity`` is built on the fly (onnx + numpy); ``na-lite`` is the shipped file
+(``stream.engine.shipped_model_path``); ``dncnn-lite`` and ``dncnn20``, retired from the
+package, are kept in ``benchmarks/models`` as plain-DnCNN speed references. A missing
+one is skipped with its reason rather than failing the run. ``--model NAME=PATH``
+replaces a file.
 
 The torch baseline must run the *same weights*. The package ships no checkpoint, so
 :func:`torch_from_onnx` rebuilds a torch module from the ONNX graph itself: the
@@ -23,7 +25,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SHIPPED = ("na-lite", "dncnn-lite", "dncnn20")
+#: Retired models kept as speed references (plain conv stacks the torch twin can mirror).
+REFERENCE_DIR = Path(__file__).resolve().parent / "models"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def resolve_models(
             from exporter.simple_models import make_identity
 
             found.append(ModelFile(name, make_identity(work / "identity.onnx")))
+        elif (REFERENCE_DIR / f"{name}.onnx").is_file():
+            found.append(ModelFile(name, REFERENCE_DIR / f"{name}.onnx"))
         else:
             try:
                 found.append(ModelFile(name, shipped_model_path(name)))

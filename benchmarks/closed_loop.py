@@ -59,7 +59,7 @@ class Settings:
 
     @classmethod
     def for_level(cls, level: Level) -> Settings:
-        models = ["identity", "dncnn-lite"]
+        models = ["identity", "na-lite"]
         if level == "tiny":
             return cls([64], ["identity"], [100.0, 500.0], 0.1, 10, rois=20, pool=4)
         if level == "quick":

@@ -14,7 +14,7 @@ Zarr off, frames up to 512x512).
 Rates: a fixed rate runs with the live overflow policy (``drop_oldest``: a model
 slower than the rate drops frames, counted); flat out ("max") runs lossless
 (``block``), so its fps is what the service sustains and its latency is mostly
-backlog. A model whose frame takes longer than ``heavy_ms`` here (dncnn20 on a CPU)
+backlog. A model whose frame takes longer than ``heavy_ms`` here (a large model on a CPU)
 runs flat out only, on a few frames, and its rows say so; one predicted to exceed
 ``max_inference_ms`` is skipped.
 """
@@ -92,7 +92,7 @@ class Settings:
                 loss_window_s=0.3,
                 **common,
             )
-        models = ["identity", "na-lite", "dncnn-lite", "dncnn20"]
+        models = ["identity", "na-lite"]
         if level == "quick":
             return cls(
                 sizes=[256, 512],

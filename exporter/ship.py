@@ -1,6 +1,6 @@
 """Ship a trained checkpoint as package data: ``stream/engine/models/<name>.onnx`` + card.
 
-``deepdenoise ship RUN_DIR --name dncnn-lite --recipe exporter/recipes/lite.toml
+``deepdenoise ship RUN_DIR --name na-lite --recipe exporter/recipes/na-lite.toml
 [--metrics benchmarks/results/evaluation/metrics.json]``
 
 The card is generated from what was measured, never typed in: the run's summary
@@ -69,10 +69,16 @@ def ship(
 
 
 def run_summary(run_dir: Path, wall_hours: float | None = None) -> dict[str, Any]:
-    """The finished run's summary.json, or one read from the best checkpoint so far."""
+    """The finished run's summary.json, or one read from the best checkpoint so far.
+
+    ``wall_hours`` replaces the summary's time: a resumed run's summary counts only its
+    last session.
+    """
     path = run_dir / "summary.json"
     if path.exists():
         summary: dict[str, Any] = json.loads(path.read_text())
+        if wall_hours is not None:
+            summary.update(seconds=wall_hours * 3600.0, steps_per_s=None, start_step=0)
         return summary
     import torch  # the train extra, as for export
 

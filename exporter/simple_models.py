@@ -28,7 +28,6 @@ IR_VERSION = 8
 
 DEFAULT_MODEL_NAME = "gaussian-smooth"
 DEFAULT_SIGMA = 1.5
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "engine" / "models"
 
 
 def _save(
@@ -214,10 +213,11 @@ _MODEL_CARD = """\
 # {name}
 
 **What it is.** A fixed {size}x{size} Gaussian smoothing filter (sigma {sigma} px),
-exported as a one-layer ONNX convolution: the classical smoothing reference, shipped so
-the trained DnCNNs (`dncnn-lite`, `dncnn20`) can be compared with it in the same engine
-(`deepdenoise serve --model .../gaussian-smooth.onnx`). It is not a trained denoiser
-and not the default model.
+exported as a one-layer ONNX convolution: the classical smoothing reference, so a trained
+model can be compared with it in the same engine (`deepdenoise serve --model
+gaussian-smooth.onnx`). It is not a trained denoiser and not shipped in the package: at
+high photon counts its output is worse than its input (one fixed sigma cannot suit every
+budget; `deepdenoise evaluate` tunes its Gaussian baselines per movie instead).
 
 | field | value |
 |---|---|
@@ -227,13 +227,13 @@ and not the default model.
 | training | none (closed-form weights) |
 | content hash | `{content_hash}` |
 
-**Recipe.** `deepdenoise ship --reference` (closed-form weights, no training).
+**Recipe.** `deepdenoise ship --reference --out DIR` (closed-form weights, no training).
 The output is deterministic, so the content hash above identifies this exact graph.
 """
 
 
-def write_default_model(out_dir: str | Path = DEFAULT_MODELS_DIR) -> Path:
-    """Write the shipped smoothing reference model and its model card into ``out_dir``."""
+def write_default_model(out_dir: str | Path) -> Path:
+    """Write the smoothing reference model and its model card into ``out_dir``."""
     out_dir = Path(out_dir)
     path = make_gaussian(
         out_dir / f"{DEFAULT_MODEL_NAME}.onnx",

@@ -1,8 +1,8 @@
 """``deepdenoise ship``: a maintainer's command that turns a training run into package data.
 
 Exports the run's best checkpoint into the engine's ``models/`` folder and writes its
-model card from what was measured; ``--reference`` regenerates the closed-form
-smoothing reference instead.
+model card from what was measured; ``--reference`` writes the closed-form smoothing
+reference (not package data) into ``--out`` instead.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def ship_command(
     run_dir: Annotated[
         Path | None, typer.Argument(help="A training run folder (best.pt, summary.json).")
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Shipped model name, e.g. dncnn-lite.")] = None,
+    name: Annotated[str | None, typer.Option(help="Shipped model name, e.g. na-lite.")] = None,
     recipe: Annotated[
         Path | None, typer.Option(help="The recipe the run was trained with.")
     ] = None,
@@ -32,13 +32,18 @@ def ship_command(
     wall_hours: Annotated[
         float | None,
         typer.Option(
-            help="Wall time the run has spent so far (from its logs), for a run that is "
-            "still training (no summary.json yet).",
+            help="Wall time the run has spent in all sessions (from its logs): for a run "
+            "still training, or one resumed (its summary.json counts the last session).",
         ),
     ] = None,
     reference: Annotated[
-        bool, typer.Option("--reference", help="Regenerate the gaussian-smooth reference.")
+        bool,
+        typer.Option(
+            "--reference",
+            help="Write the gaussian-smooth reference (a fixed Gaussian) into --out.",
+        ),
     ] = False,
+    out: Annotated[Path, typer.Option(help="Folder for --reference.")] = Path("."),
 ) -> None:
     """Ship a trained run (or the smoothing reference) as a packaged model with its card."""
     try:
@@ -48,7 +53,8 @@ def ship_command(
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     try:
         if reference:
-            path = write_default_model()
+            out.mkdir(parents=True, exist_ok=True)
+            path = write_default_model(out)
         elif run_dir is None or name is None or recipe is None:
             raise fail("give RUN_DIR, --name and --recipe (or --reference)")
         else:

@@ -44,7 +44,8 @@ def train_command(
         Path | None, typer.Option(help="TOML training config; options below override it.")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Model preset: lite or dncnn20. [default: lite]")
+        str | None,
+        typer.Option(help="Model preset: lite, dncnn20, na-lite, na-temporal or na-large."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps in total.")] = None,
     batch: Annotated[int | None, typer.Option(help="Patches per step.")] = None,

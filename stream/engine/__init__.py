@@ -10,6 +10,7 @@ from ..camera import CameraModel
 from ._engine import (
     CPU_DEFAULT,
     GPU_DEFAULT,
+    RETIRED,
     Engine,
     default_model_path,
     model_id_for,
@@ -55,6 +56,7 @@ __all__ = [
     "GPU_DEFAULT",
     "ORT_NAMES",
     "PREFIX",
+    "RETIRED",
     "CameraModel",
     "Engine",
     "GpuConfig",

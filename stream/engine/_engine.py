@@ -38,10 +38,17 @@ from ._tiling import TilePlan, TileWorkspace, check_tiling, default_tile_overlap
 log = logging.getLogger(__name__)
 
 #: Shipped models (package data, each with a model card beside it). ``na-lite`` on both:
-#: on data from generators it never saw it beats ``dncnn-lite`` and ``dncnn20`` at every
-#: photon budget measured (README, "Models"); a larger noise-adaptive model for GPUs is
-#: not trained yet.
+#: a larger noise-adaptive model for GPUs is not trained yet (README, "Models").
 CPU_DEFAULT, GPU_DEFAULT = "na-lite", "na-lite"
+#: Models shipped once and withdrawn, with the reason a user naming one is told.
+RETIRED = {
+    "dncnn-lite": "trained on the project's phantom only, its output was worse than its input "
+    "at 1000 photons per pixel on data it was not generated for",
+    "dncnn20": "trained on the project's phantom only, its output was worse than its input "
+    "at 1000 photons per pixel on data it was not generated for",
+    "gaussian-smooth": "a fixed Gaussian is worse than its input at high photon counts; "
+    "write it with `deepdenoise ship --reference --out DIR` to compare against it",
+}
 #: Frame shapes whose buffers an engine keeps (a live stream rarely changes shape).
 _MAX_WORKSPACES = 4
 _ORT_WARNING, _ORT_ERROR = 2, 3
@@ -53,6 +60,11 @@ def shipped_model_path(name: str) -> Path:
     """The ONNX file of a model shipped in ``stream/engine/models`` (see its ``.md`` card)."""
     resource = files("stream.engine").joinpath("models", f"{name}.onnx")
     if not isinstance(resource, Path) or not resource.is_file():
+        if name in RETIRED:
+            raise ModelError(
+                f"model {name!r} is no longer shipped ({RETIRED[name]}); use "
+                f"{CPU_DEFAULT!r}, or train it again from its recipe in exporter/recipes"
+            )
         raise ModelError(f"no shipped model named {name!r} (looked for {resource})")
     return resource
 

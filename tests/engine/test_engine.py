@@ -18,7 +18,6 @@ from stream.engine import (
     _providers,
     probe_providers,
     select_providers,
-    shipped_model_path,
 )
 
 CUDA_PROBLEM = probe_providers()["cuda"]
@@ -186,9 +185,11 @@ def test_normalisation_is_applied(tmp_path: Path) -> None:
         np.testing.assert_allclose(model_units.denoise(frame), expected, rtol=1e-5, atol=1e-2)
 
 
-def test_shipped_smoothing_reference_loads() -> None:
-    path = shipped_model_path("gaussian-smooth")
-    assert path.is_file()
+def test_smoothing_reference_written_with_its_card_loads(tmp_path: Path) -> None:
+    from exporter.simple_models import write_default_model
+
+    path = write_default_model(tmp_path)
+    assert path.name == "gaussian-smooth.onnx"
     assert path.with_suffix(".md").is_file()
     with Engine(path, provider="cpu") as engine:
         assert engine.metadata.from_model
