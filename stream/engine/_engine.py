@@ -194,7 +194,9 @@ class Engine:
     ) -> None:
         self.path = Path(model_path)
         if not self.path.exists():
-            raise ModelError(f"model {self.path} does not exist; expected an .onnx file")
+            retired = RETIRED.get(self.path.stem)
+            why = f" (a model no longer shipped: {retired}; use {CPU_DEFAULT!r})" if retired else ""
+            raise ModelError(f"model {self.path} does not exist{why}; expected an .onnx file")
         if not self.path.is_file():
             raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
         self.gpu = gpu or GpuConfig()

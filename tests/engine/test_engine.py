@@ -266,8 +266,10 @@ def test_bad_models_raise_model_error(tmp_path: Path, kind: str, match: str) -> 
 
 
 def test_missing_file_or_a_directory_raises_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match="does not exist; expected"):
         Engine(tmp_path / "nope.onnx", provider="cpu")
+    with pytest.raises(ModelError, match="no longer shipped: trained on the project's phantom"):
+        Engine(tmp_path / "dncnn-lite.onnx", provider="cpu")  # a config from before
     with pytest.raises(ModelError, match="is a directory"):
         Engine(tmp_path, provider="cpu")
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
