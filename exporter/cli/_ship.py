@@ -45,7 +45,7 @@ def ship_command(
     ] = False,
     out: Annotated[Path, typer.Option(help="Folder for --reference.")] = Path("."),
 ) -> None:
-    """Ship a trained run (or the smoothing reference) as a packaged model with its card."""
+    """Ship a trained run as a packaged model with its card (or write the smoothing reference)."""
     try:
         from exporter.ship import ship
         from exporter.simple_models import write_default_model
