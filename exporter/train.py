@@ -273,6 +273,8 @@ class _Run:
         self.window: list[tuple[float, float]] = []
         if resume is not None:
             self._restore(resume)
+        elif cfg.init is not None:
+            self._start_from(Path(cfg.init))
         val_seed = derive_seed(cfg.seed, _VAL_TAG)
         if cfg.data_source == "synth":
             self.normalization: dict[str, Any] = {"normalization": "adaptive"}
@@ -299,6 +301,17 @@ class _Run:
         self.step, self.segment = int(ckpt["step"]), int(ckpt["data_segment"])
         self.window = [(float(a), float(b)) for a, b in ckpt.get("loss_window", [])]
         log.info("resuming %s at step %d of %d", path, self.step, self.cfg.steps)
+
+    def _start_from(self, path: Path) -> None:
+        ckpt = read_checkpoint(path)
+        old = TrainConfig.model_validate(ckpt["config"])
+        if old.model_spec() != self.cfg.model_spec():
+            raise ConfigError(
+                f"cannot start from {path}: it holds a {old.model_spec()} model, the config "
+                f"asks for {self.cfg.model_spec()}"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        log.info("starting from the weights of %s (its step %d)", path, ckpt["step"])
 
     def payload(self) -> dict[str, Any]:
         """The checkpoint: everything needed to export, or to continue exactly."""

@@ -73,6 +73,11 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds weights, data and validation")
     device: Device = "auto"
     out_dir: Path = Path("runs/dncnn")
+    init: Path | None = Field(
+        None,
+        description="start from this checkpoint's weights (same model); optimizer, schedule "
+        "and data start afresh: a second training stage, e.g. on larger patches",
+    )
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads")
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes")
 
@@ -119,7 +124,7 @@ class TrainConfig(BaseModel):
 
 
 #: Settings holding paths: relative ones in a config file are relative to its folder.
-PATH_FIELDS = ("out_dir", "data.noise.recorded", "synth.recorded")
+PATH_FIELDS = ("out_dir", "init", "data.noise.recorded", "synth.recorded")
 
 
 def load_train_config(

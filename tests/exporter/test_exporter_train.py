@@ -213,3 +213,23 @@ def test_lr_schedule_shapes():
     flat = cfg.model_copy(update={"schedule": "constant", "warmup": 0.0})
     assert {lr_factor(flat, s) for s in (0, 50, 99)} == {1.0}
     assert not math.isnan(lr_factor(TrainConfig(steps=1), 0))
+
+
+def test_a_second_stage_starts_from_the_first_stages_weights(
+    full_run: TrainSummary, tmp_path: Path
+):
+    """``init``: the weights carry over; the step count, optimizer and schedule start
+    afresh (a vanishing rate here, so the learned weights must still be there after)."""
+    stage2 = tiny_config(tmp_path / "stage2", init=full_run.last_checkpoint, steps=10, lr=1e-12)
+    run = train(stage2, progress=False)
+    assert run.start_step == 0 and run.steps == 10
+    first, _ = load_checkpoint(full_run.last_checkpoint)
+    second, info = load_checkpoint(run.last_checkpoint)
+    assert info["step"] == 10
+    for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
+    assert run.final_val_psnr > run.noisy_psnr + 2.0  # trained weights, not the identity
+
+    other = tiny_config(tmp_path / "other", init=full_run.last_checkpoint, preset="dncnn20")
+    with pytest.raises(ConfigError, match=r"cannot start from .* the config asks for"):
+        train(other, progress=False)
