@@ -40,7 +40,10 @@ def service_config(tmp_path: Path, model: Path, **overrides: Any) -> ServiceConf
         "zarr": tmp_path / "data",
         "status_interval_s": 0.1,
         "warmup_shape": None,
-        "queues": {"inference_overflow": "block"},
+        # lossless on a busy machine: inference blocks instead of dropping, and the PUB
+        # queue holds every message of a test's stream (frame, traces, trigger per frame)
+        # even when the publisher thread is starved of CPU for a while
+        "queues": {"inference_overflow": "block", "publish_depth": 512},
     }
     values.update(overrides)
     return ServiceConfig(**values)
