@@ -70,6 +70,9 @@ def test_valid_frames_survive_a_stream_of_malformed_ones(tmp_path: Path, identit
         push.send_multipart(_msg(_header(index=last + 1, shape=[6, 4]), good[0].tobytes()))
         got, others = collect(sub, len(good))
         wait_until(lambda: sum(svc.stats.snapshot()["rejected"].values()) == len(MALFORMED) + 1)
+        # the PUB thread counts a frame once its send returned: the subscriber may hold the
+        # last frame a moment before that
+        wait_until(lambda: svc.status()["frames_out"] == len(good))
         status = svc.status()
 
     assert [m.header["index"] for m in got] == list(range(len(good)))

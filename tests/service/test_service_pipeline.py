@@ -163,6 +163,8 @@ def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
                 pub.send_frame(frames[i], "p", i)
             got, _ = collect(sub, 5)
             ctl.flush()
+            # a frame is counted out once sent: the subscriber may hold it a moment earlier
+            wait_until(lambda: ctl.status()["frames_out"] == 5)
             status = ctl.status()
             with pytest.raises(ControlError, match="unknown cmd"):
                 ctl.request("explode")
