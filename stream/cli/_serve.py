@@ -20,7 +20,8 @@ def serve(
     model: Annotated[
         Path | None,
         typer.Option(
-            help="ONNX model.", show_default="the shipped default for the active provider"
+            help="ONNX model, or a shipped model by name (na-lite, na-temporal).",
+            show_default="the shipped default for the active provider",
         ),
     ] = None,
     input: Annotated[

@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .._errors import ModelError
 from .._settings import load_settings
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
 from ..camera import CameraModel
-from ..engine import GpuConfig
+from ..engine import GpuConfig, shipped_model_path
 from ..protocol import Limits
 from ..store import StoreConfig
 from ..traces import TraceConfig
@@ -75,7 +76,11 @@ class ServiceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Path | None = Field(None, description="ONNX model; None uses the shipped default")
+    model: Path | None = Field(
+        None,
+        description="ONNX model, or a shipped model's name (na-lite, na-temporal); None uses "
+        "the shipped default",
+    )
     input: Endpoint = DEFAULT_INPUT
     input_mode: InputMode = "sub"
     input_bind: bool = False
@@ -131,6 +136,20 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _absolute_dirs(cls, value: list[Path]) -> list[Path]:
         return [v.expanduser().absolute() for v in value]
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _shipped_by_name(cls, value: Any) -> Any:
+        # A bare name that is no file here (``na-temporal``): the shipped model of that
+        # name; anything else is left for the engine, which says what is wrong with it.
+        if isinstance(value, str | Path) and value:
+            path = Path(value)
+            if len(path.parts) == 1 and not path.suffix and not path.exists():
+                try:
+                    return shipped_model_path(path.name)
+                except ModelError:
+                    return value
+        return value
 
     @field_validator("model", "zarr")
     @classmethod

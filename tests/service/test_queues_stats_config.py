@@ -128,3 +128,16 @@ def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_config(path)
+
+
+def test_a_shipped_model_is_named_and_anything_else_is_left_to_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from stream.engine import shipped_model_path
+
+    monkeypatch.chdir(tmp_path)
+    assert ServiceConfig(model="na-temporal").model == shipped_model_path("na-temporal")
+    assert ServiceConfig(model=Path("na-lite")).model == shipped_model_path("na-lite")
+    assert ServiceConfig(model="no-such-model").model == tmp_path / "no-such-model"
+    (tmp_path / "na-temporal").write_bytes(b"")  # a file of that name here wins
+    assert ServiceConfig(model="na-temporal").model == tmp_path / "na-temporal"
