@@ -186,13 +186,21 @@ def _write_history(out_dir: Path, hist: _History) -> Path:
     return path
 
 
-def _check_resume(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
+def _check_same_model(
+    cfg: TrainConfig, ckpt: dict[str, Any], path: Path, action: str
+) -> TrainConfig:
+    """The checkpoint's config, once its model is known to be the one ``cfg`` builds."""
     old = TrainConfig.model_validate(ckpt["config"])
     if old.model_spec() != cfg.model_spec():
         raise ConfigError(
-            f"cannot resume {path}: it holds a {old.model_spec()} model, the config asks "
+            f"cannot {action} {path}: it holds a {old.model_spec()} model, the config asks "
             f"for {cfg.model_spec()}"
         )
+    return old
+
+
+def _check_resume(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
+    old = _check_same_model(cfg, ckpt, path, "resume")
     if ckpt["step"] >= cfg.steps:
         raise ConfigError(
             f"cannot resume {path}: it is already at step {ckpt['step']}, expected steps > "
@@ -304,12 +312,7 @@ class _Run:
 
     def _start_from(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
-        old = TrainConfig.model_validate(ckpt["config"])
-        if old.model_spec() != self.cfg.model_spec():
-            raise ConfigError(
-                f"cannot start from {path}: it holds a {old.model_spec()} model, the config "
-                f"asks for {self.cfg.model_spec()}"
-            )
+        _check_same_model(self.cfg, ckpt, path, "start from")
         self.model.load_state_dict(ckpt["model"])
         log.info("starting from the weights of %s (its step %d)", path, ckpt["step"])
 

@@ -41,11 +41,13 @@ log = logging.getLogger(__name__)
 #: a larger noise-adaptive model for GPUs is not trained yet (README, "Models").
 CPU_DEFAULT, GPU_DEFAULT = "na-lite", "na-lite"
 #: Models shipped once and withdrawn, with the reason a user naming one is told.
+_PHANTOM_ONLY = (
+    "trained on the project's phantom only, its output was worse than its input at 1000 "
+    "photons per pixel on data it was not generated for"
+)
 RETIRED = {
-    "dncnn-lite": "trained on the project's phantom only, its output was worse than its input "
-    "at 1000 photons per pixel on data it was not generated for",
-    "dncnn20": "trained on the project's phantom only, its output was worse than its input "
-    "at 1000 photons per pixel on data it was not generated for",
+    "dncnn-lite": _PHANTOM_ONLY,
+    "dncnn20": _PHANTOM_ONLY,
     "gaussian-smooth": "a fixed Gaussian is worse than its input at high photon counts; "
     "write it with `deepdenoise ship --reference --out DIR` to compare against it",
 }
