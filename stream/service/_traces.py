@@ -32,6 +32,7 @@ from ..protocol import (
     trigger_header,
 )
 from ..traces import (
+    BoundRois,
     RoiSet,
     SeriesTraces,
     TraceConfig,
@@ -95,15 +96,23 @@ class TraceStep:
         """The raw ROI means of a frame, computed in the receive thread while its pixels
         are hot in cache, off the path between inference and the traces message.
 
-        Reads the series' current ROIs without a lock (one dict read); if they change
+        Reads the series' current ROIs without a lock (dict reads); if they change
         before the frame is denoised, :meth:`on_frame` sees other ROIs and recomputes.
+        A series' first frame gets them too, from the ROIs it will have, when those are
+        already bound to its frame shape (binding stays in the inference thread).
         Never raises: the inference thread then does the work, and reports any error.
         """
+        shape = frame.pixels.shape
         state = self._state.get(frame.series)
-        if state is None or state.bound.shape != frame.pixels.shape:
+        if state is not None:
+            bound: BoundRois | None = state.bound
+        else:
+            rois = self._per_series.get(frame.series, self._default)
+            bound = rois.bound(shape) if rois is not None and len(shape) == 2 else None
+        if bound is None or bound.shape != shape:
             return None
         try:
-            return RawMeans(state.bound, state.bound.means(frame.pixels))
+            return RawMeans(bound, bound.means(frame.pixels))
         except Exception:  # reported by on_frame, which then recomputes them
             return None
 

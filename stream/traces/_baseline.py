@@ -10,7 +10,10 @@ frames. Two choices keep it causal and cheap at any frame rate:
   is recomputed only when a block completes, over ``window_frames / block_frames``
   values per ROI: tens of microseconds for a thousand ROIs.
 - Until the first block completes, F0 is the mean of the frames so far (ΔF/F starts
-  near 0), then the quantile over the blocks there are, up to the window.
+  near 0), then the quantile over the blocks completed *before* the frame, up to the
+  window. The frame that completes a block still uses the F0 it found: the new quantile
+  is taken by :meth:`RunningBaseline.settle`, which the service calls once the frame's
+  traces are sent, so that sort never sits between a frame and its traces.
 
 A frame whose ROI mean is not finite (a NaN input pixel) does not enter the baseline.
 """
@@ -72,10 +75,12 @@ class RunningBaseline:
         self._n = np.zeros(rois, dtype=np.int64)
         self._frames = 0  # frames in the current block
         self._last_block = np.full(rois, np.nan)
+        self._unsettled = False  # a block completed; its quantile is not taken yet
         self.f0 = np.full(rois, np.nan)
 
     def update(self, values: np.ndarray) -> np.ndarray:
         """Take this frame's ROI means; return F0 (from this and earlier frames only)."""
+        self.settle()
         finite = np.isfinite(values)
         self._sum += np.where(finite, values, 0.0)
         self._n += finite
@@ -96,10 +101,17 @@ class RunningBaseline:
         self._ring[:, self._next] = block
         self._next = (self._next + 1) % self._ring.shape[1]
         self._filled = min(self._filled + 1, self._ring.shape[1])
-        self.f0 = row_quantile(self._ring[:, : self._filled], self._config.quantile)
+        self._unsettled = True
         self._sum[:] = 0.0
         self._n[:] = 0
         self._frames = 0
+
+    def settle(self) -> None:
+        """Take the quantile of a block completed by the last update (the next update
+        does it first if nobody did)."""
+        if self._unsettled:
+            self.f0 = row_quantile(self._ring[:, : self._filled], self._config.quantile)
+            self._unsettled = False
 
 
 def row_quantile(values: np.ndarray, q: float) -> np.ndarray:

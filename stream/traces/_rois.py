@@ -80,6 +80,10 @@ class RoiSet:
         image[self.ys, self.xs] = np.repeat(self.labels, self.counts).astype(dtype)
         return image
 
+    def bound(self, shape: tuple[int, int]) -> BoundRois | None:
+        """The ROIs on frames of ``shape`` if already bound (never binds: any thread)."""
+        return self._bound.get((int(shape[0]), int(shape[1])))
+
     def bind(self, shape: tuple[int, int]) -> BoundRois:
         """The ROIs on frames of ``shape`` (built once per shape); RoiError if they were
         drawn for another shape."""

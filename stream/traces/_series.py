@@ -73,13 +73,18 @@ class SeriesTraces:
             out[:, 3] = self._history.update(out[:, 2])
         return out
 
+    def settle(self) -> None:
+        """Work this frame's traces did not need (a completed baseline block's quantile):
+        call once they are sent."""
+        self._baseline.settle()
+
     def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
         return self.triggers.check(traces, t_s)
 
     def attrs(self) -> dict[str, Any]:
         """What the store records beside the trace array."""
         return {
-            "labels": [int(label) for label in self.rois.labels],
+            "labels": self.rois.labels.tolist(),
             "columns": list(self.columns),
             "rois_source": self.rois.source,
             "baseline": self.baseline_config.model_dump(),

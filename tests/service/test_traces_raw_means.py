@@ -1,5 +1,6 @@
-"""Raw ROI means taken in the receive thread: used when the ROIs are still the same at
-the traces step, recomputed when a set_rois came in between (never stale)."""
+"""Raw ROI means taken in the receive thread (from a series' first frame on): used when
+the ROIs are still the same at the traces step, recomputed when a set_rois came in
+between (never stale)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,12 @@ def test_raw_means_from_receive_are_used_only_with_the_same_rois(tmp_path: Path)
     frames = [rng.integers(0, 1000, SHAPE).astype(np.uint16) for _ in range(3)]
     clean = np.zeros(SHAPE, np.float32)
 
-    assert step.raw_means(_frame(0, frames[0])) is None  # no state before the first frame
-    step.on_frame(_frame(0, frames[0]), clean, "m", 1, 2, 0.0)
+    # A series' first frame: its ROIs are bound already (the file gave the shape).
+    first = step.raw_means(_frame(0, frames[0]))
+    assert first is not None
+    np.testing.assert_allclose(first.means, [frames[0][labels == v].mean() for v in (1, 2)])
+    assert step.raw_means(_frame(0, frames[0][:, :10])) is None  # not bound to that shape
+    step.on_frame(_frame(0, frames[0]), clean, "m", 1, 2, 0.0, first)
     early = step.raw_means(_frame(1, frames[1]))
     assert early is not None
     np.testing.assert_allclose(early.means, [frames[1][labels == v].mean() for v in (1, 2)])

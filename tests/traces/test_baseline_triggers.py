@@ -22,12 +22,26 @@ def test_constant_trace_has_its_value_as_baseline_and_zero_dff() -> None:
 
 
 def test_first_block_uses_the_mean_so_far_then_a_quantile_of_block_means() -> None:
-    values = [10.0, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
+    values = [10.0, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130]
     f0 = _run(values, window_frames=8, block_frames=4, quantile=0.5)
-    assert f0[:3] == [10.0, 15.0, 20.0]  # the mean so far, causal
-    assert f0[3:7] == [25.0] * 4  # one block (mean 25) until the next completes
-    assert f0[7:11] == [45.0] * 4  # median of blocks 25 and 65
-    assert f0[11] == 85.0  # the window holds two blocks: 65 and 105
+    assert f0[:4] == [10.0, 15.0, 20.0, 25.0]  # the mean so far, causal
+    # then the blocks completed before the frame: block 1 (mean 25) from frame 4 on,
+    # the median of 25 and 65 from frame 8 on
+    assert f0[4:8] == [25.0] * 4
+    assert f0[8:12] == [45.0] * 4
+    assert f0[12] == 85.0  # the window holds two blocks: 65 and 105
+
+
+def test_settling_early_changes_nothing_but_when_the_work_is_done() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.normal(100, 10, (50, 3))
+    config = BaselineConfig(window_frames=12, block_frames=3, quantile=0.2)
+    lazy, eager = RunningBaseline(3, config), RunningBaseline(3, config)
+    for row in values:
+        f0_lazy = lazy.update(row).copy()
+        f0_eager = eager.update(row).copy()
+        eager.settle()  # as the service does once a frame's traces are out
+        np.testing.assert_array_equal(f0_lazy, f0_eager)
 
 
 def test_a_transient_does_not_lift_a_low_quantile_baseline() -> None:
@@ -92,5 +106,7 @@ def test_groups_reduce_by_mean_or_max() -> None:
 def test_rules_must_name_rois_and_columns_that_exist() -> None:
     with pytest.raises(RoiError, match=r"labels \[4\] that the ROIs lack"):
         _bank(rois=[4])
+    with pytest.raises(RoiError, match=r"labels \[0, 10, -1, 18446744073709551616\] that"):
+        _bank(rois=[0, 1, 10, -1, 9, 2**64])  # below, between, past and beyond int64
     with pytest.raises(RoiError, match="watches column 'dff_denoised'"):
         _bank(column="dff_denoised")
