@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from exporter.data import PairDataset, normalization, validation_set
 from exporter.evaluation import psnr
 from exporter.model import DnCNN, ModelSpec, build_model
+from exporter.precise_bn import recalibrate_batchnorm
 from exporter.synth import SynthDataset, synth_validation_set
 from exporter.train_config import TrainConfig, load_train_config
 from stream import ConfigError, ModelError
@@ -56,7 +57,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-_STREAM_TAG, _VAL_TAG = 1, 2  # seed-sequence tags: training stream and validation set
+# seed-sequence tags: training stream, validation set, BatchNorm statistics batches
+_STREAM_TAG, _VAL_TAG, _BN_TAG = 1, 2, 3
 
 
 @dataclass
@@ -118,6 +120,15 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return cfg.min_lr + (1.0 - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _loader(cfg: TrainConfig, seed: int, pin: bool) -> DataLoader[Any]:
+    dataset: IterableDataset[tuple[torch.Tensor, torch.Tensor]] = (
+        SynthDataset(cfg.synth, seed)
+        if cfg.data_source == "synth"
+        else PairDataset(cfg.data, seed=seed)
+    )
+    return DataLoader(dataset, batch_size=cfg.batch, num_workers=cfg.num_workers, pin_memory=pin)
+
+
 def _batches(
     cfg: TrainConfig, segment: int, start_step: int, device: torch.device
 ) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
@@ -125,22 +136,24 @@ def _batches(
     k, skip = divmod(start_step, segment)
     pin = device.type == "cuda"
     while True:
-        seed = derive_seed(cfg.seed, _STREAM_TAG, k)
-        dataset: IterableDataset[tuple[torch.Tensor, torch.Tensor]] = (
-            SynthDataset(cfg.synth, seed)
-            if cfg.data_source == "synth"
-            else PairDataset(cfg.data, seed=seed)
-        )
-        loader = DataLoader(
-            dataset, batch_size=cfg.batch, num_workers=cfg.num_workers, pin_memory=pin
-        )
-        it = iter(loader)
+        it = iter(_loader(cfg, derive_seed(cfg.seed, _STREAM_TAG, k), pin))
         for i in range(segment):
             noisy, clean = next(it)
             if i >= skip:
                 yield noisy.to(device, non_blocking=pin), clean.to(device, non_blocking=pin)
         del it  # shuts the segment's workers down
         skip, k = 0, k + 1
+
+
+def bn_inputs(cfg: TrainConfig, device: torch.device) -> Generator[torch.Tensor, None, None]:
+    """The same ``cfg.bn_batches`` noisy batches every time (their own seeded stream),
+    generated afresh rather than held: a GPU recipe's batches would take GBs."""
+    with torch.random.fork_rng(devices=[]):  # the loader draws a seed: keep resume exact
+        it = iter(_loader(cfg, derive_seed(cfg.seed, _BN_TAG), pin=False))
+        for _ in range(cfg.bn_batches):
+            noisy, _clean = next(it)
+            yield noisy.to(device)
+        del it
 
 
 @torch.inference_mode()
@@ -207,7 +220,10 @@ def _check_resume(cfg: TrainConfig, ckpt: dict[str, Any], path: Path) -> None:
             f"{ckpt['step']} (got steps={cfg.steps}); pass a larger --steps to continue"
         )
     # Settings that change neither the data stream nor the optimisation path.
-    harmless = {"out_dir", "device", "threads", "val_every", "ckpt_every", "log_every"}
+    # (bn_batches: train-mode BatchNorm never reads the statistics it re-estimates)
+    harmless = {
+        "out_dir", "device", "threads", "val_every", "ckpt_every", "log_every", "bn_batches"
+    }  # fmt: skip
     changed = [
         f"{name} {getattr(old, name)!r} -> {getattr(cfg, name)!r}"
         for name in TrainConfig.model_fields
@@ -400,7 +416,10 @@ class _Run:
                         mean, inp = (float(v) for v in np.mean(self.window, axis=0))
                         hist.train.append({"step": step, "lr": lr, "loss": mean, "input_loss": inp})
                         self.window.clear()
-                    if step % cfg.val_every == 0 or step == end:
+                    validate = step % cfg.val_every == 0 or step == end
+                    if cfg.bn_batches and (validate or step % cfg.ckpt_every == 0):
+                        recalibrate_batchnorm(self.model, bn_inputs(cfg, self.device))
+                    if validate:
                         val_psnr, val_loss = _validate(
                             self.model, self.val_noisy, self.val_clean, cfg.batch, self.device
                         )

@@ -69,6 +69,14 @@ class TrainConfig(BaseModel):
     val_every: int = Field(500, ge=1, description="validate every N steps (and at the end)")
     val_size: int = Field(64, ge=1, le=100_000, description="validation patches")
     ckpt_every: int = Field(1000, ge=1, description="write last.pt every N steps (and at end)")
+    bn_batches: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description="before each validation and checkpoint, re-estimate the BatchNorm "
+        "statistics over this many seeded training batches (exporter.precise_bn); 0: keep "
+        "the running averages",
+    )
     log_every: int = Field(10, ge=1, description="training-loss history resolution, steps")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds weights, data and validation")
     device: Device = "auto"

@@ -17,9 +17,11 @@ torch = pytest.importorskip("torch")
 
 from exporter.data import normalization  # noqa: E402
 from exporter.model import PRESETS, ModelSpec  # noqa: E402
+from exporter.precise_bn import batchnorm_layers, recalibrate_batchnorm  # noqa: E402
 from exporter.train import (  # noqa: E402
     TrainConfig,
     TrainSummary,
+    bn_inputs,
     load_checkpoint,
     load_train_config,
     lr_factor,
@@ -44,6 +46,7 @@ TINY: dict[str, Any] = {
     "val_size": 16,
     "data__field": 64,
     "seed": 3,
+    "bn_batches": 3,
 }
 
 
@@ -135,6 +138,32 @@ def test_an_interrupted_run_resumes_exactly(full_run: TrainSummary, tmp_path: Pa
     b, _ = load_checkpoint(resumed.last_checkpoint)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
+
+
+def test_batchnorm_statistics_are_re_estimated_at_checkpoints_without_changing_training(
+    tmp_path: Path,
+):
+    """Precise BN: the checkpoint's BatchNorm statistics are the average over the run's
+    fixed BN batches; the weights and losses are those of a run that keeps the running
+    averages (train mode never reads them, and the BN batches draw no training RNG)."""
+    precise = train(tiny_config(tmp_path / "precise"), progress=False, stop_at=10)
+    running = train(tiny_config(tmp_path / "running", bn_batches=0), progress=False, stop_at=10)
+    assert history(precise)["train"] == history(running)["train"]
+    a, info = load_checkpoint(precise.last_checkpoint)
+    b, _ = load_checkpoint(running.last_checkpoint)
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    layers = batchnorm_layers(a)
+    assert layers
+    stats = [(layer.running_mean.clone(), layer.running_var.clone()) for layer in layers]
+    others = batchnorm_layers(b)
+    same = [torch.equal(m, o.running_mean) for (m, _), o in zip(stats, others, strict=True)]
+    assert not all(same)
+    cfg = TrainConfig.model_validate(info["config"])
+    assert recalibrate_batchnorm(a, bn_inputs(cfg, torch.device("cpu"))) == 3
+    for (mean, var), layer in zip(stats, layers, strict=True):
+        torch.testing.assert_close(layer.running_mean, mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(layer.running_var, var, rtol=1e-5, atol=1e-6)
 
 
 def test_a_data_worker_process_feeds_the_same_stream(full_run: TrainSummary, tmp_path: Path):
