@@ -92,9 +92,10 @@ def _rows_of(rule: TriggerRule, labels: np.ndarray) -> np.ndarray:
     A binary search, not a label -> row table: a series start builds this bank on the
     path a closed loop waits on, and a table of a thousand labels costs a tenth of a ms.
     """
-    wanted = np.array([label if _INT64.min <= label <= _INT64.max else -1 for label in rule.rois])
-    rows = np.searchsorted(labels, wanted).astype(np.intp)
-    found = rows < labels.size
+    in_range = np.array([_INT64.min <= label <= _INT64.max for label in rule.rois], dtype=bool)
+    wanted = np.array([label if ok else 0 for label, ok in zip(rule.rois, in_range, strict=True)])
+    rows = np.searchsorted(labels, wanted.astype(np.int64)).astype(np.intp)
+    found = in_range & (rows < labels.size)
     found[found] = labels[rows[found]] == wanted[found]
     if not found.all():
         missing = [label for label, ok in zip(rule.rois, found, strict=True) if not ok]
