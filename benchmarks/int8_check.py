@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import machine_tag
+from ._common import machine_info, machine_tag
 
 #: Calibration: phantom frames at these photon budgets, 8 each, read out by this camera
 #: (a noise-adaptive model sees every budget; its activations differ between them).
@@ -96,6 +96,18 @@ def frame_ms(path: Path, repeats: int = 60) -> float:
     return float(np.median(times) * 1e3)
 
 
+def int8_instructions() -> list[str]:
+    """The CPU's int8 dot-product extensions (VNNI, AMX), which decide whether int8 pays:
+    without them ONNX Runtime's int8 kernels are no faster than its fp32 ones."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    return sorted(f for f in set(flags) if "vnni" in f or f.startswith("amx"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the CPU default)")
@@ -123,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         f"# int8 check: {source.name} (calibrated at "
         f"{', '.join(f'{p:g}' for p in CALIBRATION_PHOTONS)} photons)", "",
         f"256x256 frame, engine, CPU: fp32 {speed['fp32']} ms, int8 {speed['int8']} ms "
-        f"({speed['fp32'] / speed['int8']:.2f}x)", "",
+        f"({speed['fp32'] / speed['int8']:.2f}x); {machine_info()['cpu_model']}, int8 "
+        f"dot-product instructions: {', '.join(int8_instructions()) or 'none (no VNNI/AMX)'}",
+        "",
         "| generator | photons | fp32 PSNR | int8 PSNR | int8 - fp32 |", "|---|---|---|---|---|",
         *(f"| {r['generator']} | {r['photons']:g} | {r['fp32_db']} | {r['int8_db']} | "
           f"{r['delta_db']} |" for r in rows),
@@ -131,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.out / machine_tag()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "int8_check.md").write_text("\n".join(lines) + "\n")
-    (folder / "int8_check.json").write_text(json.dumps({"ms": ms, "rows": rows}, indent=1))
+    cpu = {"model": machine_info()["cpu_model"], "int8_instructions": int8_instructions()}
+    record = {"ms": ms, "rows": rows, "cpu": cpu}
+    (folder / "int8_check.json").write_text(json.dumps(record, indent=1))
     print("\n".join(lines))
     return 0
 

@@ -14,6 +14,7 @@ import json
 import platform
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,15 @@ from stream.engine import Engine, ModelMetadata
 from stream.sim import PhantomConfig
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "stream" / "engine" / "models"
-METHOD_ORDER = ("noisy", "gaussian", "gaussian-val", "temporal-mean", "wiener")
+METHOD_ORDER = (
+    "noisy",
+    "gaussian",
+    "gaussian-val",
+    "temporal-mean",
+    "spatiotemporal",
+    "wiener",
+)
+SUBSET = "@bm3d-frames"  # scores of the frame subset BM3D ran on (it is slow)
 
 
 def cpu_fps(path: Path, shape: tuple[int, int] = (256, 256), frames: int = 40) -> float:
@@ -117,6 +126,7 @@ def render_card(
         "",
         f"`deepdenoise train --config {recipe.as_posix()}` then "
         f"`deepdenoise ship runs/... --name {name} --recipe {recipe.as_posix()}`.",
+        *_continuation(recipe),
         "",
         "```toml",
         recipe.read_text().strip(),
@@ -175,11 +185,15 @@ def metrics_section(name: str, metrics: Path) -> list[str]:
     ]
     for row in data["results"]:
         scores = row["scores"]
-        for method in [*METHOD_ORDER, name]:
+        rows = [(m, f"**{name}**" if m == name else m) for m in (*METHOD_ORDER, name)]
+        if "bm3d-vst" in scores:  # BM3D next to the model on the same few frames
+            n = scores["bm3d-vst"]["frames_scored"]
+            rows += [("bm3d-vst", f"bm3d-vst ({n} frames)")]
+            rows += [(name + SUBSET, f"**{name}** (the same {n} frames)")]
+        for method, label in rows:
             s = scores.get(method)
             if s is None:
                 continue
-            label = f"**{name}**" if method == name else method
             lines.append(
                 f"| {row['generator']} | {row['photons']:g} | {label} | {s['psnr']:.2f} | "
                 f"{s['ssim']:.3f} | {_fmt(s['trace_r'], '.3f')} | "
@@ -213,6 +227,26 @@ def _units(meta: ModelMetadata) -> str:
             f"channels: {meta.frames} frame(s)" + (" and a noise map." if meta.noise_map else ".")
         )
     return f"Model units: (raw - {meta.input_offset:g}) / {meta.input_scale:.6g}."
+
+
+def _continuation(recipe: Path) -> list[str]:
+    """For a recipe that starts from another run's weights (``init``): which run, and
+    at which step, so that the card's steps and time are read as the second stage's."""
+    init = tomllib.loads(recipe.read_text()).get("init")
+    if init is None:
+        return []
+    path = (recipe.parent / init).resolve()
+    step = "its last step"
+    if path.exists():
+        import torch  # the train extra, as for export
+
+        step = f"step {int(torch.load(path, map_location='cpu', weights_only=False)['step'])}"
+    return [
+        "",
+        f"This recipe continues from the weights of `{init}` ({step}): train that run "
+        "first (its recipe is named in the header below). The budget table counts this "
+        "stage only; the header gives the first stage's budget.",
+    ]
 
 
 def _budget(summary: dict[str, Any]) -> str:

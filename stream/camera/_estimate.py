@@ -256,15 +256,18 @@ class CameraEstimator:
             level_factor = np.full(means.shape, 1.0 / (9 * BLOCK**2))
         slope, intercept, stderr = undiluted_fit(means, power, level_factor)
         dark = float(np.median(self._dark)) if self._dark else float(np.min(means))
+        # The darkest block means sit below the darkest signal by their own noise (about
+        # 2.6 sigma at the 0.5th percentile): both branches add it back, so a frame whose
+        # slope comes out a hair either side of zero gets the same offset.
         if not math.isfinite(slope) or slope <= 0:
             # No usable mean-variance slope (a flat field, or read noise only): the noise
             # is then the same everywhere, all of it read noise.
-            gain, offset, read2 = 1e-3, dark, max(float(np.median(power)), 1e-6)
+            gain, read2 = 1e-3, max(float(np.median(power)), 1e-6)
+            offset = dark + DARK_SIGMAS * math.sqrt(read2) / BLOCK
         else:
             gain = slope
-            # The darkest block means sit below the darkest signal by their own noise
-            # (about 2.6 sigma at the 0.5th percentile): add it back. The offset is no
-            # lower than -intercept / gain, where the read noise would vanish.
+            # The offset is no lower than -intercept / gain, where the read noise would
+            # vanish.
             spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
             offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
             read2 = max(intercept + gain * offset, 1e-6)

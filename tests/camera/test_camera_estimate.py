@@ -71,6 +71,16 @@ def test_a_flat_field_gives_a_constant_noise_not_a_crash() -> None:
     assert std == pytest.approx(4.0, rel=0.1)
 
 
+def test_a_read_noise_only_frame_gets_an_unbiased_offset() -> None:
+    """Without a usable slope the offset is the darkest block means with their noise added
+    back, as with one: the 0.5th percentile alone sits 2.6 block sigmas (2.6 ADU here) low,
+    and a slope a hair either side of zero flipped the offset by that much."""
+    frame = (100 + np.random.default_rng(3).normal(0, 4.0, (128, 128))).astype(np.float32)
+    estimate = CameraEstimator().update(frame)
+    assert estimate.camera.gain < 0.01  # the flat-field branch
+    assert estimate.camera.offset == pytest.approx(100.0, abs=0.6)
+
+
 def test_fit_line_on_exact_samples_and_the_spatial_residual_ignores_gradients() -> None:
     means = np.linspace(0, 100, 2000)
     slope, intercept, stderr = fit_line(means, 2.0 * means + 5.0)

@@ -21,3 +21,42 @@ def test_a_resumed_runs_summary_takes_the_wall_time_of_all_sessions(tmp_path: Pa
     assert summary["seconds"] == pytest.approx(9.5 * 3600) and summary["steps_per_s"] is None
     assert summary["steps"] == 36000 and summary["best_step"] == 35000
     assert summary["start_step"] == 0  # the time is no longer that of the steps after a resume
+
+
+def test_the_card_puts_bm3d_next_to_the_model_on_the_same_frames(tmp_path: Path):
+    from exporter.ship import metrics_section
+
+    def score(psnr: float, frames: int = 16) -> dict[str, object]:
+        return {"psnr": psnr, "ssim": 0.5, "trace_r": None, "onset_mae_ms": None,
+                "frames_scored": frames}  # fmt: skip
+
+    scores = {"gaussian": score(20.0), "spatiotemporal": score(22.0), "m": score(21.0)}
+    scores |= {"bm3d-vst": score(23.0, 2), "m@bm3d-frames": score(24.0, 2)}
+    metrics = {"settings": {"shape": [8, 8], "frames": 16, "seed": 0}}
+    metrics["results"] = [{"generator": "g", "photons": 3.0, "scores": scores}]
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(metrics))
+    rows = [line for line in metrics_section("m", path) if line.startswith("| g |")]
+    assert [r.split(" | ")[2:4] for r in rows] == [
+        ["gaussian", "20.00"],
+        ["spatiotemporal", "22.00"],
+        ["**m**", "21.00"],
+        ["bm3d-vst (2 frames)", "23.00"],
+        ["**m** (the same 2 frames)", "24.00"],
+    ]
+
+
+def test_the_card_of_a_continued_run_names_the_run_it_started_from(tmp_path: Path):
+    import torch
+
+    from exporter.ship import _continuation
+
+    recipe = tmp_path / "recipes" / "r.toml"
+    recipe.parent.mkdir()
+    recipe.write_text('preset = "na-lite"\n')
+    assert _continuation(recipe) == []
+    recipe.write_text('preset = "na-lite"\ninit = "../first/last.pt"\n')
+    assert "`../first/last.pt` (its last step)" in " ".join(_continuation(recipe))
+    (tmp_path / "first").mkdir()
+    torch.save({"step": 36000}, tmp_path / "first" / "last.pt")
+    assert "`../first/last.pt` (step 36000)" in " ".join(_continuation(recipe))
