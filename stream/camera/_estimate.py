@@ -25,12 +25,19 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   the read noise stays real; whatever background it misses only shifts the model's
   input, and the noise map stays right (the intercept is kept exactly).
 
+- **Saturation.** A frame's maximum held by many pixels is a saturation level (a
+  Poisson-Gaussian readout almost never repeats its maximum): blocks touching it have no
+  noise left and would flatten the fit to a camera without noise, so their samples, and
+  those from the level where such blocks begin up, are dropped. A floor at zero is not
+  treated so: zeros are real counts on a photon-counting camera.
+
 Costs about a millisecond per frame at 512 x 512; the fit runs every ``refit_every``
 frames. Tested on simulated streams of known cameras (``tests/camera``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -53,6 +60,10 @@ AVERAGE_WEIGHT = 0.05
 #: The dilution correction is trusted down to this reliability (below, the slope is
 #: mostly level noise: the correction is capped and the stderr says so).
 MIN_RELIABILITY = 0.2
+#: The frame's maximum is a saturation level when at least this fraction of its pixels
+#: (and at least ``SATURATED_MIN_PIXELS``) hold it.
+SATURATED_FRACTION = 0.002
+SATURATED_MIN_PIXELS = 8
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class CameraEstimate:
     gain_stderr: float
     frames: int
     source: str  # "spatial" (one frame) or "temporal" (frame differences)
+    saturated: float = 0.0  # fraction of the latest frame's pixels at saturation
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +84,7 @@ class CameraEstimate:
             "read_noise": round(self.camera.read_noise, 4),
             "frames": self.frames,
             "source": self.source,
+            "saturated": round(self.saturated, 4),
         }
 
 
@@ -97,8 +110,35 @@ def _neighbourhood(block_means: np.ndarray) -> np.ndarray:
     return total / 9.0
 
 
-def spatial_samples(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(local mean, noise-power estimate) pairs from one frame (float64)."""
+def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
+    """The pixels at the frame's saturation level; None when it shows none."""
+    at_top = frame == frame.max()
+    count = int(np.count_nonzero(at_top))
+    if count < max(SATURATED_MIN_PIXELS, SATURATED_FRACTION * frame.size):
+        return None
+    return at_top
+
+
+def _drop_saturated(
+    levels: np.ndarray, power: np.ndarray, saturated: np.ndarray | None
+) -> np.ndarray:
+    """``power`` (one value per block, raveled) NaN at blocks touching ``saturated`` and
+    at every level from where such blocks begin (their 2nd percentile level: one outlier
+    block must not take all): blocks near saturation that escaped it did so by drawing
+    low noise, and would bias the power low; the level binned by does not select so."""
+    if saturated is not None:
+        touched = _blocks(saturated).any(axis=(1, 3)).ravel()
+        if touched.any():
+            power[touched | (levels >= np.percentile(levels[touched], 2))] = np.nan
+    return power
+
+
+def spatial_samples(
+    frame: np.ndarray, saturated: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(local mean, noise-power estimate) pairs from one frame (float64); blocks at or
+    above the level of saturation (``saturated`` pixels) get a NaN power (dropped by the
+    fit)."""
     blocks = _blocks(np.asarray(frame, dtype=np.float64))
     means = _neighbourhood(blocks.mean(axis=(1, 3))).ravel()
     cells = blocks.reshape(blocks.shape[0], 2, 2, blocks.shape[2], 2, 2)
@@ -106,23 +146,29 @@ def spatial_samples(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c, d = cells[:, :, 1, :, :, 0], cells[:, :, 1, :, :, 1]
     residual = (a - b - c + d) / 2.0
     power = (residual**2).mean(axis=(1, 3)).ravel() / _MEDIAN_OVER_MEAN[4]
-    return means, power
+    return means, _drop_saturated(means, power, saturated)
 
 
 def temporal_samples(
-    frame: np.ndarray, previous: np.ndarray, level: np.ndarray | None = None
+    frame: np.ndarray,
+    previous: np.ndarray,
+    level: np.ndarray | None = None,
+    saturated: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(level, noise-power estimate) pairs from two consecutive frames.
 
     ``level``: block means of an average of earlier frames to bin by (its noise is
     independent of this difference's); default: the two frames' own block means.
+    ``saturated``: pixels saturated in either frame; blocks at or above their level get a
+    NaN power.
     """
     now = _blocks(np.asarray(frame, dtype=np.float64))
     before = _blocks(np.asarray(previous, dtype=np.float64))
     if level is None:
         level = ((now + before) / 2.0).mean(axis=(1, 3))
     power = (((now - before) ** 2) / 2.0).mean(axis=(1, 3)).ravel() / _MEDIAN_OVER_MEAN[16]
-    return np.asarray(level, dtype=np.float64).ravel(), power
+    levels = np.asarray(level, dtype=np.float64).ravel()
+    return levels, _drop_saturated(levels, power, saturated)
 
 
 def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]:
@@ -191,6 +237,8 @@ class CameraEstimator:
         self._factors: list[float] = []  # per batch: its levels' noise per pixel variance
         self._kept = 0
         self._previous: np.ndarray | None = None
+        self._previous_saturated: np.ndarray | None = None
+        self._saturated = 0.0
         self._average: np.ndarray | None = None  # running mean image: levels to bin by
         self._averaged = 0  # frames in the running mean
         self._weight_sq = 0.0  # sum of the squared frame weights in the running mean
@@ -205,9 +253,14 @@ class CameraEstimator:
         self._frames += 1
         self._dark.append(float(np.percentile(_blocks(frame).mean(axis=(1, 3)), DARK_PERCENTILE)))
         del self._dark[:-DARK_FRAMES]
+        saturated = saturated_pixels(frame)
+        self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
         if self._previous is not None and self._previous.shape == frame.shape:
             assert self._average is not None
-            means, power = temporal_samples(frame, self._previous, _block_means(self._average))
+            masks = [m for m in (saturated, self._previous_saturated) if m is not None]
+            either = np.logical_or.reduce(masks) if masks else None
+            level = _block_means(self._average)
+            means, power = temporal_samples(frame, self._previous, level, either)
             self._add(means, power, self._weight_sq / BLOCK**2)
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
@@ -217,9 +270,10 @@ class CameraEstimator:
             self._average = frame.astype(np.float32, copy=True)
             self._averaged, self._weight_sq = 1, 1.0
         self._previous = frame.astype(np.float32, copy=True)
+        self._previous_saturated = saturated
         self._since_fit += 1
         if self.estimate is None:
-            self.estimate = self._from(*spatial_samples(frame), "spatial")
+            self.estimate = self._from(*spatial_samples(frame, saturated), "spatial")
         elif self._kept >= 2 * BINS * 8 and self._since_fit >= self._refit_every:
             means, power = np.concatenate(self._means), np.concatenate(self._power)
             factors = np.repeat(self._factors, [m.size for m in self._means])
@@ -233,6 +287,8 @@ class CameraEstimator:
             self.estimate = CameraEstimate(
                 self.estimate.camera, self.estimate.gain_stderr, self._frames, self.estimate.source
             )
+        if self.estimate.saturated != self._saturated:
+            self.estimate = dataclasses.replace(self.estimate, saturated=self._saturated)
         return self.estimate
 
     def _add(self, means: np.ndarray, power: np.ndarray, level_factor: float) -> None:
@@ -262,7 +318,8 @@ class CameraEstimator:
         if not math.isfinite(slope) or slope <= 0:
             # No usable mean-variance slope (a flat field, or read noise only): the noise
             # is then the same everywhere, all of it read noise.
-            gain, read2 = 1e-3, max(float(np.median(power)), 1e-6)
+            usable = power[np.isfinite(power)]  # none: every block saturated
+            gain, read2 = 1e-3, max(float(np.median(usable)) if usable.size else 0.0, 1e-6)
             offset = dark + DARK_SIGMAS * math.sqrt(read2) / BLOCK
         else:
             gain = slope

@@ -81,6 +81,37 @@ def test_a_read_noise_only_frame_gets_an_unbiased_offset() -> None:
     assert estimate.camera.offset == pytest.approx(100.0, abs=0.6)
 
 
+@pytest.mark.parametrize("photons", [30.0, 300.0])
+def test_saturated_pixels_do_not_flatten_the_gain(photons: float) -> None:
+    """A tenth of the pixels held at a saturation level: before, the blocks there (no
+    noise left) flattened the fit to a camera without noise (gain 0.001)."""
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=2.0)
+    pairs = list(stream(camera, photons, 30, seed=3))
+    cap = np.uint16(np.quantile(np.stack([frame for _, frame in pairs]), 0.9))
+    estimator = CameraEstimator()
+    for _, frame in pairs:
+        estimate = estimator.update(np.minimum(frame, cap))
+    assert 0.05 < estimate.saturated < 0.2
+    assert estimate.camera.gain == pytest.approx(2.0, rel=0.3)
+    photon_frame = pairs[-1][0]
+    level = 2.0 * photon_frame + 100.0
+    true_std = np.sqrt(2.0 * (level - 100.0) + 2.0**2)
+    est = estimate.camera
+    est_std = np.sqrt(np.maximum(est.gain * (level - est.offset), 0) + est.read_noise**2)
+    assert np.median(np.abs(est_std / true_std - 1)) < 0.05
+
+
+def test_an_unsaturated_stream_reports_none_and_a_saturated_frame_no_crash() -> None:
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
+    estimator = CameraEstimator()
+    for _, frame in stream(camera, 100.0, 3):
+        assert estimator.update(frame).saturated == 0.0
+    white = np.full((64, 64), 65535, np.uint16)
+    estimate = CameraEstimator().update(white)
+    assert estimate.saturated == 1.0 and np.isfinite(estimate.camera.read_noise)
+    assert estimate.as_dict()["saturated"] == 1.0
+
+
 def test_fit_line_on_exact_samples_and_the_spatial_residual_ignores_gradients() -> None:
     means = np.linspace(0, 100, 2000)
     slope, intercept, stderr = fit_line(means, 2.0 * means + 5.0)
