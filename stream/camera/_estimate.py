@@ -25,6 +25,8 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   the read noise stays real; whatever background it misses only shifts the model's
   input, and the noise map stays right (the intercept is kept exactly).
 
+- **Units.** The fit works in a unit that puts the first frame's noise near 1, so the
+  same stream in ADU, in electrons or scaled to [0, 1] gets the same camera, scaled.
 - **Saturation.** A frame's maximum held by many pixels is a saturation level (a
   Poisson-Gaussian readout almost never repeats its maximum): blocks touching it have no
   noise left and would flatten the fit to a camera without noise, so their samples, and
@@ -77,15 +79,20 @@ class CameraEstimate:
     saturated: float = 0.0  # fraction of the latest frame's pixels at saturation
 
     def as_dict(self) -> dict[str, object]:
+        # significant digits, not decimals: frames scaled to [0, 1] have a gain near 1e-5
         return {
-            "gain": round(self.camera.gain, 5),
-            "gain_stderr": round(self.gain_stderr, 5),
-            "offset": round(self.camera.offset, 3),
-            "read_noise": round(self.camera.read_noise, 4),
+            "gain": _significant(self.camera.gain),
+            "gain_stderr": _significant(self.gain_stderr),
+            "offset": _significant(self.camera.offset),
+            "read_noise": _significant(self.camera.read_noise),
             "frames": self.frames,
             "source": self.source,
             "saturated": round(self.saturated, 4),
         }
+
+
+def _significant(value: float, digits: int = 6) -> float:
+    return float(f"{value:.{digits}g}")
 
 
 def _blocks(image: np.ndarray) -> np.ndarray:
@@ -108,6 +115,20 @@ def _neighbourhood(block_means: np.ndarray) -> np.ndarray:
         for j in range(3):
             total += padded[i : i + h, j : j + w]
     return total / 9.0
+
+
+def data_unit(frame: np.ndarray) -> float:
+    """A unit for the frame's values that puts its noise near 1: the fit works in it, so
+    its floors mean the same for frames in ADU, in electrons or scaled to [0, 1] (in
+    ADU, a gain floor of 1e-3 would be most of the noise of a frame scaled to [0, 1])."""
+    _, power = spatial_samples(frame)
+    usable = power[np.isfinite(power) & (power > 0)]
+    unit = math.sqrt(float(np.median(usable))) if usable.size else 0.0
+    if not (math.isfinite(unit) and unit > 0):  # flat, or too small for a block
+        values = np.asarray(frame, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        unit = float(np.ptp(values)) if values.size else 0.0
+    return unit if math.isfinite(unit) and unit > 0 else 1.0
 
 
 def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
@@ -238,6 +259,7 @@ class CameraEstimator:
         self._kept = 0
         self._previous: np.ndarray | None = None
         self._previous_saturated: np.ndarray | None = None
+        self._unit: float | None = None  # the fit works in it (see :func:`data_unit`)
         self._saturated = 0.0
         self._average: np.ndarray | None = None  # running mean image: levels to bin by
         self._averaged = 0  # frames in the running mean
@@ -249,7 +271,9 @@ class CameraEstimator:
 
     def update(self, frame: np.ndarray) -> CameraEstimate:
         """Take one frame (the next of the stream) and return the current estimate."""
-        frame = np.asarray(frame)
+        if self._unit is None:
+            self._unit = data_unit(np.asarray(frame))
+        frame = np.asarray(frame, dtype=np.float64) / self._unit
         self._frames += 1
         self._dark.append(float(np.percentile(_blocks(frame).mean(axis=(1, 3)), DARK_PERCENTILE)))
         del self._dark[:-DARK_FRAMES]
@@ -328,9 +352,10 @@ class CameraEstimator:
             spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
             offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
             read2 = max(intercept + gain * offset, 1e-6)
+        unit = self._unit or 1.0  # back from the fit's unit to the frame's
         camera = CameraModel(
-            gain=float(min(max(gain, 1e-3), 1000.0)),
-            offset=float(min(max(offset, -32768.0), 65535.0)),
-            read_noise=float(min(math.sqrt(read2), 1000.0)),
+            gain=float(min(max(gain, 1e-3) * unit, 1000.0)),
+            offset=float(min(max(offset * unit, -32768.0), 65535.0)),
+            read_noise=float(min(math.sqrt(read2) * unit, 1000.0)),
         )
-        return CameraEstimate(camera, stderr, self._frames, source)
+        return CameraEstimate(camera, stderr * unit, self._frames, source)

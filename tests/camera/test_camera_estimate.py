@@ -112,6 +112,22 @@ def test_an_unsaturated_stream_reports_none_and_a_saturated_frame_no_crash() -> 
     assert estimate.as_dict()["saturated"] == 1.0
 
 
+@pytest.mark.parametrize("scale", [1 / 65535, 1e-2, 30.0])
+def test_the_same_stream_in_other_units_gets_the_same_camera_scaled(scale: float) -> None:
+    """Frames scaled to [0, 1] (or to any unit): the fit's floors used to be in ADU, so at
+    1/65535 the gain sat on its floor of 1e-3, the noise map was many times too high and
+    the model blurred the frame."""
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
+    frames = [frame.astype(np.float64) for _, frame in stream(camera, 30.0, 20)]
+    native, scaled = CameraEstimator(), CameraEstimator()
+    for frame in frames:
+        expected = native.update(frame).camera
+        got = scaled.update(frame * scale).camera
+    assert got.gain == pytest.approx(expected.gain * scale, rel=1e-3)
+    assert got.offset == pytest.approx(expected.offset * scale, rel=1e-3)
+    assert got.read_noise == pytest.approx(expected.read_noise * scale, rel=1e-3)
+
+
 def test_fit_line_on_exact_samples_and_the_spatial_residual_ignores_gradients() -> None:
     means = np.linspace(0, 100, 2000)
     slope, intercept, stderr = fit_line(means, 2.0 * means + 5.0)

@@ -106,3 +106,18 @@ def test_default_still_denoises_a_stream_with_a_tenth_of_its_pixels_saturated():
     model_db = psnr(denoised[below], test.clean[below])
     assert estimate["saturated"] > 0.05
     assert model_db > noisy_db + 3.0, (noisy_db, model_db)
+
+
+def test_default_denoises_frames_scaled_to_unit_range_as_it_does_raw_counts():
+    """Float frames scaled to [0, 1] (uint16 / 65535) carry the same image: the live
+    camera estimate scales with them, so the model does the same (before: 30.8 dB out
+    for 30.4 in, against 34.7 on the counts)."""
+    test = movie("independent", 100.0, (96, 96), 8, seed=12345)
+    scale = np.float32(1 / 65535)
+    with Engine(default_model_path(), provider="cpu", warmup_shape=None) as engine:
+        counts, _, _ = run_model(engine, test.noisy.astype(np.float32))
+        unit, _, _ = run_model(engine, test.noisy.astype(np.float32) * scale)
+    counts_db = psnr(counts, test.clean)
+    unit_db = psnr(unit, test.clean * scale)
+    assert counts_db > psnr(test.noisy, test.clean) + 3.0
+    assert unit_db == pytest.approx(counts_db, abs=0.05)
