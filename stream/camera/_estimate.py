@@ -271,9 +271,9 @@ class CameraEstimator:
 
     def update(self, frame: np.ndarray) -> CameraEstimate:
         """Take one frame (the next of the stream) and return the current estimate."""
+        frame = np.asarray(frame)
         if self._unit is None:
-            self._unit = data_unit(np.asarray(frame))
-        frame = np.asarray(frame, dtype=np.float64) / self._unit
+            self._unit = data_unit(frame)
         self._frames += 1
         self._dark.append(float(np.percentile(_blocks(frame).mean(axis=(1, 3)), DARK_PERCENTILE)))
         del self._dark[:-DARK_FRAMES]
@@ -334,8 +334,10 @@ class CameraEstimator:
     ) -> CameraEstimate:
         if level_factor is None:  # one frame's own neighbourhood means: 9 blocks of 16
             level_factor = np.full(means.shape, 1.0 / (9 * BLOCK**2))
+        unit = self._unit or 1.0  # the fit works in it; the camera is scaled back below
+        means, power = means / unit, power / unit**2
         slope, intercept, stderr = undiluted_fit(means, power, level_factor)
-        dark = float(np.median(self._dark)) if self._dark else float(np.min(means))
+        dark = float(np.median(self._dark)) / unit if self._dark else float(np.min(means))
         # The darkest block means sit below the darkest signal by their own noise (about
         # 2.6 sigma at the 0.5th percentile): both branches add it back, so a frame whose
         # slope comes out a hair either side of zero gets the same offset.
@@ -352,7 +354,6 @@ class CameraEstimator:
             spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
             offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
             read2 = max(intercept + gain * offset, 1e-6)
-        unit = self._unit or 1.0  # back from the fit's unit to the frame's
         camera = CameraModel(
             gain=float(min(max(gain, 1e-3) * unit, 1000.0)),
             offset=float(min(max(offset * unit, -32768.0), 65535.0)),
