@@ -269,8 +269,21 @@ class CameraEstimator:
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
 
-    def update(self, frame: np.ndarray) -> CameraEstimate:
-        """Take one frame (the next of the stream) and return the current estimate."""
+    def remember(self, frame: np.ndarray) -> None:
+        """Keep ``frame`` as the one the next :meth:`update` pairs with, without estimating
+        from it (one copy): a caller that estimates every Nth frame gives the frame before
+        it here, so the difference is still of consecutive frames."""
+        frame = np.asarray(frame)
+        self._previous = frame.astype(np.float32, copy=True)
+        self._previous_saturated = saturated_pixels(frame)
+
+    def update(self, frame: np.ndarray, follows: bool = True) -> CameraEstimate:
+        """Take one frame and return the current estimate.
+
+        ``follows``: the frame comes right after the last one given (to :meth:`update` or
+        :meth:`remember`); False: no frame difference is taken from the pair (the scene
+        may have moved on in between), the frame still counts otherwise.
+        """
         frame = np.asarray(frame)
         if self._unit is None:
             self._unit = data_unit(frame)
@@ -279,13 +292,15 @@ class CameraEstimator:
         del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
-        if self._previous is not None and self._previous.shape == frame.shape:
-            assert self._average is not None
-            masks = [m for m in (saturated, self._previous_saturated) if m is not None]
-            either = np.logical_or.reduce(masks) if masks else None
-            level = _block_means(self._average)
-            means, power = temporal_samples(frame, self._previous, level, either)
-            self._add(means, power, self._weight_sq / BLOCK**2)
+        if self._average is not None and self._average.shape == frame.shape:
+            paired = self._previous is not None and self._previous.shape == frame.shape
+            if follows and paired:
+                assert self._previous is not None
+                masks = [m for m in (saturated, self._previous_saturated) if m is not None]
+                either = np.logical_or.reduce(masks) if masks else None
+                level = _block_means(self._average)
+                means, power = temporal_samples(frame, self._previous, level, either)
+                self._add(means, power, self._weight_sq / BLOCK**2)
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += np.float32(weight) * (frame - self._average)

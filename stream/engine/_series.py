@@ -24,7 +24,8 @@ from ._engine import Engine
 from ._pixels import count_non_finite
 
 #: Frames over which the live camera estimate is updated every frame; after that,
-#: every ``ESTIMATE_EVERY`` frames (the estimate costs ~1 ms per 512 x 512 frame).
+#: every ``ESTIMATE_EVERY`` frames, paired with the frame just before it (kept by
+#: ``CameraEstimator.remember``) so its difference is still of consecutive frames.
 ESTIMATE_WARMUP = 32
 ESTIMATE_EVERY = 8
 
@@ -44,6 +45,7 @@ class SeriesContext:
         self._history: deque[np.ndarray] = deque()
         self._last_index: int | None = None
         self._seen = 0
+        self._estimator_has_previous = False  # the frame before went to the estimator
 
     @property
     def camera(self) -> CameraModel | None:
@@ -71,6 +73,7 @@ class SeriesContext:
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
+            self._estimator_has_previous = False
         self._last_index = index
         camera = None
         if engine.needs_camera:
@@ -91,8 +94,13 @@ class SeriesContext:
         assert self._estimator is not None
         self._seen += 1
         due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
-        if due and not count_non_finite(frame):  # NaN/Inf would poison the statistics
-            self._estimator.update(frame)
+        next_due = (self._seen + 1) % ESTIMATE_EVERY == 0
+        fed = (due or next_due) and not count_non_finite(frame)  # NaN/Inf would poison it
+        if fed and due:
+            self._estimator.update(frame, follows=self._estimator_has_previous)
+        elif fed:
+            self._estimator.remember(frame)
+        self._estimator_has_previous = fed
         estimate = self._estimator.estimate
         if estimate is None:  # the first frames were all non-finite somewhere
             self._estimator.update(np.nan_to_num(frame, nan=0.0, posinf=0.0, neginf=0.0))

@@ -111,6 +111,28 @@ def test_a_context_without_a_camera_estimates_one_live(conv_model_adaptive: Path
         assert context.camera == context.estimate.camera
 
 
+def test_after_the_warmup_the_estimate_pairs_consecutive_frames(
+    conv_model_adaptive: Path,
+) -> None:
+    """After its warm-up the live estimate runs every ESTIMATE_EVERY frames; its frame
+    difference must still be of consecutive frames. Here the brightness steps by 30 %
+    every 8 frames, never between the estimated frame and the one before it: paired with
+    the frame estimated 8 frames earlier (as before), every difference held a step."""
+    from stream.engine._series import ESTIMATE_EVERY, ESTIMATE_WARMUP
+
+    rng = np.random.default_rng(4)
+    base = rng.gamma(2.0, 40.0, (64, 64))
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext()
+        for seen in range(1, ESTIMATE_WARMUP + 40 * ESTIMATE_EVERY + 1):
+            scene = 0 if seen <= ESTIMATE_WARMUP else (seen + 1) // ESTIMATE_EVERY
+            brightness = 1.0 + 0.3 * (-1) ** scene  # e.g. a stimulus, every 8 frames
+            frame = CAMERA.offset + CAMERA.gain * rng.poisson(base * brightness)
+            context.denoise(engine, frame.astype(np.uint16), seen)
+    assert context.estimate is not None and context.estimate.source == "temporal"
+    assert context.estimate.camera.gain == pytest.approx(CAMERA.gain, rel=0.15)
+
+
 def test_a_spatial_fixed_model_ignores_camera_and_history(box_model: Path) -> None:
     stack = frames(2, (20, 20), seed=11)
     with Engine(box_model, provider="cpu", warmup_shape=None) as engine:
