@@ -118,6 +118,8 @@ def _block_means(image: np.ndarray) -> np.ndarray:
 def _neighbourhood(block_means: np.ndarray) -> np.ndarray:
     """Each block's mean over its 3 x 3 blocks: a level to bin by whose own noise is a
     third of one block's, so binning by it barely flattens the fitted slope."""
+    if block_means.size == 0:  # a frame narrower than a block: no samples
+        return block_means.astype(np.float64)
     padded = np.pad(block_means, 1, mode="edge")
     h, w = block_means.shape
     total = np.zeros((h, w))
@@ -300,7 +302,8 @@ class CameraEstimator:
             self._unit = data_unit(frame)
         self._frames += 1
         blocks = _block_means(frame)
-        self._dark.append(float(np.percentile(blocks, DARK_PERCENTILE)))
+        darkest = blocks if blocks.size else np.asarray(frame, dtype=np.float64)
+        self._dark.append(float(np.percentile(darkest, DARK_PERCENTILE)))
         del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0

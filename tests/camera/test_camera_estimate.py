@@ -128,6 +128,18 @@ def test_the_same_stream_in_other_units_gets_the_same_camera_scaled(scale: float
     assert got.read_noise == pytest.approx(expected.read_noise * scale, rel=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(3, 3), (2, 50), (1, 1)])
+def test_a_frame_narrower_than_a_block_gets_an_estimate_not_a_crash(shape) -> None:
+    """No 4 x 4 block fits: no noise samples (the camera is then a guess), but the
+    series is served; before, the first frame raised from numpy's padding."""
+    rng = np.random.default_rng(0)
+    estimator = CameraEstimator()
+    for _ in range(3):
+        estimate = estimator.update(rng.normal(100.0, 3.0, shape))
+    camera = estimate.camera
+    assert np.isfinite([camera.gain, camera.offset, camera.read_noise]).all()
+
+
 def test_fit_line_on_exact_samples_and_the_spatial_residual_ignores_gradients() -> None:
     means = np.linspace(0, 100, 2000)
     slope, intercept, stderr = fit_line(means, 2.0 * means + 5.0)
