@@ -91,7 +91,7 @@ def run_summary(run_dir: Path, wall_hours: float | None = None) -> dict[str, Any
         return summary
     import torch  # the train extra, as for export
 
-    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
     history = ckpt["history"]
     return {
         "steps": int(ckpt["step"]),
@@ -240,7 +240,7 @@ def _continuation(recipe: Path) -> list[str]:
     if path.exists():
         import torch  # the train extra, as for export
 
-        step = f"step {int(torch.load(path, map_location='cpu', weights_only=False)['step'])}"
+        step = f"step {int(torch.load(path, map_location='cpu', weights_only=True)['step'])}"
     return [
         "",
         f"This recipe continues from the weights of `{init}` ({step}): train that run "
