@@ -131,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"generator": r.generator, "photons": r.photons, "fp32_db": round(fp32, 2),
                      "int8_db": round(q, 2), "delta_db": round(q - fp32, 2)})  # fmt: skip
     speed = {k: round(float(np.median(v)), 2) for k, v in ms.items()}
+    cpu = {"model": machine_info()["cpu_model"], "int8_instructions": int8_instructions()}
     lines = [
         f"# int8 check: {source.name} (calibrated at "
         f"{', '.join(f'{p:g}' for p in CALIBRATION_PHOTONS)} photons)", "",
         f"256x256 frame, engine, CPU: fp32 {speed['fp32']} ms, int8 {speed['int8']} ms "
-        f"({speed['fp32'] / speed['int8']:.2f}x); {machine_info()['cpu_model']}, int8 "
-        f"dot-product instructions: {', '.join(int8_instructions()) or 'none (no VNNI/AMX)'}",
+        f"({speed['fp32'] / speed['int8']:.2f}x); {cpu['model']}, int8 dot-product "
+        f"instructions: {', '.join(cpu['int8_instructions']) or 'none (no VNNI/AMX)'}",
         "",
         "| generator | photons | fp32 PSNR | int8 PSNR | int8 - fp32 |", "|---|---|---|---|---|",
         *(f"| {r['generator']} | {r['photons']:g} | {r['fp32_db']} | {r['int8_db']} | "
@@ -145,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.out / machine_tag()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "int8_check.md").write_text("\n".join(lines) + "\n")
-    cpu = {"model": machine_info()["cpu_model"], "int8_instructions": int8_instructions()}
     record = {"ms": ms, "rows": rows, "cpu": cpu}
     (folder / "int8_check.json").write_text(json.dumps(record, indent=1))
     print("\n".join(lines))

@@ -129,11 +129,11 @@ def _neighbourhood(block_means: np.ndarray) -> np.ndarray:
     return total / 9.0
 
 
-def data_unit(frame: np.ndarray) -> float:
+def data_unit(frame: np.ndarray, power: np.ndarray) -> float:
     """A unit for the frame's values that puts its noise near 1: the fit works in it, so
     its floors mean the same for frames in ADU, in electrons or scaled to [0, 1] (in
-    ADU, a gain floor of 1e-3 would be most of the noise of a frame scaled to [0, 1])."""
-    _, power = spatial_samples(frame)
+    ADU, a gain floor of 1e-3 would be most of the noise of a frame scaled to [0, 1]).
+    ``power``: the frame's :func:`spatial_samples` powers."""
     usable = power[np.isfinite(power) & (power > 0)]
     unit = math.sqrt(float(np.median(usable))) if usable.size else 0.0
     if not (math.isfinite(unit) and unit > 0):  # flat, or too small for a block
@@ -298,8 +298,6 @@ class CameraEstimator:
         may have moved on in between), the frame still counts otherwise.
         """
         frame = np.asarray(frame)
-        if self._unit is None:
-            self._unit = data_unit(frame)
         self._frames += 1
         blocks = _block_means(frame)
         darkest = blocks if blocks.size else np.asarray(frame, dtype=np.float64)
@@ -325,8 +323,11 @@ class CameraEstimator:
         self._previous = frame.astype(np.float32, copy=True)
         self._previous_saturated = saturated
         self._since_fit += 1
-        if self.estimate is None:
-            self.estimate = self._from(*spatial_samples(frame, saturated), "spatial")
+        if self.estimate is None:  # one frame's samples give the unit and the estimate
+            means, power = spatial_samples(frame, saturated)
+            if self._unit is None:
+                self._unit = data_unit(frame, power)
+            self.estimate = self._from(means, power, "spatial")
         elif self._kept >= 2 * BINS * 8 and self._since_fit >= self._refit_every:
             means, power = np.concatenate(self._means), np.concatenate(self._power)
             factors = np.repeat(self._factors, [m.size for m in self._means])
