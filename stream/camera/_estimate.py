@@ -33,11 +33,11 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   those from the level where such blocks begin up, are dropped. A floor at zero is not
   treated so: zeros are real counts on a photon-counting camera.
 
-Cost at 512 x 512 on one core of a 2-vCPU EPYC VM: about 5 ms per frame, 20 ms when the
-fit runs (every ``refit_every`` frames, on at most ``FIT_SAMPLES`` samples); the service
-estimates every frame of a series' first 32, then every 8th (``stream.engine._series``),
-and not at all when the camera is configured. Tested on simulated streams of known
-cameras (``tests/camera``).
+Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 4 ms per
+update at 512 x 512, 12-18 ms when the fit runs (every ``refit_every`` updates, on at most
+``FIT_SAMPLES`` samples); the service estimates every frame of a series' first 32, then
+every 8th (``stream.engine._series``), and not at all when the camera is configured.
+Tested on simulated streams of known cameras (``tests/camera``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ AVERAGE_WEIGHT = 0.05
 #: mostly level noise: the correction is capped and the stderr says so).
 MIN_RELIABILITY = 0.2
 #: Most samples one fit sorts (taken evenly from the reservoir): 48,000 give each of the
-#: 24 bins 2,000, and keep a fit near 10 ms on the thread that serves frames.
+#: 24 bins 2,000, and bound the time a refit holds the thread that serves frames.
 FIT_SAMPLES = 48_000
 #: The frame's maximum is a saturation level when at least this fraction of its pixels
 #: (and at least ``SATURATED_MIN_PIXELS``) hold it.

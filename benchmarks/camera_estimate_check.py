@@ -1,0 +1,110 @@
+"""What the live camera estimate costs the thread that serves frames, measured:
+``python -m benchmarks.camera_estimate_check``.
+
+With no camera configured, a noise-adaptive model's series estimates the camera from
+its own frames (``stream.engine.SeriesContext``): every frame of the first 32, then every
+8th, with a refit every 8th estimate. Measured in one run, on phantom frames at 256 x 256
+and 512 x 512: the mean time per frame of a whole series through ``SeriesContext`` and
+the default model with the camera estimated live, against the baseline of the same
+series with the camera configured (the two alternate frame by frame); and the median
+and slowest (a refit) time of one estimator update. Writes
+``camera_estimate_check.md`` (and ``.json``) beside the suites' results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import machine_info, machine_tag
+
+SIZES = (256, 512)
+#: Frames per series: the 32-frame warm-up, then 16 estimates and 2 refits.
+SERIES_FRAMES = 160
+
+
+def _frames(side: int, count: int) -> list[np.ndarray]:
+    from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
+
+    config = PhantomConfig(shape=(side, side), brightness=30.0, seed=5)
+    phantom = CalciumPhantom(config, count)
+    return [apply_camera_noise(phantom.clean(t), config.noise, frame_rng(5, t))
+            for t in range(count)]  # fmt: skip
+
+
+def _series_ms(engine: Any, frames: list[np.ndarray], camera: Any) -> tuple[float, float]:
+    """Mean ms per frame of one series through ``SeriesContext`` (model included) with
+    ``camera`` configured, and of the same series with the camera estimated live; the
+    two alternate frame by frame, so a burst of load hits both."""
+    from stream.engine import SeriesContext
+
+    contexts = (SeriesContext(camera), SeriesContext(None))
+    totals = [0.0, 0.0]
+    for t in range(SERIES_FRAMES):
+        for i, context in enumerate(contexts):
+            t0 = time.perf_counter()
+            context.denoise(engine, frames[t % len(frames)], t)
+            totals[i] += time.perf_counter() - t0
+    return totals[0] * 1e3 / SERIES_FRAMES, totals[1] * 1e3 / SERIES_FRAMES
+
+
+def measure(side: int) -> dict[str, Any]:
+    from stream.camera import CameraEstimator
+    from stream.engine import Engine, default_model_path
+    from stream.sim import PhantomConfig
+
+    frames = _frames(side, 64)
+    camera = PhantomConfig.model_validate({}).noise
+    estimator, update_ms = CameraEstimator(), []
+    for frame in frames:
+        t0 = time.perf_counter()
+        estimator.update(frame)
+        update_ms.append((time.perf_counter() - t0) * 1e3)
+    steady = update_ms[1:]  # past the first frame's one-off spatial estimate
+    with Engine(default_model_path("cpu"), provider="cpu") as engine:
+        configured, live = _series_ms(engine, frames, camera)  # configured: the baseline
+    return {
+        "side": side,
+        "configured_ms_per_frame": round(configured, 2),
+        "live_ms_per_frame": round(live, 2),
+        "live_over_configured": round(live / configured, 3),
+        "update_median_ms": round(float(np.median(steady)), 2),
+        "update_max_ms": round(float(np.max(steady)), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    rows = [measure(side) for side in SIZES]
+    lines = [
+        "# Live camera estimate: its cost on the serving thread",
+        "",
+        f"{machine_info()['cpu_model']}, CPU provider, `na-lite`; {SERIES_FRAMES}-frame "
+        "series through `SeriesContext`, mean ms per frame, the camera configured (the "
+        "baseline) or estimated live (every frame of the first 32, then every 8th).",
+        "",
+        "| frame | configured ms/frame | live ms/frame | live / configured "
+        "| one update ms (median) | slowest update ms (a refit) |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['side']}x{r['side']} | {r['configured_ms_per_frame']} | "
+          f"{r['live_ms_per_frame']} | {r['live_over_configured']} | "
+          f"{r['update_median_ms']} | {r['update_max_ms']} |" for r in rows),
+    ]  # fmt: skip
+    folder = args.out / machine_tag()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "camera_estimate_check.md").write_text("\n".join(lines) + "\n")
+    (folder / "camera_estimate_check.json").write_text(json.dumps({"rows": rows}, indent=1))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
