@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from exporter.data import PairDataset, normalization, validation_set
 from exporter.evaluation import psnr
 from exporter.model import DnCNN, ModelSpec, build_model
+from exporter.onnx_init import model_from_onnx
 from exporter.precise_bn import recalibrate_batchnorm
 from exporter.synth import SynthDataset, synth_validation_set
 from exporter.train_config import TrainConfig, load_train_config
@@ -327,6 +328,17 @@ class _Run:
         log.info("resuming %s at step %d of %d", path, self.step, self.cfg.steps)
 
     def _start_from(self, path: Path) -> None:
+        if path.suffix == ".onnx":  # a shipped model: its BatchNorm rebuilt from data
+            if not self.cfg.bn_batches:
+                raise ConfigError(
+                    f"cannot start from {path}: rebuilding its BatchNorm layers needs "
+                    "calibration batches, expected bn_batches > 0, got 0"
+                )
+            cpu = torch.device("cpu")
+            source = model_from_onnx(path, self.spec, bn_inputs(self.cfg, cpu))
+            self.model.load_state_dict(source.state_dict())
+            log.info("starting from the weights of %s", path)
+            return
         ckpt = read_checkpoint(path)
         _check_same_model(self.cfg, ckpt, path, "start from")
         self.model.load_state_dict(ckpt["model"])

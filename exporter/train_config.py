@@ -83,8 +83,9 @@ class TrainConfig(BaseModel):
     out_dir: Path = Path("runs/dncnn")
     init: Path | None = Field(
         None,
-        description="start from this checkpoint's weights (same model); optimizer, schedule "
-        "and data start afresh: a second training stage, e.g. on larger patches",
+        description="start from this checkpoint's weights (same model), or a shipped .onnx "
+        "model's (exporter.onnx_init); optimizer, schedule and data start afresh: a second "
+        "training stage, e.g. on larger patches",
     )
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads")
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes")

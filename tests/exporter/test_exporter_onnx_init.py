@@ -1,0 +1,117 @@
+"""A shipped ONNX model (BatchNorm folded into its convolutions) rebuilds into a
+trainable DnCNN that computes the same function, and training can start from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+from torch import nn  # noqa: E402
+
+from exporter.export import _torch_to_onnx  # noqa: E402
+from exporter.model import DnCNN, ModelSpec  # noqa: E402
+from exporter.onnx_init import model_from_onnx  # noqa: E402
+from exporter.train import load_checkpoint, load_train_config, train  # noqa: E402
+from stream import ModelError  # noqa: E402
+
+SPEC = ModelSpec(depth=5, width=8, frames=2, noise_map=True, unshuffle=2)
+
+
+def _trained_looking(spec: ModelSpec, seed: int = 0) -> DnCNN:
+    """Random weights and BatchNorm statistics far from their defaults, as after training."""
+    torch.manual_seed(seed)
+    model = DnCNN(spec)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.normal_(0, 0.3)
+                if module.bias is not None:
+                    module.bias.normal_(0, 0.1)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.2, 3.0)
+                module.weight.uniform_(0.5, 2.0)
+                module.bias.normal_(0, 0.3)
+    return model.eval()
+
+
+def _shipped(model: DnCNN, path: Path) -> Path:
+    proto = _torch_to_onnx(model)
+    for key, value in (("frames", model.spec.frames), ("noise_map", model.spec.noise_map)):
+        proto.metadata_props.add(key=f"deepdenoise.{key}", value=str(value))
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_the_rebuilt_model_computes_what_the_onnx_file_computes(tmp_path: Path):
+    original = _trained_looking(SPEC)
+    path = _shipped(original, tmp_path / "m.onnx")
+    x = torch.rand(4, SPEC.in_channels, 36, 40)
+    rebuilt = model_from_onnx(path, SPEC, [x])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from_ort = session.run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        expected = original(x)
+        got = rebuilt.eval()(x)
+        # calibrated on this very batch, train mode normalises with the same statistics
+        in_train_mode = rebuilt.train()(x)
+    tol = 1e-5 * float(expected.abs().max())  # float32 rounding, summed differently
+    torch.testing.assert_close(got, expected, atol=tol, rtol=0)
+    np.testing.assert_allclose(got.numpy(), from_ort, atol=tol, rtol=0)
+    torch.testing.assert_close(in_train_mode, expected, atol=10 * tol, rtol=0)
+    assert not torch.allclose(original(x), x, atol=1e-2)  # a function, not the identity
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ModelSpec(depth=6, width=8, frames=2, noise_map=True, unshuffle=2), "convolutions"),
+        (ModelSpec(depth=5, width=16, frames=2, noise_map=True, unshuffle=2), "conv 0 expected"),
+        (ModelSpec(depth=5, width=8, frames=3, noise_map=False, unshuffle=2), "expected frames 3"),
+    ],
+)
+def test_another_architecture_is_refused_with_what_differs(
+    tmp_path: Path, spec: ModelSpec, message: str
+):
+    path = _shipped(_trained_looking(SPEC), tmp_path / "m.onnx")
+    with pytest.raises(ModelError, match=message):
+        model_from_onnx(path, spec, [torch.rand(1, spec.in_channels, 16, 16)])
+
+
+def test_a_training_stage_starts_from_a_shipped_onnx_model(tmp_path: Path):
+    cfg = load_train_config(
+        None,
+        preset="na-temporal",
+        depth=4,
+        width=8,
+        frames=2,
+        data_source="synth",
+        synth={"patch": 32, "frames": 2, "samples_per_movie": 2},
+        steps=2,
+        batch=4,
+        lr=1e-12,  # the weights must still be the file's after the steps
+        val_every=2,
+        ckpt_every=2,
+        val_size=4,
+        bn_batches=2,
+        threads=1,
+        out_dir=tmp_path / "run",
+    )
+    source = _trained_looking(cfg.model_spec(), seed=5)
+    path = _shipped(source, tmp_path / "shipped.onnx")
+    summary = train(cfg.model_copy(update={"init": path}), progress=False)
+    model, _ = load_checkpoint(summary.last_checkpoint)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    file_weights = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer]
+    for conv in convs:
+        w = conv.weight.detach().numpy()
+        assert any(f.shape == w.shape and np.allclose(f, w, atol=1e-6) for f in file_weights)
+
+    no_calibration = cfg.model_copy(update={"init": path, "bn_batches": 0})
+    with pytest.raises(Exception, match="bn_batches > 0"):
+        train(no_calibration, progress=False)
