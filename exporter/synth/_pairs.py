@@ -3,8 +3,10 @@
 For each sample: a clean movie (``_scenes``) is scaled to a photon budget (its bright
 structure, the 99.5th percentile, at 0.5 to 3000 photons per pixel, log-uniform), and
 read out by a random camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``,
-rounded like an integer camera most of the time. The model input is then built
-exactly as the engine builds it (:func:`stream.engine.model_input`), from a camera
+rounded like an integer camera most of the time. A share of temporal samples (``fill``)
+starts a series, or follows a gap, inside the window: its missing previous frames are
+the oldest frame there is, repeated, as the engine stands in for them. The model input
+is then built exactly as the engine builds it (:func:`stream.engine.model_input`), from a camera
 *estimate* that is off by a few per cent, as the service's live estimate is; the
 target is the noise-free current frame in the same units.
 
@@ -56,6 +58,13 @@ class SynthConfig(BaseModel):
     offset_error: float = Field(0.3, ge=0, le=5, description="offset error, in read-noise rms")
     recorded: Path | None = Field(None, description="dark frames replacing the read noise")
     samples_per_movie: int = Field(4, ge=1, le=64, description="patches cut per clean movie")
+    fill: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="share of temporal samples at a series start or just after a gap: the "
+        "missing previous frames stood in for by the oldest one there is, as the engine does",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> SynthConfig:
@@ -109,6 +118,11 @@ class PairGenerator:
             adu += rng.standard_normal(adu.shape, dtype=F32) * F32(read)
         if rng.random() < cfg.integer:
             np.rint(adu, out=adu)
+        if cfg.frames > 1 and cfg.fill and rng.random() < cfg.fill:
+            # Without these the model reads a repeated frame's noise as signal and hardly
+            # denoises the first frames of a series (measured: 10 dB at 1 photon, not 20).
+            missing = int(rng.integers(1, cfg.frames))
+            adu[:missing] = adu[missing]
         # The live estimate takes the offset from the darkest 4 x 4 block means, so it
         # reads part of the background as offset: the model sees that, too.
         block = photons[-1, : photons.shape[1] // 4 * 4, : photons.shape[2] // 4 * 4]
