@@ -25,6 +25,10 @@ BM3D_NOTE = (
     "BM3D with a variance-stabilising transform (true camera), on a frame subset, "
     "against the tuned Gaussian and the models on the same frames:"
 )
+SERIES_START_NOTE = (
+    "The first {n} frame(s) of the movie, where a temporal model's window is not yet full "
+    "(the engine repeats the oldest frame there is), every method on the same frames:"
+)
 
 
 def _num(value: float, signed: bool = False) -> str:
@@ -135,6 +139,16 @@ def _table(result: EvaluationResult, generator: str) -> list[str]:
                 cells = [f"{r.photons:g}", _num(r.scores["bm3d-vst"].psnr)]
                 cells += [_num(r.scores[f"{n}@bm3d-frames"].psnr) for n in ("gaussian", *models)]
                 lines.append("| " + " | ".join(cells) + " |")
+    starts = [r for r in rows if "gaussian@series-start" in r.scores]
+    if starts:
+        n = starts[0].scores["gaussian@series-start"].frames_scored
+        names = [m for m in ("gaussian", "spatiotemporal", *models) if m in starts[0].scores]
+        lines += ["", SERIES_START_NOTE.format(n=n), ""]
+        lines += ["| " + " | ".join(["photons", *names]) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in starts:
+            cells = [f"{r.photons:g}"]
+            cells += [_num(r.scores[f"{name}@series-start"].psnr) for name in names]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -307,3 +307,16 @@ def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model
     assert scores["conv5+adapted"].psnr != scores["conv5"].psnr  # the weights did change
     kept = tmp_path / "report" / "adapted" / "independent-20"
     assert {p.name for p in kept.glob("*.onnx")} == {"conv5+adapted.onnx", "conv5+n2v-scratch.onnx"}
+
+
+def test_a_temporal_model_is_also_scored_on_the_series_start(evaluation) -> None:
+    """The 2-frame stand-in's window is not full on frame 0: every method is scored there
+    too, on the same frame, and the report has the table."""
+    for r in evaluation.results:
+        start = r.scores["adaptive@series-start"]
+        assert start.frames_scored == 1
+        assert r.scores["gaussian@series-start"].frames_scored == 1
+        assert "noisy@series-start" not in r.scores
+        assert r.scores["identity@series-start"].psnr != pytest.approx(r.scores["identity"].psnr)
+    report = (evaluation.out_dir / "report.md").read_text()
+    assert "The first 1 frame(s) of the movie" in report
