@@ -32,7 +32,9 @@ class ModelMetadata(BaseModel):
     """What the engine knows about a model.
 
     Input channels: the ``frames`` most recent frames of a series, oldest first, then a
-    noise map when ``noise_map``. ``normalization`` says how raw frames become model
+    noise map when ``noise_map``; at a series start or after a gap the missing previous
+    frames are the oldest one there is, repeated (a temporal model should have seen
+    such inputs in training). ``normalization`` says how raw frames become model
     units: ``fixed``: ``(raw - input_offset) / input_scale`` on the way in and
     ``model * input_scale + input_offset`` on the way out; ``adaptive``: the camera's
     offset and a per-frame scale (:func:`stream.engine.model_input`). ``alignment``:
