@@ -43,7 +43,12 @@ def cpu_fps(path: Path, shape: tuple[int, int] = (256, 256), frames: int = 40) -
     with Engine(path, provider="cpu", warmup_shape=shape) as engine:
         adaptive = engine.metadata.normalization == "adaptive"
         camera = PhantomConfig.model_validate({}).noise if adaptive else None  # as the bench
-        history = [frame] * (engine.metadata.frames - 1)
+        # distinct previous frames: a repeated one is a series start, which a composed
+        # temporal model answers with its spatial branch (exporter.compose)
+        history = [
+            rng.integers(100, 1000, shape, dtype=np.uint16)
+            for _ in range(engine.metadata.frames - 1)
+        ]
         times = []
         for _ in range(frames):
             t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""``deepdenoise ship``: a maintainer's command that turns a training run into package data.
+"""``deepdenoise ship``: a maintainer's command that turns a training run into package data
+(and ``deepdenoise compose``, which gives a temporal model a spatial series start).
 
 Exports the run's best checkpoint into the engine's ``models/`` folder and writes its
 model card from what was measured; ``--reference`` writes the closed-form smoothing
@@ -64,5 +65,27 @@ def ship_command(
     console.print(f"wrote {path} and {path.with_suffix('.md')}", highlight=False)
 
 
+def compose_command(
+    temporal: Annotated[Path, typer.Argument(help="A temporal model (.onnx, K > 1 frames).")],
+    spatial: Annotated[Path, typer.Argument(help="A spatial model read the same way.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The composed model.")],
+) -> None:
+    """Compose a temporal model with a spatial one that answers when it has no previous
+    frame (a series start, after a gap): one ONNX file, both graphs behind an If."""
+    try:
+        from exporter.compose import with_spatial_start
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        meta = with_spatial_start(temporal, spatial, out)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"wrote {out}: {temporal.name} ({meta.frames} frames), {spatial.name} at a series start",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("ship")(ship_command)
+    app.command("compose")(compose_command)

@@ -42,6 +42,11 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
         ("receptive field", f"{meta.receptive_field} px (radius {meta.radius})"),
         ("normalisation", f"(raw - {meta.input_offset}) / {meta.input_scale}"),
         ("training noise", _text(meta.training_noise) if meta.training_noise else "-"),
+        ("frames", f"{meta.frames}" + (" + noise map" if meta.noise_map else "")),
+    ]
+    if meta.spatial_start:
+        rows.append(("series start", _text(meta.spatial_start)))
+    rows += [
         ("content hash", meta.content_hash or "-"),
         ("size", f"{path.stat().st_size / 1e6:.2f} MB"),
     ]

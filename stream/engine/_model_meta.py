@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 #: (DnCNN-20), the deepest model this project ships, so tiles are never too small.
 DEFAULT_RECEPTIVE_FIELD = 41
 
-_JSON_FIELDS = ("training_noise", "training_data", "adaptation")
+_JSON_FIELDS = ("training_noise", "training_data", "adaptation", "spatial_start")
 
 
 class ModelMetadata(BaseModel):
@@ -56,6 +56,9 @@ class ModelMetadata(BaseModel):
     training_data: dict[str, Any] = Field(default_factory=dict)
     #: Set by ``deepdenoise adapt``: the recording, steps and starting model it was tuned on.
     adaptation: dict[str, Any] = Field(default_factory=dict)
+    #: Set by ``exporter.compose``: the spatial model that answers when a temporal model
+    #: has no previous frame (its graph holds both behind an ``If``).
+    spatial_start: dict[str, Any] = Field(default_factory=dict)
     content_hash: str | None = None
     #: The exporter checked that the model in fp16 stays within tolerance of fp32:
     #: TensorRT may then build it in fp16 (``gpu.fp16 = "auto"``).
@@ -110,8 +113,8 @@ class ModelMetadata(BaseModel):
         """Serialise to ONNX ``metadata_props`` (all values are strings)."""
         props: dict[str, str] = {}
         for name, value in self.model_dump(exclude={"from_model"}).items():
-            if value is None or (name == "adaptation" and not value):
-                continue  # only adapted models say so
+            if value is None or (name in ("adaptation", "spatial_start") and not value):
+                continue  # only adapted or composed models say so
             text = json.dumps(value, sort_keys=True) if name in _JSON_FIELDS else str(value)
             props[PREFIX + name] = text
         return props

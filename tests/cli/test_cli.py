@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from stream import SeriesStore, __version__, default_model_path
 from stream.cli import app
+from stream.engine import shipped_model_path
 
 runner = CliRunner()
 
@@ -35,6 +36,10 @@ def test_info_describes_models_with_and_without_metadata(identity_model: Path):
     shipped = invoke("info", str(default_model_path()))
     assert shipped.exit_code == 0
     assert "dncnn-na-lite" in shipped.output and "51 px" in shipped.output
+    assert "series start" not in shipped.output and "1 + noise map" in shipped.output
+    temporal = invoke("info", str(shipped_model_path("na-temporal")))
+    assert temporal.exit_code == 0 and "series start" in temporal.output
+    assert "na-lite" in temporal.output and "5 + noise map" in temporal.output
     plain = invoke("info", str(identity_model))
     assert plain.exit_code == 0 and "identity" in plain.output
 

@@ -1,0 +1,133 @@
+"""A temporal model composed with a spatial one: the spatial branch answers exactly when
+the engine has no previous frame to give (series start, after a gap), the temporal
+branch otherwise, tiled as whole, through the real engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from exporter.compose import with_spatial_start  # noqa: E402
+from exporter.export import _torch_to_onnx, finish_model  # noqa: E402
+from exporter.model import DnCNN, ModelSpec, receptive_field  # noqa: E402
+from stream import ModelError  # noqa: E402
+from stream.camera import CameraModel  # noqa: E402
+from stream.engine import Engine, SeriesContext  # noqa: E402
+
+CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
+
+
+def _model(path: Path, spec: ModelSpec, seed: int, **meta: object) -> Path:
+    torch.manual_seed(seed)
+    model = DnCNN(spec)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.normal_(0, 0.2)
+    fields = {
+        "architecture": "dncnn",
+        "receptive_field": receptive_field(model),
+        "normalization": "adaptive",
+        "frames": spec.frames,
+        "noise_map": spec.noise_map,
+        "alignment": spec.unshuffle,
+        **meta,
+    }
+    finish_model(_torch_to_onnx(model.eval()), fields, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("compose")
+    temporal = _model(d / "t.onnx", ModelSpec(3, 8, frames=3, noise_map=True, unshuffle=2), 1)
+    spatial = _model(d / "s.onnx", ModelSpec(3, 8, frames=1, noise_map=True, unshuffle=2), 2)
+    composed = d / "ts.onnx"
+    with_spatial_start(temporal, spatial, composed)
+    return {"temporal": temporal, "spatial": spatial, "composed": composed}
+
+
+def _frames(n: int, shape: tuple[int, int] = (40, 52)) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    scene = rng.uniform(5, 60, shape)
+    return [(rng.poisson(scene) * 2.0 + 100).astype(np.uint16) for _ in range(n)]
+
+
+@pytest.mark.parametrize("tile", [None, 32])
+def test_the_spatial_model_answers_only_when_there_is_no_previous_frame(
+    models: dict[str, Path], tile: int | None
+):
+    frames = _frames(4)
+    engines = {
+        k: Engine(p, provider="cpu", tile=tile, warmup_shape=None) for k, p in models.items()
+    }
+    try:
+        ctx = SeriesContext(CAMERA)
+        outs = [ctx.denoise(engines["composed"], f, i) for i, f in enumerate(frames)]
+        # frame 0: nothing before it; frames 1-3: the temporal model with its ring
+        first = engines["spatial"].denoise(frames[0], camera=CAMERA)
+        np.testing.assert_allclose(outs[0], first, atol=1e-3)
+        ref = SeriesContext(CAMERA)
+        expected = [ref.denoise(engines["temporal"], f, i) for i, f in enumerate(frames)]
+        for got, want in zip(outs[1:], expected[1:], strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-3)
+        assert not np.allclose(expected[0], first, atol=1.0)  # the branches differ
+        # after a gap the ring is empty again: the spatial branch
+        gap = ctx.denoise(engines["composed"], frames[3], 10)
+        np.testing.assert_allclose(gap, engines["spatial"].denoise(frames[3], camera=CAMERA),
+                                   atol=1e-3)  # fmt: skip
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+
+def test_the_composed_file_keeps_the_temporal_metadata_and_names_its_spatial_start(
+    models: dict[str, Path],
+):
+    with Engine(models["composed"], provider="cpu", warmup_shape=None) as engine:
+        meta = engine.metadata
+    with Engine(models["temporal"], provider="cpu", warmup_shape=None) as engine:
+        temporal = engine.metadata
+    assert (meta.frames, meta.noise_map, meta.alignment) == (3, True, 2)
+    assert meta.receptive_field == temporal.receptive_field
+    assert meta.spatial_start["model"] == "s"
+    assert meta.spatial_start["temporal_content_hash"] == temporal.content_hash
+    assert "spatial_start" not in {
+        p.key.split(".")[-1] for p in onnx.load(models["temporal"]).metadata_props
+    }
+
+
+def test_models_that_do_not_fit_together_are_refused(models: dict[str, Path], tmp_path: Path):
+    with pytest.raises(ModelError, match="expected a temporal and a spatial model"):
+        with_spatial_start(models["spatial"], models["temporal"], tmp_path / "x.onnx")
+    fixed = _model(tmp_path / "f.onnx", ModelSpec(3, 8, noise_map=True, unshuffle=2), 3,
+                   normalization="fixed")  # fmt: skip
+    with pytest.raises(ModelError, match="normalization is 'adaptive'"):
+        with_spatial_start(models["temporal"], fixed, tmp_path / "x.onnx")
+
+
+def test_cli_compose(models: dict[str, Path], tmp_path: Path):
+    import typer
+    from typer.testing import CliRunner
+
+    from exporter.cli import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    out = tmp_path / "cli.onnx"
+    ok = runner.invoke(
+        app, ["compose", str(models["temporal"]), str(models["spatial"]), "-o", str(out)]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert out.read_bytes() == models["composed"].read_bytes()  # deterministic
+    bad = runner.invoke(
+        app, ["compose", str(models["spatial"]), str(models["spatial"]), "-o", str(out)]
+    )
+    assert bad.exit_code != 0 and "expected a temporal and a spatial model" in bad.output
