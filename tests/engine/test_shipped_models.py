@@ -15,6 +15,7 @@ from exporter.evaluation import psnr
 from exporter.evaluation._baselines import GAUSSIAN_SIGMAS, gaussian_smooth, tune
 from exporter.evaluation._evaluate import movie, run_model
 from stream import Engine, ModelError, default_model_path
+from stream.camera import CameraModel
 from stream.engine import RETIRED, shipped_model_path
 
 MODELS_DIR = Path(stream.engine.__file__).parent / "models"
@@ -58,6 +59,23 @@ def test_temporal_model_carries_its_contract():
         assert meta.noise_map and meta.normalization == "adaptive" and meta.alignment == 2
         assert meta.training_data["generator"] == "exporter.synth"
         assert engine.model_id == meta.content_hash[:12]  # type: ignore[index]
+
+
+def test_temporal_model_answers_a_series_start_with_the_spatial_default():
+    """With no previous frame (a series start, after a gap) the shipped temporal model
+    runs its spatial branch, the shipped spatial default (exporter.compose)."""
+    frame = np.random.default_rng(1).poisson(20.0, (64, 80)).astype(np.uint16) + 100
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
+    with (
+        Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as temporal,
+        Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as spatial,
+    ):
+        start = temporal.metadata.spatial_start
+        assert start["model"] == "na-lite"
+        assert start["content_hash"] == spatial.metadata.content_hash
+        np.testing.assert_allclose(
+            temporal.denoise(frame, camera=camera), spatial.denoise(frame, camera=camera), atol=1e-3
+        )
 
 
 @pytest.mark.parametrize("photons", [1.0, 10.0, 1000.0])
