@@ -237,8 +237,19 @@ def _transpose(args: list[Tensor | None], attrs: dict[str, Any]) -> list[Tensor]
     return [x.permute(*perm)]
 
 
+def _reduce_max(args: list[Tensor | None], attrs: dict[str, Any]) -> list[Tensor]:
+    x = args[0]
+    assert x is not None
+    axes = attrs.get("axes") or (_ints(args[1]) if len(args) > 1 else [])
+    dims = [a % x.dim() for a in axes] or list(range(x.dim()))
+    return [torch.amax(x, dim=dims, keepdim=bool(attrs.get("keepdims", 1)))]
+
+
 _OPS: dict[str, _Op] = {
     "Conv": _conv,
+    "Abs": _unary(torch.abs),
+    "Equal": _binary(torch.eq),
+    "ReduceMax": _reduce_max,
     "Relu": _unary(F.relu),
     "Identity": _unary(lambda x: x),
     "Add": _binary(torch.add),
@@ -270,26 +281,41 @@ def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """``graph`` and every branch of its ``If`` nodes, nested ones included."""
+    found = [graph]
+    for node in graph.node:
+        if node.op_type == "If":
+            for a in node.attribute:
+                found += _graphs(onnx.helper.get_attribute_value(a))
+    return found
+
+
 class OnnxModule(torch.nn.Module):
-    """Runs ``proto``'s graph in torch; ``convs`` pairs each Conv node with its parameters."""
+    """Runs ``proto``'s graph in torch; ``convs`` pairs each Conv node with its parameters.
+
+    ``If`` runs the branch its condition picks (a composed temporal model's spatial
+    series start, :mod:`exporter.compose`); Conv weights inside branches train as well.
+    """
 
     def __init__(self, proto: onnx.ModelProto) -> None:
         super().__init__()
         graph = proto.graph
-        unknown = sorted({n.op_type for n in graph.node} - set(_OPS) - {"Constant"})
+        graphs = _graphs(graph)
+        nodes = [n for g in graphs for n in g.node]
+        unknown = sorted({n.op_type for n in nodes} - set(_OPS) - {"Constant", "If"})
         if unknown:
             raise ModelError(
                 f"the model uses operators adapt cannot train through: {', '.join(unknown)}; "
-                f"supported: Constant, {', '.join(sorted(_OPS))}"
+                f"supported: Constant, If, {', '.join(sorted(_OPS))}"
             )
-        self._nodes = list(graph.node)
         initialized = {i.name for i in graph.initializer}
         self._inputs = [i.name for i in graph.input if i.name not in initialized]
         self._outputs = [o.name for o in graph.output]
         self._constants: dict[str, Tensor] = {
-            i.name: _tensor(numpy_helper.to_array(i)) for i in graph.initializer
+            i.name: _tensor(numpy_helper.to_array(i)) for g in graphs for i in g.initializer
         }
-        for node in self._nodes:
+        for node in nodes:
             if node.op_type == "Constant":
                 attrs = node.attribute[0]
                 if attrs.name != "value":
@@ -300,7 +326,7 @@ class OnnxModule(torch.nn.Module):
         self.convs: list[tuple[onnx.NodeProto, torch.nn.ParameterList]] = []
         self._params = torch.nn.ModuleList()
         self._trained: dict[str, torch.nn.Parameter] = {}
-        for node in self._nodes:
+        for node in nodes:
             if node.op_type != "Conv":
                 continue
             names = [n for n in node.input[1:3] if n]
@@ -313,15 +339,45 @@ class OnnxModule(torch.nn.Module):
             self.convs.append((node, params))
             for name, param in zip(names, params, strict=True):
                 self._trained[name] = param
-        self._attrs = [_attributes(n) for n in self._nodes]
+        self._steps = _compile(graph)
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        values: dict[str, Tensor] = {**self._constants, **self._trained}
-        values.update(zip(self._inputs, inputs, strict=False))
-        for node, attrs in zip(self._nodes, self._attrs, strict=True):
+    def _run(self, steps: list[_Step], values: dict[str, Tensor]) -> None:
+        for node, attrs, branches in steps:
             if node.op_type == "Constant":
+                continue
+            if branches is not None:  # If: the branch its condition picks
+                steps_, outputs = branches[0 if bool(values[node.input[0]]) else 1]
+                inner = dict(values)  # the branch sees the outer scope
+                self._run(steps_, inner)
+                for name, out in zip(node.output, outputs, strict=True):
+                    values[name] = inner[out]
                 continue
             args = [values[name] if name else None for name in node.input]
             for name, value in zip(node.output, _OPS[node.op_type](args, attrs), strict=False):
                 values[name] = value
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        values: dict[str, Tensor] = {**self._constants, **self._trained}
+        values.update(zip(self._inputs, inputs, strict=False))
+        self._run(self._steps, values)
         return values[self._outputs[0]]
+
+
+#: A node, its attributes, and for ``If`` its (then, else) branches: steps and outputs.
+_Branch = tuple[list["_Step"], list[str]]
+_Step = tuple[onnx.NodeProto, dict[str, Any], tuple[_Branch, _Branch] | None]
+
+
+def _compile(graph: onnx.GraphProto) -> list[_Step]:
+    steps: list[_Step] = []
+    for node in graph.node:
+        attrs = _attributes(node)
+        branches = None
+        if node.op_type == "If":
+            then, other = attrs["then_branch"], attrs["else_branch"]
+            branches = (
+                (_compile(then), [o.name for o in then.output]),
+                (_compile(other), [o.name for o in other.output]),
+            )
+        steps.append((node, attrs, branches))
+    return steps

@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from stream import ModelError
 
-from ._onnx_torch import OnnxModule
+from ._onnx_torch import OnnxModule, _graphs
 
 
 @dataclass
@@ -66,7 +66,8 @@ def with_trained_weights(model: TrainableModel) -> onnx.ModelProto:
             values[name] = param.detach().cpu().numpy().astype(np.float32)
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
-    for init in proto.graph.initializer:
-        if init.name in values:
-            init.CopyFrom(numpy_helper.from_array(values[init.name], init.name))
+    for graph in _graphs(proto.graph):  # a composed model's branches hold convs too
+        for init in graph.initializer:
+            if init.name in values:
+                init.CopyFrom(numpy_helper.from_array(values[init.name], init.name))
     return proto

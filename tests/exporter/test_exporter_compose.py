@@ -30,6 +30,9 @@ def _model(path: Path, spec: ModelSpec, seed: int, **meta: object) -> Path:
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
                 module.weight.normal_(0, 0.2)
+            elif isinstance(module, nn.BatchNorm2d):  # distinct folded biases, as trained
+                module.running_mean.normal_(0, 0.3)
+                module.bias.normal_(0, 0.3)
     fields = {
         "architecture": "dncnn",
         "receptive_field": receptive_field(model),
@@ -131,3 +134,33 @@ def test_cli_compose(models: dict[str, Path], tmp_path: Path):
         app, ["compose", str(models["spatial"]), str(models["spatial"]), "-o", str(out)]
     )
     assert bad.exit_code != 0 and "expected a temporal and a spatial model" in bad.output
+
+
+def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(
+    models: dict[str, Path], tmp_path: Path
+):
+    """``deepdenoise adapt`` runs the graph in torch: the If picks the same branch as
+    ONNX Runtime, and trained weights land in the branch that holds them."""
+    ort = pytest.importorskip("onnxruntime")
+    from exporter.adapt._onnx_weights import load_trainable, with_trained_weights
+
+    model = load_trainable(models["composed"])
+    assert len(model.module.convs) == 6  # three per branch
+    x = np.random.default_rng(0).standard_normal((1, 4, 24, 30)).astype(np.float32)
+    start = x.copy()
+    start[:, :2] = start[:, 2:3]  # no previous frame: the spatial branch
+    session = ort.InferenceSession(str(models["composed"]), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        for inputs in (x, start):
+            got = model.module(torch.from_numpy(inputs)).numpy()
+            np.testing.assert_allclose(got, session.run(None, {"x": inputs})[0], atol=1e-5)
+        for _, params in model.module.convs:
+            params[0].mul_(1.1)  # stands in for a training step
+        expected = [model.module(torch.from_numpy(v)).numpy() for v in (x, start)]
+    path = tmp_path / "adapted.onnx"
+    onnx.save(with_trained_weights(model), str(path))
+    adapted = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for inputs, want in zip((x, start), expected, strict=True):
+        got = adapted.run(None, {"x": inputs})[0]
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert not np.allclose(got, session.run(None, {"x": inputs})[0], atol=1e-3)
