@@ -39,10 +39,21 @@ def _load(path: Path) -> onnx.ModelProto:
 
 
 def folded_convolutions(proto: onnx.ModelProto) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """``(weight, bias)`` of every Conv node of the ONNX model, in graph order."""
-    weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
-    convs: list[tuple[np.ndarray, np.ndarray | None]] = []
+    """``(weight, bias)`` of every Conv node of the ONNX model, in graph order; of a
+    composed model (:mod:`exporter.compose`), its temporal network's."""
+    graph = proto.graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in proto.graph.node:
+        if node.op_type == "If":  # composed: the temporal network is the else branch
+            graph = next(
+                onnx.helper.get_attribute_value(a)
+                for a in node.attribute
+                if a.name == "else_branch"
+            )
+            weights |= {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+            break
+    convs: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for node in graph.node:
         if node.op_type != "Conv":
             continue
         if node.input[1] not in weights:

@@ -164,3 +164,17 @@ def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(
         got = adapted.run(None, {"x": inputs})[0]
         np.testing.assert_allclose(got, want, atol=1e-4)
         assert not np.allclose(got, session.run(None, {"x": inputs})[0], atol=1e-3)
+
+
+def test_a_training_stage_can_start_from_a_composed_model(models: dict[str, Path]):
+    """``init = composed.onnx`` takes the temporal network (exporter.onnx_init)."""
+    from exporter.onnx_init import model_from_onnx
+
+    ort = pytest.importorskip("onnxruntime")
+    spec = ModelSpec(3, 8, frames=3, noise_map=True, unshuffle=2)
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 4, 20, 24)).astype("f4"))
+    model = model_from_onnx(models["composed"], spec, [x])
+    session = ort.InferenceSession(str(models["temporal"]), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        got = model.eval()(x).numpy()
+    np.testing.assert_allclose(got, session.run(None, {"x": x.numpy()})[0], atol=1e-4)
