@@ -29,15 +29,13 @@ from stream import ModelError
 from stream.engine import ModelMetadata
 
 from .export import finish_model
+from .onnx_init import load_proto
 
 INPUT, OUTPUT = "x", "y"
 
 
 def _load(path: Path) -> tuple[onnx.ModelProto, ModelMetadata]:
-    try:
-        proto = onnx.load(str(path))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read ONNX model {path}: {exc}") from exc
+    proto = load_proto(path)
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
     if names != ([INPUT], [OUTPUT]):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from torch import Tensor, nn
 
@@ -31,10 +32,11 @@ from stream import ModelError
 from .model import DnCNN, ModelSpec
 
 
-def _load(path: Path) -> onnx.ModelProto:
+def load_proto(path: Path) -> onnx.ModelProto:
+    """The ONNX model at ``path``; ModelError when it cannot be read or parsed."""
     try:
         return onnx.load(str(path))
-    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+    except (OSError, ValueError, DecodeError) as exc:
         raise ModelError(f"cannot read ONNX model {path}: {exc}") from exc
 
 
@@ -74,7 +76,7 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
     model = DnCNN(spec)
     layers = [m for m in model.body if isinstance(m, nn.Conv2d)]
     norms = [m for m in model.body if isinstance(m, nn.BatchNorm2d)]
-    proto = _load(path)
+    proto = load_proto(path)
     props = {p.key: p.value for p in proto.metadata_props}
     for key, want in (("frames", str(spec.frames)), ("noise_map", str(spec.noise_map))):
         got = props.get(f"deepdenoise.{key}")

@@ -113,6 +113,10 @@ def test_models_that_do_not_fit_together_are_refused(models: dict[str, Path], tm
                    normalization="fixed")  # fmt: skip
     with pytest.raises(ModelError, match="normalization is 'adaptive'"):
         with_spatial_start(models["temporal"], fixed, tmp_path / "x.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="cannot read ONNX model"):
+        with_spatial_start(models["temporal"], garbage, tmp_path / "x.onnx")
 
 
 def test_cli_compose(models: dict[str, Path], tmp_path: Path):
