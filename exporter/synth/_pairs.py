@@ -4,10 +4,10 @@ For each sample: a clean movie (``_scenes``) is scaled to a photon budget (its b
 structure, the 99.5th percentile, at 0.5 to 3000 photons per pixel, log-uniform), and
 read out by a random camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``,
 rounded like an integer camera most of the time. A share of temporal samples (``fill``)
-starts a series, or follows a gap, inside the window: its missing previous frames are
+can start a series, or follow a gap, inside the window: its missing previous frames are
 the oldest frame there is, repeated, as the engine stands in for them. The model input
-is then built exactly as the engine builds it (:func:`stream.engine.model_input`), from a camera
-*estimate* that is off by a few per cent, as the service's live estimate is; the
+is then built exactly as the engine builds it (:func:`stream.engine.model_input`), from
+a camera *estimate* that is off by a few per cent, as the service's live estimate is; the
 target is the noise-free current frame in the same units.
 
 Recorded noise (a dark-frame stack of the user's camera) replaces the Gaussian read
@@ -59,11 +59,12 @@ class SynthConfig(BaseModel):
     recorded: Path | None = Field(None, description="dark frames replacing the read noise")
     samples_per_movie: int = Field(4, ge=1, le=64, description="patches cut per clean movie")
     fill: float = Field(
-        0.25,
+        0.0,
         ge=0,
         le=1,
         description="share of temporal samples at a series start or just after a gap: the "
-        "missing previous frames stood in for by the oldest one there is, as the engine does",
+        "missing previous frames stood in for by the oldest one there is, as the engine does "
+        "(0: none; a second stage of na-temporal with 0.25 gained there and lost elsewhere)",
     )
 
     @model_validator(mode="after")
