@@ -11,11 +11,11 @@ import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from model_harness import randomised  # noqa: E402
 
 from exporter.compose import with_spatial_start  # noqa: E402
 from exporter.export import _torch_to_onnx, finish_model  # noqa: E402
-from exporter.model import DnCNN, ModelSpec, receptive_field  # noqa: E402
+from exporter.model import ModelSpec, receptive_field  # noqa: E402
 from stream import ModelError  # noqa: E402
 from stream.camera import CameraModel  # noqa: E402
 from stream.engine import Engine, SeriesContext  # noqa: E402
@@ -24,15 +24,7 @@ CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 
 
 def _model(path: Path, spec: ModelSpec, seed: int, **meta: object) -> Path:
-    torch.manual_seed(seed)
-    model = DnCNN(spec)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                module.weight.normal_(0, 0.2)
-            elif isinstance(module, nn.BatchNorm2d):  # distinct folded biases, as trained
-                module.running_mean.normal_(0, 0.3)
-                module.bias.normal_(0, 0.3)
+    model = randomised(spec, seed)
     fields = {
         "architecture": "dncnn",
         "receptive_field": receptive_field(model),
@@ -157,7 +149,9 @@ def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(
     with torch.no_grad():
         for inputs in (x, start):
             got = model.module(torch.from_numpy(inputs)).numpy()
-            np.testing.assert_allclose(got, session.run(None, {"x": inputs})[0], atol=1e-5)
+            np.testing.assert_allclose(
+                got, session.run(None, {"x": inputs})[0], atol=1e-5, rtol=1e-5
+            )
         for _, params in model.module.convs:
             params[0].mul_(1.1)  # stands in for a training step
         expected = [model.module(torch.from_numpy(v)).numpy() for v in (x, start)]

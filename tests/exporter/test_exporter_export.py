@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
+from model_harness import tiny_temporal_config  # noqa: E402
+
 from exporter.cli import register  # noqa: E402
 from exporter.cli._train import parse_level  # noqa: E402
 from exporter.data import normalization  # noqa: E402
@@ -242,22 +244,8 @@ def test_checkpoint_spec_round_trip(checkpoint: Path):
 
 
 def test_a_noise_adaptive_temporal_model_trains_exports_and_matches_torch(tmp_path: Path):
-    cfg = load_train_config(
-        None,
-        preset="na-temporal",
-        depth=3,
-        width=8,
-        frames=2,
-        data_source="synth",
-        synth={"patch": 32, "frames": 2, "samples_per_movie": 2},
-        loss="relative",
-        steps=4,
-        batch=4,
-        val_every=4,
-        ckpt_every=4,
-        val_size=4,
-        threads=1,
-        out_dir=tmp_path / "run",
+    cfg = tiny_temporal_config(
+        tmp_path / "run", loss="relative", steps=4, val_every=4, ckpt_every=4
     )
     summary = train(cfg, progress=False)
     report = export_onnx(summary.last_checkpoint, tmp_path / "na.onnx", parity_inputs=2)

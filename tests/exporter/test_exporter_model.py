@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from model_harness import randomised  # noqa: E402
 from torch import nn  # noqa: E402
 
 from exporter.model import (  # noqa: E402
@@ -30,20 +31,8 @@ def _one_thread() -> Iterator[None]:
 
 
 def _randomised(spec: ModelSpec, seed: int = 0) -> DnCNN:
-    """A model in eval mode with every weight (the zero-initialised last conv too) random."""
-    torch.manual_seed(seed)
-    model = DnCNN(spec).double().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.normal_(0.0, 0.3)
-            elif isinstance(m, nn.BatchNorm2d):
-                assert m.running_mean is not None and m.running_var is not None
-                m.running_mean.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.1)
-    return model
+    """A model in eval mode, every weight random, in float64 (exact gradient support)."""
+    return randomised(spec, seed).double()
 
 
 def _support(model: nn.Module, size: int = 63) -> tuple[int, int]:

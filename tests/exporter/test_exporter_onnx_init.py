@@ -11,33 +11,16 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
+from model_harness import randomised, tiny_temporal_config  # noqa: E402
 from torch import nn  # noqa: E402
 
 from exporter.export import _torch_to_onnx  # noqa: E402
 from exporter.model import DnCNN, ModelSpec  # noqa: E402
 from exporter.onnx_init import model_from_onnx  # noqa: E402
-from exporter.train import load_checkpoint, load_train_config, train  # noqa: E402
+from exporter.train import load_checkpoint, train  # noqa: E402
 from stream import ModelError  # noqa: E402
 
 SPEC = ModelSpec(depth=5, width=8, frames=2, noise_map=True, unshuffle=2)
-
-
-def _trained_looking(spec: ModelSpec, seed: int = 0) -> DnCNN:
-    """Random weights and BatchNorm statistics far from their defaults, as after training."""
-    torch.manual_seed(seed)
-    model = DnCNN(spec)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                module.weight.normal_(0, 0.3)
-                if module.bias is not None:
-                    module.bias.normal_(0, 0.1)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.2, 3.0)
-                module.weight.uniform_(0.5, 2.0)
-                module.bias.normal_(0, 0.3)
-    return model.eval()
 
 
 def _shipped(model: DnCNN, path: Path) -> Path:
@@ -49,7 +32,7 @@ def _shipped(model: DnCNN, path: Path) -> Path:
 
 
 def test_the_rebuilt_model_computes_what_the_onnx_file_computes(tmp_path: Path):
-    original = _trained_looking(SPEC)
+    original = randomised(SPEC)
     path = _shipped(original, tmp_path / "m.onnx")
     x = torch.rand(4, SPEC.in_channels, 36, 40)
     rebuilt = model_from_onnx(path, SPEC, [x])
@@ -78,31 +61,22 @@ def test_the_rebuilt_model_computes_what_the_onnx_file_computes(tmp_path: Path):
 def test_another_architecture_is_refused_with_what_differs(
     tmp_path: Path, spec: ModelSpec, message: str
 ):
-    path = _shipped(_trained_looking(SPEC), tmp_path / "m.onnx")
+    path = _shipped(randomised(SPEC), tmp_path / "m.onnx")
     with pytest.raises(ModelError, match=message):
         model_from_onnx(path, spec, [torch.rand(1, spec.in_channels, 16, 16)])
 
 
 def test_a_training_stage_starts_from_a_shipped_onnx_model(tmp_path: Path):
-    cfg = load_train_config(
-        None,
-        preset="na-temporal",
+    cfg = tiny_temporal_config(
+        tmp_path / "run",
         depth=4,
-        width=8,
-        frames=2,
-        data_source="synth",
-        synth={"patch": 32, "frames": 2, "samples_per_movie": 2},
         steps=2,
-        batch=4,
         lr=1e-12,  # the weights must still be the file's after the steps
         val_every=2,
         ckpt_every=2,
-        val_size=4,
         bn_batches=2,
-        threads=1,
-        out_dir=tmp_path / "run",
     )
-    source = _trained_looking(cfg.model_spec(), seed=5)
+    source = randomised(cfg.model_spec(), seed=5)
     path = _shipped(source, tmp_path / "shipped.onnx")
     summary = train(cfg.model_copy(update={"init": path}), progress=False)
     model, _ = load_checkpoint(summary.last_checkpoint)
