@@ -28,6 +28,7 @@ from onnx import numpy_helper
 from torch import Tensor, nn
 
 from stream import ModelError
+from stream.engine import ModelMetadata
 
 from .model import DnCNN, ModelSpec
 
@@ -77,10 +78,10 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
     layers = [m for m in model.body if isinstance(m, nn.Conv2d)]
     norms = [m for m in model.body if isinstance(m, nn.BatchNorm2d)]
     proto = load_proto(path)
-    props = {p.key: p.value for p in proto.metadata_props}
-    for key, want in (("frames", str(spec.frames)), ("noise_map", str(spec.noise_map))):
-        got = props.get(f"deepdenoise.{key}")
-        if got is not None and got != want:
+    meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+    for key, want in (("frames", spec.frames), ("noise_map", spec.noise_map)):
+        got = getattr(meta, key)
+        if meta.from_model and got != want:
             raise ModelError(f"{path}: expected {key} {want} for {spec}, the model has {got}")
     convs = folded_convolutions(proto)
     if len(convs) != len(layers):
