@@ -182,11 +182,19 @@ class ParityCase:
     tile: tuple[int, int] | None = None  # (tile, overlap)
 
 
+def _running_mean(frames: np.ndarray, meta: ModelMetadata) -> np.ndarray | None:
+    """A running mean for a parity case: any frame-like image will do; the frames' mean."""
+    return frames.mean(axis=0, dtype=np.float32) if meta.running_mean > 0 else None
+
+
 def _model_units(frames: np.ndarray, meta: ModelMetadata) -> tuple[np.ndarray, float, float]:
     """(C, H, W) model input, scale and offset, as the engine builds them."""
     if meta.normalization == "adaptive" or meta.noise_map:
         inputs = np.empty((meta.in_channels, *frames.shape[1:]), np.float32)
-        scale = model_input(frames, PARITY_CAMERA, meta.noise_map, out=inputs)
+        scale = model_input(
+            frames, PARITY_CAMERA, meta.noise_map, out=inputs,
+            running_mean=_running_mean(frames, meta),
+        )  # fmt: skip
         return inputs, scale, PARITY_CAMERA.offset
     norm = (frames.astype(np.float32) - np.float32(meta.input_offset)) / np.float32(
         meta.input_scale
@@ -284,7 +292,12 @@ def check_parity(
             current = case.frames[-1]
             if case.tile is not None and engine.plan_for(current.shape).n_tiles < 2:
                 raise RuntimeError(f"parity case {case.name!r} was meant to be tiled")
-            got = engine.denoise(current, camera=PARITY_CAMERA, history=list(case.frames[:-1]))
+            got = engine.denoise(
+                current,
+                camera=PARITY_CAMERA,
+                history=list(case.frames[:-1]),
+                running_mean=_running_mean(case.frames, engine.metadata),
+            )
             err = float(np.max(np.abs(got - case.reference)))
             _, scale, _ = _model_units(case.frames, engine.metadata)
             rows.append(ParityRow(variant, case.name, err / scale, err))
@@ -339,6 +352,7 @@ def export_onnx(
         "receptive_field": receptive_field(model),
         "frames": spec.frames,
         "noise_map": spec.noise_map,
+        "running_mean": spec.running_mean,
         "alignment": spec.unshuffle,
         "training_noise": training_noise(info),
     }

@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 class ModelSpec:
     """Architecture of a DnCNN: ``depth`` conv layers of ``width`` channels, square kernel.
 
-    ``frames`` input frames (1: spatial), plus a noise-map channel when ``noise_map``;
+    ``frames`` input frames (1: spatial), plus a noise-map channel when ``noise_map``,
+    plus the series' running mean when ``running_mean`` (its decay) is above 0;
     ``unshuffle`` 1 (full resolution) or 2 (FFDNet-style polyphase body).
     """
 
@@ -79,6 +80,7 @@ class ModelSpec:
     frames: int = 1
     noise_map: bool = False
     unshuffle: int = 1
+    running_mean: float = 0.0
 
     def __post_init__(self) -> None:
         if not 2 <= self.depth <= 200:
@@ -91,10 +93,12 @@ class ModelSpec:
             raise ValueError(f"expected 1..16 input frames, got {self.frames}")
         if self.unshuffle not in (1, 2):
             raise ValueError(f"expected unshuffle 1 or 2, got {self.unshuffle}")
+        if not 0 <= self.running_mean < 1:
+            raise ValueError(f"expected a running-mean decay in [0, 1), got {self.running_mean}")
 
     @property
     def in_channels(self) -> int:
-        return self.frames + int(self.noise_map)
+        return self.frames + int(self.noise_map) + int(self.running_mean > 0)
 
 
 PRESETS: dict[str, ModelSpec] = {

@@ -13,6 +13,10 @@ shipped model rather than from a shifted copy of it.
 
 Why: a shipped model can be fine-tuned from a clean checkout (``init`` in a training
 config may name the ``.onnx`` file), without the training run's checkpoints.
+
+A model without a running-mean channel can start a model with one: the channel is the
+last input, so its first-layer weights are appended as zeros and the new model computes
+exactly what the file does until training teaches it to read the mean.
 """
 
 from __future__ import annotations
@@ -83,12 +87,19 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
         got = getattr(meta, key)
         if meta.from_model and got != want:
             raise ModelError(f"{path}: expected {key} {want} for {spec}, the model has {got}")
+    if meta.running_mean > 0 and meta.running_mean != spec.running_mean:
+        raise ModelError(
+            f"{path}: expected running_mean {spec.running_mean} for {spec}, the model has "
+            f"{meta.running_mean} (a model may gain the channel, not lose or change it)"
+        )
     convs = folded_convolutions(proto)
     if len(convs) != len(layers):
         raise ModelError(
             f"{path}: expected {len(layers)} convolutions for {spec}, the file has {len(convs)}"
         )
     biases: list[Tensor] = []
+    if spec.running_mean > 0 and meta.running_mean == 0:
+        convs[0] = (_with_zero_inputs(convs[0][0], spec.unshuffle**2), convs[0][1])
     for i, (layer, (weight, folded)) in enumerate(zip(layers, convs, strict=True)):
         if tuple(weight.shape) != tuple(layer.weight.shape):
             raise ModelError(
@@ -107,6 +118,13 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
     for norm, bias, (mean, var) in zip(norms, biases[1:-1], stats, strict=True):
         _set_norm(norm, mean, var, mean + bias)
     return model.eval()
+
+
+def _with_zero_inputs(weight: np.ndarray, columns: int) -> np.ndarray:
+    """The first conv's ``weight`` with ``columns`` zero input columns appended: the
+    running-mean channel (last, and ``unshuffle**2`` columns after the pixel unshuffle)."""
+    zeros = np.zeros((weight.shape[0], columns, *weight.shape[2:]), weight.dtype)
+    return np.concatenate([weight, zeros], axis=1)
 
 
 def _set_norm(norm: nn.BatchNorm2d, mean: Tensor, var: Tensor, bias: Tensor) -> None:

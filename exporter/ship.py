@@ -49,10 +49,11 @@ def cpu_fps(path: Path, shape: tuple[int, int] = (256, 256), frames: int = 40) -
             rng.integers(100, 1000, shape, dtype=np.uint16)
             for _ in range(engine.metadata.frames - 1)
         ]
+        mean = frame.astype(np.float32) if engine.metadata.running_mean > 0 else None
         times = []
         for _ in range(frames):
             t0 = time.perf_counter()
-            engine.denoise(frame, camera=camera, history=history)
+            engine.denoise(frame, camera=camera, history=history, running_mean=mean)
             times.append(time.perf_counter() - t0)
     return 1.0 / float(np.median(times))
 
@@ -227,9 +228,14 @@ def data_section(data: dict[str, Any], noise: dict[str, Any]) -> list[str]:
 
 def _units(meta: ModelMetadata) -> str:
     if meta.normalization == "adaptive":
+        channels = [f"{meta.frames} frame(s)"] + ["a noise map"] * meta.noise_map
+        if meta.running_mean > 0:
+            decay = f"{meta.running_mean:g}"
+            channels.append(f"the running mean of the previous frames (decay {decay})")
         return (
             "Model units: raw minus the camera's offset, over a per-frame scale; input "
-            f"channels: {meta.frames} frame(s)" + (" and a noise map." if meta.noise_map else ".")
+            f"channels: {', '.join(channels[:-1]) + ' and ' if len(channels) > 1 else ''}"
+            f"{channels[-1]}."
         )
     return f"Model units: (raw - {meta.input_offset:g}) / {meta.input_scale:.6g}."
 

@@ -30,6 +30,12 @@ DEFAULT_MODEL_NAME = "gaussian-smooth"
 DEFAULT_SIGMA = 1.5
 
 
+def _input_channels(meta: dict[str, Any]) -> int:
+    """Channels of the contract ``meta`` declares: frames, noise map, running mean."""
+    frames = int(meta.get("frames", 1))
+    return frames + int(bool(meta.get("noise_map"))) + int(float(meta.get("running_mean", 0)) > 0)
+
+
 def _save(
     path: str | Path,
     nodes: list[onnx.NodeProto],
@@ -41,7 +47,7 @@ def _save(
     meta: dict[str, Any],
 ) -> Path:
     """Assemble, check and write a model; metadata carries a hash of the graph."""
-    channels = int(meta.get("frames", 1)) + int(bool(meta.get("noise_map", False)))
+    channels = _input_channels(meta)
     dims_in: list[str | int] = ["N", channels, "H", "W"]
     dims: list[str | int] = ["N", 1, "H", "W"]
     graph = helper.make_graph(
@@ -175,7 +181,8 @@ def make_conv_stack(
 
     A stand-in for a small CNN: nonlinear, multi-channel, receptive field ``2 * layers + 1``.
     ``meta`` may declare a noise-adaptive or temporal contract (``frames``, ``noise_map``,
-    ``normalization="adaptive"``): the first layer then reads that many input channels.
+    ``normalization="adaptive"``, ``running_mean``): the first layer then reads that many
+    input channels.
     """
     if layers < 1 or channels < 1:
         raise ValueError(f"layers and channels must be >= 1, got {layers} and {channels}")
@@ -184,8 +191,7 @@ def make_conv_stack(
     inits: list[onnx.TensorProto] = []
     current = "x"
     for i in range(layers):
-        c_in = int(meta.get("frames", 1)) + int(bool(meta.get("noise_map", False)))
-        c_in = c_in if i == 0 else channels
+        c_in = _input_channels(meta) if i == 0 else channels
         c_out = 1 if i == layers - 1 else channels
         weight = rng.normal(0.0, math.sqrt(2.0 / (9 * c_in)), size=(c_out, c_in, 3, 3))
         bias = rng.normal(0.0, 0.1, size=c_out)

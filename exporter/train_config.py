@@ -45,6 +45,9 @@ class TrainConfig(BaseModel):
     depth: int | None = Field(None, ge=2, le=128, description="override the preset's depth")
     width: int | None = Field(None, ge=1, le=1024, description="override the preset's width")
     frames: int | None = Field(None, ge=1, le=16, description="override the preset's frames")
+    running_mean: float | None = Field(
+        None, ge=0, lt=1, description="override the preset's running-mean decay (0: none)"
+    )
     data_source: Literal["phantom", "synth"] = Field(
         "phantom",
         description="phantom: the calcium phantom at a fixed normalisation (data); synth: "
@@ -101,11 +104,13 @@ class TrainConfig(BaseModel):
     def _inputs_match(self) -> TrainConfig:
         spec = self.model_spec()
         if self.data_source == "synth":
-            if (spec.frames, spec.noise_map) != (self.synth.frames, self.synth.noise_map):
+            model = (spec.frames, spec.noise_map, spec.running_mean)
+            data = (self.synth.frames, self.synth.noise_map, self.synth.running_mean)
+            if model != data:
                 raise ValueError(
-                    f"the model takes {spec.frames} frame(s), noise map {spec.noise_map}; "
-                    f"expected synth.frames and synth.noise_map to match, got "
-                    f"{self.synth.frames} and {self.synth.noise_map}"
+                    f"the model takes {spec.frames} frame(s), noise map {spec.noise_map}, "
+                    f"running mean {spec.running_mean}; expected synth.frames, "
+                    f"synth.noise_map and synth.running_mean to match, got {data}"
                 )
         elif spec.in_channels != 1:
             raise ValueError(
@@ -122,6 +127,7 @@ class TrainConfig(BaseModel):
             depth=base.depth if self.depth is None else self.depth,
             width=base.width if self.width is None else self.width,
             frames=base.frames if self.frames is None else self.frames,
+            running_mean=base.running_mean if self.running_mean is None else self.running_mean,
         )
 
     @property

@@ -68,6 +68,25 @@ def conv_model_adaptive(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def conv_model_running_mean(model_dir: Path) -> Path:
+    """As ``conv_model_adaptive``, plus the running-mean channel (decay 0.25)."""
+    from exporter.simple_models import make_conv_stack
+
+    return make_conv_stack(
+        model_dir / "running_mean.onnx",
+        layers=2,
+        channels=8,
+        seed=43,
+        architecture="adaptive",
+        frames=2,
+        noise_map=True,
+        running_mean=0.25,
+        normalization="adaptive",
+        alignment=2,
+    )
+
+
+@pytest.fixture(scope="session")
 def nan_model(model_dir: Path) -> Path:
     """The input, but NaN wherever a pixel exceeds 30000: passes a warm-up, fails later."""
     from exporter.simple_models import make_nan_above

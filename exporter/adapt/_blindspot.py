@@ -25,12 +25,18 @@ _OFFSETS = np.array([(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if d
 
 
 def model_units(
-    frames: np.ndarray, meta: ModelMetadata, camera: CameraModel, out: np.ndarray
+    frames: np.ndarray,
+    meta: ModelMetadata,
+    camera: CameraModel,
+    out: np.ndarray,
+    running_mean: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """Fill ``out`` with the model's input for raw ``frames`` (K, H, W); (scale, offset)
-    such that raw = model * scale + offset."""
+    """Fill ``out`` with the model's input for raw ``frames`` (K, H, W) (and the running
+    mean of the frames before them, for a model that takes it); (scale, offset) such
+    that raw = model * scale + offset."""
     if meta.normalization == "adaptive" or meta.noise_map:
-        return model_input(frames, camera, meta.noise_map, out=out), camera.offset
+        scale = model_input(frames, camera, meta.noise_map, out=out, running_mean=running_mean)
+        return scale, camera.offset
     np.subtract(frames, np.float32(meta.input_offset), out=out[: meta.frames], dtype=np.float32)
     out[: meta.frames] /= np.float32(meta.input_scale)
     return meta.input_scale, meta.input_offset
@@ -52,7 +58,7 @@ def blind_spot_batch(
     mask = np.zeros((batch, patch, patch), bool)
     n_masked = max(1, round(fraction * patch * patch))
     for b in range(batch):
-        frames = recording.random_patch(windows, meta.frames, patch, rng)
+        frames, mean = recording.random_patch(windows, meta.frames, patch, rng, meta.running_mean)
         original = frames[-1].copy()
         ys, xs = np.divmod(rng.choice(patch * patch, n_masked, replace=False), patch)
         offsets = _OFFSETS[rng.integers(0, len(_OFFSETS), n_masked)]
@@ -62,7 +68,7 @@ def blind_spot_batch(
         same = (ny == ys) & (nx == xs)
         ny[same] = np.where(ys[same] > 0, ys[same] - 1, ys[same] + 1)
         frames[-1, ys, xs] = original[ny, nx]
-        scale, offset = model_units(frames, meta, camera, inputs[b])
+        scale, offset = model_units(frames, meta, camera, inputs[b], mean)
         targets[b] = (original - np.float32(offset)) / np.float32(scale)
         mask[b, ys, xs] = True
     return inputs, targets, mask

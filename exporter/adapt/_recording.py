@@ -8,14 +8,20 @@ stored dtype: a minute of 512 x 512 uint16 at 30 fps is 0.9 GB, not 1.9 as float
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stream import ConfigError
+from stream.engine import update_running_mean
 
 from ..noise import load_noise_stack
+
+#: A running mean is computed from the frames whose weight in it is above this; older
+#: ones are left out (their share, and so the difference to the engine's, is below it).
+MEAN_NEGLIGIBLE_WEIGHT = 1e-4
 
 
 @dataclass(frozen=True)
@@ -31,16 +37,42 @@ class Recording:
         return np.flatnonzero(run == k)
 
     def random_patch(
-        self, windows: np.ndarray, k: int, patch: int, rng: np.random.Generator
-    ) -> np.ndarray:
+        self,
+        windows: np.ndarray,
+        k: int,
+        patch: int,
+        rng: np.random.Generator,
+        running_mean: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """A random ``patch`` x ``patch`` crop of the ``k`` frames ending at a random index
-        of ``windows``, float32 (K, P, P), oldest first."""
+        of ``windows``, float32 (K, P, P), oldest first; with ``running_mean`` (a decay
+        above 0), also the crop of the running mean of the frames before it (P, P)."""
         _, h, w = self.frames.shape
         if h < patch or w < patch:
             raise ValueError(f"expected frames of at least {patch}x{patch} px, got {h}x{w}")
         t = int(rng.choice(windows))
         y, x = (int(v) for v in rng.integers(0, (h - patch + 1, w - patch + 1)))
-        return self.frames[t - k + 1 : t + 1, y : y + patch, x : x + patch].astype(np.float32)
+        region = (slice(y, y + patch), slice(x, x + patch))
+        frames = self.frames[t - k + 1 : t + 1, region[0], region[1]].astype(np.float32)
+        mean = self.running_mean(t, running_mean, region) if running_mean > 0 else None
+        return frames, mean
+
+    def running_mean(
+        self, t: int, decay: float, region: tuple[slice, slice] = (slice(None), slice(None))
+    ) -> np.ndarray:
+        """The engine's running mean (the model contract) of the valid frames just
+        before frame ``t``, float32; frame ``t`` itself where none is (a series start).
+
+        Frames whose weight is below :data:`MEAN_NEGLIGIBLE_WEIGHT` are left out.
+        """
+        horizon = math.ceil(math.log(MEAN_NEGLIGIBLE_WEIGHT) / math.log1p(-decay))
+        start = t
+        while start > 0 and self.valid[start - 1] and t - start < horizon:
+            start -= 1
+        mean = self.frames[start][region].astype(np.float32)
+        for i in range(start + 1, t):
+            update_running_mean(mean, self.frames[i][region], decay)
+        return mean
 
 
 def load_recording(path: Path, max_frames: int | None = None) -> Recording:

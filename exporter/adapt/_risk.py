@@ -26,6 +26,7 @@ precise even where each estimate carries the sampling noise of a few hundred pix
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,12 @@ def estimated_mse(
     camera: CameraModel,
     histories: list[list[np.ndarray]] | None = None,
     seed: int = 0,
+    running_means: list[np.ndarray] | None = None,
 ) -> float:
     """Mean over ``frames`` of the PG-URE estimate of the per-pixel MSE (ADU²).
 
-    ``histories``: each frame's previous frames, oldest first (temporal models). The
+    ``histories``: each frame's previous frames, oldest first (temporal models);
+    ``running_means``: each frame's running mean (models with that channel). The
     lattice pitch is the model's receptive field.
     """
     rng = np.random.default_rng(seed)
@@ -61,11 +64,13 @@ def estimated_mse(
     total, count = 0.0, 0
     for i, raw in enumerate(frames):
         history = histories[i] if histories is not None else []
+        mean = running_means[i] if running_means is not None else None
+        denoise = partial(engine.denoise, camera=camera, history=history, running_mean=mean)
         y = raw.astype(np.float32)
         h, w = y.shape
         offset = np.float32(camera.offset)
         c = y - offset  # the engine's output is in ADU, offset included, like its input
-        f = engine.denoise(y, camera=camera, history=history) - offset
+        f = denoise(y) - offset
         origins = min(pitch * pitch, h * w)
         per_lattice = max(1, math.ceil(h / pitch) * math.ceil(w / pitch))
         picks = rng.choice(origins, min(origins, math.ceil(SAMPLES_PER_FRAME / per_lattice)), False)
@@ -77,9 +82,9 @@ def estimated_mse(
                 continue
             moved = y.copy()
             moved[ys, xs] -= np.float32(g)
-            below = engine.denoise(moved, camera=camera, history=history)[ys, xs] - offset
+            below = denoise(moved)[ys, xs] - offset
             moved[ys, xs] += step
-            above = engine.denoise(moved, camera=camera, history=history)[ys, xs] - offset
+            above = denoise(moved)[ys, xs] - offset
             slope = (above - below) / step
             ci = c[ys, xs].astype(np.float64)
             terms = f[ys, xs].astype(np.float64) ** 2 - 2.0 * ci * below + 2.0 * read2 * slope
@@ -98,4 +103,6 @@ def recording_risk(model: Path, recording: Recording, camera: CameraModel, count
         picks = windows[np.linspace(0, windows.size - 1, min(count, windows.size)).astype(int)]
         frames = recording.frames[picks]
         histories = [[recording.frames[t - j] for j in range(k - 1, 0, -1)] for t in picks]
-        return estimated_mse(engine, frames, camera, histories)
+        decay = engine.metadata.running_mean
+        means = [recording.running_mean(int(t), decay) for t in picks] if decay > 0 else None
+        return estimated_mse(engine, frames, camera, histories, running_means=means)

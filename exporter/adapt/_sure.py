@@ -63,15 +63,15 @@ def sure_batch(
     probe = rng.standard_normal((batch, patch, patch)).astype(np.float32)
     eps, rescale = np.empty(batch, np.float32), np.empty(batch, np.float32)
     for b in range(batch):
-        frames = recording.random_patch(windows, meta.frames, patch, rng)
+        frames, mean = recording.random_patch(windows, meta.frames, patch, rng, meta.running_mean)
         centred = frames[-1] - np.float32(camera.offset)
         # Not clipped at zero: E[gain * c + read**2] is the variance, a clipped value
         # overstates it in dark pixels (a bias of the whole estimate at low counts).
         var = camera.gain * centred + np.float32(camera.read_noise**2)
         step = PROBE_SCALE * float(np.sqrt(max(float(np.median(var)), camera.read_noise**2)))
-        scale, offset = model_units(frames, meta, camera, inputs[b])
+        scale, offset = model_units(frames, meta, camera, inputs[b], mean)
         frames[-1] += np.float32(step) * probe[b]
-        moved_scale, _ = model_units(frames, meta, camera, probed[b])
+        moved_scale, _ = model_units(frames, meta, camera, probed[b], mean)
         noisy[b] = (centred + np.float32(camera.offset - offset)) / np.float32(scale)
         variance[b] = var / np.float32(scale * scale)
         eps[b], rescale[b] = step / scale, moved_scale / scale

@@ -5,8 +5,12 @@ structure, the 99.5th percentile, at 0.5 to 3000 photons per pixel, log-uniform)
 read out by a random camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``,
 rounded like an integer camera most of the time. A share of temporal samples (``fill``)
 can start a series, or follow a gap, inside the window: its missing previous frames are
-the oldest frame there is, repeated, as the engine stands in for them. The model input
-is then built exactly as the engine builds it (:func:`stream.engine.model_input`), from
+the oldest frame there is, repeated, as the engine stands in for them. For a model with
+a running-mean channel, a sample's series began ``0..history`` frames before its window
+(drawn uniformly; 0 is a series start) and the mean runs over all of its frames before
+the current one (at a series start, the current frame stands in), as the engine's does
+(:func:`stream.engine.update_running_mean`). The model input is then built exactly as
+the engine builds it (:func:`stream.engine.model_input`), from
 a camera *estimate* that is off by a few per cent, as the service's live estimate is; the
 target is the noise-free current frame in the same units.
 
@@ -28,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from stream.engine import CameraModel, model_input
+from stream.engine import CameraModel, model_input, update_running_mean
 
 from ..noise import RecordedNoise, load_noise_stack
 from ._scenes import scene_movie
@@ -67,6 +71,13 @@ class SynthConfig(BaseModel):
         "(0: none; a second stage of na-temporal with 0.25 gained there and lost elsewhere)",
     )
 
+    running_mean: float = Field(
+        0.0, ge=0, lt=1, description="decay of the running-mean channel (0: no such channel)"
+    )
+    history: int = Field(
+        0, ge=0, le=256, description="most frames a series ran before the window, for the mean"
+    )
+
     @model_validator(mode="after")
     def _ranges(self) -> SynthConfig:
         for name in ("photons", "gain", "read_noise_e"):
@@ -77,7 +88,12 @@ class SynthConfig(BaseModel):
 
     @property
     def channels(self) -> int:
-        return self.frames + int(self.noise_map)
+        return self.frames + int(self.noise_map) + int(self.running_mean > 0)
+
+    @property
+    def movie_frames(self) -> int:
+        """Frames per clean movie: the window, and before it the mean's history."""
+        return self.frames + (self.history if self.running_mean > 0 else 0)
 
 
 def _log_uniform(rng: np.random.Generator, r: Range) -> float:
@@ -96,7 +112,7 @@ class PairGenerator:
     def movie_pairs(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         cfg = self.cfg
         size = cfg.patch * 2 if cfg.samples_per_movie > 1 else cfg.patch
-        clean = scene_movie(rng, size, cfg.frames, cfg.calcium)
+        clean = scene_movie(rng, size, cfg.movie_frames, cfg.calcium)
         for _ in range(cfg.samples_per_movie):
             y, x = rng.integers(0, size - cfg.patch + 1, 2)
             crop = clean[:, y : y + cfg.patch, x : x + cfg.patch]
@@ -105,8 +121,15 @@ class PairGenerator:
             yield self.pair(np.ascontiguousarray(crop), rng)
 
     def pair(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Read a clean movie out with a random camera; the model's input and target."""
+        """Read a clean movie out with a random camera; the model's input and target.
+
+        ``clean``: the movie's last ``frames`` frames are the window; frames before it
+        are the series' earlier frames, which only the running mean reads.
+        """
         cfg = self.cfg
+        if cfg.running_mean > 0:
+            before = int(rng.integers(0, clean.shape[0] - cfg.frames + 1))
+            clean = clean[clean.shape[0] - cfg.frames - before :]
         photons = clean * F32(_log_uniform(rng, cfg.photons))
         gain = _log_uniform(rng, cfg.gain)
         offset = 0.0 if rng.random() < cfg.zero_offset else float(rng.uniform(*cfg.offset))
@@ -123,7 +146,18 @@ class PairGenerator:
             # Without these the model reads a repeated frame's noise as signal and hardly
             # denoises the first frames of a series (measured: 10 dB at 1 photon, not 20).
             missing = int(rng.integers(1, cfg.frames))
+            adu = adu[adu.shape[0] - cfg.frames :]  # the series starts in the window
             adu[:missing] = adu[missing]
+            series = adu[missing:]
+        else:
+            series = adu
+        running_mean = None
+        if cfg.running_mean > 0:  # of the frames before the current one, if any
+            running_mean = series[0].copy()
+            for frame in series[1:-1]:
+                update_running_mean(running_mean, frame, cfg.running_mean)
+        adu = adu[adu.shape[0] - cfg.frames :]
+        photons = photons[photons.shape[0] - cfg.frames :]
         # The live estimate takes the offset from the darkest 4 x 4 block means, so it
         # reads part of the background as offset: the model sees that, too.
         block = photons[-1, : photons.shape[1] // 4 * 4, : photons.shape[2] // 4 * 4]
@@ -138,7 +172,7 @@ class PairGenerator:
             read_noise=read * math.exp(rng.normal(0, cfg.read_error)),
         )
         inputs = np.empty((cfg.channels, *adu.shape[1:]), F32)
-        scale = model_input(adu, estimate, cfg.noise_map, out=inputs)
+        scale = model_input(adu, estimate, cfg.noise_map, out=inputs, running_mean=running_mean)
         target = (photons[-1] * F32(gain) + F32(offset - estimate.offset)) / F32(scale)
         return inputs, target[None].astype(F32)
 

@@ -44,6 +44,8 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
         ("training noise", _text(meta.training_noise) if meta.training_noise else "-"),
         ("frames", f"{meta.frames}" + (" + noise map" if meta.noise_map else "")),
     ]
+    if meta.running_mean > 0:
+        rows.append(("running mean", f"decay {meta.running_mean:g} (previous frames)"))
     if meta.spatial_start:
         rows.append(("series start", _text(meta.spatial_start)))
     rows += [

@@ -26,7 +26,7 @@ from ._gpu import (
     use_fp16,
     user_cache_dir,
 )
-from ._inputs import fill_noise_map, frame_scale, model_input
+from ._inputs import fill_noise_map, frame_scale, model_input, update_running_mean
 from ._model_meta import DEFAULT_RECEPTIVE_FIELD, FORMAT_VERSION, PREFIX, ModelMetadata
 from ._pixels import count_non_finite, to_dtype
 from ._providers import (
@@ -87,6 +87,7 @@ __all__ = [
     "to_dtype",
     "trt_cache_key",
     "trt_profile",
+    "update_running_mean",
     "usable_providers",
     "use_fp16",
     "user_cache_dir",

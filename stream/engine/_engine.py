@@ -407,6 +407,7 @@ class Engine:
         *,
         camera: CameraModel | None = None,
         history: Sequence[np.ndarray] = (),
+        running_mean: np.ndarray | None = None,
     ) -> np.ndarray:
         """Denoise one 2-D frame (any integer or float dtype) into a new float32 array.
 
@@ -418,6 +419,9 @@ class Engine:
         and read noise of the frame's camera. ``history``: for a temporal model, the
         previous frames of the series, oldest first; fewer than it takes (a series
         start) are made up by repeating the oldest one given, or the frame itself.
+        ``running_mean``: for a model with a running-mean channel, the running mean of
+        the series' previous frames, in raw units (:class:`SeriesContext` keeps it);
+        None (a series start) stands in the frame itself.
         """
         if self._session is None:
             raise DeepDenoiseError(f"engine for {self.path.name} is closed")
@@ -439,7 +443,7 @@ class Engine:
                     f"model {self.path.name} is noise-adaptive: expected the camera "
                     "(offset, gain, read noise) of the frame, got none"
                 )
-            scale, offset = self._adaptive_input(ws, frame, bad, camera, history)
+            scale, offset = self._adaptive_input(ws, frame, bad, camera, history, running_mean)
         else:
             scale, offset = self._fixed_input(ws, frame, bad)
         ws.prepare()
@@ -477,6 +481,7 @@ class Engine:
         bad: np.ndarray | None,
         camera: CameraModel,
         history: Sequence[np.ndarray],
+        running_mean: np.ndarray | None,
     ) -> tuple[np.float32, np.float32]:
         """The channels :func:`stream.engine.model_input` builds, in the tile buffers."""
         meta, planes = self.metadata, ws.interiors
@@ -503,6 +508,18 @@ class Engine:
         inverse = np.float32(1.0 / scale)
         for i in range(k):
             planes[i] *= inverse
+        if meta.running_mean > 0:
+            mean = planes[k + int(meta.noise_map)]
+            if running_mean is None:
+                np.copyto(mean, current)
+            else:
+                if running_mean.shape != frame.shape:
+                    raise ValueError(
+                        f"expected the running mean in the frame's shape {frame.shape}, "
+                        f"got {running_mean.shape}"
+                    )
+                np.subtract(running_mean, offset, out=mean, dtype=np.float32, casting="unsafe")
+                mean *= inverse
         return np.float32(scale), offset
 
     # -- lifetime -------------------------------------------------------------------------

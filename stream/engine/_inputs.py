@@ -58,23 +58,42 @@ def fill_noise_map(
     out *= np.float32(1.0 / scale)
 
 
+def update_running_mean(mean: np.ndarray, frame: np.ndarray, decay: float) -> None:
+    """``mean = (1 - decay) * mean + decay * frame`` in place, in float32: the running
+    mean of the model contract, one definition for the engine and the training data."""
+    mean *= np.float32(1.0 - decay)
+    mean += np.float32(decay) * frame.astype(np.float32, copy=False)
+
+
 def model_input(
-    frames: np.ndarray, camera: CameraModel, noise_map: bool, out: np.ndarray | None = None
+    frames: np.ndarray,
+    camera: CameraModel,
+    noise_map: bool,
+    out: np.ndarray | None = None,
+    running_mean: np.ndarray | None = None,
 ) -> float:
     """Fill ``out`` (C, H, W) with a model's input for ``frames`` (K, H, W), oldest first.
 
     Channels: the K frames in model units, then the noise map of the current (last)
-    frame when ``noise_map``. Returns the scale (model units -> ADU above the offset).
-    The engine builds the same values in its tile buffers with the same operations.
+    frame when ``noise_map``, then ``running_mean`` (H, W; raw units, like the frames)
+    in model units when given. Returns the scale (model units -> ADU above the
+    offset). The engine builds the same values in its tile buffers with the same
+    operations.
     """
     k = frames.shape[0]
     if out is None:
-        out = np.empty((k + int(noise_map), *frames.shape[1:]), np.float32)
+        channels = k + int(noise_map) + int(running_mean is not None)
+        out = np.empty((channels, *frames.shape[1:]), np.float32)
     offset = np.float32(camera.offset)
     for i in range(k):
         np.subtract(frames[i], offset, out=out[i], dtype=np.float32, casting="unsafe")
     scale = frame_scale(out[k - 1], camera.gain, camera.read_noise)
     if noise_map:
         fill_noise_map(out[k - 1], camera.gain, camera.read_noise, scale, out[k])
-    out[:k] *= np.float32(1.0 / scale)
+    inverse = np.float32(1.0 / scale)
+    out[:k] *= inverse
+    if running_mean is not None:
+        mean = out[k + int(noise_map)]
+        np.subtract(running_mean, offset, out=mean, dtype=np.float32, casting="unsafe")
+        mean *= inverse
     return scale

@@ -14,7 +14,14 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .._errors import ModelError
 
@@ -32,10 +39,16 @@ class ModelMetadata(BaseModel):
     """What the engine knows about a model.
 
     Input channels: the ``frames`` most recent frames of a series, oldest first, then a
-    noise map when ``noise_map``; at a series start or after a gap the missing previous
-    frames are the oldest one there is, repeated (a temporal model should have seen
-    such inputs in training). ``normalization`` says how raw frames become model
-    units: ``fixed``: ``(raw - input_offset) / input_scale`` on the way in and
+    noise map when ``noise_map``, then the series' running mean when ``running_mean``
+    is above 0; at a series start or after a gap the missing previous frames are the
+    oldest one there is, repeated (a temporal model should have seen such inputs in
+    training). The running mean is exponential, ``m <- m + running_mean * (x - m)``
+    over the series' frames before the current one, restarted at a series start or
+    after a gap, where the current frame stands in for it (as for missing previous
+    frames); in model units like the frames. It holds no current pixel, so a blind-spot
+    or SURE objective that perturbs the current frame sees it as context.
+    ``normalization`` says how raw frames become model units: ``fixed``:
+    ``(raw - input_offset) / input_scale`` on the way in and
     ``model * input_scale + input_offset`` on the way out; ``adaptive``: the camera's
     offset and a per-frame scale (:func:`stream.engine.model_input`). ``alignment``:
     tiles start at multiples of it (2 for a model with a pixel-unshuffled body).
@@ -51,6 +64,7 @@ class ModelMetadata(BaseModel):
     normalization: Literal["fixed", "adaptive"] = "fixed"
     frames: int = Field(1, ge=1, le=64)
     noise_map: bool = False
+    running_mean: float = Field(0.0, ge=0.0, le=1.0)
     alignment: int = Field(1, ge=1, le=64)
     training_noise: dict[str, Any] = Field(default_factory=dict)
     training_data: dict[str, Any] = Field(default_factory=dict)
@@ -73,10 +87,19 @@ class ModelMetadata(BaseModel):
             raise ValueError(f"receptive_field must be odd (a centred window), got {value}")
         return value
 
+    @model_validator(mode="after")
+    def _running_mean_is_adaptive(self) -> ModelMetadata:
+        if self.running_mean > 0 and self.normalization != "adaptive":
+            raise ValueError(
+                "a running-mean channel needs normalization 'adaptive' (the mean is scaled "
+                f"like the frames, per frame), got {self.normalization!r}"
+            )
+        return self
+
     @property
     def in_channels(self) -> int:
-        """Input channels the model takes: its frames, then the noise map."""
-        return self.frames + int(self.noise_map)
+        """Input channels the model takes: its frames, the noise map, the running mean."""
+        return self.frames + int(self.noise_map) + int(self.running_mean > 0)
 
     @property
     def radius(self) -> int:

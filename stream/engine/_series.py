@@ -10,7 +10,9 @@ The ring is causal: it holds frames already received, never waits for one. At a 
 start, and after a gap in the indices (the frames before it are no longer the ones just
 before), the missing previous frames are stood in for by the oldest frame there is
 (the engine repeats it), so the first frames are denoised at once, as a spatial model
-would.
+would. For a model with a running-mean channel it also keeps the exponential running mean of
+the series' frames so far (one frame of memory), emptied at a gap like the ring, as
+the model contract says.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from ..camera import CameraEstimate, CameraEstimator, CameraModel
 from ._engine import Engine
+from ._inputs import update_running_mean
 from ._pixels import count_non_finite
 
 #: Frames over which the live camera estimate is updated every frame; after that,
@@ -43,6 +46,7 @@ class SeriesContext:
         self.configured = camera
         self._estimator = CameraEstimator() if camera is None else None
         self._history: deque[np.ndarray] = deque()
+        self._mean: np.ndarray | None = None
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -62,8 +66,9 @@ class SeriesContext:
 
     @property
     def history_bytes(self) -> int:
-        """Memory held by the ring of previous frames."""
-        return sum(frame.nbytes for frame in self._history)
+        """Memory held by the ring of previous frames and the running mean."""
+        mean = self._mean.nbytes if self._mean is not None else 0
+        return sum(frame.nbytes for frame in self._history) + mean
 
     def denoise(self, engine: Engine, frame: np.ndarray, index: int | None = None) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
@@ -73,6 +78,7 @@ class SeriesContext:
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
+            self._mean = None
             self._estimator_has_previous = False
         self._last_index = index
         camera = None
@@ -81,12 +87,27 @@ class SeriesContext:
         keep = engine.metadata.frames - 1
         while len(self._history) > keep:  # a model switch may have shortened the window
             self._history.popleft()
-        out = engine.denoise(frame, camera=camera, history=self._history)
+        decay = engine.metadata.running_mean
+        if decay <= 0 or (self._mean is not None and self._mean.shape != frame.shape):
+            self._mean = None  # no such channel, or another frame size: a new series
+        out = engine.denoise(frame, camera=camera, history=self._history, running_mean=self._mean)
+        stored = self._stored(frame) if keep or decay > 0 else None
+        if decay > 0:
+            assert stored is not None
+            self._remember_in_mean(stored, decay)
         if keep:
-            self._history.append(self._stored(frame))
+            assert stored is not None
+            self._history.append(stored)
             if len(self._history) > keep:
                 self._history.popleft()
         return out
+
+    def _remember_in_mean(self, stored: np.ndarray, decay: float) -> None:
+        """Take the frame just denoised (``stored``, a copy) into the running mean."""
+        if self._mean is None:
+            self._mean = stored.copy()
+        else:
+            update_running_mean(self._mean, stored, decay)
 
     def _camera_for(self, frame: np.ndarray) -> CameraModel:
         if self.configured is not None:

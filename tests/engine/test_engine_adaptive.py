@@ -15,6 +15,7 @@ from stream.engine import (
     SeriesContext,
     frame_scale,
     model_input,
+    update_running_mean,
 )
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
@@ -151,3 +152,97 @@ def test_metadata_of_the_new_contract_round_trips(conv_model_adaptive: Path) -> 
     assert ModelMetadata.from_props(meta.to_props()) == meta
     plain = ModelMetadata.from_props({})
     assert (plain.frames, plain.noise_map, plain.normalization) == (1, False, "fixed")
+
+
+# -- the running-mean channel ------------------------------------------------------------
+
+
+def test_model_input_takes_the_running_mean_after_the_noise_map() -> None:
+    stack = frames(3, (40, 36), seed=13).astype(np.float32)
+    mean = stack[:2].mean(axis=0)
+    inputs = np.empty((4, 40, 36), np.float32)
+    scale = model_input(stack[1:], CAMERA, True, out=inputs, running_mean=mean)
+    np.testing.assert_allclose(inputs[3] * scale, mean - CAMERA.offset, rtol=1e-5, atol=1e-3)
+    plain = np.empty((3, 40, 36), np.float32)
+    assert model_input(stack[1:], CAMERA, True, out=plain) == scale
+    np.testing.assert_array_equal(inputs[:3], plain)  # the other channels are unchanged
+
+
+def test_update_running_mean_is_the_contracts_exponential_mean() -> None:
+    mean = np.full((2, 2), 10.0, np.float32)
+    update_running_mean(mean, np.full((2, 2), 30, np.uint16), 0.25)
+    np.testing.assert_allclose(mean, 15.0)
+
+
+def test_the_engine_builds_the_running_mean_channel(conv_model_running_mean: Path) -> None:
+    import onnxruntime as ort
+
+    stack = frames(3, (24, 20), seed=15)
+    mean = stack[:2].astype(np.float32).mean(axis=0)
+    inputs = np.empty((4, 24, 20), np.float32)
+    scale = model_input(stack[1:], CAMERA, True, out=inputs, running_mean=mean)
+    m = 2
+    padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect")[None]
+    session = ort.InferenceSession(str(conv_model_running_mean), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": padded})[0][0, 0, m:-m, m:-m] * scale + CAMERA.offset
+    with Engine(conv_model_running_mean, provider="cpu", warmup_shape=None) as engine:
+        assert engine.metadata.in_channels == 4
+        got = engine.denoise(stack[2], camera=CAMERA, history=[stack[1]], running_mean=mean)
+        without = engine.denoise(stack[2], camera=CAMERA, history=[stack[1]])
+        with pytest.raises(ValueError, match="running mean in the frame's shape"):
+            engine.denoise(stack[2], camera=CAMERA, running_mean=mean[:10])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    assert not np.allclose(got, without)  # the channel is read
+
+
+@pytest.mark.parametrize("shape", [(61, 47), (100, 131)])
+def test_tiled_equals_whole_with_a_running_mean(conv_model_running_mean: Path, shape) -> None:
+    stack = frames(3, shape, seed=17)
+    mean = stack[:2].astype(np.float32).mean(axis=0)
+    with (
+        Engine(conv_model_running_mean, provider="cpu", warmup_shape=None) as whole,
+        Engine(
+            conv_model_running_mean, provider="cpu", warmup_shape=None, tile=32, overlap=12
+        ) as tiled,
+    ):
+        assert tiled.plan_for(shape).n_tiles > 1
+        a = whole.denoise(stack[2], camera=CAMERA, history=[stack[1]], running_mean=mean)
+        b = tiled.denoise(stack[2], camera=CAMERA, history=[stack[1]], running_mean=mean)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)
+
+
+def test_a_series_keeps_the_running_mean_of_its_previous_frames(
+    conv_model_running_mean: Path,
+) -> None:
+    stack = frames(6, (20, 20), seed=19)
+    f = stack.astype(np.float32)
+    with Engine(conv_model_running_mean, provider="cpu", warmup_shape=None) as engine:
+
+        def alone(i: int, history: list[np.ndarray], mean: np.ndarray) -> np.ndarray:
+            return engine.denoise(stack[i], camera=CAMERA, history=history, running_mean=mean)
+
+        context = SeriesContext(CAMERA)
+        # a series start: the frame itself stands in for the mean, as for the history
+        np.testing.assert_array_equal(context.denoise(engine, stack[0], 0), alone(0, [], f[0]))
+        np.testing.assert_array_equal(
+            context.denoise(engine, stack[1], 1), alone(1, [stack[0]], f[0])
+        )
+        mean = 0.75 * f[0] + 0.25 * f[1]
+        np.testing.assert_allclose(
+            context.denoise(engine, stack[2], 2), alone(2, [stack[1]], mean), rtol=1e-6
+        )
+        assert context.history_bytes == 2 * stack[0].size * 4  # one frame and the mean
+        # after a gap the mean restarts with the series, like the ring
+        np.testing.assert_array_equal(context.denoise(engine, stack[4], 4), alone(4, [], f[4]))
+        np.testing.assert_array_equal(
+            context.denoise(engine, stack[5], 5), alone(5, [stack[4]], f[4])
+        )
+
+
+def test_a_running_mean_needs_adaptive_normalisation() -> None:
+    with pytest.raises(ValueError, match="running-mean channel needs normalization"):
+        ModelMetadata(running_mean=0.1)
+    meta = ModelMetadata(normalization="adaptive", frames=5, noise_map=True, running_mean=0.125)
+    assert meta.in_channels == 7
+    back = ModelMetadata.from_props(meta.to_props())
+    assert back.model_dump(exclude={"from_model"}) == meta.model_dump(exclude={"from_model"})

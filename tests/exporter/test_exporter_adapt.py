@@ -383,3 +383,46 @@ def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
         app, ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "b.onnx"), "--gain", "2"]
     )
     assert bad.exit_code != 0 and "together" in bad.output
+
+
+def test_the_recordings_running_mean_is_the_engines_over_the_valid_run() -> None:
+    frames = _movie(7, seed=3)
+    valid = np.array([True, True, False, True, True, True, True])
+    recording = Recording(frames, valid, "r")
+    f = frames.astype(np.float32)
+    np.testing.assert_array_equal(recording.running_mean(3, 0.25), f[3])  # a series start
+    np.testing.assert_array_equal(recording.running_mean(4, 0.25), f[3])
+    np.testing.assert_allclose(recording.running_mean(6, 0.25), 0.5625 * f[3] + 0.1875 * f[4]
+                               + 0.25 * f[5], rtol=1e-6)  # fmt: skip
+    region = (slice(5, 9), slice(2, 4))
+    np.testing.assert_array_equal(
+        recording.running_mean(6, 0.25, region), recording.running_mean(6, 0.25)[region]
+    )
+
+
+@pytest.mark.parametrize("kind", ["n2v", "sure"])
+def test_a_running_mean_model_adapts_with_its_mean_as_context(
+    tmp_path: Path, conv_model_running_mean: Path, kind: str
+) -> None:
+    meta = _meta(conv_model_running_mean)
+    recording = Recording(_movie(6, seed=4), np.ones(6, bool), "r")
+    rng = np.random.default_rng(0)
+    frames, mean = recording.random_patch(recording.windows(2), 2, 32, rng, meta.running_mean)
+    assert frames.shape == (2, 32, 32) and mean is not None and mean.shape == (32, 32)
+    if kind == "n2v":
+        inputs = blind_spot_batch(recording, recording.windows(2), meta, CAMERA, rng, 2, 32, 0.05)[
+            0
+        ]
+    else:
+        batch = sure_batch(recording, recording.windows(2), meta, CAMERA, rng, 2, 32)
+        inputs = batch.inputs
+        # the probe moves the current frame, never the mean of the frames before it
+        np.testing.assert_allclose(batch.probed[:, 3] * batch.rescale[:, None, None],
+                                   inputs[:, 3], rtol=1e-5)  # fmt: skip
+    assert inputs.shape == (2, 4, 32, 32)
+    np.save(tmp_path / "rec.npy", recording.frames)
+    report = adapt(
+        tmp_path / "rec.npy", tmp_path / "a.onnx", start=conv_model_running_mean, camera=CAMERA,
+        config=AdaptConfig(steps=4, batch=2, patch=32, loss=kind),  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert report.metadata.running_mean == 0.25 and np.isfinite(report.risk_adapted)

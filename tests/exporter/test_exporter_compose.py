@@ -18,7 +18,7 @@ from exporter.export import _torch_to_onnx, finish_model  # noqa: E402
 from exporter.model import ModelSpec, receptive_field  # noqa: E402
 from stream import ModelError  # noqa: E402
 from stream.camera import CameraModel  # noqa: E402
-from stream.engine import Engine, SeriesContext  # noqa: E402
+from stream.engine import Engine, ModelMetadata, SeriesContext  # noqa: E402
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 
@@ -31,6 +31,7 @@ def _model(path: Path, spec: ModelSpec, seed: int, **meta: object) -> Path:
         "normalization": "adaptive",
         "frames": spec.frames,
         "noise_map": spec.noise_map,
+        "running_mean": spec.running_mean,
         "alignment": spec.unshuffle,
         **meta,
     }
@@ -38,10 +39,19 @@ def _model(path: Path, spec: ModelSpec, seed: int, **meta: object) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def _meta(path: Path) -> ModelMetadata:
+    return ModelMetadata.from_props({p.key: p.value for p in onnx.load(path).metadata_props})
+
+
+@pytest.fixture(scope="module", params=[0.0, 0.25], ids=["frames", "running-mean"])
+def models(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, Path]:
+    """Temporal models with and without the running-mean channel (the last input, which
+    the spatial branch does not read)."""
     d = tmp_path_factory.mktemp("compose")
-    temporal = _model(d / "t.onnx", ModelSpec(3, 8, frames=3, noise_map=True, unshuffle=2), 1)
+    spec = ModelSpec(3, 8, frames=3, noise_map=True, unshuffle=2, running_mean=request.param)
+    temporal = _model(d / "t.onnx", spec, 1)
     spatial = _model(d / "s.onnx", ModelSpec(3, 8, frames=1, noise_map=True, unshuffle=2), 2)
     composed = d / "ts.onnx"
     with_spatial_start(temporal, spatial, composed)
@@ -142,7 +152,8 @@ def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(
 
     model = load_trainable(models["composed"])
     assert len(model.module.convs) == 6  # three per branch
-    x = np.random.default_rng(0).standard_normal((1, 4, 24, 30)).astype(np.float32)
+    channels = _meta(models["composed"]).in_channels
+    x = np.random.default_rng(0).standard_normal((1, channels, 24, 30)).astype(np.float32)
     start = x.copy()
     start[:, :2] = start[:, 2:3]  # no previous frame: the spatial branch
     session = ort.InferenceSession(str(models["composed"]), providers=["CPUExecutionProvider"])
@@ -169,8 +180,10 @@ def test_a_training_stage_can_start_from_a_composed_model(models: dict[str, Path
     from exporter.onnx_init import model_from_onnx
 
     ort = pytest.importorskip("onnxruntime")
-    spec = ModelSpec(3, 8, frames=3, noise_map=True, unshuffle=2)
-    x = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 4, 20, 24)).astype("f4"))
+    meta = _meta(models["composed"])
+    spec = ModelSpec(3, 8, frames=3, noise_map=True, unshuffle=2, running_mean=meta.running_mean)
+    shape = (2, meta.in_channels, 20, 24)
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal(shape).astype("f4"))
     model = model_from_onnx(models["composed"], spec, [x])
     session = ort.InferenceSession(str(models["temporal"]), providers=["CPUExecutionProvider"])
     with torch.no_grad():

@@ -243,16 +243,24 @@ def test_checkpoint_spec_round_trip(checkpoint: Path):
     assert model.spec == ModelSpec(DEPTH, WIDTH) == ModelSpec(**info["spec"])
 
 
-def test_a_noise_adaptive_temporal_model_trains_exports_and_matches_torch(tmp_path: Path):
+@pytest.mark.parametrize("running_mean", [0.0, 0.25])
+def test_a_noise_adaptive_temporal_model_trains_exports_and_matches_torch(
+    tmp_path: Path, running_mean: float
+):
+    synth = {"patch": 32, "frames": 2, "samples_per_movie": 2}
+    if running_mean:
+        synth |= {"running_mean": running_mean, "history": 4}
     cfg = tiny_temporal_config(
-        tmp_path / "run", loss="relative", steps=4, val_every=4, ckpt_every=4
-    )
+        tmp_path / "run", loss="relative", steps=4, val_every=4, ckpt_every=4,
+        running_mean=running_mean, synth=synth,
+    )  # fmt: skip
     summary = train(cfg, progress=False)
     report = export_onnx(summary.last_checkpoint, tmp_path / "na.onnx", parity_inputs=2)
     meta = report.metadata
     assert (meta.frames, meta.noise_map, meta.normalization, meta.alignment) == (
         2, True, "adaptive", 2
     )  # fmt: skip
+    assert meta.running_mean == running_mean and meta.in_channels == 3 + (running_mean > 0)
     assert meta.training_data["generator"] == "exporter.synth"
     assert {row.case.split()[0] for row in report.rows} == {"whole", "tiled", "batch"}
     assert report.max_error() <= 1e-4  # tiled on the even grid == whole == torch

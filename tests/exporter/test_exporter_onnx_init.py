@@ -50,6 +50,25 @@ def test_the_rebuilt_model_computes_what_the_onnx_file_computes(tmp_path: Path):
     assert not torch.allclose(original(x), x, atol=1e-2)  # a function, not the identity
 
 
+def test_a_model_without_a_running_mean_starts_one_that_ignores_it_at_first(tmp_path: Path):
+    original = randomised(SPEC)
+    path = _shipped(original, tmp_path / "m.onnx")
+    wider = ModelSpec(depth=5, width=8, frames=2, noise_map=True, unshuffle=2, running_mean=0.125)
+    x = torch.rand(4, wider.in_channels, 36, 40)
+    rebuilt = model_from_onnx(path, wider, [x])
+    with torch.no_grad():
+        expected = original(x[:, : SPEC.in_channels])
+        got = rebuilt.eval()(x)
+        moved = x.clone()
+        moved[:, -1] += 1.0  # the running-mean channel: zero weights, no effect yet
+        unchanged = rebuilt(moved)
+    tol = 1e-5 * float(expected.abs().max())
+    torch.testing.assert_close(got, expected, atol=tol, rtol=0)
+    torch.testing.assert_close(unchanged, got, atol=0, rtol=0)
+    first = next(m for m in rebuilt.body if isinstance(m, nn.Conv2d))
+    assert first.weight.shape[1] == wider.in_channels * 4 and first.weight[:, -4:].abs().max() == 0
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -52,3 +52,42 @@ def test_a_spatial_sample_is_untouched_by_fill():
     a = next(PairGenerator(cfg).stream((1, 0, 0)))
     b = next(PairGenerator(plain).stream((1, 0, 0)))
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_the_running_mean_channel_follows_the_contract_at_a_series_start():
+    # fill 1 with two frames: every sample's series starts at its current frame, whose
+    # running mean of previous frames is, by the contract, the frame itself
+    cfg = SynthConfig(patch=16, frames=2, running_mean=0.125, history=8, fill=1.0)
+    assert cfg.channels == 4 and cfg.movie_frames == 10
+    for inputs, _ in itertools.islice(PairGenerator(cfg).stream((5, 0, 0)), 6):
+        assert inputs.shape == (4, 16, 16)
+        np.testing.assert_array_equal(inputs[3], inputs[1])
+
+
+def test_the_running_mean_averages_the_frames_before_the_window():
+    """A static scene: the mean of up to 32 earlier frames is far closer to the truth
+    than one frame (noise variance about 1/15 of a frame's in steady state)."""
+    cfg = SynthConfig(patch=48, frames=2, running_mean=0.125, history=32)
+    gen = PairGenerator(cfg)
+    rng = np.random.default_rng(2)
+    scene = np.random.default_rng(1).uniform(0.2, 1.0, (48, 48)).astype(np.float32)
+    ratios = []
+    for _ in range(21):
+        inputs, target = gen.pair(np.repeat(scene[None], cfg.movie_frames, axis=0), rng)
+        current, mean = inputs[1], inputs[3]
+        ratios.append(np.mean((mean - target[0]) ** 2) / np.mean((current - target[0]) ** 2))
+    assert np.median(ratios) < 0.5
+    assert max(ratios) > 0.5  # some samples start their series just before the window
+
+
+def test_a_model_and_its_training_data_must_agree_on_the_running_mean(tmp_path):
+    from model_harness import tiny_temporal_config
+
+    with pytest.raises(ValueError, match=r"synth\.running_mean to match"):
+        tiny_temporal_config(tmp_path, running_mean=0.125)  # the data has no such channel
+    cfg = tiny_temporal_config(
+        tmp_path,
+        running_mean=0.125,
+        synth={"patch": 32, "frames": 2, "running_mean": 0.125, "history": 8},
+    )
+    assert cfg.model_spec().in_channels == 4 == cfg.synth.channels
