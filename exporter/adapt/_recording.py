@@ -71,7 +71,7 @@ class Recording:
             start -= 1
         mean = self.frames[start][region].astype(np.float32)
         for i in range(start + 1, t):
-            update_running_mean(mean, self.frames[i][region], decay)
+            update_running_mean(mean, self.frames[i][region], decay, i - start + 1)
         return mean
 
 

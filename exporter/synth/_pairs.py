@@ -154,8 +154,8 @@ class PairGenerator:
         running_mean = None
         if cfg.running_mean > 0:  # of the frames before the current one, if any
             running_mean = series[0].copy()
-            for frame in series[1:-1]:
-                update_running_mean(running_mean, frame, cfg.running_mean)
+            for count, frame in enumerate(series[1:-1], start=2):
+                update_running_mean(running_mean, frame, cfg.running_mean, count)
         adu = adu[adu.shape[0] - cfg.frames :]
         photons = photons[photons.shape[0] - cfg.frames :]
         # The live estimate takes the offset from the darkest 4 x 4 block means, so it

@@ -58,11 +58,16 @@ def fill_noise_map(
     out *= np.float32(1.0 / scale)
 
 
-def update_running_mean(mean: np.ndarray, frame: np.ndarray, decay: float) -> None:
-    """``mean = (1 - decay) * mean + decay * frame`` in place, in float32: the running
-    mean of the model contract, one definition for the engine and the training data."""
-    mean *= np.float32(1.0 - decay)
-    mean += np.float32(decay) * frame.astype(np.float32, copy=False)
+def update_running_mean(mean: np.ndarray, frame: np.ndarray, decay: float, count: int) -> None:
+    """Take ``frame`` into ``mean`` in place, in float32, as the ``count``-th frame
+    (counting from 1, the frame that started the mean): ``mean += w * (frame - mean)``
+    with ``w = max(decay, 1 / count)``. The plain mean of the frames so far until it
+    holds ``1 / decay`` of them, exponential after that: a young series' mean is then
+    as clean as its frames allow, not dominated by its first frame. One definition for
+    the engine and the training data (the model contract's running mean)."""
+    weight = max(decay, 1.0 / count)
+    mean *= np.float32(1.0 - weight)
+    mean += np.float32(weight) * frame.astype(np.float32, copy=False)
 
 
 def model_input(

@@ -42,11 +42,13 @@ class ModelMetadata(BaseModel):
     noise map when ``noise_map``, then the series' running mean when ``running_mean``
     is above 0; at a series start or after a gap the missing previous frames are the
     oldest one there is, repeated (a temporal model should have seen such inputs in
-    training). The running mean is exponential, ``m <- m + running_mean * (x - m)``
-    over the series' frames before the current one, restarted at a series start or
-    after a gap, where the current frame stands in for it (as for missing previous
-    frames); in model units like the frames. It holds no current pixel, so a blind-spot
-    or SURE objective that perturbs the current frame sees it as context.
+    training). The running mean is of the series' frames before the current one:
+    ``m <- m + max(running_mean, 1 / n) * (x - m)`` for the n-th of them, so the plain
+    mean of the first ``1 / running_mean`` frames, exponential after; restarted at a
+    series start or after a gap, where the current frame stands in for it (as for
+    missing previous frames); in model units like the frames. It holds no current
+    pixel, so a blind-spot or SURE objective that perturbs the current frame sees it as
+    context.
     ``normalization`` says how raw frames become model units: ``fixed``:
     ``(raw - input_offset) / input_scale`` on the way in and
     ``model * input_scale + input_offset`` on the way out; ``adaptive``: the camera's

@@ -47,6 +47,7 @@ class SeriesContext:
         self._estimator = CameraEstimator() if camera is None else None
         self._history: deque[np.ndarray] = deque()
         self._mean: np.ndarray | None = None
+        self._mean_count = 0  # frames taken into the running mean
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -105,9 +106,10 @@ class SeriesContext:
     def _remember_in_mean(self, stored: np.ndarray, decay: float) -> None:
         """Take the frame just denoised (``stored``, a copy) into the running mean."""
         if self._mean is None:
-            self._mean = stored.copy()
+            self._mean, self._mean_count = stored.copy(), 1
         else:
-            update_running_mean(self._mean, stored, decay)
+            self._mean_count += 1
+            update_running_mean(self._mean, stored, decay, self._mean_count)
 
     def _camera_for(self, frame: np.ndarray) -> CameraModel:
         if self.configured is not None:

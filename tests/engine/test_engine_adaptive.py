@@ -168,10 +168,16 @@ def test_model_input_takes_the_running_mean_after_the_noise_map() -> None:
     np.testing.assert_array_equal(inputs[:3], plain)  # the other channels are unchanged
 
 
-def test_update_running_mean_is_the_contracts_exponential_mean() -> None:
-    mean = np.full((2, 2), 10.0, np.float32)
-    update_running_mean(mean, np.full((2, 2), 30, np.uint16), 0.25)
-    np.testing.assert_allclose(mean, 15.0)
+def test_the_running_mean_is_plain_for_1_over_decay_frames_then_exponential() -> None:
+    mean = np.full((2, 2), 10.0, np.float32)  # the first frame
+    update_running_mean(mean, np.full((2, 2), 40, np.uint16), 0.25, 2)
+    np.testing.assert_allclose(mean, 25.0)  # (10 + 40) / 2
+    update_running_mean(mean, np.full((2, 2), 55, np.uint16), 0.25, 3)
+    np.testing.assert_allclose(mean, 35.0)  # (10 + 40 + 55) / 3
+    update_running_mean(mean, np.full((2, 2), 15, np.uint16), 0.25, 4)
+    np.testing.assert_allclose(mean, 30.0)  # 1 / 4 = decay: the plain mean still
+    update_running_mean(mean, np.full((2, 2), 50, np.uint16), 0.25, 5)
+    np.testing.assert_allclose(mean, 35.0)  # exponential: 30 + (50 - 30) / 4
 
 
 def test_the_engine_builds_the_running_mean_channel(conv_model_running_mean: Path) -> None:
@@ -227,10 +233,10 @@ def test_a_series_keeps_the_running_mean_of_its_previous_frames(
         np.testing.assert_array_equal(
             context.denoise(engine, stack[1], 1), alone(1, [stack[0]], f[0])
         )
-        mean = 0.75 * f[0] + 0.25 * f[1]
         np.testing.assert_allclose(
-            context.denoise(engine, stack[2], 2), alone(2, [stack[1]], mean), rtol=1e-6
-        )
+            context.denoise(engine, stack[2], 2), alone(2, [stack[1]], (f[0] + f[1]) / 2),
+            rtol=1e-6,
+        )  # fmt: skip
         assert context.history_bytes == 2 * stack[0].size * 4  # one frame and the mean
         # after a gap the mean restarts with the series, like the ring
         np.testing.assert_array_equal(context.denoise(engine, stack[4], 4), alone(4, [], f[4]))
