@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .._errors import DeepDenoiseError, ModelError, StoreError
 from ._common import console, fail, kv_table
+
+if TYPE_CHECKING:
+    from ..engine import ModelMetadata
 
 
 def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
@@ -40,7 +43,7 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
         ("metadata", "deepdenoise" if meta.from_model else "none (defaults apply)"),
         ("architecture", meta.architecture),
         ("receptive field", f"{meta.receptive_field} px (radius {meta.radius})"),
-        ("normalisation", f"(raw - {meta.input_offset}) / {meta.input_scale}"),
+        ("normalisation", _normalisation(meta)),
         ("training noise", _text(meta.training_noise) if meta.training_noise else "-"),
         ("frames", f"{meta.frames}" + (" + noise map" if meta.noise_map else "")),
     ]
@@ -55,6 +58,12 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
     for kind, args in (("input", session.get_inputs()), ("output", session.get_outputs())):
         rows += [(kind, f"{a.name} {a.type} {a.shape}") for a in args]
     return rows
+
+
+def _normalisation(meta: ModelMetadata) -> str:
+    if meta.normalization == "adaptive":
+        return "adaptive: (raw - camera offset) / per-frame scale"
+    return f"(raw - {meta.input_offset}) / {meta.input_scale}"
 
 
 def _text(value: Any) -> str:

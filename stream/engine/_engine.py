@@ -421,7 +421,7 @@ class Engine:
         start) are made up by repeating the oldest one given, or the frame itself.
         ``running_mean``: for a model with a running-mean channel, the running mean of
         the series' previous frames, in raw units (:class:`SeriesContext` keeps it);
-        None (a series start) stands in the frame itself.
+        None (a series start): the frame itself stands in for it.
         """
         if self._session is None:
             raise DeepDenoiseError(f"engine for {self.path.name} is closed")

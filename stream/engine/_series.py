@@ -10,9 +10,9 @@ The ring is causal: it holds frames already received, never waits for one. At a 
 start, and after a gap in the indices (the frames before it are no longer the ones just
 before), the missing previous frames are stood in for by the oldest frame there is
 (the engine repeats it), so the first frames are denoised at once, as a spatial model
-would. For a model with a running-mean channel it also keeps the exponential running mean of
-the series' frames so far (one frame of memory), emptied at a gap like the ring, as
-the model contract says.
+would. For a model with a running-mean channel it also keeps the running mean of the
+series' frames so far (one frame of memory; :class:`ModelMetadata` defines it), emptied
+at a gap like the ring.
 """
 
 from __future__ import annotations
