@@ -142,21 +142,7 @@ class PairGenerator:
             adu += rng.standard_normal(adu.shape, dtype=F32) * F32(read)
         if rng.random() < cfg.integer:
             np.rint(adu, out=adu)
-        if cfg.frames > 1 and cfg.fill and rng.random() < cfg.fill:
-            # Without these the model reads a repeated frame's noise as signal and hardly
-            # denoises the first frames of a series (measured: 10 dB at 1 photon, not 20).
-            missing = int(rng.integers(1, cfg.frames))
-            adu = adu[adu.shape[0] - cfg.frames :]  # the series starts in the window
-            adu[:missing] = adu[missing]
-            series = adu[missing:]
-        else:
-            series = adu
-        running_mean = None
-        if cfg.running_mean > 0:  # of the frames before the current one, if any
-            running_mean = series[0].copy()
-            for count, frame in enumerate(series[1:-1], start=2):
-                update_running_mean(running_mean, frame, cfg.running_mean, count)
-        adu = adu[adu.shape[0] - cfg.frames :]
+        adu, running_mean = self._window_and_mean(adu, rng)
         photons = photons[photons.shape[0] - cfg.frames :]
         # The live estimate takes the offset from the darkest 4 x 4 block means, so it
         # reads part of the background as offset: the model sees that, too.
@@ -175,6 +161,28 @@ class PairGenerator:
         scale = model_input(adu, estimate, cfg.noise_map, out=inputs, running_mean=running_mean)
         target = (photons[-1] * F32(gain) + F32(offset - estimate.offset)) / F32(scale)
         return inputs, target[None].astype(F32)
+
+    def _window_and_mean(
+        self, adu: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The window's frames of a read-out series (``fill``: a series start inside it)
+        and, for a running-mean model, the mean of the series' frames before the
+        current one, as the engine keeps it."""
+        cfg = self.cfg
+        series = adu
+        if cfg.frames > 1 and cfg.fill and rng.random() < cfg.fill:
+            # Without these the model reads a repeated frame's noise as signal and hardly
+            # denoises the first frames of a series (measured: 10 dB at 1 photon, not 20).
+            missing = int(rng.integers(1, cfg.frames))
+            adu = adu[adu.shape[0] - cfg.frames :]  # the series starts in the window
+            adu[:missing] = adu[missing]
+            series = adu[missing:]
+        running_mean = None
+        if cfg.running_mean > 0:  # at a series start the current frame stands in
+            running_mean = series[0].copy()
+            for count, frame in enumerate(series[1:-1], start=2):
+                update_running_mean(running_mean, frame, cfg.running_mean, count)
+        return adu[adu.shape[0] - cfg.frames :], running_mean
 
     def stream(self, key: tuple[int, ...]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for draw in itertools.count():
