@@ -140,9 +140,12 @@ def pure_inference_ms(
         adaptive = engine.metadata.normalization == "adaptive"
         camera = PhantomConfig.model_validate({}).noise if adaptive else None
         history = [pool[0]] * (engine.metadata.frames - 1)
+        mean = pool[0].astype(np.float32) if engine.metadata.running_mean > 0 else None
         frames = iter(range(10**9))
         return time_calls(
-            lambda: engine.denoise(pool[next(frames) % len(pool)], camera=camera, history=history),
+            lambda: engine.denoise(
+                pool[next(frames) % len(pool)], camera=camera, history=history, running_mean=mean
+            ),
             min_reps=3,
             max_reps=200,
             budget_s=budget_s,
