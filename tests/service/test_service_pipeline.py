@@ -267,3 +267,33 @@ def test_a_configured_camera_is_used_as_is(tmp_path: Path, conv_model_adaptive):
         collect(sub, 1)
         reported = svc.status()["series"]["cfg"]["camera"]
     assert reported == {**camera, "source": "configured"}
+
+
+def test_a_running_mean_model_is_served_with_its_series_mean(
+    tmp_path: Path, conv_model_running_mean
+):
+    """The service keeps each series' running mean (counted in status) and denoises
+    exactly as a SeriesContext does, across a gap."""
+    from stream.camera import CameraModel
+    from stream.engine import Engine, SeriesContext
+
+    camera = {"gain": 2.0, "offset": 100.0, "read_noise": 1.5}
+    rng = np.random.default_rng(4)
+    frames = [(100 + 2 * rng.poisson(50.0, (40, 40))).astype("<u2") for _ in range(8)]
+    indices = [0, 1, 2, 3, 5, 6, 7, 8]  # a gap after 3: the mean restarts
+    with (
+        running_service(tmp_path, conv_model_running_mean, zarr=None, camera=camera) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in zip(indices, frames, strict=True):
+            pub.send_frame(frame, "mean", i)
+        got, _ = collect(sub, len(frames))
+        series = svc.status()["series"]["mean"]
+    assert series["history_bytes"] == 2 * 40 * 40 * 4  # one previous frame and the mean
+    context = SeriesContext(CameraModel(**camera))
+    with Engine(conv_model_running_mean, provider="cpu", warmup_shape=None) as engine:
+        expected = [context.denoise(engine, f, i) for i, f in zip(indices, frames, strict=True)]
+    by_index = {m.header["index"]: m.array for m in got}
+    for i, want in zip(indices, expected, strict=True):
+        np.testing.assert_allclose(by_index[i], want, rtol=1e-5, atol=1e-3)
