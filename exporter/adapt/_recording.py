@@ -19,8 +19,8 @@ from stream.engine import update_running_mean
 
 from ..noise import load_noise_stack
 
-#: A running mean is computed from the frames whose weight in it is above this; older
-#: ones are left out (their share, and so the difference to the engine's, is below it).
+#: A running mean leaves out the frames whose exponential weight in it would be below
+#: this (the difference to the engine's mean is of that order).
 MEAN_NEGLIGIBLE_WEIGHT = 1e-4
 
 
@@ -46,7 +46,7 @@ class Recording:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """A random ``patch`` x ``patch`` crop of the ``k`` frames ending at a random index
         of ``windows``, float32 (K, P, P), oldest first; with ``running_mean`` (a decay
-        above 0), also the crop of the running mean of the frames before it (P, P)."""
+        above 0), also the crop of the running mean of the frames before the last (P, P)."""
         _, h, w = self.frames.shape
         if h < patch or w < patch:
             raise ValueError(f"expected frames of at least {patch}x{patch} px, got {h}x{w}")
@@ -63,7 +63,8 @@ class Recording:
         """The engine's running mean (the model contract) of the valid frames just
         before frame ``t``, float32; frame ``t`` itself where none is (a series start).
 
-        Frames whose weight is below :data:`MEAN_NEGLIGIBLE_WEIGHT` are left out.
+        Frames more than ``log(MEAN_NEGLIGIBLE_WEIGHT) / log(1 - decay)`` before ``t``
+        are left out (69 for decay 1/8): what they would add weighs a few 1e-4.
         """
         horizon = math.ceil(math.log(MEAN_NEGLIGIBLE_WEIGHT) / math.log1p(-decay))
         start = t
