@@ -48,42 +48,27 @@ def slow_model(model_dir: Path) -> Path:
     return make_conv_stack(model_dir / "slow.onnx", layers=6, channels=32, seed=7)
 
 
-@pytest.fixture(scope="session")
-def conv_model_adaptive(model_dir: Path) -> Path:
-    """A noise-adaptive temporal stand-in: 2 frames + noise map in, adaptive normalisation,
-    two 3x3 conv layers (receptive field 5), alignment 2 (tiles on the even grid)."""
+def _adaptive_conv_stack(path: Path, seed: int, **contract: float) -> Path:
+    """Two 3x3 conv layers (receptive field 5) taking 2 frames + noise map (+ what
+    ``contract`` adds), adaptive normalisation, alignment 2 (tiles on the even grid)."""
     from exporter.simple_models import make_conv_stack
 
     return make_conv_stack(
-        model_dir / "adaptive.onnx",
-        layers=2,
-        channels=8,
-        seed=42,
-        architecture="adaptive",
-        frames=2,
-        noise_map=True,
-        normalization="adaptive",
-        alignment=2,
-    )
+        path, layers=2, channels=8, seed=seed, architecture="adaptive", frames=2,
+        noise_map=True, normalization="adaptive", alignment=2, **contract,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def conv_model_adaptive(model_dir: Path) -> Path:
+    """A noise-adaptive temporal stand-in (see ``_adaptive_conv_stack``)."""
+    return _adaptive_conv_stack(model_dir / "adaptive.onnx", seed=42)
 
 
 @pytest.fixture(scope="session")
 def conv_model_running_mean(model_dir: Path) -> Path:
     """As ``conv_model_adaptive``, plus the running-mean channel (decay 0.25)."""
-    from exporter.simple_models import make_conv_stack
-
-    return make_conv_stack(
-        model_dir / "running_mean.onnx",
-        layers=2,
-        channels=8,
-        seed=43,
-        architecture="adaptive",
-        frames=2,
-        noise_map=True,
-        running_mean=0.25,
-        normalization="adaptive",
-        alignment=2,
-    )
+    return _adaptive_conv_stack(model_dir / "running_mean.onnx", seed=43, running_mean=0.25)
 
 
 @pytest.fixture(scope="session")
