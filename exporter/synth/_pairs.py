@@ -60,6 +60,15 @@ class SynthConfig(BaseModel):
     gain_error: float = Field(0.08, ge=0, le=1, description="log-normal sigma of the estimate")
     read_error: float = Field(0.25, ge=0, le=2, description="log-normal sigma of the estimate")
     offset_error: float = Field(0.3, ge=0, le=5, description="offset error, in read-noise rms")
+    skew_offset: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of samples whose offset estimate comes from the shot noise's "
+        "skew, as the live estimate's does from a series' third frame on: the true offset "
+        "within offset_error, capped by the darkest blocks; the rest (0: all) get the "
+        "darkest blocks' reading, which takes part of the background as offset",
+    )
     recorded: Path | None = Field(None, description="dark frames replacing the read noise")
     samples_per_movie: int = Field(4, ge=1, le=64, description="patches cut per clean movie")
     fill: float = Field(
@@ -144,23 +153,30 @@ class PairGenerator:
             np.rint(adu, out=adu)
         adu, running_mean = self._window_and_mean(adu, rng)
         photons = photons[photons.shape[0] - cfg.frames :]
-        # The live estimate takes the offset from the darkest 4 x 4 block means, so it
-        # reads part of the background as offset: the model sees that, too.
-        block = photons[-1, : photons.shape[1] // 4 * 4, : photons.shape[2] // 4 * 4]
-        darkest = float(
-            np.percentile(block.reshape(block.shape[0] // 4, 4, -1, 4).mean((1, 3)), 0.5)
-        )
         estimate = CameraModel(
             gain=gain * math.exp(rng.normal(0, cfg.gain_error)),
-            offset=offset
-            + gain * darkest * rng.uniform(0.0, 1.0)
-            + rng.normal(0, cfg.offset_error) * read,
+            offset=offset + self._offset_error(photons[-1], gain, read, rng),
             read_noise=read * math.exp(rng.normal(0, cfg.read_error)),
         )
         inputs = np.empty((cfg.channels, *adu.shape[1:]), F32)
         scale = model_input(adu, estimate, cfg.noise_map, out=inputs, running_mean=running_mean)
         target = (photons[-1] * F32(gain) + F32(offset - estimate.offset)) / F32(scale)
         return inputs, target[None].astype(F32)
+
+    def _offset_error(
+        self, photons: np.ndarray, gain: float, read: float, rng: np.random.Generator
+    ) -> float:
+        """How far the live estimate's offset is from the camera's, in ADU."""
+        # The darkest 4 x 4 block means bound the offset from above, and read part of the
+        # background as offset: alone, the live estimate takes them (a series' first two
+        # frames); from the third, the skew of the shot noise moves it to the true offset.
+        block = photons[: photons.shape[0] // 4 * 4, : photons.shape[1] // 4 * 4]
+        darkest = float(
+            np.percentile(block.reshape(block.shape[0] // 4, 4, -1, 4).mean((1, 3)), 0.5)
+        )
+        if self.cfg.skew_offset > 0 and rng.random() < self.cfg.skew_offset:
+            return min(rng.normal(0, self.cfg.offset_error) * read, gain * darkest)
+        return gain * darkest * rng.uniform(0.0, 1.0) + rng.normal(0, self.cfg.offset_error) * read
 
     def _window_and_mean(
         self, adu: np.ndarray, rng: np.random.Generator

@@ -6,12 +6,14 @@ it from the stream itself when nothing is configured.
 
 from ._estimate import CameraEstimate, CameraEstimator, fit_line, spatial_samples, temporal_samples
 from ._model import CameraModel
+from ._offset import offset_from_skew
 
 __all__ = [
     "CameraEstimate",
     "CameraEstimator",
     "CameraModel",
     "fit_line",
+    "offset_from_skew",
     "spatial_samples",
     "temporal_samples",
 ]

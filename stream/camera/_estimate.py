@@ -20,10 +20,14 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   level's noise factor (sum of squared frame weights / 16 pixels), so the level noise is
   known from the fitted line itself; the slope is divided by the reliability (iterated,
   the line turned about its weighted centroid).
-- **Offset.** One frame cannot tell offset from read noise (both sit in the intercept).
-  The offset is taken as the darkest 4 x 4 block means (0.5th percentile), bounded so
-  the read noise stays real; whatever background it misses only shifts the model's
-  input, and the noise map stays right (the intercept is kept exactly).
+- **Offset.** Mean and variance cannot tell offset from read noise (both sit in the
+  intercept, which is kept exactly, so the noise map is right either way). The darkest
+  4 x 4 block means (0.5th percentile) bound the offset from above; once three
+  consecutive frames have come, the skew of the shot noise places it within that bound
+  (``stream.camera._offset``: Poisson counts are skewed, read noise is not), bounded
+  below so the read noise stays real. Where zero is matters to a noise-adaptive model:
+  the darkest blocks alone read background photons as offset (2-3 ADU at 10 photons
+  per pixel), which cost one 0.5 dB.
 
 - **Units.** The fit works in a unit that puts the first frame's noise near 1, so the
   same stream in ADU, in electrons or scaled to [0, 1] gets the same camera, scaled.
@@ -49,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._model import CameraModel
+from ._offset import offset_from_skew, second_difference_moments
 
 #: chi-square with 4 degrees of freedom (a 4 x 4 block holds 4 cells of one residual
 #: each, or 16 pixels of one difference each): median / mean, per samples averaged.
@@ -65,6 +70,13 @@ AVERAGE_WEIGHT = 0.05
 #: The dilution correction is trusted down to this reliability (below, the slope is
 #: mostly level noise: the correction is capped and the stderr says so).
 MIN_RELIABILITY = 0.2
+#: The skew's offset is taken this many of its standard errors towards the darkest
+#: blocks' bound (the standard error is a cautious one, see ``_offset``).
+SKEW_MARGIN = 0.5
+#: A block's squared second difference above this many times its expected value (six
+#: times the noise variance, by the current estimate) holds a change of the scene: its
+#: cube is left out of the offset's skew.
+SCENE_CHANGE = 4.0
 #: Most samples one fit sorts (taken evenly from the reservoir): 48,000 give each of the
 #: 24 bins 2,000, and bound the time a refit holds the thread that serves frames.
 FIT_SAMPLES = 48_000
@@ -268,9 +280,13 @@ class CameraEstimator:
         self._means: list[np.ndarray] = []
         self._power: list[np.ndarray] = []
         self._factors: list[float] = []  # per batch: its levels' noise per pixel variance
+        self._smooth: list[np.ndarray] = []  # per batch: levels over 3 x 3 blocks (float32)
+        self._third: list[np.ndarray] = []  # per batch: mean cubed second differences
         self._kept = 0
         self._previous: np.ndarray | None = None
         self._previous_saturated: np.ndarray | None = None
+        self._before: np.ndarray | None = None  # the frame before the previous one, when
+        self._before_saturated: np.ndarray | None = None  # the two were consecutive
         self._unit: float | None = None  # the fit works in it (see :func:`data_unit`)
         self._saturated = 0.0
         # running mean of the frames' block means: the levels to bin by
@@ -282,11 +298,20 @@ class CameraEstimator:
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
 
-    def remember(self, frame: np.ndarray) -> None:
+    def remember(self, frame: np.ndarray, follows: bool = False) -> None:
         """Keep ``frame`` as the one the next :meth:`update` pairs with, without estimating
-        from it (one copy): a caller that estimates every Nth frame gives the frame before
-        it here, so the difference is still of consecutive frames."""
-        frame = np.asarray(frame)
+        from it (one copy): a caller that estimates every Nth frame gives the one or two
+        frames before it here, so its differences are still of consecutive frames.
+
+        ``follows``: the frame comes right after the last one given (then the two make a
+        triple with the next, for the offset's skew).
+        """
+        self._keep_previous(np.asarray(frame), follows)
+
+    def _keep_previous(self, frame: np.ndarray, follows: bool) -> None:
+        chained = follows and self._previous is not None and self._previous.shape == frame.shape
+        self._before = self._previous if chained else None
+        self._before_saturated = self._previous_saturated if chained else None
         self._previous = frame.astype(np.float32, copy=True)
         self._previous_saturated = saturated_pixels(frame)
 
@@ -308,11 +333,7 @@ class CameraEstimator:
         paired = self._previous is not None and self._previous.shape == frame.shape
         if self._average is not None and self._average.shape == blocks.shape:
             if follows and paired:
-                assert self._previous is not None
-                masks = [m for m in (saturated, self._previous_saturated) if m is not None]
-                either = np.logical_or.reduce(masks) if masks else None
-                means, power = temporal_samples(frame, self._previous, self._average, either)
-                self._add(means, power, self._weight_sq / BLOCK**2)
+                self._add_temporal(frame, saturated)
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += weight * (blocks - self._average)
@@ -320,8 +341,7 @@ class CameraEstimator:
         else:
             self._average = blocks
             self._averaged, self._weight_sq = 1, 1.0
-        self._previous = frame.astype(np.float32, copy=True)
-        self._previous_saturated = saturated
+        self._keep_previous(frame, follows)
         self._since_fit += 1
         if self.estimate is None:  # one frame's samples give the unit and the estimate
             means, power = spatial_samples(frame, saturated)
@@ -331,10 +351,12 @@ class CameraEstimator:
         elif self._kept >= 2 * BINS * 8 and self._since_fit >= self._refit_every:
             means, power = np.concatenate(self._means), np.concatenate(self._power)
             factors = np.repeat(self._factors, [m.size for m in self._means])
+            smooth, third = np.concatenate(self._smooth), np.concatenate(self._third)
             if means.size > FIT_SAMPLES:  # evenly over the reservoir: a fit in ~10 ms
                 take = np.linspace(0, means.size - 1, FIT_SAMPLES).astype(np.int64)
                 means, power, factors = means[take], power[take], factors[take]
-            temporal = self._from(means, power, "temporal", factors)
+                smooth, third = smooth[take], third[take]
+            temporal = self._from(means, power, "temporal", factors, (smooth, third))
             if temporal.gain_stderr <= max(self.estimate.gain_stderr, 0.0) or (
                 self.estimate.source == "temporal"
             ):
@@ -348,15 +370,35 @@ class CameraEstimator:
             self.estimate = dataclasses.replace(self.estimate, saturated=self._saturated)
         return self.estimate
 
-    def _add(self, means: np.ndarray, power: np.ndarray, level_factor: float) -> None:
+    def _add_temporal(self, frame: np.ndarray, saturated: np.ndarray | None) -> None:
+        """Samples from the frame and the one before it (and, for the offset's skew, the
+        one before that, when the three are consecutive)."""
+        assert self._previous is not None and self._average is not None
+        triple = self._before is not None
+        masks = [saturated, self._previous_saturated, self._before_saturated if triple else None]
+        present = [m for m in masks if m is not None]
+        touched = np.logical_or.reduce(present) if present else None
+        means, power = temporal_samples(frame, self._previous, self._average, touched)
+        if triple and self.estimate is not None:
+            assert self._before is not None
+            square, third = second_difference_moments(frame, self._previous, self._before, BLOCK)
+            camera = self.estimate.camera
+            noise = np.maximum(camera.gain * (means - camera.offset), 0.0) + camera.read_noise**2
+            # E[r**2] = 6 var where the scene held still; a step or a flash is far above
+            changed = square > SCENE_CHANGE * 6.0 * noise
+            third[np.isnan(power) | changed] = np.nan
+        else:
+            third = np.full(means.shape, np.nan)
         self._means.append(means)
         self._power.append(power)
-        self._factors.append(level_factor)
+        self._factors.append(self._weight_sq / BLOCK**2)
+        self._smooth.append(_neighbourhood(self._average).ravel().astype(np.float32))
+        self._third.append(third.astype(np.float32))
         self._kept += means.size
         while self._kept - self._means[0].size >= self._reservoir:
             self._kept -= self._means.pop(0).size
-            self._power.pop(0)
-            self._factors.pop(0)
+            for batches in (self._power, self._factors, self._smooth, self._third):
+                batches.pop(0)
 
     def _from(
         self,
@@ -364,7 +406,10 @@ class CameraEstimator:
         power: np.ndarray,
         source: str,
         level_factor: np.ndarray | None = None,
+        skew: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> CameraEstimate:
+        """The camera from (level, power) samples; ``skew``: each sample's smoothed level
+        and mean cubed second difference (NaN where none), for the offset."""
         if level_factor is None:  # one frame's own neighbourhood means: 9 blocks of 16
             level_factor = np.full(means.shape, 1.0 / (9 * BLOCK**2))
         unit = self._unit or 1.0  # the fit works in it; the camera is scaled back below
@@ -386,6 +431,12 @@ class CameraEstimator:
             # vanish.
             spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
             offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
+            if skew is not None:
+                smooth, third = skew
+                found = offset_from_skew(means, smooth / unit, third / unit**3, gain, intercept)
+                if found is not None:  # within [where read noise vanishes, darkest blocks]
+                    skew_offset = found[0] + SKEW_MARGIN * found[1]
+                    offset = min(offset, max(skew_offset, -intercept / gain))
             read2 = max(intercept + gain * offset, 1e-6)
         camera = CameraModel(
             gain=float(min(max(gain, 1e-3) * unit, 1000.0)),

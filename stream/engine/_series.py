@@ -27,8 +27,8 @@ from ._inputs import update_running_mean
 from ._pixels import count_non_finite
 
 #: Frames over which the live camera estimate is updated every frame; after that,
-#: every ``ESTIMATE_EVERY`` frames, paired with the frame just before it (kept by
-#: ``CameraEstimator.remember``) so its difference is still of consecutive frames.
+#: every ``ESTIMATE_EVERY`` frames, after the two frames just before it (kept by
+#: ``CameraEstimator.remember``): its differences are still of consecutive frames.
 ESTIMATE_WARMUP = 32
 ESTIMATE_EVERY = 8
 
@@ -117,12 +117,12 @@ class SeriesContext:
         assert self._estimator is not None
         self._seen += 1
         due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
-        next_due = (self._seen + 1) % ESTIMATE_EVERY == 0
-        fed = (due or next_due) and not count_non_finite(frame)  # NaN/Inf would poison it
+        soon_due = (-self._seen) % ESTIMATE_EVERY in (1, 2)
+        fed = (due or soon_due) and not count_non_finite(frame)  # NaN/Inf would poison it
         if fed and due:
             self._estimator.update(frame, follows=self._estimator_has_previous)
         elif fed:
-            self._estimator.remember(frame)
+            self._estimator.remember(frame, follows=self._estimator_has_previous)
         self._estimator_has_previous = fed
         estimate = self._estimator.estimate
         if estimate is None:  # the first frames were all non-finite somewhere

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.camera import CameraEstimator, CameraModel, fit_line, spatial_samples
+from stream.camera import CameraEstimator, CameraModel, fit_line, offset_from_skew, spatial_samples
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 
@@ -149,3 +149,54 @@ def test_fit_line_on_exact_samples_and_the_spatial_residual_ignores_gradients() 
     ramp = (3.0 * yy + 2.0 * xx).astype(np.float64)  # a noiseless linear gradient
     _, power = spatial_samples(ramp)
     assert np.allclose(power, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("gain", "offset", "read", "photons"), [(1.0, 100.0, 4.0, 10.0), (2.0, 50.0, 2.0, 30.0)]
+)
+def test_the_offset_comes_from_the_skew_of_the_shot_noise_not_the_background(
+    gain, offset, read, photons
+) -> None:
+    """The phantom's darkest places still hold background photons: the darkest blocks
+    read them as offset (4 and 21 ADU too high here, on a series' first two frames). From
+    the third frame on, the skew of the shot noise places the offset under that bound."""
+    camera = CameraModel(gain=gain, offset=offset, read_noise=read)
+    bound_errors, errors = [], []
+    for seed in (1, 2, 3):
+        estimator = CameraEstimator()
+        for i, (_, frame) in enumerate(stream(camera, photons, 48, seed=seed)):
+            estimate = estimator.update(frame)
+            if i == 1:  # two frames: no triple yet, the darkest blocks alone
+                bound_errors.append(estimate.camera.offset - offset)
+        errors.append(abs(estimate.camera.offset - offset))
+    assert min(bound_errors) > 3.0
+    assert np.mean(errors) < 0.6 * np.mean(bound_errors), (errors, bound_errors)
+    assert estimate.camera.read_noise > 0.5 * read
+
+
+def test_noise_without_skew_leaves_the_offset_at_the_darkest_blocks_bound() -> None:
+    """Gaussian noise whose variance grows with the level as a Poisson-Gaussian camera's
+    does, but without its skew (a pipeline that resampled the noise): the skew then says
+    every block sits at the offset, and the darkest blocks' bound holds."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:128, :128]
+    photons = 4.0 + 20.0 * (1 + np.sin(xx / 9.0) * np.cos(yy / 13.0))  # 4 to 44 photons
+    estimator = CameraEstimator()
+    for i in range(40):
+        level = 100.0 + 2.0 * photons
+        frame = level + np.sqrt(2.0 * (level - 100.0) + 9.0) * rng.standard_normal(level.shape)
+        estimate = estimator.update(frame)
+        if i == 1:
+            bound = estimate.camera.offset
+    assert bound > 105.0  # the darkest blocks read the 4-photon background as offset
+    assert estimate.camera.offset > 100.0 + 0.7 * (bound - 100.0)
+
+
+def test_offset_from_skew_on_exact_samples() -> None:
+    gain, offset, read = 2.0, 10.0, 3.0
+    level = np.linspace(12.0, 60.0, 500)
+    third = -6.0 * gain**2 * (level - offset)  # E[r**3] of a Poisson-Gaussian pixel
+    found = offset_from_skew(level, level, third, gain, read**2 - gain * offset)
+    assert found is not None
+    assert found[0] == pytest.approx(offset) and found[1] < 1e-9
+    assert offset_from_skew(level[:8], level[:8], third[:8], gain, 0.0) is None

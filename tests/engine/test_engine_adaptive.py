@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from stream.camera import CameraEstimate, CameraEstimator
 from stream.engine import (
     CameraModel,
     Engine,
@@ -252,3 +253,34 @@ def test_a_running_mean_needs_adaptive_normalisation() -> None:
     assert meta.in_channels == 7
     back = ModelMetadata.from_props(meta.to_props())
     assert back.model_dump(exclude={"from_model"}) == meta.model_dump(exclude={"from_model"})
+
+
+def test_after_the_warmup_each_estimated_frame_comes_with_the_two_before_it(
+    conv_model_adaptive: Path,
+) -> None:
+    """The offset's skew needs three consecutive frames: after its warm-up the context
+    gives the estimator the two frames before each estimated one, chained."""
+    from stream.engine._series import ESTIMATE_EVERY, ESTIMATE_WARMUP
+
+    calls: list[tuple[str, bool]] = []
+
+    class Recording(CameraEstimator):
+        def remember(self, frame: np.ndarray, follows: bool = False) -> None:
+            calls.append(("remember", follows))
+            super().remember(frame, follows)
+
+        def update(self, frame: np.ndarray, follows: bool = True) -> CameraEstimate:
+            calls.append(("update", follows))
+            return super().update(frame, follows)
+
+    stack = frames(ESTIMATE_WARMUP + 3 * ESTIMATE_EVERY, (32, 32), seed=6)
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext()
+        context._estimator = Recording()
+        for i, frame in enumerate(stack):
+            context.denoise(engine, frame, i)
+    assert calls[:ESTIMATE_WARMUP] == [("update", False)] + [("update", True)] * (
+        ESTIMATE_WARMUP - 1
+    )
+    chained = [("remember", False), ("remember", True), ("update", True)]
+    assert calls[ESTIMATE_WARMUP:] == chained * 3
