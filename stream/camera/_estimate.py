@@ -306,14 +306,17 @@ class CameraEstimator:
         ``follows``: the frame comes right after the last one given (then the two make a
         triple with the next, for the offset's skew).
         """
-        self._keep_previous(np.asarray(frame), follows)
+        frame = np.asarray(frame)
+        self._keep_previous(frame, saturated_pixels(frame), follows)
 
-    def _keep_previous(self, frame: np.ndarray, follows: bool) -> None:
+    def _keep_previous(
+        self, frame: np.ndarray, saturated: np.ndarray | None, follows: bool
+    ) -> None:
         chained = follows and self._previous is not None and self._previous.shape == frame.shape
         self._before = self._previous if chained else None
         self._before_saturated = self._previous_saturated if chained else None
         self._previous = frame.astype(np.float32, copy=True)
-        self._previous_saturated = saturated_pixels(frame)
+        self._previous_saturated = saturated
 
     def update(self, frame: np.ndarray, follows: bool = True) -> CameraEstimate:
         """Take one frame and return the current estimate.
@@ -341,7 +344,7 @@ class CameraEstimator:
         else:
             self._average = blocks
             self._averaged, self._weight_sq = 1, 1.0
-        self._keep_previous(frame, follows)
+        self._keep_previous(frame, saturated, follows)
         self._since_fit += 1
         if self.estimate is None:  # one frame's samples give the unit and the estimate
             means, power = spatial_samples(frame, saturated)
