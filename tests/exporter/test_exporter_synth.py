@@ -93,3 +93,18 @@ def test_a_model_and_its_training_data_must_agree_on_the_running_mean(tmp_path):
         synth={"patch": 32, "frames": 2, "running_mean": 0.125, "history": 8},
     )
     assert cfg.model_spec().in_channels == 4 == cfg.synth.channels
+
+
+@pytest.mark.parametrize(("skew_offset", "negative"), [(1.0, False), (0.0, True)])
+def test_the_offset_the_model_is_told_is_the_cameras_when_the_skew_finds_it(
+    skew_offset: float, negative: bool
+):
+    """Targets are the noise-free signal over the told offset: with the skew's offset
+    (here without error) zero is the camera's and no target is below it; with the darkest
+    blocks' reading, part of the background is taken as offset and dark targets go below."""
+    cfg = SynthConfig(
+        patch=32, offset_error=0.0, skew_offset=skew_offset, samples_per_movie=2, zero_offset=0.0
+    )
+    targets = [b for _, b in itertools.islice(PairGenerator(cfg).stream((5, 0, 0)), 24)]
+    lowest = min(float(t.min()) for t in targets)
+    assert (lowest < -1e-3) == negative, lowest
