@@ -70,9 +70,6 @@ AVERAGE_WEIGHT = 0.05
 #: The dilution correction is trusted down to this reliability (below, the slope is
 #: mostly level noise: the correction is capped and the stderr says so).
 MIN_RELIABILITY = 0.2
-#: The skew's offset is taken this many of its standard errors towards the darkest
-#: blocks' bound (the standard error is a cautious one, see ``_offset``).
-SKEW_MARGIN = 0.5
 #: A block's squared second difference above this many times its expected value (six
 #: times the noise variance, by the current estimate) holds a change of the scene: its
 #: cube is left out of the offset's skew.
@@ -95,6 +92,8 @@ class CameraEstimate:
     frames: int
     source: str  # "spatial" (one frame) or "temporal" (frame differences)
     saturated: float = 0.0  # fraction of the latest frame's pixels at saturation
+    offset_source: str = "darkest"  # the darkest blocks' bound, or the shot noise's "skew"
+    offset_stderr: float | None = None  # of the skew's offset (a cautious one, see _offset)
 
     def as_dict(self) -> dict[str, object]:
         # significant digits, not decimals: frames scaled to [0, 1] have a gain near 1e-5
@@ -106,6 +105,12 @@ class CameraEstimate:
             "frames": self.frames,
             "source": self.source,
             "saturated": round(self.saturated, 4),
+            "offset_source": self.offset_source,
+            **(
+                {"offset_stderr": _significant(self.offset_stderr)}
+                if self.offset_stderr is not None
+                else {}
+            ),
         }
 
 
@@ -366,9 +371,7 @@ class CameraEstimator:
                 self.estimate = temporal
             self._since_fit = 0
         else:
-            self.estimate = CameraEstimate(
-                self.estimate.camera, self.estimate.gain_stderr, self._frames, self.estimate.source
-            )
+            self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
         if self.estimate.saturated != self._saturated:
             self.estimate = dataclasses.replace(self.estimate, saturated=self._saturated)
         return self.estimate
@@ -419,6 +422,7 @@ class CameraEstimator:
         means, power = means / unit, power / unit**2
         slope, intercept, stderr = undiluted_fit(means, power, level_factor)
         dark = float(np.median(self._dark)) / unit if self._dark else float(np.min(means))
+        offset_source, offset_stderr = "darkest", None
         # The darkest block means sit below the darkest signal by their own noise (about
         # 2.6 sigma at the 0.5th percentile): both branches add it back, so a frame whose
         # slope comes out a hair either side of zero gets the same offset.
@@ -437,13 +441,16 @@ class CameraEstimator:
             if skew is not None:
                 smooth, third = skew
                 found = offset_from_skew(means, smooth / unit, third / unit**3, gain, intercept)
-                if found is not None:  # within [where read noise vanishes, darkest blocks]
-                    skew_offset = found[0] + SKEW_MARGIN * found[1]
-                    offset = min(offset, max(skew_offset, -intercept / gain))
+                # within [where the read noise vanishes, the darkest blocks' bound]
+                if found is not None and max(found[0], -intercept / gain) < offset:
+                    offset = max(found[0], -intercept / gain)
+                    offset_source, offset_stderr = "skew", found[1] * unit
             read2 = max(intercept + gain * offset, 1e-6)
         camera = CameraModel(
             gain=float(min(max(gain, 1e-3) * unit, 1000.0)),
             offset=float(min(max(offset * unit, -32768.0), 65535.0)),
             read_noise=float(min(math.sqrt(read2) * unit, 1000.0)),
         )
-        return CameraEstimate(camera, stderr * unit, self._frames, source)
+        return CameraEstimate(
+            camera, stderr * unit, self._frames, source, 0.0, offset_source, offset_stderr
+        )

@@ -68,6 +68,10 @@ def offset_from_skew(
     about three times the spread measured over eight movies (consecutive triples share
     frames), so it is a cautious one.
     """
+    # float64 throughout: the samples are stored as float32, and the weights span decades
+    level, smooth_level, third = (
+        np.asarray(a, dtype=np.float64) for a in (level, smooth_level, third)
+    )
     usable = np.isfinite(level) & np.isfinite(smooth_level) & np.isfinite(third)
     if gain <= 0 or not math.isfinite(gain) or np.count_nonzero(usable) < 16:
         return None

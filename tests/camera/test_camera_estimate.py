@@ -125,7 +125,10 @@ def test_the_same_stream_in_other_units_gets_the_same_camera_scaled(scale: float
         got = scaled.update(frame * scale).camera
     assert got.gain == pytest.approx(expected.gain * scale, rel=1e-3)
     assert got.offset == pytest.approx(expected.offset * scale, rel=1e-3)
-    assert got.read_noise == pytest.approx(expected.read_noise * scale, rel=1e-3)
+    # read**2 = intercept + gain * offset is a small difference of large numbers here (6
+    # against 200): the float32 copies of the previous frames, exact for integer ADU and
+    # not for scaled values, differ in the 4th digit of gain and offset and 30 x more here
+    assert got.read_noise == pytest.approx(expected.read_noise * scale, rel=1e-2)
 
 
 @pytest.mark.parametrize("shape", [(3, 3), (2, 50), (1, 1)])
@@ -172,6 +175,8 @@ def test_the_offset_comes_from_the_skew_of_the_shot_noise_not_the_background(
     assert min(bound_errors) > 3.0
     assert np.mean(errors) < 0.6 * np.mean(bound_errors), (errors, bound_errors)
     assert estimate.camera.read_noise > 0.5 * read
+    reported = estimate.as_dict()
+    assert reported["offset_source"] == "skew" and 0 < reported["offset_stderr"] < 5.0
 
 
 def test_noise_without_skew_leaves_the_offset_at_the_darkest_blocks_bound() -> None:
@@ -190,6 +195,7 @@ def test_noise_without_skew_leaves_the_offset_at_the_darkest_blocks_bound() -> N
             bound = estimate.camera.offset
     assert bound > 105.0  # the darkest blocks read the 4-photon background as offset
     assert estimate.camera.offset > 100.0 + 0.7 * (bound - 100.0)
+    assert estimate.offset_source == "darkest" and "offset_stderr" not in estimate.as_dict()
 
 
 def test_offset_from_skew_on_exact_samples() -> None:
