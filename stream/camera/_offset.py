@@ -20,9 +20,10 @@ blocks, which hold the offset's information; they come from a level smoothed ove
 blocks, so a block whose own level drew low is not favoured for it (that bias, measured,
 put the offset 3 ADU low on 16 frames).
 
-Measured on the evaluation's independent generator (128 x 128, 16 frames, eight movies
-per budget; gain 1, offset 100): errors +0.18 +- 0.23 ADU at 3 photons, +0.35 +- 0.29 at
-10, +1.1 +- 2.0 at 30, where the darkest blocks say +1.0, +2.7 and +7.2.
+Measured through the estimator on the evaluation's independent generator (128 x 128,
+16 frames, six movies per budget; gain 1, offset 100): errors -0.1 to +0.5 ADU at 3
+photons, -0.1 to +0.7 at 10, -1.8 to +1.4 at 30, where the darkest blocks say +1.0, +2.7
+and +7.2; at 100 photons, +-10 ADU (a tenth of the signal).
 """
 
 from __future__ import annotations
