@@ -247,6 +247,13 @@ def _continuation(recipe: Path) -> list[str]:
     if init is None:
         return []
     path = (recipe.parent / init).resolve()
+    if path.suffix == ".onnx":  # an exported model: no run, no step (exporter.onnx_init)
+        return [
+            "",
+            f"This recipe continues from the weights of the exported model `{init}` (the "
+            "header says which shipped file it copies). The budget table counts this stage "
+            "only; the header gives the earlier stages' budget.",
+        ]
     step = "its last step"
     if path.exists():
         import torch  # the train extra, as for export

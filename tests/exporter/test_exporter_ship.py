@@ -60,3 +60,7 @@ def test_the_card_of_a_continued_run_names_the_run_it_started_from(tmp_path: Pat
     (tmp_path / "first").mkdir()
     torch.save({"step": 36000}, tmp_path / "first" / "last.pt")
     assert "`../first/last.pt` (step 36000)" in " ".join(_continuation(recipe))
+    # an exported model as the start (a shipped file's copy): read as such, not unpickled
+    (tmp_path / "first" / "shipped.onnx").write_bytes(b"not a checkpoint")
+    recipe.write_text('preset = "na-lite"\ninit = "../first/shipped.onnx"\n')
+    assert "the exported model `../first/shipped.onnx`" in " ".join(_continuation(recipe))
