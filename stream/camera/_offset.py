@@ -33,25 +33,12 @@ import math
 import numpy as np
 
 
-def second_difference_moments(
-    frame: np.ndarray, previous: np.ndarray, before: np.ndarray, block: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Means of the squared and of the cubed second difference of three consecutive
-    frames per block (float64, raveled, in the row-major block order of the other
-    samples). The square screens out blocks where the scene changed: there it is far
-    above six times the noise variance."""
-    r = np.subtract(frame, previous, dtype=np.float64)
+def second_difference(frame: np.ndarray, previous: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``frame - 2 previous + before`` as float32 (exact for counts below 2**22)."""
+    r = np.subtract(frame, previous, dtype=np.float32)
     r -= previous
     r += before
-    h, w = r.shape
-    hb, wb = h // block, w // block
-    r = r[: hb * block, : wb * block]
-    square = r * r
-    cube = square * r
-    return (
-        square.reshape(hb, block, wb, block).mean(axis=(1, 3)).ravel(),
-        cube.reshape(hb, block, wb, block).mean(axis=(1, 3)).ravel(),
-    )
+    return r
 
 
 def offset_from_skew(
