@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from stream.camera import darkest_level
 from stream.engine import CameraModel, model_input, update_running_mean
 
 from ..noise import RecordedNoise, load_noise_stack
@@ -170,10 +171,7 @@ class PairGenerator:
         # The darkest 4 x 4 block means bound the offset from above, and read part of the
         # background as offset: alone, the live estimate takes them (a series' first two
         # frames); from the third, the skew of the shot noise moves it to the true offset.
-        block = photons[: photons.shape[0] // 4 * 4, : photons.shape[1] // 4 * 4]
-        darkest = float(
-            np.percentile(block.reshape(block.shape[0] // 4, 4, -1, 4).mean((1, 3)), 0.5)
-        )
+        darkest = darkest_level(photons)
         if self.cfg.skew_offset > 0 and rng.random() < self.cfg.skew_offset:
             return min(rng.normal(0, self.cfg.offset_error) * read, gain * darkest)
         return gain * darkest * rng.uniform(0.0, 1.0) + rng.normal(0, self.cfg.offset_error) * read

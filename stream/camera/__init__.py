@@ -4,7 +4,14 @@
 it from the stream itself when nothing is configured.
 """
 
-from ._estimate import CameraEstimate, CameraEstimator, fit_line, spatial_samples, temporal_samples
+from ._estimate import (
+    CameraEstimate,
+    CameraEstimator,
+    darkest_level,
+    fit_line,
+    spatial_samples,
+    temporal_samples,
+)
 from ._model import CameraModel
 from ._offset import offset_from_skew
 
@@ -12,6 +19,7 @@ __all__ = [
     "CameraEstimate",
     "CameraEstimator",
     "CameraModel",
+    "darkest_level",
     "fit_line",
     "offset_from_skew",
     "spatial_samples",
