@@ -37,8 +37,9 @@ def evaluate(
         str, typer.Option(help="Photon budgets: resting signal of the cells, photons per pixel.")
     ] = "1,3,10,30,100",
     generators: Annotated[
-        str, typer.Option(help="Test-movie generators: independent (held out), phantom.")
-    ] = "independent,phantom",
+        str,
+        typer.Option(help="Test-movie generators: independent (held out), phantom, textures."),
+    ] = "independent,phantom,textures",
     out: Annotated[
         Path, typer.Option(help="Output folder: report.md, figures, metrics.json.")
     ] = Path("evaluation"),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._evaluate import evaluate, metrics_dict
     from ._independent import EvalMovie, make_movie
     from ._independent_traces import TraceSet, make_traces
+    from ._textures import make_texture_movie
 
 _LAZY = {
     "evaluate": "._evaluate",
@@ -37,6 +38,7 @@ _LAZY = {
     "make_movie": "._independent",
     "TraceSet": "._independent_traces",
     "make_traces": "._independent_traces",
+    "make_texture_movie": "._textures",
 }
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "evaluate",
     "extract_traces",
     "make_movie",
+    "make_texture_movie",
     "make_traces",
     "metrics_dict",
     "mse",

@@ -18,8 +18,10 @@ pixel) a test movie and a separate validation movie are drawn. Methods:
   no camera and estimates it live from the stream.
 
 Generators: ``independent`` (:mod:`._independent`, written apart from and never used
-for training: the held-out data the targets are judged on) and ``phantom`` (the
-project's own calcium phantom, ``stream.sim``, for contrast).
+for training: the held-out data the targets are judged on), ``phantom`` (the project's
+own calcium phantom, ``stream.sim``, for contrast) and ``textures`` (:mod:`._textures`,
+also written apart and never trained on: still scenes of stars, membranes, fibres and
+grain, whose photon budget is the peak rather than a resting signal).
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ from . import _baselines as bl
 from ._independent import EvalMovie, make_movie
 from ._metrics import MovieScorer
 from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
+from ._textures import make_texture_movie
 
 log = logging.getLogger(__name__)
 
-GENERATORS = ("independent", "phantom")
+GENERATORS = ("independent", "phantom", "textures")
 PHOTONS = (1.0, 3.0, 10.0, 30.0, 100.0)
 GAUSSIAN_GRID = tuple((s,) for s in (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0))
 TEMPORAL_GRID = tuple((float(k),) for k in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16))
@@ -97,6 +100,8 @@ def movie(
         return make_movie(photons, shape=shape, frames=frames, seed=seed)
     if generator == "phantom":
         return phantom_movie(photons, shape=shape, frames=frames, seed=seed)
+    if generator == "textures":
+        return make_texture_movie(photons, shape=shape, frames=frames, seed=seed)
     raise ValueError(f"expected a generator in {GENERATORS}, got {generator!r}")
 
 

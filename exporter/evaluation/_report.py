@@ -207,7 +207,10 @@ def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
         "",
         "Generators: `independent` is the held-out generator (written apart from the training "
         "data and never trained on: star-shaped somata, processes, AR(2) calcium, gain 1, "
-        "read noise 2-5 e-); `phantom` is the project's own calcium phantom.",
+        "read noise 2-5 e-); `phantom` is the project's own calcium phantom; `textures` "
+        "(also written apart and never trained on) are still scenes of stars, membranes, "
+        "fibres and grain, one per quadrant, with a camera drawn per movie -- for them the "
+        "photon budget is the scene's peak (99.9th percentile), not a resting signal.",
         "",
         "Methods: `gaussian` (sigma tuned on the truth), `gaussian-val` (tuned on the "
         "validation movie), `temporal-mean` (causal running mean, K tuned on the truth), "

@@ -10,7 +10,10 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
 - **Later frames (temporal).** The difference of two consecutive frames, divided by
   sqrt 2, has the noise variance wherever the scene did not change; its 4 x 4 blocks
   give (mean of the two frames, power) samples, pooled over the frames seen so far
-  (up to a reservoir of recent samples), far more than one frame gives.
+  (up to a reservoir of recent samples), far more than one frame gives. They replace the
+  first frame's estimate as soon as there are enough (usually with the second frame):
+  sharp structure (stars, puncta) makes one frame's residuals look noisier where it is
+  brighter (gain 2.2-2.5 for a true 1 in ``tests/camera``); a difference does not see it.
 - **Fit.** Samples are binned by mean (equal counts per bin); the median power per bin,
   corrected for the median of a chi-square, resists edges and calcium transients; a
   weighted least-squares line through the bins gives slope (gain) and intercept.
@@ -25,9 +28,11 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   4 x 4 block means (0.5th percentile) bound the offset from above; once three
   consecutive frames have come, the skew of the shot noise places it within that bound
   (``stream.camera._offset``: Poisson counts are skewed, read noise is not), bounded
-  below so the read noise stays real. Where zero is matters to a noise-adaptive model:
-  the darkest blocks alone read background photons as offset (2-3 ADU at 10 photons
-  per pixel), which cost one 0.5 dB.
+  below so the read noise stays real -- where the gain is known (3 standard errors above
+  zero): the skew is gain**2 times the signal, and in a dark, sparse scene (stars at 10
+  photons) an undetermined gain sent the offset to -66 ADU. Where zero is matters to a
+  noise-adaptive model: the darkest blocks alone read background photons as offset (2-3
+  ADU at 10 photons per pixel), which cost one 0.5 dB.
 
 - **Units.** The fit works in a unit that puts the first frame's noise near 1, so the
   same stream in ADU, in electrons or scaled to [0, 1] gets the same camera, scaled.
@@ -74,6 +79,9 @@ MIN_RELIABILITY = 0.2
 #: times the noise variance, by the current estimate) holds a change of the scene: its
 #: cube is left out of the offset's skew.
 SCENE_CHANGE = 4.0
+#: The offset is taken from the skew only where the gain is this many standard errors
+#: above zero.
+GAIN_KNOWN = 3.0
 #: Most samples one fit sorts (taken evenly from the reservoir): 48,000 give each of the
 #: 24 bins 2,000, and bound the time a refit holds the thread that serves frames.
 FIT_SAMPLES = 48_000
@@ -371,7 +379,9 @@ class CameraEstimator:
             if self._unit is None:
                 self._unit = data_unit(frame, power)
             self.estimate = self._from(means, power, "spatial")
-        elif self._kept >= 2 * BINS * 8 and self._since_fit >= self._refit_every:
+        elif self._kept >= 2 * BINS * 8 and (
+            self._since_fit >= self._refit_every or self.estimate.source == "spatial"
+        ):
             means, power = np.concatenate(self._means), np.concatenate(self._power)
             factors = np.repeat(self._factors, [m.size for m in self._means])
             smooth, third = np.concatenate(self._smooth), np.concatenate(self._third)
@@ -379,12 +389,9 @@ class CameraEstimator:
                 take = np.linspace(0, means.size - 1, FIT_SAMPLES).astype(np.int64)
                 means, power, factors = means[take], power[take], factors[take]
                 smooth, third = smooth[take], third[take]
-            temporal = self._from(means, power, "temporal", factors, (smooth, third))
-            if temporal.gain_stderr <= max(self.estimate.gain_stderr, 0.0) or (
-                self.estimate.source == "temporal"
-            ):
-                self.estimate = temporal
-            self._since_fit = 0
+            if self._since_fit >= self._refit_every:  # the first temporal fit comes early
+                self._since_fit = 0
+            self.estimate = self._from(means, power, "temporal", factors, (smooth, third))
         else:
             self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
         if self.estimate.saturated != self._saturated:
@@ -457,7 +464,9 @@ class CameraEstimator:
             # vanish.
             spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
             offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
-            if skew is not None:
+            # The skew gives gain**2 * (level - offset): divided by a gain the data do not
+            # pin down (a dark, sparse scene), its errors grow without bound.
+            if skew is not None and gain > GAIN_KNOWN * stderr:
                 smooth, third = skew
                 found = offset_from_skew(means, smooth / unit, third / unit**3, gain, intercept)
                 if found is not None:  # within [read noise vanishes, darkest blocks' bound]

@@ -181,17 +181,37 @@ def test_independent_movies_are_reproducible_and_scale_with_the_budget() -> None
     assert noise**2 == pytest.approx(a.gain * signal + a.read_noise**2, rel=0.2)
 
 
-def test_the_independent_generator_shares_no_code_with_the_training_data() -> None:
+def test_texture_movies_are_still_reproducible_and_peak_at_the_budget() -> None:
+    from exporter.evaluation import make_texture_movie
+
+    a = make_texture_movie(10.0, shape=(64, 48), frames=5, seed=2)
+    b = make_texture_movie(10.0, shape=(64, 48), frames=5, seed=2)
+    np.testing.assert_array_equal(a.noisy, b.noisy)
+    assert a.noisy.dtype == np.uint16 and a.noisy.shape == (5, 64, 48)
+    assert a.generator == "textures" and len(a.footprints) == 0 and a.spikes == []
+    assert np.all(a.clean == a.clean[0])  # a still scene: only the noise changes
+    photons = (a.clean[0] - a.offset) / a.gain
+    assert np.percentile(photons, 99.9) == pytest.approx(10.0, rel=1e-4)
+    noise = (a.noisy - a.clean).astype(np.float64)
+    expected = a.gain**2 * photons.mean() + a.read_noise**2
+    assert np.mean(noise**2) == pytest.approx(expected, rel=0.1)
+    other = make_texture_movie(10.0, shape=(64, 48), frames=5, seed=3)
+    assert not np.array_equal(other.clean[0], a.clean[0])
+
+
+@pytest.mark.parametrize("module", ["_independent.py", "_textures.py"])
+def test_the_evaluation_generators_share_no_code_with_the_training_data(module: str) -> None:
     import ast
 
-    source = Path(__file__).resolve().parents[2] / "exporter" / "evaluation" / "_independent.py"
+    source = Path(__file__).resolve().parents[2] / "exporter" / "evaluation" / module
     modules = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
             modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             modules.add("." * node.level + (node.module or ""))
-    assert modules <= {"__future__", "math", "dataclasses", "numpy", "scipy"}, modules
+    allowed = {"__future__", "math", "dataclasses", "numpy", "scipy", "._independent"}
+    assert modules <= allowed, modules
 
 
 def test_anscombe_round_trip_is_unbiased_at_moderate_counts() -> None:
@@ -229,7 +249,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory, conv_model_adaptive: Pa
         models,
         d / "report",
         photons=BUDGETS,
-        generators=("independent", "phantom"),
+        generators=("independent", "phantom", "textures"),
         frames=12,
         shape=(48, 48),
         seed=3,
@@ -240,14 +260,15 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory, conv_model_adaptive: Pa
 def test_evaluate_writes_report_metrics_and_figures(evaluation) -> None:
     out: Path = evaluation.out_dir
     report = (out / "report.md").read_text()
-    for name in ("gain.png", "example_independent_2.png", "example_phantom_50.png"):
+    for name in ("gain.png", "example_independent_2.png", "example_textures_50.png"):
         assert (out / name).stat().st_size > 5000, name
         assert f"]({name})" in report
     for text in ("identity", "gauss1", "## Targets", "`independent`", "spatiotemporal"):
         assert text in report
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(r["generator"], r["photons"]) for r in metrics["results"]] == [
-        ("independent", 2.0), ("independent", 50.0), ("phantom", 2.0), ("phantom", 50.0)
+        ("independent", 2.0), ("independent", 50.0), ("phantom", 2.0), ("phantom", 50.0),
+        ("textures", 2.0), ("textures", 50.0),
     ]  # fmt: skip
     assert {m["name"] for m in metrics["models"]} == {"identity", "gauss1", "adaptive"}
     first = metrics["results"][0]
