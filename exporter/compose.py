@@ -15,6 +15,11 @@ comparison of the input channels. Both models must share the input normalisation
 tile alignment, which the adaptive ``na-*`` models do. The engine needs no change: to it
 this is a temporal model with the temporal model's metadata, plus ``spatial_start``
 saying which spatial model answers at an empty ring.
+
+A young series (some previous frames, fewer than the window holds) is a softer case:
+its frames help in some light and hurt in other (:mod:`exporter.young_band` measures
+where). Given that band, ``spatial_start`` records it and the engine gives a young
+series' frames outside it no history, so the spatial branch answers them too.
 """
 
 from __future__ import annotations
@@ -73,8 +78,14 @@ def _branch(proto: onnx.ModelProto, prefix: str, source: str, name: str) -> onnx
     return helper.make_graph(nodes, name, [], [output], initializers)
 
 
-def with_spatial_start(temporal: Path, spatial: Path, out: Path) -> ModelMetadata:
+def with_spatial_start(
+    temporal: Path, spatial: Path, out: Path, young_band: tuple[float, float] | None = None
+) -> ModelMetadata:
     """Write ``out``: ``temporal``, answered by ``spatial`` when it has no previous frame.
+
+    ``young_band``: the peak SNRs where a young series' partial window helps the
+    temporal network (:func:`exporter.young_band.measure_young_band`); the engine gives
+    a young series' frames outside it no history, so ``spatial`` answers them too.
 
     Raises ModelError when ``temporal`` is not temporal, ``spatial`` not spatial, or
     their inputs are not read the same way (normalisation, noise map, alignment).
@@ -158,4 +169,6 @@ def with_spatial_start(temporal: Path, spatial: Path, out: Path) -> ModelMetadat
         "temporal_content_hash": t_meta.content_hash,
         "when": "every frame channel equals the current frame (series start, after a gap)",
     }
+    if young_band is not None:
+        fields["spatial_start"]["young_temporal_snr"] = [float(young_band[0]), float(young_band[1])]
     return finish_model(proto, fields, out)

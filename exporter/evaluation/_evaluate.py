@@ -43,12 +43,12 @@ from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 from . import _baselines as bl
 from ._independent import EvalMovie, make_movie
 from ._metrics import MovieScorer
-from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
+from ._results import BUDGET_SIGNAL, BudgetResult, EvaluationResult, MethodScore, ModelInfo
 from ._textures import make_texture_movie
 
 log = logging.getLogger(__name__)
 
-GENERATORS = ("independent", "phantom", "textures")
+GENERATORS = tuple(BUDGET_SIGNAL)
 PHOTONS = (1.0, 3.0, 10.0, 30.0, 100.0)
 GAUSSIAN_GRID = tuple((s,) for s in (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0))
 TEMPORAL_GRID = tuple((float(k),) for k in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16))

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._results import BudgetResult, EvaluationResult, ModelInfo
+from ._results import BUDGET_SIGNAL, BudgetResult, EvaluationResult, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ def gain_figure(result: EvaluationResult, path: Path) -> Path:
         ax.axhline(0, color="k", lw=0.8)
         ax.axhline(TARGET_DB, color="k", lw=0.8, ls=":")
         ax.set_xscale("log")
-        budget = "peak" if generator == "textures" else "resting"  # see _evaluate's doc
-        ax.set_xlabel(f"{budget} signal, photons per pixel")
+        ax.set_xlabel(f"{BUDGET_SIGNAL.get(generator, 'resting')} signal, photons per pixel")
         ax.set_ylabel("PSNR gain over tuned Gaussian, dB")
         ax.set_title(f"generator: {generator}")
         ax.grid(True, alpha=0.3)

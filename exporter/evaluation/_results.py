@@ -12,6 +12,10 @@ from typing import Any
 
 import numpy as np
 
+# What a result's photon budget counts, by generator: the resting signal of the cells,
+# or the peak (99.9th percentile) of a still scene.
+BUDGET_SIGNAL = {"independent": "resting", "phantom": "resting", "textures": "peak"}
+
 
 @dataclass(frozen=True)
 class MethodScore:

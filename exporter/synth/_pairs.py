@@ -36,7 +36,7 @@ from stream.camera import darkest_level
 from stream.engine import CameraModel, model_input, update_running_mean
 
 from ..noise import RecordedNoise, load_noise_stack
-from ._scenes import scene_movie
+from ._scenes import FIRST_KINDS, GENERIC, scene_movie
 
 F32 = np.float32
 Range = tuple[float, float]
@@ -52,6 +52,11 @@ class SynthConfig(BaseModel):
     frames: int = Field(1, ge=1, le=16, description="frames per sample (the model's K)")
     noise_map: bool = Field(True, description="add the noise-map channel")
     calcium: float = Field(0.4, ge=0, le=1, description="share of calcium-imaging scenes")
+    kinds: tuple[str, ...] = Field(
+        FIRST_KINDS,
+        min_length=1,
+        description=f"generic structure the other scenes mix from: some of {tuple(GENERIC)}",
+    )
     photons: Range = Field((0.5, 3000.0), description="bright structure, photons per pixel")
     gain: Range = Field((0.3, 8.0), description="camera gain, ADU per photo-electron")
     read_noise_e: Range = Field((0.3, 12.0), description="read noise, electrons rms")
@@ -94,6 +99,9 @@ class SynthConfig(BaseModel):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"expected {name} as (min, max) with 0 < min <= max, got {lo, hi}")
+        unknown = [k for k in self.kinds if k not in GENERIC]
+        if unknown:
+            raise ValueError(f"expected kinds among {tuple(GENERIC)}, got {unknown}")
         return self
 
     @property
@@ -122,7 +130,7 @@ class PairGenerator:
     def movie_pairs(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         cfg = self.cfg
         size = cfg.patch * 2 if cfg.samples_per_movie > 1 else cfg.patch
-        clean = scene_movie(rng, size, cfg.movie_frames, cfg.calcium)
+        clean = scene_movie(rng, size, cfg.movie_frames, cfg.calcium, cfg.kinds)
         for _ in range(cfg.samples_per_movie):
             y, x = rng.integers(0, size - cfg.patch + 1, 2)
             crop = clean[:, y : y + cfg.patch, x : x + cfg.patch]

@@ -132,13 +132,46 @@ def cells(rng: np.random.Generator, size: int) -> np.ndarray:
     return out
 
 
+def outlines(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Membrane-labelled tissue: thin bright outlines of packed, occluding cells (a
+    membrane dye, epithelia, neuropil in cross-section), with a dim interior or none."""
+    labels = np.zeros((size, size), np.int32)
+    yy, xx = np.mgrid[:size, :size].astype(F32)
+    r_lo = rng.uniform(3.0, 8.0)
+    r_hi = r_lo * rng.uniform(1.2, 4.0)
+    # Enough cells to cover the field two to four times over: packed, as tissue is.
+    count = int(rng.uniform(2.0, 4.0) * size * size / (math.pi * (r_lo + r_hi) ** 2 / 4))
+    for label in range(1, count + 1):
+        r = rng.uniform(r_lo, r_hi)
+        cy, cx = rng.uniform(-r, size + r, 2)
+        aspect, angle = rng.uniform(0.5, 1.0), rng.uniform(0, math.pi)
+        ca, sa = math.cos(angle), math.sin(angle)
+        dy, dx = yy - cy, xx - cx
+        u, v = (dx * ca + dy * sa) / r, (-dx * sa + dy * ca) / (r * aspect)
+        labels[u * u + v * v <= 1.0] = label
+    edge = np.zeros((size, size), bool)
+    edge[1:] |= labels[1:] != labels[:-1]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    brightness = rng.lognormal(0.0, 0.4, count + 1).astype(F32)
+    out = edge * brightness[labels]
+    width = rng.uniform(0.4, 1.5)
+    out = ndimage.gaussian_filter(out, width) * F32(2.0 * width)
+    interior = rng.uniform(0.0, 0.3) * (rng.random() < 0.6)
+    if interior:
+        out += F32(interior) * brightness[labels] * (labels > 0)
+    return np.clip(out, 0, None).astype(F32)
+
+
 GENERIC = {
     "dead_leaves": dead_leaves,
     "puncta": puncta,
     "filaments": filaments,
     "texture": texture_1f,
     "cells": cells,
+    "outlines": outlines,
 }
+# The kinds the shipped recipes were trained on (their data stay as trained).
+FIRST_KINDS = ("dead_leaves", "puncta", "filaments", "texture", "cells")
 
 
 def calcium_movie(rng: np.random.Generator, size: int, frames: int) -> np.ndarray:
@@ -164,10 +197,12 @@ def calcium_movie(rng: np.random.Generator, size: int, frames: int) -> np.ndarra
     return movie
 
 
-def generic_movie(rng: np.random.Generator, size: int, frames: int) -> np.ndarray:
+def generic_movie(
+    rng: np.random.Generator, size: int, frames: int, kinds: tuple[str, ...] = FIRST_KINDS
+) -> np.ndarray:
     """A mixture of generic structure that lives a little over ``frames`` frames."""
-    kinds = list(GENERIC)
-    chosen = rng.choice(kinds, size=int(rng.integers(1, 3)), replace=False)
+    count = min(int(rng.integers(1, 3)), len(kinds))
+    chosen = rng.choice(list(kinds), size=count, replace=False)
     layers = [GENERIC[str(k)](rng, size) * F32(_log_uniform(rng, 0.2, 1.0)) for k in chosen]
     base = np.sum(layers, axis=0).astype(F32)
     if frames == 1:
@@ -188,13 +223,19 @@ def generic_movie(rng: np.random.Generator, size: int, frames: int) -> np.ndarra
     return movie
 
 
-def scene_movie(rng: np.random.Generator, size: int, frames: int, calcium: float) -> np.ndarray:
+def scene_movie(
+    rng: np.random.Generator,
+    size: int,
+    frames: int,
+    calcium: float,
+    kinds: tuple[str, ...] = FIRST_KINDS,
+) -> np.ndarray:
     """A clean movie: calcium imaging with probability ``calcium``, else generic, then
     an uneven illumination and a background level, normalised so bright ~ 1."""
     if rng.random() < calcium:
         movie = calcium_movie(rng, size, frames)
     else:
-        movie = generic_movie(rng, size, frames)
+        movie = generic_movie(rng, size, frames, kinds)
     if rng.random() < 0.5:  # vignetting / uneven excitation
         shade = smooth_field(rng, size, rng.uniform(size / 2, 4 * size))
         movie = movie * (F32(1.0) - F32(rng.uniform(0.2, 0.8)) * shade)[None]

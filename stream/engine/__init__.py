@@ -26,7 +26,7 @@ from ._gpu import (
     use_fp16,
     user_cache_dir,
 )
-from ._inputs import fill_noise_map, frame_scale, model_input, update_running_mean
+from ._inputs import fill_noise_map, frame_scale, model_input, peak_snr, update_running_mean
 from ._model_meta import DEFAULT_RECEPTIVE_FIELD, FORMAT_VERSION, PREFIX, ModelMetadata
 from ._pixels import count_non_finite, to_dtype
 from ._providers import (
@@ -77,6 +77,7 @@ __all__ = [
     "gather_tiles",
     "model_id_for",
     "model_input",
+    "peak_snr",
     "plan_tiles",
     "probe_providers",
     "reflect_pad_into",

@@ -73,7 +73,9 @@ class ModelMetadata(BaseModel):
     #: Set by ``deepdenoise adapt``: the recording, steps and starting model it was tuned on.
     adaptation: dict[str, Any] = Field(default_factory=dict)
     #: Set by ``exporter.compose``: the spatial model that answers when a temporal model
-    #: has no previous frame (its graph holds both behind an ``If``).
+    #: has no previous frame (its graph holds both behind an ``If``); optionally, under
+    #: ``young_temporal_snr``, the band of light where a young series' partial window
+    #: helps (:attr:`young_temporal_snr`).
     spatial_start: dict[str, Any] = Field(default_factory=dict)
     content_hash: str | None = None
     #: The exporter checked that the model in fp16 stays within tolerance of fp32:
@@ -98,10 +100,34 @@ class ModelMetadata(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _young_band(self) -> ModelMetadata:
+        band = self.spatial_start.get("young_temporal_snr")
+        if band is None:
+            return self
+        ok = isinstance(band, list) and len(band) == 2
+        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in band)
+        if not ok or not 0 <= band[0] < band[1]:
+            raise ValueError(
+                f"spatial_start.young_temporal_snr must be [low, high] with 0 <= low < high, "
+                f"got {band!r}"
+            )
+        return self
+
     @property
     def in_channels(self) -> int:
         """Input channels the model takes: its frames, the noise map, the running mean."""
         return self.frames + int(self.noise_map) + int(self.running_mean > 0)
+
+    @property
+    def young_temporal_snr(self) -> tuple[float, float] | None:
+        """Where a young series' partial window helps a composed model: while a series
+        has some previous frames but fewer than the window holds, the temporal branch
+        answers only frames whose peak SNR (:func:`stream.engine.peak_snr`) lies in this
+        band; the engine gives the others no history, so the spatial start answers.
+        None: the temporal branch answers every frame with a previous one."""
+        band = self.spatial_start.get("young_temporal_snr")
+        return None if band is None else (float(band[0]), float(band[1]))
 
     @property
     def radius(self) -> int:

@@ -4,6 +4,7 @@ branch otherwise, tiled as whole, through the real engine."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from model_harness import randomised  # noqa: E402
 from exporter.compose import with_spatial_start  # noqa: E402
 from exporter.export import _torch_to_onnx, finish_model  # noqa: E402
 from exporter.model import ModelSpec, receptive_field  # noqa: E402
+from exporter.young_band import EDGES, describe, measure_young_band  # noqa: E402
 from stream import ModelError  # noqa: E402
 from stream.camera import CameraModel  # noqa: E402
-from stream.engine import Engine, ModelMetadata, SeriesContext  # noqa: E402
+from stream.engine import Engine, ModelMetadata, SeriesContext, peak_snr  # noqa: E402
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 
@@ -92,6 +94,54 @@ def test_the_spatial_model_answers_only_when_there_is_no_previous_frame(
             engine.close()
 
 
+@pytest.mark.parametrize(("band", "young_is_temporal"), [((0.1, 1.0), False), ((1.0, 100.0), True)])
+def test_a_young_series_outside_the_band_is_answered_spatially(
+    models: dict[str, Path], tmp_path: Path, band: tuple[float, float], young_is_temporal: bool
+):
+    """Frame 1 has one previous frame of the two the window holds (young): the temporal
+    branch answers it only when the frame's peak SNR (about 8 here) is in the band; frame
+    2 has a full window and always gets the temporal branch."""
+    frames = _frames(3)
+    centred = frames[1].astype(np.float32) - CAMERA.offset
+    assert 1.0 < peak_snr(centred, CAMERA.gain, CAMERA.read_noise) < 100.0
+    composed = with_spatial_start(models["temporal"], models["spatial"], tmp_path / "y.onnx", band)
+    assert composed.young_temporal_snr == band
+    paths = {**models, "composed": tmp_path / "y.onnx"}
+    engines = {k: Engine(paths[k], provider="cpu", warmup_shape=None) for k in paths}
+    try:
+        ctx, ref = SeriesContext(CAMERA), SeriesContext(CAMERA)
+        outs = [ctx.denoise(engines["composed"], f, i) for i, f in enumerate(frames)]
+        temporal = [ref.denoise(engines["temporal"], f, i) for i, f in enumerate(frames)]
+        spatial = engines["spatial"].denoise(frames[1], camera=CAMERA)
+        assert not np.allclose(temporal[1], spatial, atol=1.0)  # the branches differ
+        np.testing.assert_allclose(outs[1], temporal[1] if young_is_temporal else spatial,
+                                   atol=1e-3)  # fmt: skip
+        np.testing.assert_allclose(outs[2], temporal[2], atol=1e-3)  # the ring was kept
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+
+@pytest.mark.parametrize("band", [[2.0], [3.0, 1.0], [-1.0, 2.0], ["a", 2.0], True])
+def test_a_malformed_young_band_is_refused(models: dict[str, Path], band: object):
+    props = {p.key: p.value for p in onnx.load(models["composed"]).metadata_props}
+    start = json.loads(props["deepdenoise.spatial_start"])
+    props["deepdenoise.spatial_start"] = json.dumps({**start, "young_temporal_snr": band})
+    with pytest.raises(ModelError, match="young_temporal_snr must be \\[low, high\\]"):
+        ModelMetadata.from_props(props)
+
+
+def test_the_young_band_is_measured_on_generated_series_starts(models: dict[str, Path]):
+    measured = measure_young_band(
+        models["temporal"], models["spatial"], samples=80, patch=32, resamples=5
+    )
+    assert measured.windows >= 20 and len(measured.table) == 10
+    assert EDGES[0] <= measured.low < measured.high <= EDGES[-1]
+    lows = [row[0] for row in measured.table]
+    assert lows == sorted(lows)  # tenths by peak SNR
+    assert "| peak SNR |" in describe(measured)
+
+
 def test_the_composed_file_keeps_the_temporal_metadata_and_names_its_spatial_start(
     models: dict[str, Path],
 ):
@@ -140,6 +190,22 @@ def test_cli_compose(models: dict[str, Path], tmp_path: Path):
         app, ["compose", str(models["spatial"]), str(models["spatial"]), "-o", str(out)]
     )
     assert bad.exit_code != 0 and "expected a temporal and a spatial model" in bad.output
+    young = runner.invoke(
+        app,
+        [
+            "compose",
+            str(models["temporal"]),
+            str(models["spatial"]),
+            "-o",
+            str(out),
+            "--young",
+            "60",
+        ],
+    )
+    assert young.exit_code == 0, young.output
+    text = " ".join(young.output.split())  # the console wraps lines
+    assert "| peak SNR |" in text and "while young" in text
+    assert _meta(out).young_temporal_snr is not None
 
 
 def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(

@@ -108,3 +108,33 @@ def test_the_offset_the_model_is_told_is_the_cameras_when_the_skew_finds_it(
     targets = [b for _, b in itertools.islice(PairGenerator(cfg).stream((5, 0, 0)), 24)]
     lowest = min(float(t.min()) for t in targets)
     assert (lowest < -1e-3) == negative, lowest
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_outlines_are_thin_bright_lines_around_dimmer_cells(seed: int):
+    from exporter.synth import GENERIC
+
+    scene = GENERIC["outlines"](np.random.default_rng(seed), 96)
+    assert scene.dtype == np.float32 and scene.shape == (96, 96)
+    assert np.isfinite(scene).all() and scene.min() >= 0
+    # Lines cover a minority of the field and stand well above the cells they enclose.
+    assert np.percentile(scene, 99) > 2 * np.median(scene)
+    assert (scene > 0.5 * np.percentile(scene, 99)).mean() < 0.5
+
+
+def test_the_generic_kinds_are_chosen_by_the_config_and_checked():
+    from exporter.synth._scenes import FIRST_KINDS
+
+    assert SynthConfig().kinds == FIRST_KINDS  # the shipped recipes' data stay as trained
+    assert SynthConfig(kinds=("outlines",)).kinds == ("outlines",)
+    with pytest.raises(ValueError, match=r"expected kinds among .* got \['leaves'\]"):
+        SynthConfig(kinds=("outlines", "leaves"))
+
+
+def test_a_single_generic_kind_makes_every_generic_scene():
+    from exporter.synth import generic_movie
+
+    # One or two layers are drawn; with one kind that is one layer, never an error.
+    for seed in range(8):
+        movie = generic_movie(np.random.default_rng(seed), 64, 2, kinds=("outlines",))
+        assert movie.shape == (2, 64, 64) and np.isfinite(movie).all() and movie.min() >= 0
