@@ -170,5 +170,11 @@ def with_spatial_start(
         "when": "every frame channel equals the current frame (series start, after a gap)",
     }
     if young_band is not None:
-        fields["spatial_start"]["young_temporal_snr"] = [float(young_band[0]), float(young_band[1])]
+        low, high = float(young_band[0]), float(young_band[1])
+        fields["spatial_start"]["young_temporal_snr"] = [low, high]
+        # The band changes what the file does, so it is in the graph too: the content
+        # hash (the model id in status and stores) tells the two compositions apart.
+        proto.graph.doc_string = (
+            f"young series: the temporal branch within peak SNR {low:g}-{high:g}"
+        )
     return finish_model(proto, fields, out)

@@ -16,7 +16,7 @@ from exporter.evaluation._baselines import GAUSSIAN_SIGMAS, gaussian_smooth, tun
 from exporter.evaluation._evaluate import movie, run_model
 from stream import Engine, ModelError, default_model_path
 from stream.camera import CameraModel
-from stream.engine import RETIRED, shipped_model_path
+from stream.engine import RETIRED, SeriesContext, peak_snr, shipped_model_path
 
 MODELS_DIR = Path(stream.engine.__file__).parent / "models"
 
@@ -77,6 +77,30 @@ def test_temporal_model_answers_a_series_start_with_the_spatial_default():
         np.testing.assert_allclose(
             temporal.denoise(frame, camera=camera), spatial.denoise(frame, camera=camera), atol=1e-3
         )
+
+
+@pytest.mark.parametrize(("photons", "spatial_answers"), [(1.0, True), (20.0, False)])
+def test_a_young_series_gets_the_temporal_branch_only_where_it_helps(
+    photons: float, spatial_answers: bool
+):
+    """The second frame of a series (one previous frame of four): in too little light
+    for it to help (peak SNR below the measured band) the spatial default answers; in
+    the band the temporal network does."""
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=4.0)
+    rng = np.random.default_rng(3)
+    frames = [rng.poisson(photons, (64, 80)) + 100.0 + rng.normal(0, 4, (64, 80)) for _ in "ab"]
+    with (
+        Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as temporal,
+        Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as spatial,
+    ):
+        band = temporal.metadata.young_temporal_snr
+        assert band is not None
+        level = peak_snr(frames[1] - camera.offset, camera.gain, camera.read_noise)
+        assert (level < band[0]) == spatial_answers and level < band[1]
+        context = SeriesContext(camera)
+        young = [context.denoise(temporal, frame, i) for i, frame in enumerate(frames)][1]
+        alone = spatial.denoise(frames[1], camera=camera)
+        assert np.allclose(young, alone, atol=1e-3) == spatial_answers
 
 
 @pytest.mark.parametrize("photons", [1.0, 10.0, 1000.0])

@@ -106,6 +106,7 @@ def test_a_young_series_outside_the_band_is_answered_spatially(
     assert 1.0 < peak_snr(centred, CAMERA.gain, CAMERA.read_noise) < 100.0
     composed = with_spatial_start(models["temporal"], models["spatial"], tmp_path / "y.onnx", band)
     assert composed.young_temporal_snr == band
+    assert composed.content_hash != _meta(models["composed"]).content_hash  # another model id
     paths = {**models, "composed": tmp_path / "y.onnx"}
     engines = {k: Engine(paths[k], provider="cpu", warmup_shape=None) for k in paths}
     try:
