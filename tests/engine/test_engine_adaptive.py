@@ -16,6 +16,7 @@ from stream.engine import (
     SeriesContext,
     frame_scale,
     model_input,
+    peak_snr,
     update_running_mean,
 )
 
@@ -45,6 +46,16 @@ def test_the_scale_follows_the_signal_and_has_a_floor() -> None:
     dark = np.zeros((64, 64), np.float32)
     assert frame_scale(dark, 2.0, 3.0) == pytest.approx(9.0)  # 3 read noise
     assert frame_scale(np.ones((2, 2), np.float32), 2.0, 0.1) == pytest.approx(2.0)  # gain
+
+
+def test_peak_snr_is_one_pixels_snr_at_the_bright_level_whatever_the_units() -> None:
+    flat = np.full((64, 64), 100.0, np.float32)
+    assert peak_snr(flat, 1.0, 0.0) == pytest.approx(10.0)  # shot noise only: sqrt(100)
+    assert peak_snr(flat, 1.0, np.sqrt(300.0)) == pytest.approx(5.0)  # read noise too
+    scene = frames(1, (64, 64))[0].astype(np.float32) - CAMERA.offset
+    level = peak_snr(scene, CAMERA.gain, CAMERA.read_noise)
+    assert peak_snr(scene / 7, CAMERA.gain / 7, CAMERA.read_noise / 7) == pytest.approx(level)
+    assert peak_snr(np.zeros((64, 64), np.float32), 2.0, 3.0) == 0.0  # no light at all
 
 
 def test_an_adaptive_model_needs_a_camera(conv_model_adaptive: Path) -> None:
