@@ -16,14 +16,16 @@ tile alignment, which the adaptive ``na-*`` models do. The engine needs no chang
 this is a temporal model with the temporal model's metadata, plus ``spatial_start``
 saying which spatial model answers at an empty ring.
 
-A young series (some previous frames, fewer than the window holds) is a softer case:
-its frames help in some light and hurt in other (:mod:`exporter.young_band` measures
-where). Given that band, ``spatial_start`` records it and the engine gives a young
-series' frames outside it no history, so the spatial branch answers them too.
+Previous frames help in some light and not in other: a young series' partial window
+(some previous frames, fewer than the window holds) and even a full window
+(:mod:`exporter.light_bands` measures where). Given such bands, ``spatial_start``
+records them and the engine gives frames outside them no history, so the spatial branch
+answers them too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from stream import ModelError
-from stream.engine import ModelMetadata
+from stream.engine import BAND_KEYS, ModelMetadata
 
 from .export import finish_model
 from .onnx_init import load_proto
@@ -79,13 +81,16 @@ def _branch(proto: onnx.ModelProto, prefix: str, source: str, name: str) -> onnx
 
 
 def with_spatial_start(
-    temporal: Path, spatial: Path, out: Path, young_band: tuple[float, float] | None = None
+    temporal: Path,
+    spatial: Path,
+    out: Path,
+    bands: Mapping[str, tuple[float, float]] | None = None,
 ) -> ModelMetadata:
     """Write ``out``: ``temporal``, answered by ``spatial`` when it has no previous frame.
 
-    ``young_band``: the peak SNRs where a young series' partial window helps the
-    temporal network (:func:`exporter.young_band.measure_young_band`); the engine gives
-    a young series' frames outside it no history, so ``spatial`` answers them too.
+    ``bands``: by kind of window (``"young"``, ``"full"``), the peak SNRs where the
+    temporal network helps (:func:`exporter.light_bands.measure_band`); the engine
+    gives frames outside them no history, so ``spatial`` answers them too.
 
     Raises ModelError when ``temporal`` is not temporal, ``spatial`` not spatial, or
     their inputs are not read the same way (normalisation, noise map, alignment).
@@ -169,12 +174,12 @@ def with_spatial_start(
         "temporal_content_hash": t_meta.content_hash,
         "when": "every frame channel equals the current frame (series start, after a gap)",
     }
-    if young_band is not None:
-        low, high = float(young_band[0]), float(young_band[1])
-        fields["spatial_start"]["young_temporal_snr"] = [low, high]
-        # The band changes what the file does, so it is in the graph too: the content
-        # hash (the model id in status and stores) tells the two compositions apart.
-        proto.graph.doc_string = (
-            f"young series: the temporal branch within peak SNR {low:g}-{high:g}"
-        )
+    written = []
+    for window, (low, high) in sorted((bands or {}).items()):
+        fields["spatial_start"][BAND_KEYS[window]] = [float(low), float(high)]
+        written.append(f"{window} windows within peak SNR {low:g}-{high:g}")
+    if written:
+        # The bands change what the file does, so they are in the graph too: the content
+        # hash (the model id in status and stores) tells the compositions apart.
+        proto.graph.doc_string = "temporal branch for " + "; ".join(written)
     return finish_model(proto, fields, out)

@@ -69,13 +69,13 @@ def compose_command(
     temporal: Annotated[Path, typer.Argument(help="A temporal model (.onnx, K > 1 frames).")],
     spatial: Annotated[Path, typer.Argument(help="A spatial model read the same way.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The composed model.")],
-    young: Annotated[
+    bands: Annotated[
         int,
         typer.Option(
-            "--young",
-            help="Generated windows of a young series (a start inside the window) on which "
-            "to measure where the temporal model beats the spatial one; the spatial one "
-            "then answers a young series outside that band of light. 0: never.",
+            "--bands",
+            help="Generated windows (of each kind: a young series' partial window, a full "
+            "window) on which to measure in which light the temporal model beats the "
+            "spatial one; the spatial one then answers outside those bands. 0: never.",
             min=0,
         ),
     ] = 0,
@@ -84,22 +84,25 @@ def compose_command(
     frame (a series start, after a gap): one ONNX file, both graphs behind an If."""
     try:
         from exporter.compose import with_spatial_start
-        from exporter.young_band import describe, measure_young_band
+        from exporter.light_bands import WINDOWS, describe, measure_band
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     try:
-        band = None
-        if young:
-            measured = measure_young_band(temporal, spatial, samples=young)
-            console.print(describe(measured), highlight=False)
-            band = (measured.low, measured.high)
-        meta = with_spatial_start(temporal, spatial, out, band)
+        measured = {}
+        for window in WINDOWS if bands else ():
+            band = measure_band(temporal, spatial, window, samples=bands)
+            console.print(describe(band) + "\n", highlight=False)
+            measured[window] = (band.low, band.high)
+        meta = with_spatial_start(temporal, spatial, out, measured)
     except (DeepDenoiseError, OSError, ValueError) as exc:
         raise fail(exc) from exc
-    young_text = f" and outside peak SNR {band[0]:g}-{band[1]:g} while young" if band else ""
+    band_text = "".join(
+        f"; outside peak SNR {lo:g}-{hi:g} for {window} windows"
+        for window, (lo, hi) in measured.items()
+    )
     console.print(
         f"wrote {out}: {temporal.name} ({meta.frames} frames), {spatial.name} at a series "
-        f"start{young_text}",
+        f"start{band_text}",
         highlight=False,
     )
 

@@ -27,7 +27,13 @@ from ._gpu import (
     user_cache_dir,
 )
 from ._inputs import fill_noise_map, frame_scale, model_input, peak_snr, update_running_mean
-from ._model_meta import DEFAULT_RECEPTIVE_FIELD, FORMAT_VERSION, PREFIX, ModelMetadata
+from ._model_meta import (
+    BAND_KEYS,
+    DEFAULT_RECEPTIVE_FIELD,
+    FORMAT_VERSION,
+    PREFIX,
+    ModelMetadata,
+)
 from ._pixels import count_non_finite, to_dtype
 from ._providers import (
     ORT_NAMES,
@@ -50,6 +56,7 @@ from ._tiling import (
 )
 
 __all__ = [
+    "BAND_KEYS",
     "CPU_DEFAULT",
     "DEFAULT_RECEPTIVE_FIELD",
     "FORMAT_VERSION",

@@ -28,7 +28,7 @@ import numpy as np
 from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
 from ..camera import CameraModel
 from ._gpu import GpuConfig, cuda_options, tensorrt_options, trt_profile
-from ._inputs import fill_noise_map, frame_scale, peak_snr
+from ._inputs import bright_level, fill_noise_map, scale_from, snr_at
 from ._model_meta import ModelMetadata
 from ._pinned import pin, unpin
 from ._pixels import count_non_finite
@@ -419,8 +419,8 @@ class Engine:
         and read noise of the frame's camera. ``history``: for a temporal model, the
         previous frames of the series, oldest first; fewer than it takes (a series
         start) are made up by repeating the oldest one given, or the frame itself; a
-        composed model with a young band (``ModelMetadata.young_temporal_snr``) gets none
-        for such frames outside the band, so its spatial start answers.
+        composed model with bands of light (``ModelMetadata.temporal_band``) gets none
+        for frames outside them, so its spatial start answers.
         ``running_mean``: for a model with a running-mean channel, the running mean of
         the series' previous frames, in raw units (:class:`SeriesContext` keeps it);
         None (a series start): the frame itself stands in for it.
@@ -494,11 +494,12 @@ class Engine:
         np.subtract(frame, offset, out=current, dtype=np.float32, casting="unsafe")
         if bad is not None:
             current[bad] = current[~bad].mean(dtype=np.float64)
-        band = meta.young_temporal_snr
-        if band is not None and 0 < len(history) < k - 1:
-            snr = peak_snr(current, camera.gain, camera.read_noise)
+        top = bright_level(current)
+        band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
+        if band is not None:
+            snr = snr_at(top, camera.gain, camera.read_noise)
             if not band[0] <= snr <= band[1]:
-                history = ()  # a young window that would not help here: the spatial start
+                history = ()  # a window that would not help in this light: the spatial start
         for i in range(k - 1):
             missing = k - 1 - len(history)  # a series start: repeat what there is
             source = frame if not history else history[max(0, i - missing)]
@@ -507,7 +508,7 @@ class Engine:
             else:
                 np.subtract(source, offset, out=planes[i], dtype=np.float32, casting="unsafe")
         if meta.normalization == "adaptive":
-            scale = frame_scale(current, camera.gain, camera.read_noise)
+            scale = scale_from(top, camera.gain, camera.read_noise)
         else:
             scale = float(meta.input_scale)
         if meta.noise_map:

@@ -42,23 +42,31 @@ def bright_level(centred: np.ndarray) -> float:
     return float(np.partition(flat, k)[k])
 
 
+def scale_from(top: float, gain: float, read_noise: float) -> float:
+    """The frame scale from a frame's :func:`bright_level`: it, or the floor."""
+    floor = max(3.0 * read_noise, gain, 1e-6)
+    return top if np.isfinite(top) and top > floor else floor
+
+
 def frame_scale(centred: np.ndarray, gain: float, read_noise: float) -> float:
     """The frame scale of an offset-subtracted frame (see the module doc).
 
     Cost at 256 x 256: one block-mean pass and a partial sort of 4096 values, about 0.1 ms.
     """
-    top = bright_level(centred)
-    floor = max(3.0 * read_noise, gain, 1e-6)
-    return top if np.isfinite(top) and top > floor else floor
+    return scale_from(bright_level(centred), gain, read_noise)
+
+
+def snr_at(top: float, gain: float, read_noise: float) -> float:
+    """Poisson-Gaussian signal-to-noise ratio of one pixel at level ``top`` (0 if dark)."""
+    if not np.isfinite(top) or top <= 0:
+        return 0.0
+    return top / float(np.sqrt(gain * top + read_noise * read_noise) + 1e-12)
 
 
 def peak_snr(centred: np.ndarray, gain: float, read_noise: float) -> float:
     """Signal-to-noise ratio of one pixel at the frame's bright level: how much light
     there is, whatever the camera (0 for a dark frame)."""
-    top = bright_level(centred)
-    if not np.isfinite(top) or top <= 0:
-        return 0.0
-    return top / float(np.sqrt(gain * top + read_noise * read_noise) + 1e-12)
+    return snr_at(bright_level(centred), gain, read_noise)
 
 
 def fill_noise_map(

@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 DEFAULT_RECEPTIVE_FIELD = 41
 
 _JSON_FIELDS = ("training_noise", "training_data", "adaptation", "spatial_start")
+#: Keys of ``spatial_start`` holding a composed model's bands of light, by window.
+BAND_KEYS = {"young": "young_temporal_snr", "full": "temporal_snr"}
 
 
 class ModelMetadata(BaseModel):
@@ -74,8 +76,8 @@ class ModelMetadata(BaseModel):
     adaptation: dict[str, Any] = Field(default_factory=dict)
     #: Set by ``exporter.compose``: the spatial model that answers when a temporal model
     #: has no previous frame (its graph holds both behind an ``If``); optionally, under
-    #: ``young_temporal_snr``, the band of light where a young series' partial window
-    #: helps (:attr:`young_temporal_snr`).
+    #: ``young_temporal_snr`` and ``temporal_snr``, the bands of light where a young
+    #: series' partial window and a full window help (:meth:`temporal_band`).
     spatial_start: dict[str, Any] = Field(default_factory=dict)
     content_hash: str | None = None
     #: The exporter checked that the model in fp16 stays within tolerance of fp32:
@@ -101,17 +103,17 @@ class ModelMetadata(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _young_band(self) -> ModelMetadata:
-        band = self.spatial_start.get("young_temporal_snr")
-        if band is None:
-            return self
-        ok = isinstance(band, list) and len(band) == 2
-        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in band)
-        if not ok or not 0 <= band[0] < band[1]:
-            raise ValueError(
-                f"spatial_start.young_temporal_snr must be [low, high] with 0 <= low < high, "
-                f"got {band!r}"
-            )
+    def _bands(self) -> ModelMetadata:
+        for key in BAND_KEYS.values():
+            band = self.spatial_start.get(key)
+            if band is None:
+                continue
+            ok = isinstance(band, list) and len(band) == 2
+            ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in band)
+            if not ok or not 0 <= band[0] < band[1]:
+                raise ValueError(
+                    f"spatial_start.{key} must be [low, high] with 0 <= low < high, got {band!r}"
+                )
         return self
 
     @property
@@ -119,14 +121,12 @@ class ModelMetadata(BaseModel):
         """Input channels the model takes: its frames, the noise map, the running mean."""
         return self.frames + int(self.noise_map) + int(self.running_mean > 0)
 
-    @property
-    def young_temporal_snr(self) -> tuple[float, float] | None:
-        """Where a young series' partial window helps a composed model: while a series
-        has some previous frames but fewer than the window holds, the temporal branch
-        answers only frames whose peak SNR (:func:`stream.engine.peak_snr`) lies in this
-        band; the engine gives the others no history, so the spatial start answers.
-        None: the temporal branch answers every frame with a previous one."""
-        band = self.spatial_start.get("young_temporal_snr")
+    def temporal_band(self, window: str) -> tuple[float, float] | None:
+        """Where a composed model's temporal branch helps, by peak SNR
+        (:func:`stream.engine.peak_snr`), for a ``"young"`` window (some previous frames,
+        fewer than it holds) or a ``"full"`` one; the engine gives frames outside the
+        band no history, so the spatial start answers. None: always the temporal branch."""
+        band = self.spatial_start.get(BAND_KEYS[window])
         return None if band is None else (float(band[0]), float(band[1]))
 
     @property

@@ -79,28 +79,33 @@ def test_temporal_model_answers_a_series_start_with_the_spatial_default():
         )
 
 
-@pytest.mark.parametrize(("photons", "spatial_answers"), [(1.0, True), (20.0, False)])
-def test_a_young_series_gets_the_temporal_branch_only_where_it_helps(
-    photons: float, spatial_answers: bool
+@pytest.mark.parametrize(
+    ("photons", "window", "spatial_answers"),
+    [(1.0, "young", True), (20.0, "young", False), (20.0, "full", False), (3000.0, "full", True)],
+)
+def test_the_temporal_network_answers_only_in_the_light_where_it_helps(
+    photons: float, window: str, spatial_answers: bool
 ):
-    """The second frame of a series (one previous frame of four): in too little light
-    for it to help (peak SNR below the measured band) the spatial default answers; in
-    the band the temporal network does."""
+    """The second frame of a series (one previous frame of four: young) and the fifth (a
+    full window): outside the measured band of light for its kind of window (too dim
+    for a young one, too bright for a full one) the spatial default answers; in it the
+    temporal network does."""
     camera = CameraModel(gain=1.0, offset=100.0, read_noise=4.0)
     rng = np.random.default_rng(3)
-    frames = [rng.poisson(photons, (64, 80)) + 100.0 + rng.normal(0, 4, (64, 80)) for _ in "ab"]
+    frames = [rng.poisson(photons, (64, 80)) + 100.0 + rng.normal(0, 4, (64, 80)) for _ in "abcde"]
+    index = 1 if window == "young" else 4
     with (
         Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as temporal,
         Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as spatial,
     ):
-        band = temporal.metadata.young_temporal_snr
+        band = temporal.metadata.temporal_band(window)
         assert band is not None
-        level = peak_snr(frames[1] - camera.offset, camera.gain, camera.read_noise)
-        assert (level < band[0]) == spatial_answers and level < band[1]
+        level = peak_snr(frames[index] - camera.offset, camera.gain, camera.read_noise)
+        assert (not band[0] <= level <= band[1]) == spatial_answers
         context = SeriesContext(camera)
-        young = [context.denoise(temporal, frame, i) for i, frame in enumerate(frames)][1]
-        alone = spatial.denoise(frames[1], camera=camera)
-        assert np.allclose(young, alone, atol=1e-3) == spatial_answers
+        outs = [context.denoise(temporal, frame, i) for i, frame in enumerate(frames)]
+        alone = spatial.denoise(frames[index], camera=camera)
+        assert np.allclose(outs[index], alone, atol=1e-3) == spatial_answers
 
 
 @pytest.mark.parametrize("photons", [1.0, 10.0, 1000.0])

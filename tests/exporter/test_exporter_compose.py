@@ -16,8 +16,8 @@ from model_harness import randomised  # noqa: E402
 
 from exporter.compose import with_spatial_start  # noqa: E402
 from exporter.export import _torch_to_onnx, finish_model  # noqa: E402
+from exporter.light_bands import EDGES, describe, measure_band  # noqa: E402
 from exporter.model import ModelSpec, receptive_field  # noqa: E402
-from exporter.young_band import EDGES, describe, measure_young_band  # noqa: E402
 from stream import ModelError  # noqa: E402
 from stream.camera import CameraModel  # noqa: E402
 from stream.engine import Engine, ModelMetadata, SeriesContext, peak_snr  # noqa: E402
@@ -94,53 +94,75 @@ def test_the_spatial_model_answers_only_when_there_is_no_previous_frame(
             engine.close()
 
 
-@pytest.mark.parametrize(("band", "young_is_temporal"), [((0.1, 1.0), False), ((1.0, 100.0), True)])
-def test_a_young_series_outside_the_band_is_answered_spatially(
-    models: dict[str, Path], tmp_path: Path, band: tuple[float, float], young_is_temporal: bool
+IN_BAND, OUT_OF_BAND = (1.0, 100.0), (0.1, 1.0)  # the frames' peak SNR is about 8
+
+
+@pytest.mark.parametrize(
+    ("bands", "young_is_temporal", "full_is_temporal"),
+    [
+        ({"young": OUT_OF_BAND}, False, True),
+        ({"young": IN_BAND}, True, True),
+        ({"full": OUT_OF_BAND}, True, False),
+        ({"young": IN_BAND, "full": IN_BAND}, True, True),
+    ],
+)
+def test_frames_outside_their_windows_band_are_answered_spatially(
+    models: dict[str, Path],
+    tmp_path: Path,
+    bands: dict[str, tuple[float, float]],
+    young_is_temporal: bool,
+    full_is_temporal: bool,
 ):
-    """Frame 1 has one previous frame of the two the window holds (young): the temporal
-    branch answers it only when the frame's peak SNR (about 8 here) is in the band; frame
-    2 has a full window and always gets the temporal branch."""
-    frames = _frames(3)
-    centred = frames[1].astype(np.float32) - CAMERA.offset
-    assert 1.0 < peak_snr(centred, CAMERA.gain, CAMERA.read_noise) < 100.0
-    composed = with_spatial_start(models["temporal"], models["spatial"], tmp_path / "y.onnx", band)
-    assert composed.young_temporal_snr == band
+    """Frame 1 has one previous frame of the two the window holds (young), frame 2 a full
+    window: the temporal branch answers each only when the frame's peak SNR is in the
+    band for its kind of window (or there is none); the ring is kept either way."""
+    frames = _frames(4)
+    for frame in frames[1:]:
+        centred = frame.astype(np.float32) - CAMERA.offset
+        assert 1.0 < peak_snr(centred, CAMERA.gain, CAMERA.read_noise) < 100.0
+    composed = with_spatial_start(models["temporal"], models["spatial"], tmp_path / "b.onnx", bands)
+    for window in ("young", "full"):
+        assert composed.temporal_band(window) == bands.get(window)
     assert composed.content_hash != _meta(models["composed"]).content_hash  # another model id
-    paths = {**models, "composed": tmp_path / "y.onnx"}
+    paths = {**models, "composed": tmp_path / "b.onnx"}
     engines = {k: Engine(paths[k], provider="cpu", warmup_shape=None) for k in paths}
     try:
         ctx, ref = SeriesContext(CAMERA), SeriesContext(CAMERA)
         outs = [ctx.denoise(engines["composed"], f, i) for i, f in enumerate(frames)]
         temporal = [ref.denoise(engines["temporal"], f, i) for i, f in enumerate(frames)]
-        spatial = engines["spatial"].denoise(frames[1], camera=CAMERA)
-        assert not np.allclose(temporal[1], spatial, atol=1.0)  # the branches differ
-        np.testing.assert_allclose(outs[1], temporal[1] if young_is_temporal else spatial,
-                                   atol=1e-3)  # fmt: skip
-        np.testing.assert_allclose(outs[2], temporal[2], atol=1e-3)  # the ring was kept
+        spatial = [engines["spatial"].denoise(f, camera=CAMERA) for f in frames]
+        expected = {1: young_is_temporal, 2: full_is_temporal, 3: full_is_temporal}
+        for i, is_temporal in expected.items():
+            assert not np.allclose(temporal[i], spatial[i], atol=1.0)  # the branches differ
+            want = temporal[i] if is_temporal else spatial[i]
+            np.testing.assert_allclose(outs[i], want, atol=1e-3, err_msg=f"frame {i}")
     finally:
         for engine in engines.values():
             engine.close()
 
 
+@pytest.mark.parametrize("key", ["young_temporal_snr", "temporal_snr"])
 @pytest.mark.parametrize("band", [[2.0], [3.0, 1.0], [-1.0, 2.0], ["a", 2.0], True])
-def test_a_malformed_young_band_is_refused(models: dict[str, Path], band: object):
+def test_a_malformed_band_is_refused(models: dict[str, Path], key: str, band: object):
     props = {p.key: p.value for p in onnx.load(models["composed"]).metadata_props}
     start = json.loads(props["deepdenoise.spatial_start"])
-    props["deepdenoise.spatial_start"] = json.dumps({**start, "young_temporal_snr": band})
-    with pytest.raises(ModelError, match="young_temporal_snr must be \\[low, high\\]"):
+    props["deepdenoise.spatial_start"] = json.dumps({**start, key: band})
+    with pytest.raises(ModelError, match=rf"{key} must be \[low, high\]"):
         ModelMetadata.from_props(props)
 
 
-def test_the_young_band_is_measured_on_generated_series_starts(models: dict[str, Path]):
-    measured = measure_young_band(
-        models["temporal"], models["spatial"], samples=80, patch=32, resamples=5
+@pytest.mark.parametrize("window", ["young", "full"])
+def test_a_band_is_measured_on_generated_windows_of_its_kind(models: dict[str, Path], window: str):
+    measured = measure_band(
+        models["temporal"], models["spatial"], window, samples=100, patch=32, resamples=5
     )
-    assert measured.windows >= 20 and len(measured.table) == 10
+    assert measured.window == window and measured.windows >= 20 and len(measured.table) == 10
     assert EDGES[0] <= measured.low < measured.high <= EDGES[-1]
     lows = [row[0] for row in measured.table]
     assert lows == sorted(lows)  # tenths by peak SNR
     assert "| peak SNR |" in describe(measured)
+    with pytest.raises(ValueError, match="expected a window in"):
+        measure_band(models["temporal"], models["spatial"], "old", samples=1)
 
 
 def test_the_composed_file_keeps_the_temporal_metadata_and_names_its_spatial_start(
@@ -199,14 +221,15 @@ def test_cli_compose(models: dict[str, Path], tmp_path: Path):
             str(models["spatial"]),
             "-o",
             str(out),
-            "--young",
-            "60",
+            "--bands",
+            "100",
         ],
     )
     assert young.exit_code == 0, young.output
     text = " ".join(young.output.split())  # the console wraps lines
-    assert "| peak SNR |" in text and "while young" in text
-    assert _meta(out).young_temporal_snr is not None
+    assert "Young windows measured" in text and "Full windows measured" in text
+    assert "for young windows" in text and "for full windows" in text
+    assert all(_meta(out).temporal_band(w) is not None for w in ("young", "full"))
 
 
 def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(

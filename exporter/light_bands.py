@@ -1,15 +1,17 @@
-"""Where a young series' partial window helps a temporal model, measured on generated data.
+"""In which light a temporal model beats its spatial start, measured on generated data.
 
-With one previous frame up to K - 2 of them (a young series, or one just after a gap),
-the engine stands in for the missing frames by repeating the oldest one there is, and a
-temporal network reads the repeated frame's noise as signal seen several times. Whether
-the frames it does have make up for that depends on the light: in very little, their
-noise swamps them; in plenty, the spatial model alone is already close to the truth and
-the repeated noise is what is left. The band of peak SNR (:func:`stream.engine.peak_snr`)
-where the temporal network still wins is measured here on the training generator's data
-(never the evaluation's), a sample's window cut at a series start as the engine fills it
-(``synth.fill``); :func:`exporter.compose.with_spatial_start` writes it into the model,
-and the engine answers a young series' other frames with the spatial start.
+A *young* window has one previous frame up to K - 2 of them (a young series, or one just
+after a gap): the engine stands in for the missing frames by repeating the oldest one
+there is, and a temporal network reads the repeated frame's noise as signal seen several
+times. Whether the frames it does have make up for that depends on the light: in very
+little, their noise swamps them; in plenty, the spatial model alone is already close to
+the truth and the repeated noise is what is left. A *full* window can lose too, in
+plenty of light, where a small network's own error floor is above the spatial model's.
+The band of peak SNR (:func:`stream.engine.peak_snr`) where the temporal network wins is
+measured here for either kind of window on the training generator's data (never the
+evaluation's; a young window is cut at a series start as the engine fills it,
+``synth.fill``); :func:`exporter.compose.with_spatial_start` writes the bands into the
+model, and the engine answers frames outside them with the spatial start.
 """
 
 from __future__ import annotations
@@ -27,22 +29,24 @@ from stream.engine import ModelMetadata, peak_snr
 from .onnx_init import load_proto
 from .synth import PairGenerator, SynthConfig
 
-#: Candidate band edges: log-spaced peak SNRs.
-EDGES = tuple(float(v) for v in np.geomspace(0.5, 200.0, 60))
+#: Candidate band edges: log-spaced peak SNRs, and 0 and 1e6 for an open end.
+EDGES = (0.0, *(float(v) for v in np.geomspace(0.5, 200.0, 60)), 1e6)
+WINDOWS = ("young", "full")
 
 
 @dataclass(frozen=True)
-class YoungBand:
-    """The measured band and what it is worth.
+class LightBand:
+    """The measured band for one kind of window and what it is worth.
 
     ``table``: per tenth of the samples by peak SNR: ``(low, high, share where the
     temporal network is better, its mean dB over the spatial model)``.
     """
 
+    window: str  # "young" or "full"
     low: float
     high: float
     windows: int
-    gain_db: float  # mean dB per partial window over always answering spatially
+    gain_db: float  # mean dB per window over always answering spatially
     temporal_db: float  # the same for always answering temporally (no band)
     table: tuple[tuple[float, float, float, float], ...]
 
@@ -85,19 +89,22 @@ def _best_band(snr: np.ndarray, gain_db: np.ndarray) -> tuple[float, float]:
     return band
 
 
-def measure_young_band(
+def measure_band(
     temporal: Path,
     spatial: Path,
+    window: str,
     *,
     samples: int = 1500,
     seed: int = 7,
     patch: int = 96,
     history: int = 32,
     resamples: int = 30,
-) -> YoungBand:
-    """Run both models on ``samples`` generated windows cut at a series start and find
+) -> LightBand:
+    """Run both models on ``samples`` generated windows of the kind ``window`` and find
     the peak-SNR band where the temporal one wins (the median over ``resamples``
     bootstrap resamplings, so a few windows do not move it)."""
+    if window not in WINDOWS:
+        raise ValueError(f"expected a window in {WINDOWS}, got {window!r}")
     meta = ModelMetadata.from_props({p.key: p.value for p in load_proto(temporal).metadata_props})
     k = meta.frames
     cfg = SynthConfig(
@@ -106,14 +113,15 @@ def measure_young_band(
         noise_map=meta.noise_map,
         running_mean=meta.running_mean,
         history=history if meta.running_mean > 0 else 0,
-        fill=1.0,
+        fill=1.0 if window == "young" else 0.0,
         samples_per_movie=2,
     )
     t_session, s_session = _session(temporal), _session(spatial)
     rows = []
     for inputs, target in itertools.islice(PairGenerator(cfg).stream((seed, 2, 0)), samples):
-        if not 0 < _leading_repeats(inputs[:k]) < k - 1:
-            continue  # a full window, or an empty one (the spatial start answers it)
+        repeats = _leading_repeats(inputs[:k])
+        if (window == "young") != (0 < repeats < k - 1):
+            continue  # not this kind (an empty window: the spatial start answers it anyway)
         gain, read = _camera_in_model_units(inputs[k - 1], inputs[k])
         level = peak_snr(inputs[k - 1], gain, read)
         t_out = t_session.run(None, {"x": inputs[None]})[0][0, 0]
@@ -122,7 +130,7 @@ def measure_young_band(
         s_err = float(np.mean((s_out - target[0]) ** 2))
         rows.append((level, 10.0 * math.log10(max(s_err, 1e-20) / max(t_err, 1e-20))))
     if len(rows) < 20:
-        raise ValueError(f"expected at least 20 young windows to measure, got {len(rows)}")
+        raise ValueError(f"expected at least 20 {window} windows to measure, got {len(rows)}")
     data = np.array(rows)
     snr, gain_db = data[:, 0], data[:, 1]
     rng = np.random.default_rng(seed)
@@ -140,7 +148,8 @@ def measure_young_band(
         )
         for c in tenths
     )
-    return YoungBand(
+    return LightBand(
+        window=window,
         low=round(low, 2),
         high=round(high, 2),
         windows=len(snr),
@@ -150,10 +159,11 @@ def measure_young_band(
     )
 
 
-def describe(band: YoungBand) -> str:
+def describe(band: LightBand) -> str:
     """A Markdown table of the measurement, for a model card."""
     lines = [
-        f"Young windows measured: {band.windows}; band {band.low:g} to {band.high:g} "
+        f"{band.window.capitalize()} windows measured: {band.windows}; band {band.low:g} to "
+        f"{band.high:g} "
         f"(peak SNR): {band.gain_db:+.2f} dB per window over always the spatial model, "
         f"{band.temporal_db:+.2f} dB for always the temporal one.",
         "",
