@@ -32,6 +32,8 @@ from .synth import PairGenerator, SynthConfig
 #: Candidate band edges: log-spaced peak SNRs, and 0 and 1e6 for an open end.
 EDGES = (0.0, *(float(v) for v in np.geomspace(0.5, 200.0, 60)), 1e6)
 WINDOWS = ("young", "full")
+#: Seed-stream tag of the measured windows: apart from training (0) and validation (1).
+_MEASURE = 2
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ def _camera_in_model_units(current: np.ndarray, noise: np.ndarray) -> tuple[floa
 
 
 def _best_band(snr: np.ndarray, gain_db: np.ndarray) -> tuple[float, float]:
-    """The band of EDGES whose windows, answered temporally, add the most dB."""
+    """The band of EDGES whose windows, answered temporally, add the most dB; (0, 0)
+    when no band adds any (the spatial model is better everywhere)."""
     order = np.argsort(snr)
     snr, cumulative = snr[order], np.concatenate([[0.0], np.cumsum(gain_db[order])])
     cuts = np.searchsorted(snr, EDGES)
@@ -118,7 +121,7 @@ def measure_band(
     )
     t_session, s_session = _session(temporal), _session(spatial)
     rows = []
-    for inputs, target in itertools.islice(PairGenerator(cfg).stream((seed, 2, 0)), samples):
+    for inputs, target in itertools.islice(PairGenerator(cfg).stream((seed, _MEASURE, 0)), samples):
         repeats = _leading_repeats(inputs[:k])
         if (window == "young") != (0 < repeats < k - 1):
             continue  # not this kind (an empty window: the spatial start answers it anyway)

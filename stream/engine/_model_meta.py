@@ -110,9 +110,9 @@ class ModelMetadata(BaseModel):
                 continue
             ok = isinstance(band, list) and len(band) == 2
             ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in band)
-            if not ok or not 0 <= band[0] < band[1]:
+            if not ok or not 0 <= band[0] <= band[1]:  # low == high: (almost) never
                 raise ValueError(
-                    f"spatial_start.{key} must be [low, high] with 0 <= low < high, got {band!r}"
+                    f"spatial_start.{key} must be [low, high] with 0 <= low <= high, got {band!r}"
                 )
         return self
 

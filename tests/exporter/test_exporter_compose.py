@@ -151,13 +151,23 @@ def test_a_malformed_band_is_refused(models: dict[str, Path], key: str, band: ob
         ModelMetadata.from_props(props)
 
 
+def test_the_band_holds_the_windows_where_the_temporal_model_wins():
+    from exporter.light_bands import _best_band
+
+    snr = np.geomspace(0.1, 1000.0, 400)
+    gain = np.where((snr > 2.0) & (snr < 20.0), 1.0, -1.0)  # wins between 2 and 20
+    low, high = _best_band(snr, gain)
+    assert 1.8 < low < 2.1 and 19.0 < high < 21.5  # the nearest edges (EDGES) around 2, 20
+    assert _best_band(snr, -np.ones_like(snr)) == (0.0, 0.0)  # never: an empty band
+
+
 @pytest.mark.parametrize("window", ["young", "full"])
 def test_a_band_is_measured_on_generated_windows_of_its_kind(models: dict[str, Path], window: str):
     measured = measure_band(
         models["temporal"], models["spatial"], window, samples=100, patch=32, resamples=5
     )
     assert measured.window == window and measured.windows >= 20 and len(measured.table) == 10
-    assert EDGES[0] <= measured.low < measured.high <= EDGES[-1]
+    assert EDGES[0] <= measured.low <= measured.high <= EDGES[-1]
     lows = [row[0] for row in measured.table]
     assert lows == sorted(lows)  # tenths by peak SNR
     assert "| peak SNR |" in describe(measured)
