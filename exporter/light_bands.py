@@ -59,7 +59,9 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _leading_repeats(frames: np.ndarray) -> int:
+def leading_repeats(frames: np.ndarray) -> int:
+    """How many frames at the start of a window equal the one after them: the missing
+    previous frames the engine stood in for (K - 1: an empty ring)."""
     m = 0
     while m < len(frames) - 1 and np.array_equal(frames[m], frames[m + 1]):
         m += 1
@@ -122,7 +124,7 @@ def measure_band(
     t_session, s_session = _session(temporal), _session(spatial)
     rows = []
     for inputs, target in itertools.islice(PairGenerator(cfg).stream((seed, _MEASURE, 0)), samples):
-        repeats = _leading_repeats(inputs[:k])
+        repeats = leading_repeats(inputs[:k])
         if (window == "young") != (0 < repeats < k - 1):
             continue  # not this kind (an empty window: the spatial start answers it anyway)
         gain, read = _camera_in_model_units(inputs[k - 1], inputs[k])

@@ -10,18 +10,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from exporter.light_bands import leading_repeats
 from exporter.synth import PairGenerator, SynthConfig
 
 K = 4
-
-
-def _leading_repeats(inputs: np.ndarray) -> int:
-    """How many frame channels at the start equal the one after them."""
-    frames = inputs[:K]
-    m = 0
-    while m < K - 1 and np.array_equal(frames[m], frames[m + 1]):
-        m += 1
-    return m
 
 
 def _samples(fill: float, n: int) -> list[np.ndarray]:
@@ -32,7 +24,7 @@ def _samples(fill: float, n: int) -> list[np.ndarray]:
 def test_series_start_samples_repeat_the_oldest_frame_there_is():
     counts = {m: 0 for m in range(K)}
     for inputs in _samples(fill=1.0, n=60):
-        m = _leading_repeats(inputs)
+        m = leading_repeats(inputs[:K])
         counts[m] += 1
         later = inputs[m:K]  # the frames there are: independent noise, never equal
         assert not any(np.array_equal(a, b) for a, b in itertools.combinations(later, 2))
@@ -42,7 +34,7 @@ def test_series_start_samples_repeat_the_oldest_frame_there_is():
 
 @pytest.mark.parametrize(("fill", "low", "high"), [(0.0, 0, 0), (0.25, 8, 28)])
 def test_the_share_of_series_start_samples_follows_the_config(fill: float, low: int, high: int):
-    starts = sum(_leading_repeats(a) > 0 for a in _samples(fill=fill, n=72))
+    starts = sum(leading_repeats(a[:K]) > 0 for a in _samples(fill=fill, n=72))
     assert low <= starts <= high  # binomial(72, 0.25): mean 18, sd 3.7
 
 
