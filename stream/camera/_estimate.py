@@ -43,10 +43,10 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   treated so: zeros are real counts on a photon-counting camera.
 
 Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-3 ms per
-update at 512 x 512, 13-25 ms when the fit runs (every ``refit_every`` updates, on at most
-``FIT_SAMPLES`` samples); the service estimates every frame of a series' first 32, then
-every 8th (``stream.engine._series``), and not at all when the camera is configured.
-Tested on simulated streams of known cameras (``tests/camera``).
+update at 512 x 512, 13-25 ms when the fit runs (after updates 2, 3, 5, 9 and 17, then
+every ``refit_every``, on at most ``FIT_SAMPLES`` samples); the service estimates every
+frame of a series' first 32, then every 8th (``stream.engine._series``), and not at all
+when the camera is configured. Tested on simulated streams of known cameras (``tests/camera``).
 """
 
 from __future__ import annotations
@@ -300,7 +300,8 @@ class CameraEstimator:
     reservoir
         Most (mean, power) samples kept from frame differences (the oldest go first).
     refit_every
-        Frames between fits once the estimate is temporal.
+        Frames between fits once the series is ``2 * refit_every`` frames old (before,
+        a fit each time the frames seen double).
     """
 
     def __init__(self, reservoir: int = 200_000, refit_every: int = 8) -> None:
@@ -380,7 +381,7 @@ class CameraEstimator:
                 self._unit = data_unit(frame, power)
             self.estimate = self._from(means, power, "spatial")
         elif self._kept >= 2 * BINS * 8 and (
-            self._since_fit >= self._refit_every or self.estimate.source == "spatial"
+            self._since_fit >= self._refit_interval() or self.estimate.source == "spatial"
         ):
             means, power = np.concatenate(self._means), np.concatenate(self._power)
             factors = np.repeat(self._factors, [m.size for m in self._means])
@@ -389,7 +390,7 @@ class CameraEstimator:
                 take = np.linspace(0, means.size - 1, FIT_SAMPLES).astype(np.int64)
                 means, power, factors = means[take], power[take], factors[take]
                 smooth, third = smooth[take], third[take]
-            if self._since_fit >= self._refit_every:  # the first temporal fit comes early
+            if self._since_fit >= self._refit_interval():  # the first temporal fit comes early
                 self._since_fit = 0
             self.estimate = self._from(means, power, "temporal", factors, (smooth, third))
         else:
@@ -397,6 +398,14 @@ class CameraEstimator:
         if self.estimate.saturated != self._saturated:
             self.estimate = dataclasses.replace(self.estimate, saturated=self._saturated)
         return self.estimate
+
+    def _refit_interval(self) -> int:
+        """Frames between fits: half the frames so far, up to ``refit_every``. A young
+        series' estimate is refitted as its samples double (after frames 2, 3, 5, 9, 17,
+        then every ``refit_every``): the third frame brings the offset's first skew, and
+        until it the offset is the darkest blocks' bound, background photons read as
+        offset (2.6 ADU at 10 photons per pixel: 0.5 dB of the model's output)."""
+        return max(1, min(self._refit_every, self._frames // 2))
 
     def _add_temporal(self, frame: np.ndarray, saturated: np.ndarray | None) -> None:
         """Samples from the frame and the one before it (and, for the offset's skew, the
