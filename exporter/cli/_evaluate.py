@@ -69,6 +69,13 @@ def evaluate(
             help="With --adapt-minutes, also train Noise2Void from scratch for comparison.",
         ),
     ] = True,
+    cameras: Annotated[
+        str,
+        typer.Option(
+            help="Also read every generator's movies out again by these cameras, "
+            "GAIN:OFFSET:READ (ADU per e-, ADU, e-), comma-separated, e.g. 0.25:0:6,4:1000:0.5.",
+        ),
+    ] = "",
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
@@ -76,8 +83,13 @@ def evaluate(
     size = parse_shape(shape, minimum=16)
     try:
         from exporter.evaluation import evaluate as run_evaluation
+        from exporter.evaluation import parse_cameras
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        readouts = parse_cameras(cameras)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cameras") from None
     try:
         result = run_evaluation(
             list(models),
@@ -92,6 +104,7 @@ def evaluate(
             figures=not no_figures,
             adapt_minutes=adapt_minutes,
             adapt_scratch=adapt_scratch,
+            cameras=readouts,
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc

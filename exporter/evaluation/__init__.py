@@ -26,12 +26,16 @@ from ._metrics import (
 from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
 
 if TYPE_CHECKING:
+    from ._cameras import EvalCamera, parse_cameras, recamera
     from ._evaluate import evaluate, metrics_dict
     from ._independent import EvalMovie, make_movie
     from ._independent_traces import TraceSet, make_traces
     from ._textures import make_texture_movie
 
 _LAZY = {
+    "EvalCamera": "._cameras",
+    "parse_cameras": "._cameras",
+    "recamera": "._cameras",
     "evaluate": "._evaluate",
     "metrics_dict": "._evaluate",
     "EvalMovie": "._independent",
@@ -43,6 +47,7 @@ _LAZY = {
 
 __all__ = [
     "BudgetResult",
+    "EvalCamera",
     "EvalMovie",
     "EvaluationResult",
     "MethodScore",
@@ -59,8 +64,10 @@ __all__ = [
     "metrics_dict",
     "mse",
     "onset_errors",
+    "parse_cameras",
     "pearson",
     "psnr",
+    "recamera",
     "ssim",
     "trace_correlation",
 ]

@@ -21,11 +21,13 @@ Generators: ``independent`` (:mod:`._independent`, written apart from and never 
 for training: the held-out data the targets are judged on), ``phantom`` (the project's
 own calcium phantom, ``stream.sim``, for contrast) and ``textures`` (:mod:`._textures`,
 also written apart and never trained on: still scenes of stars, membranes, fibres and
-grain, whose photon budget is the peak rather than a resting signal).
+grain, whose photon budget is the peak rather than a resting signal). ``cameras`` adds
+each generator's movies read out again by other cameras (:mod:`._cameras`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -41,6 +43,7 @@ from stream.engine import Engine, SeriesContext
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
 from . import _baselines as bl
+from ._cameras import EvalCamera, recamera
 from ._independent import EvalMovie, make_movie
 from ._metrics import MovieScorer
 from ._results import BUDGET_SIGNAL, BudgetResult, EvaluationResult, MethodScore, ModelInfo
@@ -285,11 +288,13 @@ def evaluate(
     figures: bool = True,
     adapt_minutes: float = 0.0,
     adapt_scratch: bool = True,
+    cameras: tuple[EvalCamera, ...] = (),
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
     Test and validation movies use seeds ``seed`` and ``seed + 1``; every model sees
-    the same movies.
+    the same movies. Each of ``cameras`` adds every generator's movies read out again by
+    that camera (:func:`recamera`), as generators of their own.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,30 +311,36 @@ def evaluate(
         "provider": provider,
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
+        "cameras": [camera.label for camera in cameras],
     }
     result = EvaluationResult(out_dir, settings, [info for info, _ in loaded], [])
     try:
-        for generator in generators:
-            for budget in photons:
-                log.info("%s at %g photons per pixel", generator, budget)
-                test = movie(generator, budget, shape, frames, seed)
-                validation = movie(generator, budget, shape, frames, seed + 1)
-                workdir = None
-                if adapt_minutes > 0:
-                    workdir = out_dir / "adapted" / f"{generator}-{budget:g}"
-                    workdir.mkdir(parents=True, exist_ok=True)
-                result.results.append(
-                    evaluate_movie(
-                        test,
-                        validation,
-                        loaded,
-                        bm3d_frames,
-                        adapt_minutes,
-                        provider,
-                        workdir,
-                        adapt_scratch,
-                    )
+        for generator, camera, budget in itertools.product(generators, (None, *cameras), photons):
+            test = movie(generator, budget, shape, frames, seed)
+            validation = movie(generator, budget, shape, frames, seed + 1)
+            if camera is not None:
+                test = recamera(test, camera, seed)
+                validation = recamera(validation, camera, seed + 1)
+            log.info("%s at %g photons per pixel", test.generator, budget)
+            workdir = None
+            if adapt_minutes > 0:
+                folder = f"{generator}-{budget:g}"
+                if camera is not None:
+                    folder += f"-camera{cameras.index(camera) + 1}"
+                workdir = out_dir / "adapted" / folder
+                workdir.mkdir(parents=True, exist_ok=True)
+            result.results.append(
+                evaluate_movie(
+                    test,
+                    validation,
+                    loaded,
+                    bm3d_frames,
+                    adapt_minutes,
+                    provider,
+                    workdir,
+                    adapt_scratch,
                 )
+            )
     finally:
         for _, engine in loaded:
             engine.close()

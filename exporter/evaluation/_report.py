@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
-from ._results import BUDGET_SIGNAL, BudgetResult, EvaluationResult, ModelInfo
+from ._results import BudgetResult, EvaluationResult, ModelInfo, budget_signal
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def gain_figure(result: EvaluationResult, path: Path) -> Path:
         ax.axhline(0, color="k", lw=0.8)
         ax.axhline(TARGET_DB, color="k", lw=0.8, ls=":")
         ax.set_xscale("log")
-        ax.set_xlabel(f"{BUDGET_SIGNAL.get(generator, 'resting')} signal, photons per pixel")
+        ax.set_xlabel(f"{budget_signal(generator)} signal, photons per pixel")
         ax.set_ylabel("PSNR gain over tuned Gaussian, dB")
         ax.set_title(f"generator: {generator}")
         ax.grid(True, alpha=0.3)
@@ -193,6 +194,18 @@ def observations(result: EvaluationResult) -> list[str]:
     return notes
 
 
+def _camera_note(cameras: list[str]) -> list[str]:
+    if not cameras:
+        return []
+    return [
+        "",
+        "Each generator's movies are also read out again by other cameras (same scenes and "
+        "photons; Poisson, then read noise, rounded to 16-bit counts): "
+        + "; ".join(f"`{c}`" for c in cameras)
+        + ". Those movies are named after their generator and camera.",
+    ]
+
+
 def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
     s = result.settings
     lines = [
@@ -211,6 +224,7 @@ def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
         "(also written apart and never trained on) are still scenes of stars, membranes, "
         "fibres and grain, one per quadrant, with a camera drawn per movie -- for them the "
         "photon budget is the scene's peak (99.9th percentile), not a resting signal.",
+        *_camera_note(s.get("cameras", [])),
         "",
         "Methods: `gaussian` (sigma tuned on the truth), `gaussian-val` (tuned on the "
         "validation movie), `temporal-mean` (causal running mean, K tuned on the truth), "
@@ -254,7 +268,8 @@ def write_report(result: EvaluationResult, figures: bool = True) -> Path:
                 min(x.photons for x in result.results),
                 max(x.photons for x in result.results),
             ):
-                name = f"example_{r.generator}_{r.photons:g}.png"
+                slug = re.sub(r"[^A-Za-z0-9.]+", "-", r.generator).strip("-")
+                name = f"example_{slug}_{r.photons:g}.png"
                 made.append(
                     (
                         f"{r.generator} at {r.photons:g} photons",

@@ -17,6 +17,16 @@ import numpy as np
 BUDGET_SIGNAL = {"independent": "resting", "phantom": "resting", "textures": "peak"}
 
 
+def with_camera(generator: str, camera: str) -> str:
+    """The name of ``generator``'s movies read out by another camera (``_cameras``)."""
+    return f"{generator} ({camera})"
+
+
+def budget_signal(generator: str) -> str:
+    """What ``generator``'s photon budget counts, for a name from :func:`with_camera` too."""
+    return BUDGET_SIGNAL.get(generator.split(" (", 1)[0], "resting")
+
+
 @dataclass(frozen=True)
 class MethodScore:
     """One method on one test movie. NaN where a metric does not apply."""

@@ -300,7 +300,7 @@ class CameraEstimator:
     reservoir
         Most (mean, power) samples kept from frame differences (the oldest go first).
     refit_every
-        Frames between fits once the series is ``2 * refit_every`` frames old (before,
+        Frames between fits once the series is ``2 * refit_every`` frames old (until then,
         a fit each time the frames seen double).
     """
 

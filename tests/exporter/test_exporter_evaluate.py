@@ -214,6 +214,39 @@ def test_the_evaluation_generators_share_no_code_with_the_training_data(module: 
     assert modules <= allowed, modules
 
 
+def test_a_movie_read_out_by_another_camera_keeps_its_scene_and_gets_that_noise() -> None:
+    from exporter.evaluation import EvalCamera, make_movie, recamera
+
+    movie = make_movie(20.0, shape=(96, 96), frames=6, seed=2)
+    camera = EvalCamera(gain=4.0, offset=1000.0, read_noise=2.0)
+    other = recamera(movie, camera, seed=2)
+    photons = (movie.clean - movie.offset) / movie.gain
+    np.testing.assert_allclose(other.clean, 4.0 * photons + 1000.0, rtol=1e-6)
+    assert (other.gain, other.offset, other.read_noise) == (4.0, 1000.0, 8.0)  # read in ADU
+    assert other.generator == "independent (gain 4, offset 1000, read 2 e-)"
+    assert other.photons == movie.photons and other.noisy.dtype == np.uint16
+    # Poisson-Gaussian in ADU: mean = clean, variance = gain * (clean - offset) + read**2
+    noise = other.noisy.astype(np.float64) - other.clean
+    assert abs(noise.mean()) < 0.05 * noise.std()
+    expected = 4.0 * (other.clean - 1000.0).mean() + 8.0**2 + 1 / 12  # + rounding
+    assert np.mean(noise**2) == pytest.approx(expected, rel=0.05)
+    np.testing.assert_array_equal(recamera(movie, camera, seed=2).noisy, other.noisy)
+    assert not np.array_equal(recamera(movie, camera, seed=3).noisy, other.noisy)
+
+
+def test_cameras_are_parsed_and_bad_ones_say_what_was_expected() -> None:
+    from exporter.evaluation import EvalCamera, parse_cameras
+
+    assert parse_cameras("") == ()
+    assert parse_cameras("0.25:0:6, 4:1000:0.5") == (
+        EvalCamera(0.25, 0.0, 6.0), EvalCamera(4.0, 1000.0, 0.5),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"GAIN:OFFSET:READ.*got '4:1000'"):
+        parse_cameras("4:1000")
+    with pytest.raises(ValueError, match=r"gain > 0.*got gain 0"):
+        parse_cameras("0:100:2")
+
+
 def test_anscombe_round_trip_is_unbiased_at_moderate_counts() -> None:
     rng = np.random.default_rng(0)
     gain, read = 1.0, 2.0
@@ -306,11 +339,19 @@ def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
     out = tmp_path / "cli"
     args = ["evaluate", str(identity_model), "--photons", "5", "--out", str(out), "--frames", "6"]
     args += ["--shape", "32x32", "--generators", "independent", "--bm3d-frames", "0"]
-    ok = runner.invoke(app, [*args, "--no-figures"])
+    ok = runner.invoke(app, [*args, "--no-figures", "--cameras", "2:500:1"])
     assert ok.exit_code == 0, ok.output
     metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["generator"] for r in metrics["results"]] == [
+        "independent", "independent (gain 2, offset 500, read 1 e-)",
+    ]  # fmt: skip
     assert metrics["results"][0]["photons"] == 5.0
+    assert metrics["settings"]["cameras"] == ["gain 2, offset 500, read 1 e-"]
     assert "bm3d-vst" not in metrics["results"][0]["scores"]
+    report = (out / "report.md").read_text()
+    assert "`independent (gain 2, offset 500, read 1 e-)`" in report
+    bad_camera = runner.invoke(app, [*args, "--cameras", "2:500"])
+    assert bad_camera.exit_code != 0 and "GAIN:OFFSET:READ" in bad_camera.output
 
 
 def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model: Path) -> None:
