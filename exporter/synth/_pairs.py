@@ -3,7 +3,8 @@
 For each sample: a clean movie (``_scenes``) is scaled to a photon budget (its bright
 structure, the 99.5th percentile, at 0.5 to 3000 photons per pixel, log-uniform), and
 read out by a random camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``,
-rounded like an integer camera most of the time. A share of temporal samples (``fill``)
+rounded like an integer camera most of the time (``clip``: and, as its unsigned counts
+are, clipped at zero). A share of temporal samples (``fill``)
 can start a series, or follow a gap, inside the window: its missing previous frames are
 the oldest frame there is, repeated, as the engine stands in for them. For a model with
 a running-mean channel, a sample's series began ``0..history`` frames before its window
@@ -63,6 +64,12 @@ class SynthConfig(BaseModel):
     offset: Range = Field((0.0, 800.0), description="camera offset, ADU (uniform)")
     zero_offset: float = Field(0.2, ge=0, le=1, description="share of offset 0 (float cameras)")
     integer: float = Field(0.8, ge=0, le=1, description="share of integer (rounded) readouts")
+    clip: bool = Field(
+        False,
+        description="integer readouts clipped at zero, as an unsigned camera's counts are: "
+        "at an offset near 0 the read noise's lower tail piles up there (False: as trained "
+        "before, negative counts kept)",
+    )
     gain_error: float = Field(0.08, ge=0, le=1, description="log-normal sigma of the estimate")
     read_error: float = Field(0.25, ge=0, le=2, description="log-normal sigma of the estimate")
     offset_error: float = Field(0.3, ge=0, le=5, description="offset error, in read-noise rms")
@@ -160,6 +167,8 @@ class PairGenerator:
             adu += rng.standard_normal(adu.shape, dtype=F32) * F32(read)
         if rng.random() < cfg.integer:
             np.rint(adu, out=adu)
+            if cfg.clip:
+                np.maximum(adu, 0.0, out=adu)
         adu, running_mean = self._window_and_mean(adu, rng)
         photons = photons[photons.shape[0] - cfg.frames :]
         estimate = CameraModel(

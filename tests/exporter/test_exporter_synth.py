@@ -102,6 +102,23 @@ def test_the_offset_the_model_is_told_is_the_cameras_when_the_skew_finds_it(
     assert (lowest < -1e-3) == negative, lowest
 
 
+@pytest.mark.parametrize("clip", [True, False])
+def test_clipped_readouts_pile_up_at_zero_like_an_unsigned_camera(clip: bool):
+    """An integer camera at offset 0 cannot send negative counts: with ``clip`` its read
+    noise's lower tail sits at zero, as the model will see it; without, as trained before."""
+    cfg = SynthConfig(
+        patch=32, frames=1, noise_map=False, photons=(0.5, 2.0), zero_offset=1.0, integer=1.0,
+        offset_error=0.0, skew_offset=1.0, samples_per_movie=2, clip=clip,
+    )  # fmt: skip
+    frames = [a[0] for a, _ in itertools.islice(PairGenerator(cfg).stream((7, 0, 0)), 12)]
+    lowest = min(float(f.min()) for f in frames)
+    zeros = np.mean([np.mean(f == 0) for f in frames])
+    if clip:
+        assert lowest == 0.0 and zeros > 0.2  # the told offset is the camera's: 0
+    else:
+        assert lowest < 0.0 and zeros < 0.2
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_outlines_are_thin_bright_lines_around_dimmer_cells(seed: int):
     from exporter.synth import GENERIC
