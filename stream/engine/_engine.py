@@ -494,8 +494,10 @@ class Engine:
         np.subtract(frame, offset, out=current, dtype=np.float32, casting="unsafe")
         if bad is not None:
             current[bad] = current[~bad].mean(dtype=np.float64)
-        top = bright_level(current)
         band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
+        # the frame's bright level, only when the scale or a band needs it (one block pass)
+        adaptive = meta.normalization == "adaptive"
+        top = bright_level(current) if adaptive or band is not None else float("nan")
         if band is not None:
             snr = snr_at(top, camera.gain, camera.read_noise)
             if not band[0] <= snr <= band[1]:
@@ -507,7 +509,7 @@ class Engine:
                 np.copyto(planes[i], current)
             else:
                 np.subtract(source, offset, out=planes[i], dtype=np.float32, casting="unsafe")
-        if meta.normalization == "adaptive":
+        if adaptive:
             scale = scale_from(top, camera.gain, camera.read_noise)
         else:
             scale = float(meta.input_scale)
