@@ -38,7 +38,10 @@ def evaluate(
     ] = "1,3,10,30,100",
     generators: Annotated[
         str,
-        typer.Option(help="Test-movie generators: independent (held out), phantom, textures."),
+        typer.Option(
+            help="Test-movie generators: independent (held out), phantom, textures, "
+            "fields (a new independent scene every frame)."
+        ),
     ] = "independent,phantom,textures",
     out: Annotated[
         Path, typer.Option(help="Output folder: report.md, figures, metrics.json.")

@@ -28,6 +28,7 @@ from ._results import BudgetResult, EvaluationResult, MethodScore, ModelInfo
 if TYPE_CHECKING:
     from ._cameras import EvalCamera, parse_cameras, recamera
     from ._evaluate import evaluate, metrics_dict
+    from ._fields import make_fields_movie
     from ._independent import EvalMovie, make_movie
     from ._independent_traces import TraceSet, make_traces
     from ._textures import make_texture_movie
@@ -42,6 +43,7 @@ _LAZY = {
     "make_movie": "._independent",
     "TraceSet": "._independent_traces",
     "make_traces": "._independent_traces",
+    "make_fields_movie": "._fields",
     "make_texture_movie": "._textures",
 }
 
@@ -58,6 +60,7 @@ __all__ = [
     "data_range_of",
     "evaluate",
     "extract_traces",
+    "make_fields_movie",
     "make_movie",
     "make_texture_movie",
     "make_traces",

@@ -44,6 +44,7 @@ from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
 from . import _baselines as bl
 from ._cameras import EvalCamera, recamera
+from ._fields import make_fields_movie
 from ._independent import EvalMovie, make_movie
 from ._metrics import MovieScorer
 from ._results import BUDGET_SIGNAL, BudgetResult, EvaluationResult, MethodScore, ModelInfo
@@ -105,6 +106,8 @@ def movie(
         return phantom_movie(photons, shape=shape, frames=frames, seed=seed)
     if generator == "textures":
         return make_texture_movie(photons, shape=shape, frames=frames, seed=seed)
+    if generator == "fields":
+        return make_fields_movie(photons, shape=shape, frames=frames, seed=seed)
     raise ValueError(f"expected a generator in {GENERATORS}, got {generator!r}")
 
 

@@ -223,7 +223,9 @@ def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
         "read noise 2-5 e-); `phantom` is the project's own calcium phantom; `textures` "
         "(also written apart and never trained on) are still scenes of stars, membranes, "
         "fibres and grain, one per quadrant, with a camera drawn per movie -- for them the "
-        "photon budget is the scene's peak (99.9th percentile), not a resting signal.",
+        "photon budget is the scene's peak (99.9th percentile), not a resting signal; "
+        "`fields` shows a new scene of the independent generator every frame (a stage "
+        "scan, a tile scan, a z-stack), all read out by one camera.",
         *_camera_note(s.get("cameras", [])),
         "",
         "Methods: `gaussian` (sigma tuned on the truth), `gaussian-val` (tuned on the "

@@ -14,7 +14,12 @@ import numpy as np
 
 # What a result's photon budget counts, by generator: the resting signal of the cells,
 # or the peak (99.9th percentile) of a still scene.
-BUDGET_SIGNAL = {"independent": "resting", "phantom": "resting", "textures": "peak"}
+BUDGET_SIGNAL = {
+    "independent": "resting",
+    "phantom": "resting",
+    "textures": "peak",
+    "fields": "resting",
+}
 
 
 def with_camera(generator: str, camera: str) -> str:

@@ -9,7 +9,9 @@ from ._estimate import (
     CameraEstimator,
     darkest_level,
     fit_line,
+    scene_moved,
     spatial_samples,
+    still_ratio,
     temporal_samples,
 )
 from ._model import CameraModel
@@ -22,6 +24,8 @@ __all__ = [
     "darkest_level",
     "fit_line",
     "offset_from_skew",
+    "scene_moved",
     "spatial_samples",
+    "still_ratio",
     "temporal_samples",
 ]

@@ -14,6 +14,17 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   first frame's estimate as soon as there are enough (usually with the second frame):
   sharp structure (stars, puncta) makes one frame's residuals look noisier where it is
   brighter (gain 2.2-2.5 for a true 1 in ``tests/camera``); a difference does not see it.
+- **Moved scenes.** A difference is noise only where the scene held still. When it did
+  not -- the stage or the focus moved, a new field, a z-stack, frames of unrelated
+  scenes -- the difference holds the scenes' structure, read as noise: gain 13 for a true
+  1.3 at 100 photons with a new scene every frame, and ``na-lite`` told so ended 6.4 dB
+  below its input at 1000 photons (``deepdenoise evaluate --generators fields``). So
+  each pair is tested first (:func:`still_ratio`): a difference of noise has the same
+  power over a 4 x 4 block as over its 2 x 2 cells' residuals, which cancel smooth
+  structure; a moved scene makes the first larger. A moved pair gives samples of its
+  cells' residual power at its own level (like a first frame's, whose structure it
+  mostly cancels), adds nothing to the offset's skew, and restarts the average its
+  successors are binned by.
 - **Fit.** Samples are binned by mean (equal counts per bin); the median power per bin,
   corrected for the median of a chi-square, resists edges and calcium transients; a
   weighted least-squares line through the bins gives slope (gain) and intercept.
@@ -42,9 +53,10 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   those from the level where such blocks begin up, are dropped. A floor at zero is not
   treated so: zeros are real counts on a photon-counting camera.
 
-Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-3 ms per
-update at 512 x 512, 13-25 ms when the fit runs (after updates 2, 3, 5, 9 and 17, then
-every ``refit_every``, on at most ``FIT_SAMPLES`` samples); the service estimates every
+Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-4.6
+ms per update at 512 x 512 (4.6 with the test for moved scenes), 13-25 ms when the fit
+runs (after updates 2, 3, 5, 9 and 17, then every ``refit_every``, on at most
+``FIT_SAMPLES`` samples); the service estimates every
 frame of a series' first 32, then every 8th (``stream.engine._series``), and not at all
 when the camera is configured. Tested on simulated streams of known cameras (``tests/camera``).
 """
@@ -79,6 +91,15 @@ MIN_RELIABILITY = 0.2
 #: times the noise variance, by the current estimate) holds a change of the scene: its
 #: cube is left out of the offset's skew.
 SCENE_CHANGE = 4.0
+#: For white noise, the median over 4 x 4 blocks of (power of the 16 values) / (power of
+#: the 4 cells' residuals), measured over a million simulated blocks: a still pair's
+#: :func:`still_ratio` is near 1 after dividing by it.
+STILL_NULL_MEDIAN = 1.0922
+#: A pair is still when its ratio is at most 1 + this, or 1 + 3.6 / sqrt(blocks) for
+#: frames of fewer than 1296 blocks (its null spread is 0.9 / sqrt(blocks)). Measured
+#: (128 x 128, one-off): still pairs of calcium movies 0.95-1.09 up to 300 photons (a
+#: few bright transients reach 1.18 at 3,000), a new scene 1.4 at 10 photons, 6 at 100.
+STILL_MARGIN = 0.1
 #: The offset is taken from the skew only where the gain is this many standard errors
 #: above zero.
 GAIN_KNOWN = 3.0
@@ -102,6 +123,7 @@ class CameraEstimate:
     saturated: float = 0.0  # fraction of the latest frame's pixels at saturation
     offset_source: str = "darkest"  # the darkest blocks' bound, or the shot noise's "skew"
     offset_stderr: float | None = None  # of the skew's offset (a cautious one, see _offset)
+    moved: int = 0  # pairs of consecutive frames whose scene moved (see the module doc)
 
     def as_dict(self) -> dict[str, object]:
         # significant digits, not decimals: frames scaled to [0, 1] have a gain near 1e-5
@@ -114,6 +136,7 @@ class CameraEstimate:
             "source": self.source,
             "saturated": round(self.saturated, 4),
             "offset_source": self.offset_source,
+            "moved": self.moved,
             **(
                 {"offset_stderr": _significant(self.offset_stderr)}
                 if self.offset_stderr is not None
@@ -223,26 +246,83 @@ def spatial_samples(
     return means, _drop_saturated(means, power, saturated)
 
 
+def _cell_power(difference: np.ndarray) -> np.ndarray:
+    """Per 4 x 4 block, the mean square of its four 2 x 2 cells' residuals
+    ``(a - b - c + d) / 2``: for white noise, the noise's own variance; a linear gradient
+    does not touch it. float64, one value per block (blocks in the frame's order)."""
+    h, w = difference.shape
+    d = difference[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
+    rows = d[0::2] - d[1::2]  # whole rows: a - c beside b - d
+    residual = rows[:, 0::2] - rows[:, 1::2]  # a - b - c + d
+    np.square(residual, out=residual)
+    cells = residual[0::2].astype(np.float64)
+    cells += residual[1::2]
+    return (cells[:, 0::2] + cells[:, 1::2]).ravel() / 16.0  # 4 cells, each halved
+
+
+def still_ratio(block_power: np.ndarray, cell_power: np.ndarray) -> tuple[float, float]:
+    """(ratio, limit): the median over blocks of their power over their cells' residual
+    power, divided by its median for white noise, and the largest ratio of a pair whose
+    scene held still (see the module doc). Blocks without a finite, positive pair of
+    powers (saturated, or flat) are left out; with fewer than 16 the ratio is 1."""
+    usable = np.isfinite(block_power) & np.isfinite(cell_power) & (cell_power > 0)
+    count = int(np.count_nonzero(usable))
+    if count < 16:
+        return 1.0, math.inf
+    ratio = float(np.median(block_power[usable] / cell_power[usable])) / STILL_NULL_MEDIAN
+    return ratio, 1.0 + max(STILL_MARGIN, 3.6 / math.sqrt(count))
+
+
+def scene_moved(frame: np.ndarray, previous: np.ndarray, max_blocks: int = 4096) -> bool:
+    """Whether the scene moved between two consecutive frames (:func:`still_ratio`),
+    judged on at most about ``max_blocks`` blocks (evenly spaced rows of them, so the
+    test costs a fraction of a frame at 512 x 512): a temporal model's ring of previous
+    frames must not mix another scene into this one."""
+    h, w = frame.shape
+    rows, columns = h // BLOCK, w // BLOCK
+    if rows == 0 or columns == 0 or previous.shape != frame.shape:
+        return False
+    step = max(1, math.ceil(rows * columns / max_blocks))
+
+    def sampled(image: np.ndarray) -> np.ndarray:
+        return image[: rows * BLOCK].reshape(rows, BLOCK, w)[::step].reshape(-1, w)
+
+    difference = np.subtract(sampled(frame), sampled(previous), dtype=np.float32)
+    cells = _cell_power(difference)
+    np.square(difference, out=difference)
+    ratio, limit = still_ratio(_block_means(difference).ravel(), cells)
+    return ratio > limit
+
+
 def temporal_samples(
     frame: np.ndarray,
     previous: np.ndarray,
     level: np.ndarray | None = None,
     saturated: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(level, noise-power estimate) pairs from two consecutive frames.
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(level, noise-power estimate, moved) samples from two consecutive frames.
 
     ``level``: block means of an average of earlier frames to bin by (its noise is
     independent of this difference's); default: the two frames' own block means.
     ``saturated``: pixels saturated in either frame; blocks at or above their level get a
-    NaN power.
+    NaN power. ``moved``: the scene did not hold still between the frames
+    (:func:`still_ratio`); the samples are then the cells' residual power of the
+    difference at the two frames' own block means, whatever ``level`` says.
     """
-    if level is None:
-        level = (_block_means(frame) + _block_means(previous)) / 2.0
     difference = np.subtract(frame, previous, dtype=np.float32)  # exact for counts
+    cells = _cell_power(difference)
     np.square(difference, out=difference)
-    power = _block_means(difference).ravel() / (2.0 * _MEDIAN_OVER_MEAN[16])
+    power = _block_means(difference).ravel()
+    ratio, limit = still_ratio(power, cells)
+    moved = ratio > limit
+    if moved or level is None:
+        level = (_block_means(frame) + _block_means(previous)) / 2.0
+    if moved:
+        power = cells / (2.0 * _MEDIAN_OVER_MEAN[4])
+    else:
+        power /= 2.0 * _MEDIAN_OVER_MEAN[16]
     levels = np.array(level, dtype=np.float64).ravel()  # a copy: the caller's average moves on
-    return levels, _drop_saturated(levels, power, saturated)
+    return levels, _drop_saturated(levels, power, saturated), moved
 
 
 def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]:
@@ -325,6 +405,7 @@ class CameraEstimator:
         self._weight_sq = 0.0  # sum of the squared frame weights in the running mean
         self._dark: list[float] = []
         self._frames = 0
+        self._moved = 0  # pairs whose scene moved
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
 
@@ -363,17 +444,19 @@ class CameraEstimator:
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
         paired = self._previous is not None and self._previous.shape == frame.shape
-        if self._average is not None and self._average.shape == blocks.shape:
-            if follows and paired:
-                self._add_temporal(frame, saturated)
+        moved = False
+        same_shape = self._average is not None and self._average.shape == blocks.shape
+        if follows and paired and same_shape:
+            moved = self._add_temporal(frame, saturated)
+        if moved or not same_shape:
+            self._average = blocks  # a moved scene: the levels start again from this frame
+            self._averaged, self._weight_sq = 1, 1.0
+        else:
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += weight * (blocks - self._average)
             self._weight_sq = (1.0 - weight) ** 2 * self._weight_sq + weight**2
-        else:
-            self._average = blocks
-            self._averaged, self._weight_sq = 1, 1.0
-        self._keep_previous(frame, saturated, follows)
+        self._keep_previous(frame, saturated, follows and not moved)  # no skew across a move
         self._since_fit += 1
         if self.estimate is None:  # one frame's samples give the unit and the estimate
             means, power = spatial_samples(frame, saturated)
@@ -395,8 +478,10 @@ class CameraEstimator:
             self.estimate = self._from(means, power, "temporal", factors, (smooth, third))
         else:
             self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
-        if self.estimate.saturated != self._saturated:
-            self.estimate = dataclasses.replace(self.estimate, saturated=self._saturated)
+        if (self.estimate.saturated, self.estimate.moved) != (self._saturated, self._moved):
+            self.estimate = dataclasses.replace(
+                self.estimate, saturated=self._saturated, moved=self._moved
+            )
         return self.estimate
 
     def _refit_interval(self) -> int:
@@ -407,16 +492,18 @@ class CameraEstimator:
         offset (2.6 ADU at 10 photons per pixel: 0.5 dB of the model's output)."""
         return max(1, min(self._refit_every, self._frames // 2))
 
-    def _add_temporal(self, frame: np.ndarray, saturated: np.ndarray | None) -> None:
+    def _add_temporal(self, frame: np.ndarray, saturated: np.ndarray | None) -> bool:
         """Samples from the frame and the one before it (and, for the offset's skew, the
-        one before that, when the three are consecutive)."""
+        one before that, when the three are consecutive and the scene held still); True
+        when the scene moved between the two."""
         assert self._previous is not None and self._average is not None
         triple = self._before is not None
         masks = [saturated, self._previous_saturated, self._before_saturated if triple else None]
         present = [m for m in masks if m is not None]
         touched = np.logical_or.reduce(present) if present else None
-        means, power = temporal_samples(frame, self._previous, self._average, touched)
-        if triple and self.estimate is not None:
+        means, power, moved = temporal_samples(frame, self._previous, self._average, touched)
+        self._moved += moved
+        if triple and not moved and self.estimate is not None:
             assert self._before is not None
             r = second_difference(frame, self._previous, self._before)
             square = r * r
@@ -432,7 +519,8 @@ class CameraEstimator:
             third = np.full(means.shape, np.nan)
         self._means.append(means)
         self._power.append(power)
-        self._factors.append(self._weight_sq / BLOCK**2)
+        # the levels' noise: the running mean's, or for a moved pair its own two frames'
+        self._factors.append((0.5 if moved else self._weight_sq) / BLOCK**2)
         self._smooth.append(_neighbourhood(self._average).ravel().astype(np.float32))
         self._third.append(third.astype(np.float32))
         self._kept += means.size
@@ -440,6 +528,7 @@ class CameraEstimator:
             self._kept -= self._means.pop(0).size
             for batches in (self._power, self._factors, self._smooth, self._third):
                 batches.pop(0)
+        return moved
 
     def _from(
         self,
@@ -489,5 +578,12 @@ class CameraEstimator:
             read_noise=float(min(math.sqrt(read2) * unit, 1000.0)),
         )
         return CameraEstimate(
-            camera, stderr * unit, self._frames, source, 0.0, offset_source, offset_stderr
+            camera,
+            stderr * unit,
+            self._frames,
+            source,
+            0.0,
+            offset_source,
+            offset_stderr,
+            self._moved,
         )

@@ -12,7 +12,10 @@ before), the missing previous frames are stood in for by the oldest frame there 
 (the engine repeats it), so the first frames are denoised at once, as a spatial model
 would. For a model with a running-mean channel it also keeps the running mean of the
 series' frames so far (one frame of memory; :class:`ModelMetadata` defines it), emptied
-at a gap like the ring.
+at a gap like the ring. A scene that moved since the previous frame (the stage, the
+focus, a new field: :func:`stream.camera.scene_moved`) empties both too, as a gap does:
+the previous frames are of another scene, and a temporal model would mix it into this
+one (``na-temporal`` on a new scene every frame at 100 photons: 2 dB below its input).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections import deque
 
 import numpy as np
 
-from ..camera import CameraEstimate, CameraEstimator, CameraModel
+from ..camera import CameraEstimate, CameraEstimator, CameraModel, scene_moved
 from ._engine import Engine
 from ._inputs import update_running_mean
 from ._pixels import count_non_finite
@@ -48,6 +51,8 @@ class SeriesContext:
         self._history: deque[np.ndarray] = deque()
         self._mean: np.ndarray | None = None
         self._mean_count = 0  # frames taken into the running mean
+        self._last: np.ndarray | None = None  # the previous frame, for a temporal model
+        self.scene_changes = 0  # frames whose scene had moved: the ring was emptied
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -68,8 +73,8 @@ class SeriesContext:
     @property
     def history_bytes(self) -> int:
         """Memory held by the ring of previous frames and the running mean."""
-        mean = self._mean.nbytes if self._mean is not None else 0
-        return sum(frame.nbytes for frame in self._history) + mean
+        held = {id(a): a.nbytes for a in (*self._history, self._mean, self._last) if a is not None}
+        return sum(held.values())
 
     def denoise(self, engine: Engine, frame: np.ndarray, index: int | None = None) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
@@ -79,7 +84,7 @@ class SeriesContext:
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
-            self._mean = None
+            self._mean = self._last = None
             self._estimator_has_previous = False
         self._last_index = index
         camera = None
@@ -91,8 +96,13 @@ class SeriesContext:
         decay = engine.metadata.running_mean
         if decay <= 0 or (self._mean is not None and self._mean.shape != frame.shape):
             self._mean = None  # no such channel, or another frame size: a new series
+        if (keep or decay > 0) and self._last is not None and scene_moved(frame, self._last):
+            self._history.clear()
+            self._mean = None
+            self.scene_changes += 1
         out = engine.denoise(frame, camera=camera, history=self._history, running_mean=self._mean)
         stored = self._stored(frame) if keep or decay > 0 else None
+        self._last = stored
         if decay > 0:
             assert stored is not None
             self._remember_in_mean(stored, decay)

@@ -229,7 +229,11 @@ class InferenceStage:
                 camera = estimate.as_dict()
             else:
                 camera = {}
-            out[series] = {"camera": camera, "history_bytes": context.history_bytes}
+            out[series] = {
+                "camera": camera,
+                "history_bytes": context.history_bytes,
+                "scene_changes": context.scene_changes,
+            }
         return out
 
     def close(self) -> None:

@@ -199,7 +199,30 @@ def test_texture_movies_are_still_reproducible_and_peak_at_the_budget() -> None:
     assert not np.array_equal(other.clean[0], a.clean[0])
 
 
-@pytest.mark.parametrize("module", ["_independent.py", "_textures.py"])
+def test_fields_are_a_new_scene_every_frame_read_by_one_camera() -> None:
+    from exporter.evaluation import make_fields_movie, make_movie
+
+    a = make_fields_movie(20.0, shape=(64, 48), frames=6, seed=2)
+    np.testing.assert_array_equal(
+        a.noisy, make_fields_movie(20.0, shape=(64, 48), frames=6, seed=2).noisy
+    )
+    assert a.noisy.dtype == np.uint16 and a.noisy.shape == (6, 64, 48)
+    assert a.generator == "fields" and len(a.footprints) == 0 and a.spikes == []
+    photons = (a.clean.astype(np.float64) - a.offset) / a.gain
+    for t in range(1, 6):  # consecutive scenes are unrelated
+        r = np.corrcoef(photons[t].ravel(), photons[t - 1].ravel())[0, 1]
+        assert abs(r) < 0.5, (t, r)
+    # each frame is an independent-generator scene at rest, read out by the first's camera
+    scene = make_movie(20.0, shape=(64, 48), frames=1, seed=3 * 1_000_003 + 1)
+    np.testing.assert_allclose(photons[1], (scene.clean[0] - scene.offset) / scene.gain, atol=1e-3)
+    noise = a.noisy - a.clean.astype(np.float64)
+    expected = a.gain * (a.clean - a.offset).mean() + a.read_noise**2 + 1 / 12  # + rounding
+    assert np.mean(noise**2) == pytest.approx(expected, rel=0.1)
+    other = make_fields_movie(20.0, shape=(64, 48), frames=6, seed=3)  # validation: others
+    assert not np.array_equal(other.clean[0], a.clean[0])
+
+
+@pytest.mark.parametrize("module", ["_independent.py", "_textures.py", "_fields.py"])
 def test_the_evaluation_generators_share_no_code_with_the_training_data(module: str) -> None:
     import ast
 
@@ -282,7 +305,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory, conv_model_adaptive: Pa
         models,
         d / "report",
         photons=BUDGETS,
-        generators=("independent", "phantom", "textures"),
+        generators=("independent", "phantom", "textures", "fields"),
         frames=12,
         shape=(48, 48),
         seed=3,
@@ -301,7 +324,7 @@ def test_evaluate_writes_report_metrics_and_figures(evaluation) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(r["generator"], r["photons"]) for r in metrics["results"]] == [
         ("independent", 2.0), ("independent", 50.0), ("phantom", 2.0), ("phantom", 50.0),
-        ("textures", 2.0), ("textures", 50.0),
+        ("textures", 2.0), ("textures", 50.0), ("fields", 2.0), ("fields", 50.0),
     ]  # fmt: skip
     assert {m["name"] for m in metrics["models"]} == {"identity", "gauss1", "adaptive"}
     first = metrics["results"][0]
