@@ -235,7 +235,10 @@ def evaluate_movie(
         record(info.name, "model", out, ms, camera=camera)
         cameras[info.name] = camera
         if info.noise_map:  # the same model told the true camera: what the estimate costs
-            true = CameraModel(gain=test.gain, offset=test.offset, read_noise=test.read_noise)
+            # every test movie is unsigned 16-bit: its readouts are clipped at 0
+            true = CameraModel(
+                gain=test.gain, offset=test.offset, read_noise=test.read_noise, floor=0.0
+            )
             out, ms, _ = run_model(engine, test.noisy, true)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
         if adapt_workdir is not None:  # the test movie stands for the user's own recording

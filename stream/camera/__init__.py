@@ -14,6 +14,7 @@ from ._estimate import (
     still_ratio,
     temporal_samples,
 )
+from ._floor import floor_pixels, half_step, uncensor
 from ._model import CameraModel
 from ._offset import offset_from_skew
 
@@ -23,9 +24,12 @@ __all__ = [
     "CameraModel",
     "darkest_level",
     "fit_line",
+    "floor_pixels",
+    "half_step",
     "offset_from_skew",
     "scene_moved",
     "spatial_samples",
     "still_ratio",
     "temporal_samples",
+    "uncensor",
 ]

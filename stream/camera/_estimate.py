@@ -50,8 +50,16 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
 - **Saturation.** A frame's maximum held by many pixels is a saturation level (a
   Poisson-Gaussian readout almost never repeats its maximum): blocks touching it have no
   noise left and would flatten the fit to a camera without noise, so their samples, and
-  those from the level where such blocks begin up, are dropped. A floor at zero is not
-  treated so: zeros are real counts on a photon-counting camera.
+  those from the level where such blocks begin up, are dropped.
+- **Clipped readouts.** An unsigned camera at offset 0 clips its read noise at 0: the
+  noise at dim levels looks narrower and the levels higher, which read as a steep gain
+  and no read noise (at 3 photons, gain 3.6 and read 0.4 ADU for a true 1 and 4). A
+  frame's minimum held by many pixels is such a floor when the noise continues right
+  above it (:func:`stream.camera._floor.floor_pixels`: not a photon counter's zeros, nor
+  a masked region). Each sample then also keeps its share of pixels at the floor, and
+  the fit goes through each bin's unclipped mean and variance, which that share and the
+  bin's clipped noise power give (:func:`censored_fit`); the offset is the floor, and
+  the camera says so (``floor``), so the engine undoes the clipping's bias in the output.
 
 Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-4.6
 ms per update at 512 x 512 (4.6 with the test for moved scenes), 13-25 ms when the fit
@@ -69,6 +77,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._floor import floor_pixels, half_step, latent_from_clipped
 from ._model import CameraModel
 from ._offset import offset_from_skew, second_difference
 
@@ -137,6 +146,7 @@ class CameraEstimate:
             "saturated": round(self.saturated, 4),
             "offset_source": self.offset_source,
             "moved": self.moved,
+            **({"floor": self.camera.floor} if self.camera.floor is not None else {}),
             **(
                 {"offset_stderr": _significant(self.offset_stderr)}
                 if self.offset_stderr is not None
@@ -331,11 +341,16 @@ def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]
     means, power = means[finite], power[finite]
     if means.size < 2 * BINS:
         return 0.0, float(np.median(power)) if power.size else 0.0, math.inf
-    order = np.argsort(means)
-    groups = np.array_split(order, BINS)
+    groups = np.array_split(np.argsort(means), BINS)
     x = np.array([np.median(means[g]) for g in groups])
     y = np.array([np.median(power[g]) for g in groups])
-    weight = np.array([len(g) for g in groups], dtype=np.float64) / np.maximum(y, 1e-12) ** 2
+    return _weighted_line(x, y, np.array([len(g) for g in groups], dtype=np.float64))
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[float, float, float]:
+    """(slope, intercept, slope stderr) of a line through bins of ``counts`` samples,
+    each weighted by its count over its variance squared (a power's spread scales so)."""
+    weight = counts / np.maximum(y, 1e-12) ** 2
     if np.ptp(x) <= 0:
         return 0.0, float(np.median(y)), math.inf
     design = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(weight)[:, None]
@@ -347,6 +362,58 @@ def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]
     sigma2 = float(np.sum((target - fitted) ** 2)) / dof
     cov = sigma2 * np.linalg.pinv(design.T @ design)
     return slope, intercept, float(math.sqrt(max(cov[0, 0], 0.0)))
+
+
+#: A bin of samples counts as clipped when this share of its pixels sits at the floor.
+CLIPPED_SHARE = 0.001
+
+
+def censored_fit(
+    means: np.ndarray,
+    power: np.ndarray,
+    share: np.ndarray,
+    floor: float,
+    half: float = 0.0,
+    median_over_mean: np.ndarray | float = _MEDIAN_OVER_MEAN[16],
+) -> tuple[float, float, float] | None:
+    """:func:`fit_line` for readouts clipped at ``floor``: each bin's share of pixels at
+    the floor and its (clipped) noise power give the unclipped mean and variance
+    (:func:`stream.camera._floor.latent_from_clipped`), and the line goes through those.
+    None when the floor is not a clipping: too few samples, or the bins that never reach
+    it show a camera without read noise (a photon counter, whose zeros are counts).
+    ``median_over_mean``: each power's median correction (per sample, or one for all:
+    16 differences or 4 cell residuals averaged): a clipped bin's noise power is its
+    samples' mean with that correction undone, since the median of clipped noise powers
+    sits low (many all-clipped cells are 0)."""
+    finite = np.isfinite(means) & np.isfinite(power) & np.isfinite(share)
+    means, power, share = means[finite], power[finite], share[finite]
+    unbiased = power * np.broadcast_to(median_over_mean, finite.shape)[finite]
+    if means.size < 2 * BINS:
+        return None
+    groups = np.array_split(np.argsort(means), BINS)
+    x = np.array([np.median(means[g]) for g in groups])
+    y = np.array([np.median(power[g]) for g in groups])
+    p = np.array([np.mean(share[g]) for g in groups])
+    counts = np.array([len(g) for g in groups], dtype=np.float64)
+    clipped = p > CLIPPED_SHARE
+    if not clipped.any():
+        return None
+    clear = ~clipped
+    if np.count_nonzero(clear) >= 6:
+        slope, intercept, _ = _weighted_line(x[clear], y[clear], counts[clear])
+        if slope > 0 and intercept + slope * floor < (0.5 * slope) ** 2:
+            return None  # under half an electron of read noise: zeros are real counts
+    mean_power = np.array([np.mean(unbiased[g]) for g in groups])
+    latent, variance = latent_from_clipped(p[clipped], mean_power[clipped], floor, half)
+    lx, ly = x.copy(), y.copy()
+    lx[clipped], ly[clipped] = latent, variance
+    keep = np.isfinite(lx) & np.isfinite(ly)
+    if np.count_nonzero(keep) < 3:
+        return None
+    slope, intercept, stderr = _weighted_line(lx[keep], ly[keep], counts[keep])
+    if not (math.isfinite(slope) and slope > 0):  # read noise only, as far as one can tell
+        return 0.0, float(np.median(ly[keep])), math.inf
+    return slope, intercept, stderr
 
 
 def undiluted_fit(
@@ -372,6 +439,17 @@ def undiluted_fit(
     return corrected, at_pivot - corrected * pivot, stderr / reliability
 
 
+def _floor_share(
+    at_floor: np.ndarray | None, previous: np.ndarray | None, blocks: int
+) -> np.ndarray:
+    """Per block, the share of its pixels at the floor (over both frames of a pair)."""
+    masks = [m for m in (at_floor, previous) if m is not None]
+    if not masks:
+        return np.zeros(blocks, np.float32)
+    share = sum(_block_means(m).ravel() for m in masks) / len(masks)
+    return np.asarray(share, dtype=np.float32)
+
+
 class CameraEstimator:
     """Estimates a stream's camera as frames arrive; one per series.
 
@@ -390,8 +468,12 @@ class CameraEstimator:
         self._means: list[np.ndarray] = []
         self._power: list[np.ndarray] = []
         self._factors: list[float] = []  # per batch: its levels' noise per pixel variance
+        self._corrections: list[float] = []  # per batch: its powers' median correction
         self._smooth: list[np.ndarray] = []  # per batch: levels over 3 x 3 blocks (float32)
         self._third: list[np.ndarray] = []  # per batch: mean cubed second differences
+        self._share: list[np.ndarray] = []  # per batch: share of pixels at a floor
+        self._floor: float | None = None  # the latest frame's floor, if it piles up there
+        self._half = 0.0  # half a count, for integer readouts (see _floor.half_step)
         self._kept = 0
         self._previous: np.ndarray | None = None
         self._previous_saturated: np.ndarray | None = None
@@ -443,11 +525,15 @@ class CameraEstimator:
         del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
+        floor = floor_pixels(frame)
+        self._floor = floor[0] if floor is not None else None
+        self._half = half_step(frame) if floor is not None else 0.0
+        at_floor = floor[1] if floor is not None else None
         paired = self._previous is not None and self._previous.shape == frame.shape
         moved = False
         same_shape = self._average is not None and self._average.shape == blocks.shape
         if follows and paired and same_shape:
-            moved = self._add_temporal(frame, saturated)
+            moved = self._add_temporal(frame, saturated, at_floor)
         if moved or not same_shape:
             self._average = blocks  # a moved scene: the levels start again from this frame
             self._averaged, self._weight_sq = 1, 1.0
@@ -462,20 +548,30 @@ class CameraEstimator:
             means, power = spatial_samples(frame, saturated)
             if self._unit is None:
                 self._unit = data_unit(frame, power)
-            self.estimate = self._from(means, power, "spatial")
+            share = _floor_share(at_floor, None, means.size)
+            spatial_correction = np.full(means.size, _MEDIAN_OVER_MEAN[4])
+            self.estimate = self._from(
+                means, power, "spatial", clipping=(share, spatial_correction)
+            )
         elif self._kept >= 2 * BINS * 8 and (
             self._since_fit >= self._refit_interval() or self.estimate.source == "spatial"
         ):
             means, power = np.concatenate(self._means), np.concatenate(self._power)
-            factors = np.repeat(self._factors, [m.size for m in self._means])
+            sizes = [m.size for m in self._means]
+            factors = np.repeat(self._factors, sizes)
+            corrections = np.repeat(self._corrections, sizes)
             smooth, third = np.concatenate(self._smooth), np.concatenate(self._third)
+            share = np.concatenate(self._share)
             if means.size > FIT_SAMPLES:  # evenly over the reservoir: a fit in ~10 ms
                 take = np.linspace(0, means.size - 1, FIT_SAMPLES).astype(np.int64)
                 means, power, factors = means[take], power[take], factors[take]
                 smooth, third = smooth[take], third[take]
+                share, corrections = share[take], corrections[take]
             if self._since_fit >= self._refit_interval():  # the first temporal fit comes early
                 self._since_fit = 0
-            self.estimate = self._from(means, power, "temporal", factors, (smooth, third))
+            self.estimate = self._from(
+                means, power, "temporal", factors, (smooth, third), (share, corrections)
+            )
         else:
             self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
         if (self.estimate.saturated, self.estimate.moved) != (self._saturated, self._moved):
@@ -492,7 +588,9 @@ class CameraEstimator:
         offset (2.6 ADU at 10 photons per pixel: 0.5 dB of the model's output)."""
         return max(1, min(self._refit_every, self._frames // 2))
 
-    def _add_temporal(self, frame: np.ndarray, saturated: np.ndarray | None) -> bool:
+    def _add_temporal(
+        self, frame: np.ndarray, saturated: np.ndarray | None, at_floor: np.ndarray | None
+    ) -> bool:
         """Samples from the frame and the one before it (and, for the offset's skew, the
         one before that, when the three are consecutive and the scene held still); True
         when the scene moved between the two."""
@@ -521,14 +619,54 @@ class CameraEstimator:
         self._power.append(power)
         # the levels' noise: the running mean's, or for a moved pair its own two frames'
         self._factors.append((0.5 if moved else self._weight_sq) / BLOCK**2)
+        self._corrections.append(_MEDIAN_OVER_MEAN[4 if moved else 16])
         self._smooth.append(_neighbourhood(self._average).ravel().astype(np.float32))
         self._third.append(third.astype(np.float32))
+        previous_floor = floor_pixels(self._previous) if at_floor is not None else None
+        self._share.append(
+            _floor_share(at_floor, previous_floor[1] if previous_floor else None, means.size)
+        )
         self._kept += means.size
         while self._kept - self._means[0].size >= self._reservoir:
             self._kept -= self._means.pop(0).size
-            for batches in (self._power, self._factors, self._smooth, self._third):
+            for batches in (
+                self._power, self._factors, self._corrections, self._smooth, self._third,
+                self._share,
+            ):  # fmt: skip
                 batches.pop(0)
         return moved
+
+    def _clipped(
+        self,
+        means: np.ndarray,
+        power: np.ndarray,
+        clipping: tuple[np.ndarray, np.ndarray],
+        source: str,
+    ) -> CameraEstimate | None:
+        """The camera of readouts clipped at the latest frame's floor, or None when they
+        are not (see :func:`censored_fit`). The offset is taken to be the floor: a camera
+        clips where its zero is (the darkest blocks and the skew both read clipped noise
+        wrong: it is narrower and skewed)."""
+        assert self._floor is not None
+        unit = self._unit or 1.0
+        floor = self._floor / unit
+        share, corrections = clipping
+        fitted = censored_fit(
+            means / unit, power / unit**2, share, floor, self._half / unit, corrections
+        )
+        if fitted is None:
+            return None
+        gain, intercept, stderr = fitted
+        read2 = max(intercept + gain * floor, 1e-6)
+        camera = CameraModel(
+            gain=float(min(max(gain, 1e-3) * unit, 1000.0)),
+            offset=float(min(max(self._floor, -32768.0), 65535.0)),
+            read_noise=float(min(math.sqrt(read2) * unit, 1000.0)),
+            floor=float(min(max(self._floor, -32768.0), 65535.0)),
+        )
+        return CameraEstimate(
+            camera, stderr * unit, self._frames, source, 0.0, "floor", None, self._moved
+        )
 
     def _from(
         self,
@@ -537,9 +675,16 @@ class CameraEstimator:
         source: str,
         level_factor: np.ndarray | None = None,
         skew: tuple[np.ndarray, np.ndarray] | None = None,
+        clipping: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> CameraEstimate:
         """The camera from (level, power) samples; ``skew``: each sample's smoothed level
-        and mean cubed second difference (NaN where none), for the offset."""
+        and mean cubed second difference (NaN where none), for the offset; ``clipping``:
+        each sample's share of pixels at the latest frame's floor, if it has one, and its
+        power's median correction (see :func:`censored_fit`)."""
+        if self._floor is not None and clipping is not None:
+            clipped = self._clipped(means, power, clipping, source)
+            if clipped is not None:
+                return clipped
         if level_factor is None:  # one frame's own neighbourhood means: 9 blocks of 16
             level_factor = np.full(means.shape, 1.0 / (9 * BLOCK**2))
         unit = self._unit or 1.0  # the fit works in it; the camera is scaled back below

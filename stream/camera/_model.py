@@ -18,6 +18,13 @@ class CameraModel(BaseModel):
     gain: float = Field(2.0, gt=0, le=1000, description="ADU per photo-electron")
     offset: float = Field(100.0, ge=-32768, le=65535, description="camera bias, ADU")
     read_noise: float = Field(1.5, ge=0, le=1000, description="read noise, ADU rms")
+    floor: float | None = Field(
+        None,
+        ge=-32768,
+        le=65535,
+        description="readouts are clipped at this level, ADU (an unsigned camera at offset 0 "
+        "clips its read noise at 0): the denoised output is corrected for the clipping",
+    )
 
     def variance(self, centred: float) -> float:
         """Noise variance (ADU^2) at ``centred`` ADU above the offset."""

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
-from ..camera import CameraModel
+from ..camera import CameraModel, half_step, uncensor
 from ._gpu import GpuConfig, cuda_options, tensorrt_options, trt_profile
 from ._inputs import bright_level, fill_noise_map, scale_from, snr_at
 from ._model_meta import ModelMetadata
@@ -458,6 +458,9 @@ class Engine:
             result *= scale
         if offset != 0:
             result += offset
+        if camera is not None and camera.floor is not None and self.needs_camera:
+            # clipped readouts: the signal, not their biased mean
+            uncensor(result, camera, 0.5 if frame.dtype.kind in "ui" else half_step(frame))
         if bad is not None:
             result[bad] = np.nan
         return result
