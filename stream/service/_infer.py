@@ -222,7 +222,7 @@ class InferenceStage:
             estimate = context.estimate
             if context.configured is not None:
                 camera: dict[str, object] = {
-                    **context.configured.model_dump(),
+                    **context.configured.model_dump(exclude_none=True),
                     "source": "configured",
                 }
             elif estimate is not None:
