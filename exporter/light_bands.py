@@ -68,7 +68,7 @@ def leading_repeats(frames: np.ndarray) -> int:
     return m
 
 
-def _camera_in_model_units(current: np.ndarray, noise: np.ndarray) -> tuple[float, float]:
+def camera_in_model_units(current: np.ndarray, noise: np.ndarray) -> tuple[float, float]:
     """Gain and read noise over the frame scale, from the noise map, which is exactly
     ``sqrt(gain * max(x, 0) + read**2)`` in model units: a straight line in ``noise**2``."""
     x = np.maximum(current, 0.0).ravel().astype(np.float64)
@@ -127,7 +127,7 @@ def measure_band(
         repeats = leading_repeats(inputs[:k])
         if (window == "young") != (0 < repeats < k - 1):
             continue  # not this kind (an empty window: the spatial start answers it anyway)
-        gain, read = _camera_in_model_units(inputs[k - 1], inputs[k])
+        gain, read = camera_in_model_units(inputs[k - 1], inputs[k])
         level = peak_snr(inputs[k - 1], gain, read)
         t_out = t_session.run(None, {"x": inputs[None]})[0][0, 0]
         s_out = s_session.run(None, {"x": inputs[None, k - 1 : k + 1]})[0][0, 0]

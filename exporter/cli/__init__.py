@@ -1,8 +1,9 @@
 """The offline commands, plugged into ``deepdenoise`` through ``deepdenoise.commands``.
 
 ``register`` is the entry point: it adds ``demo`` always (it needs only the demo extra)
-and ``train``, ``export``, ``calibrate``, ``evaluate``, ``train-traces``, ``adapt`` and
-``compose`` when torch is installed; without it, ``deepdenoise --help`` says how to get them.
+and ``train``, ``export``, ``calibrate``, ``evaluate``, ``train-traces``, ``adapt``,
+``compose`` and ``pass-through`` when torch is installed; without it, ``deepdenoise
+--help`` says how to get them.
 Nothing heavy is imported here: each command imports what it needs when it runs.
 """
 
@@ -17,7 +18,16 @@ from . import _adapt, _demo, _evaluate, _ship, _traces, _train
 from ._hints import EXTRA_HINT
 
 #: The commands that need the train extra (torch).
-OFFLINE_COMMANDS = ("train", "export", "calibrate", "evaluate", "train-traces", "adapt", "compose")
+OFFLINE_COMMANDS = (
+    "train",
+    "export",
+    "calibrate",
+    "evaluate",
+    "train-traces",
+    "adapt",
+    "compose",
+    "pass-through",
+)
 
 
 def register(app: typer.Typer) -> None:

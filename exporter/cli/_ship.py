@@ -107,6 +107,60 @@ def compose_command(
     )
 
 
+def _band(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(":")
+    try:
+        band = (float(low), float(high))
+    except ValueError:
+        raise fail(f"expected --band LOW:HIGH (two peak SNRs), got {text!r}") from None
+    if not 0 < band[0] < band[1]:
+        raise fail(f"expected --band LOW:HIGH with 0 < LOW < HIGH, got {text!r}")
+    return band
+
+
+def pass_through_command(
+    model: Annotated[Path, typer.Argument(help="A noise-adaptive model (.onnx).", exists=True)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model with the band.")],
+    samples: Annotated[
+        int,
+        typer.Option(
+            help="Generated scenes (300 to 100,000 photons) on which to measure where the "
+            "model's output should give way to its input.",
+            min=50,
+        ),
+    ] = 1200,
+    band: Annotated[
+        str | None,
+        typer.Option(
+            help="LOW:HIGH peak SNRs to write instead of measuring (e.g. the band measured "
+            "on a composed model's spatial start, which answers its bright frames)."
+        ),
+    ] = None,
+) -> None:
+    """Blend a model's output toward its input in more light than it was trained for:
+    measure the band of peak SNR on generated scenes (or take --band) and write it in."""
+    try:
+        from exporter.pass_through import describe, measure, with_pass_through
+    except ImportError as exc:
+        raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    try:
+        if band is None:
+            found = measure(model, samples=samples)
+            console.print(describe(found) + "\n", highlight=False)
+            chosen = (found.low, found.high)
+        else:
+            chosen = _band(band)
+        meta = with_pass_through(model, out, chosen)
+    except (DeepDenoiseError, OSError, ValueError) as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"wrote {out}: output blended toward the input over peak SNR {chosen[0]:g}-"
+        f"{chosen[1]:g} (content hash {meta.content_hash})",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("ship")(ship_command)
     app.command("compose")(compose_command)
+    app.command("pass-through")(pass_through_command)

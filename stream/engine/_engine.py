@@ -445,9 +445,9 @@ class Engine:
                     f"model {self.path.name} is noise-adaptive: expected the camera "
                     "(offset, gain, read noise) of the frame, got none"
                 )
-            scale, offset = self._adaptive_input(ws, frame, bad, camera, history, running_mean)
+            scale, offset, snr = self._adaptive_input(ws, frame, bad, camera, history, running_mean)
         else:
-            scale, offset = self._fixed_input(ws, frame, bad)
+            (scale, offset), snr = self._fixed_input(ws, frame, bad), 0.0
         ws.prepare()
         buffers.before_run()
         self._session.run_with_iobinding(buffers.binding, buffers.run_options)
@@ -458,6 +458,9 @@ class Engine:
             result *= scale
         if offset != 0:
             result += offset
+        blend = self.metadata.pass_through(snr)
+        if blend > 0:  # brighter than the model knows: toward its input (see ModelMetadata)
+            result += np.float32(blend) * (frame.astype(np.float32) - result)
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
             uncensor(result, camera, 0.5 if frame.dtype.kind in "ui" else half_step(frame))
@@ -487,8 +490,9 @@ class Engine:
         camera: CameraModel,
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
-    ) -> tuple[np.float32, np.float32]:
-        """The channels :func:`stream.engine.model_input` builds, in the tile buffers."""
+    ) -> tuple[np.float32, np.float32, float]:
+        """The channels :func:`stream.engine.model_input` builds, in the tile buffers;
+        with the scale and offset, the frame's peak SNR (0 when nothing needs it)."""
         meta, planes = self.metadata, ws.interiors
         k = meta.frames
         history = list(history)[len(history) - (k - 1) :] if k > 1 else ()
@@ -498,13 +502,14 @@ class Engine:
         if bad is not None:
             current[bad] = current[~bad].mean(dtype=np.float64)
         band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
-        # the frame's bright level, only when the scale or a band needs it (one block pass)
+        # the frame's bright level, only when the scale, a band or the pass-through needs
+        # it (one block pass)
         adaptive = meta.normalization == "adaptive"
-        top = bright_level(current) if adaptive or band is not None else float("nan")
-        if band is not None:
-            snr = snr_at(top, camera.gain, camera.read_noise)
-            if not band[0] <= snr <= band[1]:
-                history = ()  # a window that would not help in this light: the spatial start
+        wanted = adaptive or band is not None or meta.pass_through_snr is not None
+        top = bright_level(current) if wanted else float("nan")
+        snr = snr_at(top, camera.gain, camera.read_noise) if wanted else 0.0
+        if band is not None and not band[0] <= snr <= band[1]:
+            history = ()  # a window that would not help in this light: the spatial start
         for i in range(k - 1):
             missing = k - 1 - len(history)  # a series start: repeat what there is
             source = frame if not history else history[max(0, i - missing)]
@@ -533,7 +538,7 @@ class Engine:
                     )
                 np.subtract(running_mean, offset, out=mean, dtype=np.float32, casting="unsafe")
                 mean *= inverse
-        return np.float32(scale), offset
+        return np.float32(scale), offset, snr
 
     # -- lifetime -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ A plain ONNX model without these keys still runs, with the defaults below.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -32,7 +33,13 @@ FORMAT_VERSION = 1
 #: (DnCNN-20), the deepest model this project ships, so tiles are never too small.
 DEFAULT_RECEPTIVE_FIELD = 41
 
-_JSON_FIELDS = ("training_noise", "training_data", "adaptation", "spatial_start")
+_JSON_FIELDS = (
+    "training_noise",
+    "training_data",
+    "adaptation",
+    "spatial_start",
+    "pass_through_snr",
+)
 #: Keys of ``spatial_start`` holding a composed model's bands of light, by window.
 BAND_KEYS = {"young": "young_temporal_snr", "full": "temporal_snr"}
 
@@ -79,6 +86,11 @@ class ModelMetadata(BaseModel):
     #: ``young_temporal_snr`` and ``temporal_snr``, the bands of light where a young
     #: series' partial window and a full window help (:meth:`temporal_band`).
     spatial_start: dict[str, Any] = Field(default_factory=dict)
+    #: Peak SNRs ``[low, high]`` (:func:`stream.engine.peak_snr`) over which the output
+    #: is blended toward the input, all the way above ``high``: beyond the light a model
+    #: was trained for, its own error is above the input's noise
+    #: (``deepdenoise pass-through`` measures it). None: the model's output as it is.
+    pass_through_snr: list[float] | None = None
     content_hash: str | None = None
     #: The exporter checked that the model in fp16 stays within tolerance of fp32:
     #: TensorRT may then build it in fp16 (``gpu.fp16 = "auto"``).
@@ -115,6 +127,28 @@ class ModelMetadata(BaseModel):
                     f"spatial_start.{key} must be [low, high] with 0 <= low <= high, got {band!r}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _pass_through(self) -> ModelMetadata:
+        band = self.pass_through_snr
+        if band is not None and not (len(band) == 2 and 0 < band[0] < band[1]):
+            raise ValueError(
+                f"pass_through_snr must be [low, high] with 0 < low < high, got {band!r}"
+            )
+        if band is not None and self.normalization != "adaptive":
+            raise ValueError(
+                "pass_through_snr needs normalization 'adaptive' (the peak SNR comes from "
+                f"the camera), got {self.normalization!r}"
+            )
+        return self
+
+    def pass_through(self, snr: float) -> float:
+        """How far the output is blended toward the input at peak SNR ``snr``: 0 below
+        ``pass_through_snr[0]``, 1 above ``[1]``, linear in log SNR between."""
+        if self.pass_through_snr is None or not snr > self.pass_through_snr[0]:
+            return 0.0
+        low, high = self.pass_through_snr
+        return min(1.0, math.log(snr / low) / math.log(high / low))
 
     @property
     def in_channels(self) -> int:
