@@ -341,10 +341,19 @@ def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]
     means, power = means[finite], power[finite]
     if means.size < 2 * BINS:
         return 0.0, float(np.median(power)) if power.size else 0.0, math.inf
+    _, x, y, counts = _bins(means, power)
+    return _weighted_line(x, y, counts)
+
+
+def _bins(
+    means: np.ndarray, power: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Samples in ``BINS`` equal-count bins by mean: (each bin's sample indices, its
+    median mean, its median power, its sample count)."""
     groups = np.array_split(np.argsort(means), BINS)
     x = np.array([np.median(means[g]) for g in groups])
     y = np.array([np.median(power[g]) for g in groups])
-    return _weighted_line(x, y, np.array([len(g) for g in groups], dtype=np.float64))
+    return groups, x, y, np.array([len(g) for g in groups], dtype=np.float64)
 
 
 def _weighted_line(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[float, float, float]:
@@ -390,11 +399,8 @@ def censored_fit(
     unbiased = power * np.broadcast_to(median_over_mean, finite.shape)[finite]
     if means.size < 2 * BINS:
         return None
-    groups = np.array_split(np.argsort(means), BINS)
-    x = np.array([np.median(means[g]) for g in groups])
-    y = np.array([np.median(power[g]) for g in groups])
+    groups, x, y, counts = _bins(means, power)
     p = np.array([np.mean(share[g]) for g in groups])
-    counts = np.array([len(g) for g in groups], dtype=np.float64)
     clipped = p > CLIPPED_SHARE
     if not clipped.any():
         return None
@@ -479,6 +485,7 @@ class CameraEstimator:
         self._previous_saturated: np.ndarray | None = None
         self._before: np.ndarray | None = None  # the frame before the previous one, when
         self._before_saturated: np.ndarray | None = None  # the two were consecutive
+        self._previous_floor: np.ndarray | None = None  # its pixels at a floor, if any
         self._unit: float | None = None  # the fit works in it (see :func:`data_unit`)
         self._saturated = 0.0
         # running mean of the frames' block means: the levels to bin by
@@ -500,16 +507,24 @@ class CameraEstimator:
         triple with the next, for the offset's skew).
         """
         frame = np.asarray(frame)
-        self._keep_previous(frame, saturated_pixels(frame), follows)
+        floor = floor_pixels(frame)
+        self._keep_previous(
+            frame, saturated_pixels(frame), floor[1] if floor is not None else None, follows
+        )
 
     def _keep_previous(
-        self, frame: np.ndarray, saturated: np.ndarray | None, follows: bool
+        self,
+        frame: np.ndarray,
+        saturated: np.ndarray | None,
+        at_floor: np.ndarray | None,
+        follows: bool,
     ) -> None:
         chained = follows and self._previous is not None and self._previous.shape == frame.shape
         self._before = self._previous if chained else None
         self._before_saturated = self._previous_saturated if chained else None
         self._previous = frame.astype(np.float32, copy=True)
         self._previous_saturated = saturated
+        self._previous_floor = at_floor
 
     def update(self, frame: np.ndarray, follows: bool = True) -> CameraEstimate:
         """Take one frame and return the current estimate.
@@ -542,7 +557,8 @@ class CameraEstimator:
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += weight * (blocks - self._average)
             self._weight_sq = (1.0 - weight) ** 2 * self._weight_sq + weight**2
-        self._keep_previous(frame, saturated, follows and not moved)  # no skew across a move
+        # no skew across a move
+        self._keep_previous(frame, saturated, at_floor, follows and not moved)
         self._since_fit += 1
         if self.estimate is None:  # one frame's samples give the unit and the estimate
             means, power = spatial_samples(frame, saturated)
@@ -622,10 +638,8 @@ class CameraEstimator:
         self._corrections.append(_MEDIAN_OVER_MEAN[4 if moved else 16])
         self._smooth.append(_neighbourhood(self._average).ravel().astype(np.float32))
         self._third.append(third.astype(np.float32))
-        previous_floor = floor_pixels(self._previous) if at_floor is not None else None
-        self._share.append(
-            _floor_share(at_floor, previous_floor[1] if previous_floor else None, means.size)
-        )
+        previous_floor = self._previous_floor if at_floor is not None else None
+        self._share.append(_floor_share(at_floor, previous_floor, means.size))
         self._kept += means.size
         while self._kept - self._means[0].size >= self._reservoir:
             self._kept -= self._means.pop(0).size

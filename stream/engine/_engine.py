@@ -463,7 +463,7 @@ class Engine:
             result += np.float32(blend) * (frame.astype(np.float32) - result)
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
-            uncensor(result, camera, 0.5 if frame.dtype.kind in "ui" else half_step(frame))
+            uncensor(result, camera, half_step(frame))
         if bad is not None:
             result[bad] = np.nan
         return result
