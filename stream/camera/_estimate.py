@@ -673,10 +673,10 @@ class CameraEstimator:
         gain, intercept, stderr = fitted
         read2 = max(intercept + gain * floor, 1e-6)
         camera = CameraModel(
-            gain=float(min(max(gain, 1e-3) * unit, 1000.0)),
-            offset=float(min(max(self._floor, -32768.0), 65535.0)),
-            read_noise=float(min(math.sqrt(read2) * unit, 1000.0)),
-            floor=float(min(max(self._floor, -32768.0), 65535.0)),
+            gain=max(gain, 1e-3) * unit,
+            offset=self._floor,
+            read_noise=math.sqrt(read2) * unit,
+            floor=self._floor,
         )
         return CameraEstimate(
             camera, stderr * unit, self._frames, source, 0.0, "floor", None, self._moved
@@ -731,10 +731,9 @@ class CameraEstimator:
                     if bounded < offset:
                         offset, offset_source, offset_stderr = bounded, "skew", found[1] * unit
             read2 = max(intercept + gain * offset, 1e-6)
+        # In the data's own unit, unbounded: float32 frames may come in any scale.
         camera = CameraModel(
-            gain=float(min(max(gain, 1e-3) * unit, 1000.0)),
-            offset=float(min(max(offset * unit, -32768.0), 65535.0)),
-            read_noise=float(min(math.sqrt(read2) * unit, 1000.0)),
+            gain=max(gain, 1e-3) * unit, offset=offset * unit, read_noise=math.sqrt(read2) * unit
         )
         return CameraEstimate(
             camera,

@@ -13,15 +13,15 @@ class CameraModel(BaseModel):
     prints; the service estimates it live from the stream when none is configured.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No upper bounds: float32 frames may come in any unit (photo-electrons x 1000, a
+    # flat-fielded ratio), and a camera of theirs is as valid as one of 16-bit counts.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    gain: float = Field(2.0, gt=0, le=1000, description="ADU per photo-electron")
-    offset: float = Field(100.0, ge=-32768, le=65535, description="camera bias, ADU")
-    read_noise: float = Field(1.5, ge=0, le=1000, description="read noise, ADU rms")
+    gain: float = Field(2.0, gt=0, description="ADU per photo-electron")
+    offset: float = Field(100.0, description="camera bias, ADU")
+    read_noise: float = Field(1.5, ge=0, description="read noise, ADU rms")
     floor: float | None = Field(
         None,
-        ge=-32768,
-        le=65535,
         description="readouts are clipped at this level, ADU (an unsigned camera at offset 0 "
         "clips its read noise at 0): the denoised output is corrected for the clipping",
     )

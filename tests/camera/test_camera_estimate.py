@@ -115,11 +115,13 @@ def test_an_unsaturated_stream_reports_none_and_a_saturated_frame_no_crash() -> 
     assert estimate.as_dict()["saturated"] == 1.0
 
 
-@pytest.mark.parametrize("scale", [1 / 65535, 1e-2, 30.0])
+@pytest.mark.parametrize("scale", [1 / 65535, 1e-2, 30.0, 1e3, 1e5])
 def test_the_same_stream_in_other_units_gets_the_same_camera_scaled(scale: float) -> None:
     """Frames scaled to [0, 1] (or to any unit): the fit's floors used to be in ADU, so at
     1/65535 the gain sat on its floor of 1e-3, the noise map was many times too high and
-    the model blurred the frame."""
+    the model blurred the frame; and float frames in large units (x 1000, x 1e5) met caps
+    of 1000 on gain and read noise and of 65535 on the offset, which left the model
+    unsmoothed or blurring."""
     camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
     frames = [frame.astype(np.float64) for _, frame in stream(camera, 30.0, 20)]
     native, scaled = CameraEstimator(), CameraEstimator()
