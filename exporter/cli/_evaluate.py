@@ -76,7 +76,8 @@ def evaluate(
         str,
         typer.Option(
             help="Also read every generator's movies out again by these cameras, "
-            "GAIN:OFFSET:READ (ADU per e-, ADU, e-), comma-separated, e.g. 0.25:0:6,4:1000:0.5.",
+            "GAIN:OFFSET:READ[:F2] (ADU per e-, ADU, e-, and for an EMCCD or photomultiplier "
+            "its excess noise factor), comma-separated, e.g. 0.25:0:6,4:1000:0.5,20:500:0.5:2.",
         ),
     ] = "",
 ) -> None:

@@ -6,7 +6,11 @@ but a user's camera may count 4 ADU per photoelectron or a quarter of one, sit a
 offset of 0 or 1000, and add 1 or 8 e- of read noise -- and the models estimate all of
 it live. ``recamera`` takes a test movie's expected photons (its clean image, back
 through its own camera) and reads them out again, Poisson then Gaussian, rounded to
-16-bit counts: the scene and the photon budget stay, only the camera changes.
+16-bit counts: the scene and the photon budget stay, only the camera changes. An
+electron-multiplying camera (an EMCCD, or a photomultiplier's pulse heights) multiplies
+each photo-electron by a random gain of mean 1 before the read noise: its excess noise
+factor F^2 (2 for an EMCCD's register) scales the shot noise's variance, and a
+Poisson-Gaussian fit sees the gain F^2 x gain.
 """
 
 from __future__ import annotations
@@ -25,39 +29,47 @@ _NOISE_TAG = 7_041
 
 @dataclass(frozen=True)
 class EvalCamera:
-    """A Poisson-Gaussian camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``."""
+    """A Poisson-Gaussian camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``;
+    with ``excess`` F^2 > 1, each photo-electron counts a Gamma-distributed number of
+    times (mean 1, variance F^2 - 1)."""
 
     gain: float  # ADU per photoelectron
     offset: float  # ADU
     read_noise: float  # e-
+    excess: float = 1.0  # excess noise factor F^2 (1: none)
 
     def __post_init__(self) -> None:
-        if not (self.gain > 0 and self.offset >= 0 and self.read_noise >= 0):
+        if not (self.gain > 0 and self.offset >= 0 and self.read_noise >= 0 and self.excess >= 1):
             raise ValueError(
-                "expected a camera with gain > 0, offset >= 0 and read noise >= 0, got "
-                f"gain {self.gain:g}, offset {self.offset:g}, read noise {self.read_noise:g}"
+                "expected a camera with gain > 0, offset >= 0, read noise >= 0 and excess "
+                f"noise factor >= 1, got gain {self.gain:g}, offset {self.offset:g}, read noise "
+                f"{self.read_noise:g}, excess {self.excess:g}"
             )
 
     @property
     def label(self) -> str:
-        return f"gain {self.gain:g}, offset {self.offset:g}, read {self.read_noise:g} e-"
+        label = f"gain {self.gain:g}, offset {self.offset:g}, read {self.read_noise:g} e-"
+        return label + (f", F2 {self.excess:g}" if self.excess > 1 else "")
 
 
 def parse_cameras(text: str) -> tuple[EvalCamera, ...]:
-    """``"GAIN:OFFSET:READ,..."`` (read noise in electrons) as cameras; "" gives none."""
+    """``"GAIN:OFFSET:READ[:F2],..."`` (read noise in electrons, F2 the excess noise
+    factor of an electron-multiplying camera) as cameras; "" gives none."""
     cameras = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         fields = item.split(":")
         try:
-            gain, offset, read = (float(f) for f in fields)
+            if len(fields) not in (3, 4):
+                raise ValueError
+            numbers = [float(f) for f in fields]
         except ValueError:
             raise ValueError(
-                f"expected a camera as GAIN:OFFSET:READ (numbers, read noise in e-) such as "
-                f"4:1000:2, got {item!r}"
+                f"expected a camera as GAIN:OFFSET:READ[:F2] (numbers, read noise in e-, F2 "
+                f"an EMCCD's excess noise factor) such as 4:1000:2 or 20:500:0.5:2, got {item!r}"
             ) from None
-        cameras.append(EvalCamera(gain, offset, read))
+        cameras.append(EvalCamera(*numbers))
     return tuple(cameras)
 
 
@@ -66,13 +78,16 @@ def recamera(movie: EvalMovie, camera: EvalCamera, seed: int) -> EvalMovie:
     photons = np.maximum((movie.clean.astype(np.float64) - movie.offset) / movie.gain, 0.0)
     rng = np.random.default_rng([seed, _NOISE_TAG])
     electrons = rng.poisson(photons) * 1.0
+    if camera.excess > 1:  # a sum of n Gamma(k, 1/k) multiplications is Gamma(n k, 1/k)
+        shape = 1.0 / (camera.excess - 1.0)
+        electrons = rng.gamma(electrons * shape, 1.0 / shape)
     electrons += rng.normal(0.0, camera.read_noise, photons.shape)
     adu = np.rint(camera.gain * electrons + camera.offset)
     return dataclasses.replace(
         movie,
         noisy=np.clip(adu, 0, 65535).astype(np.uint16),
         clean=(camera.gain * photons + camera.offset).astype(np.float32),
-        gain=camera.gain,
+        gain=camera.gain * camera.excess,  # what a Poisson-Gaussian fit (and the VST) sees
         offset=camera.offset,
         read_noise=camera.gain * camera.read_noise,
         generator=with_camera(movie.generator, camera.label),

@@ -4,7 +4,11 @@ For each sample: a clean movie (``_scenes``) is scaled to a photon budget (its b
 structure, the 99.5th percentile, at 0.5 to 3000 photons per pixel, log-uniform), and
 read out by a random camera: ``adu = gain * Poisson(photons) + offset + N(0, read)``,
 rounded like an integer camera most of the time (``clip``: and, as its unsigned counts
-are, clipped at zero). A share of temporal samples (``fill``)
+are, clipped at zero). A share of cameras (``excess``) multiply each photo-electron by a
+random gain, as an EMCCD's register or a photomultiplier does: the shot noise's
+variance grows by the excess noise factor F^2 (1.1-2: a PMT to an EMCCD) and its
+distribution gets a longer tail; the model is told the effective gain, F^2 x gain, as
+the live estimate measures it. A share of temporal samples (``fill``)
 can start a series, or follow a gap, inside the window: its missing previous frames are
 the oldest frame there is, repeated, as the engine stands in for them. For a model with
 a running-mean channel, a sample's series began ``0..history`` frames before its window
@@ -70,6 +74,15 @@ class SynthConfig(BaseModel):
         "at an offset near 0 the read noise's lower tail piles up there (False: as trained "
         "before, negative counts kept)",
     )
+    excess: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of electron-multiplying cameras (EMCCD, photomultiplier): each "
+        "photo-electron counts Gamma(k, 1/k) times, excess noise factor F^2 = 1 + 1/k "
+        "log-uniform in excess_factor (0: Poisson only, as trained before)",
+    )
+    excess_factor: Range = Field((1.1, 2.0), description="range of F^2 for those cameras")
     gain_error: float = Field(0.08, ge=0, le=1, description="log-normal sigma of the estimate")
     read_error: float = Field(0.25, ge=0, le=2, description="log-normal sigma of the estimate")
     offset_error: float = Field(0.3, ge=0, le=5, description="offset error, in read-noise rms")
@@ -106,6 +119,11 @@ class SynthConfig(BaseModel):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"expected {name} as (min, max) with 0 < min <= max, got {lo, hi}")
+        lo, hi = self.excess_factor
+        if not 1 < lo <= hi:
+            raise ValueError(
+                f"expected excess_factor as (min, max) with 1 < min <= max, got {lo, hi}"
+            )
         unknown = [k for k in self.kinds if k not in GENERIC]
         if unknown:
             raise ValueError(f"expected kinds among {tuple(GENERIC)}, got {unknown}")
@@ -158,7 +176,14 @@ class PairGenerator:
         photons = clean * F32(_log_uniform(rng, cfg.photons))
         gain = _log_uniform(rng, cfg.gain)
         offset = 0.0 if rng.random() < cfg.zero_offset else float(rng.uniform(*cfg.offset))
-        adu = rng.poisson(photons).astype(F32) * F32(gain) + F32(offset)
+        electrons = rng.poisson(photons).astype(F32)
+        told_gain = gain
+        if cfg.excess > 0 and rng.random() < cfg.excess:
+            factor = _log_uniform(rng, cfg.excess_factor)  # F^2 = 1 + 1/k
+            k = 1.0 / (factor - 1.0)
+            electrons = rng.gamma(electrons * F32(k), 1.0 / k).astype(F32)
+            told_gain = gain * factor
+        adu = electrons * F32(gain) + F32(offset)
         if self.recorded is not None:
             read = self.recorded.std
             adu += self.recorded.sample(adu.shape, rng)
@@ -172,7 +197,7 @@ class PairGenerator:
         adu, running_mean = self._window_and_mean(adu, rng)
         photons = photons[photons.shape[0] - cfg.frames :]
         estimate = CameraModel(
-            gain=gain * math.exp(rng.normal(0, cfg.gain_error)),
+            gain=told_gain * math.exp(rng.normal(0, cfg.gain_error)),
             offset=offset + self._offset_error(photons[-1], gain, read, rng),
             read_noise=read * math.exp(rng.normal(0, cfg.read_error)),
         )

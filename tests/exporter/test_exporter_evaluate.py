@@ -261,13 +261,37 @@ def test_cameras_are_parsed_and_bad_ones_say_what_was_expected() -> None:
     from exporter.evaluation import EvalCamera, parse_cameras
 
     assert parse_cameras("") == ()
-    assert parse_cameras("0.25:0:6, 4:1000:0.5") == (
-        EvalCamera(0.25, 0.0, 6.0), EvalCamera(4.0, 1000.0, 0.5),
+    assert parse_cameras("0.25:0:6, 4:1000:0.5, 20:500:0.5:2") == (
+        EvalCamera(0.25, 0.0, 6.0), EvalCamera(4.0, 1000.0, 0.5), EvalCamera(20, 500, 0.5, 2),
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"GAIN:OFFSET:READ.*got '4:1000'"):
         parse_cameras("4:1000")
     with pytest.raises(ValueError, match=r"gain > 0.*got gain 0"):
         parse_cameras("0:100:2")
+    with pytest.raises(ValueError, match=r"excess noise factor >= 1.*excess 0.5"):
+        parse_cameras("1:100:2:0.5")
+
+
+def test_an_electron_multiplying_camera_doubles_the_shot_noise_variance() -> None:
+    """An EMCCD (F^2 = 2): mean unchanged, shot-noise variance twice a plain camera's,
+    and a longer upper tail (positive skew beyond the Poisson's); the movie reports the
+    effective gain a Poisson-Gaussian fit sees."""
+    from exporter.evaluation import EvalCamera, make_movie, recamera
+
+    movie = make_movie(30.0, shape=(96, 96), frames=6, seed=4)
+    plain = recamera(movie, EvalCamera(gain=20.0, offset=500.0, read_noise=0.5), seed=4)
+    emccd = recamera(movie, EvalCamera(20.0, 500.0, 0.5, excess=2.0), seed=4)
+    np.testing.assert_array_equal(plain.clean, emccd.clean)
+    assert emccd.gain == 40.0 and emccd.generator.endswith("F2 2)")
+    shot = (emccd.clean - 500.0).mean() * 20.0  # gain * signal in ADU: Poisson's variance
+    third = []
+    for readout, factor in ((plain, 1.0), (emccd, 2.0)):
+        noise = readout.noisy.astype(np.float64) - readout.clean
+        assert abs(noise.mean()) < 0.05 * noise.std()
+        assert np.mean(noise**2) == pytest.approx(factor * shot + 10.0**2, rel=0.05)
+        third.append(np.mean(noise**3))
+    # compound Poisson: the third cumulant is lambda E[Y^3], 6 for Y ~ Exp(1), 1 for Y = 1
+    assert 4.0 < third[1] / third[0] < 8.0
 
 
 def test_anscombe_round_trip_is_unbiased_at_moderate_counts() -> None:

@@ -147,3 +147,32 @@ def test_a_single_generic_kind_makes_every_generic_scene():
     for seed in range(8):
         movie = generic_movie(np.random.default_rng(seed), 64, 2, kinds=("outlines",))
         assert movie.shape == (2, 64, 64) and np.isfinite(movie).all() and movie.min() >= 0
+
+
+@pytest.mark.parametrize("factor", [1.25, 2.0])
+def test_electron_multiplying_cameras_add_excess_noise_and_tell_the_effective_gain(factor):
+    """An EMCCD (F^2 = 2) or a photomultiplier (F^2 ~ 1.25): the shot noise's variance
+    grows by F^2, and the noise map the model is told says so, as the live estimate
+    measures the effective gain; without ``excess`` the same camera is Poisson."""
+    flat = np.ones((1, 64, 64), np.float32)
+
+    def snr_noise_and_map(excess: float) -> tuple[float, float, float]:
+        cfg = SynthConfig(
+            patch=64, frames=1, photons=(50.0, 50.0), gain=(2.0, 2.0), read_noise_e=(0.5, 0.5),
+            zero_offset=1.0, integer=0.0, gain_error=0.0, read_error=0.0, offset_error=0.0,
+            skew_offset=1.0, excess=excess, excess_factor=(factor, factor),
+        )  # fmt: skip
+        inputs, _ = PairGenerator(cfg).pair(flat, np.random.default_rng(3))
+        frame, noise_map = inputs[0], inputs[1]  # in the model's units, offset removed
+        return float(frame.mean() / frame.std()), float(frame.std()), float(noise_map.mean())
+
+    poisson_snr, poisson_std, poisson_map = snr_noise_and_map(0.0)
+    excess_snr, excess_std, excess_map = snr_noise_and_map(1.0)
+    assert poisson_std == pytest.approx(poisson_map, rel=0.05)
+    assert excess_std == pytest.approx(excess_map, rel=0.05)
+    assert poisson_snr / excess_snr == pytest.approx(np.sqrt(factor), rel=0.05)
+
+
+def test_the_excess_noise_factor_range_is_checked():
+    with pytest.raises(ValueError, match="excess_factor"):
+        SynthConfig(excess=0.5, excess_factor=(0.9, 2.0))
