@@ -51,6 +51,14 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   Poisson-Gaussian readout almost never repeats its maximum): blocks touching it have no
   noise left and would flatten the fit to a camera without noise, so their samples, and
   those from the level where such blocks begin up, are dropped.
+- **Flat blocks.** A 4 x 4 block whose 16 pixels hold one value carries no camera's
+  noise: a field of view masked outside its circle, frames padded to a size, borders
+  zero-filled by motion correction. Such samples (noise power 0) pinned the fit to a
+  camera without noise (a circular field of view, its outside masked to 100: gain 0.00,
+  read noise 0 for a true 1 and 2-5 ADU, and the model returned its input), so their
+  samples are dropped, with those of the blocks around them (the edge runs through
+  them), and their levels are left out of the darkest blocks' bound. A fill narrower
+  than a block (a zero-filled strip of 1-3 px) is not found.
 - **Clipped readouts.** An unsigned camera at offset 0 clips its read noise at 0: the
   noise at dim levels looks narrower and the levels higher, which read as a steep gain
   and no read noise (at 3 photons, gain 3.6 and read 0.4 ADU for a true 1 and 4). A
@@ -217,6 +225,36 @@ def data_unit(frame: np.ndarray, power: np.ndarray) -> float:
     return unit if math.isfinite(unit) and unit > 0 else 1.0
 
 
+def flat_blocks(frame: np.ndarray) -> np.ndarray | None:
+    """Per 4 x 4 block (raveled, in the frame's order), whether its 16 pixels hold one
+    value (a masked, padded or zero-filled region) or it borders such a block (the
+    region's edge runs through it: its pixels mix the fill with data); None when no
+    block holds one value."""
+    h, w = frame.shape
+    cropped = frame[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
+    if cropped.size == 0:
+        return None
+    # max and min over each block from strided slices (a length-4 axis reduces slowly)
+    high, low = cropped[:, 0::BLOCK].copy(), cropped[:, 0::BLOCK].copy()
+    for j in range(1, BLOCK):
+        np.maximum(high, cropped[:, j::BLOCK], out=high)
+        np.minimum(low, cropped[:, j::BLOCK], out=low)
+    block_high, block_low = high[0::BLOCK].copy(), low[0::BLOCK].copy()
+    for i in range(1, BLOCK):
+        np.maximum(block_high, high[i::BLOCK], out=block_high)
+        np.minimum(block_low, low[i::BLOCK], out=block_low)
+    flat = block_high == block_low
+    if not flat.any():
+        return None
+    rows, columns = flat.shape
+    padded = np.pad(flat, 1)
+    near = np.zeros_like(flat)
+    for i in range(3):
+        for j in range(3):
+            near |= padded[i : i + rows, j : j + columns]
+    return near.ravel()
+
+
 def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
     """The pixels at the frame's saturation level; None when it shows none."""
     at_top = frame == frame.max()
@@ -241,11 +279,11 @@ def _drop_saturated(
 
 
 def spatial_samples(
-    frame: np.ndarray, saturated: np.ndarray | None = None
+    frame: np.ndarray, saturated: np.ndarray | None = None, flat: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(local mean, noise-power estimate) pairs from one frame (float64); blocks at or
-    above the level of saturation (``saturated`` pixels) get a NaN power (dropped by the
-    fit)."""
+    above the level of saturation (``saturated`` pixels) and ``flat`` blocks
+    (:func:`flat_blocks`) get a NaN power (dropped by the fit)."""
     blocks = _blocks(np.asarray(frame, dtype=np.float64))
     means = _neighbourhood(blocks.mean(axis=(1, 3))).ravel()
     cells = blocks.reshape(blocks.shape[0], 2, 2, blocks.shape[2], 2, 2)
@@ -253,6 +291,8 @@ def spatial_samples(
     c, d = cells[:, :, 1, :, :, 0], cells[:, :, 1, :, :, 1]
     residual = (a - b - c + d) / 2.0
     power = (residual**2).mean(axis=(1, 3)).ravel() / _MEDIAN_OVER_MEAN[4]
+    if flat is not None:
+        power[flat] = np.nan
     return means, _drop_saturated(means, power, saturated)
 
 
@@ -309,13 +349,15 @@ def temporal_samples(
     previous: np.ndarray,
     level: np.ndarray | None = None,
     saturated: np.ndarray | None = None,
+    flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """(level, noise-power estimate, moved) samples from two consecutive frames.
 
     ``level``: block means of an average of earlier frames to bin by (its noise is
     independent of this difference's); default: the two frames' own block means.
     ``saturated``: pixels saturated in either frame; blocks at or above their level get a
-    NaN power. ``moved``: the scene did not hold still between the frames
+    NaN power, as do ``flat`` blocks (:func:`flat_blocks`). ``moved``: the scene did not
+    hold still between the frames
     (:func:`still_ratio`); the samples are then the cells' residual power of the
     difference at the two frames' own block means, whatever ``level`` says.
     """
@@ -331,6 +373,8 @@ def temporal_samples(
         power = cells / (2.0 * _MEDIAN_OVER_MEAN[4])
     else:
         power /= 2.0 * _MEDIAN_OVER_MEAN[16]
+    if flat is not None:
+        power[flat] = np.nan
     levels = np.array(level, dtype=np.float64).ravel()  # a copy: the caller's average moves on
     return levels, _drop_saturated(levels, power, saturated), moved
 
@@ -536,7 +580,9 @@ class CameraEstimator:
         frame = np.asarray(frame)
         self._frames += 1
         blocks = _block_means(frame)
-        self._dark.append(darkest_level(frame, blocks))
+        flat = flat_blocks(frame)
+        lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
+        self._dark.append(darkest_level(frame, lit))
         del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
@@ -548,7 +594,7 @@ class CameraEstimator:
         moved = False
         same_shape = self._average is not None and self._average.shape == blocks.shape
         if follows and paired and same_shape:
-            moved = self._add_temporal(frame, saturated, at_floor)
+            moved = self._add_temporal(frame, saturated, at_floor, flat)
         if moved or not same_shape:
             self._average = blocks  # a moved scene: the levels start again from this frame
             self._averaged, self._weight_sq = 1, 1.0
@@ -561,7 +607,7 @@ class CameraEstimator:
         self._keep_previous(frame, saturated, at_floor, follows and not moved)
         self._since_fit += 1
         if self.estimate is None:  # one frame's samples give the unit and the estimate
-            means, power = spatial_samples(frame, saturated)
+            means, power = spatial_samples(frame, saturated, flat)
             if self._unit is None:
                 self._unit = data_unit(frame, power)
             share = _floor_share(at_floor, None, means.size)
@@ -605,7 +651,11 @@ class CameraEstimator:
         return max(1, min(self._refit_every, self._frames // 2))
 
     def _add_temporal(
-        self, frame: np.ndarray, saturated: np.ndarray | None, at_floor: np.ndarray | None
+        self,
+        frame: np.ndarray,
+        saturated: np.ndarray | None,
+        at_floor: np.ndarray | None,
+        flat: np.ndarray | None,
     ) -> bool:
         """Samples from the frame and the one before it (and, for the offset's skew, the
         one before that, when the three are consecutive and the scene held still); True
@@ -615,7 +665,7 @@ class CameraEstimator:
         masks = [saturated, self._previous_saturated, self._before_saturated if triple else None]
         present = [m for m in masks if m is not None]
         touched = np.logical_or.reduce(present) if present else None
-        means, power, moved = temporal_samples(frame, self._previous, self._average, touched)
+        means, power, moved = temporal_samples(frame, self._previous, self._average, touched, flat)
         self._moved += moved
         if triple and not moved and self.estimate is not None:
             assert self._before is not None

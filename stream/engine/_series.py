@@ -128,17 +128,18 @@ class SeriesContext:
         self._seen += 1
         due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
         soon_due = (-self._seen) % ESTIMATE_EVERY in (1, 2)
-        fed = (due or soon_due) and not count_non_finite(frame)  # NaN/Inf would poison it
+        fed = due or soon_due
+        if fed and count_non_finite(frame):
+            # NaN/Inf would poison the estimate: a constant in their place is a flat fill,
+            # which it leaves out (a field of view masked with NaN, dead pixels)
+            frame = self._stored(frame)
         if fed and due:
             self._estimator.update(frame, follows=self._estimator_has_previous)
         elif fed:
             self._estimator.remember(frame, follows=self._estimator_has_previous)
         self._estimator_has_previous = fed
         estimate = self._estimator.estimate
-        if estimate is None:  # the first frames were all non-finite somewhere
-            self._estimator.update(np.nan_to_num(frame, nan=0.0, posinf=0.0, neginf=0.0))
-            estimate = self._estimator.estimate
-            assert estimate is not None
+        assert estimate is not None  # a series' first frame is always due
         return estimate.camera
 
     @staticmethod
