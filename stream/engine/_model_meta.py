@@ -150,6 +150,20 @@ class ModelMetadata(BaseModel):
         low, high = self.pass_through_snr
         return min(1.0, math.log(snr / low) / math.log(high / low))
 
+    def least_read_noise_e(self) -> float:
+        """The least read noise (e-) a noise-adaptive model was trained with
+        (``training_noise.read_noise_e``), 0 when not recorded: the engine tells it no
+        less (a photon counter's read noise is near 0, and the noise map, taken from the
+        noisy pixel, then says a pixel that read 0 has no noise at all)."""
+        span = self.training_noise.get("read_noise_e")
+        if not self.noise_map or not isinstance(span, list | tuple) or not span:
+            return 0.0
+        try:
+            least = float(span[0])
+        except (TypeError, ValueError):
+            return 0.0
+        return least if math.isfinite(least) and least > 0 else 0.0
+
     @property
     def in_channels(self) -> int:
         """Input channels the model takes: its frames, the noise map, the running mean."""

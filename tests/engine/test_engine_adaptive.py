@@ -295,3 +295,35 @@ def test_after_the_warmup_each_estimated_frame_comes_with_the_two_before_it(
     )
     chained = [("remember", False), ("remember", True), ("update", True)]
     assert calls[ESTIMATE_WARMUP:] == chained * 3
+
+
+def test_a_camera_quieter_than_training_is_told_the_least_read_noise_trained_with(
+    conv_model_adaptive: Path, tmp_path: Path
+) -> None:
+    """A photon counter's read noise is near 0, below anything the model was trained
+    with, and the noise map (taken from the noisy pixel) then says a pixel that read 0
+    has no noise: such a camera is told the least read noise of ``training_noise``."""
+    import json
+
+    proto = onnx.load(conv_model_adaptive)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "deepdenoise.training_noise", json.dumps({"read_noise_e": [0.3, 12]})
+    trained_path = tmp_path / "trained.onnx"
+    onnx.save(proto, trained_path)
+    stack = frames(2, (24, 20), seed=6)
+    quiet = CameraModel(gain=2.0, offset=100.0, read_noise=0.0)
+    least = CameraModel(gain=2.0, offset=100.0, read_noise=0.6)  # 0.3 e- at 2 ADU/e-
+    with (
+        Engine(trained_path, provider="cpu", warmup_shape=None) as trained,
+        Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as untrained,
+    ):
+
+        def out(engine: Engine, camera: CameraModel) -> np.ndarray:
+            return engine.denoise(stack[1], camera=camera, history=[stack[0]])
+
+        assert trained.metadata.least_read_noise_e() == 0.3
+        np.testing.assert_array_equal(out(trained, quiet), out(trained, least))
+        assert not np.array_equal(out(trained, CAMERA), out(trained, least))  # 3 ADU: its own
+        # a model that does not say what it was trained with is told the camera as it is
+        assert untrained.metadata.least_read_noise_e() == 0.0
+        assert not np.array_equal(out(untrained, quiet), out(untrained, least))
