@@ -122,15 +122,17 @@ def _table(
     gain: float, offset: float, read: float, floor: float, half: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(clipped means, levels) on a grid of levels up to where clipping no longer moves
-    the mean, extended by the identity beyond. A camera that clips its own dark noise
-    (offset within 8 read-noise deviations of the floor) has the grid start at its
-    offset: below it the inverse is steep (the clipped mean hardly moves) and would blow
-    a model's residual noise up, and no signal is darker than the offset (measured at 1
-    photon, one-off: 0.26 dB better than inverting below it). Otherwise the grid starts
-    8 deviations below the floor, and nothing near the offset changes."""
-    top = max(floor, offset) + 8.0 * read
-    for _ in range(8):  # 8 standard deviations above the floor at that signal
-        top = floor + 8.0 * math.sqrt(gain * max(top - offset, 0.0) + read * read)
+    the mean, extended by the identity beyond (below the grid: its bottom level). A
+    camera that clips its own dark noise (offset within 8 read-noise deviations of the
+    floor) has the grid start at its offset: below it the inverse is steep (the clipped
+    mean hardly moves) and would blow a model's residual noise up, and no signal is
+    darker than the offset (measured at 1 photon, one-off: 0.26 dB better than inverting
+    below it). Otherwise the grid starts 8 deviations below the floor, and nothing near
+    the offset changes."""
+    base = max(floor, offset)  # an offset far above the floor: clipping starts below it
+    top = base + 8.0 * read
+    for _ in range(8):  # 8 standard deviations above the floor (or offset) at that signal
+        top = base + 8.0 * math.sqrt(gain * max(top - offset, 0.0) + read * read)
     bottom = offset if offset - floor <= 8.0 * read else floor - 8.0 * read
     level = np.linspace(bottom, max(top, bottom + 1e-6), 4096)
     s = np.sqrt(gain * np.maximum(level - offset, 0.0) + read * read)
@@ -139,8 +141,11 @@ def _table(
     # readouts below t = floor + half hold the floor, half a count below t
     below = np.interp(a, _A, _CDF)
     clipped = level + s * np.where(a > _A[-1], a, np.interp(a, _A, _MEAN)) - half * below
+    # Beyond the top the identity (a far point: numpy's slope to it is exactly 1). Below
+    # the bottom np.interp holds the bottom level: a far point there made the line start
+    # at -1e30, and every value below the grid came out 0 whatever the floor.
     far = 1e30
-    return np.concatenate([[-far], clipped, [far]]), np.concatenate([[-far], level, [far]])
+    return np.append(clipped, far), np.append(level, far)
 
 
 def uncensor(values: np.ndarray, camera: CameraModel, half: float = 0.0) -> None:

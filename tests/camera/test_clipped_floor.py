@@ -43,6 +43,30 @@ def test_uncensor_maps_a_clipped_mean_back_to_the_signal() -> None:
     np.testing.assert_array_equal(unchanged, clipped_means)
 
 
+@pytest.mark.parametrize("read", [0.05, 0.5, 3.0])
+def test_uncensor_leaves_levels_far_above_the_floor_alone(read: float) -> None:
+    """A camera configured with a floor far below its offset (an unsigned camera at
+    offset 100): nothing there is clipped. With a read noise of 0.05 ADU the table once
+    stopped 8 deviations above the floor, far below the offset, and its identity beyond
+    started from a level whose rounding it still felt: every output 0.39 ADU high."""
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=read, floor=0.0)
+    values = np.linspace(100.0, 140.0, 81, dtype=np.float32)
+    mapped = values.copy()
+    uncensor(mapped, camera, half=0.5)
+    np.testing.assert_allclose(mapped, values, atol=1e-3)
+
+
+def test_uncensor_holds_values_below_its_table_at_the_offset_wherever_the_floor_is() -> None:
+    """A camera that clips at its offset of 100 (not 0): denoised values below the
+    clipped mean of a dark pixel once came out 0 -- the table's line started at -1e30,
+    and float64 lost the rest -- so the dark parts of a frame dropped 100 ADU."""
+    camera = CameraModel(gain=0.86, offset=100.0, read_noise=0.79, floor=100.0)
+    values = np.array([99.0, 100.0, 100.2, 100.3, 150.0], np.float32)
+    uncensor(values, camera, half=0.5)
+    assert values[0] == values[1] == values[2] == 100.0  # at or below a dark pixel's mean
+    assert 100.0 <= values[3] < 100.3 and values[4] == pytest.approx(150.0, abs=1e-3)
+
+
 def test_a_floor_is_clipped_noise_not_counts_a_mask_or_a_flat_frame() -> None:
     rng = np.random.default_rng(2)
     clipped = np.maximum(np.rint(rng.normal(0.5, 3.0, (128, 128))), 0).astype(np.uint16)
