@@ -57,8 +57,9 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   camera without noise (a circular field of view, its outside masked to 100: gain 0.00,
   read noise 0 for a true 1 and 2-5 ADU, and the model returned its input), so their
   samples are dropped, with those of the blocks around them (the edge runs through
-  them), and their levels are left out of the darkest blocks' bound. A fill narrower
-  than a block (a zero-filled strip of 1-3 px) is not found.
+  them), and their levels are left out of the darkest blocks' bound -- except blocks
+  all at a floor of clipped readouts (below), which the clipped fit needs. A fill
+  narrower than a block (a zero-filled strip of 1-3 px) is not found.
 - **Clipped readouts.** An unsigned camera at offset 0 clips its read noise at 0: the
   noise at dim levels looks narrower and the levels higher, which read as a steep gain
   and no read noise (at 3 photons, gain 3.6 and read 0.4 ADU for a true 1 and 4). A
@@ -225,11 +226,13 @@ def data_unit(frame: np.ndarray, power: np.ndarray) -> float:
     return unit if math.isfinite(unit) and unit > 0 else 1.0
 
 
-def flat_blocks(frame: np.ndarray) -> np.ndarray | None:
+def flat_blocks(frame: np.ndarray, floor: float | None = None) -> np.ndarray | None:
     """Per 4 x 4 block (raveled, in the frame's order), whether its 16 pixels hold one
     value (a masked, padded or zero-filled region) or it borders such a block (the
     region's edge runs through it: its pixels mix the fill with data); None when no
-    block holds one value."""
+    block holds one value. Blocks all at ``floor`` (readouts clipped there, see
+    :func:`stream.camera.floor_pixels`) are clipped noise, not a fill: the fit of a
+    clipped camera needs them."""
     h, w = frame.shape
     cropped = frame[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
     if cropped.size == 0:
@@ -244,6 +247,8 @@ def flat_blocks(frame: np.ndarray) -> np.ndarray | None:
         np.maximum(block_high, high[i::BLOCK], out=block_high)
         np.minimum(block_low, low[i::BLOCK], out=block_low)
     flat = block_high == block_low
+    if floor is not None:
+        flat &= block_low != floor
     if not flat.any():
         return None
     rows, columns = flat.shape
@@ -580,13 +585,13 @@ class CameraEstimator:
         frame = np.asarray(frame)
         self._frames += 1
         blocks = _block_means(frame)
-        flat = flat_blocks(frame)
+        floor = floor_pixels(frame)
+        flat = flat_blocks(frame, floor[0] if floor is not None else None)
         lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
         self._dark.append(darkest_level(frame, lit))
         del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
-        floor = floor_pixels(frame)
         self._floor = floor[0] if floor is not None else None
         self._half = half_step(frame) if floor is not None else 0.0
         at_floor = floor[1] if floor is not None else None

@@ -45,6 +45,8 @@ def test_flat_blocks_are_one_valued_blocks_and_the_blocks_around_them() -> None:
     expected = np.zeros((8, 8), bool)
     expected[:3, :3] = True  # the four and the ring of blocks the edge runs through
     np.testing.assert_array_equal(grid, expected)
+    # readouts clipped at a floor of 0 hold it in dark blocks: clipped noise, not a fill
+    assert flat_blocks(frame, floor=0.0) is None
 
 
 @pytest.mark.parametrize("fill", [0.0, 100.0])
