@@ -35,6 +35,9 @@ def model_units(
     mean of the frames before them, for a model that takes it); (scale, offset) such
     that raw = model * scale + offset."""
     if meta.normalization == "adaptive" or meta.noise_map:
+        told = meta.told_read_noise(camera.gain, camera.read_noise)  # as the engine tells it
+        if told != camera.read_noise:
+            camera = camera.model_copy(update={"read_noise": told})
         scale = model_input(frames, camera, meta.noise_map, out=out, running_mean=running_mean)
         return scale, camera.offset
     np.subtract(frames, np.float32(meta.input_offset), out=out[: meta.frames], dtype=np.float32)

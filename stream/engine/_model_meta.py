@@ -164,6 +164,11 @@ class ModelMetadata(BaseModel):
             return 0.0
         return least if math.isfinite(least) and least > 0 else 0.0
 
+    def told_read_noise(self, gain: float, read_noise: float) -> float:
+        """The read noise (ADU) the model is told for a camera of ``gain`` and
+        ``read_noise``: its own, or the least it was trained with, whichever is more."""
+        return max(read_noise, self.least_read_noise_e() * gain)
+
     @property
     def in_channels(self) -> int:
         """Input channels the model takes: its frames, the noise map, the running mean."""

@@ -322,6 +322,7 @@ def test_a_camera_quieter_than_training_is_told_the_least_read_noise_trained_wit
             return engine.denoise(stack[1], camera=camera, history=[stack[0]])
 
         assert trained.metadata.least_read_noise_e() == 0.3
+        assert trained.metadata.told_read_noise(2.0, 0.0) == pytest.approx(0.6)
         np.testing.assert_array_equal(out(trained, quiet), out(trained, least))
         assert not np.array_equal(out(trained, CAMERA), out(trained, least))  # 3 ADU: its own
         # a model that does not say what it was trained with is told the camera as it is

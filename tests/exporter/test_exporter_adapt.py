@@ -426,3 +426,21 @@ def test_a_running_mean_model_adapts_with_its_mean_as_context(
         config=AdaptConfig(steps=4, batch=2, patch=32, loss=kind),  # type: ignore[arg-type]
     )  # fmt: skip
     assert report.metadata.running_mean == 0.25 and np.isfinite(report.risk_adapted)
+
+
+def test_adaptation_tells_a_quiet_camera_what_the_engine_tells_it() -> None:
+    """A photon counter's read noise is raised to the least the model was trained with
+    by the engine; adapting on its recording builds the same input, or the model would
+    be tuned on a noise map it is never served."""
+    from exporter.adapt._blindspot import model_units
+    from stream.engine import ModelMetadata
+
+    meta = ModelMetadata(
+        normalization="adaptive", frames=1, noise_map=True,
+        training_noise={"read_noise_e": [0.3, 12.0]},
+    )  # fmt: skip
+    frames = np.random.default_rng(2).poisson(3.0, (1, 16, 16)).astype(np.float32) + 100
+    quiet, least = (CameraModel(gain=2.0, offset=100.0, read_noise=r) for r in (0.0, 0.6))
+    got, want = (np.empty((2, 16, 16), np.float32) for _ in range(2))
+    assert model_units(frames, meta, quiet, got) == model_units(frames, meta, least, want)
+    np.testing.assert_array_equal(got, want)
