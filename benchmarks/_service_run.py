@@ -121,6 +121,7 @@ def run_service(
     timeout_s: float = 30.0,
     store: dict[str, Any] | None = None,
     traces: dict[str, Any] | None = None,
+    ensemble: str | int = 1,
 ) -> ServiceRun:
     """Stream ``frames`` frames cycled from ``pool`` at ``fps`` (0: flat out) and measure.
 
@@ -128,7 +129,8 @@ def run_service(
     lossless (every frame denoised, so flat-out fps is what the service sustains);
     ``drop_oldest`` is the live default (a slow model drops frames, counted).
     ``traces``: the service's ``[traces]`` config (ROIs, triggers); their latencies are
-    measured too.
+    measured too. ``ensemble``: the service's self-ensemble passes; 1 (not the service's
+    ``auto``) so that a run measures the model's own speed and latency at every rate.
     """
     from stream import ServiceConfig, Simulator, SimulatorConfig
 
@@ -155,6 +157,7 @@ def run_service(
             control="tcp://127.0.0.1:0",
             zarr=Path(tmp) / "data" if zarr else None,
             provider=provider,
+            ensemble=ensemble,
             warmup_shape=shape,
             status_interval_s=0.2,
             # lossless runs keep every denoised frame queued for the PUB thread too, so a

@@ -58,6 +58,8 @@ class DemoResult:
     #: The camera the service used for the series (estimated live: none is configured)
     #: and the simulator's true one, for a noise-adaptive model; empty otherwise.
     camera_used: dict[str, object] = field(default_factory=dict)
+    #: The service's self-ensemble: its setting and the frames it gave each pass count.
+    ensemble: dict[str, object] = field(default_factory=dict)
     camera_true: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -75,6 +77,8 @@ class DemoResult:
             ("latency p50 / p99 (acquisition → subscriber)", f"{p50:.2f} / {p99:.2f} ms"),
             ("latency p50 / p99 (inside the service)", f"{s50:.2f} / {s99:.2f} ms"),
             ("provider / model", f"{self.provider} / {self.model}"),
+            *([("self-ensemble (setting; frames by passes)", _ensemble_row(self.ensemble))]
+              if self.ensemble else []),
             ("PSNR vs ground truth: raw → denoised", f"{self.psnr_raw_db:.2f} → "
              f"{self.psnr_denoised_db:.2f} dB ({gain:+.2f} dB)"),
             *([("camera (estimated live / simulator's)", _camera_row(self.camera_used,
@@ -84,6 +88,13 @@ class DemoResult:
             ("preview (raw | denoised | ground truth)", str(self.preview)),
         ]  # fmt: skip
         return kv_table("deepdenoise demo", rows)
+
+
+def _ensemble_row(ensemble: dict[str, object]) -> str:
+    by_passes = ensemble.get("frames_by_passes") or {}
+    assert isinstance(by_passes, dict)
+    frames = ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count)
+    return f"{ensemble.get('setting')}; {frames or 'none'}"
 
 
 def _camera_row(used: dict[str, object], true: dict[str, float]) -> str:
@@ -128,9 +139,12 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
                 )
             received = _receive_while_sending(ctx, service.endpoints["output"], sim, n_frames)
             service.flush()
-            dropped = service.status()["dropped"]
+            status = service.status()
             provider, model = service.engine.provider, service.engine.model_id
-        return _summarise(received, sim, n_frames, provider, model, dropped, cfg, series)
+        dropped = status["dropped"]
+        result = _summarise(received, sim, n_frames, provider, model, dropped, cfg, series)
+        result.ensemble = status.get("ensemble") or {}
+        return result
 
 
 @dataclass

@@ -44,6 +44,9 @@ def service_config(tmp_path: Path, model: Path, **overrides: Any) -> ServiceConf
         # queue holds every message of a test's stream (frame, traces, trigger per frame)
         # even when the publisher thread is starved of CPU for a while
         "queues": {"inference_overflow": "block", "publish_depth": 512},
+        # one pass per frame: "auto" adds self-ensemble passes by the machine's speed,
+        # and tests compare outputs exactly (tests/service/test_ensemble.py covers it)
+        "ensemble": 1,
     }
     values.update(overrides)
     return ServiceConfig(**values)

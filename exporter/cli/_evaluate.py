@@ -80,6 +80,13 @@ def evaluate(
             "its excess noise factor), comma-separated, e.g. 0.25:0:6,4:1000:0.5,20:500:0.5:2.",
         ),
     ] = "",
+    ensemble: Annotated[
+        int,
+        typer.Option(
+            help="Also score every model with this many self-ensemble passes per frame "
+            "(2 or 4: mirrored copies averaged, as `serve --ensemble`); 1: off.",
+        ),
+    ] = 1,
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
@@ -109,6 +116,7 @@ def evaluate(
             adapt_minutes=adapt_minutes,
             adapt_scratch=adapt_scratch,
             cameras=readouts,
+            ensemble=ensemble,
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc

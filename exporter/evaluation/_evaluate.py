@@ -33,13 +33,14 @@ import logging
 import math
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stream.camera import CameraModel
-from stream.engine import Engine, SeriesContext
+from stream.engine import Engine, SeriesContext, check_passes
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
 from . import _baselines as bl
@@ -121,7 +122,11 @@ def _model_names(models: list[Path]) -> list[str]:
     return names
 
 
-def _load_models(models: list[Path], provider: str) -> list[tuple[ModelInfo, Engine]]:
+def _load_models(
+    models: list[Path], provider: str, ensemble: int = 1
+) -> list[tuple[ModelInfo, Engine]]:
+    """Each model's engine; with ``ensemble`` > 1, each also as ``<name>-x<ensemble>``
+    (the same engine, that many self-ensemble passes per frame)."""
     loaded = []
     for name, path in zip(_model_names(models), models, strict=True):
         engine = Engine(path, provider=provider, warmup_shape=None)
@@ -138,19 +143,26 @@ def _load_models(models: list[Path], provider: str) -> list[tuple[ModelInfo, Eng
             has_metadata=meta.from_model,
         )
         loaded.append((info, engine))
+    if ensemble > 1:
+        check_passes(ensemble)
+        loaded += [
+            (replace(info, name=f"{info.name}-x{ensemble}", passes=ensemble), engine)
+            for info, engine in list(loaded)
+        ]
     return loaded
 
 
 def run_model(
-    engine: Engine, noisy: np.ndarray, camera: CameraModel | None = None
+    engine: Engine, noisy: np.ndarray, camera: CameraModel | None = None, passes: int = 1
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """The movie through the model as the service serves it: the live camera estimate,
-    or ``camera`` as if configured (``deepdenoise calibrate``)."""
+    or ``camera`` as if configured (``deepdenoise calibrate``); ``passes`` of the
+    self-ensemble per frame."""
     context = SeriesContext(camera)
     out = np.empty(noisy.shape, np.float32)
     t0 = time.perf_counter()
     for t, frame in enumerate(noisy):
-        out[t] = context.denoise(engine, frame, t)
+        out[t] = context.denoise(engine, frame, t, passes)
     ms = (time.perf_counter() - t0) * 1000.0 / len(noisy)
     estimate = context.estimate
     return out, ms, estimate.as_dict() if estimate is not None else {}
@@ -231,7 +243,7 @@ def evaluate_movie(
     record("wiener", "baseline", out, 0.0, window_px=int(win))
     cameras: dict[str, dict[str, Any]] = {}
     for info, engine in models:
-        out, ms, camera = run_model(engine, test.noisy)
+        out, ms, camera = run_model(engine, test.noisy, passes=info.passes)
         record(info.name, "model", out, ms, camera=camera)
         cameras[info.name] = camera
         if info.noise_map:  # the same model told the true camera: what the estimate costs
@@ -239,9 +251,9 @@ def evaluate_movie(
             true = CameraModel(
                 gain=test.gain, offset=test.offset, read_noise=test.read_noise, floor=0.0
             )
-            out, ms, _ = run_model(engine, test.noisy, true)
+            out, ms, _ = run_model(engine, test.noisy, true, info.passes)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
-        if adapt_workdir is not None:  # the test movie stands for the user's own recording
+        if adapt_workdir is not None and info.passes == 1:  # the movie: the user's recording
             for name, path in adapted_models(
                 info, test.noisy, adapt_minutes, adapt_workdir, adapt_scratch
             ):
@@ -295,16 +307,18 @@ def evaluate(
     adapt_minutes: float = 0.0,
     adapt_scratch: bool = True,
     cameras: tuple[EvalCamera, ...] = (),
+    ensemble: int = 1,
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
     Test and validation movies use seeds ``seed`` and ``seed + 1``; every model sees
     the same movies. Each of ``cameras`` adds every generator's movies read out again by
-    that camera (:func:`recamera`), as generators of their own.
+    that camera (:func:`recamera`), as generators of their own. ``ensemble`` > 1 adds
+    every model again with that many self-ensemble passes (``<name>-x<ensemble>``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = _load_models(list(models), provider)
+    loaded = _load_models(list(models), provider, ensemble)
     settings = {
         "photons": list(photons),
         "generators": list(generators),
@@ -315,6 +329,7 @@ def evaluate(
         "adapt_minutes": adapt_minutes,
         "adapt_scratch": adapt_scratch,
         "provider": provider,
+        "ensemble": ensemble,
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
         "cameras": [camera.label for camera in cameras],
@@ -349,7 +364,7 @@ def evaluate(
             )
     finally:
         for _, engine in loaded:
-            engine.close()
+            engine.close()  # idempotent: an ensemble row shares its model's engine
     result.metrics = out_dir / "metrics.json"
     result.metrics.write_text(json.dumps(metrics_dict(result), indent=1, default=_json))
     from ._report import write_report  # matplotlib is imported there, only when reporting

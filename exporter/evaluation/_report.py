@@ -206,6 +206,18 @@ def _camera_note(cameras: list[str]) -> list[str]:
     ]
 
 
+def _ensemble_note(passes: int) -> list[str]:
+    if passes <= 1:
+        return []
+    return [
+        "",
+        f"Rows `<model>-x{passes}`: the same model with {passes} self-ensemble passes per "
+        f"frame (its outputs on mirrored copies of the input, mirrored back and averaged; "
+        f"`deepdenoise serve --ensemble {passes}`, and what the service's default `auto` "
+        f"runs when the frame rate leaves the time), at {passes} times the compute.",
+    ]
+
+
 def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
     s = result.settings
     lines = [
@@ -227,6 +239,7 @@ def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
         "`fields` shows a new scene of the independent generator every frame (a stage "
         "scan, a tile scan, a z-stack), all read out by one camera.",
         *_camera_note(s.get("cameras", [])),
+        *_ensemble_note(int(s.get("ensemble", 1))),
         "",
         "Methods: `gaussian` (sigma tuned on the truth), `gaussian-val` (tuned on the "
         "validation movie), `temporal-mean` (causal running mean, K tuned on the truth), "

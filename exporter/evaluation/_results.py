@@ -64,6 +64,8 @@ class ModelInfo:
     noise_map: bool
     normalization: str
     has_metadata: bool
+    #: Self-ensemble passes per frame (:meth:`stream.engine.Engine.denoise`).
+    passes: int = 1
 
 
 @dataclass

@@ -145,6 +145,7 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("frames in / out", f"{reply.get('frames_in')} / {reply.get('frames_out')}"),
         ("fps (recent)", f"{reply.get('fps')}"),
         ("latency p50 / p99", f"{lat.get('p50', 0):.2f} / {lat.get('p99', 0):.2f} ms"),
+        ("ensemble passes", _ensemble_row(reply.get("ensemble") or {})),
         ("dropped", counts(reply.get("dropped"))),
         ("rejected", counts(reply.get("rejected"))),
         ("non-finite frames", counts(reply.get("sanitized"))),
@@ -169,6 +170,12 @@ def status_table(reply: dict[str, Any]) -> Table:
             )
         )
     return kv_table("deepdenoise status", rows)
+
+
+def _ensemble_row(ensemble: dict[str, Any]) -> str:
+    by_passes = ensemble.get("frames_by_passes") or {}
+    frames = ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count)
+    return f"{ensemble.get('setting', 'n/a')}; frames by passes: {frames or 'none yet'}"
 
 
 def register(app: typer.Typer) -> None:

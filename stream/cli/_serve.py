@@ -80,6 +80,14 @@ def serve(
             help="ONNX Runtime provider; auto: TensorRT, CUDA, then CPU.", show_default="auto"
         ),
     ] = None,
+    ensemble: Annotated[
+        Literal["auto", "1", "2", "4"] | None,
+        typer.Option(
+            help="Self-ensemble passes per frame (mirrored copies, averaged); auto: more "
+            "than 1 only when the frame interval leaves the time; 1: least latency.",
+            show_default="auto",
+        ),
+    ] = None,
     output_dtype: Annotated[
         Literal["float32", "input"] | None,
         typer.Option(
@@ -125,6 +133,7 @@ def serve(
             tile=tile,
             overlap=overlap,
             provider=provider,
+            ensemble=ensemble,
             output_dtype=output_dtype,
             publish_raw=publish_raw,
             traces={"rois": rois} if rois is not None else None,

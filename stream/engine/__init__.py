@@ -16,6 +16,8 @@ from ._engine import (
     model_id_for,
     shipped_model_path,
 )
+from ._ensemble import PASSES as ENSEMBLE_PASSES
+from ._ensemble import check_passes
 from ._gpu import (
     GpuConfig,
     TrtProfile,
@@ -59,6 +61,7 @@ __all__ = [
     "BAND_KEYS",
     "CPU_DEFAULT",
     "DEFAULT_RECEPTIVE_FIELD",
+    "ENSEMBLE_PASSES",
     "FORMAT_VERSION",
     "GPU_DEFAULT",
     "ORT_NAMES",
@@ -74,6 +77,7 @@ __all__ = [
     "TileWorkspace",
     "TrtProfile",
     "blend_tiles",
+    "check_passes",
     "check_tiling",
     "count_non_finite",
     "cuda_options",

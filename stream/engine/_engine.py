@@ -27,6 +27,7 @@ import numpy as np
 
 from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
 from ..camera import CameraModel, half_step, uncensor
+from ._ensemble import check_passes, mirror_in_place, mirrors
 from ._gpu import GpuConfig, cuda_options, tensorrt_options, trt_profile
 from ._inputs import bright_level, fill_noise_map, scale_from, snr_at
 from ._model_meta import ModelMetadata
@@ -408,6 +409,7 @@ class Engine:
         camera: CameraModel | None = None,
         history: Sequence[np.ndarray] = (),
         running_mean: np.ndarray | None = None,
+        passes: int = 1,
     ) -> np.ndarray:
         """Denoise one 2-D frame (any integer or float dtype) into a new float32 array.
 
@@ -424,7 +426,11 @@ class Engine:
         ``running_mean``: for a model with a running-mean channel, the running mean of
         the series' previous frames, in raw units (:class:`SeriesContext` keeps it);
         None (a series start): the frame itself stands in for it.
+        ``passes``: 1, or 2 or 4 for the self-ensemble (:mod:`stream.engine._ensemble`):
+        the model also runs on mirrored copies of its input and the outputs, mirrored
+        back, are averaged; each pass costs one inference.
         """
+        check_passes(passes)
         if self._session is None:
             raise DeepDenoiseError(f"engine for {self.path.name} is closed")
         if frame.ndim != 2:
@@ -448,12 +454,10 @@ class Engine:
             scale, offset, snr = self._adaptive_input(ws, frame, bad, camera, history, running_mean)
         else:
             (scale, offset), snr = self._fixed_input(ws, frame, bad), 0.0
-        ws.prepare()
-        buffers.before_run()
-        self._session.run_with_iobinding(buffers.binding, buffers.run_options)
-        buffers.after_run()
         result = np.empty(shape, dtype=np.float32)
-        ws.blend(result)
+        self._run(buffers, result)
+        if passes > 1:
+            self._more_passes(buffers, result, passes)
         if scale != 1:
             result *= scale
         if offset != 0:
@@ -467,6 +471,23 @@ class Engine:
         if bad is not None:
             result[bad] = np.nan
         return result
+
+    def _run(self, buffers: _FrameBuffers, out: np.ndarray) -> None:
+        """The model on the filled input planes, its output into ``out`` (model units)."""
+        buffers.ws.prepare()
+        buffers.before_run()
+        self._session.run_with_iobinding(buffers.binding, buffers.run_options)
+        buffers.after_run()
+        buffers.ws.blend(out)
+
+    def _more_passes(self, buffers: _FrameBuffers, result: np.ndarray, passes: int) -> None:
+        """The self-ensemble's further passes, averaged into ``result`` (model units)."""
+        ws, out = buffers.ws, np.empty_like(result)
+        for axis, back in mirrors(passes):
+            mirror_in_place(ws.interiors, axis)  # every channel: frames, noise map, mean
+            self._run(buffers, out)
+            result += np.flip(out, back)
+        result *= np.float32(1.0 / passes)
 
     def _fixed_input(
         self, ws: TileWorkspace, frame: np.ndarray, bad: np.ndarray | None

@@ -76,11 +76,14 @@ class SeriesContext:
         held = {id(a): a.nbytes for a in (*self._history, self._mean, self._last) if a is not None}
         return sum(held.values())
 
-    def denoise(self, engine: Engine, frame: np.ndarray, index: int | None = None) -> np.ndarray:
+    def denoise(
+        self, engine: Engine, frame: np.ndarray, index: int | None = None, passes: int = 1
+    ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
 
         ``index``: the frame's index in the series; a jump (or a step back) empties the
-        ring first. None: frames are taken as consecutive.
+        ring first. None: frames are taken as consecutive. ``passes``: the self-ensemble
+        (:meth:`Engine.denoise`).
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
@@ -100,7 +103,9 @@ class SeriesContext:
             self._history.clear()
             self._mean = None
             self.scene_changes += 1
-        out = engine.denoise(frame, camera=camera, history=self._history, running_mean=self._mean)
+        out = engine.denoise(
+            frame, camera=camera, history=self._history, running_mean=self._mean, passes=passes
+        )
         stored = self._stored(frame) if keep or decay > 0 else None
         self._last = stored
         if decay > 0:

@@ -18,6 +18,7 @@ from ..engine import GpuConfig, shipped_model_path
 from ..protocol import Limits
 from ..store import StoreConfig
 from ..traces import TraceConfig
+from ._ensemble import EnsembleSetting
 from ._security import SecurityConfig
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,15 @@ class ServiceConfig(BaseModel):
     tile: int | None = Field(None, ge=16, le=16384)
     overlap: int | None = Field(None, ge=0, le=8192)
     provider: Provider = "auto"
+    ensemble: EnsembleSetting = Field(
+        "auto",
+        description="self-ensemble passes per frame (1, 2, 4: the model also runs on "
+        "mirrored copies, averaged; each pass one more inference); auto: more than 1 only "
+        "when no frame waits and they fit in ensemble_budget of the frame interval",
+    )
+    ensemble_budget: float = Field(
+        0.5, gt=0, le=1, description="auto: the share of the frame interval passes may take"
+    )
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     security: SecurityConfig | None = Field(
         None, description="CURVE keys and allowed clients (deepdenoise keys); None: off"
@@ -131,6 +141,12 @@ class ServiceConfig(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+
+    @field_validator("ensemble", mode="before")
+    @classmethod
+    def _passes_as_number(cls, value: Any) -> Any:
+        # "4" from the command line or a TOML string: the number of passes
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @field_validator("model_dirs")
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..camera import CameraModel
 from ..engine import Engine, SeriesContext, count_non_finite, to_dtype
 from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
+from ._ensemble import EnsemblePolicy
 from ._events import EventEmitter
 from ._messages import CleanOp, EndOp, Job, ModelOp, Outgoing, SeriesEnd
 from ._queues import Closed, StageQueue
@@ -63,6 +64,7 @@ class InferenceStage:
         camera: CameraModel | None = None,
         traces: TraceStep | None = None,
         fallback: Callable[[Engine, BaseException], Engine | None] | None = None,
+        ensemble: EnsemblePolicy | None = None,
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -74,6 +76,7 @@ class InferenceStage:
         self._camera = camera
         self.traces = traces
         self._fallback = fallback
+        self.ensemble = ensemble or EnsemblePolicy(1)
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
         self._pending: Engine | None = None
@@ -99,8 +102,13 @@ class InferenceStage:
         context = self.contexts.get(frame.series)
         if context is None:
             context = self.contexts[frame.series] = SeriesContext(self._camera)
+        shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
+        passes = self.ensemble.passes(
+            frame.series, job.t_recv_ns, len(self._jobs), engine.model_id, shape
+        )
+        t0 = time.perf_counter()
         try:
-            clean = context.denoise(engine, frame.pixels, frame.index)
+            clean = context.denoise(engine, frame.pixels, frame.index, passes)
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)
             if replacement is not None:
@@ -115,6 +123,7 @@ class InferenceStage:
             log.error("inference failed on %s[%d]: %s", frame.series, frame.index, exc)
             return
         t_done = time.time_ns()
+        self.ensemble.took(engine.model_id, shape, passes, time.perf_counter() - t0)
         if self.traces is not None:  # first: a closed loop waits for these (NaN
             # pixels give NaN means, which the baseline skips)
             camera = context.camera
@@ -167,6 +176,7 @@ class InferenceStage:
 
     def _finish_series(self, series: str) -> None:
         self.contexts.pop(series, None)
+        self.ensemble.end_series(series)
         if self.traces is not None:
             self.traces.end_series(series)
         if self._writer is not None:  # the writer reports series_end with the disk's totals

@@ -31,6 +31,7 @@ from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW,
 from ..traces import rois_from_labels
 from ._config import ServiceConfig
 from ._control import ControlHandler
+from ._ensemble import EnsemblePolicy
 from ._events import EventEmitter
 from ._infer import InferenceStage
 from ._messages import Job, Outgoing, SeriesEnd
@@ -173,6 +174,7 @@ class Service:
             camera=cfg.camera,
             traces=traces,
             fallback=self._fallback_engine,
+            ensemble=EnsemblePolicy(cfg.ensemble, cfg.ensemble_budget),
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
@@ -447,5 +449,6 @@ class Service:
             },
             events_suppressed=self.events.suppressed,
             traces=self._traces.status() if self._traces is not None else None,
+            ensemble=self._inference.ensemble.status() if self._inference is not None else None,
         )
         return snap

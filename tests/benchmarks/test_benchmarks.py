@@ -334,3 +334,12 @@ def test_gpu_check_is_ready_and_says_why_it_measures_nothing_without_a_gpu(capsy
     if probe_providers()["cuda"] is not None:
         assert gpu_check.main([]) == 2
         assert "no usable CUDA provider" in capsys.readouterr().out
+
+
+def test_ensemble_check_measures_every_pass_count() -> None:
+    from benchmarks.ensemble_check import measure
+
+    row = measure("na-lite", 32)
+    assert set(row["ms"]) == {"1", "2", "4"} and row["over_one_pass"]["1"] == 1.0
+    assert all(ms > 0 for ms in row["ms"].values())
+    assert row["auto_up_to_fps"]["2"] == pytest.approx(2 * row["auto_up_to_fps"]["4"], rel=0.02)

@@ -78,6 +78,7 @@ def test_status_and_simulate_against_a_running_service(tmp_path: Path, identity_
         assert (
             table.exit_code == 0 and "frames in / out" in table.output and "6 / 6" in table.output
         )
+        assert "1; frames by passes: 1: 6" in table.output  # the harness serves one pass
         raw = invoke("status", "--control", svc.endpoints["control"], "--json")
         reply = json.loads(raw.output)
         assert reply["ok"] is True and reply["series"]["cli"]["frames_in"] == 6
@@ -94,6 +95,7 @@ def test_status_without_a_service_times_out_clearly():
         (["--tile", "64", "--overlap", "64"], "overlap"),
         (["--input", "http://x"], "expected a ZeroMQ endpoint"),
         (["--model", "/nonexistent/model.onnx"], "does not exist"),
+        (["--ensemble", "3"], "'--ensemble'"),
     ],
 )
 def test_serve_reports_bad_settings_without_a_traceback(args: list[str], message: str):
@@ -189,5 +191,6 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert "20 / 20" in result.output and "PSNR" in result.output
     # the default model is noise-adaptive: the camera it ran with is shown (estimated live)
     assert "camera (estimated live" in result.output and "gain" in result.output
+    assert "self-ensemble" in result.output and "auto;" in result.output  # the default
     assert len(list(tmp_path.glob("demo-*.zarr"))) == 1
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -429,3 +429,23 @@ def test_a_temporal_model_is_also_scored_on_the_series_start(evaluation) -> None
         assert r.scores["identity@series-start"].psnr != pytest.approx(r.scores["identity"].psnr)
     report = (evaluation.out_dir / "report.md").read_text()
     assert "The first 1 frame(s) of the movie" in report
+
+
+def test_evaluate_scores_each_model_again_with_ensemble_passes(
+    tmp_path: Path, conv_model: Path
+) -> None:
+    from exporter.evaluation import evaluate
+
+    result = evaluate(
+        [conv_model], tmp_path / "report", photons=(20.0,), generators=("independent",),
+        frames=4, shape=(32, 40), bm3d_frames=0, figures=False, ensemble=2,
+    )  # fmt: skip
+    assert [m.name for m in result.models] == ["conv5", "conv5-x2"]
+    assert [m.passes for m in result.models] == [1, 2]
+    scores = result.results[0].scores
+    assert scores["conv5-x2"].psnr != scores["conv5"].psnr  # the mirrored passes differ
+    assert result.settings["ensemble"] == 2
+    report = result.report.read_text() if result.report else ""
+    assert "Rows `<model>-x2`: the same model with 2 self-ensemble passes" in report
+    with pytest.raises(ValueError, match="expected ensemble passes"):
+        evaluate([conv_model], tmp_path / "bad", photons=(20.0,), ensemble=3)

@@ -1,0 +1,119 @@
+"""Self-ensemble passes in the service: the policy, the config and a real stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deepdenoise_client import Publisher
+from pydantic import ValidationError
+from service_harness import collect, listening, running_service
+
+from stream import ServiceConfig
+from stream.engine import Engine
+from stream.service._ensemble import EnsemblePolicy
+
+MS = 1_000_000  # ns
+SHAPE = (64, 64)
+
+
+def frame_every(
+    policy: EnsemblePolicy, interval_ms: float, frames: int, pass_ms: float
+) -> list[int]:
+    """The passes ``policy`` gives ``frames`` frames of one series arriving every
+    ``interval_ms``, each pass taking ``pass_ms``, with nothing waiting."""
+    chosen = []
+    for i in range(frames):
+        passes = policy.passes("s", int(i * interval_ms * MS), 0, "m", SHAPE)
+        policy.took("m", SHAPE, passes, passes * pass_ms / 1000)
+        chosen.append(passes)
+    return chosen
+
+
+@pytest.mark.parametrize(
+    ("pass_ms", "settled"), [(10.0, 4), (20.0, 2), (30.0, 1)]
+)  # 100 ms frames, half of it for the passes: 4 x 10, 2 x 20 (4 x 20 = 80 > 50), 1 x 30
+def test_auto_takes_the_passes_that_fit_half_the_frame_interval(
+    pass_ms: float, settled: int
+) -> None:
+    chosen = frame_every(EnsemblePolicy("auto", 0.5), 100.0, 6, pass_ms)
+    assert chosen[0] == 1  # nothing known yet: no interval, no pass time
+    assert chosen[2:] == [settled] * 4
+
+
+def test_auto_gives_one_pass_while_frames_wait() -> None:
+    policy = EnsemblePolicy("auto", 0.5)
+    frame_every(policy, 100.0, 4, 1.0)
+    assert policy.passes("s", 400 * MS, 0, "m", SHAPE) == 4
+    assert policy.passes("s", 500 * MS, 3, "m", SHAPE) == 1  # a backlog: catch up first
+
+
+def test_auto_learns_each_model_and_shape_and_forgets_an_ended_series() -> None:
+    policy = EnsemblePolicy("auto", 0.5)
+    frame_every(policy, 100.0, 4, 1.0)
+    assert policy.passes("s", 400 * MS, 0, "other", SHAPE) == 1  # its speed is not known
+    assert policy.passes("s", 500 * MS, 0, "m", (512, 512)) == 1
+    policy.end_series("s")
+    assert policy.passes("s", 600 * MS, 0, "m", SHAPE) == 1  # a new series: no interval
+
+
+def test_a_fixed_count_is_used_for_every_frame_and_counted() -> None:
+    policy = EnsemblePolicy(2)
+    assert frame_every(policy, 1.0, 5, 50.0) == [2] * 5
+    assert policy.status() == {
+        "setting": 2,
+        "budget": 0.5,
+        "frames_by_passes": {"1": 0, "2": 5, "4": 0},
+    }
+
+
+def test_the_config_takes_auto_or_a_pass_count(tmp_path: Path) -> None:
+    assert ServiceConfig().ensemble == "auto"
+    assert ServiceConfig(ensemble="4").ensemble == 4  # as the command line gives it
+    for bad in (3, "3", "fast", 0):
+        with pytest.raises(ValidationError, match="ensemble"):
+            ServiceConfig(ensemble=bad)
+    with pytest.raises(ValidationError, match="ensemble_budget"):
+        ServiceConfig(ensemble_budget=1.5)
+
+
+def test_the_service_serves_the_ensembles_average(tmp_path: Path, conv_model: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.normal(300, 20, (40, 52)).astype(np.float32) for _ in range(5)]
+    with (
+        running_service(tmp_path, conv_model, ensemble=2, zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.start("run")
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "run", i)
+        got, _ = collect(sub, len(frames))
+        status = svc.status()
+    with Engine(conv_model, provider="cpu", warmup_shape=None) as engine:
+        for frame, message in zip(frames, got, strict=True):
+            want = engine.denoise(frame, passes=2)
+            assert not np.allclose(want, engine.denoise(frame), atol=1e-3)  # mirrors matter
+            np.testing.assert_allclose(message.array, want, rtol=1e-5, atol=1e-3)
+    assert status["ensemble"]["setting"] == 2
+    assert status["ensemble"]["frames_by_passes"] == {"1": 0, "2": 5, "4": 0}
+
+
+def test_auto_serves_every_frame_whatever_passes_it_picks(
+    tmp_path: Path, identity_model: Path
+) -> None:
+    frames = [np.full((32, 32), 100.0 + i, np.float32) for i in range(6)]
+    with (
+        running_service(tmp_path, identity_model, ensemble="auto", zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.start("run")
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "run", i)
+        got, _ = collect(sub, len(frames))
+        counted = svc.status()["ensemble"]["frames_by_passes"]
+    for frame, message in zip(frames, got, strict=True):
+        np.testing.assert_allclose(message.array, frame, rtol=1e-6)  # the identity, averaged
+    assert sum(counted.values()) == len(frames)
