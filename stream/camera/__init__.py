@@ -18,12 +18,18 @@ from ._estimate import (
 from ._floor import floor_pixels, half_step, uncensor
 from ._model import CameraModel
 from ._offset import offset_from_skew
+from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
 __all__ = [
+    "SPIKE_POLICIES",
     "CameraEstimate",
     "CameraEstimator",
     "CameraModel",
+    "SpikePolicy",
+    "Spikes",
     "darkest_level",
+    "fill_spikes",
+    "find_spikes",
     "fit_line",
     "flat_blocks",
     "floor_pixels",
@@ -31,6 +37,7 @@ __all__ = [
     "offset_from_skew",
     "scene_moved",
     "spatial_samples",
+    "spike_fills",
     "still_ratio",
     "temporal_samples",
     "uncensor",

@@ -89,6 +89,7 @@ import numpy as np
 from ._floor import floor_pixels, half_step, latent_from_clipped
 from ._model import CameraModel
 from ._offset import offset_from_skew, second_difference
+from ._spikes import find_spikes
 
 #: chi-square with 4 degrees of freedom (a 4 x 4 block holds 4 cells of one residual
 #: each, or 16 pixels of one difference each): median / mean, per samples averaged.
@@ -249,15 +250,42 @@ def flat_blocks(frame: np.ndarray, floor: float | None = None) -> np.ndarray | N
     flat = block_high == block_low
     if floor is not None:
         flat &= block_low != floor
-    if not flat.any():
-        return None
-    rows, columns = flat.shape
-    padded = np.pad(flat, 1)
-    near = np.zeros_like(flat)
+    return _with_neighbours(flat) if flat.any() else None
+
+
+def _with_neighbours(blocks: np.ndarray) -> np.ndarray:
+    """A 2-D block mask grown by one block each way, raveled: the blocks whose levels
+    (3 x 3 block means) a marked block enters."""
+    rows, columns = blocks.shape
+    padded = np.pad(blocks, 1)
+    near = np.zeros_like(blocks)
     for i in range(3):
         for j in range(3):
             near |= padded[i : i + rows, j : j + columns]
     return near.ravel()
+
+
+def spike_blocks(frame: np.ndarray, camera: CameraModel) -> np.ndarray | None:
+    """Per 4 x 4 block (raveled), whether it or a block beside it holds a spike (a hot
+    pixel, a cosmic ray: :func:`stream.camera.find_spikes`, by ``camera``); None when
+    the frame has none. A spike raises its block's level but not its noise."""
+    h, w = frame.shape
+    if h < BLOCK or w < BLOCK:
+        return None
+    centred = np.subtract(frame, camera.offset, dtype=np.float32)
+    spikes = find_spikes(centred, camera.gain, camera.read_noise)
+    if spikes is None:
+        return None
+    ys, xs = spikes
+    rows, columns = h // BLOCK, w // BLOCK
+    inside = (ys < rows * BLOCK) & (xs < columns * BLOCK)
+    blocks = np.zeros((rows, columns), dtype=bool)
+    blocks[ys[inside] // BLOCK, xs[inside] // BLOCK] = True
+    return _with_neighbours(blocks)
+
+
+def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return b if a is None else a if b is None else a | b
 
 
 def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
@@ -587,6 +615,8 @@ class CameraEstimator:
         blocks = _block_means(frame)
         floor = floor_pixels(frame)
         flat = flat_blocks(frame, floor[0] if floor is not None else None)
+        if self.estimate is not None:  # hot pixels, by the camera so far
+            flat = _either(flat, spike_blocks(frame, self.estimate.camera))
         lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
         self._dark.append(darkest_level(frame, lit))
         del self._dark[:-DARK_FRAMES]
@@ -620,6 +650,12 @@ class CameraEstimator:
             self.estimate = self._from(
                 means, power, "spatial", clipping=(share, spatial_correction)
             )
+            spiky = spike_blocks(frame, self.estimate.camera)
+            if spiky is not None:  # the first frame's hot pixels, by its own estimate
+                means, power = spatial_samples(frame, saturated, _either(flat, spiky))
+                self.estimate = self._from(
+                    means, power, "spatial", clipping=(share, spatial_correction)
+                )
         elif self._kept >= 2 * BINS * 8 and (
             self._since_fit >= self._refit_interval() or self.estimate.source == "spatial"
         ):

@@ -80,6 +80,15 @@ def serve(
             help="ONNX Runtime provider; auto: TensorRT, CUDA, then CPU.", show_default="auto"
         ),
     ] = None,
+    spikes: Annotated[
+        Literal["correct", "pass", "off"] | None,
+        typer.Option(
+            help="One-pixel spikes far above the scene (hot pixels, cosmic rays): filled "
+            "for the model; the output holds its estimate there (correct) or the spike "
+            "(pass).",
+            show_default="correct",
+        ),
+    ] = None,
     ensemble: Annotated[
         Literal["auto", "1", "2", "4"] | None,
         typer.Option(
@@ -134,6 +143,7 @@ def serve(
             overlap=overlap,
             provider=provider,
             ensemble=ensemble,
+            spikes=spikes,
             output_dtype=output_dtype,
             publish_raw=publish_raw,
             traces={"rois": rois} if rois is not None else None,

@@ -26,10 +26,17 @@ from typing import Any
 import numpy as np
 
 from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
-from ..camera import CameraModel, half_step, uncensor
+from ..camera import CameraModel, SpikePolicy, Spikes, fill_spikes, half_step, uncensor
 from ._ensemble import check_passes, mirror_in_place, mirrors
 from ._gpu import GpuConfig, cuda_options, tensorrt_options, trt_profile
-from ._inputs import bright_level, fill_noise_map, scale_from, snr_at
+from ._inputs import (
+    block_levels,
+    defect_spikes,
+    fill_noise_map,
+    level_of,
+    scale_from,
+    snr_at,
+)
 from ._model_meta import ModelMetadata
 from ._pinned import pin, unpin
 from ._pixels import count_non_finite
@@ -171,6 +178,11 @@ class Engine:
         memory planning (and, with TensorRT, engine building). None skips it.
     gpu
         How the CUDA and TensorRT providers run (:class:`GpuConfig`; defaults if None).
+    spikes
+        Isolated one-pixel spikes (hot pixels, cosmic rays; :mod:`stream.engine._spikes`)
+        before a noise-adaptive model: replaced by their neighbours' median for
+        inference, and the output holds the model's estimate there (``correct``) or the
+        spike as it came (``pass``); ``off``: not looked for.
 
     Attributes
     ----------
@@ -194,6 +206,7 @@ class Engine:
         intra_op_threads: int | None = None,
         warmup_shape: tuple[int, int] | None = (512, 512),
         gpu: GpuConfig | None = None,
+        spikes: SpikePolicy = "correct",
     ) -> None:
         self.path = Path(model_path)
         if not self.path.exists():
@@ -203,6 +216,9 @@ class Engine:
         if not self.path.is_file():
             raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
         self.gpu = gpu or GpuConfig()
+        self.spikes = spikes
+        #: Spikes found in the latest frame (0 when not looked for).
+        self.last_spikes = 0
         self._requested = provider
         self._intra_op_threads = intra_op_threads
         self._warmup_shape = warmup_shape
@@ -451,9 +467,11 @@ class Engine:
                     f"model {self.path.name} is noise-adaptive: expected the camera "
                     "(offset, gain, read noise) of the frame, got none"
                 )
-            scale, offset, snr = self._adaptive_input(ws, frame, bad, camera, history, running_mean)
+            scale, offset, snr, spikes = self._adaptive_input(
+                ws, frame, bad, camera, history, running_mean
+            )
         else:
-            (scale, offset), snr = self._fixed_input(ws, frame, bad), 0.0
+            (scale, offset), snr, spikes = self._fixed_input(ws, frame, bad), 0.0, None
         result = np.empty(shape, dtype=np.float32)
         self._run(buffers, result)
         if passes > 1:
@@ -468,6 +486,8 @@ class Engine:
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
             uncensor(result, camera, half_step(frame))
+        if spikes is not None and self.spikes == "pass":
+            result[spikes] = frame[spikes]
         if bad is not None:
             result[bad] = np.nan
         return result
@@ -511,9 +531,10 @@ class Engine:
         camera: CameraModel,
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
-    ) -> tuple[np.float32, np.float32, float]:
+    ) -> tuple[np.float32, np.float32, float, Spikes | None]:
         """The channels :func:`stream.engine.model_input` builds, in the tile buffers;
-        with the scale and offset, the frame's peak SNR (0 when nothing needs it)."""
+        with the scale and offset, the frame's peak SNR (0 when nothing needs it) and its
+        spikes (None: none, or not looked for), filled in every plane."""
         meta, planes = self.metadata, ws.interiors
         k = meta.frames
         # told no less read noise than the model was trained with (see least_read_noise_e):
@@ -525,12 +546,23 @@ class Engine:
         np.subtract(frame, offset, out=current, dtype=np.float32, casting="unsafe")
         if bad is not None:
             current[bad] = current[~bad].mean(dtype=np.float64)
+        spikes, blocks = None, None
+        if self.spikes != "off":  # before the scale, which a hot pixel would set
+            blocks = block_levels(current)
+            spikes = defect_spikes(current, camera.gain, read, blocks)
+            if spikes is not None:
+                fill_spikes(current, spikes)
+                blocks = None  # the scale comes from the filled frame
+        self.last_spikes = 0 if spikes is None else len(spikes[0])
         band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
         # the frame's bright level, only when the scale, a band or the pass-through needs
         # it (one block pass)
         adaptive = meta.normalization == "adaptive"
         wanted = adaptive or band is not None or meta.pass_through_snr is not None
-        top = bright_level(current) if wanted else float("nan")
+        if wanted:
+            top = level_of(blocks if blocks is not None else block_levels(current))
+        else:
+            top = float("nan")
         snr = snr_at(top, camera.gain, read) if wanted else 0.0
         if band is not None and not band[0] <= snr <= band[1]:
             history = ()  # a window that would not help in this light: the spatial start
@@ -541,6 +573,8 @@ class Engine:
                 np.copyto(planes[i], current)
             else:
                 np.subtract(source, offset, out=planes[i], dtype=np.float32, casting="unsafe")
+                if spikes is not None:  # a hot pixel is in the earlier frames too
+                    fill_spikes(planes[i], spikes)
         scale = scale_from(top, camera.gain, read) if adaptive else float(meta.input_scale)
         if meta.noise_map:
             fill_noise_map(current, camera.gain, read, scale, planes[k])
@@ -558,8 +592,10 @@ class Engine:
                         f"got {running_mean.shape}"
                     )
                 np.subtract(running_mean, offset, out=mean, dtype=np.float32, casting="unsafe")
+                if spikes is not None:
+                    fill_spikes(mean, spikes)
                 mean *= inverse
-        return np.float32(scale), offset, snr
+        return np.float32(scale), offset, snr, spikes
 
     # -- lifetime -------------------------------------------------------------------------
 

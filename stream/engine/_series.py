@@ -53,6 +53,8 @@ class SeriesContext:
         self._mean_count = 0  # frames taken into the running mean
         self._last: np.ndarray | None = None  # the previous frame, for a temporal model
         self.scene_changes = 0  # frames whose scene had moved: the ring was emptied
+        self.spikes = 0  # one-pixel spikes the engine filled in the latest frame
+        self.frames_with_spikes = 0
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -106,6 +108,8 @@ class SeriesContext:
         out = engine.denoise(
             frame, camera=camera, history=self._history, running_mean=self._mean, passes=passes
         )
+        self.spikes = engine.last_spikes
+        self.frames_with_spikes += self.spikes > 0
         stored = self._stored(frame) if keep or decay > 0 else None
         self._last = stored
         if decay > 0:

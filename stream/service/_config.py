@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .._errors import ModelError
 from .._settings import load_settings
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
-from ..camera import CameraModel
+from ..camera import CameraModel, SpikePolicy
 from ..engine import GpuConfig, shipped_model_path
 from ..protocol import Limits
 from ..store import StoreConfig
@@ -103,6 +103,13 @@ class ServiceConfig(BaseModel):
         description="self-ensemble passes per frame (1, 2, 4: the model also runs on "
         "mirrored copies, averaged; each pass one more inference); auto: more than 1 only "
         "when no frame waits and they fit in ensemble_budget of the frame interval",
+    )
+    spikes: SpikePolicy = Field(
+        "correct",
+        description="isolated one-pixel spikes (hot pixels, cosmic rays) before a "
+        "noise-adaptive model: replaced by their neighbours' median for inference; the "
+        "output holds the model's estimate there (correct) or the spike as it came (pass: "
+        "for undersampled point sources); off: not looked for",
     )
     ensemble_budget: float = Field(
         0.5, gt=0, le=1, description="auto: the share of the frame interval passes may take"

@@ -226,7 +226,8 @@ class InferenceStage:
         log.info("model %s (%s) now active on %s", new.model_id, new.path, new.provider)
 
     def series_status(self) -> dict[str, dict[str, object]]:
-        """Per open series: the camera in use (and how it was found) and history memory."""
+        """Per open series: the camera in use (and how it was found), history memory,
+        scene changes and the one-pixel spikes filled (latest frame, frames with any)."""
         out: dict[str, dict[str, object]] = {}
         for series, context in list(self.contexts.items()):
             estimate = context.estimate
@@ -243,6 +244,8 @@ class InferenceStage:
                 "camera": camera,
                 "history_bytes": context.history_bytes,
                 "scene_changes": context.scene_changes,
+                "spikes": context.spikes,
+                "frames_with_spikes": context.frames_with_spikes,
             }
         return out
 

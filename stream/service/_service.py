@@ -287,6 +287,7 @@ class Service:
             overlap=cfg.overlap,
             warmup_shape=cfg.warmup_shape,
             gpu=cfg.gpu,
+            spikes=cfg.spikes,
         )
 
     def _store_attrs(self, engine: Engine) -> dict[str, Any]:

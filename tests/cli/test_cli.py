@@ -96,6 +96,7 @@ def test_status_without_a_service_times_out_clearly():
         (["--input", "http://x"], "expected a ZeroMQ endpoint"),
         (["--model", "/nonexistent/model.onnx"], "does not exist"),
         (["--ensemble", "3"], "'--ensemble'"),
+        (["--spikes", "fix"], "'--spikes'"),
     ],
 )
 def test_serve_reports_bad_settings_without_a_traceback(args: list[str], message: str):

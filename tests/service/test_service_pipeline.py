@@ -270,6 +270,34 @@ def test_a_configured_camera_is_used_as_is(tmp_path: Path, conv_model_adaptive):
     assert reported == {**camera, "source": "configured"}
 
 
+@pytest.mark.parametrize("spikes", ["correct", "pass"])
+def test_hot_pixels_are_kept_from_the_model_and_counted(
+    tmp_path: Path, conv_model_adaptive, spikes: str
+):
+    camera = {"gain": 2.0, "offset": 100.0, "read_noise": 1.5}
+    rng = np.random.default_rng(4)
+    frames = [(100 + 2 * rng.poisson(50.0, (32, 32))).astype("<u2") for _ in range(3)]
+    for frame in frames:
+        frame[10, 12] = 9000  # a hot pixel, 45x the scene
+    with (
+        running_service(
+            tmp_path, conv_model_adaptive, zarr=None, camera=camera, spikes=spikes
+        ) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "hot", i)
+        got, _ = collect(sub, len(frames))
+        series = svc.status()["series"]["hot"]
+    assert series["spikes"] == 1 and series["frames_with_spikes"] == 3
+    for message in got:
+        if spikes == "pass":
+            assert message.array[10, 12] == 9000.0
+        else:  # the model's estimate of the scene there, like its neighbours'
+            assert abs(message.array[10, 12] - np.median(message.array)) < 100
+
+
 def test_a_running_mean_model_is_served_with_its_series_mean(
     tmp_path: Path, conv_model_running_mean
 ):

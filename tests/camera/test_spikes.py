@@ -1,0 +1,117 @@
+"""One-pixel spikes (hot pixels, cosmic rays): found, filled, kept out of the live
+estimate, and kept from the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.camera import CameraEstimator, CameraModel, fill_spikes, find_spikes
+from stream.engine import Engine, SeriesContext, shipped_model_path
+from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
+
+CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
+SHAPE = (128, 128)
+
+
+def phantom_stream(photons: float, frames: int, hot: np.ndarray | None, excess: float = 0.0):
+    """(clean in ADU, readout) pairs of the phantom; ``hot`` pixels read ``excess`` more."""
+    config = PhantomConfig(
+        shape=SHAPE, brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
+        seed=4, noise=CAMERA,
+    )  # fmt: skip
+    phantom = CalciumPhantom(config, frames)
+    for t in range(frames):
+        frame = apply_camera_noise(phantom.clean(t), CAMERA, frame_rng(4, t)).astype(np.float32)
+        if hot is not None:
+            frame[hot] += excess
+        yield CAMERA.gain * phantom.clean(t) + CAMERA.offset, frame.astype(np.uint16)
+
+
+def hot_pixels(count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(SHAPE, bool)
+    mask[rng.integers(2, SHAPE[0] - 2, count), rng.integers(2, SHAPE[1] - 2, count)] = True
+    return mask
+
+
+def test_a_hot_pixel_and_a_pair_are_spikes_and_an_optical_spot_is_not() -> None:
+    rng = np.random.default_rng(1)
+    frame = rng.normal(0, 3, (32, 32)).astype(np.float32)
+    frame[5, 5] = 400  # a hot pixel
+    frame[20, 20:22] = 300  # two hot pixels side by side: each has one bright neighbour
+    yy, xx = np.mgrid[0:32, 0:32]
+    frame += 2000 * np.exp(-((yy - 12) ** 2 + (xx - 26) ** 2) / (2 * 0.85**2))  # FWHM 2 px
+    spikes = find_spikes(frame, CAMERA.gain, CAMERA.read_noise)
+    assert spikes is not None
+    assert sorted(zip(*spikes, strict=True)) == [(5, 5), (20, 20), (20, 21)]
+    fill_spikes(frame, spikes)
+    assert abs(frame[5, 5]) < 12 and abs(frame[20, 20]) < 12  # their neighbours' median
+
+
+def test_noise_and_structure_alone_hold_no_spike() -> None:
+    for photons in (0.3, 3.0, 100.0, 3000.0):
+        for _, frame in phantom_stream(photons, 3, None):
+            centred = frame.astype(np.float32) - CAMERA.offset
+            assert find_spikes(centred, CAMERA.gain, CAMERA.read_noise) is None, photons
+
+
+@pytest.mark.parametrize("excess", [300.0, 3000.0])
+def test_hot_pixels_do_not_pull_the_live_estimate(excess: float) -> None:
+    """A tenth of a percent of hot pixels raise their blocks' level but not their noise:
+    without leaving them out, the fitted gain fell to 0.48-0.49 here (0.87 without them)."""
+    without, with_hot = CameraEstimator(), CameraEstimator()
+    for (_, frame), (_, hot_frame) in zip(
+        phantom_stream(3.0, 24, None), phantom_stream(3.0, 24, hot_pixels(16), excess), strict=True
+    ):
+        reference, estimate = without.update(frame), with_hot.update(hot_frame)
+    assert estimate.source == "temporal"
+    assert estimate.camera.gain == pytest.approx(reference.camera.gain, rel=0.05), estimate
+    assert estimate.camera.offset == pytest.approx(reference.camera.offset, abs=1.0)
+
+
+@pytest.fixture(scope="module")
+def na_lite() -> Engine:
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine:
+        yield engine
+
+
+def test_the_model_denoises_around_hot_pixels(na_lite: Engine) -> None:
+    """The model read hot pixels hundreds of sigmas above a dim scene as structure and
+    smeared them over its receptive field."""
+    hot = hot_pixels(16)
+    away = np.ones(SHAPE, bool)
+    for y, x in zip(*np.nonzero(hot), strict=True):
+        away[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = False
+
+    def error(policy: str, with_hot: bool) -> tuple[float, np.ndarray, np.ndarray]:
+        na_lite.spikes = policy
+        context = SeriesContext(CAMERA)
+        errors = []
+        for truth, frame in phantom_stream(1.0, 3, hot if with_hot else None, 500.0):
+            out = context.denoise(na_lite, frame)
+            errors.append(np.mean((out - truth)[away] ** 2))
+        return float(np.mean(errors)), out, frame
+
+    try:
+        clean, _, _ = error("correct", False)
+        off, _, _ = error("off", True)
+        corrected, out, frame = error("correct", True)
+        assert corrected < 1.2 * clean < 0.1 * off  # as if there were none; 10x worse without
+        assert np.all(out[hot] < 150)  # the model's estimate of the scene there
+        _, passed, frame = error("pass", True)
+        np.testing.assert_array_equal(passed[hot], frame[hot])  # the spikes as they came
+        assert na_lite.last_spikes == int(hot.sum())
+    finally:
+        na_lite.spikes = "correct"
+
+
+def test_a_point_of_the_scene_is_left_to_the_model(na_lite: Engine) -> None:
+    """A one-pixel star within a few times the scene's level: the model was trained on
+    points and keeps them; only spikes far above the scene are defects."""
+    rng = np.random.default_rng(2)
+    sky = 100.0 + rng.poisson(20.0, SHAPE) + rng.normal(0, 3, SHAPE)
+    sky[40, 40] += 60.0  # about 3x the sky: a star
+    frame = sky.astype(np.uint16)
+    na_lite.denoise(frame, camera=CAMERA)
+    assert na_lite.last_spikes == 0
