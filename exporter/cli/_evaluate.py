@@ -76,8 +76,9 @@ def evaluate(
         str,
         typer.Option(
             help="Also read every generator's movies out again by these cameras, "
-            "GAIN:OFFSET:READ[:F2] (ADU per e-, ADU, e-, and for an EMCCD or photomultiplier "
-            "its excess noise factor), comma-separated, e.g. 0.25:0:6,4:1000:0.5,20:500:0.5:2.",
+            "GAIN:OFFSET:READ[:F2[:HOT]] (ADU per e-, ADU, e-; for an EMCCD or "
+            "photomultiplier its excess noise factor, else 1; the fraction of hot pixels), "
+            "comma-separated, e.g. 0.25:0:6,4:1000:0.5,20:500:0.5:2,1:100:3:1:0.001.",
         ),
     ] = "",
     ensemble: Annotated[

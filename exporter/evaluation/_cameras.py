@@ -10,7 +10,10 @@ through its own camera) and reads them out again, Poisson then Gaussian, rounded
 electron-multiplying camera (an EMCCD, or a photomultiplier's pulse heights) multiplies
 each photo-electron by a random gain of mean 1 before the read noise: its excess noise
 factor F^2 (2 for an EMCCD's register) scales the shot noise's variance, and a
-Poisson-Gaussian fit sees the gain F^2 x gain.
+Poisson-Gaussian fit sees the gain F^2 x gain. A camera may have hot pixels: a
+``hot`` fraction of its pixels, at places fixed for the camera, collect a dark signal of
+``HOT_ELECTRONS`` on average per frame (Poisson, as dark current is) on top of the
+scene; the clean movie does not have them (they are the camera's, not the scene's).
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from ._results import with_camera
 
 #: Seed-sequence tag of the re-read noise (apart from every generator's own draws).
 _NOISE_TAG = 7_041
+#: Seed-sequence tag of the hot pixels' places (the same for every movie of a camera).
+_HOT_TAG = 7_043
+#: A hot pixel's mean dark signal per frame, in electrons (an sCMOS hot pixel at a
+#: long exposure, or a cosmic ray's deposit, is hundreds to thousands).
+HOT_ELECTRONS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -37,37 +45,48 @@ class EvalCamera:
     offset: float  # ADU
     read_noise: float  # e-
     excess: float = 1.0  # excess noise factor F^2 (1: none)
+    hot: float = 0.0  # fraction of hot pixels
 
     def __post_init__(self) -> None:
-        if not (self.gain > 0 and self.offset >= 0 and self.read_noise >= 0 and self.excess >= 1):
+        if not (
+            self.gain > 0
+            and self.offset >= 0
+            and self.read_noise >= 0
+            and self.excess >= 1
+            and 0 <= self.hot < 1
+        ):
             raise ValueError(
-                "expected a camera with gain > 0, offset >= 0, read noise >= 0 and excess "
-                f"noise factor >= 1, got gain {self.gain:g}, offset {self.offset:g}, read noise "
-                f"{self.read_noise:g}, excess {self.excess:g}"
+                "expected a camera with gain > 0, offset >= 0, read noise >= 0, excess "
+                f"noise factor >= 1 and a hot-pixel fraction in [0, 1), got gain "
+                f"{self.gain:g}, offset {self.offset:g}, read noise {self.read_noise:g}, "
+                f"excess {self.excess:g}, hot {self.hot:g}"
             )
 
     @property
     def label(self) -> str:
         label = f"gain {self.gain:g}, offset {self.offset:g}, read {self.read_noise:g} e-"
-        return label + (f", F2 {self.excess:g}" if self.excess > 1 else "")
+        label += f", F2 {self.excess:g}" if self.excess > 1 else ""
+        return label + (f", {self.hot:.2%} hot pixels" if self.hot > 0 else "")
 
 
 def parse_cameras(text: str) -> tuple[EvalCamera, ...]:
-    """``"GAIN:OFFSET:READ[:F2],..."`` (read noise in electrons, F2 the excess noise
-    factor of an electron-multiplying camera) as cameras; "" gives none."""
+    """``"GAIN:OFFSET:READ[:F2[:HOT]],..."`` (read noise in electrons, F2 the excess
+    noise factor of an electron-multiplying camera, 1 for none; HOT the fraction of hot
+    pixels) as cameras; "" gives none."""
     cameras = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         fields = item.split(":")
         try:
-            if len(fields) not in (3, 4):
+            if len(fields) not in (3, 4, 5):
                 raise ValueError
             numbers = [float(f) for f in fields]
         except ValueError:
             raise ValueError(
-                f"expected a camera as GAIN:OFFSET:READ[:F2] (numbers, read noise in e-, F2 "
-                f"an EMCCD's excess noise factor) such as 4:1000:2 or 20:500:0.5:2, got {item!r}"
+                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT]] (numbers, read noise in "
+                f"e-, F2 an EMCCD's excess noise factor, HOT a fraction of hot pixels) such "
+                f"as 4:1000:2, 20:500:0.5:2 or 1:100:3:1:0.001, got {item!r}"
             ) from None
         cameras.append(EvalCamera(*numbers))
     return tuple(cameras)
@@ -81,6 +100,9 @@ def recamera(movie: EvalMovie, camera: EvalCamera, seed: int) -> EvalMovie:
     if camera.excess > 1:  # a sum of n Gamma(k, 1/k) multiplications is Gamma(n k, 1/k)
         shape = 1.0 / (camera.excess - 1.0)
         electrons = rng.gamma(electrons * shape, 1.0 / shape)
+    if camera.hot > 0:  # the same places in every movie of this camera
+        places = np.random.default_rng(_HOT_TAG).random(photons.shape[1:]) < camera.hot
+        electrons += places * rng.poisson(HOT_ELECTRONS, photons.shape)
     electrons += rng.normal(0.0, camera.read_noise, photons.shape)
     adu = np.rint(camera.gain * electrons + camera.offset)
     return dataclasses.replace(

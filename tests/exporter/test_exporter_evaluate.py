@@ -270,6 +270,26 @@ def test_cameras_are_parsed_and_bad_ones_say_what_was_expected() -> None:
         parse_cameras("0:100:2")
     with pytest.raises(ValueError, match=r"excess noise factor >= 1.*excess 0.5"):
         parse_cameras("1:100:2:0.5")
+    assert parse_cameras("1:100:3:1:0.001") == (EvalCamera(1, 100, 3, 1, hot=0.001),)
+    with pytest.raises(ValueError, match=r"hot-pixel fraction in \[0, 1\).*hot 2"):
+        parse_cameras("1:100:3:1:2")
+
+
+def test_a_camera_with_hot_pixels_adds_their_dark_signal_at_fixed_places() -> None:
+    from exporter.evaluation import EvalCamera, make_movie, recamera
+    from exporter.evaluation._cameras import HOT_ELECTRONS
+
+    camera = EvalCamera(1.0, 100.0, 3.0, hot=0.002)
+    plain = recamera(make_movie(3.0, shape=(96, 96), frames=4, seed=4), EvalCamera(1, 100, 3), 4)
+    movies = [
+        recamera(make_movie(3.0, shape=(96, 96), frames=4, seed=s), camera, s) for s in (4, 5)
+    ]
+    np.testing.assert_array_equal(movies[0].clean, plain.clean)  # the scene has none
+    excess = movies[0].noisy.astype(np.float64) - plain.noisy
+    hot = excess.min(axis=0) > HOT_ELECTRONS / 2  # in every frame
+    assert 0.0005 < hot.mean() < 0.004 and movies[0].generator.endswith("0.20% hot pixels)")
+    other = movies[1].noisy.astype(np.float64) - movies[1].clean
+    assert np.all(other[:, hot] > HOT_ELECTRONS / 2)  # the same places in another movie
 
 
 def test_an_electron_multiplying_camera_doubles_the_shot_noise_variance() -> None:
