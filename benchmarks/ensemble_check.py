@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, machine_tag
+from ._common import machine_info, machine_tag, versions
 
 SIZES = (128, 256, 512)
 MODELS = ("na-lite", "na-temporal")
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.out / machine_tag()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ensemble_check.md").write_text("\n".join(lines) + "\n")
-    (folder / "ensemble_check.json").write_text(json.dumps({"rows": rows}, indent=1))
+    record = {"machine": machine_info(), "versions": versions(), "provider": "cpu", "rows": rows}
+    (folder / "ensemble_check.json").write_text(json.dumps(record, indent=1, default=str))
     print("\n".join(lines))
     return 0
 
