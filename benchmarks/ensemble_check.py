@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, machine_tag, versions
+from ._common import machine_info, machine_tag, phantom_frames, versions
 
 SIZES = (128, 256, 512)
 MODELS = ("na-lite", "na-temporal")
@@ -30,21 +30,12 @@ FRAMES = 24
 BUDGET = 0.5
 
 
-def _frames(side: int, count: int) -> list[np.ndarray]:
-    from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
-
-    config = PhantomConfig(shape=(side, side), brightness=10.0, seed=7)
-    phantom = CalciumPhantom(config, count)
-    return [apply_camera_noise(phantom.clean(t), config.noise, frame_rng(7, t))
-            for t in range(count)]  # fmt: skip
-
-
 def measure(model: str, side: int) -> dict[str, Any]:
     from stream.engine import ENSEMBLE_PASSES, Engine, SeriesContext, shipped_model_path
     from stream.sim import PhantomConfig
 
-    frames = _frames(side, FRAMES)
-    camera = PhantomConfig.model_validate({}).noise
+    frames = phantom_frames((side, side), FRAMES)
+    camera = PhantomConfig.model_validate({}).noise  # the phantom's own
     times: dict[int, list[float]] = {p: [] for p in ENSEMBLE_PASSES}
     with Engine(shipped_model_path(model), provider="cpu", warmup_shape=(side, side)) as engine:
         contexts = {p: SeriesContext(camera) for p in ENSEMBLE_PASSES}

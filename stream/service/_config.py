@@ -104,15 +104,15 @@ class ServiceConfig(BaseModel):
         "mirrored copies, averaged; each pass one more inference); auto: more than 1 only "
         "when no frame waits and they fit in ensemble_budget of the frame interval",
     )
-    spikes: SpikePolicy = Field(
-        "correct",
-        description="isolated one-pixel spikes (hot pixels, cosmic rays) before a "
-        "noise-adaptive model: replaced by their neighbours' median for inference; the "
-        "output holds the model's estimate there (correct) or the spike as it came (pass: "
-        "for undersampled point sources); off: not looked for",
-    )
     ensemble_budget: float = Field(
         0.5, gt=0, le=1, description="auto: the share of the frame interval passes may take"
+    )
+    spikes: SpikePolicy = Field(
+        "correct",
+        description="one-pixel spikes far above their neighbours and the scene (hot "
+        "pixels, cosmic rays), before a noise-adaptive model: replaced by their "
+        "neighbours' median for inference; the output holds the model's estimate there "
+        "(correct) or the spike as it came (pass); off: not looked for",
     )
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     security: SecurityConfig | None = Field(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from deepdenoise_client import Publisher
+from deepdenoise_client import Message, Publisher
 from pydantic import ValidationError
 from service_harness import collect, listening, running_service
 
@@ -78,11 +79,12 @@ def test_the_config_takes_auto_or_a_pass_count(tmp_path: Path) -> None:
         ServiceConfig(ensemble_budget=1.5)
 
 
-def test_the_service_serves_the_ensembles_average(tmp_path: Path, conv_model: Path) -> None:
-    rng = np.random.default_rng(0)
-    frames = [rng.normal(300, 20, (40, 52)).astype(np.float32) for _ in range(5)]
+def served(
+    tmp_path: Path, model: Path, frames: list[np.ndarray], **overrides: Any
+) -> tuple[list[Message], dict[str, Any]]:
+    """``frames`` through a real service as one series: the denoised messages, then status."""
     with (
-        running_service(tmp_path, conv_model, ensemble=2, zarr=None) as svc,
+        running_service(tmp_path, model, zarr=None, **overrides) as svc,
         listening(svc) as sub,
         Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
     ):
@@ -90,7 +92,13 @@ def test_the_service_serves_the_ensembles_average(tmp_path: Path, conv_model: Pa
         for i, frame in enumerate(frames):
             pub.send_frame(frame, "run", i)
         got, _ = collect(sub, len(frames))
-        status = svc.status()
+        return got, svc.status()
+
+
+def test_the_service_serves_the_ensembles_average(tmp_path: Path, conv_model: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.normal(300, 20, (40, 52)).astype(np.float32) for _ in range(5)]
+    got, status = served(tmp_path, conv_model, frames, ensemble=2)
     with Engine(conv_model, provider="cpu", warmup_shape=None) as engine:
         for frame, message in zip(frames, got, strict=True):
             want = engine.denoise(frame, passes=2)
@@ -104,16 +112,8 @@ def test_auto_serves_every_frame_whatever_passes_it_picks(
     tmp_path: Path, identity_model: Path
 ) -> None:
     frames = [np.full((32, 32), 100.0 + i, np.float32) for i in range(6)]
-    with (
-        running_service(tmp_path, identity_model, ensemble="auto", zarr=None) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-        pub.start("run")
-        for i, frame in enumerate(frames):
-            pub.send_frame(frame, "run", i)
-        got, _ = collect(sub, len(frames))
-        counted = svc.status()["ensemble"]["frames_by_passes"]
+    got, status = served(tmp_path, identity_model, frames, ensemble="auto")
+    counted = status["ensemble"]["frames_by_passes"]
     for frame, message in zip(frames, got, strict=True):
         np.testing.assert_allclose(message.array, frame, rtol=1e-6)  # the identity, averaged
     assert sum(counted.values()) == len(frames)
