@@ -409,6 +409,18 @@ def megabytes(nbytes: float) -> float:
 _FRAMES: dict[tuple[tuple[int, int], int], np.ndarray] = {}
 
 
+def write_check(out: Path, name: str, lines: list[str], rows: list[dict[str, Any]]) -> None:
+    """An exploratory check's results: ``<name>.md`` (``lines``) and ``<name>.json`` (its
+    rows, with the machine and the package versions) in the machine's results folder;
+    the table is printed too."""
+    folder = Path(out) / machine_tag()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+    record = {"machine": machine_info(), "versions": versions(), "provider": "cpu", "rows": rows}
+    (folder / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
+    print("\n".join(lines))
+
+
 def phantom_frames(shape: tuple[int, int], count: int) -> np.ndarray:
     """``count`` noisy uint16 phantom frames ``(count, H, W)``, read-only, cached.
 

@@ -13,7 +13,6 @@ beside the suites' results.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, machine_tag, phantom_frames, versions
+from ._common import machine_info, phantom_frames, write_check
 
 SIZES = (128, 256, 512)
 MODELS = ("na-lite", "na-temporal")
@@ -78,12 +77,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({r['over_one_pass']['2']}) | {r['ms']['4']} ({r['over_one_pass']['4']}) | "
           f"{r['auto_up_to_fps']['2']} fps | {r['auto_up_to_fps']['4']} fps |" for r in rows),
     ]  # fmt: skip
-    folder = args.out / machine_tag()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ensemble_check.md").write_text("\n".join(lines) + "\n")
-    record = {"machine": machine_info(), "versions": versions(), "provider": "cpu", "rows": rows}
-    (folder / "ensemble_check.json").write_text(json.dumps(record, indent=1, default=str))
-    print("\n".join(lines))
+    write_check(args.out, "ensemble_check", lines, rows)
     return 0
 
 

@@ -62,6 +62,22 @@ def running_service(tmp_path: Path, model: Path, **overrides: Any) -> Iterator[S
         service.stop()
 
 
+def served(
+    tmp_path: Path, model: Path, frames: list[np.ndarray], series: str = "run", **overrides: Any
+) -> tuple[list[Message], dict[str, Any]]:
+    """``frames`` through a real service (no store) as one series: the denoised messages,
+    then the service's status."""
+    with (
+        running_service(tmp_path, model, zarr=None, **overrides) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, series, i)
+        got, _ = collect(sub, len(frames))
+        return got, svc.status()
+
+
 @contextmanager
 def listening(service: Service, topics: tuple[bytes, ...] = ALL_TOPICS) -> Iterator[Subscriber]:
     """A subscriber on the service's output, returned once its subscription is live.

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from deepdenoise_client import Message, Publisher
 from pydantic import ValidationError
-from service_harness import collect, listening, running_service
+from service_harness import served
 
 from stream import ServiceConfig
 from stream.engine import Engine
@@ -77,22 +75,6 @@ def test_the_config_takes_auto_or_a_pass_count(tmp_path: Path) -> None:
             ServiceConfig(ensemble=bad)
     with pytest.raises(ValidationError, match="ensemble_budget"):
         ServiceConfig(ensemble_budget=1.5)
-
-
-def served(
-    tmp_path: Path, model: Path, frames: list[np.ndarray], **overrides: Any
-) -> tuple[list[Message], dict[str, Any]]:
-    """``frames`` through a real service as one series: the denoised messages, then status."""
-    with (
-        running_service(tmp_path, model, zarr=None, **overrides) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-        pub.start("run")
-        for i, frame in enumerate(frames):
-            pub.send_frame(frame, "run", i)
-        got, _ = collect(sub, len(frames))
-        return got, svc.status()
 
 
 def test_the_service_serves_the_ensembles_average(tmp_path: Path, conv_model: Path) -> None:

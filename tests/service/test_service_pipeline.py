@@ -13,6 +13,7 @@ from service_harness import (
     events,
     listening,
     running_service,
+    served,
     swap_mid_stream,
     wait_until,
 )
@@ -279,17 +280,8 @@ def test_hot_pixels_are_kept_from_the_model_and_counted(
     frames = [(100 + 2 * rng.poisson(50.0, (32, 32))).astype("<u2") for _ in range(3)]
     for frame in frames:
         frame[10, 12] = 9000  # a hot pixel, 45x the scene
-    with (
-        running_service(
-            tmp_path, conv_model_adaptive, zarr=None, camera=camera, spikes=spikes
-        ) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-        for i, frame in enumerate(frames):
-            pub.send_frame(frame, "hot", i)
-        got, _ = collect(sub, len(frames))
-        series = svc.status()["series"]["hot"]
+    got, status = served(tmp_path, conv_model_adaptive, frames, "hot", camera=camera, spikes=spikes)
+    series = status["series"]["hot"]
     assert series["spikes"] == 1 and series["frames_with_spikes"] == 3
     for message in got:
         if spikes == "pass":
