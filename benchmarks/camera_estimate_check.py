@@ -84,9 +84,9 @@ def measure(side: int) -> dict[str, Any]:
 
 
 def _spike_test_ms(frames: list[np.ndarray], camera: Any) -> float:
-    """Median ms of the engine's hot-pixel test (:func:`stream.engine._inputs.defect_spikes`,
-    with the frame's block levels given, as the engine has them) on each frame."""
-    from stream.engine._inputs import block_levels, defect_spikes
+    """Median ms of the engine's hot-pixel test (:func:`stream.engine.defect_spikes`, with
+    the frame's block levels given, as the engine has them) on each frame."""
+    from stream.engine import block_levels, defect_spikes
 
     times = []
     for frame in frames:

@@ -28,7 +28,15 @@ from ._gpu import (
     use_fp16,
     user_cache_dir,
 )
-from ._inputs import fill_noise_map, frame_scale, model_input, peak_snr, update_running_mean
+from ._inputs import (
+    block_levels,
+    defect_spikes,
+    fill_noise_map,
+    frame_scale,
+    model_input,
+    peak_snr,
+    update_running_mean,
+)
 from ._model_meta import (
     BAND_KEYS,
     DEFAULT_RECEPTIVE_FIELD,
@@ -77,12 +85,14 @@ __all__ = [
     "TileWorkspace",
     "TrtProfile",
     "blend_tiles",
+    "block_levels",
     "check_passes",
     "check_tiling",
     "count_non_finite",
     "cuda_options",
     "default_model_path",
     "default_tile_overlap",
+    "defect_spikes",
     "fill_noise_map",
     "frame_scale",
     "gather_tiles",

@@ -180,7 +180,7 @@ class Engine:
         How the CUDA and TensorRT providers run (:class:`GpuConfig`; defaults if None).
     spikes
         Isolated one-pixel spikes (hot pixels, cosmic rays; :mod:`stream.camera._spikes`)
-        far above the scene (:func:`stream.engine._inputs.defect_spikes`), before a
+        far above the scene (:func:`stream.engine.defect_spikes`), before a
         noise-adaptive model: replaced by their neighbours' median for inference, and
         the output holds the model's estimate there (``correct``) or the spike as it came
         (``pass``); ``off``: not looked for.
