@@ -45,7 +45,7 @@ def _series_ms(engine: Any, frames: list[np.ndarray], camera: Any) -> tuple[floa
     two alternate frame by frame, so a burst of load hits both."""
     from stream.engine import SeriesContext
 
-    contexts = (SeriesContext(camera), SeriesContext(None))
+    contexts = (SeriesContext(camera, "off"), SeriesContext(None, "off"))
     totals = [0.0, 0.0]
     for t in range(SERIES_FRAMES):
         for i, context in enumerate(contexts):

@@ -37,7 +37,7 @@ def measure(model: str, side: int) -> dict[str, Any]:
     camera = PhantomConfig.model_validate({}).noise  # the phantom's own
     times: dict[int, list[float]] = {p: [] for p in ENSEMBLE_PASSES}
     with Engine(shipped_model_path(model), provider="cpu", warmup_shape=(side, side)) as engine:
-        contexts = {p: SeriesContext(camera) for p in ENSEMBLE_PASSES}
+        contexts = {p: SeriesContext(camera, "off") for p in ENSEMBLE_PASSES}
         for t, frame in enumerate(frames):
             for passes, context in contexts.items():
                 t0 = time.perf_counter()

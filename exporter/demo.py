@@ -60,6 +60,8 @@ class DemoResult:
     camera_used: dict[str, object] = field(default_factory=dict)
     #: The service's self-ensemble: its setting and the frames it gave each pass count.
     ensemble: dict[str, object] = field(default_factory=dict)
+    #: The series' blend with smoothing (``status.series.<name>.blend``).
+    blend: dict[str, object] = field(default_factory=dict)
     camera_true: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -79,6 +81,8 @@ class DemoResult:
             ("provider / model", f"{self.provider} / {self.model}"),
             *([("self-ensemble (setting; frames by passes)", _ensemble_row(self.ensemble))]
               if self.ensemble else []),
+            *([("blend (frames measured; choice)", _blend_row(self.blend))]
+              if self.blend else []),
             ("PSNR vs ground truth: raw → denoised", f"{self.psnr_raw_db:.2f} → "
              f"{self.psnr_denoised_db:.2f} dB ({gain:+.2f} dB)"),
             *([("camera (estimated live / simulator's)", _camera_row(self.camera_used,
@@ -95,6 +99,15 @@ def _ensemble_row(ensemble: dict[str, object]) -> str:
     assert isinstance(by_passes, dict)
     frames = ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count)
     return f"{ensemble.get('setting')}; {frames or 'none'}"
+
+
+def _blend_row(blend: dict[str, object]) -> str:
+    parts = []
+    if blend.get("post_sigma"):
+        parts.append(f"output blurred {blend['post_sigma']} px")
+    if blend.get("fuse_weight"):
+        parts.append(f"{blend['fuse_weight']} of a {blend['fuse_sigma']} px Gaussian of the input")
+    return f"{blend.get('frames_measured', 0)}; {' + '.join(parts) or 'the output as it is'}"
 
 
 def _camera_row(used: dict[str, object], true: dict[str, float]) -> str:
@@ -155,6 +168,8 @@ class _Received:
     seconds: float
     #: The series' camera from the latest status (configured or estimated live).
     camera: dict[str, object] = field(default_factory=dict)
+    #: The series' blend with smoothing from the latest status.
+    blend: dict[str, object] = field(default_factory=dict)
 
 
 def _receive_while_sending(
@@ -183,6 +198,7 @@ def _receive_while_sending(
                 status = msgpack.unpackb(rest[0], raw=False)
                 series = status.get("series", {}).get(sim.config.series, {})
                 out.camera = series.get("camera") or out.camera
+                out.blend = series.get("blend") or out.blend
                 continue
             if topic != b"denoised":
                 continue
@@ -245,6 +261,7 @@ def _summarise(
         dropped=dropped,
         preview=preview,
         camera_used=rx.camera,
+        blend=rx.blend,
         camera_true=sim.config.phantom.noise.model_dump() if rx.camera else {},
     )
 

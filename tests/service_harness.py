@@ -47,6 +47,9 @@ def service_config(tmp_path: Path, model: Path, **overrides: Any) -> ServiceConf
         # one pass per frame: "auto" adds self-ensemble passes by the machine's speed,
         # and tests compare outputs exactly (tests/service/test_ensemble.py covers it)
         "ensemble": 1,
+        # the model's output as it is: the blend measures frames when the machine has
+        # spare time, so outputs would depend on its speed (tests/service/test_blend.py)
+        "blend": "off",
     }
     values.update(overrides)
     return ServiceConfig(**values)

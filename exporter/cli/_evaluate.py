@@ -7,7 +7,7 @@ The evaluation (scipy, matplotlib, bm3d) is imported only inside the command bod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -88,6 +88,13 @@ def evaluate(
             "(2 or 4: mirrored copies averaged, as `serve --ensemble`); 1: off.",
         ),
     ] = 1,
+    blend: Annotated[
+        Literal["sure", "off"],
+        typer.Option(
+            help="sure: the models' outputs blended with smoothing as `serve` does "
+            "(Stein's unbiased risk estimate on each movie's own frames); off: as they come.",
+        ),
+    ] = "sure",
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
@@ -118,6 +125,7 @@ def evaluate(
             adapt_scratch=adapt_scratch,
             cameras=readouts,
             ensemble=ensemble,
+            blend=blend,
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc

@@ -35,12 +35,12 @@ import platform
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from stream.camera import CameraModel
-from stream.engine import Engine, SeriesContext, check_passes
+from stream.engine import BlendSetting, Engine, SeriesContext, check_passes
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
 from . import _baselines as bl
@@ -123,7 +123,7 @@ def _model_names(models: list[Path]) -> list[str]:
 
 
 def _load_models(
-    models: list[Path], provider: str, ensemble: int = 1
+    models: list[Path], provider: str, ensemble: int = 1, blend: BlendSetting = "sure"
 ) -> list[tuple[ModelInfo, Engine]]:
     """Each model's engine; with ``ensemble`` > 1, each also as ``<name>-x<ensemble>``
     (the same engine, that many self-ensemble passes per frame)."""
@@ -141,6 +141,7 @@ def _load_models(
             noise_map=meta.noise_map,
             normalization=meta.normalization,
             has_metadata=meta.from_model,
+            blend=blend,
         )
         loaded.append((info, engine))
     if ensemble > 1:
@@ -153,12 +154,17 @@ def _load_models(
 
 
 def run_model(
-    engine: Engine, noisy: np.ndarray, camera: CameraModel | None = None, passes: int = 1
+    engine: Engine,
+    noisy: np.ndarray,
+    camera: CameraModel | None = None,
+    passes: int = 1,
+    blend: BlendSetting = "sure",
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """The movie through the model as the service serves it: the live camera estimate,
     or ``camera`` as if configured (``deepdenoise calibrate``); ``passes`` of the
-    self-ensemble per frame."""
-    context = SeriesContext(camera)
+    self-ensemble per frame; the blend with smoothing (every due frame measured, as a
+    service with time to spare does)."""
+    context = SeriesContext(camera, blend)
     out = np.empty(noisy.shape, np.float32)
     t0 = time.perf_counter()
     for t, frame in enumerate(noisy):
@@ -243,7 +249,8 @@ def evaluate_movie(
     record("wiener", "baseline", out, 0.0, window_px=int(win))
     cameras: dict[str, dict[str, Any]] = {}
     for info, engine in models:
-        out, ms, camera = run_model(engine, test.noisy, passes=info.passes)
+        blend = cast(BlendSetting, info.blend)
+        out, ms, camera = run_model(engine, test.noisy, passes=info.passes, blend=blend)
         record(info.name, "model", out, ms, camera=camera)
         cameras[info.name] = camera
         if info.noise_map:  # the same model told the true camera: what the estimate costs
@@ -251,7 +258,7 @@ def evaluate_movie(
             true = CameraModel(
                 gain=test.gain, offset=test.offset, read_noise=test.read_noise, floor=0.0
             )
-            out, ms, _ = run_model(engine, test.noisy, true, info.passes)
+            out, ms, _ = run_model(engine, test.noisy, true, info.passes, blend)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
         if adapt_workdir is not None and info.passes == 1:  # the movie: the user's recording
             for name, path in adapted_models(
@@ -308,6 +315,7 @@ def evaluate(
     adapt_scratch: bool = True,
     cameras: tuple[EvalCamera, ...] = (),
     ensemble: int = 1,
+    blend: BlendSetting = "sure",
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
@@ -315,10 +323,11 @@ def evaluate(
     the same movies. Each of ``cameras`` adds every generator's movies read out again by
     that camera (:func:`recamera`), as generators of their own. ``ensemble`` > 1 adds
     every model again with that many self-ensemble passes (``<name>-x<ensemble>``).
+    ``blend``: the models' outputs blended with smoothing as served ("sure"), or not.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = _load_models(list(models), provider, ensemble)
+    loaded = _load_models(list(models), provider, ensemble, blend)
     settings = {
         "photons": list(photons),
         "generators": list(generators),
@@ -330,6 +339,7 @@ def evaluate(
         "adapt_scratch": adapt_scratch,
         "provider": provider,
         "ensemble": ensemble,
+        "blend": blend,
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
         "cameras": [camera.label for camera in cameras],

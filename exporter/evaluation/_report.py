@@ -218,6 +218,20 @@ def _ensemble_note(passes: int) -> list[str]:
     ]
 
 
+def _blend_note(blend: str) -> list[str]:
+    if blend == "sure":
+        text = (
+            "The noise-adaptive models' outputs are blended with smoothing as the service "
+            "does by default (`serve --blend sure`): a blur of the output and a share of a "
+            "Gaussian of the input, chosen per movie by Stein's unbiased risk estimate on its "
+            "own noisy frames (no ground truth); every frame due for a measurement gets one, "
+            "as in a service with time to spare."
+        )
+    else:
+        text = "The models' outputs are scored as they come, not blended (`--blend off`)."
+    return ["", text]
+
+
 def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
     s = result.settings
     lines = [
@@ -240,6 +254,7 @@ def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
         "scan, a tile scan, a z-stack), all read out by one camera.",
         *_camera_note(s.get("cameras", [])),
         *_ensemble_note(int(s.get("ensemble", 1))),
+        *_blend_note(str(s.get("blend", "off"))),
         "",
         "Methods: `gaussian` (sigma tuned on the truth), `gaussian-val` (tuned on the "
         "validation movie), `temporal-mean` (causal running mean, K tuned on the truth), "

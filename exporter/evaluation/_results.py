@@ -66,6 +66,8 @@ class ModelInfo:
     has_metadata: bool
     #: Self-ensemble passes per frame (:meth:`stream.engine.Engine.denoise`).
     passes: int = 1
+    #: The blend with smoothing (``stream.engine._blend``): "sure" as served, or "off".
+    blend: str = "sure"
 
 
 @dataclass

@@ -146,6 +146,7 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("fps (recent)", f"{reply.get('fps')}"),
         ("latency p50 / p99", f"{lat.get('p50', 0):.2f} / {lat.get('p99', 0):.2f} ms"),
         ("ensemble passes", _ensemble_row(reply.get("ensemble") or {})),
+        ("blend", str(reply.get("blend", "n/a"))),
         ("dropped", counts(reply.get("dropped"))),
         ("rejected", counts(reply.get("rejected"))),
         ("non-finite frames", counts(reply.get("sanitized"))),
@@ -166,10 +167,23 @@ def status_table(reply: dict[str, Any]) -> Table:
             (
                 f"series {name}",
                 f"in {c.get('frames_in')}, out {c.get('frames_out')}, "
-                f"last index {c.get('last_index')}, missing {c.get('missing')}",
+                f"last index {c.get('last_index')}, missing {c.get('missing')}"
+                f"{_blend_text(c.get('blend'))}",
             )
         )
     return kv_table("deepdenoise status", rows)
+
+
+def _blend_text(blend: dict[str, Any] | None) -> str:
+    """A series' blend: ``; blend post 1.0 px + 0.2 x 2.0 px input (8 measured)``."""
+    if not blend:
+        return ""
+    parts = []
+    if blend.get("post_sigma"):
+        parts.append(f"post {blend['post_sigma']} px")
+    if blend.get("fuse_weight"):
+        parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px input")
+    return f"; blend {' + '.join(parts) or 'none'} ({blend.get('measured', 0)} measured)"
 
 
 def _ensemble_row(ensemble: dict[str, Any]) -> str:

@@ -97,6 +97,15 @@ def serve(
             show_default="auto",
         ),
     ] = None,
+    blend: Annotated[
+        Literal["sure", "off"] | None,
+        typer.Option(
+            help="sure: blend the output with smoothing where Stein's unbiased risk "
+            "estimate of the series' own frames says it helps (a few frames get one more "
+            "pass, when there is time); off: the model's output as it is.",
+            show_default="sure",
+        ),
+    ] = None,
     output_dtype: Annotated[
         Literal["float32", "input"] | None,
         typer.Option(
@@ -143,6 +152,7 @@ def serve(
             overlap=overlap,
             provider=provider,
             ensemble=ensemble,
+            blend=blend,
             spikes=spikes,
             output_dtype=output_dtype,
             publish_raw=publish_raw,

@@ -7,6 +7,7 @@ their cards. Importing this package does not import onnxruntime; creating an eng
 """
 
 from ..camera import CameraModel
+from ._blend import BLEND_SETTINGS, BlendChoice, BlendSetting, apply_blend
 from ._engine import (
     CPU_DEFAULT,
     GPU_DEFAULT,
@@ -67,6 +68,7 @@ from ._tiling import (
 
 __all__ = [
     "BAND_KEYS",
+    "BLEND_SETTINGS",
     "CPU_DEFAULT",
     "DEFAULT_RECEPTIVE_FIELD",
     "ENSEMBLE_PASSES",
@@ -75,6 +77,8 @@ __all__ = [
     "ORT_NAMES",
     "PREFIX",
     "RETIRED",
+    "BlendChoice",
+    "BlendSetting",
     "CameraModel",
     "Engine",
     "GpuConfig",
@@ -84,6 +88,7 @@ __all__ = [
     "TilePlan",
     "TileWorkspace",
     "TrtProfile",
+    "apply_blend",
     "blend_tiles",
     "block_levels",
     "check_passes",

@@ -218,8 +218,11 @@ class Engine:
             raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
         self.gpu = gpu or GpuConfig()
         self.spikes = spikes
-        #: Spikes found in the latest frame (0 when not looked for).
+        #: Spikes found in the latest frame (0 when not looked for), and where.
         self.last_spikes = 0
+        self.last_spike_places: Spikes | None = None
+        #: Previous frames the latest frame was denoised with (a temporal model's window).
+        self.last_history = 0
         self._requested = provider
         self._intra_op_threads = intra_op_threads
         self._warmup_shape = warmup_shape
@@ -555,6 +558,7 @@ class Engine:
                 fill_spikes(current, spikes)
                 blocks = None  # the scale comes from the filled frame
         self.last_spikes = 0 if spikes is None else len(spikes[0])
+        self.last_spike_places = spikes
         band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
         # the frame's bright level, only when the scale, a band or the pass-through needs
         # it (one block pass)
@@ -567,6 +571,7 @@ class Engine:
         snr = snr_at(top, camera.gain, read) if wanted else 0.0
         if band is not None and not band[0] <= snr <= band[1]:
             history = ()  # a window that would not help in this light: the spatial start
+        self.last_history = len(history)
         for i in range(k - 1):
             missing = k - 1 - len(history)  # a series start: repeat what there is
             source = frame if not history else history[max(0, i - missing)]

@@ -16,15 +16,32 @@ at a gap like the ring. A scene that moved since the previous frame (the stage, 
 focus, a new field: :func:`stream.camera.scene_moved`) empties both too, as a gap does:
 the previous frames are of another scene, and a temporal model would mix it into this
 one (``na-temporal`` on a new scene every frame at 100 photons: 2 dB below its input).
+
+For a noise-adaptive model it also blends the output with smoothing as the series' own
+frames say helps (:mod:`stream.engine._blend`): the first frames of each regime (the
+model, and the previous frames it used) and one in 16 after are measured (one more model
+pass on the frame plus a small probe), unless the caller says there is no time for it.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..camera import CameraEstimate, CameraEstimator, CameraModel, scene_moved
+from ..camera import CameraEstimate, CameraEstimator, CameraModel, Spikes, fill_spikes, scene_moved
+from ._blend import (
+    IDENTITY,
+    PROBE_STEP,
+    BlendChoice,
+    BlendSetting,
+    RiskBlend,
+    apply_blend,
+    candidate_risks,
+    described_pixels,
+    noise_variance,
+)
 from ._engine import Engine
 from ._inputs import update_running_mean
 from ._pixels import count_non_finite
@@ -36,6 +53,21 @@ ESTIMATE_WARMUP = 32
 ESTIMATE_EVERY = 8
 
 
+@dataclass(frozen=True)
+class _Measurement:
+    """What a blend measurement of one frame needs: the model's inputs as they were."""
+
+    key: tuple[str, int]
+    camera: CameraModel
+    passes: int
+    scene: np.ndarray
+    out: np.ndarray
+    spikes: Spikes | None
+    bad: np.ndarray | None
+    history: tuple[np.ndarray, ...]
+    mean: np.ndarray | None
+
+
 class SeriesContext:
     """The history and the camera of one series, for any engine denoising it.
 
@@ -43,10 +75,24 @@ class SeriesContext:
     ----------
     camera
         The configured camera; None estimates it live from the frames.
+    blend
+        ``"sure"``: a noise-adaptive model's output blended with smoothing as the
+        series' measured risks say (:mod:`stream.engine._blend`); ``"off"``: as it comes.
     """
 
-    def __init__(self, camera: CameraModel | None = None) -> None:
+    def __init__(self, camera: CameraModel | None = None, blend: BlendSetting = "sure") -> None:
         self.configured = camera
+        self.blend = blend
+        self._risks = RiskBlend()
+        self._probes = np.random.default_rng(20_261_202)  # reproducible outputs
+        #: The blend the latest frame got.
+        self.blend_choice: BlendChoice = IDENTITY
+        self._blend_key: tuple[str, int] | None = None
+        #: Whether the latest frame was measured for the blend (one more pass), and
+        #: how many frames of the series were.
+        self.measured_latest = False
+        self.blend_frames_measured = 0
+        self._pending: _Measurement | None = None
         self._estimator = CameraEstimator() if camera is None else None
         self._history: deque[np.ndarray] = deque()
         self._mean: np.ndarray | None = None
@@ -74,18 +120,35 @@ class SeriesContext:
 
     @property
     def history_bytes(self) -> int:
-        """Memory held by the ring of previous frames and the running mean."""
-        held = {id(a): a.nbytes for a in (*self._history, self._mean, self._last) if a is not None}
+        """Memory held by the ring of previous frames, the running mean and a deferred
+        blend measurement."""
+        arrays = [*self._history, self._mean, self._last]
+        if self._pending is not None:
+            arrays += [self._pending.scene, self._pending.out, self._pending.mean]
+        held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
 
+    @property
+    def blend_measured(self) -> int:
+        """Frames whose risks the latest frame's blend choice rests on."""
+        return self._risks.measured(self._blend_key) if self._blend_key else 0
+
     def denoise(
-        self, engine: Engine, frame: np.ndarray, index: int | None = None, passes: int = 1
+        self,
+        engine: Engine,
+        frame: np.ndarray,
+        index: int | None = None,
+        passes: int = 1,
+        measure: bool | None = None,
     ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
 
         ``index``: the frame's index in the series; a jump (or a step back) empties the
         ring first. None: frames are taken as consecutive. ``passes``: the self-ensemble
-        (:meth:`Engine.denoise`).
+        (:meth:`Engine.denoise`). ``measure``: a frame due a blend measurement is
+        measured at once (None, True: one more model pass before it returns), or the
+        measurement is kept for :meth:`measure_pending` (False: the service takes it
+        after the frame is out, when there is time).
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
@@ -110,6 +173,10 @@ class SeriesContext:
         )
         self.spikes = engine.last_spikes
         self.frames_with_spikes += self.spikes > 0
+        if camera is not None and self.blend == "sure":
+            out = self._blended(engine, frame, out, camera, passes, measure is not False)
+        else:
+            self._pending = None
         stored = self._stored(frame) if keep or decay > 0 else None
         self._last = stored
         if decay > 0:
@@ -121,6 +188,109 @@ class SeriesContext:
             if len(self._history) > keep:
                 self._history.popleft()
         return out
+
+    @property
+    def measurement_pending(self) -> bool:
+        """Whether the latest frame is due a blend measurement not yet taken."""
+        return self._pending is not None
+
+    def measure_pending(self, engine: Engine) -> bool:
+        """Take the latest frame's deferred blend measurement (``denoise(...,
+        measure=False)``) with ``engine``: one more model pass; the next frames' blend
+        rests on it. False when there is none, or it was for another model."""
+        pending, self._pending = self._pending, None
+        if pending is None or pending.key[0] != engine.model_id:
+            return False
+        self._measure(engine, pending)
+        return True
+
+    def _blended(
+        self,
+        engine: Engine,
+        frame: np.ndarray,
+        out: np.ndarray,
+        camera: CameraModel,
+        passes: int,
+        measure: bool,
+    ) -> np.ndarray:
+        """``out`` blended as the series' risks say; a frame due a measurement is
+        measured first (``measure``) or kept for :meth:`measure_pending`."""
+        spikes = engine.last_spike_places
+        self.measured_latest = False
+        self._pending = None
+        window, full = engine.last_history, engine.metadata.frames - 1
+        regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
+        key = self._blend_key = (engine.model_id, regime)
+        due = self._risks.due(key)
+        if not due and self._risks.choice(key).is_identity:
+            self.blend_choice = IDENTITY
+            return out
+        scene, bad = self._scene(frame, spikes)
+        model_out = out if bad is None and spikes is None else out.copy()
+        if bad is not None:
+            model_out[bad] = scene[bad]
+        if spikes is not None:  # kept as they are, not smeared by a blur
+            model_out[spikes] = scene[spikes]
+        if due:
+            mean = None if self._mean is None else self._mean if measure else self._mean.copy()
+            pending = _Measurement(
+                key,
+                camera,
+                passes,
+                scene,
+                model_out if measure else model_out.copy(),
+                spikes,
+                bad,
+                tuple(self._history),
+                mean,
+            )
+            if measure:
+                self._measure(engine, pending)
+            else:  # the running mean and the ring move on before it is taken: copies
+                self._pending = pending
+        self.blend_choice = self._risks.choice(key)
+        if self.blend_choice.is_identity:
+            return out
+        blended = apply_blend(model_out, scene, self.blend_choice)
+        if spikes is not None:
+            blended[spikes] = out[spikes]
+        if bad is not None:
+            blended[bad] = np.nan
+        return blended
+
+    def _measure(self, engine: Engine, m: _Measurement) -> None:
+        """The candidates' risks on one frame: the model once more, on the frame plus a
+        small probe of its own noise."""
+        variance = noise_variance(m.scene, m.camera)
+        probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
+        probe *= np.sqrt(variance)
+        latest = engine.last_spikes, engine.last_spike_places, engine.last_history
+        probed = engine.denoise(
+            m.scene + np.float32(PROBE_STEP) * probe,
+            camera=m.camera,
+            history=m.history,
+            running_mean=m.mean,
+            passes=m.passes,
+        )
+        # the engine's report is of the series' frame, not of the probe
+        engine.last_spikes, engine.last_spike_places, engine.last_history = latest
+        keep = described_pixels(m.scene, m.camera, m.spikes, m.bad)
+        self._risks.add(m.key, candidate_risks(m.scene, m.out, probed, probe, variance, keep))
+        self.measured_latest = True
+        self.blend_frames_measured += 1
+
+    def _scene(
+        self, frame: np.ndarray, spikes: Spikes | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame as float32 with its non-finite pixels (also returned) and spikes
+        filled in, as the model saw it."""
+        bad = None
+        if count_non_finite(frame):
+            bad = ~np.isfinite(frame)
+        scene = self._stored(frame)
+        if spikes is not None:
+            fill_spikes(scene, spikes)
+        return scene, bad
 
     def _remember_in_mean(self, stored: np.ndarray, decay: float) -> None:
         """Take the frame just denoised (``stored``, a copy) into the running mean."""

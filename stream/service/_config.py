@@ -14,7 +14,7 @@ from .._errors import ModelError
 from .._settings import load_settings
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
 from ..camera import CameraModel, SpikePolicy
-from ..engine import GpuConfig, shipped_model_path
+from ..engine import BlendSetting, GpuConfig, shipped_model_path
 from ..protocol import Limits
 from ..store import StoreConfig
 from ..traces import TraceConfig
@@ -106,6 +106,13 @@ class ServiceConfig(BaseModel):
     )
     ensemble_budget: float = Field(
         0.5, gt=0, le=1, description="auto: the share of the frame interval passes may take"
+    )
+    blend: BlendSetting = Field(
+        "sure",
+        description="sure: a noise-adaptive model's output blended with smoothing as Stein's "
+        "unbiased risk estimate of the series' own frames says helps (measured on a few "
+        "frames with one more pass each, when the frame interval leaves the time); off: "
+        "the model's output as it is",
     )
     spikes: SpikePolicy = Field(
         "correct",

@@ -48,20 +48,31 @@ class EnsemblePolicy:
             )
         if self.setting != "auto":
             return self.setting
+        for passes in sorted(ENSEMBLE_PASSES, reverse=True):
+            if self.fits(series, waiting, model, shape, passes):
+                return passes
+        return 1
+
+    def fits(
+        self, series: str, waiting: int, model: str, shape: tuple[int, int], passes: int
+    ) -> bool:
+        """Whether ``passes`` runs of ``model`` on a frame of ``shape`` fit in the budget of
+        the series' measured frame interval, with no frame waiting (unknown: no)."""
         interval = self._interval_s.get(series)
         pass_s = self._pass_s.get((model, shape))
         if waiting or interval is None or pass_s is None:
-            return 1
-        for passes in sorted(ENSEMBLE_PASSES, reverse=True):
-            if passes * pass_s <= self.budget * interval:
-                return passes
-        return 1
+            return False
+        return passes * pass_s <= self.budget * interval
 
     def took(self, model: str, shape: tuple[int, int], passes: int, seconds: float) -> None:
         """A frame of ``shape`` took ``seconds`` for ``passes`` passes of ``model``."""
         self.frames[passes] += 1
         key = (model, shape)
         self._pass_s[key] = _smooth(self._pass_s.get(key), seconds / passes)
+
+    def interval(self, series: str) -> float | None:
+        """The series' measured frame interval (s); None before its second frame."""
+        return self._interval_s.get(series)
 
     def end_series(self, series: str) -> None:
         self._last_recv_ns.pop(series, None)

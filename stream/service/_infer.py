@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 
 from ..camera import CameraModel
-from ..engine import Engine, SeriesContext, count_non_finite, to_dtype
+from ..engine import BlendSetting, Engine, SeriesContext, count_non_finite, to_dtype
 from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
 from ._ensemble import EnsemblePolicy
 from ._events import EventEmitter
 from ._messages import CleanOp, EndOp, Job, ModelOp, Outgoing, SeriesEnd
 from ._queues import Closed, StageQueue
+from ._spare import SpareTime
 from ._stats import ServiceStats
 from ._traces import TraceStep
 from ._writer import Writer
@@ -65,6 +66,7 @@ class InferenceStage:
         traces: TraceStep | None = None,
         fallback: Callable[[Engine, BaseException], Engine | None] | None = None,
         ensemble: EnsemblePolicy | None = None,
+        blend: BlendSetting = "off",
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -77,6 +79,8 @@ class InferenceStage:
         self.traces = traces
         self._fallback = fallback
         self.ensemble = ensemble or EnsemblePolicy(1)
+        self._blend = blend
+        self._spare = SpareTime()
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
         self._pending: Engine | None = None
@@ -101,14 +105,14 @@ class InferenceStage:
         engine, frame = self.engine, job.frame
         context = self.contexts.get(frame.series)
         if context is None:
-            context = self.contexts[frame.series] = SeriesContext(self._camera)
+            context = self.contexts[frame.series] = SeriesContext(self._camera, self._blend)
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
         passes = self.ensemble.passes(
             frame.series, job.t_recv_ns, len(self._jobs), engine.model_id, shape
         )
         t0 = time.perf_counter()
-        try:
-            clean = context.denoise(engine, frame.pixels, frame.index, passes)
+        try:  # a blend measurement due on this frame waits until it is out (below)
+            clean = context.denoise(engine, frame.pixels, frame.index, passes, measure=False)
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)
             if replacement is not None:
@@ -123,7 +127,8 @@ class InferenceStage:
             log.error("inference failed on %s[%d]: %s", frame.series, frame.index, exc)
             return
         t_done = time.time_ns()
-        self.ensemble.took(engine.model_id, shape, passes, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self.ensemble.took(engine.model_id, shape, passes, took)
         if self.traces is not None:  # first: a closed loop waits for these (NaN
             # pixels give NaN means, which the baseline skips)
             camera = context.camera
@@ -158,6 +163,26 @@ class InferenceStage:
         self._publish.put(
             Outgoing(TOPIC_DENOISED, pack_header(header), payload, frame.series, job.t_recv_ns)
         )
+        self._spare.frame_done(frame.series, self.ensemble.interval(frame.series), took)
+        if context.measurement_pending:
+            self._measure(context, engine, frame.series, (engine.model_id, shape), took)
+
+    def _measure(
+        self, context: SeriesContext, engine: Engine, series: str, kind: object, took: float
+    ) -> None:
+        """The blend's deferred measurement of the frame just published, if the series'
+        spare time covers it and no frame waits; a failure costs the measurement only."""
+        if not self._spare.allows(series, kind, len(self._jobs), took):
+            return
+        t0 = time.perf_counter()
+        try:
+            context.measure_pending(engine)
+        except Exception as exc:
+            self._events.emit(
+                "error", limit_key="blend", message=f"blend measurement failed on {series}: {exc}"
+            )
+            log.error("blend measurement failed on %s: %s", series, exc)
+        self._spare.spent(series, kind, time.perf_counter() - t0)
 
     def _replace_failed(self, engine: Engine, error: BaseException) -> Engine | None:
         """Swap in the next provider after a GPU failure (the CPU never falls back)."""
@@ -177,6 +202,7 @@ class InferenceStage:
     def _finish_series(self, series: str) -> None:
         self.contexts.pop(series, None)
         self.ensemble.end_series(series)
+        self._spare.end_series(series)
         if self.traces is not None:
             self.traces.end_series(series)
         if self._writer is not None:  # the writer reports series_end with the disk's totals
@@ -246,6 +272,11 @@ class InferenceStage:
                 "scene_changes": context.scene_changes,
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
+                "blend": {
+                    **context.blend_choice.as_dict(),
+                    "measured": context.blend_measured,
+                    "frames_measured": context.blend_frames_measured,
+                },
             }
         return out
 

@@ -175,6 +175,7 @@ class Service:
             traces=traces,
             fallback=self._fallback_engine,
             ensemble=EnsemblePolicy(cfg.ensemble, cfg.ensemble_budget),
+            blend=cfg.blend,
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
@@ -451,5 +452,6 @@ class Service:
             events_suppressed=self.events.suppressed,
             traces=self._traces.status() if self._traces is not None else None,
             ensemble=self._inference.ensemble.status() if self._inference is not None else None,
+            blend=self.config.blend,
         )
         return snap

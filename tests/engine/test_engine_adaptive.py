@@ -100,7 +100,7 @@ def test_the_engine_builds_what_model_input_builds(conv_model_adaptive: Path) ->
 def test_history_fills_at_a_start_and_after_a_gap(conv_model_adaptive: Path) -> None:
     stack = frames(4, (20, 20), seed=7)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
-        context = SeriesContext(CAMERA)
+        context = SeriesContext(CAMERA, blend="off")
         first = context.denoise(engine, stack[0], 0)
         # a series start: the missing previous frame is the frame itself
         np.testing.assert_array_equal(first, engine.denoise(stack[0], camera=CAMERA))
@@ -116,7 +116,7 @@ def test_history_fills_at_a_start_and_after_a_gap(conv_model_adaptive: Path) -> 
 def test_a_context_without_a_camera_estimates_one_live(conv_model_adaptive: Path) -> None:
     stack = frames(3, (64, 64), seed=9)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
-        context = SeriesContext()
+        context = SeriesContext(blend="off")
         assert context.camera is None
         for i, frame in enumerate(stack):
             out = context.denoise(engine, frame, i)
@@ -137,7 +137,7 @@ def test_after_the_warmup_the_estimate_pairs_consecutive_frames(
     rng = np.random.default_rng(4)
     base = rng.gamma(2.0, 40.0, (64, 64))
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
-        context = SeriesContext()
+        context = SeriesContext(blend="off")
         for seen in range(1, ESTIMATE_WARMUP + 40 * ESTIMATE_EVERY + 1):
             scene = 0 if seen <= ESTIMATE_WARMUP else (seen + 1) // ESTIMATE_EVERY
             brightness = 1.0 + 0.3 * (-1) ** scene  # e.g. a stimulus, every 8 frames
@@ -150,7 +150,7 @@ def test_after_the_warmup_the_estimate_pairs_consecutive_frames(
 def test_a_spatial_fixed_model_ignores_camera_and_history(box_model: Path) -> None:
     stack = frames(2, (20, 20), seed=11)
     with Engine(box_model, provider="cpu", warmup_shape=None) as engine:
-        context = SeriesContext()
+        context = SeriesContext(blend="off")
         out = context.denoise(engine, stack[1], 1)
         np.testing.assert_array_equal(out, engine.denoise(stack[1]))
         assert context.history_bytes == 0 and context.estimate is None
@@ -240,7 +240,7 @@ def test_a_series_keeps_the_running_mean_of_its_previous_frames(
         def alone(i: int, history: list[np.ndarray], mean: np.ndarray) -> np.ndarray:
             return engine.denoise(stack[i], camera=CAMERA, history=history, running_mean=mean)
 
-        context = SeriesContext(CAMERA)
+        context = SeriesContext(CAMERA, blend="off")
         # a series start: the frame itself stands in for the mean, as for the history
         np.testing.assert_array_equal(context.denoise(engine, stack[0], 0), alone(0, [], f[0]))
         np.testing.assert_array_equal(
@@ -287,7 +287,7 @@ def test_after_the_warmup_each_estimated_frame_comes_with_the_two_before_it(
 
     stack = frames(ESTIMATE_WARMUP + 3 * ESTIMATE_EVERY, (32, 32), seed=6)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
-        context = SeriesContext()
+        context = SeriesContext(blend="off")
         context._estimator = Recording()
         for i, frame in enumerate(stack):
             context.denoise(engine, frame, i)

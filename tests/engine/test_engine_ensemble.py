@@ -71,9 +71,9 @@ def test_a_temporal_model_mirrors_its_history_with_the_frame() -> None:
     path = shipped_model_path("na-temporal")
     frames = [scene((48, 64), 5.0, seed=s)[1] for s in range(3)]
     with Engine(path, provider="cpu", warmup_shape=None) as engine:
-        together = SeriesContext(CAMERA)
+        together = SeriesContext(CAMERA, blend="off")
         got = [together.denoise(engine, f, i, passes=2) for i, f in enumerate(frames)]
-        plain, mirrored = SeriesContext(CAMERA), SeriesContext(CAMERA)
+        plain, mirrored = SeriesContext(CAMERA, blend="off"), SeriesContext(CAMERA, blend="off")
         for i, f in enumerate(frames):
             a = plain.denoise(engine, f, i)
             b = mirror(mirrored.denoise(engine, mirror(f, False, True), i), False, True)

@@ -43,7 +43,7 @@ def test_a_moved_scene_empties_the_ring_and_the_mean(conv_model_running_mean: Pa
         def alone(frame: np.ndarray, history: list[np.ndarray], mean: np.ndarray) -> np.ndarray:
             return engine.denoise(frame, camera=CAMERA, history=history, running_mean=mean)
 
-        context = SeriesContext(CAMERA)
+        context = SeriesContext(CAMERA, blend="off")
         context.denoise(engine, a[0], 0)
         still = context.denoise(engine, a[1], 1)
         np.testing.assert_array_equal(still, alone(a[1], [a[0]], a[0].astype(np.float32)))
@@ -61,7 +61,7 @@ def test_a_spatial_model_does_not_pay_for_the_test(box_model: Path) -> None:
     a = readouts(1, (32, 32), scene_seed=7, seed=7)
     b = readouts(1, (32, 32), scene_seed=8, seed=8)
     with Engine(box_model, provider="cpu", warmup_shape=None) as engine:
-        context = SeriesContext()
+        context = SeriesContext(blend="off")
         context.denoise(engine, a[0], 0)
         context.denoise(engine, b[0], 1)
         assert context.scene_changes == 0 and context.history_bytes == 0

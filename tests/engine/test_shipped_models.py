@@ -102,7 +102,7 @@ def test_the_temporal_network_answers_only_in_the_light_where_it_helps(
         assert band is not None
         level = peak_snr(frames[index] - camera.offset, camera.gain, camera.read_noise)
         assert (not band[0] <= level <= band[1]) == spatial_answers
-        context = SeriesContext(camera)
+        context = SeriesContext(camera, blend="off")
         outs = [context.denoise(temporal, frame, i) for i, frame in enumerate(frames)]
         alone = spatial.denoise(frames[index], camera=camera)
         assert np.allclose(outs[index], alone, atol=1e-3) == spatial_answers

@@ -75,12 +75,12 @@ def test_the_spatial_model_answers_only_when_there_is_no_previous_frame(
         k: Engine(p, provider="cpu", tile=tile, warmup_shape=None) for k, p in models.items()
     }
     try:
-        ctx = SeriesContext(CAMERA)
+        ctx = SeriesContext(CAMERA, blend="off")
         outs = [ctx.denoise(engines["composed"], f, i) for i, f in enumerate(frames)]
         # frame 0: nothing before it; frames 1-3: the temporal model with its ring
         first = engines["spatial"].denoise(frames[0], camera=CAMERA)
         np.testing.assert_allclose(outs[0], first, atol=1e-3)
-        ref = SeriesContext(CAMERA)
+        ref = SeriesContext(CAMERA, blend="off")
         expected = [ref.denoise(engines["temporal"], f, i) for i, f in enumerate(frames)]
         for got, want in zip(outs[1:], expected[1:], strict=True):
             np.testing.assert_allclose(got, want, atol=1e-3)
@@ -127,7 +127,7 @@ def test_frames_outside_their_windows_band_are_answered_spatially(
     paths = {**models, "composed": tmp_path / "b.onnx"}
     engines = {k: Engine(paths[k], provider="cpu", warmup_shape=None) for k in paths}
     try:
-        ctx, ref = SeriesContext(CAMERA), SeriesContext(CAMERA)
+        ctx, ref = SeriesContext(CAMERA, blend="off"), SeriesContext(CAMERA, blend="off")
         outs = [ctx.denoise(engines["composed"], f, i) for i, f in enumerate(frames)]
         temporal = [ref.denoise(engines["temporal"], f, i) for i, f in enumerate(frames)]
         spatial = [engines["spatial"].denoise(f, camera=CAMERA) for f in frames]

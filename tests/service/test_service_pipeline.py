@@ -312,7 +312,7 @@ def test_a_running_mean_model_is_served_with_its_series_mean(
         got, _ = collect(sub, len(frames))
         series = svc.status()["series"]["mean"]
     assert series["history_bytes"] == 2 * 40 * 40 * 4  # one previous frame and the mean
-    context = SeriesContext(CameraModel(**camera))
+    context = SeriesContext(CameraModel(**camera), blend="off")  # as the harness serves
     with Engine(conv_model_running_mean, provider="cpu", warmup_shape=None) as engine:
         expected = [context.denoise(engine, f, i) for i, f in zip(indices, frames, strict=True)]
     by_index = {m.header["index"]: m.array for m in got}

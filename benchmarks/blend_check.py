@@ -1,0 +1,89 @@
+"""What the blend with smoothing costs (:mod:`stream.engine._blend`), measured:
+``python -m benchmarks.blend_check``.
+
+For the CPU default and each frame size: the time per frame through the engine (the
+baseline), the time to apply a light, a typical and the heaviest blend of the grid to
+its output, and the time of one measurement (the model once more on the frame plus a
+probe, and every candidate's risk), all interleaved frame by frame in one run; each as
+a ratio to the baseline. Writes ``blend_check.md`` (and ``.json``) beside the suites'
+results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import machine_info, phantom_frames, write_check
+
+SIZES = (128, 256, 512)
+MODEL = "na-lite"
+FRAMES = 16
+
+
+def measure(side: int) -> dict[str, Any]:
+    from stream.engine import BlendChoice, Engine, SeriesContext, apply_blend, shipped_model_path
+    from stream.sim import PhantomConfig
+
+    choices = {
+        "light (output blur 0.5 px)": BlendChoice(0.5),
+        "typical (0.3 x 1 px input)": BlendChoice(0.0, 1.0, 0.3),
+        "heaviest (1.4 px blur + 0.2 x 2 px input)": BlendChoice(1.4, 2.0, 0.2),
+    }
+    frames = phantom_frames((side, side), FRAMES)
+    camera = PhantomConfig.model_validate({}).noise  # the phantom's own
+    times: dict[str, list[float]] = {"engine": [], "measurement": [], **{k: [] for k in choices}}
+    with Engine(shipped_model_path(MODEL), provider="cpu", warmup_shape=(side, side)) as engine:
+        for frame in frames:
+            context = SeriesContext(camera)  # a series' first frame: due a measurement
+            t0 = time.perf_counter()
+            out = context.denoise(engine, frame, 0, measure=False)
+            times["engine"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            context.measure_pending(engine)
+            times["measurement"].append(time.perf_counter() - t0)
+            scene = frame.astype(np.float32)
+            for name, choice in choices.items():
+                t0 = time.perf_counter()
+                apply_blend(out, scene, choice)
+                times[name].append(time.perf_counter() - t0)
+    median = {k: float(np.median(v[1:])) * 1e3 for k, v in times.items()}  # past the first
+    return {
+        "side": side,
+        "ms": {k: round(v, 2) for k, v in median.items()},
+        "over_engine": {k: round(v / median["engine"], 3) for k, v in median.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    rows = [measure(side) for side in SIZES]
+    names = [k for k in rows[0]["ms"] if k != "engine"]
+    lines = [
+        "# The blend with smoothing: what applying it and measuring it cost",
+        "",
+        f"{machine_info()['cpu_model']}, CPU provider, `{MODEL}`; {FRAMES} phantom frames per "
+        "size (camera configured), engine, measurement and blends interleaved frame by "
+        "frame; median ms per frame (x the engine's time per frame). A frame pays for "
+        "the blend its series chose; a measurement runs on a few frames of a series, in "
+        "its spare time (`stream.service._spare`).",
+        "",
+        "| frame | engine ms | " + " | ".join(f"{n} ms" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+        *(f"| {r['side']}x{r['side']} | {r['ms']['engine']} | "
+          + " | ".join(f"{r['ms'][n]} ({r['over_engine'][n]})" for n in names) + " |"
+          for r in rows),
+    ]  # fmt: skip
+    write_check(args.out, "blend_check", lines, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The risk estimate behind the blend: Stein's unbiased risk estimate of each candidate,
+and the choice it makes, against the true error on frames whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from stream.camera import CameraModel
+from stream.engine._blend import (
+    CANDIDATES,
+    IDENTITY,
+    MEASURE_EVERY,
+    MEASURE_WARMUP,
+    PROBE_STEP,
+    BlendChoice,
+    RiskBlend,
+    apply_blend,
+    candidate_risks,
+    described_pixels,
+    kernel_centre,
+    noise_variance,
+    smooth,
+)
+
+CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=4.0)
+SHAPE = (256, 256)
+
+
+def scene(photons: float) -> np.ndarray:
+    """Clean ADU: blobs and stripes over a dim floor."""
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]].astype(np.float64)
+    pattern = 0.2 + 0.5 * (np.sin(xx / 5.0) * np.sin(yy / 9.0) > 0.3)
+    pattern += np.exp(-((yy - 80) ** 2 + (xx - 150) ** 2) / 300.0)
+    return CAMERA.offset + CAMERA.gain * photons * pattern
+
+
+def readout(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    electrons = rng.poisson((clean - CAMERA.offset) / CAMERA.gain)
+    noise = rng.normal(0.0, CAMERA.read_noise, clean.shape)
+    return (CAMERA.gain * electrons + CAMERA.offset + noise).astype(np.float32)
+
+
+def a_model(frame: np.ndarray) -> np.ndarray:
+    """A stand-in denoiser whose divergence is not a candidate's: a median, then a blur."""
+    return smooth(ndimage.median_filter(frame, 3).astype(np.float32), 0.6)
+
+
+def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate's summed risk (with the shared ``- sum sigma^2`` put back) and its
+    true squared error, over ``frames`` noisy readouts of one scene."""
+    rng = np.random.default_rng(3)
+    clean = scene(photons).astype(np.float32)
+    risks, truth = np.zeros(len(CANDIDATES)), np.zeros(len(CANDIDATES))
+    for _ in range(frames):
+        y = readout(clean, rng)
+        out = a_model(y)
+        variance = noise_variance(y, CAMERA)
+        probe = rng.standard_normal(SHAPE).astype(np.float32) * np.sqrt(variance)
+        probed = a_model(y + np.float32(PROBE_STEP) * probe)
+        keep = described_pixels(y, CAMERA, None, None)
+        risks += candidate_risks(y, out, probed, probe, variance, keep) - variance.sum()
+        truth += [((apply_blend(out, y, c) - clean) ** 2).sum() for c in CANDIDATES]
+    return risks, truth
+
+
+@pytest.mark.parametrize(("photons", "gain"), [(3.0, 0.9), (30.0, 1.0)])
+def test_each_candidates_risk_is_its_true_error_without_the_truth(
+    photons: float, gain: float
+) -> None:
+    risks, truth = risks_and_truth(photons, frames=6)
+    np.testing.assert_allclose(risks, truth, rtol=0.08)
+    # the least risk picks a candidate within a few percent of the truly best one
+    assert truth[int(np.argmin(risks))] <= 1.03 * truth.min()
+    assert truth.min() <= gain * truth[0]  # at 3 photons the grid has 10 % to win
+
+
+def test_the_kernel_centre_is_the_gaussians_divergence() -> None:
+    for sigma in (0.5, 1.0, 2.0):
+        delta = np.zeros((41, 41), np.float32)
+        delta[20, 20] = 1.0
+        assert kernel_centre(sigma) == pytest.approx(float(smooth(delta, sigma)[20, 20]), rel=1e-5)
+
+
+def test_blends_are_linear_mixes_of_a_blurred_output_and_a_blurred_input() -> None:
+    rng = np.random.default_rng(0)
+    out, frame = rng.random((3, 40, 50), dtype=np.float32)[:2]
+    assert apply_blend(out, frame, IDENTITY) is out
+    choice = BlendChoice(post=1.0, fuse=2.0, weight=0.3)
+    expected = 0.7 * smooth(out, 1.0) + 0.3 * smooth(frame, 2.0)
+    np.testing.assert_allclose(apply_blend(out, frame, choice), expected, rtol=1e-5)
+
+
+def test_pixels_the_noise_model_does_not_describe_are_left_out() -> None:
+    frame = np.full((32, 32), 200.0, np.float32)
+    frame[:, :8] = 0.0  # clipped at a floor
+    bad = np.zeros(frame.shape, bool)
+    bad[5, 20] = True
+    spikes = (np.array([10]), np.array([25]))
+    camera = CAMERA.model_copy(update={"floor": 0.0})
+    keep = described_pixels(frame, camera, spikes, bad)
+    assert not keep[5, 20] and not keep[10, 25] and not keep[:, :6].any()
+    assert keep[20:, 12:].all()
+
+
+def test_the_choice_follows_the_least_risk_per_regime_and_model() -> None:
+    blend = RiskBlend()
+    key = ("model-a", 0)
+    assert blend.choice(key) is IDENTITY  # nothing measured: the output as it is
+    risks = np.ones(len(CANDIDATES))
+    risks[7] = 0.5
+    assert blend.due(key)
+    blend.add(key, risks)
+    assert blend.choice(key) == CANDIDATES[7]
+    assert blend.choice(("model-a", 2)) is IDENTITY  # a full window is its own regime
+    blend.due(("model-b", 0))  # another model: the first one's risks are no guide
+    assert blend.measured(key) == 0 and blend.choice(key) is IDENTITY
+
+
+def test_newer_measurements_outweigh_older_ones() -> None:
+    blend, key = RiskBlend(), ("m", 0)
+    old, new = np.ones(len(CANDIDATES)), np.ones(len(CANDIDATES))
+    old[3], new[9] = 0.0, 0.0
+    for _ in range(4):
+        blend.add(key, old)
+    for _ in range(40):
+        blend.add(key, new)
+    assert blend.choice(key) == CANDIDATES[9]
+
+
+def test_the_first_frames_are_measured_then_one_in_so_many() -> None:
+    blend, key = RiskBlend(), ("m", 0)
+    due = []
+    for _ in range(MEASURE_WARMUP + 2 * MEASURE_EVERY):
+        due.append(blend.due(key))
+        if due[-1]:
+            blend.add(key, np.ones(len(CANDIDATES)))
+    assert all(due[:MEASURE_WARMUP])
+    assert sum(due[MEASURE_WARMUP:]) == 2

@@ -1,0 +1,121 @@
+"""The blend through a series and the real engine: what it gains on a noisy movie, that it
+is measured on the model's own inputs when deferred, and that spikes and non-finite
+pixels come out as without it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from stream.engine import CameraModel, Engine, SeriesContext, shipped_model_path
+from stream.engine._blend import MEASURE_WARMUP
+from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
+
+CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
+SHAPE = (128, 128)
+
+
+def movie(photons: float, frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(clean in ADU, 16-bit readout) pairs of the simulator's phantom."""
+    config = PhantomConfig(
+        shape=SHAPE, brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
+        seed=9, noise=CAMERA,
+    )  # fmt: skip
+    phantom = CalciumPhantom(config, frames)
+    for t in range(frames):
+        frame = apply_camera_noise(phantom.clean(t), CAMERA, frame_rng(9, t))
+        yield (
+            CAMERA.gain * phantom.clean(t) + CAMERA.offset,
+            np.clip(frame, 0, None).astype(np.uint16),
+        )
+
+
+@pytest.fixture(scope="module")
+def na_lite() -> Iterator[Engine]:
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine:
+        yield engine
+
+
+def squared_error(engine: Engine, blend: str, photons: float, frames: int) -> float:
+    context = SeriesContext(CAMERA, blend=blend)  # type: ignore[arg-type]
+    errors = [
+        float(np.mean((context.denoise(engine, frame, t) - truth) ** 2))
+        for t, (truth, frame) in enumerate(movie(photons, frames))
+    ]
+    return float(np.mean(errors))
+
+
+@pytest.mark.parametrize("photons", [3.0, 10.0])
+def test_the_blend_takes_error_out_of_the_models_output(na_lite: Engine, photons: float) -> None:
+    off = squared_error(na_lite, "off", photons, 10)
+    sure = squared_error(na_lite, "sure", photons, 10)
+    assert sure < 0.97 * off  # measured: 0.93x at 3 photons, 0.91x at 10
+
+
+def test_off_serves_the_engines_output_and_measures_nothing(na_lite: Engine) -> None:
+    context = SeriesContext(CAMERA, blend="off")
+    for t, (_, frame) in enumerate(movie(3.0, 3)):
+        np.testing.assert_array_equal(
+            context.denoise(na_lite, frame, t), na_lite.denoise(frame, camera=CAMERA)
+        )
+    assert context.blend_frames_measured == 0 and context.blend_choice.is_identity
+
+
+def test_a_deferred_measurement_is_the_one_taken_at_once() -> None:
+    """The service measures after the frame is out, when the ring and the running mean
+    have moved on: the measurement keeps the model's inputs as they were."""
+    with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
+        # the full window's regime starts after a window's frames, then its warm-up
+        frames = [frame for _, frame in movie(3.0, engine.metadata.frames + MEASURE_WARMUP)]
+        at_once, deferred = SeriesContext(CAMERA), SeriesContext(CAMERA)
+        for t, frame in enumerate(frames):
+            first = at_once.denoise(engine, frame, t)
+            second = deferred.denoise(engine, frame, t, measure=False)
+            assert deferred.measurement_pending == at_once.measured_latest
+            assert deferred.history_bytes > at_once.history_bytes or not at_once.measured_latest
+            deferred.measure_pending(engine)
+        # the same measurements: the last frame (none due) is served the same blend
+        assert at_once.blend_frames_measured == deferred.blend_frames_measured
+        assert not at_once.measured_latest
+        assert at_once.blend_choice == deferred.blend_choice
+        np.testing.assert_array_equal(first, second)
+
+
+def test_spikes_and_non_finite_pixels_come_out_as_without_the_blend(na_lite: Engine) -> None:
+    truth, frame = next(movie(1.0, 1))
+    frame = frame.astype(np.float32)
+    hot = (np.array([20, 70, 100]), np.array([30, 90, 15]))
+    frame[hot] += 2000.0
+    frame[50, 60] = np.nan
+    try:
+        for policy in ("correct", "pass"):
+            na_lite.spikes = policy  # type: ignore[assignment]
+            context = SeriesContext(CAMERA)
+            out = context.denoise(na_lite, frame, 0)
+            assert not context.blend_choice.is_identity  # at 1 photon it blurs
+            assert (
+                np.isnan(out[50, 60]) and np.isfinite(np.delete(out.ravel(), 50 * 128 + 60)).all()
+            )
+            if policy == "pass":
+                np.testing.assert_array_equal(out[hot], frame[hot])
+            else:
+                assert np.all(out[hot] < 150)
+            near = np.abs(out - truth)[17:24, 27:34]  # around the spike at (20, 30)
+            near[3, 3] = 0.0
+            assert near.max() < 30  # the spike not smeared
+    finally:
+        na_lite.spikes = "correct"
+
+
+def test_another_model_starts_its_measurements_over(na_lite: Engine) -> None:
+    frames = [frame for _, frame in movie(3.0, 3)]
+    context = SeriesContext(CAMERA)
+    context.denoise(na_lite, frames[0], 0)
+    assert context.blend_measured == 1
+    with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as other:
+        context.denoise(other, frames[1], 1)
+        assert context.blend_measured == 1  # its own first measurement, not the second
+    context.denoise(na_lite, frames[2], 2)
+    assert context.blend_measured == 1

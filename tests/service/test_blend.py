@@ -1,0 +1,94 @@
+"""The blend in the service: measured in the series' spare time, never ahead of a frame
+that waits, and reported in ``status``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deepdenoise_client import Publisher
+from pydantic import ValidationError
+from service_harness import collect, listening, running_service
+
+from stream import ServiceConfig
+from stream.engine import shipped_model_path
+from stream.service._spare import CAP_S, FIRST_GUESS, SpareTime
+
+KIND = ("model", (64, 64))
+
+
+def test_spare_time_is_what_the_frames_leave_of_their_interval() -> None:
+    spare = SpareTime()
+    spare.frame_done("s", None, 0.01)  # a series' first frame: no interval yet
+    assert not spare.allows("s", KIND, 0, 0.01)
+    spare.frame_done("s", 0.1, 0.04)  # 60 ms left
+    assert spare.allows("s", KIND, 0, 0.02)  # first guess 2 x 20 ms
+    assert not spare.allows("s", KIND, 0, 0.04)  # 2 x 40 ms > 60
+    assert not spare.allows("s", KIND, 1, 0.001)  # a frame waits: never
+    spare.spent("s", KIND, 0.05)  # 10 ms left; the work costs 50 ms from now on
+    assert not spare.allows("s", KIND, 0, 0.001)
+    for _ in range(3):
+        spare.frame_done("s", 0.1, 0.09)  # 10 ms a frame
+    assert not spare.allows("s", KIND, 0, 0.09)  # 40 ms saved
+    spare.frame_done("s", 0.1, 0.09)
+    assert spare.allows("s", KIND, 0, 0.09)  # 50 ms: it fits
+
+
+def test_a_slow_frame_takes_spare_time_away_and_the_balance_is_capped() -> None:
+    spare = SpareTime()
+    for _ in range(100):
+        spare.frame_done("s", 0.1, 0.0)
+    spare.spent("s", KIND, 0.0)
+    assert spare.allows("s", KIND, 0, CAP_S / FIRST_GUESS)
+    spare.spent("s", KIND, CAP_S)  # the work costs the whole cap
+    spare.frame_done("s", 0.1, 0.5)  # slower than its interval: nothing left
+    assert not spare.allows("s", KIND, 0, 0.0)
+    spare.frame_done("other", 0.1, 0.0)
+    spare.end_series("s")
+    assert not spare.allows("s", KIND, 0, 0.0)
+
+
+def test_the_config_takes_sure_or_off() -> None:
+    assert ServiceConfig().blend == "sure"
+    assert ServiceConfig(blend="off").blend == "off"
+    with pytest.raises(ValidationError, match="blend"):
+        ServiceConfig(blend="yes")
+
+
+def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -> None:
+    """Frames 100 ms apart that take a few ms each: the measurements fit between them."""
+    rng = np.random.default_rng(0)
+    frames = [(100 + rng.poisson(3.0, (64, 64))).astype(np.uint16) for _ in range(12)]
+    model = shipped_model_path("na-lite")
+    with (
+        running_service(tmp_path, model, zarr=None, blend="sure") as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "paced", i)
+            time.sleep(0.1)
+        got, _ = collect(sub, len(frames))
+        status = svc.status()
+    assert [m.header["index"] for m in got] == list(range(len(frames)))  # every frame out
+    assert status["blend"] == "sure"
+    blend = status["series"]["paced"]["blend"]
+    assert 1 <= blend["frames_measured"] <= len(frames)
+    assert set(blend) >= {"post_sigma", "fuse_sigma", "fuse_weight", "measured"}
+
+
+def test_off_measures_nothing(tmp_path: Path) -> None:
+    frames = [np.full((32, 32), 150, np.uint16) + i for i in range(3)]
+    with (
+        running_service(tmp_path, shipped_model_path("na-lite"), zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "still", i)
+        collect(sub, len(frames))
+        status = svc.status()
+    assert status["blend"] == "off"  # the test harness's setting
+    assert status["series"]["still"]["blend"]["frames_measured"] == 0
