@@ -106,7 +106,10 @@ def _blend_row(blend: dict[str, object]) -> str:
     if blend.get("post_sigma"):
         parts.append(f"output blurred {blend['post_sigma']} px")
     if blend.get("fuse_weight"):
-        parts.append(f"{blend['fuse_weight']} of a {blend['fuse_sigma']} px Gaussian of the input")
+        source = "running mean" if blend.get("fuse_source") == "mean" else "input"
+        parts.append(
+            f"{blend['fuse_weight']} of a {blend['fuse_sigma']} px Gaussian of the {source}"
+        )
     return f"{blend.get('frames_measured', 0)}; {' + '.join(parts) or 'the output as it is'}"
 
 

@@ -182,7 +182,8 @@ def _blend_text(blend: dict[str, Any] | None) -> str:
     if blend.get("post_sigma"):
         parts.append(f"post {blend['post_sigma']} px")
     if blend.get("fuse_weight"):
-        parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px input")
+        source = "running mean" if blend.get("fuse_source") == "mean" else "input"
+        parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px {source}")
     return f"; blend {' + '.join(parts) or 'none'} ({blend.get('measured', 0)} measured)"
 
 

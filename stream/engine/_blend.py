@@ -15,7 +15,12 @@ The variance comes from the camera (configured or estimated live); the divergenc
 Gaussian is its kernel's centre; the network's is estimated by Monte Carlo (Ramani, Blu
 and Unser 2008): one more pass on the frame plus a small random probe, ``b^T (f(y + e b)
 - f(y)) / e``. Each candidate -- the output blurred by ``post`` px, then mixed with a
-``fuse`` px Gaussian of the input at ``weight`` -- gets its risk from the same two passes;
+``fuse`` px Gaussian of the input at ``weight`` -- gets its risk from the same two passes.
+For a model with a running-mean channel (a temporal one) the mix may also take a
+Gaussian of the series' running mean, the current frame taken into it (it depends on the
+frame only through that frame's share, which is its divergence): a spatio-temporal
+smoothing beside the network, as the evaluation's causal spatio-temporal baseline is.
+Each candidate
 the series is served the candidate with the least risk, summed over its measured frames
 (older ones fading). The Gaussian approximation of Poisson noise holds where a pixel
 sees more than a photon or two or the read noise is a few e-; pixels the noise model does
@@ -43,10 +48,13 @@ BlendSetting = Literal["sure", "off"]
 BLEND_SETTINGS: tuple[BlendSetting, ...] = ("sure", "off")
 
 #: Blurs of the model's output tried (px, Gaussian sigma; 0: none).
-POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4)
+POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 #: Gaussians of the input mixed in (px), and their weights.
 FUSE_SIGMAS = (1.0, 1.5, 2.0)
 FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: Gaussians of the running mean mixed in (px; a model with a running-mean channel): the
+#: mean is less noisy than a frame, so lighter ones than of the input.
+MEAN_SIGMAS = (0.7, 1.0, 1.5, 2.0)
 #: The probe's size in noise sigmas: small, for the derivative; not so small that
 #: float32 rounding in the network decides it.
 PROBE_STEP = 0.05
@@ -56,30 +64,47 @@ VARIANCE_SIGMA = 1.5
 #: Each measured frame's risks count this much more than those measured before it: the
 #: choice follows a series whose light or scene drifts over ~this many measurements.
 FADE = 1.0 / 16.0
+#: A frame whose pixels the noise model describes (:func:`described_pixels`) are fewer
+#: than this share is not measured: its risks would speak for a part of it only.
+MIN_DESCRIBED = 0.5
 #: Gaussians' kernels reach this many sigmas (scipy's default is 4).
 TRUNCATE = 3.0
+
+
+FuseSource = Literal["frame", "mean"]
 
 
 @dataclass(frozen=True)
 class BlendChoice:
     """One candidate: blur the output by ``post`` px, then mix in a ``fuse`` px Gaussian
-    of the input at ``weight``."""
+    of the input frame (``source`` "frame") or of the series' running mean ("mean") at
+    ``weight``."""
 
     post: float = 0.0
     fuse: float = 0.0
     weight: float = 0.0
+    source: FuseSource = "frame"
 
     @property
     def is_identity(self) -> bool:
         return self.post == 0.0 and self.weight == 0.0
 
-    def as_dict(self) -> dict[str, float]:
-        return {"post_sigma": self.post, "fuse_sigma": self.fuse, "fuse_weight": self.weight}
+    def as_dict(self) -> dict[str, float | str]:
+        return {
+            "post_sigma": self.post,
+            "fuse_sigma": self.fuse,
+            "fuse_weight": self.weight,
+            "fuse_source": self.source,
+        }
 
 
 IDENTITY = BlendChoice()
-CANDIDATES: tuple[BlendChoice, ...] = tuple(BlendChoice(p) for p in POST_SIGMAS) + tuple(
-    BlendChoice(p, s, w) for p in POST_SIGMAS for s in FUSE_SIGMAS for w in FUSE_WEIGHTS
+CANDIDATES: tuple[BlendChoice, ...] = (
+    tuple(BlendChoice(p) for p in POST_SIGMAS)
+    + tuple(BlendChoice(p, s, w) for p in POST_SIGMAS for s in FUSE_SIGMAS for w in FUSE_WEIGHTS)
+    + tuple(
+        BlendChoice(p, s, w, "mean") for p in POST_SIGMAS for s in MEAN_SIGMAS for w in FUSE_WEIGHTS
+    )
 )
 
 
@@ -128,18 +153,27 @@ def kernel_centre(sigma: float) -> float:
 
 
 def apply_blend(
-    out: np.ndarray, scene: np.ndarray, choice: BlendChoice, *, post: np.ndarray | None = None
+    out: np.ndarray, scene: np.ndarray, choice: BlendChoice, mean: np.ndarray | None = None
 ) -> np.ndarray:
     """``out`` (float32, raw units) blended as ``choice`` says with ``scene``, the input
-    frame as float32 with its spikes filled and no non-finite pixel; ``post``: the
-    output's blur if already computed."""
+    frame as float32 with its spikes filled and no non-finite pixel, or ``mean``, the
+    series' running mean with the frame taken in (:func:`mean_with`)."""
     if choice.is_identity:
         return out
-    blended = smooth(out, choice.post) if post is None else post
+    blended = smooth(out, choice.post)
     if choice.weight > 0.0:
-        fused = smooth(scene, choice.fuse)
+        if choice.source == "mean" and mean is None:
+            raise ValueError("a blend with the running mean needs the mean, got none")
+        source = mean if choice.source == "mean" else scene
+        assert source is not None
+        fused = smooth(source, choice.fuse)
         blended = (1.0 - choice.weight) * blended + choice.weight * fused
     return np.asarray(blended, dtype=np.float32)
+
+
+def mean_with(mean: np.ndarray, scene: np.ndarray, share: float) -> np.ndarray:
+    """The running mean with the current frame taken in at ``share`` (its divergence)."""
+    return (1.0 - np.float32(share)) * mean + np.float32(share) * scene
 
 
 def noise_variance(scene: np.ndarray, camera: CameraModel) -> np.ndarray:
@@ -173,12 +207,19 @@ def candidate_risks(
     probe: np.ndarray,
     variance: np.ndarray,
     keep: np.ndarray,
+    mean: np.ndarray | None = None,
+    share: float = 0.0,
+    fuse: bool = True,
 ) -> np.ndarray:
     """Every candidate's risk for one frame, up to a constant they share (``- sum
     sigma^2``), in ADU^2 summed over ``keep``.
 
     ``out``: the model's output for ``scene``; ``probed``: its output for ``scene +
     PROBE_STEP * probe`` where ``probe`` is standard normal noise times the noise sigma.
+    ``mean``: the running mean with the frame in it at ``share`` (:func:`mean_with`);
+    None: candidates that mix it in get an infinite risk, as every mix does with
+    ``fuse`` False (readouts clipped at a floor: a Gaussian of them keeps the clipping's
+    bias, which the engine takes out of the model's output).
     """
     everywhere = bool(keep.all())  # the usual case: no product with the mask needed
     weight = keep.astype(np.float32)
@@ -188,8 +229,10 @@ def candidate_risks(
 
     step = float(PROBE_STEP)
     kept_variance = float(variance.sum() if everywhere else np.vdot(variance, weight))
-    fused = {s: smooth(scene, s) for s in FUSE_SIGMAS}
-    fused_div = {s: kept_variance * kernel_centre(s) for s in FUSE_SIGMAS}
+    sources: list[tuple[np.ndarray | None, tuple[float, ...], float]] = [
+        (scene if fuse else None, FUSE_SIGMAS, 1.0),
+        (mean if fuse else None, MEAN_SIGMAS, share),
+    ]
     risks = np.empty(len(CANDIDATES))
     i = 0
     posts = {}
@@ -202,16 +245,25 @@ def candidate_risks(
         _, div, _, aa = posts[p]
         risks[i] = aa + 2.0 * div
         i += 1
-    for p in POST_SIGMAS:
-        h, div, a, aa = posts[p]
-        for s in FUSE_SIGMAS:
-            c = kept(fused[s] - h)
-            ac, cc = float(np.vdot(a, c)), float(np.vdot(c, c))
-            for w in FUSE_WEIGHTS:
-                risks[i] = (
-                    aa + 2.0 * w * ac + w * w * cc + 2.0 * ((1.0 - w) * div + w * fused_div[s])
-                )
-                i += 1
+    for source, sigmas, source_share in sources:  # then each source's mixes
+        if source is None:
+            n = len(POST_SIGMAS) * len(sigmas) * len(FUSE_WEIGHTS)
+            risks[i : i + n] = np.inf
+            i += n
+            continue
+        fused = {s: smooth(source, s) for s in sigmas}
+        for p in POST_SIGMAS:
+            h, div, a, aa = posts[p]
+            for s in sigmas:
+                c = kept(fused[s] - h)
+                ac, cc = float(np.vdot(a, c)), float(np.vdot(c, c))
+                fused_div = kept_variance * kernel_centre(s) * source_share
+                for w in FUSE_WEIGHTS:
+                    risks[i] = (
+                        aa + 2.0 * w * ac + w * w * cc + 2.0 * ((1 - w) * div + w * fused_div)
+                    )
+                    i += 1
+    assert i == len(CANDIDATES)
     return risks
 
 
@@ -228,7 +280,8 @@ RegimeKey = tuple[str, int]
 class _Regime:
     risks: np.ndarray
     measured: int = 0
-    since: int = 0  # frames since the last measured one
+    tried: int = 0  # measured, or found not to be measurable
+    since: int = 0  # frames since the last one tried
 
 
 class RiskBlend:
@@ -254,14 +307,23 @@ class RiskBlend:
         """Whether a frame in this regime is one to measure; counts it."""
         regime = self._regime(key)
         regime.since += 1
-        return regime.measured < MEASURE_WARMUP or regime.since >= MEASURE_EVERY
+        return regime.tried < MEASURE_WARMUP or regime.since >= MEASURE_EVERY
+
+    def skip(self, key: RegimeKey) -> None:
+        """A frame due a measurement that could not be measured (:data:`MIN_DESCRIBED`)."""
+        regime = self._regime(key)
+        regime.tried += 1
+        regime.since = 0
 
     def add(self, key: RegimeKey, risks: np.ndarray) -> None:
         """A measured frame's candidate risks (:func:`candidate_risks`)."""
         regime = self._regime(key)
         fade = max(FADE, 1.0 / (regime.measured + 1))
-        regime.risks += fade * (risks - regime.risks)
+        known = np.isfinite(risks)  # a candidate this model cannot take: never chosen
+        regime.risks[known] += fade * (risks[known] - regime.risks[known])
+        regime.risks[~known] = np.inf
         regime.measured += 1
+        regime.tried += 1
         regime.since = 0
 
     def choice(self, key: RegimeKey) -> BlendChoice:

@@ -33,6 +33,7 @@ import numpy as np
 from ..camera import CameraEstimate, CameraEstimator, CameraModel, Spikes, fill_spikes, scene_moved
 from ._blend import (
     IDENTITY,
+    MIN_DESCRIBED,
     PROBE_STEP,
     BlendChoice,
     BlendSetting,
@@ -40,6 +41,7 @@ from ._blend import (
     apply_blend,
     candidate_risks,
     described_pixels,
+    mean_with,
     noise_variance,
 )
 from ._engine import Engine
@@ -66,6 +68,9 @@ class _Measurement:
     bad: np.ndarray | None
     history: tuple[np.ndarray, ...]
     mean: np.ndarray | None
+    mean_now: np.ndarray | None  # the running mean with the frame in it, for the blend
+    share: float  # the frame's share of it
+    spike_values: np.ndarray | None  # the spikes as they came (the probe keeps them)
 
 
 class SeriesContext:
@@ -124,7 +129,8 @@ class SeriesContext:
         blend measurement."""
         arrays = [*self._history, self._mean, self._last]
         if self._pending is not None:
-            arrays += [self._pending.scene, self._pending.out, self._pending.mean]
+            pending = self._pending
+            arrays += [pending.scene, pending.out, pending.mean, pending.mean_now]
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
 
@@ -231,6 +237,7 @@ class SeriesContext:
             model_out[bad] = scene[bad]
         if spikes is not None:  # kept as they are, not smeared by a blur
             model_out[spikes] = scene[spikes]
+        mean_now, share = self._mean_now(engine, scene, spikes)
         if due:
             mean = None if self._mean is None else self._mean if measure else self._mean.copy()
             pending = _Measurement(
@@ -243,6 +250,9 @@ class SeriesContext:
                 bad,
                 tuple(self._history),
                 mean,
+                mean_now,
+                share,
+                None if spikes is None else np.asarray(frame[spikes], np.float32),
             )
             if measure:
                 self._measure(engine, pending)
@@ -251,7 +261,7 @@ class SeriesContext:
         self.blend_choice = self._risks.choice(key)
         if self.blend_choice.is_identity:
             return out
-        blended = apply_blend(model_out, scene, self.blend_choice)
+        blended = apply_blend(model_out, scene, self.blend_choice, mean_now)
         if spikes is not None:
             blended[spikes] = out[spikes]
         if bad is not None:
@@ -261,12 +271,21 @@ class SeriesContext:
     def _measure(self, engine: Engine, m: _Measurement) -> None:
         """The candidates' risks on one frame: the model once more, on the frame plus a
         small probe of its own noise."""
+        keep = described_pixels(m.scene, m.camera, m.spikes, m.bad)
+        if keep.mean() < MIN_DESCRIBED:  # mostly clipped, masked or spikes
+            self._risks.skip(m.key)
+            return
         variance = noise_variance(m.scene, m.camera)
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
+        probed_frame = m.scene + np.float32(PROBE_STEP) * probe
+        if m.spikes is not None and m.spike_values is not None:
+            # the spikes as they came: the engine finds and fills them again, in the
+            # earlier frames and the running mean too, as it did for the frame itself
+            probed_frame[m.spikes] = m.spike_values
         latest = engine.last_spikes, engine.last_spike_places, engine.last_history
         probed = engine.denoise(
-            m.scene + np.float32(PROBE_STEP) * probe,
+            probed_frame,
             camera=m.camera,
             history=m.history,
             running_mean=m.mean,
@@ -274,10 +293,33 @@ class SeriesContext:
         )
         # the engine's report is of the series' frame, not of the probe
         engine.last_spikes, engine.last_spike_places, engine.last_history = latest
-        keep = described_pixels(m.scene, m.camera, m.spikes, m.bad)
-        self._risks.add(m.key, candidate_risks(m.scene, m.out, probed, probe, variance, keep))
+        for where in (m.spikes, m.bad):  # as in the output blended (see _blended)
+            if where is not None:
+                probed[where] = m.scene[where]
+        fuse = m.camera.floor is None
+        risks = candidate_risks(
+            m.scene, m.out, probed, probe, variance, keep, m.mean_now, m.share, fuse
+        )
+        self._risks.add(m.key, risks)
         self.measured_latest = True
         self.blend_frames_measured += 1
+
+    def _mean_now(
+        self, engine: Engine, scene: np.ndarray, spikes: Spikes | None
+    ) -> tuple[np.ndarray | None, float]:
+        """For a model with a running-mean channel: the series' running mean with this
+        frame taken in as the next update will, and the frame's share of it (None, 0:
+        no such channel)."""
+        decay = engine.metadata.running_mean
+        if decay <= 0:
+            return None, 0.0
+        if self._mean is None or self._mean.shape != scene.shape:
+            return scene, 1.0  # a series start: the frame is all of it
+        share = max(decay, 1.0 / (self._mean_count + 1))
+        now = mean_with(self._mean, scene, share)
+        if spikes is not None:  # a hot pixel in the earlier frames too
+            fill_spikes(now, spikes)
+        return now, share
 
     def _scene(
         self, frame: np.ndarray, spikes: Spikes | None

@@ -20,6 +20,7 @@ from stream.engine._blend import (
     candidate_risks,
     described_pixels,
     kernel_centre,
+    mean_with,
     noise_variance,
     smooth,
 )
@@ -49,19 +50,24 @@ def a_model(frame: np.ndarray) -> np.ndarray:
 
 def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Every candidate's summed risk (with the shared ``- sum sigma^2`` put back) and its
-    true squared error, over ``frames`` noisy readouts of one scene."""
+    true squared error, over ``frames`` noisy readouts of one scene, a running mean of
+    them (a quarter for each new frame) mixed in by the candidates that take it."""
     rng = np.random.default_rng(3)
     clean = scene(photons).astype(np.float32)
     risks, truth = np.zeros(len(CANDIDATES)), np.zeros(len(CANDIDATES))
+    mean = None
     for _ in range(frames):
         y = readout(clean, rng)
+        share = 1.0 if mean is None else 0.25
+        mean = y if mean is None else mean_with(mean, y, share)
         out = a_model(y)
         variance = noise_variance(y, CAMERA)
         probe = rng.standard_normal(SHAPE).astype(np.float32) * np.sqrt(variance)
         probed = a_model(y + np.float32(PROBE_STEP) * probe)
         keep = described_pixels(y, CAMERA, None, None)
-        risks += candidate_risks(y, out, probed, probe, variance, keep) - variance.sum()
-        truth += [((apply_blend(out, y, c) - clean) ** 2).sum() for c in CANDIDATES]
+        risks += candidate_risks(y, out, probed, probe, variance, keep, mean, share)
+        risks -= variance.sum()
+        truth += [((apply_blend(out, y, c, mean) - clean) ** 2).sum() for c in CANDIDATES]
     return risks, truth
 
 
@@ -85,11 +91,29 @@ def test_the_kernel_centre_is_the_gaussians_divergence() -> None:
 
 def test_blends_are_linear_mixes_of_a_blurred_output_and_a_blurred_input() -> None:
     rng = np.random.default_rng(0)
-    out, frame = rng.random((3, 40, 50), dtype=np.float32)[:2]
+    out, frame, mean = rng.random((3, 40, 50), dtype=np.float32)
     assert apply_blend(out, frame, IDENTITY) is out
     choice = BlendChoice(post=1.0, fuse=2.0, weight=0.3)
     expected = 0.7 * smooth(out, 1.0) + 0.3 * smooth(frame, 2.0)
     np.testing.assert_allclose(apply_blend(out, frame, choice), expected, rtol=1e-5)
+    temporal = BlendChoice(post=0.0, fuse=1.0, weight=0.4, source="mean")
+    expected = 0.6 * out + 0.4 * smooth(mean, 1.0)
+    np.testing.assert_allclose(apply_blend(out, frame, temporal, mean), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="running mean"):
+        apply_blend(out, frame, temporal)
+
+
+def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(200.0, 10.0, (64, 64)).astype(np.float32)
+    variance = np.full(y.shape, 100.0, np.float32)
+    risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool))
+    temporal = np.array([c.source == "mean" for c in CANDIDATES])
+    assert np.isinf(risks[temporal]).all() and np.isfinite(risks[~temporal]).all()
+    blend = RiskBlend()
+    blend.add(("m", 0), risks)
+    blend.add(("m", 0), risks)
+    assert blend.choice(("m", 0)).source == "frame"
 
 
 def test_pixels_the_noise_model_does_not_describe_are_left_out() -> None:
@@ -138,3 +162,24 @@ def test_the_first_frames_are_measured_then_one_in_so_many() -> None:
             blend.add(key, np.ones(len(CANDIDATES)))
     assert all(due[:MEASURE_WARMUP])
     assert sum(due[MEASURE_WARMUP:]) == 2
+
+
+def test_readouts_clipped_at_a_floor_are_only_ever_blurred() -> None:
+    """A Gaussian of clipped readouts keeps the clipping's bias, which the engine takes
+    out of the model's output: no mix with them is offered."""
+    rng = np.random.default_rng(2)
+    y = rng.normal(200.0, 10.0, (64, 64)).astype(np.float32)
+    variance = np.full(y.shape, 100.0, np.float32)
+    mean = y.copy()
+    risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool), mean, 1.0, fuse=False)
+    mixes = np.array([c.weight > 0 for c in CANDIDATES])
+    assert np.isinf(risks[mixes]).all() and np.isfinite(risks[~mixes]).all()
+
+
+def test_a_frame_the_noise_model_mostly_does_not_describe_is_skipped_not_measured() -> None:
+    blend, key = RiskBlend(), ("m", 0)
+    for _ in range(MEASURE_WARMUP):
+        assert blend.due(key)
+        blend.skip(key)
+    assert not blend.due(key)  # tried: the warm-up is over, one in so many after
+    assert blend.measured(key) == 0 and blend.choice(key) is IDENTITY
