@@ -22,3 +22,12 @@ def to_dtype(clean: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return clean.astype(dtype, copy=False)
     info = np.iinfo(dtype)
     return np.clip(np.rint(clean), info.min, info.max).astype(dtype)
+
+
+def finite_copy(frame: np.ndarray) -> np.ndarray:
+    """A float32 copy whose non-finite pixels hold the mean of the finite ones."""
+    copy = np.array(frame, dtype=np.float32)
+    if count_non_finite(copy):
+        bad = ~np.isfinite(copy)
+        copy[bad] = copy[~bad].mean() if not bad.all() else 0.0
+    return copy

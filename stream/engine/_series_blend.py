@@ -1,0 +1,221 @@
+"""One series' blend by risk (:mod:`stream.engine._blend`): which frames are measured,
+the measurements, and the blend each frame is served.
+
+Its regimes are kept apart -- the model, and whether a temporal model had no, a partial
+or a full window -- since their errors differ. A measurement is taken at once, or kept
+for later (:meth:`SeriesBlend.measure_pending`, the service's spare time) with the
+model's inputs as they were: the ring and the running mean move on before it is taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..camera import CameraModel, Spikes, fill_spikes
+from ._blend import (
+    IDENTITY,
+    MIN_DESCRIBED,
+    PROBE_STEP,
+    BlendChoice,
+    BlendSetting,
+    RegimeKey,
+    RiskBlend,
+    apply_blend,
+    candidate_risks,
+    described_pixels,
+    mean_with,
+    noise_variance,
+)
+from ._engine import Engine
+from ._pixels import count_non_finite, finite_copy
+
+#: Seed of the probes: a series' outputs are reproducible.
+PROBE_SEED = 20_261_202
+
+
+@dataclass(frozen=True)
+class _Measurement:
+    """What a blend measurement of one frame needs: the model's inputs as they were."""
+
+    key: RegimeKey
+    camera: CameraModel
+    passes: int
+    scene: np.ndarray  # the frame as the model saw it: spikes and non-finite pixels filled
+    out: np.ndarray  # the model's output, the scene's values at those pixels
+    spikes: Spikes | None
+    spike_values: np.ndarray | None  # the spikes as they came (the probe keeps them)
+    bad: np.ndarray | None
+    history: tuple[np.ndarray, ...]
+    mean: np.ndarray | None  # the running mean the model was given
+    mean_now: np.ndarray | None  # the running mean with the frame in it, for the blend
+    share: float  # the frame's share of it
+
+
+class SeriesBlend:
+    """The blend of one series' frames. ``setting`` "off": none, nothing measured."""
+
+    def __init__(self, setting: BlendSetting = "sure") -> None:
+        self.setting = setting
+        self._risks = RiskBlend()
+        self._probes = np.random.default_rng(PROBE_SEED)
+        self._key: RegimeKey | None = None
+        self._pending: _Measurement | None = None
+        #: The blend the latest frame got.
+        self.choice: BlendChoice = IDENTITY
+        #: Whether the latest frame was measured (one more pass), and how many were.
+        self.measured_latest = False
+        self.frames_measured = 0
+
+    @property
+    def measured(self) -> int:
+        """Frames whose risks the latest frame's blend rests on."""
+        return self._risks.measured(self._key) if self._key is not None else 0
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def pending_arrays(self) -> list[np.ndarray]:
+        """The frames a deferred measurement holds (for memory accounting)."""
+        m = self._pending
+        if m is None:
+            return []
+        return [a for a in (m.scene, m.out, m.mean, m.mean_now) if a is not None]
+
+    def drop_pending(self) -> None:
+        self._pending = None
+
+    def blended(
+        self,
+        engine: Engine,
+        frame: np.ndarray,
+        out: np.ndarray,
+        camera: CameraModel,
+        passes: int,
+        measure: bool,
+        history: Sequence[np.ndarray],
+        running_mean: np.ndarray | None,
+        mean_count: int,
+    ) -> np.ndarray:
+        """``out``, the engine's output for ``frame`` (its report of the frame still in
+        it), blended as the risks say; a frame due a measurement is measured first
+        (``measure``) or kept for :meth:`measure_pending`. ``history``,
+        ``running_mean`` and ``mean_count``: the series' as the engine was given them."""
+        spikes = engine.last_spike_places
+        self.measured_latest = False
+        self._pending = None
+        window, full = engine.last_history, engine.metadata.frames - 1
+        regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
+        key = self._key = (engine.model_id, regime)
+        due = self._risks.due(key)
+        if not due and self._risks.choice(key).is_identity:
+            self.choice = IDENTITY
+            return out
+        bad = ~np.isfinite(frame) if count_non_finite(frame) else None
+        scene = finite_copy(frame)
+        if spikes is not None:
+            fill_spikes(scene, spikes)
+        model_out = out if bad is None and spikes is None else out.copy()
+        for where in (bad, spikes):  # kept as they came out, not smeared by a blur
+            if where is not None:
+                model_out[where] = scene[where]
+        mean_now, share = _mean_now(engine, scene, spikes, running_mean, mean_count)
+        if due:
+            pending = _Measurement(
+                key=key,
+                camera=camera,
+                passes=passes,
+                scene=scene,
+                out=model_out if measure else model_out.copy(),
+                spikes=spikes,
+                spike_values=None if spikes is None else np.asarray(frame[spikes], np.float32),
+                bad=bad,
+                history=tuple(history),
+                mean=running_mean if measure or running_mean is None else running_mean.copy(),
+                mean_now=mean_now,
+                share=share,
+            )
+            if measure:
+                self._measure(engine, pending)
+            else:
+                self._pending = pending
+        self.choice = self._risks.choice(key)
+        if self.choice.is_identity:
+            return out
+        blended = apply_blend(model_out, scene, self.choice, mean_now)
+        if spikes is not None:
+            blended[spikes] = out[spikes]
+        if bad is not None:
+            blended[bad] = np.nan
+        return blended
+
+    def measure_pending(self, engine: Engine) -> bool:
+        """Take the latest frame's deferred measurement with ``engine``: one more model
+        pass; the next frames' blend rests on it. False when there is none, or it was
+        for another model."""
+        pending, self._pending = self._pending, None
+        if pending is None or pending.key[0] != engine.model_id:
+            return False
+        self._measure(engine, pending)
+        return True
+
+    def _measure(self, engine: Engine, m: _Measurement) -> None:
+        """The candidates' risks on one frame: the model once more, on the frame plus a
+        small probe of its own noise."""
+        keep = described_pixels(m.scene, m.camera, m.spikes, m.bad)
+        if keep.mean() < MIN_DESCRIBED:  # mostly clipped, masked or spikes
+            self._risks.skip(m.key)
+            return
+        variance = noise_variance(m.scene, m.camera)
+        probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
+        probe *= np.sqrt(variance)
+        probed_frame = m.scene + np.float32(PROBE_STEP) * probe
+        if m.spikes is not None and m.spike_values is not None:
+            # the spikes as they came: the engine finds and fills them again, in the
+            # earlier frames and the running mean too, as it did for the frame itself
+            probed_frame[m.spikes] = m.spike_values
+        latest = engine.last_spikes, engine.last_spike_places, engine.last_history
+        probed = engine.denoise(
+            probed_frame,
+            camera=m.camera,
+            history=m.history,
+            running_mean=m.mean,
+            passes=m.passes,
+        )
+        # the engine's report is of the series' frame, not of the probe
+        engine.last_spikes, engine.last_spike_places, engine.last_history = latest
+        for where in (m.spikes, m.bad):  # as in the output blended
+            if where is not None:
+                probed[where] = m.scene[where]
+        fuse = m.camera.floor is None
+        risks = candidate_risks(
+            m.scene, m.out, probed, probe, variance, keep, m.mean_now, m.share, fuse
+        )
+        self._risks.add(m.key, risks)
+        self.measured_latest = True
+        self.frames_measured += 1
+
+
+def _mean_now(
+    engine: Engine,
+    scene: np.ndarray,
+    spikes: Spikes | None,
+    running_mean: np.ndarray | None,
+    mean_count: int,
+) -> tuple[np.ndarray | None, float]:
+    """For a model with a running-mean channel: the series' running mean with this frame
+    taken in as the next update will, and the frame's share of it (None, 0: no such
+    channel)."""
+    decay = engine.metadata.running_mean
+    if decay <= 0:
+        return None, 0.0
+    if running_mean is None or running_mean.shape != scene.shape:
+        return scene, 1.0  # a series start: the frame is all of it
+    share = max(decay, 1.0 / (mean_count + 1))
+    now = mean_with(running_mean, scene, share)
+    if spikes is not None:  # a hot pixel in the earlier frames too
+        fill_spikes(now, spikes)
+    return now, share
