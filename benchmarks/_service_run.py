@@ -122,6 +122,7 @@ def run_service(
     store: dict[str, Any] | None = None,
     traces: dict[str, Any] | None = None,
     ensemble: str | int = 1,
+    blend: str = "off",
 ) -> ServiceRun:
     """Stream ``frames`` frames cycled from ``pool`` at ``fps`` (0: flat out) and measure.
 
@@ -130,7 +131,9 @@ def run_service(
     ``drop_oldest`` is the live default (a slow model drops frames, counted).
     ``traces``: the service's ``[traces]`` config (ROIs, triggers); their latencies are
     measured too. ``ensemble``: the service's self-ensemble passes; 1 (not the service's
-    ``auto``) so that a run measures the model's own speed and latency at every rate.
+    ``auto``) so that a run measures the model's own speed and latency at every rate;
+    ``blend`` "off" (not the default "sure") for the same reason: its measurements take
+    the series' spare time (``benchmarks.blend_check`` measures what it costs).
     """
     from stream import ServiceConfig, Simulator, SimulatorConfig
 
@@ -158,6 +161,7 @@ def run_service(
             zarr=Path(tmp) / "data" if zarr else None,
             provider=provider,
             ensemble=ensemble,
+            blend=blend,
             warmup_shape=shape,
             status_interval_s=0.2,
             # lossless runs keep every denoised frame queued for the PUB thread too, so a

@@ -136,10 +136,27 @@ def test_the_choice_follows_the_least_risk_per_regime_and_model() -> None:
     risks[7] = 0.5
     assert blend.due(key)
     blend.add(key, risks)
+    assert blend.choice(key) is IDENTITY  # one frame: no spread to judge it by yet
+    blend.add(key, risks)
     assert blend.choice(key) == CANDIDATES[7]
     assert blend.choice(("model-a", 2)) is IDENTITY  # a full window is its own regime
     blend.due(("model-b", 0))  # another model: the first one's risks are no guide
     assert blend.measured(key) == 0 and blend.choice(key) is IDENTITY
+
+
+def test_a_gain_smaller_than_its_spread_between_frames_changes_nothing() -> None:
+    blend, key = RiskBlend(), ("m", 0)
+    rng = np.random.default_rng(0)
+    for _ in range(8):  # candidate 7 is better on average by 0.1, give or take 1
+        risks = np.ones(len(CANDIDATES))
+        risks[7] = 0.9 + rng.normal(0.0, 1.0)
+        blend.add(key, risks)
+    assert blend.choice(key).is_identity
+    for _ in range(40):  # now clearly better, frame after frame
+        risks = np.ones(len(CANDIDATES))
+        risks[7] = 0.5 + rng.normal(0.0, 0.01)
+        blend.add(key, risks)
+    assert blend.choice(key) == CANDIDATES[7]
 
 
 def test_newer_measurements_outweigh_older_ones() -> None:

@@ -47,11 +47,10 @@ def squared_error(engine: Engine, blend: str, photons: float, frames: int) -> fl
     return float(np.mean(errors))
 
 
-@pytest.mark.parametrize("photons", [3.0, 10.0])
-def test_the_blend_takes_error_out_of_the_models_output(na_lite: Engine, photons: float) -> None:
-    off = squared_error(na_lite, "off", photons, 10)
-    sure = squared_error(na_lite, "sure", photons, 10)
-    assert sure < 0.97 * off  # measured: 0.93x at 3 photons, 0.91x at 10
+def test_the_blend_takes_error_out_of_the_models_output(na_lite: Engine) -> None:
+    off = squared_error(na_lite, "off", 10.0, 10)
+    sure = squared_error(na_lite, "sure", 10.0, 10)
+    assert sure < 0.97 * off  # measured: 0.92x
 
 
 def test_off_serves_the_engines_output_and_measures_nothing(na_lite: Engine) -> None:
@@ -84,17 +83,22 @@ def test_a_deferred_measurement_is_the_one_taken_at_once() -> None:
 
 
 def test_spikes_and_non_finite_pixels_come_out_as_without_the_blend(na_lite: Engine) -> None:
-    truth, frame = next(movie(1.0, 1))
-    frame = frame.astype(np.float32)
+    pairs = list(movie(10.0, 6))
     hot = (np.array([20, 70, 100]), np.array([30, 90, 15]))
-    frame[hot] += 2000.0
-    frame[50, 60] = np.nan
+    frames = []
+    for _, frame in pairs:
+        frame = frame.astype(np.float32)
+        frame[hot] += 2000.0
+        frame[50, 60] = np.nan
+        frames.append(frame)
+    truth, frame = pairs[-1][0], frames[-1]
     try:
         for policy in ("correct", "pass"):
             na_lite.spikes = policy  # type: ignore[assignment]
             context = SeriesContext(CAMERA)
-            out = context.denoise(na_lite, frame, 0)
-            assert not context.blend_choice.is_identity  # at 1 photon it blurs
+            for t, each in enumerate(frames):
+                out = context.denoise(na_lite, each, t)
+            assert not context.blend_choice.is_identity  # the blend is on
             assert (
                 np.isnan(out[50, 60]) and np.isfinite(np.delete(out.ravel(), 50 * 128 + 60)).all()
             )
