@@ -132,7 +132,7 @@ def run_service(
     ``traces``: the service's ``[traces]`` config (ROIs, triggers); their latencies are
     measured too. ``ensemble``: the service's self-ensemble passes; 1 (not the service's
     ``auto``) so that a run measures the model's own speed and latency at every rate;
-    ``blend`` "off" (not the default "sure") for the same reason: its measurements take
+    ``blend`` "off" (not the default "spatial") for the same reason: its measurements take
     the series' spare time (``benchmarks.blend_check`` measures what it costs).
     """
     from stream import ServiceConfig, Simulator, SimulatorConfig

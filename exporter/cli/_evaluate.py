@@ -89,12 +89,13 @@ def evaluate(
         ),
     ] = 1,
     blend: Annotated[
-        Literal["sure", "off"],
+        Literal["spatial", "spatiotemporal", "off"],
         typer.Option(
-            help="sure: the models' outputs blended with smoothing as `serve` does "
-            "(Stein's unbiased risk estimate on each movie's own frames); off: as they come.",
+            help="The models' outputs blended with smoothing as `serve --blend` does "
+            "(Stein's unbiased risk estimate on each movie's own frames); spatial, as "
+            "served by default; off: as they come.",
         ),
-    ] = "sure",
+    ] = "spatial",
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))

@@ -123,7 +123,7 @@ def _model_names(models: list[Path]) -> list[str]:
 
 
 def _load_models(
-    models: list[Path], provider: str, ensemble: int = 1, blend: BlendSetting = "sure"
+    models: list[Path], provider: str, ensemble: int = 1, blend: BlendSetting = "spatial"
 ) -> list[tuple[ModelInfo, Engine]]:
     """Each model's engine; with ``ensemble`` > 1, each also as ``<name>-x<ensemble>``
     (the same engine, that many self-ensemble passes per frame)."""
@@ -158,7 +158,7 @@ def run_model(
     noisy: np.ndarray,
     camera: CameraModel | None = None,
     passes: int = 1,
-    blend: BlendSetting = "sure",
+    blend: BlendSetting = "spatial",
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """The movie through the model as the service serves it: the live camera estimate,
     or ``camera`` as if configured (``deepdenoise calibrate``); ``passes`` of the
@@ -315,7 +315,7 @@ def evaluate(
     adapt_scratch: bool = True,
     cameras: tuple[EvalCamera, ...] = (),
     ensemble: int = 1,
-    blend: BlendSetting = "sure",
+    blend: BlendSetting = "spatial",
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
@@ -323,7 +323,8 @@ def evaluate(
     the same movies. Each of ``cameras`` adds every generator's movies read out again by
     that camera (:func:`recamera`), as generators of their own. ``ensemble`` > 1 adds
     every model again with that many self-ensemble passes (``<name>-x<ensemble>``).
-    ``blend``: the models' outputs blended with smoothing as served ("sure"), or not.
+    ``blend``: the models' outputs blended with smoothing as served ("spatial", the
+    default; "spatiotemporal"), or not ("off").
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

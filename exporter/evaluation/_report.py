@@ -219,13 +219,15 @@ def _ensemble_note(passes: int) -> list[str]:
 
 
 def _blend_note(blend: str) -> list[str]:
-    if blend == "sure":
+    if blend != "off":
         text = (
-            "The noise-adaptive models' outputs are blended with smoothing as the service "
-            "does by default (`serve --blend sure`): a blur of the output and a share of a "
-            "Gaussian of the input, chosen per movie by Stein's unbiased risk estimate on its "
-            "own noisy frames (no ground truth); every frame due for a measurement gets one, "
-            "as in a service with time to spare."
+            f"The noise-adaptive models' outputs are blended with smoothing as the service "
+            f"does (`serve --blend {blend}`; `spatial` is the default): a blur of the output "
+            f"and a share of a Gaussian of the input"
+            + (" or of the series' running mean" if blend == "spatiotemporal" else "")
+            + ", chosen per movie by Stein's unbiased risk estimate on its own noisy frames "
+            "(no ground truth); every frame due for a measurement gets one, as in a "
+            "service with time to spare."
         )
     else:
         text = "The models' outputs are scored as they come, not blended (`--blend off`)."

@@ -66,8 +66,9 @@ class ModelInfo:
     has_metadata: bool
     #: Self-ensemble passes per frame (:meth:`stream.engine.Engine.denoise`).
     passes: int = 1
-    #: The blend with smoothing (``stream.engine._blend``): "sure" as served, or "off".
-    blend: str = "sure"
+    #: The blend with smoothing (``stream.engine._blend``): "spatial" as served by
+    #: default, "spatiotemporal", or "off".
+    blend: str = "spatial"
 
 
 @dataclass

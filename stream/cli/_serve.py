@@ -98,12 +98,13 @@ def serve(
         ),
     ] = None,
     blend: Annotated[
-        Literal["sure", "off"] | None,
+        Literal["spatial", "spatiotemporal", "off"] | None,
         typer.Option(
-            help="sure: blend the output with smoothing where Stein's unbiased risk "
-            "estimate of the series' own frames says it helps (a few frames get one more "
-            "pass, when there is time); off: the model's output as it is.",
-            show_default="sure",
+            help="spatial: blend the output with spatial smoothing where Stein's unbiased "
+            "risk estimate of the series' own frames says it helps (a few frames get one "
+            "more pass, in spare time); spatiotemporal: also with the running mean (a "
+            "temporal model; blurs fast events); off: the model's output as it is.",
+            show_default="spatial",
         ),
     ] = None,
     output_dtype: Annotated[

@@ -45,8 +45,11 @@ import numpy as np
 
 from ..camera import CameraModel, Spikes
 
-BlendSetting = Literal["sure", "off"]
-BLEND_SETTINGS: tuple[BlendSetting, ...] = ("sure", "off")
+#: "spatial": the output blurred and mixed with a Gaussian of the input; "spatiotemporal":
+#: also with a Gaussian of the series' running mean (a model with that channel), more
+#: PSNR on still scenes for less of each frame's own change; "off": the output as it is.
+BlendSetting = Literal["spatial", "spatiotemporal", "off"]
+BLEND_SETTINGS: tuple[BlendSetting, ...] = ("spatial", "spatiotemporal", "off")
 
 #: Blurs of the model's output tried (px, Gaussian sigma; 0: none).
 POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)

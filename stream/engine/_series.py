@@ -51,11 +51,12 @@ class SeriesContext:
     camera
         The configured camera; None estimates it live from the frames.
     blend
-        ``"sure"``: a noise-adaptive model's output blended with smoothing as the
-        series' measured risks say (:mod:`stream.engine._blend`); ``"off"``: as it comes.
+        ``"spatial"``: a noise-adaptive model's output blended with spatial smoothing as
+        the series' measured risks say (:mod:`stream.engine._blend`); ``"spatiotemporal"``:
+        also with the series' running mean; ``"off"``: as it comes.
     """
 
-    def __init__(self, camera: CameraModel | None = None, blend: BlendSetting = "sure") -> None:
+    def __init__(self, camera: CameraModel | None = None, blend: BlendSetting = "spatial") -> None:
         self.configured = camera
         self._blend = SeriesBlend(blend)
         self._estimator = CameraEstimator() if camera is None else None
@@ -166,7 +167,7 @@ class SeriesContext:
         )
         self.spikes = engine.last_spikes
         self.frames_with_spikes += self.spikes > 0
-        if camera is not None and self._blend.setting == "sure":
+        if camera is not None and self._blend.setting != "off":
             out = self._blend.blended(
                 engine,
                 frame,

@@ -55,9 +55,10 @@ class _Measurement:
 
 
 class SeriesBlend:
-    """The blend of one series' frames. ``setting`` "off": none, nothing measured."""
+    """The blend of one series' frames (``setting``: :data:`BlendSetting`; "off": none,
+    nothing measured)."""
 
-    def __init__(self, setting: BlendSetting = "sure") -> None:
+    def __init__(self, setting: BlendSetting = "spatial") -> None:
         self.setting = setting
         self._risks = RiskBlend()
         self._probes = np.random.default_rng(PROBE_SEED)
@@ -122,7 +123,9 @@ class SeriesBlend:
         for where in (bad, spikes):  # kept as they came out, not smeared by a blur
             if where is not None:
                 model_out[where] = scene[where]
-        mean_now, share = _mean_now(engine, scene, spikes, running_mean, mean_count)
+        mean_now, share = None, 0.0
+        if self.setting == "spatiotemporal":
+            mean_now, share = _mean_now(engine, scene, spikes, running_mean, mean_count)
         if due:
             pending = _Measurement(
                 key=key,

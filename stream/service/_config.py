@@ -108,11 +108,13 @@ class ServiceConfig(BaseModel):
         0.5, gt=0, le=1, description="auto: the share of the frame interval passes may take"
     )
     blend: BlendSetting = Field(
-        "sure",
-        description="sure: a noise-adaptive model's output blended with smoothing as Stein's "
-        "unbiased risk estimate of the series' own frames says helps (measured on a few "
-        "frames with one more pass each, when the frame interval leaves the time); off: "
-        "the model's output as it is",
+        "spatial",
+        description="spatial: a noise-adaptive model's output blurred and mixed with a "
+        "Gaussian of the input as Stein's unbiased risk estimate of the series' own frames "
+        "says helps (measured on a few frames with one more pass each, in the series' "
+        "spare time); spatiotemporal: also with the series' running mean (a temporal "
+        "model: more PSNR on still scenes, less of each frame's own change); off: the "
+        "model's output as it is",
     )
     spikes: SpikePolicy = Field(
         "correct",

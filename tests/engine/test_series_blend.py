@@ -49,8 +49,8 @@ def squared_error(engine: Engine, blend: str, photons: float, frames: int) -> fl
 
 def test_the_blend_takes_error_out_of_the_models_output(na_lite: Engine) -> None:
     off = squared_error(na_lite, "off", 10.0, 10)
-    sure = squared_error(na_lite, "sure", 10.0, 10)
-    assert sure < 0.97 * off  # measured: 0.92x
+    blended = squared_error(na_lite, "spatial", 10.0, 10)
+    assert blended < 0.97 * off  # measured: 0.92x
 
 
 def test_off_serves_the_engines_output_and_measures_nothing(na_lite: Engine) -> None:
@@ -68,7 +68,9 @@ def test_a_deferred_measurement_is_the_one_taken_at_once() -> None:
     with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
         # the full window's regime starts after a window's frames, then its warm-up
         frames = [frame for _, frame in movie(3.0, engine.metadata.frames + MEASURE_WARMUP)]
-        at_once, deferred = SeriesContext(CAMERA), SeriesContext(CAMERA)
+        # with the running mean: the deferred measurement must keep it as it was
+        at_once = SeriesContext(CAMERA, blend="spatiotemporal")
+        deferred = SeriesContext(CAMERA, blend="spatiotemporal")
         for t, frame in enumerate(frames):
             first = at_once.denoise(engine, frame, t)
             second = deferred.denoise(engine, frame, t, measure=False)
@@ -123,3 +125,13 @@ def test_another_model_starts_its_measurements_over(na_lite: Engine) -> None:
         assert context.blend_measured == 1  # its own first measurement, not the second
     context.denoise(na_lite, frames[2], 2)
     assert context.blend_measured == 1
+
+
+def test_spatial_never_mixes_in_the_running_mean() -> None:
+    with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext(CAMERA)  # "spatial", the default
+        sources = set()
+        for t, (_, frame) in enumerate(movie(3.0, 12)):
+            context.denoise(engine, frame, t)
+            sources.add(context.blend_choice.source)
+    assert sources == {"frame"} and context.blend_frames_measured > 0

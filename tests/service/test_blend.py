@@ -50,8 +50,9 @@ def test_a_slow_frame_takes_spare_time_away_and_the_balance_is_capped() -> None:
     assert not spare.allows("s", KIND, 0, 0.0)
 
 
-def test_the_config_takes_sure_or_off() -> None:
-    assert ServiceConfig().blend == "sure"
+def test_the_config_takes_spatial_spatiotemporal_or_off() -> None:
+    assert ServiceConfig().blend == "spatial"
+    assert ServiceConfig(blend="spatiotemporal").blend == "spatiotemporal"
     assert ServiceConfig(blend="off").blend == "off"
     with pytest.raises(ValidationError, match="blend"):
         ServiceConfig(blend="yes")
@@ -63,7 +64,7 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
     frames = [(100 + rng.poisson(3.0, (64, 64))).astype(np.uint16) for _ in range(12)]
     model = shipped_model_path("na-lite")
     with (
-        running_service(tmp_path, model, zarr=None, blend="sure") as svc,
+        running_service(tmp_path, model, zarr=None, blend="spatial") as svc,
         listening(svc) as sub,
         Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
     ):
@@ -73,7 +74,7 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
         got, _ = collect(sub, len(frames))
         status = svc.status()
     assert [m.header["index"] for m in got] == list(range(len(frames)))  # every frame out
-    assert status["blend"] == "sure"
+    assert status["blend"] == "spatial"
     blend = status["series"]["paced"]["blend"]
     assert 1 <= blend["frames_measured"] <= len(frames)
     assert set(blend) >= {"post_sigma", "fuse_sigma", "fuse_weight", "measured"}
