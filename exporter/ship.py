@@ -181,7 +181,8 @@ def metrics_section(name: str, metrics: Path) -> list[str]:
         "",
         f"`{metrics.as_posix()}`: {shape} x {settings['frames']} frames per generator and "
         f"photon budget, seed {settings['seed']}; the model estimates the camera live (no "
-        "camera configured). `gaussian` is tuned on the truth (an oracle bar), "
+        f"camera configured), its output blended with smoothing `{settings.get('blend', 'off')}` "
+        "(`serve --blend`). `gaussian` is tuned on the truth (an oracle bar), "
         "`gaussian-val` on a separate validation movie. PSNR/SSIM against the noise-free "
         "movie, trace r = Pearson correlation of footprint traces, onset = transient-onset "
         "timing error.",
