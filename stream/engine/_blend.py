@@ -39,12 +39,12 @@ scenes but lowers its trace correlation at 10-30 photons: an option, not the def
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal
 
 import numpy as np
 
 from ..camera import CameraModel, Spikes
+from ._gaussian import kernel_centre, smooth
 
 #: "spatial": the output blurred and mixed with a Gaussian of the input; "spatiotemporal":
 #: also with a Gaussian of the series' running mean (a model with that channel), more
@@ -79,8 +79,6 @@ CONFIDENCE = 1.64
 #: A frame whose pixels the noise model describes (:func:`described_pixels`) are fewer
 #: than this share is not measured: its risks would speak for a part of it only.
 MIN_DESCRIBED = 0.5
-#: Gaussians' kernels reach this many sigmas (scipy's default is 4).
-TRUNCATE = 3.0
 
 
 FuseSource = Literal["frame", "mean"]
@@ -118,50 +116,6 @@ CANDIDATES: tuple[BlendChoice, ...] = (
         BlendChoice(p, s, w, "mean") for p in POST_SIGMAS for s in MEAN_SIGMAS for w in FUSE_WEIGHTS
     )
 )
-
-
-@cache
-def gaussian_taps(sigma: float) -> np.ndarray:
-    """The normalised 1-D Gaussian kernel, ``TRUNCATE`` sigmas each side (float32)."""
-    radius = int(TRUNCATE * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    taps = np.exp(-0.5 * (x / sigma) ** 2)
-    return (taps / taps.sum()).astype(np.float32)
-
-
-def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian of a 2-D float32 image, borders mirrored (the edge pixel repeated); the
-    image itself at 0. In numpy, separable, the kernel's symmetry halving the products:
-    the online half does without scipy."""
-    if sigma <= 0.0:
-        return image
-    taps = gaussian_taps(sigma)
-    radius = len(taps) // 2
-    h, w = image.shape
-    padded = np.pad(image, radius, mode="symmetric")
-    across = _taps_along(padded, taps, axis=1, length=w)  # (h + 2r, w)
-    return _taps_along(across, taps, axis=0, length=h)
-
-
-def _taps_along(padded: np.ndarray, taps: np.ndarray, axis: int, length: int) -> np.ndarray:
-    radius = len(taps) // 2
-
-    def shifted(k: int) -> np.ndarray:
-        return padded[:, k : k + length] if axis == 1 else padded[k : k + length]
-
-    out = shifted(radius) * taps[radius]
-    pair = np.empty_like(out)
-    for k in range(radius):
-        np.add(shifted(k), shifted(2 * radius - k), out=pair)
-        pair *= taps[k]
-        out += pair
-    return out
-
-
-@cache
-def kernel_centre(sigma: float) -> float:
-    """The centre weight of :func:`smooth`'s 2-D kernel: its divergence per unit variance."""
-    return float(gaussian_taps(sigma)[len(gaussian_taps(sigma)) // 2]) ** 2
 
 
 def apply_blend(

@@ -19,11 +19,10 @@ from stream.engine._blend import (
     apply_blend,
     candidate_risks,
     described_pixels,
-    kernel_centre,
     mean_with,
     noise_variance,
-    smooth,
 )
+from stream.engine._gaussian import kernel_centre, smooth
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=4.0)
 SHAPE = (256, 256)
@@ -80,6 +79,13 @@ def test_each_candidates_risk_is_its_true_error_without_the_truth(
     # the least risk picks a candidate within a few percent of the truly best one
     assert truth[int(np.argmin(risks))] <= 1.03 * truth.min()
     assert truth.min() <= gain * truth[0]  # at 3 photons the grid has 10 % to win
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 1.4, 2.8])
+def test_the_numpy_gaussian_is_scipys(sigma: float) -> None:
+    image = np.random.default_rng(4).random((37, 50), dtype=np.float32) * 100
+    want = ndimage.gaussian_filter(image, sigma, mode="reflect", truncate=3.0)
+    np.testing.assert_allclose(smooth(image, sigma), want, rtol=1e-5, atol=1e-4)
 
 
 def test_the_kernel_centre_is_the_gaussians_divergence() -> None:
