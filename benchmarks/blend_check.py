@@ -3,8 +3,9 @@
 
 For the CPU default and each frame size: the time per frame through the engine (the
 baseline), the time to apply a light, a typical and the heaviest blend of the grid to
-its output, and the time of one deferred measurement (the model once more on the frame
-plus a probe, and every candidate's risk), all interleaved frame by frame in one run;
+its output, and the time of one deferred measurement (the model on the frame plus a
+probe at each noise-map scale -- five passes, the frame's own output reused -- and every
+candidate's risk), all interleaved frame by frame in one run;
 each as a ratio to the baseline. Writes ``blend_check.md`` (and ``.json``) beside the suites'
 results.
 """

@@ -103,6 +103,8 @@ def _ensemble_row(ensemble: dict[str, object]) -> str:
 
 def _blend_row(blend: dict[str, object]) -> str:
     parts = []
+    if blend.get("noise_map_scale", 1.0) != 1.0:
+        parts.append(f"noise map x {blend['noise_map_scale']}")
     if blend.get("post_sigma"):
         parts.append(f"output blurred {blend['post_sigma']} px")
     if blend.get("fuse_weight"):

@@ -175,10 +175,13 @@ def status_table(reply: dict[str, Any]) -> Table:
 
 
 def _blend_text(blend: dict[str, Any] | None) -> str:
-    """A series' blend: ``; blend post 1.0 px + 0.2 x 2.0 px input (8 measured)``."""
+    """A series' blend: ``; blend map x 0.8 + post 1.0 px + 0.2 x 2.0 px input (8
+    measured)``."""
     if not blend:
         return ""
     parts = []
+    if blend.get("noise_map_scale", 1.0) != 1.0:
+        parts.append(f"map x {blend['noise_map_scale']}")
     if blend.get("post_sigma"):
         parts.append(f"post {blend['post_sigma']} px")
     if blend.get("fuse_weight"):

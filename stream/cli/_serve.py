@@ -100,9 +100,10 @@ def serve(
     blend: Annotated[
         Literal["spatial", "spatiotemporal", "off"] | None,
         typer.Option(
-            help="spatial: blend the output with spatial smoothing where Stein's unbiased "
-            "risk estimate of the series' own frames says it helps (a few frames get one "
-            "more pass, in spare time); spatiotemporal: also with the running mean (a "
+            help="spatial: tell the model a lighter or heavier noise map and blend its "
+            "output with spatial smoothing where Stein's unbiased risk estimate of the "
+            "series' own frames says it helps (a few frames get five more passes, in spare "
+            "time); spatiotemporal: also with the running mean (a "
             "temporal model; blurs fast events); off: the model's output as it is.",
             show_default="spatial",
         ),

@@ -16,16 +16,18 @@ Gaussian is its kernel's centre; the network's is estimated by Monte Carlo (Rama
 and Unser 2008): one more pass on the frame plus a small random probe, ``b^T (f(y + e b)
 - f(y)) / e``. Each candidate -- the output blurred by ``post`` px, then mixed with a
 ``fuse`` px Gaussian of the input at ``weight`` -- gets its risk from the same two passes.
+A noise-adaptive network has one more dial, the noise map it is told (FFDNet's trade-off
+between noise removed and detail kept): the same candidates on its output with a map
+0.8 and 1.2 times the camera's get their risks from two passes more each.
 For a model with a running-mean channel (a temporal one) the mix may also take a
 Gaussian of the series' running mean, the current frame taken into it (it depends on the
 frame only through that frame's share, which is its divergence): a spatio-temporal
 smoothing beside the network, as the evaluation's causal spatio-temporal baseline is.
-Each candidate
-the series is served the candidate with the least risk, summed over its measured frames
-(older ones fading). The Gaussian approximation of Poisson noise holds where a pixel
-sees more than a photon or two or the read noise is a few e-; pixels the noise model does
-not describe -- spikes, non-finite pixels, readouts near a clipping floor -- are left out
-of the sums.
+The series is served the candidate with the least risk, summed over its measured frames
+(older ones fading): the frame is run with its noise map, the choice's blend applied.
+The Gaussian approximation of Poisson noise holds where a pixel sees more than a photon
+or two or the read noise is a few e-; pixels the noise model does not describe --
+spikes, non-finite pixels, readouts near a clipping floor -- are left out of the sums.
 
 Measured (``deepdenoise evaluate``, 16-frame 128x128 movies, no camera configured; the
 README's "Blend by risk"), "spatial" against the same models' outputs as they are:
@@ -38,7 +40,7 @@ scenes but lowers its trace correlation at 10-30 photons: an option, not the def
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -81,23 +83,39 @@ CONFIDENCE = 1.64
 MIN_DESCRIBED = 0.5
 
 
+#: The noise map the model is told, as a multiple of the camera's noise sigma (FFDNet's
+#: trade-off between noise removed and detail kept, Zhang, Zuo and Zhang 2018): each
+#: scale costs two more passes per measured frame. Why (one-off probe, ``na-lite`` told
+#: the true camera, 8-frame movies, truth-scored): 0.8 raised the held-out
+#: ``independent`` generator 0.13-0.24 dB at 3-100 photons and ``textures`` 0.1-0.56 dB
+#: at 3-30; 1.2 raised the project's ``phantom`` 0.5 dB at 10 photons; each lost up to
+#: 1.5 dB where the other one won -- a choice for the risk to make per series.
+NOISE_MAP_SCALES = (1.0, 0.8, 1.2)
+
+
 FuseSource = Literal["frame", "mean"]
 
 
 @dataclass(frozen=True)
 class BlendChoice:
-    """One candidate: blur the output by ``post`` px, then mix in a ``fuse`` px Gaussian
-    of the input frame (``source`` "frame") or of the series' running mean ("mean") at
-    ``weight``."""
+    """One candidate: the model told a noise map ``map_scale`` times the camera's; its
+    output blurred by ``post`` px, then mixed with a ``fuse`` px Gaussian of the input
+    frame (``source`` "frame") or of the series' running mean ("mean") at ``weight``."""
 
     post: float = 0.0
     fuse: float = 0.0
     weight: float = 0.0
     source: FuseSource = "frame"
+    map_scale: float = 1.0
 
     @property
     def is_identity(self) -> bool:
-        return self.post == 0.0 and self.weight == 0.0
+        return self.post == 0.0 and self.weight == 0.0 and self.map_scale == 1.0
+
+    @property
+    def blends(self) -> bool:
+        """Whether the output is changed after the model (a blur or a mix)."""
+        return self.post != 0.0 or self.weight != 0.0
 
     def as_dict(self) -> dict[str, float | str]:
         return {
@@ -105,26 +123,35 @@ class BlendChoice:
             "fuse_sigma": self.fuse,
             "fuse_weight": self.weight,
             "fuse_source": self.source,
+            "noise_map_scale": self.map_scale,
         }
 
 
 IDENTITY = BlendChoice()
-CANDIDATES: tuple[BlendChoice, ...] = (
+#: The blends tried on one output (the noise map as the camera says).
+BLENDS: tuple[BlendChoice, ...] = (
     tuple(BlendChoice(p) for p in POST_SIGMAS)
     + tuple(BlendChoice(p, s, w) for p in POST_SIGMAS for s in FUSE_SIGMAS for w in FUSE_WEIGHTS)
     + tuple(
         BlendChoice(p, s, w, "mean") for p in POST_SIGMAS for s in MEAN_SIGMAS for w in FUSE_WEIGHTS
     )
 )
+#: Every candidate: each blend on the output of each noise-map scale, scale 1 first (so
+#: ``CANDIDATES[0]`` is the output as it is).
+CANDIDATES: tuple[BlendChoice, ...] = tuple(
+    replace(b, map_scale=m) for m in NOISE_MAP_SCALES for b in BLENDS
+)
+CANDIDATE_SCALES = np.array([c.map_scale for c in CANDIDATES])
 
 
 def apply_blend(
     out: np.ndarray, scene: np.ndarray, choice: BlendChoice, mean: np.ndarray | None = None
 ) -> np.ndarray:
-    """``out`` (float32, raw units) blended as ``choice`` says with ``scene``, the input
-    frame as float32 with its spikes filled and no non-finite pixel, or ``mean``, the
-    series' running mean with the frame taken in (:func:`mean_with`)."""
-    if choice.is_identity:
+    """``out`` (float32, raw units; the model's output with the choice's noise map)
+    blended as ``choice`` says with ``scene``, the input frame as float32 with its spikes
+    filled and no non-finite pixel, or ``mean``, the series' running mean with the frame
+    taken in (:func:`mean_with`)."""
+    if not choice.blends:
         return out
     blended = smooth(out, choice.post)
     if choice.weight > 0.0:
@@ -177,8 +204,9 @@ def candidate_risks(
     share: float = 0.0,
     fuse: bool = True,
 ) -> np.ndarray:
-    """Every candidate's risk for one frame, up to a constant they share (``- sum
-    sigma^2``), in ADU^2 summed over ``keep``.
+    """Each of :data:`BLENDS`' risk for one frame and one output, up to a constant they
+    share (``- sum sigma^2``, the same for every output of the frame), in ADU^2 summed
+    over ``keep``.
 
     ``out``: the model's output for ``scene``; ``probed``: its output for ``scene +
     PROBE_STEP * probe`` where ``probe`` is standard normal noise times the noise sigma.
@@ -199,7 +227,7 @@ def candidate_risks(
         (scene if fuse else None, FUSE_SIGMAS, 1.0),
         (mean if fuse else None, MEAN_SIGMAS, share),
     ]
-    risks = np.empty(len(CANDIDATES))
+    risks = np.empty(len(BLENDS))
     i = 0
     posts = {}
     for p in POST_SIGMAS:
@@ -207,7 +235,7 @@ def candidate_risks(
         div = float(np.vdot(kept(probe), smooth(probed, p) - h)) / step
         a = kept(h - scene)
         posts[p] = (h, div, a, float(np.vdot(a, a)))
-    for p in POST_SIGMAS:  # the order of CANDIDATES: blurs alone, then mixes
+    for p in POST_SIGMAS:  # the order of BLENDS: blurs alone, then mixes
         _, div, _, aa = posts[p]
         risks[i] = aa + 2.0 * div
         i += 1
@@ -229,7 +257,7 @@ def candidate_risks(
                         aa + 2.0 * w * ac + w * w * cc + 2.0 * ((1 - w) * div + w * fused_div)
                     )
                     i += 1
-    assert i == len(CANDIDATES)
+    assert i == len(BLENDS)
     return risks
 
 
@@ -300,11 +328,12 @@ class RiskBlend:
         regime.tried += 1
         regime.since = 0
 
-    def choice(self, key: RegimeKey) -> BlendChoice:
+    def choice(self, key: RegimeKey, map_scale: float | None = None) -> BlendChoice:
         """The candidate whose risk, less the output's as it is, is least even when
         ``CONFIDENCE`` standard errors (from its spread between the measured frames) are
         added: a change is made only where the frames show it with confidence. Fewer
-        than two frames measured: the output as it is."""
+        than two frames measured: the output as it is. ``map_scale``: among the
+        candidates with that noise map only (the frame was run with it)."""
         regime = self._regimes.get(key)
         if regime is None or regime.measured < 2:
             return IDENTITY
@@ -313,4 +342,8 @@ class RiskBlend:
             spread = np.maximum(regime.squares - regime.gains**2, 0.0) * n / (n - 1)
         bound = regime.gains + CONFIDENCE * np.sqrt(spread * regime.weights)
         bound[~np.isfinite(regime.gains)] = np.inf
+        if map_scale is not None:
+            bound[map_scale != CANDIDATE_SCALES] = np.inf
+            if not np.isfinite(bound).any():
+                return IDENTITY
         return CANDIDATES[int(np.argmin(bound))]

@@ -430,6 +430,7 @@ class Engine:
         history: Sequence[np.ndarray] = (),
         running_mean: np.ndarray | None = None,
         passes: int = 1,
+        noise_map_scale: float = 1.0,
     ) -> np.ndarray:
         """Denoise one 2-D frame (any integer or float dtype) into a new float32 array.
 
@@ -449,8 +450,13 @@ class Engine:
         ``passes``: 1, or 2 or 4 for the self-ensemble (:mod:`stream.engine._ensemble`):
         the model also runs on mirrored copies of its input and the outputs, mirrored
         back, are averaged; each pass costs one inference.
+        ``noise_map_scale``: a noise-adaptive model is told a noise map this many times
+        the camera's (FFDNet's trade-off: below 1 keeps more detail, above 1 removes more
+        noise; the blend by risk chooses it per series, :mod:`stream.engine._blend`).
         """
         check_passes(passes)
+        if not noise_map_scale > 0:
+            raise ValueError(f"expected a noise map scale > 0, got {noise_map_scale}")
         if self._session is None:
             raise DeepDenoiseError(f"engine for {self.path.name} is closed")
         if frame.ndim != 2:
@@ -472,7 +478,7 @@ class Engine:
                     "(offset, gain, read noise) of the frame, got none"
                 )
             scale, offset, snr, spikes = self._adaptive_input(
-                ws, frame, bad, camera, history, running_mean
+                ws, frame, bad, camera, history, running_mean, noise_map_scale
             )
         else:
             (scale, offset), snr, spikes = self._fixed_input(ws, frame, bad), 0.0, None
@@ -535,6 +541,7 @@ class Engine:
         camera: CameraModel,
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
+        noise_map_scale: float = 1.0,
     ) -> tuple[np.float32, np.float32, float, Spikes | None]:
         """The channels :func:`stream.engine.model_input` builds, in the tile buffers;
         with the scale and offset, the frame's peak SNR (0 when nothing needs it) and its
@@ -583,7 +590,7 @@ class Engine:
                     fill_spikes(planes[i], spikes)
         scale = scale_from(top, camera.gain, read) if adaptive else float(meta.input_scale)
         if meta.noise_map:
-            fill_noise_map(current, camera.gain, read, scale, planes[k])
+            fill_noise_map(current, camera.gain, read, scale / noise_map_scale, planes[k])
         inverse = np.float32(1.0 / scale)
         for i in range(k):
             planes[i] *= inverse

@@ -17,10 +17,11 @@ focus, a new field: :func:`stream.camera.scene_moved`) empties both too, as a ga
 the previous frames are of another scene, and a temporal model would mix it into this
 one (``na-temporal`` on a new scene every frame at 100 photons: 2 dB below its input).
 
-For a noise-adaptive model it also blends the output with smoothing as the series' own
-frames say helps (:mod:`stream.engine._blend`): the first frames of each regime (the
-model, and the previous frames it used) and one in 16 after are measured (one more model
-pass on the frame plus a small probe), unless the caller says there is no time for it.
+For a noise-adaptive model it also chooses the noise map the model is told and blends the
+output with smoothing as the series' own frames say helps (:mod:`stream.engine._blend`):
+the first frames of each regime (the model, and the previous frames it used) and one in
+16 after are measured (five more model passes: the frame plus a small probe, at each
+noise-map scale), unless the caller says there is no time for it.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class SeriesContext:
 
     @property
     def measured_latest(self) -> bool:
-        """Whether the latest frame was measured for the blend (one more pass)."""
+        """Whether the latest frame was measured for the blend (more passes)."""
         return self._blend.measured_latest
 
     @property
@@ -140,7 +141,7 @@ class SeriesContext:
         ``index``: the frame's index in the series; a jump (or a step back) empties the
         ring first. None: frames are taken as consecutive. ``passes``: the self-ensemble
         (:meth:`Engine.denoise`). ``measure``: a frame due a blend measurement is
-        measured at once (None, True: one more model pass before it returns), or the
+        measured at once (None, True: more model passes before it returns), or the
         measurement is kept for :meth:`measure_pending` (False: the service takes it
         after the frame is out, when there is time).
         """
@@ -162,8 +163,14 @@ class SeriesContext:
             self._history.clear()
             self._mean = None
             self.scene_changes += 1
+        map_scale = self._blend.map_scale_for(engine) if camera is not None else 1.0
         out = engine.denoise(
-            frame, camera=camera, history=self._history, running_mean=self._mean, passes=passes
+            frame,
+            camera=camera,
+            history=self._history,
+            running_mean=self._mean,
+            passes=passes,
+            noise_map_scale=map_scale,
         )
         self.spikes = engine.last_spikes
         self.frames_with_spikes += self.spikes > 0
@@ -178,6 +185,7 @@ class SeriesContext:
                 tuple(self._history),
                 self._mean,
                 self._mean_count,
+                map_scale,
             )
         else:
             self._blend.drop_pending()

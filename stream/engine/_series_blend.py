@@ -16,8 +16,11 @@ import numpy as np
 
 from ..camera import CameraModel, Spikes, fill_spikes
 from ._blend import (
+    BLENDS,
+    CANDIDATES,
     IDENTITY,
     MIN_DESCRIBED,
+    NOISE_MAP_SCALES,
     PROBE_STEP,
     BlendChoice,
     BlendSetting,
@@ -43,6 +46,7 @@ class _Measurement:
     key: RegimeKey
     camera: CameraModel
     passes: int
+    map_scale: float  # the noise map's scale the frame was run with
     scene: np.ndarray  # the frame as the model saw it: spikes and non-finite pixels filled
     out: np.ndarray  # the model's output, the scene's values at those pixels
     spikes: Spikes | None
@@ -89,6 +93,16 @@ class SeriesBlend:
     def drop_pending(self) -> None:
         self._pending = None
 
+    def map_scale_for(self, engine: Engine) -> float:
+        """The noise map's scale to run the series' next frame with: the latest regime's
+        choice (its frames rarely change regime), 1 for another model or none yet."""
+        if self.setting == "off" or not engine.metadata.noise_map:
+            return 1.0
+        key = self._key
+        if key is None or key[0] != engine.model_id:
+            return 1.0
+        return self._risks.choice(key).map_scale
+
     def blended(
         self,
         engine: Engine,
@@ -100,11 +114,13 @@ class SeriesBlend:
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
         mean_count: int,
+        map_scale: float = 1.0,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (its report of the frame still in
         it), blended as the risks say; a frame due a measurement is measured first
         (``measure``) or kept for :meth:`measure_pending`. ``history``,
-        ``running_mean`` and ``mean_count``: the series' as the engine was given them."""
+        ``running_mean``, ``mean_count`` and ``map_scale`` (:meth:`map_scale_for`): the
+        series' as the engine was given them."""
         spikes = engine.last_spike_places
         self.measured_latest = False
         self._pending = None
@@ -112,8 +128,8 @@ class SeriesBlend:
         regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
-        if not due and self._risks.choice(key).is_identity:
-            self.choice = IDENTITY
+        if not due and not self._risks.choice(key, map_scale).blends:
+            self.choice = self._risks.choice(key, map_scale)
             return out
         bad = ~np.isfinite(frame) if count_non_finite(frame) else None
         scene = finite_copy(frame)
@@ -131,6 +147,7 @@ class SeriesBlend:
                 key=key,
                 camera=camera,
                 passes=passes,
+                map_scale=map_scale,
                 scene=scene,
                 out=model_out if measure else model_out.copy(),
                 spikes=spikes,
@@ -145,8 +162,8 @@ class SeriesBlend:
                 self._measure(engine, pending)
             else:
                 self._pending = pending
-        self.choice = self._risks.choice(key)
-        if self.choice.is_identity:
+        self.choice = self._risks.choice(key, map_scale)
+        if not self.choice.blends:
             return out
         blended = apply_blend(model_out, scene, self.choice, mean_now)
         if spikes is not None:
@@ -166,8 +183,8 @@ class SeriesBlend:
         return True
 
     def _measure(self, engine: Engine, m: _Measurement) -> None:
-        """The candidates' risks on one frame: the model once more, on the frame plus a
-        small probe of its own noise."""
+        """The candidates' risks on one frame: the model once more on the frame plus a
+        small probe of its own noise, and on both with each other noise-map scale."""
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad)
         if keep.mean() < MIN_DESCRIBED:  # mostly clipped, masked or spikes
             self._risks.skip(m.key)
@@ -175,31 +192,49 @@ class SeriesBlend:
         variance = noise_variance(m.scene, m.camera)
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
-        probed_frame = m.scene + np.float32(PROBE_STEP) * probe
+        as_came = m.scene.copy()
         if m.spikes is not None and m.spike_values is not None:
             # the spikes as they came: the engine finds and fills them again, in the
             # earlier frames and the running mean too, as it did for the frame itself
+            as_came[m.spikes] = m.spike_values
+        probed_frame = as_came + np.float32(PROBE_STEP) * probe
+        if m.spikes is not None and m.spike_values is not None:
             probed_frame[m.spikes] = m.spike_values
+        scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
+        fuse = m.camera.floor is None
+        risks = np.full(len(CANDIDATES), np.inf)
         latest = engine.last_spikes, engine.last_spike_places, engine.last_history
-        probed = engine.denoise(
-            probed_frame,
+        for i, scale in enumerate(NOISE_MAP_SCALES):
+            if scale not in scales:
+                continue
+            out = m.out if scale == m.map_scale else self._output(engine, m, as_came, scale)
+            probed = self._output(engine, m, probed_frame, scale)
+            risks[i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
+                m.scene, out, probed, probe, variance, keep, m.mean_now, m.share, fuse
+            )
+        # the engine's report is of the series' frame, not of these passes
+        engine.last_spikes, engine.last_spike_places, engine.last_history = latest
+        self._risks.add(m.key, risks)
+        self.measured_latest = True
+        self.frames_measured += 1
+
+    @staticmethod
+    def _output(engine: Engine, m: _Measurement, frame: np.ndarray, scale: float) -> np.ndarray:
+        """The model's output for ``frame`` with the measured frame's inputs and a noise
+        map ``scale`` times the camera's, its spikes and non-finite pixels as in the
+        output blended."""
+        out = engine.denoise(
+            frame,
             camera=m.camera,
             history=m.history,
             running_mean=m.mean,
             passes=m.passes,
+            noise_map_scale=scale,
         )
-        # the engine's report is of the series' frame, not of the probe
-        engine.last_spikes, engine.last_spike_places, engine.last_history = latest
-        for where in (m.spikes, m.bad):  # as in the output blended
+        for where in (m.spikes, m.bad):
             if where is not None:
-                probed[where] = m.scene[where]
-        fuse = m.camera.floor is None
-        risks = candidate_risks(
-            m.scene, m.out, probed, probe, variance, keep, m.mean_now, m.share, fuse
-        )
-        self._risks.add(m.key, risks)
-        self.measured_latest = True
-        self.frames_measured += 1
+                out[where] = m.scene[where]
+        return out
 
 
 def _mean_now(

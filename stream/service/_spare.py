@@ -13,8 +13,9 @@ from __future__ import annotations
 
 #: The most spare time a series saves up (s): a slow stretch does not buy a burst of work.
 CAP_S = 1.0
-#: Before such work has run: its cost guessed as this many times the frame's own time.
-FIRST_GUESS = 2.0
+#: Before such work has run: its cost guessed as this many times the frame's own time
+#: (a blend measurement: five passes of the model, each about a frame's).
+FIRST_GUESS = 5.0
 
 
 class SpareTime:

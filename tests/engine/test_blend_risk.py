@@ -9,10 +9,12 @@ from scipy import ndimage
 
 from stream.camera import CameraModel
 from stream.engine._blend import (
+    BLENDS,
     CANDIDATES,
     IDENTITY,
     MEASURE_EVERY,
     MEASURE_WARMUP,
+    NOISE_MAP_SCALES,
     PROBE_STEP,
     BlendChoice,
     RiskBlend,
@@ -53,7 +55,7 @@ def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray
     them (a quarter for each new frame) mixed in by the candidates that take it."""
     rng = np.random.default_rng(3)
     clean = scene(photons).astype(np.float32)
-    risks, truth = np.zeros(len(CANDIDATES)), np.zeros(len(CANDIDATES))
+    risks, truth = np.zeros(len(BLENDS)), np.zeros(len(BLENDS))
     mean = None
     for _ in range(frames):
         y = readout(clean, rng)
@@ -66,7 +68,7 @@ def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray
         keep = described_pixels(y, CAMERA, None, None)
         risks += candidate_risks(y, out, probed, probe, variance, keep, mean, share)
         risks -= variance.sum()
-        truth += [((apply_blend(out, y, c, mean) - clean) ** 2).sum() for c in CANDIDATES]
+        truth += [((apply_blend(out, y, c, mean) - clean) ** 2).sum() for c in BLENDS]
     return risks, truth
 
 
@@ -114,11 +116,12 @@ def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
     y = rng.normal(200.0, 10.0, (64, 64)).astype(np.float32)
     variance = np.full(y.shape, 100.0, np.float32)
     risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool))
-    temporal = np.array([c.source == "mean" for c in CANDIDATES])
+    temporal = np.array([c.source == "mean" for c in BLENDS])
     assert np.isinf(risks[temporal]).all() and np.isfinite(risks[~temporal]).all()
     blend = RiskBlend()
-    blend.add(("m", 0), risks)
-    blend.add(("m", 0), risks)
+    every_scale = np.tile(risks, len(CANDIDATES) // len(BLENDS))
+    blend.add(("m", 0), every_scale)
+    blend.add(("m", 0), every_scale)
     assert blend.choice(("m", 0)).source == "frame"
 
 
@@ -195,7 +198,7 @@ def test_readouts_clipped_at_a_floor_are_only_ever_blurred() -> None:
     variance = np.full(y.shape, 100.0, np.float32)
     mean = y.copy()
     risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool), mean, 1.0, fuse=False)
-    mixes = np.array([c.weight > 0 for c in CANDIDATES])
+    mixes = np.array([c.weight > 0 for c in BLENDS])
     assert np.isinf(risks[mixes]).all() and np.isfinite(risks[~mixes]).all()
 
 
@@ -206,3 +209,22 @@ def test_a_frame_the_noise_model_mostly_does_not_describe_is_skipped_not_measure
         blend.skip(key)
     assert not blend.due(key)  # tried: the warm-up is over, one in so many after
     assert blend.measured(key) == 0 and blend.choice(key) is IDENTITY
+
+
+def test_every_blend_is_offered_on_each_noise_map_scale_and_the_frame_runs_with_one() -> None:
+    assert len(CANDIDATES) == len(NOISE_MAP_SCALES) * len(BLENDS)
+    assert CANDIDATES[0] is not None and CANDIDATES[0].is_identity
+    assert {c.map_scale for c in CANDIDATES} == set(NOISE_MAP_SCALES)
+    blend, key = RiskBlend(), ("m", 0)
+    risks = np.ones(len(CANDIDATES))
+    less_map_blurred = CANDIDATES.index(BlendChoice(post=1.0, map_scale=0.8))
+    less_map = CANDIDATES.index(BlendChoice(map_scale=0.8))
+    plain_blurred = CANDIDATES.index(BlendChoice(post=1.0))
+    risks[[less_map_blurred, less_map, plain_blurred]] = 0.2, 0.4, 0.6
+    blend.add(key, risks)
+    blend.add(key, risks)
+    assert blend.choice(key) == BlendChoice(post=1.0, map_scale=0.8)
+    assert blend.choice(key).blends and not BlendChoice(map_scale=0.8).blends
+    # a frame run with another noise map gets the best blend of that map's output
+    assert blend.choice(key, map_scale=1.0) == BlendChoice(post=1.0)
+    assert blend.choice(key, map_scale=1.2) == BlendChoice(map_scale=1.2)  # no blend wins there

@@ -97,6 +97,26 @@ def test_the_engine_builds_what_model_input_builds(conv_model_adaptive: Path) ->
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
 
 
+def test_a_noise_map_scale_scales_the_noise_map_channel_only(conv_model_adaptive: Path) -> None:
+    import onnxruntime as ort
+
+    stack = frames(2, (24, 20), seed=5)
+    inputs = np.empty((3, 24, 20), np.float32)
+    scale = model_input(stack, CAMERA, True, out=inputs)
+    inputs[2] *= 0.8  # the frames and their scale as the camera says; the map told less
+    m = 2
+    padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect")[None]
+    session = ort.InferenceSession(str(conv_model_adaptive), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": padded})[0][0, 0, m:-m, m:-m] * scale + CAMERA.offset
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None, spikes="off") as engine:
+        got = engine.denoise(stack[1], camera=CAMERA, history=[stack[0]], noise_map_scale=0.8)
+        plain = engine.denoise(stack[1], camera=CAMERA, history=[stack[0]])
+        with pytest.raises(ValueError, match="noise map scale > 0, got 0"):
+            engine.denoise(stack[1], camera=CAMERA, noise_map_scale=0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    assert np.abs(got - plain).max() > 1e-2
+
+
 def test_history_fills_at_a_start_and_after_a_gap(conv_model_adaptive: Path) -> None:
     stack = frames(4, (20, 20), seed=7)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:

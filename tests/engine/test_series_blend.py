@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from stream.engine import CameraModel, Engine, SeriesContext, shipped_model_path
-from stream.engine._blend import MEASURE_WARMUP
+from stream.engine._blend import (
+    CANDIDATES,
+    MEASURE_WARMUP,
+    NOISE_MAP_SCALES,
+    BlendChoice,
+)
+from stream.engine._gaussian import smooth
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
@@ -135,3 +141,34 @@ def test_spatial_never_mixes_in_the_running_mean() -> None:
             context.denoise(engine, frame, t)
             sources.add(context.blend_choice.source)
     assert sources == {"frame"} and context.blend_frames_measured > 0
+
+
+def test_a_series_is_run_with_the_noise_map_its_risks_chose(na_lite: Engine) -> None:
+    """Measured risks that favour a noise map of 0.8 times the camera's: the next frames
+    are run with it (and blurred, where the choice says so)."""
+    frames = [frame for _, frame in movie(10.0, 2)]
+    for choice in (BlendChoice(map_scale=0.8), BlendChoice(post=1.0, map_scale=0.8)):
+        context = SeriesContext(CAMERA)
+        risks = np.ones(len(CANDIDATES))
+        risks[CANDIDATES.index(choice)] = 0.0
+        blend = context._blend
+        key = (na_lite.model_id, 0)
+        for _ in range(MEASURE_WARMUP):  # the warm-up measured: the next frame is not due
+            blend._risks.due(key)
+            blend._risks.add(key, risks)
+        blend._key = key
+        out = context.denoise(na_lite, frames[0], 0)
+        assert not context.measured_latest and context.blend_choice == choice
+        want = na_lite.denoise(frames[0], camera=CAMERA, noise_map_scale=0.8)
+        if choice.post:
+            want = smooth(want, choice.post)
+        np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-4)
+
+
+def test_measurements_score_each_noise_map_scale(na_lite: Engine) -> None:
+    context = SeriesContext(CAMERA)
+    context.denoise(na_lite, next(movie(10.0, 1))[1], 0)
+    gains = context._blend._risks._regimes[(na_lite.model_id, 0)].gains
+    per_scale = gains.reshape(len(NOISE_MAP_SCALES), -1)
+    assert np.isfinite(per_scale[:, 0]).all()  # each scale's output, measured
+    assert len(set(per_scale[:, 0].round(6))) == len(NOISE_MAP_SCALES)

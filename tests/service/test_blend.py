@@ -24,8 +24,8 @@ def test_spare_time_is_what_the_frames_leave_of_their_interval() -> None:
     spare.frame_done("s", None, 0.01)  # a series' first frame: no interval yet
     assert not spare.allows("s", KIND, 0, 0.01)
     spare.frame_done("s", 0.1, 0.04)  # 60 ms left
-    assert spare.allows("s", KIND, 0, 0.02)  # first guess 2 x 20 ms
-    assert not spare.allows("s", KIND, 0, 0.04)  # 2 x 40 ms > 60
+    assert spare.allows("s", KIND, 0, 0.01)  # first guess 5 x 10 ms
+    assert not spare.allows("s", KIND, 0, 0.02)  # 5 x 20 ms > 60
     assert not spare.allows("s", KIND, 1, 0.001)  # a frame waits: never
     spare.spent("s", KIND, 0.05)  # 10 ms left; the work costs 50 ms from now on
     assert not spare.allows("s", KIND, 0, 0.001)
@@ -77,7 +77,7 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
     assert status["blend"] == "spatial"
     blend = status["series"]["paced"]["blend"]
     assert 1 <= blend["frames_measured"] <= len(frames)
-    assert set(blend) >= {"post_sigma", "fuse_sigma", "fuse_weight", "measured"}
+    assert set(blend) >= {"noise_map_scale", "post_sigma", "fuse_sigma", "fuse_weight", "measured"}
 
 
 def test_off_measures_nothing(tmp_path: Path) -> None:
