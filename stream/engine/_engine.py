@@ -18,6 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -157,6 +158,21 @@ class _DeviceBuffers(_FrameBuffers):
         self.pinned = []
 
 
+@dataclass(frozen=True)
+class FrameReport:
+    """What the engine found in one frame it denoised, and what it gave the model."""
+
+    #: The one-pixel spikes it filled before the model (None: none, or not looked for).
+    spikes: Spikes | None = None
+    #: The previous frames the model was given: a temporal model's window, none for a
+    #: frame outside its bands of light.
+    history: int = 0
+
+    @property
+    def spike_count(self) -> int:
+        return 0 if self.spikes is None else len(self.spikes[0])
+
+
 class Engine:
     """Runs one ONNX denoising model on 2-D frames of any size.
 
@@ -218,11 +234,6 @@ class Engine:
             raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
         self.gpu = gpu or GpuConfig()
         self.spikes = spikes
-        #: Spikes found in the latest frame (0 when not looked for), and where.
-        self.last_spikes = 0
-        self.last_spike_places: Spikes | None = None
-        #: Previous frames the latest frame was denoised with (a temporal model's window).
-        self.last_history = 0
         self._requested = provider
         self._intra_op_threads = intra_op_threads
         self._warmup_shape = warmup_shape
@@ -432,7 +443,30 @@ class Engine:
         passes: int = 1,
         noise_map_scale: float = 1.0,
     ) -> np.ndarray:
-        """Denoise one 2-D frame (any integer or float dtype) into a new float32 array.
+        """Denoise one 2-D frame into a new float32 array: :meth:`denoise_with_report`'s
+        output, without its report."""
+        out, _ = self.denoise_with_report(
+            frame,
+            camera=camera,
+            history=history,
+            running_mean=running_mean,
+            passes=passes,
+            noise_map_scale=noise_map_scale,
+        )
+        return out
+
+    def denoise_with_report(
+        self,
+        frame: np.ndarray,
+        *,
+        camera: CameraModel | None = None,
+        history: Sequence[np.ndarray] = (),
+        running_mean: np.ndarray | None = None,
+        passes: int = 1,
+        noise_map_scale: float = 1.0,
+    ) -> tuple[np.ndarray, FrameReport]:
+        """Denoise one 2-D frame (any integer or float dtype) into a new float32 array,
+        with what the engine found in it and gave the model (:class:`FrameReport`).
 
         The result is in raw units (model output denormalised). Non-finite input pixels
         are replaced by the mean of the finite ones for inference, so they do not smear
@@ -470,18 +504,19 @@ class Engine:
         if count_non_finite(frame):
             bad = ~np.isfinite(frame)  # rare path: allocating here is fine
             if bad.all():
-                return np.full(shape, np.nan, dtype=np.float32)
+                return np.full(shape, np.nan, dtype=np.float32), FrameReport()
         if self.needs_camera:
             if camera is None:
                 raise ValueError(
                     f"model {self.path.name} is noise-adaptive: expected the camera "
                     "(offset, gain, read noise) of the frame, got none"
                 )
-            scale, offset, snr, spikes = self._adaptive_input(
+            scale, offset, snr, spikes, used = self._adaptive_input(
                 ws, frame, bad, camera, history, running_mean, noise_map_scale
             )
         else:
             (scale, offset), snr, spikes = self._fixed_input(ws, frame, bad), 0.0, None
+            used = 0
         result = np.empty(shape, dtype=np.float32)
         self._run(buffers, result)
         if passes > 1:
@@ -500,7 +535,7 @@ class Engine:
             result[spikes] = frame[spikes]
         if bad is not None:
             result[bad] = np.nan
-        return result
+        return result, FrameReport(spikes, used)
 
     def _run(self, buffers: _FrameBuffers, out: np.ndarray) -> None:
         """The model on the filled input planes, its output into ``out`` (model units)."""
@@ -542,10 +577,11 @@ class Engine:
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
         noise_map_scale: float = 1.0,
-    ) -> tuple[np.float32, np.float32, float, Spikes | None]:
+    ) -> tuple[np.float32, np.float32, float, Spikes | None, int]:
         """The channels :func:`stream.engine.model_input` builds, in the tile buffers;
-        with the scale and offset, the frame's peak SNR (0 when nothing needs it) and its
-        spikes (None: none, or not looked for), filled in every plane."""
+        with the scale and offset, the frame's peak SNR (0 when nothing needs it), its
+        spikes (None: none, or not looked for), filled in every plane, and how many
+        previous frames the model was given."""
         meta, planes = self.metadata, ws.interiors
         k = meta.frames
         # told no less read noise than the model was trained with (see least_read_noise_e):
@@ -564,8 +600,6 @@ class Engine:
             if spikes is not None:
                 fill_spikes(current, spikes)
                 blocks = None  # the scale comes from the filled frame
-        self.last_spikes = 0 if spikes is None else len(spikes[0])
-        self.last_spike_places = spikes
         band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
         # the frame's bright level, only when the scale, a band or the pass-through needs
         # it (one block pass)
@@ -578,7 +612,6 @@ class Engine:
         snr = snr_at(top, camera.gain, read) if wanted else 0.0
         if band is not None and not band[0] <= snr <= band[1]:
             history = ()  # a window that would not help in this light: the spatial start
-        self.last_history = len(history)
         for i in range(k - 1):
             missing = k - 1 - len(history)  # a series start: repeat what there is
             source = frame if not history else history[max(0, i - missing)]
@@ -608,7 +641,7 @@ class Engine:
                 if spikes is not None:
                     fill_spikes(mean, spikes)
                 mean *= inverse
-        return np.float32(scale), offset, snr, spikes
+        return np.float32(scale), offset, snr, spikes, len(history)
 
     # -- lifetime -------------------------------------------------------------------------
 

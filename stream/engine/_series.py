@@ -164,7 +164,7 @@ class SeriesContext:
             self._mean = None
             self.scene_changes += 1
         map_scale = self._blend.map_scale_for(engine) if camera is not None else 1.0
-        out = engine.denoise(
+        out, report = engine.denoise_with_report(
             frame,
             camera=camera,
             history=self._history,
@@ -172,13 +172,14 @@ class SeriesContext:
             passes=passes,
             noise_map_scale=map_scale,
         )
-        self.spikes = engine.last_spikes
+        self.spikes = report.spike_count
         self.frames_with_spikes += self.spikes > 0
         if camera is not None and self._blend.setting != "off":
             out = self._blend.blended(
                 engine,
                 frame,
                 out,
+                report,
                 camera,
                 passes,
                 measure is not False,

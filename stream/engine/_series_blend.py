@@ -32,7 +32,7 @@ from ._blend import (
     mean_with,
     noise_variance,
 )
-from ._engine import Engine
+from ._engine import Engine, FrameReport
 from ._pixels import count_non_finite, finite_copy
 
 #: Seed of the probes: a series' outputs are reproducible.
@@ -108,6 +108,7 @@ class SeriesBlend:
         engine: Engine,
         frame: np.ndarray,
         out: np.ndarray,
+        report: FrameReport,
         camera: CameraModel,
         passes: int,
         measure: bool,
@@ -116,15 +117,15 @@ class SeriesBlend:
         mean_count: int,
         map_scale: float = 1.0,
     ) -> np.ndarray:
-        """``out``, the engine's output for ``frame`` (its report of the frame still in
-        it), blended as the risks say; a frame due a measurement is measured first
+        """``out``, the engine's output for ``frame`` (and its ``report``), blended as
+        the risks say; a frame due a measurement is measured first
         (``measure``) or kept for :meth:`measure_pending`. ``history``,
         ``running_mean``, ``mean_count`` and ``map_scale`` (:meth:`map_scale_for`): the
         series' as the engine was given them."""
-        spikes = engine.last_spike_places
+        spikes = report.spikes
         self.measured_latest = False
         self._pending = None
-        window, full = engine.last_history, engine.metadata.frames - 1
+        window, full = report.history, engine.metadata.frames - 1
         regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
@@ -203,7 +204,6 @@ class SeriesBlend:
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
         fuse = m.camera.floor is None
         risks = np.full(len(CANDIDATES), np.inf)
-        latest = engine.last_spikes, engine.last_spike_places, engine.last_history
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
@@ -212,8 +212,6 @@ class SeriesBlend:
             risks[i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene, out, probed, probe, variance, keep, m.mean_now, m.share, fuse
             )
-        # the engine's report is of the series' frame, not of these passes
-        engine.last_spikes, engine.last_spike_places, engine.last_history = latest
         self._risks.add(m.key, risks)
         self.measured_latest = True
         self.frames_measured += 1

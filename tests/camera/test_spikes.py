@@ -101,7 +101,9 @@ def test_the_model_denoises_around_hot_pixels(na_lite: Engine) -> None:
         assert np.all(out[hot] < 150)  # the model's estimate of the scene there
         _, passed, frame = error("pass", True)
         np.testing.assert_array_equal(passed[hot], frame[hot])  # the spikes as they came
-        assert na_lite.last_spikes == int(hot.sum())
+        _, report = na_lite.denoise_with_report(frame, camera=CAMERA)
+        assert report.spike_count == int(hot.sum())
+        assert set(zip(*report.spikes, strict=True)) == set(zip(*np.nonzero(hot), strict=True))
     finally:
         na_lite.spikes = "correct"
 
@@ -113,5 +115,5 @@ def test_a_point_of_the_scene_is_left_to_the_model(na_lite: Engine) -> None:
     sky = 100.0 + rng.poisson(20.0, SHAPE) + rng.normal(0, 3, SHAPE)
     sky[40, 40] += 60.0  # about 3x the sky: a star
     frame = sky.astype(np.uint16)
-    na_lite.denoise(frame, camera=CAMERA)
-    assert na_lite.last_spikes == 0
+    _, report = na_lite.denoise_with_report(frame, camera=CAMERA)
+    assert report.spike_count == 0 and report.spikes is None

@@ -117,6 +117,20 @@ def test_a_noise_map_scale_scales_the_noise_map_channel_only(conv_model_adaptive
     assert np.abs(got - plain).max() > 1e-2
 
 
+def test_the_report_says_how_many_previous_frames_the_model_was_given(
+    conv_model_adaptive: Path,
+) -> None:
+    stack = frames(3, (24, 20), seed=6)
+    with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
+        start, at_start = engine.denoise_with_report(stack[2], camera=CAMERA)
+        later, with_one = engine.denoise_with_report(
+            stack[2], camera=CAMERA, history=[stack[0], stack[1]]
+        )
+        np.testing.assert_array_equal(start, engine.denoise(stack[2], camera=CAMERA))
+    assert at_start.history == 0 and with_one.history == 1  # the window takes one
+    assert not np.array_equal(start, later)
+
+
 def test_history_fills_at_a_start_and_after_a_gap(conv_model_adaptive: Path) -> None:
     stack = frames(4, (20, 20), seed=7)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
