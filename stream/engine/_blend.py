@@ -26,8 +26,9 @@ smoothing beside the network, as the evaluation's causal spatio-temporal baselin
 The series is served the candidate with the least risk, summed over its measured frames
 (older ones fading): the frame is run with its noise map, the choice's blend applied.
 The Gaussian approximation of Poisson noise holds where a pixel sees more than a photon
-or two or the read noise is a few e-; pixels the noise model does not describe --
-spikes, non-finite pixels, readouts near a clipping floor -- are left out of the sums.
+or two or the read noise is more than an e-; pixels the noise model does not describe --
+fewer counts than that, spikes, non-finite pixels, readouts near a clipping floor -- are
+left out of the sums, and a frame mostly of them is not measured.
 
 Measured (``deepdenoise evaluate``, 16-frame 128x128 movies, no camera configured; the
 README's "Blend by risk"), "spatial" against the same models' outputs as they are:
@@ -78,6 +79,13 @@ FADE = 1.0 / 16.0
 #: with a bound of 1 or 2 standard errors, 0.0-0.15 dB, and the blend kept its gains
 #: elsewhere but at 1 photon on ``textures`` and ``phantom`` (0.3-0.45 dB given up).
 CONFIDENCE = 1.64
+#: The least noise variance of a pixel's count, in (gain units)^2, for the risk: a Poisson
+#: mean of 2 photo-electrons, or read noise of 1.4 e-. Below it the noise is far from
+#: Gaussian -- a pixel reads 0 or 1 e- -- and Stein's estimate, exact only for Gaussian
+#: noise, misjudges the network: on the evaluation's camera sweep at 1 photon (read noise
+#: 0.2-0.5 e-) the blend chose worse than none by 0.2-0.67 dB on an EMCCD and a
+#: photomultiplier-like camera (each photo-electron multiplied, F^2 2 and 1.3).
+MIN_COUNT_VARIANCE = 2.0
 #: A frame whose pixels the noise model describes (:func:`described_pixels`) are fewer
 #: than this share is not measured: its risks would speak for a part of it only.
 MIN_DESCRIBED = 0.5
@@ -179,11 +187,16 @@ def noise_variance(scene: np.ndarray, camera: CameraModel) -> np.ndarray:
 
 
 def described_pixels(
-    scene: np.ndarray, camera: CameraModel, spikes: Spikes | None, bad: np.ndarray | None
+    scene: np.ndarray,
+    camera: CameraModel,
+    spikes: Spikes | None,
+    bad: np.ndarray | None,
+    variance: np.ndarray,
 ) -> np.ndarray:
-    """Where the Poisson-Gaussian noise model holds: not a spike, not a non-finite pixel,
-    not near a clipping floor."""
-    keep = np.ones(scene.shape, bool)
+    """Where the risk's Gaussian noise model holds: not a spike, not a non-finite pixel,
+    not near a clipping floor, and a count noisy enough (``variance``,
+    :func:`noise_variance`) to be near Gaussian (:data:`MIN_COUNT_VARIANCE`)."""
+    keep = variance >= np.float32(MIN_COUNT_VARIANCE * camera.gain**2)
     if spikes is not None:
         keep[spikes] = False
     if bad is not None:

@@ -186,11 +186,11 @@ class SeriesBlend:
     def _measure(self, engine: Engine, m: _Measurement) -> None:
         """The candidates' risks on one frame: the model once more on the frame plus a
         small probe of its own noise, and on both with each other noise-map scale."""
-        keep = described_pixels(m.scene, m.camera, m.spikes, m.bad)
-        if keep.mean() < MIN_DESCRIBED:  # mostly clipped, masked or spikes
+        variance = noise_variance(m.scene, m.camera)
+        keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
+        if keep.mean() < MIN_DESCRIBED:  # mostly dark, clipped, masked or spikes
             self._risks.skip(m.key)
             return
-        variance = noise_variance(m.scene, m.camera)
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
         as_came = m.scene.copy()

@@ -65,7 +65,7 @@ def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray
         variance = noise_variance(y, CAMERA)
         probe = rng.standard_normal(SHAPE).astype(np.float32) * np.sqrt(variance)
         probed = a_model(y + np.float32(PROBE_STEP) * probe)
-        keep = described_pixels(y, CAMERA, None, None)
+        keep = described_pixels(y, CAMERA, None, None, variance)
         risks += candidate_risks(y, out, probed, probe, variance, keep, mean, share)
         risks -= variance.sum()
         truth += [((apply_blend(out, y, c, mean) - clean) ** 2).sum() for c in BLENDS]
@@ -132,9 +132,22 @@ def test_pixels_the_noise_model_does_not_describe_are_left_out() -> None:
     bad[5, 20] = True
     spikes = (np.array([10]), np.array([25]))
     camera = CAMERA.model_copy(update={"floor": 0.0})
-    keep = described_pixels(frame, camera, spikes, bad)
+    keep = described_pixels(frame, camera, spikes, bad, noise_variance(frame, camera))
     assert not keep[5, 20] and not keep[10, 25] and not keep[:, :6].any()
     assert keep[20:, 12:].all()
+
+
+def test_counts_too_few_for_gaussian_noise_are_left_out() -> None:
+    """An electron-multiplying camera with no read noise: a pixel of half a
+    photo-electron reads 0 or a multiple of the gain, far from Gaussian; five are."""
+    emccd = CameraModel(gain=40.0, offset=500.0, read_noise=0.02)
+    frame = np.full((32, 32), 500.0 + 40.0 * 0.5, np.float32)
+    frame[:, 16:] = 500.0 + 40.0 * 5.0
+    keep = described_pixels(frame, emccd, None, None, noise_variance(frame, emccd))
+    assert not keep[:, :12].any() and keep[:, 20:].all()
+    quiet = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)  # read noise: Gaussian
+    dark = np.full((32, 32), 100.0, np.float32)
+    assert described_pixels(dark, quiet, None, None, noise_variance(dark, quiet)).all()
 
 
 def test_the_choice_follows_the_least_risk_per_regime_and_model() -> None:
