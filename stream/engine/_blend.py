@@ -347,9 +347,10 @@ class RiskBlend:
         added: a change is made only where the frames show it with confidence. Fewer
         than two frames measured: the output as it is. ``map_scale``: among the
         candidates with that noise map only (the frame was run with it)."""
+        as_it_is = IDENTITY if map_scale is None else BlendChoice(map_scale=map_scale)
         regime = self._regimes.get(key)
         if regime is None or regime.measured < 2:
-            return IDENTITY
+            return as_it_is
         n = regime.measured
         with np.errstate(invalid="ignore"):  # inf - inf for candidates never offered
             spread = np.maximum(regime.squares - regime.gains**2, 0.0) * n / (n - 1)
@@ -358,5 +359,5 @@ class RiskBlend:
         if map_scale is not None:
             bound[map_scale != CANDIDATE_SCALES] = np.inf
             if not np.isfinite(bound).any():
-                return IDENTITY
+                return as_it_is
         return CANDIDATES[int(np.argmin(bound))]

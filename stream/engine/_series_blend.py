@@ -129,9 +129,10 @@ class SeriesBlend:
         regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
-        if not due and not self._risks.choice(key, map_scale).blends:
+        if not due:
             self.choice = self._risks.choice(key, map_scale)
-            return out
+            if not self.choice.blends:
+                return out
         bad = ~np.isfinite(frame) if count_non_finite(frame) else None
         scene = finite_copy(frame)
         if spikes is not None:

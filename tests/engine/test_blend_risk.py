@@ -241,3 +241,6 @@ def test_every_blend_is_offered_on_each_noise_map_scale_and_the_frame_runs_with_
     # a frame run with another noise map gets the best blend of that map's output
     assert blend.choice(key, map_scale=1.0) == BlendChoice(post=1.0)
     assert blend.choice(key, map_scale=1.2) == BlendChoice(map_scale=1.2)  # no blend wins there
+    # a regime not yet measured: the output as it is, of the noise map it was run with
+    assert blend.choice(("m", 2), map_scale=0.8) == BlendChoice(map_scale=0.8)
+    assert blend.choice(("m", 2)) is IDENTITY
