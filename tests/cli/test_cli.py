@@ -195,3 +195,20 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert "self-ensemble" in result.output and "auto;" in result.output  # the default
     assert len(list(tmp_path.glob("demo-*.zarr"))) == 1
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
+    from exporter.demo import _blend_row
+    from stream.cli._remote import _blend_text
+
+    blend = {
+        "noise_map_scale": 0.8, "post_sigma": 1.0, "fuse_sigma": 2.0, "fuse_weight": 0.2,
+        "fuse_source": "frame", "measured": 8, "frames_measured": 9,
+    }  # fmt: skip
+    assert _blend_text(blend) == "; blend map x 0.8 + post 1.0 px + 0.2 x 2.0 px input (8 measured)"
+    assert _blend_row(blend) == (
+        "9; noise map x 0.8 + output blurred 1.0 px + 0.2 of a 2.0 px Gaussian of the input"
+    )
+    plain = {"noise_map_scale": 1.0, "post_sigma": 0.0, "fuse_weight": 0.0, "measured": 2}
+    assert _blend_text(plain) == "; blend none (2 measured)"
+    assert _blend_row(plain) == "0; the output as it is"
