@@ -107,7 +107,9 @@ def _blend_row(blend: dict[str, object]) -> str:
         parts.append(f"noise map x {blend['noise_map_scale']}")
     if blend.get("post_sigma"):
         parts.append(f"output blurred {blend['post_sigma']} px")
-    if blend.get("fuse_weight"):
+    if blend.get("fuse_weight") and blend.get("fuse_source") == "binned":
+        parts.append(f"{blend['fuse_weight']} of the model on the frame binned 2 x 2")
+    elif blend.get("fuse_weight"):
         source = "running mean" if blend.get("fuse_source") == "mean" else "input"
         parts.append(
             f"{blend['fuse_weight']} of a {blend['fuse_sigma']} px Gaussian of the {source}"

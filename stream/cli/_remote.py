@@ -184,7 +184,9 @@ def _blend_text(blend: dict[str, Any] | None) -> str:
         parts.append(f"map x {blend['noise_map_scale']}")
     if blend.get("post_sigma"):
         parts.append(f"post {blend['post_sigma']} px")
-    if blend.get("fuse_weight"):
+    if blend.get("fuse_weight") and blend.get("fuse_source") == "binned":
+        parts.append(f"{blend['fuse_weight']} x binned pass")
+    elif blend.get("fuse_weight"):
         source = "running mean" if blend.get("fuse_source") == "mean" else "input"
         parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px {source}")
     return f"; blend {' + '.join(parts) or 'none'} ({blend.get('measured', 0)} measured)"

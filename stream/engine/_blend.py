@@ -18,7 +18,10 @@ and Unser 2008): one more pass on the frame plus a small random probe, ``b^T (f(
 ``fuse`` px Gaussian of the input at ``weight`` -- gets its risk from the same two passes.
 A noise-adaptive network has one more dial, the noise map it is told (FFDNet's trade-off
 between noise removed and detail kept): the same candidates on its output with a map
-0.8 and 1.2 times the camera's get their risks from two passes more each.
+0.8 and 1.2 times the camera's get their risks from two passes more each. At the lowest
+light the output may also be mixed with the model's output on the frame binned 2 x 2
+(:mod:`stream.engine._binned`), its divergence by Monte Carlo from two more passes at a
+quarter of the pixels.
 For a model with a running-mean channel (a temporal one) the mix may also take a
 Gaussian of the series' running mean, the current frame taken into it (it depends on the
 frame only through that frame's share, which is its divergence): a spatio-temporal
@@ -101,14 +104,20 @@ MIN_DESCRIBED = 0.5
 NOISE_MAP_SCALES = (1.0, 0.8, 1.2)
 
 
-FuseSource = Literal["frame", "mean"]
+#: Shares of the model's output on the frame binned 2 x 2 (:mod:`stream.engine._binned`)
+#: mixed in: its own blur is the binning's.
+BINNED_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+
+
+FuseSource = Literal["frame", "mean", "binned"]
 
 
 @dataclass(frozen=True)
 class BlendChoice:
     """One candidate: the model told a noise map ``map_scale`` times the camera's; its
     output blurred by ``post`` px, then mixed with a ``fuse`` px Gaussian of the input
-    frame (``source`` "frame") or of the series' running mean ("mean") at ``weight``."""
+    frame (``source`` "frame") or of the series' running mean ("mean"), or with the
+    model's output on the frame binned 2 x 2 ("binned", ``fuse`` 0), at ``weight``."""
 
     post: float = 0.0
     fuse: float = 0.0
@@ -143,6 +152,12 @@ BLENDS: tuple[BlendChoice, ...] = (
     + tuple(
         BlendChoice(p, s, w, "mean") for p in POST_SIGMAS for s in MEAN_SIGMAS for w in FUSE_WEIGHTS
     )
+    + tuple(
+        BlendChoice(p, 0.0, w, "binned")
+        for p in POST_SIGMAS
+        for w in BINNED_WEIGHTS
+        if w < 1.0 or p == 0.0  # all of it: the output's blur does not count
+    )
 )
 #: Every candidate: each blend on the output of each noise-map scale, scale 1 first (so
 #: ``CANDIDATES[0]`` is the output as it is).
@@ -153,20 +168,25 @@ CANDIDATE_SCALES = np.array([c.map_scale for c in CANDIDATES])
 
 
 def apply_blend(
-    out: np.ndarray, scene: np.ndarray, choice: BlendChoice, mean: np.ndarray | None = None
+    out: np.ndarray,
+    scene: np.ndarray,
+    choice: BlendChoice,
+    mean: np.ndarray | None = None,
+    binned: np.ndarray | None = None,
 ) -> np.ndarray:
     """``out`` (float32, raw units; the model's output with the choice's noise map)
     blended as ``choice`` says with ``scene``, the input frame as float32 with its spikes
-    filled and no non-finite pixel, or ``mean``, the series' running mean with the frame
-    taken in (:func:`mean_with`)."""
+    filled and no non-finite pixel, ``mean``, the series' running mean with the frame
+    taken in (:func:`mean_with`), or ``binned``, the model's output on the frame binned
+    (:func:`stream.engine._binned.binned_output`)."""
     if not choice.blends:
         return out
     blended = smooth(out, choice.post)
     if choice.weight > 0.0:
-        if choice.source == "mean" and mean is None:
-            raise ValueError("a blend with the running mean needs the mean, got none")
-        source = mean if choice.source == "mean" else scene
-        assert source is not None
+        sources = {"frame": scene, "mean": mean, "binned": binned}
+        source = sources[choice.source]
+        if source is None:
+            raise ValueError(f"a blend with the {choice.source} source needs it, got none")
         fused = smooth(source, choice.fuse)
         blended = (1.0 - choice.weight) * blended + choice.weight * fused
     return np.asarray(blended, dtype=np.float32)
@@ -216,6 +236,7 @@ def candidate_risks(
     mean: np.ndarray | None = None,
     share: float = 0.0,
     fuse: bool = True,
+    binned: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Each of :data:`BLENDS`' risk for one frame and one output, up to a constant they
     share (``- sum sigma^2``, the same for every output of the frame), in ADU^2 summed
@@ -224,9 +245,11 @@ def candidate_risks(
     ``out``: the model's output for ``scene``; ``probed``: its output for ``scene +
     PROBE_STEP * probe`` where ``probe`` is standard normal noise times the noise sigma.
     ``mean``: the running mean with the frame in it at ``share`` (:func:`mean_with`);
-    None: candidates that mix it in get an infinite risk, as every mix does with
-    ``fuse`` False (readouts clipped at a floor: a Gaussian of them keeps the clipping's
-    bias, which the engine takes out of the model's output).
+    ``binned``: the model's output on the binned frame, and on the binned ``scene +
+    PROBE_STEP * probe``. A source that is None: the candidates that mix it in get an
+    infinite risk, as every mix does with ``fuse`` False (readouts clipped at a floor: a
+    Gaussian of them keeps the clipping's bias, which the engine takes out of the model's
+    output).
     """
     everywhere = bool(keep.all())  # the usual case: no product with the mask needed
     weight = keep.astype(np.float32)
@@ -236,41 +259,42 @@ def candidate_risks(
 
     step = float(PROBE_STEP)
     kept_variance = float(variance.sum() if everywhere else np.vdot(variance, weight))
-    sources: list[tuple[np.ndarray | None, tuple[float, ...], float]] = [
-        (scene if fuse else None, FUSE_SIGMAS, 1.0),
-        (mean if fuse else None, MEAN_SIGMAS, share),
-    ]
-    risks = np.empty(len(BLENDS))
-    i = 0
+    # each source: its smoothed versions and their divergences (a Gaussian's exact: its
+    # kernel's centre times the frame's share of the source; the binned pass's by Monte
+    # Carlo, as the output's)
+    fused: dict[tuple[FuseSource, float], tuple[np.ndarray, float]] = {}
+    if fuse:
+        for s in FUSE_SIGMAS:
+            fused["frame", s] = smooth(scene, s), kernel_centre(s) * kept_variance
+        if mean is not None:
+            for s in MEAN_SIGMAS:
+                fused["mean", s] = smooth(mean, s), kernel_centre(s) * kept_variance * share
+        if binned is not None:
+            at, near = binned
+            fused["binned", 0.0] = at, float(np.vdot(kept(probe), near - at)) / step
     posts = {}
     for p in POST_SIGMAS:
         h = smooth(out, p)
         div = float(np.vdot(kept(probe), smooth(probed, p) - h)) / step
         a = kept(h - scene)
         posts[p] = (h, div, a, float(np.vdot(a, a)))
-    for p in POST_SIGMAS:  # the order of BLENDS: blurs alone, then mixes
-        _, div, _, aa = posts[p]
-        risks[i] = aa + 2.0 * div
-        i += 1
-    for source, sigmas, source_share in sources:  # then each source's mixes
-        if source is None:
-            n = len(POST_SIGMAS) * len(sigmas) * len(FUSE_WEIGHTS)
-            risks[i : i + n] = np.inf
-            i += n
+    mixes: dict[tuple[float, FuseSource, float], tuple[float, float]] = {}
+    risks = np.full(len(BLENDS), np.inf)
+    for i, c in enumerate(BLENDS):
+        h, div, a, aa = posts[c.post]
+        if c.weight == 0.0:
+            risks[i] = aa + 2.0 * div
             continue
-        fused = {s: smooth(source, s) for s in sigmas}
-        for p in POST_SIGMAS:
-            h, div, a, aa = posts[p]
-            for s in sigmas:
-                c = kept(fused[s] - h)
-                ac, cc = float(np.vdot(a, c)), float(np.vdot(c, c))
-                fused_div = kept_variance * kernel_centre(s) * source_share
-                for w in FUSE_WEIGHTS:
-                    risks[i] = (
-                        aa + 2.0 * w * ac + w * w * cc + 2.0 * ((1 - w) * div + w * fused_div)
-                    )
-                    i += 1
-    assert i == len(BLENDS)
+        if (c.source, c.fuse) not in fused:
+            continue  # a source not offered: never chosen
+        source, fused_div = fused[c.source, c.fuse]
+        key = (c.post, c.source, c.fuse)
+        if key not in mixes:
+            d = kept(source - h)
+            mixes[key] = float(np.vdot(a, d)), float(np.vdot(d, d))
+        ad, dd = mixes[key]
+        w = c.weight
+        risks[i] = aa + 2.0 * w * ad + w * w * dd + 2.0 * ((1 - w) * div + w * fused_div)
     return risks
 
 

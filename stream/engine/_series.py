@@ -21,7 +21,7 @@ For a noise-adaptive model it also chooses the noise map the model is told and b
 output with smoothing as the series' own frames say helps (:mod:`stream.engine._blend`):
 the first frames of each regime (the model, and the previous frames it used) and one in
 16 after are measured (five more model passes: the frame plus a small probe, at each
-noise-map scale), unless the caller says there is no time for it.
+noise-map scale; and both binned 2 x 2), unless the caller says there is no time for it.
 """
 
 from __future__ import annotations

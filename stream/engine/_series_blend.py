@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import CameraModel, Spikes, fill_spikes
+from ._binned import binned_output
 from ._blend import (
     BLENDS,
     CANDIDATES,
@@ -167,7 +168,10 @@ class SeriesBlend:
         self.choice = self._risks.choice(key, map_scale)
         if not self.choice.blends:
             return out
-        blended = apply_blend(model_out, scene, self.choice, mean_now)
+        binned = None
+        if self.choice.source == "binned":
+            binned = binned_output(engine, scene, camera, history, running_mean)
+        blended = apply_blend(model_out, scene, self.choice, mean_now, binned)
         if spikes is not None:
             blended[spikes] = out[spikes]
         if bad is not None:
@@ -186,7 +190,8 @@ class SeriesBlend:
 
     def _measure(self, engine: Engine, m: _Measurement) -> None:
         """The candidates' risks on one frame: the model once more on the frame plus a
-        small probe of its own noise, and on both with each other noise-map scale."""
+        small probe of its own noise, on both with each other noise-map scale, and on
+        both binned 2 x 2 (:mod:`stream.engine._binned`)."""
         variance = noise_variance(m.scene, m.camera)
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
         if keep.mean() < MIN_DESCRIBED:  # mostly dark, clipped, masked or spikes
@@ -204,6 +209,14 @@ class SeriesBlend:
             probed_frame[m.spikes] = m.spike_values
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
         fuse = m.camera.floor is None
+        binned = None
+        if fuse:  # the model on the binned frame, and on it probed
+            binned = (
+                binned_output(engine, m.scene, m.camera, m.history, m.mean),
+                binned_output(
+                    engine, m.scene + np.float32(PROBE_STEP) * probe, m.camera, m.history, m.mean
+                ),
+            )
         risks = np.full(len(CANDIDATES), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
@@ -211,7 +224,7 @@ class SeriesBlend:
             out = m.out if scale == m.map_scale else self._output(engine, m, as_came, scale)
             probed = self._output(engine, m, probed_frame, scale)
             risks[i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
-                m.scene, out, probed, probe, variance, keep, m.mean_now, m.share, fuse
+                m.scene, out, probed, probe, variance, keep, m.mean_now, m.share, fuse, binned
             )
         self._risks.add(m.key, risks)
         self.measured_latest = True

@@ -110,9 +110,10 @@ class ServiceConfig(BaseModel):
     blend: BlendSetting = Field(
         "spatial",
         description="spatial: a noise-adaptive model told a noise map 0.8, 1 or 1.2 "
-        "times the camera's, its output blurred and mixed with a Gaussian of the input, "
-        "as Stein's unbiased risk estimate of the series' own frames says helps (measured "
-        "on a few frames with five more passes each, in the series' spare time); "
+        "times the camera's, its output blurred and mixed with a Gaussian of the input or "
+        "with its output on the frame binned 2 x 2, as Stein's unbiased risk estimate of "
+        "the series' own frames says helps (measured on a few frames with five more "
+        "passes each and two on the binned frame, in the series' spare time); "
         "spatiotemporal: also with the series' running mean (a temporal "
         "model: more PSNR on still scenes, less of each frame's own change); off: the "
         "model's output as it is",

@@ -209,6 +209,9 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     assert _blend_row(blend) == (
         "9; noise map x 0.8 + output blurred 1.0 px + 0.2 of a 2.0 px Gaussian of the input"
     )
+    binned = {**blend, "fuse_source": "binned", "fuse_sigma": 0.0, "fuse_weight": 0.5}
+    assert _blend_text(binned) == "; blend map x 0.8 + post 1.0 px + 0.5 x binned pass (8 measured)"
+    assert _blend_row(binned).endswith("0.5 of the model on the frame binned 2 x 2")
     plain = {"noise_map_scale": 1.0, "post_sigma": 0.0, "fuse_weight": 0.0, "measured": 2}
     assert _blend_text(plain) == "; blend none (2 measured)"
     assert _blend_row(plain) == "0; the output as it is"

@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from stream.camera import CameraModel
+from stream.engine._binned import bin2, upsample2
 from stream.engine._blend import (
     BLENDS,
     CANDIDATES,
@@ -49,6 +50,11 @@ def a_model(frame: np.ndarray) -> np.ndarray:
     return smooth(ndimage.median_filter(frame, 3).astype(np.float32), 0.6)
 
 
+def a_binned_model(frame: np.ndarray) -> np.ndarray:
+    """The stand-in on the frame binned 2 x 2, back at the frame's pixels."""
+    return upsample2(a_model(bin2(frame)) / 4.0, frame.shape)
+
+
 def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Every candidate's summed risk (with the shared ``- sum sigma^2`` put back) and its
     true squared error, over ``frames`` noisy readouts of one scene, a running mean of
@@ -64,11 +70,13 @@ def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray
         out = a_model(y)
         variance = noise_variance(y, CAMERA)
         probe = rng.standard_normal(SHAPE).astype(np.float32) * np.sqrt(variance)
-        probed = a_model(y + np.float32(PROBE_STEP) * probe)
+        near = y + np.float32(PROBE_STEP) * probe
+        probed = a_model(near)
+        binned = a_binned_model(y), a_binned_model(near)
         keep = described_pixels(y, CAMERA, None, None, variance)
-        risks += candidate_risks(y, out, probed, probe, variance, keep, mean, share)
+        risks += candidate_risks(y, out, probed, probe, variance, keep, mean, share, binned=binned)
         risks -= variance.sum()
-        truth += [((apply_blend(out, y, c, mean) - clean) ** 2).sum() for c in BLENDS]
+        truth += [((apply_blend(out, y, c, mean, binned[0]) - clean) ** 2).sum() for c in BLENDS]
     return risks, truth
 
 
@@ -107,7 +115,7 @@ def test_blends_are_linear_mixes_of_a_blurred_output_and_a_blurred_input() -> No
     temporal = BlendChoice(post=0.0, fuse=1.0, weight=0.4, source="mean")
     expected = 0.6 * out + 0.4 * smooth(mean, 1.0)
     np.testing.assert_allclose(apply_blend(out, frame, temporal, mean), expected, rtol=1e-5)
-    with pytest.raises(ValueError, match="running mean"):
+    with pytest.raises(ValueError, match="mean source needs it"):
         apply_blend(out, frame, temporal)
 
 
@@ -117,7 +125,9 @@ def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
     variance = np.full(y.shape, 100.0, np.float32)
     risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool))
     temporal = np.array([c.source == "mean" for c in BLENDS])
-    assert np.isinf(risks[temporal]).all() and np.isfinite(risks[~temporal]).all()
+    binned = np.array([c.source == "binned" for c in BLENDS])  # no binned pass given
+    assert np.isinf(risks[temporal | binned]).all()
+    assert np.isfinite(risks[~temporal & ~binned]).all()
     blend = RiskBlend()
     every_scale = np.tile(risks, len(CANDIDATES) // len(BLENDS))
     blend.add(("m", 0), every_scale)

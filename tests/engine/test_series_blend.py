@@ -140,7 +140,7 @@ def test_spatial_never_mixes_in_the_running_mean() -> None:
         for t, (_, frame) in enumerate(movie(3.0, 12)):
             context.denoise(engine, frame, t)
             sources.add(context.blend_choice.source)
-    assert sources == {"frame"} and context.blend_frames_measured > 0
+    assert "mean" not in sources and context.blend_frames_measured > 0
 
 
 def test_a_series_is_run_with_the_noise_map_its_risks_chose(na_lite: Engine) -> None:
