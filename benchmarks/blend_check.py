@@ -3,9 +3,10 @@
 
 For the CPU default and each frame size: the time per frame through the engine (the
 baseline), the time to apply a light, a typical and the heaviest blend of the grid to
-its output, and the time of one deferred measurement (the model on the frame plus a
-probe at each noise-map scale -- five passes, the frame's own output reused -- and every
-candidate's risk), all interleaved frame by frame in one run;
+its output (and one with the model's output on the frame binned 2 x 2: that pass
+included), and the time of one deferred measurement (the model on the frame plus a probe
+at each noise-map scale -- five passes, the frame's own output reused -- both binned, and
+every candidate's risk), all interleaved frame by frame in one run;
 each as a ratio to the baseline. Writes ``blend_check.md`` (and ``.json``) beside the suites'
 results.
 """
@@ -28,13 +29,21 @@ FRAMES = 16
 
 
 def measure(side: int) -> dict[str, Any]:
-    from stream.engine import BlendChoice, Engine, SeriesContext, apply_blend, shipped_model_path
+    from stream.engine import (
+        BlendChoice,
+        Engine,
+        SeriesContext,
+        apply_blend,
+        binned_output,
+        shipped_model_path,
+    )
     from stream.sim import PhantomConfig
 
     choices = {
         "light (output blur 0.5 px)": BlendChoice(0.5),
         "typical (0.3 x 1 px input)": BlendChoice(0.0, 1.0, 0.3),
         "heaviest (2.8 px blur + 0.5 x 2 px input)": BlendChoice(2.8, 2.0, 0.5),
+        "binned (0.5 x the binned pass)": BlendChoice(0.0, 0.0, 0.5, "binned"),
     }
     frames = phantom_frames((side, side), FRAMES)
     camera = PhantomConfig.model_validate({}).noise  # the phantom's own
@@ -52,7 +61,10 @@ def measure(side: int) -> dict[str, Any]:
             scene = frame.astype(np.float32)
             for name, choice in choices.items():
                 t0 = time.perf_counter()
-                apply_blend(out, scene, choice)
+                binned = None
+                if choice.source == "binned":  # the model once more, on a quarter of the pixels
+                    binned = binned_output(engine, scene, camera, (), None)
+                apply_blend(out, scene, choice, binned=binned)
                 times[name].append(time.perf_counter() - t0)
     median = {k: float(np.median(v[1:])) * 1e3 for k, v in times.items()}  # past the first
     return {

@@ -7,6 +7,7 @@ their cards. Importing this package does not import onnxruntime; creating an eng
 """
 
 from ..camera import CameraModel
+from ._binned import binned_output
 from ._blend import BLEND_SETTINGS, BlendChoice, BlendSetting, apply_blend
 from ._engine import (
     CPU_DEFAULT,
@@ -91,6 +92,7 @@ __all__ = [
     "TileWorkspace",
     "TrtProfile",
     "apply_blend",
+    "binned_output",
     "blend_tiles",
     "block_levels",
     "check_passes",

@@ -14,9 +14,9 @@ from __future__ import annotations
 #: The most spare time a series saves up (s): a slow stretch does not buy a burst of work.
 CAP_S = 1.0
 #: Before such work has run: its cost guessed as this many times the frame's own time
-#: (a blend measurement: five passes of the model and the candidates' risks, 6.0-6.6 x
-#: a frame in ``benchmarks.blend_check``).
-FIRST_GUESS = 6.0
+#: (a blend measurement: five passes of the model, two binned ones and the candidates'
+#: risks, 6.8-7.6 x a frame in ``benchmarks.blend_check``).
+FIRST_GUESS = 7.0
 
 
 class SpareTime:

@@ -24,8 +24,8 @@ def test_spare_time_is_what_the_frames_leave_of_their_interval() -> None:
     spare.frame_done("s", None, 0.01)  # a series' first frame: no interval yet
     assert not spare.allows("s", KIND, 0, 0.01)
     spare.frame_done("s", 0.1, 0.04)  # 60 ms left
-    assert spare.allows("s", KIND, 0, 0.009)  # first guess 6 x 9 ms
-    assert not spare.allows("s", KIND, 0, 0.02)  # 6 x 20 ms > 60
+    assert spare.allows("s", KIND, 0, 0.008)  # first guess 7 x 8 ms
+    assert not spare.allows("s", KIND, 0, 0.02)  # 7 x 20 ms > 60
     assert not spare.allows("s", KIND, 1, 0.001)  # a frame waits: never
     spare.spent("s", KIND, 0.05)  # 10 ms left; the work costs 50 ms from now on
     assert not spare.allows("s", KIND, 0, 0.001)
