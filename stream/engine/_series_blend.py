@@ -71,7 +71,7 @@ class SeriesBlend:
         self._pending: _Measurement | None = None
         #: The blend the latest frame got.
         self.choice: BlendChoice = IDENTITY
-        #: Whether the latest frame was measured (one more pass), and how many were.
+        #: Whether the latest frame was measured (more passes), and how many were.
         self.measured_latest = False
         self.frames_measured = 0
 
