@@ -316,8 +316,13 @@ def test_closed_loop_covers_each_rate_with_its_baselines(tiny_run: Path):
         assert row["e2e_ms"]["n"] == row["frames_received"]
         if row["path"].startswith("service"):
             assert row["mode"] == "pub" and row["policy"] == "drop_oldest"
-            # every denoised frame had its traces and (a rule that always fires) a trigger
-            assert row["traces"] == row["triggers"] == row["frames_received"]
+            # every denoised frame had its traces and (a rule that always fires) a trigger;
+            # traces jump the publish queue, so on a busy machine a frame's pixels may be
+            # dropped from it after its traces went out: every message is received or counted
+            dropped = row["dropped_by_reason"]
+            denoised = row["frames_received"] + dropped.get("publish_queue_full", 0)
+            small = row["traces"] + row["triggers"] + dropped.get("traces_queue_full", 0)
+            assert small == 2 * denoised
             assert row["traces_stage_ms"]["n"] == row["traces"]
             assert row["x_relay_p50"] > 0 and row["x_raw_p50"] > 0
     (target,) = data["targets"]
