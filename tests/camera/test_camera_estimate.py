@@ -263,15 +263,16 @@ def test_a_dark_sparse_scene_keeps_its_offset_where_the_gain_is_unknown(seed: in
 @pytest.mark.parametrize("seed", [0, 4, 5])
 def test_frame_differences_take_over_from_a_structured_first_frame_at_once(seed: int) -> None:
     """Sharp stars make a single frame's residuals look noisier where it is brighter (gain
-    2.2-2.5 for these seeds, true 1): the difference of two frames does not see the scene,
-    so the second frame already gets its estimate (before: the eighth), and with it a
-    noise level at the stars closer to the truth."""
+    2-2.5 for these seeds, true 1; how much moves with the CPU's rounding: seed 5 gave
+    over 2 on an AVX2 machine, 1.97 on one with AVX-512): the difference of two frames
+    does not see the scene, so the second frame already gets its estimate (before: the
+    eighth), and with it a noise level at the stars closer to the truth."""
     estimator = CameraEstimator()
     frames = star_field(40.0, 2, seed)
     scene, frame = next(frames)
     first = estimator.update(frame)
     second = estimator.update(next(frames)[1])
-    assert first.source == "spatial" and first.camera.gain > 2.0  # fooled by the stars
+    assert first.source == "spatial" and first.camera.gain > 1.5  # fooled by the stars
     assert second.source == "temporal"
     stars = scene >= np.percentile(scene, 99)
     true_std = np.sqrt(scene[stars] + 3.0**2)
