@@ -199,18 +199,19 @@ def check_publisher(svc: Any, data: Path, command: list[str], series: str, count
     """Run a client's ``publish`` command (its arguments after the program: endpoint,
     series, count and SHAPE are added here) and check: ``count`` frames come back
     denoised to a Python subscriber, and are on disk bit for bit with exact ``t_ns``."""
-    from service_harness import collect, listening
+    from service_harness import collect, listening, series_ended
 
-    with listening(svc, topics=(b"denoised",)) as sub:
+    with listening(svc, topics=(b"denoised", b"event")) as sub:
         run_checked(
             [*command, svc.endpoints["input"], series, str(count), str(SHAPE[0]), str(SHAPE[1])],
             timeout=120,
         )
-        denoised, _ = collect(sub, count, timeout=60)
+        denoised, others = collect(sub, count, timeout=60)
+        ended = series_ended(sub, series, others)  # the client's end mark closed the store
     assert sorted(m.header["index"] for m in denoised) == list(range(count))
     assert all(m.header["series"] == series for m in denoised)
     assert all(m.array is not None and m.array.shape == SHAPE for m in denoised)
-    assert svc.flush()
+    assert (ended["frames"], ended["stored"], ended["missing"]) == (count, count, 0)
     raw = stored_raw(data, series)
     assert raw.shape == (count, *SHAPE)
     for i in range(count):

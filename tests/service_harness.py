@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,23 @@ def swap_mid_stream(
 
 def events(messages: list[Message], name: str) -> list[dict[str, Any]]:
     return [m.header for m in messages if m.topic == b"event" and m.header.get("event") == name]
+
+
+def series_ended(
+    sub: Subscriber, series: str, seen: Sequence[Message] = (), timeout: float = 30.0
+) -> dict[str, Any]:
+    """The ``series_end`` event of ``series``, from ``seen`` or received next: its store is
+    closed by then (the time axis trimmed, every frame flagged), so it can be read whole.
+    A flush alone may come before the series' end mark is processed."""
+    for header in events(list(seen), "series_end"):
+        if header.get("series") == series:
+            return header
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        for header in events([sub.recv(timeout=remaining)], "series_end"):
+            if header.get("series") == series:
+                return header
+    raise TimeoutError(f"no series_end for {series!r} within {timeout} s")
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from deepdenoise_client import Control, Publisher
-from service_harness import collect, listening, wait_until
+from service_harness import collect, listening, series_ended, wait_until
 
 from stream import Service
 
@@ -108,17 +108,18 @@ def test_publish_reaches_the_service_bit_exact(
     node_client: NodeClient, live_service: Service, tmp_path: Path
 ) -> None:
     series, count = "node-pub", 12
-    with listening(live_service, (b"denoised",)) as sub:
+    with listening(live_service, (b"denoised", b"event")) as sub:
         cmd = node_client.cmd("publish", live_service.endpoints["input"], series, count, *SHAPE)
         run_checked(cmd, timeout=120)
-        denoised, _ = collect(sub, count, timeout=60)
+        denoised, others = collect(sub, count, timeout=60)
+        ended = series_ended(sub, series, others)  # the client's end mark closed the store
     assert sorted(m.header["index"] for m in denoised) == list(range(count))
     for message in denoised:
         assert message.header["series"] == series
         assert message.header["t_ns"] == T0_NS + message.header["index"]  # exact beyond 2**53
         assert message.array is not None and message.array.shape == SHAPE
 
-    assert live_service.flush()
+    assert (ended["stored"], ended["missing"]) == (count, 0)
     raw = stored_raw(tmp_path / "data", series)
     assert raw.shape == (count, *SHAPE) and raw.dtype == np.uint16
     for i in range(count):

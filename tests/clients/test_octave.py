@@ -35,7 +35,13 @@ from clients_harness import (
     stored_t_ns,
 )
 from deepdenoise_client import Control, Publisher
-from service_harness import collect, free_tcp_endpoint, listening, running_service
+from service_harness import (
+    collect,
+    free_tcp_endpoint,
+    listening,
+    running_service,
+    series_ended,
+)
 
 from stream import Service
 
@@ -122,13 +128,14 @@ def test_publisher(octave_client: OctaveClient, live_service: Service, tmp_path:
             "publish", svc.endpoints["input"], series, str(frames), str(SHAPE[0]), str(SHAPE[1])
         )
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-        denoised, _ = collect(sub, frames, timeout=60)
+        denoised, others = collect(sub, frames, timeout=60)
+        ended = series_ended(sub, series, others)  # the client's end mark closed the store
     assert sorted(m.header["index"] for m in denoised) == list(range(frames))
     for m in denoised:
         assert m.header["series"] == series
         assert m.header["t_ns"] == T0_NS + m.header["index"]
         assert m.array is not None and m.array.shape == SHAPE
-    assert svc.flush()
+    assert (ended["stored"], ended["missing"]) == (frames, 0)
     raw = stored_raw(tmp_path / "data", series)
     assert raw.shape == (frames, *SHAPE)
     for i in range(frames):
@@ -150,9 +157,9 @@ def test_publisher_xpub(octave_client: OctaveClient, box_model: Path, tmp_path: 
             "publish", endpoint, series, str(frames), str(SHAPE[0]), str(SHAPE[1]), "pub"
         )
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-        denoised, _ = collect(sub, frames, timeout=60)
+        denoised, others = collect(sub, frames, timeout=60)
         assert sorted(m.header["index"] for m in denoised) == list(range(frames))
-        assert svc.flush()
+        series_ended(sub, series, others)  # the client's end mark closed the store
     raw = stored_raw(tmp_path / "data", series)
     for i in range(frames):
         np.testing.assert_array_equal(raw[i], pattern_frame(i))
