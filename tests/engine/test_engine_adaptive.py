@@ -178,7 +178,10 @@ def test_after_the_warmup_the_estimate_pairs_consecutive_frames(
             frame = CAMERA.offset + CAMERA.gain * rng.poisson(base * brightness)
             context.denoise(engine, frame.astype(np.uint16), seen)
     assert context.estimate is not None and context.estimate.source == "temporal"
-    assert context.estimate.camera.gain == pytest.approx(CAMERA.gain, rel=0.15)
+    # Paired across a step, the gain came out many times too high. Paired right, it scatters
+    # 1.65-2.16 over seeds 4-8 (stated errors 0.11-0.28), and which of those a seed gives
+    # moves with the CPU's rounding (seed 4: 2.11 with AVX-512, 1.67 with SSE4 only).
+    assert context.estimate.camera.gain == pytest.approx(CAMERA.gain, rel=0.25)
 
 
 def test_a_spatial_fixed_model_ignores_camera_and_history(box_model: Path) -> None:
