@@ -165,7 +165,7 @@ class SeriesBlend:
                 self._measure(engine, pending)
             else:
                 self._pending = pending
-        self.choice = self._risks.choice(key, map_scale)
+            self.choice = self._risks.choice(key, map_scale)
         if not self.choice.blends:
             return out
         binned = None
