@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exporter.evaluation import psnr
-from stream.cli import kv_table
+from stream.cli import blend_choice, frames_by_passes, kv_table
 from stream.service import Provider, Service, ServiceConfig
 from stream.sim import Simulator, SimulatorConfig
 
@@ -95,26 +95,11 @@ class DemoResult:
 
 
 def _ensemble_row(ensemble: dict[str, object]) -> str:
-    by_passes = ensemble.get("frames_by_passes") or {}
-    assert isinstance(by_passes, dict)
-    frames = ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count)
-    return f"{ensemble.get('setting')}; {frames or 'none'}"
+    return f"{ensemble.get('setting')}; {frames_by_passes(ensemble)}"
 
 
 def _blend_row(blend: dict[str, object]) -> str:
-    parts = []
-    if blend.get("noise_map_scale", 1.0) != 1.0:
-        parts.append(f"noise map x {blend['noise_map_scale']}")
-    if blend.get("post_sigma"):
-        parts.append(f"output blurred {blend['post_sigma']} px")
-    if blend.get("fuse_weight") and blend.get("fuse_source") == "binned":
-        parts.append(f"{blend['fuse_weight']} of the model on the frame binned 2 x 2")
-    elif blend.get("fuse_weight"):
-        source = "running mean" if blend.get("fuse_source") == "mean" else "input"
-        parts.append(
-            f"{blend['fuse_weight']} of a {blend['fuse_sigma']} px Gaussian of the {source}"
-        )
-    return f"{blend.get('frames_measured', 0)}; {' + '.join(parts) or 'the output as it is'}"
+    return f"{blend.get('frames_measured', 0)}; {blend_choice(blend)}"
 
 
 def _camera_row(used: dict[str, object], true: dict[str, float]) -> str:

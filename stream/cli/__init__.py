@@ -6,7 +6,16 @@ command prints, parses and fails the same way.
 """
 
 # The helpers first: plug-ins loaded by ``_app`` import them from this package.
-from ._common import console, counts, err_console, fail, kv_table, parse_shape
+from ._common import (
+    blend_choice,
+    console,
+    counts,
+    err_console,
+    fail,
+    frames_by_passes,
+    kv_table,
+    parse_shape,
+)
 from ._request import request
 
 from ._app import PLUGIN_GROUP, app, main  # isort: skip
@@ -14,10 +23,12 @@ from ._app import PLUGIN_GROUP, app, main  # isort: skip
 __all__ = [
     "PLUGIN_GROUP",
     "app",
+    "blend_choice",
     "console",
     "counts",
     "err_console",
     "fail",
+    "frames_by_passes",
     "kv_table",
     "main",
     "parse_shape",

@@ -48,3 +48,25 @@ def kv_table(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 def counts(mapping: dict[str, int] | None) -> str:
     """``{"a": 1, "b": 2}`` -> ``"a: 1, b: 2"`` (``none`` when empty)."""
     return ", ".join(f"{k}: {v}" for k, v in (mapping or {}).items()) or "none"
+
+
+def blend_choice(blend: dict[str, Any]) -> str:
+    """A series' blend (``status`` per series, ``blend``) in words: ``noise map x 0.8 +
+    blur 1.0 px + 0.2 x 2.0 px Gaussian of the input``; ``the output as it is``."""
+    parts = []
+    if blend.get("noise_map_scale", 1.0) != 1.0:
+        parts.append(f"noise map x {blend['noise_map_scale']}")
+    if blend.get("post_sigma"):
+        parts.append(f"blur {blend['post_sigma']} px")
+    if blend.get("fuse_weight") and blend.get("fuse_source") == "binned":
+        parts.append(f"{blend['fuse_weight']} x the model on the frame binned 2 x 2")
+    elif blend.get("fuse_weight"):
+        source = "running mean" if blend.get("fuse_source") == "mean" else "input"
+        parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px Gaussian of the {source}")
+    return " + ".join(parts) or "the output as it is"
+
+
+def frames_by_passes(ensemble: dict[str, Any]) -> str:
+    """``status.ensemble``'s frames by self-ensemble passes: ``1: 6, 4: 3`` (``none yet``)."""
+    by_passes = ensemble.get("frames_by_passes") or {}
+    return ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count) or "none yet"

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .._errors import DeepDenoiseError
 from .._types import DEFAULT_CONTROL
-from ._common import console, counts, fail, kv_table
+from ._common import blend_choice, console, counts, fail, frames_by_passes, kv_table
 from ._request import request
 
 Control = Annotated[str, typer.Option(help="The service's control endpoint.")]
@@ -175,27 +175,15 @@ def status_table(reply: dict[str, Any]) -> Table:
 
 
 def _blend_text(blend: dict[str, Any] | None) -> str:
-    """A series' blend: ``; blend map x 0.8 + post 1.0 px + 0.2 x 2.0 px input (8
+    """A series' blend, for its status line: ``; blend noise map x 0.8 + ... (8
     measured)``."""
     if not blend:
         return ""
-    parts = []
-    if blend.get("noise_map_scale", 1.0) != 1.0:
-        parts.append(f"map x {blend['noise_map_scale']}")
-    if blend.get("post_sigma"):
-        parts.append(f"post {blend['post_sigma']} px")
-    if blend.get("fuse_weight") and blend.get("fuse_source") == "binned":
-        parts.append(f"{blend['fuse_weight']} x binned pass")
-    elif blend.get("fuse_weight"):
-        source = "running mean" if blend.get("fuse_source") == "mean" else "input"
-        parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px {source}")
-    return f"; blend {' + '.join(parts) or 'none'} ({blend.get('measured', 0)} measured)"
+    return f"; blend {blend_choice(blend)} ({blend.get('measured', 0)} measured)"
 
 
 def _ensemble_row(ensemble: dict[str, Any]) -> str:
-    by_passes = ensemble.get("frames_by_passes") or {}
-    frames = ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count)
-    return f"{ensemble.get('setting', 'n/a')}; frames by passes: {frames or 'none yet'}"
+    return f"{ensemble.get('setting', 'n/a')}; frames by passes: {frames_by_passes(ensemble)}"
 
 
 def register(app: typer.Typer) -> None:

@@ -205,13 +205,14 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
         "noise_map_scale": 0.8, "post_sigma": 1.0, "fuse_sigma": 2.0, "fuse_weight": 0.2,
         "fuse_source": "frame", "measured": 8, "frames_measured": 9,
     }  # fmt: skip
-    assert _blend_text(blend) == "; blend map x 0.8 + post 1.0 px + 0.2 x 2.0 px input (8 measured)"
-    assert _blend_row(blend) == (
-        "9; noise map x 0.8 + output blurred 1.0 px + 0.2 of a 2.0 px Gaussian of the input"
-    )
+    mix = "noise map x 0.8 + blur 1.0 px + 0.2 x 2.0 px Gaussian of the input"
+    assert _blend_text(blend) == f"; blend {mix} (8 measured)"
+    assert _blend_row(blend) == f"9; {mix}"
     binned = {**blend, "fuse_source": "binned", "fuse_sigma": 0.0, "fuse_weight": 0.5}
-    assert _blend_text(binned) == "; blend map x 0.8 + post 1.0 px + 0.5 x binned pass (8 measured)"
-    assert _blend_row(binned).endswith("0.5 of the model on the frame binned 2 x 2")
+    assert _blend_text(binned).endswith("+ 0.5 x the model on the frame binned 2 x 2 (8 measured)")
+    assert _blend_row(binned).endswith("0.5 x the model on the frame binned 2 x 2")
+    mean = {**blend, "fuse_source": "mean"}
+    assert _blend_row(mean).endswith("0.2 x 2.0 px Gaussian of the running mean")
     plain = {"noise_map_scale": 1.0, "post_sigma": 0.0, "fuse_weight": 0.0, "measured": 2}
-    assert _blend_text(plain) == "; blend none (2 measured)"
+    assert _blend_text(plain) == "; blend the output as it is (2 measured)"
     assert _blend_row(plain) == "0; the output as it is"
