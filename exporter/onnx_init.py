@@ -87,10 +87,11 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
         got = getattr(meta, key)
         if meta.from_model and got != want:
             raise ModelError(f"{path}: expected {key} {want} for {spec}, the model has {got}")
-    if meta.running_mean > 0 and meta.running_mean != spec.running_mean:
+    if meta.running_mean > 0 and spec.running_mean == 0:
         raise ModelError(
-            f"{path}: expected running_mean {spec.running_mean} for {spec}, the model has "
-            f"{meta.running_mean} (a model may gain the channel, not lose or change it)"
+            f"{path}: expected no running-mean channel for {spec}, the model has one "
+            f"(decay {meta.running_mean}; a model may gain the channel or change its "
+            "decay, not lose it)"
         )
     convs = folded_convolutions(proto)
     if len(convs) != len(layers):

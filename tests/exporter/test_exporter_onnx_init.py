@@ -3,6 +3,7 @@ trainable DnCNN that computes the same function, and training can start from it.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,13 @@ SPEC = ModelSpec(depth=5, width=8, frames=2, noise_map=True, unshuffle=2)
 
 def _shipped(model: DnCNN, path: Path) -> Path:
     proto = _torch_to_onnx(model)
-    for key, value in (("frames", model.spec.frames), ("noise_map", model.spec.noise_map)):
+    spec = model.spec
+    for key, value in (
+        ("frames", spec.frames),
+        ("noise_map", spec.noise_map),
+        ("running_mean", spec.running_mean),
+        ("normalization", "adaptive"),  # as every noise-adaptive model has
+    ):
         proto.metadata_props.add(key=f"deepdenoise.{key}", value=str(value))
     onnx.save(proto, str(path))
     return path
@@ -67,6 +74,22 @@ def test_a_model_without_a_running_mean_starts_one_that_ignores_it_at_first(tmp_
     torch.testing.assert_close(unchanged, got, atol=0, rtol=0)
     first = next(m for m in rebuilt.body if isinstance(m, nn.Conv2d))
     assert first.weight.shape[1] == wider.in_channels * 4 and first.weight[:, -4:].abs().max() == 0
+
+
+def test_a_running_mean_may_change_its_decay_but_not_be_dropped(tmp_path: Path):
+    with_mean = ModelSpec(
+        depth=5, width=8, frames=2, noise_map=True, unshuffle=2, running_mean=0.125
+    )
+    original = randomised(with_mean)
+    path = _shipped(original, tmp_path / "m.onnx")
+    longer = dataclasses.replace(with_mean, running_mean=0.0625)
+    x = torch.rand(4, with_mean.in_channels, 36, 40)
+    rebuilt = model_from_onnx(path, longer, [x])  # a fine-tune to a longer mean starts here
+    with torch.no_grad():
+        expected, got = original(x), rebuilt.eval()(x)
+    torch.testing.assert_close(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=0)
+    with pytest.raises(ModelError, match="expected no running-mean channel"):
+        model_from_onnx(path, SPEC, [torch.rand(1, SPEC.in_channels, 16, 16)])
 
 
 @pytest.mark.parametrize(
