@@ -32,8 +32,10 @@ from ._gpu import (
     user_cache_dir,
 )
 from ._inputs import (
+    HDR_RATIO,
     block_levels,
     defect_spikes,
+    dim_part_level,
     fill_noise_map,
     frame_scale,
     model_input,
@@ -76,6 +78,7 @@ __all__ = [
     "ENSEMBLE_PASSES",
     "FORMAT_VERSION",
     "GPU_DEFAULT",
+    "HDR_RATIO",
     "ORT_NAMES",
     "PREFIX",
     "RETIRED",
@@ -102,6 +105,7 @@ __all__ = [
     "default_model_path",
     "default_tile_overlap",
     "defect_spikes",
+    "dim_part_level",
     "fill_noise_map",
     "frame_scale",
     "gather_tiles",

@@ -31,8 +31,10 @@ from ..camera import CameraModel, SpikePolicy, Spikes, fill_spikes, half_step, u
 from ._ensemble import check_passes, mirror_in_place, mirrors
 from ._gpu import GpuConfig, cuda_options, tensorrt_options, trt_profile
 from ._inputs import (
+    HDR_CLIP,
     block_levels,
     defect_spikes,
+    dim_part_level,
     fill_noise_map,
     level_of,
     scale_from,
@@ -167,6 +169,8 @@ class FrameReport:
     #: The previous frames the model was given: a temporal model's window, none for a
     #: frame outside its bands of light.
     history: int = 0
+    #: Whether its dim part was denoised again at its own scale (:func:`dim_part_level`).
+    two_scales: bool = False
 
     @property
     def spike_count(self) -> int:
@@ -511,12 +515,45 @@ class Engine:
                     f"model {self.path.name} is noise-adaptive: expected the camera "
                     "(offset, gain, read noise) of the frame, got none"
                 )
-            scale, offset, snr, spikes, used = self._adaptive_input(
+            scale, offset, snr, spikes, used, dim = self._adaptive_input(
                 ws, frame, bad, camera, history, running_mean, noise_map_scale
             )
         else:
             (scale, offset), snr, spikes = self._fixed_input(ws, frame, bad), 0.0, None
-            used = 0
+            used, dim = 0, None
+        result = self._pass(buffers, frame, shape, passes, scale, offset, snr)
+        if dim is not None and camera is not None:
+            # a dim part far below the bright one: denoised again at its own scale, and
+            # taken where the first output says the scene is that dim
+            dim_scale, _, dim_snr, _, _, _ = self._adaptive_input(
+                ws, frame, bad, camera, history, running_mean, noise_map_scale, dim
+            )
+            dim_out = self._pass(buffers, frame, shape, passes, dim_scale, offset, dim_snr)
+            top = np.float32(HDR_CLIP * dim_scale)
+            weight = (top - (result - offset)) / np.float32((HDR_CLIP - 1.5) * dim_scale)
+            np.clip(weight, 0.0, 1.0, out=weight)
+            result += weight * (dim_out - result)
+        if camera is not None and camera.floor is not None and self.needs_camera:
+            # clipped readouts: the signal, not their biased mean
+            uncensor(result, camera, half_step(frame))
+        if spikes is not None and self.spikes == "pass":
+            result[spikes] = frame[spikes]
+        if bad is not None:
+            result[bad] = np.nan
+        return result, FrameReport(spikes, used, dim is not None)
+
+    def _pass(
+        self,
+        buffers: _FrameBuffers,
+        frame: np.ndarray,
+        shape: tuple[int, int],
+        passes: int,
+        scale: np.float32,
+        offset: np.float32,
+        snr: float,
+    ) -> np.ndarray:
+        """The model on the filled input planes (and their mirrors, ``passes``), in raw
+        units, blended toward ``frame`` as far as its peak SNR asks (``pass_through``)."""
         result = np.empty(shape, dtype=np.float32)
         self._run(buffers, result)
         if passes > 1:
@@ -528,14 +565,7 @@ class Engine:
         blend = self.metadata.pass_through(snr)
         if blend > 0:  # brighter than the model knows: toward its input (see ModelMetadata)
             result += np.float32(blend) * (frame.astype(np.float32) - result)
-        if camera is not None and camera.floor is not None and self.needs_camera:
-            # clipped readouts: the signal, not their biased mean
-            uncensor(result, camera, half_step(frame))
-        if spikes is not None and self.spikes == "pass":
-            result[spikes] = frame[spikes]
-        if bad is not None:
-            result[bad] = np.nan
-        return result, FrameReport(spikes, used)
+        return result
 
     def _run(self, buffers: _FrameBuffers, out: np.ndarray) -> None:
         """The model on the filled input planes, its output into ``out`` (model units)."""
@@ -577,11 +607,16 @@ class Engine:
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
         noise_map_scale: float = 1.0,
-    ) -> tuple[np.float32, np.float32, float, Spikes | None, int]:
+        dim: float | None = None,
+    ) -> tuple[np.float32, np.float32, float, Spikes | None, int, float | None]:
         """The channels :func:`stream.engine.model_input` builds, in the tile buffers;
         with the scale and offset, the frame's peak SNR (0 when nothing needs it), its
-        spikes (None: none, or not looked for), filled in every plane, and how many
-        previous frames the model was given."""
+        spikes (None: none, or not looked for), filled in every plane, how many previous
+        frames the model was given, and the level of a dim part to denoise apart
+        (:func:`dim_part_level`; None: none).
+
+        ``dim``: that level: the channels for the dim part's pass instead, at its own
+        scale, the frames clipped at :data:`HDR_CLIP` times it."""
         meta, planes = self.metadata, ws.interiors
         k = meta.frames
         # told no less read noise than the model was trained with (see least_read_noise_e):
@@ -605,8 +640,12 @@ class Engine:
         # it (one block pass)
         adaptive = meta.normalization == "adaptive"
         wanted = adaptive or band is not None or meta.pass_through_snr is not None
+        dim_level = None
         if wanted:
-            top = level_of(blocks if blocks is not None else block_levels(current))
+            levels = blocks if blocks is not None else block_levels(current)
+            top = level_of(levels)
+            if adaptive and dim is None:
+                dim_level = dim_part_level(levels, top, camera.gain, read)
         else:
             top = float("nan")
         snr = snr_at(top, camera.gain, read) if wanted else 0.0
@@ -622,6 +661,13 @@ class Engine:
                 if spikes is not None:  # a hot pixel is in the earlier frames too
                     fill_spikes(planes[i], spikes)
         scale = scale_from(top, camera.gain, read) if adaptive else float(meta.input_scale)
+        clip = None
+        if dim is not None:  # the dim part's pass: its light, the bright part clipped
+            scale = scale_from(dim, camera.gain, read)
+            clip = np.float32(HDR_CLIP * scale)
+            snr = snr_at(dim, camera.gain, read)
+            for i in range(k):
+                np.minimum(planes[i], clip, out=planes[i])
         if meta.noise_map:
             fill_noise_map(current, camera.gain, read, scale / noise_map_scale, planes[k])
         inverse = np.float32(1.0 / scale)
@@ -640,8 +686,10 @@ class Engine:
                 np.subtract(running_mean, offset, out=mean, dtype=np.float32, casting="unsafe")
                 if spikes is not None:
                     fill_spikes(mean, spikes)
+                if clip is not None:
+                    np.minimum(mean, clip, out=mean)
                 mean *= inverse
-        return np.float32(scale), offset, snr, spikes, len(history)
+        return np.float32(scale), offset, snr, spikes, len(history), dim_level
 
     # -- lifetime -------------------------------------------------------------------------
 

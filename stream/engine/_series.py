@@ -68,6 +68,8 @@ class SeriesContext:
         self.scene_changes = 0  # frames whose scene had moved: the ring was emptied
         self.spikes = 0  # one-pixel spikes the engine filled in the latest frame
         self.frames_with_spikes = 0
+        #: Frames whose dim part was denoised again at its own scale (FrameReport.two_scales).
+        self.frames_two_scales = 0
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -174,6 +176,7 @@ class SeriesContext:
         )
         self.spikes = report.spike_count
         self.frames_with_spikes += self.spikes > 0
+        self.frames_two_scales += report.two_scales
         if camera is not None and self._blend.setting != "off":
             out = self._blend.blended(
                 engine,

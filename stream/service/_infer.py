@@ -272,6 +272,7 @@ class InferenceStage:
                 "scene_changes": context.scene_changes,
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
+                "frames_two_scales": context.frames_two_scales,
                 "blend": {
                     **context.blend_choice.as_dict(),
                     "measured": context.blend_measured,
