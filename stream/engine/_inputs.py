@@ -84,7 +84,7 @@ def dim_part_level(blocks: np.ndarray, top: float, gain: float, read_noise: floa
     if not (np.isfinite(top) and np.isfinite(p90)) or p90 <= 0 or top <= HDR_RATIO * p90:
         return None
     block_noise = float(np.sqrt(gain * p90 + read_noise * read_noise)) / SCALE_BLOCK
-    if p90 < 3.0 * block_noise:
+    if p90 < 2.0 * block_noise:
         return None
     return HDR_DIM_TOP * p90
 
