@@ -35,6 +35,7 @@ from ._inputs import (
     block_levels,
     defect_spikes,
     dim_part_level,
+    dim_part_weight,
     fill_noise_map,
     level_of,
     scale_from,
@@ -529,10 +530,7 @@ class Engine:
                 ws, frame, bad, camera, history, running_mean, noise_map_scale, dim
             )
             dim_out = self._pass(buffers, frame, shape, passes, dim_scale, offset, dim_snr)
-            top = np.float32(HDR_CLIP * dim_scale)
-            weight = (top - (result - offset)) / np.float32((HDR_CLIP - 1.5) * dim_scale)
-            np.clip(weight, 0.0, 1.0, out=weight)
-            result += weight * (dim_out - result)
+            result += dim_part_weight(result - offset, float(dim_scale)) * (dim_out - result)
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
             uncensor(result, camera, half_step(frame))

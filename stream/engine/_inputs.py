@@ -65,6 +65,9 @@ HDR_DIM_TOP = 2.5
 #: The dim pass sees the frame clipped here, in its own scale: within the light a scale
 #: of 1 stands for, not the bright part's hundreds.
 HDR_CLIP = 3.0
+#: Its output is taken whole where the scene (the first output) is below this, in its
+#: scale, and not at all from HDR_CLIP up, linearly between.
+HDR_TAKE_BELOW = 1.5
 
 
 def dim_part_level(blocks: np.ndarray, top: float, gain: float, read_noise: float) -> float | None:
@@ -87,6 +90,16 @@ def dim_part_level(blocks: np.ndarray, top: float, gain: float, read_noise: floa
     if p90 < 2.0 * block_noise:
         return None
     return HDR_DIM_TOP * p90
+
+
+def dim_part_weight(scene: np.ndarray, dim_scale: float) -> np.ndarray:
+    """How much of the dim pass to take at each pixel of an offset-subtracted ``scene``
+    (the first pass's output): 1 below :data:`HDR_TAKE_BELOW` times ``dim_scale``, 0
+    from :data:`HDR_CLIP` times it, where the dim pass saw its input clipped."""
+    top = np.float32(HDR_CLIP * dim_scale)
+    weight = (top - scene) / np.float32((HDR_CLIP - HDR_TAKE_BELOW) * dim_scale)
+    np.clip(weight, 0.0, 1.0, out=weight)
+    return weight
 
 
 def defect_spikes(
