@@ -83,7 +83,9 @@ def dim_part_level(blocks: np.ndarray, top: float, gain: float, read_noise: floa
     100 x its 99.5th percentile: the background away from them 23.2 / 24.6 / 27.2 dB at 3
     / 10 / 30 photons, against 26.7 / 30.3 / 33.2 without the discs).
     """
-    p90 = float(np.percentile(blocks, 90))
+    flat = blocks.ravel()
+    k = round(0.9 * (flat.size - 1))
+    p90 = float(np.partition(flat, k)[k])  # a partial sort: 15 us for 16,384 blocks
     if not (np.isfinite(top) and np.isfinite(p90)) or p90 <= 0 or top <= HDR_RATIO * p90:
         return None
     block_noise = float(np.sqrt(gain * p90 + read_noise * read_noise)) / SCALE_BLOCK
