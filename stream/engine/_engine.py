@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -159,6 +159,17 @@ class _DeviceBuffers(_FrameBuffers):
         for array in self.pinned:
             unpin(array)
         self.pinned = []
+
+
+class _Filled(NamedTuple):
+    """What :meth:`Engine._adaptive_input` filled the planes with, and found."""
+
+    scale: np.float32
+    offset: np.float32
+    snr: float  # the frame's peak SNR (0 when nothing needs it)
+    spikes: Spikes | None
+    used: int  # the previous frames the model was given
+    dim: float | None  # the level of a dim part to denoise apart (dim_part_level)
 
 
 @dataclass(frozen=True)
@@ -516,21 +527,23 @@ class Engine:
                     f"model {self.path.name} is noise-adaptive: expected the camera "
                     "(offset, gain, read noise) of the frame, got none"
                 )
-            scale, offset, snr, spikes, used, dim = self._adaptive_input(
+            filled = self._adaptive_input(
                 ws, frame, bad, camera, history, running_mean, noise_map_scale
             )
         else:
-            (scale, offset), snr, spikes = self._fixed_input(ws, frame, bad), 0.0, None
-            used, dim = 0, None
-        result = self._pass(buffers, frame, shape, passes, scale, offset, snr)
-        if dim is not None and camera is not None:
+            scale, offset = self._fixed_input(ws, frame, bad)
+            filled = _Filled(scale, offset, 0.0, None, 0, None)
+        scale, offset, spikes = filled.scale, filled.offset, filled.spikes
+        result = self._pass(buffers, frame, shape, passes, scale, offset, filled.snr)
+        if filled.dim is not None and camera is not None:
             # a dim part far below the bright one: denoised again at its own scale, and
             # taken where the first output says the scene is that dim
-            dim_scale, _, dim_snr, _, _, _ = self._adaptive_input(
-                ws, frame, bad, camera, history, running_mean, noise_map_scale, dim
-            )
-            dim_out = self._pass(buffers, frame, shape, passes, dim_scale, offset, dim_snr)
-            result += dim_part_weight(result - offset, float(dim_scale)) * (dim_out - result)
+            dim = self._adaptive_input(
+                ws, frame, bad, camera, history, running_mean, noise_map_scale,
+                own_level=filled.dim, clip=HDR_CLIP,
+            )  # fmt: skip
+            dim_out = self._pass(buffers, frame, shape, passes, dim.scale, offset, dim.snr)
+            result += dim_part_weight(result - offset, float(dim.scale)) * (dim_out - result)
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
             uncensor(result, camera, half_step(frame))
@@ -538,7 +551,7 @@ class Engine:
             result[spikes] = frame[spikes]
         if bad is not None:
             result[bad] = np.nan
-        return result, FrameReport(spikes, used, dim is not None)
+        return result, FrameReport(spikes, filled.used, filled.dim is not None)
 
     def _pass(
         self,
@@ -605,16 +618,16 @@ class Engine:
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
         noise_map_scale: float = 1.0,
-        dim: float | None = None,
-    ) -> tuple[np.float32, np.float32, float, Spikes | None, int, float | None]:
-        """The channels :func:`stream.engine.model_input` builds, in the tile buffers;
-        with the scale and offset, the frame's peak SNR (0 when nothing needs it), its
-        spikes (None: none, or not looked for), filled in every plane, how many previous
-        frames the model was given, and the level of a dim part to denoise apart
-        (:func:`dim_part_level`; None: none).
+        own_level: float | None = None,
+        clip: float | None = None,
+    ) -> _Filled:
+        """The channels :func:`stream.engine.model_input` builds, in the tile buffers,
+        and what was found filling them (:class:`_Filled`; spikes are filled in every
+        plane).
 
-        ``dim``: that level: the channels for the dim part's pass instead, at its own
-        scale, the frames clipped at :data:`HDR_CLIP` times it."""
+        ``own_level``: a dim part's level (:func:`dim_part_level`): the channels for its
+        pass instead, at its own scale, the frames clipped at ``clip`` times it (None: not
+        clipped)."""
         meta, planes = self.metadata, ws.interiors
         k = meta.frames
         # told no less read noise than the model was trained with (see least_read_noise_e):
@@ -642,7 +655,7 @@ class Engine:
         if wanted:
             levels = blocks if blocks is not None else block_levels(current)
             top = level_of(levels)
-            if adaptive and dim is None:
+            if adaptive and own_level is None:
                 dim_level = dim_part_level(levels, top, camera.gain, read)
         else:
             top = float("nan")
@@ -659,13 +672,14 @@ class Engine:
                 if spikes is not None:  # a hot pixel is in the earlier frames too
                     fill_spikes(planes[i], spikes)
         scale = scale_from(top, camera.gain, read) if adaptive else float(meta.input_scale)
-        clip = None
-        if dim is not None:  # the dim part's pass: its light, the bright part clipped
-            scale = scale_from(dim, camera.gain, read)
-            clip = np.float32(HDR_CLIP * scale)
-            snr = snr_at(dim, camera.gain, read)
-            for i in range(k):
-                np.minimum(planes[i], clip, out=planes[i])
+        clip_at = None
+        if own_level is not None:  # the dim part's pass: its light, what is above clipped
+            scale = scale_from(own_level, camera.gain, read)
+            snr = snr_at(own_level, camera.gain, read)
+            if clip is not None:
+                clip_at = np.float32(clip * scale)
+                for i in range(k):
+                    np.minimum(planes[i], clip_at, out=planes[i])
         if meta.noise_map:
             fill_noise_map(current, camera.gain, read, scale / noise_map_scale, planes[k])
         inverse = np.float32(1.0 / scale)
@@ -684,10 +698,10 @@ class Engine:
                 np.subtract(running_mean, offset, out=mean, dtype=np.float32, casting="unsafe")
                 if spikes is not None:
                     fill_spikes(mean, spikes)
-                if clip is not None:
-                    np.minimum(mean, clip, out=mean)
+                if clip_at is not None:
+                    np.minimum(mean, clip_at, out=mean)
                 mean *= inverse
-        return np.float32(scale), offset, snr, spikes, len(history), dim_level
+        return _Filled(np.float32(scale), offset, snr, spikes, len(history), dim_level)
 
     # -- lifetime -------------------------------------------------------------------------
 
