@@ -318,3 +318,18 @@ def test_a_running_mean_model_is_served_with_its_series_mean(
     by_index = {m.header["index"]: m.array for m in got}
     for i, want in zip(indices, expected, strict=True):
         np.testing.assert_allclose(by_index[i], want, rtol=1e-5, atol=1e-3)
+
+
+def test_frames_whose_dim_part_is_denoised_apart_are_counted(tmp_path: Path, conv_model_adaptive):
+    """A frame 200x brighter on 4 % of its pixels than elsewhere: its dim part gets its
+    own pass (stream.engine.dim_part_level), counted per series; an even frame not."""
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 2.0}
+    rng = np.random.default_rng(6)
+    level = np.full((32, 32), 20.0)
+    level[4:10, 4:10] = 4000.0
+    frames = [(100 + rng.poisson(level)).astype("<u2") for _ in range(3)]
+    _, status = served(tmp_path, conv_model_adaptive, frames, "hdr", camera=camera)
+    assert status["series"]["hdr"]["frames_two_scales"] == 3
+    even = [(100 + rng.poisson(20.0, (32, 32))).astype("<u2") for _ in range(2)]
+    _, status = served(tmp_path, conv_model_adaptive, even, "even", camera=camera)
+    assert status["series"]["even"]["frames_two_scales"] == 0
