@@ -86,7 +86,7 @@ def dim_part_level(blocks: np.ndarray, top: float, gain: float, read_noise: floa
     """
     flat = blocks.ravel()
     k = round(0.9 * (flat.size - 1))
-    p90 = float(np.partition(flat, k)[k])  # a partial sort: 15 us for 16,384 blocks
+    p90 = float(np.partition(flat, k)[k])  # a partial sort, as level_of takes the top
     if not (np.isfinite(top) and np.isfinite(p90)) or p90 <= 0 or top <= HDR_RATIO * p90:
         return None
     block_noise = float(np.sqrt(gain * p90 + read_noise * read_noise)) / SCALE_BLOCK
