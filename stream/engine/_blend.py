@@ -35,10 +35,10 @@ left out of the sums, and a frame mostly of them is not measured.
 
 Measured (``deepdenoise evaluate``, 16-frame 128x128 movies, no camera configured; the
 README's "Blend by risk"), "spatial" against the same models' outputs as they are:
-``na-lite`` +0.23 / +0.40 / +0.08 / +0.37 / +0.10 dB at 1 / 3 / 10 / 30 / 100 photons on
-the held-out ``independent`` generator, +0.83 / +0.27 / +0.76 / +0.36 / 0.00 on
-``textures``; ``na-temporal`` +0.58 / +0.08 / +0.08 / +0.14 / +0.32 and +1.46 / +0.01 /
-+0.55 / +0.42 / +0.33. "spatiotemporal" gains more PSNR for a temporal model on still
+``na-lite`` +0.22 / +0.40 / +0.08 / +0.40 / +0.10 dB at 1 / 3 / 10 / 30 / 100 photons on
+the held-out ``independent`` generator, +0.86 / +0.26 / +0.76 / +0.36 / 0.00 on
+``textures``; ``na-temporal`` +1.79 / +0.21 / +0.10 / +0.15 / +0.37 and +2.51 / +0.22 /
++0.45 / +0.35 / +0.35. "spatiotemporal" gains more PSNR for a temporal model on still
 scenes but lowers its trace correlation at 10-30 photons: an option, not the default.
 """
 

@@ -40,7 +40,7 @@ def test_info_describes_models_with_and_without_metadata(identity_model: Path):
     temporal = invoke("info", str(shipped_model_path("na-temporal")))
     assert temporal.exit_code == 0 and "series start" in temporal.output
     assert "na-lite" in temporal.output and "5 + noise map" in temporal.output
-    assert "running mean" in temporal.output and "decay 0.125" in temporal.output
+    assert "running mean" in temporal.output and "decay 0.0625" in temporal.output
     assert "adaptive" in temporal.output and "running mean" not in shipped.output
     plain = invoke("info", str(identity_model))
     assert plain.exit_code == 0 and "identity" in plain.output

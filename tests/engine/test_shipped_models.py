@@ -56,7 +56,7 @@ def test_temporal_model_carries_its_contract():
     with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
         meta = engine.metadata
         assert meta.frames == 5 and meta.receptive_field == 51  # K = 5 by measurement
-        assert meta.running_mean == 0.125 and meta.in_channels == 7
+        assert meta.running_mean == 0.0625 and meta.in_channels == 7
         assert meta.noise_map and meta.normalization == "adaptive" and meta.alignment == 2
         assert meta.training_data["generator"] == "exporter.synth"
         assert engine.model_id == meta.content_hash[:12]  # type: ignore[index]
