@@ -17,6 +17,13 @@ config may name the ``.onnx`` file), without the training run's checkpoints.
 A model without a running-mean channel can start a model with one: the channel is the
 last input, so its first-layer weights are appended as zeros and the new model computes
 exactly what the file does until training teaches it to read the mean.
+
+A shallower model can start a deeper one of the same width (Net2DeeperNet; Chen,
+Goodfellow and Shlens 2016): the missing middle layers are inserted, spread evenly, as
+identity convolutions. Each follows a ReLU, so its input is never negative; its
+BatchNorm is given its input's statistics like every other, so in eval mode the layer,
+its BatchNorm and its ReLU pass the input through unchanged and the deeper model computes
+what the file does, with more layers for training to use.
 """
 
 from __future__ import annotations
@@ -94,10 +101,13 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
             "decay, not lose it)"
         )
     convs = folded_convolutions(proto)
-    if len(convs) != len(layers):
+    if len(convs) > len(layers) or len(convs) < min(3, len(layers)):
         raise ModelError(
-            f"{path}: expected {len(layers)} convolutions for {spec}, the file has {len(convs)}"
+            f"{path}: expected {len(layers)} convolutions for {spec} (or fewer, with middle "
+            f"layers to deepen), the file has {len(convs)}"
         )
+    if len(convs) < len(layers):
+        convs = _deepened(convs, len(layers))
     biases: list[Tensor] = []
     if spec.running_mean > 0 and meta.running_mean == 0:
         convs[0] = (_with_zero_inputs(convs[0][0], spec.unshuffle**2), convs[0][1])
@@ -119,6 +129,26 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
     for norm, bias, (mean, var) in zip(norms, biases[1:-1], stats, strict=True):
         _set_norm(norm, mean, var, mean + bias)
     return model.eval()
+
+
+def _deepened(
+    convs: list[tuple[np.ndarray, np.ndarray | None]], depth: int
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """``convs`` with identity middle layers inserted, spread evenly among the file's
+    middle layers, up to ``depth`` convolutions in all."""
+    middle = convs[1:-1]
+    extra = depth - len(convs)
+    width, _, k, _ = middle[0][0].shape
+    identity = np.zeros((width, width, k, k), np.float32)
+    identity[np.arange(width), np.arange(width), k // 2, k // 2] = 1.0
+    # after middle layer number round((i + 1) * m / (extra + 1)), i = 0 .. extra - 1
+    after = [round((i + 1) * len(middle) / (extra + 1)) for i in range(extra)]
+    deeper: list[tuple[np.ndarray, np.ndarray | None]] = [convs[0]]
+    for n in range(len(middle) + 1):
+        if n > 0:
+            deeper.append(middle[n - 1])
+        deeper += [(identity, None)] * after.count(n)
+    return [*deeper, convs[-1]]
 
 
 def _with_zero_inputs(weight: np.ndarray, columns: int) -> np.ndarray:

@@ -92,10 +92,46 @@ def test_a_running_mean_may_change_its_decay_but_not_be_dropped(tmp_path: Path):
         model_from_onnx(path, SPEC, [torch.rand(1, SPEC.in_channels, 16, 16)])
 
 
+@pytest.mark.parametrize("depth", [6, 9])
+def test_a_deeper_model_starts_from_a_shallower_one_computing_the_same(tmp_path: Path, depth: int):
+    original = randomised(SPEC)
+    path = _shipped(original, tmp_path / "m.onnx")
+    deeper = dataclasses.replace(SPEC, depth=depth)
+    x = torch.rand(4, SPEC.in_channels, 36, 40)
+    rebuilt = model_from_onnx(path, deeper, [x])
+    convs = [m for m in rebuilt.body if isinstance(m, nn.Conv2d)]
+    assert len(convs) == depth
+    with torch.no_grad():
+        expected = original(x)
+        got = rebuilt.eval()(x)
+        in_train_mode = rebuilt.train()(x)  # calibrated on this batch: the same statistics
+    tol = 1e-5 * float(expected.abs().max())
+    torch.testing.assert_close(got, expected, atol=tol, rtol=0)
+    torch.testing.assert_close(in_train_mode, expected, atol=10 * tol, rtol=0)
+    # the file's middle layers are all there, in order, with identities between them
+    file_convs = [m for m in original.body if isinstance(m, nn.Conv2d)]
+    kept = [c for c in convs if not _is_identity(c)]
+    assert len(kept) == len(file_convs)
+    for mine, theirs in zip(kept[1:-1], file_convs[1:-1], strict=True):
+        assert mine.weight.shape == theirs.weight.shape
+    assert sum(_is_identity(c) for c in convs) == depth - SPEC.depth
+    assert not _is_identity(convs[1]) and not _is_identity(convs[-2])  # spread, not piled
+
+
+def _is_identity(conv: nn.Conv2d) -> bool:
+    w = conv.weight.detach()
+    if w.shape[0] != w.shape[1]:
+        return False
+    eye = torch.zeros_like(w)
+    k = w.shape[-1] // 2
+    eye[range(w.shape[0]), range(w.shape[0]), k, k] = 1.0
+    return bool(torch.equal(w, eye))
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (ModelSpec(depth=6, width=8, frames=2, noise_map=True, unshuffle=2), "convolutions"),
+        (ModelSpec(depth=4, width=8, frames=2, noise_map=True, unshuffle=2), "convolutions"),
         (ModelSpec(depth=5, width=16, frames=2, noise_map=True, unshuffle=2), "conv 0 expected"),
         (ModelSpec(depth=5, width=8, frames=3, noise_map=False, unshuffle=2), "expected frames 3"),
     ],
