@@ -366,6 +366,13 @@ class _Run:
             "loss_window": [list(pair) for pair in self.window],
         }
 
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
+
     def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
         """One optimizer step; returns the loss and the noisy input's own loss (the MSE
         of doing nothing), whose ratio shows learning through the batch-to-batch spread
@@ -374,6 +381,7 @@ class _Run:
             current = noisy[:, self.spec.frames - 1 : self.spec.frames]
             per_patch_input = ((current - clean) ** 2).mean(dim=(1, 2, 3))
             input_loss = per_patch_input.mean()
+        self._train_mode()
         self.opt.zero_grad(set_to_none=True)
         per_patch = ((self.model(noisy) - clean) ** 2).mean(dim=(1, 2, 3))
         ratio = per_patch / (per_patch_input + 1e-12)  # the input's error as the yardstick
@@ -415,6 +423,7 @@ class _Run:
         val_psnr, loss = math.nan, math.nan
         t0, train_seconds = time.perf_counter(), 0.0
         batches = _batches(cfg, self.segment, start, self.device)
+        recalibrate = cfg.bn_batches > 0 and not cfg.freeze_bn  # frozen: stats kept
         try:
             with bar:
                 while self.step < end:
@@ -429,7 +438,7 @@ class _Run:
                         hist.train.append({"step": step, "lr": lr, "loss": mean, "input_loss": inp})
                         self.window.clear()
                     validate = step % cfg.val_every == 0 or step == end
-                    if cfg.bn_batches and (validate or step % cfg.ckpt_every == 0):
+                    if recalibrate and (validate or step % cfg.ckpt_every == 0):
                         recalibrate_batchnorm(self.model, bn_inputs(cfg, self.device))
                     if validate:
                         val_psnr, val_loss = _validate(

@@ -80,6 +80,13 @@ class TrainConfig(BaseModel):
         "statistics over this many seeded training batches (exporter.precise_bn); 0: keep "
         "the running averages",
     )
+    freeze_bn: bool = Field(
+        False,
+        description="keep BatchNorm in eval mode while training: its statistics stay the "
+        "start's (no re-estimate), its scale and shift still learn. For fine-tuning a "
+        "shipped model: training then starts from exactly the function the file computes, "
+        "not from its batch-statistics version (small mixed batches normalise differently)",
+    )
     log_every: int = Field(10, ge=1, description="training-loss history resolution, steps")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seeds weights, data and validation")
     device: Device = "auto"

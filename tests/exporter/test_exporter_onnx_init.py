@@ -167,3 +167,27 @@ def test_a_training_stage_starts_from_a_shipped_onnx_model(tmp_path: Path):
     no_calibration = cfg.model_copy(update={"init": path, "bn_batches": 0})
     with pytest.raises(Exception, match="bn_batches > 0"):
         train(no_calibration, progress=False)
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_a_frozen_batchnorm_keeps_the_files_statistics_while_training(
+    tmp_path: Path, freeze_bn: bool
+):
+    cfg = tiny_temporal_config(
+        tmp_path / "run", depth=4, steps=3, val_every=3, ckpt_every=3, bn_batches=2
+    )
+    path = _shipped(randomised(cfg.model_spec(), seed=5), tmp_path / "shipped.onnx")
+    start = cfg.model_copy(update={"init": path, "freeze_bn": freeze_bn, "steps": 1})
+    first, _ = load_checkpoint(train(start, progress=False).last_checkpoint)
+    trained = cfg.model_copy(update={"init": path, "freeze_bn": freeze_bn})
+    model, _ = load_checkpoint(train(trained, progress=False).last_checkpoint)
+    before = [m for m in first.modules() if isinstance(m, nn.BatchNorm2d)]
+    after = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert before and len(before) == len(after)
+    kept = all(
+        torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
+        for a, b in zip(after, before, strict=True)
+    )
+    assert kept == freeze_bn  # frozen: no momentum update and no re-estimate
+    moved = any(not torch.equal(a.weight, b.weight) for a, b in zip(after, before, strict=True))
+    assert moved  # the scale and shift still learn
