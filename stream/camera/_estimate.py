@@ -74,6 +74,11 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   the fit goes through each bin's unclipped mean and variance, which that share and the
   bin's clipped noise power give (:func:`censored_fit`); the offset is the floor, and
   the camera says so (``floor``), so the engine undoes the clipping's bias in the output.
+- **Coarse counts.** Whole-count readouts differ from their light by their rounding
+  too, which frame differences cannot see where the noise is under a count (a dark
+  pixel reads one value frame after frame): their read noise is at least the rounding's
+  (:data:`ROUNDING_VARIANCE`), and where a photo-electron is under half a count
+  (:data:`COARSE_GAIN`) the skew's offset is bounded below by it too.
 
 Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-4.6
 ms per update at 512 x 512 (4.6 with the test for moved scenes), 13-25 ms when the fit
@@ -127,11 +132,29 @@ STILL_MARGIN = 0.1
 #: The offset is taken from the skew only where the gain is this many standard errors
 #: above zero.
 GAIN_KNOWN = 3.0
+#: The least read noise variance of integer readouts, in counts^2: a count's rounding
+#: (uniform over one count, variance 1/12; Sheppard 1898, Widrow 1956). Noise well
+#: under a count is not seen by the fit -- a pixel whose light and read noise stay within
+#: one count reads the same value frame after frame -- yet each readout still differs
+#: from its light by its rounding. Why (one-off probe, ``na-lite``, 16-frame movies of
+#: the independent generator read out at 0.1 ADU per e- and 2 e- of read noise, 0.2
+#: ADU): the estimate came out at 0.0004-0.002 ADU of read noise at 1-10 photons per
+#: pixel, and the model, told so, left the noise in (8.3 dB at 1 photon, 16.1 at 10,
+#: against 14.6 and 26.0 with this floor).
+ROUNDING_VARIANCE = 1.0 / 12.0
+#: Whole counts are coarse where a photo-electron moves the readout by less than this
+#: share of a count: the rounding then reshapes the shot noise's skew, and the offset it
+#: gives is bounded below where the read noise would fall under the rounding's.
+COARSE_GAIN = 0.5
 #: Most samples one fit sorts (taken evenly from the reservoir): 48,000 give each of the
 #: 24 bins 2,000, and bound the time a refit holds the thread that serves frames.
 FIT_SAMPLES = 48_000
 #: The frame's maximum is a saturation level when at least this fraction of its pixels
-#: (and at least ``SATURATED_MIN_PIXELS``) hold it.
+#: (and at least ``SATURATED_MIN_PIXELS``) hold it -- and, in whole counts, more than the
+#: count below it: readouts pile up at a saturation level, while a dim frame of coarse
+#: counts (0.1 ADU per e-, three values in all at 3 photons per pixel) repeats its
+#: maximum too, as the thinning tail of its counts. Read as saturation, 8 % of such a
+#: frame's pixels, the brightest, were left out of the fit.
 SATURATED_FRACTION = 0.002
 SATURATED_MIN_PIXELS = 8
 
@@ -295,10 +318,13 @@ def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 
 def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
     """The pixels at the frame's saturation level; None when it shows none."""
-    at_top = frame == frame.max()
+    top = frame.max()
+    at_top = frame == top
     count = int(np.count_nonzero(at_top))
     if count < max(SATURATED_MIN_PIXELS, SATURATED_FRACTION * frame.size):
         return None
+    if half_step(frame) > 0 and np.count_nonzero(frame == top - 1) >= count:
+        return None  # a tail of whole counts, not a pile-up
     return at_top
 
 
@@ -562,6 +588,7 @@ class CameraEstimator:
         self._share: list[np.ndarray] = []  # per batch: share of pixels at a floor
         self._floor: float | None = None  # the latest frame's floor, if it piles up there
         self._half = 0.0  # half a count, for integer readouts (see _floor.half_step)
+        self._integer = False  # the latest frame holds whole counts
         self._kept = 0
         self._previous: np.ndarray | None = None
         self._previous_saturated: np.ndarray | None = None
@@ -628,7 +655,8 @@ class CameraEstimator:
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
         self._floor = floor[0] if floor is not None else None
-        self._half = half_step(frame) if floor is not None else 0.0
+        self._integer = half_step(frame) > 0
+        self._half = 0.5 if floor is not None and self._integer else 0.0
         at_floor = floor[1] if floor is not None else None
         paired = self._previous is not None and self._previous.shape == frame.shape
         moved = False
@@ -746,6 +774,16 @@ class CameraEstimator:
                 batches.pop(0)
         return moved
 
+    def _coarse(self, gain: float) -> bool:
+        """Whether readouts are coarse counts: whole counts, a photo-electron under
+        :data:`COARSE_GAIN` of one (``gain`` in ADU per e-)."""
+        return self._integer and gain < COARSE_GAIN
+
+    def _least_read2(self, unit: float) -> float:
+        """The least read noise variance in the fit's ``unit``: a count's rounding for
+        integer readouts (:data:`ROUNDING_VARIANCE`), a token one for others."""
+        return max(ROUNDING_VARIANCE / unit**2 if self._integer else 0.0, 1e-6)
+
     def _clipped(
         self,
         means: np.ndarray,
@@ -767,7 +805,7 @@ class CameraEstimator:
         if fitted is None:
             return None
         gain, intercept, stderr = fitted
-        read2 = max(intercept + gain * floor, 1e-6)
+        read2 = max(intercept + gain * floor, self._least_read2(unit))
         camera = CameraModel(
             gain=max(gain, 1e-3) * unit,
             offset=self._floor,
@@ -809,24 +847,31 @@ class CameraEstimator:
             # No usable mean-variance slope (a flat field, or read noise only): the noise
             # is then the same everywhere, all of it read noise.
             usable = power[np.isfinite(power)]  # none: every block saturated
-            gain, read2 = 1e-3, max(float(np.median(usable)) if usable.size else 0.0, 1e-6)
+            least = self._least_read2(unit)
+            gain, read2 = 1e-3, max(float(np.median(usable)) if usable.size else 0.0, least)
             offset = dark + DARK_SIGMAS * math.sqrt(read2) / BLOCK
         else:
             gain = slope
             # The offset is no lower than -intercept / gain, where the read noise would
-            # vanish.
+            # vanish -- for coarse counts (:data:`COARSE_GAIN`), where it would fall under
+            # a count's rounding, up to the darkest blocks' bound.
             spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
-            offset = max(dark + DARK_SIGMAS * spread, -intercept / gain)
+            bound = dark + DARK_SIGMAS * spread
+            lowest = -intercept / gain
+            if self._coarse(gain * unit):
+                rounded = (self._least_read2(unit) - intercept) / gain
+                lowest = max(lowest, min(rounded, bound))
+            offset = max(bound, lowest)
             # The skew gives gain**2 * (level - offset): divided by a gain the data do not
             # pin down (a dark, sparse scene), its errors grow without bound.
             if skew is not None and gain > GAIN_KNOWN * stderr:
                 smooth, third = skew
                 found = offset_from_skew(means, smooth / unit, third / unit**3, gain, intercept)
                 if found is not None:  # within [read noise vanishes, darkest blocks' bound]
-                    bounded = max(found[0], -intercept / gain)
+                    bounded = max(found[0], lowest)
                     if bounded < offset:
                         offset, offset_source, offset_stderr = bounded, "skew", found[1] * unit
-            read2 = max(intercept + gain * offset, 1e-6)
+            read2 = max(intercept + gain * offset, self._least_read2(unit))
         # In the data's own unit, unbounded: float32 frames may come in any scale.
         camera = CameraModel(
             gain=max(gain, 1e-3) * unit, offset=offset * unit, read_noise=math.sqrt(read2) * unit

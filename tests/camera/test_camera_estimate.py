@@ -283,3 +283,47 @@ def test_frame_differences_take_over_from_a_structured_first_frame_at_once(seed:
         return float(np.median(np.abs(std / true_std - 1)))
 
     assert error(second.camera) < error(first.camera)
+
+
+def test_integer_readouts_are_told_at_least_a_counts_rounding() -> None:
+    """A camera of 0.1 ADU per e- and 0.2 ADU of read noise at 3 photons per pixel: its
+    counts barely move frame to frame, and the fit saw no read noise (0.0004 ADU) -- but
+    each readout differs from its light by its rounding, variance 1/12 count^2. The same
+    readouts unrounded (float32, any unit) get no such floor."""
+    camera = CameraModel(gain=0.1, offset=100.0, read_noise=0.2)
+    rounded, unrounded = CameraEstimator(), CameraEstimator()
+    for photon_frame, _ in stream(camera, 3.0, 16):
+        rng = np.random.default_rng(int(photon_frame.sum()) % 2**32)
+        counts = apply_camera_noise(photon_frame, camera, rng, dtype="float32")
+        on_counts = rounded.update(np.rint(counts).astype(np.uint16))
+        in_volts = unrounded.update(counts / np.float32(1000.0))
+    assert on_counts.camera.read_noise >= np.sqrt(1.0 / 12.0) - 1e-6
+    assert on_counts.camera.read_noise < 0.6
+    # unrounded, 1000 times smaller: the read noise as it is (0.2 / 1000), not a count's
+    assert in_volts.camera.read_noise < 1e-3
+    assert in_volts.camera.gain == pytest.approx(1e-4, rel=0.25)
+
+
+def test_coarse_counts_repeating_their_maximum_are_not_saturation() -> None:
+    """At 0.1 ADU per e- and 3 photons per pixel a frame holds three or four values, its
+    highest in hundreds of pixels -- as a thinning tail (fewer than the count below it),
+    not a pile-up: before, 8 % of the pixels were read as saturated and left out."""
+    camera = CameraModel(gain=0.1, offset=100.0, read_noise=0.2)
+    estimator = CameraEstimator()
+    repeated = 0
+    for _, frame in stream(camera, 3.0, 16):
+        repeated += np.count_nonzero(frame == frame.max()) > 0.002 * frame.size
+        assert estimator.update(frame).saturated == 0.0
+    assert repeated > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_coarse_counts_keep_their_offset_where_the_rounding_bends_the_skew(seed: int) -> None:
+    """0.1 ADU per e-, 0.2 ADU of read noise, 30 photons per pixel: the rounding reshapes
+    the shot noise's skew, which put the offset 0.35-0.72 ADU (4-7 photons) low. Bounded
+    where the read noise would fall under a count's rounding, it stays within 0.25."""
+    camera = CameraModel(gain=0.1, offset=100.0, read_noise=0.2)
+    estimator = CameraEstimator()
+    for _, frame in stream(camera, 30.0, 16, seed=seed):
+        estimate = estimator.update(frame)
+    assert estimate.camera.offset == pytest.approx(100.0, abs=0.25)
