@@ -76,3 +76,28 @@ def test_a_stage_move_mid_series_costs_one_pair_not_the_estimate() -> None:
     assert estimate.moved == 1
     assert estimate.camera.gain == pytest.approx(CAMERA.gain, rel=0.1)
     assert estimate.offset_source == "skew"  # triples resume after the move
+
+
+@pytest.mark.parametrize("kernel", [(0.25, 0.5, 0.25), (0.25, 0.25, 0.25, 0.25)])
+def test_noise_shared_along_rows_is_not_a_moved_scene(kernel) -> None:
+    """A two-photon amplifier's low-pass along the scan line: counts filtered along rows.
+    The cells' residuals lose most of such noise, so every still pair read as moved and
+    the gain came from those residuals (0.08 for a per-pixel 0.375 here). The
+    differences across rows keep it whole: no pair moved, and the gain is the filtered
+    shot noise's per pixel (the kernel's sum of squares times the camera's)."""
+    config = PhantomConfig(
+        shape=(192, 192), brightness=100.0, neuropil=30.0, background=20.0, seed=3, noise=CAMERA
+    )
+    phantom = CalciumPhantom(config, 16)
+    rng = np.random.default_rng(5)
+    weights = np.asarray(kernel)
+    estimator = CameraEstimator()
+    for t in range(16):
+        counts = rng.poisson(phantom.clean(t)).astype(np.float64)
+        shared = sum(w * np.roll(counts, i, axis=1) for i, w in enumerate(weights))
+        adu = CAMERA.gain * shared + CAMERA.offset
+        adu += rng.normal(0.0, CAMERA.read_noise, counts.shape)
+        estimate = estimator.update(np.rint(adu).astype(np.uint16))
+    assert estimate.moved == 0
+    per_pixel = CAMERA.gain * float(np.sum(weights**2))
+    assert estimate.camera.gain == pytest.approx(per_pixel, rel=0.2), estimate
