@@ -24,7 +24,10 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   structure; a moved scene makes the first larger -- as does noise that neighbours
   share (a two-photon amplifier's low-pass along the scan line), which the cells'
   residuals cancel, so a pair they call moved must also show it against its pixels'
-  differences across rows and across columns (:data:`LINE_MARGIN`). A moved pair gives
+  differences across rows and across columns, and against cells two pixels wide, where
+  noise mixed over a pixel both ways (frames registered by sub-pixel shifts) is
+  independent (:data:`LINE_MARGIN`; the estimate counts the latter pairs as ``shared``,
+  and a series whose pairs are mostly so is served without the blend). A moved pair gives
   samples of its cells' residual power at its own level (like a first frame's, whose
   structure it mostly cancels), adds nothing to the offset's skew, and restarts the
   average its successors are binned by.
@@ -141,7 +144,10 @@ STILL_MARGIN = 0.1
 #: generator, counts filtered along rows by 1-2-1 or a 4-pixel box): still pairs gave
 #: the cell test 1.50-1.60 at 100 photons, so every pair read as moved and the gain came
 #: out 0.079 for a true 1 at 30 photons; this test gives them 0.99-1.03, a new scene 1.08
-#: at 10 photons (the cell test: 1.12) and 2.34 at 100.
+#: at 10 photons (the cell test: 1.12) and 2.34 at 100. The same margin for the cells two
+#: pixels wide (:func:`_wide_cell_power`): frames registered by bilinear sub-pixel shifts
+#: gave the cells 1.56-3.59 and the lines 1.11-1.77 on still pairs, the wide cells
+#: 1.01-1.03; a new scene 1.07-1.15 at 10 photons, 2.4-2.7 at 100.
 LINE_MARGIN = 0.05
 #: The offset is taken from the skew only where the gain is this many standard errors
 #: above zero.
@@ -185,6 +191,14 @@ class CameraEstimate:
     offset_source: str = "darkest"  # the darkest blocks' bound, or the shot noise's "skew"
     offset_stderr: float | None = None  # of the skew's offset (a cautious one, see _offset)
     moved: int = 0  # pairs of consecutive frames whose scene moved (see the module doc)
+    shared: int = 0  # still pairs whose noise neighbours share both ways (_pair_change)
+    pairs: int = 0  # pairs of consecutive frames compared
+
+    @property
+    def noise_shared(self) -> bool:
+        """Whether most pairs show noise that neighbours share both ways (frames
+        registered by sub-pixel shifts): not the white noise the blend's risk assumes."""
+        return self.shared >= 2 and 2 * self.shared > self.pairs
 
     def as_dict(self) -> dict[str, object]:
         # significant digits, not decimals: frames scaled to [0, 1] have a gain near 1e-5
@@ -198,6 +212,7 @@ class CameraEstimate:
             "saturated": round(self.saturated, 4),
             "offset_source": self.offset_source,
             "moved": self.moved,
+            **({"shared": self.shared} if self.shared else {}),
             **({"floor": self.camera.floor} if self.camera.floor is not None else {}),
             **(
                 {"offset_stderr": _significant(self.offset_stderr)}
@@ -388,6 +403,21 @@ def _cell_power(difference: np.ndarray) -> np.ndarray:
     return (cells[:, 0::2] + cells[:, 1::2]).ravel() / 16.0  # 4 cells, each halved
 
 
+def _wide_cell_power(difference: np.ndarray) -> np.ndarray:
+    """:func:`_cell_power` with the cells' corners two pixels apart: each 4 x 4 block
+    holds four such interleaved cells. Noise that neighbours share over a pixel (a
+    bilinear resampling) is independent two pixels apart."""
+    h, w = difference.shape
+    d = difference[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
+    total = np.zeros((h // BLOCK, w // BLOCK))
+    for top in (0, 1):
+        rows = d[top::BLOCK] - d[top + 2 :: BLOCK]  # rows two apart
+        for left in (0, 1):
+            residual = rows[:, left::BLOCK] - rows[:, left + 2 :: BLOCK]
+            total += np.square(residual, dtype=np.float64)
+    return total.ravel() / 16.0
+
+
 def still_ratio(block_power: np.ndarray, cell_power: np.ndarray) -> tuple[float, float]:
     """(ratio, limit): the median over blocks of their power over their cells' residual
     power, divided by its median for white noise, and the largest ratio of a pair whose
@@ -433,11 +463,19 @@ def _line_ratio(difference: np.ndarray, block_power: np.ndarray) -> float:
     return min(ratios)
 
 
-def _pair_moved(difference: np.ndarray, block_power: np.ndarray, cells: np.ndarray) -> bool:
-    """Whether a pair's ``difference`` holds a moved scene: by its cells' residuals
-    (:func:`still_ratio`), and, where they say so, by its lines (:func:`_line_ratio`)."""
+def _pair_change(difference: np.ndarray, block_power: np.ndarray, cells: np.ndarray) -> str:
+    """What a pair's ``difference`` shows: "still" by its cells' residuals
+    (:func:`still_ratio`); "moved" where they say otherwise and so do its lines
+    (:func:`_line_ratio`) and its wide cells (:func:`_wide_cell_power`); still with noise
+    that neighbours share (:data:`LINE_MARGIN`) where either of those finds it still:
+    "lined" along rows or columns (the lines), "shared" both ways (the wide cells)."""
     ratio, limit = still_ratio(block_power, cells)
-    return ratio > limit and _line_ratio(difference, block_power) > 1.0 + LINE_MARGIN
+    if ratio <= limit:
+        return "still"
+    if _line_ratio(difference, block_power) <= 1.0 + LINE_MARGIN:
+        return "lined"
+    wide, _ = still_ratio(block_power, _wide_cell_power(difference))
+    return "shared" if wide <= 1.0 + LINE_MARGIN else "moved"
 
 
 def scene_moved(frame: np.ndarray, previous: np.ndarray, max_blocks: int = 4096) -> bool:
@@ -456,7 +494,8 @@ def scene_moved(frame: np.ndarray, previous: np.ndarray, max_blocks: int = 4096)
 
     difference = np.subtract(sampled(frame), sampled(previous), dtype=np.float32)
     cells = _cell_power(difference)
-    return _pair_moved(difference, _block_means(np.square(difference)).ravel(), cells)
+    block_power = _block_means(np.square(difference)).ravel()
+    return _pair_change(difference, block_power, cells) == "moved"
 
 
 def temporal_samples(
@@ -465,21 +504,23 @@ def temporal_samples(
     level: np.ndarray | None = None,
     saturated: np.ndarray | None = None,
     flat: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(level, noise-power estimate, moved) samples from two consecutive frames.
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(level, noise-power estimate, change) samples from two consecutive frames.
 
     ``level``: block means of an average of earlier frames to bin by (its noise is
     independent of this difference's); default: the two frames' own block means.
     ``saturated``: pixels saturated in either frame; blocks at or above their level get a
-    NaN power, as do ``flat`` blocks (:func:`flat_blocks`). ``moved``: the scene did not
-    hold still between the frames
-    (:func:`still_ratio`); the samples are then the cells' residual power of the
-    difference at the two frames' own block means, whatever ``level`` says.
+    NaN power, as do ``flat`` blocks (:func:`flat_blocks`). ``change``
+    (:func:`_pair_change`): "moved" when the scene did not hold still between the frames
+    -- the samples are then the cells' residual power of the difference at the two
+    frames' own block means, whatever ``level`` says --, or "still", "lined" or "shared"
+    when it held still.
     """
     difference = np.subtract(frame, previous, dtype=np.float32)  # exact for counts
     cells = _cell_power(difference)
     power = _block_means(np.square(difference)).ravel()
-    moved = _pair_moved(difference, power, cells)
+    change = _pair_change(difference, power, cells)
+    moved = change == "moved"
     if moved or level is None:
         level = (_block_means(frame) + _block_means(previous)) / 2.0
     if moved:
@@ -489,7 +530,7 @@ def temporal_samples(
     if flat is not None:
         power[flat] = np.nan
     levels = np.array(level, dtype=np.float64).ravel()  # a copy: the caller's average moves on
-    return levels, _drop_saturated(levels, power, saturated), moved
+    return levels, _drop_saturated(levels, power, saturated), change
 
 
 def fit_line(means: np.ndarray, power: np.ndarray) -> tuple[float, float, float]:
@@ -653,6 +694,8 @@ class CameraEstimator:
         self._dark: list[float] = []
         self._frames = 0
         self._moved = 0  # pairs whose scene moved
+        self._shared = 0  # still pairs whose noise neighbours share both ways
+        self._pairs = 0  # pairs compared
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
 
@@ -759,9 +802,15 @@ class CameraEstimator:
             )
         else:
             self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
-        if (self.estimate.saturated, self.estimate.moved) != (self._saturated, self._moved):
+        counts = (self._saturated, self._moved, self._shared, self._pairs)
+        estimate = self.estimate
+        if (estimate.saturated, estimate.moved, estimate.shared, estimate.pairs) != counts:
             self.estimate = dataclasses.replace(
-                self.estimate, saturated=self._saturated, moved=self._moved
+                estimate,
+                saturated=self._saturated,
+                moved=self._moved,
+                shared=self._shared,
+                pairs=self._pairs,
             )
         return self.estimate
 
@@ -788,8 +837,11 @@ class CameraEstimator:
         masks = [saturated, self._previous_saturated, self._before_saturated if triple else None]
         present = [m for m in masks if m is not None]
         touched = np.logical_or.reduce(present) if present else None
-        means, power, moved = temporal_samples(frame, self._previous, self._average, touched, flat)
+        means, power, change = temporal_samples(frame, self._previous, self._average, touched, flat)
+        moved = change == "moved"
         self._moved += moved
+        self._shared += change == "shared"
+        self._pairs += 1
         if triple and not moved and self.estimate is not None:
             assert self._before is not None
             r = second_difference(frame, self._previous, self._before)

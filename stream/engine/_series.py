@@ -165,7 +165,8 @@ class SeriesContext:
             self._history.clear()
             self._mean = None
             self.scene_changes += 1
-        map_scale = self._blend.map_scale_for(engine) if camera is not None else 1.0
+        shared = camera is not None and self._noise_shared()
+        map_scale = self._blend.map_scale_for(engine) if camera is not None and not shared else 1.0
         out, report = engine.denoise_with_report(
             frame,
             camera=camera,
@@ -177,7 +178,9 @@ class SeriesContext:
         self.spikes = report.spike_count
         self.frames_with_spikes += self.spikes > 0
         self.frames_two_scales += report.two_scales
-        if camera is not None and self._blend.setting != "off":
+        if shared:
+            self._blend.serve_as_is()
+        elif camera is not None and self._blend.setting != "off":
             out = self._blend.blended(
                 engine,
                 frame,
@@ -212,6 +215,15 @@ class SeriesContext:
         else:
             self._mean_count += 1
             update_running_mean(self._mean, stored, decay, self._mean_count)
+
+    def _noise_shared(self) -> bool:
+        """Whether the live estimate finds noise that neighbours share both ways (frames
+        registered by sub-pixel shifts before they came): the blend's risk assumes white
+        noise, and on such frames (the independent generator, one-off probe) its choices
+        cost up to 2.9 dB, so the output is served as it is. Noise shared along rows
+        only (an amplifier's low-pass) keeps the blend: there it helped (0.2-0.8 dB)."""
+        estimate = self.estimate
+        return estimate is not None and estimate.noise_shared
 
     def _camera_for(self, frame: np.ndarray) -> CameraModel:
         if self.configured is not None:

@@ -94,6 +94,12 @@ class SeriesBlend:
     def drop_pending(self) -> None:
         self._pending = None
 
+    def serve_as_is(self) -> None:
+        """The frame gets no blend (its noise is not what the risk assumes): the choice
+        reported is the output as it is, and no measurement is pending."""
+        self.choice = IDENTITY
+        self._pending = None
+
     def map_scale_for(self, engine: Engine) -> float:
         """The noise map's scale to run the series' next frame with: the latest regime's
         choice (its frames rarely change regime), 1 for another model or none yet."""
