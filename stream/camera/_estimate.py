@@ -98,6 +98,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,14 +238,19 @@ def _block_means(image: np.ndarray) -> np.ndarray:
     length-4 axis slowly (with that, the estimator's median update at 512 x 512 was 9.2 ms
     in ``benchmarks.camera_estimate_check``; 2.3-3.0 ms with this)."""
     h, w = image.shape
-    cropped = image[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
-    columns = cropped[:, 0::BLOCK].astype(np.float64)
-    for j in range(1, BLOCK):
-        columns += cropped[:, j::BLOCK]
-    total = columns[0::BLOCK].copy()
-    for i in range(1, BLOCK):
-        total += columns[i::BLOCK]
-    return total / BLOCK**2
+    return _group_sums(image[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK], BLOCK, BLOCK) / BLOCK**2
+
+
+def _group_sums(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Sums over ``rows`` x ``columns`` groups of pixels (float64; the image's size a
+    multiple of them), added from strided slices (see :func:`_block_means`)."""
+    across = image[:, 0::columns].astype(np.float64)
+    for j in range(1, columns):
+        across += image[:, j::columns]
+    total = across[0::rows].copy()
+    for i in range(1, rows):
+        total += across[i::rows]
+    return total
 
 
 def darkest_level(image: np.ndarray, block_means: np.ndarray | None = None) -> float:
@@ -431,18 +437,6 @@ def still_ratio(block_power: np.ndarray, cell_power: np.ndarray) -> tuple[float,
     return ratio, 1.0 + max(STILL_MARGIN, 3.6 / math.sqrt(count))
 
 
-def _group_sums(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
-    """Sums over ``rows`` x ``columns`` groups of pixels (float64, raveled), added from
-    strided slices as :func:`_block_means` does."""
-    across = image[:, 0::columns].astype(np.float64)
-    for j in range(1, columns):
-        across += image[:, j::columns]
-    total = across[0::rows].copy()
-    for i in range(1, rows):
-        total += across[i::rows]
-    return total.ravel()
-
-
 def _line_ratio(difference: np.ndarray, block_power: np.ndarray) -> float:
     """The median over 4 x 4 blocks of ``block_power`` (the mean square of each block of
     ``difference``) over the mean square of the block's pixel differences with the next
@@ -452,8 +446,8 @@ def _line_ratio(difference: np.ndarray, block_power: np.ndarray) -> float:
     d = difference[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
     down = np.square(d[0::2] - d[1::2])  # pairs of rows: a block's 2 x 4 of them
     across = np.square(d[:, 0::2] - d[:, 1::2])  # pairs of columns: 4 x 2
-    down_power = _group_sums(down, 2, BLOCK) / 16.0  # halved, over 8
-    across_power = _group_sums(across, BLOCK, 2) / 16.0
+    down_power = _group_sums(down, 2, BLOCK).ravel() / 16.0  # halved, over 8
+    across_power = _group_sums(across, BLOCK, 2).ravel() / 16.0
     ratios = []
     for line_power in (down_power, across_power):
         usable = np.isfinite(block_power) & (line_power > 0)
@@ -463,18 +457,23 @@ def _line_ratio(difference: np.ndarray, block_power: np.ndarray) -> float:
     return min(ratios)
 
 
-def _pair_change(difference: np.ndarray, block_power: np.ndarray, cells: np.ndarray) -> str:
-    """What a pair's ``difference`` shows: "still" by its cells' residuals
+def _pair_change(
+    block_power: np.ndarray, cells: np.ndarray, difference: Callable[[], np.ndarray]
+) -> str:
+    """What a pair's difference shows: "still" by its cells' residuals
     (:func:`still_ratio`); "moved" where they say otherwise and so do its lines
     (:func:`_line_ratio`) and its wide cells (:func:`_wide_cell_power`); still with noise
     that neighbours share (:data:`LINE_MARGIN`) where either of those finds it still:
-    "lined" along rows or columns (the lines), "shared" both ways (the wide cells)."""
+    "lined" along rows or columns (the lines), "shared" both ways (the wide cells).
+    ``difference`` makes the difference again, for those two only: the usual pair is
+    still by its cells, and its caller squares its difference in place."""
     ratio, limit = still_ratio(block_power, cells)
     if ratio <= limit:
         return "still"
-    if _line_ratio(difference, block_power) <= 1.0 + LINE_MARGIN:
+    again = difference()
+    if _line_ratio(again, block_power) <= 1.0 + LINE_MARGIN:
         return "lined"
-    wide, _ = still_ratio(block_power, _wide_cell_power(difference))
+    wide, _ = still_ratio(block_power, _wide_cell_power(again))
     return "shared" if wide <= 1.0 + LINE_MARGIN else "moved"
 
 
@@ -492,10 +491,13 @@ def scene_moved(frame: np.ndarray, previous: np.ndarray, max_blocks: int = 4096)
     def sampled(image: np.ndarray) -> np.ndarray:
         return image[: rows * BLOCK].reshape(rows, BLOCK, w)[::step].reshape(-1, w)
 
-    difference = np.subtract(sampled(frame), sampled(previous), dtype=np.float32)
-    cells = _cell_power(difference)
-    block_power = _block_means(np.square(difference)).ravel()
-    return _pair_change(difference, block_power, cells) == "moved"
+    def difference() -> np.ndarray:
+        return np.subtract(sampled(frame), sampled(previous), dtype=np.float32)
+
+    squared = difference()
+    cells = _cell_power(squared)
+    np.square(squared, out=squared)
+    return _pair_change(_block_means(squared).ravel(), cells, difference) == "moved"
 
 
 def temporal_samples(
@@ -516,10 +518,15 @@ def temporal_samples(
     frames' own block means, whatever ``level`` says --, or "still", "lined" or "shared"
     when it held still.
     """
-    difference = np.subtract(frame, previous, dtype=np.float32)  # exact for counts
-    cells = _cell_power(difference)
-    power = _block_means(np.square(difference)).ravel()
-    change = _pair_change(difference, power, cells)
+
+    def difference() -> np.ndarray:
+        return np.subtract(frame, previous, dtype=np.float32)  # exact for counts
+
+    squared = difference()
+    cells = _cell_power(squared)
+    np.square(squared, out=squared)
+    power = _block_means(squared).ravel()
+    change = _pair_change(power, cells, difference)
     moved = change == "moved"
     if moved or level is None:
         level = (_block_means(frame) + _block_means(previous)) / 2.0

@@ -98,7 +98,7 @@ class SeriesBlend:
         """The frame gets no blend (its noise is not what the risk assumes): the choice
         reported is the output as it is, and no measurement is pending."""
         self.choice = IDENTITY
-        self._pending = None
+        self.drop_pending()
 
     def map_scale_for(self, engine: Engine) -> float:
         """The noise map's scale to run the series' next frame with: the latest regime's
