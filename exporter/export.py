@@ -5,7 +5,7 @@ loaded by the real :class:`stream.engine.Engine` (CPU provider) and its output o
 random frames in raw camera units — whole frames of odd sizes, one frame cut into
 tiles, and one direct batch — is compared with the torch model on the same input.
 The torch reference reproduces the engine's canonical output exactly as defined in
-:mod:`stream.engine`: normalise, reflect-pad by the receptive-field radius, run,
+:mod:`stream.engine`: normalise, reflect-pad (`stream.engine.pad_canonical`), run,
 crop, denormalise. An export whose error exceeds the bound raises instead of being
 shipped.
 
@@ -31,7 +31,14 @@ import torch
 from exporter.model import DnCNN, receptive_field
 from exporter.train import load_checkpoint
 from stream import ModelError
-from stream.engine import CameraModel, Engine, ModelMetadata, model_input
+from stream.engine import (
+    CameraModel,
+    Engine,
+    ModelMetadata,
+    border_for,
+    model_input,
+    pad_canonical,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +211,13 @@ def _model_units(frames: np.ndarray, meta: ModelMetadata) -> tuple[np.ndarray, f
 
 def _reference(model: torch.nn.Module, frames: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     """The engine's canonical output computed with torch (see module docstring)."""
-    m = meta.radius
     inputs, scale, offset = _model_units(frames, meta)
-    padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect") if m else inputs
+    padded = pad_canonical(inputs, meta.radius, meta.alignment)
     with torch.inference_mode():
         out = model(torch.from_numpy(np.ascontiguousarray(padded))[None])[0, 0].numpy()
     h, w = frames.shape[1:]
-    crop = out[m : m + h, m : m + w]
+    b = border_for(meta.radius, meta.alignment)
+    crop = out[b : b + h, b : b + w]
     return crop * np.float32(scale) + np.float32(offset)
 
 

@@ -50,8 +50,8 @@ Presets
     denoising); width costs quadratically, and ORT's NCHWc kernels work in blocks of 16
     channels with AVX-512, so width 24 measured as slowly as 32. Hence narrow (16) and
     as deep as the budget allows. Latency is through the whole engine (normalise,
-    reflect-pad by the receptive-field radius, run, crop), so deeper models also pay
-    for a larger input.
+    reflect-pad, run, crop); the reflected border was the receptive-field radius when
+    these were measured, so deeper models also paid for a larger input.
 """
 
 from __future__ import annotations

@@ -60,12 +60,15 @@ from ._providers import (
 )
 from ._series import SeriesContext
 from ._tiling import (
+    MAX_BORDER,
     TilePlan,
     TileWorkspace,
     blend_tiles,
+    border_for,
     check_tiling,
     default_tile_overlap,
     gather_tiles,
+    pad_canonical,
     plan_tiles,
     reflect_pad_into,
 )
@@ -79,6 +82,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GPU_DEFAULT",
     "HDR_RATIO",
+    "MAX_BORDER",
     "ORT_NAMES",
     "PREFIX",
     "RETIRED",
@@ -98,6 +102,7 @@ __all__ = [
     "binned_output",
     "blend_tiles",
     "block_levels",
+    "border_for",
     "check_passes",
     "check_tiling",
     "count_non_finite",
@@ -111,6 +116,7 @@ __all__ = [
     "gather_tiles",
     "model_id_for",
     "model_input",
+    "pad_canonical",
     "peak_snr",
     "plan_tiles",
     "probe_providers",

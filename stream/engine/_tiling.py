@@ -1,15 +1,21 @@
 """Tile plans: split a frame into equal, overlapping tiles and blend them back.
 
 The canonical output for a frame is *the model applied to the frame reflect-padded by
-the model's receptive-field radius* ``m``, cropped by ``m``. Every path reproduces it:
+a border* ``b`` (and at the end up to the model's alignment), cropped by it. The border
+is the model's receptive-field radius ``m``, capped near :data:`MAX_BORDER`: beyond it the
+network's own zero padding stands in for the scene, as it did for every training patch,
+and each reflected pixel costs a model pixel (a 25-px border made a 256 x 256 frame 43 %
+more pixels to compute; see the constant for what the narrower one costs). Every path
+reproduces the canonical output:
 
 - a padded frame that fits one tile runs whole (no overlap cost, no blending);
-- otherwise equal tiles are cut from the padded frame and batched into one run. Each
-  tile keeps only ``[start + m, start + t - m)`` per axis: those pixels saw exactly the
-  context they would have seen in the whole padded frame, so tiled == whole up to
-  floating-point reassociation inside the model. The kept regions overlap by
-  ``overlap - 2m`` and are blended there with a smooth ramp; the weights are a
-  partition of unity.
+- otherwise equal tiles are cut from the padded frame and batched into one run. A tile
+  keeps the pixels that saw exactly the context they would have seen in the whole
+  padded frame: ``m`` short of each of its edges inside the padded frame, and up to an
+  edge that is the padded frame's own (the whole frame's zero padding is the tile's
+  there). So tiled == whole up to floating-point reassociation inside the model. The
+  kept regions overlap by at least ``overlap - 2m`` and are blended there with a smooth
+  ramp; the weights are a partition of unity.
 
 Weights are quantised to multiples of 2**-12 per axis, so the 2-D weights (products)
 are exact in float32 and sum to exactly 1. Blending uses the running weighted mean
@@ -38,10 +44,43 @@ F32 = NDArray[np.float32]
 DEFAULT_TILE_CORE = 1024
 #: Blend width beyond the discarded margin in the default plan.
 DEFAULT_BLEND = 16
+#: Widest reflected border around a frame (the model's receptive-field radius if less,
+#: give or take the alignment: see :func:`border_for`). ``na-lite`` and ``na-temporal``
+#: through the evaluation as served (16-frame 128 x 128 movies of the independent and
+#: textures generators, 1-1000 photons): a 9-px border gave the 25-px one's margins over
+#: the baselines within 0.01 dB in 23 of 24 cases (+0.06 in the other); an
+#: 8- or 16-px border, which moves the frame by one pixel on the unshuffled body's 2 x 2
+#: grid, moved them by -0.14 to +0.22 dB. A 256 x 256 frame computes 274 x 274 pixels
+#: instead of 306 x 306 (20 % fewer), a 512 x 512 one 530 x 530 instead of 562 x 562.
+MAX_BORDER = 8
 #: Smallest raw ramp weight inside a kept region, so every kept pixel counts.
 _EPS = 1e-3
 #: Per-axis weights are multiples of 1/_QUANT (products stay exact in float32).
 _QUANT = 4096
+
+
+def border_for(margin: int, alignment: int = 1) -> int:
+    """The reflected border of a model of receptive-field radius ``margin``: the margin,
+    or if wider at most ``MAX_BORDER + alignment - 1`` px, as many fewer than the margin
+    as keeps the frame where the margin put it on the model's alignment grid (the
+    figures measured with the whole margin stand; see :data:`MAX_BORDER`)."""
+    if margin <= MAX_BORDER:
+        return margin
+    return margin - (margin - MAX_BORDER) // alignment * alignment
+
+
+def axis_padding(size: int, border: int, alignment: int = 1) -> tuple[int, int]:
+    """Reflected pixels ``(before, after)`` one axis of ``size`` gets: ``border`` each side,
+    and at the end as many more as make the padded size a multiple of ``alignment``."""
+    return border, border + (-(size + 2 * border)) % alignment
+
+
+def pad_canonical(planes: np.ndarray, margin: int, alignment: int = 1) -> np.ndarray:
+    """``planes`` (..., H, W) reflect-padded as the engine pads a frame (the canonical
+    output is the model on this, cropped by :func:`axis_padding`'s ``before``)."""
+    b = border_for(margin, alignment)
+    pads = [axis_padding(n, b, alignment) for n in planes.shape[-2:]]
+    return np.pad(planes, [(0, 0)] * (planes.ndim - 2) + pads, mode="reflect")
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,22 +92,27 @@ class TilePlan:
     shape
         Frame shape ``(H, W)``.
     padded_shape
-        ``(H + 2m, W + 2m)``.
+        ``(H + 2b, W + 2b)``, plus up to ``alignment - 1`` at the end of each axis.
     margin
-        ``m``, the model's receptive-field radius: reflect padding and per-tile discard.
+        ``m``, the model's receptive-field radius: what a tile discards at an edge inside
+        the padded frame.
+    border
+        ``b``, the reflected border: the frame's origin in padded coordinates.
     tile_shape
         ``(th, tw)``, the same for every tile so they batch into one run.
     starts_y, starts_x
         Tile origins per axis in padded coordinates; tile ``k`` is
         ``(starts_y[k // nx], starts_x[k % nx])`` (row-major).
+    kept_y, kept_x
+        Per tile row / column: the kept range ``(k0, k1)`` in tile coordinates.
     weights
-        ``(n_tiles, th, tw)`` float32 blend weights in tile coordinates, zero in the
-        discarded margin; summed over tiles they are exactly 1 on the cropped frame.
+        ``(n_tiles, th, tw)`` float32 blend weights in tile coordinates, zero outside
+        the kept range; summed over tiles they are exactly 1 on the frame.
     alpha
-        ``(n_tiles, th - 2m, tw - 2m)`` float32 running-mean coefficients over the kept
-        region, used by :func:`blend_tiles`.
+        ``(n_tiles, th, tw)`` float32 running-mean coefficients, used over the kept
+        range by :func:`blend_tiles` (zero outside it).
     core_y, core_x
-        Per tile row / column: offset into the kept region where the previous tile row
+        Per tile row / column: offset into the kept range where the previous tile row
         / column stops covering. Kept pixels at or beyond both offsets are covered by no
         earlier tile (``alpha == 1``) and are copied instead of blended.
     """
@@ -76,9 +120,12 @@ class TilePlan:
     shape: tuple[int, int]
     padded_shape: tuple[int, int]
     margin: int
+    border: int
     tile_shape: tuple[int, int]
     starts_y: tuple[int, ...]
     starts_x: tuple[int, ...]
+    kept_y: tuple[tuple[int, int], ...]
+    kept_x: tuple[tuple[int, int], ...]
     weights: F32
     alpha: F32
     core_y: tuple[int, ...]
@@ -116,7 +163,8 @@ def default_tile_overlap(margin: int) -> tuple[int, int]:
 
     ``overlap = 2m + 16``: each tile discards ``m`` pixels per side and blends over the
     16 pixels beyond. ``tile = 1024 + overlap`` makes the tile *step* exactly 1024, so:
-    frames up to 1040 x 1040 run whole (no overlap cost), a 2048 x 2048 frame runs as
+    frames up to ``tile - 2b`` run whole (1074 px for a radius of 25: no overlap cost),
+    a 2048 x 2048 frame runs as
     2 x 2 tiles (about 11 % overhead) and 4096 x 4096 as 4 x 4. (``tile = 1024 + 2m``
     would leave a 2048-wide frame 16 pixels short of two tiles and cost a third.)
     Tiles of about a megapixel keep a GPU busy while bounding activation memory.
@@ -165,24 +213,44 @@ def _axis_starts(
     return t, starts
 
 
-def _core_offsets(starts: tuple[int, ...], t: int, margin: int) -> tuple[int, ...]:
+def _kept_ranges(
+    padded: int, t: int, starts: tuple[int, ...], margin: int, pad: tuple[int, int]
+) -> tuple[tuple[int, int], ...]:
+    """Per tile: the kept range ``(k0, k1)`` in tile coordinates (see the module doc).
+
+    An edge inside the padded frame gives up ``margin``; an edge that is the padded
+    frame's gives up only its padding (``pad``, before and after), where the whole frame
+    has the same zero padding beyond it. Nothing outside the frame is kept.
+    """
+    before, after = pad
+    end = padded - after  # the frame's end in padded coordinates
+    ranges = []
+    for s in starts:
+        k0 = before if s == 0 else margin
+        k1 = min(t - min(margin, after) if s + t == padded else t - margin, end - s)
+        ranges.append((k0, max(k0, k1)))
+    return tuple(ranges)
+
+
+def _core_offsets(starts: tuple[int, ...], kept: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
     """Per tile: where, in kept coordinates, the previous tile's kept region ends."""
-    kept = t - 2 * margin
-    later = (max(0, min(kept, prev - start + kept)) for prev, start in pairwise(starts))
+    later = (
+        max(0, min(k1 - k0, s0 + e0 - (s1 + k0)))
+        for (s0, (_, e0)), (s1, (k0, k1)) in pairwise(zip(starts, kept, strict=True))
+    )
     return (0, *later)
 
 
 def _axis_weights(
-    padded: int, t: int, starts: tuple[int, ...], margin: int, ramp: int
+    padded: int, t: int, starts: tuple[int, ...], kept: tuple[tuple[int, int], ...], ramp: int
 ) -> list[np.ndarray]:
-    """Per-tile 1-D weights (float64, multiples of 1/_QUANT) summing to 1 on [m, P - m)."""
+    """Per-tile 1-D weights (float64, multiples of 1/_QUANT) summing to 1 where kept."""
     x = np.arange(t, dtype=np.float64)
-    k0, k1 = margin, t - margin
-    raw = np.clip(np.minimum(x - k0 + 0.5, k1 - x - 0.5) / ramp, _EPS, 1.0)
-    raw[:k0] = 0.0
-    raw[k1:] = 0.0
     glob = np.zeros((len(starts), padded))
-    for i, s in enumerate(starts):
+    for i, (s, (k0, k1)) in enumerate(zip(starts, kept, strict=True)):
+        raw = np.clip(np.minimum(x - k0 + 0.5, k1 - x - 0.5) / ramp, _EPS, 1.0)
+        raw[:k0] = 0.0
+        raw[k1:] = 0.0
         glob[i, s : s + t] = raw
     total = glob.sum(axis=0)
     inside = total > 0
@@ -198,35 +266,46 @@ def _axis_weights(
 
 @lru_cache(maxsize=32)
 def plan_tiles(
-    shape: tuple[int, int], tile: int, overlap: int, margin: int, alignment: int = 1
+    shape: tuple[int, int],
+    tile: int,
+    overlap: int,
+    margin: int,
+    alignment: int = 1,
+    border: int | None = None,
 ) -> TilePlan:
     """Tile plan for a frame of ``shape`` (cached: computed once per configuration).
 
-    With ``alignment`` > 1 the padded frame gets up to ``alignment - 1`` more reflected
-    rows and columns at its end, and tiles are cut on the aligned grid.
+    ``border`` (default :func:`border_for` the margin, at most the margin) is reflected
+    around the frame; with ``alignment`` > 1 the padded frame gets up to ``alignment -
+    1`` more reflected rows and columns at its end, and tiles are cut on the aligned grid.
 
     Raises
     ------
     ConfigError
-        If ``overlap < 2 * margin`` or ``tile <= overlap``, or the shape is empty.
+        If ``overlap < 2 * margin`` or ``tile <= overlap``, the border is not within
+        ``[0, margin]``, or the shape is empty.
     """
     h, w = (int(v) for v in shape)
     if h < 1 or w < 1:
         raise ConfigError(f"frame shape must be at least 1 x 1, got {shape}")
     check_tiling(tile, overlap, margin)
     m, a = margin, alignment
-    ph, pw = h + 2 * m, w + 2 * m
-    if a > 1 and (ph > tile or pw > tile):  # tiled: every tile on the aligned grid
-        ph, pw = ph + (-ph) % a, pw + (-pw) % a
+    b = border_for(m, a) if border is None else border
+    if not 0 <= b <= m:
+        raise ConfigError(f"border must be within [0, margin = {m}], got {b}")
+    pad_y, pad_x = axis_padding(h, b, a), axis_padding(w, b, a)
+    ph, pw = h + sum(pad_y), w + sum(pad_x)
     ramp = max(1, overlap - 2 * m)
     th, starts_y = _axis_starts(ph, tile, overlap, a)
     tw, starts_x = _axis_starts(pw, tile, overlap, a)
-    wy = _axis_weights(ph, th, starts_y, m, ramp)
-    wx = _axis_weights(pw, tw, starts_x, m, ramp)
+    kept_y = _kept_ranges(ph, th, starts_y, m, pad_y)
+    kept_x = _kept_ranges(pw, tw, starts_x, m, pad_x)
+    wy = _axis_weights(ph, th, starts_y, kept_y, ramp)
+    wx = _axis_weights(pw, tw, starts_x, kept_x, ramp)
 
     n = len(starts_y) * len(starts_x)
     weights = np.empty((n, th, tw), dtype=np.float32)
-    alpha = np.empty((n, th - 2 * m, tw - 2 * m), dtype=np.float32)
+    alpha = np.zeros((n, th, tw), dtype=np.float32)
     cumulative = np.zeros((ph, pw))
     k = 0
     for iy, sy in enumerate(starts_y):
@@ -235,9 +314,7 @@ def plan_tiles(
             weights[k] = w2
             region = cumulative[sy : sy + th, sx : sx + tw]
             region += w2
-            kept = (slice(m, th - m), slice(m, tw - m))
-            cum = region[kept]
-            alpha[k] = np.divide(w2[kept], cum, out=np.zeros_like(cum), where=cum > 0)
+            np.divide(w2, region, out=alpha[k], where=region > 0)
             k += 1
     weights.flags.writeable = False
     alpha.flags.writeable = False
@@ -245,13 +322,16 @@ def plan_tiles(
         shape=(h, w),
         padded_shape=(ph, pw),
         margin=m,
+        border=b,
         tile_shape=(th, tw),
         starts_y=starts_y,
         starts_x=starts_x,
+        kept_y=kept_y,
+        kept_x=kept_x,
         weights=weights,
         alpha=alpha,
-        core_y=_core_offsets(starts_y, th, m),
-        core_x=_core_offsets(starts_x, tw, m),
+        core_y=_core_offsets(starts_y, kept_y),
+        core_x=_core_offsets(starts_x, kept_x),
     )
 
 
@@ -301,27 +381,25 @@ def gather_tiles(padded: F32, plan: TilePlan, batch: F32) -> None:
 
 
 def blend_tiles(batch_out: F32, plan: TilePlan, out: F32, scratch: F32 | None = None) -> None:
-    """Blend model outputs [n, 1, th, tw] into ``out`` (H, W), dropping the margins.
+    """Blend model outputs [n, 1, th, tw] into ``out`` (H, W), keeping each tile's kept range.
 
     Every pixel of ``out`` is written (its prior contents do not matter). ``scratch`` is
-    a float32 buffer of at least the kept tile size; pass one to avoid allocating
+    a float32 buffer of at least the tile size; pass one to avoid allocating
     (TileWorkspace does).
     """
-    m = plan.margin
-    th, tw = plan.tile_shape
-    kh, kw = th - 2 * m, tw - 2 * m
-    h, w = plan.shape
+    b = plan.border
     if scratch is None:
-        scratch = np.empty((kh, kw), dtype=np.float32)
+        scratch = np.empty(plan.tile_shape, dtype=np.float32)
     k = 0
-    for sy, r0 in zip(plan.starts_y, plan.core_y, strict=True):
-        for sx, c0 in zip(plan.starts_x, plan.core_x, strict=True):
-            # Kept region [s + m, s + t - m) in padded coordinates is [s, s + t - 2m) in
-            # out; an aligned plan's last tiles reach past the frame: those rows go nowhere.
-            rh, rw = min(kh, h - sy), min(kw, w - sx)
-            acc = out[sy : sy + rh, sx : sx + rw]
-            tile = batch_out[k, 0, m : m + rh, m : m + rw]
-            alpha = plan.alpha[k]
+    for sy, (y0, y1), r0 in zip(plan.starts_y, plan.kept_y, plan.core_y, strict=True):
+        for sx, (x0, x1), c0 in zip(plan.starts_x, plan.kept_x, plan.core_x, strict=True):
+            # The kept range [s + k0, s + k1) in padded coordinates is [s + k0 - b,
+            # s + k1 - b) in out: plans keep nothing outside the frame.
+            oy, ox = sy + y0 - b, sx + x0 - b
+            rh, rw = y1 - y0, x1 - x0
+            acc = out[oy : oy + rh, ox : ox + rw]
+            tile = batch_out[k, 0, y0 : y0 + rh, x0 : x0 + rw]
+            alpha = plan.alpha[k, y0 : y0 + rh, x0 : x0 + rw]
             # Core: no earlier tile covers it (alpha == 1), so copy. The earliest tile
             # covering any pixel has it in its core, so the strips below always blend
             # into written values.
@@ -346,7 +424,7 @@ class TileWorkspace:
     def __init__(self, plan: TilePlan, channels: int = 1) -> None:
         self.plan = plan
         n, (th, tw) = plan.n_tiles, plan.tile_shape
-        m, (h, w) = plan.margin, plan.shape
+        b, (h, w) = plan.border, plan.shape
         self.batch_in: F32 = np.zeros((n, channels, th, tw), dtype=np.float32)
         self.batch_out: F32 = np.zeros((n, 1, th, tw), dtype=np.float32)
         if plan.is_whole:
@@ -354,17 +432,17 @@ class TileWorkspace:
             self._scratch: F32 | None = None
         else:
             self.padded = np.zeros((channels, *plan.padded_shape), dtype=np.float32)
-            self._scratch = np.empty((th - 2 * m, tw - 2 * m), dtype=np.float32)
+            self._scratch = np.empty((th, tw), dtype=np.float32)
         #: Where each (normalised) input plane goes; then call :meth:`prepare`.
-        self.interiors: list[F32] = [self.padded[c, m : m + h, m : m + w] for c in range(channels)]
+        self.interiors: list[F32] = [self.padded[c, b : b + h, b : b + w] for c in range(channels)]
         #: The first plane's interior (one-channel models).
         self.interior: F32 = self.interiors[0]
-        self._crop = (0, 0, slice(m, m + h), slice(m, m + w))
+        self._crop = (0, 0, slice(b, b + h), slice(b, b + w))
 
     def prepare(self) -> None:
         """Reflect-pad the filled interiors and gather tiles into ``batch_in``."""
         for plane in self.padded:
-            reflect_fill_border(plane, self.plan.margin, self.plan.shape)
+            reflect_fill_border(plane, self.plan.border, self.plan.shape)
         if not self.plan.is_whole:
             gather_tiles(self.padded, self.plan, self.batch_in)
 

@@ -52,6 +52,23 @@ def test_noise_adaptive_default_carries_its_contract():
         assert engine.model_id == meta.content_hash[:12]  # type: ignore[index]
 
 
+def test_the_default_tiled_equals_whole_with_a_border_under_its_radius():
+    """na-lite's border (9 px) is narrower than its radius (25): tiles cut at the frame's
+    edge keep the pixels there, and every path gives the whole frame's answer."""
+    frame = np.random.default_rng(5).poisson(30.0, (203, 170)).astype(np.uint16) + 100
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
+    path = shipped_model_path("na-lite")
+    with (
+        Engine(path, provider="cpu", warmup_shape=None) as whole,
+        Engine(path, provider="cpu", warmup_shape=None, tile=96, overlap=60) as tiled,
+    ):
+        plan = tiled.plan_for(frame.shape)
+        assert plan.n_tiles >= 4 and plan.border == 9 < plan.margin == 25
+        assert whole.plan_for(frame.shape).padded_shape == (222, 188)  # 9 px, then even
+        want = whole.denoise(frame, camera=camera)
+        np.testing.assert_allclose(tiled.denoise(frame, camera=camera), want, atol=2e-3)
+
+
 def test_temporal_model_carries_its_contract():
     with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
         meta = engine.metadata

@@ -13,7 +13,9 @@ from stream import ConfigError
 from stream.engine import (
     TilePlan,
     TileWorkspace,
+    border_for,
     default_tile_overlap,
+    pad_canonical,
     plan_tiles,
     reflect_pad_into,
 )
@@ -21,14 +23,19 @@ from stream.engine import (
 PROPERTY = settings(max_examples=100, deadline=None)
 
 
+Config = tuple[tuple[int, int], int, int, int, int, int]
+
+
 @st.composite
-def configs(draw: st.DrawFn) -> tuple[tuple[int, int], int, int, int]:
-    """(shape, tile, overlap, margin), from 1 x 1 frames to several tiles per axis."""
+def configs(draw: st.DrawFn) -> Config:
+    """(shape, tile, overlap, margin, alignment, border), from 1 x 1 frames to several
+    tiles per axis, with a reflected border from none to the whole margin."""
     margin = draw(st.integers(0, 6))
+    alignment = draw(st.sampled_from([1, 1, 2, 4]))
     overlap = 2 * margin + draw(st.integers(0, 12))
-    tile = overlap + draw(st.integers(1, 48))
+    tile = overlap + 2 * alignment + draw(st.integers(0, 48))  # an aligned step fits
     shape = (draw(st.integers(1, 120)), draw(st.integers(1, 120)))
-    return shape, tile, overlap, margin
+    return shape, tile, overlap, margin, alignment, draw(st.integers(0, margin))
 
 
 def run_tiled(frame: np.ndarray, plan: TilePlan, model) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -42,12 +49,14 @@ def run_tiled(frame: np.ndarray, plan: TilePlan, model) -> np.ndarray:  # type: 
     return out
 
 
-def run_canonical(frame: np.ndarray, margin: int, model) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Definition of the right answer: model on the reflect-padded frame, cropped."""
-    padded = np.pad(frame, margin, mode="reflect")
-    out = model(padded[None, None])[0, 0]
+def run_canonical(frame: np.ndarray, border: int, model, alignment: int = 1) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Definition of the right answer: the model on the frame reflect-padded by the
+    border (and at the end up to the alignment), cropped."""
     h, w = frame.shape
-    return out[margin : margin + h, margin : margin + w]
+    pads = [(border, border + (-(n + 2 * border)) % alignment) for n in (h, w)]
+    padded = np.pad(frame, pads, mode="reflect")
+    out = model(padded[None, None])[0, 0]
+    return out[border : border + h, border : border + w]
 
 
 def zero_padded_conv(kernel: np.ndarray):  # type: ignore[no-untyped-def]
@@ -79,8 +88,8 @@ ODD_SHAPES = [
     ((200, 200), 64, 16, 4, (4, 4), False),
     ((57, 1000), 64, 8, 4, (2, 18), False),  # overlap == 2m: no blend band
     ((5, 7), 4, 2, 1, (3, 4), False),  # tiles smaller than the frame on both axes
-    ((1040, 1040), *default_tile_overlap(20), 20, (1, 1), True),
-    ((1041, 1040), *default_tile_overlap(20), 20, (2, 1), False),
+    ((1064, 1064), *default_tile_overlap(20), 20, (1, 1), True),  # + 2 x 8 border = 1080
+    ((1065, 1064), *default_tile_overlap(20), 20, (2, 1), False),
     ((2048, 2048), *default_tile_overlap(20), 20, (2, 2), False),
     ((2304, 2304), *default_tile_overlap(1), 1, (3, 3), False),
     ((4096, 4096), *default_tile_overlap(20), 20, (4, 4), False),
@@ -100,7 +109,9 @@ def test_tile_counts(
     assert (len(plan.starts_y), len(plan.starts_x)) == counts
     assert plan.n_tiles == counts[0] * counts[1]
     assert plan.is_whole is whole
-    assert plan.padded_shape == (shape[0] + 2 * margin, shape[1] + 2 * margin)
+    b = border_for(margin)
+    assert plan.border == b == min(margin, 8)
+    assert plan.padded_shape == (shape[0] + 2 * b, shape[1] + 2 * b)
     assert plan.weights.shape == (plan.n_tiles, *plan.tile_shape)
     for starts, size, t in zip(
         (plan.starts_y, plan.starts_x), plan.padded_shape, plan.tile_shape, strict=True
@@ -163,36 +174,36 @@ def test_reflect_pad_matches_numpy(shape: tuple[int, int], margin: int) -> None:
 
 @PROPERTY
 @given(configs())
-def test_weights_are_a_partition_of_unity(config: tuple[tuple[int, int], int, int, int]) -> None:
+def test_weights_are_a_partition_of_unity(config: Config) -> None:
     plan = plan_tiles(*config)
     th, tw = plan.tile_shape
     total = np.zeros(plan.padded_shape, dtype=np.float32)
     for k, (sy, sx) in enumerate(plan.origins()):
         total[sy : sy + th, sx : sx + tw] += plan.weights[k]
-    m, (h, w) = plan.margin, plan.shape
-    assert (total[m : m + h, m : m + w] == 1).all()  # exactly: dyadic weights
-    total[m : m + h, m : m + w] = 0
-    assert (total == 0).all()  # nothing from the discarded margins
+    b, (h, w) = plan.border, plan.shape
+    assert (total[b : b + h, b : b + w] == 1).all()  # exactly: dyadic weights
+    total[b : b + h, b : b + w] = 0
+    assert (total == 0).all()  # nothing from the reflected border or the discarded margins
+    assert plan.padded_shape[0] % config[4] == 0 and plan.padded_shape[1] % config[4] == 0
 
 
 @PROPERTY
 @given(configs())
-def test_core_regions_are_first_cover(config: tuple[tuple[int, int], int, int, int]) -> None:
+def test_core_regions_are_first_cover(config: Config) -> None:
     """blend_tiles copies the core: valid only if alpha is exactly 1 there."""
     plan = plan_tiles(*config)
     k = 0
-    for r0 in plan.core_y:
-        for c0 in plan.core_x:
-            assert (plan.alpha[k][r0:, c0:] == 1).all()
-            assert (plan.alpha[k] > 0).all()  # every kept pixel contributes
+    for (y0, y1), r0 in zip(plan.kept_y, plan.core_y, strict=True):
+        for (x0, x1), c0 in zip(plan.kept_x, plan.core_x, strict=True):
+            kept = plan.alpha[k, y0:y1, x0:x1]
+            assert (kept[r0:, c0:] == 1).all()
+            assert (kept > 0).all()  # every kept pixel contributes
             k += 1
 
 
 @PROPERTY
 @given(configs(), st.integers(0, 2**32 - 1))
-def test_identity_reproduces_input_exactly(
-    config: tuple[tuple[int, int], int, int, int], seed: int
-) -> None:
+def test_identity_reproduces_input_exactly(config: Config, seed: int) -> None:
     plan = plan_tiles(*config)
     rng = np.random.default_rng(seed)
     frame = (rng.standard_normal(plan.shape) * 10.0 ** rng.integers(-3, 6)).astype(np.float32)
@@ -201,19 +212,17 @@ def test_identity_reproduces_input_exactly(
 
 @PROPERTY
 @given(configs(), st.integers(0, 6), st.integers(0, 2**32 - 1))
-def test_conv_tiled_equals_whole(
-    config: tuple[tuple[int, int], int, int, int], radius: int, seed: int
-) -> None:
-    shape, tile, overlap, margin = config
+def test_conv_tiled_equals_whole(config: Config, radius: int, seed: int) -> None:
+    shape, tile, overlap, margin, alignment, border = config
     radius = min(radius, margin)
-    plan = plan_tiles(shape, tile, overlap, margin)
+    plan = plan_tiles(shape, tile, overlap, margin, alignment, border)
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal((2 * radius + 1, 2 * radius + 1))
     frame = rng.uniform(0, 1000, shape).astype(np.float32)
     model = zero_padded_conv(kernel)
     np.testing.assert_allclose(
         run_tiled(frame, plan, model),
-        run_canonical(frame, margin, model),
+        run_canonical(frame, border, model, alignment),
         rtol=1e-5,
         atol=1e-5 * 1000,
     )
@@ -226,3 +235,28 @@ def test_conv_with_too_small_margin_differs() -> None:
     frame = np.random.default_rng(1).uniform(0, 1000, plan.shape).astype(np.float32)
     model = zero_padded_conv(np.ones((5, 5)) / 25)  # radius 2 > margin 1
     assert not np.allclose(run_tiled(frame, plan, model), run_canonical(frame, 1, model), rtol=1e-5)
+
+
+def test_border_narrower_than_margin_keeps_the_frame_edge() -> None:
+    """With a border under the margin, an edge tile keeps pixels inside the margin (the
+    padded frame's own edge is its edge), and what it gives there is the whole frame's
+    answer: a kernel as wide as the margin, whose output at the frame's edge depends on
+    the zero padding beyond the border."""
+    plan = plan_tiles((70, 61), 30, 12, 4, 2, 1)
+    assert plan.n_tiles > 1 and plan.kept_y[0] == (1, 26) and plan.kept_x[0] == (1, 26)
+    frame = np.random.default_rng(2).uniform(0, 1000, plan.shape).astype(np.float32)
+    model = zero_padded_conv(np.random.default_rng(3).standard_normal((9, 9)))
+    want = run_canonical(frame, 1, model, 2)
+    np.testing.assert_allclose(run_tiled(frame, plan, model), want, rtol=1e-5, atol=1e-2)
+    assert not np.allclose(want, run_canonical(frame, 4, model), rtol=1e-3)  # border matters
+
+
+@pytest.mark.parametrize(("margin", "border"), [(0, 0), (3, 3), (8, 8), (9, 9), (24, 8), (25, 9)])
+def test_canonical_padding(margin: int, border: int) -> None:
+    """pad_canonical is the padding the engine's plans use (the export's reference)."""
+    planes = np.random.default_rng(4).random((2, 37, 52), dtype=np.float32)
+    padded = pad_canonical(planes, margin, 2)
+    plan = plan_tiles(planes.shape[1:], 4096, 2 * margin, margin, 2)
+    assert plan.border == border and padded.shape[1:] == plan.padded_shape
+    b = border
+    np.testing.assert_array_equal(padded[:, b : b + 37, b : b + 52], planes)
