@@ -13,7 +13,10 @@ factor F^2 (2 for an EMCCD's register) scales the shot noise's variance, and a
 Poisson-Gaussian fit sees the gain F^2 x gain. A camera may have hot pixels: a
 ``hot`` fraction of its pixels, at places fixed for the camera, collect a dark signal of
 ``HOT_ELECTRONS`` on average per frame (Poisson, as dark current is) on top of the
-scene; the clean movie does not have them (they are the camera's, not the scene's).
+scene; the clean movie does not have them (they are the camera's, not the scene's). An
+sCMOS camera may have noisy pixels: a ``noisy`` fraction of its pixels, at places fixed
+for the camera, read out with a read noise drawn once per pixel from ``NOISY_ELECTRONS``
+instead of the camera's (its random-telegraph tail).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from ._results import with_camera
 _NOISE_TAG = 7_041
 #: Seed-sequence tag of the hot pixels' places (the same for every movie of a camera).
 _HOT_TAG = 7_043
+#: Seed-sequence tag of the noisy pixels' places and read noise.
+_NOISY_TAG = 7_047
+#: A noisy pixel's read noise, e- rms: drawn uniformly from this range (an sCMOS's tail;
+#: its median pixel reads 1-2 e-).
+NOISY_ELECTRONS = (5.0, 20.0)
 #: A hot pixel's mean dark signal per frame, in electrons (an sCMOS hot pixel at a
 #: long exposure, or a cosmic ray's deposit, is hundreds to thousands).
 HOT_ELECTRONS = 1000.0
@@ -46,6 +54,7 @@ class EvalCamera:
     read_noise: float  # e-
     excess: float = 1.0  # excess noise factor F^2 (1: none)
     hot: float = 0.0  # fraction of hot pixels
+    noisy: float = 0.0  # fraction of noisy pixels
 
     def __post_init__(self) -> None:
         if not (
@@ -54,39 +63,42 @@ class EvalCamera:
             and self.read_noise >= 0
             and self.excess >= 1
             and 0 <= self.hot < 1
+            and 0 <= self.noisy < 1
         ):
             raise ValueError(
                 "expected a camera with gain > 0, offset >= 0, read noise >= 0, excess "
-                f"noise factor >= 1 and a hot-pixel fraction in [0, 1), got gain "
+                "noise factor >= 1 and hot- and noisy-pixel fractions in [0, 1), got gain "
                 f"{self.gain:g}, offset {self.offset:g}, read noise {self.read_noise:g}, "
-                f"excess {self.excess:g}, hot {self.hot:g}"
+                f"excess {self.excess:g}, hot {self.hot:g}, noisy {self.noisy:g}"
             )
 
     @property
     def label(self) -> str:
         label = f"gain {self.gain:g}, offset {self.offset:g}, read {self.read_noise:g} e-"
         label += f", F2 {self.excess:g}" if self.excess > 1 else ""
-        return label + (f", {self.hot:.2%} hot pixels" if self.hot > 0 else "")
+        label += f", {self.hot:.2%} hot pixels" if self.hot > 0 else ""
+        return label + (f", {self.noisy:.2%} noisy pixels" if self.noisy > 0 else "")
 
 
 def parse_cameras(text: str) -> tuple[EvalCamera, ...]:
-    """``"GAIN:OFFSET:READ[:F2[:HOT]],..."`` (read noise in electrons, F2 the excess
-    noise factor of an electron-multiplying camera, 1 for none; HOT the fraction of hot
-    pixels) as cameras; "" gives none."""
+    """``"GAIN:OFFSET:READ[:F2[:HOT[:NOISY]]],..."`` (read noise in electrons, F2 the
+    excess noise factor of an electron-multiplying camera, 1 for none; HOT the fraction of
+    hot pixels, NOISY of noisy ones) as cameras; "" gives none."""
     cameras = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         fields = item.split(":")
         try:
-            if len(fields) not in (3, 4, 5):
+            if len(fields) not in (3, 4, 5, 6):
                 raise ValueError
             numbers = [float(f) for f in fields]
         except ValueError:
             raise ValueError(
-                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT]] (numbers, read noise in "
-                f"e-, F2 an EMCCD's excess noise factor, HOT a fraction of hot pixels) such "
-                f"as 4:1000:2, 20:500:0.5:2 or 1:100:3:1:0.001, got {item!r}"
+                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT[:NOISY]]] (numbers, read "
+                f"noise in e-, F2 an EMCCD's excess noise factor, HOT and NOISY fractions "
+                f"of hot and noisy pixels) such as 4:1000:2, 20:500:0.5:2, 1:100:3:1:0.001 "
+                f"or 0.5:100:1.5:1:0:0.01, got {item!r}"
             ) from None
         cameras.append(EvalCamera(*numbers))
     return tuple(cameras)
@@ -103,7 +115,12 @@ def recamera(movie: EvalMovie, camera: EvalCamera, seed: int) -> EvalMovie:
     if camera.hot > 0:  # the same places in every movie of this camera
         places = np.random.default_rng(_HOT_TAG).random(photons.shape[1:]) < camera.hot
         electrons += places * rng.poisson(HOT_ELECTRONS, photons.shape)
-    electrons += rng.normal(0.0, camera.read_noise, photons.shape)
+    read = np.full(photons.shape[1:], camera.read_noise)
+    if camera.noisy > 0:  # the same places and read noise in every movie of this camera
+        fixed = np.random.default_rng(_NOISY_TAG)
+        places = fixed.random(read.shape) < camera.noisy
+        read[places] = fixed.uniform(*NOISY_ELECTRONS, int(places.sum()))
+    electrons += rng.normal(0.0, 1.0, photons.shape) * read
     adu = np.rint(camera.gain * electrons + camera.offset)
     return dataclasses.replace(
         movie,

@@ -271,8 +271,27 @@ def test_cameras_are_parsed_and_bad_ones_say_what_was_expected() -> None:
     with pytest.raises(ValueError, match=r"excess noise factor >= 1.*excess 0.5"):
         parse_cameras("1:100:2:0.5")
     assert parse_cameras("1:100:3:1:0.001") == (EvalCamera(1, 100, 3, 1, hot=0.001),)
-    with pytest.raises(ValueError, match=r"hot-pixel fraction in \[0, 1\).*hot 2"):
+    with pytest.raises(ValueError, match=r"noisy-pixel fractions in \[0, 1\).*hot 2"):
         parse_cameras("1:100:3:1:2")
+    assert parse_cameras("0.5:100:1.5:1:0:0.01") == (EvalCamera(0.5, 100, 1.5, noisy=0.01),)
+    with pytest.raises(ValueError, match=r"noisy 1\.5"):
+        parse_cameras("0.5:100:1.5:1:0:1.5")
+
+
+def test_a_camera_with_noisy_pixels_reads_them_out_noisier_at_fixed_places() -> None:
+    from exporter.evaluation import EvalCamera, make_movie, recamera
+    from exporter.evaluation._cameras import NOISY_ELECTRONS
+
+    movie = make_movie(0.5, shape=(96, 96), frames=24, seed=2)  # dim: read noise rules
+    camera = EvalCamera(gain=0.5, offset=100.0, read_noise=1.5, noisy=0.02)
+    a, b = recamera(movie, camera, seed=1), recamera(movie, camera, seed=2)
+    assert a.generator.endswith("read 1.5 e-, 2.00% noisy pixels)")
+    assert a.read_noise == 0.75  # the camera's, not the tail's
+    spread = [np.std(m.noisy.astype(np.float64) - m.clean, axis=0) / 0.5 for m in (a, b)]
+    noisy = spread[0] > 4.0  # e-: the tail's least is 5, the rest read 2 or less here
+    assert noisy.mean() == pytest.approx(0.02, abs=0.006)
+    np.testing.assert_array_equal(noisy, spread[1] > 4.0)  # the same places, every movie
+    assert spread[0][noisy].max() < NOISY_ELECTRONS[1] * 1.5
 
 
 def test_a_camera_with_hot_pixels_adds_their_dark_signal_at_fixed_places() -> None:
