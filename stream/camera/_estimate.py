@@ -85,6 +85,9 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   pixel reads one value frame after frame): their read noise is at least the rounding's
   (:data:`ROUNDING_VARIANCE`), and where a photo-electron is under half a count
   (:data:`COARSE_GAIN`) the skew's offset is bounded below by it too.
+- **Noisy pixels.** An sCMOS pixel whose read noise is several times its neighbours'
+  (:mod:`stream.camera._noisy`): the still pairs' differences find them, and the
+  estimate counts them (``noisy_pixels``) for the service to fill.
 
 Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-4.6
 ms per update at 512 x 512 (4.6 with the test for moved scenes), 13-25 ms when the fit
@@ -105,8 +108,9 @@ import numpy as np
 
 from ._floor import floor_pixels, half_step, latent_from_clipped
 from ._model import CameraModel
+from ._noisy import NoisyPixels
 from ._offset import offset_from_skew, second_difference
-from ._spikes import find_spikes
+from ._spikes import Spikes, find_spikes
 
 #: chi-square with 4 degrees of freedom (a 4 x 4 block holds 4 cells of one residual
 #: each, or 16 pixels of one difference each): median / mean, per samples averaged.
@@ -194,6 +198,7 @@ class CameraEstimate:
     moved: int = 0  # pairs of consecutive frames whose scene moved (see the module doc)
     shared: int = 0  # still pairs whose noise neighbours share both ways (_pair_change)
     pairs: int = 0  # pairs of consecutive frames compared
+    noisy_pixels: int = 0  # pixels far noisier than their neighbours (see _noisy)
 
     @property
     def noise_shared(self) -> bool:
@@ -214,6 +219,7 @@ class CameraEstimate:
             "offset_source": self.offset_source,
             "moved": self.moved,
             **({"shared": self.shared} if self.shared else {}),
+            **({"noisy_pixels": self.noisy_pixels} if self.noisy_pixels else {}),
             **({"floor": self.camera.floor} if self.camera.floor is not None else {}),
             **(
                 {"offset_stderr": _significant(self.offset_stderr)}
@@ -703,6 +709,7 @@ class CameraEstimator:
         self._moved = 0  # pairs whose scene moved
         self._shared = 0  # still pairs whose noise neighbours share both ways
         self._pairs = 0  # pairs compared
+        self._noisy = NoisyPixels()
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
 
@@ -809,17 +816,41 @@ class CameraEstimator:
             )
         else:
             self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
-        counts = (self._saturated, self._moved, self._shared, self._pairs)
+        counts = (self._saturated, self._moved, self._shared, self._pairs, self._noisy.count)
         estimate = self.estimate
-        if (estimate.saturated, estimate.moved, estimate.shared, estimate.pairs) != counts:
+        if (
+            estimate.saturated,
+            estimate.moved,
+            estimate.shared,
+            estimate.pairs,
+            estimate.noisy_pixels,
+        ) != counts:
             self.estimate = dataclasses.replace(
                 estimate,
                 saturated=self._saturated,
                 moved=self._moved,
                 shared=self._shared,
                 pairs=self._pairs,
+                noisy_pixels=self._noisy.count,
             )
         return self.estimate
+
+    @property
+    def noisy_pixels(self) -> Spikes | None:
+        """The noisy pixels found so far (:mod:`stream.camera._noisy`), for frames of
+        :attr:`noisy_shape`; None: none."""
+        return self._noisy.pixels
+
+    @property
+    def noisy_shape(self) -> tuple[int, ...] | None:
+        """The frame shape the noisy pixels are for."""
+        return self._noisy.shape
+
+    @property
+    def noisy_bytes(self) -> int:
+        """Memory the search for noisy pixels holds (its sums, for a series' first 64
+        pairs; then the pixels found)."""
+        return self._noisy.nbytes
 
     def _refit_interval(self) -> int:
         """Frames between fits: half the frames so far, up to ``refit_every``. A young
@@ -849,6 +880,8 @@ class CameraEstimator:
         self._moved += moved
         self._shared += change == "shared"
         self._pairs += 1
+        if not moved:
+            self._noisy.add(frame, self._previous)
         if triple and not moved and self.estimate is not None:
             assert self._before is not None
             r = second_difference(frame, self._previous, self._before)

@@ -30,7 +30,7 @@ from collections import deque
 
 import numpy as np
 
-from ..camera import CameraEstimate, CameraEstimator, CameraModel, scene_moved
+from ..camera import CameraEstimate, CameraEstimator, CameraModel, fill_spikes, scene_moved
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
 from ._inputs import update_running_mean
@@ -90,7 +90,8 @@ class SeriesContext:
     @property
     def history_bytes(self) -> int:
         """Memory held by the ring of previous frames, the running mean and a deferred
-        blend measurement."""
+        blend measurement (not the live estimate's: its samples, and for a series' first
+        64 still pairs its search for noisy pixels, 16 bytes a pixel)."""
         arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
@@ -155,6 +156,7 @@ class SeriesContext:
         camera = None
         if engine.needs_camera:
             camera = self._camera_for(frame)
+            frame = self._without_noisy_pixels(frame)
         keep = engine.metadata.frames - 1
         while len(self._history) > keep:  # a model switch may have shortened the window
             self._history.popleft()
@@ -215,6 +217,19 @@ class SeriesContext:
         else:
             self._mean_count += 1
             update_running_mean(self._mean, stored, decay, self._mean_count)
+
+    def _without_noisy_pixels(self, frame: np.ndarray) -> np.ndarray:
+        """``frame``, or a copy with the live estimate's noisy pixels filled from their
+        neighbours (:mod:`stream.camera._noisy`): the model, the blend, the ring and the
+        running mean all see the copy."""
+        if self._estimator is None:
+            return frame
+        pixels = self._estimator.noisy_pixels
+        if pixels is None or self._estimator.noisy_shape != frame.shape:
+            return frame
+        filled = np.array(frame, dtype=np.float32 if frame.dtype.kind != "f" else frame.dtype)
+        fill_spikes(filled, pixels)
+        return filled
 
     def _noise_shared(self) -> bool:
         """Whether the live estimate finds noise that neighbours share both ways (frames

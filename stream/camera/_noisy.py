@@ -1,0 +1,146 @@
+"""Noisy pixels: a camera's pixels whose noise stands far above their neighbours'.
+
+An sCMOS reads every pixel through its own amplifier: most pixels' read noise is near the
+median (1-2 e-), but a tail is several times that (random telegraph noise; 5-20 e- in a
+percent of pixels or fewer). At a photon per pixel such a pixel jumps by tens of photons'
+worth up and down from frame to frame: nothing the model was trained on, which keeps it
+as a point of the scene and spreads it over its receptive field, and too small for the
+spike test (:mod:`stream.camera._spikes`), which looks for what stands far above the
+scene. Measured (one-off probe): ``na-lite`` on the independent generator read out at
+0.5 ADU per e- with 1 % of pixels at 5-20 e-, served with the live estimate, 4.19 dB
+below the truth-tuned Gaussian at 1 photon per pixel and 0.96 at 3 (+0.37 and +0.61
+without that tail); with 0.1 % of them, 0.65 dB below at 1 photon.
+
+A series' still pairs of consecutive frames show each pixel's noise: the mean square of
+its differences is twice its variance, whatever its level. A pixel is noisy when that
+is more than ``RATIOS`` times the median of its eight neighbours', its values vary no
+more than noise does (their variance about their mean at most ``NOISE_SHARE`` times
+half the mean square difference: a calcium transient rises in a frame or two and decays
+over many, so its values vary far more than its consecutive differences) and its mean
+is its neighbours' (``LEVEL_SIGMAS``: a thin process lighting up at 1000 photons, its
+neighbours dark, stands out of the mean; read noise does not). The service
+fills noisy pixels from their neighbours, as it fills spikes, before the model and the
+blend see the frame (:class:`stream.engine.SeriesContext`); the stored raw frame keeps
+them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._spikes import _NEIGHBOURS, Spikes
+
+#: A noisy pixel's mean square difference is more than this many times its neighbours'
+#: median, by the pairs it rests on (a 5-e- pixel among 1.4-e- ones: about 8.7 at 1
+#: photon per pixel, 5.6 at 3; a 15-e- one: 75 and 45). Consecutive pairs share frames,
+#: so the ratio's tail is heavier than a chi-square's: on flat Poisson-Gaussian frames
+#: (384 x 384, 1 and 100 e-) one still pixel in 10,000 passed 48 after 2 pairs, 17
+#: after 4, 8 after 8 and 4.7 after 16. The first searches find only the worst pixels,
+#: which cost the most.
+RATIOS = {2: 50.0, 4: 17.0, 8: 8.0, 16: 5.0, 32: 4.0, 64: 4.0}
+#: The searches (pairs), the last of which keeps the map and lets the sums go.
+SEARCH_AT = tuple(RATIOS)
+#: A noisy pixel's values vary about their mean by at most this many times what its
+#: consecutive differences say (about 1 for noise; a transient over the pairs: 5-10).
+NOISE_SHARE = 2.0
+#: ... and its mean is within this many standard errors of its neighbours' median mean:
+#: read noise has none, and a structure that stands out of the mean (a thin process
+#: lighting up at 1000 photons, whose neighbours stay dark) is the scene's.
+LEVEL_SIGMAS = 4.0
+#: More noisy pixels than this share of the frame is no camera's tail (a scene that
+#: flickers pixel by pixel): none are taken.
+MOST = 0.1
+
+
+class NoisyPixels:
+    """Finds a series' noisy pixels from its still pairs of consecutive frames."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        # float32 sums (16 bytes a pixel with the first frame, for a series' first 64
+        # pairs): exact enough for a ratio of 4
+        self._square: np.ndarray | None = None  # sums of squared differences
+        self._sum: np.ndarray | None = None  # sums of values, about the first frame's
+        self._sum_sq: np.ndarray | None = None  # sums of their squares
+        self._first: np.ndarray | None = None
+        self.shape: tuple[int, ...] | None = None  # of the frames the map is for
+        self.pairs = 0
+        #: The noisy pixels found (rows, columns); None: none (yet).
+        self.pixels: Spikes | None = None
+
+    @property
+    def count(self) -> int:
+        return 0 if self.pixels is None else len(self.pixels[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the sums until the map is final, then the pixels' indices."""
+        arrays = (self._square, self._sum, self._sum_sq, self._first, *(self.pixels or ()))
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @property
+    def done(self) -> bool:
+        """Whether the map is final (its sums let go)."""
+        return self.pairs >= SEARCH_AT[-1]
+
+    def add(self, frame: np.ndarray, previous: np.ndarray) -> None:
+        """Take a still pair: ``frame`` and the one just before it (same shape)."""
+        if self.shape is not None and frame.shape != self.shape:
+            self._reset()  # a new frame size: another region of the sensor
+        if self.done:
+            return
+        if self._first is None:
+            self.shape = frame.shape
+            self._first = frame.astype(np.float32)
+            self._square = np.zeros(frame.shape, np.float32)
+            self._sum = np.zeros(frame.shape, np.float32)
+            self._sum_sq = np.zeros(frame.shape, np.float32)
+        assert self._square is not None and self._sum is not None and self._sum_sq is not None
+        difference = np.subtract(frame, previous, dtype=np.float32)
+        np.square(difference, out=difference)
+        self._square += difference
+        value = np.subtract(frame, self._first, dtype=np.float32)  # small numbers
+        self._sum += value
+        np.square(value, out=value)
+        self._sum_sq += value
+        self.pairs += 1
+        if self.pairs in SEARCH_AT:
+            self.pixels = self._search()
+            if self.done:
+                self._square = self._sum = self._sum_sq = self._first = None
+
+    def _search(self) -> Spikes | None:
+        assert self._square is not None and self._sum is not None and self._sum_sq is not None
+        n = self.pairs
+        ratio = RATIOS[n]
+        noise = self._square.astype(np.float64) / (2.0 * n)  # each pixel's variance
+        # first test, on every pixel: against the frame's median (cheap); then the exact
+        # tests on the candidates only, against their eight neighbours (no less than a
+        # quarter of that median: in a dark place of coarse counts they may show none)
+        typical = float(np.median(noise[::3, ::3]))
+        candidates = noise > ratio * typical
+        index = np.flatnonzero(candidates)
+        if index.size == 0:
+            return None
+        ys, xs = np.divmod(index, noise.shape[1])
+        here = noise[ys, xs]
+        assert self._first is not None
+        about_first = self._sum.astype(np.float64) / n  # the mean less the first frame
+        mean_here = about_first[ys, xs]
+        spread = self._sum_sq[ys, xs].astype(np.float64) / n - mean_here * mean_here
+        mean = about_first + self._first  # the first frame's own noise is no step
+        around = np.maximum(_around(noise, ys, xs), typical / 4.0)
+        noisy = (here > ratio * around) & (spread <= NOISE_SHARE * here)
+        step = np.abs(mean[ys, xs] - _around(mean, ys, xs))
+        noisy &= step <= LEVEL_SIGMAS * np.sqrt(here / n)
+        if not noisy.any() or noisy.sum() > MOST * noise.size:
+            return None
+        return ys[noisy], xs[noisy]
+
+
+def _around(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The median of the eight neighbours of each pixel ``(ys, xs)`` (edges repeated)."""
+    padded = np.pad(image, 1, mode="edge")
+    return np.median(np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in _NEIGHBOURS]), 0)

@@ -1,0 +1,134 @@
+"""Noisy pixels (an sCMOS's read-noise tail) are found by the live estimate from a
+series' still pairs, and filled before the model; a changing scene holds none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.evaluation import psnr
+from exporter.evaluation._evaluate import movie
+from stream.camera import CameraEstimator, CameraModel
+from stream.camera._noisy import NoisyPixels
+from stream.engine import Engine, SeriesContext, shipped_model_path
+from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
+
+CAMERA = CameraModel(gain=0.5, offset=100.0, read_noise=0.75)
+
+
+def places(shape: tuple[int, int], share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A camera's noisy pixels: ``share`` of them, at places fixed for the camera."""
+    return np.nonzero(np.random.default_rng(seed).random(shape) < share)
+
+
+def with_noisy_pixels(frames: list[np.ndarray], where, sigma: float, seed: int = 1) -> list:  # type: ignore[no-untyped-def]
+    """``frames`` with ``sigma`` ADU more read noise at ``where`` (rounded counts)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame in frames:
+        noisy = frame.astype(np.float64)
+        noisy[where] += rng.normal(0.0, sigma, len(where[0]))
+        out.append(np.clip(np.rint(noisy), 0, 65535).astype(np.uint16))
+    return out
+
+
+def phantom(photons: float, frames: int, seed: int = 3, shape=(128, 128)) -> list[np.ndarray]:
+    config = PhantomConfig(
+        shape=shape, brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
+        seed=seed, noise=CAMERA,
+    )  # fmt: skip
+    scene = CalciumPhantom(config, frames)
+    return [apply_camera_noise(scene.clean(t), CAMERA, frame_rng(seed, t)) for t in range(frames)]
+
+
+def found(frames: list[np.ndarray]) -> set[tuple[int, int]]:
+    estimator = CameraEstimator()
+    for frame in frames:
+        estimate = estimator.update(frame)
+    pixels = estimator.noisy_pixels
+    assert estimate.noisy_pixels == (0 if pixels is None else len(pixels[0]))
+    return set() if pixels is None else set(zip(*(p.tolist() for p in pixels), strict=True))
+
+
+def test_the_live_estimate_finds_noisy_pixels_and_reports_them() -> None:
+    """1 % of pixels with 7.5 ADU (15 e-) more read noise, at 2 photons per pixel."""
+    where = places((128, 128), 0.01)
+    frames = with_noisy_pixels(phantom(2.0, 20), where, sigma=7.5)
+    got = found(frames)
+    truth = set(zip(*(p.tolist() for p in where), strict=True))
+    assert len(got & truth) >= 0.95 * len(truth)
+    assert len(got - truth) <= 3
+    estimator = CameraEstimator()
+    for frame in frames[:3]:
+        estimate = estimator.update(frame)
+    assert "noisy_pixels" in estimate.as_dict()  # the worst show after 2 pairs
+    estimator = CameraEstimator()
+    assert "noisy_pixels" not in estimator.update(phantom(2.0, 1)[0]).as_dict()
+
+
+@pytest.mark.parametrize("photons", [1.0, 10.0, 100.0, 1000.0, 10000.0])
+def test_a_calcium_series_without_them_has_none(photons: float) -> None:
+    """Cells firing (the phantom) and the independent generator's somata and processes:
+    their changing light is the scene's, not noise."""
+    assert not found(phantom(photons, 40))
+    assert not found(list(movie("independent", photons, (128, 128), 40, 0).noisy))
+
+
+def test_a_pixel_whose_light_changes_is_not_noisy() -> None:
+    """A pixel lighting up and decaying (a transient), or standing out of its neighbours
+    (a thin structure), among dark ones, against one that only jumps about."""
+    rng = np.random.default_rng(5)
+    search = NoisyPixels()
+    frames = rng.poisson(100.0, (33, 48, 48)).astype(np.float32)
+    frames[:, 10, 10] += (
+        3000.0 * np.exp(-np.maximum(np.arange(33) - 3, -30) / 8.0) * (np.arange(33) >= 3)
+    )
+    frames[:, 20, 20] += 2000.0 + rng.normal(0.0, 60.0, 33)  # bright and noisy: a structure
+    frames[:, 30, 30] += rng.normal(0.0, 60.0, 33)  # as dark as its neighbours: noisy
+    for t in range(1, 33):
+        search.add(frames[t], frames[t - 1])
+    assert search.pixels is not None
+    assert set(zip(*(p.tolist() for p in search.pixels), strict=True)) == {(30, 30)}
+    assert search.pairs == 32 and search.nbytes > 48 * 48 * 16  # still summing until 64
+
+
+def test_the_map_is_kept_and_the_sums_let_go() -> None:
+    rng = np.random.default_rng(6)
+    search = NoisyPixels()
+    frames = rng.normal(50.0, 2.0, (70, 32, 32)).astype(np.float32)
+    frames[:, 5, 7] += rng.normal(0.0, 20.0, 70)
+    for t in range(1, 70):
+        search.add(frames[t], frames[t - 1])
+    assert search.done and search.count == 1
+    assert search.nbytes == 2 * 8  # the indices only
+    search.add(frames[1][:16], frames[0][:16])  # another frame size starts again
+    assert search.count == 0 and search.pairs == 1
+
+
+@pytest.fixture(scope="module")
+def na_lite() -> Engine:
+    return Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None)
+
+
+def test_filling_them_serves_the_scene_better(na_lite: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The independent generator at 1 photon per pixel read out at 0.5 ADU per e- with 1 %
+    of its pixels 7.5 ADU noisier: served with the fill against without it; the frames
+    given are not changed (the raw frame is what the service stores)."""
+    test = movie("independent", 1.0, (96, 96), 16, 0)
+    photons = np.maximum((test.clean.astype(np.float64) - test.offset) / test.gain, 0.0)
+    rng = np.random.default_rng(2)
+    electrons = rng.poisson(photons) + rng.normal(0.0, 1.5, photons.shape)
+    clean = (0.5 * photons + 100.0).astype(np.float32)
+    raw = list(np.clip(np.rint(0.5 * electrons + 100.0), 0, 65535).astype(np.uint16))
+    frames = with_noisy_pixels(raw, places((96, 96), 0.01), sigma=7.5)
+    copies = [f.copy() for f in frames]
+
+    def served() -> np.ndarray:
+        context = SeriesContext()
+        return np.stack([context.denoise(na_lite, f, t) for t, f in enumerate(frames)])
+
+    filled = served()
+    assert all(np.array_equal(a, b) for a, b in zip(frames, copies, strict=True))
+    monkeypatch.setattr(SeriesContext, "_without_noisy_pixels", lambda self, frame: frame)
+    unfilled = served()
+    assert psnr(filled, clean) > psnr(unfilled, clean) + 1.0
