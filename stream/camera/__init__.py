@@ -17,6 +17,7 @@ from ._estimate import (
 )
 from ._floor import floor_pixels, half_step, uncensor
 from ._model import CameraModel
+from ._noisy import NoisyPixels
 from ._offset import offset_from_skew
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
@@ -25,6 +26,7 @@ __all__ = [
     "CameraEstimate",
     "CameraEstimator",
     "CameraModel",
+    "NoisyPixels",
     "SpikePolicy",
     "Spikes",
     "darkest_level",

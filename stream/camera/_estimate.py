@@ -86,8 +86,8 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   (:data:`ROUNDING_VARIANCE`), and where a photo-electron is under half a count
   (:data:`COARSE_GAIN`) the skew's offset is bounded below by it too.
 - **Noisy pixels.** An sCMOS pixel whose read noise is several times its neighbours'
-  (:mod:`stream.camera._noisy`): the still pairs' differences find them, and the
-  estimate counts them (``noisy_pixels``) for the service to fill.
+  (found by :mod:`stream.camera._noisy`, given by :meth:`CameraEstimator.leave_out`):
+  their blocks are left out.
 
 Cost (``python -m benchmarks.camera_estimate_check``, 2-vCPU EPYC VM): a median 2.3-4.6
 ms per update at 512 x 512 (4.6 with the test for moved scenes), 13-25 ms when the fit
@@ -108,7 +108,6 @@ import numpy as np
 
 from ._floor import floor_pixels, half_step, latent_from_clipped
 from ._model import CameraModel
-from ._noisy import NoisyPixels
 from ._offset import offset_from_skew, second_difference
 from ._spikes import Spikes, find_spikes
 
@@ -198,7 +197,6 @@ class CameraEstimate:
     moved: int = 0  # pairs of consecutive frames whose scene moved (see the module doc)
     shared: int = 0  # still pairs whose noise neighbours share both ways (_pair_change)
     pairs: int = 0  # pairs of consecutive frames compared
-    noisy_pixels: int = 0  # pixels far noisier than their neighbours (see _noisy)
 
     @property
     def noise_shared(self) -> bool:
@@ -219,7 +217,6 @@ class CameraEstimate:
             "offset_source": self.offset_source,
             "moved": self.moved,
             **({"shared": self.shared} if self.shared else {}),
-            **({"noisy_pixels": self.noisy_pixels} if self.noisy_pixels else {}),
             **({"floor": self.camera.floor} if self.camera.floor is not None else {}),
             **(
                 {"offset_stderr": _significant(self.offset_stderr)}
@@ -709,7 +706,8 @@ class CameraEstimator:
         self._moved = 0  # pairs whose scene moved
         self._shared = 0  # still pairs whose noise neighbours share both ways
         self._pairs = 0  # pairs compared
-        self._noisy = NoisyPixels()
+        self._noisy: Spikes | None = None  # pixels whose noise is not the camera's
+        self._noisy_shape: tuple[int, ...] | None = None
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
 
@@ -755,6 +753,7 @@ class CameraEstimator:
         flat = flat_blocks(frame, floor[0] if floor is not None else None)
         if self.estimate is not None:  # hot pixels, by the camera so far
             flat = _either(flat, spike_blocks(frame, self.estimate.camera))
+        flat = _either(flat, self._noisy_blocks(frame.shape))
         lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
         self._dark.append(darkest_level(frame, lit))
         del self._dark[:-DARK_FRAMES]
@@ -816,41 +815,36 @@ class CameraEstimator:
             )
         else:
             self.estimate = dataclasses.replace(self.estimate, frames=self._frames)
-        counts = (self._saturated, self._moved, self._shared, self._pairs, self._noisy.count)
+        counts = (self._saturated, self._moved, self._shared, self._pairs)
         estimate = self.estimate
-        if (
-            estimate.saturated,
-            estimate.moved,
-            estimate.shared,
-            estimate.pairs,
-            estimate.noisy_pixels,
-        ) != counts:
+        if (estimate.saturated, estimate.moved, estimate.shared, estimate.pairs) != counts:
             self.estimate = dataclasses.replace(
                 estimate,
                 saturated=self._saturated,
                 moved=self._moved,
                 shared=self._shared,
                 pairs=self._pairs,
-                noisy_pixels=self._noisy.count,
             )
         return self.estimate
 
-    @property
-    def noisy_pixels(self) -> Spikes | None:
-        """The noisy pixels found so far (:mod:`stream.camera._noisy`), for frames of
-        :attr:`noisy_shape`; None: none."""
-        return self._noisy.pixels
+    def leave_out(self, pixels: Spikes | None, shape: tuple[int, ...]) -> None:
+        """Pixels of frames of ``shape`` whose noise is not the camera's (noisy pixels,
+        :mod:`stream.camera._noisy`): from now on their blocks give the fit no samples
+        (1 % of pixels 7.5 ADU noisier read a gain of 0.29 for 0.5 at 1 photon per pixel;
+        left out, 0.45)."""
+        self._noisy, self._noisy_shape = pixels, shape
 
-    @property
-    def noisy_shape(self) -> tuple[int, ...] | None:
-        """The frame shape the noisy pixels are for."""
-        return self._noisy.shape
-
-    @property
-    def noisy_bytes(self) -> int:
-        """Memory the search for noisy pixels holds (its sums, for a series' first 64
-        pairs; then the pixels found)."""
-        return self._noisy.nbytes
+    def _noisy_blocks(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Per 4 x 4 block (raveled), whether it holds a pixel left out (:meth:`leave_out`):
+        its noise is not the camera's (its neighbours' levels are the scene's)."""
+        if self._noisy is None or self._noisy_shape != shape:
+            return None
+        rows, columns = shape[0] // BLOCK, shape[1] // BLOCK
+        ys, xs = self._noisy
+        inside = (ys < rows * BLOCK) & (xs < columns * BLOCK)
+        blocks = np.zeros((rows, columns), dtype=bool)
+        blocks[ys[inside] // BLOCK, xs[inside] // BLOCK] = True
+        return blocks.ravel()
 
     def _refit_interval(self) -> int:
         """Frames between fits: half the frames so far, up to ``refit_every``. A young
@@ -880,8 +874,6 @@ class CameraEstimator:
         self._moved += moved
         self._shared += change == "shared"
         self._pairs += 1
-        if not moved:
-            self._noisy.add(frame, self._previous)
         if triple and not moved and self.estimate is not None:
             assert self._before is not None
             r = second_difference(frame, self._previous, self._before)

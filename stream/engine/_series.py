@@ -30,7 +30,14 @@ from collections import deque
 
 import numpy as np
 
-from ..camera import CameraEstimate, CameraEstimator, CameraModel, fill_spikes, scene_moved
+from ..camera import (
+    CameraEstimate,
+    CameraEstimator,
+    CameraModel,
+    NoisyPixels,
+    fill_spikes,
+    scene_moved,
+)
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
 from ._inputs import update_running_mean
@@ -70,6 +77,8 @@ class SeriesContext:
         self.frames_with_spikes = 0
         #: Frames whose dim part was denoised again at its own scale (FrameReport.two_scales).
         self.frames_two_scales = 0
+        self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
+        self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -90,8 +99,8 @@ class SeriesContext:
     @property
     def history_bytes(self) -> int:
         """Memory held by the ring of previous frames, the running mean and a deferred
-        blend measurement (not the live estimate's: its samples, and for a series' first
-        64 still pairs its search for noisy pixels, 16 bytes a pixel)."""
+        blend measurement (not the live estimate's samples, nor, for a series' first 64
+        still pairs, the search for noisy pixels: 20 bytes a pixel)."""
         arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
@@ -150,11 +159,12 @@ class SeriesContext:
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
-            self._mean = self._last = None
+            self._mean = self._last = self._noisy_previous = None
             self._estimator_has_previous = False
         self._last_index = index
         camera = None
         if engine.needs_camera:
+            self._look_for_noisy_pixels(frame)
             camera = self._camera_for(frame)
             frame = self._without_noisy_pixels(frame)
         keep = engine.metadata.frames - 1
@@ -218,14 +228,38 @@ class SeriesContext:
             self._mean_count += 1
             update_running_mean(self._mean, stored, decay, self._mean_count)
 
+    @property
+    def noisy_pixels(self) -> int:
+        """The camera's noisy pixels found in this series (filled before the model)."""
+        return self._noisy.count
+
+    def _look_for_noisy_pixels(self, frame: np.ndarray) -> None:
+        """Give the search for noisy pixels this frame and the one before it, if the scene
+        held still between them (a series' first 64 such pairs; one frame of memory while
+        it looks, :data:`stream.camera._noisy.SEARCH_AT`), and the live estimate what it
+        found."""
+        if self._noisy.done and self._noisy.shape == frame.shape:
+            return
+        if count_non_finite(frame):
+            frame = finite_copy(frame)  # NaN would poison the sums
+        previous, self._noisy_previous = self._noisy_previous, frame.astype(np.float32)
+        if (
+            previous is not None
+            and previous.shape == frame.shape
+            and not scene_moved(frame, previous)
+        ):
+            self._noisy.add(frame, previous)
+        if self._noisy.done:
+            self._noisy_previous = None
+        if self._estimator is not None:
+            self._estimator.leave_out(self._noisy.pixels, frame.shape)
+
     def _without_noisy_pixels(self, frame: np.ndarray) -> np.ndarray:
-        """``frame``, or a copy with the live estimate's noisy pixels filled from their
-        neighbours (:mod:`stream.camera._noisy`): the model, the blend, the ring and the
-        running mean all see the copy."""
-        if self._estimator is None:
-            return frame
-        pixels = self._estimator.noisy_pixels
-        if pixels is None or self._estimator.noisy_shape != frame.shape:
+        """``frame``, or a copy with the camera's noisy pixels filled from their neighbours
+        (:mod:`stream.camera._noisy`): the model, the blend, the ring and the running
+        mean all see the copy; the caller's frame (stored raw) is left as it came."""
+        pixels = self._noisy.pixels
+        if pixels is None or self._noisy.shape != frame.shape:
             return frame
         filled = np.array(frame, dtype=np.float32 if frame.dtype.kind != "f" else frame.dtype)
         fill_spikes(filled, pixels)

@@ -253,7 +253,8 @@ class InferenceStage:
 
     def series_status(self) -> dict[str, dict[str, object]]:
         """Per open series: the camera in use (and how it was found), history memory,
-        scene changes and the one-pixel spikes filled (latest frame, frames with any)."""
+        scene changes, the one-pixel spikes filled (latest frame, frames with any) and
+        the camera's noisy pixels filled."""
         out: dict[str, dict[str, object]] = {}
         for series, context in list(self.contexts.items()):
             estimate = context.estimate
@@ -272,6 +273,7 @@ class InferenceStage:
                 "scene_changes": context.scene_changes,
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
+                "noisy_pixels": context.noisy_pixels,
                 "frames_two_scales": context.frames_two_scales,
                 "blend": {
                     **context.blend_choice.as_dict(),

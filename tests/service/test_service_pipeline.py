@@ -271,6 +271,17 @@ def test_a_configured_camera_is_used_as_is(tmp_path: Path, conv_model_adaptive):
     assert reported == {**camera, "source": "configured"}
 
 
+def test_noisy_pixels_are_counted(tmp_path: Path, conv_model_adaptive):
+    """A pixel far noisier than its neighbours (an sCMOS's read-noise tail) is counted in
+    the series' status."""
+    rng = np.random.default_rng(5)
+    frames = [(100 + rng.poisson(4.0, (32, 32))).astype("<u2") for _ in range(6)]
+    for frame in frames:
+        frame[7, 9] = np.clip(np.rint(104 + rng.normal(0.0, 40.0)), 0, None)
+    got, status = served(tmp_path, conv_model_adaptive, frames, "noisy")
+    assert len(got) == 6 and status["series"]["noisy"]["noisy_pixels"] == 1
+
+
 @pytest.mark.parametrize("spikes", ["correct", "pass"])
 def test_hot_pixels_are_kept_from_the_model_and_counted(
     tmp_path: Path, conv_model_adaptive, spikes: str
@@ -283,6 +294,7 @@ def test_hot_pixels_are_kept_from_the_model_and_counted(
     got, status = served(tmp_path, conv_model_adaptive, frames, "hot", camera=camera, spikes=spikes)
     series = status["series"]["hot"]
     assert series["spikes"] == 1 and series["frames_with_spikes"] == 3
+    assert series["noisy_pixels"] == 0  # hot, not noisy: the same every frame
     for message in got:
         if spikes == "pass":
             assert message.array[10, 12] == 9000.0
