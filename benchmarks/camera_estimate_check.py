@@ -92,11 +92,13 @@ def _noisy_search_ms(frames: list[np.ndarray]) -> list[float]:
     searches after 2, 4, 8, ... pairs) as ``SeriesContext`` runs it, over its first 64
     pairs."""
     from stream.engine import SeriesContext
+    from stream.sim import PhantomConfig
 
-    context, times = SeriesContext(None, "off"), []
+    camera = PhantomConfig.model_validate({}).noise
+    context, times = SeriesContext(camera, "off"), []
     for t in range(65):
         t0 = time.perf_counter()
-        context._look_for_noisy_pixels(frames[t % len(frames)])
+        context._look_for_noisy_pixels(frames[t % len(frames)], camera)
         times.append((time.perf_counter() - t0) * 1e3)
     return times[1:]  # the first frame only keeps a copy
 

@@ -17,7 +17,9 @@ focus, a new field: :func:`stream.camera.scene_moved`) empties both too, as a ga
 the previous frames are of another scene, and a temporal model would mix it into this
 one (``na-temporal`` on a new scene every frame at 100 photons: 2 dB below its input).
 
-For a noise-adaptive model it also chooses the noise map the model is told and blends the
+For a noise-adaptive model it also looks for the camera's noisy pixels in the series'
+first still pairs (:mod:`stream.camera._noisy`) and fills them in each frame before
+anything else sees it, chooses the noise map the model is told and blends the
 output with smoothing as the series' own frames say helps (:mod:`stream.engine._blend`):
 the first frames of each regime (the model, and the previous frames it used) and one in
 16 after are measured (five more model passes: the frame plus a small probe, at each
@@ -164,8 +166,8 @@ class SeriesContext:
         self._last_index = index
         camera = None
         if engine.needs_camera:
-            self._look_for_noisy_pixels(frame)
             camera = self._camera_for(frame)
+            self._look_for_noisy_pixels(frame, camera)
             frame = self._without_noisy_pixels(frame)
         keep = engine.metadata.frames - 1
         while len(self._history) > keep:  # a model switch may have shortened the window
@@ -233,11 +235,12 @@ class SeriesContext:
         """The camera's noisy pixels found in this series (filled before the model)."""
         return self._noisy.count
 
-    def _look_for_noisy_pixels(self, frame: np.ndarray) -> None:
+    def _look_for_noisy_pixels(self, frame: np.ndarray, camera: CameraModel) -> None:
         """Give the search for noisy pixels this frame and the one before it, if the scene
         held still between them (a series' first 64 such pairs; one frame of memory while
-        it looks, :data:`stream.camera._noisy.SEARCH_AT`), and the live estimate what it
-        found."""
+        it looks, :data:`stream.camera._noisy.SEARCH_AT`), with the camera in use (the
+        noise each pixel's own level has), and the live estimate what it found (from the
+        next frame on)."""
         if self._noisy.done and self._noisy.shape == frame.shape:
             return
         if count_non_finite(frame):
@@ -248,7 +251,7 @@ class SeriesContext:
             and previous.shape == frame.shape
             and not scene_moved(frame, previous)
         ):
-            self._noisy.add(frame, previous)
+            self._noisy.add(frame, previous, camera)
         if self._noisy.done:
             self._noisy_previous = None
         if self._estimator is not None:
