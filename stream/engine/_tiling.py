@@ -46,13 +46,15 @@ DEFAULT_TILE_CORE = 1024
 DEFAULT_BLEND = 16
 #: Widest reflected border around a frame (the model's receptive-field radius if less,
 #: give or take the alignment: see :func:`border_for`). ``na-lite`` and ``na-temporal``
-#: through the evaluation as served (16-frame 128 x 128 movies of the independent and
-#: textures generators, 1-1000 photons): a 9-px border gave the 25-px one's margins over
-#: the baselines within 0.01 dB in 23 of 24 cases (+0.06 in the other); an
-#: 8- or 16-px border, which moves the frame by one pixel on the unshuffled body's 2 x 2
-#: grid, moved them by -0.14 to +0.22 dB. A 256 x 256 frame computes 274 x 274 pixels
-#: instead of 306 x 306 (20 % fewer), a 512 x 512 one 530 x 530 instead of 562 x 562.
-MAX_BORDER = 8
+#: through the evaluation as served (16-frame 128 x 128 movies, 1-1000 photons): a 9-px
+#: border gave the 25-px one's margins over the baselines within 0.01 dB in 23 of 24
+#: cases on the independent and textures generators, but on the project's phantom, whose
+#: cells the frame's edge cuts, ``na-lite`` lost 0.05-0.13 dB at 1-30 photons; 13 px
+#: gave the 25-px margins there within 0.02 dB. An 8- or 16-px border, which moves the
+#: frame by one pixel on the unshuffled body's 2 x 2 grid, moved margins by -0.14 to
+#: +0.22 dB. With 13 px a 256 x 256 frame computes 282 x 282 pixels instead of 306 x 306
+#: (15 % fewer), a 512 x 512 one 538 x 538 instead of 562 x 562.
+MAX_BORDER = 12
 #: Smallest raw ramp weight inside a kept region, so every kept pixel counts.
 _EPS = 1e-3
 #: Per-axis weights are multiples of 1/_QUANT (products stay exact in float32).
@@ -163,7 +165,7 @@ def default_tile_overlap(margin: int) -> tuple[int, int]:
 
     ``overlap = 2m + 16``: each tile discards ``m`` pixels per side and blends over the
     16 pixels beyond. ``tile = 1024 + overlap`` makes the tile *step* exactly 1024, so:
-    frames up to ``tile - 2b`` run whole (1074 px for a radius of 25: no overlap cost),
+    frames up to ``tile - 2b`` run whole (1064 px for a radius of 25: no overlap cost),
     a 2048 x 2048 frame runs as
     2 x 2 tiles (about 11 % overhead) and 4096 x 4096 as 4 x 4. (``tile = 1024 + 2m``
     would leave a 2048-wide frame 16 pixels short of two tiles and cost a third.)

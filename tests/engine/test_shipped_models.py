@@ -53,7 +53,7 @@ def test_noise_adaptive_default_carries_its_contract():
 
 
 def test_the_default_tiled_equals_whole_with_a_border_under_its_radius():
-    """na-lite's border (9 px) is narrower than its radius (25): tiles cut at the frame's
+    """na-lite's border (13 px) is narrower than its radius (25): tiles cut at the frame's
     edge keep the pixels there, and every path gives the whole frame's answer."""
     frame = np.random.default_rng(5).poisson(30.0, (203, 170)).astype(np.uint16) + 100
     camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
@@ -63,8 +63,8 @@ def test_the_default_tiled_equals_whole_with_a_border_under_its_radius():
         Engine(path, provider="cpu", warmup_shape=None, tile=96, overlap=60) as tiled,
     ):
         plan = tiled.plan_for(frame.shape)
-        assert plan.n_tiles >= 4 and plan.border == 9 < plan.margin == 25
-        assert whole.plan_for(frame.shape).padded_shape == (222, 188)  # 9 px, then even
+        assert plan.n_tiles >= 4 and plan.border == 13 < plan.margin == 25
+        assert whole.plan_for(frame.shape).padded_shape == (230, 196)  # 13 px, then even
         want = whole.denoise(frame, camera=camera)
         np.testing.assert_allclose(tiled.denoise(frame, camera=camera), want, atol=2e-3)
 

@@ -88,8 +88,8 @@ ODD_SHAPES = [
     ((200, 200), 64, 16, 4, (4, 4), False),
     ((57, 1000), 64, 8, 4, (2, 18), False),  # overlap == 2m: no blend band
     ((5, 7), 4, 2, 1, (3, 4), False),  # tiles smaller than the frame on both axes
-    ((1064, 1064), *default_tile_overlap(20), 20, (1, 1), True),  # + 2 x 8 border = 1080
-    ((1065, 1064), *default_tile_overlap(20), 20, (2, 1), False),
+    ((1056, 1056), *default_tile_overlap(20), 20, (1, 1), True),  # + 2 x 12 border = 1080
+    ((1057, 1056), *default_tile_overlap(20), 20, (2, 1), False),
     ((2048, 2048), *default_tile_overlap(20), 20, (2, 2), False),
     ((2304, 2304), *default_tile_overlap(1), 1, (3, 3), False),
     ((4096, 4096), *default_tile_overlap(20), 20, (4, 4), False),
@@ -110,7 +110,7 @@ def test_tile_counts(
     assert plan.n_tiles == counts[0] * counts[1]
     assert plan.is_whole is whole
     b = border_for(margin)
-    assert plan.border == b == min(margin, 8)
+    assert plan.border == b == min(margin, 12)
     assert plan.padded_shape == (shape[0] + 2 * b, shape[1] + 2 * b)
     assert plan.weights.shape == (plan.n_tiles, *plan.tile_shape)
     for starts, size, t in zip(
@@ -251,7 +251,9 @@ def test_border_narrower_than_margin_keeps_the_frame_edge() -> None:
     assert not np.allclose(want, run_canonical(frame, 4, model), rtol=1e-3)  # border matters
 
 
-@pytest.mark.parametrize(("margin", "border"), [(0, 0), (3, 3), (8, 8), (9, 9), (24, 8), (25, 9)])
+@pytest.mark.parametrize(
+    ("margin", "border"), [(0, 0), (3, 3), (12, 12), (13, 13), (24, 12), (25, 13)]
+)
 def test_canonical_padding(margin: int, border: int) -> None:
     """pad_canonical is the padding the engine's plans use (the export's reference)."""
     planes = np.random.default_rng(4).random((2, 37, 52), dtype=np.float32)
