@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from camera_harness import phantom_readouts
 from scipy import ndimage
 
 from stream.camera import CameraEstimator, CameraModel, still_ratio
 from stream.camera._estimate import _block_means, _cell_power
-from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
+from stream.sim import CalciumPhantom, PhantomConfig
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
 
 
 def scene(photons: float, seed: int, frames: int = 1, shape=(128, 128)) -> list[np.ndarray]:
     """``frames`` consecutive readouts of one calcium scene (its cells fire as they do)."""
-    config = PhantomConfig(
-        shape=shape, brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
-        seed=seed, noise=CAMERA,
-    )  # fmt: skip
-    phantom = CalciumPhantom(config, frames)
-    return [apply_camera_noise(phantom.clean(t), CAMERA, frame_rng(seed, t)) for t in range(frames)]
+    return phantom_readouts(photons, frames, seed, CAMERA, shape)
 
 
 def ratio_of(frame: np.ndarray, previous: np.ndarray) -> tuple[float, float]:

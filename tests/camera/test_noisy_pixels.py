@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from camera_harness import phantom_readouts
 
 from exporter.evaluation import psnr
 from exporter.evaluation._cameras import EvalCamera, recamera
@@ -15,7 +16,6 @@ from exporter.evaluation._evaluate import movie
 from stream.camera import CameraEstimator, CameraModel
 from stream.camera._noisy import NoisyPixels
 from stream.engine import Engine, SeriesContext, shipped_model_path
-from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 CAMERA = CameraModel(gain=0.5, offset=100.0, read_noise=0.75)
 
@@ -39,12 +39,7 @@ def with_noisy_pixels(frames: list[np.ndarray], where, sigma: float, seed: int =
 def phantom(
     photons: float, frames: int, seed: int = 3, shape=(128, 128), camera: CameraModel = CAMERA
 ) -> list[np.ndarray]:
-    config = PhantomConfig(
-        shape=shape, brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
-        seed=seed, noise=camera,
-    )  # fmt: skip
-    scene = CalciumPhantom(config, frames)
-    return [apply_camera_noise(scene.clean(t), camera, frame_rng(seed, t)) for t in range(frames)]
+    return phantom_readouts(photons, frames, seed, camera, shape)
 
 
 @pytest.fixture(scope="module")
