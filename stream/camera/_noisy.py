@@ -70,12 +70,13 @@ class NoisyPixels:
         self._reset()
 
     def _reset(self) -> None:
-        # float32 sums (16 bytes a pixel with the first frame, for a series' first 64
-        # pairs): exact enough for a ratio of 4
+        # float32 sums (20 bytes a pixel with the first frame and a scratch plane, for a
+        # series' first 64 pairs): exact enough for a ratio of 4
         self._square: np.ndarray | None = None  # sums of squared differences
         self._sum: np.ndarray | None = None  # sums of values, about the first frame's
         self._sum_sq: np.ndarray | None = None  # sums of their squares
         self._first: np.ndarray | None = None
+        self._scratch: np.ndarray | None = None  # each pair's terms (no allocation per pair)
         self.shape: tuple[int, ...] | None = None  # of the frames the map is for
         self._least = 0.0  # the least variance a pixel's noise is taken for
         self.pairs = 0
@@ -89,7 +90,8 @@ class NoisyPixels:
     @property
     def nbytes(self) -> int:
         """Memory held: the sums until the map is final, then the pixels' indices."""
-        arrays = (self._square, self._sum, self._sum_sq, self._first, *(self.pixels or ()))
+        sums = (self._square, self._sum, self._sum_sq, self._first, self._scratch)
+        arrays = (*sums, *(self.pixels or ()))
         return sum(a.nbytes for a in arrays if a is not None)
 
     @property
@@ -113,19 +115,22 @@ class NoisyPixels:
             self._square = np.zeros(frame.shape, np.float32)
             self._sum = np.zeros(frame.shape, np.float32)
             self._sum_sq = np.zeros(frame.shape, np.float32)
+            self._scratch = np.empty(frame.shape, np.float32)
         assert self._square is not None and self._sum is not None and self._sum_sq is not None
-        difference = np.subtract(frame, previous, dtype=np.float32)
-        np.square(difference, out=difference)
-        self._square += difference
-        value = np.subtract(frame, self._first, dtype=np.float32)  # small numbers
-        self._sum += value
-        np.square(value, out=value)
-        self._sum_sq += value
+        term = self._scratch
+        assert term is not None
+        np.subtract(frame, previous, out=term, dtype=np.float32, casting="unsafe")
+        np.square(term, out=term)
+        self._square += term
+        np.subtract(frame, self._first, out=term, dtype=np.float32, casting="unsafe")
+        self._sum += term  # values about the first frame: small numbers
+        np.square(term, out=term)
+        self._sum_sq += term
         self.pairs += 1
         if self.pairs in SEARCH_AT:
             self.pixels = self._search(camera)
             if self.done:
-                self._square = self._sum = self._sum_sq = self._first = None
+                self._square = self._sum = self._sum_sq = self._first = self._scratch = None
 
     def _search(self, camera: CameraModel | None) -> Spikes | None:
         assert self._square is not None and self._sum is not None and self._sum_sq is not None

@@ -102,7 +102,7 @@ class SeriesContext:
     def history_bytes(self) -> int:
         """Memory held by the ring of previous frames, the running mean and a deferred
         blend measurement (not the live estimate's samples, nor, for a series' first 64
-        still pairs, the search for noisy pixels: 20 bytes a pixel)."""
+        still pairs, the search for noisy pixels: 24 bytes a pixel)."""
         arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
@@ -245,13 +245,13 @@ class SeriesContext:
             return
         if count_non_finite(frame):
             frame = finite_copy(frame)  # NaN would poison the sums
-        previous, self._noisy_previous = self._noisy_previous, frame.astype(np.float32)
-        if (
-            previous is not None
-            and previous.shape == frame.shape
-            and not scene_moved(frame, previous)
-        ):
-            self._noisy.add(frame, previous, camera)
+        previous = self._noisy_previous
+        if previous is None or previous.shape != frame.shape:
+            self._noisy_previous = frame.astype(np.float32)
+        else:
+            if not scene_moved(frame, previous):
+                self._noisy.add(frame, previous, camera)
+            np.copyto(previous, frame, casting="unsafe")  # the next pair's: no allocation
         if self._noisy.done:
             self._noisy_previous = None
         if self._estimator is not None:
