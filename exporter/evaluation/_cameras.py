@@ -16,7 +16,9 @@ Poisson-Gaussian fit sees the gain F^2 x gain. A camera may have hot pixels: a
 scene; the clean movie does not have them (they are the camera's, not the scene's). An
 sCMOS camera may have noisy pixels: a ``noisy`` fraction of its pixels, at places fixed
 for the camera, read out with a read noise drawn once per pixel from ``NOISY_ELECTRONS``
-instead of the camera's (its random-telegraph tail).
+instead of the camera's (its random-telegraph tail). A CMOS camera may have row noise:
+each row of each frame offset by its own draw of ``rows`` e- rms (banding, where the
+sensor's row references are not corrected on board).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _NOISE_TAG = 7_041
 _HOT_TAG = 7_043
 #: Seed-sequence tag of the noisy pixels' places and read noise.
 _NOISY_TAG = 7_047
+#: Seed-sequence tag of the rows' offsets.
+_ROWS_TAG = 7_049
 #: A noisy pixel's read noise, e- rms: drawn uniformly from this range (an sCMOS's tail;
 #: its median pixel reads 1-2 e-).
 NOISY_ELECTRONS = (5.0, 20.0)
@@ -55,6 +59,7 @@ class EvalCamera:
     excess: float = 1.0  # excess noise factor F^2 (1: none)
     hot: float = 0.0  # fraction of hot pixels
     noisy: float = 0.0  # fraction of noisy pixels
+    rows: float = 0.0  # e- rms of each row's offset, drawn anew every frame
 
     def __post_init__(self) -> None:
         if not (
@@ -64,12 +69,14 @@ class EvalCamera:
             and self.excess >= 1
             and 0 <= self.hot < 1
             and 0 <= self.noisy < 1
+            and self.rows >= 0
         ):
             raise ValueError(
                 "expected a camera with gain > 0, offset >= 0, read noise >= 0, excess "
-                "noise factor >= 1 and hot- and noisy-pixel fractions in [0, 1), got gain "
-                f"{self.gain:g}, offset {self.offset:g}, read noise {self.read_noise:g}, "
-                f"excess {self.excess:g}, hot {self.hot:g}, noisy {self.noisy:g}"
+                "noise factor >= 1, hot- and noisy-pixel fractions in [0, 1) and row noise "
+                f">= 0, got gain {self.gain:g}, offset {self.offset:g}, read noise "
+                f"{self.read_noise:g}, excess {self.excess:g}, hot {self.hot:g}, noisy "
+                f"{self.noisy:g}, rows {self.rows:g}"
             )
 
     @property
@@ -77,28 +84,31 @@ class EvalCamera:
         label = f"gain {self.gain:g}, offset {self.offset:g}, read {self.read_noise:g} e-"
         label += f", F2 {self.excess:g}" if self.excess > 1 else ""
         label += f", {self.hot:.2%} hot pixels" if self.hot > 0 else ""
-        return label + (f", {self.noisy:.2%} noisy pixels" if self.noisy > 0 else "")
+        label += f", {self.noisy:.2%} noisy pixels" if self.noisy > 0 else ""
+        return label + (f", rows {self.rows:g} e-" if self.rows > 0 else "")
 
 
 def parse_cameras(text: str) -> tuple[EvalCamera, ...]:
-    """``"GAIN:OFFSET:READ[:F2[:HOT[:NOISY]]],..."`` (read noise in electrons, F2 the
-    excess noise factor of an electron-multiplying camera, 1 for none; HOT the fraction of
-    hot pixels, NOISY of noisy ones) as cameras; "" gives none."""
+    """``"GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS]]]],..."`` (read noise in electrons, F2
+    the excess noise factor of an electron-multiplying camera, 1 for none; HOT the
+    fraction of hot pixels, NOISY of noisy ones; ROWS the rows' offsets, e- rms) as
+    cameras; "" gives none."""
     cameras = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         fields = item.split(":")
         try:
-            if len(fields) not in (3, 4, 5, 6):
+            if len(fields) not in (3, 4, 5, 6, 7):
                 raise ValueError
             numbers = [float(f) for f in fields]
         except ValueError:
             raise ValueError(
-                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT[:NOISY]]] (numbers, read "
-                f"noise in e-, F2 an EMCCD's excess noise factor, HOT and NOISY fractions "
-                f"of hot and noisy pixels) such as 4:1000:2, 20:500:0.5:2, 1:100:3:1:0.001 "
-                f"or 0.5:100:1.5:1:0:0.01, got {item!r}"
+                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS]]]] (numbers, "
+                f"read noise in e-, F2 an EMCCD's excess noise factor, HOT and NOISY "
+                f"fractions of hot and noisy pixels, ROWS the rows' offsets in e- rms) such "
+                f"as 4:1000:2, 20:500:0.5:2, 1:100:3:1:0.001, 0.5:100:1.5:1:0:0.01 or "
+                f"0.5:100:1.5:1:0:0:1.5, got {item!r}"
             ) from None
         cameras.append(EvalCamera(*numbers))
     return tuple(cameras)
@@ -121,6 +131,9 @@ def recamera(movie: EvalMovie, camera: EvalCamera, seed: int) -> EvalMovie:
         places = fixed.random(read.shape) < camera.noisy
         read[places] = fixed.uniform(*NOISY_ELECTRONS, int(places.sum()))
     electrons += rng.normal(0.0, 1.0, photons.shape) * read
+    if camera.rows > 0:  # apart from the other draws: the same movie less its banding
+        rows = np.random.default_rng([seed, _ROWS_TAG]).normal(0.0, camera.rows, photons.shape[:2])
+        electrons += rows[..., None]
     adu = np.rint(camera.gain * electrons + camera.offset)
     return dataclasses.replace(
         movie,

@@ -19,6 +19,7 @@ from ._floor import floor_pixels, half_step, uncensor
 from ._model import CameraModel
 from ._noisy import NoisyPixels
 from ._offset import offset_from_skew
+from ._rows import RowNoise, remove_row_offsets
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "CameraEstimator",
     "CameraModel",
     "NoisyPixels",
+    "RowNoise",
     "SpikePolicy",
     "Spikes",
     "darkest_level",
@@ -37,6 +39,7 @@ __all__ = [
     "floor_pixels",
     "half_step",
     "offset_from_skew",
+    "remove_row_offsets",
     "scene_moved",
     "spatial_samples",
     "spike_fills",

@@ -37,7 +37,9 @@ from ..camera import (
     CameraEstimator,
     CameraModel,
     NoisyPixels,
+    RowNoise,
     fill_spikes,
+    remove_row_offsets,
     scene_moved,
 )
 from ._blend import BlendChoice, BlendSetting
@@ -81,6 +83,8 @@ class SeriesContext:
         self.frames_two_scales = 0
         self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
         self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
+        self._rows = RowNoise()  # the camera's row noise (stream.camera._rows)
+        self._rows_previous: np.ndarray | None = None  # the raw frame before, while it looks
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
@@ -102,7 +106,7 @@ class SeriesContext:
     def history_bytes(self) -> int:
         """Memory held by the ring of previous frames, the running mean and a deferred
         blend measurement (not the live estimate's samples, nor, for a series' first 64
-        still pairs, the search for noisy pixels: 24 bytes a pixel)."""
+        still pairs, the searches for noisy pixels and row noise: 28 bytes a pixel)."""
         arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
@@ -161,11 +165,12 @@ class SeriesContext:
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
-            self._mean = self._last = self._noisy_previous = None
+            self._mean = self._last = self._noisy_previous = self._rows_previous = None
             self._estimator_has_previous = False
         self._last_index = index
         camera = None
         if engine.needs_camera:
+            frame = self._without_row_noise(frame)
             camera = self._camera_for(frame)
             self._look_for_noisy_pixels(frame, camera)
             frame = self._without_noisy_pixels(frame)
@@ -256,6 +261,36 @@ class SeriesContext:
             self._noisy_previous = None
         if self._estimator is not None:
             self._estimator.leave_out(self._noisy.pixels, frame.shape)
+
+    @property
+    def row_noise(self) -> float:
+        """The rms of the rows' offsets found in this series (counts; 0: none found)."""
+        return self._rows.rms
+
+    @property
+    def row_noise_corrected(self) -> bool:
+        """Whether the series' frames get their row offsets taken out."""
+        return self._rows.correcting
+
+    def _without_row_noise(self, frame: np.ndarray) -> np.ndarray:
+        """Give the search for row noise this raw frame and the one before it, if the scene
+        held still between them (a series' first 64 such pairs; one frame of memory while
+        it looks), then ``frame``, or a copy with its rows' offsets taken out when the
+        search found them worth it (:mod:`stream.camera._rows`): everything after sees the
+        copy; the caller's frame (stored raw) is left as it came."""
+        if not self._rows.done or self._rows.shape != frame.shape:
+            clean = finite_copy(frame)
+            previous = self._rows_previous
+            if (
+                previous is not None
+                and previous.shape == frame.shape
+                and not scene_moved(clean, previous)
+            ):
+                self._rows.add(clean, previous)
+            self._rows_previous = None if self._rows.done else clean
+        if frame.ndim != 2 or not self._rows.correcting or self._rows.shape != frame.shape:
+            return frame
+        return remove_row_offsets(frame)
 
     def _without_noisy_pixels(self, frame: np.ndarray) -> np.ndarray:
         """``frame``, or a copy with the camera's noisy pixels filled from their neighbours

@@ -274,6 +274,10 @@ class InferenceStage:
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
                 "noisy_pixels": context.noisy_pixels,
+                "row_noise": {
+                    "rms": round(context.row_noise, 4),
+                    "corrected": context.row_noise_corrected,
+                },
                 "frames_two_scales": context.frames_two_scales,
                 "blend": {
                     **context.blend_choice.as_dict(),

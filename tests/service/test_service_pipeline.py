@@ -282,6 +282,20 @@ def test_noisy_pixels_are_counted(tmp_path: Path, conv_model_adaptive):
     assert len(got) == 6 and status["series"]["noisy"]["noisy_pixels"] == 1
 
 
+def test_row_noise_is_reported(tmp_path: Path, conv_model_adaptive):
+    """Rows offset anew every frame (a CMOS's banding) far above what the pixels' noise
+    would give them are reported, and taken out; a series without them reports none."""
+    rng = np.random.default_rng(6)
+    flat = [100 + rng.poisson(4.0, (48, 48)) for _ in range(6)]
+    banded = [np.rint(f + rng.normal(0.0, 3.0, (48, 1))).astype("<u2") for f in flat]
+    got, status = served(tmp_path, conv_model_adaptive, banded, "banded")
+    rows = status["series"]["banded"]["row_noise"]
+    assert len(got) == 6 and rows["corrected"] and rows["rms"] == pytest.approx(3.0, rel=0.3)
+    plain = [f.astype("<u2") for f in flat]
+    _, status = served(tmp_path / "plain", conv_model_adaptive, plain, "plain")
+    assert status["series"]["plain"]["row_noise"]["corrected"] is False
+
+
 @pytest.mark.parametrize("spikes", ["correct", "pass"])
 def test_hot_pixels_are_kept_from_the_model_and_counted(
     tmp_path: Path, conv_model_adaptive, spikes: str
