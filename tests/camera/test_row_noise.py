@@ -13,6 +13,7 @@ from exporter.evaluation import psnr
 from exporter.evaluation._cameras import EvalCamera, recamera
 from exporter.evaluation._evaluate import movie
 from stream.camera import CameraModel, RowNoise, remove_row_offsets
+from stream.camera._rows import SIGNIFICANCE
 from stream.engine import Engine, SeriesContext, shipped_model_path
 
 CAMERA = CameraModel(gain=0.5, offset=100.0, read_noise=0.75)  # 1.5 e-
@@ -50,6 +51,21 @@ def test_a_calcium_series_without_them_has_none(photons: float) -> None:
     scene's changing light is not row noise."""
     assert not searched(phantom_readouts(photons, 40, 3, CAMERA)).correcting
     assert not searched(list(movie("independent", photons, (128, 128), 40, 0).noisy)).correcting
+
+
+def test_coarse_or_clipped_counts_are_left_alone() -> None:
+    """Coarse counts (0.1 ADU per e-, 2 e-) and readouts clipped at 0 (offset 0): their row
+    offsets are found but not taken out (levelled, they are no longer whole counts or
+    no longer held at their floor, which the live estimate and the engine rely on)."""
+    test = movie("independent", 3.0, (128, 128), 12, 0)
+    for camera, coarse in (
+        (EvalCamera(0.1, 100, 2, rows=1.5), True),
+        (EvalCamera(0.5, 0, 1.5, rows=1.5), False),
+    ):
+        search = searched(list(recamera(test, camera, 0).noisy))
+        assert search.variance > SIGNIFICANCE * search.standard_error
+        assert search.coarse == coarse and not search.correcting
+    assert searched(list(recamera(test, EvalCamera(0.5, 100, 1.5, rows=1.5), 0).noisy)).correcting
 
 
 def test_noise_shared_along_a_row_by_neighbours_is_not_row_noise() -> None:
