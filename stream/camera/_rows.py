@@ -218,7 +218,7 @@ def _at_a_floor(frame: np.ndarray) -> bool:
     of a series; the others were found clipped, and the series was levelled for a few
     frames, then not, 0.3 dB lost)."""
     held = np.count_nonzero(frame == frame.min())
-    return held >= PILED * frame.size or floor_pixels(frame) is not None
+    return bool(held >= PILED * frame.size) or floor_pixels(frame) is not None
 
 
 def _robust_sd(values: np.ndarray) -> float:
