@@ -168,10 +168,22 @@ def status_table(reply: dict[str, Any]) -> Table:
                 f"series {name}",
                 f"in {c.get('frames_in')}, out {c.get('frames_out')}, "
                 f"last index {c.get('last_index')}, missing {c.get('missing')}"
-                f"{_blend_text(c.get('blend'))}",
+                f"{_camera_faults_text(c)}{_blend_text(c.get('blend'))}",
             )
         )
     return kv_table("deepdenoise status", rows)
+
+
+def _camera_faults_text(series: dict[str, Any]) -> str:
+    """What the service corrects of a series' camera before the model, for its status
+    line: ``; 12 noisy pixels filled; rows levelled (0.75 rms)``."""
+    text = ""
+    if series.get("noisy_pixels"):
+        text += f"; {series['noisy_pixels']} noisy pixels filled"
+    rows = series.get("row_noise") or {}
+    if rows.get("corrected"):
+        text += f"; rows levelled ({rows.get('rms', 0):.2f} rms)"
+    return text
 
 
 def _blend_text(blend: dict[str, Any] | None) -> str:

@@ -278,6 +278,8 @@ class SeriesContext:
         it looks), then ``frame``, or a copy with its rows' offsets taken out when the
         search found them worth it (:mod:`stream.camera._rows`): everything after sees the
         copy; the caller's frame (stored raw) is left as it came."""
+        if frame.ndim != 2:
+            return frame
         if not self._rows.done or self._rows.shape != frame.shape:
             clean = finite_copy(frame)
             previous = self._rows_previous
@@ -288,7 +290,7 @@ class SeriesContext:
             ):
                 self._rows.add(clean, previous)
             self._rows_previous = None if self._rows.done else clean
-        if frame.ndim != 2 or not self._rows.correcting or self._rows.shape != frame.shape:
+        if not self._rows.correcting or self._rows.shape != frame.shape:
             return frame
         return remove_row_offsets(frame)
 

@@ -197,6 +197,14 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_series_status_line_says_what_of_its_camera_is_corrected():
+    from stream.cli._remote import _camera_faults_text
+
+    assert _camera_faults_text({"noisy_pixels": 0, "row_noise": {"rms": 0.1}}) == ""
+    both = {"noisy_pixels": 12, "row_noise": {"rms": 0.7512, "corrected": True}}
+    assert _camera_faults_text(both) == "; 12 noisy pixels filled; rows levelled (0.75 rms)"
+
+
 def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     from exporter.demo import _blend_row
     from stream.cli._remote import _blend_text
