@@ -153,8 +153,9 @@ class RowNoise:
         self._rows += len(products)
         self._profile_variance += float(np.var(row_offsets(frame)))
         self._whole = half_step(frame) > 0
-        # either frame: the sooner a floor shows, the fewer frames levelled before it
-        self._floored |= _at_a_floor(frame) or _at_a_floor(previous)
+        # the first pair's frame before too: the sooner a floor shows, the fewer frames
+        # levelled before it (later pairs' were tested as the pair before's frame)
+        self._floored |= _at_a_floor(frame) or (self.pairs == 0 and _at_a_floor(previous))
         self._pixel_sd += spread / np.sqrt(2.0)
         self.pairs += 1
 
