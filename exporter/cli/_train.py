@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -171,18 +172,43 @@ def calibrate_command(
     ] = None,
     offset: Annotated[float | None, typer.Option(help="Known camera offset, ADU.")] = None,
     max_frames: Annotated[int, typer.Option(help="Read at most this many frames.")] = 500,
+    offset_map: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the dark frames' average, one value a pixel, to this .npy: "
+            "`serve --offset-map` subtracts its pattern (a sensor's offset differing pixel "
+            "by pixel) from every frame.",
+        ),
+    ] = None,
 ) -> None:
     """Fit the Poisson-Gaussian camera model to recordings; prints a TOML table for `train`."""
     try:
         from exporter.noise import estimate_camera_noise, load_noise_stack
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    if offset_map is not None and dark is None and gain is None:
+        raise fail(
+            "--offset-map needs dark frames: give them with --dark (or give --gain, and "
+            "STACK is taken to be dark frames)"
+        )
     try:
         frames = load_noise_stack(stack, max_frames=max_frames)
         dark_frames = load_noise_stack(dark, max_frames=max_frames) if dark else None
         fit = estimate_camera_noise(frames, dark=dark_frames, gain=gain, offset=offset)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
+    if offset_map is not None:
+        darks = dark_frames if dark_frames is not None else frames
+        average = darks.astype(np.float64).mean(axis=0).astype(np.float32)
+        offset_map.parent.mkdir(parents=True, exist_ok=True)
+        np.save(offset_map, average)
+        spread = float(np.std(average))
+        console.print(
+            f"wrote {offset_map}: the average of {len(darks)} dark frames, "
+            f"{average.shape[0]}x{average.shape[1]}, its pattern {spread:.3g} ADU rms "
+            f"(of which their read noise leaves about "
+            f"{fit.read_noise / np.sqrt(len(darks)):.2g}); serve --offset-map {offset_map}"
+        )
     stderr = f" ± {fit.gain_stderr:.3g}" if fit.gain_stderr is not None else ""
     rows = [
         ("gain", f"{fit.gain:.4g}{stderr} ADU/e-"),

@@ -19,6 +19,7 @@ from ._floor import floor_pixels, half_step, uncensor
 from ._model import CameraModel
 from ._noisy import NoisyPixels
 from ._offset import offset_from_skew
+from ._pattern import OffsetPattern, load_offset_pattern
 from ._rows import RowNoise, remove_row_offsets
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
@@ -28,6 +29,7 @@ __all__ = [
     "CameraEstimator",
     "CameraModel",
     "NoisyPixels",
+    "OffsetPattern",
     "RowNoise",
     "SpikePolicy",
     "Spikes",
@@ -38,6 +40,7 @@ __all__ = [
     "flat_blocks",
     "floor_pixels",
     "half_step",
+    "load_offset_pattern",
     "offset_from_skew",
     "remove_row_offsets",
     "scene_moved",

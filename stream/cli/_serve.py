@@ -132,6 +132,15 @@ def serve(
             show_default="none",
         ),
     ] = None,
+    offset_map: Annotated[
+        Path | None,
+        typer.Option(
+            help="A dark-frame average (.npy, one value a pixel; `deepdenoise calibrate "
+            "--offset-map` writes it): its pattern is subtracted from every frame of its "
+            "shape before the model.",
+            show_default="none",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options override it.")
     ] = None,
@@ -160,6 +169,7 @@ def serve(
             output_dtype=output_dtype,
             publish_raw=publish_raw,
             traces={"rois": rois} if rois is not None else None,
+            offset_map=offset_map,
         )
         if no_zarr:
             cfg = cfg.model_copy(update={"zarr": None})

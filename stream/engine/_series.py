@@ -37,6 +37,7 @@ from ..camera import (
     CameraEstimator,
     CameraModel,
     NoisyPixels,
+    OffsetPattern,
     RowNoise,
     fill_spikes,
     remove_row_offsets,
@@ -66,10 +67,19 @@ class SeriesContext:
         ``"spatial"``: a noise-adaptive model's output blended with spatial smoothing as
         the series' measured risks say (:mod:`stream.engine._blend`); ``"spatiotemporal"``:
         also with the series' running mean; ``"off"``: as it comes.
+    offset_pattern
+        A dark-frame average's pattern, subtracted from every frame of its shape before
+        anything else sees it (:mod:`stream.camera._pattern`); None: none.
     """
 
-    def __init__(self, camera: CameraModel | None = None, blend: BlendSetting = "spatial") -> None:
+    def __init__(
+        self,
+        camera: CameraModel | None = None,
+        blend: BlendSetting = "spatial",
+        offset_pattern: OffsetPattern | None = None,
+    ) -> None:
         self.configured = camera
+        self._offset_pattern = offset_pattern  # subtracted first (stream.camera._pattern)
         self._blend = SeriesBlend(blend)
         self._estimator = CameraEstimator() if camera is None else None
         self._history: deque[np.ndarray] = deque()
@@ -168,6 +178,8 @@ class SeriesContext:
             self._mean = self._last = self._noisy_previous = self._rows_previous = None
             self._estimator_has_previous = False
         self._last_index = index
+        if self._offset_pattern is not None:
+            frame = self._offset_pattern.subtracted(frame)
         camera = None
         if engine.needs_camera:
             frame = self._without_row_noise(frame)

@@ -40,6 +40,7 @@ PATH_FIELDS = (
     "gpu.cache_dir",
     "traces.rois",
     "traces.denoiser",
+    "offset_map",
 )
 
 
@@ -139,6 +140,12 @@ class ServiceConfig(BaseModel):
         description="the camera's gain, offset and read noise (the table `deepdenoise "
         "calibrate` prints) for noise-adaptive models; None: estimated live per series",
     )
+    offset_map: Path | None = Field(
+        None,
+        description="a dark-frame average, one value a pixel (.npy; `deepdenoise calibrate "
+        "--offset-map` writes it): its pattern about its mean is subtracted from every "
+        "frame of its shape before the model; None: none",
+    )
     warmup_shape: tuple[int, int] | None = (512, 512)
     status_interval_s: float = Field(1.0, gt=0, le=3600)
     memory_budget_mb: float = Field(
@@ -185,7 +192,7 @@ class ServiceConfig(BaseModel):
                     return value
         return value
 
-    @field_validator("model", "zarr")
+    @field_validator("model", "zarr", "offset_map")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Recorded in every store: an absolute path still says where it was afterwards.

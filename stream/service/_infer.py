@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..camera import CameraModel
+from ..camera import CameraModel, OffsetPattern
 from ..engine import BlendSetting, Engine, SeriesContext, count_non_finite, to_dtype
 from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
 from ._ensemble import EnsemblePolicy
@@ -67,6 +67,7 @@ class InferenceStage:
         fallback: Callable[[Engine, BaseException], Engine | None] | None = None,
         ensemble: EnsemblePolicy | None = None,
         blend: BlendSetting = "off",
+        offset_pattern: OffsetPattern | None = None,
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -80,6 +81,7 @@ class InferenceStage:
         self._fallback = fallback
         self.ensemble = ensemble or EnsemblePolicy(1)
         self._blend = blend
+        self.offset_pattern = offset_pattern
         self._spare = SpareTime()
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
@@ -105,7 +107,9 @@ class InferenceStage:
         engine, frame = self.engine, job.frame
         context = self.contexts.get(frame.series)
         if context is None:
-            context = self.contexts[frame.series] = SeriesContext(self._camera, self._blend)
+            context = self.contexts[frame.series] = SeriesContext(
+                self._camera, self._blend, self.offset_pattern
+            )
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
         passes = self.ensemble.passes(
             frame.series, job.t_recv_ns, len(self._jobs), engine.model_id, shape

@@ -26,6 +26,7 @@ import zmq
 
 from .._errors import ConfigError
 from .._version import __version__
+from ..camera import load_offset_pattern
 from ..engine import Engine, default_model_path, select_providers
 from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW, pack_header
 from ..traces import rois_from_labels
@@ -121,6 +122,7 @@ class Service:
         engine = None
         try:
             traces = TraceStep(cfg.traces, self._outgoing, self.events)  # bad ROIs: fail here
+            offset_pattern = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
             engine = self._load_engine(cfg.model)
             if cfg.security is not None:
                 self._curve = CurveGuard(self._ctx, cfg.security)
@@ -176,6 +178,7 @@ class Service:
             fallback=self._fallback_engine,
             ensemble=EnsemblePolicy(cfg.ensemble, cfg.ensemble_budget),
             blend=cfg.blend,
+            offset_pattern=offset_pattern,
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
@@ -453,5 +456,10 @@ class Service:
             traces=self._traces.status() if self._traces is not None else None,
             ensemble=self._inference.ensemble.status() if self._inference is not None else None,
             blend=self.config.blend,
+            offset_map=(
+                self._inference.offset_pattern.status()
+                if self._inference is not None and self._inference.offset_pattern is not None
+                else None
+            ),
         )
         return snap

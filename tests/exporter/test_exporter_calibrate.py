@@ -40,3 +40,30 @@ def test_calibrate_refuses_a_gain_from_dark_frames_only(tmp_path: Path):
     result = CliRunner().invoke(app, ["calibrate", str(dark), "--dark", str(dark)])
     assert result.exit_code == 2
     assert "gain" in result.output
+
+
+def test_calibrate_writes_the_dark_frames_average_as_an_offset_map(tmp_path: Path):
+    """A sensor whose offset differs pixel by pixel (a fixed pattern of 3 ADU rms): the
+    map holds it, to the dark frames' read noise over their count."""
+    rng = np.random.default_rng(1)
+    pattern = rng.normal(0.0, 3.0, (48, 48))
+    dark = np.rint(100 + pattern + rng.normal(0, 1.5, (32, 48, 48))).astype(np.uint16)
+    flat, _ = _recordings(tmp_path)
+    np.save(tmp_path / "patterned.npy", dark)
+    out = tmp_path / "maps" / "offset.npy"
+    args = [
+        "calibrate",
+        str(flat),
+        "--dark",
+        str(tmp_path / "patterned.npy"),
+        "--offset-map",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    average = np.load(out)
+    assert average.shape == (48, 48) and average.dtype == np.float32
+    assert np.std(average - 100 - pattern) < 0.5  # 1.5 / sqrt(32) and the rounding
+    assert "serve --offset-map" in result.output
+    no_dark = CliRunner().invoke(app, ["calibrate", str(flat), "--offset-map", str(out)])
+    assert no_dark.exit_code == 2 and "needs dark frames" in no_dark.output

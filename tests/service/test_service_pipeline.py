@@ -18,6 +18,7 @@ from service_harness import (
     wait_until,
 )
 
+from stream import ConfigError
 from stream.store import ARRAY_PATHS
 
 
@@ -294,6 +295,27 @@ def test_row_noise_is_reported(tmp_path: Path, conv_model_adaptive):
     plain = [f.astype("<u2") for f in flat]
     _, status = served(tmp_path / "plain", conv_model_adaptive, plain, "plain")
     assert status["series"]["plain"]["row_noise"]["corrected"] is False
+
+
+def test_an_offset_map_is_subtracted_and_reported(tmp_path: Path, conv_model_adaptive):
+    """``offset_map``: a dark-frame average whose pattern leaves every frame of its shape
+    before the model (frames of another shape are counted and left alone: see
+    tests/camera/test_offset_pattern.py); a bad file stops the start with what was
+    expected."""
+    rng = np.random.default_rng(7)
+    average = 100 + rng.normal(0.0, 2.0, (32, 32))
+    np.save(tmp_path / "offset.npy", average)
+    frames = [(100 + rng.poisson(4.0, (32, 32))).astype("<u2") for _ in range(3)]
+    got, status = served(
+        tmp_path, conv_model_adaptive, frames, "dsnu", offset_map=tmp_path / "offset.npy"
+    )
+    assert len(got) == 3
+    report = status["offset_map"]
+    assert report["frames"] == 3 and report["other_shape"] == 0 and report["shape"] == [32, 32]
+    assert report["rms"] == pytest.approx(np.std(average), rel=1e-3)
+    (tmp_path / "bad.npy").write_text("no")
+    with pytest.raises(ConfigError, match=r"offset map .*bad\.npy"):
+        served(tmp_path, conv_model_adaptive, frames, "bad", offset_map=tmp_path / "bad.npy")
 
 
 @pytest.mark.parametrize("spikes", ["correct", "pass"])
