@@ -4,16 +4,19 @@ A CMOS sensor reads a row at a time through shared references; where their noise
 corrected on board (cheap sensors, a miniscope's), each row of each frame is offset by
 its own amount. The offsets are noise the camera model does not describe, shared by a
 whole row: a model keeps them as lines of the scene, the live estimate takes them for
-read noise, and a Gaussian cannot average them out. Measured (one-off probe): ``na-lite``
-on the independent generator read out at 0.5 ADU per e- and 1.5 e- of read noise, rows
-offset by 1.5 e- rms, 3.66 and 1.55 dB below the truth-tuned Gaussian at 1 and 3 photons
-per pixel (+0.37 and +0.60 without the offsets); by 0.5 e-, 0.21 dB below at 1 photon.
+read noise, and a Gaussian cannot average them out. Measured (``deepdenoise evaluate``,
+16 frames, this correction off): ``na-lite`` on the independent generator read out at
+0.5 ADU per e- and 1.5 e- of read noise, rows offset by 1.5 e- rms, 3.17 and 1.04 dB
+below the truth-tuned Gaussian at 1 and 3 photons per pixel (+0.41 and +0.64 above it
+without the offsets); by 0.5 e-, 0.48 dB below at 1 photon.
 
 Finding it: a still pair's difference holds each row's change of offset, twice the
 offsets' variance, shared by the row's left and right halves, while the pixels' own
 noise (even noise shared by neighbours along a row, an amplifier's low-pass) is not: the
-mean over rows of the product of the two halves' row medians is the offsets' variance
-times two, whatever the scene (the pair's global change taken out first).
+mean over rows of the product of the two halves' row means is the offsets' variance
+times two, whatever the scene (the pair's global change taken out first; the
+differences clipped at ``CLIP`` robust standard deviations, so that a noisy pixel's or
+a spike's jumps are no row's).
 
 Removing it, frame by frame: each row's offset is the mean over the row of its pixels
 less the mean of the ``REACH`` rows either side (the scene's rows change smoothly),
