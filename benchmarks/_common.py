@@ -8,6 +8,7 @@ versions) beside the settings and the raw percentiles, and every suite writes in
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import logging
@@ -407,6 +408,14 @@ def megabytes(nbytes: float) -> float:
 
 # ------------------------------------------------------------------ frames
 _FRAMES: dict[tuple[tuple[int, int], int], np.ndarray] = {}
+
+
+def check_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An exploratory check's command line: ``--out`` (the results folder), described by
+    the first line of the check's docstring; a check adds its own options to it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else "")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    return parser
 
 
 def write_check(out: Path, name: str, lines: list[str], rows: list[dict[str, Any]]) -> None:

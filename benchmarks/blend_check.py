@@ -13,15 +13,13 @@ results.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, phantom_frames, write_check
+from ._common import check_parser, machine_info, phantom_frames, write_check
 
 SIZES = (128, 256, 512)
 MODEL = "na-lite"
@@ -75,8 +73,7 @@ def measure(side: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser = check_parser(__doc__)
     args = parser.parse_args(argv)
     rows = [measure(side) for side in SIZES]
     names = [k for k in rows[0]["ms"] if k != "engine"]

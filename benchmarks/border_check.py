@@ -11,16 +11,14 @@ ratio of the whole-radius border to today's is the speed-up. Writes ``border_che
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import types
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, phantom_frames, write_check
+from ._common import check_parser, machine_info, phantom_frames, write_check
 
 SIZES = (128, 256, 512)
 MODELS = ("na-lite", "na-temporal")
@@ -78,8 +76,7 @@ def measure(model: str, side: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from stream.engine import MAX_BORDER
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser = check_parser(__doc__)
     args = parser.parse_args(argv)
     rows = [measure(model, side) for model in MODELS for side in SIZES]
     lines = [

@@ -16,15 +16,13 @@ pixels and for row noise (a series' first 64 pairs) and of taking rows' offsets 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, write_check
+from ._common import check_parser, machine_info, write_check
 
 SIZES = (256, 512)
 #: Frames per series: the 32-frame warm-up, then 16 estimates and 2 refits.
@@ -146,8 +144,7 @@ def _spike_test_ms(frames: list[np.ndarray], camera: Any) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser = check_parser(__doc__)
     args = parser.parse_args(argv)
     rows = [measure(side) for side in SIZES]
     lines = [

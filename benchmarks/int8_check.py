@@ -11,7 +11,6 @@ results. Ship the int8 model only where it keeps the quality targets and is fast
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import machine_info, machine_tag
+from ._common import check_parser, machine_info, machine_tag
 
 #: Calibration: phantom frames at these photon budgets, 8 each, read out by this camera
 #: (a noise-adaptive model sees every budget; its activations differ between them).
@@ -109,9 +108,8 @@ def int8_instructions() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = check_parser(__doc__)
     parser.add_argument("--model", type=Path, help="ONNX model (default: the CPU default)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     from exporter.evaluation import evaluate
     from stream.engine import default_model_path
