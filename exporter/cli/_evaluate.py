@@ -98,6 +98,13 @@ def evaluate(
             "served by default; off: as they come.",
         ),
     ] = "spatial",
+    snapshots: Annotated[
+        bool,
+        typer.Option(
+            help="Also score every model on each frame sent as a series of its own "
+            "(single images: the camera estimated from that frame alone, no blend).",
+        ),
+    ] = False,
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
@@ -129,6 +136,7 @@ def evaluate(
             cameras=readouts,
             ensemble=ensemble,
             blend=blend,
+            snapshots=snapshots,
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc

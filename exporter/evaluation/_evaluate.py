@@ -174,6 +174,16 @@ def run_model(
     return out, ms, estimate.as_dict() if estimate is not None else {}
 
 
+def run_snapshots(
+    engine: Engine, noisy: np.ndarray, passes: int = 1, blend: BlendSetting = "spatial"
+) -> tuple[np.ndarray, float]:
+    """Every frame as a series of its own, as single images (snapshots) are served: the
+    camera estimated from that frame alone, no earlier frame, no blend (it needs a
+    series' own frames). The output stack and the mean milliseconds per frame."""
+    runs = [run_model(engine, frame[None], passes=passes, blend=blend) for frame in noisy]
+    return np.concatenate([out for out, _, _ in runs]), float(np.mean([ms for _, ms, _ in runs]))
+
+
 def _timed(fn: Any, *args: Any) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
     out = fn(*args)
@@ -213,10 +223,12 @@ def evaluate_movie(
     provider: str = "cpu",
     adapt_workdir: Path | None = None,
     adapt_scratch: bool = True,
+    snapshots: bool = False,
 ) -> BudgetResult:
     """Every method on one test movie (baselines tuned as the module doc says); with
     ``adapt_workdir``, also each model adapted to the movie for ``adapt_minutes`` (the
-    adapted models and the recording they came from are kept there)."""
+    adapted models and the recording they came from are kept there); with ``snapshots``,
+    also each model on every frame sent as a series of its own (``<name>@snapshot``)."""
     scorer = MovieScorer(test.clean, test.footprints, test.spikes, test.fps)
     noisy = test.noisy.astype(np.float32)
     scores: dict[str, MethodScore] = {}
@@ -260,6 +272,9 @@ def evaluate_movie(
             )
             out, ms, _ = run_model(engine, test.noisy, true, info.passes, blend)
             record(f"{info.name}@true-camera", "model", out, ms, camera="true")
+        if snapshots:
+            out, ms = run_snapshots(engine, test.noisy, info.passes, blend)
+            record(f"{info.name}@snapshot", "model", out, ms, camera="each frame's own")
         if adapt_workdir is not None and info.passes == 1:  # the movie: the user's recording
             for name, path in adapted_models(
                 info, test.noisy, adapt_minutes, adapt_workdir, adapt_scratch
@@ -316,6 +331,7 @@ def evaluate(
     cameras: tuple[EvalCamera, ...] = (),
     ensemble: int = 1,
     blend: BlendSetting = "spatial",
+    snapshots: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``models`` on every generator x photon budget; write report and metrics.
 
@@ -324,7 +340,8 @@ def evaluate(
     that camera (:func:`recamera`), as generators of their own. ``ensemble`` > 1 adds
     every model again with that many self-ensemble passes (``<name>-x<ensemble>``).
     ``blend``: the models' outputs blended with smoothing as served ("spatial", the
-    default; "spatiotemporal"), or not ("off").
+    default; "spatiotemporal"), or not ("off"). ``snapshots``: also every model on each
+    frame sent as a series of its own (single images).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -341,6 +358,7 @@ def evaluate(
         "provider": provider,
         "ensemble": ensemble,
         "blend": blend,
+        "snapshots": snapshots,
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
         "cameras": [camera.label for camera in cameras],
@@ -371,6 +389,7 @@ def evaluate(
                     provider,
                     workdir,
                     adapt_scratch,
+                    snapshots,
                 )
             )
     finally:

@@ -31,6 +31,11 @@ SERIES_START_NOTE = (
     "(the engine repeats the oldest frame there is), every method on the same frames:"
 )
 
+SNAPSHOT_NOTE = (
+    "Each frame sent as a series of its own (single images: the camera estimated from "
+    "that frame alone, no earlier frame, no blend), beside the movie as one series:"
+)
+
 
 def _num(value: float, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
@@ -150,6 +155,14 @@ def _table(result: EvaluationResult, generator: str) -> list[str]:
             cells = [f"{r.photons:g}"]
             cells += [_num(r.scores[f"{name}@series-start"].psnr) for name in names]
             lines.append("| " + " | ".join(cells) + " |")
+    snapped = [m for m in models if rows and f"{m}@snapshot" in rows[0].scores]
+    if snapped:
+        names = ["gaussian"] + [n for m in snapped for n in (m, f"{m}@snapshot")]
+        lines += ["", SNAPSHOT_NOTE, ""]
+        lines += ["| " + " | ".join(["photons", *names]) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in rows:
+            cells = [f"{r.photons:g}"] + [_num(r.scores[name].psnr) for name in names]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -191,7 +204,27 @@ def observations(result: EvaluationResult) -> list[str]:
                 + (f"; worse than its input at {len(worse)} budget(s)" if worse else "")
                 + "."
             )
+            notes += _snapshot_note(result, info.name, generator)
     return notes
+
+
+def _snapshot_note(result: EvaluationResult, model: str, generator: str) -> list[str]:
+    """Where ``model``'s frames were also sent one by one: its margin over the tuned
+    Gaussian that way, and whether it fell below its input."""
+    rows = [r for r in result.results if r.generator == generator]
+    name = f"{model}@snapshot"
+    if not rows or name not in rows[0].scores:
+        return []
+    margins = ", ".join(
+        f"{r.photons:g}: {r.scores[name].psnr - r.scores['gaussian'].psnr:+.2f}" for r in rows
+    )
+    worse = [r for r in rows if r.scores[name].psnr < r.scores["noisy"].psnr]
+    return [
+        f"**{model}**, each frame as its own series (snapshots), on `{generator}`: margin "
+        f"over the tuned Gaussian in dB by photons: {margins}"
+        + (f"; worse than its input at {len(worse)} budget(s)" if worse else "")
+        + "."
+    ]
 
 
 def _camera_note(cameras: list[str]) -> list[str]:

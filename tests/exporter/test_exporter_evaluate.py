@@ -430,9 +430,11 @@ def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
     out = tmp_path / "cli"
     args = ["evaluate", str(identity_model), "--photons", "5", "--out", str(out), "--frames", "6"]
     args += ["--shape", "32x32", "--generators", "independent", "--bm3d-frames", "0"]
-    ok = runner.invoke(app, [*args, "--no-figures", "--cameras", "2:500:1"])
+    ok = runner.invoke(app, [*args, "--no-figures", "--cameras", "2:500:1", "--snapshots"])
     assert ok.exit_code == 0, ok.output
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["snapshots"] is True
+    assert "identity@snapshot" in metrics["results"][0]["scores"]
     assert [r["generator"] for r in metrics["results"]] == [
         "independent", "independent (gain 2, offset 500, read 1 e-)",
     ]  # fmt: skip
@@ -473,6 +475,36 @@ def test_a_temporal_model_is_also_scored_on_the_series_start(evaluation) -> None
         assert r.scores["identity@series-start"].psnr != pytest.approx(r.scores["identity"].psnr)
     report = (evaluation.out_dir / "report.md").read_text()
     assert "The first 1 frame(s) of the movie" in report
+
+
+def test_snapshots_send_every_frame_as_a_series_of_its_own(
+    tmp_path: Path, conv_model_adaptive: Path
+) -> None:
+    """--snapshots: each frame alone (its own camera estimate, no frame before it), as a
+    single image is served; a movie's first frame is one, its later frames are not."""
+    from exporter.evaluation import evaluate, make_movie
+    from exporter.evaluation._evaluate import run_model, run_snapshots
+    from stream.engine import Engine
+
+    test = make_movie(5.0, shape=(32, 32), frames=4, seed=2)
+    with Engine(conv_model_adaptive, warmup_shape=None) as engine:
+        snapshots, _ = run_snapshots(engine, test.noisy)
+        series, _, _ = run_model(engine, test.noisy)
+        for t, frame in enumerate(test.noisy):
+            alone, _, _ = run_model(engine, frame[None])
+            np.testing.assert_array_equal(snapshots[t], alone[0])
+    np.testing.assert_array_equal(snapshots[0], series[0])
+    assert not np.allclose(snapshots[1:], series[1:])  # the series had frames before them
+    result = evaluate(
+        [conv_model_adaptive], tmp_path / "report", photons=(5.0,),
+        generators=("independent",), frames=4, shape=(32, 32), bm3d_frames=0,
+        figures=False, snapshots=True,
+    )  # fmt: skip
+    score = result.results[0].scores["adaptive@snapshot"]
+    assert score.frames_scored == 4 and score.psnr != result.results[0].scores["adaptive"].psnr
+    report = result.report.read_text() if result.report else ""
+    assert "Each frame sent as a series of its own" in report
+    assert "**adaptive**, each frame as its own series (snapshots), on `independent`" in report
 
 
 def test_evaluate_scores_each_model_again_with_ensemble_passes(
