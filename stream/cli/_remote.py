@@ -168,7 +168,8 @@ def status_table(reply: dict[str, Any]) -> Table:
                 f"series {name}",
                 f"in {c.get('frames_in')}, out {c.get('frames_out')}, "
                 f"last index {c.get('last_index')}, missing {c.get('missing')}"
-                f"{_camera_faults_text(c)}{_blend_text(c.get('blend'))}",
+                f"{_camera_faults_text(c)}{_blend_text(c.get('blend'))}"
+                f"{_still_means_text(c.get('still_means'))}",
             )
         )
     return kv_table("deepdenoise status", rows)
@@ -192,6 +193,15 @@ def _blend_text(blend: dict[str, Any] | None) -> str:
     if not blend:
         return ""
     return f"; blend {blend_choice(blend)} ({blend.get('measured', 0)} measured)"
+
+
+def _still_means_text(still: dict[str, Any] | None) -> str:
+    """A temporal model's still, bright pixels averaged over time, for a series' status
+    line: ``; still pixels averaged 62 % (5.8 frames)``; nothing when none are."""
+    if not still or not still.get("share"):
+        return ""
+    share, frames = 100 * still["share"], still.get("frames", 0)
+    return f"; still pixels averaged {share:.0f} % ({frames:.1f} frames)"
 
 
 def _ensemble_row(ensemble: dict[str, Any]) -> str:

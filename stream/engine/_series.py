@@ -48,6 +48,7 @@ from ._engine import Engine
 from ._inputs import update_running_mean
 from ._pixels import count_non_finite, finite_copy
 from ._series_blend import SeriesBlend
+from ._still_means import StillMeans
 
 #: Frames over which the live camera estimate is updated every frame; after that,
 #: every ``ESTIMATE_EVERY`` frames, after the two frames just before it (kept by
@@ -81,6 +82,7 @@ class SeriesContext:
         self.configured = camera
         self._offset_pattern = offset_pattern  # subtracted first (stream.camera._pattern)
         self._blend = SeriesBlend(blend)
+        self._still = StillMeans()  # a temporal model's still, bright pixels' raw means
         self._estimator = CameraEstimator() if camera is None else None
         self._history: deque[np.ndarray] = deque()
         self._mean: np.ndarray | None = None
@@ -118,6 +120,7 @@ class SeriesContext:
         blend measurement (not the live estimate's samples, nor, for a series' first 64
         still pairs, the searches for noisy pixels and row noise: 28 bytes a pixel)."""
         arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
+        arrays += self._still.arrays()
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
 
@@ -177,6 +180,7 @@ class SeriesContext:
             self._history.clear()
             self._mean = self._last = self._noisy_previous = self._rows_previous = None
             self._estimator_has_previous = False
+            self._still.reset()
         self._last_index = index
         if self._offset_pattern is not None:
             frame = self._offset_pattern.subtracted(frame)
@@ -195,6 +199,7 @@ class SeriesContext:
         if (keep or decay > 0) and self._last is not None and scene_moved(frame, self._last):
             self._history.clear()
             self._mean = None
+            self._still.reset()
             self.scene_changes += 1
         shared = camera is not None and self._noise_shared()
         map_scale = self._blend.map_scale_for(engine) if camera is not None and not shared else 1.0
@@ -227,6 +232,10 @@ class SeriesContext:
             )
         else:
             self._blend.drop_pending()
+        if camera is not None and (keep or decay > 0) and not shared and self.blend != "off":
+            out = self._still.mixed(frame, out, camera)
+        else:
+            self._still.reset()
         stored = finite_copy(frame) if keep or decay > 0 else None
         self._last = stored
         if decay > 0:
@@ -238,6 +247,13 @@ class SeriesContext:
             if len(self._history) > keep:
                 self._history.popleft()
         return out
+
+    @property
+    def still_means(self) -> StillMeans:
+        """A temporal model's still, bright pixels averaged over time
+        (:mod:`stream.engine._still_means`): the share of the latest frame's pixels mixed,
+        their frames, the network's error estimate."""
+        return self._still
 
     def _remember_in_mean(self, stored: np.ndarray, decay: float) -> None:
         """Take the frame just denoised (``stored``, a copy) into the running mean."""

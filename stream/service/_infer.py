@@ -283,6 +283,11 @@ class InferenceStage:
                     "corrected": context.row_noise_corrected,
                 },
                 "frames_two_scales": context.frames_two_scales,
+                "still_means": {
+                    "share": round(context.still_means.share, 4),
+                    "frames": round(context.still_means.frames, 2),
+                    "model_error": context.still_means.model_error,
+                },
                 "blend": {
                     **context.blend_choice.as_dict(),
                     "measured": context.blend_measured,

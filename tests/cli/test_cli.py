@@ -205,6 +205,15 @@ def test_a_series_status_line_says_what_of_its_camera_is_corrected():
     assert _camera_faults_text(both) == "; 12 noisy pixels filled; rows levelled (0.75 rms)"
 
 
+def test_a_series_status_line_says_how_much_of_it_is_averaged_over_time():
+    from stream.cli._remote import _still_means_text
+
+    assert _still_means_text({"share": 0.0, "frames": 0.0, "model_error": None}) == ""
+    assert _still_means_text(None) == ""
+    still = {"share": 0.6234, "frames": 5.83, "model_error": 0.4}
+    assert _still_means_text(still) == "; still pixels averaged 62 % (5.8 frames)"
+
+
 def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     from exporter.demo import _blend_row
     from stream.cli._remote import _blend_text

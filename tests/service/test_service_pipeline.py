@@ -381,3 +381,22 @@ def test_frames_whose_dim_part_is_denoised_apart_are_counted(tmp_path: Path, con
     even = [(100 + rng.poisson(20.0, (32, 32))).astype("<u2") for _ in range(2)]
     _, status = served(tmp_path, conv_model_adaptive, even, "even", camera=camera)
     assert status["series"]["even"]["frames_two_scales"] == 0
+
+
+def test_a_temporal_models_still_bright_pixels_are_reported(tmp_path: Path):
+    """na-temporal with the blend on, a still scene at 3000 photons: most pixels are mixed
+    with their raw mean (stream.engine._still_means) and status says how many; the same
+    stream with the blend off is served as the network gives it."""
+    from stream.engine import shipped_model_path
+
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 3.0}
+    rng = np.random.default_rng(7)
+    frames = [(100 + rng.poisson(3000.0, (32, 32))).astype("<u2") for _ in range(4)]
+    model = shipped_model_path("na-temporal")
+    _, status = served(tmp_path, model, frames, "bright", camera=camera, blend="spatial")
+    still = status["series"]["bright"]["still_means"]
+    assert still["share"] > 0.5 and still["frames"] >= 2 and still["model_error"] > 0
+    _, status = served(tmp_path, model, frames, "plain", camera=camera)
+    assert status["series"]["plain"]["still_means"] == {
+        "share": 0.0, "frames": 0.0, "model_error": None,
+    }  # fmt: skip
