@@ -106,6 +106,8 @@ def test_non_finite_pixels_stay_as_they_were() -> None:
         out = still.mixed(frame, y, CAMERA)
     assert np.isnan(out[5, 5])
     assert np.isfinite(np.delete(out.ravel(), 5 * SHAPE[1] + 5)).all()
+    assert still.share > 0.9 and still.model_error is not None  # the rest is still mixed
+    assert not np.array_equal(out[20:, 20:], y[20:, 20:])
 
 
 def test_a_temporal_model_gets_it_and_a_spatial_one_or_blend_off_does_not() -> None:
