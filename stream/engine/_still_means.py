@@ -70,6 +70,13 @@ def box_mean_3x3(image: np.ndarray) -> np.ndarray:
     return total
 
 
+def _bright(level: float, camera: CameraModel) -> bool:
+    """Whether the camera's noise at ``level`` (above the offset) is under
+    :data:`RELATIVE_NOISE` of it."""
+    variance = camera.gain * max(level, 0.0) + camera.read_noise**2
+    return variance < RELATIVE_NOISE**2 * level * level
+
+
 class StillMeans:
     """One series' still-pixel means (module doc); :meth:`reset` at a gap or moved scene."""
 
@@ -99,31 +106,33 @@ class StillMeans:
         if self._mean is None or self._count is None or self._mean.shape != raw.shape:
             self._start(raw)
             return out
-        work = out if np.isfinite(out).all() else np.nan_to_num(out, nan=0.0, posinf=0.0)
+        mean, count = self._mean, self._count
+        top = float(np.max(out)) - camera.offset if out.size else 0.0
+        if math.isfinite(top) and not _bright(top, camera):
+            # low light: not even the brightest pixel is bright (the noise's share falls
+            # as the level rises), so every mean restarts and the output is the network's
+            np.copyto(mean, raw)
+            count.fill(1.0)
+            self.share, self.frames, self.model_error = 0.0, 0.0, None
+            return out
+        work = out if math.isfinite(top) else np.nan_to_num(out, nan=0.0, posinf=0.0)
         level = np.subtract(work, np.float32(camera.offset), dtype=np.float32)
         np.maximum(level, np.float32(0.0), out=level)
         var = level * np.float32(camera.gain)
         var += np.float32(camera.read_noise**2)
         np.square(level, out=level)
-        bright = var < np.float32(RELATIVE_NOISE**2) * level  # NaN (a failed output): never
-        mean, count = self._mean, self._count
-        if not bright.any():  # low light: every mean restarts, the output is the network's
-            np.copyto(mean, raw)
-            count.fill(1.0)
-            self.share, self.frames, self.model_error = 0.0, 0.0, None
-            return out
+        bright = var < np.float32(RELATIVE_NOISE**2) * level
         change = raw - mean
         np.square(change, out=change)
-        spread = np.float32(1.0) / count
-        spread += np.float32(1.0)
-        spread *= var
+        var_of_mean = var / count
+        spread = var + var_of_mean  # the change's variance where the pixel held still
         with np.errstate(divide="ignore", invalid="ignore"):
             change /= spread
             still = box_mean_3x3(change) < CHANGE_LIMIT
         still &= bright
         held = still.astype(np.float32)  # 1 where the pixel held still
         # the network's error, from pixels whose mean before this frame had 2+ readouts
-        error = self._model_error(work, mean, count, var, held * (count >= 2))
+        error = self._model_error(work, mean, var_of_mean, var, held * (count >= 2))
         grown = np.minimum(count + np.float32(1.0), np.float32(MAX_FRAMES))
         kept = np.float32(1.0) - np.float32(1.0) / grown  # the old mean's share where still
         kept *= held
@@ -157,7 +166,11 @@ class StillMeans:
 
     @staticmethod
     def _model_error(
-        out: np.ndarray, mean: np.ndarray, count: np.ndarray, var: np.ndarray, known: np.ndarray
+        out: np.ndarray,
+        mean: np.ndarray,
+        var_of_mean: np.ndarray,
+        var: np.ndarray,
+        known: np.ndarray,
     ) -> float | None:
         """The network's mean squared error over the camera's noise variance on the pixels
         where ``known`` is 1 (``out`` and ``mean`` finite everywhere): ``mean`` is the raw
@@ -168,7 +181,7 @@ class StillMeans:
         difference = out - mean
         np.square(difference, out=difference)
         spread = float(np.dot(difference.ravel(), weights))
-        excess = spread - float(np.dot((var / count).ravel(), weights))
+        excess = spread - float(np.dot(var_of_mean.ravel(), weights))
         total = float(np.dot(var.ravel(), weights))
         if not (total > 0 and math.isfinite(excess)):
             return None
