@@ -59,6 +59,7 @@ from ._providers import (
     usable_providers,
 )
 from ._series import SeriesContext
+from ._still_means import StillMeans
 from ._tiling import (
     MAX_BORDER,
     TilePlan,
@@ -95,6 +96,7 @@ __all__ = [
     "ModelMetadata",
     "ProviderChoice",
     "SeriesContext",
+    "StillMeans",
     "TilePlan",
     "TileWorkspace",
     "TrtProfile",

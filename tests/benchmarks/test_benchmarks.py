@@ -348,3 +348,13 @@ def test_ensemble_check_measures_every_pass_count() -> None:
     assert set(row["ms"]) == {"1", "2", "4"} and row["over_one_pass"]["1"] == 1.0
     assert all(ms > 0 for ms in row["ms"].values())
     assert row["auto_up_to_fps"]["2"] == pytest.approx(2 * row["auto_up_to_fps"]["4"], rel=0.02)
+
+
+def test_still_means_check_mixes_bright_frames_and_not_dim_ones() -> None:
+    from benchmarks.still_means_check import measure
+
+    row = measure(32, frames=5)
+    assert set(row["ms"]) == {"engine", "bright (1000 photons)", "dim (10 photons)"}
+    assert all(ms > 0 for ms in row["ms"].values())
+    assert row["mixed_share"]["bright (1000 photons)"] > 0.5
+    assert row["mixed_share"]["dim (10 photons)"] == 0.0
