@@ -24,6 +24,9 @@ output with smoothing as the series' own frames say helps (:mod:`stream.engine._
 the first frames of each regime (the model, and the previous frames it used) and one in
 16 after are measured (five more model passes: the frame plus a small probe, at each
 noise-map scale; and both binned 2 x 2), unless the caller says there is no time for it.
+For a temporal noise-adaptive model with the blend on, it then mixes the still, brightly
+lit pixels with their raw readouts' mean over the frames they held still
+(:mod:`stream.engine._still_means`), restarted with the ring.
 """
 
 from __future__ import annotations
