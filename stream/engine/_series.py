@@ -236,7 +236,9 @@ class SeriesContext:
         else:
             self._blend.drop_pending()
         if camera is not None and (keep or decay > 0) and not shared and self.blend != "off":
-            out = self._still.mixed(frame, out, camera)
+            estimate = self.estimate  # a configured camera's gain is known exactly
+            gain_stderr = estimate.gain_stderr if estimate is not None else 0.0
+            out = self._still.mixed(frame, out, camera, gain_stderr)
         else:
             self._still.reset()
         stored = finite_copy(frame) if keep or decay > 0 else None

@@ -13,10 +13,20 @@ and their count n. A readout joins the mean when the 3 x 3 mean of
 ``(readout - mean)**2 / (var * (1 + 1/n))`` is under :data:`CHANGE_LIMIT` (``var``: the
 camera's noise variance at the pixel's level; for a still pixel that mean is a
 chi-square of 9 degrees over 9, above 3 with probability 0.15 %, while a change of 1.5
-noise sigmas over the 3 x 3 passes it) and the camera's noise is under
-:data:`RELATIVE_NOISE` of the pixel's signal, so that a change of a few percent (a
-calcium transient) stands out and restarts the mean; elsewhere -- dim pixels, every pixel
-at low light -- the mean restarts every frame and the output is the network's, exactly.
+noise sigmas over the 3 x 3 passes it) and the pixel is bright: its noise under
+:data:`RELATIVE_NOISE` of its signal, so that a change of a few percent (a calcium
+transient) stands out and restarts the mean; elsewhere -- dim pixels, every pixel at low
+light -- the mean restarts every frame and the output is the network's, exactly.
+
+*Bright* is reckoned from the camera's noise variance alone, not from its offset, which a
+live estimate knows least well (it trades off against the read noise: 244 ADU for a true
+100 at 1000 photons per pixel, which made every pixel look dimmer than it was): counted
+from where the variance line ``var = gain * (x - offset) + read**2`` reaches zero, the
+noise is under 5 % of the signal where ``var`` exceeds ``(gain / 0.05)**2`` -- 400
+photo-electrons' worth -- and the shot noise must also outweigh the read noise
+(``var > 2 read**2``), or a camera with 20 e- of read noise would count its dark pixels
+as bright. Where the gain is not known (a live estimate within 3 standard errors of
+zero), nothing is mixed.
 
 The output mixes the network's output ``y`` and the raw mean ``m`` by their error
 variances: ``var / n`` for the mean, ``r * var`` for the network, where ``r`` -- the
@@ -35,13 +45,18 @@ import numpy as np
 from ..camera import CameraModel
 
 #: The camera's noise sigma must be under this share of a pixel's signal for the pixel to
-#: be averaged: there a change of a few percent stands out of the 3 x 3 test. Why 5 %
+#: be averaged (module doc): there a change of a few percent stands out of the 3 x 3
+#: test. Why 5 %
 #: (one-off probe, ``na-temporal``, 48-frame movies): at 10 % the project's phantom, whose
 #: cells fire often, lost trace correlation at 100 photons (0.986 -> 0.955, onsets 8.2 ->
 #: 13.5 ms late); at 5 % it is untouched there.
 RELATIVE_NOISE = 0.05
 #: The 3 x 3 mean of the squared standardised change a still pixel stays under.
 CHANGE_LIMIT = 3.0
+#: The gain must be this many standard errors above zero (as for the skew's offset,
+#: ``stream.camera``): with an undetermined gain, ``(gain / RELATIVE_NOISE)**2`` says
+#: nothing about the light.
+GAIN_KNOWN = 3.0
 #: Fewest still pixels (held still two frames or more) the network's error is estimated
 #: from; with fewer, nothing is mixed.
 MIN_PIXELS = 64
@@ -70,11 +85,11 @@ def box_mean_3x3(image: np.ndarray) -> np.ndarray:
     return total
 
 
-def _bright(level: float, camera: CameraModel) -> bool:
-    """Whether the camera's noise at ``level`` (above the offset) is under
-    :data:`RELATIVE_NOISE` of it."""
-    variance = camera.gain * max(level, 0.0) + camera.read_noise**2
-    return variance < RELATIVE_NOISE**2 * level * level
+def bright_variance(camera: CameraModel) -> float:
+    """The noise variance above which a pixel is bright (module doc): its noise under
+    :data:`RELATIVE_NOISE` of its signal counted from where the variance line reaches
+    zero, and its shot noise above its read noise."""
+    return max((camera.gain / RELATIVE_NOISE) ** 2, 2.0 * camera.read_noise**2)
 
 
 class StillMeans:
@@ -95,11 +110,13 @@ class StillMeans:
         """What it holds (for the series' memory accounting)."""
         return [a for a in (self._mean, self._count) if a is not None]
 
-    def mixed(self, frame: np.ndarray, out: np.ndarray, camera: CameraModel) -> np.ndarray:
+    def mixed(
+        self, frame: np.ndarray, out: np.ndarray, camera: CameraModel, gain_stderr: float = 0.0
+    ) -> np.ndarray:
         """``out`` (the network's output for ``frame``, in the frame's units) mixed with
-        the still pixels' raw means; updates the means with ``frame``. Masks are applied
-        as 0/1 factors, not ``where=``: numpy's masked copies and sums took over 1 ms
-        each at 512 x 512."""
+        the still pixels' raw means; updates the means with ``frame``. ``gain_stderr``: a
+        live estimate's (0 for a configured camera). Masks are applied as 0/1 factors, not
+        ``where=``: numpy's masked copies and sums took over 1 ms each at 512 x 512."""
         raw = np.asarray(frame, dtype=np.float32)
         if not np.isfinite(raw).all():  # kept as 0: its neighbours then read as changed
             raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
@@ -107,10 +124,14 @@ class StillMeans:
             self._start(raw)
             return out
         mean, count = self._mean, self._count
+        threshold = bright_variance(camera)
         top = float(np.max(out)) - camera.offset if out.size else 0.0
-        if math.isfinite(top) and not _bright(top, camera):
-            # low light: not even the brightest pixel is bright (the noise's share falls
-            # as the level rises), so every mean restarts and the output is the network's
+        top_variance = camera.gain * max(top, 0.0) + camera.read_noise**2
+        known = camera.gain > GAIN_KNOWN * gain_stderr
+        if not known or (math.isfinite(top) and top_variance <= threshold):
+            # low light: not even the brightest pixel is bright (the variance rises with
+            # the level), or the gain is unknown: every mean restarts, the output is the
+            # network's
             np.copyto(mean, raw)
             count.fill(1.0)
             self.share, self.frames, self.model_error = 0.0, 0.0, None
@@ -120,8 +141,7 @@ class StillMeans:
         np.maximum(level, np.float32(0.0), out=level)
         var = level * np.float32(camera.gain)
         var += np.float32(camera.read_noise**2)
-        np.square(level, out=level)
-        bright = var < np.float32(RELATIVE_NOISE**2) * level
+        bright = var > np.float32(threshold)  # NaN (a failed output): never
         change = raw - mean
         np.square(change, out=change)
         var_of_mean = var / count

@@ -139,3 +139,23 @@ def test_a_temporal_model_gets_it_and_a_spatial_one_or_blend_off_does_not() -> N
         for t, frame in enumerate(frames):
             spatial.denoise(engine, frame, t)
         assert spatial.still_means.share == 0.0
+
+
+def test_bright_is_reckoned_from_the_noise_not_the_offset() -> None:
+    """400 photo-electrons' worth of noise is bright whichever way offset and read noise
+    share the variance line's intercept (a live estimate trades them off); dark pixels of
+    a camera with 20 e- of read noise are not, and an unknown gain mixes nothing."""
+    from stream.engine._still_means import bright_variance
+
+    true = CameraModel(gain=1.0, offset=100.0, read_noise=4.0)
+    traded = CameraModel(gain=1.0, offset=244.0, read_noise=float(np.sqrt(16.0 + 144.0)))
+    assert bright_variance(true) == bright_variance(traded) == pytest.approx(400.0)
+    noisy_camera = CameraModel(gain=1.0, offset=100.0, read_noise=20.0)
+    assert bright_variance(noisy_camera) == pytest.approx(800.0)  # shot noise must outweigh
+    rng = np.random.default_rng(6)
+    clean = scene(2000.0)
+    unknown = StillMeans()
+    for _ in range(4):
+        y = network_output(clean, rng, 0.4)
+        np.testing.assert_array_equal(unknown.mixed(readout(clean, rng), y, CAMERA, 1.0), y)
+    assert unknown.share == 0.0
