@@ -12,11 +12,12 @@ So for each pixel the series keeps the mean of its raw readouts since it last ch
 and their count n. A readout joins the mean when the 3 x 3 mean of
 ``(readout - mean)**2 / (var * (1 + 1/n))`` is under :data:`CHANGE_LIMIT` (``var``: the
 camera's noise variance at the pixel's level; for a still pixel that mean is a
-chi-square of 9 degrees over 9, above 3 with probability 0.15 %, while a change of 1.5
-noise sigmas over the 3 x 3 passes it) and the pixel is bright: its noise under
-:data:`RELATIVE_NOISE` of its signal, so that a change of a few percent (a calcium
-transient) stands out and restarts the mean; elsewhere -- dim pixels, every pixel at low
-light -- the mean restarts every frame and the output is the network's, exactly.
+chi-square of 9 degrees over 9, above 3 with probability 0.15 %, while a change of
+1.5-1.7 noise sigmas over the 3 x 3, by the mean's length, passes it) and the pixel is
+bright: its noise under :data:`RELATIVE_NOISE` of its signal, so that a change of a few
+percent (a calcium transient) stands out and restarts the mean; elsewhere -- dim pixels,
+every pixel at low light -- the mean restarts every frame and the output is the
+network's, exactly.
 
 *Bright* is reckoned from the camera's noise variance alone, not from its offset, which a
 live estimate knows least well (it trades off against the read noise: 244 ADU for a true
