@@ -185,7 +185,7 @@ def row_offsets(frame: np.ndarray, passes: int = PASSES) -> np.ndarray:
     spread = CLIP * _robust_sd(residual[~bad] if masked else residual)
     counts = np.maximum((~bad).sum(axis=1), 1)
     clipped = np.empty_like(residual)
-    taps = _gaussian_taps(SMOOTHER_ROWS)
+    taps = _SMOOTHER_TAPS
     total = np.zeros(frame.shape[0])
     profile = np.zeros(frame.shape[0])
     for done in range(passes):
@@ -234,6 +234,12 @@ def _robust_sd(values: np.ndarray) -> float:
 
 
 def _gaussian_taps(sigma: float) -> np.ndarray:
+    """A normalised Gaussian, 3 sigmas each side (float64: the row profile's; the
+    engine's float32 ``gaussian_taps`` is a room above this one)."""
     reach = int(np.ceil(3 * sigma))
     taps = np.exp(-0.5 * (np.arange(-reach, reach + 1) / sigma) ** 2)
     return taps / taps.sum()
+
+
+#: The profile's smoother, made once (not per frame).
+_SMOOTHER_TAPS = _gaussian_taps(SMOOTHER_ROWS)
