@@ -232,6 +232,7 @@ class SeriesContext:
                 self._mean,
                 self._mean_count,
                 map_scale,
+                self._gain_error(),
             )
         else:
             self._blend.drop_pending()
@@ -252,6 +253,14 @@ class SeriesContext:
             if len(self._history) > keep:
                 self._history.popleft()
         return out
+
+    def _gain_error(self) -> float:
+        """The camera gain's relative standard error: 0 for a configured camera."""
+        estimate = self.estimate
+        if estimate is None:
+            return 0.0
+        gain = estimate.camera.gain
+        return estimate.gain_stderr / gain if gain > 0 else float("inf")
 
     @property
     def still_means(self) -> StillMeans:

@@ -74,7 +74,8 @@ def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray
         probed = a_model(near)
         binned = a_binned_model(y), a_binned_model(near)
         keep = described_pixels(y, CAMERA, None, None, variance)
-        risks += candidate_risks(y, out, probed, probe, variance, keep, mean, share, binned=binned)
+        blocks = candidate_risks(y, out, probed, probe, variance, keep, mean, share, binned=binned)
+        risks += blocks.sum(axis=0)
         risks -= variance.sum()
         truth += [((apply_blend(out, y, c, mean, binned[0]) - clean) ** 2).sum() for c in BLENDS]
     return risks, truth
@@ -123,7 +124,7 @@ def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
     rng = np.random.default_rng(1)
     y = rng.normal(200.0, 10.0, (64, 64)).astype(np.float32)
     variance = np.full(y.shape, 100.0, np.float32)
-    risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool))
+    risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool)).sum(axis=0)
     temporal = np.array([c.source == "mean" for c in BLENDS])
     binned = np.array([c.source == "binned" for c in BLENDS])  # no binned pass given
     assert np.isinf(risks[temporal | binned]).all()
@@ -220,7 +221,9 @@ def test_readouts_clipped_at_a_floor_are_only_ever_blurred() -> None:
     y = rng.normal(200.0, 10.0, (64, 64)).astype(np.float32)
     variance = np.full(y.shape, 100.0, np.float32)
     mean = y.copy()
-    risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool), mean, 1.0, fuse=False)
+    risks = candidate_risks(
+        y, y, y, y, variance, np.ones(y.shape, bool), mean, 1.0, fuse=False
+    ).sum(axis=0)
     mixes = np.array([c.weight > 0 for c in BLENDS])
     assert np.isinf(risks[mixes]).all() and np.isfinite(risks[~mixes]).all()
 
