@@ -103,7 +103,8 @@ def serve(
             help="spatial: tell the model a lighter or heavier noise map and blend its "
             "output with spatial smoothing or its output on the frame binned 2 x 2 where "
             "Stein's unbiased risk estimate of the series' own frames says it helps (a few "
-            "frames get five more passes and two binned ones, in spare time); "
+            "frames get five more passes and two binned ones, in spare time, but a "
+            "series' first frame before it is served when the camera gain is known); "
             "spatiotemporal: also with the running mean (a temporal model; blurs fast "
             "events); off: the model's output as it is.",
             show_default="spatial",

@@ -27,7 +27,9 @@ Gaussian of the series' running mean, the current frame taken into it (it depend
 frame only through that frame's share, which is its divergence): a spatio-temporal
 smoothing beside the network, as the evaluation's causal spatio-temporal baseline is.
 The series is served the candidate with the least risk, summed over its measured frames
-(older ones fading): the frame is run with its noise map, the choice's blend applied.
+(older ones fading), where it is less than the output's even at a confidence bound from
+the spread between frames (on a series' first measured frame: between the frame's
+blocks): the frame is run with its noise map, the choice's blend applied.
 The Gaussian approximation of Poisson noise holds where a pixel sees more than a photon
 or two or the read noise is more than an e-; pixels the noise model does not describe --
 fewer counts than that, spikes, non-finite pixels, readouts near a clipping floor -- are

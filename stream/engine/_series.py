@@ -177,7 +177,8 @@ class SeriesContext:
         (:meth:`Engine.denoise`). ``measure``: a frame due a blend measurement is
         measured at once (None, True: more model passes before it returns), or the
         measurement is kept for :meth:`measure_pending` (False: the service takes it
-        after the frame is out, when there is time).
+        after the frame is out, when there is time) -- except the series' first, taken at
+        once when the camera's gain is well known (:meth:`SeriesBlend.blended`).
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()

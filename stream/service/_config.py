@@ -114,7 +114,8 @@ class ServiceConfig(BaseModel):
         "times the camera's, its output blurred and mixed with a Gaussian of the input or "
         "with its output on the frame binned 2 x 2, as Stein's unbiased risk estimate of "
         "the series' own frames says helps (measured on a few frames with five more "
-        "passes each and two on the binned frame, in the series' spare time); "
+        "passes each and two on the binned frame, in the series' spare time, but its "
+        "first frame before it is served when the camera gain is known within 25 %); "
         "spatiotemporal: also with the series' running mean (a temporal "
         "model: more PSNR on still scenes, less of each frame's own change); off: the "
         "model's output as it is",

@@ -20,10 +20,12 @@ from stream.engine._blend import (
     BlendChoice,
     RiskBlend,
     apply_blend,
+    block_sums,
     candidate_risks,
     described_pixels,
     mean_with,
     noise_variance,
+    risk_blocks,
 )
 from stream.engine._gaussian import kernel_centre, smooth
 
@@ -257,3 +259,59 @@ def test_every_blend_is_offered_on_each_noise_map_scale_and_the_frame_runs_with_
     # a regime not yet measured: the output as it is, of the noise map it was run with
     assert blend.choice(("m", 2), map_scale=0.8) == BlendChoice(map_scale=0.8)
     assert blend.choice(("m", 2)) is IDENTITY
+
+
+def test_the_risks_of_each_block_add_up_to_the_frames() -> None:
+    rng = np.random.default_rng(5)
+    clean = scene(10.0).astype(np.float32)
+    y = readout(clean, rng)
+    variance = noise_variance(y, CAMERA)
+    probe = rng.standard_normal(SHAPE).astype(np.float32) * np.sqrt(variance)
+    out, probed = a_model(y), a_model(y + np.float32(PROBE_STEP) * probe)
+    keep = described_pixels(y, CAMERA, None, None, variance)
+    keep[:40, :] = False  # a masked part: its pixels count in no block
+    blocks = candidate_risks(y, out, probed, probe, variance, keep)
+    assert blocks.shape == (16, len(BLENDS))
+    whole = blocks[:, :7].sum(axis=0)
+    step = float(PROBE_STEP)
+    kept = keep.astype(np.float64)
+    for i, c in enumerate(BLENDS[:7]):  # the blurs alone: the risk written out
+        h = smooth(out, c.post).astype(np.float64)
+        div = np.sum(kept * probe * (smooth(probed, c.post) - h)) / step
+        assert whole[i] == pytest.approx(np.sum(kept * (h - y) ** 2) + 2.0 * div, rel=1e-4)
+
+
+def test_risk_blocks_cover_any_frame_without_empty_blocks() -> None:
+    rows, columns = risk_blocks((10, 3))
+    assert rows.tolist() == [0, 2, 5, 7] and columns.tolist() == [0, 1, 2]
+    values = np.arange(30, dtype=np.float32).reshape(10, 3)
+    sums = block_sums(values, (rows, columns))
+    assert sums.shape == (12,) and sums.sum() == values.sum()
+    assert sums[0] == values[:2, 0].sum()
+
+
+def block_risks(gains: np.ndarray, candidate: int) -> np.ndarray:
+    """Per-block risks: every candidate at 1 but ``candidate``, at 1 + ``gains``."""
+    risks = np.ones((len(gains), len(CANDIDATES)))
+    risks[:, candidate] += gains
+    return risks
+
+
+def test_one_frame_chooses_what_its_blocks_agree_on() -> None:
+    """A series' first measured frame: the spread between its blocks bounds the choice."""
+    rng = np.random.default_rng(6)
+    agreed = RiskBlend()
+    agreed.add(("m", 0), block_risks(-0.5 + rng.normal(0.0, 0.1, 16), 7))
+    assert agreed.choice(("m", 0)) == CANDIDATES[7]
+    # the same total gain from one block alone: not shown with confidence
+    lone = np.zeros(16)
+    lone[3] = -8.0
+    one_block = RiskBlend()
+    one_block.add(("m", 0), block_risks(lone, 7))
+    assert one_block.choice(("m", 0)).is_identity
+    # the frame's camera too uncertain to trust one frame's risks alone
+    unsure = RiskBlend()
+    unsure.add(("m", 0), block_risks(-0.5 + rng.normal(0.0, 0.1, 16), 7), alone=False)
+    assert unsure.choice(("m", 0)).is_identity
+    unsure.add(("m", 0), block_risks(-0.5 + rng.normal(0.0, 0.1, 16), 7))
+    assert unsure.measured(("m", 0)) == 2  # from the second frame on: their spread

@@ -207,3 +207,31 @@ def test_frames_with_noise_shared_both_ways_are_served_without_the_blend(
     assert context.camera is not None
     given = context._without_noisy_pixels(frame)  # as the model saw it (none, or a few)
     np.testing.assert_array_equal(out, na_lite.denoise(given, camera=context.camera))
+
+
+def test_a_snapshot_is_blended_on_its_own_measurement(na_lite: Engine) -> None:
+    """A series of one frame, as the service serves it (measurements deferred): its only
+    frame is measured at once and blended on the spread between its blocks."""
+    errors = {"off": 0.0, "spatial": 0.0}
+    for t, (truth, frame) in enumerate(movie(30.0, 4)):
+        for blend in errors:
+            context = SeriesContext(CAMERA, blend=blend)  # type: ignore[arg-type]
+            out = context.denoise(na_lite, frame, t, measure=False)
+            errors[blend] += float(np.mean((out - truth) ** 2))
+            assert not context.measurement_pending
+            assert context.measured_latest == (blend == "spatial")
+    assert errors["spatial"] < 0.95 * errors["off"]  # measured: 0.83x
+
+
+def test_a_first_frame_with_an_uncertain_gain_is_not_held_up(na_lite: Engine) -> None:
+    """At a photon or so the live estimate's gain from one frame is known to 50 % or
+    worse: Stein's estimate would misjudge the blend, so the frame is served as it is
+    and its measurement waits, as any other's, for the service's spare time."""
+    _, frame = next(movie(1.0, 1))
+    context = SeriesContext(None)
+    out = context.denoise(na_lite, frame, 0, measure=False)
+    estimate = context.estimate
+    assert estimate is not None and estimate.gain_stderr > 0.25 * estimate.camera.gain
+    assert not context.measured_latest and context.measurement_pending
+    assert context.blend_choice.is_identity
+    np.testing.assert_array_equal(out, na_lite.denoise(frame, camera=context.camera))
