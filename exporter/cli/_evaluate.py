@@ -102,7 +102,8 @@ def evaluate(
         bool,
         typer.Option(
             help="Also score every model on each frame sent as a series of its own "
-            "(single images: the camera estimated from that frame alone, no blend).",
+            "(single images: the camera estimated from that frame alone, blended on its "
+            "own measurement only).",
         ),
     ] = False,
 ) -> None:
