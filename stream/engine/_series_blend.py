@@ -241,15 +241,27 @@ class SeriesBlend:
                     engine, m.scene + np.float32(PROBE_STEP) * probe, m.camera, m.history, m.mean
                 ),
             )
+        # by block only where a choice may rest on this frame alone: the regime's first
+        by_block = m.alone and self._risks.measured(m.key) == 0
         rows, columns = risk_blocks(m.scene.shape)
-        risks = np.full((len(rows) * len(columns), len(CANDIDATES)), np.inf)
+        risks = np.full((len(rows) * len(columns) if by_block else 1, len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
             out = m.out if scale == m.map_scale else self._output(engine, m, as_came, scale)
             probed = self._output(engine, m, probed_frame, scale)
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
-                m.scene, out, probed, probe, variance, keep, m.mean_now, m.share, fuse, binned
+                m.scene,
+                out,
+                probed,
+                probe,
+                variance,
+                keep,
+                m.mean_now,
+                m.share,
+                fuse,
+                binned,
+                by_block,
             )
         self._risks.add(m.key, risks, alone=m.alone)
         self.measured_latest = True

@@ -270,9 +270,11 @@ def test_the_risks_of_each_block_add_up_to_the_frames() -> None:
     out, probed = a_model(y), a_model(y + np.float32(PROBE_STEP) * probe)
     keep = described_pixels(y, CAMERA, None, None, variance)
     keep[:40, :] = False  # a masked part: its pixels count in no block
-    blocks = candidate_risks(y, out, probed, probe, variance, keep)
-    assert blocks.shape == (16, len(BLENDS))
-    whole = blocks[:, :7].sum(axis=0)
+    blocks = candidate_risks(y, out, probed, probe, variance, keep, by_block=True)
+    frame = candidate_risks(y, out, probed, probe, variance, keep)
+    assert blocks.shape == (16, len(BLENDS)) and frame.shape == (1, len(BLENDS))
+    np.testing.assert_allclose(blocks.sum(axis=0), frame[0], rtol=1e-4)
+    whole = frame[0, :7]
     step = float(PROBE_STEP)
     kept = keep.astype(np.float64)
     for i, c in enumerate(BLENDS[:7]):  # the blurs alone: the risk written out
