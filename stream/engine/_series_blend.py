@@ -31,6 +31,7 @@ from ._blend import (
     candidate_risks,
     described_pixels,
     mean_with,
+    noise_looks_white,
     noise_variance,
     risk_blocks,
 )
@@ -241,8 +242,13 @@ class SeriesBlend:
                     engine, m.scene + np.float32(PROBE_STEP) * probe, m.camera, m.history, m.mean
                 ),
             )
-        # by block only where a choice may rest on this frame alone: the regime's first
-        by_block = m.alone and self._risks.measured(m.key) == 0
+        # by block only where a choice may rest on this frame alone: the regime's first,
+        # with a well-known gain, its noise white
+        by_block = (
+            m.alone
+            and self._risks.measured(m.key) == 0
+            and noise_looks_white(m.scene, m.out, variance, keep)
+        )
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns) if by_block else 1, len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
@@ -263,7 +269,7 @@ class SeriesBlend:
                 binned,
                 by_block,
             )
-        self._risks.add(m.key, risks, alone=m.alone)
+        self._risks.add(m.key, risks, alone=by_block)
         self.measured_latest = True
         self.frames_measured += 1
 

@@ -235,3 +235,17 @@ def test_a_first_frame_with_an_uncertain_gain_is_not_held_up(na_lite: Engine) ->
     assert not context.measured_latest and context.measurement_pending
     assert context.blend_choice.is_identity
     np.testing.assert_array_equal(out, na_lite.denoise(frame, camera=context.camera))
+
+
+def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -> None:
+    """Rows offset frame by frame (an sCMOS's banding) are not white noise: a series'
+    first frame, before row levelling has a pair to learn from, is not blended on its
+    own measurement; the same frame without the banding is."""
+    _, frame = next(movie(10.0, 1))
+    rows = np.random.default_rng(7).normal(0.0, 3.0, (SHAPE[0], 1))  # ADU rms per row
+    banded = np.clip(frame + rows, 0, None).astype(np.uint16)
+    for readout, blended in ((frame, True), (banded, False)):
+        context = SeriesContext(CAMERA)
+        context.denoise(na_lite, readout, 0, measure=False)
+        assert context.measured_latest  # measured at once, the camera being known
+        assert context.blend_choice.blends == blended
