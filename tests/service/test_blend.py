@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from deepdenoise_client import Publisher
 from pydantic import ValidationError
-from service_harness import collect, listening, running_service
+from service_harness import collect, listening, running_service, served
 
 from stream import ServiceConfig
 from stream.engine import shipped_model_path
@@ -97,3 +97,16 @@ def test_off_measures_nothing(tmp_path: Path) -> None:
         status = svc.status()
     assert status["blend"] == "off"  # the test harness's setting
     assert status["series"]["still"]["blend"]["frames_measured"] == 0
+
+
+def test_a_snapshots_only_frame_is_measured_before_it_is_served(tmp_path: Path) -> None:
+    """A series' first frame has no interval to take spare time from (before, a single
+    image was never measured); with the camera configured (its gain known) it is
+    measured at once, so a single image is blended as its own measurement says."""
+    rng = np.random.default_rng(1)
+    frame = (100 + rng.poisson(20.0, (64, 64)) + rng.normal(0.0, 2.0, (64, 64))).astype(np.uint16)
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 2.0}
+    model = shipped_model_path("na-lite")
+    got, status = served(tmp_path, model, [frame], series="snap", blend="spatial", camera=camera)
+    assert len(got) == 1
+    assert status["series"]["snap"]["blend"]["frames_measured"] == 1
