@@ -138,12 +138,13 @@ class SeriesBlend:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
         (``measure``) or kept for :meth:`measure_pending` -- but the series' first
-        measurement is taken at once when ``gain_error``, the camera gain's relative
-        standard error, is within :data:`FIRST_GAIN_ERROR`: the frame is then blended on
-        the spread between its own blocks (:meth:`RiskBlend.choice`), so that a series
-        of one frame (a snapshot) is blended too. ``history``, ``running_mean``,
-        ``mean_count`` and ``map_scale`` (:meth:`map_scale_for`): the series' as the
-        engine was given them."""
+        measurement is taken at once, on the first frame whose ``gain_error``, the
+        camera gain's relative standard error, is within :data:`FIRST_GAIN_ERROR`
+        (usually its first): the frame is then blended on the spread between its own
+        blocks (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot)
+        is blended too, and a stream that leaves no spare time gets one measurement.
+        ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
+        (:meth:`map_scale_for`): the series' as the engine was given them."""
         spikes = report.spikes
         self.measured_latest = False
         self._pending = None

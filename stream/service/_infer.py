@@ -115,7 +115,7 @@ class InferenceStage:
             frame.series, job.t_recv_ns, len(self._jobs), engine.model_id, shape
         )
         t0 = time.perf_counter()
-        try:  # a blend measurement due waits until the frame is out (below), but a series' first
+        try:  # a blend measurement waits until the frame is out (below); a series' first not
             clean = context.denoise(engine, frame.pixels, frame.index, passes, measure=False)
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)
