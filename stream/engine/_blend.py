@@ -181,6 +181,7 @@ CANDIDATES: tuple[BlendChoice, ...] = tuple(
     replace(b, map_scale=m) for m in NOISE_MAP_SCALES for b in BLENDS
 )
 CANDIDATE_SCALES = np.array([c.map_scale for c in CANDIDATES])
+CANDIDATE_BINNED = np.array([c.source == "binned" and c.weight > 0 for c in CANDIDATES])
 
 
 def apply_blend(
@@ -445,13 +446,16 @@ class RiskBlend:
         regime.tried += 1
         regime.since = 0
 
-    def choice(self, key: RegimeKey, map_scale: float | None = None) -> BlendChoice:
+    def choice(
+        self, key: RegimeKey, map_scale: float | None = None, binned: bool = True
+    ) -> BlendChoice:
         """The candidate whose risk, less the output's as it is, is least even when
         ``CONFIDENCE`` standard errors (from its spread between the measured frames; on
         one measured frame, between its blocks) are added: a change is made only where
         the frames show it with confidence. None measured: the output as it is.
         ``map_scale``: among the candidates with that noise map only (the frame was run
-        with it)."""
+        with it); ``binned`` False: none that takes the model's output on the binned
+        frame (a pass more on a quarter of the pixels)."""
         as_it_is = IDENTITY if map_scale is None else BlendChoice(map_scale=map_scale)
         regime = self._regimes.get(key)
         if regime is None or regime.measured == 0:
@@ -467,6 +471,8 @@ class RiskBlend:
             variance = spread * regime.weights
         bound = regime.gains + CONFIDENCE * np.sqrt(variance)
         bound[~np.isfinite(regime.gains)] = np.inf
+        if not binned:
+            bound[CANDIDATE_BINNED] = np.inf
         if map_scale is not None:
             bound[map_scale != CANDIDATE_SCALES] = np.inf
             if not np.isfinite(bound).any():

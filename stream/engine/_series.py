@@ -169,6 +169,7 @@ class SeriesContext:
         index: int | None = None,
         passes: int = 1,
         measure: bool | None = None,
+        lean: bool = False,
     ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
 
@@ -179,6 +180,8 @@ class SeriesContext:
         measurement is kept for :meth:`measure_pending` (False: the service takes it
         after the frame is out, when there is time) -- except the series' first, taken at
         once when the camera's gain is well known (:meth:`SeriesBlend.blended`).
+        ``lean``: frames are waiting (the service is behind): nothing measured at once,
+        and no blend that needs a model pass on the binned frame.
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
@@ -234,6 +237,7 @@ class SeriesContext:
                 self._mean_count,
                 map_scale,
                 self._gain_error(),
+                lean,
             )
         else:
             self._blend.drop_pending()

@@ -134,6 +134,7 @@ class SeriesBlend:
         mean_count: int,
         map_scale: float = 1.0,
         gain_error: float = 0.0,
+        lean: bool = False,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
@@ -144,7 +145,9 @@ class SeriesBlend:
         blocks (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot)
         is blended too, and a stream that leaves no spare time gets one measurement.
         ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
-        (:meth:`map_scale_for`): the series' as the engine was given them."""
+        (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
+        frames are waiting -- no measurement at once, and no blend that needs the
+        binned pass (the best one without it)."""
         spikes = report.spikes
         self.measured_latest = False
         self._pending = None
@@ -153,10 +156,10 @@ class SeriesBlend:
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
         alone = gain_error <= FIRST_GAIN_ERROR
-        if due and alone and not self._risks.started(engine.model_id):
+        if due and alone and not lean and not self._risks.started(engine.model_id):
             measure = True  # the series' first measurement: this frame waits for it
         if not due:
-            self.choice = self._risks.choice(key, map_scale)
+            self.choice = self._risks.choice(key, map_scale, binned=not lean)
             if not self.choice.blends:
                 return out
         bad = ~np.isfinite(frame) if count_non_finite(frame) else None
@@ -191,7 +194,7 @@ class SeriesBlend:
                 self._measure(engine, pending)
             else:
                 self._pending = pending
-            self.choice = self._risks.choice(key, map_scale)
+            self.choice = self._risks.choice(key, map_scale, binned=not lean)
         if not self.choice.blends:
             return out
         binned = None

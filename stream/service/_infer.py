@@ -111,12 +111,15 @@ class InferenceStage:
                 self._camera, self._blend, self.offset_pattern
             )
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
-        passes = self.ensemble.passes(
-            frame.series, job.t_recv_ns, len(self._jobs), engine.model_id, shape
-        )
+        waiting = len(self._jobs)  # frames behind this one
+        passes = self.ensemble.passes(frame.series, job.t_recv_ns, waiting, engine.model_id, shape)
         t0 = time.perf_counter()
-        try:  # a blend measurement waits until the frame is out (below); a series' first not
-            clean = context.denoise(engine, frame.pixels, frame.index, passes, measure=False)
+        # a blend measurement waits until the frame is out (below), a series' first does not;
+        # with frames waiting, neither that nor a blend that costs a model pass (lean)
+        try:
+            clean = context.denoise(
+                engine, frame.pixels, frame.index, passes, measure=False, lean=waiting > 0
+            )
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)
             if replacement is not None:

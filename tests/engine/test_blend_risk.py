@@ -317,3 +317,15 @@ def test_one_frame_chooses_what_its_blocks_agree_on() -> None:
     assert unsure.choice(("m", 0)).is_identity
     unsure.add(("m", 0), block_risks(-0.5 + rng.normal(0.0, 0.1, 16), 7))
     assert unsure.measured(("m", 0)) == 2  # from the second frame on: their spread
+
+
+def test_a_choice_without_the_binned_pass_is_the_best_of_the_rest() -> None:
+    blend, key = RiskBlend(), ("m", 0)
+    risks = np.ones(len(CANDIDATES))
+    binned = CANDIDATES.index(BlendChoice(0.0, 0.0, 0.5, "binned"))
+    blurred = CANDIDATES.index(BlendChoice(post=1.0))
+    risks[[binned, blurred]] = 0.2, 0.6
+    blend.add(key, risks)
+    blend.add(key, risks)
+    assert blend.choice(key) == CANDIDATES[binned]
+    assert blend.choice(key, binned=False) == CANDIDATES[blurred]

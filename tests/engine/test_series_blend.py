@@ -249,3 +249,20 @@ def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -
         context.denoise(na_lite, readout, 0, measure=False)
         assert context.measured_latest  # measured at once, the camera being known
         assert context.blend_choice.blends == blended
+
+
+def test_a_series_behind_gets_no_blend_that_costs_a_pass(na_lite: Engine) -> None:
+    """With frames waiting (``lean``), nothing is measured at once and a blend with the
+    model's output on the binned frame (a pass more) gives way to the best one
+    without it; caught up, the series gets its choice back."""
+    frames = [frame for _, frame in movie(10.0, 3)]
+    behind = SeriesContext(CAMERA)
+    behind.denoise(na_lite, frames[0], 0, measure=False, lean=True)
+    assert not behind.measured_latest and behind.measurement_pending
+    context = SeriesContext(CAMERA)
+    context.denoise(na_lite, frames[0], 0, measure=False)
+    assert context.blend_choice.source == "binned"  # measured: 0.25 x the binned output
+    context.denoise(na_lite, frames[1], 1, measure=False, lean=True)
+    assert context.blend_choice.source != "binned"
+    context.denoise(na_lite, frames[2], 2, measure=False)
+    assert context.blend_choice.source == "binned"
