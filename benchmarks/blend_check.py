@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_parser, machine_info, phantom_frames, write_check
+from ._common import check_parser, machine_info, markdown_table, phantom_frames, write_check
 
 SIZES = (128, 256, 512)
 MODEL = "na-lite"
@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = [measure(side) for side in SIZES]
     names = [k for k in rows[0]["ms"] if k != "engine"]
+    columns = [("side", "frame side px"), ("ms.engine", "engine ms")] + [
+        (f"{field}.{name}", f"{name} {label}")
+        for name in names
+        for field, label in (("ms", "ms"), ("over_engine", "x engine"))
+    ]
     lines = [
         "# The blend with smoothing: what applying it and measuring it cost",
         "",
@@ -99,12 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         "its spare time (`stream.service._spare`), but a series' first frame waits for "
         "its own when the camera's gain is known.",
         "",
-        "| frame | engine ms | " + " | ".join(f"{n} ms" for n in names) + " |",
-        "|---|---|" + "---|" * len(names),
-        *(f"| {r['side']}x{r['side']} | {r['ms']['engine']} | "
-          + " | ".join(f"{r['ms'][n]} ({r['over_engine'][n]})" for n in names) + " |"
-          for r in rows),
-    ]  # fmt: skip
+        markdown_table(rows, columns),
+    ]
     write_check(args.out, "blend_check", lines, rows)
     return 0
 

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_parser, machine_info, write_check
+from ._common import check_parser, machine_info, markdown_table, write_check
 
 SIZES = (256, 512)
 MODEL = "na-temporal"
 FRAMES = 24
 LIGHTS = {"bright (1000 photons)": 1000.0, "dim (10 photons)": 10.0}
+#: Each light's columns in the table: a row's key and its heading.
+FIELDS = (("ms", "ms"), ("over_engine", "x engine"), ("mixed_share", "share mixed"))
 
 
 def still_scene(side: int, photons: float, count: int, seed: int = 0) -> np.ndarray:
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = check_parser(__doc__)
     args = parser.parse_args(argv)
     rows = [measure(side) for side in SIZES]
-    names = list(LIGHTS)
+    columns = [("side", "frame side px"), ("ms.engine", "engine ms")] + [
+        (f"{field}.{name}", f"{name} {label}") for name in LIGHTS for field, label in FIELDS
+    ]
     lines = [
         "# A temporal model's still-pixel means: what mixing them costs",
         "",
@@ -79,13 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         "frame; median ms per frame (x the engine's time per frame, on the bright frames), "
         "and the share of the last frame's pixels mixed.",
         "",
-        "| frame | engine ms | " + " | ".join(f"{n} ms | share mixed" for n in names) + " |",
-        "|---|---|" + "---|---|" * len(names),
-        *(f"| {r['side']}x{r['side']} | {r['ms']['engine']} | "
-          + " | ".join(f"{r['ms'][n]} ({r['over_engine'][n]}) | {r['mixed_share'][n]}"
-                       for n in names) + " |"
-          for r in rows),
-    ]  # fmt: skip
+        markdown_table(rows, columns),
+    ]
     write_check(args.out, "still_means_check", lines, rows)
     return 0
 
