@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -45,7 +46,6 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from service_harness import free_tcp_endpoint
 
 from stream.store import ARRAY_PATHS
 
@@ -147,12 +147,25 @@ class Program:
 
 
 def check_control_exit_statuses(prefix: list[str], tmp_path: Path, cwd: Path | None = None) -> None:
-    """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint nobody binds.
+    """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint that never
+    answers.
 
     ``prefix`` is the command line up to ENDPOINT. Every wrong command line exits 2 at
     once, printing nothing on stdout; a good one waits out the 10 s timeout, then exits 3.
+    The port is held for the whole check by a plain TCP socket that accepts no ZMTP
+    greeting: a port merely found free could be bound by another process (a test run
+    beside this one) within the 10 s, and answer.
     """
-    endpoint = free_tcp_endpoint()  # nothing listens there: no request is ever answered
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        _check_control_exits(prefix, endpoint, tmp_path, cwd)
+
+
+def _check_control_exits(
+    prefix: list[str], endpoint: str, tmp_path: Path, cwd: Path | None
+) -> None:
     labels = tmp_path / "labels.u2"
     labels.write_bytes(label_image().astype("<u2").tobytes())
     h, w = str(SHAPE[0]), str(SHAPE[1])
