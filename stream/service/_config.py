@@ -182,11 +182,12 @@ class ServiceConfig(BaseModel):
     @field_validator("model", mode="before")
     @classmethod
     def _shipped_by_name(cls, value: Any) -> Any:
-        # A bare name that is no file here (``na-temporal``): the shipped model of that
-        # name; anything else is left for the engine, which says what is wrong with it.
+        # A name with no file behind it (``na-temporal``; in a config file, made relative
+        # to the file's folder): the shipped model of that name; anything else is left
+        # for the engine, which says what is wrong with it.
         if isinstance(value, str | Path) and value:
             path = Path(value)
-            if len(path.parts) == 1 and not path.suffix and not path.exists():
+            if not path.suffix and not path.exists():
                 try:
                     return shipped_model_path(path.name)
                 except ModelError:

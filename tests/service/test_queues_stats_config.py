@@ -139,5 +139,8 @@ def test_a_shipped_model_is_named_and_anything_else_is_left_to_the_engine(
     assert ServiceConfig(model="na-temporal").model == shipped_model_path("na-temporal")
     assert ServiceConfig(model=Path("na-lite")).model == shipped_model_path("na-lite")
     assert ServiceConfig(model="no-such-model").model == tmp_path / "no-such-model"
+    (tmp_path / "serve.toml").write_text('model = "na-temporal"\n')  # in a config file too
+    assert load_config(tmp_path / "serve.toml").model == shipped_model_path("na-temporal")
     (tmp_path / "na-temporal").write_bytes(b"")  # a file of that name here wins
     assert ServiceConfig(model="na-temporal").model == tmp_path / "na-temporal"
+    assert load_config(tmp_path / "serve.toml").model == tmp_path / "na-temporal"
