@@ -143,11 +143,12 @@ class SeriesBlend:
         camera gain's relative standard error, is within :data:`FIRST_GAIN_ERROR`
         (usually its first): the frame is then blended on the spread between its own
         blocks (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot)
-        is blended too, and a stream that leaves no spare time gets one measurement.
+        is blended too, and a stream that leaves no spare time gets one measurement
+        (even while frames wait behind it).
         ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
         (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
-        frames are waiting -- no measurement at once, and no blend that needs the
-        binned pass (the best one without it)."""
+        frames are waiting -- no later measurement at once, and no blend that needs
+        the binned pass (the best one without it)."""
         spikes = report.spikes
         self.measured_latest = False
         self._pending = None
@@ -156,8 +157,11 @@ class SeriesBlend:
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
         alone = gain_error <= FIRST_GAIN_ERROR
-        if due and alone and not lean and not self._risks.started(engine.model_id):
-            measure = True  # the series' first measurement: this frame waits for it
+        if due and alone and not self._risks.started(engine.model_id):
+            # the series' first measurement: this frame waits for it, even with frames
+            # waiting behind (a recording replayed as fast as it goes is never caught up,
+            # and would otherwise never be blended); once per series and model
+            measure = True
         if not due:
             self.choice = self._risks.choice(key, map_scale, binned=not lean)
             if not self.choice.blends:

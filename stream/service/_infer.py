@@ -114,8 +114,9 @@ class InferenceStage:
         waiting = len(self._jobs)  # frames behind this one
         passes = self.ensemble.passes(frame.series, job.t_recv_ns, waiting, engine.model_id, shape)
         t0 = time.perf_counter()
-        # a blend measurement waits until the frame is out (below), a series' first does not;
-        # with frames waiting, neither that nor a blend that costs a model pass (lean)
+        # a blend measurement waits until the frame is out (below), a series' first does not
+        # (not even behind: once per series); with frames waiting, no blend that costs a
+        # model pass (lean)
         try:
             clean = context.denoise(
                 engine, frame.pixels, frame.index, passes, measure=False, lean=waiting > 0

@@ -252,12 +252,16 @@ def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -
 
 
 def test_a_series_behind_gets_no_blend_that_costs_a_pass(na_lite: Engine) -> None:
-    """With frames waiting (``lean``), nothing is measured at once and a blend with the
-    model's output on the binned frame (a pass more) gives way to the best one
-    without it; caught up, the series gets its choice back."""
+    """With frames waiting (``lean``), only the series' first measurement is taken at
+    once (a recording replayed as fast as it goes is never caught up, and would never
+    be blended), later ones wait; a blend with the model's output on the binned frame
+    (a pass more) gives way to the best one without it; caught up, the series gets its
+    choice back."""
     frames = [frame for _, frame in movie(10.0, 3)]
     behind = SeriesContext(CAMERA)
     behind.denoise(na_lite, frames[0], 0, measure=False, lean=True)
+    assert behind.measured_latest and not behind.measurement_pending
+    behind.denoise(na_lite, frames[1], 1, measure=False, lean=True)
     assert not behind.measured_latest and behind.measurement_pending
     context = SeriesContext(CAMERA)
     context.denoise(na_lite, frames[0], 0, measure=False)
