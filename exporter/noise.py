@@ -27,12 +27,12 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from stream import ConfigError
 from stream.sim import NoiseModel
+from stream.store import open_recording
 
 log = logging.getLogger(__name__)
 
@@ -53,59 +53,16 @@ class NoiseFitError(ConfigError):
 def load_noise_stack(path: Path, max_frames: int | None = None) -> np.ndarray:
     """Read a stack of frames as (T, H, W) float32.
 
-    Accepts ``.npy``, ``.tif``/``.tiff`` (via tifffile) and ``.zarr``: a bare array, a
-    group holding exactly one array, or a deepdenoise series store (its ``raw`` frames,
-    only those flagged ``valid``, so holes of a dropped stream are not read as zeros).
-    A single 2-D image becomes a stack of one frame. ``max_frames`` keeps the first
-    frames only, which bounds memory for long recordings.
+    Accepts what :func:`stream.store.open_recording` reads: ``.npy``, ``.tif``/``.tiff``
+    and ``.zarr`` (a bare array, a group holding exactly one array, or a deepdenoise
+    series store: its ``raw`` frames flagged ``valid``, so holes of a dropped stream are
+    not read as zeros). A single 2-D image becomes a stack of one frame. ``max_frames``
+    keeps the first frames only, which bounds memory for long recordings.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".npy", ".tif", ".tiff", ".zarr"):
-        raise ConfigError(f"expected a .npy, .tif, .tiff or .zarr noise stack, got {path.name!r}")
-    if not path.exists():
-        raise ConfigError(f"noise stack {path} does not exist")
-    if suffix == ".npy":
-        data = np.load(path, mmap_mode="r")
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        data = tifffile.imread(path)
-    else:
-        data = _read_zarr(path)
-    return _as_stack(data, str(path), max_frames)
-
-
-def _read_zarr(path: Path) -> np.ndarray:
-    import zarr
-
-    from stream.store import ARRAY_PATHS, is_series_store
-
-    node = zarr.open(str(path), mode="r")
-    if isinstance(node, zarr.Array):
-        return np.asarray(node[...])
-    if is_series_store(path):
-        valid = np.asarray(_array(node, "valid")[...], dtype=bool)
-        raw = _array(node, ARRAY_PATHS["raw"])
-        n = min(len(valid), raw.shape[0])
-        return np.asarray(raw[:n])[valid[:n]]
-    arrays = [name for name, _ in node.arrays()]
-    if len(arrays) != 1:
-        raise ConfigError(
-            f"{path}: expected a Zarr array, a deepdenoise series store or a group with one "
-            f"array, got a group with arrays {arrays}"
-        )
-    return np.asarray(_array(node, arrays[0])[...])
-
-
-def _array(group: Any, name: str) -> Any:
-    """``group[name]``, which must be an array (zarr types a group's members loosely)."""
-    import zarr
-
-    member = group[name]
-    if not isinstance(member, zarr.Array):
-        raise ConfigError(f"expected {name!r} to be a Zarr array, got a group")
-    return member
+    recording = open_recording(Path(path))
+    count = len(recording) if max_frames is None else min(len(recording), max_frames)
+    frames = np.stack([recording.frame(i) for i in range(count)])
+    return _as_stack(frames, str(path))
 
 
 def _as_stack(data: np.ndarray, what: str, max_frames: int | None = None) -> np.ndarray:

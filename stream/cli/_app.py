@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from .._version import __version__
-from . import _info, _keys, _remote, _serve, _simulate
+from . import _denoise, _info, _keys, _remote, _serve, _simulate
 from ._common import console
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _root(
     )
 
 
-for module in (_serve, _simulate, _remote, _info, _keys):
+for module in (_serve, _denoise, _simulate, _remote, _info, _keys):
     module.register(app)
 
 

@@ -4,10 +4,14 @@
 :func:`summarize_store` and :func:`is_series_store` read metadata only, with zarr-python.
 ``store_path`` says where a series lives, ``ARRAY_PATHS`` where each array is inside it
 (the images ``raw`` and ``clean`` are OME-Zarr images of their own).
+:func:`open_recording` and :class:`RecordingWriter` read and write recordings on disk
+frame by frame (``.npy``, TIFF, Zarr; a series store's raw frames) for
+``deepdenoise denoise``.
 """
 
 from ._config import StoreConfig
 from ._layout import PATHS as ARRAY_PATHS
+from ._recording import Recording, RecordingWriter, open_recording
 from ._series import MAX_FRAMES_PER_SHARD, MAX_INDEX, TARGET_SHARD_BYTES, SeriesStore, store_path
 from ._summary import is_series_store, stored_series, summarize_store
 
@@ -16,9 +20,12 @@ __all__ = [
     "MAX_FRAMES_PER_SHARD",
     "MAX_INDEX",
     "TARGET_SHARD_BYTES",
+    "Recording",
+    "RecordingWriter",
     "SeriesStore",
     "StoreConfig",
     "is_series_store",
+    "open_recording",
     "store_path",
     "stored_series",
     "summarize_store",

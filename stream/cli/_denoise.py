@@ -1,0 +1,163 @@
+"""``deepdenoise denoise``: a recording on disk, denoised as the evaluation scores it.
+
+The service measures the blend only in a stream's spare time, so a recording replayed
+through it as fast as it goes (never caught up) gets one measurement; here every frame
+due one is measured, as ``deepdenoise evaluate`` does, with the same engine and series
+context (camera estimate, row levelling, hot pixels, temporal ring) as the service.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import typer
+
+from .._errors import DeepDenoiseError
+from ._common import blend_choice, console, fail, kv_table
+
+
+def denoise(
+    recording: Annotated[
+        Path,
+        typer.Argument(
+            help="Frames to denoise: .npy, .tif/.tiff, a Zarr array or a deepdenoise series "
+            "store (<series>.zarr: its raw frames).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Where the denoised frames go: .npy, .tif/.tiff or .zarr."
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="ONNX model, or a shipped model by name (na-lite, na-temporal).",
+            show_default="the shipped default for the active provider",
+        ),
+    ] = None,
+    provider: Annotated[
+        Literal["auto", "cpu", "cuda", "tensorrt"] | None,
+        typer.Option(help="ONNX Runtime provider.", show_default="auto"),
+    ] = None,
+    blend: Annotated[
+        Literal["spatial", "spatiotemporal", "off"] | None,
+        typer.Option(
+            help="As `serve --blend`, every frame due a measurement measured.",
+            show_default="spatial",
+        ),
+    ] = None,
+    passes: Annotated[
+        Literal["1", "2", "4"],
+        typer.Option("--ensemble", help="Self-ensemble passes per frame (mirrored copies)."),
+    ] = "1",
+    output_dtype: Annotated[
+        Literal["float32", "input"] | None,
+        typer.Option(
+            help="float32, or the recording's dtype (rounded, clipped).", show_default="float32"
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `serve` TOML config: its model, provider, camera, spikes, tiles, offset "
+            "map and blend apply; options here override it."
+        ),
+    ] = None,
+) -> None:
+    """Denoise a recording on disk (every frame, in order, as one series)."""
+    from ..camera import load_offset_pattern
+    from ..engine import Engine, SeriesContext, default_model_path, select_providers, to_dtype
+    from ..service import load_config
+    from ..store import RecordingWriter, open_recording
+
+    try:
+        cfg = load_config(
+            config, model=model, provider=provider, blend=blend, output_dtype=output_dtype
+        )
+        if output.resolve() == recording.resolve():
+            raise DeepDenoiseError(f"the output {output} would overwrite the recording")
+        frames = open_recording(recording)
+        offset = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
+        path = cfg.model or default_model_path(select_providers(cfg.provider).name)
+        engine = Engine(
+            path, provider=cfg.provider, tile=cfg.tile, overlap=cfg.overlap, spikes=cfg.spikes,
+            warmup_shape=None,
+        )  # fmt: skip
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    as_input = cfg.output_dtype == "input"
+    dtype = frames.dtype if as_input else np.dtype(np.float32)
+    context = SeriesContext(cfg.camera, cfg.blend, offset)
+    started = time.perf_counter()
+    try:
+        with (
+            RecordingWriter(output, len(frames), frames.frame_shape, dtype) as writer,
+            _progress(len(frames)) as advance,
+        ):
+            for position, index in enumerate(frames.indices):
+                raw = frames.frame(position)
+                clean = context.denoise(engine, raw, int(index), int(passes))
+                writer.write(to_dtype(clean, raw.dtype) if as_input else clean)
+                advance()
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    finally:
+        engine.close()
+    seconds = time.perf_counter() - started
+    console.print(
+        kv_table("deepdenoise denoise", _summary(frames, output, engine, context, seconds))
+    )
+
+
+def _summary(
+    frames: Any, output: Path, engine: Any, context: Any, seconds: float
+) -> list[tuple[str, Any]]:
+    estimate = context.estimate
+    if context.configured is not None:
+        camera = f"configured: {context.configured}"
+    elif estimate is None:
+        camera = "none (the model takes no noise map)"
+    else:
+        c = estimate.camera
+        camera = (
+            f"estimated live: gain {c.gain:.4g} ± {estimate.gain_stderr:.2g}, offset "
+            f"{c.offset:.4g}, read noise {c.read_noise:.3g}"
+        )
+    return [
+        ("recording", f"{frames.source}: {len(frames)} frames of {frames.frame_shape}"),
+        ("output", str(output)),
+        ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"),
+        ("camera", camera),
+        ("blend", f"{blend_choice(context.blend_choice.as_dict())} (last frame; "
+                  f"{context.blend_frames_measured} frames measured)"),
+        ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
+    ]  # fmt: skip
+
+
+class _progress:
+    """A rich progress bar on stderr; ``advance()`` once a frame."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import Progress
+
+        from ._common import err_console
+
+        self._bar = Progress(console=err_console, transient=True)
+        self._task = self._bar.add_task("denoising", total=total)
+
+    def __enter__(self) -> Any:
+        self._bar.start()
+        return lambda: self._bar.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(denoise)

@@ -1,0 +1,137 @@
+"""``deepdenoise denoise``: a recording on disk through the service's engine and series
+context, every frame due a blend measurement measured."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stream import SeriesStore
+from stream.cli import app
+from stream.engine import Engine, SeriesContext, shipped_model_path
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def words(output: str) -> str:
+    """The output's text as one line, without a table's box lines (cells wrap)."""
+    return " ".join(re.sub(r"[\u2500-\u257f]", " ", output).split())
+
+
+@pytest.fixture(scope="module")
+def movie() -> np.ndarray:
+    """Six frames of a still scene, Poisson-Gaussian (gain 1, offset 100, read 2 e-)."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:48, :48]
+    photons = 5.0 + 20.0 * np.exp(-((yy - 20.0) ** 2 + (xx - 28.0) ** 2) / 60.0)
+    frames = 100 + rng.poisson(photons, (6, 48, 48)) + rng.normal(0.0, 2.0, (6, 48, 48))
+    return np.round(frames).astype(np.uint16)
+
+
+def served_offline(frames: np.ndarray, blend: str) -> np.ndarray:
+    engine = Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None)
+    context = SeriesContext(None, blend)
+    return np.stack([context.denoise(engine, frame, i) for i, frame in enumerate(frames)])
+
+
+@pytest.mark.parametrize("blend", ["spatial", "off"])
+def test_a_recording_comes_out_as_the_series_context_denoises_it(
+    tmp_path: Path, movie: np.ndarray, blend: str
+) -> None:
+    np.save(tmp_path / "rec.npy", movie)
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
+        "--model", "na-lite", "--provider", "cpu", "--blend", blend,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = np.load(tmp_path / "out.npy")
+    assert out.dtype == np.float32 and out.shape == movie.shape
+    np.testing.assert_array_equal(out, served_offline(movie, blend))
+    text = words(result.output)
+    assert "camera estimated live: gain" in text
+    measured = 6 if blend == "spatial" else 0  # every due frame, as the evaluation does
+    assert f"{measured} frames measured" in text
+
+
+def test_output_in_the_recordings_dtype_and_as_tiff(tmp_path: Path, movie: np.ndarray) -> None:
+    np.save(tmp_path / "rec.npy", movie)
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.tif"),
+        "--model", "na-lite", "--provider", "cpu", "--blend", "off", "--output-dtype", "input",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import tifffile
+
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert out.dtype == np.uint16 and out.shape == movie.shape
+    expected = np.clip(np.rint(served_offline(movie, "off")), 0, 65535).astype(np.uint16)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.ndarray) -> None:
+    """The service's own store (a dropped frame 2): its valid raw frames, the ring
+    restarted at the gap as the service would."""
+    kept = [0, 1, 3, 4, 5]
+    with SeriesStore(tmp_path, "s", movie.shape[1:], np.dtype("<u2")) as store:
+        for i in kept:
+            store.write_raw(i, movie[i], t_ns=i)
+    result = invoke(
+        "denoise", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "out.zarr"),
+        "--model", "na-temporal", "--provider", "cpu", "--blend", "off",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import zarr
+
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    engine = Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None)
+    context = SeriesContext(None, "off")
+    expected = np.stack([context.denoise(engine, movie[i], i) for i in kept])
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("recording", "output", "message"),
+    [
+        ("missing.npy", "out.npy", "does not exist"),
+        ("rec.npy", "out.png", "expected an output as .npy"),
+        ("rec.npy", "rec.npy", "would overwrite the recording"),
+    ],
+)
+def test_bad_arguments_fail_with_a_message_and_status_2(
+    tmp_path: Path, movie: np.ndarray, recording: str, output: str, message: str
+) -> None:
+    np.save(tmp_path / "rec.npy", movie[:1])
+    result = invoke(
+        "denoise", str(tmp_path / recording), "-o", str(tmp_path / output), "--provider", "cpu"
+    )
+    assert result.exit_code == 2
+    assert "error:" in result.output and message in words(result.output)
+    np.testing.assert_array_equal(np.load(tmp_path / "rec.npy"), movie[:1])  # untouched
+
+
+def test_a_serve_config_gives_its_camera(tmp_path: Path, movie: np.ndarray) -> None:
+    """The camera table of a ``serve`` config is the camera: nothing estimated."""
+    from stream.camera import CameraModel
+
+    np.save(tmp_path / "rec.npy", movie[:2])
+    (tmp_path / "serve.toml").write_text(
+        'model = "na-lite"\nblend = "off"\n[camera]\ngain = 1.0\noffset = 100.0\nread_noise = 2.0\n'
+    )
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
+        "--config", str(tmp_path / "serve.toml"), "--provider", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "camera configured" in words(result.output)
+    engine = Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None)
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
+    expected = [engine.denoise(frame, camera=camera) for frame in movie[:2]]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.stack(expected))
