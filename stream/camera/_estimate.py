@@ -80,6 +80,9 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   the fit goes through each bin's unclipped mean and variance, which that share and the
   bin's clipped noise power give (:func:`censored_fit`); the offset is the floor, and
   the camera says so (``floor``), so the engine undoes the clipping's bias in the output.
+  A fit of integer readouts that finds less read noise than clipped noise is told from
+  counts by (:data:`CLIPPED_LEAST_READ`) was a photon counter's zeros after all, and is
+  dropped for the plain fit.
 - **Coarse counts.** Whole-count readouts differ from their light by their rounding
   too, which frame differences cannot see where the noise is under a count (a dark
   pixel reads one value frame after frame): their read noise is at least the rounding's
@@ -170,6 +173,12 @@ ROUNDING_VARIANCE = 1.0 / 12.0
 #: share of a count: the rounding then reshapes the shot noise's skew, and the offset it
 #: gives is bounded below where the read noise would fall under the rounding's.
 COARSE_GAIN = 0.5
+#: A floor of integer readouts whose clipped fit finds less read noise than this (ADU)
+#: was a photon counter's zeros, not clipped noise: the fit is dropped. Why: a gain-1
+#: photon counter (read noise 0.05 e-) at 3 photons per pixel on the independent
+#: generator, its dark blocks' pixels a mixture of lights, passed the floor test; the
+#: clipped fit said gain 0.78, read noise 0.72 ADU, and ``na-lite`` lost 0.45 dB.
+CLIPPED_LEAST_READ = 1.0
 #: Most samples one fit sorts (taken evenly from the reservoir): 48,000 give each of the
 #: 24 bins 2,000, and bound the time a refit holds the thread that serves frames.
 FIT_SAMPLES = 48_000
@@ -939,6 +948,10 @@ class CameraEstimator:
             return None
         gain, intercept, stderr = fitted
         read2 = max(intercept + gain * floor, self._least_read2(unit))
+        if self._integer and read2 * unit**2 < CLIPPED_LEAST_READ**2:
+            # clipped integer noise was told from counts by its width (at least 1.5
+            # ADU, :func:`stream.camera._floor._clipped_counts`); narrower, it was counts
+            return None
         camera = CameraModel(
             gain=max(gain, 1e-3) * unit,
             offset=self._floor,
