@@ -7,7 +7,8 @@ every command looks and fails the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -16,6 +17,21 @@ from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: Options ``serve`` and ``denoise`` share.
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="ONNX model, or a shipped model by name (na-lite, na-temporal).",
+        show_default="the shipped default for the active provider",
+    ),
+]
+ProviderOption = Annotated[
+    Literal["auto", "cpu", "cuda", "tensorrt"] | None,
+    typer.Option(
+        help="ONNX Runtime provider; auto: TensorRT, CUDA, then CPU.", show_default="auto"
+    ),
+]
 
 
 def fail(exc: BaseException | str) -> typer.Exit:

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from .._errors import DeepDenoiseError
-from ._common import blend_choice, console, fail, kv_table
+from ._common import ModelOption, ProviderOption, blend_choice, console, fail, kv_table
 
 
 def denoise(
@@ -34,17 +34,8 @@ def denoise(
             "--output", "-o", help="Where the denoised frames go: .npy, .tif/.tiff or .zarr."
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="ONNX model, or a shipped model by name (na-lite, na-temporal).",
-            show_default="the shipped default for the active provider",
-        ),
-    ] = None,
-    provider: Annotated[
-        Literal["auto", "cpu", "cuda", "tensorrt"] | None,
-        typer.Option(help="ONNX Runtime provider.", show_default="auto"),
-    ] = None,
+    model: ModelOption = None,
+    provider: ProviderOption = None,
     blend: Annotated[
         Literal["spatial", "spatiotemporal", "off"] | None,
         typer.Option(

@@ -11,19 +11,13 @@ import typer
 
 from .._errors import DeepDenoiseError
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT
-from ._common import err_console, fail
+from ._common import ModelOption, ProviderOption, err_console, fail
 
 log = logging.getLogger(__name__)
 
 
 def serve(
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="ONNX model, or a shipped model by name (na-lite, na-temporal).",
-            show_default="the shipped default for the active provider",
-        ),
-    ] = None,
+    model: ModelOption = None,
     input: Annotated[
         str | None,
         typer.Option("--input", help="Acquisition endpoint.", show_default=DEFAULT_INPUT),
@@ -74,12 +68,7 @@ def serve(
             show_default="2 x radius + 16",
         ),
     ] = None,
-    provider: Annotated[
-        Literal["auto", "cpu", "cuda", "tensorrt"] | None,
-        typer.Option(
-            help="ONNX Runtime provider; auto: TensorRT, CUDA, then CPU.", show_default="auto"
-        ),
-    ] = None,
+    provider: ProviderOption = None,
     spikes: Annotated[
         Literal["correct", "pass", "off"] | None,
         typer.Option(
