@@ -181,6 +181,9 @@ class InferenceStage:
         """The blend's deferred measurement of the frame just published, if the series'
         spare time covers it and no frame waits; a failure costs the measurement only."""
         if not self._spare.allows(series, kind, len(self._jobs), took):
+            refused = self._spare.refused(series)
+            if refused is not None:
+                self._report_deferred(context, series, refused)
             return
         t0 = time.perf_counter()
         try:
@@ -191,6 +194,19 @@ class InferenceStage:
             )
             log.error("blend measurement failed on %s: %s", series, exc)
         self._spare.spent(series, kind, time.perf_counter() - t0)
+
+    def _report_deferred(self, context: SeriesContext, series: str, refused: int) -> None:
+        """A series whose blend measurements keep finding no spare time: say so, once a
+        run (a recording replayed as fast as it goes is served almost without the blend;
+        a live stream the machine only just keeps up with gets few measurements)."""
+        measured = context.blend_frames_measured
+        self._events.emit("blend_deferred", series=series, deferred=refused, measured=measured)
+        log.info(
+            "series %r: %d frames in a row due a blend measurement found no spare time (the "
+            "frames leave too little time between them); its blend rests on %d measured "
+            "frame(s). For a recording on disk, `deepdenoise denoise` measures every due frame",
+            series, refused, measured,
+        )  # fmt: skip
 
     def _replace_failed(self, engine: Engine, error: BaseException) -> Engine | None:
         """Swap in the next provider after a GPU failure (the CPU never falls back)."""

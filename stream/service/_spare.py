@@ -17,6 +17,10 @@ CAP_S = 1.0
 #: (a blend measurement: five passes of the model, two binned ones and the candidates'
 #: risks, 6.8-7.6 x a frame in ``benchmarks.blend_check``).
 FIRST_GUESS = 7.0
+#: Work refused this many times in a row for a series is reported, once a run
+#: (:meth:`SpareTime.refused`): its frames come as fast as they are denoised, and a
+#: recording replayed so gets little or none of the blend.
+REFUSED_TO_REPORT = 16
 
 
 class SpareTime:
@@ -25,6 +29,7 @@ class SpareTime:
     def __init__(self) -> None:
         self._balance: dict[str, float] = {}
         self._cost: dict[object, float] = {}
+        self._refused: dict[str, int] = {}  # work refused in a row, per series
 
     def frame_done(self, series: str, interval_s: float | None, took_s: float) -> None:
         """A frame of ``series`` took ``took_s`` of its ``interval_s`` (None: unknown yet)."""
@@ -38,9 +43,18 @@ class SpareTime:
         cost = self._cost.get(kind, FIRST_GUESS * took_s)
         return not waiting and self._balance.get(series, 0.0) >= cost
 
+    def refused(self, series: str) -> int | None:
+        """Work ``allows`` refused is counted: the count of refusals in a row when it
+        reaches ``REFUSED_TO_REPORT`` (to report, once a run), else None."""
+        count = self._refused.get(series, 0) + 1
+        self._refused[series] = count
+        return count if count == REFUSED_TO_REPORT else None
+
     def spent(self, series: str, kind: object, seconds: float) -> None:
         self._cost[kind] = seconds
         self._balance[series] = max(self._balance.get(series, 0.0) - seconds, 0.0)
+        self._refused[series] = 0
 
     def end_series(self, series: str) -> None:
         self._balance.pop(series, None)
+        self._refused.pop(series, None)

@@ -14,7 +14,7 @@ from service_harness import collect, listening, running_service, served
 
 from stream import ServiceConfig
 from stream.engine import shipped_model_path
-from stream.service._spare import CAP_S, FIRST_GUESS, SpareTime
+from stream.service._spare import CAP_S, FIRST_GUESS, REFUSED_TO_REPORT, SpareTime
 
 KIND = ("model", (64, 64))
 
@@ -48,6 +48,46 @@ def test_a_slow_frame_takes_spare_time_away_and_the_balance_is_capped() -> None:
     spare.frame_done("other", 0.1, 0.0)
     spare.end_series("s")
     assert not spare.allows("s", KIND, 0, 0.0)
+
+
+def test_work_refused_in_a_row_is_reported_once_a_run() -> None:
+    spare = SpareTime()
+    counts = [spare.refused("s") for _ in range(2 * REFUSED_TO_REPORT)]
+    assert counts == [None] * (REFUSED_TO_REPORT - 1) + [REFUSED_TO_REPORT] + [None] * (
+        REFUSED_TO_REPORT
+    )
+    spare.spent("s", KIND, 0.01)  # work ran: a new run
+    assert [spare.refused("s") for _ in range(REFUSED_TO_REPORT)][-1] == REFUSED_TO_REPORT
+    spare.end_series("s")
+    assert spare.refused("s") is None  # counted from 1 again
+
+
+def test_a_stream_faster_than_its_measurements_is_told_so(tmp_path: Path) -> None:
+    """Frames pushed as fast as they go (a recording replayed) always have frames behind
+    them: the blend's measurements never find spare time, and the service says so
+    once, with an event and a log line naming `deepdenoise denoise`."""
+    rng = np.random.default_rng(2)
+    frames = [
+        (100 + rng.poisson(5.0, (128, 128)) + rng.normal(0.0, 2.0, (128, 128))).astype(np.uint16)
+        for _ in range(2 * REFUSED_TO_REPORT + 8)
+    ]
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 2.0}
+    with (
+        running_service(
+            tmp_path, shipped_model_path("na-lite"), zarr=None, blend="spatial", camera=camera
+        ) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "replay", i)
+        _, others = collect(sub, len(frames))
+        status = svc.status()
+    told = [m.header for m in others if m.header.get("event") == "blend_deferred"]
+    assert len(told) == 1 and told[0]["series"] == "replay"
+    assert told[0]["deferred"] == REFUSED_TO_REPORT
+    # the first, measured before its frame was served; then none found the time
+    assert 1 <= told[0]["measured"] <= status["series"]["replay"]["blend"]["frames_measured"]
 
 
 def test_the_config_takes_spatial_spatiotemporal_or_off() -> None:
