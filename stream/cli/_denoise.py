@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import typer
 
 from .._errors import DeepDenoiseError
-from ._common import ModelOption, ProviderOption, blend_choice, console, fail, kv_table
+
+if TYPE_CHECKING:
+    from ..engine import Engine, SeriesContext
+    from ..store import Recording
+from ._common import (
+    ModelOption,
+    ProviderOption,
+    blend_choice,
+    console,
+    err_console,
+    fail,
+    kv_table,
+)
 
 
 def denoise(
@@ -62,6 +74,8 @@ def denoise(
     ] = None,
 ) -> None:
     """Denoise a recording on disk (every frame, in order, as one series)."""
+    from rich.progress import track
+
     from ..camera import load_offset_pattern
     from ..engine import Engine, SeriesContext, default_model_path, select_providers, to_dtype
     from ..service import load_config
@@ -87,15 +101,14 @@ def denoise(
     context = SeriesContext(cfg.camera, cfg.blend, offset)
     started = time.perf_counter()
     try:
-        with (
-            RecordingWriter(output, len(frames), frames.frame_shape, dtype) as writer,
-            _progress(len(frames)) as advance,
-        ):
-            for position, index in enumerate(frames.indices):
+        with RecordingWriter(output, len(frames), frames.frame_shape, dtype) as writer:
+            steps = enumerate(frames.indices)
+            for position, index in track(
+                steps, "denoising", len(frames), console=err_console, transient=True
+            ):
                 raw = frames.frame(position)
                 clean = context.denoise(engine, raw, int(index), int(passes))
                 writer.write(to_dtype(clean, raw.dtype) if as_input else clean)
-                advance()
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     finally:
@@ -107,7 +120,7 @@ def denoise(
 
 
 def _summary(
-    frames: Any, output: Path, engine: Any, context: Any, seconds: float
+    frames: Recording, output: Path, engine: Engine, context: SeriesContext, seconds: float
 ) -> list[tuple[str, Any]]:
     estimate = context.estimate
     if context.configured is not None:
@@ -129,25 +142,6 @@ def _summary(
                   f"{context.blend_frames_measured} frames measured)"),
         ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
     ]  # fmt: skip
-
-
-class _progress:
-    """A rich progress bar on stderr; ``advance()`` once a frame."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import Progress
-
-        from ._common import err_console
-
-        self._bar = Progress(console=err_console, transient=True)
-        self._task = self._bar.add_task("denoising", total=total)
-
-    def __enter__(self) -> Any:
-        self._bar.start()
-        return lambda: self._bar.advance(self._task)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
 
 
 def register(app: typer.Typer) -> None:

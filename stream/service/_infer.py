@@ -181,7 +181,7 @@ class InferenceStage:
         """The blend's deferred measurement of the frame just published, if the series'
         spare time covers it and no frame waits; a failure costs the measurement only."""
         if not self._spare.allows(series, kind, len(self._jobs), took):
-            refused = self._spare.refused(series)
+            refused = self._spare.count_refused(series)
             if refused is not None:
                 self._report_deferred(context, series, refused)
             return

@@ -18,7 +18,7 @@ CAP_S = 1.0
 #: risks, 6.8-7.6 x a frame in ``benchmarks.blend_check``).
 FIRST_GUESS = 7.0
 #: Work refused this many times in a row for a series is reported, once a run
-#: (:meth:`SpareTime.refused`): its frames come as fast as they are denoised, and a
+#: (:meth:`SpareTime.count_refused`): its frames come as fast as they are denoised, and a
 #: recording replayed so gets little or none of the blend.
 REFUSED_TO_REPORT = 16
 
@@ -43,9 +43,9 @@ class SpareTime:
         cost = self._cost.get(kind, FIRST_GUESS * took_s)
         return not waiting and self._balance.get(series, 0.0) >= cost
 
-    def refused(self, series: str) -> int | None:
-        """Work ``allows`` refused is counted: the count of refusals in a row when it
-        reaches ``REFUSED_TO_REPORT`` (to report, once a run), else None."""
+    def count_refused(self, series: str) -> int | None:
+        """Count one refusal of ``allows`` for ``series``; the count of refusals in a row
+        when it reaches ``REFUSED_TO_REPORT`` (to report, once a run), else None."""
         count = self._refused.get(series, 0) + 1
         self._refused[series] = count
         return count if count == REFUSED_TO_REPORT else None
