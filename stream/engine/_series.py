@@ -237,7 +237,7 @@ class SeriesContext:
                 self._mean,
                 self._mean_count,
                 map_scale,
-                self._gain_error(),
+                self._gain_stderr(),
                 lean,
             )
         else:
@@ -260,13 +260,10 @@ class SeriesContext:
                 self._history.popleft()
         return out
 
-    def _gain_error(self) -> float:
-        """The camera gain's relative standard error: 0 for a configured camera."""
+    def _gain_stderr(self) -> float:
+        """The camera gain's standard error: 0 for a configured camera."""
         estimate = self.estimate
-        if estimate is None:
-            return 0.0
-        gain = estimate.camera.gain
-        return estimate.gain_stderr / gain if gain > 0 else float("inf")
+        return estimate.gain_stderr if estimate is not None else 0.0
 
     @property
     def still_means(self) -> StillMeans:

@@ -9,6 +9,7 @@ model's inputs as they were: the ring and the running mean move on before it is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,12 +42,37 @@ from ._pixels import count_non_finite, finite_copy
 #: Seed of the probes: a series' outputs are reproducible.
 PROBE_SEED = 20_261_202
 #: A frame is blended on its own measurement alone (a series' first; a snapshot's
-#: only) when the camera's gain is known within this relative standard error: Stein's
-#: estimate takes the noise variance as exact. Why (one-off probe, ``na-lite``, the
-#: simulator's phantom as single frames, live estimate): with the gain known to 19-20 %
-#: (30 photons) the blend took 7-13 % off the squared error; to 40-300 % (1-10 photons)
-#: it added up to 98 % where it blended at all. Told the true camera, it never added.
-FIRST_GAIN_ERROR = 0.25
+#: only) when the frame's mean noise variance is known within this relative standard
+#: error (:func:`variance_error`): Stein's estimate takes the noise variance as exact.
+#: Why (one-off probe, ``na-lite``, the simulator's phantom as single frames, live
+#: estimate): with the gain known to 19-20 % (30 photons) the blend took 7-13 % off the
+#: squared error; to 40-300 % (1-10 photons) it added up to 98 % where it blended at
+#: all. Told the true camera, it never added. The bound was first on the gain's own
+#: error; on the variance it measures what the risk rests on: read noise dominates a dim
+#: frame's variance, so a gain known to 50 % may still give the variance within 15 %
+#: (one-off probe, 2026-12-03, ``na-lite``, 16 single frames of 128 x 128, live
+#: estimate, 1-100 photons: independent generator +0.34 dB at 3 photons, read 8 e-
+#: +0.47 at 10, ``textures`` +0.57 at 10, the phantom -0.07 at 3; nothing else moved by
+#: more than 0.06).
+FIRST_VARIANCE_ERROR = 0.25
+
+
+def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -> float:
+    """The relative standard error of ``frame``'s mean noise variance that the camera
+    gain's standard error gives (0 for a configured camera): the variance is
+    ``gain * (level - offset) + read^2``; read noise, well known from one frame, is
+    taken as exact. The signal is the mean of the pixels above the offset, each clipped
+    at 0 (the noise's upper half counted: cautious in the dark), on every fourth pixel
+    of every fourth row."""
+    if gain_stderr <= 0:
+        return 0.0
+    sample = frame[::4, ::4].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0 or camera.gain <= 0:
+        return math.inf
+    signal = float(np.mean(np.maximum(sample - camera.offset, 0.0)))
+    variance = camera.gain * signal + camera.read_noise**2
+    return gain_stderr * signal / variance if variance > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -133,17 +159,18 @@ class SeriesBlend:
         running_mean: np.ndarray | None,
         mean_count: int,
         map_scale: float = 1.0,
-        gain_error: float = 0.0,
+        gain_stderr: float = 0.0,
         lean: bool = False,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
         (``measure``) or kept for :meth:`measure_pending` -- but the series' first
-        measurement is taken at once, on the first frame whose ``gain_error``, the
-        camera gain's relative standard error, is within :data:`FIRST_GAIN_ERROR`
-        (usually its first): the frame is then blended on the spread between its own
-        blocks (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot)
-        is blended too, and a stream that leaves no spare time gets one measurement
+        measurement is taken at once, on the first frame whose mean noise variance is
+        known within :data:`FIRST_VARIANCE_ERROR` (:func:`variance_error`, from
+        ``gain_stderr``, the camera gain's standard error; usually its first): the
+        frame is then blended on the spread between its own blocks
+        (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot) is
+        blended too, and a stream that leaves no spare time gets one measurement
         (even while frames wait behind it).
         ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
         (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
@@ -156,7 +183,7 @@ class SeriesBlend:
         regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
-        alone = gain_error <= FIRST_GAIN_ERROR
+        alone = due and variance_error(frame, camera, gain_stderr) <= FIRST_VARIANCE_ERROR
         if due and alone and not self._risks.started(engine.model_id):
             # the series' first measurement: this frame waits for it, even with frames
             # waiting behind (a recording replayed as fast as it goes is never caught up,

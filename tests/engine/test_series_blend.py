@@ -17,21 +17,22 @@ from stream.engine._blend import (
     BlendChoice,
 )
 from stream.engine._gaussian import smooth
+from stream.engine._series_blend import FIRST_VARIANCE_ERROR, variance_error
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
 SHAPE = (128, 128)
 
 
-def movie(photons: float, frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def movie(photons: float, frames: int, seed: int = 9) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(clean in ADU, 16-bit readout) pairs of the simulator's phantom."""
     config = PhantomConfig(
         shape=SHAPE, brightness=photons, neuropil=0.3 * photons, background=0.2 * photons,
-        seed=9, noise=CAMERA,
+        seed=seed, noise=CAMERA,
     )  # fmt: skip
     phantom = CalciumPhantom(config, frames)
     for t in range(frames):
-        frame = apply_camera_noise(phantom.clean(t), CAMERA, frame_rng(9, t))
+        frame = apply_camera_noise(phantom.clean(t), CAMERA, frame_rng(seed, t))
         yield (
             CAMERA.gain * phantom.clean(t) + CAMERA.offset,
             np.clip(frame, 0, None).astype(np.uint16),
@@ -223,18 +224,46 @@ def test_a_snapshot_is_blended_on_its_own_measurement(na_lite: Engine) -> None:
     assert errors["spatial"] < 0.95 * errors["off"]  # measured: 0.83x
 
 
-def test_a_first_frame_with_an_uncertain_gain_is_not_held_up(na_lite: Engine) -> None:
-    """At a photon or so the live estimate's gain from one frame is known to 50 % or
-    worse: Stein's estimate would misjudge the blend, so the frame is served as it is
-    and its measurement waits, as any other's, for the service's spare time."""
-    _, frame = next(movie(1.0, 1))
+def test_the_variance_error_is_what_the_gains_error_does_to_the_frames_variance() -> None:
+    dim = np.full((64, 64), 103.0, np.float32)  # 3 ADU over the offset
+    read_bound = CameraModel(gain=1.0, offset=100.0, read_noise=4.0)
+    assert variance_error(dim, read_bound, 0.0) == 0.0  # a configured camera
+    # 0.5 * 3 / (1 * 3 + 16): the gain known to 50 %, the variance to 8 %
+    assert variance_error(dim, read_bound, 0.5) == pytest.approx(1.5 / 19)
+    bright = np.full((64, 64), 112.0, np.float32)
+    shot_bound = CameraModel(gain=4.0, offset=100.0, read_noise=1.0)
+    assert variance_error(bright, shot_bound, 2.0) == pytest.approx(24 / 49)
+    dark = np.full((64, 64), 90.0, np.float32)  # below the offset: no signal to scale
+    assert variance_error(dark, shot_bound, 2.0) == 0.0
+    lost = np.full((64, 64), np.nan, np.float32)
+    assert variance_error(lost, shot_bound, 2.0) == np.inf
+
+
+def test_a_first_frame_whose_variance_is_uncertain_is_not_held_up(na_lite: Engine) -> None:
+    """At a photon or so the live estimate from one frame may leave the noise variance
+    uncertain by 50 %: Stein's estimate would misjudge the blend, so the frame is
+    served as it is and its measurement waits, as any other's, for spare time."""
+    _, frame = next(movie(1.0, 1, seed=10))
     context = SeriesContext(None)
     out = context.denoise(na_lite, frame, 0, measure=False)
     estimate = context.estimate
-    assert estimate is not None and estimate.gain_stderr > 0.25 * estimate.camera.gain
+    assert estimate is not None
+    assert variance_error(frame, estimate.camera, estimate.gain_stderr) > FIRST_VARIANCE_ERROR
     assert not context.measured_latest and context.measurement_pending
     assert context.blend_choice.is_identity
     np.testing.assert_array_equal(out, na_lite.denoise(frame, camera=context.camera))
+
+
+def test_a_dim_first_frame_is_measured_though_its_gain_is_uncertain(na_lite: Engine) -> None:
+    """Read noise dominates a dim frame's variance: with the gain known to 40 % or so,
+    the variance is known to 10 %, and the frame is measured and blended at once."""
+    _, frame = next(movie(3.0, 1, seed=11))
+    context = SeriesContext(None)
+    context.denoise(na_lite, frame, 0, measure=False)
+    estimate = context.estimate
+    assert estimate is not None and estimate.gain_stderr > 0.25 * estimate.camera.gain
+    assert variance_error(frame, estimate.camera, estimate.gain_stderr) <= FIRST_VARIANCE_ERROR
+    assert context.measured_latest and not context.measurement_pending
 
 
 def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -> None:
