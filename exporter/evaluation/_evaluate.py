@@ -179,8 +179,8 @@ def run_snapshots(
 ) -> tuple[np.ndarray, float]:
     """Every frame as a series of its own, as single images (snapshots) are served: the
     camera estimated from that frame alone, no earlier frame, blended only on its own
-    measurement (when the estimate's gain is known within 25 %). The output stack and
-    the mean milliseconds per frame."""
+    measurement (when the frame's noise variance is known within 25 %). The output
+    stack and the mean milliseconds per frame."""
     runs = [run_model(engine, frame[None], passes=passes, blend=blend) for frame in noisy]
     return np.concatenate([out for out, _, _ in runs]), float(np.mean([ms for _, ms, _ in runs]))
 

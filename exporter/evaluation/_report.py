@@ -34,7 +34,7 @@ SERIES_START_NOTE = (
 SNAPSHOT_NOTE = (
     "Each frame sent as a series of its own (single images: the camera estimated from "
     "that frame alone, no earlier frame, blended only on its own measurement when its "
-    "gain is known within 25 %), beside the movie as one series:"
+    "noise variance is known within 25 %), beside the movie as one series:"
 )
 
 

@@ -93,7 +93,7 @@ def serve(
             "output with spatial smoothing or its output on the frame binned 2 x 2 where "
             "Stein's unbiased risk estimate of the series' own frames says it helps (a few "
             "frames get five more passes and two binned ones, in spare time, but a "
-            "series' first frame before it is served when the camera gain is known); "
+            "series' first frame before it is served when its noise variance is known); "
             "spatiotemporal: also with the running mean (a temporal model; blurs fast "
             "events); off: the model's output as it is.",
             show_default="spatial",

@@ -115,7 +115,7 @@ class ServiceConfig(BaseModel):
         "with its output on the frame binned 2 x 2, as Stein's unbiased risk estimate of "
         "the series' own frames says helps (measured on a few frames with five more "
         "passes each and two on the binned frame, in the series' spare time, but its "
-        "first frame before it is served when the camera gain is known within 25 %); "
+        "first frame before it is served when its noise variance is known within 25 %); "
         "spatiotemporal: also with the series' running mean (a temporal "
         "model: more PSNR on still scenes, less of each frame's own change); off: the "
         "model's output as it is",
