@@ -1,7 +1,7 @@
 """``deepdenoise denoise``: a recording on disk, denoised as the evaluation scores it.
 
 The service measures the blend only in a stream's spare time, so a recording replayed
-through it as fast as it goes (never caught up) gets one measurement; here every frame
+through it as fast as it goes (never caught up) gets a regime's first few; here every frame
 due one is measured, as ``deepdenoise evaluate`` does, with the same engine and series
 context (camera estimate, row levelling, hot pixels, temporal ring) as the service.
 """

@@ -408,6 +408,11 @@ class RiskBlend:
         regime = self._regimes.get(key)
         return 0 if regime is None else regime.measured
 
+    def tried(self, key: RegimeKey) -> int:
+        """Frames of this regime measured, or tried and found mostly undescribed."""
+        regime = self._regimes.get(key)
+        return 0 if regime is None else regime.tried
+
     def started(self, model_id: str) -> bool:
         """Whether a frame of ``model_id`` has been measured, or tried, in any regime."""
         return any(k[0] == model_id and r.tried for k, r in self._regimes.items())

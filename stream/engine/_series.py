@@ -179,10 +179,10 @@ class SeriesContext:
         measured at once (None, True: more model passes before it returns), or the
         measurement is kept for :meth:`measure_pending` (False: the service takes it
         after the frame is out, when there is time) -- except the series' first, taken at
-        once when the camera's gain is well known (:meth:`SeriesBlend.blended`).
-        ``lean``: frames are waiting (the service is behind): nothing measured at once
-        but the series' first measurement, and no blend that needs a model pass on the
-        binned frame.
+        once when the frame's noise variance is well known (:meth:`SeriesBlend.blended`).
+        ``lean``: frames are waiting (the service is behind): a regime's first few
+        measurements are taken at once (:data:`BEHIND_AT_ONCE`), later ones wait, and no
+        blend needs a model pass on the binned frame.
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()

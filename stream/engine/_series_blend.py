@@ -55,6 +55,18 @@ PROBE_SEED = 20_261_202
 #: +0.47 at 10, ``textures`` +0.57 at 10, the phantom -0.07 at 3; nothing else moved by
 #: more than 0.06).
 FIRST_VARIANCE_ERROR = 0.25
+#: While frames wait behind a series (``lean``), each regime's first this many due
+#: measurements are taken at once, as the series' first is: a stream that is never
+#: caught up (a recording replayed as fast as it goes, a camera faster than the
+#: machine) has no spare time to take them in, and one measurement gives a noisy
+#: choice. Why (one-off probe, 2026-12-03, 16-frame 128 x 128 movies, live estimate,
+#: only the frames named measured, 1-100 photons): ``na-lite`` measured on frames 0-2
+#: against frame 0 alone, independent generator +0.01 / -0.08 / +0.11 / +0.30 / +0.07
+#: dB, phantom +1.18 / +1.27 / -0.17 / +0.04 / -0.05, ``textures`` up to +0.56 (and up
+#: to 0.34 behind every due frame measured); ``na-temporal`` (three regimes: no, a young and
+#: a full window) measured on frames 0-2 and 4-6 against frame 0 alone, independent
+#: +2.11 / +0.09 / +0.24 / +0.20 / +0.43, phantom +3.56 / +1.36 / +2.13 / +1.10 / +0.24.
+BEHIND_AT_ONCE = 3
 
 
 def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -> float:
@@ -170,12 +182,12 @@ class SeriesBlend:
         ``gain_stderr``, the camera gain's standard error; usually its first): the
         frame is then blended on the spread between its own blocks
         (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot) is
-        blended too, and a stream that leaves no spare time gets one measurement
-        (even while frames wait behind it).
+        blended too (even while frames wait behind it).
         ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
         (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
-        frames are waiting -- no later measurement at once, and no blend that needs
-        the binned pass (the best one without it)."""
+        frames are waiting -- a regime's first :data:`BEHIND_AT_ONCE` measurements are
+        taken at once (there will be no spare time), later ones wait; and no blend that
+        needs the binned pass (the best one without it)."""
         spikes = report.spikes
         self.measured_latest = False
         self._pending = None
@@ -188,6 +200,9 @@ class SeriesBlend:
             # the series' first measurement: this frame waits for it, even with frames
             # waiting behind (a recording replayed as fast as it goes is never caught up,
             # and would otherwise never be blended); once per series and model
+            measure = True
+        elif due and lean and self._risks.tried(key) < BEHIND_AT_ONCE:
+            # behind, a regime's first few: the service's spare time never comes
             measure = True
         if not due:
             self.choice = self._risks.choice(key, map_scale, binned=not lean)

@@ -17,7 +17,7 @@ from stream.engine._blend import (
     BlendChoice,
 )
 from stream.engine._gaussian import smooth
-from stream.engine._series_blend import FIRST_VARIANCE_ERROR, variance_error
+from stream.engine._series_blend import BEHIND_AT_ONCE, FIRST_VARIANCE_ERROR, variance_error
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
@@ -281,17 +281,21 @@ def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -
 
 
 def test_a_series_behind_gets_no_blend_that_costs_a_pass(na_lite: Engine) -> None:
-    """With frames waiting (``lean``), only the series' first measurement is taken at
-    once (a recording replayed as fast as it goes is never caught up, and would never
-    be blended), later ones wait; a blend with the model's output on the binned frame
-    (a pass more) gives way to the best one without it; caught up, the series gets its
-    choice back."""
-    frames = [frame for _, frame in movie(10.0, 3)]
+    """With frames waiting (``lean``), a regime's first BEHIND_AT_ONCE measurements are
+    taken at once (a recording replayed as fast as it goes is never caught up, and would
+    never be blended), later ones wait; a blend with the model's output on the binned
+    frame (a pass more) gives way to the best one without it; caught up, the series gets
+    its choice back."""
+    frames = [frame for _, frame in movie(10.0, BEHIND_AT_ONCE + 1)]
     behind = SeriesContext(CAMERA)
-    behind.denoise(na_lite, frames[0], 0, measure=False, lean=True)
-    assert behind.measured_latest and not behind.measurement_pending
-    behind.denoise(na_lite, frames[1], 1, measure=False, lean=True)
-    assert not behind.measured_latest and behind.measurement_pending
+    for t, frame in enumerate(frames):
+        behind.denoise(na_lite, frame, t, measure=False, lean=True)
+        assert behind.measured_latest == (t < BEHIND_AT_ONCE)
+        assert behind.measurement_pending == (t >= BEHIND_AT_ONCE)
+    caught_up = SeriesContext(CAMERA)  # not behind: only the series' first at once
+    caught_up.denoise(na_lite, frames[0], 0, measure=False)
+    caught_up.denoise(na_lite, frames[1], 1, measure=False)
+    assert not caught_up.measured_latest and caught_up.measurement_pending
     context = SeriesContext(CAMERA)
     context.denoise(na_lite, frames[0], 0, measure=False)
     assert context.blend_choice.source == "binned"  # measured: 0.25 x the binned output
