@@ -152,6 +152,11 @@ class SeriesContext:
         return self._blend.measured_latest
 
     @property
+    def measured_latest_s(self) -> float:
+        """Seconds the latest frame's blend measurement added before it was served."""
+        return self._blend.measured_latest_s
+
+    @property
     def measurement_pending(self) -> bool:
         """Whether the latest frame is due a blend measurement not yet taken."""
         return self._blend.pending
@@ -170,6 +175,7 @@ class SeriesContext:
         passes: int = 1,
         measure: bool | None = None,
         lean: bool = False,
+        outpaced: bool = False,
     ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
 
@@ -180,9 +186,10 @@ class SeriesContext:
         measurement is kept for :meth:`measure_pending` (False: the service takes it
         after the frame is out, when there is time) -- except the series' first, taken at
         once when the frame's noise variance is well known (:meth:`SeriesBlend.blended`).
-        ``lean``: frames are waiting (the service is behind): a regime's first few
-        measurements are taken at once (:data:`BEHIND_AT_ONCE`), later ones wait, and no
-        blend needs a model pass on the binned frame.
+        ``lean``: frames are waiting (the service is behind): no blend that needs a model
+        pass on the binned frame. ``outpaced``: they also come faster than they are
+        denoised, so no spare time will come: a regime's first few measurements are
+        taken at once (:data:`BEHIND_AT_ONCE`).
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()
@@ -239,6 +246,7 @@ class SeriesContext:
                 map_scale,
                 self._gain_stderr(),
                 lean,
+                outpaced,
             )
         else:
             self._blend.drop_pending()

@@ -10,6 +10,7 @@ model's inputs as they were: the ring and the running mean move on before it is 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,17 +56,20 @@ PROBE_SEED = 20_261_202
 #: +0.47 at 10, ``textures`` +0.57 at 10, the phantom -0.07 at 3; nothing else moved by
 #: more than 0.06).
 FIRST_VARIANCE_ERROR = 0.25
-#: While frames wait behind a series (``lean``), each regime's first this many due
-#: measurements are taken at once, as the series' first is: a stream that is never
-#: caught up (a recording replayed as fast as it goes, a camera faster than the
-#: machine) has no spare time to take them in, and one measurement gives a noisy
-#: choice. Why (one-off probe, 2026-12-03, 16-frame 128 x 128 movies, live estimate,
-#: only the frames named measured, 1-100 photons): ``na-lite`` measured on frames 0-2
-#: against frame 0 alone, independent generator +0.01 / -0.08 / +0.11 / +0.30 / +0.07
-#: dB, phantom +1.18 / +1.27 / -0.17 / +0.04 / -0.05, ``textures`` up to +0.56 (and up
-#: to 0.34 behind every due frame measured); ``na-temporal`` (three regimes: no, a young and
-#: a full window) measured on frames 0-2 and 4-6 against frame 0 alone, independent
-#: +2.11 / +0.09 / +0.24 / +0.20 / +0.43, phantom +3.56 / +1.36 / +2.13 / +1.10 / +0.24.
+#: While a series' frames come faster than they are denoised (``outpaced``: a recording
+#: replayed as fast as it goes, a camera faster than the machine), each regime's first
+#: this many due measurements are taken at once, as the series' first is: such a
+#: stream is never caught up and has no spare time to take them in, and one
+#: measurement gives a noisy choice (a temporal model's young and full windows: none).
+#: A stream only held up by a measurement (frames waiting, but coming no faster than
+#: they are denoised) catches up and is measured in its spare time. Why (one-off
+#: probe, 2026-12-03, 16-frame 128 x 128 movies, live estimate, only the frames named
+#: measured, 1-100 photons): ``na-lite`` measured on frames 0-2 against frame 0 alone,
+#: independent generator +0.01 / -0.08 / +0.11 / +0.30 / +0.07 dB, phantom +1.18 /
+#: +1.27 / -0.17 / +0.04 / -0.05, ``textures`` up to +0.56 (and up to 0.34 behind every
+#: due frame measured); ``na-temporal`` (three regimes: no, a young and a full window)
+#: measured on frames 0-2 and 4-6 against frame 0 alone, independent +2.11 / +0.09 /
+#: +0.24 / +0.20 / +0.43, phantom +3.56 / +1.36 / +2.13 / +1.10 / +0.24.
 BEHIND_AT_ONCE = 3
 
 
@@ -122,6 +126,8 @@ class SeriesBlend:
         #: Whether the latest frame was measured (more passes), and how many were.
         self.measured_latest = False
         self.frames_measured = 0
+        #: Seconds the latest frame's measurement took before it was served (0: none).
+        self.measured_latest_s = 0.0
 
     @property
     def measured(self) -> int:
@@ -173,6 +179,7 @@ class SeriesBlend:
         map_scale: float = 1.0,
         gain_stderr: float = 0.0,
         lean: bool = False,
+        outpaced: bool = False,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
@@ -185,11 +192,13 @@ class SeriesBlend:
         blended too (even while frames wait behind it).
         ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
         (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
-        frames are waiting -- a regime's first :data:`BEHIND_AT_ONCE` measurements are
-        taken at once (there will be no spare time), later ones wait; and no blend that
-        needs the binned pass (the best one without it)."""
+        frames are waiting -- no later measurement at once, and no blend that needs the
+        binned pass (the best one without it). ``outpaced``: frames also come faster
+        than they are denoised -- a regime's first :data:`BEHIND_AT_ONCE` measurements
+        are taken at once (no spare time will come)."""
         spikes = report.spikes
         self.measured_latest = False
+        self.measured_latest_s = 0.0
         self._pending = None
         window, full = report.history, engine.metadata.frames - 1
         regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
@@ -201,8 +210,8 @@ class SeriesBlend:
             # waiting behind (a recording replayed as fast as it goes is never caught up,
             # and would otherwise never be blended); once per series and model
             measure = True
-        elif due and lean and self._risks.tried(key) < BEHIND_AT_ONCE:
-            # behind, a regime's first few: the service's spare time never comes
+        elif due and outpaced and self._risks.tried(key) < BEHIND_AT_ONCE:
+            # outpaced, a regime's first few: the service's spare time never comes
             measure = True
         if not due:
             self.choice = self._risks.choice(key, map_scale, binned=not lean)
@@ -237,7 +246,9 @@ class SeriesBlend:
                 alone=alone,
             )
             if measure:
+                t0 = time.perf_counter()
                 self._measure(engine, pending)
+                self.measured_latest_s = time.perf_counter() - t0
             else:
                 self._pending = pending
             self.choice = self._risks.choice(key, map_scale, binned=not lean)

@@ -20,6 +20,14 @@ from ..engine import ENSEMBLE_PASSES
 #: Weight of the newest sample in the running frame-interval and pass-time averages.
 SMOOTHING = 0.2
 
+#: Frames arriving this many times as fast as they are denoised are a stream that will
+#: not be caught up. Not 1: a live stream's first frames take longer than later ones
+#: (warm-up, the camera estimate's refits), and the demo's 30 fps at 256 x 256, which
+#: this 2-vCPU VM keeps up with, took 40 ms a frame at first against 34 ms between
+#: frames; 16 frames of 128 x 128 pushed as fast as the Python client sends came 0.3-0.9
+#: ms apart against 9-12 ms a frame (one-off probe, 2026-12-03).
+OUTPACED = 2.0
+
 EnsembleSetting = Literal["auto", 1, 2, 4]
 
 
@@ -33,6 +41,7 @@ class EnsemblePolicy:
         self._last_recv_ns: dict[str, int] = {}
         self._interval_s: dict[str, float] = {}
         self._pass_s: dict[tuple[str, tuple[int, int]], float] = {}
+        self._outpaced: set[str] = set()  # series found outpaced, not caught up since
 
     def passes(
         self, series: str, t_recv_ns: int, waiting: int, model: str, shape: tuple[int, int]
@@ -64,6 +73,25 @@ class EnsemblePolicy:
             return False
         return passes * pass_s <= self.budget * interval
 
+    def outpaced(self, series: str, waiting: int, model: str, shape: tuple[int, int]) -> bool:
+        """Whether the series' frames, ``waiting`` behind this one, arrive at least
+        ``OUTPACED`` times as fast as one pass of ``model`` denoises a frame of
+        ``shape``: it will not be caught up, and no spare time will come (a recording
+        replayed as fast as it goes). Once so, it stays so until no frame waits: the
+        intervals of frames held back by a full queue are the service's own pace. A
+        stream only held up (by a measurement, a slow first frame) drains its backlog."""
+        if not waiting:
+            self._outpaced.discard(series)
+            return False
+        if series in self._outpaced:
+            return True
+        interval = self._interval_s.get(series)
+        pass_s = self._pass_s.get((model, shape))
+        if interval is not None and pass_s is not None and OUTPACED * interval < pass_s:
+            self._outpaced.add(series)
+            return True
+        return False
+
     def took(self, model: str, shape: tuple[int, int], passes: int, seconds: float) -> None:
         """A frame of ``shape`` took ``seconds`` for ``passes`` passes of ``model``."""
         self.frames[passes] += 1
@@ -77,6 +105,7 @@ class EnsemblePolicy:
     def end_series(self, series: str) -> None:
         self._last_recv_ns.pop(series, None)
         self._interval_s.pop(series, None)
+        self._outpaced.discard(series)
 
     def status(self) -> dict[str, Any]:
         return {

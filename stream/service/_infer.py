@@ -115,11 +115,19 @@ class InferenceStage:
         passes = self.ensemble.passes(frame.series, job.t_recv_ns, waiting, engine.model_id, shape)
         t0 = time.perf_counter()
         # a blend measurement waits until the frame is out (below), a series' first does not
-        # (not even behind: once per series); with frames waiting, no blend that costs a
+        # (not even behind: once per series), nor, while frames come faster than they are
+        # denoised, a regime's first few; with frames waiting, no blend that costs a
         # model pass (lean)
+        outpaced = self.ensemble.outpaced(frame.series, waiting, engine.model_id, shape)
         try:
             clean = context.denoise(
-                engine, frame.pixels, frame.index, passes, measure=False, lean=waiting > 0
+                engine,
+                frame.pixels,
+                frame.index,
+                passes,
+                measure=False,
+                lean=waiting > 0,
+                outpaced=outpaced,
             )
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)
@@ -136,7 +144,8 @@ class InferenceStage:
             return
         t_done = time.time_ns()
         took = time.perf_counter() - t0
-        self.ensemble.took(engine.model_id, shape, passes, took)
+        # the frame's own time, without a measurement taken before it was served
+        self.ensemble.took(engine.model_id, shape, passes, took - context.measured_latest_s)
         if self.traces is not None:  # first: a closed loop waits for these (NaN
             # pixels give NaN means, which the baseline skips)
             camera = context.camera

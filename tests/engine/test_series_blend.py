@@ -281,21 +281,24 @@ def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -
 
 
 def test_a_series_behind_gets_no_blend_that_costs_a_pass(na_lite: Engine) -> None:
-    """With frames waiting (``lean``), a regime's first BEHIND_AT_ONCE measurements are
-    taken at once (a recording replayed as fast as it goes is never caught up, and would
-    never be blended), later ones wait; a blend with the model's output on the binned
-    frame (a pass more) gives way to the best one without it; caught up, the series gets
-    its choice back."""
+    """Frames coming faster than they are denoised (``outpaced``): a regime's first
+    BEHIND_AT_ONCE measurements are taken at once (a recording replayed as fast as it
+    goes is never caught up, and would never be blended), later ones wait. Frames only
+    waiting (``lean``: held up, but the backlog drains) wait for spare time, but the
+    series' first. And with frames waiting, a blend with the model's output on the
+    binned frame (a pass more) gives way to the best one without it; caught up, the
+    series gets its choice back."""
     frames = [frame for _, frame in movie(10.0, BEHIND_AT_ONCE + 1)]
-    behind = SeriesContext(CAMERA)
+    outpaced = SeriesContext(CAMERA)
     for t, frame in enumerate(frames):
-        behind.denoise(na_lite, frame, t, measure=False, lean=True)
-        assert behind.measured_latest == (t < BEHIND_AT_ONCE)
-        assert behind.measurement_pending == (t >= BEHIND_AT_ONCE)
-    caught_up = SeriesContext(CAMERA)  # not behind: only the series' first at once
-    caught_up.denoise(na_lite, frames[0], 0, measure=False)
-    caught_up.denoise(na_lite, frames[1], 1, measure=False)
-    assert not caught_up.measured_latest and caught_up.measurement_pending
+        outpaced.denoise(na_lite, frame, t, measure=False, lean=True, outpaced=True)
+        assert outpaced.measured_latest == (t < BEHIND_AT_ONCE)
+        assert outpaced.measurement_pending == (t >= BEHIND_AT_ONCE)
+    held_up = SeriesContext(CAMERA)
+    for t, frame in enumerate(frames[:2]):
+        held_up.denoise(na_lite, frame, t, measure=False, lean=True)
+        assert held_up.measured_latest == (t == 0)
+        assert held_up.measurement_pending == (t > 0)
     context = SeriesContext(CAMERA)
     context.denoise(na_lite, frames[0], 0, measure=False)
     assert context.blend_choice.source == "binned"  # measured: 0.25 x the binned output

@@ -14,6 +14,8 @@ from service_harness import collect, listening, running_service, served
 
 from stream import ServiceConfig
 from stream.engine import shipped_model_path
+from stream.engine._series_blend import BEHIND_AT_ONCE
+from stream.service._ensemble import EnsemblePolicy
 from stream.service._spare import CAP_S, FIRST_GUESS, REFUSED_TO_REPORT, SpareTime
 
 KIND = ("model", (64, 64))
@@ -88,8 +90,34 @@ def test_a_stream_faster_than_its_measurements_is_told_so(tmp_path: Path) -> Non
     told = [m.header for m in others if m.header.get("event") == "blend_deferred"]
     assert len(told) == 1 and told[0]["series"] == "replay"
     assert told[0]["deferred"] == REFUSED_TO_REPORT
-    # the first, measured before its frame was served; then none found the time
-    assert 1 <= told[0]["measured"] <= status["series"]["replay"]["blend"]["frames_measured"]
+    # the first few, measured before their frames were served (the frames come faster
+    # than they are denoised: no spare time will come); then none found the time
+    measured = status["series"]["replay"]["blend"]["frames_measured"]
+    assert BEHIND_AT_ONCE <= told[0]["measured"] <= measured
+
+
+def test_a_stream_that_only_waits_is_not_outpaced() -> None:
+    """Frames waiting behind a measurement, but arriving no faster than one is denoised,
+    drain: the service waits for spare time. Frames arriving many times faster never
+    catch up, and stay so while frames wait (their intervals then are the service's own
+    pace: a full queue holds them back)."""
+    shape = (64, 64)
+    live = EnsemblePolicy()
+    assert not live.outpaced("s", 3, "m", shape)  # nothing measured yet
+    live.passes("s", 0, 0, "m", shape)
+    live.took("m", shape, 1, 0.040)  # a slow first frame: 40 ms
+    live.passes("s", 33_000_000, 3, "m", shape)  # 33 ms after the first
+    assert not live.outpaced("s", 3, "m", shape)
+    flood = EnsemblePolicy()
+    flood.passes("f", 0, 0, "m", shape)
+    flood.took("m", shape, 1, 0.020)  # 20 ms a frame
+    flood.passes("f", 1_000_000, 3, "m", shape)  # 1 ms after the first
+    assert flood.outpaced("f", 3, "m", shape)
+    for t in range(2, 12):  # held back by the queue: one every 200 ms
+        flood.passes("f", t * 200_000_000, 3, "m", shape)
+    assert flood.outpaced("f", 3, "m", shape)
+    assert not flood.outpaced("f", 0, "m", shape)  # caught up
+    assert not flood.outpaced("f", 3, "m", shape)
 
 
 def test_the_config_takes_spatial_spatiotemporal_or_off() -> None:
