@@ -42,6 +42,7 @@ class EnsemblePolicy:
         self._interval_s: dict[str, float] = {}
         self._pass_s: dict[tuple[str, tuple[int, int]], float] = {}
         self._outpaced: set[str] = set()  # series found outpaced, not caught up since
+        self._outpaced_frames: Counter[str] = Counter()
 
     def passes(
         self, series: str, t_recv_ns: int, waiting: int, model: str, shape: tuple[int, int]
@@ -83,14 +84,18 @@ class EnsemblePolicy:
         if not waiting:
             self._outpaced.discard(series)
             return False
-        if series in self._outpaced:
-            return True
-        interval = self._interval_s.get(series)
-        pass_s = self._pass_s.get((model, shape))
-        if interval is not None and pass_s is not None and OUTPACED * interval < pass_s:
+        if series not in self._outpaced:
+            interval = self._interval_s.get(series)
+            pass_s = self._pass_s.get((model, shape))
+            if interval is None or pass_s is None or OUTPACED * interval >= pass_s:
+                return False
             self._outpaced.add(series)
-            return True
-        return False
+        self._outpaced_frames[series] += 1
+        return True
+
+    def frames_outpaced(self, series: str) -> int:
+        """The series' frames found outpaced (:meth:`outpaced`)."""
+        return self._outpaced_frames.get(series, 0)
 
     def took(self, model: str, shape: tuple[int, int], passes: int, seconds: float) -> None:
         """A frame of ``shape`` took ``seconds`` for ``passes`` passes of ``model``."""
@@ -106,6 +111,7 @@ class EnsemblePolicy:
         self._last_recv_ns.pop(series, None)
         self._interval_s.pop(series, None)
         self._outpaced.discard(series)
+        self._outpaced_frames.pop(series, None)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -321,6 +321,7 @@ class InferenceStage:
                     **context.blend_choice.as_dict(),
                     "measured": context.blend_measured,
                     "frames_measured": context.blend_frames_measured,
+                    "frames_outpaced": self.ensemble.frames_outpaced(series),
                 },
             }
         return out

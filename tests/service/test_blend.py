@@ -92,8 +92,9 @@ def test_a_stream_faster_than_its_measurements_is_told_so(tmp_path: Path) -> Non
     assert told[0]["deferred"] == REFUSED_TO_REPORT
     # the first few, measured before their frames were served (the frames come faster
     # than they are denoised: no spare time will come); then none found the time
-    measured = status["series"]["replay"]["blend"]["frames_measured"]
-    assert BEHIND_AT_ONCE <= told[0]["measured"] <= measured
+    blend = status["series"]["replay"]["blend"]
+    assert BEHIND_AT_ONCE <= told[0]["measured"] <= blend["frames_measured"]
+    assert blend["frames_outpaced"] >= BEHIND_AT_ONCE - 1  # the first was measured anyway
 
 
 def test_a_stream_that_only_waits_is_not_outpaced() -> None:
@@ -116,6 +117,7 @@ def test_a_stream_that_only_waits_is_not_outpaced() -> None:
     for t in range(2, 12):  # held back by the queue: one every 200 ms
         flood.passes("f", t * 200_000_000, 3, "m", shape)
     assert flood.outpaced("f", 3, "m", shape)
+    assert flood.frames_outpaced("f") == 2 and live.frames_outpaced("s") == 0
     assert not flood.outpaced("f", 0, "m", shape)  # caught up
     assert not flood.outpaced("f", 3, "m", shape)
 
@@ -151,6 +153,7 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
     assert status["blend"] == "spatial"
     blend = status["series"]["paced"]["blend"]
     assert 1 <= blend["frames_measured"] <= len(frames)
+    assert blend["frames_outpaced"] == 0
     assert set(blend) >= {"noise_map_scale", "post_sigma", "fuse_sigma", "fuse_weight", "measured"}
 
 
