@@ -189,7 +189,7 @@ class SeriesContext:
         ``lean``: frames are waiting (the service is behind): no blend that needs a model
         pass on the binned frame. ``outpaced``: they also come faster than they are
         denoised, so no spare time will come: a regime's first few measurements are
-        taken at once (:data:`BEHIND_AT_ONCE`).
+        taken at once (:data:`OUTPACED_AT_ONCE`).
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._history.clear()

@@ -53,8 +53,8 @@ PROBE_SEED = 20_261_202
 #: frame's variance, so a gain known to 50 % may still give the variance within 15 %
 #: (one-off probe, 2026-12-03, ``na-lite``, 16 single frames of 128 x 128, live
 #: estimate, 1-100 photons: independent generator +0.34 dB at 3 photons, read 8 e-
-#: +0.47 at 10, ``textures`` +0.57 at 10, the phantom -0.07 at 3; nothing else moved by
-#: more than 0.06).
+#: +0.47 at 10, gain 0.25 at offset 100 +0.35 at 10, ``textures`` +0.57 at 10; the
+#: phantom -0.07 at 3, no loss larger).
 FIRST_VARIANCE_ERROR = 0.25
 #: While a series' frames come faster than they are denoised (``outpaced``: a recording
 #: replayed as fast as it goes, a camera faster than the machine), each regime's first
@@ -70,7 +70,7 @@ FIRST_VARIANCE_ERROR = 0.25
 #: due frame measured); ``na-temporal`` (three regimes: no, a young and a full window)
 #: measured on frames 0-2 and 4-6 against frame 0 alone, independent +2.11 / +0.09 /
 #: +0.24 / +0.20 / +0.43, phantom +3.56 / +1.36 / +2.13 / +1.10 / +0.24.
-BEHIND_AT_ONCE = 3
+OUTPACED_AT_ONCE = 3
 
 
 def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -> float:
@@ -194,7 +194,7 @@ class SeriesBlend:
         (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
         frames are waiting -- no later measurement at once, and no blend that needs the
         binned pass (the best one without it). ``outpaced``: frames also come faster
-        than they are denoised -- a regime's first :data:`BEHIND_AT_ONCE` measurements
+        than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
         are taken at once (no spare time will come)."""
         spikes = report.spikes
         self.measured_latest = False
@@ -210,7 +210,7 @@ class SeriesBlend:
             # waiting behind (a recording replayed as fast as it goes is never caught up,
             # and would otherwise never be blended); once per series and model
             measure = True
-        elif due and outpaced and self._risks.tried(key) < BEHIND_AT_ONCE:
+        elif due and outpaced and self._risks.tried(key) < OUTPACED_AT_ONCE:
             # outpaced, a regime's first few: the service's spare time never comes
             measure = True
         if not due:

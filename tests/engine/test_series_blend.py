@@ -17,7 +17,7 @@ from stream.engine._blend import (
     BlendChoice,
 )
 from stream.engine._gaussian import smooth
-from stream.engine._series_blend import BEHIND_AT_ONCE, FIRST_VARIANCE_ERROR, variance_error
+from stream.engine._series_blend import FIRST_VARIANCE_ERROR, OUTPACED_AT_ONCE, variance_error
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
@@ -282,18 +282,18 @@ def test_a_first_frame_with_banding_is_not_blended_on_its_own(na_lite: Engine) -
 
 def test_a_series_behind_gets_no_blend_that_costs_a_pass(na_lite: Engine) -> None:
     """Frames coming faster than they are denoised (``outpaced``): a regime's first
-    BEHIND_AT_ONCE measurements are taken at once (a recording replayed as fast as it
+    OUTPACED_AT_ONCE measurements are taken at once (a recording replayed as fast as it
     goes is never caught up, and would never be blended), later ones wait. Frames only
     waiting (``lean``: held up, but the backlog drains) wait for spare time, but the
     series' first. And with frames waiting, a blend with the model's output on the
     binned frame (a pass more) gives way to the best one without it; caught up, the
     series gets its choice back."""
-    frames = [frame for _, frame in movie(10.0, BEHIND_AT_ONCE + 1)]
+    frames = [frame for _, frame in movie(10.0, OUTPACED_AT_ONCE + 1)]
     outpaced = SeriesContext(CAMERA)
     for t, frame in enumerate(frames):
         outpaced.denoise(na_lite, frame, t, measure=False, lean=True, outpaced=True)
-        assert outpaced.measured_latest == (t < BEHIND_AT_ONCE)
-        assert outpaced.measurement_pending == (t >= BEHIND_AT_ONCE)
+        assert outpaced.measured_latest == (t < OUTPACED_AT_ONCE)
+        assert outpaced.measurement_pending == (t >= OUTPACED_AT_ONCE)
     held_up = SeriesContext(CAMERA)
     for t, frame in enumerate(frames[:2]):
         held_up.denoise(na_lite, frame, t, measure=False, lean=True)

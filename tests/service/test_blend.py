@@ -14,7 +14,7 @@ from service_harness import collect, listening, running_service, served
 
 from stream import ServiceConfig
 from stream.engine import shipped_model_path
-from stream.engine._series_blend import BEHIND_AT_ONCE
+from stream.engine._series_blend import OUTPACED_AT_ONCE
 from stream.service._ensemble import EnsemblePolicy
 from stream.service._spare import CAP_S, FIRST_GUESS, REFUSED_TO_REPORT, SpareTime
 
@@ -93,8 +93,8 @@ def test_a_stream_faster_than_its_measurements_is_told_so(tmp_path: Path) -> Non
     # the first few, measured before their frames were served (the frames come faster
     # than they are denoised: no spare time will come); then none found the time
     blend = status["series"]["replay"]["blend"]
-    assert BEHIND_AT_ONCE <= told[0]["measured"] <= blend["frames_measured"]
-    assert blend["frames_outpaced"] >= BEHIND_AT_ONCE - 1  # the first was measured anyway
+    assert OUTPACED_AT_ONCE <= told[0]["measured"] <= blend["frames_measured"]
+    assert blend["frames_outpaced"] >= OUTPACED_AT_ONCE - 1  # the first was measured anyway
 
 
 def test_a_stream_that_only_waits_is_not_outpaced() -> None:
