@@ -61,15 +61,17 @@ def binned_output(
     camera: CameraModel,
     history: Sequence[np.ndarray],
     running_mean: np.ndarray | None,
+    bands: bool = True,
 ) -> np.ndarray:
     """The model's estimate of ``scene`` (float32, finite, spikes filled) from its 2 x 2
-    binned readout, per pixel of the frame, in raw units. ``history`` and
-    ``running_mean``: the series' as the engine was given them for the frame."""
+    binned readout, per pixel of the frame, in raw units. ``history``,
+    ``running_mean`` and ``bands``: as the engine was given them for the frame."""
     out = engine.denoise(
         bin2(scene),
         camera=binned_camera(camera),
         history=[bin2(frame) for frame in history],
         running_mean=None if running_mean is None else bin2(running_mean),
+        bands=bands,
     )
     out *= np.float32(0.25)
     return upsample2(out, (scene.shape[0], scene.shape[1]))

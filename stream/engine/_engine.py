@@ -458,6 +458,7 @@ class Engine:
         running_mean: np.ndarray | None = None,
         passes: int = 1,
         noise_map_scale: float = 1.0,
+        bands: bool = True,
     ) -> np.ndarray:
         """Denoise one 2-D frame into a new float32 array: :meth:`denoise_with_report`'s
         output, without its report."""
@@ -468,6 +469,7 @@ class Engine:
             running_mean=running_mean,
             passes=passes,
             noise_map_scale=noise_map_scale,
+            bands=bands,
         )
         return out
 
@@ -480,6 +482,7 @@ class Engine:
         running_mean: np.ndarray | None = None,
         passes: int = 1,
         noise_map_scale: float = 1.0,
+        bands: bool = True,
     ) -> tuple[np.ndarray, FrameReport]:
         """Denoise one 2-D frame (any integer or float dtype) into a new float32 array,
         with what the engine found in it and gave the model (:class:`FrameReport`).
@@ -493,7 +496,8 @@ class Engine:
         previous frames of the series, oldest first; fewer than it takes (a series
         start) are made up by repeating the oldest one given, or the frame itself; a
         composed model with bands of light (``ModelMetadata.temporal_band``) gets none
-        for frames outside them, so its spatial start answers.
+        for frames outside them, so its spatial start answers (``bands`` False: the
+        previous frames given are used in any light -- the series' risks chose them).
         ``running_mean``: for a model with a running-mean channel, the running mean of
         the series' previous frames, in raw units (:class:`SeriesContext` keeps it);
         None (a series start): the frame itself stands in for it.
@@ -528,7 +532,7 @@ class Engine:
                     "(offset, gain, read noise) of the frame, got none"
                 )
             filled = self._adaptive_input(
-                ws, frame, bad, camera, history, running_mean, noise_map_scale
+                ws, frame, bad, camera, history, running_mean, noise_map_scale, bands
             )
         else:
             scale, offset = self._fixed_input(ws, frame, bad)
@@ -539,7 +543,7 @@ class Engine:
             # a dim part far below the bright one: denoised again at its own scale, and
             # taken where the first output says the scene is that dim
             dim = self._adaptive_input(
-                ws, frame, bad, camera, history, running_mean, noise_map_scale,
+                ws, frame, bad, camera, history, running_mean, noise_map_scale, bands,
                 own_level=filled.dim, clip=HDR_CLIP,
             )  # fmt: skip
             dim_out = self._pass(buffers, frame, shape, passes, dim.scale, offset, dim.snr)
@@ -618,6 +622,7 @@ class Engine:
         history: Sequence[np.ndarray],
         running_mean: np.ndarray | None,
         noise_map_scale: float = 1.0,
+        bands: bool = True,
         own_level: float | None = None,
         clip: float | None = None,
     ) -> _Filled:
@@ -646,7 +651,8 @@ class Engine:
             if spikes is not None:
                 fill_spikes(current, spikes)
                 blocks = None  # the scale comes from the filled frame
-        band = meta.temporal_band("full" if len(history) == k - 1 else "young") if history else None
+        window = "full" if len(history) == k - 1 else "young"
+        band = meta.temporal_band(window) if history and bands else None
         # the frame's bright level, only when the scale, a band or the pass-through needs
         # it (one block pass)
         adaptive = meta.normalization == "adaptive"

@@ -138,6 +138,12 @@ class SeriesContext:
         return self._blend.choice
 
     @property
+    def young_window(self) -> str:
+        """Who answers a composed temporal model's young windows: ``"temporal"``,
+        ``"spatial"`` (as the series' risks say) or ``"band"`` (its band of light)."""
+        return self._blend.young_answer
+
+    @property
     def blend_measured(self) -> int:
         """Frames whose risks the latest frame's blend rests on."""
         return self._blend.measured
@@ -218,13 +224,22 @@ class SeriesContext:
             self.scene_changes += 1
         shared = camera is not None and self._noise_shared()
         map_scale = self._blend.map_scale_for(engine) if camera is not None and not shared else 1.0
+        history: tuple[np.ndarray, ...] = tuple(self._history)
+        bands, young_ring = True, None
+        blending = camera is not None and not shared and self._blend.setting != "off"
+        if blending and _young_either_way(engine, len(history)):
+            young_ring = history  # the risks choose who answers (SeriesBlend.young_window)
+            answer = self._blend.young_window(engine)
+            if answer is not None:
+                history, bands = (history, False) if answer else ((), True)
         out, report = engine.denoise_with_report(
             frame,
             camera=camera,
-            history=self._history,
+            history=history,
             running_mean=self._mean,
             passes=passes,
             noise_map_scale=map_scale,
+            bands=bands,
         )
         self.spikes = report.spike_count
         self.frames_with_spikes += self.spikes > 0
@@ -240,13 +255,15 @@ class SeriesContext:
                 camera,
                 passes,
                 measure is not False,
-                tuple(self._history),
+                history,
                 self._mean,
                 self._mean_count,
                 map_scale,
                 self._gain_stderr(),
                 lean,
                 outpaced,
+                bands,
+                young_ring,
             )
         else:
             self._blend.drop_pending()
@@ -387,3 +404,11 @@ class SeriesContext:
         estimate = self._estimator.estimate
         assert estimate is not None  # a series' first frame is always due
         return estimate.camera
+
+
+def _young_either_way(engine: Engine, previous: int) -> bool:
+    """Whether a frame with ``previous`` frames in the ring is a young window that the
+    model may answer with its temporal branch or its spatial start: a composed model
+    with a band of light for young windows (:meth:`ModelMetadata.temporal_band`)."""
+    meta = engine.metadata
+    return 0 < previous < meta.frames - 1 and meta.temporal_band("young") is not None

@@ -5,6 +5,19 @@ Its regimes are kept apart -- the model, and whether a temporal model had no, a 
 or a full window -- since their errors differ. A measurement is taken at once, or kept
 for later (:meth:`SeriesBlend.measure_pending`, the service's spare time) with the
 model's inputs as they were: the ring and the running mean move on before it is taken.
+
+A composed temporal model (``exporter.compose``) answers a young window -- a series'
+first few previous frames -- with its temporal branch only in a band of light measured
+on the training generator; outside it, its spatial start answers. How much the blend
+makes of either depends on the scene, so a young frame measured is measured both ways,
+and the series' next young windows go to the one whose blended risk was the less
+(:meth:`SeriesBlend.young_window`). Why (one-off probe, 2026-12-04, ``na-temporal``,
+16-frame 128 x 128 movies, live estimate, every due frame measured): with the band's
+answer, the young frames 1-3 of the held-out ``independent`` generator at 3 photons
+(peak SNR 1.4, below the band) scored 21.7 / 22.0 / 22.2 dB; the temporal branch,
+blended, 22.6 / 23.6 / 24.0 (``textures`` at 10 photons: 24.2 / 24.3 / 24.5 against
+25.3 / 26.2 / 26.4) -- but on the project's phantom at 1 and 3 photons it was behind
+by up to 5.5 dB, which the band alone could not tell apart.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +34,7 @@ from ._binned import binned_output
 from ._blend import (
     BLENDS,
     CANDIDATES,
+    CONFIDENCE,
     IDENTITY,
     MIN_DESCRIBED,
     NOISE_MAP_SCALES,
@@ -100,11 +114,15 @@ class _Measurement:
     passes: int
     map_scale: float  # the noise map's scale the frame was run with
     scene: np.ndarray  # the frame as the model saw it: spikes and non-finite pixels filled
-    out: np.ndarray  # the model's output, the scene's values at those pixels
+    #: the model's output, the scene's values at those pixels (None: to be computed)
+    out: np.ndarray | None
     spikes: Spikes | None
     spike_values: np.ndarray | None  # the spikes as they came (the probe keeps them)
     bad: np.ndarray | None
     history: tuple[np.ndarray, ...]
+    bands: bool  # whether a composed model's bands of light applied (Engine.denoise)
+    #: a young window's frames, when the other answer to it is to be measured too
+    young_ring: tuple[np.ndarray, ...] | None
     mean: np.ndarray | None  # the running mean the model was given
     mean_now: np.ndarray | None  # the running mean with the frame in it, for the blend
     share: float  # the frame's share of it
@@ -128,6 +146,22 @@ class SeriesBlend:
         self.frames_measured = 0
         #: Seconds the latest frame's measurement took before it was served (0: none).
         self.measured_latest_s = 0.0
+        self._young_votes = _YoungVotes()
+
+    def young_window(self, engine: Engine) -> bool | None:
+        """Whether the series' next young window goes to the model's temporal branch
+        (True) or its spatial start (False), as the risks of the young frames measured
+        both ways say with confidence; None: they do not (the model's band of light
+        decides)."""
+        return self._young_votes.answer(engine.model_id)
+
+    @property
+    def young_answer(self) -> str:
+        """Who answers the series' young windows for the latest model: ``"temporal"``
+        or ``"spatial"`` as its risks say, or ``"band"``: its band of light (nothing
+        measured with confidence yet, or a model without a band)."""
+        answer = self._young_votes.answer(self._key[0]) if self._key is not None else None
+        return "band" if answer is None else "temporal" if answer else "spatial"
 
     @property
     def measured(self) -> int:
@@ -143,7 +177,8 @@ class SeriesBlend:
         m = self._pending
         if m is None:
             return []
-        return [a for a in (m.scene, m.out, m.mean, m.mean_now) if a is not None]
+        arrays = [m.scene, m.out, m.mean, m.mean_now, *(m.young_ring or ())]
+        return [a for a in arrays if a is not None]
 
     def drop_pending(self) -> None:
         self._pending = None
@@ -180,6 +215,8 @@ class SeriesBlend:
         gain_stderr: float = 0.0,
         lean: bool = False,
         outpaced: bool = False,
+        bands: bool = True,
+        young_ring: Sequence[np.ndarray] | None = None,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
@@ -190,8 +227,10 @@ class SeriesBlend:
         frame is then blended on the spread between its own blocks
         (:meth:`RiskBlend.choice`), so that a series of one frame (a snapshot) is
         blended too (even while frames wait behind it).
-        ``history``, ``running_mean``, ``mean_count`` and ``map_scale``
-        (:meth:`map_scale_for`): the series' as the engine was given them. ``lean``:
+        ``history``, ``running_mean``, ``mean_count``, ``map_scale``
+        (:meth:`map_scale_for`) and ``bands``: the series' as the engine was given them.
+        ``young_ring``: the frame's young window, for a composed model that may answer it
+        either way (:meth:`young_window`): a measurement also takes the other. ``lean``:
         frames are waiting -- no later measurement at once, and no blend that needs the
         binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
@@ -240,6 +279,8 @@ class SeriesBlend:
                 spike_values=None if spikes is None else np.asarray(frame[spikes], np.float32),
                 bad=bad,
                 history=tuple(history),
+                bands=bands,
+                young_ring=None if young_ring is None else tuple(young_ring),
                 mean=running_mean if measure or running_mean is None else running_mean.copy(),
                 mean_now=mean_now,
                 share=share,
@@ -247,7 +288,7 @@ class SeriesBlend:
             )
             if measure:
                 t0 = time.perf_counter()
-                self._measure(engine, pending)
+                self._measure_both(engine, pending)
                 self.measured_latest_s = time.perf_counter() - t0
             else:
                 self._pending = pending
@@ -256,7 +297,7 @@ class SeriesBlend:
             return out
         binned = None
         if self.choice.source == "binned":
-            binned = binned_output(engine, scene, camera, history, running_mean)
+            binned = binned_output(engine, scene, camera, history, running_mean, bands)
         blended = apply_blend(model_out, scene, self.choice, mean_now, binned)
         if spikes is not None:
             blended[spikes] = out[spikes]
@@ -271,13 +312,12 @@ class SeriesBlend:
         pending, self._pending = self._pending, None
         if pending is None or pending.key[0] != engine.model_id:
             return False
-        self._measure(engine, pending)
+        self._measure_both(engine, pending)
         return True
 
-    def _measure(self, engine: Engine, m: _Measurement) -> None:
-        """The candidates' risks on one frame: the model once more on the frame plus a
-        small probe of its own noise, on both with each other noise-map scale, and on
-        both binned 2 x 2 (:mod:`stream.engine._binned`)."""
+    def _measure_both(self, engine: Engine, m: _Measurement) -> None:
+        """Measure the frame; for a young window either answer may take, the other
+        answer too, and count which one's blend had the less risk on it."""
         variance = noise_variance(m.scene, m.camera)
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
         if keep.mean() < MIN_DESCRIBED:  # mostly dark, clipped, masked or spikes
@@ -285,11 +325,49 @@ class SeriesBlend:
             return
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
+        both = m.young_ring is not None
+        risks = self._measure(engine, m, variance, keep, probe, both)
+        self.measured_latest = True
+        self.frames_measured += 1
+        if m.young_ring is None:
+            return
+        temporal = m.key[1] > 0  # the frame was given its window
+        other = replace(
+            m,
+            key=(m.key[0], 0 if temporal else 1),
+            history=() if temporal else m.young_ring,
+            bands=temporal,
+            out=None,
+            young_ring=None,
+        )
+        # the same probe: its share of either divergence's error is then shared too
+        other_risks = self._measure(engine, other, variance, keep, probe, both)
+        served = risks[:, CANDIDATES.index(self._risks.choice(m.key))]
+        alternative = other_risks[:, CANDIDATES.index(self._risks.choice(other.key))]
+        by_block = served - alternative if temporal else alternative - served
+        self._young_votes.add(m.key[0], by_block)
+
+    def _measure(
+        self,
+        engine: Engine,
+        m: _Measurement,
+        variance: np.ndarray,
+        keep: np.ndarray,
+        probe: np.ndarray,
+        by_blocks: bool = False,
+    ) -> np.ndarray:
+        """The candidates' risks on one frame: the model once more on the frame plus
+        ``probe`` (a small one of its own noise), on both with each other noise-map
+        scale, and on both binned 2 x 2 (:mod:`stream.engine._binned`). The frame's risk
+        per candidate in each of its blocks (by block only where a choice may rest on
+        the frame alone, or ``by_blocks``; else one row)."""
         as_came = m.scene.copy()
         if m.spikes is not None and m.spike_values is not None:
             # the spikes as they came: the engine finds and fills them again, in the
             # earlier frames and the running mean too, as it did for the frame itself
             as_came[m.spikes] = m.spike_values
+        # the other answer to a young window comes without its output
+        served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
         probed_frame = as_came + np.float32(PROBE_STEP) * probe
         if m.spikes is not None and m.spike_values is not None:
             probed_frame[m.spikes] = m.spike_values
@@ -298,24 +376,30 @@ class SeriesBlend:
         binned = None
         if fuse:  # the model on the binned frame, and on it probed
             binned = (
-                binned_output(engine, m.scene, m.camera, m.history, m.mean),
+                binned_output(engine, m.scene, m.camera, m.history, m.mean, m.bands),
                 binned_output(
-                    engine, m.scene + np.float32(PROBE_STEP) * probe, m.camera, m.history, m.mean
+                    engine,
+                    m.scene + np.float32(PROBE_STEP) * probe,
+                    m.camera,
+                    m.history,
+                    m.mean,
+                    m.bands,
                 ),
             )
         # by block only where a choice may rest on this frame alone: the regime's first,
         # with a well-known gain, its noise white
-        by_block = (
+        alone = (
             m.alone
             and self._risks.measured(m.key) == 0
-            and noise_looks_white(m.scene, m.out, variance, keep)
+            and noise_looks_white(m.scene, served, variance, keep)
         )
+        by_block = alone or by_blocks
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns) if by_block else 1, len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
-            out = m.out if scale == m.map_scale else self._output(engine, m, as_came, scale)
+            out = served if scale == m.map_scale else self._output(engine, m, as_came, scale)
             probed = self._output(engine, m, probed_frame, scale)
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene,
@@ -330,9 +414,8 @@ class SeriesBlend:
                 binned,
                 by_block,
             )
-        self._risks.add(m.key, risks, alone=by_block)
-        self.measured_latest = True
-        self.frames_measured += 1
+        self._risks.add(m.key, risks, alone=alone)
+        return risks
 
     @staticmethod
     def _output(engine: Engine, m: _Measurement, frame: np.ndarray, scale: float) -> np.ndarray:
@@ -346,11 +429,42 @@ class SeriesBlend:
             running_mean=m.mean,
             passes=m.passes,
             noise_map_scale=scale,
+            bands=m.bands,
         )
         for where in (m.spikes, m.bad):
             if where is not None:
                 out[where] = m.scene[where]
         return out
+
+
+class _YoungVotes:
+    """The young frames' blended risk with a composed model's temporal branch less that
+    with its spatial start (each blend as its regime chose it), summed over the frames
+    measured both ways, block by block for the spread."""
+
+    def __init__(self) -> None:
+        self._model = ""
+        self._sum = 0.0
+        self._variance = 0.0  # of the sum, from the spread between each frame's blocks
+
+    def add(self, model: str, by_block: np.ndarray) -> None:
+        if model != self._model:  # another model's risks are no guide to this one's
+            self._model, self._sum, self._variance = model, 0.0, 0.0
+        self._sum += float(by_block.sum())
+        if by_block.size > 1:
+            self._variance += by_block.size * float(by_block.var(ddof=1))
+
+    def answer(self, model: str) -> bool | None:
+        """True: the temporal branch's risk is the less, at the :data:`CONFIDENCE` bound;
+        False: the spatial start's; None: neither with confidence, or none measured."""
+        if model != self._model or self._variance <= 0:
+            return None
+        bound = CONFIDENCE * math.sqrt(self._variance)
+        if self._sum + bound < 0:
+            return True
+        if self._sum - bound > 0:
+            return False
+        return None
 
 
 def _mean_now(

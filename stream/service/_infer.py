@@ -322,6 +322,7 @@ class InferenceStage:
                     "measured": context.blend_measured,
                     "frames_measured": context.blend_frames_measured,
                     "frames_outpaced": self.ensemble.frames_outpaced(series),
+                    "young_window": context.young_window,
                 },
             }
         return out

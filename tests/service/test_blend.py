@@ -155,6 +155,7 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
     assert 1 <= blend["frames_measured"] <= len(frames)
     assert blend["frames_outpaced"] == 0
     assert set(blend) >= {"noise_map_scale", "post_sigma", "fuse_sigma", "fuse_weight", "measured"}
+    assert blend["young_window"] == "band"  # a spatial model has no young window
 
 
 def test_off_measures_nothing(tmp_path: Path) -> None:
