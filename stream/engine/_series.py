@@ -23,7 +23,10 @@ anything else sees it, chooses the noise map the model is told and blends the
 output with smoothing as the series' own frames say helps (:mod:`stream.engine._blend`):
 the first frames of each regime (the model, and the previous frames it used) and one in
 16 after are measured (five more model passes: the frame plus a small probe, at each
-noise-map scale; and both binned 2 x 2), unless the caller says there is no time for it.
+noise-map scale; and both binned 2 x 2), unless the caller says there is no time for it;
+a composed temporal model's young window that its spatial start answers (outside the
+band of light where the temporal branch helps) is measured with the temporal branch too,
+and goes to it where those measurements say so (:meth:`SeriesBlend.young_window`).
 For a temporal noise-adaptive model with the blend on, it then mixes the still, brightly
 lit pixels with their raw readouts' mean over the frames they held still
 (:mod:`stream.engine._still_means`), restarted with the ring.
@@ -139,8 +142,8 @@ class SeriesContext:
 
     @property
     def young_window(self) -> str:
-        """Who answers a composed temporal model's young windows: ``"temporal"``,
-        ``"spatial"`` (as the series' risks say) or ``"band"`` (its band of light)."""
+        """Who answers a composed temporal model's young windows: ``"temporal"`` (as the
+        series' risks say) or ``"band"`` (its band of light)."""
         return self._blend.young_answer
 
     @property
@@ -228,10 +231,8 @@ class SeriesContext:
         bands, young_ring = True, None
         blending = camera is not None and not shared and self._blend.setting != "off"
         if blending and _young_either_way(engine, len(history)):
-            young_ring = history  # the risks choose who answers (SeriesBlend.young_window)
-            answer = self._blend.young_window(engine)
-            if answer is not None:
-                history, bands = (history, False) if answer else ((), True)
+            young_ring = history  # the risks may choose the temporal branch in any light
+            bands = not self._blend.young_window(engine)
         out, report = engine.denoise_with_report(
             frame,
             camera=camera,

@@ -9,15 +9,16 @@ model's inputs as they were: the ring and the running mean move on before it is 
 A composed temporal model (``exporter.compose``) answers a young window -- a series'
 first few previous frames -- with its temporal branch only in a band of light measured
 on the training generator; outside it, its spatial start answers. How much the blend
-makes of either depends on the scene, so a young frame measured is measured both ways,
-and the series' next young windows go to the one whose blended risk was the less
-(:meth:`SeriesBlend.young_window`). Why (one-off probe, 2026-12-04, ``na-temporal``,
-16-frame 128 x 128 movies, live estimate, every due frame measured): with the band's
-answer, the young frames 1-3 of the held-out ``independent`` generator at 3 photons
-(peak SNR 1.4, below the band) scored 21.7 / 22.0 / 22.2 dB; the temporal branch,
-blended, 22.6 / 23.6 / 24.0 (``textures`` at 10 photons: 24.2 / 24.3 / 24.5 against
-25.3 / 26.2 / 26.4) -- but on the project's phantom at 1 and 3 photons it was behind
-by up to 5.5 dB, which the band alone could not tell apart.
+makes of the temporal branch there depends on the scene, so a young frame the spatial
+start answered is, when measured, measured with the temporal branch too, and once the
+risks say with confidence that it, blended, is the better answer, the series' young
+windows go to it in any light (:meth:`SeriesBlend.young_window`). Why (one-off probe,
+2026-12-04, ``na-temporal``, 16-frame 128 x 128 movies, live estimate, every due frame
+measured): on the held-out ``independent`` generator at 3 photons (peak SNR 1.4, below
+the band) the young frames 1-3 scored 21.7 / 22.0 / 22.2 dB with the spatial start and
+22.6 / 23.6 / 24.0 with the temporal branch, blended (``textures`` at 10 photons: 24.2
+/ 24.3 / 24.5 against 25.3 / 26.2 / 26.4); on the project's phantom at 1 photon it was
+behind by up to 4 dB, and its risks said so.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class _Measurement:
     bad: np.ndarray | None
     history: tuple[np.ndarray, ...]
     bands: bool  # whether a composed model's bands of light applied (Engine.denoise)
-    #: a young window's frames, when the other answer to it is to be measured too
+    #: a young window's frames, for the temporal branch's answer to be measured too
     young_ring: tuple[np.ndarray, ...] | None
     mean: np.ndarray | None  # the running mean the model was given
     mean_now: np.ndarray | None  # the running mean with the frame in it, for the blend
@@ -148,20 +149,24 @@ class SeriesBlend:
         self.measured_latest_s = 0.0
         self._young_votes = _YoungVotes()
 
-    def young_window(self, engine: Engine) -> bool | None:
-        """Whether the series' next young window goes to the model's temporal branch
-        (True) or its spatial start (False), as the risks of the young frames measured
-        both ways say with confidence; None: they do not (the model's band of light
-        decides)."""
-        return self._young_votes.answer(engine.model_id)
+    def young_window(self, engine: Engine) -> bool:
+        """Whether the series' young windows go to the model's temporal branch in any
+        light: the young frames its spatial start answered (outside the band of light
+        measured on the training generator), measured with the temporal branch too,
+        say with confidence that it, blended, has the less risk. Only this way: noise
+        the camera model does not describe (noisy pixels not yet found) makes the risk
+        favour the answer that stays nearer the frame, the spatial start (one-off probe:
+        a camera with 1 % noisy pixels at 10 photons, in the band, voted away from the
+        temporal branch at 4.4 dB's cost on a frame)."""
+        return self._young_votes.temporal(engine.model_id)
 
     @property
     def young_answer(self) -> str:
-        """Who answers the series' young windows for the latest model: ``"temporal"``
-        or ``"spatial"`` as its risks say, or ``"band"``: its band of light (nothing
-        measured with confidence yet, or a model without a band)."""
-        answer = self._young_votes.answer(self._key[0]) if self._key is not None else None
-        return "band" if answer is None else "temporal" if answer else "spatial"
+        """Who answers the series' young windows for the latest model: ``"temporal"``,
+        as its risks say, or ``"band"``: its band of light (nothing measured with
+        confidence yet, or a model without a band)."""
+        key = self._key
+        return "temporal" if key is not None and self._young_votes.temporal(key[0]) else "band"
 
     @property
     def measured(self) -> int:
@@ -230,7 +235,8 @@ class SeriesBlend:
         ``history``, ``running_mean``, ``mean_count``, ``map_scale``
         (:meth:`map_scale_for`) and ``bands``: the series' as the engine was given them.
         ``young_ring``: the frame's young window, for a composed model that may answer it
-        either way (:meth:`young_window`): a measurement also takes the other. ``lean``:
+        either way (:meth:`young_window`): where the spatial start answered, a
+        measurement takes the temporal branch too. ``lean``:
         frames are waiting -- no later measurement at once, and no blend that needs the
         binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
@@ -316,8 +322,9 @@ class SeriesBlend:
         return True
 
     def _measure_both(self, engine: Engine, m: _Measurement) -> None:
-        """Measure the frame; for a young window either answer may take, the other
-        answer too, and count which one's blend had the less risk on it."""
+        """Measure the frame; for a young window the spatial start answered, the temporal
+        branch too (:meth:`young_window`), and count which one's blend had the less
+        risk on it."""
         variance = noise_variance(m.scene, m.camera)
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
         if keep.mean() < MIN_DESCRIBED:  # mostly dark, clipped, masked or spikes
@@ -325,27 +332,22 @@ class SeriesBlend:
             return
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
-        both = m.young_ring is not None
+        both = m.young_ring is not None and m.key[1] == 0  # the spatial start answered
         risks = self._measure(engine, m, variance, keep, probe, both)
         self.measured_latest = True
         self.frames_measured += 1
-        if m.young_ring is None:
+        if not both or m.young_ring is None or m.out is None:
             return
-        temporal = m.key[1] > 0  # the frame was given its window
-        other = replace(
-            m,
-            key=(m.key[0], 0 if temporal else 1),
-            history=() if temporal else m.young_ring,
-            bands=temporal,
-            out=None,
-            young_ring=None,
+        if not noise_looks_white(m.scene, m.out, variance, keep):
+            return  # banding not yet levelled: the risk misjudges (WHITE_RATIO)
+        temporal = replace(
+            m, key=(m.key[0], 1), history=m.young_ring, bands=False, out=None, young_ring=None
         )
         # the same probe: its share of either divergence's error is then shared too
-        other_risks = self._measure(engine, other, variance, keep, probe, both)
-        served = risks[:, CANDIDATES.index(self._risks.choice(m.key))]
-        alternative = other_risks[:, CANDIDATES.index(self._risks.choice(other.key))]
-        by_block = served - alternative if temporal else alternative - served
-        self._young_votes.add(m.key[0], by_block)
+        temporal_risks = self._measure(engine, temporal, variance, keep, probe, both)
+        spatial = risks[:, CANDIDATES.index(self._risks.choice(m.key))]
+        chosen = CANDIDATES.index(self._risks.choice(temporal.key))
+        self._young_votes.add(m.key[0], temporal_risks[:, chosen] - spatial)
 
     def _measure(
         self,
@@ -366,7 +368,7 @@ class SeriesBlend:
             # the spikes as they came: the engine finds and fills them again, in the
             # earlier frames and the running mean too, as it did for the frame itself
             as_came[m.spikes] = m.spike_values
-        # the other answer to a young window comes without its output
+        # the temporal branch's answer to a young window comes without its output
         served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
         probed_frame = as_came + np.float32(PROBE_STEP) * probe
         if m.spikes is not None and m.spike_values is not None:
@@ -440,7 +442,7 @@ class SeriesBlend:
 class _YoungVotes:
     """The young frames' blended risk with a composed model's temporal branch less that
     with its spatial start (each blend as its regime chose it), summed over the frames
-    measured both ways, block by block for the spread."""
+    measured both ways, block by block for the spread between them."""
 
     def __init__(self) -> None:
         self._model = ""
@@ -454,17 +456,12 @@ class _YoungVotes:
         if by_block.size > 1:
             self._variance += by_block.size * float(by_block.var(ddof=1))
 
-    def answer(self, model: str) -> bool | None:
-        """True: the temporal branch's risk is the less, at the :data:`CONFIDENCE` bound;
-        False: the spatial start's; None: neither with confidence, or none measured."""
+    def temporal(self, model: str) -> bool:
+        """Whether the temporal branch's risk is the less even at the
+        :data:`CONFIDENCE` bound."""
         if model != self._model or self._variance <= 0:
-            return None
-        bound = CONFIDENCE * math.sqrt(self._variance)
-        if self._sum + bound < 0:
-            return True
-        if self._sum - bound > 0:
             return False
-        return None
+        return self._sum + CONFIDENCE * math.sqrt(self._variance) < 0
 
 
 def _mean_now(

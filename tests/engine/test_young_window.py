@@ -56,14 +56,15 @@ def test_without_its_bands_a_young_window_goes_to_the_temporal_branch(
 
 def test_the_vote_answers_only_with_confidence() -> None:
     votes = _YoungVotes()
-    assert votes.answer("m") is None  # nothing measured: the band decides
+    assert not votes.temporal("m")  # nothing measured: the band decides
     votes.add("m", np.array([-10.0, -12.0, -9.0, -11.0]))  # temporal the less, clearly
-    assert votes.answer("m") is True
-    assert votes.answer("other") is None
-    votes.add("other", np.array([10.0, 12.0, 9.0, 11.0]))  # another model starts over
-    assert votes.answer("other") is False and votes.answer("m") is None
-    votes.add("other", np.array([-40.0, 0.0, -30.0, -20.0]))  # now within the spread
-    assert votes.answer("other") is None
+    assert votes.temporal("m") and not votes.temporal("other")
+    votes.add("other", np.array([-10.0, -12.0, -9.0, -11.0]))  # another model starts over
+    assert votes.temporal("other") and not votes.temporal("m")
+    votes.add("other", np.array([40.0, 0.0, 30.0, 20.0]))  # now within the spread
+    assert not votes.temporal("other")
+    votes.add("other", np.array([40.0, 50.0, 30.0, 40.0]))  # the spatial start the less
+    assert not votes.temporal("other")
 
 
 def psnr(out: np.ndarray, truth: np.ndarray, peak: float) -> float:
