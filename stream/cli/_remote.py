@@ -189,10 +189,14 @@ def _camera_faults_text(series: dict[str, Any]) -> str:
 
 def _blend_text(blend: dict[str, Any] | None) -> str:
     """A series' blend, for its status line: ``; blend noise map x 0.8 + ... (8
-    measured)``."""
+    measured)``, and ``; young windows to the temporal branch`` where the series'
+    risks sent them there."""
     if not blend:
         return ""
-    return f"; blend {blend_choice(blend)} ({blend.get('measured', 0)} measured)"
+    text = f"; blend {blend_choice(blend)} ({blend.get('measured', 0)} measured)"
+    if blend.get("young_window") == "temporal":
+        text += "; young windows to the temporal branch"
+    return text
 
 
 def _still_means_text(still: dict[str, Any] | None) -> str:

@@ -232,4 +232,7 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     assert _blend_row(mean).endswith("0.2 x 2.0 px Gaussian of the running mean")
     plain = {"noise_map_scale": 1.0, "post_sigma": 0.0, "fuse_weight": 0.0, "measured": 2}
     assert _blend_text(plain) == "; blend the output as it is (2 measured)"
+    assert _blend_text({**plain, "young_window": "band"}) == _blend_text(plain)
+    voted = _blend_text({**plain, "young_window": "temporal"})
+    assert voted == "; blend the output as it is (2 measured); young windows to the temporal branch"
     assert _blend_row(plain) == "0; the output as it is"
