@@ -16,10 +16,6 @@ import numpy as np
 import typer
 
 from .._errors import DeepDenoiseError
-
-if TYPE_CHECKING:
-    from ..engine import Engine, SeriesContext
-    from ..store import Recording
 from ._common import (
     ModelOption,
     ProviderOption,
@@ -29,6 +25,10 @@ from ._common import (
     fail,
     kv_table,
 )
+
+if TYPE_CHECKING:
+    from ..engine import Engine, SeriesContext
+    from ..store import Recording
 
 
 def denoise(

@@ -332,19 +332,19 @@ class SeriesBlend:
             return
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
-        both = m.young_ring is not None and m.key[1] == 0  # the spatial start answered
-        risks = self._measure(engine, m, variance, keep, probe, both)
+        ring = m.young_ring if m.key[1] == 0 else None  # the spatial start answered it
+        risks = self._measure(engine, m, variance, keep, probe, by_blocks=ring is not None)
         self.measured_latest = True
         self.frames_measured += 1
-        if not both or m.young_ring is None or m.out is None:
+        if ring is None or m.out is None:
             return
         if not noise_looks_white(m.scene, m.out, variance, keep):
             return  # banding not yet levelled: the risk misjudges (WHITE_RATIO)
         temporal = replace(
-            m, key=(m.key[0], 1), history=m.young_ring, bands=False, out=None, young_ring=None
+            m, key=(m.key[0], 1), history=ring, bands=False, out=None, young_ring=None
         )
         # the same probe: its share of either divergence's error is then shared too
-        temporal_risks = self._measure(engine, temporal, variance, keep, probe, both)
+        temporal_risks = self._measure(engine, temporal, variance, keep, probe, by_blocks=True)
         spatial = risks[:, CANDIDATES.index(self._risks.choice(m.key))]
         chosen = CANDIDATES.index(self._risks.choice(temporal.key))
         self._young_votes.add(m.key[0], temporal_risks[:, chosen] - spatial)
