@@ -35,8 +35,9 @@ or two or the read noise is more than an e-; pixels the noise model does not des
 fewer counts than that, spikes, non-finite pixels, readouts near a clipping floor -- are
 left out of the sums, and a frame mostly of them is not measured.
 
-Measured (``deepdenoise evaluate``, 16-frame 128x128 movies, no camera configured; the
-README's "Blend by risk"), "spatial" against the same models' outputs as they are:
+Measured (``deepdenoise evaluate``, 16-frame 128x128 movies, no camera configured;
+"Blend by risk" in ``stream/engine/models/README.md``), "spatial" against the same
+models' outputs as they are:
 ``na-lite`` +0.22 / +0.40 / +0.08 / +0.40 / +0.10 dB at 1 / 3 / 10 / 30 / 100 photons on
 the held-out ``independent`` generator, +0.86 / +0.26 / +0.76 / +0.36 / 0.00 on
 ``textures``; ``na-temporal`` +1.79 / +0.21 / +0.10 / +0.15 / +0.37 and +2.51 / +0.22 /
