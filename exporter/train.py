@@ -45,6 +45,7 @@ from exporter.precise_bn import recalibrate_batchnorm
 from exporter.synth import SynthDataset, synth_validation_set
 from exporter.train_config import TrainConfig, load_train_config
 from stream import ConfigError, ModelError
+from stream.engine import shipped_model_path
 
 __all__ = [
     "TrainConfig",
@@ -200,6 +201,20 @@ def _write_history(out_dir: Path, hist: _History) -> Path:
     return path
 
 
+def _init_file(path: Path) -> Path:
+    """``init`` as a file: a checkpoint, an exported ``.onnx``, or, given a shipped model's
+    name (``init = "na-lite"``), that model's file wherever the package is installed."""
+    if path.exists() or path.suffix:
+        return path
+    try:
+        return shipped_model_path(path.name)
+    except ModelError as exc:
+        raise ConfigError(
+            f"init: expected a checkpoint (.pt), an ONNX model or a shipped model's name, "
+            f"got {str(path)!r}, which is none of these ({exc})"
+        ) from exc
+
+
 def _check_same_model(
     cfg: TrainConfig, ckpt: dict[str, Any], path: Path, action: str
 ) -> TrainConfig:
@@ -328,6 +343,7 @@ class _Run:
         log.info("resuming %s at step %d of %d", path, self.step, self.cfg.steps)
 
     def _start_from(self, path: Path) -> None:
+        path = _init_file(path)
         if path.suffix == ".onnx":  # a shipped model: its BatchNorm rebuilt from data
             if not self.cfg.bn_batches:
                 raise ConfigError(

@@ -11,8 +11,9 @@ from typing import Annotated, Literal
 
 import typer
 
-from stream import DeepDenoiseError
+from stream import DeepDenoiseError, ModelError
 from stream.cli import console, fail, parse_shape
+from stream.engine import shipped_model_path
 
 from ._hints import EXTRA_HINT
 
@@ -29,9 +30,27 @@ def _parse_numbers(text: str, what: str) -> list[float]:
     return values
 
 
+def _model_file(model: Path) -> Path:
+    """A model argument as a file: the path given, or the shipped model of that name."""
+    if model.is_file():
+        return model
+    if not model.suffix and not model.exists():
+        try:
+            return shipped_model_path(model.name)
+        except ModelError as exc:
+            raise typer.BadParameter(str(exc), param_hint="MODELS") from None
+    raise typer.BadParameter(
+        f"expected an ONNX model file or a shipped model's name, got {str(model)!r}",
+        param_hint="MODELS",
+    )
+
+
 def evaluate(
     models: Annotated[
-        list[Path], typer.Argument(help="ONNX models to evaluate.", exists=True, dir_okay=False)
+        list[Path],
+        typer.Argument(
+            help="ONNX models to evaluate: files, or shipped models' names (na-lite, na-temporal)."
+        ),
     ],
     photons: Annotated[
         str, typer.Option(help="Photon budgets: resting signal of the cells, photons per pixel.")
@@ -120,9 +139,10 @@ def evaluate(
         readouts = parse_cameras(cameras)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cameras") from None
+    files = [_model_file(model) for model in models]
     try:
         result = run_evaluation(
-            list(models),
+            files,
             out,
             photons=budgets,
             generators=names,

@@ -186,7 +186,8 @@ class PairGenerator:
         adu = electrons * F32(gain) + F32(offset)
         if self.recorded is not None:
             read = self.recorded.std
-            adu += self.recorded.sample(adu.shape, rng)
+            for frame in adu:  # a dark frame of its own for each frame of the series
+                frame += self.recorded.sample(frame.shape, rng)
         else:
             read = _log_uniform(rng, cfg.read_noise_e) * gain
             adu += rng.standard_normal(adu.shape, dtype=F32) * F32(read)

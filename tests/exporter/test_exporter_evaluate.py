@@ -445,6 +445,22 @@ def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
     assert "`independent (gain 2, offset 500, read 1 e-)`" in report
     bad_camera = runner.invoke(app, [*args, "--cameras", "2:500"])
     assert bad_camera.exit_code != 0 and "GAIN:OFFSET:READ" in bad_camera.output
+    unknown = runner.invoke(app, ["evaluate", "na-nothing", "--photons", "5"])
+    assert unknown.exit_code != 0 and "no shipped model named 'na-nothing'" in unknown.output
+    missing = runner.invoke(app, ["evaluate", str(tmp_path / "gone.onnx"), "--photons", "5"])
+    assert missing.exit_code != 0 and "expected an ONNX model file" in missing.output
+
+
+def test_evaluate_takes_a_shipped_model_by_name(tmp_path: Path) -> None:
+    """``deepdenoise evaluate my-rig.onnx na-lite``: a name with no file behind it is the
+    shipped model (a file of that name in the working folder wins)."""
+    from exporter.cli._evaluate import _model_file
+    from stream.engine import shipped_model_path
+
+    assert _model_file(Path("na-lite")) == shipped_model_path("na-lite")
+    mine = tmp_path / "na-lite"
+    mine.write_bytes(b"")
+    assert _model_file(mine) == mine
 
 
 def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model: Path) -> None:

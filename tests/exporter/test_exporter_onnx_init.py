@@ -19,7 +19,9 @@ from exporter.export import _torch_to_onnx  # noqa: E402
 from exporter.model import DnCNN, ModelSpec  # noqa: E402
 from exporter.onnx_init import model_from_onnx  # noqa: E402
 from exporter.train import load_checkpoint, train  # noqa: E402
-from stream import ModelError  # noqa: E402
+from exporter.train_config import load_train_config  # noqa: E402
+from stream import ConfigError, ModelError  # noqa: E402
+from stream.engine import shipped_model_path  # noqa: E402
 
 SPEC = ModelSpec(depth=5, width=8, frames=2, noise_map=True, unshuffle=2)
 
@@ -191,3 +193,31 @@ def test_a_frozen_batchnorm_keeps_the_files_statistics_while_training(
     assert kept == freeze_bn  # frozen: no momentum update and no re-estimate
     moved = any(not torch.equal(a.weight, b.weight) for a, b in zip(after, before, strict=True))
     assert moved  # the scale and shift still learn
+
+
+def test_the_readmes_own_camera_recipe_fine_tunes_the_shipped_default(tmp_path: Path):
+    """README, "Training your own model from a noise recording": ``init = "na-lite"``
+    names the shipped file wherever the package is, ``synth.recorded`` (relative to the
+    config's folder) reads the dark frames, and the run starts from the file's weights."""
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "dark.npy", (100 + 2 * rng.standard_normal((6, 72, 72))).astype(np.float32))
+    config = tmp_path / "my-rig.toml"
+    config.write_text(
+        'preset = "na-lite"\ndata_source = "synth"\ninit = "na-lite"\nfreeze_bn = true\n'
+        'steps = 2\nlr = 1e-12\nloss = "log"\nbatch = 2\nval_size = 2\nval_every = 2\n'
+        'ckpt_every = 2\nbn_batches = 2\nthreads = 1\nout_dir = "runs/my-rig"\n\n'
+        '[synth]\npatch = 64\nnoise_map = true\nrecorded = "dark.npy"\ngain = [0.46, 0.46]\n'
+    )
+    cfg = load_train_config(config)
+    assert cfg.synth.recorded == tmp_path / "dark.npy"
+    summary = train(cfg, progress=False)
+    assert summary.last_checkpoint.parent == tmp_path / "runs" / "my-rig"
+    model, _ = load_checkpoint(summary.last_checkpoint)
+    shipped = onnx.load(str(shipped_model_path("na-lite")))
+    file_weights = [onnx.numpy_helper.to_array(i) for i in shipped.graph.initializer]
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    w = first.weight.detach().numpy()  # the first convolution has no BatchNorm folded in
+    assert any(f.shape == w.shape and np.allclose(f, w, atol=1e-6) for f in file_weights)
+
+    with pytest.raises(ConfigError, match="shipped model's name"):
+        train(cfg.model_copy(update={"init": tmp_path / "na-nothing"}), progress=False)

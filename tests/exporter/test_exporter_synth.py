@@ -176,3 +176,29 @@ def test_electron_multiplying_cameras_add_excess_noise_and_tell_the_effective_ga
 def test_the_excess_noise_factor_range_is_checked():
     with pytest.raises(ValueError, match="excess_factor"):
         SynthConfig(excess=0.5, excess_factor=(0.9, 2.0))
+
+
+def test_recorded_dark_frames_are_the_read_noise_of_every_frame(tmp_path):
+    """With ``recorded`` dark frames (your camera's), each frame of a sample gets a 2-D
+    crop of a dark frame of its own: white where the recording is white, independent
+    between the window's frames, and told to the model in its noise map. (A first
+    version added one row of a crop to every row: the same noise down each column.)"""
+    rng = np.random.default_rng(5)
+    dark = 100.0 + 3.0 * rng.standard_normal((12, 80, 80))
+    path = tmp_path / "dark.npy"
+    np.save(path, dark.astype(np.float32))
+    cfg = SynthConfig(
+        patch=64, frames=3, recorded=path, zero_offset=1.0, integer=0.0, gain_error=0.0,
+        read_error=0.0, offset_error=0.0, skew_offset=1.0,
+    )  # fmt: skip
+    dark_scene = np.zeros((3, 64, 64), np.float32)  # no photons: only the read noise
+    inputs, _ = PairGenerator(cfg).pair(dark_scene, np.random.default_rng(6))
+    frames, noise_map = inputs[:3], inputs[3]
+    std = float(frames.std())
+    for frame in frames:
+        # means of 64 independent pixels spread by std / 8, down columns as along rows
+        assert frame.mean(axis=0).std() == pytest.approx(std / 8, rel=0.3)
+        assert frame.mean(axis=1).std() == pytest.approx(std / 8, rel=0.3)
+    assert abs(np.corrcoef(frames[0].ravel(), frames[1].ravel())[0, 1]) < 0.1
+    # where a readout is below the offset the map is the read noise alone
+    assert float(noise_map[frames[-1] < 0].mean()) == pytest.approx(std, rel=0.05)
