@@ -204,9 +204,11 @@ def test_the_readmes_own_camera_recipe_fine_tunes_the_shipped_default(tmp_path: 
     config = tmp_path / "my-rig.toml"
     config.write_text(
         'preset = "na-lite"\ndata_source = "synth"\ninit = "na-lite"\nfreeze_bn = true\n'
-        'steps = 2\nlr = 1e-12\nloss = "log"\nbatch = 2\nval_size = 2\nval_every = 2\n'
+        'steps = 2\nlr = 1e-12\nmin_lr = 0.1\nloss = "log"\nbatch = 2\nval_size = 2\n'
+        "val_every = 2\n"
         'ckpt_every = 2\nbn_batches = 2\nthreads = 1\nout_dir = "runs/my-rig"\n\n'
         '[synth]\npatch = 64\nnoise_map = true\nrecorded = "dark.npy"\ngain = [0.46, 0.46]\n'
+        "skew_offset = 0.7\nclip = true\n"
     )
     cfg = load_train_config(config)
     assert cfg.synth.recorded == tmp_path / "dark.npy"
