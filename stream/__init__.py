@@ -4,6 +4,7 @@ The rooms (each a sub-package with a small public face; see README "The house"):
 
 - ``protocol``: wire format v1, limits, reject codes;
 - ``engine``: ONNX Runtime engine, providers, tiling, model metadata, shipped models;
+- ``camera``: the camera's noise model and its live estimate from the stream;
 - ``store``: one Zarr store per series;
 - ``service``: the stages, their queues and the lifecycle;
 - ``sim``: phantom, camera noise and the simulated microscope;
