@@ -111,6 +111,16 @@ class TrainConfig(BaseModel):
     def _inputs_match(self) -> TrainConfig:
         spec = self.model_spec()
         if self.data_source == "synth":
+            default = DataConfig()
+            unused = [
+                k for k in DataConfig.model_fields if getattr(self.data, k) != getattr(default, k)
+            ]
+            if unused:  # a pasted [data.noise.camera] would otherwise be silently ignored
+                raise ValueError(
+                    f"data_source = 'synth' takes its scenes and camera from [synth] (gain, "
+                    f"recorded, patch, photons, ...); the phantom source's [data] settings "
+                    f"do nothing there, got data.{', data.'.join(unused)}"
+                )
             model = (spec.frames, spec.noise_map, spec.running_mean)
             data = (self.synth.frames, self.synth.noise_map, self.synth.running_mean)
             if model != data:

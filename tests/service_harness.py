@@ -188,6 +188,7 @@ class ServeProcess:
         config: str = "",
         zarr: Path | None = None,
         preexec_fn: Any = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.input, self.output, self.control = (free_tcp_endpoint() for _ in range(3))
         self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
@@ -199,7 +200,7 @@ class ServeProcess:
             sys.executable, "-m", "stream", "serve",
             "--model", str(model), "--zarr", str(self.zarr),
             "--input", self.input, "--input-mode", "pull", "--input-bind",
-            "--output", self.output, "--control", self.control, "--config", str(toml),
+            "--output", self.output, "--control", self.control, "--config", str(toml), *args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=self._log_file, stderr=subprocess.STDOUT, preexec_fn=preexec_fn

@@ -181,7 +181,8 @@ def calibrate_command(
         ),
     ] = None,
 ) -> None:
-    """Fit the Poisson-Gaussian camera model to recordings; prints a TOML table for `train`."""
+    """Fit the Poisson-Gaussian camera model to recordings; prints it as TOML for `serve`
+    and `train`."""
     try:
         from exporter.noise import estimate_camera_noise, load_noise_stack
     except ImportError as exc:
@@ -220,10 +221,20 @@ def calibrate_command(
         rows.append(("photon-transfer fit", f"r2 {fit.r2:.4f} over {fit.n_points} points"))
     rows += [("note", note) for note in fit.notes]
     console.print(kv_table(f"camera noise fit: {stack.name}", rows))
-    console.print(
-        "[data.noise.camera]\n"
-        f"gain = {fit.gain:.6g}\noffset = {fit.offset:.6g}\nread_noise = {fit.read_noise:.6g}",
-        markup=False,
+    console.print(camera_tables(fit.gain, fit.offset, fit.read_noise), markup=False)
+
+
+def camera_tables(gain: float, offset: float, read_noise: float) -> str:
+    """The fitted camera as TOML for each place it goes: a ``serve`` config's ``[camera]``
+    and a training config's ``[synth]`` (or, for the phantom source, ``[data.noise.camera]``)."""
+    values = f"gain = {gain:.6g}\noffset = {offset:.6g}\nread_noise = {read_noise:.6g}"
+    return (
+        "# deepdenoise serve --config: the camera, not estimated live\n"
+        f"[camera]\n{values}\n\n"
+        '# deepdenoise train, data_source = "synth" (your dark frames: synth.recorded)\n'
+        f"[synth]\ngain = [{gain:.6g}, {gain:.6g}]\n\n"
+        '# deepdenoise train, data_source = "phantom"\n'
+        f"[data.noise.camera]\n{values}"
     )
 
 

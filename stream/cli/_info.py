@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 
 def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
-    """A title and (field, value) rows for a model (.onnx) or a store (.zarr folder)."""
+    """A title and (field, value) rows for a model (.onnx, or a shipped model's name) or
+    a store (.zarr folder)."""
+    if not path.exists() and not path.suffix and len(path.parts) == 1:
+        from ..engine import shipped_model_path
+
+        path = shipped_model_path(path.name)  # ModelError when there is none
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".onnx":
@@ -51,6 +56,9 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
         rows.append(("running mean", f"decay {meta.running_mean:g} (previous frames)"))
     if meta.spatial_start:
         rows.append(("series start", _text(meta.spatial_start)))
+    if meta.pass_through_snr is not None:
+        low, high = meta.pass_through_snr
+        rows.append(("pass-through", f"toward the input from peak SNR {low:g} to {high:g}"))
     rows += [
         ("content hash", meta.content_hash or "-"),
         ("size", f"{path.stat().st_size / 1e6:.2f} MB"),
@@ -71,7 +79,10 @@ def _text(value: Any) -> str:
 
 
 def info(
-    path: Annotated[Path, typer.Argument(help="An .onnx model or a <series>.zarr store.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="An .onnx model, a shipped model's name, or a <series>.zarr store."),
+    ],
 ) -> None:
     """Show a model's metadata or a store's summary."""
     try:

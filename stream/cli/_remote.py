@@ -85,18 +85,26 @@ def stop(
 
 
 def load_model(
-    model: Annotated[Path, typer.Argument(help="The ONNX model to switch to.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="The ONNX model to switch to, or a shipped model's name (na-temporal)."
+        ),
+    ],
     control: Control = DEFAULT_CONTROL,
     timeout: Timeout = 120.0,
     json_out: JsonOut = False,
 ) -> None:
     """Switch the running service to another model between two frames (none is lost)."""
-    path = model.expanduser().absolute()  # the service may run in another folder
+    path = model.expanduser()
+    if path.suffix or path.exists() or len(path.parts) > 1:
+        path = path.absolute()  # a file: the service may run in another folder
     reply = _ask(control, {"cmd": "load_model", "path": str(path)}, timeout)
     _print(
         reply,
         json_out,
-        f"model {reply.get('model')} now active on {reply.get('provider')} ({path})",
+        f"model {reply.get('model')} now active on {reply.get('provider')} "
+        f"({reply.get('path', path)})",
     )
 
 
@@ -154,12 +162,23 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("zarr", str(reply.get("zarr"))),
     ]
     traces = reply.get("traces") or {}
-    if traces.get("rois") or traces.get("series"):
+    if traces.get("rois"):
         rows.append(
             (
                 "traces",
                 f"{traces.get('rois')} ROIs ({traces.get('source')}), {traces.get('frames')} "
                 f"frames, triggers {counts(traces.get('triggers'))}",
+            )
+        )
+    elif traces.get("series"):  # ROIs set for some series only (set-rois --series), or none
+        per_series = {name: n for name, n in traces["series"].items() if n}
+        rows.append(
+            (
+                "traces",
+                f"ROIs per series {counts(per_series)}, {traces.get('frames')} frames, "
+                f"triggers {counts(traces.get('triggers'))}"
+                if per_series
+                else "no ROIs",
             )
         )
     for name, c in (reply.get("series") or {}).items():
@@ -168,11 +187,29 @@ def status_table(reply: dict[str, Any]) -> Table:
                 f"series {name}",
                 f"in {c.get('frames_in')}, out {c.get('frames_out')}, "
                 f"last index {c.get('last_index')}, missing {c.get('missing')}"
-                f"{_camera_faults_text(c)}{_blend_text(c.get('blend'))}"
+                f"{_camera_text(c.get('camera'))}{_camera_faults_text(c)}{_blend_text(c.get('blend'))}"
                 f"{_still_means_text(c.get('still_means'))}",
             )
         )
     return kv_table("deepdenoise status", rows)
+
+
+def _camera_text(camera: dict[str, Any] | None) -> str:
+    """A series' camera, for its status line: ``; camera (live, frame pairs) gain 1.02 ±
+    0.041 ADU/e-, offset 100 ± 0.38 ADU, read noise 2.1 ADU``."""
+    if not camera or "gain" not in camera:
+        return ""
+    sources = {"spatial": "live, one frame", "temporal": "live, frame pairs"}
+    source = sources.get(camera.get("source", ""), camera.get("source", "?"))
+
+    def value(key: str) -> str:
+        error = camera.get(f"{key}_stderr")
+        return f"{camera[key]:.3g}" + (f" ± {error:.2g}" if error else "")
+
+    return (
+        f"; camera ({source}) gain {value('gain')} ADU/e-, "
+        f"offset {value('offset')} ADU, read noise {camera.get('read_noise', 0):.3g} ADU"
+    )
 
 
 def _camera_faults_text(series: dict[str, Any]) -> str:

@@ -131,6 +131,15 @@ def serve(
             show_default="none",
         ),
     ] = None,
+    model_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model-dir",
+            help="A folder `load-model` may load models from, besides the shipped models and "
+            "the served model's folder (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; command-line options override it.")
     ] = None,
@@ -160,6 +169,7 @@ def serve(
             publish_raw=publish_raw,
             traces={"rois": rois} if rois is not None else None,
             offset_map=offset_map,
+            model_dirs=model_dir or None,
         )
         if no_zarr:
             cfg = cfg.model_copy(update={"zarr": None})

@@ -128,7 +128,12 @@ class ControlHandler:
             engine = self._service.load_model(path)
         except (DeepDenoiseError, OSError, TimeoutError) as exc:
             return _error(f"cannot load model {path!r}: {exc}")
-        return {"ok": True, "model": engine.model_id, "provider": engine.provider}
+        return {
+            "ok": True,
+            "model": engine.model_id,
+            "provider": engine.provider,
+            "path": str(engine.path),
+        }
 
     def _set_rois(self, message: dict[str, Any]) -> Reply:
         series = message.get("series")

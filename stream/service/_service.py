@@ -27,7 +27,7 @@ import zmq
 from .._errors import ConfigError
 from .._version import __version__
 from ..camera import load_offset_pattern
-from ..engine import Engine, default_model_path, select_providers
+from ..engine import Engine, default_model_path, select_providers, shipped_model_path
 from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW, pack_header
 from ..traces import rois_from_labels
 from ._config import ServiceConfig
@@ -360,11 +360,15 @@ class Service:
         """
         if self._inference is None:
             raise RuntimeError("the service is not running: start() it first")
-        candidate = Path(path).expanduser().resolve()
+        candidate = Path(path).expanduser()
+        if not candidate.suffix and len(candidate.parts) == 1 and not candidate.exists():
+            candidate = shipped_model_path(candidate.name)  # a name: the shipped model
+        candidate = candidate.resolve()
         if not any(candidate.is_relative_to(d) for d in self.allowed_model_dirs()):
             raise ConfigError(
                 "load_model loads models only from the service's model folders (the shipped "
-                "models, the configured model's folder, and `model_dirs` in its config)"
+                "models, the configured model's folder, and `model_dirs` in its config or "
+                "`serve --model-dir`)"
             )
         new = self._load_engine(candidate)
         inference = self._threads["inference"]

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from service_harness import running_service, wait_until
+from service_harness import ServeProcess, running_service, wait_until
 from typer.testing import CliRunner
 
 from stream import SeriesStore, __version__, default_model_path
@@ -57,6 +57,14 @@ def test_info_summarises_a_store(tmp_path: Path):
     assert "s1" in result.output and "missing" in result.output
 
 
+def test_info_takes_a_shipped_models_name():
+    shipped = invoke("info", "na-lite")
+    assert shipped.exit_code == 0 and "dncnn-na-lite" in shipped.output
+    assert "pass-through" in shipped.output and "71 to 224.4" in one_line(shipped.output)
+    unknown = runner.invoke(app, ["info", "na-nothing"])
+    assert unknown.exit_code == 2 and "no shipped model named" in one_line(unknown.output)
+
+
 def test_info_rejects_other_paths(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("hi")
     result = runner.invoke(app, ["info", str(tmp_path / "notes.txt")])
@@ -82,6 +90,23 @@ def test_status_and_simulate_against_a_running_service(tmp_path: Path, identity_
         raw = invoke("status", "--control", svc.endpoints["control"], "--json")
         reply = json.loads(raw.output)
         assert reply["ok"] is True and reply["series"]["cli"]["frames_in"] == 6
+
+
+def test_the_status_table_names_each_series_camera():
+    """README, "The camera behind the noise map": `deepdenoise status` shows the camera
+    each series is served with, and the live estimate's standard errors."""
+    from rich.console import Console
+
+    from stream.cli._remote import status_table
+
+    camera = {"gain": 1.0213, "gain_stderr": 0.041, "offset": 100.27, "offset_stderr": 0.38,
+              "read_noise": 2.104, "source": "temporal"}  # fmt: skip
+    reply = {"series": {"s1": {"frames_in": 3, "camera": camera}, "s2": {"camera": {}}}}
+    console = Console(width=400, record=True)
+    console.print(status_table(reply))
+    text = console.export_text()
+    assert "camera (live, frame pairs) gain 1.02 ± 0.041 ADU/e-, offset 100 ± 0.38" in text
+    assert "read noise 2.1 ADU" in text and text.count("camera (") == 1
 
 
 def test_status_without_a_service_times_out_clearly():
@@ -167,6 +192,28 @@ def test_every_control_command_has_a_cli_command(
         assert refused.exit_code == 2 and "load_model refused" in one_line(refused.output)
         assert "stopping" in invoke("stop", *control).output
         assert svc.wait(30)
+
+
+def test_load_model_takes_a_shipped_name_and_the_folders_serve_was_given(
+    tmp_path: Path, identity_model: Path, box_model: Path
+):
+    """README, "Adapting a model": `serve --model-dir .` lets `load-model` swap in a model
+    adapted in that folder; a shipped model loads by its name from any folder."""
+    adapted = tmp_path / "adapted"
+    adapted.mkdir()
+    shutil.copy(box_model, adapted / "mine.onnx")
+    serve = ServeProcess(tmp_path, identity_model, args=("--model-dir", str(adapted)))
+    try:
+        control = ["--control", serve.control]
+        mine = runner.invoke(app, ["load-model", str(adapted / "mine.onnx"), *control])
+        assert mine.exit_code == 0, mine.output
+        named = runner.invoke(app, ["load-model", "na-lite", *control])
+        assert named.exit_code == 0, named.output
+        assert str(shipped_model_path("na-lite")) in one_line(named.output)
+        unknown = runner.invoke(app, ["load-model", "na-nothing", *control])
+        assert unknown.exit_code == 2 and "no shipped model named" in one_line(unknown.output)
+    finally:
+        serve.terminate()
 
 
 def test_relative_paths_in_a_config_file_are_relative_to_the_file(

@@ -1,4 +1,4 @@
-"""`deepdenoise calibrate`: the camera model from recordings, as a TOML table for `train`."""
+"""`deepdenoise calibrate`: the camera model from recordings, as TOML for `serve` and `train`."""
 
 from __future__ import annotations
 
@@ -24,15 +24,32 @@ def _recordings(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "flat.npy", tmp_path / "dark.npy"
 
 
-def test_calibrate_recovers_the_camera_and_prints_a_train_table(tmp_path: Path):
+def test_calibrate_recovers_the_camera_and_prints_it_for_serve_and_train(tmp_path: Path):
+    """The printed TOML pastes into each place the README sends it: a ``serve`` config's
+    ``[camera]``, a synth training config's ``[synth]``, the phantom source's table."""
+    from exporter.train_config import load_train_config
+    from stream import load_config
+
     flat, dark = _recordings(tmp_path)
     result = CliRunner().invoke(app, ["calibrate", str(flat), "--dark", str(dark)])
     assert result.exit_code == 0, result.output
-    toml_text = result.output[result.output.index("[data.noise.camera]") :]
-    camera = tomllib.loads(toml_text)["data"]["noise"]["camera"]
+    tables = tomllib.loads(result.output[result.output.index("# deepdenoise serve") :])
+    camera = tables["camera"]
     assert abs(camera["gain"] - 2.0) < 0.1
     assert abs(camera["offset"] - 100.0) < 0.5
     assert abs(camera["read_noise"] - 1.5) < 0.2
+    assert tables["data"]["noise"]["camera"] == camera
+    assert tables["synth"]["gain"] == [camera["gain"], camera["gain"]]
+
+    serve_toml = tmp_path / "serve.toml"
+    serve_toml.write_text(f"[camera]\ngain = {camera['gain']}\noffset = {camera['offset']}\n")
+    assert load_config(serve_toml).camera is not None
+    train_toml = tmp_path / "train.toml"
+    train_toml.write_text(
+        'preset = "na-lite"\ndata_source = "synth"\n[synth]\nnoise_map = true\n'
+        f"gain = {tables['synth']['gain']}\n"
+    )
+    assert load_train_config(train_toml).synth.gain == (camera["gain"], camera["gain"])
 
 
 def test_calibrate_refuses_a_gain_from_dark_frames_only(tmp_path: Path):

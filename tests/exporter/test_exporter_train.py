@@ -212,6 +212,15 @@ def test_config_from_toml_with_overrides(tmp_path: Path):
         ({"warmup": 1.5}, "warmup: Input should be less than 1 (got 1.5)"),
         ({"noise_level": -1.0}, "expected level > 0"),
         ({"device": "tpu"}, "device: Input should be 'auto', 'cpu' or 'cuda'"),
+        (  # the phantom source's camera pasted into a synth config did nothing
+            {
+                "preset": "na-lite",
+                "data_source": "synth",
+                "synth": {"noise_map": True},
+                "data": {"noise": {"camera": {"gain": 5.0, "offset": 0.0, "read_noise": 1.0}}},
+            },
+            "the phantom source's [data] settings do nothing there, got data.noise",
+        ),
     ],
 )
 def test_config_errors_say_what_was_expected_and_given(override: dict[str, Any], expected: str):
