@@ -4,8 +4,8 @@ Each suite measures against a baseline in the same run, prints its table, and wr
 ``<suite>.json``, ``<suite>.md`` and figures into ``<out>/<machine tag>/``; this
 entry point then writes ``summary.md`` there: the machine, the headline table (every
 target: measured, wanted, met or missed) and links to each suite. ``--quick`` is
-sized to finish in under two minutes on an idle 2-core machine; the default (full)
-sweep is for a quiet machine and takes much longer.
+a small sweep of every suite, about 4 minutes on an idle 2-core machine (211 s on the
+development VM); the default (full) sweep is for a quiet machine and takes about 26.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small sweep, < 2 min on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="small sweep, ~4 min on 2 cores")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests
     parser.add_argument("--suite", action="append", choices=SUITES, help="repeatable; default all")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results root")

@@ -159,7 +159,7 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("rejected", counts(reply.get("rejected"))),
         ("non-finite frames", counts(reply.get("sanitized"))),
         ("queues", counts(reply.get("queues"))),
-        ("zarr", str(reply.get("zarr"))),
+        ("zarr", str(reply.get("zarr") or "off (--no-zarr)")),
     ]
     traces = reply.get("traces") or {}
     if traces.get("rois"):

@@ -89,8 +89,10 @@ class ControlHandler:
         try:
             message = msgpack.unpackb(request, raw=False)
         except Exception as exc:
+            why = str(exc) or type(exc).__name__
             return _error(
-                f"expected a msgpack map like {{'cmd': 'status'}}, got undecodable bytes: {exc}"
+                f"expected a msgpack map like {{'cmd': 'status'}}, got {len(request)} bytes "
+                f"that do not decode ({why}): {request[:32]!r}"
             )
         if not isinstance(message, dict) or not isinstance(message.get("cmd"), str):
             return _error(f"expected a map with a string 'cmd', got {message!r:.200}")

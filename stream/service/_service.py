@@ -253,9 +253,18 @@ class Service:
 
     def _summary(self) -> str:
         snap = self.stats.snapshot()
+
+        def counted(counter: dict[Any, int] | None) -> str:
+            # reason codes are str enums: their values, not their reprs
+            return (
+                ", ".join(f"{getattr(k, 'value', k)!s} {n}" for k, n in counter.items())
+                if counter
+                else "0"
+            )
+
         return (
             f"{snap['frames_in']} in, {snap['frames_out']} out, "
-            f"dropped {snap['dropped'] or 0}, rejected {snap['rejected'] or 0}"
+            f"dropped {counted(snap['dropped'])}, rejected {counted(snap['rejected'])}"
         )
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:

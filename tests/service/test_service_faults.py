@@ -62,6 +62,8 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
         for parts in bad:
             reply = ask(svc.endpoints["control"], parts)
             assert reply["ok"] is False and reply["error"], parts
+            if parts == [b"\xc1 not msgpack"]:  # says why, and what came
+                assert "do not decode (" in reply["error"] and "not msgpack" in reply["error"]
         assert ask(svc.endpoints["control"], [msgpack.packb({"cmd": "status"})])["ok"] is True
         with (
             listening(svc) as sub,

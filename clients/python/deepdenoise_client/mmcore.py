@@ -20,7 +20,8 @@ with the position index and the channel's config name (characters outside
 is the time the frame reached the handler (Unix ns); ``meta`` carries the MDA event's
 indices (``mda``), the channel, the stage position and the exposure.
 
-Needs the ``mmcore`` extra: ``pip install "deepdenoise-client[mmcore]"``.
+Needs the ``mmcore`` extra: ``pip install -e "clients/python[mmcore]"`` from the
+repository's root.
 """
 
 from __future__ import annotations
