@@ -5,7 +5,8 @@ Each suite measures against a baseline in the same run, prints its table, and wr
 entry point then writes ``summary.md`` there: the machine, the headline table (every
 target: measured, wanted, met or missed) and links to each suite. ``--quick`` is
 a small sweep of every suite, about 4 minutes on an idle 2-core machine (211 s on the
-development VM); the default (full) sweep is for a quiet machine and takes about 26.
+development VM); the default (full) sweep is for a quiet machine and takes about 26
+minutes.
 """
 
 from __future__ import annotations
