@@ -45,7 +45,7 @@ from exporter.precise_bn import recalibrate_batchnorm
 from exporter.synth import SynthDataset, synth_validation_set
 from exporter.train_config import TrainConfig, load_train_config
 from stream import ConfigError, ModelError
-from stream.engine import shipped_model_path
+from stream.engine import model_file
 
 __all__ = [
     "TrainConfig",
@@ -204,10 +204,8 @@ def _write_history(out_dir: Path, hist: _History) -> Path:
 def _init_file(path: Path) -> Path:
     """``init`` as a file: a checkpoint, an exported ``.onnx``, or, given a shipped model's
     name (``init = "na-lite"``), that model's file wherever the package is installed."""
-    if path.exists() or path.suffix:
-        return path
     try:
-        return shipped_model_path(path.name)
+        return model_file(path)
     except ModelError as exc:
         raise ConfigError(
             f"init: expected a checkpoint (.pt), an ONNX model or a shipped model's name, "

@@ -13,7 +13,7 @@ import typer
 
 from stream import DeepDenoiseError, ModelError
 from stream.cli import console, fail, parse_shape
-from stream.engine import shipped_model_path
+from stream.engine import model_file
 
 from ._hints import EXTRA_HINT
 
@@ -32,17 +32,16 @@ def _parse_numbers(text: str, what: str) -> list[float]:
 
 def _model_file(model: Path) -> Path:
     """A model argument as a file: the path given, or the shipped model of that name."""
-    if model.is_file():
-        return model
-    if not model.suffix and not model.exists():
-        try:
-            return shipped_model_path(model.name)
-        except ModelError as exc:
-            raise typer.BadParameter(str(exc), param_hint="MODELS") from None
-    raise typer.BadParameter(
-        f"expected an ONNX model file or a shipped model's name, got {str(model)!r}",
-        param_hint="MODELS",
-    )
+    try:
+        path = model_file(model)
+    except ModelError as exc:
+        raise typer.BadParameter(str(exc), param_hint="MODELS") from None
+    if not path.is_file():
+        raise typer.BadParameter(
+            f"expected an ONNX model file or a shipped model's name, got {str(model)!r}",
+            param_hint="MODELS",
+        )
+    return path
 
 
 def evaluate(

@@ -18,10 +18,9 @@ if TYPE_CHECKING:
 def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
     """A title and (field, value) rows for a model (.onnx, or a shipped model's name) or
     a store (.zarr folder)."""
-    if not path.exists() and not path.suffix and len(path.parts) == 1:
-        from ..engine import shipped_model_path
+    from ..engine import model_file
 
-        path = shipped_model_path(path.name)  # ModelError when there is none
+    path = model_file(path)  # a shipped model's name: its file (ModelError when none)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".onnx":

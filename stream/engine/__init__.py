@@ -16,6 +16,7 @@ from ._engine import (
     Engine,
     FrameReport,
     default_model_path,
+    model_file,
     model_id_for,
     shipped_model_path,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "fill_noise_map",
     "frame_scale",
     "gather_tiles",
+    "model_file",
     "model_id_for",
     "model_input",
     "pad_canonical",

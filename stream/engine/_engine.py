@@ -83,6 +83,16 @@ def shipped_model_path(name: str) -> Path:
     return resource
 
 
+def model_file(path: str | Path) -> Path:
+    """The file a model argument names: the path itself, or, where nothing is there and
+    it has no suffix (``na-temporal``), the shipped model of that name. Raises
+    ModelError when there is no such shipped model."""
+    path = Path(path).expanduser()
+    if path.exists() or path.suffix:
+        return path
+    return shipped_model_path(path.name)
+
+
 def default_model_path(provider: str = "cpu") -> Path:
     """The shipped model for an active provider (today ``na-lite`` for every provider:
     noise-adaptive, it keeps up with 30 fps at 256x256 on a 2-core CPU)."""

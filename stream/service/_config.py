@@ -14,7 +14,7 @@ from .._errors import ModelError
 from .._settings import load_settings
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
 from ..camera import CameraModel, SpikePolicy
-from ..engine import BlendSetting, GpuConfig, shipped_model_path
+from ..engine import BlendSetting, GpuConfig, model_file
 from ..protocol import Limits
 from ..store import StoreConfig
 from ..traces import TraceConfig
@@ -186,12 +186,10 @@ class ServiceConfig(BaseModel):
         # to the file's folder): the shipped model of that name; anything else is left
         # for the engine, which says what is wrong with it.
         if isinstance(value, str | Path) and value:
-            path = Path(value)
-            if not path.suffix and not path.exists():
-                try:
-                    return shipped_model_path(path.name)
-                except ModelError:
-                    return value
+            try:
+                return model_file(value)
+            except ModelError:
+                return value
         return value
 
     @field_validator("model", "zarr", "offset_map")

@@ -16,6 +16,7 @@ Stages (each a thread with a bounded queue, see DESIGN.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 
 import zmq
 
-from .._errors import ConfigError
+from .._errors import ConfigError, ModelError
 from .._version import __version__
 from ..camera import load_offset_pattern
 from ..engine import Engine, default_model_path, select_providers, shipped_model_path
@@ -370,8 +371,11 @@ class Service:
         if self._inference is None:
             raise RuntimeError("the service is not running: start() it first")
         candidate = Path(path).expanduser()
-        if not candidate.suffix and len(candidate.parts) == 1 and not candidate.exists():
-            candidate = shipped_model_path(candidate.name)  # a name: the shipped model
+        if len(candidate.parts) == 1 and not candidate.suffix:
+            # a shipped model's name: its file; else the folders decide, with the one
+            # error that tells nothing
+            with contextlib.suppress(ModelError):
+                candidate = shipped_model_path(candidate.name)
         candidate = candidate.resolve()
         if not any(candidate.is_relative_to(d) for d in self.allowed_model_dirs()):
             raise ConfigError(

@@ -211,7 +211,7 @@ def test_load_model_takes_a_shipped_name_and_the_folders_serve_was_given(
         assert named.exit_code == 0, named.output
         assert str(shipped_model_path("na-lite")) in one_line(named.output)
         unknown = runner.invoke(app, ["load-model", "na-nothing", *control])
-        assert unknown.exit_code == 2 and "no shipped model named" in one_line(unknown.output)
+        assert unknown.exit_code == 2 and "model folders" in one_line(unknown.output)
     finally:
         serve.terminate()
 
