@@ -128,6 +128,10 @@ def evaluate(
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
     names = tuple(g.strip() for g in generators.split(",") if g.strip())
+    if not names:
+        raise typer.BadParameter(
+            f"expected one or more generators, got {generators!r}", param_hint="--generators"
+        )
     size = parse_shape(shape, minimum=16)
     try:
         from exporter.evaluation import evaluate as run_evaluation

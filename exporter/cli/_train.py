@@ -171,7 +171,7 @@ def calibrate_command(
         float | None, typer.Option(help="Known gain (ADU per e-): STACK is then dark frames.")
     ] = None,
     offset: Annotated[float | None, typer.Option(help="Known camera offset, ADU.")] = None,
-    max_frames: Annotated[int, typer.Option(help="Read at most this many frames.")] = 500,
+    max_frames: Annotated[int, typer.Option(help="Read at most this many frames.", min=1)] = 500,
     offset_map: Annotated[
         Path | None,
         typer.Option(
@@ -187,6 +187,8 @@ def calibrate_command(
         from exporter.noise import estimate_camera_noise, load_noise_stack
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
+    if gain is not None and not gain > 0:
+        raise fail(f"expected --gain > 0 (ADU per photo-electron), got {gain}")
     if offset_map is not None and dark is None and gain is None:
         raise fail(
             "--offset-map needs dark frames: give them with --dark (or give --gain, and "

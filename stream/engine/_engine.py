@@ -79,7 +79,12 @@ def shipped_model_path(name: str) -> Path:
                 f"model {name!r} is no longer shipped ({RETIRED[name]}); use "
                 f"{CPU_DEFAULT!r}, or train it again from its recipe in exporter/recipes"
             )
-        raise ModelError(f"no shipped model named {name!r} (looked for {resource})")
+        folder = files("stream.engine").joinpath("models")
+        names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".onnx"))
+        raise ModelError(
+            f"no shipped model named {name!r}; expected one of {', '.join(names)} "
+            f"(looked for {resource})"
+        )
     return resource
 
 

@@ -183,13 +183,13 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _shipped_by_name(cls, value: Any) -> Any:
         # A name with no file behind it (``na-temporal``; in a config file, made relative
-        # to the file's folder): the shipped model of that name; anything else is left
-        # for the engine, which says what is wrong with it.
+        # to the file's folder): the shipped model of that name, else an error naming
+        # them; a path with a suffix is left for the engine, which says what is wrong.
         if isinstance(value, str | Path) and value:
             try:
                 return model_file(value)
-            except ModelError:
-                return value
+            except ModelError as exc:  # no file, and no shipped model of that name
+                raise ValueError(f"{value}: no such file, and {exc}") from None
         return value
 
     @field_validator("model", "zarr", "offset_map")

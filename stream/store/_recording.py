@@ -64,11 +64,19 @@ def open_recording(path: Path) -> Recording:
         raise ConfigError(f"recording {path} does not exist")
     indices = None
     if suffix == ".npy":
-        frames: Any = np.load(path, mmap_mode="r")
+        frames: Any = _npy_frames(path)
     elif suffix in (".tif", ".tiff"):
         frames = _tiff_frames(path)
     else:
         frames, indices = _zarr_frames(path)
+    if frames.ndim == 4 and frames.shape[-1] == 1:  # (T, H, W, 1): one channel, last
+        frames = frames[..., 0]  # a view of a memory map; a Zarr array reads it
+    elif frames.ndim == 3 and frames.shape[-1] in (3, 4) and min(frames.shape[:2]) > 8:
+        raise ConfigError(
+            f"{path}: expected frames (T, H, W) or one image (H, W), got shape "
+            f"{tuple(frames.shape)}, which looks like one colour image (H, W, "
+            f"{frames.shape[-1]}); give one channel of it, or a stack of frames"
+        )
     if frames.ndim > 3 and sum(n != 1 for n in frames.shape[:-2]) <= 1:
         # singleton axes, as in a TIFF (T, 1, H, W) or an OME (T, C, Z, Y, X) of one channel
         flat = (-1, *frames.shape[-2:])
@@ -93,15 +101,47 @@ def open_recording(path: Path) -> Recording:
     return Recording(frames, indices, str(path))
 
 
+def _npy_frames(path: Path) -> Any:
+    """A ``.npy`` array, memory-mapped; a ConfigError for a file that is not one."""
+    with path.open("rb") as file:
+        magic = file.read(6)
+    if magic[:2] != b"PK" and magic != b"\x93NUMPY":  # else numpy guesses a pickle
+        raise ConfigError(f"{path}: expected a .npy array, got a file that is not one ({magic!r})")
+    try:
+        frames = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:  # truncated, objects
+        why = str(exc) or type(exc).__name__
+        raise ConfigError(f"cannot read {path} as a .npy array: {why}") from None
+    if not isinstance(frames, np.ndarray):  # an .npz archive under a .npy name
+        raise ConfigError(f"{path}: expected one .npy array, got a .npz archive of several")
+    return frames
+
+
 def _tiff_frames(path: Path) -> Any:
     """A TIFF stack, memory-mapped where its pages are uncompressed and contiguous (as
-    most acquisition software writes them), else read whole."""
+    most acquisition software writes them), else read whole. Pages written one at a time
+    without a stack's description read as one series each: they are the frames."""
     import tifffile
 
     try:
-        return tifffile.memmap(path, mode="r")
-    except ValueError:  # compressed or scattered pages
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series
+            if len(series) > 1:
+                kinds = {(tuple(s.shape), np.dtype(s.dtype).str) for s in series}
+                if len(kinds) > 1:
+                    raise ConfigError(
+                        f"{path}: expected one stack of frames, got {len(series)} series of "
+                        f"different shapes or types: {sorted(kinds)[:4]}"
+                    )
+                return np.stack([s.asarray() for s in series])
+        try:
+            return tifffile.memmap(path, mode="r")
+        except ValueError:  # compressed or scattered pages
+            return tifffile.imread(path)
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"cannot read {path} as a TIFF stack: {exc}") from exc
 
 
 def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:

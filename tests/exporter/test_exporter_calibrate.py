@@ -84,3 +84,10 @@ def test_calibrate_writes_the_dark_frames_average_as_an_offset_map(tmp_path: Pat
     assert "serve --offset-map" in result.output
     no_dark = CliRunner().invoke(app, ["calibrate", str(flat), "--offset-map", str(out)])
     assert no_dark.exit_code == 2 and "needs dark frames" in no_dark.output
+
+
+def test_calibrate_refuses_a_gain_that_is_not_positive(tmp_path: Path):
+    _, dark = _recordings(tmp_path)
+    for gain in ("0", "-1"):
+        result = CliRunner().invoke(app, ["calibrate", str(dark), "--gain", gain])
+        assert result.exit_code == 2 and "expected --gain > 0" in result.output

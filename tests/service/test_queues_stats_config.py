@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from stream import ConfigError, load_config
 from stream.service import ServiceConfig, is_loopback
@@ -130,7 +131,7 @@ def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str
         load_config(path)
 
 
-def test_a_shipped_model_is_named_and_anything_else_is_left_to_the_engine(
+def test_a_shipped_model_is_named_and_a_file_is_left_to_the_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from stream.engine import shipped_model_path
@@ -138,7 +139,9 @@ def test_a_shipped_model_is_named_and_anything_else_is_left_to_the_engine(
     monkeypatch.chdir(tmp_path)
     assert ServiceConfig(model="na-temporal").model == shipped_model_path("na-temporal")
     assert ServiceConfig(model=Path("na-lite")).model == shipped_model_path("na-lite")
-    assert ServiceConfig(model="no-such-model").model == tmp_path / "no-such-model"
+    with pytest.raises(ValidationError, match="expected one of na-lite, na-temporal"):
+        ServiceConfig(model="no-such-model")  # no file, no shipped model: both said
+    assert ServiceConfig(model="gone.onnx").model == tmp_path / "gone.onnx"  # the engine's
     (tmp_path / "serve.toml").write_text('model = "na-temporal"\n')  # in a config file too
     assert load_config(tmp_path / "serve.toml").model == shipped_model_path("na-temporal")
     (tmp_path / "na-temporal").write_bytes(b"")  # a file of that name here wins

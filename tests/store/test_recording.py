@@ -121,3 +121,49 @@ def test_singleton_axes_are_dropped(tmp_path: Path) -> None:
     np.save(tmp_path / "rgb.npy", np.zeros((2, 3, 5, 4), np.uint16))
     with pytest.raises(ConfigError, match=r"expected frames \(T, H, W\)"):
         open_recording(tmp_path / "rgb.npy")
+
+
+def test_pages_written_one_at_a_time_are_the_frames(tmp_path: Path) -> None:
+    """A TIFF written page by page (no stack description) reads as one series a page in
+    tifffile: every page is a frame, not only the first."""
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tif:
+        for frame in STACK:
+            tif.write(frame)
+    np.testing.assert_array_equal(_frames(open_recording(tmp_path / "pages.tif")), STACK)
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
+        tif.write(STACK[0])
+        tif.write(STACK[0][:2])
+    with pytest.raises(ConfigError, match="series of different shapes"):
+        open_recording(tmp_path / "mixed.tif")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello", r"expected a \.npy array, got a file that is not one"),
+        (b"", r"expected a \.npy array, got a file that is not one"),
+        (
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<u2', 'fortran_order': False, 'shape': (9, 9), }",
+            r"cannot read .* as a \.npy array",
+        ),
+    ],
+)
+def test_a_file_that_is_no_npy_array_says_so(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "x.npy").write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        open_recording(tmp_path / "x.npy")
+    np.savez(tmp_path / "two.npz", a=STACK, b=STACK)
+    (tmp_path / "two.npz").rename(tmp_path / "two.npy")
+    with pytest.raises(ConfigError, match=r"a \.npz archive"):
+        open_recording(tmp_path / "two.npy")
+    (tmp_path / "x.tif").write_bytes(content + b"not a tiff")
+    with pytest.raises(ConfigError, match="as a TIFF stack"):
+        open_recording(tmp_path / "x.tif")
+
+
+def test_a_trailing_channel_of_one_is_dropped_and_a_colour_image_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "thw1.npy", STACK[..., None])
+    np.testing.assert_array_equal(_frames(open_recording(tmp_path / "thw1.npy")), STACK)
+    np.save(tmp_path / "rgb.npy", np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ConfigError, match=r"looks like one colour image \(H, W, 3\)"):
+        open_recording(tmp_path / "rgb.npy")
