@@ -186,3 +186,25 @@ def test_default_denoises_frames_scaled_to_unit_range_as_it_does_raw_counts():
     unit_db = psnr(unit, test.clean * scale)
     assert counts_db > psnr(test.noisy, test.clean) + 3.0
     assert unit_db == pytest.approx(counts_db, abs=0.05)
+
+
+@pytest.mark.parametrize("saturated_columns", [13, 64])
+def test_a_partly_saturated_frame_is_denoised_where_it_is_not(saturated_columns: int):
+    """A tenth or half of the frame at the camera's ceiling: the bright level, the
+    scale and the peak SNR are the unsaturated scene's, so the rest is denoised (it came
+    out as it went in: its peak SNR read from 65535 fell in the pass-through band), and
+    the saturated pixels come back as they came."""
+    m = movie("independent", 10.0, (128, 128), 4, 0)
+    camera = CameraModel(gain=m.gain, offset=m.offset, read_noise=m.read_noise)
+    away = np.s_[:, saturated_columns + 12 :]  # the scene away from the ceiling's edge
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine:
+        for frame, clean in zip(m.noisy, m.clean, strict=True):
+            clear = engine.denoise(frame, camera=camera)
+            frame = frame.copy()
+            frame[:, :saturated_columns] = 65535
+            out = engine.denoise(frame, camera=camera)
+            assert (out[:, :saturated_columns] == 65535).all()
+            noisy = np.sqrt(np.mean((frame[away] - clean[away]) ** 2.0))
+            error = np.sqrt(np.mean((out[away] - clean[away]) ** 2.0))
+            error_clear = np.sqrt(np.mean((clear[away] - clean[away]) ** 2.0))
+            assert error < 0.5 * noisy and error < 1.3 * error_clear, (noisy, error, error_clear)
