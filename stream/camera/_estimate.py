@@ -370,7 +370,8 @@ def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
     count = int(np.count_nonzero(at_top))
     if count < max(SATURATED_MIN_PIXELS, SATURATED_FRACTION * frame.size):
         return None
-    if half_step(frame) > 0 and np.count_nonzero(frame == top - 1) >= count:
+    below = int(top) - 1 if frame.dtype.kind in "ui" else float(top) - 1.0  # no wrap at 0
+    if half_step(frame) > 0 and np.count_nonzero(frame == below) >= count:
         return None  # a tail of whole counts, not a pile-up
     return at_top
 

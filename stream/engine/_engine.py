@@ -706,8 +706,9 @@ class Engine:
         saturated = None
         if wanted:
             levels = blocks if blocks is not None else block_levels(current)
-            if own_level is None:
-                saturated, levels = _unsaturated(frame, levels)
+            if own_level is None:  # non-finite pixels: the frame's least value stands in
+                readout = frame if bad is None else np.where(bad, frame[~bad].min(), frame)
+                saturated, levels = _unsaturated(readout, levels)
             top = level_of(levels)
             if adaptive and own_level is None:
                 dim_level = dim_part_level(levels, top, camera.gain, read)

@@ -208,3 +208,22 @@ def test_a_partly_saturated_frame_is_denoised_where_it_is_not(saturated_columns:
             error = np.sqrt(np.mean((out[away] - clean[away]) ** 2.0))
             error_clear = np.sqrt(np.mean((clear[away] - clean[away]) ** 2.0))
             assert error < 0.5 * noisy and error < 1.3 * error_clear, (noisy, error, error_clear)
+
+
+def test_saturation_is_found_without_numpy_warnings_on_dark_and_masked_frames():
+    """The saturation test runs on every frame: an all-zero unsigned frame (its maximum
+    0, one count below it no wrap to 65535) and a NaN-masked frame warn nothing."""
+    import warnings
+
+    camera = CameraModel(gain=1.0, offset=0.0, read_noise=2.0)
+    masked = np.random.default_rng(0).poisson(10.0, (64, 64)).astype(np.float32)
+    masked[:8] = np.nan
+    masked[:, :8] = 4000.0  # saturated beside the mask
+    with (
+        Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("error")
+        assert (engine.denoise(np.zeros((64, 64), np.uint16), camera=camera) == 0).all()
+        out = engine.denoise(masked, camera=camera)
+    assert np.isnan(out[:8, 8:]).all() and (out[:, :8] == 4000.0).all()
