@@ -13,7 +13,7 @@ import typer
 
 from stream import DeepDenoiseError, ModelError
 from stream.cli import console, fail, parse_shape
-from stream.engine import model_file
+from stream.engine import check_passes, model_file
 
 from ._hints import EXTRA_HINT
 
@@ -25,8 +25,8 @@ def _parse_numbers(text: str, what: str) -> list[float]:
         raise typer.BadParameter(
             f"expected comma-separated numbers such as 1,3,10, got {text!r}"
         ) from None
-    if not values or any(not v > 0 for v in values):
-        raise typer.BadParameter(f"expected one or more positive {what}, got {text!r}")
+    if not values or any(not 0 < v < float("inf") for v in values):
+        raise typer.BadParameter(f"expected one or more positive, finite {what}, got {text!r}")
     return values
 
 
@@ -127,6 +127,10 @@ def evaluate(
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
+    try:
+        check_passes(ensemble)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ensemble") from None
     names = tuple(g.strip() for g in generators.split(",") if g.strip())
     if not names:
         raise typer.BadParameter(

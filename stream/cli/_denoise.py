@@ -89,6 +89,14 @@ def denoise(
             raise DeepDenoiseError(f"the output {output} would overwrite the recording")
         frames = open_recording(recording)
         offset = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
+        if offset is not None and offset.pattern.shape != frames.frame_shape:
+            # a stream may mix regions of the sensor; one recording has one shape
+            raise DeepDenoiseError(
+                f"the offset map {cfg.offset_map} is {offset.pattern.shape}, the recording's "
+                f"frames are {frames.frame_shape}: expected a map of the frames' shape "
+                "(the same region of the sensor and binning)"
+            )
+        output.parent.mkdir(parents=True, exist_ok=True)
         path = cfg.model or default_model_path(select_providers(cfg.provider).name)
         engine = Engine(
             path, provider=cfg.provider, tile=cfg.tile, overlap=cfg.overlap, spikes=cfg.spikes,

@@ -179,6 +179,20 @@ class ServiceConfig(BaseModel):
     def _absolute_dirs(cls, value: list[Path]) -> list[Path]:
         return [v.expanduser().absolute() for v in value]
 
+    @field_validator("camera", mode="before")
+    @classmethod
+    def _whole_camera(cls, value: Any) -> Any:
+        # a [camera] without its offset or read noise would take the phantom's defaults
+        # (100 ADU, 1.5 ADU) without a word: all three, as `calibrate` prints them
+        if isinstance(value, dict):
+            missing = [k for k in ("gain", "offset", "read_noise") if k not in value]
+            if missing:
+                raise ValueError(
+                    f"expected gain, offset and read_noise (the [camera] `deepdenoise "
+                    f"calibrate` prints), got no {' and no '.join(missing)}"
+                )
+        return value
+
     @field_validator("model", mode="before")
     @classmethod
     def _shipped_by_name(cls, value: Any) -> Any:

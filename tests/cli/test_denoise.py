@@ -135,3 +135,21 @@ def test_a_serve_config_gives_its_camera(tmp_path: Path, movie: np.ndarray) -> N
     camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
     expected = [engine.denoise(frame, camera=camera) for frame in movie[:2]]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.stack(expected))
+
+
+def test_an_offset_map_of_another_shape_is_refused_and_output_folders_are_made(
+    tmp_path: Path, movie: np.ndarray
+) -> None:
+    """Offline, every frame has the recording's shape: a map of another (a smaller
+    region of the sensor) would be left unused without a word, so it is an error."""
+    np.save(tmp_path / "rec.npy", movie[:2])
+    np.save(tmp_path / "map.npy", np.zeros((8, 8), np.float32))
+    (tmp_path / "serve.toml").write_text('model = "na-lite"\noffset_map = "map.npy"\n')
+    args = ["denoise", str(tmp_path / "rec.npy"), "--provider", "cpu"]
+    refused = invoke(
+        *args, "-o", str(tmp_path / "out.npy"), "--config", str(tmp_path / "serve.toml")
+    )
+    assert refused.exit_code == 2 and "expected a map of the frames' shape" in words(refused.output)
+    made = invoke(*args, "-o", str(tmp_path / "new" / "folder" / "out.npy"))
+    assert made.exit_code == 0, made.output
+    assert np.load(tmp_path / "new" / "folder" / "out.npy").shape == movie[:2].shape

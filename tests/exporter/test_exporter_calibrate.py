@@ -6,8 +6,10 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
+from stream import ConfigError
 from stream.cli import app
 
 
@@ -43,6 +45,12 @@ def test_calibrate_recovers_the_camera_and_prints_it_for_serve_and_train(tmp_pat
 
     serve_toml = tmp_path / "serve.toml"
     serve_toml.write_text(f"[camera]\ngain = {camera['gain']}\noffset = {camera['offset']}\n")
+    with pytest.raises(ConfigError, match="got no read_noise"):  # all three, or none
+        load_config(serve_toml)
+    pasted = result.output[
+        result.output.index("[camera]") : result.output.index("# deepdenoise train")
+    ]
+    serve_toml.write_text(pasted)
     assert load_config(serve_toml).camera is not None
     train_toml = tmp_path / "train.toml"
     train_toml.write_text(
