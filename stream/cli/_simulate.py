@@ -30,7 +30,10 @@ def simulate(
         int, typer.Option(help="Pre-generate this many noisy frames and cycle them (0: live).")
     ] = 0,
     seed: Annotated[int, typer.Option(help="Random seed of the phantom.")] = 0,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for a subscriber (pub).")] = 30.0,
+    wait: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for a subscriber (pub) or a receiver (push)."),
+    ] = 30.0,
 ) -> None:
     """A simulated microscope: a calcium-imaging phantom with camera noise, over ZeroMQ."""
     from rich.progress import Progress
@@ -55,7 +58,11 @@ def simulate(
         raise fail(describe_validation_error(exc, "options")) from exc
     try:
         with Simulator(cfg) as sim, Progress(console=err_console, transient=True) as progress:
-            task = progress.add_task(f"{series}: sending", total=frames)
+            peer = "a subscriber" if mode == "pub" else "a receiver (the service's PULL)"
+            task = progress.add_task(
+                f"{series}: waiting up to {wait:g} s for {peer} on {sim.endpoint}, then sending",
+                total=frames,
+            )
             report = sim.run(progress=lambda n: progress.update(task, completed=n))
     except (DeepDenoiseError, ValueError) as exc:
         raise fail(exc) from exc
