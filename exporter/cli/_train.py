@@ -197,6 +197,8 @@ def calibrate_command(
     try:
         frames = load_noise_stack(stack, max_frames=max_frames)
         dark_frames = load_noise_stack(dark, max_frames=max_frames) if dark else None
+        if gain is not None and dark_frames is None:
+            _check_dark(frames, stack)
         fit = estimate_camera_noise(frames, dark=dark_frames, gain=gain, offset=offset)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
@@ -224,6 +226,22 @@ def calibrate_command(
     rows += [("note", note) for note in fit.notes]
     console.print(kv_table(f"camera noise fit: {stack.name}", rows))
     console.print(camera_tables(fit.gain, fit.offset, fit.read_noise), markup=False)
+
+
+def _check_dark(frames: np.ndarray, path: Path) -> None:
+    """With ``--gain``, STACK is taken for dark frames: a flat-field series, whose frame
+    means step through its light levels, would give its light as offset and its shot
+    noise as read noise (a flat series read so: offset 302 and read noise 20 for 100
+    and 3), so it is refused."""
+    means = frames.mean(axis=(1, 2), dtype=np.float64)
+    noise = float(np.median(frames.std(axis=(1, 2), dtype=np.float64)))
+    if len(means) > 1 and means.max() - means.min() > 3.0 * max(noise, 1e-12):
+        raise DeepDenoiseError(
+            f"with --gain, STACK is taken for dark frames, but the means of {path.name}'s "
+            f"frames span {means.min():.4g}..{means.max():.4g} ADU, over 3 times a "
+            f"frame's noise ({noise:.3g}): a flat-field series? Give dark frames as STACK, "
+            "or the flat series with --dark and no --gain"
+        )
 
 
 def camera_tables(gain: float, offset: float, read_noise: float) -> str:

@@ -99,3 +99,11 @@ def test_calibrate_refuses_a_gain_that_is_not_positive(tmp_path: Path):
     for gain in ("0", "-1"):
         result = CliRunner().invoke(app, ["calibrate", str(dark), "--gain", gain])
         assert result.exit_code == 2 and "expected --gain > 0" in result.output
+
+
+def test_with_a_known_gain_a_flat_series_is_not_taken_for_dark_frames(tmp_path: Path):
+    flat, dark = _recordings(tmp_path)
+    refused = CliRunner().invoke(app, ["calibrate", str(flat), "--gain", "2"])
+    assert refused.exit_code == 2 and "a flat-field series?" in " ".join(refused.output.split())
+    taken = CliRunner().invoke(app, ["calibrate", str(dark), "--gain", "2"])
+    assert taken.exit_code == 0, taken.output
