@@ -332,7 +332,7 @@ def estimate_camera_noise(
             raise NoiseFitError(
                 "offset and read noise cannot be separated from a photon-transfer line "
                 f"(it gives only read_noise^2 - gain*offset = {b:.4g} ADU^2): pass dark "
-                "frames (--dark) or a known offset (--offset)"
+                "frames (dark=, --dark) or a known offset (offset=, --offset)"
             )
         read2 = b + gain * offset
         if read2 < 0:
@@ -365,5 +365,5 @@ def _gain_message(span: tuple[float, float], why: str) -> str:
         f"gain is not identifiable: {why}; the frames' mean spans only "
         f"{span[0]:.1f}..{span[1]:.1f} ADU. Dark frames give offset and read noise only: "
         "record frames at several illumination levels (a flat-field series) for the gain, "
-        "or pass a known gain (--gain)"
+        "or pass a known gain (gain=, --gain)"
     )

@@ -201,9 +201,10 @@ class ServiceConfig(BaseModel):
         # them; a path with a suffix is left for the engine, which says what is wrong.
         if isinstance(value, str | Path) and value:
             try:
-                return model_file(value)
+                found = model_file(value)
             except ModelError as exc:  # no file, and no shipped model of that name
                 raise ValueError(f"{value}: no such file, and {exc}") from None
+            return str(found) if isinstance(value, str) else found  # JSON input takes str
         return value
 
     @field_validator("model", "zarr", "offset_map")

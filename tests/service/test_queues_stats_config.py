@@ -142,6 +142,10 @@ def test_a_shipped_model_is_named_and_a_file_is_left_to_the_engine(
     with pytest.raises(ValidationError, match="expected one of na-lite, na-temporal"):
         ServiceConfig(model="no-such-model")  # no file, no shipped model: both said
     assert ServiceConfig(model="gone.onnx").model == tmp_path / "gone.onnx"  # the engine's
+    # JSON (how the benchmarks hand a service process its config) takes names and files
+    named = ServiceConfig.model_validate_json('{"model": "na-lite"}')
+    assert named.model == shipped_model_path("na-lite")
+    assert ServiceConfig.model_validate_json(named.model_dump_json()).model == named.model
     (tmp_path / "serve.toml").write_text('model = "na-temporal"\n')  # in a config file too
     assert load_config(tmp_path / "serve.toml").model == shipped_model_path("na-temporal")
     (tmp_path / "na-temporal").write_bytes(b"")  # a file of that name here wins

@@ -42,8 +42,9 @@ def test_traces_are_the_roi_means_of_the_published_frames(tmp_path: Path, box_mo
     np.save(tmp_path / "rois.npy", labels)
     frames = _frames(20)
     cfg = {"traces": {"rois": tmp_path / "rois.npy", "baseline": {"block_frames": 4}}}
+    cfg["camera"] = {"gain": 2.0, "offset": 50.0, "read_noise": 1.5}
     with (
-        running_service(tmp_path, box_model, camera={"offset": 50.0}, **cfg) as svc,
+        running_service(tmp_path, box_model, **cfg) as svc,
         listening(svc, TOPICS) as sub,
         Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
     ):
