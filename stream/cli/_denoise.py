@@ -109,7 +109,9 @@ def denoise(
     context = SeriesContext(cfg.camera, cfg.blend, offset)
     started = time.perf_counter()
     try:
-        with RecordingWriter(output, len(frames), frames.frame_shape, dtype) as writer:
+        with RecordingWriter(
+            output, len(frames), frames.frame_shape, dtype, single=frames.single
+        ) as writer:
             steps = enumerate(frames.indices)
             for position, index in track(
                 steps, "denoising", len(frames), console=err_console, transient=True

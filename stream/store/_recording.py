@@ -37,6 +37,8 @@ class Recording:
     frames: Any
     indices: np.ndarray
     source: str
+    #: One image (H, W) was given, not a stack: its output is one image too.
+    single: bool = False
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -85,7 +87,8 @@ def open_recording(path: Path) -> Recording:
             if isinstance(frames, np.ndarray)
             else np.asarray(frames[...]).reshape(flat)
         )
-    if frames.ndim == 2:
+    single = frames.ndim == 2
+    if single:
         frames = np.asarray(frames[...])[None]
     if frames.ndim != 3 or min(frames.shape[1:]) < 1:
         raise ConfigError(
@@ -98,7 +101,7 @@ def open_recording(path: Path) -> Recording:
         indices = np.arange(frames.shape[0], dtype=np.int64)
     if len(indices) == 0:
         raise ConfigError(f"{path}: holds no frame")
-    return Recording(frames, indices, str(path))
+    return Recording(frames, indices, str(path), single)
 
 
 def _npy_frames(path: Path) -> Any:
@@ -190,17 +193,24 @@ class _Rows:
 class RecordingWriter:
     """Writes ``count`` frames of ``frame_shape`` and ``dtype`` to ``path`` (``.npy``,
     TIFF or a Zarr array, chunked a frame at a time), one frame after another; the file
-    is complete once :meth:`close` returns (a context manager closes it)."""
+    is complete once :meth:`close` returns (a context manager closes it). ``single``:
+    one image (H, W), as it was given, not a stack of one."""
 
     def __init__(
-        self, path: Path, count: int, frame_shape: tuple[int, int], dtype: np.dtype[Any]
+        self,
+        path: Path,
+        count: int,
+        frame_shape: tuple[int, int],
+        dtype: np.dtype[Any],
+        single: bool = False,
     ) -> None:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in SUFFIXES:
             raise ConfigError(f"expected an output as {', '.join(SUFFIXES)}, got {path.name!r}")
         self.path, self._written = path, 0
-        shape = (count, *frame_shape)
+        self._single = single and count == 1
+        shape = frame_shape if self._single else (count, *frame_shape)
         self._tiff: Any = None
         self._array: Any = None
         if suffix == ".npy":
@@ -213,13 +223,16 @@ class RecordingWriter:
         else:
             import zarr
 
+            chunks = frame_shape if self._single else (1, *frame_shape)
             self._array = zarr.create_array(
-                str(path), shape=shape, chunks=(1, *frame_shape), dtype=dtype, overwrite=True
+                str(path), shape=shape, chunks=chunks, dtype=dtype, overwrite=True
             )
 
     def write(self, frame: np.ndarray) -> None:
         if self._tiff is not None:
             self._tiff.write(frame, contiguous=True)
+        elif self._single:
+            self._array[...] = frame
         else:
             self._array[self._written] = frame
         self._written += 1

@@ -167,3 +167,30 @@ def test_a_trailing_channel_of_one_is_dropped_and_a_colour_image_refused(tmp_pat
     np.save(tmp_path / "rgb.npy", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ConfigError, match=r"looks like one colour image \(H, W, 3\)"):
         open_recording(tmp_path / "rgb.npy")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tiff", ".zarr"])
+def test_one_image_in_is_one_image_out(tmp_path: Path, suffix: str) -> None:
+    """An (H, W) image denoised comes back (H, W) in every format, not a stack of one."""
+    np.save(tmp_path / "one.npy", STACK[0])
+    recording = open_recording(tmp_path / "one.npy")
+    assert recording.single and not open_recording_of(tmp_path, STACK).single
+    out = tmp_path / f"out{suffix}"
+    with RecordingWriter(out, 1, recording.frame_shape, STACK.dtype, single=True) as writer:
+        writer.write(recording.frame(0))
+    back = (
+        np.load(out)
+        if suffix == ".npy"
+        else (
+            tifffile.imread(out)
+            if suffix == ".tiff"
+            else np.asarray(zarr.open_array(str(out))[...])
+        )
+    )
+    assert back.shape == STACK[0].shape
+    np.testing.assert_array_equal(back, STACK[0])
+
+
+def open_recording_of(folder: Path, stack: np.ndarray):
+    np.save(folder / "stack.npy", stack)
+    return open_recording(folder / "stack.npy")
