@@ -174,7 +174,8 @@ def test_one_image_in_is_one_image_out(tmp_path: Path, suffix: str) -> None:
     """An (H, W) image denoised comes back (H, W) in every format, not a stack of one."""
     np.save(tmp_path / "one.npy", STACK[0])
     recording = open_recording(tmp_path / "one.npy")
-    assert recording.single and not open_recording_of(tmp_path, STACK).single
+    np.save(tmp_path / "stack.npy", STACK)
+    assert recording.single and not open_recording(tmp_path / "stack.npy").single
     out = tmp_path / f"out{suffix}"
     with RecordingWriter(out, 1, recording.frame_shape, STACK.dtype, single=True) as writer:
         writer.write(recording.frame(0))
@@ -189,8 +190,3 @@ def test_one_image_in_is_one_image_out(tmp_path: Path, suffix: str) -> None:
     )
     assert back.shape == STACK[0].shape
     np.testing.assert_array_equal(back, STACK[0])
-
-
-def open_recording_of(folder: Path, stack: np.ndarray):
-    np.save(folder / "stack.npy", stack)
-    return open_recording(folder / "stack.npy")
