@@ -127,6 +127,8 @@ def evaluate(
 ) -> None:
     """Score models against tuned classical baselines over photon budgets and generators."""
     budgets = tuple(_parse_numbers(photons, "photon budgets"))
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"expected a folder for the report, got the file {out}")
     try:
         check_passes(ensemble)
     except ValueError as exc:

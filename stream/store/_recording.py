@@ -151,7 +151,10 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
     """A Zarr array's frames, or a series store's valid raw frames and their indices."""
     import zarr
 
-    node = zarr.open(str(path), mode="r")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises its own types for a folder that holds no Zarr
+        raise ConfigError(f"cannot read {path} as a Zarr array or group: {exc}") from exc
     if isinstance(node, zarr.Array):
         return node, None
     if is_series_store(path):

@@ -449,6 +449,9 @@ def test_cli_evaluate(tmp_path: Path, identity_model: Path) -> None:
     assert unknown.exit_code != 0 and "no shipped model named 'na-nothing'" in unknown.output
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "gone.onnx"), "--photons", "5"])
     assert missing.exit_code != 0 and "expected an ONNX model file" in missing.output
+    (tmp_path / "a-file").write_text("")
+    onto_file = runner.invoke(app, ["evaluate", "na-lite", "--out", str(tmp_path / "a-file")])
+    assert onto_file.exit_code != 0 and "expected a folder" in onto_file.output
 
 
 def test_evaluate_takes_a_shipped_model_by_name(tmp_path: Path) -> None:

@@ -190,3 +190,9 @@ def test_one_image_in_is_one_image_out(tmp_path: Path, suffix: str) -> None:
     )
     assert back.shape == STACK[0].shape
     np.testing.assert_array_equal(back, STACK[0])
+
+
+def test_a_folder_with_no_zarr_in_it_says_so(tmp_path: Path) -> None:
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(ConfigError, match="as a Zarr array or group"):
+        open_recording(tmp_path / "empty.zarr")
