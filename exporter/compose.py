@@ -115,6 +115,12 @@ def with_spatial_start(
             f"expected the spatial model's receptive field ({s_meta.receptive_field}) within "
             f"the temporal one's ({t_meta.receptive_field}): the engine tiles by the latter"
         )
+    if t_meta.spatial_start:  # its graph is already an If: a second one clashes by name
+        raise ModelError(
+            f"expected a temporal model not yet composed, got {temporal.name}, already "
+            f"composed with {t_meta.spatial_start.get('model')!r} at a series start; compose "
+            "the temporal network alone (`deepdenoise export` of its checkpoint)"
+        )
     channels = k + int(t_meta.noise_map)
 
     def ints(name: str, values: list[int]) -> onnx.TensorProto:

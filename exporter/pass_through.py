@@ -122,6 +122,12 @@ def with_pass_through(model: Path, out: Path, band: tuple[float, float]) -> Mode
     model id in status and stores) tells the two files apart."""
     proto = load_proto(model)
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+    if meta.normalization != "adaptive":
+        raise ModelError(
+            f"expected a model with adaptive normalisation (the peak SNR comes from the "
+            f"camera behind its noise map), got {model.name} with normalization "
+            f"{meta.normalization!r}"
+        )
     fields = meta.model_dump(exclude={"content_hash", "from_model"})
     fields["pass_through_snr"] = [float(band[0]), float(band[1])]
     note = f"output blended toward the input over peak SNR {band[0]:g}-{band[1]:g}"

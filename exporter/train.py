@@ -20,7 +20,7 @@ import os
 import pickle
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,19 @@ def _init_file(path: Path) -> Path:
         ) from exc
 
 
+def _with_zero_mean_columns(
+    state: dict[str, torch.Tensor], model: torch.nn.Module, columns: int
+) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights for ``model``, which adds the running-mean channel: the
+    first convolution gets ``columns`` zero input columns for it (the last input, after
+    the pixel unshuffle), so step 0 computes what the checkpoint does, as a start from
+    an ONNX file does (:mod:`exporter.onnx_init`); BatchNorm keeps its statistics."""
+    name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
+    weight = state[f"{name}.weight"]
+    zeros = weight.new_zeros((weight.shape[0], columns, *weight.shape[2:]))
+    return {**state, f"{name}.weight": torch.cat([weight, zeros], dim=1)}
+
+
 def _check_same_model(
     cfg: TrainConfig, ckpt: dict[str, Any], path: Path, action: str
 ) -> TrainConfig:
@@ -354,8 +367,15 @@ class _Run:
             log.info("starting from the weights of %s", path)
             return
         ckpt = read_checkpoint(path)
-        _check_same_model(self.cfg, ckpt, path, "start from")
-        self.model.load_state_dict(ckpt["model"])
+        state = ckpt["model"]
+        old = TrainConfig.model_validate(ckpt["config"]).model_spec()
+        if old.running_mean == 0 < self.spec.running_mean and self.spec == replace(
+            old, running_mean=self.spec.running_mean
+        ):  # a stage that adds the running mean (na-temporal -> na-temporal-mean)
+            state = _with_zero_mean_columns(state, self.model, self.spec.unshuffle**2)
+        else:
+            _check_same_model(self.cfg, ckpt, path, "start from")
+        self.model.load_state_dict(state)
         log.info("starting from the weights of %s (its step %d)", path, ckpt["step"])
 
     def payload(self) -> dict[str, Any]:

@@ -132,7 +132,8 @@ class TrainConfig(BaseModel):
         elif spec.in_channels != 1:
             raise ValueError(
                 f"preset {self.preset!r} takes {spec.in_channels} input channels; expected "
-                "data_source = 'synth' (the phantom source makes one-channel pairs)"
+                "data_source = 'synth' (`--data-source synth`; the phantom source makes "
+                "one-channel pairs)"
             )
         return self
 

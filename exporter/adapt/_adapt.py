@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stream import ConfigError, ModelError
 from stream.camera import CameraEstimator, CameraModel
-from stream.engine import Engine, ModelMetadata, default_model_path
+from stream.engine import Engine, ModelMetadata, default_model_path, model_file
 
 from ..export import ParityError, check_parity, finish_model, parity_cases
 from ._blindspot import blind_spot_batch
@@ -136,7 +136,7 @@ def adapt(
     called after every step.
     """
     cfg = config or AdaptConfig()
-    start = Path(start) if start is not None else default_model_path("cpu")
+    start = model_file(start) if start is not None else default_model_path("cpu")
     recording = load_recording(Path(source), cfg.max_frames)
     trainable = load_trainable(start)
     with Engine(start, provider="cpu", warmup_shape=None) as engine:

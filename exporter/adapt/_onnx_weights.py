@@ -47,6 +47,17 @@ class TrainableModel:
 def load_trainable(path: Path) -> TrainableModel:
     """The model at ``path`` as a torch module; its Conv weights are the trainable part."""
     proto = onnx.load(str(path))
+    halves = [
+        init.name
+        for graph in _graphs(proto.graph)
+        for init in graph.initializer
+        if init.data_type == onnx.TensorProto.FLOAT16
+    ]
+    if halves:  # trained in float32, its weights written back as float32: a type clash
+        raise ModelError(
+            f"{path}: expected a float32 model, got float16 weights ({halves[0]}, ...): "
+            "adapt the float32 model it was exported from (the same name without -fp16)"
+        )
     try:
         module = OnnxModule(proto)
     except ModelError as exc:

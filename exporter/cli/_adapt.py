@@ -23,7 +23,11 @@ def adapt_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="The adapted ONNX model to write.")],
     start: Annotated[
         Path | None,
-        typer.Option("--from", help="Model to start from. [default: the CPU default model]"),
+        typer.Option(
+            "--from",
+            help="Model to start from (.onnx, or a shipped model's name). "
+            "[default: the CPU default model]",
+        ),
     ] = None,
     minutes: Annotated[float, typer.Option(help="Wall-clock budget (resumed runs count).")] = 10.0,
     steps: Annotated[int, typer.Option(help="Optimiser steps at most.", min=1)] = 3000,
@@ -110,6 +114,16 @@ def adapt_command(
         ("wrote", f"{report.out} (hash {(report.metadata.content_hash or '')[:12]})"),
     )  # fmt: skip
     console.print(kv_table("adapted", rows))
+    if any(v < 0 for v in report.risks.values()):
+        # A mean squared error is never negative: the camera's variance is too large.
+        console.print(
+            "[bold yellow]warning:[/] negative MSE estimates: the noise variance of the "
+            f"camera {'given' if camera else 'estimated from the recording'} is larger than "
+            "the recording's, so the estimates, and the step chosen by them, are unreliable; "
+            "give --gain, --offset and --read-noise from `deepdenoise calibrate` on dark "
+            "frames of this camera.",
+            highlight=False,
+        )
     if not report.helped:
         console.print(
             "[bold yellow]warning:[/] no adapted weights are estimated better than "

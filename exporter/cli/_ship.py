@@ -15,8 +15,13 @@ import typer
 
 from stream import DeepDenoiseError
 from stream.cli import console, fail
+from stream.engine import model_file
 
 from ._hints import EXTRA_HINT
+
+#: ``compose --bands`` below this: too few windows of a kind (about 3 in 4 generated
+#: windows are a young series', and a band needs 20 of each) for a measured band.
+MIN_BAND_SAMPLES = 50
 
 
 def ship_command(
@@ -66,8 +71,12 @@ def ship_command(
 
 
 def compose_command(
-    temporal: Annotated[Path, typer.Argument(help="A temporal model (.onnx, K > 1 frames).")],
-    spatial: Annotated[Path, typer.Argument(help="A spatial model read the same way.")],
+    temporal: Annotated[
+        Path, typer.Argument(help="A temporal model (.onnx, K > 1 frames, or a shipped name).")
+    ],
+    spatial: Annotated[
+        Path, typer.Argument(help="A spatial model read the same way (or a shipped name).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The composed model.")],
     bands: Annotated[
         int,
@@ -75,19 +84,26 @@ def compose_command(
             "--bands",
             help="Generated windows (of each kind: a young series' partial window, a full "
             "window) on which to measure in which light the temporal model beats the "
-            "spatial one; the spatial one then answers outside those bands. 0: never.",
+            "spatial one; the spatial one then answers outside those bands. 0: never; "
+            f"else at least {MIN_BAND_SAMPLES} (the shipped model: 1500).",
             min=0,
         ),
     ] = 0,
 ) -> None:
     """Compose a temporal model with a spatial one that answers when it has no previous
     frame (a series start, after a gap): one ONNX file, both graphs behind an If."""
+    if 0 < bands < MIN_BAND_SAMPLES:  # fewer windows leave too few of a kind to measure
+        raise typer.BadParameter(
+            f"expected 0 or at least {MIN_BAND_SAMPLES} windows, got {bands}",
+            param_hint="--bands",
+        )
     try:
         from exporter.compose import with_spatial_start
         from exporter.light_bands import WINDOWS, describe, measure_band
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     try:
+        temporal, spatial = model_file(temporal), model_file(spatial)
         measured = {}
         for window in WINDOWS if bands else ():
             band = measure_band(temporal, spatial, window, samples=bands)

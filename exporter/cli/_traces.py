@@ -33,10 +33,23 @@ def train_traces(
 ) -> None:
     """Train causal 1-D trace denoisers; choose by held-out measurement; export to ONNX."""
     try:
-        from exporter.traces import evaluate_traces, export_trace_model, report, train_trace_model
+        from exporter.traces import (
+            ARCHITECTURES,
+            evaluate_traces,
+            export_trace_model,
+            report,
+            train_trace_model,
+        )
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     names = [a.strip() for a in architectures.split(",") if a.strip()]
+    unknown = [name for name in names if name not in ARCHITECTURES]
+    if unknown or not names:  # before any training: a typo must not cost the others' run
+        raise typer.BadParameter(
+            f"expected one or more of {', '.join(ARCHITECTURES)}, comma-separated, got "
+            f"{architectures!r}",
+            param_hint="--architectures",
+        )
     paths, budgets = {}, {}
     for arch in names:
         model, budget = train_trace_model(arch, window, steps, seed=seed, log=console.print)

@@ -48,20 +48,33 @@ def train_command(
         str | None,
         typer.Option(help="Model preset: lite, dncnn20, na-lite, na-temporal or na-large."),
     ] = None,
+    data_source: Annotated[
+        Literal["phantom", "synth"] | None,
+        typer.Option(
+            help="synth: generated scenes read out by random cameras (the na-* presets); "
+            "phantom: the seed's calcium phantom (one-channel presets only)."
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps in total.")] = None,
     batch: Annotated[int | None, typer.Option(help="Patches per step.")] = None,
     patch: Annotated[int | None, typer.Option(help="Patch side in pixels.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
     noise_level: Annotated[
         str | None,
-        typer.Option(help="Noise level (1 = reference acquisition) or a range LO:HI."),
+        typer.Option(
+            help="Phantom source: noise level (1 = reference acquisition) or a range LO:HI."
+        ),
     ] = None,
     noise_source: Annotated[
         Literal["model", "recorded"] | None,
-        typer.Option(help="model: Poisson-Gaussian camera; recorded: noise from --noise-stack."),
+        typer.Option(
+            help="Phantom source: model: Poisson-Gaussian camera; recorded: noise from "
+            "--noise-stack."
+        ),
     ] = None,
     noise_stack: Annotated[
-        Path | None, typer.Option(help="Dark/flat recording (.npy, .zarr, .tif) for 'recorded'.")
+        Path | None,
+        typer.Option(help="Phantom source: dark/flat recording (.npy, .zarr, .tif)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, history).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, data and validation.")] = None,
@@ -86,23 +99,30 @@ def train_command(
         base: dict[str, Any] | None = None
         if resume is not None:
             base = read_checkpoint(resume)["config"]
-        cfg = load_train_config(
-            config,
-            base=base,
-            preset=preset,
-            steps=steps,
-            batch=batch,
-            patch=patch,
-            lr=lr,
-            noise_level=parse_level(noise_level),
-            noise_source=noise_source,
-            noise_stack=noise_stack,
-            out_dir=out,
-            seed=seed,
-            device=device,
-            threads=threads,
-            num_workers=workers,
-        )
+        common: dict[str, Any] = {
+            "preset": preset, "data_source": data_source, "steps": steps, "batch": batch,
+            "lr": lr, "out_dir": out, "seed": seed, "device": device, "threads": threads,
+            "num_workers": workers,
+        }  # fmt: skip
+        phantom = {"patch": patch, "noise_level": parse_level(noise_level),
+                   "noise_source": noise_source, "noise_stack": noise_stack}  # fmt: skip
+        # --patch and the noise options address the phantom source's [data] by default;
+        # a synth run's patch is synth.patch, and its noise comes from [synth].
+        if load_train_config(config, base=base, **common).data_source == "synth":
+            given = [
+                f"--{k.replace('_', '-')}"
+                for k, v in phantom.items()
+                if v is not None and k != "patch"
+            ]
+            if given:
+                raise fail(
+                    f"{', '.join(given)} set the phantom source's noise; a synth run "
+                    "takes its camera and noise from [synth] in the config (gain, "
+                    "read_noise, recorded dark frames: README, Training your own)"
+                )
+            cfg = load_train_config(config, base=base, **common, synth__patch=patch)
+        else:
+            cfg = load_train_config(config, base=base, **common, **phantom)
         summary = train(cfg, resume=resume, progress=not quiet)
     except (DeepDenoiseError, OSError, FloatingPointError) as exc:
         raise fail(exc) from exc

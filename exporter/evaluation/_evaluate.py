@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from stream import ConfigError
 from stream.camera import CameraModel
 from stream.engine import BlendSetting, Engine, SeriesContext, check_passes
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
@@ -347,6 +348,14 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = _load_models(list(models), provider, ensemble, blend)
+    short = [info for info, _ in loaded if adapt_minutes > 0 and info.frames > frames]
+    if short:  # adapting trains on windows of K consecutive frames of the movie
+        for _, engine in loaded:
+            engine.close()
+        raise ConfigError(
+            f"expected movies of at least {short[0].frames} frames to adapt "
+            f"{short[0].name} ({short[0].frames}-frame windows), got frames={frames}"
+        )
     settings = {
         "photons": list(photons),
         "generators": list(generators),

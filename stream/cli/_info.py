@@ -41,7 +41,10 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for unreadable models
         raise ModelError(f"cannot load {path} with ONNX Runtime: {exc}") from exc
-    meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+    props = session.get_modelmeta().custom_metadata_map
+    if props.get("deepdenoise.kind") == "trace":  # the 1-D ROI trace denoiser
+        return _trace_model_rows(path, props, session)
+    meta = ModelMetadata.from_props(props)
     rows = [
         ("model id", model_id_for(path, meta)),
         ("metadata", "deepdenoise" if meta.from_model else "none (defaults apply)"),
@@ -58,13 +61,27 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
     if meta.pass_through_snr is not None:
         low, high = meta.pass_through_snr
         rows.append(("pass-through", f"toward the input from peak SNR {low:g} to {high:g}"))
-    rows += [
-        ("content hash", meta.content_hash or "-"),
-        ("size", f"{path.stat().st_size / 1e6:.2f} MB"),
-    ]
+    rows.append(("content hash", meta.content_hash or "-"))
+    return rows + _files_rows(path, session)
+
+
+def _files_rows(path: Path, session: Any) -> list[tuple[str, str]]:
+    rows = [("size", f"{path.stat().st_size / 1e6:.2f} MB")]
     for kind, args in (("input", session.get_inputs()), ("output", session.get_outputs())):
         rows += [(kind, f"{a.name} {a.type} {a.shape}") for a in args]
     return rows
+
+
+def _trace_model_rows(path: Path, props: dict[str, str], session: Any) -> list[tuple[str, str]]:
+    """A trace model's rows: its metadata is not the frame models' (stream.traces)."""
+    rows = [
+        ("kind", "ROI trace denoiser ([traces] denoiser = this file)"),
+        ("architecture", props.get("deepdenoise.architecture", "-")),
+        ("window", f"{props.get('deepdenoise.trace_window', '-')} dF/F samples, causal"),
+        ("training data", props.get("deepdenoise.training_data", "-")),
+        ("budget", props.get("deepdenoise.budget", "-")),
+    ]
+    return rows + _files_rows(path, session)
 
 
 def _normalisation(meta: ModelMetadata) -> str:

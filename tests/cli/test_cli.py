@@ -46,6 +46,15 @@ def test_info_describes_models_with_and_without_metadata(identity_model: Path):
     assert plain.exit_code == 0 and "identity" in plain.output
 
 
+def test_info_describes_the_trace_denoiser():
+    from stream.traces import SHIPPED_TRACE_MODEL
+
+    result = invoke("info", str(SHIPPED_TRACE_MODEL))
+    assert result.exit_code == 0, result.output
+    text = one_line(result.output)
+    assert "ROI trace denoiser" in text and "trace-mlp" in text and "32 dF/F samples" in text
+
+
 def test_info_summarises_a_store(tmp_path: Path):
     import numpy as np
 

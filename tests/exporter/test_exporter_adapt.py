@@ -385,6 +385,36 @@ def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
     assert bad.exit_code != 0 and "together" in bad.output
 
 
+def test_adapt_starts_from_a_shipped_name_and_flags_a_camera_noisier_than_the_recording(
+    tmp_path: Path,
+) -> None:
+    np.save(tmp_path / "rec.npy", _movie(4))
+    result = CliRunner().invoke(
+        app,
+        ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "a.onnx"), "--from",
+         "na-lite", "--steps", "2", "--batch", "2", "--patch", "32", "--quiet",
+         "--gain", "2", "--offset", "100", "--read-noise", "30"],  # the movie's read: 3
+        catch_exceptions=False,
+    )  # fmt: skip
+    text = " ".join(result.output.split())
+    with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
+        assert engine.metadata.adaptation["start_path"] == "na-lite.onnx"
+    assert "negative MSE estimates" in text and "deepdenoise calibrate" in text
+
+
+def test_an_fp16_model_is_refused_with_the_model_to_adapt_instead(
+    conv_model_adaptive: Path, tmp_path: Path
+) -> None:
+    proto = onnx.load(str(conv_model_adaptive))
+    for init in proto.graph.initializer:  # what an fp16 export holds
+        half = onnx.numpy_helper.to_array(init).astype(np.float16)
+        init.CopyFrom(onnx.numpy_helper.from_array(half, init.name))
+    path = tmp_path / "m-fp16.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelError, match="expected a float32 model, got float16 weights"):
+        load_trainable(path)
+
+
 def test_the_recordings_running_mean_is_the_engines_over_the_valid_run() -> None:
     frames = _movie(7, seed=3)
     valid = np.array([True, True, False, True, True, True, True])

@@ -202,6 +202,10 @@ def test_models_that_do_not_fit_together_are_refused(models: dict[str, Path], tm
     garbage.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="cannot read ONNX model"):
         with_spatial_start(models["temporal"], garbage, tmp_path / "x.onnx")
+    # composed twice, the graph's names would clash: the file written would not load
+    with pytest.raises(ModelError, match="already composed with 's'"):
+        with_spatial_start(models["composed"], models["spatial"], tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_cli_compose(models: dict[str, Path], tmp_path: Path):
@@ -240,6 +244,16 @@ def test_cli_compose(models: dict[str, Path], tmp_path: Path):
     assert "Young windows measured" in text and "Full windows measured" in text
     assert "for young windows" in text and "for full windows" in text
     assert all(_meta(out).temporal_band(w) is not None for w in ("young", "full"))
+    too_few = runner.invoke(
+        app, ["compose", str(models["temporal"]), str(models["spatial"]), "-o", str(out),
+              "--bands", "20"],
+    )  # fmt: skip
+    assert too_few.exit_code == 2 and "expected 0 or at least 50 windows, got 20" in " ".join(
+        too_few.output.replace("│", " ").split()
+    )
+    shipped = runner.invoke(app, ["compose", "na-temporal", "na-lite", "-o", str(out)])
+    assert shipped.exit_code != 0  # the name is found: the shipped na-temporal is composed
+    assert "already composed with 'na-lite'" in " ".join(shipped.output.split())
 
 
 def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(

@@ -483,6 +483,22 @@ def test_evaluate_adapts_each_model_to_the_test_movie(tmp_path: Path, conv_model
     assert {p.name for p in kept.glob("*.onnx")} == {"conv5+adapted.onnx", "conv5+n2v-scratch.onnx"}
 
 
+def test_adapting_a_model_longer_than_the_movies_is_refused_before_any_work(
+    tmp_path: Path, conv_model: Path
+) -> None:
+    from exporter.evaluation import evaluate
+    from stream import ConfigError
+    from stream.engine import shipped_model_path
+
+    with pytest.raises(ConfigError, match="at least 5 frames to adapt na-temporal"):
+        evaluate(
+            [conv_model, shipped_model_path("na-temporal")], tmp_path / "report",
+            photons=(20.0,), generators=("independent",), frames=4, shape=(40, 40),
+            bm3d_frames=0, figures=False, adapt_minutes=0.02,
+        )  # fmt: skip
+    assert not (tmp_path / "report" / "adapted").exists()  # conv5 was not adapted first
+
+
 def test_a_temporal_model_is_also_scored_on_the_series_start(evaluation) -> None:
     """The 2-frame stand-in's window is not full on frame 0: every method is scored there
     too, on the same frame, and the report has the table."""

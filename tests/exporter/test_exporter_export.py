@@ -202,6 +202,26 @@ def test_cli_trains_and_exports(tmp_path: Path):
     assert metadata_of(model).architecture == "dncnn-lite"
 
 
+def test_cli_trains_a_synth_run_whose_patch_is_the_synth_patch(tmp_path: Path):
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    args = [
+        "train", "--preset", "na-lite", "--data-source", "synth", "--steps", "1",
+        "--batch", "2", "--patch", "32", "--threads", "1", "--quiet",
+    ]  # fmt: skip
+    result = runner.invoke(app, [*args, "--out", str(run_dir)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    _, info = load_checkpoint(run_dir / "last.pt")
+    assert info["config"]["synth"]["patch"] == 32 and info["config"]["data_source"] == "synth"
+    noisy = runner.invoke(app, [*args, "--noise-level", "2", "--out", str(tmp_path / "x")])
+    text = " ".join(noisy.output.split())
+    assert noisy.exit_code != 0 and "--noise-level set the phantom source's noise" in text
+    phantom = runner.invoke(app, ["train", "--preset", "na-lite", "--out", str(tmp_path / "y")])
+    assert phantom.exit_code != 0 and "--data-source synth" in " ".join(phantom.output.split())
+
+
 def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path):
     app = typer.Typer()
     register(app)

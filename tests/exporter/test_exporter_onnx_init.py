@@ -171,6 +171,43 @@ def test_a_training_stage_starts_from_a_shipped_onnx_model(tmp_path: Path):
         train(no_calibration, progress=False)
 
 
+def test_a_training_stage_adds_the_running_mean_to_a_checkpoint_it_starts_from(tmp_path: Path):
+    # na-temporal-mean.toml starts from the first stage's best.pt, which has no mean channel
+    first = tiny_temporal_config(tmp_path / "first", steps=2, val_every=2, ckpt_every=2)
+    before, _ = load_checkpoint(train(first, progress=False).last_checkpoint)
+    second = tiny_temporal_config(
+        tmp_path / "second",
+        steps=2,
+        lr=1e-12,  # the weights must still be the checkpoint's after the steps
+        val_every=2,
+        ckpt_every=2,
+        running_mean=0.125,
+        synth={
+            "patch": 32,
+            "frames": 2,
+            "samples_per_movie": 2,
+            "running_mean": 0.125,
+            "history": 8,
+        },
+        init=tmp_path / "first" / "last.pt",
+    )
+    after, _ = load_checkpoint(train(second, progress=False).last_checkpoint)
+    old = [m.weight for m in before.modules() if isinstance(m, nn.Conv2d)]
+    new = [m.weight for m in after.modules() if isinstance(m, nn.Conv2d)]
+    columns = old[0].shape[1]
+    assert new[0].shape[1] == columns + second.model_spec().unshuffle ** 2
+    torch.testing.assert_close(new[0][:, :columns], old[0], atol=1e-6, rtol=0)
+    assert new[0][:, columns:].abs().max() < 1e-6  # the mean's columns start at zero
+    for a, b in zip(old[1:], new[1:], strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+    dropped = tiny_temporal_config(
+        tmp_path / "third", steps=1, init=tmp_path / "second" / "last.pt"
+    )
+    with pytest.raises(ConfigError, match="cannot start from"):  # a mean is never dropped
+        train(dropped, progress=False)
+
+
 @pytest.mark.parametrize("freeze_bn", [True, False])
 def test_a_frozen_batchnorm_keeps_the_files_statistics_while_training(
     tmp_path: Path, freeze_bn: bool

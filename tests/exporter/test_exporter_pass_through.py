@@ -65,3 +65,16 @@ def test_the_command_writes_a_given_band_and_refuses_a_bad_one(
             app, ["pass-through", str(spatial_adaptive), "-o", str(out), "--band", bad]
         )
         assert result.exit_code != 0 and says in result.output, result.output
+
+
+def test_a_band_for_a_fixed_normalisation_model_is_refused_in_words(tmp_path: Path) -> None:
+    from exporter.simple_models import make_conv_stack
+
+    fixed = make_conv_stack(
+        tmp_path / "fixed.onnx", layers=2, channels=8, seed=3, frames=1, normalization="fixed"
+    )
+    out = tmp_path / "banded.onnx"
+    result = CliRunner().invoke(app, ["pass-through", str(fixed), "-o", str(out), "--band", "9:20"])
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and "expected a model with adaptive normalisation" in text
+    assert "pydantic" not in text and not out.exists()

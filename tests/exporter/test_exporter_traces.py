@@ -112,3 +112,29 @@ def test_evaluation_scores_every_method(tmp_path: Path) -> None:
     methods = {s.method for s in result.scores}
     assert methods == {"noisy", "boxcar", "exponential", "wiener", "mlp"}
     assert result.runtime_ms["mlp"] > 0
+
+
+def test_train_traces_cli_refuses_unknown_architectures_then_trains_and_describes_one(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from stream.cli import app
+
+    runner = CliRunner()
+    for bad in ("foo,mlp", ""):  # refused before any candidate trains
+        result = runner.invoke(
+            app, ["train-traces", "--architectures", bad, "--out", str(tmp_path)]
+        )
+        assert result.exit_code == 2 and "expected one or more of mlp, cnn, gru" in " ".join(
+            result.output.replace("│", " ").split()
+        )
+    assert not any(tmp_path.iterdir())
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train-traces", "--steps", "2", "--architectures", "mlp", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    described = runner.invoke(app, ["info", str(out / "trace-denoiser.onnx")])
+    assert described.exit_code == 0 and "trace-mlp" in described.output
+    assert TraceDenoiser(out / "trace-denoiser.onnx").window == 32
