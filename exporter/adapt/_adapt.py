@@ -158,7 +158,12 @@ def adapt(
     step, spent, history = 0, 0.0, []
     snapshots = {} if cfg.from_scratch else {0: _weights(trainable)}
     ckpt = _checkpoint_path(Path(out))
-    if resume and ckpt.exists():
+    if resume and not ckpt.exists():
+        raise ConfigError(
+            f"--resume: expected a checkpoint to continue at {ckpt} (written every "
+            f"{cfg.checkpoint_every} steps and at the end of a run), found none"
+        )
+    if resume:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["start_model"] != start_id or state["source"] != recording.source:
             raise ConfigError(f"{ckpt} belongs to another model or recording: not resuming")

@@ -99,6 +99,13 @@ def adapt_command(
             )  # fmt: skip
     except (DeepDenoiseError, OSError, ValueError) as exc:
         raise fail(exc) from exc
+    except KeyboardInterrupt:
+        console.print(
+            "interrupted; continue with the same command and --resume (its checkpoint is "
+            f"kept in {out.name}.adapt/)",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     cam = report.camera
     rows = (
         ("from", f"{report.start} ({report.metadata.adaptation['start_model']})"),

@@ -123,9 +123,21 @@ def train_command(
             cfg = load_train_config(config, base=base, **common, synth__patch=patch)
         else:
             cfg = load_train_config(config, base=base, **common, **phantom)
+    except (DeepDenoiseError, OSError) as exc:
+        raise fail(exc) from exc
+    try:
         summary = train(cfg, resume=resume, progress=not quiet)
     except (DeepDenoiseError, OSError, FloatingPointError) as exc:
         raise fail(exc) from exc
+    except KeyboardInterrupt:
+        last = cfg.out_dir / "last.pt"
+        where = (
+            f"continue from its last checkpoint: deepdenoise train --resume {last}"
+            if last.exists()
+            else f"no checkpoint yet (one every {cfg.ckpt_every} steps)"
+        )
+        console.print(f"interrupted; {where}", highlight=False)
+        raise typer.Exit(130) from None
     rows = (
         ("steps", f"{summary.start_step} -> {summary.steps} of {cfg.steps}"),
         (

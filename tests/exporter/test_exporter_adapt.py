@@ -25,7 +25,7 @@ from exporter.adapt._onnx_weights import load_trainable, with_trained_weights
 from exporter.adapt._sure import SureBatch, sure_batch, sure_loss
 from exporter.export import _torch_to_onnx
 from exporter.model import ModelSpec, build_model
-from stream import ModelError
+from stream import ConfigError, ModelError
 from stream.camera import CameraModel
 from stream.cli import app
 from stream.engine import Engine, ModelMetadata, shipped_model_path
@@ -400,6 +400,13 @@ def test_adapt_starts_from_a_shipped_name_and_flags_a_camera_noisier_than_the_re
     with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
         assert engine.metadata.adaptation["start_path"] == "na-lite.onnx"
     assert "negative MSE estimates" in text and "deepdenoise calibrate" in text
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path: Path, conv_model: Path) -> None:
+    np.save(tmp_path / "rec.npy", _movie(4))
+    with pytest.raises(ConfigError, match="--resume: expected a checkpoint to continue"):
+        adapt(tmp_path / "rec.npy", tmp_path / "a.onnx", start=conv_model, resume=True)
+    assert not (tmp_path / "a.onnx").exists()
 
 
 def test_an_fp16_model_is_refused_with_the_model_to_adapt_instead(

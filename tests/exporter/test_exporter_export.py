@@ -222,6 +222,36 @@ def test_cli_trains_a_synth_run_whose_patch_is_the_synth_patch(tmp_path: Path):
     assert phantom.exit_code != 0 and "--data-source synth" in " ".join(phantom.output.split())
 
 
+def test_an_interrupted_training_says_how_to_continue(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    from service_harness import wait_until
+
+    config = tmp_path / "train.toml"
+    config.write_text(
+        'preset = "na-lite"\ndata_source = "synth"\nsteps = 100000\nbatch = 2\n'
+        "ckpt_every = 2\nval_every = 2\nval_size = 2\nthreads = 1\n[synth]\npatch = 32\n",
+        encoding="utf-8",
+    )
+    run_dir = tmp_path / "run"
+    args = ["-m", "stream", "train", "--config", str(config), "--out", str(run_dir), "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_until(lambda: (run_dir / "last.pt").exists() or process.poll() is not None, 120)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    text = " ".join(output.split())
+    assert process.returncode == 130, output
+    assert f"deepdenoise train --resume {run_dir / 'last.pt'}" in text
+    assert "Traceback" not in output
+
+
 def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path):
     app = typer.Typer()
     register(app)
