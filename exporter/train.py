@@ -549,8 +549,14 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+    except OSError as exc:
         raise ModelError(f"cannot read checkpoint {path}: {exc}") from exc
+    except (RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        # not torch's text: it advises weights_only=False, which is not the user's fix
+        raise ModelError(
+            f"cannot read checkpoint {path}: expected a deepdenoise training checkpoint "
+            "(last.pt or best.pt of a run folder), got a file torch cannot load as one"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ModelError(f"{path}: expected checkpoint format {CHECKPOINT_FORMAT}, got {got!r}")

@@ -61,6 +61,8 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
     if meta.pass_through_snr is not None:
         low, high = meta.pass_through_snr
         rows.append(("pass-through", f"toward the input from peak SNR {low:g} to {high:g}"))
+    if meta.adaptation:
+        rows.append(("adapted", _adaptation(meta.adaptation)))
     rows.append(("content hash", meta.content_hash or "-"))
     return rows + _files_rows(path, session)
 
@@ -82,6 +84,18 @@ def _trace_model_rows(path: Path, props: dict[str, str], session: Any) -> list[t
         ("budget", props.get("deepdenoise.budget", "-")),
     ]
     return rows + _files_rows(path, session)
+
+
+def _adaptation(record: dict[str, Any]) -> str:
+    """What ``deepdenoise adapt`` recorded, in one line (all of it is the model's
+    ``deepdenoise.adaptation`` metadata)."""
+    step = record.get("chosen_step")
+    chosen = f"step {step} chosen" if step else "the starting weights kept"
+    return (
+        f"from {record.get('start_path', '?')} on {record.get('source', '?')} "
+        f"({record.get('frames', '?')} frames), {record.get('loss', '?')} loss, "
+        f"{record.get('steps', '?')} steps in {record.get('seconds', '?')} s, {chosen}"
+    )
 
 
 def _normalisation(meta: ModelMetadata) -> str:

@@ -379,6 +379,8 @@ def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
     with Engine(tmp_path / "a.onnx", provider="cpu", warmup_shape=None) as engine:
         assert engine.metadata.adaptation["steps"] == 3
         assert engine.metadata.adaptation["camera"]["gain"] == 2.0
+    described = " ".join(CliRunner().invoke(app, ["info", str(tmp_path / "a.onnx")]).output.split())
+    assert "adapted" in described and "sure loss, 3 steps" in described
     bad = CliRunner().invoke(
         app, ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "b.onnx"), "--gain", "2"]
     )

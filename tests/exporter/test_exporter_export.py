@@ -263,6 +263,11 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path):
     assert "(got 0)" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(app, ["export", str(tmp_path / "nope.pt"), "-o", "x.onnx"])
     assert missing.exit_code == 2 and "cannot read checkpoint" in missing.output
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    other = runner.invoke(app, ["export", str(tmp_path / "config.json"), "-o", "x.onnx"])
+    text = " ".join(other.output.split())
+    assert other.exit_code == 2 and "expected a deepdenoise training checkpoint" in text
+    assert "weights_only" not in text
 
 
 def test_parse_level():
