@@ -327,6 +327,13 @@ def _write(
     fields = meta.model_dump(exclude={"content_hash", "from_model", "format_version"})
     fields["adaptation"] = record
     fields["fp16"] = False  # not checked in fp16 after adaptation
+    if meta.spatial_start:  # both branches were adapted: the composed networks' hashes are
+        # not theirs any more (their light bands, measured before, are kept)
+        fields["spatial_start"] = {
+            key: value
+            for key, value in meta.spatial_start.items()
+            if key not in ("content_hash", "temporal_content_hash")
+        } | {"model": f"{meta.spatial_start.get('model')}, adapted"}
     return finish_model(with_trained_weights(model), fields, out)
 
 

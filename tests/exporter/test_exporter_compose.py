@@ -289,6 +289,24 @@ def test_adapt_trains_through_a_composed_model_and_writes_both_branches_back(
         assert not np.allclose(got, session.run(None, {"x": inputs})[0], atol=1e-3)
 
 
+def test_an_adapted_composed_model_no_longer_names_the_composed_networks_hashes(
+    models: dict[str, Path], tmp_path: Path
+):
+    from exporter.adapt import AdaptConfig, adapt
+
+    np.save(tmp_path / "rec.npy", np.stack(_frames(4)))
+    config = AdaptConfig(steps=2, batch=2, patch=32, minutes=5.0)
+    adapt(tmp_path / "rec.npy", tmp_path / "a.onnx", start=models["composed"], config=config,
+          camera=CAMERA)  # fmt: skip
+    before, after = (
+        _meta(models["composed"]).spatial_start,
+        _meta(tmp_path / "a.onnx").spatial_start,
+    )
+    assert before["content_hash"] and before["temporal_content_hash"]
+    assert "content_hash" not in after and "temporal_content_hash" not in after
+    assert after["model"] == "s, adapted" and after["when"] == before["when"]
+
+
 def test_a_training_stage_can_start_from_a_composed_model(models: dict[str, Path]):
     """``init = composed.onnx`` takes the temporal network (exporter.onnx_init)."""
     from exporter.onnx_init import model_from_onnx
