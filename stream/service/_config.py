@@ -160,8 +160,9 @@ class ServiceConfig(BaseModel):
         0.5,
         ge=0,
         le=60,
-        description="on stop, input is still taken until it is quiet this long; what "
-        "arrives after is discarded and counted (dropped.shutdown)",
+        description="on stop, input is still taken until it is quiet this long, frames "
+        "taken waiting for room in inference until then; a frame that finds none (its raw "
+        "frame stored) or arrives after is counted (dropped.shutdown)",
     )
     traces: TraceConfig = Field(default_factory=TraceConfig)
     limits: Limits = Field(default_factory=Limits)

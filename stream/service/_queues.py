@@ -68,8 +68,10 @@ class StageQueue(Generic[T]):
         droppable: bool = True,
         stop: threading.Event | None = None,
         urgent: bool = False,
+        deadline: float | None = None,
     ) -> bool:
-        """Queue ``item``; returns False only if a blocking put gave up because ``stop`` was set.
+        """Queue ``item``; returns False only if a blocking put gave up because ``stop`` was
+        set or the ``deadline`` (``time.monotonic()``) passed.
 
         ``urgent`` items go ahead of every non-urgent one (in order among themselves),
         and are evicted only when no other droppable item is left: small messages a
@@ -81,6 +83,8 @@ class StageQueue(Generic[T]):
                 if self._policy == "block":
                     while self._droppable >= self._maxsize and not self._closed:
                         if stop is not None and stop.is_set():
+                            return False
+                        if deadline is not None and time.monotonic() >= deadline:
                             return False
                         self._cond.wait(0.05)
                 else:

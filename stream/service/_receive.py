@@ -112,6 +112,8 @@ class Receiver:
         self._raw_out = raw_out
         self._traces = traces
         self._series: dict[str, _SeriesState] = {}
+        self._drain_until: float | None = None
+        self._not_denoised = 0  # taken in the drain, no room in inference before its end
 
     def run(self, sock: zmq.Socket[Any]) -> None:
         """The stage's thread: receive until halted, drain, then close the socket.
@@ -126,9 +128,16 @@ class Receiver:
             while not self._halt.is_set():
                 if poller.poll(POLL_MS):
                     self._burst(sock)
-            deadline = time.monotonic() + self._drain_s
+            deadline = self._drain_deadline()
             while time.monotonic() < deadline and poller.poll(QUIET_MS):
                 self._burst(sock)
+            if self._not_denoised:
+                log.warning(
+                    "stopping: %d frame(s) taken in the drain were not denoised: inference "
+                    "had no room before the drain ended (drain_s %.1f; raw frames stored)",
+                    self._not_denoised,
+                    self._drain_s,
+                )
             self._discard(sock)
         finally:
             sock.close(0)
@@ -212,7 +221,24 @@ class Receiver:
             self._stats.count_dropped("paused")
             return
         raw_means = self._traces.raw_means(frame) if self._traces is not None else None
-        self._inference.put(Job(frame, t_recv_ns, non_finite, raw_means), stop=self._halt)
+        job = Job(frame, t_recv_ns, non_finite, raw_means)
+        if not self._inference.put(job, stop=self._halt):
+            self._queue_while_draining(job)
+
+    def _queue_while_draining(self, job: Job) -> None:
+        """A frame taken while halted with inference full (PULL input): inference runs
+        until the receiver has stopped, so the frame waits for room until the drain
+        ends; one still not queued then is counted (``dropped.shutdown``; its raw
+        frame is on disk)."""
+        if not self._inference.put(job, deadline=self._drain_deadline()):
+            self._stats.count_dropped("shutdown")
+            self._not_denoised += 1
+
+    def _drain_deadline(self) -> float:
+        """When the drain after a halt ends (fixed when first asked, after the halt)."""
+        if self._drain_until is None:
+            self._drain_until = time.monotonic() + self._drain_s
+        return self._drain_until
 
     def _within_budget(self, frame: Frame) -> bool:
         """True when the frame fits the memory budget (waiting for it on PULL input)."""

@@ -45,6 +45,8 @@ def test_block_policy_waits_for_room_and_gives_up_on_stop():
     q.put(3)
     stop.set()
     assert q.put(4, stop=stop) is False
+    assert q.put(5, deadline=time.monotonic()) is False  # the drain is over
+    assert q.get(0) == 3 and q.get(0) is None
 
 
 def test_closed_queue_drains_then_raises():

@@ -7,6 +7,7 @@ denoised, or counted as dropped or rejected with a reason, with its raw pixels o
 
 from __future__ import annotations
 
+import re
 import resource
 import signal
 import time
@@ -268,6 +269,39 @@ def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model):
     assert code == 0, proc.log.read_text()
     info = summarize_store(tmp_path / "data" / "term.zarr")
     assert info["valid"] == 50 and info["clean_frames"] == 50 and info["closed"]
+
+
+@pytest.mark.parametrize("drain_s", [30.0, 0.0], ids=["long-drain", "no-drain"])
+def test_a_stop_during_a_backlog_denoises_or_counts_every_frame_sent(
+    tmp_path: Path, drain_s: float
+):
+    # The shipped model on frames pushed faster than it denoises them: a backlog in the
+    # socket and a full inference queue when the stop comes (PULL: the receiver waits).
+    from stream.engine import shipped_model_path
+
+    sent = 150
+    proc = ServeProcess(tmp_path, shipped_model_path("na-lite"), config=f"drain_s = {drain_s}\n")
+    try:
+        with Publisher(proc.input, mode="push", bind=False) as pub:
+            for i, frame in enumerate(frames(sent, shape=(128, 128))):
+                pub.send_frame(frame, "backlog", i)
+            wait_until(lambda: proc.status()["frames_in"] >= 8, timeout=60)
+            code = proc.terminate()
+    finally:
+        proc.terminate()
+    log = proc.log.read_text()
+    assert code == 0, log
+    summary = re.search(r"service stopped: (\d+) in, (\d+) out, dropped (.*), rejected 0", log)
+    assert summary, log
+    taken, out = int(summary[1]), int(summary[2])
+    dropped = dict(re.findall(r"(\w+) (\d+)", summary[3]))
+    assert set(dropped) <= {"shutdown"}, log  # nothing else may take a frame here
+    info = summarize_store(tmp_path / "data" / "backlog.zarr")
+    assert info["valid"] == taken  # every frame taken is on disk
+    assert info["clean_frames"] == out
+    assert out + int(dropped.get("shutdown", 0)) == sent  # denoised, or counted
+    if drain_s:
+        assert out == sent  # a long drain denoises everything that was sent
 
 
 def _small_files(limit: int):
