@@ -353,12 +353,14 @@ class Service:
             missing=totals["missing"],
             lost=totals["lost"],
         )
+        lost = ", ".join(f"{kind} {n}" for kind, n in totals["lost"].items() if n)
         log.info(
-            "series %r ended: %d frames received, %d on disk, %d missing",
+            "series %r ended: %d frames received, %d on disk, %d missing%s",
             series,
             counters.frames_in,
             totals["frames"],
             totals["missing"],
+            f"; not written: {lost}" if lost else "",
         )
 
     # ------------------------------------------------------------------ control

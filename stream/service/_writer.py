@@ -85,6 +85,9 @@ class Writer:
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         self._stores: dict[str, SeriesStore] = {}
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
+        # Frames of a series that found no open store (kind -> count, and its last index):
+        # its series_end must tell them, even when no store ever opened.
+        self._unstored: dict[str, Counter[str]] = {}
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
@@ -172,7 +175,7 @@ class Writer:
             self.error = exc
             log.exception("writer thread failed")
         finally:
-            for series in list(self._stores):
+            for series in [*self._stores, *(s for s in self._unstored if s not in self._stores)]:
                 self._close_store(series)
 
     def _due(self, last_flush: float) -> bool:
@@ -202,6 +205,7 @@ class Writer:
         store = self._store_for(op)
         if store is None:
             self._on_lost(f"store_{kind}", 1)
+            self._note_unstored(op.series, kind, op.index)
             return
         try:
             if isinstance(op, RawOp):
@@ -218,6 +222,7 @@ class Writer:
         store = self._stores.get(op.series)  # traces follow their raw frame: no store, no row
         if store is None:
             self._on_lost("store_traces", 1)
+            self._note_unstored(op.series, "traces", op.index)
             return
         try:
             store.write_traces(op.index, op.values, op.attrs)
@@ -268,18 +273,32 @@ class Writer:
         for series, store in list(self._stores.items()):
             self._guarded(series, "store_write", store.flush)
 
+    def _note_unstored(self, series: str, kind: str, index: int) -> None:
+        noted = self._unstored.setdefault(series, Counter())
+        noted[kind] += 1
+        noted["last"] = max(noted["last"], index + 1)  # stored + 1: 0 means none yet
+
     def _close_store(self, series: str) -> None:
         store = self._stores.pop(series, None)
+        unstored = self._unstored.pop(series, Counter())
+        last = unstored.pop("last", 0)
         if store is None:
+            if unstored:  # no store ever opened: nothing on disk, every frame missing
+                self._on_series_end(
+                    series, {"frames": 0, "missing": last, "lost": dict(unstored), "closed": False}
+                )
             return
         self._guarded(series, "store_close", store.close)
         info = store.info
+        lost = dict(store.lost)
+        for kind, frames in unstored.items():  # lost before the store opened
+            lost[kind] = lost.get(kind, 0) + frames
         self._on_series_end(
             series,
             {
                 "frames": info.get("frames", store.frames_written),
                 "missing": info.get("missing", 0),
-                "lost": dict(store.lost),
+                "lost": lost,
                 "closed": bool(info.get("closed", False)),
             },
         )

@@ -90,6 +90,18 @@ def scan_flags(store: Path, extent: int | None = None) -> FlagScan:
     series' length as known (a closed store's axis: its highest index + 1), so frames
     lost after the last stored one count as missing too; default: up to the last flag.
     """
+    try:
+        return _scan_flags(store, extent)
+    except StoreError:
+        raise
+    except Exception as exc:  # zarr and its codecs raise many kinds for a damaged store
+        raise StoreError(
+            f"{store}: cannot read its valid/clean_valid flags, the store is damaged "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _scan_flags(store: Path, extent: int | None) -> FlagScan:
     import zarr
 
     group = zarr.open_group(str(store), mode="r", zarr_format=3)

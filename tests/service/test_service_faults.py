@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import resource
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -19,7 +20,15 @@ import pytest
 import zarr
 import zmq
 from deepdenoise_client import Control, Publisher, Subscriber
-from service_harness import ServeProcess, collect, events, listening, running_service, wait_until
+from service_harness import (
+    ServeProcess,
+    collect,
+    events,
+    listening,
+    running_service,
+    series_ended,
+    wait_until,
+)
 
 from stream.store import ARRAY_PATHS, summarize_store
 
@@ -302,6 +311,61 @@ def test_a_stop_during_a_backlog_denoises_or_counts_every_frame_sent(
     assert out + int(dropped.get("shutdown", 0)) == sent  # denoised, or counted
     if drain_s:
         assert out == sent  # a long drain denoises everything that was sent
+
+
+@pytest.mark.parametrize("damage", ["no-valid-array", "empty-valid-chunk"])
+def test_a_damaged_store_costs_its_own_series_only(tmp_path: Path, identity_model, damage: str):
+    # Damage a power cut (fsync off) or a careless rm can leave in the --zarr folder.
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames(3)):
+            pub.send_frame(frame, "old", i)
+        pub.end("old")
+        collect(sub, 3)
+    store = tmp_path / "data" / "old.zarr"
+    if damage == "no-valid-array":
+        shutil.rmtree(store / "valid")
+    else:
+        (store / "valid" / "c" / "0").write_bytes(b"")
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.send_frame(frames(1)[0], "old", 3)
+        pub.send_frame(frames(1)[0], "new", 0)
+        got, seen = collect(sub, 2)  # both denoised: the receiver did not die
+        failures = [e for e in events(seen, "error") if e.get("series") == "old"]
+        while not failures:  # the writer's report may come after the frames
+            failures = [e for e in events([sub.recv(timeout=10)], "error")]
+        status = svc.status()
+    assert sorted(m.header["series"] for m in got) == ["new", "old"]
+    assert status["frames_in"] == 2 and status["frames_out"] == 2
+    assert failures[0]["series"] == "old" and "old.zarr" in failures[0]["message"]
+    assert summarize_store(tmp_path / "data" / "new.zarr")["valid"] == 1
+
+
+def test_a_series_whose_store_never_opens_still_ends_with_its_losses(
+    tmp_path: Path, identity_model
+):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "never.zarr").write_bytes(b"")  # a file where the store would go
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames(3)):
+            pub.send_frame(frame, "never", i)
+        pub.end("never")
+        got, seen = collect(sub, 3)
+        end = series_ended(sub, "never", seen)
+    assert len(got) == 3  # denoised and published all the same
+    assert end["frames"] == 3 and end["stored"] == 0 and end["missing"] == 3
+    assert end["lost"]["raw"] == 3 and end["lost"]["clean"] == 3
 
 
 def _small_files(limit: int):
