@@ -161,6 +161,18 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("queues", counts(reply.get("queues"))),
         ("zarr", str(reply.get("zarr") or "off (--no-zarr)")),
     ]
+    store = reply.get("store") or {}
+    if store.get("errors"):  # frames not on disk are counted in dropped; say why here
+        last = store.get("last_error")
+        rows.append(
+            (
+                "store",
+                f"{store.get('health')}, errors {counts(store.get('errors'))}"
+                + (
+                    f"; last ({store.get('last_error_age_s', 0):.0f} s ago): {last}" if last else ""
+                ),
+            )
+        )
     traces = reply.get("traces") or {}
     if traces.get("rois"):
         rows.append(

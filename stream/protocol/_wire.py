@@ -179,7 +179,12 @@ def _unpack_header(buf: memoryview) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(buf, raw=False, object_pairs_hook=_str_keyed, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise _fail(Reject.HEADER_DECODE, f"header is not valid msgpack: {exc}") from exc
+        why = str(exc) or type(exc).__name__  # StackError (nested too deep) has no text
+        raise _fail(
+            Reject.HEADER_DECODE,
+            f"expected the header as one msgpack map, got {len(buf)} bytes that do not "
+            f"decode ({why}): {bytes(buf[:32])!r}",
+        ) from exc
     if not isinstance(header, dict):
         raise _fail(
             Reject.HEADER_DECODE, f"expected header as a msgpack map, got {type(header).__name__}"

@@ -124,8 +124,8 @@ class ControlHandler:
 
     def _load_model(self, message: dict[str, Any]) -> Reply:
         path = message.get("path")
-        if not isinstance(path, str) or not path:
-            return _error(f"load_model needs 'path' (a string), got {path!r}")
+        if not isinstance(path, str) or not path or "\0" in path:
+            return _error(f"load_model needs 'path' (a string, no NUL byte), got {path!r:.200}")
         try:
             engine = self._service.load_model(path)
         except (DeepDenoiseError, OSError, TimeoutError) as exc:

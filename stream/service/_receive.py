@@ -285,18 +285,20 @@ class Receiver:
 
     def _begin(self, series: str, explicit: bool) -> _SeriesState:
         state = self._series.get(series)
-        resumed = False
+        seeded = False
         if state is None:
             state = _SeriesState()
-            resumed = self._seed_from_store(series, state)
+            seeded = self._seed_from_store(series, state)
             self._series[series] = state
+        # continued: frames of it on disk, or received earlier in this session
+        resumed = seeded or len(state.received) > 0
         state.open = True
         counters = self._stats.series_counters(series)
         counters.last_index = state.received.last
         counters.missing = state.received.last + 1 - len(state.received)
         self._events.emit("series_start", series=series, resumed=resumed, implicit=not explicit)
         log.info("series %r started%s", series, " (resumed)" if resumed else "")
-        if resumed:  # the holes a killed or failing earlier session left
+        if seeded:  # the holes a killed or failing earlier session left
             for first, stop in state.received.holes():
                 self._report_gap(series, first, stop - first)
         return state

@@ -118,6 +118,28 @@ def test_the_status_table_names_each_series_camera():
     assert "read noise 2.1 ADU" in text and text.count("camera (") == 1
 
 
+def test_the_status_table_says_when_the_store_fails():
+    from rich.console import Console
+
+    from stream.cli._remote import status_table
+
+    def text(store: dict) -> str:
+        console = Console(width=400, record=True)
+        console.print(status_table({"store": store}))
+        return console.export_text()
+
+    failing = {
+        "health": "failing",
+        "errors": {"store_write": 3},
+        "open_stores": 1,
+        "last_error": "frame 7: No space left on device",
+        "last_error_age_s": 1.2,
+    }
+    shown = text(failing)
+    assert "failing, errors store_write: 3; last (1 s ago): frame 7: No space left" in shown
+    assert "│ store" not in text({"health": "ok", "errors": {}, "open_stores": 1})
+
+
 def test_status_without_a_service_times_out_clearly():
     result = runner.invoke(app, ["status", "--control", "tcp://127.0.0.1:9", "--timeout", "0.2"])
     assert result.exit_code == 2 and "no reply from tcp://127.0.0.1:9" in result.output

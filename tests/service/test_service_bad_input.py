@@ -31,6 +31,7 @@ MALFORMED = [
     ("header_size", _msg(b"\x80" + b"\0" * (70 * 1024))),
     ("header_decode", _msg(b"\xc1garbage")),
     ("header_decode", _msg(msgpack.packb([1, 2, 3]))),
+    ("header_decode", _msg(b"\x91" * 60000)),  # nested too deep for the decoder
     ("version", _msg(_header(v=2))),
     ("version", _msg(_header(v=None))),
     ("kind", _msg(_header(kind="frames"))),
@@ -133,3 +134,17 @@ def test_oversized_message_drops_only_that_connection(tmp_path: Path, identity_m
         wait_until(lambda: svc.status()["frames_out"] == 1)
         assert svc.status()["frames_in"] == 1  # the oversized frame never got in
     assert message.header["index"] == 0
+
+
+def test_an_undecodable_header_says_what_came():
+    import pytest
+
+    from stream import ProtocolError
+    from stream.protocol import Limits, decode_input
+
+    for header, why in ((b"\x91" * 60000, "StackError"), (b"\xc1garbage", "garbage")):
+        with pytest.raises(ProtocolError) as caught:
+            decode_input(_msg(header), Limits())
+        message = caught.value.message
+        assert "expected the header as one msgpack map" in message and why in message
+        assert f"got {len(header)} bytes" in message

@@ -66,6 +66,7 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
         [msgpack.packb({"cmd": 7})],
         [msgpack.packb({"cmd": "reboot"})],
         [msgpack.packb({"cmd": "load_model"})],
+        [msgpack.packb({"cmd": "load_model", "path": "a\x00b.onnx"})],
         [b""],
     ]
     with running_service(tmp_path, identity_model, zarr=None) as svc:
@@ -74,6 +75,7 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
             assert reply["ok"] is False and reply["error"], parts
             if parts == [b"\xc1 not msgpack"]:  # says why, and what came
                 assert "do not decode (" in reply["error"] and "not msgpack" in reply["error"]
+            assert not reply["error"].startswith("ValueError")  # expected, not an accident
         assert ask(svc.endpoints["control"], [msgpack.packb({"cmd": "status"})])["ok"] is True
         with (
             listening(svc) as sub,

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import zarr
 from deepdenoise_client import Publisher, Subscriber
-from service_harness import ServeProcess, wait_until
+from service_harness import (
+    ServeProcess,
+    collect,
+    events,
+    listening,
+    running_service,
+    wait_until,
+)
 
 from stream.store import ARRAY_PATHS
 
@@ -90,3 +97,30 @@ def test_sigterm_mid_stream_flushes_then_restart_resumes(tmp_path: Path, identit
     assert valid[:30].all() and valid[40:60].all()
     for i in range(40, 60):
         np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][i], frames[i])
+
+
+@pytest.mark.parametrize("zarr_on", [True, False], ids=["store", "no-store"])
+def test_series_start_says_resumed_when_the_series_already_has_frames(
+    tmp_path: Path, identity_model, zarr_on: bool
+):
+    frame = np.zeros((16, 16), "<u2")
+    overrides = {} if zarr_on else {"zarr": None}
+    with (
+        running_service(tmp_path, identity_model, **overrides) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.start("s")  # new
+        pub.send_frame(frame, "s", 0)
+        pub.start("s")  # again, while open: it has a frame
+        pub.end("s")
+        pub.send_frame(frame, "s", 1)  # after its end: continued by its next frame
+        _, seen = collect(sub, 2)
+        starts = events(seen, "series_start")
+        while len(starts) < 3:
+            starts += events([sub.recv(timeout=10)], "series_start")
+    assert [(e["resumed"], e["implicit"]) for e in starts] == [
+        (False, False),
+        (True, False),
+        (True, True),
+    ]
