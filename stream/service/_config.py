@@ -161,8 +161,8 @@ class ServiceConfig(BaseModel):
         ge=0,
         le=60,
         description="on stop, input is still taken until it is quiet this long, frames "
-        "taken waiting for room in inference until then; a frame that finds none (its raw "
-        "frame stored) or arrives after is counted (dropped.shutdown)",
+        "waiting for room in inference until then; the rest is then read at once, stored "
+        "raw, and counted where inference has no room (dropped.shutdown)",
     )
     traces: TraceConfig = Field(default_factory=TraceConfig)
     limits: Limits = Field(default_factory=Limits)

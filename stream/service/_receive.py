@@ -119,8 +119,10 @@ class Receiver:
         """The stage's thread: receive until halted, drain, then close the socket.
 
         On a halt the input is still taken until it has been quiet for ``QUIET_MS`` or
-        ``drain_s`` has passed; whatever is left in the socket then is read, discarded
-        and counted (``dropped.shutdown``), so no accepted frame goes uncounted.
+        ``drain_s`` has passed, frames waiting for room in inference meanwhile; what is
+        left in the socket then is read without waiting: stored raw, denoised where
+        inference has room, else counted (``dropped.shutdown``). No frame that reached
+        the service goes unstored or uncounted.
         """
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -131,38 +133,27 @@ class Receiver:
             deadline = self._drain_deadline()
             while time.monotonic() < deadline and poller.poll(QUIET_MS):
                 self._burst(sock)
+            while self._burst(sock):  # the rest, without waiting for inference
+                pass
             if self._not_denoised:
                 log.warning(
-                    "stopping: %d frame(s) taken in the drain were not denoised: inference "
-                    "had no room before the drain ended (drain_s %.1f; raw frames stored)",
+                    "stopping: %d frame(s) not denoised: inference had no room before the "
+                    "drain ended (drain_s %.1f); their raw frames are stored",
                     self._not_denoised,
                     self._drain_s,
                 )
-            self._discard(sock)
         finally:
             sock.close(0)
 
-    def _burst(self, sock: zmq.Socket[Any]) -> None:
+    def _burst(self, sock: zmq.Socket[Any]) -> bool:
+        """Handle up to BURST waiting messages; True if there may be more."""
         for _ in range(BURST):
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                return False
             self.handle([part.buffer for part in parts], time.time_ns())
-
-    def _discard(self, sock: zmq.Socket[Any]) -> None:
-        discarded = 0
-        while True:
-            try:
-                sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            discarded += 1
-        if discarded:
-            self._stats.count_dropped("shutdown", discarded)
-            log.warning(
-                "stopping: %d message(s) arrived after the drain and were discarded", discarded
-            )
+        return True
 
     def handle(self, parts: Sequence[Any], t_recv_ns: int) -> None:
         """Process one multipart message (buffers); bad input is counted and reported."""
