@@ -62,6 +62,9 @@ POLL_MS = 100
 BURST = 256
 #: On stop, the input counts as drained once quiet this long.
 QUIET_MS = 50
+#: After the drain, the socket's rest is read and stored for at most this long: a sender
+#: that keeps sending faster cannot hold the stop up; what comes then is counted only.
+REST_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,10 @@ class Receiver:
             deadline = self._drain_deadline()
             while time.monotonic() < deadline and poller.poll(QUIET_MS):
                 self._burst(sock)
-            while self._burst(sock):  # the rest, without waiting for inference
-                pass
+            rest_until = time.monotonic() + REST_S
+            while self._burst(sock) and time.monotonic() < rest_until:
+                pass  # the rest, without waiting for inference
+            self._discard(sock)  # a sender faster than the rest is read: counted only
             if self._not_denoised:
                 log.warning(
                     "stopping: %d frame(s) not denoised: inference had no room before the "
@@ -154,6 +159,23 @@ class Receiver:
                 return False
             self.handle([part.buffer for part in parts], time.time_ns())
         return True
+
+    def _discard(self, sock: zmq.Socket[Any]) -> None:
+        discarded = 0
+        while True:
+            try:
+                sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            discarded += 1
+        if discarded:
+            self._stats.count_dropped("shutdown", discarded)
+            log.warning(
+                "stopping: %d message(s) still arriving %.0f s after the drain were "
+                "discarded unread",
+                discarded,
+                REST_S,
+            )
 
     def handle(self, parts: Sequence[Any], t_recv_ns: int) -> None:
         """Process one multipart message (buffers); bad input is counted and reported."""
