@@ -133,10 +133,13 @@ def set_rois(
     message: dict[str, Any] = {"cmd": "set_rois", "labels": None}
     if rois is not None:
         try:
-            labels = load_rois(rois).to_labels()
+            loaded = load_rois(rois)
         except DeepDenoiseError as exc:
             raise fail(exc) from exc
+        labels = loaded.to_labels()
         message.update(labels=labels.tobytes(), dtype=labels.dtype.str, shape=list(labels.shape))
+        if loaded.shape is None:  # suite2p with no ops.npy: only the ROIs' extent is known
+            message["fit"] = True
     if series is not None:
         message["series"] = series
     reply = _ask(control, message, timeout)

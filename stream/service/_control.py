@@ -37,7 +37,9 @@ class Controllable(Protocol):
     def flush(self, timeout: float = ...) -> bool: ...
     def request_stop(self) -> None: ...
     def load_model(self, path: str | Path, timeout: float = ...) -> Any: ...
-    def set_rois(self, labels: Any, series: str | None = ..., timeout: float = ...) -> int: ...
+    def set_rois(
+        self, labels: Any, series: str | None = ..., timeout: float = ..., fit: bool = ...
+    ) -> int: ...
 
 
 class ControlHandler:
@@ -147,6 +149,9 @@ class ControlHandler:
                 "or nil to remove the ROIs"
             )
         labels = message["labels"]
+        fit = message.get("fit", False)
+        if not isinstance(fit, bool):
+            return _error(f"set_rois: expected 'fit' true or false, got {fit!r}")
         image = None
         if labels is not None:
             image_or_error = _label_image(labels, message.get("dtype"), message.get("shape"))
@@ -154,7 +159,7 @@ class ControlHandler:
                 return _error(f"set_rois: {image_or_error}")
             image = image_or_error
         try:
-            count = self._service.set_rois(image, series)
+            count = self._service.set_rois(image, series, fit=fit)
         except (RoiError, TimeoutError) as exc:
             return _error(f"set_rois: {exc}")
         return {"ok": True, "rois": count, "series": series}

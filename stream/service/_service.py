@@ -17,6 +17,7 @@ Stages (each a thread with a bounded queue, see DESIGN.md):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import threading
@@ -397,15 +398,21 @@ class Service:
             dirs.append(self.config.model.parent)
         return [d.resolve() for d in dirs]
 
-    def set_rois(self, labels: Any, series: str | None = None, timeout: float = 10.0) -> int:
+    def set_rois(
+        self, labels: Any, series: str | None = None, timeout: float = 10.0, fit: bool = False
+    ) -> int:
         """Replace the ROIs (of ``series``, or of every series) between two frames.
 
         ``labels``: an integer label image (0 = background), or None for no ROIs.
+        ``fit``: the image is the ROIs' extent from the top-left corner (suite2p ROIs
+        with no frame shape), so any frame that holds it fits, not only its own shape.
         Returns the number of ROIs. Raises RoiError (nothing changes) for bad labels.
         """
         if self._traces is None:
             raise RuntimeError("the service is not running: start() it first")
         rois = None if labels is None else rois_from_labels(labels, "set_rois")
+        if rois is not None and fit:
+            rois = dataclasses.replace(rois, shape=None)
         self._traces.set_rois(rois, series, timeout)
         return 0 if rois is None else rois.count
 

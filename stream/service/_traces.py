@@ -158,6 +158,7 @@ class TraceStep:
             self.triggers[rule.name] += 1
         if self.writer is not None:
             self.writer.put(TracesOp(frame.series, frame.index, values, state.store_attrs))
+        state.settle()  # a completed block's quantile: after this frame's traces are out
 
     def _state_for(self, frame: Frame) -> SeriesTraces | None:
         series = frame.series

@@ -36,8 +36,9 @@ def trace_array_name(number: int) -> str:
 
 
 def layout_key(attrs: dict[str, Any]) -> str:
-    """What makes two trace layouts the same: labels and columns."""
-    return json.dumps([attrs.get("labels"), attrs.get("columns")])
+    """What makes two trace layouts the same: labels, columns and which pixels make
+    each ROI (``rois_digest``: the same labels may be redrawn)."""
+    return json.dumps([attrs.get("labels"), attrs.get("columns"), attrs.get("rois_digest")])
 
 
 class TraceArray:

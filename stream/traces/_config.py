@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._baseline import BaselineConfig
 from ._triggers import TriggerRule
@@ -54,3 +54,17 @@ class TraceConfig(BaseModel):
         if repeated:
             raise ValueError(f"trigger rule names must be unique, repeated: {repeated}")
         return rules
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> TraceConfig:
+        # Checked here, not only when ROIs bind the rules: set_rois would refuse every
+        # ROI set later, for a rule that could never run.
+        if self.denoiser_path is None:
+            lost = [rule.name for rule in self.triggers if rule.column == "dff_denoised"]
+            if lost:
+                raise ValueError(
+                    f"trigger rule(s) {lost} watch column 'dff_denoised', which only the "
+                    "trace denoiser adds: expected traces.denoise = true (or "
+                    "traces.denoiser), got neither"
+                )
+        return self

@@ -15,6 +15,7 @@ checked, not on the first frame a closed loop waits for), so a frame costs one
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,15 @@ class RoiSet:
     shape: tuple[int, int] | None
     source: str
     _bound: dict[tuple[int, int], BoundRois] = field(default_factory=dict, repr=False)
+    #: Which pixels make which ROI, as a short hash: a store tells two ROI sets with
+    #: the same labels apart by it (set_rois mid-series starts another trace array).
+    digest: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        h = hashlib.blake2b(digest_size=8)  # when the ROIs are loaded, not per frame
+        for part in (self.labels, self.counts, self.ys, self.xs):
+            h.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
+        object.__setattr__(self, "digest", h.hexdigest())
 
     @property
     def count(self) -> int:
@@ -140,6 +150,10 @@ def rois_from_labels(image: Any, source: str = "labels") -> RoiSet:
         )
     if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
         raise RoiError(f"expected labels >= 0, {source} has {int(arr.min())}")
+    if arr.dtype.itemsize == 8 and arr.dtype.kind == "u" and arr.size:
+        top = int(arr.max())
+        if top > np.iinfo(LABEL_DTYPE).max:  # labels are published as int64
+            raise RoiError(f"expected labels below 2**63, {source} has {top}")
     flat = arr.reshape(-1)
     inside = np.flatnonzero(flat)
     if inside.size == 0:

@@ -87,6 +87,7 @@ class SeriesTraces:
             "labels": self.rois.labels.tolist(),
             "columns": list(self.columns),
             "rois_source": self.rois.source,
+            "rois_digest": self.rois.digest,
             "baseline": self.baseline_config.model_dump(),
             "dff_of": "denoised",
         }

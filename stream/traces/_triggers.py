@@ -3,8 +3,9 @@
 A rule watches one trace column (``dff`` by default) of an ROI or a group of ROIs
 (reduced by ``mean`` or ``max``) and fires when the value is at or over ``threshold``
 (``mode = "above"``) or only when it rises through it (``mode = "crossing"``: the
-previous frame was below). After firing, a rule stays quiet for ``refractory_s``
-seconds of the series' own clock (the frames' ``t_ns``, else receive time).
+last finite value before was below). After firing, a rule stays quiet for
+``refractory_s`` seconds of the series' own clock (the frames' ``t_ns``, else receive
+time). ROIs whose value is NaN (a NaN pixel in them) are left out of their group.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class TriggerRule(BaseModel):
     )
     reduce: Literal["mean", "max"] = Field("mean", description="how a group becomes one value")
     column: Column = "dff"
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
     mode: Literal["above", "crossing"] = "crossing"
     refractory_s: float = Field(0.0, ge=0, le=3600, description="quiet time after firing")
 
@@ -72,8 +73,15 @@ class TriggerBank:
             column = traces[:, self._columns[i]]
             rows = self._rows[i]
             group = column if rows is None else column[rows]
-            value = float(np.mean(group) if rule.reduce == "mean" else np.max(group))
-            previous, self._previous[i] = self._previous[i], value
+            group = group[np.isfinite(group)]  # a NaN ROI (a NaN pixel) mutes only itself
+            value = (
+                float(np.mean(group) if rule.reduce == "mean" else np.max(group))
+                if group.size
+                else np.nan
+            )
+            previous = self._previous[i]
+            if np.isfinite(value):  # a NaN frame neither arms nor re-arms a crossing
+                self._previous[i] = value
             over = value >= rule.threshold  # False for NaN
             if rule.mode == "crossing":
                 over = over and not previous >= rule.threshold

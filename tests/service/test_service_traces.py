@@ -155,6 +155,37 @@ def test_set_rois_mid_stream_loses_no_frame(tmp_path: Path, identity_model):
     assert group.attrs["deepdenoise"]["traces"] == ["traces", "traces_1"]
 
 
+def test_rois_redrawn_with_the_same_labels_start_another_trace_array(
+    tmp_path: Path, identity_model
+):
+    first = _labels()
+    redrawn = np.roll(first, 2, axis=1)  # labels 3, 7 and 40 again, on other pixels
+    np.save(tmp_path / "rois.npy", first)
+    with (
+        running_service(tmp_path, identity_model, traces={"rois": tmp_path / "rois.npy"}) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        seen: list = []
+        for step, (rois, frames) in enumerate(((first, range(0, 4)), (redrawn, range(4, 8)))):
+            if step:
+                ctl.set_rois(rois)
+            ctl.set_rois(rois)  # the same ROIs twice: no new array for that
+            for i in frames:
+                pub.send_frame(_frames(1, seed=i)[0], "s", i)
+            while sum(m.topic == b"traces" for m in seen) < frames.stop:
+                seen.append(sub.recv(timeout=10))
+        pub.end("s")
+        while not events(seen, "series_end"):
+            seen.append(sub.recv(timeout=10))
+    group = zarr.open_group(tmp_path / "data" / "s.zarr", mode="r")
+    assert group.attrs["deepdenoise"]["traces"] == ["traces", "traces_1"]
+    assert group["traces_1"].attrs["first_index"] == 4
+    assert group["traces_1"].attrs["labels"] == group["traces"].attrs["labels"] == [3, 7, 40]
+    assert group["traces_1"].attrs["rois_digest"] != group["traces"].attrs["rois_digest"]
+
+
 def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identity_model):
     np.save(tmp_path / "rois.npy", _labels())
     rules = [{"name": "r", "rois": [7], "threshold": 0.5}]
@@ -183,12 +214,54 @@ def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identit
             "expected 'shape'": refusal(labels=b"12", dtype="<u2", shape=[24]),
             "needs 'labels'": refusal(),
             "expected 'series'": refusal(labels=None, series="../x"),
+            "expected 'fit' true or false": refusal(
+                labels=wrong_shape, dtype="<u2", shape=[8, 8], fit="yes"
+            ),
+            "reach pixel (39, 7), outside the 24x32": refusal(
+                labels=np.full((40, 8), 7, np.uint16).tobytes(),
+                dtype="<u2",
+                shape=[40, 8],
+                fit=True,
+            ),
         }
         status = ctl.status()
     for expected, error in cases.items():
         assert expected in error, (expected, error)
     assert status["traces"]["rois"] == 3  # unchanged
     assert status["traces"]["series"] == {"s": 3}
+
+
+def test_rois_known_by_their_extent_fit_any_frame_that_holds_them(tmp_path: Path, identity_model):
+    # suite2p's stat.npy without ops.npy: the CLI sends the ROIs' extent with fit
+    from typer.testing import CliRunner
+
+    from stream.cli import app
+
+    stat = np.array(
+        [{"ypix": np.arange(5, 15).repeat(10), "xpix": np.tile(np.arange(5, 15), 10),
+          "lam": np.ones(100), "med": [10, 10]}],
+        dtype=object,
+    )  # fmt: skip
+    (tmp_path / "s2p").mkdir()
+    np.save(tmp_path / "s2p" / "stat.npy", stat, allow_pickle=True)
+    frame = _frames(1)[0]
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.send_frame(frame, "s", 0)
+        collect(sub, 1)
+        result = CliRunner().invoke(
+            app,
+            ["set-rois", str(tmp_path / "s2p" / "stat.npy"), "--series", "s",
+             "--control", svc.endpoints["control"]],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        pub.send_frame(frame, "s", 1)
+        traces, _ = collect(sub, 1, topic=b"traces")
+    assert traces[0].header["labels"] == [1]
+    np.testing.assert_allclose(traces[0].array[0, 0], frame[5:15, 5:15].mean(), rtol=1e-6)
 
 
 def test_trigger_rules_fire_on_scripted_traces(tmp_path: Path, identity_model):

@@ -65,3 +65,22 @@ def test_raw_means_from_receive_are_used_only_with_the_same_rois(tmp_path: Path)
     np.testing.assert_array_equal(second[:, 0], [-1.0, -2.0])  # used: same ROIs
     assert third.shape[0] == 1  # the new ROIs: one row
     np.testing.assert_allclose(third[0, 0], frames[2][other == 1].mean())  # recomputed
+
+
+def test_a_completed_blocks_quantile_is_taken_after_its_frames_traces_are_out(
+    tmp_path: Path,
+) -> None:
+    labels = np.zeros(SHAPE, np.uint16)
+    labels[2:6, 2:8] = 1
+    np.save(tmp_path / "rois.npy", labels)
+    published: StageQueue = StageQueue(100)
+    config = TraceConfig(
+        rois=tmp_path / "rois.npy", baseline={"block_frames": 2, "window_frames": 8}
+    )
+    step = TraceStep(config, published, EventEmitter(print))
+    frame = np.full(SHAPE, 500, np.uint16)
+    for index in range(4):  # blocks complete at frames 1 and 3
+        step.on_frame(_frame(index, frame), frame.astype(np.float32), "m", 0, 0, 100.0)
+        # not left for the next frame's update, on the path its traces wait on
+        assert not step._state["s"]._baseline._unsettled
+    assert len(_traces(published)) == 4

@@ -86,8 +86,24 @@ def _fire(bank: TriggerBank, dff_rows: list[list[float]], dt: float = 0.1) -> li
 
 def test_crossing_fires_once_per_rise_and_above_every_frame() -> None:
     rows = [[0, 2, 0], [0, 2, 0], [0, 0, 0], [0, 3, 0], [0, np.nan, 0], [0, 2, 0]]
-    assert _fire(_bank(rois=[5], mode="crossing"), rows) == [0, 3, 5]
+    # a NaN frame between two frames over the threshold is no new rise: no stimulus
+    assert _fire(_bank(rois=[5], mode="crossing"), rows) == [0, 3]
     assert _fire(_bank(rois=[5], mode="above"), rows) == [0, 1, 3, 5]
+
+
+def test_a_nan_roi_leaves_its_group_and_an_all_nan_group_is_silent() -> None:
+    rows = [[np.nan, 2.4, 0.3], [np.nan, np.nan, np.nan]]
+    assert _fire(_bank(reduce="max", mode="above"), rows) == [0]  # 2.4, not NaN
+    assert _fire(_bank(rois=[1, 5], reduce="mean", mode="above"), rows) == [0]  # 2.4
+    assert _fire(_bank(rois=[1], mode="above"), rows) == []
+
+
+def test_a_threshold_must_be_finite() -> None:
+    from pydantic import ValidationError
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="finite number"):
+            TriggerRule(name="r", threshold=bad)
 
 
 def test_refractory_period_uses_the_frames_clock() -> None:
@@ -110,3 +126,14 @@ def test_rules_must_name_rois_and_columns_that_exist() -> None:
         _bank(rois=[0, 1, 10, -1, 9, 2**64])  # below, between, past and beyond int64
     with pytest.raises(RoiError, match="watches column 'dff_denoised'"):
         _bank(column="dff_denoised")
+
+
+def test_a_rule_on_dff_denoised_needs_the_trace_denoiser_in_the_config() -> None:
+    from pydantic import ValidationError
+
+    from stream.traces import TraceConfig
+
+    rule = {"name": "x", "column": "dff_denoised", "threshold": 0.5}
+    with pytest.raises(ValidationError, match="only the trace denoiser adds"):
+        TraceConfig(triggers=[rule])  # no ROIs yet: set_rois would refuse every set later
+    assert TraceConfig(triggers=[rule], denoise=True).triggers[0].column == "dff_denoised"

@@ -84,6 +84,7 @@ def test_suite2p_stat_skips_overlaps_and_non_cells(tmp_path: Path) -> None:
         (np.full((4, 4), -1, np.int16), "labels >= 0"),
         (np.zeros((4, 4), np.uint8), "no ROI"),
         (np.ones((2, 4, 4), np.uint8), "2-D label image"),
+        (np.array([[2**63 + 5, 10]], np.uint64), r"labels below 2\*\*63"),
     ],
 )
 def test_bad_label_images_say_what_is_wrong(image: np.ndarray, message: str) -> None:

@@ -153,11 +153,12 @@ class Control:
         """
         return self.request("load_model", path=os.fspath(path))
 
-    def set_rois(self, labels: Any, series: str | None = None) -> dict[str, Any]:
+    def set_rois(self, labels: Any, series: str | None = None, fit: bool = False) -> dict[str, Any]:
         """Replace the ROIs between two frames: ``labels`` an integer (H, W) label image
         (0 = background), or None to remove them; ``series`` one series, or all.
+        ``fit``: the image is the ROIs' extent from the top-left corner, not the frame.
 
         The reply has ``rois`` (the ROI count). The service refuses (ControlError)
         labels that do not fit the frames, are empty, or lack a ROI a trigger watches.
         """
-        return self._exchange("set_rois", encode_set_rois(labels, series))
+        return self._exchange("set_rois", encode_set_rois(labels, series, fit))

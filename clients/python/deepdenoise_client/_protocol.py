@@ -128,11 +128,13 @@ def encode_request(cmd: str, **arguments: Any) -> bytes:
     return bytes(msgpack.packb({"cmd": cmd, **arguments}, use_bin_type=True))
 
 
-def encode_set_rois(labels: Any, series: str | None = None) -> bytes:
+def encode_set_rois(labels: Any, series: str | None = None, fit: bool = False) -> bytes:
     """The ``set_rois`` request: ``labels`` an integer (H, W) label image, or None.
 
+    ``fit``: the image covers the ROIs' extent from the frame's top-left corner, not the
+    whole frame (suite2p ROIs with no ``ops.npy``): any frame that holds it fits.
     Keys in the spec's order: ``cmd``, ``series`` (when given), ``dtype``, ``shape``,
-    ``labels`` (bin, C order).
+    ``labels`` (bin, C order), ``fit`` (when true).
     """
     arguments: dict[str, Any] = {} if series is None else {"series": check_series(series)}
     if labels is None:
@@ -147,9 +149,14 @@ def encode_set_rois(labels: Any, series: str | None = None) -> bytes:
     else:
         dtype = {2: "<i2", 4: "<i4"}.get(image.dtype.itemsize, "<i8")
     data = np.ascontiguousarray(image, dtype=np.dtype(dtype))
+    if fit:
+        arguments_after: dict[str, Any] = {"fit": True}
+    else:
+        arguments_after = {}
     return encode_request(
-        "set_rois", **arguments, dtype=dtype, shape=list(data.shape), labels=data.tobytes()
-    )
+        "set_rois", **arguments, dtype=dtype, shape=list(data.shape), labels=data.tobytes(),
+        **arguments_after,
+    )  # fmt: skip
 
 
 def encode_frame(

@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 from deepdenoise_client import (
@@ -197,6 +198,13 @@ def test_control_requests_encode_byte_for_byte(vector: dict[str, Any]) -> None:
         assert encode_set_rois(labels, arguments.get("series")) == request
     else:
         assert encode_request(cmd, **arguments) == request
+
+
+def test_set_rois_with_fit_appends_it_after_the_labels() -> None:
+    labels = np.ones((2, 3), np.uint16)
+    plain = msgpack.unpackb(encode_set_rois(labels, "s1"))
+    fitted = msgpack.unpackb(encode_set_rois(labels, "s1", fit=True))
+    assert list(fitted) == [*plain, "fit"] and fitted["fit"] is True
 
 
 @pytest.mark.parametrize("name", ["traces", "traces_dff_denoised"])
