@@ -152,7 +152,10 @@ class _Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, Any]] = []
 
-    def set_rois(self, labels: Any, series: str | None = None, timeout: float = 10.0) -> int:
+    def set_rois(
+        self, labels: Any, series: str | None = None, timeout: float = 10.0, fit: bool = False
+    ) -> int:
+        assert fit is False  # the vectors leave the optional key out
         self.calls.append((labels, series))
         return 0 if labels is None else len(np.unique(labels[labels > 0]))
 
