@@ -110,7 +110,7 @@ def model_from_onnx(path: Path, spec: ModelSpec, calibration: Iterable[Tensor]) 
         convs = _deepened(convs, len(layers))
     biases: list[Tensor] = []
     if spec.running_mean > 0 and meta.running_mean == 0:
-        convs[0] = (_with_zero_inputs(convs[0][0], spec.unshuffle**2), convs[0][1])
+        convs[0] = (with_zero_inputs(convs[0][0], spec.unshuffle**2), convs[0][1])
     for i, (layer, (weight, folded)) in enumerate(zip(layers, convs, strict=True)):
         if tuple(weight.shape) != tuple(layer.weight.shape):
             raise ModelError(
@@ -151,7 +151,7 @@ def _deepened(
     return [*deeper, convs[-1]]
 
 
-def _with_zero_inputs(weight: np.ndarray, columns: int) -> np.ndarray:
+def with_zero_inputs(weight: np.ndarray, columns: int) -> np.ndarray:
     """The first conv's ``weight`` with ``columns`` zero input columns appended: the
     running-mean channel (last, and ``unshuffle**2`` columns after the pixel unshuffle)."""
     zeros = np.zeros((weight.shape[0], columns, *weight.shape[2:]), weight.dtype)

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from exporter.data import PairDataset, normalization, validation_set
 from exporter.evaluation import psnr
 from exporter.model import DnCNN, ModelSpec, build_model
-from exporter.onnx_init import model_from_onnx
+from exporter.onnx_init import model_from_onnx, with_zero_inputs
 from exporter.precise_bn import recalibrate_batchnorm
 from exporter.synth import SynthDataset, synth_validation_set
 from exporter.train_config import TrainConfig, load_train_config
@@ -217,13 +217,11 @@ def _with_zero_mean_columns(
     state: dict[str, torch.Tensor], model: torch.nn.Module, columns: int
 ) -> dict[str, torch.Tensor]:
     """A checkpoint's weights for ``model``, which adds the running-mean channel: the
-    first convolution gets ``columns`` zero input columns for it (the last input, after
-    the pixel unshuffle), so step 0 computes what the checkpoint does, as a start from
-    an ONNX file does (:mod:`exporter.onnx_init`); BatchNorm keeps its statistics."""
+    first convolution gets zero input columns for it, as a start from an ONNX file
+    does, so step 0 computes what the checkpoint does; BatchNorm keeps its statistics."""
     name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
-    weight = state[f"{name}.weight"]
-    zeros = weight.new_zeros((weight.shape[0], columns, *weight.shape[2:]))
-    return {**state, f"{name}.weight": torch.cat([weight, zeros], dim=1)}
+    weight = state[f"{name}.weight"].numpy()
+    return {**state, f"{name}.weight": torch.from_numpy(with_zero_inputs(weight, columns))}
 
 
 def _check_same_model(

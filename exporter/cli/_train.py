@@ -108,7 +108,9 @@ def train_command(
                    "noise_source": noise_source, "noise_stack": noise_stack}  # fmt: skip
         # --patch and the noise options address the phantom source's [data] by default;
         # a synth run's patch is synth.patch, and its noise comes from [synth].
-        if load_train_config(config, base=base, **common).data_source == "synth":
+        first = load_train_config(config, base=base, **common)
+        merged = first.model_dump(mode="json")  # the file read once; options added on it
+        if first.data_source == "synth":
             given = [
                 f"--{k.replace('_', '-')}"
                 for k, v in phantom.items()
@@ -120,9 +122,9 @@ def train_command(
                     "takes its camera and noise from [synth] in the config (gain, "
                     "read_noise, recorded dark frames: README, Training your own)"
                 )
-            cfg = load_train_config(config, base=base, **common, synth__patch=patch)
+            cfg = load_train_config(None, base=merged, synth__patch=patch)
         else:
-            cfg = load_train_config(config, base=base, **common, **phantom)
+            cfg = load_train_config(None, base=merged, **phantom)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     try:

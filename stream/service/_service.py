@@ -17,7 +17,6 @@ Stages (each a thread with a bounded queue, see DESIGN.md):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import sys
 import threading
@@ -410,9 +409,7 @@ class Service:
         """
         if self._traces is None:
             raise RuntimeError("the service is not running: start() it first")
-        rois = None if labels is None else rois_from_labels(labels, "set_rois")
-        if rois is not None and fit:
-            rois = dataclasses.replace(rois, shape=None)
+        rois = None if labels is None else rois_from_labels(labels, "set_rois", extent_only=fit)
         self._traces.set_rois(rois, series, timeout)
         return 0 if rois is None else rois.count
 

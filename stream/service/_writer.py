@@ -85,9 +85,10 @@ class Writer:
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         self._stores: dict[str, SeriesStore] = {}
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
-        # Frames of a series that found no open store (kind -> count, and its last index):
-        # its series_end must tell them, even when no store ever opened.
+        # Frames of a series that found no open store, by kind, and the index after the
+        # last of them: its series_end must tell them, even when no store ever opened.
         self._unstored: dict[str, Counter[str]] = {}
+        self._unstored_end: dict[str, int] = {}
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
@@ -274,18 +275,17 @@ class Writer:
             self._guarded(series, "store_write", store.flush)
 
     def _note_unstored(self, series: str, kind: str, index: int) -> None:
-        noted = self._unstored.setdefault(series, Counter())
-        noted[kind] += 1
-        noted["last"] = max(noted["last"], index + 1)  # stored + 1: 0 means none yet
+        self._unstored.setdefault(series, Counter())[kind] += 1
+        self._unstored_end[series] = max(self._unstored_end.get(series, 0), index + 1)
 
     def _close_store(self, series: str) -> None:
         store = self._stores.pop(series, None)
         unstored = self._unstored.pop(series, Counter())
-        last = unstored.pop("last", 0)
+        end = self._unstored_end.pop(series, 0)
         if store is None:
             if unstored:  # no store ever opened: nothing on disk, every frame missing
                 self._on_series_end(
-                    series, {"frames": 0, "missing": last, "lost": dict(unstored), "closed": False}
+                    series, {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False}
                 )
             return
         self._guarded(series, "store_close", store.close)

@@ -140,8 +140,11 @@ class BoundRois:
         return result
 
 
-def rois_from_labels(image: Any, source: str = "labels") -> RoiSet:
-    """ROIs from an integer label image (0 = background); RoiError says what is wrong."""
+def rois_from_labels(image: Any, source: str = "labels", extent_only: bool = False) -> RoiSet:
+    """ROIs from an integer label image (0 = background); RoiError says what is wrong.
+
+    ``extent_only``: the image covers only the ROIs' extent from the frame's top-left
+    corner (ROIs known by their pixels), so they fit any frame that holds it."""
     arr = np.asarray(image)
     arr = _squeeze_to_2d(arr, source)
     if arr.dtype.kind not in "iu":
@@ -170,7 +173,7 @@ def rois_from_labels(image: Any, source: str = "labels") -> RoiSet:
         xs.astype(np.int32),
         starts.astype(np.intp),
         counts.astype(np.int64),
-        (int(h), int(w)),
+        None if extent_only else (int(h), int(w)),
         source,
     )
 

@@ -73,12 +73,9 @@ class TriggerBank:
             column = traces[:, self._columns[i]]
             rows = self._rows[i]
             group = column if rows is None else column[rows]
-            group = group[np.isfinite(group)]  # a NaN ROI (a NaN pixel) mutes only itself
-            value = (
-                float(np.mean(group) if rule.reduce == "mean" else np.max(group))
-                if group.size
-                else np.nan
-            )
+            value = _reduce(group, rule.reduce)
+            if not np.isfinite(value):  # a NaN ROI (a NaN pixel) mutes only itself
+                value = _reduce(group[np.isfinite(group)], rule.reduce)
             previous = self._previous[i]
             if np.isfinite(value):  # a NaN frame neither arms nor re-arms a crossing
                 self._previous[i] = value
@@ -89,6 +86,13 @@ class TriggerBank:
                 self._quiet_until[i] = t_s + rule.refractory_s
                 fired.append(Fired(rule, value))
         return fired
+
+
+def _reduce(group: np.ndarray, how: str) -> float:
+    """A group's one value; NaN for an empty group (every ROI in it NaN)."""
+    if not group.size:
+        return float("nan")
+    return float(np.mean(group) if how == "mean" else np.max(group))
 
 
 _INT64 = np.iinfo(np.int64)

@@ -149,13 +149,10 @@ def encode_set_rois(labels: Any, series: str | None = None, fit: bool = False) -
     else:
         dtype = {2: "<i2", 4: "<i4"}.get(image.dtype.itemsize, "<i8")
     data = np.ascontiguousarray(image, dtype=np.dtype(dtype))
-    if fit:
-        arguments_after: dict[str, Any] = {"fit": True}
-    else:
-        arguments_after = {}
+    fitted = {"fit": True} if fit else {}
     return encode_request(
         "set_rois", **arguments, dtype=dtype, shape=list(data.shape), labels=data.tobytes(),
-        **arguments_after,
+        **fitted,
     )  # fmt: skip
 
 
