@@ -132,8 +132,11 @@ def test_train_traces_cli_refuses_unknown_architectures_then_trains_and_describe
     assert not any(tmp_path.iterdir())
     out = tmp_path / "run"
     result = runner.invoke(
-        app, ["train-traces", "--steps", "2", "--architectures", "mlp", "--out", str(out)]
-    )
+        app,
+        # a budget any machine meets: which candidate is fast enough is not under test
+        ["train-traces", "--steps", "2", "--architectures", "mlp", "--budget-ms", "1000",
+         "--out", str(out)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     described = runner.invoke(app, ["info", str(out / "trace-denoiser.onnx")])
     assert described.exit_code == 0 and "trace-mlp" in described.output
