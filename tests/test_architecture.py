@@ -81,7 +81,8 @@ def test_serving_a_frame_never_imports_torch_or_matplotlib(tmp_path: Path, ident
 
 
 def test_demo_needs_only_the_demo_extra():
-    """`pip install ".[demo]"` has no torch or scipy: the demo must not import them."""
+    """`pip install ".[demo]"` has no torch: the demo must not import it, nor the online
+    half's libraries that only some uses load (scipy for ROI means, tifffile)."""
     script = (
         "import sys\n"
         "for name in ('torch', 'scipy', 'tifffile', 'onnx', 'bm3d'):\n"

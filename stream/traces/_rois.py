@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 
 from .._errors import RoiError
 
@@ -131,6 +130,8 @@ class BoundRois:
         self._flat = flat
         self._starts = rois.starts.astype(np.intp)
         self._inverse_counts = 1.0 / rois.counts.astype(np.float64)
+        import scipy.sparse  # here, not at import: a service without ROIs never needs it
+
         # row r holds 1/count at ROI r's pixels: means = average @ frame.ravel()
         weights = np.repeat(self._inverse_counts.astype(np.float32), rois.counts)
         row_of_pixel = np.repeat(np.arange(rois.count), rois.counts)
