@@ -67,6 +67,7 @@ class RoiSet:
         for part in (self.labels, self.counts, self.ys, self.xs):
             h.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
         object.__setattr__(self, "digest", h.hexdigest())
+        import scipy.sparse  # noqa: F401  (loaded with the ROIs, not on a first frame's path)
 
     @property
     def count(self) -> int:
@@ -130,7 +131,7 @@ class BoundRois:
         self._flat = flat
         self._starts = rois.starts.astype(np.intp)
         self._inverse_counts = 1.0 / rois.counts.astype(np.float64)
-        import scipy.sparse  # here, not at import: a service without ROIs never needs it
+        import scipy.sparse  # not at import: a service without ROIs never needs it
 
         # row r holds 1/count at ROI r's pixels: means = average @ frame.ravel()
         weights = np.repeat(self._inverse_counts.astype(np.float32), rois.counts)
