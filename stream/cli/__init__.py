@@ -15,6 +15,7 @@ from ._common import (
     frames_by_passes,
     kv_table,
     parse_shape,
+    print_json,
 )
 from ._request import request
 
@@ -32,5 +33,6 @@ __all__ = [
     "kv_table",
     "main",
     "parse_shape",
+    "print_json",
     "request",
 ]

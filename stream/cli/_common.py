@@ -6,6 +6,8 @@ every command looks and fails the same way.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,8 +38,25 @@ ProviderOption = Annotated[
 
 def fail(exc: BaseException | str) -> typer.Exit:
     """Print ``error: <message>`` on stderr; raise the result to exit with status 2."""
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    # soft_wrap: one line even when stderr is a pipe (rich would wrap at 80 columns)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
+
+
+def print_json(value: Any) -> None:
+    """``value`` as strict JSON on stdout: a non-finite number (an estimate's infinite
+    uncertainty, say) becomes null, since JSON has no Infinity or NaN."""
+    console.print_json(json.dumps(_finite_or_none(value), allow_nan=False, default=str))
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def parse_shape(text: str, minimum: int = 1) -> tuple[int, int]:

@@ -6,7 +6,6 @@ command per control request, so nothing the socket can do needs a script.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,15 @@ from rich.table import Table
 
 from .._errors import DeepDenoiseError
 from .._types import DEFAULT_CONTROL
-from ._common import blend_choice, console, counts, fail, frames_by_passes, kv_table
+from ._common import (
+    blend_choice,
+    console,
+    counts,
+    fail,
+    frames_by_passes,
+    kv_table,
+    print_json,
+)
 from ._request import request
 
 Control = Annotated[str, typer.Option(help="The service's control endpoint.")]
@@ -36,7 +43,7 @@ def _ask(control: str, message: dict[str, Any], timeout: float) -> dict[str, Any
 
 def _print(reply: dict[str, Any], json_out: bool, text: str) -> None:
     if json_out:
-        console.print_json(json.dumps(reply))
+        print_json(reply)
     else:
         console.print(text, highlight=False)
 
@@ -47,7 +54,7 @@ def status(
     """Ask a running service for its status and print it."""
     reply = _ask(control, {"cmd": "status"}, timeout)
     if json_out:
-        console.print_json(json.dumps(reply))
+        print_json(reply)
         return
     console.print(status_table(reply))
 

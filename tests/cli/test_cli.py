@@ -140,6 +140,30 @@ def test_the_status_table_says_when_the_store_fails():
     assert "│ store" not in text({"health": "ok", "errors": {}, "open_stores": 1})
 
 
+def test_an_error_is_one_line_when_stderr_is_a_pipe(tmp_path: Path):
+    """README: errors are one line (scripts grep them), not wrapped at 80 columns."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "notes.txt"
+    deep.parent.mkdir()
+    deep.write_text("hi")
+    result = runner.invoke(app, ["info", str(deep)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and str(deep) in lines[0], result.output
+
+
+def test_json_replies_are_strict_json(capsys: pytest.CaptureFixture[str]):
+    """A non-finite number (an estimate's infinite uncertainty) prints as null: JSON has
+    no Infinity, and strict parsers (JavaScript's, jq's) refuse it."""
+    from stream.cli import print_json
+
+    print_json({"gain_stderr": float("inf"), "rows": [float("nan"), 1.5], "n": 3})
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert out == {"gain_stderr": None, "rows": [None, 1.5], "n": 3}
+
+
 def test_status_without_a_service_times_out_clearly():
     result = runner.invoke(app, ["status", "--control", "tcp://127.0.0.1:9", "--timeout", "0.2"])
     assert result.exit_code == 2 and "no reply from tcp://127.0.0.1:9" in result.output
