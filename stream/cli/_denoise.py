@@ -107,30 +107,42 @@ def denoise(
     as_input = cfg.output_dtype == "input"
     dtype = frames.dtype if as_input else np.dtype(np.float32)
     context = SeriesContext(cfg.camera, cfg.blend, offset)
+    # a stored series' missing frames stay holes on its time axis: NaN, or 0 in an
+    # integer output (the summary lists them)
+    hole = np.full(frames.frame_shape, 0 if dtype.kind in "iu" else np.nan, dtype=dtype)
     started = time.perf_counter()
     try:
         with RecordingWriter(
-            output, len(frames), frames.frame_shape, dtype, single=frames.single
+            output, frames.rows, frames.frame_shape, dtype, single=frames.single
         ) as writer:
+            row = 0
             steps = enumerate(frames.indices)
             for position, index in track(
                 steps, "denoising", len(frames), console=err_console, transient=True
             ):
+                while frames.timeline and row < index:
+                    writer.write(hole)
+                    row += 1
                 raw = frames.frame(position)
                 clean = context.denoise(engine, raw, int(index), int(passes))
                 writer.write(to_dtype(clean, raw.dtype) if as_input else clean)
+                row += 1
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     finally:
         engine.close()
     seconds = time.perf_counter() - started
-    console.print(
-        kv_table("deepdenoise denoise", _summary(frames, output, engine, context, seconds))
-    )
+    summary = _summary(frames, output, engine, context, seconds, as_input)
+    console.print(kv_table("deepdenoise denoise", summary))
 
 
 def _summary(
-    frames: Recording, output: Path, engine: Engine, context: SeriesContext, seconds: float
+    frames: Recording,
+    output: Path,
+    engine: Engine,
+    context: SeriesContext,
+    seconds: float,
+    as_input: bool,
 ) -> list[tuple[str, Any]]:
     estimate = context.estimate
     if context.configured is not None:
@@ -143,9 +155,17 @@ def _summary(
             f"estimated live: gain {c.gain:.4g} ± {estimate.gain_stderr:.2g}, offset "
             f"{c.offset:.4g}, read noise {c.read_noise:.3g}"
         )
+    missing = frames.missing()
+    holes = []
+    if missing.size:
+        shown = ", ".join(str(i) for i in missing[:10]) + (", …" if missing.size > 10 else "")
+        fill = "NaN" if np.dtype(frames.dtype if as_input else np.float32).kind == "f" else "0"
+        holes = [("holes", f"{missing.size} frames not in the store (indices {shown}): "
+                           f"their rows are {fill}, so row i is the series' frame i")]  # fmt: skip
     return [
         ("recording", f"{frames.source}: {len(frames)} frames of {frames.frame_shape}"),
-        ("output", str(output)),
+        *holes,
+        ("output", f"{output}: {frames.rows} rows"),
         ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"),
         ("camera", camera),
         ("blend", f"{blend_choice(context.blend_choice.as_dict())} (last frame; "

@@ -39,6 +39,20 @@ class Recording:
     source: str
     #: One image (H, W) was given, not a stack: its output is one image too.
     single: bool = False
+    #: A series store's frames: ``indices`` are the rows of the series' time axis, and
+    #: an output keeps that axis (a dropped frame stays a hole, never a shift).
+    timeline: bool = False
+
+    @property
+    def rows(self) -> int:
+        """Rows of the output: the series' time axis up to its last frame, else one a frame."""
+        return int(self.indices[-1]) + 1 if self.timeline else len(self.indices)
+
+    def missing(self) -> np.ndarray:
+        """Indices on the time axis with no frame (a series store's dropped frames)."""
+        if not self.timeline:
+            return np.empty(0, dtype=np.int64)
+        return np.setdiff1d(np.arange(self.rows, dtype=np.int64), self.indices)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -64,7 +78,7 @@ def open_recording(path: Path) -> Recording:
         raise ConfigError(f"expected a recording as {', '.join(SUFFIXES)}, got {path.name!r}")
     if not path.exists():
         raise ConfigError(f"recording {path} does not exist")
-    indices = None
+    indices = None  # set for a series store: its frames' own indices
     if suffix == ".npy":
         frames: Any = _npy_frames(path)
     elif suffix in (".tif", ".tiff"):
@@ -97,11 +111,12 @@ def open_recording(path: Path) -> Recording:
         )
     if np.dtype(frames.dtype).kind not in "uif":
         raise ConfigError(f"{path}: expected integer or float pixels, got {frames.dtype}")
+    timeline = indices is not None
     if indices is None:
         indices = np.arange(frames.shape[0], dtype=np.int64)
     if len(indices) == 0:
         raise ConfigError(f"{path}: holds no frame")
-    return Recording(frames, indices, str(path), single)
+    return Recording(frames, indices, str(path), single, timeline)
 
 
 def _npy_frames(path: Path) -> Any:

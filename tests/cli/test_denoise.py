@@ -78,7 +78,8 @@ def test_output_in_the_recordings_dtype_and_as_tiff(tmp_path: Path, movie: np.nd
 
 def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.ndarray) -> None:
     """The service's own store (a dropped frame 2): its valid raw frames, the ring
-    restarted at the gap as the service would."""
+    restarted at the gap as the service would; the output keeps the series' time axis
+    (row i is frame i: the dropped frame stays a hole, never a shift)."""
     kept = [0, 1, 3, 4, 5]
     with SeriesStore(tmp_path, "s", movie.shape[1:], np.dtype("<u2")) as store:
         for i in kept:
@@ -94,7 +95,19 @@ def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.nda
     engine = Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None)
     context = SeriesContext(None, "off")
     expected = np.stack([context.denoise(engine, movie[i], i) for i in kept])
-    np.testing.assert_array_equal(out, expected)
+    assert out.shape == movie.shape and np.isnan(out[2]).all()
+    np.testing.assert_array_equal(out[kept], expected)
+    text = words(result.output)
+    assert "1 frames not in the store (indices 2): their rows are NaN" in text, text
+    result = invoke(
+        "denoise", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "out.npy"),
+        "--model", "na-temporal", "--provider", "cpu", "--blend", "off", "--output-dtype",
+        "input",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    as_input = np.load(tmp_path / "out.npy")
+    assert as_input.shape == movie.shape and not as_input[2].any()  # 0: no NaN in uint16
+    assert "their rows are 0" in words(result.output)
 
 
 @pytest.mark.parametrize(
