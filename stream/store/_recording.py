@@ -85,7 +85,8 @@ def open_recording(path: Path) -> Recording:
         frames = _tiff_frames(path)
     else:
         frames, indices = _zarr_frames(path)
-    if frames.ndim == 4 and frames.shape[-1] == 1:  # (T, H, W, 1): one channel, last
+    if frames.ndim in (3, 4) and frames.shape[-1] == 1:
+        # (T, H, W, 1) or one image (H, W, 1), as imaging libraries save grey: one channel
         frames = frames[..., 0]  # a view of a memory map; a Zarr array reads it
     elif frames.ndim == 3 and frames.shape[-1] in (3, 4) and min(frames.shape[:2]) > 8:
         raise ConfigError(

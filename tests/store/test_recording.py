@@ -64,6 +64,7 @@ def test_a_series_store_gives_its_valid_raw_frames_and_their_indices(tmp_path: P
     recording = open_recording(tmp_path / "s.zarr")
     np.testing.assert_array_equal(recording.indices, [0, 1, 3])
     np.testing.assert_array_equal(recording.frame(2), STACK[0] + 3)
+    assert recording.timeline and recording.rows == 4 and recording.missing().tolist() == [2]
 
 
 @pytest.mark.parametrize(
@@ -164,6 +165,10 @@ def test_a_file_that_is_no_npy_array_says_so(tmp_path: Path, content: bytes, mes
 def test_a_trailing_channel_of_one_is_dropped_and_a_colour_image_refused(tmp_path: Path) -> None:
     np.save(tmp_path / "thw1.npy", STACK[..., None])
     np.testing.assert_array_equal(_frames(open_recording(tmp_path / "thw1.npy")), STACK)
+    np.save(tmp_path / "hw1.npy", STACK[0][..., None])  # grey as imaging libraries save it
+    one = open_recording(tmp_path / "hw1.npy")
+    assert one.single and len(one) == 1
+    np.testing.assert_array_equal(one.frame(0), STACK[0])
     np.save(tmp_path / "rgb.npy", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ConfigError, match=r"looks like one colour image \(H, W, 3\)"):
         open_recording(tmp_path / "rgb.npy")
