@@ -124,6 +124,7 @@ def denoise(
                     writer.write(hole)
                     row += 1
                 raw = frames.frame(position)
+                _check_float32_range(raw, int(index), frames.source)
                 clean = context.denoise(engine, raw, int(index), int(passes))
                 writer.write(to_dtype(clean, raw.dtype) if as_input else clean)
                 row += 1
@@ -134,6 +135,20 @@ def denoise(
     seconds = time.perf_counter() - started
     summary = _summary(frames, output, engine, context, seconds, as_input)
     console.print(kv_table("deepdenoise denoise", summary))
+
+
+def _check_float32_range(raw: np.ndarray, index: int, source: str) -> None:
+    """The model computes in float32: a float64 frame beyond its range would be inf."""
+    if raw.dtype.kind != "f" or raw.dtype.itemsize <= 4:
+        return
+    finite = np.abs(raw[np.isfinite(raw)])
+    top, limit = float(finite.max()) if finite.size else 0.0, float(np.finfo(np.float32).max)
+    if top > limit:
+        raise DeepDenoiseError(
+            f"{source}: frame {index} holds values up to {top:.3g}, beyond float32's "
+            f"{limit:.3g}, in which the model computes: expected "
+            "pixels in a smaller unit (scale the recording, e.g. to ADU or photons)"
+        )
 
 
 def _summary(

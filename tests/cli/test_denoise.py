@@ -166,3 +166,12 @@ def test_an_offset_map_of_another_shape_is_refused_and_output_folders_are_made(
     made = invoke(*args, "-o", str(tmp_path / "new" / "folder" / "out.npy"))
     assert made.exit_code == 0, made.output
     assert np.load(tmp_path / "new" / "folder" / "out.npy").shape == movie[:2].shape
+
+
+def test_float64_values_beyond_float32_are_refused_in_words(tmp_path: Path) -> None:
+    """The model computes in float32: 1e300 would be inf (it was a traceback)."""
+    np.save(tmp_path / "huge.npy", np.full((2, 16, 16), 1e300))
+    result = runner.invoke(app, ["denoise", str(tmp_path / "huge.npy"), "-o",
+                                 str(tmp_path / "out.npy"), "--provider", "cpu"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "frame 0 holds values up to 1e+300, beyond float32's" in words(result.output)
