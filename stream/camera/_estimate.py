@@ -265,6 +265,14 @@ def _group_sums(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return total
 
 
+def _is_blank(blocks: np.ndarray) -> bool:
+    """A frame of one level, or of no finite pixel, by its block means."""
+    if blocks.size == 0:  # smaller than a block: nothing to tell
+        return False
+    finite = blocks[np.isfinite(blocks)]
+    return finite.size == 0 or bool(finite.min() == finite.max())
+
+
 def darkest_level(image: np.ndarray, block_means: np.ndarray | None = None) -> float:
     """The darkest 4 x 4 block means' level (their ``DARK_PERCENTILE``), which bounds the
     offset from above: one definition for the live estimate and for the training data
@@ -713,6 +721,11 @@ class CameraEstimator:
         self._weight_sq = 0.0  # sum of the squared frame weights in the running mean
         self._dark: list[float] = []
         self._frames = 0
+        # The latest frame was blank (one level, or no finite pixel: a closed shutter, a
+        # dropped readout); the estimate so far is from blank frames only. Such a frame
+        # says nothing of the noise: it starts no pair, and the next frame estimates anew.
+        self._previous_blank = False
+        self._blank_start = False
         self._moved = 0  # pairs whose scene moved
         self._shared = 0  # still pairs whose noise neighbours share both ways
         self._pairs = 0  # pairs compared
@@ -757,16 +770,18 @@ class CameraEstimator:
         may have moved on in between), the frame still counts otherwise.
         """
         frame = np.asarray(frame)
-        self._frames += 1
         blocks = _block_means(frame)
+        blank = _is_blank(blocks)
+        self._frames += not blank  # the frames the estimate is from (and refits count)
         floor = floor_pixels(frame)
         flat = flat_blocks(frame, floor[0] if floor is not None else None)
         if self.estimate is not None:  # hot pixels, by the camera so far
             flat = _either(flat, spike_blocks(frame, self.estimate.camera))
         flat = _either(flat, self._noisy_blocks(frame.shape))
         lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
-        self._dark.append(darkest_level(frame, lit))
-        del self._dark[:-DARK_FRAMES]
+        if not blank:  # a blank frame's one level is no dark region of the scene
+            self._dark.append(darkest_level(frame, lit))
+            del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame)
         self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
         self._floor = floor[0] if floor is not None else None
@@ -776,22 +791,30 @@ class CameraEstimator:
         paired = self._previous is not None and self._previous.shape == frame.shape
         moved = False
         same_shape = self._average is not None and self._average.shape == blocks.shape
-        if follows and paired and same_shape:
+        if follows and paired and same_shape and not (blank or self._previous_blank):
             moved = self._add_temporal(frame, saturated, at_floor, flat)
-        if moved or not same_shape:
-            self._average = blocks  # a moved scene: the levels start again from this frame
+        if moved or not same_shape or self._previous_blank:
+            # a moved scene, or the first after a blank frame: the levels start again
+            self._average = blocks
             self._averaged, self._weight_sq = 1, 1.0
+        elif blank:
+            pass  # a blank frame's one level is not the scene's
         else:
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += weight * (blocks - self._average)
             self._weight_sq = (1.0 - weight) ** 2 * self._weight_sq + weight**2
-        # no skew across a move
-        self._keep_previous(frame, saturated, at_floor, follows and not moved)
+        # no skew across a move, nor from a triple with a blank frame in it
+        self._keep_previous(
+            frame, saturated, at_floor, follows and not moved and not self._previous_blank
+        )
+        self._previous_blank = blank
         self._since_fit += 1
-        if self.estimate is None:  # one frame's samples give the unit and the estimate
+        if self.estimate is None or self._blank_start:
+            # one frame's samples give the unit and the estimate
+            self._blank_start = blank
             means, power = spatial_samples(frame, saturated, flat)
-            if self._unit is None:
+            if self._unit is None and not blank:
                 self._unit = data_unit(frame, power)
             share = _floor_share(at_floor, None, means.size)
             spatial_correction = np.full(means.size, _MEDIAN_OVER_MEAN[4])

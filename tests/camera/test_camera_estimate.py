@@ -60,6 +60,27 @@ def test_the_first_frame_is_already_served_from_a_single_frame_estimate() -> Non
     assert estimate.camera.gain == pytest.approx(2.0, rel=0.25)
 
 
+@pytest.mark.parametrize("blank", [0.0, 100.0])  # NaN: a flat fill by then (SeriesContext)
+def test_a_blank_first_frame_says_nothing_of_the_camera(blank: float) -> None:
+    """A closed shutter or a dropped readout first (one level, or no finite pixel): the
+    next frame gets its own single-frame estimate, and the frames after it pair among
+    themselves. The blank frame in the running levels and in the offset's skew triple
+    made the next three frames be served as noise-free, i.e. passed through."""
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
+    frames = [frame.astype(np.float32) for _, frame in stream(camera, 100.0, 8)]
+    after_blank, plain = CameraEstimator(), CameraEstimator()
+    after_blank.update(np.full(frames[0].shape, blank, dtype=np.float32))
+    first = after_blank.update(frames[0])
+    assert first.source == "spatial" and first.camera.gain == pytest.approx(2.0, rel=0.25)
+    for frame in frames:
+        expected = plain.update(frame)
+        if frame is not frames[0]:
+            got = after_blank.update(frame)
+            assert got.camera.gain == pytest.approx(expected.camera.gain, rel=0.05)
+            assert got.camera.offset == pytest.approx(expected.camera.offset, abs=1.0)
+            assert got.camera.read_noise == pytest.approx(expected.camera.read_noise, rel=0.1)
+
+
 def test_a_flat_field_gives_a_constant_noise_not_a_crash() -> None:
     rng = np.random.default_rng(0)
     estimator = CameraEstimator()

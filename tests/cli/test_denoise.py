@@ -26,13 +26,16 @@ def words(output: str) -> str:
     return " ".join(re.sub(r"[\u2500-\u257f]", " ", output).split())
 
 
+def photons() -> np.ndarray:
+    yy, xx = np.mgrid[:48, :48]
+    return 5.0 + 20.0 * np.exp(-((yy - 20.0) ** 2 + (xx - 28.0) ** 2) / 60.0)
+
+
 @pytest.fixture(scope="module")
 def movie() -> np.ndarray:
     """Six frames of a still scene, Poisson-Gaussian (gain 1, offset 100, read 2 e-)."""
     rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[:48, :48]
-    photons = 5.0 + 20.0 * np.exp(-((yy - 20.0) ** 2 + (xx - 28.0) ** 2) / 60.0)
-    frames = 100 + rng.poisson(photons, (6, 48, 48)) + rng.normal(0.0, 2.0, (6, 48, 48))
+    frames = 100 + rng.poisson(photons(), (6, 48, 48)) + rng.normal(0.0, 2.0, (6, 48, 48))
     return np.round(frames).astype(np.uint16)
 
 
@@ -175,3 +178,24 @@ def test_float64_values_beyond_float32_are_refused_in_words(tmp_path: Path) -> N
                                  str(tmp_path / "out.npy"), "--provider", "cpu"])  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "frame 0 holds values up to 1e+300, beyond float32's" in words(result.output)
+
+
+@pytest.mark.parametrize("blank", [np.nan, 0.0])
+def test_the_frames_after_a_blank_first_frame_are_denoised(
+    tmp_path: Path, movie: np.ndarray, blank: float
+) -> None:
+    """A closed shutter or a dropped readout first: the next three frames were served as
+    noise-free (passed through) from the blank frame's camera estimate."""
+    recording = movie.astype(np.float32)
+    recording[0] = blank
+    np.save(tmp_path / "rec.npy", recording)
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
+        "--model", "na-lite", "--provider", "cpu", "--blend", "off",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out, truth = np.load(tmp_path / "out.npy"), 100.0 + photons()
+    for k in range(1, len(movie)):
+        noisy = np.sqrt(np.mean((recording[k] - truth) ** 2))
+        denoised = np.sqrt(np.mean((out[k] - truth) ** 2))
+        assert denoised < 0.6 * noisy, (k, denoised, noisy)
