@@ -115,7 +115,7 @@ def denoise(
         with RecordingWriter(
             output, frames.rows, frames.frame_shape, dtype, single=frames.single
         ) as writer:
-            row = 0
+            row, warned = 0, False
             steps = enumerate(frames.indices)
             for position, index in track(
                 steps, "denoising", len(frames), console=err_console, transient=True
@@ -125,6 +125,9 @@ def denoise(
                     row += 1
                 raw = frames.frame(position)
                 _check_float32_range(raw, int(index), frames.source)
+                if not warned and (warning := _float32_rounding(raw, int(index))):
+                    err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+                    warned = True
                 clean = context.denoise(engine, raw, int(index), int(passes))
                 writer.write(to_dtype(clean, raw.dtype) if as_input else clean)
                 row += 1
@@ -149,6 +152,22 @@ def _check_float32_range(raw: np.ndarray, index: int, source: str) -> None:
             f"{limit:.3g}, in which the model computes: expected "
             "pixels in a smaller unit (scale the recording, e.g. to ADU or photons)"
         )
+
+
+def _float32_rounding(raw: np.ndarray, index: int) -> str | None:
+    """What an integer frame loses in float32, which holds whole numbers exactly only up
+    to 2**24: noise riding on a large offset (a 64-bit count) would be rounded away."""
+    if raw.dtype.kind not in "iu" or raw.dtype.itemsize <= 2 or not raw.size:
+        return None
+    top = max(abs(int(raw.max())), abs(int(raw.min())))
+    if top <= 2**24:
+        return None
+    step = float(np.spacing(np.float32(top)))
+    return (
+        f"frame {index} holds integers up to {top}; the model computes in float32, which "
+        f"holds them only to steps of {step:g} there: subtract the offset first to keep "
+        "the lowest bits"
+    )
 
 
 def _summary(

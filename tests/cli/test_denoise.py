@@ -199,3 +199,15 @@ def test_the_frames_after_a_blank_first_frame_are_denoised(
         noisy = np.sqrt(np.mean((recording[k] - truth) ** 2))
         denoised = np.sqrt(np.mean((out[k] - truth) ** 2))
         assert denoised < 0.6 * noisy, (k, denoised, noisy)
+
+
+def test_integers_beyond_float32s_exact_range_are_warned_of(tmp_path: Path) -> None:
+    """Noise on a large offset (a 64-bit count): float32 rounds it away; say so."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "u64.npy", (2**40 + rng.poisson(20, (2, 16, 16))).astype(np.uint64))
+    result = invoke("denoise", str(tmp_path / "u64.npy"), "-o", str(tmp_path / "out.npy"),
+                    "--provider", "cpu", "--blend", "off")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = words(result.output)
+    assert "warning: frame 0 holds integers up to 1099511627" in text
+    assert "subtract the offset first" in text and text.count("warning:") == 1
