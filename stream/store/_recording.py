@@ -106,9 +106,15 @@ def open_recording(path: Path) -> Recording:
     if single:
         frames = np.asarray(frames[...])[None]
     if frames.ndim != 3 or min(frames.shape[1:]) < 1:
+        more = (
+            ": save the channel or z-plane to denoise as its own (T, H, W) stack, e.g. "
+            "stack[:, 0] of a (T, C, H, W) one"
+            if frames.ndim > 3
+            else ""
+        )
         raise ConfigError(
             f"{path}: expected frames (T, H, W) or one image (H, W), got shape "
-            f"{tuple(frames.shape)}"
+            f"{tuple(frames.shape)}{more}"
         )
     if np.dtype(frames.dtype).kind not in "uif":
         raise ConfigError(f"{path}: expected integer or float pixels, got {frames.dtype}")

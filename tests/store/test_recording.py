@@ -72,7 +72,11 @@ def test_a_series_store_gives_its_valid_raw_frames_and_their_indices(tmp_path: P
     [
         ("rec.png", None, r"expected a recording as \.npy, \.tif, \.tiff, \.zarr, got 'rec\.png'"),
         ("missing.npy", None, r"does not exist"),
-        ("cube.npy", np.zeros((2, 2, 2, 2), np.uint16), r"expected frames \(T, H, W\)"),
+        (
+            "cube.npy",
+            np.zeros((2, 2, 2, 2), np.uint16),
+            r"expected frames \(T, H, W\).*save the channel or z-plane to denoise",
+        ),
         ("text.npy", np.array([["a"]]), r"expected integer or float pixels, got <U1"),
         ("empty.npy", np.zeros((0, 4, 4), np.uint16), r"holds no frame"),
     ],
