@@ -104,6 +104,13 @@ def denoise(
         )  # fmt: skip
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
+    height, width = frames.frame_shape
+    if width <= 16 and min(height, len(frames)) >= 4 * width:
+        # (H, W, N) read as H frames of W x N: a time or channel axis saved last
+        err_console.print(
+            f"warning: {len(frames)} frames of {height}x{width}: if the recording's last "
+            "axis is time or channels, save it as (T, H, W)", highlight=False, soft_wrap=True
+        )  # fmt: skip
     as_input = cfg.output_dtype == "input"
     dtype = frames.dtype if as_input else np.dtype(np.float32)
     context = SeriesContext(cfg.camera, cfg.blend, offset)

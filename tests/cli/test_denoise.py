@@ -211,3 +211,14 @@ def test_integers_beyond_float32s_exact_range_are_warned_of(tmp_path: Path) -> N
     text = words(result.output)
     assert "warning: frame 0 holds integers up to 1099511627" in text
     assert "subtract the offset first" in text and text.count("warning:") == 1
+
+
+def test_a_stack_whose_last_axis_looks_like_time_is_warned_of(tmp_path: Path) -> None:
+    """(H, W, N), as some software saves a movie, reads as H frames of W x N: say so."""
+    np.save(tmp_path / "hwn.npy", np.full((64, 64, 8), 100, np.uint16))
+    result = invoke("denoise", str(tmp_path / "hwn.npy"), "-o", str(tmp_path / "out.npy"),
+                    "--provider", "cpu", "--blend", "off")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: 64 frames of 64x8: if the recording's last axis is time" in words(
+        result.output
+    )
