@@ -23,16 +23,22 @@ def keys(
     public, secret = (Path(p) for p in create_certificates(directory, name))
     secret.chmod(0o600)
     console.print(f"wrote {public} (public) and {secret} (secret, mode 600)", highlight=False)
-    console.print(
-        "For the service, in its config:\n"
-        "[security]\n"
-        f'secret_key = "{secret}"\n'
-        f'clients = "{directory / "clients"}"   # copy each allowed client\'s .key here\n'
-        "A client gives its own key pair and the service's public key "
-        f"({public.name} of the service) when it connects.",
-        markup=False,
-        highlight=False,
-    )
+    if name == "service":
+        how = (
+            "For the service, in its config:\n"
+            "[security]\n"
+            f'secret_key = "{secret}"\n'
+            f'clients = "{directory / "clients"}"   # copy each allowed client\'s .key here\n'
+            f"Give {public.name} (public) to the clients: they connect with it."
+        )
+    else:
+        how = (
+            f"For the client {name!r}: copy {public.name} (public) into the folder the "
+            "service's [security] clients names, which allows it. The client sets this key "
+            f"pair on its sockets ({public.name}, {secret.name}) and the service's public "
+            "key (service.key) as the server key."
+        )
+    console.print(how, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

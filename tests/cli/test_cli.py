@@ -338,3 +338,16 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     voted = _blend_text({**plain, "young_window": "temporal"})
     assert voted == "; blend the output as it is (2 measured); young windows to the temporal branch"
     assert _blend_row(plain) == "0; the output as it is"
+
+
+def test_keys_tell_the_service_and_a_client_each_what_to_do_with_them(tmp_path: Path):
+    service = invoke("keys", "service", "--dir", str(tmp_path))
+    assert service.exit_code == 0 and "[security]" in service.output
+    assert (tmp_path / "service.key").exists() and (tmp_path / "service.key_secret").exists()
+    client = invoke("keys", "rig-1", "--dir", str(tmp_path))
+    text = " ".join(client.output.split())
+    assert client.exit_code == 0 and "[security]\nsecret_key" not in client.output
+    assert "For the client 'rig-1': copy rig-1.key (public) into the folder" in text
+    assert "the service's public key (service.key) as the server key" in text
+    bad = runner.invoke(app, ["keys", "../x", "--dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "expected a plain name" in bad.output
