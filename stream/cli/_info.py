@@ -28,7 +28,15 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
     from ..store import is_series_store, summarize_store
 
     if path.is_dir() and is_series_store(path):
-        return f"store {path}", [(k, _text(v)) for k, v in summarize_store(path).items()]
+        summary = summarize_store(path)
+        rows = [(k, _text(v)) for k, v in summary.items()]
+        if not summary["closed"]:  # an open store's axis is allocated ahead of its frames
+            rows = [
+                (k, f"{v} (time axis allocated ahead while the store is open; frames on "
+                    f"disk: valid)" if k == "frames" else v)
+                for k, v in rows
+            ]  # fmt: skip
+        return f"store {path}", rows
     raise StoreError(f"expected an .onnx model or a <series>.zarr store, got {path}")
 
 

@@ -61,9 +61,15 @@ def test_info_summarises_a_store(tmp_path: Path):
     with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2")) as store:
         for i in (0, 1, 3):
             store.write_raw(i, np.full((8, 8), i, "<u2"), t_ns=i)
+        store.flush()
+        open_store = invoke("info", str(tmp_path / "s1.zarr"))  # while a service writes it
+        assert "time axis allocated ahead while the store is open" in " ".join(
+            open_store.output.replace("│", " ").split()
+        ), open_store.output
     result = invoke("info", str(tmp_path / "s1.zarr"))
     assert result.exit_code == 0, result.output
     assert "s1" in result.output and "missing" in result.output
+    assert "allocated ahead" not in result.output  # closed: the axis ends at its last frame
 
 
 def test_info_takes_a_shipped_models_name():
