@@ -722,10 +722,9 @@ class CameraEstimator:
         self._dark: list[float] = []
         self._frames = 0
         # The latest frame was blank (one level, or no finite pixel: a closed shutter, a
-        # dropped readout); the estimate so far is from blank frames only. Such a frame
-        # says nothing of the noise: it starts no pair, and the next frame estimates anew.
+        # dropped readout). Such a frame says nothing of the noise: it starts no pair and
+        # is not counted in _frames, so an estimate of 0 frames is from blank ones only.
         self._previous_blank = False
-        self._blank_start = False
         self._moved = 0  # pairs whose scene moved
         self._shared = 0  # still pairs whose noise neighbours share both ways
         self._pairs = 0  # pairs compared
@@ -797,9 +796,7 @@ class CameraEstimator:
             # a moved scene, or the first after a blank frame: the levels start again
             self._average = blocks
             self._averaged, self._weight_sq = 1, 1.0
-        elif blank:
-            pass  # a blank frame's one level is not the scene's
-        else:
+        elif not blank:  # a blank frame's one level is not the scene's
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += weight * (blocks - self._average)
@@ -810,9 +807,8 @@ class CameraEstimator:
         )
         self._previous_blank = blank
         self._since_fit += 1
-        if self.estimate is None or self._blank_start:
-            # one frame's samples give the unit and the estimate
-            self._blank_start = blank
+        if self.estimate is None or self.estimate.frames == 0:
+            # one frame's samples give the unit and the estimate (anew after a blank start)
             means, power = spatial_samples(frame, saturated, flat)
             if self._unit is None and not blank:
                 self._unit = data_unit(frame, power)

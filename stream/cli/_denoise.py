@@ -127,7 +127,7 @@ def denoise(
             for position, index in track(
                 steps, "denoising", len(frames), console=err_console, transient=True
             ):
-                while frames.timeline and row < index:
+                while row < index:  # only a stored series' indices have holes
                     writer.write(hole)
                     row += 1
                 raw = frames.frame(position)
@@ -143,7 +143,7 @@ def denoise(
     finally:
         engine.close()
     seconds = time.perf_counter() - started
-    summary = _summary(frames, output, engine, context, seconds, as_input)
+    summary = _summary(frames, output, engine, context, seconds, dtype)
     console.print(kv_table("deepdenoise denoise", summary))
 
 
@@ -151,8 +151,8 @@ def _check_float32_range(raw: np.ndarray, index: int, source: str) -> None:
     """The model computes in float32: a float64 frame beyond its range would be inf."""
     if raw.dtype.kind != "f" or raw.dtype.itemsize <= 4:
         return
-    finite = np.abs(raw[np.isfinite(raw)])
-    top, limit = float(finite.max()) if finite.size else 0.0, float(np.finfo(np.float32).max)
+    top = float(np.max(np.abs(raw), where=np.isfinite(raw), initial=0.0))  # no NaN/inf copy
+    limit = float(np.finfo(np.float32).max)
     if top > limit:
         raise DeepDenoiseError(
             f"{source}: frame {index} holds values up to {top:.3g}, beyond float32's "
@@ -183,7 +183,7 @@ def _summary(
     engine: Engine,
     context: SeriesContext,
     seconds: float,
-    as_input: bool,
+    dtype: np.dtype[Any],
 ) -> list[tuple[str, Any]]:
     estimate = context.estimate
     if context.configured is not None:
@@ -200,7 +200,7 @@ def _summary(
     holes = []
     if missing.size:
         shown = ", ".join(str(i) for i in missing[:10]) + (", …" if missing.size > 10 else "")
-        fill = "NaN" if np.dtype(frames.dtype if as_input else np.float32).kind == "f" else "0"
+        fill = "NaN" if dtype.kind == "f" else "0"  # as the hole rows were written
         holes = [("holes", f"{missing.size} frames not in the store (indices {shown}): "
                            f"their rows are {fill}, so row i is the series' frame i")]  # fmt: skip
     return [

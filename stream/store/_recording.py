@@ -45,7 +45,7 @@ class Recording:
 
     @property
     def rows(self) -> int:
-        """Rows of the output: the series' time axis up to its last frame, else one a frame."""
+        """Rows of the output: the series' time axis up to its last frame, else one per frame."""
         return int(self.indices[-1]) + 1 if self.timeline else len(self.indices)
 
     def missing(self) -> np.ndarray:
