@@ -25,8 +25,18 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".onnx":
         return f"model {path}", _model_rows(path)
-    from ..store import is_series_store, summarize_store
+    from ..store import (
+        is_rejected_store,
+        is_series_store,
+        rejected_path,
+        summarize_rejected,
+        summarize_store,
+    )
 
+    if path.is_dir() and is_rejected_store(path):
+        blocks = summarize_rejected(path)
+        rows = [(block, f"{n} frame(s)") for block, n in blocks.items()] or [("frames", "0")]
+        return f"rejected frames {path}", rows
     if path.is_dir() and is_series_store(path):
         summary = summarize_store(path)
         rows = [(k, _text(v)) for k, v in summary.items()]
@@ -36,8 +46,14 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
                     f"disk: valid)" if k == "frames" else v)
                 for k, v in rows
             ]  # fmt: skip
+        rejected = rejected_path(path.parent, path.name.removesuffix(".zarr"))
+        if rejected.is_dir():  # frames sent under this name, refused, kept apart
+            kept = sum(summarize_rejected(rejected).values())
+            rows.append(("rejected frames", f"{kept} kept in rejected/{path.name} beside it"))
         return f"store {path}", rows
-    raise StoreError(f"expected an .onnx model or a <series>.zarr store, got {path}")
+    raise StoreError(
+        f"expected an .onnx model, a <series>.zarr store or rejected/<series>.zarr, got {path}"
+    )
 
 
 def _model_rows(path: Path) -> list[tuple[str, str]]:
@@ -119,7 +135,10 @@ def _text(value: Any) -> str:
 def info(
     path: Annotated[
         Path,
-        typer.Argument(help="An .onnx model, a shipped model's name, or a <series>.zarr store."),
+        typer.Argument(
+            help="An .onnx model, a shipped model's name, a <series>.zarr store, or "
+            "rejected/<series>.zarr (frames the service refused for their series)."
+        ),
     ],
 ) -> None:
     """Show a model's metadata or a store's summary."""

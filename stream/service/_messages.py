@@ -68,6 +68,19 @@ class RawOp:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedOp:
+    """A frame rejected for its series (``series_mismatch``, ``duplicate``) but readable:
+    its pixels go to ``rejected/<series>.zarr``, apart from the series' store."""
+
+    series: str
+    reason: str
+    index: int
+    pixels: np.ndarray
+    t_ns: int | None
+    t_recv_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class CleanOp:
     """A denoised frame for ``<series>.zarr/clean``."""
 
@@ -107,4 +120,4 @@ class ModelOp:
     model_id: str
 
 
-WriterOp = RawOp | CleanOp | TracesOp | EndOp | FlushOp | ModelOp
+WriterOp = RawOp | RejectedOp | CleanOp | TracesOp | EndOp | FlushOp | ModelOp

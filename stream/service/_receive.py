@@ -2,7 +2,9 @@
 
 Runs on the thread that owns the input socket. Raw pixels are handed to the writer
 *before* the inference queue so a model or GPU failure never loses raw data; with
-``publish_raw`` they also go, as received, to the publish queue (topic ``raw``).
+``publish_raw`` they also go, as received, to the publish queue (topic ``raw``). A
+frame rejected for its series (``series_mismatch``, ``duplicate``) still has readable
+pixels: they go to the writer's side store of rejected frames.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..protocol import (
 from ..store import store_path, stored_series
 from ._events import EventEmitter
 from ._index_runs import IndexRuns
-from ._messages import Job, Outgoing, RawOp, SeriesEnd
+from ._messages import Job, Outgoing, RawOp, RejectedOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
 from ._traces import TraceStep
@@ -209,6 +211,7 @@ class Receiver:
                 series=frame.series,
                 index=frame.index,
             )
+            self._keep_rejected(frame, Reject.SERIES_MISMATCH, t_recv_ns)
             return
         if frame.index in state.received and not frame.resend:
             self._reject(
@@ -218,6 +221,7 @@ class Receiver:
                 series=frame.series,
                 index=frame.index,
             )
+            self._keep_rejected(frame, Reject.DUPLICATE, t_recv_ns)
             return
         if not self._within_budget(frame):
             return
@@ -253,28 +257,47 @@ class Receiver:
             self._drain_until = time.monotonic() + self._drain_s
         return self._drain_until
 
-    def _within_budget(self, frame: Frame) -> bool:
-        """True when the frame fits the memory budget (waiting for it on PULL input)."""
+    def _keep_rejected(self, frame: Frame, reason: str, t_recv_ns: int) -> None:
+        """Hand a rejected frame's pixels to the writer, apart from its series' store;
+        counted as ``dropped.store_rejected`` when the memory budget has no room."""
+        if self._writer is None:
+            return
+        if not self._room_for(frame.pixels.nbytes):
+            self._stats.count_dropped("store_rejected")
+            return
+        self._writer.put(
+            RejectedOp(frame.series, reason, frame.index, frame.pixels, frame.t_ns, t_recv_ns)
+        )
+
+    def _room_for(self, nbytes: int) -> bool:
+        """True when ``nbytes`` more fit the memory budget (waited for on PULL input)."""
         gate = self._memory
         if gate is None:
             return True
-        need = 5 * frame.pixels.nbytes  # raw + float32 clean, in and out of the stages
-        while gate.in_use() + need > gate.budget:
+        while gate.in_use() + nbytes > gate.budget:
             if not gate.wait or self._halt.is_set():
-                self._stats.count_dropped("memory_budget")
-                self._events.emit(
-                    "error",
-                    limit_key="memory_budget",
-                    kind="memory_budget",
-                    series=frame.series,
-                    index=frame.index,
-                    message=f"frame {frame.index} of {frame.series!r} dropped: the service "
-                    f"holds {gate.in_use() / 2**20:.0f} MiB of frames, its budget is "
-                    f"{gate.budget / 2**20:.0f} MiB",
-                )
                 return False
             time.sleep(0.005)  # PULL: not reading is the back-pressure on the sender
         return True
+
+    def _within_budget(self, frame: Frame) -> bool:
+        """True when the frame fits the memory budget (waiting for it on PULL input)."""
+        if self._room_for(5 * frame.pixels.nbytes):  # raw + float32 clean, in and out
+            return True
+        gate = self._memory
+        assert gate is not None  # no gate, always room
+        self._stats.count_dropped("memory_budget")
+        self._events.emit(
+            "error",
+            limit_key="memory_budget",
+            kind="memory_budget",
+            series=frame.series,
+            index=frame.index,
+            message=f"frame {frame.index} of {frame.series!r} dropped: the service "
+            f"holds {gate.in_use() / 2**20:.0f} MiB of frames, its budget is "
+            f"{gate.budget / 2**20:.0f} MiB",
+        )
+        return False
 
     def _track_index(self, series: str, index: int, state: _SeriesState) -> None:
         self._stats.count_in(series)

@@ -13,6 +13,10 @@ that could not be created is tried again every ``RETRY_S`` seconds, and block wr
 go on after a failure, so writing resumes by itself when space comes back. When a
 series ends, ``series_end`` gives the store's own totals: frames on disk, and missing
 frames (holes up to the last index: never received, or lost on the way to disk).
+
+Frames rejected for their series but readable (``RejectedOp``) are kept apart, in
+``rejected/<series>.zarr``, buffered and written with the periodic flush; one that does
+not reach the disk is counted as ``store_rejected``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._errors import StoreError, StoreWriteError
-from ..store import SeriesStore, StoreConfig
-from ._messages import CleanOp, EndOp, FlushOp, ModelOp, RawOp, TracesOp, WriterOp
+from ..store import RejectedStore, SeriesStore, StoreConfig
+from ._messages import (
+    CleanOp,
+    EndOp,
+    FlushOp,
+    ModelOp,
+    RawOp,
+    RejectedOp,
+    TracesOp,
+    WriterOp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +52,12 @@ RETRY_S = 1.0
 #: A store error within this many seconds makes the health "failing".
 HEALTH_WINDOW_S = 10.0
 _IO = (StoreError, OSError, ValueError)
+#: A series' rejected frames are written once this many bytes wait (else on the flush).
+REJECTED_BLOCK_BYTES = 32 * 2**20
 
 
 def _nbytes(op: WriterOp) -> int:
-    return op.pixels.nbytes if isinstance(op, RawOp | CleanOp) else 0
+    return op.pixels.nbytes if isinstance(op, RawOp | RejectedOp | CleanOp) else 0
 
 
 class Writer:
@@ -56,10 +71,12 @@ class Writer:
         Provenance recorded in every store (model, config, protocol version).
     on_error
         Called with ``(series, kind, message)`` for each store failure (``store_open``,
-        ``store_write``, ``store_flags``, ``store_attrs``, ``store_close``).
+        ``store_write``, ``store_flags``, ``store_attrs``, ``store_close``,
+        ``store_rejected``).
     on_lost
         Called with ``(reason, frames)`` for frames that will not be on disk
-        (``store_raw`` / ``store_clean``).
+        (``store_raw`` / ``store_clean`` / ``store_traces``; ``store_rejected``: the pixels
+        of a rejected frame).
     on_series_end
         Called with ``(series, totals)`` once a series' store is closed.
     """
@@ -84,6 +101,8 @@ class Writer:
         self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         self._stores: dict[str, SeriesStore] = {}
+        self._rejected: dict[str, RejectedStore] = {}
+        self.rejected_kept = 0  # rejected frames written whole, all series
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
         # Frames of a series that found no open store, by kind, and the index after the
         # last of them: its series_end must tell them, even when no store ever opened.
@@ -119,7 +138,9 @@ class Writer:
     @property
     def store_bytes(self) -> int:
         """The open stores' block buffers (frames not yet written whole)."""
-        return sum(store.buffered_bytes for store in list(self._stores.values()))
+        stores: list[SeriesStore | RejectedStore] = [*self._stores.values()]
+        stores += self._rejected.values()
+        return sum(store.buffered_bytes for store in stores)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything buffered so far; True once it is on disk (or counted lost)."""
@@ -141,6 +162,7 @@ class Writer:
             "health": "failing" if failing else "ok",
             "errors": dict(self._errors),
             "open_stores": len(self._stores),
+            "rejected_kept": self.rejected_kept,
         }
         if last is not None:
             report["last_error"] = last[1]
@@ -178,6 +200,8 @@ class Writer:
         finally:
             for series in [*self._stores, *(s for s in self._unstored if s not in self._stores)]:
                 self._close_store(series)
+            for series in list(self._rejected):
+                self._close_rejected(series)
 
     def _due(self, last_flush: float) -> bool:
         return time.monotonic() - last_flush >= self._flush_interval_s
@@ -195,12 +219,16 @@ class Writer:
             return
         if isinstance(op, EndOp):
             self._close_store(op.series)
+            self._close_rejected(op.series)
             self._retry_at.pop(op.series, None)
             return
         if isinstance(op, FlushOp):
             return
         if isinstance(op, TracesOp):
             self._write_traces(op)
+            return
+        if isinstance(op, RejectedOp):
+            self._keep_rejected(op)
             return
         kind = "raw" if isinstance(op, RawOp) else "clean"
         store = self._store_for(op)
@@ -232,6 +260,26 @@ class Writer:
         except _IO as exc:
             self._failure(op.series, "store_traces", f"traces of frame {op.index}: {exc}")
             self._on_lost("store_traces", 1)
+
+    def _keep_rejected(self, op: RejectedOp) -> None:
+        store = self._rejected.get(op.series)
+        if store is None:
+            store = self._rejected[op.series] = RejectedStore(self.root, op.series)
+        store.add(op.reason, op.index, op.pixels, op.t_ns, op.t_recv_ns)
+        if store.buffered_bytes >= REJECTED_BLOCK_BYTES:
+            self._flush_rejected(op.series, store)
+
+    def _flush_rejected(self, series: str, store: RejectedStore) -> None:
+        before = store.written
+        self._guarded(series, "store_rejected", store.flush)
+        self.rejected_kept += store.written - before
+
+    def _close_rejected(self, series: str) -> None:
+        store = self._rejected.pop(series, None)
+        if store is not None:
+            self._flush_rejected(series, store)
+            if store.written:
+                log.info("%d rejected frame(s) of %r kept in %s", store.written, series, store.path)
 
     def _store_for(self, op: RawOp | CleanOp) -> SeriesStore | None:
         existing = self._stores.get(op.series)
@@ -269,10 +317,14 @@ class Writer:
             store.free_spares()
             if self.store_bytes <= self._store_budget:
                 return
+        for series, rejected in list(self._rejected.items()):
+            self._flush_rejected(series, rejected)
 
     def _flush_all(self) -> None:
         for series, store in list(self._stores.items()):
             self._guarded(series, "store_write", store.flush)
+        for series, rejected in list(self._rejected.items()):
+            self._flush_rejected(series, rejected)
 
     def _note_unstored(self, series: str, kind: str, index: int) -> None:
         self._unstored.setdefault(series, Counter())[kind] += 1

@@ -6,12 +6,22 @@
 (the images ``raw`` and ``clean`` are OME-Zarr images of their own).
 :func:`open_recording` and :class:`RecordingWriter` read and write recordings on disk
 frame by frame (``.npy``, TIFF, Zarr; a series store's raw frames) for
-``deepdenoise denoise``.
+``deepdenoise denoise``. :class:`RejectedStore` keeps the raw pixels of frames the
+service rejected but could read (``series_mismatch``, ``duplicate``) apart, under
+``rejected_path``; :func:`read_rejected` reads them back.
 """
 
 from ._config import StoreConfig
 from ._layout import PATHS as ARRAY_PATHS
 from ._recording import Recording, RecordingWriter, open_recording
+from ._rejected import (
+    RejectedFrames,
+    RejectedStore,
+    is_rejected_store,
+    read_rejected,
+    rejected_path,
+    summarize_rejected,
+)
 from ._series import MAX_FRAMES_PER_SHARD, MAX_INDEX, TARGET_SHARD_BYTES, SeriesStore, store_path
 from ._summary import is_series_store, stored_series, summarize_store
 
@@ -22,11 +32,17 @@ __all__ = [
     "TARGET_SHARD_BYTES",
     "Recording",
     "RecordingWriter",
+    "RejectedFrames",
+    "RejectedStore",
     "SeriesStore",
     "StoreConfig",
+    "is_rejected_store",
     "is_series_store",
     "open_recording",
+    "read_rejected",
+    "rejected_path",
     "store_path",
     "stored_series",
+    "summarize_rejected",
     "summarize_store",
 ]

@@ -72,6 +72,27 @@ def test_info_summarises_a_store(tmp_path: Path):
     assert "allocated ahead" not in result.output  # closed: the axis ends at its last frame
 
 
+def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):
+    import numpy as np
+
+    from stream.store import RejectedStore
+
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, np.zeros((8, 8), "<u2"), t_ns=0)
+    kept = RejectedStore(tmp_path, "s1")
+    kept.add("duplicate", 0, np.ones((8, 8), "<u2"), None, 1)
+    kept.add("series_mismatch", 1, np.ones((4, 4), "<f4"), None, 2)
+    kept.add("series_mismatch", 2, np.ones((4, 4), "<f4"), None, 3)
+    kept.flush()
+    series = one_line(invoke("info", str(tmp_path / "s1.zarr")).output.replace("│", " "))
+    assert "rejected frames 3 kept in rejected/s1.zarr beside it" in series
+    result = invoke("info", str(tmp_path / "rejected" / "s1.zarr"))
+    assert result.exit_code == 0, result.output
+    text = one_line(result.output.replace("│", " "))
+    assert "duplicate/uint16_8x8 1 frame(s)" in text
+    assert "series_mismatch/float32_4x4 2 frame(s)" in text
+
+
 def test_info_takes_a_shipped_models_name():
     shipped = invoke("info", "na-lite")
     assert shipped.exit_code == 0 and "dncnn-na-lite" in shipped.output

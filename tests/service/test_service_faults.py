@@ -30,7 +30,7 @@ from service_harness import (
     wait_until,
 )
 
-from stream.store import ARRAY_PATHS, summarize_store
+from stream.store import ARRAY_PATHS, read_rejected, rejected_path, summarize_store
 
 
 def frames(n: int, shape=(24, 32), seed: int = 0) -> list[np.ndarray]:
@@ -113,10 +113,17 @@ def test_a_second_source_cannot_overwrite_a_series_unless_it_resends(
     raw = zarr.open_group(tmp_path / "data" / "shared.zarr", mode="r")[ARRAY_PATHS["raw"]]
     for i in range(6):
         np.testing.assert_array_equal(raw[i], second[3] if i == 3 else first[i])
+    # the refused frames' pixels are kept apart, in arrival order, not lost
+    (kept,) = read_rejected(rejected_path(tmp_path / "data", "shared"))
+    assert kept.reason == "duplicate" and kept.index.tolist() == list(range(6))
+    np.testing.assert_array_equal(kept.frames, np.stack(second))
+    assert (kept.t_recv_ns > 0).all() and status["store"]["rejected_kept"] == 6
+    assert "store_rejected" not in status["dropped"]
 
 
 def test_a_series_keeps_its_shape_across_start_and_end(tmp_path: Path, identity_model):
     good = frames(4)
+    binned = frames(1, shape=(64, 64), seed=5)[0]
     with (
         running_service(tmp_path, identity_model) as svc,
         listening(svc) as sub,
@@ -126,13 +133,43 @@ def test_a_series_keeps_its_shape_across_start_and_end(tmp_path: Path, identity_
         pub.send_frame(good[0], "fixed", 0)
         pub.end("fixed")
         pub.start("fixed")  # another source restarts the name with another shape
-        pub.send_frame(np.zeros((64, 64), "<u2"), "fixed", 1)
+        pub.send_frame(binned, "fixed", 1, t_ns=123)
         for i in (1, 2, 3):  # the original source goes on: all taken
             pub.send_frame(good[i], "fixed", i)
         got, _ = collect(sub, 4)
+        assert svc.flush()
         status = svc.status()
     assert [m.array.shape for m in got] == [(24, 32)] * 4  # the 64x64 was never published
     assert status["rejected"] == {"series_mismatch": 1}
+    raw = zarr.open_group(tmp_path / "data" / "fixed.zarr", mode="r")[ARRAY_PATHS["raw"]]
+    np.testing.assert_array_equal(raw[1], good[1])  # the series' frame 1 is the good one
+    (kept,) = read_rejected(rejected_path(tmp_path / "data", "fixed"))  # the other, apart
+    assert kept.reason == "series_mismatch" and kept.index.tolist() == [1]
+    assert kept.t_ns.tolist() == [123]
+    np.testing.assert_array_equal(kept.frames[0], binned)
+
+
+def test_rejected_frames_that_cannot_be_kept_are_counted(tmp_path: Path, identity_model):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rejected").write_text("a file where the folder should be")
+    first = frames(3)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i in range(3):
+            pub.send_frame(first[i], "twice", i)
+        collect(sub, 3)
+        for i in range(3):
+            pub.send_frame(first[i], "twice", i)  # refused, and nowhere to keep them
+        wait_until(lambda: svc.status()["rejected"].get("duplicate") == 3)
+        assert svc.flush()
+        status = svc.status()
+    assert status["dropped"] == {"store_rejected": 3}  # counted, each one
+    assert status["store"]["errors"] == {"store_rejected": 1}
+    assert status["store"]["rejected_kept"] == 0
+    assert summarize_store(tmp_path / "data" / "twice.zarr")["valid"] == 3  # series unharmed
 
 
 # -- the model ------------------------------------------------------------------------

@@ -1,0 +1,203 @@
+"""The raw pixels of frames the service rejected but could read, kept apart.
+
+A frame whose pixels contradict its series cannot go into the series' store: another
+shape or dtype (``series_mismatch``: a binning or region of interest changed under the
+same name) or an index already taken (``duplicate``: a second source, or a restarted
+one counting from 0). It is still data someone may need, so its pixels go to a store
+of their own, ``<zarr dir>/rejected/<series>.zarr`` (Zarr v3, written with
+zarr-python; rejected frames are rare, so each block is small and simple)::
+
+    <series>.zarr/                  attrs deepdenoise: {rejected_version, series}
+      <reason>/<dtype>_<H>x<W>/     attrs frames: the rows written whole
+        frames     (N, H, W) the frame's dtype, one chunk per frame
+        index      (N,) int64  the index the frame was sent with
+        t_ns       (N,) int64  its acquisition timestamp (0: none)
+        t_recv_ns  (N,) int64  when the service received it (ns since the epoch)
+
+Rows are in arrival order. A block's rows are written before the ``frames`` attribute
+counts them, so rows past it (a process killed mid-write) are ignored, and overwritten
+by the next rows when the store is opened again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import StoreError, StoreWriteError
+from ._summary import read_group_attrs
+
+REJECTED_VERSION = 1
+#: Per-row arrays beside ``frames``, all int64.
+ROW_FIELDS = ("index", "t_ns", "t_recv_ns")
+_ROW_CHUNK = 4096
+
+
+def rejected_path(root: Path, series: str) -> Path:
+    """Where the rejected frames of ``series`` are kept under the store folder ``root``."""
+    return Path(root) / "rejected" / f"{series}.zarr"
+
+
+def layout_name(dtype: np.dtype[Any], shape: tuple[int, int]) -> str:
+    """The group of one frame layout, e.g. ``uint16_512x512``."""
+    return f"{np.dtype(dtype).name}_{shape[0]}x{shape[1]}"
+
+
+@dataclass
+class _Block:
+    """Rejected frames of one reason and layout waiting to be written."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    rows: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(frame.nbytes for frame in self.frames)
+
+
+class RejectedStore:
+    """Appends one series' rejected frames, buffered, to its side store.
+
+    Nothing touches the disk until :meth:`flush`; a block that cannot be written
+    raises :class:`StoreWriteError` with ``lost={"rejected": rows}`` and is given up,
+    so later blocks are tried afresh (writing resumes when space comes back).
+    """
+
+    def __init__(self, root: Path, series: str) -> None:
+        self.path = rejected_path(root, series)
+        self.series = series
+        self.written = 0  # rows written whole by this object
+        self._blocks: dict[tuple[str, str], _Block] = {}
+        self._group: Any = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(block.nbytes for block in self._blocks.values())
+
+    def add(
+        self, reason: str, index: int, pixels: np.ndarray, t_ns: int | None, t_recv_ns: int
+    ) -> None:
+        shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+        block = self._blocks.setdefault((reason, layout_name(pixels.dtype, shape)), _Block())
+        block.frames.append(pixels)
+        block.rows.append((index, t_ns or 0, t_recv_ns))
+
+    def flush(self) -> None:
+        """Write every buffered block; the first failure is raised after all were tried."""
+        blocks, self._blocks = self._blocks, {}
+        lost, errors = 0, []
+        for (reason, layout), block in blocks.items():
+            try:
+                self._append(reason, layout, block)
+            except (OSError, ValueError, TypeError, StoreError) as exc:
+                lost += len(block.rows)
+                errors.append(f"{reason}/{layout}: {exc}")
+            else:
+                self.written += len(block.rows)
+        if errors:
+            raise StoreWriteError(
+                f"{lost} rejected frame(s) of {self.series!r} not written to {self.path}: "
+                + "; ".join(errors),
+                lost={"rejected": lost},
+                kind="store_rejected",
+            )
+
+    def _append(self, reason: str, layout: str, block: _Block) -> None:
+        group = self._open().require_group(reason).require_group(layout)
+        stack = np.stack(block.frames)
+        rows = np.asarray(block.rows, dtype=np.int64)
+        start = _rows(group)
+        stop = start + len(stack)
+        arrays = {"frames": stack, **{name: rows[:, i] for i, name in enumerate(ROW_FIELDS)}}
+        for name, values in arrays.items():
+            array = self._array(group, name, values)
+            array.resize((stop, *values.shape[1:]))  # rows past the count: a crash's rest
+            array[start:stop] = values
+        group.attrs["frames"] = stop  # last: the rows are whole on disk
+
+    @staticmethod
+    def _array(group: Any, name: str, values: np.ndarray) -> Any:
+        if name in group:
+            return group[name]
+        chunks = (1, *values.shape[1:]) if values.ndim == 3 else (_ROW_CHUNK,)
+        return group.create_array(
+            name,
+            shape=(0, *values.shape[1:]),
+            chunks=chunks,
+            dtype=values.dtype,
+            fill_value=0,
+            dimension_names=("t", "y", "x") if values.ndim == 3 else ("t",),
+        )
+
+    def _open(self) -> Any:
+        if self._group is None:
+            import zarr
+
+            group = zarr.open_group(self.path, mode="a", zarr_format=3)
+            if "deepdenoise" not in group.attrs:
+                group.attrs["deepdenoise"] = {
+                    "rejected_version": REJECTED_VERSION,
+                    "series": self.series,
+                }
+            self._group = group
+        return self._group
+
+
+def is_rejected_store(path: Path) -> bool:
+    """True if ``path`` is a store of rejected frames written by :class:`RejectedStore`."""
+    try:
+        info = read_group_attrs(path).get("deepdenoise")
+    except StoreError:
+        return False
+    return isinstance(info, dict) and isinstance(info.get("rejected_version"), int)
+
+
+def _rows(group: Any) -> int:
+    """The rows of a block written whole (its ``frames`` attribute)."""
+    count = group.attrs.get("frames", 0)
+    return count if isinstance(count, int) else 0
+
+
+@dataclass(frozen=True)
+class RejectedFrames:
+    """The rejected frames of one reason and layout, as stored."""
+
+    reason: str
+    frames: np.ndarray  # (N, H, W)
+    index: np.ndarray
+    t_ns: np.ndarray
+    t_recv_ns: np.ndarray
+
+
+def read_rejected(path: str | Path) -> list[RejectedFrames]:
+    """Every block of a rejected-frames store (rows written whole only), by reason."""
+    out = []
+    for reason, _, block in _blocks(path):
+        n = _rows(block)
+        rows = {name: np.asarray(block[name][:n]) for name in ("frames", *ROW_FIELDS)}
+        out.append(RejectedFrames(reason, **rows))
+    return out
+
+
+def summarize_rejected(path: str | Path) -> dict[str, int]:
+    """Rows written whole by ``reason/layout`` (metadata only)."""
+    return {f"{reason}/{layout}": _rows(block) for reason, layout, block in _blocks(path)}
+
+
+def _blocks(path: str | Path) -> list[tuple[str, str, Any]]:
+    """(reason, layout, group) of every block in the store, sorted."""
+    import zarr
+
+    try:
+        group: Any = zarr.open_group(path, mode="r", zarr_format=3)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read rejected frames at {path}: {exc}") from exc
+    blocks = [
+        (reason, layout, block)
+        for reason, by_reason in group.groups()
+        for layout, block in by_reason.groups()
+    ]
+    return sorted(blocks, key=lambda item: item[:2])

@@ -1,0 +1,93 @@
+"""The side store of rejected frames: what goes in comes back, whole rows only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from stream import StoreError
+from stream._errors import StoreWriteError
+from stream.store import (
+    RejectedStore,
+    read_rejected,
+    rejected_path,
+    summarize_rejected,
+)
+
+
+def pixels(seed: int, shape: tuple[int, int] = (6, 9), dtype: str = "<u2") -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 4000, shape).astype(dtype)
+
+
+def test_rejected_frames_come_back_by_reason_and_layout(tmp_path: Path) -> None:
+    store = RejectedStore(tmp_path, "cam")
+    dup = [pixels(i) for i in range(3)]
+    other = pixels(9, shape=(4, 4), dtype="<f4")
+    for i, frame in enumerate(dup):
+        store.add("duplicate", 10 + i, frame, t_ns=100 + i, t_recv_ns=1000 + i)
+    store.add("series_mismatch", 2, other, t_ns=None, t_recv_ns=2000)
+    assert not rejected_path(tmp_path, "cam").exists()  # nothing written before the flush
+    assert store.buffered_bytes == 3 * dup[0].nbytes + other.nbytes
+    store.flush()
+    assert store.written == 4 and store.buffered_bytes == 0
+
+    path = tmp_path / "rejected" / "cam.zarr"
+    assert summarize_rejected(path) == {
+        "duplicate/uint16_6x9": 3,
+        "series_mismatch/float32_4x4": 1,
+    }
+    duplicate, mismatch = read_rejected(path)
+    assert duplicate.reason == "duplicate" and mismatch.reason == "series_mismatch"
+    np.testing.assert_array_equal(duplicate.frames, np.stack(dup))
+    assert duplicate.frames.dtype == np.dtype("<u2")
+    assert duplicate.index.tolist() == [10, 11, 12]
+    assert duplicate.t_ns.tolist() == [100, 101, 102]
+    assert duplicate.t_recv_ns.tolist() == [1000, 1001, 1002]
+    np.testing.assert_array_equal(mismatch.frames[0], other)
+    assert mismatch.t_ns.tolist() == [0]  # no timestamp sent
+    attrs = zarr.open_group(path, mode="r").attrs["deepdenoise"]
+    assert attrs == {"rejected_version": 1, "series": "cam"}
+
+
+def test_a_reopened_store_appends_over_rows_a_crash_left_uncounted(tmp_path: Path) -> None:
+    first = RejectedStore(tmp_path, "cam")
+    first.add("duplicate", 0, pixels(0), 1, 1)
+    first.flush()
+    block = zarr.open_group(rejected_path(tmp_path, "cam"), mode="a")["duplicate/uint16_6x9"]
+    block["frames"].resize((3, 6, 9))  # a killed process wrote rows, never counted them
+    block["frames"][1:] = 7
+    assert read_rejected(rejected_path(tmp_path, "cam"))[0].index.tolist() == [0]
+
+    again = RejectedStore(tmp_path, "cam")
+    again.add("duplicate", 5, pixels(5), 2, 2)
+    again.flush()
+    (got,) = read_rejected(rejected_path(tmp_path, "cam"))
+    assert got.index.tolist() == [0, 5]
+    np.testing.assert_array_equal(got.frames, np.stack([pixels(0), pixels(5)]))
+
+
+def test_a_block_that_cannot_be_written_is_counted_and_later_blocks_go_on(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rejected").write_text("not a folder")  # the store cannot be created
+    store = RejectedStore(tmp_path, "cam")
+    store.add("duplicate", 0, pixels(0), 1, 1)
+    store.add("duplicate", 1, pixels(1), 1, 1)
+    with pytest.raises(StoreWriteError, match="2 rejected frame") as caught:
+        store.flush()
+    assert caught.value.lost == {"rejected": 2} and caught.value.kind == "store_rejected"
+    assert store.written == 0 and store.buffered_bytes == 0  # given up, not retried
+
+    (tmp_path / "rejected").unlink()  # space again
+    store.add("duplicate", 2, pixels(2), 1, 1)
+    store.flush()
+    (got,) = read_rejected(rejected_path(tmp_path, "cam"))
+    assert got.index.tolist() == [2] and store.written == 1
+
+
+def test_reading_a_missing_store_says_where(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot read rejected frames at"):
+        read_rejected(tmp_path / "rejected" / "none.zarr")
