@@ -92,7 +92,7 @@ class RejectedStore:
         for (reason, layout), block in blocks.items():
             try:
                 self._append(reason, layout, block)
-            except (OSError, ValueError, TypeError, StoreError) as exc:
+            except (OSError, ValueError, TypeError, LookupError, StoreError) as exc:
                 lost += len(block.rows)
                 errors.append(f"{reason}/{layout}: {exc}")
             else:
