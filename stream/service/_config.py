@@ -164,6 +164,12 @@ class ServiceConfig(BaseModel):
         "waiting for room in inference until then; the rest is then read at once, stored "
         "raw, and counted where inference has no room (dropped.shutdown)",
     )
+    series_idle_end_s: float = Field(
+        600.0,
+        ge=0,
+        description="an open series that takes no frame for this long is ended as if it "
+        "sent `end` (store closed, history freed; a later frame resumes it); 0: never",
+    )
     traces: TraceConfig = Field(default_factory=TraceConfig)
     limits: Limits = Field(default_factory=Limits)
     queues: QueueConfig = Field(default_factory=QueueConfig)

@@ -56,6 +56,8 @@ class _SeriesState:
     dtype: np.dtype | None = None
     received: IndexRuns = field(default_factory=IndexRuns)
     open: bool = True
+    #: When the series last took a frame (or began): monotonic seconds.
+    active_at: float = field(default_factory=time.monotonic)
 
 
 #: How long the receive loop waits for input before it checks for a halt.
@@ -67,6 +69,8 @@ QUIET_MS = 50
 #: After the drain, the socket's rest is read and stored for at most this long: a sender
 #: that keeps sending faster cannot hold the stop up; what comes then is counted only.
 REST_S = 10.0
+#: How often open series are looked at for idleness.
+IDLE_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,10 @@ class Receiver:
     ``raw_out``: the publish queue, when received frames are published (``raw`` topic)
     for live viewers; None (the default) publishes nothing from here. ``traces``: with
     ROIs, the raw ROI means are taken here, where the frame is still in cache.
+    ``idle_end_s``: an open series that takes no frame for this long is ended as if it
+    had sent ``end`` (its store closed, its history freed; a later frame resumes it);
+    0: never. Without it, an acquisition that names each trial a series and never
+    ends one would hold every trial's store and history open until the service stops.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class Receiver:
         drain_s: float = 0.0,
         raw_out: StageQueue[Outgoing] | None = None,
         traces: TraceStep | None = None,
+        idle_end_s: float = 0.0,
     ) -> None:
         self._limits = limits
         self._stats = stats
@@ -116,6 +125,8 @@ class Receiver:
         self._drain_s = drain_s
         self._raw_out = raw_out
         self._traces = traces
+        self._idle_end_s = idle_end_s
+        self._idle_checked = time.monotonic()
         self._series: dict[str, _SeriesState] = {}
         self._drain_until: float | None = None
         self._not_denoised = 0  # taken in the drain, no room in inference before its end
@@ -135,6 +146,7 @@ class Receiver:
             while not self._halt.is_set():
                 if poller.poll(POLL_MS):
                     self._burst(sock)
+                self._end_idle_series()
             deadline = self._drain_deadline()
             while time.monotonic() < deadline and poller.poll(QUIET_MS):
                 self._burst(sock)
@@ -225,6 +237,7 @@ class Receiver:
             return
         if not self._within_budget(frame):
             return
+        state.active_at = time.monotonic()
         self._track_index(frame.series, frame.index, state)
         non_finite = count_non_finite(frame.pixels)
         if non_finite:
@@ -328,7 +341,7 @@ class Receiver:
             self._series[series] = state
         # continued: frames of it on disk, or received earlier in this session
         resumed = seeded or len(state.received) > 0
-        state.open = True
+        state.open, state.active_at = True, time.monotonic()
         counters = self._stats.series_counters(series)
         counters.last_index = state.received.last
         counters.missing = state.received.last + 1 - len(state.received)
@@ -353,6 +366,24 @@ class Receiver:
             return False
         state.shape, state.dtype, state.received = shape, np.dtype(dtype), IndexRuns(runs)
         return True
+
+    def _end_idle_series(self) -> None:
+        """End the open series idle for ``idle_end_s`` (looked at once a second)."""
+        now = time.monotonic()
+        if self._idle_end_s <= 0 or now - self._idle_checked < IDLE_CHECK_S:
+            return
+        self._idle_checked = now
+        for series, state in list(self._series.items()):
+            idle_s = now - state.active_at
+            if state.open and idle_s >= self._idle_end_s:
+                self._events.emit(
+                    "series_idle",
+                    series=series,
+                    idle_s=round(idle_s, 1),
+                    last_index=state.received.last,
+                )
+                log.info("series %r took no frame for %.0f s: ended", series, idle_s)
+                self._end(series)
 
     def _end(self, series: str) -> None:
         state = self._series.get(series)

@@ -163,6 +163,7 @@ class Service:
             self._halt_input,
             memory=MemoryGate(self.queued_bytes, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
             drain_s=cfg.drain_s,
+            idle_end_s=cfg.series_idle_end_s,
             raw_out=self._outgoing if cfg.publish_raw else None,
             traces=traces,
         )

@@ -149,6 +149,41 @@ def test_a_series_keeps_its_shape_across_start_and_end(tmp_path: Path, identity_
     np.testing.assert_array_equal(kept.frames[0], binned)
 
 
+def test_a_series_left_open_is_ended_when_idle_and_resumed_by_its_next_frame(
+    tmp_path: Path, identity_model
+):
+    # An acquisition that names each trial a series and never sends `end`: without the
+    # idle end every trial's store and history stay open until the service stops.
+    shots = frames(4, seed=3)
+    with (
+        running_service(tmp_path, identity_model, series_idle_end_s=0.3) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.send_frame(shots[0], "trial1", 0)
+        pub.send_frame(shots[1], "trial1", 1)
+        _, seen = collect(sub, 2)
+        while not [e for e in events(seen, "series_end") if e["series"] == "trial1"]:
+            seen.append(sub.recv(timeout=30))  # no `end` was sent
+        (end,) = events(seen, "series_end")
+        assert end["stored"] == 2 and end["missing"] == 0
+        status = svc.status()  # its history freed (an open series reports its camera)
+        assert "camera" not in status["series"]["trial1"]
+        assert status["store"]["open_stores"] == 0
+        pub.send_frame(shots[1], "trial1", 1)  # what it holds is still known: refused
+        pub.send_frame(shots[2], "trial1", 2)  # a later frame resumes the series
+        pub.send_frame(shots[3], "trial1", 3)
+        _, later = collect(sub, 2)
+        wait_until(lambda: svc.status()["rejected"].get("duplicate") == 1)
+        assert svc.flush()
+    idle = [e for e in events(seen + later, "series_idle") if e["series"] == "trial1"]
+    assert idle and idle[0]["last_index"] == 1 and idle[0]["idle_s"] >= 0.3
+    start = events(later, "series_start")
+    assert start and start[0]["series"] == "trial1" and start[0]["resumed"] is True
+    raw = zarr.open_group(tmp_path / "data" / "trial1.zarr", mode="r")[ARRAY_PATHS["raw"]]
+    np.testing.assert_array_equal(raw[:], np.stack(shots))  # one store, no hole
+
+
 def test_rejected_frames_that_cannot_be_kept_are_counted(tmp_path: Path, identity_model):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "rejected").write_text("a file where the folder should be")
