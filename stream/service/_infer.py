@@ -245,6 +245,7 @@ class InferenceStage:
         self._events.emit(
             "series_end", series=series, frames=counters.frames_in, missing=counters.missing
         )
+        self._stats.series_ended(series)
         log.info(
             "series %r ended: %d frames, %d missing", series, counters.frames_in, counters.missing
         )

@@ -354,6 +354,7 @@ class Service:
             missing=totals["missing"],
             lost=totals["lost"],
         )
+        self.stats.series_ended(series)
         lost = ", ".join(f"{kind} {n}" for kind, n in totals["lost"].items() if n)
         log.info(
             "series %r ended: %d frames received, %d on disk, %d missing%s",

@@ -14,6 +14,9 @@ import numpy as np
 LATENCY_WINDOW = 2048
 #: Frames per second are averaged over this many seconds.
 FPS_WINDOW_S = 5.0
+#: Ended series whose counters stay in ``status`` (the most recently ended): a service
+#: that sees a new series every trial for days keeps its status message small.
+ENDED_KEPT = 256
 
 
 @dataclass
@@ -41,6 +44,8 @@ class ServiceStats:
     rejected: Counter[str] = field(default_factory=Counter)
     sanitized: Counter[str] = field(default_factory=Counter)
     series: dict[str, SeriesCounters] = field(default_factory=dict)
+    #: Series ended and not begun again, oldest first (a dict as an ordered set).
+    _ended: dict[str, None] = field(default_factory=dict)
     _latency_ms: np.ndarray = field(default_factory=lambda: np.full(LATENCY_WINDOW, np.nan))
     _latency_pos: int = 0
     _done_times: deque[float] = field(default_factory=deque)
@@ -59,6 +64,18 @@ class ServiceStats:
         with self._lock:
             self.frames_in += 1
             self.series.setdefault(series, SeriesCounters()).frames_in += 1
+            self._ended.pop(series, None)  # open again
+
+    def series_ended(self, series: str) -> None:
+        """The series' end was reported; beyond ``ENDED_KEPT`` ended series, the counters
+        of the one ended longest ago leave ``status`` (its ``series_end`` gave them)."""
+        with self._lock:
+            self._ended.pop(series, None)
+            self._ended[series] = None
+            while len(self._ended) > ENDED_KEPT:
+                oldest = next(iter(self._ended))
+                del self._ended[oldest]
+                self.series.pop(oldest, None)
 
     def count_rejected(self, reason: str) -> None:
         with self._lock:

@@ -153,3 +153,20 @@ def test_a_shipped_model_is_named_and_a_file_is_left_to_the_engine(
     (tmp_path / "na-temporal").write_bytes(b"")  # a file of that name here wins
     assert ServiceConfig(model="na-temporal").model == tmp_path / "na-temporal"
     assert load_config(tmp_path / "serve.toml").model == tmp_path / "na-temporal"
+
+
+def test_status_keeps_the_counters_of_the_most_recently_ended_series_only(monkeypatch):
+    from stream.service import _stats
+
+    monkeypatch.setattr(_stats, "ENDED_KEPT", 2)
+    stats = ServiceStats()
+    for name in ("trial1", "trial2", "trial3", "live"):
+        stats.count_in(name)
+    for name in ("trial1", "trial2"):
+        stats.series_ended(name)
+    stats.count_in("trial1")  # resumed: open again, no longer among the ended
+    stats.series_ended("trial3")
+    stats.series_ended("trial4")  # a series that never took a frame ends too
+    series = stats.snapshot()["series"]
+    assert sorted(series) == ["live", "trial1", "trial3"]  # trial2 ended longest ago
+    assert series["trial1"]["frames_in"] == 2 and stats.snapshot()["frames_in"] == 5
