@@ -38,6 +38,9 @@ classdef DDSubscriber < handle
       if ischar(topics)
         topics = {topics};
       end
+      if isempty(topics)  % a SUB socket with no subscription receives nothing, silently
+        dd_error('usage', 'expected at least one topic ( for every topic), got none');
+      end
       obj.endpoint = endpoint;
       obj.topics = topics;
       obj.limits = dd_limits();

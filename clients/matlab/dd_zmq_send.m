@@ -28,7 +28,9 @@ end
 end
 
 function sent = octave_send(h, parts, last, timeout_s)
-% The Octave binding has no ZMQ_SNDTIMEO: a timed send retries a non-blocking send.
+% The Octave binding has no ZMQ_SNDTIMEO: the first part retries a non-blocking send,
+% also with no timeout (Inf), since a blocking zmq_send cannot be interrupted: Ctrl-C
+% stops the wait between two tries.
 sent = true;
 start = tic;
 for i = 1:last
@@ -36,7 +38,7 @@ for i = 1:last
   if i < last
     more = ZMQ_SNDMORE;
   end
-  if i == 1 && isfinite(timeout_s)
+  if i == 1
     while zmq_send(h, parts{i}, more + ZMQ_DONTWAIT) < 0
       if ~any(zmq_errno() == [11 35])            % EAGAIN (Linux, macOS): queue full
         dd_error('transport', 'zmq_send failed: %s', zmq_strerror());

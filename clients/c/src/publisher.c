@@ -57,9 +57,12 @@ ddn_publisher *ddn_publisher_new(void *ctx, const char *endpoint,
     int one = 1, rc;
     if (pub_mode) /* every subscription reported, so the count is right with several */
         rc = zmq_setsockopt(pub->socket, ZMQ_XPUB_VERBOSER, &one, sizeof one);
-    else
+    else { /* queue only on a live connection: a connecting PUSH with no service there
+            * times out instead of queueing frames that close would discard unsaid */
         rc = zmq_setsockopt(pub->socket, ZMQ_SNDTIMEO, &options->timeout_ms,
                             sizeof options->timeout_ms);
+        if (rc == 0) rc = zmq_setsockopt(pub->socket, ZMQ_IMMEDIATE, &one, sizeof one);
+    }
     if (rc == 0)
         rc = options->connect ? zmq_connect(pub->socket, endpoint)
                               : zmq_bind(pub->socket, endpoint);

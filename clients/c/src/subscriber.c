@@ -14,8 +14,10 @@ struct ddn_subscriber {
 ddn_subscriber *ddn_subscriber_new(void *ctx, const char *endpoint,
                                    const char *const *topics, size_t ntopics,
                                    ddn_error *err) {
-    if (endpoint == NULL || (topics == NULL && ntopics > 0)) {
-        ddn__fail(err, DDN_E_ARGUMENT, "expected an endpoint and topics");
+    if (endpoint == NULL || topics == NULL || ntopics == 0) {
+        /* a SUB socket with no subscription would receive nothing, silently */
+        ddn__fail(err, DDN_E_ARGUMENT,
+                  "expected an endpoint and at least one topic (\"\" for every topic)");
         return NULL;
     }
     ddn_subscriber *sub = calloc(1, sizeof *sub);

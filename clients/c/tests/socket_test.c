@@ -6,7 +6,9 @@
  *     publisher's buffer, and the free callback runs only once the message is released;
  *   - validation before sending, with the no-copy buffer still freed;
  *   - control: a request without a reply times out, the REQ socket is replaced, and the
- *     next request works; ok false is reported as DDN_E_REFUSED with the error text.
+ *     next request works; ok false is reported as DDN_E_REFUSED with the error text;
+ *   - a PUSH that connects to a loopback port nothing listens on times out (frames are
+ *     queued only on a live connection), then goes through once a PULL binds there.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -16,6 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <deepdenoise/deepdenoise.h>
 
@@ -111,6 +118,9 @@ static void test_validation(void *ctx) {
     CHECK(pub != NULL);
     if (pub == NULL) return;
     CHECK(ddn_publisher_wait_for_subscriber(pub, 50, &err) == DDN_E_TIMEOUT);
+    const char *none[] = {"denoised"};
+    CHECK(ddn_subscriber_new(ctx, "inproc://output", none, 0, &err) == NULL);
+    CHECK(err.code == DDN_E_ARGUMENT && strstr(err.message, "at least one topic") != NULL);
 
     struct {
         ddn_frame frame;
@@ -188,11 +198,57 @@ static void test_control(void *ctx) {
     zmq_close(rep);
 }
 
+/* A loopback port that nothing listens on (bound, read, closed). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
+        port = ntohs(addr.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+static void test_push_connect_waits_for_the_service(void *ctx) {
+    char endpoint[64];
+    int port = free_port();
+    CHECK(port > 0);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    ddn_error err;
+    ddn_publisher_options options = ddn_publisher_default_options();
+    options.mode = DDN_MODE_PUSH;
+    options.connect = 1;
+    options.timeout_ms = 100;
+    options.linger_ms = 0;
+    ddn_publisher *pub = ddn_publisher_new(ctx, endpoint, &options, &err);
+    CHECK(pub != NULL);
+    if (pub == NULL) return;
+    CHECK(ddn_publisher_start(pub, "s", NULL, &err) == DDN_E_TIMEOUT);
+    ddn_publisher_close(pub);
+    void *pull = zmq_socket(ctx, ZMQ_PULL); /* the service comes */
+    int wait_ms = 5000;
+    zmq_setsockopt(pull, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms);
+    CHECK(zmq_bind(pull, endpoint) == 0);
+    options.timeout_ms = wait_ms;
+    pub = ddn_publisher_new(ctx, endpoint, &options, &err);
+    CHECK(pub != NULL && ddn_publisher_start(pub, "s", NULL, &err) == DDN_OK);
+    char topic[16];
+    CHECK(zmq_recv(pull, topic, sizeof topic, 0) == 5); /* "start" mark's topic: frame */
+    int zero = 0;
+    zmq_setsockopt(pull, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(pull);
+    ddn_publisher_close(pub);
+}
+
 int main(void) {
     void *ctx = zmq_ctx_new();
     test_publish_subscribe(ctx);
     test_validation(ctx);
     test_control(ctx);
+    test_push_connect_waits_for_the_service(ctx);
     zmq_ctx_term(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

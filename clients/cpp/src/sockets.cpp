@@ -1,6 +1,7 @@
 #include "deepdenoise/sockets.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include <zmq_addon.hpp>
 
@@ -39,6 +40,9 @@ Publisher::Publisher(const std::string& endpoint, const PublisherOptions& option
         socket_.set(zmq::sockopt::xpub_verboser, 1);
     } else {
         socket_.set(zmq::sockopt::sndtimeo, to_int_ms(options.send_timeout));
+        // Queue only on a live connection: a connecting PUSH with no service there
+        // times out instead of queueing frames that close would discard unsaid.
+        socket_.set(zmq::sockopt::immediate, 1);
     }
     if (options.bind) {
         socket_.bind(endpoint);
@@ -131,6 +135,9 @@ void Publisher::close() {
 Subscriber::Subscriber(const std::string& endpoint, const std::vector<std::string>& topics,
                        zmq::context_t& context, Limits limits)
     : socket_(context, zmq::socket_type::sub), limits_(limits) {
+    if (topics.empty()) {  // a SUB socket with no subscription receives nothing, silently
+        throw std::invalid_argument("expected at least one topic (\"\" for every topic), got none");
+    }
     socket_.set(zmq::sockopt::linger, 0);
     for (const std::string& topic : topics) socket_.set(zmq::sockopt::subscribe, topic);
     socket_.connect(endpoint);

@@ -1,11 +1,17 @@
 // The socket classes without a service, over inproc: the XPUB publisher waits for its
 // subscriber, a subscriber reads the frame in place, a PUSH send without a peer
-// times out, and a Control that timed out replaces its REQ socket and works again.
+// times out (also a PUSH that connects, over loopback TCP: frames are queued only on a
+// live connection), and a Control that timed out replaces its REQ socket and works again.
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <iostream>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <deepdenoise/client.hpp>
 #include <zmq_addon.hpp>
@@ -25,6 +31,23 @@ void check(const std::string& name, const std::function<void()>& body) {
         ++failures;
         std::cout << "FAIL " << name << ": " << e.what() << "\n";
     }
+}
+
+// A loopback port that nothing listens on (bound, read, closed at once).
+int free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        port = ntohs(addr.sin_port);
+    }
+    if (fd >= 0) ::close(fd);
+    if (port < 0) throw std::runtime_error("no free loopback port");
+    return port;
 }
 
 void require(bool ok, const std::string& what) {
@@ -65,6 +88,17 @@ int main() {
         require(msg && msg->pixels<float>()[1] == -1.25f, "pixels");
     });
 
+    check("a subscriber needs a topic", [] {
+        try {
+            dd::Subscriber sub("inproc://output", {});
+        } catch (const std::invalid_argument& e) {
+            require(std::string(e.what()).find("at least one topic") != std::string::npos,
+                    "says what is missing");
+            return;
+        }
+        throw std::runtime_error("no invalid_argument");
+    });
+
     check("wait_for_subscriber times out without one", [] {
         dd::Publisher pub("inproc://lonely");
         try {
@@ -89,6 +123,34 @@ int main() {
             return;
         }
         throw std::runtime_error("no TimeoutError");
+    });
+
+    check("a push that connects to no service times out, and goes through once one binds", [] {
+        std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_port());
+        dd::PublisherOptions options;
+        options.mode = dd::PublisherOptions::Mode::push;
+        options.bind = false;
+        options.send_timeout = 100ms;
+        options.linger = 0ms;
+        bool timed_out = false;
+        {
+            dd::Publisher pub(endpoint, options);
+            try {
+                pub.start("s");
+            } catch (const dd::TimeoutError&) {
+                timed_out = true;
+            }
+        }
+        require(timed_out, "no TimeoutError with no service there");
+        zmq::socket_t pull(dd::default_context(), zmq::socket_type::pull);
+        pull.set(zmq::sockopt::linger, 0);
+        pull.set(zmq::sockopt::rcvtimeo, 5000);
+        pull.bind(endpoint);
+        options.send_timeout = 5000ms;
+        dd::Publisher pub(endpoint, options);
+        pub.start("s");
+        zmq::message_t topic;
+        require(pull.recv(topic).has_value(), "the start mark arrives");
     });
 
     check("control: a timeout replaces the REQ socket, and the next request works", [] {

@@ -131,5 +131,14 @@ rejects('control timeout', 'timeout', @() ctl.status());
 rejects('control timeout again', 'timeout', @() ctl.pause());
 ctl.close();
 
+% A subscriber with no topic would receive nothing: refused.
+rejects('subscriber without a topic', 'usage', @() DDSubscriber('tcp://127.0.0.1:9', {}));
+
+% A PUSH send waits in non-blocking tries (a blocking one cannot be interrupted) and
+% gives up after its timeout: bound, with no service connected.
+pub = DDPublisher('tcp://127.0.0.1:*', 'bind', true, 'timeout', 0.2, 'linger', 0);
+rejects('push without a service', 'timeout', @() pub.start_series('s1'));
+pub.close(0);
+
 fprintf('api: %d checks, %d failures\n', checks, failures);
 end

@@ -46,6 +46,9 @@ export class Publisher {
     } else {
       this.socket = new zmq.Push(options);
       this.socket.sendTimeout = timeoutMs === null ? -1 : timeoutMs;
+      // Queue only on a live connection: a connecting PUSH with no service there
+      // waits (and times out) instead of queueing frames that close would discard.
+      this.socket.immediate = true;
     }
     this.socket.linger = lingerMs === null ? -1 : lingerMs;
   }

@@ -22,6 +22,10 @@ export class Subscriber {
       throw new TypeError(`expected an array of topics like ["denoised"], got the single "${topics}"`);
     }
     this.topics = [...topics];
+    if (this.topics.length === 0) {
+      // zeromq.js would subscribe to every topic; the other clients to none: neither is meant
+      throw new TypeError('expected at least one topic ("" for every topic), got none');
+    }
     this.timeoutMs = timeoutMs;
     this.limits = limits;
     this.endpoint = null;

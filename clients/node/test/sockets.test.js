@@ -1,6 +1,7 @@
 // Socket behaviour that needs no service: loopback peers made with zeromq directly.
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import { test } from "node:test";
 
 import * as zmq from "zeromq";
@@ -79,4 +80,39 @@ test("the subscriber decodes output and its iteration ends after timeoutMs of si
     sub.close();
     out.close();
   }
+});
+
+// A loopback port that nothing listens on (listened on, read, closed).
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+test("a PUSH that connects to no service times out, then goes through once one binds", async () => {
+  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const waiting = new Publisher({ mode: "push", timeoutMs: 100, lingerMs: 0 }).connect(endpoint);
+  try {
+    // queued only on a live connection: nothing waits for a service that is not there
+    await assert.rejects(waiting.start("s"), ClientTimeoutError);
+  } finally {
+    waiting.close();
+  }
+  const pull = new zmq.Pull({ linger: 0 });
+  await pull.bind(endpoint);
+  const pub = new Publisher({ mode: "push", timeoutMs: 5000, lingerMs: 0 }).connect(endpoint);
+  try {
+    await pub.start("s");
+    const [topic] = await pull.receive();
+    assert.equal(topic.toString(), "frame");
+  } finally {
+    pub.close();
+    pull.close();
+  }
+});
+
+test("a subscriber needs a topic", () => {
+  assert.throws(() => new Subscriber({ topics: [] }), /at least one topic/);
 });

@@ -83,8 +83,9 @@ class Publisher(_Socket):
         tell when the service has subscribed (:meth:`wait_for_subscriber`). Sends never
         block; past the high-water mark frames are dropped, as with any PUB socket.
         ``"push"``: a PUSH socket for a service started with ``input_mode = "pull"``;
-        a send blocks while the service is not keeping up (back-pressure), at most
-        ``timeout`` seconds.
+        a send blocks while the service is not keeping up (back-pressure) or not
+        connected (bound or connecting, frames are queued only on a live connection),
+        at most ``timeout`` seconds.
     bind
         Bind (the default; the service connects) or connect.
     topic
@@ -130,6 +131,10 @@ class Publisher(_Socket):
                 self._socket.setsockopt(verboser or zmq.XPUB_VERBOSE, 1)
             else:
                 self._socket.setsockopt(zmq.SNDTIMEO, _ms(timeout))
+                # Queue only on a live connection: a PUSH that connects to a service
+                # that is not there waits (and times out) instead of queueing frames
+                # that close() would then discard unsaid.
+                self._socket.setsockopt(zmq.IMMEDIATE, 1)
             if bind:
                 self._socket.bind(endpoint)
             else:
@@ -290,6 +295,8 @@ class Subscriber(_Socket):
         self.limits = limits
         self.endpoint = endpoint
         self.topics = tuple(t.encode() if isinstance(t, str) else bytes(t) for t in topics)
+        if not self.topics:  # a SUB socket with no subscription receives nothing, silently
+            raise ValueError("expected at least one topic (b'' for every topic), got none")
         ctx = context if context is not None else zmq.Context.instance()
         self._socket = ctx.socket(zmq.SUB)
         try:

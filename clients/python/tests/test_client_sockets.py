@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -92,6 +93,26 @@ def test_push_without_a_peer_times_out(ctx: zmq.Context[Any]) -> None:
         push.close(linger=0)
 
 
+def test_a_connecting_push_with_no_service_there_times_out(ctx: zmq.Context[Any]) -> None:
+    # Frames are queued only on a live connection: none wait for a service that is not
+    # there, to be discarded at close without a word.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    endpoint = f"tcp://127.0.0.1:{port}"
+    with Publisher(endpoint, mode="push", bind=False, timeout=0.2, context=ctx) as push:
+        with pytest.raises(TimeoutError, match="no PULL peer connected"):
+            push.send_frame(np.zeros((2, 2), np.uint8), "p", 0)
+        pull = ctx.socket(zmq.PULL)  # the service comes: the same frame goes through
+        pull.bind(endpoint)
+        push.send_frame(np.ones((2, 2), np.uint8), "p", 0)
+        assert pull.poll(5000)
+        expect(
+            decode_message(pull.recv_multipart(), strict=True), np.ones((2, 2), np.uint8), "p", 0
+        )
+        pull.close(linger=0)
+
+
 def test_wait_for_subscriber_times_out_clearly(ctx: zmq.Context[Any]) -> None:
     with Publisher(ANY_PORT, context=ctx) as pub:
         with pytest.raises(TimeoutError, match="no subscriber to topic b'frame'"):
@@ -164,6 +185,11 @@ def test_received_arrays_are_read_only_views(ctx: zmq.Context[Any]) -> None:
 def test_subscriber_rejects_a_single_topic_string(ctx: zmq.Context[Any]) -> None:
     with pytest.raises(TypeError, match="sequence of topics"):
         Subscriber(topics=b"denoised", context=ctx)  # type: ignore[arg-type]
+
+
+def test_subscriber_needs_a_topic(ctx: zmq.Context[Any]) -> None:
+    with pytest.raises(ValueError, match="at least one topic"):
+        Subscriber("tcp://127.0.0.1:5556", topics=(), context=ctx)
 
 
 def test_publisher_rejects_unknown_mode(ctx: zmq.Context[Any]) -> None:

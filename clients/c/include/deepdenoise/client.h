@@ -91,7 +91,8 @@ ddn_status ddn_publisher_send_frame_nocopy(ddn_publisher *pub, const ddn_frame *
 typedef struct ddn_subscriber ddn_subscriber;
 
 /* SUB-connect to `endpoint` for the given topic prefixes ("denoised", "traces",
- * "trigger", "status", "event"). Subscribe to "traces" and "trigger" in full. */
+ * "trigger", "status", "event"; "" for every topic). Subscribe to "traces" and
+ * "trigger" in full. At least one topic (DDN_E_ARGUMENT otherwise). */
 ddn_subscriber *ddn_subscriber_new(void *zmq_context, const char *endpoint,
                                    const char *const *topics, size_t ntopics,
                                    ddn_error *err);
