@@ -99,6 +99,10 @@ export class ProtocolError extends Error {
 export class ClientTimeoutError extends Error {
   code: "ETIMEDOUT";
 }
+export class EndpointError extends Error {
+  /** ZeroMQ's error code: "EADDRINUSE", "EINVAL", ... */
+  code: string | undefined;
+}
 export class ControlError extends Error {
   /** The service's reply map, with `ok: false` and `error`. */
   reply: { [key: string]: Value } | null;

@@ -42,8 +42,9 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
         rows = [(k, _text(v)) for k, v in summary.items()]
         if not summary["closed"]:  # an open store's axis is allocated ahead of its frames
             rows = [
-                (k, f"{v} (time axis allocated ahead while the store is open; frames on "
-                    f"disk: valid)" if k == "frames" else v)
+                (k, f"{v} (time axis allocated ahead while the store is open: being "
+                    f"written, or left open by a service that was killed; frames on disk: "
+                    f"valid)" if k == "frames" else v)
                 for k, v in rows
             ]  # fmt: skip
         rejected = rejected_path(path.parent, path.name.removesuffix(".zarr"))

@@ -56,6 +56,15 @@ ddn_status ddn__zmq_fail(ddn_error *err, const char *what) {
     return ddn__fail(err, DDN_E_ZMQ, "%s: %s", what, zmq_strerror(e));
 }
 
+ddn_status ddn__endpoint_fail(ddn_error *err, const char *what, const char *endpoint) {
+    int e = zmq_errno();
+    const char *hint = e == EINVAL || e == EPROTONOSUPPORT
+                           ? " (expected an endpoint like tcp://127.0.0.1:5555)"
+                           : "";
+    return ddn__fail(err, DDN_E_ZMQ, "cannot %s %s: %s%s", what, endpoint, zmq_strerror(e),
+                     hint);
+}
+
 void ddn__ok(ddn_error *err) {
     if (err != NULL) {
         err->code = DDN_OK;

@@ -22,7 +22,7 @@ static ddn_status open_socket(ddn_control *ctl, ddn_error *err) {
     if (zmq_setsockopt(ctl->socket, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(ctl->socket, ZMQ_SNDTIMEO, &ctl->timeout_ms, sizeof ctl->timeout_ms) ||
         zmq_connect(ctl->socket, ctl->endpoint) != 0) {
-        ddn_status st = ddn__zmq_fail(err, "zmq_connect");
+        ddn_status st = ddn__endpoint_fail(err, "connect to", ctl->endpoint);
         zmq_close(ctl->socket);
         ctl->socket = NULL;
         return st;

@@ -41,6 +41,9 @@ ddn_status ddn__fail(ddn_error *err, ddn_status code, const char *fmt, ...)
     ;
 /* A ZeroMQ failure with zmq_strerror(errno) appended to `what`. */
 ddn_status ddn__zmq_fail(ddn_error *err, const char *what);
+/* A bind or connect that failed, naming the endpoint (and its expected form when the
+ * endpoint itself is what is wrong). */
+ddn_status ddn__endpoint_fail(ddn_error *err, const char *what, const char *endpoint);
 void ddn__ok(ddn_error *err);
 
 /* Release what the message holds and make it empty (reusable). */

@@ -67,7 +67,7 @@ ddn_publisher *ddn_publisher_new(void *ctx, const char *endpoint,
         rc = options->connect ? zmq_connect(pub->socket, endpoint)
                               : zmq_bind(pub->socket, endpoint);
     if (rc != 0) {
-        ddn__zmq_fail(err, options->connect ? "zmq_connect" : "zmq_bind");
+        ddn__endpoint_fail(err, options->connect ? "connect to" : "bind", endpoint);
         ddn__close(pub->socket, pub->ctx, pub->own_ctx, 0);
         free(pub);
         return NULL;

@@ -38,7 +38,7 @@ ddn_subscriber *ddn_subscriber_new(void *ctx, const char *endpoint,
         rc = zmq_setsockopt(sub->socket, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
     if (rc == 0) rc = zmq_connect(sub->socket, endpoint);
     if (rc != 0) {
-        ddn__zmq_fail(err, "zmq_connect");
+        ddn__endpoint_fail(err, "connect to", endpoint);
         ddn__close(sub->socket, sub->ctx, sub->own_ctx, 0);
         free(sub);
         return NULL;

@@ -243,12 +243,33 @@ static void test_push_connect_waits_for_the_service(void *ctx) {
     ddn_publisher_close(pub);
 }
 
+static void test_endpoint_errors_name_the_endpoint(void *ctx) {
+    ddn_error err;
+    void *taken = zmq_socket(ctx, ZMQ_PULL);
+    char endpoint[64];
+    size_t len = sizeof endpoint;
+    CHECK(zmq_bind(taken, "tcp://127.0.0.1:*") == 0);
+    CHECK(zmq_getsockopt(taken, ZMQ_LAST_ENDPOINT, endpoint, &len) == 0);
+    ddn_publisher_options options = ddn_publisher_default_options();
+    options.linger_ms = 0;
+    CHECK(ddn_publisher_new(ctx, endpoint, &options, &err) == NULL);
+    CHECK(err.code == DDN_E_ZMQ && strstr(err.message, endpoint) != NULL);
+    const char *topics[] = {"denoised"};
+    CHECK(ddn_subscriber_new(ctx, "127.0.0.1:5556", topics, 1, &err) == NULL);
+    CHECK(strstr(err.message, "cannot connect to 127.0.0.1:5556") != NULL);
+    CHECK(strstr(err.message, "expected an endpoint like tcp://") != NULL);
+    int zero = 0;
+    zmq_setsockopt(taken, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(taken);
+}
+
 int main(void) {
     void *ctx = zmq_ctx_new();
     test_publish_subscribe(ctx);
     test_validation(ctx);
     test_control(ctx);
     test_push_connect_waits_for_the_service(ctx);
+    test_endpoint_errors_name_the_endpoint(ctx);
     zmq_ctx_term(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

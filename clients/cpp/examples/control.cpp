@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
         std::cerr << "control: " << e.what() << "\n";  // a reply that is not one
         return 3;
     } catch (const std::exception& e) {
-        std::cerr << "control: " << e.what() << "\n";  // TimeoutError, zmq::error_t
+        std::cerr << "control: " << e.what() << "\n";  // TimeoutError, EndpointError
         return 3;
     }
 }

@@ -1,6 +1,7 @@
 #include "deepdenoise/sockets.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 
 #include <zmq_addon.hpp>
@@ -16,6 +17,27 @@ bool readable(zmq::socket_t& socket, Milliseconds timeout) {
 }
 
 int to_int_ms(Milliseconds ms) { return ms.count() < 0 ? -1 : static_cast<int>(ms.count()); }
+
+enum class Attach { bind, connect };
+
+/// Bind or connect, with an error that names the endpoint (ZeroMQ's says only what).
+void attach(zmq::socket_t& socket, const std::string& endpoint, Attach how) {
+    try {
+        if (how == Attach::bind) {
+            socket.bind(endpoint);
+        } else {
+            socket.connect(endpoint);
+        }
+    } catch (const zmq::error_t& e) {
+        bool malformed = e.num() == EINVAL || e.num() == EPROTONOSUPPORT;
+        throw EndpointError(std::string("cannot ") +
+                                (how == Attach::bind ? "bind " : "connect to ") + endpoint +
+                                ": " + e.what() +
+                                (malformed ? " (expected an endpoint like tcp://127.0.0.1:5555)"
+                                           : ""),
+                            e.num());
+    }
+}
 
 }  // namespace
 
@@ -45,10 +67,10 @@ Publisher::Publisher(const std::string& endpoint, const PublisherOptions& option
         socket_.set(zmq::sockopt::immediate, 1);
     }
     if (options.bind) {
-        socket_.bind(endpoint);
+        attach(socket_, endpoint, Attach::bind);
         endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
     } else {
-        socket_.connect(endpoint);
+        attach(socket_, endpoint, Attach::connect);
         endpoint_ = endpoint;
     }
     socket_.set(zmq::sockopt::linger, to_int_ms(options.linger));
@@ -140,7 +162,7 @@ Subscriber::Subscriber(const std::string& endpoint, const std::vector<std::strin
     }
     socket_.set(zmq::sockopt::linger, 0);
     for (const std::string& topic : topics) socket_.set(zmq::sockopt::subscribe, topic);
-    socket_.connect(endpoint);
+    attach(socket_, endpoint, Attach::connect);
 }
 
 std::optional<Message> Subscriber::recv(Milliseconds timeout) {
@@ -164,7 +186,7 @@ zmq::socket_t Control::connect() {
     zmq::socket_t socket(*context_, zmq::socket_type::req);
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::sndtimeo, to_int_ms(timeout_));
-    socket.connect(endpoint_);
+    attach(socket, endpoint_, Attach::connect);
     return socket;
 }
 

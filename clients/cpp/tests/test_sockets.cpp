@@ -88,6 +88,28 @@ int main() {
         require(msg && msg->pixels<float>()[1] == -1.25f, "pixels");
     });
 
+    check("a bind or connect that fails names the endpoint", [] {
+        zmq::socket_t taken(dd::default_context(), zmq::socket_type::pull);
+        taken.set(zmq::sockopt::linger, 0);
+        taken.bind("tcp://127.0.0.1:*");
+        std::string endpoint = taken.get(zmq::sockopt::last_endpoint);
+        try {
+            dd::Publisher pub(endpoint);
+            throw std::runtime_error("bound a port in use");
+        } catch (const dd::EndpointError& e) {
+            require(std::string(e.what()).find("cannot bind " + endpoint) != std::string::npos,
+                    std::string("names the endpoint: ") + e.what());
+        }
+        try {
+            dd::Control control("127.0.0.1:5557");
+            throw std::runtime_error("connected to an endpoint without a scheme");
+        } catch (const dd::EndpointError& e) {
+            require(std::string(e.what()).find("expected an endpoint like tcp://") !=
+                        std::string::npos,
+                    std::string("says the form: ") + e.what());
+        }
+    });
+
     check("a subscriber needs a topic", [] {
         try {
             dd::Subscriber sub("inproc://output", {});

@@ -131,6 +131,24 @@ rejects('control timeout', 'timeout', @() ctl.status());
 rejects('control timeout again', 'timeout', @() ctl.pause());
 ctl.close();
 
+% A bind or connect that fails is a transport error naming the endpoint.
+taken = DDPublisher('tcp://127.0.0.1:*', 'bind', true, 'linger', 0);
+try
+  DDPublisher(taken.endpoint, 'bind', true, 'linger', 0);
+  check('bind a port in use: accepted', false);
+catch err
+  check(['bind a port in use: ' err.message], strcmp(dd_reason(err), 'transport') && ...
+    ~isempty(strfind(err.message, ['cannot bind ' taken.endpoint])));
+end
+taken.close(0);
+try
+  DDSubscriber('127.0.0.1:5556');
+  check('connect without tcp://: accepted', false);
+catch err
+  check(['connect without tcp://: ' err.message], strcmp(dd_reason(err), 'transport') && ...
+    ~isempty(strfind(err.message, 'expected an endpoint like tcp://')));
+end
+
 % A subscriber with no topic would receive nothing: refused.
 rejects('subscriber without a topic', 'usage', @() DDSubscriber('tcp://127.0.0.1:9', {}));
 

@@ -2,7 +2,7 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError, ControlError } from "./errors.js";
+import { ClientTimeoutError, ControlError, endpointError } from "./errors.js";
 import { decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
 
 export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
@@ -30,7 +30,12 @@ export class Control {
     socket.sendTimeout = ms;
     socket.receiveTimeout = ms;
     socket.linger = 0;
-    socket.connect(this.endpoint);
+    try {
+      socket.connect(this.endpoint);
+    } catch (err) {
+      socket.close();
+      throw endpointError(err, "connect to", this.endpoint);
+    }
     return socket;
   }
 

@@ -18,6 +18,28 @@ export class ClientTimeoutError extends Error {
   }
 }
 
+/**
+ * A bind or connect failed (a port in use, an endpoint without `tcp://`); the message
+ * names the endpoint, `code` is ZeroMQ's (`EADDRINUSE`, `EINVAL`, ...), `cause` its error.
+ */
+export class EndpointError extends Error {
+  constructor(message, { code, cause } = {}) {
+    super(message, { cause });
+    this.name = "EndpointError";
+    this.code = code;
+  }
+}
+
+/** Rethrow a bind or connect error of zeromq.js as an EndpointError naming `endpoint`. */
+export function endpointError(err, action, endpoint) {
+  const malformed = err.code === "EINVAL" || err.code === "EPROTONOSUPPORT";
+  const hint = malformed ? " (expected an endpoint like tcp://127.0.0.1:5555)" : "";
+  return new EndpointError(`cannot ${action} ${endpoint}: ${err.message}${hint}`, {
+    code: err.code,
+    cause: err,
+  });
+}
+
 /** The service answered a control request with `ok: false`; `reply` is its map. */
 export class ControlError extends Error {
   constructor(message, reply = null) {

@@ -1,6 +1,6 @@
 // deepdenoise-client: the Node.js client of the deepdenoise wire protocol v1.
 
-export { ClientTimeoutError, ControlError, ProtocolError } from "./errors.js";
+export { ClientTimeoutError, ControlError, EndpointError, ProtocolError } from "./errors.js";
 export {
   CANONICAL_KEYS,
   DEFAULT_LIMITS,

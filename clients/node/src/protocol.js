@@ -258,7 +258,7 @@ function isInteger(value) {
 
 function checkIndex(index) {
   if (!isInteger(index) || index < 0 || index > MAX_INDEX) {
-    throw new ProtocolError("index", `expected index as an integer 0..2**40-1, got ${String(index)}`);
+    throw new ProtocolError("index", `expected index as an integer 0..2**40-1, got ${describeValue(index)}`);
   }
   return index;
 }
@@ -320,6 +320,13 @@ function frameDtype(pixels, dtype) {
   }
   // Uint8ClampedArray holds uint8 too; explicit `dtype` lets raw bytes be any type.
   const found = dtype ?? (pixels instanceof Uint8ClampedArray ? "|u1" : dtypeOf(pixels, DTYPES));
+  if (dtype !== undefined && !(dtype in DTYPES)) {
+    throw new ProtocolError(
+      "dtype",
+      `expected dtype one of ${Object.keys(DTYPES).join(", ")} (or none: taken from the typed array), ` +
+        `got ${JSON.stringify(dtype)}`,
+    );
+  }
   if (!(found in DTYPES)) {
     throw new ProtocolError(
       "dtype",
@@ -329,6 +336,11 @@ function frameDtype(pixels, dtype) {
     );
   }
   return found;
+}
+
+/** A value as a message shows it: strings quoted, so "13" is not read as 13. */
+function describeValue(value) {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }
 
 function describe(value) {

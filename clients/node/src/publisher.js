@@ -2,7 +2,7 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError } from "./errors.js";
+import { ClientTimeoutError, endpointError } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, asBytes, encodeEnd, encodeFrame, encodeStart } from "./protocol.js";
 
 export const DEFAULT_INPUT = "tcp://127.0.0.1:5555";
@@ -55,14 +55,22 @@ export class Publisher {
 
   /** Bind (the service connects); `tcp://127.0.0.1:*` picks a free port, see `endpoint`. */
   async bind(endpoint = DEFAULT_INPUT) {
-    await this.socket.bind(endpoint);
+    try {
+      await this.socket.bind(endpoint);
+    } catch (err) {
+      throw endpointError(err, "bind", endpoint);
+    }
     this.endpoint = this.socket.lastEndpoint;
     return this;
   }
 
   /** Connect to a service that binds its input (`input_bind = true`). */
   connect(endpoint = DEFAULT_INPUT) {
-    this.socket.connect(endpoint);
+    try {
+      this.socket.connect(endpoint);
+    } catch (err) {
+      throw endpointError(err, "connect to", endpoint);
+    }
     this.endpoint = endpoint;
     return this;
   }
@@ -83,13 +91,13 @@ export class Publisher {
             `within ${timeoutMs} ms: is the service running, its input connected to this endpoint?`,
         );
       }
-      this.socket.receiveTimeout = remaining;
       let msg;
       try {
+        this.socket.receiveTimeout = remaining;
         [msg] = await this.socket.receive();
       } catch (err) {
-        if (err.code === "EAGAIN") continue; // the deadline check above reports it
-        throw err;
+        if (err.code === "EAGAIN" && !this.socket.closed) continue; // reported above
+        throw this.closedWhile(err, "waiting for a subscriber");
       }
       this.countSubscription(msg);
     }
@@ -128,12 +136,21 @@ export class Publisher {
     try {
       await this.socket.send(parts);
     } catch (err) {
-      if (err.code !== "EAGAIN") throw err;
+      if (err.code !== "EAGAIN" || this.socket.closed) throw this.closedWhile(err, "sending");
       throw new ClientTimeoutError(
         `could not queue a message on ${this.endpoint} within ${this.socket.sendTimeout} ms: ` +
           `no PULL peer connected, or the service is not keeping up`,
       );
     }
+  }
+
+  // zeromq.js rejects a pending call on a socket closed meanwhile with a bare EAGAIN or
+  // ENOTSOCK; say what happened instead.
+  closedWhile(err, doing) {
+    if (!this.socket.closed) return err;
+    const closed = new Error(`the publisher on ${this.endpoint} was closed while ${doing}`, { cause: err });
+    closed.code = "ENOTSOCK";
+    return closed;
   }
 
   /** Close; queued messages still get up to `lingerMs` (default: the constructor's) to go out. */

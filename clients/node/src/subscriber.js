@@ -2,7 +2,7 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError } from "./errors.js";
+import { ClientTimeoutError, endpointError } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, decodeMessage } from "./protocol.js";
 
 export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
@@ -36,7 +36,11 @@ export class Subscriber {
 
   /** Connect to the service's output (it binds). */
   connect(endpoint = DEFAULT_OUTPUT) {
-    this.socket.connect(endpoint);
+    try {
+      this.socket.connect(endpoint);
+    } catch (err) {
+      throw endpointError(err, "connect to", endpoint);
+    }
     this.endpoint = endpoint;
     return this;
   }

@@ -38,6 +38,14 @@ test("encodeFrame checks dtype, shape, series, index, t_ns and meta before sendi
   rejects({ resend: 1 }, "resend");
 });
 
+test("validation messages say what was wrong: a dtype name, an index given as a string", () => {
+  assert.throws(
+    () => encodeFrame(frame({ pixels: new Uint8Array(12), dtype: "uint16" })),
+    /expected dtype one of \|u1, <u2, <i2, <f4 .*got "uint16"/,
+  );
+  assert.throws(() => encodeFrame(frame({ index: "13" })), /got "13"/);
+});
+
 test("raw bytes with an explicit dtype are accepted", () => {
   const parts = encodeFrame(frame({ pixels: new Uint8Array(24), dtype: "<f4" }));
   assert.equal(decodeHeader(parts[1]).dtype, "<f4");

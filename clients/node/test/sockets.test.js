@@ -9,6 +9,7 @@ import * as zmq from "zeromq";
 import {
   ClientTimeoutError,
   Control,
+  EndpointError,
   Publisher,
   Subscriber,
   decodeValue,
@@ -115,4 +116,33 @@ test("a PUSH that connects to no service times out, then goes through once one b
 
 test("a subscriber needs a topic", () => {
   assert.throws(() => new Subscriber({ topics: [] }), /at least one topic/);
+});
+
+test("a bind or connect that fails names the endpoint", async () => {
+  const taken = new zmq.Pull({ linger: 0 });
+  await taken.bind("tcp://127.0.0.1:*");
+  const pub = new Publisher({ mode: "push", lingerMs: 0 });
+  try {
+    await assert.rejects(pub.bind(taken.lastEndpoint), (err) => {
+      assert.ok(err instanceof EndpointError, err);
+      assert.equal(err.code, "EADDRINUSE");
+      assert.match(err.message, new RegExp(`cannot bind ${taken.lastEndpoint}`));
+      return true;
+    });
+    assert.throws(
+      () => new Subscriber().connect("127.0.0.1:5556"),
+      /cannot connect to 127\.0\.0\.1:5556: .*expected an endpoint like tcp:\/\//,
+    );
+    assert.throws(() => new Control("127.0.0.1:5557"), EndpointError);
+  } finally {
+    pub.close();
+    taken.close();
+  }
+});
+
+test("closing a publisher while it waits says so", async () => {
+  const pub = await new Publisher({ mode: "pub", lingerMs: 0 }).bind("tcp://127.0.0.1:*");
+  const waiting = pub.waitForSubscriber(5000);
+  pub.close();
+  await assert.rejects(waiting, /was closed while waiting for a subscriber/);
 });

@@ -22,6 +22,18 @@ inline constexpr const char* default_input = "tcp://127.0.0.1:5555";
 inline constexpr const char* default_output = "tcp://127.0.0.1:5556";
 inline constexpr const char* default_control = "tcp://127.0.0.1:5557";
 
+/// A bind or connect failed; the message names the endpoint (a port in use, a malformed
+/// endpoint), code() is ZeroMQ's errno.
+class EndpointError : public std::runtime_error {
+public:
+    EndpointError(const std::string& message, int code)
+        : std::runtime_error(message), code_(code) {}
+    int code() const noexcept { return code_; }
+
+private:
+    int code_;
+};
+
 /// No peer in time: a send that could not be queued, or no reply, or no subscriber.
 class TimeoutError : public std::runtime_error {
 public:
