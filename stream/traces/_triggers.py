@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from .._errors import RoiError
 
@@ -27,14 +27,17 @@ class TriggerRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="published as `rule`")
-    rois: list[int] = Field(
+    # strict: a quoted number or a boolean in the TOML is a mistake, not a value
+    rois: list[StrictInt] = Field(
         default_factory=list, description="ROI labels watched together; empty: every ROI"
     )
     reduce: Literal["mean", "max"] = Field("mean", description="how a group becomes one value")
     column: Column = "dff"
-    threshold: float = Field(allow_inf_nan=False)
+    threshold: float = Field(allow_inf_nan=False, strict=True)
     mode: Literal["above", "crossing"] = "crossing"
-    refractory_s: float = Field(0.0, ge=0, le=3600, description="quiet time after firing")
+    refractory_s: float = Field(
+        0.0, ge=0, le=3600, strict=True, description="quiet time after firing"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,3 +108,33 @@ def test_series_default_to_the_sequence_uid(tmp_path: Path, identity_model, core
         mmc.mda.run(sequence, output=DenoiseHandler(svc.endpoints["input"]))
         name = f"mda-{sequence.uid}"
         wait_until(lambda: svc.status()["series"].get(name, {}).get("frames_in") == 2)
+
+
+def test_long_names_never_merge_planes_or_channels() -> None:
+    from deepdenoise_client.mmcore import series_for
+
+    base = f"mda-{'0' * 36}"  # a sequence uid's length
+    names = {
+        series_for(base, useq.MDAEvent(index={"p": 0, "c": c, "z": z}, channel=channel), True, True)
+        for z in range(3)
+        for c, channel in enumerate(("Cy5-FarRed-Emission-700", "Cy5-FarRed-Emission-710"))
+    }
+    assert len(names) == 6 and all(len(name) <= 64 for name in names)
+    short = series_for("run", useq.MDAEvent(index={"p": 1, "z": 2}, channel="GFP"), True, True)
+    assert short == "run-p1-cGFP-z2"  # names that fit are left as they are
+
+
+def test_a_missing_service_stops_the_streaming_not_the_acquisition(core) -> None:
+    import socket
+
+    from deepdenoise_client import ClientTimeoutError
+
+    mmc, camera = core
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    handler = DenoiseHandler(f"tcp://127.0.0.1:{port}", series="nobody", timeout=0.3)
+    mmc.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}), output=handler)
+    assert len(camera.produced) == 3  # the acquisition went on
+    assert isinstance(handler.error, ClientTimeoutError)
+    assert handler.frames_unsent == 3 and handler.frames_sent == {}

@@ -137,3 +137,17 @@ def test_a_rule_on_dff_denoised_needs_the_trace_denoiser_in_the_config() -> None
     with pytest.raises(ValidationError, match="only the trace denoiser adds"):
         TraceConfig(triggers=[rule])  # no ROIs yet: set_rois would refuse every set later
     assert TraceConfig(triggers=[rule], denoise=True).triggers[0].column == "dff_denoised"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("threshold", "0.5"), ("threshold", True), ("rois", ["3"]), ("rois", [True]),
+     ("refractory_s", "1")],
+)  # fmt: skip
+def test_a_quoted_number_or_a_boolean_in_a_rule_is_refused(field: str, value: object) -> None:
+    from pydantic import ValidationError
+
+    rule = {"name": "x", "threshold": 0.5, field: value}
+    with pytest.raises(ValidationError, match=field):
+        TriggerRule(**rule)
+    assert TriggerRule(name="x", threshold=1, rois=[3], refractory_s=2).threshold == 1.0
