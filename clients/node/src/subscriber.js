@@ -26,6 +26,15 @@ export class Subscriber {
       // zeromq.js would subscribe to every topic; the other clients to none: neither is meant
       throw new TypeError('expected at least one topic ("" for every topic), got none');
     }
+    const known = Object.values(TOPICS); // the service's output, and an acquisition's "frame"
+    for (const topic of this.topics) {
+      // a prefix no topic has (a typo) would receive nothing
+      if (typeof topic === "string" && !known.some((name) => name.startsWith(topic))) {
+        throw new TypeError(
+          `no topic starts with ${JSON.stringify(topic)}: expected a prefix of ${known.join(", ")}`,
+        );
+      }
+    }
     this.timeoutMs = timeoutMs;
     this.limits = limits;
     this.endpoint = null;

@@ -114,8 +114,10 @@ test("a PUSH that connects to no service times out, then goes through once one b
   }
 });
 
-test("a subscriber needs a topic", () => {
+test("a subscriber needs a topic, and refuses a typo", () => {
   assert.throws(() => new Subscriber({ topics: [] }), /at least one topic/);
+  assert.throws(() => new Subscriber({ topics: ["triggers"] }), /no topic starts with "triggers"/);
+  new Subscriber({ topics: ["trace", ""] }).close(); // prefixes of topics
 });
 
 test("a bind or connect that fails names the endpoint", async () => {

@@ -19,7 +19,12 @@ from ._errors import ClientTimeoutError
 from ._protocol import (
     DEFAULT_LIMITS,
     TOPIC_DENOISED,
+    TOPIC_EVENT,
     TOPIC_FRAME,
+    TOPIC_RAW,
+    TOPIC_STATUS,
+    TOPIC_TRACES,
+    TOPIC_TRIGGER,
     Limits,
     Message,
     decode_message,
@@ -29,6 +34,17 @@ from ._protocol import (
 )
 
 log = logging.getLogger("deepdenoise_client")
+
+#: Every topic on the wire: the service's output, and ``frame`` (an acquisition's).
+TOPICS = (
+    TOPIC_DENOISED,
+    TOPIC_TRACES,
+    TOPIC_TRIGGER,
+    TOPIC_STATUS,
+    TOPIC_EVENT,
+    TOPIC_RAW,
+    TOPIC_FRAME,
+)
 
 DEFAULT_INPUT = "tcp://127.0.0.1:5555"
 DEFAULT_OUTPUT = "tcp://127.0.0.1:5556"
@@ -297,6 +313,12 @@ class Subscriber(_Socket):
         self.topics = tuple(t.encode() if isinstance(t, str) else bytes(t) for t in topics)
         if not self.topics:  # a SUB socket with no subscription receives nothing, silently
             raise ValueError("expected at least one topic (b'' for every topic), got none")
+        for topic in self.topics:  # a prefix no topic has (a typo) would receive nothing
+            if not any(name.startswith(topic) for name in TOPICS):
+                raise ValueError(
+                    f"no topic starts with {topic!r}: expected a prefix of "
+                    f"{', '.join(repr(name.decode()) for name in TOPICS)}"
+                )
         ctx = context if context is not None else zmq.Context.instance()
         self._socket = ctx.socket(zmq.SUB)
         try:

@@ -187,9 +187,12 @@ def test_subscriber_rejects_a_single_topic_string(ctx: zmq.Context[Any]) -> None
         Subscriber(topics=b"denoised", context=ctx)  # type: ignore[arg-type]
 
 
-def test_subscriber_needs_a_topic(ctx: zmq.Context[Any]) -> None:
+def test_subscriber_needs_a_topic_and_refuses_a_typo(ctx: zmq.Context[Any]) -> None:
     with pytest.raises(ValueError, match="at least one topic"):
         Subscriber("tcp://127.0.0.1:5556", topics=(), context=ctx)
+    with pytest.raises(ValueError, match="no topic starts with b'triggers'"):
+        Subscriber("tcp://127.0.0.1:5556", topics=(b"triggers",), context=ctx)
+    Subscriber("tcp://127.0.0.1:5556", topics=(b"trace", b""), context=ctx).close()  # prefixes
 
 
 def test_publisher_rejects_unknown_mode(ctx: zmq.Context[Any]) -> None:
