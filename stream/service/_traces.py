@@ -82,6 +82,8 @@ class TraceStep:
             raise ConfigError(f"traces: {exc}") from exc
         self._per_series: dict[str, RoiSet | None] = {}
         self._state: dict[str, SeriesTraces | None] = {}  # None: ROIs do not fit the frames
+        #: A series' traces before a ROI change: the ROIs that stay hand on their baseline.
+        self._replaced: dict[str, SeriesTraces] = {}
         self._shapes: dict[str, tuple[int, int]] = {}
         self._pending: list[_Change] = []
         self._applied = 0
@@ -179,12 +181,17 @@ class TraceStep:
         except RoiError as exc:  # told once; the series goes on without traces
             self._error("rois_shape", series, f"no traces for series {series!r}: {exc}")
             state = None
+        old = self._replaced.pop(series, None)
+        if state is not None and old is not None and old.bound.shape == shape:
+            kept = state.inherit(old)
+            log.info("series %r: %d ROI(s) unchanged keep their ΔF/F baseline", series, kept)
         self._state[series] = state
         return state
 
     def end_series(self, series: str) -> None:
         """A series ended: its baseline and trigger state go (ROIs set for it stay)."""
         self._state.pop(series, None)
+        self._replaced.pop(series, None)
         self._shapes.pop(series, None)
 
     # ------------------------------------------------------------------ ROI changes
@@ -222,15 +229,21 @@ class TraceStep:
                 if change.series is None:
                     self._default = change.rois
                     self._per_series.clear()
-                    self._state.clear()
+                    for name in list(self._state):
+                        self._replace(name)
                 else:
                     self._per_series[change.series] = change.rois
-                    self._state.pop(change.series, None)
+                    self._replace(change.series)
                 self._applied += 1
             self._cond.notify_all()
         for change in changes:
             count = 0 if change.rois is None else change.rois.count
             log.info("ROIs of %s: %d", change.series or "every series", count)
+
+    def _replace(self, series: str) -> None:
+        state = self._state.pop(series, None)
+        if state is not None:
+            self._replaced[series] = state
 
     def _check_rules(self, rois: RoiSet) -> None:
         TriggerBank(self._config.triggers, rois.labels, self.columns)

@@ -77,6 +77,23 @@ class RunningBaseline:
         self._last_block = np.full(rois, np.nan)
         self._unsettled = False  # a block completed; its quantile is not taken yet
         self.f0 = np.full(rois, np.nan)
+        #: Block means each ROI has, where ROIs differ (after :meth:`carry`); None: all
+        #: have ``_filled``, the fast path.
+        self._blocks_of: np.ndarray | None = None
+
+    def carry(self, old: RunningBaseline, rows: np.ndarray, old_rows: np.ndarray) -> None:
+        """Take over the history of ROIs ``old_rows`` of ``old`` as ``rows`` of this one
+        (the same ROIs, after a ROI change): their F0 goes on, not restarted. The other
+        ROIs start from nothing, as in a new baseline; the block phase is ``old``'s."""
+        old.settle()
+        self._filled, self._next, self._frames = old._filled, old._next, old._frames
+        self._ring[rows] = old._ring[old_rows]
+        self._sum[rows], self._n[rows] = old._sum[old_rows], old._n[old_rows]
+        self._last_block[rows] = old._last_block[old_rows]
+        self._blocks_of = np.zeros(len(self.f0), dtype=np.int64)
+        self._blocks_of[rows] = old._filled if old._blocks_of is None else old._blocks_of[old_rows]
+        self.f0[rows] = old.f0[old_rows]
+        self._caught_up()
 
     def update(self, values: np.ndarray) -> np.ndarray:
         """Take this frame's ROI means; return F0 (from this and earlier frames only)."""
@@ -88,6 +105,10 @@ class RunningBaseline:
         if self._filled == 0:  # no block yet: the mean so far
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.f0 = self._sum / self._n
+        elif self._blocks_of is not None:  # ROIs with no block yet: their mean so far
+            young = self._blocks_of == 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.f0[young] = self._sum[young] / self._n[young]
         if self._frames == self._config.block_frames:
             self._close_block()
         return self.f0
@@ -105,13 +126,29 @@ class RunningBaseline:
         self._sum[:] = 0.0
         self._n[:] = 0
         self._frames = 0
+        if self._blocks_of is not None:
+            self._blocks_of = np.minimum(self._blocks_of + 1, self._ring.shape[1])
 
     def settle(self) -> None:
         """Take the quantile of a block completed by the last update (the next update
         does it first if nobody did)."""
-        if self._unsettled:
+        if not self._unsettled:
+            return
+        self._unsettled = False
+        if self._blocks_of is None:
             self.f0 = row_quantile(self._ring[:, : self._filled], self._config.quantile)
-            self._unsettled = False
+            return
+        size = self._ring.shape[1]
+        for k in np.unique(self._blocks_of[self._blocks_of > 0]):  # each ROI its own blocks
+            rows = np.flatnonzero(self._blocks_of == k)
+            latest = (self._next - 1 - np.arange(int(k))) % size
+            self.f0[rows] = row_quantile(self._ring[np.ix_(rows, latest)], self._config.quantile)
+        self._caught_up()
+
+    def _caught_up(self) -> None:
+        """Back to the fast path once every ROI has as many block means as the ring."""
+        if self._blocks_of is not None and (self._blocks_of == self._filled).all():
+            self._blocks_of = None
 
 
 def row_quantile(values: np.ndarray, q: float) -> np.ndarray:

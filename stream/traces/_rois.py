@@ -73,6 +73,22 @@ class RoiSet:
     def count(self) -> int:
         return int(self.labels.size)
 
+    def unchanged_rows(self, old: RoiSet) -> tuple[np.ndarray, np.ndarray]:
+        """The ROIs with the same label and the same pixels here and in ``old``: their
+        rows here, and in ``old``."""
+        _, rows, old_rows = np.intersect1d(self.labels, old.labels, return_indices=True)
+        same = [
+            i
+            for i, (row, old_row) in enumerate(zip(rows, old_rows, strict=True))
+            if self.counts[row] == old.counts[old_row]
+            and np.array_equal(self._pixels(row), old._pixels(old_row))
+        ]
+        return rows[same].astype(np.int64), old_rows[same].astype(np.int64)
+
+    def _pixels(self, row: int) -> np.ndarray:
+        start, count = int(self.starts[row]), int(self.counts[row])
+        return np.stack([self.ys[start : start + count], self.xs[start : start + count]])
+
     @property
     def extent(self) -> tuple[int, int]:
         """The smallest frame (H, W) holding every ROI pixel."""

@@ -73,6 +73,14 @@ class SeriesTraces:
             out[:, 3] = self._history.update(out[:, 2])
         return out
 
+    def inherit(self, old: SeriesTraces) -> int:
+        """After a ROI change: the ROIs that did not change (same label, same pixels)
+        keep their baseline, so their ΔF/F goes on; returns how many."""
+        rows, old_rows = self.rois.unchanged_rows(old.rois)
+        if rows.size:
+            self._baseline.carry(old._baseline, rows, old_rows)
+        return int(rows.size)
+
     def settle(self) -> None:
         """Work this frame's traces did not need (a completed baseline block's quantile):
         call once they are sent."""

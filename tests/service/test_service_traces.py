@@ -155,6 +155,39 @@ def test_set_rois_mid_stream_loses_no_frame(tmp_path: Path, identity_model):
     assert group.attrs["deepdenoise"]["traces"] == ["traces", "traces_1"]
 
 
+def test_rois_left_unchanged_by_set_rois_keep_their_baseline(tmp_path: Path, identity_model):
+    # A rig adds one ROI mid-experiment: the others' ΔF/F goes on (a transient right
+    # after the change reads as one), only the new ROI starts its baseline afresh.
+    labels = _labels()
+    more = labels.copy()
+    more[16:18, 0:6] = 9  # a new ROI; 3, 7 and 40 unchanged
+    np.save(tmp_path / "rois.npy", labels)
+    rng = np.random.default_rng(8)
+    frames = [rng.normal(100, 3, SHAPE).round().astype(np.uint16) for _ in range(30)]
+    for frame in frames[20:]:
+        frame[labels == 3] += 200  # a transient on ROI 3 from frame 20, after the change
+    baseline = {"offset": 0.0, "window_frames": 20, "block_frames": 5}  # F0: ~ the minimum
+    traces_config = {"rois": tmp_path / "rois.npy", "baseline": baseline}
+    with (
+        running_service(tmp_path, identity_model, zarr=None, traces=traces_config) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        for i, frame in enumerate(frames[:20]):
+            pub.send_frame(frame, "s", i)
+        collect(sub, 20, topic=b"traces")
+        ctl.set_rois(more)
+        for i, frame in enumerate(frames[20:], start=20):
+            pub.send_frame(frame, "s", i)
+        later, _ = collect(sub, 10, topic=b"traces")
+    assert later[0].header["labels"] == [3, 7, 9, 40]
+    dff = np.stack([t.array[:, 2] for t in later])  # columns raw, denoised, dff
+    assert (dff[:, 0] > 1.5).all()  # ROI 3: (300 - 100) / 100, its baseline kept
+    assert np.abs(dff[:, [1, 3]]).max() < 0.2  # 7 and 40: flat, as before
+    assert dff[0, 2] == 0.0  # the new ROI: its first frame is its own baseline
+
+
 def test_rois_redrawn_with_the_same_labels_start_another_trace_array(
     tmp_path: Path, identity_model
 ):

@@ -151,3 +151,46 @@ def test_a_quoted_number_or_a_boolean_in_a_rule_is_refused(field: str, value: ob
     with pytest.raises(ValidationError, match=field):
         TriggerRule(**rule)
     assert TriggerRule(name="x", threshold=1, rois=[3], refractory_s=2).threshold == 1.0
+
+
+def test_a_carried_baseline_goes_on_as_if_nothing_changed() -> None:
+    config = BaselineConfig(window_frames=12, block_frames=3, quantile=0.2)
+    rng = np.random.default_rng(5)
+    before = RunningBaseline(2, config)
+    reference = RunningBaseline(2, config)  # the same ROIs, never changed
+    for _ in range(20):  # mid-block, the ring full
+        values = rng.normal(100, 10, 2)
+        before.update(values)
+        reference.update(values)
+    after = RunningBaseline(3, config)  # ROI rows 0 and 2 are the old 0 and 1; 1 is new
+    after.carry(before, np.array([0, 2]), np.array([0, 1]))
+    new_values: list[float] = []
+    for _ in range(40):
+        values = rng.normal(100, 10, 3)
+        new_values.append(values[1])
+        f0_ref = reference.update(values[[0, 2]])
+        f0 = after.update(values)
+        np.testing.assert_array_equal(f0[[0, 2]], f0_ref)  # their ΔF/F goes on, unchanged
+        reference.settle()
+        after.settle()
+    assert after._blocks_of is None  # every ROI has a full ring: back on the fast path
+    # the new ROI's F0: the quantile of its own last 4 block means (the old phase: the
+    # carried baseline was 2 frames into a block, so its blocks end 1, 4, 7, ... frames in)
+    blocks = [np.mean(new_values[i : i + 3]) for i in range(1, 40 - 2, 3)][-4:]
+    assert after.f0[1] == pytest.approx(np.quantile(blocks, 0.2))
+
+
+def test_a_new_roi_in_a_carried_baseline_starts_from_its_own_frames() -> None:
+    config = BaselineConfig(window_frames=6, block_frames=2, quantile=0.0)
+    before = RunningBaseline(1, config)
+    for _ in range(7):  # three blocks of 50, one frame into the fourth
+        before.update(np.array([50.0]))
+    after = RunningBaseline(2, config)
+    after.carry(before, np.array([0]), np.array([0]))
+    f0 = after.update(np.array([50.0, 200.0]))  # closes the block: ROI 1 has 1 frame
+    assert f0[0] == 50.0 and f0[1] == 200.0  # the new ROI's mean so far, not the old's
+    after.settle()
+    after.update(np.array([50.0, 100.0]))
+    f0 = after.update(np.array([50.0, 100.0]))  # a second block: min of its blocks
+    after.settle()
+    assert after.f0[0] == 50.0 and after.f0[1] == 100.0

@@ -116,3 +116,15 @@ def test_rois_drawn_for_another_shape_do_not_bind() -> None:
     rois = rois_from_labels(_labels())
     with pytest.raises(RoiError, match="are 20x30, the frames are 20x31"):
         rois.bind((20, 31))
+
+
+def test_unchanged_rows_are_the_rois_with_the_same_label_and_pixels() -> None:
+    old = np.zeros((8, 8), np.int32)
+    old[0:2, 0:2], old[4:6, 4:6], old[6, 0] = 3, 5, 8
+    new = old.copy()
+    new[new == 5] = 0
+    new[4:6, 5:7] = 5  # moved: not the same ROI
+    new[7, 7] = 6  # added
+    kept, kept_old = rois_from_labels(new, "new").unchanged_rows(rois_from_labels(old, "old"))
+    # new rows: labels 3, 5, 6, 8 -> 3 is row 0, 8 row 3; old rows: 3, 5, 8
+    assert kept.tolist() == [0, 3] and kept_old.tolist() == [0, 2]
