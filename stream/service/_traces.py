@@ -170,6 +170,8 @@ class TraceStep:
             state = self._state[series]
             if state is None or state.bound.shape == shape:
                 return state
+        # the traces before a ROI change: taken now, also when no ROIs follow
+        old = self._replaced.pop(series, None)
         rois = self._per_series.get(series, self._default)
         if rois is None:
             self._state[series] = None
@@ -181,7 +183,6 @@ class TraceStep:
         except RoiError as exc:  # told once; the series goes on without traces
             self._error("rois_shape", series, f"no traces for series {series!r}: {exc}")
             state = None
-        old = self._replaced.pop(series, None)
         if state is not None and old is not None and old.bound.shape == shape:
             kept = state.inherit(old)
             log.info("series %r: %d ROI(s) unchanged keep their ΔF/F baseline", series, kept)

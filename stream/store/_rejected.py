@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import StoreError, StoreWriteError
-from ._summary import read_group_attrs
+from ._summary import written_by_us
 
 REJECTED_VERSION = 1
 #: Per-row arrays beside ``frames``, all int64.
@@ -148,11 +148,7 @@ class RejectedStore:
 
 def is_rejected_store(path: Path) -> bool:
     """True if ``path`` is a store of rejected frames written by :class:`RejectedStore`."""
-    try:
-        info = read_group_attrs(path).get("deepdenoise")
-    except StoreError:
-        return False
-    return isinstance(info, dict) and isinstance(info.get("rejected_version"), int)
+    return written_by_us(path, "rejected_version")
 
 
 def _rows(group: Any) -> int:

@@ -54,13 +54,19 @@ def read_group_attrs(path: Path) -> dict[str, Any]:
     return attrs if isinstance(attrs, dict) else {}
 
 
-def is_series_store(path: Path) -> bool:
-    """True if ``path`` is a Zarr v3 group written by :class:`SeriesStore`."""
+def written_by_us(path: Path, version_key: str) -> bool:
+    """True if ``path`` is a Zarr v3 group whose ``deepdenoise`` attributes carry an
+    integer ``version_key`` (``store_version``: a series store; ``rejected_version``)."""
     try:
         info = read_group_attrs(path).get("deepdenoise")
     except StoreError:
         return False
-    return isinstance(info, dict) and isinstance(info.get("store_version"), int)
+    return isinstance(info, dict) and isinstance(info.get(version_key), int)
+
+
+def is_series_store(path: Path) -> bool:
+    """True if ``path`` is a Zarr v3 group written by :class:`SeriesStore`."""
+    return written_by_us(path, "store_version")
 
 
 @dataclass
