@@ -95,7 +95,7 @@ def load_model(
     model: Annotated[
         Path,
         typer.Argument(
-            help="The ONNX model to switch to, or a shipped model's name (na-temporal)."
+            help="The ONNX model to switch to, or a shipped model's name (na-temporal, na-large)."
         ),
     ],
     control: Control = DEFAULT_CONTROL,
@@ -150,8 +150,25 @@ def set_rois(
     if series is not None:
         message["series"] = series
     reply = _ask(control, message, timeout)
+    _print(reply, json_out, rois_set_message(reply, series))
+
+
+def rois_set_message(reply: dict[str, Any], series: str | None) -> str:
+    """What a set_rois reply means: where the ROIs apply, and whether a streaming series
+    has checked them against its frames yet (else the next series start does)."""
     where = f"series {series!r}" if series else "every series"
-    _print(reply, json_out, f"{reply.get('rois')} ROIs now traced on {where}")
+    count = reply.get("rois")
+    if not count:
+        return f"ROIs removed from {where}: no traces"
+    checked = reply.get("checked") or []
+    if checked:
+        names = ", ".join(repr(name) for name in checked)
+        return f"{count} ROIs now traced on {where} (they fit the frames of {names})"
+    return (
+        f"{count} ROIs set on {where}; no such series is streaming, so their shape is "
+        "checked against its frames when it starts (a mismatch is a rois_shape error in "
+        "status and no traces for it)"
+    )
 
 
 def status_table(reply: dict[str, Any]) -> Table:

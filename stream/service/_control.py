@@ -39,7 +39,7 @@ class Controllable(Protocol):
     def load_model(self, path: str | Path, timeout: float = ...) -> Any: ...
     def set_rois(
         self, labels: Any, series: str | None = ..., timeout: float = ..., fit: bool = ...
-    ) -> int: ...
+    ) -> tuple[int, list[str]]: ...
 
 
 class ControlHandler:
@@ -159,10 +159,10 @@ class ControlHandler:
                 return _error(f"set_rois: {image_or_error}")
             image = image_or_error
         try:
-            count = self._service.set_rois(image, series, fit=fit)
+            count, checked = self._service.set_rois(image, series, fit=fit)
         except (RoiError, TimeoutError) as exc:
             return _error(f"set_rois: {exc}")
-        return {"ok": True, "rois": count, "series": series}
+        return {"ok": True, "rois": count, "series": series, "checked": checked}
 
 
 def _label_image(labels: Any, dtype: Any, shape: Any) -> np.ndarray | str:

@@ -401,19 +401,21 @@ class Service:
 
     def set_rois(
         self, labels: Any, series: str | None = None, timeout: float = 10.0, fit: bool = False
-    ) -> int:
+    ) -> tuple[int, list[str]]:
         """Replace the ROIs (of ``series``, or of every series) between two frames.
 
         ``labels``: an integer label image (0 = background), or None for no ROIs.
         ``fit``: the image is the ROIs' extent from the top-left corner (suite2p ROIs
         with no frame shape), so any frame that holds it fits, not only its own shape.
-        Returns the number of ROIs. Raises RoiError (nothing changes) for bad labels.
+        Returns the number of ROIs and the streaming series whose frames they were
+        checked against (none streaming: each series checks them when it starts).
+        Raises RoiError (nothing changes) for bad labels.
         """
         if self._traces is None:
             raise RuntimeError("the service is not running: start() it first")
         rois = None if labels is None else rois_from_labels(labels, "set_rois", extent_only=fit)
-        self._traces.set_rois(rois, series, timeout)
-        return 0 if rois is None else rois.count
+        checked = self._traces.set_rois(rois, series, timeout)
+        return (0 if rois is None else rois.count), checked
 
     def memory_by_stage(self) -> dict[str, int]:
         """Bytes of frames each part of the service holds now."""

@@ -196,13 +196,17 @@ class TraceStep:
         self._shapes.pop(series, None)
 
     # ------------------------------------------------------------------ ROI changes
-    def set_rois(self, rois: RoiSet | None, series: str | None, timeout: float) -> None:
+    def set_rois(self, rois: RoiSet | None, series: str | None, timeout: float) -> list[str]:
         """Replace the ROIs (of ``series``, or of every series) between two frames.
 
-        Raises RoiError, and changes nothing, when the ROIs do not fit a series already
-        streaming or lack an ROI a trigger rule watches; TimeoutError when the inference
-        thread did not apply the change in time (it then applies it later).
+        Returns the series whose frame shape the ROIs were checked against: those
+        streaming now. A series that starts later checks them against its own frames
+        (a mismatch is a ``rois_shape`` error). Raises RoiError, and changes nothing,
+        when the ROIs do not fit a series already streaming or lack an ROI a trigger
+        rule watches; TimeoutError when the inference thread did not apply the change
+        in time (it then applies it later).
         """
+        checked: list[str] = []
         if rois is not None:
             self._check_rules(rois)
             targets = [series] if series is not None else list(self._shapes)
@@ -213,12 +217,14 @@ class TraceStep:
                         rois.bind(shape)
                     except RoiError as exc:
                         raise RoiError(f"series {name!r}: {exc}") from None
+                    checked.append(name)
         with self._cond:
             self._pending.append(_Change(series, rois))
             self._requested += 1
             ticket = self._requested
             if not self._cond.wait_for(lambda: self._applied >= ticket, timeout):
                 raise TimeoutError(f"the ROIs were not applied within {timeout} s")
+        return checked
 
     def apply_pending(self) -> None:
         """Apply queued ROI changes (inference thread, between two frames)."""

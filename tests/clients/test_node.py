@@ -216,7 +216,7 @@ def test_control_commands(
     labels[0:4, 0:4] = 1
     labels[20:24, 28:32] = 2
     reply = control("set_rois", _label_file(tmp_path / "two.u2", labels), "<u2", *SHAPE)
-    assert reply == {"ok": True, "rois": 2, "series": None}
+    assert reply == {"ok": True, "rois": 2, "series": None, "checked": ["node-ctl"]}
     assert roi_count() == 2
 
     wrong = _label_file(tmp_path / "wrong.u2", np.full((8, 8), 7, dtype=np.uint16))
@@ -226,7 +226,7 @@ def test_control_commands(
 
     int32 = _label_file(tmp_path / "three.i4", (labels * 3).astype(np.int32))
     reply = control("set_rois", int32, "<i4", *SHAPE, "node-ctl")
-    assert reply == {"ok": True, "rois": 2, "series": "node-ctl"}
+    assert reply == {"ok": True, "rois": 2, "series": "node-ctl", "checked": ["node-ctl"]}
 
     cleared = control("set_rois", "none")
     assert cleared["ok"] is True and cleared["rois"] == 0

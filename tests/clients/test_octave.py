@@ -266,7 +266,7 @@ def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: P
 
     # labels nil removes the ROIs (the trigger rule watches every ROI, so none is missing).
     code, reply = octave_client.control(endpoint, "set_rois", "none")
-    assert code == 0 and reply == {"ok": True, "rois": 0, "series": None}, reply
+    assert code == 0 and reply == {"ok": True, "rois": 0, "series": None, "checked": []}, reply
     assert _roi_count(endpoint) == 0
 
     # Any other command goes out as it is; the service refuses an unknown one (exit 1).

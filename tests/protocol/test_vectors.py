@@ -154,10 +154,10 @@ class _Recorder:
 
     def set_rois(
         self, labels: Any, series: str | None = None, timeout: float = 10.0, fit: bool = False
-    ) -> int:
+    ) -> tuple[int, list[str]]:
         assert fit is False  # the vectors leave the optional key out
         self.calls.append((labels, series))
-        return 0 if labels is None else len(np.unique(labels[labels > 0]))
+        return (0 if labels is None else len(np.unique(labels[labels > 0]))), []
 
 
 @pytest.mark.parametrize("vector", CONTROL, ids=ids(CONTROL))

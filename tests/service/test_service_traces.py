@@ -132,7 +132,7 @@ def test_set_rois_mid_stream_loses_no_frame(tmp_path: Path, identity_model):
             pub.send_frame(frame, "s", i)
         receive_until(lambda: len(traces) == 15)
         reply = ctl.set_rois(second)
-        assert reply == {"ok": True, "rois": 2, "series": None}
+        assert reply == {"ok": True, "rois": 2, "series": None, "checked": ["s"]}
         for i, frame in enumerate(frames[15:], start=15):
             pub.send_frame(frame, "s", i)
         pub.end("s")
@@ -262,6 +262,37 @@ def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identit
         assert expected in error, (expected, error)
     assert status["traces"]["rois"] == 3  # unchanged
     assert status["traces"]["series"] == {"s": 3}
+
+
+def test_rois_set_while_no_series_streams_are_checked_when_one_starts(
+    tmp_path: Path, identity_model
+):
+    """Nothing to check an 8x8 image against yet: the reply says so (checked: none), the
+    CLI tells the user when the check comes, and the series that starts reports it."""
+    from typer.testing import CliRunner
+
+    from stream.cli import app
+
+    np.save(tmp_path / "small.npy", np.full((8, 8), 7, dtype=np.uint16))
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        labels = np.full((8, 8), 7, dtype=np.uint16)
+        assert ctl.set_rois(labels) == {"ok": True, "rois": 1, "series": None, "checked": []}
+        result = CliRunner().invoke(
+            app, ["set-rois", str(tmp_path / "small.npy"), "--control", svc.endpoints["control"]]
+        )
+        pub.send_frame(_frames(1)[0], "s", 0)
+        collect(sub, 1)
+        wait_until(lambda: svc.status()["traces"]["errors"].get("rois_shape") == 1)
+        with pytest.raises(ControlError, match=r"series 's': .*are 8x8, the frames are 24x32"):
+            ctl.set_rois(labels)  # now a series streams: refused at once
+    assert result.exit_code == 0, result.output
+    assert "no such series is streaming" in result.output
+    assert "checked against its frames when it starts" in result.output
 
 
 def test_rois_known_by_their_extent_fit_any_frame_that_holds_them(tmp_path: Path, identity_model):

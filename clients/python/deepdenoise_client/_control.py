@@ -158,7 +158,10 @@ class Control:
         (0 = background), or None to remove them; ``series`` one series, or all.
         ``fit``: the image is the ROIs' extent from the top-left corner, not the frame.
 
-        The reply has ``rois`` (the ROI count). The service refuses (ControlError)
+        The reply has ``rois`` (the ROI count) and ``checked``: the series streaming
+        now, whose frames the ROIs fit (empty: none streams, and a series that starts
+        later checks them, a mismatch being a ``rois_shape`` error in ``status``).
+        The service refuses (ControlError)
         labels that do not fit the frames, are empty, or lack a ROI a trigger watches.
         """
         return self._exchange("set_rois", encode_set_rois(labels, series, fit))
