@@ -48,7 +48,8 @@ def evaluate(
     models: Annotated[
         list[Path],
         typer.Argument(
-            help="ONNX models to evaluate: files, or shipped models' names (na-lite, na-temporal)."
+            help="ONNX models to evaluate: files, or shipped models' names (na-lite, "
+            "na-temporal, na-large)."
         ),
     ],
     photons: Annotated[

@@ -24,7 +24,7 @@ err_console = Console(stderr=True)
 ModelOption = Annotated[
     Path | None,
     typer.Option(
-        help="ONNX model, or a shipped model by name (na-lite, na-temporal).",
+        help="ONNX model, or a shipped model by name (na-lite, na-temporal, na-large).",
         show_default="the shipped default for the active provider",
     ),
 ]

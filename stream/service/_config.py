@@ -80,8 +80,8 @@ class ServiceConfig(BaseModel):
 
     model: Path | None = Field(
         None,
-        description="ONNX model, or a shipped model's name (na-lite, na-temporal); None uses "
-        "the shipped default",
+        description="ONNX model, or a shipped model's name (na-lite, na-temporal, na-large); "
+        "None uses the shipped default",
     )
     input: Endpoint = DEFAULT_INPUT
     input_mode: InputMode = "sub"

@@ -141,7 +141,7 @@ def test_a_shipped_model_is_named_and_a_file_is_left_to_the_engine(
     monkeypatch.chdir(tmp_path)
     assert ServiceConfig(model="na-temporal").model == shipped_model_path("na-temporal")
     assert ServiceConfig(model=Path("na-lite")).model == shipped_model_path("na-lite")
-    with pytest.raises(ValidationError, match="expected one of na-lite, na-temporal"):
+    with pytest.raises(ValidationError, match="expected one of na-large, na-lite, na-temporal"):
         ServiceConfig(model="no-such-model")  # no file, no shipped model: both said
     assert ServiceConfig(model="gone.onnx").model == tmp_path / "gone.onnx"  # the engine's
     # JSON (how the benchmarks hand a service process its config) takes names and files
