@@ -147,6 +147,7 @@ def set_rois(
         message.update(labels=labels.tobytes(), dtype=labels.dtype.str, shape=list(labels.shape))
         if loaded.shape is None:  # suite2p with no ops.npy: only the ROIs' extent is known
             message["fit"] = True
+        message["source"] = str(rois.resolve())  # status and the stored traces name it
     if series is not None:
         message["series"] = series
     reply = _ask(control, message, timeout)

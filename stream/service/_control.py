@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 Reply = dict[str, Any]
 #: Label image dtypes ``set_rois`` takes (little-endian, as every payload).
 LABEL_DTYPES = ("|u1", "<u2", "<i2", "<u4", "<i4", "<i8")
+#: Longest ``source`` of a set_rois request (a file path, say).
+SOURCE_MAX = 1024
 #: How long the control loop waits for a request before it checks for a stop.
 POLL_MS = 100
 
@@ -38,7 +40,12 @@ class Controllable(Protocol):
     def request_stop(self) -> None: ...
     def load_model(self, path: str | Path, timeout: float = ...) -> Any: ...
     def set_rois(
-        self, labels: Any, series: str | None = ..., timeout: float = ..., fit: bool = ...
+        self,
+        labels: Any,
+        series: str | None = ...,
+        timeout: float = ...,
+        fit: bool = ...,
+        source: str | None = ...,
     ) -> tuple[int, list[str]]: ...
 
 
@@ -152,6 +159,14 @@ class ControlHandler:
         fit = message.get("fit", False)
         if not isinstance(fit, bool):
             return _error(f"set_rois: expected 'fit' true or false, got {fit!r}")
+        source = message.get("source")
+        if source is not None and not (
+            isinstance(source, str) and 0 < len(source) <= SOURCE_MAX and source.isprintable()
+        ):
+            return _error(
+                f"set_rois: expected 'source' a printable str of 1 to {SOURCE_MAX} characters "
+                f"(where the labels came from) or nil, got {str(source)[:80]!r}"
+            )
         image = None
         if labels is not None:
             image_or_error = _label_image(labels, message.get("dtype"), message.get("shape"))
@@ -159,7 +174,7 @@ class ControlHandler:
                 return _error(f"set_rois: {image_or_error}")
             image = image_or_error
         try:
-            count, checked = self._service.set_rois(image, series, fit=fit)
+            count, checked = self._service.set_rois(image, series, fit=fit, source=source)
         except (RoiError, TimeoutError) as exc:
             return _error(f"set_rois: {exc}")
         return {"ok": True, "rois": count, "series": series, "checked": checked}

@@ -400,20 +400,28 @@ class Service:
         return [d.resolve() for d in dirs]
 
     def set_rois(
-        self, labels: Any, series: str | None = None, timeout: float = 10.0, fit: bool = False
+        self,
+        labels: Any,
+        series: str | None = None,
+        timeout: float = 10.0,
+        fit: bool = False,
+        source: str | None = None,
     ) -> tuple[int, list[str]]:
         """Replace the ROIs (of ``series``, or of every series) between two frames.
 
         ``labels``: an integer label image (0 = background), or None for no ROIs.
         ``fit``: the image is the ROIs' extent from the top-left corner (suite2p ROIs
         with no frame shape), so any frame that holds it fits, not only its own shape.
-        Returns the number of ROIs and the streaming series whose frames they were
-        checked against (none streaming: each series checks them when it starts).
+        ``source``: where the labels came from (a file), kept as the ROIs' source in
+        ``status`` and in the stored traces. Returns the number of ROIs and the
+        streaming series whose frames they were checked against (none streaming: each
+        series checks them when it starts).
         Raises RoiError (nothing changes) for bad labels.
         """
         if self._traces is None:
             raise RuntimeError("the service is not running: start() it first")
-        rois = None if labels is None else rois_from_labels(labels, "set_rois", extent_only=fit)
+        origin = f"set_rois ({source})" if source else "set_rois"
+        rois = None if labels is None else rois_from_labels(labels, origin, extent_only=fit)
         checked = self._traces.set_rois(rois, series, timeout)
         return (0 if rois is None else rois.count), checked
 

@@ -153,9 +153,14 @@ class _Recorder:
         self.calls: list[tuple[Any, Any]] = []
 
     def set_rois(
-        self, labels: Any, series: str | None = None, timeout: float = 10.0, fit: bool = False
+        self,
+        labels: Any,
+        series: str | None = None,
+        timeout: float = 10.0,
+        fit: bool = False,
+        source: str | None = None,
     ) -> tuple[int, list[str]]:
-        assert fit is False  # the vectors leave the optional key out
+        assert fit is False and source is None  # the vectors leave the optional keys out
         self.calls.append((labels, series))
         return (0 if labels is None else len(np.unique(labels[labels > 0]))), []
 

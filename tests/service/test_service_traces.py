@@ -250,6 +250,9 @@ def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identit
             "expected 'fit' true or false": refusal(
                 labels=wrong_shape, dtype="<u2", shape=[8, 8], fit="yes"
             ),
+            "expected 'source' a printable str": refusal(
+                labels=wrong_shape, dtype="<u2", shape=[8, 8], source="a\nb"
+            ),
             "reach pixel (39, 7), outside the 24x32": refusal(
                 labels=np.full((40, 8), 7, np.uint16).tobytes(),
                 dtype="<u2",
@@ -290,6 +293,8 @@ def test_rois_set_while_no_series_streams_are_checked_when_one_starts(
         wait_until(lambda: svc.status()["traces"]["errors"].get("rois_shape") == 1)
         with pytest.raises(ControlError, match=r"series 's': .*are 8x8, the frames are 24x32"):
             ctl.set_rois(labels)  # now a series streams: refused at once
+        source = ctl.status()["traces"]["source"]
+    assert source == f"set_rois ({tmp_path / 'small.npy'})"  # the CLI names its file
     assert result.exit_code == 0, result.output
     assert "no such series is streaming" in result.output
     assert "checked against its frames when it starts" in result.output
@@ -324,7 +329,10 @@ def test_rois_known_by_their_extent_fit_any_frame_that_holds_them(tmp_path: Path
         assert result.exit_code == 0, result.output
         pub.send_frame(frame, "s", 1)
         traces, _ = collect(sub, 1, topic=b"traces")
+        assert svc.flush()
     assert traces[0].header["labels"] == [1]
+    stored = zarr.open_group(tmp_path / "data" / "s.zarr", mode="r")["traces"]
+    assert stored.attrs["rois_source"] == f"set_rois ({tmp_path / 's2p' / 'stat.npy'})"
     np.testing.assert_allclose(traces[0].array[0, 0], frame[5:15, 5:15].mean(), rtol=1e-6)
 
 

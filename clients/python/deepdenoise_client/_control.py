@@ -153,15 +153,19 @@ class Control:
         """
         return self.request("load_model", path=os.fspath(path))
 
-    def set_rois(self, labels: Any, series: str | None = None, fit: bool = False) -> dict[str, Any]:
+    def set_rois(
+        self, labels: Any, series: str | None = None, fit: bool = False, source: str | None = None
+    ) -> dict[str, Any]:
         """Replace the ROIs between two frames: ``labels`` an integer (H, W) label image
         (0 = background), or None to remove them; ``series`` one series, or all.
         ``fit``: the image is the ROIs' extent from the top-left corner, not the frame.
+        ``source``: where the labels came from (a file path, say): ``status`` and the
+        stored traces name it.
 
         The reply has ``rois`` (the ROI count) and ``checked``: the series streaming
         now, whose frames the ROIs fit (empty: none streams, and a series that starts
         later checks them, a mismatch being a ``rois_shape`` error in ``status``).
-        The service refuses (ControlError)
-        labels that do not fit the frames, are empty, or lack a ROI a trigger watches.
+        The service refuses (ControlError) labels that do not fit the frames, are
+        empty, or lack a ROI a trigger watches.
         """
-        return self._exchange("set_rois", encode_set_rois(labels, series, fit))
+        return self._exchange("set_rois", encode_set_rois(labels, series, fit, source))

@@ -128,13 +128,17 @@ def encode_request(cmd: str, **arguments: Any) -> bytes:
     return bytes(msgpack.packb({"cmd": cmd, **arguments}, use_bin_type=True))
 
 
-def encode_set_rois(labels: Any, series: str | None = None, fit: bool = False) -> bytes:
+def encode_set_rois(
+    labels: Any, series: str | None = None, fit: bool = False, source: str | None = None
+) -> bytes:
     """The ``set_rois`` request: ``labels`` an integer (H, W) label image, or None.
 
     ``fit``: the image covers the ROIs' extent from the frame's top-left corner, not the
     whole frame (suite2p ROIs with no ``ops.npy``): any frame that holds it fits.
+    ``source``: where the labels came from (a file path, say), which the service keeps
+    as the ROIs' source in ``status`` and in the stored traces.
     Keys in the spec's order: ``cmd``, ``series`` (when given), ``dtype``, ``shape``,
-    ``labels`` (bin, C order), ``fit`` (when true).
+    ``labels`` (bin, C order), ``fit`` (when true), ``source`` (when given).
     """
     arguments: dict[str, Any] = {} if series is None else {"series": check_series(series)}
     if labels is None:
@@ -150,9 +154,10 @@ def encode_set_rois(labels: Any, series: str | None = None, fit: bool = False) -
         dtype = {2: "<i2", 4: "<i4"}.get(image.dtype.itemsize, "<i8")
     data = np.ascontiguousarray(image, dtype=np.dtype(dtype))
     fitted = {"fit": True} if fit else {}
+    named = {} if source is None else {"source": source}
     return encode_request(
         "set_rois", **arguments, dtype=dtype, shape=list(data.shape), labels=data.tobytes(),
-        **fitted,
+        **fitted, **named,
     )  # fmt: skip
 
 

@@ -200,11 +200,13 @@ def test_control_requests_encode_byte_for_byte(vector: dict[str, Any]) -> None:
         assert encode_request(cmd, **arguments) == request
 
 
-def test_set_rois_with_fit_appends_it_after_the_labels() -> None:
+def test_set_rois_appends_fit_then_source_after_the_labels() -> None:
     labels = np.ones((2, 3), np.uint16)
     plain = msgpack.unpackb(encode_set_rois(labels, "s1"))
     fitted = msgpack.unpackb(encode_set_rois(labels, "s1", fit=True))
     assert list(fitted) == [*plain, "fit"] and fitted["fit"] is True
+    named = msgpack.unpackb(encode_set_rois(labels, "s1", fit=True, source="/data/rois.npy"))
+    assert list(named) == [*fitted, "source"] and named["source"] == "/data/rois.npy"
 
 
 @pytest.mark.parametrize("name", ["traces", "traces_dff_denoised"])
