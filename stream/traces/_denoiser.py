@@ -80,17 +80,28 @@ class TraceHistory:
     def __init__(self, model: TraceDenoiser, rois: int) -> None:
         self._model = model
         self._windows = np.zeros((rois, 1, model.window), dtype=np.float32)
-        self._seen = 0
+        #: Rows with no sample yet: their first fills the whole window.
+        self._fresh: np.ndarray | None = np.ones(rois, dtype=bool)
+
+    def carry(self, old: TraceHistory, rows: np.ndarray, old_rows: np.ndarray) -> None:
+        """After a ROI change: the same ROIs (``old_rows`` of ``old``, ``rows`` here)
+        keep their recent ΔF/F, so their denoised ΔF/F goes on; the others start anew."""
+        self._windows[rows] = old._windows[old_rows]
+        fresh = np.ones(len(self._windows), dtype=bool)
+        if old._fresh is not None:
+            fresh[rows] = old._fresh[old_rows]
+        else:
+            fresh[rows] = False
+        self._fresh = fresh if fresh.any() else None
 
     def update(self, dff: np.ndarray) -> np.ndarray:
         """Add this frame's ΔF/F; return its denoised value per ROI (NaN stays NaN)."""
         finite = np.nan_to_num(dff, nan=0.0, posinf=0.0, neginf=0.0)
-        if self._seen == 0:
-            self._windows[:, 0, :] = finite[:, None]
-        else:
-            self._windows[:, 0, :-1] = self._windows[:, 0, 1:]
-            self._windows[:, 0, -1] = finite
-        self._seen += 1
+        self._windows[:, 0, :-1] = self._windows[:, 0, 1:]
+        self._windows[:, 0, -1] = finite
+        if self._fresh is not None:
+            self._windows[self._fresh, 0, :] = finite[self._fresh, None]
+            self._fresh = None
         out = self._model.run(self._windows)
         result: np.ndarray = np.where(np.isfinite(dff), out, np.nan)
         return result

@@ -75,10 +75,16 @@ class SeriesTraces:
 
     def inherit(self, old: SeriesTraces) -> int:
         """After a ROI change: the ROIs that did not change (same label, same pixels)
-        keep their baseline, so their ΔF/F goes on; returns how many."""
+        keep their baseline and trace-denoiser history, so their ΔF/F goes on, and the
+        trigger rules keep their state (:meth:`TriggerBank.carry`); returns how many."""
         rows, old_rows = self.rois.unchanged_rows(old.rois)
         if rows.size:
             self._baseline.carry(old._baseline, rows, old_rows)
+            if self._history is not None and old._history is not None:
+                self._history.carry(old._history, rows, old_rows)
+        kept = {int(label) for label in self.rois.labels[rows]}
+        everything = rows.size == self.rois.count == old.rois.count
+        self.triggers.carry(old.triggers, kept, everything)
         return int(rows.size)
 
     def settle(self) -> None:

@@ -69,6 +69,21 @@ class TriggerBank:
         self._previous = [np.nan] * len(rules)
         self._quiet_until = [-np.inf] * len(rules)
 
+    def carry(self, old: TriggerBank, kept: set[int], all_kept: bool) -> None:
+        """After a ROI change: each rule keeps its refractory time (a stimulator is not
+        fired again sooner because the ROIs were edited) and, where every ROI it watches
+        is ``kept`` (same label, same pixels; ``all_kept`` for a rule on every ROI),
+        its last value, so a ``crossing`` rule fires on a rise, not on the change."""
+        before = {rule.name: i for i, rule in enumerate(old.rules)}
+        for i, rule in enumerate(self.rules):
+            j = before.get(rule.name)
+            if j is None:
+                continue
+            self._quiet_until[i] = old._quiet_until[j]
+            unchanged = kept.issuperset(rule.rois) if rule.rois else all_kept
+            if unchanged:
+                self._previous[i] = old._previous[j]
+
     def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
         """The rules that fire on this frame's traces (``[rois, columns]``) at ``t_s``."""
         fired: list[Fired] = []

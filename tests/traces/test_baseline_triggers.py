@@ -194,3 +194,66 @@ def test_a_new_roi_in_a_carried_baseline_starts_from_its_own_frames() -> None:
     f0 = after.update(np.array([50.0, 100.0]))  # a second block: min of its blocks
     after.settle()
     assert after.f0[0] == 50.0 and after.f0[1] == 100.0
+
+
+def _bank_of(labels: list[int], **rule: object) -> TriggerBank:
+    rules = [TriggerRule(name="r", threshold=0.5, **rule)]  # type: ignore[arg-type]
+    return TriggerBank(rules, np.array(labels, dtype=np.int64), ("raw", "denoised", "dff"))
+
+
+def _traces(dff: list[float]) -> np.ndarray:
+    out = np.zeros((len(dff), 3), dtype=np.float32)
+    out[:, 2] = dff
+    return out
+
+
+def test_a_crossing_rule_on_unchanged_rois_does_not_fire_on_a_roi_change() -> None:
+    """ROI 7 is above threshold before and after: no rise, no trigger. A fresh bank
+    (what a ROI change gave before) fired again; an edited ROI 7 starts afresh."""
+    before = _bank_of([3, 7], rois=[7], mode="crossing")
+    assert [f.value for f in before.check(_traces([0.0, 0.9]), 0.0)] == [pytest.approx(0.9)]
+    assert before.check(_traces([0.0, 0.9]), 0.1) == []
+    kept = _bank_of([3, 7, 9], rois=[7], mode="crossing")
+    kept.carry(before, kept={3, 7}, all_kept=False)
+    assert kept.check(_traces([0.0, 0.9, 0.0]), 0.2) == []
+    assert _bank_of([3, 7, 9], rois=[7], mode="crossing").check(_traces([0, 0.9, 0]), 0.2)
+    redrawn = _bank_of([3, 7, 9], rois=[7], mode="crossing")
+    redrawn.carry(before, kept={3}, all_kept=False)  # ROI 7 on other pixels
+    assert redrawn.check(_traces([0.0, 0.9, 0.0]), 0.2)
+    every_before = _bank_of([3, 7], mode="crossing")  # a rule on every ROI (their mean)
+    assert every_before.check(_traces([0.8, 0.8]), 0.0)
+    same = _bank_of([3, 7], mode="crossing")
+    same.carry(every_before, kept={3, 7}, all_kept=True)
+    assert same.check(_traces([0.8, 0.8]), 0.1) == []
+    grown = _bank_of([3, 7, 9], mode="crossing")  # another ROI joins the mean: afresh
+    grown.carry(every_before, kept={3, 7}, all_kept=False)
+    assert grown.check(_traces([0.8, 0.8, 0.8]), 0.1)
+
+
+def test_the_refractory_time_outlasts_a_roi_change() -> None:
+    before = _bank_of([7], rois=[7], mode="above", refractory_s=1.0)
+    assert before.check(_traces([0.9]), 0.0)
+    after = _bank_of([7, 8], rois=[7], mode="above", refractory_s=1.0)
+    after.carry(before, kept=set(), all_kept=False)  # even with ROI 7 redrawn
+    assert after.check(_traces([0.9, 0.0]), 0.5) == []  # quiet until t = 1 s
+    assert after.check(_traces([0.9, 0.0]), 1.0)
+
+
+def test_a_carried_trace_history_denoises_as_if_nothing_changed() -> None:
+    from stream.traces import SHIPPED_TRACE_MODEL, TraceDenoiser
+
+    model = TraceDenoiser(SHIPPED_TRACE_MODEL)
+    rng = np.random.default_rng(3)
+    reference, fresh_reference = model.bind(1), model.bind(1)
+    before = model.bind(2)
+    for _ in range(40):
+        dff = rng.normal(0.0, 0.2, 2).astype(np.float32)
+        before.update(dff)
+        reference.update(dff[1:])  # ROI row 1, which the change keeps
+    after = model.bind(2)  # row 0 new, row 1 the old row 1
+    after.carry(before, np.array([1]), np.array([1]))
+    for _ in range(5):
+        dff = rng.normal(0.0, 0.2, 2).astype(np.float32)
+        out = after.update(dff)
+        np.testing.assert_allclose(out[1:], reference.update(dff[1:]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[:1], fresh_reference.update(dff[:1]), rtol=1e-5, atol=1e-6)
