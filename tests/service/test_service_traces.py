@@ -188,6 +188,46 @@ def test_rois_left_unchanged_by_set_rois_keep_their_baseline(tmp_path: Path, ide
     assert dff[0, 2] == 0.0  # the new ROI: its first frame is its own baseline
 
 
+def test_trigger_rules_keep_their_state_through_a_roi_change(tmp_path: Path, identity_model):
+    # ROI 3 rises on frame 15 and stays up; a ROI is added at frame 20. The crossing rule
+    # fired on the rise and must not fire again on the edit, nor may the above rule
+    # inside its refractory time (both fired again on frame 20 before).
+    labels = _labels()
+    more = labels.copy()
+    more[16:18, 0:6] = 9
+    np.save(tmp_path / "rois.npy", labels)
+    frames = [np.full(SHAPE, 100, dtype=np.uint16) for _ in range(30)]
+    for frame in frames[15:]:
+        frame[labels == 3] = 300
+    rules = [
+        {"name": "rise", "rois": [3], "threshold": 1.0, "mode": "crossing"},
+        {"name": "held", "rois": [3], "threshold": 1.0, "mode": "above", "refractory_s": 3600},
+    ]
+    baseline = {"offset": 0.0, "window_frames": 20, "block_frames": 5}
+    traces_config = {"rois": tmp_path / "rois.npy", "baseline": baseline, "triggers": rules}
+    with (
+        running_service(tmp_path, identity_model, zarr=None, traces=traces_config) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        seen: list = []
+        for i, frame in enumerate(frames[:20]):
+            pub.send_frame(frame, "s", i)
+        while sum(m.topic == b"traces" for m in seen) < 20:
+            seen.append(sub.recv(timeout=10))
+        ctl.set_rois(more)
+        for i, frame in enumerate(frames[20:], start=20):
+            pub.send_frame(frame, "s", i)
+        pub.end("s")
+        while not events(seen, "series_end"):
+            seen.append(sub.recv(timeout=10))
+    traces = [m for m in seen if m.topic == b"traces"]
+    fired = [(m.header["rule"], m.header["index"]) for m in seen if m.topic == b"trigger"]
+    assert traces[-1].header["labels"] == [3, 7, 9, 40] and traces[-1].array[0, 2] > 1.0
+    assert sorted(fired) == [("held", 15), ("rise", 15)]
+
+
 def test_rois_redrawn_with_the_same_labels_start_another_trace_array(
     tmp_path: Path, identity_model
 ):
