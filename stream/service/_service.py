@@ -122,7 +122,9 @@ class Service:
         cfg.warn_public_binds()
         engine = None
         try:
-            traces = TraceStep(cfg.traces, self._outgoing, self.events)  # bad ROIs: fail here
+            traces = TraceStep(  # bad ROIs: fail here
+                cfg.traces, self._outgoing, self.events, camera_configured=cfg.camera is not None
+            )
             offset_pattern = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
             engine = self._load_engine(cfg.model)
             if cfg.security is not None:

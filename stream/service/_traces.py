@@ -63,8 +63,10 @@ class TraceStep:
         config: TraceConfig,
         publish: StageQueue[Outgoing],
         events: EventEmitter,
+        camera_configured: bool = False,
     ) -> None:
         self._config = config
+        self._camera_from = "[camera]" if camera_configured else "live estimate"
         self._publish = publish
         #: Where traces are stored (set once the writer exists; None: not stored).
         self.writer: Writer | None = None
@@ -136,6 +138,9 @@ class TraceStep:
         offset = self._config.baseline.offset
         if offset is None:
             offset = camera_offset if camera_offset is not None else 0.0
+        if "dff_offset" not in state.store_attrs:  # a new trace array: say what ΔF/F used
+            source = self._offset_from(camera_known=camera_offset is not None)
+            state.store_attrs["dff_offset"] = {"value": offset, "from": source}
         raw_means = raw.means if raw is not None and raw.rois is state.bound else None
         try:
             values = state.update(frame.pixels, clean, offset, raw_means)
@@ -188,6 +193,12 @@ class TraceStep:
             log.info("series %r: %d ROI(s) unchanged keep their ΔF/F baseline", series, kept)
         self._state[series] = state
         return state
+
+    def _offset_from(self, camera_known: bool) -> str:
+        """Where the offset in ΔF/F's denominator comes from (the stored traces say)."""
+        if self._config.baseline.offset is not None:
+            return "traces.baseline.offset"
+        return self._camera_from if camera_known else "none (no camera: 0)"
 
     def end_series(self, series: str) -> None:
         """A series ended: its baseline and trigger state go (ROIs set for it stay)."""

@@ -85,6 +85,7 @@ def test_traces_are_the_roi_means_of_the_published_frames(tmp_path: Path, box_mo
     assert stored.attrs["labels"] == [3, 7, 40]
     assert stored.attrs["columns"] == ["raw", "denoised", "dff"]
     assert stored.attrs["baseline"]["block_frames"] == 4
+    assert stored.attrs["dff_offset"] == {"value": 50.0, "from": "[camera]"}
 
 
 def test_traces_are_published_before_their_frame(tmp_path: Path, identity_model):
@@ -229,13 +230,15 @@ def test_trigger_rules_keep_their_state_through_a_roi_change(tmp_path: Path, ide
 
 
 def test_rois_redrawn_with_the_same_labels_start_another_trace_array(
-    tmp_path: Path, identity_model
+    tmp_path: Path, conv_model_adaptive
 ):
     first = _labels()
     redrawn = np.roll(first, 2, axis=1)  # labels 3, 7 and 40 again, on other pixels
     np.save(tmp_path / "rois.npy", first)
     with (
-        running_service(tmp_path, identity_model, traces={"rois": tmp_path / "rois.npy"}) as svc,
+        running_service(
+            tmp_path, conv_model_adaptive, traces={"rois": tmp_path / "rois.npy"}
+        ) as svc,
         listening(svc, TOPICS) as sub,
         Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
         Control(svc.endpoints["control"], timeout=10) as ctl,
@@ -257,6 +260,10 @@ def test_rois_redrawn_with_the_same_labels_start_another_trace_array(
     assert group["traces_1"].attrs["first_index"] == 4
     assert group["traces_1"].attrs["labels"] == group["traces"].attrs["labels"] == [3, 7, 40]
     assert group["traces_1"].attrs["rois_digest"] != group["traces"].attrs["rois_digest"]
+    # ΔF/F's offset came from the live camera estimate (the model estimates the camera)
+    for name in ("traces", "traces_1"):
+        offset = group[name].attrs["dff_offset"]
+        assert offset["from"] == "live estimate" and np.isfinite(offset["value"]), offset
 
 
 def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identity_model):
