@@ -98,13 +98,21 @@ def shipped_model_path(name: str) -> Path:
 
 
 def model_file(path: str | Path) -> Path:
-    """The file a model argument names: the path itself, or, where nothing is there and
-    it has no suffix (``na-temporal``), the shipped model of that name. Raises
-    ModelError when there is no such shipped model."""
+    """The file a model argument names: the path itself, or, where no file is there and
+    it has no suffix (``na-temporal``), the shipped model of that name -- also when a
+    folder of that name is in the way (a training run's, say: a folder is no model).
+    Raises ModelError when there is no such shipped model."""
     path = Path(path).expanduser()
-    if path.exists() or path.suffix:
+    if path.suffix or (path.exists() and not path.is_dir()):
         return path
+    if path.is_dir() and (len(path.parts) > 1 or not _is_shipped(path.name)):
+        return path  # the engine says it is a folder, not an .onnx file
     return shipped_model_path(path.name)
+
+
+def _is_shipped(name: str) -> bool:
+    resource = files("stream.engine").joinpath("models", f"{name}.onnx")
+    return isinstance(resource, Path) and resource.is_file()
 
 
 def default_model_path(provider: str = "cpu") -> Path:

@@ -37,6 +37,23 @@ def test_a_retired_model_is_refused_with_the_reason_and_what_to_use(name: str):
         shipped_model_path(name)
 
 
+def test_a_shipped_models_name_is_not_shadowed_by_a_folder_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`--model na-large` run beside a training run's folder `na-large/` used to fail
+    ("is a directory"); a folder is no model, so the name means the shipped file."""
+    from stream.engine import model_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "na-large").mkdir()
+    (tmp_path / "mine").mkdir()
+    assert model_file("na-large") == shipped_model_path("na-large")
+    assert model_file("mine") == Path("mine")  # no such shipped model: the engine says why
+    assert model_file(tmp_path / "na-large") == tmp_path / "na-large"  # a path: as given
+    (tmp_path / "na-lite").write_bytes(b"")
+    assert model_file("na-lite") == Path("na-lite")  # a file of that name wins, as before
+
+
 def test_default_model_is_the_noise_adaptive_one_on_every_provider():
     for provider in ("cpu", "cuda"):
         assert default_model_path(provider).name == "na-lite.onnx"
