@@ -165,10 +165,11 @@ def rois_set_message(reply: dict[str, Any], series: str | None) -> str:
     if checked:
         names = ", ".join(repr(name) for name in checked)
         return f"{count} ROIs now traced on {where} (they fit the frames of {names})"
+    idle = f"series {series!r} is not streaming" if series else "no series is streaming"
     return (
-        f"{count} ROIs set on {where}; no such series is streaming, so their shape is "
-        "checked against its frames when it starts (a mismatch is a rois_shape error in "
-        "status and no traces for it)"
+        f"{count} ROIs set on {where}; {idle}, so their shape is checked against a "
+        "series' frames when it starts (a mismatch is a rois_shape error in status and no "
+        "traces for that series)"
     )
 
 
