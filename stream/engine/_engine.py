@@ -81,8 +81,8 @@ WARMUP_CAMERA = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
 
 def shipped_model_path(name: str) -> Path:
     """The ONNX file of a model shipped in ``stream/engine/models`` (see its ``.md`` card)."""
-    resource = files("stream.engine").joinpath("models", f"{name}.onnx")
-    if not isinstance(resource, Path) or not resource.is_file():
+    resource = _shipped_file(name)
+    if resource is None:
         if name in RETIRED:
             raise ModelError(
                 f"model {name!r} is no longer shipped ({RETIRED[name]}); use "
@@ -92,7 +92,7 @@ def shipped_model_path(name: str) -> Path:
         names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".onnx"))
         raise ModelError(
             f"no shipped model named {name!r}; expected one of {', '.join(names)} "
-            f"(looked for {resource})"
+            f"(looked for {folder.joinpath(f'{name}.onnx')})"
         )
     return resource
 
@@ -105,14 +105,15 @@ def model_file(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.suffix or (path.exists() and not path.is_dir()):
         return path
-    if path.is_dir() and (len(path.parts) > 1 or not _is_shipped(path.name)):
+    if path.is_dir() and (len(path.parts) > 1 or _shipped_file(path.name) is None):
         return path  # the engine says it is a folder, not an .onnx file
     return shipped_model_path(path.name)
 
 
-def _is_shipped(name: str) -> bool:
+def _shipped_file(name: str) -> Path | None:
+    """The shipped model's file, or None when the package has no model of that name."""
     resource = files("stream.engine").joinpath("models", f"{name}.onnx")
-    return isinstance(resource, Path) and resource.is_file()
+    return resource if isinstance(resource, Path) and resource.is_file() else None
 
 
 def default_model_path(provider: str = "cpu") -> Path:

@@ -132,15 +132,12 @@ class TraceStep:
     ) -> None:
         """Compute, publish (ahead of frames), store and check this frame's traces."""
         self.apply_pending()
-        state = self._state_for(frame)
-        if state is None:
-            return
         offset = self._config.baseline.offset
         if offset is None:
             offset = camera_offset if camera_offset is not None else 0.0
-        if "dff_offset" not in state.store_attrs:  # a new trace array: say what ΔF/F used
-            source = self._offset_from(camera_known=camera_offset is not None)
-            state.store_attrs["dff_offset"] = {"value": offset, "from": source}
+        state = self._state_for(frame, offset, camera_known=camera_offset is not None)
+        if state is None:
+            return
         raw_means = raw.means if raw is not None and raw.rois is state.bound else None
         try:
             values = state.update(frame.pixels, clean, offset, raw_means)
@@ -167,7 +164,9 @@ class TraceStep:
             self.writer.put(TracesOp(frame.series, frame.index, values, state.store_attrs))
         state.settle()  # a completed block's quantile: after this frame's traces are out
 
-    def _state_for(self, frame: Frame) -> SeriesTraces | None:
+    def _state_for(self, frame: Frame, offset: float, camera_known: bool) -> SeriesTraces | None:
+        """The series' traces state; a new one (a series start, a ROI change) records
+        the ΔF/F offset of its first frame and where it came from for the store."""
         series = frame.series
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
         self._shapes[series] = shape
@@ -188,6 +187,11 @@ class TraceStep:
         except RoiError as exc:  # told once; the series goes on without traces
             self._error("rois_shape", series, f"no traces for series {series!r}: {exc}")
             state = None
+        if state is not None:
+            state.store_attrs["dff_offset"] = {
+                "value": offset,
+                "from": self._offset_from(camera_known),
+            }
         if state is not None and old is not None and old.bound.shape == shape:
             kept = state.inherit(old)
             log.info("series %r: %d ROI(s) unchanged keep their ΔF/F baseline", series, kept)

@@ -88,10 +88,7 @@ class TraceHistory:
         keep their recent ΔF/F, so their denoised ΔF/F goes on; the others start anew."""
         self._windows[rows] = old._windows[old_rows]
         fresh = np.ones(len(self._windows), dtype=bool)
-        if old._fresh is not None:
-            fresh[rows] = old._fresh[old_rows]
-        else:
-            fresh[rows] = False
+        fresh[rows] = False if old._fresh is None else old._fresh[old_rows]
         self._fresh = fresh if fresh.any() else None
 
     def update(self, dff: np.ndarray) -> np.ndarray:

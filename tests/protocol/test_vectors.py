@@ -153,14 +153,9 @@ class _Recorder:
         self.calls: list[tuple[Any, Any]] = []
 
     def set_rois(
-        self,
-        labels: Any,
-        series: str | None = None,
-        timeout: float = 10.0,
-        fit: bool = False,
-        source: str | None = None,
+        self, labels: Any, series: str | None = None, **options: Any
     ) -> tuple[int, list[str]]:
-        assert fit is False and source is None  # the vectors leave the optional keys out
+        assert options == {"fit": False, "source": None}  # the vectors leave them out
         self.calls.append((labels, series))
         return (0 if labels is None else len(np.unique(labels[labels > 0]))), []
 
