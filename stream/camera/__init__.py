@@ -4,11 +4,16 @@
 it from the stream itself when nothing is configured.
 """
 
-from ._estimate import (
-    CameraEstimate,
-    CameraEstimator,
+from ._estimate import CameraEstimate, CameraEstimator
+from ._fit import fit_line
+from ._floor import floor_pixels, half_step, uncensor
+from ._model import CameraModel
+from ._noisy import NoisyPixels
+from ._offset import offset_from_skew
+from ._pattern import OffsetPattern, load_offset_pattern
+from ._rows import RowNoise, remove_row_offsets
+from ._samples import (
     darkest_level,
-    fit_line,
     flat_blocks,
     saturated_pixels,
     scene_moved,
@@ -16,12 +21,6 @@ from ._estimate import (
     still_ratio,
     temporal_samples,
 )
-from ._floor import floor_pixels, half_step, uncensor
-from ._model import CameraModel
-from ._noisy import NoisyPixels
-from ._offset import offset_from_skew
-from ._pattern import OffsetPattern, load_offset_pattern
-from ._rows import RowNoise, remove_row_offsets
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
 __all__ = [

@@ -9,7 +9,7 @@ from camera_harness import phantom_readouts
 from scipy import ndimage
 
 from stream.camera import CameraEstimator, CameraModel, still_ratio
-from stream.camera._estimate import _block_means, _cell_power
+from stream.camera._samples import _cell_power, blockwise_means
 from stream.sim import CalciumPhantom, PhantomConfig
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
@@ -23,7 +23,7 @@ def scene(photons: float, seed: int, frames: int = 1, shape=(128, 128)) -> list[
 def ratio_of(frame: np.ndarray, previous: np.ndarray) -> tuple[float, float]:
     difference = np.subtract(frame, previous, dtype=np.float32)
     cells = _cell_power(difference)
-    return still_ratio(_block_means(difference * difference).ravel(), cells)
+    return still_ratio(blockwise_means(difference * difference).ravel(), cells)
 
 
 def test_white_noise_is_still_and_a_moved_scene_is_not() -> None:
