@@ -9,17 +9,7 @@ their cards. Importing this package does not import onnxruntime; creating an eng
 from ..camera import CameraModel
 from ._binned import binned_output
 from ._blend import BLEND_SETTINGS, BlendChoice, BlendSetting, apply_blend
-from ._engine import (
-    CPU_DEFAULT,
-    GPU_DEFAULT,
-    RETIRED,
-    Engine,
-    FrameReport,
-    default_model_path,
-    model_file,
-    model_id_for,
-    shipped_model_path,
-)
+from ._engine import Engine, FrameReport
 from ._ensemble import PASSES as ENSEMBLE_PASSES
 from ._ensemble import check_passes
 from ._gpu import (
@@ -60,6 +50,15 @@ from ._providers import (
     usable_providers,
 )
 from ._series import SeriesContext
+from ._shipped import (
+    CPU_DEFAULT,
+    GPU_DEFAULT,
+    RETIRED,
+    default_model_path,
+    model_file,
+    model_id_for,
+    shipped_model_path,
+)
 from ._still_means import StillMeans
 from ._tiling import (
     MAX_BORDER,

@@ -13,13 +13,11 @@ engine would corrupt each other; give each thread its own engine.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -54,72 +52,16 @@ from ._model_meta import ModelMetadata
 from ._pinned import pin, unpin
 from ._pixels import count_non_finite
 from ._providers import AUTO_ORDER, ORT_NAMES, ProviderChoice, select_providers, short_name
+from ._shipped import CPU_DEFAULT, RETIRED, model_id_for
 from ._tiling import TilePlan, TileWorkspace, check_tiling, default_tile_overlap, plan_tiles
 
 log = logging.getLogger(__name__)
 
-#: Shipped models (package data, each with a model card beside it). ``na-lite`` on both:
-#: a larger noise-adaptive model for GPUs is not trained yet (README, "Models").
-CPU_DEFAULT, GPU_DEFAULT = "na-lite", "na-lite"
-#: Models shipped once and withdrawn, with the reason a user naming one is told.
-_PHANTOM_ONLY = (
-    "trained on the project's phantom only, its output was worse than its input at 1000 "
-    "photons per pixel on data it was not generated for"
-)
-RETIRED = {
-    "dncnn-lite": _PHANTOM_ONLY,
-    "dncnn20": _PHANTOM_ONLY,
-    "gaussian-smooth": "a fixed Gaussian is worse than its input at high photon counts; "
-    "write it with `deepdenoise ship --reference --out DIR` to compare against it",
-}
 #: Frame shapes whose buffers an engine keeps (a live stream rarely changes shape).
 _MAX_WORKSPACES = 4
 _ORT_WARNING, _ORT_ERROR = 2, 3
 #: The camera a noise-adaptive model is warmed up with (any will do: zeros in).
 WARMUP_CAMERA = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
-
-
-def shipped_model_path(name: str) -> Path:
-    """The ONNX file of a model shipped in ``stream/engine/models`` (see its ``.md`` card)."""
-    resource = _shipped_file(name)
-    if resource is None:
-        if name in RETIRED:
-            raise ModelError(
-                f"model {name!r} is no longer shipped ({RETIRED[name]}); use "
-                f"{CPU_DEFAULT!r}, or train it again from its recipe in exporter/recipes"
-            )
-        folder = files("stream.engine").joinpath("models")
-        names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".onnx"))
-        raise ModelError(
-            f"no shipped model named {name!r}; expected one of {', '.join(names)} "
-            f"(looked for {folder.joinpath(f'{name}.onnx')})"
-        )
-    return resource
-
-
-def model_file(path: str | Path) -> Path:
-    """The file a model argument names: the path itself, or, where no file is there and
-    it has no suffix (``na-temporal``), the shipped model of that name -- also when a
-    folder of that name is in the way (a training run's, say: a folder is no model).
-    Raises ModelError when there is no such shipped model."""
-    path = Path(path).expanduser()
-    if path.suffix or (path.exists() and not path.is_dir()):
-        return path
-    if path.is_dir() and (len(path.parts) > 1 or _shipped_file(path.name) is None):
-        return path  # the engine says it is a folder, not an .onnx file
-    return shipped_model_path(path.name)
-
-
-def _shipped_file(name: str) -> Path | None:
-    """The shipped model's file, or None when the package has no model of that name."""
-    resource = files("stream.engine").joinpath("models", f"{name}.onnx")
-    return resource if isinstance(resource, Path) and resource.is_file() else None
-
-
-def default_model_path(provider: str = "cpu") -> Path:
-    """The shipped model for an active provider (today ``na-lite`` for every provider:
-    noise-adaptive, it keeps up with 30 fps at 256x256 on a 2-core CPU)."""
-    return shipped_model_path(CPU_DEFAULT if provider == "cpu" else GPU_DEFAULT)
 
 
 def _unsaturated(frame: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -138,13 +80,6 @@ def _unsaturated(frame: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray | No
     if touched.all():
         return saturated, levels
     return saturated, levels[~touched]
-
-
-def model_id_for(path: Path, metadata: ModelMetadata) -> str:
-    """Short model id: the exporter's content hash, else a hash of the file's bytes."""
-    if metadata.content_hash:
-        return metadata.content_hash[:12]
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 class _FrameBuffers:
