@@ -335,7 +335,12 @@ def test_gpu_check_is_ready_and_says_why_it_measures_nothing_without_a_gpu(capsy
     from stream.engine import probe_providers
 
     assert gpu_check.main(["--dry-run"]) == 0
-    assert "ready" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ready" in out
+    # the defaults and the GPU model, each measured once (the defaults may be one model)
+    models = gpu_check.gpu_models()
+    assert "na-large" in models and len(set(models)) == len(models)
+    assert f"end to end: {', '.join(models)} x" in out
     if probe_providers()["cuda"] is not None:
         assert gpu_check.main([]) == 2
         assert "no usable CUDA provider" in capsys.readouterr().out
