@@ -14,7 +14,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -102,15 +102,40 @@ def load_settings(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, str(path or "options"))) from exc
+        raise ConfigError(describe_validation_error(exc, str(path or "options"), model)) from exc
 
 
-def describe_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per invalid field: where, what was expected, what came."""
+def describe_validation_error(
+    exc: ValidationError, source: str, model: type[BaseModel] | None = None
+) -> str:
+    """One line per invalid field: where, what was expected, what came; for a setting
+    unknown where it stands but known in a table of ``model``, the table it belongs in."""
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        message, came = err["msg"].removeprefix("Value error, "), repr(err.get("input"))
+        value = err.get("input")
+        came = repr(str(value) if isinstance(value, Path) else value)
+        # a validator names a path unquoted (a config's paths come resolved, as str)
+        path_like = isinstance(value, Path) or (isinstance(value, str) and "/" in value)
+        said = str(value) if path_like else came
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and model is not None and len(err["loc"]) == 1:
+            tables = _tables_with(model, str(err["loc"][0]))
+            if tables:
+                message += f"; it is a setting of [{'] or ['.join(tables)}]"
         # our validators already say what came; pydantic's own messages do not
-        lines.append(f"  {where}: {message}" + ("" if came in message else f" (got {came})"))
+        lines.append(f"  {where}: {message}" + ("" if said in message else f" (got {came})"))
     return "\n".join(lines)
+
+
+def _tables_with(model: type[BaseModel], name: str) -> list[str]:
+    """The tables (sub-models) of ``model`` that have a setting ``name``."""
+    tables = []
+    for table, field in model.model_fields.items():
+        kinds = (field.annotation, *get_args(field.annotation))
+        if any(
+            isinstance(k, type) and issubclass(k, BaseModel) and name in k.model_fields
+            for k in kinds
+        ):
+            tables.append(table)
+    return tables

@@ -70,6 +70,11 @@ def parse_shape(text: str, minimum: int = 1) -> tuple[int, int]:
     return height, width
 
 
+def counted(n: int | None, noun: str) -> str:
+    """``counted(1, "frame")`` -> "1 frame", ``counted(3, "frame")`` -> "3 frames"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def kv_table(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     """A two-column field/value table whose values wrap instead of being cut."""
     table = Table(title=title, show_header=False)

@@ -21,6 +21,7 @@ from ._common import (
     ProviderOption,
     blend_choice,
     console,
+    counted,
     err_console,
     fail,
     kv_table,
@@ -201,16 +202,16 @@ def _summary(
     if missing.size:
         shown = ", ".join(str(i) for i in missing[:10]) + (", …" if missing.size > 10 else "")
         fill = "NaN" if dtype.kind == "f" else "0"  # as the hole rows were written
-        holes = [("holes", f"{missing.size} frames not in the store (indices {shown}): "
+        holes = [("holes", f"{counted(missing.size, 'frame')} not in the store (indices {shown}): "
                            f"their rows are {fill}, so row i is the series' frame i")]  # fmt: skip
     return [
-        ("recording", f"{frames.source}: {len(frames)} frames of {frames.frame_shape}"),
+        ("recording", f"{frames.source}: {counted(len(frames), 'frame')} of {frames.frame_shape}"),
         *holes,
-        ("output", f"{output}: {frames.rows} rows"),
+        ("output", f"{output}: {counted(frames.rows, 'row')}"),
         ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"),
         ("camera", camera),
         ("blend", f"{blend_choice(context.blend_choice.as_dict())} (last frame; "
-                  f"{context.blend_frames_measured} frames measured)"),
+                  f"{counted(context.blend_frames_measured, 'frame')} measured)"),
         ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
     ]  # fmt: skip
 

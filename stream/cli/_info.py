@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .._errors import DeepDenoiseError, ModelError, StoreError
-from ._common import console, fail, kv_table
+from ._common import console, counted, fail, kv_table
 
 if TYPE_CHECKING:
     from ..engine import ModelMetadata
@@ -35,18 +35,18 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
 
     if path.is_dir() and is_rejected_store(path):
         blocks = summarize_rejected(path)
-        rows = [(block, f"{n} frame(s)") for block, n in blocks.items()] or [("frames", "0")]
+        rows = [(block, counted(n, "frame")) for block, n in blocks.items()] or [("frames", "0")]
         return f"rejected frames {path}", rows
     if path.is_dir() and is_series_store(path):
         summary = summarize_store(path)
-        rows = [(k, _text(v)) for k, v in summary.items()]
-        if not summary["closed"]:  # an open store's axis is allocated ahead of its frames
-            rows = [
-                (k, f"{v} (time axis allocated ahead while the store is open: being "
-                    f"written, or left open by a service that was killed; frames on disk: "
-                    f"valid)" if k == "frames" else v)
-                for k, v in rows
-            ]  # fmt: skip
+        # "frames" is the time axis, holes included: shown so, beside the frames on disk
+        axis = (
+            f"{summary['frames']} (allocated ahead while the store is open: being written, "
+            "or left open by a service that was killed; frames on disk: valid)"
+            if not summary["closed"]
+            else f"{summary['frames']} slots (frames on disk: valid; holes: missing)"
+        )
+        rows = [("time axis", axis) if k == "frames" else (k, _text(v)) for k, v in summary.items()]
         rejected = rejected_path(path.parent, path.name.removesuffix(".zarr"))
         if rejected.is_dir():  # frames sent under this name, refused, kept apart
             kept = sum(summarize_rejected(rejected).values())

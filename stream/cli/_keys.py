@@ -13,12 +13,22 @@ from ._common import console, fail
 def keys(
     name: Annotated[str, typer.Argument(help="Whose keys: service, or a client's name.")],
     directory: Annotated[Path, typer.Option("--dir", help="Where the files go.")] = Path("keys"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a key pair of that name already there.")
+    ] = False,
 ) -> None:
     """Make a CURVE key pair: NAME.key (public, to share) and NAME.key_secret (keep it)."""
     from zmq.auth import create_certificates
 
     if not name or any(c in name for c in "/\\\\") or name.startswith("."):
         raise fail(f"expected a plain name such as service or rig-1, got {name!r}")
+    pair = (directory / f"{name}.key", directory / f"{name}.key_secret")
+    existing = [p for p in pair if p.exists()]
+    if existing and not force:  # a new pair locks out every peer that holds the old public key
+        raise fail(
+            f"{' and '.join(str(p) for p in existing)} already there: a new pair would lock "
+            f"out every peer set up with {name}.key; keep them, or replace them with --force"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = (Path(p) for p in create_certificates(directory, name))
     secret.chmod(0o600)

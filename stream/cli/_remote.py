@@ -17,6 +17,7 @@ from .._types import DEFAULT_CONTROL
 from ._common import (
     blend_choice,
     console,
+    counted,
     counts,
     fail,
     frames_by_passes,
@@ -216,7 +217,7 @@ def status_table(reply: dict[str, Any]) -> Table:
         rows.append(
             (
                 "traces",
-                f"ROIs per series {counts(per_series)}, {traces.get('frames')} frames, "
+                f"ROIs per series {counts(per_series)}, {counted(traces.get('frames'), 'frame')}, "
                 f"triggers {counts(traces.get('triggers'))}"
                 if per_series
                 else "no ROIs",

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from .._errors import DeepDenoiseError
 from .._settings import describe_validation_error
 from .._types import DEFAULT_INPUT
-from ._common import console, err_console, fail, parse_shape
+from ._common import console, counted, err_console, fail, parse_shape
 
 
 def simulate(
@@ -67,7 +67,7 @@ def simulate(
     except (DeepDenoiseError, ValueError) as exc:
         raise fail(exc) from exc
     console.print(
-        f"sent {report.frames} frames in {report.seconds:.2f} s "
+        f"sent {counted(report.frames, 'frame')} in {report.seconds:.2f} s "
         f"({report.fps:.1f} fps) to {report.endpoint}",
         highlight=False,
     )

@@ -343,7 +343,7 @@ class Simulator:
                 raise ServiceTimeoutError(
                     f"no subscriber for topic {self.config.topic!r} on {self.endpoint} within "
                     f"{self.config.wait_subscriber_s} s; start the receiver (deepdenoise serve) "
-                    "first or raise wait_subscriber_s"
+                    "first, or wait longer (wait_subscriber_s; simulate --wait)"
                 )
             if sock.poll(max(1, round(min(remaining, 0.05) * 1000)), zmq.POLLIN):
                 message = sock.recv()

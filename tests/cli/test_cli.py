@@ -64,13 +64,16 @@ def test_info_summarises_a_store(tmp_path: Path):
         store.flush()
         open_store = invoke("info", str(tmp_path / "s1.zarr"))  # while a service writes it
         assert (
-            "time axis allocated ahead while the store is open: being written, or left open "
+            "time axis 2048 (allocated ahead while the store is open: being written, or left open "
             "by a service that was killed" in " ".join(open_store.output.replace("│", " ").split())
         ), open_store.output
     result = invoke("info", str(tmp_path / "s1.zarr"))
     assert result.exit_code == 0, result.output
     assert "s1" in result.output and "missing" in result.output
     assert "allocated ahead" not in result.output  # closed: the axis ends at its last frame
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "time axis 4 slots (frames on disk: valid; holes: missing)" in text
+    assert "valid 3" in text
 
 
 def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):
@@ -90,8 +93,8 @@ def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):
     result = invoke("info", str(tmp_path / "rejected" / "s1.zarr"))
     assert result.exit_code == 0, result.output
     text = one_line(result.output.replace("│", " "))
-    assert "duplicate/uint16_8x8 1 frame(s)" in text
-    assert "series_mismatch/float32_4x4 2 frame(s)" in text
+    assert "duplicate/uint16_8x8 1 frame " in text
+    assert "series_mismatch/float32_4x4 2 frames" in text
 
 
 def test_info_takes_a_shipped_models_name():
@@ -379,3 +382,14 @@ def test_keys_tell_the_service_and_a_client_each_what_to_do_with_them(tmp_path: 
     assert "the service's public key (service.key) as the server key" in text
     bad = runner.invoke(app, ["keys", "../x", "--dir", str(tmp_path)])
     assert bad.exit_code == 2 and "expected a plain name" in bad.output
+
+
+def test_keys_never_replace_a_pair_unless_told_to(tmp_path: Path):
+    assert invoke("keys", "service", "--dir", str(tmp_path)).exit_code == 0
+    before = (tmp_path / "service.key_secret").read_bytes()
+    again = runner.invoke(app, ["keys", "service", "--dir", str(tmp_path)])
+    text = " ".join(again.output.split())
+    assert again.exit_code == 2 and "already there" in text and "--force" in text
+    assert (tmp_path / "service.key_secret").read_bytes() == before
+    assert invoke("keys", "service", "--dir", str(tmp_path), "--force").exit_code == 0
+    assert (tmp_path / "service.key_secret").read_bytes() != before

@@ -101,7 +101,7 @@ def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.nda
     assert out.shape == movie.shape and np.isnan(out[2]).all()
     np.testing.assert_array_equal(out[kept], expected)
     text = words(result.output)
-    assert "1 frames not in the store (indices 2): their rows are NaN" in text, text
+    assert "1 frame not in the store (indices 2): their rows are NaN" in text, text
     result = invoke(
         "denoise", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "out.npy"),
         "--model", "na-temporal", "--provider", "cpu", "--blend", "off", "--output-dtype",

@@ -123,6 +123,8 @@ def test_config_from_toml_with_overrides(tmp_path: Path):
         ("provider = 'tpu'", "provider"),
         ("[queues]\ninference_depth = 0", "inference_depth"),
         ("bogus = 1", "bogus"),
+        ("gain = 1", r"gain: Extra inputs are not permitted; it is a setting of \[camera\]"),
+        ("model = 'nosuch'", r"no shipped model named 'nosuch'; [^(]*\(looked[^(]*$"),
         ("input = ", "not valid TOML"),
     ],
 )
