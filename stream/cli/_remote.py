@@ -38,7 +38,9 @@ def _ask(control: str, message: dict[str, Any], timeout: float) -> dict[str, Any
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     if not reply.get("ok", False):
-        raise fail(f"{message['cmd']} refused by {control}: {reply.get('error', reply)}")
+        error = str(reply.get("error", reply))
+        error = error.removeprefix(f"{message['cmd']}: ")  # said once, before "refused"
+        raise fail(f"{message['cmd']} refused by {control}: {error}")
     return reply
 
 
