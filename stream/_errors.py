@@ -7,6 +7,21 @@ knows nothing about deepdenoise still handles them sensibly.
 
 from __future__ import annotations
 
+import reprlib
+
+#: What came, as an error message shows it: a header field may be a 64 KiB string or a
+#: list nested a thousand deep, whose plain repr is unreadable or exceeds Python's
+#: recursion limit (a RecursionError that once took the receiver down).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 3
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 8
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to a readable size however large or deeply nested it is."""
+    return _SHOWN.repr(value)
+
 
 class DeepDenoiseError(Exception):
     """Root of every error raised by deepdenoise."""

@@ -354,7 +354,18 @@ class Engine:
         output on it is not finite: it would publish NaN frames as if denoised."""
         h, w = shape
         ramp = np.add.outer(np.arange(h), np.arange(w)).astype(np.float32) % 200.0 + 100.0
-        out = self.denoise(ramp, camera=WARMUP_CAMERA)
+        try:
+            out = self.denoise(ramp, camera=WARMUP_CAMERA)
+        except DeepDenoiseError:
+            self.close()
+            raise
+        except Exception as exc:  # ONNX Runtime's own text: say whose model, and the rule
+            self.close()
+            raise ModelError(
+                f"model {self.path.name} failed its {h}x{w} warm-up run on {self.provider}; "
+                "expected one output image of the input's height and width (the model "
+                f"contract); ONNX Runtime said: {str(exc).strip()[:600]}"
+            ) from exc
         bad = count_non_finite(out)
         if bad:
             self.close()

@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 import msgpack
 import numpy as np
 
-from .._errors import ProtocolError
+from .._errors import ProtocolError, shown
 from .._types import MAX_INDEX, MAX_T_NS, SERIES_RULE, is_series_name
 from ._limits import Limits
 
@@ -109,20 +109,20 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     header = _unpack_header(header_buf)
     version = header.get("v")
     if not (_is_int(version) and version == PROTOCOL_VERSION):
-        raise _fail(Reject.VERSION, f"expected protocol version v=1, got v={version!r}")
+        raise _fail(Reject.VERSION, f"expected protocol version v=1, got v={shown(version)}")
     kind = header.get("kind", "frame")
     if kind not in ("frame", "start", "end"):
-        raise _fail(Reject.KIND, f"expected kind 'frame', 'start' or 'end', got {kind!r}")
+        raise _fail(Reject.KIND, f"expected kind 'frame', 'start' or 'end', got {shown(kind)}")
     series = header.get("series")
     if not is_series_name(series):
-        raise _fail(Reject.SERIES, f"expected series of {SERIES_RULE}, got {series!r}")
+        raise _fail(Reject.SERIES, f"expected series of {SERIES_RULE}, got {shown(series)}")
     t_ns = header.get("t_ns")
     if t_ns is not None and not (_is_int(t_ns) and 0 <= t_ns < MAX_T_NS):
-        raise _fail(Reject.T_NS, f"expected t_ns as an integer 0..2**63-1, got {t_ns!r}")
+        raise _fail(Reject.T_NS, f"expected t_ns as an integer 0..2**63-1, got {shown(t_ns)}")
     _check_meta(header, limits)
     resend = header.get("resend", False)
     if not isinstance(resend, bool):
-        raise _fail(Reject.RESEND, f"expected resend as true or false, got {resend!r}")
+        raise _fail(Reject.RESEND, f"expected resend as true or false, got {shown(resend)}")
 
     if kind != "frame":
         if len(parts) == 3:
@@ -133,11 +133,12 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
         raise _fail(Reject.PARTS, "a frame needs 3 parts [topic, header, payload], got 2")
     index = header.get("index")
     if not (_is_int(index) and 0 <= index < MAX_INDEX):
-        raise _fail(Reject.INDEX, f"expected index as an integer 0..2**40-1, got {index!r}")
+        raise _fail(Reject.INDEX, f"expected index as an integer 0..2**40-1, got {shown(index)}")
     dtype_str = header.get("dtype")
     if dtype_str not in ACCEPTED_DTYPES:
         raise _fail(
-            Reject.DTYPE, f"expected dtype one of {', '.join(ACCEPTED_DTYPES)}, got {dtype_str!r}"
+            Reject.DTYPE,
+            f"expected dtype one of {', '.join(ACCEPTED_DTYPES)}, got {shown(dtype_str)}",
         )
     shape = header.get("shape")
     if not (
@@ -147,7 +148,7 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     ):
         raise _fail(
             Reject.SHAPE,
-            f"expected shape [height, width], each 1..{limits.max_side}, got {shape!r}",
+            f"expected shape [height, width], each 1..{limits.max_side}, got {shown(shape)}",
         )
     dtype = np.dtype(dtype_str)
     expected = int(shape[0]) * int(shape[1]) * dtype.itemsize
@@ -171,7 +172,7 @@ def _str_keyed(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     """Maps at every depth must have str keys (bin keys break MATLAB/JS decoders)."""
     for key, _ in pairs:
         if not isinstance(key, str):
-            raise ValueError(f"map key {key!r} is not a msgpack str")
+            raise ValueError(f"map key {shown(key)} is not a msgpack str")
     return dict(pairs)
 
 

@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from .._errors import DeepDenoiseError, RoiError
+from .._errors import DeepDenoiseError, RoiError, shown
 from .._types import MAX_SIDE, SERIES_RULE, is_series_name
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,11 @@ class ControlHandler:
                 f"that do not decode ({why}): {request[:32]!r}"
             )
         if not isinstance(message, dict) or not isinstance(message.get("cmd"), str):
-            return _error(f"expected a map with a string 'cmd', got {message!r:.200}")
+            return _error(f"expected a map with a string 'cmd', got {shown(message)}")
         handler = self._commands.get(message["cmd"])
         if handler is None:
             known = ", ".join(sorted(self._commands))
-            return _error(f"unknown cmd {message['cmd']!r}; expected one of {known}")
+            return _error(f"unknown cmd {shown(message['cmd'])}; expected one of {known}")
         return handler(message)
 
     def _status(self, _: dict[str, Any]) -> Reply:
@@ -134,11 +134,11 @@ class ControlHandler:
     def _load_model(self, message: dict[str, Any]) -> Reply:
         path = message.get("path")
         if not isinstance(path, str) or not path or "\0" in path:
-            return _error(f"load_model needs 'path' (a string, no NUL byte), got {path!r:.200}")
+            return _error(f"load_model needs 'path' (a string, no NUL byte), got {shown(path)}")
         try:
             engine = self._service.load_model(path)
         except (DeepDenoiseError, OSError, TimeoutError) as exc:
-            return _error(f"cannot load model {path!r}: {exc}")
+            return _error(f"cannot load model {shown(path)}: {exc}")
         return {
             "ok": True,
             "model": engine.model_id,
@@ -149,7 +149,9 @@ class ControlHandler:
     def _set_rois(self, message: dict[str, Any]) -> Reply:
         series = message.get("series")
         if series is not None and not is_series_name(series):
-            return _error(f"set_rois: expected 'series' of {SERIES_RULE} or nil, got {series!r}")
+            return _error(
+                f"set_rois: expected 'series' of {SERIES_RULE} or nil, got {shown(series)}"
+            )
         if "labels" not in message:
             return _error(
                 "set_rois needs 'labels': the label image as bin (with 'dtype' and 'shape'), "
@@ -158,14 +160,14 @@ class ControlHandler:
         labels = message["labels"]
         fit = message.get("fit", False)
         if not isinstance(fit, bool):
-            return _error(f"set_rois: expected 'fit' true or false, got {fit!r}")
+            return _error(f"set_rois: expected 'fit' true or false, got {shown(fit)}")
         source = message.get("source")
         if source is not None and not (
             isinstance(source, str) and 0 < len(source) <= SOURCE_MAX and source.isprintable()
         ):
             return _error(
                 f"set_rois: expected 'source' a printable str of 1 to {SOURCE_MAX} characters "
-                f"(where the labels came from) or nil, got {str(source)[:80]!r}"
+                f"(where the labels came from) or nil, got {shown(source)}"
             )
         image = None
         if labels is not None:
@@ -176,7 +178,8 @@ class ControlHandler:
         try:
             count, checked = self._service.set_rois(image, series, fit=fit, source=source)
         except (RoiError, TimeoutError) as exc:
-            return _error(f"set_rois: {exc}")
+            said = str(exc)  # ROIs sent with no source are named "set_rois" already
+            return _error(said if said.startswith("set_rois") else f"set_rois: {said}")
         return {"ok": True, "rois": count, "series": series, "checked": checked}
 
 
@@ -185,13 +188,13 @@ def _label_image(labels: Any, dtype: Any, shape: Any) -> np.ndarray | str:
     if not isinstance(labels, bytes):
         return f"expected 'labels' as bin (the image's bytes, C order), got {type(labels).__name__}"
     if dtype not in LABEL_DTYPES:
-        return f"expected 'dtype' one of {', '.join(LABEL_DTYPES)}, got {dtype!r}"
+        return f"expected 'dtype' one of {', '.join(LABEL_DTYPES)}, got {shown(dtype)}"
     if not (
         isinstance(shape, list)
         and len(shape) == 2
         and all(type(s) is int and 1 <= s <= MAX_SIDE for s in shape)
     ):
-        return f"expected 'shape' [height, width], each 1..{MAX_SIDE}, got {shape!r}"
+        return f"expected 'shape' [height, width], each 1..{MAX_SIDE}, got {shown(shape)}"
     expected = shape[0] * shape[1] * np.dtype(dtype).itemsize
     if len(labels) != expected:
         return f"shape {shape} dtype {dtype} needs {expected} bytes of labels, got {len(labels)}"

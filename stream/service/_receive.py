@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from .._errors import ProtocolError, StoreError
+from .._errors import ProtocolError, StoreError, shown
 from ..engine import count_non_finite
 from ..protocol import (
     TOPIC_RAW,
@@ -197,6 +197,13 @@ class Receiver:
             message = decode_input(parts, self._limits)
         except ProtocolError as exc:
             self._reject(exc.reason, exc.message)
+            return
+        except Exception as exc:  # a case the decoder missed costs this message only
+            log.exception("input message not decoded")
+            self._reject(
+                Reject.HEADER_DECODE,
+                f"expected a protocol v1 message; decoding this one failed ({shown(exc)})",
+            )
             return
         if isinstance(message, SeriesMark):
             if message.kind == "start":

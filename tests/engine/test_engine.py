@@ -265,6 +265,17 @@ def test_bad_models_raise_model_error(tmp_path: Path, kind: str, match: str) -> 
         Engine(path, provider="cpu", warmup_shape=None)
 
 
+def test_a_model_whose_output_is_not_the_input_size_is_refused_at_warm_up(tmp_path: Path):
+    path = tmp_path / "half.onnx"  # passes the signature checks, halves every frame
+    pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    save_graph(path, [_value("x")], [_value("y")], [pool])
+    with pytest.raises(ModelError) as raised:
+        Engine(path, provider="cpu", warmup_shape=(64, 64))
+    text = str(raised.value)
+    assert text.startswith("model half.onnx failed its ") and "warm-up run on cpu" in text
+    assert "expected one output image of the input's height and width" in text
+
+
 def test_missing_file_or_a_directory_raises_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist; expected"):
         Engine(tmp_path / "nope.onnx", provider="cpu")

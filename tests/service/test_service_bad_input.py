@@ -23,6 +23,21 @@ def _msg(header, payload: bytes | None = b"\0" * 48, topic: bytes = b"frame") ->
     return [topic, head] if payload is None else [topic, head, payload]
 
 
+def _nested(field: str, depth: int = 1000) -> bytes:
+    """A valid msgpack header whose ``field`` is a list nested ``depth`` deep: it decodes,
+    but its plain repr exceeds Python's recursion limit (it once stopped the service)."""
+    header = _header(**{field: None})
+    head = bytes([0x80 | (len(header) + 1)])
+    head += b"".join(msgpack.packb(k) + msgpack.packb(v) for k, v in header.items())
+    return head + msgpack.packb(field) + b"\x91" * depth + b"\x00"
+
+
+#: header fields checked one by one, and the reason each is rejected under
+NESTED_FIELDS = {
+    **{"v": "version", "kind": "kind", "series": "series", "t_ns": "t_ns"},
+    **{"resend": "resend", "index": "index", "dtype": "dtype", "shape": "shape"},
+}
+
 # (reason, message) for every rejection decidable from one message
 MALFORMED = [
     ("parts", [b"frame"]),
@@ -50,6 +65,7 @@ MALFORMED = [
     ("t_ns", _msg(_header(t_ns=-5))),
     ("meta", _msg(_header(meta={"blob": "x" * 9000}))),
     ("meta", _msg(_header(meta=[1, 2]))),
+    *[(reason, _msg(_nested(field))) for field, reason in NESTED_FIELDS.items()],
 ]
 
 
@@ -87,6 +103,7 @@ def test_valid_frames_survive_a_stream_of_malformed_ones(tmp_path: Path, identit
     rejected = events(others, "rejected")
     assert {e["reason"] for e in rejected} <= set(expected)
     assert all(e["message"] for e in rejected)
+    assert max(len(e["message"]) for e in rejected) < 300  # what came is shown cut short
 
 
 def test_non_finite_pixels_are_denoised_counted_and_flagged(tmp_path: Path, identity_model):

@@ -174,6 +174,11 @@ def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
                 ctl.request("load_model")
             with pytest.raises(ControlError, match="cannot load model"):
                 ctl.load_model(str(tmp_path / "missing.onnx"))
+            for reply in _nested_requests(svc.endpoints["control"]):
+                # what came is shown cut short, not a RecursionError
+                assert reply["ok"] is False and "Recursion" not in reply["error"]
+                assert reply["error"].startswith(("expected a map", "set_rois: expected"))
+                assert len(reply["error"]) < 400
             assert ctl.status()["ok"] is True  # still serving after every error
 
     assert [m.header["index"] for m in got] == [5, 6, 7, 8, 9]
@@ -189,6 +194,28 @@ def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
         np.isnan(group[ARRAY_PATHS["clean"]][:5]).all()
         and not np.isnan(group[ARRAY_PATHS["clean"]][5:10]).any()
     )
+
+
+def _nested_requests(endpoint: str) -> list[dict]:
+    """Replies to requests with a value nested 1000 deep: valid msgpack, but its plain
+    repr exceeds Python's recursion limit."""
+    import msgpack
+    import zmq
+
+    deep = b"\x91" * 1000 + b"\x00"
+    requests = [
+        b"\x81" + msgpack.packb("cmd") + deep,
+        b"\x82" + msgpack.packb("cmd") + msgpack.packb("set_rois") + msgpack.packb("series") + deep,
+    ]
+    replies = []
+    with zmq.Context() as ctx:
+        for request in requests:
+            with ctx.socket(zmq.REQ) as req:
+                req.setsockopt(zmq.RCVTIMEO, 5000)
+                req.connect(endpoint)
+                req.send(request)
+                replies.append(msgpack.unpackb(req.recv()))
+    return replies
 
 
 def test_load_model_mid_stream_loses_nothing(tmp_path: Path, identity_model, box_model):
