@@ -83,6 +83,13 @@ class SeriesMark:
     t_ns: int | None
 
 
+#: Levels of maps and arrays a header may nest, its own map the first. ``meta`` and
+#: vendor keys are passed through to every subscriber, and decoders in C stop at a
+#: fixed stack (the C client at 24 levels, msgpack-c's own unpacker at 32): a deeper
+#: header would reach them undecodable.
+MAX_HEADER_LEVELS = 16
+
+
 def _fail(reason: Reject, message: str) -> ProtocolError:
     return ProtocolError(reason.value, message)
 
@@ -190,7 +197,31 @@ def _unpack_header(buf: memoryview) -> dict[str, Any]:
         raise _fail(
             Reject.HEADER_DECODE, f"expected header as a msgpack map, got {type(header).__name__}"
         )
+    levels = nesting_levels(header)
+    if levels > MAX_HEADER_LEVELS:
+        raise _fail(
+            Reject.HEADER_DECODE,
+            f"expected a header nested at most {MAX_HEADER_LEVELS} levels deep (its own map "
+            f"the first), got {levels}",
+        )
     return header
+
+
+def nesting_levels(value: object) -> int:
+    """How many levels of maps and arrays ``value`` nests (a scalar: 0); iterative, so
+    any depth msgpack decodes is measured without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _check_meta(header: Mapping[str, Any], limits: Limits) -> None:

@@ -345,6 +345,10 @@ def _is_int(value: object) -> TypeGuard[int]:
 # --------------------------------------------------------------------------- decode
 
 
+#: Levels of maps and arrays a header may nest, its own map the first (PROTOCOL.md).
+MAX_HEADER_LEVELS = 16
+
+
 def _pairs_hook(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     for key, _ in pairs:
         if type(key) is not str:
@@ -368,7 +372,29 @@ def decode_header(buf: Part) -> dict[str, Any]:
         raise ProtocolError(
             "header_decode", f"expected the header as a msgpack map, got {type(header).__name__}"
         )
+    levels = _nesting_levels(header)
+    if levels > MAX_HEADER_LEVELS:
+        raise ProtocolError(
+            "header_decode",
+            f"expected a header nested at most {MAX_HEADER_LEVELS} levels deep, got {levels}",
+        )
     return header
+
+
+def _nesting_levels(value: object) -> int:
+    """Levels of maps and arrays in ``value`` (a scalar: 0), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def decode_message(
