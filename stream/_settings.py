@@ -18,7 +18,7 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from ._errors import ConfigError
+from ._errors import ConfigError, shown
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -114,7 +114,7 @@ def describe_validation_error(
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
         value = err.get("input")
-        came = repr(str(value) if isinstance(value, Path) else value)
+        came = shown(str(value) if isinstance(value, Path) else value)
         # a validator names a path unquoted (a config's paths come resolved, as str)
         path_like = isinstance(value, Path) or (isinstance(value, str) and "/" in value)
         said = str(value) if path_like else came
