@@ -176,6 +176,15 @@ def rois_set_message(reply: dict[str, Any], series: str | None) -> str:
     )
 
 
+def _latency_row(lat: dict[str, Any]) -> str:
+    """p50 / p99, and which frames they are of: the window counts frames, not time."""
+    text = f"{lat.get('p50', 0):.2f} / {lat.get('p99', 0):.2f} ms"
+    frames, since = lat.get("frames"), lat.get("since_last_s")
+    if frames and since is not None:
+        text += f" (the last {counted(frames, 'frame')}; the latest {since:.1f} s ago)"
+    return text
+
+
 def status_table(reply: dict[str, Any]) -> Table:
     lat = reply.get("latency_ms", {})
     rows = [
@@ -184,7 +193,7 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("model / provider", f"{reply.get('model')} / {reply.get('provider')}"),
         ("frames in / out", f"{reply.get('frames_in')} / {reply.get('frames_out')}"),
         ("fps (recent)", f"{reply.get('fps')}"),
-        ("latency p50 / p99", f"{lat.get('p50', 0):.2f} / {lat.get('p99', 0):.2f} ms"),
+        ("latency p50 / p99", _latency_row(lat)),
         ("ensemble passes", _ensemble_row(reply.get("ensemble") or {})),
         ("blend", str(reply.get("blend", "n/a"))),
         ("dropped", counts(reply.get("dropped"))),

@@ -49,6 +49,7 @@ class ServiceStats:
     _latency_ms: np.ndarray = field(default_factory=lambda: np.full(LATENCY_WINDOW, np.nan))
     _latency_pos: int = 0
     _done_times: deque[float] = field(default_factory=deque)
+    _last_out: float | None = None  # monotonic time of the latest frame out
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -97,6 +98,7 @@ class ServiceStats:
             self._latency_ms[self._latency_pos % LATENCY_WINDOW] = latency_ms
             self._latency_pos += 1
             self._done_times.append(now)
+            self._last_out = now
             while self._done_times and now - self._done_times[0] > FPS_WINDOW_S:
                 self._done_times.popleft()
 
@@ -115,7 +117,14 @@ class ServiceStats:
                 "rejected": dict(self.rejected),
                 "sanitized": dict(self.sanitized),
                 "fps": round((len(done) - 1) / span, 2) if span > 0 else 0.0,
-                "latency_ms": latency_summary(recent),
+                # the window is frames, not time: after a pause its figures are old ones
+                "latency_ms": {
+                    **latency_summary(recent),
+                    "frames": int(recent.size),
+                    "since_last_s": None
+                    if self._last_out is None
+                    else round(now - self._last_out, 3),
+                },
                 "series": {name: c.as_dict() for name, c in self.series.items()},
             }
 

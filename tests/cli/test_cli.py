@@ -149,6 +149,22 @@ def test_the_status_table_names_each_series_camera():
     assert "read noise 2.1 ADU" in text and text.count("camera (") == 1
 
 
+def test_the_status_table_says_which_frames_the_latency_is_of():
+    from rich.console import Console
+
+    from stream.cli._remote import status_table
+
+    def text(latency: dict) -> str:
+        console = Console(width=400, record=True)
+        console.print(status_table({"latency_ms": latency}))
+        return console.export_text()
+
+    idle = {"p50": 117.0, "p99": 177.6, "frames": 300, "since_last_s": 95.04}
+    assert "117.00 / 177.60 ms (the last 300 frames; the latest 95.0 s ago)" in text(idle)
+    none = text({"p50": 0, "p99": 0, "frames": 0, "since_last_s": None})
+    assert "0.00 / 0.00 ms " in none and "ago" not in none
+
+
 def test_the_status_table_says_when_the_store_fails():
     from rich.console import Console
 

@@ -80,7 +80,10 @@ def test_stats_snapshot_counts_and_fps():
     snap = stats.snapshot()
     assert snap["frames_in"] == 10 and snap["frames_out"] == 10
     assert snap["rejected"] == {"dtype": 1} and snap["dropped"] == {"paused": 3}
-    assert snap["latency_ms"] == {"p50": 2.0, "p99": 2.0}
+    latency = snap["latency_ms"]
+    assert latency["p50"] == latency["p99"] == 2.0 and latency["frames"] == 10
+    assert 0 <= latency["since_last_s"] < snap["uptime_s"]
+    assert ServiceStats().snapshot()["latency_ms"]["since_last_s"] is None  # none out yet
     assert snap["series"]["a"]["frames_out"] == 10
     assert 20 < snap["fps"] < 400  # ten frames ~5 ms apart
 
