@@ -187,6 +187,10 @@ class TraceStep:
         except RoiError as exc:  # told once; the series goes on without traces
             self._error("rois_shape", series, f"no traces for series {series!r}: {exc}")
             state = None
+        except Exception as exc:  # unforeseen ROIs cost this series' traces, not the service
+            log.exception("traces of series %r", series)
+            self._error("traces_failed", series, f"no traces for series {series!r}: {exc}")
+            state = None
         if state is not None:
             state.store_attrs["dff_offset"] = {
                 "value": offset,

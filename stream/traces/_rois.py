@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import RoiError
+from .._types import MAX_SIDE, check_frame_shape
 
 #: Label values are stored and published as int64 (msgpack ints).
 LABEL_DTYPE = np.int64
@@ -216,21 +217,30 @@ def rois_from_suite2p(
     iscell: Any = None,
     source: str = "stat.npy",
 ) -> RoiSet:
-    """ROIs from suite2p's ``stat`` (a sequence of dicts with ``ypix`` and ``xpix``)."""
+    """ROIs from suite2p's ``stat`` (a sequence of dicts with ``ypix`` and ``xpix``):
+    whole pixel coordinates, 0 to ``MAX_SIDE`` - 1 (within ``shape`` when given)."""
     try:
         entries = list(stat)
-        pixel_lists = [
-            (np.asarray(s["ypix"], dtype=np.int64), np.asarray(s["xpix"], dtype=np.int64))
-            for s in entries
-        ]
+        pixel_lists = [(_coordinates(s["ypix"]), _coordinates(s["xpix"])) for s in entries]
     except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise RoiError(
             f"expected suite2p stat: a list of dicts with 'ypix' and 'xpix', {source} is not "
             f"({type(exc).__name__}: {exc})"
         ) from None
+    for i, (ys, xs) in enumerate(pixel_lists):
+        if ys.shape != xs.shape:
+            raise RoiError(
+                f"ROI {i} of {source} has {ys.size} 'ypix' and {xs.size} 'xpix'; expected "
+                "one of each per pixel"
+            )
     keep = np.ones(len(pixel_lists), dtype=bool)
     if iscell is not None:
         cells = np.asarray(iscell)
+        if cells.ndim not in (1, 2) or cells.dtype.kind not in "biuf":
+            raise RoiError(
+                f"expected iscell as suite2p writes it (rows of [is cell, probability]), "
+                f"got a {cells.ndim}-D {cells.dtype} array beside {source}"
+            )
         flags = cells[:, 0] if cells.ndim == 2 else cells
         if flags.shape[0] != len(pixel_lists):
             raise RoiError(
@@ -243,6 +253,14 @@ def rois_from_suite2p(
         raise RoiError(f"{source} has no ROI with pixels{among}")
     if any(ys.min() < 0 or xs.min() < 0 for _, ys, xs in chosen):
         raise RoiError(f"{source} has negative pixel coordinates")
+    h, w = shape if shape is not None else (MAX_SIDE, MAX_SIDE)
+    for i, ys, xs in chosen:
+        if ys.max() >= h or xs.max() >= w:
+            frames = f"the {h}x{w} frames of ops.npy" if shape is not None else "any frame"
+            raise RoiError(
+                f"ROI {i} of {source} reaches pixel ({int(ys.max())}, {int(xs.max())}), "
+                f"outside {frames} (at most {MAX_SIDE} a side)"
+            )
     width = max(int(xs.max()) for _, _, xs in chosen) + 1
     keys = [ys * width + xs for _, ys, xs in chosen]
     everything = np.concatenate(keys)
@@ -272,6 +290,18 @@ def rois_from_suite2p(
         None if shape is None else (int(shape[0]), int(shape[1])),
         source,
     )
+
+
+def _coordinates(values: Any) -> np.ndarray:
+    """One ROI's pixel coordinates, 1-D whole numbers (suite2p writes int32), int64."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.dtype.kind not in "iuf":
+        raise ValueError(f"expected a 1-D list of pixel coordinates, got {arr.ndim}-D {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise ValueError("expected whole pixel coordinates, got fractions or non-finite ones")
+    if arr.size and (arr.min() < -(2**62) or arr.max() > 2**62):
+        raise ValueError("pixel coordinates out of any frame's range")
+    return arr.astype(np.int64)
 
 
 def load_rois(path: str | Path) -> RoiSet:
@@ -312,15 +342,30 @@ def _load_npy(path: Path) -> RoiSet:
 
 def _load_suite2p(path: Path) -> RoiSet:
     # stat.npy is a pickle: only load files you trust (as suite2p itself does).
-    stat = np.load(path, allow_pickle=True)
+    stat = _unpickle(path)
     iscell_path, ops_path = path.with_name("iscell.npy"), path.with_name("ops.npy")
-    iscell = np.load(iscell_path) if iscell_path.exists() else None
+    iscell = _unpickle(iscell_path) if iscell_path.exists() else None
     shape = None
     if ops_path.exists():
-        ops = np.load(ops_path, allow_pickle=True).item()
+        ops = _unpickle(ops_path)
+        ops = ops.item() if isinstance(ops, np.ndarray) and ops.size == 1 else ops
         if isinstance(ops, dict) and "Ly" in ops and "Lx" in ops:
-            shape = (int(ops["Ly"]), int(ops["Lx"]))
+            try:
+                sides = [float(ops[k]) for k in ("Ly", "Lx")]
+                if not all(side.is_integer() for side in sides):
+                    raise ValueError(f"expected whole numbers, got {sides}")
+                shape = check_frame_shape((int(sides[0]), int(sides[1])))
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise RoiError(f"{ops_path}: 'Ly' and 'Lx' are not a frame shape: {exc}") from None
     return rois_from_suite2p(stat, shape, iscell, str(path))
+
+
+def _unpickle(path: Path) -> Any:
+    """A suite2p ``.npy`` (pickles allowed); RoiError naming the file when it will not load."""
+    try:
+        return np.load(path, allow_pickle=True)
+    except Exception as exc:  # unpickling raises whatever the pickled classes raise
+        raise RoiError(f"cannot read ROIs from {path}: {type(exc).__name__}: {exc}") from None
 
 
 def _load_zarr(path: Path) -> RoiSet:

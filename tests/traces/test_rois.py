@@ -128,3 +128,48 @@ def test_unchanged_rows_are_the_rois_with_the_same_label_and_pixels() -> None:
     kept, kept_old = rois_from_labels(new, "new").unchanged_rows(rois_from_labels(old, "old"))
     # new rows: labels 3, 5, 6, 8 -> 3 is row 0, 8 row 3; old rows: 3, 5, 8
     assert kept.tolist() == [0, 3] and kept_old.tolist() == [0, 2]
+
+
+def _roi(ys: object, xs: object) -> dict:
+    return {"ypix": ys, "xpix": xs}
+
+
+@pytest.mark.parametrize(
+    ("stat", "message"),
+    [
+        # int32 coordinates past 2**31 once wrapped to a negative extent that stopped the
+        # service on its first frame (scipy: "negative axis 1 index")
+        ([_roi([3_000_000_000], [3_000_000_000])], r"reaches pixel \(3000000000, 3000000000\)"),
+        ([_roi([1], [2**32 + 5])], "outside any frame"),  # wrapped to pixel 5, silently
+        ([_roi([1, 2, 3], [1, 2])], "ROI 0 of stat.npy has 3 'ypix' and 2 'xpix'"),
+        ([_roi([1], [1, 2, 3])], "has 1 'ypix' and 3 'xpix'"),  # was broadcast
+        ([_roi([1.7], [1.0])], "whole pixel coordinates"),  # was truncated to 1
+        ([_roi([[1]], [[1]])], "1-D list of pixel coordinates"),
+    ],
+)
+def test_suite2p_coordinates_are_whole_pixels_in_a_frame(stat: list, message: str) -> None:
+    with pytest.raises(RoiError, match=message):
+        rois_from_suite2p(stat)
+
+
+def test_suite2p_companions_are_named_when_they_are_wrong(tmp_path: Path) -> None:
+    stat = np.array([_roi(np.array([1, 2]), np.array([3, 4]))], dtype=object)
+    np.save(tmp_path / "stat.npy", stat, allow_pickle=True)
+    np.save(tmp_path / "ops.npy", {"Ly": 4, "Lx": 4}, allow_pickle=True)
+    with pytest.raises(
+        RoiError, match=r"ROI 0 of .*stat.npy reaches pixel \(2, 4\), outside the 4x4"
+    ):
+        load_rois(tmp_path / "stat.npy")  # refused before a label image is drawn
+    for ops, message in [({"Ly": 0, "Lx": 4}, "each 1..16384"), ({"Ly": 64.9, "Lx": 64}, "whole")]:
+        np.save(tmp_path / "ops.npy", ops, allow_pickle=True)
+        with pytest.raises(
+            RoiError, match=rf"ops.npy: 'Ly' and 'Lx' are not a frame shape: .*{message}"
+        ):
+            load_rois(tmp_path / "stat.npy")
+    (tmp_path / "ops.npy").unlink()
+    np.save(tmp_path / "iscell.npy", np.array(1.0))
+    with pytest.raises(RoiError, match="expected iscell as suite2p writes it"):
+        load_rois(tmp_path / "stat.npy")
+    (tmp_path / "iscell.npy").write_bytes(b"not numpy")
+    with pytest.raises(RoiError, match=r"cannot read ROIs from .*iscell.npy"):
+        load_rois(tmp_path / "stat.npy")
