@@ -66,7 +66,8 @@ class StoreWriteError(StoreError):
     lost
         Frames lost by kind: ``{"raw": n, "clean": m}``; each is a hole in the store.
     kind
-        What failed: ``store_write`` (pixels), ``store_flags`` (their validity flags).
+        What failed: ``store_write`` (pixels), ``store_flags`` (their validity flags),
+        ``store_removed`` (the store was removed or moved while written; made again).
     """
 
     def __init__(self, message: str, lost: dict[str, int], kind: str) -> None:

@@ -71,7 +71,7 @@ class Writer:
         Provenance recorded in every store (model, config, protocol version).
     on_error
         Called with ``(series, kind, message)`` for each store failure (``store_open``,
-        ``store_write``, ``store_flags``, ``store_attrs``, ``store_close``,
+        ``store_write``, ``store_flags``, ``store_removed``, ``store_attrs``, ``store_close``,
         ``store_rejected``).
     on_lost
         Called with ``(reason, frames)`` for frames that will not be on disk

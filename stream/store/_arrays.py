@@ -198,12 +198,14 @@ class StoreArrays:
         return txn.commit_async()
 
     # ------------------------------------------------------------------ flags
-    def newly_valid(self, blocks: list[Block]) -> int:
-        """How many of the blocks' frames are not yet flagged ``valid``."""
+    def newly_valid(self, blocks: list[Block], name: str = "valid") -> int:
+        """How many of the blocks' frames are not yet flagged in ``name`` (``valid`` or
+        ``clean_valid``)."""
         n = 0
         for blk in blocks:
             chunk, at = self._flag_chunk(blk)
-            n += int(np.count_nonzero(blk.filled & ~chunk.valid[at : at + blk.filled.size]))
+            flags = getattr(chunk, name)[at : at + blk.filled.size]
+            n += int(np.count_nonzero(blk.filled & ~flags))
         return n
 
     def write_flags(self, updates: dict[str, list[Block]]) -> None:

@@ -158,6 +158,7 @@ class SeriesStore:
         self.lost: dict[str, int] = {"raw": 0, "clean": 0}
         self._max_index: int | None = None
         self._frames = 0  # raw frames on disk (valid True)
+        self._clean_frames = 0  # denoised frames on disk, flagged by this store object
         self._traces: TraceArray | None = None  # the trace array being written
         self._trace_key: str | None = None
         extra = _json_ready(dict(attrs or {}), "attrs")
@@ -370,7 +371,41 @@ class SeriesStore:
             if self._traces is not None:
                 self._guard("write the traces of", self._traces.flush)
         finally:
+            self._remake_if_removed()
             self._raise_errors()
+
+    def _remake_if_removed(self) -> None:
+        """A store removed or moved while it is written (a data folder cleaned up during
+        a recording): the frames it held are not there -- counted lost -- and the store is
+        made again, so the frames that follow can be read (tensorstore would write their
+        shards into bare folders, with no metadata to read them by)."""
+        if (self.path / "zarr.json").is_file():
+            return
+        gone = {"raw": self._frames, "clean": self._clean_frames}
+        for kind, frames in gone.items():
+            self.lost[kind] += frames
+            self._lost_since[kind] += frames
+        self._frames = self._clean_frames = 0
+        self._failed_kind = "store_removed"
+        what = (
+            f"{self.path} was removed or moved while it was written: the {gone['raw']} raw "
+            f"and {gone['clean']} denoised frames written to it are not there"
+        )
+        try:
+            # what is there now is only the shards written since, over flags that still
+            # call the removed frames valid: no store to keep, and counted lost above
+            shutil.rmtree(self.path, ignore_errors=True)
+            info = self._create(dict(self._info))
+            group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+            arrays = StoreArrays(self.path, self._config)
+        except (StoreError, KeyError, *IO_ERRORS) as exc:
+            self._errors.append(f"{what}; it could not be made again: {exc}")
+            return
+        self._io.close()
+        self._group, self._io, self._info = group, arrays, info
+        self.frames_per_shard = self._io.frames_per_shard
+        self._traces, self._trace_key, self._trace_arrays = None, None, {}
+        self._errors.append(f"{what}; it is made again for the frames that follow")
 
     def update_attrs(self, **values: Any) -> None:
         """Merge ``values`` into the ``deepdenoise`` group attribute, written at once."""
@@ -522,11 +557,13 @@ class SeriesStore:
         if not first:
             return
         try:
+            new_clean = self._io.newly_valid(clean, "clean_valid") if clean else 0
             self._io.write_flags(first)
         except IO_ERRORS as exc:
             for name, blocks in first.items():
                 self._lost("raw" if name == "t_ns" else "clean", blocks, exc, flags=True)
             return
+        self._clean_frames += new_clean
         if raw:
             try:
                 newly = self._io.newly_valid(raw)

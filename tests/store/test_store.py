@@ -508,3 +508,39 @@ def test_store_of_a_killed_writer_is_readable_and_resumable(tmp_path: Path) -> N
     summary = summarize_store(path)
     assert summary["closed"] and summary["frames"] == last + 1
     assert not list(path.rglob("*.__lock"))
+
+
+def test_a_store_removed_while_written_is_made_again_and_its_frames_counted_lost(
+    tmp_path: Path,
+) -> None:
+    """Someone cleans the data folder mid-recording: the frames the store held are
+    counted lost, and the frames that follow land in a store that can be read (they used
+    to land in bare folders without metadata, while the series reported them stored)."""
+    import shutil
+
+    from stream._errors import StoreWriteError
+
+    store = SeriesStore(tmp_path, "rm", (7, 13), "<u2", config=K4, attrs={"model": "m"})
+    for i in range(10):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    store.flush()
+    shutil.rmtree(tmp_path / "rm.zarr")
+    for i in range(10, 14):  # written after the removal, before it is seen
+        store.write_raw(i, frame(i), i)
+    with pytest.raises(StoreWriteError, match="was removed or moved while it was written") as err:
+        store.flush()
+    assert err.value.kind == "store_removed"
+    assert err.value.lost == {"raw": 14, "clean": 10}
+    for i in range(14, 20):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    store.close()
+    assert store.lost == {"raw": 14, "clean": 10}
+    summary = summarize_store(tmp_path / "rm.zarr")
+    assert summary["valid"] == 6 and summary["clean_frames"] == 6 and summary["missing"] == 14
+    assert summary["attrs"]["model"] == "m" and summary["closed"]
+    data = open_plain(tmp_path / "rm.zarr")
+    for i in range(14, 20):
+        np.testing.assert_array_equal(data["raw"][i], frame(i))
+        np.testing.assert_array_equal(data["clean"][i], clean(i))
