@@ -30,6 +30,7 @@ from .._version import __version__
 from ..camera import load_offset_pattern
 from ..engine import Engine, default_model_path, select_providers, shipped_model_path
 from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW, pack_header
+from ..store import check_store_folder
 from ..traces import rois_from_labels
 from ._config import ServiceConfig
 from ._control import ControlHandler
@@ -126,6 +127,8 @@ class Service:
                 cfg.traces, self._outgoing, self.events, camera_configured=cfg.camera is not None
             )
             offset_pattern = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
+            if cfg.zarr is not None:  # an unwritable folder: said now, not at the first frame
+                check_store_folder(Path(cfg.zarr))
             engine = self._load_engine(cfg.model)
             if cfg.security is not None:
                 self._curve = CurveGuard(self._ctx, cfg.security)

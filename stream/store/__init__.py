@@ -22,7 +22,14 @@ from ._rejected import (
     rejected_path,
     summarize_rejected,
 )
-from ._series import MAX_FRAMES_PER_SHARD, MAX_INDEX, TARGET_SHARD_BYTES, SeriesStore, store_path
+from ._series import (
+    MAX_FRAMES_PER_SHARD,
+    MAX_INDEX,
+    TARGET_SHARD_BYTES,
+    SeriesStore,
+    check_store_folder,
+    store_path,
+)
 from ._summary import is_series_store, stored_series, summarize_store
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "RejectedStore",
     "SeriesStore",
     "StoreConfig",
+    "check_store_folder",
     "is_rejected_store",
     "is_series_store",
     "open_recording",

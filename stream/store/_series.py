@@ -32,6 +32,7 @@ import json
 import logging
 import operator
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -73,6 +74,21 @@ FLAGS_INTERVAL_S = 0.2
 SPARE_BUFFERS = 2
 #: Errors tensorstore and the file system raise for a failed write.
 IO_ERRORS = (OSError, ValueError, RuntimeError)
+
+
+def check_store_folder(root: Path) -> Path:
+    """``root``, made if missing, once a file could be written there; StoreError says why
+    not -- at start, not at a recording's first frame."""
+    root = Path(root).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"expected a store folder this service can write, got {root}: {exc}"
+        ) from exc
+    return root
 
 
 def store_path(root: Path, series: str) -> Path:

@@ -27,6 +27,7 @@ from service_harness import (
     listening,
     running_service,
     series_ended,
+    service_config,
     wait_until,
 )
 
@@ -544,3 +545,15 @@ def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
     assert max(rss.values()) - rss[0] < 2 * budget, rss
     info = summarize_store(tmp_path / "data" / "flood.zarr")
     assert info["valid"] == total  # PULL waited instead of dropping: every raw frame stored
+
+
+def test_a_store_folder_that_cannot_be_written_is_refused_at_start(tmp_path: Path, identity_model):
+    """Said before the experiment starts, not counted frame by frame from its first."""
+    from stream import StoreError
+    from stream.service import Service
+
+    (tmp_path / "a-file").write_text("not a folder")
+    service = Service(service_config(tmp_path, identity_model, zarr=tmp_path / "a-file" / "data"))
+    with pytest.raises(StoreError, match="expected a store folder this service can write, got"):
+        service.start()
+    assert service.engine is None and service.writer is None  # nothing was left running
