@@ -396,6 +396,8 @@ class Receiver:
         state = self._series.get(series)
         if state is not None:
             state.open = False
+        else:  # its series_end says 0 frames; the log says why (a mistyped name?)
+            log.warning("end of series %r, which this service has not seen", series)
         # Behind the series' frames, so the store closes after its last clean frame.
         self._inference.put(SeriesEnd(series), droppable=False)
 

@@ -334,11 +334,11 @@ class Writer:
         store = self._stores.pop(series, None)
         unstored = self._unstored.pop(series, Counter())
         end = self._unstored_end.pop(series, 0)
-        if store is None:
-            if unstored:  # no store ever opened: nothing on disk, every frame missing
-                self._on_series_end(
-                    series, {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False}
-                )
+        if store is None:  # no store opened: nothing on disk (a series ended with no frame
+            # still ends: series_end says so, with 0 stored)
+            self._on_series_end(
+                series, {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False}
+            )
             return
         self._guarded(series, "store_close", store.close)
         info = store.info

@@ -16,6 +16,7 @@ from service_harness import (
     events,
     listening,
     running_service,
+    series_ended,
     wait_until,
 )
 
@@ -97,6 +98,24 @@ def test_sigterm_mid_stream_flushes_then_restart_resumes(tmp_path: Path, identit
     assert valid[:30].all() and valid[40:60].all()
     for i in range(40, 60):
         np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][i], frames[i])
+
+
+@pytest.mark.parametrize("zarr_on", [True, False], ids=["store", "no-store"])
+def test_a_series_ended_before_any_frame_still_reports_its_end(
+    tmp_path: Path, identity_model, zarr_on: bool
+):
+    overrides = {} if zarr_on else {"zarr": None}
+    with (
+        running_service(tmp_path, identity_model, **overrides) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.start("empty")
+        pub.end("empty")  # it used to leave a series_start and no series_end with a store
+        end = series_ended(sub, "empty")
+    assert end["frames"] == 0 and end["missing"] == 0
+    if zarr_on:
+        assert end["stored"] == 0 and not (tmp_path / "data" / "empty.zarr").exists()
 
 
 @pytest.mark.parametrize("zarr_on", [True, False], ids=["store", "no-store"])
