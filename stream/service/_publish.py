@@ -17,6 +17,28 @@ from ._messages import Outgoing
 from ._queues import Closed, StageQueue
 from ._stats import ServiceStats
 
+#: The published status stays under the 64 KiB a client's decoder takes for a header (the
+#: clients apply the input limit to what they receive too): past it, the per-series
+#: entries give way, the first seen first, and ``series_omitted`` counts them. Why: a rig
+#: that never ends its series (one per trial) adds about 0.5 KiB a series, and at 170
+#: such series the C, C++, Node and MATLAB subscribers all refused the status (101 KiB).
+#: The control ``status`` reply keeps every entry.
+STATUS_MAX_BYTES = 60 * 1024
+
+
+def packed_status(status: dict[str, Any], limit: int = STATUS_MAX_BYTES) -> bytes:
+    """The status header, packed within ``limit`` bytes where its series allow."""
+    packed = pack_header(status)
+    series = dict(status.get("series") or {})
+    names, omitted = list(series), 0
+    while len(packed) > limit and omitted < len(names):
+        excess = len(packed) - limit
+        while excess > 0 and omitted < len(names):  # drop about enough, then measure
+            excess -= len(pack_header({names[omitted]: series.pop(names[omitted])}))
+            omitted += 1
+        packed = pack_header({**status, "series": series, "series_omitted": omitted})
+    return packed
+
 
 class PublishStage:
     """Sends queued messages and, every ``interval_s``, the status from ``status()``."""
@@ -63,4 +85,4 @@ class PublishStage:
             self._stats.count_out(item.series, (time.time_ns() - item.t_recv_ns) / 1e6)
 
     def _send_status(self, sock: zmq.Socket[Any]) -> None:
-        sock.send_multipart([TOPIC_STATUS, pack_header(self._status())])
+        sock.send_multipart([TOPIC_STATUS, packed_status(self._status())])

@@ -175,3 +175,24 @@ def test_status_keeps_the_counters_of_the_most_recently_ended_series_only(monkey
     series = stats.snapshot()["series"]
     assert sorted(series) == ["live", "trial1", "trial3"]  # trial2 ended longest ago
     assert series["trial1"]["frames_in"] == 2 and stats.snapshot()["frames_in"] == 5
+
+
+def test_the_published_status_stays_within_what_clients_decode():
+    """A rig that never ends its series (one per trial): at 170 series of about 0.5 KiB
+    the status (101 KiB) was refused by every subscriber but Python's."""
+    import msgpack
+    from deepdenoise_client._protocol import DEFAULT_LIMITS
+
+    from stream.service._publish import STATUS_MAX_BYTES, packed_status
+
+    entry = {"frames_in": 1, "frames_out": 1, "camera": {"gain": 1.0, "note": "x" * 400}}
+    series = {f"trial-{i:04d}-{'y' * 40}": dict(entry) for i in range(300)}
+    status = {"v": 1, "state": "running", "series": series}
+    packed = packed_status(status)
+    assert len(packed) <= STATUS_MAX_BYTES < DEFAULT_LIMITS.max_header_bytes
+    sent = msgpack.unpackb(packed)
+    kept = list(sent["series"])
+    assert sent["series_omitted"] == 300 - len(kept) > 0
+    assert kept == list(series)[-len(kept) :]  # the latest seen stay
+    small = {"v": 1, "series": {"a": entry}}
+    assert msgpack.unpackb(packed_status(small)) == small  # nothing omitted, no key added

@@ -317,6 +317,13 @@ def _check_meta_to_send(meta: Mapping[str, Any], limits: Limits) -> dict[str, An
         raise ProtocolError("meta", f"meta cannot be encoded as msgpack: {exc}") from exc
     if size > limits.max_meta_bytes:
         raise ProtocolError("meta", f"meta is {size} bytes encoded, limit {limits.max_meta_bytes}")
+    levels = 1 + _nesting_levels(meta)  # the header's own map is the first
+    if levels > MAX_HEADER_LEVELS:
+        raise ProtocolError(
+            "header_decode",
+            f"expected a header nested at most {MAX_HEADER_LEVELS} levels deep, meta makes it "
+            f"{levels}",
+        )
     return meta
 
 

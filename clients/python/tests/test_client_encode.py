@@ -97,6 +97,19 @@ def test_bad_meta(meta: Any) -> None:
     assert info.value.reason == "meta"
 
 
+def test_meta_nested_past_the_header_limit_is_refused_before_sending() -> None:
+    def nested(lists: int) -> dict:
+        value: Any = 0
+        for _ in range(lists):
+            value = [value]
+        return {"a": value}
+
+    encode_frame(FRAME, "s", 0, meta=nested(14))  # header, meta, 14 lists: 16 levels
+    with pytest.raises(ProtocolError, match="at most 16 levels deep, meta makes it 17") as info:
+        encode_frame(FRAME, "s", 0, meta=nested(15))
+    assert info.value.reason == "header_decode"  # what the service would reject it for
+
+
 def test_limits_are_checked_before_sending() -> None:
     with pytest.raises(ProtocolError) as info:
         encode_frame(np.zeros((64, 64), np.uint8), "s", 0, limits=Limits(max_payload_bytes=4095))
