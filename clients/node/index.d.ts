@@ -172,6 +172,9 @@ export class Subscriber implements AsyncIterable<Message> {
   endpoint: string | null;
   connect(endpoint?: string): this;
   receive(options?: { timeoutMs?: number | null }): Promise<Message>;
+  /** Malformed messages the iteration passed over, and the latest one's error. */
+  skipped: number;
+  lastError: ProtocolError | null;
   [Symbol.asyncIterator](): AsyncIterator<Message>;
   close(): void;
 }

@@ -2,7 +2,7 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError, endpointError } from "./errors.js";
+import { ClientTimeoutError, ProtocolError, endpointError } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, decodeMessage } from "./protocol.js";
 
 export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
@@ -11,7 +11,9 @@ export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
  * Receives the service's output. `for await (const msg of sub)` yields decoded
  * messages `{topic, header, payload, pixels, dtype, shape}`; `pixels` is a typed
  * array over the received ZeroMQ buffer (no copy). Iteration ends when `timeoutMs`
- * passes without a message (never, with the default null) or the socket is closed.
+ * passes without a message (never, with the default null) or the socket is closed; it
+ * passes over a malformed message (counted in `skipped`, the error in `lastError`),
+ * which `receive()` rejects with ProtocolError.
  *
  * SUB filtering matches prefixes: subscribe to "traces" and "trigger" in full.
  * A SUB socket misses what is published before its connection is up.
@@ -37,6 +39,8 @@ export class Subscriber {
     }
     this.timeoutMs = timeoutMs;
     this.limits = limits;
+    this.skipped = 0; // malformed messages the iteration passed over
+    this.lastError = null;
     this.endpoint = null;
     this.socket = new zmq.Subscriber(context ? { context } : {});
     this.socket.linger = 0;
@@ -75,12 +79,19 @@ export class Subscriber {
 
   async *[Symbol.asyncIterator]() {
     while (!this.socket.closed) {
+      let msg;
       try {
-        yield await this.receive();
+        msg = await this.receive();
       } catch (err) {
         if (err instanceof ClientTimeoutError || this.socket.closed) return;
-        throw err;
+        if (!(err instanceof ProtocolError)) throw err;
+        // one malformed message ends no loop (as the C and C++ subscribers skip it):
+        // counted in `skipped`, the latest kept in `lastError`
+        this.skipped += 1;
+        this.lastError = err;
+        continue;
       }
+      yield msg;
     }
   }
 

@@ -74,9 +74,13 @@ test("the subscriber decodes output and its iteration ends after timeoutMs of si
     }
     assert.deepEqual(Array.from(first.pixels), [0.5, -2]);
     assert.equal(first.header.index, 3);
+    await out.send(["denoised", header.subarray(0, 5), payload]); // a truncated header
+    await out.send(["denoised", header, payload]);
     const seen = [];
     for await (const msg of sub) seen.push(msg); // drains the extra copies, then ends
-    assert.ok(seen.every((m) => m.topic === "denoised"));
+    assert.ok(seen.length >= 1 && seen.every((m) => m.topic === "denoised"));
+    assert.equal(sub.skipped, 1); // passed over, not the end of the loop
+    assert.equal(sub.lastError.reason, "header_decode");
   } finally {
     sub.close();
     out.close();
