@@ -300,7 +300,30 @@ function checkMeta(meta, limits) {
   if (size > limits.maxMetaBytes) {
     throw new ProtocolError("meta", `meta is ${size} bytes encoded, limit ${limits.maxMetaBytes}`);
   }
+  const levels = 1 + nestingLevels(meta); // the header's own map is the first
+  if (levels > MAX_HEADER_LEVELS) {
+    throw new ProtocolError(
+      "header_decode",
+      `expected a header nested at most ${MAX_HEADER_LEVELS} levels deep, meta makes it ${levels}`,
+    );
+  }
   return meta;
+}
+
+/** Levels of maps and arrays a header may nest, its own map the first (PROTOCOL.md). */
+export const MAX_HEADER_LEVELS = 16;
+
+/** Levels of objects and arrays in `value` (a scalar: 0), counted without recursion. */
+function nestingLevels(value) {
+  let deepest = 0;
+  const stack = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, level] = stack.pop();
+    if (item === null || typeof item !== "object" || ArrayBuffer.isView(item)) continue;
+    deepest = Math.max(deepest, level);
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, level + 1]);
+  }
+  return deepest;
 }
 
 function checkHeaderSize(size, limits) {

@@ -35,6 +35,9 @@ test("encodeFrame checks dtype, shape, series, index, t_ns and meta before sendi
   rejects({ meta: [1, 2] }, "meta");
   rejects({ meta: { when: new Date(0) } }, "meta"); // would be an ext type
   rejects({ meta: { blob: "x".repeat(8200) } }, "meta");
+  const nested = (lists) => ({ a: Array.from({ length: lists }).reduce((inner) => [inner], 0) });
+  encodeFrame(frame({ meta: nested(14) })); // header, meta, 14 arrays: 16 levels
+  rejects({ meta: nested(15) }, "header_decode"); // 17: the service would reject it
   rejects({ resend: 1 }, "resend");
 });
 
