@@ -2,6 +2,7 @@
 // public headers speak deepdenoise::Value only, so users need not include it.
 #include "deepdenoise/protocol.hpp"
 
+#include <algorithm>
 #include <array>
 #include <msgpack.hpp>
 
@@ -58,6 +59,28 @@ bool valid_utf8(const char* data, std::size_t size) {
         i += n + 1;
     }
     return true;
+}
+
+// Levels of maps and arrays a header may nest, its own map the first (PROTOCOL.md):
+// a deeper one the service rejects (header_decode), so it is refused before sending.
+constexpr std::size_t max_header_levels = 16;
+
+/// Levels of maps and arrays in `value` (a scalar: 0); meta's depth is bounded by the
+/// decoder's max_depth when it came off the wire, and by the caller's stack otherwise.
+std::size_t nesting_levels(const Value& value) {
+    std::size_t deepest = 0;
+    if (value.is_array()) {
+        for (const Value& item : value.as_array()) {
+            deepest = std::max(deepest, nesting_levels(item));
+        }
+    } else if (value.is_map()) {
+        for (const auto& [key, item] : value.as_map()) {
+            deepest = std::max(deepest, nesting_levels(item));
+        }
+    } else {
+        return 0;
+    }
+    return deepest + 1;
 }
 
 void check_strings(const Value& value, const std::string& reason) {
@@ -287,6 +310,12 @@ Map frame_header(std::string_view series, std::uint64_t index, Dtype dtype, Shap
         if (size > limits.max_meta_bytes) {
             fail("meta", "meta is " + std::to_string(size) + " bytes encoded, limit " +
                              std::to_string(limits.max_meta_bytes));
+        }
+        std::size_t levels = 1 + nesting_levels(Value(*options.meta));  // the header's map
+        if (levels > max_header_levels) {
+            fail("header_decode", "expected a header nested at most " +
+                                      std::to_string(max_header_levels) +
+                                      " levels deep, meta makes it " + std::to_string(levels));
         }
         header.push_back("meta", *options.meta);
     }

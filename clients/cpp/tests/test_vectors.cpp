@@ -347,6 +347,16 @@ void api_checks() {
         dd::FrameOptions big;
         big.meta = dd::Map{{"text", std::string(8200, 'm')}};
         expect_reason("meta", [&] { dd::encode_frame(one, "s", 0, big); });
+        auto nested = [](int lists) {  // {"a": [[...[0]...]]}
+            dd::Value value = std::int64_t{0};
+            for (int i = 0; i < lists; ++i) value = dd::Value(dd::Array{value});
+            return dd::Map{{"a", value}};
+        };
+        dd::FrameOptions deep;
+        deep.meta = nested(14);  // header, meta, 14 arrays: 16 levels
+        dd::encode_frame(one, "s", 0, deep);
+        deep.meta = nested(15);  // 17: the service would reject it
+        expect_reason("header_decode", [&] { dd::encode_frame(one, "s", 0, deep); });
         require(!dd::parse_dtype(">u2") && !dd::parse_dtype("u2") && !dd::parse_dtype("<f8"),
                 "only the four dtypes parse");
     });
