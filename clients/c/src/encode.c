@@ -141,6 +141,30 @@ static ddn_status check_t_ns(uint64_t t_ns, ddn_error *err) {
     return DDN_OK;
 }
 
+/* Levels of maps and arrays a header may nest, its own map the first (PROTOCOL.md): the
+ * service rejects a deeper one (header_decode), so it is refused before sending. */
+#define MAX_HEADER_LEVELS 16
+
+/* Levels of maps and arrays in `o` (a scalar: 0), counted no further than `limit`. */
+static unsigned nesting_levels(const msgpack_object *o, unsigned limit) {
+    unsigned deepest = 0;
+    if (limit == 0) return 1;
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            unsigned n = nesting_levels(&o->via.array.ptr[i], limit - 1);
+            if (n > deepest) deepest = n;
+        }
+    } else if (o->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            unsigned n = nesting_levels(&o->via.map.ptr[i].val, limit - 1);
+            if (n > deepest) deepest = n;
+        }
+    } else {
+        return 0;
+    }
+    return deepest + 1;
+}
+
 /* The canonical size of `meta`, which must be a map with str keys at every depth. */
 static ddn_status check_meta(const msgpack_object *meta, const ddn_limits *limits,
                              ddn_error *err) {
@@ -157,6 +181,11 @@ static ddn_status check_meta(const msgpack_object *meta, const ddn_limits *limit
     if (size > limits->max_meta_bytes)
         return ddn__fail(err, DDN_E_META, "meta is %zu bytes encoded, limit %zu", size,
                          limits->max_meta_bytes);
+    unsigned levels = 1 + nesting_levels(meta, MAX_HEADER_LEVELS); /* the header's map */
+    if (levels > MAX_HEADER_LEVELS)
+        return ddn__fail(err, DDN_E_HEADER_DECODE,
+                         "expected a header nested at most %d levels deep, meta makes it more",
+                         MAX_HEADER_LEVELS);
     return DDN_OK;
 }
 

@@ -135,6 +135,30 @@ static void test_validation(void *ctx) {
           .t_ns = (uint64_t)1 << 63}, DDN_E_T_NS},
         {{.series = "s", .dtype = DDN_F4, .height = 16384, .width = 16384}, DDN_E_PAYLOAD_SIZE},
     };
+    /* meta {"a": [[...[0]...]]} with 15 arrays: 17 levels with the header's own map */
+    msgpack_object chain[16], meta;
+    msgpack_object_kv entry;
+    chain[15].type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+    chain[15].via.u64 = 0;
+    for (int i = 14; i >= 0; i--) {
+        chain[i].type = MSGPACK_OBJECT_ARRAY;
+        chain[i].via.array.size = 1;
+        chain[i].via.array.ptr = &chain[i + 1];
+    }
+    entry.key.type = MSGPACK_OBJECT_STR;
+    entry.key.via.str.ptr = "a";
+    entry.key.via.str.size = 1;
+    entry.val = chain[0];
+    meta.type = MSGPACK_OBJECT_MAP;
+    meta.via.map.size = 1;
+    meta.via.map.ptr = &entry;
+    ddn_frame deep = {.series = "s", .dtype = DDN_U1, .height = 1, .width = 1, .meta = &meta};
+    deep.pixels = malloc(1);
+    int before_deep = atomic_load(&frees);
+    CHECK(ddn_publisher_send_frame_nocopy(pub, &deep, count_free, NULL, &err) ==
+          DDN_E_HEADER_DECODE);
+    CHECK(strstr(err.message, "at most 16 levels deep") != NULL);
+    CHECK(atomic_load(&frees) - before_deep == 1);
     int before = atomic_load(&frees);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cases[i].frame.pixels = malloc(1);
