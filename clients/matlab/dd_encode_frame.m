@@ -61,6 +61,11 @@ end
 if size_bytes > limits.max_meta_bytes
   dd_error('meta', 'meta is %d bytes encoded, limit %d', size_bytes, limits.max_meta_bytes);
 end
+levels = 1 + dd_nesting_levels(meta);  % the header's own map is the first
+if levels > 16  % what the service would reject (header_decode)
+  dd_error('header_decode', ...
+    'expected a header nested at most 16 levels deep, meta makes it %d', levels);
+end
 end
 
 function opts = parse_options(args, opts)

@@ -40,6 +40,16 @@ rejects('t_ns 2^63', 't_ns', @() dd_encode_frame(img, 's1', 0, 't_ns', intmax('u
 rejects('meta 8193', 'meta', @() dd_encode_frame(img, 's1', 0, 'meta', ...
   struct('text', repmat('m', 1, 8184))));
 rejects('meta array', 'meta', @() dd_encode_frame(img, 's1', 0, 'meta', {1, 2}));
+deep = {0};
+for i = 1:13
+  deep = {deep};
+end  % 14 cells: header, meta and they make 16 levels
+parts = dd_encode_frame(img, 's1', 0, 'meta', struct('a', {deep}));
+check('meta nesting the header 16 levels is accepted', numel(parts) == 3);
+rejects('meta nesting the header 17 levels', 'header_decode', ...
+  @() dd_encode_frame(img, 's1', 0, 'meta', struct('a', {{deep}})));
+check('levels as encoded', dd_nesting_levels(struct('a', [1 2], 'b', 'text')) == 2 && ...
+  dd_nesting_levels(dd_map({'k'}, {{1, {2}}})) == 3 && dd_nesting_levels(5) == 0);
 rejects('resend 1', 'resend', @() dd_encode_frame(img, 's1', 0, 'resend', 1));
 rejects('start series', 'series', @() dd_encode_start(''));
 rejects('labels double 0.5', 'dtype', @() dd_encode_set_rois([0 0.5]));
