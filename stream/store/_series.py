@@ -174,7 +174,7 @@ class SeriesStore:
         self.lost: dict[str, int] = {"raw": 0, "clean": 0}
         self._max_index: int | None = None
         self._frames = 0  # raw frames on disk (valid True)
-        self._clean_frames = 0  # denoised frames on disk, flagged by this store object
+        self._clean_frames = 0  # denoised frames on disk (clean_valid True)
         self._traces: TraceArray | None = None  # the trace array being written
         self._trace_key: str | None = None
         extra = _json_ready(dict(attrs or {}), "attrs")
@@ -204,6 +204,7 @@ class SeriesStore:
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)
             self._frames, self._max_index = scan.valid, scan.last
+            self._clean_frames = scan.clean
             self._put_attrs()  # closed=False and the new session, before any frame lands
 
     # ------------------------------------------------------------------ opening
