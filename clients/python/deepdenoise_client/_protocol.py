@@ -389,19 +389,19 @@ def decode_header(buf: Part) -> dict[str, Any]:
 
 
 def _nesting_levels(value: object) -> int:
-    """Levels of maps and arrays in ``value`` (a scalar: 0), counted without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+    """Levels of maps and arrays in ``value`` (a scalar: 0), one layer at a time (no
+    recursion, so a list nested thousands deep is measured too)."""
+    levels, layer = 0, [value]
+    while True:
+        containers = [item for item in layer if isinstance(item, dict | list)]
+        if not containers:
+            return levels
+        levels += 1
+        layer = [
+            child
+            for item in containers
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
 
 
 def decode_message(
