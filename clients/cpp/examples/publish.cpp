@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
         options.mode = dd::PublisherOptions::Mode::push;
         options.bind = false;
         options.linger = std::chrono::seconds(30);  // let every frame out before exiting
+        // no service listening: give up after 30 s (as the C and Node examples do), not never
+        options.send_timeout = std::chrono::seconds(30);
         dd::Publisher publisher(endpoint, options);
 
         publisher.start(series);

@@ -22,7 +22,16 @@ while toc(deadline) < 60
     rc = 0;
     return;
   end
-  msg = sub.recv(min(1, max(0.01, 60 - toc(deadline))));
+  try
+    msg = sub.recv(min(1, max(0.01, 60 - toc(deadline))));
+  catch err
+    if any(strcmp(dd_reason(err), {'', 'usage', 'transport', 'timeout', 'refused'}))
+      rethrow(err);  % not a malformed message: the viewer cannot go on
+    end
+    % a malformed message ends no viewer (as the C and C++ examples skip it): said, skipped
+    fprintf(2, 'skipped a message (%s): %s\n', dd_reason(err), err.message);
+    continue;
+  end
   if isempty(msg)
     continue;
   end
