@@ -49,7 +49,6 @@ class ServiceStats:
     _latency_ms: np.ndarray = field(default_factory=lambda: np.full(LATENCY_WINDOW, np.nan))
     _latency_pos: int = 0
     _done_times: deque[float] = field(default_factory=deque)
-    _last_out: float | None = None  # monotonic time of the latest frame out
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -98,7 +97,6 @@ class ServiceStats:
             self._latency_ms[self._latency_pos % LATENCY_WINDOW] = latency_ms
             self._latency_pos += 1
             self._done_times.append(now)
-            self._last_out = now
             while self._done_times and now - self._done_times[0] > FPS_WINDOW_S:
                 self._done_times.popleft()
 
@@ -121,9 +119,10 @@ class ServiceStats:
                 "latency_ms": {
                     **latency_summary(recent),
                     "frames": int(recent.size),
-                    "since_last_s": None
-                    if self._last_out is None
-                    else round(now - self._last_out, 3),
+                    # the trim in count_out keeps the latest frame out, however old
+                    "since_last_s": round(now - self._done_times[-1], 3)
+                    if self._done_times
+                    else None,
                 },
                 "series": {name: c.as_dict() for name, c in self.series.items()},
             }
