@@ -177,9 +177,10 @@ class ControlHandler:
             image = image_or_error
         try:
             count, checked = self._service.set_rois(image, series, fit=fit, source=source)
-        except (RoiError, TimeoutError) as exc:
-            said = str(exc)  # ROIs sent with no source are named "set_rois" already
-            return _error(said if said.startswith("set_rois") else f"set_rois: {said}")
+        except RoiError as exc:  # it names the ROIs by their source: set_rois (FILE)
+            return _error(str(exc))
+        except TimeoutError as exc:
+            return _error(f"set_rois: {exc}")
         return {"ok": True, "rois": count, "series": series, "checked": checked}
 
 
