@@ -412,7 +412,7 @@ class SeriesStore:
             # what is there now is only the shards written since, over flags that still
             # call the removed frames valid: no store to keep, and counted lost above
             shutil.rmtree(self.path, ignore_errors=True)
-            info = self._create(dict(self._info))
+            info = self._create(self._info)  # its provenance; the totals start again
             group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
             arrays = StoreArrays(self.path, self._config)
         except (StoreError, KeyError, *IO_ERRORS) as exc:

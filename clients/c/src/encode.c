@@ -145,9 +145,11 @@ static ddn_status check_t_ns(uint64_t t_ns, ddn_error *err) {
  * service rejects a deeper one (header_decode), so it is refused before sending. */
 #define MAX_HEADER_LEVELS 16
 
-/* Levels of maps and arrays in `o` (a scalar: 0), counted no further than `limit`. */
+/* Levels of maps and arrays in `o` (a scalar: 0), counted no further than `limit`
+ * (a container below that counts 1: enough to say it is too deep). */
 static unsigned nesting_levels(const msgpack_object *o, unsigned limit) {
     unsigned deepest = 0;
+    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP) return 0;
     if (limit == 0) return 1;
     if (o->type == MSGPACK_OBJECT_ARRAY) {
         for (uint32_t i = 0; i < o->via.array.size; i++) {
@@ -159,8 +161,6 @@ static unsigned nesting_levels(const msgpack_object *o, unsigned limit) {
             unsigned n = nesting_levels(&o->via.map.ptr[i].val, limit - 1);
             if (n > deepest) deepest = n;
         }
-    } else {
-        return 0;
     }
     return deepest + 1;
 }

@@ -159,6 +159,11 @@ static void test_validation(void *ctx) {
           DDN_E_HEADER_DECODE);
     CHECK(strstr(err.message, "at most 16 levels deep") != NULL);
     CHECK(atomic_load(&frees) - before_deep == 1);
+    entry.val = chain[1]; /* 14 arrays: 16 levels, the most a header may have */
+    msgpack_sbuffer header;
+    msgpack_sbuffer_init(&header);
+    CHECK(ddn_encode_frame_header(&header, &deep, NULL, &err) == DDN_OK);
+    msgpack_sbuffer_destroy(&header);
     int before = atomic_load(&frees);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cases[i].frame.pixels = malloc(1);
