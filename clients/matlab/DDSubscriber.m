@@ -11,9 +11,10 @@ classdef DDSubscriber < handle
   %   msg is the struct of DD_DECODE_MESSAGE (topic, header, header_map, image,
   %   payload). Subscribe to 'traces' and 'trigger' in full: SUB filtering matches
   %   prefixes, so 't' would get both. Options: 'timeout' (default for recv, Inf),
-  %   'limits' (DD_LIMITS), 'max_part' (largest part accepted, bytes; default
-  %   max_payload_bytes + 1024). A SUB socket misses what is published before its
-  %   connection is up: wait for a first status message when that matters.
+  %   'limits' (DD_LIMITS), 'max_part' (largest part accepted, bytes; default the
+  %   output payload bound of DD_OUTPUT_BOUNDS + 1024). A SUB socket misses what is
+  %   published before its connection is up: wait for a first status message when
+  %   that matters.
 
   properties (SetAccess = private)
     endpoint = ''
@@ -54,7 +55,8 @@ classdef DDSubscriber < handle
         end
       end
       if isempty(obj.max_part)
-        obj.max_part = obj.limits.max_payload_bytes + 1024;
+        [~, max_payload] = dd_output_bounds(obj.limits);
+        obj.max_part = max_payload + 1024;
       end
       obj.socket = dd_zmq_socket('SUB');
       for i = 1:numel(topics)
@@ -106,7 +108,7 @@ classdef DDSubscriber < handle
         case 0
           n = 65536;                                   % topic
         case 1
-          n = obj.limits.max_header_bytes;             % header
+          n = dd_output_bounds(obj.limits);            % header
         case 2
           n = obj.max_part;
           try

@@ -12,7 +12,8 @@ function msg = dd_decode_message(parts, varargin)
 %   msg.payload     the payload bytes, uint8 row ([] without a payload)
 %
 %   Default checks are those needed to read output safely: the part count, header size
-%   and decoding, v == 1, and with a payload its dtype, shape and length. With 'strict'
+%   and decoding, v == 1, and with a payload its dtype, shape and length, against the
+%   output bounds (DD_OUTPUT_BOUNDS). With 'strict'
 %   every rule for input messages of PROTOCOL.md section 6 is applied in its order, so
 %   the error identifier 'deepdenoise:<reason>' carries the code the service reports.
 strict = false;
@@ -35,9 +36,12 @@ nparts = numel(parts);
 if nparts ~= 2 && nparts ~= 3
   dd_error('parts', 'expected 2 or 3 message parts, got %d', nparts);
 end
-if numel(parts{2}) > limits.max_header_bytes
-  dd_error('header_size', 'header is %d bytes, limit %d', numel(parts{2}), ...
-    limits.max_header_bytes);
+max_header = limits.max_header_bytes;
+if ~strict
+  max_header = dd_output_bounds(limits);
+end
+if numel(parts{2}) > max_header
+  dd_error('header_size', 'header is %d bytes, limit %d', numel(parts{2}), max_header);
 end
 if isempty(hmap)
   hmap = dd_msgpack_decode(parts{2});
@@ -92,31 +96,39 @@ end
 
 msg.header = dd_to_struct(hmap);
 if has_payload
-  [msg.image, msg.payload] = decode_payload(hmap, parts{3}, limits);
+  [msg.image, msg.payload] = decode_payload(hmap, parts{3}, limits, strict);
 end
 end
 
-function [img, payload] = decode_payload(hmap, part, limits)
+function [img, payload] = decode_payload(hmap, part, limits, strict)
 dtype = dd_map_get(hmap, 'dtype');
 if ~(ischar(dtype) && any(strcmp(dtype, {'|u1', '<u2', '<i2', '<f4'})))
   dd_error('dtype', 'expected dtype one of |u1, <u2, <i2, <f4, got %s', show(dtype));
 end
 [~, itemsize] = dd_dtype_info(dtype);
+% Output sides have no max_side: a traces payload has a row per ROI.
+if strict
+  max_bytes = limits.max_payload_bytes;
+  max_side = limits.max_side;
+else
+  [~, max_bytes] = dd_output_bounds(limits);
+  max_side = min(max_bytes, 2^32 - 1);
+end
 shape = dd_map_get(hmap, 'shape');
 ok = iscell(shape) && numel(shape) == 2;
 if ok
-  ok = all(cellfun(@(s) is_int(s) && in_range(s, 1, limits.max_side), shape));
+  ok = all(cellfun(@(s) is_int(s) && in_range(s, 1, max_side), shape));
 end
 if ~ok
-  dd_error('shape', 'expected shape [height, width], each 1..%d, got %s', limits.max_side, ...
+  dd_error('shape', 'expected shape [height, width], each 1..%d, got %s', max_side, ...
     show(shape));
 end
 h = double(shape{1});
 w = double(shape{2});
 expected = h * w * itemsize;
-if expected > limits.max_payload_bytes
-  dd_error('payload_size', ['a %dx%d %s frame needs %d bytes, over the payload limit %d'], ...
-    h, w, dtype, expected, limits.max_payload_bytes);
+if expected > max_bytes
+  dd_error('payload_size', ['a %dx%d %s array needs %d bytes, over the payload limit %d'], ...
+    h, w, dtype, expected, max_bytes);
 end
 payload = reshape(uint8(part), 1, []);
 if numel(payload) ~= expected

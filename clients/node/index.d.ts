@@ -87,6 +87,9 @@ export const TOPICS: Readonly<{
   raw: "raw";
 }>;
 export const DEFAULT_LIMITS: Readonly<Limits>;
+/** Output may exceed the input limits by these factors (header 16x, payload 4x). */
+export const OUTPUT_HEADER_FACTOR: 16;
+export const OUTPUT_PAYLOAD_FACTOR: 4;
 export const DEFAULT_INPUT: string;
 export const DEFAULT_OUTPUT: string;
 export const DEFAULT_CONTROL: string;

@@ -6,7 +6,7 @@ with a stable reason code (:class:`Reject`); encoding writes keys in canonical o
 messages are byte-for-byte reproducible. Specification: ``clients/PROTOCOL.md``.
 """
 
-from ._limits import Limits
+from ._limits import OUTPUT_HEADER_FACTOR, OUTPUT_PAYLOAD_FACTOR, Limits
 from ._wire import (
     ACCEPTED_DTYPES,
     INPUT_KEYS,
@@ -25,6 +25,7 @@ from ._wire import (
     decode_input,
     denoised_header,
     frame_header,
+    largest_traces_header_bytes,
     pack_header,
     raw_header,
     series_header,
@@ -36,6 +37,8 @@ __all__ = [
     "ACCEPTED_DTYPES",
     "INPUT_KEYS",
     "OUTPUT_EXTRA_KEYS",
+    "OUTPUT_HEADER_FACTOR",
+    "OUTPUT_PAYLOAD_FACTOR",
     "PROTOCOL_VERSION",
     "TOPIC_DENOISED",
     "TOPIC_EVENT",
@@ -51,6 +54,7 @@ __all__ = [
     "decode_input",
     "denoised_header",
     "frame_header",
+    "largest_traces_header_bytes",
     "pack_header",
     "raw_header",
     "series_header",

@@ -326,6 +326,14 @@ def traces_header(
     return header
 
 
+def largest_traces_header_bytes(labels: Sequence[int] | np.ndarray, columns: Sequence[str]) -> int:
+    """The size of these ROIs' ``traces`` header at its largest (longest series name,
+    largest index and times): what a ROI set must fit in the output header bound."""
+    frame = Frame(b"", {}, "s" * 64, MAX_INDEX - 1, np.empty((0, 0), np.uint8), MAX_T_NS - 1)
+    top = MAX_T_NS - 1
+    return len(pack_header(traces_header(frame, labels, columns, "f" * 12, top, top, top)))
+
+
 def trigger_header(
     frame: Frame,
     rule: str,

@@ -124,7 +124,11 @@ class Service:
         engine = None
         try:
             traces = TraceStep(  # bad ROIs: fail here
-                cfg.traces, self._outgoing, self.events, camera_configured=cfg.camera is not None
+                cfg.traces,
+                self._outgoing,
+                self.events,
+                camera_configured=cfg.camera is not None,
+                max_header_bytes=cfg.limits.max_output_header_bytes,
             )
             offset_pattern = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
             if cfg.zarr is not None:  # an unwritable folder: said now, not at the first frame

@@ -27,6 +27,8 @@ from ..protocol import (
     TOPIC_TRACES,
     TOPIC_TRIGGER,
     Frame,
+    Limits,
+    largest_traces_header_bytes,
     pack_header,
     traces_header,
     trigger_header,
@@ -64,8 +66,10 @@ class TraceStep:
         publish: StageQueue[Outgoing],
         events: EventEmitter,
         camera_configured: bool = False,
+        max_header_bytes: int = Limits().max_output_header_bytes,
     ) -> None:
         self._config = config
+        self._max_header_bytes = max_header_bytes
         self._camera_from = "[camera]" if camera_configured else "live estimate"
         self._publish = publish
         #: Where traces are stored (set once the writer exists; None: not stored).
@@ -272,7 +276,17 @@ class TraceStep:
             self._replaced[series] = state
 
     def _check_rules(self, rois: RoiSet) -> None:
+        """RoiError when a trigger rule's ROI is missing, or when the traces header
+        (which lists every label) would be over what clients accept."""
         TriggerBank(self._config.triggers, rois.labels, self.columns)
+        size = largest_traces_header_bytes(rois.labels, self.columns)
+        if size > self._max_header_bytes:
+            raise RoiError(
+                f"{rois.count} ROIs make a traces header of up to {size} bytes (one label "
+                f"each), over the {self._max_header_bytes} bytes clients accept (16 x "
+                f"[limits] max_header_bytes); give fewer ROIs, or raise max_header_bytes "
+                f"on the service and on its clients"
+            )
 
     # ------------------------------------------------------------------ reporting
     def _error(self, kind: str, series: str, message: str) -> None:

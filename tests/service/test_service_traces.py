@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 import zarr
@@ -492,3 +493,45 @@ def test_the_shipped_trace_denoiser_runs_with_denoise_on(tmp_path: Path, identit
         traces, _ = collect(sub, 5, topic=b"traces")
     assert traces[-1].header["columns"][-1] == "dff_denoised"
     assert np.isfinite(traces[-1].array).all()
+
+
+def test_forty_thousand_rois_reach_a_subscriber_and_too_many_are_refused(
+    tmp_path: Path, identity_model
+):
+    """A traces message has a row and a header label per ROI: 40,000 one-pixel ROIs make
+    a 120 KB header, over the input header limit and within the output bound (16 x),
+    which the client applies to what it receives. A set over the bound is refused."""
+    side = 200
+    labels = np.arange(1, side * side + 1, dtype=np.int32).reshape(side, side)
+    frame = np.random.default_rng(1).integers(90, 4000, (side, side), dtype=np.uint16)
+    with (
+        running_service(tmp_path, identity_model, zarr=None) as svc,
+        listening(svc, (b"traces",)) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=30) as ctl,
+    ):
+        assert ctl.set_rois(labels)["rois"] == side * side
+        pub.send_frame(frame, "s", 0)
+        message = sub.recv(timeout=30)
+        while message.topic != b"traces":
+            message = sub.recv(timeout=30)
+    assert len(msgpack.packb(message.header)) > 64 * 1024
+    assert message.header["labels"] == labels.ravel().tolist()
+    assert message.array is not None
+    np.testing.assert_array_equal(message.array[:, 0], frame.ravel().astype(np.float32))
+
+    small = {"max_header_bytes": 4096}  # output bound 64 KiB: about 21,000 labels
+    with (
+        running_service(tmp_path, identity_model, zarr=None, limits=small) as svc,
+        Control(svc.endpoints["control"], timeout=30) as ctl,
+        pytest.raises(ControlError, match="40000 ROIs make a traces header of up to"),
+    ):
+        ctl.set_rois(labels)
+    np.save(tmp_path / "many.npy", labels)
+    with (
+        pytest.raises(ConfigError, match="over the 65536 bytes clients accept"),
+        running_service(
+            tmp_path, identity_model, limits=small, traces={"rois": tmp_path / "many.npy"}
+        ),
+    ):
+        pass

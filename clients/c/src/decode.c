@@ -245,6 +245,11 @@ static int is_uint_at_most(const msgpack_object *o, uint64_t max) {
     return o != NULL && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= max;
 }
 
+/* value * factor, or the largest uint64 when that overflows (a user's huge limit). */
+static uint64_t saturated_times(uint64_t value, uint64_t factor) {
+    return value > UINT64_MAX / factor ? UINT64_MAX : value * factor;
+}
+
 static int str_eq(const msgpack_object *o, const char *s) {
     size_t n = strlen(s);
     return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
@@ -304,8 +309,10 @@ static ddn_status check_input(ddn_message *msg, const ddn_limits *limits, int *d
     return DDN_OK;
 }
 
-/* Checks 12-15: dtype, shape, size and length of the payload, then the view on it. */
-static ddn_status check_payload(ddn_message *msg, const ddn_limits *limits, ddn_error *err) {
+/* Checks 12-15: dtype, shape, size and length of the payload, then the view on it.
+ * Output (not strict) has the output bound and no max_side: traces have a row per ROI. */
+static ddn_status check_payload(ddn_message *msg, int strict, const ddn_limits *limits,
+                                ddn_error *err) {
     const msgpack_object *h = &msg->unpacked.data;
     const msgpack_object *dtype = ddn_map_get(h, "dtype");
     ddn_dtype dt = DDN_DTYPE_INVALID;
@@ -313,22 +320,27 @@ static ddn_status check_payload(ddn_message *msg, const ddn_limits *limits, ddn_
         dt = ddn_dtype_parse(dtype->via.str.ptr, dtype->via.str.size);
     if (dt == DDN_DTYPE_INVALID)
         return ddn__fail(err, DDN_E_DTYPE, "expected dtype one of |u1, <u2, <i2, <f4");
+    uint64_t max_bytes = strict ? limits->max_payload_bytes
+                                : saturated_times(limits->max_payload_bytes,
+                                                  DDN_OUTPUT_PAYLOAD_FACTOR);
+    uint64_t max_side = strict ? limits->max_side : (max_bytes < UINT32_MAX ? max_bytes
+                                                                             : UINT32_MAX);
     const msgpack_object *shape = ddn_map_get(h, "shape");
     if (shape == NULL || shape->type != MSGPACK_OBJECT_ARRAY || shape->via.array.size != 2 ||
         !is_int(&shape->via.array.ptr[0]) || !is_int(&shape->via.array.ptr[1]) ||
-        !is_uint_at_most(&shape->via.array.ptr[0], limits->max_side) ||
-        !is_uint_at_most(&shape->via.array.ptr[1], limits->max_side) ||
+        !is_uint_at_most(&shape->via.array.ptr[0], max_side) ||
+        !is_uint_at_most(&shape->via.array.ptr[1], max_side) ||
         shape->via.array.ptr[0].via.u64 < 1 || shape->via.array.ptr[1].via.u64 < 1)
-        return ddn__fail(err, DDN_E_SHAPE, "expected shape [height, width], each 1..%u",
-                         limits->max_side);
+        return ddn__fail(err, DDN_E_SHAPE, "expected shape [height, width], each 1..%llu",
+                         (unsigned long long)max_side);
     uint32_t height = (uint32_t)shape->via.array.ptr[0].via.u64;
     uint32_t width = (uint32_t)shape->via.array.ptr[1].via.u64;
-    uint64_t expected = (uint64_t)height * width * ddn_dtype_size(dt);
-    if (expected > limits->max_payload_bytes)
+    uint64_t pixels = (uint64_t)height * width; /* both < 2^32: no overflow */
+    if (pixels > max_bytes / ddn_dtype_size(dt))
         return ddn__fail(err, DDN_E_PAYLOAD_SIZE,
-                         "a %ux%u frame needs %llu bytes, over the payload limit %llu", height,
-                         width, (unsigned long long)expected,
-                         (unsigned long long)limits->max_payload_bytes);
+                         "a %ux%u %s array is over the payload limit of %llu bytes", height,
+                         width, ddn_dtype_str(dt), (unsigned long long)max_bytes);
+    uint64_t expected = pixels * ddn_dtype_size(dt);
     const ddn_part *payload = &msg->parts[2];
     if (payload->size != expected)
         return ddn__fail(err, DDN_E_PAYLOAD_LENGTH,
@@ -349,9 +361,12 @@ ddn_status ddn__message_decode_parts(ddn_message *msg, int strict, const ddn_lim
     if (msg->nparts != 2 && msg->nparts != 3)
         return ddn__fail(err, DDN_E_PARTS, "expected 2 or 3 message parts, got %zu",
                          msg->nparts);
-    if (msg->parts[1].size > limits->max_header_bytes)
-        return ddn__fail(err, DDN_E_HEADER_SIZE, "header is %zu bytes, limit %zu",
-                         msg->parts[1].size, limits->max_header_bytes);
+    uint64_t max_header = strict ? limits->max_header_bytes
+                                 : saturated_times(limits->max_header_bytes,
+                                                   DDN_OUTPUT_HEADER_FACTOR);
+    if (msg->parts[1].size > max_header)
+        return ddn__fail(err, DDN_E_HEADER_SIZE, "header is %zu bytes, limit %llu",
+                         msg->parts[1].size, (unsigned long long)max_header);
     ddn_status st = ddn__message_decode_map(msg, 1, err);
     if (st != DDN_OK) return st;
     const msgpack_object *v = ddn_map_get(&msg->unpacked.data, "v");
@@ -362,7 +377,7 @@ ddn_status ddn__message_decode_parts(ddn_message *msg, int strict, const ddn_lim
         st = check_input(msg, limits, &done, err);
         if (st != DDN_OK || done) return st;
     }
-    if (msg->nparts == 3 && (st = check_payload(msg, limits, err)) != DDN_OK) return st;
+    if (msg->nparts == 3 && (st = check_payload(msg, strict, limits, err)) != DDN_OK) return st;
     ddn__ok(err);
     return DDN_OK;
 }

@@ -8,7 +8,8 @@
  *   - control: a request without a reply times out, the REQ socket is replaced, and the
  *     next request works; ok false is reported as DDN_E_REFUSED with the error text;
  *   - a PUSH that connects to a loopback port nothing listens on times out (frames are
- *     queued only on a live connection), then goes through once a PULL binds there.
+ *     queued only on a live connection), then goes through once a PULL binds there;
+ *   - output is decoded against the output bounds, input against the input limits.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -292,6 +293,52 @@ static void test_endpoint_errors_name_the_endpoint(void *ctx) {
     zmq_close(taken);
 }
 
+/* Output is decoded against the output bounds (PROTOCOL.md, section 7): a traces
+ * message with 20,000 ROIs has a row per ROI and a 100 KB header of labels. */
+static ddn_status decode_array(const char *dtype, uint32_t rows, uint32_t columns,
+                               uint32_t labels, int strict, const ddn_limits *limits,
+                               ddn_error *err) {
+    msgpack_sbuffer header;
+    msgpack_sbuffer_init(&header);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &header, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "dtype", 5);
+    msgpack_pack_str_with_body(&pk, dtype, 3);
+    msgpack_pack_str_with_body(&pk, "shape", 5);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, rows);
+    msgpack_pack_uint32(&pk, columns);
+    msgpack_pack_str_with_body(&pk, "labels", 6);
+    msgpack_pack_array(&pk, labels);
+    for (uint32_t i = 0; i < labels; i++) msgpack_pack_uint32(&pk, 70000 + i);
+    size_t payload_size = (size_t)rows * columns * 4;
+    void *payload = calloc(payload_size, 1);
+    ddn_part parts[3] = {{"traces", 6}, {header.data, header.size}, {payload, payload_size}};
+    ddn_message *msg = ddn_message_new();
+    ddn_status st = ddn_message_decode(msg, parts, 3, strict, limits, err);
+    ddn_message_free(msg);
+    free(payload);
+    msgpack_sbuffer_destroy(&header);
+    return st;
+}
+
+static void test_output_bounds(void) {
+    ddn_error err;
+    ddn_limits small = ddn_default_limits();
+    small.max_header_bytes = 1024;
+    small.max_side = 64;
+    small.max_payload_bytes = 4096;
+    CHECK(decode_array("<f4", 20000, 3, 20000, 0, NULL, &err) == DDN_OK);
+    CHECK(decode_array("<f4", 20000, 3, 20000, 1, NULL, &err) == DDN_E_HEADER_SIZE);
+    CHECK(decode_array("<f4", 64, 64, 0, 0, &small, &err) == DDN_OK); /* 4 x 4096 */
+    CHECK(decode_array("<f4", 65, 64, 0, 0, &small, &err) == DDN_E_PAYLOAD_SIZE);
+    CHECK(decode_array("<f4", 1, 3, 3300, 0, &small, &err) == DDN_E_HEADER_SIZE); /* 16 KiB */
+    CHECK(decode_array("<f4", 1, 3, 1600, 0, &small, &err) == DDN_OK);
+}
+
 int main(void) {
     void *ctx = zmq_ctx_new();
     test_publish_subscribe(ctx);
@@ -299,6 +346,7 @@ int main(void) {
     test_control(ctx);
     test_push_connect_waits_for_the_service(ctx);
     test_endpoint_errors_name_the_endpoint(ctx);
+    test_output_bounds();
     zmq_ctx_term(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

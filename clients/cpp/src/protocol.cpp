@@ -209,6 +209,11 @@ bool is_uint_at_most(const Value* v, std::uint64_t max) {
 
 std::string describe(const Value* v) { return v == nullptr ? "nothing" : to_json(*v); }
 
+/// value * factor, or the largest uint64 when that overflows (a user's huge limit).
+std::uint64_t saturated_times(std::uint64_t value, std::uint64_t factor) {
+    return value > UINT64_MAX / factor ? UINT64_MAX : value * factor;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ pixel types
@@ -452,9 +457,13 @@ Message decode_message(Parts&& parts, Check check, const Limits& limits) {
     if (parts.size() != 2 && parts.size() != 3) {
         fail("parts", "expected 2 or 3 message parts, got " + std::to_string(parts.size()));
     }
-    if (parts[1].size() > limits.max_header_bytes) {
+    bool input = check == Check::input;
+    std::uint64_t max_header =
+        input ? limits.max_header_bytes : saturated_times(limits.max_header_bytes,
+                                                          output_header_factor);
+    if (parts[1].size() > max_header) {
         fail("header_size", "header is " + std::to_string(parts[1].size()) + " bytes, limit " +
-                                std::to_string(limits.max_header_bytes));
+                                std::to_string(max_header));
     }
     Message message;
     message.topic = parts[0].to_string();
@@ -517,27 +526,34 @@ Message decode_message(Parts&& parts, Check check, const Limits& limits) {
         dtype = parse_dtype(dtype_value->as_string());
     }
     if (!dtype) fail("dtype", "expected dtype |u1, <u2, <i2 or <f4, got " + describe(dtype_value));
+    // Output sides have no max_side: a traces payload has a row per ROI.
+    std::uint64_t max_bytes =
+        input ? limits.max_payload_bytes : saturated_times(limits.max_payload_bytes,
+                                                           output_payload_factor);
+    std::uint64_t max_side =
+        input ? limits.max_side : std::min<std::uint64_t>(max_bytes, UINT32_MAX);
     const Value* shape_value = h.find("shape");
     bool shape_ok = shape_value != nullptr && shape_value->is_array() &&
                     shape_value->as_array().size() == 2;
     if (shape_ok) {
         for (const Value& side : shape_value->as_array()) {
             shape_ok = shape_ok && side.is_int() && !side.is_negative() && side.as_uint64() >= 1 &&
-                       side.as_uint64() <= limits.max_side;
+                       side.as_uint64() <= max_side;
         }
     }
     if (!shape_ok) {
-        fail("shape", "expected shape [height, width], each 1.." +
-                          std::to_string(limits.max_side) + ", got " + describe(shape_value));
+        fail("shape", "expected shape [height, width], each 1.." + std::to_string(max_side) +
+                          ", got " + describe(shape_value));
     }
     Shape shape{static_cast<std::uint32_t>(shape_value->as_array()[0].as_uint64()),
                 static_cast<std::uint32_t>(shape_value->as_array()[1].as_uint64())};
-    std::uint64_t expected = std::uint64_t{shape.height} * shape.width * itemsize(*dtype);
-    if (expected > limits.max_payload_bytes) {
-        fail("payload_size", "the header asks for " + std::to_string(expected) +
-                                 " payload bytes, over the limit " +
-                                 std::to_string(limits.max_payload_bytes));
+    std::uint64_t pixels = std::uint64_t{shape.height} * shape.width;  // both < 2^32
+    if (pixels > max_bytes / itemsize(*dtype)) {
+        fail("payload_size", "a " + std::to_string(shape.height) + "x" +
+                                 std::to_string(shape.width) + " array is over the limit of " +
+                                 std::to_string(max_bytes) + " payload bytes");
     }
+    std::uint64_t expected = pixels * itemsize(*dtype);
     if (parts[2].size() != expected) {
         fail("payload_length", "expected " + std::to_string(expected) + " payload bytes, got " +
                                    std::to_string(parts[2].size()));

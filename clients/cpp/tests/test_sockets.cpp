@@ -2,6 +2,7 @@
 // subscriber, a subscriber reads the frame in place, a PUSH send without a peer
 // times out (also a PUSH that connects, over loopback TCP: frames are queued only on a
 // live connection), and a Control that timed out replaces its REQ socket and works again.
+// Also: output is decoded against the output bounds (PROTOCOL.md, section 7).
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -234,6 +235,38 @@ int main() {
         }
         replier.join();
         throw std::runtime_error("no ControlError");
+    });
+
+    check("output is decoded against the output bounds, input against the input limits", [] {
+        // A traces message with 20,000 ROIs: a row per ROI and a 100 KB header of labels.
+        auto traces = [](std::uint32_t rois, std::uint32_t labels) {
+            dd::Array label_values;
+            for (std::uint32_t i = 0; i < labels; ++i) label_values.emplace_back(70000u + i);
+            dd::Map header{{"v", 1}, {"dtype", "<f4"}, {"shape", dd::Array{rois, 3u}},
+                           {"labels", std::move(label_values)}};
+            std::vector<float> values(std::size_t{rois} * 3);
+            return dd::encode_message("traces", header, values.data(), values.size() * 4);
+        };
+        auto reason = [](dd::Parts parts, dd::Check check, const dd::Limits& limits) {
+            try {
+                dd::decode_message(std::move(parts), check, limits);
+                return std::string("ok");
+            } catch (const dd::ProtocolError& e) {
+                return e.reason();
+            }
+        };
+        dd::Limits small;
+        small.max_header_bytes = 1024;
+        small.max_payload_bytes = 4096;
+        require(reason(traces(20000, 20000), dd::Check::output, {}) == "ok", "20,000 ROIs");
+        require(reason(traces(20000, 20000), dd::Check::input, {}) == "header_size",
+                "input limit");
+        require(reason(traces(1, 3300), dd::Check::output, small) == "header_size",
+                "16 x 1 KiB");
+        require(reason(traces(1, 1600), dd::Check::output, small) == "ok", "under 16 KiB");
+        require(reason(traces(1365, 0), dd::Check::output, small) == "ok", "4 x 4096 bytes");
+        require(reason(traces(1366, 0), dd::Check::output, small) == "payload_size",
+                "over 4 x 4096 bytes");
     });
 
     std::cout << (failures == 0 ? "all socket checks passed" : "socket checks failed") << "\n";

@@ -1,8 +1,8 @@
 function failures = check_api()
 %CHECK_API  Checks of the public API that the golden vectors do not reach: validation
 %   before sending, the smallest integer and length forms at every boundary, the
-%   MATLAB/C pixel order, the struct view, JSON printing, and the REQ timeout (one
-%   socket to a port where nothing listens). Prints failures; returns their number.
+%   MATLAB/C pixel order, the struct view, JSON printing, the output bounds, and the REQ
+%   timeout (one socket to a port where nothing listens). Prints failures; returns their number.
 failures = 0;
 checks = 0;
   function check(name, ok)
@@ -133,6 +133,28 @@ json = dd_json_encode(dd_map({'a', 'b', 'c', 'd'}, {uint64(18446744073709551615)
 check(['json ' json], strcmp(json, '{"a":18446744073709551615,"b":[0.0,NaN,-Infinity],"c":"<bin 3 bytes>","d":null}'));
 now_ns = dd_now_ns();
 check('dd_now_ns is int64 after 2020', isa(now_ns, 'int64') && now_ns > int64(1577836800) * 1e9);
+
+% Output is decoded against the output bounds (DD_OUTPUT_BOUNDS), input against the
+% input limits: a traces message with 20,000 ROIs has a row per ROI and a 100 KB header.
+  function parts = traces(rois, nlabels)
+    hdr = dd_map({'v', 'dtype', 'shape', 'labels'}, ...
+      {int64(1), '<f4', {int64(rois), int64(3)}, int64(70000 + (0:nlabels - 1))});
+    parts = dd_encode_message('traces', hdr, zeros(rois, 3, 'single'));
+  end
+small = struct('max_header_bytes', 1024, 'max_meta_bytes', 8192, 'max_side', 64, ...
+  'max_payload_bytes', 4096);
+msg = dd_decode_message(traces(20000, 20000));
+check('20,000 ROIs decode as output', isequal(size(msg.image), [20000 3]));
+rejects('20,000 ROIs as input', 'header_size', ...
+  @() dd_decode_message(traces(20000, 20000), 'strict', true));
+rejects('header over 16 x 1 KiB', 'header_size', ...
+  @() dd_decode_message(traces(1, 3300), 'limits', small));
+msg = dd_decode_message(traces(1, 1600), 'limits', small);
+check('header under 16 x 1 KiB', numel(msg.payload) == 12);
+msg = dd_decode_message(traces(1365, 0), 'limits', small);
+check('payload of 4 x 4096 bytes', numel(msg.payload) == 16380);
+rejects('payload over 4 x 4096 bytes', 'payload_size', ...
+  @() dd_decode_message(traces(1366, 0), 'limits', small));
 
 % A REQ socket that timed out is replaced: the next request times out again instead of
 % failing with "cannot send" (EFSM).

@@ -62,6 +62,14 @@ export const DEFAULT_LIMITS = Object.freeze({
   maxPayloadBytes: 256 * 1024 * 1024,
 });
 
+/**
+ * The service's output may exceed its input limits by these factors (PROTOCOL.md,
+ * section 7): a traces header lists every ROI's label, and a float32 output of the
+ * largest |u1 frame is 4 times its size. `decodeMessage` without `strict` applies them.
+ */
+export const OUTPUT_HEADER_FACTOR = 16;
+export const OUTPUT_PAYLOAD_FACTOR = 4;
+
 const SERIES = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
 const MAX_INDEX = 2 ** 40 - 1;
 const MAX_T_NS = 2n ** 63n - 1n;
@@ -177,7 +185,7 @@ export function encodeFrame(frame, { topic = TOPICS.frame, limits = DEFAULT_LIMI
   }
   if (resend) header.resend = true;
   const parts = encodeMessage(topic, header, pixels);
-  checkHeaderSize(parts[1].length, limits);
+  checkHeaderSize(parts[1].length, limits.maxHeaderBytes);
   return parts;
 }
 
@@ -326,9 +334,9 @@ function nestingLevels(value) {
   return deepest;
 }
 
-function checkHeaderSize(size, limits) {
-  if (size > limits.maxHeaderBytes) {
-    throw new ProtocolError("header_size", `header is ${size} bytes, limit ${limits.maxHeaderBytes}`);
+function checkHeaderSize(size, limit) {
+  if (size > limit) {
+    throw new ProtocolError("header_size", `header is ${size} bytes, limit ${limit}`);
   }
 }
 
@@ -434,7 +442,8 @@ function inRange(value, low, high) {
  *
  * With `strict: false` (the service's output) only what is needed to read it safely
  * is checked: part count, header size and decoding, `v`, and for a message with a
- * payload its dtype, shape and length. With `strict: true` every rule for input
+ * payload its dtype, shape and length, against the output bounds
+ * (`OUTPUT_HEADER_FACTOR`, `OUTPUT_PAYLOAD_FACTOR`; no `maxSide`). With `strict: true` every rule for input
  * messages is applied in the order of PROTOCOL.md section 6, so `err.reason` is
  * the code the service would report.
  *
@@ -448,7 +457,10 @@ export function decodeMessage(parts, { strict = false, limits = DEFAULT_LIMITS }
   }
   const topic = topicText.decode(asBytes(parts[0]));
   const headerBytes = asBytes(parts[1]);
-  checkHeaderSize(headerBytes.length, limits);
+  checkHeaderSize(
+    headerBytes.length,
+    strict ? limits.maxHeaderBytes : OUTPUT_HEADER_FACTOR * limits.maxHeaderBytes,
+  );
   const { header, wire } = readHeader(headerBytes);
   if (!(wireIs(wire, "v", INT) && header.v === PROTOCOL_VERSION)) {
     throw new ProtocolError("version", `expected protocol version v=1, got v=${show(header.v)}`);
@@ -504,26 +516,26 @@ export function decodeMessage(parts, { strict = false, limits = DEFAULT_LIMITS }
       `expected dtype one of ${Object.keys(DTYPES).join(", ")}, got ${show(dtype)}`,
     );
   }
+  // Output sides have no maxSide: a traces payload has a row per ROI.
+  const maxBytes = strict ? limits.maxPayloadBytes : OUTPUT_PAYLOAD_FACTOR * limits.maxPayloadBytes;
+  const maxSide = strict ? limits.maxSide : Math.min(maxBytes, 2 ** 32 - 1);
   const shape = header.shape;
   const items = wire.get("shape")?.items;
   const shapeOk =
     wireIs(wire, "shape", ARRAY) &&
     items.length === 2 &&
     items.every((family) => family === INT) &&
-    shape.every((s) => inRange(s, 1, limits.maxSide));
+    shape.every((s) => inRange(s, 1, maxSide));
   if (!shapeOk) {
-    throw new ProtocolError(
-      "shape",
-      `expected shape [height, width], each 1..${limits.maxSide}, got ${show(shape)}`,
-    );
+    throw new ProtocolError("shape", `expected shape [height, width], each 1..${maxSide}, got ${show(shape)}`);
   }
   const Ctor = DTYPES[dtype];
-  const count = shape[0] * shape[1];
+  const count = Number(shape[0]) * Number(shape[1]);
   const expected = count * Ctor.BYTES_PER_ELEMENT;
-  if (expected > limits.maxPayloadBytes) {
+  if (expected > maxBytes) {
     throw new ProtocolError(
       "payload_size",
-      `a ${shape[0]}x${shape[1]} ${dtype} frame needs ${expected} bytes, over the limit ${limits.maxPayloadBytes}`,
+      `a ${shape[0]}x${shape[1]} ${dtype} array needs ${expected} bytes, over the limit ${maxBytes}`,
     );
   }
   const payload = asBytes(parts[2]);

@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ProtocolError, decodeHeader, decodeMessage, encodeFrame, encodeHeader } from "deepdenoise-client";
+import {
+  ProtocolError,
+  decodeHeader,
+  decodeMessage,
+  encodeFrame,
+  encodeHeader,
+  encodeMessage,
+} from "deepdenoise-client";
 
 const frame = (over = {}) => ({
   pixels: new Uint16Array(6),
@@ -77,4 +84,35 @@ test("pixels view the payload in place when aligned and are copied when not", ()
   const copied = decodeMessage([parts[0], parts[1], shifted]);
   assert.notEqual(copied.pixels.buffer, shifted.buffer);
   assert.deepEqual(Array.from(copied.pixels), Array.from(aligned.pixels));
+});
+
+test("output is decoded against the output bounds, input against the input limits", () => {
+  // A traces message with 20,000 ROIs: a row per ROI and a 100 KB header of labels.
+  const traces = (rois, labels) =>
+    encodeMessage(
+      "traces",
+      {
+        v: 1,
+        dtype: "<f4",
+        shape: [rois, 3],
+        labels: Array.from({ length: labels }, (_, i) => 70000 + i),
+      },
+      new Float32Array(rois * 3),
+    );
+  const reason = (parts, options) => {
+    try {
+      decodeMessage(parts, options);
+      return "ok";
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError);
+      return err.reason;
+    }
+  };
+  const small = { maxHeaderBytes: 1024, maxMetaBytes: 8192, maxSide: 64, maxPayloadBytes: 4096 };
+  assert.equal(reason(traces(20000, 20000)), "ok");
+  assert.equal(reason(traces(20000, 20000), { strict: true }), "header_size");
+  assert.equal(reason(traces(1, 3300), { limits: small }), "header_size"); // over 16 x 1 KiB
+  assert.equal(reason(traces(1, 1600), { limits: small }), "ok");
+  assert.equal(reason(traces(1365, 0), { limits: small }), "ok"); // 16,380 bytes: 4 x 4096
+  assert.equal(reason(traces(1366, 0), { limits: small }), "payload_size");
 });

@@ -62,6 +62,20 @@ class Limits:
     max_side: int = 16384
     max_payload_bytes: int = 256 * 1024 * 1024
 
+    @property
+    def max_output_header_bytes(self) -> int:
+        """Largest output header: a ``traces`` header lists every ROI's label."""
+        return OUTPUT_HEADER_FACTOR * self.max_header_bytes
+
+    @property
+    def max_output_payload_bytes(self) -> int:
+        """Largest output payload: the float32 output of the largest ``|u1`` frame."""
+        return OUTPUT_PAYLOAD_FACTOR * self.max_payload_bytes
+
+
+#: The service's output is bounded by the input limits times these (PROTOCOL.md, 7).
+OUTPUT_HEADER_FACTOR = 16
+OUTPUT_PAYLOAD_FACTOR = 4
 
 DEFAULT_LIMITS = Limits()
 
@@ -202,7 +216,7 @@ def encode_frame(
             f"frame of {nbytes} bytes exceeds the payload limit {limits.max_payload_bytes}",
         )
     parts = encode_message(topic, header, array)
-    _check_header_size(len(parts[1]), limits)
+    _check_header_size(len(parts[1]), limits.max_header_bytes)
     return parts
 
 
@@ -338,11 +352,9 @@ def _check_keys(obj: Any, where: str, reason: str = "header_decode") -> None:
             _check_keys(value, f"{where}[{i}]", reason)
 
 
-def _check_header_size(size: int, limits: Limits) -> None:
-    if size > limits.max_header_bytes:
-        raise ProtocolError(
-            "header_size", f"header is {size} bytes, limit {limits.max_header_bytes}"
-        )
+def _check_header_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise ProtocolError("header_size", f"header is {size} bytes, limit {limit}")
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -412,8 +424,10 @@ def decode_message(
     With ``strict=False`` (for the service's output: ``denoised``, ``status``,
     ``event``) the checks are those needed to read it safely: part count, header size
     and decoding, ``v``, and for a message with a payload its ``dtype``, ``shape`` and
-    length. With ``strict=True`` every rule for *input* messages is applied, in the
-    order of the spec, so the reason code is the one the service would report.
+    length, against the output bounds (``Limits.max_output_header_bytes`` and
+    ``max_output_payload_bytes``). With ``strict=True`` every rule for *input*
+    messages is applied, in the order of the spec, so the reason code is the one the
+    service would report.
 
     The array is a read-only view of the payload part: it keeps that buffer (a
     ``zmq.Frame`` included) alive and copies nothing.
@@ -422,7 +436,10 @@ def decode_message(
         raise ProtocolError("parts", f"expected 2 or 3 message parts, got {len(parts)}")
     topic = bytes(_view(parts[0]))
     header_view = _view(parts[1])
-    _check_header_size(header_view.nbytes, limits)
+    _check_header_size(
+        header_view.nbytes,
+        limits.max_header_bytes if strict else limits.max_output_header_bytes,
+    )
     header = decode_header(header_view)
     version = header.get("v")
     if not (_is_int(version) and version == PROTOCOL_VERSION):
@@ -459,7 +476,7 @@ def decode_message(
 
     if not has_payload:
         return Message(topic, header, None)
-    return Message(topic, header, _decode_payload(header, parts[2], limits))
+    return Message(topic, header, _decode_payload(header, parts[2], limits, strict))
 
 
 def _check_received_meta(meta: Any, limits: Limits) -> None:
@@ -472,28 +489,33 @@ def _check_received_meta(meta: Any, limits: Limits) -> None:
         raise ProtocolError("meta", f"meta is {size} bytes encoded, limit {limits.max_meta_bytes}")
 
 
-def _decode_payload(header: Mapping[str, Any], part: Part, limits: Limits) -> np.ndarray:
+def _decode_payload(
+    header: Mapping[str, Any], part: Part, limits: Limits, strict: bool
+) -> np.ndarray:
     dtype_str = header.get("dtype")
     if not (isinstance(dtype_str, str) and dtype_str in DTYPES):
         raise ProtocolError(
             "dtype", f"expected dtype one of {', '.join(DTYPES)}, got {dtype_str!r}"
         )
+    # Output sides have no max_side: a traces payload has a row per ROI.
+    max_bytes = limits.max_payload_bytes if strict else limits.max_output_payload_bytes
+    max_side = limits.max_side if strict else max_bytes
     shape = header.get("shape")
     if not (
         isinstance(shape, list)
         and len(shape) == 2
-        and all(_is_int(s) and 1 <= s <= limits.max_side for s in shape)
+        and all(_is_int(s) and 1 <= s <= max_side for s in shape)
     ):
         raise ProtocolError(
-            "shape", f"expected shape [height, width], each 1..{limits.max_side}, got {shape!r}"
+            "shape", f"expected shape [height, width], each 1..{max_side}, got {shape!r}"
         )
     dtype = np.dtype(dtype_str)
     expected = shape[0] * shape[1] * dtype.itemsize
-    if expected > limits.max_payload_bytes:
+    if expected > max_bytes:
         raise ProtocolError(
             "payload_size",
-            f"a {shape[0]}x{shape[1]} {dtype_str} frame needs {expected} bytes, "
-            f"over the payload limit {limits.max_payload_bytes}",
+            f"a {shape[0]}x{shape[1]} {dtype_str} array needs {expected} bytes, "
+            f"over the payload limit {max_bytes}",
         )
     view = _view(part)
     if view.nbytes != expected:

@@ -78,6 +78,13 @@ typedef struct ddn_limits {
 
 ddn_limits ddn_default_limits(void);
 
+/* The service's output may exceed its input limits by these factors (PROTOCOL.md,
+ * section 7): a traces header lists every ROI's label (16 x 64 KiB), and a float32
+ * output of the largest |u1 frame is 4 times its size (4 x 256 MiB). A decoder without
+ * `strict` applies them. */
+#define DDN_OUTPUT_HEADER_FACTOR 16
+#define DDN_OUTPUT_PAYLOAD_FACTOR 4
+
 /* ------------------------------------------------------------------ dtypes */
 
 typedef enum ddn_dtype {
@@ -195,7 +202,8 @@ void ddn_message_free(ddn_message *msg); /* NULL is fine */
  * which must outlive its use. `strict` applies every input-message rule of PROTOCOL.md
  * section 6, in order, so the status is the reason code the service would report;
  * without it, only what is needed to read the message safely is checked (parts, header
- * size and decoding, v, and dtype/shape/length when there is a payload).
+ * size and decoding, v, and dtype/shape/length when there is a payload), against the
+ * output bounds (DDN_OUTPUT_HEADER_FACTOR, DDN_OUTPUT_PAYLOAD_FACTOR; no max_side).
  */
 ddn_status ddn_message_decode(ddn_message *msg, const ddn_part *parts, size_t nparts,
                               int strict, const ddn_limits *limits, ddn_error *err);

@@ -38,6 +38,12 @@ struct Limits {
     std::uint64_t max_payload_bytes = 256ull * 1024 * 1024;
 };
 
+/// The service's output may exceed its input limits by these factors (PROTOCOL.md,
+/// section 7): a traces header lists every ROI's label, and a float32 output of the
+/// largest |u1 frame is 4 times its size. Check::output applies them, with no max_side.
+inline constexpr std::uint64_t output_header_factor = 16;
+inline constexpr std::uint64_t output_payload_factor = 4;
+
 /// A message the protocol rejects; `reason()` is the code of PROTOCOL.md section 6
 /// ("series", "dtype", "header_decode", ...).
 class ProtocolError : public std::invalid_argument {
@@ -230,7 +236,8 @@ Map decode_header(const void* data, std::size_t size);
 
 /// How much of a message to check.
 enum class Check {
-    output,  ///< what reading needs: parts, header, v, and dtype/shape/length of a payload
+    output,  ///< what reading needs: parts, header, v, and dtype/shape/length of a payload,
+             ///< against the output bounds (output_header_factor, output_payload_factor)
     input,   ///< every rule for input messages, in the spec's order (the service's codes)
 };
 
