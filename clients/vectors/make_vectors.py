@@ -268,6 +268,15 @@ def valid_vectors(vs: Vectors) -> None:
         canonical=False,
     )
     vs.message(
+        "frame_t_ns_nil",
+        "A frame with `t_ns` nil: the same as no `t_ns` (an acquisition without a clock "
+        "may write nil). Not canonical: an encoder leaves `t_ns` out instead.",
+        b"frame",
+        {**frame_header("s1", 8, u1_1x1), "t_ns": None},
+        u1_1x1,
+        canonical=False,
+    )
+    vs.message(
         "frame_unknown_keys",
         "Unknown keys are ignored by decoders (and kept, after the known keys, by the "
         "canonical order).",

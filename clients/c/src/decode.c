@@ -274,7 +274,7 @@ static ddn_status check_input(ddn_message *msg, const ddn_limits *limits, int *d
         return ddn__fail(err, DDN_E_SERIES, "expected series of 1-64 characters from "
                                             "[A-Za-z0-9._-], not starting with '.'");
     const msgpack_object *t_ns = ddn_map_get(h, "t_ns");
-    if (t_ns != NULL && !is_uint_at_most(t_ns, DDN_MAX_T_NS))
+    if (t_ns != NULL && t_ns->type != MSGPACK_OBJECT_NIL && !is_uint_at_most(t_ns, DDN_MAX_T_NS))
         return ddn__fail(err, DDN_E_T_NS, "expected t_ns as an integer 0..2**63-1");
     const msgpack_object *meta = ddn_map_get(h, "meta");
     if (meta != NULL) {

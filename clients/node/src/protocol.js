@@ -479,7 +479,8 @@ export function decodeMessage(parts, { strict = false, limits = DEFAULT_LIMITS }
         `expected series of 1-64 characters from [A-Za-z0-9._-], not starting with '.', got ${show(header.series)}`,
       );
     }
-    if (wire.has("t_ns") && !(wireIs(wire, "t_ns", INT) && inRange(header.t_ns, 0, MAX_T_NS))) {
+    // nil is the same as no t_ns
+    if (header.t_ns != null && !(wireIs(wire, "t_ns", INT) && inRange(header.t_ns, 0, MAX_T_NS))) {
       throw new ProtocolError("t_ns", `expected t_ns as an integer 0..2**63-1, got ${show(header.t_ns)}`);
     }
     if (wire.has("meta")) {
