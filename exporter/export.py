@@ -15,7 +15,6 @@ it names the computation, so re-exporting the same checkpoint gives the same id.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
@@ -36,6 +35,7 @@ from stream.engine import (
     Engine,
     ModelMetadata,
     border_for,
+    graph_hash,
     model_input,
     pad_canonical,
 )
@@ -112,11 +112,9 @@ def _torch_to_onnx(model: DnCNN) -> onnx.ModelProto:
 
 
 def content_hash(proto: onnx.ModelProto) -> str:
-    """SHA-256 of the model serialised without its metadata_props."""
-    bare = onnx.ModelProto()
-    bare.CopyFrom(proto)
-    del bare.metadata_props[:]
-    return hashlib.sha256(bare.SerializeToString()).hexdigest()
+    """SHA-256 of the model serialised without its metadata_props: the engine's
+    ``graph_hash``, whose first 12 characters are the model id."""
+    return graph_hash(proto.SerializeToString())
 
 
 def finish_model(proto: onnx.ModelProto, fields: dict[str, Any], out: Path) -> ModelMetadata:
@@ -196,7 +194,7 @@ def _running_mean(frames: np.ndarray, meta: ModelMetadata) -> np.ndarray | None:
 
 def _model_units(frames: np.ndarray, meta: ModelMetadata) -> tuple[np.ndarray, float, float]:
     """(C, H, W) model input, scale and offset, as the engine builds them."""
-    if meta.normalization == "adaptive" or meta.noise_map:
+    if meta.normalization == "adaptive":
         inputs = np.empty((meta.in_channels, *frames.shape[1:]), np.float32)
         scale = model_input(
             frames, PARITY_CAMERA, meta.noise_map, out=inputs,

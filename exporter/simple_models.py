@@ -11,7 +11,6 @@ model card in ``stream/engine/models/``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from stream.engine import ModelMetadata
+from stream.engine import ModelMetadata, graph_hash
 
 OPSET = 17
 #: IR version matching opset 17, readable by every onnxruntime this project supports.
@@ -67,7 +66,7 @@ def _save(
         fields: dict[str, Any] = {
             "architecture": architecture,
             "receptive_field": receptive_field,
-            "content_hash": hashlib.sha256(graph.SerializeToString()).hexdigest(),
+            "content_hash": graph_hash(model.SerializeToString()),
         }
         fields.update(meta)
         helper.set_model_props(model, ModelMetadata(**fields).to_props())

@@ -33,6 +33,7 @@ from ._inputs import (
     peak_snr,
     update_running_mean,
 )
+from ._model_id import graph_hash
 from ._model_meta import (
     BAND_KEYS,
     DEFAULT_RECEPTIVE_FIELD,
@@ -116,6 +117,7 @@ __all__ = [
     "fill_noise_map",
     "frame_scale",
     "gather_tiles",
+    "graph_hash",
     "model_file",
     "model_id_for",
     "model_input",

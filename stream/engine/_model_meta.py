@@ -10,7 +10,9 @@ A plain ONNX model without these keys still runs, with the defaults below.
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -28,6 +30,8 @@ from .._errors import ModelError
 
 PREFIX = "deepdenoise."
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 #: Receptive field assumed for a model without metadata: that of a 20-layer 3x3 CNN
 #: (DnCNN-20), the deepest model this project ships, so tiles are never too small.
@@ -106,11 +110,23 @@ class ModelMetadata(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _running_mean_is_adaptive(self) -> ModelMetadata:
-        if self.running_mean > 0 and self.normalization != "adaptive":
+    def _context_is_adaptive(self) -> ModelMetadata:
+        # Previous frames, the noise map and the running mean are filled in camera units
+        # (offset subtracted, a per-frame scale): only the adaptive path builds them.
+        needs = [
+            what
+            for what, wanted in (
+                (f"{self.frames} frames", self.frames > 1),
+                ("a noise-map channel", self.noise_map),
+                ("a running-mean channel", self.running_mean > 0),
+            )
+            if wanted
+        ]
+        if needs and self.normalization != "adaptive":
             raise ValueError(
-                "a running-mean channel needs normalization 'adaptive' (the mean is scaled "
-                f"like the frames, per frame), got {self.normalization!r}"
+                f"a model with {' and '.join(needs)} needs normalization 'adaptive' (the "
+                f"engine fills those channels from the camera model, scaled per frame like "
+                f"the current one), got {self.normalization!r}"
             )
         return self
 
@@ -196,7 +212,8 @@ class ModelMetadata(BaseModel):
                 continue
             name = key[len(PREFIX) :]
             if name not in cls.model_fields or name == "from_model":
-                continue  # unknown keys from newer exporters are tolerated
+                _warn_unknown(key)  # tolerated (a newer exporter's), but a typo is told
+                continue
             if name in _JSON_FIELDS:
                 try:
                     values[name] = json.loads(raw)
@@ -222,3 +239,10 @@ class ModelMetadata(BaseModel):
             text = json.dumps(value, sort_keys=True) if name in _JSON_FIELDS else str(value)
             props[PREFIX + name] = text
         return props
+
+
+def _warn_unknown(key: str) -> None:
+    known = [PREFIX + name for name in ModelMetadata.model_fields if name != "from_model"]
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    log.warning("model metadata: %s is not in this version's contract, ignored%s", key, hint)

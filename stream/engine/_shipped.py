@@ -3,11 +3,11 @@ retired names and why, and a model's short id."""
 
 from __future__ import annotations
 
-import hashlib
 from importlib.resources import files
 from pathlib import Path
 
 from .._errors import ModelError
+from ._model_id import model_id
 from ._model_meta import ModelMetadata
 
 #: The default shipped model per provider. ``na-lite`` on both: ``na-large``, trained for
@@ -71,7 +71,6 @@ def default_model_path(provider: str = "cpu") -> Path:
 
 
 def model_id_for(path: Path, metadata: ModelMetadata) -> str:
-    """Short model id: the exporter's content hash, else a hash of the file's bytes."""
-    if metadata.content_hash:
-        return metadata.content_hash[:12]
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    """Short model id: a hash of the file's graph and weights (:mod:`._model_id`); an
+    exported model's is the start of its ``content_hash``."""
+    return model_id(path, metadata.content_hash)

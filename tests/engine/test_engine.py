@@ -15,7 +15,9 @@ from stream import ConfigError, DeepDenoiseError, ModelError, ProviderUnavailabl
 from stream.engine import (
     DEFAULT_RECEPTIVE_FIELD,
     Engine,
+    ModelMetadata,
     _providers,
+    graph_hash,
     probe_providers,
     select_providers,
 )
@@ -159,6 +161,64 @@ def test_model_id_from_content_hash(identity_model: Path) -> None:
     with Engine(identity_model, provider="cpu", warmup_shape=None) as engine:
         assert engine.metadata.content_hash is not None
         assert engine.model_id == engine.metadata.content_hash[:12]
+
+
+def test_a_copied_content_hash_does_not_lend_its_id(
+    identity_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The id is the file's own: a model whose metadata claims another's content hash
+    (copied metadata) keeps its own id, and the mismatch is logged."""
+    theirs = ModelMetadata.from_props(
+        {p.key: p.value for p in onnx.load(identity_model).metadata_props}
+    ).content_hash
+    assert theirs is not None
+    copied = make_conv_stack(tmp_path / "copied.onnx", content_hash=theirs)
+    with Engine(copied, provider="cpu", warmup_shape=None) as engine:
+        assert engine.model_id != theirs[:12]
+        assert engine.model_id == graph_hash(copied.read_bytes())[:12]
+    assert "is not the hash of its graph" in caplog.text
+
+
+def test_external_weights_are_part_of_the_model_id(tmp_path: Path) -> None:
+    """Two models with the same .onnx file and different weights beside it differ."""
+    conv = make_conv_stack(tmp_path / "conv.onnx", seed=3)
+    ids, outputs = [], []
+    for name, factor in (("a", 1.0), ("b", 0.5)):
+        proto = onnx.load(conv)
+        for tensor in proto.graph.initializer:
+            weights = onnx.numpy_helper.to_array(tensor) * np.float32(factor)
+            tensor.CopyFrom(onnx.numpy_helper.from_array(weights, tensor.name))
+        (tmp_path / name).mkdir()
+        onnx.save_model(
+            proto, tmp_path / name / "m.onnx", save_as_external_data=True, location="w.bin",
+            all_tensors_to_one_file=True, size_threshold=0,
+        )  # fmt: skip
+        with Engine(tmp_path / name / "m.onnx", provider="cpu", warmup_shape=None) as engine:
+            ids.append(engine.model_id)
+            outputs.append(engine.denoise(frame_u16((20, 20)) // 64))
+    assert (tmp_path / "a" / "m.onnx").read_bytes() == (tmp_path / "b" / "m.onnx").read_bytes()
+    assert not np.allclose(outputs[0], outputs[1])
+    assert ids[0] != ids[1]
+
+
+def test_an_unknown_metadata_key_is_told_with_the_likely_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meta = ModelMetadata.from_props({"deepdenoise.normalisation": "adaptive"})
+    assert meta.normalization == "fixed"  # ignored, as a newer exporter's key would be
+    assert "deepdenoise.normalisation is not in this version's contract" in caplog.text
+    assert "did you mean deepdenoise.normalization?" in caplog.text
+
+
+@pytest.mark.parametrize("context", [{"frames": 3}, {"noise_map": True}])
+def test_a_model_with_context_channels_needs_adaptive_normalisation(
+    context: dict[str, object],
+) -> None:
+    """The engine fills previous frames and noise maps only in camera units: a fixed
+    model that asks for them would be fed zeros (frames) or the wrong offset (map)."""
+    with pytest.raises(ModelError, match="needs normalization 'adaptive'"):
+        ModelMetadata.from_props({f"deepdenoise.{k}": str(v) for k, v in context.items()})
+    ModelMetadata(normalization="adaptive", **context)  # type: ignore[arg-type]
 
 
 def test_normalisation_round_trip(tmp_path: Path) -> None:

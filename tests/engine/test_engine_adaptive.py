@@ -296,7 +296,7 @@ def test_a_series_keeps_the_running_mean_of_its_previous_frames(
 
 
 def test_a_running_mean_needs_adaptive_normalisation() -> None:
-    with pytest.raises(ValueError, match="running-mean channel needs normalization"):
+    with pytest.raises(ValueError, match="a running-mean channel needs normalization"):
         ModelMetadata(running_mean=0.1)
     meta = ModelMetadata(normalization="adaptive", frames=5, noise_map=True, running_mean=0.125)
     assert meta.in_channels == 7
