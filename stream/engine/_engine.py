@@ -247,6 +247,8 @@ class Engine:
         self.metadata = ModelMetadata.from_props(probe.get_modelmeta().custom_metadata_map)
         self._session: Any = probe
         self._names = self._check_signature()
+        if warmup_shape is not None:
+            self._check_batches()
         self.model_id = model_id_for(self.path, self.metadata)
         default_tile, default_overlap = default_tile_overlap(self.metadata.radius)
         self.tile = default_tile if tile is None else tile
@@ -348,6 +350,37 @@ class Engine:
         after = order[order.index(self.provider) + 1 :] if self.provider in order else []
         usable = [p for p in after if p in self._chain or p == "cpu"]
         return usable[0] if usable else None
+
+    def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
+        """Run a frame of each shape now; ModelError (and the engine closed) if the model
+        fails on one or gives non-finite pixels. For a model about to serve frames of
+        these shapes (``load_model`` while series stream)."""
+        for shape in dict.fromkeys((int(h), int(w)) for h, w in shapes):
+            self._warm_up(shape)
+
+    def _check_batches(self) -> None:
+        """Run a batch of two non-square tiles on the CPU session: a large frame's tiles
+        go through as one batch, and a frame need not be square, so a model that cannot
+        (a batch of 1 or square frames built into its graph) is refused now rather than
+        failing on the first such frame."""
+        a = self.metadata.alignment
+        h, w = a * -(-48 // a), a * -(-80 // a)  # multiples of 16: most U-Nets' strides
+        ramp = (np.add.outer(np.arange(h), np.arange(w)) % 50).astype(np.float32) / 25.0
+        batch = np.broadcast_to(ramp, (2, self.metadata.in_channels, h, w)).copy()
+        batch[1] *= np.float32(0.5)  # two different tiles
+        try:
+            (out,) = self._session.run([self._names[1]], {self._names[0]: batch})
+        except Exception as exc:  # ONNX Runtime's own text: say whose model, and the rule
+            raise ModelError(
+                f"model {self.path.name} failed on a batch of 2 tiles of {h}x{w}; expected "
+                "dynamic N, H and W (the model contract: a large frame's tiles run as one "
+                f"batch); ONNX Runtime said: {str(exc).strip()[:600]}"
+            ) from exc
+        if out.shape != (2, 1, h, w):
+            raise ModelError(
+                f"model {self.path.name} gave an output of shape {list(out.shape)} for a "
+                f"batch of 2 tiles of {h}x{w}; expected [2, 1, {h}, {w}] (the model contract)"
+            )
 
     def _warm_up(self, shape: tuple[int, int]) -> None:
         """Run one frame now (memory planning, engine builds) and refuse a model whose

@@ -85,6 +85,8 @@ class InferenceStage:
         self._spare = SpareTime()
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
+        #: Each open series' frame shape: what a model loaded now must run on.
+        self.frame_shapes: dict[str, tuple[int, int]] = {}
         self._pending: Engine | None = None
         self._swapped = threading.Condition()
 
@@ -111,6 +113,7 @@ class InferenceStage:
                 self._camera, self._blend, self.offset_pattern
             )
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
+        self.frame_shapes[frame.series] = shape
         waiting = len(self._jobs)  # frames behind this one
         passes = self.ensemble.passes(frame.series, job.t_recv_ns, waiting, engine.model_id, shape)
         t0 = time.perf_counter()
@@ -234,6 +237,7 @@ class InferenceStage:
 
     def _finish_series(self, series: str) -> None:
         self.contexts.pop(series, None)
+        self.frame_shapes.pop(series, None)
         self.ensemble.end_series(series)
         self._spare.end_series(series)
         if self.traces is not None:

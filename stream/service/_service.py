@@ -376,7 +376,8 @@ class Service:
 
     # ------------------------------------------------------------------ control
     def load_model(self, path: str | Path, timeout: float = 60.0) -> Engine:
-        """Load and warm up a model off the hot path, then swap it in between frames.
+        """Load and warm up a model off the hot path (also on the frame shapes of the
+        series streaming now), then swap it in between frames.
 
         Only models under the allowed folders load (see :meth:`allowed_model_dirs`); a
         path elsewhere gets the same error whether or not a file is there.
@@ -397,6 +398,8 @@ class Service:
                 "`serve --model-dir`)"
             )
         new = self._load_engine(candidate)
+        # the series streaming now go on with it: it must run on their frames first
+        new.warm_up(list(self._inference.frame_shapes.values()))
         inference = self._threads["inference"]
         self._inference.swap(new, timeout, alive=inference.is_alive)
         return new

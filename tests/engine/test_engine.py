@@ -331,9 +331,64 @@ def test_a_model_whose_output_is_not_the_input_size_is_refused_at_warm_up(tmp_pa
     save_graph(path, [_value("x")], [_value("y")], [pool])
     with pytest.raises(ModelError) as raised:
         Engine(path, provider="cpu", warmup_shape=(64, 64))
-    text = str(raised.value)
-    assert text.startswith("model half.onnx failed its ") and "warm-up run on cpu" in text
-    assert "expected one output image of the input's height and width" in text
+    assert str(raised.value) == (  # the batch of tiles, run first, finds it
+        "model half.onnx gave an output of shape [2, 1, 24, 40] for a batch of 2 tiles of "
+        "48x80; expected [2, 1, 48, 80] (the model contract)"
+    )
+
+
+def _shape_of_x(nodes: list) -> str:  # type: ignore[type-arg]
+    """Nodes appending ``hw``: the input's height and width (a 1-D int64 tensor)."""
+    nodes.append(helper.make_node("Shape", ["x"], ["hw"], start=2, end=4))
+    return "hw"
+
+
+@pytest.mark.parametrize("kind", ["square_only", "batch_of_one"])
+def test_a_model_that_cannot_run_a_batch_of_non_square_tiles_is_refused(
+    tmp_path: Path, kind: str
+) -> None:
+    """It passes a square whole-frame warm-up but would fail on the first non-square
+    frame or tiled batch; the engine runs a batch of two 48x80 tiles at load."""
+    nodes: list = []  # type: ignore[type-arg]
+    if kind == "square_only":  # x + 0 * x^T: broadcasts only when H == W
+        nodes += [
+            helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+            helper.make_node("Constant", [], ["zero"], value_float=0.0),
+            helper.make_node("Mul", ["xt", "zero"], ["gone"]),
+            helper.make_node("Add", ["x", "gone"], ["y"]),
+        ]
+    else:  # reshaped to [1, 1, H, W] inside: one image per run
+        hw = _shape_of_x(nodes)
+        nodes += [
+            helper.make_node("Constant", [], ["ones"], value_ints=[1, 1]),
+            helper.make_node("Concat", ["ones", hw], ["to"], axis=0),
+            helper.make_node("Reshape", ["x", "to"], ["y"]),
+        ]
+    path = save_graph(tmp_path / f"{kind}.onnx", [_value("x")], [_value("y")], nodes)
+    with pytest.raises(ModelError, match="failed on a batch of 2 tiles of 48x80; expected dynamic"):
+        Engine(path, provider="cpu", warmup_shape=(64, 64))
+    with Engine(path, provider="cpu", warmup_shape=None) as unchecked:  # no warm-up asked
+        assert unchecked.denoise(np.ones((32, 32), np.float32)).shape == (32, 32)
+
+
+def test_warm_up_on_given_shapes_refuses_a_model_that_fails_on_one(tmp_path: Path) -> None:
+    """A model that needs sides in multiples of 16 runs 64x64 and the 48x80 tiles but
+    not a 24x40 frame: warm_up (what load_model calls with the streaming series'
+    shapes) says so and closes the engine."""
+    path = save_graph(tmp_path / "blocks16.onnx", [_value("x")], [_value("y")], [
+        helper.make_node("SpaceToDepth", ["x"], ["d"], blocksize=16),
+        helper.make_node("DepthToSpace", ["d"], ["y"], blocksize=16),
+    ])  # fmt: skip
+    helper_meta = ModelMetadata(receptive_field=1, architecture="blocks16").to_props()
+    proto = onnx.load(path)
+    helper.set_model_props(proto, helper_meta)
+    onnx.save(proto, path)
+    engine = Engine(path, provider="cpu", warmup_shape=(64, 64))
+    engine.warm_up([(64, 64), (32, 48)])
+    with pytest.raises(ModelError, match="failed its 24x40 warm-up run"):
+        engine.warm_up([(64, 64), (24, 40)])
+    with pytest.raises(DeepDenoiseError, match="is closed"):
+        engine.denoise(np.ones((64, 64), np.float32))
 
 
 def test_missing_file_or_a_directory_raises_model_error(tmp_path: Path) -> None:

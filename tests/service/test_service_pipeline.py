@@ -235,6 +235,60 @@ def test_load_model_mid_stream_loses_nothing(tmp_path: Path, identity_model, box
     assert status["model"] == reply["model"]
 
 
+def _blocks16_model(path: Path) -> Path:
+    """y = x, but only for sides in multiples of 16 (SpaceToDepth and back): it passes a
+    64x64 warm-up and the engine's batch of 48x80 tiles, and fails on a 24x40 frame."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from stream.engine import ModelMetadata
+
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 1, "H", "W"])
+             for n in ("x", "y")]  # fmt: skip
+    nodes = [
+        helper.make_node("SpaceToDepth", ["x"], ["d"], blocksize=16),
+        helper.make_node("DepthToSpace", ["d"], ["y"], blocksize=16),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "blocks16", [value[0]], [value[1]]),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
+    helper.set_model_props(model, ModelMetadata(receptive_field=1).to_props())
+    onnx.save(model, path)
+    return path
+
+
+def test_load_model_refuses_a_model_that_fails_on_the_streaming_frames(
+    tmp_path: Path, identity_model
+):
+    """The new model is warmed up on the shapes of the series streaming now before the
+    swap: one that fails on them is refused, and the old one goes on, nothing lost."""
+    blocks16 = _blocks16_model(tmp_path / "blocks16.onnx")
+    frames = _frames(20, (24, 40))
+    with (
+        running_service(
+            tmp_path, identity_model, zarr=None, warmup_shape=(64, 64), model_dirs=[tmp_path]
+        ) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=60) as ctl,
+    ):
+        for i in range(10):
+            pub.send_frame(frames[i], "s", i)
+        got, _ = collect(sub, 10)
+        with pytest.raises(ControlError, match="failed its 24x40 warm-up run"):
+            ctl.load_model(str(blocks16))
+        for i in range(10, 20):
+            pub.send_frame(frames[i], "s", i)
+        got += collect(sub, 10)[0]
+        wait_until(lambda: svc.status()["frames_out"] == 20)
+        status = svc.status()
+    assert [m.header["index"] for m in got] == list(range(20))
+    assert {m.header["model"] for m in got} == {status["model"]}
+    assert status["dropped"] == {}
+
+
 def test_drop_oldest_counts_every_frame(tmp_path: Path, slow_model):
     """Under overload the live queue drops the oldest frames: counted, raw still on disk."""
     n = 40
