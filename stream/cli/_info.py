@@ -89,7 +89,25 @@ def _model_rows(path: Path) -> list[tuple[str, str]]:
     if meta.adaptation:
         rows.append(("adapted", _adaptation(meta.adaptation)))
     rows.append(("content hash", meta.content_hash or "-"))
+    rows.append(("contract", _verdict(path)))
     return rows + _files_rows(path, session)
+
+
+def _verdict(path: Path) -> str:
+    """Whether serve and load-model would take the model: what they check at load (the
+    signature, a batch of tiles, a warm-up frame), on the CPU."""
+    from ..engine import Engine
+
+    h, w = _VERDICT_SHAPE
+    try:
+        Engine(path, provider="cpu", warmup_shape=_VERDICT_SHAPE).close()
+    except ModelError as exc:
+        return f"refused: {exc}"
+    return f"fits (a {h}x{w} frame and a batch of 2 tiles ran on the CPU)"
+
+
+#: A small non-square frame: the verdict costs little even for a large model.
+_VERDICT_SHAPE = (96, 128)
 
 
 def _files_rows(path: Path, session: Any) -> list[tuple[str, str]]:

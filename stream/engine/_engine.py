@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 #: Frame shapes whose buffers an engine keeps (a live stream rarely changes shape).
 _MAX_WORKSPACES = 4
-_ORT_WARNING, _ORT_ERROR = 2, 3
+_ORT_WARNING, _ORT_ERROR, _ORT_FATAL = 2, 3, 4
 #: The camera a noise-adaptive model is warmed up with (any will do: zeros in).
 WARMUP_CAMERA = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
 
@@ -82,6 +82,16 @@ def _unsaturated(frame: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray | No
     return saturated, levels[~touched]
 
 
+def quiet_run_options() -> Any:
+    """Run options that keep ONNX Runtime from printing a failed run's error itself: it
+    comes back as the exception, which the engine words for the user."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = _ORT_FATAL
+    return options
+
+
 class _FrameBuffers:
     """A TileWorkspace plus the ORT IO binding bound to its batch buffers (host memory:
     on a GPU provider ONNX Runtime copies them to and from the device inside ``run``)."""
@@ -89,7 +99,7 @@ class _FrameBuffers:
     def __init__(self, session: Any, plan: TilePlan, names: tuple[str, str], channels: int) -> None:
         self.ws = TileWorkspace(plan, channels)
         self.binding = session.io_binding()
-        self.run_options: Any = None
+        self.run_options: Any = quiet_run_options()
         for bind, name, arr in (
             (self.binding.bind_input, names[0], self.ws.batch_in),
             (self.binding.bind_output, names[1], self.ws.batch_out),
@@ -130,9 +140,8 @@ class _DeviceBuffers(_FrameBuffers):
         self.binding = session.io_binding()
         self.binding.bind_ortvalue_input(names[0], self.input)
         self.binding.bind_ortvalue_output(names[1], self.output)
-        self.run_options = None
+        self.run_options = quiet_run_options()
         if graph_id is not None:  # one captured graph per frame shape
-            self.run_options = ort.RunOptions()
             self.run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
 
     def before_run(self) -> None:
@@ -369,7 +378,9 @@ class Engine:
         batch = np.broadcast_to(ramp, (2, self.metadata.in_channels, h, w)).copy()
         batch[1] *= np.float32(0.5)  # two different tiles
         try:
-            (out,) = self._session.run([self._names[1]], {self._names[0]: batch})
+            (out,) = self._session.run(
+                [self._names[1]], {self._names[0]: batch}, quiet_run_options()
+            )
         except Exception as exc:  # ONNX Runtime's own text: say whose model, and the rule
             raise ModelError(
                 f"model {self.path.name} failed on a batch of 2 tiles of {h}x{w}; expected "

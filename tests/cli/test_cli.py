@@ -44,6 +44,31 @@ def test_info_describes_models_with_and_without_metadata(identity_model: Path):
     assert "adaptive" in temporal.output and "running mean" not in shipped.output
     plain = invoke("info", str(identity_model))
     assert plain.exit_code == 0 and "identity" in plain.output
+    assert "fits (a 96x128 frame and a batch of 2 tiles" in " ".join(shipped.output.split())
+
+
+def test_info_says_when_serve_would_refuse_a_model(tmp_path: Path):
+    """A model whose graph runs only on square frames: info shows its metadata and the
+    refusal serve and load-model would give."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 1, "H", "W"])
+             for n in ("x", "y")]  # fmt: skip
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+        helper.make_node("Add", ["x", "xt"], ["y"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "square", [value[0]], [value[1]]),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
+    onnx.save(model, tmp_path / "square.onnx")
+    result = invoke("info", str(tmp_path / "square.onnx"))
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "contract refused: model square.onnx failed on a batch of 2 tiles of 48x80" in text
 
 
 def test_info_describes_the_trace_denoiser():
