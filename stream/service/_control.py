@@ -1,12 +1,19 @@
-"""Control commands (REP socket): ``{"cmd": ...}`` in, ``{"ok": ...}`` out.
+"""Control commands: ``{"cmd": ...}`` in, ``{"ok": ...}`` out, over a ROUTER socket that
+REQ clients talk to as to a REP one.
 
-Every request gets a reply, whatever it contains: a REP socket that fails to answer
-is stuck forever, and the control channel is how an operator recovers a service.
+Every request gets a reply, whatever it contains: the control channel is how an
+operator recovers a service. Commands that can take long (``load_model`` warms a model
+up, for minutes with a TensorRT build; ``flush``, ``set_rois`` wait for other threads)
+run on a worker thread, one after the other, while the control thread goes on answering
+``status``, ``pause`` or ``stop``: a watchdog polling ``status`` never sees a service
+that went quiet. Only the control thread touches the socket (ZeroMQ sockets are not
+thread-safe); the worker hands its replies back through a queue.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +33,11 @@ Reply = dict[str, Any]
 LABEL_DTYPES = ("|u1", "<u2", "<i2", "<u4", "<i4", "<i8")
 #: Longest ``source`` of a set_rois request (a file path, say).
 SOURCE_MAX = 1024
-#: How long the control loop waits for a request before it checks for a stop.
-POLL_MS = 100
+#: How long the control loop waits for a request before it checks for a stop (and, while
+#: a slow command runs, for its reply).
+POLL_MS, POLL_BUSY_MS = 100, 5
+#: Commands run on the worker thread: they wait on a model's warm-up or other threads.
+SLOW_COMMANDS = frozenset({"load_model", "flush", "set_rois"})
 
 
 class Controllable(Protocol):
@@ -67,23 +77,50 @@ class ControlHandler:
     def run(self, sock: zmq.Socket[Any], closing: threading.Event) -> None:
         """The control thread: answer every request until ``closing`` is set.
 
-        A request of several parts gets an error reply like any malformed one (reading
-        only its first part would leave the REP socket unable to send, and stuck).
+        ``sock`` is a ROUTER: a request comes as its envelope (the peer's identity, and
+        from REQ an empty delimiter), then the body, which must be one part (else an
+        error reply, as for any malformed request); the reply goes back under the same
+        envelope.
         """
+        slow: queue.Queue[tuple[list[bytes], bytes] | None] = queue.Queue()
+        done: queue.Queue[tuple[list[bytes], bytes]] = queue.Queue()
+        worker = threading.Thread(
+            target=self._work, args=(slow, done), name="control-worker", daemon=True
+        )
+        worker.start()
+        pending = 0
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         try:
             while not closing.is_set():
-                if not poller.poll(POLL_MS):
+                while not done.empty():
+                    envelope, reply = done.get()
+                    sock.send_multipart([*envelope, reply])
+                    pending -= 1
+                if not poller.poll(POLL_BUSY_MS if pending else POLL_MS):
                     continue
-                parts = sock.recv_multipart()
-                if len(parts) != 1:
-                    reply = _error(f"expected a request of 1 message part, got {len(parts)}")
-                    sock.send(msgpack.packb(reply, use_bin_type=True))
+                envelope, body = _split_envelope(sock.recv_multipart())
+                if len(body) != 1:
+                    error = _error(f"expected a request of 1 message part, got {len(body)}")
+                    sock.send_multipart([*envelope, msgpack.packb(error, use_bin_type=True)])
+                elif _command_of(body[0]) in SLOW_COMMANDS:
+                    slow.put((envelope, body[0]))
+                    pending += 1
                 else:
-                    sock.send(self.handle(parts[0]))
+                    sock.send_multipart([*envelope, self.handle(body[0])])
         finally:
+            slow.put(None)
             sock.close(0)
+
+    def _work(
+        self,
+        slow: queue.Queue[tuple[list[bytes], bytes] | None],
+        done: queue.Queue[tuple[list[bytes], bytes]],
+    ) -> None:
+        """The worker thread: slow commands in the order they came."""
+        while (job := slow.get()) is not None:
+            envelope, request = job
+            done.put((envelope, self.handle(request)))
 
     def handle(self, request: bytes) -> bytes:
         """Decode, dispatch and encode; never raises."""
@@ -200,6 +237,32 @@ def _label_image(labels: Any, dtype: Any, shape: Any) -> np.ndarray | str:
     if len(labels) != expected:
         return f"shape {shape} dtype {dtype} needs {expected} bytes of labels, got {len(labels)}"
     return np.frombuffer(labels, dtype=dtype).reshape(shape)
+
+
+def _split_envelope(parts: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """A ROUTER message's envelope (up to its empty delimiter) and body. A peer without
+    the delimiter (a DEALER) has just its identity as the envelope."""
+    for i, part in enumerate(parts[1:], start=1):
+        if not part:
+            return parts[: i + 1], parts[i + 1 :]
+    return parts[:1], parts[1:]
+
+
+def _command_of(request: bytes) -> str | None:
+    """The request's ``cmd``, read without decoding the rest (a set_rois label image may
+    be large), or None when it has none: its error reply is quick, so it is answered on
+    the control thread."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(request)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == "cmd":
+                cmd = unpacker.unpack()
+                return cmd if isinstance(cmd, str) else None
+            unpacker.skip()
+    except Exception:  # not a map, or broken: handle says why
+        return None
+    return None
 
 
 def _error(message: str) -> Reply:

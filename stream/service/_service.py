@@ -4,7 +4,7 @@ Stages (each a thread with a bounded queue, see DESIGN.md):
 
 ``receiver`` (input socket) → raw to ``writer`` → ``inference`` queue → ``inference``
 (engine) → ``publisher`` (PUB socket: denoised, status, events) and ``writer``
-(clean); ``control`` (REP socket) changes state. Overflow policies:
+(clean); ``control`` (ROUTER socket, for REQ clients) changes state. Overflow policies:
 
 - inference queue: ``drop_oldest`` (default; counted as ``inference_queue_full``) or
   ``block`` (back-pressure on the input);

@@ -47,7 +47,8 @@ def open_sockets(
             curve.server(out)
         out.setsockopt(zmq.LINGER, 2000)
         endpoints["output"] = _attach(out, cfg.output, bind=True, role="output")
-        ctl = sockets["control"] = ctx.socket(zmq.REP)
+        # ROUTER, which REQ clients see as REP: slow commands answer later, out of order
+        ctl = sockets["control"] = ctx.socket(zmq.ROUTER)
         if curve is not None:
             curve.server(ctl)
         ctl.setsockopt(zmq.LINGER, 0)

@@ -289,6 +289,39 @@ def test_load_model_refuses_a_model_that_fails_on_the_streaming_frames(
     assert status["dropped"] == {}
 
 
+def test_status_is_answered_while_a_slow_command_runs(tmp_path: Path, identity_model, box_model):
+    """load_model (a TensorRT build can take minutes), flush and set_rois run beside the
+    control loop: another client's status is answered meanwhile, and the slow command's
+    reply still reaches its own client. The load is held until status was answered."""
+    import threading
+
+    release = threading.Event()
+    with running_service(tmp_path, identity_model, zarr=None) as svc:
+        real_load = svc.load_model
+
+        def held_load(path: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+            assert release.wait(30), "status was not answered while the load was held"
+            return real_load(path, timeout)
+
+        svc.load_model = held_load  # type: ignore[method-assign]
+        replies: dict[str, dict] = {}  # type: ignore[type-arg]
+
+        def load() -> None:
+            with Control(svc.endpoints["control"], timeout=60) as slow:
+                replies["load"] = slow.load_model(str(box_model))
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        with Control(svc.endpoints["control"], timeout=10) as ctl:
+            wait_until(lambda: ctl.status()["ok"] and "load" not in replies)
+            replies["status"] = ctl.pause()  # another quick command, while held
+            release.set()
+            loader.join(60)
+            assert ctl.status()["model"] == replies["load"]["model"]
+    assert replies["status"] == {"ok": True, "paused": True}
+    assert replies["load"]["ok"] is True
+
+
 def test_drop_oldest_counts_every_frame(tmp_path: Path, slow_model):
     """Under overload the live queue drops the oldest frames: counted, raw still on disk."""
     n = 40
