@@ -190,6 +190,7 @@ def dark_statistics(dark: np.ndarray) -> tuple[float, float]:
     camera's frames do.
     """
     stack = _as_stack(dark, "dark frames")
+    _check_not_saturated(stack)
     if stack.shape[0] < 2:
         raise NoiseFitError(f"expected at least 2 dark frames for the read noise, got {len(stack)}")
     offset = float(stack.mean(dtype=np.float64))
@@ -197,7 +198,33 @@ def dark_statistics(dark: np.ndarray) -> tuple[float, float]:
     for a, b in itertools.pairwise(stack):
         d = b.astype(np.float64) - a
         var += float(np.var(d, ddof=1))
+    if var == 0.0:  # every camera's dark frames carry read noise
+        raise NoiseFitError(
+            f"the dark frames do not vary from frame to frame (all {stack.shape[0]} read "
+            f"{offset:.6g} on average, read noise 0): expected dark frames of a camera, "
+            "which always carry read noise; these look clipped or synthetic"
+        )
     return offset, math.sqrt(var / (len(stack) - 1) / 2.0)
+
+
+#: Share of dark pixels at an ADC's top reading above which they are refused.
+SATURATED_SHARE = 0.01
+
+
+def _check_not_saturated(stack: np.ndarray) -> None:
+    """Dark frames read at the top of an ADC (2**k - 1: 255, 4095, 65535) are clipped:
+    their mean and spread are not the offset and read noise (65535 everywhere read as
+    offset 65535, read noise 0)."""
+    top = float(stack.max())
+    if top < 255 or not float(top + 1).is_integer() or int(top + 1) & int(top) != 0:
+        return  # not 2**k - 1 of an 8-bit or wider ADC
+    share = float(np.count_nonzero(stack == top)) / stack.size
+    if share > SATURATED_SHARE:
+        raise NoiseFitError(
+            f"{share:.0%} of the dark frames' pixels read {top:.0f}, the top of a "
+            f"{int(top).bit_length()}-bit camera: saturated, so they cannot give the offset "
+            "and read noise; expected frames taken with the shutter closed"
+        )
 
 
 def _transfer_points(stack: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 import typer
 
-from .._errors import DeepDenoiseError
+from .._errors import ConfigError, DeepDenoiseError, ModelError
 from ._common import (
     ModelOption,
     ProviderOption,
@@ -29,7 +29,7 @@ from ._common import (
 
 if TYPE_CHECKING:
     from ..engine import Engine, SeriesContext
-    from ..store import Recording
+    from ..store import Recording, RecordingWriter
 
 
 def denoise(
@@ -73,12 +73,18 @@ def denoise(
             "map and blend apply; options here override it."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an output already there (a file or a Zarr array; never the "
+            "recording, a folder holding it, or another kind of folder).",
+        ),
+    ] = False,
 ) -> None:
     """Denoise a recording on disk (every frame, in order, as one series)."""
-    from rich.progress import track
-
     from ..camera import load_offset_pattern
-    from ..engine import Engine, SeriesContext, default_model_path, select_providers, to_dtype
+    from ..engine import Engine, SeriesContext, default_model_path, select_providers
     from ..service import load_config
     from ..store import RecordingWriter, open_recording
 
@@ -86,8 +92,8 @@ def denoise(
         cfg = load_config(
             config, model=model, provider=provider, blend=blend, output_dtype=output_dtype
         )
-        if output.resolve() == recording.resolve():
-            raise DeepDenoiseError(f"the output {output} would overwrite the recording")
+        _check_apart(recording, output)
+        RecordingWriter.check_path(output, replace=force)  # before the work, not after
         frames = open_recording(recording)
         offset = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
         if offset is not None and offset.pattern.shape != frames.frame_shape:
@@ -99,9 +105,11 @@ def denoise(
             )
         output.parent.mkdir(parents=True, exist_ok=True)
         path = cfg.model or default_model_path(select_providers(cfg.provider).name)
+        # warmed up on the recording's frames, as `serve` does: a model that breaks the
+        # contract on them (non-finite, another size) is refused before anything is written
         engine = Engine(
             path, provider=cfg.provider, tile=cfg.tile, overlap=cfg.overlap, spikes=cfg.spikes,
-            warmup_shape=None,
+            warmup_shape=frames.frame_shape,
         )  # fmt: skip
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
@@ -112,40 +120,91 @@ def denoise(
             f"warning: {len(frames)} frames of {height}x{width}: if the recording's last "
             "axis is time or channels, save it as (T, H, W)", highlight=False, soft_wrap=True
         )  # fmt: skip
-    as_input = cfg.output_dtype == "input"
-    dtype = frames.dtype if as_input else np.dtype(np.float32)
+    dtype = frames.dtype if cfg.output_dtype == "input" else np.dtype(np.float32)
     context = SeriesContext(cfg.camera, cfg.blend, offset)
-    # a stored series' missing frames stay holes on its time axis: NaN, or 0 in an
-    # integer output (the summary lists them)
-    hole = np.full(frames.frame_shape, 0 if dtype.kind in "iu" else np.nan, dtype=dtype)
     started = time.perf_counter()
     try:
         with RecordingWriter(
-            output, frames.rows, frames.frame_shape, dtype, single=frames.single
+            output, frames.rows, frames.frame_shape, dtype, single=frames.single, replace=force
         ) as writer:
-            row, warned = 0, False
-            steps = enumerate(frames.indices)
-            for position, index in track(
-                steps, "denoising", len(frames), console=err_console, transient=True
-            ):
-                while row < index:  # only a stored series' indices have holes
-                    writer.write(hole)
-                    row += 1
-                raw = frames.frame(position)
-                _check_float32_range(raw, int(index), frames.source)
-                if not warned and (warning := _float32_rounding(raw, int(index))):
-                    err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-                    warned = True
-                clean = context.denoise(engine, raw, int(index), int(passes))
-                writer.write(to_dtype(clean, raw.dtype) if as_input else clean)
-                row += 1
+            broken = _denoise_frames(frames, writer, dtype, engine, context, int(passes))
+            if len(broken) == len(frames):  # nothing usable: no output at all
+                raise ModelError(
+                    f"model {engine.path.name} gave NaN/Inf pixels in every frame "
+                    f"({len(frames)}) where the recording's were finite: no output written"
+                )
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     finally:
         engine.close()
     seconds = time.perf_counter() - started
-    summary = _summary(frames, output, engine, context, seconds, dtype)
+    summary = _summary(frames, output, engine, context, seconds, dtype, broken)
     console.print(kv_table("deepdenoise denoise", summary))
+
+
+def _check_apart(recording: Path, output: Path) -> None:
+    """Writing (or replacing) the output must never touch the recording: refused even
+    with --force, as is an output that holds the recording (a folder of series stores)
+    or lies inside it (a file among a store's arrays)."""
+    rec, out = recording.resolve(), output.resolve()
+    if out == rec:
+        raise ConfigError(f"the output {output} would overwrite the recording")
+    if rec.is_relative_to(out):
+        raise ConfigError(
+            f"the output {output} holds the recording {recording}: writing it would destroy "
+            "the recording; expected an output outside it (--force does not change this)"
+        )
+    if out.is_relative_to(rec):
+        raise ConfigError(
+            f"the output {output} is inside the recording {recording}: expected an output "
+            "outside it (--force does not change this)"
+        )
+
+
+def _denoise_frames(
+    frames: Recording,
+    writer: RecordingWriter,
+    dtype: np.dtype[Any],
+    engine: Engine,
+    context: SeriesContext,
+    passes: int,
+) -> list[int]:
+    """Denoise every frame in order and write it as ``dtype``; the indices of those whose
+    output has NaN/Inf pixels where the input was finite (the model failed there)."""
+    from rich.progress import track
+
+    from ..engine import to_dtype
+
+    # a stored series' missing frames stay holes on its time axis: NaN, or 0 in an
+    # integer output (the summary lists them)
+    hole = np.full(frames.frame_shape, 0 if dtype.kind in "iu" else np.nan, dtype=dtype)
+    row, warned, broken = 0, False, []
+    steps = enumerate(frames.indices)
+    for position, index in track(
+        steps, "denoising", len(frames), console=err_console, transient=True
+    ):
+        while row < index:  # only a stored series' indices have holes
+            writer.write(hole)
+            row += 1
+        raw = frames.frame(position)
+        _check_float32_range(raw, int(index), frames.source)
+        if not warned and (warning := _float32_rounding(raw, int(index))):
+            err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+            warned = True
+        clean = context.denoise(engine, raw, int(index), passes)
+        if _made_non_finite(raw, clean):
+            broken.append(int(index))
+        writer.write(to_dtype(clean, dtype))  # float32 passes through
+        row += 1
+    return broken
+
+
+def _made_non_finite(raw: np.ndarray, clean: np.ndarray) -> bool:
+    """Whether the model put NaN/Inf where the frame's pixel was finite (a NaN pixel
+    that came in may go out: that is not the model's failure)."""
+    from ..engine import count_non_finite
+
+    return bool(count_non_finite(clean)) and bool(np.any(~np.isfinite(clean) & np.isfinite(raw)))
 
 
 def _check_float32_range(raw: np.ndarray, index: int, source: str) -> None:
@@ -185,6 +244,7 @@ def _summary(
     context: SeriesContext,
     seconds: float,
     dtype: np.dtype[Any],
+    broken: list[int],
 ) -> list[tuple[str, Any]]:
     estimate = context.estimate
     if context.configured is not None:
@@ -198,15 +258,19 @@ def _summary(
             f"{c.offset:.4g}, read noise {c.read_noise:.3g}"
         )
     missing = frames.missing()
-    holes = []
+    notes = []  # what the output's rows lack: holes, frames the model failed on
     if missing.size:
-        shown = ", ".join(str(i) for i in missing[:10]) + (", …" if missing.size > 10 else "")
         fill = "NaN" if dtype.kind == "f" else "0"  # as the hole rows were written
-        holes = [("holes", f"{counted(missing.size, 'frame')} not in the store (indices {shown}): "
-                           f"their rows are {fill}, so row i is the series' frame i")]  # fmt: skip
+        notes = [("holes", f"{counted(missing.size, 'frame')} not in the store (indices "
+                           f"{_first(missing)}): their rows are {fill}, so row i is the "
+                           "series' frame i")]  # fmt: skip
+    if broken:
+        notes.append(("non-finite", f"{counted(len(broken), 'frame')} (indices {_first(broken)}) "
+                                    "came out with NaN/Inf pixels where the recording's were "
+                                    "finite: the model failed on them"))  # fmt: skip
     return [
         ("recording", f"{frames.source}: {counted(len(frames), 'frame')} of {frames.frame_shape}"),
-        *holes,
+        *notes,
         ("output", f"{output}: {counted(frames.rows, 'row')}"),
         ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"),
         ("camera", camera),
@@ -214,6 +278,11 @@ def _summary(
                   f"{counted(context.blend_frames_measured, 'frame')} measured)"),
         ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
     ]  # fmt: skip
+
+
+def _first(indices: Any, shown: int = 10) -> str:
+    """The first few of ``indices``, comma-separated, with an ellipsis if there are more."""
+    return ", ".join(str(i) for i in indices[:shown]) + (", …" if len(indices) > shown else "")
 
 
 def register(app: typer.Typer) -> None:

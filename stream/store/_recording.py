@@ -7,22 +7,37 @@ writes the denoised frames as ``.npy``, TIFF or a Zarr array. Both go one frame 
 time (a memory map, Zarr chunks of one frame, TIFF pages), so a recording larger than
 memory is denoised in the memory of a few frames -- except a compressed TIFF, which is
 read whole.
+
+A damaged store (a missing array, corrupt metadata or chunks, a valid frame's shard
+gone) is a StoreError naming it, never a traceback or a frame of zeros. The writer
+writes beside its output and moves the result into place only once complete, so a
+failed run leaves nothing, and whatever was at the path stays as it was.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._errors import ConfigError
+from .._errors import ConfigError, DeepDenoiseError, StoreError
 from ._layout import PATHS
 from ._summary import is_series_store
 
 #: What a recording may be read from and written to.
 SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
+#: What zarr and its codecs raise for a damaged store: a missing member (KeyError),
+#: corrupt JSON or a checksum (ValueError), a chunk blosc cannot decode (RuntimeError),
+#: an unreadable file (OSError).
+_DAMAGE = (KeyError, ValueError, RuntimeError, OSError)
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,22 @@ class Recording:
 
     def frame(self, position: int) -> np.ndarray:
         """The ``position``-th frame of the stack (not of the series), as an array."""
-        return np.asarray(self.frames[position])
+        with _reading(self.source, f"frame {int(self.indices[position])}"):
+            return np.asarray(self.frames[position])
+
+
+@contextmanager
+def _reading(source: str | Path, what: str) -> Iterator[None]:
+    """A damaged store's zarr, codec and JSON errors as one StoreError naming it."""
+    try:
+        yield
+    except DeepDenoiseError:
+        raise
+    except _DAMAGE as exc:
+        why = " ".join(str(exc).split()) or "no detail"  # one line
+        raise StoreError(
+            f"{source}: cannot read {what}, the store is damaged ({type(exc).__name__}: {why})"
+        ) from exc
 
 
 def open_recording(path: Path) -> Recording:
@@ -79,15 +109,21 @@ def open_recording(path: Path) -> Recording:
     if not path.exists():
         raise ConfigError(f"recording {path} does not exist")
     indices = None  # set for a series store: its frames' own indices
+    channel_last = False  # a TIFF whose last axis is samples, not x
     if suffix == ".npy":
         frames: Any = _npy_frames(path)
     elif suffix in (".tif", ".tiff"):
-        frames = _tiff_frames(path)
+        frames, channel_last = _tiff_frames(path)
     else:
-        frames, indices = _zarr_frames(path)
-    if frames.ndim in (3, 4) and frames.shape[-1] == 1:
+        with _reading(path, "its arrays"):
+            frames, indices = _zarr_frames(path)
+    named_x_last = suffix in (".tif", ".tiff") and not channel_last
+    if frames.ndim in (3, 4) and frames.shape[-1] == 1 and not (frames.ndim == 3 and named_x_last):
         # (T, H, W, 1) or one image (H, W, 1), as imaging libraries save grey: one channel
-        frames = frames[..., 0]  # a view of a memory map; a Zarr array reads it
+        # (frames one pixel wide could not be denoised anyway); only a TIFF whose axes
+        # name the last one x is (T, H, 1)
+        with _reading(path, "its frames"):
+            frames = frames[..., 0]  # a view of a memory map; a Zarr array reads it
     elif frames.ndim == 3 and frames.shape[-1] in (3, 4) and min(frames.shape[:2]) > 8:
         raise ConfigError(
             f"{path}: expected frames (T, H, W) or one image (H, W), got shape "
@@ -97,14 +133,16 @@ def open_recording(path: Path) -> Recording:
     if frames.ndim > 3 and sum(n != 1 for n in frames.shape[:-2]) <= 1:
         # singleton axes, as in a TIFF (T, 1, H, W) or an OME (T, C, Z, Y, X) of one channel
         flat = (-1, *frames.shape[-2:])
-        frames = (
-            frames.reshape(flat)
-            if isinstance(frames, np.ndarray)
-            else np.asarray(frames[...]).reshape(flat)
-        )
+        with _reading(path, "its frames"):
+            frames = (
+                frames.reshape(flat)
+                if isinstance(frames, np.ndarray)
+                else np.asarray(frames[...]).reshape(flat)
+            )
     single = frames.ndim == 2
     if single:
-        frames = np.asarray(frames[...])[None]
+        with _reading(path, "its frame"):
+            frames = np.asarray(frames[...])[None]
     if frames.ndim != 3 or min(frames.shape[1:]) < 1:
         more = (
             ": save the channel or z-plane to denoise as its own (T, H, W) stack, e.g. "
@@ -142,15 +180,20 @@ def _npy_frames(path: Path) -> Any:
     return frames
 
 
-def _tiff_frames(path: Path) -> Any:
+def _tiff_frames(path: Path) -> tuple[Any, bool]:
     """A TIFF stack, memory-mapped where its pages are uncompressed and contiguous (as
     most acquisition software writes them), else read whole. Pages written one at a time
-    without a stack's description read as one series each: they are the frames."""
+    without a stack's description read as one series each: they are the frames.
+
+    Also whether the last axis is not the image's x axis (samples, or a singleton
+    tifffile names ``Q``): then a last axis of 1 is a channel, not frames 1 pixel wide.
+    """
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series
+            channel_last = bool(series) and not series[0].axes.endswith("X")
             if len(series) > 1:
                 kinds = {(tuple(s.shape), np.dtype(s.dtype).str) for s in series}
                 if len(kinds) > 1:
@@ -158,11 +201,11 @@ def _tiff_frames(path: Path) -> Any:
                         f"{path}: expected one stack of frames, got {len(series)} series of "
                         f"different shapes or types: {sorted(kinds)[:4]}"
                     )
-                return np.stack([s.asarray() for s in series])
+                return np.stack([s.asarray() for s in series]), channel_last
         try:
-            return tifffile.memmap(path, mode="r")
+            return tifffile.memmap(path, mode="r"), channel_last
         except ValueError:  # compressed or scattered pages
-            return tifffile.imread(path)
+            return tifffile.imread(path), channel_last
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -175,7 +218,7 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
 
     try:
         node = zarr.open(str(path), mode="r")
-    except Exception as exc:  # zarr raises its own types for a folder that holds no Zarr
+    except _DAMAGE as exc:  # zarr's own types for a folder that holds no Zarr
         raise ConfigError(f"cannot read {path} as a Zarr array or group: {exc}") from exc
     if isinstance(node, zarr.Array):
         return node, None
@@ -183,6 +226,7 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
         raw = _member_array(node, PATHS["raw"], path)
         valid = np.asarray(_member_array(node, "valid", path)[...], dtype=bool)
         indices = np.flatnonzero(valid[: raw.shape[0]]).astype(np.int64)
+        _check_shards_on_disk(path, raw, indices)
         return _Rows(raw, indices), indices
     arrays = [name for name, _ in node.arrays()]
     if len(arrays) != 1:
@@ -196,10 +240,34 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
 def _member_array(group: Any, name: str, path: Path) -> Any:
     import zarr
 
-    member = group[name]
+    try:
+        member = group[name]
+    except KeyError:
+        raise StoreError(f"{path}: its {name!r} array is missing, the store is damaged") from None
     if not isinstance(member, zarr.Array):
         raise ConfigError(f"{path}: expected {name!r} to be a Zarr array, got a group")
     return member
+
+
+def _check_shards_on_disk(path: Path, raw: Any, indices: np.ndarray) -> None:
+    """Refuse valid frames whose shard file is gone: zarr would read them as the fill
+    value (zeros), silently. One ``stat`` per shard that holds a valid frame."""
+    grid = raw.metadata.chunk_grid.chunk_shape  # a shard's shape (the stored files)
+    across = [range(-(-int(n) // int(g))) for n, g in zip(raw.shape[1:], grid[1:], strict=True)]
+    gone: dict[int, str] = {}  # shard along t -> a missing file's key
+    for t in np.unique(indices // int(grid[0])).tolist():
+        for rest in itertools.product(*across):
+            key = f"{PATHS['raw']}/{raw.metadata.encode_chunk_key((t, *rest))}"
+            if not (path / key).is_file():
+                gone[t] = key
+    if gone:
+        lost = indices[np.isin(indices // int(grid[0]), list(gone))]
+        shown = ", ".join(str(i) for i in lost[:10]) + (", …" if lost.size > 10 else "")
+        files = ", ".join(list(gone.values())[:3]) + (", …" if len(gone) > 3 else "")
+        raise StoreError(
+            f"{path}: the store is damaged: {lost.size} frame(s) flagged valid have no "
+            f"pixels on disk (indices {shown}; missing: {files})"
+        )
 
 
 class _Rows:
@@ -215,11 +283,51 @@ class _Rows:
         return np.asarray(self._array[int(self._rows[position])])
 
 
+def _check_output_format(path: Path) -> None:
+    """A ConfigError unless ``path`` names a format :class:`RecordingWriter` writes."""
+    if Path(path).suffix.lower() not in SUFFIXES:
+        raise ConfigError(f"expected an output as {', '.join(SUFFIXES)}, got {Path(path).name!r}")
+
+
+def _check_replaceable(path: Path, replace: bool) -> None:
+    """A ConfigError if writing ``path`` would destroy something unasked: anything there
+    without ``replace``, and, even with it, a folder that is not a Zarr array (a series
+    store, a folder of them: more than one output's worth of data)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not replace:
+        raise ConfigError(
+            f"the output {path} already exists: expected a new path, or --force to replace it"
+        )
+    if path.is_dir() and not _is_zarr_array(path):
+        raise ConfigError(
+            f"the output {path} is a folder that is not a Zarr array (a store or a folder of "
+            "them): not replaced, even with --force; expected a new path"
+        )
+
+
+def _is_zarr_array(path: Path) -> bool:
+    import json
+
+    try:
+        meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "array"
+
+
 class RecordingWriter:
     """Writes ``count`` frames of ``frame_shape`` and ``dtype`` to ``path`` (``.npy``,
-    TIFF or a Zarr array, chunked a frame at a time), one frame after another; the file
-    is complete once :meth:`close` returns (a context manager closes it). ``single``:
-    one image (H, W), as it was given, not a stack of one."""
+    TIFF or a Zarr array, chunked a frame at a time), one frame after another. ``single``:
+    one image (H, W), as it was given, not a stack of one.
+
+    The frames go to a hidden folder beside ``path`` and are moved to ``path`` by
+    :meth:`close` (a context manager closes it when its block ends without an error):
+    a failed or interrupted run leaves no half-written output, and what was at ``path``
+    stays until the new output replaces it. ``replace``: what is at ``path`` may be
+    replaced (see :meth:`check_path`); otherwise an existing ``path`` is refused.
+    """
 
     def __init__(
         self,
@@ -228,30 +336,44 @@ class RecordingWriter:
         frame_shape: tuple[int, int],
         dtype: np.dtype[Any],
         single: bool = False,
+        replace: bool = False,
     ) -> None:
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in SUFFIXES:
-            raise ConfigError(f"expected an output as {', '.join(SUFFIXES)}, got {path.name!r}")
-        self.path, self._written = path, 0
+        self.check_path(path, replace)
+        self.path, self._replace, self._written = path, replace, 0
         self._single = single and count == 1
         shape = frame_shape if self._single else (count, *frame_shape)
+        self._folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         self._tiff: Any = None
         self._array: Any = None
+        try:
+            self._open(self._folder / path.name, shape, dtype)
+        except BaseException:
+            self.discard()
+            raise
+
+    @staticmethod
+    def check_path(path: Path, replace: bool = False) -> None:
+        """A ConfigError if ``path`` is no output format, or writing it would destroy
+        data unasked: anything there without ``replace``; even with it, a folder that is
+        not a Zarr array. Cheap: call it before the work that produces the frames."""
+        _check_output_format(path)
+        _check_replaceable(path, replace)
+
+    def _open(self, partial: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        suffix = partial.suffix.lower()
         if suffix == ".npy":
-            self._array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            self._array = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
         elif suffix in (".tif", ".tiff"):
             import tifffile
 
-            size = count * np.dtype(dtype).itemsize * frame_shape[0] * frame_shape[1]
-            self._tiff = tifffile.TiffWriter(path, bigtiff=size > 2**32 - 2**25)  # headroom
+            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            self._tiff = tifffile.TiffWriter(partial, bigtiff=size > 2**32 - 2**25)  # headroom
         else:
             import zarr
 
-            chunks = frame_shape if self._single else (1, *frame_shape)
-            self._array = zarr.create_array(
-                str(path), shape=shape, chunks=chunks, dtype=dtype, overwrite=True
-            )
+            chunks = shape if self._single else (1, *shape[1:])
+            self._array = zarr.create_array(str(partial), shape=shape, chunks=chunks, dtype=dtype)
 
     def write(self, frame: np.ndarray) -> None:
         if self._tiff is not None:
@@ -263,15 +385,50 @@ class RecordingWriter:
         self._written += 1
 
     def close(self) -> None:
-        if self._tiff is not None:
-            self._tiff.close()
-            self._tiff = None
-        elif isinstance(self._array, np.memmap):
-            self._array.flush()
-        self._array = None
+        """Complete the output and move it to :attr:`path` (replacing what was there)."""
+        if not self._folder.exists():
+            return  # closed or discarded already
+        try:
+            self._finish_file()
+            self._move_into_place()
+        except BaseException:
+            self.discard()
+            raise
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Drop the frames written; :attr:`path` is left as it was."""
+        with suppress(OSError, ValueError):  # its file is removed next either way
+            self._finish_file()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _finish_file(self) -> None:
+        tiff, array = self._tiff, self._array
+        self._tiff = self._array = None  # the memory map closes with its last reference
+        if tiff is not None:
+            tiff.close()
+        elif isinstance(array, np.memmap):
+            array.flush()
+
+    def _move_into_place(self) -> None:
+        """Rename the new output over :attr:`path`; an old one is moved aside first (a
+        folder cannot be renamed over) and put back if the new one cannot go in."""
+        _check_replaceable(self.path, self._replace)  # made while we wrote?
+        old = self._folder / "replaced"
+        if self.path.exists() or self.path.is_symlink():
+            os.replace(self.path, old)
+        try:
+            os.replace(self._folder / self.path.name, self.path)
+        except OSError:
+            if old.exists() or old.is_symlink():
+                os.replace(old, self.path)
+            raise
 
     def __enter__(self) -> RecordingWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()

@@ -107,3 +107,29 @@ def test_with_a_known_gain_a_flat_series_is_not_taken_for_dark_frames(tmp_path: 
     assert refused.exit_code == 2 and "a flat-field series?" in " ".join(refused.output.split())
     taken = CliRunner().invoke(app, ["calibrate", str(dark), "--gain", "2"])
     assert taken.exit_code == 0, taken.output
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (np.full((6, 32, 32), 65535, np.uint16), "read 65535, the top of a 16-bit camera"),
+        (np.full((6, 32, 32), 4095, np.uint16), "read 4095, the top of a 12-bit camera"),
+        (np.full((6, 32, 32), 100, np.uint16), "do not vary from frame to frame"),
+        (np.zeros((6, 32, 32), np.uint16), "do not vary from frame to frame"),
+    ],
+)
+def test_calibrate_refuses_dark_frames_that_cannot_give_a_read_noise(
+    tmp_path: Path, frames: np.ndarray, message: str
+):
+    """Saturated or constant frames gave offset 65535 / read noise 0 as a camera."""
+    rng = np.random.default_rng(1)
+    if frames.max() == 4095:  # mostly saturated, with some noise below the top
+        frames = np.minimum(frames - rng.integers(0, 2, frames.shape), 4095).astype(np.uint16)
+    np.save(tmp_path / "bad.npy", frames)
+    for args in (["--gain", "0.5"], ["--dark", str(tmp_path / "bad.npy")]):
+        stack = str(tmp_path / "bad.npy")
+        if args[0] == "--dark":
+            stack = str(_recordings(tmp_path)[0])
+        result = CliRunner().invoke(app, ["calibrate", stack, *args])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split())
