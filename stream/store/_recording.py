@@ -144,12 +144,17 @@ def open_recording(path: Path) -> Recording:
         with _reading(path, "its frame"):
             frames = np.asarray(frames[...])[None]
     if frames.ndim != 3 or min(frames.shape[1:]) < 1:
-        more = (
-            ": save the channel or z-plane to denoise as its own (T, H, W) stack, e.g. "
-            "stack[:, 0] of a (T, C, H, W) one"
-            if frames.ndim > 3
-            else ""
-        )
+        more = ""
+        if frames.ndim == 4 and frames.shape[-1] in (3, 4):  # colour last: (T, H, W, 3)
+            more = (
+                ": it looks like colour frames (T, H, W, C); save the channel to denoise "
+                "as its own (T, H, W) stack, e.g. stack[..., 0]"
+            )
+        elif frames.ndim > 3:
+            more = (
+                ": save the channel or z-plane to denoise as its own (T, H, W) stack, e.g. "
+                "stack[:, 0] of a (T, C, H, W) one"
+            )
         raise ConfigError(
             f"{path}: expected frames (T, H, W) or one image (H, W), got shape "
             f"{tuple(frames.shape)}{more}"

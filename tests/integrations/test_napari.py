@@ -186,6 +186,29 @@ def test_a_stored_series_opens_as_raw_and_clean_layers(tmp_path: Path, box_model
     assert raw.metadata["deepdenoise"]["image"] == "raw"
 
 
+def test_a_store_still_being_written_opens_with_its_frames_only(tmp_path: Path, box_model):
+    """An open store's time axis is allocated ahead (thousands of slots): the layers end
+    at its last frame on disk, and still read lazily."""
+    frames = _frames(3, seed=5)
+    with (
+        running_service(tmp_path, box_model) as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "open", i)
+        wait_until(
+            lambda: svc.status()["series"].get("open", {}).get("frames_out") == len(frames),
+            timeout=30,
+        )
+        assert svc.flush()
+        store = tmp_path / "data" / "open.zarr"
+        allocated = zarr.open_group(store, mode="r")[ARRAY_PATHS["raw"]].shape[0]
+        raw, clean = read_series_store(str(store))
+    assert allocated > len(frames)  # the premise: the axis runs ahead while open
+    assert raw[0].shape == clean[0].shape == (3, *SHAPE)
+    np.testing.assert_array_equal(np.asarray(raw[0]), np.stack(frames))
+
+
 def test_the_reader_leaves_other_folders_alone(tmp_path: Path) -> None:
     zarr.create_group(str(tmp_path / "other.zarr"), zarr_format=3, attributes={"x": 1})
     (tmp_path / "plain").mkdir()
@@ -267,6 +290,10 @@ def test_status_text_shows_rate_latency_and_drops() -> None:
     ):
         assert shown in text, shown
     assert "no status yet" in service_lines(None)[0]
+    assert service_lines(status, age_s=1.0)[0].startswith("fps")  # fresh
+    old = service_lines(status, age_s=12.0)  # a stopped or killed service
+    assert old[0] == "service: silent for 12 s (stopped, or unreachable); its last status:"
+    assert old[1:] == service_lines(status)
     assert "fps ?" in service_lines({})[0]  # fields a service does not send: not guessed
     line = viewer_line(ViewerCounters(received=10, shown=4, bad=1))
     assert "received 10" in line and "skipped 6" in line and "malformed 1" in line

@@ -176,6 +176,9 @@ def test_a_trailing_channel_of_one_is_dropped_and_a_colour_image_refused(tmp_pat
     np.save(tmp_path / "rgb.npy", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ConfigError, match=r"looks like one colour image \(H, W, 3\)"):
         open_recording(tmp_path / "rgb.npy")
+    np.save(tmp_path / "rgbs.npy", np.zeros((3, 32, 32, 3), np.uint8))
+    with pytest.raises(ConfigError, match=r"colour frames \(T, H, W, C\).*stack\[\.\.\., 0\]"):
+        open_recording(tmp_path / "rgbs.npy")
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".tiff", ".zarr"])

@@ -58,8 +58,10 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     """Two image layers, ``<series> raw`` and ``<series> clean``, axes (t, y, x).
 
     The time axis is the frame index, as on disk: a frame never received is a hole
-    (zeros in ``raw``, NaN in ``clean``). Contrast limits come from the newest frame
-    whose raw and clean pixels are both on disk, so the first view needs no scan.
+    (zeros in ``raw``, NaN in ``clean``). It ends at the last frame on disk: a store
+    still being written has its time axis allocated ahead, which would show as an
+    empty slider. Contrast limits come from the newest frame whose raw and clean pixels
+    are both on disk, so the first view needs no scan.
     """
     import zarr
 
@@ -71,6 +73,7 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     group = zarr.open_group(str(path), mode="r")
     series = str(info.get("series") or Path(path).stem)
     frame = _newest_complete_frame(group)
+    last = _last_frame(group)
     layers: list[LayerData] = []
     for name in IMAGES:
         array = group[info["images"][name]]
@@ -86,15 +89,34 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
             limits = _limits(np.asarray(array[frame]))
             if limits is not None:
                 kwargs["contrast_limits"] = limits
-        layers.append((array, kwargs, "image"))
+        layers.append((_first_frames(array, last + 1), kwargs, "image"))
     return layers
+
+
+def _first_frames(array: Any, count: int) -> Any:
+    """The first ``count`` frames of a zarr array, still read lazily (a dask view; napari
+    depends on dask), or the whole array when it has no more."""
+    if not 0 < count < array.shape[0]:
+        return array
+    import dask.array as da
+
+    return da.from_zarr(array)[:count]
+
+
+def _last_frame(group: Any) -> int:
+    """The last index whose raw frame is on disk (-1: none, or no readable flags)."""
+    try:
+        hits = np.flatnonzero(np.asarray(group["valid"][:]))
+    except (KeyError, ValueError, RuntimeError):  # no flags, or damaged ones
+        return -1
+    return int(hits[-1]) if hits.size else -1
 
 
 def _newest_complete_frame(group: Any) -> int | None:
     """The last index with both its raw and its clean frame on disk, if any."""
     try:
         both = np.asarray(group["valid"][:]) & np.asarray(group["clean_valid"][:])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RuntimeError):  # no flags, or damaged ones
         return None
     hits = np.flatnonzero(both)
     return int(hits[-1]) if hits.size else None

@@ -22,10 +22,25 @@ def _counts(counts: Any) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items()))
 
 
-def service_lines(status: Mapping[str, Any] | None) -> list[str]:
-    """The service's rate, latency, totals and drop counters, one fact per line."""
+#: Seconds without a status message after which the last one is shown as old: the
+#: service sends one about every second, so it has stopped or become unreachable.
+STALE_S = 5.0
+
+
+def service_lines(status: Mapping[str, Any] | None, age_s: float | None = None) -> list[str]:
+    """The service's rate, latency, totals and drop counters, one fact per line;
+    ``age_s``: seconds since that status arrived (an old one is said to be old)."""
     if status is None:
         return ["service: no status yet (is the service running at this endpoint?)"]
+    stale = (
+        [f"service: silent for {age_s:.0f} s (stopped, or unreachable); its last status:"]
+        if age_s is not None and age_s > STALE_S
+        else []
+    )
+    return stale + _status_lines(status)
+
+
+def _status_lines(status: Mapping[str, Any]) -> list[str]:
     latency = status.get("latency_ms")
     latency = latency if isinstance(latency, Mapping) else {}
     state = "paused" if status.get("paused") else str(status.get("state", "running"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -73,6 +74,7 @@ class LiveViewWidget(QWidget):
         #: The newest header shown, by (topic, series): what each layer holds now.
         self.shown: dict[tuple[str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] | None = None
+        self._status_at = 0.0  # time.monotonic() when it came
 
         self.endpoint_edit = QLineEdit(endpoint)
         self.endpoint_edit.setToolTip("The service's output (PUB) endpoint, e.g. " + DEFAULT_OUTPUT)
@@ -188,7 +190,7 @@ class LiveViewWidget(QWidget):
         for (topic, series), message in latest.frames.items():
             self._show_frame(topic, series, message)
         if latest.status is not None:
-            self.status = latest.status
+            self.status, self._status_at = latest.status, time.monotonic()
         if stream.error is not None:
             self.disconnect_from()
             self.state_label.setText(f"receiving failed: {stream.error}")
@@ -216,7 +218,8 @@ class LiveViewWidget(QWidget):
         self.shown[(topic, series)] = header
 
     def _show_status(self) -> None:
-        self.status_label.setText("\n".join(service_lines(self.status)))
+        age = time.monotonic() - self._status_at if self.status is not None else None
+        self.status_label.setText("\n".join(service_lines(self.status, age)))
         lines = [
             f"{series} {topic}: frame {h.get('index')}"
             for (topic, series), h in sorted(self.shown.items())
