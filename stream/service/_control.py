@@ -252,7 +252,7 @@ def _command_of(request: bytes) -> str | None:
     """The request's ``cmd``, read without decoding the rest (a set_rois label image may
     be large), or None when it has none: its error reply is quick, so it is answered on
     the control thread."""
-    unpacker = msgpack.Unpacker(raw=False)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(request), 1))
     unpacker.feed(request)
     try:
         for _ in range(unpacker.read_map_header()):
