@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import tempfile
 import time
 import tomllib
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from exporter.export import ExportReport, export_onnx
+from stream import ConfigError
 from stream.engine import Engine, ModelMetadata
 from stream.sim import Simulator, SimulatorConfig
 
@@ -76,16 +78,28 @@ def ship(
     A run still training (no ``summary.json`` yet) ships its best checkpoint so far;
     its card says so, with ``wall_hours`` (from the run's logs) as the budget spent.
     """
+    if not _SHIP_NAME.fullmatch(name):
+        raise ConfigError(
+            f"expected --name of lowercase letters, digits, '.', '_' and '-' (a file name "
+            f"like na-lite), got {name!r}"
+        )
     checkpoint = run_dir / "best.pt"
     out = out_dir / f"{name}.onnx"
+    # everything is made and read first: a failure (a recipe or metrics file missing)
+    # leaves the package's model and card as they were
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(checkpoint, Path(tmp) / out.name, fp16=True)
-        out.write_bytes(report.path.read_bytes())  # the fp16 file only feeds the card
-    summary = run_summary(run_dir, wall_hours)
-    fps = cpu_fps(out)
-    card = render_card(name, recipe, report, summary, fps, metrics)
+        model = report.path.read_bytes()  # the fp16 file only feeds the card
+        summary = run_summary(run_dir, wall_hours)
+        fps = cpu_fps(report.path)
+        card = render_card(name, recipe, report, summary, fps, metrics)
+    out.write_bytes(model)
     out.with_suffix(".md").write_text(card, encoding="utf-8")
     return out
+
+
+#: What ``ship --name`` may be: it names a file in the package.
+_SHIP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 def run_summary(run_dir: Path, wall_hours: float | None = None) -> dict[str, Any]:

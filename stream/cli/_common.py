@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -81,7 +82,8 @@ def kv_table(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for name, value in rows:
-        table.add_row(name, value if isinstance(value, str) else str(value))
+        # values are data (paths, errors, "[traces]"), never rich markup
+        table.add_row(name, Text(value if isinstance(value, str) else str(value)))
     return table
 
 

@@ -78,6 +78,7 @@ def test_info_describes_the_trace_denoiser():
     assert result.exit_code == 0, result.output
     text = one_line(result.output)
     assert "ROI trace denoiser" in text and "trace-mlp" in text and "32 dF/F samples" in text
+    assert "([traces] denoiser = this file)" in text  # a value, not rich markup
 
 
 def test_info_summarises_a_store(tmp_path: Path):

@@ -64,3 +64,27 @@ def test_the_card_of_a_continued_run_names_the_run_it_started_from(tmp_path: Pat
     (tmp_path / "first" / "shipped.onnx").write_bytes(b"not a checkpoint")
     recipe.write_text('preset = "na-lite"\ninit = "../first/shipped.onnx"\n')
     assert "the exported model `../first/shipped.onnx`" in " ".join(_continuation(recipe))
+
+
+def test_a_failed_ship_leaves_the_package_as_it_was(tmp_path: Path):
+    """Everything is made and read before the model is written: a missing recipe (read
+    for the card) used to leave a new model beside a stale card."""
+    from model_harness import tiny_temporal_config
+
+    from exporter.ship import ship
+    from exporter.train import train
+    from stream import ConfigError
+
+    run = tmp_path / "run"
+    train(tiny_temporal_config(run, steps=2, val_every=2, ckpt_every=2), progress=False)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "x.onnx").write_bytes(b"the shipped model")
+    (models / "x.md").write_text("its card")
+    with pytest.raises(FileNotFoundError, match=r"no-recipe\.toml"):
+        ship(run, "x", tmp_path / "no-recipe.toml", None, out_dir=models)
+    assert (models / "x.onnx").read_bytes() == b"the shipped model"
+    assert (models / "x.md").read_text() == "its card"
+    with pytest.raises(ConfigError, match="expected --name of lowercase letters"):
+        ship(run, "../escape", tmp_path / "no-recipe.toml", None, out_dir=models)
+    assert sorted(p.name for p in models.iterdir()) == ["x.md", "x.onnx"]
