@@ -206,6 +206,12 @@ class ModelMetadata(BaseModel):
     @classmethod
     def from_props(cls, props: Mapping[str, str]) -> ModelMetadata:
         """Parse ONNX ``metadata_props``; keys without the prefix are ignored."""
+        kind = props.get(PREFIX + "kind")
+        if kind is not None:  # the ROI trace denoiser's metadata (stream.traces)
+            raise ModelError(
+                f"expected a frame model, got a model of {PREFIX}kind {kind!r}"
+                + (": a ROI trace denoiser, for [traces] denoiser" if kind == "trace" else "")
+            )
         values: dict[str, Any] = {}
         for key, raw in props.items():
             if not key.startswith(PREFIX):

@@ -210,6 +210,13 @@ def test_an_unknown_metadata_key_is_told_with_the_likely_one(
     assert "did you mean deepdenoise.normalization?" in caplog.text
 
 
+def test_a_trace_model_is_not_taken_for_a_frame_model() -> None:
+    from stream.traces import SHIPPED_TRACE_MODEL
+
+    with pytest.raises(ModelError, match="a ROI trace denoiser, for \\[traces\\] denoiser"):
+        Engine(SHIPPED_TRACE_MODEL, provider="cpu", warmup_shape=None)
+
+
 @pytest.mark.parametrize("context", [{"frames": 3}, {"noise_map": True}])
 def test_a_model_with_context_channels_needs_adaptive_normalisation(
     context: dict[str, object],
