@@ -191,6 +191,7 @@ def status_table(reply: dict[str, Any]) -> Table:
         ("state", f"{reply.get('state')}{' (paused)' if reply.get('paused') else ''}"),
         ("uptime", f"{reply.get('uptime_s', 0):.1f} s"),
         ("model / provider", f"{reply.get('model')} / {reply.get('provider')}"),
+        *_loading_rows(reply.get("loading")),
         ("frames in / out", f"{reply.get('frames_in')} / {reply.get('frames_out')}"),
         ("fps (recent)", f"{reply.get('fps')}"),
         ("latency p50 / p99", _latency_row(lat)),
@@ -296,6 +297,13 @@ def _still_means_text(still: dict[str, Any] | None) -> str:
         return ""
     share, frames = 100 * still["share"], still.get("frames", 0)
     return f"; still pixels averaged {share:.0f} % ({frames:.1f} frames)"
+
+
+def _loading_rows(loading: Any) -> list[tuple[str, str]]:
+    """A row while load_model loads and warms up a model (none otherwise)."""
+    if not isinstance(loading, dict):
+        return []
+    return [("loading model", f"{loading.get('path')} (for {loading.get('for_s', 0):.0f} s)")]
 
 
 def _ensemble_row(ensemble: dict[str, Any]) -> str:

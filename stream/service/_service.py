@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,8 @@ class Service:
         self._inference: InferenceStage | None = None
         self._curve: CurveGuard | None = None
         self._traces: TraceStep | None = None
+        #: The model path load_model is loading and when it began (None: no load).
+        self._loading: tuple[str, float] | None = None
         #: Provider fallbacks so far (``from``, ``to``, ``reason``, ``when``: load or run).
         self.fallbacks: list[dict[str, str]] = []
 
@@ -397,11 +400,15 @@ class Service:
                 "models, the configured model's folder, and `model_dirs` in its config or "
                 "`serve --model-dir`)"
             )
-        new = self._load_engine(candidate)
-        # the series streaming now go on with it: it must run on their frames first
-        new.warm_up(list(self._inference.frame_shapes.values()))
-        inference = self._threads["inference"]
-        self._inference.swap(new, timeout, alive=inference.is_alive)
+        self._loading = (str(candidate), time.monotonic())
+        try:
+            new = self._load_engine(candidate)
+            # the series streaming now go on with it: it must run on their frames first
+            new.warm_up(list(self._inference.frame_shapes.values()))
+            inference = self._threads["inference"]
+            self._inference.swap(new, timeout, alive=inference.is_alive)
+        finally:
+            self._loading = None
         return new
 
     def allowed_model_dirs(self) -> list[Path]:
@@ -470,6 +477,14 @@ class Service:
         """Write everything received so far to disk; True when done (or no Zarr)."""
         return self.writer.flush(timeout) if self.writer is not None else True
 
+    def _loading_status(self) -> dict[str, Any] | None:
+        """The model ``load_model`` is loading and warming up now, and for how long."""
+        loading = self._loading
+        if loading is None:
+            return None
+        path, since = loading
+        return {"path": path, "for_s": round(time.monotonic() - since, 1)}
+
     def status(self) -> dict[str, Any]:
         """The fields of the status message (also the control ``status`` reply)."""
         engine = self.engine
@@ -502,6 +517,7 @@ class Service:
             events_suppressed=self.events.suppressed,
             traces=self._traces.status() if self._traces is not None else None,
             ensemble=self._inference.ensemble.status() if self._inference is not None else None,
+            loading=self._loading_status(),
             blend=self.config.blend,
             offset_map=(
                 self._inference.offset_pattern.status()

@@ -292,18 +292,19 @@ def test_load_model_refuses_a_model_that_fails_on_the_streaming_frames(
 def test_status_is_answered_while_a_slow_command_runs(tmp_path: Path, identity_model, box_model):
     """load_model (a TensorRT build can take minutes), flush and set_rois run beside the
     control loop: another client's status is answered meanwhile, and the slow command's
-    reply still reaches its own client. The load is held until status was answered."""
+    reply still reaches its own client; status says what is loading. The model's load
+    is held (in the service's engine factory) until status was answered."""
     import threading
 
     release = threading.Event()
     with running_service(tmp_path, identity_model, zarr=None) as svc:
-        real_load = svc.load_model
+        real_load = svc._load_engine
 
-        def held_load(path: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+        def held_load(model, provider=None):  # type: ignore[no-untyped-def]
             assert release.wait(30), "status was not answered while the load was held"
-            return real_load(path, timeout)
+            return real_load(model, provider)
 
-        svc.load_model = held_load  # type: ignore[method-assign]
+        svc._load_engine = held_load  # type: ignore[method-assign]
         replies: dict[str, dict] = {}  # type: ignore[type-arg]
 
         def load() -> None:
@@ -313,11 +314,13 @@ def test_status_is_answered_while_a_slow_command_runs(tmp_path: Path, identity_m
         loader = threading.Thread(target=load)
         loader.start()
         with Control(svc.endpoints["control"], timeout=10) as ctl:
-            wait_until(lambda: ctl.status()["ok"] and "load" not in replies)
+            wait_until(lambda: (ctl.status()["loading"] or {}).get("path") == str(box_model))
+            assert replies.get("load") is None  # still held
             replies["status"] = ctl.pause()  # another quick command, while held
             release.set()
             loader.join(60)
-            assert ctl.status()["model"] == replies["load"]["model"]
+            status = ctl.status()
+    assert status["model"] == replies["load"]["model"] and status["loading"] is None
     assert replies["status"] == {"ok": True, "paused": True}
     assert replies["load"]["ok"] is True
 
