@@ -29,7 +29,7 @@ import torch
 
 from exporter.model import DnCNN, receptive_field
 from exporter.train import load_checkpoint
-from stream import ModelError
+from stream import ConfigError, ModelError
 from stream.engine import (
     CameraModel,
     Engine,
@@ -313,6 +313,20 @@ def check_parity(
     return rows
 
 
+def check_output(checkpoint: Path, out: Path) -> None:
+    """Refuse, before any work, an output that cannot take the model: a folder, or the
+    checkpoint itself (writing there would destroy what is being exported)."""
+    if out.is_dir():
+        raise ConfigError(
+            f"expected the ONNX file to write, got the folder {out} (-o {out / 'model.onnx'}?)"
+        )
+    if out.resolve() == checkpoint.resolve():
+        raise ConfigError(
+            f"the output {out} is the checkpoint being exported, which the ONNX model would "
+            f"replace; expected another file, e.g. {out.with_suffix('.onnx')}"
+        )
+
+
 def export_onnx(
     checkpoint: Path,
     out: Path,
@@ -347,10 +361,13 @@ def export_onnx(
         A variant's error exceeds its bound (the file is left on disk for inspection).
     ModelError
         The checkpoint cannot be read, or the exported graph fails the ONNX checker.
+    ConfigError
+        ``out`` is a folder or the checkpoint itself.
     """
     t0 = time.perf_counter()
-    model, info = load_checkpoint(Path(checkpoint))
-    out = Path(out)
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_output(checkpoint, out)
+    model, info = load_checkpoint(checkpoint)
     norm = info["normalization"]
     spec = model.spec
     fields: dict[str, Any] = {

@@ -52,7 +52,9 @@ __all__ = [
     "TrainSummary",
     "load_checkpoint",
     "load_train_config",
+    "newest_checkpoint",
     "read_checkpoint",
+    "run_checkpoints",
     "train",
 ]
 
@@ -61,6 +63,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 # seed-sequence tags: training stream, validation set, BatchNorm statistics batches
 _STREAM_TAG, _VAL_TAG, _BN_TAG = 1, 2, 3
+#: What a run writes into its folder; a fresh run clears the previous run's first.
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
+RUN_FILES = (*CHECKPOINT_NAMES, "history.json", "history.csv", "summary.json")
 
 
 @dataclass
@@ -185,6 +190,29 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def run_checkpoints(out_dir: Path) -> list[Path]:
+    """The checkpoints a run left in ``out_dir`` (none when it holds no run)."""
+    return [path for name in CHECKPOINT_NAMES if (path := Path(out_dir) / name).is_file()]
+
+
+def newest_checkpoint(out_dir: Path) -> Path | None:
+    """The checkpoint written last in ``out_dir``: ``best.pt`` is newer than ``last.pt``
+    when a validation improved after the last periodic checkpoint (on a tie, last.pt)."""
+    found = run_checkpoints(out_dir)
+    if not found:
+        return None
+    return max(found, key=lambda path: (path.stat().st_mtime_ns, path.name == "last.pt"))
+
+
+def _prepare_out_dir(out_dir: Path, fresh: bool) -> None:
+    """Create the run folder; a fresh run first removes a previous run's files, so the
+    folder never mixes two runs (the CLI refuses this without ``--force``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+
+
 def _write_history(out_dir: Path, hist: _History) -> Path:
     """history.json (everything) and history.csv (one row per logged or validated step)."""
     path = out_dir / "history.json"
@@ -276,9 +304,11 @@ def train(
     ----------
     cfg
         The run. On resume, the checkpoint's model must match; other changed settings
-        are logged as a warning.
+        are logged as a warning. ``cfg.out_dir`` is created only once the run is set
+        up; a fresh run (no ``resume``) replaces the checkpoints and history of any
+        run already there.
     resume
-        A ``last.pt`` or ``best.pt`` to continue from.
+        A ``last.pt`` or ``best.pt`` to continue from (into ``cfg.out_dir``).
     progress
         Show a progress bar (rich, on stderr).
     stop_at
@@ -307,7 +337,6 @@ class _Run:
     def __init__(self, cfg: TrainConfig, device: torch.device, resume: Path | None) -> None:
         self.cfg, self.device = cfg, device
         self.out_dir = Path(cfg.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest conv
         torch.manual_seed(cfg.seed)
@@ -335,6 +364,8 @@ class _Run:
         self.val_clean = val_clean.numpy()
         current = self.val_noisy.numpy()[:, self.spec.frames - 1]
         self.hist.noisy_psnr = mean_psnr(current[:, None], self.val_clean)
+        # Only now: a config error above must not leave an empty (or emptied) folder.
+        _prepare_out_dir(self.out_dir, fresh=resume is None)
 
     def _restore(self, path: Path) -> None:
         # CPU first: RNG states must stay CPU tensors; the loaders below move the rest.

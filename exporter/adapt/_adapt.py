@@ -48,6 +48,8 @@ SNAPSHOTS = (0.25, 0.5, 0.75)
 #: Frames the camera estimate sees (as many as the service would in its first seconds).
 CAMERA_FRAMES = 64
 TOLERANCE = 1e-4
+#: The least patch side trained on: frames must hold one.
+LEAST_PATCH = 16
 
 
 class AdaptConfig(BaseModel):
@@ -58,7 +60,7 @@ class AdaptConfig(BaseModel):
     steps: int = Field(3000, ge=1, description="optimiser steps at most")
     minutes: float = Field(10.0, gt=0, description="wall-clock budget, resumed runs included")
     batch: int = Field(8, ge=1, le=512)
-    patch: int = Field(64, ge=16, le=1024)
+    patch: int = Field(64, ge=LEAST_PATCH, le=1024)
     mask_fraction: float = Field(0.015, gt=0, lt=0.5, description="blind-spot pixels per patch")
     lr: float = Field(
         3e-5,
@@ -106,13 +108,64 @@ class AdaptReport:
 
 
 def estimate_camera(recording: Recording) -> CameraModel:
-    """The camera as the service would estimate it from the recording's first frames."""
+    """The camera as the service would estimate it from the recording's first frames;
+    a ConfigError where the estimate says it cannot tell the gain (an infinite standard
+    error: too few blocks with noise in them), rather than a made-up camera."""
     estimator = CameraEstimator()
     estimate = None
     for frame in recording.frames[recording.valid][:CAMERA_FRAMES]:
         estimate = estimator.update(frame)
     assert estimate is not None
+    if not math.isfinite(estimate.gain_stderr):
+        height, width = recording.frames.shape[1:]
+        raise ConfigError(
+            f"{recording.source}: the camera's noise cannot be estimated from this "
+            f"recording (its gain is undetermined by {estimate.frames} frame(s) of "
+            f"{height}x{width} px: too few unsaturated blocks with noise in them); give "
+            "--gain, --offset and --read-noise (deepdenoise calibrate on dark frames)"
+        )
     return estimate.camera
+
+
+_NO_NOISE = (
+    "{}: every valid frame holds one value (constant, or saturated): such frames "
+    "carry no noise to learn from"
+)
+
+
+def check_learnable(recording: Recording) -> None:
+    """Refuse a recording adapting cannot learn from, whatever the camera: frames
+    smaller than the least patch, or frames without noise (one value each)."""
+    _, height, width = recording.frames.shape
+    if min(height, width) < LEAST_PATCH:
+        raise ConfigError(
+            f"{recording.source}: expected frames of at least {LEAST_PATCH}x{LEAST_PATCH} "
+            f"px (the least patch adapt trains on), got {height}x{width}"
+        )
+    # the frames the camera estimate would see: a recording starts as it goes on
+    valid = recording.frames[np.flatnonzero(recording.valid)[:CAMERA_FRAMES]]
+    if all(frame.min() == frame.max() for frame in valid):
+        raise ConfigError(_NO_NOISE.format(recording.source))
+
+
+def check_output(out: Path, source: Path, start: Path) -> None:
+    """Refuse, before any work, an output whose writing would destroy data or fail at
+    the end: the recording (or a path inside it, or a folder holding it), the starting
+    model, a folder, a name that is no .onnx file. An existing .onnx file is replaced
+    (a rerun, or ``--resume``, writes its result there)."""
+    target, recording, model = (Path(p).resolve() for p in (out, source, start))
+    if recording.is_relative_to(target):  # the recording itself, or a folder holding it
+        raise ConfigError(f"the output {out} is the recording or holds it: expected a new path")
+    if target.is_relative_to(recording):
+        raise ConfigError(f"the output {out} is inside the recording {source}: expected a new path")
+    if target == model:
+        raise ConfigError(f"the output {out} is the starting model: expected a new path")
+    if target.is_dir():
+        raise ConfigError(f"the output {out} is a folder: expected an .onnx file to write")
+    if target.suffix.lower() != ".onnx":
+        raise ConfigError(f"expected an output ending in .onnx, got {out}")
+    if not target.parent.is_dir():
+        raise ConfigError(f"the output's folder {out.parent} does not exist")
 
 
 def _checkpoint_path(out: Path) -> Path:
@@ -137,7 +190,9 @@ def adapt(
     """
     cfg = config or AdaptConfig()
     start = model_file(start) if start is not None else default_model_path("cpu")
+    check_output(Path(out), Path(source), start)
     recording = load_recording(Path(source), cfg.max_frames)
+    check_learnable(recording)
     trainable = load_trainable(start)
     with Engine(start, provider="cpu", warmup_shape=None) as engine:
         meta, start_id = engine.metadata, engine.model_id
@@ -178,11 +233,16 @@ def adapt(
     window: list[float] = []
     while step < cfg.steps and time.perf_counter() - t0 < budget_s:
         loss = _step_loss(trainable, recording, windows, meta, camera, rng, cfg, patch)
+        value = loss.item()
+        if not math.isfinite(value):  # before the step: the weights stay finite
+            raise FloatingPointError(
+                f"the {cfg.loss} loss became {value} at step {step + 1}; expected a finite "
+                f"loss: lower --lr (got {cfg.lr:g}), or check the camera"
+            )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
-        value = loss.item()
         window.append(value)
         if step % 25 == 0 or step == 1:
             history.append((step, float(np.mean(window))))
@@ -199,10 +259,10 @@ def adapt(
                   start_id, recording.source, snapshots)  # fmt: skip
     seconds = time.perf_counter() - t0
     snapshots[step] = _weights(trainable)
+    if window:  # before the save: a resumed run reports the same last loss
+        history.append((step, float(np.mean(window))))
     _save(ckpt, trainable, optimiser, rng, step, seconds, history, start_id, recording.source,
           snapshots)  # fmt: skip
-    if window:
-        history.append((step, float(np.mean(window))))
     record = {
         "source": recording.source,
         "frames": int(recording.valid.sum()),

@@ -46,7 +46,7 @@ class TrainableModel:
 
 def load_trainable(path: Path) -> TrainableModel:
     """The model at ``path`` as a torch module; its Conv weights are the trainable part."""
-    proto = onnx.load(str(path))
+    proto = _read_onnx(Path(path))
     halves = [
         init.name
         for graph in _graphs(proto.graph)
@@ -66,6 +66,20 @@ def load_trainable(path: Path) -> TrainableModel:
         raise ModelError(f"{path}: the model has no convolution to adapt")
     module.train()
     return TrainableModel(module, proto)
+
+
+def _read_onnx(path: Path) -> onnx.ModelProto:
+    """The ONNX graph at ``path``; a one-line ModelError for anything else (a training
+    checkpoint, a truncated file), not protobuf's traceback."""
+    from google.protobuf.message import DecodeError
+
+    expected = "expected an .onnx model; export a checkpoint first with deepdenoise export"
+    if path.suffix.lower() != ".onnx":
+        raise ModelError(f"{path}: {expected}")
+    try:
+        return onnx.load(str(path))
+    except (DecodeError, ValueError, OSError) as exc:
+        raise ModelError(f"{path}: cannot read it as ONNX ({exc}); {expected}") from exc
 
 
 def with_trained_weights(model: TrainableModel) -> onnx.ModelProto:

@@ -79,21 +79,34 @@ class Recording:
 def load_recording(path: Path, max_frames: int | None = None) -> Recording:
     """A series store, ``.npy``, TIFF or Zarr array as a :class:`Recording`."""
     path = Path(path)
-    from stream.store import ARRAY_PATHS, is_series_store
+    from stream.store import is_series_store
 
     if path.suffix.lower() == ".zarr" and path.exists() and is_series_store(path):
-        import zarr
-
-        group = zarr.open_group(str(path), mode="r")
-        raw, valid = group[ARRAY_PATHS["raw"]], group["valid"]
-        if not (isinstance(raw, zarr.Array) and isinstance(valid, zarr.Array)):
-            raise ConfigError(f"{path}: expected arrays raw and valid in the series store")
-        n = min(raw.shape[0], valid.shape[0], max_frames or raw.shape[0])
-        frames = np.asarray(raw[:n])
-        flags = np.asarray(valid[:n], dtype=bool)
+        frames, flags = _series_frames(path, max_frames)
     else:
         frames = load_noise_stack(path, max_frames)
         flags = np.ones(len(frames), bool)
     if frames.ndim != 3 or not flags.any():
         raise ConfigError(f"{path}: expected a recording with valid frames, got none")
     return Recording(frames, flags, str(path))
+
+
+def _series_frames(path: Path, max_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A series store's rows (up to ``max_frames``) and their valid flags, read by the
+    reader ``deepdenoise denoise`` uses: a damaged store (a valid frame's shard gone, a
+    corrupt chunk) is a one-line StoreError, never frames of zeros to train on."""
+    from stream.store import open_recording
+
+    stored = open_recording(path)
+    rows = stored.rows if max_frames is None else min(stored.rows, max_frames)
+    frames = np.zeros((rows, *stored.frame_shape), stored.dtype)  # holes: flagged invalid
+    valid = np.zeros(rows, bool)
+    for position, index in enumerate(stored.indices.tolist()):
+        if index >= rows:
+            break
+        frames[index] = stored.frame(position)
+        valid[index] = True
+        # refused as in a .npy (exporter.noise): one NaN pixel makes every loss NaN
+        if frames.dtype.kind == "f" and not np.isfinite(frames[index]).all():
+            raise ConfigError(f"{path}: the stack contains NaN or infinite pixels (frame {index})")
+    return frames, valid

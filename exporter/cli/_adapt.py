@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from stream import DeepDenoiseError
 from stream.cli import console, fail, kv_table
 
 from ._hints import EXTRA_HINT
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 #: Exit status when no adapted weights are estimated better than the starting ones.
 EXIT_WORSE = 3
@@ -67,6 +70,7 @@ def adapt_command(
     result into a running service with `deepdenoise load-model`. Exits with status 3
     (the starting weights written) when no adapted weights are estimated better."""
     try:
+        from pydantic import ValidationError
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from exporter.adapt import AdaptConfig, adapt
@@ -76,17 +80,19 @@ def adapt_command(
     given = (gain, offset, read_noise)
     if any(v is not None for v in given) and not all(v is not None for v in given):
         raise fail("expected --gain, --offset and --read-noise together, or none of them")
-    camera = (
-        CameraModel(gain=gain, offset=offset, read_noise=read_noise)
-        if gain is not None and offset is not None and read_noise is not None
-        else None
-    )
-    try:
+    try:  # pydantic checks the values; its errors become one line naming the option
+        camera = (
+            CameraModel(gain=gain, offset=offset, read_noise=read_noise)
+            if gain is not None and offset is not None and read_noise is not None
+            else None
+        )
         config = AdaptConfig(
             steps=steps, minutes=minutes, batch=batch, patch=patch, lr=lr,
-            max_frames=max_frames, from_scratch=from_scratch, seed=seed,
-            loss=loss,  # pydantic checks the value
+            max_frames=max_frames, from_scratch=from_scratch, seed=seed, loss=loss,
         )  # fmt: skip
+    except ValidationError as exc:
+        raise fail(_option_error(exc)) from exc
+    try:
         with Progress(
             TextColumn("adapting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(),
@@ -97,8 +103,8 @@ def adapt_command(
                 source, out, start=start, config=config, camera=camera, resume=resume,
                 progress=lambda step, _total, loss: bar.update(task, completed=step, loss=loss),
             )  # fmt: skip
-    except (DeepDenoiseError, OSError, ValueError) as exc:
-        raise fail(exc) from exc
+    except (DeepDenoiseError, OSError, ValueError, ArithmeticError) as exc:
+        raise fail(exc) from exc  # ArithmeticError: the loss became NaN or infinite
     except KeyboardInterrupt:
         console.print(
             "interrupted; continue with the same command and --resume (its checkpoint is "
@@ -140,6 +146,16 @@ def adapt_command(
         )
         # `adapt ... && load-model ...` must not swap in a model that gains nothing
         raise typer.Exit(EXIT_WORSE)
+
+
+def _option_error(exc: ValidationError) -> str:
+    """Pydantic's multi-line dump as one line: the option, what was expected, what came."""
+    said = []
+    for err in exc.errors():
+        option = "--" + str(err["loc"][-1]).replace("_", "-") if err["loc"] else "options"
+        expected = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+        said.append(f"{option}: expected {expected}, got {err.get('input')!r}")
+    return "; ".join(said)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from stream import ConfigError
 from stream.cli import console, fail
 
 from ._hints import EXTRA_HINT
@@ -43,6 +44,7 @@ def train_traces(
     try:
         from exporter.traces import (
             ARCHITECTURES,
+            check_output_folder,
             evaluate_traces,
             export_trace_model,
             report,
@@ -58,6 +60,10 @@ def train_traces(
             f"{architectures!r}",
             param_hint="--architectures",
         )
+    try:  # before any training: a file in the way would cost the whole run
+        check_output_folder(out)
+    except ConfigError as exc:
+        raise fail(exc) from exc
     paths, budgets = {}, {}
     for arch in names:
         model, budget = train_trace_model(arch, window, steps, seed=seed, log=console.print)

@@ -80,8 +80,18 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Seed of weights, data and validation.")] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue from a checkpoint (its config is the base)."),
+        typer.Option(
+            help="Continue from a checkpoint (its config is the base), in its own folder "
+            "unless --out names another."
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Start a fresh run in a folder holding another run's checkpoints, replacing them.",
+        ),
+    ] = False,
     device: Annotated[
         Literal["auto", "cpu", "cuda"] | None,
         typer.Option(help="Training device; auto: CUDA when present."),
@@ -92,13 +102,19 @@ def train_command(
 ) -> None:
     """Train a DnCNN on generated calcium-imaging patches (needs torch)."""
     try:
-        from exporter.train import load_train_config, read_checkpoint, train
+        from exporter.train import (
+            load_train_config,
+            newest_checkpoint,
+            read_checkpoint,
+            run_checkpoints,
+            train,
+        )
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     try:
         base: dict[str, Any] | None = None
-        if resume is not None:
-            base = read_checkpoint(resume)["config"]
+        if resume is not None:  # continues in the checkpoint's folder, wherever run from
+            base = {**read_checkpoint(resume)["config"], "out_dir": resume.parent}
         common: dict[str, Any] = {
             "preset": preset, "data_source": data_source, "steps": steps, "batch": batch,
             "lr": lr, "out_dir": out, "seed": seed, "device": device, "threads": threads,
@@ -127,16 +143,23 @@ def train_command(
             cfg = load_train_config(None, base=merged, **phantom)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
+    if resume is None and not force and run_checkpoints(cfg.out_dir):
+        raise fail(
+            f"{cfg.out_dir} already holds a run's checkpoints; continue it with "
+            f"--resume {newest_checkpoint(cfg.out_dir)}, replace it with --force, or "
+            "choose another --out"
+        )
     try:
         summary = train(cfg, resume=resume, progress=not quiet)
     except (DeepDenoiseError, OSError, FloatingPointError) as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
-        last = cfg.out_dir / "last.pt"
+        newest = newest_checkpoint(cfg.out_dir)
         where = (
-            f"continue from its last checkpoint: deepdenoise train --resume {last}"
-            if last.exists()
-            else f"no checkpoint yet (one every {cfg.ckpt_every} steps)"
+            f"continue from its newest checkpoint: deepdenoise train --resume {newest}"
+            if newest is not None
+            else f"no checkpoint yet (best.pt at each validation, every {cfg.val_every} "
+            f"steps; last.pt every {cfg.ckpt_every})"
         )
         console.print(f"interrupted; {where}", highlight=False)
         raise typer.Exit(130) from None

@@ -19,6 +19,7 @@ import onnx
 import torch
 from torch import nn
 
+from stream import ConfigError
 from stream.traces import noise_scale
 
 from ._generate import trace_batch
@@ -68,8 +69,20 @@ def train_trace_model(
     return model.eval(), budget
 
 
+def check_output_folder(out: Path) -> None:
+    """Refuse an output folder that is a file before any candidate trains: otherwise the
+    first export fails only after the first training."""
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        raise ConfigError(
+            f"expected a folder for the models, report.md and metrics.json, got {out}, "
+            f"where {existing} is a file (choose another --out)"
+        )
+
+
 def export_trace_model(model: nn.Module, window: int, path: Path, metadata: dict[str, str]) -> Path:
     """ONNX with a dynamic batch (ROIs) axis and the trace-model metadata."""
+    check_output_folder(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

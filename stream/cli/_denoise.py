@@ -95,6 +95,7 @@ def denoise(
         _check_apart(recording, output)
         RecordingWriter.check_path(output, replace=force)  # before the work, not after
         frames = open_recording(recording)
+        _check_not_too_sparse(frames)
         offset = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
         if offset is not None and offset.pattern.shape != frames.frame_shape:
             # a stream may mix regions of the sensor; one recording has one shape
@@ -278,6 +279,23 @@ def _summary(
                   f"{counted(context.blend_frames_measured, 'frame')} measured)"),
         ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
     ]  # fmt: skip
+
+
+#: Holes a stored series' time axis may have beyond 10 per frame before it is refused.
+MAX_HOLES = 100_000
+
+
+def _check_not_too_sparse(frames: Any) -> None:
+    """A stored series whose indices jumped far (a sender's counter reset, 2**40 - 1) has
+    a time axis of holes the output cannot hold row by row (row i is frame i)."""
+    holes = frames.rows - len(frames)
+    if holes > MAX_HOLES and holes > 10 * len(frames):
+        raise DeepDenoiseError(
+            f"{frames.source}: its {counted(len(frames), 'frame')} have indices up to "
+            f"{frames.rows - 1}, so the output's time axis would be {frames.rows} rows, "
+            f"{holes} of them holes (row i is the series' frame i): too sparse to write; "
+            "expected a series whose indices count its frames"
+        )
 
 
 def _first(indices: Any, shown: int = 10) -> str:

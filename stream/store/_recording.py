@@ -229,8 +229,7 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
         return node, None
     if is_series_store(path):
         raw = _member_array(node, PATHS["raw"], path)
-        valid = np.asarray(_member_array(node, "valid", path)[...], dtype=bool)
-        indices = np.flatnonzero(valid[: raw.shape[0]]).astype(np.int64)
+        indices = _valid_indices(_member_array(node, "valid", path), path, raw.shape[0])
         _check_shards_on_disk(path, raw, indices)
         return _Rows(raw, indices), indices
     arrays = [name for name, _ in node.arrays()]
@@ -240,6 +239,20 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
             f"array, got a group with arrays {arrays}"
         )
     return _member_array(node, arrays[0], path), None
+
+
+def _valid_indices(valid: Any, path: Path, length: int) -> np.ndarray:
+    """The indices flagged valid, read from the flags' stored chunks only: a series whose
+    index jumped (to 2**40 - 1, say) has a time axis too long to read whole (1 TiB)."""
+    chunk = int(valid.metadata.chunk_grid.chunk_shape[0])
+    folder = path / "valid" / "c"
+    stored = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    hits = [
+        np.flatnonzero(np.asarray(valid[i * chunk : (i + 1) * chunk], dtype=bool)) + i * chunk
+        for i in stored
+    ]
+    indices = np.concatenate(hits) if hits else np.empty(0, np.int64)
+    return indices[indices < length].astype(np.int64)
 
 
 def _member_array(group: Any, name: str, path: Path) -> Any:

@@ -228,3 +228,21 @@ def test_an_unknown_output_format_is_refused_before_the_model_loads(tmp_path: Pa
     status, text = denoise(tmp_path / "rec.npy", "-o", tmp_path / "out.png",
                            model=tmp_path / "no-such-model.onnx")  # fmt: skip
     assert status == 2 and "expected an output as .npy" in text, text
+
+
+def test_a_series_whose_index_jumped_far_is_read_and_refused_for_output(
+    tmp_path: Path, identity_model: Path
+) -> None:
+    """Frames at 0, 1 and 2**40 - 1: its flags are read chunk by chunk (whole, they are
+    1 TiB), and denoise refuses a time axis of a trillion holes in one line instead of
+    writing them row by row."""
+    last = 2**40 - 1
+    with SeriesStore(tmp_path, "far", (16, 16), np.dtype("<u2")) as store:
+        for i in (0, 1, last):
+            store.write_raw(i, MOVIE[i % 6], t_ns=i)
+    recording = open_recording(tmp_path / "far.zarr")
+    assert recording.indices.tolist() == [0, 1, last]
+    np.testing.assert_array_equal(recording.frame(2), MOVIE[last % 6])
+    status, text = denoise(tmp_path / "far.zarr", "-o", tmp_path / "out.zarr", model=identity_model)
+    assert status == 2 and "too sparse to write" in text, text
+    assert not (tmp_path / "out.zarr").exists()

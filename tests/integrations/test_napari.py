@@ -297,3 +297,20 @@ def test_status_text_shows_rate_latency_and_drops() -> None:
     assert "fps ?" in service_lines({})[0]  # fields a service does not send: not guessed
     line = viewer_line(ViewerCounters(received=10, shown=4, bad=1))
     assert "received 10" in line and "skipped 6" in line and "malformed 1" in line
+
+
+def test_a_series_whose_index_jumped_far_opens_without_reading_its_whole_flags(
+    tmp_path: Path,
+) -> None:
+    """Frames at 0 and 2**40 - 1: the reader finds them from the flags' stored chunks
+    (whole, the flags are 1 TiB) and hands the axis over lazily."""
+    from stream import SeriesStore
+
+    last = 2**40 - 1
+    frame = np.arange(SHAPE[0] * SHAPE[1], dtype=np.uint16).reshape(SHAPE)
+    with SeriesStore(tmp_path, "far", SHAPE, np.dtype("<u2")) as store:
+        for i in (0, last):
+            store.write_raw(i, frame, t_ns=i)
+    raw, _ = read_series_store(str(tmp_path / "far.zarr"))
+    assert raw[0].shape == (last + 1, *SHAPE)
+    np.testing.assert_array_equal(np.asarray(raw[0][last]), frame)

@@ -72,8 +72,8 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         raise ValueError(f"expected a deepdenoise series store (<series>.zarr), got {path}")
     group = zarr.open_group(str(path), mode="r")
     series = str(info.get("series") or Path(path).stem)
-    frame = _newest_complete_frame(group)
-    last = _last_frame(group)
+    frame = _newest_complete_frame(group, Path(path))
+    last = _last_frame(group, Path(path))
     layers: list[LayerData] = []
     for name in IMAGES:
         array = group[info["images"][name]]
@@ -103,23 +103,36 @@ def _first_frames(array: Any, count: int) -> Any:
     return da.from_zarr(array)[:count]
 
 
-def _last_frame(group: Any) -> int:
+def _last_frame(group: Any, path: Path) -> int:
     """The last index whose raw frame is on disk (-1: none, or no readable flags)."""
     try:
-        hits = np.flatnonzero(np.asarray(group["valid"][:]))
-    except (KeyError, ValueError, RuntimeError):  # no flags, or damaged ones
+        hits = _flagged(group, "valid", path)
+    except (KeyError, ValueError, RuntimeError, OSError):  # no flags, or damaged ones
         return -1
     return int(hits[-1]) if hits.size else -1
 
 
-def _newest_complete_frame(group: Any) -> int | None:
+def _newest_complete_frame(group: Any, path: Path) -> int | None:
     """The last index with both its raw and its clean frame on disk, if any."""
     try:
-        both = np.asarray(group["valid"][:]) & np.asarray(group["clean_valid"][:])
-    except (KeyError, ValueError, RuntimeError):  # no flags, or damaged ones
+        both = np.intersect1d(_flagged(group, "valid", path), _flagged(group, "clean_valid", path))
+    except (KeyError, ValueError, RuntimeError, OSError):  # no flags, or damaged ones
         return None
-    hits = np.flatnonzero(both)
-    return int(hits[-1]) if hits.size else None
+    return int(both[-1]) if both.size else None
+
+
+def _flagged(group: Any, name: str, path: Path) -> np.ndarray:
+    """The indices a flags array marks, read from its stored chunks only: a series whose
+    index jumped far (to 2**40 - 1, say) has a time axis too long to read whole."""
+    flags = group[name]
+    chunk = int(flags.metadata.chunk_grid.chunk_shape[0])
+    folder = path / name / "c"
+    stored = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    hits = [
+        np.flatnonzero(np.asarray(flags[i * chunk : (i + 1) * chunk], dtype=bool)) + i * chunk
+        for i in stored
+    ]
+    return np.concatenate(hits) if hits else np.empty(0, np.int64)
 
 
 def _limits(pixels: np.ndarray) -> list[float] | None:
