@@ -104,18 +104,20 @@ int main(void) {
 
 
 def test_consumer_project(c_build: Path, tmp_path: Path) -> None:
-    """A ten-line CMake project uses the client through add_subdirectory."""
+    """A ten-line CMake project uses the client through add_subdirectory, beside the C++
+    client (their targets are named apart)."""
     source = tmp_path / "consumer"
     source.mkdir()
     (source / "main.c").write_text(CONSUMER_MAIN)
     (source / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.16)\n"
-        "project(consumer C)\n"
+        "project(consumer C CXX)\n"
         'set(DDN_BUILD_EXAMPLES OFF CACHE BOOL "")\n'
         'set(DDN_BUILD_TESTS OFF CACHE BOOL "")\n'
         f'add_subdirectory("{C_CLIENT}" "${{CMAKE_BINARY_DIR}}/deepdenoise")\n'
+        f'add_subdirectory("{CLIENTS / "cpp"}" "${{CMAKE_BINARY_DIR}}/deepdenoise-cpp")\n'
         "add_executable(consumer main.c)\n"
-        "target_link_libraries(consumer PRIVATE deepdenoise::client)\n"
+        "target_link_libraries(consumer PRIVATE deepdenoise::c_client)\n"
     )
     build = tmp_path / "build"
     run_checked(["cmake", "-S", str(source), "-B", str(build)])
