@@ -58,9 +58,17 @@ def _resolve_paths(data: dict[str, Any], fields: Iterable[str], folder: Path) ->
         table: Any = data
         for key in tables:
             table = table.get(key) if isinstance(table, dict) else None
-        if isinstance(table, dict) and isinstance(table.get(name), str):
-            value = Path(table[name]).expanduser()
-            table[name] = str(value if value.is_absolute() else folder / value)
+        if not isinstance(table, dict):
+            continue
+        if isinstance(table.get(name), str):
+            table[name] = _under(folder, table[name])
+        elif isinstance(table.get(name), list):  # a list of paths (model_dirs)
+            table[name] = [_under(folder, v) if isinstance(v, str) else v for v in table[name]]
+
+
+def _under(folder: Path, path: str) -> str:
+    value = Path(path).expanduser()
+    return str(value if value.is_absolute() else folder / value)
 
 
 def load_settings(

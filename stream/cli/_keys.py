@@ -29,6 +29,8 @@ def keys(
             f"{' and '.join(str(p) for p in existing)} already there: a new pair would lock "
             f"out every peer set up with {name}.key; keep them, or replace them with --force"
         )
+    if directory.exists() and not directory.is_dir():
+        raise fail(f"expected --dir to be a folder for the key pair, got the file {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = (Path(p) for p in create_certificates(directory, name))
     secret.chmod(0o600)
@@ -37,8 +39,9 @@ def keys(
         how = (
             "For the service, in its config:\n"
             "[security]\n"
-            f'secret_key = "{secret}"\n'
-            f'clients = "{directory / "clients"}"   # copy each allowed client\'s .key here\n'
+            f'secret_key = "{secret.resolve()}"\n'
+            f'clients = "{(directory / "clients").resolve()}"\n'
+            "# copy each allowed client's .key into that folder\n"
             f"Give {public.name} (public) to the clients: they connect with it."
         )
     else:

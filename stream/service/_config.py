@@ -33,6 +33,7 @@ SHARE = 0.25
 #: Settings holding paths: relative ones in a config file are relative to its folder.
 PATH_FIELDS = (
     "model",
+    "model_dirs",
     "zarr",
     "security.secret_key",
     "security.clients",

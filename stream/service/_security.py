@@ -3,9 +3,10 @@
 ZeroMQ's CURVE gives each socket end a key pair (``deepdenoise keys`` makes them, as
 ZeroMQ certificate files). With ``[security]`` configured, every socket the service
 binds is a CURVE server holding the service's secret key, and a ZAP authenticator lets
-in only clients whose public key is in the ``clients`` folder (any client with a key
-when no folder is given). An input socket that connects to the acquisition is a CURVE
-client of the acquisition's server key. Without ``[security]`` nothing changes.
+in only clients whose public key is in the ``clients`` folder. Letting in any client
+with a key (encrypted, not authenticated) must be asked for: ``allow_any_client``. An
+input socket that connects to the acquisition is a CURVE client of the acquisition's
+server key. Without ``[security]`` nothing changes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ class SecurityConfig(BaseModel):
 
     secret_key: Path = Field(description="the service's secret certificate (NAME.key_secret)")
     clients: Path | None = Field(
-        None, description="folder of allowed clients' public certificates (*.key); None: any"
+        None, description="folder of allowed clients' public certificates (*.key)"
+    )
+    allow_any_client: bool = Field(
+        False, description="without clients: let in any client with a key (not authenticated)"
     )
     input_server_key: Path | None = Field(
         None, description="connecting input: the acquisition's public certificate"
@@ -48,6 +52,22 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     return public, private
 
 
+def _check_allow_list(folder: Path) -> None:
+    """Every ``*.key`` in the allow-list must load, and there must be one: ZeroMQ's
+    authenticator drops the whole folder on one bad file, so that no client gets in
+    while the service runs as if all were well."""
+    if not folder.is_dir():
+        raise ConfigError(f"security.clients must be a folder of *.key files: {folder}")
+    keys = sorted(folder.glob("*.key"))
+    if not keys:
+        raise ConfigError(
+            f"security.clients: {folder} holds no *.key file, so no client could connect; "
+            "copy the allowed clients' public keys (NAME.key) there"
+        )
+    for key in keys:
+        _load(key, secret=False)
+
+
 class CurveGuard:
     """The authenticator thread and the key options for each socket; close() stops it."""
 
@@ -61,13 +81,22 @@ class CurveGuard:
         self._server_key = (
             _load(config.input_server_key, secret=False)[0] if config.input_server_key else None
         )
-        if config.clients is not None and not config.clients.is_dir():
-            raise ConfigError(f"security.clients must be a folder of *.key files: {config.clients}")
+        if config.clients is not None:
+            _check_allow_list(config.clients)
+        elif not config.allow_any_client:
+            raise ConfigError(
+                "security.clients: expected the folder of the allowed clients' public keys "
+                "(deepdenoise keys NAME --dir FOLDER); to let in any client that has a key, "
+                "encrypted but not authenticated, set security.allow_any_client = true"
+            )
         self._auth = ThreadAuthenticator(ctx)
         self._auth.start()
         where = str(config.clients) if config.clients is not None else CURVE_ALLOW_ANY
         self._auth.configure_curve(domain="*", location=where)
-        log.info("CURVE on; clients allowed: %s", where)
+        if config.clients is None:
+            log.warning("CURVE on; any client with a key is let in (allow_any_client)")
+        else:
+            log.info("CURVE on; clients allowed: the keys in %s", where)
 
     def server(self, sock: zmq.Socket[Any]) -> None:
         """Make a socket that binds a CURVE server."""

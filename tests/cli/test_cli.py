@@ -424,6 +424,8 @@ def test_keys_tell_the_service_and_a_client_each_what_to_do_with_them(tmp_path: 
     assert "the service's public key (service.key) as the server key" in text
     bad = runner.invoke(app, ["keys", "../x", "--dir", str(tmp_path)])
     assert bad.exit_code == 2 and "expected a plain name" in bad.output
+    file = runner.invoke(app, ["keys", "x", "--dir", str(tmp_path / "service.key")])
+    assert file.exit_code == 2 and "expected --dir to be a folder" in " ".join(file.output.split())
 
 
 def test_keys_never_replace_a_pair_unless_told_to(tmp_path: Path):

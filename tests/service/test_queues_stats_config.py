@@ -118,6 +118,13 @@ def test_config_from_toml_with_overrides(tmp_path: Path):
     assert cfg.queues.inference_depth == 8 and cfg.limits.max_side == 4096
 
 
+def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "serve.toml"
+    path.write_text('model_dirs = ["models", "/abs/models"]\n')
+    assert load_config(path).model_dirs == [tmp_path / "cfg" / "models", Path("/abs/models")]
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import zarr
 import zmq
-from deepdenoise_client import Control, Publisher, Subscriber
+from deepdenoise_client import ClientTimeoutError, Control, CurveKeys, Publisher, Subscriber
 from service_harness import (
     ServeProcess,
     collect,
@@ -30,7 +30,10 @@ from service_harness import (
     service_config,
     wait_until,
 )
+from typer.testing import CliRunner
 
+from stream import ConfigError
+from stream.cli import app
 from stream.store import ARRAY_PATHS, read_rejected, rejected_path, summarize_store
 
 
@@ -291,11 +294,75 @@ def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
             sock.send(msgpack.packb({"cmd": "status"}))
             return bool(sock.poll(1500))
 
+    rig = CurveKeys.from_files(clients / "rig.key_secret", keys / "service.key")
+    stranger = CurveKeys.from_files(keys / "stranger.key_secret", keys / "service.key")
     with running_service(tmp_path, identity_model, zarr=None, security=security) as svc:
         assert status("rig") is True
         assert status("stranger") is False  # a key, but not an allowed one
         assert status(None) is False  # plain text
+        # the Python client and the CLI, with the rig's keys
+        with Control(svc.endpoints["control"], timeout=5, curve=rig) as ctl:
+            assert ctl.status()["ok"] is True
+        with (
+            Control(svc.endpoints["control"], timeout=1, curve=stranger) as ctl,
+            pytest.raises(ClientTimeoutError),
+        ):
+            ctl.status()
+        with Subscriber(svc.endpoints["output"], topics=(b"status",), curve=rig) as sub:
+            assert sub.recv(timeout=10).topic == b"status"
+        control = ["status", "--control", svc.endpoints["control"], "--timeout", "1"]
+        env = {
+            "DEEPDENOISE_CLIENT_KEY": str(clients / "rig.key_secret"),
+            "DEEPDENOISE_SERVER_KEY": str(keys / "service.key"),
+        }
+        assert CliRunner().invoke(app, control, env=env).exit_code == 0
+        refused = CliRunner().invoke(app, control, env={"DEEPDENOISE_CLIENT_KEY": ""})
+        assert refused.exit_code == 2
+        assert "set DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY" in " ".join(
+            refused.output.split()
+        )
     assert Path(public).exists()
+
+
+def test_security_needs_a_sound_allow_list_or_asks_for_any_client(tmp_path: Path, identity_model):
+    """Leaving out clients let in any key; a bad file in the folder let in none while the
+    service ran as if well; an empty folder, no one. Each is now said at start."""
+    from zmq.auth import create_certificates
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    create_certificates(keys, "service")
+    create_certificates(keys, "stranger")
+    secret = keys / "service.key_secret"
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    cases = {
+        "expected the folder of the allowed clients' public keys": {"secret_key": secret},
+        "holds no *.key file, so no client could connect": {
+            "secret_key": secret, "clients": allowed,
+        },
+    }  # fmt: skip
+    for message, security in cases.items():
+        with (
+            pytest.raises(ConfigError, match=re.escape(message)),
+            running_service(tmp_path, identity_model, zarr=None, security=security),
+        ):
+            pass
+    (allowed / "bad.key").write_text("not a certificate")
+    with (
+        pytest.raises(ConfigError, match=r"bad\.key"),
+        running_service(
+            tmp_path, identity_model, zarr=None, security={"secret_key": secret, "clients": allowed}
+        ),
+    ):
+        pass
+    any_client = {"secret_key": secret, "allow_any_client": True}
+    stranger = CurveKeys.from_files(keys / "stranger.key_secret", keys / "service.key")
+    with (
+        running_service(tmp_path, identity_model, zarr=None, security=any_client) as svc,
+        Control(svc.endpoints["control"], timeout=5, curve=stranger) as ctl,
+    ):
+        assert ctl.status()["ok"] is True  # asked for: encrypted, not authenticated
 
 
 # -- processes: kill -9, SIGTERM, a full disk, a stalled subscriber -------------------

@@ -8,6 +8,7 @@ the encoder and decoder are plain functions too. The protocol is specified in
 from __future__ import annotations
 
 from ._control import DEFAULT_CONTROL, Control
+from ._curve import CurveKeys
 from ._errors import ClientError, ClientTimeoutError, ControlError, ProtocolError
 from ._protocol import (
     CANONICAL_KEYS,
@@ -60,6 +61,7 @@ __all__ = [
     "ClientTimeoutError",
     "Control",
     "ControlError",
+    "CurveKeys",
     "Limits",
     "Message",
     "ProtocolError",

@@ -9,6 +9,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from ._curve import CurveKeys
 from ._errors import ClientTimeoutError, ControlError
 from ._protocol import encode_request, encode_set_rois
 
@@ -32,6 +33,9 @@ class Control:
         Seconds to wait for each reply (``None``: forever).
     context
         ZeroMQ context; default ``zmq.Context.instance()``.
+    curve
+        Keys for a service with ``[security]`` (:class:`CurveKeys`, with the service's
+        public key).
     """
 
     def __init__(
@@ -40,9 +44,11 @@ class Control:
         timeout: float | None = 5.0,
         *,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.curve = curve
         self._context = context if context is not None else zmq.Context.instance()
         self._socket = self._connect()
 
@@ -51,6 +57,8 @@ class Control:
         try:
             ms = -1 if self.timeout is None else max(0, round(self.timeout * 1000))
             sock.setsockopt(zmq.SNDTIMEO, ms)
+            if self.curve is not None:
+                self.curve.apply(sock, bind=False)
             sock.connect(self.endpoint)
         except BaseException:
             sock.close(linger=0)

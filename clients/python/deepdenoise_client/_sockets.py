@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 
+from ._curve import CurveKeys
 from ._errors import ClientTimeoutError
 from ._protocol import (
     DEFAULT_LIMITS,
@@ -116,6 +117,10 @@ class Publisher(_Socket):
         until delivered).
     limits
         The service's limits, checked before sending.
+    curve
+        Keys for a secured service (:class:`CurveKeys`): bound, this end is a CURVE
+        server (the service has its public key as ``security.input_server_key``);
+        connecting, a client of the service's public key.
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class Publisher(_Socket):
         timeout: float | None = None,
         linger: float | None = 1.0,
         limits: Limits = DEFAULT_LIMITS,
+        curve: CurveKeys | None = None,
     ) -> None:
         if mode not in ("pub", "push"):
             raise ValueError(f"expected mode 'pub' or 'push', got {mode!r}")
@@ -151,6 +157,8 @@ class Publisher(_Socket):
                 # that is not there waits (and times out) instead of queueing frames
                 # that close() would then discard unsaid.
                 self._socket.setsockopt(zmq.IMMEDIATE, 1)
+            if curve is not None:
+                curve.apply(self._socket, bind=bind)
             if bind:
                 self._socket.bind(endpoint)
             else:
@@ -302,6 +310,7 @@ class Subscriber(_Socket):
         timeout: float | None = None,
         context: zmq.Context[Any] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        curve: CurveKeys | None = None,
     ) -> None:
         if isinstance(topics, bytes | str):
             raise TypeError(
@@ -324,6 +333,8 @@ class Subscriber(_Socket):
         try:
             for topic in self.topics:
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic)
+            if curve is not None:  # keys for a secured service (with its public key)
+                curve.apply(self._socket, bind=False)
             self._socket.connect(endpoint)
         except BaseException:
             self._socket.close(linger=0)

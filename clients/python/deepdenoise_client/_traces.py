@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from ._curve import CurveKeys
 from ._errors import ProtocolError
 from ._protocol import TOPIC_TRACES, TOPIC_TRIGGER, Message
 from ._sockets import DEFAULT_OUTPUT, Subscriber
@@ -103,11 +104,14 @@ class TraceSubscriber:
         triggers: bool = True,
         timeout: float | None = None,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         topics = tuple(t for t, on in ((TOPIC_TRACES, traces), (TOPIC_TRIGGER, triggers)) if on)
         if not topics:
             raise ValueError("subscribe to traces, triggers or both")
-        self._sub = Subscriber(endpoint, topics=topics, timeout=timeout, context=context)
+        self._sub = Subscriber(
+            endpoint, topics=topics, timeout=timeout, context=context, curve=curve
+        )
 
     def recv(self, timeout: float | None = None) -> Traces | Trigger:
         message = self._sub.recv(timeout)
