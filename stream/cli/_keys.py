@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +33,12 @@ def keys(
     if directory.exists() and not directory.is_dir():
         raise fail(f"expected --dir to be a folder for the key pair, got the file {directory}")
     directory.mkdir(parents=True, exist_ok=True)
-    public, secret = (Path(p) for p in create_certificates(directory, name))
-    secret.chmod(0o600)
+    previous = os.umask(0o077)  # the secret is never readable by others, not for a moment
+    try:
+        public, secret = (Path(p) for p in create_certificates(directory, name))
+    finally:
+        os.umask(previous)
+    public.chmod(0o644)  # the public key is for sharing
     console.print(f"wrote {public} (public) and {secret} (secret, mode 600)", highlight=False)
     if name == "service":
         how = (

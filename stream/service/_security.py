@@ -49,6 +49,12 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
         raise ConfigError(f"cannot read the CURVE certificate {path}: {exc}") from exc
     if secret and private is None:
         raise ConfigError(f"{path} holds no secret key: give the NAME.key_secret file")
+    if secret and path.stat().st_mode & 0o077:
+        log.warning(
+            "the secret key %s is readable by other users (mode %o): chmod 600 it",
+            path,
+            path.stat().st_mode & 0o777,
+        )
     return public, private
 
 

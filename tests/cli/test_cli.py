@@ -416,7 +416,8 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
 def test_keys_tell_the_service_and_a_client_each_what_to_do_with_them(tmp_path: Path):
     service = invoke("keys", "service", "--dir", str(tmp_path))
     assert service.exit_code == 0 and "[security]" in service.output
-    assert (tmp_path / "service.key").exists() and (tmp_path / "service.key_secret").exists()
+    assert (tmp_path / "service.key").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "service.key_secret").stat().st_mode & 0o777 == 0o600
     client = invoke("keys", "rig-1", "--dir", str(tmp_path))
     text = " ".join(client.output.split())
     assert client.exit_code == 0 and "[security]\nsecret_key" not in client.output

@@ -324,7 +324,9 @@ def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
     assert Path(public).exists()
 
 
-def test_security_needs_a_sound_allow_list_or_asks_for_any_client(tmp_path: Path, identity_model):
+def test_security_needs_a_sound_allow_list_or_asks_for_any_client(
+    tmp_path: Path, identity_model, caplog: pytest.LogCaptureFixture
+):
     """Leaving out clients let in any key; a bad file in the folder let in none while the
     service ran as if well; an empty folder, no one. Each is now said at start."""
     from zmq.auth import create_certificates
@@ -356,6 +358,7 @@ def test_security_needs_a_sound_allow_list_or_asks_for_any_client(tmp_path: Path
         ),
     ):
         pass
+    secret.chmod(0o644)  # readable by others: said, not refused
     any_client = {"secret_key": secret, "allow_any_client": True}
     stranger = CurveKeys.from_files(keys / "stranger.key_secret", keys / "service.key")
     with (
@@ -363,6 +366,8 @@ def test_security_needs_a_sound_allow_list_or_asks_for_any_client(tmp_path: Path
         Control(svc.endpoints["control"], timeout=5, curve=stranger) as ctl,
     ):
         assert ctl.status()["ok"] is True  # asked for: encrypted, not authenticated
+    assert "is readable by other users (mode 644): chmod 600 it" in caplog.text
+    assert "any client with a key is let in (allow_any_client)" in caplog.text
 
 
 # -- processes: kill -9, SIGTERM, a full disk, a stalled subscriber -------------------
