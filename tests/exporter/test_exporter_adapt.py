@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from adapt_harness import CAMERA, blob_movie
 from deepdenoise_client import Publisher
 from service_harness import running_service, swap_mid_stream
 from typer.testing import CliRunner
@@ -33,18 +34,7 @@ from stream.engine import Engine, ModelMetadata, shipped_model_path
 #: The retired plain DnCNNs, kept as the inference benchmark's speed references.
 REFERENCE_MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
 
-CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 SHAPE = (48, 56)
-
-
-def _movie(n: int, seed: int = 0) -> np.ndarray:
-    """A static blob scene read out by CAMERA: uint16 frames."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
-    scene = 20 + 200 * np.exp(-((y - 20) ** 2 + (x - 30) ** 2) / 60.0)
-    photons = rng.poisson(np.broadcast_to(scene, (n, *SHAPE)))
-    adu = CAMERA.offset + CAMERA.gain * photons + rng.normal(0, CAMERA.read_noise, photons.shape)
-    return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
 
 
 def _meta(model: Path) -> ModelMetadata:
@@ -57,7 +47,7 @@ def test_the_blind_spot_never_sees_its_own_pixel(conv_model_adaptive: Path) -> N
     (the frame channels and the noise map alike); the previous frame is untouched."""
     meta = _meta(conv_model_adaptive)
     assert meta.frames == 2 and meta.noise_map
-    frames = _movie(2)[:, :32, :32]
+    frames = blob_movie(2)[:, :32, :32]
     windows = np.array([1])
     one_pixel = 1.0 / (32 * 32)  # exactly one blind spot per patch
     first = blind_spot_batch(
@@ -85,7 +75,7 @@ def test_the_blind_spot_never_sees_its_own_pixel(conv_model_adaptive: Path) -> N
 def test_blind_spot_batches_come_from_valid_windows_only(conv_model_adaptive: Path) -> None:
     meta = _meta(conv_model_adaptive)
     valid = np.array([True, True, False, True, True, True])
-    recording = Recording(_movie(6), valid, "r")
+    recording = Recording(blob_movie(6), valid, "r")
     assert recording.windows(2).tolist() == [1, 4, 5]
     assert recording.windows(1).tolist() == [0, 1, 3, 4, 5]
     inputs, targets, mask = blind_spot_batch(
@@ -101,7 +91,7 @@ def test_a_tiny_adapt_run_lowers_the_self_supervised_loss(
 ) -> None:
     """Fixed random weights, a generated series: 60 steps bring the run's own loss
     (blind-spot or SURE) down on held-out batches (the same batches before and after)."""
-    np.save(tmp_path / "rec.npy", _movie(8))
+    np.save(tmp_path / "rec.npy", blob_movie(8))
     recording = load_recording(tmp_path / "rec.npy")
     meta = _meta(conv_model)
     rngs = [np.random.default_rng(100 + i) for i in range(4)]
@@ -143,7 +133,7 @@ def test_sure_probes_only_the_current_frame_and_estimates_the_identity_right(
     variance, the SURE loss is that variance (within the probe's sampling noise)."""
     meta = _meta(conv_model_adaptive)
     assert meta.frames == 2 and meta.noise_map
-    recording = Recording(_movie(6), np.ones(6, bool), "movie")
+    recording = Recording(blob_movie(6), np.ones(6, bool), "movie")
     batch = sure_batch(recording, recording.windows(2), meta, CAMERA,
                        np.random.default_rng(0), 8, 48)  # fmt: skip
     # The previous frame is the same in ADU (the frame scale follows the probed frame).
@@ -278,7 +268,7 @@ def test_the_risk_estimate_ranks_models_as_their_true_error_does(
 def test_adapt_a_stored_series_resume_and_swap_it_in_live(
     tmp_path: Path, conv_model_adaptive: Path
 ) -> None:
-    frames = _movie(12)
+    frames = blob_movie(12)
     store = _store_with_a_hole(tmp_path, conv_model_adaptive, frames, hole=5)
     recording = load_recording(store)
     assert recording.valid.tolist() == [i != 5 for i in range(12)]
@@ -341,7 +331,7 @@ def test_adapt_hands_back_the_starting_weights_when_training_ruined_them(
     from exporter.simple_models import make_gaussian
 
     start = make_gaussian(tmp_path / "smooth.onnx", 1.0)
-    movie = _movie(6)
+    movie = blob_movie(6)
     np.save(tmp_path / "rec.npy", movie)
     result = CliRunner().invoke(
         app,
@@ -365,7 +355,7 @@ def test_adapt_hands_back_the_starting_weights_when_training_ruined_them(
 
 
 def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     result = CliRunner().invoke(
         app,
         ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "a.onnx"), "--from",
@@ -390,7 +380,7 @@ def test_adapt_cli_on_a_npy_recording(tmp_path: Path, conv_model: Path) -> None:
 def test_adapt_starts_from_a_shipped_name_and_flags_a_camera_noisier_than_the_recording(
     tmp_path: Path,
 ) -> None:
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     result = CliRunner().invoke(
         app,
         ["adapt", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "a.onnx"), "--from",
@@ -405,7 +395,7 @@ def test_adapt_starts_from_a_shipped_name_and_flags_a_camera_noisier_than_the_re
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path, conv_model: Path) -> None:
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     with pytest.raises(ConfigError, match="--resume: expected a checkpoint to continue"):
         adapt(tmp_path / "rec.npy", tmp_path / "a.onnx", start=conv_model, resume=True)
     assert not (tmp_path / "a.onnx").exists()
@@ -425,7 +415,7 @@ def test_an_fp16_model_is_refused_with_the_model_to_adapt_instead(
 
 
 def test_the_recordings_running_mean_is_the_engines_over_the_valid_run() -> None:
-    frames = _movie(7, seed=3)
+    frames = blob_movie(7, seed=3)
     valid = np.array([True, True, False, True, True, True, True])
     recording = Recording(frames, valid, "r")
     f = frames.astype(np.float32)
@@ -444,7 +434,7 @@ def test_a_running_mean_model_adapts_with_its_mean_as_context(
     tmp_path: Path, conv_model_running_mean: Path, kind: str
 ) -> None:
     meta = _meta(conv_model_running_mean)
-    recording = Recording(_movie(6, seed=4), np.ones(6, bool), "r")
+    recording = Recording(blob_movie(6, seed=4), np.ones(6, bool), "r")
     rng = np.random.default_rng(0)
     frames, mean = recording.random_patch(recording.windows(2), 2, 32, rng, meta.running_mean)
     assert frames.shape == (2, 32, 32) and mean is not None and mean.shape == (32, 32)

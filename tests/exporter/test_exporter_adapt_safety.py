@@ -14,27 +14,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from adapt_harness import CAMERA, blob_movie
 from typer.testing import CliRunner
 
 from exporter.adapt import AdaptConfig, adapt
 from stream import StoreError
-from stream.camera import CameraModel
 from stream.cli import app
 from stream.store import ARRAY_PATHS, SeriesStore
 
-CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 CAMERA_OPTIONS = ["--gain", "2", "--offset", "100", "--read-noise", "3"]
 TINY = ["--steps", "2", "--batch", "2", "--patch", "32", "--quiet"]
-
-
-def _movie(n: int, shape: tuple[int, int] = (48, 56), seed: int = 0) -> np.ndarray:
-    """A static blob scene read out by CAMERA: uint16 frames."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
-    scene = 20 + 200 * np.exp(-((y - 20) ** 2 + (x - 30) ** 2) / 60.0)
-    photons = rng.poisson(np.broadcast_to(scene, (n, *shape)))
-    adu = CAMERA.offset + CAMERA.gain * photons + rng.normal(0, CAMERA.read_noise, photons.shape)
-    return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
 
 
 def _store(folder: Path, frames: np.ndarray) -> Path:
@@ -59,7 +48,7 @@ def _one_line_error(code: int, output: str) -> str:
 
 def test_a_damaged_store_is_refused_as_denoise_refuses_it(tmp_path: Path, conv_model: Path):
     """Shard files deleted: not frames of zeros to train on, a camera made up from them."""
-    store = _store(tmp_path, _movie(6))
+    store = _store(tmp_path, blob_movie(6))
     shutil.rmtree(store / ARRAY_PATHS["raw"] / "c")
     out = tmp_path / "a.onnx"
     with pytest.raises(StoreError, match="flagged valid have no pixels on disk"):
@@ -71,7 +60,7 @@ def test_a_damaged_store_is_refused_as_denoise_refuses_it(tmp_path: Path, conv_m
 def test_nan_pixels_in_a_stored_series_are_refused_as_in_a_npy(
     tmp_path: Path, conv_model: Path, camera: list[str]
 ):
-    frames = _movie(6).astype(np.float32)
+    frames = blob_movie(6).astype(np.float32)
     frames[3, 10:20, 10:20] = np.nan
     store = _store(tmp_path, frames)
     out = tmp_path / "a.onnx"
@@ -82,7 +71,7 @@ def test_nan_pixels_in_a_stored_series_are_refused_as_in_a_npy(
 
 def test_a_loss_that_turns_non_finite_stops_the_run(tmp_path: Path, conv_model: Path):
     """A learning rate that blows the weights up: a clear error, not a verdict on NaN."""
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     out = tmp_path / "a.onnx"
     code, output = _adapt_cli(
         tmp_path / "rec.npy", "-o", out, "--from", conv_model, "--steps", "20", "--batch", "2",
@@ -95,10 +84,10 @@ def test_a_loss_that_turns_non_finite_stops_the_run(tmp_path: Path, conv_model: 
 def _layout(tmp_path: Path, conv_model: Path) -> dict[str, Path]:
     folder = tmp_path / "ow"
     folder.mkdir()
-    np.save(folder / "rec.npy", _movie(4))
+    np.save(folder / "rec.npy", blob_movie(4))
     start = folder / "start.onnx"
     shutil.copy(conv_model, start)
-    store = _store(folder, _movie(4))
+    store = _store(folder, blob_movie(4))
     return {"folder": folder, "npy": folder / "rec.npy", "start": start, "store": store}
 
 
@@ -130,7 +119,7 @@ def test_an_output_that_would_destroy_data_is_refused_before_any_work(
 
 def test_an_existing_onnx_output_is_replaced(tmp_path: Path, conv_model: Path):
     """What a rerun (or --resume) writes into: kept as it was."""
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     out = tmp_path / "a.onnx"
     out.write_bytes(b"an older result")
     code, output = _adapt_cli(
@@ -141,7 +130,7 @@ def test_an_existing_onnx_output_is_replaced(tmp_path: Path, conv_model: Path):
 
 
 def test_a_training_checkpoint_as_the_start_says_to_export_it(tmp_path: Path):
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     (tmp_path / "run1").mkdir()
     torch.save({"model": {"w": torch.zeros(2)}, "step": 3}, tmp_path / "run1" / "last.pt")
     shutil.copy(tmp_path / "run1" / "last.pt", tmp_path / "renamed.onnx")
@@ -168,7 +157,7 @@ def test_a_training_checkpoint_as_the_start_says_to_export_it(tmp_path: Path):
 def test_bad_options_get_one_line_naming_the_option(
     tmp_path: Path, conv_model: Path, options: list[str], said: str
 ):
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     code, output = _adapt_cli(
         tmp_path / "rec.npy", "-o", tmp_path / "a.onnx", "--from", conv_model, "--quiet", *options
     )
@@ -177,7 +166,7 @@ def test_bad_options_get_one_line_naming_the_option(
 
 
 def test_a_resumed_run_reports_the_losses_the_first_run_did(tmp_path: Path, conv_model: Path):
-    np.save(tmp_path / "rec.npy", _movie(4))
+    np.save(tmp_path / "rec.npy", blob_movie(4))
     out, config = tmp_path / "a.onnx", AdaptConfig(steps=4, batch=2, patch=32, lr=1e-3)
     first = adapt(tmp_path / "rec.npy", out, start=conv_model, config=config, camera=CAMERA)
     again = adapt(
@@ -193,8 +182,8 @@ def test_a_resumed_run_reports_the_losses_the_first_run_did(tmp_path: Path, conv
     [
         (np.full((4, 48, 56), 500, np.uint16), CAMERA_OPTIONS, "carry no noise to learn from"),
         (np.full((4, 48, 56), 65535, np.uint16), [], "carry no noise to learn from"),
-        (_movie(4, (8, 8)), CAMERA_OPTIONS, "expected frames of at least 16x16 px"),
-        (_movie(8, (24, 24)), [], "noise cannot be estimated"),
+        (blob_movie(4, (8, 8)), CAMERA_OPTIONS, "expected frames of at least 16x16 px"),
+        (blob_movie(8, (24, 24)), [], "noise cannot be estimated"),
     ],
     ids=["constant", "saturated", "8x8", "too-small-to-estimate"],
 )
