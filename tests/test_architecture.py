@@ -45,6 +45,25 @@ def test_without_torch_the_help_says_how_to_get_the_offline_commands() -> None:
     assert " train " not in words.split("Commands", 1)[-1].split("More commands")[0]
 
 
+def test_the_offline_commands_register_whichever_half_is_imported_first() -> None:
+    """A plug-in imports the CLI helpers; imported before the app, it was found
+    half-initialised when the app loaded it, and its commands were left out."""
+    script = textwrap.dedent(
+        """
+        import exporter.cli  # the plug-in first, as a script or notebook might
+        from stream.cli import app
+        print(sorted(c.name or c.callback.__name__ for c in app.registered_commands))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not loaded" not in result.stderr, result.stderr
+    for command in ("train", "export", "evaluate", "adapt", "serve", "denoise"):
+        assert f"'{command}'" in result.stdout, result.stdout
+
+
 def test_serving_a_frame_never_imports_torch_or_matplotlib(tmp_path: Path, identity_model):
     script = textwrap.dedent(
         f"""

@@ -5,7 +5,12 @@ the ``deepdenoise.commands`` entry-point group and may use the helpers here, so 
 command prints, parses and fails the same way.
 """
 
-# The helpers first: plug-ins loaded by ``_app`` import them from this package.
+from typing import TYPE_CHECKING, Any
+
+# Only the helpers are imported here. The app is built on first use (``__getattr__``),
+# after this package has finished importing: its plug-ins import these helpers, so a
+# plug-in imported first (``import exporter.cli``) would otherwise find itself
+# half-initialised when the app loads it.
 from ._common import (
     blend_choice,
     console,
@@ -19,7 +24,17 @@ from ._common import (
 )
 from ._request import request
 
-from ._app import PLUGIN_GROUP, app, main  # isort: skip
+if TYPE_CHECKING:
+    from ._app import PLUGIN_GROUP, app, main
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("PLUGIN_GROUP", "app", "main"):
+        from . import _app
+
+        return getattr(_app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PLUGIN_GROUP",
