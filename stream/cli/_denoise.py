@@ -8,7 +8,10 @@ context (camera estimate, row levelling, hot pixels, temporal ring) as the servi
 
 from __future__ import annotations
 
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -125,9 +128,12 @@ def denoise(
     context = SeriesContext(cfg.camera, cfg.blend, offset)
     started = time.perf_counter()
     try:
-        with RecordingWriter(
-            output, frames.rows, frames.frame_shape, dtype, single=frames.single, replace=force
-        ) as writer:
+        with (
+            _terminate_as_interrupt(),
+            RecordingWriter(
+                output, frames.rows, frames.frame_shape, dtype, single=frames.single, replace=force
+            ) as writer,
+        ):
             broken = _denoise_frames(frames, writer, dtype, engine, context, int(passes))
             if len(broken) == len(frames):  # nothing usable: no output at all
                 raise ModelError(
@@ -141,6 +147,21 @@ def denoise(
     seconds = time.perf_counter() - started
     summary = _summary(frames, output, engine, context, seconds, dtype, broken)
     console.print(kv_table("deepdenoise denoise", summary))
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler's time limit) ends the run as Ctrl-C does, so
+    the partial output is discarded rather than left beside the output."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_apart(recording: Path, output: Path) -> None:

@@ -16,9 +16,12 @@ failed run leaves nothing, and whatever was at the path stays as it was.
 
 from __future__ import annotations
 
+import glob
 import itertools
+import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -31,6 +34,8 @@ import numpy as np
 from .._errors import ConfigError, DeepDenoiseError, StoreError
 from ._layout import PATHS
 from ._summary import is_series_store
+
+log = logging.getLogger(__name__)
 
 #: What a recording may be read from and written to.
 SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
@@ -335,6 +340,46 @@ def _is_zarr_array(path: Path) -> bool:
     return isinstance(meta, dict) and meta.get("node_type") == "array"
 
 
+#: In a partial output's folder: the host and process writing it.
+_OWNER = "owner"
+
+
+def _claim_partial_folder(path: Path) -> Path:
+    """A new hidden folder beside ``path`` for the frames, marked with this process.
+
+    A run killed outright (SIGKILL, a power cut) cannot discard its partial output, which
+    may be as large as the recording: such folders for ``path``, left by a process of this
+    host that is gone, are cleared first. An earlier output moved aside there to be
+    replaced (the run died between the two renames) is put back, never deleted.
+    """
+    host = socket.gethostname()
+    for folder in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        owner = (folder / _OWNER).read_text().split() if (folder / _OWNER).is_file() else []
+        if len(owner) != 2 or owner[0] != host or _alive(int(owner[1])):
+            continue  # another host's, a live run's, or not ours at all
+        replaced = folder / "replaced"
+        if (replaced.exists() or replaced.is_symlink()) and not (
+            path.exists() or path.is_symlink()
+        ):
+            os.replace(replaced, path)
+            log.warning("put back %s, moved aside by a run that was killed", path)
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, the partial output of a run that was killed", folder)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    (folder / _OWNER).write_text(f"{host} {os.getpid()}\n")
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class RecordingWriter:
     """Writes ``count`` frames of ``frame_shape`` and ``dtype`` to ``path`` (``.npy``,
     TIFF or a Zarr array, chunked a frame at a time), one frame after another. ``single``:
@@ -361,7 +406,7 @@ class RecordingWriter:
         self.path, self._replace, self._written = path, replace, 0
         self._single = single and count == 1
         shape = frame_shape if self._single else (count, *frame_shape)
-        self._folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        self._folder = _claim_partial_folder(path)
         self._tiff: Any = None
         self._array: Any = None
         try:

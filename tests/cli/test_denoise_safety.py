@@ -246,3 +246,62 @@ def test_a_series_whose_index_jumped_far_is_read_and_refused_for_output(
     status, text = denoise(tmp_path / "far.zarr", "-o", tmp_path / "out.zarr", model=identity_model)
     assert status == 2 and "too sparse to write" in text, text
     assert not (tmp_path / "out.zarr").exists()
+
+
+# -- a run stopped by a signal leaves no partial output ----------------------------------
+
+
+def test_sigterm_discards_the_partial_output_as_ctrl_c_does(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from stream.cli._denoise import _terminate_as_interrupt
+    from stream.store import RecordingWriter
+
+    def run_killed() -> None:
+        with (
+            _terminate_as_interrupt(),
+            RecordingWriter(tmp_path / "out.npy", 3, (8, 8), np.dtype(np.float32)) as writer,
+        ):
+            writer.write(np.zeros((8, 8), np.float32))
+            os.kill(os.getpid(), signal.SIGTERM)  # `kill`, a scheduler's time limit
+
+    with pytest.raises(KeyboardInterrupt):
+        run_killed()
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_a_killed_runs_partial_output_is_cleared_and_a_moved_aside_one_put_back(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL cannot be caught: the hidden folder (as large as the output) stayed for
+    good. The next writer of that output clears it, once its process is gone."""
+    import subprocess
+    import sys
+
+    from stream.store import RecordingWriter
+
+    out = tmp_path / "out.npy"
+    killed = (
+        "import os, signal, numpy as np\n"
+        "from stream.store import RecordingWriter\n"
+        f"w = RecordingWriter({str(out)!r}, 4, (8, 8), np.dtype(np.float32))\n"
+        "w.write(np.ones((8, 8), np.float32))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed], timeout=120, check=False)
+    (partial,) = tmp_path.glob(".out.npy.*")
+    # as if it had died between moving the earlier output aside and renaming the new one
+    earlier = np.full((2, 2), 5.0)
+    np.save(partial / "replaced.npy", earlier)
+    (partial / "replaced.npy").rename(partial / "replaced")
+    kept = tmp_path / ".out.npy.other"  # no owner mark: not ours, left alone
+    kept.mkdir()
+
+    assert not out.exists()
+    with RecordingWriter(out, 1, (8, 8), np.dtype(np.float32), replace=True) as writer:
+        assert np.array_equal(np.load(out), earlier)  # put back before anything else
+        writer.write(np.zeros((8, 8), np.float32))
+    assert not partial.exists() and kept.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.npy.other", "out.npy"]
