@@ -40,12 +40,14 @@ import select
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import zarr
+from deepdenoise_client import CurveKeys, Publisher
 
 from stream.store import ARRAY_PATHS
 
@@ -66,10 +68,12 @@ def require(ok: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def run_checked(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
+def run_checked(
+    cmd: list[str], cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> str:
     """Run a build or test step; on failure the step's whole output is the assertion."""
     done = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     assert done.returncode == 0, (
         f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -108,10 +112,12 @@ def stored_t_ns(root: Path, series: str) -> np.ndarray:
 class Program:
     """A client program running in the background, its stdout read line by line."""
 
-    def __init__(self, cmd: list[str], cwd: Path | None = None) -> None:
+    def __init__(
+        self, cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.cmd = cmd
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.lines: list[str] = []
 
@@ -230,3 +236,114 @@ def check_publisher(svc: Any, data: Path, command: list[str], series: str, count
     for i in range(count):
         np.testing.assert_array_equal(raw[i], pattern_frame(i))
     np.testing.assert_array_equal(stored_t_ns(data, series), T0_NS + np.arange(count))
+
+
+# -- CURVE ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Secured:
+    """A service with ``[security]``; ``keys`` holds ``service.key`` (its public key),
+    ``clients/rig.key_secret`` (an allowed client) and ``stranger.key_secret`` (a key pair
+    the service does not allow)."""
+
+    service: Any
+    keys: Path
+
+    def secret(self, name: str) -> Path:
+        return (
+            self.keys / "clients" / f"{name}.key_secret"
+            if name == "rig"
+            else (self.keys / f"{name}.key_secret")
+        )
+
+    def env(self, name: str) -> dict[str, str]:
+        """The environment of a client program that connects as ``name``: the client
+        key pair and the service's public key, the variables the CLI reads too."""
+        return {
+            **os.environ,
+            "DEEPDENOISE_CLIENT_KEY": str(self.secret(name)),
+            "DEEPDENOISE_SERVER_KEY": str(self.keys / "service.key"),
+        }
+
+    def curve(self, name: str) -> CurveKeys:
+        return CurveKeys.from_files(self.secret(name), self.keys / "service.key")
+
+
+def make_keys(keys: Path) -> None:
+    """The key files of :class:`Secured` (pyzmq's certificate files, as ``deepdenoise keys``)."""
+    from zmq.auth import create_certificates
+
+    (keys / "clients").mkdir(parents=True)
+    create_certificates(keys, "service")
+    create_certificates(keys / "clients", "rig")
+    create_certificates(keys, "stranger")
+
+
+def check_curve(
+    programs: dict[str, list[str]], secured: Secured, data: Path, cwd: Path | None = None
+) -> None:
+    """A client's three programs against a service with ``[security]``, keys given as the
+    CLI takes them (``DEEPDENOISE_CLIENT_KEY``: this client's ``NAME.key_secret``;
+    ``DEEPDENOISE_SERVER_KEY``: ``service.key``). ``programs`` maps publish, subscribe and
+    control to their command prefix (up to ENDPOINT).
+
+    With the allowed keys, control gets its reply, publish's frames are stored bit for bit
+    and subscribe receives the denoised frames. With a key pair the service does not
+    allow, no reply comes (ZeroMQ drops the handshake: exit 3). A key file that is not
+    one, or only one of the two variables, is bad usage (exit 2, nothing sent), its
+    message naming the file or the variable.
+    """
+    from service_harness import collect, listening, series_ended
+
+    svc, rig = secured.service, secured.env("rig")
+    control = [*programs["control"], svc.endpoints["control"], "status"]
+
+    done = subprocess.run(control, cwd=cwd, env=rig, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done
+    assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is True
+
+    series, count = "curve-pub", 6
+    with listening(svc, topics=(b"denoised", b"event"), curve=secured.curve("rig")) as sub:
+        publish = [*programs["publish"], svc.endpoints["input"], series, str(count),
+                   str(SHAPE[0]), str(SHAPE[1])]  # fmt: skip
+        run_checked(publish, cwd=cwd, env=rig, timeout=120)
+        denoised, others = collect(sub, count, timeout=60)
+        series_ended(sub, series, others)  # the store is closed: it reads whole
+    assert sorted(m.header["index"] for m in denoised) == list(range(count))
+    raw = stored_raw(data, series)
+    for i in range(count):
+        np.testing.assert_array_equal(raw[i], pattern_frame(i))
+
+    subscribe = [*programs["subscribe"], svc.endpoints["output"], str(count), "0", "0"]
+    prog = Program(subscribe, cwd=cwd, env=rig)
+    try:
+        prog.wait_for_line("ready")
+        with Publisher(svc.endpoints["input"], mode="push", bind=False,
+                       curve=secured.curve("rig")) as pub:  # fmt: skip
+            for i in range(count):
+                pub.send_frame(pattern_frame(i), "curve-sub", i, t_ns=T0_NS + i)
+        lines = prog.finish()
+    except BaseException:
+        prog.stop()
+        raise
+    got = parse_lines(lines)["denoised"]
+    # C and C++ print the whole header, JavaScript and Octave its fields
+    indices = [r["header"]["index"] if "header" in r else r["index"] for r in got]
+    assert sorted(indices) == list(range(count))
+
+    stranger = subprocess.run(control, cwd=cwd, env=secured.env("stranger"),
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert (stranger.returncode, stranger.stdout.strip()) == (3, ""), stranger
+    assert "no reply" in stranger.stderr, stranger
+
+    public_only = {**rig, "DEEPDENOISE_CLIENT_KEY": str(secured.keys / "clients" / "rig.key")}
+    missing = {**rig, "DEEPDENOISE_CLIENT_KEY": str(secured.keys / "missing.key_secret")}
+    half = {k: v for k, v in rig.items() if k != "DEEPDENOISE_SERVER_KEY"}
+    for env, named in ((public_only, "rig.key"), (missing, "missing.key_secret"),
+                       (half, "DEEPDENOISE_SERVER_KEY")):  # fmt: skip
+        done = subprocess.run(control, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+        assert (done.returncode, done.stdout.strip()) == (2, ""), (named, done)
+        assert named in done.stderr, (named, done.stderr)

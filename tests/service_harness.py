@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from deepdenoise_client import Control, Message, Publisher, Subscriber
+from deepdenoise_client import Control, CurveKeys, Message, Publisher, Subscriber
 
 from stream import Service, ServiceConfig
 
@@ -82,12 +82,15 @@ def served(
 
 
 @contextmanager
-def listening(service: Service, topics: tuple[bytes, ...] = ALL_TOPICS) -> Iterator[Subscriber]:
-    """A subscriber on the service's output, returned once its subscription is live.
+def listening(
+    service: Service, topics: tuple[bytes, ...] = ALL_TOPICS, curve: CurveKeys | None = None
+) -> Iterator[Subscriber]:
+    """A subscriber on the service's output, returned once its subscription is live
+    (``curve``: keys for a service with ``[security]``).
 
     PUB/SUB joins asynchronously; the first status message proves the path works.
     """
-    with Subscriber(service.endpoints["output"], topics=(*topics, b"status")) as sub:
+    with Subscriber(service.endpoints["output"], topics=(*topics, b"status"), curve=curve) as sub:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if sub.recv(timeout=2.0).topic == b"status":

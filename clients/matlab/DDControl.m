@@ -15,7 +15,9 @@ classdef DDControl < handle
   %   timeout is an error 'deepdenoise:timeout', after which the REQ socket (which
   %   could not send again) is replaced, so the object stays usable.
   %   Options: 'timeout' (seconds per reply, default 5), 'max_reply' (bytes, default
-  %   4 MiB: Octave's binding receives into a buffer of that size, see DD_ZMQ_RECV).
+  %   4 MiB: Octave's binding receives into a buffer of that size, see DD_ZMQ_RECV),
+  %   'curve' (DD_CURVE_KEYS with the service's public key: a CURVE client of a service
+  %   with [security]; a refused key gets no reply, so it looks like a timeout).
 
   properties (SetAccess = private)
     endpoint = ''
@@ -25,6 +27,7 @@ classdef DDControl < handle
   end
   properties (Access = private)
     socket = []
+    curve = []
   end
 
   methods
@@ -33,9 +36,10 @@ classdef DDControl < handle
         endpoint = 'tcp://127.0.0.1:5557';
       end
       for i = 1:2:numel(varargin)
-        switch varargin{i}
+        switch lower(varargin{i})
           case 'timeout', obj.timeout = varargin{i + 1};
           case 'max_reply', obj.max_reply = varargin{i + 1};
+          case 'curve', obj.curve = varargin{i + 1};
           otherwise, dd_error('usage', 'unknown DDControl option %s', varargin{i});
         end
       end
@@ -101,7 +105,16 @@ classdef DDControl < handle
   methods (Access = private)
     function open(obj)
       obj.socket = dd_zmq_socket('REQ');
-      dd_zmq_connect(obj.socket, obj.endpoint);
+      try
+        if ~isempty(obj.curve)
+          dd_zmq_curve(obj.socket, obj.curve, false);   % again on each new socket
+        end
+        dd_zmq_connect(obj.socket, obj.endpoint);
+      catch err
+        dd_zmq_close(obj.socket, 0);
+        obj.socket = [];
+        rethrow(err);
+      end
     end
 
     function reset(obj)
@@ -121,8 +134,12 @@ classdef DDControl < handle
       end
       if isempty(parts)
         obj.reset();
+        keys = '';
+        if ~isempty(obj.curve)   % a service with [security] drops a refused key's handshake
+          keys = ' Is this client''s public key in its security.clients folder?';
+        end
         dd_error('timeout', ['no reply to ''%s'' from %s within %g s: is the service ' ...
-          'running with its control socket there?'], cmd, obj.endpoint, obj.timeout);
+          'running with its control socket there?%s'], cmd, obj.endpoint, obj.timeout, keys);
       end
       if numel(parts{1}) > obj.max_reply
         dd_error('transport', 'the reply to ''%s'' is longer than max_reply = %d bytes', cmd, ...

@@ -14,7 +14,10 @@ classdef DDPublisher < handle
   %   connects to it; call wait_for_subscriber before the first frame); 'bind'
   %   (default: false for push, true for pub); 'topic' (default 'frame'); 'timeout'
   %   seconds a PUSH send may wait (default Inf); 'linger' seconds close() lets queued
-  %   frames go out (default 1); 'limits' (DD_LIMITS) checked before sending.
+  %   frames go out (default 1); 'limits' (DD_LIMITS) checked before sending; 'curve'
+  %   (DD_CURVE_KEYS) for a service with [security]: bound, a CURVE server of this key
+  %   pair (the service's security.input_server_key is its public key); connected, a
+  %   CURVE client (the keys need the service's public key).
   %   Frames are validated first (DD_ENCODE_FRAME): a bad dtype, shape, series, index
   %   or t_ns is an error 'deepdenoise:<reason>' here, not a silent rejection there.
 
@@ -37,15 +40,17 @@ classdef DDPublisher < handle
         endpoint = 'tcp://127.0.0.1:5555';
       end
       bind = [];
+      curve = [];
       obj.limits = dd_limits();
       for i = 1:2:numel(varargin)
-        switch varargin{i}
+        switch lower(varargin{i})
           case 'mode', obj.mode = varargin{i + 1};
           case 'bind', bind = logical(varargin{i + 1});
           case 'topic', obj.topic = varargin{i + 1};
           case 'timeout', obj.timeout = varargin{i + 1};
           case 'linger', obj.linger = varargin{i + 1};
           case 'limits', obj.limits = varargin{i + 1};
+          case 'curve', curve = varargin{i + 1};
           otherwise, dd_error('usage', 'unknown DDPublisher option %s', varargin{i});
         end
       end
@@ -58,6 +63,9 @@ classdef DDPublisher < handle
       types = struct('pub', 'XPUB', 'push', 'PUSH');
       obj.socket = dd_zmq_socket(types.(obj.mode));
       try
+        if ~isempty(curve)
+          dd_zmq_curve(obj.socket, curve, bind);
+        end
         if bind
           obj.endpoint = dd_zmq_bind(obj.socket, endpoint);
         else

@@ -12,7 +12,9 @@ classdef DDSubscriber < handle
   %   payload). Subscribe to 'traces' and 'trigger' in full: SUB filtering matches
   %   prefixes, so 't' would get both. Options: 'timeout' (default for recv, Inf),
   %   'limits' (DD_LIMITS), 'max_part' (largest part accepted, bytes; default the
-  %   output payload bound of DD_OUTPUT_BOUNDS + 1024). A SUB socket misses what is
+  %   output payload bound of DD_OUTPUT_BOUNDS + 1024), 'curve' (DD_CURVE_KEYS with the
+  %   service's public key: a CURVE client of a service with [security]; a refused key
+  %   receives nothing, as if nothing were published). A SUB socket misses what is
   %   published before its connection is up: wait for a first status message when
   %   that matters.
 
@@ -46,11 +48,13 @@ classdef DDSubscriber < handle
       obj.topics = topics;
       obj.limits = dd_limits();
       obj.max_part = [];
+      curve = [];
       for i = 1:2:numel(varargin)
-        switch varargin{i}
+        switch lower(varargin{i})
           case 'timeout', obj.timeout = varargin{i + 1};
           case 'limits', obj.limits = varargin{i + 1};
           case 'max_part', obj.max_part = varargin{i + 1};
+          case 'curve', curve = varargin{i + 1};
           otherwise, dd_error('usage', 'unknown DDSubscriber option %s', varargin{i});
         end
       end
@@ -59,10 +63,19 @@ classdef DDSubscriber < handle
         obj.max_part = max_payload + 1024;
       end
       obj.socket = dd_zmq_socket('SUB');
-      for i = 1:numel(topics)
-        dd_zmq_subscribe(obj.socket, topics{i});
+      try
+        for i = 1:numel(topics)
+          dd_zmq_subscribe(obj.socket, topics{i});
+        end
+        if ~isempty(curve)
+          dd_zmq_curve(obj.socket, curve, false);
+        end
+        dd_zmq_connect(obj.socket, endpoint);
+      catch err
+        dd_zmq_close(obj.socket, 0);
+        obj.socket = [];
+        rethrow(err);
       end
-      dd_zmq_connect(obj.socket, endpoint);
     end
 
     function msg = recv(obj, timeout_s)

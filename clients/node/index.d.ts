@@ -132,6 +132,35 @@ export function decodeHeader(bytes: Part): Header;
 export function decodeValue(bytes: Part): Value;
 export function decodeMessage(parts: Part[], options?: { strict?: boolean; limits?: Limits }): Message;
 
+/** The keys of a certificate file: `secretKey` is null in a public `NAME.key`. */
+export interface Certificate {
+  publicKey: string;
+  secretKey: string | null;
+}
+
+export const CLIENT_KEY_ENV: "DEEPDENOISE_CLIENT_KEY";
+export const SERVER_KEY_ENV: "DEEPDENOISE_SERVER_KEY";
+/** Read a certificate file of `deepdenoise keys NAME` (ZPL text, Z85 keys). */
+export function readCertificate(file: string): Certificate;
+
+/**
+ * CURVE keys for a service with `[security]` (Z85 text, 40 characters each): this end's
+ * key pair and, to connect, the service's public key. The `curve` option of Publisher,
+ * Subscriber and Control. A refused key gets no reply: it looks like a timeout.
+ */
+export class CurveKeys {
+  constructor(keys: { publicKey: string; secretKey: string; serverKey?: string | null });
+  readonly publicKey: string;
+  readonly secretKey: string;
+  readonly serverKey: string | null;
+  /** `NAME.key_secret` (this end) and, to connect, `service.key` (the service's). */
+  static fromFiles(secretFile: string, serverFile?: string | null): CurveKeys;
+  /** From DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY; null when neither is set. */
+  static fromEnv(env?: { [name: string]: string | undefined }): CurveKeys | null;
+  /** Set the keys on a zeromq.js socket before it binds (CURVE server) or connects (client). */
+  apply(socket: object, options: { bind: boolean }): void;
+}
+
 export interface PublisherOptions {
   /** "pub" (XPUB, the default) or "push" (for a service with input_mode = "pull"). */
   mode?: "pub" | "push";
@@ -142,6 +171,8 @@ export interface PublisherOptions {
   lingerMs?: number | null;
   limits?: Limits;
   context?: Context;
+  /** Bound: a CURVE server with this key pair; connected: a CURVE client (needs serverKey). */
+  curve?: CurveKeys | null;
 }
 
 export class Publisher {
@@ -167,6 +198,8 @@ export interface SubscriberOptions {
   timeoutMs?: number | null;
   limits?: Limits;
   context?: Context;
+  /** A CURVE client of a service with `[security]` (needs serverKey). */
+  curve?: CurveKeys | null;
 }
 
 export class Subscriber implements AsyncIterable<Message> {
@@ -189,7 +222,10 @@ export interface Reply {
 }
 
 export class Control {
-  constructor(endpoint?: string, options?: { timeoutMs?: number | null; context?: Context });
+  constructor(
+    endpoint?: string,
+    options?: { timeoutMs?: number | null; context?: Context; curve?: CurveKeys | null },
+  );
   readonly endpoint: string;
   request(cmd: string, args?: { [key: string]: unknown }): Promise<Reply>;
   status(): Promise<Reply>;

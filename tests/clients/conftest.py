@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clients_harness import label_image
+from clients_harness import Secured, label_image, make_keys
 from service_harness import running_service
 
 from stream import Service
@@ -23,3 +23,13 @@ def live_service(tmp_path: Path, box_model: Path) -> Iterator[Service]:
     }
     with running_service(tmp_path, box_model, traces=traces) as svc:
         yield svc
+
+
+@pytest.fixture
+def secured_service(tmp_path: Path, box_model: Path) -> Iterator[Secured]:
+    """The real service with ``[security]``: only the ``rig`` client's key is allowed."""
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    security = {"secret_key": keys / "service.key_secret", "clients": keys / "clients"}
+    with running_service(tmp_path, box_model, security=security) as svc:
+        yield Secured(svc, keys)

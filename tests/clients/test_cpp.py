@@ -23,7 +23,9 @@ from clients_harness import (
     SHAPE,
     T0_NS,
     Program,
+    Secured,
     check_control_exit_statuses,
+    check_curve,
     check_publisher,
     parse_lines,
     pattern_frame,
@@ -254,3 +256,11 @@ def test_control(cpp: CppBuild, live_service: Service, tmp_path: Path, box_model
 def test_control_exit_statuses(cpp: CppBuild, tmp_path: Path) -> None:
     """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
     check_control_exit_statuses([cpp.program("control")], tmp_path)
+
+
+def test_curve(cpp: CppBuild, secured_service: Secured, tmp_path: Path) -> None:
+    """With DEEPDENOISE_CLIENT_KEY / DEEPDENOISE_SERVER_KEY the three programs talk CURVE
+    to a service with [security]; a key it does not allow gets no reply (exit 3); a wrong
+    key file or only one of the variables is bad usage (exit 2)."""
+    programs = {name: [cpp.program(name)] for name in ("publish", "subscribe", "control")}
+    check_curve(programs, secured_service, tmp_path / "data")

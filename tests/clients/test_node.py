@@ -31,7 +31,9 @@ from clients_harness import (  # noqa: E402
     SHAPE,
     T0_NS,
     Program,
+    Secured,
     check_control_exit_statuses,
+    check_curve,
     parse_lines,
     pattern_frame,
     require,
@@ -245,3 +247,9 @@ def test_control_commands(
 def test_control_exit_statuses(node_client: NodeClient, tmp_path: Path) -> None:
     """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
     check_control_exit_statuses(node_client.cmd("control"), tmp_path)
+
+
+def test_curve(node_client: NodeClient, secured_service: Secured, tmp_path: Path) -> None:
+    """The three programs with the keys in DEEPDENOISE_CLIENT_KEY/_SERVER_KEY (CURVE)."""
+    programs = {name: node_client.cmd(name) for name in ("publish", "subscribe", "control")}
+    check_curve(programs, secured_service, tmp_path / "data")

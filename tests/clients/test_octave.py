@@ -25,7 +25,9 @@ from clients_harness import (
     T0_NS,
     VECTORS,
     Program,
+    Secured,
     check_control_exit_statuses,
+    check_curve,
     label_image,
     parse_lines,
     pattern_frame,
@@ -277,6 +279,12 @@ def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: P
 def test_control_exit_statuses(octave_client: OctaveClient, tmp_path: Path) -> None:
     """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
     check_control_exit_statuses(octave_client.command("control"), tmp_path, cwd=octave_client.root)
+
+
+def test_curve(octave_client: OctaveClient, secured_service: Secured, tmp_path: Path) -> None:
+    """The three programs with the keys in DEEPDENOISE_CLIENT_KEY/_SERVER_KEY (CURVE)."""
+    programs = {name: octave_client.command(name) for name in ("publish", "subscribe", "control")}
+    check_curve(programs, secured_service, tmp_path / "data", cwd=octave_client.root)
 
 
 def _roi_count(endpoint: str) -> int:

@@ -12,7 +12,11 @@
  * "<bin N bytes>"). Exit status: 0 when the reply has ok true; 1 when it has ok false
  * (the reply is still printed); 2 for bad usage (a wrong command line, a LABELS_FILE
  * that cannot be read or does not hold HEIGHT x WIDTH labels of DTYPE, a request the
- * encoder refuses); 3 when no reply came within 10 s or another transport error.
+ * encoder refuses, a CURVE key variable or file that is wrong); 3 when no reply came
+ * within 10 s or another transport error.
+ *
+ * With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and DEEPDENOISE_SERVER_KEY
+ * (the service's service.key) set, it connects with CURVE; a refused key gets no reply.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +24,8 @@
 #include <string.h>
 
 #include <deepdenoise/deepdenoise.h>
+
+#include "curve_env.h"
 
 #define TIMEOUT_MS 10000
 
@@ -138,9 +144,16 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    ddn_curve_keys keys;
+    const ddn_curve_keys *curve;
+    if (!curve_from_env("control", &keys, &curve)) {
+        msgpack_sbuffer_destroy(&request);
+        return 2;
+    }
+
     /* One round trip: ok true 0, ok false 1 (the reply printed either way), else 3. */
     int status = 3;
-    ddn_control *ctl = ddn_control_new(NULL, argv[1], TIMEOUT_MS, &err);
+    ddn_control *ctl = ddn_control_new_curve(NULL, argv[1], TIMEOUT_MS, curve, &err);
     if (ctl == NULL) {
         fprintf(stderr, "control: %s\n", err.message);
         msgpack_sbuffer_destroy(&request);

@@ -5,11 +5,15 @@
  * FRAMES <u2 frames of a test pattern (pixel (r, c) of frame i is
  * (1000 i + WIDTH r + c) mod 65536) with t_ns = 1700000000000000000 + i, then `end`.
  * Each frame's buffer is handed to ZeroMQ without a copy and freed by it when sent.
+ * With DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY set, it connects with CURVE
+ * (only one of them, or a wrong key file: exit 2).
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <deepdenoise/deepdenoise.h>
+
+#include "curve_env.h"
 
 #define T0_NS 1700000000000000000ULL /* above 2**53: t_ns must stay an integer */
 
@@ -36,7 +40,9 @@ int main(int argc, char **argv) {
     }
     const char *series = argv[2];
     ddn_error err;
+    ddn_curve_keys keys;
     ddn_publisher_options options = ddn_publisher_default_options();
+    if (!curve_from_env("publish", &keys, &options.curve)) return 2;
     options.mode = DDN_MODE_PUSH; /* back-pressure: no frame dropped in transit */
     options.connect = 1;
     options.timeout_ms = 30000;

@@ -7,13 +7,17 @@
  *   {"topic": "denoised", "header": {...}, "sum": <sum of the pixels, read in place>}
  *   {"topic": "traces", "header": {...}, "values": [<rois x columns, row after row>]}
  *   {"topic": "trigger", "header": {...}}
- * Exits 0 once it has seen at least the given counts, 1 after 60 s.
+ * Exits 0 once it has seen at least the given counts, 1 after 60 s. With
+ * DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY set, it connects with CURVE (only
+ * one of them, or a wrong key file: exit 2).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include <deepdenoise/deepdenoise.h>
+
+#include "curve_env.h"
 
 #define DEADLINE_MS 60000
 
@@ -52,13 +56,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s ENDPOINT DENOISED TRACES TRIGGERS\n", argv[0]);
         return 2;
     }
+    ddn_curve_keys keys;
+    const ddn_curve_keys *curve;
+    if (!curve_from_env("subscribe", &keys, &curve)) return 2;
     long want[3] = {atol(argv[2]), atol(argv[3]), atol(argv[4])};
     long seen[3] = {0, 0, 0};
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line at a time through a pipe */
 
     const char *topics[] = {"denoised", "traces", "trigger", "status"};
     ddn_error err;
-    ddn_subscriber *sub = ddn_subscriber_new(NULL, argv[1], topics, 4, &err);
+    ddn_subscriber *sub = ddn_subscriber_new_curve(NULL, argv[1], topics, 4, curve, &err);
     if (sub == NULL) {
         fprintf(stderr, "subscriber: %s\n", err.message);
         return 1;

@@ -11,6 +11,8 @@ struct ddn_control {
     void *socket;
     char endpoint[512];
     int timeout_ms;
+    ddn_curve_keys curve; /* a copy: a timeout re-creates the socket with them */
+    int has_curve;
 };
 
 static ddn_status open_socket(ddn_control *ctl, ddn_error *err) {
@@ -18,11 +20,17 @@ static ddn_status open_socket(ddn_control *ctl, ddn_error *err) {
     ctl->socket = ddn__socket(&ctl->ctx, &ctl->own_ctx, ZMQ_REQ, err);
     ctl->own_ctx |= ctx_was_ours; /* a reopen keeps the context it had */
     if (ctl->socket == NULL) return err != NULL ? err->code : DDN_E_ZMQ;
+    ddn_status st = ddn__curve_apply(ctl->socket, ctl->has_curve ? &ctl->curve : NULL, 0, err);
+    if (st != DDN_OK) {
+        zmq_close(ctl->socket);
+        ctl->socket = NULL;
+        return st;
+    }
     int zero = 0;
     if (zmq_setsockopt(ctl->socket, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(ctl->socket, ZMQ_SNDTIMEO, &ctl->timeout_ms, sizeof ctl->timeout_ms) ||
         zmq_connect(ctl->socket, ctl->endpoint) != 0) {
-        ddn_status st = ddn__endpoint_fail(err, "connect to", ctl->endpoint);
+        st = ddn__endpoint_fail(err, "connect to", ctl->endpoint);
         zmq_close(ctl->socket);
         ctl->socket = NULL;
         return st;
@@ -32,6 +40,11 @@ static ddn_status open_socket(ddn_control *ctl, ddn_error *err) {
 
 ddn_control *ddn_control_new(void *ctx, const char *endpoint, int timeout_ms,
                              ddn_error *err) {
+    return ddn_control_new_curve(ctx, endpoint, timeout_ms, NULL, err);
+}
+
+ddn_control *ddn_control_new_curve(void *ctx, const char *endpoint, int timeout_ms,
+                                   const ddn_curve_keys *curve, ddn_error *err) {
     if (endpoint == NULL || strlen(endpoint) >= sizeof ((ddn_control *)0)->endpoint) {
         ddn__fail(err, DDN_E_ARGUMENT, "expected a control endpoint");
         return NULL;
@@ -43,9 +56,14 @@ ddn_control *ddn_control_new(void *ctx, const char *endpoint, int timeout_ms,
     }
     ctl->ctx = ctx;
     ctl->timeout_ms = timeout_ms;
+    if (curve != NULL) {
+        ctl->curve = *curve;
+        ctl->has_curve = 1;
+    }
     snprintf(ctl->endpoint, sizeof ctl->endpoint, "%s", endpoint);
     if (open_socket(ctl, err) != DDN_OK) {
         if (ctl->own_ctx && ctl->ctx != NULL) zmq_ctx_term(ctl->ctx);
+        memset(&ctl->curve, 0, sizeof ctl->curve);
         free(ctl);
         return NULL;
     }
@@ -56,6 +74,7 @@ ddn_control *ddn_control_new(void *ctx, const char *endpoint, int timeout_ms,
 void ddn_control_close(ddn_control *ctl) {
     if (ctl == NULL) return;
     ddn__close(ctl->socket, ctl->ctx, ctl->own_ctx, 0);
+    memset(&ctl->curve, 0, sizeof ctl->curve); /* the secret key */
     free(ctl);
 }
 
@@ -70,8 +89,10 @@ static ddn_status timed_out(ddn_control *ctl, ddn_error *err) {
                          reopen.message);
     return ddn__fail(err, DDN_E_TIMEOUT,
                      "no reply from %s within %d ms: is the service running with its "
-                     "control socket there?",
-                     ctl->endpoint, ctl->timeout_ms);
+                     "control socket there%s?",
+                     ctl->endpoint, ctl->timeout_ms,
+                     /* a refused CURVE client is dropped without a word */
+                     ctl->has_curve ? ", and does it allow this client's key" : "");
 }
 
 ddn_status ddn_control_request(ddn_control *ctl, const void *request, size_t size,

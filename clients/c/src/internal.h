@@ -70,4 +70,9 @@ int ddn__poll_in(void *socket, int timeout_ms);
 void *ddn__socket(void **ctx, int *own_ctx, int type, ddn_error *err);
 void ddn__close(void *socket, void *ctx, int own_ctx, int linger_ms);
 
+/* Set CURVE keys on `socket` before it binds (a server) or connects (a client of
+ * keys->server_key). NULL keys: nothing to do. */
+ddn_status ddn__curve_apply(void *socket, const ddn_curve_keys *keys, int bind,
+                            ddn_error *err);
+
 #endif

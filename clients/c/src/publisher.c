@@ -14,6 +14,7 @@ struct ddn_publisher {
     size_t topic_len;
     char endpoint[512];
     int subscriptions; /* PUB mode: active subscriptions matching the topic */
+    int curve;         /* with CURVE keys: a refused peer is silent, said on a timeout */
 };
 
 ddn_publisher_options ddn_publisher_default_options(void) {
@@ -24,6 +25,7 @@ ddn_publisher_options ddn_publisher_default_options(void) {
         .timeout_ms = -1,
         .linger_ms = 1000,
         .limits = ddn_default_limits(),
+        .curve = NULL,
     };
     return options;
 }
@@ -54,6 +56,13 @@ ddn_publisher *ddn_publisher_new(void *ctx, const char *endpoint,
         free(pub);
         return NULL;
     }
+    if (ddn__curve_apply(pub->socket, options->curve, !options->connect, err) != DDN_OK) {
+        ddn__close(pub->socket, pub->ctx, pub->own_ctx, 0);
+        free(pub);
+        return NULL;
+    }
+    pub->options.curve = NULL; /* the caller's keys are not kept past this call */
+    pub->curve = options->curve != NULL;
     int one = 1, rc;
     if (pub_mode) /* every subscription reported, so the count is right with several */
         rc = zmq_setsockopt(pub->socket, ZMQ_XPUB_VERBOSER, &one, sizeof one);
@@ -125,8 +134,11 @@ ddn_status ddn_publisher_wait_for_subscriber(ddn_publisher *pub, int timeout_ms,
         if (timeout_ms >= 0 && left <= 0)
             return ddn__fail(err, DDN_E_TIMEOUT,
                              "no subscriber to topic \"%s\" on %s within %d ms: is the "
-                             "service running, with its input connected to this endpoint?",
-                             pub->topic, pub->endpoint, timeout_ms);
+                             "service running, with its input connected to this endpoint%s?",
+                             pub->topic, pub->endpoint, timeout_ms,
+                             pub->curve ? " and this end's public key as its "
+                                          "security.input_server_key"
+                                        : "");
         if (ddn__poll_in(pub->socket, timeout_ms < 0 ? -1 : (int)left) < 0)
             return ddn__zmq_fail(err, "zmq_poll");
     }

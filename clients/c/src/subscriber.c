@@ -9,11 +9,18 @@ struct ddn_subscriber {
     int own_ctx;
     void *socket;
     ddn_limits limits;
+    int curve; /* with CURVE keys: a refused client is silent, said on a timeout */
 };
 
 ddn_subscriber *ddn_subscriber_new(void *ctx, const char *endpoint,
                                    const char *const *topics, size_t ntopics,
                                    ddn_error *err) {
+    return ddn_subscriber_new_curve(ctx, endpoint, topics, ntopics, NULL, err);
+}
+
+ddn_subscriber *ddn_subscriber_new_curve(void *ctx, const char *endpoint,
+                                         const char *const *topics, size_t ntopics,
+                                         const ddn_curve_keys *curve, ddn_error *err) {
     if (endpoint == NULL || topics == NULL || ntopics == 0) {
         /* a SUB socket with no subscription would receive nothing, silently */
         ddn__fail(err, DDN_E_ARGUMENT,
@@ -26,9 +33,15 @@ ddn_subscriber *ddn_subscriber_new(void *ctx, const char *endpoint,
         return NULL;
     }
     sub->limits = ddn_default_limits();
+    sub->curve = curve != NULL;
     sub->ctx = ctx;
     sub->socket = ddn__socket(&sub->ctx, &sub->own_ctx, ZMQ_SUB, err);
     if (sub->socket == NULL) {
+        free(sub);
+        return NULL;
+    }
+    if (ddn__curve_apply(sub->socket, curve, 0, err) != DDN_OK) {
+        ddn__close(sub->socket, sub->ctx, sub->own_ctx, 0);
         free(sub);
         return NULL;
     }
@@ -61,7 +74,10 @@ ddn_status ddn_subscriber_recv(ddn_subscriber *sub, ddn_message *msg, int timeou
     if (ready < 0) return ddn__zmq_fail(err, "zmq_poll");
     if (ready == 0) {
         ddn__message_reset(msg);
-        return ddn__fail(err, DDN_E_TIMEOUT, "no message within %d ms", timeout_ms);
+        return ddn__fail(err, DDN_E_TIMEOUT, "no message within %d ms%s", timeout_ms,
+                         sub->curve ? " (with CURVE: or the service does not allow this "
+                                      "client's key)"
+                                    : "");
     }
     ddn_status st = ddn__message_recv(msg, sub->socket, err);
     if (st != DDN_OK) return st;

@@ -13,7 +13,10 @@
 // "<bin N bytes>"). Exit status: 0 for ok: true; 1 for ok: false (the reply is still
 // printed); 2 for bad usage (a wrong command line, a FILE that cannot be read or does
 // not hold HEIGHT x WIDTH labels of DTYPE, a request the encoder refuses); 3 when no
-// reply came within 10 s or another transport error.
+// reply came within 10 s or another transport error. With DEEPDENOISE_CLIENT_KEY (this
+// client's NAME.key_secret) and DEEPDENOISE_SERVER_KEY (the service's service.key) set,
+// it connects with CURVE (only one of them, or a wrong key file: exit 2); a key the
+// service does not allow gets no reply (exit 3).
 #include <chrono>
 #include <exception>
 #include <fstream>
@@ -25,6 +28,8 @@
 #include <vector>
 
 #include <deepdenoise/client.hpp>
+
+#include "curve_env.hpp"
 
 namespace dd = deepdenoise;
 
@@ -91,8 +96,10 @@ int main(int argc, char** argv) {
 
     // Everything wrong before sending is a usage error.
     std::optional<std::string> request;
+    std::optional<dd::CurveKeys> curve;
     try {
         request = encode(cmd, args);
+        if (request) curve = curve_from_env();
     } catch (const std::exception& e) {
         std::cerr << "control: " << e.what() << "\n";
         return 2;
@@ -101,7 +108,9 @@ int main(int argc, char** argv) {
 
     // One round trip.
     try {
-        dd::Control control(argv[1], std::chrono::seconds(10));
+        const auto timeout = std::chrono::seconds(10);
+        dd::Control control = curve ? dd::Control(argv[1], timeout, *curve)
+                                    : dd::Control(argv[1], timeout);
         std::cout << dd::to_json(control.request_encoded(cmd, *request)) << std::endl;
         return 0;
     } catch (const dd::ControlError& e) {

@@ -2,7 +2,9 @@
 //
 // Connects a PUSH socket to a service whose input PULLs (input_mode = "pull",
 // input_bind = true), sends `start`, FRAMES uint16 frames and `end`. Frame i holds
-// (1000 i + WIDTH r + c) mod 65536 at row r, column c and has t_ns = T0 + i.
+// (1000 i + WIDTH r + c) mod 65536 at row r, column c and has t_ns = T0 + i. With
+// DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY set, it connects with CURVE (only
+// one of them, or a wrong key file: exit 2).
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include <deepdenoise/client.hpp>
+
+#include "curve_env.hpp"
 
 namespace dd = deepdenoise;
 
@@ -25,8 +29,14 @@ int main(int argc, char** argv) {
     // Above 2^53: t_ns must stay an integer all the way (uint64 on the wire).
     const std::uint64_t t0_ns = 1'700'000'000'000'000'000ull;
 
+    dd::PublisherOptions options;
     try {
-        dd::PublisherOptions options;
+        options.curve = curve_from_env();
+    } catch (const CurveUsageError& e) {
+        std::cerr << "publish: " << e.what() << "\n";
+        return 2;
+    }
+    try {
         options.mode = dd::PublisherOptions::Mode::push;
         options.bind = false;
         options.linger = std::chrono::seconds(30);  // let every frame out before exiting

@@ -4,14 +4,19 @@
 // status message (the subscription is live then), then one JSON line per denoised,
 // traces or trigger message: {"topic": ..., "header": {...}, "sum": <pixel sum>}
 // ("sum" and "values" only with a payload). Exits 0 once it has seen the given
-// counts, 1 after 60 s.
+// counts, 1 after 60 s. With DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY set, it
+// connects with CURVE (only one of them, or a wrong key file: exit 2).
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <deepdenoise/client.hpp>
+
+#include "curve_env.hpp"
 
 namespace dd = deepdenoise;
 
@@ -56,6 +61,13 @@ int main(int argc, char** argv) {
         std::cerr << "usage: subscribe ENDPOINT DENOISED TRACES TRIGGERS\n";
         return 2;
     }
+    std::optional<dd::CurveKeys> curve;
+    try {
+        curve = curve_from_env();
+    } catch (const CurveUsageError& e) {
+        std::cerr << "subscribe: " << e.what() << "\n";
+        return 2;
+    }
     std::map<std::string, long> wanted{{"denoised", std::atol(argv[2])},
                                        {"traces", std::atol(argv[3])},
                                        {"trigger", std::atol(argv[4])}};
@@ -68,7 +80,9 @@ int main(int argc, char** argv) {
     };
 
     try {
-        dd::Subscriber subscriber(argv[1], {"denoised", "traces", "trigger", "status"});
+        const std::vector<std::string> topics{"denoised", "traces", "trigger", "status"};
+        dd::Subscriber subscriber = curve ? dd::Subscriber(argv[1], topics, *curve)
+                                          : dd::Subscriber(argv[1], topics);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
         bool ready = false;
         while (!(ready && done())) {

@@ -66,6 +66,7 @@ Publisher::Publisher(const std::string& endpoint, const PublisherOptions& option
         // times out instead of queueing frames that close would discard unsaid.
         socket_.set(zmq::sockopt::immediate, 1);
     }
+    if (options.curve) options.curve->apply(socket_, options.bind);
     if (options.bind) {
         attach(socket_, endpoint, Attach::bind);
         endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
@@ -112,7 +113,10 @@ void Publisher::wait_for_subscriber(Milliseconds timeout) {
         if (timeout != forever && left.count() <= 0) {
             throw TimeoutError("no subscriber to topic \"" + options_.topic + "\" on " +
                                endpoint_ + " within " + std::to_string(timeout.count()) +
-                               " ms: is the service running and connected to this endpoint?");
+                               " ms: is the service running and connected to this endpoint" +
+                               (options_.curve ? ", with this end's public key as its "
+                                                 "security.input_server_key?"
+                                               : "?"));
         }
         readable(socket_, timeout == forever ? forever : std::max(left, Milliseconds{1}));
     }
@@ -156,11 +160,20 @@ void Publisher::close() {
 
 Subscriber::Subscriber(const std::string& endpoint, const std::vector<std::string>& topics,
                        zmq::context_t& context, Limits limits)
+    : Subscriber(endpoint, topics, nullptr, context, limits) {}
+
+Subscriber::Subscriber(const std::string& endpoint, const std::vector<std::string>& topics,
+                       const CurveKeys& curve, zmq::context_t& context, Limits limits)
+    : Subscriber(endpoint, topics, &curve, context, limits) {}
+
+Subscriber::Subscriber(const std::string& endpoint, const std::vector<std::string>& topics,
+                       const CurveKeys* curve, zmq::context_t& context, Limits limits)
     : socket_(context, zmq::socket_type::sub), limits_(limits) {
     if (topics.empty()) {  // a SUB socket with no subscription receives nothing, silently
         throw std::invalid_argument("expected at least one topic (\"\" for every topic), got none");
     }
     socket_.set(zmq::sockopt::linger, 0);
+    if (curve) curve->apply(socket_, false);
     for (const std::string& topic : topics) socket_.set(zmq::sockopt::subscribe, topic);
     attach(socket_, endpoint, Attach::connect);
 }
@@ -182,10 +195,19 @@ void Subscriber::close() {
 Control::Control(std::string endpoint, Milliseconds timeout, zmq::context_t& context)
     : context_(&context), endpoint_(std::move(endpoint)), timeout_(timeout), socket_(connect()) {}
 
+Control::Control(std::string endpoint, Milliseconds timeout, CurveKeys curve,
+                 zmq::context_t& context)
+    : context_(&context),
+      endpoint_(std::move(endpoint)),
+      timeout_(timeout),
+      curve_(std::move(curve)),
+      socket_(connect()) {}
+
 zmq::socket_t Control::connect() {
     zmq::socket_t socket(*context_, zmq::socket_type::req);
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::sndtimeo, to_int_ms(timeout_));
+    if (curve_) curve_->apply(socket, false);  // also on the socket that replaces one
     attach(socket, endpoint_, Attach::connect);
     return socket;
 }
@@ -202,7 +224,9 @@ Map Control::request_encoded(std::string_view cmd, const std::string& request) {
         socket_ = connect();
         return TimeoutError("no reply to \"" + std::string(cmd) + "\" from " + endpoint_ +
                             " within " + std::to_string(timeout_.count()) +
-                            " ms: is the service running with its control socket there?");
+                            " ms: is the service running with its control socket there" +
+                            // a refused CURVE client is dropped without a word
+                            (curve_ ? ", and does it allow this client's key?" : "?"));
     };
     if (!socket_.send(zmq::buffer(request), zmq::send_flags::none)) throw timed_out();
     if (!readable(socket_, timeout_)) throw timed_out();

@@ -12,6 +12,10 @@ function rc = dd_control(endpoint, cmd, varargin)
 %   either way); 2 for bad usage (a wrong command line, a FILE that cannot be read or
 %   does not hold HEIGHT x WIDTH labels of DTYPE, a request the encoder refuses); 3 when
 %   no reply came within 10 s or another transport error (messages on stderr).
+%   With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and
+%   DEEPDENOISE_SERVER_KEY (the service's service.key) set, it connects with CURVE
+%   (DD_CURVE_ENV), for a service with [security]; only one of them set, or a key file
+%   that is not one, is bad usage: returns 2, a message on stderr.
 
 % Everything wrong before sending is a usage error: check and encode the request first.
 if nargin < 2
@@ -21,6 +25,7 @@ if nargin < 2
 end
 try
   send = prepare(cmd, varargin);
+  curve = dd_curve_env();           % [] when neither variable is set
 catch err
   fprintf(2, 'control: %s\n', err.message);
   rc = 2;
@@ -30,7 +35,7 @@ end
 % One round trip.
 ctl = [];
 try
-  ctl = DDControl(endpoint, 'timeout', 10);
+  ctl = DDControl(endpoint, 'timeout', 10, 'curve', curve);
   send(ctl);
   rc = 0;
 catch err

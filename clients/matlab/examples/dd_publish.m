@@ -9,8 +9,20 @@ function rc = dd_publish(endpoint, series, frames, height, width, mode)
 %   mod(1000*k + WIDTH*r + c, 65536), 0-based) with t_ns = 1700000000000000000 + k,
 %   then 'end'. Numbers may be given as text (the command-line wrapper
 %   bin/publish.m passes them so). Returns 0.
+%   With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and
+%   DEEPDENOISE_SERVER_KEY (the service's service.key) set, it connects with CURVE
+%   (DD_CURVE_ENV), for a service with [security]; only one of them set, or a key file
+%   that is not one, is bad usage: returns 2, a message on stderr. With 'pub', the bound
+%   XPUB is a CURVE server of this client's key pair (the service's input_server_key).
 if nargin < 6
   mode = 'push';
+end
+try
+  curve = dd_curve_env();           % [] when neither variable is set
+catch err
+  fprintf(2, 'publish: %s\n', err.message);
+  rc = 2;
+  return;
 end
 frames = as_number(frames);
 height = as_number(height);
@@ -18,10 +30,10 @@ width = as_number(width);
 t0_ns = int64(1700000000) * int64(1000000000);   % above 2^53: built in int64, never double
 
 if strcmp(mode, 'pub')
-  pub = DDPublisher(endpoint, 'mode', 'pub');           % binds
+  pub = DDPublisher(endpoint, 'mode', 'pub', 'curve', curve);   % binds: a CURVE server
   pub.wait_for_subscriber(30);                          % PUB drops frames sent before
 else
-  pub = DDPublisher(endpoint, 'mode', 'push', 'bind', false, 'timeout', 30);
+  pub = DDPublisher(endpoint, 'mode', 'push', 'bind', false, 'timeout', 30, 'curve', curve);
 end
 pub.start_series(series);
 [cols, rows] = meshgrid(0:width - 1, 0:height - 1);    % rows(r, c) = r, cols(r, c) = c

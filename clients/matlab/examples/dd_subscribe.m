@@ -9,10 +9,21 @@ function rc = dd_subscribe(endpoint, denoised, traces, triggers)
 %      "labels":[..],"values":[row by row]}
 %     {"topic":"trigger","series":..,"index":..,"rule":..,"column":..,"value":..}
 %   Returns 0 once DENOISED, TRACES and TRIGGERS messages have arrived, 1 after 60 s.
+%   With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and
+%   DEEPDENOISE_SERVER_KEY (the service's service.key) set, it connects with CURVE
+%   (DD_CURVE_ENV), for a service with [security]; only one of them set, or a key file
+%   that is not one, is bad usage: returns 2, a message on stderr.
+try
+  curve = dd_curve_env();           % [] when neither variable is set
+catch err
+  fprintf(2, 'subscribe: %s\n', err.message);
+  rc = 2;
+  return;
+end
 wanted = [as_number(denoised), as_number(traces), as_number(triggers)];
 seen = [0 0 0];
 topics = {'denoised', 'traces', 'trigger'};
-sub = DDSubscriber(endpoint, [topics, {'status'}]);
+sub = DDSubscriber(endpoint, [topics, {'status'}], 'curve', curve);
 cleanup = onCleanup(@() sub.close());
 deadline = tic;
 ready = false;

@@ -1,8 +1,9 @@
 function failures = check_api()
 %CHECK_API  Checks of the public API that the golden vectors do not reach: validation
 %   before sending, the smallest integer and length forms at every boundary, the
-%   MATLAB/C pixel order, the struct view, JSON printing, the output bounds, and the REQ
-%   timeout (one socket to a port where nothing listens). Prints failures; returns their number.
+%   MATLAB/C pixel order, the struct view, JSON printing, the output bounds, the REQ
+%   timeout (one socket to a port where nothing listens), and CURVE: reading key files
+%   and a loopback publisher/subscriber. Prints failures; returns their number.
 failures = 0;
 checks = 0;
   function check(name, ok)
@@ -19,6 +20,16 @@ checks = 0;
     catch err
       check(sprintf('%s: %s (%s), expected %s', name, dd_reason(err), err.message, reason), ...
         strcmp(dd_reason(err), reason));
+    end
+  end
+  function rejects_naming(name, text, f)
+    % a usage error whose message says TEXT (a file name, a variable name)
+    try
+      f();
+      check([name ': accepted'], false);
+    catch err
+      check(sprintf('%s: %s', name, err.message), strcmp(dd_reason(err), 'usage') && ...
+        ~isempty(strfind(err.message, text)));
     end
   end
 
@@ -190,5 +201,85 @@ pub = DDPublisher('tcp://127.0.0.1:*', 'bind', true, 'timeout', 0.2, 'linger', 0
 rejects('push without a service', 'timeout', @() pub.start_series('s1'));
 pub.close(0);
 
+% CURVE keys from `deepdenoise keys` files (two pairs made once with pyzmq's
+% zmq.curve_keypair()), and a bound CURVE server with a connecting CURVE client.
+client = struct('public', 'Mj>LYr>J2}9Ng&bg@sI4P+K@kkNRc(+LI66)TEX=', ...
+  'secret', '4qA}jrCwX!]BSw)F%.nmZ98480T<T71-tJ!ko:PP');
+server = struct('public', 'W%$MjDsTjG5.tbCE!<=nA+<Ced-krJALtfA}@@bl', ...
+  'secret', 'Y!$rBJPhoT80Bcp.zCag^T-!9HQ-a&diM-K@lxZb');
+folder = tempname();
+mkdir(folder);
+rig = certificate(folder, 'rig.key_secret', client.public, client.secret);
+service = certificate(folder, 'service.key', server.public, '');
+keys = dd_curve_keys(rig, service);
+check('curve keys read', isequal(keys, struct('public', client.public, 'secret', client.secret, ...
+  'server', server.public)));
+check('curve keys without the service key', isempty(dd_curve_keys(rig).server));
+rejects_naming('public key where the secret one is needed', ...
+  [service ' holds no secret key: give the NAME.key_secret file'], @() dd_curve_keys(service));
+short = certificate(folder, 'short.key_secret', client.public(2:end), client.secret);
+rejects_naming('a key of 39 characters', ...
+  [short ': expected the public-key as 40 Z85 characters, got 39 characters'], ...
+  @() dd_curve_keys(short, service));
+odd = certificate(folder, 'odd.key', [server.public(2:end) '~'], '');
+rejects_naming('a key with a character outside Z85', 'got a character outside Z85', ...
+  @() dd_curve_keys(rig, odd));
+missing = fullfile(folder, 'missing.key_secret');
+rejects_naming('a missing file', ['cannot read the CURVE key file ' missing], ...
+  @() dd_curve_keys(missing, service));
+ctl = DDControl('tcp://127.0.0.1:9', 'timeout', 0.2, 'curve', keys);
+rejects('curve control timeout', 'timeout', @() ctl.status());
+try
+  ctl.pause();                      % the REQ socket reopened with the keys set again
+  check('curve control timeout again: answered', false);
+catch err
+  check(['curve control timeout again: ' err.message], strcmp(dd_reason(err), 'timeout') && ...
+    ~isempty(strfind(err.message, 'security.clients')));
+end
+ctl.close();
+rejects_naming('connecting without the service key', 'service''s public key (service.key)', ...
+  @() DDControl('tcp://127.0.0.1:9', 'curve', dd_curve_keys(rig)));
+saved = {getenv('DEEPDENOISE_CLIENT_KEY'), getenv('DEEPDENOISE_SERVER_KEY')};
+setenv('DEEPDENOISE_CLIENT_KEY', '');
+setenv('DEEPDENOISE_SERVER_KEY', '');
+check('no key variables: no keys', isempty(dd_curve_env()));
+setenv('DEEPDENOISE_CLIENT_KEY', rig);
+rejects_naming('only the client key variable', 'DEEPDENOISE_SERVER_KEY is not set', ...
+  @() dd_curve_env());
+setenv('DEEPDENOISE_SERVER_KEY', service);
+check('both key variables', isequal(dd_curve_env(), keys));
+setenv('DEEPDENOISE_CLIENT_KEY', saved{1});
+setenv('DEEPDENOISE_SERVER_KEY', saved{2});
+
+own = dd_curve_keys(certificate(folder, 'acquisition.key_secret', server.public, server.secret));
+remove_folder(folder);
+pub = DDPublisher('tcp://127.0.0.1:*', 'mode', 'pub', 'Curve', own, 'linger', 0);
+sub = DDSubscriber(pub.endpoint, {'frame'}, 'curve', ...
+  struct('public', client.public, 'secret', client.secret, 'server', server.public));
+pub.wait_for_subscriber(30);
+pub.send_frame(uint8([1 2]), 's1', 0);
+msg = sub.recv(30);
+check('a frame over CURVE', ~isempty(msg) && isequal(msg.image, uint8([1 2])));
+sub.close();
+pub.close(0);
+
 fprintf('api: %d checks, %d failures\n', checks, failures);
+end
+
+function file = certificate(folder, name, public, secret)
+% A certificate as pyzmq's create_certificates writes it ('' secret: a public NAME.key).
+file = fullfile(folder, name);
+fid = fopen(file, 'w');
+fprintf(fid, '#   ****  Generated by a test  ****\n\nmetadata\ncurve\n    public-key = "%s"\n', public);
+if ~isempty(secret)
+  fprintf(fid, '    secret-key = "%s"\n', secret);
+end
+fclose(fid);
+end
+
+function remove_folder(folder)
+if dd_is_octave()
+  confirm_recursive_rmdir(false, 'local');
+end
+rmdir(folder, 's');
 end

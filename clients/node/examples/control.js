@@ -14,10 +14,14 @@
 // ok: false; 2 for bad usage (a wrong command line, a FILE that cannot be read or
 // does not hold HEIGHT x WIDTH labels of DTYPE, a request the encoder refuses); 3 when
 // no reply came within 10 s or another transport error.
+//
+// With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and DEEPDENOISE_SERVER_KEY
+// (the service's service.key) set, it connects with CURVE, for a service with
+// [security]; only one of them set, or a key file that is not one, is bad usage (exit 2).
 
 import { readFileSync } from "node:fs";
 
-import { Control, ControlError, encodeRequest, encodeSetRois } from "deepdenoise-client";
+import { Control, ControlError, CurveKeys, encodeRequest, encodeSetRois } from "deepdenoise-client";
 
 const [endpoint, cmd, ...args] = process.argv.slice(2);
 const usage = (why) => {
@@ -74,16 +78,17 @@ function prepare() {
   }
 }
 
-let send;
+let send, curve;
 try {
   send = prepare();
+  curve = CurveKeys.fromEnv(); // null when neither variable is set
 } catch (err) {
   usage(`control: ${err.message}`);
 }
 
 let control;
 try {
-  control = new Control(endpoint, { timeoutMs: 10000 });
+  control = new Control(endpoint, { timeoutMs: 10000, curve });
   console.log(toJson(await send(control)));
 } catch (err) {
   if (err instanceof ControlError && err.reply?.ok === false) {

@@ -6,8 +6,12 @@
 // PUSH-connects to ENDPOINT (a service with input_mode = "pull" that binds its
 // input), sends `start`, FRAMES uint16 frames and `end`, then exits 0. Frame i holds
 // (1000 i + WIDTH r + c) mod 65536 at row r, column c, and t_ns = T0_NS + i.
+//
+// With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and DEEPDENOISE_SERVER_KEY
+// (the service's service.key) set, it connects with CURVE, for a service with
+// [security]; only one of them set, or a key file that is not one, is bad usage (exit 2).
 
-import { Publisher } from "deepdenoise-client";
+import { CurveKeys, Publisher } from "deepdenoise-client";
 
 const T0_NS = 1_700_000_000_000_000_000n; // beyond 2^53: t_ns must be a BigInt
 
@@ -17,6 +21,13 @@ if (width === undefined) {
   process.exit(2);
 }
 const [count, h, w] = [frames, height, width].map(Number);
+let curve;
+try {
+  curve = CurveKeys.fromEnv(); // null when neither variable is set
+} catch (err) {
+  console.error(`publish: ${err.message}`);
+  process.exit(2);
+}
 
 function patternFrame(index) {
   const pixels = new Uint16Array(h * w);
@@ -27,7 +38,7 @@ function patternFrame(index) {
 }
 
 // lingerMs: on exit, wait up to 10 s for queued frames to reach the service.
-const pub = new Publisher({ mode: "push", timeoutMs: 30000, lingerMs: 10000 }).connect(endpoint);
+const pub = new Publisher({ mode: "push", timeoutMs: 30000, lingerMs: 10000, curve }).connect(endpoint);
 try {
   await pub.start(series, { tNs: T0_NS });
   for (let i = 0; i < count; i++) {

@@ -7,12 +7,23 @@
 // output), prints "ready" after the first status message (the subscription is
 // then live), then one JSON line per denoised, traces or trigger message. Exits 0
 // once it has seen DENOISED, TRACES and TRIGGERS of them, 1 after 60 s.
+//
+// With DEEPDENOISE_CLIENT_KEY (this client's NAME.key_secret) and DEEPDENOISE_SERVER_KEY
+// (the service's service.key) set, it connects with CURVE, for a service with
+// [security]; only one of them set, or a key file that is not one, is bad usage (exit 2).
 
-import { Subscriber } from "deepdenoise-client";
+import { CurveKeys, Subscriber } from "deepdenoise-client";
 
 const [endpoint, ...counts] = process.argv.slice(2);
 if (counts.length !== 3) {
   console.error("usage: subscribe.js ENDPOINT DENOISED TRACES TRIGGERS");
+  process.exit(2);
+}
+let curve;
+try {
+  curve = CurveKeys.fromEnv(); // null when neither variable is set
+} catch (err) {
+  console.error(`subscribe: ${err.message}`);
   process.exit(2);
 }
 const wanted = { denoised: Number(counts[0]), traces: Number(counts[1]), trigger: Number(counts[2]) };
@@ -44,7 +55,7 @@ const summary = {
   }),
 };
 
-const sub = new Subscriber({ topics: ["denoised", "traces", "trigger", "status"] }).connect(endpoint);
+const sub = new Subscriber({ topics: ["denoised", "traces", "trigger", "status"], curve }).connect(endpoint);
 const timer = setTimeout(() => {
   console.error(`timed out after 60 s; seen ${JSON.stringify(seen)} of ${JSON.stringify(wanted)}`);
   process.exit(1);

@@ -14,13 +14,15 @@ export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
  *
  * A REQ socket that gave up waiting can send nothing more, so after a timeout the
  * socket is closed with linger 0 and a new one is opened: the client stays usable.
- * One request at a time: await each call.
+ * One request at a time: await each call. `curve` (CurveKeys, with the service's public
+ * key) makes it a CURVE client of a service with `[security]`.
  */
 export class Control {
-  constructor(endpoint = DEFAULT_CONTROL, { timeoutMs = 5000, context } = {}) {
+  constructor(endpoint = DEFAULT_CONTROL, { timeoutMs = 5000, context, curve = null } = {}) {
     this.endpoint = endpoint;
     this.timeoutMs = timeoutMs;
     this.context = context;
+    this.curve = curve;
     this.socket = this.open();
   }
 
@@ -30,6 +32,12 @@ export class Control {
     socket.sendTimeout = ms;
     socket.receiveTimeout = ms;
     socket.linger = 0;
+    try {
+      this.curve?.apply(socket, { bind: false }); // again on each new socket, after a timeout
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
     try {
       socket.connect(this.endpoint);
     } catch (err) {
@@ -59,9 +67,11 @@ export class Control {
     } catch (err) {
       if (err.code !== "EAGAIN") throw err;
       this.reset();
+      // a service with [security] drops a refused key's handshake: a timeout too
+      const keys = this.curve ? " Is this client's public key in its security.clients folder?" : "";
       throw new ClientTimeoutError(
         `no reply to "${cmd}" from ${this.endpoint} within ${this.timeoutMs} ms: ` +
-          `is the service running with its control socket there?`,
+          `is the service running with its control socket there?${keys}`,
       );
     }
     let reply;

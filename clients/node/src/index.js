@@ -29,3 +29,4 @@ export {
 export { DEFAULT_INPUT, Publisher } from "./publisher.js";
 export { DEFAULT_OUTPUT, Subscriber } from "./subscriber.js";
 export { Control, DEFAULT_CONTROL } from "./control.js";
+export { CLIENT_KEY_ENV, SERVER_KEY_ENV, CurveKeys, readCertificate } from "./curve.js";

@@ -18,6 +18,10 @@ const topicBytes = new TextEncoder();
  *   what it sends before a subscription has arrived (the "slow joiner").
  * mode "push": a PUSH socket for a service with `input_mode = "pull"`. A send waits
  *   while the service is not keeping up (back-pressure), at most `timeoutMs`.
+ *
+ * `curve` (CurveKeys) for a service with `[security]`: bound, the socket is a CURVE
+ * server with this key pair (the service's `security.input_server_key` is its public
+ * key); connected, a CURVE client (the keys need the service's public key).
  */
 export class Publisher {
   constructor({
@@ -27,6 +31,7 @@ export class Publisher {
     lingerMs = 1000,
     limits = DEFAULT_LIMITS,
     context,
+    curve = null,
   } = {}) {
     if (mode !== "pub" && mode !== "push") {
       throw new TypeError(`expected mode "pub" or "push", got ${JSON.stringify(mode)}`);
@@ -35,6 +40,7 @@ export class Publisher {
     this.topic = typeof topic === "string" ? topicBytes.encode(topic) : asBytes(topic);
     this.limits = limits;
     this.lingerMs = lingerMs;
+    this.curve = curve;
     this.endpoint = null;
     this.subscribers = 0;
     const options = context ? { context } : {};
@@ -55,6 +61,7 @@ export class Publisher {
 
   /** Bind (the service connects); `tcp://127.0.0.1:*` picks a free port, see `endpoint`. */
   async bind(endpoint = DEFAULT_INPUT) {
+    this.curve?.apply(this.socket, { bind: true });
     try {
       await this.socket.bind(endpoint);
     } catch (err) {
@@ -66,6 +73,7 @@ export class Publisher {
 
   /** Connect to a service that binds its input (`input_bind = true`). */
   connect(endpoint = DEFAULT_INPUT) {
+    this.curve?.apply(this.socket, { bind: false });
     try {
       this.socket.connect(endpoint);
     } catch (err) {

@@ -16,10 +16,17 @@ export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
  * which `receive()` rejects with ProtocolError.
  *
  * SUB filtering matches prefixes: subscribe to "traces" and "trigger" in full.
- * A SUB socket misses what is published before its connection is up.
+ * A SUB socket misses what is published before its connection is up. `curve`
+ * (CurveKeys, with the service's public key): a CURVE client of a service with `[security]`.
  */
 export class Subscriber {
-  constructor({ topics = [TOPICS.denoised], timeoutMs = null, limits = DEFAULT_LIMITS, context } = {}) {
+  constructor({
+    topics = [TOPICS.denoised],
+    timeoutMs = null,
+    limits = DEFAULT_LIMITS,
+    context,
+    curve = null,
+  } = {}) {
     if (typeof topics === "string") {
       throw new TypeError(`expected an array of topics like ["denoised"], got the single "${topics}"`);
     }
@@ -42,6 +49,7 @@ export class Subscriber {
     this.skipped = 0; // malformed messages the iteration passed over
     this.lastError = null;
     this.endpoint = null;
+    this.curve = curve;
     this.socket = new zmq.Subscriber(context ? { context } : {});
     this.socket.linger = 0;
     this.socket.subscribe(...this.topics);
@@ -49,6 +57,7 @@ export class Subscriber {
 
   /** Connect to the service's output (it binds). */
   connect(endpoint = DEFAULT_OUTPUT) {
+    this.curve?.apply(this.socket, { bind: false });
     try {
       this.socket.connect(endpoint);
     } catch (err) {

@@ -4,6 +4,7 @@
 import {
   Control,
   ControlError,
+  CurveKeys,
   ProtocolError,
   Publisher,
   Subscriber,
@@ -54,6 +55,22 @@ export async function control(): Promise<Reply> {
     if (err instanceof ControlError) throw new Error(String(err.reply?.error));
     if (err instanceof ProtocolError) throw new Error(err.reason);
     throw err;
+  } finally {
+    ctl.close();
+  }
+}
+
+export async function secured(): Promise<Reply> {
+  const curve = CurveKeys.fromFiles("keys/rig.key_secret", "keys/service.key");
+  const fromEnv: CurveKeys | null = CurveKeys.fromEnv();
+  const sub = new Subscriber({ topics: ["denoised"], curve }).connect("tcp://127.0.0.1:5556");
+  sub.close();
+  const own = CurveKeys.fromFiles("keys/acquisition.key_secret");
+  const pub = await new Publisher({ mode: "pub", curve: own }).bind("tcp://127.0.0.1:5555");
+  pub.close();
+  const ctl = new Control("tcp://127.0.0.1:5557", { timeoutMs: 5000, curve: fromEnv ?? curve });
+  try {
+    return await ctl.status();
   } finally {
     ctl.close();
   }

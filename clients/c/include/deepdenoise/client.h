@@ -21,6 +21,27 @@ extern "C" {
 #define DDN_DEFAULT_OUTPUT "tcp://127.0.0.1:5556"
 #define DDN_DEFAULT_CONTROL "tcp://127.0.0.1:5557"
 
+/* ------------------------------------------------------------------ CURVE */
+
+/*
+ * Keys for a service with [security]: its sockets are CURVE servers (encrypted) that
+ * let in only the clients whose public key it allows. `deepdenoise keys NAME` writes
+ * NAME.key (public) and NAME.key_secret (the pair); the service's public key is
+ * service.key. A refused key gets no reply at all (ZeroMQ drops the handshake), so it
+ * looks like a timeout.
+ */
+typedef struct ddn_curve_keys {
+    char public_key[41]; /* this end's key pair, Z85 */
+    char secret_key[41];
+    char server_key[41]; /* the service's public key, Z85; "" when this end binds */
+} ddn_curve_keys;
+
+/* Read NAME.key_secret (this end) and, when connecting, service.key (NULL: none).
+ * DDN_E_ARGUMENT, naming the file, for one that is missing or not a (secret) key file;
+ * DDN_E_ZMQ when libzmq has no CURVE. */
+ddn_status ddn_curve_keys_load(ddn_curve_keys *keys, const char *secret_file,
+                               const char *server_file, ddn_error *err);
+
 /* ------------------------------------------------------------------ publisher */
 
 typedef enum ddn_mode {
@@ -40,6 +61,10 @@ typedef struct ddn_publisher_options {
     int timeout_ms;    /* PUSH: how long a send may block; -1 (default) forever */
     int linger_ms;     /* how long close keeps delivering queued frames; default 1000 */
     ddn_limits limits; /* default ddn_default_limits() */
+    /* NULL (default): plain. Bound: a CURVE server with this key pair (the service
+     * connects with its security.input_server_key); connecting: a client of
+     * server_key. Read only by ddn_publisher_new. */
+    const ddn_curve_keys *curve;
 } ddn_publisher_options;
 
 ddn_publisher_options ddn_publisher_default_options(void);
@@ -96,6 +121,10 @@ typedef struct ddn_subscriber ddn_subscriber;
 ddn_subscriber *ddn_subscriber_new(void *zmq_context, const char *endpoint,
                                    const char *const *topics, size_t ntopics,
                                    ddn_error *err);
+/* The same as a CURVE client (`curve` NULL: plain); the keys need server_key. */
+ddn_subscriber *ddn_subscriber_new_curve(void *zmq_context, const char *endpoint,
+                                         const char *const *topics, size_t ntopics,
+                                         const ddn_curve_keys *curve, ddn_error *err);
 void ddn_subscriber_close(ddn_subscriber *sub);
 void *ddn_subscriber_socket(ddn_subscriber *sub);
 
@@ -116,6 +145,10 @@ typedef struct ddn_control ddn_control;
  * for its reply. */
 ddn_control *ddn_control_new(void *zmq_context, const char *endpoint, int timeout_ms,
                              ddn_error *err);
+/* The same as a CURVE client (`curve` NULL: plain); the keys, which need server_key,
+ * are copied, for the socket that replaces one after a timeout. */
+ddn_control *ddn_control_new_curve(void *zmq_context, const char *endpoint, int timeout_ms,
+                                   const ddn_curve_keys *curve, ddn_error *err);
 void ddn_control_close(ddn_control *ctl);
 
 /*

@@ -13,6 +13,7 @@
 
 #include <zmq.hpp>
 
+#include "deepdenoise/curve.hpp"
 #include "deepdenoise/protocol.hpp"
 #include "deepdenoise/value.hpp"
 
@@ -72,6 +73,9 @@ struct PublisherOptions {
     Milliseconds send_timeout = forever;  ///< push mode: longest a send may block
     Milliseconds linger{1000};    ///< how long the destructor tries to deliver queued frames
     Limits limits{};
+    /// A service with [security]. Bound: a CURVE server with this key pair (the service
+    /// connects with its security.input_server_key); connecting: a client of server_key.
+    std::optional<CurveKeys> curve;
 };
 
 /// Sends frames to the service, as an acquisition program does.
@@ -147,6 +151,10 @@ public:
     explicit Subscriber(const std::string& endpoint = default_output,
                         const std::vector<std::string>& topics = {"denoised"},
                         zmq::context_t& context = default_context(), Limits limits = {});
+    /// The same as a CURVE client of a service with [security] (keys with server_key).
+    Subscriber(const std::string& endpoint, const std::vector<std::string>& topics,
+               const CurveKeys& curve, zmq::context_t& context = default_context(),
+               Limits limits = {});
     Subscriber(Subscriber&&) = default;
     Subscriber& operator=(Subscriber&&) = default;
 
@@ -157,6 +165,9 @@ public:
     void close();
 
 private:
+    Subscriber(const std::string& endpoint, const std::vector<std::string>& topics,
+               const CurveKeys* curve, zmq::context_t& context, Limits limits);
+
     zmq::socket_t socket_;
     Limits limits_;
 };
@@ -170,6 +181,10 @@ class Control {
 public:
     explicit Control(std::string endpoint = default_control, Milliseconds timeout = Milliseconds{5000},
                      zmq::context_t& context = default_context());
+    /// The same as a CURVE client of a service with [security] (keys with server_key);
+    /// the keys are kept for the socket that replaces one after a timeout.
+    Control(std::string endpoint, Milliseconds timeout, CurveKeys curve,
+            zmq::context_t& context = default_context());
     Control(Control&&) = default;
     Control& operator=(Control&&) = default;
 
@@ -207,6 +222,7 @@ private:
     zmq::context_t* context_;
     std::string endpoint_;
     Milliseconds timeout_;
+    std::optional<CurveKeys> curve_;
     zmq::socket_t socket_;
 };
 

@@ -1,0 +1,219 @@
+/*
+ * CURVE keys, without a service:
+ *   - ddn_curve_keys_load reads pyzmq's certificate files (as `deepdenoise keys` writes
+ *     them) and refuses, naming the file, a missing one, a public-only one where the
+ *     secret is needed and a key that is not 40 Z85 characters;
+ *   - connecting without the service's key is refused before anything is sent;
+ *   - over loopback TCP: a bound publisher is a CURVE server its CURVE subscriber gets
+ *     frames from, and a control that timed out re-creates its socket with the keys.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <deepdenoise/deepdenoise.h>
+
+static int passed, failed;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (cond) {                                                            \
+            passed++;                                                          \
+        } else {                                                               \
+            failed++;                                                          \
+            printf("FAILED  %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
+        }                                                                      \
+    } while (0)
+
+/* Two key pairs made once with pyzmq's zmq.curve_keypair(). */
+#define CLIENT_PUBLIC "/Sl=s5Bi3.Citie]5yUoQX!jlR#5ml-0%cFIRrP9"
+#define CLIENT_SECRET "f67cQ>i0L$7sX/&h%MU1u]nID6:B3U1qJK}6?2bf"
+#define SERVER_PUBLIC "&2K9q<&hNX)sB46GB:7muENZx5M1:ti[8:^Bs(0B"
+#define SERVER_SECRET "@C7.=KcjyIqRnD&jkj+/:xWo=29KknEZL]C2=PG2"
+
+static char dir[64];
+static char paths[8][128]; /* the files written, removed at the end */
+static int npaths;
+
+/* A certificate file as pyzmq writes it (secret NULL: a public NAME.key); its path. */
+static const char *write_cert(const char *name, const char *public_key,
+                              const char *secret_key) {
+    char *path = paths[npaths++];
+    snprintf(path, sizeof paths[0], "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "#   ****  Generated on 2026-01-01 00:00:00 by pyzmq  ****\n"
+               "#   ZeroMQ CURVE %s Certificate\n"
+               "#   Exchange securely, or use a secure mechanism to verify the contents\n"
+               "\nmetadata\ncurve\n    public-key = \"%s\"\n",
+            secret_key ? "**Secret**" : "Public", public_key);
+    if (secret_key) fprintf(f, "    secret-key = \"%s\"\n", secret_key);
+    fclose(f);
+    return path;
+}
+
+static int has(const ddn_error *err, const char *text) {
+    return strstr(err->message, text) != NULL;
+}
+
+static void test_load(void) {
+    ddn_error err;
+    ddn_curve_keys keys;
+    const char *secret = write_cert("rig.key_secret", CLIENT_PUBLIC, CLIENT_SECRET);
+    const char *server = write_cert("service.key", SERVER_PUBLIC, NULL);
+
+    CHECK(ddn_curve_keys_load(&keys, secret, server, &err) == DDN_OK);
+    CHECK(strcmp(keys.public_key, CLIENT_PUBLIC) == 0);
+    CHECK(strcmp(keys.secret_key, CLIENT_SECRET) == 0);
+    CHECK(strcmp(keys.server_key, SERVER_PUBLIC) == 0);
+    CHECK(ddn_curve_keys_load(&keys, secret, NULL, &err) == DDN_OK); /* this end binds */
+    CHECK(strcmp(keys.secret_key, CLIENT_SECRET) == 0 && keys.server_key[0] == '\0');
+
+    /* the public file where the secret one is needed */
+    CHECK(ddn_curve_keys_load(&keys, server, NULL, &err) == DDN_E_ARGUMENT);
+    CHECK(has(&err, "service.key") && has(&err, "no secret-key") && has(&err, "key_secret"));
+    CHECK(keys.public_key[0] == '\0'); /* nothing half loaded */
+
+    const char *short_key =
+        write_cert("short.key_secret", CLIENT_PUBLIC, "f67cQ>i0L$7sX/&h%MU1u]nID6:B3U1qJK}6?2b");
+    CHECK(ddn_curve_keys_load(&keys, short_key, NULL, &err) == DDN_E_ARGUMENT);
+    CHECK(has(&err, "short.key_secret") && has(&err, "39 characters") && has(&err, "40 Z85"));
+    const char *not_z85 = write_cert("bad.key", "/Sl=s5Bi3.Citie]5yUoQX!jlR#5ml-0%cFIRrP\\", NULL);
+    CHECK(ddn_curve_keys_load(&keys, secret, not_z85, &err) == DDN_E_ARGUMENT);
+    CHECK(has(&err, "bad.key") && has(&err, "not a Z85 character"));
+
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/missing.key_secret", dir);
+    CHECK(ddn_curve_keys_load(&keys, missing, server, &err) == DDN_E_ARGUMENT);
+    CHECK(has(&err, "missing.key_secret") && has(&err, "cannot read"));
+    CHECK(ddn_curve_keys_load(&keys, secret, missing, &err) == DDN_E_ARGUMENT);
+    CHECK(has(&err, "missing.key_secret"));
+}
+
+static void test_connect_needs_the_server_key(void *ctx) {
+    ddn_error err;
+    ddn_curve_keys keys = {CLIENT_PUBLIC, CLIENT_SECRET, ""};
+    const char *topics[] = {"denoised"};
+    CHECK(ddn_subscriber_new_curve(ctx, "tcp://127.0.0.1:5556", topics, 1, &keys, &err) == NULL);
+    CHECK(err.code == DDN_E_ARGUMENT && has(&err, "service.key"));
+    CHECK(ddn_control_new_curve(ctx, "tcp://127.0.0.1:5557", 1000, &keys, &err) == NULL);
+    CHECK(err.code == DDN_E_ARGUMENT && has(&err, "service.key"));
+    ddn_curve_keys bad = {CLIENT_PUBLIC, "too short", SERVER_PUBLIC};
+    CHECK(ddn_control_new_curve(ctx, "tcp://127.0.0.1:5557", 1000, &bad, &err) == NULL);
+    CHECK(err.code == DDN_E_ARGUMENT && has(&err, "secret_key"));
+}
+
+static void test_publisher_is_a_server(void *ctx) {
+    ddn_error err;
+    ddn_curve_keys server = {SERVER_PUBLIC, SERVER_SECRET, ""};
+    ddn_curve_keys client = {CLIENT_PUBLIC, CLIENT_SECRET, SERVER_PUBLIC};
+    ddn_publisher_options options = ddn_publisher_default_options();
+    options.curve = &server;
+    ddn_publisher *pub = ddn_publisher_new(ctx, "tcp://127.0.0.1:*", &options, &err);
+    CHECK(pub != NULL);
+    if (pub == NULL) return;
+    int is_server = 0;
+    size_t len = sizeof is_server;
+    zmq_getsockopt(ddn_publisher_socket(pub), ZMQ_CURVE_SERVER, &is_server, &len);
+    CHECK(is_server == 1);
+    const char *topics[] = {"frame"};
+    ddn_subscriber *sub =
+        ddn_subscriber_new_curve(ctx, ddn_publisher_endpoint(pub), topics, 1, &client, &err);
+    CHECK(sub != NULL);
+    /* the subscription arrives only through a completed CURVE handshake */
+    CHECK(ddn_publisher_wait_for_subscriber(pub, 30000, &err) == DDN_OK);
+    const uint16_t pixels[4] = {1, 2, 3, 65535};
+    ddn_frame frame = {.series = "s", .index = 3, .dtype = DDN_U2, .height = 2, .width = 2,
+                       .pixels = pixels};
+    CHECK(ddn_publisher_send_frame(pub, &frame, &err) == DDN_OK);
+    ddn_message *msg = ddn_message_new();
+    CHECK(ddn_subscriber_recv(sub, msg, 30000, &err) == DDN_OK);
+    CHECK(ddn_message_payload_size(msg) == sizeof pixels &&
+          ddn_load_u2(ddn_message_pixels(msg), 3) == 65535);
+    ddn_message_free(msg);
+    ddn_subscriber_close(sub);
+    ddn_publisher_close(pub);
+}
+
+/* The control test's two threads hand over with flags, not sleeps. */
+static atomic_int client_gave_up;
+
+/* A CURVE REP server: answers the first request only after the client gave up (the
+ * reply is lost with the closed socket), then the next one. */
+static void *responder(void *rep) {
+    char buf[256];
+    struct timespec tick = {0, 1000000L};
+    zmq_recv(rep, buf, sizeof buf, 0);
+    while (!atomic_load(&client_gave_up)) nanosleep(&tick, NULL);
+    zmq_send(rep, "\x81\xa2ok\xc3", 5, 0);
+    zmq_recv(rep, buf, sizeof buf, 0);
+    zmq_send(rep, "\x82\xa2ok\xc3\xa6paused\xc3", 13, 0); /* {"ok": true, "paused": true} */
+    return NULL;
+}
+
+static void test_control_reopens_with_the_keys(void *ctx) {
+    ddn_error err;
+    void *rep = zmq_socket(ctx, ZMQ_REP);
+    int one = 1;
+    zmq_setsockopt(rep, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(rep, ZMQ_CURVE_SECRETKEY, SERVER_SECRET, 41);
+    int bound = 30000; /* a failed handshake must fail the test, not hang it */
+    zmq_setsockopt(rep, ZMQ_RCVTIMEO, &bound, sizeof bound);
+    CHECK(zmq_bind(rep, "tcp://127.0.0.1:*") == 0);
+    char endpoint[256];
+    size_t len = sizeof endpoint;
+    zmq_getsockopt(rep, ZMQ_LAST_ENDPOINT, endpoint, &len);
+    pthread_t thread;
+    pthread_create(&thread, NULL, responder, rep);
+
+    ddn_curve_keys keys;
+    CHECK(ddn_curve_keys_load(&keys, write_cert("c.key_secret", CLIENT_PUBLIC, CLIENT_SECRET),
+                              write_cert("s.key", SERVER_PUBLIC, NULL), &err) == DDN_OK);
+    ddn_control *ctl = ddn_control_new_curve(ctx, endpoint, 3000, &keys, &err);
+    memset(&keys, 0, sizeof keys); /* the control keeps its own copy */
+    CHECK(ctl != NULL);
+    ddn_message *reply = ddn_message_new();
+    CHECK(ddn_control_status(ctl, reply, &err) == DDN_E_TIMEOUT);
+    atomic_store(&client_gave_up, 1);
+    /* the replaced REQ socket is a CURVE client again: a plain one would get no reply */
+    ddn_status st = ddn_control_pause(ctl, reply, &err);
+    CHECK(st == DDN_OK);
+    if (st != DDN_OK) printf("pause: %s\n", err.message);
+    int paused = 0;
+    CHECK(ddn_map_get_bool(ddn_message_header(reply), "paused", &paused) && paused);
+    pthread_join(thread, NULL);
+    ddn_message_free(reply);
+    ddn_control_close(ctl);
+    zmq_close(rep);
+}
+
+int main(void) {
+    if (!zmq_has("curve")) {
+        ddn_error err;
+        ddn_curve_keys keys;
+        CHECK(ddn_curve_keys_load(&keys, "any", NULL, &err) == DDN_E_ZMQ);
+        CHECK(has(&err, "without CURVE"));
+        printf("libzmq has no CURVE: %d passed, %d failed\n", passed, failed);
+        return failed == 0 ? 0 : 1;
+    }
+    snprintf(dir, sizeof dir, "/tmp/ddn_curve_test_XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    void *ctx = zmq_ctx_new();
+    test_load();
+    test_connect_needs_the_server_key(ctx);
+    test_publisher_is_a_server(ctx);
+    test_control_reopens_with_the_keys(ctx);
+    zmq_ctx_term(ctx);
+    for (int i = 0; i < npaths; i++) unlink(paths[i]);
+    rmdir(dir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
