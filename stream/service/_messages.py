@@ -100,6 +100,17 @@ class TracesOp:
 
 
 @dataclass(frozen=True, slots=True)
+class RawEndOp:
+    """The series' last raw frame before its ``end`` is queued (from the receiver).
+
+    Raw frames of the series that follow belong to its next run (a ``start`` right after
+    the ``end``): the writer keeps them back until :class:`EndOp` has closed this run's
+    store, which would otherwise close with them in it and refuse their clean frames."""
+
+    series: str
+
+
+@dataclass(frozen=True, slots=True)
 class EndOp:
     """Close the series' store (after its last clean frame)."""
 
@@ -120,4 +131,4 @@ class ModelOp:
     model_id: str
 
 
-WriterOp = RawOp | RejectedOp | CleanOp | TracesOp | EndOp | FlushOp | ModelOp
+WriterOp = RawOp | RejectedOp | CleanOp | TracesOp | RawEndOp | EndOp | FlushOp | ModelOp

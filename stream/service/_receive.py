@@ -34,7 +34,7 @@ from ..protocol import (
 from ..store import store_path, stored_series
 from ._events import EventEmitter
 from ._index_runs import IndexRuns
-from ._messages import Job, Outgoing, RawOp, RejectedOp, SeriesEnd
+from ._messages import Job, Outgoing, RawEndOp, RawOp, RejectedOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
 from ._traces import TraceStep
@@ -355,9 +355,26 @@ class Receiver:
         self._events.emit("series_start", series=series, resumed=resumed, implicit=not explicit)
         log.info("series %r started%s", series, " (resumed)" if resumed else "")
         if seeded:  # the holes a killed or failing earlier session left
-            for first, stop in state.received.holes():
-                self._report_gap(series, first, stop - first)
+            self._report_stored_holes(series, state.received.holes())
         return state
+
+    def _report_stored_holes(self, series: str, holes: list[tuple[int, int]]) -> None:
+        """A resumed store's holes: ``gap`` events rate-limited apart from live gaps (a
+        store with hundreds would use up their budget, and the live ones that follow would
+        never be published) and one log line, not one per hole."""
+        if not holes:
+            return
+        counters = self._stats.series_counters(series)
+        counters.gaps += len(holes)
+        for first, stop in holes:
+            self._events.emit(
+                "gap", limit_key=f"{series}/stored", series=series, first_missing=first,
+                count=stop - first,
+            )  # fmt: skip
+        log.warning(
+            "series %r: its store has %d hole(s), %d frame(s) missing, the first at index %d",
+            series, len(holes), sum(stop - first for first, stop in holes), holes[0][0],
+        )  # fmt: skip
 
     def _seed_from_store(self, series: str, state: _SeriesState) -> bool:
         """Take the layout and stored indices of an existing store; True if there was one."""
@@ -398,6 +415,8 @@ class Receiver:
             state.open = False
         else:  # its series_end says 0 frames; the log says why (a mistyped name?)
             log.warning("end of series %r, which this service has not seen", series)
+        if self._writer is not None:  # behind its raw frames: what follows is a next run's
+            self._writer.put(RawEndOp(series))
         # Behind the series' frames, so the store closes after its last clean frame.
         self._inference.put(SeriesEnd(series), droppable=False)
 

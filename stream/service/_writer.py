@@ -2,7 +2,9 @@
 
 Raw frames arrive from the receiver *before* inference, clean frames from the
 inference stage; both go through one FIFO so a series' ``end`` (forwarded by the
-inference stage after its last clean frame) is seen after everything it closes.
+inference stage after its last clean frame) is seen after everything it closes. Raw
+frames of the same series started again before that (``end`` then ``start``) are kept
+back from the closing store and written once it is closed, to the resumed store.
 The writer never drops: its queue blocks producers when full.
 
 Nothing is lost silently. A frame that does not reach the disk (a full disk, an IO
@@ -31,12 +33,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._errors import StoreError, StoreWriteError
-from ..store import RejectedStore, SeriesStore, StoreConfig
+from ..store import RejectedStore, SeriesStore, StoreConfig, closed_totals, store_path
 from ._messages import (
     CleanOp,
     EndOp,
     FlushOp,
     ModelOp,
+    RawEndOp,
     RawOp,
     RejectedOp,
     TracesOp,
@@ -108,6 +111,9 @@ class Writer:
         # last of them: its series_end must tell them, even when no store ever opened.
         self._unstored: dict[str, Counter[str]] = {}
         self._unstored_end: dict[str, int] = {}
+        # Series whose last raw frame before an `end` is in, their store not closed yet:
+        # the operations of their next run, kept back until it is (RawEndOp).
+        self._closing: dict[str, list[WriterOp]] = {}
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
@@ -198,6 +204,8 @@ class Writer:
             self.error = exc
             log.exception("writer thread failed")
         finally:
+            for series in list(self._closing):  # their next run's frames, then its close
+                self._end_run(series)
             for series in [*self._stores, *(s for s in self._unstored if s not in self._stores)]:
                 self._close_store(series)
             for series in list(self._rejected):
@@ -217,10 +225,17 @@ class Writer:
                     lambda s=open_store: s.update_attrs(model=op.model_id, models=models),
                 )
             return
+        kept_back = self._closing.get(op.series) if isinstance(op, RawOp | RawEndOp) else None
+        if kept_back is not None:  # the next run's: after this run's store is closed
+            kept_back.append(op)
+            with self._bytes_lock:
+                self._queued_bytes += _nbytes(op)
+            return
+        if isinstance(op, RawEndOp):
+            self._closing[op.series] = []
+            return
         if isinstance(op, EndOp):
-            self._close_store(op.series)
-            self._close_rejected(op.series)
-            self._retry_at.pop(op.series, None)
+            self._end_run(op.series)
             return
         if isinstance(op, FlushOp):
             return
@@ -246,6 +261,16 @@ class Writer:
         except _IO as exc:
             self._failure(op.series, "store_write", f"frame {op.index}: {exc}")
             self._on_lost(f"store_{kind}", 1)
+
+    def _end_run(self, series: str) -> None:
+        """Close the series' store, then write what its next run sent meanwhile."""
+        self._close_store(series)
+        self._close_rejected(series)
+        self._retry_at.pop(series, None)
+        for op in self._closing.pop(series, []):
+            with self._bytes_lock:
+                self._queued_bytes -= _nbytes(op)
+            self._apply(op)
 
     def _write_traces(self, op: TracesOp) -> None:
         store = self._stores.get(op.series)  # traces follow their raw frame: no store, no row
@@ -334,10 +359,12 @@ class Writer:
         store = self._stores.pop(series, None)
         unstored = self._unstored.pop(series, Counter())
         end = self._unstored_end.pop(series, 0)
-        if store is None:  # no store opened: nothing on disk (a series ended with no frame
-            # still ends: series_end says so, with 0 stored)
+        if store is None:  # no store open: a series ended with no frame still ends, and
+            # series_end says so (0 stored); a second `end` gives the closed store's totals
+            closed = None if unstored else closed_totals(store_path(self.root, series))
             self._on_series_end(
-                series, {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False}
+                series,
+                closed or {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False},
             )
             return
         self._guarded(series, "store_close", store.close)

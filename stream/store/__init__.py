@@ -30,7 +30,7 @@ from ._series import (
     check_store_folder,
     store_path,
 )
-from ._summary import is_series_store, stored_series, summarize_store
+from ._summary import closed_totals, is_series_store, stored_series, summarize_store
 
 __all__ = [
     "ARRAY_PATHS",
@@ -44,6 +44,7 @@ __all__ = [
     "SeriesStore",
     "StoreConfig",
     "check_store_folder",
+    "closed_totals",
     "is_rejected_store",
     "is_series_store",
     "open_recording",

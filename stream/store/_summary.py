@@ -54,6 +54,24 @@ def read_group_attrs(path: Path) -> dict[str, Any]:
     return attrs if isinstance(attrs, dict) else {}
 
 
+def closed_totals(path: Path) -> dict[str, Any] | None:
+    """The totals a closed series store recorded: ``frames``, ``missing``, ``lost`` (None:
+    no store there, unreadable, or not closed)."""
+    try:
+        info = read_group_attrs(path).get("deepdenoise", {}) if path.exists() else {}
+    except StoreError:
+        return None
+    if not isinstance(info, dict) or not info.get("closed"):
+        return None
+    lost = info.get("lost")
+    return {
+        "frames": int(info.get("frames", 0)),
+        "missing": int(info.get("missing", 0)),
+        "lost": dict(lost) if isinstance(lost, dict) else {},
+        "closed": True,
+    }
+
+
 def written_by_us(path: Path, version_key: str) -> bool:
     """True if ``path`` is a Zarr v3 group whose ``deepdenoise`` attributes carry an
     integer ``version_key`` (``store_version``: a series store; ``rejected_version``)."""

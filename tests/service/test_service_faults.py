@@ -188,6 +188,40 @@ def test_a_series_left_open_is_ended_when_idle_and_resumed_by_its_next_frame(
     np.testing.assert_array_equal(raw[:], np.stack(shots))  # one store, no hole
 
 
+def test_a_series_started_again_right_after_its_end_loses_nothing(tmp_path: Path, slow_model):
+    """`end` then `start` at once: the next run's raw frames reached the store before the
+    inference (behind) closed it, so their denoised frames found it closed and were lost
+    (5 `store_clean`), and the two `series_end` events told the wrong totals."""
+    shots = [np.full((128, 128), 100 + i, np.uint16) for i in range(10)]
+    with (
+        running_service(tmp_path, slow_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i in range(5):
+            pub.send_frame(shots[i], "again", i)
+        pub.end("again")  # the slow model is still on the first frames
+        pub.start("again")
+        for i in range(5, 10):
+            pub.send_frame(shots[i], "again", i)
+        pub.end("again")
+        _, seen = collect(sub, 10)
+        while len(events(seen, "series_end")) < 2:
+            seen.append(sub.recv(timeout=60))
+        pub.end("again")  # once more: it said stored 0 of the closed store
+        while len(events(seen, "series_end")) < 3:
+            seen.append(sub.recv(timeout=60))
+        dropped = svc.status()["dropped"]
+    first, second, third = events(seen, "series_end")
+    assert (first["stored"], first["missing"], any(first["lost"].values())) == (5, 0, False)
+    assert (second["stored"], second["missing"], any(second["lost"].values())) == (10, 0, False)
+    assert (third["stored"], third["missing"]) == (10, 0)
+    assert not dropped.get("store_clean") and not dropped.get("store_raw")
+    group = zarr.open_group(tmp_path / "data" / "again.zarr", mode="r")
+    assert group["valid"][:].all() and group["clean_valid"][:].all()
+    np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][:], np.stack(shots))
+
+
 def test_rejected_frames_that_cannot_be_kept_are_counted(tmp_path: Path, identity_model):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "rejected").write_text("a file where the folder should be")

@@ -143,3 +143,39 @@ def test_series_start_says_resumed_when_the_series_already_has_frames(
         (True, False),
         (True, True),
     ]
+
+
+def test_a_resumed_store_with_many_holes_leaves_live_gaps_their_events(
+    tmp_path: Path, identity_model
+):
+    """The stored holes of a resumed series were reported as `gap` events under the live
+    gaps' rate limit: with many of them, the live gaps that followed were never published
+    (and the log had a line per hole)."""
+    frame = np.zeros((16, 16), "<u2")
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i in range(0, 120, 2):  # 59 holes: 1, 3, ..., 117
+            pub.send_frame(frame, "holes", i)
+        pub.end("holes")
+        _, seen = collect(sub, 60)
+        series_ended(sub, "holes", seen)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        pub.send_frame(frame, "holes", 200)  # live gaps: 119..199, then 201..299
+        pub.send_frame(frame, "holes", 300)
+        _, seen = collect(sub, 2)
+        wanted = {(119, 81), (201, 99)}
+        deadline = time.monotonic() + 30
+        while not wanted <= {(g["first_missing"], g["count"]) for g in events(seen, "gap")}:
+            assert time.monotonic() < deadline, events(seen, "gap")
+            seen.append(sub.recv(timeout=10))
+        status = svc.status()["series"]["holes"]
+    stored = [g for g in events(seen, "gap") if g["first_missing"] < 119]
+    assert stored and all(g["count"] == 1 for g in stored)  # rate-limited apart
+    assert status["gaps"] == 59 + 2
