@@ -155,7 +155,7 @@ class TraceStep:
         )
         self._publish.put(Outgoing(TOPIC_TRACES, pack_header(header), values), urgent=True)
         self.frames += 1
-        t_s = (frame.t_ns if frame.t_ns is not None else t_recv_ns) / 1e9
+        t_s = (frame.t_ns or t_recv_ns) / 1e9  # 0 is "unknown", as the store writes it
         for fired in state.check(values, t_s):
             rule = fired.rule
             trigger = trigger_header(

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class BaselineConfig(BaseModel):
     """How ΔF/F's F0 is found (see :mod:`stream.traces._baseline`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN or inf would make every ΔF/F NaN (muting every dff trigger) or 0
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     window_frames: int = Field(
         900, ge=2, le=1_000_000, description="frames F0 looks back over (30 s at 30 fps)"

@@ -3,9 +3,14 @@
 A rule watches one trace column (``dff`` by default) of an ROI or a group of ROIs
 (reduced by ``mean`` or ``max``) and fires when the value is at or over ``threshold``
 (``mode = "above"``) or only when it rises through it (``mode = "crossing"``: the
-last finite value before was below). After firing, a rule stays quiet for
-``refractory_s`` seconds of the series' own clock (the frames' ``t_ns``, else receive
-time). ROIs whose value is NaN (a NaN pixel in them) are left out of their group.
+last finite value before was below; a series' first value, or the first after its
+ROIs were edited, has none, so a value already over the threshold then is no rise).
+
+After firing, a rule stays quiet for ``refractory_s`` seconds of the series' own clock
+(the frames' ``t_ns``; receive time where it is not given or 0). A clock that goes back
+(reset by the acquisition) starts the quiet time again on the new clock: it would
+otherwise keep a rule quiet until it caught up. ROIs whose value is NaN (a NaN pixel in
+them) are left out of their group.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class TriggerBank:
             self._rows.append(rows if rule.rois else None)
         self._previous = [np.nan] * len(rules)
         self._quiet_until = [-np.inf] * len(rules)
+        self._latest_s = -np.inf  # the clock's latest reading
 
     def carry(self, old: TriggerBank, kept: set[int], all_kept: bool) -> None:
         """After a ROI change: each rule keeps its refractory time (a stimulator is not
@@ -87,6 +93,10 @@ class TriggerBank:
     def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
         """The rules that fire on this frame's traces (``[rois, columns]``) at ``t_s``."""
         fired: list[Fired] = []
+        if t_s < self._latest_s:  # the clock went back: quiet for a refractory on it
+            for i, rule in enumerate(self.rules):
+                self._quiet_until[i] = min(self._quiet_until[i], t_s + rule.refractory_s)
+        self._latest_s = t_s
         for i, rule in enumerate(self.rules):
             column = traces[:, self._columns[i]]
             rows = self._rows[i]
@@ -98,8 +108,8 @@ class TriggerBank:
             if np.isfinite(value):  # a NaN frame neither arms nor re-arms a crossing
                 self._previous[i] = value
             over = value >= rule.threshold  # False for NaN
-            if rule.mode == "crossing":
-                over = over and not previous >= rule.threshold
+            if rule.mode == "crossing":  # a rise seen: no finite value before, no rise
+                over = over and bool(previous < rule.threshold)
             if over and t_s >= self._quiet_until[i]:
                 self._quiet_until[i] = t_s + rule.refractory_s
                 fired.append(Fired(rule, value))

@@ -67,6 +67,16 @@ def test_block_longer_than_window_is_refused() -> None:
         BaselineConfig(window_frames=10, block_frames=20)
 
 
+def test_baseline_numbers_must_be_finite() -> None:
+    """``offset = nan`` made every ΔF/F NaN (muting every dff trigger); ``floor = inf``
+    made it 0."""
+    from pydantic import ValidationError
+
+    for bad in ({"offset": float("nan")}, {"offset": float("inf")}, {"floor": float("inf")}):
+        with pytest.raises(ValidationError, match="finite number"):
+            BaselineConfig(**bad)  # type: ignore[arg-type]
+
+
 COLUMNS = ("raw", "denoised", "dff")
 
 
@@ -86,8 +96,9 @@ def _fire(bank: TriggerBank, dff_rows: list[list[float]], dt: float = 0.1) -> li
 
 def test_crossing_fires_once_per_rise_and_above_every_frame() -> None:
     rows = [[0, 2, 0], [0, 2, 0], [0, 0, 0], [0, 3, 0], [0, np.nan, 0], [0, 2, 0]]
-    # a NaN frame between two frames over the threshold is no new rise: no stimulus
-    assert _fire(_bank(rois=[5], mode="crossing"), rows) == [0, 3]
+    # a NaN frame between two frames over the threshold is no new rise: no stimulus;
+    # nor is a series' first value over it (no value below seen: it fired at every start)
+    assert _fire(_bank(rois=[5], mode="crossing"), rows) == [3]
     assert _fire(_bank(rois=[5], mode="above"), rows) == [0, 1, 3, 5]
 
 
@@ -111,11 +122,21 @@ def test_refractory_period_uses_the_frames_clock() -> None:
     assert _fire(_bank(rois=[5], mode="above", refractory_s=0.35), rows) == [0, 4, 8]
 
 
+def test_a_clock_that_goes_back_restarts_the_quiet_time_on_it() -> None:
+    """A reset acquisition clock (or frames stamped 0, "unknown", after stamped ones)
+    kept a rule quiet until the new clock caught up: a closed loop stopped stimulating."""
+    bank = _bank(rois=[5], mode="above", refractory_s=0.35)
+    above = np.zeros((3, 3), np.float32)
+    above[:, 2] = 2.0
+    fired = [t for t in (100.0, 100.1, 0.0, 0.2, 0.4, 0.5, 0.8) if bank.check(above, t)]
+    assert fired == [100.0, 0.4, 0.8]  # quiet for 0.35 s from the reset, then as before
+
+
 def test_groups_reduce_by_mean_or_max() -> None:
-    rows = [[0.0, 2.4, 0.3]]
-    assert _fire(_bank(rois=[5, 9], reduce="mean"), rows) == [0]  # 1.35
+    rows = [[0.0, 0.0, 0.0], [0.0, 2.4, 0.3]]  # crossings: from below, then up
+    assert _fire(_bank(rois=[5, 9], reduce="mean"), rows) == [1]  # 1.35
     assert _fire(_bank(reduce="mean"), rows) == []  # every ROI: 0.9
-    assert _fire(_bank(reduce="max"), rows) == [0]  # 2.4
+    assert _fire(_bank(reduce="max"), rows) == [1]  # 2.4
     assert _fire(_bank(rois=[1, 9], reduce="max"), rows) == []  # 0.3
 
 
@@ -208,26 +229,39 @@ def _traces(dff: list[float]) -> np.ndarray:
 
 
 def test_a_crossing_rule_on_unchanged_rois_does_not_fire_on_a_roi_change() -> None:
-    """ROI 7 is above threshold before and after: no rise, no trigger. A fresh bank
-    (what a ROI change gave before) fired again; an edited ROI 7 starts afresh."""
+    """ROI 7 above the threshold before and after a ROI change is no rise: no trigger
+    (a fresh bank, what a change gave before, fired). A rise that spans the change fires
+    where ROI 7 is unchanged; an edited ROI 7 starts afresh, with no value below seen."""
     before = _bank_of([3, 7], rois=[7], mode="crossing")
-    assert [f.value for f in before.check(_traces([0.0, 0.9]), 0.0)] == [pytest.approx(0.9)]
-    assert before.check(_traces([0.0, 0.9]), 0.1) == []
+    assert before.check(_traces([0.0, 0.9]), 0.0) == []  # a first value: no rise
+    assert before.check(_traces([0.0, 0.1]), 0.1) == []
+    assert [f.value for f in before.check(_traces([0.0, 0.9]), 0.2)] == [pytest.approx(0.9)]
     kept = _bank_of([3, 7, 9], rois=[7], mode="crossing")
     kept.carry(before, kept={3, 7}, all_kept=False)
-    assert kept.check(_traces([0.0, 0.9, 0.0]), 0.2) == []
-    assert _bank_of([3, 7, 9], rois=[7], mode="crossing").check(_traces([0, 0.9, 0]), 0.2)
+    assert kept.check(_traces([0.0, 0.9, 0.0]), 0.3) == []  # still above: no rise
+
+    below = _bank_of([3, 7], rois=[7], mode="crossing")
+    assert below.check(_traces([0.0, 0.1]), 0.0) == []
+    rising = _bank_of([3, 7, 9], rois=[7], mode="crossing")
+    rising.carry(below, kept={3, 7}, all_kept=False)
+    assert rising.check(_traces([0.0, 0.9, 0.0]), 0.1)  # the rise spans the change
     redrawn = _bank_of([3, 7, 9], rois=[7], mode="crossing")
-    redrawn.carry(before, kept={3}, all_kept=False)  # ROI 7 on other pixels
-    assert redrawn.check(_traces([0.0, 0.9, 0.0]), 0.2)
+    redrawn.carry(below, kept={3}, all_kept=False)  # ROI 7 on other pixels: afresh
+    assert redrawn.check(_traces([0.0, 0.9, 0.0]), 0.1) == []
+    assert redrawn.check(_traces([0.0, 0.2, 0.0]), 0.2) == []
+    assert redrawn.check(_traces([0.0, 0.9, 0.0]), 0.3)
+
     every_before = _bank_of([3, 7], mode="crossing")  # a rule on every ROI (their mean)
-    assert every_before.check(_traces([0.8, 0.8]), 0.0)
+    assert every_before.check(_traces([0.1, 0.1]), 0.0) == []
+    assert every_before.check(_traces([0.8, 0.8]), 0.1)
     same = _bank_of([3, 7], mode="crossing")
     same.carry(every_before, kept={3, 7}, all_kept=True)
-    assert same.check(_traces([0.8, 0.8]), 0.1) == []
+    assert same.check(_traces([0.8, 0.8]), 0.2) == []
     grown = _bank_of([3, 7, 9], mode="crossing")  # another ROI joins the mean: afresh
     grown.carry(every_before, kept={3, 7}, all_kept=False)
-    assert grown.check(_traces([0.8, 0.8, 0.8]), 0.1)
+    assert grown.check(_traces([0.8, 0.8, 0.8]), 0.2) == []
+    assert grown.check(_traces([0.1, 0.1, 0.1]), 0.3) == []
+    assert grown.check(_traces([0.8, 0.8, 0.8]), 0.4)
 
 
 def test_the_refractory_time_outlasts_a_roi_change() -> None:
