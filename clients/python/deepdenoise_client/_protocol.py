@@ -162,6 +162,9 @@ def encode_set_rois(
         raise ValueError(
             f"expected an integer (H, W) label image, got {image.dtype} of shape {image.shape}"
         )
+    if image.dtype == np.uint64 and image.size and image.max() >= 2**63:
+        # as <i8 it would wrap to a negative label, which the service would name instead
+        raise ValueError(f"expected labels below 2**63 (sent as <i8), got {int(image.max())}")
     if image.dtype.kind == "u" and image.dtype.itemsize <= 4:
         dtype = {1: "|u1", 2: "<u2", 4: "<u4"}[image.dtype.itemsize]
     else:

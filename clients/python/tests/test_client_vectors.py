@@ -226,6 +226,16 @@ def test_set_rois_appends_fit_then_source_after_the_labels() -> None:
     assert list(named) == [*fitted, "source"] and named["source"] == "/data/rois.npy"
 
 
+def test_set_rois_refuses_uint64_labels_that_would_wrap_negative() -> None:
+    labels = np.zeros((2, 3), np.uint64)
+    labels[0, 0] = 2**63 - 1  # the largest that fits <i8: sent as it is
+    sent = msgpack.unpackb(encode_set_rois(labels))
+    assert np.frombuffer(sent["labels"], "<i8")[0] == 2**63 - 1
+    labels[0, 0] = 2**63 + 5
+    with pytest.raises(ValueError, match=r"below 2\*\*63 \(sent as <i8\), got 9223372036854775813"):
+        encode_set_rois(labels)
+
+
 @pytest.mark.parametrize("name", ["traces", "traces_dff_denoised"])
 def test_traces_vectors_parse(name: str) -> None:
     vector = BY_NAME[name]
