@@ -33,6 +33,7 @@ from ._common import (
     verdict,
     write_result,
 )
+from ._models import REFERENCE_DIR
 
 SUITES = ("transport", "end_to_end", "inference", "storage", "closed_loop")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -135,13 +136,41 @@ def write_summary(out_dir: Path, failures: dict[str, str] | None = None) -> Path
 
 
 def _overrides(values: list[str]) -> dict[str, Path]:
+    """``--model NAME=PATH`` values; a NAME no suite measures is refused (it was ignored,
+    so a misspelled one measured the default model in silence)."""
+    from stream import ModelError
+    from stream.engine import shipped_model_path
+
     found = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep:
             raise SystemExit(f"--model expects NAME=PATH, got {value!r}")
+        if name != "identity" and not (REFERENCE_DIR / f"{name}.onnx").is_file():
+            try:
+                shipped_model_path(name)
+            except ModelError as exc:
+                others = ", ".join(
+                    ["identity", *sorted(p.stem for p in REFERENCE_DIR.glob("*.onnx"))]
+                )
+                raise SystemExit(
+                    f"--model {value}: no suite measures a model named {name!r}: expected "
+                    f"{others} or a shipped model ({exc})"
+                ) from exc
         found[name] = Path(path)
     return found
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot take results before any suite runs (it failed after
+    the whole sweep, keeping nothing)."""
+    folder = out / machine_tag()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SystemExit(f"--out {out}: cannot write results in {folder} ({exc})") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     level: Level = "tiny" if args.tiny else "quick" if args.quick else "full"
     names = list(dict.fromkeys(args.suite or SUITES))
+    overrides = _overrides(args.model)
+    _check_out(args.out)
     providers = usable_providers(args.provider)
     t0 = time.perf_counter()
-    results, failures = run_suites(names, level, args.out, providers, _overrides(args.model))
+    results, failures = run_suites(names, level, args.out, providers, overrides)
     out_dir = args.out / machine_tag()
     print(f"\n{len(results)} suites in {time.perf_counter() - t0:.0f} s; results in {out_dir}")
     summary: list[Any] = [t for r in results for t in r.targets]

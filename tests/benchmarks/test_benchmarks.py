@@ -199,6 +199,19 @@ def test_torch_twin_refuses_graphs_it_cannot_copy(tmp_path: Path, identity_model
         _models.read_conv_stack(tmp_path / "add.onnx")
 
 
+def test_a_bad_out_or_model_name_is_refused_before_any_suite_runs(tmp_path: Path):
+    """An --out that is a file failed after the whole sweep (26 min), keeping nothing;
+    a misspelled --model name was ignored and the default model measured."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="cannot write results in"):
+        main(["--tiny", "--suite", "transport", "--out", str(tmp_path / "file")])
+    with pytest.raises(SystemExit, match="no suite measures a model named 'identty'"):
+        main(
+            ["--tiny", "--suite", "inference", "--model", "identty=x.onnx", "--out", str(tmp_path)]
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing ran
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every suite once, tiny settings, CPU only, through the command line."""
