@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import ValidationError
@@ -21,7 +25,9 @@ def simulate(
     connect: Annotated[bool, typer.Option("--connect", help="Connect instead of binding.")] = False,
     shape: Annotated[str, typer.Option(help="Frame size HEIGHTxWIDTH.")] = "256x256",
     fps: Annotated[float, typer.Option(help="Frames per second; 0 = as fast as possible.")] = 30.0,
-    frames: Annotated[int, typer.Option(help="Number of frames.")] = 300,
+    frames: Annotated[
+        int, typer.Option(help="Number of frames; 0 = until stopped (Ctrl-C).")
+    ] = 300,
     series: Annotated[str, typer.Option(help="Series name (also the store name).")] = "sim",
     dtype: Annotated[
         Literal["uint8", "uint16", "int16", "float32"], typer.Option(help="Pixel type.")
@@ -56,19 +62,25 @@ def simulate(
         )
     except ValidationError as exc:
         raise fail(describe_validation_error(exc, "options")) from exc
+    stop = threading.Event()
     try:
-        with Simulator(cfg) as sim, Progress(console=err_console, transient=True) as progress:
+        with (
+            _stopped_by_signals(stop),
+            Simulator(cfg) as sim,
+            Progress(console=err_console, transient=True) as progress,
+        ):
             peer = "a subscriber" if mode == "pub" else "a receiver (the service's PULL)"
             task = progress.add_task(
                 f"{series}: waiting up to {wait:g} s for {peer} on {sim.endpoint}, then sending",
-                total=frames,
+                total=frames or None,
             )
-            report = sim.run(progress=lambda n: progress.update(task, completed=n))
+            report = sim.run(progress=lambda n: progress.update(task, completed=n), stop=stop)
     except (DeepDenoiseError, ValueError) as exc:
         raise fail(exc) from exc
     console.print(
         f"sent {counted(report.frames, 'frame')} in {report.seconds:.2f} s "
-        f"({report.fps:.1f} fps) to {report.endpoint}",
+        f"({report.fps:.1f} fps) to {report.endpoint}"
+        + (", stopped early (the series' end was sent)" if report.stopped else ""),
         highlight=False,
     )
     if report.late:
@@ -78,6 +90,27 @@ def simulate(
             "costs CPU; --pool N pre-generates frames, a smaller --shape or --fps keeps up)",
             highlight=False,
         )
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM ends the run between frames, so the series' ``end`` still goes
+    out (the service would hold the series open until its idle end) and the summary is
+    printed; a second Ctrl-C interrupts at once."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:

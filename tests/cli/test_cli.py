@@ -158,6 +158,42 @@ def test_status_and_simulate_against_a_running_service(tmp_path: Path, identity_
         assert reply["ok"] is True and reply["series"]["cli"]["frames_in"] == 6
 
 
+def test_simulate_stopped_with_ctrl_c_ends_its_series_and_reports(
+    tmp_path: Path, identity_model: Path
+):
+    """Ctrl-C (the way to end `--frames 0`) exited 130 with no summary and no `end`: the
+    service held the series open until its idle end."""
+    import signal
+    import subprocess
+    import sys
+
+    from stream.store import closed_totals
+
+    with running_service(tmp_path, identity_model) as svc:
+        cmd = [
+            sys.executable, "-m", "stream", "simulate", "--endpoint", svc.endpoints["input"],
+            "--mode", "push", "--connect", "--shape", "16x16", "--fps", "50", "--frames", "0",
+            "--series", "endless",
+        ]  # fmt: skip
+        sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: svc.status()["frames_in"] >= 3, timeout=120)
+            sim.send_signal(signal.SIGINT)
+            out, err = sim.communicate(timeout=60)
+        finally:
+            if sim.poll() is None:
+                sim.kill()
+                sim.communicate()
+        assert sim.returncode == 0, err
+        out = " ".join(out.split())  # rich wraps at the terminal's width
+        assert "stopped early (the series' end was sent)" in out, out
+        sent = int(out.split("sent ", 1)[1].split()[0])
+        store = tmp_path / "data" / "endless.zarr"
+        wait_until(lambda: closed_totals(store) is not None, timeout=60)  # its end came
+    totals = closed_totals(store)
+    assert totals is not None and (totals["frames"], totals["missing"]) == (sent, 0)
+
+
 def test_the_status_table_names_each_series_camera():
     """README, "The camera behind the noise map": `deepdenoise status` shows the camera
     each series is served with, and the live estimate's standard errors."""
