@@ -19,17 +19,7 @@
 
 #include <deepdenoise/deepdenoise.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            printf("FAILED  %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 /* Two key pairs made once with pyzmq's zmq.curve_keypair(). */
 #define CLIENT_PUBLIC "/Sl=s5Bi3.Citie]5yUoQX!jlR#5ml-0%cFIRrP9"

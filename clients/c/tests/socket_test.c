@@ -27,17 +27,7 @@
 
 #include <deepdenoise/deepdenoise.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            printf("FAILED  %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 static atomic_int frees;
 

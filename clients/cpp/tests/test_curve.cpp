@@ -19,26 +19,16 @@
 #include <deepdenoise/client.hpp>
 #include <zmq_addon.hpp>
 
+#include "checks.hpp"
+
 namespace dd = deepdenoise;
 using namespace std::chrono_literals;
+using checks::answered;
+using checks::check;
+using checks::failures;
+using checks::require;
 
 namespace {
-
-int failures = 0;
-
-void check(const std::string& name, const std::function<void()>& body) {
-    try {
-        body();
-        std::cout << "ok   " << name << "\n";
-    } catch (const std::exception& e) {
-        ++failures;
-        std::cout << "FAIL " << name << ": " << e.what() << "\n";
-    }
-}
-
-void require(bool ok, const std::string& what) {
-    if (!ok) throw std::runtime_error(what);
-}
 
 // Two key pairs made once with pyzmq's zmq.curve_keypair().
 const std::string client_public = "/Sl=s5Bi3.Citie]5yUoQX!jlR#5ml-0%cFIRrP9";
@@ -170,29 +160,7 @@ int main() {
         }
         // Now answer every request (the first one's socket is closed: its reply is lost).
         // A replacement socket without the keys would fail the handshake: no reply.
-        std::atomic<bool> stop{false};
-        std::thread replier([&] {
-            while (!stop) {
-                zmq_pollitem_t item{service.handle(), 0, ZMQ_POLLIN, 0};
-                if (zmq::poll(&item, 1, 20ms) == 0) continue;
-                std::vector<zmq::message_t> parts;
-                (void)zmq::recv_multipart(service, std::back_inserter(parts));
-                std::string reply = dd::encode_value(dd::Map{{"ok", true}, {"paused", true}});
-                service.send(parts[0], zmq::send_flags::sndmore);
-                service.send(zmq::message_t(), zmq::send_flags::sndmore);
-                service.send(zmq::buffer(reply), zmq::send_flags::none);
-            }
-        });
-        dd::Map reply;
-        try {
-            reply = control.pause();
-        } catch (...) {
-            stop = true;
-            replier.join();
-            throw;
-        }
-        stop = true;
-        replier.join();
+        dd::Map reply = answered(service, [&] { return control.pause(); });
         require(reply.at("paused").as_bool(), "reply");
     });
 

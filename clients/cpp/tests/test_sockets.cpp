@@ -17,22 +17,16 @@
 #include <deepdenoise/client.hpp>
 #include <zmq_addon.hpp>
 
+#include "checks.hpp"
+
 namespace dd = deepdenoise;
 using namespace std::chrono_literals;
+using checks::answered;
+using checks::check;
+using checks::failures;
+using checks::require;
 
 namespace {
-
-int failures = 0;
-
-void check(const std::string& name, const std::function<void()>& body) {
-    try {
-        body();
-        std::cout << "ok   " << name << "\n";
-    } catch (const std::exception& e) {
-        ++failures;
-        std::cout << "FAIL " << name << ": " << e.what() << "\n";
-    }
-}
 
 // A loopback port that nothing listens on (bound, read, closed at once).
 int free_port() {
@@ -49,10 +43,6 @@ int free_port() {
     if (fd >= 0) ::close(fd);
     if (port < 0) throw std::runtime_error("no free loopback port");
     return port;
-}
-
-void require(bool ok, const std::string& what) {
-    if (!ok) throw std::runtime_error(what);
 }
 
 }  // namespace
@@ -189,29 +179,7 @@ int main() {
             }
         }
         // Now answer: every request queued so far (those of the closed sockets go nowhere).
-        std::atomic<bool> stop{false};
-        std::thread replier([&] {
-            while (!stop) {
-                zmq_pollitem_t item{service.handle(), 0, ZMQ_POLLIN, 0};
-                if (zmq::poll(&item, 1, 20ms) == 0) continue;
-                std::vector<zmq::message_t> parts;
-                (void)zmq::recv_multipart(service, std::back_inserter(parts));
-                std::string reply = dd::encode_value(dd::Map{{"ok", true}, {"paused", true}});
-                service.send(parts[0], zmq::send_flags::sndmore);
-                service.send(zmq::message_t(), zmq::send_flags::sndmore);
-                service.send(zmq::buffer(reply), zmq::send_flags::none);
-            }
-        });
-        dd::Map reply;
-        try {
-            reply = control.pause();
-        } catch (...) {
-            stop = true;
-            replier.join();
-            throw;
-        }
-        stop = true;
-        replier.join();
+        dd::Map reply = answered(service, [&] { return control.pause(); });
         require(reply.at("paused").as_bool(), "reply");
     });
 
