@@ -114,6 +114,7 @@ class Writer:
         # Series whose last raw frame before an `end` is in, their store not closed yet:
         # the operations of their next run, kept back until it is (RawEndOp).
         self._closing: dict[str, list[WriterOp]] = {}
+        self._flushes: list[threading.Event] = []  # flushes waiting for a closing store
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
@@ -196,7 +197,8 @@ class Writer:
                     self._flush_all()
                     last_flush = time.monotonic()
                 if isinstance(op, FlushOp):
-                    op.done.set()
+                    self._flushes.append(op.done)
+                    self._answer_flushes()
                 elif op is not None:
                     self._apply(op)
                     self._keep_to_budget()
@@ -210,6 +212,18 @@ class Writer:
                 self._close_store(series)
             for series in list(self._rejected):
                 self._close_rejected(series)
+            for done in self._flushes:
+                done.set()
+
+    def _answer_flushes(self) -> None:
+        """A flush is done once everything before it is on disk, including the next
+        run's frames kept back for a closing store: then, when none is closing."""
+        if self._closing or not self._flushes:
+            return
+        self._flush_all()
+        for done in self._flushes:
+            done.set()
+        self._flushes.clear()
 
     def _due(self, last_flush: float) -> bool:
         return time.monotonic() - last_flush >= self._flush_interval_s
@@ -271,6 +285,7 @@ class Writer:
             with self._bytes_lock:
                 self._queued_bytes -= _nbytes(op)
             self._apply(op)
+        self._answer_flushes()
 
     def _write_traces(self, op: TracesOp) -> None:
         store = self._stores.get(op.series)  # traces follow their raw frame: no store, no row

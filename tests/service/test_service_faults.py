@@ -192,7 +192,7 @@ def test_a_series_started_again_right_after_its_end_loses_nothing(tmp_path: Path
     """`end` then `start` at once: the next run's raw frames reached the store before the
     inference (behind) closed it, so their denoised frames found it closed and were lost
     (5 `store_clean`), and the two `series_end` events told the wrong totals."""
-    shots = [np.full((128, 128), 100 + i, np.uint16) for i in range(10)]
+    shots = [np.full((384, 384), 100 + i, np.uint16) for i in range(10)]
     with (
         running_service(tmp_path, slow_model) as svc,
         listening(svc) as sub,
@@ -204,6 +204,10 @@ def test_a_series_started_again_right_after_its_end_loses_nothing(tmp_path: Path
         pub.start("again")
         for i in range(5, 10):
             pub.send_frame(shots[i], "again", i)
+        wait_until(lambda: svc.status()["frames_in"] == 10)
+        assert svc.flush()  # also the next run's raw frames, kept back while the store closed
+        flags = zarr.open_group(tmp_path / "data" / "again.zarr", mode="r")["valid"]
+        assert flags[:10].all()
         pub.end("again")
         _, seen = collect(sub, 10)
         while len(events(seen, "series_end")) < 2:
