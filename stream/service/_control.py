@@ -160,9 +160,25 @@ class ControlHandler:
         return {"ok": True, "paused": False}
 
     def _flush(self, _: dict[str, Any]) -> Reply:
+        before = self._store_losses()
         if not self._service.flush():
             return _error("flush did not complete within 30 s (disk too slow?)")
+        lost = {k: n - before.get(k, 0) for k, n in self._store_losses().items()}
+        lost = {k: n for k, n in lost.items() if n > 0}
+        if lost:  # done, but not "every frame received so far is on disk"
+            told = ", ".join(f"{n} {k}" for k, n in sorted(lost.items()))
+            return {
+                **_error(
+                    f"flushed, but frames could not be written ({told}): counted in "
+                    "status dropped; the store_* error events say why"
+                ),
+                "lost": lost,
+            }
         return {"ok": True}
+
+    def _store_losses(self) -> dict[str, int]:
+        dropped = self._service.status().get("dropped", {})
+        return {k: int(v) for k, v in dropped.items() if k.startswith("store_")}
 
     def _stop(self, _: dict[str, Any]) -> Reply:
         self._service.request_stop()

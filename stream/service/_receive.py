@@ -120,6 +120,7 @@ class Receiver:
         self._inference = inference
         self._writer = writer
         self._paused = paused
+        self._over_budget_told = False  # the warning for frames over the whole budget
         self._halt = halt
         self._memory = memory
         self._drain_s = drain_s
@@ -295,10 +296,24 @@ class Receiver:
         if gate is None:
             return True
         while gate.in_use() + nbytes > gate.budget:
+            if gate.in_use() == 0:  # more than the whole budget: taken alone, as no wait
+                self._warn_over_budget(nbytes, gate.budget)  # could ever make room for it
+                return True
             if not gate.wait or self._halt.is_set():
                 return False
             time.sleep(0.005)  # PULL: not reading is the back-pressure on the sender
         return True
+
+    def _warn_over_budget(self, nbytes: int, budget: int) -> None:
+        if self._over_budget_told:
+            return
+        self._over_budget_told = True
+        log.warning(
+            "a frame needs %.0f MiB in flight, more than the whole memory budget (%.0f MiB): "
+            "such frames are taken one at a time, when nothing else is held; raise "
+            "memory_budget_mb to hold several",
+            nbytes / 2**20, budget / 2**20,
+        )  # fmt: skip
 
     def _within_budget(self, frame: Frame) -> bool:
         """True when the frame fits the memory budget (waiting for it on PULL input)."""

@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 import zarr
 import zmq
-from deepdenoise_client import ClientTimeoutError, Control, CurveKeys, Publisher, Subscriber
+from deepdenoise_client import (
+    ClientTimeoutError,
+    Control,
+    ControlError,
+    CurveKeys,
+    Publisher,
+    Subscriber,
+)
 from service_harness import (
     ServeProcess,
     collect,
@@ -317,6 +324,8 @@ def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
     create_certificates(keys, "service")
     public, _ = create_certificates(clients, "rig")  # allowed
     create_certificates(keys, "stranger")  # not in the clients folder
+    for secret in keys.glob("**/*.key_secret"):
+        secret.chmod(0o600)  # pyzmq writes 0644: the client would warn of it
     security = {"secret_key": keys / "service.key_secret", "clients": clients}
     server_public, _ = load_certificate(str(keys / "service.key"))
 
@@ -373,6 +382,7 @@ def test_security_needs_a_sound_allow_list_or_asks_for_any_client(
     keys.mkdir()
     create_certificates(keys, "service")
     create_certificates(keys, "stranger")
+    (keys / "stranger.key_secret").chmod(0o600)  # pyzmq writes 0644: the client would warn
     secret = keys / "service.key_secret"
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -582,7 +592,11 @@ def test_a_full_disk_loses_frames_counted_one_by_one(tmp_path: Path, identity_mo
             pub.end("fits")
             wait_until(lambda: proc.status()["frames_in"] == 40, timeout=30)
             with Control(proc.control, timeout=30) as ctl:
-                ctl.flush()
+                try:
+                    ctl.flush()
+                except ControlError as exc:  # frames lost while it wrote: it says so
+                    lost_in_flush = exc.reply.get("lost")
+                    assert lost_in_flush, exc.reply  # noqa: PT017 (a flush may or may not fail)
             status = proc.status()
             seen = []
             while True:
@@ -604,6 +618,26 @@ def test_a_full_disk_loses_frames_counted_one_by_one(tmp_path: Path, identity_mo
     assert end["missing"] + end["stored"] == 30 and end["lost"]["raw"] == lost_raw
     fits = summarize_store(tmp_path / "data" / "fits.zarr")
     assert fits["valid"] == 10  # small shards still fit: the other series went on
+
+
+def test_a_flush_that_could_not_write_every_frame_says_so(tmp_path: Path, identity_model):
+    """flush replied ok while the frames it was to write were lost (a full disk): the
+    spec's ok means every frame received so far is on disk."""
+    config = "[store]\nframes_per_shard = 8\nflush_interval_s = 3600\n"  # written at the flush
+    proc = ServeProcess(tmp_path, identity_model, config=config, preexec_fn=_small_files(600_000))
+    try:
+        with Publisher(proc.input, mode="push", bind=False) as pub:
+            for i, frame in enumerate(frames(6, shape=(256, 256))):  # 768 KB: over the limit
+                pub.send_frame(frame, "partial", i)
+            wait_until(lambda: proc.status()["frames_out"] == 6, timeout=60)
+            with Control(proc.control, timeout=30) as ctl, pytest.raises(ControlError) as refused:
+                ctl.flush()
+            dropped = proc.status()["dropped"]
+    finally:
+        proc.terminate()
+    reply = refused.value.reply
+    assert "frames could not be written" in reply["error"]
+    assert reply["lost"]["store_raw"] == dropped["store_raw"] == 6
 
 
 def _rss_mb(pid: int) -> float:
@@ -655,6 +689,26 @@ def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
     assert max(rss.values()) - rss[0] < 2 * budget, rss
     info = summarize_store(tmp_path / "data" / "flood.zarr")
     assert info["valid"] == total  # PULL waited instead of dropping: every raw frame stored
+
+
+def test_a_frame_larger_than_the_whole_memory_budget_is_taken_alone(
+    tmp_path: Path, identity_model
+):
+    """PULL input waited forever for room that could never be made (a 512 x 512 frame
+    needs 2.5 MiB in flight, the queues' share of a 4 MiB budget is 1 MiB): frames_in
+    stayed 0 and the sender hung. Such a frame is taken once nothing else is held."""
+    big = frames(3, shape=(512, 512))
+    with (
+        running_service(tmp_path, identity_model, memory_budget_mb=4) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(big):
+            pub.send_frame(frame, "big", i)
+        got, _ = collect(sub, 3, timeout=60)
+        status = svc.status()
+    assert [m.header["index"] for m in got] == [0, 1, 2]
+    assert status["frames_in"] == 3 and not status["dropped"].get("memory_budget")
 
 
 def test_a_store_folder_that_cannot_be_written_is_refused_at_start(tmp_path: Path, identity_model):
