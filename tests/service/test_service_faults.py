@@ -691,9 +691,7 @@ def test_a_stalled_subscriber_cannot_grow_the_service_past_its_budget(
     assert info["valid"] == total  # PULL waited instead of dropping: every raw frame stored
 
 
-def test_a_frame_larger_than_the_whole_memory_budget_is_taken_alone(
-    tmp_path: Path, identity_model
-):
+def test_a_frame_larger_than_the_whole_memory_budget_is_taken_alone(tmp_path: Path, identity_model):
     """PULL input waited forever for room that could never be made (a 512 x 512 frame
     needs 2.5 MiB in flight, the queues' share of a 4 MiB budget is 1 MiB): frames_in
     stayed 0 and the sender hung. Such a frame is taken once nothing else is held."""
@@ -721,3 +719,88 @@ def test_a_store_folder_that_cannot_be_written_is_refused_at_start(tmp_path: Pat
     with pytest.raises(StoreError, match="expected a store folder this service can write, got"):
         service.start()
     assert service.engine is None and service.writer is None  # nothing was left running
+
+
+def test_frames_lost_at_close_are_counted_even_when_the_trim_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The disk turns read-only before the last flush: the frames that flush loses are
+    counted dropped, and the error says so, though the trim after it fails as well (it
+    used to replace them: `dropped {}`, only a "cannot trim" error)."""
+    from collections import Counter
+
+    from stream.service._messages import CleanOp, EndOp, RawOp
+    from stream.service._writer import Writer
+    from stream.store import StoreConfig
+    from stream.store._arrays import StoreArrays
+
+    lost: Counter[str] = Counter()
+    failures: list[tuple[str, str]] = []
+    ends: list[dict] = []
+    writer = Writer(
+        tmp_path,
+        StoreConfig(frames_per_shard=4),
+        {},
+        on_error=lambda series, kind, message: failures.append((kind, message)),
+        on_lost=lambda reason, n: lost.update({reason: n}),
+        on_series_end=lambda series, totals: ends.append(totals),
+        depth=32,
+        flush_interval_s=3600,
+    )
+    writer.start()
+    pixels = frames(7)
+    try:
+        for i in range(4):
+            writer.put(RawOp("ro", i, pixels[i], i))
+            writer.put(CleanOp("ro", i, pixels[i].astype("<f4")))
+        assert writer.flush()
+
+        def read_only(*args, **kwargs):
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(StoreArrays, "write_block", read_only)
+        monkeypatch.setattr(StoreArrays, "resize", read_only)
+        for i in range(4, 7):
+            writer.put(RawOp("ro", i, pixels[i], i))
+            writer.put(CleanOp("ro", i, pixels[i].astype("<f4")))
+        writer.put(EndOp("ro"))
+    finally:
+        writer.close()
+    assert writer.error is None
+    assert lost == {"store_raw": 3, "store_clean": 3}
+    assert [kind for kind, _ in failures] == ["store_write"]
+    assert "3 raw frames (4..6)" in failures[0][1] and "cannot trim" in failures[0][1]
+    assert ends == [{"frames": 4, "missing": 3, "lost": {"raw": 3, "clean": 3}, "closed": False}]
+
+
+def test_a_store_written_by_another_process_is_refused_and_its_frames_counted(
+    tmp_path: Path, identity_model
+):
+    """Two services on one data folder, one series: the second cannot open the store the
+    first writes (it used to write over it, its frames reported stored). Its frames are
+    counted dropped, with a store_open error that says why."""
+    from stream.store import SeriesStore
+
+    held = SeriesStore(tmp_path / "data", "shared", (24, 32), "<u2")  # the other writer
+    try:
+        with (
+            running_service(tmp_path, identity_model) as svc,
+            listening(svc) as sub,
+            Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        ):
+            for i, frame in enumerate(frames(3)):
+                pub.send_frame(frame, "shared", i)
+            pub.end("shared")
+            got, seen = collect(sub, 3)
+            end = series_ended(sub, "shared", seen)
+            status = svc.status()
+    finally:
+        held.close()
+    assert len(got) == 3  # denoised all the same
+    assert status["dropped"] == {"store_raw": 3, "store_clean": 3}
+    assert status["store"]["errors"].get("store_open", 0) >= 1
+    opened = [e for e in events(seen, "error") if e.get("kind") == "store_open"]
+    assert not opened or "being written by another process" in opened[0]["message"]
+    assert "being written by another process" in status["store"]["last_error"]
+    assert end["stored"] == 0 and end["lost"] == {"raw": 3, "clean": 3}
+    assert summarize_store(tmp_path / "data" / "shared.zarr")["valid"] == 0
