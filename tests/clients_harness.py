@@ -278,6 +278,8 @@ def make_keys(keys: Path) -> None:
     create_certificates(keys, "service")
     create_certificates(keys / "clients", "rig")
     create_certificates(keys, "stranger")
+    for secret in keys.glob("**/*.key_secret"):
+        secret.chmod(0o600)  # pyzmq writes 0644: the clients would warn of it
 
 
 def check_curve(

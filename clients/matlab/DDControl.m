@@ -136,7 +136,7 @@ classdef DDControl < handle
         obj.reset();
         keys = '';
         if ~isempty(obj.curve)   % a service with [security] drops a refused key's handshake
-          keys = ' Is this client''s public key in its security.clients folder?';
+          keys = dd_curve_hint(false);
         end
         dd_error('timeout', ['no reply to ''%s'' from %s within %g s: is the service ' ...
           'running with its control socket there?%s'], cmd, obj.endpoint, obj.timeout, keys);

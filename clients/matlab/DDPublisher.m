@@ -32,6 +32,7 @@ classdef DDPublisher < handle
   properties (Access = private)
     socket = []
     subscriptions = 0
+    hint = ''   % with CURVE keys, what a timeout asks (the keys themselves are not kept)
   end
 
   methods
@@ -65,6 +66,7 @@ classdef DDPublisher < handle
       try
         if ~isempty(curve)
           dd_zmq_curve(obj.socket, curve, bind);
+          obj.hint = dd_curve_hint(bind);
         end
         if bind
           obj.endpoint = dd_zmq_bind(obj.socket, endpoint);
@@ -101,8 +103,8 @@ classdef DDPublisher < handle
         left = timeout_s - toc(deadline);
         if left <= 0
           dd_error('timeout', ['no subscriber to topic ''%s'' on %s within %g s: is the ' ...
-            'service running, with its input connected here?'], obj.topic, obj.endpoint, ...
-            timeout_s);
+            'service running, with its input connected here?%s'], obj.topic, obj.endpoint, ...
+            timeout_s, obj.hint);
         end
         obj.drain_subscriptions(min(left, 0.1));
       end
@@ -151,7 +153,7 @@ classdef DDPublisher < handle
       end
       if ~dd_zmq_send(obj.socket, parts, obj.timeout)
         dd_error('timeout', ['could not queue a message on %s within %g s: no PULL peer ' ...
-          'connected, or the service is not keeping up'], obj.endpoint, obj.timeout);
+          'connected, or the service is not keeping up.%s'], obj.endpoint, obj.timeout, obj.hint);
       end
     end
 

@@ -151,8 +151,11 @@ export function readCertificate(file: string): Certificate;
 export class CurveKeys {
   constructor(keys: { publicKey: string; secretKey: string; serverKey?: string | null });
   readonly publicKey: string;
+  /** Not enumerable: left out of console.log, JSON.stringify and spreads. */
   readonly secretKey: string;
   readonly serverKey: string | null;
+  /** The public keys only. */
+  toJSON(): { publicKey: string; serverKey: string | null };
   /** `NAME.key_secret` (this end) and, to connect, `service.key` (the service's). */
   static fromFiles(secretFile: string, serverFile?: string | null): CurveKeys;
   /** From DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY; null when neither is set. */

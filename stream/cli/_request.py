@@ -29,14 +29,14 @@ def request(endpoint: str, message: dict[str, Any], timeout: float) -> dict[str,
         sock.send(msgpack.packb(message, use_bin_type=True))
         if not sock.poll(int(timeout * 1000)):
             hint = (
-                "with keys: is its public key in the service's security.clients folder?"
+                " Is this client's public key in the service's security.clients folder?"
                 if secured
-                else f"a service with [security] answers only clients with an allowed key: "
-                f"set {CLIENT_KEY_ENV} and {SERVER_KEY_ENV}"
+                else f" (A service with [security] answers only clients with an allowed key: "
+                f"set {CLIENT_KEY_ENV} and {SERVER_KEY_ENV}.)"
             )
             raise ServiceTimeoutError(
                 f"no reply from {endpoint} within {timeout} s: "
-                f"is `deepdenoise serve` running there? ({hint})"
+                f"is `deepdenoise serve` running there?{hint}"
             )
         reply = msgpack.unpackb(sock.recv(), raw=False)
     if not isinstance(reply, dict):
@@ -46,25 +46,49 @@ def request(endpoint: str, message: dict[str, Any], timeout: float) -> dict[str,
 
 def _curve_client(sock: zmq.Socket[Any]) -> bool:
     """Make ``sock`` a CURVE client when the key variables are set; True if it is."""
-    from zmq.auth import load_certificate
-
     client, server = os.environ.get(CLIENT_KEY_ENV), os.environ.get(SERVER_KEY_ENV)
     if not client and not server:
         return False
     if not (client and server):
+        missing = SERVER_KEY_ENV if client else CLIENT_KEY_ENV
         raise ConfigError(
-            f"expected both {CLIENT_KEY_ENV} (this client's NAME.key_secret) and "
-            f"{SERVER_KEY_ENV} (the service's service.key), got only one"
+            f"{missing} is not set: expected both {CLIENT_KEY_ENV} (this client's "
+            f"NAME.key_secret) and {SERVER_KEY_ENV} (the service's service.key), or neither"
         )
-    try:
-        public, secret = load_certificate(str(Path(client).expanduser()))
-        server_public, _ = load_certificate(str(Path(server).expanduser()))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read a CURVE key ({CLIENT_KEY_ENV}/{SERVER_KEY_ENV}): {exc}"
-        ) from exc
+    public, secret = _load(client)
     if secret is None:
-        raise ConfigError(f"{CLIENT_KEY_ENV}={client} holds no secret key: give NAME.key_secret")
+        raise ConfigError(
+            f"{client} holds no secret key: give the NAME.key_secret file, not the public NAME.key"
+        )
     sock.curve_publickey, sock.curve_secretkey = public, secret
-    sock.curve_serverkey = server_public
+    sock.curve_serverkey = _load(server)[0]
     return True
+
+
+def _load(file: str) -> tuple[bytes, bytes | None]:
+    """The keys of a certificate file, checked, in the words every client uses."""
+    import struct
+
+    from zmq.auth import load_certificate
+    from zmq.utils.z85 import Z85CHARS, decode
+
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"cannot read the CURVE key file {file}: no such file")
+    try:
+        keys = load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the CURVE key file {file}: {exc}") from exc
+    for name, key in zip(("public-key", "secret-key"), keys, strict=True):
+        expected = f"{file}: expected the {name} as 40 Z85 characters, got"
+        if key is None:
+            continue
+        if len(key) != 40:
+            raise ConfigError(f"{expected} {len(key)} characters")
+        if any(c not in Z85CHARS for c in key):
+            raise ConfigError(f"{expected} a character outside Z85")
+        try:
+            decode(key)
+        except struct.error as exc:  # a group of 5 above 2**32 - 1
+            raise ConfigError(f"{file}: the {name} is not a valid Z85 key") from exc
+    return keys

@@ -22,10 +22,10 @@ static int curve_from_env(const char *program, ddn_curve_keys *keys,
     if (!have_client && !have_server) return 1;
     if (!have_client || !have_server) {
         fprintf(stderr,
-                "%s: %s is not set, but %s is: for CURVE set both (this client's "
-                "NAME.key_secret and the service's service.key), or neither\n",
-                program, have_client ? "DEEPDENOISE_SERVER_KEY" : "DEEPDENOISE_CLIENT_KEY",
-                have_client ? "DEEPDENOISE_CLIENT_KEY" : "DEEPDENOISE_SERVER_KEY");
+                "%s: %s is not set: expected both DEEPDENOISE_CLIENT_KEY (this client's "
+                "NAME.key_secret) and DEEPDENOISE_SERVER_KEY (the service's service.key), "
+                "or neither\n",
+                program, have_client ? "DEEPDENOISE_SERVER_KEY" : "DEEPDENOISE_CLIENT_KEY");
         return 0;
     }
     ddn_error err;
@@ -33,6 +33,9 @@ static int curve_from_env(const char *program, ddn_curve_keys *keys,
         fprintf(stderr, "%s: %s\n", program, err.message);
         return 0;
     }
+    if (keys->secret_shared) /* the library says it; a program tells the user */
+        fprintf(stderr, "%s: warning: the secret key file %s is readable by other users: "
+                        "chmod 600 it\n", program, client);
     *curve = keys;
     return 1;
 }

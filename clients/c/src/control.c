@@ -63,7 +63,7 @@ ddn_control *ddn_control_new_curve(void *ctx, const char *endpoint, int timeout_
     snprintf(ctl->endpoint, sizeof ctl->endpoint, "%s", endpoint);
     if (open_socket(ctl, err) != DDN_OK) {
         if (ctl->own_ctx && ctl->ctx != NULL) zmq_ctx_term(ctl->ctx);
-        memset(&ctl->curve, 0, sizeof ctl->curve);
+        ddn__wipe(&ctl->curve, sizeof ctl->curve);
         free(ctl);
         return NULL;
     }
@@ -74,7 +74,7 @@ ddn_control *ddn_control_new_curve(void *ctx, const char *endpoint, int timeout_
 void ddn_control_close(ddn_control *ctl) {
     if (ctl == NULL) return;
     ddn__close(ctl->socket, ctl->ctx, ctl->own_ctx, 0);
-    memset(&ctl->curve, 0, sizeof ctl->curve); /* the secret key */
+    ddn__wipe(&ctl->curve, sizeof ctl->curve); /* the secret key */
     free(ctl);
 }
 
@@ -89,10 +89,8 @@ static ddn_status timed_out(ddn_control *ctl, ddn_error *err) {
                          reopen.message);
     return ddn__fail(err, DDN_E_TIMEOUT,
                      "no reply from %s within %d ms: is the service running with its "
-                     "control socket there%s?",
-                     ctl->endpoint, ctl->timeout_ms,
-                     /* a refused CURVE client is dropped without a word */
-                     ctl->has_curve ? ", and does it allow this client's key" : "");
+                     "control socket there?%s",
+                     ctl->endpoint, ctl->timeout_ms, ctl->has_curve ? DDN__CURVE_HINT : "");
 }
 
 ddn_status ddn_control_request(ddn_control *ctl, const void *request, size_t size,

@@ -74,5 +74,12 @@ void ddn__close(void *socket, void *ctx, int own_ctx, int linger_ms);
  * keys->server_key). NULL keys: nothing to do. */
 ddn_status ddn__curve_apply(void *socket, const ddn_curve_keys *keys, int bind,
                             ddn_error *err);
+/* Zero `n` bytes of secret in a way the compiler cannot drop as a dead store. */
+void ddn__wipe(void *p, size_t n);
+/* Appended to a timeout's message when CURVE keys are in use: a service drops a refused
+ * key's handshake without a word, so a wrong key looks like a timeout. */
+#define DDN__CURVE_HINT " Is this client's public key in the service's security.clients folder?"
+/* The same for an end that binds: the service is a CURVE client of its key. */
+#define DDN__CURVE_SERVER_HINT " Is this end's public key the service's security.input_server_key?"
 
 #endif

@@ -17,6 +17,12 @@ struct ddn_publisher {
     int curve;         /* with CURVE keys: a refused peer is silent, said on a timeout */
 };
 
+/* What a timeout adds with CURVE keys: a refused handshake is dropped without a word. */
+static const char *curve_hint(const ddn_publisher *pub) {
+    if (!pub->curve) return "";
+    return pub->options.connect ? DDN__CURVE_HINT : DDN__CURVE_SERVER_HINT;
+}
+
 ddn_publisher_options ddn_publisher_default_options(void) {
     ddn_publisher_options options = {
         .mode = DDN_MODE_PUB,
@@ -134,11 +140,8 @@ ddn_status ddn_publisher_wait_for_subscriber(ddn_publisher *pub, int timeout_ms,
         if (timeout_ms >= 0 && left <= 0)
             return ddn__fail(err, DDN_E_TIMEOUT,
                              "no subscriber to topic \"%s\" on %s within %d ms: is the "
-                             "service running, with its input connected to this endpoint%s?",
-                             pub->topic, pub->endpoint, timeout_ms,
-                             pub->curve ? " and this end's public key as its "
-                                          "security.input_server_key"
-                                        : "");
+                             "service running, with its input connected to this endpoint?%s",
+                             pub->topic, pub->endpoint, timeout_ms, curve_hint(pub));
         if (ddn__poll_in(pub->socket, timeout_ms < 0 ? -1 : (int)left) < 0)
             return ddn__zmq_fail(err, "zmq_poll");
     }
@@ -167,8 +170,8 @@ static ddn_status send_message(ddn_publisher *pub, const msgpack_sbuffer *header
     if (zmq_errno() == EAGAIN)
         st = ddn__fail(err, DDN_E_TIMEOUT,
                        "could not queue a message on %s within %d ms: no PULL peer "
-                       "connected, or the service is not keeping up",
-                       pub->endpoint, pub->options.timeout_ms);
+                       "connected, or the service is not keeping up.%s",
+                       pub->endpoint, pub->options.timeout_ms, curve_hint(pub));
     else
         st = ddn__zmq_fail(err, "zmq_send");
     if (payload != NULL) zmq_msg_close(payload);

@@ -75,9 +75,7 @@ ddn_status ddn_subscriber_recv(ddn_subscriber *sub, ddn_message *msg, int timeou
     if (ready == 0) {
         ddn__message_reset(msg);
         return ddn__fail(err, DDN_E_TIMEOUT, "no message within %d ms%s", timeout_ms,
-                         sub->curve ? " (with CURVE: or the service does not allow this "
-                                      "client's key)"
-                                    : "");
+                         sub->curve ? "." DDN__CURVE_HINT : "");
     }
     ddn_status st = ddn__message_recv(msg, sub->socket, err);
     if (st != DDN_OK) return st;

@@ -11,9 +11,11 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +30,7 @@
 #define SERVER_SECRET "@C7.=KcjyIqRnD&jkj+/:xWo=29KknEZL]C2=PG2"
 
 static char dir[64];
-static char paths[8][128]; /* the files written, removed at the end */
+static char paths[16][128]; /* the files written, removed at the end */
 static int npaths;
 
 /* A certificate file as pyzmq writes it (secret NULL: a public NAME.key); its path. */
@@ -66,42 +68,140 @@ static void test_load(void) {
 
     /* the public file where the secret one is needed */
     CHECK(ddn_curve_keys_load(&keys, server, NULL, &err) == DDN_E_ARGUMENT);
-    CHECK(has(&err, "service.key") && has(&err, "no secret-key") && has(&err, "key_secret"));
+    CHECK(has(&err, "service.key holds no secret key: give the NAME.key_secret file, not "
+                    "the public NAME.key"));
     CHECK(keys.public_key[0] == '\0'); /* nothing half loaded */
 
     const char *short_key =
         write_cert("short.key_secret", CLIENT_PUBLIC, "f67cQ>i0L$7sX/&h%MU1u]nID6:B3U1qJK}6?2b");
     CHECK(ddn_curve_keys_load(&keys, short_key, NULL, &err) == DDN_E_ARGUMENT);
-    CHECK(has(&err, "short.key_secret") && has(&err, "39 characters") && has(&err, "40 Z85"));
+    CHECK(has(&err, "short.key_secret: expected the secret-key as 40 Z85 characters, got 39 "
+                    "characters"));
     const char *not_z85 = write_cert("bad.key", "/Sl=s5Bi3.Citie]5yUoQX!jlR#5ml-0%cFIRrP\\", NULL);
     CHECK(ddn_curve_keys_load(&keys, secret, not_z85, &err) == DDN_E_ARGUMENT);
-    CHECK(has(&err, "bad.key") && has(&err, "not a Z85 character"));
+    CHECK(has(&err, "bad.key: expected the public-key as 40 Z85 characters, got a character "
+                    "outside Z85"));
+    /* 40 Z85 characters that decode to no key: '#' is 84, 84 * 85^4 + ... > 2^32 - 1 */
+    const char *hashes = write_cert("hashes.key", "########################################", NULL);
+    CHECK(ddn_curve_keys_load(&keys, secret, hashes, &err) == DDN_E_ARGUMENT);
+    CHECK(has(&err, "hashes.key: the public-key is not a valid Z85 key"));
 
     char missing[128];
     snprintf(missing, sizeof missing, "%s/missing.key_secret", dir);
     CHECK(ddn_curve_keys_load(&keys, missing, server, &err) == DDN_E_ARGUMENT);
-    CHECK(has(&err, "missing.key_secret") && has(&err, "cannot read"));
+    CHECK(has(&err, "cannot read the CURVE key file ") && has(&err, "missing.key_secret: "));
     CHECK(ddn_curve_keys_load(&keys, secret, missing, &err) == DDN_E_ARGUMENT);
     CHECK(has(&err, "missing.key_secret"));
 }
 
+/* An unquoted value runs to the end of its line: '#' is a Z85 character, not a comment
+ * (CLIENT_PUBLIC holds one), and trailing blanks are not part of it. */
+static void test_unquoted_values(void) {
+    ddn_error err;
+    ddn_curve_keys keys;
+    char *path = paths[npaths++];
+    snprintf(path, sizeof paths[0], "%s/unquoted.key_secret", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "curve\n    public-key = %s  \r\n    secret-key = %s\t\n", CLIENT_PUBLIC,
+            CLIENT_SECRET);
+    fclose(f);
+    CHECK(ddn_curve_keys_load(&keys, path, NULL, &err) == DDN_OK);
+    CHECK(strcmp(keys.public_key, CLIENT_PUBLIC) == 0);
+    CHECK(strcmp(keys.secret_key, CLIENT_SECRET) == 0);
+}
+
+/* A secret file other users may read is loaded and said (the program warns). */
+static void test_secret_shared(void) {
+    ddn_error err;
+    ddn_curve_keys keys;
+    const char *path = write_cert("shared.key_secret", CLIENT_PUBLIC, CLIENT_SECRET);
+    chmod(path, 0644); /* as pyzmq's create_certificates writes it */
+    CHECK(ddn_curve_keys_load(&keys, path, NULL, &err) == DDN_OK && keys.secret_shared == 1);
+    chmod(path, 0600);
+    CHECK(ddn_curve_keys_load(&keys, path, NULL, &err) == DDN_OK && keys.secret_shared == 0);
+}
+
+/* `~/` is the home folder, as in a shell. */
+static void test_home(void) {
+    ddn_error err;
+    ddn_curve_keys keys;
+    write_cert("home.key_secret", CLIENT_PUBLIC, CLIENT_SECRET);
+    const char *home = getenv("HOME");
+    char *saved = home != NULL ? strdup(home) : NULL;
+    setenv("HOME", dir, 1);
+    CHECK(ddn_curve_keys_load(&keys, "~/home.key_secret", NULL, &err) == DDN_OK);
+    CHECK(strcmp(keys.secret_key, CLIENT_SECRET) == 0);
+    if (saved != NULL) {
+        setenv("HOME", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("HOME");
+    }
+}
+
+/* Two threads loading different files at once each get their own keys (the loader once
+ * read into a static buffer, and a thread could get the other file's secret key). */
+static const char *thread_files[2];
+static const char *thread_secrets[2] = {CLIENT_SECRET, SERVER_SECRET};
+static atomic_int thread_wrong;
+
+static void *load_many(void *arg) {
+    int i = (int)(intptr_t)arg;
+    for (int n = 0; n < 3000; n++) {
+        ddn_curve_keys keys;
+        ddn_error err;
+        if (ddn_curve_keys_load(&keys, thread_files[i], NULL, &err) != DDN_OK ||
+            strcmp(keys.secret_key, thread_secrets[i]) != 0)
+            atomic_fetch_add(&thread_wrong, 1);
+    }
+    return NULL;
+}
+
+static void test_threads_load_their_own_keys(void) {
+    thread_files[0] = write_cert("one.key_secret", CLIENT_PUBLIC, CLIENT_SECRET);
+    thread_files[1] = write_cert("two.key_secret", SERVER_PUBLIC, SERVER_SECRET);
+    pthread_t threads[2];
+    for (intptr_t i = 0; i < 2; i++) pthread_create(&threads[i], NULL, load_many, (void *)i);
+    for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+    CHECK(atomic_load(&thread_wrong) == 0);
+}
+
+/* With keys, a PUSH send that times out asks whether the key is allowed (a refused
+ * handshake is dropped without a word). */
+static void test_send_timeout_hint(void *ctx) {
+    ddn_error err;
+    ddn_curve_keys keys = {CLIENT_PUBLIC, CLIENT_SECRET, SERVER_PUBLIC, 0};
+    ddn_publisher_options options = ddn_publisher_default_options();
+    options.mode = DDN_MODE_PUSH;
+    options.connect = 1;
+    options.timeout_ms = 50;
+    options.linger_ms = 0;
+    options.curve = &keys;
+    ddn_publisher *pub = ddn_publisher_new(ctx, "tcp://127.0.0.1:9", &options, &err);
+    CHECK(pub != NULL);
+    if (pub == NULL) return;
+    CHECK(ddn_publisher_start(pub, "s", NULL, &err) == DDN_E_TIMEOUT); /* nothing there */
+    CHECK(has(&err, " Is this client's public key in the service's security.clients folder?"));
+    ddn_publisher_close(pub);
+}
+
 static void test_connect_needs_the_server_key(void *ctx) {
     ddn_error err;
-    ddn_curve_keys keys = {CLIENT_PUBLIC, CLIENT_SECRET, ""};
+    ddn_curve_keys keys = {CLIENT_PUBLIC, CLIENT_SECRET, "", 0};
     const char *topics[] = {"denoised"};
     CHECK(ddn_subscriber_new_curve(ctx, "tcp://127.0.0.1:5556", topics, 1, &keys, &err) == NULL);
     CHECK(err.code == DDN_E_ARGUMENT && has(&err, "service.key"));
     CHECK(ddn_control_new_curve(ctx, "tcp://127.0.0.1:5557", 1000, &keys, &err) == NULL);
     CHECK(err.code == DDN_E_ARGUMENT && has(&err, "service.key"));
-    ddn_curve_keys bad = {CLIENT_PUBLIC, "too short", SERVER_PUBLIC};
+    ddn_curve_keys bad = {CLIENT_PUBLIC, "too short", SERVER_PUBLIC, 0};
     CHECK(ddn_control_new_curve(ctx, "tcp://127.0.0.1:5557", 1000, &bad, &err) == NULL);
     CHECK(err.code == DDN_E_ARGUMENT && has(&err, "secret_key"));
 }
 
 static void test_publisher_is_a_server(void *ctx) {
     ddn_error err;
-    ddn_curve_keys server = {SERVER_PUBLIC, SERVER_SECRET, ""};
-    ddn_curve_keys client = {CLIENT_PUBLIC, CLIENT_SECRET, SERVER_PUBLIC};
+    ddn_curve_keys server = {SERVER_PUBLIC, SERVER_SECRET, "", 0};
+    ddn_curve_keys client = {CLIENT_PUBLIC, CLIENT_SECRET, SERVER_PUBLIC, 0};
     ddn_publisher_options options = ddn_publisher_default_options();
     options.curve = &server;
     ddn_publisher *pub = ddn_publisher_new(ctx, "tcp://127.0.0.1:*", &options, &err);
@@ -169,6 +269,7 @@ static void test_control_reopens_with_the_keys(void *ctx) {
     CHECK(ctl != NULL);
     ddn_message *reply = ddn_message_new();
     CHECK(ddn_control_status(ctl, reply, &err) == DDN_E_TIMEOUT);
+    CHECK(has(&err, " Is this client's public key in the service's security.clients folder?"));
     atomic_store(&client_gave_up, 1);
     /* the replaced REQ socket is a CURVE client again: a plain one would get no reply */
     ddn_status st = ddn_control_pause(ctl, reply, &err);
@@ -198,7 +299,12 @@ int main(void) {
     }
     void *ctx = zmq_ctx_new();
     test_load();
+    test_unquoted_values();
+    test_secret_shared();
+    test_home();
+    test_threads_load_their_own_keys();
     test_connect_needs_the_server_key(ctx);
+    test_send_timeout_hint(ctx);
     test_publisher_is_a_server(ctx);
     test_control_reopens_with_the_keys(ctx);
     zmq_ctx_term(ctx);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <iostream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,13 +28,18 @@ inline std::optional<deepdenoise::CurveKeys> curve_from_env() {
     if (client.empty() && server.empty()) return std::nullopt;
     if (client.empty() || server.empty()) {
         const char* missing = client.empty() ? "DEEPDENOISE_CLIENT_KEY" : "DEEPDENOISE_SERVER_KEY";
-        const char* present = client.empty() ? "DEEPDENOISE_SERVER_KEY" : "DEEPDENOISE_CLIENT_KEY";
-        throw CurveUsageError(std::string(missing) + " is not set, but " + present +
-                              " is: for CURVE set both (this client's NAME.key_secret and the "
-                              "service's service.key), or neither");
+        throw CurveUsageError(std::string(missing) +
+                              " is not set: expected both DEEPDENOISE_CLIENT_KEY (this client's "
+                              "NAME.key_secret) and DEEPDENOISE_SERVER_KEY (the service's "
+                              "service.key), or neither");
     }
     try {
-        return deepdenoise::CurveKeys::from_files(client, server);
+        deepdenoise::CurveKeys keys = deepdenoise::CurveKeys::from_files(client, server);
+        if (keys.secret_readable_by_others()) {  // the library says it; a program tells
+            std::cerr << "warning: the secret key file " << client
+                      << " is readable by other users: chmod 600 it\n";
+        }
+        return keys;
     } catch (const deepdenoise::CurveError& e) {
         throw CurveUsageError(e.what());
     }

@@ -39,6 +39,13 @@ void attach(zmq::socket_t& socket, const std::string& endpoint, Attach how) {
     }
 }
 
+/// Added to a timeout's message with CURVE keys (a refused key gets no reply).
+constexpr const char* curve_client_hint =
+    " Is this client's public key in the service's security.clients folder?";
+/// The same for an end that binds: the service is a CURVE client of its key.
+constexpr const char* curve_server_hint =
+    " Is this end's public key the service's security.input_server_key?";
+
 }  // namespace
 
 zmq::context_t& default_context() {
@@ -67,6 +74,10 @@ Publisher::Publisher(const std::string& endpoint, const PublisherOptions& option
         socket_.set(zmq::sockopt::immediate, 1);
     }
     if (options.curve) options.curve->apply(socket_, options.bind);
+    // The socket holds the keys now: keep no copy of the secret key for this object's
+    // lifetime (as the C client), only that keys are in use, for a timeout's message.
+    curve_ = options_.curve.has_value();
+    options_.curve.reset();
     if (options.bind) {
         attach(socket_, endpoint, Attach::bind);
         endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
@@ -113,10 +124,8 @@ void Publisher::wait_for_subscriber(Milliseconds timeout) {
         if (timeout != forever && left.count() <= 0) {
             throw TimeoutError("no subscriber to topic \"" + options_.topic + "\" on " +
                                endpoint_ + " within " + std::to_string(timeout.count()) +
-                               " ms: is the service running and connected to this endpoint" +
-                               (options_.curve ? ", with this end's public key as its "
-                                                 "security.input_server_key?"
-                                               : "?"));
+                               " ms: is the service running and connected to this endpoint?" +
+                               curve_hint());
         }
         readable(socket_, timeout == forever ? forever : std::max(left, Milliseconds{1}));
     }
@@ -146,10 +155,17 @@ void Publisher::send_parts(const Map& header, std::optional<zmq::message_t> payl
     // rest of the message, so a message is never half sent.
     if (!socket_.send(zmq::buffer(options_.topic), zmq::send_flags::sndmore)) {
         throw TimeoutError("could not queue a message on " + endpoint_ +
-                           " within the send timeout: no peer, or the service is not keeping up");
+                           " within the send timeout: no peer, or the service is not keeping "
+                           "up." + curve_hint());
     }
     socket_.send(zmq::buffer(encoded), payload ? zmq::send_flags::sndmore : zmq::send_flags::none);
     if (payload) socket_.send(*payload, zmq::send_flags::none);
+}
+
+std::string Publisher::curve_hint() const {
+    // a refused CURVE handshake is dropped without a word: it looks like a timeout
+    if (!curve_) return "";
+    return options_.bind ? curve_server_hint : curve_client_hint;
 }
 
 void Publisher::close() {
@@ -224,9 +240,9 @@ Map Control::request_encoded(std::string_view cmd, const std::string& request) {
         socket_ = connect();
         return TimeoutError("no reply to \"" + std::string(cmd) + "\" from " + endpoint_ +
                             " within " + std::to_string(timeout_.count()) +
-                            " ms: is the service running with its control socket there" +
+                            " ms: is the service running with its control socket there?" +
                             // a refused CURVE client is dropped without a word
-                            (curve_ ? ", and does it allow this client's key?" : "?"));
+                            (curve_ ? curve_client_hint : ""));
     };
     if (!socket_.send(zmq::buffer(request), zmq::send_flags::none)) throw timed_out();
     if (!readable(socket_, timeout_)) throw timed_out();

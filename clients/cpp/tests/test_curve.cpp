@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <deepdenoise/client.hpp>
@@ -97,8 +98,8 @@ int main() {
 
     check("the public file where the secret one is needed", [&] {
         std::string message = curve_error([&] { dd::CurveKeys::from_files(server, server); });
-        require(has(message, "service.key") && has(message, "no secret-key") &&
-                    has(message, "NAME.key_secret"),
+        require(has(message, "service.key holds no secret key: give the NAME.key_secret file, "
+                             "not the public NAME.key"),
                 message);
     });
 
@@ -106,18 +107,58 @@ int main() {
         std::string short_key = write_cert("short.key_secret", client_public,
                                            client_secret.substr(0, 39));
         std::string message = curve_error([&] { dd::CurveKeys::from_files(short_key); });
-        require(has(message, "short.key_secret") && has(message, "39 characters") &&
-                    has(message, "40 Z85"),
+        require(has(message, "short.key_secret: expected the secret-key as 40 Z85 characters, "
+                             "got 39 characters"),
                 message);
         std::string not_z85 = write_cert("bad.key", client_public.substr(0, 39) + "\\");
         message = curve_error([&] { dd::CurveKeys::from_files(secret, not_z85); });
-        require(has(message, "bad.key") && has(message, "not a Z85 character"), message);
+        require(has(message, "bad.key: expected the public-key as 40 Z85 characters, got a "
+                             "character outside Z85"),
+                message);
+        // 40 Z85 characters that decode to no key: '#' is 84, and 84 * 85^4 > 2^32 - 1
+        std::string hashes = write_cert("hashes.key", std::string(40, '#'));
+        message = curve_error([&] { dd::CurveKeys::from_files(secret, hashes); });
+        require(has(message, "hashes.key: the public-key is not a valid Z85 key"), message);
+    });
+
+    check("an unquoted value runs to the end of the line ('#' is Z85)", [&] {
+        std::string path = dir + "/unquoted.key_secret";
+        std::ofstream(path) << "curve\n    public-key = " << client_public << "  \r\n"
+                            << "    secret-key = " << client_secret << "\t\n";
+        written.push_back(path);
+        dd::CurveKeys keys = dd::CurveKeys::from_files(path);
+        require(keys.public_key == client_public && keys.secret_key == client_secret,
+                keys.public_key);
+    });
+
+    check("a secret file other users may read is said, not refused", [&] {
+        std::string path = write_cert("shared.key_secret", client_public, client_secret);
+        ::chmod(path.c_str(), 0644);  // as pyzmq's create_certificates writes it
+        require(dd::CurveKeys::from_files(path).secret_readable_by_others(), "0644");
+        ::chmod(path.c_str(), 0600);
+        require(!dd::CurveKeys::from_files(path).secret_readable_by_others(), "0600");
+    });
+
+    check("~/ is the home folder", [&] {
+        write_cert("home.key_secret", client_public, client_secret);
+        const char* home = std::getenv("HOME");
+        const std::string saved = home != nullptr ? home : "";
+        ::setenv("HOME", dir.c_str(), 1);
+        dd::CurveKeys keys = dd::CurveKeys::from_files("~/home.key_secret");
+        if (home != nullptr) {
+            ::setenv("HOME", saved.c_str(), 1);
+        } else {
+            ::unsetenv("HOME");
+        }
+        require(keys.secret_key == client_secret, "secret key");
     });
 
     check("a missing file is named", [&] {
         std::string missing = dir + "/missing.key_secret";
         std::string message = curve_error([&] { dd::CurveKeys::from_files(missing, server); });
-        require(has(message, "missing.key_secret") && has(message, "cannot read"), message);
+        require(has(message, "cannot read the CURVE key file ") &&
+                    has(message, "missing.key_secret: "),
+                message);
         message = curve_error([&] { dd::CurveKeys::from_files(secret, missing); });
         require(has(message, "missing.key_secret"), message);
     });
@@ -143,6 +184,24 @@ int main() {
         std::optional<dd::Message> msg = sub.recv(30s);
         require(msg.has_value(), "no message");
         require(msg->pixels<std::uint16_t>()(1, 1) == 65535, "pixels");
+    });
+
+    check("with keys, a send timeout asks whether the key is allowed", [&] {
+        dd::PublisherOptions options;
+        options.mode = dd::PublisherOptions::Mode::push;
+        options.bind = false;
+        options.send_timeout = 50ms;
+        options.linger = 0ms;
+        options.curve = dd::CurveKeys::from_files(secret, server);
+        dd::Publisher pub("tcp://127.0.0.1:9", options);  // nothing there: it times out
+        try {
+            pub.start("s");
+            throw std::runtime_error("a send with no peer did not time out");
+        } catch (const dd::TimeoutError& e) {
+            require(has(e.what(), " Is this client's public key in the service's "
+                                  "security.clients folder?"),
+                    e.what());
+        }
     });
 
     check("a Control that timed out reconnects with its keys", [&] {

@@ -216,7 +216,8 @@ check('curve keys read', isequal(keys, struct('public', client.public, 'secret',
   'server', server.public)));
 check('curve keys without the service key', isempty(dd_curve_keys(rig).server));
 rejects_naming('public key where the secret one is needed', ...
-  [service ' holds no secret key: give the NAME.key_secret file'], @() dd_curve_keys(service));
+  [service ' holds no secret key: give the NAME.key_secret file, not the public NAME.key'], ...
+  @() dd_curve_keys(service));
 short = certificate(folder, 'short.key_secret', client.public(2:end), client.secret);
 rejects_naming('a key of 39 characters', ...
   [short ': expected the public-key as 40 Z85 characters, got 39 characters'], ...
@@ -224,6 +225,32 @@ rejects_naming('a key of 39 characters', ...
 odd = certificate(folder, 'odd.key', [server.public(2:end) '~'], '');
 rejects_naming('a key with a character outside Z85', 'got a character outside Z85', ...
   @() dd_curve_keys(rig, odd));
+hashes = certificate(folder, 'hashes.key', repmat('#', 1, 40), '');   % '#' is 84: > 2^32 - 1
+rejects_naming('40 Z85 characters that are no key', ...
+  [hashes ': the public-key is not a valid Z85 key'], @() dd_curve_keys(rig, hashes));
+unquoted = fullfile(folder, 'unquoted.key_secret');   % unquoted, '#' is a Z85 character
+fid = fopen(unquoted, 'w');
+fprintf(fid, 'curve\n    public-key = %s#  \n    secret-key = %s\n', client.public(1:39), ...
+  client.secret);
+fclose(fid);
+system(sprintf('chmod 600 "%s"', unquoted));
+check('an unquoted key with # in it', strcmp(dd_curve_keys(unquoted).public, [client.public(1:39) '#']));
+saved_home = getenv('HOME');
+setenv('HOME', folder);
+check('~/ is the home folder', strcmp(dd_curve_keys('~/rig.key_secret').secret, client.secret));
+setenv('HOME', saved_home);
+if isunix()
+  shared = certificate(folder, 'shared.key_secret', client.public, client.secret);
+  system(sprintf('chmod 644 "%s"', shared));   % as pyzmq's create_certificates writes it
+  lastwarn('');
+  dd_curve_keys(shared);
+  [said, id] = lastwarn();
+  check(['a secret file others may read: ' said], strcmp(id, 'deepdenoise:curve') && ...
+    strcmp(said, ['the secret key file ' shared ' is readable by other users: chmod 600 it']));
+  lastwarn('');
+  dd_curve_keys(rig);
+  check('a secret file of mode 600: no warning', isempty(lastwarn()));
+end
 missing = fullfile(folder, 'missing.key_secret');
 rejects_naming('a missing file', ['cannot read the CURVE key file ' missing], ...
   @() dd_curve_keys(missing, service));
@@ -234,9 +261,19 @@ try
   check('curve control timeout again: answered', false);
 catch err
   check(['curve control timeout again: ' err.message], strcmp(dd_reason(err), 'timeout') && ...
-    ~isempty(strfind(err.message, 'security.clients')));
+    ~isempty(strfind(err.message, ...
+    ' Is this client''s public key in the service''s security.clients folder?')));
 end
 ctl.close();
+pub = DDPublisher('tcp://127.0.0.1:9', 'mode', 'pub', 'bind', false, 'linger', 0, 'curve', keys);
+try
+  pub.wait_for_subscriber(0.2);     % nothing there: no subscriber comes
+  check('curve wait for subscriber: one came', false);
+catch err
+  check(['curve wait for subscriber: ' err.message], strcmp(dd_reason(err), 'timeout') && ...
+    ~isempty(strfind(err.message, 'security.clients folder?')));
+end
+pub.close(0);
 rejects_naming('connecting without the service key', 'service''s public key (service.key)', ...
   @() DDControl('tcp://127.0.0.1:9', 'curve', dd_curve_keys(rig)));
 saved = {getenv('DEEPDENOISE_CLIENT_KEY'), getenv('DEEPDENOISE_SERVER_KEY')};
@@ -275,6 +312,9 @@ if ~isempty(secret)
   fprintf(fid, '    secret-key = "%s"\n', secret);
 end
 fclose(fid);
+if ~isempty(secret) && isunix()
+  system(sprintf('chmod 600 "%s"', file));   % else loading it warns (others may read it)
+end
 end
 
 function remove_folder(folder)

@@ -81,9 +81,14 @@ function prepare() {
 let send, curve;
 try {
   send = prepare();
-  curve = CurveKeys.fromEnv(); // null when neither variable is set
 } catch (err) {
   usage(`control: ${err.message}`);
+}
+try {
+  curve = CurveKeys.fromEnv(); // null when neither variable is set
+} catch (err) {
+  console.error(`control: ${err.message}`); // the command line was fine: no usage line
+  process.exit(2);
 }
 
 let control;

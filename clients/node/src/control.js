@@ -2,7 +2,8 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError, ControlError, endpointError } from "./errors.js";
+import { CURVE_HINT } from "./curve.js";
+import { ClientTimeoutError, ControlError, checkOptions, endpointError } from "./errors.js";
 import { decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
 
 export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
@@ -18,7 +19,9 @@ export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
  * key) makes it a CURVE client of a service with `[security]`.
  */
 export class Control {
-  constructor(endpoint = DEFAULT_CONTROL, { timeoutMs = 5000, context, curve = null } = {}) {
+  constructor(endpoint = DEFAULT_CONTROL, options = {}) {
+    checkOptions("Control", options, ["timeoutMs", "context", "curve"]);
+    const { timeoutMs = 5000, context, curve = null } = options;
     this.endpoint = endpoint;
     this.timeoutMs = timeoutMs;
     this.context = context;
@@ -68,7 +71,7 @@ export class Control {
       if (err.code !== "EAGAIN") throw err;
       this.reset();
       // a service with [security] drops a refused key's handshake: a timeout too
-      const keys = this.curve ? " Is this client's public key in its security.clients folder?" : "";
+      const keys = this.curve ? CURVE_HINT : "";
       throw new ClientTimeoutError(
         `no reply to "${cmd}" from ${this.endpoint} within ${this.timeoutMs} ms: ` +
           `is the service running with its control socket there?${keys}`,

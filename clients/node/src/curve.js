@@ -2,19 +2,41 @@
 // it allows, over encrypted connections. A refused client gets no reply at all (ZeroMQ
 // drops the handshake), so a wrong key looks like a timeout.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { inspect } from "node:util";
 
 // The Z85 alphabet (ZeroMQ RFC 32): a 32-byte key is 40 of these characters.
+const Z85_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 const Z85 = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 
 export const CLIENT_KEY_ENV = "DEEPDENOISE_CLIENT_KEY";
 export const SERVER_KEY_ENV = "DEEPDENOISE_SERVER_KEY";
 
+/** Added to a timeout's message with keys: a refused key's handshake is dropped unsaid. */
+export const CURVE_HINT = " Is this client's public key in the service's security.clients folder?";
+/** The same for an end that binds: the service is a CURVE client of its key. */
+export const CURVE_SERVER_HINT = " Is this end's public key the service's security.input_server_key?";
+
 function checkKey(key, what) {
-  if (typeof key === "string" && Z85.test(key)) return key;
   let got = typeof key;
+  if (typeof key === "string" && Z85.test(key)) {
+    // Each group of 5 is a base-85 number that must fit 32 bits (40 "#" do not):
+    // said here, not by zeromq at connect as a bare "Invalid argument".
+    for (let g = 0; g < 40; g += 5) {
+      let value = 0;
+      for (let i = g; i < g + 5; i++) value = value * 85 + Z85_CHARS.indexOf(key[i]);
+      if (value > 0xffffffff) throw new TypeError(`the ${what} is not a valid Z85 key`);
+    }
+    return key;
+  }
   if (typeof key === "string") got = key.length === 40 ? "a character outside Z85" : `${key.length} characters`;
   throw new TypeError(`expected the ${what} as 40 Z85 characters, got ${got}`);
+}
+
+// A leading "~" is the home folder, as in a shell (and the other clients).
+function expandHome(file) {
+  return /^~(\/|$)/.test(file) ? (process.env.HOME ?? homedir()) + file.slice(1) : file;
 }
 
 /**
@@ -24,7 +46,7 @@ function checkKey(key, what) {
 export function readCertificate(file) {
   let text;
   try {
-    text = readFileSync(file, "utf8");
+    text = readFileSync(expandHome(file), "utf8");
   } catch (err) {
     throw new Error(`cannot read the CURVE key file ${file}: ${err.message}`, { cause: err });
   }
@@ -35,7 +57,7 @@ export function readCertificate(file) {
     if (match) keys[`${match[1]}Key`] = match[2].replace(/^["']|["']$/g, "");
   }
   if (keys.publicKey === null) {
-    throw new Error(`${file} is not a CURVE key file: expected a public-key line (deepdenoise keys NAME)`);
+    throw new Error(`${file} holds no public-key: expected a CURVE certificate made by \`deepdenoise keys NAME\``);
   }
   try {
     checkKey(keys.publicKey, "public-key");
@@ -46,6 +68,17 @@ export function readCertificate(file) {
   return keys;
 }
 
+// A secret key file other users may read is said, not refused (as the service says of
+// its own). Windows has no POSIX modes to check.
+function warnIfShared(file) {
+  if (process.platform === "win32") return;
+  if ((statSync(expandHome(file)).mode & 0o077) !== 0) {
+    process.emitWarning(`the secret key file ${file} is readable by other users: chmod 600 it`, {
+      code: "DEEPDENOISE_CURVE_KEY_MODE",
+    });
+  }
+}
+
 /**
  * This end's key pair and, when it connects, the service's public key (Z85 text).
  * Give it as the `curve` option of Publisher, Subscriber or Control.
@@ -53,16 +86,27 @@ export function readCertificate(file) {
 export class CurveKeys {
   constructor({ publicKey, secretKey, serverKey = null }) {
     this.publicKey = checkKey(publicKey, "public key");
-    this.secretKey = checkKey(secretKey, "secret key");
+    // Not enumerable: console.log, JSON.stringify and spreads leave the secret out.
+    Object.defineProperty(this, "secretKey", { value: checkKey(secretKey, "secret key") });
     this.serverKey = serverKey === null ? null : checkKey(serverKey, "server key");
+  }
+
+  /** The public keys only, for JSON.stringify. */
+  toJSON() {
+    return { publicKey: this.publicKey, serverKey: this.serverKey };
+  }
+
+  [inspect.custom](depth, options) {
+    return `CurveKeys ${inspect(this.toJSON(), options)}`;
   }
 
   /** Read `NAME.key_secret` (this end) and, to connect, `service.key` (the service's). */
   static fromFiles(secretFile, serverFile = null) {
     const own = readCertificate(secretFile);
     if (own.secretKey === null) {
-      throw new Error(`${secretFile} holds no secret key: give the NAME.key_secret file`);
+      throw new Error(`${secretFile} holds no secret key: give the NAME.key_secret file, not the public NAME.key`);
     }
+    warnIfShared(secretFile);
     const serverKey = serverFile === null ? null : readCertificate(serverFile).publicKey;
     return new CurveKeys({ ...own, serverKey });
   }

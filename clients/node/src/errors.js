@@ -48,3 +48,14 @@ export class ControlError extends Error {
     this.reply = reply;
   }
 }
+
+/**
+ * Refuse option names a constructor does not know: a misspelled `curve` would
+ * otherwise connect in plain text, unsaid.
+ */
+export function checkOptions(what, options, known) {
+  const unknown = Object.keys(options).filter((name) => !known.includes(name));
+  if (unknown.length > 0) {
+    throw new TypeError(`${what}: unknown option ${unknown.map((n) => JSON.stringify(n)).join(", ")}; expected ${known.join(", ")}`);
+  }
+}

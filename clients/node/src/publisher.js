@@ -2,7 +2,8 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError, endpointError } from "./errors.js";
+import { CURVE_HINT, CURVE_SERVER_HINT } from "./curve.js";
+import { ClientTimeoutError, checkOptions, endpointError } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, asBytes, encodeEnd, encodeFrame, encodeStart } from "./protocol.js";
 
 export const DEFAULT_INPUT = "tcp://127.0.0.1:5555";
@@ -23,16 +24,20 @@ const topicBytes = new TextEncoder();
  * server with this key pair (the service's `security.input_server_key` is its public
  * key); connected, a CURVE client (the keys need the service's public key).
  */
+const OPTIONS = ["mode", "topic", "timeoutMs", "lingerMs", "limits", "context", "curve"];
+
 export class Publisher {
-  constructor({
-    mode = "pub",
-    topic = TOPICS.frame,
-    timeoutMs = null,
-    lingerMs = 1000,
-    limits = DEFAULT_LIMITS,
-    context,
-    curve = null,
-  } = {}) {
+  constructor(options = {}) {
+    checkOptions("Publisher", options, OPTIONS);
+    const {
+      mode = "pub",
+      topic = TOPICS.frame,
+      timeoutMs = null,
+      lingerMs = 1000,
+      limits = DEFAULT_LIMITS,
+      context,
+      curve = null,
+    } = options;
     if (mode !== "pub" && mode !== "push") {
       throw new TypeError(`expected mode "pub" or "push", got ${JSON.stringify(mode)}`);
     }
@@ -41,16 +46,17 @@ export class Publisher {
     this.limits = limits;
     this.lingerMs = lingerMs;
     this.curve = curve;
+    this.bound = false; // which CURVE hint a timeout gives
     this.endpoint = null;
     this.subscribers = 0;
-    const options = context ? { context } : {};
+    const socketOptions = context ? { context } : {};
     if (mode === "pub") {
-      this.socket = new zmq.XPublisher(options);
+      this.socket = new zmq.XPublisher(socketOptions);
       // Report every subscription and unsubscription, not only the first per
       // topic, so the count stays right with several services attached.
       this.socket.verbosity = "allSubsUnsubs";
     } else {
-      this.socket = new zmq.Push(options);
+      this.socket = new zmq.Push(socketOptions);
       this.socket.sendTimeout = timeoutMs === null ? -1 : timeoutMs;
       // Queue only on a live connection: a connecting PUSH with no service there
       // waits (and times out) instead of queueing frames that close would discard.
@@ -68,6 +74,7 @@ export class Publisher {
       throw endpointError(err, "bind", endpoint);
     }
     this.endpoint = this.socket.lastEndpoint;
+    this.bound = true;
     return this;
   }
 
@@ -96,7 +103,8 @@ export class Publisher {
       if (remaining <= 0) {
         throw new ClientTimeoutError(
           `no subscriber to topic "${new TextDecoder().decode(this.topic)}" on ${this.endpoint} ` +
-            `within ${timeoutMs} ms: is the service running, its input connected to this endpoint?`,
+            `within ${timeoutMs} ms: is the service running, its input connected to this endpoint?` +
+            this.curveHint(),
         );
       }
       let msg;
@@ -147,9 +155,15 @@ export class Publisher {
       if (err.code !== "EAGAIN" || this.socket.closed) throw this.closedWhile(err, "sending");
       throw new ClientTimeoutError(
         `could not queue a message on ${this.endpoint} within ${this.socket.sendTimeout} ms: ` +
-          `no PULL peer connected, or the service is not keeping up`,
+          `no PULL peer connected, or the service is not keeping up.${this.curveHint()}`,
       );
     }
+  }
+
+  // With keys, a refused handshake is dropped without a word: a timeout says what to check.
+  curveHint() {
+    if (!this.curve) return "";
+    return this.bound ? CURVE_SERVER_HINT : CURVE_HINT;
   }
 
   // zeromq.js rejects a pending call on a socket closed meanwhile with a bare EAGAIN or

@@ -2,7 +2,8 @@
 
 import * as zmq from "zeromq";
 
-import { ClientTimeoutError, ProtocolError, endpointError } from "./errors.js";
+import { CURVE_HINT } from "./curve.js";
+import { ClientTimeoutError, ProtocolError, checkOptions, endpointError } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, decodeMessage } from "./protocol.js";
 
 export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
@@ -20,13 +21,9 @@ export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
  * (CurveKeys, with the service's public key): a CURVE client of a service with `[security]`.
  */
 export class Subscriber {
-  constructor({
-    topics = [TOPICS.denoised],
-    timeoutMs = null,
-    limits = DEFAULT_LIMITS,
-    context,
-    curve = null,
-  } = {}) {
+  constructor(options = {}) {
+    checkOptions("Subscriber", options, ["topics", "timeoutMs", "limits", "context", "curve"]);
+    const { topics = [TOPICS.denoised], timeoutMs = null, limits = DEFAULT_LIMITS, context, curve = null } = options;
     if (typeof topics === "string") {
       throw new TypeError(`expected an array of topics like ["denoised"], got the single "${topics}"`);
     }
@@ -80,7 +77,8 @@ export class Subscriber {
     } catch (err) {
       if (err.code !== "EAGAIN") throw err;
       throw new ClientTimeoutError(
-        `no message on topics ${JSON.stringify(this.topics)} from ${this.endpoint} within ${timeoutMs} ms`,
+        `no message on topics ${JSON.stringify(this.topics)} from ${this.endpoint} within ${timeoutMs} ms` +
+          (this.curve ? `.${CURVE_HINT}` : ""),
       );
     }
     return decodeMessage(parts, { limits: this.limits });

@@ -9,7 +9,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from ._curve import CurveKeys
+from ._curve import CURVE_HINT, CurveKeys
 from ._errors import ClientTimeoutError, ControlError
 from ._protocol import encode_request, encode_set_rois
 
@@ -132,6 +132,7 @@ class Control:
         return ClientTimeoutError(
             f"no reply to {cmd!r} from {self.endpoint} within {self.timeout} s: "
             f"is the service running with its control socket there?"
+            + (CURVE_HINT if self.curve is not None else "")
         )
 
     def status(self) -> dict[str, Any]:

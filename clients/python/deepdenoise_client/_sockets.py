@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 
-from ._curve import CurveKeys
+from ._curve import CURVE_HINT, CURVE_SERVER_HINT, CurveKeys
 from ._errors import ClientTimeoutError
 from ._protocol import (
     DEFAULT_LIMITS,
@@ -143,6 +143,8 @@ class Publisher(_Socket):
         self.limits = limits
         self.linger = linger
         self._subscriptions = 0
+        # with keys, a refused handshake is dropped unsaid: a timeout says what to check
+        self._hint = "" if curve is None else CURVE_SERVER_HINT if bind else CURVE_HINT
         ctx = context if context is not None else zmq.Context.instance()
         self._socket = ctx.socket(zmq.XPUB if mode == "pub" else zmq.PUSH)
         try:
@@ -218,7 +220,7 @@ class Publisher(_Socket):
                 raise ClientTimeoutError(
                     f"no subscriber to topic {self.topic!r} on {self.endpoint} within "
                     f"{timeout} s: is the service running, with its input connected to "
-                    f"this endpoint and subscribed to a prefix of this topic?"
+                    f"this endpoint and subscribed to a prefix of this topic?{self._hint}"
                 )
             self._socket.poll(_ms(remaining) or 1, zmq.POLLIN)
 
@@ -286,7 +288,7 @@ class Publisher(_Socket):
         except zmq.Again:
             raise ClientTimeoutError(
                 f"could not queue a message on {self.endpoint} within the send timeout: "
-                f"no PULL peer connected, or the service is not keeping up"
+                f"no PULL peer connected, or the service is not keeping up.{self._hint}"
             ) from None
 
 
@@ -328,6 +330,7 @@ class Subscriber(_Socket):
                     f"no topic starts with {topic!r}: expected a prefix of "
                     f"{', '.join(repr(name.decode()) for name in TOPICS)}"
                 )
+        self._curve = curve is not None  # only whether: for a timeout's message
         ctx = context if context is not None else zmq.Context.instance()
         self._socket = ctx.socket(zmq.SUB)
         try:
@@ -360,6 +363,7 @@ class Subscriber(_Socket):
         if wait is not None and not self._socket.poll(_ms(wait), zmq.POLLIN):
             raise ClientTimeoutError(
                 f"no message on topics {list(self.topics)} from {self.endpoint} within {wait} s"
+                + (f".{CURVE_HINT}" if self._curve else "")
             )
         frames = self._socket.recv_multipart(copy=False)
         return decode_message(frames, limits=self.limits)

@@ -34,6 +34,10 @@ typedef struct ddn_curve_keys {
     char public_key[41]; /* this end's key pair, Z85 */
     char secret_key[41];
     char server_key[41]; /* the service's public key, Z85; "" when this end binds */
+    /* Set by ddn_curve_keys_load: 1 when other users may read the NAME.key_secret file
+     * (its mode has group or other bits, as pyzmq writes it). The library prints
+     * nothing; a program should warn and say to `chmod 600` the file. */
+    int secret_shared;
 } ddn_curve_keys;
 
 /* Read NAME.key_secret (this end) and, when connecting, service.key (NULL: none).

@@ -25,6 +25,12 @@ struct CurveKeys {
     std::string public_key;
     std::string secret_key;
     std::string server_key;  ///< empty when this end binds (a CURVE server)
+    /// Set by from_files: other users may read the NAME.key_secret file (its mode has
+    /// group or other bits, as pyzmq writes it). The library prints nothing.
+    bool secret_shared = false;
+
+    /// Whether a program should warn that the secret key file wants `chmod 600`.
+    bool secret_readable_by_others() const { return secret_shared; }
 
     /// Read NAME.key_secret (this end) and, to connect, service.key.
     static CurveKeys from_files(const std::string& secret_file,

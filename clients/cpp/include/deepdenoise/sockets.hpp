@@ -134,9 +134,11 @@ private:
     void send_parts(const Map& header, std::optional<zmq::message_t> payload);
     void drain_subscriptions();
     void require_pub(const char* what) const;
+    std::string curve_hint() const;
 
     zmq::socket_t socket_;
-    PublisherOptions options_;
+    PublisherOptions options_;  ///< without the keys: the socket holds them
+    bool curve_ = false;        ///< CURVE keys in use
     std::string endpoint_;
     int subscriptions_ = 0;
 };
