@@ -387,14 +387,14 @@ class Writer:
         lost = dict(store.lost)
         for kind, frames in unstored.items():  # lost before the store opened
             lost[kind] = lost.get(kind, 0) + frames
+        recorded = bool(info.get("closed", False))
+        if recorded:
+            frames, missing = int(info["frames"]), int(info["missing"])
+        else:  # its totals could not be recorded (a resumed store's are stale): as counted
+            frames, last = store.frames_written, store.max_index
+            missing = 0 if last is None else last + 1 - frames
         self._on_series_end(
-            series,
-            {
-                "frames": info.get("frames", store.frames_written),
-                "missing": info.get("missing", 0),
-                "lost": lost,
-                "closed": bool(info.get("closed", False)),
-            },
+            series, {"frames": frames, "missing": missing, "lost": lost, "closed": recorded}
         )
 
     # ------------------------------------------------------------------ failures

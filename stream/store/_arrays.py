@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,15 @@ def create_arrays(
         futures.append(ts.open(spec, create=True, context=ctx))
     for future in futures:
         future.result()
+
+
+@dataclass
+class FlagWrite:
+    """What :meth:`StoreArrays.write_flags` did: per flag array, how many entries turned
+    True in the chunks written; per failed chunk, ``(array, its blocks, the error)``."""
+
+    newly: dict[str, int] = field(default_factory=dict)
+    failed: list[tuple[str, list[Block], Exception]] = field(default_factory=list)
 
 
 class _FlagChunk:
@@ -198,40 +208,51 @@ class StoreArrays:
         return txn.commit_async()
 
     # ------------------------------------------------------------------ flags
-    def newly_valid(self, blocks: list[Block], name: str = "valid") -> int:
-        """How many of the blocks' frames are not yet flagged in ``name`` (``valid`` or
-        ``clean_valid``)."""
-        n = 0
-        for blk in blocks:
-            chunk, at = self._flag_chunk(blk)
-            flags = getattr(chunk, name)[at : at + blk.filled.size]
-            n += int(np.count_nonzero(blk.filled & ~flags))
-        return n
-
-    def write_flags(self, updates: dict[str, list[Block]]) -> None:
+    def write_flags(self, updates: dict[str, list[Block]]) -> FlagWrite:
         """Set the blocks' entries of each 1-D array named and write the touched chunks.
 
-        All chunks are written concurrently; returns once every one is on disk.
+        All chunks are written concurrently; returns once each is on disk or failed. A
+        chunk whose write failed gets its cached entries back as they were (as on disk),
+        so a later write of that chunk does not carry them to the disk. A chunk that
+        cannot be read raises before anything is changed or written.
         """
-        futures = []
+        chunks: dict[int, _FlagChunk] = {}
+        touched: dict[tuple[str, int], list[Block]] = {}
         for name, blocks in updates.items():
-            dirty: dict[int, _FlagChunk] = {}
             for blk in blocks:
-                chunk, at = self._flag_chunk(blk)
+                c = blk.block * self.frames_per_shard // self.flag_chunk
+                if c not in chunks:  # one copy per chunk, even if the cache let it go
+                    chunks[c] = self._flag_chunk(blk)[0]
+                touched.setdefault((name, c), []).append(blk)
+        writes = []
+        for (name, c), blocks in sorted(touched.items()):
+            chunk = self._flags[c] = chunks[c]  # the one written stays the one cached
+            before = getattr(chunk, name).copy()
+            for blk in blocks:
+                at = blk.block * self.frames_per_shard - c * self.flag_chunk
                 part = getattr(chunk, name)[at : at + blk.filled.size]
                 if name == "t_ns":
                     part[blk.filled] = blk.t_ns[blk.filled]
                 else:
                     part |= blk.filled
-                dirty[blk.block * self.frames_per_shard // self.flag_chunk] = chunk
-            arr = self.arrays[name]
-            for c, chunk in sorted(dirty.items()):
-                c0 = c * self.flag_chunk
-                stop = min(c0 + self.flag_chunk, self.length)
-                # a copy: the cached chunk changes again before the write has read it
-                futures.append(arr[c0:stop].write(getattr(chunk, name)[: stop - c0].copy()))
-        for future in futures:
-            future.result()
+            c0 = c * self.flag_chunk
+            stop = min(c0 + self.flag_chunk, self.length)
+            # a copy: the cached chunk changes again before the write has read it
+            future = self.arrays[name][c0:stop].write(getattr(chunk, name)[: stop - c0].copy())
+            writes.append((name, chunk, before, blocks, future))
+        self._trim_cache()
+        result = FlagWrite()
+        for name, chunk, before, blocks, future in writes:
+            try:
+                future.result()
+            except (OSError, ValueError, RuntimeError) as exc:
+                setattr(chunk, name, before)
+                result.failed.append((name, blocks, exc))
+                continue
+            if name != "t_ns":
+                newly = int(np.count_nonzero(getattr(chunk, name) & ~before))
+                result.newly[name] = result.newly.get(name, 0) + newly
+        return result
 
     def _flag_chunk(self, blk: Block) -> tuple[_FlagChunk, int]:
         start = blk.block * self.frames_per_shard
@@ -244,10 +265,13 @@ class StoreArrays:
             for name in FLAGS:
                 getattr(chunk, name)[: stop - c0] = self.arrays[name][c0:stop].read().result()
             self._flags[c] = chunk
-            while len(self._flags) > FLAG_CHUNKS_CACHED:
-                self._flags.popitem(last=False)  # written already: only the copy goes
+            self._trim_cache()
         self._flags.move_to_end(c)
         return chunk, start - c * self.flag_chunk
+
+    def _trim_cache(self) -> None:
+        while len(self._flags) > FLAG_CHUNKS_CACHED:
+            self._flags.popitem(last=False)  # written already: only the copy goes
 
 
 def _chunk_length(array: ts.TensorStore) -> int:

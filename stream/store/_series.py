@@ -31,7 +31,9 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -46,7 +48,7 @@ import zarr
 
 from .._errors import StoreError, StoreWriteError
 from .._types import SERIES_RULE, is_series_name
-from ._arrays import Block, StoreArrays, create_arrays
+from ._arrays import Block, FlagWrite, StoreArrays, create_arrays
 from ._config import StoreConfig
 from ._layout import (
     F4,
@@ -91,6 +93,42 @@ def check_store_folder(root: Path) -> Path:
     return root
 
 
+def lock_store(path: Path) -> int | None:
+    """Lock the store folder ``path`` for writing; the lock lasts until :func:`_unlock`
+    (or the process ends, so a killed writer leaves no stale lock). Returns its file
+    descriptor; StoreError if another process (or another open store) holds it.
+
+    The folder itself is locked, not a file in it: a file that is no Zarr node makes
+    zarr-python warn whenever it lists the group.
+    """
+    if sys.platform == "win32":  # no flock: nothing stops a second writer there
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"{path} is being written by another process (or another store opened on it): "
+            "two writers would overwrite each other's frames"
+        ) from None
+    except OSError as exc:  # a file system without flock (some network ones): unlocked
+        log.warning("%s cannot be locked (%s): nothing stops a second writer", path, exc)
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def store_path(root: Path, series: str) -> Path:
     """Where the store of ``series`` lives under ``root``."""
     return Path(root) / f"{series}.zarr"
@@ -114,7 +152,9 @@ class SeriesStore:
     """Writes one series' raw and clean frames to ``<root>/<series>.zarr``.
 
     Not thread-safe: one thread (the service's writer) owns a store and makes every
-    call on it; nothing stops a second process from opening the same store, so don't.
+    call on it. While open, the store folder is locked (``flock``; not on Windows): a
+    second process (or a second SeriesStore) opening it is refused with a StoreError.
+    Readers take no lock and are not stopped.
     Opening an existing store of the same series resumes it (``resumed`` is True)
     when frame shape and raw dtype match; its shard size wins over ``config``.
 
@@ -175,14 +215,31 @@ class SeriesStore:
         self._max_index: int | None = None
         self._frames = 0  # raw frames on disk (valid True)
         self._clean_frames = 0  # denoised frames on disk (clean_valid True)
+        # of those, the ones this session flagged (a resumed store's are not its frames)
+        self._session_frames = self._session_clean = 0
+        self._lock: int | None = None  # the store folder, locked while it is written
         self._traces: TraceArray | None = None  # the trace array being written
         self._trace_key: str | None = None
         extra = _json_ready(dict(attrs or {}), "attrs")
+        try:
+            self._open(extra)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _open(self, extra: dict[str, Any]) -> None:
         if self.path.exists():
+            if not is_series_store(self.path):
+                raise StoreError(
+                    f"{self.path} exists but is not a deepdenoise series store; "
+                    "move it away or use another series name"
+                )
+            self._lock = lock_store(self.path)  # before anything is read or written
             info = self._resume_info(extra)
             self.resumed = True
         else:
             info = self._create(extra)
+            self._lock = lock_store(self.path)
             self.resumed = False
         try:
             self._group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
@@ -208,10 +265,12 @@ class SeriesStore:
             self._put_attrs()  # closed=False and the new session, before any frame lands
 
     # ------------------------------------------------------------------ opening
-    def _create(self, extra: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, extra: dict[str, Any], frames_per_shard: int | None = None) -> dict[str, Any]:
         h, w = self._shape
-        k = self._config.frames_per_shard or round(
-            TARGET_SHARD_BYTES / (h * w * self._dtype.itemsize)
+        k = (
+            frames_per_shard
+            or self._config.frames_per_shard
+            or round(TARGET_SHARD_BYTES / (h * w * self._dtype.itemsize))
         )
         k = max(1, min(MAX_FRAMES_PER_SHARD, k))
         now = _now()
@@ -250,11 +309,6 @@ class SeriesStore:
         return info
 
     def _resume_info(self, extra: dict[str, Any]) -> dict[str, Any]:
-        if not is_series_store(self.path):
-            raise StoreError(
-                f"{self.path} exists but is not a deepdenoise series store; "
-                "move it away or use another series name"
-            )
         info = dict(read_group_attrs(self.path)["deepdenoise"])
         if info.get("store_version") != STORE_VERSION:
             raise StoreError(
@@ -398,27 +452,35 @@ class SeriesStore:
         shards into bare folders, with no metadata to read them by)."""
         if (self.path / "zarr.json").is_file():
             return
-        gone = {"raw": self._frames, "clean": self._clean_frames}
+        # this session's frames only: a resumed store's earlier frames were not sent now
+        gone = {"raw": self._session_frames, "clean": self._session_clean}
         for kind, frames in gone.items():
             self.lost[kind] += frames
             self._lost_since[kind] += frames
         self._frames = self._clean_frames = 0
+        self._session_frames = self._session_clean = 0
         self._failed_kind = "store_removed"
         what = (
             f"{self.path} was removed or moved while it was written: the {gone['raw']} raw "
-            f"and {gone['clean']} denoised frames written to it are not there"
+            f"and {gone['clean']} denoised frames this session wrote to it are not there"
         )
+        lock = None
         try:
             # what is there now is only the shards written since, over flags that still
             # call the removed frames valid: no store to keep, and counted lost above
             shutil.rmtree(self.path, ignore_errors=True)
-            info = self._create(self._info)  # its provenance; the totals start again
+            # its provenance and shard size (the block buffers have it); totals start again
+            info = self._create(self._info, self.frames_per_shard)
+            lock = lock_store(self.path)
             group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
             arrays = StoreArrays(self.path, self._config)
         except (StoreError, KeyError, *IO_ERRORS) as exc:
+            _unlock(lock)
             self._errors.append(f"{what}; it could not be made again: {exc}")
             return
         self._io.close()
+        self._unlock()  # a moved store is free again: its lock went with it
+        self._lock = lock
         self._group, self._io, self._info = group, arrays, info
         self.frames_per_shard = self._io.frames_per_shard
         self._traces, self._trace_key, self._trace_arrays = None, None, {}
@@ -434,34 +496,58 @@ class SeriesStore:
         self._put_attrs()
 
     def close(self) -> None:
-        """Flush, trim the time axis to ``max_index + 1`` and record the totals; idempotent."""
+        """Flush, trim the time axis to ``max_index + 1`` and record the totals; idempotent.
+
+        Frames lost by the flush are raised as StoreWriteError (their counts) even when
+        trimming or recording fails after it: that failure is added to its message.
+        """
         if self._closed:
             return
+        lost: StoreWriteError | None = None
         try:
             self.flush()
+        except StoreWriteError as exc:
+            lost = exc  # the caller counts these: raised whatever the trim does
         finally:
             self._closed = True
             try:
-                length = 0 if self._max_index is None else self._max_index + 1
-                self._guard("trim", lambda: self._io.resize(length))
-                traces = self._traces
-                if traces is not None:
-                    self._guard("trim the traces of", lambda: traces.resize(length))
-                scan = self._guard("read the flags of", lambda: self._scan(length))
-                self._info.update(
-                    closed=True,
-                    closed_at=_now(),
-                    frames=scan.valid,
-                    clean_frames=scan.clean,
-                    first_index=scan.first,
-                    last_index=scan.last,
-                    missing=scan.missing,
-                    lost=dict(self.lost),
-                )
-                self._put_attrs()
-            finally:
-                self._spare.clear()
-                self._io.close()
+                self._finish()
+            except Exception as exc:
+                if lost is None:
+                    raise
+                message = f"{lost}; then: {exc}"
+                raise StoreWriteError(message, lost.lost, lost.kind) from exc
+        if lost is not None:
+            raise lost
+
+    def _finish(self) -> None:
+        """Trim the time axis, record the totals, let go of the arrays and the lock."""
+        try:
+            length = 0 if self._max_index is None else self._max_index + 1
+            self._guard("trim", lambda: self._io.resize(length))
+            traces = self._traces
+            if traces is not None:
+                self._guard("trim the traces of", lambda: traces.resize(length))
+            scan = self._guard("read the flags of", lambda: self._scan(length))
+            self._info.update(
+                closed=True,
+                closed_at=_now(),
+                frames=scan.valid,
+                clean_frames=scan.clean,
+                first_index=scan.first,
+                last_index=scan.last,
+                missing=scan.missing,
+                lost=dict(self.lost),
+            )
+            self._put_attrs()
+        finally:
+            self._spare.clear()
+            self._io.close()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        _unlock(self._lock)
+        self._lock = None
 
     def __enter__(self) -> SeriesStore:
         return self
@@ -573,22 +659,25 @@ class SeriesStore:
         first = {name: blocks for name, blocks in (("t_ns", raw), ("clean_valid", clean)) if blocks}
         if not first:
             return
-        try:
-            new_clean = self._io.newly_valid(clean, "clean_valid") if clean else 0
-            self._io.write_flags(first)
-        except IO_ERRORS as exc:
-            for name, blocks in first.items():
-                self._lost("raw" if name == "t_ns" else "clean", blocks, exc, flags=True)
-            return
-        self._clean_frames += new_clean
+        done = self._flag(first)
+        self._clean_frames += done.newly.get("clean_valid", 0)
+        self._session_clean += done.newly.get("clean_valid", 0)
+        failed = {id(blk) for name, blocks, _ in done.failed if name == "t_ns" for blk in blocks}
+        raw = [blk for blk in raw if id(blk) not in failed]  # no valid without its t_ns
         if raw:
-            try:
-                newly = self._io.newly_valid(raw)
-                self._io.write_flags({"valid": raw})
-            except IO_ERRORS as exc:
-                self._lost("raw", raw, exc, flags=True)
-                return
-            self._frames += newly
+            done = self._flag({"valid": raw})
+            self._frames += done.newly.get("valid", 0)
+            self._session_frames += done.newly.get("valid", 0)
+
+    def _flag(self, updates: dict[str, list[Block]]) -> FlagWrite:
+        """Write flags; the blocks of each chunk that failed are counted lost (only those)."""
+        try:
+            done = self._io.write_flags(updates)
+        except IO_ERRORS as exc:  # a flag chunk could not be read: nothing was written
+            done = FlagWrite(failed=[(name, blocks, exc) for name, blocks in updates.items()])
+        for name, blocks, error in done.failed:
+            self._lost("clean" if name == "clean_valid" else "raw", blocks, error, flags=True)
+        return done
 
     def _lost(
         self, kind: str, blocks: list[Block], exc: BaseException, flags: bool = False

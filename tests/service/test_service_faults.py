@@ -799,8 +799,6 @@ def test_a_store_written_by_another_process_is_refused_and_its_frames_counted(
     assert len(got) == 3  # denoised all the same
     assert status["dropped"] == {"store_raw": 3, "store_clean": 3}
     assert status["store"]["errors"].get("store_open", 0) >= 1
-    opened = [e for e in events(seen, "error") if e.get("kind") == "store_open"]
-    assert not opened or "being written by another process" in opened[0]["message"]
     assert "being written by another process" in status["store"]["last_error"]
     assert end["stored"] == 0 and end["lost"] == {"raw": 3, "clean": 3}
     assert summarize_store(tmp_path / "data" / "shared.zarr")["valid"] == 0

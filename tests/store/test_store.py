@@ -544,3 +544,157 @@ def test_a_store_removed_while_written_is_made_again_and_its_frames_counted_lost
     for i in range(14, 20):
         np.testing.assert_array_equal(data["raw"][i], frame(i))
         np.testing.assert_array_equal(data["clean"][i], clean(i))
+
+
+def _read_only(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(30, "Read-only file system")
+
+
+def test_close_reports_frames_lost_even_when_the_trim_fails_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk turns read-only before the last flush: close() must still raise the lost
+    frames (a StoreWriteError the writer counts), not only the failed trim after it."""
+    from stream._errors import StoreWriteError
+
+    store = SeriesStore(tmp_path, "ro", (7, 13), "<u2", config=K4)
+    for i in range(4):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    store.flush()
+    monkeypatch.setattr(StoreArrays, "write_block", _read_only)
+    monkeypatch.setattr(StoreArrays, "resize", _read_only)
+    for i in range(4, 7):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    with pytest.raises(StoreWriteError, match=r"3 raw frames \(4\.\.6\).*cannot trim") as err:
+        store.close()
+    assert err.value.lost == {"raw": 3, "clean": 3} and err.value.kind == "store_write"
+    assert store.lost == {"raw": 3, "clean": 3}
+    monkeypatch.undo()
+    with SeriesStore(tmp_path, "ro", (7, 13), "<u2") as again:  # closed: lock let go
+        assert again.frames_written == 4
+
+
+def test_a_store_being_written_is_refused_to_a_second_writer_not_to_readers(
+    tmp_path: Path,
+) -> None:
+    first = SeriesStore(tmp_path, "two", (7, 13), "<u2", config=K4)
+    for i in range(5):
+        first.write_raw(i, frame(i), i)
+    first.flush()
+    with pytest.raises(StoreError, match=r"two\.zarr is being written by another process"):
+        SeriesStore(tmp_path, "two", (7, 13), "<u2")
+    # readers take no lock, and the lock leaves no file in the store
+    assert summarize_store(first.path)["valid"] == 5
+    assert open_plain(first.path)["valid"].sum() == 5
+    assert sorted(p.name for p in first.path.iterdir()) == [
+        "0",
+        "1",
+        "OME",
+        "clean_valid",
+        "t_ns",
+        "valid",
+        "zarr.json",
+    ]
+    first.write_raw(5, frame(5), 5)  # the refused open changed nothing of the first
+    first.close()
+    with SeriesStore(tmp_path, "two", (7, 13), "<u2") as second:
+        assert second.resumed and second.frames_written == 6
+
+
+_HOLDING_WRITER = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from stream.store import SeriesStore
+
+store = SeriesStore(Path(sys.argv[1]), "held", (7, 13), "<u2")
+store.write_raw(0, np.ones((7, 13), "<u2"), 0)
+store.flush()
+print("open", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: the store is not locked")
+def test_a_store_held_by_another_process_is_refused_until_it_is_killed(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDING_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "open"
+        with pytest.raises(StoreError, match=r"held\.zarr is being written by another process"):
+            SeriesStore(tmp_path, "held", (7, 13), "<u2")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    with SeriesStore(tmp_path, "held", (7, 13), "<u2") as store:  # kill -9: no stale lock
+        assert store.resumed and store.frames_written == 1
+
+
+def test_a_failed_flag_write_is_not_written_later_and_counts_only_its_frames(
+    tmp_path: Path,
+) -> None:
+    """A flag chunk that cannot be written once: its frames are counted lost (only the
+    denoised ones, whose flags failed), and the next write of the chunk does not mark
+    them valid after all (the disk said 8 denoised while 4 were counted lost)."""
+    import shutil
+
+    from stream._errors import StoreWriteError
+
+    store = SeriesStore(tmp_path, "fl", (7, 13), "<u2", config=K4)
+    blocker = store.path / "clean_valid" / "c" / "0"
+    (blocker / "x").mkdir(parents=True)  # a folder where the chunk file goes: rename fails
+    for i in range(4):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    with pytest.raises(StoreWriteError, match=r"4 clean flags \(0\.\.3\)") as err:
+        store.flush()
+    assert err.value.lost == {"raw": 0, "clean": 4} and err.value.kind == "store_flags"
+    shutil.rmtree(blocker)  # the fault goes away
+    for i in range(4, 8):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    store.close()
+    assert store.lost == {"raw": 0, "clean": 4}
+    data = open_plain(store.path)
+    assert list(np.flatnonzero(data["clean_valid"])) == [4, 5, 6, 7]
+    assert data["valid"].all() and data["valid"].size == 8
+    summary = summarize_store(store.path)
+    assert summary["clean_frames"] == 4 and summary["attrs"]["clean_frames"] == 4
+
+
+def test_a_resumed_store_removed_counts_only_this_sessions_frames_lost(tmp_path: Path) -> None:
+    import shutil
+
+    from stream._errors import StoreWriteError
+
+    with SeriesStore(tmp_path, "rs", (7, 13), "<u2", config=K4) as first:
+        for i in range(10):
+            first.write_raw(i, frame(i), i)
+            first.write_clean(i, clean(i))
+    store = SeriesStore(tmp_path, "rs", (7, 13), "<u2")
+    assert store.resumed and store.frames_written == 10
+    for i in range(10, 13):
+        store.write_raw(i, frame(i), i)
+        store.write_clean(i, clean(i))
+    store.flush()
+    shutil.move(tmp_path / "rs.zarr", tmp_path / "archive.zarr")  # archived mid-session
+    store.write_raw(13, frame(13), 13)
+    with pytest.raises(StoreWriteError, match="the 4 raw and 3 denoised frames") as err:
+        store.flush()
+    assert err.value.lost == {"raw": 4, "clean": 3}  # not the 10 of the first session
+    store.write_raw(14, frame(14), 14)
+    store.close()
+    assert store.lost == {"raw": 4, "clean": 3}
+    assert summarize_store(tmp_path / "rs.zarr")["valid"] == 1
+    with SeriesStore(tmp_path, "rs", (7, 13), "<u2"):  # the remade store was locked, then let go
+        pass
