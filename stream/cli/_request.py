@@ -16,6 +16,7 @@ import msgpack
 import zmq
 
 from .._errors import ConfigError, ProtocolError, ServiceTimeoutError
+from ._common import err_console
 
 CLIENT_KEY_ENV, SERVER_KEY_ENV = "DEEPDENOISE_CLIENT_KEY", "DEEPDENOISE_SERVER_KEY"
 
@@ -60,6 +61,11 @@ def _curve_client(sock: zmq.Socket[Any]) -> bool:
         raise ConfigError(
             f"{client} holds no secret key: give the NAME.key_secret file, not the public NAME.key"
         )
+    if os.name == "posix" and Path(client).expanduser().stat().st_mode & 0o077:
+        err_console.print(  # as the clients and the service say of theirs
+            f"warning: the secret key file {client} is readable by other users: chmod 600 it",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
     sock.curve_publickey, sock.curve_secretkey = public, secret
     sock.curve_serverkey = _load(server)[0]
     return True

@@ -362,7 +362,14 @@ def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
             "DEEPDENOISE_CLIENT_KEY": str(clients / "rig.key_secret"),
             "DEEPDENOISE_SERVER_KEY": str(keys / "service.key"),
         }
-        assert CliRunner().invoke(app, control, env=env).exit_code == 0
+        served = CliRunner().invoke(app, control, env=env)
+        assert served.exit_code == 0 and "readable by other users" not in served.output
+        (clients / "rig.key_secret").chmod(0o644)  # as pyzmq writes it: said, still served
+        shared = CliRunner().invoke(app, control, env=env)
+        assert shared.exit_code == 0
+        assert "rig.key_secret is readable by other users: chmod 600 it" in " ".join(
+            shared.output.split()
+        )
         refused = CliRunner().invoke(app, control, env={"DEEPDENOISE_CLIENT_KEY": ""})
         assert refused.exit_code == 2
         assert "set DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY" in " ".join(
