@@ -81,6 +81,23 @@ def served(
         return got, svc.status()
 
 
+def stream_series(
+    svc: Service, series: str, frames: list[np.ndarray]
+) -> tuple[list[Message], dict[str, Any], dict[str, Any]]:
+    """``frames`` through a running service as one series, then its ``end``: the denoised
+    messages, its ``series_end`` event and the status once it ended."""
+    with (
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, series, i)
+        pub.end(series)
+        got, seen = collect(sub, len(frames))
+        end = series_ended(sub, series, seen)
+        return got, end, svc.status()
+
+
 @contextmanager
 def listening(
     service: Service, topics: tuple[bytes, ...] = ALL_TOPICS, curve: CurveKeys | None = None

@@ -348,11 +348,19 @@ class Receiver:
         # every index up to the last that has not arrived (this session or on disk)
         counters.missing = state.received.last + 1 - len(state.received)
 
-    def _report_gap(self, series: str, first: int, count: int) -> None:
+    def _report_gap(self, series: str, first: int, count: int, stored: bool = False) -> None:
+        """A ``gap`` event; ``stored``: a hole a resumed store already had, rate-limited
+        apart from live gaps (a store with hundreds would use up their budget, and the
+        live ones that follow would never be published) and logged as a whole by the
+        caller, not hole by hole."""
         counters = self._stats.series_counters(series)
         counters.gaps += 1
-        self._events.emit("gap", limit_key=series, series=series, first_missing=first, count=count)
-        log.warning("series %r: %d frame(s) missing from index %d", series, count, first)
+        limit_key = f"{series}/stored" if stored else series
+        self._events.emit(
+            "gap", limit_key=limit_key, series=series, first_missing=first, count=count
+        )
+        if not stored:
+            log.warning("series %r: %d frame(s) missing from index %d", series, count, first)
 
     def _begin(self, series: str, explicit: bool) -> _SeriesState:
         state = self._series.get(series)
@@ -374,22 +382,14 @@ class Receiver:
         return state
 
     def _report_stored_holes(self, series: str, holes: list[tuple[int, int]]) -> None:
-        """A resumed store's holes: ``gap`` events rate-limited apart from live gaps (a
-        store with hundreds would use up their budget, and the live ones that follow would
-        never be published) and one log line, not one per hole."""
-        if not holes:
-            return
-        counters = self._stats.series_counters(series)
-        counters.gaps += len(holes)
+        """A resumed store's holes: a ``gap`` event each, and one log line."""
         for first, stop in holes:
-            self._events.emit(
-                "gap", limit_key=f"{series}/stored", series=series, first_missing=first,
-                count=stop - first,
+            self._report_gap(series, first, stop - first, stored=True)
+        if holes:
+            log.warning(
+                "series %r: its store has %d hole(s), %d frame(s) missing, the first at index %d",
+                series, len(holes), sum(stop - first for first, stop in holes), holes[0][0],
             )  # fmt: skip
-        log.warning(
-            "series %r: its store has %d hole(s), %d frame(s) missing, the first at index %d",
-            series, len(holes), sum(stop - first for first, stop in holes), holes[0][0],
-        )  # fmt: skip
 
     def _seed_from_store(self, series: str, state: _SeriesState) -> bool:
         """Take the layout and stored indices of an existing store; True if there was one."""

@@ -217,19 +217,18 @@ class StoreArrays:
         cannot be read raises before anything is changed or written.
         """
         chunks: dict[int, _FlagChunk] = {}
-        touched: dict[tuple[str, int], list[Block]] = {}
+        touched: dict[tuple[str, int], list[tuple[Block, int]]] = {}
         for name, blocks in updates.items():
             for blk in blocks:
-                c = blk.block * self.frames_per_shard // self.flag_chunk
+                c, at = self._flag_place(blk)
                 if c not in chunks:  # one copy per chunk, even if the cache let it go
-                    chunks[c] = self._flag_chunk(blk)[0]
-                touched.setdefault((name, c), []).append(blk)
+                    chunks[c] = self._flag_chunk(c)
+                touched.setdefault((name, c), []).append((blk, at))
         writes = []
-        for (name, c), blocks in sorted(touched.items()):
+        for (name, c), placed in sorted(touched.items()):
             chunk = self._flags[c] = chunks[c]  # the one written stays the one cached
             before = getattr(chunk, name).copy()
-            for blk in blocks:
-                at = blk.block * self.frames_per_shard - c * self.flag_chunk
+            for blk, at in placed:
                 part = getattr(chunk, name)[at : at + blk.filled.size]
                 if name == "t_ns":
                     part[blk.filled] = blk.t_ns[blk.filled]
@@ -239,7 +238,7 @@ class StoreArrays:
             stop = min(c0 + self.flag_chunk, self.length)
             # a copy: the cached chunk changes again before the write has read it
             future = self.arrays[name][c0:stop].write(getattr(chunk, name)[: stop - c0].copy())
-            writes.append((name, chunk, before, blocks, future))
+            writes.append((name, chunk, before, [blk for blk, _ in placed], future))
         self._trim_cache()
         result = FlagWrite()
         for name, chunk, before, blocks, future in writes:
@@ -254,9 +253,13 @@ class StoreArrays:
                 result.newly[name] = result.newly.get(name, 0) + newly
         return result
 
-    def _flag_chunk(self, blk: Block) -> tuple[_FlagChunk, int]:
+    def _flag_place(self, blk: Block) -> tuple[int, int]:
+        """The flag chunk holding the block's entries, and where they start in it."""
         start = blk.block * self.frames_per_shard
-        c = start // self.flag_chunk
+        return start // self.flag_chunk, start % self.flag_chunk
+
+    def _flag_chunk(self, c: int) -> _FlagChunk:
+        """Flag chunk ``c``, from the cache or read from disk."""
         chunk = self._flags.get(c)
         if chunk is None:
             chunk = _FlagChunk(self.flag_chunk)
@@ -267,7 +270,7 @@ class StoreArrays:
             self._flags[c] = chunk
             self._trim_cache()
         self._flags.move_to_end(c)
-        return chunk, start - c * self.flag_chunk
+        return chunk
 
     def _trim_cache(self) -> None:
         while len(self._flags) > FLAG_CHUNKS_CACHED:

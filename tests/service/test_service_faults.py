@@ -33,8 +33,8 @@ from service_harness import (
     events,
     listening,
     running_service,
-    series_ended,
     service_config,
+    stream_series,
     wait_until,
 )
 from typer.testing import CliRunner
@@ -555,16 +555,8 @@ def test_a_series_whose_store_never_opens_still_ends_with_its_losses(
 ):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "never.zarr").write_bytes(b"")  # a file where the store would go
-    with (
-        running_service(tmp_path, identity_model) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-        for i, frame in enumerate(frames(3)):
-            pub.send_frame(frame, "never", i)
-        pub.end("never")
-        got, seen = collect(sub, 3)
-        end = series_ended(sub, "never", seen)
+    with running_service(tmp_path, identity_model) as svc:
+        got, end, _ = stream_series(svc, "never", frames(3))
     assert len(got) == 3  # denoised and published all the same
     assert end["frames"] == 3 and end["stored"] == 0 and end["missing"] == 3
     assert end["lost"]["raw"] == 3 and end["lost"]["clean"] == 3
@@ -790,17 +782,8 @@ def test_a_store_written_by_another_process_is_refused_and_its_frames_counted(
 
     held = SeriesStore(tmp_path / "data", "shared", (24, 32), "<u2")  # the other writer
     try:
-        with (
-            running_service(tmp_path, identity_model) as svc,
-            listening(svc) as sub,
-            Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-        ):
-            for i, frame in enumerate(frames(3)):
-                pub.send_frame(frame, "shared", i)
-            pub.end("shared")
-            got, seen = collect(sub, 3)
-            end = series_ended(sub, "shared", seen)
-            status = svc.status()
+        with running_service(tmp_path, identity_model) as svc:
+            got, end, status = stream_series(svc, "shared", frames(3))
     finally:
         held.close()
     assert len(got) == 3  # denoised all the same

@@ -469,14 +469,16 @@ while True:
 """
 
 
-def test_store_of_a_killed_writer_is_readable_and_resumable(tmp_path: Path) -> None:
+def _start_writer(script: str, folder: Path) -> subprocess.Popen[str]:
+    """A writer process running ``script`` on ``folder``; its stdout is read line by line."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, env=env, text=True
     )
+
+
+def test_store_of_a_killed_writer_is_readable_and_resumable(tmp_path: Path) -> None:
+    proc = _start_writer(_KILLED_WRITER, tmp_path)
     try:
         assert proc.stdout is not None
         flushed = [int(proc.stdout.readline()) for _ in range(5)]
@@ -619,13 +621,7 @@ time.sleep(600)
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock: the store is not locked")
 def test_a_store_held_by_another_process_is_refused_until_it_is_killed(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDING_WRITER, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    proc = _start_writer(_HOLDING_WRITER, tmp_path)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "open"
