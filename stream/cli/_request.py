@@ -56,45 +56,14 @@ def _curve_client(sock: zmq.Socket[Any]) -> bool:
             f"{missing} is not set: expected both {CLIENT_KEY_ENV} (this client's "
             f"NAME.key_secret) and {SERVER_KEY_ENV} (the service's service.key), or neither"
         )
-    public, secret = _load(client)
-    if secret is None:
-        raise ConfigError(
-            f"{client} holds no secret key: give the NAME.key_secret file, not the public NAME.key"
-        )
+    from ..service import load_key_file
+
+    public, secret = load_key_file(client, secret=True)
     if os.name == "posix" and Path(client).expanduser().stat().st_mode & 0o077:
         err_console.print(  # as the clients and the service say of theirs
             f"warning: the secret key file {client} is readable by other users: chmod 600 it",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
     sock.curve_publickey, sock.curve_secretkey = public, secret
-    sock.curve_serverkey = _load(server)[0]
+    sock.curve_serverkey = load_key_file(server, secret=False)[0]
     return True
-
-
-def _load(file: str) -> tuple[bytes, bytes | None]:
-    """The keys of a certificate file, checked, in the words every client uses."""
-    import struct
-
-    from zmq.auth import load_certificate
-    from zmq.utils.z85 import Z85CHARS, decode
-
-    path = Path(file).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"cannot read the CURVE key file {file}: no such file")
-    try:
-        keys = load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the CURVE key file {file}: {exc}") from exc
-    for name, key in zip(("public-key", "secret-key"), keys, strict=True):
-        expected = f"{file}: expected the {name} as 40 Z85 characters, got"
-        if key is None:
-            continue
-        if len(key) != 40:
-            raise ConfigError(f"{expected} {len(key)} characters")
-        if any(c not in Z85CHARS for c in key):
-            raise ConfigError(f"{expected} a character outside Z85")
-        try:
-            decode(key)
-        except struct.error as exc:  # a group of 5 above 2**32 - 1
-            raise ConfigError(f"{file}: the {name} is not a valid Z85 key") from exc
-    return keys

@@ -14,7 +14,7 @@ from ._config import (
     is_loopback,
     load_config,
 )
-from ._security import SecurityConfig
+from ._security import SecurityConfig, load_key_file
 from ._service import Service
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "ServiceConfig",
     "is_loopback",
     "load_config",
+    "load_key_file",
 ]

@@ -40,15 +40,43 @@ class SecurityConfig(BaseModel):
     )
 
 
-def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
-    from zmq.auth import load_certificate
+def load_key_file(file: str | Path, secret: bool) -> tuple[bytes, bytes | None]:
+    """The keys of a certificate file (``NAME.key``, or ``NAME.key_secret`` when
+    ``secret``), checked, in the words every client uses; ConfigError names the file."""
+    import struct
 
+    from zmq.auth import load_certificate
+    from zmq.utils.z85 import Z85CHARS, decode
+
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"cannot read the CURVE key file {file}: no such file")
     try:
-        public, private = load_certificate(str(path))
+        keys = load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the CURVE certificate {path}: {exc}") from exc
-    if secret and private is None:
-        raise ConfigError(f"{path} holds no secret key: give the NAME.key_secret file")
+        raise ConfigError(f"cannot read the CURVE key file {file}: {exc}") from exc
+    for name, key in zip(("public-key", "secret-key"), keys, strict=True):
+        expected = f"{file}: expected the {name} as 40 Z85 characters, got"
+        if key is None:
+            continue
+        if len(key) != 40:
+            raise ConfigError(f"{expected} {len(key)} characters")
+        if any(c not in Z85CHARS for c in key):
+            raise ConfigError(f"{expected} a character outside Z85")
+        try:
+            decode(key)
+        except struct.error as exc:  # a group of 5 above 2**32 - 1
+            raise ConfigError(f"{file}: the {name} is not a valid Z85 key") from exc
+    if secret and keys[1] is None:
+        raise ConfigError(
+            f"{file} holds no secret key: give the NAME.key_secret file, not the public NAME.key"
+        )
+    return keys
+
+
+def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
+    """The service's own keys; a secret readable by others is warned about."""
+    public, private = load_key_file(path, secret)
     if secret and path.stat().st_mode & 0o077:
         log.warning(
             "the secret key %s is readable by other users (mode %o): chmod 600 it",
