@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -112,3 +114,18 @@ def frames_by_passes(ensemble: dict[str, Any]) -> str:
     """``status.ensemble``'s frames by self-ensemble passes: ``1: 6, 4: 3`` (``none yet``)."""
     by_passes = ensemble.get("frames_by_passes") or {}
     return ", ".join(f"{n}: {count}" for n, count in by_passes.items() if count) or "none yet"
+
+
+@contextmanager
+def handling_signals(
+    handler: Callable[[int, Any], None], *signums: signal.Signals
+) -> Iterator[None]:
+    """``handler`` for ``signums`` while the block runs, the previous handlers after."""
+    previous = {sig: signal.getsignal(sig) for sig in signums}
+    for sig in signums:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

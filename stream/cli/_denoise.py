@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -27,6 +26,7 @@ from ._common import (
     counted,
     err_console,
     fail,
+    handling_signals,
     kv_table,
 )
 
@@ -149,19 +149,14 @@ def denoise(
     console.print(kv_table("deepdenoise denoise", summary))
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def _terminate_as_interrupt() -> AbstractContextManager[None]:
     """SIGTERM (``kill``, a job scheduler's time limit) ends the run as Ctrl-C does, so
     the partial output is discarded rather than left beside the output."""
 
     def interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return handling_signals(interrupt, signal.SIGTERM)
 
 
 def _check_apart(recording: Path, output: Path) -> None:

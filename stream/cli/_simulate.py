@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
 
 import typer
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 from .._errors import DeepDenoiseError
 from .._settings import describe_validation_error
 from .._types import DEFAULT_INPUT
-from ._common import console, counted, err_console, fail, parse_shape
+from ._common import console, counted, err_console, fail, handling_signals, parse_shape
 
 
 def simulate(
@@ -92,25 +91,17 @@ def simulate(
         )
 
 
-@contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+def _stopped_by_signals(stop: threading.Event) -> AbstractContextManager[None]:
     """Ctrl-C or SIGTERM ends the run between frames, so the series' ``end`` still goes
     out (the service would hold the series open until its idle end) and the summary is
     printed; a second Ctrl-C interrupts at once."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(_signum: int, _frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    for sig in previous:
-        signal.signal(sig, on_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return handling_signals(on_signal, signal.SIGINT, signal.SIGTERM)
 
 
 def register(app: typer.Typer) -> None:
