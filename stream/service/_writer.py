@@ -318,6 +318,7 @@ class Writer:
         store = self._rejected.pop(series, None)
         if store is not None:
             self._flush_rejected(series, store)
+            store.close()
             if store.written:
                 log.info("%d rejected frame(s) of %r kept in %s", store.written, series, store.path)
 

@@ -16,7 +16,8 @@ zarr-python; rejected frames are rare, so each block is small and simple)::
 
 Rows are in arrival order. A block's rows are written before the ``frames`` attribute
 counts them, so rows past it (a process killed mid-write) are ignored, and overwritten
-by the next rows when the store is opened again.
+by the next rows when the store is opened again. Like a series store, the folder is
+locked while a writer has it open: a second writer would write over its rows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import StoreError, StoreWriteError
+from ._lock import lock_store, unlock_store
 from ._summary import written_by_us
 
 REJECTED_VERSION = 1
@@ -63,7 +65,8 @@ class RejectedStore:
 
     Nothing touches the disk until :meth:`flush`; a block that cannot be written
     raises :class:`StoreWriteError` with ``lost={"rejected": rows}`` and is given up,
-    so later blocks are tried afresh (writing resumes when space comes back).
+    so later blocks are tried afresh (writing resumes when space comes back, or when
+    another writer holding the store's lock lets it go). :meth:`close` releases the lock.
     """
 
     def __init__(self, root: Path, series: str) -> None:
@@ -72,6 +75,7 @@ class RejectedStore:
         self.written = 0  # rows written whole by this object
         self._blocks: dict[tuple[str, str], _Block] = {}
         self._group: Any = None
+        self._lock: int | None = None
 
     @property
     def buffered_bytes(self) -> int:
@@ -132,10 +136,20 @@ class RejectedStore:
             dimension_names=("t", "y", "x") if values.ndim == 3 else ("t",),
         )
 
+    def close(self) -> None:
+        """Release the store's lock (buffered blocks not flushed are dropped)."""
+        self._blocks.clear()
+        self._group = None
+        unlock_store(self._lock)
+        self._lock = None
+
     def _open(self) -> Any:
         if self._group is None:
             import zarr
 
+            if self._lock is None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._lock = lock_store(self.path)  # before anything is read or written
             group = zarr.open_group(self.path, mode="a", zarr_format=3)
             if "deepdenoise" not in group.attrs:
                 group.attrs["deepdenoise"] = {

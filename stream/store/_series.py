@@ -31,9 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -59,6 +57,7 @@ from ._layout import (
     root_ome_attrs,
     series_group_attrs,
 )
+from ._lock import lock_store, unlock_store
 from ._summary import RESERVED_KEYS, FlagScan, is_series_store, read_group_attrs
 from ._traces import TraceArray, existing_trace_arrays, layout_key, trace_array_name
 
@@ -91,42 +90,6 @@ def check_store_folder(root: Path) -> Path:
             f"expected a store folder this service can write, got {root}: {exc}"
         ) from exc
     return root
-
-
-def lock_store(path: Path) -> int | None:
-    """Lock the store folder ``path`` for writing; the lock lasts until :func:`_unlock`
-    (or the process ends, so a killed writer leaves no stale lock). Returns its file
-    descriptor; StoreError if another process (or another open store) holds it.
-
-    The folder itself is locked, not a file in it: a file that is no Zarr node makes
-    zarr-python warn whenever it lists the group.
-    """
-    if sys.platform == "win32":  # no flock: nothing stops a second writer there
-        return None
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(
-            f"{path} is being written by another process (or another store opened on it): "
-            "two writers would overwrite each other's frames"
-        ) from None
-    except OSError as exc:  # a file system without flock (some network ones): unlocked
-        log.warning("%s cannot be locked (%s): nothing stops a second writer", path, exc)
-        os.close(fd)
-        return None
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 def store_path(root: Path, series: str) -> Path:
@@ -475,7 +438,7 @@ class SeriesStore:
             group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
             arrays = StoreArrays(self.path, self._config)
         except (StoreError, KeyError, *IO_ERRORS) as exc:
-            _unlock(lock)
+            unlock_store(lock)
             self._errors.append(f"{what}; it could not be made again: {exc}")
             return
         self._io.close()
@@ -546,7 +509,7 @@ class SeriesStore:
             self._unlock()
 
     def _unlock(self) -> None:
-        _unlock(self._lock)
+        unlock_store(self._lock)
         self._lock = None
 
     def __enter__(self) -> SeriesStore:

@@ -41,7 +41,13 @@ from typer.testing import CliRunner
 
 from stream import ConfigError
 from stream.cli import app
-from stream.store import ARRAY_PATHS, read_rejected, rejected_path, summarize_store
+from stream.store import (
+    ARRAY_PATHS,
+    RejectedStore,
+    read_rejected,
+    rejected_path,
+    summarize_store,
+)
 
 
 def frames(n: int, shape=(24, 32), seed: int = 0) -> list[np.ndarray]:
@@ -120,14 +126,18 @@ def test_a_second_source_cannot_overwrite_a_series_unless_it_resends(
         a.end("shared")
         assert svc.flush()
         status = svc.status()
+        late = RejectedStore(tmp_path / "data", "shared")  # the ended series let it go
+        late.add("duplicate", 99, second[0], None, 1)
+        late.flush()
+        late.close()
     assert status["series"]["shared"]["resent"] == 1
     raw = zarr.open_group(tmp_path / "data" / "shared.zarr", mode="r")[ARRAY_PATHS["raw"]]
     for i in range(6):
         np.testing.assert_array_equal(raw[i], second[3] if i == 3 else first[i])
     # the refused frames' pixels are kept apart, in arrival order, not lost
     (kept,) = read_rejected(rejected_path(tmp_path / "data", "shared"))
-    assert kept.reason == "duplicate" and kept.index.tolist() == list(range(6))
-    np.testing.assert_array_equal(kept.frames, np.stack(second))
+    assert kept.reason == "duplicate" and kept.index.tolist() == [*range(6), 99]
+    np.testing.assert_array_equal(kept.frames, np.stack([*second, second[0]]))
     assert (kept.t_recv_ns > 0).all() and status["store"]["rejected_kept"] == 6
     assert "store_rejected" not in status["dropped"]
 

@@ -56,6 +56,7 @@ def test_a_reopened_store_appends_over_rows_a_crash_left_uncounted(tmp_path: Pat
     first = RejectedStore(tmp_path, "cam")
     first.add("duplicate", 0, pixels(0), 1, 1)
     first.flush()
+    first.close()
     block = zarr.open_group(rejected_path(tmp_path, "cam"), mode="a")["duplicate/uint16_6x9"]
     block["frames"].resize((3, 6, 9))  # a killed process wrote rows, never counted them
     block["frames"][1:] = 7
@@ -86,6 +87,30 @@ def test_a_block_that_cannot_be_written_is_counted_and_later_blocks_go_on(
     store.flush()
     (got,) = read_rejected(rejected_path(tmp_path, "cam"))
     assert got.index.tolist() == [2] and store.written == 1
+
+
+def test_a_second_writer_is_refused_and_counted_until_the_first_closes(
+    tmp_path: Path,
+) -> None:
+    first = RejectedStore(tmp_path, "cam")
+    first.add("duplicate", 0, pixels(0), 1, 1)
+    first.flush()  # opened: holds the lock
+    second = RejectedStore(tmp_path, "cam")
+    second.add("duplicate", 7, pixels(7), 1, 1)
+    second.add("duplicate", 8, pixels(8), 1, 1)
+    with pytest.raises(StoreWriteError, match="being written by another") as caught:
+        second.flush()
+    assert caught.value.lost == {"rejected": 2} and second.written == 0
+    first.add("duplicate", 1, pixels(1), 1, 1)
+    first.flush()  # its rows were not written over
+    first.close()
+
+    second.add("duplicate", 9, pixels(9), 1, 1)
+    second.flush()  # the lock is free: it goes on after the first writer's rows
+    second.close()
+    (got,) = read_rejected(rejected_path(tmp_path, "cam"))
+    assert got.index.tolist() == [0, 1, 9]
+    np.testing.assert_array_equal(got.frames, np.stack([pixels(0), pixels(1), pixels(9)]))
 
 
 def test_reading_a_missing_store_says_where(tmp_path: Path) -> None:
