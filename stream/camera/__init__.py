@@ -6,7 +6,7 @@ it from the stream itself when nothing is configured.
 
 from ._estimate import CameraEstimate, CameraEstimator
 from ._fit import fit_line
-from ._floor import floor_pixels, half_step, uncensor
+from ._floor import floor_pixels, half_step, readout_step, uncensor
 from ._model import CameraModel
 from ._noisy import NoisyPixels
 from ._offset import offset_from_skew
@@ -42,6 +42,7 @@ __all__ = [
     "half_step",
     "load_offset_pattern",
     "offset_from_skew",
+    "readout_step",
     "remove_row_offsets",
     "saturated_pixels",
     "scene_moved",

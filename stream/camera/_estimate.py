@@ -87,7 +87,10 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   too, which frame differences cannot see where the noise is under a count (a dark
   pixel reads one value frame after frame): their read noise is at least the rounding's
   (:data:`ROUNDING_VARIANCE`), and where a photo-electron is under half a count
-  (:data:`COARSE_GAIN`) the skew's offset is bounded below by it too.
+  (:data:`COARSE_GAIN`) the skew's offset is bounded below by it too. A count is the
+  frame's own step (:func:`stream.camera.readout_step`: 16 ADU for 12-bit counts in the
+  top bits of 16-bit words, 1/4095 for them scaled to [0, 1]), and so are the saturation
+  test's step below the top and the floor test's steps above the floor.
 - **Noisy pixels.** An sCMOS pixel whose read noise is several times its neighbours'
   (found by :mod:`stream.camera._noisy`, given by :meth:`CameraEstimator.leave_out`):
   their blocks are left out.
@@ -109,7 +112,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._fit import BINS, censored_fit, undiluted_fit
-from ._floor import floor_pixels, half_step
+from ._floor import floor_pixels, readout_step
 from ._model import CameraModel
 from ._offset import offset_from_skew, second_difference
 from ._samples import (
@@ -213,6 +216,18 @@ def _significant(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def _saturated_share(frame: np.ndarray, saturated: np.ndarray | None, blank: bool) -> float:
+    """The share of the frame's pixels at saturation, for ``status``. A blank frame
+    (one value) is saturated only at its integer type's largest value: a closed
+    shutter's frame at the offset is not."""
+    if saturated is None:
+        return 0.0
+    if blank:
+        integer = frame.dtype.kind in "ui"
+        return 1.0 if integer and frame.max() == np.iinfo(frame.dtype).max else 0.0
+    return float(np.mean(saturated))
+
+
 def _floor_share(
     at_floor: np.ndarray | None, previous: np.ndarray | None, blocks: int
 ) -> np.ndarray:
@@ -247,8 +262,8 @@ class CameraEstimator:
         self._third: list[np.ndarray] = []  # per batch: mean cubed second differences
         self._share: list[np.ndarray] = []  # per batch: share of pixels at a floor
         self._floor: float | None = None  # the latest frame's floor, if it piles up there
-        self._half = 0.0  # half a count, for integer readouts (see _floor.half_step)
-        self._integer = False  # the latest frame holds whole counts
+        self._half = 0.0  # half a step, for readouts on steps at a floor
+        self._step = 0.0  # the latest frame's readout step (0: any value; see readout_step)
         self._kept = 0
         self._previous: np.ndarray | None = None
         self._previous_saturated: np.ndarray | None = None
@@ -284,9 +299,10 @@ class CameraEstimator:
         triple with the next, for the offset's skew).
         """
         frame = np.asarray(frame)
-        floor = floor_pixels(frame)
+        step = readout_step(frame)
+        floor = floor_pixels(frame, step)
         self._keep_previous(
-            frame, saturated_pixels(frame), floor[1] if floor is not None else None, follows
+            frame, saturated_pixels(frame, step), floor[1] if floor is not None else None, follows
         )
 
     def _keep_previous(
@@ -314,7 +330,8 @@ class CameraEstimator:
         blocks = blockwise_means(frame)
         blank = is_blank(blocks)
         self._frames += not blank  # the frames the estimate is from (and refits count)
-        floor = floor_pixels(frame)
+        self._step = readout_step(frame)
+        floor = floor_pixels(frame, self._step)
         flat = flat_blocks(frame, floor[0] if floor is not None else None)
         if self.estimate is not None:  # hot pixels, by the camera so far
             flat = either(flat, spike_blocks(frame, self.estimate.camera))
@@ -323,11 +340,10 @@ class CameraEstimator:
         if not blank:  # a blank frame's one level is no dark region of the scene
             self._dark.append(darkest_level(frame, lit))
             del self._dark[:-DARK_FRAMES]
-        saturated = saturated_pixels(frame)
-        self._saturated = float(np.mean(saturated)) if saturated is not None else 0.0
+        saturated = saturated_pixels(frame, self._step)
+        self._saturated = _saturated_share(frame, saturated, blank)
         self._floor = floor[0] if floor is not None else None
-        self._integer = half_step(frame) > 0
-        self._half = 0.5 if floor is not None and self._integer else 0.0
+        self._half = self._step / 2.0 if floor is not None else 0.0
         at_floor = floor[1] if floor is not None else None
         paired = self._previous is not None and self._previous.shape == frame.shape
         moved = False
@@ -481,12 +497,12 @@ class CameraEstimator:
     def _coarse(self, gain: float) -> bool:
         """Whether readouts are coarse counts: whole counts, a photo-electron under
         :data:`COARSE_GAIN` of one (``gain`` in ADU per e-)."""
-        return self._integer and gain < COARSE_GAIN
+        return self._step > 0 and gain < COARSE_GAIN * self._step
 
     def _least_read2(self, unit: float) -> float:
         """The least read noise variance in the fit's ``unit``: a count's rounding for
         integer readouts (:data:`ROUNDING_VARIANCE`), a token one for others."""
-        return max(ROUNDING_VARIANCE / unit**2 if self._integer else 0.0, 1e-6)
+        return max(ROUNDING_VARIANCE * (self._step / unit) ** 2, 1e-6)
 
     def _clipped(
         self,
@@ -510,7 +526,7 @@ class CameraEstimator:
             return None
         gain, intercept, stderr = fitted
         read2 = max(intercept + gain * floor, self._least_read2(unit))
-        if self._integer and read2 * unit**2 < CLIPPED_LEAST_READ**2:
+        if self._step > 0 and read2 * unit**2 < (CLIPPED_LEAST_READ * self._step) ** 2:
             # clipped integer noise was told from counts by its width (at least 1.5
             # ADU, :func:`stream.camera._floor._clipped_counts`); narrower, it was counts
             return None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._floor import half_step
+from ._floor import readout_step
 from ._model import CameraModel
 from ._spikes import _NEIGHBOURS, Spikes
 
@@ -55,7 +55,8 @@ LEVEL_SIGMAS = 4.0
 #: More noisy pixels than this share of the frame is no camera's tail (a scene that
 #: flickers pixel by pixel): none are taken.
 MOST = 0.1
-#: Whole-count readouts vary by their rounding at least (variance 1/12 count), though a
+#: Whole-count readouts vary by their rounding at least (variance 1/12 of a step squared;
+#: a step is a count, or :func:`stream.camera.readout_step`), though a
 #: coarse camera's dark pixel may read one value pair after pair: no pixel's noise is
 #: taken for less. Before this floor, coarse counts (0.1 ADU per e-, 2 e-) at 1 photon
 #: per pixel, whose median pixel showed no variance at all, had every pixel that moved
@@ -110,7 +111,7 @@ class NoisyPixels:
             return
         if self._first is None:
             self.shape = frame.shape
-            self._least = ROUNDING_VARIANCE if half_step(frame) > 0 else 0.0
+            self._least = ROUNDING_VARIANCE * readout_step(frame) ** 2
             self._first = frame.astype(np.float32)
             self._square = np.zeros(frame.shape, np.float32)
             self._sum = np.zeros(frame.shape, np.float32)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._floor import floor_pixels, half_step
+from ._floor import floor_pixels, readout_step
 
 #: Still pairs the search takes; then what it found stands.
 SEARCH_PAIRS = 64
@@ -80,7 +80,7 @@ class RowNoise:
         self._rows = 0
         self._profile_variance = 0.0  # sum over pairs of the variance of what is taken out
         self._pixel_sd = 0.0  # sum over pairs of the pixels' noise (robust sd)
-        self._whole = False  # whole counts
+        self._step = 0.0  # readout step (0: any value; see readout_step)
         self._floored = False  # a pair's frame clipped at a floor
 
     @property
@@ -116,8 +116,13 @@ class RowNoise:
 
     @property
     def coarse(self) -> bool:
-        """Whole counts whose pixels' noise is under :data:`COARSE_SD` of a count."""
-        return self._whole and self.pairs > 0 and self._pixel_sd / self.pairs < COARSE_SD
+        """Readouts on steps (whole counts) whose pixels' noise is under :data:`COARSE_SD`
+        of a step."""
+        return (
+            self._step > 0
+            and self.pairs > 0
+            and self._pixel_sd / self.pairs < COARSE_SD * self._step
+        )
 
     @property
     def correcting(self) -> bool:
@@ -155,7 +160,7 @@ class RowNoise:
         self._products_sq += float(np.square(products).sum())
         self._rows += len(products)
         self._profile_variance += float(np.var(row_offsets(frame)))
-        self._whole = half_step(frame) > 0
+        self._step = readout_step(frame)
         # the first pair's frame before too: the sooner a floor shows, the fewer frames
         # levelled before it (later pairs' were tested as the pair before's frame)
         self._floored |= _at_a_floor(frame) or (self.pairs == 0 and _at_a_floor(previous))

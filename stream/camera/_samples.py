@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._floor import half_step
+from ._floor import readout_step
 from ._model import CameraModel
 from ._spikes import find_spikes
 
@@ -48,10 +48,11 @@ STILL_MARGIN = 0.1
 #: 1.01-1.03; a new scene 1.07-1.15 at 10 photons, 2.4-2.7 at 100.
 LINE_MARGIN = 0.05
 #: The frame's maximum is a saturation level when at least this fraction of its pixels
-#: (and at least ``SATURATED_MIN_PIXELS``) hold it -- and, in whole counts, more than the
-#: count below it: readouts pile up at a saturation level, while a dim frame of coarse
-#: counts (0.1 ADU per e-, three values in all at 3 photons per pixel) repeats its
-#: maximum too, as the thinning tail of its counts. Read as saturation, 8 % of such a
+#: (and at least ``SATURATED_MIN_PIXELS``) hold it -- and, for readouts on steps (whole
+#: counts: :func:`stream.camera.readout_step`), more than the step below it: readouts
+#: pile up at a saturation level, while a dim frame of coarse counts (0.1 ADU per e-,
+#: three values in all at 3 photons per pixel) repeats its maximum too, as the thinning
+#: tail of its counts. Read as saturation, 8 % of such a
 #: frame's pixels, the brightest, were left out of the fit.
 SATURATED_FRACTION = 0.002
 SATURATED_MIN_PIXELS = 8
@@ -193,16 +194,23 @@ def either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     return b if a is None else a if b is None else a | b
 
 
-def saturated_pixels(frame: np.ndarray) -> np.ndarray | None:
-    """The pixels at the frame's saturation level; None when it shows none."""
+def saturated_pixels(frame: np.ndarray, step: float | None = None) -> np.ndarray | None:
+    """The pixels at the frame's saturation level; None when it shows none. A frame of
+    one value is all at it (the engine gives such a frame back as it came).
+    ``step``: the frame's :func:`stream.camera.readout_step`, if known."""
     top = frame.max()
     at_top = frame == top
     count = int(np.count_nonzero(at_top))
     if count < max(SATURATED_MIN_PIXELS, SATURATED_FRACTION * frame.size):
         return None
-    below = int(top) - 1 if frame.dtype.kind in "ui" else float(top) - 1.0  # no wrap at 0
-    if half_step(frame) > 0 and np.count_nonzero(frame == below) >= count:
-        return None  # a tail of whole counts, not a pile-up
+    if count == frame.size:
+        return at_top
+    step = readout_step(frame) if step is None else step
+    if step > 0:  # readouts on steps: a thinning tail holds the step below at least as often
+        high = float(top)
+        below = (frame > high - 1.5 * step) & (frame < high - 0.5 * step)
+        if np.count_nonzero(below) >= count:
+            return None
     return at_top
 
 

@@ -64,22 +64,36 @@ _ORT_WARNING, _ORT_ERROR, _ORT_FATAL = 2, 3, 4
 WARMUP_CAMERA = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
 
 
-def _unsaturated(frame: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """The frame's saturated pixels (None: none) and its block levels less the blocks
-    they touch: the bright level, the scale and the peak SNR are the unsaturated
-    scene's. Why: a tenth of a frame at 65535 set its peak SNR into the pass-through
-    band, and the frame came out as it went in (one-off probe, the independent
-    generator at 10 photons with 13 of 128 columns saturated: rmse 3.20 in, 3.20 out,
-    against 3.16 in, 0.99 out without them)."""
+def _unsaturated(
+    frame: np.ndarray, centred: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The frame's saturated pixels (None: none) and its block levels with those pixels
+    left out: a block they touch has the mean of its other pixels, and a block of them
+    alone none. So the bright level, the scale and the peak SNR are the unsaturated
+    scene's. ``centred``: the frame less its offset, as ``levels`` are of.
+
+    Why: a tenth of a frame at 65535 set its peak SNR into the pass-through band, and
+    the frame came out as it went in (one-off probe, the independent generator at 10
+    photons with 13 of 128 columns saturated: rmse 3.20 in, 3.20 out, against 3.16 in,
+    0.99 out without them). Leaving out every block they touched did not do either:
+    where cell bodies saturate (an 8-bit camera, 4 ADU per e-, 150 photons at the peak;
+    14 % of pixels at 255), their blocks held the brightest light that was read, and the
+    scale fell to 182 ADU for light up to 245; the rest came out 32.4 dB, under a tuned
+    Gaussian's 35.8 (reviewer's probe, 128 x 128, 12 frames)."""
     saturated = saturated_pixels(frame)
     if saturated is None or levels.shape == frame.shape:  # no blocks: too small a frame
         return saturated, levels
     hb, wb = levels.shape
     b = SCALE_BLOCK
-    touched = saturated[: hb * b, : wb * b].reshape(hb, b, wb, b).any(axis=(1, 3))
-    if touched.all():
+    hit = saturated[: hb * b, : wb * b].reshape(hb, b, wb, b).sum(axis=(1, 3))
+    whole = hit == b * b
+    if not hit.any() or whole.all():
         return saturated, levels
-    return saturated, levels[~touched]
+    part = (hit > 0) & ~whole
+    kept = levels.astype(np.float64)  # a copy: the caller's levels stay as they were
+    top = float(centred[saturated].max())  # every saturated pixel holds the frame's top
+    kept[part] = (kept[part] * b * b - hit[part] * top) / (b * b - hit[part])
+    return saturated, kept[~whole]
 
 
 def quiet_run_options() -> Any:
@@ -707,7 +721,7 @@ class Engine:
             levels = blocks if blocks is not None else block_levels(current)
             if own_level is None:  # non-finite pixels: the frame's least value stands in
                 readout = frame if bad is None else np.where(bad, frame[~bad].min(), frame)
-                saturated, levels = _unsaturated(readout, levels)
+                saturated, levels = _unsaturated(readout, current, levels)
             top = level_of(levels)
             if adaptive and own_level is None:
                 dim_level = dim_part_level(levels, top, camera.gain, read)

@@ -134,6 +134,8 @@ def test_an_unsaturated_stream_reports_none_and_a_saturated_frame_no_crash() -> 
     estimate = CameraEstimator().update(white)
     assert estimate.saturated == 1.0 and np.isfinite(estimate.camera.read_noise)
     assert estimate.as_dict()["saturated"] == 1.0
+    shut = CameraEstimator().update(np.full((64, 64), 100, np.uint16))  # a closed shutter
+    assert shut.saturated == 0.0
 
 
 @pytest.mark.parametrize("scale", [1 / 65535, 1e-2, 30.0, 1e3, 1e5])
