@@ -3,17 +3,29 @@ camera device in a real UniMMCore (no Micro-Manager binaries), frames checked on
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from service_harness import free_tcp_endpoint, running_service, wait_until
+from clients_harness import Secured, make_keys
+from service_harness import (
+    ServeProcess,
+    free_tcp_endpoint,
+    running_service,
+    series_ended,
+    wait_until,
+)
 
 pytest.importorskip("pymmcore_plus")
 useq = pytest.importorskip("useq")
 
-from deepdenoise_client.mmcore import DenoiseHandler  # noqa: E402
+from deepdenoise_client import ClientTimeoutError, ProtocolError, Subscriber  # noqa: E402
+from deepdenoise_client.mmcore import DenoiseHandler, series_for  # noqa: E402
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice, UniMMCore  # noqa: E402
 
 from stream import Service  # noqa: E402
@@ -49,17 +61,21 @@ class RecordingCamera(SimpleCameraDevice):
         return {}
 
 
-@pytest.fixture
-def core() -> tuple[UniMMCore, RecordingCamera]:
-    mmc = UniMMCore()
-    camera = RecordingCamera()
+def _make_core(camera: SimpleCameraDevice, cls: type[UniMMCore] = UniMMCore) -> UniMMCore:
+    mmc = cls()
     mmc.loadPyDevice("Camera", camera)
     mmc.initializeDevice("Camera")
     mmc.setCameraDevice("Camera")
     mmc.setAutoShutter(False)
     for name, exposure in (("GFP", "10"), ("mCherry", "20")):
         mmc.defineConfig("Channel", name, "Camera", "Exposure", exposure)
-    return mmc, camera
+    return mmc
+
+
+@pytest.fixture
+def core() -> tuple[UniMMCore, RecordingCamera]:
+    camera = RecordingCamera()
+    return _make_core(camera), camera
 
 
 def _stored(root: Path, series: str) -> np.ndarray:
@@ -229,3 +245,211 @@ def test_a_missing_service_stops_the_streaming_not_the_acquisition(core) -> None
     assert len(camera.produced) == 3  # the acquisition went on
     assert isinstance(handler.error, ClientTimeoutError)
     assert handler.frames_unsent == 3 and handler.frames_sent == {}
+
+
+class TwoCameraCore(UniMMCore):
+    """What a Multi Camera device looks like to pymmcore-plus's engine: two images per
+    snap, each with ``index["cam"]``; the second camera's are half as high (another
+    sensor), so one series for both would reject them as ``series_mismatch``."""
+
+    def getNumberOfCameraChannels(self) -> int:
+        return 2
+
+    def getPhysicalCameraDevice(self, channel: int = 0) -> str:
+        return f"Cam{channel}"
+
+    def getImage(self, numChannel: int | None = None, *, fix: bool = True) -> np.ndarray:
+        image = super().getImage(fix=fix)
+        return np.ascontiguousarray(image[: SHAPE[0] // 2] // 2) if numChannel else image
+
+
+def test_each_camera_of_a_multi_camera_gets_a_series_of_its_own(
+    tmp_path: Path, identity_model
+) -> None:
+    camera = RecordingCamera()
+    mmc = _make_core(camera, TwoCameraCore)
+    mmc.mda.engine.use_hardware_sequencing = False
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    with running_service(tmp_path, identity_model) as svc:
+        handler = DenoiseHandler(svc.endpoints["input"], series="cams")
+        mmc.mda.run(sequence, output=handler)
+        names = [f"{handler.run_name}-p0-c0-cam{cam}" for cam in (0, 1)]
+        assert handler.error is None and handler.frames_sent == dict.fromkeys(names, 3)
+        wait_until(lambda: _all_in(svc, dict.fromkeys(names, 3)))
+        assert svc.flush()
+        assert svc.status()["rejected"] == {}
+    produced = np.stack(camera.produced)
+    np.testing.assert_array_equal(_stored(tmp_path / "data", names[0]), produced)
+    np.testing.assert_array_equal(
+        _stored(tmp_path / "data", names[1]), produced[:, : SHAPE[0] // 2] // 2
+    )
+
+
+def test_a_handler_with_keys_streams_to_a_secured_service(tmp_path: Path, identity_model, core):
+    mmc, camera = core
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    security = {"secret_key": keys / "service.key_secret", "clients": keys / "clients"}
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    with running_service(tmp_path, identity_model, security=security) as svc:
+        secured = Secured(svc, keys)
+        keyless = DenoiseHandler(svc.endpoints["input"], series="plain", timeout=0.3)
+        mmc.mda.run(sequence, output=keyless)  # refused: its handshake is dropped unsaid
+        assert isinstance(keyless.error, ClientTimeoutError) and keyless.frames_sent == {}
+        handler = DenoiseHandler(
+            svc.endpoints["input"], series="secure", curve=secured.curve("rig")
+        )
+        mmc.mda.run(sequence, output=handler)
+        assert handler.error is None and handler.frames_sent == {handler.run_name: 3}
+        wait_until(lambda: _frames_in(svc, handler.run_name) == 3)
+        assert svc.flush()
+    np.testing.assert_array_equal(
+        _stored(tmp_path / "data", handler.run_name), np.stack(camera.produced[3:])
+    )
+
+
+class GatedCamera(SimpleCameraDevice):
+    """Frames of a constant value (cheap to store), held at frame ``HOLD`` until
+    ``gate`` is set: the test stops the service in between."""
+
+    HOLD = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.snapped = 0
+
+    def get_exposure(self) -> float:
+        return 1.0
+
+    def set_exposure(self, exposure: float) -> None:
+        pass
+
+    def sensor_shape(self) -> tuple[int, int]:
+        return (64, 64)
+
+    def dtype(self) -> type:
+        return np.uint16
+
+    def snap(self, buffer: np.ndarray) -> dict:
+        if self.snapped == self.HOLD:
+            self.gate.wait(60)
+        buffer[:] = self.snapped % 1000
+        self.snapped += 1
+        return {}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP: POSIX only")
+def test_frames_queued_before_a_send_timeout_still_reach_a_stalled_service(
+    tmp_path: Path, identity_model
+) -> None:
+    """A service stopped (SIGSTOP) mid-run: the handler's queue fills, a send times out
+    and the streaming stops; the frames queued before (counted sent) are not discarded
+    but go out once the service runs again, each series' end behind them."""
+    camera = GatedCamera()
+    mmc = _make_core(camera)
+    loops = 6000  # several times what the socket's queue and the kernel's buffers hold
+    proc = ServeProcess(tmp_path, identity_model)
+    try:
+        with Subscriber(proc.output, topics=(b"event", b"status")) as sub:
+            while sub.recv(timeout=10).topic != b"status":
+                pass  # subscribed: the series_end event will not be missed
+            handler = DenoiseHandler(proc.input, series="stall", timeout=0.5)
+            acquisition = mmc.run_mda(
+                useq.MDASequence(time_plan={"interval": 0, "loops": loops}), output=handler
+            )
+            wait_until(lambda: proc.status()["frames_in"] == GatedCamera.HOLD, timeout=60)
+            os.kill(proc.proc.pid, signal.SIGSTOP)
+            try:
+                camera.gate.set()
+                wait_until(lambda: handler.error is not None, timeout=120)
+            finally:
+                os.kill(proc.proc.pid, signal.SIGCONT)
+            acquisition.join(120)
+            assert not acquisition.is_alive()
+            name = handler.run_name
+            sent = handler.frames_sent[name]
+            # none discarded: every frame counted sent arrives once the service runs again
+            wait_until(lambda: proc.status()["series"][name]["frames_in"] == sent, timeout=60)
+            end = series_ended(sub, name, timeout=60)  # then its end
+            rejected = proc.status()["rejected"]
+    finally:
+        if proc.proc.poll() is None:
+            os.kill(proc.proc.pid, signal.SIGCONT)
+        code = proc.terminate()
+    assert code == 0, proc.log.read_text()
+    assert isinstance(handler.error, ClientTimeoutError)
+    assert sent + handler.frames_unsent == loops and handler.frames_unsent > 0
+    assert (end["frames"], end["missing"], rejected) == (sent, 0, {})
+
+
+def test_channel_names_apart_only_in_unsafe_characters_stay_apart(
+    tmp_path: Path, identity_model, core
+) -> None:
+    mmc, camera = core
+    for name in ("GFP 488", "GFP_488"):
+        mmc.defineConfig("Channel", name, "Camera", "Exposure", "10")
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 2}, channels=["GFP 488", "GFP_488"], axis_order="tc"
+    )
+    with running_service(tmp_path, identity_model) as svc:
+        handler = DenoiseHandler(svc.endpoints["input"], series="ch")
+        mmc.mda.run(sequence, output=handler)
+        names = list(handler.frames_sent)
+        assert len(names) == 2 and handler.frames_sent == dict.fromkeys(names, 2)
+        assert names[1] == f"{handler.run_name}-p0-cGFP_488"  # a safe name is kept
+        assert names[0].startswith(f"{handler.run_name}-p0-cGFP_488_")  # + its hash
+        wait_until(lambda: _all_in(svc, dict.fromkeys(names, 2)))
+        assert svc.flush()
+    produced = np.stack(camera.produced)
+    np.testing.assert_array_equal(_stored(tmp_path / "data", names[0]), produced[0::2])
+    np.testing.assert_array_equal(_stored(tmp_path / "data", names[1]), produced[1::2])
+    event = useq.MDAEvent(index={"c": 0}, channel="GFP 488")  # the same name every time
+    assert series_for("run", event, "c") == names[0].replace(handler.run_name, "run")
+
+
+def test_a_series_prefix_the_protocol_cannot_carry_is_refused_when_the_handler_is_made() -> None:
+    for bad in ("mouse 1", "mouse/1", ".hidden", "süß"):
+        with pytest.raises(ValueError, match=f"series={bad!r}: expected letters, digits"):
+            DenoiseHandler(series=bad)
+    with pytest.raises(ValueError, match="series='mouse_1'"):  # what to give instead
+        DenoiseHandler(series="mouse 1")
+    for good in ("mouse_1", "m.1-a", None):
+        assert DenoiseHandler(series=good).series == good
+
+
+def test_a_camera_of_an_unsupported_pixel_type_is_refused_before_anything_is_sent(
+    tmp_path: Path, identity_model
+) -> None:
+    class Camera32(RecordingCamera):
+        def dtype(self) -> type:
+            return np.uint32
+
+        def snap(self, buffer: np.ndarray) -> dict:
+            buffer[:] = 70_000
+            return {}
+
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    with running_service(tmp_path, identity_model, zarr=None) as svc:
+        handler = DenoiseHandler(svc.endpoints["input"], series="u32")
+        _make_core(Camera32()).mda.run(sequence, output=handler)
+        refused = handler.run_name
+        assert isinstance(handler.error, ProtocolError)
+        assert "uint8, uint16, int16, float32" in str(handler.error)
+        assert (handler.frames_sent, handler.frames_unsent) == ({}, 3)
+        # then a supported camera through the same handler: once its frames are in, the
+        # refused run's start would have been too, had it been sent
+        _make_core(RecordingCamera()).mda.run(sequence, output=handler)
+        assert handler.error is None and handler.frames_sent == {handler.run_name: 3}
+        wait_until(lambda: _frames_in(svc, handler.run_name) == 3)
+        assert refused not in svc.status()["series"]
+    from deepdenoise_client.mmcore import check_image
+
+    with pytest.raises(ProtocolError, match=r"pixel type uint32 is not streamed; supported: "):
+        check_image(np.zeros(SHAPE, np.uint32))
+    for dtype in (np.uint8, np.uint16, np.int16, np.float32):
+        check_image(np.zeros(SHAPE, dtype))
+    with pytest.raises(ProtocolError, match=r"\(a colour camera: RGB\)"):
+        check_image(np.zeros((*SHAPE, 4), np.uint8))
+    with pytest.raises(ProtocolError, match="pixel type int32"):
+        check_image(np.zeros(SHAPE, np.int32))

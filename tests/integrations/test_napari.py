@@ -12,6 +12,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ with warnings.catch_warnings():  # napari's own pydantic-v1-style models warn on
     from napari.components import ViewerModel
 
 import zarr
+from clients_harness import Secured, make_keys
 from deepdenoise_client import Publisher
 from deepdenoise_client.napari import (
     LiveViewWidget,
@@ -52,14 +54,20 @@ def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 4000, SHAPE, dtype=np.uint16) for _ in range(n)]
 
 
+KEY_ENV = ("DEEPDENOISE_CLIENT_KEY", "DEEPDENOISE_SERVER_KEY")
+
+
 @pytest.fixture
-def live(qtbot):
-    """A factory: a LiveViewWidget on a fresh ViewerModel, disconnected at teardown."""
+def live(qtbot, monkeypatch):
+    """A factory: a LiveViewWidget on a fresh ViewerModel, disconnected at teardown (no
+    key variables set, unless a test sets them)."""
+    for name in KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
     made: list[LiveViewWidget] = []
 
-    def make(endpoint: str) -> tuple[ViewerModel, LiveViewWidget]:
+    def make(endpoint: str, **options: Any) -> tuple[ViewerModel, LiveViewWidget]:
         viewer = ViewerModel()
-        widget = LiveViewWidget(viewer, endpoint, interval_ms=20)
+        widget = LiveViewWidget(viewer, endpoint, interval_ms=20, **options)
         qtbot.addWidget(widget)
         made.append(widget)
         return viewer, widget
@@ -290,6 +298,9 @@ def test_status_text_shows_rate_latency_and_drops() -> None:
     ):
         assert shown in text, shown
     assert "no status yet" in service_lines(None)[0]
+    plain, secured = "\n".join(service_lines(None)), "\n".join(service_lines(None, secured=True))
+    assert all(name in plain for name in KEY_ENV)  # without keys: which to set
+    assert "security.clients" in secured and KEY_ENV[0] not in secured
     assert service_lines(status, age_s=1.0)[0].startswith("fps")  # fresh
     old = service_lines(status, age_s=12.0)  # a stopped or killed service
     assert old[0] == "service: silent for 12 s (stopped, or unreachable); its last status:"
@@ -314,3 +325,71 @@ def test_a_series_whose_index_jumped_far_opens_without_reading_its_whole_flags(
     raw, _ = read_series_store(str(tmp_path / "far.zarr"))
     assert raw[0].shape == (last + 1, *SHAPE)
     np.testing.assert_array_equal(np.asarray(raw[0][last]), frame)
+
+
+@pytest.fixture
+def secured(tmp_path: Path, box_model) -> Secured:
+    """The real service with ``[security]``, publishing raw frames too; only ``rig``'s
+    key is allowed."""
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    security = {"secret_key": keys / "service.key_secret", "clients": keys / "clients"}
+    with running_service(
+        tmp_path, box_model, zarr=None, publish_raw=True, security=security
+    ) as svc:
+        yield Secured(svc, keys)
+
+
+def test_the_live_view_takes_keys_from_the_environment_for_a_secured_service(
+    secured: Secured, qtbot, live, monkeypatch
+) -> None:
+    svc, frames = secured.service, _frames(3, seed=6)
+    viewer, widget = live(svc.endpoints["output"])
+    monkeypatch.setenv(KEY_ENV[0], str(secured.secret("rig")))
+    monkeypatch.setenv(KEY_ENV[1], str(secured.keys / "service.key"))
+    _connected(qtbot, widget)
+    assert "CURVE keys from DEEPDENOISE_CLIENT_KEY" in widget.state_label.text()
+    with Publisher(
+        svc.endpoints["input"], mode="push", bind=False, curve=secured.curve("rig")
+    ) as pub:
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "sec", i)
+        qtbot.waitUntil(lambda: _shown(widget, "raw", "sec") == 2, timeout=WAIT_MS)
+    np.testing.assert_array_equal(viewer.layers["sec raw"].data, frames[2])
+
+
+def test_the_live_view_and_its_receiver_take_keys_as_a_parameter(
+    secured: Secured, qtbot, live
+) -> None:
+    svc = secured.service
+    stream = LatestFrames(svc.endpoints["output"], curve=secured.curve("rig")).start()
+    try:  # the service's status: the encrypted subscription is live
+        qtbot.waitUntil(lambda: stream.take().status is not None, timeout=WAIT_MS)
+    finally:
+        stream.stop()
+    assert stream.error is None
+    _, widget = live(svc.endpoints["output"], curve=secured.curve("rig"))
+    _connected(qtbot, widget)
+    assert widget.state_label.text().endswith("(CURVE keys)")
+
+
+def test_one_key_variable_alone_is_an_error_and_none_says_what_to_set(
+    tmp_path: Path, qtbot, live, monkeypatch
+) -> None:
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    _, widget = live("tcp://127.0.0.1:9")
+    assert widget.connect_to()  # neither: plain text, the hint names the variables
+    assert all(name in widget.status_label.text() for name in KEY_ENV)
+    widget.disconnect_from()
+    for alone, missing in zip(KEY_ENV, reversed(KEY_ENV), strict=True):
+        for name in KEY_ENV:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(alone, str(keys / "clients" / "rig.key_secret"))
+        assert not widget.connect_to()
+        assert not widget.connected
+        assert f"{missing} is not set" in widget.state_label.text()
+    monkeypatch.setenv(KEY_ENV[0], str(keys / "clients" / "rig.key_secret"))
+    monkeypatch.setenv(KEY_ENV[1], str(keys / "service.key"))
+    assert widget.connect_to()  # both: CURVE, and the hint is about the key's allowance
+    assert "security.clients" in widget.status_label.text()

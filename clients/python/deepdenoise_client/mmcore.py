@@ -16,18 +16,32 @@ waits for the service's subscription before the first frame.
 ``mda``) + ``-`` + the time it started (local, to the millisecond:
 ``mda-20250610-142233.123``), kept in :attr:`DenoiseHandler.run_name`. Running the same
 sequence, or the same ``series``, again therefore never appends to (or collides with) an
-earlier run's series: the service would reject a repeated index as a duplicate. A
-sequence with one position, one grid tile, one channel and no z plan is one series, the
-run's name. Otherwise there is one series per position x channel (x grid tile, when
-there is a grid plan; x z plane, when there is a z plan: a temporal model must see the
-same field of view and plane's past; the positions' sub-sequences count too), named
-``<run>-p<position>[-g<tile>]-c<channel>[-z<z>]`` with the position index and the
-channel's config name (characters outside ``[A-Za-z0-9._-]`` become ``_``). A name longer
-than the protocol's 64 characters is cut to 55 and given ``-`` + 8 hex digits of the
-whole name's hash, so two tiles, planes or channels never share a series. ``index``
-counts that series' frames from 0; ``t_ns`` is the time the frame reached the handler
-(Unix ns); ``meta`` carries the sequence's uid (``sequence``), the MDA event's indices
-(``mda``), the channel, the stage position and the exposure.
+earlier run's series: the service would reject a repeated index as a duplicate.
+``series`` must be a valid start of a series name (letters, digits, ``.``, ``_``, ``-``,
+not starting with ``.``): another one is refused when the handler is made (ValueError),
+not found out when the first frame is sent. A sequence with one position, one grid
+tile, one channel and no z plan, from one camera, is one series, the run's name.
+Otherwise there is one series per position x channel (x grid tile, when there is a grid
+plan; x z plane, when there is a z plan; x camera, when a multi-camera device gives
+several images per event: a temporal model must see the same field of view and plane's
+past; the positions' sub-sequences count too), named
+``<run>-p<position>[-g<tile>]-c<channel>[-z<z>][-cam<camera>]`` with the position index,
+the channel's config name and the camera's index (pymmcore-plus's ``index["cam"]``). A
+channel name with characters outside ``[A-Za-z0-9._-]`` has them replaced by ``_`` and
+gets ``_`` + 6 hex digits of the name's hash, so ``GFP 488`` and ``GFP_488`` stay two
+series. A name longer than the protocol's 64 characters is cut to 55 and given ``-`` + 8
+hex digits of the whole name's hash, so two tiles, planes, channels or cameras never
+share a series. ``index`` counts that series' frames from 0; ``t_ns`` is the time the
+frame reached the handler (Unix ns); ``meta`` carries the sequence's uid
+(``sequence``), the MDA event's indices (``mda``), the channel, the camera device, the
+stage position and the exposure.
+
+**Pixel types.** The protocol carries ``uint8``, ``uint16``, ``int16`` and ``float32``
+2-D frames. A camera giving another pixel type (``uint32``, ``int32``: 32-bit
+cameras) or colour images (RGB, ``(height, width, 3 or 4)``) is refused at its first
+frame, before anything of that series is sent: the streaming stops with a
+``ProtocolError`` in :attr:`DenoiseHandler.error` naming the supported types (set the
+camera to 8, 12, 14 or 16 bits, or to monochrome).
 
 **What is counted.** :attr:`DenoiseHandler.frames_sent` counts frames sent, not frames
 the service accepted: PUB and PUSH bring no reply. The service still rejects, for
@@ -39,8 +53,24 @@ those (``rejected``).
 (PUSH: no service connected, or one more than a thousand frames behind) stops the
 streaming: the error is logged and kept in :attr:`DenoiseHandler.error`, the rest of the
 sequence's frames are counted in :attr:`DenoiseHandler.frames_unsent` and not sent, so
-the acquisition itself goes on at its own pace. pymmcore-plus does not pass a handler's
-error on to ``mda.run``: check ``handler.error`` after the run.
+the acquisition itself goes on at its own pace. The frames already queued in ZeroMQ when
+the error came (about a thousand, and what the system's socket buffers hold; counted in
+:attr:`frames_sent`) are not thrown away: the socket stays open to the end of the
+sequence; then the handler queues each started series' ``end`` behind them, waiting at
+most ``linger`` seconds in all for room (``mda.run``, which waits for its handlers, may
+return that much later when the service is gone), and closes the socket with ``linger``:
+ZeroMQ goes on delivering what is queued for that long, in the background. A service
+that was only stalled thus receives every frame counted sent, then the ends; one gone
+for good, or stalled past that, loses them unsaid (PUSH brings no reply: ``frames_sent``
+counts frames handed to ZeroMQ, as it always does). pymmcore-plus does not pass a
+handler's error on to ``mda.run``: check ``handler.error`` after the run.
+
+**Security.** ``curve=CurveKeys.from_files("rig.key_secret", "service.key")`` streams to
+a service with ``[security]`` (CURVE): connecting, the handler is a client of the
+service's public key, and its own public key must be in the service's
+``security.clients``; binding (``bind=True``), it is a CURVE server whose public key
+the service needs as ``security.input_server_key``. A refused key gets no reply: the
+first frame times out, and the error says which key to check.
 
 Needs the ``mmcore`` extra: ``pip install -e "clients/python[mmcore]"`` from the
 repository's root.
@@ -57,32 +87,83 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 import numpy as np
+import zmq
 
-from ._errors import ClientTimeoutError
+from ._curve import CurveKeys
+from ._errors import ClientTimeoutError, ProtocolError
+from ._protocol import DEFAULT_LIMITS, DTYPES
 from ._sockets import DEFAULT_INPUT, Publisher
 
-__all__ = ["DenoiseHandler", "series_for", "split_axes"]
+__all__ = ["DenoiseHandler", "check_image", "series_for", "split_axes"]
 
 log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: The protocol's longest series name.
 MAX_SERIES = 64
-#: The MDA axes whose values are acquired as separate series when there are several.
+#: The MDA axes whose values are acquired as separate series when there are several
+#: (a multi-camera's ``cam`` index, which no sequence declares, splits too: see
+#: :func:`series_for`).
 SPLIT_AXES = ("p", "g", "c", "z")
+#: The camera pixel types the protocol carries, as numpy names.
+PIXEL_TYPES = ("uint8", "uint16", "int16", "float32")
+
+
+def _digest(text: str, digits: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:digits]
 
 
 def _safe(text: str) -> str:
-    return _UNSAFE.sub("_", text)
+    """``text`` if every character may be in a series name; else with each other
+    character replaced by ``_`` and ``_`` + 6 hex digits of ``text``'s hash added, so two
+    names differing only there (``GFP 488``, ``GFP_488``) stay apart."""
+    if not _UNSAFE.search(text):
+        return text
+    return f"{_UNSAFE.sub('_', text)}_{_digest(text, 6)}"
 
 
 def _fit(name: str) -> str:
-    """``name``, or if too long, cut with the whole name's hash kept: tiles, planes and
-    channels never merge into one series."""
+    """``name``, or if too long, cut with the whole name's hash kept: tiles, planes,
+    channels and cameras never merge into one series."""
     if len(name) <= MAX_SERIES:
         return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_SERIES - 9]}-{digest}"
+    return f"{name[: MAX_SERIES - 9]}-{_digest(name, 8)}"
+
+
+def _check_prefix(series: str | None) -> str | None:
+    """``series`` (a run name's start) if valid, else ValueError when the handler is made:
+    caught there, not as a ProtocolError that stops the streaming at the first frame."""
+    if series and (_UNSAFE.search(series) or series.startswith(".")):
+        suggestion = _UNSAFE.sub("_", series).lstrip(".") or "mda"
+        raise ValueError(
+            f"series={series!r}: expected letters, digits, '.', '_' and '-' only, not "
+            f"starting with '.' (the characters of a series name on the wire); for "
+            f"instance series={suggestion!r}"
+        )
+    return series
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise :class:`~deepdenoise_client.ProtocolError` (a ValueError) unless ``image``
+    is a frame the protocol carries: 2-D, of one of :data:`PIXEL_TYPES`."""
+    supported = f"supported: {', '.join(PIXEL_TYPES)} 2-D frames (monochrome cameras)"
+    if image.ndim != 2:
+        colour = " (a colour camera: RGB)" if image.ndim == 3 and image.shape[-1] in (3, 4) else ""
+        raise ProtocolError(
+            "shape",
+            f"the camera's images have shape {image.shape}{colour}; {supported}",
+        )
+    if image.dtype.str not in DTYPES:
+        raise ProtocolError(
+            "dtype",
+            f"the camera's pixel type {image.dtype} is not streamed; {supported} "
+            "(set the camera to 8 to 16 bits)",
+        )
+    side = DEFAULT_LIMITS.max_side
+    if not all(1 <= n <= side for n in image.shape):
+        raise ProtocolError(
+            "shape", f"the camera's images are {image.shape}: expected 1..{side} a side"
+        )
 
 
 def _axis_sizes(sequence: Any) -> dict[str, int]:
@@ -103,10 +184,12 @@ def split_axes(sequence: Any) -> frozenset[str]:
 
 def series_for(run_name: str, event: Any, split: Collection[str]) -> str:
     """The series of one MDA event, ``split`` the sequence's :func:`split_axes` (see the
-    module docstring for the mapping)."""
-    if not split:
-        return _fit(run_name)
+    module docstring for the mapping). An event with a ``cam`` index (pymmcore-plus adds
+    it to each image of a multi-camera device) gets ``-cam<index>`` whatever ``split``:
+    the sequence does not know the cameras, and two cameras are two fields of view."""
     index = dict(event.index)
+    if not split and "cam" not in index:
+        return _fit(run_name)
     channel = event.channel.config if event.channel is not None else str(index.get("c", 0))
     name = f"{run_name}-p{index.get('p', 0)}"
     if "g" in split:
@@ -114,6 +197,8 @@ def series_for(run_name: str, event: Any, split: Collection[str]) -> str:
     name += f"-c{_safe(channel)}"
     if "z" in split:
         name += f"-z{index.get('z', 0)}"
+    if "cam" in index:
+        name += f"-cam{index['cam']}"
     return _fit(name)
 
 
@@ -144,7 +229,8 @@ class DenoiseHandler:
         ``push`` (default, lossless) or ``pub``.
     series
         The start of every run's name (default ``mda``); each run adds its start time,
-        so a second run never lands in the first one's series.
+        so a second run never lands in the first one's series. Letters, digits, ``.``,
+        ``_`` and ``-`` only, not starting with ``.``: another raises ValueError here.
     bind
         Bind ``endpoint`` instead of connecting to it; ``mode="pub"`` against a default
         ``deepdenoise serve`` (whose SUB input connects) needs ``bind=True``.
@@ -152,10 +238,16 @@ class DenoiseHandler:
         ``pub`` mode: seconds to wait for the service's subscription before the first
         frame.
     linger
-        Seconds to wait, when the sequence finishes, for queued frames to go out.
+        Seconds to wait, when the sequence finishes, for queued frames to go out (also
+        after an error: see the module docstring).
     timeout
         ``push`` mode: seconds a frame may wait to be queued (no service connected, or
         one far behind) before the streaming stops with :attr:`error`; None: no limit.
+    curve
+        Keys for a service with ``[security]`` (:class:`~deepdenoise_client.CurveKeys`),
+        given to the :class:`~deepdenoise_client.Publisher`: connecting, this client's
+        key pair and the service's public key; binding, this end's key pair (the service
+        has its public key as ``security.input_server_key``).
     """
 
     def __init__(
@@ -168,14 +260,16 @@ class DenoiseHandler:
         subscriber_timeout: float = 10.0,
         linger: float = 30.0,
         timeout: float | None = 30.0,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.mode = mode
-        self.series = series
+        self.series = _check_prefix(series)
         self.bind = bind
         self.subscriber_timeout = subscriber_timeout
         self.linger = linger
         self.timeout = timeout
+        self.curve = curve
         #: The current (or last) run's name: ``series`` + its start time ("" before).
         self.run_name = ""
         #: The error that stopped the streaming (None: every frame was sent).
@@ -183,12 +277,17 @@ class DenoiseHandler:
         #: Frames of this sequence not sent after that error.
         self.frames_unsent = 0
         self._publisher: Publisher | None = None
+        # after an error: the socket, its queue still going out, until the sequence ends
+        self._stopped: Publisher | None = None
         self._counts: dict[str, int] = {}
         self._split: frozenset[str] = frozenset()
 
     # -- pymmcore-plus's handler protocol ----------------------------------------------
 
     def sequenceStarted(self, sequence: Any, meta: Any = None) -> None:
+        for unfinished in (self._publisher, self._stopped):  # a run never finished
+            self._close(unfinished)
+        self._publisher = self._stopped = None
         self.run_name = f"{self.series or 'mda'}-{_run_stamp()}"
         self._split = split_axes(sequence)
         self._counts = {}
@@ -200,6 +299,7 @@ class DenoiseHandler:
                 bind=self.bind,
                 linger=self.linger,
                 timeout=self.timeout,
+                curve=self.curve,
             )
             if self.mode == "pub":
                 self._wait_for_service(self._publisher)
@@ -216,6 +316,7 @@ class DenoiseHandler:
         index = self._counts.get(series)
         try:
             if index is None:
+                check_image(image)  # before the series' start: nothing sent of it
                 self._publisher.start(series)
                 index = 0
             # copy: the camera's buffer may be reused once this returns
@@ -229,16 +330,44 @@ class DenoiseHandler:
         self._counts[series] = index + 1
 
     def sequenceFinished(self, sequence: Any) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is None:
+        if self._publisher is not None:
+            publisher, self._publisher = self._publisher, None
+            try:
+                for series in self._counts:
+                    publisher.end(series)
+            except Exception as exc:
+                self._fail(exc)
+            finally:
+                self._close(publisher)
             return
+        stopped, self._stopped = self._stopped, None
+        if stopped is not None:  # stopped by an error: the queued frames still go out
+            self._end_behind_queue(stopped)
+            self._close(stopped)
+
+    def _end_behind_queue(self, publisher: Publisher) -> None:
+        """After an error: each started series' ``end``, behind the frames still queued,
+        within ``linger`` seconds in all (the first one not queued in time ends it)."""
+        if not self._counts or publisher.closed:
+            return
+        deadline = time.monotonic() + self.linger
         try:
             for series in self._counts:
+                remaining = max(0.0, deadline - time.monotonic())
+                publisher.socket.setsockopt(zmq.SNDTIMEO, round(remaining * 1000))
                 publisher.end(series)
         except Exception as exc:
-            self._fail(exc)
-        finally:
-            publisher.close(linger=self.linger if self.error is None else 0)
+            log.warning(
+                "deepdenoise: the ends of the series after the error were not sent to %s: %s",
+                self.endpoint,
+                exc,
+            )
+
+    def _close(self, publisher: Publisher | None) -> None:
+        """Close ``publisher`` with ``linger``: ZeroMQ keeps sending its queued frames
+        in the background for that long (close does not wait for them)."""
+        if publisher is not None:
+            publisher.close(linger=self.linger)
 
     def _wait_for_service(self, publisher: Publisher) -> None:
         """Wait for the service's subscription; the error says which side must bind."""
@@ -255,7 +384,8 @@ class DenoiseHandler:
             ) from exc
 
     def _fail(self, exc: Exception) -> None:
-        """Stop streaming: keep the error, log it once, close the socket at once."""
+        """Stop streaming: keep the error and log it once. The socket stays open, its
+        queued frames going out, until the sequence finishes (then the ends follow)."""
         if self.error is None:
             self.error = exc
             log.error(
@@ -265,12 +395,13 @@ class DenoiseHandler:
             )
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
-            publisher.close(linger=0)
+            self._stopped = publisher
 
     @property
     def frames_sent(self) -> dict[str, int]:
-        """Frames sent so far in this run, by series: sent, not accepted (PUB and PUSH
-        bring no reply; the service's status counts the frames it rejected)."""
+        """Frames sent so far in this run, by series: handed to ZeroMQ, not accepted
+        (PUB and PUSH bring no reply; the service's status counts the frames it
+        rejected)."""
         return dict(self._counts)
 
 
@@ -282,6 +413,8 @@ def _frame_meta(event: Any, meta: Any) -> dict[str, Any]:
     out["mda"] = {str(k): int(v) for k, v in dict(event.index).items()}
     if event.channel is not None:
         out["channel"] = str(event.channel.config)
+    if isinstance(meta, dict) and isinstance(meta.get("camera_device"), str):
+        out["camera"] = meta["camera_device"]
     position = {k: getattr(event, f"{k}_pos", None) for k in ("x", "y", "z")}
     position = {k: float(v) for k, v in position.items() if v is not None}
     if position:

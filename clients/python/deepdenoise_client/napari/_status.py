@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._stream import ViewerCounters
+from ._stream import CLIENT_KEY_ENV, SERVER_KEY_ENV, ViewerCounters
 
 
 def _number(value: Any, digits: int = 1) -> str:
@@ -27,11 +27,24 @@ def _counts(counts: Any) -> str:
 STALE_S = 5.0
 
 
-def service_lines(status: Mapping[str, Any] | None, age_s: float | None = None) -> list[str]:
+def service_lines(
+    status: Mapping[str, Any] | None, age_s: float | None = None, *, secured: bool = False
+) -> list[str]:
     """The service's rate, latency, totals and drop counters, one fact per line;
-    ``age_s``: seconds since that status arrived (an old one is said to be old)."""
+    ``age_s``: seconds since that status arrived (an old one is said to be old);
+    ``secured``: whether the viewer has CURVE keys (a service with ``[security]`` sends
+    nothing to a viewer without allowed keys: the hint says what to check)."""
     if status is None:
-        return ["service: no status yet (is the service running at this endpoint?)"]
+        keys = (
+            ["  and is this viewer's public key in its", "  security.clients folder?"]
+            if secured
+            else [
+                "  (with [security] it needs keys: set",
+                f"  {CLIENT_KEY_ENV} and",
+                f"  {SERVER_KEY_ENV})",
+            ]
+        )
+        return ["service: no status yet", "  is the service running at this endpoint?", *keys]
     stale = (
         [f"service: silent for {age_s:.0f} s (stopped, or unreachable); its last status:"]
         if age_s is not None and age_s > STALE_S

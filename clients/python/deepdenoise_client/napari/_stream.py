@@ -14,12 +14,15 @@ this module imports Qt: it is tested and usable without a GUI.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
+from .._curve import CurveKeys
 from .._errors import ProtocolError
 from .._protocol import (
     DEFAULT_LIMITS,
@@ -40,6 +43,26 @@ TOPICS = (TOPIC_DENOISED, TOPIC_RAW, TOPIC_STATUS)
 RCVHWM = 64
 #: How often the thread looks at its stop flag while nothing arrives (seconds).
 POLL_S = 0.1
+#: The variables the CLI and every client's programs take CURVE keys from.
+CLIENT_KEY_ENV, SERVER_KEY_ENV = "DEEPDENOISE_CLIENT_KEY", "DEEPDENOISE_SERVER_KEY"
+
+
+def keys_from_env(environ: Mapping[str, str] | None = None) -> CurveKeys | None:
+    """CURVE keys from ``DEEPDENOISE_CLIENT_KEY`` (this client's ``NAME.key_secret``) and
+    ``DEEPDENOISE_SERVER_KEY`` (the service's ``service.key``), as the CLI takes them:
+    both set, the keys; neither, None (plain text). One alone, or a file that is not a
+    key, raises ValueError saying which."""
+    env = os.environ if environ is None else environ
+    client, server = env.get(CLIENT_KEY_ENV), env.get(SERVER_KEY_ENV)
+    if not client and not server:
+        return None
+    if not (client and server):
+        missing = SERVER_KEY_ENV if client else CLIENT_KEY_ENV
+        raise ValueError(
+            f"{missing} is not set: expected both {CLIENT_KEY_ENV} (this client's "
+            f"NAME.key_secret) and {SERVER_KEY_ENV} (the service's service.key), or neither"
+        )
+    return CurveKeys.from_files(client, server)
 
 
 @dataclass
@@ -79,6 +102,10 @@ class LatestFrames:
         Topics to subscribe to (default ``denoised``, ``raw`` and ``status``).
     context
         ZeroMQ context; default the process-wide ``zmq.Context.instance()``.
+    curve
+        Keys for a service with ``[security]``: this client's key pair and the service's
+        public key (:class:`~deepdenoise_client.CurveKeys`); None: plain text. A key the
+        service does not allow gets nothing at all (no status either).
 
     The socket is made (and the endpoint checked) in the caller's thread, so a bad
     endpoint raises from the constructor; from :meth:`start` on, only the thread uses it
@@ -92,9 +119,12 @@ class LatestFrames:
         *,
         context: zmq.Context[Any] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.limits = limits
+        #: Whether this subscriber has CURVE keys (the panel's hints depend on it).
+        self.secured = curve is not None
         self.counters = ViewerCounters()
         self.error: BaseException | None = None
         self._latest = Latest()
@@ -107,6 +137,8 @@ class LatestFrames:
             self._socket.setsockopt(zmq.LINGER, 0)
             for topic in topics:
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic)
+            if curve is not None:  # a client of the service's public key
+                curve.apply(self._socket, bind=False)
             self._socket.connect(endpoint)
         except BaseException:
             self._socket.close(linger=0)

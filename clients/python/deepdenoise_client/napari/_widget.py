@@ -6,6 +6,12 @@ default); the frames are received by :class:`LatestFrames` in a thread of its ow
 there why), so napari's event loop never waits on the network. The panel shows the
 service's fps, latency p50/p99 and drop counters from its ``status`` messages, and the
 viewer's own received/shown/skipped counts.
+
+A service with ``[security]`` talks only to CURVE clients whose key it allows: the
+widget's ``curve`` keys, or else, read at each connect, the files named by
+``DEEPDENOISE_CLIENT_KEY`` (this client's ``NAME.key_secret``) and
+``DEEPDENOISE_SERVER_KEY`` (the service's ``service.key``), as the CLI takes them; both
+set, CURVE; neither, plain text; one alone is an error shown in the widget.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._curve import CurveKeys
 from .._protocol import TOPIC_DENOISED, TOPIC_RAW, TOPIC_STATUS, Message
 from .._sockets import DEFAULT_OUTPUT
 from ._status import service_lines, viewer_line
-from ._stream import LatestFrames
+from ._stream import CLIENT_KEY_ENV, LatestFrames, keys_from_env
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -53,6 +60,10 @@ class LiveViewWidget(QWidget):
         The service's output endpoint, editable in the widget.
     interval_ms
         Display refresh period.
+    curve
+        Keys for a service with ``[security]``; None (default): from the environment
+        variables ``DEEPDENOISE_CLIENT_KEY`` and ``DEEPDENOISE_SERVER_KEY`` when set,
+        read at each connect (plain text when neither is).
     """
 
     def __init__(
@@ -62,9 +73,11 @@ class LiveViewWidget(QWidget):
         *,
         interval_ms: int = INTERVAL_MS,
         parent: QWidget | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.curve = curve
         self.stream: LatestFrames | None = None
         # The open stream, also in a list the widget's ``destroyed`` signal can reach
         # without the widget: napari deletes dock widgets with the viewer, never closing
@@ -137,13 +150,25 @@ class LiveViewWidget(QWidget):
             *((TOPIC_RAW,) if self.raw_check.isChecked() else ()),
         )
         try:
-            self.stream = LatestFrames(target, topics).start()
+            curve = self.curve if self.curve is not None else keys_from_env()
+        except ValueError as exc:  # one variable alone, or a file that is not a key
+            self.state_label.setText(f"cannot connect to {target!r}: {exc}")
+            return False
+        try:
+            self.stream = LatestFrames(target, topics, curve=curve).start()
             self._streams.append(self.stream)
         except zmq.ZMQError as exc:
             self.state_label.setText(f"cannot connect to {target!r}: {exc}")
             return False
         self.status = None
-        self.state_label.setText(f"connected to {target}")
+        keys = ""
+        if curve is not None:
+            keys = (
+                " (CURVE keys)"
+                if self.curve is not None
+                else f" (CURVE keys from {CLIENT_KEY_ENV})"
+            )
+        self.state_label.setText(f"connected to {target}{keys}")
         self.connect_button.setText("Disconnect")
         self.endpoint_edit.setEnabled(False)
         self.timer.start()
@@ -219,7 +244,8 @@ class LiveViewWidget(QWidget):
 
     def _show_status(self) -> None:
         age = time.monotonic() - self._status_at if self.status is not None else None
-        self.status_label.setText("\n".join(service_lines(self.status, age)))
+        secured = self.stream.secured if self.stream is not None else self.curve is not None
+        self.status_label.setText("\n".join(service_lines(self.status, age, secured=secured)))
         lines = [
             f"{series} {topic}: frame {h.get('index')}"
             for (topic, series), h in sorted(self.shown.items())
