@@ -19,7 +19,8 @@ Two users of the test here:
 A spike is a pixel whose excess over the median of its eight neighbours is more than
 ``SIGMAS`` noise sigmas at that median's level (by the camera model) and more than
 ``MIN_PHOTONS`` photons' worth, while that median is below ``1 / RATIO`` of the pixel
-(offset subtracted). Two or three hot pixels side by side still are (the median of
+(offset subtracted); a frame with more of them than ``MOST_SPIKES`` of its pixels has
+none. Two or three hot pixels side by side still are (the median of
 eight neighbours ignores them). A point source smaller than a pixel (undersampled
 optics, a star field) is one too, which is why the engine fills only spikes far above
 the scene's own bright level.
@@ -43,6 +44,15 @@ SIGMAS = 6.0
 MIN_PHOTONS = 10.0
 #: ... and that median is below this fraction of the spike's level.
 RATIO = 4.0
+
+#: More spikes than this share of the frame's pixels are no camera's defects (a camera's
+#: hot pixels are a tenth of a percent or so) but the scene's own points, or a camera
+#: estimate gone wrong: none are taken. Why (reviewer's probe, 128 x 128, a grid of 2 x 2
+#: px beads 6 px apart at 100 photons): a first frame's estimate read the beads' edges
+#: as a camera of almost no noise, 7 % of the pixels then passed for spikes, their blocks
+#: left the fit with too few samples to mend the estimate, and the beads were filled away
+#: frame after frame (5.3 dB worse than the input).
+MOST_SPIKES = 0.005
 
 SpikePolicy = Literal["correct", "pass", "off"]
 SPIKE_POLICIES: tuple[SpikePolicy, ...] = ("correct", "pass", "off")
@@ -86,7 +96,10 @@ def find_spikes(centred: np.ndarray, gain: float, read_noise: float) -> Spikes |
     sigma = np.sqrt(gain * np.maximum(median, 0) + read_noise * read_noise)
     spike = value - median > np.maximum(SIGMAS * sigma, MIN_PHOTONS * gain)
     spike &= value > RATIO * np.maximum(median, 0)
-    return (ys[spike], xs[spike]) if spike.any() else None
+    found = int(np.count_nonzero(spike))
+    if found == 0 or found > MOST_SPIKES * centred.size:
+        return None
+    return ys[spike], xs[spike]
 
 
 def spike_fills(plane: np.ndarray, spikes: Spikes) -> np.ndarray:
