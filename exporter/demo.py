@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 class DemoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seconds: float = Field(5.0, gt=0, le=3600)
-    fps: float = Field(30.0, gt=0, le=10_000)
+    seconds: float = Field(5.0, gt=0, le=3600, allow_inf_nan=False)
+    fps: float = Field(30.0, gt=0, le=10_000, allow_inf_nan=False)
     shape: tuple[int, int] = (256, 256)
     out: Path = Path("demo-output")
     model: Path | None = None
@@ -63,6 +63,8 @@ class DemoResult:
     #: The series' blend with smoothing (``status.series.<name>.blend``).
     blend: dict[str, object] = field(default_factory=dict)
     camera_true: dict[str, float] = field(default_factory=dict)
+    #: Stopped early by Ctrl-C: the figures are of the frames streamed until then.
+    interrupted: bool = False
 
     @property
     def fps(self) -> float:
@@ -110,7 +112,23 @@ def _camera_row(used: dict[str, object], true: dict[str, float]) -> str:
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
-    """Stream ``cfg.seconds`` of simulated acquisition through a real service."""
+    """Stream ``cfg.seconds`` of simulated acquisition through a real service.
+
+    Ctrl-C while streaming stops the simulator, lets the service close the store and
+    returns the summary so far (``interrupted``). A run that fails removes the output
+    folder it created if it left nothing in it (a bad model, say).
+    """
+    out = Path(cfg.out)
+    created = not out.exists()
+    try:
+        return _run_demo(cfg, console)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _run_demo(cfg: DemoConfig, console: Console | None) -> DemoResult:
     n_frames = max(1, round(cfg.seconds * cfg.fps))
     series = time.strftime("demo-%Y%m%d-%H%M%S")
     sim_cfg = SimulatorConfig(
@@ -149,6 +167,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
         dropped = status["dropped"]
         result = _summarise(received, sim, n_frames, provider, model, dropped, cfg, series)
         result.ensemble = status.get("ensemble") or {}
+        result.interrupted = received.interrupted
         return result
 
 
@@ -162,6 +181,10 @@ class _Received:
     camera: dict[str, object] = field(default_factory=dict)
     #: The series' blend with smoothing from the latest status.
     blend: dict[str, object] = field(default_factory=dict)
+    #: Frames the simulator sent.
+    sent: int = 0
+    #: Ctrl-C stopped the receiving (and the simulator) early.
+    interrupted: bool = False
 
 
 def _receive_while_sending(
@@ -172,40 +195,67 @@ def _receive_while_sending(
     for topic in (b"denoised", b"status"):
         sub.setsockopt(zmq.SUBSCRIBE, topic)
     sub.connect(endpoint)
+    out = _Received([], [], [], 0.0)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        def progress(sent: int) -> None:
+            out.sent = sent
+
+        try:
+            sim.run(progress, stop)
+        except Exception as exc:  # re-raised by the receiver, not printed by threading
+            failed.append(exc)
+
+    sender = threading.Thread(target=send, name="demo-simulator", daemon=True)
+    t0 = time.monotonic()
     try:
         while sub.recv_multipart()[0] != b"status":  # the subscription is live
             pass
-        sender = threading.Thread(target=sim.run, name="demo-simulator", daemon=True)
         t0 = time.monotonic()
         sender.start()
-        out = _Received([], [], [], 0.0)
-        idle_deadline = time.monotonic() + 10
-        while len(out.frames) < n_frames and time.monotonic() < idle_deadline:
-            if not sub.poll(200):
-                if not sender.is_alive():
-                    idle_deadline = min(idle_deadline, time.monotonic() + 1)
-                continue
-            topic, *rest = sub.recv_multipart()
-            if topic == b"status":
-                status = msgpack.unpackb(rest[0], raw=False)
-                series = status.get("series", {}).get(sim.config.series, {})
-                out.camera = series.get("camera") or out.camera
-                out.blend = series.get("blend") or out.blend
-                continue
-            if topic != b"denoised":
-                continue
-            out.t_arrival_ns.append(time.time_ns())
-            header = msgpack.unpackb(rest[0], raw=False)
-            out.headers.append(header)
-            out.frames.append(
-                np.frombuffer(rest[1], dtype=header["dtype"]).reshape(header["shape"])
-            )
-            idle_deadline = time.monotonic() + 10
-        out.seconds = time.monotonic() - t0
-        sender.join(10)
-        return out
+        _receive(sub, sim, n_frames, sender, out)
+    except KeyboardInterrupt:  # Ctrl-C: stop sending, keep what came, close cleanly
+        out.interrupted = True
     finally:
+        # the simulator stops (and sends its end mark) before any socket closes: its
+        # thread must not be left sending into a socket closed under it
+        stop.set()
+        if sender.is_alive():
+            sender.join(10)
         sub.close()
+    out.seconds = time.monotonic() - t0
+    if failed and not out.interrupted:
+        raise failed[0]
+    return out
+
+
+def _receive(
+    sub: zmq.Socket[bytes], sim: Simulator, n_frames: int, sender: threading.Thread, out: _Received
+) -> None:
+    """Denoised frames and status into ``out`` until all came or none for a while."""
+    idle_deadline = time.monotonic() + 10
+    while len(out.frames) < n_frames and time.monotonic() < idle_deadline:
+        if not sub.poll(200):
+            if not sender.is_alive():
+                idle_deadline = min(idle_deadline, time.monotonic() + 1)
+            continue
+        topic, *rest = sub.recv_multipart()
+        if topic == b"status":
+            status = msgpack.unpackb(rest[0], raw=False)
+            series = status.get("series", {}).get(sim.config.series, {})
+            out.camera = series.get("camera") or out.camera
+            out.blend = series.get("blend") or out.blend
+            continue
+        if topic != b"denoised":
+            continue
+        out.t_arrival_ns.append(time.time_ns())
+        header = msgpack.unpackb(rest[0], raw=False)
+        out.headers.append(header)
+        out.frames.append(np.frombuffer(rest[1], dtype=header["dtype"]).reshape(header["shape"]))
+        idle_deadline = time.monotonic() + 10
+    sender.join(10)
 
 
 def _summarise(
@@ -240,7 +290,7 @@ def _summarise(
             title=f"frame {index}, model {model} on {provider}",
         )
     return DemoResult(
-        frames_sent=n_frames,
+        frames_sent=rx.sent if rx.interrupted else n_frames,
         frames_received=len(rx.frames),
         seconds=rx.seconds,
         provider=provider,

@@ -314,8 +314,9 @@ def check_parity(
 
 
 def check_output(checkpoint: Path, out: Path) -> None:
-    """Refuse, before any work, an output that cannot take the model: a folder, or the
-    checkpoint itself (writing there would destroy what is being exported)."""
+    """Refuse, before any work, an output that cannot take the model: a folder, the
+    checkpoint itself (writing there would destroy what is being exported), or a name
+    that is no .onnx file (``info`` and ``serve`` would refuse what was written)."""
     if out.is_dir():
         raise ConfigError(
             f"expected the ONNX file to write, got the folder {out} (-o {out / 'model.onnx'}?)"
@@ -325,6 +326,8 @@ def check_output(checkpoint: Path, out: Path) -> None:
             f"the output {out} is the checkpoint being exported, which the ONNX model would "
             f"replace; expected another file, e.g. {out.with_suffix('.onnx')}"
         )
+    if out.suffix.lower() != ".onnx":  # info, serve and load-model take .onnx files only
+        raise ConfigError(f"expected an output ending in .onnx, got {out}")
 
 
 def export_onnx(
@@ -362,7 +365,7 @@ def export_onnx(
     ModelError
         The checkpoint cannot be read, or the exported graph fails the ONNX checker.
     ConfigError
-        ``out`` is a folder or the checkpoint itself.
+        ``out`` is a folder, the checkpoint itself, or no .onnx file.
     """
     t0 = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from stream import ModelError
+from stream import ConfigError, ModelError
 from stream.engine import ModelMetadata, peak_snr
 
 from .export import finish_model
@@ -116,10 +116,38 @@ def describe(found: PassThrough) -> str:
     return "\n".join(lines)
 
 
+def check_output(model: Path, out: Path) -> None:
+    """Refuse, before any measuring, an output that cannot take the banded model: the
+    input model itself (a shipped one included: writing there replaces it in place), a
+    folder, a name that is no .onnx file, a folder that does not exist."""
+    if not model.is_file():
+        raise ConfigError(f"expected an ONNX model file or a shipped model's name, got {model}")
+    same = out.resolve() == model.resolve()
+    if not same and out.exists():
+        try:
+            same = out.samefile(model)  # a hard link, or a path the resolve above missed
+        except OSError:
+            same = False
+    if same:
+        raise ConfigError(
+            f"the output {out} is the input model, which writing the band would replace; "
+            f"expected a new path, e.g. {out.with_name(out.stem + '-banded.onnx')}"
+        )
+    if out.is_dir():
+        raise ConfigError(
+            f"expected the ONNX file to write, got the folder {out} (-o {out / model.name}?)"
+        )
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"expected an output ending in .onnx, got {out}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the output's folder {out.parent} does not exist")
+
+
 def with_pass_through(model: Path, out: Path, band: tuple[float, float]) -> ModelMetadata:
     """Write ``out``: ``model`` with ``pass_through_snr`` set to ``band``. The band changes
     what the file does, so it is in the graph's doc string too: the content hash (the
     model id in status and stores) tells the two files apart."""
+    check_output(model, out)
     proto = load_proto(model)
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
     if meta.normalization != "adaptive":

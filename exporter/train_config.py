@@ -161,14 +161,19 @@ PATH_FIELDS = ("out_dir", "init", "data.noise.recorded", "synth.recorded")
 
 
 def load_train_config(
-    path: Path | None = None, *, base: Mapping[str, Any] | None = None, **overrides: Any
+    path: Path | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    options: Mapping[str, str] | None = None,
+    **overrides: Any,
 ) -> TrainConfig:
     """Build a TrainConfig from ``base`` (e.g. a checkpoint's config), a TOML file and overrides.
 
     Later sources win. Overrides whose value is None are ignored (unset CLI options);
     ``patch``, ``noise_level``, ``noise_source`` and ``noise_stack`` address the nested
     data fields, and any ``a__b`` key addresses field ``b`` of table ``a``. Relative
-    paths in the file are relative to its folder.
+    paths in the file are relative to its folder. ``options``: the command-line option
+    each override came from (``out_dir`` -> ``--out``), named in its errors.
 
     Raises
     ------
@@ -183,4 +188,5 @@ def load_train_config(
         overrides=overrides,
         shortcuts=SHORTCUTS,
         path_fields=PATH_FIELDS,
+        options=options,
     )

@@ -80,13 +80,16 @@ def load_settings(
     shortcuts: Mapping[str, tuple[str, ...]] | None = None,
     path_fields: Iterable[str] = (),
     section: str | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> M:
     """Validate ``base``, then the file at ``path``, then ``overrides`` as one ``model``.
 
     ``section``: if the file has this table, only it is used (a training config's
     ``data`` table serves as a data config). ``path_fields``: dotted names of path
     settings resolved against the file's folder. ``shortcuts`` map an override name to
-    a nested field (``patch`` -> ``("data", "patch")``).
+    a nested field (``patch`` -> ``("data", "patch")``). ``options``: the command-line
+    option each override key came from (``steps`` -> ``--steps``): an invalid value there
+    is blamed on that option, not on the file.
 
     Raises
     ------
@@ -100,27 +103,49 @@ def load_settings(
             found = found[section]
         _resolve_paths(found, path_fields, Path(path).resolve().parent)
         data = merge(data, found)
+    given: dict[tuple[str, ...], str] = {}  # where an option's value went -> the option
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        where = (shortcuts or {}).get(key, tuple(key.split("__")))
         nested: Any = value
-        for name in reversed((shortcuts or {}).get(key, tuple(key.split("__")))):
+        for name in reversed(where):
             nested = {name: nested}
         data = merge(data, nested)
+        if options is not None and key in options:
+            given[tuple(where)] = options[key]
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, str(path or "options"), model)) from exc
+        raise ConfigError(
+            describe_validation_error(exc, str(path or "options"), model, given)
+        ) from exc
 
 
 def describe_validation_error(
-    exc: ValidationError, source: str, model: type[BaseModel] | None = None
+    exc: ValidationError,
+    source: str,
+    model: type[BaseModel] | None = None,
+    options: Mapping[tuple[str, ...], str] | None = None,
 ) -> str:
     """One line per invalid field: where, what was expected, what came; for a setting
-    unknown where it stands but known in a table of ``model``, the table it belongs in."""
-    lines = [f"invalid configuration in {source}:"]
-    for err in exc.errors():
+    unknown where it stands but known in a table of ``model``, the table it belongs in.
+    ``options``: the fields command-line options set, by the option's name; errors there
+    name the option (one error alone, from an option: one line, no file named)."""
+    errors = exc.errors()
+    by_option = [_option_for(err["loc"], options or {}) for err in errors]
+    if len(errors) == 1 and by_option[0] is not None:
+        err = errors[0]
+        message = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+        came = shown(err.get("input"))
+        said = "" if came in message else f" (got {came})"
+        return f"invalid {by_option[0]}: expected {message}{said}"
+    everything_given = all(option is not None for option in by_option)
+    lines = ["invalid options:" if everything_given else f"invalid configuration in {source}:"]
+    for err, option in zip(errors, by_option, strict=True):
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if option is not None:
+            where = f"{option} (option)"
         value = err.get("input")
         came = shown(str(value) if isinstance(value, Path) else value)
         # a validator names a path unquoted (a config's paths come resolved, as str)
@@ -134,6 +159,15 @@ def describe_validation_error(
         # our validators already say what came; pydantic's own messages do not
         lines.append(f"  {where}: {message}" + ("" if said in message else f" (got {came})"))
     return "\n".join(lines)
+
+
+def _option_for(loc: tuple[Any, ...], options: Mapping[tuple[str, ...], str]) -> str | None:
+    """The option that set the field at ``loc`` (or a table holding it), if one did."""
+    path = tuple(str(p) for p in loc)
+    for where, option in options.items():
+        if where and path[: len(where)] == where:
+            return option
+    return None
 
 
 def _tables_with(model: type[BaseModel], name: str) -> list[str]:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from stream import DeepDenoiseError, ModelError
-from stream.cli import console, fail, parse_shape
+from stream.cli import console, err_console, fail, parse_shape
 from stream.engine import check_passes, model_file
 
 from ._hints import EXTRA_HINT
@@ -172,6 +173,10 @@ def evaluate(
         )
     except (DeepDenoiseError, ValueError, OSError) as exc:
         raise fail(exc) from exc
+    for movie in result.settings.get("saturated", []):  # also in the report
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(movie['warning'])}", highlight=False, soft_wrap=True
+        )
     console.print(f"wrote {result.report} and {result.metrics}", highlight=False)
 
 

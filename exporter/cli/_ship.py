@@ -135,7 +135,9 @@ def _band(text: str) -> tuple[float, float]:
 
 
 def pass_through_command(
-    model: Annotated[Path, typer.Argument(help="A noise-adaptive model (.onnx).", exists=True)],
+    model: Annotated[
+        Path, typer.Argument(help="A noise-adaptive model (.onnx, or a shipped model's name).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The model with the band.")],
     samples: Annotated[
         int,
@@ -156,10 +158,12 @@ def pass_through_command(
     """Blend a model's output toward its input in more light than it was trained for:
     measure the band of peak SNR on generated scenes (or take --band) and write it in."""
     try:
-        from exporter.pass_through import describe, measure, with_pass_through
+        from exporter.pass_through import check_output, describe, measure, with_pass_through
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     try:
+        model = model_file(model)  # a shipped model's name: its file
+        check_output(model, out)  # before measuring: the input itself, a folder
         if band is None:
             found = measure(model, samples=samples)
             console.print(describe(found) + "\n", highlight=False)

@@ -40,6 +40,19 @@ def _fmt(value: float, unit: str = "") -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.2f}{unit}"
 
 
+#: The setting each of ``train``'s options sets -> the option, named in its errors.
+_OPTIONS = {
+    **{
+        key: "--" + key.replace("_", "-")
+        for key in ("preset", "data_source", "steps", "batch", "lr", "seed", "device",
+                    "threads", "patch", "noise_level", "noise_source", "noise_stack")
+    },
+    "out_dir": "--out",
+    "num_workers": "--workers",
+    "synth__patch": "--patch",
+}  # fmt: skip
+
+
 def train_command(
     config: Annotated[
         Path | None, typer.Option(help="TOML training config; options below override it.")
@@ -124,7 +137,7 @@ def train_command(
                    "noise_source": noise_source, "noise_stack": noise_stack}  # fmt: skip
         # --patch and the noise options address the phantom source's [data] by default;
         # a synth run's patch is synth.patch, and its noise comes from [synth].
-        first = load_train_config(config, base=base, **common)
+        first = load_train_config(config, base=base, options=_OPTIONS, **common)
         merged = first.model_dump(mode="json")  # the file read once; options added on it
         if first.data_source == "synth":
             given = [
@@ -138,9 +151,9 @@ def train_command(
                     "takes its camera and noise from [synth] in the config (gain, "
                     "read_noise, recorded dark frames: README, Training your own)"
                 )
-            cfg = load_train_config(None, base=merged, synth__patch=patch)
+            cfg = load_train_config(None, base=merged, options=_OPTIONS, synth__patch=patch)
         else:
-            cfg = load_train_config(None, base=merged, **phantom)
+            cfg = load_train_config(None, base=merged, options=_OPTIONS, **phantom)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     if resume is None and not force and run_checkpoints(cfg.out_dir):
@@ -232,7 +245,8 @@ def calibrate_command(
     offset_map: Annotated[
         Path | None,
         typer.Option(
-            help="Also write the dark frames' average, one value a pixel, to this .npy: "
+            help="Also write the dark frames' average, one value a pixel, to this .npy "
+            "(the name must end in .npy): "
             "`serve --offset-map` subtracts its pattern (a sensor's offset differing pixel "
             "by pixel) from every frame.",
         ),
@@ -251,9 +265,20 @@ def calibrate_command(
             "--offset-map needs dark frames: give them with --dark (or give --gain, and "
             "STACK is taken to be dark frames)"
         )
+    if offset_map is not None and offset_map.suffix.lower() != ".npy":
+        # np.save adds .npy to any other name: the file would not be where it was reported
+        raise fail(f"expected --offset-map to name a .npy file, got {offset_map}")
+    if offset_map is not None and offset_map.is_dir():
+        raise fail(f"expected --offset-map to name a .npy file, got the folder {offset_map}")
     try:
         frames = load_noise_stack(stack, max_frames=max_frames)
         dark_frames = load_noise_stack(dark, max_frames=max_frames) if dark else None
+        if dark_frames is not None and dark_frames.shape[1:] != frames.shape[1:]:
+            # one camera's frames: an offset and read noise of other frames fit nothing here
+            raise DeepDenoiseError(
+                f"expected dark frames of STACK's frame shape {_shape(frames)}, got "
+                f"{_shape(dark_frames)} in {dark}"
+            )
         if gain is not None and dark_frames is None:
             _check_dark(frames, stack)
         fit = estimate_camera_noise(frames, dark=dark_frames, gain=gain, offset=offset)
@@ -283,6 +308,10 @@ def calibrate_command(
     rows += [("note", note) for note in fit.notes]
     console.print(kv_table(f"camera noise fit: {stack.name}", rows))
     console.print(camera_tables(fit.gain, fit.offset, fit.read_noise), markup=False)
+
+
+def _shape(frames: np.ndarray) -> str:
+    return "x".join(str(n) for n in frames.shape[1:])
 
 
 def _check_dark(frames: np.ndarray, path: Path) -> None:

@@ -346,7 +346,11 @@ def evaluate(
     frame sent as a series of its own (single images).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    unknown = [g for g in generators if g not in GENERATORS]
+    if unknown:  # before the folder is made: a failed check leaves nothing behind
+        raise ConfigError(
+            f"expected generators among {', '.join(GENERATORS)}, got {', '.join(unknown)}"
+        )
     loaded = _load_models(list(models), provider, ensemble, blend)
     short = [info for info, _ in loaded if adapt_minutes > 0 and info.frames > frames]
     if short:  # adapting trains on windows of K consecutive frames of the movie
@@ -356,6 +360,59 @@ def evaluate(
             f"expected movies of at least {short[0].frames} frames to adapt "
             f"{short[0].name} ({short[0].frames}-frame windows), got frames={frames}"
         )
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        for _, engine in loaded:
+            engine.close()
+        raise
+    try:
+        return _evaluate_into(
+            out_dir, loaded, photons=photons, generators=generators, frames=frames,
+            shape=shape, seed=seed, bm3d_frames=bm3d_frames, provider=provider,
+            figures=figures, adapt_minutes=adapt_minutes, adapt_scratch=adapt_scratch,
+            cameras=cameras, ensemble=ensemble, blend=blend, snapshots=snapshots,
+        )  # fmt: skip
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # this run made it and left nothing in it
+        raise
+
+
+#: A test movie whose noisy frames hold more than this share of pixels at the top of
+#: 16 bits (65535) is flagged: its scores are of clipped data, not of the camera model.
+SATURATED_SHARE = 0.001
+
+
+def saturated_share(noisy: np.ndarray) -> float:
+    """The share of ``noisy``'s pixels at the top of its integer range (65535 for uint16)."""
+    if noisy.dtype.kind not in "ui":
+        return 0.0
+    return float(np.count_nonzero(noisy >= np.iinfo(noisy.dtype).max)) / max(noisy.size, 1)
+
+
+def _evaluate_into(
+    out_dir: Path,
+    loaded: list[tuple[ModelInfo, Engine]],
+    *,
+    photons: tuple[float, ...],
+    generators: tuple[str, ...],
+    frames: int,
+    shape: tuple[int, int],
+    seed: int,
+    bm3d_frames: int,
+    provider: str,
+    figures: bool,
+    adapt_minutes: float,
+    adapt_scratch: bool,
+    cameras: tuple[EvalCamera, ...],
+    ensemble: int,
+    blend: BlendSetting,
+    snapshots: bool,
+) -> EvaluationResult:
+    """:func:`evaluate` once its checks pass and ``out_dir`` exists (it closes ``loaded``)."""
+    saturated: list[dict[str, Any]] = []
     settings = {
         "photons": list(photons),
         "generators": list(generators),
@@ -372,6 +429,8 @@ def evaluate(
         "machine": platform.platform(),
         "camera": "none configured: every model estimates it live, as the service does",
         "cameras": [camera.label for camera in cameras],
+        # movies whose noisy frames clip at 65535 (too many photons for 16 bits)
+        "saturated": saturated,
     }
     result = EvaluationResult(out_dir, settings, [info for info, _ in loaded], [])
     try:
@@ -382,6 +441,19 @@ def evaluate(
                 test = recamera(test, camera, seed)
                 validation = recamera(validation, camera, seed + 1)
             log.info("%s at %g photons per pixel", test.generator, budget)
+            share = saturated_share(test.noisy)
+            if share > SATURATED_SHARE:
+                warning = (
+                    f"{test.generator} at {budget:g} photons per pixel: {100 * share:.2g}% of "
+                    "the noisy pixels are at 65535, the top of 16 bits; its scores are of "
+                    "clipped frames, not of the camera the movie was made with (a lower "
+                    "photon budget does not)"
+                )
+                log.warning("%s", warning)
+                saturated.append(
+                    {"generator": test.generator, "photons": budget, "share": share,
+                     "warning": warning}
+                )  # fmt: skip
             workdir = None
             if adapt_minutes > 0:
                 folder = f"{generator}-{budget:g}"
@@ -405,6 +477,8 @@ def evaluate(
     finally:
         for _, engine in loaded:
             engine.close()  # idempotent: an ensemble row shares its model's engine
+    for stale in (out_dir / "gain.png", *out_dir.glob("example_*.png")):
+        stale.unlink(missing_ok=True)  # an earlier run's figures: not beside this report
     result.metrics = out_dir / "metrics.json"
     result.metrics.write_text(json.dumps(metrics_dict(result), indent=1, default=_json))
     from ._report import write_report  # matplotlib is imported there, only when reporting

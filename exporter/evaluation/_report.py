@@ -268,6 +268,12 @@ def _blend_note(blend: str) -> list[str]:
     return ["", text]
 
 
+def _saturation_note(saturated: list[dict[str, Any]]) -> list[str]:
+    if not saturated:
+        return []
+    return ["", "**Warning: saturated movies.**", ""] + [f"- {m['warning']}" for m in saturated]
+
+
 def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
     s = result.settings
     lines = [
@@ -291,6 +297,7 @@ def render(result: EvaluationResult, figures: list[tuple[str, Path]]) -> str:
         *_camera_note(s.get("cameras", [])),
         *_ensemble_note(int(s.get("ensemble", 1))),
         *_blend_note(str(s.get("blend", "off"))),
+        *_saturation_note(s.get("saturated", [])),
         "",
         "Methods: `gaussian` (sigma tuned on the truth), `gaussian-val` (tuned on the "
         "validation movie), `temporal-mean` (causal running mean, K tuned on the truth), "

@@ -46,7 +46,14 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
             if not summary["closed"]
             else f"{summary['frames']} slots (frames on disk: valid; holes: missing)"
         )
-        rows = [("time axis", axis) if k == "frames" else (k, _text(v)) for k, v in summary.items()]
+        rows = [
+            ("time axis", axis)
+            if k == "frames"
+            else ("damaged", v or "no (every frame flagged valid has its pixels on disk)")
+            if k == "damaged"
+            else (k, _text(v))
+            for k, v in summary.items()
+        ]
         rejected = rejected_path(path.parent, path.name.removesuffix(".zarr"))
         if rejected.is_dir():  # frames sent under this name, refused, kept apart
             kept = sum(summarize_rejected(rejected).values())
@@ -160,12 +167,16 @@ def info(
         ),
     ],
 ) -> None:
-    """Show a model's metadata or a store's summary."""
+    """Show a model's metadata or a store's summary (exit status 2 after the summary of
+    a damaged store: frames flagged valid whose pixels are gone)."""
     try:
         title, rows = describe(path)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     console.print(kv_table(title, rows))
+    damage = dict(rows).get("damaged", "no")
+    if not damage.startswith("no"):  # shown, then refused as every reader refuses it
+        raise fail(StoreError(f"{path}: the store is damaged: {damage}"))
 
 
 def register(app: typer.Typer) -> None:

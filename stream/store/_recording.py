@@ -17,7 +17,6 @@ failed run leaves nothing, and whatever was at the path stays as it was.
 from __future__ import annotations
 
 import glob
-import itertools
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ import numpy as np
 
 from .._errors import ConfigError, DeepDenoiseError, StoreError
 from ._layout import PATHS
-from ._summary import is_series_store
+from ._summary import MISSING_SHOWN, is_series_store, lost_pixels_text, missing_shards
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +202,11 @@ def _tiff_frames(path: Path) -> tuple[Any, bool]:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series
+            if not series:  # a TIFF header and nothing readable after it
+                raise ConfigError(
+                    f"cannot read {path} as a TIFF stack: expected image pages, got none "
+                    "that can be read (a damaged or truncated file?)"
+                )
             channel_last = bool(series) and not series[0].axes.endswith("X")
             if len(series) > 1:
                 kinds = {(tuple(s.shape), np.dtype(s.dtype).str) for s in series}
@@ -216,10 +220,11 @@ def _tiff_frames(path: Path) -> tuple[Any, bool]:
             return tifffile.memmap(path, mode="r"), channel_last
         except ValueError:  # compressed or scattered pages
             return tifffile.imread(path), channel_last
-    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"cannot read {path} as a TIFF stack: {exc}") from exc
+        why = " ".join(str(exc).split()) or type(exc).__name__  # tifffile: one line
+        raise ConfigError(f"cannot read {path} as a TIFF stack: {why}") from exc
 
 
 def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
@@ -273,24 +278,14 @@ def _member_array(group: Any, name: str, path: Path) -> Any:
 
 
 def _check_shards_on_disk(path: Path, raw: Any, indices: np.ndarray) -> None:
-    """Refuse valid frames whose shard file is gone: zarr would read them as the fill
-    value (zeros), silently. One ``stat`` per shard that holds a valid frame."""
-    grid = raw.metadata.chunk_grid.chunk_shape  # a shard's shape (the stored files)
-    across = [range(-(-int(n) // int(g))) for n, g in zip(raw.shape[1:], grid[1:], strict=True)]
-    gone: dict[int, str] = {}  # shard along t -> a missing file's key
-    for t in np.unique(indices // int(grid[0])).tolist():
-        for rest in itertools.product(*across):
-            key = f"{PATHS['raw']}/{raw.metadata.encode_chunk_key((t, *rest))}"
-            if not (path / key).is_file():
-                gone[t] = key
+    """Refuse valid frames whose shard file is gone (:func:`missing_shards`): zarr would
+    read them as the fill value (zeros), silently."""
+    k = int(raw.metadata.chunk_grid.chunk_shape[0])
+    gone = missing_shards(path, raw, PATHS["raw"], np.unique(indices // k).tolist())
     if gone:
-        lost = indices[np.isin(indices // int(grid[0]), list(gone))]
-        shown = ", ".join(str(i) for i in lost[:10]) + (", …" if lost.size > 10 else "")
-        files = ", ".join(list(gone.values())[:3]) + (", …" if len(gone) > 3 else "")
-        raise StoreError(
-            f"{path}: the store is damaged: {lost.size} frame(s) flagged valid have no "
-            f"pixels on disk (indices {shown}; missing: {files})"
-        )
+        lost = indices[np.isin(indices // k, list(gone))]
+        text = lost_pixels_text(int(lost.size), lost[:MISSING_SHOWN].tolist(), gone)
+        raise StoreError(f"{path}: the store is damaged: {text}")
 
 
 class _Rows:

@@ -6,6 +6,7 @@ JSON and the 1-D arrays, never the pixel data.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,8 +218,9 @@ def summarize_store(path: Path) -> dict[str, Any]:
 
     ``frames`` is the length of the time axis; ``valid`` counts raw frames on disk;
     ``missing`` counts the slots in ``[0, last_index]`` without a raw frame (the first
-    few are listed); ``clean_frames`` counts frames whose denoised image is on disk
-    (every other clean slot is NaN).
+    few are listed); ``damaged``: None, or which frames flagged valid have no pixels on
+    disk (their shard file is gone: the store is damaged); ``clean_frames`` counts
+    frames whose denoised image is on disk (every other clean slot is NaN).
     """
     import zarr
 
@@ -236,6 +238,10 @@ def summarize_store(path: Path) -> dict[str, Any]:
     except (KeyError, OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     assert isinstance(raw, zarr.Array)
+    try:
+        damage = frames_without_pixels(path, raw, IMAGES["raw"], scan.valid_runs)
+    except (KeyError, OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
     return {
         "series": info.get("series"),
         "images": {name: str(path / rel) for name, rel in IMAGES.items()},
@@ -243,6 +249,8 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "dtype": np.dtype(raw.dtype).str,
         "frames": int(raw.shape[0]),
         "valid": scan.valid,
+        # valid frames whose pixels are gone (a deleted shard): readers refuse the store
+        "damaged": damage,
         "clean_frames": scan.clean,
         "first_index": scan.first,
         "last_index": scan.last,
@@ -255,6 +263,52 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "traces": _trace_arrays(group),
         "attrs": info,
     }
+
+
+def missing_shards(path: Path, array: Any, rel: str, shards: Any) -> dict[int, str]:
+    """Of ``shards`` (indices along t), those with a file gone under ``path/rel``: shard
+    -> a missing file's key. zarr reads a missing shard as its fill value, so flags alone
+    would call such a store intact. One ``stat`` per file, no pixel read."""
+    grid = array.metadata.chunk_grid.chunk_shape  # a shard's shape (the stored files)
+    across = [range(-(-int(n) // int(g))) for n, g in zip(array.shape[1:], grid[1:], strict=True)]
+    gone: dict[int, str] = {}
+    for t in shards:
+        for rest in itertools.product(*across):
+            key = f"{rel}/{array.metadata.encode_chunk_key((t, *rest))}"
+            if not (path / key).is_file():
+                gone[t] = key
+                break
+    return gone
+
+
+def lost_pixels_text(count: int, first: list[int], gone: dict[int, str]) -> str:
+    """``count`` frames flagged valid without pixels (``first`` of them listed), in words."""
+    shown = ", ".join(str(i) for i in first[:MISSING_SHOWN]) + (", …" if count > len(first) else "")
+    files = ", ".join(list(gone.values())[:3]) + (", …" if len(gone) > 3 else "")
+    return (
+        f"{count} frame(s) flagged valid have no pixels on disk (indices {shown}; missing: {files})"
+    )
+
+
+def frames_without_pixels(
+    path: Path, array: Any, rel: str, runs: list[tuple[int, int]]
+) -> str | None:
+    """What is lost of the frames in ``runs`` (``[start, stop)``, flagged valid) whose
+    shard file under ``path/rel`` is gone (:func:`missing_shards`), in words; None when
+    every one is on disk. The runs are never spelled out frame by frame."""
+    k = int(array.metadata.chunk_grid.chunk_shape[0])
+    shards = sorted({t for start, stop in runs for t in range(start // k, (stop - 1) // k + 1)})
+    gone = missing_shards(path, array, rel, shards)
+    if not gone:
+        return None
+    first: list[int] = []
+    count = 0
+    for start, stop in runs:
+        for t in sorted(s for s in gone if start // k <= s <= (stop - 1) // k):
+            a, b = max(start, t * k), min(stop, (t + 1) * k)
+            count += b - a
+            first += list(range(a, min(b, a + MISSING_SHOWN - len(first))))
+    return lost_pixels_text(count, first, gone)
 
 
 def _trace_arrays(group: Any) -> dict[str, dict[str, Any]]:

@@ -102,6 +102,30 @@ def test_info_summarises_a_store(tmp_path: Path):
     assert "valid 3" in text
 
 
+def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):
+    """A store whose raw shard was deleted showed "valid 20, missing 0" as if intact,
+    while every reader refuses it."""
+    import numpy as np
+
+    from stream.store import StoreConfig
+
+    config = StoreConfig.model_validate({"frames_per_shard": 2})
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2"), config=config) as store:
+        for i in range(6):
+            store.write_raw(i, np.full((8, 8), i, "<u2"), t_ns=i)
+    intact = invoke("info", str(tmp_path / "s1.zarr"))
+    assert intact.exit_code == 0, intact.output
+    assert "damaged no" in one_line(intact.output.replace("│", " "))
+    shutil.rmtree(tmp_path / "s1.zarr" / "0" / "0" / "c" / "1")  # frames 2 and 3
+    result = invoke("info", str(tmp_path / "s1.zarr"))
+    text = one_line(result.output.replace("│", " "))
+    assert result.exit_code == 2, result.output
+    assert "valid 6" in text  # the flags, as they are, beside what they no longer hold
+    says = "2 frame(s) flagged valid have no pixels on disk (indices 2, 3; missing: 0/0/c/1/0/0)"
+    assert f"damaged {says}" in text
+    assert f"error: {tmp_path / 's1.zarr'}: the store is damaged: {says}" in text
+
+
 def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):
     import numpy as np
 
@@ -406,6 +430,54 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert "self-ensemble" in result.output and "auto;" in result.output  # the default
     assert len(list(tmp_path.glob("demo-*.zarr"))) == 1
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_stopped_with_ctrl_c_stops_its_simulator_and_closes_the_store(tmp_path: Path):
+    """Ctrl-C printed "Exception in thread demo-simulator" (a send into a closed socket)
+    and no summary, and sometimes left the store open."""
+    import signal
+    import subprocess
+    import sys
+
+    from stream.store import closed_totals
+
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "stream", "demo", "--seconds", "600", "--fps", "30",
+           "--shape", "32x32", "--out", str(out)]  # fmt: skip
+    demo = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )  # fmt: skip
+    try:
+        wait_until(lambda: any(out.glob("demo-*.zarr/valid")), timeout=120)  # frames flow
+        demo.send_signal(signal.SIGINT)
+        stdout, stderr = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Exception in thread" not in stderr, stderr
+    text = one_line(stdout)
+    assert "interrupted:" in text and "frames sent" in text and "deepdenoise demo" in text
+    (store,) = out.glob("demo-*.zarr")
+    totals = closed_totals(store)
+    assert totals is not None and totals["frames"] > 0 and totals["missing"] == 0
+
+
+def test_demo_values_out_of_range_are_one_line_and_leave_no_folder(tmp_path: Path):
+    for option, value, says in (
+        ("--seconds", "0", "--seconds: expected greater than 0, got 0.0"),
+        ("--fps", "nan", "--fps: expected a finite number, got nan"),
+    ):
+        result = invoke("demo", option, value, "--out", str(tmp_path / "d"))
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == f"error: {says}", result.output
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"junk")
+    result = invoke("demo", "--model", str(broken), "--out", str(tmp_path / "d"))
+    assert result.exit_code == 2 and "cannot load ONNX model" in result.output, result.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_series_status_line_says_what_of_its_camera_is_corrected():

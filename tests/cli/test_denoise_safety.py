@@ -15,7 +15,7 @@ import zarr
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from stream import SeriesStore, StoreError
+from stream import ConfigError, SeriesStore, StoreError
 from stream.cli import app
 from stream.store import StoreConfig, open_recording
 
@@ -305,3 +305,26 @@ def test_a_killed_runs_partial_output_is_cleared_and_a_moved_aside_one_put_back(
         writer.write(np.zeros((8, 8), np.float32))
     assert not partial.exists() and kept.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.npy.other", "out.npy"]
+
+
+@pytest.mark.parametrize("command", ["denoise", "calibrate", "adapt"])
+def test_a_corrupt_tiff_is_one_line_not_a_traceback(
+    tmp_path: Path, identity_model: Path, command: str
+) -> None:
+    """A TIFF header followed by garbage: tifffile finds no page, and the readers raised
+    IndexError (exit 1, a traceback)."""
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00garbage")
+    argv = {
+        "denoise": ["denoise", str(corrupt), "-o", str(tmp_path / "out.npy"),
+                    "--model", str(identity_model), "--provider", "cpu"],
+        "calibrate": ["calibrate", str(corrupt)],
+        "adapt": ["adapt", str(corrupt), "-o", str(tmp_path / "out.onnx"), "--quiet"],
+    }[command]  # fmt: skip
+    result = runner.invoke(app, argv, catch_exceptions=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"error: cannot read {corrupt} as a TIFF stack: expected image pages" in text
+    assert "Traceback" not in text and not (tmp_path / "out.npy").exists()
+    with pytest.raises(ConfigError, match="as a TIFF stack"):
+        open_recording(corrupt)

@@ -128,8 +128,32 @@ def test_calibrate_refuses_dark_frames_that_cannot_give_a_read_noise(
     np.save(tmp_path / "bad.npy", frames)
     for args in (["--gain", "0.5"], ["--dark", str(tmp_path / "bad.npy")]):
         stack = str(tmp_path / "bad.npy")
-        if args[0] == "--dark":
-            stack = str(_recordings(tmp_path)[0])
+        if args[0] == "--dark":  # a flat series of the dark frames' shape
+            crop = np.load(_recordings(tmp_path)[0])[:, : frames.shape[1], : frames.shape[2]]
+            np.save(tmp_path / "flat_crop.npy", crop)
+            stack = str(tmp_path / "flat_crop.npy")
         result = CliRunner().invoke(app, ["calibrate", stack, *args])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.output.split())
+
+
+def test_calibrate_refuses_an_offset_map_name_without_npy(tmp_path: Path):
+    """``--offset-map adir`` reported writing ``adir`` while np.save wrote ``adir.npy``."""
+    flat, dark = _recordings(tmp_path)
+    for name in ("adir", "map.txt"):
+        result = CliRunner().invoke(
+            app, ["calibrate", str(flat), "--dark", str(dark), "--offset-map", str(tmp_path / name)]
+        )
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "expected --offset-map to name a .npy file" in text, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dark.npy", "flat.npy"]
+
+
+def test_calibrate_refuses_dark_frames_of_another_shape(tmp_path: Path):
+    flat, _ = _recordings(tmp_path)
+    small = tmp_path / "small.npy"
+    np.save(small, np.full((8, 32, 32), 100, np.uint16))
+    result = CliRunner().invoke(app, ["calibrate", str(flat), "--dark", str(small)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert "expected dark frames of STACK's frame shape 48x48, got 32x32" in text

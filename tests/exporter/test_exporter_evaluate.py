@@ -560,3 +560,70 @@ def test_evaluate_scores_each_model_again_with_ensemble_passes(
     assert "Rows `<model>-x2`: the same model with 2 self-ensemble passes" in report
     with pytest.raises(ValueError, match="expected ensemble passes"):
         evaluate([conv_model], tmp_path / "bad", photons=(20.0,), ensemble=3)
+
+
+def _evaluate_app():  # the offline commands only, as test_cli_evaluate runs them
+    import typer
+
+    from exporter.cli import register
+
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def _small(model: Path, out: Path, *more: str) -> list[str]:
+    return ["evaluate", str(model), "--out", str(out), "--frames", "4", "--shape", "32x32",
+            "--generators", "independent", "--bm3d-frames", "0", *more]  # fmt: skip
+
+
+def test_a_failed_check_leaves_no_output_folder(tmp_path: Path, identity_model: Path) -> None:
+    """A bad generator, provider or model left an empty --out folder behind."""
+    from typer.testing import CliRunner
+
+    runner, out = CliRunner(), tmp_path / "ev" / "out"
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"junk")
+    for model, more, says in (
+        (identity_model, ["--generators", "bogus"], "expected generators among"),
+        (identity_model, ["--provider", "bogus"], "provider must be one of"),
+        (broken, [], "cannot load ONNX model"),
+    ):
+        result = runner.invoke(_evaluate_app(), [*_small(model, out), *more])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and says in text, text
+        assert not (tmp_path / "ev").exists()
+
+
+def test_saturating_movies_are_warned_of_in_the_report_and_on_the_console(
+    tmp_path: Path, identity_model: Path
+) -> None:
+    """At 100,000 photons a quarter of the pixels clip at 65535, scored without a word."""
+    from typer.testing import CliRunner
+
+    out = tmp_path / "sat"
+    result = CliRunner().invoke(
+        _evaluate_app(), [*_small(identity_model, out, "--photons", "5,1e5"), "--no-figures"]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: independent at 100000 photons per pixel:" in text
+    assert "are at 65535" in text and "independent at 5 photons" not in text
+    saturated = json.loads((out / "metrics.json").read_text())["settings"]["saturated"]
+    assert [(m["generator"], m["photons"]) for m in saturated] == [("independent", 1e5)]
+    assert saturated[0]["share"] > 0.001
+    report = (out / "report.md").read_text()
+    assert "Warning: saturated movies" in report and "100000 photons per pixel" in report
+
+
+def test_a_rerun_removes_its_own_earlier_figures(tmp_path: Path, identity_model: Path) -> None:
+    """Figures of an earlier run stayed beside a report that does not show them."""
+    from typer.testing import CliRunner
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    for name in ("gain.png", "example_phantom_1.png", "notes.txt"):
+        (out / name).write_bytes(b"earlier")
+    result = CliRunner().invoke(_evaluate_app(), [*_small(identity_model, out), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "notes.txt", "report.md"]

@@ -78,3 +78,52 @@ def test_a_band_for_a_fixed_normalisation_model_is_refused_in_words(tmp_path: Pa
     text = " ".join(result.output.split())
     assert result.exit_code != 0 and "expected a model with adaptive normalisation" in text
     assert "pydantic" not in text and not out.exists()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_the_output_may_not_be_the_input_model(spatial_adaptive: Path, tmp_path: Path) -> None:
+    """``pass-through M -o M`` rewrote its input in place (a shipped model too)."""
+    import os
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copyfile(spatial_adaptive, model)
+    os.symlink(model, tmp_path / "link.onnx")
+    before = model.read_bytes()
+    for out in (model, tmp_path / "." / "m.onnx", tmp_path / "link.onnx"):
+        result = CliRunner().invoke(
+            app, ["pass-through", str(model), "-o", str(out), "--band", "40:160"]
+        )
+        text = _one_line(result.output)
+        assert result.exit_code == 2 and "is the input model" in text, text
+        assert "Traceback" not in text
+    assert model.read_bytes() == before
+
+
+def test_a_folder_as_output_is_one_line_saying_what_was_expected(
+    spatial_adaptive: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["pass-through", str(spatial_adaptive), "-o", str(tmp_path), "--band", "40:160"]
+    )
+    text = _one_line(result.output)
+    assert result.exit_code == 2 and "expected the ONNX file to write, got the folder" in text
+    assert "Errno" not in text
+
+
+def test_a_shipped_model_is_taken_by_name(tmp_path: Path) -> None:
+    from stream.engine import shipped_model_path
+
+    shipped = shipped_model_path("na-lite")
+    before = shipped.stat().st_mtime_ns
+    out = tmp_path / "banded.onnx"
+    result = CliRunner().invoke(
+        app, ["pass-through", "na-lite", "-o", str(out), "--band", "71:224"]
+    )
+    assert result.exit_code == 0, result.output
+    with Engine(out, provider="cpu", warmup_shape=None) as engine:
+        assert engine.metadata.pass_through_snr == [71.0, 224.0]
+    assert shipped.stat().st_mtime_ns == before

@@ -141,3 +141,38 @@ def test_train_traces_cli_refuses_unknown_architectures_then_trains_and_describe
     described = runner.invoke(app, ["info", str(out / "trace-denoiser.onnx")])
     assert described.exit_code == 0 and "trace-mlp" in described.output
     assert TraceDenoiser(out / "trace-denoiser.onnx").window == 32
+
+
+def test_train_traces_keeps_its_report_when_no_candidate_meets_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished run was discarded (no report, no metrics) when every candidate was
+    slower than --budget-ms."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import exporter.traces
+    from stream.cli import app
+
+    real = exporter.traces.evaluate_traces
+
+    def slow(models: dict[str, Path], window: int, **kwargs: object) -> object:
+        result = real(models, window, sigmas=(0.1,), traces=4, frames=300)
+        result.runtime_ms = {name: 50.0 for name in models}  # over any budget given below
+        return result
+
+    monkeypatch.setattr(exporter.traces, "evaluate_traces", slow)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["train-traces", "--steps", "2", "--architectures", "mlp", "--budget-ms", "1",
+         "--out", str(out)],
+    )  # fmt: skip
+    text = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 3, result.output
+    assert "error: no candidate runs 1000 ROIs within 1.0 ms" in text
+    assert "No model met the budget" in (out / "report.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chosen"] is None and metrics["runtime_ms"] == {"mlp": 50.0}
+    assert (out / "trace-mlp.onnx").is_file() and not (out / "trace-denoiser.onnx").exists()

@@ -183,6 +183,14 @@ def test_export_refuses_to_write_over_its_checkpoint_or_into_a_folder(
         export_onnx(checkpoint, run)
 
 
+def test_export_refuses_an_output_that_is_no_onnx_file(finished_run: Path, tmp_path: Path):
+    """``export -o m.txt`` wrote a model that ``info`` and ``serve`` then refused."""
+    for name in ("m.txt", "m"):
+        code, output = invoke("export", finished_run / "last.pt", "-o", tmp_path / name)
+        assert code == 2 and squeezed("expected an output ending in .onnx") in output, output
+        assert not (tmp_path / name).exists()
+
+
 def test_train_traces_output_that_is_a_file_is_refused(tmp_path: Path):
     report = tmp_path / "tr1" / "report.md"
     report.parent.mkdir()
@@ -197,3 +205,16 @@ def test_train_traces_output_that_is_a_file_is_refused(tmp_path: Path):
     assert report.read_text(encoding="utf-8") == "an earlier report"
     status, text = invoke("train-traces", "--out", report)  # refused before any training
     assert status == 2 and "expectedafolderforthemodels" in text, text
+
+
+def test_a_bad_option_is_named_not_blamed_on_the_config_file(config: Path, tmp_path: Path):
+    """``train --config tiny.toml --steps 0`` said "invalid configuration in tiny.toml"."""
+    code, output = invoke("train", "--config", config, "--steps", "0", "--out", tmp_path / "r")
+    assert code == 2 and squeezed("error: invalid --steps: expected greater than or equal to 1 "
+                                  "(got 0)") in output, output  # fmt: skip
+    assert config.name not in output and not (tmp_path / "r").exists()
+    code, output = invoke("train", "--config", config, "--workers", "-1", "--out", tmp_path / "r")
+    assert code == 2 and squeezed("invalid --workers:") in output, output
+    (tmp_path / "bad.toml").write_text(config.read_text().replace("steps = ", "steps = -"))
+    code, output = invoke("train", "--config", tmp_path / "bad.toml", "--out", tmp_path / "r")
+    assert code == 2 and squeezed("invalid configuration in") in output, output  # the file's
