@@ -216,15 +216,22 @@ def _significant(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def _saturated_share(frame: np.ndarray, saturated: np.ndarray | None, blank: bool) -> float:
-    """The share of the frame's pixels at saturation, for ``status``. A blank frame
-    (one value) is saturated only at its integer type's largest value: a closed
-    shutter's frame at the offset is not."""
+def _saturated_share(
+    frame: np.ndarray,
+    saturated: np.ndarray | None,
+    blank: bool,
+    estimate: CameraEstimate | None,
+) -> float:
+    """The share of the frame's pixels at saturation, for ``status``. A blank frame (one
+    value) at the dark level of the camera so far (within five read-noise deviations of
+    its offset: a closed shutter) is not saturated; at another level it is (all 4095)."""
     if saturated is None:
         return 0.0
-    if blank:
-        integer = frame.dtype.kind in "ui"
-        return 1.0 if integer and frame.max() == np.iinfo(frame.dtype).max else 0.0
+    if blank and estimate is not None and estimate.frames > 0:
+        camera = estimate.camera
+        value = float(np.nanmax(frame)) if np.isfinite(frame).any() else math.nan
+        if abs(value - camera.offset) <= 5.0 * camera.read_noise:
+            return 0.0
     return float(np.mean(saturated))
 
 
@@ -341,7 +348,7 @@ class CameraEstimator:
             self._dark.append(darkest_level(frame, lit))
             del self._dark[:-DARK_FRAMES]
         saturated = saturated_pixels(frame, self._step)
-        self._saturated = _saturated_share(frame, saturated, blank)
+        self._saturated = _saturated_share(frame, saturated, blank, self.estimate)
         self._floor = floor[0] if floor is not None else None
         self._half = self._step / 2.0 if floor is not None else 0.0
         at_floor = floor[1] if floor is not None else None

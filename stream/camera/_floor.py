@@ -106,8 +106,9 @@ _STEP_TOLERANCE = 0.02
 #: 2 ms for floats.
 _STEP_SAMPLE = 65536
 _LEVEL_SAMPLE = 8192
-#: A float lattice spans at most this many steps (a 16-bit readout's): float32 itself
-#: is a lattice of its spacing within each power of two, and that is no readout's step.
+#: A float lattice spans at most this many steps (a 16-bit readout's), each more than 16
+#: of the float type's own spacing: float32 itself is a lattice of its spacing within
+#: each power of two, and that is no readout's step.
 _MOST_STEPS = 65536
 
 
@@ -124,12 +125,15 @@ def _lattice_step(sample: np.ndarray) -> float:
     lowest (a floor clipped at, off the lattice), from the smallest gap between the
     distinct values of a part of it; 0 when the values are on none."""
     levels = np.unique(sample[:: max(1, sample.size // _LEVEL_SAMPLE)])[1:]
-    if levels.size < 2:
+    if levels.size < 2 or sample.size < 16:  # too few values to tell a lattice by
         return 0.0
     step = float(np.diff(levels).min())
     base = float(levels[0])
-    if not step > 0 or (float(sample.max()) - base) / step > _MOST_STEPS:
-        return 0.0
+    top = float(sample.max())
+    kind = sample.dtype if sample.dtype.kind == "f" else np.dtype(np.float64)
+    spacing = float(np.spacing(np.asarray(max(abs(top), abs(base)), dtype=kind)))
+    if not step > 16.0 * spacing or (top - base) / step > _MOST_STEPS:
+        return 0.0  # the float type's own spacing, or finer than any readout's
     ratio = (sample[sample >= base].astype(np.float64) - base) / step
     if float(np.abs(ratio - np.round(ratio)).max()) > _STEP_TOLERANCE:
         return 0.0

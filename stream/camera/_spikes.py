@@ -19,8 +19,8 @@ Two users of the test here:
 A spike is a pixel whose excess over the median of its eight neighbours is more than
 ``SIGMAS`` noise sigmas at that median's level (by the camera model) and more than
 ``MIN_PHOTONS`` photons' worth, while that median is below ``1 / RATIO`` of the pixel
-(offset subtracted); a frame with more of them than ``MOST_SPIKES`` of its pixels has
-none. Two or three hot pixels side by side still are (the median of
+(offset subtracted); a frame with more of them than ``MOST_SPIKES`` of its pixels (and
+than ``FEW_SPIKES``) has none. Two or three hot pixels side by side still are (the median of
 eight neighbours ignores them). A point source smaller than a pixel (undersampled
 optics, a star field) is one too, which is why the engine fills only spikes far above
 the scene's own bright level.
@@ -53,6 +53,8 @@ RATIO = 4.0
 #: left the fit with too few samples to mend the estimate, and the beads were filled away
 #: frame after frame (5.3 dB worse than the input).
 MOST_SPIKES = 0.005
+#: ... but a frame may always hold this many (a small frame, or region, with a few).
+FEW_SPIKES = 16
 
 SpikePolicy = Literal["correct", "pass", "off"]
 SPIKE_POLICIES: tuple[SpikePolicy, ...] = ("correct", "pass", "off")
@@ -97,7 +99,7 @@ def find_spikes(centred: np.ndarray, gain: float, read_noise: float) -> Spikes |
     spike = value - median > np.maximum(SIGMAS * sigma, MIN_PHOTONS * gain)
     spike &= value > RATIO * np.maximum(median, 0)
     found = int(np.count_nonzero(spike))
-    if found == 0 or found > MOST_SPIKES * centred.size:
+    if found == 0 or found > max(MOST_SPIKES * centred.size, FEW_SPIKES):
         return None
     return ys[spike], xs[spike]
 

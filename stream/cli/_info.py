@@ -49,7 +49,7 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
         rows = [
             ("time axis", axis)
             if k == "frames"
-            else ("damaged", v or "no (every frame flagged valid has its pixels on disk)")
+            else ("damaged", v or "no (every raw frame flagged valid has its pixels on disk)")
             if k == "damaged"
             else (k, _text(v))
             for k, v in summary.items()

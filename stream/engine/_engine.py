@@ -91,8 +91,11 @@ def _unsaturated(
         return saturated, levels
     part = (hit > 0) & ~whole
     kept = levels.astype(np.float64)  # a copy: the caller's levels stay as they were
-    top = float(centred[saturated].max())  # every saturated pixel holds the frame's top
-    kept[part] = (kept[part] * b * b - hit[part] * top) / (b * b - hit[part])
+    # the touched blocks' other pixels, as they are in ``centred`` (a saturated pixel the
+    # spike filler filled holds its fill there, not the top)
+    cells = centred[: hb * b, : wb * b].reshape(hb, b, wb, b)
+    others = np.where(saturated[: hb * b, : wb * b].reshape(hb, b, wb, b), 0.0, cells)
+    kept[part] = others.sum(axis=(1, 3), dtype=np.float64)[part] / (b * b - hit[part])
     return saturated, kept[~whole]
 
 

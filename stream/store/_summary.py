@@ -6,6 +6,7 @@ JSON and the 1-D arrays, never the pixel data.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -218,8 +219,9 @@ def summarize_store(path: Path) -> dict[str, Any]:
 
     ``frames`` is the length of the time axis; ``valid`` counts raw frames on disk;
     ``missing`` counts the slots in ``[0, last_index]`` without a raw frame (the first
-    few are listed); ``damaged``: None, or which frames flagged valid have no pixels on
-    disk (their shard file is gone: the store is damaged); ``clean_frames`` counts
+    few are listed); ``damaged``: None, or which raw frames flagged valid have no pixels
+    on disk (their shard file is gone: the store is damaged; denoised images are not
+    checked); ``clean_frames`` counts
     frames whose denoised image is on disk (every other clean slot is NaN).
     """
     import zarr
@@ -301,10 +303,13 @@ def frames_without_pixels(
     gone = missing_shards(path, array, rel, shards)
     if not gone:
         return None
+    lost_shards = sorted(gone)
     first: list[int] = []
     count = 0
     for start, stop in runs:
-        for t in sorted(s for s in gone if start // k <= s <= (stop - 1) // k):
+        low = bisect.bisect_left(lost_shards, start // k)
+        high = bisect.bisect_right(lost_shards, (stop - 1) // k)
+        for t in lost_shards[low:high]:
             a, b = max(start, t * k), min(stop, (t + 1) * k)
             count += b - a
             first += list(range(a, min(b, a + MISSING_SHOWN - len(first))))

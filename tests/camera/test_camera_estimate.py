@@ -134,8 +134,11 @@ def test_an_unsaturated_stream_reports_none_and_a_saturated_frame_no_crash() -> 
     estimate = CameraEstimator().update(white)
     assert estimate.saturated == 1.0 and np.isfinite(estimate.camera.read_noise)
     assert estimate.as_dict()["saturated"] == 1.0
-    shut = CameraEstimator().update(np.full((64, 64), 100, np.uint16))  # a closed shutter
-    assert shut.saturated == 0.0
+    assert CameraEstimator().update(np.full((64, 64), 4095, np.uint16)).saturated == 1.0
+    shutter = CameraEstimator()  # a closed shutter after the camera's frames
+    for _, frame in stream(camera, 100.0, 3):
+        shutter.update(frame)
+    assert shutter.update(np.full((192, 192), 100, np.uint16)).saturated == 0.0
 
 
 @pytest.mark.parametrize("scale", [1 / 65535, 1e-2, 30.0, 1e3, 1e5])

@@ -23,6 +23,9 @@ COUNTS = (RNG.poisson(40.0, (128, 128)) + 100).astype(np.uint16)
         (RNG.normal(100.0, 3.0, (128, 128)).astype(np.float32), 0.0),  # no steps
         (RNG.normal(0.01, 0.003, (128, 128)), 0.0),
         (np.full((16, 16), 7, np.uint8), 1.0),
+        (RNG.normal(1000.0, 0.1, (128, 128)).astype(np.float32), 0.0),  # float32's spacing
+        (RNG.uniform(0.5, 1.0, (64, 64)).astype(np.float16), 0.0),  # float16's
+        (np.array([[0.1, 0.7, 0.3]], np.float32), 0.0),  # too few values to tell
     ],
 )
 def test_the_step_is_found_in_any_unit(frame: np.ndarray, step: float) -> None:

@@ -366,3 +366,19 @@ def test_a_camera_quieter_than_training_is_told_the_least_read_noise_trained_wit
         # a model that does not say what it was trained with is told the camera as it is
         assert untrained.metadata.least_read_noise_e() == 0.0
         assert not np.array_equal(out(untrained, quiet), out(untrained, least))
+
+
+def test_a_saturated_pixel_the_spike_filler_filled_counts_as_filled_in_the_levels() -> None:
+    """Hot pixels stuck at the top value are saturated and spikes: filled in the centred
+    frame, their blocks' levels came out near -4300 where the scene is 50, as if they
+    still held the top."""
+    from stream.engine._engine import _unsaturated
+    from stream.engine._inputs import block_levels
+
+    frame = np.full((64, 64), 150, np.uint16)
+    frame[::8, ::9][:4, :2] = 65535  # 8 stuck pixels
+    frame[:, :4] = 65535  # and a saturated band, so saturation is found
+    centred = frame.astype(np.float32) - 100.0
+    centred[::8, ::9][:4, :2] = 50.0  # the filler's value for the stuck ones
+    _, levels = _unsaturated(frame, centred, block_levels(centred))
+    assert levels.min() == pytest.approx(50.0)

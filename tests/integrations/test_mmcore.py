@@ -453,3 +453,30 @@ def test_a_camera_of_an_unsupported_pixel_type_is_refused_before_anything_is_sen
         check_image(np.zeros((*SHAPE, 4), np.uint8))
     with pytest.raises(ProtocolError, match="pixel type int32"):
         check_image(np.zeros(SHAPE, np.int32))
+
+
+def test_a_send_timeout_with_no_linger_limit_finishes_and_closes() -> None:
+    """``linger=None`` (no limit, as in ZeroMQ): after a send timeout against a peer
+    that never reads, the sequence still finishes and the socket closes (it raised a
+    TypeError and kept the socket open)."""
+    import zmq
+
+    context = zmq.Context.instance()
+    stalled = context.socket(zmq.PULL)  # a service that never reads
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    port = stalled.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 4000})
+        handler = DenoiseHandler(f"tcp://127.0.0.1:{port}", timeout=0.2, linger=None)
+        handler.sequenceStarted(sequence)
+        for event in sequence:
+            if handler.error is not None:
+                break
+            handler.frameReady(np.zeros((256, 256), np.uint16), event, {})
+        assert handler.error is not None
+        stopped = handler._stopped
+        handler.sequenceFinished(sequence)
+        assert stopped is not None and stopped.closed
+    finally:
+        stalled.close(linger=0)

@@ -33,6 +33,7 @@ from service_harness import (
     events,
     listening,
     running_service,
+    series_ended,
     service_config,
     stream_series,
     wait_until,
@@ -124,6 +125,7 @@ def test_a_second_source_cannot_overwrite_a_series_unless_it_resends(
         collect(sub, 1)
         wait_until(lambda: svc.status()["rejected"].get("duplicate") == 6)
         a.end("shared")
+        series_ended(sub, "shared")  # its stores closed: a flush alone may come first
         assert svc.flush()
         status = svc.status()
         late = RejectedStore(tmp_path / "data", "shared")  # the ended series let it go

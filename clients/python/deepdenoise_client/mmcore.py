@@ -239,7 +239,8 @@ class DenoiseHandler:
         frame.
     linger
         Seconds to wait, when the sequence finishes, for queued frames to go out (also
-        after an error: see the module docstring).
+        after an error: see the module docstring); None: no limit for the close, as in
+        ZeroMQ (the series' ends after an error are then queued only if there is room).
     timeout
         ``push`` mode: seconds a frame may wait to be queued (no service connected, or
         one far behind) before the streaming stops with :attr:`error`; None: no limit.
@@ -258,7 +259,7 @@ class DenoiseHandler:
         series: str | None = None,
         bind: bool = False,
         subscriber_timeout: float = 10.0,
-        linger: float = 30.0,
+        linger: float | None = 30.0,
         timeout: float | None = 30.0,
         curve: CurveKeys | None = None,
     ) -> None:
@@ -350,7 +351,9 @@ class DenoiseHandler:
         within ``linger`` seconds in all (the first one not queued in time ends it)."""
         if not self._counts or publisher.closed:
             return
-        deadline = time.monotonic() + self.linger
+        # linger None (no limit for the close): the ends are queued only if there is room
+        # now, as an MDA run that waits for a service gone for good would never end
+        deadline = time.monotonic() + (self.linger or 0.0)
         try:
             for series in self._counts:
                 remaining = max(0.0, deadline - time.monotonic())
