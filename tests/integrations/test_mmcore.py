@@ -16,6 +16,7 @@ from clients_harness import Secured, make_keys
 from service_harness import (
     ServeProcess,
     free_tcp_endpoint,
+    listening,
     running_service,
     series_ended,
     wait_until,
@@ -191,6 +192,33 @@ def test_a_second_run_never_lands_in_the_first_runs_series(
         assert all(name.startswith("mda-") for name in names[2:])
         wait_until(lambda: _all_in(svc, dict.fromkeys(names, 3)))
         assert "duplicate" not in svc.status()["rejected"]
+
+
+def test_a_run_whose_finish_the_relay_drops_is_still_ended_and_closed(
+    tmp_path: Path, identity_model
+) -> None:
+    """pymmcore-plus's relay thread can end without passing on ``sequenceFinished`` (it
+    may see its stop flag before that event is queued). Here the relay is stopped with
+    the event never queued, as the race leaves it: the run's series must still end, and
+    its socket close (it stayed open, and the series never ended)."""
+    from pymmcore_plus.mda._thread_relay import MDARelayThread
+
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    with running_service(tmp_path, identity_model, zarr=None) as svc, listening(svc) as sub:
+        handler = DenoiseHandler(svc.endpoints["input"], series="dropped")
+        relay = MDARelayThread()
+        for name in ("sequenceStarted", "frameReady", "sequenceFinished"):
+            getattr(relay.signals, name).connect(getattr(handler, name))
+        relay.start()
+        relay.sequenceStarted(sequence, {})
+        for event in sequence:
+            relay.frameReady(np.full(SHAPE, 7, np.uint16), event, {})
+        relay.stop()  # no sequenceFinished follows
+        relay.join(10)
+        end = series_ended(sub, handler.run_name)
+        wait_until(lambda: handler._run is None)
+    assert (end["frames"], end["missing"]) == (3, 0)
+    assert handler.frames_sent == {handler.run_name: 3} and handler.error is None
 
 
 def test_pub_mode_binds_for_a_default_serve(tmp_path: Path, identity_model, core) -> None:

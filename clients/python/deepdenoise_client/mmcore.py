@@ -65,6 +65,12 @@ for good, or stalled past that, loses them unsaid (PUSH brings no reply: ``frame
 counts frames handed to ZeroMQ, as it always does). pymmcore-plus does not pass a
 handler's error on to ``mda.run``: check ``handler.error`` after the run.
 
+**A run pymmcore-plus does not finish.** pymmcore-plus calls handlers from a relay
+thread that, rarely, ends without passing on ``sequenceFinished``. The handler then
+finishes the run itself once that thread has ended (each series' ``end``, then the
+socket closed), with a warning in the log; a next ``sequenceStarted`` on the same
+handler also finishes a run left unfinished before it starts its own.
+
 **Security.** ``curve=CurveKeys.from_files("rig.key_secret", "service.key")`` streams to
 a service with ``[security]`` (CURVE): connecting, the handler is a client of the
 service's public key, and its own public key must be in the service's
@@ -282,32 +288,46 @@ class DenoiseHandler:
         self._stopped: Publisher | None = None
         self._counts: dict[str, int] = {}
         self._split: frozenset[str] = frozenset()
+        self._run: object | None = None  # the run not finished yet, if any
+        # pymmcore-plus calls from its relay thread, the watcher from its own
+        self._lock = threading.RLock()
 
     # -- pymmcore-plus's handler protocol ----------------------------------------------
 
     def sequenceStarted(self, sequence: Any, meta: Any = None) -> None:
-        for unfinished in (self._publisher, self._stopped):  # a run never finished
-            self._close(unfinished)
-        self._publisher = self._stopped = None
-        self.run_name = f"{self.series or 'mda'}-{_run_stamp()}"
-        self._split = split_axes(sequence)
-        self._counts = {}
-        self.error, self.frames_unsent = None, 0
-        try:
-            self._publisher = Publisher(
-                self.endpoint,
-                mode=self.mode,
-                bind=self.bind,
-                linger=self.linger,
-                timeout=self.timeout,
-                curve=self.curve,
-            )
-            if self.mode == "pub":
-                self._wait_for_service(self._publisher)
-        except Exception as exc:  # no socket, or no service: the acquisition goes on
-            self._fail(exc)
+        with self._lock:
+            self._finish()  # a run whose sequenceFinished never came: its ends, then close
+            self._run = run = object()
+            self.run_name = f"{self.series or 'mda'}-{_run_stamp()}"
+            self._split = split_axes(sequence)
+            self._counts = {}
+            self.error, self.frames_unsent = None, 0
+            try:
+                self._publisher = Publisher(
+                    self.endpoint,
+                    mode=self.mode,
+                    bind=self.bind,
+                    linger=self.linger,
+                    timeout=self.timeout,
+                    curve=self.curve,
+                )
+                if self.mode == "pub":
+                    self._wait_for_service(self._publisher)
+            except Exception as exc:  # no socket, or no service: the acquisition goes on
+                self._fail(exc)
+            self._finish_if_the_relay_drops_it(run)
 
     def frameReady(self, image: np.ndarray, event: Any, meta: Any = None) -> None:
+        with self._lock:
+            self._send(image, event, meta)
+
+    def sequenceFinished(self, sequence: Any) -> None:
+        with self._lock:
+            self._finish()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _send(self, image: np.ndarray, event: Any, meta: Any) -> None:
         if self._publisher is None and self.error is None:  # no sequenceStarted: start one
             self.sequenceStarted(None)
         if self._publisher is None:  # stopped by an error
@@ -330,7 +350,9 @@ class DenoiseHandler:
             return
         self._counts[series] = index + 1
 
-    def sequenceFinished(self, sequence: Any) -> None:
+    def _finish(self) -> None:
+        """End the run: each started series' ``end``, then close the socket (once)."""
+        self._run = None
         if self._publisher is not None:
             publisher, self._publisher = self._publisher, None
             try:
@@ -345,6 +367,31 @@ class DenoiseHandler:
         if stopped is not None:  # stopped by an error: the queued frames still go out
             self._end_behind_queue(stopped)
             self._close(stopped)
+
+    def _finish_if_the_relay_drops_it(self, run: object) -> None:
+        """pymmcore-plus (to 0.18 at least) calls handlers from a relay thread that can
+        end without passing on ``sequenceFinished``: it may see its stop flag after the
+        flag is set and before that event is queued (about 1 run in 1,000 when threads
+        switch often). The run would then never end and its socket would stay open, so
+        a watcher finishes it once that thread has ended, unless it finished already."""
+        relay = _relay_thread()
+        if relay is None:
+            return
+
+        def finish_after_the_relay() -> None:
+            relay.join()
+            with self._lock:
+                if self._run is run:
+                    log.warning(
+                        "deepdenoise: pymmcore-plus ended run %s without sequenceFinished; "
+                        "its series are ended now",
+                        self.run_name,
+                    )
+                    self._finish()
+
+        threading.Thread(
+            target=finish_after_the_relay, name="deepdenoise-finish", daemon=True
+        ).start()
 
     def _end_behind_queue(self, publisher: Publisher) -> None:
         """After an error: each started series' ``end``, behind the frames still queued,
@@ -406,6 +453,16 @@ class DenoiseHandler:
         (PUB and PUSH bring no reply; the service's status counts the frames it
         rejected)."""
         return dict(self._counts)
+
+
+def _relay_thread() -> threading.Thread | None:
+    """pymmcore-plus's relay thread, when it is the one calling the handler."""
+    try:
+        from pymmcore_plus.mda._thread_relay import MDARelayThread
+    except ImportError:  # another caller, or a pymmcore-plus without the relay
+        return None
+    thread = threading.current_thread()
+    return thread if isinstance(thread, MDARelayThread) else None
 
 
 def _frame_meta(event: Any, meta: Any) -> dict[str, Any]:
