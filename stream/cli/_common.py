@@ -96,7 +96,8 @@ def counts(mapping: dict[str, int] | None) -> str:
 
 def blend_choice(blend: dict[str, Any]) -> str:
     """A series' blend (``status`` per series, ``blend``) in words: ``noise map x 0.8 +
-    blur 1.0 px + 0.2 x 2.0 px Gaussian of the input``; ``the output as it is``."""
+    blur 1.0 px + 0.2 x 2.0 px Gaussian of the input``; ``the output as it is``;
+    ``0.5 x the input itself``."""
     parts = []
     if blend.get("noise_map_scale", 1.0) != 1.0:
         parts.append(f"noise map x {blend['noise_map_scale']}")
@@ -104,6 +105,8 @@ def blend_choice(blend: dict[str, Any]) -> str:
         parts.append(f"blur {blend['post_sigma']} px")
     if blend.get("fuse_weight") and blend.get("fuse_source") == "binned":
         parts.append(f"{blend['fuse_weight']} x the model on the frame binned 2 x 2")
+    elif blend.get("fuse_weight") and blend.get("fuse_source") == "input":
+        parts.append(f"{blend['fuse_weight']} x the input itself")
     elif blend.get("fuse_weight"):
         source = "running mean" if blend.get("fuse_source") == "mean" else "input"
         parts.append(f"{blend['fuse_weight']} x {blend['fuse_sigma']} px Gaussian of the {source}")

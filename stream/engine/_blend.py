@@ -15,7 +15,8 @@ The variance comes from the camera (configured or estimated live); the divergenc
 Gaussian is its kernel's centre; the network's is estimated by Monte Carlo (Ramani, Blu
 and Unser 2008): one more pass on the frame plus a small random probe, ``b^T (f(y + e b)
 - f(y)) / e``. Each candidate -- the output blurred by ``post`` px, then mixed with a
-``fuse`` px Gaussian of the input at ``weight`` -- gets its risk from the same two passes.
+``fuse`` px Gaussian of the input at ``weight``, or in bright frames with the input itself
+-- gets its risk from the same two passes.
 A noise-adaptive network has one more dial, the noise map it is told (FFDNet's trade-off
 between noise removed and detail kept): the same candidates on its output with a map
 0.8 and 1.2 times the camera's get their risks from two passes more each. At the lowest
@@ -124,9 +125,26 @@ NOISE_MAP_SCALES = (1.0, 0.8, 1.2)
 #: Shares of the model's output on the frame binned 2 x 2 (:mod:`stream.engine._binned`)
 #: mixed in: its own blur is the binning's.
 BINNED_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+#: Shares of the input frame itself (no smoothing) mixed in, offered only in bright
+#: frames (:data:`INPUT_MIN_COUNTS`): where the network erases what it takes for noise
+#: and is not (a two-photon scan's bidirectional phase comb: 0.1-3.4 dB under the input
+#: at 100 photons), the input is the better estimate, and no output should be worse
+#: than its input.
+INPUT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+#: The median count (photo-electrons, by the camera model) of a frame's described pixels
+#: from which the input is offered. Below it the risk, exact only for Gaussian noise,
+#: misjudges the network against the input: offered at every light, the input cost
+#: `na-lite` 0.46 dB and `na-temporal` 0.73 dB on the phantom at 3 photons (one-off A/B),
+#: where the network is 15 dB above its input anyway. From 8 (A/B, ``deepdenoise
+#: evaluate``, 16 frames, 1-1000 photons): the independent, textures and phantom
+#: generators unchanged to 0.01 dB for both models; a 2 px scan-phase comb, 10 frames,
+#: +0.36 / +0.97 / +1.44 dB at 30 / 100 / 300 photons (20: +0.00 / +0.00 / +0.99, the
+#: live estimate's offset taking in a dark-less scene's background, so its counts read
+#: low).
+INPUT_MIN_COUNTS = 8.0
 
 
-FuseSource = Literal["frame", "mean", "binned"]
+FuseSource = Literal["frame", "mean", "binned", "input"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +152,8 @@ class BlendChoice:
     """One candidate: the model told a noise map ``map_scale`` times the camera's; its
     output blurred by ``post`` px, then mixed with a ``fuse`` px Gaussian of the input
     frame (``source`` "frame") or of the series' running mean ("mean"), or with the
-    model's output on the frame binned 2 x 2 ("binned", ``fuse`` 0), at ``weight``."""
+    model's output on the frame binned 2 x 2 ("binned", ``fuse`` 0), or with the input
+    frame itself ("input", ``fuse`` 0), at ``weight``."""
 
     post: float = 0.0
     fuse: float = 0.0
@@ -175,6 +194,12 @@ BLENDS: tuple[BlendChoice, ...] = (
         for w in BINNED_WEIGHTS
         if w < 1.0 or p == 0.0  # all of it: the output's blur does not count
     )
+    + tuple(
+        BlendChoice(p, 0.0, w, "input")
+        for p in POST_SIGMAS
+        for w in INPUT_WEIGHTS
+        if w < 1.0 or p == 0.0
+    )
 )
 #: Every candidate: each blend on the output of each noise-map scale, scale 1 first (so
 #: ``CANDIDATES[0]`` is the output as it is).
@@ -201,7 +226,7 @@ def apply_blend(
         return out
     blended = smooth(out, choice.post)
     if choice.weight > 0.0:
-        sources = {"frame": scene, "mean": mean, "binned": binned}
+        sources = {"frame": scene, "mean": mean, "binned": binned, "input": scene}
         source = sources[choice.source]
         if source is None:
             raise ValueError(f"a blend with the {choice.source} source needs it, got none")
@@ -242,6 +267,15 @@ def described_pixels(
     if camera.floor is not None:
         keep &= smooth(scene, VARIANCE_SIGMA) > camera.floor + 3.0 * camera.read_noise
     return keep
+
+
+def bright(variance: np.ndarray, keep: np.ndarray, camera: CameraModel) -> bool:
+    """Whether the median count of the described pixels (``keep``), read from the noise
+    ``variance`` (:func:`noise_variance`), is at least :data:`INPUT_MIN_COUNTS`."""
+    if not keep.any():
+        return False
+    counts = (np.median(variance[keep]) - camera.read_noise**2) / camera.gain**2
+    return bool(counts >= INPUT_MIN_COUNTS)
 
 
 def noise_looks_white(
@@ -293,6 +327,7 @@ def candidate_risks(
     fuse: bool = True,
     binned: tuple[np.ndarray, np.ndarray] | None = None,
     by_block: bool = False,
+    offer_input: bool = False,
 ) -> np.ndarray:
     """Each of :data:`BLENDS`' risk for one frame and one output, up to a constant they
     share (``- sum sigma^2``, the same for every output of the frame), in ADU^2 summed
@@ -307,7 +342,8 @@ def candidate_risks(
     PROBE_STEP * probe``. A source that is None: the candidates that mix it in get an
     infinite risk, as every mix does with ``fuse`` False (readouts clipped at a floor: a
     Gaussian of them keeps the clipping's bias, which the engine takes out of the model's
-    output).
+    output). ``offer_input``: the candidates that mix in the frame itself get a risk
+    (with ``fuse``; :data:`INPUT_MIN_COUNTS`), else an infinite one.
     """
     everywhere = bool(keep.all())  # the usual case: no product with the mask needed
     weight = keep.astype(np.float32)
@@ -340,6 +376,8 @@ def candidate_risks(
         if binned is not None:
             at, near = binned
             fused["binned", 0.0] = at, dot(kept(probe), near - at) / step
+        if offer_input:  # each pixel's own: divergence 1
+            fused["input", 0.0] = scene, kept_variance
     posts = {}
     for p in POST_SIGMAS:
         h = smooth(out, p)
@@ -381,7 +419,11 @@ class _Regime:
     #: and the same of its square (for the spread between frames).
     gains: np.ndarray
     squares: np.ndarray
-    weights: float = 0.0  # the sum of the squared fade weights: 1 / effective frames
+    #: Per candidate: the measured frames it was offered on, the latest in a row (one
+    #: not offered starts again: the input is offered in bright frames only), and the
+    #: sum of their squared fade weights (1 / effective frames).
+    counts: np.ndarray
+    weights: np.ndarray
     #: The first measured frame's gains' variance from the spread between its blocks.
     first_variance: np.ndarray | None = None
     measured: int = 0
@@ -402,7 +444,9 @@ class RiskBlend:
             for other in [k for k in self._regimes if k[0] != key[0]]:
                 del self._regimes[other]
             size = len(CANDIDATES)
-            regime = self._regimes[key] = _Regime(np.zeros(size), np.zeros(size))
+            regime = self._regimes[key] = _Regime(
+                np.zeros(size), np.zeros(size), np.zeros(size, np.int64), np.zeros(size)
+            )
         return regime
 
     def measured(self, key: RegimeKey) -> int:
@@ -436,18 +480,20 @@ class RiskBlend:
         ``alone``: whether a choice may rest on this frame alone, if it is the first."""
         block_risks = np.atleast_2d(block_risks)
         regime = self._regime(key)
-        fade = max(FADE, 1.0 / (regime.measured + 1))
         risks = block_risks.sum(axis=0)
-        known = np.isfinite(risks)  # a candidate this model cannot take: never chosen
-        gains = risks[known] - risks[0]  # CANDIDATES[0] is the output as it is
+        known = np.isfinite(risks)  # not offered (or not for this model): not chosen
         if regime.measured == 0 and alone and len(block_risks) > 1:
             block_gains = block_risks[:, known] - block_risks[:, :1]
             regime.first_variance = np.full(risks.shape, np.inf)
             regime.first_variance[known] = len(block_risks) * block_gains.var(axis=0, ddof=1)
+        fade = np.maximum(FADE, 1.0 / (regime.counts[known] + 1))
+        gains = risks[known] - risks[0]
         regime.gains[known] += fade * (gains - regime.gains[known])
         regime.squares[known] += fade * (gains * gains - regime.squares[known])
-        regime.gains[~known] = np.inf
-        regime.weights = (1.0 - fade) ** 2 * regime.weights + fade * fade
+        regime.weights[known] = (1.0 - fade) ** 2 * regime.weights[known] + fade * fade
+        regime.counts[known] += 1
+        for values in (regime.gains, regime.squares, regime.weights, regime.counts):
+            values[~known] = 0  # starts again when next offered
         regime.measured += 1
         regime.tried += 1
         regime.since = 0
@@ -466,21 +512,21 @@ class RiskBlend:
         regime = self._regimes.get(key)
         if regime is None or regime.measured == 0:
             return as_it_is
-        n = regime.measured
-        if n == 1:
-            if regime.first_variance is None:  # too small for blocks, or not to be trusted
-                return as_it_is
-            variance = regime.first_variance
-        else:
-            with np.errstate(invalid="ignore"):  # inf - inf for candidates never offered
-                spread = np.maximum(regime.squares - regime.gains**2, 0.0) * n / (n - 1)
-            variance = spread * regime.weights
+        n = regime.counts
+        variance = np.full(n.shape, np.inf)
+        several = n > 1
+        spread = np.maximum(regime.squares - regime.gains**2, 0.0)[several]
+        variance[several] = spread * n[several] / (n[several] - 1) * regime.weights[several]
+        if regime.measured == 1 and regime.first_variance is not None:
+            # one frame: the spread between its blocks (None: too small for blocks, or
+            # not to be trusted alone)
+            variance[n == 1] = regime.first_variance[n == 1]
         bound = regime.gains + CONFIDENCE * np.sqrt(variance)
-        bound[~np.isfinite(regime.gains)] = np.inf
+        bound[n == 0] = np.inf
         if not binned:
             bound[CANDIDATE_BINNED] = np.inf
         if map_scale is not None:
             bound[map_scale != CANDIDATE_SCALES] = np.inf
-            if not np.isfinite(bound).any():
-                return as_it_is
+        if not np.isfinite(bound).any():
+            return as_it_is
         return CANDIDATES[int(np.argmin(bound))]

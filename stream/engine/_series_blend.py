@@ -45,6 +45,7 @@ from ._blend import (
     RegimeKey,
     RiskBlend,
     apply_blend,
+    bright,
     candidate_risks,
     described_pixels,
     mean_with,
@@ -375,6 +376,7 @@ class SeriesBlend:
             probed_frame[m.spikes] = m.spike_values
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
         fuse = m.camera.floor is None
+        offer_input = fuse and bright(variance, keep, m.camera)
         binned = None
         if fuse:  # the model on the binned frame, and on it probed
             binned = (
@@ -415,6 +417,7 @@ class SeriesBlend:
                 fuse,
                 binned,
                 by_block,
+                offer_input,
             )
         self._risks.add(m.key, risks, alone=alone)
         return risks

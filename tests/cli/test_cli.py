@@ -513,6 +513,8 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     assert _blend_row(binned).endswith("0.5 x the model on the frame binned 2 x 2")
     mean = {**blend, "fuse_source": "mean"}
     assert _blend_row(mean).endswith("0.2 x 2.0 px Gaussian of the running mean")
+    raw = {**blend, "fuse_source": "input", "fuse_sigma": 0.0, "fuse_weight": 0.5}
+    assert _blend_row(raw).endswith("blur 1.0 px + 0.5 x the input itself")
     plain = {"noise_map_scale": 1.0, "post_sigma": 0.0, "fuse_weight": 0.0, "measured": 2}
     assert _blend_text(plain) == "; blend the output as it is (2 measured)"
     assert _blend_text({**plain, "young_window": "band"}) == _blend_text(plain)

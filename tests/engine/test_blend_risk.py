@@ -13,6 +13,7 @@ from stream.engine._blend import (
     BLENDS,
     CANDIDATES,
     IDENTITY,
+    INPUT_MIN_COUNTS,
     MEASURE_EVERY,
     MEASURE_WARMUP,
     NOISE_MAP_SCALES,
@@ -21,6 +22,7 @@ from stream.engine._blend import (
     RiskBlend,
     apply_blend,
     block_sums,
+    bright,
     candidate_risks,
     described_pixels,
     mean_with,
@@ -76,7 +78,9 @@ def risks_and_truth(photons: float, frames: int) -> tuple[np.ndarray, np.ndarray
         probed = a_model(near)
         binned = a_binned_model(y), a_binned_model(near)
         keep = described_pixels(y, CAMERA, None, None, variance)
-        blocks = candidate_risks(y, out, probed, probe, variance, keep, mean, share, binned=binned)
+        blocks = candidate_risks(
+            y, out, probed, probe, variance, keep, mean, share, binned=binned, offer_input=True
+        )
         risks += blocks.sum(axis=0)
         risks -= variance.sum()
         truth += [((apply_blend(out, y, c, mean, binned[0]) - clean) ** 2).sum() for c in BLENDS]
@@ -129,8 +133,9 @@ def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
     risks = candidate_risks(y, y, y, y, variance, np.ones(y.shape, bool)).sum(axis=0)
     temporal = np.array([c.source == "mean" for c in BLENDS])
     binned = np.array([c.source == "binned" for c in BLENDS])  # no binned pass given
-    assert np.isinf(risks[temporal | binned]).all()
-    assert np.isfinite(risks[~temporal & ~binned]).all()
+    given = np.array([c.source == "input" for c in BLENDS])  # not offered (a dim frame)
+    assert np.isinf(risks[temporal | binned | given]).all()
+    assert np.isfinite(risks[~temporal & ~binned & ~given]).all()
     blend = RiskBlend()
     every_scale = np.tile(risks, len(CANDIDATES) // len(BLENDS))
     blend.add(("m", 0), every_scale)
@@ -329,3 +334,56 @@ def test_a_choice_without_the_binned_pass_is_the_best_of_the_rest() -> None:
     blend.add(key, risks)
     assert blend.choice(key) == CANDIDATES[binned]
     assert blend.choice(key, binned=False) == CANDIDATES[blurred]
+
+
+def test_the_input_itself_has_the_noise_as_its_risk_and_is_offered_in_bright_frames() -> None:
+    """The input as it is (weight 1) errs by its noise alone: its risk is the sum of the
+    noise variance, exactly. It is offered only where counts are Gaussian enough for the
+    network's risk to be trusted against it."""
+    rng = np.random.default_rng(5)
+    clean = scene(200.0).astype(np.float32)  # its floor: 40 e-
+    y = readout(clean, rng)
+    out = a_model(y)
+    variance = noise_variance(y, CAMERA)
+    keep = described_pixels(y, CAMERA, None, None, variance)
+    probe = rng.standard_normal(SHAPE).astype(np.float32) * np.sqrt(variance)
+    probed = a_model(y + np.float32(PROBE_STEP) * probe)
+    risks = candidate_risks(y, out, probed, probe, variance, keep, offer_input=True)[0]
+    whole = BLENDS.index(BlendChoice(0.0, 0.0, 1.0, "input"))
+    assert risks[whole] - variance[keep].sum() == pytest.approx(variance[keep].sum(), rel=1e-4)
+    half = BLENDS.index(BlendChoice(0.0, 0.0, 0.5, "input"))
+    np.testing.assert_allclose(
+        apply_blend(out, y, BLENDS[half]), 0.5 * out + 0.5 * y, rtol=1e-5, atol=1e-3
+    )
+    # the median described pixel's count decides (here the floor's)
+    assert bright(variance, keep, CAMERA)
+    dim = readout(scene(INPUT_MIN_COUNTS / 4).astype(np.float32), rng)
+    dim_variance = noise_variance(dim, CAMERA)
+    dim_keep = described_pixels(dim, CAMERA, None, None, dim_variance)
+    assert not bright(dim_variance, dim_keep, CAMERA)
+    assert not bright(dim_variance, np.zeros(SHAPE, bool), CAMERA)
+
+
+def test_a_candidate_is_judged_on_the_frames_it_was_offered_on_in_a_row() -> None:
+    """The input is offered only in bright frames: its risks are summed over the bright
+    frames since the last dim one, and a dim frame starts them again (summed with the
+    others' over different frames, they gave inf - inf, a NaN, in the faded sums)."""
+    blend = RiskBlend()
+    key = ("m", 0)
+    input_whole = CANDIDATES.index(BlendChoice(0.0, 0.0, 1.0, "input"))
+
+    def frame(offered: bool) -> np.ndarray:
+        risks = np.ones(len(CANDIDATES))
+        risks[input_whole] = 0.5 if offered else np.inf
+        return risks
+
+    blend.add(key, frame(offered=False))
+    blend.add(key, frame(offered=True))
+    assert blend.choice(key) == IDENTITY  # one frame offered: no spread to judge it by
+    blend.add(key, frame(offered=True))
+    assert blend.choice(key) == CANDIDATES[input_whole]
+    blend.add(key, frame(offered=False))
+    assert blend.choice(key) == IDENTITY  # dim again: not chosen on old frames' risks
+    blend.add(key, frame(offered=True))
+    blend.add(key, frame(offered=True))
+    assert blend.choice(key) == CANDIDATES[input_whole]
