@@ -221,6 +221,50 @@ def test_a_run_whose_finish_the_relay_drops_is_still_ended_and_closed(
     assert handler.frames_sent == {handler.run_name: 3} and handler.error is None
 
 
+_DROPPED_FINISH_THEN_EXIT = """
+import sys
+import numpy as np, useq
+from pymmcore_plus.mda._thread_relay import MDARelayThread
+from deepdenoise_client.mmcore import DenoiseHandler
+handler = DenoiseHandler(sys.argv[1], series="last", linger=5, timeout=5)
+sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 2})
+relay = MDARelayThread()
+for name in ("sequenceStarted", "frameReady", "sequenceFinished"):
+    getattr(relay.signals, name).connect(getattr(handler, name))
+relay.start()
+relay.sequenceStarted(sequence, {})
+for event in sequence:
+    relay.frameReady(np.full((16, 16), 7, np.uint16), event, {})
+relay.stop()  # sequenceFinished dropped
+relay.join()  # as mda.run waits for it; then the script ends
+"""
+
+
+def test_a_script_ending_right_after_a_run_whose_finish_was_dropped_sends_its_ends() -> None:
+    """The watcher must not be a daemon thread of a non-daemon relay: Python does not
+    wait for daemon threads at exit, so a script's last run lost its ``end``."""
+    import subprocess
+
+    import zmq
+    from deepdenoise_client._protocol import decode_message
+
+    pull = zmq.Context.instance().socket(zmq.PULL)
+    try:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        child = subprocess.run(
+            [sys.executable, "-c", _DROPPED_FINISH_THEN_EXIT, f"tcp://127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert child.returncode == 0, child.stderr
+        kinds = []
+        while pull.poll(2000):
+            kinds.append(decode_message(pull.recv_multipart()).header.get("kind", "frame"))
+    finally:
+        pull.close(linger=0)
+    assert kinds == ["start", "frame", "frame", "end"]
+    assert "without sequenceFinished" in child.stderr
+
+
 def test_pub_mode_binds_for_a_default_serve(tmp_path: Path, identity_model, core) -> None:
     """A default `deepdenoise serve` connects its SUB input: the handler must bind."""
     from deepdenoise_client import ClientTimeoutError

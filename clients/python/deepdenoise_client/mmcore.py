@@ -69,7 +69,9 @@ handler's error on to ``mda.run``: check ``handler.error`` after the run.
 thread that, rarely, ends without passing on ``sequenceFinished``. The handler then
 finishes the run itself once that thread has ended (each series' ``end``, then the
 socket closed), with a warning in the log; a next ``sequenceStarted`` on the same
-handler also finishes a run left unfinished before it starts its own.
+handler also finishes a run left unfinished before it starts its own. ``mda.run`` may
+then return a moment before the ends are sent, so an error sending them reaches
+:attr:`DenoiseHandler.error` that moment later.
 
 **Security.** ``curve=CurveKeys.from_files("rig.key_secret", "service.key")`` streams to
 a service with ``[security]`` (CURVE): connecting, the handler is a client of the
@@ -389,9 +391,9 @@ class DenoiseHandler:
                     )
                     self._finish()
 
-        threading.Thread(
-            target=finish_after_the_relay, name="deepdenoise-finish", daemon=True
-        ).start()
+        # daemon as the relay is (the thread starting it): a script that ends right after
+        # its last run still waits for the ends, as it waits for a non-daemon relay
+        threading.Thread(target=finish_after_the_relay, name="deepdenoise-finish").start()
 
     def _end_behind_queue(self, publisher: Publisher) -> None:
         """After an error: each started series' ``end``, behind the frames still queued,
