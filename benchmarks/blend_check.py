@@ -5,7 +5,7 @@ For the CPU default and each frame size: the time per frame through the engine (
 baseline), the time to apply a light, a typical and the heaviest blend of the grid to
 its output (and one with the model's output on the frame binned 2 x 2: that pass
 included), the time of one deferred measurement (the model on the frame plus a probe
-at each noise-map scale -- seven passes, the frame's own output reused -- both binned, and
+at each noise-map scale -- five passes, the frame's own output reused -- both binned, and
 every candidate's risk), and a series' first frame served with its measurement taken
 first, all interleaved frame by frame in one run;
 each as a ratio to the baseline. Writes ``blend_check.md`` (and ``.json``) beside the suites'
