@@ -19,7 +19,7 @@ and Unser 2008): one more pass on the frame plus a small random probe, ``b^T (f(
 -- gets its risk from the same two passes.
 A noise-adaptive network has one more dial, the noise map it is told (FFDNet's trade-off
 between noise removed and detail kept): the same candidates on its output with a map
-0.65, 0.8 and 1.2 times the camera's get their risks from two passes more each. At the lowest
+0.8 and 1.2 times the camera's get their risks from two passes more each. At the lowest
 light the output may also be mixed with the model's output on the frame binned 2 x 2
 (:mod:`stream.engine._binned`), its divergence by Monte Carlo from two more passes at a
 quarter of the pixels.
@@ -118,12 +118,8 @@ WHITE_RATIO = 3.0
 #: the true camera, 8-frame movies, truth-scored): 0.8 raised the held-out
 #: ``independent`` generator 0.13-0.24 dB at 3-100 photons and ``textures`` 0.1-0.56 dB
 #: at 3-30; 1.2 raised the project's ``phantom`` 0.5 dB at 10 photons; each lost up to
-#: 1.5 dB where the other one won -- a choice for the risk to make per series. 0.65
-#: (A/B, ``deepdenoise evaluate``, 16 frames, no camera configured): ``na-lite`` +0.10
-#: dB at 3 photons on ``independent`` and +0.13 at 30 on ``textures``, ``na-temporal``
-#: +0.25 at 100 on ``independent`` and +0.13 at 30 on ``textures``, none lower by more
-#: than 0.02 dB (1-1000 photons, three generators); 1.5 changed nothing, 0.5 less.
-NOISE_MAP_SCALES = (1.0, 0.8, 1.2, 0.65)
+#: 1.5 dB where the other one won -- a choice for the risk to make per series.
+NOISE_MAP_SCALES = (1.0, 0.8, 1.2)
 
 
 #: Shares of the model's output on the frame binned 2 x 2 (:mod:`stream.engine._binned`)
