@@ -27,6 +27,7 @@ useq = pytest.importorskip("useq")
 
 from deepdenoise_client import ClientTimeoutError, ProtocolError, Subscriber  # noqa: E402
 from deepdenoise_client.mmcore import DenoiseHandler, series_for  # noqa: E402
+from dropped_finish import run_dropping_the_finish  # noqa: E402
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice, UniMMCore  # noqa: E402
 
 from stream import Service  # noqa: E402
@@ -201,43 +202,13 @@ def test_a_run_whose_finish_the_relay_drops_is_still_ended_and_closed(
     may see its stop flag before that event is queued). Here the relay is stopped with
     the event never queued, as the race leaves it: the run's series must still end, and
     its socket close (it stayed open, and the series never ended)."""
-    from pymmcore_plus.mda._thread_relay import MDARelayThread
-
-    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
     with running_service(tmp_path, identity_model, zarr=None) as svc, listening(svc) as sub:
         handler = DenoiseHandler(svc.endpoints["input"], series="dropped")
-        relay = MDARelayThread()
-        for name in ("sequenceStarted", "frameReady", "sequenceFinished"):
-            getattr(relay.signals, name).connect(getattr(handler, name))
-        relay.start()
-        relay.sequenceStarted(sequence, {})
-        for event in sequence:
-            relay.frameReady(np.full(SHAPE, 7, np.uint16), event, {})
-        relay.stop()  # no sequenceFinished follows
-        relay.join(10)
+        run_dropping_the_finish(handler, 3, SHAPE)
         end = series_ended(sub, handler.run_name)
         wait_until(lambda: handler._run is None)
     assert (end["frames"], end["missing"]) == (3, 0)
     assert handler.frames_sent == {handler.run_name: 3} and handler.error is None
-
-
-_DROPPED_FINISH_THEN_EXIT = """
-import sys
-import numpy as np, useq
-from pymmcore_plus.mda._thread_relay import MDARelayThread
-from deepdenoise_client.mmcore import DenoiseHandler
-handler = DenoiseHandler(sys.argv[1], series="last", linger=5, timeout=5)
-sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 2})
-relay = MDARelayThread()
-for name in ("sequenceStarted", "frameReady", "sequenceFinished"):
-    getattr(relay.signals, name).connect(getattr(handler, name))
-relay.start()
-relay.sequenceStarted(sequence, {})
-for event in sequence:
-    relay.frameReady(np.full((16, 16), 7, np.uint16), event, {})
-relay.stop()  # sequenceFinished dropped
-relay.join()  # as mda.run waits for it; then the script ends
-"""
 
 
 def test_a_script_ending_right_after_a_run_whose_finish_was_dropped_sends_its_ends() -> None:
@@ -250,9 +221,9 @@ def test_a_script_ending_right_after_a_run_whose_finish_was_dropped_sends_its_en
 
     pull = zmq.Context.instance().socket(zmq.PULL)
     try:
-        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        endpoint = f"tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
         child = subprocess.run(
-            [sys.executable, "-c", _DROPPED_FINISH_THEN_EXIT, f"tcp://127.0.0.1:{port}"],
+            [sys.executable, str(Path(__file__).with_name("dropped_finish.py")), endpoint],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert child.returncode == 0, child.stderr
