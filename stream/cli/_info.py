@@ -15,16 +15,16 @@ if TYPE_CHECKING:
     from ..engine import ModelMetadata
 
 
-def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
+def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
     """A title and (field, value) rows for a model (.onnx, or a shipped model's name) or
-    a store (.zarr folder)."""
+    a store (.zarr folder), and a series store's damage (None: none, or not a store)."""
     from ..engine import model_file
 
     path = model_file(path)  # a shipped model's name: its file (ModelError when none)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".onnx":
-        return f"model {path}", _model_rows(path)
+        return f"model {path}", _model_rows(path), None
     from ..store import (
         is_rejected_store,
         is_series_store,
@@ -36,7 +36,7 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
     if path.is_dir() and is_rejected_store(path):
         blocks = summarize_rejected(path)
         rows = [(block, counted(n, "frame")) for block, n in blocks.items()] or [("frames", "0")]
-        return f"rejected frames {path}", rows
+        return f"rejected frames {path}", rows, None
     if path.is_dir() and is_series_store(path):
         summary = summarize_store(path)
         # "frames" is the time axis, holes included: shown so, beside the frames on disk
@@ -58,7 +58,7 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]]]:
         if rejected.is_dir():  # frames sent under this name, refused, kept apart
             kept = sum(summarize_rejected(rejected).values())
             rows.append(("rejected frames", f"{kept} kept in rejected/{path.name} beside it"))
-        return f"store {path}", rows
+        return f"store {path}", rows, summary["damaged"]
     raise StoreError(
         f"expected an .onnx model, a <series>.zarr store or rejected/<series>.zarr, got {path}"
     )
@@ -170,13 +170,12 @@ def info(
     """Show a model's metadata or a store's summary (exit status 2 after the summary of
     a damaged store: frames flagged valid whose pixels are gone)."""
     try:
-        title, rows = describe(path)
+        title, rows, damaged = describe(path)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
     console.print(kv_table(title, rows))
-    damage = dict(rows).get("damaged", "no")
-    if not damage.startswith("no"):  # shown, then refused as every reader refuses it
-        raise fail(StoreError(f"{path}: the store is damaged: {damage}"))
+    if damaged:  # shown, then refused as every reader refuses it
+        raise fail(StoreError(f"{path}: the store is damaged: {damaged}"))
 
 
 def register(app: typer.Typer) -> None:
