@@ -198,6 +198,21 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
         time.sleep(interval)
 
 
+def interrupt_when(
+    process: subprocess.Popen[str], ready: Any, timeout: float = 120.0
+) -> tuple[str, str]:
+    """Ctrl-C (SIGINT) to ``process`` once ``ready()`` holds, then its stdout and stderr;
+    killed if it has not exited by then (a failed wait or a hung exit)."""
+    try:
+        wait_until(ready, timeout=timeout)
+        process.send_signal(signal.SIGINT)
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 class ServeProcess:
     """`python -m stream serve` on free loopback ports, stopped by the test."""
 

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from service_harness import ServeProcess, running_service, wait_until
+from service_harness import ServeProcess, interrupt_when, running_service, wait_until
 from typer.testing import CliRunner
 
 from stream import SeriesStore, __version__, default_model_path
@@ -187,7 +187,6 @@ def test_simulate_stopped_with_ctrl_c_ends_its_series_and_reports(
 ):
     """Ctrl-C (the way to end `--frames 0`) exited 130 with no summary and no `end`: the
     service held the series open until its idle end."""
-    import signal
     import subprocess
     import sys
 
@@ -200,14 +199,7 @@ def test_simulate_stopped_with_ctrl_c_ends_its_series_and_reports(
             "--series", "endless",
         ]  # fmt: skip
         sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_until(lambda: svc.status()["frames_in"] >= 3, timeout=120)
-            sim.send_signal(signal.SIGINT)
-            out, err = sim.communicate(timeout=60)
-        finally:
-            if sim.poll() is None:
-                sim.kill()
-                sim.communicate()
+        out, err = interrupt_when(sim, lambda: svc.status()["frames_in"] >= 3)
         assert sim.returncode == 0, err
         out = " ".join(out.split())  # rich wraps at the terminal's width
         assert "stopped early (the series' end was sent)" in out, out
@@ -448,14 +440,7 @@ def test_demo_stopped_with_ctrl_c_stops_its_simulator_and_closes_the_store(tmp_p
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
     )  # fmt: skip
-    try:
-        wait_until(lambda: any(out.glob("demo-*.zarr/valid")), timeout=120)  # frames flow
-        demo.send_signal(signal.SIGINT)
-        stdout, stderr = demo.communicate(timeout=120)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.communicate()
+    stdout, stderr = interrupt_when(demo, lambda: any(out.glob("demo-*.zarr/valid")))  # flowing
     assert demo.returncode == 130, stderr
     assert "Traceback" not in stderr and "Exception in thread" not in stderr, stderr
     text = one_line(stdout)

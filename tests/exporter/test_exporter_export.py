@@ -223,11 +223,10 @@ def test_cli_trains_a_synth_run_whose_patch_is_the_synth_patch(tmp_path: Path):
 
 
 def test_an_interrupted_training_says_how_to_continue(tmp_path: Path):
-    import signal
     import subprocess
     import sys
 
-    from service_harness import wait_until
+    from service_harness import interrupt_when
 
     config = tmp_path / "train.toml"
     config.write_text(
@@ -240,12 +239,9 @@ def test_an_interrupted_training_says_how_to_continue(tmp_path: Path):
     process = subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    try:
-        wait_until(lambda: (run_dir / "last.pt").exists() or process.poll() is not None, 120)
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
+    output, _ = interrupt_when(
+        process, lambda: (run_dir / "last.pt").exists() or process.poll() is not None
+    )
     text = " ".join(output.split())
     assert process.returncode == 130, output
     assert f"deepdenoise train --resume {run_dir / 'last.pt'}" in text
