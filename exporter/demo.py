@@ -27,6 +27,8 @@ from stream.cli import blend_choice, frames_by_passes, kv_table
 from stream.service import Provider, Service, ServiceConfig
 from stream.sim import Simulator, SimulatorConfig
 
+from ._folders import removed_if_left_empty
+
 log = logging.getLogger(__name__)
 
 
@@ -118,14 +120,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     returns the summary so far (``interrupted``). A run that fails removes the output
     folder it created if it left nothing in it (a bad model, say).
     """
-    out = Path(cfg.out)
-    created = not out.exists()
-    try:
+    with removed_if_left_empty(Path(cfg.out)):
         return _run_demo(cfg, console)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
 
 
 def _run_demo(cfg: DemoConfig, console: Console | None) -> DemoResult:

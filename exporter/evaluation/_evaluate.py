@@ -44,6 +44,7 @@ from stream.camera import CameraModel
 from stream.engine import BlendSetting, Engine, SeriesContext, check_passes
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, frame_rng
 
+from .._folders import removed_if_left_empty
 from . import _baselines as bl
 from ._cameras import EvalCamera, recamera
 from ._fields import make_fields_movie
@@ -360,24 +361,19 @@ def evaluate(
             f"expected movies of at least {short[0].frames} frames to adapt "
             f"{short[0].name} ({short[0].frames}-frame windows), got frames={frames}"
         )
-    created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        for _, engine in loaded:
-            engine.close()
-        raise
-    try:
+    with removed_if_left_empty(out_dir):
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            for _, engine in loaded:
+                engine.close()
+            raise
         return _evaluate_into(
             out_dir, loaded, photons=photons, generators=generators, frames=frames,
             shape=shape, seed=seed, bm3d_frames=bm3d_frames, provider=provider,
             figures=figures, adapt_minutes=adapt_minutes, adapt_scratch=adapt_scratch,
             cameras=cameras, ensemble=ensemble, blend=blend, snapshots=snapshots,
         )  # fmt: skip
-    except BaseException:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # this run made it and left nothing in it
-        raise
 
 
 #: A test movie whose noisy frames hold more than this share of pixels at the top of
