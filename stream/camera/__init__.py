@@ -7,6 +7,7 @@ it from the stream itself when nothing is configured.
 from ._estimate import CameraEstimate, CameraEstimator
 from ._fit import fit_line
 from ._floor import floor_pixels, half_step, readout_step, uncensor
+from ._masks import masked_pixels
 from ._model import CameraModel
 from ._noisy import NoisyPixels
 from ._offset import offset_from_skew
@@ -41,6 +42,7 @@ __all__ = [
     "floor_pixels",
     "half_step",
     "load_offset_pattern",
+    "masked_pixels",
     "offset_from_skew",
     "readout_step",
     "remove_row_offsets",

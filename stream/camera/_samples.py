@@ -140,11 +140,24 @@ def flat_blocks(frame: np.ndarray, floor: float | None = None) -> np.ndarray | N
     block holds one value. Blocks all at ``floor`` (readouts clipped there, see
     :func:`stream.camera.floor_pixels`) are clipped noise, not a fill: the fit of a
     clipped camera needs them."""
+    extremes = block_extremes(frame)
+    if extremes is None:
+        return None
+    block_low, block_high = extremes
+    flat = block_high == block_low
+    if floor is not None:
+        flat &= block_low != floor
+    return _with_neighbours(flat) if flat.any() else None
+
+
+def block_extremes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each whole 4 x 4 block's least and greatest value (blocks by blocks); None for a
+    frame smaller than a block. From strided slices: a length-4 axis reduces slowly
+    (0.4 ms at 512 x 512, against 3.3 for ``reshape(...).min(axis=(1, 3))``)."""
     h, w = frame.shape
     cropped = frame[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
     if cropped.size == 0:
         return None
-    # max and min over each block from strided slices (a length-4 axis reduces slowly)
     high, low = cropped[:, 0::BLOCK].copy(), cropped[:, 0::BLOCK].copy()
     for j in range(1, BLOCK):
         np.maximum(high, cropped[:, j::BLOCK], out=high)
@@ -153,10 +166,7 @@ def flat_blocks(frame: np.ndarray, floor: float | None = None) -> np.ndarray | N
     for i in range(1, BLOCK):
         np.maximum(block_high, high[i::BLOCK], out=block_high)
         np.minimum(block_low, low[i::BLOCK], out=block_low)
-    flat = block_high == block_low
-    if floor is not None:
-        flat &= block_low != floor
-    return _with_neighbours(flat) if flat.any() else None
+    return block_low, block_high
 
 
 def _with_neighbours(blocks: np.ndarray) -> np.ndarray:

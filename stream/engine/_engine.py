@@ -50,7 +50,7 @@ from ._inputs import (
 )
 from ._model_meta import ModelMetadata
 from ._pinned import pin, unpin
-from ._pixels import count_non_finite
+from ._pixels import count_non_finite, fill_region
 from ._providers import AUTO_ORDER, ORT_NAMES, ProviderChoice, select_providers, short_name
 from ._shipped import CPU_DEFAULT, RETIRED, model_id_for
 from ._tiling import TilePlan, TileWorkspace, check_tiling, default_tile_overlap, plan_tiles
@@ -547,8 +547,9 @@ class Engine:
         with what the engine found in it and gave the model (:class:`FrameReport`).
 
         The result is in raw units (model output denormalised). Non-finite input pixels
-        are replaced by the mean of the finite ones for inference, so they do not smear
-        over the receptive field, and are NaN in the result.
+        are filled from the finite ones for inference (:func:`.fill_region`: the field
+        mirrored across the region's edge, or in dim frames its mean), so they neither
+        smear over the receptive field nor read as an edge, and are NaN in the result.
 
         ``camera``: needed by noise-adaptive models (``needs_camera``): the offset, gain
         and read noise of the frame's camera. ``history``: for a temporal model, the
@@ -671,7 +672,7 @@ class Engine:
         if self._scale != 1:
             np.divide(interior, self._scale, out=interior)
         if bad is not None:
-            interior[bad] = interior[~bad].mean(dtype=np.float64)
+            fill_region(interior, bad, None)
         return self._scale, self._offset
 
     def _adaptive_input(
@@ -704,7 +705,7 @@ class Engine:
         current = planes[k - 1]
         np.subtract(frame, offset, out=current, dtype=np.float32, casting="unsafe")
         if bad is not None:
-            current[bad] = current[~bad].mean(dtype=np.float64)
+            fill_region(current, bad, camera, centred=True)
         spikes, blocks = None, None
         if self.spikes != "off":  # before the scale, which a hot pixel would set
             blocks = block_levels(current)

@@ -46,13 +46,14 @@ from ..camera import (
     OffsetPattern,
     RowNoise,
     fill_spikes,
+    masked_pixels,
     remove_row_offsets,
     scene_moved,
 )
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
 from ._inputs import update_running_mean
-from ._pixels import count_non_finite, finite_copy
+from ._pixels import copy_for_model, count_non_finite, finite_copy
 from ._series_blend import SeriesBlend
 from ._still_means import StillMeans
 
@@ -99,6 +100,9 @@ class SeriesContext:
         self.frames_with_spikes = 0
         #: Frames whose dim part was denoised again at its own scale (FrameReport.two_scales).
         self.frames_two_scales = 0
+        #: Pixels of the latest frame in a masked region (stream.camera.masked_pixels).
+        self.masked = 0
+        self.frames_masked = 0
         self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
         self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
         self._rows = RowNoise()  # the camera's row noise (stream.camera._rows)
@@ -206,14 +210,21 @@ class SeriesContext:
             self._estimator_has_previous = False
             self._still.reset()
         self._last_index = index
+        given = frame  # a masked region's pixels go back as they came
         if self._offset_pattern is not None:
             frame = self._offset_pattern.subtracted(frame)
-        camera = None
+        camera, masked = None, None
         if engine.needs_camera:
             frame = self._without_row_noise(frame)
             camera = self._camera_for(frame)
+            masked = masked_pixels(given, camera) if given.ndim == 2 else None
+            if masked is not None:  # from here on, as NaN pixels are
+                frame = np.array(frame, dtype=np.float32)
+                frame[masked] = np.nan
             self._look_for_noisy_pixels(frame, camera)
             frame = self._without_noisy_pixels(frame)
+        self.masked = 0 if masked is None else int(np.count_nonzero(masked))
+        self.frames_masked += masked is not None
         keep = engine.metadata.frames - 1
         while len(self._history) > keep:  # a model switch may have shortened the window
             self._history.popleft()
@@ -274,7 +285,7 @@ class SeriesContext:
             out = self._still.mixed(frame, out, camera, gain_stderr)
         else:
             self._still.reset()
-        stored = finite_copy(frame) if keep or decay > 0 else None
+        stored = copy_for_model(frame, camera) if keep or decay > 0 else None
         self._last = stored
         if decay > 0:
             assert stored is not None
@@ -284,6 +295,8 @@ class SeriesContext:
             self._history.append(stored)
             if len(self._history) > keep:
                 self._history.popleft()
+        if masked is not None:
+            out[masked] = given[masked]
         return out
 
     def _gain_stderr(self) -> float:

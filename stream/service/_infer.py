@@ -291,8 +291,9 @@ class InferenceStage:
 
     def series_status(self) -> dict[str, dict[str, object]]:
         """Per open series: the camera in use (and how it was found), history memory,
-        scene changes, the one-pixel spikes filled (latest frame, frames with any) and
-        the camera's noisy pixels filled."""
+        scene changes, the one-pixel spikes filled (latest frame, frames with any), the
+        camera's noisy pixels filled and the pixels masked with a number (latest frame,
+        frames with any)."""
         out: dict[str, dict[str, object]] = {}
         for series, context in list(self.contexts.items()):
             estimate = context.estimate
@@ -312,6 +313,8 @@ class InferenceStage:
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
                 "noisy_pixels": context.noisy_pixels,
+                "masked": context.masked,
+                "frames_masked": context.frames_masked,
                 "row_noise": {
                     "rms": round(context.row_noise, 4),
                     "corrected": context.row_noise_corrected,

@@ -435,6 +435,22 @@ def test_an_offset_map_is_subtracted_and_reported(tmp_path: Path, conv_model_ada
         served(tmp_path, conv_model_adaptive, frames, "bad", offset_map=tmp_path / "bad.npy")
 
 
+def test_a_region_masked_with_0_is_given_back_as_it_came_and_counted(
+    tmp_path: Path, conv_model_adaptive
+):
+    camera = {"gain": 2.0, "offset": 100.0, "read_noise": 1.5}
+    rng = np.random.default_rng(5)
+    frames = [(100 + 2 * rng.poisson(20.0, (32, 32))).astype("<u2") for _ in range(3)]
+    for frame in frames:
+        frame[:, 24:] = 0  # a zero-filled border, 8 columns
+    got, status = served(tmp_path, conv_model_adaptive, frames, "fov", camera=camera)
+    series = status["series"]["fov"]
+    assert series["masked"] == 32 * 8 and series["frames_masked"] == 3
+    for message in got:
+        assert (message.array[:, 24:] == 0).all()
+        assert message.header.get("non_finite", 0) == 0
+
+
 @pytest.mark.parametrize("spikes", ["correct", "pass"])
 def test_hot_pixels_are_kept_from_the_model_and_counted(
     tmp_path: Path, conv_model_adaptive, spikes: str
