@@ -547,9 +547,10 @@ class Engine:
         with what the engine found in it and gave the model (:class:`FrameReport`).
 
         The result is in raw units (model output denormalised). Non-finite input pixels
-        are filled from the finite ones for inference (:func:`.fill_region`: the field
-        mirrored across the region's edge, or in dim frames its mean), so they neither
-        smear over the receptive field nor read as an edge, and are NaN in the result.
+        are filled from the finite ones for inference (:func:`.fill_region`: for a
+        noise-adaptive model the field mirrored across the region's edge, or in dim frames
+        its mean; other models, the mean), so they neither smear over the receptive field
+        nor read as an edge, and are NaN in the result.
 
         ``camera``: needed by noise-adaptive models (``needs_camera``): the offset, gain
         and read noise of the frame's camera. ``history``: for a temporal model, the

@@ -129,6 +129,29 @@ def test_where_the_read_noise_rules_out_equal_readouts_a_mask_may_lie_at_any_lev
     assert masked_pixels(frame, counter) is None
 
 
+def test_a_photon_counters_dark_part_is_no_mask_even_told_read_noise() -> None:
+    """A live estimate of a photon counter whose frames hold a bright part can report
+    read noise of several counts (the offset and the read noise trade off in its fit);
+    its dark part still reads the offset, with the few pixels that caught a photon."""
+    rng = np.random.default_rng(6)
+    photons = np.full((64, 64), 200.0)
+    photons[:, :24] = 0.002  # a dark band
+    frame = (100 + rng.poisson(photons)).astype(np.uint16)
+    assert (frame[:, :24] != 100).sum() >= 2  # a few caught a photon
+    told = CameraModel(gain=1.0, offset=170.0, read_noise=8.0)
+    assert masked_pixels(frame, told) is None
+    frame[:, :24] = 100  # the same band filled: a mask, at the offset
+    assert masked_pixels(frame, told) is not None
+
+
+def test_non_finite_blocks_are_no_mask() -> None:
+    """A 4 x 4 block of -inf was a block of one value below the offset: given back as
+    -inf instead of NaN like every other non-finite pixel."""
+    frame = np.random.default_rng(0).normal(100, 1.5, (32, 32)).astype(np.float32)
+    frame[8:12, 8:12] = -np.inf
+    assert masked_pixels(frame, CAMERA) is None
+
+
 def _edge_ring() -> np.ndarray:
     """The 3 px just inside the field of view's edge."""
     inside = ~OUTSIDE
