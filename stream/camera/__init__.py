@@ -22,6 +22,7 @@ from ._samples import (
     still_ratio,
     temporal_samples,
 )
+from ._scan_phase import ScanPhase, aligned, unaligned
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "NoisyPixels",
     "OffsetPattern",
     "RowNoise",
+    "ScanPhase",
     "SpikePolicy",
     "Spikes",
+    "aligned",
     "darkest_level",
     "fill_spikes",
     "find_spikes",
@@ -52,5 +55,6 @@ __all__ = [
     "spike_fills",
     "still_ratio",
     "temporal_samples",
+    "unaligned",
     "uncensor",
 ]

@@ -127,9 +127,10 @@ NOISE_MAP_SCALES = (1.0, 0.8, 1.2)
 BINNED_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 #: Shares of the input frame itself (no smoothing) mixed in, offered only in bright
 #: frames (:data:`INPUT_MIN_COUNTS`): where the network erases what it takes for noise
-#: and is not (a two-photon scan's bidirectional phase comb: 0.1-3.4 dB under the input
-#: at 100 photons), the input is the better estimate, and no output should be worse
-#: than its input.
+#: and is not (a two-photon scan's bidirectional phase comb was 0.1-3.4 dB under the
+#: input at 100 photons, before the engine took such a lag apart: stream.camera.
+#: _scan_phase), the input is the better estimate, and no output should be worse than
+#: its input.
 INPUT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 #: The median count (photo-electrons, by the camera model) of a frame's described pixels
 #: from which the input is offered. Below it the risk, exact only for Gaussian noise,

@@ -45,10 +45,13 @@ from ..camera import (
     NoisyPixels,
     OffsetPattern,
     RowNoise,
+    ScanPhase,
+    aligned,
     fill_spikes,
     masked_pixels,
     remove_row_offsets,
     scene_moved,
+    unaligned,
 )
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
@@ -106,6 +109,7 @@ class SeriesContext:
         self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
         self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
         self._rows = RowNoise()  # the camera's row noise (stream.camera._rows)
+        self._scan = ScanPhase()  # a bidirectional scan's phase (stream.camera._scan_phase)
         self._rows_previous: np.ndarray | None = None  # the raw frame before, while it looks
         self._last_index: int | None = None
         self._seen = 0
@@ -221,6 +225,10 @@ class SeriesContext:
             if masked is not None:  # from here on, as NaN pixels are
                 frame = np.array(frame, dtype=np.float32)
                 frame[masked] = np.nan
+        width, lag = frame.shape[-1], self._scan_lag(frame)
+        if lag:  # the model (and the search for noisy pixels) sees the scene's lines
+            frame = aligned(frame, lag)
+        if camera is not None:
             self._look_for_noisy_pixels(frame, camera)
             frame = self._without_noisy_pixels(frame)
         self.masked = 0 if masked is None else int(np.count_nonzero(masked))
@@ -295,6 +303,8 @@ class SeriesContext:
             self._history.append(stored)
             if len(self._history) > keep:
                 self._history.popleft()
+        if lag:
+            out = unaligned(out, lag, width)
         if masked is not None:
             out[masked] = given[masked]
         return out
@@ -345,6 +355,26 @@ class SeriesContext:
             self._noisy_previous = None
         if self._estimator is not None:
             self._estimator.leave_out(self._noisy.pixels, frame.shape)
+
+    @property
+    def scan_lag(self) -> int:
+        """Px the odd lines of this series' frames lie behind the even ones (a
+        bidirectional scan's phase, :mod:`stream.camera._scan_phase`; 0: none found)."""
+        return self._scan.lag
+
+    def _scan_lag(self, frame: np.ndarray) -> int:
+        """Give the search for a scan phase this frame (a series' first frames), and the
+        lag to serve it with. When one is found, the frames kept from before it (of the
+        other geometry) are dropped, as at a gap."""
+        if frame.ndim != 2:
+            return 0
+        if not self._scan.done or self._scan.shape != frame.shape:
+            self._scan.add(finite_copy(frame))
+            if self._scan.lag:
+                self._history.clear()
+                self._mean = self._last = None
+                self._still.reset()
+        return self._scan.lag if self._scan.shape == frame.shape else 0
 
     @property
     def row_noise(self) -> float:

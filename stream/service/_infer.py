@@ -292,8 +292,8 @@ class InferenceStage:
     def series_status(self) -> dict[str, dict[str, object]]:
         """Per open series: the camera in use (and how it was found), history memory,
         scene changes, the one-pixel spikes filled (latest frame, frames with any), the
-        camera's noisy pixels filled and the pixels masked with a number (latest frame,
-        frames with any)."""
+        camera's noisy pixels filled, the pixels masked with a number (latest frame,
+        frames with any) and a bidirectional scan's lag."""
         out: dict[str, dict[str, object]] = {}
         for series, context in list(self.contexts.items()):
             estimate = context.estimate
@@ -314,6 +314,7 @@ class InferenceStage:
                 "frames_with_spikes": context.frames_with_spikes,
                 "noisy_pixels": context.noisy_pixels,
                 "masked": context.masked,
+                "scan_lag": context.scan_lag,
                 "frames_masked": context.frames_masked,
                 "row_noise": {
                     "rms": round(context.row_noise, 4),

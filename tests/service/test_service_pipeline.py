@@ -451,6 +451,24 @@ def test_a_region_masked_with_0_is_given_back_as_it_came_and_counted(
         assert message.header.get("non_finite", 0) == 0
 
 
+def test_a_bidirectional_scans_lag_is_reported_and_frames_keep_their_shape(
+    tmp_path: Path, conv_model_adaptive
+):
+    from scipy import ndimage
+
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 3.0}
+    rng = np.random.default_rng(6)
+    spots = np.zeros((64, 64))
+    spots[rng.integers(0, 64, 20), rng.integers(0, 64, 20)] = 1.0
+    scene = 20.0 + 4000.0 * ndimage.gaussian_filter(spots, 3.0)
+    scene[1::2] = np.roll(scene[1::2], 2, axis=1)  # odd lines 2 px behind
+    frames = [(100 + rng.poisson(scene)).astype("<u2") for _ in range(3)]
+    got, status = served(tmp_path, conv_model_adaptive, frames, "scan", camera=camera)
+    assert status["series"]["scan"]["scan_lag"] == 2
+    assert [m.array.shape for m in got] == [(64, 64)] * 3
+    assert all(np.isfinite(m.array).all() for m in got)
+
+
 @pytest.mark.parametrize("spikes", ["correct", "pass"])
 def test_hot_pixels_are_kept_from_the_model_and_counted(
     tmp_path: Path, conv_model_adaptive, spikes: str
