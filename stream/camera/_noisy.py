@@ -83,6 +83,7 @@ class NoisyPixels:
         self.pairs = 0
         #: The noisy pixels found (rows, columns); None: none (yet).
         self.pixels: Spikes | None = None
+        self._unread: np.ndarray | None = None  # pixels some pair did not read (a mask)
 
     @property
     def count(self) -> int:
@@ -91,7 +92,7 @@ class NoisyPixels:
     @property
     def nbytes(self) -> int:
         """Memory held: the sums until the map is final, then the pixels' indices."""
-        sums = (self._square, self._sum, self._sum_sq, self._first, self._scratch)
+        sums = (self._square, self._sum, self._sum_sq, self._first, self._scratch, self._unread)
         arrays = (*sums, *(self.pixels or ()))
         return sum(a.nbytes for a in arrays if a is not None)
 
@@ -101,14 +102,23 @@ class NoisyPixels:
         return self.pairs >= SEARCH_AT[-1]
 
     def add(
-        self, frame: np.ndarray, previous: np.ndarray, camera: CameraModel | None = None
+        self,
+        frame: np.ndarray,
+        previous: np.ndarray,
+        camera: CameraModel | None = None,
+        unread: np.ndarray | None = None,
     ) -> None:
         """Take a still pair: ``frame`` and the one just before it (same shape); the
-        camera so far, if known, says what noise each pixel's own level has."""
+        camera so far, if known, says what noise each pixel's own level has.
+        ``unread``: the pixels either frame did not read (NaN, a mask: filled in the
+        frames given), never taken for noisy -- a mask's edge that moves between frames
+        (a motion-corrected border) steps from the fill to the scene and back."""
         if self.shape is not None and frame.shape != self.shape:
             self._reset()  # a new frame size: another region of the sensor
         if self.done:
             return
+        if unread is not None:
+            self._unread = unread.copy() if self._unread is None else self._unread | unread
         if self._first is None:
             self.shape = frame.shape
             self._least = ROUNDING_VARIANCE * readout_step(frame) ** 2
@@ -132,6 +142,7 @@ class NoisyPixels:
             self.pixels = self._search(camera)
             if self.done:
                 self._square = self._sum = self._sum_sq = self._first = self._scratch = None
+                self._unread = None
 
     def _search(self, camera: CameraModel | None) -> Spikes | None:
         assert self._square is not None and self._sum is not None and self._sum_sq is not None
@@ -163,6 +174,8 @@ class NoisyPixels:
             level = np.maximum(mean[ys, xs] - camera.offset, 0.0)
             np.maximum(around, camera.gain * level + camera.read_noise**2, out=around)
         noisy = (here > ratio * around) & (spread <= NOISE_SHARE * here)
+        if self._unread is not None:
+            noisy &= ~self._unread[ys, xs]
         step = np.abs(mean[ys, xs] - _around(mean, ys, xs))
         noisy &= step <= LEVEL_SIGMAS * np.sqrt(here / n)
         if not noisy.any() or noisy.sum() > MOST * noise.size:

@@ -108,6 +108,7 @@ class SeriesContext:
         self.frames_masked = 0
         self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
         self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
+        self._noisy_unread: np.ndarray | None = None  # its pixels not read (NaN, a mask)
         self._rows = RowNoise()  # the camera's row noise (stream.camera._rows)
         self._scan = ScanPhase()  # a bidirectional scan's phase (stream.camera._scan_phase)
         self._rows_previous: np.ndarray | None = None  # the raw frame before, while it looks
@@ -342,15 +343,21 @@ class SeriesContext:
         next frame on)."""
         if self._noisy.done and self._noisy.shape == frame.shape:
             return
+        unread = None
         if count_non_finite(frame):
+            unread = ~np.isfinite(frame)  # NaN or a mask: left out of the search
             frame = finite_copy(frame)  # NaN would poison the sums
         previous = self._noisy_previous
         if previous is None or previous.shape != frame.shape:
             self._noisy_previous = frame.astype(np.float32)
         else:
             if not scene_moved(frame, previous):
-                self._noisy.add(frame, previous, camera)
+                either = self._noisy_unread
+                if unread is not None:
+                    either = unread if either is None else either | unread
+                self._noisy.add(frame, previous, camera, unread=either)
             np.copyto(previous, frame, casting="unsafe")  # the next pair's: no allocation
+        self._noisy_unread = unread
         if self._noisy.done:
             self._noisy_previous = None
         if self._estimator is not None:
