@@ -22,7 +22,7 @@ from ._samples import (
     still_ratio,
     temporal_samples,
 )
-from ._scan_phase import ScanPhase, aligned, unaligned
+from ._scan_phase import ScanPhase, aligned, unaligned, unaligned_pixels
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
 __all__ = [
@@ -56,5 +56,6 @@ __all__ = [
     "still_ratio",
     "temporal_samples",
     "unaligned",
+    "unaligned_pixels",
     "uncensor",
 ]

@@ -52,6 +52,7 @@ from ..camera import (
     remove_row_offsets,
     scene_moved,
     unaligned,
+    unaligned_pixels,
 )
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
@@ -230,7 +231,7 @@ class SeriesContext:
         if lag:  # the model (and the search for noisy pixels) sees the scene's lines
             frame = aligned(frame, lag)
         if camera is not None:
-            self._look_for_noisy_pixels(frame, camera)
+            self._look_for_noisy_pixels(frame, camera, lag, width)
             frame = self._without_noisy_pixels(frame)
         self.masked = 0 if masked is None else int(np.count_nonzero(masked))
         self.frames_masked += masked is not None
@@ -335,7 +336,9 @@ class SeriesContext:
         """The camera's noisy pixels found in this series (filled before the model)."""
         return self._noisy.count
 
-    def _look_for_noisy_pixels(self, frame: np.ndarray, camera: CameraModel) -> None:
+    def _look_for_noisy_pixels(
+        self, frame: np.ndarray, camera: CameraModel, lag: int = 0, width: int = 0
+    ) -> None:
         """Give the search for noisy pixels this frame and the one before it, if the scene
         held still between them (a series' first 64 such pairs; one frame of memory while
         it looks, :data:`stream.camera._noisy.SEARCH_AT`), with the camera in use (the
@@ -361,7 +364,10 @@ class SeriesContext:
         if self._noisy.done:
             self._noisy_previous = None
         if self._estimator is not None:
-            self._estimator.leave_out(self._noisy.pixels, frame.shape)
+            pixels, shape = self._noisy.pixels, frame.shape
+            if lag and pixels is not None:  # found in the lines moved back: the raw frame's
+                pixels, shape = unaligned_pixels(pixels, lag, width), (frame.shape[0], width)
+            self._estimator.leave_out(pixels, shape)
 
     @property
     def scan_lag(self) -> int:
