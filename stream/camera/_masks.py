@@ -101,12 +101,14 @@ def _read_by_the_camera(frame: np.ndarray, value: float, region: np.ndarray, ste
 
 
 def _has_holes(frame: np.ndarray, region: np.ndarray) -> bool:
-    """Whether the region encloses single pixels of another (finite) value: a photon
-    counter's dark part holds the few that caught a photon; a fill holds none."""
-    inner = region[1:-1, 1:-1]
-    enclosed = ~inner & region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
+    """Whether the region encloses single pixels of another (finite) value, the frame's
+    edge counting as enclosing: a photon counter's dark part (a dark edge included) holds
+    the few that caught a photon; a fill holds none."""
+    around = np.pad(region, 1, constant_values=True)  # beyond the frame's edge: enclosing
+    enclosed = ~region & around[:-2, 1:-1] & around[2:, 1:-1] & around[1:-1, :-2]
+    enclosed &= around[1:-1, 2:]
     if frame.dtype.kind == "f":
-        enclosed &= np.isfinite(frame[1:-1, 1:-1])
+        enclosed &= np.isfinite(frame)
     return bool(enclosed.any())
 
 

@@ -219,7 +219,7 @@ class SeriesContext:
         given = frame  # a masked region's pixels go back as they came
         if self._offset_pattern is not None:
             frame = self._offset_pattern.subtracted(frame)
-        camera, masked = None, None
+        camera, masked, width, lag = None, None, frame.shape[-1], 0
         if engine.needs_camera:
             frame = self._without_row_noise(frame)
             camera = self._camera_for(frame)
@@ -227,10 +227,9 @@ class SeriesContext:
             if masked is not None:  # from here on, as NaN pixels are
                 frame = np.array(frame, dtype=np.float32)
                 frame[masked] = np.nan
-        width, lag = frame.shape[-1], self._scan_lag(frame)
-        if lag:  # the model (and the search for noisy pixels) sees the scene's lines
-            frame = aligned(frame, lag)
-        if camera is not None:
+            lag = self._scan_lag(frame)  # after the masks: their edges are no lines'
+            if lag:  # the model (and the search for noisy pixels) sees the scene's lines
+                frame = aligned(frame, lag)
             self._look_for_noisy_pixels(frame, camera, lag, width)
             frame = self._without_noisy_pixels(frame)
         self.masked = 0 if masked is None else int(np.count_nonzero(masked))
@@ -364,10 +363,11 @@ class SeriesContext:
         if self._noisy.done:
             self._noisy_previous = None
         if self._estimator is not None:
-            pixels, shape = self._noisy.pixels, frame.shape
-            if lag and pixels is not None:  # found in the lines moved back: the raw frame's
+            pixels, shape = self._noisy.pixels, self._noisy.shape
+            if lag and pixels is not None and shape == frame.shape:
+                # found in the lines moved back: where they lie in the raw frame
                 pixels, shape = unaligned_pixels(pixels, lag, width), (frame.shape[0], width)
-            self._estimator.leave_out(pixels, shape)
+            self._estimator.leave_out(pixels, shape or frame.shape)
 
     @property
     def scan_lag(self) -> int:

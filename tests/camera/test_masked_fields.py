@@ -144,6 +144,21 @@ def test_a_photon_counters_dark_part_is_no_mask_even_told_read_noise() -> None:
     assert masked_pixels(frame, told) is not None
 
 
+def test_a_photon_counters_dark_edge_is_no_mask_either() -> None:
+    """A 2 px dark edge (blanking, vignetting) reads the offset in runs along the edge;
+    the few pixels that caught a photon lie on the frame's outermost lines, where the
+    frame's edge encloses them."""
+    rng = np.random.default_rng(9)
+    photons = np.full((64, 64), 200.0)
+    photons[:, :2], photons[:2, :] = 0.05, 0.05
+    told = CameraModel(gain=1.0, offset=0.0, read_noise=8.0)  # as a live estimate says
+    masked = 0
+    for _ in range(10):
+        frame = rng.poisson(photons).astype(np.uint16)
+        masked += masked_pixels(frame, told) is not None
+    assert masked == 0  # (an edge that caught no photon at all cannot be told from a fill)
+
+
 def test_non_finite_blocks_are_no_mask() -> None:
     """A 4 x 4 block of -inf was a block of one value below the offset: given back as
     -inf instead of NaN like every other non-finite pixel."""
