@@ -15,8 +15,8 @@ Why (one-off probe, `na-lite`, 10-frame 128 x 128 calcium movies, offset 100 ADU
 read noise 3 e-, the camera estimated live; PSNR of the whole frame at 1 / 10 / 1000
 photons): a border of 6-10 px filled with 0 came out at 13.5 / 30.7 / 47.8 dB for 6.0 /
 24.3 / 48.6 in (the 3 px beside the border 4.3 / 22.9 / 37.6 for 5.3 / 24.0 / 49.3 in),
-now 24.5 / 34.2 / 51.6 (beside it 23.8 / 32.9 / 49.1); a circle masked with 0 came out
-at 9.8 / 28.4 / 50.4 for 7.4 / 25.7 / 49.8 in, now 25.6 / 35.8 / 52.9.
+now 24.4 / 34.2 / 51.6 (beside it 24.3 / 32.9 / 50.4); a circle masked with 0 came out
+at 9.8 / 28.4 / 50.4 for 7.4 / 25.7 / 49.8 in, now 25.9 / 35.8 / 52.9.
 """
 
 from __future__ import annotations
