@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from ._floor import readout_step
 from ._model import CameraModel
@@ -123,6 +122,8 @@ def _grown(seeds: np.ndarray, held: np.ndarray) -> np.ndarray:
     latest = _latest  # one read: another thread may replace it
     if latest is not None and np.array_equal(latest[0], seeds) and np.array_equal(latest[1], held):
         return latest[2]
+    from scipy import ndimage  # only where a mask is found: the online half loads it lazily
+
     region = ndimage.binary_propagation(seeds, mask=held)
     _latest = (seeds, held, region)
     return region

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from ..camera import CameraModel
 
@@ -107,6 +106,8 @@ def _mirror_sources(bad: np.ndarray) -> tuple[_Pixels, _Pixels]:
     if latest is not None and np.array_equal(latest[0], bad):
         return latest[1], latest[2]
     height, width = bad.shape
+    from scipy import ndimage  # only for frames with NaN or a mask: loaded lazily
+
     nearest = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
     ys, xs = np.nonzero(bad)
     near_y, near_x = nearest[0][ys, xs], nearest[1][ys, xs]
