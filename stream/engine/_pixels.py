@@ -28,20 +28,11 @@ def to_dtype(clean: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(np.rint(clean), info.min, info.max).astype(dtype)
 
 
-def finite_copy(frame: np.ndarray) -> np.ndarray:
-    """A float32 copy whose non-finite pixels hold the mean of the finite ones: a flat
-    fill, which the live estimate and the searches for noisy pixels and row noise leave
-    out (the model is shown :func:`copy_for_model`)."""
-    copy = np.array(frame, dtype=np.float32)
-    if count_non_finite(copy):
-        bad = ~np.isfinite(copy)
-        copy[bad] = copy[~bad].mean() if not bad.all() else 0.0
-    return copy
-
-
-def copy_for_model(frame: np.ndarray, camera: CameraModel | None = None) -> np.ndarray:
-    """A float32 copy whose non-finite pixels are filled as the model is shown them
-    (:func:`fill_region`)."""
+def finite_copy(frame: np.ndarray, camera: CameraModel | None = None) -> np.ndarray:
+    """A float32 copy whose non-finite pixels are filled (:func:`fill_region`): without
+    a camera with the mean of the finite ones, a flat fill, which the live estimate and
+    the searches for noisy pixels and row noise leave out; with the camera, as the model
+    is shown them."""
     copy = np.array(frame, dtype=np.float32)
     if count_non_finite(copy):
         bad = ~np.isfinite(copy)

@@ -57,7 +57,7 @@ from ..camera import (
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
 from ._inputs import update_running_mean
-from ._pixels import copy_for_model, count_non_finite, finite_copy
+from ._pixels import count_non_finite, finite_copy
 from ._series_blend import SeriesBlend
 from ._still_means import StillMeans
 
@@ -211,10 +211,9 @@ class SeriesContext:
         taken at once (:data:`OUTPACED_AT_ONCE`).
         """
         if index is not None and self._last_index is not None and index != self._last_index + 1:
-            self._history.clear()
-            self._mean = self._last = self._noisy_previous = self._rows_previous = None
+            self._drop_previous_frames()
+            self._noisy_previous = self._rows_previous = None
             self._estimator_has_previous = False
-            self._still.reset()
         self._last_index = index
         given = frame  # a masked region's pixels go back as they came
         if self._offset_pattern is not None:
@@ -241,9 +240,7 @@ class SeriesContext:
         if decay <= 0 or (self._mean is not None and self._mean.shape != frame.shape):
             self._mean = None  # no such channel, or another frame size: a new series
         if (keep or decay > 0) and self._last is not None and scene_moved(frame, self._last):
-            self._history.clear()
-            self._mean = None
-            self._still.reset()
+            self._drop_previous_frames()
             self.scene_changes += 1
         shared = camera is not None and self._noise_shared()
         map_scale = self._blend.map_scale_for(engine) if camera is not None and not shared else 1.0
@@ -294,7 +291,7 @@ class SeriesContext:
             out = self._still.mixed(frame, out, camera, gain_stderr)
         else:
             self._still.reset()
-        stored = copy_for_model(frame, camera) if keep or decay > 0 else None
+        stored = finite_copy(frame, camera) if keep or decay > 0 else None
         self._last = stored
         if decay > 0:
             assert stored is not None
@@ -309,6 +306,13 @@ class SeriesContext:
         if masked is not None:
             out[masked] = given[masked]
         return out
+
+    def _drop_previous_frames(self) -> None:
+        """Empty the ring, the running mean and the still pixels' means: the frames
+        before are no longer this scene's (a gap, a moved scene, another scan geometry)."""
+        self._history.clear()
+        self._mean = self._last = None
+        self._still.reset()
 
     def _gain_stderr(self) -> float:
         """The camera gain's standard error: 0 for a configured camera."""
@@ -384,9 +388,7 @@ class SeriesContext:
         if not self._scan.done or self._scan.shape != frame.shape:
             self._scan.add(finite_copy(frame))
             if self._scan.lag:
-                self._history.clear()
-                self._mean = self._last = None
-                self._still.reset()
+                self._drop_previous_frames()
         return self._scan.lag if self._scan.shape == frame.shape else 0
 
     @property

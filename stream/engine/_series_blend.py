@@ -54,7 +54,7 @@ from ._blend import (
     risk_blocks,
 )
 from ._engine import Engine, FrameReport
-from ._pixels import copy_for_model, count_non_finite
+from ._pixels import count_non_finite, finite_copy
 
 #: Seed of the probes: a series' outputs are reproducible.
 PROBE_SEED = 20_261_202
@@ -264,7 +264,7 @@ class SeriesBlend:
             if not self.choice.blends:
                 return out
         bad = ~np.isfinite(frame) if count_non_finite(frame) else None
-        scene = copy_for_model(frame, camera)
+        scene = finite_copy(frame, camera)
         if spikes is not None:
             fill_spikes(scene, spikes)
         model_out = out if bad is None and spikes is None else out.copy()

@@ -139,23 +139,23 @@ def test_a_masked_region_is_filled_with_the_field_mirrored_across_its_edge() -> 
     the frame, the nearest pixel of the field. Each mask gets its own fill. In a field
     that does not stand out of its noise, the field's mean."""
     from stream.camera import CameraModel
-    from stream.engine._pixels import copy_for_model
+    from stream.engine._pixels import finite_copy
 
     camera = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
     ramp = np.tile(np.arange(40, dtype=np.float32), (6, 1))  # each pixel holds its column
     right = ramp.copy()
     right[:, 35:] = np.nan  # columns 35-39 mirror 33-29 across column 34
     mirrored = np.tile(np.arange(33, 28, -1, dtype=np.float32), (6, 1))
-    np.testing.assert_array_equal(copy_for_model(right, camera)[:, 35:], mirrored)
+    np.testing.assert_array_equal(finite_copy(right, camera)[:, 35:], mirrored)
     left = ramp.copy()
     left[:, :25] = np.nan  # column 24 mirrors 26 across 25; column 10's mirror (40) is out
-    filled = copy_for_model(left, camera)
+    filled = finite_copy(left, camera)
     assert (filled[:, 24] == 26).all() and (filled[:, 11] == 39).all()
     assert (filled[:, 10] == 25).all() and (filled[:, 0] == 25).all()
-    np.testing.assert_array_equal(copy_for_model(right, camera)[:, 35:], mirrored)
+    np.testing.assert_array_equal(finite_copy(right, camera)[:, 35:], mirrored)
     dim = CameraModel(gain=1.0, offset=17.0, read_noise=10.0)  # 0.1 of its noise
-    np.testing.assert_allclose(copy_for_model(right, dim)[:, 35:], 17.0)
-    np.testing.assert_allclose(copy_for_model(right)[:, 35:], 17.0)  # no camera: the mean
+    np.testing.assert_allclose(finite_copy(right, dim)[:, 35:], 17.0)
+    np.testing.assert_allclose(finite_copy(right)[:, 35:], 17.0)  # no camera: the mean
 
 
 def test_all_non_finite_gives_all_nan(identity_model: Path) -> None:
