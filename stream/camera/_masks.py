@@ -27,7 +27,7 @@ import numpy as np
 
 from ._floor import readout_step
 from ._model import CameraModel
-from ._samples import BLOCK, block_extremes
+from ._samples import BLOCK, block_extremes, either
 
 #: A mask's value lies below the camera's offset by more than this many times the noise
 #: of a dark pixel (read noise and one photo-electron together): no readout of 16 pixels
@@ -72,10 +72,10 @@ def masked_pixels(frame: np.ndarray, camera: CameraModel) -> np.ndarray | None:
         threshold = camera.offset - MASK_SIGMAS * math.hypot(camera.read_noise, camera.gain)
     if not lowest < threshold:
         return None
-    seeds = _flat_blocks_below(frame, threshold, camera.floor)
-    edges = _edge_runs_below(frame, threshold, camera.floor)
-    if seeds is None or edges is not None:
-        seeds = edges if seeds is None else seeds | edges
+    seeds = either(
+        _flat_blocks_below(frame, threshold, camera.floor),
+        _edge_runs_below(frame, threshold, camera.floor),
+    )
     if seeds is None:
         return None
     masked = np.zeros(frame.shape, dtype=bool)
