@@ -4,9 +4,12 @@ When no camera is configured the service still has to tell a noise-adaptive mode
 noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relation,
 ``var = gain * (mean - offset) + read**2``, so:
 
-- **First frame (spatial).** Each 2 x 2 cell gives a residual ``(a - b - c + d) / 2``
-  whose variance is the noise variance and which a linear gradient does not touch;
-  4 x 4 blocks give (mean, residual power) samples.
+- **First frame (spatial).** Each pixel gives a curvature residual (the kernel ``[1, -2,
+  1]`` by ``[1, -2, 1]`` over 6: :func:`stream.camera._samples.curvature_power`) whose
+  variance is the noise variance and which smooth structure barely touches; 4 x 4
+  blocks give (mean, residual power) samples. Structure at the scale of a pixel (sharp
+  stars, a sensor's pixel-to-pixel gain differences at high light) still reads as
+  noise in one frame.
 - **Later frames (temporal).** The difference of two consecutive frames, divided by
   sqrt 2, has the noise variance wherever the scene did not change; its 4 x 4 blocks
   give (mean of the two frames, power) samples, pooled over the frames seen so far
@@ -28,8 +31,8 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   noise mixed over a pixel both ways (frames registered by sub-pixel shifts) is
   independent (:data:`LINE_MARGIN`; the estimate counts the latter pairs as ``shared``,
   and a series whose pairs are mostly so is served without the blend). A moved pair gives
-  samples of its cells' residual power at its own level (like a first frame's, whose
-  structure it mostly cancels), adds nothing to the offset's skew, and restarts the
+  samples of its difference's curvature residual power at its own level (like a first
+  frame's, whose structure they mostly cancel), adds nothing to the offset's skew, and restarts the
   average its successors are binned by.
 - **Fit.** Samples are binned by mean (equal counts per bin); the median power per bin,
   corrected for the median of a chi-square, resists edges and calcium transients; a
@@ -117,6 +120,7 @@ from ._model import CameraModel
 from ._offset import offset_from_skew, second_difference
 from ._samples import (
     BLOCK,
+    CURVATURE_MEDIAN_OVER_MEAN,
     MEDIAN_OVER_MEAN,
     blockwise_means,
     darkest_level,
@@ -164,6 +168,14 @@ COARSE_GAIN = 0.5
 #: generator, its dark blocks' pixels a mixture of lights, passed the floor test; the
 #: clipped fit said gain 0.78, read noise 0.72 ADU, and ``na-lite`` lost 0.45 dB.
 CLIPPED_LEAST_READ = 1.0
+#: The frame differences' samples the first temporal fit waits for (16 a bin), or, for
+#: frames of fewer blocks, as many as a frame has (one a bin at least: frames without a
+#: whole block never get one; under 2 a bin, the fit takes read noise only): a pair's
+#: differences tell the noise from the scene better than one frame's residuals. Why: a
+#: 24 x 24 movie (36 blocks a frame) waited 11 frames for 384, served all that time by
+#: its first frame's estimate, which its cells' edges had made 3 times too noisy at
+#: 1000 photons per pixel: ``na-lite`` 7.3 dB under its input (a held-out probe).
+FIRST_FIT_SAMPLES = 2 * BINS * 8
 #: Most samples one fit sorts (taken evenly from the reservoir): 48,000 give each of the
 #: 24 bins 2,000, and bound the time a refit holds the thread that serves frames.
 FIT_SAMPLES = 48_000
@@ -378,7 +390,7 @@ class CameraEstimator:
             if self._unit is None and not blank:
                 self._unit = data_unit(frame, power)
             share = _floor_share(at_floor, None, means.size)
-            spatial_correction = np.full(means.size, MEDIAN_OVER_MEAN[4])
+            spatial_correction = np.full(means.size, CURVATURE_MEDIAN_OVER_MEAN)
             self.estimate = self._from(
                 means, power, "spatial", clipping=(share, spatial_correction)
             )
@@ -388,7 +400,7 @@ class CameraEstimator:
                 self.estimate = self._from(
                     means, power, "spatial", clipping=(share, spatial_correction)
                 )
-        elif self._kept >= 2 * BINS * 8 and (
+        elif self._kept >= min(FIRST_FIT_SAMPLES, max(BINS, blocks.size)) and (
             self._since_fit >= self._refit_interval() or self.estimate.source == "spatial"
         ):
             means, power = np.concatenate(self._means), np.concatenate(self._power)
@@ -486,7 +498,7 @@ class CameraEstimator:
         self._power.append(power)
         # the levels' noise: the running mean's, or for a moved pair its own two frames'
         self._factors.append((0.5 if moved else self._weight_sq) / BLOCK**2)
-        self._corrections.append(MEDIAN_OVER_MEAN[4 if moved else 16])
+        self._corrections.append(CURVATURE_MEDIAN_OVER_MEAN if moved else MEDIAN_OVER_MEAN[16])
         self._smooth.append(neighbourhood(self._average).ravel().astype(np.float32))
         self._third.append(third.astype(np.float32))
         previous_floor = self._previous_floor if at_floor is not None else None
