@@ -134,7 +134,7 @@ class SeriesContext:
     def history_bytes(self) -> int:
         """Memory held by the ring of previous frames, the running mean and a deferred
         blend measurement (not the live estimate's samples, nor, for a series' first 64
-        still pairs, the searches for noisy pixels and row noise: 28 bytes a pixel)."""
+        still pairs, the searches for noisy pixels and row noise: 36 bytes a pixel)."""
         arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
         arrays += self._still.arrays()
         held = {id(a): a.nbytes for a in arrays if a is not None}
