@@ -291,10 +291,38 @@ def _summary(
         ("output", f"{output}: {counted(frames.rows, 'row')}"),
         ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"),
         ("camera", camera),
+        ("found", _findings(context)),
         ("blend", f"{blend_choice(context.blend_choice.as_dict())} (last frame; "
                   f"{counted(context.blend_frames_measured, 'frame')} measured)"),
         ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
     ]  # fmt: skip
+
+
+def _findings(context: SeriesContext) -> str:
+    """What the series' frames held beyond the camera's plain noise, and what was done
+    about it (as ``status.series`` reports it live): a user judging the output sees
+    which of the camera room's corrections touched it."""
+    counts = (  # (how many, of what, said how)
+        (context.noisy_pixels, "noisy pixel", "{} filled from their neighbours"),
+        (context.frames_with_spikes, "frame", "one-pixel spikes filled in {}"),
+        (context.frames_masked, "frame", "a masked region (kept as it came) in {}"),
+        (context.scene_changes, "time", "the scene moved {}: history dropped"),
+    )
+    found = [said.format(counted(n, unit)) for n, unit, said in counts if n]
+    if context.row_noise_corrected:
+        found.append(f"row offsets (rms {context.row_noise:.3g}) taken out")
+    if context.scan_lag:
+        found.append(f"odd lines {context.scan_lag} px off the even ones (a scan's phase), aligned")
+    estimate = context.estimate
+    if estimate is not None and estimate.moved:
+        moved = f"{estimate.moved} of the {counted(estimate.pairs, 'frame pair')} compared moved"
+        if 2 * estimate.moved > estimate.pairs:  # the estimate rests mostly on them
+            moved += (
+                " (most: the camera was estimated mostly from their differences' residuals, "
+                "which fine structure inflates; configure the camera for such recordings)"
+            )
+        found.append(moved)
+    return "; ".join(found) if found else "nothing but the camera's noise"
 
 
 #: Holes a stored series' time axis may have beyond 10 per frame before it is refused.

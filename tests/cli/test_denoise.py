@@ -62,6 +62,22 @@ def test_a_recording_comes_out_as_the_series_context_denoises_it(
     assert "camera estimated live: gain" in text
     measured = 6 if blend == "spatial" else 0  # every due frame, as the evaluation does
     assert f"{measured} frames measured" in text
+    assert "found nothing but the camera's noise" in text
+
+
+def test_the_summary_says_what_the_frames_held(tmp_path: Path, movie: np.ndarray) -> None:
+    """A field of view masked with 0 outside its circle: the summary says the masked
+    region was found, in every frame, as ``status.series`` does live."""
+    masked = movie.copy()
+    yy, xx = np.mgrid[:48, :48]
+    masked[:, (yy - 24.0) ** 2 + (xx - 24.0) ** 2 > 20.0**2] = 0
+    np.save(tmp_path / "rec.npy", masked)
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
+        "--model", "na-lite", "--provider", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "a masked region (kept as it came) in 6 frames" in words(result.output)
 
 
 def test_output_in_the_recordings_dtype_and_as_tiff(tmp_path: Path, movie: np.ndarray) -> None:
