@@ -368,6 +368,21 @@ def test_ensemble_check_measures_every_pass_count() -> None:
     assert row["auto_up_to_fps"]["2"] == pytest.approx(2 * row["auto_up_to_fps"]["4"], rel=0.02)
 
 
+def test_masks_check_streams_hold_what_they_say() -> None:
+    """Each stream the check times is found to hold what it is named for (a masked
+    region in every frame of the circle's, in every moved border's, a lag of 2 px in the
+    comb's), the plain one nothing: the ratios compare what they claim to."""
+    from benchmarks.masks_check import LAG, SEARCH_FRAMES, measure
+
+    row = measure(256, SEARCH_FRAMES + 4)  # smaller phantom frames show no lag
+    found = row["found"]
+    assert found["plain"] == {"frames_masked": 0, "scan_lag": 0}
+    assert found["circle"] == {"frames_masked": SEARCH_FRAMES + 4, "scan_lag": 0}
+    assert found["moving border"]["frames_masked"] >= SEARCH_FRAMES
+    assert found["comb"] == {"frames_masked": 0, "scan_lag": LAG}
+    assert set(row["vs_plain"]) == set(found) and row["vs_plain"]["plain"] == 1.0
+
+
 def test_still_means_check_mixes_bright_frames_and_not_dim_ones() -> None:
     from benchmarks.still_means_check import measure
 
