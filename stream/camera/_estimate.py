@@ -32,8 +32,9 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   independent (:data:`LINE_MARGIN`; the estimate counts the latter pairs as ``shared``,
   and a series whose pairs are mostly so is served without the blend). A moved pair gives
   samples of its difference's curvature residual power at its own level (like a first
-  frame's, whose structure they mostly cancel), adds nothing to the offset's skew, and restarts the
-  average its successors are binned by.
+  frame's, whose structure they mostly cancel; the earlier frame first moved by the
+  whole pixels that align the two best, where that leaves less power), adds nothing to
+  the offset's skew, and restarts the average its successors are binned by.
 - **Fit.** Samples are binned by mean (equal counts per bin); the median power per bin,
   corrected for the median of a chi-square, resists edges and calcium transients; a
   weighted least-squares line through the bins gives slope (gain) and intercept.

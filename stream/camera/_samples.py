@@ -271,17 +271,88 @@ def curvature_power(image: np.ndarray) -> np.ndarray:
     height, width = image.shape
     rows, columns = height // BLOCK * BLOCK, width // BLOCK * BLOCK
     x = np.asarray(image, dtype=np.float32)
-    r = x[:-2] - 2.0 * x[1:-1] + x[2:]
-    r = r[:, :-2] - 2.0 * r[:, 1:-1] + r[:, 2:]
+    down = x[1:-1] * np.float32(-2.0)  # in place from here: fewer frame-sized temporaries
+    down += x[:-2]
+    down += x[2:]
+    r = down[:, 1:-1] * np.float32(-2.0)
+    r += down[:, :-2]
+    r += down[:, 2:]
     np.square(r, out=r)
     squares = np.zeros((rows, columns), np.float32)
-    has = np.zeros((rows, columns), np.float32)
-    inner = (slice(1, min(height - 1, rows)), slice(1, min(width - 1, columns)))
-    squares[inner] = r[: rows - 1, : columns - 1]
-    has[inner] = 1.0
-    counts = _group_sums(has, BLOCK, BLOCK)
+    last_row, last_column = min(height - 1, rows), min(width - 1, columns)
+    squares[1:last_row, 1:last_column] = r[: last_row - 1, : last_column - 1]
+    # residuals per block: 4 x 4, less the frame's outermost rows and columns
+    per_row = np.diff(np.clip(np.arange(0, rows + 1, BLOCK), 1, last_row))
+    per_column = np.diff(np.clip(np.arange(0, columns + 1, BLOCK), 1, last_column))
+    counts = np.outer(per_row, per_column).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):  # a block with none: NaN, dropped
         return (_group_sums(squares, BLOCK, BLOCK) / (36.0 * counts)).ravel()
+
+
+def _moved_power(frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Per block, the :func:`curvature_power` of a moved pair's difference, ``previous``
+    first moved by the whole pixels that best align it with ``frame``
+    (:func:`_whole_pixel_shift`) where that leaves less power (NaN on blocks it does not
+    cover), else as it came.
+
+    Why: unaligned, the difference holds both frames' structure, read as noise: frames
+    jittered 1-5 px every frame at 1000 photons per pixel (a held-out probe) were told
+    gain 6 for 1.5 and came out 1.3 dB under their input. Structure moved by less than
+    a pixel leaves an aligned difference little curvature. Either way the power is noise
+    plus what structure is left, so the smaller one is nearer the noise."""
+    plain = curvature_power(np.subtract(frame, previous, dtype=np.float32))
+    height, width = frame.shape
+    shift = _whole_pixel_shift(frame, previous)
+    if shift is None:
+        return plain
+    dy, dx = shift
+    # the frame's whole blocks that the moved previous frame covers
+    top, bottom = -(-max(dy, 0) // BLOCK) * BLOCK, min(height, height + dy) // BLOCK * BLOCK
+    left, right = -(-max(dx, 0) // BLOCK) * BLOCK, min(width, width + dx) // BLOCK * BLOCK
+    if bottom - top < 2 * BLOCK or right - left < 2 * BLOCK:
+        return plain
+    difference = np.subtract(
+        frame[top:bottom, left:right],
+        previous[top - dy : bottom - dy, left - dx : right - dx],
+        dtype=np.float32,
+    )
+    aligned = np.full((height // BLOCK, width // BLOCK), np.nan)
+    rows, columns = slice(top // BLOCK, bottom // BLOCK), slice(left // BLOCK, right // BLOCK)
+    aligned[rows, columns] = curvature_power(difference).reshape(aligned[rows, columns].shape)
+    covered = aligned[rows, columns]
+    if np.nanmedian(covered) < np.nanmedian(plain.reshape(aligned.shape)[rows, columns]):
+        return aligned.ravel()
+    return plain
+
+
+#: The shift between a moved pair's frames is looked for in their central part, this
+#: many pixels a side at most: its phase correlation's cost stays that of a 256 x 256
+#: frame (a few ms) whatever the frame's size, for shifts up to a quarter of it.
+SHIFT_WINDOW = 256
+
+
+def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, int] | None:
+    """The shift (rows, columns) that moves ``previous`` onto ``frame`` best, by phase
+    correlation over their central :data:`SHIFT_WINDOW` pixels, within a quarter of that
+    either way; None for frames too small to say (under 16 px a side) or for no shift."""
+    if min(frame.shape) < 16:
+        return None
+    window = tuple(
+        slice((size - min(size, SHIFT_WINDOW)) // 2, (size + min(size, SHIFT_WINDOW)) // 2)
+        for size in frame.shape
+    )
+    a = np.asarray(frame[window], dtype=np.float64)
+    b = np.asarray(previous[window], dtype=np.float64)
+    height, width = a.shape
+    cross = np.fft.rfft2(a - a.mean()) * np.conj(np.fft.rfft2(b - b.mean()))
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    surface = np.fft.irfft2(cross, s=(height, width))
+    peak_y, peak_x = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    dy = int(peak_y) - height if peak_y > height // 2 else int(peak_y)
+    dx = int(peak_x) - width if peak_x > width // 2 else int(peak_x)
+    if (dy, dx) == (0, 0) or abs(dy) > height // 4 or abs(dx) > width // 4:
+        return None
+    return dy, dx
 
 
 def _cell_power(difference: np.ndarray) -> np.ndarray:
@@ -420,7 +491,7 @@ def temporal_samples(
     if moved or level is None:
         level = (blockwise_means(frame) + blockwise_means(previous)) / 2.0
     if moved:
-        power = curvature_power(difference()) / (2.0 * CURVATURE_MEDIAN_OVER_MEAN)
+        power = _moved_power(frame, previous) / (2.0 * CURVATURE_MEDIAN_OVER_MEAN)
     else:
         power /= 2.0 * MEDIAN_OVER_MEAN[16]
     if flat is not None:

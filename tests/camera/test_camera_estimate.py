@@ -330,6 +330,41 @@ def test_one_frames_estimate_is_not_fooled_by_structure_the_optics_blurred(
     assert told == pytest.approx(np.sqrt(1.5 * (level - 100.0) + 4.5**2), rel=0.1)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_pair_moved_by_whole_pixels_is_aligned_before_its_difference(seed: int) -> None:
+    """Blurred cells with processes a pixel wide (structure no residual cancels) at 1000
+    photons, the field moved by (3, -4) px between two frames: the second frame is
+    told the noise within 15 % at the scene's median and bright (95th percentile)
+    levels. Unaligned, the difference holds both frames' structure: 1.16-1.43 times the
+    truth for these seeds, and in a held-out probe frames jittered every frame came out
+    1.3 dB under their input at 1000 photons (0.6-0.9 dB over it aligned)."""
+    rng = np.random.default_rng(50 + seed)
+    field = blurred_cells(seed, (140, 140))
+    for _ in range(30):  # processes a pixel wide, 40 px long
+        y, x = rng.integers(0, 140, 2)
+        angle, steps = rng.uniform(0, 2 * np.pi), np.arange(40)
+        ys = np.clip((y + steps * np.sin(angle)).astype(int), 0, 139)
+        xs = np.clip((x + steps * np.cos(angle)).astype(int), 0, 139)
+        field[ys, xs] += 0.8
+    field *= 1000.0
+    first, second = field[6:134, 6:134], field[9:137, 2:130]
+
+    def readout(photons: np.ndarray) -> np.ndarray:
+        return (1.5 * rng.poisson(photons) + 100 + rng.normal(0, 4.5, photons.shape)).astype(
+            np.float32
+        )
+
+    estimator = CameraEstimator()
+    estimator.update(readout(first))
+    estimate = estimator.update(readout(second))
+    assert estimate.moved == 1
+    camera = estimate.camera
+    for percentile in (50, 95):
+        level = 1.5 * float(np.percentile(first, percentile)) + 100.0
+        told = np.sqrt(max(camera.gain * (level - camera.offset), 0.0) + camera.read_noise**2)
+        assert told == pytest.approx(np.sqrt(1.5 * (level - 100.0) + 4.5**2), rel=0.15)
+
+
 def test_small_frames_take_the_differences_after_one_pair() -> None:
     """A 24 x 24 movie (36 blocks a frame) waited 11 frames for the first temporal fit's
     384 samples, served all that time by its first frame's estimate (in a held-out
