@@ -333,8 +333,12 @@ SHIFT_WINDOW = 256
 
 def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, int] | None:
     """The shift (rows, columns) that moves ``previous`` onto ``frame`` best, by phase
-    correlation over their central :data:`SHIFT_WINDOW` pixels, within a quarter of that
-    either way; None for frames too small to say (under 16 px a side) or for no shift."""
+    correlation over their central :data:`SHIFT_WINDOW` pixels (tapered by a Hann
+    window: untapered, the frames' edges, which wrap around in a Fourier transform, took
+    the peak in most of 6 jittered calcium scenes at 1000 photons per pixel), then the
+    least difference about its peak, within a quarter of the window either way; None for
+    frames too small to say (under 16 px a side), with a non-finite pixel, or for no
+    shift."""
     if min(frame.shape) < 16:
         return None
     window = tuple(
@@ -343,16 +347,35 @@ def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, in
     )
     a = np.asarray(frame[window], dtype=np.float64)
     b = np.asarray(previous[window], dtype=np.float64)
+    if not (np.isfinite(a.sum()) and np.isfinite(b.sum())):  # the service fills them first
+        return None
     height, width = a.shape
-    cross = np.fft.rfft2(a - a.mean()) * np.conj(np.fft.rfft2(b - b.mean()))
+    taper = np.outer(np.hanning(height), np.hanning(width))  # no edges' wrap-around
+    cross = np.fft.rfft2((a - a.mean()) * taper) * np.conj(np.fft.rfft2((b - b.mean()) * taper))
     cross /= np.maximum(np.abs(cross), 1e-12)
     surface = np.fft.irfft2(cross, s=(height, width))
     peak_y, peak_x = np.unravel_index(int(np.argmax(surface)), surface.shape)
     dy = int(peak_y) - height if peak_y > height // 2 else int(peak_y)
     dx = int(peak_x) - width if peak_x > width // 2 else int(peak_x)
-    if (dy, dx) == (0, 0) or abs(dy) > height // 4 or abs(dx) > width // 4:
+    if abs(dy) > height // 4 or abs(dx) > width // 4:
         return None
-    return dy, dx
+    # the peak may sit a pixel off where noise rules the high frequencies: the shift is
+    # the one of it and its eight neighbours that leaves the least difference
+    dy, dx = min(
+        ((dy + i, dx + j) for i in (-1, 0, 1) for j in (-1, 0, 1)),
+        key=lambda shift: _mean_square_difference(a, b, *shift),
+    )
+    return None if (dy, dx) == (0, 0) else (dy, dx)
+
+
+def _mean_square_difference(frame: np.ndarray, previous: np.ndarray, dy: int, dx: int) -> float:
+    """The mean square of ``frame`` less ``previous`` moved by ``(dy, dx)``, where they
+    overlap."""
+    height, width = frame.shape
+    rows = slice(max(dy, 0), min(height, height + dy))
+    columns = slice(max(dx, 0), min(width, width + dx))
+    moved = previous[rows.start - dy : rows.stop - dy, columns.start - dx : columns.stop - dx]
+    return float(np.mean(np.square(frame[rows, columns] - moved)))
 
 
 def _cell_power(difference: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stream.camera import CameraEstimator, CameraModel, fit_line, offset_from_skew, spatial_samples
+from stream.camera._samples import _whole_pixel_shift
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 
@@ -363,6 +364,21 @@ def test_a_pair_moved_by_whole_pixels_is_aligned_before_its_difference(seed: int
         level = 1.5 * float(np.percentile(first, percentile)) + 100.0
         told = np.sqrt(max(camera.gain * (level - camera.offset), 0.0) + camera.read_noise**2)
         assert told == pytest.approx(np.sqrt(1.5 * (level - 100.0) + 4.5**2), rel=0.15)
+
+
+def test_a_non_finite_pixel_leaves_a_moved_pair_unaligned_and_quiet() -> None:
+    """Frames reach the estimator filled (the service's finite_copy), but called directly
+    a NaN or inf pixel would make the phase correlation NaN: no shift is looked for,
+    and the pair's samples are the unaligned difference's, without a warning."""
+    rng = np.random.default_rng(4)
+    scene = 1000.0 * blurred_cells(0, (70, 70))
+    first = (rng.poisson(scene[:64, :64]) + 100.0).astype(np.float32)
+    second = (rng.poisson(scene[3:67, 2:66]) + 100.0).astype(np.float32)
+    for bad in (np.nan, np.inf):
+        frame = second.copy()
+        frame[10, 10] = bad
+        assert _whole_pixel_shift(frame, first) is None
+    assert _whole_pixel_shift(second, first) == (-3, -2)
 
 
 def test_small_frames_take_the_differences_after_one_pair() -> None:
