@@ -1,16 +1,18 @@
-"""What masked and combed frames cost the served path, measured:
+"""What masked, combed and jittered frames cost the served path, measured:
 ``python -m benchmarks.masks_check``.
 
 The camera room finds regions the camera did not read (:func:`stream.camera.masked_pixels`:
 a field of view masked with 0, the zero border motion correction leaves) and a
-bidirectional scan's lag (:mod:`stream.camera._scan_phase`); the engine fills the
-masked pixels with the field's mirror image (:func:`stream.engine._pixels.mirror_fill`,
-whose sources are kept while the mask stays the same). For each frame size this times
-``SeriesContext.denoise`` (the live camera estimate and every search, as the service
-serves a frame; the blend measurement deferred, as the service defers it) on four
-streams of the same phantom frames: plain; 0 outside a circle (a mask that stays); a
-zero border 0-8 px wide that moves every frame (a new mask each frame); odd lines 2 px
-late (a comb). Frames alternate between the streams so that a burst of load hits all;
+bidirectional scan's lag (:mod:`stream.camera._scan_phase`); the live estimate aligns a
+pair whose scene moved before it takes its difference (``stream.camera._samples``); the
+engine fills masked pixels with the field's mirror image
+(:func:`stream.engine._pixels.mirror_fill`, its sources kept while the mask stays). For
+each frame size this times ``SeriesContext.denoise`` (the live camera estimate and every
+search, as the service serves a frame; the blend measurement deferred, as the service
+defers it) on five streams of the same phantom frames: plain; 0 outside a circle (a
+mask that stays); a zero border 0-8 px wide that moves every frame (a new mask each
+frame); odd lines 2 px late (a comb); the field moved 3-5 px either way every frame
+(pairs moved). Frames alternate between the streams so that a burst of load hits all;
 each stream's median ms per frame past its first ``SEARCH_FRAMES`` (where the scan's
 lag is looked for) is given against the plain stream's. Writes ``masks_check.md`` (and
 ``.json``) beside the suites' results.
@@ -32,6 +34,7 @@ MODEL = "na-lite"
 FRAMES = 64
 SEARCH_FRAMES = 16  # the scan phase's search (stream.camera._scan_phase) runs this long
 LAG = 2
+JITTER = 5  # px, most a jittered frame moves either way
 
 
 def _circle(frame: np.ndarray, t: int) -> np.ndarray:
@@ -55,6 +58,14 @@ def _moving_border(frame: np.ndarray, t: int) -> np.ndarray:
     return out
 
 
+def _jittered(frame: np.ndarray, t: int) -> np.ndarray:
+    rng = np.random.default_rng(t)
+    dy, dx = (int(v) for v in rng.integers(3, JITTER + 1, size=2) * rng.choice([-1, 1], size=2))
+    padded = np.pad(frame, JITTER, mode="reflect")
+    height, width = frame.shape
+    return padded[JITTER + dy : JITTER + dy + height, JITTER + dx : JITTER + dx + width].copy()
+
+
 def _comb(frame: np.ndarray, t: int) -> np.ndarray:
     out = frame.copy()
     out[1::2, LAG:] = frame[1::2, :-LAG]
@@ -66,6 +77,7 @@ STREAMS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "circle": _circle,
     "moving border": _moving_border,
     "comb": _comb,
+    "jittered": _jittered,
 }
 
 
@@ -87,9 +99,11 @@ def measure(side: int, count: int = FRAMES) -> dict[str, Any]:
                 times[name].append((time.perf_counter() - t0) * 1e3)
                 series[name].measure_pending(engine)  # the service's spare time, not timed
         for name, context in series.items():
+            estimate = context.estimate
             found[name] = {
                 "frames_masked": context.frames_masked,
                 "scan_lag": context.scan_lag,
+                "pairs_moved": 0 if estimate is None else estimate.moved,
             }
     median = {name: float(np.median(ms[SEARCH_FRAMES:])) for name, ms in times.items()}
     return {
@@ -106,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(side) for side in SIZES]
     names = list(STREAMS)
     lines = [
-        "# Masked and combed frames: what they cost",
+        "# Masked, combed and jittered frames: what they cost",
         "",
         f"{machine_info()['cpu_model']}, CPU provider, `{MODEL}`, camera estimated live; "
         f"{FRAMES} phantom frames per stream, the streams alternating frame by frame; "
         f"median ms per frame of `SeriesContext.denoise` past the first {SEARCH_FRAMES}, "
-        "and its ratio to the plain stream's. Found: frames masked, the scan lag.",
+        "and its ratio to the plain stream's. Found: frames masked, the scan lag, pairs "
+        "moved.",
         "",
         "| frame | " + " | ".join(f"{n} ms | x plain" for n in names) + " | found |",
         "|---|" + "---|---|" * len(names) + "---|",
@@ -120,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             + " | ".join(f"{r['ms'][n]} | {r['vs_plain'][n]}" for n in names)
             + " | "
             + "; ".join(
-                f"{n}: {f['frames_masked']} masked, lag {f['scan_lag']}"
+                f"{n}: {f['frames_masked']} masked, lag {f['scan_lag']}, {f['pairs_moved']} moved"
                 for n, f in r["found"].items()
             )
             + " |"

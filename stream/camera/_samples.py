@@ -305,17 +305,11 @@ def _moved_power(frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
     shift = _whole_pixel_shift(frame, previous)
     if shift is None:
         return plain
-    dy, dx = shift
-    # the frame's whole blocks that the moved previous frame covers
-    top, bottom = -(-max(dy, 0) // BLOCK) * BLOCK, min(height, height + dy) // BLOCK * BLOCK
-    left, right = -(-max(dx, 0) // BLOCK) * BLOCK, min(width, width + dx) // BLOCK * BLOCK
+    here, there = _overlap(frame.shape, shift, BLOCK)  # the frame's whole blocks covered
+    top, bottom, left, right = here[0].start, here[0].stop, here[1].start, here[1].stop
     if bottom - top < 2 * BLOCK or right - left < 2 * BLOCK:
         return plain
-    difference = np.subtract(
-        frame[top:bottom, left:right],
-        previous[top - dy : bottom - dy, left - dx : right - dx],
-        dtype=np.float32,
-    )
+    difference = np.subtract(frame[here], previous[there], dtype=np.float32)
     aligned = np.full((height // BLOCK, width // BLOCK), np.nan)
     rows, columns = slice(top // BLOCK, bottom // BLOCK), slice(left // BLOCK, right // BLOCK)
     aligned[rows, columns] = curvature_power(difference).reshape(aligned[rows, columns].shape)
@@ -371,11 +365,26 @@ def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, in
 def _mean_square_difference(frame: np.ndarray, previous: np.ndarray, dy: int, dx: int) -> float:
     """The mean square of ``frame`` less ``previous`` moved by ``(dy, dx)``, where they
     overlap."""
-    height, width = frame.shape
-    rows = slice(max(dy, 0), min(height, height + dy))
-    columns = slice(max(dx, 0), min(width, width + dx))
-    moved = previous[rows.start - dy : rows.stop - dy, columns.start - dx : columns.stop - dx]
-    return float(np.mean(np.square(frame[rows, columns] - moved)))
+    here, there = _overlap(frame.shape, (dy, dx))
+    return float(np.mean(np.square(frame[here] - previous[there])))
+
+
+_Window = tuple[slice, slice]
+
+
+def _overlap(
+    shape: tuple[int, ...], shift: tuple[int, int], step: int = 1
+) -> tuple[_Window, _Window]:
+    """Where a frame of ``shape`` and the one before it, moved by ``shift`` (rows,
+    columns: ``frame[y, x]`` is ``previous[y - dy, x - dx]``), overlap: the frame's part
+    (rounded inward to whole ``step`` s from its origin) and the previous frame's."""
+    here, there = [], []
+    for size, move in zip(shape, shift, strict=True):
+        start = -(-max(move, 0) // step) * step
+        stop = max(min(size, size + move) // step * step, start)
+        here.append(slice(start, stop))
+        there.append(slice(start - move, stop - move))
+    return (here[0], here[1]), (there[0], there[1])
 
 
 def _cell_power(difference: np.ndarray) -> np.ndarray:

@@ -371,15 +371,18 @@ def test_ensemble_check_measures_every_pass_count() -> None:
 def test_masks_check_streams_hold_what_they_say() -> None:
     """Each stream the check times is found to hold what it is named for (a masked
     region in every frame of the circle's, in every moved border's, a lag of 2 px in the
-    comb's), the plain one nothing: the ratios compare what they claim to."""
+    comb's, moved pairs in the jittered one's), the plain one nothing: the ratios compare
+    what they claim to."""
     from benchmarks.masks_check import LAG, SEARCH_FRAMES, measure
 
     row = measure(256, SEARCH_FRAMES + 4)  # smaller phantom frames show no lag
     found = row["found"]
-    assert found["plain"] == {"frames_masked": 0, "scan_lag": 0}
-    assert found["circle"] == {"frames_masked": SEARCH_FRAMES + 4, "scan_lag": 0}
+    assert found["plain"] == {"frames_masked": 0, "scan_lag": 0, "pairs_moved": 0}
+    assert found["circle"] == {"frames_masked": SEARCH_FRAMES + 4, "scan_lag": 0, "pairs_moved": 0}
     assert found["moving border"]["frames_masked"] >= SEARCH_FRAMES
-    assert found["comb"] == {"frames_masked": 0, "scan_lag": LAG}
+    assert found["comb"] == {"frames_masked": 0, "scan_lag": LAG, "pairs_moved": 0}
+    assert found["jittered"]["frames_masked"] == 0
+    assert found["jittered"]["pairs_moved"] > (SEARCH_FRAMES + 3) // 2  # most of its pairs
     assert set(row["vs_plain"]) == set(found) and row["vs_plain"]["plain"] == 1.0
 
 
