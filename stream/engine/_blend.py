@@ -65,8 +65,21 @@ BLEND_SETTINGS: tuple[BlendSetting, ...] = ("spatial", "spatiotemporal", "off")
 #: Blurs of the model's output tried (px, Gaussian sigma; 0: none).
 POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 #: Gaussians of the input mixed in (px), and their weights.
-FUSE_SIGMAS = (1.0, 1.5, 2.0)
+FUSE_SIGMAS = (0.7, 1.0, 1.5, 2.0)
 FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: A Gaussian of the input may also take most or all of the output's place, and one of
+#: 0.7 px is offered: where the network keeps fine structure less well than such a
+#: Gaussian does, the risk can reach it. Why (held-out probes, 2026-12-05, scenes of
+#: their own, no camera configured): single images of filaments a pixel or two wide
+#: came out 0.4-0.7 dB under a truth-tuned Gaussian at 20-40 photons, the risk's choice
+#: at the grid's edge (half a 1 px Gaussian); now 0.0-0.1 dB under it, and Voronoi cells
+#: at 40 photons from 0.46 under to 0.12 over. The evaluation's generators moved by
+#: -0.15 to +0.12 dB (``deepdenoise evaluate``, 16 frames, 1-1000 photons). Not
+#: offered where the series' noise is more than the camera model (noisy pixels filled,
+#: CMOS rows levelled): what is left of it makes the risk favour smoothing (offered
+#: there, the evaluation's camera sweep lost up to 0.25 dB at 1-10 photons; with this,
+#: 0.23 at most, at 1 photon before the rows were found).
+FRAME_WEIGHTS = (*FUSE_WEIGHTS, 0.75, 1.0)
 #: Gaussians of the running mean mixed in (px; a model with a running-mean channel): the
 #: mean is less noisy than a frame, so lighter ones than of the input.
 MEAN_SIGMAS = (0.7, 1.0, 1.5, 2.0)
@@ -182,10 +195,26 @@ class BlendChoice:
 
 
 IDENTITY = BlendChoice()
+
+
+def _wide(choice: BlendChoice) -> bool:
+    """Whether a candidate mixes in the input's Gaussian beyond the first grid: one of
+    0.7 px, or more than half of the output (:data:`FRAME_WEIGHTS`)."""
+    return choice.source == "frame" and (
+        choice.fuse < min(FUSE_SIGMAS[1:]) or choice.weight > max(FUSE_WEIGHTS)
+    )
+
+
 #: The blends tried on one output (the noise map as the camera says).
 BLENDS: tuple[BlendChoice, ...] = (
     tuple(BlendChoice(p) for p in POST_SIGMAS)
-    + tuple(BlendChoice(p, s, w) for p in POST_SIGMAS for s in FUSE_SIGMAS for w in FUSE_WEIGHTS)
+    + tuple(
+        BlendChoice(p, s, w)
+        for p in POST_SIGMAS
+        for s in FUSE_SIGMAS
+        for w in FRAME_WEIGHTS
+        if w < 1.0 or p == 0.0  # all of it: the output's blur does not count
+    )
     + tuple(
         BlendChoice(p, s, w, "mean") for p in POST_SIGMAS for s in MEAN_SIGMAS for w in FUSE_WEIGHTS
     )
@@ -329,6 +358,7 @@ def candidate_risks(
     binned: tuple[np.ndarray, np.ndarray] | None = None,
     by_block: bool = False,
     offer_input: bool = False,
+    offer_wide: bool = True,
 ) -> np.ndarray:
     """Each of :data:`BLENDS`' risk for one frame and one output, up to a constant they
     share (``- sum sigma^2``, the same for every output of the frame), in ADU^2 summed
@@ -344,7 +374,8 @@ def candidate_risks(
     infinite risk, as every mix does with ``fuse`` False (readouts clipped at a floor: a
     Gaussian of them keeps the clipping's bias, which the engine takes out of the model's
     output). ``offer_input``: the candidates that mix in the frame itself get a risk
-    (with ``fuse``; :data:`INPUT_MIN_COUNTS`), else an infinite one.
+    (with ``fuse``; :data:`INPUT_MIN_COUNTS`), else an infinite one; ``offer_wide``: so
+    do those beyond the first grid of the input's Gaussians (:data:`FRAME_WEIGHTS`).
     """
     everywhere = bool(keep.all())  # the usual case: no product with the mask needed
     weight = keep.astype(np.float32)
@@ -392,8 +423,8 @@ def candidate_risks(
         if c.weight == 0.0:
             risks[:, i] = aa + 2.0 * div
             continue
-        if (c.source, c.fuse) not in fused:
-            continue  # a source not offered: never chosen
+        if (c.source, c.fuse) not in fused or not (offer_wide or not _wide(c)):
+            continue  # a source or a mix not offered: never chosen
         source, fused_div = fused[c.source, c.fuse]
         key = (c.post, c.source, c.fuse)
         if key not in mixes:

@@ -282,6 +282,7 @@ class SeriesContext:
                 outpaced,
                 bands,
                 young_ring,
+                plain=not self._rows.correcting and self._noisy.count == 0,
             )
         else:
             self._blend.drop_pending()

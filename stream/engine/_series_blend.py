@@ -129,6 +129,7 @@ class _Measurement:
     mean_now: np.ndarray | None  # the running mean with the frame in it, for the blend
     share: float  # the frame's share of it
     alone: bool  # the camera is known well enough for a choice on this frame alone
+    plain: bool  # the series' noise is the camera model's: the wider mixes are offered
 
 
 class SeriesBlend:
@@ -223,6 +224,7 @@ class SeriesBlend:
         outpaced: bool = False,
         bands: bool = True,
         young_ring: Sequence[np.ndarray] | None = None,
+        plain: bool = True,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
@@ -237,7 +239,10 @@ class SeriesBlend:
         (:meth:`map_scale_for`) and ``bands``: the series' as the engine was given them.
         ``young_ring``: the frame's young window, for a composed model that may answer it
         either way (:meth:`young_window`): where the spatial start answered, a
-        measurement takes the temporal branch too. ``lean``:
+        measurement takes the temporal branch too. ``plain``: the series' noise is all
+        the camera model's (no noisy pixels filled, no rows levelled): the mixes beyond
+        the first grid of the input's Gaussians are offered (:data:`FRAME_WEIGHTS`).
+        ``lean``:
         frames are waiting -- no later measurement at once, and no blend that needs the
         binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
@@ -292,6 +297,7 @@ class SeriesBlend:
                 mean_now=mean_now,
                 share=share,
                 alone=alone,
+                plain=plain,
             )
             if measure:
                 t0 = time.perf_counter()
@@ -418,6 +424,7 @@ class SeriesBlend:
                 binned,
                 by_block,
                 offer_input,
+                m.plain,
             )
         self._risks.add(m.key, risks, alone=alone)
         return risks

@@ -143,6 +143,32 @@ def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
     assert blend.choice(("m", 0)).source == "frame"
 
 
+def test_the_wider_mixes_of_the_input_are_offered_only_where_asked() -> None:
+    """A Gaussian of 0.7 px, or one taking more than half of the output's place, is
+    offered where the series' noise is the camera model's (``offer_wide``), and its
+    risk is then the risk of what it serves."""
+    rng = np.random.default_rng(2)
+    clean = np.full((64, 64), 200.0, np.float32)
+    y = (clean + rng.normal(0.0, 10.0, clean.shape)).astype(np.float32)
+    variance = np.full(y.shape, 100.0, np.float32)
+    keep = np.ones(y.shape, bool)
+    wide = np.array([c.source == "frame" and (c.fuse == 0.7 or c.weight > 0.5) for c in BLENDS])
+    assert wide.any() and BlendChoice(0.0, 1.0, 1.0) in BLENDS
+    # a "model" that returns its input: its output for the probed frame is that frame
+    probe = rng.normal(0.0, 10.0, clean.shape).astype(np.float32)
+    probed = y + np.float32(PROBE_STEP) * probe
+    offered = candidate_risks(y, y, probed, probe, variance, keep).sum(axis=0)
+    narrow = candidate_risks(y, y, probed, probe, variance, keep, offer_wide=False).sum(axis=0)
+    assert np.isfinite(offered[wide]).all() and np.isinf(narrow[wide]).all()
+    np.testing.assert_array_equal(offered[~wide], narrow[~wide])
+    # all of a 1 px Gaussian is the better answer, and its risk (up to the frame's
+    # constant, the noise's summed variance) is its squared error
+    full = BLENDS.index(BlendChoice(0.0, 1.0, 1.0))
+    squared_error = float(((smooth(y, 1.0) - clean) ** 2).sum())
+    assert offered[full] < offered[BLENDS.index(IDENTITY)]
+    assert abs(offered[full] - float(variance.sum()) - squared_error) < 0.05 * variance.sum()
+
+
 def test_pixels_the_noise_model_does_not_describe_are_left_out() -> None:
     frame = np.full((32, 32), 200.0, np.float32)
     frame[:, :8] = 0.0  # clipped at a floor
