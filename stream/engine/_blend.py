@@ -65,20 +65,21 @@ BLEND_SETTINGS: tuple[BlendSetting, ...] = ("spatial", "spatiotemporal", "off")
 #: Blurs of the model's output tried (px, Gaussian sigma; 0: none).
 POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 #: Gaussians of the input mixed in (px), and their weights.
-FUSE_SIGMAS = (0.7, 1.0, 1.5, 2.0)
+FUSE_SIGMAS = (1.0, 1.5, 2.0)
 FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
-#: A Gaussian of the input may also take most or all of the output's place, and one of
-#: 0.7 px is offered: where the network keeps fine structure less well than such a
-#: Gaussian does, the risk can reach it. Why (held-out probes, 2026-12-05, scenes of
-#: their own, no camera configured): single images of filaments a pixel or two wide
-#: came out 0.4-0.7 dB under a truth-tuned Gaussian at 20-40 photons, the risk's choice
-#: at the grid's edge (half a 1 px Gaussian); now 0.0-0.1 dB under it, and Voronoi cells
-#: at 40 photons from 0.46 under to 0.12 over. The evaluation's generators moved by
-#: -0.15 to +0.12 dB (``deepdenoise evaluate``, 16 frames, 1-1000 photons). Not
+#: A Gaussian of the input may also take most or all of the output's place: where the
+#: network keeps fine structure less well than such a Gaussian, the risk can reach it.
+#: Why (held-out probes, 2026-12-05, scenes of their own, no camera configured): single
+#: images of filaments a pixel or two wide at 20 photons came out 0.37-0.55 dB under a
+#: truth-tuned Gaussian, the risk's choice at the grid's edge (half of a 1 px one); now
+#: 0.00 under it (fibres at 10 photons 0.24-0.31 under, now 0.00-0.12). A 0.7 px
+#: Gaussian as well reached them at 40 photons too, but it cost sparse stars at 1-5
+#: photons up to 5.9 dB on a series' first frame (a reviewer's probe: the live estimate
+#: there reads read noise only, and the risk, on one frame, chose it wrongly). Not
 #: offered where the series' noise is more than the camera model (noisy pixels filled,
-#: CMOS rows levelled): what is left of it makes the risk favour smoothing (offered
-#: there, the evaluation's camera sweep lost up to 0.25 dB at 1-10 photons; with this,
-#: 0.23 at most, at 1 photon before the rows were found).
+#: CMOS rows levelled): what is left of it makes the risk favour smoothing. The
+#: evaluation: unchanged to 0.01 dB but for rows of 1.5 e- at 1 photon (-0.15 / -0.23
+#: dB, ``na-lite`` / ``na-temporal``: measured before the rows were found).
 FRAME_WEIGHTS = (*FUSE_WEIGHTS, 0.75, 1.0)
 #: Gaussians of the running mean mixed in (px; a model with a running-mean channel): the
 #: mean is less noisy than a frame, so lighter ones than of the input.
@@ -198,11 +199,9 @@ IDENTITY = BlendChoice()
 
 
 def _wide(choice: BlendChoice) -> bool:
-    """Whether a candidate mixes in the input's Gaussian beyond the first grid: one of
-    0.7 px, or more than half of the output (:data:`FRAME_WEIGHTS`)."""
-    return choice.source == "frame" and (
-        choice.fuse < min(FUSE_SIGMAS[1:]) or choice.weight > max(FUSE_WEIGHTS)
-    )
+    """Whether a candidate mixes in more of the input's Gaussian than half of the output
+    (:data:`FRAME_WEIGHTS`)."""
+    return choice.source == "frame" and choice.weight > max(FUSE_WEIGHTS)
 
 
 #: The blends tried on one output (the noise map as the camera says).
