@@ -198,6 +198,13 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
         time.sleep(interval)
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that Ctrl-C should stop: a test run started in the
+    background (``pytest &`` from a script) has SIGINT ignored, and its children would
+    inherit that (Python then raises no KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(
     process: subprocess.Popen[str], ready: Any, timeout: float = 120.0
 ) -> tuple[str, str]:

@@ -422,7 +422,7 @@ def candidate_risks(
         if c.weight == 0.0:
             risks[:, i] = aa + 2.0 * div
             continue
-        if (c.source, c.fuse) not in fused or not (offer_wide or not _wide(c)):
+        if (c.source, c.fuse) not in fused or (_wide(c) and not offer_wide):
             continue  # a source or a mix not offered: never chosen
         source, fused_div = fused[c.source, c.fuse]
         key = (c.post, c.source, c.fuse)

@@ -8,7 +8,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from service_harness import ServeProcess, interrupt_when, running_service, wait_until
+from service_harness import (
+    ServeProcess,
+    interrupt_when,
+    running_service,
+    sigint_as_in_a_terminal,
+    wait_until,
+)
 from typer.testing import CliRunner
 
 from stream import SeriesStore, __version__, default_model_path
@@ -427,7 +433,6 @@ def test_demo_runs_end_to_end(tmp_path: Path):
 def test_demo_stopped_with_ctrl_c_stops_its_simulator_and_closes_the_store(tmp_path: Path):
     """Ctrl-C printed "Exception in thread demo-simulator" (a send into a closed socket)
     and no summary, and sometimes left the store open."""
-    import signal
     import subprocess
     import sys
 
@@ -438,7 +443,7 @@ def test_demo_stopped_with_ctrl_c_stops_its_simulator_and_closes_the_store(tmp_p
            "--shape", "32x32", "--out", str(out)]  # fmt: skip
     demo = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+        preexec_fn=sigint_as_in_a_terminal,
     )  # fmt: skip
     stdout, stderr = interrupt_when(demo, lambda: any(out.glob("demo-*.zarr/valid")))  # flowing
     assert demo.returncode == 130, stderr

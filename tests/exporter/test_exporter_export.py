@@ -223,11 +223,10 @@ def test_cli_trains_a_synth_run_whose_patch_is_the_synth_patch(tmp_path: Path):
 
 
 def test_an_interrupted_training_says_how_to_continue(tmp_path: Path):
-    import signal
     import subprocess
     import sys
 
-    from service_harness import interrupt_when
+    from service_harness import interrupt_when, sigint_as_in_a_terminal
 
     config = tmp_path / "train.toml"
     config.write_text(
@@ -237,11 +236,9 @@ def test_an_interrupted_training_says_how_to_continue(tmp_path: Path):
     )
     run_dir = tmp_path / "run"
     args = ["-m", "stream", "train", "--config", str(config), "--out", str(run_dir), "--quiet"]
-    # Ctrl-C as in a terminal: a test run started in the background (`pytest &` from a
-    # script) has SIGINT ignored, which its children would inherit
     process = subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=sigint_as_in_a_terminal,
     )  # fmt: skip
     output, _ = interrupt_when(
         process, lambda: (run_dir / "last.pt").exists() or process.poll() is not None
