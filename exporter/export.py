@@ -294,6 +294,7 @@ def check_parity(
                     overlap=overlap,
                     intra_op_threads=threads,
                     spikes="off",  # the graph's parity: random frames hold spikes
+                    follow_lag=False,  # and change from frame to frame
                 )
             current = case.frames[-1]
             if case.tile is not None and engine.plan_for(current.shape).n_tiles < 2:

@@ -48,6 +48,7 @@ from ._inputs import (
     scale_from,
     snr_at,
 )
+from ._lag import follow_frame
 from ._model_meta import ModelMetadata
 from ._pinned import pin, unpin
 from ._pixels import count_non_finite, fill_region
@@ -229,6 +230,10 @@ class Engine:
         noise-adaptive model: replaced by their neighbours' median for inference, and
         the output holds the model's estimate there (``correct``) or the spike as it came
         (``pass``); ``off``: not looked for.
+    follow_lag
+        A temporal window's output moved toward its frame where the frame shows the
+        network lagging a change (:mod:`stream.engine._lag`); False: the network's
+        answer as it is (a graph's parity with torch).
 
     Attributes
     ----------
@@ -253,6 +258,7 @@ class Engine:
         warmup_shape: tuple[int, int] | None = (512, 512),
         gpu: GpuConfig | None = None,
         spikes: SpikePolicy = "correct",
+        follow_lag: bool = True,
     ) -> None:
         self.path = Path(model_path)
         if not self.path.exists():
@@ -263,6 +269,7 @@ class Engine:
             raise ModelError(f"model {self.path} is a directory; expected an .onnx file")
         self.gpu = gpu or GpuConfig()
         self.spikes = spikes
+        self.follow_lag = follow_lag
         self._requested = provider
         self._intra_op_threads = intra_op_threads
         self._warmup_shape = warmup_shape
@@ -609,6 +616,12 @@ class Engine:
             )  # fmt: skip
             dim_out = self._pass(buffers, frame, shape, passes, dim.scale, offset, dim.snr)
             result += dim_part_weight(result - offset, float(dim.scale)) * (dim_out - result)
+        if self.follow_lag and filled.used and camera is not None and camera.floor is None:
+            # a temporal window: taken back where the frame shows the network lagging a
+            # change (not for clipped readouts: their residual at the floor is biased)
+            previous = list(history)[-filled.used :]
+            read = self.metadata.told_read_noise(camera.gain, camera.read_noise)
+            follow_frame(result, frame, previous, camera, (spikes, filled.saturated), read)
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
             uncensor(result, camera, half_step(frame))

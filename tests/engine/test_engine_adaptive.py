@@ -19,6 +19,7 @@ from stream.engine import (
     peak_snr,
     update_running_mean,
 )
+from stream.engine._lag import follow_frame
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
 
@@ -91,6 +92,8 @@ def test_the_engine_builds_what_model_input_builds(conv_model_adaptive: Path) ->
     padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect")[None]
     session = ort.InferenceSession(str(conv_model_adaptive), providers=["CPUExecutionProvider"])
     want = session.run(None, {"x": padded})[0][0, 0, m:-m, m:-m] * scale + CAMERA.offset
+    # then, as for any temporal window, its lag taken back where the frame shows it
+    follow_frame(want, stack[1], [stack[0]], CAMERA)
     # spikes off: these i.i.d. gamma pixels hold one-pixel spikes no optics would make
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None, spikes="off") as engine:
         got = engine.denoise(stack[1], camera=CAMERA, history=[stack[0]])
@@ -108,6 +111,8 @@ def test_a_noise_map_scale_scales_the_noise_map_channel_only(conv_model_adaptive
     padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect")[None]
     session = ort.InferenceSession(str(conv_model_adaptive), providers=["CPUExecutionProvider"])
     want = session.run(None, {"x": padded})[0][0, 0, m:-m, m:-m] * scale + CAMERA.offset
+    # then, as for any temporal window, its lag taken back where the frame shows it
+    follow_frame(want, stack[1], [stack[0]], CAMERA)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None, spikes="off") as engine:
         got = engine.denoise(stack[1], camera=CAMERA, history=[stack[0]], noise_map_scale=0.8)
         plain = engine.denoise(stack[1], camera=CAMERA, history=[stack[0]])
@@ -241,6 +246,8 @@ def test_the_engine_builds_the_running_mean_channel(conv_model_running_mean: Pat
     padded = np.pad(inputs, ((0, 0), (m, m), (m, m)), mode="reflect")[None]
     session = ort.InferenceSession(str(conv_model_running_mean), providers=["CPUExecutionProvider"])
     want = session.run(None, {"x": padded})[0][0, 0, m:-m, m:-m] * scale + CAMERA.offset
+    # then, as for any temporal window, its lag taken back where the frame shows it
+    follow_frame(want, stack[2], [stack[1]], CAMERA)
     with Engine(conv_model_running_mean, provider="cpu", warmup_shape=None, spikes="off") as engine:
         assert engine.metadata.in_channels == 4
         got = engine.denoise(stack[2], camera=CAMERA, history=[stack[1]], running_mean=mean)

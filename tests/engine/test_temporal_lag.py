@@ -1,0 +1,154 @@
+"""A temporal model's lag behind its frame, taken back where the frame shows it
+(stream.engine._lag): corrected where the output stands off the frame and the frame off
+the previous ones; left alone where only noise, or only the network's bias on a still
+scene, is there; and, through the real engine, a movie of cells firing within a frame
+comes out closer to the truth with it than without."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import stream.engine._engine as engine_module
+from stream.engine import CameraModel, Engine, SeriesContext, shipped_model_path
+from stream.engine._lag import LAG_BOX, box_mean, follow_frame
+
+CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
+SHAPE = (48, 56)
+
+
+def readout(photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noisy = CAMERA.gain * rng.poisson(photons) + rng.normal(0.0, CAMERA.read_noise, photons.shape)
+    return (CAMERA.offset + noisy).astype(np.float32)
+
+
+def expected(photons: np.ndarray) -> np.ndarray:
+    return (CAMERA.offset + CAMERA.gain * photons).astype(np.float32)
+
+
+def smooth_scene(level: float) -> np.ndarray:
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    return level * (1.0 + 0.3 * np.sin(yy / 6.0) * np.cos(xx / 8.0))
+
+
+def test_box_mean_is_the_mean_over_the_box_with_mirrored_borders() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(9, 11)).astype(np.float32)
+    padded = np.pad(image.astype(np.float64), 2, mode="symmetric")
+    want = np.array([[padded[r : r + 5, c : c + 5].mean() for c in range(11)] for r in range(9)])
+    np.testing.assert_allclose(box_mean(image, 5), want, atol=1e-5)
+
+
+def test_a_lag_where_the_scene_changed_is_taken_back() -> None:
+    rng = np.random.default_rng(1)
+    before = smooth_scene(20.0)
+    now = before.copy()
+    now[10:30, 15:40] += 40.0  # a patch that lit up in this frame
+    previous = [readout(before, rng) for _ in range(4)]
+    frame = readout(now, rng)
+    truth = expected(now)
+    lagging = truth.copy()
+    lagging[10:30, 15:40] -= 0.6 * 40.0 * CAMERA.gain  # the output kept 60 % of before
+    result = lagging.copy()
+    follow_frame(result, frame, previous, CAMERA)
+    inner = (slice(13, 27), slice(18, 37))  # away from the patch's edges
+    before_error = np.abs(lagging[inner] - truth[inner]).mean()
+    after_error = np.abs(result[inner] - truth[inner]).mean()
+    assert after_error < 0.2 * before_error
+    far = (slice(38, 48), slice(0, 56))  # no change, no lag: all but a few untouched
+    assert (result[far] != lagging[far]).mean() < 0.01
+
+
+def test_noise_alone_is_left_alone() -> None:
+    rng = np.random.default_rng(2)
+    scene = smooth_scene(10.0)
+    previous = [readout(scene, rng) for _ in range(4)]
+    frame = readout(scene, rng)
+    result = expected(scene)  # a perfect output: the residual is the frame's noise
+    follow_frame(result, frame, previous, CAMERA)
+    changed = result != expected(scene)
+    assert changed.mean() < 0.01
+
+
+def test_a_bias_on_a_still_scene_is_the_networks_to_keep() -> None:
+    """The output stands off the frame, but the frame does not stand off the previous
+    frames: no change, so no lag (a network's smoothing of still detail stays)."""
+    rng = np.random.default_rng(3)
+    scene = smooth_scene(30.0)
+    previous = [readout(scene, rng) for _ in range(4)]
+    frame = readout(scene, rng)
+    biased = expected(scene) - 20.0  # far beyond the box mean's error
+    result = biased.copy()
+    follow_frame(result, frame, previous, CAMERA)
+    assert (result != biased).mean() < 0.01
+
+
+def test_spikes_and_non_finite_pixels_count_as_neither_residual_nor_change() -> None:
+    rng = np.random.default_rng(4)
+    scene = smooth_scene(10.0)
+    previous = [readout(scene, rng) for _ in range(4)]
+    frame = readout(scene, rng)
+    spikes = np.zeros(SHAPE, dtype=bool)
+    spikes[20, 20] = True
+    frame[20, 20] = 60_000.0  # a hot pixel
+    frame[30:33, 40:43] = np.nan  # the output has them filled
+    result = expected(scene)
+    follow_frame(result, frame, previous, CAMERA, (spikes,))
+    for r, c in ((20, 20), (31, 41)):
+        window = (slice(r - LAG_BOX, r + LAG_BOX + 1), slice(c - LAG_BOX, c + LAG_BOX + 1))
+        assert np.abs(result[window] - expected(scene)[window]).max() < 1.0
+    assert np.isfinite(result).all()
+
+
+def firing_movie(rng: np.random.Generator, frames: int = 14) -> np.ndarray:
+    """Photons of sparse cells on a dim field, each firing within a frame (20-60
+    photons) and decaying over about 3 frames -- a held-out probe's hard case."""
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    field = 0.3 + 0.2 * np.sin(xx / 9.0)
+    movie = np.repeat(field[None], frames, axis=0)
+    for _ in range(4):
+        cy, cx, r = rng.uniform(6, SHAPE[0] - 6), rng.uniform(6, SHAPE[1] - 6), rng.uniform(3, 5)
+        cell = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r**2)
+        level = 0.0
+        for t in range(frames):
+            level *= np.exp(-1.0 / 3.0)
+            if rng.random() < 0.25:
+                level += rng.uniform(20.0, 60.0)
+            movie[t] += (0.5 + level) * cell
+    return movie
+
+
+@pytest.fixture(scope="module")
+def na_temporal() -> Engine:
+    with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
+        yield engine
+
+
+def served(engine: Engine, movie: np.ndarray, frames: list[np.ndarray]) -> float:
+    series = SeriesContext(CAMERA, blend="off")
+    outputs = [series.denoise(engine, frame) for frame in frames]
+    assert series.scene_changes == 0  # the temporal branch had its full window
+    truth = np.array([expected(m) for m in movie])
+    return float(np.mean((np.array(outputs)[1:] - truth[1:]) ** 2))
+
+
+def test_cells_firing_within_a_frame_come_out_nearer_the_truth(na_temporal: Engine) -> None:
+    rng = np.random.default_rng(5)
+    movie = firing_movie(rng)
+    frames = [readout(m, rng) for m in movie]
+    followed = served(na_temporal, movie, frames)
+    path = shipped_model_path("na-temporal")
+    with Engine(path, provider="cpu", warmup_shape=None, follow_lag=False) as lagging_engine:
+        lagging = served(lagging_engine, movie, frames)
+    assert followed < 0.8 * lagging
+
+
+def test_a_spatial_model_is_not_touched(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(engine_module, "follow_frame", lambda *args, **kwargs: calls.append(1))
+    rng = np.random.default_rng(6)
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine:
+        series = SeriesContext(CAMERA, blend="off")
+        for _ in range(3):
+            series.denoise(engine, readout(smooth_scene(5.0), rng))
+    assert calls == []
