@@ -714,7 +714,7 @@ class Engine:
         # told no less read noise than the model was trained with (see least_read_noise_e):
         # photon counters at 0.3 photons, 17.0 -> 21.8 dB (na-lite, told the true camera)
         read = meta.told_read_noise(camera.gain, camera.read_noise)
-        history = list(history)[len(history) - (k - 1) :] if k > 1 else ()
+        history = list(history)[max(0, len(history) - (k - 1)) :] if k > 1 else ()
         offset = np.float32(camera.offset)
         current = planes[k - 1]
         np.subtract(frame, offset, out=current, dtype=np.float32, casting="unsafe")

@@ -370,11 +370,7 @@ class SeriesBlend:
         scale, and on both binned 2 x 2 (:mod:`stream.engine._binned`). The frame's risk
         per candidate in each of its blocks (by block only where a choice may rest on
         the frame alone, or ``by_blocks``; else one row)."""
-        as_came = m.scene.copy()
-        if m.spikes is not None and m.spike_values is not None:
-            # the spikes as they came: the engine finds and fills them again, in the
-            # earlier frames and the running mean too, as it did for the frame itself
-            as_came[m.spikes] = m.spike_values
+        as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
         # the temporal branch's answer to a young window comes without its output
         served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
         probed_frame = as_came + np.float32(PROBE_STEP) * probe
@@ -447,6 +443,26 @@ class SeriesBlend:
             if where is not None:
                 out[where] = m.scene[where]
         return out
+
+
+def as_given(
+    scene: np.ndarray,
+    spikes: Spikes | None,
+    spike_values: np.ndarray | None,
+    bad: np.ndarray | None,
+) -> np.ndarray:
+    """A measured frame as the engine was given it, from ``scene`` (its spikes and
+    non-finite pixels filled): the spikes as they came, and the non-finite pixels
+    non-finite again. The engine finds and fills them again -- in the earlier frames and
+    the running mean too -- and leaves them out of a temporal window's lag step
+    (:mod:`stream.engine._lag`), as it did for the frame served: what is measured is
+    what was served (filled, they would count as pixels in the step's boxes)."""
+    frame = scene.copy()
+    if spikes is not None and spike_values is not None:
+        frame[spikes] = spike_values
+    if bad is not None:
+        frame[bad] = np.nan
+    return frame
 
 
 class _YoungVotes:

@@ -11,7 +11,9 @@ import pytest
 
 import stream.engine._engine as engine_module
 from stream.engine import CameraModel, Engine, SeriesContext, shipped_model_path
-from stream.engine._lag import LAG_BOX, box_mean, follow_frame
+from stream.engine._lag import LAG_BOX, box_mean, box_spread, follow_frame
+from stream.engine._pixels import finite_copy
+from stream.engine._series_blend import as_given
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
 SHAPE = (48, 56)
@@ -37,6 +39,18 @@ def test_box_mean_is_the_mean_over_the_box_with_mirrored_borders() -> None:
     padded = np.pad(image.astype(np.float64), 2, mode="symmetric")
     want = np.array([[padded[r : r + 5, c : c + 5].mean() for c in range(11)] for r in range(9)])
     np.testing.assert_allclose(box_mean(image, 5), want, atol=1e-5)
+
+
+def test_box_spread_is_the_box_means_standard_error_borders_included() -> None:
+    spread = box_spread((20, 30), 5)
+    assert spread[10, 15] == pytest.approx(0.2)  # 25 pixels, each once
+    assert spread[0, 15] == pytest.approx(np.sqrt((4 + 4 + 1) / 25) * np.sqrt(5) / 5)
+    assert box_spread((1, 1), 5)[0, 0] == pytest.approx(1.0)  # one pixel, 25 times
+    rng = np.random.default_rng(7)
+    means = np.array(
+        [box_mean(rng.normal(size=(20, 30)).astype(np.float32), 5) for _ in range(2000)]
+    )
+    np.testing.assert_allclose(means.std(axis=0), spread, rtol=0.12)
 
 
 def test_a_lag_where_the_scene_changed_is_taken_back() -> None:
@@ -68,6 +82,37 @@ def test_noise_alone_is_left_alone() -> None:
     follow_frame(result, frame, previous, CAMERA)
     changed = result != expected(scene)
     assert changed.mean() < 0.01
+
+
+def test_noise_alone_is_left_alone_at_the_borders_of_a_thin_frame() -> None:
+    """Every box of a one-row frame repeats its pixels (mirrored): judged as 25
+    independent pixels, its noise would read as lags."""
+    rng = np.random.default_rng(8)
+    scene = np.full((1, 4096), 10.0)
+    previous = [readout(scene, rng) for _ in range(4)]
+    frame = readout(scene, rng)
+    result = expected(scene)
+    follow_frame(result, frame, previous, CAMERA)
+    assert (result != expected(scene)).mean() < 0.01
+
+
+def test_too_few_photo_electrons_are_not_judged() -> None:
+    """A photon counter (no read noise) at 0.4 photons per pixel (10 in a box): its
+    counts are too skewed for the Gaussian's errors, and a patch lit that dimly is left
+    to the network; a brighter one is followed."""
+    counter = CameraModel(gain=1.0, offset=100.0, read_noise=0.0)
+    rng = np.random.default_rng(9)
+    for photons, followed in ((0.4, False), (6.0, True)):
+        now = np.zeros(SHAPE)
+        now[10:30, 15:40] = photons
+        previous = [
+            (counter.offset + rng.poisson(np.zeros(SHAPE))).astype(np.float32) for _ in range(4)
+        ]
+        frame = (counter.offset + rng.poisson(now)).astype(np.float32)
+        lagging = np.full(SHAPE, counter.offset, np.float32)  # the patch not followed at all
+        result = lagging.copy()
+        follow_frame(result, frame, previous, counter)
+        assert (result[12:28, 17:38] != lagging[12:28, 17:38]).any() == followed
 
 
 def test_a_bias_on_a_still_scene_is_the_networks_to_keep() -> None:
@@ -152,3 +197,99 @@ def test_a_spatial_model_is_not_touched(monkeypatch: pytest.MonkeyPatch) -> None
         for _ in range(3):
             series.denoise(engine, readout(smooth_scene(5.0), rng))
     assert calls == []
+
+
+def test_the_engine_judges_the_previous_frames_the_network_was_given(na_temporal: Engine) -> None:
+    """Given more previous frames than its window, the network takes the latest; so does
+    the lag step (an older scene in the frames it did not take changes nothing)."""
+    rng = np.random.default_rng(10)
+    movie = firing_movie(rng)
+    frames = [readout(m, rng) for m in movie]
+    older = [readout(smooth_scene(40.0), rng) for _ in range(4)]
+    window = frames[6:10]
+    got = na_temporal.denoise(frames[10], camera=CAMERA, history=older + window, bands=False)
+    want = na_temporal.denoise(frames[10], camera=CAMERA, history=window, bands=False)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_young_window_of_three_frames_is_given_all_three(na_temporal: Engine) -> None:
+    rng = np.random.default_rng(11)
+    frames = [readout(smooth_scene(10.0), rng) for _ in range(4)]
+    for previous in (1, 2, 3):
+        _, report = na_temporal.denoise_with_report(
+            frames[previous], camera=CAMERA, history=frames[:previous], bands=False
+        )
+        assert report.history == previous
+
+
+@pytest.fixture(scope="module")
+def na_temporal_as_is() -> Engine:
+    path = shipped_model_path("na-temporal")
+    with Engine(path, provider="cpu", warmup_shape=None, follow_lag=False) as engine:
+        yield engine
+
+
+def test_a_spike_in_the_frame_is_neither_residual_nor_change(
+    na_temporal: Engine, na_temporal_as_is: Engine
+) -> None:
+    rng = np.random.default_rng(12)
+    scene = smooth_scene(10.0)
+    previous = [readout(scene, rng) for _ in range(4)]
+    frame = readout(scene, rng)
+    frame[24, 28] = 60_000.0  # a cosmic ray, this frame only
+    near = (slice(24 - LAG_BOX, 25 + LAG_BOX), slice(28 - LAG_BOX, 29 + LAG_BOX))
+    got = na_temporal.denoise(frame, camera=CAMERA, history=previous, bands=False)
+    as_is = na_temporal_as_is.denoise(frame, camera=CAMERA, history=previous, bands=False)
+    assert np.abs(got[near] - as_is[near]).max() < 2.0  # not moved by the spike's residual
+
+
+def test_saturated_pixels_are_neither_residual_nor_change(
+    na_temporal: Engine, na_temporal_as_is: Engine
+) -> None:
+    rng = np.random.default_rng(13)
+    scene = smooth_scene(20.0)
+    previous = [np.round(readout(scene, rng)).astype(np.uint16) for _ in range(4)]
+    frame = np.round(readout(scene, rng)).astype(np.uint16)
+    frame[20:28, 24:32] = 65_535  # saturated in this frame
+    ring = np.ones(SHAPE, dtype=bool)
+    ring[20:28, 24:32] = False
+    ring[: 20 - LAG_BOX] = ring[28 + LAG_BOX :] = False
+    ring[:, : 24 - LAG_BOX] = ring[:, 32 + LAG_BOX :] = False
+    got = na_temporal.denoise(frame, camera=CAMERA, history=previous, bands=False)
+    as_is = na_temporal_as_is.denoise(frame, camera=CAMERA, history=previous, bands=False)
+    assert np.abs(got[ring] - as_is[ring]).max() < 2.0
+
+
+def test_readouts_clipped_at_a_floor_are_left_as_the_network_made_them(
+    na_temporal: Engine, na_temporal_as_is: Engine
+) -> None:
+    floored = CameraModel(gain=2.0, offset=0.0, read_noise=1.5, floor=0.0)
+    rng = np.random.default_rng(14)
+    movie = firing_movie(rng) * 0.3
+    frames = [np.maximum(readout(m, rng) - CAMERA.offset, 0.0) for m in movie]
+    got = na_temporal.denoise(frames[10], camera=floored, history=frames[6:10], bands=False)
+    as_is = na_temporal_as_is.denoise(frames[10], camera=floored, history=frames[6:10], bands=False)
+    np.testing.assert_array_equal(got, as_is)
+
+
+def test_the_blend_measures_what_is_served_beside_non_finite_pixels(na_temporal: Engine) -> None:
+    """The blend measures on the frame with its non-finite pixels filled; given back to
+    the engine as they came (NaN), the engine's answer is the one served -- filled, they
+    would count in the lag step's boxes (here on a cell that went dark in this frame,
+    where the step moves the output)."""
+    rng = np.random.default_rng(15)
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    cell = np.exp(-((yy - 24) ** 2 + (xx - 28) ** 2) / 6.0**2)
+    scene = smooth_scene(3.0)
+    previous = [readout(scene + 100.0 * cell * np.exp(-(3 - i) / 3), rng) for i in range(4)]
+    frame = readout(scene, rng)
+    frame[22:26, 26:30] = np.nan
+    bad = ~np.isfinite(frame)
+    served = na_temporal.denoise(frame, camera=CAMERA, history=previous, bands=False)
+    filled = finite_copy(frame, CAMERA)
+    measured = na_temporal.denoise(
+        as_given(filled, None, None, bad), camera=CAMERA, history=previous, bands=False
+    )
+    np.testing.assert_array_equal(measured[~bad], served[~bad])
+    as_filled = na_temporal.denoise(filled, camera=CAMERA, history=previous, bands=False)
+    assert not np.array_equal(as_filled[~bad], served[~bad])  # what it would measure filled
