@@ -17,8 +17,8 @@ judged: such counts are too skewed for the Gaussian's standard errors.
 Why (2026-12-05, ``na-temporal``, live estimate, blend on): a held-out probe's movies of
 sparse cells firing within a frame at low light, 128 x 128, two seeds, came out 0.5-2.6
 dB under a truth-tuned Gaussian (bright transients 46.66 / 48.28 dB for 49.21 / 49.17,
-dimmer ones 38.09 / 39.85 for 38.54 / 40.49); with the lag taken back 48.57 / 48.93 and
-38.63 / 40.38. The evaluation's generators and its camera sweep moved -0.02 to +0.05 dB.
+dimmer ones 38.09 / 39.85 for 38.54 / 40.49); with the lag taken back 48.51 / 49.29 and
+38.65 / 40.39. The evaluation's generators and its camera sweep moved -0.02 to +0.05 dB.
 What was tried, and the figures: ``stream/engine/models/README.md``, "A temporal
 model's lag".
 """
