@@ -1,6 +1,7 @@
 """Gaussian smoothing of 2-D float32 frames in numpy, for the blend
 (:mod:`stream.engine._blend`): separable, borders mirrored, and the divergence of the
-kernel. The online half does without scipy; this matches
+kernel; and box means the same way (a temporal model's still pixels and its lag). The
+online half does without scipy; this matches
 ``scipy.ndimage.gaussian_filter(mode="reflect", truncate=3.0)`` to float32 rounding.
 """
 
@@ -34,6 +35,17 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     h, w = image.shape
     padded = np.pad(image, radius, mode="symmetric")
     across = _taps_along(padded, taps, axis=1, length=w)  # (h + 2r, w)
+    return _taps_along(across, taps, axis=0, length=h)
+
+
+def box_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """The mean of a 2-D float32 ``image`` over a ``size`` x ``size`` box about each pixel
+    (``size`` odd), borders mirrored (the edge pixel repeated), as :func:`smooth` takes
+    its Gaussians."""
+    h, w = image.shape
+    taps = np.full(size, 1.0 / size, dtype=np.float32)
+    padded = np.pad(image, size // 2, mode="symmetric")
+    across = _taps_along(padded, taps, axis=1, length=w)
     return _taps_along(across, taps, axis=0, length=h)
 
 

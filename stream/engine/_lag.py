@@ -31,6 +31,7 @@ from functools import cache, lru_cache
 import numpy as np
 
 from ..camera import CameraModel, Spikes
+from ._gaussian import box_mean
 
 #: Pixels to leave out: a mask, or spikes' index arrays.
 Excluded = Sequence[np.ndarray | Spikes | None]
@@ -45,22 +46,6 @@ LAG_RAMP = 2.0
 #: the Gaussian's standard errors: fewer, and the counts' skewed tail (an EMCCD's
 #: multiplied electrons most of all) would read as a lag.
 LAG_MIN_COUNT = 25.0
-
-
-def box_mean(image: np.ndarray, size: int) -> np.ndarray:
-    """The mean of a float32 ``image`` over a ``size`` x ``size`` box about each pixel
-    (``size`` odd), borders mirrored: shifted sums along each axis."""
-    r = size // 2
-    h, w = image.shape
-    padded = np.pad(image, r, mode="symmetric")
-    across = padded[:, 0:w].copy()
-    for k in range(1, size):
-        across += padded[:, k : k + w]
-    out = across[0:h].copy()
-    for k in range(1, size):
-        out += across[k : k + h]
-    out *= np.float32(1.0 / (size * size))
-    return out
 
 
 @cache
@@ -115,8 +100,12 @@ def follow_frame(
     weight = _beyond(mean, np.sqrt(noise_now) * spread)
     weight[now < np.float32(LAG_MIN_COUNT / LAG_BOX**2) * gain] = 0.0
     if previous:
-        before = np.mean([np.asarray(p, np.float32) for p in previous], axis=0) - offset
-        then = box_mean(_finite(np.asarray(before, np.float32), excluded), LAG_BOX)
+        before = np.array(previous[0], dtype=np.float32)  # their mean, added in place
+        for earlier in previous[1:]:
+            before += earlier
+        before *= np.float32(1.0 / len(previous))
+        before -= offset
+        then = box_mean(_finite(before, excluded), LAG_BOX)
         # the previous frames' mean is noisy too
         noise = noise_now + _variance(then.copy(), gain, read) / np.float32(len(previous))
         np.minimum(weight, _beyond(now - then, np.sqrt(noise) * spread), out=weight)

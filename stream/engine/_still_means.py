@@ -44,6 +44,7 @@ import math
 import numpy as np
 
 from ..camera import CameraModel
+from ._gaussian import box_mean
 
 #: The camera's noise sigma must be under this share of a pixel's signal for the pixel to
 #: be averaged (module doc): there a change of a few percent stands out of the 3 x 3
@@ -68,23 +69,6 @@ MAX_FRAMES = 6
 #: The least ratio of the network's error to the camera's noise the mix assumes (a
 #: network's error is never nothing: at 0 the mean would get no weight at all anyway).
 MIN_ERROR = 0.01
-
-
-def box_mean_3x3(image: np.ndarray) -> np.ndarray:
-    """Mean over each pixel's 3 x 3 neighbourhood, edges repeated (float32), added in
-    place from shifted slices (no padded copy: this runs on every frame)."""
-    rows = image.astype(np.float32, copy=True)
-    rows[1:] += image[:-1]
-    rows[0] += image[0]
-    rows[:-1] += image[1:]
-    rows[-1] += image[-1]
-    total = rows.copy()
-    total[:, 1:] += rows[:, :-1]
-    total[:, 0] += rows[:, 0]
-    total[:, :-1] += rows[:, 1:]
-    total[:, -1] += rows[:, -1]
-    total *= np.float32(1.0 / 9.0)
-    return total
 
 
 def bright_variance(camera: CameraModel) -> float:
@@ -150,7 +134,7 @@ class StillMeans:
         spread = var + var_of_mean  # the change's variance where the pixel held still
         with np.errstate(divide="ignore", invalid="ignore"):
             change /= spread
-            still = box_mean_3x3(change) < CHANGE_LIMIT
+            still = box_mean(change, 3) < CHANGE_LIMIT
         still &= bright
         held = still.astype(np.float32)  # 1 where the pixel held still
         # the network's error, from pixels whose mean before this frame had 2+ readouts

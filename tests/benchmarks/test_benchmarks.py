@@ -394,3 +394,12 @@ def test_still_means_check_mixes_bright_frames_and_not_dim_ones() -> None:
     assert all(ms > 0 for ms in row["ms"].values())
     assert row["mixed_share"]["bright (1000 photons)"] > 0.5
     assert row["mixed_share"]["dim (10 photons)"] == 0.0
+
+
+def test_lag_check_runs_both_engines_and_the_step_moves_pixels() -> None:
+    from benchmarks.lag_check import measure
+
+    row = measure(48, frames=4)
+    assert row["side"] == 48
+    assert row["engine_ms"] > 0 and row["with_step_ms"] > 0
+    assert 0.0 < row["moved_share"] < 1.0  # cells fire: some pixels followed, not all

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from stream.engine import CameraModel, Engine, SeriesContext, shipped_model_path
-from stream.engine._still_means import MAX_FRAMES, StillMeans, box_mean_3x3
+from stream.engine._gaussian import box_mean
+from stream.engine._still_means import MAX_FRAMES, StillMeans
 
 CAMERA = CameraModel(gain=1.0, offset=100.0, read_noise=3.0)
 SHAPE = (48, 48)
@@ -44,7 +45,7 @@ def test_box_mean_matches_a_direct_sum() -> None:
     image = np.random.default_rng(0).random((5, 7)).astype(np.float32)
     padded = np.pad(image, 1, mode="edge")
     direct = sum(padded[i : i + 5, j : j + 7] for i in range(3) for j in range(3)) / 9
-    np.testing.assert_allclose(box_mean_3x3(image), direct, rtol=1e-6)
+    np.testing.assert_allclose(box_mean(image, 3), direct, rtol=1e-6)
 
 
 def test_a_bright_still_scene_is_averaged_and_the_network_error_estimated_blind() -> None:

@@ -11,7 +11,8 @@ import pytest
 
 import stream.engine._engine as engine_module
 from stream.engine import CameraModel, Engine, SeriesContext, shipped_model_path
-from stream.engine._lag import LAG_BOX, box_mean, box_spread, follow_frame
+from stream.engine._gaussian import box_mean
+from stream.engine._lag import LAG_BOX, box_spread, follow_frame
 from stream.engine._pixels import finite_copy
 from stream.engine._series_blend import as_given
 
