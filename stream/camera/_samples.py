@@ -325,9 +325,11 @@ def _moved_power(frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
 SHIFT_WINDOW = 256
 
 
-def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, int] | None:
+def _whole_pixel_shift(
+    frame: np.ndarray, previous: np.ndarray, side: int = SHIFT_WINDOW
+) -> tuple[int, int] | None:
     """The shift (rows, columns) that moves ``previous`` onto ``frame`` best, by phase
-    correlation over their central :data:`SHIFT_WINDOW` pixels (tapered by a Hann
+    correlation over their central ``side`` pixels a side (tapered by a Hann
     window: untapered, the frames' edges, which wrap around in a Fourier transform, took
     the peak in most of 6 jittered calcium scenes at 1000 photons per pixel), then the
     least difference about its peak, within a quarter of the window either way; None for
@@ -335,10 +337,7 @@ def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, in
     shift."""
     if min(frame.shape) < 16:
         return None
-    window = tuple(
-        slice((size - min(size, SHIFT_WINDOW)) // 2, (size + min(size, SHIFT_WINDOW)) // 2)
-        for size in frame.shape
-    )
+    window = _central(frame.shape, side)
     a = np.asarray(frame[window], dtype=np.float64)
     b = np.asarray(previous[window], dtype=np.float64)
     if not (np.isfinite(a.sum()) and np.isfinite(b.sum())):  # the service fills them first
@@ -360,6 +359,13 @@ def _whole_pixel_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[int, in
         key=lambda shift: _mean_square_difference(a, b, *shift),
     )
     return None if (dy, dx) == (0, 0) else (dy, dx)
+
+
+def _central(shape: tuple[int, ...], side: int) -> tuple[slice, ...]:
+    """A frame's central ``side`` pixels a side (all of a smaller side)."""
+    return tuple(
+        slice((size - min(size, side)) // 2, (size + min(size, side)) // 2) for size in shape
+    )
 
 
 def _mean_square_difference(frame: np.ndarray, previous: np.ndarray, dy: int, dx: int) -> float:
@@ -450,23 +456,88 @@ def _line_ratio(difference: np.ndarray, block_power: np.ndarray) -> float:
 
 
 def _pair_change(
-    block_power: np.ndarray, cells: np.ndarray, difference: Callable[[], np.ndarray]
+    block_power: np.ndarray,
+    cells: np.ndarray,
+    difference: Callable[[], np.ndarray],
+    frame: np.ndarray,
+    previous: np.ndarray,
 ) -> str:
     """What a pair's difference shows: "still" by its cells' residuals
     (:func:`still_ratio`); "moved" where they say otherwise and so do its lines
     (:func:`_line_ratio`) and its wide cells (:func:`_wide_cell_power`); still with noise
     that neighbours share (:data:`LINE_MARGIN`) where either of those finds it still:
-    "lined" along rows or columns (the lines), "shared" both ways (the wide cells).
-    ``difference`` makes the difference again, for those two only: the usual pair is
-    still by its cells, and its caller squares its difference in place."""
+    "lined" along rows or columns (the lines), "shared" both ways (the wide cells) --
+    unless a whole-pixel shift aligns the two frames (:func:`_aligned_by_shift`): then
+    "moved". ``difference`` makes the difference again, for those tests only: the usual
+    pair is still by its cells, and its caller squares its difference in place."""
     ratio, limit = still_ratio(block_power, cells)
     if ratio <= limit:
         return "still"
     again = difference()
     if _line_ratio(again, block_power) <= 1.0 + LINE_MARGIN:
-        return "lined"
-    wide, _ = still_ratio(block_power, _wide_cell_power(again))
-    return "shared" if wide <= 1.0 + LINE_MARGIN else "moved"
+        change = "lined"
+    else:
+        wide, _ = still_ratio(block_power, _wide_cell_power(again))
+        change = "shared" if wide <= 1.0 + LINE_MARGIN else "moved"
+    if change != "moved" and _aligned_by_shift(frame, previous):
+        return "moved"
+    return change
+
+
+#: A pair whose whole-pixel shift (:func:`_whole_pixel_shift`) leaves at most this share
+#: of its plain difference's mean square has moved, whatever its residuals' ratios say
+#: (less still on small frames: :func:`_aligned_by_shift`).
+#: Why (held-out probe, 2026-12-05: real images drifting a pixel a frame, 128 x 128, no
+#: camera configured): a moving scene's difference is its gradient, smooth along the
+#: motion's normal, and fine texture's gradient kept its power in the lines or the wide
+#: cells as noise that neighbours share does -- a star field and gravel read "lined" and
+#: "shared", their structure counted as noise (gain 15 for 2.2), and the output came out
+#: 6-8 dB under its input. A still pair's best shift is none, or, where no structure
+#: shows it, one that leaves the noise's power as it was, within its spread.
+ALIGNED_SHARE = 0.9
+#: That test looks at the frames' central pixels, this many a side at most: a stream
+#: whose noise neighbours share takes it on every pair (a temporal model's every frame),
+#: and over 128 x 128 pixels it costs a quarter of the full window's Fourier transforms,
+#: for shifts up to 32 px.
+ALIGN_WINDOW = 128
+#: Standard deviations of a still pair's mean-square ratio (the best of nine shifts of
+#: noise alone) the aligned difference must be under it by, where that is more than
+#: ``1 - ALIGNED_SHARE``. Why (a reviewer's probe): flat still frames of 16-48 px with
+#: noise shared along rows or both ways were called moved in up to 3 of 4 pairs at 0.9.
+SPREAD_MARGIN = 5.0
+
+
+def _aligned_by_shift(frame: np.ndarray, previous: np.ndarray) -> bool:
+    """Whether moving ``previous`` by the whole pixels that best align it with ``frame``
+    leaves at most :data:`ALIGNED_SHARE` of the mean square difference, over their
+    central :data:`ALIGN_WINDOW` pixels (where they overlap), and is under it by
+    :data:`SPREAD_MARGIN` times the ratio's spread for noise alone, ``sqrt(2 / n)`` for
+    ``n`` pixels.
+
+    Each difference is levelled first, its rows' and then its columns' medians taken
+    out: a CMOS camera's row offsets, fresh every frame, make a still pair's difference
+    a set of rows, and among a few hundred rows some shift finds ones whose offsets
+    agree (a reviewer's probe: row noise at 1 photon per pixel, still pairs called
+    moved twice as often as before, the estimate's gain 0.127 for 0.5)."""
+    shift = _whole_pixel_shift(frame, previous, ALIGN_WINDOW)
+    if shift is None:
+        return False
+    window = _central(frame.shape, ALIGN_WINDOW)
+    a = np.asarray(frame[window], dtype=np.float64)
+    b = np.asarray(previous[window], dtype=np.float64)
+    here, there = _overlap(a.shape, shift)
+    aligned = _levelled_mean_square(a[here] - b[there])
+    plain = _levelled_mean_square(a[here] - b[here])
+    pixels = a[here].size
+    share = min(ALIGNED_SHARE, 1.0 - SPREAD_MARGIN * math.sqrt(2.0 / pixels))
+    return aligned <= share * plain
+
+
+def _levelled_mean_square(difference: np.ndarray) -> float:
+    """The mean square of ``difference`` less its rows' medians, then its columns'."""
+    levelled = difference - np.median(difference, axis=1, keepdims=True)
+    levelled -= np.median(levelled, axis=0, keepdims=True)
+    return float(np.mean(np.square(levelled)))
 
 
 def scene_moved(frame: np.ndarray, previous: np.ndarray, max_blocks: int = 4096) -> bool:
@@ -489,7 +560,8 @@ def scene_moved(frame: np.ndarray, previous: np.ndarray, max_blocks: int = 4096)
     squared = difference()
     cells = _cell_power(squared)
     np.square(squared, out=squared)
-    return _pair_change(blockwise_means(squared).ravel(), cells, difference) == "moved"
+    change = _pair_change(blockwise_means(squared).ravel(), cells, difference, frame, previous)
+    return change == "moved"
 
 
 def temporal_samples(
@@ -518,7 +590,7 @@ def temporal_samples(
     cells = _cell_power(squared)
     np.square(squared, out=squared)
     power = blockwise_means(squared).ravel()
-    change = _pair_change(power, cells, difference)
+    change = _pair_change(power, cells, difference, frame, previous)
     moved = change == "moved"
     if moved or level is None:
         level = (blockwise_means(frame) + blockwise_means(previous)) / 2.0

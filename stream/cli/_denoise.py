@@ -3,13 +3,18 @@
 The service measures the blend only in a stream's spare time, so a recording replayed
 through it as fast as it goes (never caught up) gets a regime's first few; here every frame
 due one is measured, as ``deepdenoise evaluate`` does, with the same engine and series
-context (camera estimate, row levelling, hot pixels, temporal ring) as the service.
+context (camera estimate, row levelling, hot pixels, temporal ring) as the service. One
+difference, since the whole recording is there: the live camera estimate first looks at
+its first frames (``--look-ahead``, :meth:`SeriesContext.look_ahead`), so its first frame
+is not denoised with what that frame alone says of the camera. ``--look-ahead 0`` keeps
+the estimate causal, as the service's is (and as ``evaluate`` scores).
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -29,6 +34,10 @@ from ._common import (
     handling_signals,
     kv_table,
 )
+
+#: Frames the live camera estimate looks at before the first is denoised: its first
+#: temporal fits come after 2, 3, 5, 9, 17 and 25 frames (stream.camera._estimate).
+LOOK_AHEAD = 32
 
 if TYPE_CHECKING:
     from ..engine import Engine, SeriesContext
@@ -76,6 +85,17 @@ def denoise(
             "map and blend apply; options here override it."
         ),
     ] = None,
+    look_ahead: Annotated[
+        int,
+        typer.Option(
+            "--look-ahead",
+            min=0,
+            help="With the camera estimated live: warm the estimate on this many of the "
+            "recording's first frames before denoising the first (one frame cannot tell "
+            "fine structure from noise; the service, live, cannot look ahead). 0: causal, "
+            "as the service's estimate.",
+        ),
+    ] = LOOK_AHEAD,
     force: Annotated[
         bool,
         typer.Option(
@@ -128,6 +148,7 @@ def denoise(
     context = SeriesContext(cfg.camera, cfg.blend, offset)
     started = time.perf_counter()
     try:
+        ahead = _look_ahead(frames, context, look_ahead) if engine.needs_camera else 0
         with (
             _terminate_as_interrupt(),
             RecordingWriter(
@@ -145,8 +166,25 @@ def denoise(
     finally:
         engine.close()
     seconds = time.perf_counter() - started
-    summary = _summary(frames, output, engine, context, seconds, dtype, broken)
+    summary = _summary(frames, output, engine, context, seconds, dtype, broken, ahead)
     console.print(kv_table("deepdenoise denoise", summary))
+
+
+def _look_ahead(frames: Recording, context: SeriesContext, count: int) -> int:
+    """Warm the live camera estimate on the recording's first ``count`` frames
+    (:meth:`SeriesContext.look_ahead`); how many it took (0: none, or a configured
+    camera). A single frame has nothing ahead of it."""
+    count = min(count, len(frames))
+    if count < 2:
+        return 0
+
+    def checked() -> Iterator[tuple[int, np.ndarray]]:
+        for position in range(count):
+            index, raw = int(frames.indices[position]), frames.frame(position)
+            _check_float32_range(raw, index, frames.source)  # as when it is denoised
+            yield index, raw
+
+    return context.look_ahead(checked())
 
 
 def _terminate_as_interrupt() -> AbstractContextManager[None]:
@@ -262,6 +300,7 @@ def _summary(
     seconds: float,
     dtype: np.dtype[Any],
     broken: list[int],
+    ahead: int,
 ) -> list[tuple[str, Any]]:
     estimate = context.estimate
     if context.configured is not None:
@@ -274,6 +313,8 @@ def _summary(
             f"estimated live: gain {c.gain:.4g} ± {estimate.gain_stderr:.2g}, offset "
             f"{c.offset:.4g}, read noise {c.read_noise:.3g}"
         )
+        if ahead:
+            camera += f" (looked ahead: warmed on the first {counted(ahead, 'frame')})"
     missing = frames.missing()
     notes = []  # what the output's rows lack: holes, frames the model failed on
     if missing.size:

@@ -35,6 +35,7 @@ lit pixels with their raw readouts' mean over the frames they held still
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -116,6 +117,7 @@ class SeriesContext:
         self._last_index: int | None = None
         self._seen = 0
         self._estimator_has_previous = False  # the frame before went to the estimator
+        self._ahead_last: int | None = None  # the last frame look_ahead learned from
 
     @property
     def camera(self) -> CameraModel | None:
@@ -210,27 +212,21 @@ class SeriesContext:
         denoised, so no spare time will come: a regime's first few measurements are
         taken at once (:data:`OUTPACED_AT_ONCE`).
         """
+        # frames looked at ahead were learned from then: their camera side is served as
+        # the look ahead left it (look_ahead)
+        learn = self._ahead_last is None or index is None or index > self._ahead_last
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._drop_previous_frames()
-            self._noisy_previous = self._rows_previous = None
-            self._estimator_has_previous = False
+            if learn:
+                self._noisy_previous = self._rows_previous = None
+                self._estimator_has_previous = False
         self._last_index = index
         given = frame  # a masked region's pixels go back as they came
         if self._offset_pattern is not None:
             frame = self._offset_pattern.subtracted(frame)
         camera, masked, width, lag = None, None, frame.shape[-1], 0
         if engine.needs_camera:
-            frame = self._without_row_noise(frame)
-            camera = self._camera_for(frame)
-            masked = masked_pixels(given, camera) if given.ndim == 2 else None
-            if masked is not None:  # from here on, as NaN pixels are
-                frame = np.array(frame, dtype=np.float32)
-                frame[masked] = np.nan
-            lag = self._scan_lag(frame)  # after the masks: their edges are no lines'
-            if lag:  # the model (and the search for noisy pixels) sees the scene's lines
-                frame = aligned(frame, lag)
-            self._look_for_noisy_pixels(frame, camera, lag, width)
-            frame = self._without_noisy_pixels(frame)
+            frame, camera, masked, lag = self._camera_side(frame, given, learn)
         self.masked = 0 if masked is None else int(np.count_nonzero(masked))
         self.frames_masked += masked is not None
         keep = engine.metadata.frames - 1
@@ -308,6 +304,68 @@ class SeriesContext:
             out[masked] = given[masked]
         return out
 
+    def _camera_side(
+        self, frame: np.ndarray, given: np.ndarray, learn: bool = True
+    ) -> tuple[np.ndarray, CameraModel, np.ndarray | None, int]:
+        """What a noise-adaptive model is given of ``frame`` (``given`` as it came): the
+        frame with its rows levelled, its masked region NaN, its lines aligned and its
+        noisy pixels filled; the camera; the mask; the scan's lag. Each search learns
+        from the frame on the way (``learn``: a frame looked at ahead teaches nothing
+        again)."""
+        width = frame.shape[-1]
+        frame = self._without_row_noise(frame, learn)
+        camera = self._camera_for(frame, learn)
+        masked = masked_pixels(given, camera) if given.ndim == 2 else None
+        if masked is not None:  # from here on, as NaN pixels are
+            frame = np.array(frame, dtype=np.float32)
+            frame[masked] = np.nan
+        lag = self._scan_lag(frame, learn)  # after the masks: their edges are no lines'
+        if lag:  # the model (and the search for noisy pixels) sees the scene's lines
+            frame = aligned(frame, lag)
+        if learn:
+            self._look_for_noisy_pixels(frame, camera, lag, width)
+        return self._without_noisy_pixels(frame), camera, masked, lag
+
+    def look_ahead(self, frames: Iterable[tuple[int, np.ndarray]]) -> int:
+        """Warm the live camera estimate on frames to come, ``(index, frame)`` in order,
+        before the series' first is denoised; the number taken (0 with a configured
+        camera). An offline caller has them (``deepdenoise denoise``); the service, which
+        never waits for a frame, does not.
+
+        Why: one frame cannot tell the noise from the scene's structure at the scale of a
+        pixel, and the first frame's estimate is what a live series' first frame gets. A
+        held-out probe (2026-12-05, a star field from ``skimage.data`` at 100 photons per
+        pixel, 128 x 128, no camera configured) read its stars and their compression
+        texture as noise (read noise 4.9 ADU for 0.15) and its first frame came out 5.6 dB
+        under its input, taking 8- and 16-frame recordings below their input; the
+        frames' differences told the camera from the second frame on.
+
+        The frames go through the same camera-side steps as :meth:`denoise` (the camera
+        estimate, and the searches for row noise, noisy pixels and a scan's phase) in a
+        context of their own, with no model pass, and what those learned becomes this
+        one's: the frames looked at are then served with it, learning nothing again (a
+        pair counted twice would narrow the gain's error bar on no new evidence), and
+        from the next frame on the series goes on exactly as a live one would from
+        there. :meth:`denoise` must then be given each frame's ``index``."""
+        if self._estimator is None:
+            return 0
+        scout = SeriesContext(None, "off", self._offset_pattern)
+        taken = 0
+        for index, frame in frames:
+            if scout._last_index is not None and index != scout._last_index + 1:
+                scout._estimator_has_previous = False  # a hole in a stored series
+                scout._noisy_previous = scout._rows_previous = None
+            scout._last_index = index
+            given = frame
+            if self._offset_pattern is not None:
+                frame = self._offset_pattern.subtracted(frame)
+            scout._camera_side(frame, given)
+            taken += 1
+        for learned in _CAMERA_SIDE:
+            setattr(self, learned, getattr(scout, learned))
+        self._ahead_last = scout._last_index
+        return taken
+
     def _drop_previous_frames(self) -> None:
         """Empty the ring, the running mean and the still pixels' means: the frames
         before are no longer this scene's (a gap, a moved scene, another scan geometry)."""
@@ -380,13 +438,13 @@ class SeriesContext:
         bidirectional scan's phase, :mod:`stream.camera._scan_phase`; 0: none found)."""
         return self._scan.lag
 
-    def _scan_lag(self, frame: np.ndarray) -> int:
+    def _scan_lag(self, frame: np.ndarray, learn: bool = True) -> int:
         """Give the search for a scan phase this frame (a series' first frames), and the
         lag to serve it with. When one is found, the frames kept from before it (of the
         other geometry) are dropped, as at a gap."""
         if frame.ndim != 2:
             return 0
-        if not self._scan.done or self._scan.shape != frame.shape:
+        if learn and (not self._scan.done or self._scan.shape != frame.shape):
             self._scan.add(finite_copy(frame))
             if self._scan.lag:
                 self._drop_previous_frames()
@@ -402,7 +460,7 @@ class SeriesContext:
         """Whether the series' frames get their row offsets taken out."""
         return self._rows.correcting
 
-    def _without_row_noise(self, frame: np.ndarray) -> np.ndarray:
+    def _without_row_noise(self, frame: np.ndarray, learn: bool = True) -> np.ndarray:
         """Give the search for row noise this raw frame and the one before it, if the scene
         held still between them (a series' first 64 such pairs; one frame of memory while
         it looks), then ``frame``, or a copy with its rows' offsets taken out when the
@@ -410,7 +468,7 @@ class SeriesContext:
         copy; the caller's frame (stored raw) is left as it came."""
         if frame.ndim != 2:
             return frame
-        if not self._rows.done or self._rows.shape != frame.shape:
+        if learn and (not self._rows.done or self._rows.shape != frame.shape):
             clean = finite_copy(frame)
             previous = self._rows_previous
             if (
@@ -444,10 +502,12 @@ class SeriesContext:
         estimate = self.estimate
         return estimate is not None and estimate.noise_shared
 
-    def _camera_for(self, frame: np.ndarray) -> CameraModel:
+    def _camera_for(self, frame: np.ndarray, learn: bool = True) -> CameraModel:
         if self.configured is not None:
             return self.configured
         assert self._estimator is not None
+        if not learn and self._estimator.estimate is not None:
+            return self._estimator.estimate.camera
         self._seen += 1
         due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
         soon_due = (-self._seen) % ESTIMATE_EVERY in (1, 2)
@@ -464,6 +524,15 @@ class SeriesContext:
         estimate = self._estimator.estimate
         assert estimate is not None  # a series' first frame is always due
         return estimate.camera
+
+
+#: What a series' camera side has learned from its frames (SeriesContext.look_ahead
+#: hands it over): the estimate and the searches for noisy pixels, row noise and a
+#: scan's phase, with the frames they pair the next one with.
+_CAMERA_SIDE = (
+    "_estimator", "_estimator_has_previous", "_seen", "_noisy", "_noisy_previous",
+    "_noisy_unread", "_rows", "_rows_previous", "_scan",
+)  # fmt: skip
 
 
 def _young_either_way(engine: Engine, previous: int) -> bool:

@@ -39,25 +39,36 @@ def movie() -> np.ndarray:
     return np.round(frames).astype(np.uint16)
 
 
-def served_offline(frames: np.ndarray, blend: str) -> np.ndarray:
+def served_offline(frames: np.ndarray, blend: str, look_ahead: int = 0) -> np.ndarray:
     engine = Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None)
     context = SeriesContext(None, blend)
+    if look_ahead:
+        assert context.look_ahead(enumerate(frames[:look_ahead])) == min(look_ahead, len(frames))
     return np.stack([context.denoise(engine, frame, i) for i, frame in enumerate(frames)])
 
 
-@pytest.mark.parametrize("blend", ["spatial", "off"])
+@pytest.mark.parametrize(
+    ("blend", "look_ahead"), [("spatial", None), ("off", None), ("spatial", 0)]
+)
 def test_a_recording_comes_out_as_the_series_context_denoises_it(
-    tmp_path: Path, movie: np.ndarray, blend: str
+    tmp_path: Path, movie: np.ndarray, blend: str, look_ahead: int | None
 ) -> None:
+    """By default the camera estimate first looks at the recording's first 32 frames
+    (all six here); ``--look-ahead 0`` gives the frames as the service serves them."""
     np.save(tmp_path / "rec.npy", movie)
+    ahead = [] if look_ahead is None else ["--look-ahead", str(look_ahead)]
     result = invoke(
         "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
-        "--model", "na-lite", "--provider", "cpu", "--blend", blend,
+        "--model", "na-lite", "--provider", "cpu", "--blend", blend, *ahead,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     out = np.load(tmp_path / "out.npy")
     assert out.dtype == np.float32 and out.shape == movie.shape
-    np.testing.assert_array_equal(out, served_offline(movie, blend))
+    expected = served_offline(movie, blend, 32 if look_ahead is None else look_ahead)
+    np.testing.assert_array_equal(out, expected)
+    assert ("looked ahead: warmed on the first 6 frames" in words(result.output)) == (
+        look_ahead is None
+    )
     text = words(result.output)
     assert "camera estimated live: gain" in text
     measured = 6 if blend == "spatial" else 0  # every due frame, as the evaluation does
@@ -91,7 +102,7 @@ def test_output_in_the_recordings_dtype_and_as_tiff(tmp_path: Path, movie: np.nd
 
     out = tifffile.imread(tmp_path / "out.tif")
     assert out.dtype == np.uint16 and out.shape == movie.shape
-    expected = np.clip(np.rint(served_offline(movie, "off")), 0, 65535).astype(np.uint16)
+    expected = np.clip(np.rint(served_offline(movie, "off", 32)), 0, 65535).astype(np.uint16)
     np.testing.assert_array_equal(out, expected)
 
 
@@ -113,6 +124,7 @@ def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.nda
     out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     engine = Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None)
     context = SeriesContext(None, "off")
+    assert context.look_ahead((i, movie[i]) for i in kept) == len(kept)  # the hole kept
     expected = np.stack([context.denoise(engine, movie[i], i) for i in kept])
     assert out.shape == movie.shape and np.isnan(out[2]).all()
     np.testing.assert_array_equal(out[kept], expected)
@@ -238,3 +250,20 @@ def test_a_stack_whose_last_axis_looks_like_time_is_warned_of(tmp_path: Path) ->
     assert "warning: 64 frames of 64x8: if the recording's last axis is time" in words(
         result.output
     )
+
+
+def test_the_look_aheads_pairs_are_not_counted_twice(tmp_path: Path) -> None:
+    """The frames looked at ahead feed the estimate again as they are denoised; the
+    summary counts each pair once."""
+    from camera_harness import star_frames
+
+    frames, _ = star_frames(drift=1, frames=6)
+    np.save(tmp_path / "rec.npy", np.stack(frames))
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
+        "--provider", "cpu", "--blend", "off",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = words(result.output)
+    assert "looked ahead: warmed on the first 6 frames" in text, text
+    assert "5 of the 5 frame pairs compared moved" in text, text
