@@ -518,19 +518,32 @@ def _aligned_by_shift(frame: np.ndarray, previous: np.ndarray) -> bool:
     out: a CMOS camera's row offsets, fresh every frame, make a still pair's difference
     a set of rows, and among a few hundred rows some shift finds ones whose offsets
     agree (a reviewer's probe: row noise at 1 photon per pixel, still pairs called
-    moved twice as often as before, the estimate's gain 0.127 for 0.5)."""
-    shift = _whole_pixel_shift(frame, previous, ALIGN_WINDOW)
+    moved twice as often as before, the estimate's gain 0.127 for 0.5).
+
+    Non-finite pixels (NaN, a masked region) take their window's median first: the
+    temporal ring's test gets the frame with them (a reviewer's probe: one NaN pixel
+    turned the test off there, and a drifting star field came out under its input)."""
+    window = _central(frame.shape, ALIGN_WINDOW)
+    a, b = _finite_window(frame[window]), _finite_window(previous[window])
+    shift = _whole_pixel_shift(a, b, ALIGN_WINDOW)
     if shift is None:
         return False
-    window = _central(frame.shape, ALIGN_WINDOW)
-    a = np.asarray(frame[window], dtype=np.float64)
-    b = np.asarray(previous[window], dtype=np.float64)
     here, there = _overlap(a.shape, shift)
     aligned = _levelled_mean_square(a[here] - b[there])
     plain = _levelled_mean_square(a[here] - b[here])
     pixels = a[here].size
     share = min(ALIGNED_SHARE, 1.0 - SPREAD_MARGIN * math.sqrt(2.0 / pixels))
     return aligned <= share * plain
+
+
+def _finite_window(pixels: np.ndarray) -> np.ndarray:
+    """A float64 copy of ``pixels``, its non-finite ones set to the finite ones' median
+    (0 when none is finite)."""
+    out = np.array(pixels, dtype=np.float64)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = np.median(out[~bad]) if not bad.all() else 0.0
+    return out
 
 
 def _levelled_mean_square(difference: np.ndarray) -> float:

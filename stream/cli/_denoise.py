@@ -1,4 +1,4 @@
-"""``deepdenoise denoise``: a recording on disk, denoised as the evaluation scores it.
+"""``deepdenoise denoise``: a recording on disk, denoised as the service serves it.
 
 The service measures the blend only in a stream's spare time, so a recording replayed
 through it as fast as it goes (never caught up) gets a regime's first few; here every frame
@@ -92,8 +92,8 @@ def denoise(
             min=0,
             help="With the camera estimated live: warm the estimate on this many of the "
             "recording's first frames before denoising the first (one frame cannot tell "
-            "fine structure from noise; the service, live, cannot look ahead). 0: causal, "
-            "as the service's estimate.",
+            "fine structure from noise; the service, live, cannot look ahead). 0 (or 1): "
+            "causal, as the service's estimate.",
         ),
     ] = LOOK_AHEAD,
     force: Annotated[

@@ -214,6 +214,10 @@ class SeriesContext:
         """
         # frames looked at ahead were learned from then: their camera side is served as
         # the look ahead left it (look_ahead)
+        if self._ahead_last is not None and index is None:
+            raise ValueError(
+                "a series looked at ahead needs each frame's index (look_ahead): got None"
+            )
         learn = self._ahead_last is None or index is None or index > self._ahead_last
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._drop_previous_frames()

@@ -162,6 +162,20 @@ def test_a_star_field_drifting_a_pixel_a_frame_has_moved(stars: int) -> None:
     assert scene_moved(frames[1], frames[0])
 
 
+@pytest.mark.parametrize("hole", ["pixel", "corner"])
+def test_a_drift_is_seen_beside_non_finite_pixels(hole: str) -> None:
+    """The temporal ring's test gets frames with their NaN pixels and masked regions in:
+    one NaN pixel turned the shift test off, and the drift went unseen."""
+    frames, _ = star_frames(drift=1, frames=2)
+    pair = [f.astype(np.float32) for f in frames]
+    for frame in pair:
+        if hole == "pixel":
+            frame[40, 50] = np.nan
+        else:
+            frame[:16, :16] = np.nan
+    assert scene_moved(pair[1], pair[0])
+
+
 def test_a_still_star_field_holds_still() -> None:
     estimator = CameraEstimator()
     frames, _ = star_frames(drift=0)

@@ -66,6 +66,8 @@ def test_frames_looked_at_teach_nothing_again_and_the_next_goes_on_as_live(
             ahead.denoise(engine, frame, i), live.denoise(engine, frame, i)
         )
         assert ahead.estimate == live.estimate
+        pairs = [(c._rows.pairs, c._noisy.pairs) for c in (ahead, live)]
+        assert pairs[0] == pairs[1] == (i, i), pairs  # the searches pair on, as live
     assert ahead.estimate.pairs == 6
 
 
@@ -77,10 +79,26 @@ def test_a_configured_camera_takes_no_look(engine: Engine) -> None:
     assert context.camera is camera and context.estimate is None
 
 
-def test_a_hole_in_the_indices_makes_no_pair() -> None:
-    """A stored series' dropped frame: the frames either side of it are no pair."""
-    frames, _ = star_frames(drift=0, frames=4)
-    context = SeriesContext()
-    assert context.look_ahead(zip([0, 1, 3, 4], frames, strict=True)) == 4
+def test_a_hole_in_the_indices_makes_no_pair(engine: Engine) -> None:
+    """A stored series' dropped frame: the frames either side of it are no pair, looked
+    at ahead or served; served, the hole inside the looked-at frames leaves what the
+    look ahead learned as it was, and the next frame pairs on as live."""
+    frames, _ = star_frames(drift=0, frames=5)
+    indices = [0, 1, 3, 4, 5]
+    context, live = SeriesContext(blend="off"), SeriesContext(blend="off")
+    assert context.look_ahead(zip(indices[:4], frames, strict=False)) == 4
     assert context.estimate is not None and context.estimate.pairs == 2
     assert (context._rows.pairs, context._noisy.pairs) == (2, 2)  # nor for the searches
+    for index, frame in zip(indices, frames, strict=True):
+        context.denoise(engine, frame, index)
+        live.denoise(engine, frame, index)
+    searches = [(c.estimate.pairs, c._rows.pairs, c._noisy.pairs) for c in (context, live)]
+    assert searches[0] == searches[1] == (3, 3, 3), searches
+
+
+def test_a_series_looked_at_needs_its_indices(engine: Engine) -> None:
+    frames, _ = star_frames(drift=0, frames=3)
+    context = SeriesContext()
+    context.look_ahead(enumerate(frames))
+    with pytest.raises(ValueError, match="needs each frame's index"):
+        context.denoise(engine, frames[0])
