@@ -62,8 +62,17 @@ from ._gaussian import kernel_centre, smooth
 BlendSetting = Literal["spatial", "spatiotemporal", "off"]
 BLEND_SETTINGS: tuple[BlendSetting, ...] = ("spatial", "spatiotemporal", "off")
 
-#: Blurs of the model's output tried (px, Gaussian sigma; 0: none).
-POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
+#: Blurs of the model's output tried (px, Gaussian sigma; 0: none). Why up to 5.6 px (a
+#: held-out probe, 2026-12-05, scenes of its own, camera configured): features 5 % over
+#: a background of 100-500 photons per pixel, under a pixel's noise, want a 6-8 px
+#: Gaussian; with 2.8 px the most on offer the output stayed 1.9-4.2 dB under it, and
+#: with 4 and 5.6 px 0.16-1.7. The evaluation: 0.00 to +0.02 dB for ``na-lite``, -0.05
+#: to +0.33 for ``na-temporal`` (1-3 photons). Those from ``WIDE_POST`` up are offered
+#: only where the wide mixes are (:data:`FRAME_WEIGHTS`), and neither is on a frame
+#: whose spikes were filled: 0.1 % hot pixels at 1 photon per pixel cost ``textures``
+#: 0.21 dB otherwise.
+POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)
+WIDE_POST = 4.0
 #: Gaussians of the input mixed in (px), and their weights.
 FUSE_SIGMAS = (1.0, 1.5, 2.0)
 FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -76,8 +85,9 @@ FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
 #: Gaussian as well reached them at 40 photons too, but it cost sparse stars at 1-5
 #: photons up to 5.9 dB on a series' first frame (a reviewer's probe: the live estimate
 #: there reads read noise only, and the risk, on one frame, chose it wrongly). Not
-#: offered where the series' noise is more than the camera model (noisy pixels filled,
-#: CMOS rows levelled): what is left of it makes the risk favour smoothing. The
+#: offered where the series' noise is more than the camera model (noisy pixels or the
+#: frame's spikes filled, CMOS rows levelled): what is left of it makes the risk favour
+#: smoothing. The
 #: evaluation: unchanged to 0.01 dB but for rows of 1.5 e- at 1 photon (-0.15 / -0.23
 #: dB, ``na-lite`` / ``na-temporal``: measured before the rows were found).
 FRAME_WEIGHTS = (*FUSE_WEIGHTS, 0.75, 1.0)
@@ -200,8 +210,10 @@ IDENTITY = BlendChoice()
 
 def _wide(choice: BlendChoice) -> bool:
     """Whether a candidate mixes in more of the input's Gaussian than half of the output
-    (:data:`FRAME_WEIGHTS`)."""
-    return choice.source == "frame" and choice.weight > max(FUSE_WEIGHTS)
+    (:data:`FRAME_WEIGHTS`), or blurs the output :data:`WIDE_POST` px or more."""
+    return (choice.source == "frame" and choice.weight > max(FUSE_WEIGHTS)) or (
+        choice.post >= WIDE_POST
+    )
 
 
 #: The blends tried on one output (the noise map as the camera says).
@@ -374,7 +386,8 @@ def candidate_risks(
     Gaussian of them keeps the clipping's bias, which the engine takes out of the model's
     output). ``offer_input``: the candidates that mix in the frame itself get a risk
     (with ``fuse``; :data:`INPUT_MIN_COUNTS`), else an infinite one; ``offer_wide``: so
-    do those beyond the first grid of the input's Gaussians (:data:`FRAME_WEIGHTS`).
+    do those beyond the first grid of the input's Gaussians (:data:`FRAME_WEIGHTS`) and
+    the widest blurs of the output (:data:`WIDE_POST`).
     """
     everywhere = bool(keep.all())  # the usual case: no product with the mask needed
     weight = keep.astype(np.float32)
@@ -418,12 +431,14 @@ def candidate_risks(
     mixes: dict[tuple[float, FuseSource, float], tuple[np.ndarray, np.ndarray]] = {}
     risks = np.full((kept_variance.size, len(BLENDS)), np.inf)
     for i, c in enumerate(BLENDS):
+        if _wide(c) and not offer_wide:
+            continue  # not offered: never chosen
         h, div, a, aa = posts[c.post]
         if c.weight == 0.0:
             risks[:, i] = aa + 2.0 * div
             continue
-        if (c.source, c.fuse) not in fused or (_wide(c) and not offer_wide):
-            continue  # a source or a mix not offered: never chosen
+        if (c.source, c.fuse) not in fused:
+            continue  # a source not offered: never chosen
         source, fused_div = fused[c.source, c.fuse]
         key = (c.post, c.source, c.fuse)
         if key not in mixes:

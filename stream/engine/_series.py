@@ -282,7 +282,9 @@ class SeriesContext:
                 outpaced,
                 bands,
                 young_ring,
-                plain=not self._rows.correcting and self._noisy.count == 0,
+                # the frame's noise is the camera model's: no rows levelled, no noisy
+                # pixels or spikes filled (what is left of them favours smoothing)
+                plain=not self._rows.correcting and self._noisy.count == 0 and not self.spikes,
             )
         else:
             self._blend.drop_pending()

@@ -144,16 +144,16 @@ def test_a_model_without_a_running_mean_is_never_given_a_mix_of_it() -> None:
 
 
 def test_the_wider_mixes_of_the_input_are_offered_only_where_asked() -> None:
-    """A Gaussian of the input taking more than half of the output's place is offered
-    where the series' noise is the camera model's (``offer_wide``), and its risk is
-    then the risk of what it serves."""
+    """A Gaussian of the input taking more than half of the output's place, and a blur
+    of the output of 4 px or more, are offered where the series' noise is the camera
+    model's (``offer_wide``), and a candidate's risk is then the risk of what it serves."""
     rng = np.random.default_rng(2)
     clean = np.full((64, 64), 200.0, np.float32)
     y = (clean + rng.normal(0.0, 10.0, clean.shape)).astype(np.float32)
     variance = np.full(y.shape, 100.0, np.float32)
     keep = np.ones(y.shape, bool)
-    wide = np.array([c.source == "frame" and c.weight > 0.5 for c in BLENDS])
-    assert wide.any() and BlendChoice(0.0, 1.0, 1.0) in BLENDS
+    wide = np.array([c.source == "frame" and (c.weight > 0.5 or c.post >= 4.0) for c in BLENDS])
+    assert wide.any() and BlendChoice(0.0, 1.0, 1.0) in BLENDS and BlendChoice(5.6) in BLENDS
     # a "model" that returns its input: its output for the probed frame is that frame
     probe = rng.normal(0.0, 10.0, clean.shape).astype(np.float32)
     probed = y + np.float32(PROBE_STEP) * probe
