@@ -223,6 +223,10 @@ def interrupt_when(
 class ServeProcess:
     """`python -m stream serve` on free loopback ports, stopped by the test."""
 
+    #: Starts tried: a port found free may be taken by another process (another test
+    #: run on the machine) before the service binds it.
+    STARTS = 3
+
     def __init__(
         self,
         tmp_path: Path,
@@ -232,11 +236,24 @@ class ServeProcess:
         preexec_fn: Any = None,
         args: tuple[str, ...] = (),
     ) -> None:
-        self.input, self.output, self.control = (free_tcp_endpoint() for _ in range(3))
-        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
         self.zarr = zarr or tmp_path / "data"
         toml = tmp_path / f"serve-{time.monotonic_ns()}.toml"
         toml.write_text(config)
+        for start in range(1, self.STARTS + 1):
+            try:
+                self._start(tmp_path, model, toml, preexec_fn, args)
+                return
+            except RuntimeError as exc:
+                if start == self.STARTS or "Address already in use" not in str(exc):
+                    raise
+
+    def _start(
+        self, tmp_path: Path, model: Path, toml: Path, preexec_fn: Any, args: tuple[str, ...]
+    ) -> None:
+        """Start the service on new free ports and wait for its control socket; a
+        RuntimeError with its log if it exits first or does not answer in 60 s."""
+        self.input, self.output, self.control = (free_tcp_endpoint() for _ in range(3))
+        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("wb")
         cmd = [
             sys.executable, "-m", "stream", "serve",
