@@ -219,15 +219,8 @@ class SeriesContext:
                 "a series looked at ahead needs each frame's index (look_ahead): got None"
             )
         learn = self._ahead_last is None or index is None or index > self._ahead_last
-        if index is not None and self._last_index is not None and index != self._last_index + 1:
-            self._drop_previous_frames()
-            if learn:
-                self._noisy_previous = self._rows_previous = None
-                self._estimator_has_previous = False
-        self._last_index = index
         given = frame  # a masked region's pixels go back as they came
-        if self._offset_pattern is not None:
-            frame = self._offset_pattern.subtracted(frame)
+        frame = self._arrive(frame, index, learn)
         camera, masked, width, lag = None, None, frame.shape[-1], 0
         if engine.needs_camera:
             frame, camera, masked, lag = self._camera_side(frame, given, learn)
@@ -310,6 +303,19 @@ class SeriesContext:
             out[masked] = given[masked]
         return out
 
+    def _arrive(self, frame: np.ndarray, index: int | None, learn: bool = True) -> np.ndarray:
+        """Take the series' next frame's ``index`` -- a jump (or a step back) empties the
+        ring and, if the frame is to be learned from, the frames the searches and the
+        estimate would pair it with -- and give the frame without the offset map's
+        pattern (:mod:`stream.camera._pattern`)."""
+        if index is not None and self._last_index is not None and index != self._last_index + 1:
+            self._drop_previous_frames()
+            if learn:
+                self._noisy_previous = self._rows_previous = None
+                self._estimator_has_previous = False
+        self._last_index = index
+        return frame if self._offset_pattern is None else self._offset_pattern.subtracted(frame)
+
     def _camera_side(
         self, frame: np.ndarray, given: np.ndarray, learn: bool = True
     ) -> tuple[np.ndarray, CameraModel, np.ndarray | None, int]:
@@ -357,15 +363,8 @@ class SeriesContext:
             return 0
         scout = SeriesContext(None, "off", self._offset_pattern)
         taken = 0
-        for index, frame in frames:
-            if scout._last_index is not None and index != scout._last_index + 1:
-                scout._estimator_has_previous = False  # a hole in a stored series
-                scout._noisy_previous = scout._rows_previous = None
-            scout._last_index = index
-            given = frame
-            if self._offset_pattern is not None:
-                frame = self._offset_pattern.subtracted(frame)
-            scout._camera_side(frame, given)
+        for index, frame in frames:  # as denoise takes them, the model aside
+            scout._camera_side(scout._arrive(frame, index), frame)
             taken += 1
         for learned in _CAMERA_SIDE:
             setattr(self, learned, getattr(scout, learned))
