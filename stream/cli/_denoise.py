@@ -348,6 +348,7 @@ def _findings(context: SeriesContext) -> str:
         (context.frames_with_spikes, "frame", "one-pixel spikes filled in {}"),
         (context.frames_masked, "frame", "a masked region (kept as it came) in {}"),
         (context.scene_changes, "time", "the scene moved {}: history dropped"),
+        (context.scene_shifts, "frame", "the scene shifted in {}: history moved with it"),
     )
     found = [said.format(counted(n, unit)) for n, unit, said in counts if n]
     if context.row_noise_corrected:

@@ -41,6 +41,7 @@ from ._model_meta import (
     PREFIX,
     ModelMetadata,
 )
+from ._motion import lined_up, scene_shift
 from ._pixels import count_non_finite, to_dtype
 from ._providers import (
     ORT_NAMES,
@@ -118,6 +119,7 @@ __all__ = [
     "frame_scale",
     "gather_tiles",
     "graph_hash",
+    "lined_up",
     "model_file",
     "model_id_for",
     "model_input",
@@ -126,6 +128,7 @@ __all__ = [
     "plan_tiles",
     "probe_providers",
     "reflect_pad_into",
+    "scene_shift",
     "select_providers",
     "shipped_model_path",
     "short_name",

@@ -184,7 +184,7 @@ class SeriesBlend:
         m = self._pending
         if m is None:
             return []
-        arrays = [m.scene, m.out, m.mean, m.mean_now, *(m.young_ring or ())]
+        arrays = [m.scene, m.out, m.mean, m.mean_now, *m.history, *(m.young_ring or ())]
         return [a for a in arrays if a is not None]
 
     def drop_pending(self) -> None:

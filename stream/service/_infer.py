@@ -310,6 +310,7 @@ class InferenceStage:
                 "camera": camera,
                 "history_bytes": context.history_bytes,
                 "scene_changes": context.scene_changes,
+                "scene_shifts": context.scene_shifts,
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
                 "noisy_pixels": context.noisy_pixels,

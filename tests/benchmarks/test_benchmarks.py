@@ -403,3 +403,13 @@ def test_lag_check_runs_both_engines_and_the_step_moves_pixels() -> None:
     assert row["side"] == 48
     assert row["engine_ms"] > 0 and row["with_step_ms"] > 0
     assert 0.0 < row["moved_share"] < 1.0  # cells fire: some pixels followed, not all
+
+
+def test_motion_check_times_each_step_and_follows_the_jitter() -> None:
+    from benchmarks.motion_check import STEPS, measure
+
+    row = measure(128, frames=4)
+    assert set(row["ms"]) == set(STEPS) and all(ms > 0 for ms in row["ms"].values())
+    assert row["over_engine"]["engine"] == 1.0
+    found, frames = (int(n) for n in row["shifts_found"].split(" / "))
+    assert frames == 4 and found >= 2  # at 3 photons per pixel, most moves are followed

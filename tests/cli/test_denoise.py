@@ -267,3 +267,25 @@ def test_the_look_aheads_pairs_are_not_counted_twice(tmp_path: Path) -> None:
     text = words(result.output)
     assert "looked ahead: warmed on the first 6 frames" in text, text
     assert "5 of the 5 frame pairs compared moved" in text, text
+
+
+def test_the_summary_says_when_a_temporal_models_history_followed_the_scene(
+    tmp_path: Path,
+) -> None:
+    """Beads jittering by 2-3 px: ``na-temporal``'s previous frames were moved with them
+    (stream.engine._motion), and the summary says in how many frames."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:160, :160]
+    field = np.zeros((160, 160))
+    for cy, cx in rng.uniform(0, 160, (32, 2)):
+        field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 4.0)
+    path = [(0, 0), (3, -2), (0, 2), (-3, 0), (2, 3), (-2, -3)]
+    frames = [field[16 - dy : 144 - dy, 16 - dx : 144 - dx] for dy, dx in path]
+    counts = rng.poisson(60.0 * np.stack(frames)) + rng.normal(100.0, 2.0, (6, 128, 128))
+    np.save(tmp_path / "rec.npy", np.round(counts).astype(np.uint16))
+    result = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
+        "--model", "na-temporal", "--provider", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "the scene shifted in 5 frames: history moved with it" in words(result.output)

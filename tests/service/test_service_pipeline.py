@@ -373,6 +373,7 @@ def test_a_noise_adaptive_model_is_served_with_a_live_camera_estimate(
     assert camera["gain"] > 0 and camera["read_noise"] > 0
     assert series["history_bytes"] == 48 * 48 * 4  # the model takes 2 frames: 1 kept
     assert series["scene_changes"] == 0 and series["camera"]["moved"] == 0
+    assert series["scene_shifts"] == 0  # a still scene: the ring is never moved
 
 
 def test_a_configured_camera_is_used_as_is(tmp_path: Path, conv_model_adaptive):
