@@ -23,7 +23,6 @@ now: the whole-pixel rounding is then of the total shift, not summed frame by fr
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft, ndimage
 
 #: Gaussian blur (px) before correlating. At 1 photon per pixel (one-off probe, 128 x 128,
 #: 16-frame movies of cells, beads, gravel and grass, 3 seeds) the correlation's peak
@@ -97,6 +96,8 @@ def _smoothed(pixels: np.ndarray) -> np.ndarray:
     """A float32 blurred copy (to 3 sigmas), less its mean; non-finite pixels at the
     finite ones' median. Single precision: the blur and the transforms in half the time
     (a few ms a frame at 256 x 256 in all)."""
+    from scipy import ndimage  # only for a temporal model: the online half loads it lazily
+
     out = np.array(pixels, dtype=np.float32)
     bad = ~np.isfinite(out)
     if bad.any():
@@ -113,6 +114,8 @@ def _match(a: np.ndarray, b: np.ndarray, inner: tuple[slice, ...]) -> np.ndarray
     to :data:`MAX_SHIFT` wraps around the window (a plain circular correlation's wrapped
     edges pulled the peak a pixel off on a scene with a smooth background), and the
     second term keeps a bright patch from drawing the peak to itself."""
+    from scipy import fft  # float32 transforms (numpy's are float64 only)
+
     kept = np.zeros_like(a)
     kept[inner] = 1.0
     spectrum_b, spectrum_b2 = fft.rfft2(b), fft.rfft2(np.square(b))

@@ -133,6 +133,9 @@ def test_small_frames_other_shapes_and_non_finite_pixels() -> None:
     after[10:30, 50:70] = np.nan  # a masked region
     found = scene_shift(after, before)
     assert found is not None and (round(found[0]), round(found[1])) == (2, -3)
+    before[30:70, 30:70] = after[30:70, 30:70] = np.nan  # one that holds still in both
+    found = scene_shift(after, before)  # at their median: not a still edge to match
+    assert found is not None and (round(found[0]), round(found[1])) == (2, -3)
 
 
 def test_lined_up_moves_by_whole_pixels_and_repeats_its_edge_where_it_does_not_reach() -> None:

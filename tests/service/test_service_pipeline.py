@@ -376,6 +376,34 @@ def test_a_noise_adaptive_model_is_served_with_a_live_camera_estimate(
     assert series["scene_shifts"] == 0  # a still scene: the ring is never moved
 
 
+def test_a_temporal_model_follows_a_jittering_scene_and_status_says_so(
+    tmp_path: Path, conv_model_adaptive
+):
+    """Beads jittering 2-4 px between frames, served live: the previous frame the model
+    takes is moved with the scene, every move is counted in status, none dropped."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:160, :160]
+    field = np.zeros((160, 160))
+    for cy, cx in rng.uniform(0, 160, (32, 2)):
+        field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 4.0)
+    path = [(0, 0), (3, -2), (0, 2), (-3, 0), (2, 3), (-2, -3)]
+    frames = [
+        (100 + rng.poisson(60.0 * field[16 - dy : 144 - dy, 16 - dx : 144 - dx])).astype("<u2")
+        for dy, dx in path
+    ]
+    with (
+        running_service(tmp_path, conv_model_adaptive, zarr=None) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "moving", i)
+        got, _ = collect(sub, len(frames))
+        series = svc.status()["series"]["moving"]
+    assert len(got) == len(frames) and all(np.isfinite(m.array).all() for m in got)
+    assert series["scene_shifts"] == len(frames) - 1 and series["scene_changes"] == 0
+
+
 def test_a_configured_camera_is_used_as_is(tmp_path: Path, conv_model_adaptive):
     camera = {"gain": 2.0, "offset": 100.0, "read_noise": 1.5}
     frame = (100 + 2 * np.random.default_rng(3).poisson(50.0, (32, 32))).astype("<u2")
