@@ -23,7 +23,7 @@ from ._common import check_parser, machine_info, markdown_table, write_check
 SIZES = (128, 256, 512)
 MODEL = "na-temporal"
 FRAMES = 24
-PHOTONS = 3.0
+PHOTONS = 10.0
 JITTER = 3
 STEPS = ("engine", "still", "jittering", "move")
 
