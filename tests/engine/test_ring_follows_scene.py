@@ -313,3 +313,15 @@ def test_a_deferred_measurement_after_a_shift_is_counted_in_history_bytes(
         context.measure_pending(engine)
         assert not context.measurement_pending
         assert waiting - context.history_bytes == 3 * frames[0].nbytes
+
+
+def test_a_shift_needs_both_tests_of_the_blocks() -> None:
+    """The sign test alone passed the bar on a still scene (the project's phantom at 1
+    photon per pixel against a running mean of 4 frames: signs 4.14, mean 1.34); the
+    probe's true shifts pass both (a drifting texture at 30 photons: mean 2.5-3.5, signs
+    3.7-6.9; beads 3.7-7.9 by either)."""
+    from stream.engine._motion import _sure
+
+    assert not _sure(1.34, 4.14)
+    assert _sure(2.5, 4.1) and _sure(5.0, 3.7) and _sure(4.0, 2.0)
+    assert not _sure(3.9, 3.9)
