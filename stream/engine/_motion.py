@@ -22,6 +22,8 @@ now: the whole-pixel rounding is then of the total shift, not summed frame by fr
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: Gaussian blur (px) before correlating. At 1 photon per pixel (one-off probe, 128 x 128,
@@ -69,11 +71,11 @@ def scene_shift(frame: np.ndarray, previous: np.ndarray) -> tuple[float, float] 
     if frame.shape != previous.shape or frame.ndim != 2:
         return None
     window = _central(frame.shape)
-    a, b = _smoothed(frame[window]), _smoothed(previous[window])
-    inner = tuple(slice(MAX_SHIFT, n - MAX_SHIFT) for n in a.shape)
-    if (a[inner].shape[0] // T_BLOCK) * (a[inner].shape[1] // T_BLOCK) < MIN_BLOCKS:
+    rows, columns = ((n - 2 * MAX_SHIFT) // T_BLOCK for n in frame[window].shape)
+    if rows <= 0 or columns <= 0 or rows * columns < MIN_BLOCKS:
         return None
-    match = _match(a, b, inner)
+    a, b = _smoothed(frame[window]), _smoothed(previous[window])
+    match = _match(a, b)
     offsets = np.r_[0 : MAX_SHIFT + 1, -MAX_SHIFT:0]
     near = match[np.ix_(offsets, offsets)]  # negative offsets wrap around
     row, column = np.unravel_index(int(np.argmax(near)), near.shape)
@@ -124,21 +126,35 @@ def _smoothed(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _match(a: np.ndarray, b: np.ndarray, inner: tuple[slice, ...]) -> np.ndarray:
+def _match(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For each shift ``d`` (circular index), minus the sum of squared differences of
-    ``a`` and ``b`` moved by ``d`` over ``a``'s ``inner`` pixels -- up to a constant --:
+    ``a`` and ``b`` moved by ``d`` over ``a``'s pixels at least :data:`MAX_SHIFT` from
+    its edges (:func:`_inner_mask`) -- up to a constant --:
     ``2 sum a(y) b(y - d) - sum b(y - d)^2``. Over the inner pixels only, no shift up
     to :data:`MAX_SHIFT` wraps around the window (a plain circular correlation's wrapped
     edges pulled the peak a pixel off on a scene with a smooth background), and the
     second term keeps a bright patch from drawing the peak to itself."""
     from scipy import fft  # float32 transforms (numpy's are float64 only)
 
-    kept = np.zeros_like(a)
-    kept[inner] = 1.0
+    kept, kept_spectrum = _inner_mask(a.shape)
     spectrum_b, spectrum_b2 = fft.rfft2(b), fft.rfft2(np.square(b))
     cross = fft.irfft2(fft.rfft2(a * kept) * np.conj(spectrum_b), s=a.shape)
-    energy = fft.irfft2(fft.rfft2(kept) * np.conj(spectrum_b2), s=a.shape)
+    energy = fft.irfft2(kept_spectrum * np.conj(spectrum_b2), s=a.shape)
     return 2.0 * cross - energy
+
+
+@functools.lru_cache(maxsize=8)
+def _inner_mask(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The window's pixels at least :data:`MAX_SHIFT` from its edges (1, else 0), and
+    the mask's spectrum: the same for every frame of a size, so made once per size."""
+    from scipy import fft
+
+    kept = np.zeros(shape, np.float32)
+    kept[tuple(slice(MAX_SHIFT, n - MAX_SHIFT) for n in shape)] = 1.0
+    kept.flags.writeable = False
+    spectrum = fft.rfft2(kept)
+    spectrum.flags.writeable = False
+    return kept, spectrum
 
 
 def _surety(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> tuple[float, float]:
