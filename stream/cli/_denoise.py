@@ -334,9 +334,16 @@ def _summary(
         ("camera", camera),
         ("found", _findings(context)),
         ("blend", f"{blend_choice(context.blend_choice.as_dict())} (last frame; "
-                  f"{counted(context.blend_frames_measured, 'frame')} measured)"),
+                  f"{counted(context.blend_frames_measured, 'frame')} measured"
+                  f"{_paired(context.blend_frames_paired)})"),
         ("time", f"{seconds:.1f} s, {1000 * seconds / len(frames):.1f} ms a frame"),
     ]  # fmt: skip
+
+
+def _paired(frames: int) -> str:
+    """The frames measured against the frame before, when any: a dark series, where
+    Stein's estimate does not hold."""
+    return f", {frames} of them against the frame before" if frames else ""
 
 
 def _findings(context: SeriesContext) -> str:

@@ -359,17 +359,18 @@ def block_sums(values: np.ndarray, blocks: tuple[np.ndarray, np.ndarray]) -> np.
 def candidate_risks(
     scene: np.ndarray,
     out: np.ndarray,
-    probed: np.ndarray,
-    probe: np.ndarray,
+    probed: np.ndarray | None,
+    probe: np.ndarray | None,
     variance: np.ndarray,
     keep: np.ndarray,
     mean: np.ndarray | None = None,
     share: float = 0.0,
     fuse: bool = True,
-    binned: tuple[np.ndarray, np.ndarray] | None = None,
+    binned: tuple[np.ndarray, np.ndarray | None] | None = None,
     by_block: bool = False,
     offer_input: bool = False,
     offer_wide: bool = True,
+    target: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each of :data:`BLENDS`' risk for one frame and one output, up to a constant they
     share (``- sum sigma^2``, the same for every output of the frame), in ADU^2 summed
@@ -388,7 +389,13 @@ def candidate_risks(
     (with ``fuse``; :data:`INPUT_MIN_COUNTS`), else an infinite one; ``offer_wide``: so
     do those beyond the first grid of the input's Gaussians (:data:`FRAME_WEIGHTS`) and
     the widest blurs of the output (:data:`WIDE_POST`).
+
+    ``target``: another frame of the same still scene, whose noise is independent of
+    ``scene``'s (:func:`pair_risks`): each candidate's risk is then its squared distance
+    to it, no divergence and no noise variance needed (``probed``, ``probe`` and the
+    binned probed output unused, ``variance`` only for the block count's shape).
     """
+    held_out = target is not None
     everywhere = bool(keep.all())  # the usual case: no product with the mask needed
     weight = keep.astype(np.float32)
     blocks = risk_blocks(scene.shape) if by_block else None
@@ -401,8 +408,15 @@ def candidate_risks(
             return np.array([np.vdot(a, b)], dtype=np.float64)
         return block_sums(a * b, blocks)
 
-    step = float(PROBE_STEP)
-    if blocks is None:
+    def divergence(near: np.ndarray | None, at: np.ndarray) -> np.ndarray:
+        # Monte Carlo (Ramani, Blu and Unser 2008): the probe's projection of the change
+        if near is None or probe is None:
+            raise ValueError("a risk on the frame itself needs its probed outputs, got none")
+        return dot(kept(probe), near - at) / float(PROBE_STEP)
+
+    if held_out:  # the target's noise is not the frame's: no divergence to take out
+        kept_variance = np.zeros(1 if blocks is None else blocks[0].size * blocks[1].size)
+    elif blocks is None:
         total = variance.sum() if everywhere else np.vdot(variance, weight)
         kept_variance = np.array([total], dtype=np.float64)
     else:
@@ -419,14 +433,19 @@ def candidate_risks(
                 fused["mean", s] = smooth(mean, s), kernel_centre(s) * kept_variance * share
         if binned is not None:
             at, near = binned
-            fused["binned", 0.0] = at, dot(kept(probe), near - at) / step
+            fused["binned", 0.0] = at, kept_variance if held_out else divergence(near, at)
         if offer_input:  # each pixel's own: divergence 1
             fused["input", 0.0] = scene, kept_variance
     posts = {}
+    reference = scene if target is None else target
     for p in POST_SIGMAS:
         h = smooth(out, p)
-        div = dot(kept(probe), smooth(probed, p) - h) / step
-        a = kept(h - scene)
+        div = (
+            kept_variance
+            if held_out
+            else divergence(None if probed is None else smooth(probed, p), h)
+        )
+        a = kept(h - reference)
         posts[p] = (h, div, a, dot(a, a))
     mixes: dict[tuple[float, FuseSource, float], tuple[np.ndarray, np.ndarray]] = {}
     risks = np.full((kept_variance.size, len(BLENDS)), np.inf)

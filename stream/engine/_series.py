@@ -144,10 +144,11 @@ class SeriesContext:
 
     @property
     def history_bytes(self) -> int:
-        """Memory held by the ring of previous frames, the running mean and a deferred
-        blend measurement (not the live estimate's samples, nor, for a series' first 64
-        still pairs, the searches for noisy pixels and row noise: 36 bytes a pixel)."""
-        arrays = [*self._history, self._mean, self._last, *self._blend.pending_arrays()]
+        """Memory held by the ring of previous frames, the running mean, a deferred
+        blend measurement and the frame the blend keeps for a pair (not the live
+        estimate's samples, nor, for a series' first 64 still pairs, the searches for
+        noisy pixels and row noise: 36 bytes a pixel)."""
+        arrays = [*self._history, self._mean, self._last, *self._blend.held_arrays()]
         arrays += self._still.arrays()
         held = {id(a): a.nbytes for a in arrays if a is not None}
         return sum(held.values())
@@ -176,6 +177,12 @@ class SeriesContext:
     @property
     def blend_frames_measured(self) -> int:
         return self._blend.frames_measured
+
+    @property
+    def blend_frames_paired(self) -> int:
+        """Of the frames measured, those measured against the frame before (a dark
+        series of a spatial model: :meth:`SeriesBlend._pair`)."""
+        return self._blend.frames_paired
 
     @property
     def measured_latest(self) -> bool:
@@ -299,6 +306,7 @@ class SeriesContext:
             )
         else:
             self._blend.drop_pending()
+            self._blend.forget_partner()
         if camera is not None and (keep or decay > 0) and not shared and self.blend != "off":
             estimate = self.estimate  # a configured camera's gain is known exactly
             gain_stderr = estimate.gain_stderr if estimate is not None else 0.0
@@ -395,6 +403,7 @@ class SeriesContext:
         before are no longer this scene's (a gap, a moved scene, another scan geometry)."""
         self._history.clear()
         self._history_at.clear()
+        self._blend.forget_partner()
         self._mean = self._last = None
         self._at, self._mean_at = (0.0, 0.0), (0, 0)
         self._still.reset()

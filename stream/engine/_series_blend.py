@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..camera import CameraModel, Spikes, fill_spikes
+from ..camera import CameraModel, Spikes, fill_spikes, scene_moved
 from ._binned import binned_output
 from ._blend import (
     BLENDS,
@@ -54,6 +54,7 @@ from ._blend import (
     risk_blocks,
 )
 from ._engine import Engine, FrameReport
+from ._motion import scene_shift
 from ._pixels import count_non_finite, finite_copy
 
 #: Seed of the probes: a series' outputs are reproducible.
@@ -87,6 +88,19 @@ FIRST_VARIANCE_ERROR = 0.25
 #: measured on frames 0-2 and 4-6 against frame 0 alone, independent +2.11 / +0.09 /
 #: +0.24 / +0.20 / +0.43, phantom +3.56 / +1.36 / +2.13 / +1.10 / +0.24.
 OUTPACED_AT_ONCE = 3
+#: A dark frame is measured against the frame before (:meth:`SeriesBlend._pair`) only
+#: if their difference's energy is at most this many times what the camera's noise alone
+#: gives them, plus three of the gain's relative standard errors: a scene that moved or
+#: changed between them biases the risk towards whatever is nearer the frame before --
+#: towards a blur. Why (one-off probe, 2026-12-06, 128 x 128 scenes of their own at
+#: 0.5-1 photon per pixel, read noise 0.05 e-, ``na-lite``): still pairs gave 0.94-1.07;
+#: beads turning 1 degree a frame 2.4-3.0 (not seen by the other two tests; measured
+#: anyway, the movie went from 1.8 dB over a tuned Gaussian to 0.4 under it), beads
+#: jittering 0.7 px 1.3-4.8, a star field jittering 1 px 1.0-1.8; calcium cells firing
+#: 0.99-1.04 at 1 photon. Below 1.5, the scenes with a drift of 0.3 px a frame (1.1-1.4)
+#: or beads jittering 0.5 px at 0.5 photons (1.0-2.0) still gained from their pairs
+#: (+0.14 and +2.2 dB).
+PAIR_ENERGY = 1.5
 
 
 def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -> float:
@@ -130,6 +144,10 @@ class _Measurement:
     share: float  # the frame's share of it
     alone: bool  # the camera is known well enough for a choice on this frame alone
     plain: bool  # the series' noise is the camera model's: the wider mixes are offered
+    gain_stderr: float = 0.0  # the camera gain's standard error (0: configured)
+    #: the frame before, as the model would have seen it, and where it was read (finite,
+    #: not a spike): a spatial model's other look at a still scene (SeriesBlend._pair)
+    partner: tuple[np.ndarray, np.ndarray | None] | None = None
 
 
 class SeriesBlend:
@@ -147,9 +165,17 @@ class SeriesBlend:
         #: Whether the latest frame was measured (more passes), and how many were.
         self.measured_latest = False
         self.frames_measured = 0
+        #: Of those, the frames measured against the frame before (:meth:`_pair`).
+        self.frames_paired = 0
         #: Seconds the latest frame's measurement took before it was served (0: none).
         self.measured_latest_s = 0.0
         self._young_votes = _YoungVotes()
+        #: The frame before, as the model would have seen it, and its read pixels (None:
+        #: all): kept for a spatial model while the series is dark (:meth:`_pair`).
+        self._partner: tuple[np.ndarray, np.ndarray | None] | None = None
+        #: Whether the series' latest measured frame was mostly pixels the risk's
+        #: Gaussian noise model does not describe (a series starts so, until measured).
+        self._dark = True
 
     def young_window(self, engine: Engine) -> bool:
         """Whether the series' young windows go to the model's temporal branch in any
@@ -179,13 +205,19 @@ class SeriesBlend:
     def pending(self) -> bool:
         return self._pending is not None
 
-    def pending_arrays(self) -> list[np.ndarray]:
-        """The frames a deferred measurement holds (for memory accounting)."""
+    def held_arrays(self) -> list[np.ndarray]:
+        """The frames the blend holds -- a deferred measurement's, and the frame kept
+        for the next one's pair -- for memory accounting."""
+        arrays: list[np.ndarray | None] = [*(self._partner or ())]
         m = self._pending
-        if m is None:
-            return []
-        arrays = [m.scene, m.out, m.mean, m.mean_now, *m.history, *(m.young_ring or ())]
+        if m is not None:
+            arrays += [m.scene, m.out, m.mean, m.mean_now, *m.history, *(m.young_ring or ())]
+            arrays += [*(m.partner or ())]
         return [a for a in arrays if a is not None]
+
+    def forget_partner(self) -> None:
+        """The next frame does not follow the latest (a gap, a scene change): no pair."""
+        self._partner = None
 
     def drop_pending(self) -> None:
         self._pending = None
@@ -195,6 +227,7 @@ class SeriesBlend:
         reported is the output as it is, and no measurement is pending."""
         self.choice = IDENTITY
         self.drop_pending()
+        self.forget_partner()
 
     def map_scale_for(self, engine: Engine) -> float:
         """The noise map's scale to run the series' next frame with: the latest regime's
@@ -264,14 +297,27 @@ class SeriesBlend:
         elif due and outpaced and self._risks.tried(key) < OUTPACED_AT_ONCE:
             # outpaced, a regime's first few: the service's spare time never comes
             measure = True
+        # a spatial model's output on this frame owes nothing to the frame before: in a
+        # dark series, where Stein's estimate does not hold, that frame is the risk's
+        # other look at the scene (_pair)
+        spatial = engine.metadata.frames == 1 and engine.metadata.running_mean <= 0
+        partner, self._partner = self._partner, None
+        if not spatial or (partner is not None and partner[0].shape != frame.shape):
+            partner = None
+        keep_partner = spatial and self._dark
         if not due:
             self.choice = self._risks.choice(key, map_scale, binned=not lean)
-            if not self.choice.blends:
+            if not self.choice.blends and not keep_partner:
                 return out
         bad = ~np.isfinite(frame) if count_non_finite(frame) else None
         scene = finite_copy(frame, camera)
         if spikes is not None:
             fill_spikes(scene, spikes)
+        if keep_partner:
+            read = (
+                None if bad is None and spikes is None else _read_pixels(scene.shape, bad, spikes)
+            )
+            self._partner = (scene, read)
         model_out = out if bad is None and spikes is None else out.copy()
         for where in (bad, spikes):  # kept as they came out, not smeared by a blur
             if where is not None:
@@ -298,6 +344,8 @@ class SeriesBlend:
                 share=share,
                 alone=alone,
                 plain=plain,
+                gain_stderr=gain_stderr,
+                partner=partner,
             )
             if measure:
                 t0 = time.perf_counter()
@@ -334,8 +382,10 @@ class SeriesBlend:
         risk on it."""
         variance = noise_variance(m.scene, m.camera)
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
-        if keep.mean() < MIN_DESCRIBED:  # mostly dark, clipped, masked or spikes
-            self._risks.skip(m.key)
+        self._dark = bool(keep.mean() < MIN_DESCRIBED)
+        if self._dark:  # mostly dark, clipped, masked or spikes
+            if not self._pair(engine, m, variance):
+                self._risks.skip(m.key)
             return
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
@@ -425,6 +475,65 @@ class SeriesBlend:
         self._risks.add(m.key, risks, alone=alone)
         return risks
 
+    def _pair(self, engine: Engine, m: _Measurement, variance: np.ndarray) -> bool:
+        """The candidates' risks on a frame Stein's estimate cannot judge, from the frame
+        before (a spatial model's, kept while the series is dark): where the scene held
+        still, that frame is another look at the same clean scene with noise of its own,
+        so a candidate's squared distance to it is, in expectation, the candidate's own
+        squared error plus that frame's noise, the same for every candidate (the idea
+        of Noise2Noise, Lehtinen et al. 2018, as a risk). No noise model is assumed --
+        not Gaussian, not the camera's --, so it holds at a photon or less per pixel
+        and for an EMCCD's skewed counts, where Stein's estimate does not. Whether the
+        scene held still is :func:`stream.camera.scene_moved`'s test. Whether it could
+        be measured so."""
+        if m.partner is None:
+            return False
+        before, read_before = m.partner
+        read = _read_pixels(m.scene.shape, m.bad, m.spikes)
+        if read_before is not None:
+            read &= read_before
+        if (
+            _changed_beyond_noise(m.scene, before, read, m.camera, m.gain_stderr)
+            or scene_moved(m.scene, before)
+            or scene_shift(m.scene, before) is not None
+        ):
+            return False
+        as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
+        scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
+        fuse = m.camera.floor is None
+        binned = None
+        if fuse:
+            at = binned_output(engine, m.scene, m.camera, m.history, m.mean, m.bands)
+            binned = (at, None)
+        rows, columns = risk_blocks(m.scene.shape)
+        risks = np.full((len(rows) * len(columns), len(CANDIDATES)), np.inf)
+        for i, scale in enumerate(NOISE_MAP_SCALES):
+            if scale not in scales:
+                continue
+            served = m.out is not None and scale == m.map_scale
+            out = m.out if served else self._output(engine, m, as_came, scale)
+            assert out is not None
+            risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
+                m.scene,
+                out,
+                None,
+                None,
+                variance,
+                read,
+                fuse=fuse,
+                binned=binned,
+                by_block=True,
+                offer_input=fuse,
+                offer_wide=m.plain,  # as on the frame itself: no test says they hold here
+                target=before,
+            )
+        # the spread between the frame's blocks bounds a choice on this one frame
+        self._risks.add(m.key, risks, alone=True)
+        self.measured_latest = True
+        self.frames_measured += 1
+        self.frames_paired += 1
+        return True
+
     @staticmethod
     def _output(engine: Engine, m: _Measurement, frame: np.ndarray, scale: float) -> np.ndarray:
         """The model's output for ``frame`` with the measured frame's inputs and a noise
@@ -463,6 +572,36 @@ def as_given(
     if bad is not None:
         frame[bad] = np.nan
     return frame
+
+
+def _changed_beyond_noise(
+    scene: np.ndarray,
+    before: np.ndarray,
+    read: np.ndarray,
+    camera: CameraModel,
+    gain_stderr: float,
+) -> bool:
+    """Whether two frames differ, over their ``read`` pixels, by more than the camera's
+    noise accounts for (:data:`PAIR_ENERGY`): for a still scene the expected squared
+    difference of a pixel is its noise variance in both, ``gain * (y + y' - 2 offset) +
+    2 read^2`` in expectation."""
+    a, b = scene[read].astype(np.float64), before[read].astype(np.float64)
+    if a.size == 0 or camera.gain <= 0:
+        return True
+    difference = float(np.sum(np.square(a - b)))
+    signal = float(np.sum(np.maximum(a + b - 2.0 * camera.offset, 0.0)))
+    noise = camera.gain * signal + 2.0 * camera.read_noise**2 * a.size
+    return difference > (PAIR_ENERGY + 3.0 * gain_stderr / camera.gain) * noise
+
+
+def _read_pixels(
+    shape: tuple[int, ...], bad: np.ndarray | None, spikes: Spikes | None
+) -> np.ndarray:
+    """Where a frame was read as it came: not a non-finite pixel, not a spike."""
+    read = np.ones(shape, bool) if bad is None else ~bad
+    if spikes is not None:
+        read[spikes] = False
+    return read
 
 
 class _YoungVotes:

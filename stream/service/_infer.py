@@ -331,6 +331,7 @@ class InferenceStage:
                     **context.blend_choice.as_dict(),
                     "measured": context.blend_measured,
                     "frames_measured": context.blend_frames_measured,
+                    "frames_paired": context.blend_frames_paired,
                     "frames_outpaced": self.ensemble.frames_outpaced(series),
                     "young_window": context.young_window,
                 },

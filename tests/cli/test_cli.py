@@ -538,3 +538,10 @@ def test_keys_never_replace_a_pair_unless_told_to(tmp_path: Path):
     assert (tmp_path / "service.key_secret").read_bytes() == before
     assert invoke("keys", "service", "--dir", str(tmp_path), "--force").exit_code == 0
     assert (tmp_path / "service.key_secret").read_bytes() != before
+
+
+def test_the_denoise_summary_says_how_many_frames_were_measured_against_the_frame_before():
+    from stream.cli._denoise import _paired
+
+    assert _paired(0) == ""
+    assert _paired(5) == ", 5 of them against the frame before"

@@ -33,6 +33,7 @@ from stream.engine._gaussian import kernel_centre, smooth
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=4.0)
 SHAPE = (256, 256)
+RISK_BLOCKS_PER_FRAME = len(risk_blocks(SHAPE)[0]) * len(risk_blocks(SHAPE)[1])
 
 
 def scene(photons: float) -> np.ndarray:
@@ -413,3 +414,53 @@ def test_a_candidate_is_judged_on_the_frames_it_was_offered_on_in_a_row() -> Non
     blend.add(key, frame(offered=True))
     blend.add(key, frame(offered=True))
     assert blend.choice(key) == CANDIDATES[input_whole]
+
+
+#: A photon-counting camera: no read noise to speak of, so that at a photon per pixel
+#: (counts of 0, 1 or 2) no pixel is noisy enough for Stein's Gaussian estimate.
+COUNTING = CameraModel(gain=1.0, offset=100.0, read_noise=0.05)
+
+
+def counts(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return (rng.poisson(clean - COUNTING.offset) + COUNTING.offset).astype(np.float32)
+
+
+def test_against_another_look_at_a_still_scene_each_risk_is_its_true_error() -> None:
+    """The risk from the frame before (SeriesBlend._pair): a candidate's squared distance
+    to another readout of the same still scene is its own squared error plus that
+    readout's noise, whatever the noise -- here Poisson counts at a photon per pixel,
+    where Stein's estimate has no pixel to go on."""
+    rng = np.random.default_rng(5)
+    pattern = (scene(1.0) - CAMERA.offset) / CAMERA.gain  # photons per pixel, about 1
+    clean = (COUNTING.offset + pattern).astype(np.float32)
+    variance = noise_variance(clean, COUNTING)
+    assert described_pixels(clean, COUNTING, None, None, variance).mean() < 0.01
+    risks, truth = np.zeros(len(BLENDS)), np.zeros(len(BLENDS))
+    for _ in range(4):
+        y, before = counts(clean, rng), counts(clean, rng)
+        out, binned = a_model(y), (a_binned_model(y), None)
+        keep = np.ones(SHAPE, bool)
+        by_block = candidate_risks(
+            y, out, None, None, variance, keep, binned=binned, by_block=True, offer_input=True,
+            target=before,
+        )  # fmt: skip
+        assert by_block.shape == (RISK_BLOCKS_PER_FRAME, len(BLENDS))
+        risks += by_block.sum(axis=0) - ((before - clean) ** 2).sum()
+        truth += [
+            ((apply_blend(out, y, c, y, binned[0]) - clean) ** 2).sum()
+            if c.source != "mean"
+            else np.inf
+            for c in BLENDS
+        ]
+    offered = np.isfinite(risks)
+    assert offered[0] and not offered.all()  # no running mean: its mixes not offered
+    np.testing.assert_allclose(risks[offered], truth[offered], rtol=0.05)
+    assert truth[int(np.argmin(risks))] <= 1.03 * truth[offered].min()
+    assert truth[offered].min() <= 0.9 * truth[0]  # the stand-in leaves much to gain
+
+
+def test_a_risk_on_the_frame_itself_needs_its_probed_outputs() -> None:
+    y = np.full((32, 32), 110.0, np.float32)
+    keep = np.ones(y.shape, bool)
+    with pytest.raises(ValueError, match="probed outputs"):
+        candidate_risks(y, y, None, None, y, keep)

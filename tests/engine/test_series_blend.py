@@ -448,3 +448,85 @@ def test_faint_features_on_a_bright_background_get_a_wide_blur(na_lite: Engine) 
         raw = rng.poisson(photons) + 100.0 + rng.normal(0.0, 2.0, photons.shape)
         context.denoise(na_lite, np.rint(raw).astype(np.uint16), t)
     assert context.blend_choice.post >= 4.0, context.blend_choice
+
+
+#: A photon-counting camera (read noise 0.05 e-): at a photon per pixel no pixel is noisy
+#: enough for the risk's Gaussian noise model, and Stein's estimate measures nothing.
+COUNTING = CameraModel(gain=1.0, offset=100.0, read_noise=0.05)
+
+
+def dark_movie(
+    frames: int, new_scene_each_frame: bool = False, seed: int = 4
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(clean in ADU, readout) of a still scene of bars and blobs at about a photon per
+    pixel through :data:`COUNTING`; or a scene of its own in every frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]].astype(np.float64)
+
+    def photons() -> np.ndarray:
+        fy, fx, cy, cx = rng.uniform(5.0, 9.0, 2).tolist() + rng.uniform(30, 98, 2).tolist()
+        bars = np.sin(xx / fx + rng.uniform(0, 6)) * np.sin(yy / fy) > 0.2
+        return 0.5 + 0.8 * bars + 2.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 80.0)
+
+    scene = photons()
+    for _ in range(frames):
+        if new_scene_each_frame:
+            scene = photons()
+        readout = rng.poisson(scene) * COUNTING.gain + COUNTING.offset
+        yield COUNTING.gain * scene + COUNTING.offset, readout.astype(np.uint16)
+
+
+def dark_errors(engine: Engine, frames: int, **movie_options: bool) -> tuple[float, float, int]:
+    """The mean squared error of the series served with the blend and without it, and
+    the frames measured."""
+    blended, off = SeriesContext(COUNTING), SeriesContext(COUNTING, blend="off")
+    errors = np.zeros(2)
+    for t, (truth, frame) in enumerate(dark_movie(frames, **movie_options)):
+        for i, context in enumerate((blended, off)):
+            errors[i] += np.mean((context.denoise(engine, frame, t) - truth) ** 2)
+    return float(errors[0]), float(errors[1]), blended.blend_frames_measured
+
+
+def test_a_dark_still_series_is_blended_on_its_pairs_of_frames(na_lite: Engine) -> None:
+    """Where Stein's estimate has no pixel to go on, a spatial model's series is measured
+    against the frame before (SeriesBlend._pair): from its second frame on."""
+    blended, off, measured = dark_errors(na_lite, 12)
+    assert measured == MEASURE_WARMUP - 1  # every warm-up frame but the first
+    assert blended < 0.97 * off  # measured: 0.94x
+
+
+def test_a_dark_series_whose_scene_changes_every_frame_is_not_measured(
+    na_lite: Engine,
+) -> None:
+    """Another scene is no second look at this one: its distance favours whatever is
+    nearest to it, not to the truth."""
+    blended, off, measured = dark_errors(na_lite, 6, new_scene_each_frame=True)
+    assert measured == 0 and blended == off
+
+
+def test_a_temporal_model_is_not_measured_against_a_frame_it_was_given() -> None:
+    """The frame before is in a temporal model's window: its noise is in the output."""
+    with Engine(shipped_model_path("na-temporal"), provider="cpu", warmup_shape=None) as engine:
+        context = SeriesContext(COUNTING)
+        for t, (_, frame) in enumerate(dark_movie(6)):
+            context.denoise(engine, frame, t)
+        assert context.blend_frames_measured == 0 and context.history_bytes > 0
+
+
+def test_a_gap_leaves_no_pair(na_lite: Engine) -> None:
+    context = SeriesContext(COUNTING)
+    for t, (_, frame) in enumerate(dark_movie(6)):
+        context.denoise(na_lite, frame, 2 * t)  # a frame missing between each two
+    assert context.blend_frames_measured == 0
+
+
+def test_the_frame_kept_for_a_pair_is_counted_and_kept_only_while_dark(na_lite: Engine) -> None:
+    dark = SeriesContext(COUNTING)
+    for t, (_, frame) in enumerate(dark_movie(3)):
+        dark.denoise(na_lite, frame, t, measure=False)
+        dark.measure_pending(na_lite)
+    assert dark.history_bytes == SHAPE[0] * SHAPE[1] * 4  # the latest frame, float32
+    bright = SeriesContext(CAMERA)
+    for t, (_, frame) in enumerate(movie(10.0, 3)):
+        bright.denoise(na_lite, frame, t)
+    assert bright.blend_frames_measured == 3 and bright.history_bytes == 0

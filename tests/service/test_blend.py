@@ -158,6 +158,31 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
     assert blend["young_window"] == "band"  # a spatial model has no young window
 
 
+def test_a_dark_series_is_measured_against_its_frames_before(tmp_path: Path) -> None:
+    """Photon counts at about a photon per pixel (read noise 0.05 e-): Stein's estimate
+    has no pixel to go on, and the service measures a spatial model's frames against
+    the frame before; status counts them."""
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:64, :64]
+    scene = 0.5 + 1.5 * (np.sin(xx / 5.0) * np.sin(yy / 7.0) > 0.2)
+    frames = [(100 + rng.poisson(scene)).astype(np.uint16) for _ in range(8)]
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 0.05}
+    model = shipped_model_path("na-lite")
+    with (
+        running_service(tmp_path, model, zarr=None, blend="spatial", camera=camera) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "dark", i)
+            time.sleep(0.1)
+        got, _ = collect(sub, len(frames))
+        status = svc.status()
+    assert [m.header["index"] for m in got] == list(range(len(frames)))
+    blend = status["series"]["dark"]["blend"]
+    assert 1 <= blend["frames_paired"] == blend["frames_measured"] < len(frames)
+
+
 def test_off_measures_nothing(tmp_path: Path) -> None:
     frames = [np.full((32, 32), 150, np.uint16) + i for i in range(3)]
     with (
@@ -171,6 +196,7 @@ def test_off_measures_nothing(tmp_path: Path) -> None:
         status = svc.status()
     assert status["blend"] == "off"  # the test harness's setting
     assert status["series"]["still"]["blend"]["frames_measured"] == 0
+    assert status["series"]["still"]["blend"]["frames_paired"] == 0
 
 
 def test_a_snapshots_only_frame_is_measured_before_it_is_served(tmp_path: Path) -> None:
