@@ -115,7 +115,9 @@ CONFIDENCE = 1.64
 #: Gaussian -- a pixel reads 0 or 1 e- -- and Stein's estimate, exact only for Gaussian
 #: noise, misjudges the network: on the evaluation's camera sweep at 1 photon (read noise
 #: 0.2-0.5 e-) the blend chose worse than none by 0.2-0.67 dB on an EMCCD and a
-#: photomultiplier-like camera (each photo-electron multiplied, F^2 2 and 1.3).
+#: photomultiplier-like camera (each photo-electron multiplied, F^2 2 and 1.3). A
+#: spatial model's frame mostly of such pixels is measured against the frame before
+#: instead (``candidate_risks``' ``target``; ``SeriesBlend._pair``).
 MIN_COUNT_VARIANCE = 2.0
 #: A frame whose pixels the noise model describes (:func:`described_pixels`) are fewer
 #: than this share is not measured: its risks would speak for a part of it only.
@@ -391,7 +393,7 @@ def candidate_risks(
     the widest blurs of the output (:data:`WIDE_POST`).
 
     ``target``: another frame of the same still scene, whose noise is independent of
-    ``scene``'s (:func:`pair_risks`): each candidate's risk is then its squared distance
+    ``scene``'s (``SeriesBlend._pair``): each candidate's risk is then its squared distance
     to it, no divergence and no noise variance needed (``probed``, ``probe`` and the
     binned probed output unused, ``variance`` only for the block count's shape).
     """
