@@ -101,6 +101,15 @@ OUTPACED_AT_ONCE = 3
 #: or beads jittering 0.5 px at 0.5 photons (1.0-2.0) still gained from their pairs
 #: (+0.14 and +2.2 dB).
 PAIR_ENERGY = 1.5
+#: A pair whose pixel-scale power and whose noise the model took out are both over this
+#: many times the noise in their difference is taken to share noise (:func:`_shared_noise`)
+#: and is not used. Why (one-off probe, 2026-12-06, 128 x 128 at a photon per pixel, read
+#: noise 0.05 e-): still scenes of cells, calcium, nuclei, gravel and a retina gave the
+#: pixel-scale ratio 0.97-1.05, a star field 1.14, beads 1.3; offsets fixed per pixel at
+#: 0.3 / 0.5 e- rms 1.10 / 1.26 and 1 % of the pixels 5 e- warm 1.24. Measured on their
+#: pairs anyway, the 0.5 e- pattern and the warm pixels came out 2.1 and 0.8 dB under the
+#: code before (0.3 e-: 1.0 dB over it).
+SHARED_LIMIT = 1.1
 
 
 def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -> float:
@@ -145,6 +154,7 @@ class _Measurement:
     alone: bool  # the camera is known well enough for a choice on this frame alone
     plain: bool  # the series' noise is the camera model's: the wider mixes are offered
     gain_stderr: float = 0.0  # the camera gain's standard error (0: configured)
+    paired_first: bool = False  # measured against ``partner`` where it can be
     #: the frame before, as the model would have seen it, and where it was read (finite,
     #: not a spike): a spatial model's other look at a still scene (SeriesBlend._pair)
     partner: tuple[np.ndarray, np.ndarray | None] | None = None
@@ -258,6 +268,7 @@ class SeriesBlend:
         bands: bool = True,
         young_ring: Sequence[np.ndarray] | None = None,
         plain: bool = True,
+        paired_first: bool = False,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
@@ -275,7 +286,10 @@ class SeriesBlend:
         measurement takes the temporal branch too. ``plain``: the series' noise is all
         the camera model's (no noisy pixels filled, no rows levelled): the mixes beyond
         the first grid of the input's Gaussians are offered (:data:`FRAME_WEIGHTS`).
-        ``lean``:
+        ``paired_first``: the frame is measured against the frame before (a spatial
+        model's, :meth:`_pair`) wherever that pair may be used, not only where Stein's
+        estimate does not hold: the series' noise is more than the camera model
+        (the camera's noisy pixels filled: ``SeriesContext``). ``lean``:
         frames are waiting -- no later measurement at once, and no blend that needs the
         binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
@@ -304,7 +318,7 @@ class SeriesBlend:
         partner, self._partner = self._partner, None
         if not spatial or (partner is not None and partner[0].shape != frame.shape):
             partner = None
-        keep_partner = spatial and self._dark
+        keep_partner = spatial and (self._dark or paired_first)
         if not due:
             self.choice = self._risks.choice(key, map_scale, binned=not lean)
             if not self.choice.blends and not keep_partner:
@@ -346,6 +360,7 @@ class SeriesBlend:
                 plain=plain,
                 gain_stderr=gain_stderr,
                 partner=partner,
+                paired_first=paired_first,
             )
             if measure:
                 t0 = time.perf_counter()
@@ -384,8 +399,10 @@ class SeriesBlend:
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
         self._dark = bool(keep.mean() < MIN_DESCRIBED)
         if self._dark:  # mostly dark, clipped, masked or spikes
-            if not self._pair(engine, m, variance):
+            if not self._pair(engine, m, variance, keep):
                 self._risks.skip(m.key)
+            return
+        if m.paired_first and self._pair(engine, m, variance, keep):
             return
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
@@ -475,7 +492,9 @@ class SeriesBlend:
         self._risks.add(m.key, risks, alone=alone)
         return risks
 
-    def _pair(self, engine: Engine, m: _Measurement, variance: np.ndarray) -> bool:
+    def _pair(
+        self, engine: Engine, m: _Measurement, variance: np.ndarray, keep: np.ndarray
+    ) -> bool:
         """The candidates' risks on a frame Stein's estimate cannot judge, from the frame
         before (a spatial model's, kept while the series is dark): where the scene held
         still, that frame is another look at the same clean scene with noise of its own,
@@ -499,6 +518,9 @@ class SeriesBlend:
         ):
             return False
         as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
+        served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
+        if _shared_noise(m.scene, before, served, read):
+            return False
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
         fuse = m.camera.floor is None
         binned = None
@@ -510,9 +532,7 @@ class SeriesBlend:
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
-            served = m.out is not None and scale == m.map_scale
-            out = m.out if served else self._output(engine, m, as_came, scale)
-            assert out is not None
+            out = served if scale == m.map_scale else self._output(engine, m, as_came, scale)
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene,
                 out,
@@ -523,7 +543,8 @@ class SeriesBlend:
                 fuse=fuse,
                 binned=binned,
                 by_block=True,
-                offer_input=fuse,
+                # as on the frame itself: a fixed pattern the pair shares favours the input
+                offer_input=fuse and bright(variance, keep, m.camera),
                 offer_wide=m.plain,  # as on the frame itself: no test says they hold here
                 target=before,
             )
@@ -592,6 +613,31 @@ def _changed_beyond_noise(
     signal = float(np.sum(np.maximum(a + b - 2.0 * camera.offset, 0.0)))
     noise = camera.gain * signal + 2.0 * camera.read_noise**2 * a.size
     return difference > (PAIR_ENERGY + 3.0 * gain_stderr / camera.gain) * noise
+
+
+def _shared_noise(scene: np.ndarray, before: np.ndarray, out: np.ndarray, read: np.ndarray) -> bool:
+    """Whether the pair seems to share noise at the scale of a pixel (:data:`SHARED_LIMIT`):
+    the frames' pixel-scale power (each pixel less its four neighbours' mean) and what
+    the model took out of the frame are both well over the noise the pair's difference
+    shows. A fixed pattern -- offsets that differ from pixel to pixel, warm pixels too
+    faint to stand out -- is in both frames and not in their difference, and the model
+    takes it out as noise; the pair's risk would take it for the scene. Fine structure of
+    the scene the model keeps (beads, stars) passes."""
+    inner = read[1:-1, 1:-1]
+    if not inner.any():
+        return True
+    difference = float(np.mean(np.square(scene - before, dtype=np.float64)[read])) / 2.0
+    if difference <= 0:
+        return True
+
+    def pixel_scale(image: np.ndarray) -> float:
+        neighbours = image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:]
+        residual = image[1:-1, 1:-1] - np.float32(0.25) * neighbours
+        return float(np.mean(np.square(residual, dtype=np.float64)[inner])) / 1.25
+
+    fine = (pixel_scale(scene) + pixel_scale(before)) / 2.0
+    taken = float(np.mean(np.square(scene - out, dtype=np.float64)[read]))
+    return min(fine, taken) > SHARED_LIMIT * difference
 
 
 def _read_pixels(

@@ -530,3 +530,109 @@ def test_the_frame_kept_for_a_pair_is_counted_and_kept_only_while_dark(na_lite: 
     for t, (_, frame) in enumerate(movie(10.0, 3)):
         bright.denoise(na_lite, frame, t)
     assert bright.blend_frames_measured == 3 and bright.history_bytes == 0
+
+
+def test_a_series_with_noisy_pixels_is_measured_against_the_frame_before(
+    na_lite: Engine,
+) -> None:
+    """1 % of the camera's pixels read at 5-20 e-: once they are found and filled, the
+    frames' noise is not the camera model's, and Stein's estimate gives way to the frame
+    before (measured: 0.3-1.0 dB more on the evaluation's camera sweep)."""
+    from exporter.evaluation._cameras import parse_cameras, recamera
+    from exporter.evaluation._evaluate import movie as evaluation_movie
+
+    camera = parse_cameras("0.5:100:1.5:1:0:0.01")[0]
+    m = recamera(evaluation_movie("independent", 3.0, (96, 96), 8, seed=0), camera, seed=0)
+    context = SeriesContext(None)
+    for t in range(8):
+        context.denoise(na_lite, m.noisy[t], t)
+        if context.noisy_pixels == 0:
+            assert context.blend_frames_paired == 0  # described: Stein's estimate
+    assert context.noisy_pixels > 0
+    assert 0 < context.blend_frames_paired < context.blend_frames_measured == MEASURE_WARMUP
+
+
+def _counts_pair(
+    photons: np.ndarray, rng: np.random.Generator, other: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two photon-counting readouts (ADU, float32) of ``photons`` (the second of
+    ``other``, when given)."""
+    first = rng.poisson(photons) + COUNTING.offset
+    second = rng.poisson(photons if other is None else other) + COUNTING.offset
+    return first.astype(np.float32), second.astype(np.float32)
+
+
+def test_a_pair_that_changed_beyond_the_cameras_noise_is_no_second_look() -> None:
+    from stream.engine._series_blend import PAIR_ENERGY, _changed_beyond_noise
+
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[:128, :128].astype(np.float64)
+    photons = 1.0 + np.sin(xx / 6.0) ** 2 * np.cos(yy / 9.0) ** 2
+    read = np.ones(photons.shape, bool)
+    still = _counts_pair(photons, rng)
+    assert not _changed_beyond_noise(*still, read, COUNTING, 0.0)
+    # a change of a third of the noise's energy: under the bar; of the noise's own: over it
+    noise = 2.0 * photons.mean()  # a still pair's mean squared difference
+    for share, changed in ((0.3, False), (1.0, True)):
+        step = np.sqrt(share * noise) * np.where(rng.random(photons.shape) < 0.5, -1.0, 1.0)
+        pair = _counts_pair(photons, rng, np.maximum(photons + step, 0.0))
+        assert _changed_beyond_noise(*pair, read, COUNTING, 0.0) == changed
+    # a gain known less well widens the bar by three of its relative standard errors
+    pair = _counts_pair(photons, rng, np.maximum(photons + np.sqrt(noise) * 0.9, 0.0))
+    assert _changed_beyond_noise(*pair, read, COUNTING, 0.0)
+    loose = (1.0 + PAIR_ENERGY) / 3.0 * COUNTING.gain
+    assert not _changed_beyond_noise(*pair, read, COUNTING, loose)
+
+
+def test_noise_both_frames_share_makes_no_second_look() -> None:
+    """Offsets fixed per pixel (0.5 e- rms at a photon per pixel) are in both frames and
+    not in their difference, and the model takes them out as noise: such a pair is not
+    used. A scene's own fine structure, which the model keeps, is."""
+    from stream.engine._series_blend import _shared_noise
+
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[:128, :128].astype(np.float64)
+    photons = 1.0 + 0.5 * np.sin(xx / 7.0) * np.sin(yy / 5.0)
+    read = np.ones(photons.shape, bool)
+    clean = (photons + COUNTING.offset).astype(np.float32)
+    y, before = _counts_pair(photons, rng)
+    assert not _shared_noise(y, before, clean, read)  # the model's output: the truth
+    pattern = rng.normal(0.0, 0.5, photons.shape).astype(np.float32)
+    assert _shared_noise(y + pattern, before + pattern, clean, read)
+    beads = photons + 20.0 * (rng.random(photons.shape) < 0.01)  # single bright pixels
+    y, before = _counts_pair(beads, rng)
+    assert not _shared_noise(y, before, (beads + COUNTING.offset).astype(np.float32), read)
+
+
+def test_a_dark_pair_offers_the_binned_pass_but_not_the_input(na_lite: Engine) -> None:
+    """The input itself only in bright frames, as Stein's estimate offers it: a pattern
+    the pair shares favours it. The first pair's blocks bound a choice on it alone."""
+    context = SeriesContext(COUNTING)
+    for t, (_, frame) in enumerate(dark_movie(2)):
+        context.denoise(na_lite, frame, t)
+    assert context.blend_frames_paired == 1
+    regime = context._blend._risks._regimes[(na_lite.model_id, 0)]
+    offered = regime.counts > 0
+    sources = np.array([c.source for c in CANDIDATES])
+    weights = np.array([c.weight for c in CANDIDATES])
+    assert not offered[(sources == "input") & (weights > 0)].any()
+    assert offered[(sources == "binned") & (weights > 0)].all()
+    assert regime.first_variance is not None
+
+
+def test_frames_of_another_shape_make_no_pair(na_lite: Engine) -> None:
+    context = SeriesContext(COUNTING)
+    rng = np.random.default_rng(1)
+    for t in range(6):
+        shape = (64, 64) if t % 2 else (64, 48)
+        context.denoise(na_lite, (rng.poisson(1.0, shape) + 100).astype(np.uint16), t)
+    assert context.blend_frames_paired == 0
+
+
+def test_a_frame_served_as_it_is_leaves_no_pair() -> None:
+    from stream.engine._series_blend import SeriesBlend
+
+    blend = SeriesBlend()
+    blend._partner = (np.zeros((8, 8), np.float32), None)
+    blend.serve_as_is()
+    assert blend._partner is None and blend.held_arrays() == []
