@@ -6,8 +6,10 @@ baseline), the time to apply a light, a typical and the heaviest blend of the gr
 its output (and one with the model's output on the frame binned 2 x 2: that pass
 included), the time of one deferred measurement (the model on the frame plus a probe
 at each noise-map scale -- five passes, the frame's own output reused -- both binned, and
-every candidate's risk), and a series' first frame served with its measurement taken
-first, all interleaved frame by frame in one run;
+every candidate's risk), the time of one measurement of a dark frame against the frame
+before (photon counts at about a photon per pixel, where Stein's estimate does not hold:
+the model at the other two noise-map scales and binned, no probe), and a series' first
+frame served with its measurement taken first, all interleaved frame by frame in one run;
 each as a ratio to the baseline. Writes ``blend_check.md`` (and ``.json``) beside the suites'
 results.
 """
@@ -27,11 +29,14 @@ MODEL = "na-lite"
 FRAMES = 16
 #: A series' first frame, its measurement taken before it is served (the camera known).
 FIRST = "first frame (engine + measurement + blend)"
+#: A dark frame measured against the frame before (``SeriesBlend._pair``).
+PAIRED = "dark frame's measurement against the frame before"
 
 
 def measure(side: int) -> dict[str, Any]:
     from stream.engine import (
         BlendChoice,
+        CameraModel,
         Engine,
         SeriesContext,
         apply_blend,
@@ -48,9 +53,13 @@ def measure(side: int) -> dict[str, Any]:
     }
     frames = phantom_frames((side, side), FRAMES)
     camera = PhantomConfig.model_validate({}).noise  # the phantom's own
+    # a photon counter's readouts of the same scenes at about a photon per pixel
+    counter = CameraModel(gain=1.0, offset=100.0, read_noise=0.05)
+    rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {
         "engine": [],
         "measurement": [],
+        PAIRED: [],
         FIRST: [],
         **{k: [] for k in choices},
     }
@@ -68,6 +77,16 @@ def measure(side: int) -> dict[str, Any]:
             if not context.measure_pending(engine):
                 raise RuntimeError("expected the series' second frame to be due a measurement")
             times["measurement"].append(time.perf_counter() - t0)
+            photons = np.maximum(frame - camera.offset, 0.0) / camera.gain
+            photons *= 1.0 / max(float(photons.mean()), 1e-6)
+            dark = SeriesContext(counter)
+            for index in (0, 1):  # the first: measured at once, with no frame before it
+                readout = (rng.poisson(photons) + counter.offset).astype(np.uint16)
+                dark.denoise(engine, readout, index, measure=False)
+            t0 = time.perf_counter()
+            if not dark.measure_pending(engine) or dark.blend_frames_paired != 1:
+                raise RuntimeError("expected the dark series' second frame measured on its pair")
+            times[PAIRED].append(time.perf_counter() - t0)
             scene = frame.astype(np.float32)
             for name, choice in choices.items():
                 t0 = time.perf_counter()

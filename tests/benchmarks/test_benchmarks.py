@@ -413,3 +413,11 @@ def test_motion_check_times_each_step_and_follows_the_jitter() -> None:
     assert row["over_engine"]["engine"] == 1.0
     found, frames = (int(n) for n in row["shifts_found"].split(" / "))
     assert frames == 4 and found >= 3  # at 10 photons per pixel, most moves are followed
+
+
+def test_blend_check_times_a_measurement_and_a_dark_frames_against_its_pair() -> None:
+    from benchmarks.blend_check import FIRST, PAIRED, measure
+
+    row = measure(64)
+    assert {"engine", "measurement", PAIRED, FIRST} <= set(row["ms"])
+    assert all(ms > 0 for ms in row["ms"].values())
