@@ -101,13 +101,18 @@ OUTPACED_AT_ONCE = 3
 #: or beads jittering 0.5 px at 0.5 photons (1.0-2.0) still gained from their pairs
 #: (+0.14 and +2.2 dB).
 PAIR_ENERGY = 1.5
-#: ... and summed over blocks of this many pixels a side, to the same bar. Why (a
-#: reviewer's probe, 2026-12-06: the evaluation's ``fields``, a new scene every frame, at
-#: 0.5-1 photon per pixel on a photon counter): pixel by pixel another scene's pair gave
-#: 1.05-1.12 -- under a photon per pixel a scene's change is less than the shot noise --
-#: and measured on it the risk chose the heaviest blur, 1.7-3.0 dB under the code before;
-#: summed over 4 x 4 pixels such pairs gave 1.7-3.8, still scenes 0.90-1.07.
-PAIR_BIN = 4
+#: ... and summed over blocks of these many pixels a side, against the pixels' own
+#: differences, to the same bar. Why (a reviewer's probe, 2026-12-06: the evaluation's
+#: ``fields``, a new scene every frame, at 0.5-1 photon per pixel on a photon counter):
+#: pixel by pixel another scene's pair gave 1.05-1.12 -- under a photon per pixel a
+#: scene's change is less than the shot noise --, and measured on it the risk chose the
+#: heaviest blur, 1.7-3.0 dB under the code before. Summed, ``fields`` on a photon
+#: counter, an EMCCD and a 0.5 e- camera at 0.5-1 photon gave 1.35-2.25 over 4 x 4 and
+#: 1.98-5.33 over 8 x 8 pixels; still scenes (independent, textures, phantom) 0.87-1.08
+#: and 0.75-1.24 (16 x 16: 0.61-1.40, too few blocks). Against the pixels' own
+#: differences rather than the camera: a live estimate of a series whose every pair
+#: moved knows its gain too little for that bar.
+PAIR_BINS = (4, 8)
 #: A pair whose pixel-scale power and whose noise the model took out are both over this
 #: many times the noise in their difference is taken to share noise (:func:`_shared_noise`)
 #: and is not used. Why (one-off probe, 2026-12-06, 128 x 128 at a photon per pixel, read
@@ -609,34 +614,41 @@ def _changed_beyond_noise(
     camera: CameraModel,
     gain_stderr: float,
 ) -> bool:
-    """Whether two frames differ by more than the camera's noise accounts for
-    (:data:`PAIR_ENERGY`), pixel by pixel over their ``read`` pixels, or summed over
-    :data:`PAIR_BIN` x :data:`PAIR_BIN` blocks read whole: for a still scene the expected
-    squared difference of a sum of ``n`` pixels is their noise variance in both frames,
-    ``gain * (y + y' - 2 n offset) + 2 n read^2``. The sums lift a change of the scene
-    over a few pixels -- another scene under a photon per pixel -- above the shot noise,
-    which grows as the sum while the change grows as its square."""
+    """Whether two frames differ by more than noise accounts for (:data:`PAIR_ENERGY`):
+    pixel by pixel over their ``read`` pixels, against the camera's noise -- for a still
+    scene the expected squared difference of a pixel is its noise variance in both
+    frames, ``gain * (y + y' - 2 offset) + 2 read^2`` --, or summed over blocks read
+    whole (:data:`PAIR_BINS` px a side), against the pixels' own difference: for a
+    still scene and noise of each pixel's own, the squared difference of a sum of ``n``
+    pixels is ``n`` times a pixel's, whatever the camera. The sums lift a change of the
+    scene over a few pixels -- another scene under a photon per pixel -- out of the shot
+    noise, which grows as the sum while the change grows as its square."""
     if camera.gain <= 0 or not read.any():
         return True
-    bound = PAIR_ENERGY + 3.0 * gain_stderr / camera.gain
-    h, w = (n // PAIR_BIN * PAIR_BIN for n in read.shape)
-
-    def summed(image: np.ndarray) -> np.ndarray:
-        blocks = image[:h, :w].reshape(h // PAIR_BIN, PAIR_BIN, w // PAIR_BIN, PAIR_BIN)
-        return blocks.sum(axis=(1, 3), dtype=np.float64)
-
-    whole = summed(read.astype(np.float64)) == PAIR_BIN**2
-    pixels = (scene[read].astype(np.float64), before[read].astype(np.float64), 1)
-    sums = (summed(scene)[whole], summed(before)[whole], PAIR_BIN**2)
-    for a, b, n in (pixels, sums):
-        if a.size == 0:
+    a, b = scene[read].astype(np.float64), before[read].astype(np.float64)
+    difference = float(np.sum(np.square(a - b)))
+    signal = float(np.sum(np.maximum(a + b - 2.0 * camera.offset, 0.0)))
+    noise = camera.gain * signal + 2.0 * camera.read_noise**2 * a.size
+    if difference > (PAIR_ENERGY + 3.0 * gain_stderr / camera.gain) * noise:
+        return True
+    pixels = np.square(scene - before, dtype=np.float64)
+    for side in PAIR_BINS:
+        whole = _block_sums(read.astype(np.float64), side) == side * side
+        if not whole.any():
             continue
-        difference = float(np.sum(np.square(a - b)))
-        signal = float(np.sum(np.maximum(a + b - 2.0 * n * camera.offset, 0.0)))
-        noise = camera.gain * signal + 2.0 * n * camera.read_noise**2 * a.size
-        if difference > bound * noise:
+        sums = np.square(_block_sums(scene, side) - _block_sums(before, side))[whole]
+        own = _block_sums(pixels, side)[whole]  # the blocks' pixels' squared differences
+        if float(np.sum(sums)) > PAIR_ENERGY * float(np.sum(own)):
             return True
     return False
+
+
+def _block_sums(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` summed over ``side`` x ``side`` blocks (float64; a partial edge left out)."""
+    h, w = (n // side * side for n in image.shape)
+    return (
+        image[:h, :w].reshape(h // side, side, w // side, side).sum(axis=(1, 3), dtype=np.float64)
+    )
 
 
 def _shared_noise(scene: np.ndarray, before: np.ndarray, out: np.ndarray, read: np.ndarray) -> bool:
