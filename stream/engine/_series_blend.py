@@ -507,16 +507,18 @@ class SeriesBlend:
     def _pair(
         self, engine: Engine, m: _Measurement, variance: np.ndarray, keep: np.ndarray
     ) -> bool:
-        """The candidates' risks on a frame Stein's estimate cannot judge, from the frame
-        before (a spatial model's, kept while the series is dark): where the scene held
-        still, that frame is another look at the same clean scene with noise of its own,
-        so a candidate's squared distance to it is, in expectation, the candidate's own
-        squared error plus that frame's noise, the same for every candidate (the idea
-        of Noise2Noise, Lehtinen et al. 2018, as a risk). No noise model is assumed --
-        not Gaussian, not the camera's --, so it holds at a photon or less per pixel
-        and for an EMCCD's skewed counts, where Stein's estimate does not. Whether the
-        scene held still is :func:`stream.camera.scene_moved`'s test. Whether it could
-        be measured so."""
+        """The candidates' risks on a frame Stein's estimate cannot judge (or should not:
+        ``paired_first``), from the frame before (a spatial model's, kept while the series
+        is dark or paired first): where the scene held still, that frame is another look
+        at the same clean scene with noise of its own, so a candidate's squared distance
+        to it is, in expectation, the candidate's own squared error plus that frame's
+        noise, the same for every candidate (the idea of Noise2Noise, Lehtinen et al.
+        2018, as a risk). No noise model is assumed -- not Gaussian, not the camera's --,
+        so it holds at a photon or less per pixel and for an EMCCD's skewed counts, where
+        Stein's estimate does not. Not where the pair may not be such a look: a change
+        beyond the noise (:func:`_changed_beyond_noise`), a move (``scene_moved``,
+        ``scene_shift``), noise the two frames share (:func:`_shared_noise`). Whether
+        the frame was measured so."""
         if m.partner is None:
             return False
         before, read_before = m.partner
