@@ -308,9 +308,9 @@ class SeriesContext:
                 # noise variance those fills do not have. Why (deepdenoise evaluate na-lite,
                 # 16-frame movies, no camera configured; 1 % of the camera's pixels read at
                 # 5-20 e-, the rest at 1.5): margin over a truth-tuned Gaussian at 1 / 3 / 10
-                # / 30 photons, independent -1.19 / -0.02 / +0.32 / +1.14 -> -0.53 / +0.80 /
-                # +0.66 / +1.21, textures -2.38 / -0.18 / +0.67 / +0.30 -> -1.38 / +0.50 /
-                # +0.85 / +0.59. The same for rows levelled moved series -0.03 to +0.13 dB,
+                # / 30 photons, independent -1.19 / -0.02 / +0.32 / +1.14 -> -0.68 / +0.47 /
+                # +0.66 / +1.21, textures -2.38 / -0.18 / +0.67 / +0.30 -> -1.80 / +0.00 /
+                # +0.79 / +0.59. The same for rows levelled moved series -0.03 to +0.13 dB,
                 # for spikes filled (0.1 % hot pixels) -0.15 to +0.23: not taken.
                 paired_first=self._noisy.count > 0,
             )

@@ -627,13 +627,12 @@ def _changed_beyond_noise(
     noise, which grows as the sum while the change grows as its square."""
     if camera.gain <= 0 or not read.any():
         return True
-    a, b = scene[read].astype(np.float64), before[read].astype(np.float64)
-    difference = float(np.sum(np.square(a - b)))
-    signal = float(np.sum(np.maximum(a + b - 2.0 * camera.offset, 0.0)))
-    noise = camera.gain * signal + 2.0 * camera.read_noise**2 * a.size
-    if difference > (PAIR_ENERGY + 3.0 * gain_stderr / camera.gain) * noise:
+    pixels = np.square(scene - before, dtype=np.float64)  # each pixel's squared difference
+    both = np.add(scene, before, dtype=np.float64)[read] - 2.0 * camera.offset
+    signal = float(np.sum(np.maximum(both, 0.0)))
+    noise = camera.gain * signal + 2.0 * camera.read_noise**2 * both.size
+    if float(np.sum(pixels[read])) > (PAIR_ENERGY + 3.0 * gain_stderr / camera.gain) * noise:
         return True
-    pixels = np.square(scene - before, dtype=np.float64)
     for side in PAIR_BINS:
         whole = _block_sums(read.astype(np.float64), side) == side * side
         if not whole.any():
