@@ -66,10 +66,16 @@ def running_service(tmp_path: Path, model: Path, **overrides: Any) -> Iterator[S
 
 
 def served(
-    tmp_path: Path, model: Path, frames: list[np.ndarray], series: str = "run", **overrides: Any
+    tmp_path: Path,
+    model: Path,
+    frames: list[np.ndarray],
+    series: str = "run",
+    pace_s: float = 0.0,
+    **overrides: Any,
 ) -> tuple[list[Message], dict[str, Any]]:
-    """``frames`` through a real service (no store) as one series: the denoised messages,
-    then the service's status."""
+    """``frames`` through a real service (no store) as one series, ``pace_s`` apart (a
+    camera's frame interval: the service's spare time between frames): the denoised
+    messages, then the service's status."""
     with (
         running_service(tmp_path, model, zarr=None, **overrides) as svc,
         listening(svc) as sub,
@@ -77,6 +83,8 @@ def served(
     ):
         for i, frame in enumerate(frames):
             pub.send_frame(frame, series, i)
+            if pace_s:
+                time.sleep(pace_s)
         got, _ = collect(sub, len(frames))
         return got, svc.status()
 

@@ -3,7 +3,6 @@ that waits, and reported in ``status``."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,24 +129,6 @@ def test_the_config_takes_spatial_spatiotemporal_or_off() -> None:
         ServiceConfig(blend="yes")
 
 
-def served_paced(tmp_path: Path, frames: list[np.ndarray], series: str, **config: object) -> dict:
-    """``frames`` through a service with ``na-lite`` and the blend on, 100 ms apart (time
-    to spare between them); its status once every frame is out, in order."""
-    model = shipped_model_path("na-lite")
-    with (
-        running_service(tmp_path, model, zarr=None, blend="spatial", **config) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-        for i, frame in enumerate(frames):
-            pub.send_frame(frame, series, i)
-            time.sleep(0.1)
-        got, _ = collect(sub, len(frames))
-        status = svc.status()
-    assert [m.header["index"] for m in got] == list(range(len(frames)))  # every frame out
-    return status
-
-
 def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -> None:
     """Frames 100 ms apart that take a few ms each: the measurements fit between them."""
     rng = np.random.default_rng(0)
@@ -156,7 +137,9 @@ def test_the_service_measures_a_paced_stream_in_its_spare_time(tmp_path: Path) -
         (100 + rng.poisson(3.0, (64, 64)) + rng.normal(0.0, 2.0, (64, 64))).astype(np.uint16)
         for _ in range(12)
     ]
-    status = served_paced(tmp_path, frames, "paced")
+    model = shipped_model_path("na-lite")
+    got, status = served(tmp_path, model, frames, "paced", pace_s=0.1, blend="spatial")
+    assert [m.header["index"] for m in got] == list(range(len(frames)))  # every frame out
     assert status["blend"] == "spatial"
     blend = status["series"]["paced"]["blend"]
     assert 1 <= blend["frames_measured"] <= len(frames)
@@ -174,7 +157,11 @@ def test_a_dark_series_is_measured_against_its_frames_before(tmp_path: Path) -> 
     scene = 0.5 + 1.5 * (np.sin(xx / 5.0) * np.sin(yy / 7.0) > 0.2)
     frames = [(100 + rng.poisson(scene)).astype(np.uint16) for _ in range(8)]
     camera = {"gain": 1.0, "offset": 100.0, "read_noise": 0.05}
-    status = served_paced(tmp_path, frames, "dark", camera=camera)
+    model = shipped_model_path("na-lite")
+    got, status = served(
+        tmp_path, model, frames, "dark", pace_s=0.1, blend="spatial", camera=camera
+    )
+    assert [m.header["index"] for m in got] == list(range(len(frames)))
     blend = status["series"]["dark"]["blend"]
     assert 1 <= blend["frames_paired"] == blend["frames_measured"] < len(frames)
 

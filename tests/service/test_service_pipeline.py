@@ -391,15 +391,8 @@ def test_a_temporal_model_follows_a_jittering_scene_and_status_says_so(
         (100 + rng.poisson(60.0 * field[16 - dy : 144 - dy, 16 - dx : 144 - dx])).astype("<u2")
         for dy, dx in path
     ]
-    with (
-        running_service(tmp_path, conv_model_adaptive, zarr=None) as svc,
-        listening(svc) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-    ):
-        for i, frame in enumerate(frames):
-            pub.send_frame(frame, "moving", i)
-        got, _ = collect(sub, len(frames))
-        series = svc.status()["series"]["moving"]
+    got, status = served(tmp_path, conv_model_adaptive, frames, "moving")
+    series = status["series"]["moving"]
     assert len(got) == len(frames) and all(np.isfinite(m.array).all() for m in got)
     assert series["scene_shifts"] == len(frames) - 1 and series["scene_changes"] == 0
 
