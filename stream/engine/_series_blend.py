@@ -45,6 +45,7 @@ from ._blend import (
     RegimeKey,
     RiskBlend,
     apply_blend,
+    block_sums,
     bright,
     candidate_risks,
     described_pixels,
@@ -122,6 +123,27 @@ PAIR_BINS = (4, 8)
 #: pairs anyway, the 0.5 e- pattern and the warm pixels came out 2.1 and 0.8 dB under the
 #: code before (0.3 e-: 1.0 dB over it).
 SHARED_LIMIT = 1.1
+#: A pair is measured on its tiles of this many pixels a side where the scene held still
+#: (:func:`_still_pixels`) ...
+STILL_TILE = 8
+#: ... their difference's sum squared at most this many times their pixels' own squared
+#: differences (chi-square with one degree of freedom for a still tile: 10.83 is its 0.999
+#: quantile), ...
+STILL_TILE_BAR = 10.83
+#: ... if they are at least this share of its pixels read ...
+STILL_SHARE = 0.5
+#: ... and the mean of their ratios is at most this (about 1 for noise: what the bar lets
+#: through of a change that is everywhere -- another scene under a photon per pixel --
+#: raises it). Why (one-off probe, 2026-12-06, 128 x 128, ``na-lite``, no camera
+#: configured): a two-photon calcium movie of its own (a PMT's pulse heights exponential,
+#: cells firing with a probability of 0.15 a frame, 1-5 photons per pixel) had every
+#: pair refused by the energy tests, so at 2-3 photons -- too dark for Stein's estimate
+#: -- no frame was measured; the still tiles kept 85-96 % of the pixels, their mean ratio
+#: 0.96-1.21, and the movie went from 0.50 / -0.01 dB over a truth-tuned Gaussian to 0.65
+#: / 0.37 (a second scene: -0.04 / -0.02). The evaluation's ``fields`` on dark cameras
+#: at 0.5-1 photon kept 54-98 % of their tiles at a mean ratio of 1.35-2.33; passed on
+#: to the energy tests, the EMCCD's at 0.5 photons lost 0.38 dB.
+STILL_MEAN = 1.3
 
 
 def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -> float:
@@ -515,25 +537,28 @@ class SeriesBlend:
         noise, the same for every candidate (the idea of Noise2Noise, Lehtinen et al.
         2018, as a risk). No noise model is assumed -- not Gaussian, not the camera's --,
         so it holds at a photon or less per pixel and for an EMCCD's skewed counts, where
-        Stein's estimate does not. Not where the pair may not be such a look: a change
-        beyond the noise (:func:`_changed_beyond_noise`), a move (``scene_moved``,
-        ``scene_shift``), noise the two frames share (:func:`_shared_noise`). Whether
-        the frame was measured so."""
+        Stein's estimate does not. Measured only where the scene held still
+        (:func:`_still_pixels`: cells that fired are left out), and not at all where the
+        pair may not be such a look: too little of it still, a change beyond the noise
+        (:func:`_changed_beyond_noise`), a move (``scene_moved``, ``scene_shift``), noise
+        the two frames share (:func:`_shared_noise`). Whether the frame was measured so."""
         if m.partner is None:
             return False
         before, read_before = m.partner
         read = _read_pixels(m.scene.shape, m.bad, m.spikes)
         if read_before is not None:
             read &= read_before
+        still = _still_pixels(m.scene, before, read)
         if (
-            _changed_beyond_noise(m.scene, before, read, m.camera, m.gain_stderr)
+            still is None
+            or _changed_beyond_noise(m.scene, before, still, m.camera, m.gain_stderr)
             or scene_moved(m.scene, before)
             or scene_shift(m.scene, before) is not None
         ):
             return False
         as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
         served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
-        if _shared_noise(m.scene, before, served, read):
+        if _shared_noise(m.scene, before, served, still):
             return False
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
         fuse = m.camera.floor is None
@@ -553,7 +578,7 @@ class SeriesBlend:
                 None,
                 None,
                 variance,
-                read,
+                still,
                 fuse=fuse,
                 binned=binned,
                 by_block=True,
@@ -563,7 +588,7 @@ class SeriesBlend:
                 target=before,
             )
         # the spread between the frame's blocks bounds a choice on this one frame
-        self._risks.add(m.key, risks, alone=True)
+        self._risks.add(m.key, _as_if_all_read(risks, read, still, (rows, columns)), alone=True)
         self.measured_latest = True
         self.frames_measured += 1
         self.frames_paired += 1
@@ -607,6 +632,54 @@ def as_given(
     if bad is not None:
         frame[bad] = np.nan
     return frame
+
+
+def _still_pixels(scene: np.ndarray, before: np.ndarray, read: np.ndarray) -> np.ndarray | None:
+    """The pair's ``read`` pixels in the tiles where its scene held still, or None where
+    too few did (:data:`STILL_SHARE`) or the tiles kept do not look still
+    (:data:`STILL_MEAN`). A tile (:data:`STILL_TILE` px a side) changed where its
+    difference's sum, squared, is over :data:`STILL_TILE_BAR` times its pixels' own
+    squared differences -- for a still tile and noise of each pixel's own, that ratio is
+    chi-square with one degree of freedom, whatever the camera --; the tiles beside a
+    changed one are left out too, since a change's edge spills into them under the bar."""
+    side = STILL_TILE
+    h, w = scene.shape
+    tiled = np.zeros((-(-h // side) * side, -(-w // side) * side))
+    tiled[:h, :w] = np.where(read, np.subtract(scene, before, dtype=np.float64), 0.0)
+    rows, columns = tiled.shape[0] // side, tiled.shape[1] // side
+    sums = tiled.reshape(rows, side, columns, side).sum(axis=(1, 3))
+    np.square(tiled, out=tiled)
+    own = tiled.reshape(rows, side, columns, side).sum(axis=(1, 3))
+    ratio = np.divide(sums * sums, own, out=np.zeros_like(own), where=own > 0)
+    changed = np.pad(ratio > STILL_TILE_BAR, 1)
+    changed = (
+        changed[1:-1, 1:-1] | changed[:-2, 1:-1] | changed[2:, 1:-1] | changed[1:-1, :-2]
+    ) | changed[1:-1, 2:]
+    kept = ~changed & (own > 0)
+    if kept.any() and float(np.mean(ratio[kept])) > STILL_MEAN:
+        return None
+    still = read & np.repeat(np.repeat(~changed, side, axis=0), side, axis=1)[:h, :w]
+    if np.count_nonzero(still) < STILL_SHARE * np.count_nonzero(read):
+        return None
+    return still
+
+
+def _as_if_all_read(
+    risks: np.ndarray,
+    read: np.ndarray,
+    still: np.ndarray,
+    blocks: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Risks by block summed over the ``still`` pixels, scaled to all the ``read`` ones:
+    each block's by its read pixels over its still ones, and the blocks mostly left out
+    (under a quarter of their pixels still) dropped, the rest scaled to the frame's
+    count of blocks -- so a frame whose cells fired weighs in the series' risks as a
+    still one does. Unchanged where every read pixel is still."""
+    whole = block_sums(read.astype(np.float32), blocks)
+    part = block_sums(still.astype(np.float32), blocks)
+    used = part >= 0.25 * whole  # a block with no pixel read keeps its row of zeros
+    scale = np.divide(whole, part, out=np.ones_like(whole), where=part > 0)[used]
+    return risks[used] * (scale * (used.size / np.count_nonzero(used)))[:, None]
 
 
 def _changed_beyond_noise(

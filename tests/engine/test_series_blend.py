@@ -662,3 +662,89 @@ def test_a_new_scene_each_frame_under_a_photon_per_pixel_makes_no_pair(na_lite: 
     for t in range(6):
         context.denoise(na_lite, m.noisy[t], t)
     assert context.blend_frames_paired == 0
+
+
+def flashing_movie(frames: int, seed: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(clean in ADU, readout) of a still scene of bars at about a photon per pixel
+    through :data:`COUNTING`, where a dozen cells each light up by 4 photons in about a
+    third of the frames (calcium imaging in a two-photon microscope's light)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]].astype(np.float64)
+    rest = 0.5 + 0.8 * (np.sin(xx / 7.0) * np.sin(yy / 6.0) > 0.2)
+    centres = rng.uniform(8, 120, (12, 2))
+    cells = np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 18.0)
+    for _ in range(frames):
+        scene = rest + 4.0 * np.tensordot(rng.random(12) < 0.3, cells, axes=1)
+        readout = rng.poisson(scene) * COUNTING.gain + COUNTING.offset
+        yield COUNTING.gain * scene + COUNTING.offset, readout.astype(np.uint16)
+
+
+def test_a_dark_series_whose_cells_fire_is_measured_where_it_held_still(
+    na_lite: Engine,
+) -> None:
+    """Each pair changed beyond the noise as a whole (its cells fired), but most of its
+    tiles held still: it is measured on them (SeriesBlend._pair, _still_pixels)."""
+    from stream.engine._series_blend import _changed_beyond_noise, _still_pixels
+
+    frames = [readout for _, readout in flashing_movie(3)]
+    read = np.ones(SHAPE, bool)
+    pair = frames[2].astype(np.float32), frames[1].astype(np.float32)
+    assert _changed_beyond_noise(*pair, read, COUNTING, 0.0)
+    still = _still_pixels(*pair, read)
+    assert still is not None and 0.5 < still.mean() < 1.0
+    assert not _changed_beyond_noise(*pair, still, COUNTING, 0.0)
+    blended, off = SeriesContext(COUNTING), SeriesContext(COUNTING, blend="off")
+    errors = np.zeros(2)
+    for t, (truth, frame) in enumerate(flashing_movie(12)):
+        for i, context in enumerate((blended, off)):
+            errors[i] += np.mean((context.denoise(na_lite, frame, t) - truth) ** 2)
+    assert blended.blend_frames_paired >= MEASURE_WARMUP // 2
+    assert errors[0] < 0.98 * errors[1]  # measured: 0.96x
+
+
+def test_the_still_tiles_are_those_a_change_left_alone() -> None:
+    """A tile whose summed difference stands out of its noise is left out, with the
+    tiles beside it; a still pair keeps almost all its pixels; a change everywhere
+    (another scene under a photon per pixel, coherent over 8 x 8 px) or over half the
+    frame keeps none."""
+    from stream.engine._series_blend import STILL_TILE, _still_pixels
+
+    rng = np.random.default_rng(3)
+    photons = np.full(SHAPE, 1.0)
+    read = np.ones(SHAPE, bool)
+    still = _still_pixels(*_counts_pair(photons, rng), read)
+    assert still is not None and still.mean() > 0.95
+    lit = photons.copy()
+    lit[64:72, 64:72] += 5.0  # one tile
+    kept = _still_pixels(*_counts_pair(photons, rng, lit), read)
+    assert kept is not None
+    tiles = kept.reshape(16, STILL_TILE, 16, STILL_TILE).all(axis=(1, 3))
+    assert not tiles[8, 8] and not tiles[7:10, 8].any() and not tiles[8, 7:10].any()
+    assert tiles[:4, :4].mean() > 0.9  # far from it
+    signs = np.kron(np.where(rng.random((16, 16)) < 0.5, -1.0, 1.0), np.ones((8, 8)))
+    elsewhere = np.maximum(photons + signs * np.sqrt(0.3 * 2.0), 0.0)
+    assert _still_pixels(*_counts_pair(photons, rng, elsewhere), read) is None
+    half = photons.copy()
+    half[:, 64:] += 5.0
+    assert _still_pixels(*_counts_pair(photons, rng, half), read) is None
+
+
+def test_risks_on_still_pixels_are_scaled_to_all_the_pixels_read() -> None:
+    """A block with half its pixels still counts twice its risk; a block with under a
+    quarter is dropped and the others scaled up to the frame's count of blocks; with every
+    pixel still, the risks are as measured."""
+    from stream.engine._blend import risk_blocks
+    from stream.engine._series_blend import _as_if_all_read
+
+    blocks = risk_blocks(SHAPE)
+    n = blocks[0].size * blocks[1].size
+    risks = np.arange(2.0 * n).reshape(n, 2)
+    read = np.ones(SHAPE, bool)
+    np.testing.assert_array_equal(_as_if_all_read(risks, read, read, blocks), risks)
+    still = read.copy()
+    still[:16, :32] = False  # half of the first block (32 x 32 px)
+    still[:32, 32:58] = False  # more than three quarters of the second
+    scaled = _as_if_all_read(risks, read, still, blocks)
+    assert scaled.shape == (n - 1, 2)
+    np.testing.assert_allclose(scaled[0], risks[0] * 2.0 * n / (n - 1))
+    np.testing.assert_allclose(scaled[1:], risks[2:] * n / (n - 1))
