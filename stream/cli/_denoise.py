@@ -352,7 +352,7 @@ def _findings(context: SeriesContext) -> str:
     which of the camera room's corrections touched it."""
     counts = (  # (how many, of what, said how)
         (context.noisy_pixels, "noisy pixel", "{} filled from their neighbours"),
-        (context.frames_with_spikes, "frame", "one-pixel spikes filled in {}"),
+        (context.frames_with_spikes, "frame", "one-pixel spikes or holes filled in {}"),
         (context.frames_masked, "frame", "a masked region (kept as it came) in {}"),
         (context.scene_changes, "time", "the scene moved {}: history dropped"),
         (context.scene_shifts, "frame", "the scene shifted in {}: history moved with it"),

@@ -72,9 +72,9 @@ def serve(
     spikes: Annotated[
         Literal["correct", "pass", "off"] | None,
         typer.Option(
-            help="One-pixel spikes far above the scene (hot pixels, cosmic rays): filled "
-            "for the model; the output holds its estimate there (correct) or the spike "
-            "(pass).",
+            help="One-pixel spikes far above the scene (hot pixels, cosmic rays) and "
+            "holes far below the offset (noisy or dead pixels): filled for the model; the "
+            "output holds its estimate there (correct) or the pixel as it came (pass).",
             show_default="correct",
         ),
     ] = None,

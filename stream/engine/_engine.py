@@ -44,6 +44,8 @@ from ._inputs import (
     dim_part_level,
     dim_part_weight,
     fill_noise_map,
+    holes,
+    joined,
     level_of,
     scale_from,
     snr_at,
@@ -226,7 +228,8 @@ class Engine:
         How the CUDA and TensorRT providers run (:class:`GpuConfig`; defaults if None).
     spikes
         Isolated one-pixel spikes (hot pixels, cosmic rays; :mod:`stream.camera._spikes`)
-        far above the scene (:func:`stream.engine.defect_spikes`), before a
+        far above the scene (:func:`stream.engine.defect_spikes`), and holes far below
+        the offset (:func:`stream.engine._inputs.holes`), before a
         noise-adaptive model: replaced by their neighbours' median for inference, and
         the output holds the model's estimate there (``correct``) or the spike as it came
         (``pass``); ``off``: not looked for.
@@ -723,7 +726,7 @@ class Engine:
         spikes, blocks = None, None
         if self.spikes != "off":  # before the scale, which a hot pixel would set
             blocks = block_levels(current)
-            spikes = defect_spikes(current, camera.gain, read, blocks)
+            spikes = joined(defect_spikes(current, camera.gain, read, blocks), holes(current, read))
             if spikes is not None:
                 fill_spikes(current, spikes)
                 blocks = None  # the scale comes from the filled frame

@@ -124,9 +124,10 @@ class ServiceConfig(BaseModel):
     spikes: SpikePolicy = Field(
         "correct",
         description="one-pixel spikes far above their neighbours and the scene (hot "
-        "pixels, cosmic rays), before a noise-adaptive model: replaced by their "
-        "neighbours' median for inference; the output holds the model's estimate there "
-        "(correct) or the spike as it came (pass); off: not looked for",
+        "pixels, cosmic rays) and holes far below the offset (noisy or dead pixels), "
+        "before a noise-adaptive model: replaced by their neighbours' median for "
+        "inference; the output holds the model's estimate there (correct) or the pixel as "
+        "it came (pass); off: not looked for",
     )
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     security: SecurityConfig | None = Field(

@@ -173,3 +173,49 @@ def test_a_field_of_beads_is_no_field_of_hot_pixels() -> None:
             out = context.denoise(engine, frame, t)
     assert np.mean((out - truth) ** 2) < np.mean((frame - truth) ** 2)
     assert context.estimate is not None and 0.7 < context.estimate.camera.gain < 1.3
+
+
+def test_pixels_far_below_the_offset_are_holes_filled_as_spikes() -> None:
+    """Read noise is the only noise that takes a pixel below its offset: one six of its
+    sigmas under is a defect (a noisy pixel's swing, a dead pixel). The read noise as the
+    pixels below the offset show it when the one told is less (a live estimate whose gain
+    took it in), so an EMCCD's dark pixels are no holes; noise alone holds none."""
+    from stream.engine._inputs import MOST_HOLES, holes
+
+    rng = np.random.default_rng(5)
+    frame = rng.normal(0.0, 3.0, SHAPE).astype(np.float32) + rng.poisson(1.0, SHAPE)
+    assert holes(frame, 3.0) is None
+    frame[10, 10], frame[50, 70], frame[90, 3] = -40.0, -25.0, -19.5
+    found = holes(frame, 3.0)
+    assert found is not None
+    assert sorted(zip(*found, strict=True)) == [(10, 10), (50, 70), (90, 3)]
+    assert holes(frame, 0.3) is not None  # told too little: the frame's own 3 is taken
+    emccd = rng.normal(0.0, 10.0, SHAPE).astype(np.float32)
+    assert holes(emccd, 0.3) is None
+    many = frame.copy()  # more than MOST_HOLES: an offset read too high, not defects
+    many.ravel()[: int(MOST_HOLES * many.size) + 1] = -100.0
+    assert holes(many, 3.0) is None
+
+
+def test_the_model_denoises_around_a_noisy_pixels_swings(na_lite: Engine) -> None:
+    """An sCMOS's noisy pixels swing far below the offset between frames; filled, the
+    frame around them comes out as without them (the search for noisy pixels needs pairs
+    of frames: a series' first frame has none to go on)."""
+    rng = np.random.default_rng(6)
+    truth = np.full(SHAPE, CAMERA.offset + 1.0)
+    frame = truth + rng.poisson(1.0, SHAPE) - 1.0 + rng.normal(0, CAMERA.read_noise, SHAPE)
+    swings = hot_pixels(40, seed=3)
+    frame[swings] = CAMERA.offset - 60.0
+    away = np.ones(SHAPE, bool)
+    for y, x in zip(*np.nonzero(swings), strict=True):
+        away[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = False
+    out, report = na_lite.denoise_with_report(frame.astype(np.float32), camera=CAMERA)
+    assert report.spike_count == int(swings.sum())
+    na_lite.spikes = "off"
+    try:
+        unfilled = na_lite.denoise(frame.astype(np.float32), camera=CAMERA)
+    finally:
+        na_lite.spikes = "correct"
+    error = float(np.mean((out - truth)[away] ** 2))
+    assert error < 0.5 * float(np.mean((unfilled - truth)[away] ** 2))
+    assert np.all(out[swings] > CAMERA.offset - 5.0)  # the model's estimate there
