@@ -195,6 +195,12 @@ def test_pixels_far_below_the_offset_are_holes_filled_as_spikes() -> None:
     many = frame.copy()  # more than MOST_HOLES: an offset read too high, not defects
     many.ravel()[: int(MOST_HOLES * many.size) + 1] = -100.0
     assert holes(many, 3.0) is None
+    # a bright field whose offset was read at its dim part: the pixels below it are that
+    # part's and the scene's black points, a large share of them (MOST_HOLES_BELOW)
+    bright = rng.normal(200.0, 3.0, SHAPE).astype(np.float32)
+    bright[:8, :60] = rng.normal(1.0, 3.0, (8, 60))  # about 200 of them below the offset
+    bright.ravel()[::400] = -60.0  # 41 black points, a fifth of the pixels below
+    assert holes(bright, 3.0) is None
 
 
 def test_the_model_denoises_around_a_noisy_pixels_swings(na_lite: Engine) -> None:
