@@ -643,24 +643,24 @@ def as_given(
 
 
 def _still_pixels(scene: np.ndarray, before: np.ndarray, read: np.ndarray) -> np.ndarray | None:
-    """The pair's ``read`` pixels in the tiles where its scene held still, or None where
-    too few did (:data:`STILL_SHARE`) or the tiles kept do not look still
-    (:data:`STILL_MEAN`); a frame of fewer than :data:`STILL_MIN_TILES` tiles is all
-    kept. A tile (:data:`STILL_TILE` px a side) changed where its difference's sum,
-    squared, is over :data:`STILL_TILE_BAR` times its pixels' own squared differences --
-    for a still tile and noise of each pixel's own, that ratio is chi-square with one
-    degree of freedom, whatever the camera --; the tiles beside a changed one are left
-    out too, since a change's edge spills into them under the bar."""
+    """The pair's ``read`` pixels in the tiles where its scene held still (``read``
+    itself where every tile did), or None where too few did (:data:`STILL_SHARE`) or the
+    tiles kept do not look still (:data:`STILL_MEAN`); a frame of fewer than
+    :data:`STILL_MIN_TILES` tiles is all kept. A tile (:data:`STILL_TILE` px a side)
+    changed where its difference's sum, squared, is over :data:`STILL_TILE_BAR` times its
+    pixels' own squared differences -- for a still tile and noise of each pixel's own,
+    that ratio is chi-square with one degree of freedom, whatever the camera --; the
+    tiles beside a changed one are left out too, since a change's edge spills into them
+    under the bar."""
     side = STILL_TILE
     h, w = scene.shape
-    if -(-h // side) * -(-w // side) < STILL_MIN_TILES:
+    rows, columns = -(-h // side), -(-w // side)  # a partial tile at an edge counts too
+    if rows * columns < STILL_MIN_TILES:
         return read  # measured whole, as the frame-wide tests say
-    tiled = np.zeros((-(-h // side) * side, -(-w // side) * side))
-    tiled[:h, :w] = np.where(read, np.subtract(scene, before, dtype=np.float64), 0.0)
-    rows, columns = tiled.shape[0] // side, tiled.shape[1] // side
-    sums = tiled.reshape(rows, side, columns, side).sum(axis=(1, 3))
-    np.square(tiled, out=tiled)
-    own = tiled.reshape(rows, side, columns, side).sum(axis=(1, 3))
+    difference = np.zeros((rows * side, columns * side))
+    difference[:h, :w] = np.where(read, np.subtract(scene, before, dtype=np.float64), 0.0)
+    sums = _block_sums(difference, side)
+    own = _block_sums(np.square(difference, out=difference), side)
     ratio = np.divide(sums * sums, own, out=np.zeros_like(own), where=own > 0)
     changed = np.pad(ratio > STILL_TILE_BAR, 1)
     changed = (
@@ -669,6 +669,8 @@ def _still_pixels(scene: np.ndarray, before: np.ndarray, read: np.ndarray) -> np
     kept = ~changed & (own > 0)
     if kept.any() and float(np.mean(ratio[kept])) > STILL_MEAN:
         return None
+    if not changed.any():
+        return read
     still = read & np.repeat(np.repeat(~changed, side, axis=0), side, axis=1)[:h, :w]
     if np.count_nonzero(still) < STILL_SHARE * np.count_nonzero(read):
         return None
@@ -686,6 +688,8 @@ def _as_if_all_read(
     (under a quarter of their pixels still) dropped, the rest scaled to the frame's
     count of blocks -- so a frame whose cells fired weighs in the series' risks as a
     still one does. Unchanged where every read pixel is still."""
+    if still is read:
+        return risks
     whole = block_sums(read.astype(np.float32), blocks)
     part = block_sums(still.astype(np.float32), blocks)
     used = part >= 0.25 * whole  # a block with no pixel read keeps its row of zeros
