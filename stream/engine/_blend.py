@@ -73,18 +73,38 @@ BLEND_SETTINGS: tuple[BlendSetting, ...] = ("spatial", "spatiotemporal", "off")
 #: 0.21 dB otherwise.
 POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)
 WIDE_POST = 4.0
+#: The lightest Gaussian of the input mixed in (px): fine texture at moderate light (a
+#: grain, fibres, cells' edges a pixel wide), which the network smooths away, wants
+#: about this much. Offered only where the camera's gain is known (configured, or the
+#: live estimate's at least :data:`FINE_GAIN_KNOWN` standard errors above zero), and
+#: only where the wider mixes are. Why: its risk rests on the noise variance more than
+#: the others' -- it keeps most of the noise, whose variance times its divergence is its
+#: penalty --, and on a series' first frame of sparse stars at 1-5 photons, where a live
+#: estimate told from one frame reads read noise only, the risk chose it wrongly (up to
+#: 5.9 dB lost on that frame; a reviewer's probe, 2026-12-05, when it was offered
+#: everywhere). Measured (one-off probe, 2026-12-06, ``na-lite``, no camera configured,
+#: 8-frame 128 x 128 movies of each of the ``textures`` generator's four kinds alone,
+#: gain 1, read noise 3 e-, three seeds): grain at 40 / 160 photons peak from 0.24 under
+#: a truth-tuned Gaussian to 0.02 over / from 0.46 to 0.56 over, fibres at 40 / 160
+#: +0.03 / +0.02 dB, cell membranes at 10 +0.05, star fields within 0.05, the test
+#: suite's stars at 1-5 photons unchanged (offered everywhere: 2.85 dB lost on one
+#: movie's first frame at 2 photons). ``deepdenoise evaluate`` (16 frames, 1-1000
+#: photons): ``na-lite`` on ``textures`` at 30 photons +0.12 dB, independent +0.04,
+#: ``fields`` -0.01, the rest unchanged; ``na-temporal`` -0.01 to +0.10; the camera
+#: sweep's 192 cases -0.07 to +0.18 (28 moved); ``fields`` and the phantom on four
+#: dark cameras -0.09 to +0.04 (4 of 80 moved), at 64 x 64 unchanged.
+FINE_FUSE = 0.7
+FINE_GAIN_KNOWN = 3.0
 #: Gaussians of the input mixed in (px), and their weights.
-FUSE_SIGMAS = (1.0, 1.5, 2.0)
+FUSE_SIGMAS = (FINE_FUSE, 1.0, 1.5, 2.0)
 FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
 #: A Gaussian of the input may also take most or all of the output's place: where the
 #: network keeps fine structure less well than such a Gaussian, the risk can reach it.
 #: Why (held-out probes, 2026-12-05, scenes of their own, no camera configured): single
 #: images of filaments a pixel or two wide at 20 photons came out 0.37-0.55 dB under a
 #: truth-tuned Gaussian, the risk's choice at the grid's edge (half of a 1 px one); now
-#: 0.00 under it (fibres at 10 photons 0.24-0.31 under, now 0.00-0.12). A 0.7 px
-#: Gaussian as well reached them at 40 photons too, but it cost sparse stars at 1-5
-#: photons up to 5.9 dB on a series' first frame (a reviewer's probe: the live estimate
-#: there reads read noise only, and the risk, on one frame, chose it wrongly). Not
+#: 0.00 under it (fibres at 10 photons 0.24-0.31 under, now 0.00-0.12); at 40 photons
+#: a 0.7 px one is the better (:data:`FINE_FUSE`, offered where the gain is known). Not
 #: offered where the series' noise is more than the camera model (noisy pixels or the
 #: frame's spikes filled, CMOS rows levelled): what is left of it makes the risk favour
 #: smoothing. The
@@ -216,6 +236,11 @@ def _wide(choice: BlendChoice) -> bool:
     return (choice.source == "frame" and choice.weight > max(FUSE_WEIGHTS)) or (
         choice.post >= WIDE_POST
     )
+
+
+def _fine(choice: BlendChoice) -> bool:
+    """Whether a candidate mixes in the lightest Gaussian of the input (:data:`FINE_FUSE`)."""
+    return choice.source == "frame" and choice.weight > 0.0 and choice.fuse == FINE_FUSE
 
 
 #: The blends tried on one output (the noise map as the camera says).
@@ -373,6 +398,7 @@ def candidate_risks(
     offer_input: bool = False,
     offer_wide: bool = True,
     target: np.ndarray | None = None,
+    offer_fine: bool = True,
 ) -> np.ndarray:
     """Each of :data:`BLENDS`' risk for one frame and one output, up to a constant they
     share (``- sum sigma^2``, the same for every output of the frame), in ADU^2 summed
@@ -390,7 +416,9 @@ def candidate_risks(
     output). ``offer_input``: the candidates that mix in the frame itself get a risk
     (with ``fuse``; :data:`INPUT_MIN_COUNTS`), else an infinite one; ``offer_wide``: so
     do those beyond the first grid of the input's Gaussians (:data:`FRAME_WEIGHTS`) and
-    the widest blurs of the output (:data:`WIDE_POST`).
+    the widest blurs of the output (:data:`WIDE_POST`); ``offer_fine`` (with
+    ``offer_wide``): so do the mixes of the lightest Gaussian of the input
+    (:data:`FINE_FUSE`).
 
     ``target``: another frame of the same still scene, whose noise is independent of
     ``scene``'s (``SeriesBlend._pair``): each candidate's risk is then its squared distance
@@ -452,7 +480,7 @@ def candidate_risks(
     mixes: dict[tuple[float, FuseSource, float], tuple[np.ndarray, np.ndarray]] = {}
     risks = np.full((kept_variance.size, len(BLENDS)), np.inf)
     for i, c in enumerate(BLENDS):
-        if _wide(c) and not offer_wide:
+        if (_wide(c) and not offer_wide) or (_fine(c) and not (offer_wide and offer_fine)):
             continue  # not offered: never chosen
         h, div, a, aa = posts[c.post]
         if c.weight == 0.0:

@@ -36,6 +36,7 @@ from ._blend import (
     BLENDS,
     CANDIDATES,
     CONFIDENCE,
+    FINE_GAIN_KNOWN,
     IDENTITY,
     MIN_DESCRIBED,
     NOISE_MAP_SCALES,
@@ -170,6 +171,14 @@ def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -
     signal = float(np.mean(np.maximum(sample - camera.offset, 0.0)))
     variance = camera.gain * signal + camera.read_noise**2
     return gain_stderr * signal / variance if variance > 0 else math.inf
+
+
+def gain_known(camera: CameraModel, gain_stderr: float) -> bool:
+    """Whether the camera's gain is known well enough for the lightest Gaussian of the
+    input to be offered (:data:`stream.engine._blend.FINE_FUSE`): configured (no
+    standard error), or estimated at least ``FINE_GAIN_KNOWN`` standard errors above
+    zero."""
+    return gain_stderr <= 0 or camera.gain > FINE_GAIN_KNOWN * gain_stderr
 
 
 @dataclass(frozen=True)
@@ -530,6 +539,7 @@ class SeriesBlend:
                 by_block,
                 offer_input,
                 m.plain,
+                offer_fine=gain_known(m.camera, m.gain_stderr),
             )
         self._risks.add(m.key, risks, alone=alone)
         return risks

@@ -12,6 +12,7 @@ from stream.engine._binned import bin2, upsample2
 from stream.engine._blend import (
     BLENDS,
     CANDIDATES,
+    FINE_FUSE,
     IDENTITY,
     INPUT_MIN_COUNTS,
     MEASURE_EVERY,
@@ -153,7 +154,12 @@ def test_the_wider_mixes_of_the_input_are_offered_only_where_asked() -> None:
     y = (clean + rng.normal(0.0, 10.0, clean.shape)).astype(np.float32)
     variance = np.full(y.shape, 100.0, np.float32)
     keep = np.ones(y.shape, bool)
-    wide = np.array([c.source == "frame" and (c.weight > 0.5 or c.post >= 4.0) for c in BLENDS])
+    wide = np.array(
+        [
+            c.source == "frame" and (c.weight > 0.5 or c.post >= 4.0 or c.fuse == FINE_FUSE)
+            for c in BLENDS
+        ]
+    )
     assert wide.any() and BlendChoice(0.0, 1.0, 1.0) in BLENDS and BlendChoice(5.6) in BLENDS
     # a "model" that returns its input: its output for the probed frame is that frame
     probe = rng.normal(0.0, 10.0, clean.shape).astype(np.float32)
@@ -168,6 +174,39 @@ def test_the_wider_mixes_of_the_input_are_offered_only_where_asked() -> None:
     squared_error = float(((smooth(y, 1.0) - clean) ** 2).sum())
     assert offered[full] < offered[BLENDS.index(IDENTITY)]
     assert abs(offered[full] - float(variance.sum()) - squared_error) < 0.05 * variance.sum()
+
+
+def test_the_lightest_gaussian_of_the_input_is_offered_only_where_asked() -> None:
+    """The mixes of a 0.7 px Gaussian of the input are offered with ``offer_fine`` (and
+    ``offer_wide``), and only they change with it; on fine texture at moderate light, the
+    better answer, their risk says so."""
+    rng = np.random.default_rng(4)
+    clean = (200.0 + 60.0 * smooth(rng.normal(size=(64, 64)).astype(np.float32), 1.0)).astype(
+        np.float32
+    )
+    y = (clean + rng.normal(0.0, 10.0, clean.shape)).astype(np.float32)
+    variance = np.full(y.shape, 100.0, np.float32)
+    keep = np.ones(y.shape, bool)
+    fine = np.array([c.source == "frame" and c.fuse == FINE_FUSE for c in BLENDS])
+    assert fine.any() and BlendChoice(0.0, FINE_FUSE, 1.0) in BLENDS
+    probe = rng.normal(0.0, 10.0, clean.shape).astype(np.float32)
+    probed = y + np.float32(PROBE_STEP) * probe
+    smoothed, smoothed_probed = smooth(y, 2.0), smooth(probed, 2.0)  # a "model" that blurs
+    offered = candidate_risks(y, smoothed, smoothed_probed, probe, variance, keep).sum(axis=0)
+    without = candidate_risks(
+        y, smoothed, smoothed_probed, probe, variance, keep, offer_fine=False
+    ).sum(axis=0)
+    not_wide = candidate_risks(
+        y, smoothed, smoothed_probed, probe, variance, keep, offer_wide=False
+    ).sum(axis=0)
+    assert np.isfinite(offered[fine]).all() and np.isinf(without[fine]).all()
+    assert np.isinf(not_wide[fine]).all()
+    np.testing.assert_array_equal(offered[~fine], without[~fine])
+    # the texture's best answer among them all is a mix of the lightest Gaussian
+    of_frame = [i for i, c in enumerate(BLENDS) if c.source == "frame"]
+    errors = [float(((apply_blend(smoothed, y, BLENDS[i]) - clean) ** 2).sum()) for i in of_frame]
+    assert BLENDS[of_frame[int(np.argmin(errors))]].fuse == FINE_FUSE
+    assert BLENDS[int(np.argmin(offered))].fuse == FINE_FUSE
 
 
 def test_pixels_the_noise_model_does_not_describe_are_left_out() -> None:
