@@ -75,24 +75,26 @@ POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)
 WIDE_POST = 4.0
 #: The lightest Gaussian of the input mixed in (px): fine texture at moderate light (a
 #: grain, fibres, cells' edges a pixel wide), which the network smooths away, wants
-#: about this much. Offered only where the camera's gain is known (configured, or the
-#: live estimate's at least :data:`FINE_GAIN_KNOWN` standard errors above zero), and
-#: only where the wider mixes are. Why: its risk rests on the noise variance more than
-#: the others' -- it keeps most of the noise, whose variance times its divergence is its
-#: penalty --, and on a series' first frame of sparse stars at 1-5 photons, where a live
-#: estimate told from one frame reads read noise only, the risk chose it wrongly (up to
-#: 5.9 dB lost on that frame; a reviewer's probe, 2026-12-05, when it was offered
-#: everywhere). Measured (one-off probe, 2026-12-06, ``na-lite``, no camera configured,
+#: about this much. Offered only where the noise variance is the data's own and known:
+#: a live estimate whose gain is at least :data:`FINE_GAIN_KNOWN` standard errors above
+#: zero, the noise the model left looking white, and only where the wider mixes are
+#: (``stream.engine._series_blend.fine_offered``). Why: its risk rests on the noise
+#: variance more than the others' -- it keeps the most noise, whose variance times its
+#: divergence is its penalty. Offered everywhere (2026-12-05), it was chosen wrongly on a
+#: series' first frame of sparse stars at 1-5 photons, where a live estimate from one
+#: frame cannot tell the gain (up to 5.9 dB lost on that frame); and (a reviewer's
+#: probes, 2026-12-06) with a configured camera whose read noise was told 10-30 % low
+#: (0.8-3.9 dB on 10-frame movies) and with CMOS rows not yet levelled (2.9 dB on a
+#: frame). Measured (one-off probe, 2026-12-06, ``na-lite``, no camera configured,
 #: 8-frame 128 x 128 movies of each of the ``textures`` generator's four kinds alone,
 #: gain 1, read noise 3 e-, three seeds): grain at 40 / 160 photons peak from 0.24 under
 #: a truth-tuned Gaussian to 0.02 over / from 0.46 to 0.56 over, fibres at 40 / 160
-#: +0.03 / +0.02 dB, cell membranes at 10 +0.05, star fields within 0.05, the test
-#: suite's stars at 1-5 photons unchanged (offered everywhere: 2.85 dB lost on one
-#: movie's first frame at 2 photons). ``deepdenoise evaluate`` (16 frames, 1-1000
-#: photons): ``na-lite`` on ``textures`` at 30 photons +0.12 dB, independent +0.04,
-#: ``fields`` -0.01, the rest unchanged; ``na-temporal`` -0.01 to +0.10; the camera
-#: sweep's 192 cases -0.07 to +0.18 (28 moved); ``fields`` and the phantom on four
-#: dark cameras -0.09 to +0.04 (4 of 80 moved), at 64 x 64 unchanged.
+#: +0.03 / +0.02 dB, cell membranes at 10 +0.05, star fields within 0.05. ``deepdenoise
+#: evaluate`` (16 frames, 1-1000 photons): ``na-lite`` on ``textures`` at 30 photons
+#: +0.12 dB, independent +0.04, ``fields`` -0.01, the rest unchanged; ``na-temporal``
+#: -0.01 to +0.10; the camera sweep -0.07 to +0.18 (23 of 192 cases moved); ``fields``
+#: and the phantom on four dark cameras -0.09 to +0.04 (4 of 80), at 64 x 64 unchanged;
+#: 24 held-out probe movies at 0.5-3 photons, 4 better by 0.07-0.11, none worse.
 FINE_FUSE = 0.7
 FINE_GAIN_KNOWN = 3.0
 #: Gaussians of the input mixed in (px), and their weights.

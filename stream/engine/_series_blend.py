@@ -173,12 +173,30 @@ def variance_error(frame: np.ndarray, camera: CameraModel, gain_stderr: float) -
     return gain_stderr * signal / variance if variance > 0 else math.inf
 
 
-def gain_known(camera: CameraModel, gain_stderr: float) -> bool:
-    """Whether the camera's gain is known well enough for the lightest Gaussian of the
-    input to be offered (:data:`stream.engine._blend.FINE_FUSE`): configured (no
-    standard error), or estimated at least ``FINE_GAIN_KNOWN`` standard errors above
-    zero."""
-    return gain_stderr <= 0 or camera.gain > FINE_GAIN_KNOWN * gain_stderr
+def fine_offered(
+    camera: CameraModel,
+    gain_stderr: float,
+    scene: np.ndarray,
+    out: np.ndarray,
+    variance: np.ndarray,
+    keep: np.ndarray,
+) -> bool:
+    """Whether the lightest Gaussian of the input (:data:`stream.engine._blend.FINE_FUSE`)
+    is offered on a frame: its risk rests on the noise variance more than the others', so
+    only where that variance is the data's own -- a live estimate (``gain_stderr`` > 0; a
+    configured camera has none) whose gain is known to ``FINE_GAIN_KNOWN`` standard
+    errors, its intercept fitted to the frames -- and the noise left by the model
+    (``scene - out``) looks white (:func:`noise_looks_white`: CMOS rows not yet levelled
+    share their noise along a row, and a Gaussian's risk then reads too low). Why (a
+    reviewer's probes, 2026-12-06, ``na-lite``, 10-frame 128 x 128 movies): a configured
+    camera whose read noise was told 10-30 % low chose it at 75-100 % and lost 0.8-3.9
+    dB against the code before (the network's output already loses where the camera told
+    is wrong; the lightest Gaussian, keeping the most noise, gains the most from a variance
+    read too low); fibres at 5 photons with rows of 2.5 e- not yet levelled lost 2.9 dB
+    on a frame."""
+    if not 0.0 < gain_stderr < camera.gain / FINE_GAIN_KNOWN:
+        return False
+    return noise_looks_white(scene, out, variance, keep)
 
 
 @dataclass(frozen=True)
@@ -518,6 +536,7 @@ class SeriesBlend:
             and noise_looks_white(m.scene, served, variance, keep)
         )
         by_block = alone or by_blocks
+        fine = fine_offered(m.camera, m.gain_stderr, m.scene, served, variance, keep)
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns) if by_block else 1, len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
@@ -539,7 +558,7 @@ class SeriesBlend:
                 by_block,
                 offer_input,
                 m.plain,
-                offer_fine=gain_known(m.camera, m.gain_stderr),
+                offer_fine=fine,
             )
         self._risks.add(m.key, risks, alone=alone)
         return risks
@@ -604,6 +623,7 @@ class SeriesBlend:
                 offer_input=fuse and bright(variance, keep, m.camera),
                 offer_wide=m.plain,  # as on the frame itself: no test says they hold here
                 target=before,
+                offer_fine=True,  # a risk against another look needs no noise variance
             )
         # the spread between the frame's blocks bounds a choice on this one frame
         self._risks.add(m.key, _as_if_all_read(risks, read, still, (rows, columns)), alone=True)
