@@ -536,7 +536,10 @@ class SeriesBlend:
             and noise_looks_white(m.scene, served, variance, keep)
         )
         by_block = alone or by_blocks
-        fine = fine_offered(m.camera, m.gain_stderr, m.scene, served, variance, keep)
+        # not on a regime's first measurement: its camera may rest on the frame alone
+        fine = self._risks.measured(m.key) > 0 and fine_offered(
+            m.camera, m.gain_stderr, m.scene, served, variance, keep
+        )
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns) if by_block else 1, len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):

@@ -460,6 +460,31 @@ def test_the_lightest_gaussian_is_not_offered_where_the_variance_is_not_the_data
         assert estimate is not None and estimate.camera.gain < 3.0 * estimate.gain_stderr
 
 
+def test_the_lightest_gaussian_is_not_offered_on_a_series_first_measurement(
+    na_lite: Engine,
+) -> None:
+    """A grain at 160 photons whose first frame already gives the live estimate a known
+    gain: the lightest Gaussian is offered from the series' second measurement on, not
+    on its first, whose camera may rest on that frame alone. Why (a reviewer's probe,
+    2026-12-06): frames registered by a cubic-spline sub-pixel shift, their noise shared
+    by neighbours, chose it at 100 % on the first frame and lost 2.7-2.8 dB there."""
+    from exporter.evaluation._textures import grain
+
+    rng = np.random.default_rng(12)
+    scene = grain(rng, 96, 96)
+    scene = 160.0 * scene / np.percentile(scene, 99.9)
+    fine = np.array([c.source == "frame" and c.fuse == FINE_FUSE for c in CANDIDATES])
+    context = SeriesContext(None, blend="spatial")
+    for t in range(2):
+        frame = np.round(100.0 + rng.poisson(scene) + rng.normal(0.0, 3.0, scene.shape))
+        context.denoise(na_lite, frame.astype(np.uint16), t)
+        (regime,) = context._blend._risks._regimes.values()
+        estimate = context.estimate
+        assert estimate is not None and estimate.camera.gain > 3.0 * estimate.gain_stderr
+        assert regime.measured == t + 1
+        assert (regime.counts[fine] == t).all()
+
+
 def test_the_lightest_gaussian_needs_a_known_gain_and_white_noise() -> None:
     """:func:`fine_offered`: a live estimate whose gain is known to 3 standard errors and
     a residual with no banding; not a configured camera (no standard error), an unknown
