@@ -4,7 +4,7 @@
 it from the stream itself when nothing is configured.
 """
 
-from ._estimate import CameraEstimate, CameraEstimator
+from ._estimate import GAIN_KNOWN, CameraEstimate, CameraEstimator
 from ._fit import fit_line
 from ._floor import floor_pixels, half_step, readout_step, uncensor
 from ._masks import masked_pixels
@@ -26,6 +26,7 @@ from ._scan_phase import ScanPhase, aligned, unaligned, unaligned_pixels
 from ._spikes import SPIKE_POLICIES, SpikePolicy, Spikes, fill_spikes, find_spikes, spike_fills
 
 __all__ = [
+    "GAIN_KNOWN",
     "SPIKE_POLICIES",
     "CameraEstimate",
     "CameraEstimator",

@@ -150,8 +150,9 @@ AVERAGE_WEIGHT = 0.05
 #: times the noise variance, by the current estimate) holds a change of the scene: its
 #: cube is left out of the offset's skew.
 SCENE_CHANGE = 4.0
-#: The offset is taken from the skew only where the gain is this many standard errors
-#: above zero.
+#: A gain this many standard errors above zero is known: the offset is taken from the
+#: skew only then (and the engine's uses of the estimate that rest on the gain ask the
+#: same).
 GAIN_KNOWN = 3.0
 #: The least read noise variance of integer readouts, in counts^2: a count's rounding
 #: (uniform over one count, variance 1/12; Sheppard 1898, Widrow 1956). Noise well

@@ -75,32 +75,20 @@ POST_SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)
 WIDE_POST = 4.0
 #: The lightest Gaussian of the input mixed in (px): fine texture at moderate light (a
 #: grain, fibres, cells' edges a pixel wide), which the network smooths away, wants
-#: about this much. Offered only where the noise variance is the data's own and known:
-#: a live estimate whose gain is at least :data:`FINE_GAIN_KNOWN` standard errors above
-#: zero, the noise the model left looking white, from a regime's second measurement on,
-#: and only where the wider mixes are (``stream.engine._series_blend.fine_offered``).
-#: Why: its risk rests on the noise
-#: variance more than the others' -- it keeps the most noise, whose variance times its
-#: divergence is its penalty. Offered everywhere (2026-12-05), it was chosen wrongly on a
-#: series' first frame of sparse stars at 1-5 photons, where a live estimate from one
-#: frame cannot tell the gain (up to 5.9 dB lost on that frame); and (a reviewer's
-#: probes, 2026-12-06) with a configured camera whose read noise was told 10-30 % low
-#: (0.8-3.9 dB on 10-frame movies) and with CMOS rows not yet levelled (2.9 dB on a
-#: frame); offered on a first measurement too, with frames registered by a cubic-spline
-#: sub-pixel shift (noise shared by neighbours: 2.7-2.8 dB on the first frame) and with
-#: fixed-pattern noise of 1 e- (which frame differences do not see: 0.26-0.47 dB on
-#: 12-frame movies). Measured (one-off probe, 2026-12-06, ``na-lite``, no camera
+#: about this much. Its risk rests on the noise variance more than the others' (it keeps
+#: the most noise), so it is offered only where that variance is the data's own and
+#: known (``stream.engine._series_blend.fine_offered``, which says why) and where the
+#: wider mixes are. Measured (one-off probe, 2026-12-06, ``na-lite``, no camera
 #: configured, 8-frame 128 x 128 movies of each of the ``textures`` generator's four
 #: kinds alone, gain 1, read noise 3 e-, three seeds): grain at 40 / 160 photons peak
-#: from 0.24 under a truth-tuned Gaussian to 0.02 over / from 0.46 to 0.55 over, fibres at
-#: 40 +0.03 dB, star fields and membranes within 0.04. ``deepdenoise evaluate`` (16
-#: frames, 1-1000 photons): ``na-lite`` on ``textures`` at 30 photons +0.09 dB, ``fields``
-#: at 30 -0.03, the rest unchanged; ``na-temporal`` within 0.01; the camera sweep -0.01 to
-#: +0.18 (19 of 192 cases moved); ``fields`` and the phantom on four dark cameras +0.03 to
-#: +0.06 (3 of 80), at 64 x 64 unchanged; 24 held-out probe movies at 0.5-3 photons, 4
-#: better by 0.07-0.11, none worse.
+#: from 0.24 under a truth-tuned Gaussian to 0.02 over / from 0.46 to 0.55 over, fibres
+#: at 40 +0.03 dB, star fields and membranes within 0.04. ``deepdenoise evaluate`` (16
+#: frames, 1-1000 photons): ``na-lite`` on ``textures`` at 30 photons +0.09 dB,
+#: ``fields`` at 30 -0.03, the rest unchanged; ``na-temporal`` within 0.01; the camera
+#: sweep -0.01 to +0.18 (19 of 192 cases moved); ``fields`` and the phantom on four dark
+#: cameras +0.03 to +0.06 (3 of 80), at 64 x 64 unchanged; 24 held-out probe movies at
+#: 0.5-3 photons, 4 better by 0.07-0.11, none worse.
 FINE_FUSE = 0.7
-FINE_GAIN_KNOWN = 3.0
 #: Gaussians of the input mixed in (px), and their weights.
 FUSE_SIGMAS = (FINE_FUSE, 1.0, 1.5, 2.0)
 FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -110,7 +98,7 @@ FUSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
 #: images of filaments a pixel or two wide at 20 photons came out 0.37-0.55 dB under a
 #: truth-tuned Gaussian, the risk's choice at the grid's edge (half of a 1 px one); now
 #: 0.00 under it (fibres at 10 photons 0.24-0.31 under, now 0.00-0.12); at 40 photons
-#: a 0.7 px one is the better (:data:`FINE_FUSE`, offered where the gain is known). Not
+#: a 0.7 px one is the better (:data:`FINE_FUSE`, offered where the variance is known). Not
 #: offered where the series' noise is more than the camera model (noisy pixels or the
 #: frame's spikes filled, CMOS rows levelled): what is left of it makes the risk favour
 #: smoothing. The

@@ -30,13 +30,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..camera import CameraModel, Spikes, fill_spikes, scene_moved
+from ..camera import GAIN_KNOWN, CameraModel, Spikes, fill_spikes, scene_moved
 from ._binned import binned_output
 from ._blend import (
     BLENDS,
     CANDIDATES,
     CONFIDENCE,
-    FINE_GAIN_KNOWN,
     IDENTITY,
     MIN_DESCRIBED,
     NOISE_MAP_SCALES,
@@ -182,19 +181,23 @@ def fine_offered(
     keep: np.ndarray,
 ) -> bool:
     """Whether the lightest Gaussian of the input (:data:`stream.engine._blend.FINE_FUSE`)
-    is offered on a frame: its risk rests on the noise variance more than the others', so
-    only where that variance is the data's own -- a live estimate (``gain_stderr`` > 0; a
-    configured camera has none) whose gain is known to ``FINE_GAIN_KNOWN`` standard
-    errors, its intercept fitted to the frames -- and the noise left by the model
-    (``scene - out``) looks white (:func:`noise_looks_white`: CMOS rows not yet levelled
-    share their noise along a row, and a Gaussian's risk then reads too low). Why (a
-    reviewer's probes, 2026-12-06, ``na-lite``, 10-frame 128 x 128 movies): a configured
-    camera whose read noise was told 10-30 % low chose it at 75-100 % and lost 0.8-3.9
-    dB against the code before (the network's output already loses where the camera told
-    is wrong; the lightest Gaussian, keeping the most noise, gains the most from a variance
-    read too low); fibres at 5 photons with rows of 2.5 e- not yet levelled lost 2.9 dB
-    on a frame."""
-    if not 0.0 < gain_stderr < camera.gain / FINE_GAIN_KNOWN:
+    is offered on a frame (the caller also waits for a regime's second measurement, whose
+    camera no longer rests on one frame): its risk rests on the noise variance more than
+    the others', so only where that variance is the data's own -- a live estimate
+    (``gain_stderr`` > 0; a configured camera has none) whose gain is known
+    (:data:`stream.camera.GAIN_KNOWN`), its intercept fitted to the frames -- and the noise
+    left by the model (``scene - out``) looks white (:func:`noise_looks_white`: CMOS rows
+    not yet levelled share their noise along a row, and a Gaussian's risk then reads too
+    low). Why (reviewers' probes, ``na-lite``, 8-12-frame 128 x 128 movies): offered
+    everywhere (2026-12-05), sparse stars at 1-5 photons lost up to 5.9 dB on a series'
+    first frame, whose gain one frame cannot tell; offered for any known gain
+    (2026-12-06), a configured camera whose read noise was told 10-30 % low chose it at
+    75-100 % and lost 0.8-3.9 dB, fibres at 5 photons with rows of 2.5 e- not yet
+    levelled 2.9 dB on a frame; offered on a first measurement, frames registered by a
+    cubic-spline sub-pixel shift (noise shared by neighbours) lost 2.7-2.8 dB on their
+    first frame and 1 e- of fixed-pattern noise (which frame differences do not see)
+    0.26-0.47 dB over 12 frames."""
+    if not 0.0 < gain_stderr < camera.gain / GAIN_KNOWN:
         return False
     return noise_looks_white(scene, out, variance, keep)
 

@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-from ..camera import CameraModel
+from ..camera import GAIN_KNOWN, CameraModel
 from ._gaussian import box_mean
 
 #: The camera's noise sigma must be under this share of a pixel's signal for the pixel to
@@ -54,10 +54,6 @@ from ._gaussian import box_mean
 RELATIVE_NOISE = 0.05
 #: The 3 x 3 mean of the squared standardised change a still pixel stays under.
 CHANGE_LIMIT = 3.0
-#: The gain must be this many standard errors above zero (as for the skew's offset,
-#: ``stream.camera``): with an undetermined gain, ``(gain / RELATIVE_NOISE)**2`` says
-#: nothing about the light.
-GAIN_KNOWN = 3.0
 #: Fewest still pixels (held still two frames or more) the network's error is estimated
 #: from; with fewer, nothing is mixed.
 MIN_PIXELS = 64
@@ -113,6 +109,8 @@ class StillMeans:
         threshold = bright_variance(camera)
         top = float(np.max(out)) - camera.offset if out.size else 0.0
         top_variance = camera.gain * max(top, 0.0) + camera.read_noise**2
+        # known (stream.camera.GAIN_KNOWN): with an undetermined gain,
+        # (gain / RELATIVE_NOISE)**2 says nothing about the light
         known = camera.gain > GAIN_KNOWN * gain_stderr
         if not known or (math.isfinite(top) and top_variance <= threshold):
             # low light: not even the brightest pixel is bright (the variance rises with
