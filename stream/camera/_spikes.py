@@ -51,7 +51,9 @@ RATIO = 4.0
 #: px beads 6 px apart at 100 photons): a first frame's estimate read the beads' edges
 #: as a camera of almost no noise, 7 % of the pixels then passed for spikes, their blocks
 #: left the fit with too few samples to mend the estimate, and the beads were filled away
-#: frame after frame (5.3 dB worse than the input).
+#: frame after frame (5.3 dB worse than the input). One frame cannot tell a camera with
+#: more (a percent of warm pixels) from a field of points a pixel wide: a series' pairs
+#: can (:mod:`stream.camera._warm`).
 MOST_SPIKES = 0.005
 #: ... but a frame may always hold this many (a small frame, or region, with a few).
 FEW_SPIKES = 16
@@ -65,8 +67,11 @@ Spikes = tuple[np.ndarray, np.ndarray]
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
 
 
-def find_spikes(centred: np.ndarray, gain: float, read_noise: float) -> Spikes | None:
-    """The spikes of an offset-subtracted frame, None when it has none.
+def find_spikes(
+    centred: np.ndarray, gain: float, read_noise: float, most: float = MOST_SPIKES
+) -> Spikes | None:
+    """The spikes of an offset-subtracted frame, None when it has none (or more than
+    ``most`` of its pixels).
 
     ``gain`` and ``read_noise``: the camera in the frame's units (ADU per photon, ADU).
     """
@@ -99,7 +104,7 @@ def find_spikes(centred: np.ndarray, gain: float, read_noise: float) -> Spikes |
     spike = value - median > np.maximum(SIGMAS * sigma, MIN_PHOTONS * gain)
     spike &= value > RATIO * np.maximum(median, 0)
     found = int(np.count_nonzero(spike))
-    if found == 0 or found > max(MOST_SPIKES * centred.size, FEW_SPIKES):
+    if found == 0 or found > max(most * centred.size, FEW_SPIKES):
         return None
     return ys[spike], xs[spike]
 

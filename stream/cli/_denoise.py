@@ -351,7 +351,7 @@ def _findings(context: SeriesContext) -> str:
     about it (as ``status.series`` reports it live): a user judging the output sees
     which of the camera room's corrections touched it."""
     counts = (  # (how many, of what, said how)
-        (context.noisy_pixels, "noisy pixel", "{} filled from their neighbours"),
+        (context.noisy_pixels, "noisy or warm pixel", "{} filled from their neighbours"),
         (context.frames_with_spikes, "frame", "one-pixel spikes or holes filled in {}"),
         (context.frames_masked, "frame", "a masked region (kept as it came) in {}"),
         (context.scene_changes, "time", "the scene moved {}: history dropped"),

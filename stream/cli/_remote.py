@@ -271,7 +271,7 @@ def _camera_faults_text(series: dict[str, Any]) -> str:
     line: ``; 12 noisy pixels filled; rows levelled (0.75 rms)``."""
     text = ""
     if series.get("noisy_pixels"):
-        text += f"; {series['noisy_pixels']} noisy pixels filled"
+        text += f"; {series['noisy_pixels']} noisy or warm pixels filled"
     rows = series.get("row_noise") or {}
     if rows.get("corrected"):
         text += f"; rows levelled ({rows.get('rms', 0):.2f} rms)"

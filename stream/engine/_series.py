@@ -119,6 +119,7 @@ class SeriesContext:
         self.masked = 0
         self.frames_masked = 0
         self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
+        self._fill_warm = True  # and its warm ones, but where the engine keeps spikes
         self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
         self._noisy_unread: np.ndarray | None = None  # its pixels not read (NaN, a mask)
         self._rows = RowNoise()  # the camera's row noise (stream.camera._rows)
@@ -240,6 +241,7 @@ class SeriesContext:
         frame = self._arrive(frame, index, learn)
         camera, masked, width, lag = None, None, frame.shape[-1], 0
         if engine.needs_camera:
+            self._fill_warm = engine.spikes == "correct"
             frame, camera, masked, lag = self._camera_side(frame, given, learn)
         self.masked = 0 if masked is None else int(np.count_nonzero(masked))
         self.frames_masked += masked is not None
@@ -302,7 +304,7 @@ class SeriesContext:
                 young_ring,
                 # the frame's noise is the camera model's: no rows levelled, no noisy
                 # pixels or spikes filled (what is left of them favours smoothing)
-                plain=not self._rows.correcting and self._noisy.count == 0 and not self.spikes,
+                plain=not self._rows.correcting and self.noisy_pixels == 0 and not self.spikes,
                 # noisy pixels found and filled from their neighbours: measured against the
                 # frame before wherever that pair may be used, not by Stein's estimate, whose
                 # noise variance those fills do not have. Why (deepdenoise evaluate na-lite,
@@ -312,7 +314,7 @@ class SeriesContext:
                 # +0.66 / +1.21, textures -2.38 / -0.18 / +0.67 / +0.30 -> -1.80 / +0.00 /
                 # +0.79 / +0.59. The same for rows levelled moved series -0.03 to +0.13 dB,
                 # for spikes filled (0.1 % hot pixels) -0.15 to +0.23: not taken.
-                paired_first=self._noisy.count > 0,
+                paired_first=self.noisy_pixels > 0,
             )
         else:
             self._blend.drop_pending()
@@ -483,8 +485,10 @@ class SeriesContext:
 
     @property
     def noisy_pixels(self) -> int:
-        """The camera's noisy pixels found in this series (filled before the model)."""
-        return self._noisy.count
+        """The camera's noisy and warm pixels found in this series and filled before the
+        model (warm ones only where the engine fills spikes: ``spikes = "correct"``)."""
+        pixels = self._noisy.filled(self._fill_warm)
+        return 0 if pixels is None else len(pixels[0])
 
     def _look_for_noisy_pixels(
         self, frame: np.ndarray, camera: CameraModel, lag: int = 0, width: int = 0
@@ -572,9 +576,10 @@ class SeriesContext:
 
     def _without_noisy_pixels(self, frame: np.ndarray) -> np.ndarray:
         """``frame``, or a copy with the camera's noisy pixels filled from their neighbours
-        (:mod:`stream.camera._noisy`): the model, the blend, the ring and the running
-        mean all see the copy; the caller's frame (stored raw) is left as it came."""
-        pixels = self._noisy.pixels
+        (:mod:`stream.camera._noisy`), and its warm ones where the engine fills spikes:
+        the model, the blend, the ring and the running mean all see the copy; the
+        caller's frame (stored raw) is left as it came."""
+        pixels = self._noisy.filled(self._fill_warm)
         if pixels is None or self._noisy.shape != frame.shape:
             return frame
         filled = np.array(frame, dtype=np.float32 if frame.dtype.kind != "f" else frame.dtype)

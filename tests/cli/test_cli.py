@@ -475,7 +475,7 @@ def test_a_series_status_line_says_what_of_its_camera_is_corrected():
 
     assert _camera_faults_text({"noisy_pixels": 0, "row_noise": {"rms": 0.1}}) == ""
     both = {"noisy_pixels": 12, "row_noise": {"rms": 0.7512, "corrected": True}}
-    assert _camera_faults_text(both) == "; 12 noisy pixels filled; rows levelled (0.75 rms)"
+    assert _camera_faults_text(both) == "; 12 noisy or warm pixels filled; rows levelled (0.75 rms)"
 
 
 def test_a_series_status_line_says_how_much_of_it_is_averaged_over_time():

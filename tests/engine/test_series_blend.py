@@ -262,8 +262,11 @@ def test_a_first_frame_whose_variance_is_uncertain_is_not_held_up(na_lite: Engin
 
 def test_a_dim_first_frame_is_measured_though_its_gain_is_uncertain(na_lite: Engine) -> None:
     """Read noise dominates a dim frame's variance: with the gain known to 40 % or so,
-    the variance is known to 10 %, and the frame is measured and blended at once."""
-    _, frame = next(movie(3.0, 1, seed=11))
+    the variance is known to 10 %, and the frame is measured and blended at once. (A
+    frame whose one-frame gain reads high enough to put the read noise under 1.4 e- is
+    a dark one, measured against the next frame instead: 3 of 20 seeds of this movie,
+    seed 11, this test's before 2026-12-06, among them with numpy 2.4.6, scipy 1.17.1.)"""
+    _, frame = next(movie(3.0, 1, seed=9))
     context = SeriesContext(None)
     context.denoise(na_lite, frame, 0, measure=False)
     estimate = context.estimate
