@@ -42,7 +42,7 @@ import numpy as np
 from ._floor import readout_step
 from ._model import CameraModel
 from ._spikes import _NEIGHBOURS, Spikes
-from ._warm import constant_spikes, union, warm_pixels
+from ._warm import ConstantSpikes, clipped_at, still_pixels, union, warm_pixels
 
 #: A noisy pixel's mean square difference is more than this many times its neighbours'
 #: median, by the pairs it rests on (a 5-e- pixel among 1.4-e- ones: about 8.7 at 1
@@ -105,6 +105,8 @@ class NoisyPixels:
         self._scratch: np.ndarray | None = None  # each pair's terms (no allocation per pair)
         self.shape: tuple[int, ...] | None = None  # of the frames the map is for
         self._step = 0.0  # the readout's step (stream.camera.readout_step)
+        self._clipped_at = -np.inf  # the highest value a pair's frame was clipped at
+        self._type_top = np.inf  # the readout type's largest value
         self._least = 0.0  # the least variance a pixel's noise is taken for
         self.pairs = 0
         #: The noisy and warm pixels found (rows, columns); None: none (yet).
@@ -112,7 +114,9 @@ class NoisyPixels:
         #: The warm pixels among them (:mod:`stream.camera._warm`).
         self.warm: Spikes | None = None
         self._unread: np.ndarray | None = None  # pixels some pair did not read (a mask)
-        self._constant: Spikes | None = None  # warm pixels found as a pair's population
+        self._still = ConstantSpikes()  # whether the spikes hold still, as a population
+        self._noisy_found: Spikes | None = None  # at the latest search
+        self._tail: Spikes | None = None  # warm pixels by light's tail, at the latest search
 
     @property
     def count(self) -> int:
@@ -125,9 +129,10 @@ class NoisyPixels:
             self._square, self._sum, self._sum_sq, self._first, self._scratch, self._unread,
             self._cross, self._near,
         )  # fmt: skip
-        found = (*(self.pixels or ()), *(self.warm or ()), *(self._constant or ()))
-        arrays = (*sums, *found)
-        return sum(a.nbytes for a in arrays if a is not None)
+        found = (self.pixels, self.warm, self._noisy_found, self._tail)
+        arrays = (*sums, *(a for pixels in found for a in (pixels or ())))
+        held = {id(a): a for a in arrays if a is not None}  # the maps share their arrays
+        return sum(a.nbytes for a in held.values())
 
     @property
     def done(self) -> bool:
@@ -179,29 +184,63 @@ class NoisyPixels:
         np.square(term, out=term)
         self._sum_sq += term
         self.pairs += 1
+        clipped = clipped_at(frame)
+        if clipped is not None:
+            self._clipped_at = max(self._clipped_at, clipped)
+        if frame.dtype.kind in "ui":
+            self._type_top = float(np.iinfo(frame.dtype).max)
         if camera is not None:
-            self._add_constant(frame, previous, camera)
+            self._still.add(frame, previous, camera, self._step)
         if self.pairs in SEARCH_AT:
-            self.pixels, self.warm = self._search(camera)
+            self._noisy_found, self._tail = self._search(camera)
+        if self.pairs in SEARCH_AT or (camera is not None and self._still.holding_still):
+            self._gather(camera)
             if self.done:
                 self._square = self._sum = self._sum_sq = self._first = self._scratch = None
                 self._unread = self._cross = self._near = None
 
-    def _add_constant(self, frame: np.ndarray, previous: np.ndarray, camera: CameraModel) -> None:
-        """Take the spikes of the pair's mean frame that held still as a population for
-        warm pixels (:func:`stream.camera._warm.constant_spikes`), from now on: 4.6 ms a
-        pair at 512 x 512 on a 2-vCPU VM, for a series' first 64 still pairs."""
-        found = constant_spikes(frame, previous, camera, self._step)
-        if found is None:
-            return
-        if self._unread is not None:
-            kept = ~self._unread[found]
-            found = (found[0][kept], found[1][kept])
-        width = frame.shape[1]
-        self._constant = union(self._constant, found, width)
-        if self.pairs not in SEARCH_AT:
-            self.pixels = union(self.pixels, found, width)
-            self.warm = union(self.warm, found, width)
+    def _gather(self, camera: CameraModel | None) -> None:
+        """The map from the latest search's noisy pixels and its warm ones by light's
+        tail, and, where the series' spikes hold still as a population, the warm ones
+        by this pair's sums (:func:`stream.camera._warm.still_pixels`)."""
+        assert self.shape is not None
+        width = self.shape[1]
+        warm = self._tail
+        if camera is not None and self._still.holding_still:
+            assert self._square is not None and self._sum is not None and self._first is not None
+            still = still_pixels(
+                self._square, self._sum, self._first, self.pairs, self._still.candidates,
+                camera, self._least, self._top,
+            )  # fmt: skip
+            if still is not None and self._unread is not None:
+                read = ~self._unread[still]
+                still = (still[0][read], still[1][read])
+            warm = union(warm, still, width)
+        pixels = union(self._noisy_found, warm, width)
+        if pixels is None or pixels[0].size > MOST * self.shape[0] * width:
+            self.pixels = self.warm = None
+        else:
+            self.pixels, self.warm = pixels, warm
+
+    def _planes(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Each pixel's variance and mean over the pairs so far, and the frame's median
+        variance (None: no pixel moved -- a fill, or a mask)."""
+        assert self._square is not None and self._sum is not None and self._first is not None
+        n = self.pairs
+        noise = self._square.astype(np.float64) / (2.0 * n)
+        sample = noise[::3, ::3]
+        moving = sample[sample > 0]
+        if moving.size == 0:
+            return None
+        typical = max(float(np.median(moving)), self._least)
+        mean = self._sum.astype(np.float64) / n + self._first  # the first frame's noise is no step
+        return noise, mean, typical
+
+    @property
+    def _top(self) -> float:
+        """The ceiling the series' frames were clipped at (:func:`_warm.clipped_at`), or
+        their readout type's largest value."""
+        return self._clipped_at if self._clipped_at > -np.inf else self._type_top
 
     def filled(self, warm: bool = True) -> Spikes | None:
         """The pixels to fill: the noisy ones, and the warm ones too where ``warm``."""
@@ -214,29 +253,25 @@ class NoisyPixels:
         return (ys[keep], xs[keep]) if keep.any() else None
 
     def _search(self, camera: CameraModel | None) -> tuple[Spikes | None, Spikes | None]:
-        """The noisy and warm pixels, and the warm ones among them."""
+        """The noisy pixels, and the warm ones by light's tail."""
         assert self._square is not None and self._sum is not None and self._sum_sq is not None
         n = self.pairs
         ratio = RATIOS[n]
-        noise = self._square.astype(np.float64) / (2.0 * n)  # each pixel's variance
-        # first test, on every pixel: against the frame's median (cheap); then the exact
-        # tests on the candidates only, against their eight neighbours (no less than a
-        # quarter of that median: in a dark place of coarse counts they may show none);
-        # a fill or a mask (no variance) is no pixel's noise
-        sample = noise[::3, ::3]
-        moving = sample[sample > 0]
-        if moving.size == 0:
-            return self._constant, self._constant
-        typical = max(float(np.median(moving)), self._least)
+        # first test, on every pixel: against the frame's median variance (cheap); then
+        # the exact tests on the candidates only, against their eight neighbours (no less
+        # than a quarter of that median: in a dark place of coarse counts they may show
+        # none); a fill or a mask (no variance) is no pixel's noise
+        planes = self._planes()
+        if planes is None:
+            return None, None
+        noise, mean, typical = planes
         candidates = noise > ratio * typical
         index = np.flatnonzero(candidates)
         ys, xs = np.divmod(index, noise.shape[1])
         here = noise[ys, xs]
         assert self._first is not None
-        about_first = self._sum.astype(np.float64) / n  # the mean less the first frame
-        mean_here = about_first[ys, xs]
+        mean_here = mean[ys, xs] - self._first[ys, xs]  # the mean about the first frame
         spread = self._sum_sq[ys, xs].astype(np.float64) / n - mean_here * mean_here
-        mean = about_first + self._first  # the first frame's own noise is no step
         around = np.maximum(_around(noise, ys, xs), max(typical / 4.0, self._least))
         if camera is not None:  # a pixel brighter than its neighbours has more shot noise
             level = np.maximum(mean[ys, xs] - camera.offset, 0.0)
@@ -250,14 +285,12 @@ class NoisyPixels:
             noisy &= ~self._unread[ys, xs]
         step = np.abs(mean[ys, xs] - _around(mean, ys, xs))
         noisy &= step <= LEVEL_SIGMAS * np.sqrt(here / n)
-        width = noise.shape[1]
-        warm = self._constant
-        if camera is not None:
-            warm = union(warm, warm_pixels(noise, mean, typical, camera, n, self._unread), width)
-        pixels = union((ys[noisy], xs[noisy]) if noisy.any() else None, warm, width)
-        if pixels is None or pixels[0].size > MOST * noise.size:
-            return None, None
-        return pixels, warm
+        tail = (
+            None
+            if camera is None
+            else warm_pixels(noise, mean, typical, camera, n, self._unread, self._top)
+        )
+        return ((ys[noisy], xs[noisy]) if noisy.any() else None), tail
 
 
 def _around(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
