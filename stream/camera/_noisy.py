@@ -42,7 +42,7 @@ import numpy as np
 from ._floor import readout_step
 from ._model import CameraModel
 from ._spikes import _NEIGHBOURS, Spikes
-from ._warm import ConstantSpikes, clipped_at, still_pixels, union, warm_pixels
+from ._warm import ConstantSpikes, clipped_at, median_around, still_pixels, union, warm_pixels
 
 #: A noisy pixel's mean square difference is more than this many times its neighbours'
 #: median, by the pairs it rests on (a 5-e- pixel among 1.4-e- ones: about 8.7 at 1
@@ -184,12 +184,12 @@ class NoisyPixels:
         np.square(term, out=term)
         self._sum_sq += term
         self.pairs += 1
-        clipped = clipped_at(frame)
-        if clipped is not None:
-            self._clipped_at = max(self._clipped_at, clipped)
-        if frame.dtype.kind in "ui":
-            self._type_top = float(np.iinfo(frame.dtype).max)
-        if camera is not None:
+        if camera is not None:  # the warm pixels' tests (stream.camera._warm)
+            clipped = clipped_at(frame)
+            if clipped is not None:
+                self._clipped_at = max(self._clipped_at, clipped)
+            if frame.dtype.kind in "ui":
+                self._type_top = float(np.iinfo(frame.dtype).max)
             self._still.add(frame, previous, camera, self._step)
         if self.pairs in SEARCH_AT:
             self._noisy_found, self._tail = self._search(camera)
@@ -244,13 +244,7 @@ class NoisyPixels:
 
     def filled(self, warm: bool = True) -> Spikes | None:
         """The pixels to fill: the noisy ones, and the warm ones too where ``warm``."""
-        if warm or self.warm is None or self.pixels is None:
-            return self.pixels
-        assert self.shape is not None
-        width = self.shape[1]
-        (ys, xs), (warm_ys, warm_xs) = self.pixels, self.warm
-        keep = ~np.isin(ys * width + xs, warm_ys * width + warm_xs)
-        return (ys[keep], xs[keep]) if keep.any() else None
+        return self.pixels if warm or self.pixels is None else self._noisy_found
 
     def _search(self, camera: CameraModel | None) -> tuple[Spikes | None, Spikes | None]:
         """The noisy pixels, and the warm ones by light's tail."""
@@ -272,7 +266,7 @@ class NoisyPixels:
         assert self._first is not None
         mean_here = mean[ys, xs] - self._first[ys, xs]  # the mean about the first frame
         spread = self._sum_sq[ys, xs].astype(np.float64) / n - mean_here * mean_here
-        around = np.maximum(_around(noise, ys, xs), max(typical / 4.0, self._least))
+        around = np.maximum(median_around(noise, ys, xs), max(typical / 4.0, self._least))
         if camera is not None:  # a pixel brighter than its neighbours has more shot noise
             level = np.maximum(mean[ys, xs] - camera.offset, 0.0)
             np.maximum(around, camera.gain * level + camera.read_noise**2, out=around)
@@ -283,7 +277,7 @@ class NoisyPixels:
         noisy &= ~(shared & (_most_around(noise, ys, xs) >= NEAR_SHARE * here))
         if self._unread is not None:
             noisy &= ~self._unread[ys, xs]
-        step = np.abs(mean[ys, xs] - _around(mean, ys, xs))
+        step = np.abs(mean[ys, xs] - median_around(mean, ys, xs))
         noisy &= step <= LEVEL_SIGMAS * np.sqrt(here / n)
         tail = (
             None
@@ -291,11 +285,6 @@ class NoisyPixels:
             else warm_pixels(noise, mean, typical, camera, n, self._unread, self._top)
         )
         return ((ys[noisy], xs[noisy]) if noisy.any() else None), tail
-
-
-def _around(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """The median of the eight neighbours of each pixel ``(ys, xs)`` (edges repeated)."""
-    return np.median(_neighbours(np.pad(image, 1, mode="edge"), ys, xs), 0)
 
 
 def _most_around(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

@@ -42,14 +42,14 @@ from ._spikes import _NEIGHBOURS, Spikes, find_spikes
 
 #: The spikes a pair's mean frame may hold for the population test (the spike test's
 #: own limit is 0.5 %): more is no camera.
-MOST_SHARED = 0.05
+MOST_IN_POPULATION = 0.05
 #: ... each standing this many of the readout's steps above its neighbours: a pixel a
 #: count or two above dark ones is picked by the mean only where both frames read high
 #: (whole counts: its change is then 0; a coarse camera, 0.1 ADU per e-, read pixels of
 #: 1 count among 0s at 10 photons, their change 0 in nearly every pair) ...
 COUNTS_ABOVE = 4.0
 #: ... and at least this many make a population.
-FEWEST_SHARED = 16
+FEWEST_IN_POPULATION = 16
 #: The pairs the population test pools (it costs a spike test a pair, 5-7 ms at 512 x
 #: 512 and 80-200 at 2048 x 2048 on a 2-vCPU VM; the decision is kept after them).
 POPULATION_PAIRS = 8
@@ -128,15 +128,17 @@ class ConstantSpikes:
         mean *= 0.5
         mean -= np.float32(camera.offset)
         # the mean of two frames: half the variance (half the gain, the read noise / sqrt 2)
-        pixels = find_spikes(mean, camera.gain / 2.0, camera.read_noise / np.sqrt(2.0), MOST_SHARED)
+        pixels = find_spikes(
+            mean, camera.gain / 2.0, camera.read_noise / np.sqrt(2.0), MOST_IN_POPULATION
+        )
         if pixels is None:
             return
         ys, xs = pixels
-        excess = mean[ys, xs] - _around(mean, ys, xs)
+        excess = mean[ys, xs] - median_around(mean, ys, xs)
         # a pixel at the top of both frames is clipped (a saturated star's core)
         clipped = (frame[ys, xs] >= frame.max()) & (previous[ys, xs] >= previous.max())
         keep = ~clipped & (excess >= COUNTS_ABOVE * step)
-        if np.count_nonzero(keep) < FEWEST_SHARED:
+        if np.count_nonzero(keep) < FEWEST_IN_POPULATION:
             return
         ys, xs, excess = ys[keep], xs[keep], excess[keep]
         self.candidates = np.union1d(self.candidates, ys.astype(np.int64) * frame.shape[1] + xs)
@@ -186,11 +188,8 @@ def still_pixels(
     here, mean = noise_at(ys, xs), mean_at(ys, xs)
     around = np.maximum(_neighbours_median(noise_at, ys, xs, squares.shape), least)
     base = _neighbours_median(mean_at, ys, xs, squares.shape)
-    step = mean - base
-    warm = step > OFFSET_SIGMAS * np.sqrt(around)
-    warm &= np.maximum(base - camera.offset, 0.0) < STANDS_ALONE * (mean - camera.offset)
-    light = around + camera.gain * step
-    warm &= unclipped(mean, here, light, top) & (here * here < around * light)
+    warm, light = _standing_alone(here, around, mean, base, camera, top)
+    warm &= here * here < around * light
     return (ys[warm], xs[warm]) if warm.any() else None
 
 
@@ -214,14 +213,12 @@ def warm_pixels(
     if index.size == 0:
         return None
     ys, xs = np.divmod(index, noise.shape[1])
-    around = np.maximum(_around(noise, ys, xs), typical / 4.0)
-    base = _around(mean, ys, xs)
-    step = mean[ys, xs] - base
+    around = np.maximum(median_around(noise, ys, xs), typical / 4.0)
     here = noise[ys, xs]
-    warm = step > OFFSET_SIGMAS * np.sqrt(around)
-    warm &= np.maximum(base - camera.offset, 0.0) < STANDS_ALONE * (mean[ys, xs] - camera.offset)
-    light = around + camera.gain * step
-    warm &= unclipped(mean[ys, xs], here, light, top) & (here < light * _low_read(pairs))
+    warm, light = _standing_alone(
+        here, around, mean[ys, xs], median_around(mean, ys, xs), camera, top
+    )
+    warm &= here < light * _low_read(pairs)
     if unread is not None:
         warm &= ~unread[ys, xs]
     return (ys[warm], xs[warm]) if warm.any() else None
@@ -233,6 +230,27 @@ def clipped_at(frame: np.ndarray) -> float | None:
     one); None where it shows none."""
     top = frame.max()
     return float(top) if np.count_nonzero(frame == top) >= CLIPPED_PIXELS else None
+
+
+def _standing_alone(
+    here: np.ndarray,
+    around: np.ndarray,
+    mean: np.ndarray,
+    base: np.ndarray,
+    camera: CameraModel,
+    top: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each pixel of ``mean`` and variance ``here`` stands alone above its
+    neighbours' median mean ``base`` (:data:`OFFSET_SIGMAS` of their noise ``around``,
+    :data:`STANDS_ALONE`) and clear of the ceiling (:func:`unclipped`); and the variance
+    light that bright would have (their noise and the camera's shot noise of the step):
+    what both tests of a warm pixel ask before its noise."""
+    step = mean - base
+    light = around + camera.gain * step
+    alone = step > OFFSET_SIGMAS * np.sqrt(around)
+    alone &= np.maximum(base - camera.offset, 0.0) < STANDS_ALONE * (mean - camera.offset)
+    alone &= unclipped(mean, here, light, top)
+    return alone, light
 
 
 def unclipped(mean: np.ndarray, here: np.ndarray, light: np.ndarray, top: float) -> np.ndarray:
@@ -257,7 +275,7 @@ def _low_read(pairs: int) -> float:
     return float(2.0 * special.gammaincinv(dof / 2.0, LIGHT_READ_SO_LOW) / dof)
 
 
-def _around(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+def median_around(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """The median of the eight neighbours of each pixel ``(ys, xs)`` (edges repeated)."""
     return _neighbours_median(lambda y, x: image[y, x], ys, xs, image.shape)
 
