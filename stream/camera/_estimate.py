@@ -95,6 +95,11 @@ noisy each pixel is. A Poisson-Gaussian camera has a linear mean-variance relati
   frame's own step (:func:`stream.camera.readout_step`: 16 ADU for 12-bit counts in the
   top bits of 16-bit words, 1/4095 for them scaled to [0, 1]), and so are the saturation
   test's step below the top and the floor test's steps above the floor.
+- **A fixed pattern.** Offsets that differ from pixel to pixel by a pattern the same in
+  every frame (dark-signal non-uniformity) cancel in frame differences, yet to the model
+  they are noise: their variance, measured from a series' first still pairs where the
+  scene is darkest (:mod:`stream.camera._fixed_pattern`), is added to the read noise's
+  and, over a block, to the noise of the levels binned by (its 16th part).
 - **Noisy pixels.** An sCMOS pixel whose read noise is several times its neighbours'
   (found by :mod:`stream.camera._noisy`, given by :meth:`CameraEstimator.leave_out`):
   their blocks are left out.
@@ -104,10 +109,12 @@ ms per update at 512 x 512 (4.6 with the test for moved scenes), 13-25 ms when t
 runs (after updates 2, 3, 5, 9 and 17, then every ``refit_every``, on at most
 ``FIT_SAMPLES`` samples); the service estimates every
 frame of a series' first 32, then every 8th (``stream.engine._series``), and not at all
-when the camera is configured. A pair whose difference reads as noise that neighbours
-share also takes the test for a whole-pixel drift (``_samples._aligned_by_shift``, over
-the central 128 x 128 pixels: 0.6-2.6 ms by ``timeit``, the VM busy), as does a temporal
-model's test for a moved scene on such a stream, every frame. Tested on simulated
+when the camera is configured; a series' first 16 still pairs also measure a fixed
+pattern (4-5 ms each, :mod:`stream.camera._fixed_pattern`). A pair whose difference
+reads as noise that neighbours share also takes the test for a whole-pixel drift
+(``_samples._aligned_by_shift``, over the central 128 x 128 pixels: 0.6-2.6 ms by
+``timeit``, the VM busy), as does a temporal model's test for a moved scene on such a
+stream, every frame. Tested on simulated
 streams of known cameras (``tests/camera``).
 """
 
@@ -120,6 +127,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._fit import BINS, censored_fit, undiluted_fit
+from ._fixed_pattern import MOST_LIGHT, FixedPattern
 from ._floor import floor_pixels, readout_step
 from ._model import CameraModel
 from ._offset import offset_from_skew, second_difference
@@ -201,6 +209,9 @@ class CameraEstimate:
     moved: int = 0  # pairs of consecutive frames whose scene moved (see the module doc)
     shared: int = 0  # still pairs whose noise neighbours share both ways (_pair_change)
     pairs: int = 0  # pairs of consecutive frames compared
+    #: rms of a fixed pattern of offsets that frame differences do not see, included in
+    #: the camera's read noise (:mod:`stream.camera._fixed_pattern`)
+    pattern: float = 0.0
 
     @property
     def noise_shared(self) -> bool:
@@ -221,6 +232,7 @@ class CameraEstimate:
             "offset_source": self.offset_source,
             "moved": self.moved,
             **({"shared": self.shared} if self.shared else {}),
+            **({"pattern": _significant(self.pattern)} if self.pattern else {}),
             **({"floor": self.camera.floor} if self.camera.floor is not None else {}),
             **(
                 {"offset_stderr": _significant(self.offset_stderr)}
@@ -311,6 +323,7 @@ class CameraEstimator:
         self._shared = 0  # still pairs whose noise neighbours share both ways
         self._pairs = 0  # pairs compared
         self._noisy: Spikes | None = None  # pixels whose noise is not the camera's
+        self._pattern = FixedPattern()  # offsets that differ by a fixed pattern
         self._noisy_shape: tuple[int, ...] | None = None
         self._since_fit = 0
         self.estimate: CameraEstimate | None = None
@@ -483,6 +496,8 @@ class CameraEstimator:
         touched = np.logical_or.reduce(present) if present else None
         means, power, change = temporal_samples(frame, self._previous, self._average, touched, flat)
         moved = change == "moved"
+        if not moved:
+            self._pattern.add(frame, self._previous, np.isfinite(power))
         self._moved += moved
         self._shared += change == "shared"
         self._pairs += 1
@@ -565,6 +580,32 @@ class CameraEstimator:
             camera, stderr * unit, self._frames, source, 0.0, "floor", None, self._moved
         )
 
+    def _pattern_variance(
+        self,
+        slope: float,
+        power: np.ndarray,
+        level_factor: np.ndarray,
+        smooth: np.ndarray,
+        unit: float,
+    ) -> float:
+        """A fixed pattern's variance in the fit's ``unit`` (:mod:`._fixed_pattern`); 0
+        where there is none, or the static structure is mostly light. Light is told by
+        a gain fitted against levels over 3 x 3 blocks (``smooth``), which a pattern
+        barely makes noisy: a pattern's noise of the 4 x 4 blocks' levels pulled the gain
+        fitted against them (``slope``, used where the other is not above 0) to
+        0.03-0.06 for 0.5 (the phantom at 1 photon, a pattern of 1.2 e-), and light read
+        so looked far brighter than it was."""
+        if self._average is None:
+            return 0.0
+        variance = self._pattern.variance(self._average)
+        if variance <= 0:
+            return 0.0
+        gain, _, _ = undiluted_fit(smooth, power, level_factor / 9.0)
+        if not gain > 0:  # not pinned down by those levels: the 4 x 4 blocks' fit's
+            gain = slope
+        light = self._pattern.light_share(self._average, gain * unit)
+        return 0.0 if light >= MOST_LIGHT else variance / unit**2
+
     def _from(
         self,
         means: np.ndarray,
@@ -587,6 +628,11 @@ class CameraEstimator:
         unit = self._unit or 1.0  # the fit works in it; the camera is scaled back below
         means, power = means / unit, power / unit**2
         slope, intercept, stderr = undiluted_fit(means, power, level_factor)
+        pattern = 0.0
+        if source == "temporal" and skew is not None:
+            pattern = self._pattern_variance(slope, power, level_factor, skew[0] / unit, unit)
+        if pattern > 0:  # noise of each block's level too: the fit corrected for it
+            slope, intercept, stderr = undiluted_fit(means, power, level_factor, pattern / BLOCK**2)
         dark = float(np.median(self._dark)) / unit if self._dark else float(np.min(means))
         offset_source, offset_stderr = "darkest", None
         # The darkest block means sit below the darkest signal by their own noise (about
@@ -604,7 +650,7 @@ class CameraEstimator:
             # The offset is no lower than -intercept / gain, where the read noise would
             # vanish -- for coarse counts (:data:`COARSE_GAIN`), where it would fall under
             # a count's rounding, up to the darkest blocks' bound.
-            spread = math.sqrt(max(slope * dark + intercept, 0.0)) / BLOCK
+            spread = math.sqrt(max(slope * dark + intercept + pattern, 0.0)) / BLOCK
             bound = dark + DARK_SIGMAS * spread
             lowest = -intercept / gain
             if self._coarse(gain * unit):
@@ -621,6 +667,7 @@ class CameraEstimator:
                     if bounded < offset:
                         offset, offset_source, offset_stderr = bounded, "skew", found[1] * unit
             read2 = max(intercept + gain * offset, self._least_read2(unit))
+        read2 += pattern
         # In the data's own unit, unbounded: float32 frames may come in any scale.
         camera = CameraModel(
             gain=max(gain, 1e-3) * unit, offset=offset * unit, read_noise=math.sqrt(read2) * unit
@@ -634,4 +681,5 @@ class CameraEstimator:
             offset_source,
             offset_stderr,
             self._moved,
+            pattern=math.sqrt(pattern) * unit,
         )

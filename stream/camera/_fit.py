@@ -105,11 +105,12 @@ def censored_fit(
 
 
 def undiluted_fit(
-    means: np.ndarray, power: np.ndarray, level_factor: np.ndarray
+    means: np.ndarray, power: np.ndarray, level_factor: np.ndarray, level_extra: float = 0.0
 ) -> tuple[float, float, float]:
     """:func:`fit_line`, corrected for the noise of the levels binned by.
 
-    ``level_factor``: each sample's level noise variance per unit of pixel noise variance.
+    ``level_factor``: each sample's level noise variance per unit of pixel noise variance;
+    ``level_extra``: a level noise variance besides (a fixed pattern's over a block).
     """
     slope, intercept, stderr = fit_line(means, power)
     finite = np.isfinite(means) & np.isfinite(power)
@@ -122,6 +123,7 @@ def undiluted_fit(
     corrected, reliability = slope, 1.0
     for _ in range(4):
         level_noise = float(np.mean(factor * np.maximum(corrected * (x - pivot) + at_pivot, 0)))
+        level_noise += level_extra
         reliability = max(1.0 - level_noise / spread, MIN_RELIABILITY)
         corrected = slope / reliability
     return corrected, at_pivot - corrected * pivot, stderr / reliability

@@ -255,6 +255,20 @@ def spatial_samples(
     return means, _drop_saturated(means, power, saturated)
 
 
+def curvature_residuals(image: np.ndarray) -> np.ndarray:
+    """Each pixel's curvature residual times 6 (float32; the pixels with all eight
+    neighbours in the image: two rows and two columns fewer): the second difference
+    down of the second difference across (:func:`curvature_power`)."""
+    x = np.asarray(image, dtype=np.float32)
+    down = x[1:-1] * np.float32(-2.0)  # in place from here: fewer frame-sized temporaries
+    down += x[:-2]
+    down += x[2:]
+    r = down[:, 1:-1] * np.float32(-2.0)
+    r += down[:, :-2]
+    r += down[:, 2:]
+    return r
+
+
 def curvature_power(image: np.ndarray) -> np.ndarray:
     """Per 4 x 4 block (in the frame's order), the mean square of its pixels' curvature
     residuals: the second difference down of the second difference across, the kernel
@@ -270,13 +284,7 @@ def curvature_power(image: np.ndarray) -> np.ndarray:
     smooth structure is a few percent of theirs (gain 4.3 there, see the README)."""
     height, width = image.shape
     rows, columns = height // BLOCK * BLOCK, width // BLOCK * BLOCK
-    x = np.asarray(image, dtype=np.float32)
-    down = x[1:-1] * np.float32(-2.0)  # in place from here: fewer frame-sized temporaries
-    down += x[:-2]
-    down += x[2:]
-    r = down[:, 1:-1] * np.float32(-2.0)
-    r += down[:, :-2]
-    r += down[:, 2:]
+    r = curvature_residuals(image)
     np.square(r, out=r)
     squares = np.zeros((rows, columns), np.float32)
     last_row, last_column = min(height - 1, rows), min(width - 1, columns)

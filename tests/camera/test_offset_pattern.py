@@ -55,7 +55,10 @@ def test_subtracting_it_serves_the_scene_better() -> None:
     """The independent generator at 1 photon per pixel read out at 0.5 ADU per e-, 1.5 e-,
     with offsets differing by 0.6 ADU rms pixel by pixel: served with the pattern of 64
     dark frames and without it (one-off probe, 16 frames: 3.07 dB below the truth-tuned
-    Gaussian without, 0.79 above with); the frames given are not changed."""
+    Gaussian without, 0.79 above with); the frames given are not changed. Without it
+    the live estimate now counts the pattern as noise (:mod:`stream.camera._fixed_pattern`)
+    and the model smooths it out (here 22.9 dB, 21.1 before), yet the map, which takes
+    the pattern itself out, still serves better (23.4)."""
     test = movie("independent", 1.0, (96, 96), 12, 0)
     photons = np.maximum((test.clean.astype(np.float64) - test.offset) / test.gain, 0.0)
     offsets = np.random.default_rng(9).normal(0.0, 0.6, photons.shape[1:])
@@ -76,6 +79,6 @@ def test_subtracting_it_serves_the_scene_better() -> None:
         return np.stack([context.denoise(engine, f, t) for t, f in enumerate(frames)])
 
     pattern = OffsetPattern(dark.mean(axis=0))
-    assert psnr(served(pattern), clean) > psnr(served(None), clean) + 1.5
+    assert psnr(served(pattern), clean) > psnr(served(None), clean) + 0.3
     assert pattern.frames == len(frames)
     assert all(np.array_equal(a, b) for a, b in zip(frames, copies, strict=True))

@@ -94,6 +94,43 @@ def test_calibrate_writes_the_dark_frames_average_as_an_offset_map(tmp_path: Pat
     assert no_dark.exit_code == 2 and "needs dark frames" in no_dark.output
 
 
+def test_without_an_offset_map_the_dark_frames_pattern_is_counted_as_noise(tmp_path: Path):
+    """Frame differences leave a fixed pattern out of the read noise; served without a map
+    that takes it out, it is noise to the model, and the tables say so (told 1.5 ADU for
+    a pattern of 3, the blend with smoothing keeps it: see tests/camera/test_fixed_pattern.py)."""
+    rng = np.random.default_rng(1)
+    pattern = rng.normal(0.0, 3.0, (48, 48))
+    np.save(
+        tmp_path / "patterned.npy",
+        np.rint(100 + pattern + rng.normal(0, 1.5, (32, 48, 48))).astype(np.uint16),
+    )
+    flat, plain = _recordings(tmp_path)
+
+    def read_noise(*args: str) -> tuple[float, str]:
+        result = CliRunner().invoke(app, ["calibrate", str(flat), *args])
+        assert result.exit_code == 0, result.output
+        tables = tomllib.loads(result.output[result.output.index("# deepdenoise serve") :])
+        return tables["camera"]["read_noise"], result.output
+
+    counted, output = read_noise("--dark", str(tmp_path / "patterned.npy"))
+    assert counted == pytest.approx(np.hypot(1.5, np.std(pattern)), rel=0.05)
+    assert "counts the fixed pattern" in output and "--offset-map" in output
+    mapped, _ = read_noise(
+        "--dark", str(tmp_path / "patterned.npy"), "--offset-map", str(tmp_path / "o.npy")
+    )
+    assert mapped == pytest.approx(1.5, rel=0.1)  # the map takes the pattern out
+    plain_read, output = read_noise("--dark", str(plain))  # no pattern: as measured
+    assert plain_read == pytest.approx(1.5, rel=0.1) and "counts the fixed pattern" not in output
+    # hot pixels and smooth shading are no pattern from pixel to pixel (a reviewer's
+    # probe: 3 hot pixels read as a pattern of 10.8 ADU by the frames' plain spread)
+    shaded = np.load(plain).astype(np.float64)
+    shaded += 0.1 * np.arange(48)[None, None, :]  # a gradient of 0.1 ADU a pixel
+    shaded[:, [5, 20, 40], [7, 30, 11]] += 300.0  # three hot pixels
+    np.save(tmp_path / "shaded.npy", np.rint(shaded).astype(np.uint16))
+    shaded_read, output = read_noise("--dark", str(tmp_path / "shaded.npy"))
+    assert shaded_read == pytest.approx(1.5, rel=0.1) and "counts the fixed pattern" not in output
+
+
 def test_calibrate_refuses_a_gain_that_is_not_positive(tmp_path: Path):
     _, dark = _recordings(tmp_path)
     for gain in ("0", "-1"):
