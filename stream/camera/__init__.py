@@ -14,7 +14,6 @@ from ._offset import offset_from_skew
 from ._pattern import OffsetPattern, load_offset_pattern
 from ._rows import RowNoise, remove_row_offsets
 from ._samples import (
-    curvature_residuals,
     darkest_level,
     flat_blocks,
     saturated_pixels,
@@ -39,7 +38,6 @@ __all__ = [
     "SpikePolicy",
     "Spikes",
     "aligned",
-    "curvature_residuals",
     "darkest_level",
     "fill_spikes",
     "find_spikes",

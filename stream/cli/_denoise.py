@@ -313,6 +313,8 @@ def _summary(
             f"estimated live: gain {c.gain:.4g} ± {estimate.gain_stderr:.2g}, offset "
             f"{c.offset:.4g}, read noise {c.read_noise:.3g}"
         )
+        if estimate.pattern:
+            camera += f" (a fixed pattern of {estimate.pattern:.3g} in it)"
         if ahead:
             camera += f" (looked ahead: warmed on the first {counted(ahead, 'frame')})"
     missing = frames.missing()

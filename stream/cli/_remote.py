@@ -260,9 +260,11 @@ def _camera_text(camera: dict[str, Any] | None) -> str:
         error = camera.get(f"{key}_stderr")
         return f"{camera[key]:.3g}" + (f" ± {error:.2g}" if error else "")
 
+    pattern = camera.get("pattern")  # a fixed pattern of offsets, in the read noise
     return (
         f"; camera ({source}) gain {value('gain')} ADU/e-, "
         f"offset {value('offset')} ADU, read noise {camera.get('read_noise', 0):.3g} ADU"
+        + (f" (a fixed pattern of {pattern:.3g} in it)" if pattern else "")
     )
 
 

@@ -231,6 +231,10 @@ def test_the_status_table_names_each_series_camera():
     text = console.export_text()
     assert "camera (live, frame pairs) gain 1.02 ± 0.041 ADU/e-, offset 100 ± 0.38" in text
     assert "read noise 2.1 ADU" in text and text.count("camera (") == 1
+    assert "fixed pattern" not in text
+    reply["series"]["s1"]["camera"] = {**camera, "read_noise": 0.94, "pattern": 0.58}
+    console.print(status_table(reply))
+    assert "read noise 0.94 ADU (a fixed pattern of 0.58 in it)" in console.export_text()
 
 
 def test_the_status_table_says_which_frames_the_latency_is_of():

@@ -76,6 +76,27 @@ def test_a_recording_comes_out_as_the_series_context_denoises_it(
     assert "found nothing but the camera's noise" in text
 
 
+def test_the_summary_names_a_fixed_pattern_in_the_read_noise(tmp_path: Path) -> None:
+    """Offsets differing pixel to pixel by 1.5 ADU rms (stream/camera/_fixed_pattern.py):
+    counted in the live read noise, and the summary says so; without them, not."""
+    rng = np.random.default_rng(5)
+    pattern = rng.normal(0.0, 1.5, (128, 128))
+    light = np.full((128, 128), 2.0)
+    for name, fixed in (("patterned", pattern), ("plain", 0.0)):
+        frames = 100 + fixed + rng.poisson(light, (8, 128, 128)) + rng.normal(0, 1, (8, 128, 128))
+        np.save(tmp_path / f"{name}.npy", frames.astype(np.float32))
+        result = invoke(
+            "denoise", str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}-out.npy"),
+            "--model", "na-lite", "--provider", "cpu", "--blend", "off",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        found = re.search(r"a fixed pattern of ([0-9.]+) in it", words(result.output))
+        if name == "plain":
+            assert found is None
+        else:
+            assert found is not None and float(found.group(1)) == pytest.approx(1.5, rel=0.2)
+
+
 def test_the_summary_says_what_the_frames_held(tmp_path: Path, movie: np.ndarray) -> None:
     """A field of view masked with 0 outside its circle: the summary says the masked
     region was found, in every frame, as ``status.series`` does live."""
