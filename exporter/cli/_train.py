@@ -284,8 +284,10 @@ def calibrate_command(
         fit = estimate_camera_noise(frames, dark=dark_frames, gain=gain, offset=offset)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
+    # the dark frames: given with --dark, or STACK itself where the gain is given
+    darks = dark_frames if dark_frames is not None else frames if gain is not None else None
     if offset_map is not None:
-        darks = dark_frames if dark_frames is not None else frames
+        assert darks is not None  # refused above without either
         average = darks.astype(np.float64).mean(axis=0).astype(np.float32)
         offset_map.parent.mkdir(parents=True, exist_ok=True)
         np.save(offset_map, average)
@@ -296,8 +298,7 @@ def calibrate_command(
             f"(of which their read noise leaves about "
             f"{fit.read_noise / np.sqrt(len(darks)):.2g}); serve --offset-map {offset_map}"
         )
-    known_dark = dark_frames if dark_frames is not None else frames if gain is not None else None
-    pattern = dark_pattern(known_dark, fit.read_noise) if known_dark is not None else 0.0
+    pattern = dark_pattern(darks, fit.read_noise) if darks is not None else 0.0
     # Without the map, the pattern is noise to the model: the tables count it (the live
     # estimate does too, stream.camera._fixed_pattern); told only the read noise, the
     # blend with smoothing trusted the model's output and kept the pattern.
@@ -310,7 +311,7 @@ def calibrate_command(
         ("read noise", f"{fit.read_noise:.4g} ADU rms"),
         ("estimated from data", ", ".join(fit.estimated) or "nothing (all given)"),
     ]
-    if known_dark is not None:
+    if darks is not None:
         rows.append(("fixed pattern", f"{pattern:.4g} ADU rms (the dark frames' average)"))
     if fit.r2 is not None:
         rows.append(("photon-transfer fit", f"r2 {fit.r2:.4f} over {fit.n_points} points"))

@@ -126,7 +126,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._fit import BINS, censored_fit, undiluted_fit
+from ._fit import BINS, censored_fit, fit_line, undilute, undiluted_fit
 from ._fixed_pattern import MOST_LIGHT, FixedPattern
 from ._floor import floor_pixels, readout_step
 from ._model import CameraModel
@@ -627,12 +627,14 @@ class CameraEstimator:
             level_factor = np.full(means.shape, 1.0 / (9 * BLOCK**2))
         unit = self._unit or 1.0  # the fit works in it; the camera is scaled back below
         means, power = means / unit, power / unit**2
-        slope, intercept, stderr = undiluted_fit(means, power, level_factor)
+        line = fit_line(means, power)
+        slope, intercept, stderr = undilute(line, means, power, level_factor)
         pattern = 0.0
         if source == "temporal" and skew is not None:
             pattern = self._pattern_variance(slope, power, level_factor, skew[0] / unit, unit)
-        if pattern > 0:  # noise of each block's level too: the fit corrected for it
-            slope, intercept, stderr = undiluted_fit(means, power, level_factor, pattern / BLOCK**2)
+        if pattern > 0:  # noise of each block's level too: the line corrected for it
+            extra = pattern / BLOCK**2
+            slope, intercept, stderr = undilute(line, means, power, level_factor, extra)
         dark = float(np.median(self._dark)) / unit if self._dark else float(np.min(means))
         offset_source, offset_stderr = "darkest", None
         # The darkest block means sit below the darkest signal by their own noise (about

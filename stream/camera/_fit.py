@@ -105,14 +105,27 @@ def censored_fit(
 
 
 def undiluted_fit(
-    means: np.ndarray, power: np.ndarray, level_factor: np.ndarray, level_extra: float = 0.0
+    means: np.ndarray, power: np.ndarray, level_factor: np.ndarray
 ) -> tuple[float, float, float]:
-    """:func:`fit_line`, corrected for the noise of the levels binned by.
+    """:func:`fit_line`, corrected for the noise of the levels binned by (:func:`undilute`)."""
+    return undilute(fit_line(means, power), means, power, level_factor)
+
+
+def undilute(
+    line: tuple[float, float, float],
+    means: np.ndarray,
+    power: np.ndarray,
+    level_factor: np.ndarray,
+    level_extra: float = 0.0,
+) -> tuple[float, float, float]:
+    """``line`` (:func:`fit_line` of ``means``, ``power``), corrected for the noise of the
+    levels binned by: the same line corrected again for another level noise needs no
+    second fit.
 
     ``level_factor``: each sample's level noise variance per unit of pixel noise variance;
     ``level_extra``: a level noise variance besides (a fixed pattern's over a block).
     """
-    slope, intercept, stderr = fit_line(means, power)
+    slope, intercept, stderr = line
     finite = np.isfinite(means) & np.isfinite(power)
     x, factor = means[finite], level_factor[finite]
     spread = float(np.var(x)) if x.size > 1 else 0.0

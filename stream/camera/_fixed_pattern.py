@@ -128,9 +128,7 @@ class FixedPattern:
         if self._products is None or self._counts is None:
             self._products, self._counts = np.zeros(good.shape), np.zeros(good.shape)
             self._window = (down, across)
-        means = _block_means(product)
-        good &= np.isfinite(means)  # a non-finite pixel's residuals reach the next block
-        self._products[good] += means[good]
+        self._products[good] += _block_means(product)[good]
         self._counts[good] += 1
         if self._last is not None:
             # the next pair's newer frame: none of the last pair's, so its noise is
