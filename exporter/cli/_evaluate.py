@@ -96,12 +96,12 @@ def evaluate(
         str,
         typer.Option(
             help="Also read every generator's movies out again by these cameras, "
-            "GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS]]]] (ADU per e-, ADU, e-; for an EMCCD "
-            "or photomultiplier the square of its excess noise factor, F2 (about 2), else "
-            "1; the fractions of hot "
-            "pixels and of noisy ones, read at 5-20 e-; each row's offset per frame, e- "
-            "rms), comma-separated, e.g. 0.25:0:6,4:1000:0.5,20:500:0.5:2,1:100:3:1:0.001,"
-            "0.5:100:1.5:1:0:0.01,0.5:100:1.5:1:0:0:1.5.",
+            "GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS[:COLUMNS]]]]] (ADU per e-, ADU, e-; for "
+            "an EMCCD or photomultiplier the square of its excess noise factor, F2 (about "
+            "2), else 1; the fractions of hot pixels and of noisy ones, read at 5-20 e-; "
+            "each row's offset per frame, and each column's fixed offset, e- rms), "
+            "comma-separated, e.g. 0.25:0:6,4:1000:0.5,20:500:0.5:2,1:100:3:1:0.001,"
+            "0.5:100:1.5:1:0:0.01,0.5:100:1.5:1:0:0:1.5,0.5:100:1.5:1:0:0:0:0.7.",
         ),
     ] = "",
     ensemble: Annotated[

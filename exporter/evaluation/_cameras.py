@@ -18,7 +18,10 @@ sCMOS camera may have noisy pixels: a ``noisy`` fraction of its pixels, at place
 for the camera, read out with a read noise drawn once per pixel from ``NOISY_ELECTRONS``
 instead of the camera's (its random-telegraph tail). A CMOS camera may have row noise:
 each row of each frame offset by its own draw of ``rows`` e- rms (banding, where the
-sensor's row references are not corrected on board).
+sensor's row references are not corrected on board). And a fixed pattern of columns:
+each column offset by its own draw of ``columns`` e- rms, the same in every frame and
+every movie of the camera (its column amplifiers' offsets, where the camera does not
+take them out on board).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ _HOT_TAG = 7_043
 _NOISY_TAG = 7_047
 #: Seed-sequence tag of the rows' offsets.
 _ROWS_TAG = 7_049
+#: Seed-sequence tag of the columns' fixed offsets (the same for every movie of a camera).
+_COLUMNS_TAG = 7_051
 #: A noisy pixel's read noise, e- rms: drawn uniformly from this range (an sCMOS's tail;
 #: its median pixel reads 1-2 e-).
 NOISY_ELECTRONS = (5.0, 20.0)
@@ -60,6 +65,7 @@ class EvalCamera:
     hot: float = 0.0  # fraction of hot pixels
     noisy: float = 0.0  # fraction of noisy pixels
     rows: float = 0.0  # e- rms of each row's offset, drawn anew every frame
+    columns: float = 0.0  # e- rms of each column's offset, fixed for the camera
 
     def __post_init__(self) -> None:
         if not (
@@ -70,13 +76,14 @@ class EvalCamera:
             and 0 <= self.hot < 1
             and 0 <= self.noisy < 1
             and self.rows >= 0
+            and self.columns >= 0
         ):
             raise ValueError(
                 "expected a camera with gain > 0, offset >= 0, read noise >= 0, excess "
-                "noise factor >= 1, hot- and noisy-pixel fractions in [0, 1) and row noise "
-                f">= 0, got gain {self.gain:g}, offset {self.offset:g}, read noise "
+                "noise factor >= 1, hot- and noisy-pixel fractions in [0, 1) and row and "
+                f"column offsets >= 0, got gain {self.gain:g}, offset {self.offset:g}, read noise "
                 f"{self.read_noise:g}, excess {self.excess:g}, hot {self.hot:g}, noisy "
-                f"{self.noisy:g}, rows {self.rows:g}"
+                f"{self.noisy:g}, rows {self.rows:g}, columns {self.columns:g}"
             )
 
     @property
@@ -85,30 +92,32 @@ class EvalCamera:
         label += f", F2 {self.excess:g}" if self.excess > 1 else ""
         label += f", {self.hot:.2%} hot pixels" if self.hot > 0 else ""
         label += f", {self.noisy:.2%} noisy pixels" if self.noisy > 0 else ""
-        return label + (f", rows {self.rows:g} e-" if self.rows > 0 else "")
+        label += f", rows {self.rows:g} e-" if self.rows > 0 else ""
+        return label + (f", columns {self.columns:g} e-" if self.columns > 0 else "")
 
 
 def parse_cameras(text: str) -> tuple[EvalCamera, ...]:
-    """``"GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS]]]],..."`` (read noise in electrons, F2
-    the excess noise factor of an electron-multiplying camera, 1 for none; HOT the
-    fraction of hot pixels, NOISY of noisy ones; ROWS the rows' offsets, e- rms) as
-    cameras; "" gives none."""
+    """``"GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS[:COLUMNS]]]]],..."`` (read noise in
+    electrons, F2 the excess noise factor of an electron-multiplying camera, 1 for none;
+    HOT the fraction of hot pixels, NOISY of noisy ones; ROWS the rows' offsets drawn
+    every frame, COLUMNS the columns' fixed ones, e- rms) as cameras; "" gives none."""
     cameras = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         fields = item.split(":")
         try:
-            if len(fields) not in (3, 4, 5, 6, 7):
+            if not 3 <= len(fields) <= 8:
                 raise ValueError
             numbers = [float(f) for f in fields]
         except ValueError:
             raise ValueError(
-                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS]]]] (numbers, "
-                f"read noise in e-, F2 an EMCCD's excess noise factor, HOT and NOISY "
-                f"fractions of hot and noisy pixels, ROWS the rows' offsets in e- rms) such "
-                f"as 4:1000:2, 20:500:0.5:2, 1:100:3:1:0.001, 0.5:100:1.5:1:0:0.01 or "
-                f"0.5:100:1.5:1:0:0:1.5, got {item!r}"
+                f"expected a camera as GAIN:OFFSET:READ[:F2[:HOT[:NOISY[:ROWS[:COLUMNS]]]]] "
+                f"(numbers, read noise in e-, F2 an EMCCD's excess noise factor, HOT and "
+                f"NOISY fractions of hot and noisy pixels, ROWS the rows' offsets drawn "
+                f"every frame and COLUMNS the columns' fixed ones, in e- rms) such as "
+                f"4:1000:2, 20:500:0.5:2, 1:100:3:1:0.001, 0.5:100:1.5:1:0:0.01, "
+                f"0.5:100:1.5:1:0:0:1.5 or 0.5:100:1.5:1:0:0:0:0.7, got {item!r}"
             ) from None
         cameras.append(EvalCamera(*numbers))
     return tuple(cameras)
@@ -134,6 +143,9 @@ def recamera(movie: EvalMovie, camera: EvalCamera, seed: int) -> EvalMovie:
     if camera.rows > 0:  # apart from the other draws: the same movie less its banding
         rows = np.random.default_rng([seed, _ROWS_TAG]).normal(0.0, camera.rows, photons.shape[:2])
         electrons += rows[..., None]
+    if camera.columns > 0:  # the same offsets in every frame and movie of this camera
+        columns = np.random.default_rng(_COLUMNS_TAG).normal(0.0, camera.columns, photons.shape[2])
+        electrons += columns
     adu = np.rint(camera.gain * electrons + camera.offset)
     return dataclasses.replace(
         movie,

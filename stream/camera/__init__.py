@@ -7,6 +7,7 @@ it from the stream itself when nothing is configured.
 from ._estimate import GAIN_KNOWN, CameraEstimate, CameraEstimator
 from ._fit import fit_line
 from ._floor import floor_pixels, half_step, readout_step, uncensor
+from ._line_pattern import LinePattern
 from ._masks import masked_pixels
 from ._model import CameraModel
 from ._noisy import NoisyPixels
@@ -31,6 +32,7 @@ __all__ = [
     "CameraEstimate",
     "CameraEstimator",
     "CameraModel",
+    "LinePattern",
     "NoisyPixels",
     "OffsetPattern",
     "RowNoise",

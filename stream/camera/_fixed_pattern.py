@@ -44,12 +44,12 @@ e- rms, it came out within 0.05 read noise variances of the truth up to 30 photo
 (above, the shot noise hides it, and it matters the less). A series' second frame,
 before the light test, is served without it.
 
-Not seen (a reviewer's probes): a pattern of whole columns or rows (a CMOS sensor's
-column amplifiers), which the curvature kernel cancels as it does any offset constant
-along a column or a row (``independent`` at 3 photons with columns of 1.5 e- rms: 6.2 dB
-under a tuned Gaussian, as before); and a pattern in a series whose pairs all moved (a
-stage or tile scan: ``fields`` at 3 photons with 0.5-1 e- of read noise and 1 e- of
-pattern, 1.4-3.0 dB under, as before), whose pairs give no product of a still scene.
+A pattern of whole columns or rows (a CMOS sensor's column amplifiers), which the
+curvature kernel cancels as it does any offset constant along a column or a row, is
+found and taken out apart (:mod:`stream.camera._line_pattern`). Not seen (a reviewer's
+probes): a pattern in a series whose pairs all moved (a stage or tile scan: ``fields``
+at 3 photons with 0.5-1 e- of read noise and 1 e- of pattern, 1.4-3.0 dB under a tuned
+Gaussian, as before), whose pairs give no product of a still scene.
 """
 
 from __future__ import annotations

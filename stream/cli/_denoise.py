@@ -362,6 +362,9 @@ def _findings(context: SeriesContext) -> str:
     found = [said.format(counted(n, unit)) for n, unit, said in counts if n]
     if context.row_noise_corrected:
         found.append(f"row offsets (rms {context.row_noise:.3g}) taken out")
+    for lines, pattern in context.line_patterns.items():
+        if pattern["corrected"]:
+            found.append(f"a fixed pattern of {lines} (rms {pattern['rms']:.3g}) taken out")
     if context.scan_lag:
         found.append(f"odd lines {context.scan_lag} px off the even ones (a scan's phase), aligned")
     estimate = context.estimate

@@ -270,13 +270,17 @@ def _camera_text(camera: dict[str, Any] | None) -> str:
 
 def _camera_faults_text(series: dict[str, Any]) -> str:
     """What the service corrects of a series' camera before the model, for its status
-    line: ``; 12 noisy pixels filled; rows levelled (0.75 rms)``."""
+    line: ``; 12 noisy pixels filled; rows levelled (0.75 rms); fixed columns pattern
+    taken out (0.35 rms)``."""
     text = ""
     if series.get("noisy_pixels"):
         text += f"; {series['noisy_pixels']} noisy or warm pixels filled"
     rows = series.get("row_noise") or {}
     if rows.get("corrected"):
         text += f"; rows levelled ({rows.get('rms', 0):.2f} rms)"
+    for lines, pattern in (series.get("line_patterns") or {}).items():
+        if pattern.get("corrected"):
+            text += f"; fixed {lines} pattern taken out ({pattern.get('rms', 0):.2f} rms)"
     return text
 
 

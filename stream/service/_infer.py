@@ -293,7 +293,8 @@ class InferenceStage:
         """Per open series: the camera in use (and how it was found), history memory,
         scene changes, the one-pixel spikes filled (latest frame, frames with any), the
         camera's noisy pixels filled, the pixels masked with a number (latest frame,
-        frames with any) and a bidirectional scan's lag."""
+        frames with any), a bidirectional scan's lag, its row noise and its fixed
+        patterns of columns and rows."""
         out: dict[str, dict[str, object]] = {}
         for series, context in list(self.contexts.items()):
             estimate = context.estimate
@@ -321,6 +322,7 @@ class InferenceStage:
                     "rms": round(context.row_noise, 4),
                     "corrected": context.row_noise_corrected,
                 },
+                "line_patterns": context.line_patterns,
                 "frames_two_scales": context.frames_two_scales,
                 "still_means": {
                     "share": round(context.still_means.share, 4),

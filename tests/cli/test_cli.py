@@ -480,6 +480,13 @@ def test_a_series_status_line_says_what_of_its_camera_is_corrected():
     assert _camera_faults_text({"noisy_pixels": 0, "row_noise": {"rms": 0.1}}) == ""
     both = {"noisy_pixels": 12, "row_noise": {"rms": 0.7512, "corrected": True}}
     assert _camera_faults_text(both) == "; 12 noisy or warm pixels filled; rows levelled (0.75 rms)"
+    columns = {
+        "line_patterns": {
+            "columns": {"rms": 0.3512, "corrected": True},
+            "rows": {"rms": 0.02, "corrected": False},
+        }
+    }
+    assert _camera_faults_text(columns) == "; fixed columns pattern taken out (0.35 rms)"
 
 
 def test_a_series_status_line_says_how_much_of_it_is_averaged_over_time():

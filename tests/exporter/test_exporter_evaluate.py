@@ -277,10 +277,11 @@ def test_cameras_are_parsed_and_bad_ones_say_what_was_expected() -> None:
     with pytest.raises(ValueError, match=r"noisy 1\.5"):
         parse_cameras("0.5:100:1.5:1:0:1.5")
     assert parse_cameras("0.5:100:1.5:1:0:0:1.5") == (EvalCamera(0.5, 100, 1.5, rows=1.5),)
-    with pytest.raises(ValueError, match=r"row noise >= 0.*rows -1"):
+    with pytest.raises(ValueError, match=r"row and column offsets >= 0.*rows -1"):
         parse_cameras("0.5:100:1.5:1:0:0:-1")
-    with pytest.raises(ValueError, match=r"ROWS"):
-        parse_cameras("0.5:100:1.5:1:0:0:1:2")
+    assert parse_cameras("0.5:100:1.5:1:0:0:0:0.7") == (EvalCamera(0.5, 100, 1.5, columns=0.7),)
+    with pytest.raises(ValueError, match=r"COLUMNS"):
+        parse_cameras("0.5:100:1.5:1:0:0:1:0.7:2")
 
 
 def test_a_camera_with_noisy_pixels_reads_them_out_noisier_at_fixed_places() -> None:

@@ -436,6 +436,23 @@ def test_row_noise_is_reported(tmp_path: Path, conv_model_adaptive):
     assert status["series"]["plain"]["row_noise"]["corrected"] is False
 
 
+def test_a_fixed_column_pattern_is_reported(tmp_path: Path, conv_model_adaptive):
+    """Columns offset alike in every frame (a CMOS's column amplifiers) far above what
+    the pixels' noise gives a column's mean are reported, and taken out; rows are not."""
+    rng = np.random.default_rng(7)
+    columns = rng.normal(0.0, 3.0, 64)
+    frames = [
+        np.rint(100 + rng.poisson(4.0, (64, 64)) + rng.normal(0, 2, (64, 64)) + columns)
+        for _ in range(6)
+    ]
+    got, status = served(
+        tmp_path, conv_model_adaptive, [f.astype("<u2") for f in frames], "columns"
+    )
+    patterns = status["series"]["columns"]["line_patterns"]
+    assert len(got) == 6 and patterns["columns"]["corrected"] and not patterns["rows"]["corrected"]
+    assert patterns["columns"]["rms"] == pytest.approx(3.0, rel=0.3)
+
+
 def test_an_offset_map_is_subtracted_and_reported(tmp_path: Path, conv_model_adaptive):
     """``offset_map``: a dark-frame average whose pattern leaves every frame of its shape
     before the model (frames of another shape are counted and left alone: see
