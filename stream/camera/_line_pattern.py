@@ -85,11 +85,12 @@ MOST_LIGHT = 0.5
 #: per pixel, 48 x 48, whose columns' light differed by 2 %: 64 ADU rms for 3 ADU of
 #: read noise, read as a pattern with a light share of 0.2 by the true gain).
 LARGEST = 2.0
-#: A profile is found over the central this many rows at most (a column's offset is
-#: plain over 256 of its pixels; the cost is that of a 256-row band: 6 ms a pair and
-#: axis at 512 x 512, 12-13 at 2048 x 2048, on a 2-vCPU VM busy with other work, for a
-#: series' first :data:`LEARN_PAIRS` still pairs).
-BAND = 256
+#: A profile is found over the central this many rows at most: the cost of a 128-row
+#: band for frames of any height, and a column's offset is plain over 128 of its pixels
+#: and a few frames (the probes in the module doc were of 128 x 128 frames). Both line
+#: searches together took 2.9 ms a frame at 256 x 256 and 4.5 at 512 x 512 on a 2-vCPU
+#: VM (3.8 and 6.3 over 256 rows), for a series' first :data:`LEARN_PAIRS` still pairs.
+BAND = 128
 #: Frames narrower or shorter than this are not searched.
 SMALLEST = 32
 
