@@ -19,7 +19,8 @@ EXIT_INTERRUPTED = 130
 
 def demo(
     seconds: Annotated[float, typer.Option(help="How long to stream.")] = 5.0,
-    fps: Annotated[float, typer.Option(help="Simulated acquisition rate.")] = 30.0,
+    # the default: exporter.demo.DEMO_FPS (imported lazily)
+    fps: Annotated[float, typer.Option(help="Simulated acquisition rate.")] = 20.0,
     shape: Annotated[str, typer.Option(help="Frame size HEIGHTxWIDTH.")] = "256x256",
     out: Annotated[Path, typer.Option(help="Where the Zarr store goes.")] = Path("demo-output"),
     model: Annotated[

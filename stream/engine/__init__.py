@@ -7,7 +7,7 @@ their cards. Importing this package does not import onnxruntime; creating an eng
 """
 
 from ..camera import CameraModel
-from ._binned import binned_output
+from ._binned import BINNED_PASS_SHARE, binned_output
 from ._blend import BLEND_SETTINGS, BlendChoice, BlendSetting, apply_blend
 from ._engine import Engine, FrameReport
 from ._ensemble import PASSES as ENSEMBLE_PASSES
@@ -43,6 +43,7 @@ from ._model_meta import (
 )
 from ._motion import lined_up, scene_shift
 from ._pixels import count_non_finite, to_dtype
+from ._preload import FRAME_PATH_MODULES, preload_frame_path
 from ._providers import (
     ORT_NAMES,
     ProviderChoice,
@@ -78,11 +79,13 @@ from ._tiling import (
 
 __all__ = [
     "BAND_KEYS",
+    "BINNED_PASS_SHARE",
     "BLEND_SETTINGS",
     "CPU_DEFAULT",
     "DEFAULT_RECEPTIVE_FIELD",
     "ENSEMBLE_PASSES",
     "FORMAT_VERSION",
+    "FRAME_PATH_MODULES",
     "GPU_DEFAULT",
     "HDR_RATIO",
     "MAX_BORDER",
@@ -126,6 +129,7 @@ __all__ = [
     "pad_canonical",
     "peak_snr",
     "plan_tiles",
+    "preload_frame_path",
     "probe_providers",
     "reflect_pad_into",
     "scene_shift",

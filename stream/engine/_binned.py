@@ -21,6 +21,11 @@ import numpy as np
 from ..camera import CameraModel
 from ._engine import Engine
 
+#: What serving a blend with the binned pass adds to a frame, in frames' time: the pass
+#: runs on a quarter of the pixels, and its upsampling and mixing take the rest
+#: (0.35-0.5 x a frame, ``stream/engine/models/README.md``, "Blend by risk").
+BINNED_PASS_SHARE = 0.5
+
 
 def bin2(image: np.ndarray) -> np.ndarray:
     """The sums of 2 x 2 blocks (float32); an odd last row or column counts twice."""

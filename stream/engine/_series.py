@@ -215,6 +215,11 @@ class SeriesContext:
         another model."""
         return self._blend.measure_pending(engine)
 
+    def measure_step(self, engine: Engine) -> bool:
+        """One step of the deferred blend measurement (a model pass, or the risks):
+        :meth:`SeriesBlend.measure_step`."""
+        return self._blend.measure_step(engine)
+
     def denoise(
         self,
         engine: Engine,

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -57,6 +58,8 @@ from ._blend import (
 from ._engine import Engine, FrameReport
 from ._motion import scene_shift
 from ._pixels import count_non_finite, finite_copy
+
+_T = TypeVar("_T")
 
 #: Seed of the probes: a series' outputs are reproducible.
 PROBE_SEED = 20_261_202
@@ -202,6 +205,20 @@ def fine_offered(
     return noise_looks_white(scene, out, variance, keep)
 
 
+#: A measurement in steps (:meth:`SeriesBlend.measure_step`): each ``yield`` follows a
+#: model pass or the candidates' risks; the generator returns the measurement's result.
+_Steps = Generator[None, None, _T]
+
+
+def _exhaust(steps: _Steps[_T]) -> _T:
+    """Take every step of a measurement at once; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 @dataclass(frozen=True)
 class _Measurement:
     """What a blend measurement of one frame needs: the model's inputs as they were."""
@@ -242,6 +259,10 @@ class SeriesBlend:
         self._probes = np.random.default_rng(PROBE_SEED)
         self._key: RegimeKey | None = None
         self._pending: _Measurement | None = None
+        #: The pending measurement's steps, once begun (:meth:`measure_step`), and the
+        #: engine they were begun with.
+        self._steps: _Steps[None] | None = None
+        self._steps_engine: Engine | None = None
         #: The blend the latest frame got.
         self.choice: BlendChoice = IDENTITY
         #: Whether the latest frame was measured (more passes), and how many were.
@@ -302,7 +323,7 @@ class SeriesBlend:
         self._partner = None
 
     def drop_pending(self) -> None:
-        self._pending = None
+        self._pending, self._steps, self._steps_engine = None, None, None
 
     def serve_as_is(self) -> None:
         """The frame gets no blend (its noise is not what the risk assumes): the choice
@@ -369,7 +390,8 @@ class SeriesBlend:
         spikes = report.spikes
         self.measured_latest = False
         self.measured_latest_s = 0.0
-        self._pending = None
+        if self._steps is None:  # one begun is finished first: its passes are paid for
+            self._pending = None
         window, full = report.history, engine.metadata.frames - 1
         regime = 0 if window == 0 else 2 if window >= full else 1  # none, young, full
         key = self._key = (engine.model_id, regime)
@@ -411,7 +433,7 @@ class SeriesBlend:
         mean_now, share = None, 0.0
         if self.setting == "spatiotemporal":
             mean_now, share = _mean_now(engine, scene, spikes, running_mean, mean_count)
-        if due:
+        if due and (measure or self._steps is None):
             pending = _Measurement(
                 key=key,
                 camera=camera,
@@ -436,10 +458,11 @@ class SeriesBlend:
             )
             if measure:
                 t0 = time.perf_counter()
-                self._measure_both(engine, pending)
+                _exhaust(self._measure_both(engine, pending))
                 self.measured_latest_s = time.perf_counter() - t0
             else:
                 self._pending = pending
+        if due:
             self.choice = self._risks.choice(key, map_scale, binned=not lean)
         if not self.choice.blends:
             return out
@@ -454,16 +477,45 @@ class SeriesBlend:
         return blended
 
     def measure_pending(self, engine: Engine) -> bool:
-        """Take the latest frame's deferred measurement with ``engine``: one more model
-        pass; the next frames' blend rests on it. False when there is none, or it was
-        for another model."""
-        pending, self._pending = self._pending, None
-        if pending is None or pending.key[0] != engine.model_id:
+        """Take the deferred measurement (what is left of it) with ``engine``; the next
+        frames' blend rests on it. False when there is none, or it was for another
+        model or begun with another engine."""
+        if not self.measure_step(engine):
             return False
-        self._measure_both(engine, pending)
+        while self._steps is not None:
+            self.measure_step(engine)
         return True
 
-    def _measure_both(self, engine: Engine, m: _Measurement) -> None:
+    def measure_step(self, engine: Engine) -> bool:
+        """One step of the deferred measurement with ``engine``: one model pass, or the
+        candidates' risks from passes taken. A frame that comes meanwhile waits for one
+        step, not for the whole measurement (five passes, two binned ones and three
+        risks: 7 x a frame's time). False when there is none to take: none pending, or
+        it was for another model or begun with another engine (dropped). Why steps (the
+        demo at 20 fps, 256 x 256 on 2 vCPUs, the measurement whole: a frame that came
+        during one waited up to 250 ms, and each left a backlog that drained only just
+        before the next, p50 latency 175 ms; see ``stream.service._spare``)."""
+        if self._steps is None:
+            pending = self._pending
+            if pending is None:
+                return False
+            if pending.key[0] != engine.model_id:
+                self.drop_pending()
+                return False
+            self._steps, self._steps_engine = self._measure_both(engine, pending), engine
+        elif engine is not self._steps_engine:  # swapped: its passes would not match
+            self.drop_pending()
+            return False
+        try:
+            next(self._steps)
+        except StopIteration:
+            self.drop_pending()
+        except BaseException:
+            self.drop_pending()  # a failure costs the measurement, not the next ones
+            raise
+        return True
+
+    def _measure_both(self, engine: Engine, m: _Measurement) -> _Steps[None]:
         """Measure the frame; for a young window the spatial start answered, the temporal
         branch too (:meth:`young_window`), and count which one's blend had the less
         risk on it."""
@@ -471,15 +523,15 @@ class SeriesBlend:
         keep = described_pixels(m.scene, m.camera, m.spikes, m.bad, variance)
         self._dark = bool(keep.mean() < MIN_DESCRIBED)
         if self._dark:  # mostly dark, clipped, masked or spikes
-            if not self._pair(engine, m, variance, keep):
+            if not (yield from self._pair(engine, m, variance, keep)):
                 self._risks.skip(m.key)
             return
-        if m.paired_first and self._pair(engine, m, variance, keep):
+        if m.paired_first and (yield from self._pair(engine, m, variance, keep)):
             return
         probe = self._probes.standard_normal(m.scene.shape, dtype=np.float32)
         probe *= np.sqrt(variance)
         ring = m.young_ring if m.key[1] == 0 else None  # the spatial start answered it
-        risks = self._measure(engine, m, variance, keep, probe, by_blocks=ring is not None)
+        risks = yield from self._measure(engine, m, variance, keep, probe, ring is not None)
         self.measured_latest = True
         self.frames_measured += 1
         if ring is None or m.out is None:
@@ -490,7 +542,7 @@ class SeriesBlend:
             m, key=(m.key[0], 1), history=ring, bands=False, out=None, young_ring=None
         )
         # the same probe: its share of either divergence's error is then shared too
-        temporal_risks = self._measure(engine, temporal, variance, keep, probe, by_blocks=True)
+        temporal_risks = yield from self._measure(engine, temporal, variance, keep, probe, True)
         spatial = risks[:, CANDIDATES.index(self._risks.choice(m.key))]
         chosen = CANDIDATES.index(self._risks.choice(temporal.key))
         self._young_votes.add(m.key[0], temporal_risks[:, chosen] - spatial)
@@ -503,7 +555,7 @@ class SeriesBlend:
         keep: np.ndarray,
         probe: np.ndarray,
         by_blocks: bool = False,
-    ) -> np.ndarray:
+    ) -> _Steps[np.ndarray]:
         """The candidates' risks on one frame: the model once more on the frame plus
         ``probe`` (a small one of its own noise), on both with each other noise-map
         scale, and on both binned 2 x 2 (:mod:`stream.engine._binned`). The frame's risk
@@ -511,7 +563,10 @@ class SeriesBlend:
         the frame alone, or ``by_blocks``; else one row)."""
         as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
         # the temporal branch's answer to a young window comes without its output
-        served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
+        served = m.out
+        if served is None:
+            served = self._output(engine, m, as_came, m.map_scale)
+            yield
         probed_frame = as_came + np.float32(PROBE_STEP) * probe
         if m.spikes is not None and m.spike_values is not None:
             probed_frame[m.spikes] = m.spike_values
@@ -531,6 +586,7 @@ class SeriesBlend:
                     m.bands,
                 ),
             )
+            yield  # two passes on a quarter of the pixels each
         # by block only where a choice may rest on this frame alone: the regime's first,
         # with a well-known gain, its noise white
         alone = (
@@ -548,8 +604,12 @@ class SeriesBlend:
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
-            out = served if scale == m.map_scale else self._output(engine, m, as_came, scale)
+            out = served
+            if scale != m.map_scale:
+                out = self._output(engine, m, as_came, scale)
+                yield
             probed = self._output(engine, m, probed_frame, scale)
+            yield
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene,
                 out,
@@ -566,12 +626,13 @@ class SeriesBlend:
                 m.plain,
                 offer_fine=fine,
             )
+            yield
         self._risks.add(m.key, risks, alone=alone)
         return risks
 
     def _pair(
         self, engine: Engine, m: _Measurement, variance: np.ndarray, keep: np.ndarray
-    ) -> bool:
+    ) -> _Steps[bool]:
         """The candidates' risks on a frame Stein's estimate cannot judge (or should not:
         ``paired_first``), from the frame before (a spatial model's, kept while the series
         is dark or paired first): where the scene held still, that frame is another look
@@ -600,7 +661,10 @@ class SeriesBlend:
         ):
             return False
         as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
-        served = m.out if m.out is not None else self._output(engine, m, as_came, m.map_scale)
+        served = m.out
+        if served is None:
+            served = self._output(engine, m, as_came, m.map_scale)
+            yield
         if _shared_noise(m.scene, before, served, still):
             return False
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
@@ -609,12 +673,16 @@ class SeriesBlend:
         if fuse:
             at = binned_output(engine, m.scene, m.camera, m.history, m.mean, m.bands)
             binned = (at, None)
+            yield
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns), len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
-            out = served if scale == m.map_scale else self._output(engine, m, as_came, scale)
+            out = served
+            if scale != m.map_scale:
+                out = self._output(engine, m, as_came, scale)
+                yield
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene,
                 out,
@@ -631,6 +699,7 @@ class SeriesBlend:
                 target=before,
                 offer_fine=True,  # a risk against another look needs no noise variance
             )
+            yield
         # the spread between the frame's blocks bounds a choice on this one frame
         self._risks.add(m.key, _as_if_all_read(risks, read, still, (rows, columns)), alone=True)
         self.measured_latest = True

@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 
 from ..camera import CameraModel, OffsetPattern
-from ..engine import BlendSetting, Engine, SeriesContext, count_non_finite, to_dtype
+from ..engine import (
+    BINNED_PASS_SHARE,
+    BlendSetting,
+    Engine,
+    SeriesContext,
+    count_non_finite,
+    to_dtype,
+)
 from ..protocol import TOPIC_DENOISED, denoised_header, pack_header
 from ._ensemble import EnsemblePolicy
 from ._events import EventEmitter
@@ -122,6 +129,13 @@ class InferenceStage:
         # denoised, a regime's first few; with frames waiting, no blend that costs a
         # model pass (lean)
         outpaced = self.ensemble.outpaced(frame.series, waiting, engine.model_id, shape)
+        # a blend with the binned pass only where it fits as more ensemble passes would:
+        # served whenever no frame waited, it pushed a stream near the machine's pace
+        # over it, frames waited, it stopped, they drained, and again (the demo at 20
+        # fps, 256 x 256 on 2 vCPUs: latency p50 270-300 ms against 66-78 without it)
+        lean = not self.ensemble.fits(
+            frame.series, waiting, engine.model_id, shape, passes + BINNED_PASS_SHARE
+        )
         try:
             clean = context.denoise(
                 engine,
@@ -129,7 +143,7 @@ class InferenceStage:
                 frame.index,
                 passes,
                 measure=False,
-                lean=waiting > 0,
+                lean=lean,
                 outpaced=outpaced,
             )
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
@@ -190,22 +204,30 @@ class InferenceStage:
     def _measure(
         self, context: SeriesContext, engine: Engine, series: str, kind: object, took: float
     ) -> None:
-        """The blend's deferred measurement of the frame just published, if the series'
-        spare time covers it and no frame waits; a failure costs the measurement only."""
-        if not self._spare.allows(series, kind, len(self._jobs), took):
-            refused = self._spare.count_refused(series)
-            if refused is not None:
-                self._report_deferred(context, series, refused)
-            return
-        t0 = time.perf_counter()
-        try:
-            context.measure_pending(engine)
-        except Exception as exc:
-            self._events.emit(
-                "error", limit_key="blend", message=f"blend measurement failed on {series}: {exc}"
-            )
-            log.error("blend measurement failed on %s: %s", series, exc)
-        self._spare.spent(series, kind, time.perf_counter() - t0)
+        """The blend's deferred measurement, step by step (a model pass or the risks),
+        while the series' spare time covers a step and no frame waits: a frame that
+        comes waits for one step at most, and what is left is taken after the next
+        frames. A failure costs the measurement only."""
+        refused = True
+        while context.measurement_pending:
+            if not self._spare.allows(series, kind, len(self._jobs), took):
+                break
+            refused = False
+            t0 = time.perf_counter()
+            try:
+                context.measure_step(engine)
+            except Exception as exc:
+                self._events.emit(
+                    "error",
+                    limit_key="blend",
+                    message=f"blend measurement failed on {series}: {exc}",
+                )
+                log.error("blend measurement failed on %s: %s", series, exc)
+            self._spare.spent(series, kind, time.perf_counter() - t0)
+        if refused:
+            count = self._spare.count_refused(series)
+            if count is not None:
+                self._report_deferred(context, series, count)
 
     def _report_deferred(self, context: SeriesContext, series: str, refused: int) -> None:
         """A series whose blend measurements keep finding no spare time: say so, once a

@@ -29,7 +29,13 @@ import zmq
 from .._errors import ConfigError, ModelError
 from .._version import __version__
 from ..camera import load_offset_pattern
-from ..engine import Engine, default_model_path, select_providers, shipped_model_path
+from ..engine import (
+    Engine,
+    default_model_path,
+    preload_frame_path,
+    select_providers,
+    shipped_model_path,
+)
 from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW, pack_header
 from ..store import check_store_folder
 from ..traces import rois_from_labels
@@ -137,6 +143,7 @@ class Service:
             if cfg.zarr is not None:  # an unwritable folder: said now, not at the first frame
                 check_store_folder(Path(cfg.zarr))
             engine = self._load_engine(cfg.model)
+            preload_frame_path()  # not on a frame's time
             if cfg.security is not None:
                 self._curve = CurveGuard(self._ctx, cfg.security)
             sockets = open_sockets(self._ctx, cfg, self.endpoints, self._curve)

@@ -3,20 +3,26 @@ for work no frame waits for (the blend's measurement, :mod:`stream.engine._blend
 
 Each frame adds its series' measured frame interval minus the time its inference took
 (a frame that took longer than the interval takes time away); the balance is kept
-between 0 and ``CAP_S``. Deferred work runs when no frame waits and the balance covers
-what such work last took, and is paid from it. So the stream's average load stays within
-what the machine can do -- the work never builds a backlog -- while a frame that arrives
-during it may wait up to that long (a closed loop turns it off: ``serve --blend off``).
+between 0 and ``CAP_S``. Deferred work runs in steps (one model pass, or the blend's
+risks) when no frame waits and the balance covers the dearest step of its kind, and
+each step is paid from it. So the stream's average load stays within what the machine
+can do -- the work never builds a backlog -- while a frame that arrives during a step
+waits for that step only (a closed loop turns the work off: ``serve --blend off``).
 """
 
 from __future__ import annotations
 
 #: The most spare time a series saves up (s): a slow stretch does not buy a burst of work.
 CAP_S = 1.0
-#: Before such work has run: its cost guessed as this many times the frame's own time
-#: (a blend measurement: five passes of the model, two binned ones and the candidates'
-#: risks, 6.8-7.6 x a frame in ``benchmarks.blend_check``).
-FIRST_GUESS = 7.0
+#: Before a step of such work has run: its cost guessed as this many times the frame's
+#: own time (a step of a blend measurement: one pass of the model, two binned ones, or
+#: the candidates' risks; a whole measurement is 6.8-7.6 x a frame in
+#: ``benchmarks.blend_check``).
+FIRST_GUESS = 2.0
+#: A step's cost is the dearest one seen of its kind, fading by this factor at each
+#: step: steps differ (a pass, the risks), and one that ran slow (the machine busy)
+#: does not hold the work back for good.
+COST_FADE = 0.9
 #: Work refused this many times in a row for a series is reported, once a run
 #: (:meth:`SpareTime.count_refused`): its frames come as fast as they are denoised, and a
 #: recording replayed so gets little or none of the blend.
@@ -39,7 +45,8 @@ class SpareTime:
         self._balance[series] = min(max(balance, 0.0), CAP_S)
 
     def allows(self, series: str, kind: object, waiting: int, took_s: float) -> bool:
-        """Whether work of ``kind`` fits in the series' balance now, no frame waiting."""
+        """Whether a step of work of ``kind`` fits in the series' balance now, no frame
+        waiting."""
         cost = self._cost.get(kind, FIRST_GUESS * took_s)
         return not waiting and self._balance.get(series, 0.0) >= cost
 
@@ -51,7 +58,8 @@ class SpareTime:
         return count if count == REFUSED_TO_REPORT else None
 
     def spent(self, series: str, kind: object, seconds: float) -> None:
-        self._cost[kind] = seconds
+        """A step of ``kind`` took ``seconds`` of the series' balance."""
+        self._cost[kind] = max(seconds, COST_FADE * self._cost.get(kind, 0.0))
         self._balance[series] = max(self._balance.get(series, 0.0) - seconds, 0.0)
         self._refused[series] = 0
 

@@ -103,6 +103,65 @@ def test_a_deferred_measurement_is_the_one_taken_at_once() -> None:
         np.testing.assert_array_equal(first, second)
 
 
+def test_a_measurement_taken_in_steps_is_the_one_taken_whole(na_lite: Engine) -> None:
+    """The service takes a deferred measurement a step at a time (a model pass, or the
+    risks), frames coming between the steps: a begun measurement is kept while they
+    come (their own, due too, are not taken meanwhile), each of them is served as if it
+    were not there, and once its last step is taken the series' blend rests on what the
+    whole measurement at once gives."""
+    frames = [frame for _, frame in movie(1.0, 16)]
+    # frame 2's measurement -- whole: at once; left: never taken; steps: a step a frame
+    whole, left, steps = (SeriesContext(CAMERA, blend="spatial") for _ in range(3))
+    for t in range(3):  # frame 0: the series' first measurement, at once; 1, 2 deferred
+        for context in (whole, left, steps):
+            context.denoise(na_lite, frames[t], t, measure=False)
+            if t == 1:
+                assert context.measure_pending(na_lite)
+    assert whole.measurement_pending and steps.measurement_pending
+    assert whole.measure_pending(na_lite)
+    taken, t = 0, 3
+    while True:  # one step after each frame, as spare time allows
+        assert steps.measure_step(na_lite)
+        taken += 1
+        done = not steps.measurement_pending
+        assert steps.blend_frames_measured == 2 + done
+        if done:
+            break
+        # the frames' own measurements are left (each replaces the one before, untaken);
+        # each is served its own choice (here: with frames waiting behind it, or not)
+        lean = t % 2 == 0
+        whole.denoise(na_lite, frames[t], t, measure=False, lean=lean)
+        served = left.denoise(na_lite, frames[t], t, measure=False, lean=lean)
+        np.testing.assert_array_equal(
+            steps.denoise(na_lite, frames[t], t, measure=False, lean=lean), served
+        )
+        assert steps.blend_choice == left.blend_choice
+        assert steps.measurement_pending  # the begun one, not the frame's
+        t += 1
+    # three noise-map scales: 5 passes, 2 binned (one step), 3 risks, the bookkeeping
+    assert taken == 10
+    assert not steps.measure_step(na_lite)  # none left
+    assert whole.blend_frames_measured == steps.blend_frames_measured == 3
+    np.testing.assert_array_equal(
+        whole.denoise(na_lite, frames[t], t, measure=False),
+        steps.denoise(na_lite, frames[t], t, measure=False),
+    )
+    assert whole.blend_choice == steps.blend_choice
+
+
+def test_a_measurement_begun_with_another_engine_is_dropped(na_lite: Engine) -> None:
+    """A model swapped in between two steps (even the same file: a provider fallback)
+    ends the measurement: its passes would not be one model's."""
+    frames = [frame for _, frame in movie(3.0, 2)]
+    context = SeriesContext(CAMERA, blend="spatial")
+    for t, frame in enumerate(frames):
+        context.denoise(na_lite, frame, t, measure=False)
+    assert context.measure_step(na_lite) and context.measurement_pending
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as other:
+        assert not context.measure_step(other)
+    assert not context.measurement_pending and context.blend_frames_measured == 1
+
+
 def test_spikes_and_non_finite_pixels_come_out_as_without_the_blend(na_lite: Engine) -> None:
     pairs = list(movie(10.0, 6))
     hot = (np.array([20, 70, 100]), np.array([30, 90, 15]))

@@ -99,3 +99,17 @@ def test_auto_serves_every_frame_whatever_passes_it_picks(
     for frame, message in zip(frames, got, strict=True):
         np.testing.assert_allclose(message.array, frame, rtol=1e-6)  # the identity, averaged
     assert sum(counted.values()) == len(frames)
+
+
+def test_part_of_a_pass_fits_as_its_share_of_one() -> None:
+    """The blend's binned pass (half a pass, ``BINNED_PASS_SHARE``) is served only where
+    the frame's passes and it fit the budget, as more passes would: 100 ms frames, half
+    for the work, 30 ms a pass: 1.5 passes fit (45 ms), 2 do not (60 ms)."""
+    from stream.engine import BINNED_PASS_SHARE
+
+    policy = EnsemblePolicy("auto", 0.5)
+    frame_every(policy, 100.0, 6, 30.0)
+    assert policy.fits("s", 0, "m", SHAPE, 1 + BINNED_PASS_SHARE)
+    assert not policy.fits("s", 0, "m", SHAPE, 2)
+    assert not policy.fits("s", 1, "m", SHAPE, 1 + BINNED_PASS_SHARE)  # a frame waits
+    assert not policy.fits("new", 0, "m", SHAPE, 1 + BINNED_PASS_SHARE)  # no interval yet
