@@ -9,8 +9,10 @@ through ``SeriesContext`` and the default model with the camera estimated live, 
 the baseline of the same series with the camera configured (the two alternate frame by
 frame); the median and slowest (a refit) time of one estimator update; and the median
 time of the engine's test for hot pixels on each frame, of the searches for noisy
-pixels and for row noise (a series' first 64 pairs) and of taking rows' offsets out
-(every frame of a series that has them), against the configured ms per frame. Writes
+pixels and for row noise (a series' first 64 pairs), of the searches for fixed patterns
+of columns and rows (both axes, a series' first 32 still pairs) and of taking rows'
+offsets out (every frame of a series that has them), against the configured ms per
+frame. Writes
 ``camera_estimate_check.md`` (and ``.json``) beside the suites' results.
 """
 
@@ -72,6 +74,7 @@ def measure(side: int) -> dict[str, Any]:
     spike_ms = _spike_test_ms(frames, camera)
     noisy_ms = _noisy_search_ms(frames)
     row_search_ms, row_correction_ms = _row_noise_ms(frames)
+    line_search_ms = _line_search_ms(frames)
     return {
         "side": side,
         "configured_ms_per_frame": round(configured, 2),
@@ -86,6 +89,8 @@ def measure(side: int) -> dict[str, Any]:
         "noisy_search_over_configured": round(float(np.median(noisy_ms)) / configured, 4),
         "row_search_median_ms": round(float(np.median(row_search_ms)), 2),
         "row_search_over_configured": round(float(np.median(row_search_ms)) / configured, 4),
+        "line_search_median_ms": round(float(np.median(line_search_ms)), 2),
+        "line_search_over_configured": round(float(np.median(line_search_ms)) / configured, 4),
         "row_correction_median_ms": round(row_correction_ms, 2),
         "row_correction_over_configured": round(row_correction_ms / configured, 4),
     }
@@ -110,6 +115,20 @@ def _row_noise_ms(frames: list[np.ndarray]) -> tuple[list[float], float]:
         remove_row_offsets(frame)
         correction.append((time.perf_counter() - t0) * 1e3)
     return search[1:], float(np.median(correction))
+
+
+def _line_search_ms(frames: list[np.ndarray]) -> list[float]:
+    """Per frame, ms of a series' searches for fixed patterns of columns and of rows
+    (:mod:`stream.camera._line_pattern`) over their first 32 still pairs, as
+    ``SeriesContext`` runs them (these frames have none, so none is taken out)."""
+    from stream.engine import SeriesContext
+
+    context, times = SeriesContext(None, "off"), []
+    for t in range(33):
+        t0 = time.perf_counter()
+        context._without_line_patterns(frames[t % len(frames)])
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times[1:]  # the first frame only keeps a copy
 
 
 def _noisy_search_ms(frames: list[np.ndarray]) -> list[float]:
@@ -159,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "| engine's hot-pixel test ms (median; / configured) "
         "| noisy-pixel search ms, first 64 pairs (median; / configured; slowest) "
         "| row-noise search ms, first 64 pairs (median; / configured) "
+        "| column and row pattern searches ms, first 32 pairs (median; / configured) "
         "| rows' offsets taken out ms, every frame once found (median; / configured) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(f"| {r['side']}x{r['side']} | {r['configured_ms_per_frame']} | "
           f"{r['live_ms_per_frame']} | {r['live_over_configured']} | "
           f"{r['update_median_ms']} | {r['update_max_ms']} | "
@@ -168,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['noisy_search_median_ms']} ({r['noisy_search_over_configured']}; "
           f"{r['noisy_search_max_ms']}) | "
           f"{r['row_search_median_ms']} ({r['row_search_over_configured']}) | "
+          f"{r['line_search_median_ms']} ({r['line_search_over_configured']}) | "
           f"{r['row_correction_median_ms']} ({r['row_correction_over_configured']}) |"
           for r in rows),
     ]  # fmt: skip

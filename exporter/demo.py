@@ -24,6 +24,7 @@ from rich.table import Table
 
 from exporter.evaluation import psnr
 from stream.cli import blend_choice, frames_by_passes, kv_table
+from stream.engine import BlendSetting
 from stream.service import Provider, Service, ServiceConfig
 from stream.sim import Simulator, SimulatorConfig
 
@@ -52,6 +53,7 @@ class DemoConfig(BaseModel):
     out: Path = Path("demo-output")
     model: Path | None = None
     provider: Provider = "auto"
+    blend: BlendSetting = "spatial"
 
 
 @dataclass
@@ -186,6 +188,7 @@ def _run_demo(cfg: DemoConfig, console: Console | None) -> DemoResult:
             provider=cfg.provider,
             warmup_shape=cfg.shape,
             status_interval_s=0.2,
+            blend=cfg.blend,
         )
         with Service(service_cfg) as service, zmq.Context() as ctx:
             assert service.engine is not None

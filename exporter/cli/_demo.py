@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -27,6 +27,10 @@ def demo(
         Path | None,
         typer.Option(help="ONNX model.", show_default="the shipped default for the provider"),
     ] = None,
+    blend: Annotated[
+        Literal["spatial", "spatiotemporal", "off"],
+        typer.Option(help="The service's blend with smoothing (as `serve --blend`)."),
+    ] = "spatial",
 ) -> None:
     """Simulator -> service -> subscriber for a few seconds, then a summary table
     (Ctrl-C: the summary so far, exit status 130)."""
@@ -38,7 +42,7 @@ def demo(
         raise fail(f"demo needs the demo extra: pip install 'deepdenoise[demo]' ({exc})") from exc
     try:  # pydantic checks the values; its errors become one line naming the option
         config = DemoConfig(
-            seconds=seconds, fps=fps, shape=parse_shape(shape), out=out, model=model
+            seconds=seconds, fps=fps, shape=parse_shape(shape), out=out, model=model, blend=blend
         )
     except ValidationError as exc:
         raise fail(_option_error(exc)) from exc

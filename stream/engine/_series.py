@@ -200,6 +200,12 @@ class SeriesContext:
         return self._blend.measured_latest
 
     @property
+    def served_binned_s(self) -> float:
+        """Seconds the latest frame's blend spent on the model's pass on the binned frame
+        (its choice's, not the model's own pass)."""
+        return self._blend.served_binned_s
+
+    @property
     def measured_latest_s(self) -> float:
         """Seconds the latest frame's blend measurement added before it was served."""
         return self._blend.measured_latest_s
@@ -252,6 +258,7 @@ class SeriesContext:
             )
         learn = self._ahead_last is None or index is None or index > self._ahead_last
         given = frame  # a masked region's pixels go back as they came
+        self._blend.new_frame()  # a frame served without the blend reports none of it
         frame = self._arrive(frame, index, learn)
         camera, masked, width, lag = None, None, frame.shape[-1], 0
         if engine.needs_camera:

@@ -206,8 +206,9 @@ def fine_offered(
 
 
 #: A measurement in steps (:meth:`SeriesBlend.measure_step`): each ``yield`` follows a
-#: model pass or the candidates' risks; the generator returns the measurement's result.
-_Steps = Generator[None, None, _T]
+#: model pass or the candidates' risks and gives the arrays the measurement holds until
+#: its next step (counted as the series' memory); the generator returns its result.
+_Steps = Generator[tuple[np.ndarray, ...], None, _T]
 
 
 def _exhaust(steps: _Steps[_T]) -> _T:
@@ -263,6 +264,7 @@ class SeriesBlend:
         #: engine they were begun with.
         self._steps: _Steps[None] | None = None
         self._steps_engine: Engine | None = None
+        self._steps_held: tuple[np.ndarray, ...] = ()  # what the steps hold till the next
         #: The blend the latest frame got.
         self.choice: BlendChoice = IDENTITY
         #: Whether the latest frame was measured (more passes), and how many were.
@@ -272,6 +274,9 @@ class SeriesBlend:
         self.frames_paired = 0
         #: Seconds the latest frame's measurement took before it was served (0: none).
         self.measured_latest_s = 0.0
+        #: Seconds the latest frame's blend spent on the model's pass on the binned frame
+        #: (0: none): work of the blend's choice, not of the model's pass.
+        self.served_binned_s = 0.0
         self._young_votes = _YoungVotes()
         #: The frame before, as the model would have seen it, and its read pixels (None:
         #: all): kept for a spatial model while the series is dark (:meth:`_pair`).
@@ -309,21 +314,30 @@ class SeriesBlend:
         return self._pending is not None
 
     def held_arrays(self) -> list[np.ndarray]:
-        """The frames the blend holds -- a deferred measurement's, and the frame kept
-        for the next one's pair -- for memory accounting."""
+        """The frames the blend holds -- a deferred measurement's (and, once begun, what
+        its steps hold till the next: outputs taken, the probe, the noise variance), and
+        the frame kept for the next one's pair -- for memory accounting."""
         arrays: list[np.ndarray | None] = [*(self._partner or ())]
         m = self._pending
         if m is not None:
             arrays += [m.scene, m.out, m.mean, m.mean_now, *m.history, *(m.young_ring or ())]
-            arrays += [*(m.partner or ())]
-        return [a for a in arrays if a is not None]
+            arrays += [*(m.partner or ()), *self._steps_held]
+        unique = {id(a): a for a in arrays if a is not None}  # a step may hold the frame's own
+        return list(unique.values())
 
     def forget_partner(self) -> None:
         """The next frame does not follow the latest (a gap, a scene change): no pair."""
         self._partner = None
 
+    def new_frame(self) -> None:
+        """A frame comes: nothing measured or binned for it yet."""
+        self.measured_latest = False
+        self.measured_latest_s = 0.0
+        self.served_binned_s = 0.0
+
     def drop_pending(self) -> None:
         self._pending, self._steps, self._steps_engine = None, None, None
+        self._steps_held = ()
 
     def serve_as_is(self) -> None:
         """The frame gets no blend (its noise is not what the risk assumes): the choice
@@ -388,8 +402,7 @@ class SeriesBlend:
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
         are taken at once (no spare time will come)."""
         spikes = report.spikes
-        self.measured_latest = False
-        self.measured_latest_s = 0.0
+        self.new_frame()
         if self._steps is None:  # one begun is finished first: its passes are paid for
             self._pending = None
         window, full = report.history, engine.metadata.frames - 1
@@ -468,7 +481,9 @@ class SeriesBlend:
             return out
         binned = None
         if self.choice.source == "binned":
+            t0 = time.perf_counter()
             binned = binned_output(engine, scene, camera, history, running_mean, bands)
+            self.served_binned_s = time.perf_counter() - t0
         blended = apply_blend(model_out, scene, self.choice, mean_now, binned)
         if spikes is not None:
             blended[spikes] = out[spikes]
@@ -507,7 +522,7 @@ class SeriesBlend:
             self.drop_pending()
             return False
         try:
-            next(self._steps)
+            self._steps_held = next(self._steps)
         except StopIteration:
             self.drop_pending()
         except BaseException:
@@ -562,14 +577,17 @@ class SeriesBlend:
         per candidate in each of its blocks (by block only where a choice may rest on
         the frame alone, or ``by_blocks``; else one row)."""
         as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
+        held = [variance, keep, probe, as_came]  # what a pause between steps keeps
         # the temporal branch's answer to a young window comes without its output
         served = m.out
         if served is None:
             served = self._output(engine, m, as_came, m.map_scale)
-            yield
+            held.append(served)
+            yield tuple(held)
         probed_frame = as_came + np.float32(PROBE_STEP) * probe
         if m.spikes is not None and m.spike_values is not None:
             probed_frame[m.spikes] = m.spike_values
+        held.append(probed_frame)
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
         fuse = m.camera.floor is None
         offer_input = fuse and bright(variance, keep, m.camera)
@@ -586,7 +604,8 @@ class SeriesBlend:
                     m.bands,
                 ),
             )
-            yield  # two passes on a quarter of the pixels each
+            held += binned
+            yield tuple(held)  # two passes on a quarter of the pixels each
         # by block only where a choice may rest on this frame alone: the regime's first,
         # with a well-known gain, its noise white
         alone = (
@@ -607,9 +626,9 @@ class SeriesBlend:
             out = served
             if scale != m.map_scale:
                 out = self._output(engine, m, as_came, scale)
-                yield
+                yield (*held, out)
             probed = self._output(engine, m, probed_frame, scale)
-            yield
+            yield (*held, out, probed)
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene,
                 out,
@@ -626,7 +645,7 @@ class SeriesBlend:
                 m.plain,
                 offer_fine=fine,
             )
-            yield
+            yield tuple(held)
         self._risks.add(m.key, risks, alone=alone)
         return risks
 
@@ -661,10 +680,12 @@ class SeriesBlend:
         ):
             return False
         as_came = as_given(m.scene, m.spikes, m.spike_values, m.bad)
+        held = [variance, keep, read, still, as_came]  # what a pause between steps keeps
         served = m.out
         if served is None:
             served = self._output(engine, m, as_came, m.map_scale)
-            yield
+            held.append(served)
+            yield tuple(held)
         if _shared_noise(m.scene, before, served, still):
             return False
         scales = NOISE_MAP_SCALES if engine.metadata.noise_map else (1.0,)
@@ -673,7 +694,8 @@ class SeriesBlend:
         if fuse:
             at = binned_output(engine, m.scene, m.camera, m.history, m.mean, m.bands)
             binned = (at, None)
-            yield
+            held.append(at)
+            yield tuple(held)
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns), len(CANDIDATES)), np.inf)
         for i, scale in enumerate(NOISE_MAP_SCALES):
@@ -682,7 +704,7 @@ class SeriesBlend:
             out = served
             if scale != m.map_scale:
                 out = self._output(engine, m, as_came, scale)
-                yield
+                yield (*held, out)
             risks[:, i * len(BLENDS) : (i + 1) * len(BLENDS)] = candidate_risks(
                 m.scene,
                 out,
@@ -699,7 +721,7 @@ class SeriesBlend:
                 target=before,
                 offer_fine=True,  # a risk against another look needs no noise variance
             )
-            yield
+            yield tuple(held)
         # the spread between the frame's blocks bounds a choice on this one frame
         self._risks.add(m.key, _as_if_all_read(risks, read, still, (rows, columns)), alone=True)
         self.measured_latest = True

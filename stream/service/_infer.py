@@ -161,8 +161,11 @@ class InferenceStage:
             return
         t_done = time.time_ns()
         took = time.perf_counter() - t0
-        # the frame's own time, without a measurement taken before it was served
-        self.ensemble.took(engine.model_id, shape, passes, took - context.measured_latest_s)
+        # the frame's own time, without a measurement taken before it was served nor the
+        # blend's binned pass (counted apart by the lean rule: counted here too, it
+        # turned the binned blend on and off every few frames of a steady stream)
+        own = took - context.measured_latest_s - context.served_binned_s
+        self.ensemble.took(engine.model_id, shape, passes, own)
         if self.traces is not None:  # first: a closed loop waits for these (NaN
             # pixels give NaN means, which the baseline skips)
             camera = context.camera

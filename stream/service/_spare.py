@@ -47,7 +47,9 @@ class SpareTime:
     def allows(self, series: str, kind: object, waiting: int, took_s: float) -> bool:
         """Whether a step of work of ``kind`` fits in the series' balance now, no frame
         waiting."""
-        cost = self._cost.get(kind, FIRST_GUESS * took_s)
+        # never more than the balance can hold: a step dearer than that (a slow one, or a
+        # big frame's) runs when the balance is full, and its cost can fade after
+        cost = min(self._cost.get(kind, FIRST_GUESS * took_s), CAP_S)
         return not waiting and self._balance.get(series, 0.0) >= cost
 
     def count_refused(self, series: str) -> int | None:

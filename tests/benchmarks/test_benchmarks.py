@@ -416,8 +416,33 @@ def test_motion_check_times_each_step_and_follows_the_jitter() -> None:
 
 
 def test_blend_check_times_a_measurement_and_a_dark_frames_against_its_pair() -> None:
-    from benchmarks.blend_check import FIRST, PAIRED, measure
+    from benchmarks.blend_check import FIRST, LONGEST, PAIRED, measure
 
     row = measure(64)
-    assert {"engine", "measurement", PAIRED, FIRST} <= set(row["ms"])
+    assert {"engine", "measurement", PAIRED, FIRST, LONGEST} <= set(row["ms"])
     assert all(ms > 0 for ms in row["ms"].values())
+    assert row["ms"][LONGEST] < row["ms"]["measurement"]  # one step of several
+
+
+def test_live_latency_check_runs_the_demos_pipeline_with_the_blend_on_and_off(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from benchmarks.live_latency_check import main
+
+    args = ["--out", str(tmp_path), "--fps", "20", "--seconds", "0.5", "--side", "64"]
+    assert main([*args, "--rounds", "1"]) == 0
+    (record,) = tmp_path.glob("*/live_latency_check.json")
+    rows = {row["blend"]: row for row in json.loads(record.read_text())["rows"]}
+    assert set(rows) == {"off", "spatial"}
+    assert rows["off"]["measured"] == 0 and rows["spatial"]["measured"] >= 1
+    assert rows["off"]["over_off"]["p50"] == 1.0
+    assert all(row["p50"] > 0 and len(row["rounds"]) == 1 for row in rows.values())
+
+
+def test_camera_estimate_check_times_the_line_searches_over_their_pairs() -> None:
+    from benchmarks.camera_estimate_check import _frames, _line_search_ms
+
+    times = _line_search_ms(_frames(64, 8))
+    assert len(times) == 32 and all(ms > 0 for ms in times)

@@ -137,6 +137,9 @@ def test_a_measurement_taken_in_steps_is_the_one_taken_whole(na_lite: Engine) ->
         )
         assert steps.blend_choice == left.blend_choice
         assert steps.measurement_pending  # the begun one, not the frame's
+        # what its steps hold till the next is the series' memory too: a probe, the
+        # frame probed, the noise variance, outputs taken (left holds an untaken one)
+        assert steps.history_bytes >= left.history_bytes + 3 * 4 * frames[t].size
         t += 1
     # three noise-map scales: 5 passes, 2 binned (one step), 3 risks, the bookkeeping
     assert taken == 10
@@ -147,6 +150,22 @@ def test_a_measurement_taken_in_steps_is_the_one_taken_whole(na_lite: Engine) ->
         steps.denoise(na_lite, frames[t], t, measure=False),
     )
     assert whole.blend_choice == steps.blend_choice
+
+
+def test_the_binned_pass_a_blend_serves_is_timed_apart(na_lite: Engine) -> None:
+    """The service times a frame's own passes without the blend's pass on the binned
+    frame (the lean rule adds that pass's share itself): the series reports what that
+    pass took, on the frames served with it only."""
+    frames = [frame for _, frame in movie(1.0, 8)]
+    context = SeriesContext(CAMERA, blend="spatial")
+    for t in range(3):  # measured at once: the binned pass's share is chosen at 1 photon
+        context.denoise(na_lite, frames[t], t)
+    sources = []
+    for t in range(3, 7):
+        context.denoise(na_lite, frames[t], t, measure=False, lean=t % 2 == 1)
+        sources.append(context.blend_choice.source)
+        assert (context.served_binned_s > 0) == (context.blend_choice.source == "binned")
+    assert sources == ["frame", "binned", "frame", "binned"]  # frames waiting: none
 
 
 def test_a_measurement_begun_with_another_engine_is_dropped(na_lite: Engine) -> None:

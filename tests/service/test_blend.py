@@ -72,6 +72,24 @@ def test_a_slow_frame_takes_spare_time_away_and_the_balance_is_capped() -> None:
     assert not spare.allows("s", KIND, 0, 0.0)
 
 
+def test_a_step_dearer_than_the_balance_can_hold_runs_when_it_is_full() -> None:
+    """The balance is capped: a step that once took longer than the cap (a slow
+    machine moment, a big frame) must not hold the work back for good."""
+    spare = SpareTime()
+    for _ in range(100):
+        spare.frame_done("s", 0.1, 0.0)
+    spare.spent("s", KIND, 1.5 * CAP_S)
+    assert not spare.allows("s", KIND, 0, 0.001)  # emptied
+    for _ in range(20):  # 2 s saved, held at the cap
+        spare.frame_done("s", 0.1, 0.0)
+    assert spare.allows("s", KIND, 0, 0.001)  # full again: the step may run
+    assert not SpareTime().allows("t", KIND, 0, CAP_S)  # nothing saved yet
+    big = SpareTime()
+    for _ in range(20):
+        big.frame_done("b", 0.1, 0.0)
+    assert big.allows("b", KIND, 0, CAP_S)  # a first guess of 2 x 1 s: the cap
+
+
 def test_work_refused_in_a_row_is_reported_once_a_run() -> None:
     spare = SpareTime()
     counts = [spare.count_refused("s") for _ in range(2 * REFUSED_TO_REPORT)]
