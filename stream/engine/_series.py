@@ -245,8 +245,9 @@ class SeriesContext:
         measurement is kept for :meth:`measure_pending` (False: the service takes it
         after the frame is out, when there is time) -- except the series' first, taken at
         once when the frame's noise variance is well known (:meth:`SeriesBlend.blended`).
-        ``lean``: frames are waiting (the service is behind): no blend that needs a model
-        pass on the binned frame. ``outpaced``: they also come faster than they are
+        ``lean``: frames are waiting, or the frame interval leaves no room for more (the
+        service's ensemble budget): no blend that needs a model pass on the binned
+        frame. ``outpaced``: frames also come faster than they are
         denoised, so no spare time will come: a regime's first few measurements are
         taken at once (:data:`OUTPACED_AT_ONCE`).
         """

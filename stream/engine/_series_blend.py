@@ -397,8 +397,8 @@ class SeriesBlend:
         model's, :meth:`_pair`) wherever that pair may be used, not only where Stein's
         estimate does not hold: the series' noise is more than the camera model
         (the camera's noisy pixels filled: ``SeriesContext``). ``lean``:
-        frames are waiting -- no later measurement at once, and no blend that needs the
-        binned pass (the best one without it). ``outpaced``: frames also come faster
+        frames are waiting, or the frame interval leaves no room for more -- no blend that
+        needs the binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
         are taken at once (no spare time will come)."""
         spikes = report.spikes

@@ -202,15 +202,26 @@ class InferenceStage:
         )
         self._spare.frame_done(frame.series, self.ensemble.interval(frame.series), took)
         if context.measurement_pending:
-            self._measure(context, engine, frame.series, (engine.model_id, shape), took)
+            kind = (engine.model_id, shape)
+            self._measure(context, engine, frame.series, kind, took, outpaced)
 
     def _measure(
-        self, context: SeriesContext, engine: Engine, series: str, kind: object, took: float
+        self,
+        context: SeriesContext,
+        engine: Engine,
+        series: str,
+        kind: object,
+        took: float,
+        outpaced: bool,
     ) -> None:
         """The blend's deferred measurement, step by step (a model pass or the risks),
         while the series' spare time covers a step and no frame waits: a frame that
         comes waits for one step at most, and what is left is taken after the next
-        frames. A failure costs the measurement only."""
+        frames. A failure costs the measurement only. A refusal is counted towards the
+        report (:meth:`_report_deferred`) where the frames' pace is why: the series
+        outpaced, or no frame waiting and too little spare time -- not frames waiting
+        behind a series' start, which a live stream drains (a reviewer's demo at 20 fps
+        was told its frames left too little time, and it kept up)."""
         refused = True
         while context.measurement_pending:
             if not self._spare.allows(series, kind, len(self._jobs), took):
@@ -227,7 +238,7 @@ class InferenceStage:
                 )
                 log.error("blend measurement failed on %s: %s", series, exc)
             self._spare.spent(series, kind, time.perf_counter() - t0)
-        if refused:
+        if refused and (outpaced or not self._jobs):
             count = self._spare.count_refused(series)
             if count is not None:
                 self._report_deferred(context, series, count)

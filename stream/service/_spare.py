@@ -16,8 +16,8 @@ from __future__ import annotations
 CAP_S = 1.0
 #: Before a step of such work has run: its cost guessed as this many times the frame's
 #: own time (a step of a blend measurement: one pass of the model, two binned ones, or
-#: the candidates' risks; a whole measurement is 6.8-7.6 x a frame in
-#: ``benchmarks.blend_check``).
+#: the candidates' risks, 1.06-1.12 x a frame; a whole measurement is 7.9-9.2 x a frame
+#: in ``benchmarks.blend_check``).
 FIRST_GUESS = 2.0
 #: A step's cost is the dearest one seen of its kind, fading by this factor at each
 #: step: steps differ (a pass, the risks), and one that ran slow (the machine busy)

@@ -560,20 +560,23 @@ def test_the_denoise_summary_says_how_many_frames_were_measured_against_the_fram
 
 def test_the_demo_says_whether_the_service_kept_up_with_its_frames():
     """Judged on the last tenth of the frames, after a series' start: a service that
-    fell behind has them wait more than two frame intervals."""
+    fell behind has them wait more than two frame intervals; too few frames, or a
+    start's backlog still draining, tell nothing."""
     import inspect
 
     import numpy as np
 
     from exporter.cli._demo import demo
-    from exporter.demo import DEMO_FPS, DemoConfig, fell_behind, late_wait_ms
+    from exporter.demo import DEMO_FPS, KEPT_UP_MIN_FRAMES, DemoConfig, kept_up, late_wait_ms
 
     assert DemoConfig().fps == DEMO_FPS == inspect.signature(demo).parameters["fps"].default
-    start = np.full(90, 400.0)  # the start's backlog, drained by the end
-    drained = np.concatenate([start, np.full(10, 80.0)])
-    assert late_wait_ms(drained) == 80.0
-    assert not fell_behind(drained, 20.0)  # 80 ms < 2 x 50 ms
-    assert fell_behind(drained, 30.0)  # 80 ms > 2 x 33 ms
+    drained = np.concatenate([np.full(90, 400.0), np.full(10, 80.0)])  # the start's backlog
+    assert late_wait_ms(drained) == 80.0 and late_wait_ms(drained, tenth=2) == 400.0
+    assert kept_up(drained, 20.0) is True  # 80 ms < 2 x 50 ms
+    assert kept_up(drained, 30.0) is None  # 80 ms > 2 x 33 ms, but still draining
     growing = np.linspace(40.0, 900.0, 150)
-    assert fell_behind(growing, 20.0) and late_wait_ms(growing) > 800.0
-    assert late_wait_ms(np.array([5.0])) == 5.0 and not fell_behind(np.array([]), 20.0)
+    assert kept_up(growing, 20.0) is False and late_wait_ms(growing) > 800.0
+    assert kept_up(np.full(150, 400.0), 20.0) is False  # behind, and not draining
+    short = np.full(KEPT_UP_MIN_FRAMES - 1, 30.0)
+    assert kept_up(short, 20.0) is None and kept_up(np.array([]), 20.0) is None
+    assert late_wait_ms(np.array([5.0])) == 5.0 and late_wait_ms(np.array([])) == 0.0

@@ -254,3 +254,48 @@ def test_a_snapshots_only_frame_is_measured_before_it_is_served(tmp_path: Path) 
     got, status = served(tmp_path, model, [frame], series="snap", blend="spatial", camera=camera)
     assert len(got) == 1
     assert status["series"]["snap"]["blend"]["frames_measured"] == 1
+
+
+def test_frames_waiting_behind_a_live_series_start_are_not_reported_as_too_fast() -> None:
+    """A live series' start (its first measurement taken before its first frame is
+    served) leaves frames waiting, which it drains: measurements refused then are not
+    the frames' pace, and the service does not say they leave too little time. While
+    outpaced, or with no frame waiting and too little spare time, it does (once)."""
+    from stream.engine import CameraModel, Engine, SeriesContext
+    from stream.service._events import EventEmitter
+    from stream.service._infer import InferenceStage
+    from stream.service._messages import SeriesEnd
+    from stream.service._queues import StageQueue
+    from stream.service._stats import ServiceStats
+
+    rng = np.random.default_rng(4)
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
+    sent: list[dict[str, object]] = []
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine:
+        jobs: StageQueue[object] = StageQueue(4)
+        stage = InferenceStage(
+            jobs,
+            StageQueue(4),
+            None,
+            engine,
+            ServiceStats(),
+            EventEmitter(sent.append),  # type: ignore[arg-type]
+        )
+        context = SeriesContext(camera, "spatial")
+        for t in range(2):  # the first measured at once, the second deferred
+            frame = 100 + rng.poisson(5.0, (64, 64)) + rng.normal(0.0, 2.0, (64, 64))
+            context.denoise(engine, frame.astype(np.float32), t, measure=False)
+        assert context.measurement_pending
+
+        def refuse(times: int, outpaced: bool) -> list[dict[str, object]]:
+            for _ in range(times):  # no spare time saved: every step is refused
+                stage._measure(context, engine, "s", KIND, 0.01, outpaced)
+            return [e for e in sent if e["event"] == "blend_deferred"]
+
+        jobs.put(SeriesEnd("other"), droppable=False)  # something waits behind the frame
+        assert refuse(2 * REFUSED_TO_REPORT, outpaced=False) == []
+        assert len(refuse(REFUSED_TO_REPORT, outpaced=True)) == 1
+        jobs.get()
+        sent.clear()
+        stage._spare.end_series("s")  # counted from 1 again
+        assert len(refuse(REFUSED_TO_REPORT, outpaced=False)) == 1  # nothing waits
