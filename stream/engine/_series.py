@@ -235,6 +235,7 @@ class SeriesContext:
         measure: bool | None = None,
         lean: bool = False,
         outpaced: bool = False,
+        first_at_once: bool = True,
     ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
 
@@ -249,7 +250,8 @@ class SeriesContext:
         service's ensemble budget): no blend that needs a model pass on the binned
         frame. ``outpaced``: frames also come faster than they are
         denoised, so no spare time will come: a regime's first few measurements are
-        taken at once (:data:`OUTPACED_AT_ONCE`).
+        taken at once (:data:`OUTPACED_AT_ONCE`). ``first_at_once`` False: not even the
+        series' first measurement is taken at once (:meth:`SeriesBlend.blended`).
         """
         # frames looked at ahead were learned from then: their camera side is served as
         # the look ahead left it (look_ahead)
@@ -337,6 +339,7 @@ class SeriesContext:
                 # +0.79 / +0.59. The same for rows levelled moved series -0.03 to +0.13 dB,
                 # for spikes filled (0.1 % hot pixels) -0.15 to +0.23: not taken.
                 paired_first=self.noisy_pixels > 0,
+                first_at_once=first_at_once,
             )
         else:
             self._blend.drop_pending()

@@ -376,6 +376,7 @@ class SeriesBlend:
         young_ring: Sequence[np.ndarray] | None = None,
         plain: bool = True,
         paired_first: bool = False,
+        first_at_once: bool = True,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
         the risks say; a frame due a measurement is measured first
@@ -400,7 +401,9 @@ class SeriesBlend:
         frames are waiting, or the frame interval leaves no room for more -- no blend that
         needs the binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
-        are taken at once (no spare time will come)."""
+        are taken at once (no spare time will come). ``first_at_once`` False: the
+        series' first measurement is deferred as the others are (a service whose input
+        queue drops frames: a frame held for it costs the frames behind it)."""
         spikes = report.spikes
         self.new_frame()
         if self._steps is None:  # one begun is finished first: its passes are paid for
@@ -410,7 +413,7 @@ class SeriesBlend:
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
         alone = due and variance_error(frame, camera, gain_stderr) <= FIRST_VARIANCE_ERROR
-        if due and alone and not self._risks.started(engine.model_id):
+        if due and alone and first_at_once and not self._risks.started(engine.model_id):
             # the series' first measurement: this frame waits for it, even with frames
             # waiting behind (a recording replayed as fast as it goes is never caught up,
             # and would otherwise never be blended); once per series and model

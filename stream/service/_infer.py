@@ -75,6 +75,7 @@ class InferenceStage:
         ensemble: EnsemblePolicy | None = None,
         blend: BlendSetting = "off",
         offset_pattern: OffsetPattern | None = None,
+        first_at_once: bool = True,
     ) -> None:
         self._jobs = jobs
         self._publish = publish
@@ -89,6 +90,9 @@ class InferenceStage:
         self.ensemble = ensemble or EnsemblePolicy(1)
         self._blend = blend
         self.offset_pattern = offset_pattern
+        #: Whether a series' first blend measurement holds its first frame (False where
+        #: the input queue drops frames: SeriesBlend.blended).
+        self._first_at_once = first_at_once
         self._spare = SpareTime()
         #: Per open series: its previous frames and camera (configured or estimated).
         self.contexts: dict[str, SeriesContext] = {}
@@ -145,6 +149,7 @@ class InferenceStage:
                 measure=False,
                 lean=lean,
                 outpaced=outpaced,
+                first_at_once=self._first_at_once,
             )
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)

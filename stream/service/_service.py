@@ -199,6 +199,10 @@ class Service:
             fallback=self._fallback_engine,
             ensemble=EnsemblePolicy(cfg.ensemble, cfg.ensemble_budget),
             blend=cfg.blend,
+            # a live input whose queue drops the oldest frame: a series' first frame held
+            # for its blend measurement (12 x a frame) would cost the frames behind it
+            # (the quick start at 20 fps, 256 x 256 on 2 vCPUs: 4 of them at each start)
+            first_at_once=cfg.inference_overflow == "block",
             offset_pattern=offset_pattern,
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)

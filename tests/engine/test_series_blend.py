@@ -168,6 +168,25 @@ def test_the_binned_pass_a_blend_serves_is_timed_apart(na_lite: Engine) -> None:
     assert sources == ["frame", "binned", "frame", "binned"]  # frames waiting: none
 
 
+def test_a_series_first_measurement_may_wait_for_spare_time(na_lite: Engine) -> None:
+    """Where the service's input queue drops frames (live SUB input), a series' first
+    frame is not held for its measurement: it is served as it is, and measured later in
+    the service's spare time, as the others are."""
+    frames = [frame for _, frame in movie(3.0, 3)]
+    held, live = SeriesContext(CAMERA, blend="spatial"), SeriesContext(CAMERA, blend="spatial")
+    held.denoise(na_lite, frames[0], 0, measure=False)
+    served = live.denoise(na_lite, frames[0], 0, measure=False, first_at_once=False)
+    assert held.measured_latest and held.blend_frames_measured == 1
+    assert not live.measured_latest and live.measurement_pending
+    assert live.blend_choice.is_identity
+    np.testing.assert_array_equal(served, na_lite.denoise(frames[0], camera=CAMERA))
+    assert live.measure_pending(na_lite) and live.blend_frames_measured == 1
+    np.testing.assert_array_equal(  # from then on, as if it had been taken at once
+        live.denoise(na_lite, frames[1], 1, measure=False, first_at_once=False),
+        held.denoise(na_lite, frames[1], 1, measure=False),
+    )
+
+
 def test_a_measurement_begun_with_another_engine_is_dropped(na_lite: Engine) -> None:
     """A model swapped in between two steps (even the same file: a provider fallback)
     ends the measurement: its passes would not be one model's."""

@@ -299,3 +299,27 @@ def test_frames_waiting_behind_a_live_series_start_are_not_reported_as_too_fast(
         sent.clear()
         stage._spare.end_series("s")  # counted from 1 again
         assert len(refuse(REFUSED_TO_REPORT, outpaced=False)) == 1  # nothing waits
+
+
+def test_a_series_first_frame_is_held_for_its_measurement_only_where_nothing_drops(
+    tmp_path: Path,
+) -> None:
+    """A lossless input (the queue blocks: PULL) holds a series' first frame for its
+    blend measurement, so a snapshot is blended too; a live one whose queue drops the
+    oldest frame (SUB) serves it as it is and measures it in spare time, which a single
+    frame never leaves."""
+    rng = np.random.default_rng(6)
+    frame = (100 + rng.poisson(5.0, (64, 64)) + rng.normal(0.0, 2.0, (64, 64))).astype(np.uint16)
+    camera = {"gain": 1.0, "offset": 100.0, "read_noise": 2.0}
+    measured = {}
+    for policy in ("block", "drop_oldest"):
+        _, status = served(
+            tmp_path / policy,
+            shipped_model_path("na-lite"),
+            [frame],
+            blend="spatial",
+            camera=camera,
+            queues={"inference_overflow": policy, "publish_depth": 512},
+        )
+        measured[policy] = status["series"]["run"]["blend"]["frames_measured"]
+    assert measured == {"block": 1, "drop_oldest": 0}
