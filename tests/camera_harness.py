@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from stream.camera import CameraModel
+from stream.engine import Engine, SeriesContext
 from stream.sim import CalciumPhantom, PhantomConfig, apply_camera_noise, frame_rng
 
 
@@ -51,3 +52,10 @@ def star_frames(
         readouts.append(np.rint(raw).astype(np.uint16))
         truths.append(0.3 * photons + 100)
     return readouts, truths
+
+
+def served_live(engine: Engine, frames: list[np.ndarray]) -> tuple[np.ndarray, SeriesContext]:
+    """``frames`` through a new series, the camera estimated live: the outputs stacked,
+    and the series."""
+    context = SeriesContext()
+    return np.stack([context.denoise(engine, f, t) for t, f in enumerate(frames)]), context

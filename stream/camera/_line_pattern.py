@@ -59,7 +59,7 @@ import math
 
 import numpy as np
 
-from ._rows import at_a_floor, fine_profile, row_offsets
+from ._rows import at_a_floor, fine_profile, row_offsets, takes_pair
 
 #: Still pairs it learns from; then what it found stands.
 LEARN_PAIRS = 32
@@ -182,13 +182,8 @@ class LinePattern:
 
     def add(self, frame: np.ndarray, previous: np.ndarray) -> None:
         """Take a still pair: ``frame`` and the one just before it (same shape, finite)."""
-        if frame.ndim != 2 or min(frame.shape) < SMALLEST:
+        if not takes_pair(self, frame, SMALLEST):
             return
-        if self.shape is not None and frame.shape != self.shape:
-            self._reset()  # a new frame size: another region of the sensor
-        if self.done:
-            return
-        self.shape = frame.shape
         now, before = self._band(frame), self._band(previous)
         if self._last is None:
             self._take(_half_profiles(before))

@@ -31,6 +31,8 @@ raw frame keeps the offsets.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from ._floor import floor_pixels, readout_step
@@ -142,13 +144,8 @@ class RowNoise:
 
     def add(self, frame: np.ndarray, previous: np.ndarray) -> None:
         """Take a still pair: ``frame`` and the one just before it (same shape, finite)."""
-        if frame.ndim != 2 or min(frame.shape) < SMALLEST:
+        if not takes_pair(self, frame, SMALLEST):
             return
-        if self.shape is not None and frame.shape != self.shape:
-            self._reset()  # a new frame size: another region of the sensor
-        if self.done:
-            return
-        self.shape = frame.shape
         difference = frame.astype(np.float32) - previous
         # clipped: a noisy pixel's or a spike's jumps are no row's (not medians: of whole
         # counts, they would move by whole counts only)
@@ -170,6 +167,31 @@ class RowNoise:
         self._floored |= at_a_floor(frame) or (self.pairs == 0 and at_a_floor(previous))
         self._pixel_sd += spread / np.sqrt(2.0)
         self.pairs += 1
+
+
+class _PairSearch(Protocol):
+    """A search over a series' still pairs (row noise, a fixed pattern of lines)."""
+
+    shape: tuple[int, ...] | None
+
+    @property
+    def done(self) -> bool: ...
+
+    def _reset(self) -> None: ...
+
+
+def takes_pair(search: _PairSearch, frame: np.ndarray, smallest: int) -> bool:
+    """Whether ``search`` takes a pair whose newer frame is ``frame`` (2-D, no side under
+    ``smallest``), its frame size then set: a new size (another region of the sensor)
+    starts it again, and one done takes none."""
+    if frame.ndim != 2 or min(frame.shape) < smallest:
+        return False
+    if search.shape is not None and frame.shape != search.shape:
+        search._reset()
+    if search.done:
+        return False
+    search.shape = frame.shape
+    return True
 
 
 def remove_row_offsets(frame: np.ndarray) -> np.ndarray:

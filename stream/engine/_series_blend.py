@@ -405,7 +405,6 @@ class SeriesBlend:
         series' first measurement is deferred as the others are (a service whose input
         queue drops frames: a frame held for it costs the frames behind it)."""
         spikes = report.spikes
-        self.new_frame()
         if self._steps is None:  # one begun is finished first: its passes are paid for
             self._pending = None
         window, full = report.history, engine.metadata.frames - 1
@@ -508,8 +507,9 @@ class SeriesBlend:
         """One step of the deferred measurement with ``engine``: one model pass, or the
         candidates' risks from passes taken. A frame that comes meanwhile waits for one
         step, not for the whole measurement (five passes, two binned ones and three
-        risks: 7 x a frame's time). False when there is none to take: none pending, or
-        it was for another model or begun with another engine (dropped). Why steps (the
+        risks: about 8 x a frame's time, ``benchmarks.blend_check``). False when there is
+        none to take: none pending, or it was for another model or begun with another
+        engine (dropped). Why steps (the
         demo at 20 fps, 256 x 256 on 2 vCPUs, the measurement whole: a frame that came
         during one waited up to 250 ms, and each left a backlog that drained only just
         before the next, p50 latency 175 ms; see ``stream.service._spare``)."""

@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
+from camera_harness import served_live
 
 from exporter.evaluation import psnr
 from exporter.evaluation._cameras import EvalCamera, parse_cameras, recamera
@@ -152,11 +153,7 @@ def test_taking_it_out_serves_the_scene_better(
     frames = list(test.noisy)
     copies = [f.copy() for f in frames]
 
-    def serve() -> tuple[np.ndarray, SeriesContext]:
-        context = SeriesContext()
-        return np.stack([context.denoise(na_lite, f, t) for t, f in enumerate(frames)]), context
-
-    corrected, context = serve()
+    corrected, context = served_live(na_lite, frames)
     assert context.line_patterns["columns"]["corrected"] is True
     assert context.line_patterns["rows"]["corrected"] is False
     estimate = context.estimate  # started again without the pattern: its gain is the camera's
@@ -165,7 +162,7 @@ def test_taking_it_out_serves_the_scene_better(
     monkeypatch.setattr(
         SeriesContext, "_without_line_patterns", lambda self, frame, learn=True: frame
     )
-    patterned, _ = serve()
+    patterned, _ = served_live(na_lite, frames)
     assert psnr(corrected, test.clean) > psnr(patterned, test.clean) + 1.0
 
 

@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from camera_harness import phantom_readouts
+from camera_harness import phantom_readouts, served_live
 
 from exporter.evaluation import psnr
 from exporter.evaluation._cameras import EvalCamera, recamera
@@ -119,15 +119,11 @@ def test_taking_them_out_serves_the_scene_better(na_lite: Engine, monkeypatch) -
     frames = list(test.noisy)
     copies = [f.copy() for f in frames]
 
-    def serve() -> tuple[np.ndarray, SeriesContext]:
-        context = SeriesContext()
-        return np.stack([context.denoise(na_lite, f, t) for t, f in enumerate(frames)]), context
-
-    corrected, context = serve()
+    corrected, context = served_live(na_lite, frames)
     assert context.row_noise_corrected and context.row_noise == pytest.approx(0.75, rel=0.2)
     assert all(np.array_equal(a, b) for a, b in zip(frames, copies, strict=True))
     monkeypatch.setattr(SeriesContext, "_without_row_noise", lambda self, frame, learn=True: frame)
-    banded, _ = serve()
+    banded, _ = served_live(na_lite, frames)
     assert psnr(corrected, test.clean) > psnr(banded, test.clean) + 2.0
 
 
