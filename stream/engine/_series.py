@@ -38,7 +38,7 @@ lit pixels with their raw readouts' mean over the frames they held still
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -236,6 +236,7 @@ class SeriesContext:
         lean: bool = False,
         outpaced: bool = False,
         first_at_once: bool = True,
+        frame_waits: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
 
@@ -252,6 +253,9 @@ class SeriesContext:
         denoised, so no spare time will come: a regime's first few measurements are
         taken at once (:data:`OUTPACED_AT_ONCE`). ``first_at_once`` False: not even the
         series' first measurement is taken at once (:meth:`SeriesBlend.blended`).
+        ``frame_waits``: whether a frame of the series now waits; given, the series'
+        first measurement holds the frame only until one does (the rest is taken as the
+        deferred ones are: :meth:`SeriesBlend.blended`).
         """
         # frames looked at ahead were learned from then: their camera side is served as
         # the look ahead left it (look_ahead)
@@ -340,6 +344,7 @@ class SeriesContext:
                 # for spikes filled (0.1 % hot pixels) -0.15 to +0.23: not taken.
                 paired_first=self.noisy_pixels > 0,
                 first_at_once=first_at_once,
+                frame_waits=frame_waits,
             )
         else:
             self._blend.drop_pending()

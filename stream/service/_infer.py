@@ -90,8 +90,9 @@ class InferenceStage:
         self.ensemble = ensemble or EnsemblePolicy(1)
         self._blend = blend
         self.offset_pattern = offset_pattern
-        #: Whether a series' first blend measurement holds its first frame (False where
-        #: the input queue drops frames: SeriesBlend.blended).
+        #: Whether a series' first blend measurement holds its first frame, until the
+        #: series' next frame comes (False where the input queue drops frames:
+        #: SeriesBlend.blended).
         self._first_at_once = first_at_once
         self._spare = SpareTime()
         #: Per open series: its previous frames and camera (configured or estimated).
@@ -150,6 +151,9 @@ class InferenceStage:
                 lean=lean,
                 outpaced=outpaced,
                 first_at_once=self._first_at_once,
+                frame_waits=lambda: self._jobs.holds(
+                    lambda item: isinstance(item, Job) and item.frame.series == frame.series
+                ),
             )
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service
             replacement = self._replace_failed(engine, exc)

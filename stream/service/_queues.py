@@ -131,6 +131,11 @@ class StageQueue(Generic[T]):
             self._cond.notify_all()
             return item
 
+    def holds(self, wanted: Callable[[T], bool]) -> bool:
+        """Whether an item now queued is ``wanted``."""
+        with self._cond:
+            return any(wanted(item) for item, _ in self._items)
+
     def close(self) -> None:
         """No more puts are expected; consumers drain what is left, then get ``Closed``."""
         with self._cond:

@@ -187,6 +187,52 @@ def test_a_series_first_measurement_may_wait_for_spare_time(na_lite: Engine) -> 
     )
 
 
+def test_a_series_first_frame_is_held_only_until_its_next_frame_comes(
+    na_lite: Engine,
+) -> None:
+    """Where the input queue blocks (PULL), a series' first frame waits for its first
+    measurement only while no frame of the series waits behind it: a snapshot is
+    blended as before, a live stream's first frame is served when its next frame comes
+    (the rest measured in spare time), and a frame already waiting defers it."""
+    frames = [frame for _, frame in movie(3.0, 3)]
+    plain = na_lite.denoise(frames[0], camera=CAMERA)
+    held = SeriesContext(CAMERA, blend="spatial")
+    served_held = held.denoise(na_lite, frames[0], 0, measure=False)
+    snapshot = SeriesContext(CAMERA, blend="spatial")
+    np.testing.assert_array_equal(  # none comes: as if held
+        snapshot.denoise(na_lite, frames[0], 0, measure=False, frame_waits=lambda: False),
+        served_held,
+    )
+    assert snapshot.measured_latest and not snapshot.measurement_pending
+
+    waiting = SeriesContext(CAMERA, blend="spatial")
+    served = waiting.denoise(na_lite, frames[0], 0, measure=False, frame_waits=lambda: True)
+    assert waiting.measured_latest_s == 0.0 and waiting.measurement_pending
+    np.testing.assert_array_equal(served, plain)
+
+    asked = 0
+
+    def comes_on_third_ask() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked >= 3
+
+    live = SeriesContext(CAMERA, blend="spatial")
+    served = live.denoise(na_lite, frames[0], 0, measure=False, frame_waits=comes_on_third_ask)
+    assert asked == 3 and live.measured_latest_s > 0.0  # two steps taken after the first ask
+    assert not live.measured_latest and live.measurement_pending
+    assert live.blend_choice.is_identity
+    np.testing.assert_array_equal(served, plain)
+    live.denoise(na_lite, frames[1], 1, measure=False, frame_waits=lambda: False)
+    assert live.measured_latest_s == 0.0  # held once: the rest waits for spare time
+    assert live.measure_pending(na_lite) and live.blend_frames_measured == 1
+    held.denoise(na_lite, frames[1], 1, measure=False)
+    np.testing.assert_array_equal(  # from then on, as if it had been taken at once
+        live.denoise(na_lite, frames[2], 2, measure=False),
+        held.denoise(na_lite, frames[2], 2, measure=False),
+    )
+
+
 def test_a_measurement_begun_with_another_engine_is_dropped(na_lite: Engine) -> None:
     """A model swapped in between two steps (even the same file: a provider fallback)
     ends the measurement: its passes would not be one model's."""

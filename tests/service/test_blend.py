@@ -323,3 +323,47 @@ def test_a_series_first_frame_is_held_for_its_measurement_only_where_nothing_dro
         )
         measured[policy] = status["series"]["run"]["blend"]["frames_measured"]
     assert measured == {"block": 1, "drop_oldest": 0}
+
+
+def test_a_series_first_frame_is_not_held_while_its_next_frame_waits() -> None:
+    """With a lossless input, a series' first frame is held for its blend measurement
+    only while no frame of the same series waits behind it: a frame of another series
+    waiting (snapshots sent one after another) still lets it be blended at once, a
+    frame of its own serves it as it is and leaves the measurement to spare time."""
+    from stream.engine import CameraModel, Engine
+    from stream.protocol import Frame
+    from stream.service._events import EventEmitter
+    from stream.service._infer import InferenceStage
+    from stream.service._messages import Job
+    from stream.service._queues import StageQueue
+    from stream.service._stats import ServiceStats
+
+    rng = np.random.default_rng(8)
+    camera = CameraModel(gain=1.0, offset=100.0, read_noise=2.0)
+
+    def job(series: str, index: int) -> Job:
+        pixels = (100 + rng.poisson(5.0, (64, 64)) + rng.normal(0.0, 2.0, (64, 64))).astype(
+            np.float32
+        )
+        return Job(Frame(b"frame", {}, series, index, pixels, None), 0)
+
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as engine:
+        jobs: StageQueue[object] = StageQueue(4, policy="block")
+        stage = InferenceStage(
+            jobs,  # type: ignore[arg-type]
+            StageQueue(4),
+            None,
+            engine,
+            ServiceStats(),
+            EventEmitter(lambda _: None),
+            camera=camera,
+            blend="spatial",
+        )
+        jobs.put(job("b", 0))  # another series' frame waits
+        stage._denoise(job("a", 0))
+        assert stage.contexts["a"].blend_frames_measured == 1
+        jobs.put(job("c", 1))  # its own next frame waits
+        stage._denoise(job("c", 0))
+        context = stage.contexts["c"]
+        assert context.blend_frames_measured == 0 and context.measurement_pending
+        assert context.blend_choice.is_identity
