@@ -211,6 +211,12 @@ class SeriesContext:
         return self._blend.measured_latest_s
 
     @property
+    def dearest_step_s(self) -> float:
+        """Of the latest frame's measurement taken a step at a time before it was
+        served, the dearest step's seconds (0: none)."""
+        return self._blend.dearest_step_s
+
+    @property
     def measurement_pending(self) -> bool:
         """Whether the latest frame is due a blend measurement not yet taken."""
         return self._blend.pending

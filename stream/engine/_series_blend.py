@@ -272,8 +272,10 @@ class SeriesBlend:
         self.frames_measured = 0
         #: Of those, the frames measured against the frame before (:meth:`_pair`).
         self.frames_paired = 0
-        #: Seconds the latest frame's measurement took before it was served (0: none).
+        #: Seconds the latest frame's measurement took before it was served (0: none),
+        #: and its dearest step where it was taken a step at a time (frame_waits).
         self.measured_latest_s = 0.0
+        self.dearest_step_s = 0.0
         #: Seconds the latest frame's blend spent on the model's pass on the binned frame
         #: (0: none): work of the blend's choice, not of the model's pass.
         self.served_binned_s = 0.0
@@ -332,7 +334,7 @@ class SeriesBlend:
     def new_frame(self) -> None:
         """A frame comes: nothing measured or binned for it yet."""
         self.measured_latest = False
-        self.measured_latest_s = 0.0
+        self.measured_latest_s = self.dearest_step_s = 0.0
         self.served_binned_s = 0.0
 
     def drop_pending(self) -> None:
@@ -489,8 +491,12 @@ class SeriesBlend:
             if stepwise and frame_waits is not None:
                 t0 = time.perf_counter()
                 self._pending = pending  # what is left when a frame comes: spare time's
-                while self.measure_step(engine) and self._steps is not None:
-                    if frame_waits():
+                step_t0 = t0
+                while self.measure_step(engine):
+                    now = time.perf_counter()
+                    self.dearest_step_s = max(self.dearest_step_s, now - step_t0)
+                    step_t0 = now
+                    if self._steps is None or frame_waits():
                         break
                 self.measured_latest_s = time.perf_counter() - t0
             elif measure:

@@ -210,8 +210,10 @@ class InferenceStage:
             Outgoing(TOPIC_DENOISED, pack_header(header), payload, frame.series, job.t_recv_ns)
         )
         self._spare.frame_done(frame.series, self.ensemble.interval(frame.series), took)
+        kind = (engine.model_id, shape)
+        if context.dearest_step_s:  # steps taken while the frame was held
+            self._spare.seen(kind, context.dearest_step_s)
         if context.measurement_pending:
-            kind = (engine.model_id, shape)
             self._measure(context, engine, frame.series, kind, took, outpaced)
 
     def _measure(

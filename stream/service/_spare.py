@@ -59,9 +59,14 @@ class SpareTime:
         self._refused[series] = count
         return count if count == REFUSED_TO_REPORT else None
 
+    def seen(self, kind: object, seconds: float) -> None:
+        """A step of ``kind`` took ``seconds`` (paid from no balance: a frame held for
+        it), so the next is not guessed at ``FIRST_GUESS``."""
+        self._cost[kind] = max(seconds, COST_FADE * self._cost.get(kind, 0.0))
+
     def spent(self, series: str, kind: object, seconds: float) -> None:
         """A step of ``kind`` took ``seconds`` of the series' balance."""
-        self._cost[kind] = max(seconds, COST_FADE * self._cost.get(kind, 0.0))
+        self.seen(kind, seconds)
         self._balance[series] = max(self._balance.get(series, 0.0) - seconds, 0.0)
         self._refused[series] = 0
 

@@ -220,11 +220,13 @@ def test_a_series_first_frame_is_held_only_until_its_next_frame_comes(
     live = SeriesContext(CAMERA, blend="spatial")
     served = live.denoise(na_lite, frames[0], 0, measure=False, frame_waits=comes_on_third_ask)
     assert asked == 3 and live.measured_latest_s > 0.0  # two steps taken after the first ask
+    assert 0.0 < live.dearest_step_s < live.measured_latest_s  # the service's next step cost
     assert not live.measured_latest and live.measurement_pending
     assert live.blend_choice.is_identity
     np.testing.assert_array_equal(served, plain)
     live.denoise(na_lite, frames[1], 1, measure=False, frame_waits=lambda: False)
-    assert live.measured_latest_s == 0.0  # held once: the rest waits for spare time
+    assert live.measured_latest_s == live.dearest_step_s == 0.0  # held once: the rest
+    # waits for spare time
     assert live.measure_pending(na_lite) and live.blend_frames_measured == 1
     held.denoise(na_lite, frames[1], 1, measure=False)
     np.testing.assert_array_equal(  # from then on, as if it had been taken at once

@@ -243,6 +243,20 @@ def test_off_measures_nothing(tmp_path: Path) -> None:
     assert status["series"]["still"]["blend"]["frames_paired"] == 0
 
 
+def test_a_step_taken_while_a_frame_was_held_sets_the_next_steps_cost() -> None:
+    """Steps of a series' first measurement taken while its first frame was held (paid
+    from no balance) tell what the next step costs: it is not guessed at FIRST_GUESS x
+    the frame's time, so the next frame's spare time may take one."""
+    spare = SpareTime()
+    spare.frame_done("s", 0.1, 0.08)  # 20 ms saved
+    assert not spare.allows("s", KIND, 0, 0.015)  # guessed: 2 x 15 ms
+    spare.seen(KIND, 0.012)
+    assert spare.allows("s", KIND, 0, 0.015)  # 12 ms, and the balance is still 20
+    spare.seen(KIND, 0.001)  # a cheaper one: the dearer one's cost fades (0.9 x 12 ms)
+    spare.frame_done("t", 0.1, 0.089)  # 11 ms saved
+    assert spare.allows("t", KIND, 0, 0.015)
+
+
 def test_a_snapshots_only_frame_is_measured_before_it_is_served(tmp_path: Path) -> None:
     """A series' first frame has no interval to take spare time from (before, a single
     image was never measured); with the camera configured (its gain known) it is
