@@ -413,6 +413,8 @@ class SeriesBlend:
         deferred ones are; where one waits already, it is deferred (a flood is measured
         at once from its third frame, ``outpaced``)."""
         spikes = report.spikes
+        if self._steps is not None and self._steps_engine is not engine:
+            self.drop_pending()  # begun with a model swapped out: its passes would not match
         if self._steps is None:  # one begun is finished first: its passes are paid for
             self._pending = None
         window, full = report.history, engine.metadata.frames - 1

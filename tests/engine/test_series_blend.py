@@ -248,6 +248,22 @@ def test_a_measurement_begun_with_another_engine_is_dropped(na_lite: Engine) -> 
     assert not context.measurement_pending and context.blend_frames_measured == 1
 
 
+def test_a_model_swapped_in_after_a_held_frame_gets_its_own_first_measurement(
+    na_lite: Engine,
+) -> None:
+    """A first measurement begun while the series' first frame was held, then a model
+    swapped in before spare time finished it: the new model's first frame is measured
+    (held as a first frame is), not left to the old model's measurement, which the new
+    one cannot finish."""
+    frames = [frame for _, frame in movie(3.0, 2)]
+    context = SeriesContext(CAMERA, blend="spatial")
+    context.denoise(na_lite, frames[0], 0, measure=False, frame_waits=iter([False, True]).__next__)
+    assert context.measurement_pending and context.blend_frames_measured == 0
+    with Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None) as other:
+        context.denoise(other, frames[1], 1, measure=False, frame_waits=lambda: False)
+    assert context.measured_latest and context.blend_frames_measured == 1
+
+
 def test_spikes_and_non_finite_pixels_come_out_as_without_the_blend(na_lite: Engine) -> None:
     pairs = list(movie(10.0, 6))
     hot = (np.array([20, 70, 100]), np.array([30, 90, 15]))
