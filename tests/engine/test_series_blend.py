@@ -846,14 +846,14 @@ def _counts_pair(
 
 
 def test_a_pair_that_changed_beyond_the_cameras_noise_is_no_second_look() -> None:
-    from stream.engine._series_blend import PAIR_ENERGY, _changed_beyond_noise
+    from stream.engine._still_pair import PAIR_ENERGY, changed_beyond_noise
 
     rng = np.random.default_rng(8)
     yy, xx = np.mgrid[:128, :128].astype(np.float64)
     photons = 1.0 + np.sin(xx / 6.0) ** 2 * np.cos(yy / 9.0) ** 2
     read = np.ones(photons.shape, bool)
     still = _counts_pair(photons, rng)
-    assert not _changed_beyond_noise(*still, read, COUNTING, 0.0)
+    assert not changed_beyond_noise(*still, read, COUNTING, 0.0)
     noise = 2.0 * photons.mean()  # a still pair's mean squared difference
 
     def changed_by(share: float, smooth_change: bool = False, stderr: float = 0.0) -> bool:
@@ -866,7 +866,7 @@ def test_a_pair_that_changed_beyond_the_cameras_noise_is_no_second_look() -> Non
             np.kron(signs, np.ones((8, 8))) if smooth_change else signs
         )
         pair = _counts_pair(photons, rng, np.maximum(photons + step, 0.0))
-        return _changed_beyond_noise(*pair, read, COUNTING, stderr)
+        return changed_beyond_noise(*pair, read, COUNTING, stderr)
 
     # pixel by pixel, a third of the noise's energy is under the bar, the noise's own over
     assert not changed_by(0.3) and changed_by(1.0)
@@ -881,7 +881,7 @@ def test_noise_both_frames_share_makes_no_second_look() -> None:
     """Offsets fixed per pixel (0.5 e- rms at a photon per pixel) are in both frames and
     not in their difference, and the model takes them out as noise: such a pair is not
     used. A scene's own fine structure, which the model keeps, is."""
-    from stream.engine._series_blend import _shared_noise
+    from stream.engine._still_pair import shared_noise
 
     rng = np.random.default_rng(9)
     yy, xx = np.mgrid[:128, :128].astype(np.float64)
@@ -889,12 +889,12 @@ def test_noise_both_frames_share_makes_no_second_look() -> None:
     read = np.ones(photons.shape, bool)
     clean = (photons + COUNTING.offset).astype(np.float32)
     y, before = _counts_pair(photons, rng)
-    assert not _shared_noise(y, before, clean, read)  # the model's output: the truth
+    assert not shared_noise(y, before, clean, read)  # the model's output: the truth
     pattern = rng.normal(0.0, 0.5, photons.shape).astype(np.float32)
-    assert _shared_noise(y + pattern, before + pattern, clean, read)
+    assert shared_noise(y + pattern, before + pattern, clean, read)
     beads = photons + 20.0 * (rng.random(photons.shape) < 0.01)  # single bright pixels
     y, before = _counts_pair(beads, rng)
-    assert not _shared_noise(y, before, (beads + COUNTING.offset).astype(np.float32), read)
+    assert not shared_noise(y, before, (beads + COUNTING.offset).astype(np.float32), read)
 
 
 def test_a_dark_pair_offers_the_binned_pass_but_not_the_input(na_lite: Engine) -> None:
@@ -966,16 +966,16 @@ def test_a_dark_series_whose_cells_fire_is_measured_where_it_held_still(
     na_lite: Engine,
 ) -> None:
     """Each pair changed beyond the noise as a whole (its cells fired), but most of its
-    tiles held still: it is measured on them (SeriesBlend._pair, _still_pixels)."""
-    from stream.engine._series_blend import _changed_beyond_noise, _still_pixels
+    tiles held still: it is measured on them (SeriesBlend._pair, still_pixels)."""
+    from stream.engine._still_pair import changed_beyond_noise, still_pixels
 
     frames = [readout for _, readout in flashing_movie(3)]
     read = np.ones(SHAPE, bool)
     pair = frames[2].astype(np.float32), frames[1].astype(np.float32)
-    assert _changed_beyond_noise(*pair, read, COUNTING, 0.0)
-    still = _still_pixels(*pair, read)
+    assert changed_beyond_noise(*pair, read, COUNTING, 0.0)
+    still = still_pixels(*pair, read)
     assert still is not None and 0.5 < still.mean() < 1.0
-    assert not _changed_beyond_noise(*pair, still, COUNTING, 0.0)
+    assert not changed_beyond_noise(*pair, still, COUNTING, 0.0)
     blended, off = SeriesContext(COUNTING), SeriesContext(COUNTING, blend="off")
     errors = np.zeros(2)
     for t, (truth, frame) in enumerate(flashing_movie(12)):
@@ -990,44 +990,44 @@ def test_the_still_tiles_are_those_a_change_left_alone() -> None:
     tiles beside it; a still pair keeps almost all its pixels; a change everywhere
     (another scene under a photon per pixel, coherent over 8 x 8 px) or over half the
     frame keeps none."""
-    from stream.engine._series_blend import STILL_TILE, _still_pixels
+    from stream.engine._still_pair import STILL_TILE, still_pixels
 
     rng = np.random.default_rng(3)
     photons = np.full(SHAPE, 1.0)
     read = np.ones(SHAPE, bool)
-    still = _still_pixels(*_counts_pair(photons, rng), read)
+    still = still_pixels(*_counts_pair(photons, rng), read)
     assert still is not None and still.mean() > 0.95
     lit = photons.copy()
     lit[64:72, 64:72] += 5.0  # one tile
-    kept = _still_pixels(*_counts_pair(photons, rng, lit), read)
+    kept = still_pixels(*_counts_pair(photons, rng, lit), read)
     assert kept is not None
     tiles = kept.reshape(16, STILL_TILE, 16, STILL_TILE).all(axis=(1, 3))
     assert not tiles[8, 8] and not tiles[7:10, 8].any() and not tiles[8, 7:10].any()
     assert tiles[:4, :4].mean() > 0.9  # far from it
     signs = np.kron(np.where(rng.random((16, 16)) < 0.5, -1.0, 1.0), np.ones((8, 8)))
     elsewhere = np.maximum(photons + signs * np.sqrt(0.3 * 2.0), 0.0)
-    assert _still_pixels(*_counts_pair(photons, rng, elsewhere), read) is None
+    assert still_pixels(*_counts_pair(photons, rng, elsewhere), read) is None
     half = photons.copy()
     half[:, 64:] += 5.0
-    assert _still_pixels(*_counts_pair(photons, rng, half), read) is None
+    assert still_pixels(*_counts_pair(photons, rng, half), read) is None
 
 
-def test_risks_on_still_pixels_are_scaled_to_all_the_pixels_read() -> None:
+def test_risks_onstill_pixels_are_scaled_to_all_the_pixels_read() -> None:
     """A block with half its pixels still counts twice its risk; a block with under a
     quarter is dropped and the others scaled up to the frame's count of blocks; with every
     pixel still, the risks are as measured."""
     from stream.engine._blend import risk_blocks
-    from stream.engine._series_blend import _as_if_all_read
+    from stream.engine._still_pair import as_if_all_read
 
     blocks = risk_blocks(SHAPE)
     n = blocks[0].size * blocks[1].size
     risks = np.arange(2.0 * n).reshape(n, 2)
     read = np.ones(SHAPE, bool)
-    np.testing.assert_array_equal(_as_if_all_read(risks, read, read, blocks), risks)
+    np.testing.assert_array_equal(as_if_all_read(risks, read, read, blocks), risks)
     still = read.copy()
     still[:16, :32] = False  # half of the first block (32 x 32 px)
     still[:32, 32:58] = False  # more than three quarters of the second
-    scaled = _as_if_all_read(risks, read, still, blocks)
+    scaled = as_if_all_read(risks, read, still, blocks)
     assert scaled.shape == (n - 1, 2)
     np.testing.assert_allclose(scaled[0], risks[0] * 2.0 * n / (n - 1))
     np.testing.assert_allclose(scaled[1:], risks[2:] * n / (n - 1))
@@ -1037,7 +1037,7 @@ def test_a_small_frame_is_measured_whole() -> None:
     """Under a 128 x 128 frame's 256 tiles, the kept tiles' mean ratio spreads too far for
     its bar (a reviewer's count: 16-18 % of 32 x 32 still pairs refused): such a frame
     is all kept, and the frame-wide tests decide, as before the tiles."""
-    from stream.engine._series_blend import _still_pixels
+    from stream.engine._still_pair import still_pixels
 
     rng = np.random.default_rng(12)
     photons = 0.5 + rng.random((64, 120))
@@ -1045,5 +1045,5 @@ def test_a_small_frame_is_measured_whole() -> None:
     read = np.ones(photons.shape, bool)
     read[5, 5] = False
     for _ in range(10):
-        still = _still_pixels(*_counts_pair(photons, rng, photons + 5.0 * (photons > 10)), read)
+        still = still_pixels(*_counts_pair(photons, rng, photons + 5.0 * (photons > 10)), read)
         assert still is not None and np.array_equal(still, read)
