@@ -98,13 +98,13 @@ def measure(side: int) -> dict[str, Any]:
 
 def _row_noise_ms(frames: list[np.ndarray]) -> tuple[list[float], float]:
     """Per frame, ms of a series' search for row noise over its first 64 pairs, as
-    ``SeriesContext`` runs it (these frames have none, so none is taken out); and the
+    ``SeriesCamera`` runs it (these frames have none, so none is taken out); and the
     median ms of taking rows' offsets out of a frame, as a series with row noise does
     every frame."""
     from stream.camera import remove_row_offsets
-    from stream.engine import SeriesContext
+    from stream.engine import SeriesCamera
 
-    context, search = SeriesContext(None, "off"), []
+    context, search = SeriesCamera(None), []
     for t in range(65):
         t0 = time.perf_counter()
         context._without_row_noise(frames[t % len(frames)])
@@ -120,10 +120,10 @@ def _row_noise_ms(frames: list[np.ndarray]) -> tuple[list[float], float]:
 def _line_search_ms(frames: list[np.ndarray]) -> list[float]:
     """Per frame, ms of a series' searches for fixed patterns of columns and of rows
     (:mod:`stream.camera._line_pattern`) over their first 32 still pairs, as
-    ``SeriesContext`` runs them (these frames have none, so none is taken out)."""
-    from stream.engine import SeriesContext
+    ``SeriesCamera`` runs them (these frames have none, so none is taken out)."""
+    from stream.engine import SeriesCamera
 
-    context, times = SeriesContext(None, "off"), []
+    context, times = SeriesCamera(None), []
     for t in range(33):
         t0 = time.perf_counter()
         context._without_line_patterns(frames[t % len(frames)])
@@ -133,13 +133,13 @@ def _line_search_ms(frames: list[np.ndarray]) -> list[float]:
 
 def _noisy_search_ms(frames: list[np.ndarray]) -> list[float]:
     """Per frame, ms of a series' search for noisy pixels (the still test, the sums, the
-    searches after 2, 4, 8, ... pairs) as ``SeriesContext`` runs it, over its first 64
+    searches after 2, 4, 8, ... pairs) as ``SeriesCamera`` runs it, over its first 64
     pairs."""
-    from stream.engine import SeriesContext
+    from stream.engine import SeriesCamera
     from stream.sim import PhantomConfig
 
     camera = PhantomConfig.model_validate({}).noise
-    context, times = SeriesContext(camera, "off"), []
+    context, times = SeriesCamera(camera), []
     for t in range(65):
         t0 = time.perf_counter()
         context._look_for_noisy_pixels(frames[t % len(frames)], camera)

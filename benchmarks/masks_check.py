@@ -102,7 +102,7 @@ def measure(side: int, count: int = FRAMES) -> dict[str, Any]:
             estimate = context.estimate
             found[name] = {
                 "frames_masked": context.frames_masked,
-                "scan_lag": context.scan_lag,
+                "scan_lag": context.camera_side.scan_lag,
                 "pairs_moved": 0 if estimate is None else estimate.moved,
             }
     median = {name: float(np.median(ms[SEARCH_FRAMES:])) for name, ms in times.items()}

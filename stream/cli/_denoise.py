@@ -352,21 +352,22 @@ def _findings(context: SeriesContext) -> str:
     """What the series' frames held beyond the camera's plain noise, and what was done
     about it (as ``status.series`` reports it live): a user judging the output sees
     which of the camera room's corrections touched it."""
+    side = context.camera_side
     counts = (  # (how many, of what, said how)
-        (context.noisy_pixels, "noisy or warm pixel", "{} filled from their neighbours"),
+        (side.noisy_pixels, "noisy or warm pixel", "{} filled from their neighbours"),
         (context.frames_with_spikes, "frame", "one-pixel spikes or holes filled in {}"),
         (context.frames_masked, "frame", "a masked region (kept as it came) in {}"),
         (context.scene_changes, "time", "the scene moved {}: history dropped"),
         (context.scene_shifts, "frame", "the scene shifted in {}: history moved with it"),
     )
     found = [said.format(counted(n, unit)) for n, unit, said in counts if n]
-    if context.row_noise_corrected:
-        found.append(f"row offsets (rms {context.row_noise:.3g}) taken out")
-    for lines, pattern in context.line_patterns.items():
+    if side.row_noise_corrected:
+        found.append(f"row offsets (rms {side.row_noise:.3g}) taken out")
+    for lines, pattern in side.line_patterns.items():
         if pattern["corrected"]:
             found.append(f"a fixed pattern of {lines} (rms {pattern['rms']:.3g}) taken out")
-    if context.scan_lag:
-        found.append(f"odd lines {context.scan_lag} px off the even ones (a scan's phase), aligned")
+    if side.scan_lag:
+        found.append(f"odd lines {side.scan_lag} px off the even ones (a scan's phase), aligned")
     estimate = context.estimate
     if estimate is not None and estimate.moved:
         moved = f"{estimate.moved} of the {counted(estimate.pairs, 'frame pair')} compared moved"

@@ -53,6 +53,7 @@ from ._providers import (
     usable_providers,
 )
 from ._series import SeriesContext
+from ._series_camera import SeriesCamera
 from ._shipped import (
     CPU_DEFAULT,
     GPU_DEFAULT,
@@ -100,6 +101,7 @@ __all__ = [
     "GpuConfig",
     "ModelMetadata",
     "ProviderChoice",
+    "SeriesCamera",
     "SeriesContext",
     "StillMeans",
     "TilePlan",

@@ -20,16 +20,17 @@ A scene that only shifted by a few pixels (a drift, an animal's motion) keeps th
 model is shown each moved by whole pixels to where the scene now stands
 (:mod:`stream.engine._motion`).
 
-For a noise-adaptive model it also looks for the camera's noisy pixels in the series'
-first still pairs (:mod:`stream.camera._noisy`) and fills them in each frame before
-anything else sees it, chooses the noise map the model is told and blends the
-output with smoothing as the series' own frames say helps (:mod:`stream.engine._blend`):
-the first frames of each regime (the model, and the previous frames it used) and one in
-16 after are measured (five more model passes: the frame plus a small probe, at each
-noise-map scale; and both binned 2 x 2), unless the caller says there is no time for it;
-a composed temporal model's young window that its spatial start answers (outside the
-band of light where the temporal branch helps) is measured with the temporal branch too,
-and goes to it where those measurements say so (:meth:`SeriesBlend.young_window`).
+For a noise-adaptive model its camera side (:mod:`stream.engine._series_camera`: the
+camera, its patterns, row noise and noisy pixels, learned from the series' first still
+pairs) prepares each frame before anything else sees it; it chooses the noise map the
+model is told and blends the output with smoothing as the series' own frames say helps
+(:mod:`stream.engine._blend`): the first frames of each regime (the model, and the
+previous frames it used) and one in 16 after are measured (five more model passes: the
+frame plus a small probe, at each noise-map scale; and both binned 2 x 2), unless the
+caller says there is no time for it; a composed temporal model's young window that its
+spatial start answers (outside the band of light where the temporal branch helps) is
+measured with the temporal branch too, and goes to it where those measurements say so
+(:meth:`SeriesBlend.young_window`).
 For a temporal noise-adaptive model with the blend on, it then mixes the still, brightly
 lit pixels with their raw readouts' mean over the frames they held still
 (:mod:`stream.engine._still_means`), restarted with the ring.
@@ -42,36 +43,15 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..camera import (
-    CameraEstimate,
-    CameraEstimator,
-    CameraModel,
-    LinePattern,
-    NoisyPixels,
-    OffsetPattern,
-    RowNoise,
-    ScanPhase,
-    aligned,
-    fill_spikes,
-    masked_pixels,
-    remove_row_offsets,
-    scene_moved,
-    unaligned,
-    unaligned_pixels,
-)
+from ..camera import CameraEstimate, CameraModel, OffsetPattern, scene_moved, unaligned
 from ._blend import BlendChoice, BlendSetting
 from ._engine import Engine
 from ._inputs import update_running_mean
 from ._motion import lined_up, scene_shift
-from ._pixels import count_non_finite, finite_copy
+from ._pixels import finite_copy
 from ._series_blend import SeriesBlend
+from ._series_camera import SeriesCamera
 from ._still_means import StillMeans
-
-#: Frames over which the live camera estimate is updated every frame; after that,
-#: every ``ESTIMATE_EVERY`` frames, after the two frames just before it (kept by
-#: ``CameraEstimator.remember``): its differences are still of consecutive frames.
-ESTIMATE_WARMUP = 32
-ESTIMATE_EVERY = 8
 
 
 class SeriesContext:
@@ -96,11 +76,10 @@ class SeriesContext:
         blend: BlendSetting = "spatial",
         offset_pattern: OffsetPattern | None = None,
     ) -> None:
-        self.configured = camera
+        self._camera_side = SeriesCamera(camera)  # what the model is told of the camera
         self._offset_pattern = offset_pattern  # subtracted first (stream.camera._pattern)
         self._blend = SeriesBlend(blend)
         self._still = StillMeans()  # a temporal model's still, bright pixels' raw means
-        self._estimator = CameraEstimator() if camera is None else None
         self._history: deque[np.ndarray] = deque()
         self._mean: np.ndarray | None = None
         self._mean_count = 0  # frames taken into the running mean
@@ -119,38 +98,30 @@ class SeriesContext:
         #: Pixels of the latest frame in a masked region (stream.camera.masked_pixels).
         self.masked = 0
         self.frames_masked = 0
-        self._noisy = NoisyPixels()  # the camera's noisy pixels (stream.camera._noisy)
-        self._fill_warm = True  # and its warm ones, but where the engine keeps spikes
-        self._noisy_previous: np.ndarray | None = None  # the frame before, while it looks
-        self._noisy_unread: np.ndarray | None = None  # its pixels not read (NaN, a mask)
-        self._rows = RowNoise()  # the camera's row noise (stream.camera._rows)
-        self._scan = ScanPhase()  # a bidirectional scan's phase (stream.camera._scan_phase)
-        self._rows_previous: np.ndarray | None = None  # the raw frame before, while it looks
-        # the camera's fixed patterns of columns and of rows (stream.camera._line_pattern)
-        self._lines = (LinePattern(axis=1), LinePattern(axis=0))
-        self._lines_previous: np.ndarray | None = None  # the raw frame before, while they look
-        #: whether each is taken out of the latest frame
-        self._lines_taken: tuple[bool, ...] = (False, False)
-        self._lines_ever_taken = False  # the live estimate restarts the first time
-        #: The live estimate before that restart, while the searches may yet undo it.
-        self._estimator_before_lines: CameraEstimator | None = None
         self._last_index: int | None = None
-        self._seen = 0
-        self._estimator_has_previous = False  # the frame before went to the estimator
         self._ahead_last: int | None = None  # the last frame look_ahead learned from
+
+    # the camera side (stream.engine._series_camera), as the service reports it
+    @property
+    def configured(self) -> CameraModel | None:
+        """The configured camera (None: estimated live)."""
+        return self._camera_side.configured
 
     @property
     def camera(self) -> CameraModel | None:
         """The camera in use: configured, or the latest estimate (None before a frame)."""
-        if self.configured is not None:
-            return self.configured
-        estimate = self.estimate
-        return estimate.camera if estimate is not None else None
+        return self._camera_side.camera
 
     @property
     def estimate(self) -> CameraEstimate | None:
         """The live estimate (None when the camera is configured, or before a frame)."""
-        return self._estimator.estimate if self._estimator is not None else None
+        return self._camera_side.estimate
+
+    @property
+    def camera_side(self) -> SeriesCamera:
+        """What the series' frames taught of the camera: its noisy pixels, row noise,
+        fixed patterns and a scan's phase (:class:`SeriesCamera`)."""
+        return self._camera_side
 
     @property
     def history_bytes(self) -> int:
@@ -275,8 +246,10 @@ class SeriesContext:
         frame = self._arrive(frame, index, learn)
         camera, masked, width, lag = None, None, frame.shape[-1], 0
         if engine.needs_camera:
-            self._fill_warm = engine.spikes == "correct"
-            frame, camera, masked, lag = self._camera_side(frame, given, learn)
+            self._camera_side.fill_warm = engine.spikes == "correct"
+            frame, camera, masked, lag = self._camera_side.prepare(
+                frame, given, learn, self._drop_previous_frames
+            )
         self.masked = 0 if masked is None else int(np.count_nonzero(masked))
         self.frames_masked += masked is not None
         keep = engine.metadata.frames - 1
@@ -295,7 +268,7 @@ class SeriesContext:
                 self.scene_changes += 1
             elif followed:
                 self.scene_shifts += 1
-        shared = camera is not None and self._noise_shared()
+        shared = camera is not None and self._camera_side.noise_shared()
         map_scale = self._blend.map_scale_for(engine) if camera is not None and not shared else 1.0
         ring = zip(self._history, self._history_at, strict=True)
         history = tuple(self._lined_up(previous, at) for previous, at in ring)
@@ -319,6 +292,7 @@ class SeriesContext:
         if shared:
             self._blend.serve_as_is()
         elif camera is not None and self._blend.setting != "off":
+            side = self._camera_side
             out = self._blend.blended(
                 engine,
                 frame,
@@ -331,14 +305,14 @@ class SeriesContext:
                 self._mean,
                 self._mean_count,
                 map_scale,
-                self._gain_stderr(),
+                side.gain_stderr(),
                 lean,
                 outpaced,
                 bands,
                 young_ring,
                 # the frame's noise is the camera model's: no rows levelled, no noisy
                 # pixels or spikes filled (what is left of them favours smoothing)
-                plain=not self._rows.correcting and self.noisy_pixels == 0 and not self.spikes,
+                plain=not side.row_noise_corrected and side.noisy_pixels == 0 and not self.spikes,
                 # noisy pixels found and filled from their neighbours: measured against the
                 # frame before wherever that pair may be used, not by Stein's estimate, whose
                 # noise variance those fills do not have. Why (deepdenoise evaluate na-lite,
@@ -348,7 +322,7 @@ class SeriesContext:
                 # +0.66 / +1.21, textures -2.38 / -0.18 / +0.67 / +0.30 -> -1.80 / +0.00 /
                 # +0.79 / +0.59. The same for rows levelled moved series -0.03 to +0.13 dB,
                 # for spikes filled (0.1 % hot pixels) -0.15 to +0.23: not taken.
-                paired_first=self.noisy_pixels > 0,
+                paired_first=side.noisy_pixels > 0,
                 first_at_once=first_at_once,
                 frame_waits=frame_waits,
             )
@@ -386,33 +360,9 @@ class SeriesContext:
         if index is not None and self._last_index is not None and index != self._last_index + 1:
             self._drop_previous_frames()
             if learn:
-                self._noisy_previous = self._rows_previous = self._lines_previous = None
-                self._estimator_has_previous = False
+                self._camera_side.forget_previous()
         self._last_index = index
         return frame if self._offset_pattern is None else self._offset_pattern.subtracted(frame)
-
-    def _camera_side(
-        self, frame: np.ndarray, given: np.ndarray, learn: bool = True
-    ) -> tuple[np.ndarray, CameraModel, np.ndarray | None, int]:
-        """What a noise-adaptive model is given of ``frame`` (``given`` as it came): the
-        frame with its rows levelled, its masked region NaN, its lines aligned and its
-        noisy pixels filled; the camera; the mask; the scan's lag. Each search learns
-        from the frame on the way (``learn``: a frame looked at ahead teaches nothing
-        again)."""
-        width = frame.shape[-1]
-        frame = self._without_line_patterns(frame, learn)
-        frame = self._without_row_noise(frame, learn)
-        camera = self._camera_for(frame, learn)
-        masked = masked_pixels(given, camera) if given.ndim == 2 else None
-        if masked is not None:  # from here on, as NaN pixels are
-            frame = np.array(frame, dtype=np.float32)
-            frame[masked] = np.nan
-        lag = self._scan_lag(frame, learn)  # after the masks: their edges are no lines'
-        if lag:  # the model (and the search for noisy pixels) sees the scene's lines
-            frame = aligned(frame, lag)
-        if learn:
-            self._look_for_noisy_pixels(frame, camera, lag, width)
-        return self._without_noisy_pixels(frame), camera, masked, lag
 
     def look_ahead(self, frames: Iterable[tuple[int, np.ndarray]]) -> int:
         """Warm the live camera estimate on frames to come, ``(index, frame)`` in order,
@@ -435,15 +385,14 @@ class SeriesContext:
         pair counted twice would narrow the gain's error bar on no new evidence), and
         from the next frame on the series goes on exactly as a live one would from
         there. :meth:`denoise` must then be given each frame's ``index``."""
-        if self._estimator is None:
+        if not self._camera_side.live:
             return 0
         scout = SeriesContext(None, "off", self._offset_pattern)
         taken = 0
         for index, frame in frames:  # as denoise takes them, the model aside
-            scout._camera_side(scout._arrive(frame, index), frame)
+            scout._camera_side.prepare(scout._arrive(frame, index), frame)
             taken += 1
-        for learned in _CAMERA_SIDE:
-            setattr(self, learned, getattr(scout, learned))
+        self._camera_side = scout._camera_side
         self._ahead_last = scout._last_index
         return taken
 
@@ -498,11 +447,6 @@ class SeriesContext:
         step = _whole_pixels(self._at, at)
         return lined_up(previous, step)
 
-    def _gain_stderr(self) -> float:
-        """The camera gain's standard error: 0 for a configured camera."""
-        estimate = self.estimate
-        return estimate.gain_stderr if estimate is not None else 0.0
-
     @property
     def still_means(self) -> StillMeans:
         """A temporal model's still, bright pixels averaged over time
@@ -519,234 +463,6 @@ class SeriesContext:
         else:
             self._mean_count += 1
             update_running_mean(self._mean, stored, decay, self._mean_count)
-
-    @property
-    def noisy_pixels(self) -> int:
-        """The camera's noisy and warm pixels found in this series and filled before the
-        model (warm ones only where the engine fills spikes: ``spikes = "correct"``)."""
-        pixels = self._noisy.filled(self._fill_warm)
-        return 0 if pixels is None else len(pixels[0])
-
-    def _look_for_noisy_pixels(
-        self, frame: np.ndarray, camera: CameraModel, lag: int = 0, width: int = 0
-    ) -> None:
-        """Give the search for noisy pixels this frame and the one before it, if the scene
-        held still between them (a series' first 64 such pairs; one frame of memory while
-        it looks, :data:`stream.camera._noisy.SEARCH_AT`), with the camera in use (the
-        noise each pixel's own level has), and the live estimate what it found (from the
-        next frame on)."""
-        if self._noisy.done and self._noisy.shape == frame.shape:
-            return
-        unread = None
-        if count_non_finite(frame):
-            unread = ~np.isfinite(frame)  # NaN or a mask: left out of the search
-            frame = finite_copy(frame)  # NaN would poison the sums
-        previous = self._noisy_previous
-        if previous is None or previous.shape != frame.shape:
-            self._noisy_previous = frame.astype(np.float32)
-        else:
-            if not scene_moved(frame, previous):
-                either = self._noisy_unread
-                if unread is not None:
-                    either = unread if either is None else either | unread
-                self._noisy.add(frame, previous, camera, unread=either)
-            np.copyto(previous, frame, casting="unsafe")  # the next pair's: no allocation
-        self._noisy_unread = unread
-        if self._noisy.done:
-            self._noisy_previous = None
-        if self._estimator is not None:
-            pixels, shape = self._noisy.pixels, self._noisy.shape
-            if lag and pixels is not None and shape == frame.shape:
-                # found in the lines moved back: where they lie in the raw frame
-                pixels, shape = unaligned_pixels(pixels, lag, width), (frame.shape[0], width)
-            self._estimator.leave_out(pixels, shape or frame.shape)
-
-    @property
-    def scan_lag(self) -> int:
-        """Px the odd lines of this series' frames lie behind the even ones (a
-        bidirectional scan's phase, :mod:`stream.camera._scan_phase`; 0: none found)."""
-        return self._scan.lag
-
-    def _scan_lag(self, frame: np.ndarray, learn: bool = True) -> int:
-        """Give the search for a scan phase this frame (a series' first frames), and the
-        lag to serve it with. When one is found, the frames kept from before it (of the
-        other geometry) are dropped, as at a gap."""
-        if frame.ndim != 2:
-            return 0
-        if learn and (not self._scan.done or self._scan.shape != frame.shape):
-            self._scan.add(finite_copy(frame))
-            if self._scan.lag:
-                self._drop_previous_frames()
-        return self._scan.lag if self._scan.shape == frame.shape else 0
-
-    @property
-    def row_noise(self) -> float:
-        """The rms of the rows' offsets found in this series (counts; 0: none found)."""
-        return self._rows.rms
-
-    @property
-    def row_noise_corrected(self) -> bool:
-        """Whether the series' frames get their row offsets taken out."""
-        return self._rows.correcting
-
-    @property
-    def line_patterns(self) -> dict[str, dict[str, object]]:
-        """The fixed patterns of columns and of rows found: rms (counts) and whether
-        taken out."""
-        return {
-            name: {"rms": round(lines.rms, 4), "corrected": taken}
-            for name, lines, taken in zip(
-                ("columns", "rows"), self._lines, self._lines_taken, strict=True
-            )
-        }
-
-    def _gain_and_read_noise(self) -> tuple[float, float] | None:
-        """The camera's gain and read noise as known now (None before a frame): a live
-        estimate's gain at the top of its error bar (2 standard errors). A pattern of
-        columns makes the levels the estimate fits noisy and pulls its gain down (0.02
-        +- 0.05 for 1 on a flat scene with columns of 3 counts), and by such a gain any
-        light would read as all of what the frames share."""
-        camera = self.camera
-        if camera is None:
-            return None
-        return camera.gain + 2.0 * self._gain_stderr(), camera.read_noise
-
-    def _without_line_patterns(self, frame: np.ndarray, learn: bool = True) -> np.ndarray:
-        """Give the searches for fixed patterns of columns and rows this raw frame and
-        the one before it, if the scene held still between them (a series' first 32 such
-        pairs), then ``frame``, or a copy with the patterns found worth it taken out
-        (:mod:`stream.camera._line_pattern`); the caller's frame (stored raw) is left as
-        it came. When one is first taken out, the live estimate starts again (and
-        comes back as it was, should none be taken out while they still learn)."""
-        if frame.ndim != 2:
-            return frame
-        previous = None
-        if learn and any(lines.shape not in (None, frame.shape) for lines in self._lines):
-            # another region of the sensor: its searches start again, and so may the
-            # estimate (the one from before a restart is no longer this region's)
-            self._estimator_before_lines = None
-            self._lines_ever_taken = False
-        if learn and any(not lines.done or lines.shape != frame.shape for lines in self._lines):
-            clean = finite_copy(frame)
-            previous = self._lines_previous
-            if previous is None or previous.shape != frame.shape or scene_moved(clean, previous):
-                previous = None
-            else:
-                for lines in self._lines:
-                    lines.add(clean, previous)
-            self._lines_previous = None if all(lines.done for lines in self._lines) else clean
-        camera = self._gain_and_read_noise()
-        self._lines_taken = tuple(
-            camera is not None and lines.shape == frame.shape and lines.correcting(*camera)
-            for lines in self._lines
-        )
-        first = any(self._lines_taken) and not self._lines_ever_taken
-        self._lines_ever_taken |= first
-        if first and previous is not None and self._estimator is not None:
-            self._estimator_before_lines = self._estimator
-            self._restart_estimate(self._without_taken_patterns(previous))
-        elif not any(self._lines_taken) and self._estimator_before_lines is not None:
-            # what the restart rested on was no pattern after all (a scene's columns of
-            # light told on one pair only): the estimate from before it comes back
-            self._estimator = self._estimator_before_lines
-            self._estimator_has_previous = False
-            self._estimator_before_lines = None
-        if all(lines.done for lines in self._lines):
-            self._estimator_before_lines = None  # what they found stands
-        return self._without_taken_patterns(frame)
-
-    def _without_taken_patterns(self, frame: np.ndarray) -> np.ndarray:
-        for lines, taken in zip(self._lines, self._lines_taken, strict=True):
-            if taken:
-                frame = lines.subtracted(frame)
-        return frame
-
-    def _restart_estimate(self, previous: np.ndarray) -> None:
-        """Start the live estimate again from the frame before (``previous``, with the
-        patterns now taken out), as a series' first: the levels it fitted were made noisy
-        by them, which pulled its gain down (0.19 for 0.5 on the phantom at 3 photons
-        per pixel with columns of 1.5 e-, from a series' first two frames), and its
-        pooled samples would keep them for hundreds of frames."""
-        self._estimator = CameraEstimator()
-        self._seen = 0
-        self._estimator_has_previous = False
-        self._camera_for(previous)
-
-    def _without_row_noise(self, frame: np.ndarray, learn: bool = True) -> np.ndarray:
-        """Give the search for row noise this raw frame and the one before it, if the scene
-        held still between them (a series' first 64 such pairs; one frame of memory while
-        it looks), then ``frame``, or a copy with its rows' offsets taken out when the
-        search found them worth it (:mod:`stream.camera._rows`): everything after sees the
-        copy; the caller's frame (stored raw) is left as it came."""
-        if frame.ndim != 2:
-            return frame
-        if learn and (not self._rows.done or self._rows.shape != frame.shape):
-            clean = finite_copy(frame)
-            previous = self._rows_previous
-            if (
-                previous is not None
-                and previous.shape == frame.shape
-                and not scene_moved(clean, previous)
-            ):
-                self._rows.add(clean, previous)
-            self._rows_previous = None if self._rows.done else clean
-        if not self._rows.correcting or self._rows.shape != frame.shape:
-            return frame
-        return remove_row_offsets(frame)
-
-    def _without_noisy_pixels(self, frame: np.ndarray) -> np.ndarray:
-        """``frame``, or a copy with the camera's noisy pixels filled from their neighbours
-        (:mod:`stream.camera._noisy`), and its warm ones where the engine fills spikes:
-        the model, the blend, the ring and the running mean all see the copy; the
-        caller's frame (stored raw) is left as it came."""
-        pixels = self._noisy.filled(self._fill_warm)
-        if pixels is None or self._noisy.shape != frame.shape:
-            return frame
-        filled = np.array(frame, dtype=np.float32 if frame.dtype.kind != "f" else frame.dtype)
-        fill_spikes(filled, pixels)
-        return filled
-
-    def _noise_shared(self) -> bool:
-        """Whether the live estimate finds noise that neighbours share both ways (frames
-        registered by sub-pixel shifts before they came): the blend's risk assumes white
-        noise, and on such frames (the independent generator, one-off probe) its choices
-        cost up to 2.9 dB, so the output is served as it is. Noise shared along rows
-        only (an amplifier's low-pass) keeps the blend: there it helped (0.2-0.8 dB)."""
-        estimate = self.estimate
-        return estimate is not None and estimate.noise_shared
-
-    def _camera_for(self, frame: np.ndarray, learn: bool = True) -> CameraModel:
-        if self.configured is not None:
-            return self.configured
-        assert self._estimator is not None
-        if not learn and self._estimator.estimate is not None:
-            return self._estimator.estimate.camera
-        self._seen += 1
-        due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
-        soon_due = (-self._seen) % ESTIMATE_EVERY in (1, 2)
-        fed = due or soon_due
-        if fed and count_non_finite(frame):
-            # NaN/Inf would poison the estimate: a constant in their place is a flat fill,
-            # which it leaves out (a field of view masked with NaN, dead pixels)
-            frame = finite_copy(frame)
-        if fed and due:
-            self._estimator.update(frame, follows=self._estimator_has_previous)
-        elif fed:
-            self._estimator.remember(frame, follows=self._estimator_has_previous)
-        self._estimator_has_previous = fed
-        estimate = self._estimator.estimate
-        assert estimate is not None  # a series' first frame is always due
-        return estimate.camera
-
-
-#: What a series' camera side has learned from its frames (SeriesContext.look_ahead
-#: hands it over): the estimate and the searches for noisy pixels, row noise and a
-#: scan's phase, with the frames they pair the next one with.
-_CAMERA_SIDE = (
-    "_estimator", "_estimator_has_previous", "_seen", "_noisy", "_noisy_previous",
-    "_noisy_unread", "_rows", "_rows_previous", "_scan", "_lines", "_lines_previous",
-    "_lines_taken", "_lines_ever_taken", "_estimator_before_lines",
-)  # fmt: skip
 
 
 def _young_either_way(engine: Engine, previous: int) -> bool:

@@ -354,6 +354,7 @@ class InferenceStage:
                 camera = estimate.as_dict()
             else:
                 camera = {}
+            side = context.camera_side
             out[series] = {
                 "camera": camera,
                 "history_bytes": context.history_bytes,
@@ -361,15 +362,15 @@ class InferenceStage:
                 "scene_shifts": context.scene_shifts,
                 "spikes": context.spikes,
                 "frames_with_spikes": context.frames_with_spikes,
-                "noisy_pixels": context.noisy_pixels,
+                "noisy_pixels": side.noisy_pixels,
                 "masked": context.masked,
-                "scan_lag": context.scan_lag,
+                "scan_lag": side.scan_lag,
                 "frames_masked": context.frames_masked,
                 "row_noise": {
-                    "rms": round(context.row_noise, 4),
-                    "corrected": context.row_noise_corrected,
+                    "rms": round(side.row_noise, 4),
+                    "corrected": side.row_noise_corrected,
                 },
-                "line_patterns": context.line_patterns,
+                "line_patterns": side.line_patterns,
                 "frames_two_scales": context.frames_two_scales,
                 "still_means": {
                     "share": round(context.still_means.share, 4),

@@ -16,7 +16,7 @@ from exporter.evaluation._cameras import EvalCamera, parse_cameras, recamera
 from exporter.evaluation._evaluate import movie
 from stream.camera import LinePattern
 from stream.camera._line_pattern import MOST_LIGHT
-from stream.engine import Engine, SeriesContext, shipped_model_path
+from stream.engine import Engine, SeriesCamera, SeriesContext, shipped_model_path
 
 COLUMNS = EvalCamera(0.5, 100, 1.5, columns=0.7)  # 0.35 ADU rms
 READ = 0.75  # its read noise, ADU
@@ -154,13 +154,13 @@ def test_taking_it_out_serves_the_scene_better(
     copies = [f.copy() for f in frames]
 
     corrected, context = served_live(na_lite, frames)
-    assert context.line_patterns["columns"]["corrected"] is True
-    assert context.line_patterns["rows"]["corrected"] is False
+    assert context.camera_side.line_patterns["columns"]["corrected"] is True
+    assert context.camera_side.line_patterns["rows"]["corrected"] is False
     estimate = context.estimate  # started again without the pattern: its gain is the camera's
     assert estimate is not None and estimate.camera.gain == pytest.approx(0.5, rel=0.25)
     assert all(np.array_equal(a, b) for a, b in zip(frames, copies, strict=True))
     monkeypatch.setattr(
-        SeriesContext, "_without_line_patterns", lambda self, frame, learn=True: frame
+        SeriesCamera, "_without_line_patterns", lambda self, frame, learn=True: frame
     )
     patterned, _ = served_live(na_lite, frames)
     assert psnr(corrected, test.clean) > psnr(patterned, test.clean) + 1.0
@@ -186,13 +186,15 @@ def test_columns_of_light_told_on_a_first_pair_do_not_stay(
         for search in (True, False):
             if not search:
                 monkeypatch.setattr(
-                    SeriesContext, "_without_line_patterns", lambda self, frame, learn=True: frame
+                    SeriesCamera, "_without_line_patterns", lambda self, frame, learn=True: frame
                 )
             context = SeriesContext()
             for t, frame in enumerate(frames):
                 context.denoise(na_lite, frame, t)
-            assert not any(pattern["corrected"] for pattern in context.line_patterns.values())
-            assert context._estimator_before_lines is None
+            assert not any(
+                pattern["corrected"] for pattern in context.camera_side.line_patterns.values()
+            )
+            assert context._camera_side._estimator_before_lines is None
             assert context.estimate is not None
             gains.append(context.estimate.camera.gain)
         monkeypatch.undo()
@@ -207,11 +209,12 @@ def test_another_region_searches_and_restarts_again(na_lite: Engine) -> None:
     context = SeriesContext()
     for t, frame in enumerate(test.noisy[:4]):
         context.denoise(na_lite, frame, t)
-    assert context.line_patterns["columns"]["corrected"]
-    restarted = context._estimator
+    assert context.camera_side.line_patterns["columns"]["corrected"]
+    restarted = context._camera_side._estimator
     context.denoise(na_lite, test.noisy[4][16:112], 4)
-    assert context._estimator is restarted and context._estimator_before_lines is None
+    side = context._camera_side
+    assert side._estimator is restarted and side._estimator_before_lines is None
     for t in (5, 6):
         context.denoise(na_lite, test.noisy[t][16:112], t)
-    assert context.line_patterns["columns"]["corrected"]
-    assert context._estimator_before_lines is restarted
+    assert context.camera_side.line_patterns["columns"]["corrected"]
+    assert context._camera_side._estimator_before_lines is restarted

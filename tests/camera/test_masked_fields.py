@@ -196,7 +196,7 @@ def test_a_border_that_moves_is_no_camera_pixels_noise(conv_model_adaptive) -> N
             frame[:, 64 - (2 + t % 2) :] = 0  # 2 or 3 columns
             out = context.denoise(engine, frame, t)
             assert (out[:, 64 - (2 + t % 2) :] == 0).all()
-    assert context.masked in (128, 192) and context.noisy_pixels == 0
+    assert context.masked in (128, 192) and context.camera_side.noisy_pixels == 0
 
 
 def _edge_ring() -> np.ndarray:

@@ -15,7 +15,7 @@ from exporter.evaluation._cameras import EvalCamera, recamera
 from exporter.evaluation._evaluate import movie
 from stream.camera import CameraEstimator, CameraModel, find_spikes
 from stream.camera._noisy import NoisyPixels
-from stream.engine import Engine, SeriesContext, shipped_model_path
+from stream.engine import Engine, SeriesCamera, SeriesContext, shipped_model_path
 
 CAMERA = CameraModel(gain=0.5, offset=100.0, read_noise=0.75)
 
@@ -57,8 +57,8 @@ def served(engine: Engine, frames: list[np.ndarray], camera=None) -> SeriesConte
 
 def found(engine: Engine, frames: list[np.ndarray]) -> set[tuple[int, int]]:
     context = served(engine, frames)
-    pixels = context._noisy.pixels
-    assert context.noisy_pixels == (0 if pixels is None else len(pixels[0]))
+    pixels = context._camera_side._noisy.pixels
+    assert context.camera_side.noisy_pixels == (0 if pixels is None else len(pixels[0]))
     return set() if pixels is None else set(zip(*(p.tolist() for p in pixels), strict=True))
 
 
@@ -71,9 +71,9 @@ def test_a_series_finds_the_noisy_pixels(small: Engine) -> None:
     truth = set(zip(*(p.tolist() for p in where), strict=True))
     assert len(got & truth) >= 0.95 * len(truth)
     assert len(got - truth) <= 3
-    assert served(small, frames[:3]).noisy_pixels > 0  # the worst show after 2 pairs
-    assert served(small, frames[:1]).noisy_pixels == 0
-    assert served(small, frames, CAMERA).noisy_pixels == len(got)
+    assert served(small, frames[:3]).camera_side.noisy_pixels > 0  # the worst show after 2 pairs
+    assert served(small, frames[:1]).camera_side.noisy_pixels == 0
+    assert served(small, frames, CAMERA).camera_side.noisy_pixels == len(got)
 
 
 def test_a_gap_or_a_moved_scene_gives_no_pair(small: Engine) -> None:
@@ -82,10 +82,10 @@ def test_a_gap_or_a_moved_scene_gives_no_pair(small: Engine) -> None:
     context = SeriesContext(blend="off")
     for t, frame in enumerate(frames):
         context.denoise(small, frame, 2 * t)  # every other index: no two consecutive
-    assert context._noisy.pairs == 0
+    assert context._camera_side._noisy.pairs == 0
     other = with_noisy_pixels(phantom(200.0, 3, seed=4), where, sigma=7.5)
     context = served(small, frames[:3] + other)
-    assert context._noisy.pairs == 4  # the new scene's first frame pairs with nothing
+    assert context._camera_side._noisy.pairs == 4  # the new scene's first frame pairs with nothing
 
 
 def test_their_blocks_leave_the_fit(small: Engine) -> None:
@@ -96,7 +96,7 @@ def test_their_blocks_leave_the_fit(small: Engine) -> None:
     frames = with_noisy_pixels(phantom(1.0, 40), where, sigma=7.5)
     context = served(small, frames)
     estimate = context.estimate
-    assert estimate is not None and context.noisy_pixels > 0.9 * len(where[0])
+    assert estimate is not None and context.camera_side.noisy_pixels > 0.9 * len(where[0])
     assert estimate.camera.gain == pytest.approx(CAMERA.gain, rel=0.15), estimate
     estimator = CameraEstimator()  # the same frames, none left out
     for frame in frames:
@@ -194,7 +194,7 @@ def test_filling_them_serves_the_scene_better(na_lite: Engine, monkeypatch) -> N
 
     filled = serve()
     assert all(np.array_equal(a, b) for a, b in zip(frames, copies, strict=True))
-    monkeypatch.setattr(SeriesContext, "_without_noisy_pixels", lambda self, frame: frame)
+    monkeypatch.setattr(SeriesCamera, "_without_noisy_pixels", lambda self, frame: frame)
     unfilled = serve()
     assert psnr(filled, clean) > psnr(unfilled, clean) + 1.0
 
@@ -320,7 +320,7 @@ def test_warm_pixels_filled_serve_the_scene_better_than_a_tuned_gaussian(na_lite
         for s in (1.0, 2.0, 3.0, 4.0, 5.0)
     )
     assert psnr(out[1:], truth, peak) > gaussian + 1.0
-    assert context.noisy_pixels > 0
+    assert context.camera_side.noisy_pixels > 0
 
 
 def _point_field(rng: np.random.Generator, share: float, low: float, high: float) -> tuple:  # type: ignore[type-arg]

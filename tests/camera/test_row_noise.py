@@ -14,7 +14,7 @@ from exporter.evaluation._cameras import EvalCamera, recamera
 from exporter.evaluation._evaluate import movie
 from stream.camera import CameraModel, RowNoise, remove_row_offsets
 from stream.camera._rows import SIGNIFICANCE
-from stream.engine import Engine, SeriesContext, shipped_model_path
+from stream.engine import Engine, SeriesCamera, shipped_model_path
 
 CAMERA = CameraModel(gain=0.5, offset=100.0, read_noise=0.75)  # 1.5 e-
 
@@ -120,9 +120,12 @@ def test_taking_them_out_serves_the_scene_better(na_lite: Engine, monkeypatch) -
     copies = [f.copy() for f in frames]
 
     corrected, context = served_live(na_lite, frames)
-    assert context.row_noise_corrected and context.row_noise == pytest.approx(0.75, rel=0.2)
+    assert (
+        context.camera_side.row_noise_corrected
+        and context.camera_side.row_noise == pytest.approx(0.75, rel=0.2)
+    )
     assert all(np.array_equal(a, b) for a, b in zip(frames, copies, strict=True))
-    monkeypatch.setattr(SeriesContext, "_without_row_noise", lambda self, frame, learn=True: frame)
+    monkeypatch.setattr(SeriesCamera, "_without_row_noise", lambda self, frame, learn=True: frame)
     banded, _ = served_live(na_lite, frames)
     assert psnr(corrected, test.clean) > psnr(banded, test.clean) + 2.0
 

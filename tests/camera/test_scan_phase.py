@@ -128,5 +128,5 @@ def test_a_combed_series_is_denoised_better_than_it_came_and_keeps_its_comb() ->
             assert out.shape == frame.shape
             error_in += float(np.mean((frame - truth) ** 2))
             error_out += float(np.mean((out - truth) ** 2))
-    assert context.scan_lag == 3
+    assert context.camera_side.scan_lag == 3
     assert error_out < 0.3 * error_in, (error_out, error_in)  # 0.13 now, 0.81 before

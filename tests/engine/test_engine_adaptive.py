@@ -171,7 +171,7 @@ def test_after_the_warmup_the_estimate_pairs_consecutive_frames(
     difference must still be of consecutive frames. Here the brightness steps by 30 %
     every 8 frames, never between the estimated frame and the one before it: paired with
     the frame estimated 8 frames earlier (as before), every difference held a step."""
-    from stream.engine._series import ESTIMATE_EVERY, ESTIMATE_WARMUP
+    from stream.engine._series_camera import ESTIMATE_EVERY, ESTIMATE_WARMUP
 
     rng = np.random.default_rng(4)
     base = rng.gamma(2.0, 40.0, (64, 64))
@@ -316,7 +316,7 @@ def test_after_the_warmup_each_estimated_frame_comes_with_the_two_before_it(
 ) -> None:
     """The offset's skew needs three consecutive frames: after its warm-up the context
     gives the estimator the two frames before each estimated one, chained."""
-    from stream.engine._series import ESTIMATE_EVERY, ESTIMATE_WARMUP
+    from stream.engine._series_camera import ESTIMATE_EVERY, ESTIMATE_WARMUP
 
     calls: list[tuple[str, bool]] = []
 
@@ -332,7 +332,7 @@ def test_after_the_warmup_each_estimated_frame_comes_with_the_two_before_it(
     stack = frames(ESTIMATE_WARMUP + 3 * ESTIMATE_EVERY, (32, 32), seed=6)
     with Engine(conv_model_adaptive, provider="cpu", warmup_shape=None) as engine:
         context = SeriesContext(blend="off")
-        context._estimator = Recording()
+        context._camera_side._estimator = Recording()
         for i, frame in enumerate(stack):
             context.denoise(engine, frame, i)
     assert calls[:ESTIMATE_WARMUP] == [("update", False)] + [("update", True)] * (

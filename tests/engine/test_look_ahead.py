@@ -59,14 +59,15 @@ def test_frames_looked_at_teach_nothing_again_and_the_next_goes_on_as_live(
         ahead.denoise(engine, frame, i)
         live.denoise(engine, frame, i)
     assert ahead.estimate == learned == live.estimate
-    searches = [(c._rows.pairs, c._noisy.pairs, c._scan.frames, c._seen) for c in (ahead, live)]
+    sides = [c._camera_side for c in (ahead, live)]
+    searches = [(c._rows.pairs, c._noisy.pairs, c._scan.frames, c._seen) for c in sides]
     assert searches[0] == searches[1] == (4, 4, 5, 5), searches
     for i, frame in enumerate(frames[5:], 5):
         np.testing.assert_array_equal(
             ahead.denoise(engine, frame, i), live.denoise(engine, frame, i)
         )
         assert ahead.estimate == live.estimate
-        pairs = [(c._rows.pairs, c._noisy.pairs) for c in (ahead, live)]
+        pairs = [(c._rows.pairs, c._noisy.pairs) for c in sides]
         assert pairs[0] == pairs[1] == (i, i), pairs  # the searches pair on, as live
     assert ahead.estimate.pairs == 6
 
@@ -88,11 +89,13 @@ def test_a_hole_in_the_indices_makes_no_pair(engine: Engine) -> None:
     context, live = SeriesContext(blend="off"), SeriesContext(blend="off")
     assert context.look_ahead(zip(indices[:4], frames, strict=False)) == 4
     assert context.estimate is not None and context.estimate.pairs == 2
-    assert (context._rows.pairs, context._noisy.pairs) == (2, 2)  # nor for the searches
+    side = context._camera_side
+    assert (side._rows.pairs, side._noisy.pairs) == (2, 2)  # nor for the searches
     for index, frame in zip(indices, frames, strict=True):
         context.denoise(engine, frame, index)
         live.denoise(engine, frame, index)
-    searches = [(c.estimate.pairs, c._rows.pairs, c._noisy.pairs) for c in (context, live)]
+    sides = [c._camera_side for c in (context, live)]
+    searches = [(c.estimate.pairs, c._rows.pairs, c._noisy.pairs) for c in sides]
     assert searches[0] == searches[1] == (3, 3, 3), searches
 
 

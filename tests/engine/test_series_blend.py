@@ -373,7 +373,8 @@ def test_frames_with_noise_shared_both_ways_are_served_without_the_blend(
     assert estimate is not None and estimate.noise_shared
     assert context.blend_choice == BlendChoice()
     assert context.camera is not None
-    given = context._without_noisy_pixels(frame)  # as the model saw it (none, or a few)
+    # as the model saw it (none, or a few)
+    given = context._camera_side._without_noisy_pixels(frame)
     np.testing.assert_array_equal(out, na_lite.denoise(given, camera=context.camera))
 
 
@@ -679,7 +680,7 @@ def test_once_rows_are_levelled_the_wider_mixes_are_not_offered(na_lite: Engine)
     context = SeriesContext(None, blend="spatial")
     for t in range(12):
         context.denoise(na_lite, m.noisy[t], t)
-    assert context.row_noise_corrected
+    assert context.camera_side.row_noise_corrected
     (regime,) = context._blend._risks._regimes.values()
     wide = np.array(
         [
@@ -829,9 +830,9 @@ def test_a_series_with_noisy_pixels_is_measured_against_the_frame_before(
     context = SeriesContext(None)
     for t in range(8):
         context.denoise(na_lite, m.noisy[t], t)
-        if context.noisy_pixels == 0:
+        if context.camera_side.noisy_pixels == 0:
             assert context.blend_frames_paired == 0  # described: Stein's estimate
-    assert context.noisy_pixels > 0
+    assert context.camera_side.noisy_pixels > 0
     assert 0 < context.blend_frames_paired < context.blend_frames_measured == MEASURE_WARMUP
 
 
