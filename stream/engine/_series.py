@@ -22,15 +22,15 @@ model is shown each moved by whole pixels to where the scene now stands
 
 For a noise-adaptive model its camera side (:mod:`stream.engine._series_camera`: the
 camera, its patterns, row noise and noisy pixels, learned from the series' first still
-pairs) prepares each frame before anything else sees it; it chooses the noise map the
-model is told and blends the output with smoothing as the series' own frames say helps
-(:mod:`stream.engine._blend`): the first frames of each regime (the model, and the
-previous frames it used) and one in 16 after are measured (five more model passes: the
-frame plus a small probe, at each noise-map scale; and both binned 2 x 2), unless the
-caller says there is no time for it; a composed temporal model's young window that its
-spatial start answers (outside the band of light where the temporal branch helps) is
-measured with the temporal branch too, and goes to it where those measurements say so
-(:meth:`SeriesBlend.young_window`).
+pairs) prepares each frame before anything else sees it; the context then chooses the
+noise map the model is told and blends the output with smoothing as the series' own
+frames say helps (:mod:`stream.engine._blend`): the first frames of each regime (the
+model, and the previous frames it used) and one in 16 after are measured (five more
+model passes: the frame plus a small probe, at each noise-map scale; and both binned 2 x
+2), unless the caller says there is no time for it; a composed temporal model's young
+window that its spatial start answers (outside the band of light where the temporal
+branch helps) is measured with the temporal branch too, and goes to it where those
+measurements say so (:meth:`SeriesBlend.young_window`).
 For a temporal noise-adaptive model with the blend on, it then mixes the still, brightly
 lit pixels with their raw readouts' mean over the frames they held still
 (:mod:`stream.engine._still_means`), restarted with the ring.
@@ -392,7 +392,9 @@ class SeriesContext:
         for index, frame in frames:  # as denoise takes them, the model aside
             scout._camera_side.prepare(scout._arrive(frame, index), frame)
             taken += 1
+        fill_warm = self._camera_side.fill_warm  # the engine's spikes setting, not learned
         self._camera_side = scout._camera_side
+        self._camera_side.fill_warm = fill_warm
         self._ahead_last = scout._last_index
         return taken
 

@@ -277,8 +277,8 @@ class SeriesCamera:
         new_geometry: Callable[[], None] | None = None,
     ) -> int:
         """Give the search for a scan phase this frame (a series' first frames), and the
-        lag to serve it with. When one is found, the frames kept from before it (of the
-        other geometry) are dropped, as at a gap."""
+        lag to serve it with. When one is found, ``new_geometry`` is called: the frames
+        its owner kept from before (of the other geometry) are to be dropped, as at a gap."""
         if frame.ndim != 2:
             return 0
         if learn and (not self._scan.done or self._scan.shape != frame.shape):

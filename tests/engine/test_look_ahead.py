@@ -72,6 +72,24 @@ def test_frames_looked_at_teach_nothing_again_and_the_next_goes_on_as_live(
     assert ahead.estimate.pairs == 6
 
 
+def test_the_look_ahead_hands_over_what_was_learned_not_the_engines_setting(
+    engine: Engine,
+) -> None:
+    """The camera side learned on frames looked at ahead replaces the series' own, but
+    whether warm pixels are filled stays the engine's spikes setting the series has."""
+    frames, _ = star_frames(drift=0, frames=4)
+    context = SeriesContext(blend="off")
+    spikes, engine.spikes = engine.spikes, "pass"  # type: ignore[assignment]
+    try:
+        context.denoise(engine, frames[0], 0)
+    finally:
+        engine.spikes = spikes
+    assert context.camera_side.fill_warm is False
+    assert context.look_ahead(zip([1, 2, 3], frames[1:], strict=True)) == 3
+    assert context.camera_side.fill_warm is False
+    assert context.estimate is not None and context.estimate.pairs >= 2
+
+
 def test_a_configured_camera_takes_no_look(engine: Engine) -> None:
     frames, _ = star_frames(drift=0, frames=3)
     camera = CameraModel(gain=0.3, offset=100.0, read_noise=0.15)
