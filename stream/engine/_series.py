@@ -212,7 +212,6 @@ class SeriesContext:
         measure: bool | None = None,
         lean: bool = False,
         outpaced: bool = False,
-        first_at_once: bool = True,
         frame_waits: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Denoise the series' next frame with ``engine`` and remember it.
@@ -228,11 +227,10 @@ class SeriesContext:
         service's ensemble budget): no blend that needs a model pass on the binned
         frame. ``outpaced``: frames also come faster than they are
         denoised, so no spare time will come: a regime's first few measurements are
-        taken at once (:data:`OUTPACED_AT_ONCE`). ``first_at_once`` False: not even the
-        series' first measurement is taken at once (:meth:`SeriesBlend.blended`).
-        ``frame_waits``: whether a frame of the series now waits; given, the series'
-        first measurement holds the frame only until one does (the rest is taken as the
-        deferred ones are: :meth:`SeriesBlend.blended`).
+        taken at once (:data:`OUTPACED_AT_ONCE`). ``frame_waits``: whether a frame of
+        the series now waits; given, the series' first measurement holds the frame only
+        until one does (the rest is taken as the deferred ones are; one that always
+        says so holds none: :meth:`SeriesBlend.blended`).
         """
         # frames looked at ahead were learned from then: their camera side is served as
         # the look ahead left it (look_ahead)
@@ -323,7 +321,6 @@ class SeriesContext:
                 # +0.79 / +0.59. The same for rows levelled moved series -0.03 to +0.13 dB,
                 # for spikes filled (0.1 % hot pixels) -0.15 to +0.23: not taken.
                 paired_first=side.noisy_pixels > 0,
-                first_at_once=first_at_once,
                 frame_waits=frame_waits,
             )
         else:

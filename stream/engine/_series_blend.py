@@ -321,7 +321,6 @@ class SeriesBlend:
         young_ring: Sequence[np.ndarray] | None = None,
         plain: bool = True,
         paired_first: bool = False,
-        first_at_once: bool = True,
         frame_waits: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """``out``, the engine's output for ``frame`` (and its ``report``), blended as
@@ -347,14 +346,13 @@ class SeriesBlend:
         frames are waiting, or the frame interval leaves no room for more -- no blend that
         needs the binned pass (the best one without it). ``outpaced``: frames also come faster
         than they are denoised -- a regime's first :data:`OUTPACED_AT_ONCE` measurements
-        are taken at once (no spare time will come). ``first_at_once`` False: the
-        series' first measurement is deferred as the others are (a service whose input
-        queue drops frames: a frame held for it costs the frames behind it).
-        ``frame_waits``: whether a frame of the series now waits behind this one (a live
-        stream, not a snapshot). Given, the series' first measurement holds its frame
-        only until one does, a step at a time, and is finished in spare time as the
-        deferred ones are; where one waits already, it is deferred (a flood is measured
-        at once from its third frame, ``outpaced``)."""
+        are taken at once (no spare time will come). ``frame_waits``: whether a frame
+        of the series now waits behind this one (a live stream, not a snapshot). Given,
+        the series' first measurement holds its frame only until one does, a step at a
+        time, and is finished in spare time as the deferred ones are; where one waits
+        already, it is deferred (a flood is measured at once from its third frame,
+        ``outpaced``). A service whose input queue drops frames gives one that always
+        says so: a frame held there costs the frames behind it."""
         spikes = report.spikes
         if self._steps is not None and self._steps_engine is not engine:
             self.drop_pending()  # begun with a model swapped out: its passes would not match
@@ -365,7 +363,7 @@ class SeriesBlend:
         key = self._key = (engine.model_id, regime)
         due = self._risks.due(key)
         alone = due and variance_error(frame, camera, gain_stderr) <= FIRST_VARIANCE_ERROR
-        first = due and alone and first_at_once and not self._risks.started(engine.model_id)
+        first = due and alone and not self._risks.started(engine.model_id)
         stepwise = False
         if first and frame_waits is not None:
             # held until the series' next frame comes, once: a live stream's first frame
@@ -431,7 +429,7 @@ class SeriesBlend:
                 partner=partner,
                 paired_first=paired_first,
             )
-            if stepwise and frame_waits is not None:
+            if frame_waits is not None and stepwise:
                 t0 = time.perf_counter()
                 self._pending = pending  # what is left when a frame comes: spare time's
                 step_t0 = t0

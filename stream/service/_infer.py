@@ -91,8 +91,8 @@ class InferenceStage:
         self._blend = blend
         self.offset_pattern = offset_pattern
         #: Whether a series' first blend measurement holds its first frame, until the
-        #: series' next frame comes (False where the input queue drops frames:
-        #: SeriesBlend.blended).
+        #: series' next frame comes (False where the input queue drops frames: its
+        #: frame_waits then always says one waits, SeriesBlend.blended).
         self._first_at_once = first_at_once
         self._spare = SpareTime()
         #: Per open series: its previous frames and camera (configured or estimated).
@@ -150,9 +150,11 @@ class InferenceStage:
                 measure=False,
                 lean=lean,
                 outpaced=outpaced,
-                first_at_once=self._first_at_once,
-                frame_waits=lambda: self._jobs.holds(
-                    lambda item: isinstance(item, Job) and item.frame.series == frame.series
+                frame_waits=lambda: (
+                    not self._first_at_once
+                    or self._jobs.holds(
+                        lambda item: isinstance(item, Job) and item.frame.series == frame.series
+                    )
                 ),
             )
         except Exception as exc:  # an ORT/GPU failure costs this frame, not the service

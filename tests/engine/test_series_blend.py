@@ -175,14 +175,14 @@ def test_a_series_first_measurement_may_wait_for_spare_time(na_lite: Engine) -> 
     frames = [frame for _, frame in movie(3.0, 3)]
     held, live = SeriesContext(CAMERA, blend="spatial"), SeriesContext(CAMERA, blend="spatial")
     held.denoise(na_lite, frames[0], 0, measure=False)
-    served = live.denoise(na_lite, frames[0], 0, measure=False, first_at_once=False)
+    served = live.denoise(na_lite, frames[0], 0, measure=False, frame_waits=lambda: True)
     assert held.measured_latest and held.blend_frames_measured == 1
     assert not live.measured_latest and live.measurement_pending
     assert live.blend_choice.is_identity
     np.testing.assert_array_equal(served, na_lite.denoise(frames[0], camera=CAMERA))
     assert live.measure_pending(na_lite) and live.blend_frames_measured == 1
     np.testing.assert_array_equal(  # from then on, as if it had been taken at once
-        live.denoise(na_lite, frames[1], 1, measure=False, first_at_once=False),
+        live.denoise(na_lite, frames[1], 1, measure=False, frame_waits=lambda: True),
         held.denoise(na_lite, frames[1], 1, measure=False),
     )
 
