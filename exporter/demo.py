@@ -37,16 +37,17 @@ log = logging.getLogger(__name__)
 #: VM whose engine runs ``na-lite`` at 24 ms a frame): with the simulator, the
 #: subscriber and the store on the same two cores, 30 fps was at the machine's edge (28-33
 #: ms a frame once learnt) and the latency stayed 0.7-1 s to the end; at 20 fps it kept up
-#: (p50 57-105 ms over 5 s runs, the series' start -- its first measurement, taken before
-#: its first frame is served -- leaving a backlog of a second or two). ``--fps 30`` shows
-#: the other case, and the summary says so.
+#: (p50 57-105 ms over 5 s runs, when the series' first measurement was still taken
+#: before its first frame was served and left a backlog of a second or two; 49-60 ms since
+#: 2026-12-06, ``benchmarks.live_latency_check``). ``--fps 30`` shows the other case, and
+#: the summary says so.
 DEMO_FPS = 20.0
 #: Frames that waited more than this many frame intervals (the median of the last tenth
 #: of the frames, acquisition to subscriber) show a service that fell behind its input.
 BEHIND_INTERVALS = 2.0
-#: Fewer frames than this tell nothing of it: a series' start (its first measurement,
-#: taken before its first frame is served) leaves a backlog that takes a second or two
-#: to drain (a reviewer's 1 s runs at 20 fps said "no", then "yes").
+#: Fewer frames than this tell nothing of it: a series' start (the camera side's
+#: learning, its first frames' one-off work) leaves a backlog that takes a second or
+#: so to drain (a reviewer's 1 s runs at 20 fps said "no", then "yes").
 KEPT_UP_MIN_FRAMES = 40
 
 
