@@ -526,16 +526,18 @@ class RiskBlend:
 
     def __init__(self) -> None:
         self._regimes: dict[RegimeKey, _Regime] = {}
+        #: A regime's first measurement so far, while it is taken a step at a time
+        #: (:meth:`add_provisional`).
+        self._provisional: dict[RegimeKey, _Regime] = {}
 
     def _regime(self, key: RegimeKey) -> _Regime:
         regime = self._regimes.get(key)
         if regime is None:  # another model's risks are no guide to this one's
             for other in [k for k in self._regimes if k[0] != key[0]]:
                 del self._regimes[other]
-            size = len(CANDIDATES)
-            regime = self._regimes[key] = _Regime(
-                np.zeros(size), np.zeros(size), np.zeros(size, np.int64), np.zeros(size)
-            )
+            for other in [k for k in self._provisional if k[0] != key[0]]:
+                del self._provisional[other]
+            regime = self._regimes[key] = _new_regime()
         return regime
 
     def measured(self, key: RegimeKey) -> int:
@@ -567,25 +569,27 @@ class RiskBlend:
         """A measured frame's candidate risks in each of its blocks, shape (blocks,
         candidates) (:func:`candidate_risks`; one dimension: the frame as one block).
         ``alone``: whether a choice may rest on this frame alone, if it is the first."""
-        block_risks = np.atleast_2d(block_risks)
-        regime = self._regime(key)
-        risks = block_risks.sum(axis=0)
-        known = np.isfinite(risks)  # not offered (or not for this model): not chosen
-        if regime.measured == 0 and alone and len(block_risks) > 1:
-            block_gains = block_risks[:, known] - block_risks[:, :1]
-            regime.first_variance = np.full(risks.shape, np.inf)
-            regime.first_variance[known] = len(block_risks) * block_gains.var(axis=0, ddof=1)
-        fade = np.maximum(FADE, 1.0 / (regime.counts[known] + 1))
-        gains = risks[known] - risks[0]
-        regime.gains[known] += fade * (gains - regime.gains[known])
-        regime.squares[known] += fade * (gains * gains - regime.squares[known])
-        regime.weights[known] = (1.0 - fade) ** 2 * regime.weights[known] + fade * fade
-        regime.counts[known] += 1
-        for values in (regime.gains, regime.squares, regime.weights, regime.counts):
-            values[~known] = 0  # starts again when next offered
-        regime.measured += 1
-        regime.tried += 1
-        regime.since = 0
+        self._provisional.pop(key, None)
+        _take_in(self._regime(key), block_risks, alone)
+
+    def add_provisional(self, key: RegimeKey, block_risks: np.ndarray, alone: bool = True) -> None:
+        """A regime's first measurement so far, as :meth:`add` takes a whole one: the
+        risks of the candidates whose passes are taken (the rest not finite: not
+        chosen). The regime's choice rests on it until the measurement is added whole
+        (or :meth:`forget_provisional`); not counted as measured. Why: a live series'
+        first measurement is finished in spare time, over the frames that come
+        meanwhile, and those went without a blend until it was whole (the evaluation's
+        16-frame 128 x 128 movies through a real service at 20 fps, 2 vCPUs: frames
+        0-4, up to 1.8 dB each), though the noise map as the camera says -- the map
+        the series' frames are run with until a measurement says otherwise -- has its
+        candidates' risks after its first pass."""
+        if self.measured(key) == 0:
+            self._provisional[key] = regime = _new_regime()
+            _take_in(regime, block_risks, alone)
+
+    def forget_provisional(self, key: RegimeKey) -> None:
+        """The regime's measurement under way is dropped: no choice rests on its part."""
+        self._provisional.pop(key, None)
 
     def choice(
         self, key: RegimeKey, map_scale: float | None = None, binned: bool = True
@@ -600,7 +604,9 @@ class RiskBlend:
         as_it_is = IDENTITY if map_scale is None else BlendChoice(map_scale=map_scale)
         regime = self._regimes.get(key)
         if regime is None or regime.measured == 0:
-            return as_it_is
+            regime = self._provisional.get(key)
+            if regime is None:
+                return as_it_is
         n = regime.counts
         variance = np.full(n.shape, np.inf)
         several = n > 1
@@ -619,3 +625,30 @@ class RiskBlend:
         if not np.isfinite(bound).any():
             return as_it_is
         return CANDIDATES[int(np.argmin(bound))]
+
+
+def _new_regime() -> _Regime:
+    size = len(CANDIDATES)
+    return _Regime(np.zeros(size), np.zeros(size), np.zeros(size, np.int64), np.zeros(size))
+
+
+def _take_in(regime: _Regime, block_risks: np.ndarray, alone: bool) -> None:
+    """A measured frame's candidate risks by block taken into ``regime`` (:meth:`RiskBlend.add`)."""
+    block_risks = np.atleast_2d(block_risks)
+    risks = block_risks.sum(axis=0)
+    known = np.isfinite(risks)  # not offered (or not for this model): not chosen
+    if regime.measured == 0 and alone and len(block_risks) > 1:
+        block_gains = block_risks[:, known] - block_risks[:, :1]
+        regime.first_variance = np.full(risks.shape, np.inf)
+        regime.first_variance[known] = len(block_risks) * block_gains.var(axis=0, ddof=1)
+    fade = np.maximum(FADE, 1.0 / (regime.counts[known] + 1))
+    gains = risks[known] - risks[0]
+    regime.gains[known] += fade * (gains - regime.gains[known])
+    regime.squares[known] += fade * (gains * gains - regime.squares[known])
+    regime.weights[known] = (1.0 - fade) ** 2 * regime.weights[known] + fade * fade
+    regime.counts[known] += 1
+    for values in (regime.gains, regime.squares, regime.weights, regime.counts):
+        values[~known] = 0  # starts again when next offered
+    regime.measured += 1
+    regime.tried += 1
+    regime.since = 0

@@ -281,6 +281,8 @@ class SeriesBlend:
         self.served_binned_s = 0.0
 
     def drop_pending(self) -> None:
+        if self._pending is not None:  # a part taken is no choice (RiskBlend.add_provisional)
+            self._risks.forget_provisional(self._pending.key)
         self._pending, self._steps, self._steps_engine = None, None, None
         self._steps_held = ()
 
@@ -442,7 +444,11 @@ class SeriesBlend:
                 self.measured_latest_s = time.perf_counter() - t0
             elif measure:
                 t0 = time.perf_counter()
-                _exhaust(self._measure_both(engine, pending))
+                try:
+                    _exhaust(self._measure_both(engine, pending))
+                except BaseException:
+                    self._risks.forget_provisional(key)  # a part taken is no choice
+                    raise
                 self.measured_latest_s = time.perf_counter() - t0
             else:
                 self._pending = pending
@@ -617,6 +623,7 @@ class SeriesBlend:
                 m.plain,
                 offer_fine=fine,
             )
+            self._risks.add_provisional(m.key, risks, alone=alone)  # a regime's first only
             yield tuple(held)
         self._risks.add(m.key, risks, alone=alone)
         return risks
@@ -693,6 +700,8 @@ class SeriesBlend:
                 target=before,
                 offer_fine=True,  # a risk against another look needs no noise variance
             )
+            by_read = as_if_all_read(risks, read, still, (rows, columns))
+            self._risks.add_provisional(m.key, by_read, alone=True)  # a regime's first only
             yield tuple(held)
         # the spread between the frame's blocks bounds a choice on this one frame
         self._risks.add(m.key, as_if_all_read(risks, read, still, (rows, columns)), alone=True)

@@ -390,6 +390,42 @@ def test_one_frame_chooses_what_its_blocks_agree_on() -> None:
     assert unsure.measured(("m", 0)) == 2  # from the second frame on: their spread
 
 
+def test_a_first_measurement_in_part_is_chosen_from_until_it_is_whole() -> None:
+    """A regime's first measurement taken a step at a time: the candidates of the noise
+    maps measured so far are chosen from (as the whole would choose among them) until
+    the whole is added, and the part counts as no measured frame; a part dropped, or
+    offered once a frame is measured, is no choice."""
+    rng = np.random.default_rng(7)
+    key = ("m", 0)
+    first_scale = [i for i, c in enumerate(CANDIDATES) if c.map_scale == 1.0]
+    blurred = CANDIDATES.index(BlendChoice(post=1.0))
+    other = CANDIDATES.index(BlendChoice(post=1.0, map_scale=0.8))
+    whole = block_risks(-0.5 + rng.normal(0.0, 0.1, 16), blurred)
+    whole[:, other] -= 1.0  # the other map's: better, once measured
+    part = np.full_like(whole, np.inf)
+    part[:, first_scale] = whole[:, first_scale]
+
+    blend = RiskBlend()
+    blend.add_provisional(key, part)
+    assert blend.choice(key) == CANDIDATES[blurred] and blend.measured(key) == 0
+    assert blend.choice(key, map_scale=0.8) == BlendChoice(map_scale=0.8)  # not measured
+    assert blend.choice(("m", 2)).is_identity  # its own regime only
+    blend.add(key, whole)
+    assert blend.choice(key) == CANDIDATES[other] and blend.measured(key) == 1
+
+    dropped = RiskBlend()
+    dropped.add_provisional(key, part)
+    dropped.forget_provisional(key)
+    assert dropped.choice(key).is_identity
+    unsure = RiskBlend()  # the camera too uncertain for one frame's risks alone
+    unsure.add_provisional(key, part, alone=False)
+    assert unsure.choice(key).is_identity
+    later = RiskBlend()  # a regime measured: its choice rests on whole measurements only
+    later.add(key, block_risks(np.zeros(16), 0))
+    later.add_provisional(key, part)
+    assert later.choice(key).is_identity
+
+
 def test_a_choice_without_the_binned_pass_is_the_best_of_the_rest() -> None:
     blend, key = RiskBlend(), ("m", 0)
     risks = np.ones(len(CANDIDATES))

@@ -235,6 +235,43 @@ def test_a_series_first_frame_is_held_only_until_its_next_frame_comes(
     )
 
 
+def test_a_held_first_frame_is_blended_on_the_part_measured_before_its_next_frame_came(
+    na_lite: Engine,
+) -> None:
+    """A live series' first frame held for its first measurement until its next frame
+    comes, once the noise map it was run with has its candidates' risks: served with the
+    best of them, and so are the frames until the rest is measured in spare time; the
+    measurement, whole, is the one taken at once."""
+    frames = [frame for _, frame in movie(10.0, 3)]
+    held = SeriesContext(CAMERA, blend="spatial")
+    held.denoise(na_lite, frames[0], 0, measure=False)  # measured whole
+    assert held.blend_choice.blends and held.blend_choice.map_scale == 1.0
+    asked = 0
+
+    def comes_after_the_first_maps_risks() -> bool:  # asked first, then after each step:
+        nonlocal asked  # the binned passes, the probed pass, the first map's risks
+        asked += 1
+        return asked >= 4
+
+    live = SeriesContext(CAMERA, blend="spatial")
+    plain = na_lite.denoise(frames[0], camera=CAMERA)
+    served = live.denoise(
+        na_lite, frames[0], 0, measure=False, frame_waits=comes_after_the_first_maps_risks
+    )
+    assert asked == 4 and live.measurement_pending and live.blend_frames_measured == 0
+    part = live.blend_choice
+    assert part == held.blend_choice and not np.array_equal(served, plain)
+    served_next = live.denoise(na_lite, frames[1], 1, measure=False, frame_waits=lambda: True)
+    assert live.blend_choice == part and live.measurement_pending
+    assert not np.array_equal(served_next, na_lite.denoise(frames[1], camera=CAMERA))
+    assert live.measure_pending(na_lite) and live.blend_frames_measured == 1
+    held.denoise(na_lite, frames[1], 1, measure=False)
+    np.testing.assert_array_equal(  # from then on, as if it had been taken at once
+        live.denoise(na_lite, frames[2], 2, measure=False),
+        held.denoise(na_lite, frames[2], 2, measure=False),
+    )
+
+
 def test_a_measurement_begun_with_another_engine_is_dropped(na_lite: Engine) -> None:
     """A model swapped in between two steps (even the same file: a provider fallback)
     ends the measurement: its passes would not be one model's."""
