@@ -251,6 +251,13 @@ def calibrate_command(
             "by pixel) from every frame.",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an --offset-map file already there (never STACK or --dark).",
+        ),
+    ] = False,
 ) -> None:
     """Fit the Poisson-Gaussian camera model to recordings; prints it as TOML for `serve`
     and `train`."""
@@ -258,8 +265,10 @@ def calibrate_command(
         from exporter.noise import dark_pattern, estimate_camera_noise, load_noise_stack
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
-    if gain is not None and not gain > 0:
+    if gain is not None and not (math.isfinite(gain) and gain > 0):
         raise fail(f"expected --gain > 0 (ADU per photo-electron), got {gain}")
+    if offset is not None and not math.isfinite(offset):
+        raise fail(f"expected a finite --offset (ADU), got {offset}")
     if offset_map is not None and dark is None and gain is None:
         raise fail(
             "--offset-map needs dark frames: give them with --dark (or give --gain, and "
@@ -270,9 +279,16 @@ def calibrate_command(
         raise fail(f"expected --offset-map to name a .npy file, got {offset_map}")
     if offset_map is not None and offset_map.is_dir():
         raise fail(f"expected --offset-map to name a .npy file, got the folder {offset_map}")
+    if offset_map is not None:
+        _check_offset_map_apart(offset_map, [stack, dark], force)
     try:
         frames = load_noise_stack(stack, max_frames=max_frames)
         dark_frames = load_noise_stack(dark, max_frames=max_frames) if dark else None
+        if dark_frames is not None and len(dark_frames) < 2:  # their differences: the noise
+            raise DeepDenoiseError(
+                f"expected at least 2 dark frames in {dark} (their offset and read noise "
+                f"come from frame differences), got {len(dark_frames)}"
+            )
         if dark_frames is not None and dark_frames.shape[1:] != frames.shape[1:]:
             # one camera's frames: an offset and read noise of other frames fit nothing here
             raise DeepDenoiseError(
@@ -331,6 +347,20 @@ def calibrate_command(
 
 def _shape(frames: np.ndarray) -> str:
     return "x".join(str(n) for n in frames.shape[1:])
+
+
+def _check_offset_map_apart(offset_map: Path, recordings: list[Path | None], force: bool) -> None:
+    """Writing the offset map must never touch a recording calibrate reads (refused even
+    with --force), nor replace a file there unasked."""
+    target = offset_map.resolve()
+    for recording in recordings:
+        if recording is not None and recording.resolve().is_relative_to(target):
+            raise fail(
+                f"--offset-map {offset_map} would overwrite {recording}, which calibrate "
+                "reads; expected another name (--force does not change this)"
+            )
+    if offset_map.exists() and not force:
+        raise fail(f"--offset-map {offset_map} is already there: give --force to replace it")
 
 
 def _check_dark(frames: np.ndarray, path: Path) -> None:

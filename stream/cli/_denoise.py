@@ -263,16 +263,16 @@ def _made_non_finite(raw: np.ndarray, clean: np.ndarray) -> bool:
 
 
 def _check_float32_range(raw: np.ndarray, index: int, source: str) -> None:
-    """The model computes in float32: a float64 frame beyond its range would be inf."""
-    if raw.dtype.kind != "f" or raw.dtype.itemsize <= 4:
-        return
-    top = float(np.max(np.abs(raw), where=np.isfinite(raw), initial=0.0))  # no NaN/inf copy
-    limit = float(np.finfo(np.float32).max)
-    if top > limit:
+    """The model and the camera estimate compute in float32 (``LARGEST_PIXEL``)."""
+    from ..engine import LARGEST_PIXEL, beyond_range
+
+    top = beyond_range(raw)
+    if top is not None:
         raise DeepDenoiseError(
-            f"{source}: frame {index} holds values up to {top:.3g}, beyond float32's "
-            f"{limit:.3g}, in which the model computes: expected "
-            "pixels in a smaller unit (scale the recording, e.g. to ADU or photons)"
+            f"{source}: frame {index} holds values up to {top:.3g}, over "
+            f"{LARGEST_PIXEL:.0e}, beyond which the camera estimate's float32 arithmetic "
+            "overflows: expected pixels in a smaller unit (scale the recording, e.g. to "
+            "ADU or photons)"
         )
 
 

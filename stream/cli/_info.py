@@ -28,6 +28,7 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
     from ..store import (
         is_rejected_store,
         is_series_store,
+        read_group_attrs,
         rejected_path,
         summarize_rejected,
         summarize_store,
@@ -59,6 +60,8 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
             kept = sum(summarize_rejected(rejected).values())
             rows.append(("rejected frames", f"{kept} kept in rejected/{path.name} beside it"))
         return f"store {path}", rows, summary["damaged"]
+    if path.is_dir() and (path / "zarr.json").is_file():
+        read_group_attrs(path)  # metadata it cannot read: a damaged store, which it says
     raise StoreError(
         f"expected an .onnx model, a <series>.zarr store or rejected/<series>.zarr, got {path}"
     )

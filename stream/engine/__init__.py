@@ -42,7 +42,7 @@ from ._model_meta import (
     ModelMetadata,
 )
 from ._motion import lined_up, scene_shift
-from ._pixels import count_non_finite, to_dtype
+from ._pixels import LARGEST_PIXEL, beyond_range, count_non_finite, to_dtype
 from ._preload import FRAME_PATH_MODULES, preload_frame_path
 from ._providers import (
     ORT_NAMES,
@@ -89,6 +89,7 @@ __all__ = [
     "FRAME_PATH_MODULES",
     "GPU_DEFAULT",
     "HDR_RATIO",
+    "LARGEST_PIXEL",
     "MAX_BORDER",
     "ORT_NAMES",
     "PREFIX",
@@ -108,6 +109,7 @@ __all__ = [
     "TileWorkspace",
     "TrtProfile",
     "apply_blend",
+    "beyond_range",
     "binned_output",
     "blend_tiles",
     "block_levels",

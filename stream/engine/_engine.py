@@ -68,12 +68,19 @@ WARMUP_CAMERA = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
 
 
 def _unsaturated(
-    frame: np.ndarray, centred: np.ndarray, levels: np.ndarray
+    frame: np.ndarray, centred: np.ndarray, levels: np.ndarray, spikes: Spikes | None = None
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """The frame's saturated pixels (None: none) and its block levels with those pixels
     left out: a block they touch has the mean of its other pixels, and a block of them
     alone none. So the bright level, the scale and the peak SNR are the unsaturated
     scene's. ``centred``: the frame less its offset, as ``levels`` are of.
+
+    ``spikes``, the frame's defects (:func:`stream.engine.defect_spikes`), are none of
+    them: light that saturates a pixel spills into its neighbours, and a pixel stuck at
+    the top alone is a defect, filled as the others are. Why (a new user's probe,
+    2026-12-06: 0.24 % of a 128 x 128 movie's pixels stuck at 65535, 30 photons per
+    pixel): read as saturated, they came back at 65535, -39 dB, while 0.18 % of them,
+    too few for a saturation level, were filled (37 dB).
 
     Why: a tenth of a frame at 65535 set its peak SNR into the pass-through band, and
     the frame came out as it went in (one-off probe, the independent generator at 10
@@ -84,6 +91,10 @@ def _unsaturated(
     scale fell to 182 ADU for light up to 245; the rest came out 32.4 dB, under a tuned
     Gaussian's 35.8 (reviewer's probe, 128 x 128, 12 frames)."""
     saturated = saturated_pixels(frame)
+    if saturated is not None and spikes is not None:
+        saturated[spikes] = False
+        if not saturated.any():
+            saturated = None
     if saturated is None or levels.shape == frame.shape:  # no blocks: too small a frame
         return saturated, levels
     hb, wb = levels.shape
@@ -742,7 +753,7 @@ class Engine:
             levels = blocks if blocks is not None else block_levels(current)
             if own_level is None:  # non-finite pixels: the frame's least value stands in
                 readout = frame if bad is None else np.where(bad, frame[~bad].min(), frame)
-                saturated, levels = _unsaturated(readout, current, levels)
+                saturated, levels = _unsaturated(readout, current, levels, spikes)
             top = level_of(levels)
             if adaptive and own_level is None:
                 dim_level = dim_part_level(levels, top, camera.gain, read)

@@ -17,6 +17,8 @@ and any camera gain alike.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..camera import CameraModel, Spikes, find_spikes, spike_fills
@@ -243,8 +245,12 @@ def _spilled(
 
 
 def scale_from(top: float, gain: float, read_noise: float) -> float:
-    """The frame scale from a frame's :func:`bright_level`: it, or the floor."""
-    floor = max(3.0 * read_noise, gain, 1e-6)
+    """The frame scale from a frame's :func:`bright_level`: it, or the floor (in the
+    frame's own unit, whatever it is: an absolute floor of 1e-6 took over for frames in
+    units of 1e-10 of a count, and the model saw them 100 times too dark)."""
+    floor = max(3.0 * read_noise, gain)
+    if not floor > 0.0:  # no noise at all: any positive scale will do
+        floor = 1.0
     return top if np.isfinite(top) and top > floor else floor
 
 
@@ -260,7 +266,8 @@ def snr_at(top: float, gain: float, read_noise: float) -> float:
     """Poisson-Gaussian signal-to-noise ratio of one pixel at level ``top`` (0 if dark)."""
     if not np.isfinite(top) or top <= 0:
         return 0.0
-    return top / float(np.sqrt(gain * top + read_noise * read_noise) + 1e-12)
+    noise = float(np.sqrt(gain * top + read_noise * read_noise))
+    return top / noise if noise > 0.0 else math.inf
 
 
 def peak_snr(centred: np.ndarray, gain: float, read_noise: float) -> float:

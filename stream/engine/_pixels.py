@@ -20,6 +20,24 @@ def count_non_finite(frame: np.ndarray) -> int:
     return int(frame.size - np.count_nonzero(np.isfinite(frame)))
 
 
+#: The largest float pixel value denoised: the live camera estimate takes squares and
+#: cubes of frame differences in float32 (3.4e38 at most), and from about 1e12 they
+#: overflowed (a new user's probe, 2026-12-06: a movie in units of 1e-20 of a count,
+#: values about 1e22, was blamed on the model for NaN output; at 1e19 it came out
+#: barely denoised). No camera's counts come near it.
+LARGEST_PIXEL = 1e12
+
+
+def beyond_range(frame: np.ndarray) -> float | None:
+    """A float frame's largest finite absolute value where over :data:`LARGEST_PIXEL`
+    (None: within it, or integer pixels)."""
+    if frame.dtype.kind != "f" or not frame.size:
+        return None
+    top = max(float(np.nanmax(frame, initial=-np.inf, where=np.isfinite(frame))), 0.0)
+    top = max(top, -float(np.nanmin(frame, initial=np.inf, where=np.isfinite(frame))))
+    return top if top > LARGEST_PIXEL else None
+
+
 def to_dtype(clean: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Round and clip to an integer input dtype (float32 input passes through)."""
     if dtype.kind == "f":

@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 
 from .._errors import ProtocolError, StoreError, shown
-from ..engine import count_non_finite
+from ..engine import LARGEST_PIXEL, beyond_range, count_non_finite
 from ..protocol import (
     TOPIC_RAW,
     Frame,
@@ -258,6 +258,8 @@ class Receiver:
         if self._paused.is_set():
             self._stats.count_dropped("paused")
             return
+        if not self._in_range(frame):
+            return
         raw_means = self._traces.raw_means(frame) if self._traces is not None else None
         job = Job(frame, t_recv_ns, non_finite, raw_means)
         if not self._inference.put(job, stop=self._halt):
@@ -314,6 +316,26 @@ class Receiver:
             "memory_budget_mb to hold several",
             nbytes / 2**20, budget / 2**20,
         )  # fmt: skip
+
+    def _in_range(self, frame: Frame) -> bool:
+        """False, counted and told, for a float frame whose values the model and the camera
+        estimate cannot compute with (``LARGEST_PIXEL``): its raw frame is stored, it is
+        not denoised (it came out NaN, blamed on the model)."""
+        top = beyond_range(frame.pixels)
+        if top is None:
+            return True
+        self._stats.count_dropped("out_of_range")
+        self._events.emit(
+            "error",
+            limit_key="out_of_range",
+            kind="out_of_range",
+            series=frame.series,
+            index=frame.index,
+            message=f"frame {frame.index} of {frame.series!r} not denoised (its raw frame is "
+            f"stored): it holds values up to {top:.3g}, over {LARGEST_PIXEL:.0e}, beyond which "
+            "the float32 arithmetic overflows; expected pixels in a smaller unit (ADU, photons)",
+        )
+        return False
 
     def _within_budget(self, frame: Frame) -> bool:
         """True when the frame fits the memory budget (waiting for it on PULL input)."""

@@ -108,6 +108,19 @@ def test_info_summarises_a_store(tmp_path: Path):
     assert "valid 3" in text
 
 
+def test_info_says_a_store_whose_metadata_cannot_be_read_is_damaged(tmp_path: Path):
+    """Its zarr.json corrupt, a store was "expected an .onnx model, a <series>.zarr
+    store ..." (denoise said what was wrong)."""
+    import numpy as np
+
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, np.zeros((8, 8), "<u2"), t_ns=0)
+    (tmp_path / "s1.zarr" / "zarr.json").write_text("{corrupt")
+    result = runner.invoke(app, ["info", str(tmp_path / "s1.zarr")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "cannot read" in text and "zarr.json" in text, text
+
+
 def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):
     """A store whose raw shard was deleted showed "valid 20, missing 0" as if intact,
     while every reader refuses it."""

@@ -220,13 +220,37 @@ def test_an_offset_map_of_another_shape_is_refused_and_output_folders_are_made(
     assert np.load(tmp_path / "new" / "folder" / "out.npy").shape == movie[:2].shape
 
 
-def test_float64_values_beyond_float32_are_refused_in_words(tmp_path: Path) -> None:
-    """The model computes in float32: 1e300 would be inf (it was a traceback)."""
-    np.save(tmp_path / "huge.npy", np.full((2, 16, 16), 1e300))
+@pytest.mark.parametrize(("dtype", "value"), [(np.float64, 1e300), (np.float32, 1e20)])
+def test_float_values_beyond_float32_arithmetic_are_refused_in_words(
+    tmp_path: Path, dtype: type, value: float
+) -> None:
+    """The model and the camera estimate compute in float32: 1e300 would be inf (it was
+    a traceback), and 1e20, a float32 itself, overflowed the estimate's cubes (the
+    model was blamed for NaN output)."""
+    np.save(tmp_path / "huge.npy", np.full((2, 16, 16), value, dtype))
     result = runner.invoke(app, ["denoise", str(tmp_path / "huge.npy"), "-o",
                                  str(tmp_path / "out.npy"), "--provider", "cpu"])  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert "frame 0 holds values up to 1e+300, beyond float32's" in words(result.output)
+    assert f"frame 0 holds values up to {value:.3g}, over 1e+12" in words(result.output)
+
+
+def test_a_recording_in_a_tiny_unit_is_denoised_as_in_counts(tmp_path: Path) -> None:
+    """The same movie in units of 1e-12 of a count: the frame scale's floor was an
+    absolute 1e-6, which took over, and the output was garbage (-3 dB; a new user's
+    probe, 2026-12-06)."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:48, :48]
+    clean = 100.0 + 30.0 * (1 + np.sin(xx / 4.0) * np.sin(yy / 5.0))
+    counts = (rng.poisson(np.broadcast_to(clean - 100.0, (6, 48, 48))) + 100.0
+              + rng.normal(0.0, 2.0, (6, 48, 48)))  # fmt: skip
+    for name, scale in (("counts", 1.0), ("tiny", 1e-12)):
+        np.save(tmp_path / f"{name}.npy", (counts * scale).astype(np.float32))
+        args = [str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}-out.npy")]
+        result = runner.invoke(app, ["denoise", *args, "--provider", "cpu"])
+        assert result.exit_code == 0, result.output
+    as_counts = np.load(tmp_path / "counts-out.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "tiny-out.npy") / 1e-12, as_counts, atol=0.5)
+    assert np.mean((as_counts - clean) ** 2) < 0.5 * np.mean((counts - clean) ** 2)
 
 
 @pytest.mark.parametrize("blank", [np.nan, 0.0])

@@ -218,6 +218,25 @@ def test_default_still_denoises_a_stream_with_a_tenth_of_its_pixels_saturated():
     assert model_db > noisy_db + 3.0, (noisy_db, model_db)
 
 
+def test_pixels_stuck_at_the_top_each_alone_are_filled_not_kept_as_saturation():
+    """A third of a percent of the pixels stuck at 65535, each alone: enough of them for
+    a saturation level, and they were kept as saturated, at 65535 (-39 dB, a new user's
+    probe); a pixel the optics saturate spills light into its neighbours, so these are
+    defects, filled as fewer of them were."""
+    test = movie("independent", 30.0, (96, 96), 6, seed=12345)
+    rng = np.random.default_rng(3)
+    stuck = rng.choice(test.noisy[0].size, 30, replace=False)  # over 0.2 %: a level
+    noisy = test.noisy.reshape(len(test.noisy), -1).copy()
+    noisy[:, stuck] = 65535
+    noisy = noisy.reshape(test.noisy.shape)
+    with Engine(default_model_path(), provider="cpu", warmup_shape=None) as engine:
+        denoised, _, _ = run_model(engine, noisy)
+        without, _, _ = run_model(engine, test.noisy)
+    at_stuck = denoised.reshape(len(denoised), -1)[:, stuck]
+    assert at_stuck.max() < 4 * test.clean.max(), at_stuck.max()
+    assert psnr(denoised, test.clean) > psnr(without, test.clean) - 1.0
+
+
 def test_default_denoises_frames_scaled_to_unit_range_as_it_does_raw_counts():
     """Float frames scaled to [0, 1] (uint16 / 65535) carry the same image: the live
     camera estimate scales with them, so the model does the same (before: 30.8 dB out

@@ -138,9 +138,51 @@ def test_without_an_offset_map_the_dark_frames_pattern_is_counted_as_noise(tmp_p
 
 def test_calibrate_refuses_a_gain_that_is_not_positive(tmp_path: Path):
     _, dark = _recordings(tmp_path)
-    for gain in ("0", "-1"):
+    for gain in ("0", "-1", "nan", "inf"):
         result = CliRunner().invoke(app, ["calibrate", str(dark), "--gain", gain])
         assert result.exit_code == 2 and "expected --gain > 0" in result.output
+
+
+def test_calibrate_refuses_an_offset_that_is_not_finite(tmp_path: Path):
+    """``--offset nan`` printed ``offset = nan``, a camera that serve then refused."""
+    flat, _ = _recordings(tmp_path)
+    for offset in ("nan", "inf", "-inf"):
+        result = CliRunner().invoke(app, ["calibrate", str(flat), "--offset", offset])
+        assert result.exit_code == 2 and "expected a finite --offset" in result.output
+
+
+def test_the_offset_map_never_overwrites_a_recording_and_replaces_a_file_only_with_force(
+    tmp_path: Path,
+):
+    """``--offset-map`` naming STACK or the dark frames replaced the recording with a map;
+    a file already there was replaced unasked."""
+    flat, dark = _recordings(tmp_path)
+    before = {path: path.read_bytes() for path in (flat, dark)}
+    for target in (flat, dark):
+        for force in ([], ["--force"]):
+            args = ["calibrate", str(flat), "--dark", str(dark), "--offset-map", str(target)]
+            result = CliRunner().invoke(app, [*args, *force])
+            text = " ".join(result.output.split())
+            assert result.exit_code == 2 and "which calibrate reads" in text, text
+    assert {path: path.read_bytes() for path in (flat, dark)} == before
+    there = tmp_path / "offset.npy"
+    np.save(there, np.zeros(3))
+    args = ["calibrate", str(flat), "--dark", str(dark), "--offset-map", str(there)]
+    kept = CliRunner().invoke(app, args)
+    assert kept.exit_code == 2 and "give --force" in " ".join(kept.output.split())
+    assert np.load(there).shape == (3,)
+    replaced = CliRunner().invoke(app, [*args, "--force"])
+    assert replaced.exit_code == 0, replaced.output
+    assert np.load(there).shape == (48, 48)
+
+
+def test_calibrate_says_which_file_holds_too_few_dark_frames(tmp_path: Path):
+    flat, dark = _recordings(tmp_path)
+    one = tmp_path / "one_dark.npy"
+    np.save(one, np.load(dark)[:1])
+    result = CliRunner().invoke(app, ["calibrate", str(flat), "--dark", str(one)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"at least 2 dark frames in {one}" in text, text
 
 
 def test_with_a_known_gain_a_flat_series_is_not_taken_for_dark_frames(tmp_path: Path):

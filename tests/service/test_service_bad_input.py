@@ -127,6 +127,38 @@ def test_non_finite_pixels_are_denoised_counted_and_flagged(tmp_path: Path, iden
     np.testing.assert_array_equal(raw, frame)  # NaN/inf kept bit for bit on disk
 
 
+def test_float_values_too_large_to_compute_with_are_stored_counted_and_told(
+    tmp_path: Path, identity_model
+):
+    """A float frame in a unit of 1e-20 of a count (values about 1e22): the camera
+    estimate's float32 squares and cubes overflowed and the output was NaN, blamed on the
+    model. Now its raw frame is stored, it is counted as dropped with the reason and an
+    error event says what was expected; the series' next frame is denoised."""
+    huge = np.full((5, 6), 3e22, "<f4")
+    good = np.arange(30, dtype="<f4").reshape(5, 6)
+    with running_service(tmp_path, identity_model) as svc, listening(svc) as sub:
+        with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as push:
+            push.connect(svc.endpoints["input"])
+            push.send_multipart(
+                _msg(_header(dtype="<f4", shape=[5, 6], series="u"), huge.tobytes())
+            )
+            head = _header(dtype="<f4", shape=[5, 6], series="u", index=1)
+            push.send_multipart(_msg(head, good.tobytes()))
+            (message,), others = collect(sub, 1)
+        assert svc.flush()
+        status = svc.status()
+    assert message.header["index"] == 1
+    np.testing.assert_array_equal(message.array, good)
+    assert status["dropped"] == {"out_of_range": 1} and status["frames_in"] == 2
+    told = [e for e in events(others, "error") if e.get("kind") == "out_of_range"]
+    assert len(told) == 1 and "up to 3e+22, over 1e+12" in told[0]["message"], told
+    import zarr
+
+    raw = zarr.open_group(tmp_path / "data" / "u.zarr", mode="r")[ARRAY_PATHS["raw"]]
+    np.testing.assert_array_equal(raw[0], huge)  # what came, on disk
+    np.testing.assert_array_equal(raw[1], good)
+
+
 def test_oversized_message_drops_only_that_connection(tmp_path: Path, identity_model):
     limit = 64 * 1024
     with (
