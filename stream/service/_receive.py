@@ -324,16 +324,12 @@ class Receiver:
         top = beyond_range(frame.pixels)
         if top is None:
             return True
-        self._stats.count_dropped("out_of_range")
-        self._events.emit(
-            "error",
-            limit_key="out_of_range",
-            kind="out_of_range",
-            series=frame.series,
-            index=frame.index,
-            message=f"frame {frame.index} of {frame.series!r} not denoised (its raw frame is "
-            f"stored): it holds values up to {top:.3g}, over {LARGEST_PIXEL:.0e}, beyond which "
-            "the float32 arithmetic overflows; expected pixels in a smaller unit (ADU, photons)",
+        self._drop(
+            "out_of_range",
+            frame,
+            f"not denoised (its raw frame is stored): it holds values up to {top:.3g}, over "
+            f"{LARGEST_PIXEL:.0e}, beyond which the float32 arithmetic overflows; expected "
+            "pixels in a smaller unit (ADU, photons)",
         )
         return False
 
@@ -343,18 +339,25 @@ class Receiver:
             return True
         gate = self._memory
         assert gate is not None  # no gate, always room
-        self._stats.count_dropped("memory_budget")
-        self._events.emit(
-            "error",
-            limit_key="memory_budget",
-            kind="memory_budget",
-            series=frame.series,
-            index=frame.index,
-            message=f"frame {frame.index} of {frame.series!r} dropped: the service "
-            f"holds {gate.in_use() / 2**20:.0f} MiB of frames, its budget is "
-            f"{gate.budget / 2**20:.0f} MiB",
+        self._drop(
+            "memory_budget",
+            frame,
+            f"dropped: the service holds {gate.in_use() / 2**20:.0f} MiB of frames, its "
+            f"budget is {gate.budget / 2**20:.0f} MiB",
         )
         return False
+
+    def _drop(self, reason: str, frame: Frame, why: str) -> None:
+        """A frame not denoised: counted under ``reason`` and told in an error event."""
+        self._stats.count_dropped(reason)
+        self._events.emit(
+            "error",
+            limit_key=reason,
+            kind=reason,
+            series=frame.series,
+            index=frame.index,
+            message=f"frame {frame.index} of {frame.series!r} {why}",
+        )
 
     def _track_index(self, series: str, index: int, state: _SeriesState) -> None:
         self._stats.count_in(series)
