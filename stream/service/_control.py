@@ -38,6 +38,12 @@ SOURCE_MAX = 1024
 POLL_MS, POLL_BUSY_MS = 100, 5
 #: Commands run on the worker thread: they wait on a model's warm-up or other threads.
 SLOW_COMMANDS = frozenset({"load_model", "flush", "set_rois"})
+#: How long a stopping service waits for the slow command under way (a model's warm-up)
+#: to end, so that it is answered and no thread is left inside ONNX Runtime as the
+#: process exits (it aborted: "terminate called without an active exception").
+WORKER_STOP_S = 300.0
+#: How long the socket, closing, still tries to send those last replies.
+REPLY_LINGER_MS = 1000
 
 
 class Controllable(Protocol):
@@ -85,7 +91,7 @@ class ControlHandler:
         slow: queue.Queue[tuple[list[bytes], bytes] | None] = queue.Queue()
         done: queue.Queue[tuple[list[bytes], bytes]] = queue.Queue()
         worker = threading.Thread(
-            target=self._work, args=(slow, done), name="control-worker", daemon=True
+            target=self._work, args=(slow, done, closing), name="control-worker", daemon=True
         )
         worker.start()
         pending = 0
@@ -109,18 +115,33 @@ class ControlHandler:
                 else:
                     sock.send_multipart([*envelope, self.handle(body[0])])
         finally:
+            # every request gets its reply, also while the service stops: the one under
+            # way when it ends, those not begun refused (_work)
             slow.put(None)
-            sock.close(0)
+            worker.join(WORKER_STOP_S)
+            if worker.is_alive():
+                log.error("a control command still runs after %.0f s; not answered", WORKER_STOP_S)
+            while not done.empty():
+                envelope, reply = done.get()
+                sock.send_multipart([*envelope, reply])
+            sock.close(REPLY_LINGER_MS)
 
     def _work(
         self,
         slow: queue.Queue[tuple[list[bytes], bytes] | None],
         done: queue.Queue[tuple[list[bytes], bytes]],
+        closing: threading.Event,
     ) -> None:
-        """The worker thread: slow commands in the order they came."""
+        """The worker thread: slow commands in the order they came; once the service is
+        stopping, those not begun are refused."""
         while (job := slow.get()) is not None:
             envelope, request = job
-            done.put((envelope, self.handle(request)))
+            if closing.is_set():
+                command = _command_of(request)
+                reply = _error(f"the service is stopping: {command} was not run")
+                done.put((envelope, msgpack.packb(reply, use_bin_type=True)))
+            else:
+                done.put((envelope, self.handle(request)))
 
     def handle(self, request: bytes) -> bytes:
         """Decode, dispatch and encode; never raises."""

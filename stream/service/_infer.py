@@ -311,11 +311,16 @@ class InferenceStage:
         Raises TimeoutError if the stage did not take it within ``timeout`` (the stage
         is stuck or stopped, ``alive`` says which); ``new`` is then closed.
         """
+        deadline = time.monotonic() + timeout
         with self._swapped:
             if self._pending is not None:
                 self._pending.close()
             self._pending = new
-            taken = self._swapped.wait_for(lambda: self._pending is not new, timeout)
+            # not a whole timeout's wait on a stage that stopped (the service stopping
+            # while a model warmed up): it never takes one
+            while self._pending is new and alive() and (left := deadline - time.monotonic()) > 0:
+                self._swapped.wait(min(left, 0.1))
+            taken = self._pending is not new
             if not taken:
                 self._pending = None
         if not taken:

@@ -339,11 +339,14 @@ class Receiver:
             return True
         gate = self._memory
         assert gate is not None  # no gate, always room
+        # received, as a frame dropped later is (frames_in); not taken as arrived, so
+        # its index stays missing (no pixels on disk) and may come again
+        self._stats.count_in(frame.series)
         self._drop(
             "memory_budget",
             frame,
-            f"dropped: the service holds {gate.in_use() / 2**20:.0f} MiB of frames, its "
-            f"budget is {gate.budget / 2**20:.0f} MiB",
+            f"dropped: the service holds {gate.in_use() / 2**20:.3g} MiB of frames, its "
+            f"budget for them is {gate.budget / 2**20:.3g} MiB (memory_budget_mb)",
         )
         return False
 

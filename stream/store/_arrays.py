@@ -124,7 +124,14 @@ class StoreArrays:
         ctx = context(config)
         opening = {
             name: ts.open(
-                {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path / rel)}},
+                {
+                    "driver": "zarr3",
+                    "kvstore": {"driver": "file", "path": str(path / rel)},
+                    # a frame of the fill value (all 0, all NaN: a dark frame, a closed
+                    # shutter) is written too: skipped, it left a frame flagged valid
+                    # with no pixels on disk, which reads as a damaged store
+                    "store_data_equal_to_fill_value": name not in FLAGS,
+                },
                 open=True,
                 context=ctx,
             )

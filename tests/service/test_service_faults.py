@@ -720,6 +720,57 @@ def test_a_frame_larger_than_the_whole_memory_budget_is_taken_alone(tmp_path: Pa
     assert status["frames_in"] == 3 and not status["dropped"].get("memory_budget")
 
 
+def test_sub_input_over_the_memory_budget_is_counted_received_and_dropped(
+    tmp_path: Path, identity_model
+):
+    """SUB input while the frames in flight fill the budget: a frame is dropped (not
+    read in), counted as received and as dropped.memory_budget, and an error event says
+    how much was held against what budget (it said "0 MiB of frames, its budget is 0
+    MiB" and frames_in left it out: a new user's trial). The inference stage is held on
+    the first frame, so the frames behind it fill the queue: 4 of 128 KiB, then the
+    next needs 640 KiB in flight, over the queues' share of the budget (1 MiB)."""
+    import threading
+
+    from deepdenoise_client import Publisher as Pub
+
+    release = threading.Event()
+    n = 7
+    sent = frames(n, shape=(256, 256))
+    with (
+        Pub("tcp://127.0.0.1:0", mode="pub") as pub,
+        running_service(
+            tmp_path, identity_model, input=pub.endpoint, input_mode="sub",
+            input_bind=False, memory_budget_mb=4,
+        ) as svc,
+        listening(svc) as sub,
+    ):  # fmt: skip
+        pub.wait_for_subscriber(20)
+        engine = svc._inference.engine
+        real = engine.denoise_with_report
+
+        def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+            release.wait(30)
+            return real(*args, **kwargs)
+
+        engine.denoise_with_report = held  # type: ignore[method-assign]
+        pub.send_frame(sent[0], "mem", 0)
+        wait_until(lambda: svc.status()["frames_in"] == 1)
+        for i in range(1, n):
+            pub.send_frame(sent[i], "mem", i)
+        wait_until(lambda: svc.status()["frames_in"] == n)
+        release.set()
+        dropped = svc.status()["dropped"]
+        _, others = collect(sub, n - sum(dropped.values()))
+        status = svc.status()
+    assert status["frames_in"] == n and dropped.get("memory_budget", 0) >= 1, dropped
+    assert status["frames_out"] + sum(status["dropped"].values()) == n, status
+    told = [e for e in events(others, "error") if e.get("kind") == "memory_budget"]
+    assert told and all(
+        re.search(r"holds 0\.\d+ MiB of frames, its budget for them is 1 MiB", e["message"])
+        for e in told
+    ), told
+
+
 def test_a_store_folder_that_cannot_be_written_is_refused_at_start(tmp_path: Path, identity_model):
     """Said before the experiment starts, not counted frame by frame from its first."""
     from stream import StoreError

@@ -14,6 +14,7 @@ from service_harness import (
     listening,
     running_service,
     served,
+    service_config,
     swap_mid_stream,
     wait_until,
 )
@@ -323,6 +324,77 @@ def test_status_is_answered_while_a_slow_command_runs(tmp_path: Path, identity_m
     assert status["model"] == replies["load"]["model"] and status["loading"] is None
     assert replies["status"] == {"ok": True, "paused": True}
     assert replies["load"]["ok"] is True
+
+
+def test_a_slow_command_under_way_when_the_service_stops_is_answered(
+    tmp_path: Path, identity_model, box_model
+):
+    """A stop while load_model warmed a model up: its client waited for a reply that
+    never came, and the process sometimes aborted as it exited with a thread inside
+    ONNX Runtime (a new user's trial). Now the stop waits for the command, whose reply
+    says the model was not taken. The load is held (in the service's engine factory)
+    until the inference stage has stopped."""
+    import threading
+
+    from stream.service import Service
+
+    release = threading.Event()
+    svc = Service(service_config(tmp_path, identity_model, zarr=None))
+    svc.start()
+    real_load = svc._load_engine
+
+    def held_load(model, provider=None):  # type: ignore[no-untyped-def]
+        assert release.wait(30), "the stop never reached the inference stage"
+        return real_load(model, provider)
+
+    svc._load_engine = held_load  # type: ignore[method-assign]
+    replies: dict[str, object] = {}
+
+    def load() -> None:
+        with Control(svc.endpoints["control"], timeout=60) as slow:
+            try:
+                replies["load"] = slow.load_model(str(box_model))
+            except ControlError as exc:
+                replies["load"] = exc
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    with Control(svc.endpoints["control"], timeout=10) as ctl:
+        wait_until(lambda: (ctl.status()["loading"] or {}).get("path") == str(box_model))
+    stopper = threading.Thread(target=svc.stop)
+    stopper.start()
+    wait_until(lambda: not svc._threads["inference"].is_alive())
+    release.set()
+    loader.join(60)
+    stopper.join(60)
+    assert not loader.is_alive() and not stopper.is_alive()
+    refused = replies["load"]
+    assert isinstance(refused, ControlError), refused
+    assert "stopped" in str(refused) and "did not take the model" in str(refused)
+
+
+def test_a_slow_command_not_begun_when_the_service_stops_is_refused() -> None:
+    """Queued behind one under way, it got no reply at all."""
+    import queue
+    import threading
+
+    import msgpack
+
+    from stream.service._control import ControlHandler
+
+    slow: queue.Queue[tuple[list[bytes], bytes] | None] = queue.Queue()
+    done: queue.Queue[tuple[list[bytes], bytes]] = queue.Queue()
+    closing = threading.Event()
+    closing.set()
+    slow.put(([b"peer", b""], msgpack.packb({"cmd": "flush"})))
+    slow.put(None)
+    ControlHandler(None)._work(slow, done, closing)  # type: ignore[arg-type]
+    envelope, reply = done.get_nowait()
+    assert envelope == [b"peer", b""]
+    assert msgpack.unpackb(reply) == {
+        "ok": False,
+        "error": "the service is stopping: flush was not run",
+    }
 
 
 def test_drop_oldest_counts_every_frame(tmp_path: Path, slow_model):

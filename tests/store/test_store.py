@@ -346,6 +346,23 @@ def test_summarize_store(tmp_path: Path) -> None:
         summarize_store(tmp_path)
 
 
+@pytest.mark.parametrize(("dtype", "fill"), [("|u1", 0), ("<u2", 0), ("<f4", np.nan)])
+def test_frames_of_the_fill_value_are_on_disk_not_a_damaged_store(
+    tmp_path: Path, dtype: str, fill: float
+) -> None:
+    """A shard of all-zero frames (a dark period, a closed shutter; all-NaN floats) was
+    not written at all -- tensorstore skips data equal to the fill value -- and the store
+    read as damaged: frames flagged valid with no pixels on disk (a new user's trial)."""
+    with SeriesStore(tmp_path, "dark", (8, 8), dtype, config=K4) as store:
+        for i in range(6):
+            store.write_raw(i, np.full((8, 8), fill, dtype), i)
+            store.write_clean(i, np.full((8, 8), fill, np.float32))
+    summary = summarize_store(store.path)
+    assert summary["damaged"] is None and summary["valid"] == 6, summary["damaged"]
+    group = zarr.open_group(store.path, mode="r")
+    np.testing.assert_array_equal(group[ARRAY_PATHS["raw"]][:], np.full((6, 8, 8), fill, dtype))
+
+
 def test_frames_per_shard_targets_16_mib(tmp_path: Path) -> None:
     cases = [((512, 512), "<u2", 32), ((4096, 4096), "<u2", 1), ((8, 8), "|u1", 256)]
     for n, (shape, dtype, k) in enumerate(cases):
