@@ -28,7 +28,6 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
     from ..store import (
         is_rejected_store,
         is_series_store,
-        read_group_attrs,
         rejected_path,
         summarize_rejected,
         summarize_store,
@@ -61,7 +60,10 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
             rows.append(("rejected frames", f"{kept} kept in rejected/{path.name} beside it"))
         return f"store {path}", rows, summary["damaged"]
     if path.is_dir() and (path / "zarr.json").is_file():
-        read_group_attrs(path)  # metadata it cannot read: a damaged store, which it says
+        try:  # metadata it cannot read: a damaged store, said so
+            json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {path}/zarr.json: {exc}") from exc
     raise StoreError(
         f"expected an .onnx model, a <series>.zarr store or rejected/<series>.zarr, got {path}"
     )

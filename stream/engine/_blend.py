@@ -587,9 +587,10 @@ class RiskBlend:
             self._provisional[key] = regime = _new_regime()
             _take_in(regime, block_risks, alone)
 
-    def forget_provisional(self, key: RegimeKey) -> None:
-        """The regime's measurement under way is dropped: no choice rests on its part."""
-        self._provisional.pop(key, None)
+    def forget_provisional(self) -> None:
+        """A measurement under way is dropped: no choice rests on its part (on any of its
+        regimes: a young window's is measured with the temporal branch's too)."""
+        self._provisional.clear()
 
     def choice(
         self, key: RegimeKey, map_scale: float | None = None, binned: bool = True

@@ -30,7 +30,9 @@ LARGEST_PIXEL = 1e12
 
 def beyond_range(frame: np.ndarray) -> float | None:
     """A float frame's largest finite absolute value where over :data:`LARGEST_PIXEL`
-    (None: within it, or integer pixels)."""
+    (None: within it, or integer pixels: 64-bit counts that large are an offset with
+    little noise on it, which float32 rounds away -- ``deepdenoise denoise`` warns of
+    that -- rather than noise whose squares overflow)."""
     if frame.dtype.kind != "f" or not frame.size:
         return None
     top = max(float(np.nanmax(frame, initial=-np.inf, where=np.isfinite(frame))), 0.0)

@@ -282,7 +282,7 @@ class SeriesBlend:
 
     def drop_pending(self) -> None:
         if self._pending is not None:  # a part taken is no choice (RiskBlend.add_provisional)
-            self._risks.forget_provisional(self._pending.key)
+            self._risks.forget_provisional()
         self._pending, self._steps, self._steps_engine = None, None, None
         self._steps_held = ()
 
@@ -447,7 +447,7 @@ class SeriesBlend:
                 try:
                     _exhaust(self._measure_both(engine, pending))
                 except BaseException:
-                    self._risks.forget_provisional(key)  # a part taken is no choice
+                    self._risks.forget_provisional()  # a part taken is no choice
                     raise
                 self.measured_latest_s = time.perf_counter() - t0
             else:

@@ -121,10 +121,14 @@ class ControlHandler:
             worker.join(WORKER_STOP_S)
             if worker.is_alive():
                 log.error("a control command still runs after %.0f s; not answered", WORKER_STOP_S)
-            while not done.empty():
-                envelope, reply = done.get()
-                sock.send_multipart([*envelope, reply])
-            sock.close(REPLY_LINGER_MS)
+            try:
+                while not done.empty():
+                    envelope, reply = done.get()
+                    sock.send_multipart([*envelope, reply])
+            except zmq.ZMQError as exc:  # the context ends under it: closed all the same
+                log.error("control replies not sent as the service stopped: %s", exc)
+            finally:
+                sock.close(REPLY_LINGER_MS)
 
     def _work(
         self,

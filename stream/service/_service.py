@@ -40,7 +40,7 @@ from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW,
 from ..store import check_store_folder
 from ..traces import rois_from_labels
 from ._config import ServiceConfig
-from ._control import ControlHandler
+from ._control import WORKER_STOP_S, ControlHandler
 from ._ensemble import EnsemblePolicy
 from ._events import EventEmitter
 from ._infer import InferenceStage
@@ -267,7 +267,8 @@ class Service:
         self._outgoing.close()
         self._join("publisher", timeout)
         self._closing.set()
-        self._join("control", timeout)
+        # a slow command under way (a model's warm-up) is waited for and answered
+        self._join("control", max(timeout, WORKER_STOP_S + 5.0))
         if self._inference is not None:
             self._inference.close()
         if self._curve is not None:

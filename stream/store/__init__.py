@@ -30,13 +30,7 @@ from ._series import (
     check_store_folder,
     store_path,
 )
-from ._summary import (
-    closed_totals,
-    is_series_store,
-    read_group_attrs,
-    stored_series,
-    summarize_store,
-)
+from ._summary import closed_totals, is_series_store, stored_series, summarize_store
 
 __all__ = [
     "ARRAY_PATHS",
@@ -54,7 +48,6 @@ __all__ = [
     "is_rejected_store",
     "is_series_store",
     "open_recording",
-    "read_group_attrs",
     "read_rejected",
     "rejected_path",
     "store_path",

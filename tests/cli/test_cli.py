@@ -112,6 +112,7 @@ def test_info_says_a_store_whose_metadata_cannot_be_read_is_damaged(tmp_path: Pa
     """Its zarr.json corrupt, a store was "expected an .onnx model, a <series>.zarr
     store ..." (denoise said what was wrong)."""
     import numpy as np
+    import zarr
 
     with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2")) as store:
         store.write_raw(0, np.zeros((8, 8), "<u2"), t_ns=0)
@@ -119,6 +120,9 @@ def test_info_says_a_store_whose_metadata_cannot_be_read_is_damaged(tmp_path: Pa
     result = runner.invoke(app, ["info", str(tmp_path / "s1.zarr")])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "cannot read" in text and "zarr.json" in text, text
+    zarr.create_array(str(tmp_path / "plain.zarr"), shape=(2, 8, 8), dtype="<u2")
+    plain = runner.invoke(app, ["info", str(tmp_path / "plain.zarr")])  # readable: not damaged
+    assert plain.exit_code == 2 and "expected an .onnx model" in plain.output, plain.output
 
 
 def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):

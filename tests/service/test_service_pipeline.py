@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -361,9 +362,12 @@ def test_a_slow_command_under_way_when_the_service_stops_is_answered(
     loader.start()
     with Control(svc.endpoints["control"], timeout=10) as ctl:
         wait_until(lambda: (ctl.status()["loading"] or {}).get("path") == str(box_model))
-    stopper = threading.Thread(target=svc.stop)
+    stopper = threading.Thread(target=svc.stop, kwargs={"timeout": 2.0})
     stopper.start()
     wait_until(lambda: not svc._threads["inference"].is_alive())
+    # held past the stop's own timeout for each stage: a stop that gave up on the
+    # control thread terminated the ZeroMQ context under its last reply, and hung
+    time.sleep(3.0)
     release.set()
     loader.join(60)
     stopper.join(60)
