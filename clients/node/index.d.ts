@@ -125,7 +125,10 @@ export function encodeEnd(
   options?: { tNs?: Int | null; topic?: string | Part },
 ): Uint8Array[];
 export function encodeRequest(cmd: string, args?: { [key: string]: unknown }): Uint8Array;
-export function encodeSetRois(labels: Labels | null, options?: { series?: string | null }): Uint8Array;
+export function encodeSetRois(
+  labels: Labels | null,
+  options?: { series?: string | null; fit?: boolean; source?: string },
+): Uint8Array;
 export function asBytes(part: Part): Uint8Array;
 export function checkSeries(series: string): string;
 export function decodeHeader(bytes: Part): Header;
@@ -237,6 +240,9 @@ export class Control {
   flush(): Promise<Reply>;
   stop(): Promise<Reply>;
   loadModel(path: string): Promise<Reply>;
-  setRois(labels: Labels | null, options?: { series?: string | null }): Promise<Reply>;
+  setRois(
+    labels: Labels | null,
+    options?: { series?: string | null; fit?: boolean; source?: string },
+  ): Promise<Reply>;
   close(): void;
 }

@@ -288,6 +288,19 @@ class TraceStep:
                 f"on the service and on its clients"
             )
 
+    def _series_rois(self) -> dict[str, int]:
+        """Each series' ROI count; a series whose ROIs were just replaced, the new ones'
+        (its state is made again at its next frame: it was left out till then)."""
+        counts = {
+            name: (state.rois.count if state is not None else 0)
+            for name, state in list(self._state.items())
+        }
+        for name in list(self._shapes):  # every series streaming
+            if name not in counts:
+                rois = self._per_series.get(name, self._default)
+                counts[name] = rois.count if rois is not None else 0
+        return counts
+
     # ------------------------------------------------------------------ reporting
     def _error(self, kind: str, series: str, message: str) -> None:
         self.errors[kind] += 1
@@ -302,10 +315,7 @@ class TraceStep:
             "rois": default.count if default is not None else 0,
             "source": default.source if default is not None else None,
             "columns": list(self.columns),
-            "series": {
-                name: (state.rois.count if state is not None else 0)
-                for name, state in list(self._state.items())
-            },
+            "series": self._series_rois(),
             "frames": self.frames,
             "triggers": dict(self.triggers),
             "errors": dict(self.errors),

@@ -133,8 +133,11 @@ def test_set_rois_mid_stream_loses_no_frame(tmp_path: Path, identity_model):
         for i, frame in enumerate(frames[:15]):
             pub.send_frame(frame, "s", i)
         receive_until(lambda: len(traces) == 15)
+        assert ctl.status()["traces"]["series"] == {"s": 3}
         reply = ctl.set_rois(second)
         assert reply == {"ok": True, "rois": 2, "series": None, "checked": ["s"]}
+        # before its next frame too (it was left out of status till then)
+        assert ctl.status()["traces"]["series"] == {"s": 2}
         for i, frame in enumerate(frames[15:], start=15):
             pub.send_frame(frame, "s", i)
         pub.end("s")

@@ -123,10 +123,11 @@ export class Control {
 
   /**
    * Replace the ROIs between two frames: `labels` `{data, shape, dtype?}` (an integer
-   * label image, 0 = background), or null to remove them; `series`: one series, or all.
+   * label image, 0 = background), or null to remove them; options `series` (one series,
+   * or all), `fit` and `source` (PROTOCOL.md, `set_rois`).
    */
-  setRois(labels, { series } = {}) {
-    return this.exchange("set_rois", encodeSetRois(labels, { series }));
+  setRois(labels, options = {}) {
+    return this.exchange("set_rois", encodeSetRois(labels, options));
   }
 
   close() {

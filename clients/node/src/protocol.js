@@ -213,10 +213,29 @@ export function encodeRequest(cmd, args = {}) {
 /**
  * The `set_rois` request. `labels`: `{data, shape, dtype?}` with an integer typed
  * array (dtype inferred from it) or raw bytes plus `dtype`; or null to remove the ROIs.
+ * Options: `series` (one series, or all), `fit` (the image is the ROIs' extent from the
+ * frame's top-left corner), `source` (where the labels came from, 1 to 1024 characters).
  */
-export function encodeSetRois(labels, { series } = {}) {
+export function encodeSetRois(labels, options = {}) {
+  const { series, fit, source, ...unknown } = options;
+  const others = Object.keys(unknown);
+  if (others.length) {
+    // a misspelt option must not be dropped without a word
+    throw new TypeError(`setRois: expected options series, fit, source; got ${others.join(", ")}`);
+  }
   const args = series === undefined || series === null ? {} : { series: checkSeries(series) };
-  if (labels === null || labels === undefined) return encodeRequest("set_rois", { ...args, labels: null });
+  const tail = {};
+  if (fit !== undefined) {
+    if (typeof fit !== "boolean") throw new TypeError(`setRois: expected fit as a boolean, got ${describe(fit)}`);
+    tail.fit = fit;
+  }
+  if (source !== undefined) {
+    if (typeof source !== "string" || source.length < 1 || source.length > 1024) {
+      throw new TypeError(`setRois: expected source as a string of 1 to 1024 characters, got ${describe(source)}`);
+    }
+    tail.source = source;
+  }
+  if (labels === null || labels === undefined) return encodeRequest("set_rois", { ...args, labels: null, ...tail });
   const { data, shape } = labels;
   const dtype = labels.dtype ?? dtypeOf(data, LABEL_DTYPES);
   if (!(dtype in LABEL_DTYPES) || !ArrayBuffer.isView(data)) {
@@ -233,7 +252,7 @@ export function encodeSetRois(labels, { series } = {}) {
       `labels of shape [${height}, ${width}] ${dtype} need ${nbytes} bytes, got ${data.byteLength}`,
     );
   }
-  return encodeRequest("set_rois", { ...args, dtype, shape: [height, width], labels: asBytes(data) });
+  return encodeRequest("set_rois", { ...args, dtype, shape: [height, width], labels: asBytes(data), ...tail });
 }
 
 function toTopic(topic) {

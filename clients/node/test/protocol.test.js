@@ -11,6 +11,7 @@ import {
   encodeFrame,
   encodeHeader,
   encodeMessage,
+  encodeSetRois,
 } from "deepdenoise-client";
 
 const frame = (over = {}) => ({
@@ -115,4 +116,17 @@ test("output is decoded against the output bounds, input against the input limit
   assert.equal(reason(traces(1, 1600), { limits: small }), "ok");
   assert.equal(reason(traces(1365, 0), { limits: small }), "ok"); // 16,380 bytes: 4 x 4096
   assert.equal(reason(traces(1366, 0), { limits: small }), "payload_size");
+});
+
+test("encodeSetRois sends fit and source after the labels, and refuses an unknown option", () => {
+  // setRois dropped fit and source without a word (a new user's trial, 2026-12-06)
+  const labels = { data: new Uint16Array([0, 1, 2, 0]), shape: [2, 2] };
+  const request = decodeHeader(encodeSetRois(labels, { series: "s", fit: true, source: "stat.npy" }));
+  assert.deepEqual(Object.keys(request), ["cmd", "series", "dtype", "shape", "labels", "fit", "source"]);
+  assert.equal(request.fit, true);
+  assert.equal(request.source, "stat.npy");
+  assert.deepEqual(Object.keys(decodeHeader(encodeSetRois(null, { fit: false }))), ["cmd", "labels", "fit"]);
+  assert.throws(() => encodeSetRois(labels, { fitted: true }), /expected options series, fit, source; got fitted/);
+  assert.throws(() => encodeSetRois(labels, { fit: "yes" }), TypeError);
+  assert.throws(() => encodeSetRois(labels, { source: "" }), TypeError);
 });
