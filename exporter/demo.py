@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exporter.evaluation import psnr
-from stream.cli import blend_choice, frames_by_passes, kv_table
+from stream.cli import blend_choice, blend_in_part, frames_by_passes, kv_table
 from stream.engine import BlendSetting
 from stream.service import Provider, Service, ServiceConfig
 from stream.sim import Simulator, SimulatorConfig
@@ -166,7 +166,10 @@ def _ensemble_row(ensemble: dict[str, object]) -> str:
 
 
 def _blend_row(blend: dict[str, object]) -> str:
-    return f"{blend.get('frames_measured', 0)}; {blend_choice(blend)}"
+    measured = blend.get("frames_measured", 0)
+    if blend_in_part(blend):  # a choice already, on the first measurement's part
+        return f"{measured} (the first in part); {blend_choice(blend)}"
+    return f"{measured}; {blend_choice(blend)}"
 
 
 def _camera_row(used: dict[str, object], true: dict[str, float]) -> str:

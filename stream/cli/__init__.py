@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 # half-initialised when the app loads it.
 from ._common import (
     blend_choice,
+    blend_in_part,
     console,
     counts,
     err_console,
@@ -40,6 +41,7 @@ __all__ = [
     "PLUGIN_GROUP",
     "app",
     "blend_choice",
+    "blend_in_part",
     "console",
     "counts",
     "err_console",

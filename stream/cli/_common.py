@@ -113,6 +113,12 @@ def blend_choice(blend: dict[str, Any]) -> str:
     return " + ".join(parts) or "the output as it is"
 
 
+def blend_in_part(blend: dict[str, Any]) -> bool:
+    """Whether a series' blend rests on its first measurement in part (a live series'
+    first, taken in spare time: ``measured`` 0 with a choice made)."""
+    return not blend.get("measured") and blend_choice(blend) != "the output as it is"
+
+
 def frames_by_passes(ensemble: dict[str, Any]) -> str:
     """``status.ensemble``'s frames by self-ensemble passes: ``1: 6, 4: 3`` (``none yet``)."""
     by_passes = ensemble.get("frames_by_passes") or {}

@@ -16,6 +16,7 @@ from .._errors import DeepDenoiseError
 from .._types import DEFAULT_CONTROL
 from ._common import (
     blend_choice,
+    blend_in_part,
     console,
     counted,
     counts,
@@ -290,7 +291,12 @@ def _blend_text(blend: dict[str, Any] | None) -> str:
     risks sent them there."""
     if not blend:
         return ""
-    text = f"; blend {blend_choice(blend)} ({blend.get('measured', 0)} measured)"
+    basis = (
+        "the first measurement in part"
+        if blend_in_part(blend)
+        else f"{blend.get('measured', 0)} measured"
+    )
+    text = f"; blend {blend_choice(blend)} ({basis})"
     if blend.get("young_window") == "temporal":
         text += "; young windows to the temporal branch"
     return text

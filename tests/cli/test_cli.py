@@ -533,6 +533,14 @@ def test_a_series_blend_reads_as_its_noise_map_blur_and_mix():
     assert _blend_row(mean).endswith("0.2 x 2.0 px Gaussian of the running mean")
     raw = {**blend, "fuse_source": "input", "fuse_sigma": 0.0, "fuse_weight": 0.5}
     assert _blend_row(raw).endswith("blur 1.0 px + 0.5 x the input itself")
+    # a live series' first measurement in part: a choice made, no frame measured whole
+    # (the demo read "0; noise map x 0.8 + blur 1.0 px", a choice from nothing)
+    part = {**blend, "measured": 0, "frames_measured": 0}
+    assert _blend_row(part) == f"0 (the first in part); {mix}"
+    assert _blend_text(part) == f"; blend {mix} (the first measurement in part)"
+    none = {"noise_map_scale": 1.0, "measured": 0, "frames_measured": 0}
+    assert _blend_row(none) == "0; the output as it is"
+    assert _blend_text(none) == "; blend the output as it is (0 measured)"
     plain = {"noise_map_scale": 1.0, "post_sigma": 0.0, "fuse_weight": 0.0, "measured": 2}
     assert _blend_text(plain) == "; blend the output as it is (2 measured)"
     assert _blend_text({**plain, "young_window": "band"}) == _blend_text(plain)
