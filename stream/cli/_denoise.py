@@ -181,7 +181,7 @@ def _look_ahead(frames: Recording, context: SeriesContext, count: int) -> int:
     def checked() -> Iterator[tuple[int, np.ndarray]]:
         for position in range(count):
             index, raw = int(frames.indices[position]), frames.frame(position)
-            _check_float32_range(raw, index, frames.source)  # as when it is denoised
+            _refuse_out_of_range(raw, index, frames.source)  # as when it is denoised
             yield index, raw
 
     return context.look_ahead(checked())
@@ -242,7 +242,7 @@ def _denoise_frames(
             writer.write(hole)
             row += 1
         raw = frames.frame(position)
-        _check_float32_range(raw, int(index), frames.source)
+        _refuse_out_of_range(raw, int(index), frames.source)
         if not warned and (warning := _float32_rounding(raw, int(index))):
             err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
             warned = True
@@ -262,7 +262,7 @@ def _made_non_finite(raw: np.ndarray, clean: np.ndarray) -> bool:
     return bool(count_non_finite(clean)) and bool(np.any(~np.isfinite(clean) & np.isfinite(raw)))
 
 
-def _check_float32_range(raw: np.ndarray, index: int, source: str) -> None:
+def _refuse_out_of_range(raw: np.ndarray, index: int, source: str) -> None:
     """The model and the camera estimate compute in float32 (``LARGEST_PIXEL``)."""
     from ..engine import LARGEST_PIXEL, beyond_range
 

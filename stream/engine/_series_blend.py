@@ -677,6 +677,7 @@ class SeriesBlend:
             yield tuple(held)
         rows, columns = risk_blocks(m.scene.shape)
         risks = np.full((len(rows) * len(columns), len(CANDIDATES)), np.inf)
+        by_read: np.ndarray | None = None  # the latest scale's: the risks as they end
         for i, scale in enumerate(NOISE_MAP_SCALES):
             if scale not in scales:
                 continue
@@ -704,7 +705,9 @@ class SeriesBlend:
             self._risks.add_provisional(m.key, by_read, alone=True)  # a regime's first only
             yield tuple(held)
         # the spread between the frame's blocks bounds a choice on this one frame
-        self._risks.add(m.key, as_if_all_read(risks, read, still, (rows, columns)), alone=True)
+        if by_read is None:
+            by_read = as_if_all_read(risks, read, still, (rows, columns))
+        self._risks.add(m.key, by_read, alone=True)
         self.measured_latest = True
         self.frames_measured += 1
         self.frames_paired += 1
