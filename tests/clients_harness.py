@@ -15,10 +15,12 @@ tests covers them all (see each client's README, "Test programs"):
         (see :func:`parse_lines`); exits 0 once it has seen the given counts, 1 after 60 s.
     control   ENDPOINT status|pause|resume|flush|stop
     control   ENDPOINT load_model PATH
-    control   ENDPOINT set_rois FILE DTYPE HEIGHT WIDTH [SERIES]
+    control   ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES]
     control   ENDPOINT set_rois none [SERIES]
         REQ-connects and sends one request: FILE holds the label image as raw bytes, C
-        order, in DTYPE (``|u1 <u2 <i2 <u4 <i4 <i8``); ``none`` sends nil labels (remove
+        order, in DTYPE (``|u1 <u2 <i2 <u4 <i4 <i8``); ``--fit`` and ``--source`` send
+        set_rois' ``fit`` and ``source`` (C, C++ and Octave; see
+        :func:`check_set_rois_options`); ``none`` sends nil labels (remove
         the ROIs); any other CMD, without arguments, goes out as ``{"cmd": CMD}`` (the
         service answers an unknown one with ok false). The reply, ok true or false, is
         printed as one JSON line (bin values as "<bin N bytes>"). Exit status: 0 when
@@ -40,6 +42,8 @@ import select
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from deepdenoise_client import CurveKeys, Publisher
+from deepdenoise_client import Control, CurveKeys, Publisher
 
 from stream.store import ARRAY_PATHS
 
@@ -152,20 +156,25 @@ class Program:
         self.proc.communicate()
 
 
-def check_control_exit_statuses(prefix: list[str], tmp_path: Path, cwd: Path | None = None) -> None:
-    """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint that never
-    answers.
-
-    ``prefix`` is the command line up to ENDPOINT. Every wrong command line exits 2 at
-    once, printing nothing on stdout; a good one waits out the 10 s timeout, then exits 3.
-    The port is held for the whole check by a plain TCP socket that accepts no ZMTP
-    greeting: a port merely found free could be bound by another process (a test run
-    beside this one) within the 10 s, and answer.
-    """
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """A loopback endpoint that never answers, held by a plain TCP socket that accepts no
+    ZMTP greeting: a port merely found free could be bound by another process (a test
+    run beside this one) while a check waits, and answer."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        endpoint = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        yield f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+
+
+def check_control_exit_statuses(prefix: list[str], tmp_path: Path, cwd: Path | None = None) -> None:
+    """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint that never
+    answers (:func:`silent_endpoint`, held for the whole check).
+
+    ``prefix`` is the command line up to ENDPOINT. Every wrong command line exits 2 at
+    once, printing nothing on stdout; a good one waits out the 10 s timeout, then exits 3.
+    """
+    with silent_endpoint() as endpoint:
         _check_control_exits(prefix, endpoint, tmp_path, cwd)
 
 
@@ -185,6 +194,9 @@ def _check_control_exits(
         ["set_rois", str(labels), "<f8", h, w],  # not a label dtype
         ["set_rois", str(tmp_path / "missing.u2"), "<u2", h, w],
         ["set_rois", "none", "no/series"],  # not a series id
+        ["set_rois", "--fitted", str(labels), "<u2", h, w],  # not an option
+        ["set_rois", "--source"],  # no TEXT
+        ["set_rois", "--fit", "none"],  # nothing to fit
     ]
     for args in wrong:
         done = subprocess.run(
@@ -201,6 +213,52 @@ def _check_control_exits(
     assert (done.returncode, done.stdout.strip()) == (3, ""), done
     assert "no reply" in done.stderr, done
     assert time.monotonic() - start > 9  # waited for the 10 s timeout
+
+
+def check_set_rois_source_refused(
+    prefix: list[str], tmp_path: Path, cwd: Path | None = None
+) -> None:
+    """``control ... set_rois --source TEXT FILE ...`` with TEXT empty, of 1025 characters
+    or holding a control character exits 2 before anything is sent (the endpoint never
+    answers), nothing on stdout, its message saying what a source may be ("1 to 1024")."""
+    labels = tmp_path / "labels.u2"
+    labels.write_bytes(label_image().astype("<u2").tobytes())
+    image = [str(labels), "<u2", str(SHAPE[0]), str(SHAPE[1])]
+    with silent_endpoint() as endpoint:
+        for source in ("", "a" * 1025, "rois\tcells"):
+            done = subprocess.run(
+                [*prefix, endpoint, "set_rois", "--source", source, *image],
+                cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert (done.returncode, done.stdout.strip()) == (2, ""), (source, done)
+            assert "1 to 1024" in done.stderr, (source, done.stderr)
+
+
+def check_set_rois_options(
+    control: Callable[..., tuple[int, dict[str, Any]]], endpoint: str, tmp_path: Path
+) -> None:
+    """``control ENDPOINT set_rois --fit --source TEXT FILE ...`` against the live service
+    at ``endpoint`` (its control socket) while a series of SHAPE streams: a label image
+    smaller than the frames is refused without ``--fit`` and taken with it, and the
+    service's ``status.traces.source`` then names TEXT.
+
+    ``control(*args)`` runs the client's ``control`` with ARGS after ENDPOINT and gives
+    its exit status and the reply it printed.
+    """
+    small = np.zeros((SHAPE[0] // 2, SHAPE[1] // 2), dtype="<u2")
+    small[1:4, 1:4] = 5
+    small[6:9, 8:12] = 6
+    (tmp_path / "small.u2").write_bytes(small.tobytes())
+    image = [str(tmp_path / "small.u2"), "<u2", str(small.shape[0]), str(small.shape[1])]
+    rc, reply = control("set_rois", *image)
+    assert (rc, reply["ok"]) == (1, False), reply  # not the frames' shape
+
+    source = "rois/Zoë cells.npy"  # characters, not bytes; a space
+    rc, reply = control("set_rois", "--fit", "--source", source, *image)
+    assert (rc, reply["ok"], reply["rois"]) == (0, True, 2), reply
+    with Control(endpoint) as ctl:
+        traces = ctl.status()["traces"]
+    assert (traces["rois"], traces["source"]) == (2, f"set_rois ({source})"), traces
 
 
 def parse_lines(lines: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -5,6 +5,7 @@ classdef DDControl < handle
   %   ctl.pause();  ctl.resume();  ctl.flush();
   %   ctl.load_model('models/dncnn.onnx');                % path on the service's machine
   %   ctl.set_rois(labels);                               % H-by-W integer label image
+  %   ctl.set_rois(labels, 'fit', true, 'source', 'rois/cells.npy');
   %   ctl.set_rois([]);                                   % remove the ROIs
   %   ctl.stop();
   %   ctl.close();
@@ -82,12 +83,13 @@ classdef DDControl < handle
       reply = obj.request('load_model', 'path', path);
     end
 
-    function reply = set_rois(obj, labels, series)
+    function reply = set_rois(obj, labels, varargin)
       %SET_ROIS  Replace the ROIs: LABELS an H-by-W integer label image (0 =
-      %   background) or [] to remove them; SERIES one series (default: all).
-      %   reply.rois is the ROI count. See DD_ENCODE_SET_ROIS.
-      if nargin < 3, series = ''; end
-      reply = obj.exchange('set_rois', dd_encode_set_rois(labels, series));
+      %   background) or [] to remove them.
+      %   ctl.set_rois(labels, [series,] 'fit', true, 'source', 'rois/cells.npy')
+      %   SERIES: one series (default: all); options 'fit' and 'source' as
+      %   DD_ENCODE_SET_ROIS takes them. reply.rois is the ROI count.
+      reply = obj.exchange('set_rois', dd_encode_set_rois(labels, varargin{:}));
     end
 
     function close(obj)

@@ -13,7 +13,7 @@ function parts = dd_encode_frame(img, series, index, varargin)
 %
 %   Errors 'deepdenoise:<reason>' with the code the service would reject the frame
 %   with (series, index, dtype, shape, t_ns, meta, payload_size, header_size).
-opts = parse_options(varargin, struct('t_ns', [], 'meta', [], 'resend', false, ...
+opts = dd_parse_options(varargin, struct('t_ns', [], 'meta', [], 'resend', false, ...
   'topic', 'frame', 'limits', dd_limits()));
 limits = opts.limits;
 header = struct('v', int64(1), 'kind', 'frame', 'series', dd_check_series(series));
@@ -65,18 +65,5 @@ levels = 1 + dd_nesting_levels(meta);  % the header's own map is the first
 if levels > 16  % what the service would reject (header_decode)
   dd_error('header_decode', ...
     'expected a header nested at most 16 levels deep, meta makes it %d', levels);
-end
-end
-
-function opts = parse_options(args, opts)
-if mod(numel(args), 2) ~= 0
-  dd_error('usage', 'options come as name, value pairs');
-end
-for i = 1:2:numel(args)
-  name = args{i};
-  if ~ischar(name) || ~isfield(opts, name)
-    dd_error('usage', 'unknown option %s', num2str(name));
-  end
-  opts.(name) = args{i + 1};
 end
 end

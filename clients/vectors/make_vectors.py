@@ -535,6 +535,17 @@ def closed_loop_vectors(vs: Vectors) -> None:
         array=labels,
         direction="control",
     )
+    options = {"fit": True, "source": "rois/cells.npy"}
+    vs.add(
+        "control_set_rois_fit_source",
+        "`set_rois` with its optional arguments, after `labels`: `fit` true (the image is the "
+        "ROIs' extent from the frame's top-left corner) and `source` (where the labels came "
+        "from).",
+        [msgpack.packb({**request, "labels": labels.tobytes(), **options}, use_bin_type=True)],
+        header={**request, "labels": BIN_LABELS, **options},
+        array=labels,
+        direction="control",
+    )
     for name, description, message in (
         ("control_set_rois_clear", "`set_rois` removing every series' ROIs.",
          {"cmd": "set_rois", "labels": None}),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from clients_harness import (
     check_control_exit_statuses,
     check_curve,
     check_publisher,
+    check_set_rois_options,
+    check_set_rois_source_refused,
     parse_lines,
     pattern_frame,
     require,
@@ -191,7 +194,8 @@ def control(build: Path, svc: Service, *args: str) -> tuple[int, dict[str, Any]]
 
 
 def test_control(c_build: Path, live_service: Service, tmp_path: Path, box_model: Path) -> None:
-    """control: status, pause/resume, set_rois (good, bad, removed), load_model."""
+    """control: status, pause/resume, set_rois (good, bad, --fit and --source, removed),
+    load_model."""
     svc, series, count = live_service, "c-ctl", 5
     with listening(svc, topics=(b"denoised",)) as sub:
         # no `end`: the series stays open, so a label image of another shape is refused
@@ -231,6 +235,9 @@ def test_control(c_build: Path, live_service: Service, tmp_path: Path, box_model
     assert reply["error"]
     assert control(c_build, svc, "status")[1]["traces"]["rois"] == 2
 
+    # --fit takes an image smaller than the frames; --source names it in the status.
+    check_set_rois_options(partial(control, c_build, svc), svc.endpoints["control"], tmp_path)
+
     # nil labels remove the ROIs.
     rc, reply = control(c_build, svc, "set_rois", "none")
     assert (rc, reply["ok"], reply["rois"]) == (0, True, 0)
@@ -246,8 +253,10 @@ def test_control(c_build: Path, live_service: Service, tmp_path: Path, box_model
 
 
 def test_control_exit_statuses(c_build: Path, tmp_path: Path) -> None:
-    """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
+    """control: 2 for a wrong command line or a source the client refuses (nothing sent),
+    3 when no reply comes."""
     check_control_exit_statuses([program(c_build, "control")], tmp_path)
+    check_set_rois_source_refused([program(c_build, "control")], tmp_path)
 
 
 def test_curve(c_build: Path, secured_service: Secured, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from clients_harness import (
     check_control_exit_statuses,
     check_curve,
     check_publisher,
+    check_set_rois_options,
+    check_set_rois_source_refused,
     parse_lines,
     pattern_frame,
     require,
@@ -202,7 +205,8 @@ def control(cpp: CppBuild, svc: Service, *args: str) -> tuple[int, dict[str, Any
 
 
 def test_control(cpp: CppBuild, live_service: Service, tmp_path: Path, box_model: Path) -> None:
-    """control: status, pause/resume, set_rois (good, bad, cleared), load_model."""
+    """control: status, pause/resume, set_rois (good, bad, --fit and --source, cleared),
+    load_model."""
     svc, series, count = live_service, "cpp-ctl", 5
     with listening(svc, topics=(b"denoised",)) as sub:
         with Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
@@ -239,6 +243,9 @@ def test_control(cpp: CppBuild, live_service: Service, tmp_path: Path, box_model
     assert reply["error"]
     assert control(cpp, svc, "status")[1]["traces"]["rois"] == 2
 
+    # --fit takes an image smaller than the frames; --source names it in the status.
+    check_set_rois_options(partial(control, cpp, svc), svc.endpoints["control"], tmp_path)
+
     # nil labels remove the ROIs.
     rc, reply = control(cpp, svc, "set_rois", "none")
     assert (rc, reply["ok"], reply["rois"]) == (0, True, 0)
@@ -254,8 +261,10 @@ def test_control(cpp: CppBuild, live_service: Service, tmp_path: Path, box_model
 
 
 def test_control_exit_statuses(cpp: CppBuild, tmp_path: Path) -> None:
-    """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
+    """control: 2 for a wrong command line or a source the client refuses (nothing sent),
+    3 when no reply comes."""
     check_control_exit_statuses([cpp.program("control")], tmp_path)
+    check_set_rois_source_refused([cpp.program("control")], tmp_path)
 
 
 def test_curve(cpp: CppBuild, secured_service: Secured, tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ from clients_harness import (  # noqa: E402
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_set_rois_options,
+    check_set_rois_source_refused,
     parse_lines,
     pattern_frame,
     require,
@@ -230,6 +232,16 @@ def test_control_commands(
     reply = control("set_rois", int32, "<i4", *SHAPE, "node-ctl")
     assert reply == {"ok": True, "rois": 2, "series": "node-ctl", "checked": ["node-ctl"]}
 
+    def control_status(*args: object) -> tuple[int, dict[str, Any]]:
+        done = subprocess.run(
+            node_client.cmd("control", endpoint, *args),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+    # --fit takes an image smaller than the frames; --source names it in the status.
+    check_set_rois_options(control_status, endpoint, tmp_path)
+
     cleared = control("set_rois", "none")
     assert cleared["ok"] is True and cleared["rois"] == 0
     assert roi_count() == 0
@@ -247,6 +259,7 @@ def test_control_commands(
 def test_control_exit_statuses(node_client: NodeClient, tmp_path: Path) -> None:
     """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
     check_control_exit_statuses(node_client.cmd("control"), tmp_path)
+    check_set_rois_source_refused(node_client.cmd("control"), tmp_path)
 
 
 def test_curve(node_client: NodeClient, secured_service: Secured, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import math
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_set_rois_options,
+    check_set_rois_source_refused,
     label_image,
     parse_lines,
     pattern_frame,
@@ -217,7 +220,8 @@ def test_subscriber(octave_client: OctaveClient, live_service: Service) -> None:
 
 
 def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: Path) -> None:
-    """status, pause/resume, set_rois (good, bad), load_model and clearing the ROIs."""
+    """status, pause/resume, set_rois (good, bad, --fit and --source), load_model and
+    clearing the ROIs."""
     svc = live_service
     endpoint = svc.endpoints["control"]
     series = "octave-ctl"
@@ -263,6 +267,9 @@ def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: P
     assert code == 1 and reply["ok"] is False and reply["error"], reply
     assert _roi_count(endpoint) == rois_before
 
+    # --fit takes an image smaller than the frames; --source names it in the status.
+    check_set_rois_options(partial(octave_client.control, endpoint), endpoint, tmp_path)
+
     code, reply = octave_client.control(endpoint, "load_model", str(svc.config.model))
     assert code == 0 and reply["ok"] is True and reply["model"] == model, reply
 
@@ -277,8 +284,11 @@ def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: P
 
 
 def test_control_exit_statuses(octave_client: OctaveClient, tmp_path: Path) -> None:
-    """control: 2 for a wrong command line (nothing sent), 3 when no reply comes."""
-    check_control_exit_statuses(octave_client.command("control"), tmp_path, cwd=octave_client.root)
+    """control: 2 for a wrong command line or a source the client refuses (nothing sent),
+    3 when no reply comes."""
+    control = octave_client.command("control")
+    check_control_exit_statuses(control, tmp_path, cwd=octave_client.root)
+    check_set_rois_source_refused(control, tmp_path, cwd=octave_client.root)
 
 
 def test_curve(octave_client: OctaveClient, secured_service: Secured, tmp_path: Path) -> None:

@@ -150,13 +150,12 @@ class _Recorder:
     """Stands in for the service behind the control handler: records set_rois."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[Any, Any]] = []
+        self.calls: list[tuple[Any, Any, dict[str, Any]]] = []
 
     def set_rois(
         self, labels: Any, series: str | None = None, **options: Any
     ) -> tuple[int, list[str]]:
-        assert options == {"fit": False, "source": None}  # the vectors leave them out
-        self.calls.append((labels, series))
+        self.calls.append((labels, series, options))
         return (0 if labels is None else len(np.unique(labels[labels > 0]))), []
 
 
@@ -168,8 +167,10 @@ def test_service_reads_the_control_vectors(vector: dict[str, Any]) -> None:
     if vector["header"]["cmd"] != "set_rois":
         return  # status and load_model need a real service (tests/service)
     assert reply["ok"] is True, reply
-    labels, series = recorder.calls[0]
+    labels, series, options = recorder.calls[0]
     assert series == vector["header"].get("series")
+    header = vector["header"]
+    assert options == {"fit": header.get("fit", False), "source": header.get("source")}
     if vector["pixels"] is None:
         assert labels is None
     else:

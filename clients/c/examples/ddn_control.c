@@ -3,7 +3,10 @@
  *
  *   status | pause | resume | flush | stop
  *   load_model PATH
- *   set_rois LABELS_FILE DTYPE HEIGHT WIDTH [SERIES]   label image as raw C-order bytes
+ *   set_rois [--fit] [--source TEXT] LABELS_FILE DTYPE HEIGHT WIDTH [SERIES]
+ *       label image as raw C-order bytes; --fit: it is the ROIs' extent from the
+ *       frame's top-left corner (any frame that holds it fits); --source: where the
+ *       labels came from, 1 to 1024 characters (the service's status names it)
  *   set_rois none [SERIES]                              remove the ROIs
  *   any other CMD (no arguments) is sent as {"cmd": CMD}; the service answers an
  *   unknown one with ok false
@@ -33,7 +36,8 @@ static int usage(const char *program) {
     fprintf(stderr,
             "usage: %s ENDPOINT status|pause|resume|flush|stop\n"
             "       %s ENDPOINT load_model PATH\n"
-            "       %s ENDPOINT set_rois LABELS_FILE DTYPE HEIGHT WIDTH [SERIES]\n"
+            "       %s ENDPOINT set_rois [--fit] [--source TEXT] LABELS_FILE DTYPE HEIGHT "
+            "WIDTH [SERIES]\n"
             "       %s ENDPOINT set_rois none [SERIES]\n",
             program, program, program, program);
     return 2;
@@ -80,12 +84,24 @@ static size_t label_itemsize(const char *dtype) {
     }
 }
 
-/* The set_rois request from ARGS = LABELS_FILE DTYPE HEIGHT WIDTH [SERIES] or
- * none [SERIES]. DDN_E_ARGUMENT with err->code DDN_OK for a wrong argument count. */
+/* The set_rois request from ARGS = none [SERIES] or [--fit] [--source TEXT] LABELS_FILE
+ * DTYPE HEIGHT WIDTH [SERIES]. DDN_E_ARGUMENT with err->code DDN_OK for a wrong command
+ * line (an argument count, an option that is not one of these). */
 static ddn_status encode_set_rois(msgpack_sbuffer *out, int argc, char **argv, ddn_error *err) {
     if (argc >= 1 && strcmp(argv[0], "none") == 0) {
         if (argc > 2) return DDN_E_ARGUMENT;
         return ddn_encode_set_rois(out, argc == 2 ? argv[1] : NULL, NULL, 0, 0, NULL, err);
+    }
+    ddn_set_rois_options options = {0};
+    for (; argc >= 1 && strncmp(argv[0], "--", 2) == 0; argc--, argv++) {
+        if (strcmp(argv[0], "--fit") == 0) {
+            options.fit = 1;
+        } else if (strcmp(argv[0], "--source") == 0 && argc >= 2) {
+            options.source = argv[1];
+            argc--, argv++; /* the option's value */
+        } else {
+            return DDN_E_ARGUMENT;
+        }
     }
     if (argc != 4 && argc != 5) return DDN_E_ARGUMENT;
     uint32_t height = parse_side(argv[2]), width = parse_side(argv[3]);
@@ -111,8 +127,8 @@ static ddn_status encode_set_rois(msgpack_sbuffer *out, int argc, char **argv, d
                  argv[0], size, (unsigned)height, (unsigned)width, argv[1]);
         return DDN_E_ARGUMENT;
     }
-    ddn_status st = ddn_encode_set_rois(out, argc == 5 ? argv[4] : NULL, argv[1], height, width,
-                                        labels, err);
+    ddn_status st = ddn_encode_set_rois_with(out, argc == 5 ? argv[4] : NULL, argv[1], height,
+                                             width, labels, &options, err);
     free(labels);
     return st;
 }

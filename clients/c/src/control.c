@@ -168,9 +168,18 @@ ddn_status ddn_control_load_model(ddn_control *ctl, const char *path, ddn_messag
 ddn_status ddn_control_set_rois(ddn_control *ctl, const char *series, const char *label_dtype,
                                 uint32_t height, uint32_t width, const void *labels,
                                 ddn_message *reply, ddn_error *err) {
+    return ddn_control_set_rois_with(ctl, series, label_dtype, height, width, labels, NULL,
+                                     reply, err);
+}
+
+ddn_status ddn_control_set_rois_with(ddn_control *ctl, const char *series,
+                                     const char *label_dtype, uint32_t height,
+                                     uint32_t width, const void *labels,
+                                     const ddn_set_rois_options *options,
+                                     ddn_message *reply, ddn_error *err) {
     msgpack_sbuffer request;
     msgpack_sbuffer_init(&request);
-    ddn_status st =
-        ddn_encode_set_rois(&request, series, label_dtype, height, width, labels, err);
+    ddn_status st = ddn_encode_set_rois_with(&request, series, label_dtype, height, width,
+                                             labels, options, err);
     return exchange(ctl, &request, st, reply, err);
 }

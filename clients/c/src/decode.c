@@ -33,8 +33,7 @@ static uint64_t be(const unsigned char *p, int n) {
     return v;
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int utf8_valid(const unsigned char *s, size_t n) {
+int ddn__utf8_valid(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
@@ -67,7 +66,7 @@ static int walk(walker *w, int depth, int is_key);
 
 static int walk_str(walker *w, size_t len) {
     if (!need(w, len)) return 0;
-    if (!utf8_valid(w->p, len)) {
+    if (!ddn__utf8_valid(w->p, len)) {
         w->why = "a str holds invalid UTF-8";
         return 0;
     }

@@ -333,12 +333,43 @@ static size_t label_itemsize(const char *dtype) {
     return 0;
 }
 
+/* A set_rois source: 1 to DDN_MAX_SOURCE characters of UTF-8, none of them a control
+ * character (U+0000-U+001F, U+007F-U+009F). */
+static ddn_status check_source(const char *source, ddn_error *err) {
+    const unsigned char *s = (const unsigned char *)source;
+    size_t n = strlen(source), chars = 0;
+    const char *why = ddn__utf8_valid(s, n) ? NULL : "invalid UTF-8";
+    for (size_t i = 0; why == NULL && i < n; i++) {
+        /* in valid UTF-8, U+0080-U+009F are 0xc2 0x80-0x9f */
+        if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && s[i + 1] < 0xa0))
+            why = "a control character";
+        chars += (s[i] & 0xc0) != 0x80; /* a character's first byte */
+    }
+    if (why == NULL && chars >= 1 && chars <= DDN_MAX_SOURCE) return DDN_OK;
+    char count[32];
+    snprintf(count, sizeof count, "%zu characters", chars);
+    return ddn__fail(err, DDN_E_ARGUMENT,
+                     "expected set_rois' source (where the labels came from) as 1 to %d "
+                     "printable characters of UTF-8, got %s",
+                     DDN_MAX_SOURCE, why != NULL ? why : count);
+}
+
 ddn_status ddn_encode_set_rois(msgpack_sbuffer *out, const char *series, const char *dtype,
                                uint32_t height, uint32_t width, const void *labels,
                                ddn_error *err) {
+    return ddn_encode_set_rois_with(out, series, dtype, height, width, labels, NULL, err);
+}
+
+ddn_status ddn_encode_set_rois_with(msgpack_sbuffer *out, const char *series, const char *dtype,
+                                    uint32_t height, uint32_t width, const void *labels,
+                                    const ddn_set_rois_options *options, ddn_error *err) {
+    static const ddn_set_rois_options defaults = {0, NULL};
     if (out == NULL) return ddn__fail(err, DDN_E_ARGUMENT, "out needed");
+    if (options == NULL) options = &defaults;
     ddn_status st;
     if (series != NULL && (st = check_series(series, err)) != DDN_OK) return st;
+    if (options->source != NULL && (st = check_source(options->source, err)) != DDN_OK)
+        return st;
     size_t itemsize = 0;
     if (labels != NULL) {
         itemsize = label_itemsize(dtype);
@@ -351,7 +382,8 @@ ddn_status ddn_encode_set_rois(msgpack_sbuffer *out, const char *series, const c
     }
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, (series != NULL) + (labels != NULL ? 4 : 2));
+    msgpack_pack_map(&pk, (series != NULL) + (labels != NULL ? 4 : 2) + (options->fit != 0) +
+                              (options->source != NULL));
     pack_cstr(&pk, "cmd");
     pack_cstr(&pk, "set_rois");
     if (series != NULL) {
@@ -371,6 +403,14 @@ ddn_status ddn_encode_set_rois(msgpack_sbuffer *out, const char *series, const c
     } else {
         pack_cstr(&pk, "labels");
         msgpack_pack_nil(&pk);
+    }
+    if (options->fit) {
+        pack_cstr(&pk, "fit");
+        msgpack_pack_true(&pk);
+    }
+    if (options->source != NULL) {
+        pack_cstr(&pk, "source");
+        pack_cstr(&pk, options->source);
     }
     ddn__ok(err);
     return DDN_OK;

@@ -56,6 +56,9 @@ ddn_status ddn__message_decode_map(ddn_message *msg, size_t index, ddn_error *er
 /* Receive one multipart message from `socket` into `msg` (after reset). */
 ddn_status ddn__message_recv(ddn_message *msg, void *socket, ddn_error *err);
 
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+int ddn__utf8_valid(const unsigned char *s, size_t n);
+
 /* Checks that `size` bytes are exactly one well-formed msgpack map with str keys at
  * every depth, valid UTF-8 in every str and no ext type, with container counts that fit
  * the bytes (so that a forged count cannot make the unpacker allocate gigabytes). */

@@ -9,7 +9,8 @@
  *     next request works; ok false is reported as DDN_E_REFUSED with the error text;
  *   - a PUSH that connects to a loopback port nothing listens on times out (frames are
  *     queued only on a live connection), then goes through once a PULL binds there;
- *   - output is decoded against the output bounds, input against the input limits.
+ *   - output is decoded against the output bounds, input against the input limits;
+ *   - set_rois' source is refused before sending unless it is 1 to 1024 characters.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -329,6 +330,53 @@ static void test_output_bounds(void) {
     CHECK(decode_array("<f4", 1, 3, 1600, 0, &small, &err) == DDN_OK);
 }
 
+/* A set_rois request with `source` (and fit): its status, and the bytes it wrote. */
+static ddn_status encode_source(const char *source, ddn_error *err, size_t *written) {
+    const uint16_t labels[2] = {0, 1};
+    ddn_set_rois_options options = {.fit = 1, .source = source};
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    ddn_status st = ddn_encode_set_rois_with(&out, NULL, "<u2", 1, 2, labels, &options, err);
+    *written = out.size;
+    msgpack_sbuffer_destroy(&out);
+    return st;
+}
+
+static void test_set_rois_source(void) {
+    ddn_error err;
+    size_t written;
+    char text[2 * DDN_MAX_SOURCE + 2];
+    memset(text, 'a', DDN_MAX_SOURCE + 1);
+    text[DDN_MAX_SOURCE] = '\0';
+    CHECK(encode_source(text, &err, &written) == DDN_OK && written > DDN_MAX_SOURCE);
+    text[DDN_MAX_SOURCE] = 'a', text[DDN_MAX_SOURCE + 1] = '\0';
+    CHECK(encode_source(text, &err, &written) == DDN_E_ARGUMENT && written == 0);
+    CHECK(strstr(err.message, "1 to 1024") != NULL);
+    CHECK(strstr(err.message, "got 1025 characters") != NULL);
+    CHECK(encode_source("", &err, &written) == DDN_E_ARGUMENT && written == 0);
+    CHECK(strstr(err.message, "got 0 characters") != NULL);
+    /* characters, not bytes: 1024 e-acute are 2048 bytes */
+    for (int i = 0; i < DDN_MAX_SOURCE; i++) memcpy(text + 2 * i, "\xc3\xa9", 2);
+    text[2 * DDN_MAX_SOURCE] = '\0';
+    CHECK(encode_source(text, &err, &written) == DDN_OK);
+    CHECK(encode_source("rois\tcells", &err, &written) == DDN_E_ARGUMENT);
+    CHECK(strstr(err.message, "a control character") != NULL);
+    CHECK(encode_source("rois\xc2\x85", &err, &written) == DDN_E_ARGUMENT); /* U+0085 */
+    CHECK(encode_source("rois\xc3", &err, &written) == DDN_E_ARGUMENT);
+    CHECK(strstr(err.message, "invalid UTF-8") != NULL);
+
+    /* without options, the same bytes as the function without them */
+    const uint16_t labels[2] = {0, 1};
+    msgpack_sbuffer plain, with;
+    msgpack_sbuffer_init(&plain);
+    msgpack_sbuffer_init(&with);
+    CHECK(ddn_encode_set_rois(&plain, "s1", "<u2", 1, 2, labels, &err) == DDN_OK);
+    CHECK(ddn_encode_set_rois_with(&with, "s1", "<u2", 1, 2, labels, NULL, &err) == DDN_OK);
+    CHECK(plain.size == with.size && memcmp(plain.data, with.data, plain.size) == 0);
+    msgpack_sbuffer_destroy(&plain);
+    msgpack_sbuffer_destroy(&with);
+}
+
 int main(void) {
     void *ctx = zmq_ctx_new();
     test_publish_subscribe(ctx);
@@ -337,6 +385,7 @@ int main(void) {
     test_push_connect_waits_for_the_service(ctx);
     test_endpoint_errors_name_the_endpoint(ctx);
     test_output_bounds();
+    test_set_rois_source();
     zmq_ctx_term(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

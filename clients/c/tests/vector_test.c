@@ -492,15 +492,21 @@ static int reencode_control(const json_t *v, const json_t *request, const messag
         const json_t *series = json_object_get(request, "series");
         const json_t *labels = json_object_get(request, "labels");
         const char *name = json_is_string(series) ? str_of(series) : NULL;
+        ddn_set_rois_options options = {
+            .fit = json_is_true(json_object_get(request, "fit")),
+            .source = str_of(json_object_get(request, "source")), /* NULL when absent */
+        };
         if (json_is_null(labels)) {
-            st = ddn_encode_set_rois(&out, name, NULL, 0, 0, NULL, &err);
+            st = ddn_encode_set_rois_with(&out, name, NULL, 0, 0, NULL, &options, &err);
         } else {
             const json_t *shape = json_object_get(request, "shape");
             const char *dtype = str_of(json_object_get(request, "dtype"));
             size_t n;
             unsigned char *bytes = label_bytes(json_object_get(v, "pixels"), dtype, &n);
-            st = ddn_encode_set_rois(&out, name, dtype, (uint32_t)uint_of(json_array_get(shape, 0)),
-                                     (uint32_t)uint_of(json_array_get(shape, 1)), bytes, &err);
+            st = ddn_encode_set_rois_with(&out, name, dtype,
+                                          (uint32_t)uint_of(json_array_get(shape, 0)),
+                                          (uint32_t)uint_of(json_array_get(shape, 1)), bytes,
+                                          &options, &err);
             free(bytes);
         }
     } else {

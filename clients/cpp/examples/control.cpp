@@ -2,9 +2,12 @@
 //
 //   control ENDPOINT status | pause | resume | flush | stop
 //   control ENDPOINT load_model PATH
-//   control ENDPOINT set_rois FILE DTYPE HEIGHT WIDTH [SERIES]
+//   control ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES]
 //       FILE holds the label image as raw bytes, C order, in DTYPE (|u1, <u2, <i2,
-//       <u4, <i4 or <i8), e.g. numpy's labels.astype("<u2").tofile(FILE)
+//       <u4, <i4 or <i8), e.g. numpy's labels.astype("<u2").tofile(FILE); --fit: it is
+//       the ROIs' extent from the frame's top-left corner (any frame that holds it
+//       fits); --source: where the labels came from, 1 to 1024 characters (the
+//       service's status names it)
 //   control ENDPOINT set_rois none [SERIES]      (nil labels: remove the ROIs)
 //   control ENDPOINT CMD                         any other CMD goes out as {"cmd": CMD};
 //                                                the service answers an unknown one ok: false
@@ -38,7 +41,8 @@ namespace {
 int usage() {
     std::cerr << "usage: control ENDPOINT status|pause|resume|flush|stop|CMD\n"
                  "       control ENDPOINT load_model PATH\n"
-                 "       control ENDPOINT set_rois FILE DTYPE HEIGHT WIDTH [SERIES]\n"
+                 "       control ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT "
+                 "WIDTH [SERIES]\n"
                  "       control ENDPOINT set_rois none [SERIES]\n";
     return 2;
 }
@@ -76,11 +80,25 @@ std::optional<std::string> encode(const std::string& cmd, const std::vector<std:
             if (args.size() > 2) return std::nullopt;
             return dd::encode_clear_rois(optional_arg(args, 1));
         }
-        if (args.size() != 4 && args.size() != 5) return std::nullopt;
-        dd::Shape shape{parse_side(args[2]), parse_side(args[3])};
-        std::vector<char> bytes = read_file(args[0]);
-        dd::LabelImage labels{args[1], shape, bytes.data(), bytes.size()};
-        return dd::encode_set_rois(labels, optional_arg(args, 4));
+        // the options, then FILE DTYPE HEIGHT WIDTH [SERIES]
+        dd::SetRoisOptions options;
+        std::size_t i = 0;
+        for (; i < args.size() && args[i].rfind("--", 0) == 0; ++i) {
+            if (args[i] == "--fit") {
+                options.fit = true;
+            } else if (args[i] == "--source" && i + 1 < args.size()) {
+                options.source = args[++i];
+            } else {
+                return std::nullopt;
+            }
+        }
+        const std::vector<std::string> rest(args.begin() + static_cast<std::ptrdiff_t>(i),
+                                            args.end());
+        if (rest.size() != 4 && rest.size() != 5) return std::nullopt;
+        dd::Shape shape{parse_side(rest[2]), parse_side(rest[3])};
+        std::vector<char> bytes = read_file(rest[0]);
+        dd::LabelImage labels{rest[1], shape, bytes.data(), bytes.size()};
+        return dd::encode_set_rois(labels, optional_arg(rest, 4), options);
     }
     // status, pause, resume, flush, stop, or any other command without arguments.
     if (!args.empty()) return std::nullopt;

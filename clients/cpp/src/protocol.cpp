@@ -61,6 +61,26 @@ bool valid_utf8(const char* data, std::size_t size) {
     return true;
 }
 
+/// set_rois' source: 1 to max_source characters of UTF-8, none of them a control
+/// character (U+0000-U+001F, U+007F-U+009F).
+void check_source(const std::string& source) {
+    const char* why = valid_utf8(source.data(), source.size()) ? nullptr : "invalid UTF-8";
+    const auto* s = reinterpret_cast<const unsigned char*>(source.c_str());
+    std::size_t chars = 0;
+    for (std::size_t i = 0; why == nullptr && i < source.size(); ++i) {
+        // in valid UTF-8, U+0080-U+009F are 0xc2 0x80-0x9f
+        if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && s[i + 1] < 0xa0)) {
+            why = "a control character";
+        }
+        chars += (s[i] & 0xc0) != 0x80;  // a character's first byte
+    }
+    if (why == nullptr && chars >= 1 && chars <= max_source) return;
+    throw std::invalid_argument(
+        "set_rois: expected source (where the labels came from) as 1 to " +
+        std::to_string(max_source) + " printable characters of UTF-8, got " +
+        (why != nullptr ? std::string(why) : std::to_string(chars) + " characters"));
+}
+
 // Levels of maps and arrays a header may nest, its own map the first (PROTOCOL.md):
 // a deeper one the service rejects (header_decode), so it is refused before sending.
 constexpr std::size_t max_header_levels = 16;
@@ -383,7 +403,8 @@ std::string encode_request(std::string_view cmd, const Map& arguments) {
     return encode_value(Value(std::move(request)));
 }
 
-std::string encode_set_rois(const LabelImage& labels, const std::optional<std::string>& series) {
+std::string encode_set_rois(const LabelImage& labels, const std::optional<std::string>& series,
+                            const SetRoisOptions& options) {
     std::size_t item = 0;
     for (const char* name : label_dtypes) {
         if (labels.dtype == name) item = static_cast<std::size_t>(name[2] - '0');
@@ -401,10 +422,13 @@ std::string encode_set_rois(const LabelImage& labels, const std::optional<std::s
         check_series(*series);
         arguments.push_back("series", *series);
     }
+    if (options.source) check_source(*options.source);
     const auto* p = static_cast<const std::uint8_t*>(labels.data);
     arguments.push_back("dtype", labels.dtype);
     arguments.push_back("shape", Array{labels.shape.height, labels.shape.width});
     arguments.push_back("labels", Bytes{std::vector<std::uint8_t>(p, p + labels.nbytes)});
+    if (options.fit) arguments.push_back("fit", true);
+    if (options.source) arguments.push_back("source", *options.source);
     return encode_request("set_rois", arguments);
 }
 

@@ -214,7 +214,10 @@ void control_vector(const dd::Map& entry, const std::vector<std::string>& parts)
         const auto& bytes = expected.at("labels").as_bytes().data;
         dd::LabelImage labels{expected.at("dtype").as_string(), shape_of(expected.at("shape")),
                               bytes.data(), bytes.size()};
-        typed = dd::encode_set_rois(labels, series);
+        dd::SetRoisOptions options;
+        if (const dd::Value* fit = expected.find("fit")) options.fit = fit->as_bool();
+        if (const dd::Value* source = expected.find("source")) options.source = source->as_string();
+        typed = dd::encode_set_rois(labels, series, options);
     } else if (cmd == "load_model") {
         typed = dd::encode_request("load_model", {{"path", expected.at("path")}});
     } else {
@@ -359,6 +362,37 @@ void api_checks() {
         expect_reason("header_decode", [&] { dd::encode_frame(one, "s", 0, deep); });
         require(!dd::parse_dtype(">u2") && !dd::parse_dtype("u2") && !dd::parse_dtype("<f8"),
                 "only the four dtypes parse");
+    });
+    check("api: set_rois' source is 1 to 1024 characters of UTF-8, no control character", [] {
+        const std::uint16_t px[2] = {0, 1};
+        const dd::LabelImage labels = dd::label_image(px, dd::Shape{1, 2});
+        auto refused = [&](const std::string& source, const std::string& why) {
+            dd::SetRoisOptions options;
+            options.source = source;
+            try {
+                dd::encode_set_rois(labels, std::nullopt, options);
+            } catch (const std::invalid_argument& e) {
+                const std::string message = e.what();
+                require(message.find("1 to 1024") != std::string::npos &&
+                            message.find(why) != std::string::npos,
+                        "the message says " + message);
+                return;
+            }
+            throw std::runtime_error("source of " + std::to_string(source.size()) +
+                                     " bytes accepted");
+        };
+        refused("", "got 0 characters");
+        refused(std::string(1025, 'a'), "got 1025 characters");
+        refused("rois\tcells", "a control character");
+        refused("rois\xc2\x85", "a control character");  // U+0085
+        refused("rois\xc3", "invalid UTF-8");
+        dd::SetRoisOptions options;
+        options.source = std::string(1024, 'a');
+        dd::encode_set_rois(labels, std::nullopt, options);
+        std::string accents;
+        for (int i = 0; i < 1024; ++i) accents += "\xc3\xa9";  // characters, not bytes
+        options.source = accents;
+        dd::encode_set_rois(labels, std::nullopt, options);
     });
     check("api: t_ns above 2^53 stays exact", [] {
         const std::uint8_t px[1] = {7};

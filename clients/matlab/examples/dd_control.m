@@ -2,9 +2,13 @@ function rc = dd_control(endpoint, cmd, varargin)
 %DD_CONTROL  Example: one control command, the reply printed as one JSON line.
 %   dd_control(ep, 'status')              also pause, resume, flush, stop
 %   dd_control(ep, 'load_model', PATH)
-%   dd_control(ep, 'set_rois', FILE, DTYPE, HEIGHT, WIDTH [, SERIES])
+%   dd_control(ep, 'set_rois' [, '--fit'] [, '--source', TEXT], FILE, DTYPE, HEIGHT,
+%              WIDTH [, SERIES])
 %       FILE holds the label image as raw bytes, C order (row after row), in DTYPE
-%       ('|u1', '<u2', '<i2', '<u4', '<i4' or '<i8'), e.g. numpy's labels.tobytes()
+%       ('|u1', '<u2', '<i2', '<u4', '<i4' or '<i8'), e.g. numpy's labels.tobytes();
+%       --fit: it is the ROIs' extent from the frame's top-left corner (any frame that
+%       holds it fits); --source: where the labels came from, 1 to 1024 characters
+%       (the service's status names it)
 %   dd_control(ep, 'set_rois', 'none' [, SERIES])      remove the ROIs (labels nil)
 %   dd_control(ep, CMD)                   any other CMD goes out as {cmd: CMD}; the
 %                                         service answers an unknown one with ok false
@@ -70,17 +74,35 @@ switch cmd
       dd_encode_set_rois([], series);
       send = @(ctl) ctl.set_rois([], series);
     else
+      [options, args] = set_rois_options(args);
       check_count(cmd, args, 4, 5);
       labels = read_labels(args{1:4});
       series = optional(args, 5);
-      dd_encode_set_rois(labels, series);
-      send = @(ctl) ctl.set_rois(labels, series);
+      dd_encode_set_rois(labels, series, options{:});
+      send = @(ctl) ctl.set_rois(labels, series, options{:});
     end
   otherwise
     % status, pause, resume, flush, stop, or any other command as it is.
     check_count(cmd, args, 0, 0);
     dd_encode_request(cmd);
     send = @(ctl) ctl.request(cmd);
+end
+end
+
+function [options, args] = set_rois_options(args)
+% The leading --fit and --source TEXT of set_rois, as DD_ENCODE_SET_ROIS' name, value
+% pairs, and the arguments after them.
+options = {};
+while ~isempty(args) && strncmp(args{1}, '--', 2)
+  if strcmp(args{1}, '--fit')
+    options = [options, {'fit', true}];
+    args = args(2:end);
+  elseif strcmp(args{1}, '--source') && numel(args) >= 2
+    options = [options, {'source', args{2}}];
+    args = args(3:end);
+  else
+    dd_error('usage', 'set_rois takes the options --fit and --source TEXT, got %s', args{1});
+  end
 end
 end
 

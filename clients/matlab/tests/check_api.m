@@ -64,6 +64,22 @@ check('levels as encoded', dd_nesting_levels(struct('a', [1 2], 'b', 'text')) ==
 rejects('resend 1', 'resend', @() dd_encode_frame(img, 's1', 0, 'resend', 1));
 rejects('start series', 'series', @() dd_encode_start(''));
 rejects('labels double 0.5', 'dtype', @() dd_encode_set_rois([0 0.5]));
+% set_rois' options: fit a logical, source 1 to 1024 characters (not bytes), no control
+% character; the series stays optional before them.
+rois = uint16([0 1]);
+rejects_naming('source empty', 'got 0 characters', @() dd_encode_set_rois(rois, 'source', ''));
+rejects_naming('source 1025', 'got 1025 characters', ...
+  @() dd_encode_set_rois(rois, 's1', 'source', repmat('a', 1, 1025)));
+rejects_naming('source tab', 'a control character', ...
+  @() dd_encode_set_rois(rois, 'source', ['rois' char(9)]));
+rejects_naming('fit 1', 'true or false', @() dd_encode_set_rois(rois, 'fit', 1));
+rejects_naming('unknown option', 'unknown option fitted', ...
+  @() dd_encode_set_rois(rois, 'fitted', true));
+request = dd_msgpack_decode(dd_encode_set_rois(rois, 'source', repmat('a', 1, 1024)));
+check('source of 1024 characters is sent', numel(dd_map_get(request, 'source')) == 1024);
+request = dd_msgpack_decode(dd_encode_set_rois(rois, 'fit', true));
+check('options without a series', ...
+  isequal(request.keys, {'cmd', 'dtype', 'shape', 'labels', 'fit'}));
 parts = dd_encode_frame(img, 's1', 7, 'meta', struct('text', repmat('m', 1, 8183)));
 check('meta of exactly 8192 bytes is accepted', numel(parts) == 3);
 

@@ -154,7 +154,8 @@ switch cmd
     if ~isempty(vec.pixels)
       labels = expected_image(vec);
     end
-    bytes = dd_encode_set_rois(labels, dd_map_get(request, 'series', ''));
+    bytes = dd_encode_set_rois(labels, dd_map_get(request, 'series', ''), ...
+      'fit', dd_map_get(request, 'fit', false), 'source', dd_map_get(request, 'source'));
   otherwise
     args = [request.keys(2:end); request.values(2:end)];
     bytes = dd_encode_request(cmd, args{:});

@@ -3,13 +3,15 @@
 //
 //   control.js ENDPOINT status | pause | resume | flush | stop
 //   control.js ENDPOINT load_model PATH
-//   control.js ENDPOINT set_rois FILE DTYPE HEIGHT WIDTH [SERIES]
+//   control.js ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES]
 //   control.js ENDPOINT set_rois none [SERIES]
 //   control.js ENDPOINT CMD        any other CMD goes out as {cmd: CMD}; the service
 //                                  answers an unknown one with ok: false
 //
 // FILE holds the label image as raw bytes, C order, in DTYPE (|u1, <u2, <i2, <u4,
-// <i4 or <i8); `none` removes the ROIs. The reply is printed whether ok is true or
+// <i4 or <i8); `none` removes the ROIs. --fit: the image is the ROIs' extent from the
+// frames' top-left corner, not a whole frame; --source TEXT: where the labels came from
+// (1 to 1024 printable characters), named by the service's status and stored traces. The reply is printed whether ok is true or
 // false, with bin values as "<bin N bytes>". Exit status: 0 for ok: true; 1 for
 // ok: false; 2 for bad usage (a wrong command line, a FILE that cannot be read or
 // does not hold HEIGHT x WIDTH labels of DTYPE, a request the encoder refuses); 3 when
@@ -64,11 +66,21 @@ function prepare() {
         encodeSetRois(null, { series });
         return (control) => control.setRois(null, { series });
       }
-      if (args.length !== 4 && args.length !== 5) usage("set_rois needs FILE DTYPE HEIGHT WIDTH [SERIES] or none [SERIES]");
+      const options = {};
+      while (args[0]?.startsWith("--")) {
+        const flag = args.shift();
+        if (flag === "--fit") options.fit = true;
+        else if (flag === "--source" && args.length) options.source = args.shift();
+        else usage(flag === "--source" ? "--source needs TEXT" : `unknown option ${flag}`);
+      }
+      if (args[0] === "none") usage("set_rois none takes no options");
+      if (args.length !== 4 && args.length !== 5) {
+        usage("set_rois needs [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES] or none [SERIES]");
+      }
       const [file, dtype, height, width, series] = args;
       const labels = { data: new Uint8Array(readFileSync(file)), dtype, shape: [side(height), side(width)] };
-      encodeSetRois(labels, { series });
-      return (control) => control.setRois(labels, { series });
+      encodeSetRois(labels, { series, ...options });
+      return (control) => control.setRois(labels, { series, ...options });
     }
     default:
       // status, pause, resume, flush, stop, or any other command as-is.

@@ -230,8 +230,14 @@ export function encodeSetRois(labels, options = {}) {
     tail.fit = fit;
   }
   if (source !== undefined) {
-    if (typeof source !== "string" || source.length < 1 || source.length > 1024) {
-      throw new TypeError(`setRois: expected source as a string of 1 to 1024 characters, got ${describe(source)}`);
+    // characters as the service counts them (code points, not UTF-16 units), no control ones
+    const characters = typeof source === "string" ? [...source].length : 0;
+    if (characters < 1 || characters > 1024 || /[\u0000-\u001f\u007f-\u009f]/u.test(source)) {
+      throw new TypeError(
+        `setRois: expected source as 1 to 1024 printable characters, got ${
+          typeof source === "string" ? `${characters} characters` : describe(source)
+        }${typeof source === "string" && /[\u0000-\u001f\u007f-\u009f]/u.test(source) ? " with a control character" : ""}`,
+      );
     }
     tail.source = source;
   }

@@ -189,7 +189,7 @@ describe("the typed encoders reproduce the vectors they can express", () => {
         header.labels === null
           ? null
           : { data: new LABEL_DTYPES[header.dtype](header.labels.buffer), shape: header.shape };
-      const encoded = encodeSetRois(labels, { series: header.series });
+      const encoded = encodeSetRois(labels, { series: header.series, fit: header.fit, source: header.source });
       assert.deepEqual(Buffer.from(encoded), Buffer.from(readParts(vector.file)[0]));
     });
   }

@@ -155,8 +155,14 @@ def encode_set_rois(
     ``labels`` (bin, C order), ``fit`` (when true), ``source`` (when given).
     """
     arguments: dict[str, Any] = {} if series is None else {"series": check_series(series)}
+    if source is not None and not (
+        isinstance(source, str) and 1 <= len(source) <= 1024 and source.isprintable()
+    ):  # as the service checks it: refused here, before anything is sent
+        raise ValueError(f"expected source as 1 to 1024 printable characters, got {source!r:.80}")
+    fitted = {"fit": True} if fit else {}
+    named = {} if source is None else {"source": source}
     if labels is None:
-        return encode_request("set_rois", **arguments, labels=None)
+        return encode_request("set_rois", **arguments, labels=None, **fitted, **named)
     image = np.asarray(labels)
     if image.ndim != 2 or image.dtype.kind not in "iu":
         raise ValueError(
@@ -170,8 +176,6 @@ def encode_set_rois(
     else:
         dtype = {2: "<i2", 4: "<i4"}.get(image.dtype.itemsize, "<i8")
     data = np.ascontiguousarray(image, dtype=np.dtype(dtype))
-    fitted = {"fit": True} if fit else {}
-    named = {} if source is None else {"source": source}
     return encode_request(
         "set_rois", **arguments, dtype=dtype, shape=list(data.shape), labels=data.tobytes(),
         **fitted, **named,

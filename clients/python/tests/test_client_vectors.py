@@ -212,7 +212,8 @@ def test_control_requests_encode_byte_for_byte(vector: dict[str, Any]) -> None:
     cmd = arguments.pop("cmd")
     if cmd == "set_rois":
         labels = None if vector["pixels"] is None else expected_pixels(vector)
-        assert encode_set_rois(labels, arguments.get("series")) == request
+        options = arguments.get("fit", False), arguments.get("source")
+        assert encode_set_rois(labels, arguments.get("series"), *options) == request
     else:
         assert encode_request(cmd, **arguments) == request
 
@@ -224,6 +225,13 @@ def test_set_rois_appends_fit_then_source_after_the_labels() -> None:
     assert list(fitted) == [*plain, "fit"] and fitted["fit"] is True
     named = msgpack.unpackb(encode_set_rois(labels, "s1", fit=True, source="/data/rois.npy"))
     assert list(named) == [*fitted, "source"] and named["source"] == "/data/rois.npy"
+
+
+@pytest.mark.parametrize("source", ["", "a" * 1025, "rois\tcells", 7])
+def test_set_rois_refuses_a_source_the_service_would_refuse(source: object) -> None:
+    with pytest.raises(ValueError, match="1 to 1024 printable characters"):
+        encode_set_rois(np.ones((2, 3), np.uint16), source=source)  # type: ignore[arg-type]
+    assert msgpack.unpackb(encode_set_rois(None, source="\U0001f52c" * 1024))["source"]
 
 
 def test_set_rois_refuses_uint64_labels_that_would_wrap_negative() -> None:

@@ -178,6 +178,13 @@ ddn_status ddn_control_load_model(ddn_control *ctl, const char *path, ddn_messag
 ddn_status ddn_control_set_rois(ddn_control *ctl, const char *series, const char *label_dtype,
                                 uint32_t height, uint32_t width, const void *labels,
                                 ddn_message *reply, ddn_error *err);
+/* The same with set_rois' optional arguments, fit and source (ddn_encode_set_rois_with;
+ * `options` NULL: the defaults). */
+ddn_status ddn_control_set_rois_with(ddn_control *ctl, const char *series,
+                                     const char *label_dtype, uint32_t height,
+                                     uint32_t width, const void *labels,
+                                     const ddn_set_rois_options *options,
+                                     ddn_message *reply, ddn_error *err);
 
 #ifdef __cplusplus
 }

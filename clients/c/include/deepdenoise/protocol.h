@@ -22,6 +22,7 @@ extern "C" {
 #define DDN_MAX_INDEX ((((int64_t)1) << 40) - 1) /* 2**40 - 1 */
 #define DDN_MAX_T_NS ((uint64_t)INT64_MAX)    /* 2**63 - 1 */
 #define DDN_MAX_SERIES 64
+#define DDN_MAX_SOURCE 1024 /* characters of a set_rois source */
 
 /* ------------------------------------------------------------------ results */
 
@@ -179,6 +180,27 @@ ddn_status ddn_encode_load_model(msgpack_sbuffer *out, const char *path, ddn_err
 ddn_status ddn_encode_set_rois(msgpack_sbuffer *out, const char *series,
                                const char *label_dtype, uint32_t height, uint32_t width,
                                const void *labels, ddn_error *err);
+
+/* The optional arguments of set_rois; all zero (or a NULL pointer to them) are the
+ * defaults, which ddn_encode_set_rois() sends. */
+typedef struct ddn_set_rois_options {
+    /* The label image is the ROIs' extent from the frame's top-left corner, not the
+     * whole frame (ROIs known only by their pixels), so any frame that holds it fits. */
+    int fit;
+    /* NULL, or where the labels came from (a file's path, say): 1 to DDN_MAX_SOURCE
+     * characters of UTF-8, no control character (DDN_E_ARGUMENT otherwise; the service
+     * also refuses the few other characters that Python's str.isprintable() does not
+     * accept, such as a no-break space). The service's status.traces.source and the
+     * stored traces' rois_source then name it. */
+    const char *source;
+} ddn_set_rois_options;
+
+/* ddn_encode_set_rois() with `options` (NULL: the defaults), written after `labels`:
+ * "fit" when true, "source" when given. */
+ddn_status ddn_encode_set_rois_with(msgpack_sbuffer *out, const char *series,
+                                    const char *label_dtype, uint32_t height, uint32_t width,
+                                    const void *labels, const ddn_set_rois_options *options,
+                                    ddn_error *err);
 
 /* ------------------------------------------------------------------ decoding */
 

@@ -28,6 +28,8 @@ namespace deepdenoise {
 inline constexpr int protocol_version = 1;
 inline constexpr std::uint64_t max_index = (std::uint64_t{1} << 40) - 1;
 inline constexpr std::uint64_t max_t_ns = (std::uint64_t{1} << 63) - 1;
+/// The most characters of a set_rois source.
+inline constexpr std::size_t max_source = 1024;
 
 /// The service's limits; these defaults are the reference service's. Checked before
 /// sending so a frame the service would reject fails at the call site.
@@ -222,9 +224,23 @@ Parts encode_end(std::string_view series, std::optional<std::uint64_t> t_ns = st
 /// A control request {"cmd": cmd, ...arguments}: cmd first, arguments in the given order
 /// (requests are not reordered like headers).
 std::string encode_request(std::string_view cmd, const Map& arguments = {});
-/// set_rois with a label image, for one series or (nullopt) every series.
+/// The optional arguments of set_rois (PROTOCOL.md section 8).
+struct SetRoisOptions {
+    /// The label image is the ROIs' extent from the frame's top-left corner, not the
+    /// whole frame (ROIs known only by their pixels), so any frame that holds it fits.
+    bool fit = false;
+    /// Where the labels came from (a file's path, say): 1 to max_source characters of
+    /// UTF-8, no control character. The service's status.traces.source and the stored
+    /// traces' rois_source then name it.
+    std::optional<std::string> source;
+};
+
+/// set_rois with a label image, for one series or (nullopt) every series; `options` go
+/// after the labels ("fit" when true, "source" when given). Throws std::invalid_argument
+/// for a bad label image or source, ProtocolError("series") for a bad series.
 std::string encode_set_rois(const LabelImage& labels,
-                            const std::optional<std::string>& series = std::nullopt);
+                            const std::optional<std::string>& series = std::nullopt,
+                            const SetRoisOptions& options = {});
 /// set_rois with nil labels: remove the ROIs.
 std::string encode_clear_rois(const std::optional<std::string>& series = std::nullopt);
 

@@ -203,13 +203,16 @@ public:
     Map stop() { return request("stop"); }
     /// A path on the service's machine, relative to its working directory.
     Map load_model(const std::string& path) { return request("load_model", {{"path", path}}); }
-    /// Replace the ROIs (0 is background); the reply's "rois" is their count.
-    Map set_rois(const LabelImage& labels, const std::optional<std::string>& series = {}) {
-        return request_encoded("set_rois", encode_set_rois(labels, series));
+    /// Replace the ROIs (0 is background); the reply's "rois" is their count. `options`:
+    /// set_rois' fit and source (see SetRoisOptions).
+    Map set_rois(const LabelImage& labels, const std::optional<std::string>& series = {},
+                 const SetRoisOptions& options = {}) {
+        return request_encoded("set_rois", encode_set_rois(labels, series, options));
     }
     template <class T>
-    Map set_rois(const T* labels, Shape shape, const std::optional<std::string>& series = {}) {
-        return set_rois(label_image(labels, shape), series);
+    Map set_rois(const T* labels, Shape shape, const std::optional<std::string>& series = {},
+                 const SetRoisOptions& options = {}) {
+        return set_rois(label_image(labels, shape), series, options);
     }
     /// Remove the ROIs (set_rois with nil labels).
     Map clear_rois(const std::optional<std::string>& series = {}) {
