@@ -233,6 +233,12 @@ def recorded_noise(noise: NoiseConfig) -> RecordedNoise | None:
         return None
     assert noise.recorded is not None  # the validator guarantees it
     stack = load_noise_stack(noise.recorded)
+    if noise.remove_pixel_mean and len(stack) < 2:
+        raise ConfigError(
+            f"{noise.recorded}: expected at least 2 frames of noise, to tell it from each "
+            f"pixel's fixed offset, got {len(stack)}: record more dark frames, or set "
+            "[data.noise] remove_pixel_mean = false to take the offsets as noise too"
+        )
     return RecordedNoise(stack, remove_pixel_mean=noise.remove_pixel_mean)
 
 

@@ -149,11 +149,16 @@ def training_noise(info: dict[str, Any]) -> dict[str, Any]:
     cfg = info.get("config", {})
     if cfg.get("data_source") == "synth":
         synth = cfg.get("synth", {})
+        recorded = synth.get("recorded")
+        read_noise_e = synth.get("read_noise_e")
+        if recorded:  # the recording's noise replaced the modelled read noise
+            read_noise_e = _recorded_read_noise_e(Path(recorded), synth.get("gain"))
         return {
-            "source": "recorded" if synth.get("recorded") else "model",
+            "source": "recorded" if recorded else "model",
+            "recorded": Path(recorded).name if recorded else None,
             "photons": synth.get("photons"),
             "gain": synth.get("gain"),
-            "read_noise_e": synth.get("read_noise_e"),
+            "read_noise_e": read_noise_e,
             "steps": info.get("step"),
             "seed": cfg.get("seed"),
         }
@@ -167,6 +172,22 @@ def training_noise(info: dict[str, Any]) -> dict[str, Any]:
         "steps": info.get("step"),
         "seed": cfg.get("seed"),
     }
+
+
+def _recorded_read_noise_e(recording: Path, gain: Any) -> list[float] | None:
+    """The read noise (e-) a synth run on a dark recording trained with: the recording's
+    rms (ADU) over the gains it drew, most to least (:class:`exporter.synth.PairGenerator`).
+    None, with a warning, when the recording cannot be read now: the engine then tells
+    the model the camera's own read noise, with no least (``least_read_noise_e``)."""
+    from exporter.noise import RecordedNoise, load_noise_stack
+
+    try:
+        rms = RecordedNoise(load_noise_stack(recording)).std
+        low, high = (float(g) for g in gain)
+    except (ConfigError, OSError, TypeError, ValueError) as exc:
+        log.warning("training_noise: the read noise of %s is left out: %s", recording, exc)
+        return None
+    return [float(f"{rms / high:.3g}"), float(f"{rms / low:.3g}")]
 
 
 #: The camera parity cases of a noise-adaptive model are read out with.
@@ -416,6 +437,11 @@ def export_onnx(
                 f"exported {variant} model {out if variant == 'fp32' else report.fp16_path} "
                 f"differs from torch by up to {worst:.3g} model units, expected <= {bound:.3g}"
             )
+    if report.fp16_path is not None:  # checked in fp16: TensorRT may build either in fp16
+        fields["fp16"] = True  # (gpu.fp16 = "auto"); the metadata only, hashes unchanged
+        report.metadata = meta = finish_model(proto, fields, out)
+        report.fp16_metadata = finish_model(half, fields, report.fp16_path)
+        report.size_bytes = out.stat().st_size
     log.info(
         "exported %s (%s, receptive field %d, hash %s): max error %.2g model units",
         out,

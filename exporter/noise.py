@@ -112,8 +112,8 @@ class RecordedNoise:
             t = frames.shape[0]
             if t < 2:
                 raise ConfigError(
-                    "remove_pixel_mean needs at least 2 frames to tell noise from the "
-                    "per-pixel mean, got 1; pass remove_pixel_mean=False or record more frames"
+                    "expected at least 2 frames of noise, to tell it from each pixel's "
+                    "fixed offset, got 1 (a 2-D array is one frame): record more dark frames"
                 )
             frames -= frames.mean(axis=0, dtype=np.float64).astype(np.float32)
             frames *= np.float32(math.sqrt(t / (t - 1)))

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from stream import DeepDenoiseError
-from stream.cli import console, fail, kv_table
+from stream.cli import console, err_console, fail, kv_table
 
 from ._hints import EXTRA_HINT
 
@@ -133,8 +133,11 @@ def train_command(
             "lr": lr, "out_dir": out, "seed": seed, "device": device, "threads": threads,
             "num_workers": workers,
         }  # fmt: skip
+        # stored absolute in the checkpoints, as a config file's paths are: a resumed run
+        # finds the recording wherever it is run from
+        stack = None if noise_stack is None else noise_stack.absolute()
         phantom = {"patch": patch, "noise_level": parse_level(noise_level),
-                   "noise_source": noise_source, "noise_stack": noise_stack}  # fmt: skip
+                   "noise_source": noise_source, "noise_stack": stack}  # fmt: skip
         # --patch and the noise options address the phantom source's [data] by default;
         # a synth run's patch is synth.patch, and its noise comes from [synth].
         first = load_train_config(config, base=base, options=_OPTIONS, **common)
@@ -230,6 +233,10 @@ def export_command(
         console.print(f"wrote {report.fp16_path}")
 
 
+#: Which of the tables ``calibrate`` prints (``--for``).
+CameraTable = Literal["all", "serve", "synth", "phantom"]
+
+
 def calibrate_command(
     stack: Annotated[
         Path, typer.Argument(help="Frames for the gain fit (.npy/.tif/.zarr): a flat-field series.")
@@ -258,9 +265,18 @@ def calibrate_command(
             help="Replace an --offset-map file already there (never STACK or --dark).",
         ),
     ] = False,
+    target: Annotated[
+        CameraTable,
+        typer.Option(
+            "--for",
+            help="Which TOML table to print: all three, or only the one for serve (a "
+            "config of its own: --for serve > camera.toml), for train's synth source or "
+            "for its phantom source.",
+        ),
+    ] = "all",
 ) -> None:
     """Fit the Poisson-Gaussian camera model to recordings; prints it as TOML for `serve`
-    and `train`."""
+    and `train` on stdout (the fit and its notes go to stderr)."""
     try:
         from exporter.noise import dark_pattern, estimate_camera_noise, load_noise_stack
     except ImportError as exc:
@@ -308,7 +324,7 @@ def calibrate_command(
         offset_map.parent.mkdir(parents=True, exist_ok=True)
         np.save(offset_map, average)
         spread = float(np.std(average))
-        console.print(
+        err_console.print(
             f"wrote {offset_map}: the average of {len(darks)} dark frames, "
             f"{average.shape[0]}x{average.shape[1]}, its pattern {spread:.3g} ADU rms "
             f"(of which their read noise leaves about "
@@ -341,8 +357,9 @@ def calibrate_command(
                 "out with instead",
             )
         )
-    console.print(kv_table(f"camera noise fit: {stack.name}", rows))
-    console.print(camera_tables(fit.gain, fit.offset, served_read), markup=False)
+    err_console.print(kv_table(f"camera noise fit: {stack.name}", rows))
+    # plain stdout: TOML a file can take whole (rich would wrap and colour it)
+    print(camera_tables(fit.gain, fit.offset, served_read, target))
 
 
 def _shape(frames: np.ndarray) -> str:
@@ -385,18 +402,22 @@ def _check_dark(frames: np.ndarray, path: Path) -> None:
 COUNTED_PATTERN = 0.25
 
 
-def camera_tables(gain: float, offset: float, read_noise: float) -> str:
+def camera_tables(
+    gain: float, offset: float, read_noise: float, target: CameraTable = "all"
+) -> str:
     """The fitted camera as TOML for each place it goes: a ``serve`` config's ``[camera]``
-    and a training config's ``[synth]`` (or, for the phantom source, ``[data.noise.camera]``)."""
+    and a training config's ``[synth]`` (or, for the phantom source, ``[data.noise.camera]``),
+    or the one ``target`` names."""
     values = f"gain = {gain:.6g}\noffset = {offset:.6g}\nread_noise = {read_noise:.6g}"
-    return (
-        "# deepdenoise serve --config: the camera, not estimated live\n"
-        f"[camera]\n{values}\n\n"
-        '# deepdenoise train, data_source = "synth" (your dark frames: synth.recorded)\n'
-        f"[synth]\ngain = [{gain:.6g}, {gain:.6g}]\n\n"
-        '# deepdenoise train, data_source = "phantom"\n'
-        f"[data.noise.camera]\n{values}"
-    )
+    serve = "# deepdenoise serve --config: the camera, not estimated live"
+    synth = '# deepdenoise train, data_source = "synth" (your dark frames: synth.recorded)'
+    phantom = '# deepdenoise train, data_source = "phantom"'
+    tables = {
+        "serve": f"{serve}\n[camera]\n{values}\n",
+        "synth": f"{synth}\n[synth]\ngain = [{gain:.6g}, {gain:.6g}]\n",
+        "phantom": f"{phantom}\n[data.noise.camera]\n{values}\n",
+    }
+    return "\n".join(tables.values() if target == "all" else [tables[target]])
 
 
 def register(app: typer.Typer) -> None:

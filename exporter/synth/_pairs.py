@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from stream import ConfigError
 from stream.camera import darkest_level
 from stream.engine import CameraModel, model_input, update_running_mean
 
@@ -150,7 +151,11 @@ class PairGenerator:
         self.cfg = cfg
         self.recorded: RecordedNoise | None = None
         if cfg.recorded is not None:
-            self.recorded = RecordedNoise(load_noise_stack(cfg.recorded))
+            stack = load_noise_stack(cfg.recorded)
+            try:
+                self.recorded = RecordedNoise(stack)
+            except ConfigError as exc:
+                raise ConfigError(f"[synth] recorded = {cfg.recorded}: {exc}") from exc
 
     def movie_pairs(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         cfg = self.cfg

@@ -60,6 +60,33 @@ def test_calibrate_recovers_the_camera_and_prints_it_for_serve_and_train(tmp_pat
     assert load_train_config(train_toml).synth.gain == (camera["gain"], camera["gain"])
 
 
+def test_calibrate_stdout_is_toml_and_for_serve_a_config_of_its_own(tmp_path: Path):
+    # `calibrate ... > cam.toml` held the fit's table too, and all three tables: no config
+    # read it (a new user's trial, 2026-12-07); the fit now goes to stderr
+    from stream import load_config
+
+    flat, dark = _recordings(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(flat), "--dark", str(dark)])
+    assert result.exit_code == 0, result.output
+    tables = tomllib.loads(result.stdout)  # the whole of stdout
+    assert set(tables) == {"camera", "synth", "data"}
+    assert "camera noise fit" in result.stderr and "photon-transfer" in result.stderr
+    for target, keys in (("serve", {"camera"}), ("synth", {"synth"}), ("phantom", {"data"})):
+        only = CliRunner().invoke(
+            app, ["calibrate", str(flat), "--dark", str(dark), "--for", target]
+        )
+        assert only.exit_code == 0, only.output
+        assert set(tomllib.loads(only.stdout)) == keys
+    serve_toml = tmp_path / "camera.toml"
+    serve_toml.write_text(
+        CliRunner()
+        .invoke(app, ["calibrate", str(flat), "--dark", str(dark), "--for", "serve"])
+        .stdout
+    )
+    camera = load_config(serve_toml).camera
+    assert camera is not None and camera.gain == tables["camera"]["gain"]
+
+
 def test_calibrate_refuses_a_gain_from_dark_frames_only(tmp_path: Path):
     _, dark = _recordings(tmp_path)
     result = CliRunner().invoke(app, ["calibrate", str(dark), "--dark", str(dark)])

@@ -118,6 +118,45 @@ def test_metadata_follows_the_contract(exported: ExportReport, checkpoint: Path)
     assert meta == exported.metadata
 
 
+def test_a_synth_run_on_a_dark_recording_states_the_read_noise_it_trained_with(tmp_path: Path):
+    # it stated the synth default range (0.3 to 12 e-), which the recording's noise had
+    # replaced: the engine told the model a read noise floor it never saw (a new user's
+    # trial, 2026-12-07)
+    from exporter.export import training_noise
+
+    rng = np.random.default_rng(1)
+    dark = 100.0 + rng.normal(0.0, 3.0, (8, 32, 32))
+    np.save(tmp_path / "dark.npy", dark.astype(np.float32))
+    rms = float(np.sqrt(np.mean(np.square(dark - dark.mean(axis=0)) * 8 / 7)))
+    synth = {"recorded": str(tmp_path / "dark.npy"), "gain": [0.5, 2.0], "read_noise_e": [0.3, 12]}
+    info = {"config": {"data_source": "synth", "synth": synth, "seed": 3}, "step": 7}
+    noise = training_noise(info)
+    assert noise["source"] == "recorded" and noise["recorded"] == "dark.npy"
+    assert noise["read_noise_e"] == pytest.approx([rms / 2.0, rms / 0.5], rel=3e-3)  # 3 digits
+    told = ModelMetadata(noise_map=True, normalization="adaptive", training_noise=noise)
+    assert told.least_read_noise_e() == noise["read_noise_e"][0]
+    (tmp_path / "dark.npy").unlink()  # exported elsewhere: no floor rather than a wrong one
+    assert training_noise(info)["read_noise_e"] is None
+    modelled = training_noise(
+        {"config": {"data_source": "synth", "synth": {**synth, "recorded": None}}}
+    )
+    assert modelled["source"] == "model" and modelled["read_noise_e"] == [0.3, 12]
+
+
+def test_a_one_frame_dark_recording_is_asked_for_more_frames(tmp_path: Path):
+    from exporter.data import NoiseConfig, recorded_noise
+    from exporter.synth import PairGenerator, SynthConfig
+    from stream import ConfigError
+
+    np.save(tmp_path / "dark.npy", np.full((16, 16), 100, np.uint16))
+    with pytest.raises(ConfigError, match=r"at least 2 frames of noise.*got 1.*record more") as got:
+        PairGenerator(SynthConfig(recorded=tmp_path / "dark.npy"))
+    assert "remove_pixel_mean" not in str(got.value)  # no such setting in [synth]
+    noise = NoiseConfig(source="recorded", recorded=tmp_path / "dark.npy")
+    with pytest.raises(ConfigError, match="remove_pixel_mean = false"):
+        recorded_noise(noise)
+
+
 def test_graph_is_opset_17_with_dynamic_axes_and_folded_batchnorm(exported: ExportReport):
     proto = onnx.load(str(exported.path))
     assert {o.domain: o.version for o in proto.opset_import}[""] == 17
@@ -164,6 +203,10 @@ def test_content_hash_is_stable_and_names_the_graph(
         update={"content_hash": None}
     )
     assert exported.fp16_path.stat().st_size < exported.path.stat().st_size
+    # checked in fp16, both files say TensorRT may build them in fp16; they said it did
+    # not (a new user's trial, 2026-12-07), so gpu.fp16 = "auto" never used it
+    assert metadata_of(exported.path).fp16 and half.fp16 and exported.metadata.fp16
+    assert not again.metadata.fp16 and not metadata_of(tmp_path / "again.onnx").fp16
 
 
 def test_parity_beyond_the_bound_raises(checkpoint: Path, tmp_path: Path):

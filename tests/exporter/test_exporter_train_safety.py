@@ -125,6 +125,29 @@ def test_a_resumed_run_continues_in_its_checkpoints_folder_wherever_run_from(
     assert not (tmp_path / "sub" / "relrun").exists()
 
 
+def test_a_run_on_a_recording_named_relative_resumes_from_another_folder(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # the checkpoint kept --noise-stack as typed, and a resume elsewhere did not find it
+    # (a new user's trial, 2026-12-07); a config file's paths were already stored absolute
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dark = (100 + rng.normal(0, 2, (4, 64, 64))).astype(np.uint16)
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "dark.npy", dark)
+    code, output = invoke(
+        "train", "--config", config, "--out", "relrun", "--noise-source", "recorded",
+        "--noise-stack", "dark.npy", "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    code, output = invoke("train", "--resume", "../relrun/last.pt", "--steps", "4", "--quiet")
+    assert code == 0, output
+    assert read_checkpoint(tmp_path / "relrun" / "last.pt")["step"] == 4
+
+
 def test_an_interruption_names_the_newest_checkpoint_even_when_it_is_best(
     finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
