@@ -111,11 +111,22 @@ def test_a_forced_run_replaces_the_old_checkpoints(
     assert read_checkpoint(run / "best.pt")["config"]["seed"] == 9
 
 
+#: A run on a dark recording named relative: the checkpoint kept --noise-stack as typed,
+#: and a resume from elsewhere did not find it (a new user's trial, 2026-12-07); a config
+#: file's paths were already stored absolute.
+RECORDED = ("--noise-source", "recorded", "--noise-stack", "dark.npy")
+
+
+@pytest.mark.parametrize("noise", [(), RECORDED], ids=["phantom", "relative-recording"])
 def test_a_resumed_run_continues_in_its_checkpoints_folder_wherever_run_from(
-    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noise: tuple[str, ...]
 ):
+    import numpy as np
+
     monkeypatch.chdir(tmp_path)
-    code, output = invoke("train", "--config", config, "--out", "relrun", "--quiet")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "dark.npy", (100 + rng.normal(0, 2, (4, 64, 64))).astype(np.uint16))
+    code, output = invoke("train", "--config", config, "--out", "relrun", *noise, "--quiet")
     assert code == 0, output
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
@@ -123,29 +134,6 @@ def test_a_resumed_run_continues_in_its_checkpoints_folder_wherever_run_from(
     assert code == 0, output
     assert read_checkpoint(tmp_path / "relrun" / "last.pt")["step"] == 4
     assert not (tmp_path / "sub" / "relrun").exists()
-
-
-def test_a_run_on_a_recording_named_relative_resumes_from_another_folder(
-    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    # the checkpoint kept --noise-stack as typed, and a resume elsewhere did not find it
-    # (a new user's trial, 2026-12-07); a config file's paths were already stored absolute
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    dark = (100 + rng.normal(0, 2, (4, 64, 64))).astype(np.uint16)
-    monkeypatch.chdir(tmp_path)
-    np.save(tmp_path / "dark.npy", dark)
-    code, output = invoke(
-        "train", "--config", config, "--out", "relrun", "--noise-source", "recorded",
-        "--noise-stack", "dark.npy", "--quiet",
-    )  # fmt: skip
-    assert code == 0, output
-    (tmp_path / "sub").mkdir()
-    monkeypatch.chdir(tmp_path / "sub")
-    code, output = invoke("train", "--resume", "../relrun/last.pt", "--steps", "4", "--quiet")
-    assert code == 0, output
-    assert read_checkpoint(tmp_path / "relrun" / "last.pt")["step"] == 4
 
 
 def test_an_interruption_names_the_newest_checkpoint_even_when_it_is_best(
