@@ -158,7 +158,9 @@ class ControlHandler:
 
     def _dispatch(self, request: bytes) -> Reply:
         try:
-            message = msgpack.unpackb(request, raw=False)
+            message = msgpack.unpackb(request, raw=False, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            return _error(f"expected each key once in a request, got {exc} twice")
         except Exception as exc:
             why = str(exc) or type(exc).__name__
             return _error(
@@ -291,19 +293,37 @@ def _split_envelope(parts: list[bytes]) -> tuple[list[bytes], list[bytes]]:
 
 def _command_of(request: bytes) -> str | None:
     """The request's ``cmd``, read without decoding the rest (a set_rois label image may
-    be large), or None when it has none: its error reply is quick, so it is answered on
-    the control thread."""
+    be large), or None when it has none or more than one (a request that also names
+    ``load_model`` must not run it on the control thread): its error reply is quick, so
+    it is answered on the control thread."""
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(request), 1))
     unpacker.feed(request)
+    found: str | None = None
     try:
         for _ in range(unpacker.read_map_header()):
-            if unpacker.unpack() == "cmd":
-                cmd = unpacker.unpack()
-                return cmd if isinstance(cmd, str) else None
-            unpacker.skip()
+            if unpacker.unpack() != "cmd":
+                unpacker.skip()
+                continue
+            cmd = unpacker.unpack()
+            if found is not None or not isinstance(cmd, str):
+                return None  # handle refuses it
+            found = cmd
     except Exception:  # not a map, or broken: handle says why
         return None
-    return None
+    return found
+
+
+class _DuplicateKey(ValueError):
+    """A request's map names a key twice (msgpack would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise _DuplicateKey(shown(key))
+        mapping[key] = value
+    return mapping
 
 
 def _error(message: str) -> Reply:

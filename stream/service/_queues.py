@@ -136,6 +136,24 @@ class StageQueue(Generic[T]):
         with self._cond:
             return any(wanted(item) for item, _ in self._items)
 
+    def take_where(self, wanted: Callable[[T], bool]) -> list[T]:
+        """Remove and return the queued items that are ``wanted``; the rest keep their order."""
+        with self._cond:
+            kept: deque[tuple[T, bool]] = deque()
+            taken: list[T] = []
+            urgent = 0
+            for position, (item, droppable) in enumerate(self._items):
+                if wanted(item):
+                    taken.append(item)
+                    self._droppable -= droppable
+                    self.nbytes -= self._size(item)
+                else:
+                    kept.append((item, droppable))
+                    urgent += position < self._urgent
+            self._items, self._urgent = kept, urgent
+            self._cond.notify_all()
+            return taken
+
     def close(self) -> None:
         """No more puts are expected; consumers drain what is left, then get ``Closed``."""
         with self._cond:

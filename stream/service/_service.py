@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from .._errors import ConfigError, ModelError
+from .._errors import ConfigError, ModelError, StoreError
 from .._version import __version__
 from ..camera import load_offset_pattern
 from ..engine import (
@@ -260,10 +260,15 @@ class Service:
         self._join("receiver", timeout)
         self._jobs.close()
         self._join("inference", timeout)
+        if self._alive("inference"):
+            self._abandon_waiting_frames(timeout)
         if self.writer is not None:
             self.writer.close(timeout)
             if self.writer.error is not None:
                 self._errors.append(self.writer.error)
+            unwritten = self.writer.abandon_if_stuck()
+            if unwritten:  # a hung disk: counted, told, and the exit status says so
+                self._errors.append(StoreError(unwritten))
         self._outgoing.close()
         self._join("publisher", timeout)
         self._closing.set()
@@ -306,6 +311,25 @@ class Service:
         thread = threading.Thread(target=run, name=f"deepdenoise-{name}", daemon=True)
         self._threads[name] = thread
         thread.start()
+
+    def _abandon_waiting_frames(self, timeout: float) -> None:
+        """Inference did not drain its queue within the stop's ``timeout`` (a slow model,
+        a deep queue): the frames still waiting are not denoised but counted
+        (``dropped.shutdown``; their raw frames are stored), and the frame in hand is
+        waited for as a command under way is."""
+        waiting = self._jobs.take_where(lambda item: isinstance(item, Job))
+        if waiting:
+            self.stats.count_dropped("shutdown", len(waiting))
+        log.error(
+            "stopping: inference did not finish its queue within %.0f s; %d frame(s) still "
+            "waiting are not denoised (dropped.shutdown; their raw frames are stored)",
+            timeout, len(waiting),
+        )  # fmt: skip
+        self._join("inference", WORKER_STOP_S)
+
+    def _alive(self, name: str) -> bool:
+        thread = self._threads.get(name)
+        return thread is not None and thread.is_alive() and thread is not threading.current_thread()
 
     def _join(self, name: str, timeout: float) -> None:
         thread = self._threads.get(name)

@@ -104,6 +104,7 @@ class Writer:
         self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         self._stores: dict[str, SeriesStore] = {}
+        self._store_closing: SeriesStore | None = None  # out of _stores while it closes
         self._rejected: dict[str, RejectedStore] = {}
         self.rejected_kept = 0  # rejected frames written whole, all series
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
@@ -160,6 +161,37 @@ class Writer:
         if self._thread.is_alive():
             self._queue.put(_CLOSE)
             self._thread.join(timeout)
+
+    def abandon_if_stuck(self) -> str | None:
+        """After :meth:`close`: None when the thread finished; else (a disk that does not
+        answer) the frames not on disk -- queued, or held by its stores -- are counted
+        lost (``dropped.store_raw`` ...), logged, and described in the returned message."""
+        if not self._thread.is_alive():
+            return None
+        lost: Counter[str] = Counter()
+        while True:  # the thread is stuck inside a write: what is queued is ours to count
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, RawOp | CleanOp | TracesOp | RejectedOp):
+                kind = {RawOp: "raw", CleanOp: "clean", TracesOp: "traces"}.get(
+                    type(item), "rejected"
+                )
+                lost[kind] += 1
+        for store in [*self._stores.values(), self._store_closing]:
+            if store is not None:
+                lost += store.unwritten()
+        for kind, n in lost.items():
+            self._on_lost(f"store_{kind}", n)
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(lost.items())) or "0"
+        message = (
+            f"the store under {self.root} did not finish writing within the stop's time "
+            f"(a disk that does not answer?): {counts} frame(s) not on disk, counted in "
+            "dropped.store_*; the series stores are left open (info reads what they hold)"
+        )
+        log.error("%s", message)
+        return message
 
     def health(self) -> dict[str, Any]:
         """``ok``, or ``failing`` while store errors happened in the last 10 s."""
@@ -383,7 +415,9 @@ class Writer:
                 closed or {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False},
             )
             return
+        self._store_closing = store  # counted by abandon_if_stuck should its close hang
         self._guarded(series, "store_close", store.close)
+        self._store_closing = None
         info = store.info
         lost = dict(store.lost)
         for kind, frames in unstored.items():  # lost before the store opened

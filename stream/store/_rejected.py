@@ -90,9 +90,16 @@ class RejectedStore:
         block.rows.append((index, t_ns or 0, t_recv_ns))
 
     def flush(self) -> None:
-        """Write every buffered block; the first failure is raised after all were tried."""
+        """Write every buffered block; the first failure is raised after all were tried.
+        A store removed since it was opened is made again, its rows counted lost."""
+        removed = self._forget_if_removed()
         blocks, self._blocks = self._blocks, {}
-        lost, errors = 0, []
+        lost, errors = removed, []
+        if removed:
+            errors.append(
+                f"{self.path} was removed or moved while it was written: the {removed} "
+                "rejected frame(s) kept there are not there; it is made again"
+            )
         for (reason, layout), block in blocks.items():
             try:
                 self._append(reason, layout, block)
@@ -106,8 +113,20 @@ class RejectedStore:
                 f"{lost} rejected frame(s) of {self.series!r} not written to {self.path}: "
                 + "; ".join(errors),
                 lost={"rejected": lost},
-                kind="store_rejected",
+                kind="store_removed" if removed else "store_rejected",
             )
+
+    def _forget_if_removed(self) -> int:
+        """The rows written that are gone with the store (0 when it is there): the next
+        write makes it again, with its attributes (they were written at its first open,
+        so a folder made again by tensorstore alone had none, and no reader took it)."""
+        if self._group is None or (self.path / "zarr.json").is_file():
+            return 0
+        gone, self.written = self.written, 0
+        self._group = None
+        unlock_store(self._lock)  # the lock of the folder that is gone
+        self._lock = None
+        return gone
 
     def _append(self, reason: str, layout: str, block: _Block) -> None:
         group = self._open().require_group(reason).require_group(layout)

@@ -35,6 +35,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +170,7 @@ class SeriesStore:
         self._spare: dict[str, list[np.ndarray]] = {"raw": [], "clean": []}
         self._in_flight: list[_Batch] = []
         self._unflagged: dict[str, list[Block]] = {"raw": [], "clean": []}
+        self._flagging: dict[str, list[Block]] = {}  # blocks whose flags are being written
         self._flags_due = 0.0
         self._errors: list[str] = []
         self._lost_since: dict[str, int] = {"raw": 0, "clean": 0}
@@ -309,6 +311,19 @@ class SeriesStore:
         held = sum(blk.data.nbytes for blk in blocks if blk.data is not None)
         spares = [buf for spare in list(self._spare.values()) for buf in list(spare)]
         return held + sum(buf.nbytes for buf in spares)
+
+    def unwritten(self) -> Counter[str]:
+        """Frames by kind (``raw``, ``clean``) not yet on disk and flagged: buffered, in
+        flight, or written and not flagged. Read from another thread when the writer
+        hangs (copies, never live iteration)."""
+        held: Counter[str] = Counter()
+        for kind, blocks in (("raw", self._raw), ("clean", self._clean)):
+            held[kind] += sum(blk.count for blk in list(blocks.values()))
+        for batch in list(self._in_flight):
+            held[batch.kind] += sum(blk.count for blk in batch.blocks)
+        for kind, unflagged in [*self._unflagged.items(), *self._flagging.items()]:
+            held[kind] += sum(blk.count for blk in list(unflagged))
+        return held
 
     def free_spares(self) -> None:
         """Let go of the reusable block buffers (memory over reuse)."""
@@ -603,12 +618,14 @@ class SeriesStore:
         pixels of a small frame.
         """
         while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0].done()):
-            batch = self._in_flight.pop(0)
+            batch = self._in_flight[0]  # in flight until done: a hung disk counts it
             try:
                 batch.future.result()
             except IO_ERRORS as exc:
+                self._in_flight.pop(0)
                 self._lost(batch.kind, batch.blocks, exc)
                 continue
+            self._in_flight.pop(0)
             self._release(batch.kind, batch.blocks)
             self._unflagged[batch.kind] += batch.blocks
         if keep == 0 or time.monotonic() >= self._flags_due:
@@ -622,6 +639,15 @@ class SeriesStore:
         first = {name: blocks for name, blocks in (("t_ns", raw), ("clean_valid", clean)) if blocks}
         if not first:
             return
+        self._flagging = {"raw": raw, "clean": clean}  # until flagged: a hung disk counts them
+        try:
+            self._flag_written(first, raw)
+        finally:
+            self._flagging = {}
+
+    def _flag_written(self, first: dict[str, list[Block]], raw: list[Block]) -> None:
+        """``t_ns`` and ``clean_valid`` (``first``), then ``valid`` for the ``raw`` blocks
+        whose ``t_ns`` is written."""
         done = self._flag(first)
         self._clean_frames += done.newly.get("clean_valid", 0)
         self._session_clean += done.newly.get("clean_valid", 0)

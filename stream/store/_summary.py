@@ -268,11 +268,15 @@ def summarize_store(path: Path) -> dict[str, Any]:
 
 
 def missing_shards(path: Path, array: Any, rel: str, shards: Any) -> dict[int, str]:
-    """Of ``shards`` (indices along t), those with a file gone under ``path/rel``: shard
-    -> a missing file's key. zarr reads a missing shard as its fill value, so flags alone
-    would call such a store intact. One ``stat`` per file, no pixel read."""
+    """Of ``shards`` (indices along t), those with a file gone or unreadable under
+    ``path/rel``: shard -> the file's key (and why it cannot be read). zarr reads a
+    missing shard as its fill value, so flags alone would call such a store intact; a
+    truncated or overwritten one fails only when its pixels are read. One ``stat`` and
+    one read of the shard's index per file, no pixel read."""
     grid = array.metadata.chunk_grid.chunk_shape  # a shard's shape (the stored files)
     across = [range(-(-int(n) // int(g))) for n, g in zip(array.shape[1:], grid[1:], strict=True)]
+    inner = getattr(array.metadata.codecs[0], "chunk_shape", grid)  # chunks in a shard
+    chunks = int(np.prod([int(g) // int(c) for g, c in zip(grid, inner, strict=True)]))
     gone: dict[int, str] = {}
     for t in shards:
         for rest in itertools.product(*across):
@@ -280,7 +284,38 @@ def missing_shards(path: Path, array: Any, rel: str, shards: Any) -> dict[int, s
             if not (path / key).is_file():
                 gone[t] = key
                 break
+            why = shard_unreadable(path / key, chunks)
+            if why is not None:
+                gone[t] = f"{key} ({why})"
+                break
     return gone
+
+
+def shard_unreadable(file: Path, chunks: int) -> str | None:
+    """Why a shard file of ``chunks`` inner chunks cannot be read, from its index at its
+    end (the store's layout: ``index_location`` end, crc32c), or None: a file cut short
+    (a power cut before its data reached the disk) or overwritten fails here."""
+    import google_crc32c  # zarr's own dependency for the same checksum
+
+    size = 16 * chunks + 4  # (offset, nbytes) as uint64 per chunk, then the checksum
+    try:
+        length = file.stat().st_size
+        if length < size:
+            return f"{length} bytes, shorter than its index"
+        with file.open("rb") as fh:
+            fh.seek(length - size)
+            tail = fh.read(size)
+    except OSError as exc:
+        return f"cannot be read: {exc}"
+    index, checksum = tail[:-4], int.from_bytes(tail[-4:], "little")
+    if google_crc32c.value(index) != checksum:
+        return "its index fails its checksum"
+    entries = np.frombuffer(index, dtype="<u8").reshape(-1, 2)
+    written = entries[:, 0] != np.iinfo(np.uint64).max  # the rest: chunks never written
+    ends = entries[written, 0] + entries[written, 1]
+    if ends.size and int(ends.max()) > length - size:
+        return "its chunks run past its end"
+    return None
 
 
 def lost_pixels_text(count: int, first: list[int], gone: dict[int, str]) -> str:
@@ -288,7 +323,8 @@ def lost_pixels_text(count: int, first: list[int], gone: dict[int, str]) -> str:
     shown = ", ".join(str(i) for i in first[:MISSING_SHOWN]) + (", …" if count > len(first) else "")
     files = ", ".join(list(gone.values())[:3]) + (", …" if len(gone) > 3 else "")
     return (
-        f"{count} frame(s) flagged valid have no pixels on disk (indices {shown}; missing: {files})"
+        f"{count} frame(s) flagged valid have no pixels on disk (indices {shown}; missing or "
+        f"unreadable: {files})"
     )
 
 

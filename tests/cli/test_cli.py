@@ -17,7 +17,7 @@ from service_harness import (
 )
 from typer.testing import CliRunner
 
-from stream import SeriesStore, __version__, default_model_path
+from stream import SeriesStore, StoreError, __version__, default_model_path
 from stream.cli import app
 from stream.engine import shipped_model_path
 
@@ -144,9 +144,38 @@ def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):
     text = one_line(result.output.replace("│", " "))
     assert result.exit_code == 2, result.output
     assert "valid 6" in text  # the flags, as they are, beside what they no longer hold
-    says = "2 frame(s) flagged valid have no pixels on disk (indices 2, 3; missing: 0/0/c/1/0/0)"
+    says = (
+        "2 frame(s) flagged valid have no pixels on disk (indices 2, 3; missing or "
+        "unreadable: 0/0/c/1/0/0)"
+    )
     assert f"damaged {says}" in text
     assert f"error: {tmp_path / 's1.zarr'}: the store is damaged: {says}" in text
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut-short", "overwritten"])
+def test_info_reports_a_shard_that_is_there_but_unreadable(tmp_path: Path, damage: str):
+    """A raw shard emptied or cut short (a power cut before its data reached the disk)
+    or overwritten: `info` said "damaged no" while `denoise` refused the store (a fault
+    trial, 2026-12-07)."""
+    import numpy as np
+
+    from stream.store import StoreConfig, open_recording
+
+    config = StoreConfig.model_validate({"frames_per_shard": 2})
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2"), config=config) as store:
+        for i in range(6):
+            store.write_raw(i, np.random.default_rng(i).integers(0, 999, (8, 8), "<u2"), t_ns=i)
+    shard = tmp_path / "s1.zarr" / "0" / "0" / "c" / "1" / "0" / "0"  # frames 2 and 3
+    data = shard.read_bytes()
+    written = {"empty": b"", "cut-short": data[: len(data) // 2]}
+    shard.write_bytes(written.get(damage, np.random.default_rng(9).bytes(len(data))))
+    result = invoke("info", str(tmp_path / "s1.zarr"))
+    text = one_line(result.output.replace("│", " "))
+    assert result.exit_code == 2, result.output
+    assert "2 frame(s) flagged valid have no pixels on disk (indices 2, 3" in text
+    assert "0/0/c/1/0/0 (" in text  # and why it cannot be read
+    with pytest.raises(StoreError, match="the store is damaged"):
+        open_recording(tmp_path / "s1.zarr")
 
 
 def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):

@@ -130,7 +130,8 @@ def _broken_metadata(store: Path) -> None:
         (_remove("valid"), "its 'valid' array is missing, the store is damaged"),
         (_remove("0"), "its '0/0' array is missing, the store is damaged"),
         (_garbage_flags, "cannot read its arrays, the store is damaged (RuntimeError"),
-        (_truncated_shard, "cannot read frame 0, the store is damaged (ValueError"),
+        # found at open, from the shard's index (before: at its first frame's read)
+        (_truncated_shard, "the store is damaged: 6 frame(s) flagged valid have no pixels"),
         (_broken_metadata, "cannot read its arrays, the store is damaged (JSONDecodeError"),
     ],
     ids=["no-valid", "no-raw", "garbage-flags", "truncated-shard", "broken-json"],
@@ -156,7 +157,7 @@ def test_valid_frames_whose_shard_is_gone_are_an_error_not_zeros(
     status, text = denoise(store, "-o", tmp_path / "out.npy", model=identity_model)
     assert status == 2, text
     assert f"{store}: the store is damaged: 2 frame(s) flagged valid have no pixels on " \
-           "disk (indices 2, 3; missing: 0/0/c/1/0/0)" in text  # fmt: skip
+           "disk (indices 2, 3; missing or unreadable: 0/0/c/1/0/0)" in text  # fmt: skip
     assert not (tmp_path / "out.npy").exists()
 
 

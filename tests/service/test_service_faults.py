@@ -86,6 +86,9 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
         [msgpack.packb({"cmd": "load_model"})],
         [msgpack.packb({"cmd": "load_model", "path": "a\x00b.onnx"})],
         [b""],
+        # cmd twice: routed by the first, run as the last (msgpack keeps it), a load ran
+        # on the control thread and held status and stop back (a fault trial, 2026-12-07)
+        [b"\x82" + b"".join(msgpack.packb(v) for v in ("cmd", "status", "cmd", "load_model"))],
     ]
     with running_service(tmp_path, identity_model, zarr=None) as svc:
         for parts in bad:
@@ -93,6 +96,8 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
             assert reply["ok"] is False and reply["error"], parts
             if parts == [b"\xc1 not msgpack"]:  # says why, and what came
                 assert "do not decode (" in reply["error"] and "not msgpack" in reply["error"]
+            if parts[0].count(b"cmd") == 2:
+                assert "each key once in a request, got 'cmd' twice" in reply["error"]
             assert not reply["error"].startswith("ValueError")  # expected, not an accident
         assert ask(svc.endpoints["control"], [msgpack.packb({"cmd": "status"})])["ok"] is True
         with (
@@ -855,3 +860,128 @@ def test_a_store_written_by_another_process_is_refused_and_its_frames_counted(
     assert "being written by another process" in status["store"]["last_error"]
     assert end["stored"] == 0 and end["lost"] == {"raw": 3, "clean": 3}
     assert summarize_store(tmp_path / "data" / "shared.zarr")["valid"] == 0
+
+
+def test_a_stop_that_inference_cannot_drain_in_time_counts_the_frames_left(
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
+):
+    # A model far slower than the stop's time and a deep queue: the stop gave up on the
+    # inference thread, and the frames still queued were neither denoised nor counted,
+    # with exit status 0 (a fault trial, 2026-12-07). They are counted now, and the frame
+    # in hand is waited for.
+    import threading
+
+    from stream import Service
+    from stream.service import _infer
+
+    gate = threading.Event()
+    denoise = _infer.InferenceStage._denoise
+
+    def held(self, job):  # type: ignore[no-untyped-def]
+        gate.wait(120)
+        denoise(self, job)
+
+    monkeypatch.setattr(_infer.InferenceStage, "_denoise", held)
+    queues = {"inference_overflow": "block", "inference_depth": 64, "publish_depth": 512}
+    svc = Service(service_config(tmp_path, identity_model, queues=queues))
+    svc.start()
+    try:
+        with Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
+            for i, frame in enumerate(frames(20)):
+                pub.send_frame(frame, "slow", i)
+            wait_until(lambda: svc.status()["frames_in"] == 20, timeout=30)
+
+        def release_once_counted() -> None:
+            wait_until(lambda: svc.stats.snapshot()["dropped"].get("shutdown"), timeout=120)
+            gate.set()
+
+        threading.Thread(target=release_once_counted, daemon=True).start()
+        svc.stop(timeout=0.5)
+    finally:
+        gate.set()
+        svc.stop()
+    snap = svc.stats.snapshot()
+    assert snap["dropped"] == {"shutdown": 19}  # all but the frame in hand
+    assert snap["frames_out"] == 1
+    info = summarize_store(tmp_path / "data" / "slow.zarr")
+    assert info["valid"] == 20 and info["clean_frames"] == 1 and info["closed"]
+
+
+def test_a_stop_on_a_disk_that_stops_answering_counts_what_is_not_on_disk(
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
+):
+    # A hung disk (a stalled network mount) at the stop: it gave up on the writer after
+    # its time, logged nothing, counted nothing and exited 0, the store left open with
+    # most frames missing (a fault trial, 2026-12-07). What is not on disk is counted,
+    # and the stop raises (a non-zero exit status for `serve`).
+    from concurrent.futures import Future
+
+    from stream import Service, StoreError
+    from stream.store._arrays import StoreArrays
+
+    hung: list[Future[None]] = []
+    write_block = StoreArrays.write_block
+
+    def stalls_after_the_first_shard(self, name, blk, fill):  # type: ignore[no-untyped-def]
+        if name != "raw" or blk.block == 0:
+            return write_block(self, name, blk, fill)
+        hung.append(Future())
+        return hung[-1]
+
+    monkeypatch.setattr(StoreArrays, "write_block", stalls_after_the_first_shard)
+    svc = Service(service_config(tmp_path, identity_model, store={"frames_per_shard": 4}))
+    svc.start()
+    try:
+        with Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
+            for i, frame in enumerate(frames(12)):
+                pub.send_frame(frame, "hung", i)
+        wait_until(lambda: svc.status()["frames_out"] == 12, timeout=30)
+        wait_until(lambda: hung, timeout=30)
+        with pytest.raises(StoreError, match=r"did not finish writing .* not on disk"):
+            svc.stop(timeout=0.5)
+        lost = svc.stats.snapshot()["dropped"]
+        info = summarize_store(tmp_path / "data" / "hung.zarr")  # as the disk left it
+    finally:
+        for future in hung:
+            future.set_result(None)
+    assert lost.get("store_raw", 0) >= 8  # the two shards that never reached the disk
+    assert info["valid"] + lost["store_raw"] == 12  # on disk, or counted
+
+
+def test_a_store_of_rejected_frames_removed_while_written_is_made_again_and_counted(
+    tmp_path: Path, identity_model
+):
+    # `rejected/` cleaned up mid-recording: the frames kept there were lost uncounted
+    # (status still said 6 kept, 3 on disk), and the store made again had no attributes,
+    # so `info` refused it (a fault trial, 2026-12-07)
+    from stream.store import is_rejected_store
+
+    sent = frames(4, seed=1)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(sent):
+            pub.send_frame(frame, "r1", i)
+        collect(sub, 4)
+        for i in range(3):
+            pub.send_frame(sent[i], "r1", i)  # duplicates: refused, kept apart
+        wait_until(lambda: svc.status()["rejected"].get("duplicate") == 3)
+        assert svc.flush()
+        shutil.rmtree(tmp_path / "data" / "rejected")
+        for i in range(3):
+            pub.send_frame(sent[i], "r1", i)
+        wait_until(lambda: svc.status()["rejected"].get("duplicate") == 6)
+        assert svc.flush()
+        status = svc.status()
+    assert status["dropped"] == {"store_rejected": 3}  # the first three, gone with the folder
+    store = status["store"]
+    assert store["rejected_kept"] == 3 and store["errors"] == {"store_removed": 1}
+    assert "3 rejected frame(s) kept there are not there" in store["last_error"]
+    path = rejected_path(tmp_path / "data", "r1")
+    assert is_rejected_store(path)  # made again with its attributes: readers take it
+    (kept,) = read_rejected(path)
+    assert kept.index.tolist() == [0, 1, 2]
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 0, result.output
