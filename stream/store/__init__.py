@@ -11,7 +11,7 @@ service rejected but could read (``series_mismatch``, ``duplicate``) apart, unde
 ``rejected_path``; :func:`read_rejected` reads them back.
 """
 
-from ._config import StoreConfig
+from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
 from ._layout import PATHS as ARRAY_PATHS
 from ._recording import Recording, RecordingWriter, open_recording
 from ._rejected import (
@@ -23,7 +23,6 @@ from ._rejected import (
     summarize_rejected,
 )
 from ._series import (
-    MAX_FRAMES_PER_SHARD,
     MAX_INDEX,
     TARGET_SHARD_BYTES,
     SeriesStore,

@@ -6,14 +6,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: The most frames one shard holds (a shard is buffered whole before it is written).
+MAX_FRAMES_PER_SHARD = 256
+
 
 class StoreConfig(BaseModel):
     """The ``[store]`` table: layout of new stores, durability and IO threads."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     frames_per_shard: int = Field(
-        0, ge=0, description="frames buffered per shard write; 0 picks ~16 MiB worth"
+        0,
+        ge=0,
+        le=MAX_FRAMES_PER_SHARD,
+        description="frames buffered per shard write; 0 picks ~16 MiB worth",
     )
     codec: Literal["zstd", "lz4", "none"] = "lz4"
     clevel: int = Field(1, ge=0, le=9)

@@ -48,7 +48,7 @@ import zarr
 from .._errors import StoreError, StoreWriteError
 from .._types import SERIES_RULE, is_series_name
 from ._arrays import Block, FlagWrite, StoreArrays, create_arrays
-from ._config import StoreConfig
+from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
 from ._layout import (
     F4,
     IMAGES,
@@ -65,7 +65,6 @@ from ._traces import TraceArray, existing_trace_arrays, layout_key, trace_array_
 log = logging.getLogger(__name__)
 
 TARGET_SHARD_BYTES = 16 * 1024 * 1024
-MAX_FRAMES_PER_SHARD = 256
 #: Highest frame index + 1: far beyond any acquisition (the protocol rejects more).
 MAX_INDEX = 2**40
 #: Batches of block writes in flight before the oldest is waited for.

@@ -136,6 +136,9 @@ def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
         ("gain = 1", r"gain: Extra inputs are not permitted; it is a setting of \[camera\]"),
         ("model = 'nosuch'", r"no shipped model named 'nosuch'; [^(]*\(looked[^(]*$"),
         ("input = ", "not valid TOML"),
+        # both were taken without a word: a shard capped at 256, a flush never due
+        ("[store]\nframes_per_shard = 100000000", r"frames_per_shard.*less than or equal to 256"),
+        ("[store]\nflush_interval_s = inf", "flush_interval_s.*finite"),
     ],
 )
 def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str, match: str):
