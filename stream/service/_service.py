@@ -316,7 +316,7 @@ class Service:
         """Inference did not drain its queue within the stop's ``timeout`` (a slow model,
         a deep queue): the frames still waiting are not denoised but counted
         (``dropped.shutdown``; their raw frames are stored), and the frame in hand is
-        waited for as a command under way is."""
+        waited for as long again, then counted too."""
         waiting = self._jobs.take_where(lambda item: isinstance(item, Job))
         if waiting:
             self.stats.count_dropped("shutdown", len(waiting))
@@ -325,7 +325,10 @@ class Service:
             "waiting are not denoised (dropped.shutdown; their raw frames are stored)",
             timeout, len(waiting),
         )  # fmt: skip
-        self._join("inference", WORKER_STOP_S)
+        self._join("inference", timeout)
+        if self._alive("inference"):  # held by a store that does not answer, say
+            self.stats.count_dropped("shutdown")
+            log.error("stopping: the frame inference holds is not finished; dropped.shutdown")
 
     def _alive(self, name: str) -> bool:
         thread = self._threads.get(name)

@@ -50,6 +50,14 @@ log = logging.getLogger(__name__)
 
 #: Tells the writer thread that nothing more will come (not a writer operation).
 _CLOSE = object()
+
+
+def _frames_of(items: list[object]) -> Counter[str]:
+    """The frames ``items`` carry, by kind (``raw``, ``clean``, ``traces``, ``rejected``)."""
+    kinds = {RawOp: "raw", CleanOp: "clean", TracesOp: "traces", RejectedOp: "rejected"}
+    return Counter(kinds[type(item)] for item in items if type(item) in kinds)
+
+
 #: Seconds before a store that could not be created is tried again.
 RETRY_S = 1.0
 #: A store error within this many seconds makes the health "failing".
@@ -105,6 +113,7 @@ class Writer:
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         self._stores: dict[str, SeriesStore] = {}
         self._store_closing: SeriesStore | None = None  # out of _stores while it closes
+        self._in_hand: object = None  # the operation being applied, until a store has it
         self._rejected: dict[str, RejectedStore] = {}
         self.rejected_kept = 0  # rejected frames written whole, all series
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
@@ -159,7 +168,10 @@ class Writer:
     def close(self, timeout: float = 60.0) -> None:
         """Drain the queue, close every store and stop the thread."""
         if self._thread.is_alive():
-            self._queue.put(_CLOSE)
+            try:  # a full queue before a writer that does not answer: it is stuck
+                self._queue.put(_CLOSE, timeout=timeout)
+            except queue.Full:
+                return
             self._thread.join(timeout)
 
     def abandon_if_stuck(self) -> str | None:
@@ -174,14 +186,14 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, RawOp | CleanOp | TracesOp | RejectedOp):
-                kind = {RawOp: "raw", CleanOp: "clean", TracesOp: "traces"}.get(
-                    type(item), "rejected"
-                )
-                lost[kind] += 1
+            lost += _frames_of([item])
+        held_back = [op for ops in list(self._closing.values()) for op in list(ops)]
+        lost += _frames_of([*held_back, self._in_hand])
         for store in [*self._stores.values(), self._store_closing]:
             if store is not None:
                 lost += store.unwritten()
+        lost["rejected"] += sum(store.buffered_rows for store in list(self._rejected.values()))
+        lost = +lost  # the kinds with frames
         for kind, n in lost.items():
             self._on_lost(f"store_{kind}", n)
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(lost.items())) or "0"
@@ -232,7 +244,9 @@ class Writer:
                     self._flushes.append(op.done)
                     self._answer_flushes()
                 elif op is not None:
+                    self._in_hand = op
                     self._apply(op)
+                    self._in_hand = None
                     self._keep_to_budget()
         except BaseException as exc:  # surfaced to the service, which re-raises it on stop
             self.error = exc
@@ -297,6 +311,7 @@ class Writer:
             self._on_lost(f"store_{kind}", 1)
             self._note_unstored(op.series, kind, op.index)
             return
+        self._in_hand = None  # the store's now: its buffers count it
         try:
             if isinstance(op, RawOp):
                 store.write_raw(op.index, op.pixels, op.t_ns)
@@ -338,6 +353,7 @@ class Writer:
         if store is None:
             store = self._rejected[op.series] = RejectedStore(self.root, op.series)
         store.add(op.reason, op.index, op.pixels, op.t_ns, op.t_recv_ns)
+        self._in_hand = None  # in its buffered rows now
         if store.buffered_bytes >= REJECTED_BLOCK_BYTES:
             self._flush_rejected(op.series, store)
 

@@ -81,6 +81,11 @@ class RejectedStore:
     def buffered_bytes(self) -> int:
         return sum(block.nbytes for block in self._blocks.values())
 
+    @property
+    def buffered_rows(self) -> int:
+        """Rejected frames added and not written yet."""
+        return sum(len(block.rows) for block in list(self._blocks.values()))
+
     def add(
         self, reason: str, index: int, pixels: np.ndarray, t_ns: int | None, t_recv_ns: int
     ) -> None:

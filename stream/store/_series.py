@@ -170,6 +170,7 @@ class SeriesStore:
         self._in_flight: list[_Batch] = []
         self._unflagged: dict[str, list[Block]] = {"raw": [], "clean": []}
         self._flagging: dict[str, list[Block]] = {}  # blocks whose flags are being written
+        self._starting: tuple[str, list[Block]] = ("raw", [])  # blocks whose writes start
         self._flags_due = 0.0
         self._errors: list[str] = []
         self._lost_since: dict[str, int] = {"raw": 0, "clean": 0}
@@ -312,9 +313,10 @@ class SeriesStore:
         return held + sum(buf.nbytes for buf in spares)
 
     def unwritten(self) -> Counter[str]:
-        """Frames by kind (``raw``, ``clean``) not yet on disk and flagged: buffered, in
-        flight, or written and not flagged. Read from another thread when the writer
-        hangs (copies, never live iteration)."""
+        """Frames by kind (``raw``, ``clean``) not on disk and flagged, nor reported lost:
+        buffered, starting, in flight, written and not flagged, or failed since the last
+        report. Read from another thread when the writer hangs (copies, never live
+        iteration)."""
         held: Counter[str] = Counter()
         for kind, blocks in (("raw", self._raw), ("clean", self._clean)):
             held[kind] += sum(blk.count for blk in list(blocks.values()))
@@ -322,6 +324,10 @@ class SeriesStore:
             held[batch.kind] += sum(blk.count for blk in batch.blocks)
         for kind, unflagged in [*self._unflagged.items(), *self._flagging.items()]:
             held[kind] += sum(blk.count for blk in list(unflagged))
+        kind, starting = self._starting
+        held[kind] += sum(blk.count for blk in list(starting))
+        for kind, frames in dict(self._lost_since).items():  # failed, not reported yet
+            held[kind] += frames
         return held
 
     def free_spares(self) -> None:
@@ -597,6 +603,7 @@ class SeriesStore:
     def _start(self, kind: str, blocks: list[Block]) -> None:
         """Start the pixel writes of ``blocks``; their flags follow in :meth:`_settle`."""
         fill = 0 if kind == "raw" else np.nan
+        self._starting = (kind, list(blocks))  # out of the buffers, not in flight yet
         for blk in blocks:
             if not blk.count:
                 continue
@@ -607,7 +614,10 @@ class SeriesStore:
             except IO_ERRORS as exc:
                 self._lost(kind, [blk], exc)
                 continue
+            finally:
+                self._starting[1].remove(blk)
             self._in_flight.append(_Batch(kind, [blk], future))
+        self._starting = ("raw", [])
 
     def _settle(self, keep: int) -> None:
         """Wait for all but ``keep`` pixel writes; flag the finished ones when due.
@@ -648,6 +658,7 @@ class SeriesStore:
         """``t_ns`` and ``clean_valid`` (``first``), then ``valid`` for the ``raw`` blocks
         whose ``t_ns`` is written."""
         done = self._flag(first)
+        self._flagging = {"raw": raw}  # the denoised frames' flags are written
         self._clean_frames += done.newly.get("clean_valid", 0)
         self._session_clean += done.newly.get("clean_valid", 0)
         failed = {id(blk) for name, blocks, _ in done.failed if name == "t_ns" for blk in blocks}

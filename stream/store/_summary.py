@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,13 +216,14 @@ def _stored_chunks(folder: Path, array: Any) -> set[int]:
 
 
 def summarize_store(path: Path) -> dict[str, Any]:
-    """What ``deepdenoise info PATH`` shows; reads metadata and the 1-D arrays only.
+    """What ``deepdenoise info PATH`` shows; reads metadata, the 1-D arrays and the raw
+    shards' indexes only.
 
     ``frames`` is the length of the time axis; ``valid`` counts raw frames on disk;
     ``missing`` counts the slots in ``[0, last_index]`` without a raw frame (the first
     few are listed); ``damaged``: None, or which raw frames flagged valid have no pixels
-    on disk (their shard file is gone: the store is damaged; denoised images are not
-    checked); ``clean_frames`` counts
+    on disk (their shard file is gone or unreadable: the store is damaged; denoised
+    images are not checked); ``clean_frames`` counts
     frames whose denoised image is on disk (every other clean slot is NaN).
     """
     import zarr
@@ -299,10 +301,10 @@ def shard_unreadable(file: Path, chunks: int) -> str | None:
 
     size = 16 * chunks + 4  # (offset, nbytes) as uint64 per chunk, then the checksum
     try:
-        length = file.stat().st_size
-        if length < size:
-            return f"{length} bytes, shorter than its index"
-        with file.open("rb") as fh:
+        with file.open("rb") as fh:  # the size of the file opened: a writer replaces a
+            length = os.fstat(fh.fileno()).st_size  # shard by renaming a new one over it
+            if length < size:
+                return f"{length} bytes, shorter than its index"
             fh.seek(length - size)
             tail = fh.read(size)
     except OSError as exc:

@@ -985,3 +985,34 @@ def test_a_store_of_rejected_frames_removed_while_written_is_made_again_and_coun
     assert kept.index.tolist() == [0, 1, 2]
     result = CliRunner().invoke(app, ["info", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_writer_stuck_with_a_full_queue_still_lets_the_stop_count_and_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Its close put the end mark into a full queue and waited for room forever: a stop
+    # on a hung disk under a live stream never ended (a review, 2026-12-07).
+    import threading
+    from collections import Counter
+
+    from stream.service._messages import RawOp
+    from stream.service._writer import Writer
+    from stream.store import StoreConfig
+
+    gate, lost = threading.Event(), Counter[str]()
+    monkeypatch.setattr(Writer, "_store_for", lambda self, op: gate.wait(120) and None)
+    writer = Writer(
+        tmp_path, StoreConfig(), {}, on_error=lambda *_: None,
+        on_lost=lambda kind, n: lost.update({kind: n}), on_series_end=lambda *_: None, depth=2,
+    )  # fmt: skip
+    writer.start()
+    try:
+        for i in range(3):  # one in the thread's hand, two queued: full
+            writer.put(RawOp("s", i, np.zeros((4, 4), "<u2"), None))
+        wait_until(lambda: writer.depth() == 2)
+        writer.close(timeout=0.2)  # returns: the queue is full and nobody takes from it
+        message = writer.abandon_if_stuck()
+    finally:
+        gate.set()
+    assert message is not None and "3 raw frame(s) not on disk" in message
+    assert lost == {"store_raw": 3}
