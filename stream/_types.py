@@ -22,6 +22,10 @@ MAX_T_NS = 2**63
 #: A series name: 1-64 of ``[A-Za-z0-9._-]``, not starting with a dot (it is also a
 #: folder name, and ``.``, ``..`` or ``.hidden`` would escape or hide it).
 SERIES_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")
+#: A control character (C0, DEL, C1): refused in free text such as ``set_rois``' source.
+#: A rule every client can check without a Unicode database, as ``str.isprintable`` is
+#: not (its unassigned code points change with the Unicode version).
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 SERIES_RULE = "1-64 chars [A-Za-z0-9._-], not starting with '.'"
 ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc")
 

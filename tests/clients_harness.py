@@ -253,7 +253,9 @@ def check_set_rois_options(
     rc, reply = control("set_rois", *image)
     assert (rc, reply["ok"]) == (1, False), reply  # not the frames' shape
 
-    source = "rois/Zoë cells.npy"  # characters, not bytes; a space
+    # characters, not bytes; a no-break space and a line separator are not control
+    # characters: the clients and the service both take them (Python's isprintable would not)
+    source = "rois/Zoë\u00a0cells\u2028.npy"
     rc, reply = control("set_rois", "--fit", "--source", source, *image)
     assert (rc, reply["ok"], reply["rois"]) == (0, True, 2), reply
     with Control(endpoint) as ctl:

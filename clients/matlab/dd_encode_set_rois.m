@@ -85,5 +85,5 @@ else
   return;
 end
 dd_error('usage', ['expected set_rois'' source (where the labels came from) as 1 to 1024 ' ...
-  'printable characters, got %s'], why);
+  'characters, none a control character, got %s'], why);
 end

@@ -24,7 +24,7 @@ import numpy as np
 import zmq
 
 from .._errors import DeepDenoiseError, RoiError, shown
-from .._types import MAX_SIDE, SERIES_RULE, is_series_name
+from .._types import CONTROL_CHARACTER, MAX_SIDE, SERIES_RULE, is_series_name
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +243,14 @@ class ControlHandler:
             return _error(f"set_rois: expected 'fit' true or false, got {shown(fit)}")
         source = message.get("source")
         if source is not None and not (
-            isinstance(source, str) and 0 < len(source) <= SOURCE_MAX and source.isprintable()
+            isinstance(source, str)
+            and 0 < len(source) <= SOURCE_MAX
+            and CONTROL_CHARACTER.search(source) is None
         ):
             return _error(
-                f"set_rois: expected 'source' a printable str of 1 to {SOURCE_MAX} characters "
-                f"(where the labels came from) or nil, got {shown(source)}"
+                f"set_rois: expected 'source' a str of 1 to {SOURCE_MAX} characters, none a "
+                "control character (U+0000-U+001F, U+007F-U+009F), where the labels came from, "
+                f"or nil, got {shown(source)}"
             )
         image = None
         if labels is not None:

@@ -301,7 +301,7 @@ def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identit
             "expected 'fit' true or false": refusal(
                 labels=wrong_shape, dtype="<u2", shape=[8, 8], fit="yes"
             ),
-            "expected 'source' a printable str": refusal(
+            "none a control character (U+0000-U+001F": refusal(
                 labels=wrong_shape, dtype="<u2", shape=[8, 8], source="a\nb"
             ),
             "reach pixel (39, 7), outside the 24x32": refusal(

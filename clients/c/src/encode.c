@@ -350,7 +350,7 @@ static ddn_status check_source(const char *source, ddn_error *err) {
     snprintf(count, sizeof count, "%zu characters", chars);
     return ddn__fail(err, DDN_E_ARGUMENT,
                      "expected set_rois' source (where the labels came from) as 1 to %d "
-                     "printable characters of UTF-8, got %s",
+                     "characters of UTF-8, none a control character, got %s",
                      DDN_MAX_SOURCE, why != NULL ? why : count);
 }
 

@@ -77,7 +77,7 @@ void check_source(const std::string& source) {
     if (why == nullptr && chars >= 1 && chars <= max_source) return;
     throw std::invalid_argument(
         "set_rois: expected source (where the labels came from) as 1 to " +
-        std::to_string(max_source) + " printable characters of UTF-8, got " +
+        std::to_string(max_source) + " characters of UTF-8, none a control character, got " +
         (why != nullptr ? std::string(why) : std::to_string(chars) + " characters"));
 }
 

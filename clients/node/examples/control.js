@@ -11,7 +11,7 @@
 // FILE holds the label image as raw bytes, C order, in DTYPE (|u1, <u2, <i2, <u4,
 // <i4 or <i8); `none` removes the ROIs. --fit: the image is the ROIs' extent from the
 // frames' top-left corner, not a whole frame; --source TEXT: where the labels came from
-// (1 to 1024 printable characters), named by the service's status and stored traces. The reply is printed whether ok is true or
+// (1 to 1024 characters, none a control character), named by the service's status and stored traces. The reply is printed whether ok is true or
 // false, with bin values as "<bin N bytes>". Exit status: 0 for ok: true; 1 for
 // ok: false; 2 for bad usage (a wrong command line, a FILE that cannot be read or
 // does not hold HEIGHT x WIDTH labels of DTYPE, a request the encoder refuses); 3 when

@@ -234,7 +234,7 @@ export function encodeSetRois(labels, options = {}) {
     const characters = typeof source === "string" ? [...source].length : 0;
     if (characters < 1 || characters > 1024 || /[\u0000-\u001f\u007f-\u009f]/u.test(source)) {
       throw new TypeError(
-        `setRois: expected source as 1 to 1024 printable characters, got ${
+        `setRois: expected source as 1 to 1024 characters, none a control character, got ${
           typeof source === "string" ? `${characters} characters` : describe(source)
         }${typeof source === "string" && /[\u0000-\u001f\u007f-\u009f]/u.test(source) ? " with a control character" : ""}`,
       );

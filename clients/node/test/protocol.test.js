@@ -132,6 +132,6 @@ test("encodeSetRois sends fit and source after the labels, and refuses an unknow
   // characters as the service counts them: 1024 emoji are 2048 UTF-16 units, and fit
   const emoji = "\u{1F52C}".repeat(1024);
   assert.equal(decodeHeader(encodeSetRois(labels, { source: emoji })).source, emoji);
-  assert.throws(() => encodeSetRois(labels, { source: `${emoji}x` }), /1 to 1024 printable characters, got 1025/);
+  assert.throws(() => encodeSetRois(labels, { source: `${emoji}x` }), /1 to 1024 characters, none a control character, got 1025/);
   assert.throws(() => encodeSetRois(labels, { source: "rois\tcells" }), /control character/);
 });

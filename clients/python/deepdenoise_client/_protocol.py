@@ -17,6 +17,9 @@ import numpy as np
 
 from ._errors import ProtocolError
 
+#: C0, DEL and C1: the characters PROTOCOL.md refuses in free text (set_rois' source).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 PROTOCOL_VERSION = 1
 
 #: Pixel types a frame may have, as numpy type strings with their byte order.
@@ -156,9 +159,12 @@ def encode_set_rois(
     """
     arguments: dict[str, Any] = {} if series is None else {"series": check_series(series)}
     if source is not None and not (
-        isinstance(source, str) and 1 <= len(source) <= 1024 and source.isprintable()
+        isinstance(source, str) and 1 <= len(source) <= 1024 and not _CONTROL.search(source)
     ):  # as the service checks it: refused here, before anything is sent
-        raise ValueError(f"expected source as 1 to 1024 printable characters, got {source!r:.80}")
+        raise ValueError(
+            "expected source as 1 to 1024 characters, none a control character "
+            f"(U+0000-U+001F, U+007F-U+009F), got {source!r:.80}"
+        )
     fitted = {"fit": True} if fit else {}
     named = {} if source is None else {"source": source}
     if labels is None:

@@ -227,11 +227,12 @@ def test_set_rois_appends_fit_then_source_after_the_labels() -> None:
     assert list(named) == [*fitted, "source"] and named["source"] == "/data/rois.npy"
 
 
-@pytest.mark.parametrize("source", ["", "a" * 1025, "rois\tcells", 7])
+@pytest.mark.parametrize("source", ["", "a" * 1025, "rois\tcells", "rois\x85", 7])
 def test_set_rois_refuses_a_source_the_service_would_refuse(source: object) -> None:
-    with pytest.raises(ValueError, match="1 to 1024 printable characters"):
+    with pytest.raises(ValueError, match="1 to 1024 characters, none a control character"):
         encode_set_rois(np.ones((2, 3), np.uint16), source=source)  # type: ignore[arg-type]
-    assert msgpack.unpackb(encode_set_rois(None, source="\U0001f52c" * 1024))["source"]
+    for taken in ("\U0001f52c" * 1024, "rois\u00a0cells\u2028"):  # not control characters
+        assert msgpack.unpackb(encode_set_rois(None, source=taken))["source"] == taken
 
 
 def test_set_rois_refuses_uint64_labels_that_would_wrap_negative() -> None:

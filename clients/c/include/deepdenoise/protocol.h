@@ -188,10 +188,9 @@ typedef struct ddn_set_rois_options {
      * whole frame (ROIs known only by their pixels), so any frame that holds it fits. */
     int fit;
     /* NULL, or where the labels came from (a file's path, say): 1 to DDN_MAX_SOURCE
-     * characters of UTF-8, no control character (DDN_E_ARGUMENT otherwise; the service
-     * also refuses the few other characters that Python's str.isprintable() does not
-     * accept, such as a no-break space). The service's status.traces.source and the
-     * stored traces' rois_source then name it. */
+     * characters of UTF-8, none a control character (U+0000-U+001F, U+007F-U+009F),
+     * as the service checks it (DDN_E_ARGUMENT otherwise). The service's
+     * status.traces.source and the stored traces' rois_source then name it. */
     const char *source;
 } ddn_set_rois_options;
 
