@@ -37,7 +37,7 @@ from ..engine import (
     shipped_model_path,
 )
 from ..protocol import PROTOCOL_VERSION, TOPIC_DENOISED, TOPIC_EVENT, TOPIC_RAW, pack_header
-from ..store import check_store_folder
+from ..store import check_store_folder, clear_left_overs
 from ..traces import rois_from_labels
 from ._config import ServiceConfig
 from ._control import WORKER_STOP_S, ControlHandler
@@ -141,7 +141,7 @@ class Service:
             )
             offset_pattern = None if cfg.offset_map is None else load_offset_pattern(cfg.offset_map)
             if cfg.zarr is not None:  # an unwritable folder: said now, not at the first frame
-                check_store_folder(Path(cfg.zarr))
+                clear_left_overs(check_store_folder(Path(cfg.zarr)))  # a killed run's
             engine = self._load_engine(cfg.model)
             preload_frame_path()  # not on a frame's time
             if cfg.security is not None:

@@ -27,6 +27,7 @@ from ._series import (
     TARGET_SHARD_BYTES,
     SeriesStore,
     check_store_folder,
+    clear_left_overs,
     store_path,
 )
 from ._summary import closed_totals, is_series_store, stored_series, summarize_store
@@ -43,6 +44,7 @@ __all__ = [
     "SeriesStore",
     "StoreConfig",
     "check_store_folder",
+    "clear_left_overs",
     "closed_totals",
     "is_rejected_store",
     "is_series_store",

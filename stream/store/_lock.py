@@ -53,3 +53,14 @@ def unlock_store(fd: int | None) -> None:
     """Release a lock taken by :func:`lock_store` (None: nothing to release)."""
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

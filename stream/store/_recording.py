@@ -32,6 +32,7 @@ import numpy as np
 
 from .._errors import ConfigError, DeepDenoiseError, StoreError
 from ._layout import PATHS
+from ._lock import process_alive
 from ._summary import MISSING_SHOWN, is_series_store, lost_pixels_text, missing_shards
 
 log = logging.getLogger(__name__)
@@ -350,7 +351,7 @@ def _claim_partial_folder(path: Path) -> Path:
     host = socket.gethostname()
     for folder in path.parent.glob(f".{glob.escape(path.name)}.*"):
         owner = (folder / _OWNER).read_text().split() if (folder / _OWNER).is_file() else []
-        if len(owner) != 2 or owner[0] != host or _alive(int(owner[1])):
+        if len(owner) != 2 or owner[0] != host or process_alive(int(owner[1])):
             continue  # another host's, a live run's, or not ours at all
         replaced = folder / "replaced"
         if (replaced.exists() or replaced.is_symlink()) and not (
@@ -363,16 +364,6 @@ def _claim_partial_folder(path: Path) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     (folder / _OWNER).write_text(f"{host} {os.getpid()}\n")
     return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class RecordingWriter:

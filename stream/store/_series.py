@@ -31,8 +31,12 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import os
+import re
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -58,7 +62,7 @@ from ._layout import (
     root_ome_attrs,
     series_group_attrs,
 )
-from ._lock import lock_store, unlock_store
+from ._lock import lock_store, process_alive, unlock_store
 from ._summary import RESERVED_KEYS, FlagScan, is_series_store, read_group_attrs
 from ._traces import TraceArray, existing_trace_arrays, layout_key, trace_array_name
 
@@ -95,6 +99,45 @@ def check_store_folder(root: Path) -> Path:
 def store_path(root: Path, series: str) -> Path:
     """Where the store of ``series`` lives under ``root``."""
     return Path(root) / f"{series}.zarr"
+
+
+#: Stores this process is building under a temporary name (not left-overs to clear).
+_building: set[Path] = set()
+_building_lock = threading.Lock()
+
+
+def _temporary_store(path: Path) -> Path:
+    """A hidden name beside ``path`` to build its store under, naming this host and
+    process so that a left-over can be told from a store being built."""
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    tmp = path.with_name(f".{path.name}.{owner}.{uuid.uuid4().hex[:8]}.tmp")
+    with _building_lock:
+        _building.add(tmp)
+    return tmp
+
+
+def clear_left_overs(folder: Path, store_name: str | None = None) -> None:
+    """Remove the half-built stores in ``folder`` (of ``store_name`` only, if given) left
+    by a process of this host that is gone (killed while building one), or by this one
+    where a failed build could not be removed at the time (no file descriptor left, say).
+    Other hosts' (a shared folder) and live processes' are left alone."""
+    ours = re.compile(rf"\.(.+)\.{re.escape(socket.gethostname())}-(\d+)\.[0-9a-f]{{8}}\.tmp")
+    try:
+        candidates = [(p, ours.fullmatch(p.name)) for p in folder.iterdir()]
+    except OSError:
+        return  # cleared another time
+    for path, match in candidates:
+        if match is None or store_name not in (None, match[1]):
+            continue  # not a half-built store of this host's (or not of this store)
+        pid = int(match[2])
+        with _building_lock:
+            if path in _building:
+                continue  # being built now
+        if pid != os.getpid() and process_alive(pid):
+            continue  # a live process is building it
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            log.info("removed %s, a store left half-built", path)
 
 
 class _Batch:
@@ -256,7 +299,8 @@ class SeriesStore:
         # Built under a temporary name and renamed: the store path either does not exist
         # or holds a complete store, even if this process dies half-way.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        clear_left_overs(self.path.parent, self.path.name)
+        tmp = _temporary_store(self.path)
         dtypes = {"raw": self._dtype, "clean": F4}
         try:
             root = zarr.create_group(
@@ -270,7 +314,12 @@ class SeriesStore:
             tmp.rename(self.path)
         except IO_ERRORS as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.exists():
+                log.warning("%s left half-built: it is removed when its store is next made", tmp)
             raise StoreError(f"cannot create {self.path}: {exc}") from exc
+        finally:
+            with _building_lock:
+                _building.discard(tmp)
         return info
 
     def _resume_info(self, extra: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ import re
 import resource
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -577,6 +580,27 @@ def test_a_series_whose_store_never_opens_still_ends_with_its_losses(
     assert len(got) == 3  # denoised and published all the same
     assert end["frames"] == 3 and end["stored"] == 0 and end["missing"] == 3
     assert end["lost"]["raw"] == 3 and end["lost"]["clean"] == 3
+
+
+def test_a_start_clears_stores_left_half_built_by_a_killed_run(tmp_path: Path, identity_model):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    host = socket.gethostname()
+    data = tmp_path / "data"
+    half = data / f".s.zarr.{host}-{int(gone.stdout)}.0123abcd.tmp"  # a dead process's
+    (half / "raw").mkdir(parents=True)
+    (half / "zarr.json").write_text("{}")
+    others = [data / ".s.zarr.elsewhere-1.0123abcd.tmp", data / ".notes"]  # not ours
+    for other in others:
+        other.mkdir()
+    with running_service(tmp_path, identity_model) as svc:
+        got, end, _ = stream_series(svc, "s", frames(2))
+    assert len(got) == 2 and end["stored"] == 2
+    assert not half.exists() and all(other.exists() for other in others)
 
 
 def _small_files(limit: int):

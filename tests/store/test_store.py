@@ -711,3 +711,93 @@ def test_a_resumed_store_removed_counts_only_this_sessions_frames_lost(tmp_path:
     assert summarize_store(tmp_path / "rs.zarr")["valid"] == 1
     with SeriesStore(tmp_path, "rs", (7, 13), "<u2"):  # the remade store was locked, then let go
         pass
+
+
+_FD_STARVED_BUILDER = """
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+from stream import StoreError
+from stream.store import SeriesStore
+
+root, mode = Path(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+SeriesStore(root, "warm", (8, 8), "<u2").close()  # tensorstore's threads started
+left = []
+for free in range(16):  # few descriptors left: the build fails part-way, its removal too
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for _ in range(free):
+        os.close(held.pop())
+    try:
+        SeriesStore(root, "s", (8, 8), "<u2").close()
+    except StoreError:
+        pass
+    for fd in held:
+        os.close(fd)
+    left = sorted(p.name for p in root.iterdir() if p.name.startswith(".s.zarr."))
+    if left:
+        break
+print(json.dumps(left), flush=True)
+if mode == "again":  # this process makes the store again, descriptors back
+    SeriesStore(root, "s", (8, 8), "<u2").close()
+    print(json.dumps(sorted(p.name for p in root.iterdir() if p.name.startswith("."))))
+elif mode == "wait":
+    sys.stdin.readline()
+"""
+
+
+def _starved_builder(folder: Path, mode: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", _FD_STARVED_BUILDER, str(folder), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+
+
+def test_a_store_left_half_built_without_descriptors_is_cleared_when_made_again(
+    tmp_path: Path,
+) -> None:
+    """A build that fails for want of file descriptors cannot remove its half-built
+    folder either; the next build of that store (descriptors back) removes it."""
+    proc = _starved_builder(tmp_path, "again")
+    out, _ = proc.communicate(timeout=120)
+    left, after = (json.loads(line) for line in out.splitlines())
+    assert left, "no half-built store was left: the fault was not reproduced"
+    assert after == []
+    assert is_series_store(tmp_path / "s.zarr")
+
+
+def test_half_built_stores_of_a_process_gone_are_cleared_and_a_live_ones_kept(
+    tmp_path: Path,
+) -> None:
+    gone, live = tmp_path / "gone", tmp_path / "live"
+    gone.mkdir(), live.mkdir()
+    proc = _starved_builder(gone, "exit")
+    out, _ = proc.communicate(timeout=120)
+    assert json.loads(out), "no half-built store was left: the fault was not reproduced"
+    waiting = _starved_builder(live, "wait")
+    try:
+        assert waiting.stdout is not None
+        left_live = json.loads(waiting.stdout.readline())
+        assert left_live
+        store_series.clear_left_overs(live)  # its builder lives: kept
+        SeriesStore(live, "s", (8, 8), "<u2").close()
+        assert sorted(p.name for p in live.iterdir() if p.name.startswith(".")) == left_live
+    finally:
+        waiting.communicate("\n", timeout=30)
+    store_series.clear_left_overs(gone)  # what a service does as it starts
+    assert [p.name for p in gone.iterdir() if p.name.startswith(".")] == []
+    store_series.clear_left_overs(live)  # its builder is gone now
+    assert [p.name for p in live.iterdir() if p.name.startswith(".")] == []
