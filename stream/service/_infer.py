@@ -29,7 +29,7 @@ from ._queues import Closed, StageQueue
 from ._spare import SpareTime
 from ._stats import ServiceStats
 from ._traces import TraceStep
-from ._writer import Writer
+from ._writer import Writer, WriterGaveUp
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,13 @@ class InferenceStage:
 
     def run(self) -> None:
         """The stage's thread: until the job queue is closed and drained."""
+        try:
+            self._run()
+        except WriterGaveUp:  # the stop gave up on a store that does not answer, and
+            # counted the frame in hand (dropped.shutdown; its pixels dropped.store_*)
+            log.error("stopping: inference held a frame for a store that does not answer")
+
+    def _run(self) -> None:
         while True:
             self._swap_if_pending()
             try:

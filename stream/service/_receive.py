@@ -38,7 +38,7 @@ from ._messages import Job, Outgoing, RawEndOp, RawOp, RejectedOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
 from ._traces import TraceStep
-from ._writer import Writer
+from ._writer import Writer, WriterGaveUp
 
 log = logging.getLogger(__name__)
 
@@ -144,26 +144,33 @@ class Receiver:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         try:
-            while not self._halt.is_set():
-                if poller.poll(POLL_MS):
-                    self._burst(sock)
-                self._end_idle_series()
-            deadline = self._drain_deadline()
-            while time.monotonic() < deadline and poller.poll(QUIET_MS):
-                self._burst(sock)
-            rest_until = time.monotonic() + REST_S
-            while self._burst(sock) and time.monotonic() < rest_until:
-                pass  # the rest, without waiting for inference
-            self._discard(sock)  # a sender faster than the rest is read: counted only
-            if self._not_denoised:
-                log.warning(
-                    "stopping: %d frame(s) not denoised: inference had no room before the "
-                    "drain ended (drain_s %.1f); their raw frames are stored",
-                    self._not_denoised,
-                    self._drain_s,
-                )
+            self._receive(sock, poller)
+        except WriterGaveUp:  # the stop gave up on a store that does not answer
+            self._discard(sock)
+            log.error("stopping: the receiver held a frame for a store that does not answer")
         finally:
             sock.close(0)
+
+    def _receive(self, sock: zmq.Socket[Any], poller: zmq.Poller) -> None:
+        """Receive until halted, then drain (see :meth:`run`)."""
+        while not self._halt.is_set():
+            if poller.poll(POLL_MS):
+                self._burst(sock)
+            self._end_idle_series()
+        deadline = self._drain_deadline()
+        while time.monotonic() < deadline and poller.poll(QUIET_MS):
+            self._burst(sock)
+        rest_until = time.monotonic() + REST_S
+        while self._burst(sock) and time.monotonic() < rest_until:
+            pass  # the rest, without waiting for inference
+        self._discard(sock)  # a sender faster than the rest is read: counted only
+        if self._not_denoised:
+            log.warning(
+                "stopping: %d frame(s) not denoised: inference had no room before the "
+                "drain ended (drain_s %.1f); their raw frames are stored",
+                self._not_denoised,
+                self._drain_s,
+            )
 
     def _burst(self, sock: zmq.Socket[Any]) -> bool:
         """Handle up to BURST waiting messages; True if there may be more."""
@@ -251,7 +258,11 @@ class Receiver:
         if non_finite:
             self._stats.count_sanitized("non_finite")
         if self._writer is not None:
-            self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns))
+            try:
+                self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns))
+            except WriterGaveUp:  # its raw frame counted lost; it will not be denoised
+                self._stats.count_dropped("shutdown")
+                raise
         if self._raw_out is not None:  # before inference, and while paused: what came in
             header = pack_header(raw_header(frame, t_recv_ns))
             self._raw_out.put(Outgoing(TOPIC_RAW, header, frame.pixels))

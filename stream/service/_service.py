@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 DROP_REASONS = {TOPIC_DENOISED: "publish_queue_full", TOPIC_RAW: "raw_queue_full"}
 #: The interpreter's thread switch interval while a service runs (seconds).
 SWITCH_INTERVAL_S = 0.0005
+#: Seconds a stop waits for a stage that held a frame for a stuck writer's queue, once
+#: the writer is given up on (the frame is then counted lost, and the stage goes).
+STAGE_AFTER_ABANDON_S = 5.0
 
 
 class Service:
@@ -269,6 +272,8 @@ class Service:
             unwritten = self.writer.abandon_if_stuck()
             if unwritten:  # a hung disk: counted, told, and the exit status says so
                 self._errors.append(StoreError(unwritten))
+                for stage in ("receiver", "inference"):  # a frame held for the queue's
+                    self._join(stage, min(timeout, STAGE_AFTER_ABANDON_S))  # room: counted
         self._outgoing.close()
         self._join("publisher", timeout)
         self._closing.set()

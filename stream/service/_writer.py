@@ -58,6 +58,9 @@ def _frames_of(items: list[object]) -> Counter[str]:
     return Counter(kinds[type(item)] for item in items if type(item) in kinds)
 
 
+#: Seconds a put waits for room in a full queue before it looks again whether a stop
+#: gave up on the writer.
+PUT_TRY_S = 0.05
 #: Seconds before a store that could not be created is tried again.
 RETRY_S = 1.0
 #: A store error within this many seconds makes the health "failing".
@@ -65,6 +68,11 @@ HEALTH_WINDOW_S = 10.0
 _IO = (StoreError, OSError, ValueError)
 #: A series' rejected frames are written once this many bytes wait (else on the flush).
 REJECTED_BLOCK_BYTES = 32 * 2**20
+
+
+class WriterGaveUp(Exception):
+    """A put after the stop gave up on a writer that does not answer: the operation's
+    frames are counted lost, and the stage that put it stops."""
 
 
 def _nbytes(op: WriterOp) -> int:
@@ -111,6 +119,10 @@ class Writer:
         self._on_lost = on_lost
         self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
+        # Set once a stop gave up on a stuck writer: what is put after that is counted
+        # lost, not queued. A put and that drain of the queue take turns (_put_lock).
+        self._abandoned = False
+        self._put_lock = threading.Lock()
         self._stores: dict[str, SeriesStore] = {}
         self._store_closing: SeriesStore | None = None  # out of _stores while it closes
         self._in_hand: object = None  # the operation being applied, until a store has it
@@ -142,10 +154,27 @@ class Writer:
         return self._queue.qsize()
 
     def put(self, op: WriterOp) -> None:
-        """Queue an operation; blocks while the queue is full (disk never drops)."""
+        """Queue an operation; blocks while the queue is full (disk never drops). Once a
+        stop has given up on a stuck writer (:meth:`abandon_if_stuck`), its frames are
+        counted lost instead -- a frame a stage held while it waited for room, say --
+        and WriterGaveUp tells the stage to go (the stop counts what it held)."""
         with self._bytes_lock:
             self._queued_bytes += _nbytes(op)
-        self._queue.put(op)
+        while True:
+            with self._put_lock:  # released between tries: the drain may come in
+                if self._abandoned:
+                    with self._bytes_lock:
+                        self._queued_bytes -= _nbytes(op)
+                    self._count_lost(_frames_of([op]))
+                    raise WriterGaveUp(
+                        f"the store under {self.root} was given up on by the stop: "
+                        "this operation's frames are counted lost"
+                    )
+                try:
+                    self._queue.put(op, timeout=PUT_TRY_S)
+                    return
+                except queue.Full:
+                    pass
 
     @property
     def queued_bytes(self) -> int:
@@ -162,7 +191,10 @@ class Writer:
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything buffered so far; True once it is on disk (or counted lost)."""
         done = threading.Event()
-        self.put(FlushOp(done))
+        try:
+            self.put(FlushOp(done))
+        except WriterGaveUp:
+            return False
         return done.wait(timeout)
 
     def close(self, timeout: float = 60.0) -> None:
@@ -181,12 +213,14 @@ class Writer:
         if not self._thread.is_alive():
             return None
         lost: Counter[str] = Counter()
-        while True:  # the thread is stuck inside a write: what is queued is ours to count
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            lost += _frames_of([item])
+        with self._put_lock:  # the thread is stuck inside a write: the queue is ours
+            self._abandoned = True  # later puts count their own frames
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                lost += _frames_of([item])
         held_back = [op for ops in list(self._closing.values()) for op in list(ops)]
         lost += _frames_of([*held_back, self._in_hand])
         for store in [*self._stores.values(), self._store_closing]:
@@ -194,8 +228,7 @@ class Writer:
                 lost += store.unwritten()
         lost["rejected"] += sum(store.buffered_rows for store in list(self._rejected.values()))
         lost = +lost  # the kinds with frames
-        for kind, n in lost.items():
-            self._on_lost(f"store_{kind}", n)
+        self._count_lost(lost)
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(lost.items())) or "0"
         message = (
             f"the store under {self.root} did not finish writing within the stop's time "
@@ -204,6 +237,10 @@ class Writer:
         )
         log.error("%s", message)
         return message
+
+    def _count_lost(self, frames: Counter[str]) -> None:
+        for kind, n in frames.items():
+            self._on_lost(f"store_{kind}", n)
 
     def health(self) -> dict[str, Any]:
         """``ok``, or ``failing`` while store errors happened in the last 10 s."""
