@@ -789,11 +789,16 @@ def test_sub_input_over_the_memory_budget_is_counted_received_and_dropped(
             pub.send_frame(sent[i], "mem", i)
         wait_until(lambda: svc.status()["frames_in"] == n)
         release.set()
-        dropped = svc.status()["dropped"]
-        _, others = collect(sub, n - sum(dropped.values()))
+
+        def settled() -> bool:  # every frame counted out or dropped
+            status = svc.status()
+            return status["frames_out"] + sum(status["dropped"].values()) == n
+
+        wait_until(settled, timeout=30)
         status = svc.status()
+        dropped = status["dropped"]
+        _, others = collect(sub, status["frames_out"])
     assert status["frames_in"] == n and dropped.get("memory_budget", 0) >= 1, dropped
-    assert status["frames_out"] + sum(status["dropped"].values()) == n, status
     told = [e for e in events(others, "error") if e.get("kind") == "memory_budget"]
     assert told and all(
         re.search(r"holds 0\.\d+ MiB of frames, its budget for them is 1 MiB", e["message"])
