@@ -58,8 +58,8 @@ def _frames_of(items: list[object]) -> Counter[str]:
     return Counter(kinds[type(item)] for item in items if type(item) in kinds)
 
 
-#: Seconds a put waits for room in a full queue before it looks again whether a stop
-#: gave up on the writer.
+#: Longest wait for room in a full queue before a put tries again (the writer thread
+#: wakes it sooner, when it takes an operation).
 PUT_TRY_S = 0.05
 #: Seconds before a store that could not be created is tried again.
 RETRY_S = 1.0
@@ -120,9 +120,10 @@ class Writer:
         self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         # Set once a stop gave up on a stuck writer: what is put after that is counted
-        # lost, not queued. A put and that drain of the queue take turns (_put_lock).
+        # lost, not queued. A put and that drain of the queue take turns under _room,
+        # which also wakes a put waiting for room when the thread takes an operation.
         self._abandoned = False
-        self._put_lock = threading.Lock()
+        self._room = threading.Condition()
         self._stores: dict[str, SeriesStore] = {}
         self._store_closing: SeriesStore | None = None  # out of _stores while it closes
         self._in_hand: object = None  # the operation being applied, until a store has it
@@ -160,8 +161,8 @@ class Writer:
         and WriterGaveUp tells the stage to go (the stop counts what it held)."""
         with self._bytes_lock:
             self._queued_bytes += _nbytes(op)
-        while True:
-            with self._put_lock:  # released between tries: the drain may come in
+        with self._room:
+            while True:
                 if self._abandoned:
                     with self._bytes_lock:
                         self._queued_bytes -= _nbytes(op)
@@ -171,10 +172,10 @@ class Writer:
                         "this operation's frames are counted lost"
                     )
                 try:
-                    self._queue.put(op, timeout=PUT_TRY_S)
+                    self._queue.put_nowait(op)
                     return
                 except queue.Full:
-                    pass
+                    self._room.wait(PUT_TRY_S)  # the lock is free meanwhile: others go on
 
     @property
     def queued_bytes(self) -> int:
@@ -213,7 +214,7 @@ class Writer:
         if not self._thread.is_alive():
             return None
         lost: Counter[str] = Counter()
-        with self._put_lock:  # the thread is stuck inside a write: the queue is ours
+        with self._room:  # the thread is stuck inside a write: the queue is ours
             self._abandoned = True  # later puts count their own frames
             while True:
                 try:
@@ -221,6 +222,7 @@ class Writer:
                 except queue.Empty:
                     break
                 lost += _frames_of([item])
+            self._room.notify_all()  # the puts waiting for room count theirs and go
         held_back = [op for ops in list(self._closing.values()) for op in list(ops)]
         lost += _frames_of([*held_back, self._in_hand])
         for store in [*self._stores.values(), self._store_closing]:
@@ -268,6 +270,9 @@ class Writer:
                     item = self._queue.get(timeout=0.25)
                 except queue.Empty:
                     item = None  # nothing came: only a periodic flush may be due
+                else:
+                    with self._room:
+                        self._room.notify()  # a put waiting for room
                 if item is _CLOSE:
                     break
                 op = cast("WriterOp | None", item)
