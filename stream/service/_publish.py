@@ -80,9 +80,10 @@ class PublishStage:
         # copy=False: pyzmq copies parts below its copy_threshold (64 KiB) and sends
         # larger ones zero-copy; the array is never reused, so that is safe.
         parts: list[Any] = [item.topic, item.header, item.payload]
-        sock.send_multipart(parts, copy=False)
-        if item.series is not None:
+        if item.series is not None:  # counted as it is handed over, so that a status
+            # asked for after the frame came never lags it (PUB does not block or fail)
             self._stats.count_out(item.series, (time.time_ns() - item.t_recv_ns) / 1e6)
+        sock.send_multipart(parts, copy=False)
 
     def _send_status(self, sock: zmq.Socket[Any]) -> None:
         sock.send_multipart([TOPIC_STATUS, packed_status(self._status())])

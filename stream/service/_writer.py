@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _CLOSE = object()
 
 
-def _frames_of(items: list[object]) -> Counter[str]:
+def _frames_of(items: Iterable[object]) -> Counter[str]:
     """The frames ``items`` carry, by kind (``raw``, ``clean``, ``traces``, ``rejected``)."""
     kinds = {RawOp: "raw", CleanOp: "clean", TracesOp: "traces", RejectedOp: "rejected"}
     return Counter(kinds[type(item)] for item in items if type(item) in kinds)
@@ -61,6 +61,9 @@ def _frames_of(items: list[object]) -> Counter[str]:
 #: Longest wait for room in a full queue before a put tries again (the writer thread
 #: wakes it sooner, when it takes an operation).
 PUT_TRY_S = 0.05
+#: Longest wait of the writer thread for an operation (a put wakes it sooner): a
+#: periodic flush may be due meanwhile.
+TAKE_WAIT_S = 0.25
 #: Seconds before a store that could not be created is tried again.
 RETRY_S = 1.0
 #: A store error within this many seconds makes the health "failing".
@@ -120,10 +123,11 @@ class Writer:
         self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
         # Set once a stop gave up on a stuck writer: what is put after that is counted
-        # lost, not queued. A put and that drain of the queue take turns under _room,
-        # which also wakes a put waiting for room when the thread takes an operation.
+        # lost, not queued. Puts, the thread's take (an operation is in hand as it leaves
+        # the queue) and that drain of the queue take turns under _turns, which also
+        # wakes the thread when an operation comes and a put when room does.
         self._abandoned = False
-        self._room = threading.Condition()
+        self._turns = threading.Condition()
         self._stores: dict[str, SeriesStore] = {}
         self._store_closing: SeriesStore | None = None  # out of _stores while it closes
         self._in_hand: object = None  # the operation being applied, until a store has it
@@ -161,7 +165,7 @@ class Writer:
         and WriterGaveUp tells the stage to go (the stop counts what it held)."""
         with self._bytes_lock:
             self._queued_bytes += _nbytes(op)
-        with self._room:
+        with self._turns:
             while True:
                 if self._abandoned:
                     with self._bytes_lock:
@@ -171,11 +175,34 @@ class Writer:
                         f"the store under {self.root} was given up on by the stop: "
                         "this operation's frames are counted lost"
                     )
-                try:
-                    self._queue.put_nowait(op)
+                if self._put_now(op):
                     return
-                except queue.Full:
-                    self._room.wait(PUT_TRY_S)  # the lock is free meanwhile: others go on
+                self._turns.wait(PUT_TRY_S)  # the lock is free meanwhile: others go on
+
+    def _put_now(self, item: object) -> bool:
+        """Queue ``item`` if there is room (under ``_turns``), waking the thread."""
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        self._turns.notify_all()
+        return True
+
+    def _take(self) -> object:
+        """The next queued item, or None after ``TAKE_WAIT_S`` without one; an operation
+        is in hand as it leaves the queue, so a stop's drain finds each either queued or
+        in hand."""
+        with self._turns:
+            if self._queue.empty():
+                self._turns.wait(TAKE_WAIT_S)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if item is not _CLOSE:
+                self._in_hand = item
+            self._turns.notify_all()  # room for a put waiting
+            return item
 
     @property
     def queued_bytes(self) -> int:
@@ -201,10 +228,13 @@ class Writer:
     def close(self, timeout: float = 60.0) -> None:
         """Drain the queue, close every store and stop the thread."""
         if self._thread.is_alive():
-            try:  # a full queue before a writer that does not answer: it is stuck
-                self._queue.put(_CLOSE, timeout=timeout)
-            except queue.Full:
-                return
+            deadline = time.monotonic() + timeout
+            with self._turns:  # a full queue before a writer that does not answer: stuck
+                while not self._put_now(_CLOSE):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._turns.wait(left)
             self._thread.join(timeout)
 
     def abandon_if_stuck(self) -> str | None:
@@ -214,7 +244,7 @@ class Writer:
         if not self._thread.is_alive():
             return None
         lost: Counter[str] = Counter()
-        with self._room:  # the thread is stuck inside a write: the queue is ours
+        with self._turns:  # the thread is stuck inside a write: the queue is ours
             self._abandoned = True  # later puts count their own frames
             while True:
                 try:
@@ -222,9 +252,10 @@ class Writer:
                 except queue.Empty:
                     break
                 lost += _frames_of([item])
-            self._room.notify_all()  # the puts waiting for room count theirs and go
+            lost += _frames_of([self._in_hand])
+            self._turns.notify_all()  # the puts waiting for room count theirs and go
         held_back = [op for ops in list(self._closing.values()) for op in list(ops)]
-        lost += _frames_of([*held_back, self._in_hand])
+        lost += _frames_of(held_back)
         for store in [*self._stores.values(), self._store_closing]:
             if store is not None:
                 lost += store.unwritten()
@@ -266,13 +297,7 @@ class Writer:
         last_flush = time.monotonic()
         try:
             while True:
-                try:
-                    item = self._queue.get(timeout=0.25)
-                except queue.Empty:
-                    item = None  # nothing came: only a periodic flush may be due
-                else:
-                    with self._room:
-                        self._room.notify()  # a put waiting for room
+                item = self._take()  # None: nothing came, only a periodic flush may be due
                 if item is _CLOSE:
                     break
                 op = cast("WriterOp | None", item)
@@ -283,10 +308,10 @@ class Writer:
                     self._flush_all()
                     last_flush = time.monotonic()
                 if isinstance(op, FlushOp):
+                    self._in_hand = None
                     self._flushes.append(op.done)
                     self._answer_flushes()
                 elif op is not None:
-                    self._in_hand = op
                     self._apply(op)
                     self._in_hand = None
                     self._keep_to_budget()
