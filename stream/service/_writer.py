@@ -407,6 +407,7 @@ class Writer:
             self._on_lost("store_traces", 1)
             self._note_unstored(op.series, "traces", op.index)
             return
+        self._in_hand = None  # the store's now: its trace rows count it
         try:
             store.write_traces(op.index, op.values, op.attrs)
         except StoreWriteError as exc:

@@ -74,6 +74,7 @@ class RejectedStore:
         self.series = series
         self.written = 0  # rows written whole by this object
         self._blocks: dict[tuple[str, str], _Block] = {}
+        self._writing = 0  # rows taken from the blocks by a flush, not written or lost yet
         self._group: Any = None
         self._lock: int | None = None
 
@@ -83,8 +84,8 @@ class RejectedStore:
 
     @property
     def buffered_rows(self) -> int:
-        """Rejected frames added and not written yet."""
-        return sum(len(block.rows) for block in list(self._blocks.values()))
+        """Rejected frames added and not written yet (those being written included)."""
+        return sum(len(block.rows) for block in list(self._blocks.values())) + self._writing
 
     def add(
         self, reason: str, index: int, pixels: np.ndarray, t_ns: int | None, t_recv_ns: int
@@ -105,6 +106,7 @@ class RejectedStore:
                 f"{self.path} was removed or moved while it was written: the {removed} "
                 "rejected frame(s) kept there are not there; it is made again"
             )
+        self._writing = sum(len(block.rows) for block in blocks.values())
         for (reason, layout), block in blocks.items():
             try:
                 self._append(reason, layout, block)
@@ -113,6 +115,8 @@ class RejectedStore:
                 errors.append(f"{reason}/{layout}: {exc}")
             else:
                 self.written += len(block.rows)
+            finally:
+                self._writing -= len(block.rows)
         if errors:
             raise StoreWriteError(
                 f"{lost} rejected frame(s) of {self.series!r} not written to {self.path}: "

@@ -227,6 +227,7 @@ class SeriesStore:
         self._session_frames = self._session_clean = 0
         self._lock: int | None = None  # the store folder, locked while it is written
         self._traces: TraceArray | None = None  # the trace array being written
+        self._opening_traces = 0  # 1 while a row waits for its trace array to open
         self._trace_key: str | None = None
         extra = _json_ready(dict(attrs or {}), "attrs")
         try:
@@ -362,10 +363,10 @@ class SeriesStore:
         return held + sum(buf.nbytes for buf in spares)
 
     def unwritten(self) -> Counter[str]:
-        """Frames by kind (``raw``, ``clean``) not on disk and flagged, nor reported lost:
-        buffered, starting, in flight, written and not flagged, or failed since the last
-        report. Read from another thread when the writer hangs (copies, never live
-        iteration)."""
+        """Frames by kind (``raw``, ``clean``, ``traces``) not on disk and flagged, nor
+        reported lost: buffered, starting, in flight, written and not flagged, or failed
+        since the last report (traces: buffered, being written or being added). Read
+        from another thread when the writer hangs (copies, never live iteration)."""
         held: Counter[str] = Counter()
         for kind, blocks in (("raw", self._raw), ("clean", self._clean)):
             held[kind] += sum(blk.count for blk in list(blocks.values()))
@@ -377,6 +378,8 @@ class SeriesStore:
         held[kind] += sum(blk.count for blk in list(starting))
         for kind, frames in dict(self._lost_since).items():  # failed, not reported yet
             held[kind] += frames
+        traces = self._traces
+        held["traces"] += self._opening_traces + (traces.buffered_rows if traces else 0)
         return held
 
     def free_spares(self) -> None:
@@ -433,7 +436,11 @@ class SeriesStore:
             raise StoreError(f"expected traces of shape (rois, columns), got {values.shape}")
         key = layout_key(dict(attrs))
         if self._traces is None or key != self._trace_key:
-            self._open_traces(i, values.shape, dict(attrs), key)
+            self._opening_traces = 1  # this row, counted by unwritten() until it is added
+            try:
+                self._open_traces(i, values.shape, dict(attrs), key)
+            finally:
+                self._opening_traces = 0
         traces = self._traces
         assert traces is not None
         self._guard("write the traces of", lambda: traces.write(i, values))

@@ -89,7 +89,14 @@ class TraceArray:
         self._buffer = np.full((self.chunk, self.rois, self.columns), np.nan, dtype=F4)
         self._filled = np.zeros(self.chunk, dtype=bool)
         self._current: int | None = None  # the chunk the buffer holds
+        self._adding = 0  # 1 while a row is being added, until it is in the buffer
         self.last_index: int | None = None  # highest index written this session
+
+    @property
+    def buffered_rows(self) -> int:
+        """Frames' traces not on disk yet: buffered, being written, or being added (a
+        write waiting for the previous chunk's rows to reach the disk)."""
+        return int(np.count_nonzero(self._filled)) + self._adding
 
     def write(self, index: int, values: np.ndarray) -> None:
         """Buffer the traces of frame ``index`` (``[rois, columns]``)."""
@@ -99,11 +106,15 @@ class TraceArray:
                 f"({self.rois} rois x {self.columns} columns)"
             )
         chunk, slot = divmod(index, self.chunk)
-        if chunk != self._current:
-            self.flush()
-            self._current = chunk
-        self._buffer[slot] = values
-        self._filled[slot] = True
+        self._adding = 1
+        try:
+            if chunk != self._current:
+                self.flush()
+                self._current = chunk
+            self._buffer[slot] = values
+            self._filled[slot] = True
+        finally:
+            self._adding = 0
         self.last_index = index if self.last_index is None else max(self.last_index, index)
         if self._filled.all():
             self.flush()

@@ -116,3 +116,35 @@ def test_a_second_writer_is_refused_and_counted_until_the_first_closes(
 def test_reading_a_missing_store_says_where(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot read rejected frames at"):
         read_rejected(tmp_path / "rejected" / "none.zarr")
+
+
+def test_rows_being_written_still_count_as_buffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop on a hung disk counts the buffered rows lost: those of a block whose write
+    had begun were left out (a known gap), as the flush takes them from the buffer."""
+    import threading
+
+    store = RejectedStore(tmp_path, "cam")
+    for i in range(3):
+        store.add("duplicate", i, pixels(i), t_ns=None, t_recv_ns=i)
+    store.add("series_mismatch", 9, pixels(9, shape=(4, 4)), t_ns=None, t_recv_ns=9)
+    gate, entered = threading.Event(), threading.Event()
+    append = RejectedStore._append
+
+    def hangs(self: RejectedStore, reason: str, layout: str, block: object) -> None:
+        entered.set()
+        gate.wait(60)
+        append(self, reason, layout, block)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RejectedStore, "_append", hangs)
+    flushing = threading.Thread(target=store.flush)
+    flushing.start()
+    try:
+        assert entered.wait(30)
+        assert store.buffered_rows == 4
+    finally:
+        gate.set()
+        flushing.join(30)
+    assert store.buffered_rows == 0 and store.written == 4
+    store.close()
