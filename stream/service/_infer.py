@@ -106,9 +106,9 @@ class InferenceStage:
         """The stage's thread: until the job queue is closed and drained."""
         try:
             self._run()
-        except WriterGaveUp:  # the stop gave up on a store that does not answer, and
-            # counted the frame in hand (dropped.shutdown; its pixels dropped.store_*)
-            log.error("stopping: inference held a frame for a store that does not answer")
+        except WriterGaveUp as exc:  # a store that does not answer (the stop counted
+            # the frame in hand: dropped.shutdown; its pixels dropped.store_*), or a writer gone
+            log.error("inference stops: %s", exc)
 
     def _run(self) -> None:
         while True:

@@ -145,9 +145,9 @@ class Receiver:
         poller.register(sock, zmq.POLLIN)
         try:
             self._receive(sock, poller)
-        except WriterGaveUp:  # the stop gave up on a store that does not answer
+        except WriterGaveUp as exc:  # a store that does not answer, or a writer gone
             self._discard(sock)
-            log.error("stopping: the receiver held a frame for a store that does not answer")
+            log.error("the receiver stops: %s", exc)
         finally:
             sock.close(0)
 

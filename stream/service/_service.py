@@ -171,6 +171,7 @@ class Service:
                 depth=cfg.queues.writer_depth,
                 flush_interval_s=cfg.store.flush_interval_s,
                 store_budget=cfg.store_budget_bytes,
+                on_died=self._writer_died,
             )
             self.writer.start()
         traces.writer = self.writer if cfg.traces.store else None
@@ -227,6 +228,12 @@ class Service:
             self.endpoints["control"],
             cfg.zarr if cfg.zarr is not None else "off",
         )
+
+    def _writer_died(self, exc: BaseException) -> None:
+        """The writer thread failed: no frame can reach the disk, so the service stops
+        (the stages stop at their next frame; the stop raises the writer's error)."""
+        self.events.emit("error", message=f"the store writer failed: {exc}; stopping")
+        self.request_stop()
 
     def request_stop(self) -> None:
         """Ask for an orderly stop from any thread or a signal handler; returns at once."""

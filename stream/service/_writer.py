@@ -101,6 +101,9 @@ class Writer:
         of a rejected frame).
     on_series_end
         Called with ``(series, totals)`` once a series' store is closed.
+    on_died
+        Called with the error should the writer thread fail (no frame can be written
+        after that: later puts count their frames lost and raise WriterGaveUp).
     """
 
     def __init__(
@@ -114,19 +117,23 @@ class Writer:
         depth: int,
         flush_interval_s: float = 2.0,
         store_budget: int | None = None,
+        on_died: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.root = root
+        self._on_died = on_died
         self._config = config
         self._attrs = dict(attrs)
         self._on_error = on_error
         self._on_lost = on_lost
         self._on_series_end = on_series_end
         self._queue: queue.Queue[WriterOp | object] = queue.Queue(maxsize=depth)
-        # Set once a stop gave up on a stuck writer: what is put after that is counted
-        # lost, not queued. Puts, the thread's take (an operation is in hand as it leaves
-        # the queue) and that drain of the queue take turns under _turns, which also
-        # wakes the thread when an operation comes and a put when room does.
-        self._abandoned = False
+        # Why puts are refused, once a stop gave up on a stuck writer or the thread ended:
+        # what is put after that is counted lost, not queued. Puts, the thread's take (an
+        # operation is in hand as it leaves the queue) and that drain of the queue take
+        # turns under _turns, which also wakes the thread when an operation comes and a
+        # put when room does.
+        self._refusing: str | None = None
+        self._given_up = False  # by a stop: the thread, should it come back, writes no more
         self._turns = threading.Condition()
         self._stores: dict[str, SeriesStore] = {}
         self._store_closing: SeriesStore | None = None  # out of _stores while it closes
@@ -141,6 +148,7 @@ class Writer:
         # Series whose last raw frame before an `end` is in, their store not closed yet:
         # the operations of their next run, kept back until it is (RawEndOp).
         self._closing: dict[str, list[WriterOp]] = {}
+        self._kept: list[WriterOp] = []  # kept-back operations being applied, in order
         self._flushes: list[threading.Event] = []  # flushes waiting for a closing store
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
@@ -167,14 +175,11 @@ class Writer:
             self._queued_bytes += _nbytes(op)
         with self._turns:
             while True:
-                if self._abandoned:
+                if self._refusing is not None:
                     with self._bytes_lock:
                         self._queued_bytes -= _nbytes(op)
                     self._count_lost(_frames_of([op]))
-                    raise WriterGaveUp(
-                        f"the store under {self.root} was given up on by the stop: "
-                        "this operation's frames are counted lost"
-                    )
+                    raise WriterGaveUp(f"{self._refusing}; this operation's frames are lost")
                 if self._put_now(op):
                     return
                 self._turns.wait(PUT_TRY_S)  # the lock is free meanwhile: others go on
@@ -243,18 +248,13 @@ class Writer:
         lost (``dropped.store_raw`` ...), logged, and described in the returned message."""
         if not self._thread.is_alive():
             return None
-        lost: Counter[str] = Counter()
-        with self._turns:  # the thread is stuck inside a write: the queue is ours
-            self._abandoned = True  # later puts count their own frames
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                lost += _frames_of([item])
+        self._given_up = True
+        lost = self._refuse(  # the thread is stuck inside a write: the queue is ours
+            f"the stop gave up on the store under {self.root} (a disk that does not answer?)"
+        )
+        with self._turns:
             lost += _frames_of([self._in_hand])
-            self._turns.notify_all()  # the puts waiting for room count theirs and go
-        held_back = [op for ops in list(self._closing.values()) for op in list(ops)]
+        held_back = [op for ops in [*self._closing.values(), self._kept] for op in list(ops)]
         lost += _frames_of(held_back)
         for store in [*self._stores.values(), self._store_closing]:
             if store is not None:
@@ -270,6 +270,21 @@ class Writer:
         )
         log.error("%s", message)
         return message
+
+    def _refuse(self, why: str) -> Counter[str]:
+        """From now on puts count their own frames lost and raise WriterGaveUp (``why``);
+        the frames still queued are taken out and returned, the puts waiting woken."""
+        lost: Counter[str] = Counter()
+        with self._turns:
+            if self._refusing is None:
+                self._refusing = why
+            while True:
+                try:
+                    lost += _frames_of([self._queue.get_nowait()])
+                except queue.Empty:
+                    break
+            self._turns.notify_all()
+        return lost
 
     def _count_lost(self, frames: Counter[str]) -> None:
         for kind, n in frames.items():
@@ -298,7 +313,7 @@ class Writer:
         try:
             while True:
                 item = self._take()  # None: nothing came, only a periodic flush may be due
-                if item is _CLOSE:
+                if item is _CLOSE or self._given_up:
                     break
                 op = cast("WriterOp | None", item)
                 if op is not None:
@@ -307,26 +322,56 @@ class Writer:
                 if isinstance(op, FlushOp) or self._due(last_flush):
                     self._flush_all()
                     last_flush = time.monotonic()
+                if self._given_up:  # back from a flush the stop gave up on: no more
+                    break
                 if isinstance(op, FlushOp):
                     self._in_hand = None
                     self._flushes.append(op.done)
                     self._answer_flushes()
                 elif op is not None:
                     self._apply(op)
+                    if self._given_up:  # back from a write the stop gave up on: no more
+                        break
                     self._in_hand = None
                     self._keep_to_budget()
         except BaseException as exc:  # surfaced to the service, which re-raises it on stop
             self.error = exc
             log.exception("writer thread failed")
         finally:
+            self._end()
+
+    def _end(self) -> None:
+        """The thread's last act: close every store (or, given up on by a stop, let go
+        of them unwritten: what they hold was counted lost), then refuse later puts."""
+        if self._given_up:
+            for store in [*self._stores.values(), self._store_closing]:
+                if store is not None:
+                    self._guarded(store.series, "store_close", store.release)
+            for rejected in self._rejected.values():
+                rejected.close()
+            log.warning("writer: the disk answered after the stop gave up on it; let go")
+        else:
             for series in list(self._closing):  # their next run's frames, then its close
                 self._end_run(series)
             for series in [*self._stores, *(s for s in self._unstored if s not in self._stores)]:
                 self._close_store(series)
             for series in list(self._rejected):
                 self._close_rejected(series)
-            for done in self._flushes:
-                done.set()
+        for done in self._flushes:
+            done.set()
+        why = (
+            "the writer thread ended" if self.error is None else f"the writer failed ({self.error})"
+        )
+        lost = self._refuse(why)
+        if self.error is not None:  # it died with an operation in hand
+            lost += _frames_of([self._in_hand])
+            self._in_hand = None
+        lost = +lost
+        if lost:
+            log.error("%s: %s frame(s) queued or in hand are not on disk", why, dict(lost))
+            self._count_lost(lost)
+        if self.error is not None and self._on_died is not None:
+            self._on_died(self.error)
 
     def _answer_flushes(self) -> None:
         """A flush is done once everything before it is on disk, including the next
@@ -395,10 +440,14 @@ class Writer:
         self._close_store(series)
         self._close_rejected(series)
         self._retry_at.pop(series, None)
-        for op in self._closing.pop(series, []):
+        kept = self._kept = self._closing.pop(series, [])  # counted by abandon_if_stuck
+        while kept:  # each stays counted (kept back, then in hand) until applied
+            self._in_hand = kept[0]
+            op = kept.pop(0)
             with self._bytes_lock:
                 self._queued_bytes -= _nbytes(op)
             self._apply(op)
+        self._in_hand = None
         self._answer_flushes()
 
     def _write_traces(self, op: TracesOp) -> None:
@@ -431,9 +480,10 @@ class Writer:
         self.rejected_kept += store.written - before
 
     def _close_rejected(self, series: str) -> None:
-        store = self._rejected.pop(series, None)
+        store = self._rejected.get(series)
         if store is not None:
-            self._flush_rejected(series, store)
+            self._flush_rejected(series, store)  # still listed: counted should it hang
+            del self._rejected[series]
             store.close()
             if store.written:
                 log.info("%d rejected frame(s) of %r kept in %s", store.written, series, store.path)

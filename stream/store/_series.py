@@ -439,6 +439,9 @@ class SeriesStore:
             self._opening_traces = 1  # this row, counted by unwritten() until it is added
             try:
                 self._open_traces(i, values.shape, dict(attrs), key)
+            except StoreWriteError as exc:  # the old array's last rows; and this one
+                exc.lost["traces"] = exc.lost.get("traces", 0) + 1
+                raise
             finally:
                 self._opening_traces = 0
         traces = self._traces
@@ -582,6 +585,19 @@ class SeriesStore:
         finally:
             self._spare.clear()
             self._io.close()
+            self._unlock()
+
+    def release(self) -> None:
+        """Let go of the arrays and the lock without writing anything more (a writer
+        given up on: what is buffered was counted lost); the store is left as the disk
+        has it, open, and readable up to its last completed write."""
+        if self._closed:
+            return
+        self._closed = True
+        self._spare.clear()
+        try:
+            self._io.close()
+        finally:
             self._unlock()
 
     def _unlock(self) -> None:
@@ -772,6 +788,8 @@ class SeriesStore:
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:
         try:
             return action()
+        except StoreWriteError:
+            raise  # it counts what it lost
         except IO_ERRORS as exc:
             raise StoreError(f"cannot {what} {self.path}: {exc}") from exc
 

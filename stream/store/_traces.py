@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from .._errors import StoreWriteError
 from ._arrays import context
 from ._config import StoreConfig
 from ._layout import F4, _blosc
@@ -106,33 +107,49 @@ class TraceArray:
                 f"({self.rois} rois x {self.columns} columns)"
             )
         chunk, slot = divmod(index, self.chunk)
+        failed: StoreWriteError | None = None
         self._adding = 1
         try:
             if chunk != self._current:
-                self.flush()
+                try:
+                    self.flush()
+                except StoreWriteError as exc:  # those rows are lost, not this one
+                    failed = exc
                 self._current = chunk
             self._buffer[slot] = values
             self._filled[slot] = True
         finally:
             self._adding = 0
         self.last_index = index if self.last_index is None else max(self.last_index, index)
+        if failed is not None:
+            raise failed
         if self._filled.all():
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered rows (only those filled: others keep what is on disk)."""
+        """Write the buffered rows (only those filled: others keep what is on disk). Rows
+        that cannot be written are given up: StoreWriteError counts them (``traces``)."""
         if self._current is None or not self._filled.any():
             return
         start = self._current * self.chunk
-        self._grow(start + self.chunk)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], self._filled.view(np.int8), [0]))))
-        txn = ts.Transaction()
-        view = self._array.with_transaction(txn)
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
-            view[start + a : start + b].write(self._buffer[a:b]).result()
-        txn.commit_async().result()
-        self._buffer.fill(np.nan)
-        self._filled[:] = False
+        try:
+            self._grow(start + self.chunk)
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], self._filled.view(np.int8), [0]))))
+            txn = ts.Transaction()
+            view = self._array.with_transaction(txn)
+            for a, b in zip(edges[::2], edges[1::2], strict=True):
+                view[start + a : start + b].write(self._buffer[a:b]).result()
+            txn.commit_async().result()
+        except (OSError, ValueError, RuntimeError) as exc:
+            rows = int(np.count_nonzero(self._filled))
+            raise StoreWriteError(
+                f"{rows} frame(s)' traces not written to {self.name}: {exc}",
+                lost={"traces": rows},
+                kind="store_traces",
+            ) from exc
+        finally:  # written, or counted lost
+            self._buffer.fill(np.nan)
+            self._filled[:] = False
 
     def finish(self) -> None:
         """Flush and end the array after its last row (another layout follows)."""

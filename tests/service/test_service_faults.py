@@ -16,7 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -46,6 +48,7 @@ from typer.testing import CliRunner
 
 from stream import ConfigError
 from stream.cli import app
+from stream.service._writer import WriterGaveUp
 from stream.store import (
     ARRAY_PATHS,
     RejectedStore,
@@ -1103,3 +1106,153 @@ def test_a_stop_on_a_hung_disk_counts_the_frames_stages_held_for_the_writer(
     assert stored["clean_frames"] + dropped.get("store_clean", 0) >= snap["frames_out"]
     for name in ("receiver", "inference"):
         assert not svc._threads[name].is_alive(), name  # gone, not left waiting
+
+
+def _writer(tmp_path: Path, lost: Counter[str], depth: int = 16, **kwargs: Any) -> Any:
+    from stream.service._writer import Writer
+    from stream.store import StoreConfig
+
+    writer = Writer(
+        tmp_path, StoreConfig(), {}, on_error=lambda *_: None,
+        on_lost=lambda kind, n: lost.update({kind: n}), on_series_end=lambda *_: None,
+        depth=depth, **kwargs,
+    )  # fmt: skip
+    writer.start()
+    return writer
+
+
+def test_a_stop_on_a_hung_disk_counts_what_a_series_end_was_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A review (2026-12-07): the series' rejected frames, flushed as its end closed their
+    # store, and the next run's frames kept back for that end, applied after it, were
+    # out of every list the stop counts while their write hung.
+    import threading
+
+    from stream.service._messages import EndOp, RawEndOp, RawOp, RejectedOp
+    from stream.service._writer import Writer
+    from stream.store import RejectedStore
+
+    gate, entered = threading.Event(), threading.Event()
+    append, store_for = RejectedStore._append, Writer._store_for
+
+    def hangs(self, *args):  # type: ignore[no-untyped-def]
+        entered.set()
+        gate.wait(60)
+        return append(self, *args)
+
+    monkeypatch.setattr(RejectedStore, "_append", hangs)
+    lost: Counter[str] = Counter()
+    writer = _writer(tmp_path / "a", lost)
+    pixels = np.zeros((8, 8), "<u2")
+    try:
+        writer.put(RawOp("s", 0, pixels, None))
+        writer.put(RejectedOp("s", "duplicate", 0, pixels, None, 1))
+        writer.put(RawEndOp("s"))
+        writer.put(EndOp("s"))  # the end flushes the rejected frames: the write hangs
+        assert entered.wait(30)
+        writer.close(timeout=0.3)
+        assert writer.abandon_if_stuck() is not None
+    finally:
+        gate.set()
+    assert lost == {"store_rejected": 1}
+
+    monkeypatch.setattr(RejectedStore, "_append", append)
+    gate, entered = threading.Event(), threading.Event()
+
+    def hangs_from_the_next_run(self, op):  # type: ignore[no-untyped-def]
+        if op.index >= 1:
+            entered.set()
+            gate.wait(60)
+        return store_for(self, op)
+
+    monkeypatch.setattr(Writer, "_store_for", hangs_from_the_next_run)
+    lost.clear()
+    writer = _writer(tmp_path / "b", lost)
+    try:
+        writer.put(RawOp("s", 0, pixels, None))
+        writer.put(RawEndOp("s"))  # ended and started again at once:
+        for i in (1, 2, 3):
+            writer.put(RawOp("s", i, pixels, None))  # kept back for the end
+        writer.put(EndOp("s"))  # closes the first run, then applies them: the first hangs
+        assert entered.wait(30)
+        writer.close(timeout=0.3)
+        assert writer.abandon_if_stuck() is not None
+    finally:
+        gate.set()
+    assert lost == {"store_raw": 3}
+
+
+def test_a_writer_given_up_on_writes_no_more_when_its_disk_answers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A review (2026-12-07): frames counted lost by the stop reached the disk after all
+    # when it answered again (the service embedded in a process that lives on), so they
+    # were both on disk and counted lost.
+    import threading
+
+    from stream.service._messages import RawOp
+    from stream.service._writer import Writer
+
+    gate, entered = threading.Event(), threading.Event()
+    store_for = Writer._store_for
+
+    def hangs_at_the_third(self, op):  # type: ignore[no-untyped-def]
+        if op.index >= 2:
+            entered.set()
+            gate.wait(60)
+        return store_for(self, op)
+
+    monkeypatch.setattr(Writer, "_store_for", hangs_at_the_third)
+    lost: Counter[str] = Counter()
+    writer = _writer(tmp_path, lost, flush_interval_s=0.2)
+    for i in range(3):
+        writer.put(RawOp("s", i, np.zeros((8, 8), "<u2"), None))
+    assert entered.wait(30)
+    writer.close(timeout=0.3)
+    assert writer.abandon_if_stuck() is not None
+    gate.set()  # the disk answers
+    writer._thread.join(30)
+    assert not writer._thread.is_alive()
+    stored = summarize_store(tmp_path / "s.zarr")["valid"]
+    assert stored + lost["store_raw"] == 3  # on disk or counted lost, never both
+    with pytest.raises(WriterGaveUp):
+        writer.put(RawOp("s", 3, np.zeros((8, 8), "<u2"), None))
+
+
+def test_a_writer_that_fails_lets_go_of_the_stages_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A review (2026-12-07): with its thread dead, a stage waiting for room in its full
+    # queue waited forever, and what was queued was counted nowhere.
+    import threading
+
+    from stream.service._messages import RawOp
+    from stream.service._writer import Writer
+
+    def fails(self, op):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the writer")
+
+    monkeypatch.setattr(Writer, "_apply", fails)
+    lost: Counter[str] = Counter()
+    died: list[BaseException] = []
+    writer = _writer(tmp_path, lost, depth=16, on_died=died.append)
+    refused: list[BaseException] = []
+    given = 0
+
+    def stage() -> None:
+        nonlocal given
+        try:
+            for i in range(40):  # more than the queue holds
+                given += 1
+                writer.put(RawOp("s", i, np.zeros((4, 4), "<u2"), None))
+        except WriterGaveUp as exc:
+            refused.append(exc)
+
+    producer = threading.Thread(target=stage)
+    producer.start()
+    producer.join(30)
+    assert not producer.is_alive()  # let go, not left waiting for room
+    assert refused and "a bug in the writer" in str(refused[0])
+    assert [str(exc) for exc in died] == ["a bug in the writer"]
+    assert lost == {"store_raw": given}  # none written: each counted, the one in hand too

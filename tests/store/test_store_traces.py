@@ -106,3 +106,35 @@ def test_trace_rows_not_on_disk_are_counted_as_unwritten(
             gate.set()
             adding.join(30)
         assert store.unwritten()["traces"] == 1  # the new chunk's row, buffered
+
+
+def test_trace_rows_a_failed_write_gives_up_are_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review (2026-12-07): the row completing a chunk whose write failed was counted
+    lost by the writer and still counted as buffered (then written by a later flush)."""
+    from stream._errors import StoreWriteError
+    from stream.store._traces import TraceArray
+
+    rois = len(LAYOUT["labels"])
+    grow = TraceArray._grow
+
+    def full_disk(self: TraceArray, needed: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        _write(store, range(1), LAYOUT)
+        chunk = store._traces.chunk if store._traces is not None else 0
+        _write(store, range(1, chunk - 1), LAYOUT)
+        monkeypatch.setattr(TraceArray, "_grow", full_disk)
+        with pytest.raises(StoreWriteError) as failed:  # the row that completes the chunk
+            store.write_traces(chunk - 1, np.zeros((rois, 3), np.float32), LAYOUT)
+        assert failed.value.lost == {"traces": chunk}  # every row of the chunk, this one too
+        assert store.unwritten()["traces"] == 0  # given up: not counted again
+        store.write_traces(chunk, np.zeros((rois, 3), np.float32), LAYOUT)
+        store.write_traces(chunk + 1, np.zeros((rois, 3), np.float32), LAYOUT)
+        with pytest.raises(StoreWriteError) as failed:  # a new chunk: the last one's rows
+            store.write_traces(2 * chunk, np.zeros((rois, 3), np.float32), LAYOUT)
+        assert failed.value.lost == {"traces": 2}  # not this one: it is buffered
+        assert store.unwritten()["traces"] == 1
+        monkeypatch.setattr(TraceArray, "_grow", grow)
