@@ -1121,6 +1121,37 @@ def _writer(tmp_path: Path, lost: Counter[str], depth: int = 16, **kwargs: Any) 
     return writer
 
 
+def _store_for_hangs_from(monkeypatch: pytest.MonkeyPatch, index: int) -> tuple[Any, Any]:
+    """The writer finds a store for frames from ``index`` on only once the returned gate
+    is set (a disk that stops answering); ``entered`` is set when it first waits."""
+    import threading
+
+    from stream.service._writer import Writer
+
+    gate, entered = threading.Event(), threading.Event()
+    store_for = Writer._store_for
+
+    def hangs(self, op):  # type: ignore[no-untyped-def]
+        if op.index >= index:
+            entered.set()
+            gate.wait(60)
+        return store_for(self, op)
+
+    monkeypatch.setattr(Writer, "_store_for", hangs)
+    return gate, entered
+
+
+def _give_up_on(writer: Any, gate: Any, entered: Any) -> None:
+    """Once the writer waits on the hung disk: a stop's close, which gives up on it;
+    then the disk answers."""
+    try:
+        assert entered.wait(30)
+        writer.close(timeout=0.3)
+        assert writer.abandon_if_stuck() is not None
+    finally:
+        gate.set()
+
+
 def test_a_stop_on_a_hung_disk_counts_what_a_series_end_was_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -1130,11 +1161,10 @@ def test_a_stop_on_a_hung_disk_counts_what_a_series_end_was_writing(
     import threading
 
     from stream.service._messages import EndOp, RawEndOp, RawOp, RejectedOp
-    from stream.service._writer import Writer
     from stream.store import RejectedStore
 
     gate, entered = threading.Event(), threading.Event()
-    append, store_for = RejectedStore._append, Writer._store_for
+    append = RejectedStore._append
 
     def hangs(self, *args):  # type: ignore[no-untyped-def]
         entered.set()
@@ -1145,41 +1175,23 @@ def test_a_stop_on_a_hung_disk_counts_what_a_series_end_was_writing(
     lost: Counter[str] = Counter()
     writer = _writer(tmp_path / "a", lost)
     pixels = np.zeros((8, 8), "<u2")
-    try:
-        writer.put(RawOp("s", 0, pixels, None))
-        writer.put(RejectedOp("s", "duplicate", 0, pixels, None, 1))
-        writer.put(RawEndOp("s"))
-        writer.put(EndOp("s"))  # the end flushes the rejected frames: the write hangs
-        assert entered.wait(30)
-        writer.close(timeout=0.3)
-        assert writer.abandon_if_stuck() is not None
-    finally:
-        gate.set()
+    writer.put(RawOp("s", 0, pixels, None))
+    writer.put(RejectedOp("s", "duplicate", 0, pixels, None, 1))
+    writer.put(RawEndOp("s"))
+    writer.put(EndOp("s"))  # the end flushes the rejected frames: the write hangs
+    _give_up_on(writer, gate, entered)
     assert lost == {"store_rejected": 1}
 
     monkeypatch.setattr(RejectedStore, "_append", append)
-    gate, entered = threading.Event(), threading.Event()
-
-    def hangs_from_the_next_run(self, op):  # type: ignore[no-untyped-def]
-        if op.index >= 1:
-            entered.set()
-            gate.wait(60)
-        return store_for(self, op)
-
-    monkeypatch.setattr(Writer, "_store_for", hangs_from_the_next_run)
+    gate, entered = _store_for_hangs_from(monkeypatch, 1)  # the next run's first frame
     lost.clear()
     writer = _writer(tmp_path / "b", lost)
-    try:
-        writer.put(RawOp("s", 0, pixels, None))
-        writer.put(RawEndOp("s"))  # ended and started again at once:
-        for i in (1, 2, 3):
-            writer.put(RawOp("s", i, pixels, None))  # kept back for the end
-        writer.put(EndOp("s"))  # closes the first run, then applies them: the first hangs
-        assert entered.wait(30)
-        writer.close(timeout=0.3)
-        assert writer.abandon_if_stuck() is not None
-    finally:
-        gate.set()
+    writer.put(RawOp("s", 0, pixels, None))
+    writer.put(RawEndOp("s"))  # ended and started again at once:
+    for i in (1, 2, 3):
+        writer.put(RawOp("s", i, pixels, None))  # kept back for the end
+    writer.put(EndOp("s"))  # closes the first run, then applies them: the first hangs
+    _give_up_on(writer, gate, entered)
     assert lost == {"store_raw": 3}
 
 
@@ -1189,21 +1201,10 @@ def test_a_writer_given_up_on_writes_no_more_when_its_disk_answers_again(
     # A review (2026-12-07): frames counted lost by the stop reached the disk after all
     # when it answered again (the service embedded in a process that lives on), so they
     # were both on disk and counted lost.
-    import threading
 
     from stream.service._messages import RawOp
-    from stream.service._writer import Writer
 
-    gate, entered = threading.Event(), threading.Event()
-    store_for = Writer._store_for
-
-    def hangs_at_the_third(self, op):  # type: ignore[no-untyped-def]
-        if op.index >= 2:
-            entered.set()
-            gate.wait(60)
-        return store_for(self, op)
-
-    monkeypatch.setattr(Writer, "_store_for", hangs_at_the_third)
+    gate, entered = _store_for_hangs_from(monkeypatch, 2)
     lost: Counter[str] = Counter()
     writer = _writer(tmp_path, lost, flush_interval_s=0.2)
     for i in range(3):
@@ -1253,6 +1254,7 @@ def test_a_writer_that_fails_lets_go_of_the_stages_and_says_so(
     producer.start()
     producer.join(30)
     assert not producer.is_alive()  # let go, not left waiting for room
+    writer._thread.join(30)  # its last act, the report, comes after that
     assert refused and "a bug in the writer" in str(refused[0])
     assert [str(exc) for exc in died] == ["a bug in the writer"]
     assert lost == {"store_raw": given}  # none written: each counted, the one in hand too
