@@ -74,8 +74,9 @@ REJECTED_BLOCK_BYTES = 32 * 2**20
 
 
 class WriterGaveUp(Exception):
-    """A put after the stop gave up on a writer that does not answer: the operation's
-    frames are counted lost, and the stage that put it stops."""
+    """A put the writer refuses -- a stop gave up on it (a disk that does not answer),
+    or its thread has ended or failed: the operation's frames are counted lost, and the
+    stage that put it stops."""
 
 
 def _nbytes(op: WriterOp) -> int:
