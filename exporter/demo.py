@@ -281,6 +281,10 @@ def _receive_while_sending(
         _receive(sub, sim, n_frames, sender, out)
     except KeyboardInterrupt:  # Ctrl-C: stop sending, keep what came, close cleanly
         out.interrupted = True
+        # a frame it caught half-recorded (its arrival, header and pixels are three
+        # appends) is left out
+        whole = min(len(out.t_arrival_ns), len(out.headers), len(out.frames))
+        del out.t_arrival_ns[whole:], out.headers[whole:], out.frames[whole:]
     finally:
         # the simulator stops (and sends its end mark) before any socket closes: its
         # thread must not be left sending into a socket closed under it
