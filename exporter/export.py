@@ -16,6 +16,7 @@ it names the computation, so re-exporting the same checkpoint gives the same id.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -213,12 +214,21 @@ def _running_mean(frames: np.ndarray, meta: ModelMetadata) -> np.ndarray | None:
     return frames.mean(axis=0, dtype=np.float32) if meta.running_mean > 0 else None
 
 
+def _told_camera(meta: ModelMetadata) -> CameraModel:
+    """:data:`PARITY_CAMERA` as the engine tells it to ``meta``'s model: with no less read
+    noise than the model was trained with (:meth:`ModelMetadata.told_read_noise`). A
+    model trained on a dark recording of more than the parity camera's 1 e- failed every
+    export before the reference did the same (a new user's trial, 2026-12-07)."""
+    read = meta.told_read_noise(PARITY_CAMERA.gain, PARITY_CAMERA.read_noise)
+    return PARITY_CAMERA.model_copy(update={"read_noise": read})
+
+
 def _model_units(frames: np.ndarray, meta: ModelMetadata) -> tuple[np.ndarray, float, float]:
     """(C, H, W) model input, scale and offset, as the engine builds them."""
     if meta.normalization == "adaptive":
         inputs = np.empty((meta.in_channels, *frames.shape[1:]), np.float32)
         scale = model_input(
-            frames, PARITY_CAMERA, meta.noise_map, out=inputs,
+            frames, _told_camera(meta), meta.noise_map, out=inputs,
             running_mean=_running_mean(frames, meta),
         )  # fmt: skip
         return inputs, scale, PARITY_CAMERA.offset
@@ -383,7 +393,8 @@ def export_onnx(
     Raises
     ------
     ParityError
-        A variant's error exceeds its bound (the file is left on disk for inspection).
+        A variant's error exceeds its bound: nothing is written to ``out`` (an earlier
+        file there stays); the failed files are kept as ``<name>.parity-failed``.
     ModelError
         The checkpoint cannot be read, or the exported graph fails the ONNX checker.
     ConfigError
@@ -411,10 +422,71 @@ def export_onnx(
         fields["input_offset"] = float(norm["input_offset"])
         fields["input_scale"] = float(norm["input_scale"])
     proto = _torch_to_onnx(model)
-    meta = finish_model(proto, fields, out)
-    report = ExportReport(out, meta, out.stat().st_size, tolerance)
+    half_path = out.with_name(out.stem + "-fp16.onnx")
+    staged = {out: _staged(out), half_path: _staged(half_path)}
+    try:
+        report = _export_staged(
+            proto, fields, model, out, staged, fp16, parity_inputs, threads, tolerance,
+            fp16_tolerance,
+        )  # fmt: skip
+    except ParityError as exc:  # kept for inspection, under names serve and info refuse
+        kept = [_keep_failed(path, final) for final, path in staged.items() if path.exists()]
+        raise ParityError(
+            f"{exc}; nothing was written to {out}"
+            + (f" (the failed export is kept for inspection as {', '.join(kept)})" if kept else "")
+        ) from None
+    except BaseException:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+        raise
+    for final, path in staged.items():
+        if path.exists():
+            path.replace(final)
+    meta = report.metadata
+    report.seconds = time.perf_counter() - t0
+    log.info(
+        "exported %s (%s, receptive field %d, hash %s): max error %.2g model units",
+        out,
+        meta.architecture,
+        meta.receptive_field,
+        (meta.content_hash or "")[:12],
+        report.max_error(),
+    )
+    return report
+
+
+def _staged(path: Path) -> Path:
+    """A hidden name beside ``path`` an export is written under until its parity holds
+    (ending in .onnx, as the engine that checks it wants)."""
+    return path.with_name(f".{path.stem}.export-{os.getpid()}.onnx")
+
+
+def _keep_failed(staged: Path, final: Path) -> str:
+    """Move a failed export to ``<final>.parity-failed``; its new name."""
+    kept = final.with_name(final.name + ".parity-failed")
+    staged.replace(kept)
+    return str(kept)
+
+
+def _export_staged(
+    proto: onnx.ModelProto,
+    fields: dict[str, Any],
+    model: DnCNN,
+    out: Path,
+    staged: dict[Path, Path],
+    fp16: bool,
+    parity_inputs: int,
+    threads: int | None,
+    tolerance: float,
+    fp16_tolerance: float,
+) -> ExportReport:
+    """Write the model(s) under their ``staged`` names and check their parity there; the
+    report names the final paths. Raises ParityError beyond a bound."""
+    meta = finish_model(proto, fields, staged[out])
+    report = ExportReport(out, meta, staged[out].stat().st_size, tolerance)
     cases = parity_cases(model, meta, parity_inputs)
-    report.rows += check_parity(out, cases, threads=threads)
+    report.rows += check_parity(staged[out], cases, threads=threads)
+    half = None
     if fp16:
         from onnxconverter_common import float16
 
@@ -426,10 +498,11 @@ def export_onnx(
         if caught:  # weights below fp16's normal range are rounded to +-1e-7: a note only
             log.info("fp16 conversion: %d weights clamped to the fp16 range", len(caught))
         report.fp16_path = out.with_name(out.stem + "-fp16.onnx")
-        report.fp16_metadata = finish_model(half, fields, report.fp16_path)
+        report.fp16_metadata = finish_model(half, fields, staged[report.fp16_path])
         report.fp16_tolerance = fp16_tolerance
-        report.rows += check_parity(report.fp16_path, cases, variant="fp16", threads=threads)
-    report.seconds = time.perf_counter() - t0
+        report.rows += check_parity(
+            staged[report.fp16_path], cases, variant="fp16", threads=threads
+        )
     for variant, bound in (("fp32", tolerance), ("fp16", fp16_tolerance)):
         worst = report.max_error(variant)
         if worst > bound:
@@ -437,17 +510,11 @@ def export_onnx(
                 f"exported {variant} model {out if variant == 'fp32' else report.fp16_path} "
                 f"differs from torch by up to {worst:.3g} model units, expected <= {bound:.3g}"
             )
-    if report.fp16_path is not None:  # checked in fp16: TensorRT may build either in fp16
-        fields["fp16"] = True  # (gpu.fp16 = "auto"); the metadata only, hashes unchanged
-        report.metadata = meta = finish_model(proto, fields, out)
-        report.fp16_metadata = finish_model(half, fields, report.fp16_path)
-        report.size_bytes = out.stat().st_size
-    log.info(
-        "exported %s (%s, receptive field %d, hash %s): max error %.2g model units",
-        out,
-        meta.architecture,
-        meta.receptive_field,
-        (meta.content_hash or "")[:12],
-        report.max_error(),
-    )
+    if report.fp16_path is not None and half is not None:
+        # checked in fp16: TensorRT may build either in fp16 (gpu.fp16 = "auto"); the
+        # metadata only, hashes unchanged
+        fields = {**fields, "fp16": True}
+        report.metadata = finish_model(proto, fields, staged[out])
+        report.fp16_metadata = finish_model(half, fields, staged[report.fp16_path])
+        report.size_bytes = staged[out].stat().st_size
     return report
