@@ -42,7 +42,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from stream import ConfigError
 from stream.sim import CalciumPhantom, NoiseModel, PhantomConfig, expected_camera, frame_rng
 
-from .noise import RecordedNoise, load_noise_stack
+from .noise import RecordedNoise, light_in, load_noise_stack
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,8 @@ def recorded_noise(noise: NoiseConfig) -> RecordedNoise | None:
         return None
     assert noise.recorded is not None  # the validator guarantees it
     stack = load_noise_stack(noise.recorded)
+    if lit := light_in(stack):  # trained on a scene's light as if it were noise
+        log.warning("[data.noise] recorded = %s: %s", noise.recorded, lit)
     if noise.remove_pixel_mean and len(stack) < 2:
         raise ConfigError(
             f"{noise.recorded}: expected at least 2 frames of noise, to tell it from each "

@@ -422,15 +422,22 @@ def export_onnx(
         fields["input_offset"] = float(norm["input_offset"])
         fields["input_scale"] = float(norm["input_scale"])
     proto = _torch_to_onnx(model)
-    half_path = out.with_name(out.stem + "-fp16.onnx")
-    staged = {out: _staged(out), half_path: _staged(half_path)}
+    finals = [out, *([out.with_name(out.stem + "-fp16.onnx")] if fp16 else [])]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = {final: _staged(final) for final in finals}  # this run's own, each
     try:
         report = _export_staged(
-            proto, fields, model, out, staged, fp16, parity_inputs, threads, tolerance,
+            proto, fields, model, out, staged, parity_inputs, threads, tolerance,
             fp16_tolerance,
         )  # fmt: skip
     except ParityError as exc:  # kept for inspection, under names serve and info refuse
-        kept = [_keep_failed(path, final) for final, path in staged.items() if path.exists()]
+        kept = [
+            _keep_failed(path, final)
+            for final, path in staged.items()
+            if path.exists() and path.stat().st_size > 0
+        ]
+        for path in staged.values():
+            path.unlink(missing_ok=True)  # made, never written
         raise ParityError(
             f"{exc}; nothing was written to {out}"
             + (f" (the failed export is kept for inspection as {', '.join(kept)})" if kept else "")
@@ -439,9 +446,8 @@ def export_onnx(
         for path in staged.values():
             path.unlink(missing_ok=True)
         raise
-    for final, path in staged.items():
-        if path.exists():
-            path.replace(final)
+    for final, path in staged.items():  # through a symlink at -o, as a plain save wrote
+        path.replace(final.resolve() if final.is_symlink() else final)
     meta = report.metadata
     report.seconds = time.perf_counter() - t0
     log.info(
@@ -456,9 +462,15 @@ def export_onnx(
 
 
 def _staged(path: Path) -> Path:
-    """A hidden name beside ``path`` an export is written under until its parity holds
-    (ending in .onnx, as the engine that checks it wants)."""
-    return path.with_name(f".{path.stem}.export-{os.getpid()}.onnx")
+    """A new hidden file beside ``path`` (beside its target, for a symlink) that an export
+    is written to until its parity holds; its name ends in .onnx, as the engine that
+    checks it wants, and is this run's alone (not a killed run's, whose PID came again)."""
+    target = path.resolve() if path.is_symlink() else path
+    handle, name = tempfile.mkstemp(
+        prefix=f".{target.stem}.export-", suffix=".onnx", dir=target.parent
+    )
+    os.close(handle)
+    return Path(name)
 
 
 def _keep_failed(staged: Path, final: Path) -> str:
@@ -474,20 +486,21 @@ def _export_staged(
     model: DnCNN,
     out: Path,
     staged: dict[Path, Path],
-    fp16: bool,
     parity_inputs: int,
     threads: int | None,
     tolerance: float,
     fp16_tolerance: float,
 ) -> ExportReport:
-    """Write the model(s) under their ``staged`` names and check their parity there; the
-    report names the final paths. Raises ParityError beyond a bound."""
+    """Write the model (and its fp16 variant, where ``staged`` has a path for it) under
+    the ``staged`` names and check their parity there; the report names the final paths.
+    Raises ParityError beyond a bound."""
     meta = finish_model(proto, fields, staged[out])
     report = ExportReport(out, meta, staged[out].stat().st_size, tolerance)
     cases = parity_cases(model, meta, parity_inputs)
     report.rows += check_parity(staged[out], cases, threads=threads)
     half = None
-    if fp16:
+    fp16_path = out.with_name(out.stem + "-fp16.onnx")
+    if fp16_path in staged:
         from onnxconverter_common import float16
 
         half = onnx.ModelProto()
@@ -497,7 +510,7 @@ def _export_staged(
             half = float16.convert_float_to_float16(half, keep_io_types=True)
         if caught:  # weights below fp16's normal range are rounded to +-1e-7: a note only
             log.info("fp16 conversion: %d weights clamped to the fp16 range", len(caught))
-        report.fp16_path = out.with_name(out.stem + "-fp16.onnx")
+        report.fp16_path = fp16_path
         report.fp16_metadata = finish_model(half, fields, staged[report.fp16_path])
         report.fp16_tolerance = fp16_tolerance
         report.rows += check_parity(

@@ -37,7 +37,20 @@ def check_endpoint(value: str) -> str:
         raise ValueError(
             f"expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/x, got {value!r}"
         )
+    if scheme == "tcp" and not has_tcp_port(rest):
+        # libzmq takes tcp://127.0.0.1:99999 and serves on port 34463 (99999 mod 65536)
+        raise ValueError(
+            f"expected a TCP endpoint tcp://host:port with a port of 0-65535 (or *), got {value!r}"
+        )
     return value
+
+
+def has_tcp_port(address: str) -> bool:
+    """Whether ``host:port`` (a tcp endpoint without its scheme) ends in a port libzmq
+    takes as written: 0-65535, or ``*`` (any free one)."""
+    host, colon, port = address.rpartition(":")
+    digits = port.isascii() and port.isdigit() and len(port) <= 5
+    return bool(colon and host) and (port == "*" or (digits and int(port) <= 65535))
 
 
 def check_frame_shape(value: tuple[int, int]) -> tuple[int, int]:

@@ -298,6 +298,23 @@ def check_publisher(svc: Any, data: Path, command: list[str], series: str, count
     np.testing.assert_array_equal(stored_t_ns(data, series), T0_NS + np.arange(count))
 
 
+def check_publish_usage(svc: Any, command: list[str], cwd: Path | None = None) -> None:
+    """A frame count or side that is no whole number is bad usage: exit 2, nothing sent.
+    The C++ and Node programs read "x" as 0 frames (Node: NaN), sent a series' start and
+    end and exited 0 (a new user's trial, 2026-12-07)."""
+    from deepdenoise_client import Control
+
+    for numbers in (["x", "8", "8"], ["3", "0", "8"], ["3", "8", "8x"], ["1.5", "8", "8"]):
+        done = subprocess.run(
+            [*command, svc.endpoints["input"], "usage-check", *numbers],
+            capture_output=True, text=True, timeout=120, cwd=cwd, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, f"{numbers}: exit {done.returncode}\n{done.stderr}"
+        assert "usage" in done.stderr and not done.stdout.strip(), (done.stdout, done.stderr)
+    with Control(svc.endpoints["control"], timeout=10) as control:
+        assert "usage-check" not in control.status()["series"]
+
+
 # -- CURVE ----------------------------------------------------------------------------
 
 

@@ -14,7 +14,9 @@ classdef DDControl < handle
   %   holds it exactly (DD_MAP). A reply with ok = false is an error
   %   'deepdenoise:refused' whose message is the service's; no reply within the
   %   timeout is an error 'deepdenoise:timeout', after which the REQ socket (which
-  %   could not send again) is replaced, so the object stays usable.
+  %   could not send again) is replaced, so the object stays usable. In Octave, every
+  %   command but status is sent only once a status request got its reply (its closed
+  %   sockets cannot drop what they hold: see README.md, Limits).
   %   Options: 'timeout' (seconds per reply, default 5), 'max_reply' (bytes, default
   %   4 MiB: Octave's binding receives into a buffer of that size, see DD_ZMQ_RECV),
   %   'curve' (DD_CURVE_KEYS with the service's public key: a CURVE client of a service
@@ -105,6 +107,30 @@ classdef DDControl < handle
   end
 
   methods (Access = private)
+    function parts = transact(obj, cmd, request, before)
+      % Send REQUEST, return the reply's parts; no reply within the timeout: the
+      % socket is replaced and an error 'deepdenoise:timeout' raised. BEFORE: the
+      % command this request was a probe for (not sent), or ''.
+      parts = {};
+      if dd_zmq_send(obj.socket, {request}, obj.timeout)
+        parts = dd_zmq_recv(obj.socket, obj.timeout, obj.max_reply);
+      end
+      if isempty(parts)
+        obj.reset();
+        keys = '';
+        if ~isempty(obj.curve)   % a service with [security] drops a refused key's handshake
+          keys = dd_curve_hint(false);
+        end
+        unsent = '';
+        if ~isempty(before)
+          unsent = sprintf(' (asked before ''%s'', which was not sent)', before);
+        end
+        dd_error('timeout', ['no reply to ''%s''%s from %s within %g s: is the service ' ...
+          'running with its control socket there?%s'], cmd, unsent, obj.endpoint, ...
+          obj.timeout, keys);
+      end
+    end
+
     function open(obj)
       obj.socket = dd_zmq_socket('REQ');
       try
@@ -130,19 +156,15 @@ classdef DDControl < handle
       if isempty(obj.socket)
         dd_error('usage', 'this DDControl is closed');
       end
-      parts = {};
-      if dd_zmq_send(obj.socket, {request}, obj.timeout)
-        parts = dd_zmq_recv(obj.socket, obj.timeout, obj.max_reply);
+      if strcmp(obj.socket.backend, 'octave') && ~strcmp(cmd, 'status')
+        % Octave's zeromq package cannot set ZMQ_LINGER, so a closed socket cannot drop
+        % a request it holds: one given up on while no service was there went out when
+        % a service started later on the endpoint, which then stopped or paused. A
+        % status request first proves a service answers now; only then is CMD sent (an
+        % unanswered status request reaching a later service changes nothing).
+        obj.transact('status', dd_encode_request('status'), cmd);
       end
-      if isempty(parts)
-        obj.reset();
-        keys = '';
-        if ~isempty(obj.curve)   % a service with [security] drops a refused key's handshake
-          keys = dd_curve_hint(false);
-        end
-        dd_error('timeout', ['no reply to ''%s'' from %s within %g s: is the service ' ...
-          'running with its control socket there?%s'], cmd, obj.endpoint, obj.timeout, keys);
-      end
+      parts = obj.transact(cmd, request, '');
       if numel(parts{1}) > obj.max_reply
         dd_error('transport', 'the reply to ''%s'' is longer than max_reply = %d bytes', cmd, ...
           obj.max_reply);

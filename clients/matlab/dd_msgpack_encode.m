@@ -9,7 +9,8 @@ function bytes = dd_msgpack_encode(value)
 %   double or single scalar               float64 (always: the canonical float)
 %   char row vector (or MATLAB string)    str (UTF-8)
 %   DD_BIN(bytes)                         bin
-%   cell vector, numeric/logical vector   array
+%   cell vector, numeric/logical vector   array (a matrix is refused: its shape would
+%                                         be lost; a cell of row vectors keeps it)
 %   struct scalar (field order)           map
 %   DD_MAP(keys, values) (key order)      map
 %
@@ -46,11 +47,13 @@ elseif ischar(x)
 elseif isa(x, 'string')
   out = enc(char(x));
 elseif iscell(x)
+  check_vector(x, 'cell');
   out = [{len_prefix(numel(x), uint8(144), [], uint8(220), uint8(221))}, ...
     cellfun(@(e) cat_parts(enc(e)), reshape(x, 1, []), 'UniformOutput', false)];
 elseif isnumeric(x) && isequal(size(x), [0 0]) && isa(x, 'double')
   out = {uint8(192)};
 elseif (isnumeric(x) || islogical(x)) && ~isscalar(x)
+  check_vector(x, class(x));
   n = numel(x);
   items = cell(1, n);
   for i = 1:n
@@ -68,6 +71,15 @@ elseif isfloat(x)
   out = {[uint8(203), be(double(x), 'double')]};
 else
   dd_error('header_decode', 'cannot encode a value of class %s in a msgpack header', class(x));
+end
+end
+
+function check_vector(x, what)
+% An array is a vector: a matrix would go out flattened in column order, its shape lost
+% (a reader in C order sees its transpose).
+if ~isempty(x) && ~isvector(x)
+  dd_error('header_decode', ['cannot encode a %s %s matrix as a msgpack array; use a ' ...
+    'vector, or a cell of row vectors (one per row)'], mat2str(size(x)), what);
 end
 end
 

@@ -76,6 +76,8 @@ def _read_onnx(path: Path) -> onnx.ModelProto:
     expected = "expected an .onnx model; export a checkpoint first with deepdenoise export"
     if path.suffix.lower() != ".onnx":
         raise ModelError(f"{path}: {expected}")
+    if not path.is_file():  # a missing model is no checkpoint to export
+        raise ModelError(f"{path}: no such model file; expected an .onnx model")
     try:
         return onnx.load(str(path))
     except (DecodeError, ValueError, OSError) as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stream import ConfigError
+from stream.camera import RowNoise, remove_row_offsets, scene_moved
 from stream.engine import update_running_mean
 
 from ..noise import load_noise_stack
@@ -22,6 +23,11 @@ from ..noise import load_noise_stack
 #: A running mean leaves out the frames whose exponential weight in it would be below
 #: this (the difference to the engine's mean is of that order).
 MEAN_NEGLIGIBLE_WEIGHT = 1e-4
+#: Row noise too weak for the service to level is still counted by the risk estimate
+#: where its variance stands this many standard errors above none ...
+ROWS_FOUND = 3.0
+#: ... over at least this many still pairs.
+MIN_ROW_PAIRS = 2
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,37 @@ class Recording:
         for i in range(start + 1, t):
             update_running_mean(mean, self.frames[i][region], decay, i - start + 1)
         return mean
+
+
+def level_rows(recording: Recording) -> tuple[Recording, float, float]:
+    """The recording with its rows' offsets taken out of every frame, where the service
+    would take them out (:class:`stream.camera.RowNoise` on its consecutive still
+    pairs, :func:`stream.camera.remove_row_offsets`); the rms taken out (counts; 0:
+    none, the recording returned as it is); and the variance of row offsets left in
+    the frames (counts²: found, but not levelled, as the service would not level them:
+    too weak, or frames clipped at a floor or of coarse counts; 0 where none was found).
+
+    The model is then adapted to, and judged on, what the service will give it, and the
+    risk estimate counts the row noise left (:func:`._risk.estimated_mse`). Judged as
+    if its pixels' noise were independent, a new user's recording with rows of 0.5 ADU
+    rms had weights 1.3 dB worse than the start rated 16 % better (2026-12-07)."""
+    rows = RowNoise()
+    for t in np.flatnonzero(recording.valid)[1:]:
+        if rows.done:
+            break
+        if not recording.valid[t - 1]:
+            continue
+        frame = recording.frames[t].astype(np.float32)
+        previous = recording.frames[t - 1].astype(np.float32)
+        if not scene_moved(frame, previous):
+            rows.add(frame, previous)
+    if not rows.correcting:
+        found = rows.pairs >= MIN_ROW_PAIRS and rows.variance > ROWS_FOUND * rows.standard_error
+        return recording, 0.0, rows.variance if found else 0.0
+    frames = np.empty(recording.frames.shape, np.float32)
+    for t in range(len(frames)):
+        frames[t] = remove_row_offsets(recording.frames[t]) if recording.valid[t] else 0.0
+    return Recording(frames, recording.valid, recording.source), rows.rms, 0.0
 
 
 def load_recording(path: Path, max_frames: int | None = None) -> Recording:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -73,7 +73,7 @@ def adapt_command(
         from pydantic import ValidationError
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from exporter.adapt import AdaptConfig, adapt
+        from exporter.adapt import SHOWN_BY, AdaptConfig, adapt
         from stream.camera import CameraModel
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
@@ -120,9 +120,13 @@ def adapt_command(
         (f"{report.metadata.adaptation['loss']} loss",
          f"{report.loss_first:.4g} -> {report.loss_last:.4g}"),
         ("camera", f"gain {cam.gain:.4g}, offset {cam.offset:.4g}, read {cam.read_noise:.4g}"),
+        *_row_noise_rows(report.metadata.adaptation),
         ("parity vs torch", f"{report.parity_error:.2g} model units (engine on CPU)"),
         ("MSE estimate by step", ", ".join(f"{k}: {v:.4g}" for k, v in report.risks.items())
          + " ADU² (PG-URE, from the noisy frames; 0 = start)"),
+        ("below the start's", ", ".join(
+            f"{k}: {gain:.3g} ± {se:.2g}" for k, (gain, se) in report.margins.items())
+         + f" ADU² (± a standard error; chosen only {SHOWN_BY:g} of them below)"),
         ("chosen", f"step {report.chosen_step}" if report.chosen_step else "the starting weights"),
         ("wrote", f"{report.out} (hash {(report.metadata.content_hash or '')[:12]})"),
     )  # fmt: skip
@@ -140,12 +144,26 @@ def adapt_command(
     if not report.helped:
         console.print(
             "[bold yellow]warning:[/] no adapted weights are estimated better than "
-            f"{report.start.name} on this recording: {report.out} holds the starting "
-            "weights (README, adapt).",
+            f"{report.start.name} on this recording by {SHOWN_BY:g} standard errors: "
+            f"{report.out} holds the starting weights (README, adapt).",
             highlight=False,
         )
         # `adapt ... && load-model ...` must not swap in a model that gains nothing
         raise typer.Exit(EXIT_WORSE)
+
+
+def _row_noise_rows(adaptation: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's row on the recording's row noise (CMOS banding), if it had any."""
+    if levelled := adaptation.get("rows_levelled"):
+        return [("row noise", f"{levelled:.3g} counts rms: rows levelled, as the service does")]
+    if left := adaptation.get("row_noise_left"):
+        return [
+            (
+                "row noise",
+                f"{left:.3g} counts rms, not levelled (nor live): in the MSE estimate",
+            )
+        ]
+    return []
 
 
 def _option_error(exc: ValidationError) -> str:

@@ -278,7 +278,12 @@ def calibrate_command(
     """Fit the Poisson-Gaussian camera model to recordings; prints it as TOML for `serve`
     and `train` on stdout (the fit and its notes go to stderr)."""
     try:
-        from exporter.noise import dark_pattern, estimate_camera_noise, load_noise_stack
+        from exporter.noise import (
+            dark_pattern,
+            estimate_camera_noise,
+            light_in,
+            load_noise_stack,
+        )
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
     if gain is not None and not (math.isfinite(gain) and gain > 0):
@@ -318,19 +323,26 @@ def calibrate_command(
         raise fail(exc) from exc
     # the dark frames: given with --dark, or STACK itself where the gain is given
     darks = dark_frames if dark_frames is not None else frames if gain is not None else None
+    if darks is not None and (lit := light_in(darks)):
+        err_console.print(
+            f"[bold yellow]warning:[/] {dark if dark_frames is not None else stack}: {lit}",
+            highlight=False,
+        )
+    pattern = dark_pattern(darks, fit.read_noise) if darks is not None else 0.0
     if offset_map is not None:
         assert darks is not None  # refused above without either
         average = darks.astype(np.float64).mean(axis=0).astype(np.float32)
         offset_map.parent.mkdir(parents=True, exist_ok=True)
         np.save(offset_map, average)
-        spread = float(np.std(average))
+        # the table's "fixed pattern" figure, and the plain spread beside it: two numbers
+        # for one map, unexplained, read as a contradiction (a new user's trial)
         err_console.print(
             f"wrote {offset_map}: the average of {len(darks)} dark frames, "
-            f"{average.shape[0]}x{average.shape[1]}, its pattern {spread:.3g} ADU rms "
-            f"(of which their read noise leaves about "
-            f"{fit.read_noise / np.sqrt(len(darks)):.2g}); serve --offset-map {offset_map}"
+            f"{average.shape[0]}x{average.shape[1]}; its fixed pattern {pattern:.3g} ADU "
+            f"rms pixel to pixel (the table's), its plain spread {float(np.std(average)):.3g} "
+            f"(hot pixels, shading and the read noise's {fit.read_noise / np.sqrt(len(darks)):.2g} "
+            f"included); serve --offset-map {offset_map}"
         )
-    pattern = dark_pattern(darks, fit.read_noise) if darks is not None else 0.0
     # Without the map, the pattern is noise to the model: the tables count it (the live
     # estimate does too, stream.camera._fixed_pattern); told only the read noise, the
     # blend with smoothing trusted the model's output and kept the pattern.

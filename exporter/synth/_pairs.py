@@ -26,6 +26,7 @@ noise when configured; its rms is then the read noise the model is told.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,8 +42,10 @@ from stream import ConfigError
 from stream.camera import darkest_level
 from stream.engine import CameraModel, model_input, update_running_mean
 
-from ..noise import RecordedNoise, load_noise_stack
+from ..noise import RecordedNoise, light_in, load_noise_stack
 from ._scenes import FIRST_KINDS, GENERIC, scene_movie
+
+log = logging.getLogger(__name__)
 
 F32 = np.float32
 Range = tuple[float, float]
@@ -152,6 +155,8 @@ class PairGenerator:
         self.recorded: RecordedNoise | None = None
         if cfg.recorded is not None:
             stack = load_noise_stack(cfg.recorded)
+            if lit := light_in(stack):  # trained on a scene's light as if it were noise
+                log.warning("[synth] recorded = %s: %s", cfg.recorded, lit)
             try:
                 self.recorded = RecordedNoise(stack)
             except ConfigError as exc:

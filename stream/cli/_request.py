@@ -9,6 +9,7 @@ service's public one (``service.key``).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +22,71 @@ from ._common import err_console
 CLIENT_KEY_ENV, SERVER_KEY_ENV = "DEEPDENOISE_CLIENT_KEY", "DEEPDENOISE_SERVER_KEY"
 
 
+#: Seconds a request waits for its connection to be taken before it says that nothing
+#: is there: a load-model waits up to 2 minutes for its reply (a warm-up), which a
+#: service that is not running made it wait out in full (a new user's trial).
+CONNECT_WAIT_S = 5.0
+
+
 def request(endpoint: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Send one control request and return the reply map."""
     with zmq.Context() as ctx, ctx.socket(zmq.REQ) as sock:
         sock.setsockopt(zmq.LINGER, 0)
         secured = _curve_client(sock)
-        sock.connect(endpoint)
-        sock.send(msgpack.packb(message, use_bin_type=True))
-        if not sock.poll(int(timeout * 1000)):
-            hint = (
-                " Is this client's public key in the service's security.clients folder?"
-                if secured
-                else f" (A service with [security] answers only clients with an allowed key: "
-                f"set {CLIENT_KEY_ENV} and {SERVER_KEY_ENV}.)"
-            )
-            raise ServiceTimeoutError(
-                f"no reply from {endpoint} within {timeout} s: "
-                f"is `deepdenoise serve` running there?{hint}"
-            )
+        monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+        try:
+            sock.connect(endpoint)
+            sock.send(msgpack.packb(message, use_bin_type=True))
+            _wait_for_reply(sock, monitor, endpoint, timeout, secured)
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
         reply = msgpack.unpackb(sock.recv(), raw=False)
     if not isinstance(reply, dict):
         raise ProtocolError("control", f"expected a reply map from {endpoint}, got {reply!r:.200}")
     return reply
+
+
+def _wait_for_reply(
+    sock: zmq.Socket[Any], monitor: zmq.Socket[Any], endpoint: str, timeout: float, secured: bool
+) -> None:
+    """Return once a reply waits on ``sock``; raise ServiceTimeoutError when none came
+    within ``timeout``, or sooner when no connection was taken within CONNECT_WAIT_S."""
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    start = time.monotonic()
+    connected = False
+    while True:
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            break
+        limit = timeout if connected else min(timeout, CONNECT_WAIT_S)
+        if not connected and waited >= limit:
+            raise ServiceTimeoutError(
+                f"no service at {endpoint}: nothing took the connection within {limit:g} s; "
+                "is `deepdenoise serve` running there (its --control endpoint)?"
+            )
+        events = dict(poller.poll(max(1, int((limit - waited) * 1000))))
+        if sock in events:
+            return
+        if monitor in events:
+            monitor.recv_multipart()  # the only event asked for: connected
+            connected = True
+    if not connected:  # a timeout at or under CONNECT_WAIT_S: said as that wait says it
+        raise ServiceTimeoutError(
+            f"no service at {endpoint}: nothing took the connection within {timeout:g} s; "
+            "is `deepdenoise serve` running there (its --control endpoint)?"
+        )
+    hint = (
+        " Is this client's public key in the service's security.clients folder?"
+        if secured
+        else f" (A service with [security] answers only clients with an allowed key: "
+        f"set {CLIENT_KEY_ENV} and {SERVER_KEY_ENV}.)"
+    )
+    raise ServiceTimeoutError(
+        f"no reply from {endpoint} within {timeout} s: is `deepdenoise serve` running there?{hint}"
+    )
 
 
 def _curve_client(sock: zmq.Socket[Any]) -> bool:

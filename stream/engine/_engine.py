@@ -344,6 +344,8 @@ class Engine:
         try:
             return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own untyped errors for every failure
+            if "INVALID_PROTOBUF" in str(exc):  # not an ONNX file at all: say so, not ORT's dump
+                raise ModelError(not_an_onnx_model(self.path)) from None
             raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
 
     def planned_shapes(self) -> list[tuple[int, int]]:
@@ -833,3 +835,21 @@ class Engine:
             f"Engine({self.path.name!r}, provider={self.provider!r}, id={self.model_id!r}, "
             f"tile={self.tile}, overlap={self.overlap})"
         )
+
+
+def not_an_onnx_model(path: Path) -> str:
+    """What to say of a file whose bytes are no ONNX model (ORT's "Protobuf parsing
+    failed"): a torch checkpoint (a zip, as ``train`` writes ``best.pt``) is exported
+    first; anything else is not a model."""
+    with open(path, "rb") as file:
+        zipped = file.read(4) == b"PK\x03\x04"
+    if zipped or path.suffix.lower() in (".pt", ".pth", ".ckpt"):
+        # beside it, and never its own name (export refuses to write over the checkpoint)
+        onnx = path.with_name(
+            path.stem + ("-exported.onnx" if path.suffix.lower() == ".onnx" else ".onnx")
+        )
+        return (
+            f"{path} is a torch checkpoint, not an ONNX model; export it first: "
+            f"deepdenoise export {path} -o {onnx}"
+        )
+    return f"{path} is not an ONNX model (its bytes do not parse as one); expected an .onnx file"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from service_harness import (
     ServeProcess,
+    free_tcp_endpoint,
     interrupt_when,
     running_service,
     sigint_as_in_a_terminal,
@@ -347,7 +348,17 @@ def test_json_replies_are_strict_json(capsys: pytest.CaptureFixture[str]):
 
 def test_status_without_a_service_times_out_clearly():
     result = runner.invoke(app, ["status", "--control", "tcp://127.0.0.1:9", "--timeout", "0.2"])
-    assert result.exit_code == 2 and "no reply from tcp://127.0.0.1:9" in result.output
+    assert result.exit_code == 2 and "no service at tcp://127.0.0.1:9" in result.output
+
+
+def test_a_command_with_a_long_timeout_says_soon_that_no_service_is_there():
+    """load-model waits up to 2 minutes for its reply (a model's warm-up); with no service
+    at the endpoint it waited them all out (a new user's trial). A connection nothing
+    takes within CONNECT_WAIT_S is said to be no service."""
+    endpoint = free_tcp_endpoint()
+    result = runner.invoke(app, ["load-model", "na-lite", "--control", endpoint])
+    text = one_line(result.output)
+    assert result.exit_code == 2 and f"no service at {endpoint}: nothing took" in text, text
 
 
 @pytest.mark.parametrize(
@@ -355,6 +366,7 @@ def test_status_without_a_service_times_out_clearly():
     [
         (["--tile", "64", "--overlap", "64"], "overlap"),
         (["--input", "http://x"], "expected a ZeroMQ endpoint"),
+        (["--output", "tcp://127.0.0.1:99999"], "with a port of 0-65535"),
         (["--model", "/nonexistent/model.onnx"], "does not exist"),
         (["--ensemble", "3"], "'--ensemble'"),
         (["--spikes", "fix"], "'--spikes'"),
@@ -516,7 +528,7 @@ def test_demo_values_out_of_range_are_one_line_and_leave_no_folder(tmp_path: Pat
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"junk")
     result = invoke("demo", "--model", str(broken), "--out", str(tmp_path / "d"))
-    assert result.exit_code == 2 and "cannot load ONNX model" in result.output, result.output
+    assert result.exit_code == 2 and "is not an ONNX model" in result.output, result.output
     assert not (tmp_path / "d").exists()
 
 

@@ -27,6 +27,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_publish_usage,
     check_publisher,
     check_set_rois_options,
     check_set_rois_source_refused,
@@ -133,6 +134,7 @@ def test_consumer_project(c_build: Path, tmp_path: Path) -> None:
 def test_publisher(c_build: Path, live_service: Service, tmp_path: Path) -> None:
     """publish: 12 frames come back denoised and are on disk bit for bit, t_ns exact."""
     check_publisher(live_service, tmp_path / "data", [program(c_build, "publish")], "c-pub", 12)
+    check_publish_usage(live_service, [program(c_build, "publish")])
 
 
 def test_subscriber(c_build: Path, live_service: Service) -> None:

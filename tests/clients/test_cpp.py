@@ -27,6 +27,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_publish_usage,
     check_publisher,
     check_set_rois_options,
     check_set_rois_source_refused,
@@ -140,6 +141,7 @@ def test_consumer_project(cpp: CppBuild, tmp_path: Path, usage: str) -> None:
 def test_publisher(cpp: CppBuild, live_service: Service, tmp_path: Path) -> None:
     """publish: 12 frames come back denoised and are on disk bit for bit, t_ns exact."""
     check_publisher(live_service, tmp_path / "data", [cpp.program("publish")], "cpp-pub", 12)
+    check_publish_usage(live_service, [cpp.program("publish")])
 
 
 def test_subscriber(cpp: CppBuild, live_service: Service) -> None:

@@ -34,6 +34,7 @@ from clients_harness import (  # noqa: E402
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_publish_usage,
     check_set_rois_options,
     check_set_rois_source_refused,
     parse_lines,
@@ -128,6 +129,7 @@ def test_publish_reaches_the_service_bit_exact(
     assert raw.shape == (count, *SHAPE) and raw.dtype == np.uint16
     for i in range(count):
         np.testing.assert_array_equal(raw[i], pattern_frame(i))
+    check_publish_usage(live_service, node_client.cmd("publish"))
     assert stored_t_ns(tmp_path / "data", series).tolist() == [T0_NS + i for i in range(count)]
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_publish_usage,
     check_set_rois_options,
     check_set_rois_source_refused,
     label_image,
@@ -148,6 +150,7 @@ def test_publisher(octave_client: OctaveClient, live_service: Service, tmp_path:
     np.testing.assert_array_equal(
         stored_t_ns(tmp_path / "data", series), T0_NS + np.arange(frames, dtype=np.int64)
     )
+    check_publish_usage(svc, octave_client.command("publish"), cwd=octave_client.root)
 
 
 def test_publisher_xpub(octave_client: OctaveClient, box_model: Path, tmp_path: Path) -> None:
@@ -289,6 +292,39 @@ def test_control_exit_statuses(octave_client: OctaveClient, tmp_path: Path) -> N
     control = octave_client.command("control")
     check_control_exit_statuses(control, tmp_path, cwd=octave_client.root)
     check_set_rois_source_refused(control, tmp_path, cwd=octave_client.root)
+
+
+def test_a_command_given_up_on_never_reaches_a_service_started_later(
+    octave_client: OctaveClient, box_model: Path, tmp_path: Path
+) -> None:
+    """Octave cannot drop a request its closed socket holds (no ZMQ_LINGER): a `pause`
+    that timed out with no service there went out when a service started on the
+    endpoint later, and paused it (a new user's trial, 2026-12-07; the same with `stop`).
+    DDControl asks for `status` first, and sends the command only once that is answered."""
+    endpoint = free_tcp_endpoint()
+    script = tmp_path / "give_up.m"
+    script.write_text(
+        f"addpath('{octave_client.root}');\n"
+        f"ctl = DDControl('{endpoint}', 'timeout', 1);\n"
+        "try, ctl.pause(); catch e, disp(e.message); end\n"
+        "disp('gave up'); fflush(stdout); pause(60);\n",  # its I/O thread lives on
+        encoding="utf-8",
+    )
+    program = Program(octave_client.script(script), cwd=octave_client.root)
+    try:
+        program.wait_for_line("gave up", timeout=90)
+        assert "which was not sent" in " ".join(program.lines), program.lines
+        with (
+            running_service(tmp_path, box_model, control=endpoint),
+            Control(endpoint, timeout=10) as control,
+        ):
+            # the REQ socket retries its connection every 0.1 s: a queued request would
+            # arrive within a few tries of the bind
+            for _ in range(20):
+                assert control.status()["paused"] is False
+                time.sleep(0.1)
+    finally:
+        program.stop()
 
 
 def test_curve(octave_client: OctaveClient, secured_service: Secured, tmp_path: Path) -> None:

@@ -306,7 +306,11 @@ def _value(name: str, elem: int = TensorProto.FLOAT, dims: list | None = None): 
         ("rank3", r"rank 3 \(expected 4"),
         ("channels", r"3 channels \(expected 1\)"),
         ("fixed_hw", "fixed H/W"),
-        ("garbage", "cannot load ONNX model"),
+        ("garbage", "is not an ONNX model"),
+        (
+            "checkpoint",
+            r"a torch checkpoint, not an ONNX model; export it first: .*-o .*t-exported\.onnx$",
+        ),
     ],
 )
 def test_bad_models_raise_model_error(tmp_path: Path, kind: str, match: str) -> None:
@@ -350,10 +354,13 @@ def test_bad_models_raise_model_error(tmp_path: Path, kind: str, match: str) -> 
             [_value("y", dims=dims)],
             [helper.make_node("Identity", ["x"], ["y"])],
         )
+    elif kind == "checkpoint":  # train's best.pt is a zip; named .onnx by mistake
+        path.write_bytes(b"PK\x03\x04 a torch checkpoint")
     else:
         path.write_bytes(b"this is not an onnx model")
-    with pytest.raises(ModelError, match=match):
+    with pytest.raises(ModelError, match=match) as raised:
         Engine(path, provider="cpu", warmup_shape=None)
+    assert "INVALID_PROTOBUF" not in str(raised.value)  # ORT's own words, not the user's
 
 
 def test_a_model_whose_output_is_not_the_input_size_is_refused_at_warm_up(tmp_path: Path):
@@ -430,7 +437,7 @@ def test_missing_file_or_a_directory_raises_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is a directory"):
         Engine(tmp_path, provider="cpu")
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="is not an ONNX model"):
         Engine(tmp_path / "junk.onnx", provider="cpu")
 
 

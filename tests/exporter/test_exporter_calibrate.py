@@ -220,6 +220,54 @@ def test_with_a_known_gain_a_flat_series_is_not_taken_for_dark_frames(tmp_path: 
     assert taken.exit_code == 0, taken.output
 
 
+def test_a_lit_scene_given_as_dark_frames_is_warned_of(tmp_path: Path):
+    """A still scene's frames keep their mean from frame to frame, so the flat-series
+    check lets them through; their noise grows with the level as light's does. Taken for
+    dark frames, they gave the scene's offset and read noise without a word (a new
+    user's trial, 2026-12-07: offset 102.9, read noise 2.39 for 100 and 1.8)."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:48, 0:48]  # the frame shape of _recordings'
+    scene = 2 + 18 * np.exp(-((y - 24) ** 2 + (x - 16) ** 2) / 150.0)  # 2-20 photons
+    frames = 100 + 0.8 * rng.poisson(scene, (24, 48, 48)) + rng.normal(0, 1.8, (24, 48, 48))
+    np.save(tmp_path / "scene.npy", np.rint(frames).astype(np.uint16))
+    _recordings(tmp_path)  # flat.npy and dark.npy
+    for args, lit in (
+        (["scene.npy", "--gain", "0.8"], "scene.npy"),
+        (["flat.npy", "--dark", "scene.npy"], "scene.npy"),
+        (["flat.npy", "--dark", "dark.npy"], None),
+        (["dark.npy", "--gain", "2"], None),
+    ):
+        result = CliRunner().invoke(
+            app, ["calibrate", *[str(tmp_path / a) if a.endswith(".npy") else a for a in args]]
+        )
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        if lit is None:
+            assert "warning" not in said, said
+        else:
+            assert f"warning: {tmp_path / lit}: their noise grows with their level" in said
+            assert "are they lit (shutter open)?" in said
+
+
+def test_hot_pixels_in_dark_frames_are_no_light():
+    """Dark current's shot noise makes a hot pixel's noise grow with its level as light's
+    does: 60 hot pixels of 20 e- in 512² dark frames were warned of as lit (a reviewer's
+    probe). They stand alone, and are left out of the test; a lit scene is still found."""
+    from exporter.noise import light_in
+
+    rng = np.random.default_rng(0)
+    for share, electrons in ((0.0002, 20), (0.01, 200), (0.003, 1000)):
+        dark = np.zeros((256, 256))
+        dark[rng.random((256, 256)) < share] = electrons
+        frames = 100 + 2 * rng.poisson(np.broadcast_to(dark, (20, 256, 256)))
+        frames = np.rint(frames + rng.normal(0, 2, frames.shape)).astype(np.uint16)
+        assert light_in(frames) is None, (share, electrons)
+    y, x = np.mgrid[0:256, 0:256]
+    scene = 2 + 18 * np.exp(-((y - 128) ** 2 + (x - 90) ** 2) / 3000.0)
+    lit = 100 + 2 * rng.poisson(np.broadcast_to(scene, (20, 256, 256)))
+    assert light_in(np.rint(lit + rng.normal(0, 2, lit.shape)).astype(np.uint16)) is not None
+
+
 @pytest.mark.parametrize(
     ("frames", "message"),
     [

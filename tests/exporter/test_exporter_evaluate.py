@@ -588,7 +588,7 @@ def test_a_failed_check_leaves_no_output_folder(tmp_path: Path, identity_model: 
     for model, more, says in (
         (identity_model, ["--generators", "bogus"], "expected generators among"),
         (identity_model, ["--provider", "bogus"], "provider must be one of"),
-        (broken, [], "cannot load ONNX model"),
+        (broken, [], "is not an ONNX model"),
     ):
         result = runner.invoke(_evaluate_app(), [*_small(model, out), *more])
         text = " ".join(result.output.split())

@@ -4,6 +4,7 @@ correct metadata and a stable content hash, and the CLI drives train + export.""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -229,6 +230,21 @@ def test_parity_beyond_the_bound_raises_and_writes_nothing_in_place(
         export_onnx(checkpoint, tmp_path / "fresh.onnx", parity_inputs=1, tolerance=1e-12)
     assert not (tmp_path / "fresh.onnx").exists()
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_an_export_moves_only_its_own_files_into_place(checkpoint: Path, tmp_path: Path):
+    """A killed run's hidden file (its PID come again) was moved into place as the fp16
+    model of an export that made none (a reviewer's probe); a symlink at -o is written
+    through, as a plain save wrote it."""
+    stale = tmp_path / f".m-fp16.export-{os.getpid()}.onnx"
+    stale.write_bytes(b"a killed run's")
+    export_onnx(checkpoint, tmp_path / "m.onnx", parity_inputs=1)
+    assert not (tmp_path / "m-fp16.onnx").exists() and stale.read_bytes() == b"a killed run's"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "models" / "real.onnx")
+    export_onnx(checkpoint, tmp_path / "link.onnx", parity_inputs=1)
+    assert (tmp_path / "link.onnx").is_symlink()
+    assert metadata_of(tmp_path / "models" / "real.onnx").content_hash is not None
 
 
 @pytest.mark.parametrize("noise", ["modelled", "recorded"])

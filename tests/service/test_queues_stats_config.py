@@ -129,6 +129,9 @@ def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
     ("text", "match"),
     [
         ("input = 'http://x'", "expected a ZeroMQ endpoint"),
+        # libzmq served tcp://127.0.0.1:99999 on port 34463 (99999 mod 65536), unsaid
+        ("output = 'tcp://127.0.0.1:99999'", r"port of 0-65535 \(or \*\), got 'tcp://127"),
+        ("control = 'tcp://127.0.0.1'", "expected a TCP endpoint tcp://host:port"),
         ("tile = 64\noverlap = 64", "overlap .64. must be smaller than tile"),
         ("provider = 'tpu'", "provider"),
         ("[queues]\ninference_depth = 0", "inference_depth"),

@@ -34,8 +34,10 @@ static int parse_uint(const char *text, unsigned long max, unsigned long *out) {
 int main(int argc, char **argv) {
     unsigned long frames, height, width;
     if (argc != 6 || !parse_uint(argv[3], 1UL << 40, &frames) ||
-        !parse_uint(argv[4], 16384, &height) || !parse_uint(argv[5], 16384, &width)) {
-        fprintf(stderr, "usage: %s ENDPOINT SERIES FRAMES HEIGHT WIDTH\n", argv[0]);
+        !parse_uint(argv[4], 16384, &height) || !parse_uint(argv[5], 16384, &width) ||
+        height == 0 || width == 0) {
+        fprintf(stderr, "usage: %s ENDPOINT SERIES FRAMES HEIGHT WIDTH (FRAMES a whole number, "
+                        "HEIGHT and WIDTH 1..16384)\n", argv[0]);
         return 2;
     }
     const char *series = argv[2];

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -56,7 +57,34 @@ ddn_status ddn__zmq_fail(ddn_error *err, const char *what) {
     return ddn__fail(err, DDN_E_ZMQ, "%s: %s", what, zmq_strerror(e));
 }
 
+int ddn__port_as_written(const char *endpoint) {
+    /* libzmq reads tcp://127.0.0.1:99999 as port 34463 (99999 mod 65536) */
+    if (strncmp(endpoint, "tcp://", 6) != 0) return 1;
+    const char *colon = strrchr(endpoint, ':');
+    if (colon == NULL || colon - endpoint <= 6) return 0; /* no host:port after tcp:// */
+    const char *port = colon + 1;
+    if (strcmp(port, "*") == 0) return 1;
+    size_t n = strlen(port);
+    if (n == 0 || n > 5) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (port[i] < '0' || port[i] > '9') return 0;
+    return atol(port) <= 65535;
+}
+
+int ddn__attach(void *socket, const char *endpoint, int bind) {
+    if (!ddn__port_as_written(endpoint)) {
+        errno = EINVAL; /* ddn__endpoint_fail says why */
+        return -1;
+    }
+    return bind ? zmq_bind(socket, endpoint) : zmq_connect(socket, endpoint);
+}
+
 ddn_status ddn__endpoint_fail(ddn_error *err, const char *what, const char *endpoint) {
+    if (!ddn__port_as_written(endpoint))
+        return ddn__fail(err, DDN_E_ZMQ,
+                         "cannot %s %s: expected a TCP endpoint tcp://host:port with a port "
+                         "of 0-65535 (or *)",
+                         what, endpoint);
     int e = zmq_errno();
     const char *hint = e == EINVAL || e == EPROTONOSUPPORT
                            ? " (expected an endpoint like tcp://127.0.0.1:5555)"

@@ -44,6 +44,10 @@ ddn_status ddn__zmq_fail(ddn_error *err, const char *what);
 /* A bind or connect that failed, naming the endpoint (and its expected form when the
  * endpoint itself is what is wrong). */
 ddn_status ddn__endpoint_fail(ddn_error *err, const char *what, const char *endpoint);
+/* Whether a tcp endpoint's port is one libzmq takes as written (0-65535, or *). */
+int ddn__port_as_written(const char *endpoint);
+/* zmq_bind (bind != 0) or zmq_connect, refusing (EINVAL) a port libzmq would remap. */
+int ddn__attach(void *socket, const char *endpoint, int bind);
 void ddn__ok(ddn_error *err);
 
 /* Release what the message holds and make it empty (reusable). */

@@ -79,8 +79,7 @@ ddn_publisher *ddn_publisher_new(void *ctx, const char *endpoint,
         if (rc == 0) rc = zmq_setsockopt(pub->socket, ZMQ_IMMEDIATE, &one, sizeof one);
     }
     if (rc == 0)
-        rc = options->connect ? zmq_connect(pub->socket, endpoint)
-                              : zmq_bind(pub->socket, endpoint);
+        rc = ddn__attach(pub->socket, endpoint, !options->connect);
     if (rc != 0) {
         ddn__endpoint_fail(err, options->connect ? "connect to" : "bind", endpoint);
         ddn__close(pub->socket, pub->ctx, pub->own_ctx, 0);

@@ -49,7 +49,7 @@ ddn_subscriber *ddn_subscriber_new_curve(void *ctx, const char *endpoint,
     /* subscribe before connecting: the subscriptions then travel with the handshake */
     for (size_t i = 0; rc == 0 && i < ntopics; i++)
         rc = zmq_setsockopt(sub->socket, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
-    if (rc == 0) rc = zmq_connect(sub->socket, endpoint);
+    if (rc == 0) rc = ddn__attach(sub->socket, endpoint, 0);
     if (rc != 0) {
         ddn__endpoint_fail(err, "connect to", endpoint);
         ddn__close(sub->socket, sub->ctx, sub->own_ctx, 0);

@@ -5,6 +5,7 @@
 // (1000 i + WIDTH r + c) mod 65536 at row r, column c and has t_ns = T0 + i. With
 // DEEPDENOISE_CLIENT_KEY and DEEPDENOISE_SERVER_KEY set, it connects with CURVE (only
 // one of them, or a wrong key file: exit 2).
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -23,9 +24,25 @@ int main(int argc, char** argv) {
         return 2;
     }
     const std::string endpoint = argv[1], series = argv[2];
-    const std::uint64_t frames = std::strtoull(argv[3], nullptr, 10);
-    const dd::Shape shape{static_cast<std::uint32_t>(std::strtoul(argv[4], nullptr, 10)),
-                          static_cast<std::uint32_t>(std::strtoul(argv[5], nullptr, 10))};
+    std::uint64_t numbers[3];
+    for (int i = 0; i < 3; ++i) {  // strtoull alone reads "x" as 0 and "-1" as 2^64 - 1
+        const char* text = argv[3 + i];
+        char* end = nullptr;
+        errno = 0;
+        numbers[i] = std::strtoull(text, &end, 10);
+        if (*text < '0' || *text > '9' || *end != '\0' || errno != 0 ||
+            (i > 0 && (numbers[i] == 0 || numbers[i] > 0xFFFFFFFFull))) {
+            std::cerr << "publish: expected "
+                      << (i == 0 ? "FRAMES a whole number"
+                                 : "HEIGHT and WIDTH whole numbers of 1 or more")
+                      << ", got '" << text << "'\n"
+                      << "usage: publish ENDPOINT SERIES FRAMES HEIGHT WIDTH\n";
+            return 2;
+        }
+    }
+    const std::uint64_t frames = numbers[0];
+    const dd::Shape shape{static_cast<std::uint32_t>(numbers[1]),
+                          static_cast<std::uint32_t>(numbers[2])};
     // Above 2^53: t_ns must stay an integer all the way (uint64 on the wire).
     const std::uint64_t t0_ns = 1'700'000'000'000'000'000ull;
 

@@ -20,8 +20,30 @@ int to_int_ms(Milliseconds ms) { return ms.count() < 0 ? -1 : static_cast<int>(m
 
 enum class Attach { bind, connect };
 
+/// Whether a tcp endpoint ends in a port libzmq takes as written: 0-65535 or `*` (it
+/// reads tcp://127.0.0.1:99999 as port 34463, 99999 mod 65536). Other schemes: true.
+bool port_as_written(const std::string& endpoint) {
+    if (endpoint.rfind("tcp://", 0) != 0) return true;
+    const auto colon = endpoint.rfind(':');
+    if (colon <= 6) return false;  // the scheme's colon only, or no host before the port
+    const std::string port = endpoint.substr(colon + 1);
+    if (port == "*") return true;
+    if (port.empty() || port.size() > 5) return false;
+    for (char c : port) {
+        if (c < '0' || c > '9') return false;
+    }
+    return std::stoul(port) <= 65535;
+}
+
 /// Bind or connect, with an error that names the endpoint (ZeroMQ's says only what).
 void attach(zmq::socket_t& socket, const std::string& endpoint, Attach how) {
+    if (!port_as_written(endpoint)) {
+        throw EndpointError(std::string("cannot ") +
+                                (how == Attach::bind ? "bind " : "connect to ") + endpoint +
+                                ": expected a TCP endpoint tcp://host:port with a port of "
+                                "0-65535 (or *)",
+                            EINVAL);
+    }
     try {
         if (how == Attach::bind) {
             socket.bind(endpoint);

@@ -101,6 +101,30 @@ int main() {
         }
     });
 
+    check("a TCP port libzmq would take modulo 65536 is refused", [] {
+        // libzmq binds tcp://127.0.0.1:99999 on port 34463, or waits there for a connect
+        for (const std::string endpoint :
+             {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536", "tcp://127.0.0.1"}) {
+            const std::string says = "expected a TCP endpoint tcp://host:port with a port of";
+            try {
+                dd::Control control(endpoint);
+                throw std::runtime_error("connected to " + endpoint);
+            } catch (const dd::EndpointError& e) {
+                require(std::string(e.what()).find("cannot connect to " + endpoint + ": " +
+                                                   says) != std::string::npos,
+                        std::string("names it: ") + e.what());
+            }
+            try {
+                dd::Publisher pub(endpoint);
+                throw std::runtime_error("bound " + endpoint);
+            } catch (const dd::EndpointError& e) {
+                require(std::string(e.what()).find(says) != std::string::npos,
+                        std::string("bind: ") + e.what());
+            }
+        }
+        dd::Publisher any("tcp://127.0.0.1:*");  // a free port: taken as written
+    });
+
     check("a subscriber needs a topic", [] {
         try {
             dd::Subscriber sub("inproc://output", {});

@@ -27,6 +27,12 @@ end
 frames = as_number(frames);
 height = as_number(height);
 width = as_number(width);
+if ~whole(frames, 0) || ~whole(height, 1) || ~whole(width, 1)
+  fprintf(2, ['publish: expected FRAMES a whole number and HEIGHT, WIDTH whole numbers ' ...
+    'of 1 or more\nusage: publish ENDPOINT SERIES FRAMES HEIGHT WIDTH [push|pub]\n']);
+  rc = 2;
+  return;
+end
 t0_ns = int64(1700000000) * int64(1000000000);   % above 2^53: built in int64, never double
 
 if strcmp(mode, 'pub')
@@ -50,4 +56,8 @@ function x = as_number(x)
 if ischar(x)
   x = str2double(x);
 end
+end
+
+function ok = whole(x, least)
+ok = isnumeric(x) && isscalar(x) && isfinite(x) && x == round(x) && x >= least;
 end

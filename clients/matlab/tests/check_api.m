@@ -143,6 +143,24 @@ rejects('c1', 'header_decode', @() dd_msgpack_decode(uint8(193)));
 rejects('overlong utf8', 'header_decode', @() dd_msgpack_decode(uint8([162 192 128])));
 rejects('surrogate', 'header_decode', @() dd_msgpack_decode(uint8([163 237 160 128])));
 rejects('huge array', 'header_decode', @() dd_msgpack_decode(uint8([221 255 255 255 255])));
+% libzmq binds tcp://127.0.0.1:99999 on port 34463, or waits there for a connect
+for endpoint = {'tcp://127.0.0.1:99999', 'tcp://127.0.0.1:65536', 'tcp://127.0.0.1'}
+  rejects(['control at ' endpoint{1}], 'transport', @() DDControl(endpoint{1}));
+  rejects(['subscriber at ' endpoint{1}], 'transport', @() DDSubscriber(endpoint{1}));
+  rejects(['publisher at ' endpoint{1}], 'transport', @() DDPublisher(endpoint{1}));
+end
+try
+  DDControl('tcp://127.0.0.1:99999');
+catch err
+  check('a remapped port names the rule', ~isempty(strfind(err.message, ...
+    'cannot connect to tcp://127.0.0.1:99999: expected a TCP endpoint tcp://host:port')));
+end
+% a matrix went out flattened in column order (a C reader saw its transpose)
+rejects('numeric matrix in meta', 'meta', ...
+  @() dd_encode_frame(img, 's1', 0, 'meta', struct('m', [1 2; 3 4])));
+rejects('cell matrix', 'header_decode', @() dd_msgpack_encode({1 2; 3 4}));
+check('column vector is an array', isequal(dd_msgpack_encode([1; 2]), dd_msgpack_encode([1 2])));
+check('cell of rows keeps a matrix', numel(dd_msgpack_decode(dd_msgpack_encode({[1 2], [3 4]}))) == 2);
 
 % Canonical key order, whatever order the struct has.
 h = struct('shape', int64([1 1]), 'x_note', 'a', 'v', int64(1), 'model', 'm', 'series', 's');

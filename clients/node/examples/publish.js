@@ -20,7 +20,14 @@ if (width === undefined) {
   console.error("usage: publish.js ENDPOINT SERIES FRAMES HEIGHT WIDTH");
   process.exit(2);
 }
-const [count, h, w] = [frames, height, width].map(Number);
+const [count, h, w] = [frames, height, width].map((text) => (/^[0-9]+$/.test(text) ? Number(text) : NaN));
+if (!Number.isSafeInteger(count) || !(h >= 1) || !(w >= 1)) {
+  console.error(
+    `publish: expected FRAMES a whole number and HEIGHT, WIDTH whole numbers of 1 or more, got ${frames} ${height} ${width}\n` +
+      "usage: publish.js ENDPOINT SERIES FRAMES HEIGHT WIDTH",
+  );
+  process.exit(2);
+}
 let curve;
 try {
   curve = CurveKeys.fromEnv(); // null when neither variable is set
@@ -46,7 +53,12 @@ try {
     await pub.sendFrame({ pixels: patternFrame(i), shape: [h, w], series, index: i, tNs: T0_NS + BigInt(i) });
   }
   await pub.end(series);
+} catch (err) {
+  // one line, as the C, C++ and Octave programs say it (a refused frame, a send timeout)
+  console.error(`publish: ${err.message}`);
+  process.exitCode = 1;
 } finally {
   pub.close();
 }
+if (process.exitCode) process.exit();
 console.log(`sent ${count} frames of ${h}x${w} <u2 to ${endpoint}`);

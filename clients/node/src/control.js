@@ -3,7 +3,7 @@
 import * as zmq from "zeromq";
 
 import { CURVE_HINT } from "./curve.js";
-import { ClientTimeoutError, ControlError, checkOptions, endpointError } from "./errors.js";
+import { ClientTimeoutError, ControlError, checkOptions, EndpointError, checkPort, endpointError } from "./errors.js";
 import { decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
 
 export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
@@ -42,10 +42,11 @@ export class Control {
       throw err;
     }
     try {
+      checkPort("connect to", this.endpoint);
       socket.connect(this.endpoint);
     } catch (err) {
       socket.close();
-      throw endpointError(err, "connect to", this.endpoint);
+      throw err instanceof EndpointError ? err : endpointError(err, "connect to", this.endpoint);
     }
     return socket;
   }

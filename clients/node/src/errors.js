@@ -40,6 +40,23 @@ export function endpointError(err, action, endpoint) {
   });
 }
 
+/**
+ * Throw an EndpointError for a tcp endpoint whose port libzmq would not take as written:
+ * it reads tcp://127.0.0.1:99999 as port 34463 (99999 mod 65536), binds there or waits
+ * on it.
+ */
+export function checkPort(action, endpoint) {
+  const text = String(endpoint);
+  if (!text.startsWith("tcp://")) return;
+  const match = /^tcp:\/\/(.+):([^:]*)$/.exec(text);
+  const port = match?.[2];
+  if (match && (port === "*" || (/^[0-9]{1,5}$/.test(port) && Number(port) <= 65535))) return;
+  throw new EndpointError(
+    `cannot ${action} ${text}: expected a TCP endpoint tcp://host:port with a port of 0-65535 (or *)`,
+    { code: "EINVAL" },
+  );
+}
+
 /** The service answered a control request with `ok: false`; `reply` is its map. */
 export class ControlError extends Error {
   constructor(message, reply = null) {

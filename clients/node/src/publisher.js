@@ -3,7 +3,7 @@
 import * as zmq from "zeromq";
 
 import { CURVE_HINT, CURVE_SERVER_HINT } from "./curve.js";
-import { ClientTimeoutError, checkOptions, endpointError } from "./errors.js";
+import { ClientTimeoutError, checkOptions, checkPort, endpointError } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, asBytes, encodeEnd, encodeFrame, encodeStart } from "./protocol.js";
 
 export const DEFAULT_INPUT = "tcp://127.0.0.1:5555";
@@ -68,6 +68,7 @@ export class Publisher {
   /** Bind (the service connects); `tcp://127.0.0.1:*` picks a free port, see `endpoint`. */
   async bind(endpoint = DEFAULT_INPUT) {
     this.curve?.apply(this.socket, { bind: true });
+    checkPort("bind", endpoint);
     try {
       await this.socket.bind(endpoint);
     } catch (err) {
@@ -81,6 +82,7 @@ export class Publisher {
   /** Connect to a service that binds its input (`input_bind = true`). */
   connect(endpoint = DEFAULT_INPUT) {
     this.curve?.apply(this.socket, { bind: false });
+    checkPort("connect to", endpoint);
     try {
       this.socket.connect(endpoint);
     } catch (err) {

@@ -138,6 +138,22 @@ test("a bind or connect that fails names the endpoint", async () => {
   }
 });
 
+test("a TCP port libzmq would take modulo 65536 is refused, naming the endpoint", async () => {
+  // libzmq binds tcp://127.0.0.1:99999 on port 34463, or waits there for a connect
+  const port = /cannot (bind|connect to) tcp:\/\/127\.0\.0\.1:(99999|65536)?: expected a TCP endpoint tcp:\/\/host:port with a port of 0-65535/;
+  for (const endpoint of ["tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536", "tcp://127.0.0.1:"]) {
+    const pub = new Publisher({ mode: "push", lingerMs: 0 });
+    try {
+      await assert.rejects(pub.bind(endpoint), port);
+      assert.throws(() => pub.connect(endpoint), port);
+      assert.throws(() => new Subscriber().connect(endpoint), port);
+      assert.throws(() => new Control(endpoint), port);
+    } finally {
+      pub.close();
+    }
+  }
+});
+
 test("closing a publisher while it waits says so", async () => {
   const pub = await new Publisher({ mode: "pub", lingerMs: 0 }).bind("tcp://127.0.0.1:*");
   const waiting = pub.waitForSubscriber(5000);

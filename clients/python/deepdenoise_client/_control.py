@@ -11,7 +11,7 @@ import zmq
 
 from ._curve import CURVE_HINT, CurveKeys
 from ._errors import ClientTimeoutError, ControlError
-from ._protocol import encode_request, encode_set_rois
+from ._protocol import check_endpoint, encode_request, encode_set_rois
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
@@ -46,7 +46,7 @@ class Control:
         context: zmq.Context[Any] | None = None,
         curve: CurveKeys | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoint = check_endpoint(endpoint)
         self.timeout = timeout
         self.curve = curve
         self._context = context if context is not None else zmq.Context.instance()

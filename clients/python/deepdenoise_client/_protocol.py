@@ -288,6 +288,21 @@ def check_series(series: str) -> str:
     return series
 
 
+def check_endpoint(endpoint: str) -> str:
+    """Return ``endpoint``, or raise ValueError for a tcp one whose port libzmq would not
+    take as written (it reads tcp://127.0.0.1:99999 as port 34463, 99999 mod 65536)."""
+    scheme, _, address = str(endpoint).partition("://")
+    if scheme == "tcp":
+        host, colon, port = address.rpartition(":")
+        digits = port.isascii() and port.isdigit() and len(port) <= 5
+        if not (colon and host) or not (port == "*" or (digits and int(port) <= 65535)):
+            raise ValueError(
+                f"expected a TCP endpoint tcp://host:port with a port of 0-65535 (or *), "
+                f"got {endpoint!r}"
+            )
+    return endpoint
+
+
 def _check_index(index: Any) -> int:
     if isinstance(index, np.integer):
         index = int(index)

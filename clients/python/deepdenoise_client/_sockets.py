@@ -28,6 +28,7 @@ from ._protocol import (
     TOPIC_TRIGGER,
     Limits,
     Message,
+    check_endpoint,
     decode_message,
     encode_end,
     encode_frame,
@@ -161,6 +162,7 @@ class Publisher(_Socket):
                 self._socket.setsockopt(zmq.IMMEDIATE, 1)
             if curve is not None:
                 curve.apply(self._socket, bind=bind)
+            check_endpoint(endpoint)
             if bind:
                 self._socket.bind(endpoint)
             else:
@@ -338,7 +340,7 @@ class Subscriber(_Socket):
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic)
             if curve is not None:  # keys for a secured service (with its public key)
                 curve.apply(self._socket, bind=False)
-            self._socket.connect(endpoint)
+            self._socket.connect(check_endpoint(endpoint))
         except BaseException:
             self._socket.close(linger=0)
             raise

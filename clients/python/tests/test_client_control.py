@@ -140,3 +140,22 @@ def test_closed_control_refuses(ctx: zmq.Context[Any], responder: Responder) -> 
     assert control.closed
     with pytest.raises(RuntimeError, match="closed"):
         control.status()
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536", "tcp://127.0.0.1"]
+)
+def test_a_tcp_port_libzmq_would_remap_is_refused_by_every_socket(endpoint: str) -> None:
+    """libzmq takes tcp://127.0.0.1:99999 as port 34463 (99999 mod 65536): a connect
+    then waits on another port, a bind serves on one nobody asked for."""
+    from deepdenoise_client import Publisher, Subscriber
+
+    makers: list[Callable[[], Any]] = [
+        lambda: Control(endpoint),
+        lambda: Subscriber(endpoint),
+        lambda: Publisher(endpoint, bind=True),
+        lambda: Publisher(endpoint, mode="push"),
+    ]
+    for make in makers:
+        with pytest.raises(ValueError, match=r"port of 0-65535 \(or \*\), got 'tcp://127"):
+            make()
