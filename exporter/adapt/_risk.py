@@ -44,7 +44,7 @@ DERIVATIVE_STEP = 0.05
 SAMPLES_PER_FRAME = 384
 #: Frames a model is judged on: on a new user's 128² recording, 8 left the margins
 #: between candidates with errors as large as the margins (0.03-0.07 ADU²); 24 brought
-#: them within 0.01 ADU² of the truth's (2026-12-07), at three times the time.
+#: them within 0.015 ADU² of the truth's (2026-12-07), at three times the time.
 JUDGED_FRAMES = 24
 
 
