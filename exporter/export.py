@@ -422,7 +422,7 @@ def export_onnx(
         fields["input_offset"] = float(norm["input_offset"])
         fields["input_scale"] = float(norm["input_scale"])
     proto = _torch_to_onnx(model)
-    finals = [out, *([out.with_name(out.stem + "-fp16.onnx")] if fp16 else [])]
+    finals = [out, *([fp16_path_of(out)] if fp16 else [])]
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = {final: _staged(final) for final in finals}  # this run's own, each
     try:
@@ -459,6 +459,11 @@ def export_onnx(
         report.max_error(),
     )
     return report
+
+
+def fp16_path_of(out: Path) -> Path:
+    """Where ``export --fp16`` writes the float16 variant of the model at ``out``."""
+    return out.with_name(out.stem + "-fp16.onnx")
 
 
 def _staged(path: Path) -> Path:
@@ -499,7 +504,7 @@ def _export_staged(
     cases = parity_cases(model, meta, parity_inputs)
     report.rows += check_parity(staged[out], cases, threads=threads)
     half = None
-    fp16_path = out.with_name(out.stem + "-fp16.onnx")
+    fp16_path = fp16_path_of(out)
     if fp16_path in staged:
         from onnxconverter_common import float16
 

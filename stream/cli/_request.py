@@ -58,24 +58,19 @@ def _wait_for_reply(
     start = time.monotonic()
     connected = False
     while True:
-        waited = time.monotonic() - start
-        if waited >= timeout:
-            break
         limit = timeout if connected else min(timeout, CONNECT_WAIT_S)
-        if not connected and waited >= limit:
-            raise ServiceTimeoutError(
-                f"no service at {endpoint}: nothing took the connection within {limit:g} s; "
-                "is `deepdenoise serve` running there (its --control endpoint)?"
-            )
+        waited = time.monotonic() - start
+        if waited >= limit:
+            break
         events = dict(poller.poll(max(1, int((limit - waited) * 1000))))
         if sock in events:
             return
         if monitor in events:
             monitor.recv_multipart()  # the only event asked for: connected
             connected = True
-    if not connected:  # a timeout at or under CONNECT_WAIT_S: said as that wait says it
+    if not connected:
         raise ServiceTimeoutError(
-            f"no service at {endpoint}: nothing took the connection within {timeout:g} s; "
+            f"no service at {endpoint}: nothing took the connection within {limit:g} s; "
             "is `deepdenoise serve` running there (its --control endpoint)?"
         )
     hint = (
