@@ -53,6 +53,14 @@ def has_tcp_port(address: str) -> bool:
     return bool(colon and host) and (port == "*" or (digits and int(port) <= 65535))
 
 
+def is_ipv6_endpoint(endpoint: str) -> bool:
+    """Whether a tcp endpoint names an IPv6 address, in brackets (``tcp://[::1]:5555``;
+    ``tcp://[::]:5555``: every address, v4 and v6). A ZeroMQ socket takes one only with
+    its IPV6 option set; without it, libzmq says "No such device"."""
+    scheme, _, rest = endpoint.partition("://")
+    return scheme == "tcp" and "[" in rest
+
+
 def check_frame_shape(value: tuple[int, int]) -> tuple[int, int]:
     """``(height, width)``, each 1..MAX_SIDE."""
     if len(value) != 2 or not all(1 <= int(s) <= MAX_SIDE for s in value):

@@ -167,6 +167,24 @@ def silent_endpoint() -> Iterator[str]:
         yield f"tcp://127.0.0.1:{silent.getsockname()[1]}"
 
 
+def check_ipv6_control(prefix: list[str], tmp_path: Path, model: Path) -> None:
+    """``control ENDPOINT status`` against a service on the IPv6 loopback
+    (``tcp://[::1]:port``), which a socket without libzmq's IPV6 option cannot reach."""
+    from service_harness import has_ipv6_loopback, running_service
+
+    if not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+
+    v6 = "tcp://[::1]:0"
+    with running_service(tmp_path, model, zarr=None, control=v6, output=v6) as svc:
+        done = subprocess.run(
+            [*prefix, svc.endpoints["control"], "status"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is True
+
+
 def check_control_exit_statuses(prefix: list[str], tmp_path: Path, cwd: Path | None = None) -> None:
     """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint that never
     answers (:func:`silent_endpoint`, held for the whole check).

@@ -28,6 +28,16 @@ def free_tcp_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind the IPv6 loopback (::1)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def service_config(tmp_path: Path, model: Path, **overrides: Any) -> ServiceConfig:
     """A config with every socket on an ephemeral loopback port and lossless queues."""
     values: dict[str, Any] = {

@@ -3,6 +3,7 @@ function bound = dd_zmq_bind(s, endpoint)
 %   ('tcp://127.0.0.1:*' picks a free port). A failure (a port in use, an endpoint
 %   without tcp://) is an error 'deepdenoise:transport' naming the endpoint.
 dd_check_port(endpoint, 'bind');
+dd_zmq_ipv6(s, endpoint, 'bind');
 try
   if strcmp(s.backend, 'octave')
     zmq_bind(s.handle, endpoint);

@@ -36,6 +36,7 @@ from typing import Protocol
 import numpy as np
 
 from ._floor import floor_pixels, readout_step
+from ._samples import scene_moved
 
 #: Still pairs the search takes; then what it found stands.
 SEARCH_PAIRS = 64
@@ -167,6 +168,16 @@ class RowNoise:
         self._floored |= at_a_floor(frame) or (self.pairs == 0 and at_a_floor(previous))
         self._pixel_sd += spread / np.sqrt(2.0)
         self.pairs += 1
+
+    def add_if_still(self, frame: np.ndarray, previous: np.ndarray | None) -> None:
+        """Take ``frame`` and the frame before it (finite; None: none) where the scene
+        held still between them: what the service and ``adapt`` both learn from."""
+        if (
+            previous is not None
+            and previous.shape == frame.shape
+            and not scene_moved(frame, previous)
+        ):
+            self.add(frame, previous)
 
 
 class _PairSearch(Protocol):

@@ -17,6 +17,7 @@ import msgpack
 import zmq
 
 from .._errors import ConfigError, ProtocolError, ServiceTimeoutError
+from .._types import is_ipv6_endpoint
 from ._common import err_console
 
 CLIENT_KEY_ENV, SERVER_KEY_ENV = "DEEPDENOISE_CLIENT_KEY", "DEEPDENOISE_SERVER_KEY"
@@ -35,6 +36,8 @@ def request(endpoint: str, message: dict[str, Any], timeout: float) -> dict[str,
         secured = _curve_client(sock)
         monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         try:
+            if is_ipv6_endpoint(endpoint):
+                sock.setsockopt(zmq.IPV6, 1)
             sock.connect(endpoint)
             sock.send(msgpack.packb(message, use_bin_type=True))
             _wait_for_reply(sock, monitor, endpoint, timeout, secured)

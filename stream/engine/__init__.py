@@ -42,7 +42,7 @@ from ._model_meta import (
     ModelMetadata,
 )
 from ._motion import lined_up, scene_shift
-from ._pixels import LARGEST_PIXEL, beyond_range, count_non_finite, to_dtype
+from ._pixels import LARGEST_PIXEL, beyond_range, count_non_finite, finite_copy, to_dtype
 from ._preload import FRAME_PATH_MODULES, preload_frame_path
 from ._providers import (
     ORT_NAMES,
@@ -123,6 +123,7 @@ __all__ = [
     "defect_spikes",
     "dim_part_level",
     "fill_noise_map",
+    "finite_copy",
     "frame_scale",
     "gather_tiles",
     "graph_hash",

@@ -235,13 +235,7 @@ class SeriesCamera:
             return frame
         if learn and (not self._rows.done or self._rows.shape != frame.shape):
             clean = finite_copy(frame)
-            previous = self._rows_previous
-            if (
-                previous is not None
-                and previous.shape == frame.shape
-                and not scene_moved(clean, previous)
-            ):
-                self._rows.add(clean, previous)
+            self._rows.add_if_still(clean, self._rows_previous)
             self._rows_previous = None if self._rows.done else clean
         if not self._rows.correcting or self._rows.shape != frame.shape:
             return frame

@@ -7,6 +7,7 @@ from typing import Any
 import zmq
 
 from .._errors import ConfigError
+from .._types import is_ipv6_endpoint
 from ._config import ServiceConfig
 from ._security import CurveGuard
 
@@ -70,6 +71,8 @@ def _attach(sock: zmq.Socket[Any], endpoint: str, bind: bool, role: str) -> str:
     A failure becomes one line naming the socket, the address and the setting to change.
     """
     concrete = endpoint
+    if is_ipv6_endpoint(endpoint):
+        sock.setsockopt(zmq.IPV6, 1)
     if bind and endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         concrete = endpoint[:-2] + ":*"
     try:

@@ -30,7 +30,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._errors import ConfigError, ServiceTimeoutError
-from .._types import DEFAULT_INPUT, Endpoint, FrameShape, SeriesName
+from .._types import DEFAULT_INPUT, Endpoint, FrameShape, SeriesName, is_ipv6_endpoint
 from ..protocol import ACCEPTED_DTYPES, frame_header, pack_header, series_header
 from ._phantom import (
     CalciumPhantom,
@@ -162,6 +162,8 @@ class Simulator:
                 sock.setsockopt(zmq.XPUB_NODROP, 1)
             if cfg.mode == "push" and not cfg.bind:
                 sock.setsockopt(zmq.IMMEDIATE, 1)  # block (not queue) until a peer is there
+            if is_ipv6_endpoint(cfg.endpoint):
+                sock.setsockopt(zmq.IPV6, 1)
             if cfg.bind:
                 sock.bind(cfg.endpoint)
                 self._endpoint = str(sock.get_string(zmq.LAST_ENDPOINT))

@@ -27,6 +27,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_ipv6_control,
     check_publish_usage,
     check_publisher,
     check_set_rois_options,
@@ -275,3 +276,8 @@ def test_curve(cpp: CppBuild, secured_service: Secured, tmp_path: Path) -> None:
     key file or only one of the variables is bad usage (exit 2)."""
     programs = {name: [cpp.program(name)] for name in ("publish", "subscribe", "control")}
     check_curve(programs, secured_service, tmp_path / "data")
+
+
+def test_control_over_ipv6(cpp: CppBuild, tmp_path: Path, box_model: Path) -> None:
+    """control reaches a service on tcp://[::1]:port (libzmq's IPV6 option set)."""
+    check_ipv6_control([cpp.program("control")], tmp_path, box_model)

@@ -34,6 +34,7 @@ from clients_harness import (  # noqa: E402
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_ipv6_control,
     check_publish_usage,
     check_set_rois_options,
     check_set_rois_source_refused,
@@ -268,3 +269,8 @@ def test_curve(node_client: NodeClient, secured_service: Secured, tmp_path: Path
     """The three programs with the keys in DEEPDENOISE_CLIENT_KEY/_SERVER_KEY (CURVE)."""
     programs = {name: node_client.cmd(name) for name in ("publish", "subscribe", "control")}
     check_curve(programs, secured_service, tmp_path / "data")
+
+
+def test_control_over_ipv6(node_client: NodeClient, tmp_path: Path, box_model: Path) -> None:
+    """control reaches a service on tcp://[::1]:port (the socket's ipv6 option set)."""
+    check_ipv6_control(node_client.cmd("control"), tmp_path, box_model)

@@ -337,3 +337,11 @@ def _roi_count(endpoint: str) -> int:
     with Control(endpoint) as ctl:
         traces = ctl.status()["traces"]
     return int(traces["rois"])
+
+
+def test_ipv6_endpoint_is_refused_with_its_reason(octave_client: OctaveClient) -> None:
+    """octave-zeromq cannot set ZMQ_IPV6: an IPv6 endpoint gets an error that says so at
+    once, not a wait for a reply that cannot come."""
+    done = octave_client.run("control", "tcp://[::1]:5555", "status", timeout=60)
+    assert done.returncode == 3, f"{done.stdout}\n{done.stderr}"
+    assert "cannot set ZMQ_IPV6" in done.stderr and "tcp://[::1]:5555" in done.stderr

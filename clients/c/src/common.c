@@ -76,6 +76,11 @@ int ddn__attach(void *socket, const char *endpoint, int bind) {
         errno = EINVAL; /* ddn__endpoint_fail says why */
         return -1;
     }
+    if (strncmp(endpoint, "tcp://", 6) == 0 && strchr(endpoint, '[') != NULL) {
+        /* an IPv6 address (tcp://[::1]:5555): libzmq takes one only with IPV6 set */
+        int on = 1;
+        if (zmq_setsockopt(socket, ZMQ_IPV6, &on, sizeof on) != 0) return -1;
+    }
     return bind ? zmq_bind(socket, endpoint) : zmq_connect(socket, endpoint);
 }
 

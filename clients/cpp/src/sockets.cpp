@@ -45,6 +45,10 @@ void attach(zmq::socket_t& socket, const std::string& endpoint, Attach how) {
                             EINVAL);
     }
     try {
+        if (endpoint.rfind("tcp://", 0) == 0 && endpoint.find('[') != std::string::npos) {
+            // an IPv6 address (tcp://[::1]:5555): libzmq takes one only with IPV6 set
+            socket.set(zmq::sockopt::ipv6, 1);
+        }
         if (how == Attach::bind) {
             socket.bind(endpoint);
         } else {

@@ -3,7 +3,7 @@
 import * as zmq from "zeromq";
 
 import { CURVE_HINT } from "./curve.js";
-import { ClientTimeoutError, ControlError, checkOptions, EndpointError, checkPort, endpointError } from "./errors.js";
+import { ClientTimeoutError, ControlError, checkOptions, EndpointError, checkPort, endpointError, ipv6For } from "./errors.js";
 import { decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
 
 export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
@@ -43,6 +43,7 @@ export class Control {
     }
     try {
       checkPort("connect to", this.endpoint);
+      ipv6For(socket, this.endpoint);
       socket.connect(this.endpoint);
     } catch (err) {
       socket.close();

@@ -57,6 +57,15 @@ export function checkPort(action, endpoint) {
   );
 }
 
+/**
+ * An IPv6 address in brackets (tcp://[::1]:5555): libzmq takes one only on a socket
+ * with its IPV6 option set (without it: "No such device").
+ */
+export function ipv6For(socket, endpoint) {
+  const text = String(endpoint);
+  if (text.startsWith("tcp://") && text.includes("[")) socket.ipv6 = true;
+}
+
 /** The service answered a control request with `ok: false`; `reply` is its map. */
 export class ControlError extends Error {
   constructor(message, reply = null) {

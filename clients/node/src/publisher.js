@@ -3,7 +3,7 @@
 import * as zmq from "zeromq";
 
 import { CURVE_HINT, CURVE_SERVER_HINT } from "./curve.js";
-import { ClientTimeoutError, checkOptions, checkPort, endpointError } from "./errors.js";
+import { ClientTimeoutError, checkOptions, checkPort, endpointError, ipv6For } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, asBytes, encodeEnd, encodeFrame, encodeStart } from "./protocol.js";
 
 export const DEFAULT_INPUT = "tcp://127.0.0.1:5555";
@@ -69,6 +69,7 @@ export class Publisher {
   async bind(endpoint = DEFAULT_INPUT) {
     this.curve?.apply(this.socket, { bind: true });
     checkPort("bind", endpoint);
+    ipv6For(this.socket, endpoint);
     try {
       await this.socket.bind(endpoint);
     } catch (err) {
@@ -83,6 +84,7 @@ export class Publisher {
   connect(endpoint = DEFAULT_INPUT) {
     this.curve?.apply(this.socket, { bind: false });
     checkPort("connect to", endpoint);
+    ipv6For(this.socket, endpoint);
     try {
       this.socket.connect(endpoint);
     } catch (err) {

@@ -3,7 +3,7 @@
 import * as zmq from "zeromq";
 
 import { CURVE_HINT } from "./curve.js";
-import { ClientTimeoutError, ProtocolError, checkOptions, checkPort, endpointError } from "./errors.js";
+import { ClientTimeoutError, ProtocolError, checkOptions, checkPort, endpointError, ipv6For } from "./errors.js";
 import { DEFAULT_LIMITS, TOPICS, decodeMessage } from "./protocol.js";
 
 export const DEFAULT_OUTPUT = "tcp://127.0.0.1:5556";
@@ -56,6 +56,7 @@ export class Subscriber {
   connect(endpoint = DEFAULT_OUTPUT) {
     this.curve?.apply(this.socket, { bind: false });
     checkPort("connect to", endpoint);
+    ipv6For(this.socket, endpoint);
     try {
       this.socket.connect(endpoint);
     } catch (err) {

@@ -11,7 +11,7 @@ import zmq
 
 from ._curve import CURVE_HINT, CurveKeys
 from ._errors import ClientTimeoutError, ControlError
-from ._protocol import check_endpoint, encode_request, encode_set_rois
+from ._protocol import check_endpoint, encode_request, encode_set_rois, is_ipv6_endpoint
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
@@ -59,6 +59,8 @@ class Control:
             sock.setsockopt(zmq.SNDTIMEO, ms)
             if self.curve is not None:
                 self.curve.apply(sock, bind=False)
+            if is_ipv6_endpoint(self.endpoint):
+                sock.setsockopt(zmq.IPV6, 1)
             sock.connect(self.endpoint)
         except BaseException:
             sock.close(linger=0)

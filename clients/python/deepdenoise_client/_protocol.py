@@ -303,6 +303,13 @@ def check_endpoint(endpoint: str) -> str:
     return endpoint
 
 
+def is_ipv6_endpoint(endpoint: str) -> bool:
+    """Whether a tcp endpoint names an IPv6 address, in brackets (``tcp://[::1]:5555``):
+    a ZeroMQ socket takes one only with its IPV6 option set."""
+    scheme, _, address = str(endpoint).partition("://")
+    return scheme == "tcp" and "[" in address
+
+
 def _check_index(index: Any) -> int:
     if isinstance(index, np.integer):
         index = int(index)

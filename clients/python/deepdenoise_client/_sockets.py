@@ -33,6 +33,7 @@ from ._protocol import (
     encode_end,
     encode_frame,
     encode_start,
+    is_ipv6_endpoint,
 )
 
 log = logging.getLogger("deepdenoise_client")
@@ -163,6 +164,8 @@ class Publisher(_Socket):
             if curve is not None:
                 curve.apply(self._socket, bind=bind)
             check_endpoint(endpoint)
+            if is_ipv6_endpoint(endpoint):
+                self._socket.setsockopt(zmq.IPV6, 1)
             if bind:
                 self._socket.bind(endpoint)
             else:
@@ -340,7 +343,9 @@ class Subscriber(_Socket):
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic)
             if curve is not None:  # keys for a secured service (with its public key)
                 curve.apply(self._socket, bind=False)
-            self._socket.connect(check_endpoint(endpoint))
+            if is_ipv6_endpoint(check_endpoint(endpoint)):
+                self._socket.setsockopt(zmq.IPV6, 1)
+            self._socket.connect(endpoint)
         except BaseException:
             self._socket.close(linger=0)
             raise

@@ -32,6 +32,7 @@ from .._protocol import (
     Limits,
     Message,
     decode_message,
+    is_ipv6_endpoint,
 )
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ class LatestFrames:
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic)
             if curve is not None:  # a client of the service's public key
                 curve.apply(self._socket, bind=False)
+            if is_ipv6_endpoint(endpoint):
+                self._socket.setsockopt(zmq.IPV6, 1)
             self._socket.connect(endpoint)
         except BaseException:
             self._socket.close(linger=0)
