@@ -8,6 +8,7 @@ knows nothing about deepdenoise still handles them sensibly.
 from __future__ import annotations
 
 import reprlib
+from typing import Any
 
 #: What came, as an error message shows it: a header field may be a 64 KiB string or a
 #: list nested a thousand deep, whose plain repr is unreadable or exceeds Python's
@@ -46,12 +47,16 @@ class ProtocolError(DeepDenoiseError, ValueError):
     ----------
     reason
         Stable machine-readable reason code (counted in ``status.rejected``).
+    where
+        What the message said of itself before the fault: ``series`` and ``index``,
+        once each was read and valid (the ``rejected`` event names them).
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, where: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.where = where or {}
 
 
 class StoreError(DeepDenoiseError, OSError):

@@ -94,6 +94,10 @@ def _fail(reason: Reject, message: str) -> ProtocolError:
     return ProtocolError(reason.value, message)
 
 
+def _fail_at(where: dict[str, Any], reason: Reject, message: str) -> ProtocolError:
+    return ProtocolError(reason.value, message, dict(where))
+
+
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -123,27 +127,38 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     series = header.get("series")
     if not is_series_name(series):
         raise _fail(Reject.SERIES, f"expected series of {SERIES_RULE}, got {shown(series)}")
+    where: dict[str, Any] = {"series": series}
     t_ns = header.get("t_ns")
     if t_ns is not None and not (_is_int(t_ns) and 0 <= t_ns < MAX_T_NS):
-        raise _fail(Reject.T_NS, f"expected t_ns as an integer 0..2**63-1, got {shown(t_ns)}")
-    _check_meta(header, limits)
+        raise _fail_at(
+            where, Reject.T_NS, f"expected t_ns as an integer 0..2**63-1, got {shown(t_ns)}"
+        )
+    _check_meta(header, limits, where)
     resend = header.get("resend", False)
     if not isinstance(resend, bool):
-        raise _fail(Reject.RESEND, f"expected resend as true or false, got {shown(resend)}")
+        raise _fail_at(
+            where, Reject.RESEND, f"expected resend as true or false, got {shown(resend)}"
+        )
 
     if kind != "frame":
         if len(parts) == 3:
-            raise _fail(Reject.PAYLOAD_UNEXPECTED, f"a '{kind}' message has no payload part")
+            raise _fail_at(
+                where, Reject.PAYLOAD_UNEXPECTED, f"a '{kind}' message has no payload part"
+            )
         return SeriesMark(topic, header, kind, series, t_ns)
 
     if len(parts) != 3:
-        raise _fail(Reject.PARTS, "a frame needs 3 parts [topic, header, payload], got 2")
+        raise _fail_at(where, Reject.PARTS, "a frame needs 3 parts [topic, header, payload], got 2")
     index = header.get("index")
     if not (_is_int(index) and 0 <= index < MAX_INDEX):
-        raise _fail(Reject.INDEX, f"expected index as an integer 0..2**40-1, got {shown(index)}")
+        raise _fail_at(
+            where, Reject.INDEX, f"expected index as an integer 0..2**40-1, got {shown(index)}"
+        )
+    where["index"] = int(index)
     dtype_str = header.get("dtype")
     if dtype_str not in ACCEPTED_DTYPES:
-        raise _fail(
+        raise _fail_at(
+            where,
             Reject.DTYPE,
             f"expected dtype one of {', '.join(ACCEPTED_DTYPES)}, got {shown(dtype_str)}",
         )
@@ -153,7 +168,8 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
         and len(shape) == 2
         and all(_is_int(s) and 1 <= s <= limits.max_side for s in shape)
     ):
-        raise _fail(
+        raise _fail_at(
+            where,
             Reject.SHAPE,
             f"expected shape [height, width], each 1..{limits.max_side}, got {shown(shape)}",
         )
@@ -161,12 +177,14 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     expected = int(shape[0]) * int(shape[1]) * dtype.itemsize
     payload = memoryview(parts[2])
     if expected > limits.max_payload_bytes:
-        raise _fail(
+        raise _fail_at(
+            where,
             Reject.PAYLOAD_SIZE,
             f"frame of {expected} bytes exceeds the payload limit {limits.max_payload_bytes}",
         )
     if payload.nbytes != expected:
-        raise _fail(
+        raise _fail_at(
+            where,
             Reject.PAYLOAD_LENGTH,
             f"shape {list(shape)} dtype {dtype_str} needs {expected} payload bytes, "
             f"got {payload.nbytes}",
@@ -183,9 +201,22 @@ def _str_keyed(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def _no_ext(code: int, data: bytes) -> Any:
+    """Ext types are not part of the protocol: passed on in ``meta``, they would reach
+    every subscriber, whose decoders may refuse them."""
+    raise ValueError(f"an ext type ({code}, {len(data)} bytes), which protocol v1 does not allow")
+
+
 def _unpack_header(buf: memoryview) -> dict[str, Any]:
     try:
-        header = msgpack.unpackb(buf, raw=False, object_pairs_hook=_str_keyed, use_list=True)
+        header = msgpack.unpackb(
+            buf,
+            raw=False,
+            object_pairs_hook=_str_keyed,
+            use_list=True,
+            ext_hook=_no_ext,
+            timestamp=2,  # the timestamp ext (a JavaScript Date): integer ns since 1970
+        )
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         why = str(exc) or type(exc).__name__  # StackError (nested too deep) has no text
         raise _fail(
@@ -238,15 +269,17 @@ def nesting_levels(value: object) -> int:
     return deepest
 
 
-def _check_meta(header: Mapping[str, Any], limits: Limits) -> None:
+def _check_meta(header: Mapping[str, Any], limits: Limits, where: dict[str, Any]) -> None:
     if "meta" not in header:
         return
     meta = header["meta"]
     if not isinstance(meta, dict):
-        raise _fail(Reject.META, f"expected meta as a map, got {type(meta).__name__}")
+        raise _fail_at(where, Reject.META, f"expected meta as a map, got {type(meta).__name__}")
     size = len(msgpack.packb(meta, use_bin_type=True))
     if size > limits.max_meta_bytes:
-        raise _fail(Reject.META, f"meta is {size} bytes encoded, limit {limits.max_meta_bytes}")
+        raise _fail_at(
+            where, Reject.META, f"meta is {size} bytes encoded, limit {limits.max_meta_bytes}"
+        )
 
 
 def canonical(header: Mapping[str, Any]) -> dict[str, Any]:

@@ -161,6 +161,12 @@ class ControlHandler:
             message = msgpack.unpackb(request, raw=False, object_pairs_hook=_unique_keys)
         except _DuplicateKey as exc:
             return _error(f"expected each key once in a request, got {exc} twice")
+        except msgpack.ExtraData as exc:
+            return _error(
+                f"expected one msgpack map like {{'cmd': 'status'}}, got {len(request)} bytes "
+                f"holding more than one msgpack value (the first: {shown(exc.unpacked)}): "
+                f"{request[:32]!r}"
+            )
         except Exception as exc:
             why = str(exc) or type(exc).__name__
             return _error(

@@ -204,7 +204,7 @@ class Receiver:
         try:
             message = decode_input(parts, self._limits)
         except ProtocolError as exc:
-            self._reject(exc.reason, exc.message)
+            self._reject(exc.reason, exc.message, **exc.where)
             return
         except Exception as exc:  # a case the decoder missed costs this message only
             log.exception("input message not decoded")

@@ -155,8 +155,8 @@ class TraceStep:
         )
         self._publish.put(Outgoing(TOPIC_TRACES, pack_header(header), values), urgent=True)
         self.frames += 1
-        t_s = (frame.t_ns or t_recv_ns) / 1e9  # 0 is "unknown", as the store writes it
-        for fired in state.check(values, t_s):
+        t_ns = frame.t_ns or t_recv_ns  # 0 is "unknown", as the store writes it
+        for fired in state.check(values, t_ns):
             rule = fired.rule
             trigger = trigger_header(
                 frame, rule.name, rule.column, fired.value, rule.threshold, rule.rois,
@@ -231,9 +231,8 @@ class TraceStep:
         """
         checked: list[str] = []
         if rois is not None:
-            self._check_rules(rois)
             targets = [series] if series is not None else list(self._shapes)
-            for name in targets:
+            for name in targets:  # the shape first: a wrong one is the first thing wrong
                 shape = self._shapes.get(name)
                 if shape is not None:
                     try:
@@ -241,6 +240,7 @@ class TraceStep:
                     except RoiError as exc:
                         raise RoiError(f"series {name!r}: {exc}") from None
                     checked.append(name)
+            self._check_rules(rois)
         with self._cond:
             self._pending.append(_Change(series, rois))
             self._requested += 1

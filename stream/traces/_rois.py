@@ -261,11 +261,19 @@ def rois_from_suite2p(
                 f"ROI {i} of {source} reaches pixel ({int(ys.max())}, {int(xs.max())}), "
                 f"outside {frames} (at most {MAX_SIDE} a side)"
             )
-    width = max(int(xs.max()) for _, _, xs in chosen) + 1
+    # overlapping pixels: suite2p leaves them out of F, found among every ROI it detected,
+    # cells or not (an overlap with a non-cell counted too: a user's trial)
+    detected = [
+        (ys, xs)
+        for ys, xs in pixel_lists
+        if ys.size and min(ys.min(), xs.min()) >= 0 and ys.max() < h and xs.max() < w
+    ]
+    width = max(int(xs.max()) for _, xs in detected) + 1
     keys = [ys * width + xs for _, ys, xs in chosen]
-    everything = np.concatenate(keys)
-    unique, times = np.unique(everything, return_counts=True)
-    shared = unique[times > 1]  # overlapping pixels: suite2p leaves them out of F
+    unique, times = np.unique(
+        np.concatenate([ys * width + xs for ys, xs in detected]), return_counts=True
+    )
+    shared = unique[times > 1]
     labels, ys_all, xs_all, starts, counts = [], [], [], [], []
     at = 0
     for (i, _, _), key in zip(chosen, keys, strict=True):

@@ -92,8 +92,8 @@ class SeriesTraces:
         call once they are sent."""
         self._baseline.settle()
 
-    def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
-        return self.triggers.check(traces, t_s)
+    def check(self, traces: np.ndarray, t_ns: int) -> list[Fired]:
+        return self.triggers.check(traces, t_ns)
 
     def attrs(self) -> dict[str, Any]:
         """What the store records beside the trace array."""

@@ -72,8 +72,11 @@ class TriggerBank:
             rows = _rows_of(rule, labels)
             self._rows.append(rows if rule.rois else None)
         self._previous = [np.nan] * len(rules)
-        self._quiet_until = [-np.inf] * len(rules)
-        self._latest_s = -np.inf  # the clock's latest reading
+        # nanoseconds, as the frames' clock counts: a refractory of whole frame intervals
+        # as float seconds of Unix time (~240 ns apart) fell short of them by rounding,
+        # and the rule fired one frame late every few times (a closed-loop user's trial)
+        self._quiet_until: list[int | None] = [None] * len(rules)
+        self._latest_ns: int | None = None  # the clock's latest reading
 
     def carry(self, old: TriggerBank, kept: set[int], all_kept: bool) -> None:
         """After a ROI change: each rule keeps its refractory time (a stimulator is not
@@ -90,13 +93,16 @@ class TriggerBank:
             if unchanged:
                 self._previous[i] = old._previous[j]
 
-    def check(self, traces: np.ndarray, t_s: float) -> list[Fired]:
-        """The rules that fire on this frame's traces (``[rois, columns]``) at ``t_s``."""
+    def check(self, traces: np.ndarray, t_ns: int) -> list[Fired]:
+        """The rules that fire on this frame's traces (``[rois, columns]``) at ``t_ns``."""
         fired: list[Fired] = []
-        if t_s < self._latest_s:  # the clock went back: quiet for a refractory on it
+        if self._latest_ns is not None and t_ns < self._latest_ns:
+            # the clock went back: quiet for a refractory on it
             for i, rule in enumerate(self.rules):
-                self._quiet_until[i] = min(self._quiet_until[i], t_s + rule.refractory_s)
-        self._latest_s = t_s
+                quiet = self._quiet_until[i]
+                if quiet is not None:
+                    self._quiet_until[i] = min(quiet, t_ns + _refractory_ns(rule))
+        self._latest_ns = t_ns
         for i, rule in enumerate(self.rules):
             column = traces[:, self._columns[i]]
             rows = self._rows[i]
@@ -110,10 +116,15 @@ class TriggerBank:
             over = value >= rule.threshold  # False for NaN
             if rule.mode == "crossing":  # a rise seen: no finite value before, no rise
                 over = over and bool(previous < rule.threshold)
-            if over and t_s >= self._quiet_until[i]:
-                self._quiet_until[i] = t_s + rule.refractory_s
+            quiet = self._quiet_until[i]
+            if over and (quiet is None or t_ns >= quiet):
+                self._quiet_until[i] = t_ns + _refractory_ns(rule)
                 fired.append(Fired(rule, value))
         return fired
+
+
+def _refractory_ns(rule: TriggerRule) -> int:
+    return round(rule.refractory_s * 1e9)
 
 
 def _reduce(group: np.ndarray, how: str) -> float:

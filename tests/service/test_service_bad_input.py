@@ -63,6 +63,8 @@ MALFORMED = [
     *[("header_decode", _msg(_nested(f))) for f in ("v", "series", "index", "shape", "x_v")],
     ("header_decode", _msg(_nested("meta", depth=16))),  # 17 levels with the header
     ("series", _msg(_header(series="x" * 10_000))),  # shown cut short in the error
+    # an ext type would be passed on in meta to every subscriber (PROTOCOL.md: MUST NOT)
+    ("header_decode", _msg(_header(meta={"x": msgpack.ExtType(5, b"ab")}))),
 ]
 
 
@@ -101,6 +103,31 @@ def test_valid_frames_survive_a_stream_of_malformed_ones(tmp_path: Path, identit
     assert {e["reason"] for e in rejected} <= set(expected)
     assert all(e["message"] for e in rejected)
     assert max(len(e["message"]) for e in rejected) < 300  # what came is shown cut short
+    # what the message said of itself before its fault is named (PROTOCOL.md §7.3)
+    by_reason = {e["reason"]: e for e in rejected}
+    assert (by_reason["payload_length"]["series"], by_reason["payload_length"]["index"]) == (
+        "mix",
+        0,
+    )
+    assert by_reason["t_ns"]["series"] == "mix" and "index" not in by_reason["t_ns"]
+    assert "series" not in by_reason["kind"]
+
+
+def test_a_timestamp_ext_is_read_as_integer_nanoseconds() -> None:
+    """The timestamp ext (-1), as JavaScript encoders write a Date, is taken as integer
+    ns since 1970 and so passed on; any other ext type is refused (header_decode)."""
+    import pytest
+
+    from stream import ProtocolError
+    from stream.protocol import Limits, decode_input, pack_header
+
+    stamp = msgpack.Timestamp(1_700_000_000, 5)
+    frame = decode_input(_msg(_header(meta={"when": stamp})), Limits())
+    assert frame.header["meta"] == {"when": 1_700_000_000_000_000_005}
+    assert b"\xd7\xff" not in pack_header(frame.header)  # no ext type goes out
+    with pytest.raises(ProtocolError, match=r"an ext type \(5, 2 bytes\)") as caught:
+        decode_input(_msg(_header(x_v=msgpack.ExtType(5, b"ab"))), Limits())
+    assert caught.value.reason == "header_decode"
 
 
 def test_non_finite_pixels_are_denoised_counted_and_flagged(tmp_path: Path, identity_model):

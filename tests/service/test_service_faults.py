@@ -87,6 +87,7 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
         [msgpack.packb({"cmd": "status"}), b"second part"],
         [b"a", b"b", b"c"],
         [b"\xc1 not msgpack"],
+        [b"hello world"],  # msgpack values after a first one: said as such
         [msgpack.packb([1, 2])],
         [msgpack.packb({"cmd": 7})],
         [msgpack.packb({"cmd": "reboot"})],
@@ -103,6 +104,8 @@ def test_malformed_control_requests_get_an_error_reply_and_stop_nothing(
             assert reply["ok"] is False and reply["error"], parts
             if parts == [b"\xc1 not msgpack"]:  # says why, and what came
                 assert "do not decode (" in reply["error"] and "not msgpack" in reply["error"]
+            if parts == [b"hello world"]:
+                assert "holding more than one msgpack value (the first: 104)" in reply["error"]
             if parts[0].count(b"cmd") == 2:
                 assert "each key once in a request, got 'cmd' twice" in reply["error"]
             assert not reply["error"].startswith("ValueError")  # expected, not an accident

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
 import zarr
-from deepdenoise_client import Control, ControlError, Publisher
+from deepdenoise_client import Control, ControlError, Publisher, Subscriber
 from service_harness import collect, events, listening, running_service, wait_until
 
 from stream import ConfigError
@@ -30,6 +32,21 @@ def _labels() -> np.ndarray:
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(90, 4000, SHAPE, dtype=np.uint16) for _ in range(n)]
+
+
+@contextmanager
+def _traced(
+    tmp_path: Path, model: Path, traces_config: dict
+) -> Iterator[tuple[Subscriber, Publisher, Control]]:
+    """On a service (no store) with ``traces_config``: a subscriber of TOPICS, a
+    publisher and a control client."""
+    with (
+        running_service(tmp_path, model, zarr=None, traces=traces_config) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        yield sub, pub, ctl
 
 
 def _roi_means(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -173,12 +190,7 @@ def test_rois_left_unchanged_by_set_rois_keep_their_baseline(tmp_path: Path, ide
         frame[labels == 3] += 200  # a transient on ROI 3 from frame 20, after the change
     baseline = {"offset": 0.0, "window_frames": 20, "block_frames": 5}  # F0: ~ the minimum
     traces_config = {"rois": tmp_path / "rois.npy", "baseline": baseline}
-    with (
-        running_service(tmp_path, identity_model, zarr=None, traces=traces_config) as svc,
-        listening(svc, TOPICS) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-        Control(svc.endpoints["control"], timeout=10) as ctl,
-    ):
+    with _traced(tmp_path, identity_model, traces_config) as (sub, pub, ctl):
         for i, frame in enumerate(frames[:20]):
             pub.send_frame(frame, "s", i)
         collect(sub, 20, topic=b"traces")
@@ -210,12 +222,7 @@ def test_trigger_rules_keep_their_state_through_a_roi_change(tmp_path: Path, ide
     ]
     baseline = {"offset": 0.0, "window_frames": 20, "block_frames": 5}
     traces_config = {"rois": tmp_path / "rois.npy", "baseline": baseline, "triggers": rules}
-    with (
-        running_service(tmp_path, identity_model, zarr=None, traces=traces_config) as svc,
-        listening(svc, TOPICS) as sub,
-        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
-        Control(svc.endpoints["control"], timeout=10) as ctl,
-    ):
+    with _traced(tmp_path, identity_model, traces_config) as (sub, pub, ctl):
         seen: list = []
         for i, frame in enumerate(frames[:20]):
             pub.send_frame(frame, "s", i)
@@ -316,6 +323,20 @@ def test_set_rois_refuses_bad_labels_and_changes_nothing(tmp_path: Path, identit
         assert expected in error, (expected, error)
     assert status["traces"]["rois"] == 3  # unchanged
     assert status["traces"]["series"] == {"s": 3}
+
+
+def test_set_rois_of_the_wrong_shape_is_refused_for_its_shape_first(tmp_path: Path, identity_model):
+    """A label image of the wrong shape that also lacks a rule's ROIs: the reply names
+    the shape, the first thing wrong (it named the missing ROIs: a user's trial)."""
+    np.save(tmp_path / "rois.npy", _labels())
+    rules = [{"name": "pair", "rois": [3, 7], "threshold": 1.0}]
+    traces_config = {"rois": tmp_path / "rois.npy", "triggers": rules}
+    with _traced(tmp_path, identity_model, traces_config) as (sub, pub, ctl):
+        pub.send_frame(_frames(1)[0], "s", 0)
+        collect(sub, 1)
+        with pytest.raises(ControlError, match=r"series 's': .*are 8x8, the frames are 24x32"):
+            ctl.set_rois(np.full((8, 8), 12, dtype=np.uint16))
+        assert ctl.status()["traces"]["rois"] == 3  # nothing changed
 
 
 def test_rois_set_while_no_series_streams_are_checked_when_one_starts(

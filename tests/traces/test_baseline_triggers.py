@@ -9,6 +9,10 @@ from stream import RoiError
 from stream.traces import BaselineConfig, RunningBaseline, TriggerBank, TriggerRule, delta_f_over_f
 
 
+def ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
 def _run(values: list[float], **config: float) -> list[float]:
     baseline = RunningBaseline(1, BaselineConfig(**config))
     return [float(baseline.update(np.array([v]))[0]) for v in values]
@@ -89,7 +93,7 @@ def _fire(bank: TriggerBank, dff_rows: list[list[float]], dt: float = 0.1) -> li
     for i, row in enumerate(dff_rows):
         traces = np.zeros((3, 3), np.float32)
         traces[:, 2] = row
-        if bank.check(traces, i * dt):
+        if bank.check(traces, ns(i * dt)):
             fired.append(i)
     return fired
 
@@ -128,7 +132,7 @@ def test_a_clock_that_goes_back_restarts_the_quiet_time_on_it() -> None:
     bank = _bank(rois=[5], mode="above", refractory_s=0.35)
     above = np.zeros((3, 3), np.float32)
     above[:, 2] = 2.0
-    fired = [t for t in (100.0, 100.1, 0.0, 0.2, 0.4, 0.5, 0.8) if bank.check(above, t)]
+    fired = [t for t in (100.0, 100.1, 0.0, 0.2, 0.4, 0.5, 0.8) if bank.check(above, ns(t))]
     assert fired == [100.0, 0.4, 0.8]  # quiet for 0.35 s from the reset, then as before
 
 
@@ -233,44 +237,44 @@ def test_a_crossing_rule_on_unchanged_rois_does_not_fire_on_a_roi_change() -> No
     (a fresh bank, what a change gave before, fired). A rise that spans the change fires
     where ROI 7 is unchanged; an edited ROI 7 starts afresh, with no value below seen."""
     before = _bank_of([3, 7], rois=[7], mode="crossing")
-    assert before.check(_traces([0.0, 0.9]), 0.0) == []  # a first value: no rise
-    assert before.check(_traces([0.0, 0.1]), 0.1) == []
-    assert [f.value for f in before.check(_traces([0.0, 0.9]), 0.2)] == [pytest.approx(0.9)]
+    assert before.check(_traces([0.0, 0.9]), ns(0.0)) == []  # a first value: no rise
+    assert before.check(_traces([0.0, 0.1]), ns(0.1)) == []
+    assert [f.value for f in before.check(_traces([0.0, 0.9]), ns(0.2))] == [pytest.approx(0.9)]
     kept = _bank_of([3, 7, 9], rois=[7], mode="crossing")
     kept.carry(before, kept={3, 7}, all_kept=False)
-    assert kept.check(_traces([0.0, 0.9, 0.0]), 0.3) == []  # still above: no rise
+    assert kept.check(_traces([0.0, 0.9, 0.0]), ns(0.3)) == []  # still above: no rise
 
     below = _bank_of([3, 7], rois=[7], mode="crossing")
-    assert below.check(_traces([0.0, 0.1]), 0.0) == []
+    assert below.check(_traces([0.0, 0.1]), ns(0.0)) == []
     rising = _bank_of([3, 7, 9], rois=[7], mode="crossing")
     rising.carry(below, kept={3, 7}, all_kept=False)
-    assert rising.check(_traces([0.0, 0.9, 0.0]), 0.1)  # the rise spans the change
+    assert rising.check(_traces([0.0, 0.9, 0.0]), ns(0.1))  # the rise spans the change
     redrawn = _bank_of([3, 7, 9], rois=[7], mode="crossing")
     redrawn.carry(below, kept={3}, all_kept=False)  # ROI 7 on other pixels: afresh
-    assert redrawn.check(_traces([0.0, 0.9, 0.0]), 0.1) == []
-    assert redrawn.check(_traces([0.0, 0.2, 0.0]), 0.2) == []
-    assert redrawn.check(_traces([0.0, 0.9, 0.0]), 0.3)
+    assert redrawn.check(_traces([0.0, 0.9, 0.0]), ns(0.1)) == []
+    assert redrawn.check(_traces([0.0, 0.2, 0.0]), ns(0.2)) == []
+    assert redrawn.check(_traces([0.0, 0.9, 0.0]), ns(0.3))
 
     every_before = _bank_of([3, 7], mode="crossing")  # a rule on every ROI (their mean)
-    assert every_before.check(_traces([0.1, 0.1]), 0.0) == []
-    assert every_before.check(_traces([0.8, 0.8]), 0.1)
+    assert every_before.check(_traces([0.1, 0.1]), ns(0.0)) == []
+    assert every_before.check(_traces([0.8, 0.8]), ns(0.1))
     same = _bank_of([3, 7], mode="crossing")
     same.carry(every_before, kept={3, 7}, all_kept=True)
-    assert same.check(_traces([0.8, 0.8]), 0.2) == []
+    assert same.check(_traces([0.8, 0.8]), ns(0.2)) == []
     grown = _bank_of([3, 7, 9], mode="crossing")  # another ROI joins the mean: afresh
     grown.carry(every_before, kept={3, 7}, all_kept=False)
-    assert grown.check(_traces([0.8, 0.8, 0.8]), 0.2) == []
-    assert grown.check(_traces([0.1, 0.1, 0.1]), 0.3) == []
-    assert grown.check(_traces([0.8, 0.8, 0.8]), 0.4)
+    assert grown.check(_traces([0.8, 0.8, 0.8]), ns(0.2)) == []
+    assert grown.check(_traces([0.1, 0.1, 0.1]), ns(0.3)) == []
+    assert grown.check(_traces([0.8, 0.8, 0.8]), ns(0.4))
 
 
 def test_the_refractory_time_outlasts_a_roi_change() -> None:
     before = _bank_of([7], rois=[7], mode="above", refractory_s=1.0)
-    assert before.check(_traces([0.9]), 0.0)
+    assert before.check(_traces([0.9]), ns(0.0))
     after = _bank_of([7, 8], rois=[7], mode="above", refractory_s=1.0)
     after.carry(before, kept=set(), all_kept=False)  # even with ROI 7 redrawn
-    assert after.check(_traces([0.9, 0.0]), 0.5) == []  # quiet until t = 1 s
-    assert after.check(_traces([0.9, 0.0]), 1.0)
+    assert after.check(_traces([0.9, 0.0]), ns(0.5)) == []  # quiet until t = 1 s
+    assert after.check(_traces([0.9, 0.0]), ns(1.0))
 
 
 def test_a_carried_trace_history_denoises_as_if_nothing_changed() -> None:
@@ -291,3 +295,15 @@ def test_a_carried_trace_history_denoises_as_if_nothing_changed() -> None:
         out = after.update(dff)
         np.testing.assert_allclose(out[1:], reference.update(dff[1:]), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(out[:1], fresh_reference.update(dff[:1]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_refractory_of_whole_frame_intervals_holds_on_unix_time() -> None:
+    """Frames 50 ms apart on a Unix-time clock and a 0.2 s refractory fire every 4th
+    frame: as float seconds (~240 ns resolution there) some intervals came out
+    0.19999981 s and the rule fired a frame late (a closed-loop user's trial)."""
+    rule = TriggerRule(name="r", threshold=0.5, mode="above", refractory_s=0.2)
+    bank = TriggerBank([rule], np.array([1]), ("raw", "denoised", "dff"))
+    above = np.full((1, 3), 1.0, np.float32)
+    t0 = 1_700_000_000_000_000_000
+    fired = [i for i in range(60, 100) if bank.check(above, t0 + i * 50_000_000)]
+    assert fired == list(range(60, 100, 4))
