@@ -315,3 +315,13 @@ class ServeProcess:
                 self.proc.kill()
                 self.proc.wait()
             self._log_file.close()
+
+
+@contextmanager
+def subscribed(proc: ServeProcess, timeout: float = 10.0) -> Iterator[Subscriber]:
+    """Events and status of a service process, once its first status shows the
+    subscription is live."""
+    with Subscriber(proc.output, topics=(b"event", b"status")) as sub:
+        while sub.recv(timeout=timeout).topic != b"status":
+            pass
+        yield sub

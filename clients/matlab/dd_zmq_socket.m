@@ -20,6 +20,10 @@ else
   if strcmp(type, 'XPUB')
     % Report every subscriber's subscription, not only the first per prefix.
     sock.setXpubVerbose(true);
+  elseif strcmp(type, 'PUSH')
+    % A few frames queued here, not 1000: a send that returned is a frame the service
+    % is about to read (octave-zeromq has no such option: libzmq's 1000 there).
+    sock.setSndHWM(8);
   end
   s = struct('backend', 'jeromq', 'type', type, 'handle', sock);
 end

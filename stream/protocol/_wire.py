@@ -228,6 +228,11 @@ def _unpack_header(buf: memoryview) -> dict[str, Any]:
         raise _fail(
             Reject.HEADER_DECODE, f"expected header as a msgpack map, got {type(header).__name__}"
         )
+    if b"\xff" in bytes(buf) and _beyond_64_bits(header):  # only a timestamp ext makes one
+        raise _fail(
+            Reject.HEADER_DECODE,
+            "expected integers of at most 64 bits; a timestamp ext came as one beyond them",
+        )
     if _nests_deeper(header, MAX_HEADER_LEVELS):  # every frame: the cheap test first
         raise _fail(
             Reject.HEADER_DECODE,
@@ -235,6 +240,21 @@ def _unpack_header(buf: memoryview) -> dict[str, Any]:
             f"the first), got {nesting_levels(header)}",
         )
     return header
+
+
+def _beyond_64_bits(value: object) -> bool:
+    """Whether an integer in ``value`` is outside int64..uint64 (msgpack cannot encode
+    it again): nanoseconds of a timestamp ext far from 1970."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not -(2**63) <= item < 2**64:
+            return True
+    return False
 
 
 def _nests_deeper(value: object, levels: int) -> bool:

@@ -50,7 +50,13 @@ class QueueConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inference_depth: int = Field(4, ge=1, description="frames waiting for the engine")
+    inference_depth: int = Field(
+        4,
+        ge=1,
+        description="frames waiting for the engine; when it blocks (PULL input), frames "
+        "beyond it wait too, read and stored raw, up to the memory budget, and on stop "
+        "those beyond it that the drain has not denoised are counted (dropped.shutdown)",
+    )
     inference_overflow: OverflowPolicy | None = Field(
         None,
         description="drop_oldest keeps live latency low (counted); block back-pressures the "

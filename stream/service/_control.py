@@ -79,6 +79,9 @@ class ControlHandler:
             "load_model": self._load_model,
             "set_rois": self._set_rois,
         }
+        # store losses as the last flush reply told them: a flush reports every loss
+        # since (one before it, too, as a full disk when a series began: a fault trial)
+        self._told_losses: dict[str, int] = {}
 
     def run(self, sock: zmq.Socket[Any], closing: threading.Event) -> None:
         """The control thread: answer every request until ``closing`` is set.
@@ -193,17 +196,19 @@ class ControlHandler:
         return {"ok": True, "paused": False}
 
     def _flush(self, _: dict[str, Any]) -> Reply:
-        before = self._store_losses()
         if not self._service.flush():
             return _error("flush did not complete within 30 s (disk too slow?)")
-        lost = {k: n - before.get(k, 0) for k, n in self._store_losses().items()}
+        losses = self._store_losses()
+        lost = {k: n - self._told_losses.get(k, 0) for k, n in losses.items()}
         lost = {k: n for k, n in lost.items() if n > 0}
+        self._told_losses = losses
         if lost:  # done, but not "every frame received so far is on disk"
             told = ", ".join(f"{n} {k}" for k, n in sorted(lost.items()))
             return {
                 **_error(
-                    f"flushed, but frames could not be written ({told}): counted in "
-                    "status dropped; the store_* error events say why"
+                    f"flushed, but frames could not be written ({told}) since the last "
+                    "flush (or the start): counted in status dropped; the store_* error "
+                    "events say why"
                 ),
                 "lost": lost,
             }

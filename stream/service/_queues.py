@@ -59,6 +59,11 @@ class StageQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def droppable(self) -> int:
+        """Droppable items queued (frames; not the control items among them)."""
+        return self._droppable
+
     def _size(self, item: T) -> int:
         return self._sizeof(item) if self._sizeof is not None else 0
 
@@ -136,14 +141,19 @@ class StageQueue(Generic[T]):
         with self._cond:
             return any(wanted(item) for item, _ in self._items)
 
-    def take_where(self, wanted: Callable[[T], bool]) -> list[T]:
-        """Remove and return the queued items that are ``wanted``; the rest keep their order."""
+    def take_where(self, wanted: Callable[[T], bool], keep: int = 0) -> list[T]:
+        """Remove and return the queued items that are ``wanted``, but for the first
+        ``keep`` of them; the rest keep their order."""
         with self._cond:
             kept: deque[tuple[T, bool]] = deque()
             taken: list[T] = []
             urgent = 0
             for position, (item, droppable) in enumerate(self._items):
-                if wanted(item):
+                if wanted(item) and keep > 0:
+                    keep -= 1
+                    kept.append((item, droppable))
+                    urgent += position < self._urgent
+                elif wanted(item):
                     taken.append(item)
                     self._droppable -= droppable
                     self.nbytes -= self._size(item)

@@ -250,7 +250,8 @@ class Receiver:
             )
             self._keep_rejected(frame, Reject.DUPLICATE, t_recv_ns)
             return
-        if not self._within_budget(frame):
+        room = self._within_budget(frame)
+        if room is False:
             return
         state.active_at = time.monotonic()
         self._track_index(frame.series, frame.index, state)
@@ -266,6 +267,10 @@ class Receiver:
         if self._raw_out is not None:  # before inference, and while paused: what came in
             header = pack_header(raw_header(frame, t_recv_ns))
             self._raw_out.put(Outgoing(TOPIC_RAW, header, frame.pixels))
+        if room is None:  # stopping, over the budget: stored raw, not denoised
+            self._stats.count_dropped("shutdown")
+            self._not_denoised += 1
+            return
         if self._paused.is_set():
             self._stats.count_dropped("paused")
             return
@@ -344,12 +349,18 @@ class Receiver:
         )
         return False
 
-    def _within_budget(self, frame: Frame) -> bool:
-        """True when the frame fits the memory budget (waiting for it on PULL input)."""
+    def _within_budget(self, frame: Frame) -> bool | None:
+        """True when the frame fits the memory budget (waiting for it on PULL input);
+        None on PULL input over it while the service stops: the frame is stored raw and
+        not denoised (a backlog of frames read ahead of inference had filled it, and
+        the frames read in the stop were dropped unstored: a review); False: dropped,
+        counted (``memory_budget``)."""
         if self._room_for(5 * frame.pixels.nbytes):  # raw + float32 clean, in and out
             return True
         gate = self._memory
         assert gate is not None  # no gate, always room
+        if gate.wait and self._halt.is_set():
+            return None
         # received, as a frame dropped later is (frames_in); not taken as arrived, so
         # its index stays missing (no pixels on disk) and may come again
         self._stats.count_in(frame.series)

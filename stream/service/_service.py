@@ -64,6 +64,15 @@ SWITCH_INTERVAL_S = 0.0005
 #: Seconds a stop waits for a stage that held a frame for a stuck writer's queue, once
 #: the writer is given up on (the frame is then counted lost, and the stage goes).
 STAGE_AFTER_ABANDON_S = 5.0
+#: Frames the inference queue may hold when it blocks (PULL input): the memory budget
+#: bounds it first. The receiver reads on while inference is behind, so every frame
+#: sent is read and its raw pixels written: frames left unread in ZeroMQ's buffers are
+#: lost to a kill -9 (a fault trial lost 1,165 of them with the queue at 4 frames).
+BACKLOG_FRAMES = 100_000
+#: What a queued frame holds beyond its pixels (its message, header and job: about
+#: 10 KB measured), counted against the memory budget: a backlog of small frames
+#: counted by its pixels alone held some 20 times the budget (a review).
+JOB_OVERHEAD_BYTES = 16 * 1024
 
 
 class Service:
@@ -87,11 +96,14 @@ class Service:
         self._threads: dict[str, threading.Thread] = {}
         self._errors: list[BaseException] = []
         queues = config.queues
+        backlog = config.inference_overflow == "block" and config.input_mode == "pull"
         self._jobs: StageQueue[Job | SeriesEnd] = StageQueue(
-            queues.inference_depth,
+            BACKLOG_FRAMES if backlog else queues.inference_depth,
             config.inference_overflow,
             on_drop=lambda _: self.stats.count_dropped("inference_queue_full"),
-            sizeof=lambda job: job.frame.pixels.nbytes if isinstance(job, Job) else 0,
+            sizeof=lambda job: (
+                job.frame.pixels.nbytes + JOB_OVERHEAD_BYTES if isinstance(job, Job) else 0
+            ),
         )
         self._outgoing: StageQueue[Outgoing] = StageQueue(
             queues.publish_depth,
@@ -266,8 +278,10 @@ class Service:
 
     def _shutdown(self, timeout: float) -> None:
         # In data-flow order: each stage drains what the one before it handed over.
+        drain_until = time.monotonic() + self.config.drain_s
         self._halt_input.set()
         self._join("receiver", timeout)
+        self._leave_backlog(drain_until)
         self._jobs.close()
         self._join("inference", timeout)
         if self._alive("inference"):
@@ -323,6 +337,26 @@ class Service:
         thread = threading.Thread(target=run, name=f"deepdenoise-{name}", daemon=True)
         self._threads[name] = thread
         thread.start()
+
+    def _leave_backlog(self, drain_until: float) -> None:
+        """Once input has stopped: the frames waiting for inference are denoised until
+        the drain ends (``drain_s`` after the stop began); then as many as the queue's
+        depth are, the rest counted (``dropped.shutdown``; their raw pixels are on
+        disk). A backlog read while inference was behind would otherwise hold the stop
+        for as long as it takes to denoise it."""
+        depth = self.config.queues.inference_depth
+        while self._jobs.droppable > depth and time.monotonic() < drain_until:
+            if not self._alive("inference"):
+                break
+            time.sleep(0.01)
+        behind = self._jobs.take_where(lambda item: isinstance(item, Job), keep=depth)
+        if behind:
+            self.stats.count_dropped("shutdown", len(behind))
+            log.warning(
+                "stopping: %d frame(s) waiting for inference beyond the queue's depth (%d) "
+                "are not denoised (dropped.shutdown); their raw frames are stored",
+                len(behind), depth,
+            )  # fmt: skip
 
     def _abandon_waiting_frames(self, timeout: float) -> None:
         """Inference did not drain its queue within the stop's ``timeout`` (a slow model,

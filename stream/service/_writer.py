@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._errors import StoreError, StoreWriteError
-from ..store import RejectedStore, SeriesStore, StoreConfig, closed_totals, store_path
+from ..store import (
+    RejectedStore,
+    SeriesStore,
+    StoreConfig,
+    closed_totals,
+    is_series_store,
+    store_path,
+    stored_series,
+)
 from ._messages import (
     CleanOp,
     EndOp,
@@ -376,8 +384,10 @@ class Writer:
 
     def _answer_flushes(self) -> None:
         """A flush is done once everything before it is on disk, including the next
-        run's frames kept back for a closing store: then, when none is closing."""
-        if self._closing or not self._flushes:
+        run's frames kept back for a closing store: then, when none holds any. (Not
+        when none is closing: a series stays closing until inference has reached its
+        end, which a backlog of frames read ahead put far behind: a review.)"""
+        if any(self._closing.values()) or not self._flushes:
             return
         self._flush_all()
         for done in self._flushes:
@@ -542,6 +552,8 @@ class Writer:
         store = self._stores.pop(series, None)
         unstored = self._unstored.pop(series, Counter())
         end = self._unstored_end.pop(series, 0)
+        if store is None and not unstored:
+            store = self._left_open(series)
         if store is None:  # no store open: a series ended with no frame still ends, and
             # series_end says so (0 stored); a second `end` gives the closed store's totals
             closed = None if unstored else closed_totals(store_path(self.root, series))
@@ -566,6 +578,25 @@ class Writer:
         self._on_series_end(
             series, {"frames": frames, "missing": missing, "lost": lost, "closed": recorded}
         )
+
+    def _left_open(self, series: str) -> SeriesStore | None:
+        """The series' store on disk, opened, where a session before this one left it
+        unclosed (a kill -9) and this one wrote nothing to it (every frame a duplicate):
+        closed now, its totals are told and recorded and its time axis trimmed (it said
+        0 on disk, and stayed open: a fault trial)."""
+        path = store_path(self.root, series)
+        if not is_series_store(path) or closed_totals(path) is not None:
+            return None
+        try:
+            shape, dtype, _ = stored_series(path)
+            store = SeriesStore(
+                self.root, series, shape, dtype, config=self._config, attrs=self._attrs
+            )
+        except _IO as exc:
+            self._failure(series, "store_open", f"cannot open the store to close it: {exc}")
+            return None
+        log.info("closing %s, left open by an earlier session", store.path)
+        return store
 
     # ------------------------------------------------------------------ failures
     def _guarded(self, series: str, kind: str, action: Callable[..., Any], *args: Any) -> None:

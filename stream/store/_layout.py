@@ -174,11 +174,12 @@ def series_group_attrs() -> dict[str, Any]:
     return {"ome": {"version": "0.5", "series": [p.split("/")[0] for p in IMAGES.values()]}}
 
 
-def ome_xml(frame_shape: tuple[int, int], dtypes: dict[str, np.dtype[Any]]) -> str:
+def ome_xml(frame_shape: tuple[int, int], dtypes: dict[str, np.dtype[Any]], size_t: int = 1) -> str:
     """``OME/METADATA.ome.xml``: one Image per image group (napari-ome-zarr reads it).
 
-    ``SizeT`` is left at 1: the time axis grows while the store is written, and readers
-    take the real length from the arrays.
+    ``size_t``: 1 while the store is written (its time axis grows; readers take the
+    length from the arrays), the trimmed length once it is closed (Bio-Formats reads
+    it from here).
     """
     h, w = frame_shape
     images = []
@@ -190,7 +191,8 @@ def ome_xml(frame_shape: tuple[int, int], dtypes: dict[str, np.dtype[Any]]) -> s
         images.append(
             f'  <Image ID="Image:{group}" Name={quoteattr(name)}>\n'
             f'    <Pixels ID="Pixels:{i}" DimensionOrder="XYZCT" Type="{pixel_type}" '
-            f'SizeX="{w}" SizeY="{h}" SizeZ="1" SizeC="1" SizeT="1"><MetadataOnly/></Pixels>\n'
+            f'SizeX="{w}" SizeY="{h}" SizeZ="1" SizeC="1" SizeT="{max(size_t, 1)}">'
+            "<MetadataOnly/></Pixels>\n"
             "  </Image>"
         )
     body = "\n".join(images)

@@ -79,6 +79,8 @@ FLAGS_INTERVAL_S = 0.2
 SPARE_BUFFERS = 2
 #: Errors tensorstore and the file system raise for a failed write.
 IO_ERRORS = (OSError, ValueError, RuntimeError)
+#: The OME-XML beside the images (the bioformats2raw layout), inside a store.
+OME_XML = Path("OME") / "METADATA.ome.xml"
 
 
 def check_store_folder(root: Path) -> Path:
@@ -308,7 +310,7 @@ class SeriesStore:
                 str(tmp), zarr_format=3, attributes={"ome": root_ome_attrs(), "deepdenoise": info}
             )
             root.create_group("OME", attributes=series_group_attrs())
-            (tmp / "OME" / "METADATA.ome.xml").write_text(ome_xml(self._shape, dtypes))
+            (tmp / OME_XML).write_text(ome_xml(self._shape, dtypes))
             for name, path in IMAGES.items():
                 root.create_group(path.split("/")[0], attributes=image_attrs(name, self._dtype))
             create_arrays(tmp, self._shape, dtypes, k, self._config)
@@ -582,6 +584,8 @@ class SeriesStore:
                 lost=dict(self.lost),
             )
             self._put_attrs()
+            xml = ome_xml(self._shape, {"raw": self._dtype, "clean": F4}, size_t=length)
+            self._guard("write the OME-XML of", lambda: _replace_text(self._ome_xml, xml))
         finally:
             self._spare.clear()
             self._io.close()
@@ -793,11 +797,22 @@ class SeriesStore:
         except IO_ERRORS as exc:
             raise StoreError(f"cannot {what} {self.path}: {exc}") from exc
 
+    @property
+    def _ome_xml(self) -> Path:
+        return self.path / OME_XML
+
     def _put_attrs(self) -> None:
         self._guard(
             "write the attributes of",
             lambda: self._group.update_attributes({"deepdenoise": self._info}),
         )
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as a whole: a temporary file beside it, renamed."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _normalize_dtype(dtype: Any) -> np.dtype[Any]:

@@ -125,6 +125,9 @@ def test_a_timestamp_ext_is_read_as_integer_nanoseconds() -> None:
     frame = decode_input(_msg(_header(meta={"when": stamp})), Limits())
     assert frame.header["meta"] == {"when": 1_700_000_000_000_000_005}
     assert b"\xd7\xff" not in pack_header(frame.header)  # no ext type goes out
+    far = msgpack.packb({**_header(), "meta": {"when": msgpack.Timestamp(2**40, 0)}})
+    with pytest.raises(ProtocolError, match="integers of at most 64 bits"):
+        decode_input([b"frame", far, b"\0" * 48], Limits())  # ns beyond uint64: no encoding
     with pytest.raises(ProtocolError, match=r"an ext type \(5, 2 bytes\)") as caught:
         decode_input(_msg(_header(x_v=msgpack.ExtType(5, b"ab"))), Limits())
     assert caught.value.reason == "header_decode"

@@ -42,6 +42,7 @@ from service_harness import (
     series_ended,
     service_config,
     stream_series,
+    subscribed,
     wait_until,
 )
 from typer.testing import CliRunner
@@ -52,6 +53,7 @@ from stream.service._writer import WriterGaveUp
 from stream.store import (
     ARRAY_PATHS,
     RejectedStore,
+    closed_totals,
     read_rejected,
     rejected_path,
     summarize_store,
@@ -493,6 +495,61 @@ def test_after_kill_9_a_restart_reports_the_holes(tmp_path: Path, identity_model
     assert status["series"]["killed"]["missing"] == 5
 
 
+def test_frames_handed_off_over_push_pull_are_read_while_inference_is_behind(
+    tmp_path: Path, slow_model
+):
+    """A service that cannot keep up reads on (each frame stored raw), so a kill -9
+    loses few frames a sender handed off. With inference's queue at 4 frames the
+    receiver stopped reading, and a fault trial's sender handed off 1,200 frames while
+    the service had read 39. The bound: 8 queued in the client, the kernel's TCP
+    buffers (a few MiB: at most 24 of these 512 KiB frames), a frame being read."""
+    frame = np.zeros((512, 512), np.uint16)
+    accepted = 0
+    with (
+        running_service(tmp_path, slow_model, zarr=None) as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False, timeout=1.0) as pub,
+    ):
+        with contextlib.suppress(TimeoutError):
+            while accepted < 80:
+                pub.send_frame(frame, "transit", accepted)
+                accepted += 1
+        read = svc.status()["frames_in"]
+    assert accepted - read <= 8 + 24 + 1, (accepted, read)
+
+
+def test_a_store_left_open_by_a_kill_is_closed_when_its_series_ends_unwritten(
+    tmp_path: Path, identity_model
+):
+    """After kill -9, every frame sent again (no resend flag) is a duplicate, kept apart:
+    no store opened this session, and series_end said 0 on disk while 10 were, and the
+    store stayed open (a fault trial). It is closed now: its totals told and recorded."""
+    sent = frames(10, shape=(32, 32))
+    first = ServeProcess(tmp_path, identity_model, config="[store]\nflush_interval_s = 0.2\n")
+    store = tmp_path / "data" / "again.zarr"
+    try:
+        with Publisher(first.input, mode="push", bind=False) as pub:
+            for i, frame in enumerate(sent):
+                pub.send_frame(frame, "again", i)
+            wait_until(lambda: store.exists() and summarize_store(store)["valid"] == 10, 30)
+    finally:
+        first.kill()
+    assert closed_totals(store) is None  # left open
+    second = ServeProcess(tmp_path, identity_model)
+    try:
+        with subscribed(second) as sub:
+            with Publisher(second.input, mode="push", bind=False) as pub:
+                for i, frame in enumerate(sent):
+                    pub.send_frame(frame, "again", i)
+                pub.end("again")
+            end = series_ended(sub, "again")
+        rejected = second.status()["rejected"]
+    finally:
+        assert second.terminate() == 0, second.log.read_text()
+    assert rejected == {"duplicate": 10}
+    assert (end["stored"], end["missing"]) == (10, 0)
+    assert closed_totals(store) == {"frames": 10, "missing": 0, "lost": end["lost"], "closed": True}
+
+
 def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model):
     sent = frames(50, shape=(64, 64))
     proc = ServeProcess(tmp_path, identity_model)
@@ -667,18 +724,27 @@ def test_a_full_disk_loses_frames_counted_one_by_one(tmp_path: Path, identity_mo
     assert fits["valid"] == 10  # small shards still fit: the other series went on
 
 
-def test_a_flush_that_could_not_write_every_frame_says_so(tmp_path: Path, identity_model):
+@pytest.mark.parametrize("flush_interval_s", [3600, 0.1])
+def test_a_flush_that_could_not_write_every_frame_says_so(
+    tmp_path: Path, identity_model, flush_interval_s: float
+):
     """flush replied ok while the frames it was to write were lost (a full disk): the
-    spec's ok means every frame received so far is on disk."""
-    config = "[store]\nframes_per_shard = 8\nflush_interval_s = 3600\n"  # written at the flush
+    spec's ok means every frame received so far is on disk. Lost at the flush itself
+    (3600 s) or before it, by the periodic writes (0.1 s: it said ok, a fault trial);
+    a later flush with no loss since is ok again."""
+    config = f"[store]\nframes_per_shard = 8\nflush_interval_s = {flush_interval_s}\n"
     proc = ServeProcess(tmp_path, identity_model, config=config, preexec_fn=_small_files(600_000))
     try:
         with Publisher(proc.input, mode="push", bind=False) as pub:
             for i, frame in enumerate(frames(6, shape=(256, 256))):  # 768 KB: over the limit
                 pub.send_frame(frame, "partial", i)
             wait_until(lambda: proc.status()["frames_out"] == 6, timeout=60)
-            with Control(proc.control, timeout=30) as ctl, pytest.raises(ControlError) as refused:
-                ctl.flush()
+            if flush_interval_s < 1:
+                wait_until(lambda: proc.status()["dropped"].get("store_raw") == 6, timeout=60)
+            with Control(proc.control, timeout=30) as ctl:
+                with pytest.raises(ControlError) as refused:
+                    ctl.flush()
+                ctl.flush()  # nothing lost since the last reply: ok
             dropped = proc.status()["dropped"]
     finally:
         proc.terminate()
@@ -902,16 +968,11 @@ def test_a_store_written_by_another_process_is_refused_and_its_frames_counted(
     assert summarize_store(tmp_path / "data" / "shared.zarr")["valid"] == 0
 
 
-def test_a_stop_that_inference_cannot_drain_in_time_counts_the_frames_left(
-    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
-):
-    # A model far slower than the stop's time and a deep queue: the stop gave up on the
-    # inference thread, and the frames still queued were neither denoised nor counted,
-    # with exit status 0 (a fault trial, 2026-12-07). They are counted now, and the frame
-    # in hand is waited for.
+def _inference_held(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Inference waits on the returned event before each frame (a model far slower
+    than the input, without timing)."""
     import threading
 
-    from stream import Service
     from stream.service import _infer
 
     gate = threading.Event()
@@ -922,6 +983,21 @@ def test_a_stop_that_inference_cannot_drain_in_time_counts_the_frames_left(
         denoise(self, job)
 
     monkeypatch.setattr(_infer.InferenceStage, "_denoise", held)
+    return gate
+
+
+def test_a_stop_that_inference_cannot_drain_in_time_counts_the_frames_left(
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
+):
+    # A model far slower than the stop's time and a deep queue: the stop gave up on the
+    # inference thread, and the frames still queued were neither denoised nor counted,
+    # with exit status 0 (a fault trial, 2026-12-07). They are counted now, and the frame
+    # in hand is waited for.
+    import threading
+
+    from stream import Service
+
+    gate = _inference_held(monkeypatch)
     queues = {"inference_overflow": "block", "inference_depth": 64, "publish_depth": 512}
     svc = Service(service_config(tmp_path, identity_model, queues=queues))
     svc.start()
@@ -945,6 +1021,56 @@ def test_a_stop_that_inference_cannot_drain_in_time_counts_the_frames_left(
     assert snap["frames_out"] == 1
     info = summarize_store(tmp_path / "data" / "slow.zarr")
     assert info["valid"] == 20 and info["clean_frames"] == 1 and info["closed"]
+
+
+def test_a_stop_over_the_budget_stores_the_frames_it_reads_raw(
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
+):
+    """Inference behind, frames read ahead of it up to the memory budget, then a stop:
+    the frames read in the stop were dropped as memory_budget, their pixels unstored
+    (a review). They are stored raw and counted dropped.shutdown."""
+    from stream import Service
+
+    gate = _inference_held(monkeypatch)
+    svc = Service(service_config(tmp_path, identity_model, memory_budget_mb=2))
+    svc.start()
+    try:
+        with Publisher(svc.endpoints["input"], mode="push", bind=False, timeout=1.0) as pub:
+            with contextlib.suppress(TimeoutError):  # the budget full: back-pressure
+                for i, frame in enumerate(frames(400, shape=(64, 64))):
+                    pub.send_frame(frame, "over", i)
+            svc.stop(timeout=0.5)
+    finally:
+        gate.set()
+        svc.stop()
+    snap = svc.stats.snapshot()
+    assert set(snap["dropped"]) == {"shutdown"}, snap["dropped"]
+    assert snap["frames_out"] + snap["dropped"]["shutdown"] == snap["frames_in"]
+    info = summarize_store(tmp_path / "data" / "over.zarr")
+    assert info["valid"] == snap["frames_in"] and info["closed"]
+
+
+def test_a_flush_after_an_end_does_not_wait_for_inference(
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
+):
+    """A series' end queued behind frames waiting for inference: a flush waited for
+    inference to reach it (a review); its raw frames are on disk, so it answers."""
+    gate = _inference_held(monkeypatch)
+    try:
+        with (
+            running_service(tmp_path, identity_model) as svc,
+            Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        ):
+            for i, frame in enumerate(frames(10)):
+                pub.send_frame(frame, "ends", i)
+            pub.end("ends")
+            wait_until(lambda: svc.status()["frames_in"] == 10, timeout=30)
+            assert svc.flush(timeout=20)
+            assert svc.status()["frames_out"] == 0  # inference still held: nothing denoised
+            assert summarize_store(tmp_path / "data" / "ends.zarr")["valid"] == 10
+            gate.set()
+    finally:
+        gate.set()
 
 
 def test_a_stop_on_a_disk_that_stops_answering_counts_what_is_not_on_disk(

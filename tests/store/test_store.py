@@ -303,6 +303,9 @@ def test_raw_and_clean_are_each_an_ome_zarr_0_5_image(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.asarray(level), expected)
     xml = (store.path / "OME" / "METADATA.ome.xml").read_text()
     assert 'ID="Image:0" Name="raw"' in xml and 'ID="Image:1" Name="clean"' in xml
+    # closed: the time axis's length, for Bio-Formats (it said 1 whatever the length)
+    assert xml.count('SizeT="3"') == 2
+    assert not list((store.path / "OME").glob(".*.tmp"))
 
 
 def test_attributes_record_provenance_and_totals(tmp_path: Path) -> None:

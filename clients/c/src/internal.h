@@ -16,6 +16,8 @@
 
 /* A message keeps at most this many parts; a longer one is counted and rejected. */
 #define DDN_KEPT_PARTS 3
+/* PUSH mode's send high-water mark: frames queued in this process for the service */
+#define DDN_PUSH_SEND_HWM 8
 
 struct ddn_message {
     /* Parts received from ZeroMQ, owned here so that views into them stay valid. */

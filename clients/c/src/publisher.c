@@ -77,6 +77,10 @@ ddn_publisher *ddn_publisher_new(void *ctx, const char *endpoint,
         rc = zmq_setsockopt(pub->socket, ZMQ_SNDTIMEO, &options->timeout_ms,
                             sizeof options->timeout_ms);
         if (rc == 0) rc = zmq_setsockopt(pub->socket, ZMQ_IMMEDIATE, &one, sizeof one);
+        /* a few frames queued here, not libzmq's 1000: a send that returned is a frame
+         * the service is about to read, and back-pressure comes as it falls behind */
+        int hwm = DDN_PUSH_SEND_HWM;
+        if (rc == 0) rc = zmq_setsockopt(pub->socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
     }
     if (rc == 0)
         rc = ddn__attach(pub->socket, endpoint, !options->connect);

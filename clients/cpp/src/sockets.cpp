@@ -98,6 +98,9 @@ Publisher::Publisher(const std::string& endpoint, const PublisherOptions& option
         // Queue only on a live connection: a connecting PUSH with no service there
         // times out instead of queueing frames that close would discard unsaid.
         socket_.set(zmq::sockopt::immediate, 1);
+        // A few frames queued here, not libzmq's 1000: a send that returned is a frame
+        // the service is about to read, and back-pressure comes as it falls behind.
+        socket_.set(zmq::sockopt::sndhwm, 8);
     }
     if (options.curve) options.curve->apply(socket_, options.bind);
     // The socket holds the keys now: keep no copy of the secret key for this object's

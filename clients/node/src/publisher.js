@@ -61,6 +61,9 @@ export class Publisher {
       // Queue only on a live connection: a connecting PUSH with no service there
       // waits (and times out) instead of queueing frames that close would discard.
       this.socket.immediate = true;
+      // A few frames queued here, not libzmq's 1000: a send that returned is a frame
+      // the service is about to read, and back-pressure comes as it falls behind.
+      this.socket.sendHighWaterMark = 8;
     }
     this.socket.linger = lingerMs === null ? -1 : lingerMs;
   }

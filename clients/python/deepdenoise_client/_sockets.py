@@ -89,6 +89,10 @@ class _Socket:
             self._socket.close(linger=_ms(linger))
 
 
+#: PUSH mode's send high-water mark (frames queued in this process for the service).
+PUSH_SEND_HWM = 8
+
+
 class Publisher(_Socket):
     """Send frames to the service, as an acquisition program does.
 
@@ -161,6 +165,10 @@ class Publisher(_Socket):
                 # that is not there waits (and times out) instead of queueing frames
                 # that close() would then discard unsaid.
                 self._socket.setsockopt(zmq.IMMEDIATE, 1)
+                # A few frames queued here, not libzmq's 1,000: a send that returned
+                # is then a frame the service is about to read, and back-pressure
+                # (a blocking send) comes as soon as it falls behind
+                self._socket.setsockopt(zmq.SNDHWM, PUSH_SEND_HWM)
             if curve is not None:
                 curve.apply(self._socket, bind=bind)
             check_endpoint(endpoint)
