@@ -75,6 +75,19 @@ def running_service(tmp_path: Path, model: Path, **overrides: Any) -> Iterator[S
         service.stop()
 
 
+@contextmanager
+def serving(
+    tmp_path: Path, model: Path, **overrides: Any
+) -> Iterator[tuple[Service, Subscriber, Publisher]]:
+    """A running service, a subscriber listening to it and a PUSH publisher into it."""
+    with (
+        running_service(tmp_path, model, **overrides) as svc,
+        listening(svc) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        yield svc, sub, pub
+
+
 def served(
     tmp_path: Path,
     model: Path,

@@ -137,6 +137,22 @@ def denoise(
         )  # fmt: skip
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
+    if frames.planes:  # ImageJ's CYX / ZYX: not frames in time (a user's trial)
+        err_console.print(
+            f"warning: {recording} stacks {frames.planes}, not frames in time: they are "
+            "denoised as one series all the same (the camera estimate and the blend take "
+            f"them as consecutive frames); to denoise {frames.planes} apart, save each as "
+            "its own stack",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if frames.unclosed:  # a snapshot, said: not the whole series (a user's trial)
+        err_console.print(
+            f"warning: {recording} is not closed (still being written, or left so by a "
+            f"service that was killed): denoising its {len(frames)} frames so far",
+            highlight=False,
+            soft_wrap=True,
+        )
     height, width = frames.frame_shape
     if width <= 16 and min(height, len(frames)) >= 4 * width:
         # (H, W, N) read as H frames of W x N: a time or channel axis saved last

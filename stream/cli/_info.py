@@ -72,11 +72,13 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
 def _model_rows(path: Path) -> list[tuple[str, str]]:
     import onnxruntime as ort
 
-    from ..engine import ModelMetadata, model_id_for
+    from ..engine import ModelMetadata, model_id_for, not_an_onnx_model
 
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for unreadable models
+        if "INVALID_PROTOBUF" in str(exc):  # not an ONNX file at all: as serve says it
+            raise ModelError(not_an_onnx_model(path)) from None
         raise ModelError(f"cannot load {path} with ONNX Runtime: {exc}") from exc
     props = session.get_modelmeta().custom_metadata_map
     if props.get("deepdenoise.kind") == "trace":  # the 1-D ROI trace denoiser

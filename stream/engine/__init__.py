@@ -9,7 +9,7 @@ their cards. Importing this package does not import onnxruntime; creating an eng
 from ..camera import CameraModel
 from ._binned import BINNED_PASS_SHARE, binned_output
 from ._blend import BLEND_SETTINGS, BlendChoice, BlendSetting, apply_blend
-from ._engine import Engine, FrameReport
+from ._engine import Engine, FrameReport, not_an_onnx_model
 from ._ensemble import PASSES as ENSEMBLE_PASSES
 from ._ensemble import check_passes
 from ._gpu import (
@@ -131,6 +131,7 @@ __all__ = [
     "model_file",
     "model_id_for",
     "model_input",
+    "not_an_onnx_model",
     "pad_canonical",
     "peak_snr",
     "plan_tiles",

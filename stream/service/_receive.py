@@ -85,6 +85,10 @@ class MemoryGate:
     in_use: Callable[[], int]
     budget: int
     wait: bool
+    #: The input socket's high-water mark (messages) and the bytes of the budget meant
+    #: for it: larger frames than it was sized for make it hold more (told once).
+    socket_frames: int = 0
+    socket_share: int = 0
 
 
 class Receiver:
@@ -121,6 +125,7 @@ class Receiver:
         self._writer = writer
         self._paused = paused
         self._over_budget_told = False  # the warning for frames over the whole budget
+        self._socket_told = False  # the warning for frames larger than the socket's sizing
         self._halt = halt
         self._memory = memory
         self._drain_s = drain_s
@@ -228,6 +233,7 @@ class Receiver:
         shape = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
         if state.shape is None:
             state.shape, state.dtype = shape, frame.pixels.dtype
+            self._check_socket_share(frame)
         elif shape != state.shape or frame.pixels.dtype != state.dtype:
             self._reject(
                 Reject.SERIES_MISMATCH,
@@ -321,6 +327,25 @@ class Receiver:
                 return False
             time.sleep(0.005)  # PULL: not reading is the back-pressure on the sender
         return True
+
+    def _check_socket_share(self, frame: Frame) -> None:
+        """Warn once when the input socket, full of frames like this one, would hold more
+        than twice its share of the budget: its high-water mark counts messages, sized
+        from ``warmup_shape`` (a fault trial's 2048² frames took the service to 4.1 GiB
+        against a 2 GiB budget, and a kill -9 lost the frames it held unread)."""
+        gate = self._memory
+        if gate is None or self._socket_told or not gate.socket_share:
+            return
+        held = gate.socket_frames * frame.pixels.nbytes
+        if held <= 2 * gate.socket_share:
+            return
+        self._socket_told = True
+        h, w = frame.pixels.shape
+        log.warning(
+            "frames of %dx%d: the input socket may hold %d of them (%.1f GiB), more than its "
+            "share of the memory budget (%.1f GiB): set warmup_shape = [%d, %d]",
+            h, w, gate.socket_frames, held / 2**30, gate.socket_share / 2**30, h, w,
+        )  # fmt: skip
 
     def _warn_over_budget(self, nbytes: int, budget: int) -> None:
         if self._over_budget_told:

@@ -196,7 +196,13 @@ class Service:
             self.writer,
             self._paused,
             self._halt_input,
-            memory=MemoryGate(self.queued_bytes, cfg.queue_budget_bytes, cfg.input_mode == "pull"),
+            memory=MemoryGate(
+                self.queued_bytes,
+                cfg.queue_budget_bytes,
+                cfg.input_mode == "pull",
+                socket_frames=cfg.receive_hwm,
+                socket_share=cfg.queue_budget_bytes,  # a quarter, as each share
+            ),
             drain_s=cfg.drain_s,
             idle_end_s=cfg.series_idle_end_s,
             raw_out=self._outgoing if cfg.publish_raw else None,

@@ -3,8 +3,9 @@
 Raw frames arrive from the receiver *before* inference, clean frames from the
 inference stage; both go through one FIFO so a series' ``end`` (forwarded by the
 inference stage after its last clean frame) is seen after everything it closes. Raw
-frames of the same series started again before that (``end`` then ``start``) are kept
-back from the closing store and written once it is closed, to the resumed store.
+frames of the same series started again before that (``end`` then ``start``) are
+written at once, to the same store, which then stays open for them at that end (whose
+``series_end`` tells the ended run's totals as of its last raw frame).
 The writer never drops: its queue blocks producers when full.
 
 Nothing is lost silently. A frame that does not reach the disk (a full disk, an IO
@@ -29,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -79,6 +81,16 @@ HEALTH_WINDOW_S = 10.0
 _IO = (StoreError, OSError, ValueError)
 #: A series' rejected frames are written once this many bytes wait (else on the flush).
 REJECTED_BLOCK_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class _RunEnd:
+    """A run's raw totals at its end: raw frames applied to the writer so far (all
+    series' runs of it), its frames on disk, its highest index (None: no store)."""
+
+    raw_applied: int
+    frames: int
+    last: int | None
 
 
 class WriterGaveUp(Exception):
@@ -154,11 +166,14 @@ class Writer:
         # last of them: its series_end must tell them, even when no store ever opened.
         self._unstored: dict[str, Counter[str]] = {}
         self._unstored_end: dict[str, int] = {}
-        # Series whose last raw frame before an `end` is in, their store not closed yet:
-        # the operations of their next run, kept back until it is (RawEndOp).
-        self._closing: dict[str, list[WriterOp]] = {}
-        self._kept: list[WriterOp] = []  # kept-back operations being applied, in order
-        self._flushes: list[threading.Event] = []  # flushes waiting for a closing store
+        # Series whose last raw frame before an `end` is in (RawEndOp), its EndOp not yet
+        # (inference is behind): each run's raw totals as of its end, in order. A next
+        # run's frames are written meanwhile, to the same store, which stays open for
+        # them (they were kept back in memory until then: a backlog of frames read ahead
+        # of inference made that minutes, and a kill -9 lost them: a fault trial).
+        self._closing: dict[str, list[_RunEnd]] = {}
+        self._raw_applied: Counter[str] = Counter()  # raw frames applied, by series
+        self._flushes: list[threading.Event] = []  # flushes asked for, answered in turn
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
@@ -263,8 +278,6 @@ class Writer:
         )
         with self._turns:
             lost += _frames_of([self._in_hand])
-        held_back = [op for ops in [*self._closing.values(), self._kept] for op in list(ops)]
-        lost += _frames_of(held_back)
         for store in [*self._stores.values(), self._store_closing]:
             if store is not None:
                 lost += store.unwritten()
@@ -360,8 +373,9 @@ class Writer:
                 rejected.close()
             log.warning("writer: the disk answered after the stop gave up on it; let go")
         else:
-            for series in list(self._closing):  # their next run's frames, then its close
-                self._end_run(series)
+            for series in list(self._closing):  # runs ended whose EndOp never came
+                while series in self._closing:
+                    self._end_run(series)
             for series in [*self._stores, *(s for s in self._unstored if s not in self._stores)]:
                 self._close_store(series)
             for series in list(self._rejected):
@@ -383,11 +397,8 @@ class Writer:
             self._on_died(self.error)
 
     def _answer_flushes(self) -> None:
-        """A flush is done once everything before it is on disk, including the next
-        run's frames kept back for a closing store: then, when none holds any. (Not
-        when none is closing: a series stays closing until inference has reached its
-        end, which a backlog of frames read ahead put far behind: a review.)"""
-        if any(self._closing.values()) or not self._flushes:
+        """A flush is done once everything before it is on disk."""
+        if not self._flushes:
             return
         self._flush_all()
         for done in self._flushes:
@@ -408,14 +419,8 @@ class Writer:
                     lambda s=open_store: s.update_attrs(model=op.model_id, models=models),
                 )
             return
-        kept_back = self._closing.get(op.series) if isinstance(op, RawOp | RawEndOp) else None
-        if kept_back is not None:  # the next run's: after this run's store is closed
-            kept_back.append(op)
-            with self._bytes_lock:
-                self._queued_bytes += _nbytes(op)
-            return
         if isinstance(op, RawEndOp):
-            self._closing[op.series] = []
+            self._closing.setdefault(op.series, []).append(self._run_end(op.series))
             return
         if isinstance(op, EndOp):
             self._end_run(op.series)
@@ -429,6 +434,7 @@ class Writer:
             self._keep_rejected(op)
             return
         kind = "raw" if isinstance(op, RawOp) else "clean"
+        self._raw_applied[op.series] += kind == "raw"
         store = self._store_for(op)
         if store is None:
             self._on_lost(f"store_{kind}", 1)
@@ -446,20 +452,36 @@ class Writer:
             self._failure(op.series, "store_write", f"frame {op.index}: {exc}")
             self._on_lost(f"store_{kind}", 1)
 
+    def _run_end(self, series: str) -> _RunEnd:
+        """A run's raw totals as its last raw frame is in: written out first, so the
+        store's count is the run's (a next run's frames may follow before it closes)."""
+        store = self._stores.get(series)
+        if store is None:
+            return _RunEnd(self._raw_applied[series], 0, None)
+        self._guarded(series, "store_write", store.flush)
+        return _RunEnd(self._raw_applied[series], store.frames_written, store.max_index)
+
     def _end_run(self, series: str) -> None:
-        """Close the series' store, then write what its next run sent meanwhile."""
+        """A run's end (EndOp, after its denoised frames): its store closed, or, where
+        its next run has sent frames meanwhile (or ended too), left open for them, and
+        the run's totals told as of its end."""
+        runs = self._closing.get(series) or [_RunEnd(self._raw_applied[series], 0, None)]
+        run = runs.pop(0)
+        if not runs:
+            self._closing.pop(series, None)
+        store = self._stores.get(series)
+        if store is not None and (runs or self._raw_applied[series] > run.raw_applied):
+            missing = 0 if run.last is None else run.last + 1 - run.frames
+            lost = dict(store.lost)
+            for kind, frames in self._unstored.get(series, Counter()).items():
+                lost[kind] = lost.get(kind, 0) + frames
+            self._on_series_end(
+                series, {"frames": run.frames, "missing": missing, "lost": lost, "closed": False}
+            )
+            return
         self._close_store(series)
         self._close_rejected(series)
         self._retry_at.pop(series, None)
-        kept = self._kept = self._closing.pop(series, [])  # counted by abandon_if_stuck
-        while kept:  # each stays counted (kept back, then in hand) until applied
-            self._in_hand = kept[0]
-            op = kept.pop(0)
-            with self._bytes_lock:
-                self._queued_bytes -= _nbytes(op)
-            self._apply(op)
-        self._in_hand = None
-        self._answer_flushes()
 
     def _write_traces(self, op: TracesOp) -> None:
         store = self._stores.get(op.series)  # traces follow their raw frame: no store, no row

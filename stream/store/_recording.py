@@ -33,7 +33,13 @@ import numpy as np
 from .._errors import ConfigError, DeepDenoiseError, StoreError
 from ._layout import PATHS
 from ._lock import process_alive
-from ._summary import MISSING_SHOWN, is_series_store, lost_pixels_text, missing_shards
+from ._summary import (
+    MISSING_SHOWN,
+    closed_totals,
+    is_series_store,
+    lost_pixels_text,
+    missing_shards,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,12 @@ class Recording:
     #: A series store's frames: ``indices`` are the rows of the series' time axis, and
     #: an output keeps that axis (a dropped frame stays a hole, never a shift).
     timeline: bool = False
+    #: A series store not closed: still being written, or left so by a killed service
+    #: (its frames so far, a snapshot).
+    unclosed: bool = False
+    #: What a TIFF names the axis stacked as frames where it is not time ("channels",
+    #: "z-planes"): denoised as one series in time all the same.
+    planes: str = ""
 
     @property
     def rows(self) -> int:
@@ -115,10 +127,13 @@ def open_recording(path: Path) -> Recording:
         raise ConfigError(f"recording {path} does not exist")
     indices = None  # set for a series store: its frames' own indices
     channel_last = False  # a TIFF whose last axis is samples, not x
+    planes = ""  # what a TIFF names its stacked axis, where not time
     if suffix == ".npy":
         frames: Any = _npy_frames(path)
     elif suffix in (".tif", ".tiff"):
-        frames, channel_last = _tiff_frames(path)
+        frames, axes = _tiff_frames(path)
+        channel_last = not axes.endswith("X")
+        planes = {"C": "channels", "Z": "z-planes", "S": "samples"}.get(axes[:1], "")
     else:
         with _reading(path, "its arrays"):
             frames, indices = _zarr_frames(path)
@@ -171,7 +186,8 @@ def open_recording(path: Path) -> Recording:
         indices = np.arange(frames.shape[0], dtype=np.int64)
     if len(indices) == 0:
         raise ConfigError(f"{path}: holds no frame")
-    return Recording(frames, indices, str(path), single, timeline)
+    unclosed = timeline and closed_totals(path) is None
+    return Recording(frames, indices, str(path), single, timeline, unclosed, planes)
 
 
 def _npy_frames(path: Path) -> Any:
@@ -190,13 +206,14 @@ def _npy_frames(path: Path) -> Any:
     return frames
 
 
-def _tiff_frames(path: Path) -> tuple[Any, bool]:
+def _tiff_frames(path: Path) -> tuple[Any, str]:
     """A TIFF stack, memory-mapped where its pages are uncompressed and contiguous (as
     most acquisition software writes them), else read whole. Pages written one at a time
     without a stack's description read as one series each: they are the frames.
 
-    Also whether the last axis is not the image's x axis (samples, or a singleton
-    tifffile names ``Q``): then a last axis of 1 is a channel, not frames 1 pixel wide.
+    Also the axes tifffile names (its first series'): where the last is not the
+    image's x axis (samples, or a singleton it names ``Q``), a last axis of 1 is a
+    channel, not frames 1 pixel wide.
     """
     import tifffile
 
@@ -208,7 +225,7 @@ def _tiff_frames(path: Path) -> tuple[Any, bool]:
                     f"cannot read {path} as a TIFF stack: expected image pages, got none "
                     "that can be read (a damaged or truncated file?)"
                 )
-            channel_last = bool(series) and not series[0].axes.endswith("X")
+            axes = str(series[0].axes)
             if len(series) > 1:
                 kinds = {(tuple(s.shape), np.dtype(s.dtype).str) for s in series}
                 if len(kinds) > 1:
@@ -216,11 +233,11 @@ def _tiff_frames(path: Path) -> tuple[Any, bool]:
                         f"{path}: expected one stack of frames, got {len(series)} series of "
                         f"different shapes or types: {sorted(kinds)[:4]}"
                     )
-                return np.stack([s.asarray() for s in series]), channel_last
+                return np.stack([s.asarray() for s in series]), "Q" + axes
         try:
-            return tifffile.memmap(path, mode="r"), channel_last
+            return tifffile.memmap(path, mode="r"), axes
         except ValueError:  # compressed or scattered pages
-            return tifffile.imread(path), channel_last
+            return tifffile.imread(path), axes
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
         if isinstance(exc, ConfigError):
             raise

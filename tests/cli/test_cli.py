@@ -214,6 +214,10 @@ def test_info_rejects_other_paths(tmp_path: Path):
     assert result.exit_code == 2 and "expected an .onnx model" in result.output
     result = runner.invoke(app, ["info", str(tmp_path / "absent.onnx")])
     assert result.exit_code == 2 and "does not exist" in result.output
+    (tmp_path / "fake.onnx").write_bytes(b"junk")  # as serve says it, not ORT's dump
+    result = runner.invoke(app, ["info", str(tmp_path / "fake.onnx")])
+    assert result.exit_code == 2 and "is not an ONNX model" in result.output, result.output
+    assert "INVALID_PROTOBUF" not in result.output
 
 
 def test_status_and_simulate_against_a_running_service(tmp_path: Path, identity_model: Path):

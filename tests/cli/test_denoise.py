@@ -26,6 +26,15 @@ def words(output: str) -> str:
     return " ".join(re.sub(r"[\u2500-\u257f]", " ", output).split())
 
 
+def _denoised(recording: Path, output: Path) -> str:
+    """``denoise`` on CPU with the blend off (it must succeed): its output, as words."""
+    result = invoke(
+        "denoise", str(recording), "-o", str(output), "--provider", "cpu", "--blend", "off"
+    )
+    assert result.exit_code == 0, result.output
+    return words(result.output)
+
+
 def photons() -> np.ndarray:
     yy, xx = np.mgrid[:48, :48]
     return 5.0 + 20.0 * np.exp(-((yy - 20.0) ** 2 + (xx - 28.0) ** 2) / 60.0)
@@ -151,6 +160,7 @@ def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.nda
     np.testing.assert_array_equal(out[kept], expected)
     text = words(result.output)
     assert "1 frame not in the store (indices 2): their rows are NaN" in text, text
+    assert "is not closed" not in text
     result = invoke(
         "denoise", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "out.npy"),
         "--model", "na-temporal", "--provider", "cpu", "--blend", "off", "--output-dtype",
@@ -160,6 +170,37 @@ def test_a_stored_series_is_denoised_with_its_gaps(tmp_path: Path, movie: np.nda
     as_input = np.load(tmp_path / "out.npy")
     assert as_input.shape == movie.shape and not as_input[2].any()  # 0: no NaN in uint16
     assert "their rows are 0" in words(result.output)
+
+
+@pytest.mark.parametrize(("axes", "said"), [("CYX", "channels"), ("ZYX", "z-planes"), ("TYX", "")])
+def test_a_tiff_of_channels_or_planes_is_said_to_be_taken_as_frames(
+    tmp_path: Path, movie: np.ndarray, axes: str, said: str
+) -> None:
+    """ImageJ's CYX or ZYX were denoised as a series in time without a word (a user's
+    trial): the camera estimate and the blend take the planes as consecutive frames."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "rec.tif", movie[:3], imagej=True, metadata={"axes": axes})
+    text = _denoised(tmp_path / "rec.tif", tmp_path / "out.npy")
+    if said:
+        assert f"stacks {said}, not frames in time" in text, text
+    else:
+        assert "not frames in time" not in text, text
+
+
+def test_a_store_not_closed_is_denoised_as_a_snapshot_and_said_so(
+    tmp_path: Path, movie: np.ndarray
+) -> None:
+    """A store still being written (or left by a killed service) gave its frames so far
+    with no word that there may be more (a user's trial)."""
+    store = SeriesStore(tmp_path, "live", movie.shape[1:], np.dtype("<u2"))
+    for i in range(3):
+        store.write_raw(i, movie[i], t_ns=i)
+    store.flush()
+    store.release()  # as a killed service leaves it: open
+    text = _denoised(tmp_path / "live.zarr", tmp_path / "out.npy")
+    assert "is not closed (still being written, or left so by a service" in text, text
+    assert "denoising its 3 frames so far" in text, text
 
 
 @pytest.mark.parametrize(
@@ -304,12 +345,7 @@ def test_the_look_aheads_pairs_are_not_counted_twice(tmp_path: Path) -> None:
 
     frames, _ = star_frames(drift=1, frames=6)
     np.save(tmp_path / "rec.npy", np.stack(frames))
-    result = invoke(
-        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "out.npy"),
-        "--provider", "cpu", "--blend", "off",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    text = words(result.output)
+    text = _denoised(tmp_path / "rec.npy", tmp_path / "out.npy")
     assert "looked ahead: warmed on the first 6 frames" in text, text
     assert "5 of the 5 frame pairs compared moved" in text, text
 

@@ -461,6 +461,14 @@ def test_a_series_prefix_the_protocol_cannot_carry_is_refused_when_the_handler_i
         assert DenoiseHandler(series=good).series == good
 
 
+def test_an_endpoint_libzmq_would_not_take_as_written_is_refused_when_the_handler_is_made():
+    """Found out only once the acquisition ran, unstreamed (a user's trial)."""
+    with pytest.raises(ValueError, match="port of 0-65535"):
+        DenoiseHandler("tcp://127.0.0.1:99999")
+    with pytest.raises(ValueError, match=r"a transport, ://"):
+        DenoiseHandler("127.0.0.1:5555")
+
+
 def test_a_camera_of_an_unsupported_pixel_type_is_refused_before_anything_is_sent(
     tmp_path: Path, identity_model
 ) -> None:

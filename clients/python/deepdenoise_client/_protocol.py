@@ -291,7 +291,11 @@ def check_series(series: str) -> str:
 def check_endpoint(endpoint: str) -> str:
     """Return ``endpoint``, or raise ValueError for a tcp one whose port libzmq would not
     take as written (it reads tcp://127.0.0.1:99999 as port 34463, 99999 mod 65536)."""
-    scheme, _, address = str(endpoint).partition("://")
+    scheme, sep, address = str(endpoint).partition("://")
+    if not sep:
+        raise ValueError(
+            f"expected an endpoint like tcp://127.0.0.1:5555 (a transport, ://), got {endpoint!r}"
+        )
     if scheme == "tcp":
         host, colon, port = address.rpartition(":")
         digits = port.isascii() and port.isdigit() and len(port) <= 5

@@ -301,7 +301,8 @@ class Publisher(_Socket):
         except zmq.Again:
             raise ClientTimeoutError(
                 f"could not queue a message on {self.endpoint} within the send timeout: "
-                f"no PULL peer connected, or the service is not keeping up.{self._hint}"
+                "no PULL peer connected (is the service's input `--input-mode pull`?), or "
+                f"the service is not keeping up.{self._hint}"
             ) from None
 
 

@@ -99,7 +99,7 @@ import zmq
 
 from ._curve import CurveKeys
 from ._errors import ClientTimeoutError, ProtocolError
-from ._protocol import DEFAULT_LIMITS, DTYPES
+from ._protocol import DEFAULT_LIMITS, DTYPES, check_endpoint
 from ._sockets import DEFAULT_INPUT, Publisher
 
 __all__ = ["DenoiseHandler", "check_image", "series_for", "split_axes"]
@@ -271,7 +271,8 @@ class DenoiseHandler:
         timeout: float | None = 30.0,
         curve: CurveKeys | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        # checked here, not found out once the acquisition runs unstreamed
+        self.endpoint = check_endpoint(endpoint)
         self.mode = mode
         self.series = _check_prefix(series)
         self.bind = bind

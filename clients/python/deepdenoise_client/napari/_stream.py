@@ -31,6 +31,7 @@ from .._protocol import (
     TOPIC_STATUS,
     Limits,
     Message,
+    check_endpoint,
     decode_message,
     is_ipv6_endpoint,
 )
@@ -140,7 +141,7 @@ class LatestFrames:
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic)
             if curve is not None:  # a client of the service's public key
                 curve.apply(self._socket, bind=False)
-            if is_ipv6_endpoint(endpoint):
+            if is_ipv6_endpoint(check_endpoint(endpoint)):
                 self._socket.setsockopt(zmq.IPV6, 1)
             self._socket.connect(endpoint)
         except BaseException:

@@ -157,7 +157,7 @@ class LiveViewWidget(QWidget):
         try:
             self.stream = LatestFrames(target, topics, curve=curve).start()
             self._streams.append(self.stream)
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, ValueError) as exc:  # ValueError: a port libzmq would remap
             self.state_label.setText(f"cannot connect to {target!r}: {exc}")
             return False
         self.status = None
