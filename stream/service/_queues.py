@@ -149,15 +149,13 @@ class StageQueue(Generic[T]):
             taken: list[T] = []
             urgent = 0
             for position, (item, droppable) in enumerate(self._items):
-                if wanted(item) and keep > 0:
-                    keep -= 1
-                    kept.append((item, droppable))
-                    urgent += position < self._urgent
-                elif wanted(item):
+                want = wanted(item)
+                if want and keep == 0:
                     taken.append(item)
                     self._droppable -= droppable
                     self.nbytes -= self._size(item)
                 else:
+                    keep -= want  # one of the first ``keep`` wanted
                     kept.append((item, droppable))
                     urgent += position < self._urgent
             self._items, self._urgent = kept, urgent

@@ -99,6 +99,14 @@ class WriterGaveUp(Exception):
     stage that put it stops."""
 
 
+def _with_unstored(lost: Mapping[str, int], unstored: Counter[str]) -> dict[str, int]:
+    """A store's lost frames by kind, with those lost before it opened (no store)."""
+    total = dict(lost)
+    for kind, frames in unstored.items():
+        total[kind] = total.get(kind, 0) + frames
+    return total
+
+
 def _nbytes(op: WriterOp) -> int:
     return op.pixels.nbytes if isinstance(op, RawOp | RejectedOp | CleanOp) else 0
 
@@ -173,7 +181,6 @@ class Writer:
         # of inference made that minutes, and a kill -9 lost them: a fault trial).
         self._closing: dict[str, list[_RunEnd]] = {}
         self._raw_applied: Counter[str] = Counter()  # raw frames applied, by series
-        self._flushes: list[threading.Event] = []  # flushes asked for, answered in turn
         self._flush_interval_s = flush_interval_s
         self._store_budget = store_budget
         self._thread = threading.Thread(target=self._run, name="deepdenoise-writer", daemon=True)
@@ -346,10 +353,9 @@ class Writer:
                     last_flush = time.monotonic()
                 if self._given_up:  # back from a flush the stop gave up on: no more
                     break
-                if isinstance(op, FlushOp):
+                if isinstance(op, FlushOp):  # written out just above
                     self._in_hand = None
-                    self._flushes.append(op.done)
-                    self._answer_flushes()
+                    op.done.set()
                 elif op is not None:
                     self._apply(op)
                     if self._given_up:  # back from a write the stop gave up on: no more
@@ -380,8 +386,6 @@ class Writer:
                 self._close_store(series)
             for series in list(self._rejected):
                 self._close_rejected(series)
-        for done in self._flushes:
-            done.set()
         why = (
             "the writer thread ended" if self.error is None else f"the writer failed ({self.error})"
         )
@@ -395,15 +399,6 @@ class Writer:
             self._count_lost(lost)
         if self.error is not None and self._on_died is not None:
             self._on_died(self.error)
-
-    def _answer_flushes(self) -> None:
-        """A flush is done once everything before it is on disk."""
-        if not self._flushes:
-            return
-        self._flush_all()
-        for done in self._flushes:
-            done.set()
-        self._flushes.clear()
 
     def _due(self, last_flush: float) -> bool:
         return time.monotonic() - last_flush >= self._flush_interval_s
@@ -472,9 +467,7 @@ class Writer:
         store = self._stores.get(series)
         if store is not None and (runs or self._raw_applied[series] > run.raw_applied):
             missing = 0 if run.last is None else run.last + 1 - run.frames
-            lost = dict(store.lost)
-            for kind, frames in self._unstored.get(series, Counter()).items():
-                lost[kind] = lost.get(kind, 0) + frames
+            lost = _with_unstored(store.lost, self._unstored.get(series, Counter()))
             self._on_series_end(
                 series, {"frames": run.frames, "missing": missing, "lost": lost, "closed": False}
             )
@@ -588,9 +581,7 @@ class Writer:
         self._guarded(series, "store_close", store.close)
         self._store_closing = None
         info = store.info
-        lost = dict(store.lost)
-        for kind, frames in unstored.items():  # lost before the store opened
-            lost[kind] = lost.get(kind, 0) + frames
+        lost = _with_unstored(store.lost, unstored)
         recorded = bool(info.get("closed", False))
         if recorded:
             frames, missing = int(info["frames"]), int(info["missing"])
