@@ -146,6 +146,7 @@ from ._samples import (
     spatial_samples,
     spike_blocks,
     temporal_samples,
+    unread_blocks,
 )
 from ._spikes import Spikes
 
@@ -336,7 +337,7 @@ class CameraEstimator:
         ``follows``: the frame comes right after the last one given (then the two make a
         triple with the next, for the offset's skew).
         """
-        frame = np.asarray(frame)
+        frame, _ = unread_blocks(np.asarray(frame))
         step = readout_step(frame)
         floor = floor_pixels(frame, step)
         self._keep_previous(
@@ -362,9 +363,10 @@ class CameraEstimator:
 
         ``follows``: the frame comes right after the last one given (to :meth:`update` or
         :meth:`remember`); False: no frame difference is taken from the pair (the scene
-        may have moved on in between), the frame still counts otherwise.
+        may have moved on in between), the frame still counts otherwise. Non-finite
+        pixels are left out, with the blocks around them (:func:`unread_blocks`).
         """
-        frame = np.asarray(frame)
+        frame, unread = unread_blocks(np.asarray(frame))
         blocks = blockwise_means(frame)
         blank = is_blank(blocks)
         self._frames += not blank  # the frames the estimate is from (and refits count)
@@ -373,7 +375,7 @@ class CameraEstimator:
         flat = flat_blocks(frame, floor[0] if floor is not None else None)
         if self.estimate is not None:  # hot pixels, by the camera so far
             flat = either(flat, spike_blocks(frame, self.estimate.camera))
-        flat = either(flat, self._noisy_blocks(frame.shape))
+        flat = either(either(flat, self._noisy_blocks(frame.shape)), unread)
         lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
         if not blank:  # a blank frame's one level is no dark region of the scene
             self._dark.append(darkest_level(frame, lit))

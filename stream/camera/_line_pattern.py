@@ -36,6 +36,15 @@ came with it lost as much as 2.9 dB (``independent`` at 1 photon per pixel, colu
 before without it, and comes back as it was should the searches undo that while they
 learn (:class:`stream.engine.SeriesContext`). The stored raw frame keeps it.
 
+Telling it from smooth light: a column's offset owes nothing to its neighbours', while
+light from uneven illumination or a large cell is smooth across the lines, and its
+detail finer than 16 lines, the same in every frame, is what the search keeps. Its shot
+noise is too faint for the light test in a few pairs: a still field lit unevenly (a
+Gaussian spot of 25-40 px sigma on 128 x 128, 20-100 photons per pixel, 10 frames) read
+as a pattern of columns and rows, ``na-lite`` 8 dB under a tuned Gaussian after its
+first frame (a user's trial). So what the frames share must not correlate
+:data:`SMOOTHEST` or more from one line to the next (:attr:`LinePattern.smoothness`).
+
 What a first pair cannot tell: a reviewer's flat scenes of columns of light 5-10 %
 apart at 10-30 photons per pixel (the size of a 0.5 e- pattern) read as a pattern on
 their second frame (0.1-0.3 dB lost there) and on none after; one at 5 % and 1.5 e-
@@ -78,6 +87,13 @@ LIGHT_SIGMAS = 3.0
 FIRST_LIGHT_SIGMAS = 2.0
 #: ... as it is where light's share of it is this much or more, by the gain.
 MOST_LIGHT = 0.5
+#: A pattern of the camera's electronics offsets each line by its own amount, nearly
+#: independent of its neighbours': what the frames share correlated -0.2 to +0.27 from
+#: one line to the next at every pair (columns of 0.3-1.5 e- on the evaluation's three
+#: generators at 1-30 photons per pixel, 2 seeds); the smooth light the other tests let
+#: through (a Gaussian spot of 10-60 px sigma, 10-80 photons over 20), 0.66 to 1.1.
+#: From this on, what the frames share is the scene's.
+SMOOTHEST = 0.45
 #: A pattern of the camera's electronics is no more than this many times its read noise
 #: (a sensor's column offsets are a fraction of it, or about it). Larger, what the frames
 #: share along the lines is the scene's: a bright scene's lines of low contrast, whose
@@ -113,6 +129,7 @@ class LinePattern:
         self._last: tuple[np.ndarray, np.ndarray] | None = None
         self._same = _Products()  # consecutive frames' profiles, one half's by the other's
         self._whole = _Products()  # consecutive frames' whole profiles
+        self._shifted = _Products()  # as _same, each line by the next one's
         self._light = _Products()  # a pair's variance profile by its newer frame's
         self._floored = False
 
@@ -129,6 +146,13 @@ class LinePattern:
     @property
     def rms(self) -> float:
         return math.sqrt(self.variance)
+
+    @property
+    def smoothness(self) -> float:
+        """The correlation of what is the same in every frame from one line to the next
+        (about 0 for a camera's pattern, near 1 for smooth light; 0 before a pair)."""
+        same = self._same.mean
+        return self._shifted.mean / same if same > 0 else 0.0
 
     @property
     def error(self) -> float:
@@ -166,6 +190,7 @@ class LinePattern:
             and variance > WORTH * self.error
             and variance <= (LARGEST * read_noise) ** 2
             and self.light_share(gain) < MOST_LIGHT
+            and self.smoothness < SMOOTHEST
         )
 
     def profile(self) -> np.ndarray:
@@ -189,8 +214,10 @@ class LinePattern:
             self._take(_half_profiles(before))
         assert self._last is not None
         (top, bottom), (last_top, last_bottom) = _half_profiles(now), self._last
-        self._same.add(top * last_bottom)
-        self._same.add(bottom * last_top)
+        for now_half, last_half in ((top, last_bottom), (bottom, last_top)):
+            self._same.add(now_half * last_half)
+            self._shifted.add(now_half[1:] * last_half[:-1])
+            self._shifted.add(now_half[:-1] * last_half[1:])
         self._whole.add((top + bottom) * (last_top + last_bottom) / 4.0)
         self._take((top, bottom))
         difference = np.subtract(now, before, dtype=np.float32)

@@ -173,6 +173,25 @@ def block_extremes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return block_low, block_high
 
 
+def unread_blocks(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A frame's non-finite pixels (NaN: a masked field, dead or cut pixels) filled flat
+    with the finite ones' mean (float32; the frame itself when all are finite), and per
+    4 x 4 block (raveled), whether it or a block beside it holds one (None: none). A
+    block only partly filled is not flat, but its fill has no noise: it would read as
+    less noise than the camera's (3 NaN columns and a NaN row of 128 x 128: read noise
+    1.6 ADU for 3.3, gain 1.86 +- 0.19 for 1.95 +- 0.04)."""
+    if frame.dtype.kind != "f" or np.isfinite(frame.sum(dtype=np.float64)):
+        return frame, None
+    bad = ~np.isfinite(frame)
+    filled = frame.astype(np.float32, copy=True)
+    filled[bad] = float(frame[~bad].mean(dtype=np.float64)) if not bad.all() else 0.0
+    extremes = block_extremes(bad.view(np.uint8))
+    if extremes is None:
+        return filled, None
+    touched = extremes[1] > 0
+    return filled, _with_neighbours(touched) if touched.any() else None
+
+
 def _with_neighbours(blocks: np.ndarray) -> np.ndarray:
     """A 2-D block mask grown by one block each way, raveled: the blocks whose levels
     (3 x 3 block means) a marked block enters."""

@@ -61,12 +61,26 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
         return f"store {path}", rows, summary["damaged"]
     if path.is_dir() and (path / "zarr.json").is_file():
         try:  # metadata it cannot read: a damaged store, said so
-            json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+            node = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read {path}/zarr.json: {exc}") from exc
+        raise StoreError(_not_a_series_store(path, node))
     raise StoreError(
         f"expected an .onnx model, a <series>.zarr store or rejected/<series>.zarr, got {path}"
     )
+
+
+def _not_a_series_store(path: Path, node: Any) -> str:
+    """What a Zarr node is that no service wrote, and what to do with it."""
+    expected = "expected an .onnx model, a <series>.zarr store or rejected/<series>.zarr"
+    if isinstance(node, dict) and node.get("node_type") == "array":
+        shape = "x".join(str(n) for n in node.get("shape", []))
+        return (
+            f"{expected}, got a plain Zarr array ({shape} {node.get('data_type', '?')}) at "
+            f"{path}: no service wrote it (no 'raw' array); to denoise it: "
+            f"deepdenoise denoise {path} -o OUT.zarr"
+        )
+    return f"{expected}, got a Zarr group with no 'raw' array at {path}: no service wrote it"
 
 
 def _model_rows(path: Path) -> list[tuple[str, str]]:

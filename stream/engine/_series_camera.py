@@ -251,10 +251,8 @@ class SeriesCamera:
         due = self._seen <= ESTIMATE_WARMUP or self._seen % ESTIMATE_EVERY == 0
         soon_due = (-self._seen) % ESTIMATE_EVERY in (1, 2)
         fed = due or soon_due
-        if fed and count_non_finite(frame):
-            # NaN/Inf would poison the estimate: a constant in their place is a flat fill,
-            # which it leaves out (a field of view masked with NaN, dead pixels)
-            frame = finite_copy(frame)
+        # NaN/Inf pixels (a field of view masked with NaN, dead pixels): the estimate
+        # leaves them out, with the blocks around them
         if fed and due:
             self._estimator.update(frame, follows=self._estimator_has_previous)
         elif fed:

@@ -124,6 +124,8 @@ def test_info_says_a_store_whose_metadata_cannot_be_read_is_damaged(tmp_path: Pa
     zarr.create_array(str(tmp_path / "plain.zarr"), shape=(2, 8, 8), dtype="<u2")
     plain = runner.invoke(app, ["info", str(tmp_path / "plain.zarr")])  # readable: not damaged
     assert plain.exit_code == 2 and "expected an .onnx model" in plain.output, plain.output
+    text = " ".join(plain.output.split())  # what it is, and what to do with it
+    assert "got a plain Zarr array (2x8x8 uint16)" in text and "deepdenoise denoise" in text
 
 
 def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):

@@ -329,6 +329,28 @@ def test_a_series_whose_index_jumped_far_opens_without_reading_its_whole_flags(
     np.testing.assert_array_equal(np.asarray(raw[0][last]), frame)
 
 
+def test_a_damaged_store_is_warned_of_not_shown_as_zeros_silently(tmp_path: Path) -> None:
+    """A raw shard deleted (frames flagged stored, pixels gone): the layers opened as
+    zeros with no word said."""
+    from stream import SeriesStore
+
+    frame = np.arange(SHAPE[0] * SHAPE[1], dtype=np.uint16).reshape(SHAPE)
+    with SeriesStore(tmp_path, "hurt", SHAPE, np.dtype("<u2")) as store:
+        for i in range(3):
+            store.write_raw(i, frame, t_ns=i)
+    path = tmp_path / "hurt.zarr"
+    intact, _ = read_series_store(str(path))
+    assert "frames_without_pixels" not in intact[1]["metadata"]["deepdenoise"]
+    shards = [p for p in (path / ARRAY_PATHS["raw"] / "c").rglob("*") if p.is_file()]
+    assert shards
+    for shard in shards:
+        shard.unlink()
+    with pytest.warns(UserWarning, match=r"damaged: 3 raw frame\(s\) .* show as zeros"):
+        raw, clean = read_series_store(str(path))
+    assert raw[1]["metadata"]["deepdenoise"]["frames_without_pixels"] == 3
+    assert "frames_without_pixels" not in clean[1]["metadata"]["deepdenoise"]
+
+
 @pytest.fixture
 def secured(tmp_path: Path, box_model) -> Secured:
     """The real service with ``[security]``, publishing raw frames too; only ``rig``'s

@@ -11,7 +11,9 @@ also reads both images through the OME-Zarr metadata).
 
 from __future__ import annotations
 
+import itertools
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,9 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     (zeros in ``raw``, NaN in ``clean``). It ends at the last frame on disk: a store
     still being written has its time axis allocated ahead, which would show as an
     empty slider. Contrast limits come from the newest frame whose raw and clean pixels
-    are both on disk, so the first view needs no scan.
+    are both on disk, so the first view needs no scan. A damaged store (raw frames
+    flagged as stored whose shard files are gone, which zarr reads as zeros) is warned
+    of, and the count kept in the raw layer's metadata.
     """
     import zarr
 
@@ -72,14 +76,26 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         raise ValueError(f"expected a deepdenoise series store (<series>.zarr), got {path}")
     group = zarr.open_group(str(path), mode="r")
     series = str(info.get("series") or Path(path).stem)
-    frame = _newest_complete_frame(group, Path(path))
-    last = _last_frame(group, Path(path))
+    valid = _valid_frames(group, Path(path))
+    frame = _newest_complete_frame(group, Path(path), valid)
+    last = int(valid[-1]) if valid is not None and valid.size else -1
     layers: list[LayerData] = []
     for name in IMAGES:
         array = group[info["images"][name]]
         if not isinstance(array, zarr.Array):
             raise ValueError(f"{path}: image {name!r} at {info['images'][name]!r} is no array")
-        meta = {"deepdenoise": {"series": series, "image": name, "store": str(path)}}
+        meta: dict[str, Any] = {"series": series, "image": name, "store": str(path)}
+        if name == "raw" and valid is not None:
+            lost = _frames_without_pixels(array, Path(path) / info["images"][name], valid)
+            if lost:  # zarr reads a missing shard as zeros: said, not shown as data
+                meta["frames_without_pixels"] = lost
+                warnings.warn(
+                    f"{path} is damaged: {lost} raw frame(s) flagged as stored have no "
+                    "pixels on disk (their shard files are gone) and show as zeros; "
+                    f"`deepdenoise info {path}` lists them",
+                    stacklevel=2,
+                )
+        meta = {"deepdenoise": meta}
         kwargs: dict[str, Any] = {
             "name": f"{series} {name}",
             "metadata": meta,
@@ -103,22 +119,39 @@ def _first_frames(array: Any, count: int) -> Any:
     return da.from_zarr(array)[:count]
 
 
-def _last_frame(group: Any, path: Path) -> int:
-    """The last index whose raw frame is on disk (-1: none, or no readable flags)."""
+def _valid_frames(group: Any, path: Path) -> np.ndarray | None:
+    """The indices whose raw frame is flagged as stored (None: no readable flags)."""
     try:
-        hits = _flagged(group, "valid", path)
+        return _flagged(group, "valid", path)
     except (KeyError, ValueError, RuntimeError, OSError):  # no flags, or damaged ones
-        return -1
-    return int(hits[-1]) if hits.size else -1
+        return None
 
 
-def _newest_complete_frame(group: Any, path: Path) -> int | None:
+def _newest_complete_frame(group: Any, path: Path, valid: np.ndarray | None) -> int | None:
     """The last index with both its raw and its clean frame on disk, if any."""
+    if valid is None:
+        return None
     try:
-        both = np.intersect1d(_flagged(group, "valid", path), _flagged(group, "clean_valid", path))
+        both = np.intersect1d(valid, _flagged(group, "clean_valid", path))
     except (KeyError, ValueError, RuntimeError, OSError):  # no flags, or damaged ones
         return None
     return int(both[-1]) if both.size else None
+
+
+def _frames_without_pixels(array: Any, folder: Path, valid: np.ndarray) -> int:
+    """How many of the ``valid`` frames have a shard file of ``array`` (stored in
+    ``folder``) gone: one ``stat`` per shard file, no pixel read."""
+    grid = array.metadata.chunk_grid.chunk_shape  # a shard's shape: the stored files
+    across = [range(-(-int(n) // int(g))) for n, g in zip(array.shape[1:], grid[1:], strict=True)]
+    shards, counts = np.unique(valid // int(grid[0]), return_counts=True)
+    return sum(
+        int(n)
+        for t, n in zip(shards, counts, strict=True)
+        if not all(
+            (folder / array.metadata.encode_chunk_key((int(t), *rest))).is_file()
+            for rest in itertools.product(*across)
+        )
+    )
 
 
 def _flagged(group: Any, name: str, path: Path) -> np.ndarray:
