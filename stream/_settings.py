@@ -139,7 +139,8 @@ def describe_validation_error(
         message = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
         came = shown(err.get("input"))
         said = "" if came in message else f" (got {came})"
-        return f"invalid {by_option[0]}: expected {message}{said}"
+        expected = "" if message.startswith("expected ") else "expected "  # a validator's
+        return f"invalid {by_option[0]}: {expected}{message}{said}"
     everything_given = all(option is not None for option in by_option)
     lines = ["invalid options:" if everything_given else f"invalid configuration in {source}:"]
     for err, option in zip(errors, by_option, strict=True):

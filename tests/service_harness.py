@@ -317,10 +317,11 @@ class ServeProcess:
         self.proc.wait()
         self._log_file.close()
 
-    def terminate(self) -> int:
-        """SIGTERM, wait for the orderly exit (killing it if it hangs); the exit code."""
+    def terminate(self, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM (or ``signum``), wait for the orderly exit (killing it if it hangs);
+        the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
         try:
             return self.proc.wait(30)
         finally:

@@ -124,9 +124,10 @@ def adapt_command(
         ("parity vs torch", f"{report.parity_error:.2g} model units (engine on CPU)"),
         ("MSE estimate by step", ", ".join(f"{k}: {v:.4g}" for k, v in report.risks.items())
          + " ADU² (PG-URE, from the noisy frames; 0 = start)"),
-        ("below the start's", ", ".join(
+        ("MSE below the start's", ", ".join(
             f"{k}: {gain:.3g} ± {se:.2g}" for k, (gain, se) in report.margins.items())
-         + f" ADU² (± a standard error; chosen only {SHOWN_BY:g} of them below)"),
+         + f" ADU² by step (> 0: better than the start, < 0: worse; ± a standard error; "
+           f"a step is chosen only {SHOWN_BY:g} standard errors or more better)"),
         ("chosen", f"step {report.chosen_step}" if report.chosen_step else "the starting weights"),
         ("wrote", f"{report.out} (hash {(report.metadata.content_hash or '')[:12]})"),
     )  # fmt: skip

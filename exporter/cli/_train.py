@@ -283,6 +283,7 @@ def calibrate_command(
             estimate_camera_noise,
             light_in,
             load_noise_stack,
+            scene_changes,
         )
     except ImportError as exc:
         raise fail(f"{EXTRA_HINT} ({exc})") from exc
@@ -318,6 +319,8 @@ def calibrate_command(
             )
         if gain is not None and dark_frames is None:
             _check_dark(frames, stack)
+        if gain is None and (moving := scene_changes(frames)):  # STACK gives the gain
+            err_console.print(f"[bold yellow]warning:[/] {stack}: {moving}", highlight=False)
         fit = estimate_camera_noise(frames, dark=dark_frames, gain=gain, offset=offset)
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc

@@ -155,6 +155,10 @@ DARK_FRAMES = 64
 #: Weight of each new frame in the running mean image (about 20 frames' memory); the
 #: first frames are averaged with equal weights (a plain mean) until the weight gets there.
 AVERAGE_WEIGHT = 0.05
+#: Frames a block whose pixels were one value (a mask's fill, a border) stays out of the
+#: samples after it: its level is in the running mean until the mean forgets it (its
+#: weight 0.05 x 0.95**60, 0.2 %, then).
+FILL_MEMORY = 60
 #: A block's squared second difference above this many times its expected value (six
 #: times the noise variance, by the current estimate) holds a change of the scene: its
 #: cube is left out of the offset's skew.
@@ -308,6 +312,11 @@ class CameraEstimator:
         self._before: np.ndarray | None = None  # the frame before the previous one, when
         self._before_saturated: np.ndarray | None = None  # the two were consecutive
         self._previous_floor: np.ndarray | None = None  # its pixels at a floor, if any
+        self._previous_fill: np.ndarray | None = None  # its masked (filled) blocks, if any
+        #: Per block, frames since it was a fill (one value) in the running mean (a border
+        #: that moves with the motion correction's shifts): within FILL_MEMORY its level
+        #: mixes the fill with the scene. None: no fill since the mean started.
+        self._fill_age: np.ndarray | None = None
         self._unit: float | None = None  # the fit works in it (see :func:`data_unit`)
         self._saturated = 0.0
         # running mean of the frames' block means: the levels to bin by
@@ -337,11 +346,16 @@ class CameraEstimator:
         ``follows``: the frame comes right after the last one given (then the two make a
         triple with the next, for the offset's skew).
         """
-        frame, _ = unread_blocks(np.asarray(frame))
+        frame, unread = unread_blocks(np.asarray(frame))
         step = readout_step(frame)
         floor = floor_pixels(frame, step)
+        fill = either(flat_blocks(frame, floor[0] if floor is not None else None), unread)
         self._keep_previous(
-            frame, saturated_pixels(frame, step), floor[1] if floor is not None else None, follows
+            frame,
+            saturated_pixels(frame, step),
+            floor[1] if floor is not None else None,
+            follows,
+            fill,
         )
 
     def _keep_previous(
@@ -350,6 +364,7 @@ class CameraEstimator:
         saturated: np.ndarray | None,
         at_floor: np.ndarray | None,
         follows: bool,
+        fill: np.ndarray | None,
     ) -> None:
         chained = follows and self._previous is not None and self._previous.shape == frame.shape
         self._before = self._previous if chained else None
@@ -357,6 +372,7 @@ class CameraEstimator:
         self._previous = frame.astype(np.float32, copy=True)
         self._previous_saturated = saturated
         self._previous_floor = at_floor
+        self._previous_fill = fill
 
     def update(self, frame: np.ndarray, follows: bool = True) -> CameraEstimate:
         """Take one frame and return the current estimate.
@@ -372,10 +388,11 @@ class CameraEstimator:
         self._frames += not blank  # the frames the estimate is from (and refits count)
         self._step = readout_step(frame)
         floor = floor_pixels(frame, self._step)
-        flat = flat_blocks(frame, floor[0] if floor is not None else None)
+        one_valued = flat_blocks(frame, floor[0] if floor is not None else None)
+        fill = either(one_valued, unread)
+        flat = either(fill, self._noisy_blocks(frame.shape))
         if self.estimate is not None:  # hot pixels, by the camera so far
             flat = either(flat, spike_blocks(frame, self.estimate.camera))
-        flat = either(either(flat, self._noisy_blocks(frame.shape)), unread)
         lit = blocks.ravel()[~flat] if flat is not None else blocks  # no fill's level
         if not blank:  # a blank frame's one level is no dark region of the scene
             self._dark.append(darkest_level(frame, lit))
@@ -389,19 +406,25 @@ class CameraEstimator:
         moved = False
         same_shape = self._average is not None and self._average.shape == blocks.shape
         if follows and paired and same_shape and not (blank or self._previous_blank):
-            moved = self._add_temporal(frame, saturated, at_floor, flat)
+            # masked in either frame, or lately in the levels' mean, is no sample
+            recent = None if self._fill_age is None else self._fill_age < FILL_MEMORY
+            masked = either(either(flat, self._previous_fill), recent)
+            moved = self._add_temporal(frame, saturated, at_floor, masked)
         if moved or not same_shape or self._previous_blank:
             # a moved scene, or the first after a blank frame: the levels start again
             self._average = blocks
             self._averaged, self._weight_sq = 1, 1.0
+            self._fill_age = None
+            self._age_fills(one_valued)
         elif not blank:  # a blank frame's one level is not the scene's
+            self._age_fills(one_valued)
             self._averaged += 1
             weight = max(1.0 / self._averaged, AVERAGE_WEIGHT)
             self._average += weight * (blocks - self._average)
             self._weight_sq = (1.0 - weight) ** 2 * self._weight_sq + weight**2
         # no skew across a move, nor from a triple with a blank frame in it
         self._keep_previous(
-            frame, saturated, at_floor, follows and not moved and not self._previous_blank
+            frame, saturated, at_floor, follows and not moved and not self._previous_blank, fill
         )
         self._previous_blank = blank
         self._since_fit += 1
@@ -472,6 +495,16 @@ class CameraEstimator:
         blocks = np.zeros((rows, columns), dtype=bool)
         blocks[ys[inside] // BLOCK, xs[inside] // BLOCK] = True
         return blocks.ravel()
+
+    def _age_fills(self, one_valued: np.ndarray | None) -> None:
+        """A frame more in the running mean: each block's frames since it was a fill."""
+        if self._fill_age is not None:
+            self._fill_age += 1
+            np.minimum(self._fill_age, FILL_MEMORY, out=self._fill_age)  # no overflow
+        if one_valued is not None:
+            if self._fill_age is None:
+                self._fill_age = np.full(one_valued.shape, FILL_MEMORY, dtype=np.int32)
+            self._fill_age[one_valued] = 0
 
     def _refit_interval(self) -> int:
         """Frames between fits: half the frames so far, up to ``refit_every``. A young

@@ -31,6 +31,15 @@ ModelOption = Annotated[
         show_default="the shipped default for the active provider",
     ),
 ]
+FollowOption = Annotated[
+    Literal["balanced", "events"] | None,
+    typer.Option(
+        help="A temporal model (na-temporal) near fast events: balanced (the best PSNR) or "
+        "events (their height and onset kept closer at low light, at a cost in PSNR: "
+        "README, Models).",
+        show_default="balanced",
+    ),
+]
 ProviderOption = Annotated[
     Literal["auto", "cpu", "cuda", "tensorrt"] | None,
     typer.Option(

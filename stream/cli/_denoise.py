@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ import typer
 
 from .._errors import ConfigError, DeepDenoiseError, ModelError
 from ._common import (
+    FollowOption,
     ModelOption,
     ProviderOption,
     blend_choice,
@@ -82,7 +84,7 @@ def denoise(
         Path | None,
         typer.Option(
             help="A `serve` TOML config: its model, provider, camera, spikes, tiles, offset "
-            "map and blend apply; options here override it."
+            "map, blend and follow apply; options here override it."
         ),
     ] = None,
     look_ahead: Annotated[
@@ -96,6 +98,7 @@ def denoise(
             "causal, as the service's estimate.",
         ),
     ] = LOOK_AHEAD,
+    follow: FollowOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -113,8 +116,12 @@ def denoise(
 
     try:
         cfg = load_config(
-            config, model=model, provider=provider, blend=blend, output_dtype=output_dtype
-        )
+            config,
+            options={"model": "--model", "provider": "--provider", "blend": "--blend",
+                     "output_dtype": "--output-dtype", "follow": "--follow"},
+            model=model, provider=provider, blend=blend, output_dtype=output_dtype,
+            follow=follow,
+        )  # fmt: skip
         _check_apart(recording, output)
         RecordingWriter.check_path(output, replace=force)  # before the work, not after
         frames = open_recording(recording)
@@ -133,7 +140,7 @@ def denoise(
         # contract on them (non-finite, another size) is refused before anything is written
         engine = Engine(
             path, provider=cfg.provider, tile=cfg.tile, overlap=cfg.overlap, spikes=cfg.spikes,
-            warmup_shape=frames.frame_shape,
+            follow=cfg.follow, warmup_shape=frames.frame_shape,
         )  # fmt: skip
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
@@ -171,7 +178,8 @@ def denoise(
                 output, frames.rows, frames.frame_shape, dtype, single=frames.single, replace=force
             ) as writer,
         ):
-            broken = _denoise_frames(frames, writer, dtype, engine, context, int(passes))
+            tally = _denoise_frames(frames, writer, dtype, engine, context, int(passes))
+            broken = tally.broken
             if len(broken) == len(frames):  # nothing usable: no output at all
                 raise ModelError(
                     f"model {engine.path.name} gave NaN/Inf pixels in every frame "
@@ -182,7 +190,7 @@ def denoise(
     finally:
         engine.close()
     seconds = time.perf_counter() - started
-    summary = _summary(frames, output, engine, context, seconds, dtype, broken, ahead)
+    summary = _summary(frames, output, engine, context, seconds, dtype, tally, ahead)
     console.print(kv_table("deepdenoise denoise", summary))
 
 
@@ -232,6 +240,18 @@ def _check_apart(recording: Path, output: Path) -> None:
         )
 
 
+@dataclass
+class _Tally:
+    """What the frames held that the summary tells."""
+
+    #: Indices of the frames whose output has NaN/Inf pixels where the input was finite
+    #: (the model failed there).
+    broken: list[int] = field(default_factory=list)
+    #: Frames with NaN/Inf pixels of their own, and those pixels in all.
+    unread_frames: int = 0
+    unread_pixels: int = 0
+
+
 def _denoise_frames(
     frames: Recording,
     writer: RecordingWriter,
@@ -239,17 +259,16 @@ def _denoise_frames(
     engine: Engine,
     context: SeriesContext,
     passes: int,
-) -> list[int]:
-    """Denoise every frame in order and write it as ``dtype``; the indices of those whose
-    output has NaN/Inf pixels where the input was finite (the model failed there)."""
+) -> _Tally:
+    """Denoise every frame in order and write it as ``dtype``."""
     from rich.progress import track
 
-    from ..engine import to_dtype
+    from ..engine import count_non_finite, to_dtype
 
     # a stored series' missing frames stay holes on its time axis: NaN, or 0 in an
     # integer output (the summary lists them)
     hole = np.full(frames.frame_shape, 0 if dtype.kind in "iu" else np.nan, dtype=dtype)
-    row, warned, broken = 0, False, []
+    row, warned, tally = 0, False, _Tally()
     steps = enumerate(frames.indices)
     for position, index in track(
         steps, "denoising", len(frames), console=err_console, transient=True
@@ -262,12 +281,15 @@ def _denoise_frames(
         if not warned and (warning := _float32_rounding(raw, int(index))):
             err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
             warned = True
+        unread = count_non_finite(raw)
+        tally.unread_frames += unread > 0
+        tally.unread_pixels += unread
         clean = context.denoise(engine, raw, int(index), passes)
         if _made_non_finite(raw, clean):
-            broken.append(int(index))
+            tally.broken.append(int(index))
         writer.write(to_dtype(clean, dtype))  # float32 passes through
         row += 1
-    return broken
+    return tally
 
 
 def _made_non_finite(raw: np.ndarray, clean: np.ndarray) -> bool:
@@ -315,14 +337,16 @@ def _summary(
     context: SeriesContext,
     seconds: float,
     dtype: np.dtype[Any],
-    broken: list[int],
+    tally: _Tally,
     ahead: int,
 ) -> list[tuple[str, Any]]:
-    estimate = context.estimate
+    estimate, broken = context.estimate, tally.broken
     if context.configured is not None:
         camera = f"configured: {context.configured}"
     elif estimate is None:
         camera = "none (the model takes no noise map)"
+    elif estimate.frames == 0:  # every frame one value: nothing of a camera to estimate
+        camera = "none: every frame is blank (one value each: a closed shutter, no signal?)"
     else:
         c = estimate.camera
         camera = (
@@ -348,9 +372,10 @@ def _summary(
         ("recording", f"{frames.source}: {counted(len(frames), 'frame')} of {frames.frame_shape}"),
         *notes,
         ("output", f"{output}: {counted(frames.rows, 'row')}"),
-        ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"),
+        ("model", f"{engine.path.name} (id {engine.model_id}) on {engine.provider}"
+                  + _follows(engine)),
         ("camera", camera),
-        ("found", _findings(context)),
+        ("found", _findings(context, tally)),
         ("blend", f"{blend_choice(context.blend_choice.as_dict())} (last frame; "
                   f"{counted(context.blend_frames_measured, 'frame')} measured"
                   f"{_paired(context.blend_frames_paired)})"),
@@ -364,10 +389,25 @@ def _paired(frames: int) -> str:
     return f", {frames} of them against the frame before" if frames else ""
 
 
-def _findings(context: SeriesContext) -> str:
+def _follows(engine: Engine) -> str:
+    """How a temporal model follows fast events, and the other choice."""
+    if engine.metadata.frames == 1:
+        return ""
+    if engine.follow == "events":
+        return "; follows fast events closely (--follow events: less PSNR)"
+    return (
+        "; temporal: below about 10 photons per pixel, fast events come out lower and "
+        "later (--follow events keeps them closer, for less PSNR; na-lite has no lag)"
+    )
+
+
+def _findings(context: SeriesContext, tally: _Tally) -> str:
     """What the series' frames held beyond the camera's plain noise, and what was done
     about it (as ``status.series`` reports it live): a user judging the output sees
     which of the camera room's corrections touched it."""
+    estimate = context.estimate
+    if context.configured is None and estimate is not None and estimate.frames == 0:
+        return "blank frames only, each one value (given back as they came)"
     side = context.camera_side
     counts = (  # (how many, of what, said how)
         (side.noisy_pixels, "noisy or warm pixel", "{} filled from their neighbours"),
@@ -377,6 +417,12 @@ def _findings(context: SeriesContext) -> str:
         (context.scene_shifts, "frame", "the scene shifted in {}: history moved with it"),
     )
     found = [said.format(counted(n, unit)) for n, unit, said in counts if n]
+    if tally.unread_pixels:  # NaN/Inf: filled for the model, given back as they came
+        found.append(
+            f"{counted(tally.unread_pixels, 'NaN/Inf pixel')} in "
+            f"{counted(tally.unread_frames, 'frame')} (NaN in the output there; the model "
+            "saw them filled from the pixels around)"
+        )
     if side.row_noise_corrected:
         found.append(f"row offsets (rms {side.row_noise:.3g}) taken out")
     for lines, pattern in side.line_patterns.items():
@@ -384,7 +430,6 @@ def _findings(context: SeriesContext) -> str:
             found.append(f"a fixed pattern of {lines} (rms {pattern['rms']:.3g}) taken out")
     if side.scan_lag:
         found.append(f"odd lines {side.scan_lag} px off the even ones (a scan's phase), aligned")
-    estimate = context.estimate
     if estimate is not None and estimate.moved:
         moved = f"{estimate.moved} of the {counted(estimate.pairs, 'frame pair')} compared moved"
         if 2 * estimate.moved > estimate.pairs:  # the estimate rests mostly on them

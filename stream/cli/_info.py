@@ -179,17 +179,49 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def shipped_rows() -> list[tuple[str, str]]:
+    """One row per shipped model: what it takes, its size, and which provider's default
+    it is."""
+    import onnxruntime as ort
+
+    from ..engine import (
+        CPU_DEFAULT,
+        GPU_DEFAULT,
+        ModelMetadata,
+        shipped_model_names,
+        shipped_model_path,
+    )
+
+    rows = []
+    for name in shipped_model_names():
+        file = shipped_model_path(name)
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+        kind = "spatial: one frame" if meta.frames == 1 else f"temporal: {meta.frames} frames"
+        defaults = [p for p, d in (("CPU", CPU_DEFAULT), ("GPU", GPU_DEFAULT)) if d == name]
+        default = f"; the default on {' and '.join(defaults)}" if defaults else ""
+        size = file.stat().st_size / 1e6
+        rows.append((name, f"{kind}, receptive field {meta.receptive_field} px, "
+                           f"{size:.2f} MB{default}"))  # fmt: skip
+    return rows
+
+
 def info(
     path: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="An .onnx model, a shipped model's name, a <series>.zarr store, or "
-            "rejected/<series>.zarr (frames the service refused for their series)."
+            "rejected/<series>.zarr (frames the service refused for their series). "
+            "None: the shipped models."
         ),
-    ],
+    ] = None,
 ) -> None:
     """Show a model's metadata or a store's summary (exit status 2 after the summary of
-    a damaged store: frames flagged valid whose pixels are gone)."""
+    a damaged store: frames flagged valid whose pixels are gone); with no path, list
+    the shipped models."""
+    if path is None:
+        console.print(kv_table("shipped models (deepdenoise info NAME for one)", shipped_rows()))
+        return
     try:
         title, rows, damaged = describe(path)
     except (DeepDenoiseError, OSError) as exc:

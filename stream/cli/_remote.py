@@ -49,7 +49,7 @@ def _print(reply: dict[str, Any], json_out: bool, text: str) -> None:
     if json_out:
         print_json(reply)
     else:
-        console.print(text, highlight=False)
+        console.print(text, highlight=False, soft_wrap=True)  # one line in a log file too
 
 
 def status(
@@ -108,8 +108,9 @@ def load_model(
 ) -> None:
     """Switch the running service to another model between two frames (none is lost)."""
     path = model.expanduser()
-    if path.suffix or path.exists() or len(path.parts) > 1:
+    if path.exists() or len(path.parts) > 1:
         path = path.absolute()  # a file: the service may run in another folder
+    # else a bare name (na-temporal, rig.onnx): the service looks in its model folders
     reply = _ask(control, {"cmd": "load_model", "path": str(path)}, timeout)
     _print(
         reply,

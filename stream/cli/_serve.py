@@ -11,9 +11,24 @@ import typer
 
 from .._errors import DeepDenoiseError
 from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT
-from ._common import ModelOption, ProviderOption, err_console, fail
+from ._common import FollowOption, ModelOption, ProviderOption, err_console, fail
 
 log = logging.getLogger(__name__)
+
+
+#: Settings given as options of the same name (``input_mode`` -> ``--input-mode``).
+_SAME_NAMED = (
+    "model", "input", "input_mode", "input_bind", "output", "control", "zarr", "tile",
+    "overlap", "provider", "ensemble", "blend", "spikes", "follow", "output_dtype", "publish_raw",
+    "offset_map",
+)  # fmt: skip
+#: The option each of the config's settings given here came from: an invalid value is
+#: blamed on it, not on the --config file.
+OPTIONS = {
+    **{name: "--" + name.replace("_", "-") for name in _SAME_NAMED},
+    "traces": "--rois",
+    "model_dirs": "--model-dir",
+}
 
 
 def serve(
@@ -78,6 +93,7 @@ def serve(
             show_default="correct",
         ),
     ] = None,
+    follow: FollowOption = None,
     ensemble: Annotated[
         Literal["auto", "1", "2", "4"] | None,
         typer.Option(
@@ -152,6 +168,7 @@ def serve(
     try:
         cfg = load_config(
             config,
+            options=OPTIONS,
             model=model,
             input=input,
             input_mode=input_mode,
@@ -165,6 +182,7 @@ def serve(
             ensemble=ensemble,
             blend=blend,
             spikes=spikes,
+            follow=follow,
             output_dtype=output_dtype,
             publish_raw=publish_raw,
             traces={"rois": rois} if rois is not None else None,
@@ -178,12 +196,22 @@ def serve(
     except (DeepDenoiseError, OSError) as exc:
         raise fail(exc) from exc
 
+    interrupts = [0]  # Ctrl-C and SIGTERM so far
+
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("%s: stopping", signal.Signals(signum).name)
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            interrupts[0] += 1
+            if interrupts[0] > 1:
+                service.cut_drain()  # the operator's second Ctrl-C or SIGTERM: hurry
         service.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # the terminal or SSH session closed: stop in order (a session's close may send it
+    # twice, which hurries nothing); under nohup it stays ignored
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, on_signal)
     engine = service.engine
     assert engine is not None
     err_console.print(
@@ -191,6 +219,7 @@ def serve(
         f"input {service.endpoints['input']}, output {service.endpoints['output']}, "
         f"control {service.endpoints['control']}",
         highlight=False,
+        soft_wrap=True,  # one line in a log file (rich wraps a pipe at 80 columns)
     )
     while not service.wait(0.5):
         pass

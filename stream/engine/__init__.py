@@ -61,6 +61,7 @@ from ._shipped import (
     default_model_path,
     model_file,
     model_id_for,
+    shipped_model_names,
     shipped_model_path,
 )
 from ._still_means import StillMeans
@@ -140,6 +141,7 @@ __all__ = [
     "reflect_pad_into",
     "scene_shift",
     "select_providers",
+    "shipped_model_names",
     "shipped_model_path",
     "short_name",
     "tensorrt_options",

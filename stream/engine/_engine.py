@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._errors import DeepDenoiseError, ModelError, ProviderUnavailableError
+from .._errors import ConfigError, DeepDenoiseError, ModelError, ProviderUnavailableError
 from ..camera import (
     CameraModel,
     SpikePolicy,
@@ -50,7 +50,7 @@ from ._inputs import (
     scale_from,
     snr_at,
 )
-from ._lag import follow_frame
+from ._lag import THRESHOLDS, Follow, follow_frame
 from ._model_meta import ModelMetadata
 from ._pinned import pin, unpin
 from ._pixels import count_non_finite, fill_region
@@ -248,6 +248,9 @@ class Engine:
         A temporal window's output moved toward its frame where the frame shows the
         network lagging a change (:mod:`stream.engine._lag`); False: the network's
         answer as it is (a graph's parity with torch).
+    follow
+        How closely: ``balanced`` (the best PSNR) or ``events`` (fast events at low
+        light nearer their height and onset, at a cost in PSNR; :data:`._lag.THRESHOLDS`).
 
     Attributes
     ----------
@@ -273,6 +276,7 @@ class Engine:
         gpu: GpuConfig | None = None,
         spikes: SpikePolicy = "correct",
         follow_lag: bool = True,
+        follow: Follow = "balanced",
     ) -> None:
         self.path = Path(model_path)
         if not self.path.exists():
@@ -284,6 +288,9 @@ class Engine:
         self.gpu = gpu or GpuConfig()
         self.spikes = spikes
         self.follow_lag = follow_lag
+        if follow not in THRESHOLDS:
+            raise ConfigError(f"expected follow of {' or '.join(THRESHOLDS)}, got {follow!r}")
+        self.follow: Follow = follow
         self._requested = provider
         self._intra_op_threads = intra_op_threads
         self._warmup_shape = warmup_shape
@@ -637,7 +644,8 @@ class Engine:
             # change (not for clipped readouts: their residual at the floor is biased)
             previous = list(history)[-filled.used :]
             read = self.metadata.told_read_noise(camera.gain, camera.read_noise)
-            follow_frame(result, frame, previous, camera, (spikes, filled.saturated), read)
+            excluded = (spikes, filled.saturated)
+            follow_frame(result, frame, previous, camera, excluded, read, self.follow)
         if camera is not None and camera.floor is not None and self.needs_camera:
             # clipped readouts: the signal, not their biased mean
             uncensor(result, camera, half_step(frame))

@@ -37,12 +37,17 @@ def shipped_model_path(name: str) -> Path:
                 f"{CPU_DEFAULT!r}, or train it again from its recipe in exporter/recipes"
             )
         folder = files("stream.engine").joinpath("models")
-        names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".onnx"))
         raise ModelError(
-            f"no shipped model named {name!r}; expected one of {', '.join(names)} "
-            f"(looked for {folder.joinpath(f'{name}.onnx')})"
+            f"no shipped model named {name!r}; expected one of "
+            f"{', '.join(shipped_model_names())} (looked for {folder.joinpath(f'{name}.onnx')})"
         )
     return resource
+
+
+def shipped_model_names() -> list[str]:
+    """The names of the models shipped in ``stream/engine/models``, sorted."""
+    folder = files("stream.engine").joinpath("models")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".onnx"))
 
 
 def model_file(path: str | Path) -> Path:

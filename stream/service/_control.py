@@ -65,6 +65,14 @@ class Controllable(Protocol):
     ) -> tuple[int, list[str]]: ...
 
 
+def _log_reply(cmd: str, reply: Reply) -> None:
+    if reply.get("ok"):
+        model = f": model {reply['model']} ({reply.get('path')})" if "model" in reply else ""
+        log.info("control: %s done%s", cmd, model)
+    else:
+        log.warning("control: %s refused: %s", cmd, reply.get("error"))
+
+
 class ControlHandler:
     """Maps control requests to service actions."""
 
@@ -182,7 +190,10 @@ class ControlHandler:
         if handler is None:
             known = ", ".join(sorted(self._commands))
             return _error(f"unknown cmd {shown(message['cmd'])}; expected one of {known}")
-        return handler(message)
+        reply = handler(message)
+        if message["cmd"] != "status":  # an operator's actions, in the run's log
+            _log_reply(message["cmd"], reply)
+        return reply
 
     def _status(self, _: dict[str, Any]) -> Reply:
         return {"ok": True, **self._service.status()}

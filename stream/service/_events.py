@@ -44,6 +44,12 @@ class EventEmitter:
         with self._lock:
             window_second, count = self._window.get(key, (second, 0))
             if window_second != second:
+                if count > self._burst:  # the log is a long run's record: the flood told
+                    log.warning(
+                        "%d more %s event(s) suppressed in a second (status counts every one)",
+                        count - self._burst,
+                        key,
+                    )
                 window_second, count = second, 0
             self._window[key] = (window_second, count + 1)
             if count >= self._burst:

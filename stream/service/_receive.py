@@ -162,8 +162,7 @@ class Receiver:
             if poller.poll(POLL_MS):
                 self._burst(sock)
             self._end_idle_series()
-        deadline = self._drain_deadline()
-        while time.monotonic() < deadline and poller.poll(QUIET_MS):
+        while time.monotonic() < self._drain_deadline() and poller.poll(QUIET_MS):
             self._burst(sock)
         rest_until = time.monotonic() + REST_S
         while self._burst(sock) and time.monotonic() < rest_until:
@@ -295,6 +294,11 @@ class Receiver:
         if not self._inference.put(job, deadline=self._drain_deadline()):
             self._stats.count_dropped("shutdown")
             self._not_denoised += 1
+
+    def cut_drain(self) -> None:
+        """End the drain now (a stop asked again): what is in the socket is still read
+        and stored, without waiting for it to go quiet."""
+        self._drain_until = 0.0
 
     def _drain_deadline(self) -> float:
         """When the drain after a halt ends (fixed when first asked, after the halt)."""

@@ -12,6 +12,7 @@ server key. Without ``[security]`` nothing changes.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,38 @@ def _check_allow_list(folder: Path) -> None:
         _load(key, secret=False)
 
 
+#: A refused client is told at most once this often in the log (with the count since).
+DENIED_EVERY_S = 10.0
+
+
+class DeniedLog(logging.LoggerAdapter[logging.Logger]):
+    """zmq.auth's log, its ``DENIED`` lines (a client whose key is not allowed) raised to
+    warnings, at most one per :data:`DENIED_EVERY_S`: CURVE tells a refused client
+    nothing, so the service's log is where an operator finds why it gets no reply (at
+    zmq.auth's debug level, among every codec's registration, it was lost)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("zmq.auth"), {})
+        self._refused = 0
+        self._told_at: float | None = None
+
+    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        text = str(msg) % args if args else str(msg)
+        if not text.startswith("DENIED (CURVE"):  # one line per refused CURVE handshake
+            self.logger.debug(msg, *args, **kwargs)
+            return
+        self._refused += 1
+        now = time.monotonic()
+        if self._told_at is None or now - self._told_at >= DENIED_EVERY_S:
+            log.warning(
+                "a client was refused (%s); %d refused since the last such line: its key is "
+                "not among the allowed clients' (security.clients)",
+                text,
+                self._refused,
+            )
+            self._refused, self._told_at = 0, now
+
+
 class CurveGuard:
     """The authenticator thread and the key options for each socket; close() stops it."""
 
@@ -123,7 +156,7 @@ class CurveGuard:
                 "(deepdenoise keys NAME --dir FOLDER); to let in any client that has a key, "
                 "encrypted but not authenticated, set security.allow_any_client = true"
             )
-        self._auth = ThreadAuthenticator(ctx)
+        self._auth = ThreadAuthenticator(ctx, log=DeniedLog())
         self._auth.start()
         where = str(config.clients) if config.clients is not None else CURVE_ALLOW_ANY
         self._auth.configure_curve(domain="*", location=where)

@@ -90,6 +90,8 @@ class Service:
         self._halt_input = threading.Event()
         self._closing = threading.Event()
         self._stop_requested = threading.Event()
+        self._drain_cut = threading.Event()  # a stop asked again: no more draining
+        self._receiver: Receiver | None = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._paused = threading.Event()
@@ -229,6 +231,7 @@ class Service:
         )
         publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
         control = ControlHandler(self)
+        self._receiver = receiver
         self._spawn("receiver", receiver.run, sockets["input"])
         self._spawn("inference", self._inference.run)
         self._spawn("publisher", publisher.run, sockets["output"])
@@ -259,6 +262,18 @@ class Service:
             return
         self._stop_requested.set()
         threading.Thread(target=self._stop_quietly, name="deepdenoise-stopper").start()
+
+    def cut_drain(self) -> None:
+        """Cut a stop's drain short (an operator's second Ctrl-C or SIGTERM): the input
+        is read on without waiting for it to go quiet, and the frames waiting for
+        inference beyond the queue's depth are counted ``dropped.shutdown`` (their raw
+        frames are stored). From any thread or a signal handler; returns at once."""
+        if self._drain_cut.is_set():
+            return
+        self._drain_cut.set()
+        if self._receiver is not None:
+            self._receiver.cut_drain()
+        log.warning("stop asked again: the drain is cut short")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the service has stopped; True if it has."""
@@ -312,7 +327,16 @@ class Service:
             self._curve.close()
         if self._own_ctx:
             self._ctx.term()
-        log.info("service stopped: %s", self._summary())
+        unstored = int(self.stats.snapshot()["dropped"].get("store_raw", 0))
+        if unstored:  # the one promise broken: a frame's raw pixels not on disk
+            log.error(
+                "service stopped: %s; %d raw frame(s) are not on disk (store_raw: the "
+                "store_* errors above say why)",
+                self._summary(),
+                unstored,
+            )
+        else:
+            log.info("service stopped: %s", self._summary())
 
     def _summary(self) -> str:
         snap = self.stats.snapshot()
@@ -351,7 +375,11 @@ class Service:
         disk). A backlog read while inference was behind would otherwise hold the stop
         for as long as it takes to denoise it."""
         depth = self.config.queues.inference_depth
-        while self._jobs.droppable > depth and time.monotonic() < drain_until:
+        while (
+            self._jobs.droppable > depth
+            and time.monotonic() < drain_until
+            and not self._drain_cut.is_set()
+        ):
             if not self._alive("inference"):
                 break
             time.sleep(0.01)
@@ -406,6 +434,7 @@ class Service:
             warmup_shape=cfg.warmup_shape,
             gpu=cfg.gpu,
             spikes=cfg.spikes,
+            follow=cfg.follow,
         )
 
     def _store_attrs(self, engine: Engine) -> dict[str, Any]:
@@ -459,11 +488,20 @@ class Service:
         )
         self.stats.series_ended(series)
         lost = ", ".join(f"{kind} {n}" for kind, n in totals["lost"].items() if n)
-        log.info(
-            "series %r ended: %d frames received, %d on disk, %d missing%s",
+        # the log is a long run's record: a frame not denoised or not written is a warning;
+        # both counts from the store, which the writer closes after its last clean frame
+        clean = totals.get("clean")
+        skipped = 0 if clean is None else totals["frames"] - clean
+        log.log(
+            logging.WARNING if skipped > 0 or lost else logging.INFO,
+            "series %r ended: %d frames received, %d on disk%s, %d missing%s",
             series,
             counters.frames_in,
             totals["frames"],
+            ""
+            if clean is None
+            else f", {clean} denoised"
+            + (f" ({skipped} not: paused, or dropped as status.dropped counts)" if skipped else ""),
             totals["missing"],
             f"; not written: {lost}" if lost else "",
         )
@@ -484,6 +522,9 @@ class Service:
             # error that tells nothing
             with contextlib.suppress(ModelError):
                 candidate = shipped_model_path(candidate.name)
+        elif len(candidate.parts) == 1:  # a bare file name: looked for in the model folders
+            found = (d / candidate for d in self.allowed_model_dirs())
+            candidate = next((f for f in found if f.is_file()), candidate)
         candidate = candidate.resolve()
         if not any(candidate.is_relative_to(d) for d in self.allowed_model_dirs()):
             raise ConfigError(

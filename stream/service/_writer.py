@@ -35,14 +35,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._errors import StoreError, StoreWriteError
+from .._types import is_series_name
 from ..store import (
     RejectedStore,
     SeriesStore,
     StoreConfig,
     closed_totals,
     is_series_store,
+    lock_store,
     store_path,
     stored_series,
+    unlock_store,
 )
 from ._messages import (
     CleanOp,
@@ -57,6 +60,9 @@ from ._messages import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Stores closed at start named in the log line, at most.
+CLOSED_SHOWN = 10
 
 #: Tells the writer thread that nothing more will come (not a writer operation).
 _CLOSE = object()
@@ -340,6 +346,7 @@ class Writer:
         # most that much of a slow stream; fast streams complete whole shards long before.
         last_flush = time.monotonic()
         try:
+            self._close_left_open()
             while True:
                 item = self._take()  # None: nothing came, only a periodic flush may be due
                 if item is _CLOSE or self._given_up:
@@ -585,12 +592,55 @@ class Writer:
         recorded = bool(info.get("closed", False))
         if recorded:
             frames, missing = int(info["frames"]), int(info["missing"])
+            clean = int(info.get("clean_frames", store.clean_written))
         else:  # its totals could not be recorded (a resumed store's are stale): as counted
-            frames, last = store.frames_written, store.max_index
+            frames, last, clean = store.frames_written, store.max_index, store.clean_written
             missing = 0 if last is None else last + 1 - frames
-        self._on_series_end(
-            series, {"frames": frames, "missing": missing, "lost": lost, "closed": recorded}
-        )
+        totals = {"frames": frames, "missing": missing, "lost": lost, "closed": recorded}
+        self._on_series_end(series, {**totals, "clean": clean})
+
+    def _close_left_open(self) -> None:
+        """Close the stores a session before this one left open (a kill -9, a power
+        cut), before the first frame is written: their time axis is allocated ahead, and
+        readers saw thousands of frames of zeros until their series streamed again (an
+        operator's trial). A store another process is writing is left to it, and so is
+        every store where no lock can tell (no ``flock``: Windows, some network file
+        systems); a damaged one stays as it is, and the writer goes on."""
+        closed = []
+        for path in sorted(self.root.glob("*.zarr")):
+            try:
+                store = self._closed_if_left_open(path)
+            except Exception as exc:  # any damage (a store's own series finds it again)
+                log.warning("%s was left open and stays so: %s", path, exc)
+                continue
+            if store is not None:
+                info = store.info
+                frames, missing = info.get("frames"), info.get("missing")
+                closed.append(f"{store.series} ({frames} frames, {missing} missing)")
+        if closed:
+            more = " ..." if len(closed) > CLOSED_SHOWN else ""
+            log.warning(
+                "closed %d store(s) an earlier session left open (killed?): %s",
+                len(closed),
+                ", ".join(closed[:CLOSED_SHOWN]) + more,
+            )
+
+    def _closed_if_left_open(self, path: Path) -> SeriesStore | None:
+        """The series store at ``path``, closed, if it was left open and no live process
+        holds it; else None (StoreError: another process writes it)."""
+        series = path.name.removesuffix(".zarr")
+        if not (is_series_name(series) and is_series_store(path)):
+            return None
+        if closed_totals(path) is not None:
+            return None
+        lock = lock_store(path)  # StoreError: held by a live writer
+        if lock is None:  # nothing can tell whether another service writes it
+            return None
+        unlock_store(lock)
+        shape, dtype, _ = stored_series(path)
+        store = SeriesStore(self.root, series, shape, dtype, config=self._config)
+        store.close()
+        return store
 
     def _left_open(self, series: str) -> SeriesStore | None:
         """The series' store on disk, opened, where a session before this one left it

@@ -13,6 +13,7 @@ service rejected but could read (``series_mismatch``, ``duplicate``) apart, unde
 
 from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
 from ._layout import PATHS as ARRAY_PATHS
+from ._lock import lock_store, unlock_store
 from ._recording import Recording, RecordingWriter, open_recording
 from ._rejected import (
     RejectedFrames,
@@ -48,6 +49,7 @@ __all__ = [
     "closed_totals",
     "is_rejected_store",
     "is_series_store",
+    "lock_store",
     "open_recording",
     "read_rejected",
     "rejected_path",
@@ -55,4 +57,5 @@ __all__ = [
     "stored_series",
     "summarize_rejected",
     "summarize_store",
+    "unlock_store",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 #: The most frames one shard holds (a shard is buffered whole before it is written).
 MAX_FRAMES_PER_SHARD = 256
@@ -24,9 +24,13 @@ class StoreConfig(BaseModel):
     codec: Literal["zstd", "lz4", "none"] = "lz4"
     clevel: int = Field(1, ge=0, le=9)
     flush_interval_s: float = Field(
-        2.0, gt=0, description="partial shards older than this are written (crash safety)"
+        2.0,
+        gt=0,
+        le=3600,
+        description="partial shards older than this are written (crash safety: a kill -9 "
+        "loses up to this much of a slow stream; at most an hour)",
     )
-    fsync: bool = Field(
+    fsync: StrictBool = Field(
         False,
         description="fsync every file written: survives a power cut, not only a killed "
         "process, at some cost in throughput",

@@ -20,6 +20,7 @@ their names are in the multiscales, the OME-XML and ``deepdenoise.images``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -39,6 +40,14 @@ FLAG_DTYPES = {"t_ns": np.dtype("<i8"), "valid": np.dtype(bool), "clean_valid": 
 FLAG_FILL: dict[str, Any] = {"t_ns": 0, "valid": False, "clean_valid": False}
 #: Entries per chunk of the 1-D arrays (rounded to a multiple of the shard length).
 FLAG_CHUNK = 16384
+
+
+def store_folder(root: Path) -> Path:
+    """``root`` as the store's file specs take it: tensorstore refuses a path with a
+    ``..`` step in it ("Invalid file path"), which an operator's ``zarr = "../data"``
+    has; resolved then, as the OS would (a link before the step is followed)."""
+    root = Path(root)
+    return root.resolve() if ".." in root.parts else root
 
 
 def frames_spec(

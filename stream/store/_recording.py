@@ -408,6 +408,8 @@ class RecordingWriter:
         self.check_path(path, replace)
         self.path, self._replace, self._written = path, replace, 0
         self._single = single and count == 1
+        # a stack of one frame: written so, as tifffile reads a lone page as one image
+        self._stack_of_one = count == 1 and not self._single
         shape = frame_shape if self._single else (count, *frame_shape)
         self._folder = _claim_partial_folder(path)
         self._tiff: Any = None
@@ -442,7 +444,9 @@ class RecordingWriter:
             self._array = zarr.create_array(str(partial), shape=shape, chunks=chunks, dtype=dtype)
 
     def write(self, frame: np.ndarray) -> None:
-        if self._tiff is not None:
+        if self._tiff is not None and self._stack_of_one:
+            self._tiff.write(frame[np.newaxis], metadata={"axes": "TYX"})
+        elif self._tiff is not None:
             self._tiff.write(frame, contiguous=True)
         elif self._single:
             self._array[...] = frame

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import StoreError, StoreWriteError
+from ._layout import store_folder
 from ._lock import lock_store, unlock_store
 from ._summary import written_by_us
 
@@ -40,7 +41,7 @@ _ROW_CHUNK = 4096
 
 def rejected_path(root: Path, series: str) -> Path:
     """Where the rejected frames of ``series`` are kept under the store folder ``root``."""
-    return Path(root) / "rejected" / f"{series}.zarr"
+    return store_folder(root) / "rejected" / f"{series}.zarr"
 
 
 def layout_name(dtype: np.dtype[Any], shape: tuple[int, int]) -> str:

@@ -61,6 +61,7 @@ from ._layout import (
     ome_xml,
     root_ome_attrs,
     series_group_attrs,
+    store_folder,
 )
 from ._lock import lock_store, process_alive, unlock_store
 from ._summary import RESERVED_KEYS, FlagScan, is_series_store, read_group_attrs
@@ -100,7 +101,7 @@ def check_store_folder(root: Path) -> Path:
 
 def store_path(root: Path, series: str) -> Path:
     """Where the store of ``series`` lives under ``root``."""
-    return Path(root) / f"{series}.zarr"
+    return store_folder(root) / f"{series}.zarr"
 
 
 #: Stores this process is building under a temporary name (not left-overs to clear).
@@ -398,6 +399,11 @@ class SeriesStore:
     def frames_written(self) -> int:
         """Raw frames on disk (``valid`` True), resumed ones included; buffered excluded."""
         return self._frames
+
+    @property
+    def clean_written(self) -> int:
+        """Denoised frames on disk (``clean_valid`` True), as :attr:`frames_written`."""
+        return self._clean_frames
 
     def write_raw(self, index: int, frame: np.ndarray, t_ns: int | None) -> None:
         """Copy a raw frame into its block buffer; ``t_ns`` None is stored as 0 (unknown).

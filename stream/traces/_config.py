@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from ._baseline import BaselineConfig
 from ._triggers import TriggerRule
@@ -22,13 +22,13 @@ class TraceConfig(BaseModel):
     )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     triggers: list[TriggerRule] = Field(default_factory=list)
-    denoise: bool = Field(
+    denoise: StrictBool = Field(
         False, description="run the shipped causal trace denoiser: adds the dff_denoised column"
     )
     denoiser: Path | None = Field(
         None, description="another causal 1-D trace model (ONNX) instead of the shipped one"
     )
-    store: bool = Field(True, description="write traces to the series store")
+    store: StrictBool = Field(True, description="write traces to the series store")
 
     @field_validator("rois", "denoiser")
     @classmethod

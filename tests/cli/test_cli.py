@@ -54,6 +54,21 @@ def test_info_describes_models_with_and_without_metadata(identity_model: Path):
     assert "fits (a 96x128 frame and a batch of 2 tiles" in " ".join(shipped.output.split())
 
 
+def test_info_without_a_path_lists_the_shipped_models():
+    """It said only that a path was missing; the models were in the README alone."""
+    from stream.engine import CPU_DEFAULT, shipped_model_names
+
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    names = shipped_model_names()
+    assert {"na-lite", "na-temporal", "na-large"} <= set(names)
+    assert all(name in text for name in names)
+    assert "temporal: 5 frames" in text and "spatial: one frame" in text
+    assert f"{CPU_DEFAULT} spatial: one frame, receptive field" in text
+    assert "the default on CPU" in text
+
+
 def test_info_says_when_serve_would_refuse_a_model(tmp_path: Path):
     """A model whose graph runs only on square frames: info shows its metadata and the
     refusal serve and load-model would give."""
@@ -386,6 +401,43 @@ def test_serve_reports_bad_settings_without_a_traceback(args: list[str], message
 
 def one_line(output: str) -> str:
     return " ".join(output.split())
+
+
+def test_load_model_finds_a_bare_file_name_in_the_services_model_folders(
+    tmp_path: Path, identity_model: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`load-model rig.onnx` from another folder was made /that/folder/rig.onnx and
+    refused, though rig.onnx is in one of the service's model folders (an operator's
+    trial)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(identity_model, models / "rig.onnx")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with running_service(tmp_path, identity_model, zarr=None, model_dirs=[models]) as svc:
+        result = runner.invoke(
+            app, ["load-model", "rig.onnx", "--control", svc.endpoints["control"]]
+        )
+        assert result.exit_code == 0, result.output
+        assert svc.engine is not None and svc.engine.path == (models / "rig.onnx").resolve()
+        missing = runner.invoke(
+            app, ["load-model", "none.onnx", "--control", svc.endpoints["control"]]
+        )
+    assert missing.exit_code == 2 and "model folders" in one_line(missing.output)
+
+
+def test_a_bad_option_beside_a_config_file_is_blamed_on_the_option(tmp_path: Path):
+    """It said "invalid configuration in serve.toml: output: ..." for a bad --output (an
+    operator's trial)."""
+    config = tmp_path / "serve.toml"
+    config.write_text('input_mode = "pull"\n')
+    bad = "tcp:/127.0.0.1:25556"
+    result = runner.invoke(app, ["serve", "--no-zarr", "--config", str(config), "--output", bad])
+    text = one_line(result.output)
+    assert result.exit_code == 2 and "serve.toml" not in text, text
+    assert "invalid --output: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555" in text
+    assert "expected expected" not in text
 
 
 def test_a_port_in_use_is_one_line_naming_the_address_and_the_option(tmp_path: Path):

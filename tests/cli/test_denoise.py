@@ -315,6 +315,45 @@ def test_the_frames_after_a_blank_first_frame_are_denoised(
         assert denoised < 0.6 * noisy, (k, denoised, noisy)
 
 
+def test_the_summary_tells_nan_pixels_and_blank_recordings(
+    tmp_path: Path, movie: np.ndarray
+) -> None:
+    """NaN pixels went unmentioned ("found: nothing but the camera's noise"), and a
+    recording of zeros was told a camera of "gain 0.001 +- inf"."""
+    recording = movie.astype(np.float32)
+    recording[:, 10:12, :] = np.nan
+    np.save(tmp_path / "nan.npy", recording)
+    text = _denoised(tmp_path / "nan.npy", tmp_path / "out.npy")
+    pixels = 2 * recording.shape[2] * len(recording)
+    assert f"found {pixels} NaN/Inf pixels in {len(recording)} frames (NaN in the output" in text
+    assert np.isnan(np.load(tmp_path / "out.npy")[:, 10:12]).all()
+    np.save(tmp_path / "zeros.npy", np.zeros((3, 32, 32), np.uint16))
+    text = _denoised(tmp_path / "zeros.npy", tmp_path / "zeros_out.npy")
+    assert "camera none: every frame is blank" in text and "± inf" not in text
+    assert "found blank frames only" in text
+    assert not np.load(tmp_path / "zeros_out.npy").any()
+
+
+def test_a_temporal_model_says_how_it_follows_fast_events(
+    tmp_path: Path, movie: np.ndarray
+) -> None:
+    """na-temporal lowered fast transients at low light (onsets 0.35-0.69 of their
+    height at 1 photon per pixel in a user's trial) and the summary said nothing."""
+    np.save(tmp_path / "rec.npy", movie.astype(np.float32))
+    runs = {}
+    for follow in ("balanced", "events"):
+        result = invoke(
+            "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / f"{follow}.npy"),
+            "--model", "na-temporal", "--provider", "cpu", "--follow", follow,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        runs[follow] = words(result.output)
+    assert "fast events come out lower and later (--follow events keeps" in runs["balanced"]
+    assert "follows fast events closely (--follow events: less PSNR)" in runs["events"]
+    spatial = _denoised(tmp_path / "rec.npy", tmp_path / "lite.npy")
+    assert "fast events" not in spatial
+
+
 def test_integers_beyond_float32s_exact_range_are_warned_of(tmp_path: Path) -> None:
     """Noise on a large offset (a 64-bit count): float32 rounds it away; say so."""
     rng = np.random.default_rng(0)

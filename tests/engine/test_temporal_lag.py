@@ -74,6 +74,46 @@ def test_a_lag_where_the_scene_changed_is_taken_back() -> None:
     assert (result[far] != lagging[far]).mean() < 0.01
 
 
+def test_following_events_takes_back_a_faint_change_at_a_price_in_noise() -> None:
+    """A patch 4 photons brighter over 3 (a transient at low light): ``balanced`` leaves
+    a third to half of the lag, and ``events`` nearly none; on noise alone, ``events``
+    moves some pixels a little (its PSNR cost), ``balanced`` next to none."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        before = smooth_scene(3.0)
+        now = before.copy()
+        now[10:30, 15:40] += 4.0
+        previous = [readout(before, rng) for _ in range(4)]
+        frame = readout(now, rng)
+        truth = expected(now)
+        lag = 0.6 * 4.0 * CAMERA.gain
+        lagging = truth.copy()
+        lagging[10:30, 15:40] -= lag
+        inner = (slice(13, 27), slice(18, 37))
+        left = {}
+        for follow in ("balanced", "events"):
+            result = lagging.copy()
+            follow_frame(result, frame, previous, CAMERA, follow=follow)
+            left[follow] = float(np.mean(truth[inner] - result[inner])) / lag
+        assert left["events"] < 0.2 and left["balanced"] > 0.25, left
+        scene = smooth_scene(3.0)
+        previous = [readout(scene, rng) for _ in range(4)]
+        frame = readout(scene, rng)
+        touched = {}
+        for follow in ("balanced", "events"):
+            result = expected(scene)
+            follow_frame(result, frame, previous, CAMERA, follow=follow)
+            touched[follow] = float((result != expected(scene)).mean())
+        assert touched["balanced"] < 0.01 and touched["events"] < 0.15, touched
+
+
+def test_an_unknown_follow_is_refused() -> None:
+    from stream import ConfigError
+
+    with pytest.raises(ConfigError, match="expected follow of balanced or events, got 'fast'"):
+        Engine(shipped_model_path("na-lite"), provider="cpu", warmup_shape=None, follow="fast")  # type: ignore[arg-type]
+
+
 def test_noise_alone_is_left_alone() -> None:
     rng = np.random.default_rng(2)
     scene = smooth_scene(10.0)

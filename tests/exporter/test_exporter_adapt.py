@@ -434,6 +434,10 @@ def test_adapt_hands_back_the_starting_weights_when_training_ruined_them(
     )  # fmt: skip
     assert result.exit_code == 3, result.output
     assert "starting weights" in result.output
+    # which way the margins point, said (a user read "below the start's: -0.199" as
+    # unclear: a negative number "below")
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "> 0: better than the start, < 0: worse" in text, text
     camera = CameraModel(gain=2.0, offset=100.0, read_noise=3.0)
     outputs = []
     for path in (start, tmp_path / "a.onnx"):

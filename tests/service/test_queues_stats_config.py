@@ -100,6 +100,26 @@ def test_event_rate_limit_keeps_counting():
     assert sent[-1]["event"] == "series_start" and sent[-1]["v"] == 1
 
 
+def test_a_suppressed_flood_is_told_in_the_log(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """2,000 malformed messages gave 40 warnings, then silence: the log, a long run's
+    record, looked quiet while garbage came for hours (an operator's trial)."""
+    import stream.service._events as events_module
+
+    now = [100.5]
+    monkeypatch.setattr(events_module.time, "monotonic", lambda: now[0])
+    emitter = EventEmitter(lambda _: None, burst=3)
+    for _ in range(10):
+        emitter.emit("rejected", limit_key="dtype", reason="dtype")
+    assert "suppressed" not in caplog.text  # not yet: the second is not over
+    now[0] = 101.2
+    emitter.emit("rejected", limit_key="dtype", reason="dtype")
+    told = [r for r in caplog.records if "suppressed in a second" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelname == "WARNING"
+    assert told[0].getMessage().startswith("7 more rejected:dtype event(s) suppressed")
+
+
 def test_config_defaults_bind_loopback_only():
     cfg = ServiceConfig()
     assert all(is_loopback(e) for e in (cfg.input, cfg.output, cfg.control))
@@ -142,6 +162,11 @@ def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
         # both were taken without a word: a shard capped at 256, a flush never due
         ("[store]\nframes_per_shard = 100000000", r"frames_per_shard.*less than or equal to 256"),
         ("[store]\nflush_interval_s = inf", "flush_interval_s.*finite"),
+        # an operator's trial: coerced, or taken, without a word
+        ("[store]\nflush_interval_s = 1e12", r"flush_interval_s.*less than or equal to 3600"),
+        ("[store]\nfsync = 'yes'", r"store.fsync: Input should be a valid boolean \(got 'yes'\)"),
+        ("publish_raw = 'yes'", r"publish_raw: Input should be a valid boolean"),
+        ("[traces]\nstore = 1", r"traces.store: Input should be a valid boolean"),
     ],
 )
 def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str, match: str):

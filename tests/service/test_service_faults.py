@@ -342,7 +342,9 @@ def test_load_model_outside_the_model_folders_reveals_nothing(
 # -- CURVE ----------------------------------------------------------------------------
 
 
-def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
+def test_curve_lets_in_allowed_clients_only(
+    tmp_path: Path, identity_model, caplog: pytest.LogCaptureFixture
+):
     from zmq.auth import create_certificates, load_certificate
 
     keys, clients = tmp_path / "keys", tmp_path / "keys" / "clients"
@@ -372,6 +374,10 @@ def test_curve_lets_in_allowed_clients_only(tmp_path: Path, identity_model):
     with running_service(tmp_path, identity_model, zarr=None, security=security) as svc:
         assert status("rig") is True
         assert status("stranger") is False  # a key, but not an allowed one
+        # in the service's log at its default level (it was zmq.auth's debug line only)
+        wait_until(lambda: "a client was refused" in caplog.text, timeout=10)
+        told = [r for r in caplog.records if "a client was refused" in r.getMessage()]
+        assert told[0].levelname == "WARNING" and "security.clients" in told[0].getMessage()
         assert status(None) is False  # plain text
         # the Python client and the CLI, with the rig's keys
         with Control(svc.endpoints["control"], timeout=5, curve=rig) as ctl:
@@ -514,23 +520,32 @@ def test_frames_handed_off_over_push_pull_are_read_while_inference_is_behind(
     assert accepted - read <= 8 + 24 + 1, (accepted, read)
 
 
+def _killed_with_its_store_open(
+    tmp_path: Path, model: Path, series: str, n: int
+) -> tuple[list[np.ndarray], Path]:
+    """A service process sent ``n`` frames of ``series``, killed once they are on disk:
+    the frames, and the store it left open."""
+    sent = frames(n, shape=(32, 32))
+    first = ServeProcess(tmp_path, model, config="[store]\nflush_interval_s = 0.2\n")
+    store = tmp_path / "data" / f"{series}.zarr"
+    try:
+        with Publisher(first.input, mode="push", bind=False) as pub:
+            for i, frame in enumerate(sent):
+                pub.send_frame(frame, series, i)
+            wait_until(lambda: store.exists() and summarize_store(store)["valid"] == n, 30)
+    finally:
+        first.kill()
+    assert closed_totals(store) is None  # left open
+    return sent, store
+
+
 def test_a_store_left_open_by_a_kill_is_closed_when_its_series_ends_unwritten(
     tmp_path: Path, identity_model
 ):
     """After kill -9, every frame sent again (no resend flag) is a duplicate, kept apart:
     no store opened this session, and series_end said 0 on disk while 10 were, and the
     store stayed open (a fault trial). It is closed now: its totals told and recorded."""
-    sent = frames(10, shape=(32, 32))
-    first = ServeProcess(tmp_path, identity_model, config="[store]\nflush_interval_s = 0.2\n")
-    store = tmp_path / "data" / "again.zarr"
-    try:
-        with Publisher(first.input, mode="push", bind=False) as pub:
-            for i, frame in enumerate(sent):
-                pub.send_frame(frame, "again", i)
-            wait_until(lambda: store.exists() and summarize_store(store)["valid"] == 10, 30)
-    finally:
-        first.kill()
-    assert closed_totals(store) is None  # left open
+    sent, store = _killed_with_its_store_open(tmp_path, identity_model, "again", 10)
     second = ServeProcess(tmp_path, identity_model)
     try:
         with subscribed(second) as sub:
@@ -547,7 +562,33 @@ def test_a_store_left_open_by_a_kill_is_closed_when_its_series_ends_unwritten(
     assert closed_totals(store) == {"frames": 10, "missing": 0, "lost": end["lost"], "closed": True}
 
 
-def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model):
+def test_stores_left_open_by_a_kill_are_closed_when_the_service_starts_again(
+    tmp_path: Path, identity_model
+):
+    """After kill -9 and a restart with no frame of that series, the store stayed open,
+    its time axis allocated ahead: zarr read 2,048 frames, 2,018 of them zeros (an
+    operator's trial). A store another live process writes is left to it."""
+    _, store = _killed_with_its_store_open(tmp_path, identity_model, "left", 6)
+    assert summarize_store(store)["frames"] > 6  # the premise: the axis allocated ahead
+    second = ServeProcess(tmp_path, identity_model)
+    try:
+        wait_until(lambda: closed_totals(store) is not None, timeout=30)
+    finally:
+        assert second.terminate() == 0, second.log.read_text()
+    totals = closed_totals(store)
+    assert totals is not None and (totals["frames"], totals["missing"]) == (6, 0)
+    assert not any(totals["lost"].values())
+    assert zarr.open_group(store, mode="r")["valid"].shape == (6,)
+    assert "closed 1 store(s) an earlier session left open (killed?): left (6 frames" in (
+        second.log.read_text()
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model, signum: int):
+    """SIGHUP too (the terminal or SSH session that ran it closed): it killed the
+    service, exit 129, its store left open and its last frames lost (an operator's
+    trial)."""
     sent = frames(50, shape=(64, 64))
     proc = ServeProcess(tmp_path, identity_model)
     try:
@@ -555,12 +596,46 @@ def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model):
             for i, frame in enumerate(sent):
                 pub.send_frame(frame, "term", i)
             wait_until(lambda: proc.status()["frames_in"] == 50, timeout=30)
-            code = proc.terminate()
+            code = proc.terminate(signum)
     finally:
         proc.terminate()
     assert code == 0, proc.log.read_text()
+    log = proc.log.read_text()
+    assert f"{signal.Signals(signum).name}: stopping" in log
+    # the banner is one line in a log file (it was wrapped at 80 columns)
+    assert re.search(r"serving model \S+ on cpu; input \S+, output \S+, control \S+\n", log)
     info = summarize_store(tmp_path / "data" / "term.zarr")
     assert info["valid"] == 50 and info["clean_frames"] == 50 and info["closed"]
+
+
+def test_a_second_signal_cuts_the_drain_short(tmp_path: Path, slow_model):
+    """With a long drain_s and a backlog, a second SIGTERM (or Ctrl-C) only logged
+    "stopping" again, and the stop took the drain's time (an operator's trial). Now it
+    ends the drain: the frames still waiting are counted, every raw frame stored. The
+    backlog (512² frames through a heavy model) outlasts the 60 s drain many times: had
+    the drain gone on, the harness's 30 s wait would have killed the process."""
+    sent = 60
+    proc = ServeProcess(tmp_path, slow_model, config="drain_s = 60.0\n")
+    try:
+        with Publisher(proc.input, mode="push", bind=False) as pub:
+            for i, frame in enumerate(frames(sent, shape=(512, 512))):
+                pub.send_frame(frame, "hurry", i)
+            wait_until(lambda: proc.status()["frames_in"] == sent, timeout=60)
+            proc.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: "SIGTERM: stopping" in proc.log.read_text(), timeout=30)
+            code = proc.terminate()  # the second
+    finally:
+        proc.terminate()
+    log = proc.log.read_text()
+    assert code == 0 and "stop asked again: the drain is cut short" in log, log
+    summary = re.search(r"service stopped: (\d+) in, (\d+) out, dropped (.*), rejected 0", log)
+    assert summary, log
+    out = int(summary[2])
+    dropped = dict(re.findall(r"(\w+) (\d+)", summary[3]))
+    assert set(dropped) == {"shutdown"} and int(dropped["shutdown"]) > 0, log
+    info = summarize_store(tmp_path / "data" / "hurry.zarr")
+    assert info["valid"] == int(summary[1]) == sent and info["clean_frames"] == out
+    assert out + int(dropped["shutdown"]) == sent
 
 
 @pytest.mark.parametrize("drain_s", [30.0, 0.0], ids=["long-drain", "no-drain"])
@@ -749,6 +824,9 @@ def test_a_flush_that_could_not_write_every_frame_says_so(
     assert "frames could not be written" in reply["error"]
     assert reply["lost"]["store_raw"] == dropped["store_raw"]
     assert dropped["store_raw"] == 6 if flush_interval_s > 1 else dropped["store_raw"] > 0
+    # the stop's last line says so as an error (it was the info "service stopped" line)
+    lost = dropped["store_raw"]
+    assert f"{lost} raw frame(s) are not on disk (store_raw" in proc.log.read_text()
 
 
 def _rss_mb(pid: int) -> float:
@@ -912,6 +990,65 @@ def test_a_store_folder_that_cannot_be_written_is_refused_at_start(tmp_path: Pat
     assert service.engine is None and service.writer is None  # nothing was left running
 
 
+def test_a_store_folder_given_with_a_parent_step_is_written(tmp_path: Path, identity_model):
+    """``zarr = "../data"``: the start-up check passed, then tensorstore refused every
+    store's path ("Invalid file path") and every frame was counted lost (an operator's
+    trial). The folder is taken as the OS takes it, by the service and by a store made
+    with such a root."""
+    from stream import SeriesStore
+
+    (tmp_path / "sub").mkdir()
+    frames = [np.full((8, 8), i, np.uint16) for i in range(3)]
+    with (
+        running_service(tmp_path, identity_model, zarr=tmp_path / "sub" / ".." / "data") as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i, frame in enumerate(frames):
+            pub.send_frame(frame, "up", i)
+        wait_until(lambda: svc.status()["series"].get("up", {}).get("frames_out") == 3)
+        assert svc.flush()
+        assert not svc.status()["dropped"], svc.status()["dropped"]
+    stored = zarr.open_group(tmp_path / "data" / "up.zarr", mode="r")
+    np.testing.assert_array_equal(stored["valid"][:], [True] * 3)
+    with SeriesStore(tmp_path / "sub" / ".." / "lib", "s", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, frames[1], t_ns=1)
+    assert (tmp_path / "lib" / "s.zarr" / "zarr.json").is_file()
+
+
+def test_a_damaged_store_left_open_does_not_stop_the_writer(tmp_path: Path) -> None:
+    """The stores left open are closed when the writer starts; one whose attributes no
+    longer read as numbers raised past that, and the writer thread died before its
+    first frame, unreported (a review of this change)."""
+    import json
+    import shutil as sh
+
+    from stream.service._messages import RawOp
+    from stream.service._writer import Writer
+    from stream.store import SeriesStore, StoreConfig
+
+    with SeriesStore(tmp_path, "kept", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, np.ones((8, 8), "<u2"), t_ns=0)
+        store.flush()
+        sh.copytree(tmp_path / "kept.zarr", tmp_path / "open.zarr")  # as a kill left it
+        sh.copytree(tmp_path / "kept.zarr", tmp_path / "odd.zarr")
+    meta = json.loads((tmp_path / "odd.zarr" / "zarr.json").read_text())
+    meta["attributes"]["deepdenoise"].update(closed=True, frames=None)  # int(None) fails
+    (tmp_path / "odd.zarr" / "zarr.json").write_text(json.dumps(meta))
+    writer = Writer(
+        tmp_path, StoreConfig(), {}, on_error=lambda *_: None, on_lost=lambda *_: None,
+        on_series_end=lambda *_: None, depth=8, flush_interval_s=3600,
+    )  # fmt: skip
+    writer.start()
+    try:
+        writer.put(RawOp("new", 0, np.ones((8, 8), "<u2"), 0))
+        assert writer.flush()  # the thread is alive and writing
+    finally:
+        writer.close()
+    assert writer.error is None
+    assert closed_totals(tmp_path / "open.zarr") is not None  # closed at start
+    assert summarize_store(tmp_path / "new.zarr")["valid"] == 1
+
+
 def test_frames_lost_at_close_are_counted_even_when_the_trim_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -961,7 +1098,8 @@ def test_frames_lost_at_close_are_counted_even_when_the_trim_fails(
     assert lost == {"store_raw": 3, "store_clean": 3}
     assert [kind for kind, _ in failures] == ["store_write"]
     assert "3 raw frames (4..6)" in failures[0][1] and "cannot trim" in failures[0][1]
-    assert ends == [{"frames": 4, "missing": 3, "lost": {"raw": 3, "clean": 3}, "closed": False}]
+    totals = {"frames": 4, "missing": 3, "lost": {"raw": 3, "clean": 3}, "closed": False}
+    assert ends == [{**totals, "clean": 4}]  # clean: denoised frames on disk
 
 
 def test_a_store_written_by_another_process_is_refused_and_its_frames_counted(

@@ -152,7 +152,17 @@ def test_raw_frames_are_published_only_when_asked(tmp_path: Path, box_model, pub
         assert not np.array_equal(message.array, frames[message.header["index"]])
 
 
-def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
+def test_the_follow_setting_reaches_every_engine_the_service_loads(tmp_path: Path, identity_model):
+    with running_service(tmp_path, identity_model, follow="events") as svc:
+        assert svc.engine is not None and svc.engine.follow == "events"
+        svc.load_model(str(identity_model))
+        assert svc.engine.follow == "events"  # a model loaded later follows the same
+
+
+def test_control_pause_resume_flush_and_errors(
+    tmp_path: Path, identity_model, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level("INFO", logger="stream.service")
     frames = _frames(10, (8, 8))
     with running_service(tmp_path, identity_model) as svc, listening(svc) as sub:
         ctl = Control(svc.endpoints["control"], timeout=5)
@@ -189,6 +199,16 @@ def test_control_pause_resume_flush_and_errors(tmp_path: Path, identity_model):
     for key in ("uptime_s", "rejected", "queues", "fps", "latency_ms", "provider", "model"):
         assert key in status
     assert status["provider"] == "cpu"
+    # an operator's actions and a series' frames not denoised are in the log, the run's
+    # record (they were in status only: an operator's trial)
+    for line in ("control: pause done", "control: resume done", "control: flush done",
+                 "control: load_model refused: cannot load model"):  # fmt: skip
+        assert line in caplog.text, caplog.text
+    ended = [r for r in caplog.records if "series 'p' ended" in r.getMessage()]
+    assert ended and ended[0].levelname == "WARNING"
+    assert "10 frames received, 10 on disk, 5 denoised (5 not: paused, or dropped" in (
+        ended[0].getMessage()
+    )
     # paused frames are still recorded raw, never denoised
     group = zarr.open_group(tmp_path / "data" / "p.zarr", mode="r")
     assert group["valid"][:10].all()

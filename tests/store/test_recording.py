@@ -191,17 +191,29 @@ def test_one_image_in_is_one_image_out(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"out{suffix}"
     with RecordingWriter(out, 1, recording.frame_shape, STACK.dtype, single=True) as writer:
         writer.write(recording.frame(0))
-    back = (
-        np.load(out)
-        if suffix == ".npy"
-        else (
-            tifffile.imread(out)
-            if suffix == ".tiff"
-            else np.asarray(zarr.open_array(str(out))[...])
-        )
-    )
+    back = _read_back(out)
     assert back.shape == STACK[0].shape
     np.testing.assert_array_equal(back, STACK[0])
+
+
+def _read_back(out: Path) -> np.ndarray:
+    if out.suffix == ".npy":
+        return np.load(out)
+    if out.suffix == ".tiff":
+        return tifffile.imread(out)
+    return np.asarray(zarr.open_array(str(out))[...])
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tiff", ".zarr"])
+def test_a_stack_of_one_frame_stays_a_stack(tmp_path: Path, suffix: str) -> None:
+    """A (1, H, W) stack came back (H, W) as a TIFF: tifffile reads a lone page as one
+    image, unless told its axes."""
+    out = tmp_path / f"out{suffix}"
+    with RecordingWriter(out, 1, STACK.shape[1:], STACK.dtype) as writer:
+        writer.write(STACK[0])
+    back = _read_back(out)
+    assert back.shape == (1, *STACK.shape[1:])
+    np.testing.assert_array_equal(back[0], STACK[0])
 
 
 def test_a_folder_with_no_zarr_in_it_says_so(tmp_path: Path) -> None:
