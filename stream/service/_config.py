@@ -284,6 +284,13 @@ class ServiceConfig(BaseModel):
             return self.queues.inference_overflow
         return "block" if self.input_mode == "pull" else "drop_oldest"
 
+    def warn_missing_model_dirs(self) -> None:
+        """Log a warning for every ``model_dirs`` folder that is not there: `load-model`
+        finds nothing in it (an operator's trial: taken without a word)."""
+        for folder in self.model_dirs:
+            if not folder.is_dir():
+                log.warning("model_dirs: %s is no folder: load-model finds nothing there", folder)
+
     def warn_public_binds(self) -> None:
         """Log a warning for every socket bound beyond loopback."""
         bound = [("output", self.output), ("control", self.control)]

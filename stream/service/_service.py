@@ -147,6 +147,7 @@ class Service:
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         cfg.warn_public_binds()
+        cfg.warn_missing_model_dirs()
         engine = None
         try:
             traces = TraceStep(  # bad ROIs: fail here
@@ -426,7 +427,7 @@ class Service:
         cfg = self.config
         if model is None:  # the shipped model that suits the provider that will run it
             model = default_model_path(select_providers(cfg.provider).name)
-        return Engine(
+        engine = Engine(
             model,
             provider=provider or cfg.provider,
             tile=cfg.tile,
@@ -436,6 +437,15 @@ class Service:
             spikes=cfg.spikes,
             follow=cfg.follow,
         )
+        if engine.metadata.frames > 1:
+            log.info("%s follows fast events: %s (follow)", engine.path.name, cfg.follow)
+        elif cfg.follow != "balanced":  # said, not ignored without a word (a user's trial)
+            log.warning(
+                "follow = %r does nothing for %s: a spatial model has no lag to take back",
+                cfg.follow,
+                engine.path.name,
+            )
+        return engine
 
     def _store_attrs(self, engine: Engine) -> dict[str, Any]:
         return {
@@ -651,6 +661,10 @@ class Service:
             ensemble=self._inference.ensemble.status() if self._inference is not None else None,
             loading=self._loading_status(),
             blend=self.config.blend,
+            # how a temporal model follows fast events; "none": the model is spatial
+            follow=(engine.follow if engine.metadata.frames > 1 else "none")
+            if engine is not None
+            else "",
             offset_map=(
                 self._inference.offset_pattern.status()
                 if self._inference is not None and self._inference.offset_pattern is not None

@@ -5,6 +5,10 @@ A rule watches one trace column (``dff`` by default) of an ROI or a group of ROI
 (``mode = "above"``) or only when it rises through it (``mode = "crossing"``: the
 last finite value before was below; a series' first value, or the first after its
 ROIs were edited, has none, so a value already over the threshold then is no rise).
+A crossing rule with ``rearm`` below its threshold is a hysteresis: after a value at or
+over the threshold it fires again only once a value has fallen below ``rearm`` (noise on
+a transient's decay crossed the threshold again and again: 1.7 triggers an event at 10
+photons per pixel in a closed-loop user's trial).
 
 After firing, a rule stays quiet for ``refractory_s`` seconds of the series' own clock
 (the frames' ``t_ns``; receive time where it is not given or 0). A clock that goes back
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from .._errors import RoiError
 
@@ -43,6 +47,23 @@ class TriggerRule(BaseModel):
     refractory_s: float = Field(
         0.0, ge=0, le=3600, strict=True, description="quiet time after firing"
     )
+    rearm: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        strict=True,
+        description="crossing: fire again only after the value fell below this (at most "
+        "the threshold; None: the threshold)",
+    )
+
+    @model_validator(mode="after")
+    def _rearm_below_threshold(self) -> TriggerRule:
+        if self.rearm is not None and self.mode != "crossing":
+            raise ValueError(f"rearm is for crossing rules, got mode {self.mode!r}")
+        if self.rearm is not None and self.rearm > self.threshold:
+            raise ValueError(
+                f"expected rearm at most the threshold {self.threshold:g}, got {self.rearm:g}"
+            )
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +92,9 @@ class TriggerBank:
             self._columns.append(columns.index(rule.column))
             rows = _rows_of(rule, labels)
             self._rows.append(rows if rule.rois else None)
-        self._previous = [np.nan] * len(rules)
+        # a crossing rule may fire: a finite value below its re-arm level came since the
+        # last one at or over its threshold (a series' first value has none before it)
+        self._armed = [False] * len(rules)
         # nanoseconds, as the frames' clock counts: a refractory of whole frame intervals
         # as float seconds of Unix time (~240 ns apart) fell short of them by rounding,
         # and the rule fired one frame late every few times (a closed-loop user's trial)
@@ -91,7 +114,7 @@ class TriggerBank:
             self._quiet_until[i] = old._quiet_until[j]
             unchanged = kept.issuperset(rule.rois) if rule.rois else all_kept
             if unchanged:
-                self._previous[i] = old._previous[j]
+                self._armed[i] = old._armed[j]
 
     def check(self, traces: np.ndarray, t_ns: int) -> list[Fired]:
         """The rules that fire on this frame's traces (``[rois, columns]``) at ``t_ns``."""
@@ -110,12 +133,14 @@ class TriggerBank:
             value = _reduce(group, rule.reduce)
             if not np.isfinite(value):  # a NaN ROI (a NaN pixel) mutes only itself
                 value = _reduce(group[np.isfinite(group)], rule.reduce)
-            previous = self._previous[i]
-            if np.isfinite(value):  # a NaN frame neither arms nor re-arms a crossing
-                self._previous[i] = value
             over = value >= rule.threshold  # False for NaN
             if rule.mode == "crossing":  # a rise seen: no finite value before, no rise
-                over = over and bool(previous < rule.threshold)
+                armed = self._armed[i]
+                if over:
+                    self._armed[i] = False
+                elif value < (rule.threshold if rule.rearm is None else rule.rearm):
+                    self._armed[i] = True  # a NaN frame neither arms nor disarms
+                over = over and armed
             quiet = self._quiet_until[i]
             if over and (quiet is None or t_ns >= quiet):
                 self._quiet_until[i] = t_ns + _refractory_ns(rule)

@@ -427,6 +427,17 @@ def test_load_model_finds_a_bare_file_name_in_the_services_model_folders(
     assert missing.exit_code == 2 and "model folders" in one_line(missing.output)
 
 
+def test_a_model_folder_that_is_not_there_is_warned_of(
+    tmp_path: Path, identity_model: Path, caplog: pytest.LogCaptureFixture
+):
+    """model_dirs = ["nodir"] was taken without a word (an operator's trial)."""
+    with running_service(tmp_path, identity_model, zarr=None, model_dirs=[tmp_path / "nodir"]):
+        pass
+    assert f"model_dirs: {tmp_path / 'nodir'} is no folder: load-model finds nothing" in (
+        caplog.text
+    )
+
+
 def test_a_bad_option_beside_a_config_file_is_blamed_on_the_option(tmp_path: Path):
     """It said "invalid configuration in serve.toml: output: ..." for a bad --output (an
     operator's trial)."""

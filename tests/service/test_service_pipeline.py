@@ -152,11 +152,20 @@ def test_raw_frames_are_published_only_when_asked(tmp_path: Path, box_model, pub
         assert not np.array_equal(message.array, frames[message.header["index"]])
 
 
-def test_the_follow_setting_reaches_every_engine_the_service_loads(tmp_path: Path, identity_model):
+def test_the_follow_setting_reaches_every_engine_the_service_loads(
+    tmp_path: Path, identity_model, caplog: pytest.LogCaptureFixture
+):
+    """And it is seen: in status, and in the log where a spatial model ignores it (a
+    closed-loop user's trial: only denoise's summary said which was in effect)."""
+    from stream.engine import shipped_model_path
+
     with running_service(tmp_path, identity_model, follow="events") as svc:
         assert svc.engine is not None and svc.engine.follow == "events"
-        svc.load_model(str(identity_model))
+        assert svc.status()["follow"] == "none"  # a spatial model: nothing to follow
+        assert f"follow = 'events' does nothing for {identity_model.name}" in caplog.text
+        svc.load_model(str(shipped_model_path("na-temporal")))
         assert svc.engine.follow == "events"  # a model loaded later follows the same
+        assert svc.status()["follow"] == "events"
 
 
 def test_control_pause_resume_flush_and_errors(

@@ -106,6 +106,22 @@ def test_crossing_fires_once_per_rise_and_above_every_frame() -> None:
     assert _fire(_bank(rois=[5], mode="above"), rows) == [0, 1, 3, 5]
 
 
+def test_a_rearm_level_keeps_a_transients_decay_from_firing_again() -> None:
+    """Noise on a decaying transient crossed the threshold again and again (1.7 triggers
+    an event at 10 photons per pixel in a closed-loop user's trial): with ``rearm`` the
+    rule fires again only after the value fell below it."""
+    decay = [0.0, 1.5, 0.9, 1.1, 0.8, 1.05, 0.6, 0.3, 0.2, 1.4]
+    rows = [[0, v, 0] for v in decay]
+    assert _fire(_bank(rois=[5]), rows) == [1, 3, 5, 9]  # the threshold re-arms it
+    assert _fire(_bank(rois=[5], rearm=0.5), rows) == [1, 9]  # below 0.5 first
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="expected rearm at most the threshold 1"):
+        TriggerRule(name="r", threshold=1.0, rearm=1.5)
+    with pytest.raises(ValidationError, match="rearm is for crossing rules"):
+        TriggerRule(name="r", threshold=1.0, rearm=0.5, mode="above")
+
+
 def test_a_nan_roi_leaves_its_group_and_an_all_nan_group_is_silent() -> None:
     rows = [[np.nan, 2.4, 0.3], [np.nan, np.nan, np.nan]]
     assert _fire(_bank(reduce="max", mode="above"), rows) == [0]  # 2.4, not NaN
