@@ -391,8 +391,12 @@ def _paired(frames: int) -> str:
 
 def _follows(engine: Engine) -> str:
     """How a temporal model follows fast events, and the other choice."""
-    if engine.metadata.frames == 1:
-        return ""
+    if engine.metadata.frames == 1:  # nothing to follow: --follow events is no-op, said
+        return (
+            "; --follow events does nothing here (a spatial model)"
+            if engine.follow == "events"
+            else ""
+        )
     if engine.follow == "events":
         return "; follows fast events closely (--follow events: less PSNR)"
     return (

@@ -165,6 +165,9 @@ class ControlHandler:
         except Exception as exc:  # the reply is the error report; the service stays up
             log.exception("control command failed")
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if not reply.get("ok") and not reply.get("logged"):  # a request it could not read
+            log.warning("control: request refused: %s", reply.get("error"))
+        reply.pop("logged", None)
         return msgpack.packb(reply, use_bin_type=True)
 
     def _dispatch(self, request: bytes) -> Reply:
@@ -193,7 +196,7 @@ class ControlHandler:
         reply = handler(message)
         if message["cmd"] != "status":  # an operator's actions, in the run's log
             _log_reply(message["cmd"], reply)
-        return reply
+        return {**reply, "logged": True}
 
     def _status(self, _: dict[str, Any]) -> Reply:
         return {"ok": True, **self._service.status()}

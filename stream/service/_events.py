@@ -39,17 +39,31 @@ class EventEmitter:
         self._send(header)
         return True
 
+    def report_suppressed(self) -> None:
+        """Log the events suppressed in seconds now over: a flood's end is told too, not
+        only when its next event comes (an operator's trial: 1,980 never, one 29 s late).
+        Called with each status message."""
+        second = int(time.monotonic())
+        with self._lock:
+            for key, (window_second, count) in self._window.items():
+                if window_second != second and count > self._burst:
+                    self._log_suppressed(key, count)
+                    self._window[key] = (window_second, self._burst)
+
+    def _log_suppressed(self, key: str, count: int) -> None:
+        log.warning(
+            "%d more %s event(s) suppressed in a second (status counts every one)",
+            count - self._burst,
+            key,
+        )
+
     def _allow(self, key: str) -> bool:
         second = int(time.monotonic())
         with self._lock:
             window_second, count = self._window.get(key, (second, 0))
             if window_second != second:
                 if count > self._burst:  # the log is a long run's record: the flood told
-                    log.warning(
-                        "%d more %s event(s) suppressed in a second (status counts every one)",
-                        count - self._burst,
-                        key,
-                    )
+                    self._log_suppressed(key, count)
                 window_second, count = second, 0
             self._window[key] = (window_second, count + 1)
             if count >= self._burst:

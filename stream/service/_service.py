@@ -511,7 +511,12 @@ class Service:
             ""
             if clean is None
             else f", {clean} denoised"
-            + (f" ({skipped} not: paused, or dropped as status.dropped counts)" if skipped else ""),
+            + (
+                f" ({skipped} without their denoised frame on disk: paused, dropped or not "
+                "written, as status.dropped counts, or an earlier session's)"
+                if skipped
+                else ""
+            ),
             totals["missing"],
             f"; not written: {lost}" if lost else "",
         )
@@ -629,6 +634,7 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         """The fields of the status message (also the control ``status`` reply)."""
+        self.events.report_suppressed()  # a flood that ended is told now
         engine = self.engine
         snap = self.stats.snapshot()
         if self._inference is not None:

@@ -230,12 +230,12 @@ class Writer:
         self._turns.notify_all()
         return True
 
-    def _take(self) -> object:
-        """The next queued item, or None after ``TAKE_WAIT_S`` without one; an operation
-        is in hand as it leaves the queue, so a stop's drain finds each either queued or
-        in hand."""
+    def _take(self, wait: bool = True) -> object:
+        """The next queued item, or None after ``TAKE_WAIT_S`` without one (at once
+        without ``wait``); an operation is in hand as it leaves the queue, so a stop's
+        drain finds each either queued or in hand."""
         with self._turns:
-            if self._queue.empty():
+            if self._queue.empty() and wait:
                 self._turns.wait(TAKE_WAIT_S)
             try:
                 item = self._queue.get_nowait()
@@ -346,9 +346,10 @@ class Writer:
         # most that much of a slow stream; fast streams complete whole shards long before.
         last_flush = time.monotonic()
         try:
-            self._close_left_open()
+            self._find_left_open()
             while True:
-                item = self._take()  # None: nothing came, only a periodic flush may be due
+                # None: nothing came, only a periodic flush (or a left-open store) is due
+                item = self._take(wait=not self._left_open_paths)
                 if item is _CLOSE or self._given_up:
                     break
                 op = cast("WriterOp | None", item)
@@ -369,6 +370,8 @@ class Writer:
                         break
                     self._in_hand = None
                     self._keep_to_budget()
+                else:  # idle: a store left open, closed between frames
+                    self._close_next_left_open()
         except BaseException as exc:  # surfaced to the service, which re-raises it on stop
             self.error = exc
             log.exception("writer thread failed")
@@ -599,25 +602,50 @@ class Writer:
         totals = {"frames": frames, "missing": missing, "lost": lost, "closed": recorded}
         self._on_series_end(series, {**totals, "clean": clean})
 
-    def _close_left_open(self) -> None:
-        """Close the stores a session before this one left open (a kill -9, a power
-        cut), before the first frame is written: their time axis is allocated ahead, and
-        readers saw thousands of frames of zeros until their series streamed again (an
-        operator's trial). A store another process is writing is left to it, and so is
-        every store where no lock can tell (no ``flock``: Windows, some network file
-        systems); a damaged one stays as it is, and the writer goes on."""
-        closed = []
+    def _find_left_open(self) -> None:
+        """The stores a session before this one left open (a kill -9, a power cut):
+        their time axis is allocated ahead, and readers saw thousands of frames of zeros
+        until their series streamed again (an operator's trial). They are closed one at
+        a time while the writer has nothing else to do (:meth:`_close_next_left_open`):
+        closing a thousand took 27 s, and new frames waited behind it."""
+        self._left_open_paths: list[Path] = []
+        self._left_open_closed: list[str] = []
         for path in sorted(self.root.glob("*.zarr")):
+            try:
+                if is_series_store(path) and closed_totals(path) is None:
+                    self._left_open_paths.append(path)
+            except Exception as exc:  # any damage: as it is (its own series finds it)
+                log.warning("%s was left open and stays so: %s", path, exc)
+        if self._left_open_paths:
+            log.info(
+                "%d store(s) an earlier session left open (killed?): closing them between frames",
+                len(self._left_open_paths),
+            )
+        self._left_open_paths.reverse()  # popped from the end: in name order
+
+    def _close_next_left_open(self) -> None:
+        """Close one of the stores :meth:`_find_left_open` found (a store this session
+        has opened meanwhile is its own series': left to it); after the last, one line
+        names them. A store another process is writing is left to it, and so is every
+        store where no lock can tell (no ``flock``: Windows, some network file systems);
+        a damaged one stays as it is, and the writer goes on."""
+        if not self._left_open_paths:
+            return
+        path = self._left_open_paths.pop()
+        if path.name.removesuffix(".zarr") not in self._stores:
             try:
                 store = self._closed_if_left_open(path)
             except Exception as exc:  # any damage (a store's own series finds it again)
                 log.warning("%s was left open and stays so: %s", path, exc)
-                continue
+                store = None
             if store is not None:
                 info = store.info
                 frames, missing = info.get("frames"), info.get("missing")
-                closed.append(f"{store.series} ({frames} frames, {missing} missing)")
-        if closed:
+                self._left_open_closed.append(
+                    f"{store.series} ({frames} frames, {missing} missing)"
+                )
+        closed = self._left_open_closed
+        if not self._left_open_paths and closed:
             more = " ..." if len(closed) > CLOSED_SHOWN else ""
             log.warning(
                 "closed %d store(s) an earlier session left open (killed?): %s",

@@ -351,7 +351,12 @@ def test_a_temporal_model_says_how_it_follows_fast_events(
     assert "fast events come out lower and later (--follow events keeps" in runs["balanced"]
     assert "follows fast events closely (--follow events: less PSNR)" in runs["events"]
     spatial = _denoised(tmp_path / "rec.npy", tmp_path / "lite.npy")
-    assert "fast events" not in spatial
+    assert "fast events" not in spatial and "--follow" not in spatial
+    ignored = invoke(
+        "denoise", str(tmp_path / "rec.npy"), "-o", str(tmp_path / "lite2.npy"),
+        "--provider", "cpu", "--follow", "events",
+    )  # fmt: skip
+    assert "--follow events does nothing here (a spatial model)" in words(ignored.output)
 
 
 def test_integers_beyond_float32s_exact_range_are_warned_of(tmp_path: Path) -> None:

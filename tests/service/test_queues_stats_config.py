@@ -118,6 +118,16 @@ def test_a_suppressed_flood_is_told_in_the_log(
     told = [r for r in caplog.records if "suppressed in a second" in r.getMessage()]
     assert len(told) == 1 and told[0].levelname == "WARNING"
     assert told[0].getMessage().startswith("7 more rejected:dtype event(s) suppressed")
+    # a flood that ends is told with the next status, not only with its next event
+    for _ in range(6):
+        emitter.emit("rejected", limit_key="parts", reason="parts")
+    now[0] = 102.5
+    emitter.report_suppressed()
+    emitter.report_suppressed()  # told once
+    ends = [r.getMessage() for r in caplog.records if "rejected:parts" in r.getMessage()]
+    assert ends == [
+        "3 more rejected:parts event(s) suppressed in a second (status counts every one)"
+    ]
 
 
 def test_config_defaults_bind_loopback_only():

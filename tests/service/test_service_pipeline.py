@@ -79,6 +79,31 @@ def test_every_frame_comes_back_denoised_and_lands_on_disk(tmp_path: Path, ident
     np.testing.assert_array_equal(group["t_ns"][:], 1_000 + np.arange(len(frames)))
 
 
+def test_gap_lines_in_the_log_are_rate_limited_as_their_events(
+    tmp_path: Path,
+    identity_model,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    """A camera skipping every other index wrote 1,499 gap lines in 5 s while their
+    events were rate-limited (an operator's trial): a gap whose event is suppressed is
+    counted, not logged."""
+    from stream.service._events import EventEmitter
+
+    allow = EventEmitter._allow
+    monkeypatch.setattr(
+        EventEmitter, "_allow", lambda self, key: not key.startswith("gap:") and allow(self, key)
+    )
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+    ):
+        for i in (0, 2, 4):
+            pub.send_frame(_frames(1, (16, 16))[0], "skips", i)
+        wait_until(lambda: svc.status()["series"].get("skips", {}).get("missing") == 2)
+    assert "missing from index" not in caplog.text
+
+
 def test_gaps_are_reported_and_left_as_holes(tmp_path: Path, identity_model):
     frames = _frames(10, (16, 16))
     sent = [0, 1, 2, 3, 4, 8, 9]
@@ -211,11 +236,12 @@ def test_control_pause_resume_flush_and_errors(
     # an operator's actions and a series' frames not denoised are in the log, the run's
     # record (they were in status only: an operator's trial)
     for line in ("control: pause done", "control: resume done", "control: flush done",
-                 "control: load_model refused: cannot load model"):  # fmt: skip
+                 "control: load_model refused: cannot load model",
+                 "control: request refused: unknown cmd 'explode'"):  # fmt: skip
         assert line in caplog.text, caplog.text
     ended = [r for r in caplog.records if "series 'p' ended" in r.getMessage()]
     assert ended and ended[0].levelname == "WARNING"
-    assert "10 frames received, 10 on disk, 5 denoised (5 not: paused, or dropped" in (
+    assert "10 frames received, 10 on disk, 5 denoised (5 without their denoised frame" in (
         ended[0].getMessage()
     )
     # paused frames are still recorded raw, never denoised
