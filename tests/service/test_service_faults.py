@@ -584,13 +584,18 @@ def test_stores_left_open_by_a_kill_are_closed_when_the_service_starts_again(
     )
 
 
+def _hup_by_default() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model, signum: int):
     """SIGHUP too (the terminal or SSH session that ran it closed): it killed the
     service, exit 129, its store left open and its last frames lost (an operator's
     trial)."""
     sent = frames(50, shape=(64, 64))
-    proc = ServeProcess(tmp_path, identity_model)
+    # SIGHUP as a terminal sends it: not ignored (a runner under nohup would pass that on)
+    proc = ServeProcess(tmp_path, identity_model, preexec_fn=_hup_by_default)
     try:
         with Publisher(proc.input, mode="push", bind=False) as pub:
             for i, frame in enumerate(sent):
