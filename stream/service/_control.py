@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,6 +119,7 @@ class ControlHandler:
                 envelope, body = _split_envelope(sock.recv_multipart())
                 if len(body) != 1:
                     error = _error(f"expected a request of 1 message part, got {len(body)}")
+                    log.warning("control: request refused: %s", error["error"])
                     sock.send_multipart([*envelope, msgpack.packb(error, use_bin_type=True)])
                 elif _command_of(body[0]) in SLOW_COMMANDS:
                     slow.put((envelope, body[0]))
@@ -154,6 +155,7 @@ class ControlHandler:
             if closing.is_set():
                 command = _command_of(request)
                 reply = _error(f"the service is stopping: {command} was not run")
+                log.warning("control: %s refused: %s", command, reply["error"])
                 done.put((envelope, msgpack.packb(reply, use_bin_type=True)))
             else:
                 done.put((envelope, self.handle(request)))
@@ -165,38 +167,18 @@ class ControlHandler:
         except Exception as exc:  # the reply is the error report; the service stays up
             log.exception("control command failed")
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        if not reply.get("ok") and not reply.get("logged"):  # a request it could not read
-            log.warning("control: request refused: %s", reply.get("error"))
-        reply.pop("logged", None)
         return msgpack.packb(reply, use_bin_type=True)
 
     def _dispatch(self, request: bytes) -> Reply:
         try:
-            message = msgpack.unpackb(request, raw=False, object_pairs_hook=_unique_keys)
-        except _DuplicateKey as exc:
-            return _error(f"expected each key once in a request, got {exc} twice")
-        except msgpack.ExtraData as exc:
-            return _error(
-                f"expected one msgpack map like {{'cmd': 'status'}}, got {len(request)} bytes "
-                f"holding more than one msgpack value (the first: {shown(exc.unpacked)}): "
-                f"{request[:32]!r}"
-            )
-        except Exception as exc:
-            why = str(exc) or type(exc).__name__
-            return _error(
-                f"expected a msgpack map like {{'cmd': 'status'}}, got {len(request)} bytes "
-                f"that do not decode ({why}): {request[:32]!r}"
-            )
-        if not isinstance(message, dict) or not isinstance(message.get("cmd"), str):
-            return _error(f"expected a map with a string 'cmd', got {shown(message)}")
-        handler = self._commands.get(message["cmd"])
-        if handler is None:
-            known = ", ".join(sorted(self._commands))
-            return _error(f"unknown cmd {shown(message['cmd'])}; expected one of {known}")
-        reply = handler(message)
+            message = _request_of(request, self._commands)
+        except _Unreadable as exc:
+            log.warning("control: request refused: %s", exc)
+            return _error(str(exc))
+        reply = self._commands[message["cmd"]](message)
         if message["cmd"] != "status":  # an operator's actions, in the run's log
             _log_reply(message["cmd"], reply)
-        return {**reply, "logged": True}
+        return reply
 
     def _status(self, _: dict[str, Any]) -> Reply:
         return {"ok": True, **self._service.status()}
@@ -317,6 +299,37 @@ def _split_envelope(parts: list[bytes]) -> tuple[list[bytes], list[bytes]]:
         if not part:
             return parts[: i + 1], parts[i + 1 :]
     return parts[:1], parts[1:]
+
+
+class _Unreadable(ValueError):
+    """A request that is not a msgpack map naming a known command (the message says
+    what was expected and what came)."""
+
+
+def _request_of(request: bytes, commands: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's map, with a ``cmd`` among ``commands``; else _Unreadable."""
+    try:
+        message = msgpack.unpackb(request, raw=False, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise _Unreadable(f"expected each key once in a request, got {exc} twice") from None
+    except msgpack.ExtraData as exc:
+        raise _Unreadable(
+            f"expected one msgpack map like {{'cmd': 'status'}}, got {len(request)} bytes "
+            f"holding more than one msgpack value (the first: {shown(exc.unpacked)}): "
+            f"{request[:32]!r}"
+        ) from None
+    except Exception as exc:
+        why = str(exc) or type(exc).__name__
+        raise _Unreadable(
+            f"expected a msgpack map like {{'cmd': 'status'}}, got {len(request)} bytes "
+            f"that do not decode ({why}): {request[:32]!r}"
+        ) from None
+    if not isinstance(message, dict) or not isinstance(message.get("cmd"), str):
+        raise _Unreadable(f"expected a map with a string 'cmd', got {shown(message)}")
+    if message["cmd"] not in commands:
+        known = ", ".join(sorted(commands))
+        raise _Unreadable(f"unknown cmd {shown(message['cmd'])}; expected one of {known}")
+    return message
 
 
 def _command_of(request: bytes) -> str | None:

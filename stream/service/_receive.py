@@ -135,6 +135,7 @@ class Receiver:
         self._idle_checked = time.monotonic()
         self._series: dict[str, _SeriesState] = {}
         self._drain_until: float | None = None
+        self._drain_cut = threading.Event()  # wakes a frame waiting for room at once
         self._not_denoised = 0  # taken in the drain, no room in inference before its end
 
     def run(self, sock: zmq.Socket[Any]) -> None:
@@ -291,7 +292,7 @@ class Receiver:
         until the receiver has stopped, so the frame waits for room until the drain
         ends; one still not queued then is counted (``dropped.shutdown``; its raw
         frame is on disk)."""
-        if not self._inference.put(job, deadline=self._drain_deadline()):
+        if not self._inference.put(job, stop=self._drain_cut, deadline=self._drain_deadline()):
             self._stats.count_dropped("shutdown")
             self._not_denoised += 1
 
@@ -299,6 +300,7 @@ class Receiver:
         """End the drain now (a stop asked again): what is in the socket is still read
         and stored, without waiting for it to go quiet."""
         self._drain_until = 0.0
+        self._drain_cut.set()
 
     def _drain_deadline(self) -> float:
         """When the drain after a halt ends (fixed when first asked, after the halt)."""

@@ -230,7 +230,9 @@ class Service:
             first_at_once=cfg.inference_overflow == "block",
             offset_pattern=offset_pattern,
         )
-        publisher = PublishStage(self._outgoing, self.stats, self.status, cfg.status_interval_s)
+        publisher = PublishStage(
+            self._outgoing, self.stats, self._periodic_status, cfg.status_interval_s
+        )
         control = ControlHandler(self)
         self._receiver = receiver
         self._spawn("receiver", receiver.run, sockets["input"])
@@ -632,9 +634,14 @@ class Service:
         path, since = loading
         return {"path": path, "for_s": round(time.monotonic() - since, 1)}
 
+    def _periodic_status(self) -> dict[str, Any]:
+        """The status message the publisher sends each ``status_interval_s``; a flood of
+        events that ended is logged then (not only at its next event)."""
+        self.events.report_suppressed()
+        return self.status()
+
     def status(self) -> dict[str, Any]:
         """The fields of the status message (also the control ``status`` reply)."""
-        self.events.report_suppressed()  # a flood that ended is told now
         engine = self.engine
         snap = self.stats.snapshot()
         if self._inference is not None:

@@ -41,7 +41,7 @@ from ..store import (
     SeriesStore,
     StoreConfig,
     closed_totals,
-    is_series_store,
+    left_open,
     lock_store,
     store_path,
     stored_series,
@@ -612,7 +612,7 @@ class Writer:
         self._left_open_closed: list[str] = []
         for path in sorted(self.root.glob("*.zarr")):
             try:
-                if is_series_store(path) and closed_totals(path) is None:
+                if left_open(path):
                     self._left_open_paths.append(path)
             except Exception as exc:  # any damage: as it is (its own series finds it)
                 log.warning("%s was left open and stays so: %s", path, exc)
@@ -657,9 +657,7 @@ class Writer:
         """The series store at ``path``, closed, if it was left open and no live process
         holds it; else None (StoreError: another process writes it)."""
         series = path.name.removesuffix(".zarr")
-        if not (is_series_name(series) and is_series_store(path)):
-            return None
-        if closed_totals(path) is not None:
+        if not (is_series_name(series) and left_open(path)):
             return None
         lock = lock_store(path)  # StoreError: held by a live writer
         if lock is None:  # nothing can tell whether another service writes it
@@ -676,7 +674,7 @@ class Writer:
         closed now, its totals are told and recorded and its time axis trimmed (it said
         0 on disk, and stayed open: a fault trial)."""
         path = store_path(self.root, series)
-        if not is_series_store(path) or closed_totals(path) is not None:
+        if not left_open(path):
             return None
         try:
             shape, dtype, _ = stored_series(path)

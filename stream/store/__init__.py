@@ -31,7 +31,13 @@ from ._series import (
     clear_left_overs,
     store_path,
 )
-from ._summary import closed_totals, is_series_store, stored_series, summarize_store
+from ._summary import (
+    closed_totals,
+    is_series_store,
+    left_open,
+    stored_series,
+    summarize_store,
+)
 
 __all__ = [
     "ARRAY_PATHS",
@@ -49,6 +55,7 @@ __all__ = [
     "closed_totals",
     "is_rejected_store",
     "is_series_store",
+    "left_open",
     "lock_store",
     "open_recording",
     "read_rejected",

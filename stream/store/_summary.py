@@ -90,6 +90,20 @@ def is_series_store(path: Path) -> bool:
     return written_by_us(path, "store_version")
 
 
+def left_open(path: Path) -> bool:
+    """True if ``path`` is a series store that was never closed (its session killed
+    while writing it), from one read of its attributes."""
+    try:
+        info = read_group_attrs(path).get("deepdenoise") if path.exists() else None
+    except StoreError:
+        return False
+    return (
+        isinstance(info, dict)
+        and isinstance(info.get("store_version"), int)
+        and not info.get("closed")
+    )
+
+
 @dataclass
 class FlagScan:
     """Totals of the ``valid`` and ``clean_valid`` flags of a store.

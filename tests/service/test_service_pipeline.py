@@ -239,6 +239,7 @@ def test_control_pause_resume_flush_and_errors(
                  "control: load_model refused: cannot load model",
                  "control: request refused: unknown cmd 'explode'"):  # fmt: skip
         assert line in caplog.text, caplog.text
+    assert caplog.text.count("unknown cmd 'explode'") == 1  # logged once
     ended = [r for r in caplog.records if "series 'p' ended" in r.getMessage()]
     assert ended and ended[0].levelname == "WARNING"
     assert "10 frames received, 10 on disk, 5 denoised (5 without their denoised frame" in (

@@ -16,7 +16,14 @@ import pytest
 import zarr
 
 from stream import StoreError
-from stream.store import ARRAY_PATHS, SeriesStore, StoreConfig, is_series_store, summarize_store
+from stream.store import (
+    ARRAY_PATHS,
+    SeriesStore,
+    StoreConfig,
+    is_series_store,
+    left_open,
+    summarize_store,
+)
 from stream.store import _series as store_series
 from stream.store._arrays import StoreArrays
 
@@ -238,6 +245,7 @@ def test_a_foreign_folder_is_not_resumed(tmp_path: Path) -> None:
     (tmp_path / "x.zarr" / "data.txt").write_text("mine")
     assert not is_series_store(tmp_path / "x.zarr")
     assert not is_series_store(tmp_path / "missing.zarr")
+    assert not left_open(tmp_path / "x.zarr") and not left_open(tmp_path / "missing.zarr")
     with pytest.raises(StoreError, match="not a deepdenoise series store"):
         SeriesStore(tmp_path, "x", (4, 4), "<u2")
     assert (tmp_path / "x.zarr" / "data.txt").read_text() == "mine"
@@ -522,13 +530,13 @@ def test_store_of_a_killed_writer_is_readable_and_resumable(tmp_path: Path) -> N
         assert t_ns[i] == 10**12 + i
     for i in np.flatnonzero(clean_valid):
         np.testing.assert_array_equal(cleaned[i], ((base + i) * 0.5).astype("<f4"))
-    assert group.attrs["deepdenoise"]["closed"] is False
+    assert group.attrs["deepdenoise"]["closed"] is False and left_open(path)
     with SeriesStore(tmp_path, "k", (48, 40), "<u2") as resumed:
         assert resumed.resumed and resumed.frames_written == int(valid.sum())
         last = resumed.max_index
         assert last is not None and last >= flushed[-1]
     summary = summarize_store(path)
-    assert summary["closed"] and summary["frames"] == last + 1
+    assert summary["closed"] and summary["frames"] == last + 1 and not left_open(path)
     assert not list(path.rglob("*.__lock"))
 
 
