@@ -29,6 +29,7 @@ from ._errors import (
     RoiError,
     ServiceTimeoutError,
     StoreError,
+    StoreHeldError,
     StoreWriteError,
 )
 from ._version import __version__
@@ -79,6 +80,7 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "StoreError",
+    "StoreHeldError",
     "StoreWriteError",
     "TilePlan",
     "__version__",

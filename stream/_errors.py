@@ -63,6 +63,10 @@ class StoreError(DeepDenoiseError, OSError):
     """A Zarr series store cannot be opened, resumed or written."""
 
 
+class StoreHeldError(StoreError):
+    """A store another live process (or another open store) is writing."""
+
+
 class StoreWriteError(StoreError):
     """Frames did not reach the disk (a full disk, an IO error).
 

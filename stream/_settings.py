@@ -67,6 +67,8 @@ def _resolve_paths(data: dict[str, Any], fields: Iterable[str], folder: Path) ->
 
 
 def _under(folder: Path, path: str) -> str:
+    if not path.strip():  # left for the setting's own check ("" is no folder)
+        return path
     value = Path(path).expanduser()
     return str(value if value.is_absolute() else folder / value)
 
@@ -115,11 +117,21 @@ def load_settings(
         if options is not None and key in options:
             given[tuple(where)] = options[key]
     try:
-        return model.model_validate(data)
+        # strict, as JSON: a file's "false" or "5" is no bool or number (they were taken,
+        # a string "false" as True), while its strings stand for paths and its arrays
+        # for tuples, as a file can write them
+        return model.model_validate_json(json.dumps(data, default=_as_json), strict=True)
     except ValidationError as exc:
         raise ConfigError(
             describe_validation_error(exc, str(path or "options"), model, given)
         ) from exc
+
+
+def _as_json(value: Any) -> Any:
+    """An override's value as a file would write it (a path as its string)."""
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"expected a setting's value, got {type(value).__name__}")
 
 
 def describe_validation_error(

@@ -64,8 +64,8 @@ def serve(
         str | None,
         typer.Option(help="REP control endpoint.", show_default=DEFAULT_CONTROL),
     ] = None,
-    zarr: Annotated[
-        Path | None,
+    zarr: Annotated[  # a str: Path("") would be the working folder, unsaid
+        str | None,
         typer.Option(help="Folder for <series>.zarr stores.", show_default="./deepdenoise-data"),
     ] = None,
     no_zarr: Annotated[bool, typer.Option("--no-zarr", help="Do not write to disk.")] = False,

@@ -217,6 +217,18 @@ class ServiceConfig(BaseModel):
                 )
         return value
 
+    @field_validator("model", "zarr", "offset_map", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # Path("") is the working folder: `--zarr ""` (a script's unset variable) wrote
+        # the stores there without a word
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(
+                f"expected a path, got {value!r} (no stores: --no-zarr; the default: "
+                "leave the setting out)"
+            )
+        return value
+
     @field_validator("model", mode="before")
     @classmethod
     def _shipped_by_name(cls, value: Any) -> Any:

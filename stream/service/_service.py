@@ -540,8 +540,14 @@ class Service:
             with contextlib.suppress(ModelError):
                 candidate = shipped_model_path(candidate.name)
         elif len(candidate.parts) == 1:  # a bare file name: looked for in the model folders
-            found = (d / candidate for d in self.allowed_model_dirs())
-            candidate = next((f for f in found if f.is_file()), candidate)
+            found = [d / candidate for d in self.allowed_model_dirs()]
+            files = list(dict.fromkeys(f.resolve() for f in found if f.is_file()))
+            if len(files) > 1:  # the first folder's won, unsaid (an operator's trial)
+                raise ConfigError(
+                    f"{candidate} is in more than one model folder "
+                    f"({', '.join(str(f) for f in files)}): give the one to load by its path"
+                )
+            candidate = files[0] if files else candidate
         candidate = candidate.resolve()
         if not any(candidate.is_relative_to(d) for d in self.allowed_model_dirs()):
             raise ConfigError(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from .._errors import StoreError, StoreWriteError
+from .._errors import StoreError, StoreHeldError, StoreWriteError
 from .._types import is_series_name
 from ..store import (
     RejectedStore,
@@ -635,6 +635,9 @@ class Writer:
         if path.name.removesuffix(".zarr") not in self._stores:
             try:
                 store = self._closed_if_left_open(path)
+            except StoreHeldError:  # a service started beside this one writes it
+                log.info("%s is being written by another process: left to it", path)
+                store = None
             except Exception as exc:  # any damage (a store's own series finds it again)
                 log.warning("%s was left open and stays so: %s", path, exc)
                 store = None

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .._errors import StoreError
+from .._errors import StoreError, StoreHeldError
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def lock_store(path: Path) -> int | None:
     """Lock the store folder ``path`` for writing until :func:`unlock_store`.
 
     Returns the lock's file descriptor (None where a file system or the OS has no
-    ``flock``: then nothing stops a second writer); StoreError if another process (or
+    ``flock``: then nothing stops a second writer); StoreHeldError if another process (or
     another open store in this one) holds it.
 
     The folder itself is locked, not a file in it: a file that is no Zarr node makes
@@ -38,7 +38,7 @@ def lock_store(path: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StoreError(
+        raise StoreHeldError(
             f"{path} is being written by another process (or another store opened on it): "
             "two writers would overwrite each other's frames"
         ) from None

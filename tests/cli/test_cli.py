@@ -427,6 +427,30 @@ def test_load_model_finds_a_bare_file_name_in_the_services_model_folders(
     assert missing.exit_code == 2 and "model folders" in one_line(missing.output)
 
 
+def test_load_model_refuses_a_bare_file_name_two_model_folders_hold(
+    tmp_path: Path, identity_model: Path
+):
+    """The first folder's rig.onnx was loaded, unsaid, where two held one (an operator's
+    trial): which is meant, only a path can say."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+        shutil.copy(identity_model, folder / "rig.onnx")
+    with running_service(tmp_path, identity_model, zarr=None, model_dirs=folders) as svc:
+        before = svc.engine.path if svc.engine is not None else None
+        both = runner.invoke(app, ["load-model", "rig.onnx", "--control", svc.endpoints["control"]])
+        assert svc.engine is not None and svc.engine.path == before
+        by_path = runner.invoke(
+            app, ["load-model", str(folders[1] / "rig.onnx"), "--control", svc.endpoints["control"]]
+        )
+        assert by_path.exit_code == 0, by_path.output
+        assert svc.engine.path == (folders[1] / "rig.onnx").resolve()
+    text = one_line(both.output)
+    assert both.exit_code == 2, text
+    assert "rig.onnx is in more than one model folder" in text
+    assert str(folders[0]) in text and str(folders[1]) in text
+
+
 def test_a_model_folder_that_is_not_there_is_warned_of(
     tmp_path: Path, identity_model: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -449,6 +473,19 @@ def test_a_bad_option_beside_a_config_file_is_blamed_on_the_option(tmp_path: Pat
     assert result.exit_code == 2 and "serve.toml" not in text, text
     assert "invalid --output: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555" in text
     assert "expected expected" not in text
+
+
+@pytest.mark.parametrize("where", ["option", "file"])
+def test_an_empty_store_folder_is_refused(tmp_path: Path, where: str):
+    """`--zarr ""` (a script's unset variable) wrote the stores into the working folder
+    without a word (an operator's trial)."""
+    config = tmp_path / "serve.toml"
+    config.write_text('zarr = ""\n' if where == "file" else "")
+    args = ["serve", "--config", str(config)] + (["--zarr", ""] if where == "option" else [])
+    result = runner.invoke(app, args)
+    text = one_line(result.output)
+    assert result.exit_code == 2, text
+    assert "zarr: expected a path, got ''" in text.replace("--zarr:", "zarr:")
 
 
 def test_a_port_in_use_is_one_line_naming_the_address_and_the_option(tmp_path: Path):

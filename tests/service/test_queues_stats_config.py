@@ -155,6 +155,16 @@ def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
     assert load_config(path).model_dirs == [tmp_path / "cfg" / "models", Path("/abs/models")]
 
 
+def test_a_config_file_writes_numbers_paths_and_pairs_as_toml_does(tmp_path: Path):
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        'drain_s = 5\nwarmup_shape = [64, 96]\nzarr = "data"\n[gpu]\ncuda_graph = false\n'
+    )
+    cfg = load_config(path)
+    assert cfg.drain_s == 5.0 and cfg.warmup_shape == (64, 96)
+    assert cfg.zarr == tmp_path / "data" and cfg.gpu.cuda_graph is False
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -177,6 +187,11 @@ def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
         ("[store]\nfsync = 'yes'", r"store.fsync: Input should be a valid boolean \(got 'yes'\)"),
         ("publish_raw = 'yes'", r"publish_raw: Input should be a valid boolean"),
         ("[traces]\nstore = 1", r"traces.store: Input should be a valid boolean"),
+        # a string "false" was taken as False, "5" as 5 (an operator's trial)
+        ("[gpu]\ncuda_graph = 'false'", r"gpu.cuda_graph: Input should be a valid boolean"),
+        ("drain_s = '5'", r"drain_s: Input should be a valid number \(got '5'\)"),
+        ("[queues]\ninference_depth = '8'", r"inference_depth: Input should be a valid integer"),
+        ("tile = 256.5", r"tile: Input should be a valid integer"),
     ],
 )
 def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str, match: str):

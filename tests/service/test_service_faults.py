@@ -54,6 +54,7 @@ from stream.service._writer import WriterGaveUp
 from stream.store import (
     ARRAY_PATHS,
     RejectedStore,
+    SeriesStore,
     closed_totals,
     read_rejected,
     rejected_path,
@@ -570,11 +571,19 @@ def test_stores_left_open_by_a_kill_are_closed_when_the_service_starts_again(
     operator's trial). A store another live process writes is left to it."""
     _, store = _killed_with_its_store_open(tmp_path, identity_model, "left", 6)
     assert summarize_store(store)["frames"] > 6  # the premise: the axis allocated ahead
-    second = ServeProcess(tmp_path, identity_model)
+    # a store this process writes: a service started beside it warned it "stays so"
+    held = SeriesStore(tmp_path / "data", "held", (8, 8), "<u2")
     try:
-        wait_until(lambda: closed_totals(store) is not None, timeout=30)
+        second = ServeProcess(tmp_path, identity_model)
+        try:
+            wait_until(lambda: closed_totals(store) is not None, timeout=30)
+        finally:
+            assert second.terminate() == 0, second.log.read_text()
+        assert closed_totals(held.path) is None  # left to its writer
     finally:
-        assert second.terminate() == 0, second.log.read_text()
+        held.close()
+    assert "held.zarr is being written by another process: left to it" in second.log.read_text()
+    assert "stays so" not in second.log.read_text()
     totals = closed_totals(store)
     assert totals is not None and (totals["frames"], totals["missing"]) == (6, 0)
     assert not any(totals["lost"].values())
