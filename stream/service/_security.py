@@ -12,6 +12,7 @@ server key. Without ``[security]`` nothing changes.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._errors import ConfigError
+from ._handshakes import HandshakeWatch
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,9 @@ class DeniedLog(logging.LoggerAdapter[logging.Logger]):
 
     def __init__(self) -> None:
         super().__init__(logging.getLogger("zmq.auth"), {})
+        self._lock = threading.Lock()  # the authenticator's thread and the watch's
         self._refused = 0
+        self._last = ""
         self._told_at: float | None = None
 
     def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
@@ -123,16 +127,28 @@ class DeniedLog(logging.LoggerAdapter[logging.Logger]):
         if not text.startswith("DENIED (CURVE"):  # one line per refused CURVE handshake
             self.logger.debug(msg, *args, **kwargs)
             return
-        self._refused += 1
+        with self._lock:
+            self._refused += 1
+            self._last = text
+        self.tell_due()
+
+    def tell_due(self) -> None:
+        """Log the refusals not yet told, if one line is due (also from the handshake
+        watch's thread, so that a burst's count is told without waiting for the next)."""
         now = time.monotonic()
-        if self._told_at is None or now - self._told_at >= DENIED_EVERY_S:
-            log.warning(
-                "a client was refused (%s); %d refused since the last such line: its key is "
-                "not among the allowed clients' (security.clients)",
-                text,
-                self._refused,
-            )
+        with self._lock:
+            if not self._refused or (
+                self._told_at is not None and now - self._told_at < DENIED_EVERY_S
+            ):
+                return
+            last, refused = self._last, self._refused
             self._refused, self._told_at = 0, now
+        log.warning(
+            "a client was refused (%s); %d refused since the last such line: its key is "
+            "not among the allowed clients' (security.clients)",
+            last,
+            refused,
+        )
 
 
 class CurveGuard:
@@ -156,8 +172,10 @@ class CurveGuard:
                 "(deepdenoise keys NAME --dir FOLDER); to let in any client that has a key, "
                 "encrypted but not authenticated, set security.allow_any_client = true"
             )
-        self._auth = ThreadAuthenticator(ctx, log=DeniedLog())
+        denied = DeniedLog()
+        self._auth = ThreadAuthenticator(ctx, log=denied)
         self._auth.start()
+        self._handshakes = HandshakeWatch(ctx, ticks=(denied.tell_due,))
         where = str(config.clients) if config.clients is not None else CURVE_ALLOW_ANY
         self._auth.configure_curve(domain="*", location=where)
         if config.clients is None:
@@ -165,11 +183,16 @@ class CurveGuard:
         else:
             log.info("CURVE on; clients allowed: the keys in %s", where)
 
-    def server(self, sock: zmq.Socket[Any]) -> None:
-        """Make a socket that binds a CURVE server."""
+    def server(self, sock: zmq.Socket[Any], role: str) -> None:
+        """Make a socket that binds a CURVE server; its failed handshakes are logged."""
         sock.curve_secretkey = self._secret
         sock.curve_publickey = self._public
         sock.curve_server = True
+        self._handshakes.watch(sock, role)
+
+    def watch_handshakes(self) -> None:
+        """Start logging failed handshakes, once every socket is made."""
+        self._handshakes.start()
 
     def client(self, sock: zmq.Socket[Any]) -> None:
         """Make a socket that connects a CURVE client of the acquisition."""
@@ -183,4 +206,5 @@ class CurveGuard:
         sock.curve_serverkey = self._server_key
 
     def close(self) -> None:
+        self._handshakes.close()
         self._auth.stop()

@@ -40,24 +40,29 @@ def open_sockets(
         if kind == zmq.SUB:
             inp.setsockopt(zmq.SUBSCRIBE, cfg.subscribe.encode())
         if curve is not None:
-            (curve.server if cfg.input_bind else curve.client)(inp)
+            if cfg.input_bind:
+                curve.server(inp, "input")
+            else:
+                curve.client(inp)
         endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind, role="input")
         out = sockets["output"] = ctx.socket(zmq.PUB)
         out.setsockopt(zmq.SNDHWM, cfg.pub_hwm)
         if curve is not None:
-            curve.server(out)
+            curve.server(out, "output")
         out.setsockopt(zmq.LINGER, 2000)
         endpoints["output"] = _attach(out, cfg.output, bind=True, role="output")
         # ROUTER, which REQ clients see as REP: slow commands answer later, out of order
         ctl = sockets["control"] = ctx.socket(zmq.ROUTER)
         if curve is not None:
-            curve.server(ctl)
+            curve.server(ctl, "control")
         ctl.setsockopt(zmq.LINGER, 0)
         # set_rois carries a label image: the same bound as an input frame
         ctl.setsockopt(
             zmq.MAXMSGSIZE, max(limits.max_payload_bytes, limits.max_header_bytes) + 1024
         )
         endpoints["control"] = _attach(ctl, cfg.control, bind=True, role="control")
+        if curve is not None:
+            curve.watch_handshakes()
     except BaseException:
         for sock in sockets.values():
             sock.close(0)

@@ -380,6 +380,18 @@ def test_curve_lets_in_allowed_clients_only(
         told = [r for r in caplog.records if "a client was refused" in r.getMessage()]
         assert told[0].levelname == "WARNING" and "security.clients" in told[0].getMessage()
         assert status(None) is False  # plain text
+        # a client without keys, or with another server's key, left no trace at all (an
+        # operator's trial): ZeroMQ's authenticator never sees it, a socket monitor does
+        wait_until(lambda: "failed CURVE handshake(s) on the control socket" in caplog.text, 10)
+        assert "a client without CURVE keys (plain text)" in caplog.text
+        wrong_server = CurveKeys.from_files(clients / "rig.key_secret", keys / "stranger.key")
+        with (
+            Subscriber(svc.endpoints["output"], topics=(b"status",), curve=wrong_server) as sub,
+            pytest.raises(ClientTimeoutError),
+        ):
+            sub.recv(timeout=1)
+        wait_until(lambda: "failed CURVE handshake(s) on the output socket" in caplog.text, 10)
+        assert "a client whose server key is not this service's public key" in caplog.text
         # the Python client and the CLI, with the rig's keys
         with Control(svc.endpoints["control"], timeout=5, curve=rig) as ctl:
             assert ctl.status()["ok"] is True
