@@ -408,7 +408,7 @@ def valid_vectors(vs: Vectors) -> None:
             "queues": {"inference": 1, "publish": 0, "writer": 17},
             "fps": 99.75,
             "latency_ms": {"p50": 2.25, "p99": 7.5},
-            "provider": "CUDAExecutionProvider",
+            "provider": "cuda",
             "model": MODEL,
             "series": {
                 "cell-01": {
@@ -441,8 +441,8 @@ def valid_vectors(vs: Vectors) -> None:
                 "index": 18,
             },
         ),
-        ("error", {"message": "CUDA out of memory; falling back to CPUExecutionProvider"}),
-        ("model_loaded", {"model": MODEL, "provider": "CPUExecutionProvider"}),
+        ("error", {"message": "CUDA out of memory; falling back to cpu"}),
+        ("model_loaded", {"model": MODEL, "provider": "cpu"}),
         (
             "provider_fallback",
             {

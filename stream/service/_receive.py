@@ -421,7 +421,7 @@ class Receiver:
         last = state.received.last
         if not state.received.add(index):
             counters.resent += 1  # an index already in: overwritten on request
-        elif last >= 0 and index > last + 1:
+        elif index > last + 1:  # also a series' first frame past 0: its slots are holes
             self._report_gap(series, last + 1, index - last - 1)
         elif index < last:
             counters.out_of_order += 1  # a late frame fills its hole

@@ -219,9 +219,10 @@ static ddn_status send_frame(ddn_publisher *pub, const ddn_frame *frame, int cop
             if (copy) memcpy(zmq_msg_data(&payload), frame->pixels, n);
         }
     }
-    /* Ownership of a no-copy buffer passed to us: free it when ZeroMQ never got it. */
-    if (!copy && !have_payload && free_fn != NULL && frame != NULL && frame->pixels != NULL)
-        free_fn((void *)frame->pixels, hint);
+    /* Ownership of a no-copy buffer passed to us: given back when ZeroMQ never got it,
+     * also a NULL one (a pool's free_fn may own the buffer by its hint alone). */
+    if (!copy && !have_payload && free_fn != NULL)
+        free_fn(frame != NULL ? (void *)frame->pixels : NULL, hint);
     if (have_payload) st = send_message(pub, &header, &payload, err);
     msgpack_sbuffer_destroy(&header);
     return st;

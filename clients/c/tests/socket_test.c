@@ -166,6 +166,12 @@ static void test_validation(void *ctx) {
     }
     /* the no-copy buffer is the library's: freed even though nothing was sent */
     CHECK(atomic_load(&frees) - before == (int)(sizeof cases / sizeof cases[0]));
+    /* also a NULL buffer, and no frame at all: free_fn runs once (a pool's hint) */
+    ddn_frame no_pixels = {.series = "s", .dtype = DDN_U1, .height = 1, .width = 1};
+    int before_null = atomic_load(&frees);
+    CHECK(ddn_publisher_send_frame_nocopy(pub, &no_pixels, count_free, NULL, &err) != DDN_OK);
+    CHECK(ddn_publisher_send_frame_nocopy(pub, NULL, count_free, NULL, &err) != DDN_OK);
+    CHECK(atomic_load(&frees) - before_null == 2);
     ddn_publisher_close(pub);
 }
 
