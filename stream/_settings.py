@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from ._errors import ConfigError, shown
@@ -51,8 +52,9 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resolve_paths(data: dict[str, Any], fields: Iterable[str], folder: Path) -> None:
-    """Make the relative paths at dotted ``fields`` of ``data`` relative to ``folder``."""
+def _resolve_paths(data: dict[str, Any], fields: Iterable[str], folder: Path, source: str) -> None:
+    """Make the relative paths at dotted ``fields`` of ``data`` relative to ``folder``;
+    ConfigError for an empty one (it would name ``folder`` itself, unsaid)."""
     for dotted in fields:
         *tables, name = dotted.split(".")
         table: Any = data
@@ -60,15 +62,19 @@ def _resolve_paths(data: dict[str, Any], fields: Iterable[str], folder: Path) ->
             table = table.get(key) if isinstance(table, dict) else None
         if not isinstance(table, dict):
             continue
-        if isinstance(table.get(name), str):
-            table[name] = _under(folder, table[name])
-        elif isinstance(table.get(name), list):  # a list of paths (model_dirs)
-            table[name] = [_under(folder, v) if isinstance(v, str) else v for v in table[name]]
+        value = table.get(name)
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, str) and not path.strip():
+                raise ConfigError(
+                    f"invalid configuration in {source}:\n  {dotted}: expected a path, got {path!r}"
+                )
+        if isinstance(value, str):
+            table[name] = _under(folder, value)
+        elif isinstance(value, list):  # a list of paths (model_dirs)
+            table[name] = [_under(folder, v) if isinstance(v, str) else v for v in value]
 
 
 def _under(folder: Path, path: str) -> str:
-    if not path.strip():  # left for the setting's own check ("" is no folder)
-        return path
     value = Path(path).expanduser()
     return str(value if value.is_absolute() else folder / value)
 
@@ -103,7 +109,7 @@ def load_settings(
         found = read_settings_file(path)
         if section is not None and isinstance(found.get(section), dict):
             found = found[section]
-        _resolve_paths(found, path_fields, Path(path).resolve().parent)
+        _resolve_paths(found, path_fields, Path(path).resolve().parent, str(path))
         data = merge(data, found)
     given: dict[tuple[str, ...], str] = {}  # where an option's value went -> the option
     for key, value in (overrides or {}).items():
@@ -116,22 +122,48 @@ def load_settings(
         data = merge(data, nested)
         if options is not None and key in options:
             given[tuple(where)] = options[key]
+    source = str(path or "options")
     try:
-        # strict, as JSON: a file's "false" or "5" is no bool or number (they were taken,
-        # a string "false" as True), while its strings stand for paths and its arrays
+        # strict, as JSON: a file's "false" or "5" is no bool or number (they were
+        # converted without a word), while its strings stand for paths and its arrays
         # for tuples, as a file can write them
-        return model.model_validate_json(json.dumps(data, default=_as_json), strict=True)
+        text = json.dumps(_as_written(data, (), source, given))
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        raise ConfigError(
-            describe_validation_error(exc, str(path or "options"), model, given)
-        ) from exc
+        raise ConfigError(describe_validation_error(exc, source, model, given)) from exc
 
 
-def _as_json(value: Any) -> Any:
-    """An override's value as a file would write it (a path as its string)."""
+#: Floats this close to 0 or nearer hold every integer exactly (``steps = 2e4`` is one).
+EXACT_FLOAT_INTEGERS = 2.0**53
+
+
+def _as_written(
+    value: Any, where: tuple[str, ...], source: str, given: Mapping[tuple[str, ...], str]
+) -> Any:
+    """``value`` as a settings file writes it: a path as its string, a settings model as
+    its table, a NumPy scalar as its number, a whole float as an integer (which a float
+    setting takes too); ConfigError, naming the setting, for what no file can hold (a
+    TOML date)."""
+    if isinstance(value, dict):
+        return {k: _as_written(v, (*where, str(k)), source, given) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_written(v, where, source, given) for v in value]
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"expected a setting's value, got {type(value).__name__}")
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_INTEGERS:
+        return int(value)
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    option = _option_for(where, given)
+    said = f"invalid {option}" if option else f"invalid configuration in {source}:\n  "
+    raise ConfigError(
+        f"{said}{'' if option else '.'.join(where)}: expected a string, number, boolean, "
+        f"array or table, got {type(value).__name__} {shown(value)}"
+    )
 
 
 def describe_validation_error(

@@ -189,8 +189,9 @@ def check_control_exit_statuses(prefix: list[str], tmp_path: Path, cwd: Path | N
     """``control``'s exits 2 (bad usage) and 3 (no reply) against an endpoint that never
     answers (:func:`silent_endpoint`, held for the whole check).
 
-    ``prefix`` is the command line up to ENDPOINT. Every wrong command line exits 2 at
-    once, printing nothing on stdout; a good one waits out the 10 s timeout, then exits 3.
+    ``prefix`` is the command line up to ENDPOINT. Every wrong command line (a malformed
+    ENDPOINT too) exits 2 at once, printing nothing on stdout; a good one waits out the
+    10 s timeout, then exits 3.
     """
     with silent_endpoint() as endpoint:
         _check_control_exits(prefix, endpoint, tmp_path, cwd)
@@ -222,6 +223,15 @@ def _check_control_exits(
             cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert (done.returncode, done.stdout.strip()) == (2, ""), (args, done)
+    # a malformed ENDPOINT is a wrong command line too: it exited 3, as a service that
+    # is down does (a client developer's trial)
+    for malformed in ("127.0.0.1:5557", "tcp://127.0.0.1:99999"):
+        done = subprocess.run(
+            [*prefix, malformed, "status"],
+            cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout.strip()) == (2, ""), (malformed, done)
+        assert "expected" in done.stderr and malformed in done.stderr, done
 
     start = time.monotonic()
     done = subprocess.run(

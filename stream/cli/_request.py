@@ -17,7 +17,7 @@ import msgpack
 import zmq
 
 from .._errors import ConfigError, ProtocolError, ServiceTimeoutError
-from .._types import is_ipv6_endpoint
+from .._types import check_endpoint, is_ipv6_endpoint
 from ._common import err_console
 
 CLIENT_KEY_ENV, SERVER_KEY_ENV = "DEEPDENOISE_CLIENT_KEY", "DEEPDENOISE_SERVER_KEY"
@@ -30,7 +30,12 @@ CONNECT_WAIT_S = 5.0
 
 
 def request(endpoint: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Send one control request and return the reply map."""
+    """Send one control request and return the reply map; ConfigError for an endpoint
+    it cannot connect to (``127.0.0.1:5557``, without ``tcp://``: a traceback before)."""
+    try:
+        check_endpoint(endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"cannot connect to {endpoint}: {exc}") from None
     with zmq.Context() as ctx, ctx.socket(zmq.REQ) as sock:
         sock.setsockopt(zmq.LINGER, 0)
         secured = _curve_client(sock)
@@ -38,7 +43,10 @@ def request(endpoint: str, message: dict[str, Any], timeout: float) -> dict[str,
         try:
             if is_ipv6_endpoint(endpoint):
                 sock.setsockopt(zmq.IPV6, 1)
-            sock.connect(endpoint)
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError as exc:  # an ipc path too long, a host that is no address
+                raise ConfigError(f"cannot connect to {endpoint}: {exc}") from None
             sock.send(msgpack.packb(message, use_bin_type=True))
             _wait_for_reply(sock, monitor, endpoint, timeout, secured)
         finally:

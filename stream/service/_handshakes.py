@@ -30,8 +30,17 @@ WHY: dict[int, str] = {
     ),
 }
 
-#: One line per socket at most this often, with the count since the last.
+#: One line per socket and reason at most this often, with the count since the last.
 TOLD_EVERY_S = 10.0
+
+#: Said of a connection closed during its handshake with no reason given: ZeroMQ's
+#: "no detail" event, whose value is an errno. A client without keys often hangs up
+#: first (it sees the service's CURVE greeting), and the service sees only a broken
+#: pipe; so does a port probe (`nc -z`, a health check), which is why it is no warning.
+CUT_OFF = (
+    "connection(s) closed during the handshake ({why}): a client without CURVE keys "
+    "that hung up first, or a port probe"
+)
 
 #: How often the watch wakes to tell what waited (and to run its ticks).
 POLL_MS = 500
@@ -39,16 +48,18 @@ POLL_MS = 500
 
 class HandshakeWatch:
     """A thread that reads the monitors of the watched sockets and logs failed
-    handshakes, one line per socket at most every :data:`TOLD_EVERY_S` with the count;
-    what waited is told when due, not only at the next failure. ``ticks`` run on each
-    wake (other rate-limited lines that have counts to tell)."""
+    handshakes, one line per socket and reason at most every :data:`TOLD_EVERY_S` with
+    the count; what waited is told when due, not only at the next failure. ``ticks``
+    run on each wake (other rate-limited lines that have counts to tell)."""
 
     def __init__(self, ctx: zmq.Context[Any], ticks: tuple[Callable[[], None], ...] = ()) -> None:
         self._ctx = ctx
         self._ticks = ticks
         self._monitors: list[tuple[zmq.Socket[Any], str]] = []
-        self._pending: dict[str, dict[str, int]] = {}  # role -> why -> count not told
-        self._told_at: dict[str, float] = {}
+        # (socket role, why, whether a warning) -> failures not yet told, and when the
+        # last line for it was
+        self._pending: dict[tuple[str, str, bool], int] = {}
+        self._told_at: dict[tuple[str, str, bool], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,6 +86,8 @@ class HandshakeWatch:
         if self._thread is None or not self._thread.is_alive():
             for monitor, _ in self._monitors:
                 monitor.close(0)
+        else:  # its monitors open: the context's end would wait for them for ever
+            log.error("the CURVE handshake watch did not stop; its sockets stay open")
 
     def _run(self) -> None:
         poller = zmq.Poller()
@@ -88,33 +101,34 @@ class HandshakeWatch:
                 except (zmq.ZMQError, ValueError):  # its socket closed, or a torn message
                     poller.unregister(monitor)
                     continue
+                value = int(event["value"])
                 if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                    error = int(event["value"])
-                    self._count(roles[monitor], WHY.get(error, f"protocol error {error:#x}"))
+                    why = WHY.get(value, f"ZeroMQ protocol error {value:#x}")
+                    self._count((roles[monitor], why, True))
                 elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                    # the value is an errno: a plain-text client's REQ, seen cut off
-                    why = os.strerror(int(event["value"])).lower()
-                    self._count(roles[monitor], f"a handshake cut off ({why})")
+                    why = CUT_OFF.format(why=os.strerror(value).lower())
+                    self._count((roles[monitor], why, False))
             self._tell_due()
             for tick in self._ticks:
                 tick()
 
-    def _count(self, role: str, why: str) -> None:
-        pending = self._pending.setdefault(role, {})
-        pending[why] = pending.get(why, 0) + 1
+    def _count(self, key: tuple[str, str, bool]) -> None:
+        self._pending[key] = self._pending.get(key, 0) + 1
 
     def _tell_due(self) -> None:
         now = time.monotonic()
-        for role, pending in self._pending.items():
-            told_at = self._told_at.get(role)
-            if not pending or (told_at is not None and now - told_at < TOLD_EVERY_S):
+        for key, count in self._pending.items():
+            told_at = self._told_at.get(key)
+            if not count or (told_at is not None and now - told_at < TOLD_EVERY_S):
                 continue
-            counts = "; ".join(f"{n} x {why}" for why, n in pending.items())
-            log.warning(
-                "failed CURVE handshake(s) on the %s socket: %s (such a client gets no "
-                "reply; give it the service's public key and its own key pair)",
-                role,
-                counts,
-            )
-            pending.clear()
-            self._told_at[role] = now
+            role, why, warning = key
+            if warning:
+                log.warning(
+                    "failed CURVE handshake(s) on the %s socket: %d x %s (such a client "
+                    "gets no reply; give it the service's public key and its own key pair)",
+                    role, count, why,
+                )  # fmt: skip
+            else:
+                log.info("%s socket: %d %s", role, count, why)
+            self._pending[key] = 0
+            self._told_at[key] = now

@@ -475,6 +475,17 @@ def test_a_bad_option_beside_a_config_file_is_blamed_on_the_option(tmp_path: Pat
     assert "expected expected" not in text
 
 
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:5557", "tcp://127.0.0.1:99999", "tcp://a b:5"])
+@pytest.mark.parametrize("command", [["status"], ["load-model", "na-lite"]])
+def test_a_control_endpoint_it_cannot_connect_to_is_one_line(endpoint: str, command: list[str]):
+    """`status --control 127.0.0.1:5557` (no tcp://) ended in a ZMQError traceback (a
+    client developer's trial)."""
+    result = runner.invoke(app, [*command, "--control", endpoint])
+    text = one_line(result.output)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), text
+    assert f"cannot connect to {endpoint}: " in text and "Traceback" not in text
+
+
 @pytest.mark.parametrize("where", ["option", "file"])
 def test_an_empty_store_folder_is_refused(tmp_path: Path, where: str):
     """`--zarr ""` (a script's unset variable) wrote the stores into the working folder

@@ -158,11 +158,18 @@ def test_model_dirs_in_a_config_file_are_relative_to_its_folder(tmp_path: Path):
 def test_a_config_file_writes_numbers_paths_and_pairs_as_toml_does(tmp_path: Path):
     path = tmp_path / "ok.toml"
     path.write_text(
-        'drain_s = 5\nwarmup_shape = [64, 96]\nzarr = "data"\n[gpu]\ncuda_graph = false\n'
+        'drain_s = 5\ntile = 256.0\nwarmup_shape = [64, 96]\nzarr = "data"\n'
+        "[gpu]\ncuda_graph = false\n"
     )
     cfg = load_config(path)
-    assert cfg.drain_s == 5.0 and cfg.warmup_shape == (64, 96)
+    assert cfg.drain_s == 5.0 and cfg.tile == 256 and cfg.warmup_shape == (64, 96)
     assert cfg.zarr == tmp_path / "data" and cfg.gpu.cuda_graph is False
+    # overrides from Python: NumPy numbers and settings models, as before
+    from stream.camera import CameraModel
+
+    camera = CameraModel(gain=2.0, offset=100.0, read_noise=1.5)
+    cfg = load_config(path, tile=np.int64(128), camera=camera)
+    assert cfg.tile == 128 and cfg.camera == camera
 
 
 @pytest.mark.parametrize(
@@ -192,6 +199,11 @@ def test_a_config_file_writes_numbers_paths_and_pairs_as_toml_does(tmp_path: Pat
         ("drain_s = '5'", r"drain_s: Input should be a valid number \(got '5'\)"),
         ("[queues]\ninference_depth = '8'", r"inference_depth: Input should be a valid integer"),
         ("tile = 256.5", r"tile: Input should be a valid integer"),
+        # a TOML date is no setting's value (said, naming it, not a TypeError)
+        ("subscribe = 2024-01-01", r"subscribe: expected a string, number, .* got date"),
+        # an empty path named the config's folder, unsaid
+        ('model_dirs = [""]', r"model_dirs: expected a path, got ''"),
+        ('[security]\nsecret_key = ""', r"security.secret_key: expected a path, got ''"),
     ],
 )
 def test_config_errors_say_what_was_expected_and_given(tmp_path: Path, text: str, match: str):

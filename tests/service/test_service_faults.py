@@ -8,6 +8,7 @@ denoised, or counted as dropped or rejected with a reason, with its raw pixels o
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import resource
 import shutil
@@ -343,10 +344,17 @@ def test_load_model_outside_the_model_folders_reveals_nothing(
 # -- CURVE ----------------------------------------------------------------------------
 
 
+def _told(caplog: pytest.LogCaptureFixture, *words: str) -> bool:
+    """Whether one log line says every one of ``words``."""
+    return any(all(w in r.getMessage() for w in words) for r in caplog.records)
+
+
 def test_curve_lets_in_allowed_clients_only(
     tmp_path: Path, identity_model, caplog: pytest.LogCaptureFixture
 ):
     from zmq.auth import create_certificates, load_certificate
+
+    caplog.set_level(logging.INFO, logger="stream.service._handshakes")
 
     keys, clients = tmp_path / "keys", tmp_path / "keys" / "clients"
     clients.mkdir(parents=True)
@@ -382,16 +390,16 @@ def test_curve_lets_in_allowed_clients_only(
         assert status(None) is False  # plain text
         # a client without keys, or with another server's key, left no trace at all (an
         # operator's trial): ZeroMQ's authenticator never sees it, a socket monitor does
-        wait_until(lambda: "failed CURVE handshake(s) on the control socket" in caplog.text, 10)
-        assert "a client without CURVE keys (plain text)" in caplog.text
+        # (which end sees the keys differ first varies: the service logs the mismatch,
+        # or, a note, only a connection closed during the handshake)
+        wait_until(lambda: _told(caplog, "control socket", "a client without CURVE keys"), 10)
         wrong_server = CurveKeys.from_files(clients / "rig.key_secret", keys / "stranger.key")
         with (
             Subscriber(svc.endpoints["output"], topics=(b"status",), curve=wrong_server) as sub,
             pytest.raises(ClientTimeoutError),
         ):
             sub.recv(timeout=1)
-        wait_until(lambda: "failed CURVE handshake(s) on the output socket" in caplog.text, 10)
-        assert "a client whose server key is not this service's public key" in caplog.text
+        wait_until(lambda: _told(caplog, "output socket", "server key is not this service's"), 10)
         # the Python client and the CLI, with the rig's keys
         with Control(svc.endpoints["control"], timeout=5, curve=rig) as ctl:
             assert ctl.status()["ok"] is True

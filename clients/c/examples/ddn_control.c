@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
     if (ctl == NULL) {
         fprintf(stderr, "control: %s\n", err.message);
         msgpack_sbuffer_destroy(&request);
-        return status;
+        return err.code == DDN_E_ARGUMENT ? 2 : status; /* a malformed ENDPOINT: usage */
     }
     ddn_message *reply = ddn_message_new();
     st = reply == NULL ? DDN_E_NOMEM

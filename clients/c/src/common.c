@@ -86,16 +86,16 @@ int ddn__attach(void *socket, const char *endpoint, int bind) {
 
 ddn_status ddn__endpoint_fail(ddn_error *err, const char *what, const char *endpoint) {
     if (!ddn__port_as_written(endpoint))
-        return ddn__fail(err, DDN_E_ZMQ,
+        return ddn__fail(err, DDN_E_ARGUMENT,
                          "cannot %s %s: expected a TCP endpoint tcp://host:port with a port "
                          "of 0-65535 (or *)",
                          what, endpoint);
     int e = zmq_errno();
-    const char *hint = e == EINVAL || e == EPROTONOSUPPORT
-                           ? " (expected an endpoint like tcp://127.0.0.1:5555)"
-                           : "";
-    return ddn__fail(err, DDN_E_ZMQ, "cannot %s %s: %s%s", what, endpoint, zmq_strerror(e),
-                     hint);
+    /* a malformed endpoint is a bad argument (a program's usage error), not a transport's */
+    int malformed = e == EINVAL || e == EPROTONOSUPPORT;
+    const char *hint = malformed ? " (expected an endpoint like tcp://127.0.0.1:5555)" : "";
+    return ddn__fail(err, malformed ? DDN_E_ARGUMENT : DDN_E_ZMQ, "cannot %s %s: %s%s", what,
+                     endpoint, zmq_strerror(e), hint);
 }
 
 void ddn__ok(ddn_error *err) {

@@ -285,12 +285,14 @@ static void test_endpoint_errors_name_the_endpoint(void *ctx) {
     CHECK(ddn_subscriber_new(ctx, "127.0.0.1:5556", topics, 1, &err) == NULL);
     CHECK(strstr(err.message, "cannot connect to 127.0.0.1:5556") != NULL);
     CHECK(strstr(err.message, "expected an endpoint like tcp://") != NULL);
+    CHECK(err.code == DDN_E_ARGUMENT); /* a bad argument: a program's usage error */
     /* libzmq binds tcp://127.0.0.1:99999 on port 34463, or waits there for a connect */
     const char *remapped[] = {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536", "tcp://127.0.0.1"};
     const char *port_rule = "expected a TCP endpoint tcp://host:port with a port of 0-65535";
     for (size_t i = 0; i < 3; i++) {
         CHECK(ddn_publisher_new(ctx, remapped[i], &options, &err) == NULL);
         CHECK(strstr(err.message, remapped[i]) != NULL && strstr(err.message, port_rule) != NULL);
+        CHECK(err.code == DDN_E_ARGUMENT);
         CHECK(ddn_subscriber_new(ctx, remapped[i], topics, 1, &err) == NULL);
         CHECK(strstr(err.message, port_rule) != NULL);
         CHECK(ddn_control_new(ctx, remapped[i], 100, &err) == NULL);

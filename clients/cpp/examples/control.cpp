@@ -20,6 +20,7 @@
 // client's NAME.key_secret) and DEEPDENOISE_SERVER_KEY (the service's service.key) set,
 // it connects with CURVE (only one of them, or a wrong key file: exit 2); a key the
 // service does not allow gets no reply (exit 3).
+#include <cerrno>
 #include <chrono>
 #include <exception>
 #include <fstream>
@@ -140,8 +141,12 @@ int main(int argc, char** argv) {
         }
         std::cerr << "control: " << e.what() << "\n";  // a reply that is not one
         return 3;
+    } catch (const dd::EndpointError& e) {
+        std::cerr << "control: " << e.what() << "\n";
+        // a malformed ENDPOINT is bad usage (nothing sent); any other is the transport's
+        return e.code() == EINVAL || e.code() == EPROTONOSUPPORT ? 2 : 3;
     } catch (const std::exception& e) {
-        std::cerr << "control: " << e.what() << "\n";  // TimeoutError, EndpointError
+        std::cerr << "control: " << e.what() << "\n";  // TimeoutError
         return 3;
     }
 }

@@ -43,7 +43,11 @@ try
   send(ctl);
   rc = 0;
 catch err
-  if isempty(ctl) || ~strcmp(dd_reason(err), 'refused') || isempty(ctl.last_reply_map)
+  if isempty(ctl) && strcmp(dd_reason(err), 'usage')
+    fprintf(2, 'control: %s\n', err.message);   % a malformed ENDPOINT: nothing sent
+    rc = 2;
+    return;
+  elseif isempty(ctl) || ~strcmp(dd_reason(err), 'refused') || isempty(ctl.last_reply_map)
     fprintf(2, 'control: %s\n', err.message);   % no reply, or no reply map with ok
     rc = 3;
   else

@@ -145,9 +145,9 @@ rejects('surrogate', 'header_decode', @() dd_msgpack_decode(uint8([163 237 160 1
 rejects('huge array', 'header_decode', @() dd_msgpack_decode(uint8([221 255 255 255 255])));
 % libzmq binds tcp://127.0.0.1:99999 on port 34463, or waits there for a connect
 for endpoint = {'tcp://127.0.0.1:99999', 'tcp://127.0.0.1:65536', 'tcp://127.0.0.1'}
-  rejects(['control at ' endpoint{1}], 'transport', @() DDControl(endpoint{1}));
-  rejects(['subscriber at ' endpoint{1}], 'transport', @() DDSubscriber(endpoint{1}));
-  rejects(['publisher at ' endpoint{1}], 'transport', @() DDPublisher(endpoint{1}));
+  rejects(['control at ' endpoint{1}], 'usage', @() DDControl(endpoint{1}));
+  rejects(['subscriber at ' endpoint{1}], 'usage', @() DDSubscriber(endpoint{1}));
+  rejects(['publisher at ' endpoint{1}], 'usage', @() DDPublisher(endpoint{1}));
 end
 try
   DDControl('tcp://127.0.0.1:99999');
@@ -222,7 +222,7 @@ try
   DDSubscriber('127.0.0.1:5556');
   check('connect without tcp://: accepted', false);
 catch err
-  check(['connect without tcp://: ' err.message], strcmp(dd_reason(err), 'transport') && ...
+  check(['connect without tcp://: ' err.message], strcmp(dd_reason(err), 'usage') && ...
     ~isempty(strfind(err.message, 'expected an endpoint like tcp://')));
 end
 

@@ -23,7 +23,17 @@
 
 import { readFileSync } from "node:fs";
 
-import { Control, ControlError, CurveKeys, encodeRequest, encodeSetRois } from "deepdenoise-client";
+import {
+  Control,
+  ControlError,
+  CurveKeys,
+  EndpointError,
+  encodeRequest,
+  encodeSetRois,
+} from "deepdenoise-client";
+
+/** Endpoint errors that mean the command line is wrong, not the transport. */
+const MALFORMED = new Set(["EINVAL", "EPROTONOSUPPORT"]);
 
 const [endpoint, cmd, ...args] = process.argv.slice(2);
 const usage = (why) => {
@@ -112,6 +122,9 @@ try {
     console.log(toJson(err.reply));
     console.error(err.message);
     process.exitCode = 1;
+  } else if (err instanceof EndpointError && MALFORMED.has(err.code)) {
+    console.error(`control: ${err.message}`); // a malformed ENDPOINT: bad usage, nothing sent
+    process.exitCode = 2;
   } else {
     console.error(err.message); // no reply within 10 s, or a transport error
     process.exitCode = 3;
