@@ -75,7 +75,9 @@ ddn_publisher_options ddn_publisher_default_options(void);
 
 typedef struct ddn_publisher ddn_publisher;
 
-/* NULL on failure (err says why). `options` NULL: the defaults. */
+/* NULL on failure (err says why). `options` NULL: the defaults. Every constructor here
+ * fails with DDN_E_ARGUMENT for a malformed endpoint (no tcp://, a port beyond 65535)
+ * and DDN_E_ZMQ for any other bind or connect error (a port in use). */
 ddn_publisher *ddn_publisher_new(void *zmq_context, const char *endpoint,
                                  const ddn_publisher_options *options, ddn_error *err);
 /* Close, waiting up to linger_ms for queued frames to go out. NULL is fine. */
