@@ -451,14 +451,42 @@ def test_channel_names_apart_only_in_unsafe_characters_stay_apart(
     assert series_for("run", event, "c") == names[0].replace(handler.run_name, "run")
 
 
+def test_two_channels_of_one_config_name_stay_two_series(
+    tmp_path: Path, identity_model, core
+) -> None:
+    """Two exposures of DAPI were merged into one series, frames alternating (a user's
+    trial): a name the sequence lists twice gets the channel's index."""
+    mmc, camera = core
+    mmc.defineConfig("Channel", "DAPI", "Camera", "Exposure", "10")
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 2},
+        channels=[{"config": "DAPI", "exposure": 10}, {"config": "DAPI", "exposure": 50}],
+        axis_order="tc",
+    )
+    with running_service(tmp_path, identity_model) as svc:
+        handler = DenoiseHandler(svc.endpoints["input"], series="dup")
+        mmc.mda.run(sequence, output=handler)
+        names = list(handler.frames_sent)
+        assert names == [f"{handler.run_name}-p0-cDAPI.0", f"{handler.run_name}-p0-cDAPI.1"]
+        assert handler.frames_sent == dict.fromkeys(names, 2)
+        wait_until(lambda: _all_in(svc, dict.fromkeys(names, 2)))
+        assert svc.flush()
+    produced = np.stack(camera.produced)
+    np.testing.assert_array_equal(_stored(tmp_path / "data", names[0]), produced[0::2])
+    np.testing.assert_array_equal(_stored(tmp_path / "data", names[1]), produced[1::2])
+
+
 def test_a_series_prefix_the_protocol_cannot_carry_is_refused_when_the_handler_is_made() -> None:
     for bad in ("mouse 1", "mouse/1", ".hidden", "süß"):
         with pytest.raises(ValueError, match=f"series={bad!r}: expected letters, digits"):
             DenoiseHandler(series=bad)
     with pytest.raises(ValueError, match="series='mouse_1'"):  # what to give instead
         DenoiseHandler(series="mouse 1")
-    for good in ("mouse_1", "m.1-a", None):
+    for good in ("mouse_1", "m.1-a", None, "x" * 44):
         assert DenoiseHandler(series=good).series == good
+    # longer, the run's start time was cut out of its name (a user's trial)
+    with pytest.raises(ValueError, match="at most 44 characters, got 45"):
+        DenoiseHandler(series="x" * 45)
 
 
 def test_an_endpoint_libzmq_would_not_take_as_written_is_refused_when_the_handler_is_made():
@@ -467,6 +495,11 @@ def test_an_endpoint_libzmq_would_not_take_as_written_is_refused_when_the_handle
         DenoiseHandler("tcp://127.0.0.1:99999")
     with pytest.raises(ValueError, match=r"a transport, ://"):
         DenoiseHandler("127.0.0.1:5555")
+    # a run's bare ZMQError at its start (a user's trial)
+    for port in ("*", "0"):
+        for bind in (False, True):
+            with pytest.raises(ValueError, match="expected a fixed port"):
+                DenoiseHandler(f"tcp://127.0.0.1:{port}", bind=bind)
 
 
 def test_a_camera_of_an_unsupported_pixel_type_is_refused_before_anything_is_sent(

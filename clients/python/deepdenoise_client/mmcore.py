@@ -26,7 +26,9 @@ plan; x z plane, when there is a z plan; x camera, when a multi-camera device gi
 several images per event: a temporal model must see the same field of view and plane's
 past; the positions' sub-sequences count too), named
 ``<run>-p<position>[-g<tile>]-c<channel>[-z<z>][-cam<camera>]`` with the position index,
-the channel's config name and the camera's index (pymmcore-plus's ``index["cam"]``). A
+the channel's config name (with ``.`` and the channel's index where the sequence lists
+that name twice: two exposures of ``DAPI``) and the camera's index
+(pymmcore-plus's ``index["cam"]``). A
 channel name with characters outside ``[A-Za-z0-9._-]`` has them replaced by ``_`` and
 gets ``_`` + 6 hex digits of the name's hash, so ``GFP 488`` and ``GFP_488`` stay two
 series. A name longer than the protocol's 64 characters is cut to 55 and given ``-`` + 8
@@ -50,11 +52,12 @@ instance, a frame whose shape or dtype differs from its series' first ones
 those (``rejected``).
 
 **When the service is not there.** A frame that cannot be sent within ``timeout``
-(PUSH: no service connected, or one more than a thousand frames behind) stops the
+(PUSH: no service connected, or one so far behind that the socket's 8 frames are
+queued) stops the
 streaming: the error is logged and kept in :attr:`DenoiseHandler.error`, the rest of the
 sequence's frames are counted in :attr:`DenoiseHandler.frames_unsent` and not sent, so
 the acquisition itself goes on at its own pace. The frames already queued in ZeroMQ when
-the error came (about a thousand, and what the system's socket buffers hold; counted in
+the error came (8, and what the system's socket buffers hold; counted in
 :attr:`frames_sent`) are not thrown away: the socket stays open to the end of the
 sequence; then the handler queues each started series' ``end`` behind them, waiting at
 most ``linger`` seconds in all for room (``mda.run``, which waits for its handlers, may
@@ -148,7 +151,20 @@ def _check_prefix(series: str | None) -> str | None:
             f"starting with '.' (the characters of a series name on the wire); for "
             f"instance series={suggestion!r}"
         )
+    if series and len(series) > MAX_PREFIX:  # the run's time was cut off its name
+        raise ValueError(
+            f"series={series!r}: expected at most {MAX_PREFIX} characters, got "
+            f"{len(series)} (a run's name adds '-' and its start time, "
+            f"{RUN_STAMP_CHARS} characters, within the protocol's 64)"
+        )
     return series
+
+
+#: A run's start time in its name: ``20250610-142233.123``.
+RUN_STAMP_CHARS = 19
+
+#: The longest ``series`` prefix: with ``-`` and the run's start time, 64 characters.
+MAX_PREFIX = 64 - 1 - RUN_STAMP_CHARS
 
 
 def check_image(image: np.ndarray) -> None:
@@ -190,15 +206,35 @@ def split_axes(sequence: Any) -> frozenset[str]:
     return frozenset(axis for axis in SPLIT_AXES if sizes.get(axis, 0) > 1)
 
 
-def series_for(run_name: str, event: Any, split: Collection[str]) -> str:
+def repeated_channels(sequence: Any) -> frozenset[str]:
+    """The channel config names ``sequence`` (or a position's sub-sequence) lists more
+    than once: two exposures of ``DAPI``, or ``DAPI`` of two config groups."""
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for channel in getattr(sequence, "channels", ()) or ():
+        config = str(getattr(channel, "config", channel))
+        (repeated if config in seen else seen).add(config)
+    for position in getattr(sequence, "stage_positions", ()) or ():
+        repeated |= repeated_channels(getattr(position, "sequence", None))
+    return frozenset(repeated)
+
+
+def series_for(
+    run_name: str, event: Any, split: Collection[str], repeated: Collection[str] = ()
+) -> str:
     """The series of one MDA event, ``split`` the sequence's :func:`split_axes` (see the
     module docstring for the mapping). An event with a ``cam`` index (pymmcore-plus adds
     it to each image of a multi-camera device) gets ``-cam<index>`` whatever ``split``:
-    the sequence does not know the cameras, and two cameras are two fields of view."""
+    the sequence does not know the cameras, and two cameras are two fields of view. A
+    channel whose config name the sequence lists twice (``repeated``, from
+    :func:`repeated_channels`) is named with its index too (``-cDAPI.1``): its frames
+    were merged with the other's into one series (a user's trial)."""
     index = dict(event.index)
     if not split and "cam" not in index:
         return _fit(run_name)
     channel = event.channel.config if event.channel is not None else str(index.get("c", 0))
+    if channel in repeated:
+        channel = f"{channel}.{index.get('c', 0)}"
     name = f"{run_name}-p{index.get('p', 0)}"
     if "g" in split:
         name += f"-g{index.get('g', 0)}"
@@ -273,6 +309,13 @@ class DenoiseHandler:
     ) -> None:
         # checked here, not found out once the acquisition runs unstreamed
         self.endpoint = check_endpoint(endpoint)
+        if self.endpoint.startswith("tcp://") and self.endpoint.rpartition(":")[2] in ("*", "0"):
+            # connecting, libzmq refuses it at the run's start; binding, each run would
+            # take another port that the service is not told
+            raise ValueError(
+                f"expected a fixed port, got {endpoint!r}: the service's `--input` names "
+                "the same endpoint"
+            )
         self.mode = mode
         self.series = _check_prefix(series)
         self.bind = bind
@@ -291,6 +334,7 @@ class DenoiseHandler:
         self._stopped: Publisher | None = None
         self._counts: dict[str, int] = {}
         self._split: frozenset[str] = frozenset()
+        self._repeated: frozenset[str] = frozenset()
         self._run: object | None = None  # the run not finished yet, if any
         # pymmcore-plus calls from its relay thread, the watcher from its own
         self._lock = threading.RLock()
@@ -303,6 +347,7 @@ class DenoiseHandler:
             self._run = run = object()
             self.run_name = f"{self.series or 'mda'}-{_run_stamp()}"
             self._split = split_axes(sequence)
+            self._repeated = repeated_channels(sequence)
             self._counts = {}
             self.error, self.frames_unsent = None, 0
             try:
@@ -336,7 +381,7 @@ class DenoiseHandler:
         if self._publisher is None:  # stopped by an error
             self.frames_unsent += 1
             return
-        series = series_for(self.run_name, event, self._split)
+        series = series_for(self.run_name, event, self._split, self._repeated)
         index = self._counts.get(series)
         try:
             if index is None:
@@ -432,8 +477,9 @@ class DenoiseHandler:
             raise ClientTimeoutError(
                 f"no subscription from the service on {self.endpoint} within "
                 f"{self.subscriber_timeout} s: this handler connects (bind=False), so the "
-                "service's input must bind (--input-bind); a default `deepdenoise serve` "
-                "connects its SUB input too: pass bind=True"
+                "service's input must bind (--input-bind) and subscribe (--input-mode sub: "
+                "to a PULL input, use mode='push'); a default `deepdenoise serve` connects "
+                "its SUB input: pass bind=True"
             ) from exc
 
     def _fail(self, exc: Exception) -> None:
