@@ -199,11 +199,19 @@ def serve(
     interrupts = [0]  # Ctrl-C and SIGTERM so far
 
     def on_signal(signum: int, _frame: Any) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
-        if signum in (signal.SIGINT, signal.SIGTERM):
-            interrupts[0] += 1
-            if interrupts[0] > 1:
-                service.cut_drain()  # the operator's second Ctrl-C or SIGTERM: hurry
+        hurry = signum in (signal.SIGINT, signal.SIGTERM)
+        interrupts[0] += hurry
+        first = hurry and interrupts[0] == 1
+        log.info(
+            "%s: stopping%s",
+            signal.Signals(signum).name,
+            f" (what came is denoised for up to {cfg.drain_s:g} s: Ctrl-C or SIGTERM again "
+            "cuts that short)"
+            if first and cfg.drain_s
+            else "",
+        )
+        if hurry and interrupts[0] > 1:
+            service.cut_drain()  # the operator's second Ctrl-C or SIGTERM: hurry
         service.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)

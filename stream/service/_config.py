@@ -173,13 +173,15 @@ class ServiceConfig(BaseModel):
         "series history and the PUB send buffers; beyond it PULL input waits and SUB input "
         "drops frames (counted as memory_budget)",
     )
+    # 30 s, not the 0.5 s it was: a stop after an MDA left 277 of its 300 frames not
+    # denoised (a user's trial); a second Ctrl-C or SIGTERM cuts it short
     drain_s: float = Field(
-        0.5,
+        30.0,
         ge=0,
         le=60,
-        description="on stop, input is still taken until it is quiet this long, frames "
-        "waiting for room in inference until then; the rest is then read at once, stored "
-        "raw, and counted where inference has no room (dropped.shutdown)",
+        description="on stop, input is still taken until it is quiet, and frames waiting "
+        "for inference are denoised, for at most this long; the rest is then read at once, "
+        "stored raw, and counted where inference has no room (dropped.shutdown)",
     )
     series_idle_end_s: float = Field(
         600.0,
