@@ -51,6 +51,8 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
             if k == "frames"
             else ("damaged", v or "no (every raw frame flagged valid has its pixels on disk)")
             if k == "damaged"
+            else ("denoised damaged", v or "no")
+            if k == "damaged_clean"
             else (k, _text(v))
             for k, v in summary.items()
         ]
@@ -58,7 +60,8 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
         if rejected.is_dir():  # frames sent under this name, refused, kept apart
             kept = sum(summarize_rejected(rejected).values())
             rows.append(("rejected frames", f"{kept} kept in rejected/{path.name} beside it"))
-        return f"store {path}", rows, summary["damaged"]
+        clean = summary["damaged_clean"] and f"its denoised frames: {summary['damaged_clean']}"
+        return f"store {path}", rows, summary["damaged"] or clean
     if path.is_dir() and (path / "zarr.json").is_file():
         try:  # metadata it cannot read: a damaged store, said so
             node = json.loads((path / "zarr.json").read_text(encoding="utf-8"))

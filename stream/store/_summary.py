@@ -120,6 +120,8 @@ class FlagScan:
     missing_first: list[int] = field(default_factory=list)
     #: ``[start, stop)`` runs of indices whose raw frame is on disk.
     valid_runs: list[tuple[int, int]] = field(default_factory=list)
+    #: ``[start, stop)`` runs of indices whose denoised frame is on disk.
+    clean_runs: list[tuple[int, int]] = field(default_factory=list)
 
 
 def scan_flags(store: Path, extent: int | None = None) -> FlagScan:
@@ -168,6 +170,7 @@ def _scan_flags(store: Path, extent: int | None) -> FlagScan:
         scan.clean += int(cv.sum())
         pieces.append((c0, v))
         _add_runs(scan.valid_runs, c0, v)
+        _add_runs(scan.clean_runs, c0, cv)
     if extent is not None and extent > 0:
         scan.last = max(scan.last if scan.last is not None else -1, extent - 1)
     if scan.last is None:
@@ -236,8 +239,9 @@ def summarize_store(path: Path) -> dict[str, Any]:
     ``frames`` is the length of the time axis; ``valid`` counts raw frames on disk;
     ``missing`` counts the slots in ``[0, last_index]`` without a raw frame (the first
     few are listed); ``damaged``: None, or which raw frames flagged valid have no pixels
-    on disk (their shard file is gone or unreadable: the store is damaged; denoised
-    images are not checked); ``clean_frames`` counts
+    on disk (their shard file is gone or unreadable: the store is damaged), or fewer
+    flagged than a closed store recorded; ``damaged_clean``: the same of denoised
+    frames (a reader of raw frames may go on); ``clean_frames`` counts
     frames whose denoised image is on disk (every other clean slot is NaN).
     """
     import zarr
@@ -258,8 +262,17 @@ def summarize_store(path: Path) -> dict[str, Any]:
     assert isinstance(raw, zarr.Array)
     try:
         damage = frames_without_pixels(path, raw, IMAGES["raw"], scan.valid_runs)
+        clean = group[IMAGES["clean"]]
+        clean_damage = frames_without_pixels(path, clean, IMAGES["clean"], scan.clean_runs)
     except (KeyError, OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
+    recorded = info.get("frames") if info.get("closed") else None
+    if isinstance(recorded, int) and recorded > scan.valid:  # a valid/ chunk deleted
+        lost_flags = (
+            f"its valid flags count {scan.valid} raw frame(s), its close recorded "
+            f"{recorded}: flags of frames on disk are gone"
+        )
+        damage = f"{damage}; {lost_flags}" if damage else lost_flags
     return {
         "series": info.get("series"),
         "images": {name: str(path / rel) for name, rel in IMAGES.items()},
@@ -269,6 +282,8 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "valid": scan.valid,
         # valid frames whose pixels are gone (a deleted shard): readers refuse the store
         "damaged": damage,
+        # denoised frames flagged stored whose pixels are gone (read as NaN): said
+        "damaged_clean": clean_damage,
         "clean_frames": scan.clean,
         "first_index": scan.first,
         "last_index": scan.last,

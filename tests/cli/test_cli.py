@@ -170,6 +170,37 @@ def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):
     assert f"error: {tmp_path / 's1.zarr'}: the store is damaged: {says}" in text
 
 
+@pytest.mark.parametrize("damage", ["denoised-shard", "valid-flags"])
+def test_info_reports_denoised_pixels_or_raw_flags_that_are_gone(tmp_path: Path, damage: str):
+    """A denoised shard deleted, or a chunk of the valid flags: `info` said "damaged
+    no" (a user's trial; napari showed NaN, or nothing, without a word)."""
+    import numpy as np
+
+    from stream.store import ARRAY_PATHS, StoreConfig
+
+    config = StoreConfig.model_validate({"frames_per_shard": 2})
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2"), config=config) as store:
+        for i in range(6):
+            store.write_raw(i, np.full((8, 8), i, "<u2"), t_ns=i)
+            store.write_clean(i, np.full((8, 8), i, "<f4"))
+    path = tmp_path / "s1.zarr"
+    if damage == "denoised-shard":
+        shutil.rmtree(path / ARRAY_PATHS["clean"] / "c" / "1")  # frames 2 and 3
+        says = "denoised damaged 2 frame(s) flagged valid have no pixels on disk (indices 2, 3"
+        error = "the store is damaged: its denoised frames: 2 frame(s)"
+    else:
+        chunks = [p for p in (path / "valid" / "c").rglob("*") if p.is_file()]
+        assert chunks
+        for chunk in chunks:
+            chunk.unlink()
+        says = "its valid flags count 0 raw frame(s), its close recorded 6"
+        error = f"the store is damaged: {says}"
+    result = invoke("info", str(path))
+    text = one_line(result.output.replace("│", " "))
+    assert result.exit_code == 2, result.output
+    assert says in text and error in text, text
+
+
 @pytest.mark.parametrize("damage", ["empty", "cut-short", "overwritten"])
 def test_info_reports_a_shard_that_is_there_but_unreadable(tmp_path: Path, damage: str):
     """A raw shard emptied or cut short (a power cut before its data reached the disk)

@@ -351,6 +351,25 @@ def test_a_damaged_store_is_warned_of_not_shown_as_zeros_silently(tmp_path: Path
     assert "frames_without_pixels" not in clean[1]["metadata"]["deepdenoise"]
 
 
+def test_denoised_frames_whose_pixels_are_gone_are_warned_of(tmp_path: Path) -> None:
+    """A denoised shard deleted: the clean layer opened as NaN with no word (a user's
+    trial)."""
+    from stream import SeriesStore
+
+    frame = np.arange(SHAPE[0] * SHAPE[1], dtype=np.uint16).reshape(SHAPE)
+    with SeriesStore(tmp_path, "hurt", SHAPE, np.dtype("<u2")) as store:
+        for i in range(3):
+            store.write_raw(i, frame, t_ns=i)
+            store.write_clean(i, frame.astype(np.float32))
+    path = tmp_path / "hurt.zarr"
+    for shard in [p for p in (path / ARRAY_PATHS["clean"] / "c").rglob("*") if p.is_file()]:
+        shard.unlink()
+    with pytest.warns(UserWarning, match=r"damaged: 3 denoised frame\(s\) .* show as NaN"):
+        raw, clean = read_series_store(str(path))
+    assert clean[1]["metadata"]["deepdenoise"]["frames_without_pixels"] == 3
+    assert "frames_without_pixels" not in raw[1]["metadata"]["deepdenoise"]
+
+
 @pytest.fixture
 def secured(tmp_path: Path, box_model) -> Secured:
     """The real service with ``[security]``, publishing raw frames too; only ``rig``'s

@@ -63,9 +63,9 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     (zeros in ``raw``, NaN in ``clean``). It ends at the last frame on disk: a store
     still being written has its time axis allocated ahead, which would show as an
     empty slider. Contrast limits come from the newest frame whose raw and clean pixels
-    are both on disk, so the first view needs no scan. A damaged store (raw frames
-    flagged as stored whose shard files are gone, which zarr reads as zeros) is warned
-    of, and the count kept in the raw layer's metadata.
+    are both on disk, so the first view needs no scan. A damaged store (raw or denoised
+    frames flagged as stored whose shard files are gone, which zarr reads as zeros or
+    NaN) is warned of, and the count kept in the layer's metadata.
     """
     import zarr
 
@@ -85,13 +85,15 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         if not isinstance(array, zarr.Array):
             raise ValueError(f"{path}: image {name!r} at {info['images'][name]!r} is no array")
         meta: dict[str, Any] = {"series": series, "image": name, "store": str(path)}
-        if name == "raw" and valid is not None:
-            lost = _frames_without_pixels(array, Path(path) / info["images"][name], valid)
-            if lost:  # zarr reads a missing shard as zeros: said, not shown as data
+        flagged = valid if name == "raw" else _flagged_frames(group, "clean_valid", Path(path))
+        if flagged is not None:
+            lost = _frames_without_pixels(array, Path(path) / info["images"][name], flagged)
+            if lost:  # zarr reads a missing shard as its fill: said, not shown as data
                 meta["frames_without_pixels"] = lost
+                kind, fill = ("raw", "zeros") if name == "raw" else ("denoised", "NaN")
                 warnings.warn(
-                    f"{path} is damaged: {lost} raw frame(s) flagged as stored have no "
-                    "pixels on disk (their shard files are gone) and show as zeros; "
+                    f"{path} is damaged: {lost} {kind} frame(s) flagged as stored have no "
+                    f"pixels on disk (their shard files are gone) and show as {fill}; "
                     f"`deepdenoise info {path}` lists them",
                     stacklevel=2,
                 )
@@ -121,8 +123,13 @@ def _first_frames(array: Any, count: int) -> Any:
 
 def _valid_frames(group: Any, path: Path) -> np.ndarray | None:
     """The indices whose raw frame is flagged as stored (None: no readable flags)."""
+    return _flagged_frames(group, "valid", path)
+
+
+def _flagged_frames(group: Any, flags: str, path: Path) -> np.ndarray | None:
+    """The indices flagged in the array ``flags`` (None: no readable flags)."""
     try:
-        return _flagged(group, "valid", path)
+        return _flagged(group, flags, path)
     except (KeyError, ValueError, RuntimeError, OSError):  # no flags, or damaged ones
         return None
 
