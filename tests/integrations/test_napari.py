@@ -436,3 +436,29 @@ def test_one_key_variable_alone_is_an_error_and_none_says_what_to_set(
     monkeypatch.setenv(KEY_ENV[1], str(keys / "service.key"))
     assert widget.connect_to()  # both: CURVE, and the hint is about the key's allowance
     assert "security.clients" in widget.status_label.text()
+
+
+def test_rejected_frames_open_as_layers_of_their_own(tmp_path: Path) -> None:
+    """napari's reader found "no arrays" in rejected/<series>.zarr and this plugin
+    refused it unsaid (a user's trial): each reason and layout is a layer now."""
+    from stream.store import RejectedStore
+
+    store = RejectedStore(tmp_path, "cam")
+    dup = [np.full(SHAPE, i, dtype="<u2") for i in range(3)]
+    other = np.ones((4, 4), dtype="<f4")
+    for i, frame in enumerate(dup):
+        store.add("duplicate", 10 + i, frame, t_ns=100 + i, t_recv_ns=1000 + i)
+    store.add("series_mismatch", 2, other, t_ns=None, t_recv_ns=2000)
+    store.flush()
+    path = str(tmp_path / "rejected" / "cam.zarr")
+    reader = napari_get_reader(path)
+    assert reader is not None and not is_series_store(path)
+    (frames, kwargs, kind), (mismatch, mismatch_kwargs, _) = reader(path)
+    assert (
+        kind == "image" and kwargs["name"] == f"cam rejected duplicate uint16_{SHAPE[0]}x{SHAPE[1]}"
+    )
+    np.testing.assert_array_equal(np.asarray(frames), np.stack(dup))
+    meta = kwargs["metadata"]["deepdenoise"]
+    assert meta["index"] == [10, 11, 12] and meta["t_ns"] == [100, 101, 102]
+    assert mismatch_kwargs["metadata"]["deepdenoise"]["reason"] == "series_mismatch"
+    np.testing.assert_array_equal(np.asarray(mismatch), other[None])

@@ -48,12 +48,17 @@ def is_series_store(path: PathLike) -> bool:
 
 
 def napari_get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., Any] | None:
-    """npe2 reader entry: :func:`read_series_store` for one series store, else None."""
+    """npe2 reader entry: :func:`read_series_store` for one series store, the rejected
+    frames' reader for a store of them (``rejected/<series>.zarr``), else None."""
+    from ._rejected import read_rejected_store, rejected_series  # it imports this module
+
     if not isinstance(path, str | Path):
         if len(path) != 1:
             return None
         path = path[0]
-    return read_series_store if is_series_store(path) else None
+    if is_series_store(path):
+        return read_series_store
+    return read_rejected_store if rejected_series(path) is not None else None
 
 
 def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
