@@ -258,7 +258,7 @@ def summarize_store(path: Path) -> dict[str, Any]:
         # a closed store's axis ends at its highest index: holes up to there are missing
         scan = scan_flags(path, int(raw.shape[0]) if info.get("closed") else None)
     except (KeyError, OSError, ValueError) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
+        raise StoreError(f"cannot read {path}: {exc}{unreadable_metadata(path)}") from exc
     assert isinstance(raw, zarr.Array)
     try:
         damage = frames_without_pixels(path, raw, IMAGES["raw"], scan.valid_runs)
@@ -296,6 +296,19 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "traces": _trace_arrays(group),
         "attrs": info,
     }
+
+
+def unreadable_metadata(path: Path) -> str:
+    """``"; FILE is no JSON (why)"`` for the first of a store's ``zarr.json`` files (its
+    groups' and arrays', two levels down) that does not parse, else "": zarr's error
+    says what, not where (a user's trial)."""
+    for pattern in ("zarr.json", "*/zarr.json", "*/*/zarr.json"):
+        for file in sorted(path.glob(pattern)):
+            try:
+                json.loads(file.read_bytes())
+            except (OSError, ValueError) as exc:
+                return f"; {file} is no JSON ({exc})"
+    return ""
 
 
 def missing_shards(path: Path, array: Any, rel: str, shards: Any) -> dict[int, str]:

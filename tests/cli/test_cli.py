@@ -201,6 +201,20 @@ def test_info_reports_denoised_pixels_or_raw_flags_that_are_gone(tmp_path: Path,
     assert says in text and error in text, text
 
 
+def test_info_names_a_metadata_file_that_is_no_json(tmp_path: Path):
+    """A corrupt 0/0/zarr.json: info said only zarr's JSON error, not where (a user's
+    trial)."""
+    import numpy as np
+
+    with SeriesStore(tmp_path, "s1", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, np.zeros((8, 8), "<u2"), t_ns=0)
+    (tmp_path / "s1.zarr" / "0" / "0" / "zarr.json").write_text("{bad")
+    result = invoke("info", str(tmp_path / "s1.zarr"))
+    text = one_line(result.output)
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 's1.zarr' / '0' / '0' / 'zarr.json'} is no JSON" in text, text
+
+
 @pytest.mark.parametrize("damage", ["empty", "cut-short", "overwritten"])
 def test_info_reports_a_shard_that_is_there_but_unreadable(tmp_path: Path, damage: str):
     """A raw shard emptied or cut short (a power cut before its data reached the disk)
