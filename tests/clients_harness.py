@@ -225,7 +225,7 @@ def _check_control_exits(
         assert (done.returncode, done.stdout.strip()) == (2, ""), (args, done)
     # a malformed ENDPOINT is a wrong command line too: it exited 3, as a service that
     # is down does (a client developer's trial)
-    for malformed in ("127.0.0.1:5557", "tcp://127.0.0.1:99999"):
+    for malformed in ("127.0.0.1:5557", "tcp://127.0.0.1:99999", "tcp://a b:5", "foo://x"):
         done = subprocess.run(
             [*prefix, malformed, "status"],
             cwd=cwd, capture_output=True, text=True, timeout=60, check=False,

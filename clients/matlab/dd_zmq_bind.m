@@ -14,7 +14,7 @@ try
     bound = char(s.handle.getLastEndpoint());
   end
 catch err
-  hint = dd_endpoint_hint(endpoint);
+  hint = dd_endpoint_hint(endpoint, err.message);
   dd_error(dd_endpoint_reason(hint), 'cannot bind %s: %s%s', endpoint, err.message, hint);
 end
 bound = char(reshape(bound, 1, []));

@@ -11,7 +11,7 @@ try
     s.handle.connect(endpoint);
   end
 catch err
-  hint = dd_endpoint_hint(endpoint);
+  hint = dd_endpoint_hint(endpoint, err.message);
   dd_error(dd_endpoint_reason(hint), 'cannot connect to %s: %s%s', endpoint, err.message, ...
     hint);
 end

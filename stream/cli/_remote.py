@@ -91,8 +91,15 @@ def flush(
 def stop(
     control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
 ) -> None:
-    """Stop the service in order: drain the stages, flush and close the stores."""
-    _print(_ask(control, {"cmd": "stop"}, timeout), json_out, f"stopping {control}")
+    """Stop the service in order: drain the stages, flush and close the stores; sent
+    again while it drains, cut the drain short."""
+    reply = _ask(control, {"cmd": "stop"}, timeout)
+    said = (
+        f"stopping {control}: the drain is cut short (frames still waiting are stored raw)"
+        if reply.get("drain_cut")
+        else f"stopping {control} (frames received are denoised first; `stop` again: at once)"
+    )
+    _print(reply, json_out, said)
 
 
 def load_model(

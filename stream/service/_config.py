@@ -174,14 +174,23 @@ class ServiceConfig(BaseModel):
         "drops frames (counted as memory_budget)",
     )
     # 30 s, not the 0.5 s it was: a stop after an MDA left 277 of its 300 frames not
-    # denoised (a user's trial); a second Ctrl-C or SIGTERM cuts it short
+    # denoised (a user's trial); a second Ctrl-C, SIGTERM or stop cuts it short
     drain_s: float = Field(
         30.0,
         ge=0,
         le=60,
-        description="on stop, input is still taken until it is quiet, and frames waiting "
-        "for inference are denoised, for at most this long; the rest is then read at once, "
-        "stored raw, and counted where inference has no room (dropped.shutdown)",
+        description="on stop, frames received are still denoised for at most this long; "
+        "the rest is then read at once, stored raw, and counted where inference has no "
+        "room (dropped.shutdown)",
+    )
+    # apart from drain_s: a live camera is never quiet, and a stop took all of drain_s
+    # taking its new frames (a review)
+    drain_input_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="on stop, input still coming is taken (stored, and denoised within "
+        "drain_s) until it is quiet, for at most this long",
     )
     series_idle_end_s: float = Field(
         600.0,

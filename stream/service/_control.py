@@ -54,6 +54,9 @@ class Controllable(Protocol):
     def resume(self) -> None: ...
     def flush(self, timeout: float = ...) -> bool: ...
     def request_stop(self) -> None: ...
+    def cut_drain(self) -> None: ...
+    @property
+    def stopping(self) -> bool: ...
     def load_model(self, path: str | Path, timeout: float = ...) -> Any: ...
     def set_rois(
         self,
@@ -215,6 +218,9 @@ class ControlHandler:
         return {k: int(v) for k, v in dropped.items() if k.startswith("store_")}
 
     def _stop(self, _: dict[str, Any]) -> Reply:
+        if self._service.stopping:  # asked again, as a second Ctrl-C: no more draining
+            self._service.cut_drain()
+            return {"ok": True, "stopping": True, "drain_cut": True}
         self._service.request_stop()
         return {"ok": True, "stopping": True}
 

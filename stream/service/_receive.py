@@ -114,6 +114,7 @@ class Receiver:
         halt: threading.Event,
         memory: MemoryGate | None = None,
         drain_s: float = 0.0,
+        drain_input_s: float | None = None,
         raw_out: StageQueue[Outgoing] | None = None,
         traces: TraceStep | None = None,
         idle_end_s: float = 0.0,
@@ -129,6 +130,7 @@ class Receiver:
         self._halt = halt
         self._memory = memory
         self._drain_s = drain_s
+        self._drain_input_s = drain_s if drain_input_s is None else min(drain_input_s, drain_s)
         self._raw_out = raw_out
         self._traces = traces
         self._idle_end_s = idle_end_s
@@ -142,7 +144,8 @@ class Receiver:
         """The stage's thread: receive until halted, drain, then close the socket.
 
         On a halt the input is still taken until it has been quiet for ``QUIET_MS`` or
-        ``drain_s`` has passed, frames waiting for room in inference meanwhile; what is
+        ``drain_input_s`` has passed (a live camera is never quiet), frames waiting for
+        room in inference until ``drain_s`` has; what is
         left in the socket then is read without waiting: stored raw, denoised where
         inference has room, else counted (``dropped.shutdown``). No frame that reached
         the service goes unstored or uncounted.
@@ -163,7 +166,8 @@ class Receiver:
             if poller.poll(POLL_MS):
                 self._burst(sock)
             self._end_idle_series()
-        while time.monotonic() < self._drain_deadline() and poller.poll(QUIET_MS):
+        input_until = time.monotonic() + self._drain_input_s
+        while time.monotonic() < min(input_until, self._drain_deadline()) and poller.poll(QUIET_MS):
             self._burst(sock)
         rest_until = time.monotonic() + REST_S
         while self._burst(sock) and time.monotonic() < rest_until:

@@ -207,6 +207,7 @@ class Service:
                 socket_share=cfg.queue_budget_bytes,  # a quarter, as each share
             ),
             drain_s=cfg.drain_s,
+            drain_input_s=cfg.drain_input_s,
             idle_end_s=cfg.series_idle_end_s,
             raw_out=self._outgoing if cfg.publish_raw else None,
             traces=traces,
@@ -265,6 +266,11 @@ class Service:
             return
         self._stop_requested.set()
         threading.Thread(target=self._stop_quietly, name="deepdenoise-stopper").start()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (it may still be draining)."""
+        return self._stop_requested.is_set()
 
     def cut_drain(self) -> None:
         """Cut a stop's drain short (an operator's second Ctrl-C or SIGTERM): the input

@@ -36,6 +36,7 @@ from ._lock import process_alive
 from ._summary import (
     MISSING_SHOWN,
     closed_totals,
+    flags_lost,
     is_series_store,
     lost_pixels_text,
     missing_shards,
@@ -259,6 +260,10 @@ def _zarr_frames(path: Path) -> tuple[Any, np.ndarray | None]:
         raw = _member_array(node, PATHS["raw"], path)
         indices = _valid_indices(_member_array(node, "valid", path), path, raw.shape[0])
         _check_shards_on_disk(path, raw, indices)
+        info = node.attrs.get("deepdenoise")
+        lost = flags_lost(info, int(indices.size)) if isinstance(info, dict) else None
+        if lost:
+            raise StoreError(f"{path}: the store is damaged: {lost}")
         return _Rows(raw, indices), indices
     arrays = [name for name, _ in node.arrays()]
     if len(arrays) != 1:

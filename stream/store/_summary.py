@@ -262,16 +262,16 @@ def summarize_store(path: Path) -> dict[str, Any]:
     assert isinstance(raw, zarr.Array)
     try:
         damage = frames_without_pixels(path, raw, IMAGES["raw"], scan.valid_runs)
-        clean = group[IMAGES["clean"]]
-        clean_damage = frames_without_pixels(path, clean, IMAGES["clean"], scan.clean_runs)
+        clean = group.get(IMAGES["clean"])
+        clean_damage = (
+            frames_without_pixels(path, clean, IMAGES["clean"], scan.clean_runs)
+            if isinstance(clean, zarr.Array)
+            else f"no denoised image array ({IMAGES['clean']}: deleted?)"
+        )
     except (KeyError, OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
-    recorded = info.get("frames") if info.get("closed") else None
-    if isinstance(recorded, int) and recorded > scan.valid:  # a valid/ chunk deleted
-        lost_flags = (
-            f"its valid flags count {scan.valid} raw frame(s), its close recorded "
-            f"{recorded}: flags of frames on disk are gone"
-        )
+    lost_flags = flags_lost(info, scan.valid)
+    if lost_flags:
         damage = f"{damage}; {lost_flags}" if damage else lost_flags
     return {
         "series": info.get("series"),
@@ -296,6 +296,19 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "traces": _trace_arrays(group),
         "attrs": info,
     }
+
+
+def flags_lost(info: dict[str, Any], valid: int) -> str | None:
+    """Why a closed store's ``valid`` flags are fewer than the raw frames its close
+    recorded (``info``: its ``deepdenoise`` attribute), in words; None when they are not:
+    a flags chunk deleted leaves those frames' pixels on disk as holes, unsaid."""
+    recorded = info.get("frames") if info.get("closed") else None
+    if not isinstance(recorded, int) or recorded <= valid:
+        return None
+    return (
+        f"its valid flags count {valid} raw frame(s), its close recorded {recorded}: "
+        "flags of frames on disk are gone"
+    )
 
 
 def unreadable_metadata(path: Path) -> str:

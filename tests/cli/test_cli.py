@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -170,7 +171,7 @@ def test_info_reports_valid_frames_whose_pixels_are_gone(tmp_path: Path):
     assert f"error: {tmp_path / 's1.zarr'}: the store is damaged: {says}" in text
 
 
-@pytest.mark.parametrize("damage", ["denoised-shard", "valid-flags"])
+@pytest.mark.parametrize("damage", ["denoised-shard", "denoised-array", "valid-flags"])
 def test_info_reports_denoised_pixels_or_raw_flags_that_are_gone(tmp_path: Path, damage: str):
     """A denoised shard deleted, or a chunk of the valid flags: `info` said "damaged
     no" (a user's trial; napari showed NaN, or nothing, without a word)."""
@@ -188,6 +189,10 @@ def test_info_reports_denoised_pixels_or_raw_flags_that_are_gone(tmp_path: Path,
         shutil.rmtree(path / ARRAY_PATHS["clean"] / "c" / "1")  # frames 2 and 3
         says = "denoised damaged 2 frame(s) flagged valid have no pixels on disk (indices 2, 3"
         error = "the store is damaged: its denoised frames: 2 frame(s)"
+    elif damage == "denoised-array":  # deleted to save space: it failed with KeyError
+        shutil.rmtree(path / ARRAY_PATHS["clean"])
+        says = "denoised damaged no denoised image array"
+        error = "the store is damaged: its denoised frames: no denoised image array"
     else:
         chunks = [p for p in (path / "valid" / "c").rglob("*") if p.is_file()]
         assert chunks
@@ -199,6 +204,11 @@ def test_info_reports_denoised_pixels_or_raw_flags_that_are_gone(tmp_path: Path,
     text = one_line(result.output.replace("│", " "))
     assert result.exit_code == 2, result.output
     assert says in text and error in text, text
+    if damage == "valid-flags":  # denoise refuses it too (it said "holds no frame")
+        from stream.store import open_recording
+
+        with pytest.raises(StoreError, match=re.escape(f"the store is damaged: {says}")):
+            open_recording(path)
 
 
 def test_info_names_a_metadata_file_that_is_no_json(tmp_path: Path):

@@ -368,6 +368,12 @@ def test_denoised_frames_whose_pixels_are_gone_are_warned_of(tmp_path: Path) -> 
         raw, clean = read_series_store(str(path))
     assert clean[1]["metadata"]["deepdenoise"]["frames_without_pixels"] == 3
     assert "frames_without_pixels" not in raw[1]["metadata"]["deepdenoise"]
+    for chunk in [p for p in (path / "valid" / "c").rglob("*") if p.is_file()]:
+        chunk.unlink()  # a flags chunk deleted: the frames on disk show as holes
+    with pytest.warns(UserWarning, match="is damaged") as told:  # the denoised frames too
+        read_series_store(str(path))
+    flags = "valid flags count 0 raw frame(s), its close recorded 3"
+    assert any(flags in str(w.message) for w in told), [str(w.message) for w in told]
 
 
 @pytest.fixture

@@ -642,16 +642,18 @@ def test_sigterm_drains_what_was_received(tmp_path: Path, identity_model, signum
     assert info["valid"] == 50 and info["clean_frames"] == 50 and info["closed"]
 
 
+@pytest.mark.parametrize("ask", ["call", "control"])
 @pytest.mark.parametrize("backlog", [100_000, 4], ids=["room-in-backlog", "backlog-full"])
 def test_cutting_the_drain_short_counts_the_frames_still_waiting(
-    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch, backlog: int
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch, backlog: int, ask: str
 ):
     """With a long drain_s and a backlog, a second SIGTERM (or Ctrl-C) only logged
     "stopping" again, and the stop took the drain's time (an operator's trial). Now
     ``cut_drain`` ends it: the frames still waiting are counted, every raw frame stored.
     Inference is held until the frames are counted, so the drain (a minute) can only
     end by the cut. With the backlog full, the receiver's frame waiting for room kept
-    waiting out the drain."""
+    waiting out the drain. A second control ``stop`` cuts it as a second signal does
+    (it was ignored: a review)."""
     import threading
 
     from stream import Service
@@ -678,9 +680,16 @@ def test_cutting_the_drain_short_counts_the_frames_still_waiting(
                 pub.send_frame(frame, "hurry", i)
             # one frame in inference's hand, two queued, one waiting for room
             wait_until(lambda: svc.status()["frames_in"] >= 4, timeout=30)
-            svc.request_stop()
-            wait_until(draining.is_set, timeout=30)  # a frame waits out the drain
-            svc.cut_drain()
+            with Control(svc.endpoints["control"], timeout=10) as ctl:
+                if ask == "control":
+                    assert "drain_cut" not in ctl.stop()
+                else:
+                    svc.request_stop()
+                wait_until(draining.is_set, timeout=30)  # a frame waits out the drain
+                if ask == "control":
+                    assert ctl.stop()["drain_cut"] is True
+                else:
+                    svc.cut_drain()
             wait_until(lambda: svc.stats.snapshot()["frames_in"] == sent, timeout=30)
             wait_until(lambda: svc.stats.snapshot()["dropped"].get("shutdown"), timeout=30)
         gate.set()
@@ -696,12 +705,49 @@ def test_cutting_the_drain_short_counts_the_frames_still_waiting(
     assert info["valid"] == sent and info["clean_frames"] == snap["frames_out"]
 
 
-def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path, identity_model):
-    """The CLI maps a second SIGTERM to ``cut_drain``: a sender that never goes quiet
-    keeps the drain (a minute) going until then."""
+def test_a_stop_takes_a_live_cameras_frames_for_drain_input_s_only(tmp_path: Path, identity_model):
+    """A camera never goes quiet: with drain_s 30 s, a stop took all of it taking new
+    frames (a review). The input is taken for drain_input_s (1 s) only; every frame
+    taken is stored, and denoised or counted."""
     import threading
 
-    proc = ServeProcess(tmp_path, identity_model, config="drain_s = 60.0\n")
+    from stream import Service
+
+    svc = Service(service_config(tmp_path, identity_model))  # the default drains
+    assert (svc.config.drain_s, svc.config.drain_input_s) == (30.0, 1.0)
+    svc.start()
+    done = threading.Event()
+
+    def send_on() -> None:
+        with Publisher(svc.endpoints["input"], mode="push", bind=False, timeout=2, linger=0) as pub:
+            for i, frame in enumerate(frames(100_000, shape=(16, 16))):
+                if done.is_set():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    pub.send_frame(frame, "live", i)
+
+    sender = threading.Thread(target=send_on, daemon=True)
+    sender.start()
+    try:
+        wait_until(lambda: svc.status()["frames_in"] >= 20, timeout=30)
+        svc.request_stop()
+        assert svc.wait(20)  # it took the 30 s of drain_s
+    finally:
+        done.set()
+        svc.stop()
+        sender.join(10)
+    snap = svc.stats.snapshot()
+    info = summarize_store(tmp_path / "data" / "live.zarr")
+    assert info["valid"] == snap["frames_in"]  # every frame taken is on disk
+    assert info["clean_frames"] + snap["dropped"].get("shutdown", 0) == snap["frames_in"]
+
+
+def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path, identity_model):
+    """The CLI maps a second SIGTERM to ``cut_drain``: a sender that never goes quiet
+    keeps the drain (a minute, drain_input_s too) going until then."""
+    import threading
+
+    proc = ServeProcess(tmp_path, identity_model, config="drain_s = 60.0\ndrain_input_s = 60.0\n")
     done = threading.Event()
 
     def send_on() -> None:
@@ -720,7 +766,8 @@ def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path, identity_model):
         wait_until(lambda: proc.status()["frames_in"] >= 10, timeout=30)
         proc.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "SIGTERM: stopping" in proc.log.read_text(), timeout=30)
-        code = proc.terminate()  # the second
+        proc.proc.send_signal(signal.SIGTERM)  # the second
+        code = proc.proc.wait(30)  # well within the drain's minute
     finally:
         done.set()
         proc.terminate()

@@ -28,9 +28,11 @@ static ddn_status open_socket(ddn_control *ctl, ddn_error *err) {
     }
     int zero = 0;
     if (zmq_setsockopt(ctl->socket, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
-        zmq_setsockopt(ctl->socket, ZMQ_SNDTIMEO, &ctl->timeout_ms, sizeof ctl->timeout_ms) ||
-        ddn__attach(ctl->socket, ctl->endpoint, 0) != 0) {
+        zmq_setsockopt(ctl->socket, ZMQ_SNDTIMEO, &ctl->timeout_ms, sizeof ctl->timeout_ms))
+        st = ddn__zmq_fail(err, "zmq_setsockopt"); /* an option, not the endpoint */
+    else if (ddn__attach(ctl->socket, ctl->endpoint, 0) != 0)
         st = ddn__endpoint_fail(err, "connect to", ctl->endpoint);
+    if (st != DDN_OK) {
         zmq_close(ctl->socket);
         ctl->socket = NULL;
         return st;

@@ -82,10 +82,11 @@ ddn_publisher *ddn_publisher_new(void *ctx, const char *endpoint,
         int hwm = DDN_PUSH_SEND_HWM;
         if (rc == 0) rc = zmq_setsockopt(pub->socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
     }
-    if (rc == 0)
-        rc = ddn__attach(pub->socket, endpoint, !options->connect);
-    if (rc != 0) {
+    if (rc != 0) /* an option, not the endpoint */
+        ddn__zmq_fail(err, "zmq_setsockopt");
+    else if ((rc = ddn__attach(pub->socket, endpoint, !options->connect)) != 0)
         ddn__endpoint_fail(err, options->connect ? "connect to" : "bind", endpoint);
+    if (rc != 0) {
         ddn__close(pub->socket, pub->ctx, pub->own_ctx, 0);
         free(pub);
         return NULL;

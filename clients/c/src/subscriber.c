@@ -49,9 +49,11 @@ ddn_subscriber *ddn_subscriber_new_curve(void *ctx, const char *endpoint,
     /* subscribe before connecting: the subscriptions then travel with the handshake */
     for (size_t i = 0; rc == 0 && i < ntopics; i++)
         rc = zmq_setsockopt(sub->socket, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
-    if (rc == 0) rc = ddn__attach(sub->socket, endpoint, 0);
-    if (rc != 0) {
+    if (rc != 0) /* an option, not the endpoint */
+        ddn__zmq_fail(err, "zmq_setsockopt");
+    else if ((rc = ddn__attach(sub->socket, endpoint, 0)) != 0)
         ddn__endpoint_fail(err, "connect to", endpoint);
+    if (rc != 0) {
         ddn__close(sub->socket, sub->ctx, sub->own_ctx, 0);
         free(sub);
         return NULL;

@@ -82,6 +82,14 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     group = zarr.open_group(str(path), mode="r")
     series = str(info.get("series") or Path(path).stem)
     valid = _valid_frames(group, Path(path))
+    recorded = info.get("frames") if info.get("closed") else None
+    raw_flagged = 0 if valid is None else int(valid.size)
+    if isinstance(recorded, int) and recorded > raw_flagged:  # a flags chunk deleted
+        warnings.warn(
+            f"{path} is damaged: its valid flags count {raw_flagged} raw frame(s), its close "
+            f"recorded {recorded}: frames on disk show as holes; `deepdenoise info {path}`",
+            stacklevel=2,
+        )
     frame = _newest_complete_frame(group, Path(path), valid)
     last = int(valid[-1]) if valid is not None and valid.size else -1
     layers: list[LayerData] = []
