@@ -323,7 +323,8 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         try:
-            return self.proc.wait(30)
+            # beyond the default drain_s (30 s): a stop with a backlog may use all of it
+            return self.proc.wait(75)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()

@@ -26,7 +26,12 @@ pytest.importorskip("pymmcore_plus")
 useq = pytest.importorskip("useq")
 
 from deepdenoise_client import ClientTimeoutError, ProtocolError, Subscriber  # noqa: E402
-from deepdenoise_client.mmcore import DenoiseHandler, series_for  # noqa: E402
+from deepdenoise_client.mmcore import (  # noqa: E402
+    DenoiseHandler,
+    repeated_channels,
+    series_for,
+    split_axes,
+)
 from dropped_finish import run_dropping_the_finish  # noqa: E402
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice, UniMMCore  # noqa: E402
 
@@ -474,6 +479,12 @@ def test_two_channels_of_one_config_name_stay_two_series(
     produced = np.stack(camera.produced)
     np.testing.assert_array_equal(_stored(tmp_path / "data", names[0]), produced[0::2])
     np.testing.assert_array_equal(_stored(tmp_path / "data", names[1]), produced[1::2])
+    # every channel gets its index then: a channel named DAPI.1 stays apart (a review)
+    channels = [useq.Channel(config=c) for c in ("DAPI", "DAPI", "DAPI.1")]
+    contrived = useq.MDASequence(channels=channels)
+    repeated = repeated_channels(contrived)
+    names = {series_for("r", event, split_axes(contrived), repeated) for event in contrived}
+    assert names == {"r-p0-cDAPI.0", "r-p0-cDAPI.1", "r-p0-cDAPI.1.2"}
 
 
 def test_a_series_prefix_the_protocol_cannot_carry_is_refused_when_the_handler_is_made() -> None:

@@ -26,8 +26,8 @@ plan; x z plane, when there is a z plan; x camera, when a multi-camera device gi
 several images per event: a temporal model must see the same field of view and plane's
 past; the positions' sub-sequences count too), named
 ``<run>-p<position>[-g<tile>]-c<channel>[-z<z>][-cam<camera>]`` with the position index,
-the channel's config name (with ``.`` and the channel's index where the sequence lists
-that name twice: two exposures of ``DAPI``) and the camera's index
+the channel's config name (with ``.`` and the channel's index, every channel's, where
+the sequence lists a name twice: two exposures of ``DAPI``) and the camera's index
 (pymmcore-plus's ``index["cam"]``). A
 channel name with characters outside ``[A-Za-z0-9._-]`` has them replaced by ``_`` and
 gets ``_`` + 6 hex digits of the name's hash, so ``GFP 488`` and ``GFP_488`` stay two
@@ -225,15 +225,16 @@ def series_for(
     """The series of one MDA event, ``split`` the sequence's :func:`split_axes` (see the
     module docstring for the mapping). An event with a ``cam`` index (pymmcore-plus adds
     it to each image of a multi-camera device) gets ``-cam<index>`` whatever ``split``:
-    the sequence does not know the cameras, and two cameras are two fields of view. A
-    channel whose config name the sequence lists twice (``repeated``, from
-    :func:`repeated_channels`) is named with its index too (``-cDAPI.1``): its frames
-    were merged with the other's into one series (a user's trial)."""
+    the sequence does not know the cameras, and two cameras are two fields of view.
+    Where the sequence lists a channel config name twice (``repeated``, from
+    :func:`repeated_channels`), every channel is named with its index too
+    (``-cDAPI.1``): two exposures of DAPI were merged into one series (a user's trial),
+    and only the index keeps every name apart (``DAPI`` twice beside ``DAPI.1``)."""
     index = dict(event.index)
     if not split and "cam" not in index:
         return _fit(run_name)
     channel = event.channel.config if event.channel is not None else str(index.get("c", 0))
-    if channel in repeated:
+    if repeated:
         channel = f"{channel}.{index.get('c', 0)}"
     name = f"{run_name}-p{index.get('p', 0)}"
     if "g" in split:
