@@ -27,14 +27,20 @@ LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | Path
 
 
-def _store_info(path: PathLike) -> dict[str, Any] | None:
-    """The store's ``deepdenoise`` attribute if ``path`` is a series store, else None."""
+def deepdenoise_attrs(path: PathLike) -> dict[str, Any] | None:
+    """The ``deepdenoise`` attribute of the Zarr group at ``path`` (None: none there)."""
     try:
         meta = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     info = meta.get("attributes", {}).get("deepdenoise") if isinstance(meta, dict) else None
-    if not isinstance(info, dict):
+    return info if isinstance(info, dict) else None
+
+
+def _store_info(path: PathLike) -> dict[str, Any] | None:
+    """The store's ``deepdenoise`` attribute if ``path`` is a series store, else None."""
+    info = deepdenoise_attrs(path)
+    if info is None:
         return None
     images = info.get("images")
     if not isinstance(images, dict) or not all(isinstance(images.get(n), str) for n in IMAGES):

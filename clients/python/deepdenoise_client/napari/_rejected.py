@@ -9,13 +9,12 @@ now opens as an image layer, its indices and timestamps in the layer's metadata.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._reader import LayerData, _first_frames
+from ._reader import LayerData, _first_frames, deepdenoise_attrs
 
 #: The per-row arrays of a block beside its frames.
 ROW_FIELDS = ("index", "t_ns", "t_recv_ns")
@@ -24,12 +23,8 @@ ROW_FIELDS = ("index", "t_ns", "t_recv_ns")
 def rejected_series(path: str | Path) -> str | None:
     """The series whose rejected frames ``path`` holds, or None when it is no such store
     (its ``deepdenoise`` attribute carries ``rejected_version``)."""
-    try:
-        meta = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    info = meta.get("attributes", {}).get("deepdenoise") if isinstance(meta, dict) else None
-    if not isinstance(info, dict) or not isinstance(info.get("rejected_version"), int):
+    info = deepdenoise_attrs(path)
+    if info is None or not isinstance(info.get("rejected_version"), int):
         return None
     return str(info.get("series") or Path(path).name.removesuffix(".zarr"))
 
