@@ -739,7 +739,10 @@ def test_a_stop_takes_a_live_cameras_frames_for_drain_input_s_only(tmp_path: Pat
     snap = svc.stats.snapshot()
     info = summarize_store(tmp_path / "data" / "live.zarr")
     assert info["valid"] == snap["frames_in"]  # every frame taken is on disk
-    assert info["clean_frames"] + snap["dropped"].get("shutdown", 0) == snap["frames_in"]
+    # denoised, or counted: dropped.shutdown also counts messages discarded unread
+    # after the drain (never taken, so not in frames_in)
+    shutdown = snap["dropped"].get("shutdown", 0)
+    assert info["clean_frames"] <= snap["frames_in"] <= info["clean_frames"] + shutdown
 
 
 def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path, identity_model):
