@@ -359,6 +359,9 @@ class DenoiseHandler:
                     linger=self.linger,
                     timeout=self.timeout,
                     curve=self.curve,
+                    # the process-wide context: a close need not wait in the acquisition's
+                    # thread, the frames go out in the background (see _close)
+                    context=zmq.Context.instance(),
                 )
                 if self.mode == "pub":
                     self._wait_for_service(self._publisher)

@@ -198,3 +198,46 @@ def test_subscriber_needs_a_topic_and_refuses_a_typo(ctx: zmq.Context[Any]) -> N
 def test_publisher_rejects_unknown_mode(ctx: zmq.Context[Any]) -> None:
     with pytest.raises(ValueError, match="'pub' or 'push'"):
         Publisher(ANY_PORT, mode="pair", context=ctx)  # type: ignore[arg-type]
+
+
+SEND_AND_EXIT = """
+import sys
+import numpy as np
+from deepdenoise_client import Publisher
+
+with Publisher(sys.argv[1], mode="push", bind=False, linger=60) as push:
+    for i in range(int(sys.argv[2])):
+        push.send_frame(np.full((1024, 1024), i, np.uint16), "last", i)
+    push.end("last")
+"""
+
+
+def test_a_script_that_exits_right_after_closing_loses_no_frame(ctx: zmq.Context[Any]) -> None:
+    """A sender that closes its publisher and exits at once: close waits for the
+    queued frames. It returned at once, and the frames and the end still queued died
+    with the process (an operator's trial: 2 runs in 10)."""
+    import subprocess
+    import sys
+
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 1)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    frames_sent = 20
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SEND_AND_EXIT, f"tcp://127.0.0.1:{port}", str(frames_sent)]
+    )
+    try:
+        indices = []
+        while True:
+            assert pull.poll(30_000), f"the sender's messages stopped after {indices}"
+            msg = decode_message(pull.recv_multipart(), strict=True)
+            if msg.header["kind"] == "end":
+                break
+            indices.append(msg.header["index"])
+            time.sleep(0.02)  # a reader slower than the sender: its queue is full at exit
+        assert indices == list(range(frames_sent))
+        assert sender.wait(60) == 0
+    finally:
+        sender.kill()
+        sender.wait()
+        pull.close(linger=0)
