@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
+
+from ._tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,9 @@ class HandshakeWatch:
         self._ctx = ctx
         self._ticks = ticks
         self._monitors: list[tuple[zmq.Socket[Any], str]] = []
-        # (socket role, why, whether a warning) -> failures not yet told, and when the
-        # last line for it was
-        self._pending: dict[tuple[str, str, bool], int] = {}
-        self._told_at: dict[tuple[str, str, bool], float] = {}
+        self._failures: Tally[tuple[str, str, bool]] = Tally(
+            TOLD_EVERY_S
+        )  # by (socket role, why, whether a warning)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -104,23 +104,16 @@ class HandshakeWatch:
                 value = int(event["value"])
                 if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
                     why = WHY.get(value, f"ZeroMQ protocol error {value:#x}")
-                    self._count((roles[monitor], why, True))
+                    self._failures.count((roles[monitor], why, True))
                 elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
                     why = CUT_OFF.format(why=os.strerror(value).lower())
-                    self._count((roles[monitor], why, False))
+                    self._failures.count((roles[monitor], why, False))
             self._tell_due()
             for tick in self._ticks:
                 tick()
 
-    def _count(self, key: tuple[str, str, bool]) -> None:
-        self._pending[key] = self._pending.get(key, 0) + 1
-
     def _tell_due(self) -> None:
-        now = time.monotonic()
-        for key, count in self._pending.items():
-            told_at = self._told_at.get(key)
-            if not count or (told_at is not None and now - told_at < TOLD_EVERY_S):
-                continue
+        for key, count, _ in self._failures.due():
             role, why, warning = key
             if warning:
                 log.warning(
@@ -130,5 +123,3 @@ class HandshakeWatch:
                 )  # fmt: skip
             else:
                 log.info("%s socket: %d %s", role, count, why)
-            self._pending[key] = 0
-            self._told_at[key] = now

@@ -12,8 +12,6 @@ server key. Without ``[security]`` nothing changes.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._errors import ConfigError
 from ._handshakes import HandshakeWatch
+from ._tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -117,38 +116,28 @@ class DeniedLog(logging.LoggerAdapter[logging.Logger]):
 
     def __init__(self) -> None:
         super().__init__(logging.getLogger("zmq.auth"), {})
-        self._lock = threading.Lock()  # the authenticator's thread and the watch's
-        self._refused = 0
-        self._last = ""
-        self._told_at: float | None = None
+        self._refused: Tally[str] = Tally(
+            DENIED_EVERY_S
+        )  # the authenticator's thread and the watch's
 
     def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
         text = str(msg) % args if args else str(msg)
         if not text.startswith("DENIED (CURVE"):  # one line per refused CURVE handshake
             self.logger.debug(msg, *args, **kwargs)
             return
-        with self._lock:
-            self._refused += 1
-            self._last = text
+        self._refused.count("refused", text)
         self.tell_due()
 
     def tell_due(self) -> None:
         """Log the refusals not yet told, if one line is due (also from the handshake
         watch's thread, so that a burst's count is told without waiting for the next)."""
-        now = time.monotonic()
-        with self._lock:
-            if not self._refused or (
-                self._told_at is not None and now - self._told_at < DENIED_EVERY_S
-            ):
-                return
-            last, refused = self._last, self._refused
-            self._refused, self._told_at = 0, now
-        log.warning(
-            "a client was refused (%s); %d refused since the last such line: its key is "
-            "not among the allowed clients' (security.clients)",
-            last,
-            refused,
-        )
+        for _, refused, last in self._refused.due():
+            log.warning(
+                "a client was refused (%s); %d refused since the last such line: its key "
+                "is not among the allowed clients' (security.clients)",
+                last,
+                refused,
+            )
 
 
 class CurveGuard:

@@ -608,14 +608,8 @@ class Writer:
         until their series streamed again (an operator's trial). They are closed one at
         a time while the writer has nothing else to do (:meth:`_close_next_left_open`):
         closing a thousand took 27 s, and new frames waited behind it."""
-        self._left_open_paths: list[Path] = []
         self._left_open_closed: list[str] = []
-        for path in sorted(self.root.glob("*.zarr")):
-            try:
-                if left_open(path):
-                    self._left_open_paths.append(path)
-            except Exception as exc:  # any damage: as it is (its own series finds it)
-                log.warning("%s was left open and stays so: %s", path, exc)
+        self._left_open_paths = [p for p in sorted(self.root.glob("*.zarr")) if left_open(p)]
         if self._left_open_paths:
             log.info(
                 "%d store(s) an earlier session left open (killed?): closing them between frames",

@@ -93,9 +93,9 @@ def is_series_store(path: Path) -> bool:
 def left_open(path: Path) -> bool:
     """True if ``path`` is a series store that was never closed (its session killed
     while writing it), from one read of its attributes."""
-    try:
+    try:  # a store that cannot be read is its own series' to find (not this check's)
         info = read_group_attrs(path).get("deepdenoise") if path.exists() else None
-    except StoreError:
+    except (StoreError, OSError):
         return False
     return (
         isinstance(info, dict)

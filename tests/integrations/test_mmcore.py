@@ -28,7 +28,7 @@ useq = pytest.importorskip("useq")
 from deepdenoise_client import ClientTimeoutError, ProtocolError, Subscriber  # noqa: E402
 from deepdenoise_client.mmcore import (  # noqa: E402
     DenoiseHandler,
-    repeated_channels,
+    channels_repeat,
     series_for,
     split_axes,
 )
@@ -482,8 +482,8 @@ def test_two_channels_of_one_config_name_stay_two_series(
     # every channel gets its index then: a channel named DAPI.1 stays apart (a review)
     channels = [useq.Channel(config=c) for c in ("DAPI", "DAPI", "DAPI.1")]
     contrived = useq.MDASequence(channels=channels)
-    repeated = repeated_channels(contrived)
-    names = {series_for("r", event, split_axes(contrived), repeated) for event in contrived}
+    assert channels_repeat(contrived)
+    names = {series_for("r", event, split_axes(contrived), True) for event in contrived}
     assert names == {"r-p0-cDAPI.0", "r-p0-cDAPI.1", "r-p0-cDAPI.1.2"}
 
 
@@ -507,7 +507,7 @@ def test_an_endpoint_libzmq_would_not_take_as_written_is_refused_when_the_handle
     with pytest.raises(ValueError, match=r"a transport, ://"):
         DenoiseHandler("127.0.0.1:5555")
     # a run's bare ZMQError at its start (a user's trial)
-    for port in ("*", "0"):
+    for port in ("*", "0", "00"):
         for bind in (False, True):
             with pytest.raises(ValueError, match="expected a fixed port"):
                 DenoiseHandler(f"tcp://127.0.0.1:{port}", bind=bind)

@@ -376,6 +376,24 @@ def test_denoised_frames_whose_pixels_are_gone_are_warned_of(tmp_path: Path) -> 
     assert any(flags in str(w.message) for w in told), [str(w.message) for w in told]
 
 
+@pytest.mark.parametrize("metadata", ["{not json", "[]", '{"zarr_format": 3}', None])
+def test_an_image_whose_metadata_is_damaged_is_refused_naming_it(
+    tmp_path: Path, metadata: str | None
+) -> None:
+    """An image's zarr.json damaged or gone: zarr's own error came, naming neither the
+    store nor the image (a user's trial)."""
+    from stream import SeriesStore
+
+    with SeriesStore(tmp_path, "hurt", SHAPE, np.dtype("<u2")) as store:
+        store.write_raw(0, np.ones(SHAPE, np.uint16), t_ns=0)
+    path = tmp_path / "hurt.zarr"
+    meta = path / ARRAY_PATHS["clean"] / "zarr.json"
+    meta.unlink() if metadata is None else meta.write_text(metadata)
+    where = ARRAY_PATHS["clean"]
+    with pytest.raises(ValueError, match=rf"hurt.zarr is damaged: its clean image \({where}\)"):
+        read_series_store(str(path))
+
+
 @pytest.fixture
 def secured(tmp_path: Path, box_model) -> Secured:
     """The real service with ``[security]``, publishing raw frames too; only ``rig``'s
@@ -468,3 +486,9 @@ def test_rejected_frames_open_as_layers_of_their_own(tmp_path: Path) -> None:
     assert meta["index"] == [10, 11, 12] and meta["t_ns"] == [100, 101, 102]
     assert mismatch_kwargs["metadata"]["deepdenoise"]["reason"] == "series_mismatch"
     np.testing.assert_array_equal(np.asarray(mismatch), other[None])
+    # a block's metadata damaged: the store and what is wrong are named (zarr's own
+    # KeyError named neither)
+    block = tmp_path / "rejected" / "cam.zarr" / "series_mismatch"
+    next(p for p in block.rglob("zarr.json") if p.parent != block).write_text("[]")
+    with pytest.raises(ValueError, match=r"cam.zarr is damaged: a zarr.json in it"):
+        reader(path)

@@ -206,35 +206,32 @@ def split_axes(sequence: Any) -> frozenset[str]:
     return frozenset(axis for axis in SPLIT_AXES if sizes.get(axis, 0) > 1)
 
 
-def repeated_channels(sequence: Any) -> frozenset[str]:
-    """The channel config names ``sequence`` (or a position's sub-sequence) lists more
-    than once: two exposures of ``DAPI``, or ``DAPI`` of two config groups."""
-    seen: set[str] = set()
-    repeated: set[str] = set()
-    for channel in getattr(sequence, "channels", ()) or ():
-        config = str(getattr(channel, "config", channel))
-        (repeated if config in seen else seen).add(config)
-    for position in getattr(sequence, "stage_positions", ()) or ():
-        repeated |= repeated_channels(getattr(position, "sequence", None))
-    return frozenset(repeated)
+def channels_repeat(sequence: Any) -> bool:
+    """Whether ``sequence`` (or a position's sub-sequence) lists a channel config name
+    more than once: two exposures of ``DAPI``, or ``DAPI`` of two config groups."""
+    configs = [str(getattr(c, "config", c)) for c in getattr(sequence, "channels", ()) or ()]
+    return len(set(configs)) < len(configs) or any(
+        channels_repeat(getattr(position, "sequence", None))
+        for position in getattr(sequence, "stage_positions", ()) or ()
+    )
 
 
 def series_for(
-    run_name: str, event: Any, split: Collection[str], repeated: Collection[str] = ()
+    run_name: str, event: Any, split: Collection[str], channel_index: bool = False
 ) -> str:
     """The series of one MDA event, ``split`` the sequence's :func:`split_axes` (see the
     module docstring for the mapping). An event with a ``cam`` index (pymmcore-plus adds
     it to each image of a multi-camera device) gets ``-cam<index>`` whatever ``split``:
     the sequence does not know the cameras, and two cameras are two fields of view.
-    Where the sequence lists a channel config name twice (``repeated``, from
-    :func:`repeated_channels`), every channel is named with its index too
+    Where the sequence lists a channel config name twice (``channel_index``, from
+    :func:`channels_repeat`), every channel is named with its index too
     (``-cDAPI.1``): two exposures of DAPI were merged into one series (a user's trial),
     and only the index keeps every name apart (``DAPI`` twice beside ``DAPI.1``)."""
     index = dict(event.index)
     if not split and "cam" not in index:
         return _fit(run_name)
     channel = event.channel.config if event.channel is not None else str(index.get("c", 0))
-    if repeated:
+    if channel_index:
         channel = f"{channel}.{index.get('c', 0)}"
     name = f"{run_name}-p{index.get('p', 0)}"
     if "g" in split:
@@ -310,7 +307,8 @@ class DenoiseHandler:
     ) -> None:
         # checked here, not found out once the acquisition runs unstreamed
         self.endpoint = check_endpoint(endpoint)
-        if self.endpoint.startswith("tcp://") and self.endpoint.rpartition(":")[2] in ("*", "0"):
+        port = self.endpoint.rpartition(":")[2]  # checked: "*" or digits, if tcp
+        if self.endpoint.startswith("tcp://") and (port == "*" or int(port) == 0):
             # connecting, libzmq refuses it at the run's start; binding, each run would
             # take another port that the service is not told
             raise ValueError(
@@ -335,7 +333,7 @@ class DenoiseHandler:
         self._stopped: Publisher | None = None
         self._counts: dict[str, int] = {}
         self._split: frozenset[str] = frozenset()
-        self._repeated: frozenset[str] = frozenset()
+        self._channel_index = False  # the run's channels named with their index too
         self._run: object | None = None  # the run not finished yet, if any
         # pymmcore-plus calls from its relay thread, the watcher from its own
         self._lock = threading.RLock()
@@ -348,7 +346,7 @@ class DenoiseHandler:
             self._run = run = object()
             self.run_name = f"{self.series or 'mda'}-{_run_stamp()}"
             self._split = split_axes(sequence)
-            self._repeated = repeated_channels(sequence)
+            self._channel_index = channels_repeat(sequence)
             self._counts = {}
             self.error, self.frames_unsent = None, 0
             try:
@@ -385,7 +383,7 @@ class DenoiseHandler:
         if self._publisher is None:  # stopped by an error
             self.frames_unsent += 1
             return
-        series = series_for(self.run_name, event, self._split, self._repeated)
+        series = series_for(self.run_name, event, self._split, self._channel_index)
         index = self._counts.get(series)
         try:
             if index is None:

@@ -100,13 +100,21 @@ def read_series_store(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     last = int(valid[-1]) if valid is not None and valid.size else -1
     layers: list[LayerData] = []
     for name in IMAGES:
-        array = group[info["images"][name]]
+        where = info["images"][name]
+        try:
+            array = group[where]
+        except (KeyError, ValueError, TypeError, OSError) as exc:  # zarr's, unexplained
+            raise ValueError(
+                f"{path} is damaged: its {name} image ({where}) cannot be opened, its "
+                f"zarr.json gone or not Zarr metadata ({type(exc).__name__}: {exc}); "
+                f"`deepdenoise info {path}`"
+            ) from exc
         if not isinstance(array, zarr.Array):
-            raise ValueError(f"{path}: image {name!r} at {info['images'][name]!r} is no array")
+            raise ValueError(f"{path}: image {name!r} at {where!r} is no array")
         meta: dict[str, Any] = {"series": series, "image": name, "store": str(path)}
         flagged = valid if name == "raw" else _flagged_frames(group, "clean_valid", Path(path))
         if flagged is not None:
-            lost = _frames_without_pixels(array, Path(path) / info["images"][name], flagged)
+            lost = _frames_without_pixels(array, Path(path) / where, flagged)
             if lost:  # zarr reads a missing shard as its fill: said, not shown as data
                 meta["frames_without_pixels"] = lost
                 kind, fill = ("raw", "zeros") if name == "raw" else ("denoised", "NaN")

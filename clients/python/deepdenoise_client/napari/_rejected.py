@@ -41,6 +41,19 @@ def read_rejected_store(path: str | Path) -> list[LayerData]:
             f"expected a store of rejected frames (rejected/<series>.zarr), got {path}"
         )
     group: Any = zarr.open_group(str(path), mode="r", zarr_format=3)
+    try:
+        layers = _layers(group, series, path)
+    except (KeyError, ValueError, TypeError, OSError) as exc:  # zarr's, unexplained
+        raise ValueError(
+            f"{path} is damaged: a zarr.json in it is gone or not Zarr metadata "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    if not layers:
+        raise ValueError(f"{path} holds no rejected frames written whole yet")
+    return layers
+
+
+def _layers(group: Any, series: str, path: str | Path) -> list[LayerData]:
     layers: list[LayerData] = []
     for reason, by_reason in sorted(group.groups()):
         for layout, block in sorted(by_reason.groups()):
@@ -61,6 +74,4 @@ def read_rejected_store(path: str | Path) -> list[LayerData]:
                 "axis_labels": ("row", "y", "x"),
             }
             layers.append((_first_frames(block["frames"], rows), kwargs, "image"))
-    if not layers:
-        raise ValueError(f"{path} holds no rejected frames written whole yet")
     return layers
