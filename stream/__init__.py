@@ -30,6 +30,7 @@ from ._errors import (
     ServiceTimeoutError,
     StoreError,
     StoreHeldError,
+    StoreUnlockableError,
     StoreWriteError,
 )
 from ._version import __version__
@@ -81,6 +82,7 @@ __all__ = [
     "SimulatorConfig",
     "StoreError",
     "StoreHeldError",
+    "StoreUnlockableError",
     "StoreWriteError",
     "TilePlan",
     "__version__",

@@ -67,6 +67,10 @@ class StoreHeldError(StoreError):
     """A store another live process (or another open store) is writing."""
 
 
+class StoreUnlockableError(StoreError):
+    """A store that cannot be locked here (no ``flock``), opened only if locked."""
+
+
 class StoreWriteError(StoreError):
     """Frames did not reach the disk (a full disk, an IO error).
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from .._errors import StoreError, StoreHeldError, StoreWriteError
+from .._errors import StoreError, StoreHeldError, StoreUnlockableError, StoreWriteError
 from .._types import is_series_name
 from ..store import (
     RejectedStore,
@@ -42,10 +42,8 @@ from ..store import (
     StoreConfig,
     closed_totals,
     left_open,
-    lock_store,
     store_path,
     stored_series,
-    unlock_store,
 )
 from ._messages import (
     CleanOp,
@@ -656,12 +654,13 @@ class Writer:
         series = path.name.removesuffix(".zarr")
         if not (is_series_name(series) and left_open(path)):
             return None
-        lock = lock_store(path)  # StoreError: held by a live writer
-        if lock is None:  # nothing can tell whether another service writes it
-            return None
-        unlock_store(lock)
         shape, dtype, _ = stored_series(path)
-        store = SeriesStore(self.root, series, shape, dtype, config=self._config)
+        try:  # StoreHeldError: held by a live writer
+            store = SeriesStore(
+                self.root, series, shape, dtype, config=self._config, locked_only=True
+            )
+        except StoreUnlockableError:  # nothing can tell whether another service writes it
+            return None
         store.close()
         return store
 

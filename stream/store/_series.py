@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .._errors import StoreError, StoreWriteError
+from .._errors import StoreError, StoreUnlockableError, StoreWriteError
 from .._types import SERIES_RULE, is_series_name
 from ._arrays import Block, FlagWrite, StoreArrays, create_arrays
 from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
@@ -184,6 +184,10 @@ class SeriesStore:
         Provenance (``model``, ``models``, ``config``, ...) merged into the group's
         ``deepdenoise`` attribute; must be JSON-serialisable. On resume, ``models``
         is merged with the stored list, other keys replace stored ones.
+    locked_only
+        Open an existing store only if it can be locked: StoreUnlockableError, before
+        anything is read or written, where no lock can tell whether another process
+        writes it (no ``flock``: Windows, some network file systems).
     """
 
     def __init__(
@@ -195,6 +199,7 @@ class SeriesStore:
         *,
         config: StoreConfig | None = None,
         attrs: Mapping[str, Any] | None = None,
+        locked_only: bool = False,
     ) -> None:
         if not is_series_name(series):
             raise StoreError(f"expected a series name of {SERIES_RULE}, got {series!r}")
@@ -234,12 +239,12 @@ class SeriesStore:
         self._trace_key: str | None = None
         extra = _json_ready(dict(attrs or {}), "attrs")
         try:
-            self._open(extra)
+            self._open(extra, locked_only)
         except BaseException:
             self._unlock()
             raise
 
-    def _open(self, extra: dict[str, Any]) -> None:
+    def _open(self, extra: dict[str, Any], locked_only: bool) -> None:
         if self.path.exists():
             if not is_series_store(self.path):
                 raise StoreError(
@@ -247,6 +252,11 @@ class SeriesStore:
                     "move it away or use another series name"
                 )
             self._lock = lock_store(self.path)  # before anything is read or written
+            if self._lock is None and locked_only:
+                raise StoreUnlockableError(
+                    f"{self.path} cannot be locked here: nothing tells whether another "
+                    "process writes it"
+                )
             info = self._resume_info(extra)
             self.resumed = True
         else:

@@ -664,6 +664,33 @@ def test_a_store_held_by_another_process_is_refused_until_it_is_killed(tmp_path:
         assert store.resumed and store.frames_written == 1
 
 
+def test_locked_only_leaves_a_store_alone_where_no_lock_can_be_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no flock (Windows, some network file systems), a store left open
+    is not closed by the service that finds it: another one may be writing it."""
+    from stream import StoreUnlockableError
+    from stream.store import left_open
+
+    proc = _start_writer(_HOLDING_WRITER, tmp_path)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "open"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    path = tmp_path / "held.zarr"
+    written = (path / "zarr.json").read_bytes()
+    monkeypatch.setattr(store_series, "lock_store", lambda path: None)
+    with pytest.raises(StoreUnlockableError, match=r"held\.zarr cannot be locked here"):
+        SeriesStore(tmp_path, "held", (7, 13), "<u2", locked_only=True)
+    assert left_open(path) and (path / "zarr.json").read_bytes() == written
+    with SeriesStore(tmp_path, "held", (7, 13), "<u2") as store:  # unlocked, as asked
+        assert store.resumed and store.frames_written == 1
+
+
 def test_a_failed_flag_write_is_not_written_later_and_counts_only_its_frames(
     tmp_path: Path,
 ) -> None:
