@@ -8,9 +8,10 @@ a store path), with messages that say what was expected and what came.
 from __future__ import annotations
 
 import re
-from typing import Annotated, TypeGuard
+from pathlib import Path
+from typing import Annotated, Any, TypeGuard
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 #: Largest frame side the protocol accepts (also the store's and simulator's limit).
 MAX_SIDE = 16384
@@ -78,7 +79,17 @@ def check_series_name(value: str) -> str:
     return value
 
 
+def check_given_path(value: Any) -> Any:
+    """Refuse an empty path: ``Path("")`` is the working folder, and ``--model ""`` (a
+    script's unset variable) loaded from there, or looked for models there, unsaid."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"expected a path, got {value!r} (for the default, leave the setting out)")
+    return value
+
+
 Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+#: A path that was given: not empty (the working folder is ``.``).
+GivenPath = Annotated[Path, BeforeValidator(check_given_path)]
 FrameShape = Annotated[tuple[int, int], AfterValidator(check_frame_shape)]
 SeriesName = Annotated[str, AfterValidator(check_series_name)]
 

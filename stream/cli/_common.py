@@ -11,7 +11,6 @@ import math
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -24,9 +23,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 #: Options ``serve`` and ``denoise`` share.
-ModelOption = Annotated[
-    Path | None,
+ModelOption = Annotated[  # a str, as the path options the config checks: typer would
+    str | None,  # make "" Path("."), the working folder, unsaid
     typer.Option(
+        metavar="PATH",
         help="ONNX model, or a shipped model by name (na-lite, na-temporal, na-large).",
         show_default="the shipped default for the active provider",
     ),

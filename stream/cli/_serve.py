@@ -130,27 +130,30 @@ def serve(
             show_default="--no-publish-raw",
         ),
     ] = None,
-    rois: Annotated[
-        Path | None,
+    rois: Annotated[  # a str: see ModelOption
+        str | None,
         typer.Option(
+            metavar="PATH",
             help="ROIs for traces, ΔF/F and triggers: a label image (.npy, .tif, Zarr array; "
             "0 = background) or suite2p stat.npy.",
             show_default="none",
         ),
     ] = None,
-    offset_map: Annotated[
-        Path | None,
+    offset_map: Annotated[  # a str: see ModelOption
+        str | None,
         typer.Option(
+            metavar="PATH",
             help="A dark-frame average (.npy, one value a pixel; `deepdenoise calibrate "
             "--offset-map` writes it): its pattern is subtracted from every frame of its "
             "shape before the model.",
             show_default="none",
         ),
     ] = None,
-    model_dir: Annotated[
-        list[Path] | None,
+    model_dir: Annotated[  # strs: see ModelOption
+        list[str] | None,
         typer.Option(
             "--model-dir",
+            metavar="PATH",
             help="A folder `load-model` may load models from, besides the shipped models and "
             "the served model's folder (repeatable).",
             show_default="none",

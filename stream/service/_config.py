@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from .._errors import ModelError
 from .._settings import load_settings
-from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint
+from .._types import DEFAULT_CONTROL, DEFAULT_INPUT, DEFAULT_OUTPUT, Endpoint, GivenPath
 from ..camera import CameraModel, SpikePolicy
 from ..engine import BlendSetting, GpuConfig, model_file
 from ..protocol import Limits
@@ -86,7 +86,7 @@ class ServiceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Path | None = Field(
+    model: GivenPath | None = Field(
         None,
         description="ONNX model, or a shipped model's name (na-lite, na-temporal, na-large); "
         "None uses the shipped default",
@@ -148,7 +148,7 @@ class ServiceConfig(BaseModel):
     security: SecurityConfig | None = Field(
         None, description="CURVE keys and allowed clients (deepdenoise keys); None: off"
     )
-    model_dirs: list[Path] = Field(
+    model_dirs: list[GivenPath] = Field(
         default_factory=list,
         description="folders load_model may load from (besides the shipped models and the "
         "configured model's folder)",
@@ -158,7 +158,7 @@ class ServiceConfig(BaseModel):
         description="the camera's gain, offset and read noise (the table `deepdenoise "
         "calibrate` prints) for noise-adaptive models; None: estimated live per series",
     )
-    offset_map: Path | None = Field(
+    offset_map: GivenPath | None = Field(
         None,
         description="a dark-frame average, one value a pixel (.npy; `deepdenoise calibrate "
         "--offset-map` writes it): its pattern about its mean is subtracted from every "
@@ -228,7 +228,7 @@ class ServiceConfig(BaseModel):
                 )
         return value
 
-    @field_validator("model", "zarr", "offset_map", mode="before")
+    @field_validator("zarr", mode="before")
     @classmethod
     def _not_blank(cls, value: Any) -> Any:
         # Path("") is the working folder: `--zarr ""` (a script's unset variable) wrote

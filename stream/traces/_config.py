@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from .._types import GivenPath
 from ._baseline import BaselineConfig
 from ._triggers import TriggerRule
 
@@ -15,7 +16,7 @@ class TraceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rois: Path | None = Field(
+    rois: GivenPath | None = Field(
         None,
         description="label image (.npy, .tif, Zarr array) or suite2p stat.npy; None: no "
         "traces until set_rois",
@@ -25,7 +26,7 @@ class TraceConfig(BaseModel):
     denoise: StrictBool = Field(
         False, description="run the shipped causal trace denoiser: adds the dff_denoised column"
     )
-    denoiser: Path | None = Field(
+    denoiser: GivenPath | None = Field(
         None, description="another causal 1-D trace model (ONNX) instead of the shipped one"
     )
     store: StrictBool = Field(True, description="write traces to the series store")

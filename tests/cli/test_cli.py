@@ -554,6 +554,28 @@ def test_an_empty_store_folder_is_refused(tmp_path: Path, where: str):
     assert "zarr: expected a path, got ''" in text.replace("--zarr:", "zarr:")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--model", ""],
+        ["serve", "--model-dir", ""],
+        ["serve", "--model-dir", "models", "--model-dir", ""],
+        ["serve", "--rois", ""],
+        ["serve", "--offset-map", ""],
+        ["denoise", "--model", "", "in.zarr", "-o", "out.zarr"],
+    ],
+    ids=lambda args: "-".join(a for a in args if a.startswith("--") or a in ("serve", "denoise")),
+)
+def test_an_empty_path_option_is_refused_not_read_as_the_working_folder(args: list[str]):
+    """`--model ""` loaded the working folder and `--model-dir ""` let load-model load
+    from it: typer reads "" as Path(".")."""
+    result = runner.invoke(app, args)
+    text = one_line(result.output)
+    option = next(a for a in reversed(args) if a.startswith("--"))
+    assert result.exit_code == 2, text
+    assert f"invalid {option}: expected a path, got ''" in text
+
+
 def test_a_port_in_use_is_one_line_naming_the_address_and_the_option(tmp_path: Path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
