@@ -283,7 +283,8 @@ class Writer:
         lost (``dropped.store_raw`` ...), logged, and described in the returned message."""
         if not self._thread.is_alive():
             return None
-        self._given_up = True
+        with self._turns:  # the thread counts nothing after this (_thread_lost)
+            self._given_up = True
         lost = self._refuse(  # the thread is stuck inside a write: the queue is ours
             f"the stop gave up on the store under {self.root} (a disk that does not answer?)"
         )
@@ -322,6 +323,16 @@ class Writer:
     def _count_lost(self, frames: Counter[str]) -> None:
         for kind, n in frames.items():
             self._on_lost(f"store_{kind}", n)
+
+    def _thread_lost(self, kind: str, frames: int, in_hand: bool = False) -> None:
+        """Count frames the thread lost (``in_hand``: the operation it holds, which is
+        then no longer held), unless a stop gave up on it: the stop counted what it held,
+        and a write that came back after that counted a frame twice (4 for 3)."""
+        with self._turns:
+            if in_hand:
+                self._in_hand = None
+            if not self._given_up:
+                self._on_lost(kind, frames)
 
     def health(self) -> dict[str, Any]:
         """``ok``, or ``failing`` while store errors happened in the last 10 s."""
@@ -440,7 +451,7 @@ class Writer:
         self._raw_applied[op.series] += kind == "raw"
         store = self._store_for(op)
         if store is None:
-            self._on_lost(f"store_{kind}", 1)
+            self._thread_lost(f"store_{kind}", 1, in_hand=True)
             self._note_unstored(op.series, kind, op.index)
             return
         self._in_hand = None  # the store's now: its buffers count it
@@ -453,7 +464,7 @@ class Writer:
             self._report_lost(op.series, exc)
         except _IO as exc:
             self._failure(op.series, "store_write", f"frame {op.index}: {exc}")
-            self._on_lost(f"store_{kind}", 1)
+            self._thread_lost(f"store_{kind}", 1)
 
     def _run_end(self, series: str) -> _RunEnd:
         """A run's raw totals as its last raw frame is in: written out first, so the
@@ -487,7 +498,7 @@ class Writer:
     def _write_traces(self, op: TracesOp) -> None:
         store = self._stores.get(op.series)  # traces follow their raw frame: no store, no row
         if store is None:
-            self._on_lost("store_traces", 1)
+            self._thread_lost("store_traces", 1, in_hand=True)
             self._note_unstored(op.series, "traces", op.index)
             return
         self._in_hand = None  # the store's now: its trace rows count it
@@ -497,7 +508,7 @@ class Writer:
             self._report_lost(op.series, exc)
         except _IO as exc:
             self._failure(op.series, "store_traces", f"traces of frame {op.index}: {exc}")
-            self._on_lost("store_traces", 1)
+            self._thread_lost("store_traces", 1)
 
     def _keep_rejected(self, op: RejectedOp) -> None:
         store = self._rejected.get(op.series)
@@ -695,7 +706,7 @@ class Writer:
     def _report_lost(self, series: str, exc: StoreWriteError) -> None:
         for kind, frames in exc.lost.items():
             if frames:
-                self._on_lost(f"store_{kind}", frames)
+                self._thread_lost(f"store_{kind}", frames)
         self._failure(series, exc.kind, str(exc))
 
     def _failure(self, series: str, kind: str, message: str) -> None:
