@@ -55,6 +55,14 @@ def fail(exc: BaseException | str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def given_path(value: str, name: str) -> str:
+    """``value``, or exit 2 if it is empty (a script's unset variable): as a Path it
+    would be the working folder."""
+    if not value.strip():
+        raise fail(f"invalid {name}: expected a path, got {value!r}")
+    return value
+
+
 def print_json(value: Any) -> None:
     """``value`` as strict JSON on stdout: a non-finite number (an estimate's infinite
     uncertainty, say) becomes null, since JSON has no Infinity or NaN."""

@@ -22,6 +22,7 @@ from ._common import (
     counts,
     fail,
     frames_by_passes,
+    given_path,
     kv_table,
     print_json,
 )
@@ -103,10 +104,10 @@ def stop(
 
 
 def load_model(
-    model: Annotated[
-        Path,
+    model: Annotated[  # a str: typer makes "" Path("."), the working folder, unsaid
+        str,
         typer.Argument(
-            help="The ONNX model to switch to, or a shipped model's name (na-temporal, na-large)."
+            help="The ONNX model to switch to, or a shipped model's name (na-temporal, na-large).",
         ),
     ],
     control: Control = DEFAULT_CONTROL,
@@ -114,7 +115,7 @@ def load_model(
     json_out: JsonOut = False,
 ) -> None:
     """Switch the running service to another model between two frames (none is lost)."""
-    path = model.expanduser()
+    path = Path(given_path(model, "MODEL")).expanduser()
     if path.exists() or len(path.parts) > 1:
         path = path.absolute()  # a file: the service may run in another folder
     # else a bare name (na-temporal, rig.onnx): the service looks in its model folders
@@ -128,8 +129,8 @@ def load_model(
 
 
 def set_rois(
-    rois: Annotated[
-        Path | None,
+    rois: Annotated[  # a str: see load_model
+        str | None,
         typer.Argument(
             help="Label image (.npy, .tif, Zarr array) or suite2p stat.npy; omit with --clear.",
             show_default=False,
@@ -151,15 +152,16 @@ def set_rois(
         raise fail("give a ROI file, or --clear to remove the ROIs (not both)")
     message: dict[str, Any] = {"cmd": "set_rois", "labels": None}
     if rois is not None:
+        path = Path(given_path(rois, "ROIS"))
         try:
-            loaded = load_rois(rois)
+            loaded = load_rois(path)
         except DeepDenoiseError as exc:
             raise fail(exc) from exc
         labels = loaded.to_labels()
         message.update(labels=labels.tobytes(), dtype=labels.dtype.str, shape=list(labels.shape))
         if loaded.shape is None:  # suite2p with no ops.npy: only the ROIs' extent is known
             message["fit"] = True
-        message["source"] = str(rois.resolve())  # status and the stored traces name it
+        message["source"] = str(path.resolve())  # status and the stored traces name it
     if series is not None:
         message["series"] = series
     reply = _ask(control, message, timeout)

@@ -13,7 +13,8 @@ K = TypeVar("K", bound=Hashable)
 
 
 class Tally(Generic[K]):
-    """Counts per key; :meth:`due` hands out those whose line is due, and forgets them.
+    """Counts per key; :meth:`due` hands out those whose line is due, and starts their
+    counts again.
 
     Thread-safe: counted on one thread, told from another."""
 

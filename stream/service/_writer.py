@@ -42,8 +42,8 @@ from ..store import (
     StoreConfig,
     closed_totals,
     left_open,
+    recorded_frames,
     store_path,
-    stored_series,
 )
 from ._messages import (
     CleanOp,
@@ -665,7 +665,7 @@ class Writer:
         series = path.name.removesuffix(".zarr")
         if not (is_series_name(series) and left_open(path)):
             return None
-        shape, dtype, _ = stored_series(path)
+        shape, dtype = recorded_frames(path)  # no flags read before the lock is taken
         try:  # StoreHeldError: held by a live writer
             store = SeriesStore(
                 self.root, series, shape, dtype, config=self._config, locked_only=True
@@ -684,7 +684,7 @@ class Writer:
         if not left_open(path):
             return None
         try:
-            shape, dtype, _ = stored_series(path)
+            shape, dtype = recorded_frames(path)
             store = SeriesStore(
                 self.root, series, shape, dtype, config=self._config, attrs=self._attrs
             )

@@ -35,6 +35,7 @@ from ._summary import (
     closed_totals,
     is_series_store,
     left_open,
+    recorded_frames,
     stored_series,
     summarize_store,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "lock_store",
     "open_recording",
     "read_rejected",
+    "recorded_frames",
     "rejected_path",
     "store_path",
     "stored_series",

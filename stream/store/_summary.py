@@ -204,13 +204,19 @@ def stored_series(path: Path) -> tuple[tuple[int, int], str, list[tuple[int, int
     What a service resuming the series must respect: frames of another shape or dtype
     cannot go into this store, and stored indices are not overwritten unasked.
     """
+    shape, dtype = recorded_frames(path)
+    return shape, dtype, scan_flags(path).valid_runs
+
+
+def recorded_frames(path: Path) -> tuple[tuple[int, int], str]:
+    """An existing store's frame shape and raw dtype, from its attributes alone."""
     info = read_group_attrs(path).get("deepdenoise", {})
     try:
         shape = (int(info["frame_shape"][0]), int(info["frame_shape"][1]))
         dtype = str(info["raw_dtype"])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise StoreError(f"{path} does not record its frame shape and dtype: {exc}") from exc
-    return shape, dtype, scan_flags(path).valid_runs
+    return shape, dtype
 
 
 def _flags(array: Any, start: int, stop: int) -> np.ndarray:

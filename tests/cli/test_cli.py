@@ -563,15 +563,18 @@ def test_an_empty_store_folder_is_refused(tmp_path: Path, where: str):
         ["serve", "--rois", ""],
         ["serve", "--offset-map", ""],
         ["denoise", "--model", "", "in.zarr", "-o", "out.zarr"],
+        ["load-model", ""],
+        ["set-rois", ""],
     ],
-    ids=lambda args: "-".join(a for a in args if a.startswith("--") or a in ("serve", "denoise")),
+    ids=lambda args: "-".join(a for a in args if a.startswith("-") or a.isalpha() or "-" in a),
 )
 def test_an_empty_path_option_is_refused_not_read_as_the_working_folder(args: list[str]):
     """`--model ""` loaded the working folder and `--model-dir ""` let load-model load
     from it: typer reads "" as Path(".")."""
     result = runner.invoke(app, args)
     text = one_line(result.output)
-    option = next(a for a in reversed(args) if a.startswith("--"))
+    named = {"load-model": "MODEL", "set-rois": "ROIS"}
+    option = named.get(args[0]) or next(a for a in reversed(args) if a.startswith("--"))
     assert result.exit_code == 2, text
     assert f"invalid {option}: expected a path, got ''" in text
 

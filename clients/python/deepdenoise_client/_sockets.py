@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal
@@ -93,6 +94,15 @@ class _Socket:
 PUSH_SEND_HWM = 8
 
 
+def _drop(sock: zmq.Socket[bytes], context: zmq.Context[Any] | None, linger: float | None) -> None:
+    """Close an unclosed publisher's socket and end its own context, waiting at most
+    ``linger`` for its queued frames (none when unlimited: a leak must not hang)."""
+    if not sock.closed:
+        sock.close(linger=0 if linger is None else _ms(linger))
+    if context is not None and not context.closed:
+        context.term()
+
+
 class Publisher(_Socket):
     """Send frames to the service, as an acquisition program does.
 
@@ -166,6 +176,10 @@ class Publisher(_Socket):
         except BaseException:
             self._end_own_context()
             raise
+        # A publisher dropped unclosed (collected, or left at exit) closes with linger
+        # too: libzmq's default is to wait for ever, and ending its own context then
+        # hung the collecting thread behind a service that no longer read
+        weakref.finalize(self, _drop, self._socket, self._own_context, linger)
         try:
             if mode == "pub":
                 # Report every (un)subscription, not just the first per topic, so the

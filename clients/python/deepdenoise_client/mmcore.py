@@ -65,7 +65,10 @@ return that much later when the service is gone), and closes the socket with ``l
 ZeroMQ goes on delivering what is queued for that long, in the background. A service
 that was only stalled thus receives every frame counted sent, then the ends; one gone
 for good, or stalled past that, loses them unsaid (PUSH brings no reply: ``frames_sent``
-counts frames handed to ZeroMQ, as it always does). pymmcore-plus does not pass a
+counts frames handed to ZeroMQ, as it always does). ZeroMQ delivers in the background
+only while the process lives: a script that exits right after ``mda.run`` calls
+``zmq.Context.instance().term()`` first, which waits (at most ``linger``) until what is
+queued is out. pymmcore-plus does not pass a
 handler's error on to ``mda.run``: check ``handler.error`` after the run.
 
 **A run pymmcore-plus does not finish.** pymmcore-plus calls handlers from a relay

@@ -241,3 +241,48 @@ def test_a_script_that_exits_right_after_closing_loses_no_frame(ctx: zmq.Context
         sender.kill()
         sender.wait()
         pull.close(linger=0)
+
+
+DROP_UNCLOSED = """
+import gc
+import sys
+import numpy as np
+from deepdenoise_client import Publisher
+
+def send_and_forget():
+    push = Publisher(sys.argv[1], mode="push", bind=False, timeout=0.5, linger=float(sys.argv[2]))
+    try:
+        for i in range(100):
+            push.send_frame(np.zeros((1024, 1024), np.uint16), "left", i)
+    except TimeoutError:
+        pass  # the service stopped reading: frames are queued
+
+send_and_forget()
+gc.collect()
+print("collected", flush=True)
+"""
+
+
+@pytest.mark.parametrize("linger", ["0.5", "None"])
+def test_a_publisher_dropped_unclosed_does_not_hang_behind_a_stalled_service(
+    ctx: zmq.Context[Any], linger: str
+) -> None:
+    """A publisher collected without close(), frames queued for a service that stopped
+    reading: its own context's end waited for ever (libzmq's default linger)."""
+    import subprocess
+    import sys
+
+    stalled = ctx.socket(zmq.PULL)  # connected, never read
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    port = stalled.bind_to_random_port("tcp://127.0.0.1")
+    script = DROP_UNCLOSED.replace("float(sys.argv[2])", linger)
+    sender = subprocess.Popen(
+        [sys.executable, "-c", script, f"tcp://127.0.0.1:{port}"], stdout=subprocess.PIPE
+    )
+    try:
+        out, _ = sender.communicate(timeout=60)  # a liveness bound: it hung for ever
+        assert sender.returncode == 0 and out.strip() == b"collected"
+    finally:
+        sender.kill()
+        sender.wait()
+        stalled.close(linger=0)

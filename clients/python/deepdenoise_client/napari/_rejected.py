@@ -44,10 +44,7 @@ def read_rejected_store(path: str | Path) -> list[LayerData]:
     try:
         layers = _layers(group, series, path)
     except (KeyError, ValueError, TypeError, OSError) as exc:  # zarr's, unexplained
-        raise ValueError(
-            f"{path} is damaged: a zarr.json in it is gone or not Zarr metadata "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
+        raise ValueError(f"{path} is damaged: {type(exc).__name__}: {exc}") from exc
     if not layers:
         raise ValueError(f"{path} holds no rejected frames written whole yet")
     return layers
