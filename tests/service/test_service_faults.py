@@ -525,20 +525,29 @@ def test_frames_handed_off_over_push_pull_are_read_while_inference_is_behind(
     """A service that cannot keep up reads on (each frame stored raw), so a kill -9
     loses few frames a sender handed off. With inference's queue at 4 frames the
     receiver stopped reading, and a fault trial's sender handed off 1,200 frames while
-    the service had read 39. The bound: 8 queued in the client, the kernel's TCP
-    buffers (a few MiB: at most 24 of these 512 KiB frames), a frame being read."""
+    the service had read 39: it never held more than the queue's 4 and the frame in
+    inference's hand beyond those denoised. Now it reads them all while inference is
+    behind. (No bound on what is in transit: the kernel's TCP buffers grow to 36 MiB
+    here, and the receiver's pace on a busy machine is not the test's to assert.)"""
     frame = np.zeros((512, 512), np.uint16)
     accepted = 0
     with (
         running_service(tmp_path, slow_model, zarr=None) as svc,
-        Publisher(svc.endpoints["input"], mode="push", bind=False, timeout=1.0) as pub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False, timeout=10.0) as pub,
     ):
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError):  # the old receiver: it stopped reading
             while accepted < 80:
                 pub.send_frame(frame, "transit", accepted)
                 accepted += 1
-        read = svc.status()["frames_in"]
-    assert accepted - read <= 8 + 24 + 1, (accepted, read)
+        held: list[int] = []  # frames read and not yet denoised, when all 80 are read
+
+        def all_read() -> bool:
+            status = svc.status()
+            held[:] = [status["frames_in"] - status["frames_out"]]
+            return bool(status["frames_in"] == accepted)
+
+        wait_until(all_read, 60)
+    assert held[0] > 4 + 1 + 8, (accepted, held)
 
 
 def _killed_with_its_store_open(
