@@ -34,6 +34,7 @@ from ..protocol import (
 from ..store import store_path, stored_series
 from ._events import EventEmitter
 from ._index_runs import IndexRuns
+from ._input_link import InputLink
 from ._messages import Job, Outgoing, RawEndOp, RawOp, RejectedOp, SeriesEnd
 from ._queues import StageQueue
 from ._stats import ServiceStats
@@ -118,6 +119,7 @@ class Receiver:
         raw_out: StageQueue[Outgoing] | None = None,
         traces: TraceStep | None = None,
         idle_end_s: float = 0.0,
+        link: InputLink | None = None,
     ) -> None:
         self._limits = limits
         self._stats = stats
@@ -134,6 +136,7 @@ class Receiver:
         self._raw_out = raw_out
         self._traces = traces
         self._idle_end_s = idle_end_s
+        self._link = link  # a connecting input: connected again after a failed handshake
         self._idle_checked = time.monotonic()
         self._series: dict[str, _SeriesState] = {}
         self._drain_until: float | None = None
@@ -153,11 +156,15 @@ class Receiver:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         try:
+            if self._link is not None and self._link.monitor is not None:
+                poller.register(self._link.monitor, zmq.POLLIN)
             self._receive(sock, poller)
         except WriterGaveUp as exc:  # a store that does not answer, or a writer gone
             self._discard(sock)
             log.error("the receiver stops: %s", exc)
         finally:
+            if self._link is not None:
+                self._link.close()
             sock.close(0)
 
     def _receive(self, sock: zmq.Socket[Any], poller: zmq.Poller) -> None:
@@ -165,6 +172,8 @@ class Receiver:
         while not self._halt.is_set():
             if poller.poll(POLL_MS):
                 self._burst(sock)
+            if self._link is not None:
+                self._link.check(sock)
             self._end_idle_series()
         input_until = time.monotonic() + self._drain_input_s
         while time.monotonic() < min(input_until, self._drain_deadline()) and poller.poll(QUIET_MS):

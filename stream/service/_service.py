@@ -44,6 +44,7 @@ from ._control import WORKER_STOP_S, ControlHandler
 from ._ensemble import EnsemblePolicy
 from ._events import EventEmitter
 from ._infer import InferenceStage
+from ._input_link import InputLink
 from ._messages import Job, Outgoing, SeriesEnd
 from ._publish import PublishStage
 from ._queues import StageQueue
@@ -164,7 +165,8 @@ class Service:
             preload_frame_path()  # not on a frame's time
             if cfg.security is not None:
                 self._curve = CurveGuard(self._ctx, cfg.security)
-            sockets = open_sockets(self._ctx, cfg, self.endpoints, self._curve)
+            link = None if cfg.input_bind else InputLink(cfg.input, cfg.input_mode)
+            sockets = open_sockets(self._ctx, cfg, self.endpoints, self._curve, link)
         except BaseException:
             # nothing runs yet: release what was acquired so a failed start leaks nothing
             if engine is not None:
@@ -211,6 +213,7 @@ class Service:
             idle_end_s=cfg.series_idle_end_s,
             raw_out=self._outgoing if cfg.publish_raw else None,
             traces=traces,
+            link=link,
         )
         self._inference = InferenceStage(
             self._jobs,

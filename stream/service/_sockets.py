@@ -9,6 +9,7 @@ import zmq
 from .._errors import ConfigError
 from .._types import is_ipv6_endpoint
 from ._config import ServiceConfig
+from ._input_link import InputLink
 from ._security import CurveGuard
 
 
@@ -17,6 +18,7 @@ def open_sockets(
     cfg: ServiceConfig,
     endpoints: dict[str, str],
     curve: CurveGuard | None = None,
+    link: InputLink | None = None,
 ) -> dict[str, zmq.Socket[Any]]:
     """Create, configure and bind/connect the input, output and control sockets.
 
@@ -24,6 +26,8 @@ def open_sockets(
     here, on the caller's thread, so bind errors surface at start; each is then handed
     to the one stage thread that uses it. ``curve``: every socket is encrypted (bound
     ones as CURVE servers, a connecting input as a client of the acquisition).
+    ``link``: the connecting input's monitor is made (``input_monitor``), for the
+    receiver to keep it connected.
     """
     limits = cfg.limits
     kind = zmq.SUB if cfg.input_mode == "sub" else zmq.PULL
@@ -44,6 +48,8 @@ def open_sockets(
                 curve.server(inp, "input")
             else:
                 curve.client(inp)
+        if link is not None:  # watched from its first connection on
+            sockets["input_monitor"] = link.open(inp)
         endpoints["input"] = _attach(inp, cfg.input, bind=cfg.input_bind, role="input")
         out = sockets["output"] = ctx.socket(zmq.PUB)
         out.setsockopt(zmq.SNDHWM, cfg.pub_hwm)

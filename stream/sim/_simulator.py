@@ -345,7 +345,8 @@ class Simulator:
                 raise ServiceTimeoutError(
                     f"no subscriber for topic {self.config.topic!r} on {self.endpoint} within "
                     f"{self.config.wait_subscriber_s} s; start the receiver (deepdenoise serve) "
-                    "first, or wait longer (wait_subscriber_s; simulate --wait)"
+                    "first, or wait longer (wait_subscriber_s; simulate --wait); a service "
+                    "with input_mode = 'pull' takes a PUSH sender (simulate --mode push)"
                 )
             if sock.poll(max(1, round(min(remaining, 0.05) * 1000)), zmq.POLLIN):
                 message = sock.recv()
@@ -368,7 +369,8 @@ class Simulator:
         except zmq.Again:
             raise ServiceTimeoutError(
                 f"sending {what} to {self.endpoint} blocked for more than {timeout_s} s: "
-                "no PUSH peer connected, or the receiver stopped reading (back-pressure)"
+                "no PUSH peer connected (a service with input_mode = 'sub' takes a PUB "
+                "sender: simulate --mode pub), or the receiver stopped reading (back-pressure)"
             ) from None
 
     def _stream(

@@ -179,3 +179,49 @@ def test_a_resumed_store_with_many_holes_leaves_live_gaps_their_events(
     stored = [g for g in events(seen, "gap") if g["first_missing"] < 119]
     assert stored and all(g["count"] == 1 for g in stored)  # rate-limited apart
     assert status["gaps"] == 59 + 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "wrong", "right"), [("sub", "PUSH", "pub"), ("pull", "PUB", "push")]
+)
+def test_a_sender_of_the_wrong_socket_type_is_told_and_the_input_comes_back(
+    tmp_path: Path, identity_model: Path, caplog: pytest.LogCaptureFixture, mode, wrong, right
+):
+    """A connecting input whose handshake failed (a PUSH sender for a sub input, say)
+    was never connected again by libzmq: deaf for good, with nothing in the log (a
+    user's trial). It is told, and the right sender on that endpoint is heard."""
+    import logging
+
+    import zmq
+
+    ctx = zmq.Context()
+    wrong_sender = ctx.socket(getattr(zmq, wrong))
+    wrong_sender.setsockopt(zmq.LINGER, 0)
+    endpoint = f"tcp://127.0.0.1:{wrong_sender.bind_to_random_port('tcp://127.0.0.1')}"
+    frame = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="stream.service._input_link"),
+            running_service(
+                tmp_path,
+                identity_model,
+                zarr=None,
+                input=endpoint,
+                input_mode=mode,
+                input_bind=False,
+            ) as svc,  # fmt: skip
+            listening(svc) as sub,
+        ):
+            wait_until(lambda: "failed its ZeroMQ handshake" in caplog.text, 30)
+            assert (
+                f"to {endpoint} failed" in caplog.text and f"not a {right.upper()}" in caplog.text
+            )
+            wrong_sender.close(0)
+            with Publisher(endpoint, mode=right, timeout=30, context=ctx) as pub:
+                if right == "pub":
+                    pub.wait_for_subscriber(30)
+                pub.send_frame(frame, "heard", 0)
+                (denoised,), _ = collect(sub, 1)
+            np.testing.assert_array_equal(denoised.array, frame)
+    finally:
+        ctx.destroy(linger=0)
