@@ -227,23 +227,25 @@ def status_table(reply: dict[str, Any]) -> Table:
             )
         )
     traces = reply.get("traces") or {}
+    # a series whose frames the ROIs do not fit has no traces: said here too (rois_shape)
+    trace_errors = f", errors {counts(traces['errors'])}" if traces.get("errors") else ""
     if traces.get("rois"):
         rows.append(
             (
                 "traces",
                 f"{traces.get('rois')} ROIs ({traces.get('source')}), {traces.get('frames')} "
-                f"frames, triggers {counts(traces.get('triggers'))}",
+                f"frames, triggers {counts(traces.get('triggers'))}{trace_errors}",
             )
         )
-    elif traces.get("series"):  # ROIs set for some series only (set-rois --series), or none
-        per_series = {name: n for name, n in traces["series"].items() if n}
+    elif traces.get("series") or trace_errors:  # ROIs set for some series only, or none
+        per_series = {name: n for name, n in (traces.get("series") or {}).items() if n}
         rows.append(
             (
                 "traces",
                 f"ROIs per series {counts(per_series)}, {counted(traces.get('frames'), 'frame')}, "
-                f"triggers {counts(traces.get('triggers'))}"
+                f"triggers {counts(traces.get('triggers'))}{trace_errors}"
                 if per_series
-                else "no ROIs",
+                else f"no ROIs{trace_errors}",
             )
         )
     for name, c in (reply.get("series") or {}).items():

@@ -182,7 +182,7 @@ def serve(
             tile=tile,
             overlap=overlap,
             provider=provider,
-            ensemble=ensemble,
+            ensemble=int(ensemble) if ensemble not in (None, "auto") else ensemble,
             blend=blend,
             spikes=spikes,
             follow=follow,

@@ -203,12 +203,6 @@ class ServiceConfig(BaseModel):
     queues: QueueConfig = Field(default_factory=QueueConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
 
-    @field_validator("ensemble", mode="before")
-    @classmethod
-    def _passes_as_number(cls, value: Any) -> Any:
-        # "4" from the command line or a TOML string: the number of passes
-        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
-
     @field_validator("model_dirs")
     @classmethod
     def _absolute_dirs(cls, value: list[Path]) -> list[Path]:

@@ -290,12 +290,14 @@ class TraceStep:
 
     def _series_rois(self) -> dict[str, int]:
         """Each series' ROI count; a series whose ROIs were just replaced, the new ones'
-        (its state is made again at its next frame: it was left out till then)."""
+        (its state is made again at its next frame: it was left out till then); a series
+        given ROIs of its own that has not streamed yet, those (set-rois --series before
+        the run: a user's trial saw nothing to confirm them)."""
         counts = {
             name: (state.rois.count if state is not None else 0)
             for name, state in list(self._state.items())
         }
-        for name in list(self._shapes):  # every series streaming
+        for name in [*self._shapes, *self._per_series]:  # streaming, or given ROIs
             if name not in counts:
                 rois = self._per_series.get(name, self._default)
                 counts[name] = rois.count if rois is not None else 0

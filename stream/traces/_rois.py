@@ -158,19 +158,28 @@ class BoundRois:
         )
 
     def means(self, frame: np.ndarray) -> np.ndarray:
-        """Mean of each ROI's pixels (float64, label order); NaN pixels make NaN means.
+        """Mean of each ROI's pixels (float64, label order); a non-finite pixel (NaN,
+        ±inf) makes a NaN mean, as the protocol says (an infinite pixel made an
+        infinite mean: a user's trial).
 
         A float32 frame's means are summed in float32 (relative error about 1e-6)."""
         if frame.shape != self.shape:
             raise RoiError(f"expected a {self.shape} frame, got {frame.shape}")
         if frame.dtype == np.float32:
             averaged: np.ndarray = self._average @ frame.reshape(-1)
-            return averaged.astype(np.float64)
+            return _nan_where_infinite(averaged.astype(np.float64))
         values = np.take(frame.reshape(-1), self._flat)
-        exact = np.int64 if frame.dtype.kind in "iu" else np.float64  # integer sums are exact
-        sums = np.add.reduceat(values, self._starts, dtype=exact)
-        result: np.ndarray = sums * self._inverse_counts
-        return result
+        if frame.dtype.kind in "iu":  # integer sums are exact, and finite
+            sums = np.add.reduceat(values, self._starts, dtype=np.int64)
+            result: np.ndarray = sums * self._inverse_counts
+            return result
+        sums = np.add.reduceat(values, self._starts, dtype=np.float64)
+        return _nan_where_infinite(sums * self._inverse_counts)
+
+
+def _nan_where_infinite(means: np.ndarray) -> np.ndarray:
+    means[np.isinf(means)] = np.nan
+    return means
 
 
 def rois_from_labels(image: Any, source: str = "labels", extent_only: bool = False) -> RoiSet:
@@ -326,6 +335,11 @@ def load_rois(path: str | Path) -> RoiSet:
             import tifffile
 
             return rois_from_labels(tifffile.imread(path), str(path))
+        if path.is_dir() and (path / "stat.npy").is_file() and not _is_zarr(path):
+            raise RoiError(
+                f"{path} is a folder holding stat.npy (suite2p's plane folder?): give "
+                f"{path / 'stat.npy'}"
+            )
         if path.is_dir():
             return _load_zarr(path)
     except RoiError:
@@ -338,7 +352,14 @@ def load_rois(path: str | Path) -> RoiSet:
     )
 
 
+def _is_zarr(path: Path) -> bool:
+    return any((path / meta).is_file() for meta in ("zarr.json", ".zarray", ".zgroup"))
+
+
 def _load_npy(path: Path) -> RoiSet:
+    with path.open("rb") as head:
+        if head.read(6) != b"\x93NUMPY":  # else numpy takes it for a pickle, and says so
+            raise RoiError(f"{path} is not a NumPy .npy file (no NumPy header)")
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as exc:  # object arrays need pickle: suite2p's stat.npy

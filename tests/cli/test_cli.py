@@ -376,6 +376,28 @@ def test_the_status_table_says_which_frames_the_latency_is_of():
     assert "0.00 / 0.00 ms " in none and "ago" not in none
 
 
+def test_the_status_table_shows_trace_errors():
+    """A series whose frames the ROIs do not fit gets no traces: the table said nothing
+    of it (only status --json's traces.errors did; a user's trial)."""
+    from rich.console import Console
+
+    from stream.cli._remote import status_table
+
+    def text(traces: dict) -> str:
+        console = Console(width=400, record=True)
+        console.print(status_table({"traces": traces}))
+        return console.export_text()
+
+    errors = {"rois_shape": 1}
+    every = {"rois": 5, "source": "rois.npy", "frames": 0, "triggers": {}, "errors": errors}
+    assert "5 ROIs (rois.npy), 0 frames, triggers none, errors rois_shape: 1" in text(every)
+    per_series = {"rois": 0, "series": {"run2": 5}, "frames": 0, "errors": errors}
+    assert "ROIs per series run2: 5, 0 frames, triggers none, errors rois_shape: 1" in text(
+        per_series
+    )
+    assert "no ROIs, errors rois_shape: 1" in text({"rois": 0, "series": {}, "errors": errors})
+
+
 def test_the_status_table_says_when_the_store_fails():
     from rich.console import Console
 

@@ -155,6 +155,10 @@ def test_set_rois_mid_stream_loses_no_frame(tmp_path: Path, identity_model):
         assert reply == {"ok": True, "rois": 2, "series": None, "checked": ["s"]}
         # before its next frame too (it was left out of status till then)
         assert ctl.status()["traces"]["series"] == {"s": 2}
+        # ROIs of a series that has not streamed yet are counted (a user's trial: they
+        # showed nowhere until it did)
+        ctl.set_rois(second, series="later")
+        assert ctl.status()["traces"]["series"] == {"s": 2, "later": 2}
         for i, frame in enumerate(frames[15:], start=15):
             pub.send_frame(frame, "s", i)
         pub.end("s")

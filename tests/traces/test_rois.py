@@ -36,10 +36,14 @@ def test_label_image_means_match_numpy(dtype: type, rtol: float) -> None:
     np.testing.assert_array_equal(rois.to_labels(), labels)
 
 
-def test_nan_pixels_make_nan_means_of_their_roi_only() -> None:
+@pytest.mark.parametrize("dtype", ["<f4", "<f8"])
+@pytest.mark.parametrize("pixel", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_make_nan_means_of_their_roi_only(dtype: str, pixel: float) -> None:
+    """PROTOCOL.md: a ROI with a non-finite pixel has NaN means (an infinite pixel made
+    an infinite raw mean: a user's trial)."""
     labels = _labels()
-    frame = np.ones(labels.shape, dtype=np.float32)
-    frame[12, 22] = np.nan
+    frame = np.ones(labels.shape, dtype=dtype)
+    frame[12, 22] = pixel
     means = rois_from_labels(labels).bind(labels.shape).means(frame)
     assert np.isnan(means[0]) and means[1] == 1.0
 
@@ -104,9 +108,17 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
     (tmp_path / "rois.csv").write_text("1,2\n")
     with pytest.raises(RoiError, match=r"expected ROIs as \.npy"):
         load_rois(tmp_path / "rois.csv")
-    (tmp_path / "broken.npy").write_bytes(b"not numpy")
-    with pytest.raises(RoiError, match="cannot read ROIs"):
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")  # it was taken for a pickle
+    with pytest.raises(RoiError, match=r"broken\.npy is not a NumPy \.npy file"):
         load_rois(tmp_path / "broken.npy")
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY\x01")  # a header cut short
+    with pytest.raises(RoiError, match="cannot read ROIs"):
+        load_rois(tmp_path / "cut.npy")
+    plane = tmp_path / "suite2p" / "plane0"  # the folder, not its stat.npy
+    plane.mkdir(parents=True)
+    np.save(plane / "stat.npy", np.array([{"ypix": [1], "xpix": [1]}], dtype=object))
+    with pytest.raises(RoiError, match=r"plane0 is a folder holding stat\.npy .* give .*stat"):
+        load_rois(plane)
     zarr.create_group(str(tmp_path / "group.zarr"))
     with pytest.raises(RoiError, match="is a Zarr group"):
         load_rois(tmp_path / "group.zarr")
