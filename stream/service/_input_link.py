@@ -11,6 +11,7 @@ the sender is right.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -43,7 +44,7 @@ class InputLink:
         self.endpoint = endpoint
         self._mode = input_mode
         self.monitor: zmq.Socket[Any] | None = None
-        self._handshaking: set[int] = set()  # connections (fds) not through their handshake
+        self._handshaking = False  # a connection made, not through its handshake yet
         self._reconnect_at: float | None = None
         self._failed: Tally[str] = Tally(TOLD_EVERY_S)
         self.reconnects = 0
@@ -65,15 +66,19 @@ class InputLink:
                 event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 break
-            except (zmq.ZMQError, ValueError):  # a torn message: the next one will do
+            except zmq.ZMQError:  # the monitor gone (a stop): nothing more to read
+                break
+            except (RuntimeError, ValueError):  # a torn message: the next one will do
                 continue
-            fd = int(event["value"])
             if event["event"] == zmq.EVENT_CONNECTED:
-                self._handshaking.add(fd)
+                self._handshaking = True
             elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._handshaking.discard(fd)
-            elif event["event"] == zmq.EVENT_DISCONNECTED and fd in self._handshaking:
-                self._handshaking.discard(fd)
+                # its value is 0, not the connection's fd; a connecting socket has one
+                # connection, and one through its handshake needs no help
+                self._handshaking = False
+                self._reconnect_at = None
+            elif event["event"] == zmq.EVENT_DISCONNECTED and self._handshaking:
+                self._handshaking = False
                 self._failed.count("handshake")
                 self._reconnect_at = time.monotonic() + RECONNECT_S
         for _, count, _ in self._failed.due():
@@ -88,7 +93,8 @@ class InputLink:
         if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
             self._reconnect_at = None
             self.reconnects += 1
-            sock.disconnect(self.endpoint)
+            with contextlib.suppress(zmq.ZMQError):  # not connected (ENOENT): connect
+                sock.disconnect(self.endpoint)
             sock.connect(self.endpoint)
 
     def close(self) -> None:

@@ -175,6 +175,8 @@ class Receiver:
             if self._link is not None:
                 self._link.check(sock)
             self._end_idle_series()
+        if self._link is not None and self._link.monitor is not None:
+            poller.unregister(self._link.monitor)  # unread, it would wake the drain at once
         input_until = time.monotonic() + self._drain_input_s
         while time.monotonic() < min(input_until, self._drain_deadline()) and poller.poll(QUIET_MS):
             self._burst(sock)
