@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,18 @@ def test_a_resumed_store_with_many_holes_leaves_live_gaps_their_events(
     assert status["gaps"] == 59 + 2
 
 
+@contextlib.contextmanager
+def _connecting(tmp_path: Path, model: Path, endpoint: str, mode: str) -> Iterator[tuple[Any, Any]]:
+    """A service whose input connects to ``endpoint`` in ``mode``, and a subscriber."""
+    with (
+        running_service(
+            tmp_path, model, zarr=None, input=endpoint, input_mode=mode, input_bind=False
+        ) as svc,
+        listening(svc) as sub,
+    ):
+        yield svc, sub
+
+
 def _bound_anew(make: Any) -> Any:
     """``make()`` binding a port a socket just closed on: libzmq closes a listener after
     its context's end returns, and a bind may still race the kernel for a moment."""
@@ -217,15 +231,7 @@ def test_a_sender_of_the_wrong_socket_type_is_told_and_the_input_comes_back(
     frame = np.arange(64, dtype=np.uint16).reshape(8, 8)
     with (
         caplog.at_level(logging.WARNING, logger="stream.service._input_link"),
-        running_service(
-            tmp_path,
-            identity_model,
-            zarr=None,
-            input=endpoint,
-            input_mode=mode,
-            input_bind=False,
-        ) as svc,  # fmt: skip
-        listening(svc) as sub,
+        _connecting(tmp_path, identity_model, endpoint, mode) as (_, sub),
     ):
         wait_until(lambda: "failed its ZeroMQ handshake" in caplog.text, 30)
         assert f"to {endpoint} failed" in caplog.text and f"not a {right.upper()}" in caplog.text
@@ -257,15 +263,7 @@ def test_an_acquisition_that_restarts_is_no_failed_handshake(
     frame = np.arange(64, dtype=np.uint16).reshape(8, 8)
     with (
         caplog.at_level(logging.WARNING, logger="stream.service._input_link"),
-        running_service(
-            tmp_path,
-            identity_model,
-            zarr=None,
-            input=endpoint,
-            input_mode="sub",
-            input_bind=False,
-        ) as svc,  # fmt: skip
-        listening(svc) as sub,
+        _connecting(tmp_path, identity_model, endpoint, "sub") as (svc, sub),
     ):
         for run in range(3):
             with _bound_anew(lambda: Publisher(endpoint, mode="pub")) as pub:
