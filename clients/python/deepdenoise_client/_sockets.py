@@ -6,6 +6,7 @@ Each class owns one ZeroMQ socket and is a context manager; none is thread-safe
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 import weakref
@@ -15,6 +16,10 @@ from typing import Any, Literal
 
 import numpy as np
 import zmq
+
+# pyzmq's keeper of zero-copy buffers registers its exit hook when first imported: here,
+# so that it is before this module's (_close_unclosed), which then runs first
+import zmq.utils.garbage  # isort: skip
 
 from ._curve import CURVE_HINT, CURVE_SERVER_HINT, CurveKeys
 from ._errors import ClientTimeoutError
@@ -103,6 +108,21 @@ def _drop(sock: zmq.Socket[bytes], context: zmq.Context[Any] | None, linger: flo
         context.term()
 
 
+#: The unclosed publishers' finalizers, run by :func:`_close_unclosed` at exit.
+_UNCLOSED: set[weakref.finalize[Any, Any]] = set()
+_exit_hook: list[bool] = []  # registered once
+
+
+def _close_unclosed() -> None:
+    """At exit, close the publishers left open, waiting for their queued frames. This
+    runs before pyzmq's own exit hook, registered earlier, which frees the buffers of
+    frames sent without a copy: ZeroMQ, still sending them, then aborted the process
+    ("Bad address", a user's script that never closed its publisher)."""
+    for finalizer in list(_UNCLOSED):
+        finalizer()
+    _UNCLOSED.clear()
+
+
 class Publisher(_Socket):
     """Send frames to the service, as an acquisition program does.
 
@@ -179,7 +199,12 @@ class Publisher(_Socket):
         # A publisher dropped unclosed (collected, or left at exit) closes with linger
         # too: libzmq's default is to wait for ever, and ending its own context then
         # hung the collecting thread behind a service that no longer read
-        weakref.finalize(self, _drop, self._socket, self._own_context, linger)
+        self._finalizer = weakref.finalize(self, _drop, self._socket, self._own_context, linger)
+        self._finalizer.atexit = False  # run by _close_unclosed, before pyzmq's exit hook
+        _UNCLOSED.add(self._finalizer)
+        if not _exit_hook:  # after pyzmq's (imported above): it runs first at exit
+            atexit.register(_close_unclosed)
+            _exit_hook.append(True)
         try:
             if mode == "pub":
                 # Report every (un)subscription, not just the first per topic, so the
@@ -221,6 +246,7 @@ class Publisher(_Socket):
         this returns at once."""
         super().close(self.linger if linger is None else linger)
         self._end_own_context()
+        _UNCLOSED.discard(self._finalizer)
 
     def _end_own_context(self) -> None:
         # term() returns once every queued frame is delivered or the linger is over
