@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .._types import check_given_path
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -58,8 +60,10 @@ def fail(exc: BaseException | str) -> typer.Exit:
 def given_path(value: str, name: str) -> str:
     """``value``, or exit 2 if it is empty (a script's unset variable): as a Path it
     would be the working folder."""
-    if not value.strip():
-        raise fail(f"invalid {name}: expected a path, got {value!r}")
+    try:
+        check_given_path(value)  # the config's rule, told as a usage error
+    except ValueError as exc:
+        raise fail(f"invalid {name}: {exc}") from None
     return value
 
 

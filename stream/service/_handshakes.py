@@ -57,9 +57,8 @@ class HandshakeWatch:
         self._ctx = ctx
         self._ticks = ticks
         self._monitors: list[tuple[zmq.Socket[Any], str]] = []
-        self._failures: Tally[tuple[str, str, bool]] = Tally(
-            TOLD_EVERY_S
-        )  # by (socket role, why, whether a warning)
+        # failures by (socket role, why, whether a warning)
+        self._failures: Tally[tuple[str, str, bool]] = Tally(TOLD_EVERY_S)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

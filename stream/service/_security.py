@@ -116,9 +116,8 @@ class DeniedLog(logging.LoggerAdapter[logging.Logger]):
 
     def __init__(self) -> None:
         super().__init__(logging.getLogger("zmq.auth"), {})
-        self._refused: Tally[str] = Tally(
-            DENIED_EVERY_S
-        )  # the authenticator's thread and the watch's
+        # counted on the authenticator's thread, told from there and from the watch's
+        self._refused: Tally[str] = Tally(DENIED_EVERY_S)
 
     def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
         text = str(msg) % args if args else str(msg)
