@@ -83,7 +83,9 @@ def check_given_path(value: Any) -> Any:
     """Refuse an empty path: ``Path("")`` is the working folder, and ``--model ""`` (a
     script's unset variable) loaded from there, or looked for models there, unsaid."""
     if isinstance(value, str) and not value.strip():
-        raise ValueError(f"expected a path, got {value!r} (an empty one would be the working folder)")
+        raise ValueError(
+            f"expected a path, got {value!r} (an empty one would be the working folder)"
+        )
     return value
 
 
