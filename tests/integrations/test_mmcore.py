@@ -241,6 +241,83 @@ def test_a_script_ending_right_after_a_run_whose_finish_was_dropped_sends_its_en
     assert "without sequenceFinished" in child.stderr
 
 
+EXIT_AFTER_RUN = """
+import sys
+import numpy as np
+import useq
+from deepdenoise_client.mmcore import DenoiseHandler
+
+handler = DenoiseHandler(sys.argv[1], series="last", linger=30)
+sequence = useq.MDASequence(time_plan={"interval": 0, "loops": int(sys.argv[2])})
+handler.sequenceStarted(sequence)
+for event in sequence:
+    handler.frameReady(np.full((1024, 1024), event.index["t"], np.uint16), event, {})
+handler.sequenceFinished(sequence)
+assert handler.error is None, handler.error
+"""
+
+
+def test_a_script_that_exits_right_after_a_run_loses_no_frame() -> None:
+    """A script that ends right after ``mda.run``: its exit waits (at most ``linger``)
+    for the frames still queued. They went out in the background of the process-wide
+    context, which nothing ended, and died with the process: the docs asked the user to
+    call ``zmq.Context.instance().term()`` first."""
+    import subprocess
+    import time
+
+    import zmq
+    from deepdenoise_client._protocol import decode_message
+
+    pull = zmq.Context.instance().socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 1)
+    frames_sent = 20
+    try:
+        endpoint = f"tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
+        script = subprocess.Popen(
+            [sys.executable, "-c", EXIT_AFTER_RUN, endpoint, str(frames_sent)]
+        )
+        kinds, values = [], []
+        while True:
+            assert pull.poll(30_000), f"the script's messages stopped after {kinds}"
+            msg = decode_message(pull.recv_multipart())
+            kinds.append(msg.header.get("kind", "frame"))
+            if kinds[-1] == "end":
+                break
+            if kinds[-1] == "frame":
+                values.append(int(msg.array[0, 0]))
+            time.sleep(0.02)  # a service slower than the script: frames are queued at exit
+        assert script.wait(60) == 0
+    finally:
+        script.kill()
+        script.wait()
+        pull.close(linger=0)
+    assert kinds == ["start", *["frame"] * frames_sent, "end"]
+    assert values == list(range(frames_sent))
+
+
+def test_a_script_with_no_linger_limit_exits_though_its_service_never_reads() -> None:
+    """``linger=None``: the exit does not wait for frames a stalled service may never
+    read (the close's thread is a daemon), as a script's exit never did."""
+    import subprocess
+
+    import zmq
+
+    stalled = zmq.Context.instance().socket(zmq.PULL)  # a service that never reads
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    script = EXIT_AFTER_RUN.replace("linger=30", "linger=None, timeout=0.2").replace(
+        "assert handler.error is None, handler.error", "assert handler.error is not None"
+    )
+    try:
+        endpoint = f"tcp://127.0.0.1:{stalled.bind_to_random_port('tcp://127.0.0.1')}"
+        child = subprocess.run(
+            [sys.executable, "-c", script, endpoint, "200"], capture_output=True, timeout=120
+        )
+        assert child.returncode == 0, child.stderr
+    finally:
+        stalled.close(linger=0)
+
+
 def test_pub_mode_binds_for_a_default_serve(tmp_path: Path, identity_model, core) -> None:
     """A default `deepdenoise serve` connects its SUB input: the handler must bind."""
     from deepdenoise_client import ClientTimeoutError

@@ -65,10 +65,9 @@ return that much later when the service is gone), and closes the socket with ``l
 ZeroMQ goes on delivering what is queued for that long, in the background. A service
 that was only stalled thus receives every frame counted sent, then the ends; one gone
 for good, or stalled past that, loses them unsaid (PUSH brings no reply: ``frames_sent``
-counts frames handed to ZeroMQ, as it always does). ZeroMQ delivers in the background
-only while the process lives: a script that exits right after ``mda.run`` calls
-``zmq.Context.instance().term()`` first, which waits (at most ``linger``) until what is
-queued is out. pymmcore-plus does not pass a
+counts frames handed to ZeroMQ, as it always does). A script that exits right after
+``mda.run`` waits (at most ``linger``) until what is queued is out, after an error or
+not; with ``linger=None`` its exit does not wait. pymmcore-plus does not pass a
 handler's error on to ``mda.run``: check ``handler.error`` after the run.
 
 **A run pymmcore-plus does not finish.** pymmcore-plus calls handlers from a relay
@@ -106,7 +105,7 @@ import zmq
 from ._curve import CurveKeys
 from ._errors import ClientTimeoutError, ProtocolError
 from ._protocol import DEFAULT_LIMITS, DTYPES, check_endpoint
-from ._sockets import DEFAULT_INPUT, Publisher
+from ._sockets import DEFAULT_INPUT, Publisher, _ms
 
 __all__ = ["DenoiseHandler", "check_image", "series_for", "split_axes"]
 
@@ -360,9 +359,6 @@ class DenoiseHandler:
                     linger=self.linger,
                     timeout=self.timeout,
                     curve=self.curve,
-                    # the process-wide context: a close need not wait in the acquisition's
-                    # thread, the frames go out in the background (see _close)
-                    context=zmq.Context.instance(),
                 )
                 if self.mode == "pub":
                     self._wait_for_service(self._publisher)
@@ -467,10 +463,21 @@ class DenoiseHandler:
             )
 
     def _close(self, publisher: Publisher | None) -> None:
-        """Close ``publisher`` with ``linger``: ZeroMQ keeps sending its queued frames
-        in the background for that long (close does not wait for them)."""
+        """Close ``publisher`` with ``linger`` in a thread of its own: the acquisition
+        does not wait while its queued frames go out, and a script's exit does (at most
+        ``linger``: Python waits for the thread). A script that ended right after
+        ``mda.run`` lost them: they went out from the process-wide context, which
+        nothing ended. With no limit (``None``) the exit does not wait for a service
+        that may never read them."""
         if publisher is not None:
-            publisher.close(linger=self.linger)
+            # the socket at once (a next run may bind its port), the wait in the thread
+            publisher.socket.close(linger=_ms(self.linger))
+            threading.Thread(
+                target=publisher.close,
+                kwargs={"linger": self.linger},
+                name="deepdenoise-close",
+                daemon=self.linger is None,
+            ).start()
 
     def _wait_for_service(self, publisher: Publisher) -> None:
         """Wait for the service's subscription; the error says which side must bind."""
