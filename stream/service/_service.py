@@ -150,6 +150,8 @@ class Service:
         cfg.warn_public_binds()
         cfg.warn_missing_model_dirs()
         engine = None
+        link = None
+        sockets: dict[str, zmq.Socket[Any]] = {}
         try:
             traces = TraceStep(  # bad ROIs: fail here
                 cfg.traces,
@@ -167,8 +169,76 @@ class Service:
                 self._curve = CurveGuard(self._ctx, cfg.security)
             link = None if cfg.input_bind else InputLink(cfg.input, cfg.input_mode)
             sockets = open_sockets(self._ctx, cfg, self.endpoints, self._curve, link)
+            if cfg.zarr is not None:
+                self.writer = Writer(
+                    Path(cfg.zarr),
+                    cfg.store,
+                    attrs=self._store_attrs(engine),
+                    on_error=self._store_error,
+                    on_lost=self.stats.count_dropped,
+                    on_series_end=self._series_end,
+                    depth=cfg.queues.writer_depth,
+                    flush_interval_s=cfg.store.flush_interval_s,
+                    store_budget=cfg.store_budget_bytes,
+                    on_died=self._writer_died,
+                )
+                self.writer.start()
+            traces.writer = self.writer if cfg.traces.store else None
+            self._traces = traces
+            receiver = Receiver(
+                cfg.limits,
+                self.stats,
+                self.events,
+                self._jobs,
+                self.writer,
+                self._paused,
+                self._halt_input,
+                memory=MemoryGate(
+                    self.queued_bytes,
+                    cfg.queue_budget_bytes,
+                    cfg.input_mode == "pull",
+                    socket_frames=cfg.receive_hwm,
+                    socket_share=cfg.queue_budget_bytes,  # a quarter, as each share
+                ),
+                drain_s=cfg.drain_s,
+                drain_input_s=cfg.drain_input_s,
+                idle_end_s=cfg.series_idle_end_s,
+                raw_out=self._outgoing if cfg.publish_raw else None,
+                traces=traces,
+                link=link,
+            )
+            self._inference = InferenceStage(
+                self._jobs,
+                self._outgoing,
+                self.writer,
+                engine,
+                self.stats,
+                self.events,
+                output_in_input_dtype=cfg.output_dtype == "input",
+                camera=cfg.camera,
+                traces=traces,
+                fallback=self._fallback_engine,
+                ensemble=EnsemblePolicy(cfg.ensemble, cfg.ensemble_budget),
+                blend=cfg.blend,
+                # a live input whose queue drops the oldest frame: a series' first frame held
+                # for its blend measurement (12 x a frame) would cost the frames behind it
+                # (the quick start at 20 fps, 256 x 256 on 2 vCPUs: 4 of them at each start)
+                first_at_once=cfg.inference_overflow == "block",
+                offset_pattern=offset_pattern,
+            )
+            publisher = PublishStage(
+                self._outgoing, self.stats, self._periodic_status, cfg.status_interval_s
+            )
+            control = ControlHandler(self)
         except BaseException:
             # nothing runs yet: release what was acquired so a failed start leaks nothing
+            for sock in sockets.values():
+                sock.close(0)
+            if link is not None:
+                link.close()
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
             if engine is not None:
                 engine.close()
             if self._curve is not None:
@@ -177,67 +247,6 @@ class Service:
                 self._ctx.term()
             self._stopped.set()
             raise
-        if cfg.zarr is not None:
-            self.writer = Writer(
-                Path(cfg.zarr),
-                cfg.store,
-                attrs=self._store_attrs(engine),
-                on_error=self._store_error,
-                on_lost=self.stats.count_dropped,
-                on_series_end=self._series_end,
-                depth=cfg.queues.writer_depth,
-                flush_interval_s=cfg.store.flush_interval_s,
-                store_budget=cfg.store_budget_bytes,
-                on_died=self._writer_died,
-            )
-            self.writer.start()
-        traces.writer = self.writer if cfg.traces.store else None
-        self._traces = traces
-        receiver = Receiver(
-            cfg.limits,
-            self.stats,
-            self.events,
-            self._jobs,
-            self.writer,
-            self._paused,
-            self._halt_input,
-            memory=MemoryGate(
-                self.queued_bytes,
-                cfg.queue_budget_bytes,
-                cfg.input_mode == "pull",
-                socket_frames=cfg.receive_hwm,
-                socket_share=cfg.queue_budget_bytes,  # a quarter, as each share
-            ),
-            drain_s=cfg.drain_s,
-            drain_input_s=cfg.drain_input_s,
-            idle_end_s=cfg.series_idle_end_s,
-            raw_out=self._outgoing if cfg.publish_raw else None,
-            traces=traces,
-            link=link,
-        )
-        self._inference = InferenceStage(
-            self._jobs,
-            self._outgoing,
-            self.writer,
-            engine,
-            self.stats,
-            self.events,
-            output_in_input_dtype=cfg.output_dtype == "input",
-            camera=cfg.camera,
-            traces=traces,
-            fallback=self._fallback_engine,
-            ensemble=EnsemblePolicy(cfg.ensemble, cfg.ensemble_budget),
-            blend=cfg.blend,
-            # a live input whose queue drops the oldest frame: a series' first frame held
-            # for its blend measurement (12 x a frame) would cost the frames behind it
-            # (the quick start at 20 fps, 256 x 256 on 2 vCPUs: 4 of them at each start)
-            first_at_once=cfg.inference_overflow == "block",
-            offset_pattern=offset_pattern,
-        )
-        publisher = PublishStage(
-            self._outgoing, self.stats, self._periodic_status, cfg.status_interval_s
-        )
-        control = ControlHandler(self)
         self._receiver = receiver
         self._spawn("receiver", receiver.run, sockets["input"])
         self._spawn("inference", self._inference.run)

@@ -1146,6 +1146,36 @@ def test_a_store_folder_that_cannot_be_written_is_refused_at_start(tmp_path: Pat
     assert service.engine is None and service.writer is None  # nothing was left running
 
 
+def test_a_start_that_fails_after_its_sockets_are_open_leaves_nothing_open(
+    tmp_path: Path, identity_model, monkeypatch: pytest.MonkeyPatch
+):
+    """A start that fails once its sockets are bound and its writer runs (here a stage
+    that cannot be made) closes them: the ports are free for the next start, and no
+    writer thread is left. They stayed bound, and the writer ran on."""
+    import threading
+
+    from stream.service import Service, _service
+
+    def cannot_be_made(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError("no room for the stage")
+
+    monkeypatch.setattr(_service, "PublishStage", cannot_be_made)
+    service = Service(service_config(tmp_path, identity_model, zarr=tmp_path / "data"))
+    with pytest.raises(MemoryError, match="no room for the stage"):
+        service.start()
+    assert service.writer is None and service.wait(0)
+    assert not [t.name for t in threading.enumerate() if "writer" in t.name]
+    ctx = zmq.Context()
+    rebound = [ctx.socket(zmq.PUB) for _ in range(2)]
+    try:
+        for sock, role in zip(rebound, ("output", "control"), strict=True):
+            sock.bind(service.endpoints[role])  # bound again: the failed start let it go
+    finally:
+        for sock in rebound:
+            sock.close(0)
+        ctx.term()
+
+
 def test_a_store_folder_given_with_a_parent_step_is_written(tmp_path: Path, identity_model):
     """``zarr = "../data"``: the start-up check passed, then tensorstore refused every
     store's path ("Invalid file path") and every frame was counted lost (an operator's
