@@ -168,7 +168,8 @@ class Control:
         self, labels: Any, series: str | None = None, fit: bool = False, source: str | None = None
     ) -> dict[str, Any]:
         """Replace the ROIs between two frames: ``labels`` an integer (H, W) label image
-        (0 = background), or None to remove them; ``series`` one series, or all.
+        (0 = background; a single plane, 1 x H x W as a TIFF reads, is taken as it), or
+        None to remove them; ``series`` one series, or all.
         ``fit``: the image is the ROIs' extent from the top-left corner, not the frame.
         ``source``: where the labels came from (a file path, say): ``status`` and the
         stored traces name it.

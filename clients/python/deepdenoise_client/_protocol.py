@@ -148,7 +148,8 @@ def encode_request(cmd: str, **arguments: Any) -> bytes:
 def encode_set_rois(
     labels: Any, series: str | None = None, fit: bool = False, source: str | None = None
 ) -> bytes:
-    """The ``set_rois`` request: ``labels`` an integer (H, W) label image, or None.
+    """The ``set_rois`` request: ``labels`` an integer (H, W) label image (a single
+    plane, 1 x H x W, is taken as it), or None.
 
     ``fit``: the image covers the ROIs' extent from the frame's top-left corner, not the
     whole frame (suite2p ROIs with no ``ops.npy``): any frame that holds it fits.
@@ -170,9 +171,12 @@ def encode_set_rois(
     if labels is None:
         return encode_request("set_rois", **arguments, labels=None, **fitted, **named)
     image = np.asarray(labels)
+    if image.ndim == 3 and image.shape[0] == 1:  # one plane, as a 1 x H x W TIFF reads
+        image = image[0]
     if image.ndim != 2 or image.dtype.kind not in "iu":
         raise ValueError(
-            f"expected an integer (H, W) label image, got {image.dtype} of shape {image.shape}"
+            "expected an integer (H, W) label image (or one plane, 1 x H x W), got "
+            f"{image.dtype} of shape {image.shape}"
         )
     if image.dtype == np.uint64 and image.size and image.max() >= 2**63:
         # as <i8 it would wrap to a negative label, which the service would name instead

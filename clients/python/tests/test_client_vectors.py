@@ -245,6 +245,19 @@ def test_set_rois_refuses_uint64_labels_that_would_wrap_negative() -> None:
         encode_set_rois(labels)
 
 
+def test_set_rois_takes_one_plane_as_its_image_and_refuses_a_stack() -> None:
+    """A 1 x H x W label image (a one-page TIFF, as the CLI takes it) is its plane;
+    more planes, or an image that is not integer, are refused naming what came."""
+    plane = np.arange(6, dtype=np.uint16).reshape(2, 3)
+    assert encode_set_rois(plane[np.newaxis]) == encode_set_rois(plane)
+    with pytest.raises(
+        ValueError, match=r"\(or one plane, 1 x H x W\), got uint16 of shape \(2, 2, 3\)"
+    ):
+        encode_set_rois(np.stack([plane, plane]))
+    with pytest.raises(ValueError, match=r"got float32 of shape \(2, 3\)"):
+        encode_set_rois(plane.astype(np.float32))
+
+
 @pytest.mark.parametrize("name", ["traces", "traces_dff_denoised"])
 def test_traces_vectors_parse(name: str) -> None:
     vector = BY_NAME[name]
