@@ -1,12 +1,14 @@
-"""The connecting input's link to the acquisition, kept up after a failed handshake.
+"""The connecting input's link to the acquisition, kept up where libzmq gives it up.
 
-A connection whose ZeroMQ handshake fails on a protocol error -- a sender of another
-socket type (a PUSH sender for a ``sub`` input, a PUB one for ``pull``), keys that do
-not match, or no ZeroMQ at all on that port -- is never tried again by libzmq: the
-input stayed deaf for good, and nothing was logged (a user's trial: every later frame
-lost until a restart). The receiver's thread watches the socket's monitor, says what is
-wrong, and connects again every :data:`RECONNECT_S`, so that the input comes back once
-the sender is right.
+libzmq never connects again a connection it ended on a protocol error: a handshake that
+failed -- a sender of another socket type (a PUSH sender for a ``sub`` input, a PUB one
+for ``pull``), keys that do not match, or no ZeroMQ at all on that port -- or a message
+over the input's size limit (``ZMQ_MAXMSGSIZE``) on a working connection. The input
+then stayed deaf for good, with nothing logged (two users' trials: every later frame
+lost until a restart, after one oversized frame). The receiver's thread watches the
+socket's monitor: a connection that ends with no retry of libzmq's is told and
+connected again after :data:`RECONNECT_S`, so that the input comes back (once the
+sender is right).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -23,10 +26,16 @@ from ._tally import Tally
 
 log = logging.getLogger(__name__)
 
-#: What the monitor reports: a connection made, its handshake done, its end.
-EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+#: What the monitor reports: a connection made, its handshake done, its end, and
+#: libzmq's own retry (which it schedules at once after an end it will retry).
+EVENTS = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+)
 
-#: How long after a failed handshake the input connects again.
+#: How long after an end that libzmq does not retry the input connects again.
 RECONNECT_S = 1.0
 
 #: One warning at most this often, with the count since the last.
@@ -37,21 +46,29 @@ SENDER = {"sub": "PUB", "pull": "PUSH"}
 
 
 class InputLink:
-    """Reconnects a connecting input whose handshake failed: :meth:`open` before the
-    input connects, then :meth:`check` on the receiver's thread each time it wakes."""
+    """Reconnects a connecting input that libzmq gave up: :meth:`open` before the
+    input connects, then :meth:`check` on the receiver's thread each time it wakes.
+    ``on_dropped`` is called with the warning for a working connection dropped (a
+    message over the size limit, lost): the service publishes it as an event."""
 
-    def __init__(self, endpoint: str, input_mode: str) -> None:
+    def __init__(
+        self, endpoint: str, input_mode: str, on_dropped: Callable[[str], None] | None = None
+    ) -> None:
         self.endpoint = endpoint
         self._mode = input_mode
+        self._on_dropped = on_dropped
         self.monitor: zmq.Socket[Any] | None = None
+        self._max_message_bytes = -1
         self._handshaking = False  # a connection made, not through its handshake yet
         self._reconnect_at: float | None = None
+        self._ended = "handshake"  # how the connection to connect again ended
         self._failed: Tally[str] = Tally(TOLD_EVERY_S)
         self.reconnects = 0
 
     def open(self, sock: zmq.Socket[Any]) -> zmq.Socket[Any]:
         """Start monitoring ``sock``; returns the monitor socket, to poll with it."""
         address = f"inproc://deepdenoise-input-link-{id(self)}"
+        self._max_message_bytes = int(sock.getsockopt(zmq.MAXMSGSIZE))
         sock.monitor(address, EVENTS)
         monitor = sock.context.socket(zmq.PAIR)
         monitor.setsockopt(zmq.LINGER, 0)
@@ -70,18 +87,34 @@ class InputLink:
                 break
             except (RuntimeError, ValueError):  # a torn message: the next one will do
                 continue
-            if event["event"] == zmq.EVENT_CONNECTED:
+            kind = event["event"]
+            if kind == zmq.EVENT_CONNECTED:
                 self._handshaking = True
-            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 # its value is 0, not the connection's fd; a connecting socket has one
                 # connection, and one through its handshake needs no help
                 self._handshaking = False
                 self._reconnect_at = None
-            elif event["event"] == zmq.EVENT_DISCONNECTED and self._handshaking:
+            elif kind == zmq.EVENT_DISCONNECTED:
+                # connected again unless libzmq says it retries (at once, if it does)
+                self._ended = "handshake" if self._handshaking else "dropped"
                 self._handshaking = False
-                self._failed.count("handshake")
                 self._reconnect_at = time.monotonic() + RECONNECT_S
-        for _, count, _ in self._failed.due():
+            elif kind == zmq.EVENT_CONNECT_RETRIED:
+                self._reconnect_at = None  # a sender gone or restarting: libzmq's to retry
+        if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
+            self._reconnect_at = None
+            self.reconnects += 1
+            self._failed.count(self._ended)
+            if self._ended == "dropped" and self._on_dropped is not None:
+                self._on_dropped(self._dropped_message())
+            with contextlib.suppress(zmq.ZMQError):  # not connected (ENOENT): connect
+                sock.disconnect(self.endpoint)
+            sock.connect(self.endpoint)
+        for ended, count, _ in self._failed.due():
+            if ended == "dropped":
+                log.warning("%s", self._dropped_message(count))
+                continue
             log.warning(
                 "the input's connection to %s failed its ZeroMQ handshake (%d x since the "
                 "last such line): a sender there that is not a %s socket (input_mode "
@@ -90,12 +123,16 @@ class InputLink:
                 "connecting again every %.0f s (ZeroMQ itself would not)",
                 self.endpoint, count, SENDER.get(self._mode, "?"), RECONNECT_S,
             )  # fmt: skip
-        if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
-            self._reconnect_at = None
-            self.reconnects += 1
-            with contextlib.suppress(zmq.ZMQError):  # not connected (ENOENT): connect
-                sock.disconnect(self.endpoint)
-            sock.connect(self.endpoint)
+
+    def _dropped_message(self, count: int | None = None) -> str:
+        told = "" if count is None else f" ({count} x since the last such line)"
+        return (
+            f"the input's connection to {self.endpoint} was ended by ZeroMQ, which does "
+            f"not connect it again{told}: a message over the input's size limit "
+            f"({self._max_message_bytes} bytes: [limits] max_payload_bytes; that message "
+            "is lost, as is what the sender sent until the input was back) or another "
+            "ZeroMQ protocol error; connected again"
+        )
 
     def close(self) -> None:
         if self.monitor is not None:

@@ -167,7 +167,11 @@ class Service:
             preload_frame_path()  # not on a frame's time
             if cfg.security is not None:
                 self._curve = CurveGuard(self._ctx, cfg.security)
-            link = None if cfg.input_bind else InputLink(cfg.input, cfg.input_mode)
+            link = (
+                None
+                if cfg.input_bind
+                else InputLink(cfg.input, cfg.input_mode, self._input_dropped)
+            )
             sockets = open_sockets(self._ctx, cfg, self.endpoints, self._curve, link)
             if cfg.zarr is not None:
                 self.writer = Writer(
@@ -265,6 +269,11 @@ class Service:
             self.endpoints["control"],
             cfg.zarr if cfg.zarr is not None else "off",
         )
+
+    def _input_dropped(self, message: str) -> None:
+        """libzmq ended the input's working connection for good (a message over the size
+        limit): told to subscribers too, as what was sent meanwhile is lost unseen."""
+        self.events.emit("error", limit_key="input_dropped", kind="input_dropped", message=message)
 
     def _writer_died(self, exc: BaseException) -> None:
         """The writer thread failed: no frame can reach the disk, so the service stops

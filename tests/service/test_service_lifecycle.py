@@ -185,11 +185,19 @@ def test_a_resumed_store_with_many_holes_leaves_live_gaps_their_events(
 
 
 @contextlib.contextmanager
-def _connecting(tmp_path: Path, model: Path, endpoint: str, mode: str) -> Iterator[tuple[Any, Any]]:
+def _connecting(
+    tmp_path: Path, model: Path, endpoint: str, mode: str, **overrides: Any
+) -> Iterator[tuple[Any, Any]]:
     """A service whose input connects to ``endpoint`` in ``mode``, and a subscriber."""
     with (
         running_service(
-            tmp_path, model, zarr=None, input=endpoint, input_mode=mode, input_bind=False
+            tmp_path,
+            model,
+            zarr=None,
+            input=endpoint,
+            input_mode=mode,
+            input_bind=False,
+            **overrides,
         ) as svc,
         listening(svc) as sub,
     ):
@@ -273,3 +281,59 @@ def test_an_acquisition_that_restarts_is_no_failed_handshake(
         link = svc._receiver._link
         assert link is not None and link.reconnects == 0
     assert "failed its ZeroMQ handshake" not in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["sub", "pull"])
+def test_an_oversized_message_does_not_leave_the_input_deaf(
+    tmp_path: Path, identity_model: Path, caplog: pytest.LogCaptureFixture, mode: str
+):
+    """A message over the input's size limit makes libzmq end that connection, and
+    never connect it again: the input stayed deaf, with nothing said (two users'
+    trials; a frame of the largest shape the spec allows is over the default limit).
+    It is told (log and an ``error`` event), and the sender's next frames are heard."""
+    import logging
+
+    sender = Publisher("tcp://127.0.0.1:0", mode="pub" if mode == "sub" else "push", timeout=30)
+    small = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="stream.service._input_link"),
+            _connecting(
+                tmp_path, identity_model, sender.endpoint, mode,
+                limits={"max_payload_bytes": 100_000},
+            ) as (_, sub),
+        ):  # fmt: skip
+            if mode == "sub":
+                sender.wait_for_subscriber(30)
+            sender.send_frame(small, "before", 0)
+            collect(sub, 1)
+            sender.send_frame(np.zeros((256, 256), np.uint16), "over", 0)  # 128 KiB
+            seen: list[Any] = []
+            deadline = time.monotonic() + 30
+            index = 0
+            while not any(m.topic == b"denoised" for m in seen):  # a PUB sender's frames
+                assert time.monotonic() < deadline, "the input stayed deaf"  # until then
+                sender.send_frame(small + index, "after", index)  # are lost
+                index += 1
+                seen += _received(sub, 0.3)
+            seen += _received(sub, 1.0)
+    finally:
+        sender.close(linger=0)
+    heard = [m.header["series"] for m in seen if m.topic == b"denoised"]
+    told = [e for e in events(seen, "error") if e.get("kind") == "input_dropped"]
+    assert heard and set(heard) == {"after"}
+    assert "was ended by ZeroMQ, which does not connect it again" in caplog.text
+    assert "size limit (101024 bytes" in caplog.text
+    assert told and sender.endpoint in told[0]["message"]
+
+
+def _received(sub: Subscriber, seconds: float) -> list[Any]:
+    """What ``sub`` receives in ``seconds``."""
+    messages = []
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            messages.append(sub.recv(timeout=remaining))
+        except TimeoutError:
+            break
+    return messages
