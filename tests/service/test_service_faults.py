@@ -938,8 +938,10 @@ def test_a_full_disk_loses_frames_counted_one_by_one(tmp_path: Path, identity_mo
                     break
     finally:
         code = proc.terminate()
-    assert code == 0, proc.log.read_text()
     lost_raw = status["dropped"].get("store_raw", 0)
+    # an orderly stop, whose exit status says raw frames were lost (it was 0: a trial)
+    assert code == 2, proc.log.read_text()
+    assert f"error: {lost_raw} raw frame(s) are not on disk" in proc.log.read_text()
     print(f"full disk: dropped {status['dropped']}, store {status['store']['errors']}")
     full = zarr.open_group(tmp_path / "data" / "full.zarr", mode="r")
     on_disk = int(full["valid"][:].sum()) if full["valid"].shape[0] else 0
@@ -975,7 +977,8 @@ def test_a_flush_that_could_not_write_every_frame_says_so(
                 ctl.flush()  # nothing lost since the last reply: ok
             dropped = proc.status()["dropped"]
     finally:
-        proc.terminate()
+        code = proc.terminate()
+    assert code == 2  # raw frames not on disk: an error, in the exit status too
     reply = refused.value.reply
     assert "frames could not be written" in reply["error"]
     assert reply["lost"]["store_raw"] == dropped["store_raw"]
