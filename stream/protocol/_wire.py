@@ -120,7 +120,8 @@ def decode_input(parts: Sequence[Any], limits: Limits) -> Frame | SeriesMark:
     header = _unpack_header(header_buf)
     version = header.get("v")
     if not (_is_int(version) and version == PROTOCOL_VERSION):
-        raise _fail(Reject.VERSION, f"expected protocol version v=1, got v={shown(version)}")
+        got = f"v={shown(version)}" if "v" in header else "no v key"
+        raise _fail(Reject.VERSION, f"expected protocol version v=1, got {got}")
     kind = header.get("kind", "frame")
     if kind not in ("frame", "start", "end"):
         raise _fail(Reject.KIND, f"expected kind 'frame', 'start' or 'end', got {shown(kind)}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
+import pytest
 import zmq
 from service_harness import collect, events, listening, running_service, wait_until
 
@@ -224,3 +225,17 @@ def test_an_undecodable_header_says_what_came():
         message = caught.value.message
         assert "expected the header as one msgpack map" in message and why in message
         assert f"got {len(header)} bytes" in message
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [({"series": "s"}, "got no v key"), ({"v": None, "series": "s"}, "got v=None")],
+)
+def test_a_missing_version_is_told_as_missing(header: dict, said: str) -> None:
+    """A header without ``v`` said "got v=None", as if nil had been sent (a trial)."""
+    from stream import ProtocolError
+    from stream.protocol import decode_input
+    from stream.protocol._limits import Limits
+
+    with pytest.raises(ProtocolError, match=f"expected protocol version v=1, {said}"):
+        decode_input([b"frame", msgpack.packb(header)], Limits())

@@ -486,7 +486,8 @@ def decode_message(
     header = decode_header(header_view)
     version = header.get("v")
     if not (_is_int(version) and version == PROTOCOL_VERSION):
-        raise ProtocolError("version", f"expected protocol version v=1, got v={version!r}")
+        got = f"v={version!r}" if "v" in header else "no v key"
+        raise ProtocolError("version", f"expected protocol version v=1, got {got}")
     has_payload = len(parts) == 3
 
     if strict:
