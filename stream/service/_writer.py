@@ -97,6 +97,19 @@ class _RunEnd:
     last: int | None
 
 
+def _left_open_totals(store: SeriesStore) -> str:
+    """A left-open store's totals as the restart tells them, with the raw frames on disk
+    that were never denoised (a kill during a backlog left them unsaid: a trial)."""
+    info = store.info
+    frames, missing, clean = info.get("frames"), info.get("missing"), info.get("clean_frames")
+    undenoised = (
+        f", {frames - clean} not denoised"
+        if isinstance(frames, int) and isinstance(clean, int) and clean < frames
+        else ""
+    )
+    return f"{store.series} ({frames} frames, {missing} missing{undenoised})"
+
+
 class WriterGaveUp(Exception):
     """A put the writer refuses -- a stop gave up on it (a disk that does not answer),
     or its thread has ended or failed: the operation's frames are counted lost, and the
@@ -621,7 +634,8 @@ class Writer:
         self._left_open_paths = [p for p in sorted(self.root.glob("*.zarr")) if left_open(p)]
         if self._left_open_paths:
             log.info(
-                "%d store(s) an earlier session left open (killed?): closing them between frames",
+                "%d store(s) an earlier session left open (killed, or a stop that could not "
+                "close them: a full disk?): closing them between frames",
                 len(self._left_open_paths),
             )
         self._left_open_paths.reverse()  # popped from the end: in name order
@@ -645,16 +659,14 @@ class Writer:
                 log.warning("%s was left open and stays so: %s", path, exc)
                 store = None
             if store is not None:
-                info = store.info
-                frames, missing = info.get("frames"), info.get("missing")
-                self._left_open_closed.append(
-                    f"{store.series} ({frames} frames, {missing} missing)"
-                )
+                self._left_open_closed.append(_left_open_totals(store))
         closed = self._left_open_closed
         if not self._left_open_paths and closed:
             more = " ..." if len(closed) > CLOSED_SHOWN else ""
             log.warning(
-                "closed %d store(s) an earlier session left open (killed?): %s",
+                "closed %d store(s) an earlier session left open (killed, or a stop that "
+                "could not close them: a full disk?): %s; missing counts the holes up to "
+                "each one's last frame on disk, and frames sent after it are not known",
                 len(closed),
                 ", ".join(closed[:CLOSED_SHOWN]) + more,
             )

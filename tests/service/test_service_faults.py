@@ -617,8 +617,9 @@ def test_stores_left_open_by_a_kill_are_closed_when_the_service_starts_again(
     assert totals is not None and (totals["frames"], totals["missing"]) == (6, 0)
     assert not any(totals["lost"].values())
     assert zarr.open_group(store, mode="r")["valid"].shape == (6,)
-    assert "closed 1 store(s) an earlier session left open (killed?): left (6 frames" in (
-        second.log.read_text()
+    assert (
+        "closed 1 store(s) an earlier session left open (killed, or a stop that could not "
+        "close them: a full disk?): left (6 frames, 0 missing" in second.log.read_text()
     )
 
 
@@ -1813,3 +1814,18 @@ def test_a_writer_that_fails_lets_go_of_the_stages_and_says_so(
     assert refused and "a bug in the writer" in str(refused[0])
     assert [str(exc) for exc in died] == ["a bug in the writer"]
     assert lost == {"store_raw": given}  # none written: each counted, the one in hand too
+
+
+def test_a_left_open_store_closed_at_a_restart_tells_its_frames_never_denoised(
+    tmp_path: Path,
+) -> None:
+    """A kill during a backlog leaves raw frames on disk that were never denoised; the
+    restart's line said "0 missing" and nothing of them (a fault trial)."""
+    from stream.service._writer import _left_open_totals
+
+    store = SeriesStore(tmp_path, "backlog", (4, 4), np.dtype("<u2"))
+    for i in range(3):
+        store.write_raw(i, np.full((4, 4), i, np.uint16), t_ns=i + 1)
+    store.write_clean(0, np.zeros((4, 4), np.float32))
+    store.close()
+    assert _left_open_totals(store) == "backlog (3 frames, 0 missing, 2 not denoised)"
