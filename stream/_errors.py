@@ -10,18 +10,46 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
+
+class _Shown(reprlib.Repr):
+    """Values as msgpack names them where Python's names mean nothing to the sender: a
+    C, JavaScript or MATLAB client reads "nil", "true" and "bin", not "None", "True"
+    and b'\\x86...' (a client trial)."""
+
+    def repr_NoneType(self, value: None, level: int) -> str:  # reprlib's name for it
+        return "nil"
+
+    def repr_bool(self, value: bool, level: int) -> str:
+        return "true" if value else "false"
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        return f"bin of {len(value)} bytes"
+
+
 #: What came, as an error message shows it: a header field may be a 64 KiB string or a
 #: list nested a thousand deep, whose plain repr is unreadable or exceeds Python's
 #: recursion limit (a RecursionError that once took the receiver down).
-_SHOWN = reprlib.Repr()
+_SHOWN = _Shown()
 _SHOWN.maxlevel = 3
 _SHOWN.maxstring = _SHOWN.maxother = 80
 _SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 8
 
+#: msgpack's names of the types a decoded header holds.
+_WIRE_TYPES = {
+    type(None): "nil", bool: "bool", int: "int", float: "float", str: "str",
+    bytes: "bin", list: "array", tuple: "array", dict: "map",
+}  # fmt: skip
+
 
 def shown(value: object) -> str:
-    """``repr(value)``, cut to a readable size however large or deeply nested it is."""
+    """``repr(value)``, cut to a readable size however large or deeply nested it is,
+    with msgpack's words for nil, booleans and bin."""
     return _SHOWN.repr(value)
+
+
+def wire_type(value: object) -> str:
+    """The msgpack type of a decoded value ("nil", "map", "bin", ...)."""
+    return _WIRE_TYPES.get(type(value), type(value).__name__)
 
 
 class DeepDenoiseError(Exception):

@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 import msgpack
 import numpy as np
 
-from .._errors import ProtocolError, shown
+from .._errors import ProtocolError, shown, wire_type
 from .._types import MAX_INDEX, MAX_T_NS, SERIES_RULE, is_series_name
 from ._limits import Limits
 
@@ -227,7 +227,7 @@ def _unpack_header(buf: memoryview) -> dict[str, Any]:
         ) from exc
     if not isinstance(header, dict):
         raise _fail(
-            Reject.HEADER_DECODE, f"expected header as a msgpack map, got {type(header).__name__}"
+            Reject.HEADER_DECODE, f"expected header as a msgpack map, got {wire_type(header)}"
         )
     if b"\xff" in bytes(buf) and _beyond_64_bits(header):  # only a timestamp ext makes one
         raise _fail(
@@ -295,7 +295,7 @@ def _check_meta(header: Mapping[str, Any], limits: Limits, where: dict[str, Any]
         return
     meta = header["meta"]
     if not isinstance(meta, dict):
-        raise _fail_at(where, Reject.META, f"expected meta as a map, got {type(meta).__name__}")
+        raise _fail_at(where, Reject.META, f"expected meta as a map, got {wire_type(meta)}")
     size = len(msgpack.packb(meta, use_bin_type=True))
     if size > limits.max_meta_bytes:
         raise _fail_at(

@@ -23,7 +23,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from .._errors import DeepDenoiseError, RoiError, shown
+from .._errors import DeepDenoiseError, RoiError, shown, wire_type
 from .._types import CONTROL_CHARACTER, MAX_SIDE, SERIES_RULE, is_series_name
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class ControlHandler:
 def _label_image(labels: Any, dtype: Any, shape: Any) -> np.ndarray | str:
     """The label image of a set_rois request, or what is wrong with it."""
     if not isinstance(labels, bytes):
-        return f"expected 'labels' as bin (the image's bytes, C order), got {type(labels).__name__}"
+        return f"expected 'labels' as bin (the image's bytes, C order), got {wire_type(labels)}"
     if dtype not in LABEL_DTYPES:
         return f"expected 'dtype' one of {', '.join(LABEL_DTYPES)}, got {shown(dtype)}"
     if not (

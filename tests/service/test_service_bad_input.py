@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import msgpack
@@ -229,7 +230,7 @@ def test_an_undecodable_header_says_what_came():
 
 @pytest.mark.parametrize(
     ("header", "said"),
-    [({"series": "s"}, "got no v key"), ({"v": None, "series": "s"}, "got v=None")],
+    [({"series": "s"}, "got no v key"), ({"v": None, "series": "s"}, "got v=nil")],
 )
 def test_a_missing_version_is_told_as_missing(header: dict, said: str) -> None:
     """A header without ``v`` said "got v=None", as if nil had been sent (a trial)."""
@@ -239,3 +240,26 @@ def test_a_missing_version_is_told_as_missing(header: dict, said: str) -> None:
 
     with pytest.raises(ProtocolError, match=f"expected protocol version v=1, {said}"):
         decode_input([b"frame", msgpack.packb(header)], Limits())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("kind", None, "got nil"),
+        ("resend", None, "got nil"),
+        ("meta", None, "got nil"),
+        ("meta", b"\x86\xa1v", "got bin"),
+        ("series", b"s1", "got bin of 2 bytes"),
+        ("shape", [True, 2], "got [true, 2]"),
+    ],
+)
+def test_what_came_is_told_in_msgpack_words(field: str, value: object, said: str) -> None:
+    """C, JavaScript and MATLAB senders read nil, true and bin: the messages said None,
+    NoneType, True and b'\\x86...' (a client trial)."""
+    from stream import ProtocolError
+    from stream.protocol import decode_input
+    from stream.protocol._limits import Limits
+
+    header = {"v": 1, "series": "s", "index": 0, "dtype": "|u1", "shape": [1, 1], field: value}
+    with pytest.raises(ProtocolError, match=re.escape(said)):
+        decode_input([b"frame", msgpack.packb(header, use_bin_type=True), b"\x00"], Limits())
