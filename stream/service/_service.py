@@ -533,13 +533,13 @@ class Service:
         skipped = 0 if clean is None else totals["frames"] - clean
         log.log(
             logging.WARNING if skipped > 0 or lost else logging.INFO,
-            "series %r ended: %d frames received, %d on disk%s, %d missing%s",
+            "series %r ended: %d frames received, %d raw on disk%s, %d missing%s",
             series,
             counters.frames_in,
             totals["frames"],
             ""
             if clean is None
-            else f", {clean} denoised"
+            else f", {clean} denoised on disk"
             + (
                 f" ({skipped} without their denoised frame on disk: paused, dropped or not "
                 "written, as status.dropped counts, or an earlier session's)"

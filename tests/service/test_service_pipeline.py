@@ -251,9 +251,8 @@ def test_control_pause_resume_flush_and_errors(
     assert caplog.text.count("unknown cmd 'explode'") == 1  # logged once
     ended = [r for r in caplog.records if "series 'p' ended" in r.getMessage()]
     assert ended and ended[0].levelname == "WARNING"
-    assert "10 frames received, 10 on disk, 5 denoised (5 without their denoised frame" in (
-        ended[0].getMessage()
-    )
+    said = ended[0].getMessage()
+    assert "10 frames received, 10 raw on disk, 5 denoised on disk (5 without their" in said
     # paused frames are still recorded raw, never denoised
     group = zarr.open_group(tmp_path / "data" / "p.zarr", mode="r")
     assert group["valid"][:10].all()
