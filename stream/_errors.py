@@ -23,7 +23,7 @@ class _Shown(reprlib.Repr):
         return "true" if value else "false"
 
     def repr_bytes(self, value: bytes, level: int) -> str:
-        return f"bin of {len(value)} bytes"
+        return f"bin of {len(value)} byte{'' if len(value) == 1 else 's'}"
 
 
 #: What came, as an error message shows it: a header field may be a 64 KiB string or a

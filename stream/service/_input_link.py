@@ -1,14 +1,15 @@
-"""The connecting input's link to the acquisition, kept up where libzmq gives it up.
+"""The connecting input's link to the acquisition: told when a connection fails, and
+kept up where libzmq gives it up.
 
-libzmq never connects again a connection it ended on a protocol error: a handshake that
-failed -- a sender of another socket type (a PUSH sender for a ``sub`` input, a PUB one
-for ``pull``), keys that do not match, or no ZeroMQ at all on that port -- or a message
-over the input's size limit (``ZMQ_MAXMSGSIZE``) on a working connection. The input
-then stayed deaf for good, with nothing logged (two users' trials: every later frame
-lost until a restart, after one oversized frame). The receiver's thread watches the
-socket's monitor: a connection that ends with no retry of libzmq's is told and
-connected again after :data:`RECONNECT_S`, so that the input comes back (once the
-sender is right).
+A connection whose ZeroMQ handshake fails -- a sender of another socket type (a PUSH
+sender for a ``sub`` input, a PUB one for ``pull``), CURVE keys that do not match, or no
+ZeroMQ at all on that port -- left nothing in the log; and libzmq never connects again
+a connection it ended on a protocol error: the wrong socket type, or a message over the
+input's size limit (``ZMQ_MAXMSGSIZE``) on a working connection. The input then stayed
+deaf for good (two users' trials: every later frame lost until a restart, after one
+oversized frame). The receiver's thread watches the socket's monitor: a failed
+handshake is told, and a connection that ends with no retry of libzmq's is connected
+again after :data:`RECONNECT_S`, so that the input comes back (once the sender is right).
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class InputLink:
         sock.monitor(address, EVENTS)
         monitor = sock.context.socket(zmq.PAIR)
         monitor.setsockopt(zmq.LINGER, 0)
+        # no high-water mark: libzmq's retries, every 0.1-0.2 s while no sender is
+        # there, would fill its 2,000 events while the receiver waits (on a hung disk)
+        # and then block the I/O thread, and with it every socket of the service (a
+        # review); they are a few bytes each
+        monitor.setsockopt(zmq.RCVHWM, 0)
         monitor.connect(address)
         self.monitor = monitor
         return monitor
@@ -96,18 +102,21 @@ class InputLink:
                 self._handshaking = False
                 self._reconnect_at = None
             elif kind == zmq.EVENT_DISCONNECTED:
-                # connected again unless libzmq says it retries (at once, if it does)
+                if self._handshaking:  # told whether libzmq retries it (wrong keys) or not
+                    self._failed.count("handshake")
                 self._ended = "handshake" if self._handshaking else "dropped"
                 self._handshaking = False
+                # connected again unless libzmq says it retries (at once, if it does)
                 self._reconnect_at = time.monotonic() + RECONNECT_S
             elif kind == zmq.EVENT_CONNECT_RETRIED:
                 self._reconnect_at = None  # a sender gone or restarting: libzmq's to retry
         if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
             self._reconnect_at = None
             self.reconnects += 1
-            self._failed.count(self._ended)
-            if self._ended == "dropped" and self._on_dropped is not None:
-                self._on_dropped(self._dropped_message())
+            if self._ended == "dropped":  # a working connection libzmq gave up
+                self._failed.count("dropped")
+                if self._on_dropped is not None:
+                    self._on_dropped(self._dropped_message())
             with contextlib.suppress(zmq.ZMQError):  # not connected (ENOENT): connect
                 sock.disconnect(self.endpoint)
             sock.connect(self.endpoint)
@@ -120,7 +129,7 @@ class InputLink:
                 "last such line): a sender there that is not a %s socket (input_mode "
                 "'sub' takes PUB senders, 'pull' PUSH ones), CURVE keys that do not "
                 "match, or no ZeroMQ at all; "
-                "connecting again every %.0f s (ZeroMQ itself would not)",
+                "connecting again every %.0f s where ZeroMQ itself does not",
                 self.endpoint, count, SENDER.get(self._mode, "?"), RECONNECT_S,
             )  # fmt: skip
 
@@ -129,9 +138,9 @@ class InputLink:
         return (
             f"the input's connection to {self.endpoint} was ended by ZeroMQ, which does "
             f"not connect it again{told}: a message over the input's size limit "
-            f"({self._max_message_bytes} bytes: [limits] max_payload_bytes; that message "
-            "is lost, as is what the sender sent until the input was back) or another "
-            "ZeroMQ protocol error; connected again"
+            f"({self._max_message_bytes} bytes: the larger of [limits] max_payload_bytes "
+            "and max_header_bytes, and 1 KiB; that message is lost, as is what the sender "
+            "sent until the input was back) or another ZeroMQ protocol error; connected again"
         )
 
     def close(self) -> None:

@@ -271,11 +271,9 @@ def test_a_script_that_exits_right_after_a_run_loses_no_frame() -> None:
     pull = zmq.Context.instance().socket(zmq.PULL)
     pull.setsockopt(zmq.RCVHWM, 1)
     frames_sent = 20
+    endpoint = f"tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
+    script = subprocess.Popen([sys.executable, "-c", EXIT_AFTER_RUN, endpoint, str(frames_sent)])
     try:
-        endpoint = f"tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
-        script = subprocess.Popen(
-            [sys.executable, "-c", EXIT_AFTER_RUN, endpoint, str(frames_sent)]
-        )
         kinds, values = [], []
         while True:
             assert pull.poll(30_000), f"the script's messages stopped after {kinds}"

@@ -337,3 +337,42 @@ def _received(sub: Subscriber, seconds: float) -> list[Any]:
         except TimeoutError:
             break
     return messages
+
+
+def test_a_connection_to_no_zeromq_at_all_is_told(
+    tmp_path: Path, identity_model: Path, caplog: pytest.LogCaptureFixture
+):
+    """An endpoint where something other than ZeroMQ answers (a web server on the port,
+    say) fails every handshake, and libzmq retries it by itself: still told, where a
+    first version of the oversized-message mend told only the failures it reconnected
+    (a review; a wrong CURVE server key is retried alike)."""
+    import logging
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer_in_http() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    answering = threading.Thread(target=answer_in_http)
+    answering.start()
+    endpoint = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="stream.service._input_link"),
+            _connecting(tmp_path, identity_model, endpoint, "sub"),
+        ):
+            wait_until(lambda: "failed its ZeroMQ handshake" in caplog.text, 30)
+    finally:
+        stop.set()
+        answering.join()
+        server.close()
+    assert f"to {endpoint} failed" in caplog.text and "or no ZeroMQ at all" in caplog.text

@@ -244,11 +244,16 @@ class Publisher(_Socket):
         constructor's) for queued frames to go out; frames still queued then are
         discarded. With a ``context`` given, the frames go out in the background and
         this returns at once."""
-        # no longer the exit hook's to close: a close in another thread (the pymmcore-plus
-        # handler's) may be ending the context while the process exits
-        _UNCLOSED.discard(self._finalizer)
+        self._forget_at_exit()
         super().close(self.linger if linger is None else linger)
         self._end_own_context()
+
+    def _forget_at_exit(self) -> None:
+        """Leave this publisher's close to its owner, not to the exit hook: a close in
+        another thread (the pymmcore-plus handler's) may be ending the context while the
+        process exits, and the hook's close would end it a second time (or, the socket
+        closed with no linger limit, wait for ever: a review)."""
+        _UNCLOSED.discard(self._finalizer)
 
     def _end_own_context(self) -> None:
         # term() returns once every queued frame is delivered or the linger is over

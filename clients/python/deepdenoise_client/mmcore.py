@@ -470,13 +470,12 @@ class DenoiseHandler:
         nothing ended. With no limit (``None``) the exit does not wait for a service
         that may never read them."""
         if publisher is not None:
-            # the socket at once (a next run may bind its port), the wait in the thread
+            # the socket at once (a next run may bind its port), the wait in the thread;
+            # this thread's to end, not the exit hook's, which may run before it starts
             publisher.socket.close(linger=_ms(self.linger))
+            publisher._forget_at_exit()
             threading.Thread(
-                target=publisher.close,
-                kwargs={"linger": self.linger},
-                name="deepdenoise-close",
-                daemon=self.linger is None,
+                target=publisher.close, name="deepdenoise-close", daemon=self.linger is None
             ).start()
 
     def _wait_for_service(self, publisher: Publisher) -> None:
