@@ -238,7 +238,7 @@ def serve(
         service.stop()
     except Exception as exc:
         raise fail(exc) from exc
-    unstored = int(service.stats.snapshot()["dropped"].get("store_raw", 0))
+    unstored = service.raw_frames_not_on_disk()
     if unstored:  # a full disk, say: the log says why, a watchdog reads the exit status
         raise fail(
             f"{unstored} raw frame(s) are not on disk (dropped.store_raw; the store errors "

@@ -62,7 +62,7 @@ class InputLink:
         self._max_message_bytes = -1
         self._handshaking = False  # a connection made, not through its handshake yet
         self._reconnect_at: float | None = None
-        self._ended = "handshake"  # how the connection to connect again ended
+        self._dropped = False  # the connection to connect again was through its handshake
         self._failed: Tally[str] = Tally(TOLD_EVERY_S)
         self.reconnects = 0
 
@@ -104,7 +104,7 @@ class InputLink:
             elif kind == zmq.EVENT_DISCONNECTED:
                 if self._handshaking:  # told whether libzmq retries it (wrong keys) or not
                     self._failed.count("handshake")
-                self._ended = "handshake" if self._handshaking else "dropped"
+                self._dropped = not self._handshaking
                 self._handshaking = False
                 # connected again unless libzmq says it retries (at once, if it does)
                 self._reconnect_at = time.monotonic() + RECONNECT_S
@@ -113,7 +113,7 @@ class InputLink:
         if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
             self._reconnect_at = None
             self.reconnects += 1
-            if self._ended == "dropped":  # a working connection libzmq gave up
+            if self._dropped:  # a working connection libzmq gave up
                 self._failed.count("dropped")
                 if self._on_dropped is not None:
                     self._on_dropped(self._dropped_message())

@@ -357,7 +357,7 @@ class Service:
             self._curve.close()
         if self._own_ctx:
             self._ctx.term()
-        unstored = int(self.stats.snapshot()["dropped"].get("store_raw", 0))
+        unstored = self.raw_frames_not_on_disk()
         if unstored:  # the one promise broken: a frame's raw pixels not on disk
             log.error(
                 "service stopped: %s; %d raw frame(s) are not on disk (store_raw: the "
@@ -367,6 +367,11 @@ class Service:
             )
         else:
             log.info("service stopped: %s", self._summary())
+
+    def raw_frames_not_on_disk(self) -> int:
+        """Frames received whose raw pixels the store could not write (``store_raw``):
+        the one promise broken, which the stop logs and ``serve``'s exit status tells."""
+        return int(self.stats.snapshot()["dropped"].get("store_raw", 0))
 
     def _summary(self) -> str:
         snap = self.stats.snapshot()
