@@ -121,5 +121,9 @@ class RoiError(DeepDenoiseError, ValueError):
     """ROIs cannot be used: an unreadable file, a wrong shape or dtype, no ROI at all."""
 
 
+class SeriesNotOpenError(DeepDenoiseError, ValueError):
+    """A request names a series that is not open (never seen, or ended)."""
+
+
 class ServiceTimeoutError(DeepDenoiseError, TimeoutError):
     """A service operation did not complete in time."""

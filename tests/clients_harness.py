@@ -15,6 +15,7 @@ tests covers them all (see each client's README, "Test programs"):
         (see :func:`parse_lines`); exits 0 once it has seen the given counts, 1 after 60 s.
     control   ENDPOINT status|pause|resume|flush|stop
     control   ENDPOINT load_model PATH
+    control   ENDPOINT end_series SERIES
     control   ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES]
     control   ENDPOINT set_rois none [SERIES]
         REQ-connects and sends one request: FILE holds the label image as raw bytes, C
@@ -216,6 +217,9 @@ def _check_control_exits(
         ["set_rois", "--fitted", str(labels), "<u2", h, w],  # not an option
         ["set_rois", "--source"],  # no TEXT
         ["set_rois", "--fit", "none"],  # nothing to fit
+        ["end_series"],  # no SERIES
+        ["end_series", "no/series"],  # not a series id
+        ["end_series", "s1", "extra"],
     ]
     for args in wrong:
         done = subprocess.run(
@@ -289,6 +293,19 @@ def check_set_rois_options(
     with Control(endpoint) as ctl:
         traces = ctl.status()["traces"]
     assert (traces["rois"], traces["source"]) == (2, f"set_rois ({source})"), traces
+
+
+def check_end_series(
+    control: Callable[..., tuple[int, dict[str, Any]]], series: str, last_index: int
+) -> None:
+    """``control ENDPOINT end_series SERIES`` for a series left open (no ``end``, as a
+    crashed sender leaves it): ended, with its last index; asked again, refused (exit 1)
+    as a series not open. ``control`` as for :func:`check_set_rois_options`."""
+    rc, reply = control("end_series", series)
+    assert (rc, reply) == (0, {"ok": True, "series": series, "last_index": last_index}), reply
+    rc, reply = control("end_series", series)
+    assert (rc, reply["ok"]) == (1, False), reply
+    assert f"series {series!r} is not open" in reply["error"], reply
 
 
 def parse_lines(lines: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -4,6 +4,7 @@ classdef DDControl < handle
   %   st = ctl.status();  disp(st.frames_in)
   %   ctl.pause();  ctl.resume();  ctl.flush();
   %   ctl.load_model('models/dncnn.onnx');                % path on the service's machine
+  %   ctl.end_series('cell-01');                          % a crashed sender's open series
   %   ctl.set_rois(labels);                               % H-by-W integer label image
   %   ctl.set_rois(labels, 'fit', true, 'source', 'rois/cells.npy');
   %   ctl.set_rois([]);                                   % remove the ROIs
@@ -83,6 +84,12 @@ classdef DDControl < handle
     function reply = load_model(obj, path)
       %LOAD_MODEL  Swap the model between two frames (PATH on the service's machine).
       reply = obj.request('load_model', 'path', path);
+    end
+
+    function reply = end_series(obj, series)
+      %END_SERIES  End an open series as its sender's end would (a sender that crashed
+      %   with it open); reply.last_index is the last frame received (-1: none).
+      reply = obj.request('end_series', 'series', dd_check_series(series));
     end
 
     function reply = set_rois(obj, labels, varargin)

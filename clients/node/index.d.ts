@@ -240,6 +240,7 @@ export class Control {
   flush(): Promise<Reply>;
   stop(): Promise<Reply>;
   loadModel(path: string): Promise<Reply>;
+  endSeries(series: string): Promise<Reply>;
   setRois(
     labels: Labels | null,
     options?: { series?: string | null; fit?: boolean; source?: string },

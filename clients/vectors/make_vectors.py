@@ -552,6 +552,8 @@ def closed_loop_vectors(vs: Vectors) -> None:
         ("control_status", "The `status` request.", {"cmd": "status"}),
         ("control_load_model", "A `load_model` request.",
          {"cmd": "load_model", "path": "/models/dncnn.onnx"}),
+        ("control_end_series", "An `end_series` request for series cell-01.",
+         {"cmd": "end_series", "series": "cell-01"}),
     ):  # fmt: skip
         vs.add(name, description, [msgpack.packb(message, use_bin_type=True)], header=message,
                direction="control")  # fmt: skip

@@ -1,7 +1,8 @@
 """Commands that talk to a running service over its control socket.
 
-``status``, ``pause``, ``resume``, ``flush``, ``stop``, ``load-model`` and ``set-rois``: one
-command per control request, so nothing the socket can do needs a script.
+``status``, ``pause``, ``resume``, ``flush``, ``stop``, ``load-model``, ``set-rois`` and
+``end-series``: one command per control request, so nothing the socket can do needs a
+script.
 """
 
 from __future__ import annotations
@@ -166,6 +167,20 @@ def set_rois(
         message["series"] = series
     reply = _ask(control, message, timeout)
     _print(reply, json_out, rois_set_message(reply, series))
+
+
+def end_series(
+    series: Annotated[str, typer.Argument(help="The open series to end.", show_default=False)],
+    control: Control = DEFAULT_CONTROL,
+    timeout: Timeout = 15.0,
+    json_out: JsonOut = False,
+) -> None:
+    """End an open series as its sender's `end` would (a sender that crashed with it
+    open): its store is closed once its frames are denoised; a later frame resumes it."""
+    reply = _ask(control, {"cmd": "end_series", "series": series}, timeout)
+    last = reply.get("last_index", -1)
+    received = f"its last frame received is {last}" if last >= 0 else "it took no frame"
+    _print(reply, json_out, f"series {series!r} ended ({received})")
 
 
 def rois_set_message(reply: dict[str, Any], series: str | None) -> str:
@@ -339,3 +354,4 @@ def register(app: typer.Typer) -> None:
         app.command()(command)
     app.command("load-model")(load_model)
     app.command("set-rois")(set_rois)
+    app.command("end-series")(end_series)

@@ -3,7 +3,8 @@ REQ clients talk to as to a REP one.
 
 Every request gets a reply, whatever it contains: the control channel is how an
 operator recovers a service. Commands that can take long (``load_model`` warms a model
-up, for minutes with a TensorRT build; ``flush``, ``set_rois`` wait for other threads)
+up, for minutes with a TensorRT build; ``flush``, ``set_rois``, ``end_series`` wait for
+other threads)
 run on a worker thread, one after the other, while the control thread goes on answering
 ``status``, ``pause`` or ``stop``: a watchdog polling ``status`` never sees a service
 that went quiet. Only the control thread touches the socket (ZeroMQ sockets are not
@@ -37,7 +38,7 @@ SOURCE_MAX = 1024
 #: a slow command runs, for its reply).
 POLL_MS, POLL_BUSY_MS = 100, 5
 #: Commands run on the worker thread: they wait on a model's warm-up or other threads.
-SLOW_COMMANDS = frozenset({"load_model", "flush", "set_rois"})
+SLOW_COMMANDS = frozenset({"load_model", "flush", "set_rois", "end_series"})
 #: How long a stopping service waits for the slow command under way (a model's warm-up)
 #: to end, so that it is answered and no thread is left inside ONNX Runtime as the
 #: process exits (it aborted: "terminate called without an active exception").
@@ -66,6 +67,7 @@ class Controllable(Protocol):
         fit: bool = ...,
         source: str | None = ...,
     ) -> tuple[int, list[str]]: ...
+    def end_series(self, series: str, timeout: float = ...) -> int: ...
 
 
 def _log_reply(cmd: str, reply: Reply) -> None:
@@ -89,6 +91,7 @@ class ControlHandler:
             "stop": self._stop,
             "load_model": self._load_model,
             "set_rois": self._set_rois,
+            "end_series": self._end_series,
         }
         # store losses as the last flush reply told them: a flush reports every loss
         # since (one before it, too, as a full disk when a series began: a fault trial)
@@ -278,6 +281,16 @@ class ControlHandler:
         except TimeoutError as exc:
             return _error(f"set_rois: {exc}")
         return {"ok": True, "rois": count, "series": series, "checked": checked}
+
+    def _end_series(self, message: dict[str, Any]) -> Reply:
+        series = message.get("series")
+        if not is_series_name(series):
+            return _error(f"end_series: expected 'series' of {SERIES_RULE}, got {shown(series)}")
+        try:
+            last_index = self._service.end_series(series)
+        except (DeepDenoiseError, TimeoutError) as exc:
+            return _error(f"end_series: {exc}")
+        return {"ok": True, "series": series, "last_index": last_index}
 
 
 def _label_image(labels: Any, dtype: Any, shape: Any) -> np.ndarray | str:

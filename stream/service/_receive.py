@@ -10,16 +10,25 @@ pixels: they go to the writer's side store of rejected frames.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import zmq
 
-from .._errors import ProtocolError, StoreError, shown
+from .._errors import (
+    DeepDenoiseError,
+    ProtocolError,
+    SeriesNotOpenError,
+    ServiceTimeoutError,
+    StoreError,
+    shown,
+)
 from ..engine import LARGEST_PIXEL, beyond_range, count_non_finite
 from ..protocol import (
     TOPIC_RAW,
@@ -72,6 +81,8 @@ QUIET_MS = 50
 REST_S = 10.0
 #: How often open series are looked at for idleness.
 IDLE_CHECK_S = 1.0
+#: Open series named in an end_series refusal.
+OPEN_LISTED = 8
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,66 @@ class Receiver:
         self._drain_until: float | None = None
         self._drain_cut = threading.Event()  # wakes a frame waiting for room at once
         self._not_denoised = 0  # taken in the drain, no room in inference before its end
+        # end_series requests from the control thread; taken between two messages here,
+        # where the series' state lives, so an end never lands inside a frame's handling
+        self._end_requests: queue.SimpleQueue[tuple[str, Future[int]]] = queue.SimpleQueue()
+        self._ended = False  # the stage has stopped taking requests
+
+    def end_series(self, series: str, timeout: float) -> int:
+        """End an open series as its ``end`` would (from any thread); returns its last
+        index received (-1: none). Raises SeriesNotOpenError, or TimeoutError when the
+        receiver does not take the request in time (it waits for room: a memory budget).
+        """
+        reply: Future[int] = Future()
+        self._end_requests.put((series, reply))
+        if self._ended:  # after the stage's last look at its requests: not taken
+            self._refuse_end_requests()
+        try:
+            return reply.result(timeout)
+        except TimeoutError:
+            if not reply.cancel():  # taken as the wait ended: its answer stands
+                return reply.result()
+            raise ServiceTimeoutError(
+                f"the receiver did not take the request within {timeout:g} s (is it "
+                "waiting for room under the memory budget?); nothing changed"
+            ) from None
+
+    def _waiting_end_requests(self) -> Iterator[tuple[str, Future[int]]]:
+        """The end_series requests waiting, each now running (those whose asker gave up
+        waiting are left out)."""
+        while True:
+            try:
+                series, reply = self._end_requests.get_nowait()
+            except queue.Empty:
+                return
+            if reply.set_running_or_notify_cancel():
+                yield series, reply
+
+    def _take_end_requests(self) -> None:
+        for series, reply in self._waiting_end_requests():
+            state = self._series.get(series)
+            if state is None or not state.open:
+                open_series = sorted(name for name, s in self._series.items() if s.open)
+                listed = ", ".join(map(repr, open_series[:OPEN_LISTED])) or "none"
+                if len(open_series) > OPEN_LISTED:
+                    listed += f" and {len(open_series) - OPEN_LISTED} more"
+                reply.set_exception(
+                    SeriesNotOpenError(f"series {series!r} is not open (open: {listed})")
+                )
+                continue
+            log.info("series %r ended by an end_series request", series)
+            try:
+                self._end(series)
+            except BaseException as exc:  # a writer that gave up: told, and the stage stops
+                reply.set_exception(exc)
+                raise
+            reply.set_result(state.received.last)
+
+    def _refuse_end_requests(self) -> None:
+        for series, reply in self._waiting_end_requests():
+            reply.set_exception(
+                DeepDenoiseError(f"the service is stopping: {series!r} was not ended")
+            )
 
     def run(self, sock: zmq.Socket[Any]) -> None:
         """The stage's thread: receive until halted, drain, then close the socket.
@@ -163,6 +234,8 @@ class Receiver:
             self._discard(sock)
             log.error("the receiver stops: %s", exc)
         finally:
+            self._ended = True
+            self._refuse_end_requests()
             if self._link is not None:
                 self._link.close()
             sock.close(0)
@@ -174,6 +247,7 @@ class Receiver:
                 self._burst(sock)
             if self._link is not None:
                 self._link.check(sock)
+            self._take_end_requests()
             self._end_idle_series()
         if self._link is not None and self._link.monitor is not None:
             poller.unregister(self._link.monitor)  # unread, it would wake the drain at once

@@ -631,6 +631,18 @@ class Service:
         checked = self._traces.set_rois(rois, series, timeout)
         return (0 if rois is None else rois.count), checked
 
+    def end_series(self, series: str, timeout: float = 10.0) -> int:
+        """End an open series as if its sender had sent ``end``: its store is closed
+        after its last frame is denoised, its history freed, and a ``series_end`` follows;
+        a later frame resumes it. For a sender that crashed with a series open (which
+        holds its store, and keeps a global ``set_rois`` of another shape refused, until
+        ``series_idle_end_s``). Returns the series' last index received (-1: none).
+        Raises SeriesNotOpenError (nothing changes), or TimeoutError.
+        """
+        if self._receiver is None:
+            raise RuntimeError("the service is not running: start() it first")
+        return self._receiver.end_series(series, timeout)
+
     def memory_by_stage(self) -> dict[str, int]:
         """Bytes of frames each part of the service holds now."""
         inference = self._inference

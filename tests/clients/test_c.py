@@ -27,6 +27,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_end_series,
     check_ipv6_control,
     check_publish_usage,
     check_publisher,
@@ -198,7 +199,7 @@ def control(build: Path, svc: Service, *args: str) -> tuple[int, dict[str, Any]]
 
 def test_control(c_build: Path, live_service: Service, tmp_path: Path, box_model: Path) -> None:
     """control: status, pause/resume, set_rois (good, bad, --fit and --source, removed),
-    load_model."""
+    load_model, end_series."""
     svc, series, count = live_service, "c-ctl", 5
     with listening(svc, topics=(b"denoised",)) as sub:
         # no `end`: the series stays open, so a label image of another shape is refused
@@ -248,6 +249,9 @@ def test_control(c_build: Path, live_service: Service, tmp_path: Path, box_model
 
     rc, reply = control(c_build, svc, "load_model", str(box_model))
     assert (rc, reply["ok"], reply["model"]) == (0, True, status["model"])
+
+    # the series was never ended, as a crashed sender leaves it
+    check_end_series(partial(control, c_build, svc), series, count - 1)
 
     # Any other command goes out as it is; the service refuses an unknown one (exit 1).
     rc, reply = control(c_build, svc, "no_such_command")

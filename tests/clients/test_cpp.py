@@ -27,6 +27,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_end_series,
     check_ipv6_control,
     check_publish_usage,
     check_publisher,
@@ -209,7 +210,7 @@ def control(cpp: CppBuild, svc: Service, *args: str) -> tuple[int, dict[str, Any
 
 def test_control(cpp: CppBuild, live_service: Service, tmp_path: Path, box_model: Path) -> None:
     """control: status, pause/resume, set_rois (good, bad, --fit and --source, cleared),
-    load_model."""
+    load_model, end_series."""
     svc, series, count = live_service, "cpp-ctl", 5
     with listening(svc, topics=(b"denoised",)) as sub:
         with Publisher(svc.endpoints["input"], mode="push", bind=False) as pub:
@@ -256,6 +257,9 @@ def test_control(cpp: CppBuild, live_service: Service, tmp_path: Path, box_model
 
     rc, reply = control(cpp, svc, "load_model", str(box_model))
     assert (rc, reply["ok"], reply["model"]) == (0, True, status["model"])
+
+    # the series was never ended, as a crashed sender leaves it
+    check_end_series(partial(control, cpp, svc), series, count - 1)
 
     # Any other command goes out as it is; the service refuses an unknown one (exit 1).
     rc, reply = control(cpp, svc, "no_such_command")

@@ -34,6 +34,7 @@ from clients_harness import (  # noqa: E402
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_end_series,
     check_ipv6_control,
     check_publish_usage,
     check_set_rois_options,
@@ -251,6 +252,7 @@ def test_control_commands(
 
     loaded = control("load_model", box_model)
     assert loaded["ok"] is True and loaded["model"] == status["model"]
+    check_end_series(control_status, "node-ctl", 3)  # never ended, as a crashed sender's
     assert control("flush") == {"ok": True}
     assert control("no_such_command", exit_status=1)["ok"] is False
 

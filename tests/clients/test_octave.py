@@ -30,6 +30,7 @@ from clients_harness import (
     Secured,
     check_control_exit_statuses,
     check_curve,
+    check_end_series,
     check_publish_usage,
     check_set_rois_options,
     check_set_rois_source_refused,
@@ -223,8 +224,8 @@ def test_subscriber(octave_client: OctaveClient, live_service: Service) -> None:
 
 
 def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: Path) -> None:
-    """status, pause/resume, set_rois (good, bad, --fit and --source), load_model and
-    clearing the ROIs."""
+    """status, pause/resume, set_rois (good, bad, --fit and --source), load_model,
+    end_series and clearing the ROIs."""
     svc = live_service
     endpoint = svc.endpoints["control"]
     series = "octave-ctl"
@@ -275,6 +276,7 @@ def test_control(octave_client: OctaveClient, live_service: Service, tmp_path: P
 
     code, reply = octave_client.control(endpoint, "load_model", str(svc.config.model))
     assert code == 0 and reply["ok"] is True and reply["model"] == model, reply
+    check_end_series(partial(octave_client.control, endpoint), series, 3)  # never ended
 
     # labels nil removes the ROIs (the trigger rule watches every ROI, so none is missing).
     code, reply = octave_client.control(endpoint, "set_rois", "none")

@@ -147,7 +147,8 @@ def test_service_writes_the_trigger_vector() -> None:
 
 
 class _Recorder:
-    """Stands in for the service behind the control handler: records set_rois."""
+    """Stands in for the service behind the control handler: records set_rois and
+    end_series."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, Any, dict[str, Any]]] = []
@@ -158,12 +159,20 @@ class _Recorder:
         self.calls.append((labels, series, options))
         return (0 if labels is None else len(np.unique(labels[labels > 0]))), []
 
+    def end_series(self, series: str, timeout: float = 10.0) -> int:
+        self.calls.append((None, series, {}))
+        return 41
+
 
 @pytest.mark.parametrize("vector", CONTROL, ids=ids(CONTROL))
 def test_service_reads_the_control_vectors(vector: dict[str, Any]) -> None:
     (request,) = read_parts(vector)
     recorder = _Recorder()
     reply = msgpack.unpackb(ControlHandler(recorder).handle(request))  # type: ignore[arg-type]
+    if vector["header"]["cmd"] == "end_series":
+        assert reply == {"ok": True, "series": "cell-01", "last_index": 41}
+        assert recorder.calls == [(None, "cell-01", {})]
+        return
     if vector["header"]["cmd"] != "set_rois":
         return  # status and load_model need a real service (tests/service)
     assert reply["ok"] is True, reply

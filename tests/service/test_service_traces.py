@@ -13,7 +13,7 @@ import zarr
 from deepdenoise_client import Control, ControlError, Publisher, Subscriber
 from service_harness import collect, events, listening, running_service, wait_until
 
-from stream import ConfigError
+from stream import ConfigError, DeepDenoiseError
 
 TOPICS = (b"denoised", b"traces", b"trigger", b"event")
 SHAPE = (24, 32)
@@ -563,3 +563,63 @@ def test_forty_thousand_rois_reach_a_subscriber_and_too_many_are_refused(
         ),
     ):
         pass
+
+
+def test_a_series_a_crashed_sender_left_open_is_ended_by_end_series(tmp_path: Path, identity_model):
+    """A sender that crashed mid-series never sends `end`: its series stayed open until
+    series_idle_end_s (600 s), its store with it, and a global set_rois of the next
+    experiment's frame shape was refused all that time. `end_series` ends it at once."""
+    from typer.testing import CliRunner
+
+    from stream.cli import app
+
+    small = np.full((8, 8), 7, dtype=np.uint16)
+    with (
+        running_service(tmp_path, identity_model) as svc,
+        listening(svc, TOPICS) as sub,
+        Publisher(svc.endpoints["input"], mode="push", bind=False) as pub,
+        Control(svc.endpoints["control"], timeout=10) as ctl,
+    ):
+        for i, frame in enumerate(_frames(3)):
+            pub.send_frame(frame, "crashed", i)
+        pub.start("empty")  # a series begun with no frame yet
+        _, seen = collect(sub, 3)
+        with pytest.raises(ControlError, match=r"series 'crashed': .*are 8x8"):
+            ctl.set_rois(small)  # its frames do not fit the new ROIs
+        assert ctl.end_series("crashed") == {"ok": True, "series": "crashed", "last_index": 2}
+        while not events(seen, "series_end"):
+            seen.append(sub.recv(timeout=10))
+        (end,) = events(seen, "series_end")
+        assert end["series"] == "crashed" and end["stored"] == 3 and end["missing"] == 0
+        assert svc.status()["store"]["open_stores"] == 0  # "empty" has no frame, no store
+        assert ctl.set_rois(small)["checked"] == []  # no series of that shape streams now
+        with pytest.raises(ControlError, match=r"'crashed' is not open \(open: 'empty'\)"):
+            ctl.end_series("crashed")  # ended already: said, nothing changes
+        with pytest.raises(ControlError, match=r"expected 'series' of 1-64 chars.*got nil"):
+            ctl.request("end_series")
+        result = CliRunner().invoke(
+            app, ["end-series", "empty", "--control", svc.endpoints["control"]]
+        )
+        unknown = CliRunner().invoke(
+            app, ["end-series", "nosuch", "--control", svc.endpoints["control"]]
+        )
+        while len(events(seen, "series_end")) < 2:
+            seen.append(sub.recv(timeout=10))
+        pub.send_frame(_frames(1, seed=1)[0], "crashed", 3)  # a later frame resumes it
+        later, _ = collect(sub, 1)
+        assert later[0].header["series"] == "crashed" and later[0].header["index"] == 3
+        assert svc.flush()
+        assert svc.status()["store"]["open_stores"] == 1
+    assert result.exit_code == 0, result.output
+    assert "series 'empty' ended (it took no frame)" in result.output
+    assert unknown.exit_code == 2
+    assert "end_series refused by" in unknown.output and "'nosuch' is not open" in unknown.output
+    group = zarr.open_group(tmp_path / "data" / "crashed.zarr", mode="r")
+    assert group["valid"][:4].all() and group["clean_valid"][:4].all()  # one store, no hole
+
+
+def test_end_series_on_a_stopped_service_is_refused(tmp_path: Path, identity_model):
+    with running_service(tmp_path, identity_model) as svc:
+        pass
+    with pytest.raises(DeepDenoiseError, match=r"the service is stopping: 'any' was not ended"):
+        svc.end_series("any")

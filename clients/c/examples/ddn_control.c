@@ -3,6 +3,7 @@
  *
  *   status | pause | resume | flush | stop
  *   load_model PATH
+ *   end_series SERIES
  *   set_rois [--fit] [--source TEXT] LABELS_FILE DTYPE HEIGHT WIDTH [SERIES]
  *       label image as raw C-order bytes; --fit: it is the ROIs' extent from the
  *       frame's top-left corner (any frame that holds it fits); --source: where the
@@ -36,10 +37,11 @@ static int usage(const char *program) {
     fprintf(stderr,
             "usage: %s ENDPOINT status|pause|resume|flush|stop\n"
             "       %s ENDPOINT load_model PATH\n"
+            "       %s ENDPOINT end_series SERIES\n"
             "       %s ENDPOINT set_rois [--fit] [--source TEXT] LABELS_FILE DTYPE HEIGHT "
             "WIDTH [SERIES]\n"
             "       %s ENDPOINT set_rois none [SERIES]\n",
-            program, program, program, program);
+            program, program, program, program, program);
     return 2;
 }
 
@@ -138,6 +140,8 @@ static ddn_status encode(msgpack_sbuffer *out, const char *cmd, int nargs, char 
                          ddn_error *err) {
     if (strcmp(cmd, "load_model") == 0)
         return nargs == 1 ? ddn_encode_load_model(out, args[0], err) : DDN_E_ARGUMENT;
+    if (strcmp(cmd, "end_series") == 0)
+        return nargs == 1 ? ddn_encode_end_series(out, args[0], err) : DDN_E_ARGUMENT;
     if (strcmp(cmd, "set_rois") == 0) return encode_set_rois(out, nargs, args, err);
     /* status, pause, resume, flush, stop, or any other command (the service answers an
      * unknown one with ok false) */

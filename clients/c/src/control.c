@@ -167,6 +167,13 @@ ddn_status ddn_control_load_model(ddn_control *ctl, const char *path, ddn_messag
     return exchange(ctl, &request, ddn_encode_load_model(&request, path, err), reply, err);
 }
 
+ddn_status ddn_control_end_series(ddn_control *ctl, const char *series, ddn_message *reply,
+                                  ddn_error *err) {
+    msgpack_sbuffer request;
+    msgpack_sbuffer_init(&request);
+    return exchange(ctl, &request, ddn_encode_end_series(&request, series, err), reply, err);
+}
+
 ddn_status ddn_control_set_rois(ddn_control *ctl, const char *series, const char *label_dtype,
                                 uint32_t height, uint32_t width, const void *labels,
                                 ddn_message *reply, ddn_error *err) {

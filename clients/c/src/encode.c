@@ -322,6 +322,21 @@ ddn_status ddn_encode_load_model(msgpack_sbuffer *out, const char *path, ddn_err
     return DDN_OK;
 }
 
+ddn_status ddn_encode_end_series(msgpack_sbuffer *out, const char *series, ddn_error *err) {
+    if (out == NULL) return ddn__fail(err, DDN_E_ARGUMENT, "end_series needs a buffer");
+    ddn_status st = check_series(series, err);
+    if (st != DDN_OK) return st;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pack_cstr(&pk, "cmd");
+    pack_cstr(&pk, "end_series");
+    pack_cstr(&pk, "series");
+    pack_cstr(&pk, series);
+    ddn__ok(err);
+    return DDN_OK;
+}
+
 /* Label image types set_rois takes, with their sizes. */
 static size_t label_itemsize(const char *dtype) {
     static const struct {

@@ -488,6 +488,8 @@ static int reencode_control(const json_t *v, const json_t *request, const messag
     ddn_status st;
     if (is_str(cmd, "load_model")) {
         st = ddn_encode_load_model(&out, str_of(json_object_get(request, "path")), &err);
+    } else if (is_str(cmd, "end_series")) {
+        st = ddn_encode_end_series(&out, str_of(json_object_get(request, "series")), &err);
     } else if (is_str(cmd, "set_rois")) {
         const json_t *series = json_object_get(request, "series");
         const json_t *labels = json_object_get(request, "labels");

@@ -2,6 +2,7 @@
 //
 //   control ENDPOINT status | pause | resume | flush | stop
 //   control ENDPOINT load_model PATH
+//   control ENDPOINT end_series SERIES
 //   control ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES]
 //       FILE holds the label image as raw bytes, C order, in DTYPE (|u1, <u2, <i2,
 //       <u4, <i4 or <i8), e.g. numpy's labels.astype("<u2").tofile(FILE); --fit: it is
@@ -42,6 +43,7 @@ namespace {
 int usage() {
     std::cerr << "usage: control ENDPOINT status|pause|resume|flush|stop|CMD\n"
                  "       control ENDPOINT load_model PATH\n"
+                 "       control ENDPOINT end_series SERIES\n"
                  "       control ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT "
                  "WIDTH [SERIES]\n"
                  "       control ENDPOINT set_rois none [SERIES]\n";
@@ -75,6 +77,10 @@ std::optional<std::string> encode(const std::string& cmd, const std::vector<std:
     if (cmd == "load_model") {
         if (args.size() != 1) return std::nullopt;
         return dd::encode_request("load_model", {{"path", args[0]}});
+    }
+    if (cmd == "end_series") {
+        if (args.size() != 1) return std::nullopt;
+        return dd::encode_end_series(args[0]);
     }
     if (cmd == "set_rois") {
         if (!args.empty() && args[0] == "none") {

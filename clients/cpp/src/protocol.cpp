@@ -403,6 +403,11 @@ std::string encode_request(std::string_view cmd, const Map& arguments) {
     return encode_value(Value(std::move(request)));
 }
 
+std::string encode_end_series(std::string_view series) {
+    check_series(series);
+    return encode_request("end_series", {{"series", series}});
+}
+
 std::string encode_set_rois(const LabelImage& labels, const std::optional<std::string>& series,
                             const SetRoisOptions& options) {
     std::size_t item = 0;

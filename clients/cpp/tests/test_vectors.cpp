@@ -220,6 +220,8 @@ void control_vector(const dd::Map& entry, const std::vector<std::string>& parts)
         typed = dd::encode_set_rois(labels, series, options);
     } else if (cmd == "load_model") {
         typed = dd::encode_request("load_model", {{"path", expected.at("path")}});
+    } else if (cmd == "end_series") {
+        typed = dd::encode_end_series(expected.at("series").as_string());
     } else {
         typed = dd::encode_request(cmd);
     }

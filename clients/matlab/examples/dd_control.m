@@ -2,6 +2,7 @@ function rc = dd_control(endpoint, cmd, varargin)
 %DD_CONTROL  Example: one control command, the reply printed as one JSON line.
 %   dd_control(ep, 'status')              also pause, resume, flush, stop
 %   dd_control(ep, 'load_model', PATH)
+%   dd_control(ep, 'end_series', SERIES)
 %   dd_control(ep, 'set_rois' [, '--fit'] [, '--source', TEXT], FILE, DTYPE, HEIGHT,
 %              WIDTH [, SERIES])
 %       FILE holds the label image as raw bytes, C order (row after row), in DTYPE
@@ -71,6 +72,10 @@ switch cmd
     path = args{1};
     dd_encode_request('load_model', 'path', path);
     send = @(ctl) ctl.load_model(path);
+  case 'end_series'
+    check_count(cmd, args, 1, 1);
+    series = dd_check_series(args{1});
+    send = @(ctl) ctl.end_series(series);
   case 'set_rois'
     if ~isempty(args) && strcmp(args{1}, 'none')
       check_count(cmd, args, 1, 2);

@@ -3,6 +3,7 @@
 //
 //   control.js ENDPOINT status | pause | resume | flush | stop
 //   control.js ENDPOINT load_model PATH
+//   control.js ENDPOINT end_series SERIES
 //   control.js ENDPOINT set_rois [--fit] [--source TEXT] FILE DTYPE HEIGHT WIDTH [SERIES]
 //   control.js ENDPOINT set_rois none [SERIES]
 //   control.js ENDPOINT CMD        any other CMD goes out as {cmd: CMD}; the service
@@ -28,6 +29,7 @@ import {
   ControlError,
   CurveKeys,
   EndpointError,
+  checkSeries,
   encodeRequest,
   encodeSetRois,
 } from "deepdenoise-client";
@@ -68,6 +70,11 @@ function prepare() {
       if (args.length !== 1) usage("load_model needs PATH");
       const path = args[0];
       return (control) => control.loadModel(path);
+    }
+    case "end_series": {
+      if (args.length !== 1) usage("end_series needs SERIES");
+      const series = checkSeries(args[0]);
+      return (control) => control.endSeries(series);
     }
     case "set_rois": {
       if (args[0] === "none") {

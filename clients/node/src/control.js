@@ -4,7 +4,7 @@ import * as zmq from "zeromq";
 
 import { CURVE_HINT } from "./curve.js";
 import { ClientTimeoutError, ControlError, checkOptions, EndpointError, checkPort, endpointError, ipv6For } from "./errors.js";
-import { decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
+import { checkSeries, decodeValue, encodeRequest, encodeSetRois } from "./protocol.js";
 
 export const DEFAULT_CONTROL = "tcp://127.0.0.1:5557";
 
@@ -121,6 +121,15 @@ export class Control {
   /** Swap the model between two frames; `path` is opened on the service's machine. */
   loadModel(path) {
     return this.request("load_model", { path: String(path) });
+  }
+
+  /**
+   * End an open series as its sender's `end` would (a sender that crashed with it open);
+   * the reply's `last_index` is the last frame received (-1: none). A bad series name
+   * throws at once; a series that is not open is refused (ControlError).
+   */
+  endSeries(series) {
+    return this.request("end_series", { series: checkSeries(series) });
   }
 
   /**

@@ -164,6 +164,15 @@ class Control:
         """
         return self.request("load_model", path=os.fspath(path))
 
+    def end_series(self, series: str) -> dict[str, Any]:
+        """End an open series as its sender's ``end`` would: for a sender that crashed
+        with it open (its store stays open, and ROIs of another shape are refused, until
+        the service's idle time ends it). The reply has ``last_index``, the last frame
+        received (-1: none); a later frame resumes the series. A series not open is
+        refused (ControlError).
+        """
+        return self.request("end_series", series=series)
+
     def set_rois(
         self, labels: Any, series: str | None = None, fit: bool = False, source: str | None = None
     ) -> dict[str, Any]:

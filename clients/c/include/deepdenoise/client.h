@@ -176,6 +176,10 @@ ddn_status ddn_control_stop(ddn_control *ctl, ddn_message *reply, ddn_error *err
 /* `path` is opened by the service: relative to its working directory, on its machine. */
 ddn_status ddn_control_load_model(ddn_control *ctl, const char *path, ddn_message *reply,
                                   ddn_error *err);
+/* End an open series as its sender's `end` would: for a sender that crashed with it open
+ * (the reply has last_index, the last frame received, -1 for none). */
+ddn_status ddn_control_end_series(ddn_control *ctl, const char *series, ddn_message *reply,
+                                  ddn_error *err);
 /* See ddn_encode_set_rois(); labels NULL removes the ROIs. */
 ddn_status ddn_control_set_rois(ddn_control *ctl, const char *series, const char *label_dtype,
                                 uint32_t height, uint32_t width, const void *labels,

@@ -174,6 +174,8 @@ void ddn_pack_value(msgpack_packer *pk, const msgpack_object *value);
 /* Control requests: one msgpack map, "cmd" first. */
 ddn_status ddn_encode_request(msgpack_sbuffer *out, const char *cmd, ddn_error *err);
 ddn_status ddn_encode_load_model(msgpack_sbuffer *out, const char *path, ddn_error *err);
+/* end_series: end an open series as its sender's `end` would (a sender that crashed). */
+ddn_status ddn_encode_end_series(msgpack_sbuffer *out, const char *series, ddn_error *err);
 /* set_rois: `series` NULL for every series; `labels` NULL removes the ROIs (then
  * `label_dtype`, `height`, `width` are ignored). `label_dtype` is one of "|u1", "<u2",
  * "<i2", "<u4", "<i4", "<i8"; `labels` holds height*width of them, little-endian. */

@@ -224,6 +224,9 @@ Parts encode_end(std::string_view series, std::optional<std::uint64_t> t_ns = st
 /// A control request {"cmd": cmd, ...arguments}: cmd first, arguments in the given order
 /// (requests are not reordered like headers).
 std::string encode_request(std::string_view cmd, const Map& arguments = {});
+/// end_series: end an open series as its sender's `end` would (a sender that crashed).
+/// Throws ProtocolError("series") for a bad series.
+std::string encode_end_series(std::string_view series);
 /// The optional arguments of set_rois (PROTOCOL.md section 8).
 struct SetRoisOptions {
     /// The label image is the ROIs' extent from the frame's top-left corner, not the

@@ -203,6 +203,11 @@ public:
     Map stop() { return request("stop"); }
     /// A path on the service's machine, relative to its working directory.
     Map load_model(const std::string& path) { return request("load_model", {{"path", path}}); }
+    /// End an open series as its sender's `end` would (a sender that crashed with it
+    /// open); the reply's "last_index" is the last frame received (-1: none).
+    Map end_series(std::string_view series) {
+        return request_encoded("end_series", encode_end_series(series));
+    }
     /// Replace the ROIs (0 is background); the reply's "rois" is their count. `options`:
     /// set_rois' fit and source (see SetRoisOptions).
     Map set_rois(const LabelImage& labels, const std::optional<std::string>& series = {},
