@@ -65,6 +65,7 @@ class RawOp:
     index: int
     pixels: np.ndarray
     t_ns: int | None
+    meta: dict[str, Any] | None = None  # the frame's own, kept beside its pixels
 
 
 @dataclass(frozen=True, slots=True)

@@ -355,7 +355,15 @@ class Receiver:
             self._stats.count_sanitized("non_finite")
         if self._writer is not None:
             try:
-                self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns))
+                self._writer.put(
+                    RawOp(
+                        frame.series,
+                        frame.index,
+                        frame.pixels,
+                        frame.t_ns,
+                        frame.header.get("meta"),
+                    )
+                )
             except WriterGaveUp:  # its raw frame counted lost; it will not be denoised
                 self._stats.count_dropped("shutdown")
                 raise

@@ -470,7 +470,7 @@ class Writer:
         self._in_hand = None  # the store's now: its buffers count it
         try:
             if isinstance(op, RawOp):
-                store.write_raw(op.index, op.pixels, op.t_ns)
+                store.write_raw(op.index, op.pixels, op.t_ns, op.meta)
             else:
                 store.write_clean(op.index, op.pixels)
         except StoreWriteError as exc:  # earlier blocks failed; this frame is buffered

@@ -8,10 +8,12 @@
 frame by frame (``.npy``, TIFF, Zarr; a series store's raw frames) for
 ``deepdenoise denoise``. :class:`RejectedStore` keeps the raw pixels of frames the
 service rejected but could read (``series_mismatch``, ``duplicate``) apart, under
-``rejected_path``; :func:`read_rejected` reads them back.
+``rejected_path``; :func:`read_rejected` reads them back. :func:`read_frame_meta` reads
+the ``meta`` each frame carried, kept beside a series store's arrays.
 """
 
 from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
+from ._frame_meta import FRAME_META_FILE, read_frame_meta
 from ._layout import PATHS as ARRAY_PATHS
 from ._lock import lock_store, unlock_store
 from ._recording import Recording, RecordingWriter, open_recording
@@ -42,6 +44,7 @@ from ._summary import (
 
 __all__ = [
     "ARRAY_PATHS",
+    "FRAME_META_FILE",
     "MAX_FRAMES_PER_SHARD",
     "MAX_INDEX",
     "TARGET_SHARD_BYTES",
@@ -59,6 +62,7 @@ __all__ = [
     "left_open",
     "lock_store",
     "open_recording",
+    "read_frame_meta",
     "read_rejected",
     "recorded_frames",
     "rejected_path",

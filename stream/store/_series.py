@@ -53,6 +53,7 @@ from .._errors import StoreError, StoreUnlockableError, StoreWriteError
 from .._types import SERIES_RULE, is_series_name
 from ._arrays import Block, FlagWrite, StoreArrays, create_arrays
 from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
+from ._frame_meta import FrameMetaLog
 from ._layout import (
     F4,
     IMAGES,
@@ -280,6 +281,7 @@ class SeriesStore:
             log.info("%s keeps its %d frames per shard", self.path, self.frames_per_shard)
         self._info = info
         self._trace_arrays = existing_trace_arrays(self.path) if self.resumed else {}
+        self._meta = FrameMetaLog(self.path, self._config.fsync)
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)
             self._frames, self._max_index = scan.valid, scan.last
@@ -415,8 +417,16 @@ class SeriesStore:
         """Denoised frames on disk (``clean_valid`` True), as :attr:`frames_written`."""
         return self._clean_frames
 
-    def write_raw(self, index: int, frame: np.ndarray, t_ns: int | None) -> None:
+    def write_raw(
+        self,
+        index: int,
+        frame: np.ndarray,
+        t_ns: int | None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         """Copy a raw frame into its block buffer; ``t_ns`` None is stored as 0 (unknown).
+        ``meta``: the frame's own metadata, kept in ``frame_meta.msgpack`` (see
+        :mod:`stream.store._frame_meta`).
 
         The frame may be a view of a receive buffer: it is copied before returning.
         Its dtype must convert to the raw dtype without loss (``safe`` casting).
@@ -431,6 +441,8 @@ class SeriesStore:
         assert blk.data is not None  # buffered blocks hold their pixels
         blk.data[slot] = frame
         blk.t_ns[slot] = stamp
+        if meta is not None:
+            self._meta.append(i, t_ns, meta)
         self._fill(blk, slot, self._raw, "raw")
 
     def write_clean(self, index: int, frame: np.ndarray) -> None:
@@ -498,6 +510,7 @@ class SeriesStore:
             if blocks:
                 self._start(kind, [blocks.pop(b) for b in sorted(blocks)])
         self._settle(0)
+        self._meta.flush()
         try:
             if self._traces is not None:
                 self._guard("write the traces of", self._traces.flush)
@@ -599,6 +612,10 @@ class SeriesStore:
                 missing=scan.missing,
                 lost=dict(self.lost),
             )
+            if self._meta.lost:  # the frames' own meta, where the disk refused it
+                self._info["frame_meta_lost"] = (
+                    self._info.get("frame_meta_lost", 0) + self._meta.lost
+                )
             self._put_attrs()
             xml = ome_xml(self._shape, {"raw": self._dtype, "clean": F4}, size_t=length)
             self._guard("write the OME-XML of", lambda: _replace_text(self._ome_xml, xml))

@@ -39,6 +39,7 @@ RESERVED_KEYS = frozenset(
         "last_index",
         "missing",
         "lost",
+        "frame_meta_lost",
         "traces",
     }
 )

@@ -1,0 +1,104 @@
+"""Each frame's ``meta`` kept beside a series store's arrays (``frame_meta.msgpack``):
+round trips of any msgpack map, resends, a torn last record, a write the disk refuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from stream.store import (
+    ARRAY_PATHS,
+    FRAME_META_FILE,
+    SeriesStore,
+    StoreConfig,
+    read_frame_meta,
+    store_path,
+)
+
+K4 = StoreConfig(frames_per_shard=4)
+
+
+def _frame(i: int) -> np.ndarray:
+    return np.full((5, 6), i, dtype="<u2")
+
+
+def test_each_frames_meta_is_read_back_as_it_came(tmp_path: Path) -> None:
+    metas = {
+        0: {"exposure_ms": 10.5, "stage": [1.25, -3.0, 40.0]},
+        2: {"camera": {"binning": 2, "roi": [0, 0, 512, 512]}, "tag": b"\x00\xff", 7: None},
+        3: {"note": "Zoë\u2028", "big": 2**63 - 1, "small": -(2**63)},
+    }
+    with SeriesStore(tmp_path, "m", (5, 6), "<u2", config=K4) as store:
+        for i in range(6):
+            store.write_raw(i, _frame(i), 1000 + i, metas.get(i))
+        store.write_raw(3, _frame(3), 1003, {"note": "sent again"})  # a resend: last counts
+    assert read_frame_meta(store_path(tmp_path, "m")) == {
+        0: metas[0], 2: metas[2], 3: {"note": "sent again"}
+    }  # fmt: skip
+    group = zarr.open_group(str(store_path(tmp_path, "m")), mode="r")  # Zarr passes it over
+    assert group[ARRAY_PATHS["valid"]][:].all()
+    assert "frame_meta_lost" not in group.attrs["deepdenoise"]
+
+
+def test_a_store_with_no_meta_has_no_meta_file(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "plain", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(0, _frame(0), None)
+    assert not (store_path(tmp_path, "plain") / FRAME_META_FILE).exists()
+    assert read_frame_meta(store_path(tmp_path, "plain")) == {}
+
+
+def test_a_torn_last_record_is_cut_when_the_store_resumes(tmp_path: Path) -> None:
+    """A process killed while appending leaves part of a record; the records a resumed
+    store appends after it must still read."""
+    with SeriesStore(tmp_path, "t", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(0, _frame(0), 1, {"a": 1})
+    path = store_path(tmp_path, "t") / FRAME_META_FILE
+    whole = path.read_bytes()
+    with open(path, "ab") as file:
+        file.write(whole[: len(whole) // 2])  # half a record
+    assert read_frame_meta(store_path(tmp_path, "t")) == {0: {"a": 1}}  # the reader skips it
+    with SeriesStore(tmp_path, "t", (5, 6), "<u2", config=K4) as store:
+        assert path.stat().st_size == len(whole)  # cut at the last whole record
+        store.write_raw(1, _frame(1), 2, {"b": 2})
+    assert read_frame_meta(store_path(tmp_path, "t")) == {0: {"a": 1}, 1: {"b": 2}}
+
+
+def test_a_write_the_disk_refuses_is_cut_off_and_counted(tmp_path: Path) -> None:
+    """A file-size limit stands in for a full disk (in a process of its own): the write
+    that fails is cut back off the file, its records count as lost, and the records
+    written after it read."""
+    script = textwrap.dedent(
+        f"""
+        import resource, signal
+        from pathlib import Path
+        from stream.store._frame_meta import FrameMetaLog, read_frame_meta
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        folder = Path({str(tmp_path)!r})
+        log = FrameMetaLog(folder, fsync=False)
+        log.append(0, 10, {{"small": 1}})
+        log.flush()
+        size = log.path.stat().st_size
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, resource.RLIM_INFINITY))
+        log.append(1, 11, {{"big": "x" * 1000}})  # past the limit: part of it written
+        log.append(2, 12, {{"big": "y" * 1000}})
+        log.flush()
+        assert (log.lost, log.written) == (2, 1), (log.lost, log.written)
+        assert log.path.stat().st_size == size, "the torn record was not cut"
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        log.append(3, 13, {{"after": True}})
+        log.flush()
+        assert read_frame_meta(folder) == {{0: {{"small": 1}}, 3: {{"after": True}}}}
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert "the meta of 2 frame(s) is not on disk" in done.stderr
