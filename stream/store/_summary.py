@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import StoreError
+from ._frame_meta import FRAME_META_FILE, read_frame_meta
 from ._layout import IMAGES
 
 #: Keys of the ``deepdenoise`` attribute that only the store itself sets.
@@ -301,8 +302,18 @@ def summarize_store(path: Path) -> dict[str, Any]:
         "codec": _codec_text(raw),
         "closed": bool(info.get("closed", False)),
         "traces": _trace_arrays(group),
+        # frames whose own meta is kept (frame_meta.msgpack), and the disk refused
+        "frame_meta": _frame_meta_text(path, info.get("frame_meta_lost", 0)),
         "attrs": info,
     }
+
+
+def _frame_meta_text(path: Path, lost: int) -> str:
+    try:
+        kept = f"{len(read_frame_meta(path))} frame(s) in {FRAME_META_FILE}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        kept = f"{FRAME_META_FILE} unreadable: {exc}"
+    return f"{kept}; {lost} frame(s)' meta lost to write errors" if lost else kept
 
 
 def flags_lost(info: dict[str, Any], valid: int) -> str | None:

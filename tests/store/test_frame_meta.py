@@ -18,6 +18,7 @@ from stream.store import (
     StoreConfig,
     read_frame_meta,
     store_path,
+    summarize_store,
 )
 
 K4 = StoreConfig(frames_per_shard=4)
@@ -43,6 +44,8 @@ def test_each_frames_meta_is_read_back_as_it_came(tmp_path: Path) -> None:
     group = zarr.open_group(str(store_path(tmp_path, "m")), mode="r")  # Zarr passes it over
     assert group[ARRAY_PATHS["valid"]][:].all()
     assert "frame_meta_lost" not in group.attrs["deepdenoise"]
+    summary = summarize_store(store_path(tmp_path, "m"))  # what `deepdenoise info` shows
+    assert summary["frame_meta"] == f"3 frame(s) in {FRAME_META_FILE}"
 
 
 def test_a_store_with_no_meta_has_no_meta_file(tmp_path: Path) -> None:
@@ -50,6 +53,7 @@ def test_a_store_with_no_meta_has_no_meta_file(tmp_path: Path) -> None:
         store.write_raw(0, _frame(0), None)
     assert not (store_path(tmp_path, "plain") / FRAME_META_FILE).exists()
     assert read_frame_meta(store_path(tmp_path, "plain")) == {}
+    assert summarize_store(store_path(tmp_path, "plain"))["frame_meta"].startswith("0 frame(s)")
 
 
 def test_a_torn_last_record_is_cut_when_the_store_resumes(tmp_path: Path) -> None:
@@ -102,3 +106,16 @@ def test_a_write_the_disk_refuses_is_cut_off_and_counted(tmp_path: Path) -> None
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     assert "the meta of 2 frame(s) is not on disk" in done.stderr
+
+
+def test_meta_the_store_could_not_write_is_counted_in_its_attributes(tmp_path: Path) -> None:
+    """A file that cannot be appended to (here a folder in its place) loses the meta of
+    the frames it held, counted; their pixels are stored all the same."""
+    with SeriesStore(tmp_path, "lossy", (5, 6), "<u2", config=K4) as store:
+        (store_path(tmp_path, "lossy") / FRAME_META_FILE).mkdir()
+        for i in range(3):
+            store.write_raw(i, _frame(i), i, {"i": i})
+    group = zarr.open_group(str(store_path(tmp_path, "lossy")), mode="r")
+    assert group.attrs["deepdenoise"]["frame_meta_lost"] == 3
+    assert group[ARRAY_PATHS["valid"]][:].all()
+    assert "3 frame(s)' meta lost" in summarize_store(store_path(tmp_path, "lossy"))["frame_meta"]
