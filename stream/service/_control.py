@@ -39,6 +39,9 @@ SOURCE_MAX = 1024
 POLL_MS, POLL_BUSY_MS = 100, 5
 #: Commands run on the worker thread: they wait on a model's warm-up or other threads.
 SLOW_COMMANDS = frozenset({"load_model", "flush", "set_rois", "end_series"})
+#: How long end_series waits for the receiver to take it: within the clients' default
+#: reply timeout (5 s), so that they get the reason and not a timeout of their own.
+END_SERIES_S = 4.0
 #: How long a stopping service waits for the slow command under way (a model's warm-up)
 #: to end, so that it is answered and no thread is left inside ONNX Runtime as the
 #: process exits (it aborted: "terminate called without an active exception").
@@ -287,7 +290,7 @@ class ControlHandler:
         if not is_series_name(series):
             return _error(f"end_series: expected 'series' of {SERIES_RULE}, got {shown(series)}")
         try:
-            last_index = self._service.end_series(series)
+            last_index = self._service.end_series(series, END_SERIES_S)
         except (DeepDenoiseError, TimeoutError) as exc:
             return _error(f"end_series: {exc}")
         return {"ok": True, "series": series, "last_index": last_index}

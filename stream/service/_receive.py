@@ -160,18 +160,23 @@ class Receiver:
 
     def end_series(self, series: str, timeout: float) -> int:
         """End an open series as its ``end`` would (from any thread); returns its last
-        index received (-1: none). Raises SeriesNotOpenError, or TimeoutError when the
-        receiver does not take the request in time (it waits for room: a memory budget).
+        index received (-1: none). Raises SeriesNotOpenError; DeepDenoiseError once the
+        service is stopping; TimeoutError when the receiver does not take the request in
+        time (it waits for room: a memory budget); nothing changes then.
         """
         reply: Future[int] = Future()
         self._end_requests.put((series, reply))
-        if self._ended:  # after the stage's last look at its requests: not taken
+        if self._ended or self._halt.is_set():  # it takes no more requests
             self._refuse_end_requests()
         try:
             return reply.result(timeout)
         except TimeoutError:
-            if not reply.cancel():  # taken as the wait ended: its answer stands
-                return reply.result()
+            if not reply.cancel():  # taken as the wait ended: answered at once (below)
+                return reply.result(timeout)
+            if self._halt.is_set():
+                raise DeepDenoiseError(
+                    f"the service is stopping: {series!r} was not ended"
+                ) from None
             raise ServiceTimeoutError(
                 f"the receiver did not take the request within {timeout:g} s (is it "
                 "waiting for room under the memory budget?); nothing changed"
@@ -201,12 +206,10 @@ class Receiver:
                 )
                 continue
             log.info("series %r ended by an end_series request", series)
-            try:
-                self._end(series)
-            except BaseException as exc:  # a writer that gave up: told, and the stage stops
-                reply.set_exception(exc)
-                raise
+            # answered before the end's marks are queued: they may wait for room behind
+            # a slow disk, and the series is ended here already (a frame now resumes it)
             reply.set_result(state.received.last)
+            self._end(series)
 
     def _refuse_end_requests(self) -> None:
         for series, reply in self._waiting_end_requests():

@@ -9,17 +9,19 @@ again; the last one of an index counts. Pair the records with the store's ``vali
 flags: a record may be on disk for a frame whose pixels a fault kept off it.
 
 Records are kept in memory and appended at the store's flushes (a killed process loses
-those of its last flush interval, as it loses the frames it still buffered). A write
-that fails (a full disk) is cut back off the file, so a torn record never sits before
-later ones; its records are counted lost. A resumed store cuts a torn record at the
-file's end (a process killed while appending) before it appends.
+those since its last flush, some of whose frames may have their pixels on disk: a whole
+shard is written as soon as it is complete). A write that fails (a full disk) is cut
+back off the file, at the next append if not at once, so a torn record never sits
+before later ones; its records are counted lost. A resumed store cuts a torn record at
+the file's end (a process killed while appending) before it appends; a file it cannot
+read or cut takes no more records (they are counted lost), and the frames go on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,14 @@ class FrameMetaLog:
         self._records = 0  # in _pending
         self.written = 0  # records this session put on disk
         self.lost = 0  # records this session could not write
+        self._cut_to: int | None = None  # a failed write's torn bytes start here
+        self._unusable: str | None = None  # why no record can be appended
         if self.path.exists():
-            _cut_torn_tail(self.path)
+            try:
+                _cut_torn_tail(self.path)
+            except OSError as exc:
+                self._unusable = f"it could not be read and cut: {exc}"
+                log.error("%s: no frame meta is appended: %s", self.path, self._unusable)
 
     def append(self, index: int, t_ns: int | None, meta: Mapping[str, Any]) -> None:
         record = {"index": index, "t_ns": t_ns, "meta": meta}
@@ -59,9 +67,15 @@ class FrameMetaLog:
             return
         records, self._records = self._records, 0
         pending, self._pending = bytes(self._pending), bytearray()
+        if self._unusable is not None:
+            self.lost += records
+            return
         try:
             with open(self.path, "ab", buffering=0) as file:  # unbuffered: cut at once
-                good = file.tell()
+                if self._cut_to is not None:  # a torn record a failed cut left
+                    file.truncate(self._cut_to)
+                    self._cut_to = None
+                good = os.fstat(file.fileno()).st_size
                 try:
                     view = memoryview(pending)
                     while view:  # a raw write may take only part
@@ -69,7 +83,8 @@ class FrameMetaLog:
                     if self._fsync:
                         os.fsync(file.fileno())
                 except OSError:
-                    _cut(file, good)
+                    if not _cut(file, good):
+                        self._cut_to = good
                     raise
         except OSError as exc:
             self.lost += records
@@ -84,25 +99,45 @@ class FrameMetaLog:
         self.written += records
 
 
-def _cut(file: Any, size: int) -> None:
-    """Cut what a failed write left past ``size`` (a torn record)."""
+def _cut(file: Any, size: int) -> bool:
+    """Cut what a failed write left past ``size`` (a torn record); False if that fails
+    too (then cut before the next append, or by the next resume)."""
     try:
         file.truncate(size)
-    except OSError as exc:  # the next resume cuts it instead
-        log.error("%s: a torn record could not be cut off: %s", file.name, exc)
+    except OSError as exc:
+        log.error("%s: a torn record could not be cut off yet: %s", file.name, exc)
+        return False
+    return True
+
+
+def _records(file: Any) -> Iterator[tuple[int, dict[str, Any], int]]:
+    """Each whole record of an open file as ``(index, meta, offset after it)``, up to
+    the first that is torn or is not a record (a zero-filled tail after a power cut
+    reads as integers)."""
+    unpacker = msgpack.Unpacker(file, raw=False, strict_map_key=False)
+    end = 0
+    try:
+        for record in unpacker:
+            if not (
+                isinstance(record, dict)
+                and type(record.get("index")) is int
+                and isinstance(record.get("meta"), dict)
+            ):
+                log.warning("%s: no record after byte %d", file.name, end)
+                return
+            end = unpacker.tell()
+            yield record["index"], record["meta"], end
+    except (ValueError, msgpack.UnpackException) as exc:  # not msgpack from there
+        log.warning("%s: unreadable after byte %d: %s", file.name, end, exc)
 
 
 def _cut_torn_tail(path: Path) -> None:
     """Cut the bytes after the last whole record (a process killed while appending)."""
     size = path.stat().st_size
+    good = 0
     with open(path, "rb") as file:
-        unpacker = msgpack.Unpacker(file, raw=False, strict_map_key=False)
-        good = 0
-        try:
-            for _ in unpacker:
-                good = unpacker.tell()
-        except (ValueError, msgpack.UnpackException) as exc:  # not a record: cut from there
-            log.warning("%s: unreadable after byte %d (%s)", path, good, exc)
+        for *_, end in _records(file):
+            good = end
     if good < size:
         log.warning("%s: the %d byte(s) after its last whole record are cut", path, size - good)
         with open(path, "r+b") as file:
@@ -118,10 +153,6 @@ def read_frame_meta(store: Path | str) -> dict[int, dict[str, Any]]:
     if not path.exists():
         return metas
     with open(path, "rb") as file:
-        unpacker = msgpack.Unpacker(file, raw=False, strict_map_key=False)
-        try:
-            for record in unpacker:
-                metas[int(record["index"])] = record["meta"]
-        except (ValueError, msgpack.UnpackException):
-            pass  # a torn last record
+        for index, meta, _ in _records(file):
+            metas[index] = meta
     return metas

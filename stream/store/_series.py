@@ -510,12 +510,12 @@ class SeriesStore:
             if blocks:
                 self._start(kind, [blocks.pop(b) for b in sorted(blocks)])
         self._settle(0)
-        self._meta.flush()
         try:
             if self._traces is not None:
                 self._guard("write the traces of", self._traces.flush)
         finally:
             self._remake_if_removed()
+            self._meta.flush()  # into the store made again, if it was removed
             self._raise_errors()
 
     def _remake_if_removed(self) -> None:

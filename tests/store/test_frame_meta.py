@@ -3,12 +3,16 @@ round trips of any msgpack map, resends, a torn last record, a write the disk re
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import zarr
 
 from stream.store import (
@@ -20,6 +24,8 @@ from stream.store import (
     store_path,
     summarize_store,
 )
+from stream.store import _frame_meta as frame_meta
+from stream.store._frame_meta import FrameMetaLog
 
 K4 = StoreConfig(frames_per_shard=4)
 
@@ -119,3 +125,60 @@ def test_meta_the_store_could_not_write_is_counted_in_its_attributes(tmp_path: P
     assert group.attrs["deepdenoise"]["frame_meta_lost"] == 3
     assert group[ARRAY_PATHS["valid"]][:].all()
     assert "3 frame(s)' meta lost" in summarize_store(store_path(tmp_path, "lossy"))["frame_meta"]
+
+
+def test_a_zero_filled_tail_is_no_record_and_is_cut(tmp_path: Path) -> None:
+    """Zeros after the last record (a power cut with fsync off) read as msgpack integers:
+    not records, so the reader stops there and a resumed store cuts them."""
+    with SeriesStore(tmp_path, "z", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(0, _frame(0), 1, {"a": 1})
+    path = store_path(tmp_path, "z") / FRAME_META_FILE
+    size = path.stat().st_size
+    with open(path, "ab") as file:
+        file.write(bytes(16))
+    assert read_frame_meta(store_path(tmp_path, "z")) == {0: {"a": 1}}
+    with SeriesStore(tmp_path, "z", (5, 6), "<u2", config=K4) as store:
+        assert path.stat().st_size == size
+        store.write_raw(1, _frame(1), 2, {"b": 2})
+    assert read_frame_meta(store_path(tmp_path, "z")) == {0: {"a": 1}, 1: {"b": 2}}
+
+
+def test_a_torn_record_whose_cut_failed_is_cut_before_the_next_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed write whose cut failed too (the disk still full) leaves a torn record:
+    the next append cuts it first, so the records after it still read."""
+    log = FrameMetaLog(tmp_path, fsync=False)
+    log.append(0, 10, {"a": 1})
+    log.flush()
+    size = log.path.stat().st_size
+
+    class TornFile(io.FileIO):
+        def write(self, data: Any) -> int:  # part of the record, then a full disk
+            os.write(self.fileno(), bytes(data[:5]))
+            raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(frame_meta, "open", lambda path, mode, buffering: TornFile(path, "a"),
+                        raising=False)  # fmt: skip
+        patched.setattr(frame_meta, "_cut", lambda file, size: False)
+        log.append(1, 11, {"b": 2})
+        log.flush()
+    assert (log.lost, log.path.stat().st_size) == (1, size + 5)  # torn, not cut yet
+    log.append(2, 12, {"c": 3})
+    log.flush()
+    assert log.path.stat().st_size > size
+    assert read_frame_meta(tmp_path) == {0: {"a": 1}, 2: {"c": 3}}
+
+
+def test_a_meta_file_that_cannot_be_read_keeps_no_frame_from_its_store(tmp_path: Path) -> None:
+    """A resumed store whose meta file cannot be read (a folder in its place) opens and
+    stores its frames; their meta is counted lost."""
+    with SeriesStore(tmp_path, "odd", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(0, _frame(0), 1)
+    (store_path(tmp_path, "odd") / FRAME_META_FILE).mkdir()
+    with SeriesStore(tmp_path, "odd", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(1, _frame(1), 2, {"b": 2})
+    group = zarr.open_group(str(store_path(tmp_path, "odd")), mode="r")
+    assert group[ARRAY_PATHS["valid"]][:].tolist() == [True, True]
+    assert group.attrs["deepdenoise"]["frame_meta_lost"] == 1

@@ -11,7 +11,13 @@ import zmq
 
 from ._curve import CURVE_HINT, CurveKeys
 from ._errors import ClientTimeoutError, ControlError
-from ._protocol import check_endpoint, encode_request, encode_set_rois, is_ipv6_endpoint
+from ._protocol import (
+    check_endpoint,
+    check_series,
+    encode_request,
+    encode_set_rois,
+    is_ipv6_endpoint,
+)
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
@@ -171,7 +177,7 @@ class Control:
         received (-1: none); a later frame resumes the series. A series not open is
         refused (ControlError).
         """
-        return self.request("end_series", series=series)
+        return self.request("end_series", series=check_series(series))
 
     def set_rois(
         self, labels: Any, series: str | None = None, fit: bool = False, source: str | None = None
