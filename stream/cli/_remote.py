@@ -179,8 +179,14 @@ def end_series(
     open): its store is closed once its frames are denoised; a later frame resumes it."""
     reply = _ask(control, {"cmd": "end_series", "series": series}, timeout)
     last = reply.get("last_index", -1)
-    received = f"its last frame received is {last}" if last >= 0 else "it took no frame"
-    _print(reply, json_out, f"series {series!r} ended ({received})")
+    if last < 0:
+        said = f"series {series!r} ended (it took no frame)"
+    else:
+        said = (
+            f"series {series!r} ended at frame {last}: its store closes once its frames "
+            "still queued are denoised (a series_end event tells)"
+        )
+    _print(reply, json_out, said)
 
 
 def rois_set_message(reply: dict[str, Any], series: str | None) -> str:

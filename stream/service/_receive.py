@@ -358,15 +358,10 @@ class Receiver:
             self._stats.count_sanitized("non_finite")
         if self._writer is not None:
             try:
-                self._writer.put(
-                    RawOp(
-                        frame.series,
-                        frame.index,
-                        frame.pixels,
-                        frame.t_ns,
-                        frame.header.get("meta"),
-                    )
-                )
+                meta = frame.header.get("meta")
+                if meta is None and frame.resend:  # the frame it replaces keeps no meta
+                    meta = {}
+                self._writer.put(RawOp(frame.series, frame.index, frame.pixels, frame.t_ns, meta))
             except WriterGaveUp:  # its raw frame counted lost; it will not be denoised
                 self._stats.count_dropped("shutdown")
                 raise

@@ -5,16 +5,18 @@ Zarr v3 as tensorstore writes it has no type for a map of any shape, so the maps
 file of their own in the store folder, which Zarr readers pass over: a stream of msgpack
 maps ``{"index": int, "t_ns": int or nil, "meta": map}``, one per frame that carried
 ``meta``, in the order the frames came. A frame sent again (``resend``) adds its record
-again; the last one of an index counts. Pair the records with the store's ``valid``
+again, with an empty map if it carried none (the frame it replaces keeps no meta); the
+last one of an index counts. Pair the records with the store's ``valid``
 flags: a record may be on disk for a frame whose pixels a fault kept off it.
 
-Records are kept in memory and appended at the store's flushes (a killed process loses
-those since its last flush, some of whose frames may have their pixels on disk: a whole
-shard is written as soon as it is complete). A write that fails (a full disk) is cut
-back off the file, at the next append if not at once, so a torn record never sits
-before later ones; its records are counted lost. A resumed store cuts a torn record at
-the file's end (a process killed while appending) before it appends; a file it cannot
-read or cut takes no more records (they are counted lost), and the frames go on.
+Records are kept in memory and appended before the ``valid`` flags of the frames
+written since (as their ``t_ns`` is), so a frame flagged valid has its record on disk;
+a killed process loses the records of the frames it still buffered. A write that fails
+(a full disk) is cut back off the file, at the next append if not at once, so a torn
+record never sits before later ones; its records are counted lost. A resumed store cuts
+a torn record at the file's end (a process killed while appending) before it appends; a
+file it cannot read or cut takes no more records (they are counted lost), and the
+frames go on.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ of their own, ``<zarr dir>/rejected/<series>.zarr`` (Zarr v3, written with
 zarr-python; rejected frames are rare, so each block is small and simple)::
 
     <series>.zarr/                  attrs deepdenoise: {rejected_version, series}
-      <reason>/<dtype>_<H>x<W>/     attrs frames: the rows written whole
+      <reason>/<type>_<H>x<W>/      attrs frames: the rows written whole
         frames     (N, H, W) the frame's dtype, one chunk per frame
         index      (N,) int64  the index the frame was sent with
         t_ns       (N,) int64  its acquisition timestamp (0: none)

@@ -757,6 +757,8 @@ class SeriesStore:
         first = {name: blocks for name, blocks in (("t_ns", raw), ("clean_valid", clean)) if blocks}
         if not first:
             return
+        if raw:  # the frames' own meta before their valid flags, as their t_ns
+            self._meta.flush()
         self._flagging = {"raw": raw, "clean": clean}  # until flagged: a hung disk counts them
         try:
             self._flag_written(first, raw)

@@ -18,8 +18,10 @@ def test_the_meta_each_frame_carried_is_in_its_store(tmp_path: Path, identity_mo
         for i, frame in enumerate(frames):
             pub.send_frame(frame, "meta-run", i, meta=sent.get(i))
         pub.send_frame(frames[4], "meta-run", 4, resend=True, meta={"redone": True})
-        denoised, _ = collect(sub, 7)
+        pub.send_frame(frames[3], "meta-run", 3, resend=True)  # with no meta of its own
+        denoised, _ = collect(sub, 8)
         assert svc.flush()
         stored = read_frame_meta(store_path(tmp_path / "data", "meta-run"))
     assert [m.header.get("meta") for m in denoised[:6]] == [sent.get(i) for i in range(6)]
-    assert stored == {**sent, 4: {"redone": True}}  # a resent frame's meta replaces its own
+    # a resent frame's meta replaces the replaced frame's, none (an empty map) too
+    assert stored == {**sent, 4: {"redone": True}, 3: {}}

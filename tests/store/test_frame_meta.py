@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,23 @@ def test_a_meta_file_that_cannot_be_read_keeps_no_frame_from_its_store(tmp_path:
     group = zarr.open_group(str(store_path(tmp_path, "odd")), mode="r")
     assert group[ARRAY_PATHS["valid"]][:].tolist() == [True, True]
     assert group.attrs["deepdenoise"]["frame_meta_lost"] == 1
+
+
+def test_a_frame_flagged_valid_has_its_meta_on_disk(tmp_path: Path) -> None:
+    """As a store that is killed sees it, between flushes: every frame flagged valid has
+    its record (the records were appended only at the 2 s flush, while full shards were
+    flagged within 0.2 s: a trial's kill -9 left 36 frames without their meta)."""
+    store = SeriesStore(tmp_path, "k", (5, 6), "<u2", config=K4)
+    try:
+        valid = np.zeros(0, bool)
+        for i in range(2000):  # until some frames are flagged (a liveness bound)
+            store.write_raw(i, _frame(i), i, {"i": i})
+            group = zarr.open_group(str(store_path(tmp_path, "k")), mode="r")
+            valid = group[ARRAY_PATHS["valid"]][:]
+            if valid.any():
+                break
+            time.sleep(0.005)
+        flagged = set(np.flatnonzero(valid).tolist())
+        assert flagged and flagged <= set(read_frame_meta(store_path(tmp_path, "k")))
+    finally:
+        store.close()
