@@ -209,7 +209,11 @@ class Receiver:
             # answered before the end's marks are queued: they may wait for room behind
             # a slow disk, and the series is ended here already (a frame now resumes it)
             reply.set_result(state.received.last)
-            self._end(series)
+            try:
+                self._end(series)
+            except WriterGaveUp:  # the service stops: its stop closes the store
+                log.error("series %r: its end was not queued: the store writer gave up", series)
+                raise
 
     def _refuse_end_requests(self) -> None:
         for series, reply in self._waiting_end_requests():

@@ -51,7 +51,7 @@ class FrameMetaLog:
         if self.path.exists():
             try:
                 _cut_torn_tail(self.path)
-            except OSError as exc:
+            except Exception as exc:  # a side file never keeps the store from opening
                 self._unusable = f"it could not be read and cut: {exc}"
                 log.error("%s: no frame meta is appended: %s", self.path, self._unusable)
 
@@ -75,7 +75,8 @@ class FrameMetaLog:
         try:
             with open(self.path, "ab", buffering=0) as file:  # unbuffered: cut at once
                 if self._cut_to is not None:  # a torn record a failed cut left
-                    file.truncate(self._cut_to)
+                    if os.fstat(file.fileno()).st_size > self._cut_to:  # not a new file
+                        file.truncate(self._cut_to)
                     self._cut_to = None
                 good = os.fstat(file.fileno()).st_size
                 try:
@@ -115,22 +116,30 @@ def _cut(file: Any, size: int) -> bool:
 def _records(file: Any) -> Iterator[tuple[int, dict[str, Any], int]]:
     """Each whole record of an open file as ``(index, meta, offset after it)``, up to
     the first that is torn or is not a record (a zero-filled tail after a power cut
-    reads as integers)."""
+    reads as integers). A record torn inside its meta and followed by zeros may still
+    read as one, with wrong values: msgpack has no checksum."""
     unpacker = msgpack.Unpacker(file, raw=False, strict_map_key=False)
     end = 0
     try:
         for record in unpacker:
-            if not (
-                isinstance(record, dict)
-                and type(record.get("index")) is int
-                and isinstance(record.get("meta"), dict)
-            ):
+            if not _is_record(record):
                 log.warning("%s: no record after byte %d", file.name, end)
                 return
             end = unpacker.tell()
             yield record["index"], record["meta"], end
-    except (ValueError, msgpack.UnpackException) as exc:  # not msgpack from there
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:  # not records from there
         log.warning("%s: unreadable after byte %d: %s", file.name, end, exc)
+
+
+def _is_record(record: Any) -> bool:
+    """A record as :meth:`FrameMetaLog.append` writes it, keys in its order."""
+    return (
+        isinstance(record, dict)
+        and list(record) == ["index", "t_ns", "meta"]
+        and type(record["index"]) is int
+        and (record["t_ns"] is None or type(record["t_ns"]) is int)
+        and isinstance(record["meta"], dict)
+    )
 
 
 def _cut_torn_tail(path: Path) -> None:

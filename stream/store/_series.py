@@ -515,7 +515,7 @@ class SeriesStore:
                 self._guard("write the traces of", self._traces.flush)
         finally:
             self._remake_if_removed()
-            self._meta.flush()  # into the store made again, if it was removed
+            self._meta.flush()  # records _write_flags did not append (no raw block flagged)
             self._raise_errors()
 
     def _remake_if_removed(self) -> None:

@@ -73,6 +73,8 @@ def test_an_end_whose_marks_wait_behind_a_hung_disk_is_answered_at_once(tmp_path
     asked: list[int] = []
     asker = threading.Thread(target=lambda: asked.append(receiver.end_series("s", 10)))
     asker.start()
+    while receiver._end_requests.empty():  # queued before the receiver looks
+        asker.join(0.01)
     taker.start()
     asker.join(15)
     answered, hung = not asker.is_alive(), taker.is_alive()  # the end's marks still wait

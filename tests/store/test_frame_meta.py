@@ -203,3 +203,31 @@ def test_a_frame_flagged_valid_has_its_meta_on_disk(tmp_path: Path) -> None:
         assert flagged and flagged <= set(read_frame_meta(store_path(tmp_path, "k")))
     finally:
         store.close()
+
+
+def test_bytes_that_decode_to_no_record_keep_the_store_opening(tmp_path: Path) -> None:
+    """A map keyed by an array (unhashable in Python) after the last record: readers and
+    a resumed store stop there, and the store opens (it raised TypeError, which stopped
+    the service's writer)."""
+    with SeriesStore(tmp_path, "bad", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(0, _frame(0), 1, {"a": 1})
+    path = store_path(tmp_path, "bad") / FRAME_META_FILE
+    with open(path, "ab") as file:
+        file.write(bytes([0x81, 0x90, 0x00]))  # {[]: 0}
+    assert read_frame_meta(store_path(tmp_path, "bad")) == {0: {"a": 1}}
+    with SeriesStore(tmp_path, "bad", (5, 6), "<u2", config=K4) as store:
+        store.write_raw(1, _frame(1), 2, {"b": 2})
+    assert read_frame_meta(store_path(tmp_path, "bad")) == {0: {"a": 1}, 1: {"b": 2}}
+
+
+def test_a_cut_left_for_a_file_made_anew_pads_nothing(tmp_path: Path) -> None:
+    """A cut still due when the file is gone (its store removed and made again): the new
+    file is not padded to the old size with zeros, which hid the records after them."""
+    log = FrameMetaLog(tmp_path, fsync=False)
+    log.append(0, 10, {"a": 1})
+    log.flush()
+    log._cut_to = log.path.stat().st_size  # as a failed cut leaves it
+    log.path.unlink()
+    log.append(1, 11, {"b": 2})
+    log.flush()
+    assert read_frame_meta(tmp_path) == {1: {"b": 2}}
