@@ -79,6 +79,7 @@ class RejectedOp:
     pixels: np.ndarray
     t_ns: int | None
     t_recv_ns: int
+    meta: dict[str, Any] | None = None  # the frame's own, kept beside its pixels
 
 
 @dataclass(frozen=True, slots=True)

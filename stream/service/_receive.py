@@ -415,8 +415,9 @@ class Receiver:
         if not self._room_for(frame.pixels.nbytes):
             self._stats.count_dropped("store_rejected")
             return
+        meta = frame.header.get("meta")
         self._writer.put(
-            RejectedOp(frame.series, reason, frame.index, frame.pixels, frame.t_ns, t_recv_ns)
+            RejectedOp(frame.series, reason, frame.index, frame.pixels, frame.t_ns, t_recv_ns, meta)
         )
 
     def _room_for(self, nbytes: int) -> bool:

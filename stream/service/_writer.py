@@ -140,7 +140,8 @@ class Writer:
     on_error
         Called with ``(series, kind, message)`` for each store failure (``store_open``,
         ``store_write``, ``store_flags``, ``store_removed``, ``store_attrs``, ``store_close``,
-        ``store_rejected``).
+        ``store_rejected``; ``frame_meta``: the frames' ``meta``, counted in
+        ``frame_meta_lost``, not as frames lost).
     on_lost
         Called with ``(reason, frames)`` for frames that will not be on disk
         (``store_raw`` / ``store_clean`` / ``store_traces``; ``store_rejected``: the pixels
@@ -186,6 +187,7 @@ class Writer:
         self._in_hand: object = None  # the operation being applied, until a store has it
         self._rejected: dict[str, RejectedStore] = {}
         self.rejected_kept = 0  # rejected frames written whole, all series
+        self.frame_meta_lost = 0  # frames whose meta a store could not write, all series
         self._retry_at: dict[str, float] = {}  # series whose store could not be created
         # Frames of a series that found no open store, by kind, and the index after the
         # last of them: its series_end must tell them, even when no store ever opened.
@@ -356,6 +358,7 @@ class Writer:
             "errors": dict(self._errors),
             "open_stores": len(self._stores),
             "rejected_kept": self.rejected_kept,
+            "frame_meta_lost": self.frame_meta_lost,
         }
         if last is not None:
             report["last_error"] = last[1]
@@ -478,6 +481,7 @@ class Writer:
         except _IO as exc:
             self._failure(op.series, "store_write", f"frame {op.index}: {exc}")
             self._thread_lost(f"store_{kind}", 1)
+        self._tell_meta_lost(op.series, store)
 
     def _run_end(self, series: str) -> _RunEnd:
         """A run's raw totals as its last raw frame is in: written out first, so the
@@ -527,7 +531,7 @@ class Writer:
         store = self._rejected.get(op.series)
         if store is None:
             store = self._rejected[op.series] = RejectedStore(self.root, op.series)
-        store.add(op.reason, op.index, op.pixels, op.t_ns, op.t_recv_ns)
+        store.add(op.reason, op.index, op.pixels, op.t_ns, op.t_recv_ns, op.meta)
         self._in_hand = None  # in its buffered rows now
         if store.buffered_bytes >= REJECTED_BLOCK_BYTES:
             self._flush_rejected(op.series, store)
@@ -536,6 +540,7 @@ class Writer:
         before = store.written
         self._guarded(series, "store_rejected", store.flush)
         self.rejected_kept += store.written - before
+        self._tell_meta_lost(series, store)
 
     def _close_rejected(self, series: str) -> None:
         store = self._rejected.get(series)
@@ -612,6 +617,7 @@ class Writer:
         self._store_closing = store  # counted by abandon_if_stuck should its close hang
         self._guarded(series, "store_close", store.close)
         self._store_closing = None
+        self._tell_meta_lost(series, store)
         info = store.info
         lost = _with_unstored(store.lost, unstored)
         recorded = bool(info.get("closed", False))
@@ -714,6 +720,19 @@ class Writer:
             self._report_lost(series, exc)
         except _IO as exc:
             self._failure(series, kind, str(exc))
+        store = self._stores.get(series)
+        if store is not None:  # a flush appends the frames' meta too
+            self._tell_meta_lost(series, store)
+
+    def _tell_meta_lost(self, series: str, store: SeriesStore | RejectedStore) -> None:
+        """Count and report the frames' meta the store could not write since last told
+        (its frames go on: the meta has a file of its own)."""
+        lost, why = store.take_frame_meta_lost()
+        if lost > 0:
+            self.frame_meta_lost += lost
+            self._failure(
+                series, "frame_meta", f"the meta of {lost} frame(s) is not on disk: {why}"
+            )
 
     def _report_lost(self, series: str, exc: StoreWriteError) -> None:
         for kind, frames in exc.lost.items():

@@ -46,6 +46,8 @@ class FrameMetaLog:
         self._records = 0  # in _pending
         self.written = 0  # records this session put on disk
         self.lost = 0  # records this session could not write
+        self.last_error: str | None = None  # why the latest of them were lost
+        self._lost_taken = 0  # of lost, told by take_lost
         self._cut_to: int | None = None  # a failed write's torn bytes start here
         self._unusable: str | None = None  # why no record can be appended
         if self.path.exists():
@@ -54,6 +56,11 @@ class FrameMetaLog:
             except Exception as exc:  # a side file never keeps the store from opening
                 self._unusable = f"it could not be read and cut: {exc}"
                 log.error("%s: no frame meta is appended: %s", self.path, self._unusable)
+
+    def take_lost(self) -> tuple[int, str | None]:
+        """Records lost since last asked, and why the latest of them were."""
+        lost, self._lost_taken = self.lost - self._lost_taken, self.lost
+        return lost, self.last_error
 
     def append(self, index: int, t_ns: int | None, meta: Mapping[str, Any]) -> None:
         record = {"index": index, "t_ns": t_ns, "meta": meta}
@@ -71,6 +78,7 @@ class FrameMetaLog:
         pending, self._pending = bytes(self._pending), bytearray()
         if self._unusable is not None:
             self.lost += records
+            self.last_error = f"{self.path} takes no records: {self._unusable}"
             return
         try:
             with open(self.path, "ab", buffering=0) as file:  # unbuffered: cut at once
@@ -91,6 +99,7 @@ class FrameMetaLog:
                     raise
         except OSError as exc:
             self.lost += records
+            self.last_error = f"{self.path}: {exc}"
             log.error(
                 "%s: the meta of %d frame(s) is not on disk (%s); %d lost so far",
                 self.path,

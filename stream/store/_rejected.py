@@ -13,15 +13,20 @@ zarr-python; rejected frames are rare, so each block is small and simple)::
         index      (N,) int64  the index the frame was sent with
         t_ns       (N,) int64  its acquisition timestamp (0: none)
         t_recv_ns  (N,) int64  when the service received it (ns since the epoch)
+        frame_meta.msgpack     the rows' ``meta``: records as a series store's, by row
 
-Rows are in arrival order. A block's rows are written before the ``frames`` attribute
-counts them, so rows past it (a process killed mid-write) are ignored, and overwritten
-by the next rows when the store is opened again. Like a series store, the folder is
+Rows are in arrival order. A block's rows (and their meta) are written before the
+``frames`` attribute counts them, so rows past it (a process killed mid-write) are
+ignored, and overwritten by the next rows when the store is opened again: once a block
+has a meta file, every row gets a record (an empty map for a frame that carried none),
+so a later row's record replaces a lost row's. Like a series store, the folder is
 locked while a writer has it open: a second writer would write over its rows.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +34,12 @@ from typing import Any
 import numpy as np
 
 from .._errors import StoreError, StoreWriteError
+from ._frame_meta import FrameMetaLog, read_frame_meta
 from ._layout import store_folder
 from ._lock import lock_store, unlock_store
 from ._summary import written_by_us
+
+log = logging.getLogger(__name__)
 
 REJECTED_VERSION = 1
 #: Per-row arrays beside ``frames``, all int64.
@@ -55,6 +63,7 @@ class _Block:
 
     frames: list[np.ndarray] = field(default_factory=list)
     rows: list[tuple[int, int, int]] = field(default_factory=list)
+    metas: list[Mapping[str, Any] | None] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
@@ -75,6 +84,7 @@ class RejectedStore:
         self.series = series
         self.written = 0  # rows written whole by this object
         self._blocks: dict[tuple[str, str], _Block] = {}
+        self._meta_logs: dict[tuple[str, str], FrameMetaLog] = {}
         self._writing = 0  # rows taken from the blocks by a flush, not written or lost yet
         self._group: Any = None
         self._lock: int | None = None
@@ -89,12 +99,27 @@ class RejectedStore:
         return sum(len(block.rows) for block in list(self._blocks.values())) + self._writing
 
     def add(
-        self, reason: str, index: int, pixels: np.ndarray, t_ns: int | None, t_recv_ns: int
+        self,
+        reason: str,
+        index: int,
+        pixels: np.ndarray,
+        t_ns: int | None,
+        t_recv_ns: int,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         shape = (int(pixels.shape[0]), int(pixels.shape[1]))
         block = self._blocks.setdefault((reason, layout_name(pixels.dtype, shape)), _Block())
         block.frames.append(pixels)
         block.rows.append((index, t_ns or 0, t_recv_ns))
+        block.metas.append(meta)
+
+    def take_frame_meta_lost(self) -> tuple[int, str | None]:
+        """Rows whose ``meta`` could not be written since last asked, and why."""
+        lost, why = 0, None
+        for meta_log in self._meta_logs.values():
+            count, error = meta_log.take_lost()
+            lost, why = lost + count, error if count else why
+        return lost, why
 
     def flush(self) -> None:
         """Write every buffered block; the first failure is raised after all were tried.
@@ -134,6 +159,7 @@ class RejectedStore:
             return 0
         gone, self.written = self.written, 0
         self._group = None
+        self._meta_logs.clear()  # their files are gone with it
         unlock_store(self._lock)  # the lock of the folder that is gone
         self._lock = None
         return gone
@@ -149,7 +175,22 @@ class RejectedStore:
             array = self._array(group, name, values)
             array.resize((stop, *values.shape[1:]))  # rows past the count: a crash's rest
             array[start:stop] = values
+        self._append_meta(reason, layout, start, block)
         group.attrs["frames"] = stop  # last: the rows are whole on disk
+
+    def _append_meta(self, reason: str, layout: str, start: int, block: _Block) -> None:
+        """The rows' meta, in the block's meta file (made by the first that has one)."""
+        meta_log = self._meta_logs.get((reason, layout))
+        if meta_log is None:
+            meta_log = FrameMetaLog(self.path / reason / layout, fsync=False)
+            self._meta_logs[reason, layout] = meta_log
+        every_row = meta_log.path.exists()  # a record of a row past the count may be there
+        for row, ((_, t_ns, _), meta) in enumerate(
+            zip(block.rows, block.metas, strict=True), start
+        ):
+            if meta is not None or every_row:
+                meta_log.append(row, t_ns or None, meta or {})
+        meta_log.flush()
 
     @staticmethod
     def _array(group: Any, name: str, values: np.ndarray) -> Any:
@@ -168,6 +209,7 @@ class RejectedStore:
     def close(self) -> None:
         """Release the store's lock (buffered blocks not flushed are dropped)."""
         self._blocks.clear()
+        self._meta_logs.clear()
         self._group = None
         unlock_store(self._lock)
         self._lock = None
@@ -209,16 +251,28 @@ class RejectedFrames:
     index: np.ndarray
     t_ns: np.ndarray
     t_recv_ns: np.ndarray
+    meta: list[dict[str, Any]]  # each row's, an empty map where its frame carried none
 
 
 def read_rejected(path: str | Path) -> list[RejectedFrames]:
     """Every block of a rejected-frames store (rows written whole only), by reason."""
     out = []
-    for reason, _, block in _blocks(path):
+    for reason, layout, block in _blocks(path):
         n = _rows(block)
         rows = {name: np.asarray(block[name][:n]) for name in ("frames", *ROW_FIELDS)}
-        out.append(RejectedFrames(reason, **rows))
+        metas = _read_meta(Path(path) / reason / layout)
+        out.append(RejectedFrames(reason, **rows, meta=[metas.get(row, {}) for row in range(n)]))
     return out
+
+
+def _read_meta(block: Path) -> dict[int, dict[str, Any]]:
+    """A block's meta by row; none from a meta file that cannot be read (its pixels
+    are read all the same)."""
+    try:
+        return read_frame_meta(block)
+    except OSError as exc:
+        log.warning("%s: the rows' meta cannot be read: %s", block, exc)
+        return {}
 
 
 def summarize_rejected(path: str | Path) -> dict[str, int]:

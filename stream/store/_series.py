@@ -417,6 +417,10 @@ class SeriesStore:
         """Denoised frames on disk (``clean_valid`` True), as :attr:`frames_written`."""
         return self._clean_frames
 
+    def take_frame_meta_lost(self) -> tuple[int, str | None]:
+        """Frames whose ``meta`` could not be written since last asked, and why."""
+        return self._meta.take_lost()
+
     def write_raw(
         self,
         index: int,

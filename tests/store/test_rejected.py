@@ -11,6 +11,7 @@ import zarr
 from stream import StoreError
 from stream._errors import StoreWriteError
 from stream.store import (
+    FRAME_META_FILE,
     RejectedStore,
     read_rejected,
     rejected_path,
@@ -148,3 +149,39 @@ def test_rows_being_written_still_count_as_buffered(
         flushing.join(30)
     assert store.buffered_rows == 0 and store.written == 4
     store.close()
+
+
+def test_each_rejected_frames_meta_comes_back_with_its_row(tmp_path: Path) -> None:
+    store = RejectedStore(tmp_path, "cam")
+    store.add("duplicate", 0, pixels(0), 1, 1)  # no meta: no meta file yet
+    store.flush()
+    block = rejected_path(tmp_path, "cam") / "duplicate" / "uint16_6x9"
+    assert not (block / FRAME_META_FILE).exists()
+    store.add("duplicate", 0, pixels(1), 2, 2, {"stage": [1.5, 2.0], "raw": b"\x00\x01"})
+    store.add("duplicate", 1, pixels(2), 3, 3)
+    store.add("series_mismatch", 4, pixels(3, (4, 4)), 4, 4, {"binning": 2})
+    store.flush()
+    store.close()
+    duplicate, mismatch = read_rejected(rejected_path(tmp_path, "cam"))
+    assert duplicate.index.tolist() == [0, 0, 1]
+    assert duplicate.meta == [{}, {"stage": [1.5, 2.0], "raw": b"\x00\x01"}, {}]
+    assert mismatch.meta == [{"binning": 2}]
+
+
+def test_a_crash_s_uncounted_rows_leave_no_meta_to_the_rows_after(tmp_path: Path) -> None:
+    """Rows a killed process wrote but never counted are written over by the next rows:
+    their meta records are too, also by rows that carried no meta."""
+    first = RejectedStore(tmp_path, "cam")
+    first.add("duplicate", 0, pixels(0), 1, 1, {"kept": True})
+    first.add("duplicate", 1, pixels(1), 1, 1, {"uncounted": True})
+    first.flush()
+    first.close()
+    block = zarr.open_group(rejected_path(tmp_path, "cam"), mode="a")["duplicate/uint16_6x9"]
+    block.attrs["frames"] = 1  # as if killed before the count took row 1
+    assert read_rejected(rejected_path(tmp_path, "cam"))[0].meta == [{"kept": True}]
+
+    again = RejectedStore(tmp_path, "cam")
+    again.add("duplicate", 5, pixels(5), 2, 2)  # row 1 again, with no meta
+    again.flush()
+    (got,) = read_rejected(rejected_path(tmp_path, "cam"))
+    assert got.index.tolist() == [0, 5] and got.meta == [{"kept": True}, {}]
