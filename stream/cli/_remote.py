@@ -34,13 +34,19 @@ Timeout = Annotated[float, typer.Option(help="Seconds to wait for the reply.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
 
 
-def _ask(control: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """The reply map, or exit 2 with the service's error (or why none came)."""
+def _ask(control: str, message: dict[str, Any], timeout: float, json_out: bool) -> dict[str, Any]:
+    """The reply map, or exit 2 with the service's error (or why none came); with
+    ``--json``, that is also printed as JSON on stdout, ``{"ok": false, "error": ...}``,
+    for a script that parses it (it found plain text: a trial)."""
     try:
         reply = request(control, message, timeout)
     except (DeepDenoiseError, OSError) as exc:
+        if json_out:
+            print_json({"ok": False, "error": str(exc)})
         raise fail(exc) from exc
     if not reply.get("ok", False):
+        if json_out:
+            print_json(reply)
         error = str(reply.get("error", reply))
         error = error.removeprefix(f"{message['cmd']}: ")  # said once, before "refused"
         raise fail(f"{message['cmd']} refused by {control}: {error}")
@@ -58,7 +64,7 @@ def status(
     control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
 ) -> None:
     """Ask a running service for its status and print it."""
-    reply = _ask(control, {"cmd": "status"}, timeout)
+    reply = _ask(control, {"cmd": "status"}, timeout, json_out)
     if json_out:
         print_json(reply)
         return
@@ -69,14 +75,14 @@ def pause(
     control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
 ) -> None:
     """Stop denoising (raw frames are still stored; skipped frames are counted)."""
-    _print(_ask(control, {"cmd": "pause"}, timeout), json_out, f"paused {control}")
+    _print(_ask(control, {"cmd": "pause"}, timeout, json_out), json_out, f"paused {control}")
 
 
 def resume(
     control: Control = DEFAULT_CONTROL, timeout: Timeout = 3.0, json_out: JsonOut = False
 ) -> None:
     """Denoise again after `pause`."""
-    _print(_ask(control, {"cmd": "resume"}, timeout), json_out, f"resumed {control}")
+    _print(_ask(control, {"cmd": "resume"}, timeout, json_out), json_out, f"resumed {control}")
 
 
 def flush(
@@ -84,7 +90,7 @@ def flush(
 ) -> None:
     """Write every frame received so far to disk; returns once it is there."""
     _print(
-        _ask(control, {"cmd": "flush"}, timeout),
+        _ask(control, {"cmd": "flush"}, timeout, json_out),
         json_out,
         "flushed: every frame received is on disk",
     )
@@ -95,7 +101,7 @@ def stop(
 ) -> None:
     """Stop the service in order: drain the stages, flush and close the stores; sent
     again while it drains, cut the drain short."""
-    reply = _ask(control, {"cmd": "stop"}, timeout)
+    reply = _ask(control, {"cmd": "stop"}, timeout, json_out)
     said = (
         f"stopping {control}: the drain is cut short (frames still waiting are stored raw)"
         if reply.get("drain_cut")
@@ -120,7 +126,7 @@ def load_model(
     if path.exists() or len(path.parts) > 1:
         path = path.absolute()  # a file: the service may run in another folder
     # else a bare name (na-temporal, rig.onnx): the service looks in its model folders
-    reply = _ask(control, {"cmd": "load_model", "path": str(path)}, timeout)
+    reply = _ask(control, {"cmd": "load_model", "path": str(path)}, timeout, json_out)
     _print(
         reply,
         json_out,
@@ -165,7 +171,7 @@ def set_rois(
         message["source"] = str(path.resolve())  # status and the stored traces name it
     if series is not None:
         message["series"] = series
-    reply = _ask(control, message, timeout)
+    reply = _ask(control, message, timeout, json_out)
     _print(reply, json_out, rois_set_message(reply, series))
 
 
@@ -177,7 +183,7 @@ def end_series(
 ) -> None:
     """End an open series as its sender's `end` would (a sender that crashed with it
     open): its store is closed once its frames are denoised; a later frame resumes it."""
-    reply = _ask(control, {"cmd": "end_series", "series": series}, timeout)
+    reply = _ask(control, {"cmd": "end_series", "series": series}, timeout, json_out)
     last = reply.get("last_index", -1)
     if last < 0:
         said = f"series {series!r} ended (it took no frame)"

@@ -604,20 +604,29 @@ class Writer:
         store = self._stores.pop(series, None)
         unstored = self._unstored.pop(series, Counter())
         end = self._unstored_end.pop(series, 0)
-        if store is None and not unstored:
+        left_open_before = store is None and not unstored
+        if left_open_before:
             store = self._left_open(series)
         if store is None:  # no store open: a series ended with no frame still ends, and
             # series_end says so (0 stored); a second `end` gives the closed store's totals
             closed = None if unstored else closed_totals(store_path(self.root, series))
             self._on_series_end(
                 series,
-                closed or {"frames": 0, "missing": end, "lost": dict(unstored), "closed": False},
+                closed
+                or {
+                    "frames": 0,
+                    "missing": end,
+                    "lost": _with_unstored({"raw": 0, "clean": 0}, unstored),  # keys as ever
+                    "closed": False,
+                },
             )
             return
         self._store_closing = store  # counted by abandon_if_stuck should its close hang
         self._guarded(series, "store_close", store.close)
         self._store_closing = None
         self._tell_meta_lost(series, store)
+        if left_open_before:  # named with those closed between frames
+            self._left_open_done(store.path, store)
         info = store.info
         lost = _with_unstored(store.lost, unstored)
         recorded = bool(info.get("closed", False))
@@ -637,6 +646,7 @@ class Writer:
         a time while the writer has nothing else to do (:meth:`_close_next_left_open`):
         closing a thousand took 27 s, and new frames waited behind it."""
         self._left_open_closed: list[str] = []
+        self._left_open_resumed: list[str] = []  # by their series' frames, before closed
         self._left_open_paths = [p for p in sorted(self.root.glob("*.zarr")) if left_open(p)]
         if self._left_open_paths:
             log.info(
@@ -654,20 +664,33 @@ class Writer:
         a damaged one stays as it is, and the writer goes on."""
         if not self._left_open_paths:
             return
-        path = self._left_open_paths.pop()
-        if path.name.removesuffix(".zarr") not in self._stores:
+        path = self._left_open_paths[-1]
+        store = None
+        if path.name.removesuffix(".zarr") in self._stores:
+            self._left_open_resumed.append(path.name.removesuffix(".zarr"))
+        else:
             try:
                 store = self._closed_if_left_open(path)
             except StoreHeldError:  # a service started beside this one writes it
                 log.info("%s is being written by another process: left to it", path)
-                store = None
             except Exception as exc:  # any damage (a store's own series finds it again)
                 log.warning("%s was left open and stays so: %s", path, exc)
-                store = None
-            if store is not None:
-                self._left_open_closed.append(_left_open_totals(store))
-        closed = self._left_open_closed
-        if not self._left_open_paths and closed:
+        self._left_open_done(path, store)
+
+    def _left_open_done(self, path: Path, store: SeriesStore | None) -> None:
+        """One of the stores found left open is seen to (``store``: closed, its totals
+        recorded); after the last, one line names them -- also those a series' ``end``
+        closed first (they went unnamed: a trial) and those its frames resumed."""
+        found = [p for p in self._left_open_paths if p.name == path.name]  # p: resolved
+        if not found:
+            return
+        self._left_open_paths.remove(found[0])
+        if store is not None:
+            self._left_open_closed.append(_left_open_totals(store))
+        closed, resumed = self._left_open_closed, self._left_open_resumed
+        if self._left_open_paths:
+            return
+        if closed:
             more = " ..." if len(closed) > CLOSED_SHOWN else ""
             log.warning(
                 "closed %d store(s) an earlier session left open (killed, or a stop that "
@@ -675,6 +698,14 @@ class Writer:
                 "each one's last frame on disk, and frames sent after it are not known",
                 len(closed),
                 ", ".join(closed[:CLOSED_SHOWN]) + more,
+            )
+        if resumed:
+            more = " ..." if len(resumed) > CLOSED_SHOWN else ""
+            log.warning(
+                "%d store(s) an earlier session left open were resumed by their series' "
+                "frames (their series_end tells their totals): %s",
+                len(resumed),
+                ", ".join(resumed[:CLOSED_SHOWN]) + more,
             )
 
     def _closed_if_left_open(self, path: Path) -> SeriesStore | None:

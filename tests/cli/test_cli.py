@@ -449,6 +449,14 @@ def test_status_without_a_service_times_out_clearly():
     assert result.exit_code == 2 and "no service at tcp://127.0.0.1:9" in result.output
 
 
+def test_with_json_no_reply_is_said_as_json_too():
+    cmd = ["pause", "--json", "--control", "tcp://127.0.0.1:9", "--timeout", "0.2"]
+    result = runner.invoke(app, cmd)
+    said = json.loads(result.stdout)
+    assert result.exit_code == 2 and said["ok"] is False, result.output
+    assert "no service at tcp://127.0.0.1:9" in said["error"]
+
+
 def test_a_command_with_a_long_timeout_says_soon_that_no_service_is_there():
     """load-model waits up to 2 minutes for its reply (a model's warm-up); with no service
     at the endpoint it waited them all out (a new user's trial). A connection nothing

@@ -1277,6 +1277,45 @@ def test_stores_left_open_are_closed_between_frames_not_before_them(
     assert order[0] == "frame" and order.count("close") == 3, order
 
 
+def test_every_store_left_open_is_named_however_it_was_seen_to(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a restart, a store closed by its series' ``end`` before the writer was idle
+    went unnamed in the line naming the stores closed ("closed 1 store(s)" of six: a
+    trial); one its series' frames resumed is named apart."""
+    from stream.service._messages import EndOp, RawOp
+    from stream.service._writer import Writer
+    from stream.store import SeriesStore, StoreConfig
+
+    with SeriesStore(tmp_path, "kept", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, np.ones((8, 8), "<u2"), t_ns=1)
+        store.flush()
+        for name in ("ended", "idle", "resumed"):  # copies of a store left open
+            shutil.copytree(tmp_path / "kept.zarr", tmp_path / f"{name}.zarr")
+    writer = Writer(
+        tmp_path, StoreConfig(), {}, on_error=lambda *_: None, on_lost=lambda *_: None,
+        on_series_end=lambda *_: None, depth=8, flush_interval_s=3600,
+    )  # fmt: skip
+    writer.put(EndOp("ended"))  # both waiting before the thread starts: taken first
+    writer.put(RawOp("resumed", 1, np.ones((8, 8), "<u2"), 2))
+    with caplog.at_level(logging.WARNING, logger="stream.service._writer"):
+        writer.start()
+        try:
+            wait_until(lambda: "were resumed" in caplog.text)
+        finally:
+            writer.close()
+    assert (
+        "closed 2 store(s) an earlier session left open (killed, or a stop that could not "
+        "close them: a full disk?): ended (1 frames, 0 missing, 1 not denoised), idle (1 frames, 0 "
+        "missing, 1 not denoised)"
+    ) in caplog.text
+    assert (
+        "1 store(s) an earlier session left open were resumed by their series' frames "
+        "(their series_end tells their totals): resumed"
+    ) in caplog.text
+    assert all(closed_totals(tmp_path / f"{name}.zarr") for name in ("ended", "idle", "resumed"))
+
+
 def test_frames_lost_at_close_are_counted_even_when_the_trim_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

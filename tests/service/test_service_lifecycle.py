@@ -119,6 +119,7 @@ def test_a_series_ended_before_any_frame_still_reports_its_end(
     assert end["frames"] == 0 and end["missing"] == 0
     if zarr_on:
         assert end["stored"] == 0 and not (tmp_path / "data" / "empty.zarr").exists()
+        assert end["lost"] == {"raw": 0, "clean": 0}  # the keys of every series_end (was {})
 
 
 @pytest.mark.parametrize("zarr_on", [True, False], ids=["store", "no-store"])

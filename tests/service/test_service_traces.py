@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -603,6 +604,9 @@ def test_a_series_a_crashed_sender_left_open_is_ended_by_end_series(tmp_path: Pa
         unknown = CliRunner().invoke(
             app, ["end-series", "nosuch", "--control", svc.endpoints["control"]]
         )
+        unknown_json = CliRunner().invoke(
+            app, ["end-series", "nosuch", "--json", "--control", svc.endpoints["control"]]
+        )
         while len(events(seen, "series_end")) < 2:
             seen.append(sub.recv(timeout=10))
         pub.send_frame(_frames(1, seed=1)[0], "crashed", 3)  # a later frame resumes it
@@ -614,6 +618,10 @@ def test_a_series_a_crashed_sender_left_open_is_ended_by_end_series(tmp_path: Pa
     assert "series 'empty' ended (it took no frame)" in result.output
     assert unknown.exit_code == 2
     assert "end_series refused by" in unknown.output and "'nosuch' is not open" in unknown.output
+    # --json: the refusal as JSON on stdout too (it was plain text only: a trial)
+    refusal = json.loads(unknown_json.stdout)
+    assert unknown_json.exit_code == 2 and refusal["ok"] is False, unknown_json.output
+    assert "'nosuch' is not open" in refusal["error"]
     group = zarr.open_group(tmp_path / "data" / "crashed.zarr", mode="r")
     assert group["valid"][:4].all() and group["clean_valid"][:4].all()  # one store, no hole
 

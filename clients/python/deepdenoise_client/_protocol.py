@@ -367,7 +367,7 @@ def _check_meta_to_send(meta: Mapping[str, Any], limits: Limits) -> dict[str, An
     if not isinstance(meta, Mapping):
         raise ProtocolError("meta", f"expected meta as a mapping, got {type(meta).__name__}")
     meta = dict(meta)
-    _check_keys(meta, "meta", reason="meta")
+    _check_keys(meta, "meta")  # header_decode, as the service rejects such a header
     try:
         size = len(msgpack.packb(meta, use_bin_type=True, default=_default))
     except (TypeError, ValueError, OverflowError) as exc:
@@ -384,15 +384,15 @@ def _check_meta_to_send(meta: Mapping[str, Any], limits: Limits) -> dict[str, An
     return meta
 
 
-def _check_keys(obj: Any, where: str, reason: str = "header_decode") -> None:
+def _check_keys(obj: Any, where: str) -> None:
     if isinstance(obj, Mapping):
         for key, value in obj.items():
             if not isinstance(key, str):
-                raise ProtocolError(reason, f"{where}: map keys must be str, got {key!r}")
-            _check_keys(value, f"{where}.{key}", reason)
+                raise ProtocolError("header_decode", f"{where}: map keys must be str, got {key!r}")
+            _check_keys(value, f"{where}.{key}")
     elif isinstance(obj, list | tuple):
         for i, value in enumerate(obj):
-            _check_keys(value, f"{where}[{i}]", reason)
+            _check_keys(value, f"{where}[{i}]")
 
 
 def _check_header_size(size: int, limit: int) -> None:
