@@ -107,7 +107,11 @@ def _left_open_totals(store: SeriesStore) -> str:
         if isinstance(frames, int) and isinstance(clean, int) and clean < frames
         else ""
     )
-    return f"{store.series} ({frames} frames, {missing} missing{undenoised})"
+    lost = info.get("lost")
+    lost = lost if isinstance(lost, dict) else {}
+    told = [f"{n} {kind}" for kind, n in lost.items() if isinstance(n, int) and n > 0]
+    lost_text = f", lost to write errors: {', '.join(told)}" if told else ""  # over its life
+    return f"{store.series} ({frames} frames, {missing} missing{undenoised}{lost_text})"
 
 
 class WriterGaveUp(Exception):
@@ -695,7 +699,8 @@ class Writer:
             log.warning(
                 "closed %d store(s) an earlier session left open (killed, or a stop that "
                 "could not close them: a full disk?): %s; missing counts the holes up to "
-                "each one's last frame on disk, and frames sent after it are not known",
+                "each one's last frame on disk, and frames sent after it are not known "
+                "(unless a stop on a full disk set its totals aside: then up to its last)",
                 len(closed),
                 ", ".join(closed[:CLOSED_SHOWN]) + more,
             )

@@ -52,6 +52,7 @@ import zarr
 from .._errors import StoreError, StoreUnlockableError, StoreWriteError
 from .._types import SERIES_RULE, is_series_name
 from ._arrays import Block, FlagWrite, StoreArrays, create_arrays
+from ._close_reserve import CloseReserve
 from ._config import MAX_FRAMES_PER_SHARD, StoreConfig
 from ._frame_meta import FrameMetaLog
 from ._layout import (
@@ -282,11 +283,35 @@ class SeriesStore:
         self._info = info
         self._trace_arrays = existing_trace_arrays(self.path) if self.resumed else {}
         self._meta = FrameMetaLog(self.path, self._config.fsync)
+        self._reserve = CloseReserve(self.path, self._config.fsync)
+        unrecorded = self._reserve.read() if self.resumed else None
+        self._reserve_holds = unrecorded is not None
+        self._reserve.make()
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)
             self._frames, self._max_index = scan.valid, scan.last
             self._clean_frames = scan.clean
+            if unrecorded is not None:
+                self._take_unrecorded(unrecorded)
             self._put_attrs()  # closed=False and the new session, before any frame lands
+
+    def _take_unrecorded(self, totals: dict[str, Any]) -> None:
+        """The totals a close on a full disk set aside (its attributes could not be
+        written): the frames lost over the store's life, and its last index, so that
+        the frames lost after its last frame on disk count as missing."""
+        self._info["lost"] = dict(totals["lost"])
+        self._info["frame_meta_lost"] = totals["frame_meta_lost"]
+        last = totals["last_index"]
+        if last is not None and (self._max_index is None or last > self._max_index):
+            self._max_index = last
+        log.warning(
+            "%s: its last close could not record its totals (a full disk?); taken from %s: "
+            "lost %s, last index %s",
+            self.path,
+            self._reserve.path.name,
+            totals["lost"],
+            last,
+        )
 
     # ------------------------------------------------------------------ opening
     def _create(self, extra: dict[str, Any], frames_per_shard: int | None = None) -> dict[str, Any]:
@@ -598,7 +623,11 @@ class SeriesStore:
             raise lost
 
     def _finish(self) -> None:
-        """Trim the time axis, record the totals, let go of the arrays and the lock."""
+        """Trim the time axis, record the totals, let go of the arrays and the lock;
+        totals that cannot be recorded (a full disk) are set aside in the reserve."""
+        lost = _summed(self._info.get("lost"), self.lost)  # over the store's life
+        meta_lost = int(self._info.get("frame_meta_lost", 0)) + self._meta.lost
+        recorded = False
         try:
             length = 0 if self._max_index is None else self._max_index + 1
             self._guard("trim", lambda: self._io.resize(length))
@@ -614,16 +643,21 @@ class SeriesStore:
                 first_index=scan.first,
                 last_index=scan.last,
                 missing=scan.missing,
-                lost=dict(self.lost),
+                lost=lost,
             )
-            if self._meta.lost:  # the frames' own meta, where the disk refused it
-                self._info["frame_meta_lost"] = (
-                    self._info.get("frame_meta_lost", 0) + self._meta.lost
-                )
+            if meta_lost:  # the frames' own meta, where the disk refused it
+                self._info["frame_meta_lost"] = meta_lost
             self._put_attrs()
+            recorded = True
+            if self._reserve_holds:  # the attributes hold those totals now
+                self._reserve.clear()
             xml = ome_xml(self._shape, {"raw": self._dtype, "clean": F4}, size_t=length)
             self._guard("write the OME-XML of", lambda: _replace_text(self._ome_xml, xml))
         finally:
+            if not recorded:
+                totals = {"lost": lost, "last_index": self._max_index, "frame_meta_lost": meta_lost}
+                if self._reserve.write(totals):
+                    log.warning("%s: totals set aside in %s", self.path, self._reserve.path.name)
             self._spare.clear()
             self._io.close()
             self._unlock()
@@ -845,6 +879,12 @@ class SeriesStore:
             "write the attributes of",
             lambda: self._group.update_attributes({"deepdenoise": self._info}),
         )
+
+
+def _summed(recorded: Any, session: Mapping[str, int]) -> dict[str, int]:
+    """Frames lost by kind: those an earlier close recorded and this session's."""
+    before = recorded if isinstance(recorded, dict) else {}
+    return {kind: int(before.get(kind, 0)) + frames for kind, frames in session.items()}
 
 
 def _replace_text(path: Path, text: str) -> None:
