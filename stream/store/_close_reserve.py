@@ -37,6 +37,7 @@ class CloseReserve:
     def __init__(self, store: Path, fsync: bool) -> None:
         self.path = store / RESERVE_FILE
         self._fsync = fsync
+        self.written_over = False  # as last read: not zeros (a record, or what is left of one)
 
     def make(self) -> None:
         """Write the zeros, unless the file is there whole (it may hold a record); a
@@ -63,6 +64,7 @@ class CloseReserve:
         except OSError as exc:
             log.warning("%s cannot be read: %s", self.path, exc)
             return None
+        self.written_over = any(data)
         if not data or data[0] == 0:  # zeros: nothing recorded
             return None
         unpacker = msgpack.Unpacker(raw=False)

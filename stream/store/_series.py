@@ -285,7 +285,6 @@ class SeriesStore:
         self._meta = FrameMetaLog(self.path, self._config.fsync)
         self._reserve = CloseReserve(self.path, self._config.fsync)
         unrecorded = self._reserve.read() if self.resumed else None
-        self._reserve_holds = unrecorded is not None
         self._reserve.make()
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)
@@ -649,7 +648,7 @@ class SeriesStore:
                 self._info["frame_meta_lost"] = meta_lost
             self._put_attrs()
             recorded = True
-            if self._reserve_holds:  # the attributes hold those totals now
+            if self._reserve.written_over:  # the attributes hold its totals now
                 self._reserve.clear()
             xml = ome_xml(self._shape, {"raw": self._dtype, "clean": F4}, size_t=length)
             self._guard("write the OME-XML of", lambda: _replace_text(self._ome_xml, xml))

@@ -93,6 +93,16 @@ def test_a_reserve_with_no_record_is_none(tmp_path: Path, content: bytes) -> Non
     assert CloseReserve(tmp_path, fsync=False).read() is None
 
 
+def test_what_no_record_left_in_a_reserve_is_cleared_by_the_next_close(tmp_path: Path) -> None:
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2") as store:
+        store.write_raw(0, np.ones((4, 4), "<u2"), 1)
+    reserve = store_path(tmp_path, "s") / RESERVE_FILE
+    reserve.write_bytes(b"\x85torn" + bytes(RESERVE_BYTES - 5))  # a record cut short
+    with SeriesStore(tmp_path, "s", (4, 4), "<u2"):
+        pass
+    assert reserve.read_bytes() == bytes(RESERVE_BYTES)
+
+
 def test_a_store_opens_where_its_reserve_cannot_be_made(tmp_path: Path) -> None:
     """A reserve that cannot be made (here a folder in its place) keeps no store from
     opening or closing."""
