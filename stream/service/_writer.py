@@ -629,11 +629,12 @@ class Writer:
         self._guarded(series, "store_close", store.close)
         self._store_closing = None
         self._tell_meta_lost(series, store)
-        if left_open_before:  # named with those closed between frames
-            self._left_open_done(store.path, store)
         info = store.info
         lost = _with_unstored(store.lost, unstored)
         recorded = bool(info.get("closed", False))
+        if left_open_before and recorded:  # named with those closed between frames (one
+            # whose close failed stays left open: tried again between frames)
+            self._left_open_done(store.path, store)
         if recorded:
             frames, missing = int(info["frames"]), int(info["missing"])
             clean = int(info.get("clean_frames", store.clean_written))

@@ -132,4 +132,5 @@ def _is_record(record: Any) -> bool:
         and all(type(lost[kind]) is int and lost[kind] >= 0 for kind in _KINDS)
         and (last is None or (type(last) is int and last >= 0))
         and type(record["frame_meta_lost"]) is int
+        and record["frame_meta_lost"] >= 0
     )

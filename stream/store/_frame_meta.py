@@ -43,7 +43,7 @@ class FrameMetaLog:
         self.path = store / FRAME_META_FILE
         self._fsync = fsync
         self._pending = bytearray()
-        self._records = 0  # in _pending
+        self._records = 0  # in _pending, counted lost should they be
         self.written = 0  # records this session put on disk
         self.lost = 0  # records this session could not write
         self.last_error: str | None = None  # why the latest of them were lost
@@ -62,10 +62,14 @@ class FrameMetaLog:
         lost, self._lost_taken = self.lost - self._lost_taken, self.lost
         return lost, self.last_error
 
-    def append(self, index: int, t_ns: int | None, meta: Mapping[str, Any]) -> None:
+    def append(
+        self, index: int, t_ns: int | None, meta: Mapping[str, Any], counted: bool = True
+    ) -> None:
+        """``counted``: False for a record that stands for no meta (a rejected frame
+        that carried none), whose loss is no frame's meta lost."""
         record = {"index": index, "t_ns": t_ns, "meta": meta}
         self._pending += msgpack.packb(record, use_bin_type=True)
-        self._records += 1
+        self._records += counted
         if len(self._pending) > BUFFER_BYTES:
             self.flush()
 

@@ -189,7 +189,7 @@ class RejectedStore:
             zip(block.rows, block.metas, strict=True), start
         ):
             if meta is not None or every_row:
-                meta_log.append(row, t_ns or None, meta or {})
+                meta_log.append(row, t_ns or None, meta or {}, counted=meta is not None)
         meta_log.flush()
 
     @staticmethod

@@ -259,12 +259,14 @@ class SeriesStore:
                     f"{self.path} cannot be locked here: nothing tells whether another "
                     "process writes it"
                 )
+            was_closed = bool(read_group_attrs(self.path).get("deepdenoise", {}).get("closed"))
             info = self._resume_info(extra)
             self.resumed = True
         else:
             info = self._create(extra)
             self._lock = lock_store(self.path)
             self.resumed = False
+            was_closed = False
         try:
             self._group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
             self._io = StoreArrays(self.path, self._config)
@@ -284,7 +286,12 @@ class SeriesStore:
         self._trace_arrays = existing_trace_arrays(self.path) if self.resumed else {}
         self._meta = FrameMetaLog(self.path, self._config.fsync)
         self._reserve = CloseReserve(self.path, self._config.fsync)
+        # a record is the last close's only where that close recorded nothing: one a
+        # closed store's reserve still holds (a kill before it was zeroed) is older
         unrecorded = self._reserve.read() if self.resumed else None
+        if was_closed and unrecorded is not None:
+            log.info("%s: a record older than the store's recorded totals: ignored", self.path)
+            unrecorded = None
         self._reserve.make()
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)
@@ -299,7 +306,8 @@ class SeriesStore:
         written): the frames lost over the store's life, and its last index, so that
         the frames lost after its last frame on disk count as missing."""
         self._info["lost"] = dict(totals["lost"])
-        self._info["frame_meta_lost"] = totals["frame_meta_lost"]
+        if totals["frame_meta_lost"]:
+            self._info["frame_meta_lost"] = totals["frame_meta_lost"]
         last = totals["last_index"]
         if last is not None and (self._max_index is None or last > self._max_index):
             self._max_index = last
@@ -586,6 +594,7 @@ class SeriesStore:
         self.frames_per_shard = self._io.frames_per_shard
         self._traces, self._trace_key, self._trace_arrays = None, None, {}
         self._errors.append(f"{what}; it is made again for the frames that follow")
+        self._reserve.make()
 
     def update_attrs(self, **values: Any) -> None:
         """Merge ``values`` into the ``deepdenoise`` group attribute, written at once."""

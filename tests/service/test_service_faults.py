@@ -57,6 +57,7 @@ from stream.store import (
     RejectedStore,
     SeriesStore,
     closed_totals,
+    left_open,
     read_rejected,
     rejected_path,
     summarize_store,
@@ -1314,6 +1315,40 @@ def test_every_store_left_open_is_named_however_it_was_seen_to(
         "(their series_end tells their totals): resumed"
     ) in caplog.text
     assert all(closed_totals(tmp_path / f"{name}.zarr") for name in ("ended", "idle", "resumed"))
+
+
+def test_a_store_left_open_whose_close_fails_is_not_named_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store left open that its series' ``end`` tries to close on a disk still full
+    stays left open: it was named "closed", with totals of an earlier close (a review)."""
+    from stream.service._messages import EndOp
+    from stream.service._writer import Writer
+    from stream.store import SeriesStore, StoreConfig
+    from stream.store._arrays import StoreArrays
+
+    with SeriesStore(tmp_path, "kept", (8, 8), np.dtype("<u2")) as store:
+        store.write_raw(0, np.ones((8, 8), "<u2"), t_ns=1)
+        store.flush()
+        shutil.copytree(tmp_path / "kept.zarr", tmp_path / "full.zarr")  # left open
+
+    def no_room(*_: Any, **__: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StoreArrays, "resize", no_room)
+    writer = Writer(
+        tmp_path, StoreConfig(), {}, on_error=lambda *_: None, on_lost=lambda *_: None,
+        on_series_end=lambda *_: None, depth=8, flush_interval_s=3600,
+    )  # fmt: skip
+    writer.put(EndOp("full"))  # waiting before the thread starts: taken first
+    with caplog.at_level(logging.WARNING, logger="stream.service._writer"):
+        writer.start()
+        try:
+            wait_until(lambda: "stays so" in caplog.text)  # tried again between frames
+        finally:
+            writer.close()
+    assert left_open(tmp_path / "full.zarr")
+    assert "closed 1 store(s)" not in caplog.text
 
 
 def test_frames_lost_at_close_are_counted_even_when_the_trim_fails(

@@ -185,3 +185,20 @@ def test_a_crash_s_uncounted_rows_leave_no_meta_to_the_rows_after(tmp_path: Path
     again.flush()
     (got,) = read_rejected(rejected_path(tmp_path, "cam"))
     assert got.index.tolist() == [0, 5] and got.meta == [{"kept": True}, {}]
+
+
+def test_a_row_with_no_meta_whose_record_is_lost_is_no_meta_lost(tmp_path: Path) -> None:
+    """Once a block has a meta file, a row with no meta gets an empty record too; its
+    loss is no frame's meta lost (a review: counted 1)."""
+    store = RejectedStore(tmp_path, "cam")
+    store.add("duplicate", 0, pixels(0), 1, 1, {"a": 1})
+    store.flush()
+    block = rejected_path(tmp_path, "cam") / "duplicate" / "uint16_6x9"
+    store.close()
+    (block / FRAME_META_FILE).unlink()
+    (block / FRAME_META_FILE).mkdir()  # no record can be appended now
+    again = RejectedStore(tmp_path, "cam")
+    again.add("duplicate", 1, pixels(1), 2, 2)
+    again.add("duplicate", 2, pixels(2), 3, 3, {"b": 2})
+    again.flush()
+    assert again.take_frame_meta_lost()[0] == 1  # the row that carried meta only
