@@ -29,13 +29,21 @@ def describe(path: Path) -> tuple[str, list[tuple[str, str]], str | None]:
         is_rejected_store,
         is_series_store,
         rejected_path,
+        rejected_with_meta,
         summarize_rejected,
         summarize_store,
     )
 
     if path.is_dir() and is_rejected_store(path):
-        blocks = summarize_rejected(path)
-        rows = [(block, counted(n, "frame")) for block, n in blocks.items()] or [("frames", "0")]
+        blocks, with_meta = summarize_rejected(path), rejected_with_meta(path)
+        rows = [
+            (
+                block,
+                counted(n, "frame")
+                + (f", {with_meta[block]} with meta" if with_meta[block] else ""),
+            )
+            for block, n in blocks.items()
+        ] or [("frames", "0")]
         return f"rejected frames {path}", rows, None
     if path.is_dir() and is_series_store(path):
         summary = summarize_store(path)

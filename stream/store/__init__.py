@@ -23,6 +23,7 @@ from ._rejected import (
     is_rejected_store,
     read_rejected,
     rejected_path,
+    rejected_with_meta,
     summarize_rejected,
 )
 from ._series import (
@@ -66,6 +67,7 @@ __all__ = [
     "read_rejected",
     "recorded_frames",
     "rejected_path",
+    "rejected_with_meta",
     "store_path",
     "stored_series",
     "summarize_rejected",

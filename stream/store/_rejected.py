@@ -280,6 +280,16 @@ def summarize_rejected(path: str | Path) -> dict[str, int]:
     return {f"{reason}/{layout}": _rows(block) for reason, layout, block in _blocks(path)}
 
 
+def rejected_with_meta(path: str | Path) -> dict[str, int]:
+    """Rows written whole whose frame carried ``meta``, by ``reason/layout``."""
+    counts = {}
+    for reason, layout, block in _blocks(path):
+        rows = _rows(block)
+        metas = _read_meta(Path(path) / reason / layout)
+        counts[f"{reason}/{layout}"] = sum(1 for row, meta in metas.items() if row < rows and meta)
+    return counts
+
+
 def _blocks(path: str | Path) -> list[tuple[str, str, Any]]:
     """(reason, layout, group) of every block in the store, sorted."""
     import zarr

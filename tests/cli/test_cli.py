@@ -261,7 +261,7 @@ def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):
     kept = RejectedStore(tmp_path, "s1")
     kept.add("duplicate", 0, np.ones((8, 8), "<u2"), None, 1)
     kept.add("series_mismatch", 1, np.ones((4, 4), "<f4"), None, 2)
-    kept.add("series_mismatch", 2, np.ones((4, 4), "<f4"), None, 3)
+    kept.add("series_mismatch", 2, np.ones((4, 4), "<f4"), None, 3, {"binning": 2})
     kept.flush()
     series = one_line(invoke("info", str(tmp_path / "s1.zarr")).output.replace("│", " "))
     assert "rejected frames 3 kept in rejected/s1.zarr beside it" in series
@@ -269,7 +269,7 @@ def test_info_points_from_a_store_to_its_rejected_frames(tmp_path: Path):
     assert result.exit_code == 0, result.output
     text = one_line(result.output.replace("│", " "))
     assert "duplicate/uint16_8x8 1 frame " in text
-    assert "series_mismatch/float32_4x4 2 frames" in text
+    assert "series_mismatch/float32_4x4 2 frames, 1 with meta" in text
 
 
 def test_info_takes_a_shipped_models_name():
