@@ -116,6 +116,7 @@ class CloseReserve:
             os.pwrite(fd, bytes(RESERVE_BYTES), 0)
             if self._fsync:
                 os.fsync(fd)
+            self.written_over = False
         except OSError as exc:
             log.warning("%s could not be cleared: %s", self.path, exc)
         finally:

@@ -188,7 +188,9 @@ class RejectedStore:
         for row, ((_, t_ns, _), meta) in enumerate(
             zip(block.rows, block.metas, strict=True), start
         ):
-            if meta is not None or every_row:
+            if meta is not None or every_row:  # an empty record's loss is no meta lost,
+                # though a crash's record of that row may then stand for it (rare: a kill
+                # and a failed append at one row)
                 meta_log.append(row, t_ns or None, meta or {}, counted=meta is not None)
         meta_log.flush()
 

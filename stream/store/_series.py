@@ -292,6 +292,8 @@ class SeriesStore:
         if was_closed and unrecorded is not None:
             log.info("%s: a record older than the store's recorded totals: ignored", self.path)
             unrecorded = None
+        if was_closed and self._reserve.written_over:  # zeroed before the attributes say
+            self._reserve.clear()  # open again: a kill then would have it taken (a review)
         self._reserve.make()
         if self.resumed:
             scan = self._guard("read the flags of", self._scan)

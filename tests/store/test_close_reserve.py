@@ -128,6 +128,8 @@ def test_a_record_older_than_the_stores_recorded_totals_is_not_taken(tmp_path: P
     path = store_path(tmp_path, "s")
     older = {"lost": {"raw": 2, "clean": 0}, "last_index": 9, "frame_meta_lost": 0}
     assert CloseReserve(path, fsync=False).write(older)
+    SeriesStore(tmp_path, "s", (4, 4), "<u2").release()  # opened, then killed: a session
+    # that left its attributes open again; the next open took the record (a re-review)
     with SeriesStore(tmp_path, "s", (4, 4), "<u2"):
         pass
     totals = closed_totals(path)
