@@ -194,6 +194,8 @@ class Receiver:
                 yield series, reply
 
     def _take_end_requests(self) -> None:
+        if self._end_requests.empty():  # nearly always: no exception raised to say so
+            return
         for series, reply in self._waiting_end_requests():
             state = self._series.get(series)
             if state is None or not state.open:

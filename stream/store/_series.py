@@ -259,8 +259,7 @@ class SeriesStore:
                     f"{self.path} cannot be locked here: nothing tells whether another "
                     "process writes it"
                 )
-            was_closed = bool(read_group_attrs(self.path).get("deepdenoise", {}).get("closed"))
-            info = self._resume_info(extra)
+            info, was_closed = self._resume_info(extra)
             self.resumed = True
         else:
             info = self._create(extra)
@@ -372,8 +371,10 @@ class SeriesStore:
                 _building.discard(tmp)
         return info
 
-    def _resume_info(self, extra: dict[str, Any]) -> dict[str, Any]:
+    def _resume_info(self, extra: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The attribute for this session, and whether the last one closed the store."""
         info = dict(read_group_attrs(self.path)["deepdenoise"])
+        was_closed = bool(info.get("closed"))
         if info.get("store_version") != STORE_VERSION:
             raise StoreError(
                 f"cannot resume {self.path}: it has store layout version "
@@ -393,7 +394,7 @@ class SeriesStore:
         if models:
             info["models"] = models
         info.update(opened=_now(), sessions=int(info.get("sessions", 1)) + 1, closed=False)
-        return info
+        return info, was_closed
 
     # ------------------------------------------------------------------ writing
     @property

@@ -308,33 +308,31 @@ ddn_status ddn_encode_request(msgpack_sbuffer *out, const char *cmd, ddn_error *
     return DDN_OK;
 }
 
-ddn_status ddn_encode_load_model(msgpack_sbuffer *out, const char *path, ddn_error *err) {
-    if (out == NULL || path == NULL || path[0] == '\0')
-        return ddn__fail(err, DDN_E_ARGUMENT, "load_model needs a model path");
+/* A request of one string argument, {"cmd": cmd, key: value} (arguments checked). */
+static ddn_status encode_command_with(msgpack_sbuffer *out, const char *cmd, const char *key,
+                                      const char *value, ddn_error *err) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
     pack_cstr(&pk, "cmd");
-    pack_cstr(&pk, "load_model");
-    pack_cstr(&pk, "path");
-    pack_cstr(&pk, path);
+    pack_cstr(&pk, cmd);
+    pack_cstr(&pk, key);
+    pack_cstr(&pk, value);
     ddn__ok(err);
     return DDN_OK;
+}
+
+ddn_status ddn_encode_load_model(msgpack_sbuffer *out, const char *path, ddn_error *err) {
+    if (out == NULL || path == NULL || path[0] == '\0')
+        return ddn__fail(err, DDN_E_ARGUMENT, "load_model needs a model path");
+    return encode_command_with(out, "load_model", "path", path, err);
 }
 
 ddn_status ddn_encode_end_series(msgpack_sbuffer *out, const char *series, ddn_error *err) {
     if (out == NULL) return ddn__fail(err, DDN_E_ARGUMENT, "end_series needs a buffer");
     ddn_status st = check_series(series, err);
     if (st != DDN_OK) return st;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "cmd");
-    pack_cstr(&pk, "end_series");
-    pack_cstr(&pk, "series");
-    pack_cstr(&pk, series);
-    ddn__ok(err);
-    return DDN_OK;
+    return encode_command_with(out, "end_series", "series", series, err);
 }
 
 /* Label image types set_rois takes, with their sizes. */
